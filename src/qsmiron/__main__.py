@@ -1,0 +1,5 @@
+import sys
+
+from qsmiron.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Templates and atlases: where they come from and what their labels mean."""

@@ -1,0 +1,213 @@
+"""The ``qsmiron`` command: a thin layer over the Python API.
+
+Each subcommand parses its arguments and calls one API function; problems with the user's
+input arrive as ``InputError`` and are printed as one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from qsmiron import __version__
+from qsmiron.errors import InputError
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _cmd_invert(args: argparse.Namespace) -> int:
+    from qsmiron.pipeline.single import invert_file
+
+    invert_file(args.field, args.mask, args.output, method=args.method, config_path=args.config)
+    return 0
+
+
+def _cmd_recon(args: argparse.Namespace) -> int:
+    from qsmiron.pipeline.single import reconstruct_files
+
+    reconstruct_files(
+        magnitude=args.magnitude,
+        phase=args.phase,
+        out_dir=args.output,
+        echo_times_s=args.echo_times,
+        field_strength_t=args.field_strength,
+        mask=args.mask,
+        config_path=args.config,
+    )
+    return 0
+
+
+def _cmd_roi(args: argparse.Namespace) -> int:
+    from qsmiron.roi.api import roi_from_files
+
+    roi_from_files(
+        chi=args.chi,
+        magnitude=args.magnitude,
+        out_tsv=args.output,
+        atlas=args.atlas,
+        atlas_labels=args.atlas_labels,
+        template=args.template,
+        config_path=args.config,
+    )
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from qsmiron.pipeline.group import run_group_analysis
+
+    run_group_analysis(args.regions, args.participants, args.output, study_path=args.study)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from qsmiron.pipeline.bids_app import run_bids_app
+
+    run_bids_app(
+        bids_dir=args.bids_dir,
+        out_dir=args.out_dir,
+        level=args.level,
+        participant_labels=args.participant_label,
+        study_path=args.study,
+        n_procs=args.n_procs,
+        dask_scheduler=args.dask_scheduler,
+        config_path=args.config,
+    )
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from qsmiron.simulate.cohort import simulate_cohort
+
+    simulate_cohort(args.out_bids, n_subjects=args.subjects, seed=args.seed)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from qsmiron.pipeline.demo import run_demo
+
+    report = run_demo(args.out_dir, n_subjects=args.subjects, seed=args.seed, n_procs=args.n_procs)
+    print(f"report: {Path(report).resolve()}")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from qsmiron.io.dicom import convert_dicom_to_bids
+
+    convert_dicom_to_bids(args.dicom_dir, args.bids_dir, subject=args.subject, session=args.session)
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from qsmiron.config import config_to_dict, load_config
+    import json
+
+    print(json.dumps(config_to_dict(load_config(args.config)), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qsmiron",
+        description="Quantitative susceptibility mapping for clinical brain-iron studies.",
+    )
+    parser.add_argument("--version", action="version", version=f"qsmiron {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def add_config(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--config", metavar="FILE", default=None,
+                         help="settings file (TOML or JSON); see `qsmiron config`")
+
+    sub = add("invert", _cmd_invert, "Dipole inversion: local field (ppm) to susceptibility (ppm).")
+    sub.add_argument("field", metavar="FIELD", help="local field, ppm, 3D NIfTI")
+    sub.add_argument("mask", metavar="MASK", help="binary mask NIfTI on the same grid")
+    sub.add_argument("-o", "--output", metavar="CHI", required=True, help="susceptibility map to write (ppm)")
+    sub.add_argument("--method", metavar="NAME", default=None, help="inversion method (default: the best available)")
+    add_config(sub)
+
+    sub = add("recon", _cmd_recon, "Multi-echo GRE magnitude and phase to a susceptibility map.")
+    sub.add_argument("--magnitude", metavar="MAG", action="append", required=True,
+                     help="4D magnitude (echoes last) or one file per echo (repeat the option)")
+    sub.add_argument("--phase", metavar="PHASE", action="append", required=True,
+                     help="4D phase (echoes last) or one file per echo (repeat the option)")
+    sub.add_argument("--echo-times", metavar="TE1,TE2,...", type=_floats, default=None,
+                     help="echo times in seconds (default: from BIDS JSON sidecars)")
+    sub.add_argument("--field-strength", metavar="TESLA", type=float, default=None,
+                     help="B0 in tesla (default: MagneticFieldStrength from the sidecars)")
+    sub.add_argument("--mask", metavar="MASK", default=None, help="brain mask to use instead of the automatic one")
+    sub.add_argument("-o", "--output", metavar="OUTDIR", required=True)
+    add_config(sub)
+
+    sub = add("roi", _cmd_roi, "Per-region susceptibility in atlas regions brought into subject space.")
+    sub.add_argument("--chi", metavar="CHI", required=True, help="susceptibility map (ppm)")
+    sub.add_argument("--magnitude", metavar="MAG", required=True, help="magnitude on the same grid (first echo used)")
+    sub.add_argument("-o", "--output", metavar="OUT.tsv", required=True)
+    sub.add_argument("--atlas", default="cit168", metavar="cit168|PATH", help="built-in atlas name or a label NIfTI in template space")
+    sub.add_argument("--atlas-labels", metavar="TSV", default=None, help="index and name of each label (required with --atlas PATH)")
+    sub.add_argument("--template", metavar="PATH", default=None, help="template the atlas is defined on (default: MNI152NLin2009cAsym)")
+    add_config(sub)
+
+    sub = add("stats", _cmd_stats, "Cohort statistics and the study report.")
+    sub.add_argument("regions", metavar="REGIONS.tsv")
+    sub.add_argument("participants", metavar="PARTICIPANTS.tsv")
+    sub.add_argument("-o", "--output", metavar="OUTDIR", required=True)
+    sub.add_argument("--study", metavar="study.toml", default=None)
+
+    sub = add("run", _cmd_run, "BIDS-App: a BIDS dataset to QSM maps, regional tables, statistics and the report.")
+    sub.add_argument("bids_dir", metavar="BIDS_DIR")
+    sub.add_argument("out_dir", metavar="OUT_DIR")
+    sub.add_argument("level", metavar="LEVEL", nargs="?", choices=["participant", "group"], default=None,
+                     help="participant or group (default: both)")
+    sub.add_argument("--participant-label", nargs="+", default=None, metavar="LABEL")
+    sub.add_argument("--study", metavar="study.toml", default=None)
+    sub.add_argument("--n-procs", type=int, default=None, metavar="N")
+    sub.add_argument("--dask-scheduler", default=None, metavar="ADDRESS")
+    add_config(sub)
+
+    sub = add("simulate", _cmd_simulate, "Simulate a cohort with known truth as a BIDS dataset.")
+    sub.add_argument("out_bids", metavar="OUT_BIDS")
+    sub.add_argument("--subjects", type=int, default=24, metavar="N")
+    sub.add_argument("--seed", type=int, default=0, metavar="S")
+
+    sub = add("demo", _cmd_demo, "Simulate a small cohort, run everything and print where the report is.")
+    sub.add_argument("out_dir", metavar="OUT_DIR")
+    sub.add_argument("--subjects", type=int, default=None, metavar="N")
+    sub.add_argument("--seed", type=int, default=0, metavar="S")
+    sub.add_argument("--n-procs", type=int, default=None, metavar="N")
+
+    sub = add("convert", _cmd_convert, "Convert a DICOM folder to BIDS with dcm2niix.")
+    sub.add_argument("dicom_dir", metavar="DICOM_DIR")
+    sub.add_argument("bids_dir", metavar="BIDS_DIR")
+    sub.add_argument("--subject", default=None, metavar="LABEL")
+    sub.add_argument("--session", default=None, metavar="LABEL")
+
+    sub = add("config", _cmd_config, "Print the full configuration (defaults, or a file's values resolved).")
+    sub.add_argument("config", metavar="FILE", nargs="?", default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except InputError as error:
+        print(f"qsmiron {args.command}: error: {error.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"qsmiron {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""The one exception type for problems with what a user gave us."""
+
+from __future__ import annotations
+
+import os
+
+
+class InputError(Exception):
+    """A problem with user input: a file, a value or a setting.
+
+    The command line prints it as one line (``path: message``) and exits with code 2;
+    programming errors are other exception types and keep their tracebacks.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong and, where it helps, how to fix it. One sentence, no trailing period
+        needed.
+    path : str or os.PathLike, optional
+        The file or directory the problem is in.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None):
+        self.message = str(message)
+        self.path = None if path is None else os.fspath(path)
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        text = " ".join(self.message.split())
+        return f"{self.path}: {text}" if self.path else text
+
+    def with_path(self, path: str | os.PathLike) -> "InputError":
+        """The same problem, attributed to ``path`` (kept if one is already set)."""
+        if self.path is not None:
+            return self
+        return InputError(self.message, path)

@@ -1,0 +1,1 @@
+"""Reading and writing: NIfTI with JSON sidecars, BIDS discovery, DICOM conversion, tables."""

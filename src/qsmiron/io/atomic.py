@@ -1,0 +1,107 @@
+"""Atomic writes: a file is either absent or complete, never half-written.
+
+Every output goes to a temporary name in the destination directory and is renamed into place
+(``os.replace`` is atomic on POSIX within one file system), so a run killed at any moment
+leaves nothing that a later run could mistake for a finished result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(destination: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``destination``; move it into place on success.
+
+    The temporary name keeps the destination's full suffix (``.nii.gz`` included) so that
+    writers choosing a format by extension behave the same. On error the temporary file is
+    removed and ``destination`` is untouched.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if suffix is None:
+        suffix = "".join(destination.suffixes)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=f".tmp{suffix}",
+                                    dir=destination.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, destination)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(destination: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``destination`` atomically."""
+    with atomic_path(destination) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(destination)
+
+
+def write_bytes_atomic(destination: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(destination) as tmp:
+        tmp.write_bytes(data)
+    return Path(destination)
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json_atomic(destination: str | os.PathLike, payload: Any) -> Path:
+    """Write ``payload`` as indented JSON atomically (NumPy scalars and arrays allowed)."""
+    text = json.dumps(payload, indent=2, default=_json_default, allow_nan=False)
+    return write_text_atomic(destination, text + "\n")
+
+
+def write_tsv_atomic(destination: str | os.PathLike, frame) -> Path:
+    """Write a pandas DataFrame as TSV (no index, ``n/a`` for missing, as BIDS does)."""
+    with atomic_path(destination) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, na_rep="n/a")
+    return Path(destination)
+
+
+@contextlib.contextmanager
+def atomic_directory(destination: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary directory beside ``destination``; it replaces ``destination`` on success.
+
+    Use it when a set of files must appear together (a subject's outputs): readers either
+    see the previous complete set or the new complete set.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp",
+                                dir=destination.parent))
+    try:
+        yield tmp
+        if destination.exists():
+            backup = destination.with_name(f".{destination.name}.old")
+            if backup.exists():
+                shutil.rmtree(backup)
+            os.replace(destination, backup)
+            os.replace(tmp, destination)
+            shutil.rmtree(backup)
+        else:
+            os.replace(tmp, destination)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)

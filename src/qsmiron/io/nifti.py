@@ -1,0 +1,177 @@
+"""NIfTI images and their BIDS JSON sidecars, and the geometry recon needs from a header."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from qsmiron.errors import InputError
+from qsmiron.io.atomic import atomic_path
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+@dataclass
+class Volume:
+    """An image as arrays plus the facts every later step needs.
+
+    Attributes
+    ----------
+    data : ndarray
+        Voxel values as stored (scaled by the header's slope/intercept), float32 unless the
+        caller asked otherwise.
+    affine : ndarray, shape (4, 4)
+        Voxel to world (RAS+, mm).
+    path : Path or None
+    sidecar : dict
+        The BIDS JSON sidecar next to the file, empty when there is none.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    path: Path | None = None
+    sidecar: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def voxel_size_mm(self) -> tuple[float, float, float]:
+        return voxel_size_mm(self.affine)
+
+    @property
+    def shape3d(self) -> tuple[int, int, int]:
+        return tuple(int(n) for n in self.data.shape[:3])
+
+
+def strip_nifti_suffix(path: str | os.PathLike) -> Path:
+    """``sub-1_echo-1_part-mag_MEGRE.nii.gz`` -> ``sub-1_echo-1_part-mag_MEGRE`` (same folder)."""
+    path = Path(path)
+    for suffix in NIFTI_SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.with_name(path.name[: -len(suffix)])
+    return path
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """The BIDS JSON sidecar that belongs to a NIfTI file."""
+    base = strip_nifti_suffix(path)
+    return base.with_name(base.name + ".json")
+
+
+def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
+    """Read the JSON sidecar of a NIfTI file; ``{}`` when there is none."""
+    json_path = sidecar_path(path)
+    if not json_path.exists():
+        return {}
+    try:
+        payload = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"the JSON sidecar cannot be read ({exc})", json_path) from None
+    if not isinstance(payload, dict):
+        raise InputError("the JSON sidecar is not a JSON object", json_path)
+    return payload
+
+
+def load_nifti(path: str | os.PathLike, *, dtype=np.float32, with_sidecar: bool = True) -> Volume:
+    """Load a NIfTI file, with a clear error for a missing or unreadable file.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    dtype : numpy dtype or None
+        Type of the returned array; None keeps the stored type (labels, integers).
+    with_sidecar : bool
+        Also read the BIDS JSON sidecar.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", path)
+    try:
+        image = nib.load(str(path))
+        data = image.get_fdata(dtype=np.float64) if dtype is not None else np.asanyarray(image.dataobj)
+    except Exception as exc:  # nibabel raises many types for a corrupt file
+        raise InputError(f"not a readable NIfTI image ({type(exc).__name__}: {exc})", path) from None
+    if dtype is not None:
+        data = np.asarray(data, dtype=dtype)
+    sidecar = read_sidecar(path) if with_sidecar else {}
+    return Volume(data=data, affine=np.asarray(image.affine, dtype=float), path=path, sidecar=sidecar)
+
+
+def save_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *,
+               sidecar: dict[str, Any] | None = None, dtype=None,
+               intent: str | None = None) -> Path:
+    """Write a NIfTI file (and optionally its JSON sidecar) atomically.
+
+    The qform and sform both carry ``affine`` (code 1, scanner/aligned) so other tools read
+    the same orientation. Booleans are stored as uint8.
+    """
+    path = Path(path)
+    array = np.asarray(data)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if dtype is not None:
+        array = array.astype(dtype)
+    image = nib.Nifti1Image(array, np.asarray(affine, dtype=float))
+    image.header.set_qform(affine, code=1)
+    image.header.set_sform(affine, code=1)
+    image.header.set_xyzt_units("mm", "sec")
+    if intent is not None:
+        image.header.set_intent(intent)
+    with atomic_path(path) as tmp:
+        nib.save(image, str(tmp))
+    if sidecar is not None:
+        from qsmiron.io.atomic import write_json_atomic
+
+        write_json_atomic(sidecar_path(path), sidecar)
+    return path
+
+
+def voxel_size_mm(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel edge lengths (mm) from an affine: the norms of its first three columns."""
+    affine = np.asarray(affine, dtype=float)
+    return tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))
+
+
+def b0_direction_voxel(affine: np.ndarray, b0_world=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """Unit vector of B0 in voxel (array-axis) coordinates.
+
+    The scanner's B0 points along world z (the bore axis) in RAS+ scanner coordinates, which
+    is what the NIfTI affine maps to for images straight from the scanner (dcm2niix). With
+    oblique slices the voxel axes are rotated relative to the world, so B0 in voxel axes is
+    the world B0 expressed in the (normalised) voxel axes: ``R^T b0`` where ``R`` holds the
+    unit column directions of the affine. Reflections (LPS vs RAS storage) are handled by the
+    same formula: the sign of a component follows the axis direction.
+
+    Parameters
+    ----------
+    affine : ndarray, shape (4, 4)
+    b0_world : sequence of 3 floats
+        B0 in world coordinates; the default is the scanner z axis.
+
+    Returns
+    -------
+    ndarray, shape (3,)
+        Unit vector.
+    """
+    affine = np.asarray(affine, dtype=float)
+    columns = affine[:3, :3]
+    norms = np.linalg.norm(columns, axis=0)
+    if np.any(norms == 0):
+        raise InputError("the image affine is degenerate (a zero-length voxel axis)")
+    directions = columns / norms
+    b0 = np.asarray(b0_world, dtype=float)
+    b0 = b0 / np.linalg.norm(b0)
+    # Least squares keeps the result right if the axes are not exactly orthogonal (shear).
+    b0_voxel = np.linalg.lstsq(directions, b0, rcond=None)[0]
+    return b0_voxel / np.linalg.norm(b0_voxel)
+
+
+def same_grid(affine_a: np.ndarray, affine_b: np.ndarray, shape_a, shape_b, *,
+              atol_mm: float = 1e-3) -> bool:
+    """True when two images share a voxel grid (shape and affine within ``atol_mm``)."""
+    return tuple(shape_a[:3]) == tuple(shape_b[:3]) and np.allclose(
+        np.asarray(affine_a, float), np.asarray(affine_b, float), atol=atol_mm)

@@ -1,0 +1,1 @@
+"""Per-subject and cohort orchestration: caching, resume, local and Dask execution."""

@@ -1,0 +1,1 @@
+"""Normalisation to the template with ANTs and warping labels into subject space."""

@@ -1,0 +1,1 @@
+"""The HTML study report, its figures and the methods paragraph."""

@@ -1,0 +1,1 @@
+"""Per-region susceptibility: from a chi map and labels to a tidy table."""

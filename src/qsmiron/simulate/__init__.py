@@ -1,0 +1,1 @@
+"""Realistic simulated cohorts with known truth, for the demo and for validation."""

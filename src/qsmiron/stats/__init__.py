@@ -1,0 +1,1 @@
+"""Cohort statistics: group comparison, associations, relapse models, multiple comparisons."""

@@ -1,0 +1,53 @@
+"""What a study analysis produces: the contract between ``stats`` and ``report``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+
+@dataclass
+class StudyResults:
+    """Every number of a study analysis, as tidy tables plus the settings that made them.
+
+    Attributes
+    ----------
+    settings : dict
+        The study settings actually used, defaults resolved (groups compared, covariates,
+        regions, association variables and group, relapse columns), as plain JSON values.
+    table1 : DataFrame
+        One row per participant characteristic: variable, kind (continuous/categorical),
+        summary per group, test, statistic, p.
+    group_comparison : DataFrame
+        Columns as in ``group_comparison.tsv`` (see the stats command).
+    associations : DataFrame
+        Columns as in ``associations.tsv``.
+    relapse : DataFrame
+        Columns as in ``relapse.tsv`` (hazard-ratio columns only with time-to-event data).
+    relapse_counts : DataFrame or None
+        Count regression per region (rate ratio per SD, CI, p, model) when a count column exists.
+    roc_curves : dict
+        ``(region, hemisphere) -> DataFrame(fpr, tpr, threshold_ppm)``.
+    km_curves : dict
+        ``(region, hemisphere) -> DataFrame(group ('low'/'high'), time, survival, ci_low, ci_high)``.
+    exclusions : list of dict
+        ``{participant_id, analysis, reason}`` for every participant left out of an analysis.
+    warnings : list of str
+        Things the researcher should know (small groups, constant variables, ...).
+    versions : dict
+        Package versions used for the statistics.
+    """
+
+    settings: dict[str, Any]
+    table1: pd.DataFrame
+    group_comparison: pd.DataFrame
+    associations: pd.DataFrame
+    relapse: pd.DataFrame
+    relapse_counts: pd.DataFrame | None = None
+    roc_curves: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+    km_curves: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+    exclusions: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,22 @@
+"""Shared test configuration: keep numerical libraries to the cores pytest-xdist gives us."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Two xdist workers on a 2-core machine: one thread each keeps them from fighting.
+for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                 "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(variable, "1")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def real_gre_dir() -> Path:
+    """The small real 3-echo GRE scan beside the project; the test skips when it is absent."""
+    folder = SHARED_DATA / "gre_real_small"
+    if not (folder / "mag.nii.gz").exists() or not (folder / "phase.nii.gz").exists():
+        pytest.skip("../shared/data/gre_real_small is not present on this machine")
+    return folder

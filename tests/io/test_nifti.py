@@ -1,0 +1,50 @@
+import json
+
+import numpy as np
+import pytest
+
+from qsmiron.errors import InputError
+from qsmiron.io.nifti import b0_direction_voxel, load_nifti, save_nifti, voxel_size_mm
+
+
+def rotation_about_x(degrees):
+    t = np.deg2rad(degrees)
+    return np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
+
+
+def test_b0_direction_is_z_for_an_axial_ras_affine():
+    affine = np.diag([0.5, 0.5, 2.0, 1.0])
+    assert np.allclose(b0_direction_voxel(affine), [0, 0, 1])
+
+
+def test_b0_direction_of_lps_storage_flips_no_z_sign():
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+    assert np.allclose(b0_direction_voxel(affine), [0, 0, 1])
+
+
+def test_b0_direction_for_a_20_degree_oblique_slab():
+    affine = np.eye(4)
+    affine[:3, :3] = rotation_about_x(20) @ np.diag([1.0, 1.0, 2.0])
+    b0 = b0_direction_voxel(affine)
+    # B0 (world z) seen from axes rotated by +20 degrees about x.
+    assert np.allclose(b0, [0, np.sin(np.deg2rad(20)), np.cos(np.deg2rad(20))])
+    assert voxel_size_mm(affine) == pytest.approx((1.0, 1.0, 2.0))
+
+
+def test_save_then_load_round_trips_data_affine_and_sidecar(tmp_path):
+    data = np.random.default_rng(0).normal(size=(4, 5, 6)).astype(np.float32)
+    affine = np.diag([1.0, 2.0, 3.0, 1.0])
+    path = save_nifti(tmp_path / "x.nii.gz", data, affine, sidecar={"EchoTime": 0.004})
+    volume = load_nifti(path)
+    assert np.allclose(volume.data, data)
+    assert np.allclose(volume.affine, affine)
+    assert volume.sidecar == {"EchoTime": 0.004}
+    assert json.loads((tmp_path / "x.json").read_text()) == {"EchoTime": 0.004}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_load_nifti_names_the_file_when_it_is_not_an_image(tmp_path):
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_text("not an image")
+    with pytest.raises(InputError, match="bad.nii.gz"):
+        load_nifti(bad)
