@@ -1,11 +1,52 @@
-"""Parameters of cohort execution."""
+"""Parameters of cohort execution: how subjects are run, resumed and reported.
+
+None of these change a result: two runs that differ only here give the same maps and
+tables, which is why they are left out of the hash that decides whether a finished subject
+can be reused (see ``qsmiron.pipeline.cohort.config_hash``).
+"""
 
 from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
 
 from qsmiron.settings_base import Settings
 
 
 class PipelineSettings(Settings):
-    """How subjects are run: processes, resume, what is written."""
+    """How subjects are run: processes, threads, resume, validation, progress."""
 
-    n_procs: int = 1
+    n_procs: int | None = Field(
+        None, ge=1, description="subjects processed at once on this machine; None = one per CPU core "
+        "(never more than the subjects to run). Ignored with a Dask scheduler")
+    threads_per_process: int | None = Field(
+        None, ge=1, description="numerical threads per subject process; None = the cores divided by n_procs")
+    start_method: Literal["spawn", "forkserver", "fork"] = Field(
+        "spawn", description="how local worker processes start; 'spawn' is the safe choice with "
+        "threaded libraries (ITK, numba, OpenBLAS)")
+    max_attempts: int = Field(
+        2, ge=1, description="tries of a step whose worker process died (killed, out of memory) before "
+        "the subject is reported as failed; a step that raises an error is not retried")
+    resume: bool = Field(
+        True, description="skip subjects whose outputs are complete and whose inputs and settings are "
+        "unchanged since they were made")
+    input_hash: Literal["stat", "content"] = Field(
+        "stat", description="how unchanged inputs are recognised: 'stat' = path, size and modification "
+        "time of every input file; 'content' = SHA-256 of their bytes (slower, survives copies)")
+    validate_image_data: bool = Field(
+        True, description="validation reads every voxel of every input (catches truncated or corrupt "
+        "files before any heavy work); False reads headers only")
+    progress: bool = Field(True, description="progress bars for the cohort and each step (stderr)")
+
+
+class DemoSettings(Settings):
+    """The demo: a small simulated cohort run end to end with fast settings.
+
+    Written beside the demo's outputs (``demo_config.json``) with the full processing
+    configuration, so the demo can be re-run exactly.
+    """
+
+    n_subjects: int = Field(12, ge=4, description="simulated subjects (two groups)")
+    seed: int = 0
+    n_procs: int | None = Field(None, ge=1, description="None = one per CPU core")

@@ -38,6 +38,9 @@ class StudyResults:
         Things the researcher should know (small groups, constant variables, ...).
     versions : dict
         Package versions used for the statistics.
+    exclusion_counts : dict
+        Number of distinct participants left out per analysis (``all``, ``group_comparison``,
+        ``associations <variable>``, ``relapse``, ``time_to_event``, ``relapse_count``).
     """
 
     settings: dict[str, Any]
@@ -51,3 +54,4 @@ class StudyResults:
     exclusions: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    exclusion_counts: dict[str, int] = field(default_factory=dict)

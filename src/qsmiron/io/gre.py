@@ -1,0 +1,486 @@
+"""Multi-echo gradient-echo magnitude and phase: loading, validation, acquisition facts.
+
+``load_gre`` reads either one 4D file per part (echoes along the 4th axis) or one 3D file per
+echo, takes the echo times and the field strength from the arguments or from the BIDS JSON
+sidecars, checks everything a reconstruction relies on (grids, finite values, echo times in
+seconds and increasing, field strength) and collects the acquisition facts the methods
+paragraph reports, with the QSM consensus checklist's warnings about the acquisition.
+
+Every problem is an ``InputError`` naming the file and what is wrong, raised before any
+heavy work starts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import nibabel as nib
+import numpy as np
+
+from qsmiron.errors import InputError
+from qsmiron.io.nifti import b0_direction_voxel, read_sidecar, same_grid, voxel_size_mm
+
+MIN_ECHOES = 2
+"""The fewest echoes a reconstruction accepts: the phase offset needs two to be removed."""
+
+ECHO_TIME_MS_THRESHOLD_S = 1.0
+"""Echo times above this (in 'seconds') are almost surely milliseconds."""
+
+FIELD_STRENGTH_RANGE_T = (0.1, 25.0)
+"""Field strengths outside this range are rejected as a units mistake."""
+
+GRID_TOLERANCE_MM = 1e-3
+"""Affines of the echoes and parts must agree within this, mm."""
+
+THICK_SLICE_MM = 2.0
+"""Consensus: slices of 2 mm or more bias small nuclei low."""
+
+ANISOTROPY_RATIO = 2.0
+"""Largest / smallest voxel edge from which voxels count as strongly anisotropic."""
+
+LAST_ECHO_3T_S = 0.020
+"""Consensus: the last echo should reach about the T2* of deep grey matter (30-40 ms at 3T);
+a last echo below 20 ms at 3T (scaled by 3 T / B0, since T2* shortens about as 1/B0) gets a
+warning."""
+
+_SIDECAR_FIELDS = {
+    # acquisition key: (sidecar key, unit conversion or None)
+    "manufacturer": "Manufacturer",
+    "manufacturers_model_name": "ManufacturersModelName",
+    "repetition_time_s": "RepetitionTime",
+    "flip_angle_deg": "FlipAngle",
+    "parallel_reduction_factor_in_plane": "ParallelReductionFactorInPlane",
+    "partial_fourier": "PartialFourier",
+    "receive_coil": "ReceiveCoilName",
+    "software_versions": "SoftwareVersions",
+    "mr_acquisition_type": "MRAcquisitionType",
+    "sequence_name": "SequenceName",
+}
+
+
+@dataclass
+class MultiEchoGRE:
+    """A validated multi-echo GRE acquisition in memory.
+
+    Attributes
+    ----------
+    magnitude : ndarray, shape (X, Y, Z, E), float32
+        Magnitude, echoes last.
+    phase : ndarray, shape (X, Y, Z, E), float32
+        Phase as stored (vendor integers or radians; not yet scaled).
+    affine : ndarray, shape (4, 4)
+        Voxel to world (RAS+, mm), shared by every echo and both parts.
+    echo_times_s : tuple of float
+        Echo times, seconds, increasing, one per echo.
+    field_strength_t : float
+        B0, tesla.
+    voxel_size_mm : tuple of 3 floats
+    b0_direction : ndarray, shape (3,)
+        Unit B0 vector in voxel axes (from the affine; oblique slices handled).
+    sidecars : dict
+        ``{"magnitude": [dict, ...], "phase": [dict, ...]}``, one per file (empty when absent).
+    paths : dict
+        ``{"magnitude": [Path, ...], "phase": [Path, ...]}``, as given.
+    acquisition : dict
+        The ``acquisition`` block of ``recon.json`` (None where unknown); ``phase_scaling``
+        is filled by the reconstruction.
+    warnings : list of str
+        Consensus-checklist warnings about the acquisition.
+    """
+
+    magnitude: np.ndarray
+    phase: np.ndarray
+    affine: np.ndarray
+    echo_times_s: tuple[float, ...]
+    field_strength_t: float
+    voxel_size_mm: tuple[float, float, float]
+    b0_direction: np.ndarray
+    sidecars: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    paths: dict[str, list[Path]] = field(default_factory=dict)
+    acquisition: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_echoes(self) -> int:
+        return int(self.magnitude.shape[3])
+
+    @property
+    def shape3d(self) -> tuple[int, int, int]:
+        return tuple(int(n) for n in self.magnitude.shape[:3])
+
+
+def _as_path_list(paths: str | os.PathLike | Sequence[str | os.PathLike], part: str) -> list[Path]:
+    if isinstance(paths, (str, os.PathLike)):
+        return [Path(paths)]
+    result = [Path(p) for p in paths]
+    if not result:
+        raise InputError(f"no {part} file given")
+    return result
+
+
+def _open_image(path: Path) -> nib.Nifti1Image:
+    if not path.exists():
+        raise InputError("file not found", path)
+    if path.is_dir():
+        raise InputError("is a directory, expected a NIfTI file", path)
+    try:
+        return nib.load(str(path))
+    except Exception as exc:  # nibabel raises many types for a corrupt file
+        raise InputError(f"not a readable NIfTI image ({type(exc).__name__}: {exc})", path) from None
+
+
+def _image_shape(image, path: Path) -> tuple[int, ...]:
+    """The shape with a singleton 4th axis of 5D files (x, y, z, 1, echo) dropped."""
+    shape = tuple(int(n) for n in image.shape)
+    if len(shape) == 5 and shape[3] == 1:
+        shape = shape[:3] + shape[4:]
+    while len(shape) > 4 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) < 3 or len(shape) > 4:
+        raise InputError(f"expected a 3D or 4D image, got shape {shape}", path)
+    return shape
+
+
+def _read_data(image, path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        data = image.get_fdata(dtype=np.float32)
+    except Exception as exc:
+        raise InputError(f"the image data cannot be read ({type(exc).__name__}: {exc})", path) from None
+    return data.reshape(shape)
+
+
+def _check_finite(data: np.ndarray, path: Path, what: str) -> None:
+    finite = np.isfinite(data)
+    if not finite.all():
+        n_bad = int(data.size - np.count_nonzero(finite))
+        raise InputError(f"{what} holds {n_bad} NaN or infinite values; the scanner's "
+                         f"images have none (was it processed or masked with NaN?)", path)
+
+
+@dataclass
+class _Part:
+    """One part (magnitude or phase) after its headers were checked, before reading data."""
+
+    name: str
+    paths: list[Path]
+    images: list[Any]
+    shapes: list[tuple[int, ...]]
+    sidecars: list[dict[str, Any]]
+    affine: np.ndarray
+    shape: tuple[int, int, int, int]
+
+
+def _inspect_part(paths: list[Path], part: str) -> _Part:
+    """Open one part's files, check their grids against each other (headers only)."""
+    images = [_open_image(p) for p in paths]
+    shapes = [_image_shape(im, p) for im, p in zip(images, paths)]
+    sidecars = [read_sidecar(p) for p in paths]
+    affine = np.asarray(images[0].affine, float)
+    if len(paths) == 1:
+        shape = shapes[0]
+        if len(shape) == 3 or shape[3] == 1:
+            raise InputError(f"the {part} holds one echo; a reconstruction needs at least "
+                             f"{MIN_ECHOES} (give a 4D file or one file per echo)", paths[0])
+        return _Part(part, paths, images, shapes, sidecars, affine, tuple(shape))
+    reference_shape = shapes[0][:3]
+    for image, path, shape in zip(images, paths, shapes):
+        if len(shape) == 4 and shape[3] != 1:
+            raise InputError(f"holds {shape[3]} volumes; with one {part} file per echo each "
+                             f"file must be 3D", path)
+        if not same_grid(affine, image.affine, reference_shape, shape,
+                         atol_mm=GRID_TOLERANCE_MM):
+            raise InputError(f"its grid (shape {shape[:3]}, voxel "
+                             f"{_fmt_mm(voxel_size_mm(image.affine))}) differs from the first "
+                             f"{part} echo {paths[0].name} (shape {reference_shape}, voxel "
+                             f"{_fmt_mm(voxel_size_mm(affine))}) or its affine does", path)
+    return _Part(part, paths, images, shapes, sidecars, affine,
+                 tuple(reference_shape) + (len(paths),))
+
+
+def _read_part(part: _Part) -> np.ndarray:
+    """Read one part's voxels as (X, Y, Z, E) float32, rejecting NaN and infinite values."""
+    if len(part.paths) == 1:
+        data = _read_data(part.images[0], part.paths[0], part.shape)
+        _check_finite(data, part.paths[0], f"the {part.name}")
+        return data
+    data = np.empty(part.shape, dtype=np.float32)
+    for echo, (image, path) in enumerate(zip(part.images, part.paths)):
+        volume = _read_data(image, path, part.shape[:3])
+        _check_finite(volume, path, f"the {part.name}")
+        data[..., echo] = volume
+    return data
+
+
+def _fmt_mm(values: Sequence[float]) -> str:
+    return " x ".join(f"{v:.3g}" for v in values) + " mm"
+
+
+def _fmt_times(values: Sequence[float]) -> str:
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def _sidecar_echo_times(sidecars: list[dict[str, Any]], paths: list[Path], n_echoes: int,
+                        part: str) -> tuple[list[float] | None, Path | None]:
+    """Echo times from one part's sidecars, or None when they do not carry them."""
+    if len(paths) == 1:
+        value = sidecars[0].get("EchoTime")
+        if value is None:
+            return None, None
+        values = value if isinstance(value, list) else [value]
+        if len(values) != n_echoes:
+            raise InputError(f"the JSON sidecar gives {len(values)} EchoTime value(s) for "
+                             f"{n_echoes} echoes in the 4D {part}; give --echo-times "
+                             f"(seconds) or a list of {n_echoes} echo times",
+                             _sidecar_of(paths[0]))
+        return [_number(v, "EchoTime", _sidecar_of(paths[0])) for v in values], _sidecar_of(paths[0])
+    values = [sc.get("EchoTime") for sc in sidecars]
+    if all(v is None for v in values):
+        return None, None
+    for value, path in zip(values, paths):
+        if value is None:
+            raise InputError("the JSON sidecar has no EchoTime while the other echoes' do",
+                             _sidecar_of(path))
+        if isinstance(value, list):
+            raise InputError("EchoTime must be one number for a one-echo file",
+                             _sidecar_of(path))
+    return [_number(v, "EchoTime", _sidecar_of(p)) for v, p in zip(values, paths)], _sidecar_of(paths[0])
+
+
+def _sidecar_of(path: Path) -> Path:
+    from qsmiron.io.nifti import sidecar_path
+
+    return sidecar_path(path)
+
+
+def _number(value: Any, key: str, path: Path) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{key} must be a number, got {value!r}", path) from None
+    if not math.isfinite(number):
+        raise InputError(f"{key} must be finite, got {value!r}", path)
+    return number
+
+
+def _check_echo_times(echo_times: list[float], n_echoes: int, source: str, path: Path) -> None:
+    if len(echo_times) != n_echoes:
+        raise InputError(f"{len(echo_times)} echo time(s) ({_fmt_times(echo_times)}, {source}) "
+                         f"for {n_echoes} echoes in the data", path)
+    if any(not math.isfinite(t) or t <= 0 for t in echo_times):
+        raise InputError(f"echo times must be positive seconds, got {_fmt_times(echo_times)} "
+                         f"({source})", path)
+    if max(echo_times) > ECHO_TIME_MS_THRESHOLD_S:
+        seconds = ",".join(f"{t / 1000:g}" for t in echo_times)
+        raise InputError(f"echo times {_fmt_times(echo_times)} ({source}) look like "
+                         f"milliseconds; give seconds as BIDS does (e.g. {seconds})", path)
+    if any(b <= a for a, b in zip(echo_times, echo_times[1:])):
+        raise InputError(f"echo times {_fmt_times(echo_times)} ({source}) are not strictly "
+                         f"increasing; list the echoes (files or volumes) in acquisition order",
+                         path)
+
+
+def _resolve_echo_times(echo_times_s, mag_paths, mag_sidecars, phase_paths, phase_sidecars,
+                        n_echoes: int, warnings: list[str]) -> tuple[list[float], str]:
+    from_phase, phase_json = _sidecar_echo_times(phase_sidecars, phase_paths, n_echoes, "phase")
+    from_mag, mag_json = _sidecar_echo_times(mag_sidecars, mag_paths, n_echoes, "magnitude")
+    if from_phase is not None and from_mag is not None and not np.allclose(
+            from_phase, from_mag, rtol=0, atol=1e-6):
+        raise InputError(f"the phase sidecars give echo times {_fmt_times(from_phase)} but "
+                         f"the magnitude sidecars give {_fmt_times(from_mag)} (from {mag_json})",
+                         phase_json)
+    from_sidecars = from_phase if from_phase is not None else from_mag
+    sidecar_file = phase_json if from_phase is not None else mag_json
+    if echo_times_s is not None:
+        values = [float(t) for t in np.atleast_1d(np.asarray(echo_times_s, dtype=float))]
+        _check_echo_times(values, n_echoes, "given as echo_times_s / --echo-times", phase_paths[0])
+        if from_sidecars is not None and len(from_sidecars) == len(values) and not np.allclose(
+                from_sidecars, values, rtol=0, atol=1e-6):
+            warnings.append(f"the echo times given ({_fmt_times(values)} s) differ from the "
+                            f"sidecars' ({_fmt_times(from_sidecars)} s); the given ones are used")
+        return values, "argument"
+    if from_sidecars is None:
+        raise InputError("echo times unknown: give --echo-times (seconds) or EchoTime in the "
+                         "BIDS JSON sidecars", phase_paths[0])
+    _check_echo_times(from_sidecars, n_echoes, "from the JSON sidecars", sidecar_file)
+    return from_sidecars, "sidecar"
+
+
+def _resolve_field_strength(field_strength_t, all_sidecars, all_paths, first_phase: Path,
+                            warnings: list[str]) -> tuple[float, str]:
+    from_sidecar = None
+    sidecar_file = None
+    for sidecar, path in zip(all_sidecars, all_paths):
+        if sidecar.get("MagneticFieldStrength") is not None:
+            from_sidecar = _number(sidecar["MagneticFieldStrength"], "MagneticFieldStrength",
+                                   _sidecar_of(path))
+            sidecar_file = _sidecar_of(path)
+            break
+    low, high = FIELD_STRENGTH_RANGE_T
+    if field_strength_t is not None:
+        value = float(field_strength_t)
+        if not math.isfinite(value) or not low <= value <= high:
+            raise InputError(f"field strength {field_strength_t!r} (given as --field-strength) "
+                             f"is not a B0 in tesla ({low:g} to {high:g})", first_phase)
+        if from_sidecar is not None and abs(from_sidecar - value) > 0.05 * value:
+            warnings.append(f"the field strength given ({value:g} T) differs from the "
+                            f"sidecar's MagneticFieldStrength ({from_sidecar:g} T); the given "
+                            f"one is used")
+        return value, "argument"
+    if from_sidecar is None:
+        raise InputError("field strength unknown: give --field-strength (tesla) or "
+                         "MagneticFieldStrength in the BIDS JSON sidecar", first_phase)
+    if not low <= from_sidecar <= high:
+        raise InputError(f"MagneticFieldStrength {from_sidecar:g} is not a B0 in tesla "
+                         f"({low:g} to {high:g})", sidecar_file)
+    return from_sidecar, "sidecar"
+
+
+def oblique_angle_deg(b0_direction: Sequence[float]) -> float:
+    """Angle between B0 and the voxel axis closest to it, degrees (0 for a straight slab)."""
+    b0 = np.abs(np.asarray(b0_direction, dtype=float))
+    b0 = b0 / np.linalg.norm(b0)
+    return float(np.degrees(np.arccos(np.clip(b0.max(), -1.0, 1.0))))
+
+
+def acquisition_warnings(voxel_size: Sequence[float], echo_times_s: Sequence[float],
+                         field_strength_t: float, sidecar: dict[str, Any]) -> list[str]:
+    """The consensus checklist's warnings about an acquisition (empty when it conforms).
+
+    Checks: slices of 2 mm or more, strongly anisotropic voxels (largest / smallest edge
+    >= 2), a last echo much shorter than the T2* of deep grey matter (below 20 ms at 3T,
+    scaled by 3 T / B0), partial Fourier.
+    """
+    warnings = []
+    voxel = [float(v) for v in voxel_size]
+    if max(voxel) >= THICK_SLICE_MM:
+        warnings.append(f"voxels of {_fmt_mm(voxel)}: edges of {THICK_SLICE_MM:g} mm or more "
+                        f"bias the susceptibility of small nuclei low (consensus: about 1 mm "
+                        f"isotropic)")
+    if max(voxel) / min(voxel) >= ANISOTROPY_RATIO:
+        warnings.append(f"strongly anisotropic voxels ({_fmt_mm(voxel)}, ratio "
+                        f"{max(voxel) / min(voxel):.1f}); the consensus recommends roughly "
+                        f"isotropic voxels")
+    recommended_last = LAST_ECHO_3T_S * 3.0 / float(field_strength_t)
+    if echo_times_s[-1] < recommended_last:
+        warnings.append(f"last echo at {echo_times_s[-1] * 1000:.1f} ms, well below the T2* "
+                        f"of deep grey matter at {field_strength_t:g} T (consensus: last echo "
+                        f"near T2*, at least about {recommended_last * 1000:.0f} ms here); "
+                        f"the field estimate is noisy")
+    partial = sidecar.get("PartialFourier")
+    try:
+        partial_value = None if partial is None else float(partial)
+    except (TypeError, ValueError):
+        partial_value = None
+    if partial_value is not None and partial_value < 1.0:
+        warnings.append(f"partial Fourier ({partial_value:g}) was used; the consensus advises "
+                        f"against it for QSM (it blurs the phase)")
+    return warnings
+
+
+def _acquisition(shape3d, affine, echo_times, field_strength, b0, sidecar,
+                 echo_source: str, field_source: str) -> dict[str, Any]:
+    acquisition: dict[str, Any] = {
+        "field_strength_t": float(field_strength),
+        "echo_times_s": [float(t) for t in echo_times],
+        "n_echoes": len(echo_times),
+        "matrix": [int(n) for n in shape3d],
+        "voxel_size_mm": [float(v) for v in voxel_size_mm(affine)],
+        "b0_direction_voxel": [float(v) for v in b0],
+        "oblique_angle_deg": oblique_angle_deg(b0),
+    }
+    for key, sidecar_key in _SIDECAR_FIELDS.items():
+        acquisition[key] = sidecar.get(sidecar_key)
+    acquisition["phase_scaling"] = None
+    acquisition["echo_times_source"] = echo_source
+    acquisition["field_strength_source"] = field_source
+    return acquisition
+
+
+def load_gre(magnitude_paths, phase_paths, *, echo_times_s: Sequence[float] | None = None,
+             field_strength_t: float | None = None) -> MultiEchoGRE:
+    """Load and validate a multi-echo GRE acquisition.
+
+    Parameters
+    ----------
+    magnitude_paths, phase_paths : path or sequence of paths
+        One 4D NIfTI (echoes along the 4th axis) or one 3D NIfTI per echo, in echo order
+        (the order given is kept). The two parts may use different forms.
+    echo_times_s : sequence of float, optional
+        Echo times in seconds; default: ``EchoTime`` from the BIDS JSON sidecars (one per
+        file, or a list in the sidecar of a 4D file).
+    field_strength_t : float, optional
+        B0 in tesla; default: ``MagneticFieldStrength`` from the sidecars.
+
+    Returns
+    -------
+    MultiEchoGRE
+
+    Raises
+    ------
+    InputError
+        Naming the file and the problem: missing or unreadable file; mismatched shapes or
+        affines between the echoes or between magnitude and phase; a single echo; NaN or
+        infinite values; an all-zero or negative magnitude; echo times that are missing,
+        miscounted, not positive, in milliseconds or not increasing; a missing or
+        implausible field strength.
+    """
+    mag = _inspect_part(_as_path_list(magnitude_paths, "magnitude"), "magnitude")
+    pha = _inspect_part(_as_path_list(phase_paths, "phase"), "phase")
+    if mag.shape != pha.shape:
+        raise InputError(f"phase shape {pha.shape} (x, y, z, echoes) does not match the "
+                         f"magnitude's {mag.shape} ({mag.paths[0].name})", pha.paths[0])
+    if not same_grid(mag.affine, pha.affine, mag.shape, pha.shape, atol_mm=GRID_TOLERANCE_MM):
+        raise InputError(f"the phase affine differs from the magnitude's ({mag.paths[0].name}) "
+                         f"by up to {np.abs(mag.affine - pha.affine).max():.3g} mm; both "
+                         f"parts must be on one grid", pha.paths[0])
+    n_echoes = mag.shape[3]
+
+    # Echo times and field strength come from headers and sidecars: check them before the
+    # voxel data is read.
+    warnings: list[str] = []
+    echo_times, echo_source = _resolve_echo_times(echo_times_s, mag.paths, mag.sidecars,
+                                                  pha.paths, pha.sidecars, n_echoes, warnings)
+    all_sidecars = [*pha.sidecars, *mag.sidecars]
+    all_paths = [*pha.paths, *mag.paths]
+    field_strength, field_source = _resolve_field_strength(field_strength_t, all_sidecars,
+                                                           all_paths, pha.paths[0], warnings)
+
+    magnitude = _read_part(mag)
+    for echo in range(n_echoes):
+        volume = magnitude[..., echo]
+        path = mag.paths[echo] if len(mag.paths) > 1 else mag.paths[0]
+        if not np.any(volume):
+            which = f"echo {echo + 1} of the magnitude" if len(mag.paths) == 1 else "the magnitude"
+            raise InputError(f"{which} is zero everywhere", path)
+        negative = np.count_nonzero(volume < 0)
+        if negative > 0.01 * volume.size:
+            raise InputError(f"{100 * negative / volume.size:.0f}% of the magnitude voxels are "
+                             f"negative: is this a phase image given as --magnitude?", path)
+    phase = _read_part(pha)
+
+    merged: dict[str, Any] = {}
+    for sidecar in reversed(all_sidecars):  # the first phase sidecar wins
+        merged.update(sidecar)
+    affine = mag.affine
+    b0 = b0_direction_voxel(affine)
+    voxel = voxel_size_mm(affine)
+    warnings.extend(acquisition_warnings(voxel, echo_times, field_strength, merged))
+    acquisition = _acquisition(magnitude.shape[:3], affine, echo_times, field_strength, b0,
+                               merged, echo_source, field_source)
+    return MultiEchoGRE(
+        magnitude=magnitude,
+        phase=phase,
+        affine=affine,
+        echo_times_s=tuple(echo_times),
+        field_strength_t=float(field_strength),
+        voxel_size_mm=voxel,
+        b0_direction=b0,
+        sidecars={"magnitude": mag.sidecars, "phase": pha.sidecars},
+        paths={"magnitude": mag.paths, "phase": pha.paths},
+        acquisition=acquisition,
+        warnings=warnings,
+    )

@@ -1,0 +1,318 @@
+"""``qsmiron run``: a BIDS dataset to QSM maps, regional tables, statistics and the report.
+
+BIDS-App levels: ``participant`` validates the dataset, reconstructs every valid subject and
+measures its regions (``OUT_DIR/qsmiron/sub-X/anat/``), then writes the cohort table
+``OUT_DIR/qsmiron/regions.tsv``; ``group`` runs the statistics and the report on the
+subjects that succeeded (``OUT_DIR/qsmiron/group/``) and says who was left out and why. No
+level means both.
+
+Files at the top of ``OUT_DIR/qsmiron``: ``dataset_description.json`` (BIDS derivative,
+GeneratedBy qsmiron), ``config.json`` (every setting; re-run with ``--config``),
+``validation.tsv`` (every problem found before processing), ``cohort_status.tsv`` (one row
+per subject: done / skipped / failed / invalid, the failing step and why, its log) and
+``logs/`` (one log file per subject).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from qsmiron.config import QsmironConfig, load_config, write_config
+from qsmiron.errors import InputError
+from qsmiron.io.atomic import write_json_atomic, write_tsv_atomic
+from qsmiron.io.bids import (Problem, discover_bids, format_problems, valid_subjects,
+                             validate_dataset)
+from qsmiron.pipeline.cohort import (SubjectStatus, collect_regions, config_hash, read_marker,
+                                     run_cohort, unit_out_dir)
+
+DERIVATIVE_NAME = "qsmiron"
+BIDS_VERSION = "1.10.0"
+LEVELS = ("participant", "group")
+STATUS_COLUMNS = ["participant_id", "session", "status", "step", "reason", "seconds", "log"]
+
+
+@dataclass
+class BidsAppResult:
+    """What a run produced.
+
+    Attributes
+    ----------
+    derivatives : Path
+        ``OUT_DIR/qsmiron``.
+    regions_tsv : Path or None
+        The cohort table (participant level).
+    report : Path or None
+        ``group/report.html`` (group level).
+    statuses : list of SubjectStatus
+        This run's subjects (participant level), invalid ones included.
+    problems : list of Problem
+        Validation findings.
+    left_out : list of dict
+        ``{participant_id, step, reason}`` of subjects the group level went without.
+    """
+
+    derivatives: Path
+    regions_tsv: Path | None = None
+    report: Path | None = None
+    statuses: list[SubjectStatus] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    left_out: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _echo(line: str) -> None:
+    try:
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stderr)
+    except ImportError:  # pragma: no cover
+        print(line, file=sys.stderr)
+
+
+def derivative_description(bids_dir: Path) -> dict[str, Any]:
+    from qsmiron import __version__
+
+    uri = bids_dir.resolve().as_uri()
+    return {
+        "Name": "qsmiron: quantitative susceptibility maps and regional susceptibility",
+        "BIDSVersion": BIDS_VERSION,
+        "DatasetType": "derivative",
+        "GeneratedBy": [{
+            "Name": "qsmiron",
+            "Version": __version__,
+            "Description": "multi-echo GRE to QSM (Chimap, ppm), ANTs normalisation to MNI152NLin2009cAsym, "
+                           "atlas regions, cohort statistics and report",
+        }],
+        "SourceDatasets": [{"URL": uri}],
+        "DatasetLinks": {"raw": uri},
+    }
+
+
+def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_path=None, n_procs=None,
+                 dask_scheduler=None, config_path=None, *, config: QsmironConfig | None = None,
+                 dask_client=None, steps=None, progress: bool | None = None,
+                 echo: Callable[[str], None] | None = None) -> BidsAppResult:
+    """Run the participant and/or group level on a BIDS dataset.
+
+    Parameters
+    ----------
+    bids_dir : path
+        The BIDS dataset (never modified).
+    out_dir : path
+        Output folder; the derivatives go to ``out_dir/qsmiron``.
+    level : {"participant", "group"}, optional
+        None runs both.
+    participant_labels : sequence of str, optional
+        Only these subjects (``01`` or ``sub-01``) at the participant level.
+    study_path : path, optional
+        The study file (groups, covariates, ...) for the group level.
+    n_procs : int, optional
+        Local worker processes (default from the settings: one per core).
+    dask_scheduler : str, optional
+        Address of a Dask distributed scheduler to run the subjects on.
+    config_path : path, optional
+        Settings file (TOML or JSON); ``config`` gives them as an object instead.
+    config : QsmironConfig, optional
+    dask_client : distributed.Client, optional
+        An existing Dask client (instead of ``dask_scheduler``).
+    steps : sequence of (name, function), optional
+        The per-subject steps (default recon then roi).
+    progress : bool, optional
+        Progress bars (default from the settings).
+    echo : callable, optional
+        Receives the lines to show the user (default: stderr).
+
+    Returns
+    -------
+    BidsAppResult
+
+    Raises
+    ------
+    InputError
+        A missing or empty dataset, no valid subject, no subject that succeeded, or a group
+        level without a participant level before it.
+    """
+    echo = echo or _echo
+    if level is not None and level not in LEVELS:
+        raise InputError(f"unknown level {level!r}; use participant or group (or none for both)")
+    levels = LEVELS if level is None else (level,)
+    if config is not None and config_path is not None:
+        raise ValueError("give either config or config_path, not both")
+    config = config if config is not None else load_config(config_path)
+    bids_dir = Path(bids_dir)
+    if not bids_dir.is_dir():
+        raise InputError("BIDS folder not found", bids_dir)
+    out_root = Path(out_dir) / DERIVATIVE_NAME
+    if out_root.resolve() == bids_dir.resolve() or Path(out_dir).resolve() == bids_dir.resolve():
+        raise InputError("the output folder must not be the BIDS folder itself (use e.g. BIDS_DIR/derivatives)",
+                         out_dir)
+
+    result = BidsAppResult(derivatives=out_root)
+    if "participant" in levels:
+        _participant_level(bids_dir, out_root, config, participant_labels, n_procs, dask_scheduler, dask_client,
+                           steps, progress, echo, result)
+    if "group" in levels:
+        _group_level(bids_dir, out_root, study_path, echo, result)
+    return result
+
+
+def _participant_level(bids_dir: Path, out_root: Path, config: QsmironConfig, participant_labels, n_procs,
+                       dask_scheduler, dask_client, steps, progress, echo, result: BidsAppResult) -> None:
+    units = discover_bids(bids_dir, participant_labels)
+    echo(f"qsmiron: validating {len(units)} subject(s) in {bids_dir}")
+    problems = validate_dataset(bids_dir, units, check_data=config.pipeline.validate_image_data)
+    result.problems = problems
+    if problems:
+        echo(f"qsmiron: {sum(p.fatal for p in problems)} error(s), {sum(not p.fatal for p in problems)} "
+             "warning(s) in the dataset:")
+        for line in format_problems(problems).splitlines():
+            echo(f"  {line}")
+    valid = valid_subjects(units, problems)
+
+    out_root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_root / "dataset_description.json", derivative_description(bids_dir))
+    write_config(config, out_root / "config.json")
+    _write_validation(out_root / "validation.tsv", problems)
+    if not valid:
+        _write_status(out_root, _invalid_statuses(units, problems))
+        raise InputError(f"no subject passed validation ({len(units)} checked; the problems are listed above "
+                         f"and in {out_root / 'validation.tsv'})", bids_dir)
+
+    cohort = run_cohort(valid, out_root, config, n_procs=n_procs, dask_scheduler=dask_scheduler,
+                        dask_client=dask_client, steps=steps, progress=progress, echo=echo)
+    statuses = _invalid_statuses([u for u in units if u not in valid], problems) + cohort.statuses
+    order = {(u.participant_id, u.session): i for i, u in enumerate(units)}
+    statuses.sort(key=lambda s: order[(s.participant_id, s.session)])
+    result.statuses = statuses
+    _write_status(out_root, statuses)
+
+    # The cohort table holds every complete subject of the dataset, this run's or earlier ones'.
+    all_units = discover_bids(bids_dir) if participant_labels else units
+    regions, included = collect_regions(out_root, all_units, cohort.config_hash,
+                                        inputs_method=config.pipeline.input_hash)
+    regions_tsv = out_root / "regions.tsv"
+    write_tsv_atomic(regions_tsv, regions)
+    result.regions_tsv = regions_tsv
+    failed = [s for s in statuses if not s.succeeded]
+    echo(f"qsmiron: participant level: {len(cohort.succeeded)} of {len(statuses)} subject(s) succeeded "
+         f"({sum(s.status == 'skipped' for s in statuses)} reused); {len(included)} in {regions_tsv}")
+    for status in failed:
+        echo(f"  left out: {status.label}: {status.step}: {status.reason}")
+    if not cohort.succeeded:
+        raise InputError(f"no subject was processed successfully; see {out_root / 'cohort_status.tsv'} and the "
+                         f"logs in {out_root / 'logs'}", bids_dir)
+
+
+def _invalid_statuses(units, problems: list[Problem]) -> list[SubjectStatus]:
+    statuses = []
+    for unit in units:
+        reasons = [p.message for p in problems if p.fatal and p.participant_id == unit.participant_id
+                   and p.session == unit.session]
+        if reasons:
+            statuses.append(SubjectStatus(unit.participant_id, unit.session, "invalid", "validation",
+                                          "; ".join(reasons)))
+    return statuses
+
+
+def _write_validation(path: Path, problems: list[Problem]) -> None:
+    import pandas as pd
+
+    rows = [{"participant_id": p.participant_id or "n/a", "session": p.session or "n/a",
+             "severity": "error" if p.fatal else "warning", "message": p.message,
+             "path": "n/a" if p.path is None else str(p.path)} for p in problems]
+    write_tsv_atomic(path, pd.DataFrame(rows, columns=["participant_id", "session", "severity", "message", "path"]))
+
+
+def read_status(out_root: Path):
+    """``cohort_status.tsv`` as a DataFrame (empty when absent)."""
+    import pandas as pd
+
+    path = Path(out_root) / "cohort_status.tsv"
+    if not path.exists():
+        return pd.DataFrame(columns=STATUS_COLUMNS)
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False).replace({"n/a": None})
+
+
+def _write_status(out_root: Path, statuses: Sequence[SubjectStatus]) -> None:
+    """Merge this run's subjects into ``cohort_status.tsv`` (rows of other subjects are kept)."""
+    import pandas as pd
+
+    previous = read_status(out_root)
+    rows = [{"participant_id": s.participant_id, "session": s.session, "status": s.status, "step": s.step,
+             "reason": s.reason, "seconds": f"{s.seconds:.1f}", "log": s.log} for s in statuses]
+    current = {(r["participant_id"], r["session"]) for r in rows}
+    kept = [r for r in previous.to_dict("records")
+            if (r["participant_id"], r.get("session") or None) not in current]
+    frame = pd.DataFrame(kept + rows, columns=STATUS_COLUMNS).sort_values(["participant_id", "session"],
+                                                                          na_position="first")
+    write_tsv_atomic(Path(out_root) / "cohort_status.tsv", frame)
+
+
+def _group_level(bids_dir: Path, out_root: Path, study_path, echo, result: BidsAppResult) -> None:
+    import pandas as pd
+
+    from qsmiron.pipeline.group import run_group_analysis
+
+    regions_tsv = out_root / "regions.tsv"
+    if not regions_tsv.exists():
+        raise InputError("no regions.tsv: run the participant level first", out_root)
+    participants_tsv = bids_dir / "participants.tsv"
+    if not participants_tsv.exists():
+        raise InputError("participants.tsv is missing: the group analysis needs the groups and clinical "
+                         "variables", bids_dir)
+    regions = pd.read_csv(regions_tsv, sep="\t", dtype={"participant_id": str})
+    included = sorted(set(regions["participant_id"])) if "participant_id" in regions else []
+    if not included:
+        raise InputError("regions.tsv holds no subject: nothing for the group level", regions_tsv)
+
+    status = read_status(out_root)
+    left_out: list[dict[str, Any]] = []
+    for row in status.to_dict("records"):
+        if row["status"] in ("failed", "invalid") and row["participant_id"] not in included:
+            left_out.append({"participant_id": row["participant_id"], "step": row["step"], "reason": row["reason"]})
+    from qsmiron.io.bids import read_participant_ids
+
+    known = {item["participant_id"] for item in left_out} | set(included)
+    excluded = [{"participant_id": pid, "reason": "no complete outputs (not processed, or processed with other "
+                                                  "settings)"}
+                for pid in read_participant_ids(participants_tsv) if pid not in known]
+    result.left_out = left_out + [dict(item, step=None) for item in excluded]
+
+    recon_records, roi_records, qc_images = [], [], []
+    units = {u.participant_id: u for u in discover_bids(bids_dir)} if included else {}
+    for participant_id in included:
+        unit = units.get(participant_id)
+        if unit is None:
+            continue
+        out_dir = unit_out_dir(out_root, unit)
+        marker = read_marker(out_dir) or {}
+        outputs = marker.get("outputs", {})
+        for key, sink in (("recon_json", recon_records), ("roi_json", roi_records)):
+            if key in outputs:
+                try:
+                    sink.append(json.loads((out_dir / outputs[key]["file"]).read_text(encoding="utf-8")))
+                except (OSError, json.JSONDecodeError):
+                    pass
+        for key in ("qc_registration", "qc_atlas"):
+            if key in outputs:
+                qc_images.append(out_dir / outputs[key]["file"])
+
+    provenance = {
+        "recon": recon_records,
+        "roi": roi_records,
+        "pipeline": {"n_subjects": len(included) + len(left_out), "failed": left_out, "excluded": excluded,
+                     "derivatives": str(out_root)},
+    }
+    echo(f"qsmiron: group level on {len(included)} subject(s)")
+    for item in left_out:
+        echo(f"  left out: {item['participant_id']} (failed at {item['step']}: {item['reason']})")
+    for item in excluded:
+        echo(f"  left out: {item['participant_id']} ({item['reason']})")
+    report = run_group_analysis(regions_tsv, participants_tsv, out_root / "group", study_path=study_path,
+                                qc_images=qc_images, provenance=provenance)
+    result.report = Path(report)
+    echo(f"qsmiron: report: {Path(report).resolve()}")

@@ -1,0 +1,142 @@
+"""What every inversion method shares: the padded problem, data weights, the noise level."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from qsmiron.recon.dipole import dipole_kernel
+from qsmiron.recon.fourier import PaddedGrid, mm_to_voxels, padded_grid
+
+DEFAULT_PAD_MM = 16.0
+"""Zero margin around the mask's bounding box: dipole fields fall as r^-3, so at 16 mm the
+wrapped-around field of a source is under 1e-3 of its value one voxel away."""
+
+
+@dataclass
+class Problem:
+    """A local field on its padded FFT grid with the dipole kernel built once.
+
+    Attributes
+    ----------
+    grid : PaddedGrid
+    field_ppm : ndarray, float32, grid shape; zero outside the mask
+    mask : ndarray of bool, grid shape
+    dipole : ndarray, float32, half spectrum of D(k)
+    voxel_size_mm : tuple of 3 floats
+    """
+
+    grid: PaddedGrid
+    field_ppm: np.ndarray
+    mask: np.ndarray
+    dipole: np.ndarray
+    voxel_size_mm: tuple[float, float, float]
+
+    def pad(self, image: np.ndarray) -> np.ndarray:
+        return self.grid.pad(np.asarray(image, dtype=np.float32))
+
+    def result(self, chi_pad: np.ndarray) -> np.ndarray:
+        """Back to the full image grid, zero outside the mask."""
+        return self.grid.unpad(np.where(self.mask, chi_pad, 0.0))
+
+
+def validate(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float]) -> tuple:
+    field = np.asarray(local_ppm, dtype=np.float32)
+    mask = np.asarray(mask, dtype=bool)
+    if field.ndim != 3:
+        raise ValueError(f"the local field must be 3D, got shape {field.shape}")
+    if mask.shape != field.shape:
+        raise ValueError(f"mask shape {mask.shape} differs from field shape {field.shape}")
+    if not mask.any():
+        raise ValueError("the mask is empty")
+    if not np.isfinite(field[mask]).all():
+        raise ValueError("the local field has non-finite values inside the mask")
+    voxel = tuple(float(v) for v in voxel_size_mm)
+    if len(voxel) != 3 or min(voxel) <= 0:
+        raise ValueError(f"voxel_size_mm must be 3 positive numbers, got {voxel_size_mm!r}")
+    return field, mask, voxel
+
+
+def setup(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
+          b0_direction: Sequence[float], *, pad_mm: float = DEFAULT_PAD_MM) -> Problem:
+    """Crop to the mask's bounding box, pad, and build the dipole kernel for that grid."""
+    field, mask, voxel = validate(local_ppm, mask, voxel_size_mm)
+    grid = padded_grid(mask, mm_to_voxels(pad_mm, voxel))
+    mask_pad = grid.pad(mask, dtype=bool)
+    field_pad = grid.pad(np.where(mask, field, 0.0).astype(np.float32))
+    dipole = dipole_kernel(grid.shape, voxel, b0_direction, real=True)
+    return Problem(grid, field_pad, mask_pad, dipole, voxel)
+
+
+def estimate_noise_ppm(field_ppm: np.ndarray, mask: np.ndarray) -> float:
+    """Noise standard deviation of a field from its finest wavelet sub-band (Donoho's MAD).
+
+    The 3D Haar "HHH" coefficient of each 2x2x2 block lying wholly inside the mask,
+    ``sum (+-1) f / sqrt(8)``, has the noise variance of one voxel and is nearly blind to a
+    smooth field; the median absolute value / 0.6745 is a robust estimate of its standard
+    deviation (Donoho & Johnstone, Biometrika 1994).
+    """
+    f = np.asarray(field_ppm, dtype=np.float64)
+    m = np.asarray(mask, dtype=bool)
+    n = [s - s % 2 for s in f.shape]
+    f = f[: n[0], : n[1], : n[2]]
+    m = m[: n[0], : n[1], : n[2]]
+    coefficient = np.zeros([s // 2 for s in n])
+    inside = np.ones([s // 2 for s in n], dtype=bool)
+    for a in (0, 1):
+        for b in (0, 1):
+            for c in (0, 1):
+                sign = -1.0 if (a + b + c) % 2 else 1.0
+                coefficient += sign * f[a::2, b::2, c::2]
+                inside &= m[a::2, b::2, c::2]
+    values = coefficient[inside] / np.sqrt(8.0)
+    if values.size < 8:
+        return float("nan")
+    return float(np.median(np.abs(values)) / 0.6745)
+
+
+def data_weights(problem: Problem, magnitude: np.ndarray | None, noise_ppm: np.ndarray | None
+                 ) -> tuple[np.ndarray, float, str]:
+    """Per-voxel weights of the data term, mean 1 inside the mask, zero outside.
+
+    Returns
+    -------
+    weights : ndarray, float32, grid shape
+        1/noise when a field-noise map is given (maximum likelihood), else the magnitude
+        (MEDI's SNR proxy), else uniform; clipped to [0.1, 10] x their median so that a few
+        voxels cannot dominate.
+    noise_weighted : float
+        Expected standard deviation of ``weights * noise``: the level the discrepancy
+        principle compares the weighted residual to.
+    source : str
+        "noise map", "magnitude" or "uniform".
+    """
+    mask = problem.mask
+    if noise_ppm is not None:
+        noise = problem.pad(noise_ppm)
+        good = mask & np.isfinite(noise) & (noise > 0)
+        raw = np.zeros_like(noise)
+        raw[good] = 1.0 / noise[good]
+        source = "noise map"
+    elif magnitude is not None:
+        raw = np.abs(problem.pad(magnitude))
+        source = "magnitude"
+    else:
+        raw = mask.astype(np.float32)
+        source = "uniform"
+    raw = np.where(mask & np.isfinite(raw), raw, 0.0).astype(np.float32)
+    median = float(np.median(raw[mask]))
+    if not median > 0:
+        raw = mask.astype(np.float32)
+        source = "uniform"
+        median = 1.0
+    raw = np.where(mask, np.clip(raw, 0.1 * median, 10.0 * median), 0.0).astype(np.float32)
+    weights = raw / np.float32(raw[mask].mean())
+    if source == "noise map":
+        noise = problem.pad(noise_ppm)
+        level = float(np.sqrt(np.mean((weights[mask] * np.where(np.isfinite(noise[mask]), noise[mask], 0)) ** 2)))
+    else:
+        level = estimate_noise_ppm(weights * problem.field_ppm, mask)
+    return weights, level, source

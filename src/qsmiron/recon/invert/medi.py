@@ -1,0 +1,110 @@
+"""Morphology-enabled (magnitude-weighted) TV inversion, MEDI-like.
+
+``min_chi 1/2 ||W (D chi - f)||^2 + alpha ||M_G grad chi||_{2,1}`` (Liu et al., MRM
+2011;66:777 and NeuroImage 2012;59:2560), solved with the ADMM of ``tv_admm``:
+
+- data weights W: 1/noise from the field-noise map of the echo fit when given (the maximum
+  likelihood weighting), otherwise the magnitude (MEDI's SNR proxy);
+- gradient weights M_G: zero on the edges of the magnitude image (the ``edge_fraction`` of
+  mask voxels with the largest magnitude gradient), one elsewhere, so that TV does not
+  smooth across anatomical boundaries the magnitude shows while it suppresses streaks and
+  noise everywhere else;
+- alpha picked automatically on a continuation path (``regularisation.choose_weight``:
+  the larger of the L-curve corner and the discrepancy-principle weight);
+- optionally the nonlinear data term ``||W (exp(i D chi) - exp(i f))||^2`` with the field
+  expressed as phase (``phase_scale_rad_per_ppm`` = 2 pi gamma B0 TE / 1e6), which
+  tolerates phase noise at low magnitude better (Milovic et al., MRM 2018;80:814).
+
+Without a magnitude image the gradient weights are uniform (plain weighted TV).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from qsmiron.recon.invert._common import DEFAULT_PAD_MM, data_weights, setup
+from qsmiron.recon.invert.tv_admm import run_weighted_tv
+
+DEFAULT_EDGE_FRACTION = 0.3
+"""Fraction of mask voxels treated as magnitude edges (MEDI, Liu et al. 2011: about 30 %)."""
+
+
+def magnitude_edge_weights(magnitude: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float], *,
+                           edge_fraction: float = DEFAULT_EDGE_FRACTION) -> np.ndarray:
+    """1 inside the mask away from magnitude edges, 0 on the strongest ``edge_fraction`` edges.
+
+    The magnitude is normalised by its mean in the mask and lightly smoothed (sigma 0.5
+    voxel) so that single noisy voxels are not mistaken for edges; outside the mask the
+    weight is 1 (TV there only shapes the unobserved extension).
+    """
+    if not 0 <= edge_fraction < 1:
+        raise ValueError(f"edge_fraction must lie in [0, 1), got {edge_fraction}")
+    mask = np.asarray(mask, dtype=bool)
+    mag = np.where(mask, np.abs(np.asarray(magnitude, dtype=np.float32)), 0.0)
+    mean = float(mag[mask].mean()) if mask.any() else 1.0
+    mag = ndimage.gaussian_filter(mag / max(mean, 1e-30), 0.5)
+    grads = np.gradient(mag, *voxel_size_mm)
+    size = np.sqrt(sum(g * g for g in grads))
+    weights = np.ones(mask.shape, np.float32)
+    if edge_fraction > 0:
+        level = np.quantile(size[mask], 1.0 - edge_fraction)
+        weights[mask & (size > level)] = 0.0
+    return weights
+
+
+def medi(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
+         b0_direction: Sequence[float], *, magnitude: np.ndarray | None = None,
+         noise_ppm: np.ndarray | None = None, alpha: float | str = "auto",
+         edge_fraction: float = DEFAULT_EDGE_FRACTION, max_iter: int = 40, tol: float = 1e-2,
+         path_alphas: int = 8, path_decades: float = 3.5, path_iterations: int = 3,
+         phase_scale_rad_per_ppm: float | None = None,
+         pad_mm: float = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
+    """Susceptibility (ppm) by magnitude-weighted TV with automatic regularisation.
+
+    Parameters
+    ----------
+    local_ppm : ndarray, shape (X, Y, Z)
+        Local field, ppm.
+    mask : ndarray of bool
+    voxel_size_mm, b0_direction : geometry (voxel axes)
+    magnitude : ndarray, optional
+        Magnitude image (e.g. the first echo or the echo-combined magnitude): edges and,
+        without a noise map, data weights.
+    noise_ppm : ndarray, optional
+        Field-noise map, ppm.
+    alpha : float or {"auto", "lcurve", "discrepancy"}
+    edge_fraction : float
+    max_iter, tol : iterations at the chosen weight and relative-change tolerance.
+    path_alphas, path_decades, path_iterations : the continuation path of weights.
+    phase_scale_rad_per_ppm : float, optional
+        Use the nonlinear data term with the field scaled to radians of phase.
+    pad_mm : float
+
+    Returns
+    -------
+    chi_ppm : ndarray
+    info : dict
+    """
+    problem = setup(local_ppm, mask, voxel_size_mm, b0_direction, pad_mm=pad_mm)
+    weights, level, source = data_weights(problem, magnitude, noise_ppm)
+    if magnitude is not None:
+        full_mask = np.asarray(mask, dtype=bool)
+        edge_weights = problem.grid.pad(
+            magnitude_edge_weights(magnitude, full_mask, problem.voxel_size_mm, edge_fraction=edge_fraction))
+        edge_weights[~problem.mask] = 1.0
+        gradient_source = "magnitude edges"
+    else:
+        edge_weights = None
+        gradient_source = "uniform (no magnitude)"
+    chi, info = run_weighted_tv(problem, weights, level, alpha=alpha, gradient_weights=edge_weights,
+                                max_iter=max_iter, tol=tol, path_alphas=path_alphas,
+                                path_decades=path_decades, path_iterations=path_iterations,
+                                nonlinear_scale_rad_per_ppm=phase_scale_rad_per_ppm)
+    info.update({"data_weights": source, "gradient_weights": gradient_source,
+                 "edge_fraction": edge_fraction if magnitude is not None else None,
+                 "data_term": "linear" if phase_scale_rad_per_ppm is None else "nonlinear",
+                 "phase_scale_rad_per_ppm": phase_scale_rad_per_ppm, "pad_mm": pad_mm})
+    return problem.result(chi), info

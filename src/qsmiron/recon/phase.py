@@ -1,0 +1,186 @@
+"""Phase preparation: recognise how a phase image is scaled and bring it to radians.
+
+Scanners and converters store phase either in radians (float, [-pi, pi) or [0, 2*pi)) or as
+evenly spaced integer levels: Siemens -4096..4094 in steps of 2 or 0..4095, 12-bit levels
+rescaled to arbitrary float units by a NIfTI slope, and so on. What these share is that the
+values sit on a regular grid of ``L`` levels with ``L`` a power of two, and that the phase of
+a head image covers nearly the whole circle. ``phase_to_radians`` tests for both and maps the
+levels onto [-pi, pi).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from qsmiron.errors import InputError
+
+__all__ = ["phase_to_radians", "wrap_to_pi", "PHASE_SCALINGS"]
+
+PHASE_SCALINGS = ("auto", "radians", "integer")
+"""Accepted values of ``scaling``."""
+
+_RADIAN_TOLERANCE = 0.01
+"""Slack (rad) beyond +-pi or 2*pi for values rounded on storage (float32, 16-bit scaling)."""
+
+_MIN_COVERAGE = 0.75
+"""A wrapped head phase covers nearly the whole circle; below this fraction of 2*pi (or of
+the level range) the scaling cannot be recognised with confidence."""
+
+_SAMPLE_SIZE = 2_000_000
+"""Values looked at when detecting the level grid (a strided sample, deterministic)."""
+
+
+def wrap_to_pi(phase_rad: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Wrap angles (rad) into [-pi, pi), float32.
+
+    Parameters
+    ----------
+    phase_rad : ndarray
+        Angles, rad, any range.
+    out : ndarray of float32, optional
+        Where to write the result (may be ``phase_rad`` itself for in-place wrapping).
+
+    Returns
+    -------
+    ndarray of float32
+        The same angles in [-pi, pi).
+    """
+    phase = np.asarray(phase_rad)
+    if out is None:
+        out = np.empty(phase.shape, np.float32)
+    two_pi = np.float32(2.0 * np.pi)
+    np.add(phase, np.float32(np.pi), out=out, casting="unsafe")
+    np.mod(out, two_pi, out=out)
+    out -= np.float32(np.pi)
+    # float32 rounding can leave exactly +pi; fold it onto -pi.
+    out[out >= np.float32(np.pi)] -= two_pi
+    return out
+
+
+def _sample(values: np.ndarray) -> np.ndarray:
+    flat = values.reshape(-1)
+    step = max(1, flat.size // _SAMPLE_SIZE)
+    return np.asarray(flat[::step], dtype=np.float64)
+
+
+def _level_grid(values: np.ndarray, low: float, high: float) -> dict[str, Any] | None:
+    """The regular grid of levels the values sit on, or None when there is none.
+
+    Returns the level step (in stored units), the number of levels spanned and the period
+    (the next power of two of that number, times the step) that maps onto 2*pi.
+    """
+    span = high - low
+    if not span > 0:
+        return None
+    sample = _sample(values)
+    unique = np.unique(sample)
+    if unique.size < 16:
+        return None
+    gaps = np.diff(unique)
+    # The smallest gap between distinct values is the level step (possibly a few steps when
+    # levels are missing from the sample; levels are then counted from the span below).
+    step = float(gaps.min())
+    # Guard against float noise making a tiny spurious gap: a step must divide every gap.
+    ratios = gaps / step
+    if np.max(np.abs(ratios - np.round(ratios))) > 0.05:
+        step = float(np.median(gaps))
+        ratios = gaps / step
+        if np.max(np.abs(ratios - np.round(ratios))) > 0.05:
+            return None
+    n_levels = int(round(span / step)) + 1
+    if n_levels < 64:
+        return None
+    levels = 1 << int(np.ceil(np.log2(n_levels)))
+    if n_levels < _MIN_COVERAGE * levels:
+        return None
+    offsets = (sample - low) / step
+    if np.max(np.abs(offsets - np.round(offsets))) > 0.05:
+        return None
+    return {"step": step, "levels_spanned": n_levels, "levels": levels, "period": levels * step}
+
+
+def phase_to_radians(phase: np.ndarray, *,
+                     scaling: Literal["auto", "radians", "integer"] = "auto"
+                     ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Detect the scaling of a phase image and return it in radians, wrapped to [-pi, pi).
+
+    Detection (``scaling="auto"``), in this order:
+
+    1. **Radians**: all values within [-pi, pi] (or [0, 2*pi]) up to 0.01 rad, and the
+       values cover at least 75 % of the circle (a wrapped head phase covers nearly all of
+       it). Values are wrapped to [-pi, pi).
+    2. **Vendor levels**: the values lie on a regular grid (integers, or integers times a
+       NIfTI slope) spanning ``n`` levels with ``0.75 L <= n <= L`` for ``L`` a power of two
+       >= 64 (for example 4096 levels for 12-bit phase). One period of ``L`` levels maps onto
+       2*pi. Signed data (minimum below zero) keep zero at zero: ``phi = 2 pi v / (L step)``;
+       unsigned data (0..L-1) put the middle level at zero, the Siemens convention:
+       ``phi = 2 pi v / (L step) - pi``.
+
+    Anything else is rejected: a phase that is neither is more likely a magnitude image or an
+    already processed map given by mistake than an exotic scaling.
+
+    Parameters
+    ----------
+    phase : ndarray
+        Phase as stored, any shape (3D or 4D with echoes last), any real dtype.
+    scaling : {"auto", "radians", "integer"}
+        ``"radians"`` trusts the input to be radians (only the range is checked, coverage is
+        not); ``"integer"`` skips the radians test and requires a level grid.
+
+    Returns
+    -------
+    phase_rad : ndarray of float32, same shape
+        Phase in [-pi, pi), rad.
+    info : dict
+        How the scaling was detected: ``method`` ("radians" or "levels"), ``input_min``,
+        ``input_max``, and for levels ``step``, ``levels``, ``levels_spanned``, ``period``,
+        ``signed``.
+
+    Raises
+    ------
+    InputError
+        Non-finite values, or a phase that is neither radians nor vendor levels (the message
+        has no path; the caller attributes it with ``InputError.with_path``).
+    """
+    if scaling not in PHASE_SCALINGS:
+        raise ValueError(f"scaling must be one of {PHASE_SCALINGS}, got {scaling!r}")
+    values = np.asarray(phase)
+    if not np.issubdtype(values.dtype, np.number) or np.iscomplexobj(values):
+        raise InputError(f"phase must be real numbers, got dtype {values.dtype}")
+    if values.size == 0:
+        raise InputError("phase image is empty")
+    low = float(np.min(values))
+    high = float(np.max(values))
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise InputError("phase holds NaN or infinite values")
+    info: dict[str, Any] = {"input_min": low, "input_max": high, "requested": scaling}
+    two_pi = 2.0 * np.pi
+    tol = _RADIAN_TOLERANCE
+    in_signed_radians = low >= -np.pi - tol and high <= np.pi + tol
+    in_unsigned_radians = low >= -tol and high <= two_pi + tol
+    covers_circle = (high - low) >= _MIN_COVERAGE * two_pi
+
+    if scaling == "radians" or (scaling == "auto" and (in_signed_radians or in_unsigned_radians)
+                                and covers_circle):
+        if not (in_signed_radians or in_unsigned_radians):
+            raise InputError(
+                f"phase spans [{low:.4g}, {high:.4g}], outside [-pi, pi] and [0, 2*pi]: "
+                "it is not in radians (use scaling 'auto' or 'integer')")
+        info.update(method="radians", range="[-pi, pi]" if in_signed_radians else "[0, 2*pi]")
+        return wrap_to_pi(values), info
+
+    grid = _level_grid(values, low, high)
+    if grid is None:
+        raise InputError(
+            f"phase spans [{low:.4g}, {high:.4g}] and is neither radians covering the circle "
+            "nor vendor integer levels (a power-of-two number of evenly spaced values); "
+            "is this really a phase image?")
+    signed = low < 0
+    info.update(method="levels", signed=signed, **grid)
+    scale = np.float32(two_pi / grid["period"])
+    phase_rad = np.multiply(values, scale, dtype=np.float32)
+    if not signed:
+        phase_rad -= np.float32(np.pi)
+    return wrap_to_pi(phase_rad, out=phase_rad), info

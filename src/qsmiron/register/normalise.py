@@ -1,0 +1,296 @@
+"""Normalisation of a subject to the template with ANTs, and images moved between the two.
+
+The template (fixed) is resampled to ``settings.resolution_mm``; the subject's prepared
+magnitude (moving) is registered to it in three stages, rigid -> affine -> SyN, all with
+Mattes mutual information, starting from an alignment of the centres of mass. ANTs writes
+one affine (``*0GenericAffine.mat``, rigid and affine collapsed) and one SyN warp pair
+(``*1Warp.nii.gz``, ``*1InverseWarp.nii.gz``). Every transform works in physical space, so
+labels defined on the 1 mm atlas grid are brought to the subject's own grid (any voxel size,
+orientation or obliquity) by one resampling with a label-preserving interpolation.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from qsmiron.register.images import from_ants, to_ants
+from qsmiron.register.settings import RegistrationSettings
+
+TRANSFORM_SUFFIXES = {
+    "affine": "_from-subject_to-template_mode-image_xfm.mat",
+    "warp": "_from-subject_to-template_mode-image_warp.nii.gz",
+    "inverse_warp": "_from-template_to-subject_mode-image_warp.nii.gz",
+}
+"""File names of saved transforms, after the output stem (BIDS-derivative-like)."""
+
+
+@dataclass
+class Registration:
+    """A subject <-> template mapping as ANTs transform files.
+
+    Attributes
+    ----------
+    affine : Path
+        The collapsed rigid + affine transform (subject -> template direction, ANTs convention).
+    warp, inverse_warp : Path or None
+        SyN displacement fields; None when the deformable stage was skipped.
+    seconds : float
+    """
+
+    affine: Path
+    warp: Path | None = None
+    inverse_warp: Path | None = None
+    seconds: float = 0.0
+    parameters: dict = field(default_factory=dict)
+
+    @property
+    def to_template(self) -> tuple[list[str], list[bool]]:
+        """Transform list and inversion flags moving subject images onto the template."""
+        files = ([str(self.warp)] if self.warp else []) + [str(self.affine)]
+        return files, [False] * len(files)
+
+    @property
+    def to_subject(self) -> tuple[list[str], list[bool]]:
+        """Transform list and inversion flags moving template images onto the subject."""
+        files = [str(self.affine)] + ([str(self.inverse_warp)] if self.inverse_warp else [])
+        return files, [True] + [False] * (len(files) - 1)
+
+    def files(self) -> list[Path]:
+        return [p for p in (self.affine, self.warp, self.inverse_warp) if p is not None]
+
+    def save(self, stem: str | os.PathLike) -> "Registration":
+        """Copy the transforms to ``<stem><suffix>`` (atomically each) and return the saved copy."""
+        from qsmiron.io.atomic import atomic_path
+
+        stem = str(stem)
+        saved = {}
+        for key, source in (("affine", self.affine), ("warp", self.warp), ("inverse_warp", self.inverse_warp)):
+            if source is None:
+                saved[key] = None
+                continue
+            destination = Path(stem + TRANSFORM_SUFFIXES[key])
+            with atomic_path(destination) as tmp:
+                shutil.copyfile(source, tmp)
+            saved[key] = destination
+        return Registration(affine=saved["affine"], warp=saved["warp"], inverse_warp=saved["inverse_warp"],
+                            seconds=self.seconds, parameters=dict(self.parameters))
+
+    @classmethod
+    def load(cls, stem: str | os.PathLike) -> "Registration | None":
+        """Saved transforms at ``stem``, or None when the affine is missing."""
+        stem = str(stem)
+        affine = Path(stem + TRANSFORM_SUFFIXES["affine"])
+        if not affine.exists():
+            return None
+        warp = Path(stem + TRANSFORM_SUFFIXES["warp"])
+        inverse = Path(stem + TRANSFORM_SUFFIXES["inverse_warp"])
+        if warp.exists() != inverse.exists():
+            return None
+        return cls(affine=affine, warp=warp if warp.exists() else None,
+                   inverse_warp=inverse if inverse.exists() else None)
+
+
+def resample_to_resolution(image, resolution_mm: float, *, interpolation: str = "linear"):
+    """An ANTs image resampled to isotropic ``resolution_mm`` (same field of view)."""
+    import ants
+
+    spacing = np.asarray(image.spacing, dtype=float)
+    if np.allclose(spacing, resolution_mm, atol=1e-3):
+        return image.clone()
+    interp_type = {"linear": 0, "nearest": 1, "genericLabel": 1}.get(interpolation, 0)
+    return ants.resample_image(image, (resolution_mm,) * 3, use_voxels=False, interp_type=interp_type)
+
+
+def crop_to_content(image, *, margin_mm: float = 10.0):
+    """An ANTs image cropped to the bounding box of its non-zero voxels plus a margin.
+
+    The template is brain-extracted: the empty space around the brain only costs time in
+    every stage of the registration.
+    """
+    import ants
+
+    data = image.numpy()
+    nonzero = np.argwhere(data != 0)
+    if nonzero.size == 0:
+        return image
+    margin = np.ceil(margin_mm / np.asarray(image.spacing, float)).astype(int)
+    lower = np.maximum(nonzero.min(axis=0) - margin, 0)
+    upper = np.minimum(nonzero.max(axis=0) + margin + 1, np.asarray(data.shape))
+    if np.all(lower == 0) and np.all(upper == np.asarray(data.shape)):
+        return image
+    return ants.crop_indices(image, lower.tolist(), upper.tolist())
+
+
+def _levels(values) -> str:
+    return "x".join(str(int(v)) if float(v).is_integer() else str(v) for v in values)
+
+
+def _check_levels(settings: RegistrationSettings) -> None:
+    if not (len(settings.linear_iterations) == len(settings.linear_shrink_factors)
+            == len(settings.linear_smoothing_vox)):
+        raise ValueError("registration: linear_iterations, linear_shrink_factors and "
+                         "linear_smoothing_vox need one value per level")
+    if settings.syn_iterations and not (len(settings.syn_iterations) == len(settings.syn_shrink_factors)
+                                        == len(settings.syn_smoothing_vox)):
+        raise ValueError("registration: syn_iterations, syn_shrink_factors and syn_smoothing_vox "
+                         "need one value per level")
+
+
+def register_to_template(subject, template, *, settings: RegistrationSettings | None = None,
+                         template_mask=None, subject_mask=None, workdir: str | os.PathLike | None = None) -> Registration:
+    """Register a prepared subject image (moving) to the template (fixed) with ANTs.
+
+    Parameters
+    ----------
+    subject : ants image
+        The subject's brain-only, bias-corrected magnitude (see ``images.prepare_subject``).
+    template : ants image
+        The (brain-extracted) template at its native grid; it is resampled to
+        ``settings.resolution_mm`` here.
+    template_mask, subject_mask : ants image, optional
+        Metric masks (brain) used by the deformable stage.
+    workdir : path, optional
+        Where ANTs writes its transform files; a new temporary folder by default (the caller
+        saves what it keeps with ``Registration.save``).
+
+    Returns
+    -------
+    Registration
+    """
+    from ants.internal import get_lib_fn
+
+    settings = settings or RegistrationSettings()
+    _check_levels(settings)
+    started = time.perf_counter()
+    fixed = crop_to_content(resample_to_resolution(template, settings.resolution_mm).clone("float"),
+                            margin_mm=10.0)
+    # The moving image need not be finer than the registration grid: smoothing and the
+    # metric's sampling both work at that scale, and a smaller image is faster.
+    moving = subject.clone("float")
+    if min(moving.spacing) < settings.resolution_mm * 0.75:
+        moving = resample_to_resolution(moving, settings.resolution_mm * 0.75)
+    workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="qsmiron_reg_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    prefix = str(workdir / "reg_")
+    warped = fixed.clone()
+    inverse_warped = moving.clone()
+
+    def mask_option(fixed_mask, moving_mask):
+        parts = []
+        for item in (fixed_mask, moving_mask):
+            parts.append("NA" if item is None else item)
+        return parts
+
+    args: list = ["--dimensionality", "3", "--float", "1",
+                  "--random-seed", str(settings.random_seed),
+                  "--collapse-output-transforms", "1",
+                  "--interpolation", "Linear",
+                  "--use-histogram-matching", "0",
+                  "--winsorize-image-intensities", "[0.005,0.995]",
+                  "--initial-moving-transform", ["[", fixed, ",", moving, ",1]"]]
+    for kind in ("Rigid", "Affine"):
+        args += ["--transform", f"{kind}[0.1]",
+                 "--metric", ["MI[", fixed, ",", moving, f",1,{settings.mi_bins},Regular,{settings.sampling_fraction}]"],
+                 "--convergence", f"[{_levels(settings.linear_iterations)},1e-6,10]",
+                 "--shrink-factors", _levels(settings.linear_shrink_factors),
+                 "--smoothing-sigmas", _levels(settings.linear_smoothing_vox) + "vox"]
+    if settings.syn_iterations:
+        args += ["--transform", f"SyN[{settings.syn_gradient_step},{settings.syn_flow_sigma_vox},"
+                                f"{settings.syn_total_sigma_vox}]",
+                 "--metric", (["MI[", fixed, ",", moving, f",1,{settings.mi_bins}]"] if settings.syn_metric == "MI"
+                              else ["CC[", fixed, ",", moving, f",1,{settings.syn_cc_radius_vox}]"]),
+                 "--convergence", f"[{_levels(settings.syn_iterations)},1e-6,10]",
+                 "--shrink-factors", _levels(settings.syn_shrink_factors),
+                 "--smoothing-sigmas", _levels(settings.syn_smoothing_vox) + "vox"]
+        if template_mask is not None or subject_mask is not None:
+            fm = None if template_mask is None else (template_mask != 0).clone("unsigned char")
+            mm = None if subject_mask is None else (subject_mask != 0).clone("unsigned char")
+            args += ["--masks", ["[", *_join(mask_option(fm, mm)), "]"]]
+    args += ["--output", ["[", prefix, ",", warped, ",", inverse_warped, "]"], "--verbose", "1" if os.environ.get("QSMIRON_ANTS_VERBOSE") else "0"]
+
+    processed = [_flatten(item) for item in args]
+    exit_code = get_lib_fn("antsRegistration")(processed)
+    if exit_code != 0:
+        raise RuntimeError(f"antsRegistration failed with exit code {exit_code}")
+    seconds = time.perf_counter() - started
+    affine = Path(prefix + "0GenericAffine.mat")
+    warp = Path(prefix + "1Warp.nii.gz")
+    inverse = Path(prefix + "1InverseWarp.nii.gz")
+    return Registration(affine=affine, warp=warp if warp.exists() else None,
+                        inverse_warp=inverse if inverse.exists() else None, seconds=seconds,
+                        parameters={"resolution_mm": settings.resolution_mm})
+
+
+def _join(items):
+    out = []
+    for index, item in enumerate(items):
+        if index:
+            out.append(",")
+        out.append(item)
+    return out
+
+
+def _flatten(item) -> str:
+    """An antsRegistration argument: images inside become ITK pointer strings."""
+    from ants.internal import process_arguments
+
+    if isinstance(item, list):
+        return "".join(process_arguments(item))
+    return str(item)
+
+
+def labels_to_subject(labels, registration: Registration, reference, *,
+                      interpolation: str = "genericLabel") -> np.ndarray:
+    """Atlas labels (an ANTs image in template space) resampled onto the subject's grid.
+
+    Parameters
+    ----------
+    labels : ants image
+        Integer labels, template space (any grid of that space).
+    registration : Registration
+    reference : ants image
+        Any image on the subject's grid.
+    interpolation : {"genericLabel", "nearestNeighbor"}
+        ``genericLabel`` smooths each label's indicator before choosing the most likely label
+        (fewer jagged edges than nearest neighbour at coarse subject voxels); both keep label
+        values exact.
+
+    Returns
+    -------
+    ndarray of int32 on the subject's grid
+    """
+    import ants
+
+    files, invert = registration.to_subject
+    warped = ants.apply_transforms(fixed=reference, moving=labels.clone("float"), transformlist=files,
+                                   whichtoinvert=invert, interpolator=interpolation, defaultvalue=0)
+    return np.rint(warped.numpy()).astype(np.int32)
+
+
+def to_template(image, registration: Registration, reference, *, interpolation: str = "linear"):
+    """A subject image (ANTs) resampled onto a template-space reference grid (ANTs image)."""
+    import ants
+
+    files, invert = registration.to_template
+    return ants.apply_transforms(fixed=reference, moving=image, transformlist=files, whichtoinvert=invert,
+                                 interpolator=interpolation, defaultvalue=0)
+
+
+def to_subject(image, registration: Registration, reference, *, interpolation: str = "linear"):
+    """A template-space image (ANTs) resampled onto the subject's grid (ANTs reference)."""
+    import ants
+
+    files, invert = registration.to_subject
+    return ants.apply_transforms(fixed=reference, moving=image, transformlist=files, whichtoinvert=invert,
+                                 interpolator=interpolation, defaultvalue=0)
+
+
+__all__ = ["Registration", "register_to_template", "labels_to_subject", "to_template", "to_subject",
+           "resample_to_resolution", "TRANSFORM_SUFFIXES", "from_ants", "to_ants"]

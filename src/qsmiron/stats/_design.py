@@ -1,0 +1,100 @@
+"""Shared pieces of every model: listwise deletion and covariate design matrices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class CompleteCases:
+    """The rows kept for one analysis and why the others were left out."""
+
+    frame: pd.DataFrame
+    exclusions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def complete_cases(frame: pd.DataFrame, columns: list[str], analysis: str,
+                   labels: dict[str, str] | None = None, where: str | None = None
+                   ) -> CompleteCases:
+    """Listwise deletion over ``columns``, with one exclusion record per dropped participant.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Indexed by participant_id.
+    columns : list of str
+    analysis : str
+        Named in the exclusion records (for example ``"group_comparison"``).
+    labels : dict, optional
+        Column name -> the name to report (for example the region's chi column -> ``mean_ppm``).
+    where : str, optional
+        The region (``"VeP L"``), kept in the record's ``where`` key.
+    """
+    labels = labels or {}
+    columns = list(dict.fromkeys(columns))
+    missing = frame[columns].isna()
+    dropped = missing.any(axis=1)
+    exclusions = []
+    for participant, row in missing[dropped].iterrows():
+        names = [labels.get(column, column) for column in columns if row[column]]
+        exclusions.append({"participant_id": str(participant), "analysis": analysis,
+                           "reason": "missing " + ", ".join(names), "where": where})
+    return CompleteCases(frame.loc[~dropped], exclusions)
+
+
+@dataclass
+class Design:
+    """Covariates as numeric columns (dummies for text covariates) plus what was dropped."""
+
+    matrix: pd.DataFrame
+    terms: dict[str, list[str]]
+    notes: list[str]
+
+    @property
+    def k(self) -> int:
+        """Number of covariate columns (the k of n - 2 - k degrees of freedom)."""
+        return self.matrix.shape[1]
+
+
+def covariate_design(frame: pd.DataFrame, covariates: list[str]) -> Design:
+    """Numeric design columns for ``covariates`` on ``frame`` (complete cases assumed).
+
+    Numeric covariates enter as they are; text covariates (such as sex M/F) as treatment
+    dummies against their first level in sorted order (``sex[M]`` = 1 for M, reference F).
+    A covariate with a single value in the sample cannot be estimated: it is left out and a
+    note says so.
+    """
+    columns: dict[str, pd.Series] = {}
+    terms: dict[str, list[str]] = {}
+    notes: list[str] = []
+    for name in covariates:
+        values = frame[name]
+        if pd.api.types.is_numeric_dtype(values):
+            if values.nunique() < 2:
+                notes.append(f"covariate {name} is constant ({values.iloc[0]}) in this sample "
+                             "and was left out")
+                continue
+            columns[name] = values.astype(float)
+            terms[name] = [name]
+        else:
+            levels = sorted(values.astype(str).unique())
+            if len(levels) < 2:
+                notes.append(f"covariate {name} has the single value {levels[0]!r} in this "
+                             "sample and was left out")
+                continue
+            terms[name] = []
+            for level in levels[1:]:
+                column = f"{name}[{level}]"
+                columns[column] = (values.astype(str) == level).astype(float)
+                terms[name].append(column)
+    matrix = pd.DataFrame(columns, index=frame.index)
+    return Design(matrix, terms, notes)
+
+
+def is_constant(values: np.ndarray) -> bool:
+    values = np.asarray(values, dtype=float)
+    return values.size == 0 or bool(np.ptp(values) <= 1e-12 * max(1.0, np.max(np.abs(values))))

@@ -1,0 +1,424 @@
+"""Every analysis of a study, from the regions and participants tables to ``StudyResults``."""
+
+from __future__ import annotations
+
+import platform
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qsmiron.errors import InputError
+from qsmiron.io.participants import normalise_participant_id
+from qsmiron.stats import relapse as relapse_models
+from qsmiron.stats._design import complete_cases
+from qsmiron.stats.associations import ASSOCIATION_COLUMNS, associate
+from qsmiron.stats.group import GROUP_COLUMNS, compare_groups
+from qsmiron.stats.multiple import fdr_bh
+from qsmiron.stats.regions import region_keys, validate_regions, wide_regions
+from qsmiron.stats.results import StudyResults
+from qsmiron.stats.study import ALL, Study, group_labels, resolve_study, study_settings
+from qsmiron.stats.table1 import describe_groups
+
+CHI = "__chi_ppm"
+METHODS_TEXT = {
+    "group_comparison": (
+        "ANCOVA by ordinary least squares (mean_ppm ~ group + covariates; F and p of the group "
+        "term from type-II sums of squares, identical to type III without interactions); "
+        "adjusted means predicted at the covariate means with categorical covariates weighted "
+        "by their observed proportions; partial eta squared = SS_group / (SS_group + "
+        "SS_residual); Cohen's d from the raw group means and pooled SD; two-sided "
+        "Mann-Whitney U test as the non-parametric check"),
+    "associations": (
+        "partial correlation controlling the covariates: Spearman = Pearson partial "
+        "correlation of the ranks of all variables; p from t with n - 2 - k degrees of freedom "
+        "(k covariate columns)"),
+    "relapse": (
+        "logistic regression (odds ratio per 1 SD of chi in the analysed sample, Wald 95 % CI "
+        "and p); ROC AUC of chi alone with DeLong 95 % CI and the Youden cut-off; Cox "
+        "proportional hazards (hazard ratio per SD) and Kaplan-Meier curves split at the "
+        "median chi with a log-rank test when time-to-event data exist; Poisson regression of "
+        "counts, negative binomial (NB2) when the Cameron-Trivedi test shows overdispersion "
+        "(p < 0.05)"),
+    "multiple_comparisons": (
+        "Benjamini-Hochberg false discovery rate over all region-hemisphere rows of the group "
+        "comparison, over all region x variable rows of the associations, over regions for "
+        "each relapse model"),
+    "missing_values": "listwise deletion per analysis, every excluded participant reported",
+    "table1": (
+        "mean ± SD and Welch t-test when Shapiro-Wilk p >= 0.05 in both groups, otherwise "
+        "median [IQR] and Mann-Whitney U; categorical: chi-square (Yates for 2 x 2), Fisher's "
+        "exact test for 2 x 2 tables with an expected count below 5"),
+}
+
+
+def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | None = None
+              ) -> StudyResults:
+    """Run Table 1, the group comparison, the associations and the relapse models.
+
+    Parameters
+    ----------
+    regions : DataFrame
+        Long regions table (participant_id, region, hemisphere, mean_ppm; see
+        :mod:`qsmiron.stats.regions`).
+    participants : DataFrame
+        As from :func:`qsmiron.io.participants.read_participants`.
+    study : Study, optional
+        The design (defaults decided from the data when None or partly given).
+
+    Returns
+    -------
+    StudyResults
+        Rows that could not be computed carry NaN statistics and a ``note`` saying why, and
+        appear in ``warnings``; every participant left out of an analysis is in
+        ``exclusions``.
+
+    Raises
+    ------
+    InputError
+        Missing columns, unknown group labels or regions, a non-0/1 outcome, no participant
+        in both tables.
+    """
+    study = study or Study()
+    regions = validate_regions(regions)
+    participants = _check_participants(participants)
+    source = participants.attrs.get("source")
+    warnings: list[str] = []
+    exclusions: list[dict[str, Any]] = []
+
+    in_regions = list(dict.fromkeys(regions["participant_id"]))
+    in_table = list(participants["participant_id"])
+    only_regions = [pid for pid in in_regions if pid not in set(in_table)]
+    only_table = [pid for pid in in_table if pid not in set(in_regions)]
+    for pid in only_regions:
+        exclusions.append({"participant_id": pid, "analysis": "all",
+                           "reason": "in the regions table but not in the participants table"})
+    for pid in only_table:
+        exclusions.append({"participant_id": pid, "analysis": "all",
+                           "reason": "in the participants table but has no regional values"})
+    if only_regions:
+        warnings.append(f"{len(only_regions)} participant(s) of the regions table are not in the "
+                        f"participants table and were left out: {_few(only_regions)}")
+    if only_table:
+        warnings.append(f"{len(only_table)} participant(s) of the participants table have no "
+                        f"regional values: {_few(only_table)}")
+    common = [pid for pid in in_table if pid in set(in_regions)]
+    if not common:
+        raise InputError("no participant_id is in both the regions table and the participants "
+                         "table", source)
+
+    region_names = list(dict.fromkeys(regions["region"]))
+    resolved = resolve_study(study, participants, region_names)
+    keys = region_keys(regions, resolved.regions)
+    table = participants.set_index("participant_id").loc[common]
+    wide = wide_regions(regions).reindex(common)
+    labels = group_labels(table[resolved.groups.column])
+    group_a, group_b = resolved.groups.compare
+    minimum = resolved.min_group_size
+
+    unlabelled = labels.index[labels.isna()].tolist()
+    for pid in unlabelled:
+        exclusions.append({"participant_id": pid, "analysis": "group_comparison",
+                           "reason": f"missing {resolved.groups.column}"})
+    others = labels[labels.notna() & ~labels.isin([group_a, group_b])].value_counts()
+    if len(others):
+        warnings.append("participants of other groups are not part of the group comparison: "
+                        + ", ".join(f"{label} ({n})" for label, n in others.items()))
+    for label in (group_a, group_b):
+        n = int((labels == label).sum())
+        if n < minimum:
+            warnings.append(f"group {label} has {n} participant(s) with regional values; at "
+                            f"least {minimum} are needed for the group comparison")
+
+    compared = labels.isin([group_a, group_b]).to_numpy()
+    table1 = describe_groups(table.reset_index(), labels.reset_index(drop=True),
+                             group_a=group_a, group_b=group_b,
+                             exclude=("participant_id", resolved.groups.column))
+
+    rows_excluded: list[dict[str, Any]] = []
+    group_table = _group_comparison(table[compared], labels[compared], wide[compared], keys,
+                                    resolved, rows_excluded)
+    association_table = _associations(table, labels, wide, keys, resolved, rows_excluded)
+    relapse_table, counts_table, roc, km, relapse_warnings = _relapse(
+        table, labels, wide, keys, resolved, rows_excluded, source)
+    warnings.extend(relapse_warnings)
+    exclusions.extend(_compress_exclusions(rows_excluded, keys))
+
+    for name, frame, extra in (("group comparison", group_table, ()),
+                               ("association", association_table, ("variable",)),
+                               ("relapse", relapse_table, ()),
+                               ("relapse count", counts_table, ())):
+        if frame is None or frame.empty:
+            continue
+        for _, row in frame.iterrows():
+            if row["note"] and not np.isfinite(row["p"]):
+                where = " ".join(str(row[c]) for c in ("region", "hemisphere", *extra))
+                warnings.append(f"{name} {where}: no statistics ({row['note']})")
+
+    settings = study_settings(resolved)
+    settings["methods"] = METHODS_TEXT
+    settings["participants_table"] = source
+    settings["regions_table"] = regions.attrs.get("source")
+    settings["sex_coding"] = participants.attrs.get("sex_coding")
+    settings["n_participants"] = {"regions_table": len(in_regions),
+                                  "participants_table": len(in_table), "both": len(common),
+                                  group_a: int((labels == group_a).sum()),
+                                  group_b: int((labels == group_b).sum())}
+    results = StudyResults(
+        settings=settings, table1=table1, group_comparison=group_table,
+        associations=association_table, relapse=relapse_table, relapse_counts=counts_table,
+        roc_curves=roc, km_curves=km, exclusions=exclusions, warnings=warnings,
+        versions=package_versions())
+    results.exclusion_counts = _exclusion_counts(exclusions)
+    return results
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def _check_participants(participants: pd.DataFrame) -> pd.DataFrame:
+    source = participants.attrs.get("source")
+    if "participant_id" not in participants.columns:
+        raise InputError("participants table has no 'participant_id' column", source)
+    frame = participants.copy()
+    frame.attrs = dict(participants.attrs)
+    frame["participant_id"] = frame["participant_id"].map(normalise_participant_id)
+    if frame["participant_id"].isna().any():
+        raise InputError("participants table has rows without participant_id", source)
+    repeated = frame["participant_id"][frame["participant_id"].duplicated()].unique().tolist()
+    if repeated:
+        raise InputError(f"participants table repeats {_few(repeated)}", source)
+    return frame
+
+
+def _region_label(key: tuple[str, str]) -> str:
+    return f"{key[0]} {key[1]}"
+
+
+def _group_comparison(table, labels, wide, keys, study: Study, excluded) -> pd.DataFrame:
+    group_a, group_b = study.groups.compare
+    rows = []
+    for key in keys:
+        frame = table[study.covariates].assign(**{CHI: wide[key]})
+        frame = frame[labels.notna()]
+        kept = complete_cases(frame, [CHI, *study.covariates],
+                              "group_comparison", {CHI: "mean_ppm"}, _region_label(key))
+        excluded.extend(kept.exclusions)
+        data = kept.frame
+        row = compare_groups(data[CHI], labels.loc[data.index], data[study.covariates],
+                             group_a=group_a, group_b=group_b, min_group_size=study.min_group_size)
+        rows.append({"region": key[0], "hemisphere": key[1], **row})
+    frame = pd.DataFrame(rows, columns=GROUP_COLUMNS)
+    frame["p_fdr"] = fdr_bh(frame["p"].to_numpy(float))
+    return frame
+
+
+def _associations(table, labels, wide, keys, study: Study, excluded) -> pd.DataFrame:
+    settings = study.associations
+    rows = []
+    members = labels.notna().to_numpy() if settings.group == ALL else (labels == settings.group).to_numpy()
+    sample = table[members]
+    for variable in settings.variables:
+        covariates = [c for c in settings.covariates if c != variable]
+        dropped = "" if len(covariates) == len(settings.covariates) else (
+            f"{variable} is also a covariate and was not controlled for")
+        for key in keys:
+            frame = sample[[variable, *covariates]].assign(**{CHI: wide.loc[sample.index, key]})
+            kept = complete_cases(frame, [CHI, variable, *covariates],
+                                  f"associations {variable}", {CHI: "mean_ppm"},
+                                  _region_label(key))
+            excluded.extend(kept.exclusions)
+            data = kept.frame
+            row = associate(data[CHI], data[variable], data[covariates],
+                            method=settings.method, min_n=study.min_group_size)
+            if dropped:
+                row["note"] = "; ".join(filter(None, [dropped, row["note"]]))
+            rows.append({"region": key[0], "hemisphere": key[1], "group": settings.group,
+                         "variable": variable, "method": settings.method, **row})
+    frame = pd.DataFrame(rows, columns=ASSOCIATION_COLUMNS)
+    frame["p_fdr"] = np.nan
+    for _, index in frame.groupby("group").groups.items():
+        frame.loc[index, "p_fdr"] = fdr_bh(frame.loc[index, "p"].to_numpy(float))
+    return frame
+
+
+def _check_binary(values: pd.Series, name: str, source) -> None:
+    present = values.dropna()
+    bad = sorted(set(present[~present.isin([0, 1])].tolist()))
+    if bad:
+        raise InputError(f"column '{name}' must be 0/1 but holds {', '.join(map(str, bad[:5]))}",
+                         source)
+
+
+def _relapse(table, labels, wide, keys, study: Study, excluded, source):
+    settings = study.relapse
+    warnings: list[str] = []
+    columns = relapse_models.relapse_columns(settings.time is not None)
+    empty = pd.DataFrame(columns=columns)
+    roc: dict[tuple[str, str], pd.DataFrame] = {}
+    km: dict[tuple[str, str], pd.DataFrame] = {}
+    if settings.outcome is None and settings.time is None and settings.count is None:
+        return empty, None, roc, km, warnings
+    members = labels.notna().to_numpy() if settings.group == ALL else (labels == settings.group).to_numpy()
+    sample = table[members].copy()
+    covariates = list(settings.covariates)
+    minimum = study.min_group_size
+
+    for name in filter(None, (settings.outcome, settings.event)):
+        _check_binary(sample[name], name, source)
+    if settings.time is not None:
+        negative = sample[settings.time].dropna() < 0
+        if negative.any():
+            raise InputError(f"column '{settings.time}' holds negative times", source)
+        if settings.exposure is not None:
+            fill = (sample[settings.time].isna() & (sample[settings.event] == 0)
+                    & sample[settings.exposure].notna())
+            if fill.any():
+                sample.loc[fill, settings.time] = sample.loc[fill, settings.exposure]
+                warnings.append(f"{int(fill.sum())} participant(s) without an event and without "
+                                f"'{settings.time}' were censored at '{settings.exposure}'")
+    if settings.count is not None:
+        counts = sample[settings.count].dropna()
+        if (counts < 0).any() or not np.all(np.mod(counts, 1) == 0):
+            raise InputError(f"column '{settings.count}' must hold counts (0, 1, 2, ...)", source)
+
+    rows, count_rows = [], []
+    for key in keys:
+        label = _region_label(key)
+        chi = wide.loc[sample.index, key]
+        row: dict[str, Any] = {"region": key[0], "hemisphere": key[1]}
+        notes: list[str] = []
+        if settings.outcome is not None:
+            frame = sample[[settings.outcome, *covariates]].assign(**{CHI: chi})
+            kept = complete_cases(frame, [CHI, settings.outcome, *covariates],
+                                  "relapse", {CHI: "mean_ppm"}, label)
+            excluded.extend(kept.exclusions)
+            data = kept.frame
+            events = data[settings.outcome].astype(int)
+            row.update(n=len(data), n_events=int(events.sum()))
+            problem = (relapse_models.binary_outcome_problem(events, minimum)
+                       or relapse_models.chi_problem(data[CHI].to_numpy()))
+            if problem:
+                notes.append(problem)
+            else:
+                logistic = relapse_models.logistic_odds_ratio(events, data[CHI], data[covariates])
+                notes.append(logistic.pop("note"))
+                row.update(logistic)
+                curve = relapse_models.roc_analysis(data[CHI], events,
+                                                    direction=settings.roc_direction)
+                roc[key] = curve.pop("curve")
+                row.update(curve)
+        if settings.time is not None:
+            frame = sample[[settings.time, settings.event, *covariates]].assign(**{CHI: chi})
+            kept = complete_cases(frame, [CHI, settings.time, settings.event, *covariates],
+                                  "time_to_event", {CHI: "mean_ppm"}, label)
+            excluded.extend(kept.exclusions)
+            data = kept.frame
+            events = data[settings.event].astype(int)
+            row.update(hr_n=len(data), hr_events=int(events.sum()))
+            if int(events.sum()) < minimum:
+                notes.append(f"time to event: {int(events.sum())} events (at least {minimum} "
+                             "needed)")
+            elif relapse_models.chi_problem(data[CHI].to_numpy()):
+                notes.append("time to event: " + relapse_models.chi_problem(data[CHI].to_numpy()))
+            else:
+                cox = relapse_models.cox_hazard_ratio(data[settings.time], events, data[CHI],
+                                                      data[covariates])
+                if cox["note"]:
+                    notes.append("Cox: " + cox["note"])
+                cox.pop("note")
+                row.update(cox)
+                curves, logrank_p = relapse_models.kaplan_meier_by_median(
+                    data[settings.time], events, data[CHI])
+                km[key] = curves
+                row["km_logrank_p"] = logrank_p
+        if settings.count is not None:
+            count_rows.append(_count_row(sample, chi, key, settings, covariates, minimum, excluded))
+        row["note"] = "; ".join(dict.fromkeys(n for n in notes if n))
+        rows.append(row)
+
+    frame = pd.DataFrame(rows).reindex(columns=columns) if settings.outcome or settings.time else empty
+    if not frame.empty:
+        frame["p_fdr"] = fdr_bh(frame["p"].to_numpy(float))
+        if settings.time is not None:
+            frame["hr_p_fdr"] = fdr_bh(frame["hr_p"].to_numpy(float))
+        frame["note"] = frame["note"].fillna("")
+    counts_table = None
+    if settings.count is not None:
+        counts_table = pd.DataFrame(count_rows, columns=relapse_models.COUNT_COLUMNS)
+        counts_table["p_fdr"] = fdr_bh(counts_table["p"].to_numpy(float))
+    return frame, counts_table, roc, km, warnings
+
+
+def _count_row(sample, chi, key, settings, covariates, minimum, excluded) -> dict[str, Any]:
+    label = _region_label(key)
+    needed = [settings.count, *covariates] + ([settings.exposure] if settings.exposure else [])
+    frame = sample[list(dict.fromkeys(needed))].assign(**{CHI: chi})
+    kept = complete_cases(frame, [CHI, *dict.fromkeys(needed)], "relapse_count",
+                          {CHI: "mean_ppm"}, label)
+    excluded.extend(kept.exclusions)
+    data = kept.frame
+    if settings.exposure:
+        positive = data[settings.exposure] > 0
+        for pid in data.index[~positive]:
+            excluded.append({"participant_id": str(pid), "analysis": "relapse_count",
+                             "reason": f"{settings.exposure} is not positive", "where": label})
+        data = data[positive]
+    row = {"region": key[0], "hemisphere": key[1], "n": len(data)}
+    if len(data) < 2 * minimum:
+        return {**row, "note": f"{len(data)} participants with counts (at least {2 * minimum} "
+                               "needed)"}
+    problem = relapse_models.chi_problem(data[CHI].to_numpy())
+    if problem:
+        return {**row, "note": problem}
+    exposure = data[settings.exposure] if settings.exposure else None
+    return {**row, **relapse_models.count_rate_ratio(data[settings.count], data[CHI],
+                                                     data[covariates], exposure)}
+
+
+def _compress_exclusions(records: list[dict[str, Any]], keys) -> list[dict[str, Any]]:
+    """One record per participant, analysis family and reason, naming the regions affected.
+
+    A participant missing a covariate is left out of every region's model: that is one record
+    ("missing age", all regions), not one per region.
+    """
+    every = {_region_label(key) for key in keys}
+    grouped: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for record in records:
+        grouped[(record["participant_id"], record["analysis"], record["reason"])].append(
+            record.get("where"))
+    out = []
+    for (pid, analysis, reason), places in grouped.items():
+        places = [p for p in dict.fromkeys(places) if p]
+        if places and set(places) != every:
+            reason = f"{reason} ({', '.join(places)})"
+        out.append({"participant_id": pid, "analysis": analysis, "reason": reason})
+    return out
+
+
+def _exclusion_counts(exclusions: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, set[str]] = defaultdict(set)
+    for record in exclusions:
+        counts[record["analysis"]].add(record["participant_id"])
+    return {analysis: len(ids) for analysis, ids in counts.items()}
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and of every package the statistics use."""
+    import lifelines
+    import scipy
+    import sklearn
+    import statsmodels
+
+    from qsmiron import __version__
+
+    return {"qsmiron": __version__, "python": platform.python_version(),
+            "numpy": np.__version__, "pandas": pd.__version__, "scipy": scipy.__version__,
+            "statsmodels": statsmodels.__version__, "scikit-learn": sklearn.__version__,
+            "lifelines": lifelines.__version__}
+
+
+def _few(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")

@@ -1,0 +1,133 @@
+"""Group comparison of one region: ANCOVA, adjusted means, effect sizes, Mann-Whitney check.
+
+Definitions (one region and hemisphere, participants of the two compared groups with every
+value present):
+
+- **ANCOVA**: OLS ``mean_ppm ~ group + covariates`` (statsmodels); F and p of the group term
+  from ``anova_lm(typ=2)``. The model has no interactions, so type-II and type-III sums of
+  squares of the group term are identical.
+- **partial eta squared** = SS_group / (SS_group + SS_residual), from the same table.
+- **adjusted means** (estimated marginal means): each group's prediction averaged over the
+  analysed sample with the group set to that group, which is the prediction at the sample
+  means of the covariates; text covariates (sex) are weighted by their observed proportions
+  in the analysed sample (emmeans ``weights = "proportional"``; SPSS with sex entered as a
+  0/1 covariate).
+- **Cohen's d** = (mean_a - mean_b) / pooled SD, from the raw group means and SDs (ddof 1),
+  pooled SD = sqrt(((n_a - 1) sd_a^2 + (n_b - 1) sd_b^2) / (n_a + n_b - 2)). Negative d:
+  group_a lower.
+- **Mann-Whitney U** two-sided p (scipy ``mannwhitneyu``, exact for small samples without
+  ties, normal approximation with tie correction otherwise) as the non-parametric check.
+
+Raw means, SDs and d are computed on the same participants as the ANCOVA (after listwise
+deletion over the covariates) so that every number of a row describes one sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import statsmodels.formula.api as smf
+from scipy import stats
+from statsmodels.stats.anova import anova_lm
+
+from qsmiron.stats._design import covariate_design, is_constant
+
+GROUP_COLUMNS = ["region", "hemisphere", "group_a", "group_b", "n_a", "n_b", "mean_a", "sd_a",
+                 "mean_b", "sd_b", "adj_mean_a", "adj_mean_b", "F", "p", "p_fdr",
+                 "partial_eta2", "cohen_d", "mwu_p", "note"]
+"""Columns of ``group_comparison.tsv`` (``note`` says why a row has no statistics)."""
+
+
+def cohen_d(a, b) -> float:
+    """Cohen's d of ``a`` minus ``b`` with the pooled SD (ddof 1); NaN when the SD is 0."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    n_a, n_b = a.size, b.size
+    if n_a < 2 or n_b < 2:
+        return float("nan")
+    pooled = np.sqrt(((n_a - 1) * a.var(ddof=1) + (n_b - 1) * b.var(ddof=1)) / (n_a + n_b - 2))
+    return float((a.mean() - b.mean()) / pooled) if pooled > 0 else float("nan")
+
+
+def compare_groups(values: pd.Series, groups: pd.Series, covariates: pd.DataFrame, *,
+                   group_a: str, group_b: str, min_group_size: int = 3) -> dict[str, Any]:
+    """Every number of one group-comparison row.
+
+    Parameters
+    ----------
+    values : Series of float
+        Regional susceptibility (ppm) of the analysed participants (no missing values).
+    groups : Series of str
+        ``group_a`` or ``group_b`` for each participant (same index).
+    covariates : DataFrame
+        Covariate columns, numeric or text (same index); may have no columns.
+    group_a, group_b : str
+    min_group_size : int
+        Fewest participants per group for the statistics.
+
+    Returns
+    -------
+    dict
+        Keys of :data:`GROUP_COLUMNS` except region, hemisphere and p_fdr; ``note`` is empty
+        when every statistic was computed and says why otherwise.
+    """
+    y = values.astype(float)
+    in_a, in_b = (groups == group_a).to_numpy(), (groups == group_b).to_numpy()
+    a, b = y[in_a].to_numpy(), y[in_b].to_numpy()
+    row: dict[str, Any] = {
+        "group_a": group_a, "group_b": group_b, "n_a": int(a.size), "n_b": int(b.size),
+        "mean_a": _mean(a), "sd_a": _sd(a), "mean_b": _mean(b), "sd_b": _sd(b),
+        "adj_mean_a": np.nan, "adj_mean_b": np.nan, "F": np.nan, "p": np.nan,
+        "partial_eta2": np.nan, "cohen_d": np.nan, "mwu_p": np.nan, "note": "",
+    }
+    notes: list[str] = []
+    small = [f"{label} has {n}" for label, n in ((group_a, a.size), (group_b, b.size))
+             if n < min_group_size]
+    if small:
+        row["note"] = (f"too few participants with data ({'; '.join(small)}; at least "
+                       f"{min_group_size} per group needed)")
+        return row
+    if is_constant(y.to_numpy()):
+        row["note"] = "mean_ppm is the same for every participant: nothing to compare"
+        return row
+    row["cohen_d"] = cohen_d(a, b)
+    row["mwu_p"] = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+    design = covariate_design(covariates, list(covariates.columns))
+    notes.extend(design.notes)
+    data = pd.DataFrame({"y": y.to_numpy(),
+                         "g": np.where(in_a, "a", "b")}, index=y.index)
+    safe = {column: f"x{i}" for i, column in enumerate(design.matrix.columns)}
+    for column, name in safe.items():
+        data[name] = design.matrix[column].to_numpy()
+    df_resid = len(data) - 2 - len(safe)
+    if df_resid < 1:
+        notes.append(f"{len(data)} participants cannot fit a model with {len(safe)} "
+                     "covariate column(s)")
+        row["note"] = "; ".join(notes)
+        return row
+    formula = "y ~ C(g, Treatment('b'))" + "".join(f" + {name}" for name in safe.values())
+    fit = smf.ols(formula, data=data).fit()
+    table = anova_lm(fit, typ=2)
+    term = table.index[0]
+    ss_group, ss_resid = table.loc[term, "sum_sq"], table.loc["Residual", "sum_sq"]
+    if ss_resid <= 1e-30 * max(1.0, float(np.sum(y ** 2))):
+        notes.append("the model fits every value exactly (no residual variance)")
+        row["note"] = "; ".join(notes)
+        return row
+    row["F"] = float(table.loc[term, "F"])
+    row["p"] = float(table.loc[term, "PR(>F)"])
+    row["partial_eta2"] = float(ss_group / (ss_group + ss_resid))
+    for label, key in (("a", "adj_mean_a"), ("b", "adj_mean_b")):
+        row[key] = float(fit.predict(data.assign(g=label)).mean())
+    row["note"] = "; ".join(notes)
+    return row
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if values.size else float("nan")
+
+
+def _sd(values: np.ndarray) -> float:
+    return float(np.std(values, ddof=1)) if values.size > 1 else float("nan")

@@ -1,0 +1,131 @@
+"""The regions table: regional susceptibility of every participant, in long form.
+
+One row per participant, region and hemisphere with at least the columns
+``participant_id``, ``region``, ``hemisphere`` and ``mean_ppm`` (the output of ``qsmiron roi``
+with a participant column); other columns are ignored. ``n/a`` in ``mean_ppm`` is a missing
+value (that participant is left out of that region's analyses and the exclusion reported).
+Hemispheres are ``L`` and ``R`` (``left`` / ``right`` accepted); a region without sides
+(midline) may leave the hemisphere empty and is then labelled ``B``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qsmiron.errors import InputError
+from qsmiron.io.participants import MISSING_VALUES, normalise_participant_id
+
+REQUIRED_COLUMNS = ("participant_id", "region", "hemisphere", "mean_ppm")
+_HEMISPHERES = {"l": "L", "left": "L", "lh": "L", "r": "R", "right": "R", "rh": "R",
+                "b": "B", "both": "B", "bilateral": "B", "midline": "B"}
+
+
+def read_regions(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and validate a long regions TSV (see :func:`validate_regions`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("regions table not found", path)
+    try:
+        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False,
+                            na_values=list(MISSING_VALUES))
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"cannot be read as a tab-separated table ({exc})", path) from None
+    return validate_regions(frame, path=path)
+
+
+def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Check and normalise a regions table.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``participant_id`` (``sub-`` form), ``region``, ``hemisphere`` (L/R/B) and
+        ``mean_ppm`` (float, NaN where missing), in the input's row order; other columns
+        dropped.
+
+    Raises
+    ------
+    InputError
+        Missing columns (named), an empty table, non-numeric ``mean_ppm`` values, unknown
+        hemisphere labels, or the same participant, region and hemisphere twice.
+    """
+    if path is None:
+        path = frame.attrs.get("source")
+    columns = [str(column).strip() for column in frame.columns]
+    missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+    if missing:
+        raise InputError(f"regions table lacks column(s) {', '.join(missing)} "
+                         f"(columns found: {', '.join(columns) or 'none'})", path)
+    frame = frame.set_axis(columns, axis=1)[list(REQUIRED_COLUMNS)].copy()
+    if frame.empty:
+        raise InputError("regions table has no rows", path)
+
+    ids = frame["participant_id"].map(normalise_participant_id)
+    if ids.isna().any():
+        raise InputError(f"column 'participant_id' is empty on {int(ids.isna().sum())} row(s)", path)
+    frame["participant_id"] = ids
+
+    region = frame["region"].map(lambda v: str(v).strip() if pd.notna(v) else "")
+    if (region == "").any():
+        raise InputError(f"column 'region' is empty on {int((region == '').sum())} row(s)", path)
+    frame["region"] = region
+
+    def side(value: object) -> str | None:
+        if pd.isna(value) or str(value).strip() in MISSING_VALUES:
+            return "B"
+        return _HEMISPHERES.get(str(value).strip().lower())
+
+    hemisphere = frame["hemisphere"].map(side)
+    if hemisphere.isna().any():
+        bad = sorted(set(frame.loc[hemisphere.isna(), "hemisphere"].astype(str)))
+        raise InputError(f"column 'hemisphere' holds {', '.join(bad[:5])}; expected L or R", path)
+    frame["hemisphere"] = hemisphere
+
+    raw = frame["mean_ppm"]
+    values = pd.to_numeric(raw, errors="coerce")
+    text = raw.notna() & values.isna()
+    if text.any():
+        bad = sorted(set(raw[text].astype(str)))
+        raise InputError(f"column 'mean_ppm' holds non-numeric value(s) {', '.join(bad[:5])}", path)
+    values = values.astype(float)
+    infinite = ~np.isfinite(values) & values.notna()
+    if infinite.any():
+        raise InputError(f"column 'mean_ppm' holds {int(infinite.sum())} infinite value(s)", path)
+    frame["mean_ppm"] = values
+
+    key = ["participant_id", "region", "hemisphere"]
+    repeated = frame[frame.duplicated(key, keep=False)]
+    if not repeated.empty:
+        first = repeated.iloc[0]
+        raise InputError(f"{first['participant_id']} {first['region']} {first['hemisphere']} "
+                         f"appears more than once ({len(repeated)} duplicated rows)", path)
+    frame = frame.reset_index(drop=True)
+    if path is not None:
+        frame.attrs["source"] = os.fspath(path)
+    return frame
+
+
+def region_keys(regions: pd.DataFrame, names: list[str] | None = None) -> list[tuple[str, str]]:
+    """The (region, hemisphere) pairs in table order (first appearance), L before R.
+
+    Parameters
+    ----------
+    names : list of str, optional
+        Keep only these regions, in this order.
+    """
+    pairs = list(dict.fromkeys(zip(regions["region"], regions["hemisphere"])))
+    order = {"L": 0, "R": 1, "B": 2}
+    first_seen = {name: i for i, name in enumerate(dict.fromkeys(regions["region"]))}
+    if names is not None:
+        first_seen = {name: i for i, name in enumerate(names)}
+        pairs = [pair for pair in pairs if pair[0] in first_seen]
+    return sorted(pairs, key=lambda pair: (first_seen[pair[0]], order.get(pair[1], 3)))
+
+
+def wide_regions(regions: pd.DataFrame) -> pd.DataFrame:
+    """``participant_id`` index, one column per (region, hemisphere), values ``mean_ppm``."""
+    return regions.pivot(index="participant_id", columns=["region", "hemisphere"], values="mean_ppm")

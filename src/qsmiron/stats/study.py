@@ -1,0 +1,364 @@
+"""The study design: which groups, covariates, regions, clinical variables and outcomes.
+
+A study file (TOML, or JSON) holds any subset of the settings below; unknown keys are an
+error that names them. What the file leaves out is decided from the data by
+:func:`resolve_study`, and the resolved study is what the results and the report record::
+
+    covariates = ["age", "sex"]
+    regions = []                      # empty or absent: all regions
+    [groups]
+    column = "group"
+    compare = ["MOH", "CM"]           # group_a, group_b
+    [associations]
+    group = "MOH"                     # or "all" for the pooled sample
+    variables = ["sds", "disease_duration", "hit6"]
+    method = "spearman"               # or "pearson"
+    [relapse]
+    group = "MOH"
+    outcome = "relapse"               # 0/1
+    time = "time_to_relapse"          # optional, with event = "relapse"
+    count = "relapse_count"           # optional
+
+Defaults (when a key is absent)
+-------------------------------
+- ``groups.compare``: the two values of ``groups.column``, most frequent first (ties in
+  alphabetical order); more than two values is an error asking for ``compare``.
+- ``covariates``: ``age`` and ``sex`` when the participants table has them.
+- ``regions``: every region of the regions table.
+- ``associations.group``: ``group_a`` (the first compared group);
+  ``associations.variables``: the numeric columns among :data:`KNOWN_CLINICAL_VARIABLES`
+  that have values in that group.
+- ``relapse.outcome``: ``relapse`` when that column exists (otherwise no relapse models);
+  ``relapse.group``: the compared group that has outcome values when only one has, else
+  ``all``; ``relapse.time``: ``time_to_relapse``, ``relapse.event``: the outcome,
+  ``relapse.count``: ``relapse_count``, ``relapse.exposure``: ``followup_months``, each when
+  the column exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, PrivateAttr, ValidationError, field_validator
+
+from qsmiron.errors import InputError
+from qsmiron.settings_base import Settings
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+KNOWN_CLINICAL_VARIABLES = (
+    "disease_duration", "headache_days", "hit6", "midas", "sds", "ldq", "vas", "nrs",
+    "hama", "hamd", "psqi",
+)
+"""Clinical columns used for associations when the study file does not list them."""
+
+DEFAULT_COVARIATES = ("age", "sex")
+ALL = "all"
+
+
+def _labels(values: Any) -> Any:
+    """Group labels may be written as numbers in TOML (``compare = [1, 2]``): keep them as text."""
+    if values is None:
+        return None
+    if isinstance(values, (str, int, float)):
+        return label_text(values)
+    return [label_text(value) for value in values]
+
+
+def label_text(value: Any) -> str:
+    """The text form of a group label: ``1``, ``1.0`` and ``"1"`` are all ``"1"``."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+class GroupSettings(Settings):
+    """The two groups compared."""
+
+    column: str = "group"
+    compare: list[str] | None = Field(
+        default=None, description="[group_a, group_b]; default: the two values of `column`")
+
+    @field_validator("compare", mode="before")
+    @classmethod
+    def _compare_as_text(cls, value: Any) -> Any:
+        return _labels(value)
+
+    @field_validator("compare")
+    @classmethod
+    def _two_groups(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (len(value) != 2 or value[0] == value[1]):
+            raise ValueError("needs exactly two different group labels")
+        return value
+
+
+class AssociationSettings(Settings):
+    """Partial correlations of regional susceptibility with clinical variables."""
+
+    group: str | None = Field(default=None, description="a group label or 'all'; default group_a")
+    variables: list[str] | None = None
+    method: Literal["spearman", "pearson"] = "spearman"
+    covariates: list[str] | None = Field(
+        default=None, description="default: the study covariates")
+
+    @field_validator("group", mode="before")
+    @classmethod
+    def _group_as_text(cls, value: Any) -> Any:
+        return _labels(value)
+
+
+class RelapseSettings(Settings):
+    """Outcome models: logistic + ROC on a 0/1 outcome, Cox on time to event, counts."""
+
+    group: str | None = None
+    outcome: str | None = None
+    time: str | None = None
+    event: str | None = None
+    count: str | None = None
+    exposure: str | None = Field(
+        default=None, description="follow-up column: offset of the count model and the "
+                                  "censoring time where `time` is missing for non-events")
+    covariates: list[str] | None = Field(
+        default=None, description="default: the study covariates")
+    roc_direction: Literal["auto", "higher", "lower"] = Field(
+        default="auto", description="which chi values predict the outcome; 'auto' takes the "
+                                    "direction with AUC >= 0.5 (as pROC does)")
+
+    @field_validator("group", mode="before")
+    @classmethod
+    def _group_as_text(cls, value: Any) -> Any:
+        return _labels(value)
+
+
+class Study(Settings):
+    """A study design. ``None`` means "decide from the data" (see :func:`resolve_study`)."""
+
+    covariates: list[str] | None = None
+    regions: list[str] = Field(default_factory=list)
+    alpha: float = Field(default=0.05, gt=0, lt=1,
+                         description="FDR level at which rows are called significant")
+    min_group_size: int = Field(default=3, ge=3,
+                                description="fewest subjects per group (or outcome class)")
+    groups: GroupSettings = Field(default_factory=GroupSettings)
+    associations: AssociationSettings = Field(default_factory=AssociationSettings)
+    relapse: RelapseSettings = Field(default_factory=RelapseSettings)
+
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        """The study file this came from (None for defaults)."""
+        return self._source
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming each unknown or invalid key."""
+    unknown, invalid = [], []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item.get("loc", ())) or "(top level)"
+        if item.get("type") == "extra_forbidden":
+            unknown.append(where)
+        else:
+            invalid.append(f"'{where}': {item.get('msg', 'invalid')}")
+    parts = []
+    if unknown:
+        parts.append("unknown key(s) " + ", ".join(f"'{key}'" for key in unknown))
+    parts.extend(invalid)
+    return "; ".join(parts)
+
+
+def study_from_dict(payload: dict[str, Any], *, source: str | os.PathLike | None = None) -> Study:
+    """Validate a study given as a dict (as parsed from TOML or JSON)."""
+    try:
+        study = Study.model_validate(payload)
+    except ValidationError as exc:
+        raise InputError(f"invalid study settings: {describe_validation_error(exc)}",
+                         source) from None
+    study._source = None if source is None else os.fspath(source)
+    return study
+
+
+def load_study(path: str | os.PathLike | None = None) -> Study:
+    """The study from a TOML (or ``.json``) file; the all-defaults study when ``path`` is None."""
+    if path is None:
+        return Study()
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("study file not found", path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        payload = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"cannot be parsed ({exc})", path) from None
+    if not isinstance(payload, dict):
+        raise InputError("must hold a table of settings", path)
+    return study_from_dict(payload, source=path)
+
+
+# ---------------------------------------------------------------------------------------
+# Defaults decided from the data
+
+
+def group_labels(column: pd.Series) -> pd.Series:
+    """A group column as text labels (NaN kept), so that 1, 1.0 and "1" compare equal."""
+    return column.map(lambda v: label_text(v) if pd.notna(v) else np.nan)
+
+
+def resolve_study(study: Study, participants: pd.DataFrame, region_names: list[str]) -> Study:
+    """Fill every default of ``study`` from the data and check what the study names exists.
+
+    Parameters
+    ----------
+    study : Study
+    participants : DataFrame
+        As from :func:`qsmiron.io.participants.read_participants`.
+    region_names : list of str
+        Regions present in the regions table, in table order.
+
+    Returns
+    -------
+    Study
+        A copy with no ``None`` left where the data decides (relapse columns stay None when
+        the data has no such column).
+
+    Raises
+    ------
+    InputError
+        A named column, group label or region is not in the data; more than two groups and
+        no ``groups.compare``.
+    """
+    table = participants.attrs.get("source")
+    where = study.source or table
+    resolved = study.model_copy(deep=True)
+    resolved._source = study.source
+    columns = set(participants.columns)
+
+    # groups
+    group_column = resolved.groups.column
+    if group_column not in columns:
+        raise InputError(f"has no group column '{group_column}' (groups.column); columns: "
+                         f"{', '.join(participants.columns)}", table)
+    labels = group_labels(participants[group_column])
+    counts = labels.value_counts()
+    if resolved.groups.compare is None:
+        if len(counts) != 2:
+            found = ", ".join(f"{label} ({n})" for label, n in counts.items()) or "none"
+            raise InputError(f"column '{group_column}' has {len(counts)} group(s) ({found}); "
+                             "say which two to compare with groups.compare in a study file",
+                             table)
+        order = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        resolved.groups.compare = [order[0][0], order[1][0]]
+    missing = [label for label in resolved.groups.compare if label not in counts.index]
+    if missing:
+        found = ", ".join(f"{label} ({n})" for label, n in counts.items()) or "none"
+        raise InputError(f"groups.compare names {', '.join(repr(m) for m in missing)}, not found "
+                         f"in column '{group_column}' (labels present: {found})", table)
+    group_a, group_b = resolved.groups.compare
+
+    # covariates
+    if resolved.covariates is None:
+        resolved.covariates = [c for c in DEFAULT_COVARIATES
+                               if c in columns and participants[c].notna().any()]
+    _require_columns(resolved.covariates, columns, "covariates", table)
+    if group_column in resolved.covariates:
+        raise InputError(f"covariates include the group column '{group_column}'", where)
+
+    # regions
+    if resolved.regions:
+        by_lower = {name.lower(): name for name in region_names}
+        unknown = [name for name in resolved.regions if name.lower() not in by_lower]
+        if unknown:
+            raise InputError(f"regions {', '.join(repr(u) for u in unknown)} are not in the "
+                             f"regions table (present: {', '.join(region_names)})", where)
+        resolved.regions = list(dict.fromkeys(by_lower[name.lower()] for name in resolved.regions))
+    else:
+        resolved.regions = list(region_names)
+
+    # associations
+    assoc = resolved.associations
+    if assoc.group is None:
+        assoc.group = group_a
+    if assoc.group != ALL and assoc.group not in counts.index:
+        raise InputError(f"associations.group {assoc.group!r} is not a label of column "
+                         f"'{group_column}' (present: {', '.join(counts.index)}) nor 'all'", table)
+    if assoc.covariates is None:
+        assoc.covariates = list(resolved.covariates)
+    _require_columns(assoc.covariates, columns, "associations.covariates", table)
+    if assoc.variables is None:
+        in_group = participants if assoc.group == ALL else participants[labels == assoc.group]
+        assoc.variables = [name for name in KNOWN_CLINICAL_VARIABLES
+                           if name in columns and pd.api.types.is_numeric_dtype(participants[name])
+                           and in_group[name].notna().any()]
+    _require_columns(assoc.variables, columns, "associations.variables", table)
+    _require_numeric(participants, assoc.variables, "associations.variables", table)
+
+    # relapse
+    relapse = resolved.relapse
+    if relapse.outcome is None and "relapse" in columns:
+        relapse.outcome = "relapse"
+    for key, default in (("time", "time_to_relapse"), ("count", "relapse_count"),
+                         ("exposure", "followup_months")):
+        if getattr(relapse, key) is None and default in columns:
+            setattr(relapse, key, default)
+    if relapse.time is not None and relapse.event is None:
+        relapse.event = relapse.outcome
+    named = {key: getattr(relapse, key) for key in ("outcome", "time", "event", "count", "exposure")}
+    for key, column in named.items():
+        if column is not None:
+            _require_columns([column], columns, f"relapse.{key}", table)
+            _require_numeric(participants, [column], f"relapse.{key}", table)
+    if relapse.time is not None and relapse.event is None:
+        raise InputError("relapse.time is set but there is no event column (relapse.event or "
+                         "relapse.outcome)", where)
+    if relapse.covariates is None:
+        relapse.covariates = list(resolved.covariates)
+    _require_columns(relapse.covariates, columns, "relapse.covariates", table)
+    if relapse.group is None:
+        outcome_columns = [c for c in (relapse.outcome, relapse.event, relapse.count) if c]
+        if outcome_columns:
+            with_outcome = [label for label in (group_a, group_b)
+                            if participants.loc[labels == label, outcome_columns].notna().any().any()]
+            relapse.group = with_outcome[0] if len(with_outcome) == 1 else ALL
+        else:
+            relapse.group = group_a
+    if relapse.group != ALL and relapse.group not in counts.index:
+        raise InputError(f"relapse.group {relapse.group!r} is not a label of column "
+                         f"'{group_column}' (present: {', '.join(counts.index)}) nor 'all'", table)
+    return resolved
+
+
+def study_settings(study: Study) -> dict[str, Any]:
+    """The resolved study as plain JSON values, with ``group_a`` / ``group_b`` spelled out."""
+    payload = study.model_dump(mode="json")
+    if study.groups.compare:
+        payload["groups"]["group_a"], payload["groups"]["group_b"] = study.groups.compare
+    payload["study_file"] = study.source
+    return payload
+
+
+def _require_columns(names: list[str], columns: set[str], key: str, path: Any) -> None:
+    missing = [name for name in names if name not in columns]
+    if missing:
+        raise InputError(f"has no column(s) {', '.join(repr(m) for m in missing)} named by the "
+                         f"study setting {key}", path)
+
+
+def _require_numeric(frame: pd.DataFrame, names: list[str], key: str, path: Any) -> None:
+    text = [name for name in names if not pd.api.types.is_numeric_dtype(frame[name])]
+    if text:
+        examples = {name: frame[name].dropna().astype(str).unique()[:3].tolist() for name in text}
+        detail = "; ".join(f"{name}: {', '.join(values)}" for name, values in examples.items())
+        raise InputError(f"column(s) {', '.join(repr(t) for t in text)} ({key}) must be numeric "
+                         f"but hold text ({detail})", path)

@@ -1,0 +1,112 @@
+"""participants.tsv reading: ids, n/a, numeric columns, sex codings and their errors."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qsmiron.errors import InputError
+from qsmiron.io.participants import normalise_participant_id, read_participants
+
+
+def write_table(folder, text, dictionary=None):
+    path = folder / "participants.tsv"
+    path.write_text(text, encoding="utf-8")
+    if dictionary is not None:
+        (folder / "participants.json").write_text(json.dumps(dictionary), encoding="utf-8")
+    return path
+
+
+def test_read_participants_normalises_ids_missing_values_and_numbers(tmp_path):
+    path = write_table(tmp_path, "participant_id\tgroup\tage\tsex\tsds\n"
+                                 "01\tMOH\t40\tM\t5\n"
+                                 "sub-02\tCM\tn/a\tfemale\t\n"
+                                 " sub-03 \tMOH\t51.5\tF\t3\n")
+    frame = read_participants(path)
+    assert list(frame["participant_id"]) == ["sub-01", "sub-02", "sub-03"]
+    assert pd.api.types.is_float_dtype(frame["age"])
+    assert np.isnan(frame.loc[1, "age"]) and frame.loc[2, "age"] == 51.5
+    assert np.isnan(frame.loc[1, "sds"])
+    assert list(frame["sex"]) == ["M", "F", "F"]
+    assert list(frame["group"]) == ["MOH", "CM", "MOH"]
+    assert frame.attrs["source"] == str(path)
+
+
+def test_read_participants_reads_numeric_sex_by_json_levels(tmp_path):
+    path = write_table(tmp_path, "participant_id\tsex\nsub-1\t0\nsub-2\t1\nsub-3\tn/a\n",
+                       {"sex": {"Levels": {"0": "female", "1": "male"}}})
+    frame = read_participants(path)
+    assert frame["sex"].iloc[:2].tolist() == ["F", "M"] and pd.isna(frame["sex"].iloc[2])
+    assert "Levels" in frame.attrs["sex_coding"]
+
+
+def test_read_participants_reads_1_2_sex_without_levels_as_iso_5218(tmp_path):
+    path = write_table(tmp_path, "participant_id\tsex\nsub-1\t1\nsub-2\t2\nsub-3\t2\n")
+    frame = read_participants(path)
+    assert frame["sex"].tolist() == ["M", "F", "F"]
+    assert "ISO/IEC 5218" in frame.attrs["sex_coding"]
+
+
+def test_read_participants_reads_levels_with_long_descriptions(tmp_path):
+    path = write_table(tmp_path, "participant_id\tsex\nsub-1\tM\nsub-2\tF\n",
+                       {"sex": {"Description": "sex", "Levels": {"M": "Male participant",
+                                                                   "F": "Female participant"}}})
+    assert read_participants(path)["sex"].tolist() == ["M", "F"]
+
+
+@pytest.mark.parametrize("rows, fragment", [
+    ("sub-1\tM\nsub-2\t2\n", "mixes numeric and text"),
+    ("sub-1\t0\nsub-2\t1\n", "ambiguous"),
+    ("sub-1\tM\nsub-2\tX\n", "X"),
+])
+def test_read_participants_rejects_undecidable_sex_codings_naming_file_and_column(
+        tmp_path, rows, fragment):
+    path = write_table(tmp_path, "participant_id\tsex\n" + rows)
+    with pytest.raises(InputError) as error:
+        read_participants(path)
+    assert error.value.path == str(path)
+    assert "'sex'" in error.value.message and fragment in error.value.message
+
+
+def test_read_participants_rejects_sex_values_outside_json_levels(tmp_path):
+    path = write_table(tmp_path, "participant_id\tsex\nsub-1\t1\nsub-2\t3\n",
+                       {"sex": {"Levels": {"1": "male", "2": "female"}}})
+    with pytest.raises(InputError, match="not among the Levels"):
+        read_participants(path)
+
+
+def test_read_participants_rejects_duplicated_ids_after_normalisation(tmp_path):
+    path = write_table(tmp_path, "participant_id\tage\n01\t30\nsub-01\t31\n")
+    with pytest.raises(InputError, match="repeats sub-01"):
+        read_participants(path)
+
+
+def test_read_participants_requires_participant_id_column(tmp_path):
+    path = write_table(tmp_path, "subject,age\n1,30\n")
+    with pytest.raises(InputError, match="no 'participant_id' column"):
+        read_participants(path)
+
+
+def test_read_participants_reports_broken_json_and_missing_file(tmp_path):
+    path = write_table(tmp_path, "participant_id\tage\nsub-1\t30\n")
+    (tmp_path / "participants.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(InputError) as error:
+        read_participants(path)
+    assert error.value.path.endswith("participants.json")
+    with pytest.raises(InputError, match="not found"):
+        read_participants(tmp_path / "absent.tsv")
+
+
+def test_read_participants_leaves_text_columns_as_text(tmp_path):
+    path = write_table(tmp_path, "participant_id\tgroup\tscore\nsub-1\t1\t3\nsub-2\t2\thigh\n")
+    frame = read_participants(path)
+    assert frame["score"].tolist() == ["3", "high"]
+    assert frame["group"].tolist() == [1, 2]
+
+
+def test_normalise_participant_id_forms():
+    assert normalise_participant_id("sub-ab1") == "sub-ab1"
+    assert normalise_participant_id(7) == "sub-7"
+    assert normalise_participant_id(7.0) == "sub-7"
+    assert normalise_participant_id(float("nan")) is None

@@ -1,0 +1,473 @@
+"""``qsmiron recon`` and ``qsmiron invert`` end to end on forward-simulated and real data.
+
+Truth comes from an independent forward model, the ``qsm-forward`` package: its dipole
+convolution (``generate_field``), its multi-echo signal model (``generate_signal``,
+``generate_phase_offset``, ``add_noise``). The phantom is a head in air with an air-filled
+sinus (background field with phase wraps), a brain with white matter and iron-rich nuclei.
+Phase is stored as the vendor does (integers -4096..4095), with BIDS JSON sidecars.
+Accuracy is the demeaned NRMSE of the benchmarks (100 ||x - r|| / ||r||, both demeaned in
+the mask) inside the final mask.
+"""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import qsm_forward
+
+from qsmiron.cli import main
+from qsmiron.io.nifti import b0_direction_voxel
+
+CHI_AIR_PPM = 9.4  # air relative to tissue
+TES = (0.004, 0.012, 0.020, 0.028)
+FIELD_STRENGTH_T = 3.0
+
+
+def rotation_x(degrees):
+    t = np.deg2rad(degrees)
+    return np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
+
+
+def grid_affine(shape, voxel_mm, rotation=np.eye(3)):
+    """Affine whose grid centre sits at the world origin."""
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag(voxel_mm)
+    affine[:3, 3] = -affine[:3, :3] @ ((np.asarray(shape) - 1) / 2.0)
+    return affine
+
+
+def ellipsoid(x, y, z, centre, semi_axes):
+    return (((x - centre[0]) / semi_axes[0]) ** 2 + ((y - centre[1]) / semi_axes[1]) ** 2
+            + ((z - centre[2]) / semi_axes[2]) ** 2) <= 1.0
+
+
+def head_phantom(shape, affine):
+    """Tissue maps sampled at the world positions (mm) of the voxel centres.
+
+    Returns chi_brain (ppm, zero outside the brain), chi_total (with the air of the sinus and
+    around the head), brain mask, head mask, M0 and R2* (1/s at 3 T).
+    """
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
+    world = ijk @ affine[:3, :3].T + affine[:3, 3]
+    x, y, z = world[..., 0], world[..., 1], world[..., 2]
+    head = ellipsoid(x, y, z, (0, 0, 0), (21, 22.5, 19))
+    sinus = ellipsoid(x, y, z, (0, 15, -11), (5, 4.5, 4.5))
+    brain = ellipsoid(x, y, z, (0, -1, 3.5), (16.5, 18, 13.5)) & ~sinus
+    chi = np.zeros(shape)
+    m0 = np.where(head, 0.45, 0.0)
+    r2s = np.full(shape, 25.0)
+    wm = ellipsoid(x, y, z, (0, -1, 4), (12, 13.5, 9.5))
+    chi[wm] = -0.03
+    m0[brain] = 0.85
+    m0[wm] = 0.75
+    r2s[wm] = 22.0
+    nuclei = [  # centre (mm), semi-axes (mm), chi (ppm), R2* (1/s)
+        ((7, 1, 2), (3, 4, 3), 0.18, 45.0),     # globus pallidus
+        ((-7, 1, 2), (3, 4, 3), 0.17, 45.0),
+        ((12, 3, 3), (2.5, 5, 3.5), 0.08, 32.0),  # putamen
+        ((-12, 3, 3), (2.5, 5, 3.5), 0.08, 32.0),
+        ((4.5, 10, 7), (2.5, 3, 3), 0.06, 28.0),  # caudate
+        ((-4.5, 10, 7), (2.5, 3, 3), 0.06, 28.0),
+        ((4, -7, -3), (2, 3, 2), 0.14, 40.0),    # substantia nigra
+        ((-4, -7, -3), (2, 3, 2), 0.14, 40.0),
+        ((0, -12, 9), (1.2, 6, 1.2), 0.30, 35.0),  # a vein-like rod
+    ]
+    for centre, axes, value, rate in nuclei:
+        region = ellipsoid(x, y, z, centre, axes) & brain
+        chi[region] = value
+        m0[region] = 0.65
+        r2s[region] = rate
+    chi_brain = np.where(brain, chi, 0.0)
+    chi_total = chi_brain + np.where(~head | sinus, CHI_AIR_PPM, 0.0)
+    m0[sinus] = 0.0
+    return chi_brain, chi_total, brain, head, m0, r2s
+
+
+def simulate_gre(shape, voxel_mm, rotation=np.eye(3), *, seed=0, peak_snr=120.0):
+    """Multi-echo magnitude and integer phase from qsm-forward, with the truth."""
+    affine = grid_affine(shape, voxel_mm, rotation)
+    b0 = b0_direction_voxel(affine)
+    chi_brain, chi_total, brain, head, m0, r2s = head_phantom(shape, affine)
+    field_ppm = qsm_forward.generate_field(chi_total, voxel_size=list(voxel_mm), B0_dir=list(b0))
+    offset = qsm_forward.generate_phase_offset(m0, head, shape)
+    rng = np.random.default_rng(seed)
+    magnitude = np.empty(shape + (len(TES),), np.float32)
+    phase = np.empty(shape + (len(TES),), np.int16)
+    for echo, te in enumerate(TES):
+        signal = qsm_forward.generate_signal(field_ppm, B0=FIELD_STRENGTH_T, TR=0.05, TE=te,
+                                             flip_angle=15, phase_offset=offset, R1=1.0,
+                                             R2star=r2s, M0=m0)
+        signal = qsm_forward.add_noise(signal, peak_snr=peak_snr, rng=rng)
+        magnitude[..., echo] = np.abs(signal) * 1000
+        phase[..., echo] = np.clip(np.round(np.angle(signal) / np.pi * 4096), -4096, 4095)
+    return {"magnitude": magnitude, "phase": phase, "affine": affine, "b0": b0,
+            "chi_brain": chi_brain, "brain": brain, "voxel_mm": voxel_mm}
+
+
+def write_image(path, data, affine):
+    nib.save(nib.Nifti1Image(np.asarray(data), affine), str(path))
+    return path
+
+
+def write_sidecar(path, payload):
+    path.with_name(path.name.replace(".nii.gz", ".json")).write_text(json.dumps(payload))
+
+
+SIDECAR = {"MagneticFieldStrength": FIELD_STRENGTH_T, "Manufacturer": "Siemens",
+           "ManufacturersModelName": "Prisma", "RepetitionTime": 0.05, "FlipAngle": 15,
+           "ParallelReductionFactorInPlane": 2, "ReceiveCoilName": "Head_32"}
+
+
+def write_4d_dataset(folder, sim):
+    folder.mkdir(parents=True, exist_ok=True)
+    mag = write_image(folder / "mag.nii.gz", sim["magnitude"], sim["affine"])
+    pha = write_image(folder / "phase.nii.gz", sim["phase"], sim["affine"])
+    return mag, pha
+
+
+def write_per_echo_dataset(folder, sim):
+    folder.mkdir(parents=True, exist_ok=True)
+    mags, phases = [], []
+    for echo, te in enumerate(TES):
+        for part, key, store in (("mag", "magnitude", mags), ("phase", "phase", phases)):
+            path = write_image(folder / f"sub-01_echo-{echo + 1}_part-{part}_MEGRE.nii.gz",
+                               sim[key][..., echo], sim["affine"])
+            write_sidecar(path, SIDECAR | {"EchoTime": te})
+            store.append(path)
+    return mags, phases
+
+
+def nrmse_percent(estimate, truth, mask):
+    """Demeaned NRMSE (%) inside ``mask``, as on the QSM challenge leaderboard."""
+    x = estimate[mask] - estimate[mask].mean()
+    r = truth[mask] - truth[mask].mean()
+    return 100.0 * np.linalg.norm(x - r) / np.linalg.norm(r)
+
+
+def recon_args(mags, phases, out_dir, *, echo_times=True, field_strength=True):
+    args = ["recon"]
+    for path in mags:
+        args += ["--magnitude", str(path)]
+    for path in phases:
+        args += ["--phase", str(path)]
+    if echo_times:
+        args += ["--echo-times", ",".join(str(t) for t in TES)]
+    if field_strength:
+        args += ["--field-strength", str(FIELD_STRENGTH_T)]
+    return args + ["-o", str(out_dir)]
+
+
+OUTPUTS = {"Chimap.nii.gz", "mask.nii.gz", "fieldmap.nii.gz", "localfield.nii.gz", "recon.json"}
+RECON_NRMSE_BOUND = 60.0  # %, see the report of issue 2 for the measured figures
+INVERT_NRMSE_BOUND = 40.0  # %, default method on a noisy forward-simulated local field
+
+
+@pytest.fixture(scope="module")
+def axial_sim():
+    return simulate_gre((48, 48, 40), (1.0, 1.0, 1.0))
+
+
+@pytest.fixture(scope="module")
+def axial_recon(axial_sim, tmp_path_factory):
+    """The 4D-file form through the command line, echo times and B0 as arguments."""
+    folder = tmp_path_factory.mktemp("axial")
+    mag, pha = write_4d_dataset(folder / "in", axial_sim)
+    out_dir = folder / "out"
+    code = main(recon_args([mag], [pha], out_dir))
+    assert code == 0
+    return out_dir
+
+
+# ---------------------------------------------------------------------------------------
+# recon
+
+
+def test_recon_writes_every_output_on_the_input_grid_with_units(axial_recon, axial_sim):
+    assert {p.name for p in axial_recon.iterdir()} == OUTPUTS
+    for name in OUTPUTS - {"recon.json"}:
+        image = nib.load(str(axial_recon / name))
+        assert image.shape == axial_sim["magnitude"].shape[:3], name
+        assert np.allclose(image.affine, axial_sim["affine"], atol=1e-4), name
+    chi = nib.load(str(axial_recon / "Chimap.nii.gz")).get_fdata()
+    mask = nib.load(str(axial_recon / "mask.nii.gz")).get_fdata() > 0
+    field_hz = nib.load(str(axial_recon / "fieldmap.nii.gz")).get_fdata()
+    assert set(np.unique(nib.load(str(axial_recon / "mask.nii.gz")).get_fdata())) == {0.0, 1.0}
+    assert np.all(np.isfinite(chi)) and np.all(chi[~mask] == 0)
+    # ppm: brain susceptibilities are tenths of a ppm, not Hz or radians.
+    assert 0.05 < np.percentile(np.abs(chi[mask]), 99) < 1.0
+    # Hz: the sinus field reaches tens of Hz at 3 T in the brain (ppm would be below 2).
+    assert np.percentile(np.abs(field_hz[mask]), 99) > 10
+    # The mean over the mask is the reference (whole-brain referencing).
+    assert abs(chi[mask].mean()) < 1e-4
+
+
+def test_recon_json_records_inputs_acquisition_every_step_and_versions(axial_recon):
+    record = json.loads((axial_recon / "recon.json").read_text())
+    for key in ("qsmiron_version", "created", "inputs", "acquisition", "steps", "reference",
+                "units", "warnings", "config", "versions"):
+        assert key in record, key
+    acquisition = record["acquisition"]
+    assert acquisition["echo_times_s"] == list(TES)
+    assert acquisition["field_strength_t"] == FIELD_STRENGTH_T
+    assert acquisition["n_echoes"] == 4 and acquisition["matrix"] == [48, 48, 40]
+    assert acquisition["phase_scaling"]["method"] == "levels"
+    assert [step["step"] for step in record["steps"]] == [
+        "phase_preparation", "mask", "unwrap", "echo_fit", "background_removal", "inversion",
+        "reference"]
+    for step in record["steps"]:
+        assert set(step) == {"step", "method", "parameters", "seconds", "notes"}
+        assert step["seconds"] >= 0
+    config = record["config"]
+    assert config["recon"]["inversion"]["method"] == record["steps"][5]["method"]
+    assert {"recon", "registration", "roi", "pipeline"} <= set(config)
+    assert record["units"]["Chimap"] == "ppm" and record["units"]["fieldmap"] == "Hz"
+    assert record["reference"] == {"method": "mean", "region": "whole brain mask"}
+    assert record["versions"]["numpy"] and record["versions"]["qsmiron"]
+
+
+def test_recon_susceptibility_matches_the_forward_simulated_truth(axial_recon, axial_sim):
+    chi = nib.load(str(axial_recon / "Chimap.nii.gz")).get_fdata()
+    mask = nib.load(str(axial_recon / "mask.nii.gz")).get_fdata() > 0
+    # The final mask covers most of the brain and little outside it.
+    brain = axial_sim["brain"]
+    assert np.count_nonzero(mask & brain) > 0.6 * np.count_nonzero(brain)
+    assert np.count_nonzero(mask & ~brain) < 0.05 * np.count_nonzero(mask)
+    error = nrmse_percent(chi, axial_sim["chi_brain"], mask)
+    print(f"recon NRMSE (axial, 1 mm): {error:.1f} %")
+    assert error < RECON_NRMSE_BOUND
+
+
+def test_per_echo_files_with_sidecars_give_the_same_result_as_the_4d_file(
+        axial_recon, axial_sim, tmp_path):
+    mags, phases = write_per_echo_dataset(tmp_path / "in", axial_sim)
+    out_dir = tmp_path / "out"
+    (out_dir).mkdir()
+    (out_dir / "notes.txt").write_text("unrelated")
+    assert main(recon_args(mags, phases, out_dir, echo_times=False, field_strength=False)) == 0
+    assert {p.name for p in out_dir.iterdir()} == OUTPUTS | {"notes.txt"}
+    for name in ("Chimap.nii.gz", "mask.nii.gz", "fieldmap.nii.gz", "localfield.nii.gz"):
+        a = nib.load(str(axial_recon / name)).get_fdata()
+        b = nib.load(str(out_dir / name)).get_fdata()
+        assert np.allclose(a, b, atol=1e-6), name
+    record = json.loads((out_dir / "recon.json").read_text())
+    assert record["acquisition"]["echo_times_source"] == "sidecar"
+    assert record["acquisition"]["manufacturer"] == "Siemens"
+    assert record["acquisition"]["receive_coil"] == "Head_32"
+    assert len(record["inputs"]["magnitude"]) == 4
+
+
+def test_recon_of_an_oblique_anisotropic_acquisition_uses_b0_in_voxel_axes(tmp_path):
+    sim = simulate_gre((48, 48, 32), (1.0, 1.0, 1.5), rotation_x(20), seed=1)
+    mag, pha = write_4d_dataset(tmp_path / "in", sim)
+    out_dir = tmp_path / "out"
+    assert main(recon_args([mag], [pha], out_dir)) == 0
+    chi = nib.load(str(out_dir / "Chimap.nii.gz")).get_fdata()
+    mask = nib.load(str(out_dir / "mask.nii.gz")).get_fdata() > 0
+    record = json.loads((out_dir / "recon.json").read_text())
+    assert np.allclose(record["acquisition"]["b0_direction_voxel"], sim["b0"], atol=1e-5)
+    assert record["acquisition"]["oblique_angle_deg"] == pytest.approx(20.0, abs=0.01)
+    assert record["acquisition"]["voxel_size_mm"] == pytest.approx([1.0, 1.0, 1.5])
+    error = nrmse_percent(chi, sim["chi_brain"], mask)
+    print(f"recon NRMSE (oblique 20 deg, 1 x 1 x 1.5 mm): {error:.1f} %")
+    assert error < RECON_NRMSE_BOUND
+    # Ignoring the obliquity (B0 along the voxel z axis) must do measurably worse: the
+    # test would not notice a pipeline that dropped the affine's rotation otherwise.
+    from qsmiron.recon.chain import reconstruct_arrays
+
+    straight = reconstruct_arrays(sim["magnitude"], sim["phase"], sim["voxel_mm"], (0, 0, 1),
+                                  TES, FIELD_STRENGTH_T, mask=mask)
+    assert nrmse_percent(straight.chi_ppm, sim["chi_brain"], straight.mask) > error + 5
+
+
+# ---------------------------------------------------------------------------------------
+# recon: the mask option and its bad inputs
+
+
+def test_recon_with_a_user_mask_keeps_it_unrefined_and_records_it(axial_sim, tmp_path):
+    mag, pha = write_4d_dataset(tmp_path / "in", axial_sim)
+    mask_path = write_image(tmp_path / "in" / "brain.nii.gz",
+                            axial_sim["brain"].astype(np.uint8), axial_sim["affine"])
+    out_dir = tmp_path / "out"
+    assert main(recon_args([mag], [pha], out_dir) + ["--mask", str(mask_path)]) == 0
+    record = json.loads((out_dir / "recon.json").read_text())
+    assert record["inputs"]["mask"].endswith("brain.nii.gz")
+    assert record["steps"][1]["method"] == "user"
+    mask = nib.load(str(out_dir / "mask.nii.gz")).get_fdata() > 0
+    assert not np.any(mask & ~axial_sim["brain"])  # never grows beyond the user's mask
+
+
+def _bad_mask(kind, sim, folder):
+    brain = sim["brain"].astype(np.float32)
+    affine = sim["affine"]
+    if kind == "empty":
+        return write_image(folder / "mask.nii.gz", np.zeros_like(brain), affine), "empty"
+    if kind == "other_grid":
+        return write_image(folder / "mask.nii.gz", brain[:, :, :-2], affine), "another grid"
+    if kind == "shifted":
+        shifted = affine.copy()
+        shifted[2, 3] += 1.0
+        return write_image(folder / "mask.nii.gz", brain, shifted), "another grid"
+    if kind == "not_binary":
+        return write_image(folder / "mask.nii.gz", brain * 0.7, affine), "not binary"
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["empty", "other_grid", "shifted", "not_binary"])
+def test_recon_rejects_a_bad_mask_in_one_line_and_writes_nothing(kind, axial_sim, tmp_path,
+                                                                  capsys):
+    mag, pha = write_4d_dataset(tmp_path / "in", axial_sim)
+    mask_path, words = _bad_mask(kind, axial_sim, tmp_path / "in")
+    out_dir = tmp_path / "out"
+    code = main(recon_args([mag], [pha], out_dir) + ["--mask", str(mask_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "mask.nii.gz" in err and words in err
+    assert not out_dir.exists()
+
+
+def test_recon_names_the_config_file_with_an_unknown_key(axial_sim, tmp_path, capsys):
+    mag, pha = write_4d_dataset(tmp_path / "in", axial_sim)
+    config = tmp_path / "settings.toml"
+    config.write_text("[recon.inversion]\nmethod = 'tv'\nlambda_typo = 1\n")
+    code = main(recon_args([mag], [pha], tmp_path / "out") + ["--config", str(config)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "settings.toml" in err and "lambda_typo" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_reconstruct_arrays_rejects_an_empty_mask(axial_sim):
+    from qsmiron.errors import InputError
+    from qsmiron.recon.chain import reconstruct_arrays
+
+    with pytest.raises(InputError, match="empty"):
+        reconstruct_arrays(axial_sim["magnitude"], axial_sim["phase"], (1, 1, 1), (0, 0, 1),
+                           TES, FIELD_STRENGTH_T, mask=np.zeros((48, 48, 40), bool))
+
+
+# ---------------------------------------------------------------------------------------
+# invert
+
+
+@pytest.fixture(scope="module")
+def local_field_case(tmp_path_factory):
+    """A forward-simulated local field (ppm) of the brain alone, oblique and anisotropic."""
+    shape, voxel = (44, 44, 32), (1.0, 1.0, 1.3)
+    affine = grid_affine(shape, voxel, rotation_x(-15))
+    b0 = b0_direction_voxel(affine)
+    chi_brain, _, brain, _, _, _ = head_phantom(shape, affine)
+    local = qsm_forward.generate_field(chi_brain, voxel_size=list(voxel), B0_dir=list(b0))
+    rng = np.random.default_rng(3)
+    local = np.where(brain, local + rng.normal(0, 0.002, shape), 0.0)  # ~0.25 Hz at 3 T
+    folder = tmp_path_factory.mktemp("invert")
+    field = write_image(folder / "local.nii.gz", local.astype(np.float32), affine)
+    mask = write_image(folder / "mask.nii.gz", brain.astype(np.uint8), affine)
+    return {"field": field, "mask": mask, "chi": chi_brain, "brain": brain, "affine": affine,
+            "folder": folder}
+
+
+def test_invert_default_method_recovers_the_susceptibility_on_the_same_grid(local_field_case):
+    case = local_field_case
+    out = case["folder"] / "chi_default.nii.gz"
+    assert main(["invert", str(case["field"]), str(case["mask"]), "-o", str(out)]) == 0
+    image = nib.load(str(out))
+    assert image.shape == case["chi"].shape
+    assert np.allclose(image.affine, case["affine"], atol=1e-4)
+    chi = image.get_fdata()
+    error = nrmse_percent(chi, case["chi"], case["brain"])
+    print(f"invert NRMSE (default method): {error:.1f} %")
+    assert error < INVERT_NRMSE_BOUND
+    sidecar = json.loads(out.with_name("chi_default.json").read_text())
+    assert sidecar["Units"] == "ppm" and sidecar["qsmiron"]["method"]
+
+
+def _inversion_methods():
+    from qsmiron.recon.invert import INVERSION_METHODS
+
+    return sorted(INVERSION_METHODS)
+
+
+@pytest.mark.parametrize("method", _inversion_methods())
+def test_invert_every_registered_method_runs_from_the_command_line(method, local_field_case):
+    case = local_field_case
+    out = case["folder"] / f"chi_{method}.nii.gz"
+    assert main(["invert", str(case["field"]), str(case["mask"]), "-o", str(out),
+                 "--method", method]) == 0
+    chi = nib.load(str(out)).get_fdata()
+    assert np.all(np.isfinite(chi))
+    error = nrmse_percent(chi, case["chi"], case["brain"])
+    print(f"invert NRMSE ({method}): {error:.1f} %")
+    # Any registered method must at least resemble the truth (a zero map scores 100 %).
+    assert error < 80.0
+
+
+def _invert_bad(kind, case, folder):
+    affine = case["affine"]
+    field = nib.load(str(case["field"])).get_fdata().astype(np.float32)
+    brain = case["brain"].astype(np.uint8)
+    good_field, good_mask = case["field"], case["mask"]
+    if kind == "4d_field":
+        return write_image(folder / "f4d.nii.gz", np.stack([field, field], -1), affine), \
+            good_mask, "f4d.nii.gz", "must be 3D"
+    if kind == "nan_in_field":
+        bad = field.copy()
+        bad[case["brain"]] = np.where(np.arange(case["brain"].sum()) == 7, np.nan,
+                                      bad[case["brain"]])
+        return write_image(folder / "fnan.nii.gz", bad, affine), good_mask, "fnan.nii.gz", "NaN"
+    if kind == "mask_other_grid":
+        return good_field, write_image(folder / "m_grid.nii.gz", brain[:-1], affine), \
+            "m_grid.nii.gz", "another grid"
+    if kind == "empty_mask":
+        return good_field, write_image(folder / "m_empty.nii.gz", 0 * brain, affine), \
+            "m_empty.nii.gz", "empty"
+    if kind == "non_binary_mask":
+        return good_field, write_image(folder / "m_nb.nii.gz", brain * 3, affine), \
+            "m_nb.nii.gz", "not binary"
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["4d_field", "nan_in_field", "mask_other_grid", "empty_mask",
+                                  "non_binary_mask"])
+def test_invert_rejects_bad_input_in_one_line_and_writes_nothing(kind, local_field_case,
+                                                                tmp_path, capsys):
+    field, mask, culprit, words = _invert_bad(kind, local_field_case, tmp_path)
+    out = tmp_path / "out" / "chi.nii.gz"
+    code = main(["invert", str(field), str(mask), "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and culprit in err and words in err, err
+    assert not out.exists() and not out.with_name("chi.json").exists()
+
+
+def test_invert_rejects_an_unknown_method_listing_the_registry(local_field_case, tmp_path,
+                                                              capsys):
+    case = local_field_case
+    code = main(["invert", str(case["field"]), str(case["mask"]), "-o",
+                 str(tmp_path / "chi.nii.gz"), "--method", "nonsense"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "nonsense" in err
+    assert all(name in err for name in _inversion_methods())
+
+
+# ---------------------------------------------------------------------------------------
+# The real scan (7 T, TE 4/8/12 ms, 12-bit phase in arbitrary units)
+
+
+@pytest.mark.realdata
+def test_recon_of_the_real_scan_runs_end_to_end_without_nan(real_gre_dir, tmp_path):
+    out_dir = tmp_path / "real"
+    code = main(["recon", "--magnitude", str(real_gre_dir / "mag.nii.gz"),
+                 "--phase", str(real_gre_dir / "phase.nii.gz"),
+                 "--echo-times", "0.004,0.008,0.012", "--field-strength", "7",
+                 "-o", str(out_dir)])
+    assert code == 0
+    chi = nib.load(str(out_dir / "Chimap.nii.gz")).get_fdata()
+    mask = nib.load(str(out_dir / "mask.nii.gz")).get_fdata() > 0
+    assert np.all(np.isfinite(chi))
+    assert mask.sum() > 0.1 * mask.size
+    # Plausible in-vivo values at 7 T: a few tenths of a ppm, not radians or Hz.
+    assert 0.01 < np.percentile(np.abs(chi[mask]), 99) < 2.0
+    record = json.loads((out_dir / "recon.json").read_text())
+    assert record["acquisition"]["phase_scaling"]["method"] == "levels"
+    assert record["acquisition"]["phase_scaling"]["levels"] == 4096
+    assert any("anisotropic" in w for w in record["warnings"])
