@@ -45,19 +45,25 @@ def ellipsoid(x, y, z, centre, semi_axes):
 def head_phantom(shape, affine):
     """Tissue maps sampled at the world positions (mm) of the voxel centres.
 
-    Returns chi_brain (ppm, zero outside the brain), chi_total (with the air of the sinus and
-    around the head), brain mask, head mask, M0 and R2* (1/s at 3 T).
+    Scalp, a 2 mm skull (dark, -2 ppm), an air sinus (+9.4 ppm relative to tissue) and air
+    around the head; inside the skull a CSF rim, white matter (-0.03 ppm) and iron-rich
+    nuclei. Returns chi_brain (ppm, zero outside the intracranial volume), chi_total (with
+    skull and air), the intracranial mask, head mask, M0 and R2* (1/s at 3 T).
     """
     ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
     world = ijk @ affine[:3, :3].T + affine[:3, 3]
     x, y, z = world[..., 0], world[..., 1], world[..., 2]
-    head = ellipsoid(x, y, z, (0, 0, 0), (21, 22.5, 19))
+    head = ellipsoid(x, y, z, (0, 0, 1), (20.5, 22, 17.5))
     sinus = ellipsoid(x, y, z, (0, 15, -11), (5, 4.5, 4.5))
-    brain = ellipsoid(x, y, z, (0, -1, 3.5), (16.5, 18, 13.5)) & ~sinus
+    # Intracranial volume (brain and a rim of CSF) inside a 2 mm skull.
+    brain = ellipsoid(x, y, z, (0, -1, 2.5), (17.2, 18.7, 13.7)) & ~sinus
+    skull = ellipsoid(x, y, z, (0, -1, 2.5), (19, 20.5, 15.5)) & head & ~brain & ~sinus
     chi = np.zeros(shape)
     m0 = np.where(head, 0.45, 0.0)
     r2s = np.full(shape, 25.0)
-    wm = ellipsoid(x, y, z, (0, -1, 4), (12, 13.5, 9.5))
+    m0[skull] = 0.03  # bone: little signal, fast decay, diamagnetic
+    r2s[skull] = 300.0
+    wm = ellipsoid(x, y, z, (0, -1, 3), (12, 13.5, 9))
     chi[wm] = -0.03
     m0[brain] = 0.85
     m0[wm] = 0.75
@@ -79,7 +85,7 @@ def head_phantom(shape, affine):
         m0[region] = 0.65
         r2s[region] = rate
     chi_brain = np.where(brain, chi, 0.0)
-    chi_total = chi_brain + np.where(~head | sinus, CHI_AIR_PPM, 0.0)
+    chi_total = chi_brain + np.where(~head | sinus, CHI_AIR_PPM, 0.0) + np.where(skull, -2.0, 0.0)
     m0[sinus] = 0.0
     return chi_brain, chi_total, brain, head, m0, r2s
 

@@ -9,8 +9,13 @@ REGION_VALUES = {"Pu": (0.06, 0.02), "VeP": (0.07, 0.02), "GPe": (0.14, 0.025),
                  "Ca": (0.06, 0.015)}
 
 
+OUTCOME_COLUMNS = ["relapse", "time_to_relapse", "relapse_event", "relapse_count",
+                   "followup_months"]
+
+
 def simulate_study(n_a=100, n_b=80, *, d=-0.8, r=-0.4, relapse_log_or=-1.0, seed=0,
-                   effect_region="VeP", groups=("MOH", "CM")):
+                   effect_region="VeP", groups=("MOH", "CM"), regions=tuple(REGION_VALUES),
+                   outcomes=True):
     """Regions (long) and participants tables with planted effects in ``effect_region``.
 
     - group difference: group_a shifted by ``d`` between-subject SDs (both hemispheres);
@@ -18,7 +23,8 @@ def simulate_study(n_a=100, n_b=80, *, d=-0.8, r=-0.4, relapse_log_or=-1.0, seed
       standardised left ``effect_region`` chi, so corr(chi_L, SDS) = r in expectation;
     - relapse (group_a): logit P = -0.6 + relapse_log_or z; hazard 0.05 exp(relapse_log_or z)
       per month, censored at 12 months; counts NB2 with mean exp(0.3 + 0.4 relapse_log_or z).
-    Other regions, disease_duration and hit6 carry no effect.
+    Other regions, disease_duration and hit6 carry no effect. ``outcomes=False`` leaves the
+    relapse columns out (no outcome models run by default then).
     """
     rng = np.random.default_rng(seed)
     n = n_a + n_b
@@ -27,7 +33,8 @@ def simulate_study(n_a=100, n_b=80, *, d=-0.8, r=-0.4, relapse_log_or=-1.0, seed
     sex = np.where(rng.random(n) < 0.25, "M", "F")
     ids = [f"sub-{i:03d}" for i in range(1, n + 1)]
     rows, chi = [], {}
-    for region, (mean, sd) in REGION_VALUES.items():
+    for region in regions:
+        mean, sd = REGION_VALUES[region]
         shared = rng.normal(size=n)
         for hemisphere in ("L", "R"):
             z = 0.9 * shared + np.sqrt(1 - 0.81) * rng.normal(size=n)
@@ -59,6 +66,8 @@ def simulate_study(n_a=100, n_b=80, *, d=-0.8, r=-0.4, relapse_log_or=-1.0, seed
     mu = np.exp(0.3 + 0.4 * relapse_log_or * z)
     participants["relapse_count"] = in_a(rng.negative_binomial(2, 2 / (2 + mu)).astype(float))
     participants["followup_months"] = in_a(np.full(a.sum(), 12.0))
+    if not outcomes:
+        participants = participants.drop(columns=OUTCOME_COLUMNS)
     return pd.DataFrame(rows), participants
 
 

@@ -108,8 +108,7 @@ def read_participants(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError(f"repeats the column(s) {', '.join(repeated)}", path)
     dictionary = _read_data_dictionary(participants_json_path(path))
 
-    frame = frame.apply(lambda column: column.str.strip() if column.dtype == object else column)
-    frame = frame.replace(list(MISSING_VALUES), np.nan)
+    frame = frame.apply(_strip_missing)
     ids = frame["participant_id"].map(normalise_participant_id)
     if ids.isna().any():
         rows = [int(i) + 2 for i in np.flatnonzero(ids.isna())]
@@ -233,6 +232,13 @@ def _is_number(text: str) -> bool:
 def _integer_text(text: str) -> str:
     number = float(text)
     return str(int(number)) if number.is_integer() else text
+
+
+def _strip_missing(column: pd.Series) -> pd.Series:
+    """Cells stripped of surrounding spaces; ``n/a`` and empty cells as NaN."""
+    text = column.astype(object).where(column.notna())
+    text = text.map(lambda value: value.strip() if isinstance(value, str) else value)
+    return text.where(~text.isin(MISSING_VALUES), np.nan)
 
 
 def _maybe_numeric(column: pd.Series) -> pd.Series:

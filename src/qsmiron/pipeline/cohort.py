@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -340,10 +341,7 @@ def _clear_for_rerun(out_dir: Path) -> None:
 class _SerialRunner:
     """Runs each task at once in this process (one subject at a time)."""
 
-    def __init__(self) -> None:
-        self.generation = 0
-
-    def submit(self, function, *args) -> Future:
+    def submit(self, function, *args, isolated: bool = False) -> Future:
         future: Future = Future()
         try:
             future.set_result(function(*args))
@@ -356,7 +354,10 @@ class _SerialRunner:
     def wait_any(self, futures) -> list:
         return list(futures)[:1]
 
-    def restart(self) -> None:  # pragma: no cover - nothing to restart
+    def broken(self, future) -> None:  # pragma: no cover - nothing to restart
+        pass
+
+    def finished(self, future) -> None:
         pass
 
     def close(self, abort: bool = False) -> None:
@@ -364,56 +365,72 @@ class _SerialRunner:
 
 
 class _PoolRunner:
-    """Local worker processes; a pool broken by a dying worker is replaced."""
+    """Local worker processes.
+
+    When a worker dies (killed, out of memory) the pool breaks and every task in it fails
+    with ``BrokenProcessPool``, so the culprit is unknown: the pool is replaced and each of
+    those tasks is retried alone in a one-process pool of its own, where a second death can
+    only be its own.
+    """
 
     def __init__(self, n_workers: int, threads: int, start_method: str) -> None:
         import multiprocessing
 
         self.n_workers, self.threads = n_workers, threads
         self.context = multiprocessing.get_context(start_method)
-        self.generation = 0
-        self.executor = self._new()
+        self.main = self._new(n_workers)
+        self.owner: dict[Future, ProcessPoolExecutor] = {}
 
-    def _new(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.n_workers, mp_context=self.context,
+    def _new(self, n_workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=n_workers, mp_context=self.context,
                                    initializer=_init_worker, initargs=(self.threads,))
 
-    def submit(self, function, *args) -> Future:
-        return self.executor.submit(function, *args)
+    def submit(self, function, *args, isolated: bool = False) -> Future:
+        executor = self._new(1) if isolated else self.main
+        future = executor.submit(function, *args)
+        self.owner[future] = executor
+        return future
 
     def wait_any(self, futures) -> list:
         done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
         return list(done)
 
-    def restart(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        self.generation += 1
-        self.executor = self._new()
+    def broken(self, future) -> None:
+        executor = self.owner.get(future)
+        if executor is self.main:
+            self.main.shutdown(wait=False, cancel_futures=True)
+            self.main = self._new(self.n_workers)
+
+    def finished(self, future) -> None:
+        executor = self.owner.pop(future, None)
+        if executor is not None and executor is not self.main:
+            executor.shutdown(wait=False)
 
     def close(self, abort: bool = False) -> None:
-        if not abort:
-            self.executor.shutdown(wait=True, cancel_futures=True)
-            return
-        # Interrupted: stop the workers now rather than wait for their current subject.
-        processes = list(getattr(self.executor, "_processes", {}).values())
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
+        executors = {id(e): e for e in [self.main, *self.owner.values()]}.values()
+        for executor in executors:
+            if not abort:
+                executor.shutdown(wait=True, cancel_futures=True)
+                continue
+            # Interrupted: stop the workers now rather than wait for their current subject.
+            processes = list((getattr(executor, "_processes", None) or {}).values())
+            executor.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                if process.is_alive():
+                    process.terminate()
 
 
 class _DaskRunner:
-    """Tasks on a Dask distributed cluster (the scheduler retries tasks of lost workers)."""
+    """Tasks on a Dask distributed cluster (the scheduler itself retries tasks of lost workers)."""
 
     def __init__(self, client) -> None:
         from distributed import as_completed
 
         self.client = client
-        self.generation = 0
         self.completed = as_completed(loop=client.loop)
         self.submitted: list = []
 
-    def submit(self, function, *args):
+    def submit(self, function, *args, isolated: bool = False):
         future = self.client.submit(function, *args, pure=False)
         self.completed.add(future)
         self.submitted.append(future)
@@ -422,7 +439,10 @@ class _DaskRunner:
     def wait_any(self, futures) -> list:
         return [next(self.completed)]
 
-    def restart(self) -> None:
+    def broken(self, future) -> None:
+        pass
+
+    def finished(self, future) -> None:
         pass
 
     def close(self, abort: bool = False) -> None:
@@ -541,7 +561,7 @@ def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, conf
     settings = config.pipeline
     progress = settings.progress if progress is None else progress
     config_digest = config_hash(config, steps)
-    echo = echo or (lambda line: tqdm.write(line))
+    echo = echo or (lambda line: tqdm.write(line, file=sys.stderr))
 
     statuses: dict[tuple[str, str | None], SubjectStatus] = {}
     digests: dict[tuple[str, str | None], str] = {}
@@ -557,9 +577,12 @@ def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, conf
             continue
         jobs.append(SubjectJob(unit=unit, out_dir=out_dir, log_path=log_path, config=config))
 
+    own_client = None
     if jobs:
         if dask_client is not None or dask_scheduler is not None:
-            runner = _DaskRunner(dask_client if dask_client is not None else _connect(dask_scheduler))
+            if dask_client is None:
+                dask_client = own_client = _connect(dask_scheduler)
+            runner = _DaskRunner(dask_client)
             where = "on the Dask cluster"
         else:
             workers, threads = resolve_workers(n_procs if n_procs is not None else settings.n_procs, len(jobs),
@@ -581,11 +604,11 @@ def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, conf
         bars[name] = tqdm(total=len(jobs), desc=f"  {name}", unit="subj", position=position, disable=disable,
                           leave=True)
 
-    inflight: dict[Any, tuple[SubjectJob, int, int, int]] = {}
+    inflight: dict[Any, tuple[SubjectJob, int, int]] = {}
 
     def submit(job: SubjectJob, index: int, attempt: int) -> None:
-        future = runner.submit(execute_step, job, steps, index)
-        inflight[future] = (job, index, attempt, runner.generation)
+        future = runner.submit(execute_step, job, steps, index, isolated=attempt > 1)
+        inflight[future] = (job, index, attempt)
 
     def finish(job: SubjectJob, status: str, step: str | None = None, reason: str | None = None) -> None:
         key = (job.unit.participant_id, job.unit.session)
@@ -603,15 +626,15 @@ def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, conf
             submit(job, 0, 1)
         while inflight:
             for future in runner.wait_any(list(inflight)):
-                job, index, attempt, generation = inflight.pop(future)
+                job, index, attempt = inflight.pop(future)
                 name = steps[index][0]
                 try:
                     outcome: StepOutcome = future.result()
                 except Exception as exc:  # noqa: BLE001 - infrastructure trouble, not the step's error
                     if not _is_infrastructure_error(exc):
                         raise
-                    if generation == runner.generation:
-                        runner.restart()
+                    runner.broken(future)
+                    runner.finished(future)
                     if attempt < settings.max_attempts:
                         _log_line(job.log_path, f"{job.unit.label}: step {name}: worker lost "
                                                 f"({type(exc).__name__}), retrying")
@@ -620,6 +643,8 @@ def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, conf
                     outcome = StepOutcome(name, False, error=f"the worker process died ({type(exc).__name__}: "
                                                              f"{exc}); out of memory?", error_type=type(exc).__name__)
                     _log_line(job.log_path, f"{job.unit.label}: step {name} failed: {outcome.error}")
+                else:
+                    runner.finished(future)
                 bars[name].update(1)
                 job.step_seconds[name] = outcome.seconds
                 if not outcome.ok:
@@ -641,6 +666,8 @@ def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, conf
     finally:
         if runner is not None:
             runner.close()
+        if own_client is not None:
+            own_client.close()
         for bar in bars.values():
             bar.close()
 
@@ -655,13 +682,13 @@ def _log_line(path: Path, text: str) -> None:
         handle.write(f"{stamp} ERROR   qsmiron.pipeline.cohort: {text}\n")
 
 
-def _connect(address: str):
+def _connect(address: str, timeout: str = "30s"):
     try:
         from distributed import Client
     except ImportError as exc:  # pragma: no cover - a dependency
         raise InputError(f"--dask-scheduler needs the 'distributed' package ({exc})") from None
     try:
-        return Client(address, timeout="30s")
+        return Client(address, timeout=timeout)
     except (OSError, TimeoutError) as exc:
         raise InputError(f"cannot reach the Dask scheduler ({exc})", address) from None
 

@@ -272,6 +272,7 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
         that is not binary or empty, an unknown method.
     """
     from qsmiron.io.nifti import load_nifti
+    from qsmiron.recon.chain import _jsonable, _method_parameters
     from qsmiron.recon.invert import INVERSION_METHODS, invert
     from qsmiron.recon.reference import reference_susceptibility
 
@@ -299,15 +300,14 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
     local_ppm = np.where(mask_array, data, 0).astype(np.float32)
     voxel = voxel_size_mm(field_volume.affine)
     b0 = b0_direction_voxel(field_volume.affine)
-    params = {k: v for k, v in block.model_dump().items() if k != "method"} \
-        if chosen == block.method else {}
+    chosen_block = block if chosen == block.method else block.model_copy(update={"method": chosen})
+    params = _method_parameters(chosen_block)
     result = invert(local_ppm, mask_array, voxel, b0, method=chosen, **params)
     # Susceptibility is relative: reference it to the whole-brain (mask) mean, as recon does.
     chi, reference_info = reference_susceptibility(np.where(mask_array, result.chi_ppm, 0),
                                                    mask_array, method="mean")
     chi = np.where(mask_array, chi, 0).astype(np.float32)
     info = dict(result.info or {})
-    from qsmiron.recon.chain import _jsonable
 
     sidecar = {
         "Units": "ppm",

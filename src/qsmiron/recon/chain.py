@@ -98,6 +98,17 @@ def _block_parameters(block) -> dict[str, Any]:
     return {k: v for k, v in block.model_dump(mode="json").items() if k != "method"}
 
 
+def _method_parameters(block) -> dict[str, Any]:
+    """The keyword parameters a settings block gives its stage's chosen method.
+
+    Blocks with several methods pick the keys of the chosen one (``method_params``); the
+    others pass all their fields but ``method``.
+    """
+    if hasattr(block, "method_params"):
+        return dict(block.method_params())
+    return _block_parameters(block)
+
+
 def _step(name: str, method: str | None, parameters: dict, seconds: float,
           notes: dict | None = None) -> dict[str, Any]:
     return {"step": name, "method": method, "parameters": _jsonable(parameters),
@@ -192,6 +203,7 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
         When a stage finds the data unusable (unrecognisable phase scaling, an empty mask);
         the error carries a ``step`` attribute naming the step.
     """
+    from qsmiron.recon.bgremove import method_parameters as background_parameters
     from qsmiron.recon.bgremove import remove_background
     from qsmiron.recon.field import total_field
     from qsmiron.recon.invert import invert
@@ -237,7 +249,7 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
         steps.append(_step("mask", "user", {}, time.perf_counter() - start,
                            _mask_notes(mask, voxel_size_mm)))
     else:
-        mask_params = _block_parameters(settings.mask)
+        mask_params = _method_parameters(settings.mask)
         try:
             mask = np.asarray(brain_mask(magnitude, voxel_size_mm, **mask_params), dtype=bool)
         except InputError as error:
@@ -272,14 +284,24 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
     # 4. Background field removal, in ppm of B0.
     start = time.perf_counter()
     bg_method = settings.background.method
-    bg_params = _block_parameters(settings.background)
-    local_ppm, eroded = remove_background(field_hz * np.float32(to_ppm), field_mask,
-                                          voxel_size_mm, b0_direction, method=bg_method,
-                                          **bg_params)
+    bg_params = _method_parameters(settings.background)
+    if "noise" in background_parameters(bg_method) and "noise" not in bg_params:
+        bg_params["noise"] = noise_hz * np.float32(to_ppm)
+    local_ppm, eroded, bg_info = remove_background(field_hz * np.float32(to_ppm), field_mask,
+                                                   voxel_size_mm, b0_direction, method=bg_method,
+                                                   return_info=True, **bg_params)
+    bg_params.pop("noise", None)
+    bg_info = dict(bg_info or {})
+    _collect_warnings(bg_info, warnings)
     eroded = np.asarray(eroded, dtype=bool)
     local_ppm = np.where(eroded, local_ppm, 0).astype(np.float32)
-    steps.append(_step("background_removal", bg_method, bg_params, time.perf_counter() - start,
-                       _mask_notes(eroded, voxel_size_mm)))
+    used = bg_info.pop("parameters", None)
+    bg_info.pop("method", None)
+    bg_info.pop("warnings", None)
+    steps.append(_step("background_removal", bg_method,
+                       bg_params if used is None else {**bg_params, **used},
+                       time.perf_counter() - start,
+                       {**bg_info, "mask_after_erosion": _mask_notes(eroded, voxel_size_mm)}))
     if not eroded.any():
         raise _stage_error(InputError("nothing of the brain mask is left after background "
                                       "field removal (the mask is too small or too thin)"),
@@ -288,7 +310,7 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
     # 5. Dipole inversion.
     start = time.perf_counter()
     inv_method = settings.inversion.method
-    inv_params = _block_parameters(settings.inversion)
+    inv_params = _method_parameters(settings.inversion)
     combined_magnitude = np.sqrt(np.sum(np.square(magnitude, dtype=np.float32), axis=3))
     noise_ppm = noise_hz * np.float32(to_ppm)
     inversion = invert(local_ppm, eroded, voxel_size_mm, b0_direction, method=inv_method,

@@ -39,7 +39,14 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    return scipy.ndimage.binary_fill_holes(mask)
+    """Fill the background components that do not reach the volume border (6-connected).
+
+    The same result as ``scipy.ndimage.binary_fill_holes`` with one labelling pass instead
+    of an iterated dilation.
+    """
+    background = np.pad(~mask, 1, constant_values=True)
+    labels, _ = scipy.ndimage.label(background)
+    return labels[1:-1, 1:-1, 1:-1] != labels[0, 0, 0]
 
 
 def _crop(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
@@ -109,9 +116,12 @@ def brain_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
         opened = scipy.ndimage.binary_opening(inner, structure=ball, border_value=0)
         mask = np.zeros_like(mask)
         mask[box] = opened
-    mask = _largest_component(mask)
+    box = _crop(mask, margin=1)
+    inner = _largest_component(mask[box])
     if fill_holes:
-        mask = _fill_holes(mask)
+        inner = _fill_holes(inner)
+    mask = np.zeros(mask.shape, bool)
+    mask[box] = inner
     return mask
 
 
@@ -153,10 +163,19 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
     info : dict
         Voxel counts flagged and removed, and the criteria.
     """
-    mask = np.asarray(mask, dtype=bool)
-    unreliable = np.zeros(mask.shape, bool)
+    full_mask = np.asarray(mask, dtype=bool)
     info: dict[str, Any] = {"noise_factor": noise_factor, "min_quality": min_quality,
                             "chi2_p": chi2_p, "opening_mm": opening_mm}
+    if not full_mask.any():
+        info.update(removed_voxels=0, removed_fraction=0.0)
+        return full_mask.copy(), info
+    # Work in the mask's bounding box (plus a margin of one voxel of background).
+    box = _crop(full_mask, margin=1)
+    mask = full_mask[box]
+    noise_hz = None if noise_hz is None else noise_hz[box]
+    quality = None if quality is None else quality[box]
+    reduced_chi2 = None if reduced_chi2 is None else reduced_chi2[box]
+    unreliable = np.zeros(mask.shape, bool)
     if noise_hz is not None and mask.any():
         limit = noise_factor * float(np.median(noise_hz[mask]))
         flagged = mask & (noise_hz > limit)
@@ -189,7 +208,9 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
         refined = _fill_holes(_largest_component(refined)) & mask
     info["removed_voxels"] = int(mask.sum() - refined.sum())
     info["removed_fraction"] = float(info["removed_voxels"] / max(1, int(mask.sum())))
-    return refined, info
+    out = np.zeros(full_mask.shape, bool)
+    out[box] = refined
+    return out, info
 
 
 MASK_METHODS = {"magnitude": brain_mask}

@@ -36,6 +36,9 @@ SECTION_IDS = ("summary", "settings", "table1", "group-comparison", "association
                "figures", "qc", "exclusions", "methods")
 """Ids of the report's sections, in page order."""
 
+QcItem = "tuple[str, str | os.PathLike] | str | os.PathLike"
+"""A QC image: (title, path), or a path titled from its file name."""
+
 N_TOP_SCATTER = 6
 N_TOP_ROC = 6
 N_TOP_KM = 4
@@ -358,10 +361,22 @@ def image_data_uri(path: str | os.PathLike) -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
-def _qc_images(qc_images: Sequence[tuple[str, str | os.PathLike]]) -> list[QcImage]:
+def _qc_title(path: str | os.PathLike) -> str:
+    """A readable title from a QC file name: ``sub-01_qc_atlas.png`` -> ``sub-01 qc atlas``."""
+    name = Path(path).name
+    for suffix in (".png", ".jpg", ".jpeg", ".gif", ".svg"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name.replace("_", " ")
+
+
+def _qc_images(qc_images: Sequence[tuple[str, str | os.PathLike] | str | os.PathLike]) -> list[QcImage]:
     images = []
     for item in qc_images or ():
-        title, path = item
+        if isinstance(item, (str, os.PathLike)):
+            title, path = _qc_title(item), item
+        else:
+            title, path = item
         try:
             images.append(QcImage(str(title), image_data_uri(path), os.fspath(path)))
         except FileNotFoundError:
@@ -479,7 +494,7 @@ def _scan_warnings(provenance: Mapping[str, Any]) -> list[tuple[str, int]]:
 
 
 def build_context(results: StudyResults, *, regions: pd.DataFrame, participants: pd.DataFrame,
-                  qc_images: Sequence[tuple[str, str | os.PathLike]] = (),
+                  qc_images: Sequence[QcItem] = (),
                   provenance: Mapping[str, Any] | None = None) -> ReportContext:
     """Everything the template shows, formatted (figures rendered to data URIs)."""
     provenance = dict(provenance or {})
@@ -549,7 +564,7 @@ def _environment():
 
 
 def render_report(results: StudyResults, *, regions: pd.DataFrame, participants: pd.DataFrame,
-                  qc_images: Sequence[tuple[str, str | os.PathLike]] = (),
+                  qc_images: Sequence[QcItem] = (),
                   provenance: Mapping[str, Any] | None = None) -> str:
     """The report as an HTML string (see :func:`write_report`)."""
     context = build_context(results, regions=regions, participants=participants,
@@ -558,7 +573,7 @@ def render_report(results: StudyResults, *, regions: pd.DataFrame, participants:
 
 
 def write_report(results: StudyResults, out_html: str | os.PathLike, *, regions: pd.DataFrame,
-                 participants: pd.DataFrame, qc_images: Sequence[tuple[str, str | os.PathLike]] = (),
+                 participants: pd.DataFrame, qc_images: Sequence[QcItem] = (),
                  provenance: Mapping[str, Any] | None = None) -> Path:
     """Write the self-contained HTML study report (atomically) and return its path.
 
@@ -572,9 +587,10 @@ def write_report(results: StudyResults, out_html: str | os.PathLike, *, regions:
         Long regional table: participant_id, region, hemisphere, mean_ppm.
     participants : DataFrame
         The participants table (group and clinical columns), for the figures.
-    qc_images : sequence of (title, path)
-        QC images (PNG, JPEG, GIF or SVG) to embed; a missing or unreadable one is listed
-        as such in the QC section and among the warnings.
+    qc_images : sequence of (title, path), or of paths
+        QC images (PNG, JPEG, GIF or SVG) to embed; a bare path is titled from its file
+        name. A missing or unreadable one is listed as such in the QC section and among the
+        warnings.
     provenance : dict, optional
         ``{"recon": [...], "roi": [...], "pipeline": {...}}`` for the methods paragraph and
         the exclusions; every key optional.

@@ -189,6 +189,9 @@ def _echo_summary(acquisitions: list[dict]) -> tuple[list[str], list[str]]:
             parts.append(f"non-uniform echo spacing ({_ms(min(all_steps))}\u2013{_ms(max(all_steps))} ms) "
                          f"in {_plural(len(spacings) - len(uniform), 'scan')}")
     parts.append(f"last TE = {last}")
+    sources = describe_values(a.get("echo_times_source") for a in acquisitions)
+    if sources:
+        parts.append(f"echo times from {sources}")
     known.append(", ".join(parts))
     return known, unknown
 
@@ -213,23 +216,31 @@ def acquisition_sentences(recons: list[dict]) -> list[str]:
     vendor = item("manufacturer", label="vendor")
     model = item("manufacturers_model_name", label="scanner model")
     coil = item("receive_coil", label="receive coil")
+    scanner_software = item("software_versions", label="scanner software version")
     scanner = f"{_plural(len(recons), 'scan')} were reconstructed"
     where = []
     if field:
         where.append(f"at {field}")
     if vendor or model:
         where.append("on " + " ".join(t for t in (vendor, model) if t) + " scanner(s)")
+    if scanner_software:
+        where.append(f"(scanner software {scanner_software})")
     if coil:
         where.append(f"with receive coil {coil}")
     first = scanner + (" (acquired " + " ".join(where) + ")" if where else "") + "."
 
     echo_known, echo_unknown = _echo_summary(acquisitions)
     unknown.extend(echo_unknown)
-    sequence = ["multi-echo gradient-echo (GRE) magnitude and phase"] + echo_known
+    dimensionality = item("mr_acquisition_type", label="2D or 3D acquisition")
+    sequence_name = describe_values(a.get("sequence_name") for a in acquisitions)
+    kind = f"{dimensionality} multi-echo gradient-echo (GRE)" if dimensionality else "multi-echo gradient-echo (GRE)"
+    if sequence_name:
+        kind += f" (sequence {sequence_name})"
+    sequence = [kind + " magnitude and phase"] + echo_known
     tr = item("repetition_time_s", _ms, "ms", "TR")
     if tr:
         sequence.append(f"TR = {tr}")
-    flip = item("flip_angle_deg", lambda v: _sig(float(v), 3), "\u00b0", "flip angle")
+    flip = item("flip_angle_deg", lambda v: _sig(float(v), 3) + "\u00b0", "", "flip angle")
     if flip:
         sequence.append(f"flip angle {flip}")
     voxel = item("voxel_size_mm", lambda v: _triple(v, lambda x: f"{x:.2f}"), "mm", "voxel size")
@@ -293,7 +304,7 @@ def _format_parameter(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
-def _summarise_parameter(key: str, values: list[Any]) -> str | None:
+def _summarise_parameter(key: str, values: list[Any], varying: str = "set per scan") -> str | None:
     name, unit = _parameter_name(key)
     suffix = f" {unit}" if unit else ""
     texts = [_format_parameter(v) for v in values]
@@ -307,7 +318,7 @@ def _summarise_parameter(key: str, values: list[Any]) -> str | None:
         mid = len(ordered) // 2
         median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
         return (f"{name} = {_sig(min(numbers))}\u2013{_sig(max(numbers))}{suffix} "
-                f"(chosen per scan, median {_sig(median)})")
+                f"({varying}, median {_sig(median)})")
     counts = Counter(texts)
     return f"{name} = " + " or ".join(f"{t}{suffix} ({_plural(n, 'scan')})" for t, n in counts.most_common())
 
@@ -353,7 +364,7 @@ def _step_clause(step: str, records: list[dict]) -> str:
                 note_keys.append(key)
     for key in note_keys:
         values = [_as_dict(r.get("notes")).get(key) for r in records if key in _as_dict(r.get("notes"))]
-        text = _summarise_parameter(key, values)
+        text = _summarise_parameter(key, values, "varying across scans")
         if text:
             notes.append(text)
     label = STEP_LABELS.get(step, step.replace("_", " "))
@@ -447,9 +458,10 @@ def registration_sentences(rois: list[dict], recons: list[dict]) -> list[str]:
              else f", and regional susceptibility was measured in {m_space} space")
     if m_space is None:
         text += " (measurement space as implemented; not recorded)"
+    text += " as the mean over each label"
     if erode:
-        text += f", with label erosion of {erode}"
-    sentences.append(text + " as the mean over each label.")
+        text += (", without label erosion" if erode.startswith("0 ") else f", after eroding each label by {erode}")
+    sentences.append(text + ".")
     metrics_keys: list[str] = []
     for reg in registration:
         for key, value in _as_dict(reg.get("metrics")).items():

@@ -30,6 +30,7 @@ iron-rich nuclei follows their population susceptibility (R2* = 18 s^-1 + 200 s^
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 
 import nibabel as nib
@@ -160,23 +161,53 @@ def cit168_label_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _grid_coordinates(shape, affine):
-    """Open-grid MNI coordinates (x, y, z) of the phantom voxels (axis-aligned affine)."""
-    return [affine[a, 3] + affine[a, a] * np.arange(shape[a], dtype=np.float32).reshape(
-        [-1 if b == a else 1 for b in range(3)]) for a in range(3)]
+def _ellipsoid_into(target: np.ndarray, value, affine, centre, semi_axes, where=None) -> None:
+    """Set ``target`` to ``value`` inside an ellipsoid (MNI mm), touching only its bounding box.
 
-
-def _ellipsoid(coords, centre, semi_axes) -> np.ndarray:
-    x, y, z = coords
-    return (((x - centre[0]) / semi_axes[0]) ** 2 + ((y - centre[1]) / semi_axes[1]) ** 2
-            + ((z - centre[2]) / semi_axes[2]) ** 2) <= 1.0
+    ``where``, if given, is a function of the box's slices returning a boolean array that
+    further restricts the voxels set.
+    """
+    res = affine[0, 0]
+    origin = affine[:3, 3]
+    box = []
+    axes = []
+    for a in range(3):
+        first = int(np.floor((centre[a] - semi_axes[a] - origin[a]) / res))
+        last = int(np.ceil((centre[a] + semi_axes[a] - origin[a]) / res)) + 1
+        first, last = max(first, 0), min(last, target.shape[a])
+        if first >= last:
+            return
+        box.append(slice(first, last))
+        coord = origin[a] + res * np.arange(first, last, dtype=np.float32)
+        axes.append(((coord - centre[a]) / semi_axes[a]) ** 2)
+    inside = (axes[0][:, None, None] + axes[1][None, :, None] + axes[2][None, None, :]) <= 1.0
+    if where is not None:
+        inside &= where(tuple(box))
+    target[tuple(box)][inside] = value
 
 
 def _resample_to_grid(image, shape, affine, order):
+    """An axis-aligned image on the phantom grid (copy when the grids share voxel centres)."""
     data = np.asarray(image.dataobj, dtype=np.float32)
     matrix = np.linalg.inv(image.affine) @ affine
-    return ndimage.affine_transform(data, matrix[:3, :3], matrix[:3, 3], output_shape=shape,
-                                    order=order, mode="constant", cval=0.0, prefilter=False)
+    linear = matrix[:3, :3]
+    if not np.allclose(linear, np.diag(np.diag(linear))):
+        raise ValueError("the template must be stored axis-aligned")
+    scale, shift = np.diag(linear), matrix[:3, 3]
+    if np.allclose(scale, 1.0) and np.allclose(shift, np.round(shift), atol=1e-4):
+        out = np.zeros(shape, np.float32)
+        src, dst = [], []
+        for a in range(3):
+            s = int(round(shift[a]))
+            first, last = max(0, -s), min(shape[a], data.shape[a] - s)
+            dst.append(slice(first, last))
+            src.append(slice(first + s, last + s))
+        out[tuple(dst)] = data[tuple(src)]
+        return out
+    with warnings.catch_warnings():  # the 1-D matrix (zoom and shift) path is the fast one
+        warnings.simplefilter("ignore", UserWarning)
+        return ndimage.affine_transform(data, scale, shift, output_shape=shape, order=order,
+                                        mode="constant", cval=0.0, prefilter=False)
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -186,6 +217,13 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     return labels == int(np.argmax(sizes))
+
+
+def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
+    index = np.argwhere(mask)
+    lo = np.maximum(index.min(axis=0) - margin, 0)
+    hi = np.minimum(index.max(axis=0) + margin + 1, mask.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
 @functools.lru_cache(maxsize=2)
@@ -212,44 +250,61 @@ def build_head_phantom(resolution_mm: float = 1.0) -> HeadPhantom:
     template = _resample_to_grid(nib.load(str(template_brain_path())), shape, affine, order=1)
     cit = _resample_to_grid(nib.load(str(label_path)), shape, affine, order=0).astype(np.int16)
 
-    brain = template > 1e-3 * float(template.max())
-    brain = _largest_component(ndimage.binary_fill_holes(brain))
-    brain |= cit > 0
-    thresholds = threshold_multiotsu(template[brain], classes=3)
+    # Brain work happens in the brain's bounding box (plus room for the skull) to stay fast.
+    margin = int(np.ceil((SKIN_MM + 2.0) / res))
+    box = _bounding_box(template > 0, margin)
+    t_box, c_box = template[box], cit[box]
+    brain_box = t_box > 1e-3 * float(t_box.max())
+    brain_box = _largest_component(ndimage.binary_fill_holes(brain_box)) | (c_box > 0)
+    thresholds = threshold_multiotsu(t_box[brain_box], classes=3)
 
     codes = np.zeros(shape, np.uint8)
-    codes[brain] = CODE_GM
-    codes[brain & (template < thresholds[0])] = CODE_CSF
-    codes[brain & (template >= thresholds[1])] = CODE_WM
+    code_box = codes[box]
+    code_box[brain_box] = CODE_GM
+    code_box[brain_box & (t_box < thresholds[0])] = CODE_CSF
+    code_box[brain_box & (t_box >= thresholds[1])] = CODE_WM
+    brain = np.zeros(shape, bool)
+    brain[box] = brain_box
 
     regions: dict[int, tuple[str, str | None]] = {CODE_CSF: ("CSF", None), CODE_GM: ("GM", None),
                                                    CODE_WM: ("WM", None)}
-    coords = _grid_coordinates(shape, affine)
+
+    def grey_or_white(sub):
+        values = codes[sub]
+        return ((values == CODE_GM) | (values == CODE_WM)) & (cit[sub] == 0)
+
     for (centre, axes), codes_by_side, name in ((_THALAMUS, CODE_THAL, "Thal"),
                                                  (_DENTATE, CODE_DN, "DN")):
         for side, sign in (("L", -1.0), ("R", 1.0)):
-            inside = _ellipsoid(coords, (sign * centre[0], centre[1], centre[2]), axes)
-            inside &= (codes == CODE_GM) | (codes == CODE_WM)
-            codes[inside & (cit == 0)] = codes_by_side[side]
+            _ellipsoid_into(codes, codes_by_side[side], affine,
+                            (sign * centre[0], centre[1], centre[2]), axes, where=grey_or_white)
             regions[codes_by_side[side]] = (name, side)
 
     cit168_index = {}
+    lookup = {}
     for row in cit168_label_table().itertuples():
-        offset = CIT168_CODE_OFFSET[row.hemisphere]
-        code = offset + (row.index % 100)
-        codes[cit == row.index] = code
+        code = CIT168_CODE_OFFSET[row.hemisphere] + (row.index % 100)
+        lookup[row.index] = code
         regions[code] = (row.region, row.hemisphere)
         cit168_index[code] = row.index
+    table = np.zeros(int(c_box.max()) + 1, np.uint8)
+    for index, code in lookup.items():
+        if index < table.size:
+            table[index] = code
+    labelled = c_box > 0
+    code_box[labelled] = table[c_box[labelled]]
 
     # The head around the brain, by distance from the brain surface.
-    distance = ndimage.distance_transform_edt(~brain, sampling=res).astype(np.float32)
+    distance = np.full(shape, np.inf, np.float32)
+    distance[box] = ndimage.distance_transform_edt(~brain_box, sampling=res)
     head = (distance <= SKIN_MM).astype(np.float32)
     centre, axes = _FACE
-    head[_ellipsoid(coords, centre, axes)] = 1.0
+    _ellipsoid_into(head, 1.0, affine, centre, axes)
     (nx, ny), (ax, ay), top = _NECK
-    x, y, z = coords
-    neck = (((x - nx) / ax) ** 2 + ((y - ny) / ay) ** 2 <= 1.0) & (z <= top)
-    head[neck] = 1.0
+    xs = lo[0] + res * np.arange(shape[0])
+    ys = lo[1] + res * np.arange(shape[1])
+    disc = ((xs[:, None] - nx) / ax) ** 2 + ((ys[None, :] - ny) / ay) ** 2 <= 1.0
+    head[:, :, : int(np.floor((top - lo[2]) / res)) + 1][disc] = 1.0
     head = ndimage.gaussian_filter(head, sigma=3.0 / res, truncate=2.5) > 0.5
     head |= distance <= SKULL_OUTER_MM
 
@@ -257,18 +312,20 @@ def build_head_phantom(resolution_mm: float = 1.0) -> HeadPhantom:
     codes[outside_brain & head] = CODE_SOFT
     codes[outside_brain & (distance <= SKULL_OUTER_MM)] = CODE_SKULL
     codes[outside_brain & (distance <= MENINGES_MM)] = CODE_MENINGES
-    cavities = np.zeros(shape, bool)
+
+    def in_bone_or_soft_tissue(sub):
+        return head[sub] & (distance[sub] >= 3.0)
+
     for parts in _CAVITIES.values():
         for centre, axes in parts:
-            cavities |= _ellipsoid(coords, centre, axes)
-    codes[cavities & head & (distance >= 3.0)] = CODE_CAVITY
-    del distance, cavities
+            _ellipsoid_into(codes, CODE_CAVITY, affine, centre, axes, where=in_bone_or_soft_tissue)
+    del distance, head
 
-    occupied = np.argwhere(codes != CODE_AIR)
-    bounds_vox = np.stack([occupied.min(axis=0), occupied.max(axis=0)]).astype(float)
-    head_bounds = bounds_vox * res + lo
-    brain_vox = np.argwhere(brain)
-    brain_centre = (brain_vox.min(axis=0) + brain_vox.max(axis=0)) / 2.0 * res + lo
+    occupied = _bounding_box(codes != CODE_AIR, 0)
+    head_bounds = np.array([[s.start for s in occupied], [s.stop - 1 for s in occupied]],
+                           dtype=float) * res + lo
+    brain_bounds = _bounding_box(brain, 0)
+    brain_centre = np.array([(s.start + s.stop - 1) / 2.0 for s in brain_bounds]) * res + lo
     for array in (codes, brain):
         array.setflags(write=False)
     return HeadPhantom(codes=codes, brain=brain, affine=affine, regions=regions,

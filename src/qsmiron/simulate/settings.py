@@ -110,6 +110,9 @@ class SimulationSettings(Settings):
         Vendor integer phase: values -phase_levels .. phase_levels - 1 cover [-pi, pi).
     magnitude_brain_level : float
         Stored integer magnitude of the mean first-echo brain signal.
+    phantom_resolution_mm : float
+        Grid spacing of the MNI head phantom. 1 mm keeps the template and atlas exactly;
+        coarser grids (2 mm) build and resample faster for coarse scans (tests).
 
     Head position
     -------------
@@ -162,6 +165,7 @@ class SimulationSettings(Settings):
     shim_order: Literal[0, 1, 2] = 2
     phase_levels: int = Field(4096, ge=64)
     magnitude_brain_level: float = Field(1000.0, gt=0.0)
+    phantom_resolution_mm: float = Field(1.0, ge=0.5, le=3.0)
 
     max_rotation_deg: float = Field(5.0, ge=0.0, le=30.0)
     max_translation_mm: float = Field(5.0, ge=0.0, le=30.0)

@@ -145,16 +145,7 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
     warnings.extend(relapse_warnings)
     exclusions.extend(_compress_exclusions(rows_excluded, keys))
 
-    for name, frame, extra in (("group comparison", group_table, ()),
-                               ("association", association_table, ("variable",)),
-                               ("relapse", relapse_table, ()),
-                               ("relapse count", counts_table, ())):
-        if frame is None or frame.empty:
-            continue
-        for _, row in frame.iterrows():
-            if row["note"] and not np.isfinite(row["p"]):
-                where = " ".join(str(row[c]) for c in ("region", "hemisphere", *extra))
-                warnings.append(f"{name} {where}: no statistics ({row['note']})")
+    warnings.extend(_row_warnings(group_table, association_table, relapse_table, counts_table))
 
     settings = study_settings(resolved)
     settings["methods"] = METHODS_TEXT
@@ -163,8 +154,8 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
     settings["sex_coding"] = participants.attrs.get("sex_coding")
     settings["n_participants"] = {"regions_table": len(in_regions),
                                   "participants_table": len(in_table), "both": len(common),
-                                  group_a: int((labels == group_a).sum()),
-                                  group_b: int((labels == group_b).sum())}
+                                  "per_group": {group_a: int((labels == group_a).sum()),
+                                                group_b: int((labels == group_b).sum())}}
     results = StudyResults(
         settings=settings, table1=table1, group_comparison=group_table,
         associations=association_table, relapse=relapse_table, relapse_counts=counts_table,
@@ -217,8 +208,7 @@ def _group_comparison(table, labels, wide, keys, study: Study, excluded) -> pd.D
 def _associations(table, labels, wide, keys, study: Study, excluded) -> pd.DataFrame:
     settings = study.associations
     rows = []
-    members = labels.notna().to_numpy() if settings.group == ALL else (labels == settings.group).to_numpy()
-    sample = table[members]
+    sample = table if settings.group == ALL else table[(labels == settings.group).to_numpy()]
     for variable in settings.variables:
         covariates = [c for c in settings.covariates if c != variable]
         dropped = "" if len(covariates) == len(settings.covariates) else (
@@ -260,8 +250,8 @@ def _relapse(table, labels, wide, keys, study: Study, excluded, source):
     km: dict[tuple[str, str], pd.DataFrame] = {}
     if settings.outcome is None and settings.time is None and settings.count is None:
         return empty, None, roc, km, warnings
-    members = labels.notna().to_numpy() if settings.group == ALL else (labels == settings.group).to_numpy()
-    sample = table[members].copy()
+    sample = (table if settings.group == ALL
+              else table[(labels == settings.group).to_numpy()]).copy()
     covariates = list(settings.covariates)
     minimum = study.min_group_size
 
@@ -375,6 +365,33 @@ def _count_row(sample, chi, key, settings, covariates, minimum, excluded) -> dic
     exposure = data[settings.exposure] if settings.exposure else None
     return {**row, **relapse_models.count_rate_ratio(data[settings.count], data[CHI],
                                                      data[covariates], exposure)}
+
+
+def _row_warnings(group_table, association_table, relapse_table, counts_table) -> list[str]:
+    """One warning per distinct note of each table, naming the rows it applies to.
+
+    A row without statistics is never silent: its note (the reason) becomes a warning, and
+    a note shared by every row of a table (a covariate constant in the sample) is said once.
+    """
+    out = []
+    for name, frame, extra in (("group comparison", group_table, ()),
+                               ("association", association_table, ("variable",)),
+                               ("relapse", relapse_table, ()),
+                               ("relapse count", counts_table, ())):
+        if frame is None or frame.empty:
+            continue
+        grouped: dict[str, list[str]] = defaultdict(list)
+        for _, row in frame.iterrows():
+            if not row["note"]:
+                continue
+            # a relapse row can lack the logistic model yet have the Cox model: say the note
+            no_statistics = not np.isfinite(row["p"]) and name != "relapse"
+            text = f"no statistics ({row['note']})" if no_statistics else row["note"]
+            grouped[text].append(" ".join(str(row[c]) for c in ("region", "hemisphere", *extra)))
+        for text, places in grouped.items():
+            where = "every row" if len(places) == len(frame) and len(frame) > 1 else ", ".join(places)
+            out.append(f"{name} {where}: {text}")
+    return out
 
 
 def _compress_exclusions(records: list[dict[str, Any]], keys) -> list[dict[str, Any]]:

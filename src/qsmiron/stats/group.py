@@ -3,9 +3,11 @@
 Definitions (one region and hemisphere, participants of the two compared groups with every
 value present):
 
-- **ANCOVA**: OLS ``mean_ppm ~ group + covariates`` (statsmodels); F and p of the group term
-  from ``anova_lm(typ=2)``. The model has no interactions, so type-II and type-III sums of
-  squares of the group term are identical.
+- **ANCOVA**: OLS ``mean_ppm ~ group + covariates`` (statsmodels ``OLS``); F and p of the
+  group term from its type-II sum of squares (the increase of the residual sum of squares
+  when the group term is dropped; one degree of freedom), which is what ``anova_lm(typ=2)``
+  reports. The model has no interactions, so type-II and type-III sums of squares of the
+  group term are identical.
 - **partial eta squared** = SS_group / (SS_group + SS_residual), from the same table.
 - **adjusted means** (estimated marginal means): each group's prediction averaged over the
   analysed sample with the group set to that group, which is the prediction at the sample
@@ -28,9 +30,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
+import statsmodels.api as sm
 from scipy import stats
-from statsmodels.stats.anova import anova_lm
 
 from qsmiron.stats._design import covariate_design, is_constant
 
@@ -96,31 +97,33 @@ def compare_groups(values: pd.Series, groups: pd.Series, covariates: pd.DataFram
 
     design = covariate_design(covariates, list(covariates.columns))
     notes.extend(design.notes)
-    data = pd.DataFrame({"y": y.to_numpy(),
-                         "g": np.where(in_a, "a", "b")}, index=y.index)
-    safe = {column: f"x{i}" for i, column in enumerate(design.matrix.columns)}
-    for column, name in safe.items():
-        data[name] = design.matrix[column].to_numpy()
-    df_resid = len(data) - 2 - len(safe)
-    if df_resid < 1:
-        notes.append(f"{len(data)} participants cannot fit a model with {len(safe)} "
-                     "covariate column(s)")
+    n, k = y.size, design.k
+    if n - 2 - k < 1:
+        notes.append(f"{n} participants cannot fit a model with {k} covariate column(s)")
         row["note"] = "; ".join(notes)
         return row
-    formula = "y ~ C(g, Treatment('b'))" + "".join(f" + {name}" for name in safe.values())
-    fit = smf.ols(formula, data=data).fit()
-    table = anova_lm(fit, typ=2)
-    term = table.index[0]
-    ss_group, ss_resid = table.loc[term, "sum_sq"], table.loc["Residual", "sum_sq"]
-    if ss_resid <= 1e-30 * max(1.0, float(np.sum(y ** 2))):
+    # OLS y ~ 1 + [group_a] + covariates; the group term has one degree of freedom, so its
+    # type-II (= type-III) F is the drop in residual SS without it over the residual mean square.
+    indicator = in_a.astype(float)
+    full = np.column_stack([np.ones(n), indicator, design.matrix.to_numpy(float)])
+    fit = sm.OLS(y.to_numpy(), full).fit()
+    reduced = sm.OLS(y.to_numpy(), np.delete(full, 1, axis=1)).fit()
+    ss_resid = float(fit.ssr)
+    ss_group = float(reduced.ssr - fit.ssr)
+    if ss_resid <= 1e-30 * max(1.0, float(np.sum(y.to_numpy() ** 2))) or fit.df_resid < 1:
         notes.append("the model fits every value exactly (no residual variance)")
         row["note"] = "; ".join(notes)
         return row
-    row["F"] = float(table.loc[term, "F"])
-    row["p"] = float(table.loc[term, "PR(>F)"])
+    f_value = ss_group / (ss_resid / fit.df_resid)
+    row["F"] = float(f_value)
+    row["p"] = float(stats.f.sf(f_value, 1, fit.df_resid))
     row["partial_eta2"] = float(ss_group / (ss_group + ss_resid))
-    for label, key in (("a", "adj_mean_a"), ("b", "adj_mean_b")):
-        row[key] = float(fit.predict(data.assign(g=label)).mean())
+    # estimated marginal means: the model's prediction at the sample covariate means
+    # (dummy columns at their observed proportions) with the group indicator set
+    at_means = full.mean(axis=0)
+    for value, key in ((1.0, "adj_mean_a"), (0.0, "adj_mean_b")):
+        at_means[1] = value
+        row[key] = float(at_means @ fit.params)
     row["note"] = "; ".join(notes)
     return row
 

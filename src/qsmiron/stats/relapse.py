@@ -213,9 +213,14 @@ def cox_hazard_ratio(time, events, chi_ppm, covariates: pd.DataFrame) -> dict[st
                                          + str(exc).split("\n")[0] + ")"])
         return out
     row = fitter.summary.loc["z"]
-    out.update(hr=float(row["exp(coef)"]), hr_ci_low=float(row["exp(coef) lower 95%"]),
-               hr_ci_high=float(row["exp(coef) upper 95%"]), hr_p=float(row["p"]),
-               note="; ".join(notes + [m for m in messages if "convergence" in m.lower()]))
+    values = [row["exp(coef)"], row["exp(coef) lower 95%"], row["exp(coef) upper 95%"]]
+    failed = any("converge" in m.lower() for m in messages)
+    if failed or not np.all(np.isfinite(values)) or min(values) <= 0:
+        out["note"] = "; ".join(notes + ["the Cox model did not converge (too few events, or chi "
+                                         "separates events from non-events)"])
+        return out
+    out.update(hr=float(values[0]), hr_ci_low=float(values[1]), hr_ci_high=float(values[2]),
+               hr_p=float(row["p"]), note="; ".join(notes + messages))
     return out
 
 

@@ -111,14 +111,15 @@ def _fft_smoother(shape3: Sequence[int], sigma_mm: float, voxel_size_mm: Sequenc
 def smooth_phase_linear(phase_rad: np.ndarray, weights: np.ndarray, mask: np.ndarray,
                         sigma_mm: float, voxel_size_mm: Sequence[float], *,
                         workers: int = -1) -> np.ndarray:
-    """Smooth a phase map (rad) inside a mask, exact for phases linear in space.
+    """Smooth a phase map (rad) inside a mask, exact to first order for sloping phases.
 
     The normalised Gaussian average of unit phasors, ``angle(G*(w e^{i c}) / G*w)``, returns
     the phase at the weighted centroid of the kernel; near the mask edge that centroid moves
-    inwards and a sloping phase is biased by ``grad(c) . (x - centroid)``. Here that bias is
-    removed to first order: the centroid comes from ``G*(w x) / G*w`` and the gradient from
-    the Gaussian average of neighbour phase differences (unbiased at edges for a linear
-    phase). The remaining error is of second order (curvature times sigma^2).
+    inwards and a sloping phase is biased by ``grad(c) . (x - centroid)``. That bias is
+    removed here to first order: the centroid is ``x + sigma^2 grad(log G*w)`` (an identity
+    of the Gaussian), and the slope is the Gaussian average of neighbour phase differences
+    (unbiased at edges for a linear phase). What remains is of second order (curvature times
+    sigma^2). Nine FFT convolutions in all.
 
     Parameters
     ----------
@@ -141,31 +142,29 @@ def smooth_phase_linear(phase_rad: np.ndarray, weights: np.ndarray, mask: np.nda
     phasor = np.zeros(phase_rad.shape, np.complex64)
     phasor[mask] = np.exp(1j * phase_rad[mask])
     s0 = smooth(w)
-    valid = mask & (s0 > np.float32(1e-6) * max(float(s0.max()), 1e-30))
+    floor = np.float32(1e-6) * max(float(s0.max()), 1e-30)
+    valid = mask & (s0 > floor)
     wp = w * phasor
-    centre = np.angle(smooth(wp.real) + 1j * smooth(wp.imag)).astype(np.float32)
+    out = np.angle(smooth(wp.real) + 1j * smooth(wp.imag)).astype(np.float32)
     del wp
-    correction = np.zeros(phase_rad.shape, np.float32)
+    log_s0 = np.log(np.maximum(s0, floor))
+    del s0
+    root_w = np.sqrt(w)
     for axis in range(3):
         lo = [slice(None)] * 3
         hi = [slice(None)] * 3
         lo[axis] = slice(0, -1)
         hi[axis] = slice(1, None)
         lo, hi = tuple(lo), tuple(hi)
-        # Neighbour phase differences as phasors, weighted by both ends, centred on the pair.
+        # Neighbour phase differences as phasors weighted by both ends.
         pair = np.zeros(phase_rad.shape, np.complex64)
-        pair[lo] = phasor[hi] * np.conj(phasor[lo]) * np.sqrt(w[hi] * w[lo])
-        gradient = np.angle(smooth(pair.real) + 1j * smooth(pair.imag)).astype(np.float32)
+        pair[lo] = phasor[hi] * np.conj(phasor[lo]) * (root_w[hi] * root_w[lo])
+        slope = np.angle(smooth(pair.real) + 1j * smooth(pair.imag)).astype(np.float32)
         del pair
-        coordinate = np.arange(phase_rad.shape[axis], dtype=np.float32).reshape(
-            [-1 if a == axis else 1 for a in range(3)])
-        centroid = smooth(w * coordinate)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            centroid = np.where(valid, centroid / np.where(valid, s0, 1), 0)
-        correction += gradient * (coordinate - centroid)
-    out = np.zeros(phase_rad.shape, np.float32)
-    out[valid] = centre[valid] + correction[valid]
-    # Voxels where the smoothing has no support keep their own phase.
+        sigma2 = np.float32((sigma_mm / float(voxel_size_mm[axis])) ** 2)
+        # x - centroid = -sigma^2 d(log S0)/dx (voxel units).
+        out -= slope * sigma2 * np.gradient(log_s0, axis=axis).astype(np.float32)
+        del slope
     own = mask & ~valid
     out[own] = phase_rad[own]
     out = np.angle(np.exp(1j * out)).astype(np.float32)

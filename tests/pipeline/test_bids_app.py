@@ -1,0 +1,105 @@
+"""``qsmiron run``: BIDS in, derivatives and the group report out.
+
+The first tests check the BIDS-App wiring with light steps; the end-to-end test runs the real
+reconstruction, registration, regions, statistics and report on a small simulated cohort with
+faults planted (a corrupt phase file, a deleted echo).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from qsmiron.config import QsmironConfig, load_config
+from qsmiron.errors import InputError
+from qsmiron.pipeline.bids_app import read_status, run_bids_app
+
+
+def fast_config(**pipeline) -> QsmironConfig:
+    return QsmironConfig.model_validate({"pipeline": {"progress": False, "n_procs": 1, **pipeline}})
+
+
+@pytest.fixture()
+def captured_group(monkeypatch):
+    """Replace the statistics with a recorder (the wiring is under test here, not the stats)."""
+    calls = []
+
+    def fake_group(regions_tsv, participants_tsv, out_dir, *, study_path=None, qc_images=(), provenance=None):
+        calls.append(dict(regions=pd.read_csv(regions_tsv, sep="\t"), participants=participants_tsv,
+                          out_dir=Path(out_dir), study_path=study_path, qc_images=list(qc_images),
+                          provenance=provenance))
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "report.html").write_text("<html></html>")
+        return Path(out_dir) / "report.html"
+
+    monkeypatch.setattr("qsmiron.pipeline.group.run_group_analysis", fake_group)
+    return calls
+
+
+def test_participant_level_writes_a_bids_derivative_dataset(tiny_bids, light_steps, tmp_path, captured_group):
+    bids = tiny_bids()
+    result = run_bids_app(bids, tmp_path / "out", "participant", config=fast_config(), steps=light_steps)
+    root = tmp_path / "out" / "qsmiron"
+    description = json.loads((root / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    assert description["GeneratedBy"][0]["Name"] == "qsmiron"
+    assert description["SourceDatasets"][0]["URL"] == bids.resolve().as_uri()
+    assert load_config(root / "config.json") == fast_config()
+    regions = pd.read_csv(root / "regions.tsv", sep="\t")
+    assert sorted(regions.participant_id.unique()) == ["sub-01", "sub-02", "sub-03"]
+    assert list(read_status(root)["status"]) == ["done"] * 3
+    assert result.regions_tsv == root / "regions.tsv" and result.report is None
+    assert captured_group == []  # participant level only
+
+
+def test_invalid_subjects_are_listed_and_skipped_and_the_group_level_says_who_was_left_out(
+        tiny_bids, light_steps, tmp_path, captured_group):
+    bids = tiny_bids(labels=("01", "02", "03", "04"), flags={"04": {"PlantedFailure": True}})
+    (bids / "sub-02" / "anat" / "sub-02_echo-2_part-phase_MEGRE.nii.gz").unlink()
+    lines = []
+    result = run_bids_app(bids, tmp_path / "out", config=fast_config(), steps=light_steps, echo=lines.append)
+    root = tmp_path / "out" / "qsmiron"
+    status = read_status(root).set_index("participant_id")
+    assert status.loc["sub-02", "status"] == "invalid" and status.loc["sub-02", "step"] == "validation"
+    assert "echo 2 has magnitude but no phase" in status.loc["sub-02", "reason"]
+    assert status.loc["sub-04", "status"] == "failed" and status.loc["sub-04", "step"] == "check"
+    validation = pd.read_csv(root / "validation.tsv", sep="\t")
+    assert validation.participant_id.tolist() == ["sub-02"]
+    (call,) = captured_group
+    assert sorted(call["regions"].participant_id.unique()) == ["sub-01", "sub-03"]
+    failed = {item["participant_id"]: item for item in call["provenance"]["pipeline"]["failed"]}
+    assert set(failed) == {"sub-02", "sub-04"}
+    assert failed["sub-04"]["step"] == "check" and "planted failure" in failed["sub-04"]["reason"]
+    assert any("left out: sub-04" in line for line in lines)
+    assert {item["participant_id"] for item in result.left_out} == {"sub-02", "sub-04"}
+    assert result.report == root / "group" / "report.html"
+
+
+def test_participant_labels_add_to_the_cohort_table(tiny_bids, light_steps, tmp_path, captured_group):
+    bids = tiny_bids()
+    out = tmp_path / "out"
+    run_bids_app(bids, out, "participant", participant_labels=["01"], config=fast_config(), steps=light_steps)
+    assert pd.read_csv(out / "qsmiron" / "regions.tsv", sep="\t").participant_id.unique().tolist() == ["sub-01"]
+    run_bids_app(bids, out, "participant", participant_labels=["sub-03"], config=fast_config(), steps=light_steps)
+    regions = pd.read_csv(out / "qsmiron" / "regions.tsv", sep="\t")
+    assert sorted(regions.participant_id.unique()) == ["sub-01", "sub-03"]
+    assert sorted(read_status(out / "qsmiron").participant_id) == ["sub-01", "sub-03"]
+    run_bids_app(bids, out, "group", config=fast_config(), steps=light_steps)
+    excluded = captured_group[0]["provenance"]["pipeline"]["excluded"]
+    assert [item["participant_id"] for item in excluded] == ["sub-02"]
+
+
+def test_group_level_before_participant_level_and_all_invalid_are_input_errors(tiny_bids, light_steps, tmp_path):
+    bids = tiny_bids(labels=("01",))
+    with pytest.raises(InputError, match="run the participant level first"):
+        run_bids_app(bids, tmp_path / "out", "group", config=fast_config())
+    (bids / "sub-01" / "anat" / "sub-01_echo-1_part-phase_MEGRE.json").unlink()
+    with pytest.raises(InputError, match="no subject passed validation"):
+        run_bids_app(bids, tmp_path / "out", "participant", config=fast_config(), steps=light_steps)
+    with pytest.raises(InputError, match="unknown level"):
+        run_bids_app(bids, tmp_path / "out", "everything", config=fast_config())
+    with pytest.raises(InputError, match="must not be the BIDS folder"):
+        run_bids_app(bids, bids, config=fast_config())

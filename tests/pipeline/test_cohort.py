@@ -1,0 +1,117 @@
+"""Cohort orchestration: every subject through the steps, failures isolated, logs, progress.
+
+These tests inject light steps (see conftest.py) to check the orchestration itself; the
+end-to-end tests (test_bids_app.py, test_resume.py, test_dask.py) run the real steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from qsmiron.config import QsmironConfig
+from qsmiron.io.bids import discover_bids
+from qsmiron.pipeline.cohort import (DONE_MARKER, collect_regions, config_hash, derivative_names,
+                                     resolve_workers, run_cohort)
+
+
+def config(**pipeline) -> QsmironConfig:
+    return QsmironConfig.model_validate({"pipeline": {"progress": False, **pipeline}})
+
+
+def test_every_subject_is_processed_and_regions_match_an_independent_reading(tiny_bids, light_steps,
+                                                                             reference_means, tmp_path):
+    bids = tiny_bids()
+    units = discover_bids(bids)
+    out = tmp_path / "out"
+    result = run_cohort(units, out, config(), n_procs=1, steps=light_steps)
+    assert [s.status for s in result.statuses] == ["done"] * 3
+    regions, included = collect_regions(out, units, result.config_hash)
+    assert [u.participant_id for u in included] == ["sub-01", "sub-02", "sub-03"]
+    assert list(regions.columns[:2]) == ["participant_id", "region"]
+    for label in ("01", "02", "03"):
+        rows = regions[regions.participant_id == f"sub-{label}"]
+        assert rows["mean_ppm"].tolist() == pytest.approx(reference_means(bids, label), rel=1e-6)
+    marker = json.loads((out / "sub-02" / "anat" / DONE_MARKER).read_text())
+    assert set(marker["outputs"]) == {"regions", "check"}
+    assert marker["outputs"]["regions"]["file"] == "sub-02_measure.tsv"
+    assert set(marker["step_seconds"]) == {"measure", "check"}
+    log = (out / "logs" / "sub-02.log").read_text()
+    assert "step measure started" in log and "measured 2 echoes" in log and "step check finished" in log
+
+
+def test_a_failing_subject_is_reported_with_step_and_reason_and_the_others_finish(tiny_bids, light_steps, tmp_path):
+    bids = tiny_bids(flags={"02": {"PlantedFailure": True}})
+    units = discover_bids(bids)
+    out = tmp_path / "out"
+    lines = []
+    result = run_cohort(units, out, config(), n_procs=1, steps=light_steps, echo=lines.append)
+    by_id = {s.participant_id: s for s in result.statuses}
+    assert by_id["sub-01"].status == by_id["sub-03"].status == "done"
+    failed = by_id["sub-02"]
+    assert (failed.status, failed.step) == ("failed", "check")
+    assert failed.reason == "RuntimeError: planted failure in the check step"
+    assert not (out / "sub-02" / "anat" / DONE_MARKER).exists()
+    log = (out / "logs" / "sub-02.log").read_text()
+    assert "Traceback" in log and "planted failure" in log
+    assert any(line.startswith("sub-02: FAILED at step check") for line in lines)
+    regions, included = collect_regions(out, units, result.config_hash)
+    assert sorted(regions.participant_id.unique()) == ["sub-01", "sub-03"]
+
+
+def test_local_processes_give_the_same_regions_as_one_process(tiny_bids, light_steps, tmp_path, read_calls):
+    bids = tiny_bids(labels=("01", "02", "03", "04"))
+    units = discover_bids(bids)
+    serial = run_cohort(units, tmp_path / "serial", config(), n_procs=1, steps=light_steps)
+    parallel = run_cohort(units, tmp_path / "parallel", config(start_method="fork"), n_procs=2, steps=light_steps)
+    assert [s.status for s in parallel.statuses] == ["done"] * 4
+    a, _ = collect_regions(tmp_path / "serial", units, serial.config_hash)
+    b, _ = collect_regions(tmp_path / "parallel", units, parallel.config_hash)
+    pd.testing.assert_frame_equal(a, b)
+    pids = {line.split()[2] for line in read_calls(tmp_path / "parallel")}
+    assert 1 <= len(pids) <= 2 and str(os.getpid()) not in pids, "steps ran in (at most two) worker processes"
+
+
+def test_a_dying_worker_process_is_retried_then_reported_and_the_others_finish(tiny_bids, light_steps, tmp_path,
+                                                                              read_calls):
+    bids = tiny_bids(labels=("01", "02", "03"), flags={"02": {"PlantedCrash": True}})
+    units = discover_bids(bids)
+    out = tmp_path / "out"
+    result = run_cohort(units, out, config(start_method="fork", max_attempts=2), n_procs=2, steps=light_steps)
+    by_id = {s.participant_id: s for s in result.statuses}
+    assert by_id["sub-01"].status == by_id["sub-03"].status == "done"
+    assert (by_id["sub-02"].status, by_id["sub-02"].step) == ("failed", "measure")
+    assert "worker process died" in by_id["sub-02"].reason
+    assert sum(line.startswith("sub-02 measure") for line in read_calls(out)) == 2  # tried twice
+    assert "retrying" in (out / "logs" / "sub-02.log").read_text()
+
+
+def test_progress_bars_show_the_cohort_and_each_step(tiny_bids, light_steps, tmp_path, capsys):
+    units = discover_bids(tiny_bids(labels=("01", "02")))
+    run_cohort(units, tmp_path / "out", config(progress=True), n_procs=1, steps=light_steps)
+    err = capsys.readouterr().err
+    assert "subjects: 100%" in err and "measure: 100%" in err and "check: 100%" in err
+    assert "sub-01: done in" in err
+
+
+def test_config_hash_ignores_execution_settings_but_not_processing_ones():
+    base = config_hash(QsmironConfig())
+    assert config_hash(QsmironConfig.model_validate({"pipeline": {"n_procs": 7, "progress": False}})) == base
+    assert config_hash(QsmironConfig.model_validate({"recon": {"unwrap": {"method": "laplacian"}}})) != base
+    assert config_hash(QsmironConfig.model_validate({"roi": {"erode_voxels": 1}})) != base
+
+
+def test_resolve_workers_never_exceeds_the_subjects_and_splits_the_cores():
+    workers, threads = resolve_workers(8, 3)
+    assert workers == 3 and threads >= 1
+    assert resolve_workers(1, 10, 4) == (1, 4)
+    assert resolve_workers(None, 0)[0] == 1
+
+
+def test_derivative_names_follow_bids_with_the_session_in_the_prefix():
+    names = derivative_names("sub-01_ses-pre")
+    assert names["Chimap"] == "sub-01_ses-pre_Chimap.nii.gz"
+    assert len(set(names.values())) == len(names)

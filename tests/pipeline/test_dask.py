@@ -1,0 +1,53 @@
+"""Subjects on a Dask distributed cluster give the same results as local processes."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from qsmiron.config import QsmironConfig
+from qsmiron.io.bids import discover_bids
+from qsmiron.pipeline.cohort import collect_regions, run_cohort
+
+distributed = pytest.importorskip("distributed")
+
+
+def config(**pipeline) -> QsmironConfig:
+    return QsmironConfig.model_validate({"pipeline": {"progress": False, **pipeline}})
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
+        yield c
+
+
+def test_dask_cluster_gives_the_same_regions_and_failures_as_one_process(tiny_bids, light_steps, tmp_path, cluster):
+    bids = tiny_bids(labels=("01", "02", "03", "04"), flags={"03": {"PlantedFailure": True}})
+    units = discover_bids(bids)
+    local = run_cohort(units, tmp_path / "local", config(), n_procs=1, steps=light_steps)
+    with distributed.Client(cluster) as client:
+        remote = run_cohort(units, tmp_path / "dask", config(), dask_client=client, steps=light_steps)
+    assert [(s.participant_id, s.status, s.step, s.reason) for s in remote.statuses] == \
+        [(s.participant_id, s.status, s.step, s.reason) for s in local.statuses]
+    assert remote.statuses[2].status == "failed"
+    a, _ = collect_regions(tmp_path / "local", units, local.config_hash)
+    b, _ = collect_regions(tmp_path / "dask", units, remote.config_hash)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_dask_scheduler_address_is_used_like_the_cli_option(tiny_bids, light_steps, tmp_path, cluster):
+    units = discover_bids(tiny_bids(labels=("01", "02")))
+    result = run_cohort(units, tmp_path / "dask", config(), dask_scheduler=cluster.scheduler_address,
+                        steps=light_steps)
+    assert [s.status for s in result.statuses] == ["done", "done"]
+    log = (tmp_path / "dask" / "logs" / "sub-01.log").read_text()
+    assert "step measure finished" in log
+
+
+def test_an_unreachable_scheduler_is_an_input_error(tiny_bids, light_steps, tmp_path):
+    from qsmiron.errors import InputError
+    from qsmiron.pipeline import cohort
+
+    with pytest.raises(InputError, match="cannot reach the Dask scheduler"):
+        cohort._connect("tcp://127.0.0.1:1", timeout="1s")

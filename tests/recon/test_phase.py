@@ -1,0 +1,97 @@
+"""Phase preparation: scaling detection against phases with a known scaling."""
+
+import numpy as np
+import pytest
+
+from qsmiron.errors import InputError
+from qsmiron.recon.phase import phase_to_radians, wrap_to_pi
+
+
+@pytest.fixture
+def true_phase():
+    rng = np.random.default_rng(1)
+    return rng.uniform(-np.pi, np.pi, size=(24, 20, 16, 2))
+
+
+def circular_error(a, b):
+    return np.abs(np.angle(np.exp(1j * (np.asarray(a, float) - b))))
+
+
+def test_radians_are_kept_and_wrapped_into_half_open_interval(true_phase):
+    values = true_phase.copy()
+    values[0, 0, 0, 0] = np.pi
+    phase, info = phase_to_radians(values)
+    assert info["method"] == "radians"
+    assert phase.dtype == np.float32
+    assert phase.min() >= -np.pi and phase.max() < np.pi
+    assert circular_error(phase, values).max() < 1e-6
+
+
+def test_radians_in_zero_to_two_pi_map_onto_same_angles(true_phase):
+    phase, info = phase_to_radians(np.mod(true_phase, 2 * np.pi))
+    assert info["method"] == "radians" and info["range"] == "[0, 2*pi]"
+    assert circular_error(phase, true_phase).max() < 1e-6
+
+
+def test_siemens_signed_levels_minus4096_to_4094_give_radians_within_one_level(true_phase):
+    stored = np.clip(2 * np.round(true_phase / np.pi * 2048), -4096, 4094)
+    phase, info = phase_to_radians(stored)
+    assert info["method"] == "levels" and info["levels"] == 4096 and info["step"] == 2
+    assert info["signed"]
+    assert circular_error(phase, true_phase).max() <= np.pi / 2048 + 1e-6
+    # zero stays zero
+    assert phase_to_radians(np.r_[stored.ravel(), 0.0])[0][-1] == 0.0
+
+
+def test_unsigned_12bit_levels_put_the_middle_level_at_zero(true_phase):
+    stored = np.clip(np.round((true_phase + np.pi) / (2 * np.pi) * 4096), 0, 4095)
+    phase, info = phase_to_radians(stored.astype(np.uint16))
+    assert info["levels"] == 4096 and not info["signed"]
+    assert circular_error(phase, true_phase).max() <= np.pi / 2048 + 1e-6
+
+
+def test_12bit_levels_stored_as_scaled_floats_are_detected(true_phase):
+    # Like the real scan: 4096 levels, half-integers times an arbitrary slope.
+    q = 1.7946923e-6
+    stored = ((np.floor((true_phase + np.pi) / (2 * np.pi) * 4096) - 2047.5) * q).astype(np.float32)
+    phase, info = phase_to_radians(stored)
+    assert info["method"] == "levels" and info["levels"] == 4096
+    assert info["step"] == pytest.approx(q, rel=1e-3)
+    assert circular_error(phase, true_phase).max() <= 2 * np.pi / 4096 + 1e-5
+
+
+def test_forced_integer_scaling_skips_the_radian_test():
+    levels = np.arange(-2048, 2048, dtype=float).reshape(16, 16, 16)
+    phase, info = phase_to_radians(levels, scaling="integer")
+    assert info["levels"] == 4096
+    assert np.allclose(phase, levels * np.pi / 2048, atol=1e-6)
+
+
+@pytest.mark.parametrize("values, reason", [
+    (np.random.default_rng(0).rayleigh(100.0, (16, 16, 16)), "neither radians"),
+    (np.random.default_rng(0).uniform(-0.5, 0.5, (16, 16, 16)), "neither radians"),
+    (np.full((8, 8, 8), 3.0), "neither radians"),
+])
+def test_phase_that_is_neither_radians_nor_levels_is_rejected(values, reason):
+    with pytest.raises(InputError, match=reason) as caught:
+        phase_to_radians(values)
+    assert caught.value.path is None
+
+
+def test_nan_phase_is_rejected():
+    values = np.zeros((4, 4, 4))
+    values[1, 2, 3] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        phase_to_radians(values)
+
+
+def test_forced_radians_outside_the_circle_is_rejected():
+    with pytest.raises(InputError, match="not in radians"):
+        phase_to_radians(np.linspace(-10, 10, 512), scaling="radians")
+
+
+def test_wrap_to_pi_folds_any_angle():
+    angles = np.linspace(-20, 20, 1001)
+    wrapped = wrap_to_pi(angles)
+    assert wrapped.min() >= -np.pi and wrapped.max() < np.pi
+    assert circular_error(wrapped, angles).max() < 1e-5

@@ -1,0 +1,137 @@
+"""The report's figures draw exactly the data they claim to, and encode to valid PNG."""
+
+import base64
+import io
+
+import matplotlib.image
+from matplotlib.collections import PathCollection
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from qsmiron.report import figures as fig
+
+
+@pytest.fixture(scope="module")
+def values(cohort):
+    regions, participants = cohort
+    return fig.cohort_values(regions, participants, "group")
+
+
+def _points(ax):
+    """All scatter points of an axes as an (N, 2) array."""
+    offsets = [c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)]
+    return np.concatenate(offsets) if offsets else np.empty((0, 2))
+
+
+def test_ols_band_matches_the_textbook_confidence_interval_of_the_mean_within_1e_10():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 15, 20)
+    y = 0.08 - 0.003 * x + rng.normal(0, 0.01, 20)
+    grid = np.linspace(-1, 16, 7)
+    band = fig.ols_fit_band(x, y, grid)
+    # Reference: closed-form simple regression (e.g. Draper & Smith, ch. 1).
+    n, x_mean = x.size, x.mean()
+    sxx = np.sum((x - x_mean) ** 2)
+    slope = np.sum((x - x_mean) * (y - y.mean())) / sxx
+    intercept = y.mean() - slope * x_mean
+    s = np.sqrt(np.sum((y - intercept - slope * x) ** 2) / (n - 2))
+    half = stats.t.ppf(0.975, n - 2) * s * np.sqrt(1 / n + (grid - x_mean) ** 2 / sxx)
+    fit = intercept + slope * grid
+    np.testing.assert_allclose(band["fit"], fit, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(band["ci_low"], fit - half, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(band["ci_high"], fit + half, rtol=0, atol=1e-10)
+
+
+def test_box_figure_shows_every_participant_of_both_groups_in_every_panel(values, study_results):
+    figure = fig.group_box_figure(values, ["MOH", "CM"], comparison=study_results.group_comparison)
+    axes = [ax for ax in figure.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["Pu", "Ca", "GPe", "VeP"]
+    for ax in axes:
+        region = ax.get_title()
+        expected = np.sort(values.loc[values["region"] == region, "mean_ppm"].to_numpy())
+        np.testing.assert_allclose(np.sort(_points(ax)[:, 1]), expected)
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        assert labels[0].startswith("L") and labels[1].startswith("R")
+        row = study_results.group_comparison.query("region == @region and hemisphere == 'L'").iloc[0]
+        assert f"pFDR {fig.format_p(row['p_fdr'])}" in labels[0]
+    legend_texts = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert legend_texts == ["MOH", "CM"]
+
+
+def test_box_figure_is_reproducible_and_none_without_data(values):
+    a = fig.figure_to_data_uri(fig.group_box_figure(values, ["MOH", "CM"]), dpi=30)
+    b = fig.figure_to_data_uri(fig.group_box_figure(values, ["MOH", "CM"]), dpi=30)
+    assert a == b
+    assert fig.group_box_figure(values, ["HC", "XX"]) is None
+
+
+def test_scatter_draws_the_strongest_associations_with_the_group_members_only(values, study_results):
+    assoc = study_results.associations
+    figure = fig.association_scatter_figure(values, assoc, n_top=3, covariates=["age", "sex"])
+    axes = [ax for ax in figure.axes if ax.get_visible()]
+    top = assoc.sort_values("p").head(3)
+    assert len(axes) == 3
+    for ax, (_, row) in zip(axes, top.iterrows()):
+        assert ax.get_title().startswith(f"{row['region']} {row['hemisphere']} (MOH)")
+        assert ax.get_xlabel() == row["variable"]
+        subset = values[(values["region"] == row["region"]) & (values["hemisphere"] == row["hemisphere"])
+                        & (values["group"] == "MOH")]
+        points = _points(ax)
+        assert len(points) == 12
+        np.testing.assert_allclose(np.sort(points[:, 0]), np.sort(subset[row["variable"]].to_numpy(float)))
+        # The drawn line is the OLS fit of these points.
+        line = ax.lines[0]
+        slope = np.polyfit(subset[row["variable"]].to_numpy(float), subset["mean_ppm"].to_numpy(), 1)[0]
+        xs, ys = line.get_data()
+        assert (ys[-1] - ys[0]) / (xs[-1] - xs[0]) == pytest.approx(slope, rel=1e-8)
+    assert "partial correlation adjusted for age, sex" in figure.texts[0].get_text()
+
+
+def test_scatter_skips_rows_it_cannot_draw(values):
+    rows = pd.DataFrame([{"region": "Pu", "hemisphere": "L", "group": "MOH", "variable": "not_a_column",
+                          "method": "spearman", "r": 0.1, "p": 0.01, "p_fdr": 0.02}])
+    assert fig.association_scatter_figure(values, rows) is None
+    assert fig.association_scatter_figure(values, pd.DataFrame()) is None
+
+
+def test_roc_panels_follow_the_relapse_p_order_and_mark_the_youden_point(study_results):
+    figure = fig.roc_figure(study_results.roc_curves, study_results.relapse, n_top=3)
+    axes = [ax for ax in figure.axes if ax.get_visible()]
+    order = study_results.relapse.sort_values("p", kind="mergesort").head(3)
+    for ax, (_, row) in zip(axes, order.iterrows()):
+        key = (row["region"], row["hemisphere"])
+        assert ax.get_title().startswith(f"{key[0]} {key[1]}\nAUC ")
+        curve = study_results.roc_curves[key].sort_values(["fpr", "tpr"], kind="mergesort")
+        xs, ys = ax.lines[0].get_data()
+        np.testing.assert_allclose(xs, curve["fpr"])
+        np.testing.assert_allclose(ys, curve["tpr"])
+        np.testing.assert_allclose(_points(ax)[0], [1 - row["specificity"], row["sensitivity"]])
+    assert fig.roc_figure({}, study_results.relapse) is None
+
+
+def test_km_panels_draw_both_median_split_curves(study_results):
+    figure = fig.km_figure(study_results.km_curves, study_results.relapse, n_top=2, time_label="months")
+    axes = [ax for ax in figure.axes if ax.get_visible()]
+    assert len(axes) == 2
+    first = study_results.relapse.sort_values("hr_p", kind="mergesort").iloc[0]
+    key = (first["region"], first["hemisphere"])
+    assert axes[0].get_title().startswith(f"{key[0]} {key[1]}\nHR/SD ")
+    curves = study_results.km_curves[key]
+    for line, (name, curve) in zip(axes[0].lines, curves.groupby("group", sort=False)):
+        xs, ys = line.get_data()
+        np.testing.assert_allclose(ys, curve.sort_values("time")["survival"])
+        assert line.get_label() == f"{name} \u03c7"
+    assert axes[0].get_xlabel() == "months"
+
+
+def test_figures_encode_to_png_of_the_figure_size():
+    figure, axes = fig._grid(5, 3, (2.0, 1.5))
+    assert sum(ax.get_visible() for ax in figure.axes) == 5
+    uri = fig.figure_to_data_uri(figure, dpi=50)
+    assert uri.startswith("data:image/png;base64,")
+    data = base64.b64decode(uri.split(",", 1)[1])
+    image = matplotlib.image.imread(io.BytesIO(data), format="png")
+    width, height = figure.get_size_inches() * 50
+    assert abs(image.shape[0] - height) <= 1 and abs(image.shape[1] - width) <= 1

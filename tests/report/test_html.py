@@ -1,0 +1,240 @@
+"""The HTML report: self-contained, every section present, numbers formatted, significance marked."""
+
+import base64
+import os
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qsmiron.report import html as report_html
+from qsmiron.report.formatting import format_mean_sd, format_p
+from qsmiron.report.html import SECTION_IDS, build_context, render_report, write_report
+from qsmiron.stats.results import StudyResults
+
+
+class _Collector(HTMLParser):
+    """Every element as (tag, attrs) plus the text of each element with an id."""
+
+    def __init__(self):
+        super().__init__()
+        self.elements = []
+        self.rows = []  # (class, [cell texts]) for table rows
+        self._row = None
+        self._cell = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.elements.append((tag, attrs))
+        if tag == "tr":
+            self._row = (attrs.get("class", ""), [])
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._row is not None and self._cell is not None:
+            self._row[1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.rows.append(self._row)
+            self._row = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def parse(text):
+    collector = _Collector()
+    collector.feed(text)
+    return collector
+
+
+def tiny_png(path):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(1, 1))
+    figure.subplots().imshow(np.eye(4))
+    figure.savefig(path, dpi=20)
+    return path
+
+
+@pytest.fixture(scope="module")
+def qc_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("qc")
+    tiny_png(folder / "sub-01_qc_atlas.png")
+    (folder / "overlay.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4">'
+                                        '<rect width="4" height="4"/></svg>')
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def report(cohort, study_results, provenance, qc_dir, tmp_path_factory):
+    regions, participants = cohort
+    out = tmp_path_factory.mktemp("report") / "out" / "report.html"
+    path = write_report(study_results, out, regions=regions, participants=participants, provenance=provenance,
+                        qc_images=[("QSM sub-01", qc_dir / "sub-01_qc_atlas.png"),
+                                   qc_dir / "overlay.svg",
+                                   ("gone", qc_dir / "missing.png"),
+                                   ("text", qc_dir / "notes.txt")])
+    return path, path.read_text(encoding="utf-8")
+
+
+def test_report_is_written_atomically_with_every_section(report):
+    path, text = report
+    assert path.name == "report.html" and path.exists()
+    assert [p.name for p in path.parent.iterdir()] == ["report.html"]  # no temporary left over
+    ids = [attrs.get("id") for _, attrs in parse(text).elements if attrs.get("id")]
+    for section in SECTION_IDS:
+        assert section in ids, section
+    assert len(ids) == len(set(ids)), "ids must be unique"
+    for figure_id in ("fig-groups", "fig-associations", "fig-roc", "fig-km"):
+        assert figure_id in ids
+
+
+def test_report_is_self_contained(report):
+    _, text = report
+    elements = parse(text).elements
+    tags = {tag for tag, _ in elements}
+    assert "script" not in tags and "link" not in tags and "iframe" not in tags
+    for tag, attrs in elements:
+        for name in ("src", "href", "data", "poster", "srcset"):
+            value = attrs.get(name)
+            if value is not None:
+                assert value.startswith(("data:", "#")), (tag, name, value[:60])
+    style = text[text.index("<style>"):text.index("</style>")]
+    assert "@import" not in style and "url(" not in style and "@font-face" not in style
+    images = [attrs["src"] for tag, attrs in elements if tag == "img"]
+    assert len(images) == 6  # 4 figures + 2 QC images
+    for src in images:
+        header, payload = src.split(",", 1)
+        data = base64.b64decode(payload)
+        assert (header == "data:image/png;base64" and data.startswith(b"\x89PNG")) or \
+               (header == "data:image/svg+xml;base64" and b"<svg" in data)
+
+
+def test_significant_rows_and_only_those_are_marked(report, study_results):
+    _, text = report
+    rows = parse(text).rows
+    gc = study_results.group_comparison
+    expected = gc[gc["p_fdr"] < 0.05]
+    assert len(expected) >= 1, "the fixture plants a VeP difference"
+    marked = [cells for cls, cells in rows if cls == "sig" and cells[1] in set(gc["region"])
+              and "/" in cells[3]]
+    assert sorted((c[1], c[2]) for c in marked) == sorted(zip(expected["region"], expected["hemisphere"]))
+    assert all(c[0] == "*" for c in marked)
+    for _, row in expected.iterrows():
+        cells = next(c for c in marked if (c[1], c[2]) == (row["region"], row["hemisphere"]))
+        assert cells[4] == format_mean_sd(row["mean_a"], row["sd_a"])
+        assert cells[10] == format_p(row["p_fdr"])
+    # The summary lists the same findings.
+    for _, row in expected.iterrows():
+        assert f"{row['region']} {row['hemisphere']}: MOH vs CM" in text
+
+
+def test_relapse_table_shows_odds_auc_and_hazard_ratios(report, study_results):
+    _, text = report
+    rows = parse(text).rows
+    header = next(cells for cls, cells in rows if "OR per SD (95 % CI)" in cells)
+    for column in ("AUC (95 % CI)", "Youden cut-off (ppm)", "HR per SD (95 % CI)", "HR p FDR", "log-rank p"):
+        assert column in header
+    first = study_results.relapse.iloc[0]
+    line = next(cells for cls, cells in rows if len(cells) == len(header) and cells[1:3] == [first["region"], "L"]
+                and "0.60 (0.30\u20131.20)" in cells)
+    assert line[header.index("HR per SD (95 % CI)")] == "0.70 (0.40\u20131.10)"
+    assert 'id="relapse-counts"' in text and "rate ratio per SD (95 % CI)" in text
+
+
+def test_qc_images_embedded_and_problems_reported(report):
+    _, text = report
+    assert 'alt="QC: QSM sub-01"' in text and "sub-01 qc atlas" not in text
+    assert 'alt="QC: overlay"' in text
+    assert "Not shown (file not found)" in text and "missing.png" in text
+    assert "not a PNG, JPEG, GIF or SVG image" in text
+    exclusions = text[text.index('id="exclusions"'):text.index('id="methods"')]
+    assert "QC image &#39;gone&#39; could not be shown" in exclusions
+    for shown in ("sub-17", "missing age", "sub-25", "brain Dice 0.62 below 0.85",
+                  "group CM has 11 participant(s) with age", "shorter than the T2* of deep grey matter"):
+        assert shown in exclusions, shown
+
+
+def test_methods_section_holds_the_generated_paragraph(report):
+    _, text = report
+    methods = text[text.index('id="methods"'):]
+    assert methods.count("<p>") >= 4
+    assert "ROMEO" in methods and "MNI152NLin2009cAsym" in methods and "Benjamini-Hochberg" in methods
+
+
+def test_labels_from_the_data_are_escaped(cohort, study_results):
+    regions, participants = cohort
+    evil = "<script>alert(1)</script>"
+    regions = regions.replace({"region": {"Pu": evil}})
+    results = StudyResults(**{**study_results.__dict__,
+                              "group_comparison": study_results.group_comparison.replace({"region": {"Pu": evil}}),
+                              "roc_curves": {}, "km_curves": {}})
+    context_text = render_report(results, regions=regions.head(0), participants=participants)
+    assert evil not in context_text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in context_text
+
+
+def test_report_without_optional_analyses_says_what_was_not_run(cohort, study_results):
+    regions, participants = cohort
+    settings = {**study_results.settings, "associations": {"group": "MOH", "variables": [], "method": "spearman"},
+                "relapse": {"outcome": None}}
+    results = StudyResults(settings=settings, table1=study_results.table1,
+                           group_comparison=study_results.group_comparison,
+                           associations=pd.DataFrame(), relapse=pd.DataFrame())
+    context = build_context(results, regions=regions, participants=participants)
+    assert [f.id for f in context.figures] == ["fig-groups"]
+    assert any("no time-to-event data" in note for note in context.figure_notes)
+    assert context.relapse_counts is None and context.qc_images == []
+    text = render_report(results, regions=regions, participants=participants)
+    assert "No clinical variables were named or found" in text
+    assert "No relapse outcome was named or found" in text
+    assert "HR per SD" not in text
+    assert "The pipeline provided no QC images" in text
+
+
+def test_a_failed_render_leaves_the_previous_report_untouched(cohort, study_results, tmp_path, monkeypatch):
+    regions, participants = cohort
+    out = tmp_path / "report.html"
+    out.write_text("previous report")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr(report_html, "render_report", broken)
+    with pytest.raises(RuntimeError):
+        write_report(study_results, out, regions=regions, participants=participants)
+    assert out.read_text() == "previous report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+
+
+def test_report_from_run_study_on_a_synthetic_cohort(cohort, tmp_path):
+    """Integration: the statistics module's own output renders with every table filled."""
+    from qsmiron.stats.analysis import run_study
+    from qsmiron.stats.study import study_from_dict
+
+    regions, participants = cohort
+    study = study_from_dict({"covariates": ["age", "sex"], "groups": {"column": "group", "compare": ["MOH", "CM"]},
+                             "associations": {"group": "MOH", "variables": ["sds", "hit6"]},
+                             "relapse": {"group": "MOH", "outcome": "relapse", "time": "time_to_relapse",
+                                         "count": "relapse_count"}})
+    results = run_study(regions, participants, study)
+    path = write_report(results, tmp_path / "report.html", regions=regions, participants=participants)
+    text = path.read_text(encoding="utf-8")
+    rows = parse(text).rows
+    gc = results.group_comparison
+    n_gc = sum(1 for cls, cells in rows if len(cells) > 4 and "/" in cells[3] and cells[1] in set(gc["region"]))
+    assert n_gc == len(gc) == 8
+    assert sum(1 for cls, _ in rows if cls == "sig") >= int((gc["p_fdr"] < 0.05).sum()) >= 1
+    for figure_id in ("fig-groups", "fig-associations", "fig-roc", "fig-km"):
+        assert f'id="{figure_id}"' in text
+    assert 'id="relapse-counts"' in text
+    # The statistics module's own descriptions reach the methods section.
+    assert "type-II" in text
+    assert "participants_table" not in text or "settings-table" in text

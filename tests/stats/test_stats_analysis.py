@@ -1,0 +1,138 @@
+"""Whole-study runs: planted effects found, a null cohort clean, bad input reported."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qsmiron.errors import InputError
+from qsmiron.stats.analysis import run_study
+from qsmiron.stats.study import Study, study_from_dict
+
+STUDY = {"relapse": {"event": "relapse_event"}}
+
+
+def row(frame, region, hemisphere, **more):
+    selected = frame[(frame["region"] == region) & (frame["hemisphere"] == hemisphere)]
+    for key, value in more.items():
+        selected = selected[selected[key] == value]
+    assert len(selected) == 1
+    return selected.iloc[0]
+
+
+def test_planted_group_difference_association_and_relapse_effect_are_found(cohort):
+    # d = -0.8 in VeP (MOH lower), r = -0.4 between left VeP chi and SDS within MOH,
+    # lower VeP chi -> relapse (log OR -1 per SD)
+    regions, participants = cohort(n_a=150, n_b=100, d=-0.8, r=-0.4, relapse_log_or=-1.0, seed=0,
+                                   regions=("VeP", "Pu", "GPe"))
+    results = run_study(regions, participants, study_from_dict(STUDY))
+    gc = results.group_comparison
+    for hemisphere in ("L", "R"):
+        vep = row(gc, "VeP", hemisphere)
+        assert vep["p_fdr"] < 0.05 and vep["cohen_d"] < -0.4
+        assert vep["adj_mean_a"] < vep["adj_mean_b"] and vep["mean_a"] < vep["mean_b"]
+        assert vep["group_a"] == "MOH" and vep["n_a"] == 150 and vep["n_b"] == 100
+    assert (gc.loc[gc["region"] != "VeP", "p_fdr"] >= 0.05).all()
+
+    sds = row(results.associations, "VeP", "L", variable="sds")
+    assert sds["p_fdr"] < 0.05 and sds["r"] < 0 and sds["group"] == "MOH" and sds["n"] == 150
+    assert sds["method"] == "spearman"
+    other = results.associations[results.associations["variable"] != "sds"]
+    assert (other["p_fdr"] >= 0.05).all()
+
+    relapse = row(results.relapse, "VeP", "L")
+    assert relapse["odds_ratio"] < 1 and relapse["p_fdr"] < 0.05
+    assert relapse["roc_direction"] == "lower" and relapse["auc"] > 0.6
+    assert relapse["hr"] < 1 and relapse["hr_p_fdr"] < 0.05
+    assert ("VeP", "L") in results.roc_curves and ("VeP", "L") in results.km_curves
+    counts = row(results.relapse_counts, "VeP", "L")
+    assert counts["rate_ratio"] < 1 and counts["p_fdr"] < 0.05
+    assert results.exclusions == [] and results.warnings == []
+
+
+def test_null_cohort_has_nothing_fdr_significant(cohort):
+    regions, participants = cohort(n_a=60, n_b=50, d=0.0, r=0.0, relapse_log_or=0.0, seed=1,
+                                   regions=("VeP", "Pu", "GPe"))
+    results = run_study(regions, participants, study_from_dict(STUDY))
+    for frame, column in ((results.group_comparison, "p_fdr"), (results.associations, "p_fdr"),
+                          (results.relapse, "p_fdr"), (results.relapse, "hr_p_fdr"),
+                          (results.relapse_counts, "p_fdr")):
+        assert frame[column].notna().all()
+        assert (frame[column] >= 0.05).all(), frame[["region", "hemisphere", column]]
+
+
+def test_participants_in_one_table_only_are_reported_not_silently_dropped(cohort):
+    regions, participants = cohort(n_a=10, n_b=10, seed=2, outcomes=False)
+    regions = regions[regions["participant_id"] != "sub-001"]
+    extra = pd.DataFrame({"participant_id": ["sub-900"], "region": ["VeP"], "hemisphere": ["L"],
+                          "mean_ppm": [0.05]})
+    results = run_study(pd.concat([regions, extra]), participants, Study())
+    reasons = {(e["participant_id"], e["reason"]) for e in results.exclusions}
+    assert ("sub-900", "in the regions table but not in the participants table") in reasons
+    assert ("sub-001", "in the participants table but has no regional values") in reasons
+    assert any("sub-900" in w for w in results.warnings)
+    assert any("sub-001" in w for w in results.warnings)
+    assert results.exclusion_counts["all"] == 2
+
+
+def test_missing_values_are_deleted_listwise_per_analysis_and_counted(cohort):
+    regions, participants = cohort(n_a=12, n_b=10, seed=3, outcomes=False)
+    participants.loc[participants["participant_id"] == "sub-002", "age"] = np.nan
+    regions.loc[(regions["participant_id"] == "sub-003") & (regions["region"] == "Pu")
+                & (regions["hemisphere"] == "L"), "mean_ppm"] = np.nan
+    results = run_study(regions, participants, Study())
+    gc = results.group_comparison
+    assert row(gc, "Pu", "L")["n_a"] == 10 and row(gc, "Pu", "R")["n_a"] == 11
+    records = [e for e in results.exclusions if e["analysis"] == "group_comparison"]
+    assert {"participant_id": "sub-002", "analysis": "group_comparison",
+            "reason": "missing age"} in records
+    assert {"participant_id": "sub-003", "analysis": "group_comparison",
+            "reason": "missing mean_ppm (Pu L)"} in records
+    assert results.exclusion_counts["group_comparison"] == 2
+
+
+def test_group_below_three_and_constant_variable_give_reasons_and_warnings(cohort):
+    regions, participants = cohort(n_a=12, n_b=12, seed=4, outcomes=False)
+    keep = participants["group"].eq("MOH") | participants["participant_id"].isin(["sub-013",
+                                                                                  "sub-014"])
+    participants = participants[keep].assign(hit6=60.0)
+    results = run_study(regions, participants, study_from_dict(
+        {"groups": {"compare": ["MOH", "CM"]}, "associations": {"variables": ["hit6", "sds"]}}))
+    gc = results.group_comparison
+    assert gc["p"].isna().all() and gc["p_fdr"].isna().all()
+    assert gc["note"].str.contains("CM has 2").all()
+    hit6 = results.associations[results.associations["variable"] == "hit6"]
+    assert hit6["r"].isna().all() and hit6["note"].str.contains("hit6 is the same").all()
+    assert any("group CM has 2" in w for w in results.warnings)
+    assert any(w.startswith("association ") and "VeP L hit6" in w and "no statistics (hit6 is "
+               "the same for every participant)" in w for w in results.warnings)
+    assert any(w.startswith("group comparison every row: no statistics") for w in results.warnings)
+    # the other association still runs
+    assert results.associations.loc[results.associations["variable"] == "sds", "r"].notna().all()
+
+
+def test_bad_design_is_an_input_error_naming_the_file(cohort):
+    regions, participants = cohort(n_a=8, n_b=8, seed=5)
+    participants.attrs["source"] = "participants.tsv"
+    with pytest.raises(InputError, match="'HC'") as error:
+        run_study(regions, participants, study_from_dict({"groups": {"compare": ["MOH", "HC"]}}))
+    assert error.value.path == "participants.tsv"
+    bad = participants.assign(relapse=participants["relapse"] * 2)
+    with pytest.raises(InputError, match="'relapse' must be 0/1"):
+        run_study(regions, bad, Study())
+    with pytest.raises(InputError, match="lacks column"):
+        run_study(regions.drop(columns="hemisphere"), participants, Study())
+    other = participants.assign(participant_id=[f"sub-x{i}" for i in range(16)])
+    with pytest.raises(InputError, match="no participant_id is in both"):
+        run_study(regions, other, Study())
+
+
+def test_pooled_pearson_associations_and_regions_subset(cohort):
+    regions, participants = cohort(n_a=15, n_b=15, seed=6, outcomes=False)
+    results = run_study(regions, participants, study_from_dict(
+        {"regions": ["vep"], "associations": {"group": "all", "variables": ["hit6"],
+                                              "method": "pearson"}}))
+    assert results.settings["regions"] == ["VeP"]
+    assert set(results.group_comparison["region"]) == {"VeP"}
+    assoc = results.associations
+    assert (assoc["group"] == "all").all() and (assoc["n"] == 30).all()
+    assert (assoc["method"] == "pearson").all()
