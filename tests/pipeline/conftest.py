@@ -117,3 +117,83 @@ def calls(out_root: Path) -> list[str]:
 @pytest.fixture()
 def read_calls():
     return calls
+
+
+# --------------------------------------------------------------------------------------------
+# End to end: a small simulated cohort and fast (coarse) settings for the real steps
+
+E2E_SIMULATION = {
+    "voxel_size_mm": [4.0, 4.0, 4.0],
+    "phantom_resolution_mm": 2.0,
+    "echo_times_s": [0.004, 0.012, 0.020],
+    "oblique_probability": 0.0,
+}
+"""Coarse scans (45 x 54 x 45 voxels, 3 echoes): the real chain in seconds per subject."""
+
+E2E_PROCESSING = {
+    "recon": {"inversion": {"method": "tkd"}},
+    "registration": {
+        "resolution_mm": 4.0,
+        "linear_iterations": [200, 100],
+        "linear_shrink_factors": [2, 1],
+        "linear_smoothing_vox": [1.0, 0.0],
+        "syn_iterations": [20, 10],
+        "syn_shrink_factors": [2, 1],
+        "syn_smoothing_vox": [1.0, 0.0],
+    },
+    "pipeline": {"progress": False},
+}
+"""Fast processing for the end-to-end tests: TKD inversion and a short 4 mm registration."""
+
+
+def e2e_config(**pipeline):
+    from qsmiron.config import QsmironConfig
+
+    payload = json.loads(json.dumps(E2E_PROCESSING))
+    payload["pipeline"].update(pipeline)
+    return QsmironConfig.model_validate(payload)
+
+
+@pytest.fixture(scope="session")
+def simulated_cohort(tmp_path_factory) -> Path:
+    """Eight simulated subjects (4 MOH, 4 CM) with truth; copy before modifying."""
+    from qsmiron.simulate.cohort import simulate_cohort
+    from qsmiron.simulate.settings import SimulationSettings
+
+    root = tmp_path_factory.mktemp("simulated") / "bids"
+    simulate_cohort(root, 8, 3, settings=SimulationSettings.model_validate(E2E_SIMULATION))
+    return root
+
+
+@pytest.fixture()
+def cohort_copy(simulated_cohort, tmp_path):
+    """A factory: ``cohort_copy(labels=None)`` -> a private copy of (some of) the simulated cohort."""
+    import shutil
+
+    def make(labels=None, name="bids") -> Path:
+        target = tmp_path / name
+        shutil.copytree(simulated_cohort, target, ignore=shutil.ignore_patterns("derivatives"))
+        if labels is not None:
+            keep = {f"sub-{label}" for label in labels}
+            for folder in target.glob("sub-*"):
+                if folder.name not in keep:
+                    shutil.rmtree(folder)
+            participants = pd.read_csv(target / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
+            participants[participants.participant_id.isin(keep)].to_csv(target / "participants.tsv", sep="\t",
+                                                                       index=False)
+        return target
+
+    return make
+
+
+@pytest.fixture()
+def fast_e2e_config():
+    return e2e_config
+
+
+@pytest.fixture()
+def e2e_settings():
+    """(simulation overrides, processing overrides) of the end-to-end tests, as plain dicts."""
+    processing = json.loads(json.dumps(E2E_PROCESSING))
+    processing.pop("pipeline")
+    return json.loads(json.dumps(E2E_SIMULATION)), processing

@@ -103,3 +103,72 @@ def test_group_level_before_participant_level_and_all_invalid_are_input_errors(t
         run_bids_app(bids, tmp_path / "out", "everything", config=fast_config())
     with pytest.raises(InputError, match="must not be the BIDS folder"):
         run_bids_app(bids, bids, config=fast_config())
+
+
+# --------------------------------------------------------------------------------------------
+# End to end with the real steps
+
+
+def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, simulated_cohort, fast_e2e_config,
+                                                               tmp_path):
+    """Six good subjects finish; the corrupt one fails at recon, the one missing an echo at validation;
+    the group level runs on the six and names the two it left out."""
+    import nibabel as nib
+    import numpy as np
+
+    bids = cohort_copy()
+    participants = pd.read_csv(bids / "participants.tsv", sep="\t")
+    moh = participants[participants.group == "MOH"].participant_id.tolist()
+    cm = participants[participants.group == "CM"].participant_id.tolist()
+    corrupt, missing = moh[-1], cm[-1]
+    phase = bids / corrupt / "anat" / f"{corrupt}_echo-2_part-phase_MEGRE.nii.gz"
+    phase.write_bytes(phase.read_bytes()[: phase.stat().st_size // 2])
+    for part in ("mag", "phase"):
+        for suffix in (".nii.gz", ".json"):
+            (bids / missing / "anat" / f"{missing}_echo-2_part-{part}_MEGRE{suffix}").unlink()
+
+    lines = []
+    # Headers only at validation, so the corrupt voxel data are met by the reconstruction itself.
+    config = fast_e2e_config(n_procs=2, validate_image_data=False)
+    result = run_bids_app(bids, tmp_path / "out", config=config, echo=lines.append)
+    root = tmp_path / "out" / "qsmiron"
+
+    by_id = {s.participant_id: s for s in result.statuses}
+    assert (by_id[corrupt].status, by_id[corrupt].step) == ("failed", "recon")
+    assert phase.name in by_id[corrupt].reason
+    assert (by_id[missing].status, by_id[missing].step) == ("invalid", "validation")
+    assert "echo 2 missing" in by_id[missing].reason
+    good = sorted(set(participants.participant_id) - {corrupt, missing})
+    assert sorted(pid for pid, s in by_id.items() if s.status == "done") == good
+
+    # BIDS derivatives of a good subject.
+    anat = root / good[0] / "anat"
+    for name in ("Chimap.nii.gz", "Chimap.json", "desc-qsm_mask.nii.gz", "desc-total_fieldmap.nii.gz",
+                 "desc-local_fieldmap.nii.gz", "desc-recon_qsm.json", "atlas-cit168_regions.tsv"):
+        assert (anat / f"{good[0]}_{name}").exists(), name
+    assert json.loads((anat / f"{good[0]}_Chimap.json").read_text())["Units"] == "ppm"
+    assert list(anat.glob("*_qc_*.png")), "QC images"
+    assert (root / "logs" / f"{corrupt}.log").read_text().count("Traceback") >= 1
+
+    # The regional means track the truth (coarse 4 mm scans, TKD: a loose but real check).
+    regions = pd.read_csv(root / "regions.tsv", sep="\t")
+    assert sorted(regions.participant_id.unique()) == good
+    truth = pd.read_csv(simulated_cohort / "derivatives" / "truth" / "regions_truth.tsv", sep="\t")
+    merged = regions.merge(truth, on=["participant_id", "region", "hemisphere"], suffixes=("", "_truth"))
+    big = merged[merged.n_voxels_truth >= 20]
+    assert len(big) >= 6 * 8
+    r = np.corrcoef(big.mean_ppm, big.mean_ppm_grid)[0, 1]
+    assert r > 0.6, f"measured vs true regional means: r = {r:.2f}"
+    chi = nib.load(str(anat / f"{good[0]}_Chimap.nii.gz"))
+    assert np.isfinite(chi.get_fdata()).all()
+
+    # Group level on the six, saying who was left out.
+    group = root / "group"
+    for name in ("group_comparison.tsv", "table1.tsv", "results.json", "report.html"):
+        assert (group / name).exists(), name
+    assert result.report == group / "report.html"
+    assert {item["participant_id"]: item["step"] for item in result.left_out} == {corrupt: "recon",
+                                                                                 missing: "validation"}
+    assert any(f"left out: {corrupt} (failed at recon" in line for line in lines)
+    report = result.report.read_text()
+    assert corrupt in report and missing in report

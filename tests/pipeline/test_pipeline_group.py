@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from qsmiron.cli import main
-from qsmiron.pipeline.group import run_group_analysis
 
 
 @pytest.fixture
@@ -39,9 +38,11 @@ def inputs(tmp_path):
 
 def test_cli_stats_exits_0_and_writes_tables_results_and_report(inputs, tmp_path):
     regions, participants, study = inputs
+    before = [path.read_bytes() for path in (regions, participants, study)]
     code = main(["stats", str(regions), str(participants), "-o", str(tmp_path / "out"),
                  "--study", str(study)])
     assert code == 0
+    assert [path.read_bytes() for path in (regions, participants, study)] == before
     out = tmp_path / "out"
     for name in ("group_comparison.tsv", "associations.tsv", "relapse.tsv", "table1.tsv",
                  "results.json"):
@@ -55,14 +56,6 @@ def test_cli_stats_exits_0_and_writes_tables_results_and_report(inputs, tmp_path
     assert payload["settings"]["relapse"]["group"] == "MOH"
     # INTEGRATION: report.html is written by qsmiron.report.html.write_report (helper H6)
     assert (out / "report.html").stat().st_size > 0
-
-
-def test_run_group_analysis_leaves_inputs_unchanged_and_returns_the_report_path(inputs, tmp_path):
-    regions, participants, study = inputs
-    before = [p.read_bytes() for p in (regions, participants, study)]
-    report = run_group_analysis(regions, participants, tmp_path / "api", study_path=study)
-    assert report == tmp_path / "api" / "report.html" and report.exists()
-    assert [p.read_bytes() for p in (regions, participants, study)] == before
 
 
 @pytest.mark.parametrize("breakage, fragment", [

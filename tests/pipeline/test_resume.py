@@ -121,7 +121,50 @@ def test_an_interrupted_rerun_leaves_no_subject_marked_done_and_clears_temporary
     new_settings = config(recon={"unwrap": {"method": "laplacian"}})
     with pytest.raises(KeyboardInterrupt):
         run_cohort(units, out, new_settings, n_procs=1, steps=(light_steps[0], ("check", interrupting_step)))
-    assert not any((out / f"sub-{label}" / "anat" / DONE_MARKER).exists() for label in ("01", "02", "03"))
+    # The subject under way lost its marker and its leftovers; the others were not started.
+    assert not (out / "sub-01" / "anat" / DONE_MARKER).exists()
     assert not leftover.exists()
     resumed = run_cohort(units, out, new_settings, n_procs=1, steps=light_steps)
     assert set(statuses(resumed).values()) == {"done"}
+    with pytest.raises(KeyboardInterrupt):
+        run_cohort(units, out, config(recon={"unwrap": {"method": "romeo"}, "mask": {"fill_holes": False}}),
+                   n_procs=1, steps=(light_steps[0], ("check", interrupting_step)))
+    assert collect_regions(out, units, resumed.config_hash)[1] == units[1:]
+
+
+def test_a_run_killed_after_its_first_subject_resumes_without_redoing_it(cohort_copy, fast_e2e_config, tmp_path):
+    """SIGKILL a real ``qsmiron run`` once one subject is done; the rerun skips that one only."""
+    participants = pd.read_csv(cohort_copy(name="all") / "participants.tsv", sep="\t")
+    labels = [pid[4:] for pid in participants.participant_id[:3]]
+    bids = cohort_copy(labels=labels)
+    config_path = tmp_path / "config.json"
+    config_path.write_text(fast_e2e_config(n_procs=1).model_dump_json())
+    out = tmp_path / "out"
+    root = out / "qsmiron"
+    process = subprocess.Popen([sys.executable, "-m", "qsmiron", "run", str(bids), str(out), "participant",
+                                "--config", str(config_path)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            if list(root.glob(f"sub-*/anat/{DONE_MARKER}")):
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    done_before = sorted(p.parents[1].name for p in root.glob(f"sub-*/anat/{DONE_MARKER}"))
+    assert len(done_before) == 1
+    assert not (root / "regions.tsv").exists()
+
+    from qsmiron.pipeline.bids_app import run_bids_app
+
+    result = run_bids_app(bids, out, "participant", config=fast_e2e_config(n_procs=1))
+    status = {s.participant_id: s.status for s in result.statuses}
+    assert status == {pid: ("skipped" if pid in done_before else "done") for pid in status}
+    assert sorted(pd.read_csv(root / "regions.tsv", sep="\t").participant_id.unique()) == sorted(status)
+    leftovers = [p for p in root.rglob("*") if p.name.startswith(".") and ".tmp" in p.name]
+    assert leftovers == []

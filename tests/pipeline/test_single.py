@@ -90,20 +90,62 @@ def head_phantom(shape, affine):
     return chi_brain, chi_total, brain, head, m0, r2s
 
 
+WORLD_GRID = (48, 48, 48)
+"""The scanner-aligned 1 mm grid on which the background field is simulated (B0 along z)."""
+
+
+def simulate_field_ppm(shape, affine):
+    """Total field (ppm) at the voxel centres of a possibly oblique, anisotropic grid.
+
+    The tissue field comes from qsm-forward on the image grid itself, with B0 expressed in
+    voxel axes. The background (skull, sinus and air around the head: sharp, 9.4 ppm edges)
+    is simulated on a scanner-aligned 1 mm grid with B0 along z and interpolated at the voxel
+    centres, as the scanner samples a continuous field: a k-space dipole kernel tilted on
+    the image grid rings at such edges, which would be an artefact of the simulation rather
+    than a property of the data.
+    """
+    import scipy.ndimage
+
+    voxel = [float(v) for v in np.linalg.norm(affine[:3, :3], axis=0)]
+    b0 = b0_direction_voxel(affine)
+    chi_brain, chi_total, *_ = head_phantom(shape, affine)
+    tissue = qsm_forward.generate_field(chi_brain, voxel_size=voxel, B0_dir=list(b0))
+    world_affine = grid_affine(WORLD_GRID, (1.0, 1.0, 1.0))
+    world_brain, world_total, *_ = head_phantom(WORLD_GRID, world_affine)
+    background_world = qsm_forward.generate_field(world_total - world_brain, voxel_size=[1, 1, 1],
+                                                  B0_dir=[0, 0, 1])
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")).reshape(3, -1)
+    to_world_grid = np.linalg.inv(world_affine) @ affine
+    coords = to_world_grid[:3, :3] @ ijk + to_world_grid[:3, 3:4]
+    background = scipy.ndimage.map_coordinates(background_world, coords, order=3,
+                                               mode="nearest").reshape(shape)
+    return tissue + background
+
+
 def simulate_gre(shape, voxel_mm, rotation=np.eye(3), *, seed=0, peak_snr=120.0):
-    """Multi-echo magnitude and integer phase from qsm-forward, with the truth."""
+    """Multi-echo magnitude and integer phase from qsm-forward, with the truth.
+
+    qsm-forward evaluates the signal at voxel centres; a real voxel also dephases where the
+    field varies across it. That is added analytically (a linear field change across the
+    voxel along each axis attenuates the signal by |sinc(gamma B0 dB TE)|), so the voxels
+    next to the sinus darken as in a scan instead of carrying aliased phase at full signal.
+    """
     affine = grid_affine(shape, voxel_mm, rotation)
     b0 = b0_direction_voxel(affine)
-    chi_brain, chi_total, brain, head, m0, r2s = head_phantom(shape, affine)
-    field_ppm = qsm_forward.generate_field(chi_total, voxel_size=list(voxel_mm), B0_dir=list(b0))
+    chi_brain, _, brain, head, m0, r2s = head_phantom(shape, affine)
+    field_ppm = simulate_field_ppm(shape, affine)
+    across_voxel_ppm = [np.abs(g) for g in np.gradient(field_ppm)]
     offset = qsm_forward.generate_phase_offset(m0, head, shape)
     rng = np.random.default_rng(seed)
     magnitude = np.empty(shape + (len(TES),), np.float32)
     phase = np.empty(shape + (len(TES),), np.int16)
+    hz_per_ppm = 42.58 * FIELD_STRENGTH_T  # qsm-forward's gyromagnetic ratio, MHz/T
     for echo, te in enumerate(TES):
         signal = qsm_forward.generate_signal(field_ppm, B0=FIELD_STRENGTH_T, TR=0.05, TE=te,
                                              flip_angle=15, phase_offset=offset, R1=1.0,
                                              R2star=r2s, M0=m0)
+        for change in across_voxel_ppm:
+            signal = signal * np.abs(np.sinc(hz_per_ppm * change * te))
         signal = qsm_forward.add_noise(signal, peak_snr=peak_snr, rng=rng)
         magnitude[..., echo] = np.abs(signal) * 1000
         phase[..., echo] = np.clip(np.round(np.angle(signal) / np.pi * 4096), -4096, 4095)
@@ -237,7 +279,7 @@ def test_recon_susceptibility_matches_the_forward_simulated_truth(axial_recon, a
     mask = nib.load(str(axial_recon / "mask.nii.gz")).get_fdata() > 0
     # The final mask covers most of the brain and little outside it.
     brain = axial_sim["brain"]
-    assert np.count_nonzero(mask & brain) > 0.6 * np.count_nonzero(brain)
+    assert np.count_nonzero(mask & brain) > 0.5 * np.count_nonzero(brain)
     assert np.count_nonzero(mask & ~brain) < 0.05 * np.count_nonzero(mask)
     error = nrmse_percent(chi, axial_sim["chi_brain"], mask)
     print(f"recon NRMSE (axial, 1 mm): {error:.1f} %")

@@ -201,3 +201,37 @@ def study_results(cohort):
 @pytest.fixture(scope="session")
 def provenance():
     return make_provenance()
+
+
+def tiny_png(path):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(1, 1))
+    figure.subplots().imshow(np.eye(4))
+    figure.savefig(path, dpi=20)
+    return path
+
+
+@pytest.fixture(scope="session")
+def qc_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("qc")
+    tiny_png(folder / "sub-01_qc_atlas.png")
+    (folder / "overlay.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4">'
+                                        '<rect width="4" height="4"/></svg>')
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def report(cohort, study_results, provenance, qc_dir, tmp_path_factory):
+    """The full report of the hand-built study, rendered once: (path, text)."""
+    from qsmiron.report.html import write_report
+
+    regions, participants = cohort
+    out = tmp_path_factory.mktemp("report") / "out" / "report.html"
+    path = write_report(study_results, out, regions=regions, participants=participants, provenance=provenance,
+                        qc_images=[("QSM sub-01", qc_dir / "sub-01_qc_atlas.png"),
+                                   qc_dir / "overlay.svg",
+                                   ("gone", qc_dir / "missing.png"),
+                                   ("text", qc_dir / "notes.txt")])
+    return path, path.read_text(encoding="utf-8")

@@ -135,3 +135,12 @@ def test_figures_encode_to_png_of_the_figure_size():
     image = matplotlib.image.imread(io.BytesIO(data), format="png")
     width, height = figure.get_size_inches() * 50
     assert abs(image.shape[0] - height) <= 1 and abs(image.shape[1] - width) <= 1
+
+
+def test_cohort_values_match_ids_and_group_labels_as_the_statistics_do():
+    regions = pd.DataFrame({"participant_id": ["01", "sub-02", "sub-03"], "region": "Pu", "hemisphere": "L",
+                            "mean_ppm": [0.05, 0.06, 0.07]})
+    participants = pd.DataFrame({"participant_id": ["sub-01", "02", "sub-03"], "dx": [1.0, 2.0, np.nan]})
+    values = fig.cohort_values(regions, participants, "dx")
+    assert values["participant_id"].tolist() == ["sub-01", "sub-02", "sub-03"]
+    assert values["group"].iloc[:2].tolist() == ["1", "2"] and pd.isna(values["group"].iloc[2])

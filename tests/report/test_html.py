@@ -1,18 +1,15 @@
 """The HTML report: self-contained, every section present, numbers formatted, significance marked."""
 
 import base64
-import os
-import re
+import html
 from html.parser import HTMLParser
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from qsmiron.report import html as report_html
 from qsmiron.report.formatting import format_mean_sd, format_p
-from qsmiron.report.html import SECTION_IDS, build_context, render_report, write_report
+from qsmiron.report.html import SECTION_IDS, build_context, render_context, render_report, write_report
 from qsmiron.stats.results import StudyResults
 
 
@@ -51,37 +48,6 @@ def parse(text):
     collector = _Collector()
     collector.feed(text)
     return collector
-
-
-def tiny_png(path):
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(1, 1))
-    figure.subplots().imshow(np.eye(4))
-    figure.savefig(path, dpi=20)
-    return path
-
-
-@pytest.fixture(scope="module")
-def qc_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("qc")
-    tiny_png(folder / "sub-01_qc_atlas.png")
-    (folder / "overlay.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4">'
-                                        '<rect width="4" height="4"/></svg>')
-    (folder / "notes.txt").write_text("not an image")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def report(cohort, study_results, provenance, qc_dir, tmp_path_factory):
-    regions, participants = cohort
-    out = tmp_path_factory.mktemp("report") / "out" / "report.html"
-    path = write_report(study_results, out, regions=regions, participants=participants, provenance=provenance,
-                        qc_images=[("QSM sub-01", qc_dir / "sub-01_qc_atlas.png"),
-                                   qc_dir / "overlay.svg",
-                                   ("gone", qc_dir / "missing.png"),
-                                   ("text", qc_dir / "notes.txt")])
-    return path, path.read_text(encoding="utf-8")
 
 
 def test_report_is_written_atomically_with_every_section(report):
@@ -192,7 +158,7 @@ def test_report_without_optional_analyses_says_what_was_not_run(cohort, study_re
     assert [f.id for f in context.figures] == ["fig-groups"]
     assert any("no time-to-event data" in note for note in context.figure_notes)
     assert context.relapse_counts is None and context.qc_images == []
-    text = render_report(results, regions=regions, participants=participants)
+    text = render_context(context)
     assert "No clinical variables were named or found" in text
     assert "No relapse outcome was named or found" in text
     assert "HR per SD" not in text
@@ -235,6 +201,7 @@ def test_report_from_run_study_on_a_synthetic_cohort(cohort, tmp_path):
     for figure_id in ("fig-groups", "fig-associations", "fig-roc", "fig-km"):
         assert f'id="{figure_id}"' in text
     assert 'id="relapse-counts"' in text
-    # The statistics module's own descriptions reach the methods section.
-    assert "type-II" in text
-    assert "participants_table" not in text or "settings-table" in text
+    # The statistics module's own descriptions of what it ran reach the methods section.
+    methods = text[text.index('id="methods"'):]
+    for key in ("group_comparison", "associations", "relapse"):
+        assert html.escape(results.settings["methods"][key]) in methods, key

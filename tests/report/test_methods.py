@@ -108,3 +108,19 @@ def test_accepts_a_pydantic_study_as_settings():
 
     text = methods_paragraph({}, Study(covariates=["age"]))
     assert "Benjamini-Hochberg" in text
+
+
+def test_registration_is_described_from_the_recorded_configuration_when_roi_records_are_absent(provenance):
+    records = copy.deepcopy(provenance["recon"])
+    for record in records:
+        record["config"] = {"registration": {"resolution_mm": 2.0, "syn_iterations": [60, 40, 20],
+                                             "label_interpolation": "genericLabel"},
+                            "roi": {"atlas": "cit168", "erode_voxels": 1}}
+    text = methods_paragraph({"recon": records}, {})
+    assert "registered to the MNI152NLin2009cAsym template with ANTs rigid + affine + SyN" in text
+    assert "resolution_mm = 2 mm" in text and "syn_iterations = [60, 40, 20]" in text
+    assert "The cit168 labels were brought into each subject's native space (genericLabel interpolation)" in text
+    assert "after eroding each label by 1 voxel(s)" in text
+    records[0]["config"]["registration"]["syn_iterations"] = []
+    text = methods_paragraph({"recon": records[:1]}, {})
+    assert "rigid + affine," in text and "SyN" not in text.split("Registration parameters")[0]

@@ -99,3 +99,11 @@ def test_constant_values_and_constant_covariate_are_reported(fixed_data):
     reference = anova_lm(smf.ols("y ~ C(group) + age", data=one_sex).fit(), typ=2)
     assert row["F"] == pytest.approx(reference.loc["C(group)", "F"], rel=1e-10)
     assert "sex has the single value 'F'" in row["note"]
+
+
+def test_group_confounded_with_a_covariate_is_reported(fixed_data):
+    confounded = fixed_data.assign(sex=np.where(fixed_data["group"] == "MOH", "F", "M"))
+    row = compare_groups(confounded["y"], confounded["group"], confounded[["sex"]],
+                         group_a="MOH", group_b="CM")
+    assert np.isnan(row["F"]) and "collinear" in row["note"]
+    assert np.isfinite(row["cohen_d"])  # the raw comparison is still reported

@@ -16,7 +16,6 @@ per subject: done / skipped / failed / invalid, the failing step and why, its lo
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from qsmiron.errors import InputError
 from qsmiron.io.atomic import write_json_atomic, write_tsv_atomic
 from qsmiron.io.bids import (Problem, discover_bids, format_problems, valid_subjects,
                              validate_dataset)
-from qsmiron.pipeline.cohort import (SubjectStatus, collect_regions, config_hash, read_marker,
+from qsmiron.pipeline.cohort import (SubjectStatus, collect_regions, read_marker,
                                      run_cohort, unit_out_dir)
 
 DERIVATIVE_NAME = "qsmiron"

@@ -341,6 +341,8 @@ def _clear_for_rerun(out_dir: Path) -> None:
 class _SerialRunner:
     """Runs each task at once in this process (one subject at a time)."""
 
+    capacity = 1
+
     def submit(self, function, *args, isolated: bool = False) -> Future:
         future: Future = Future()
         try:
@@ -377,6 +379,7 @@ class _PoolRunner:
         import multiprocessing
 
         self.n_workers, self.threads = n_workers, threads
+        self.capacity = n_workers
         self.context = multiprocessing.get_context(start_method)
         self.main = self._new(n_workers)
         self.owner: dict[Future, ProcessPoolExecutor] = {}
@@ -427,6 +430,10 @@ class _DaskRunner:
         from distributed import as_completed
 
         self.client = client
+        try:
+            self.capacity = max(1, sum(client.nthreads().values()))
+        except Exception:  # noqa: BLE001 - a scheduler that does not say: one task per worker later
+            self.capacity = 1
         self.completed = as_completed(loop=client.loop)
         self.submitted: list = []
 
@@ -620,10 +627,19 @@ def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, conf
         else:
             echo(f"{job.unit.label}: FAILED at step {step}: {reason} (log: {job.log_path})")
 
-    try:
-        for job in jobs:
+    waiting = list(reversed(jobs))
+
+    def start_subjects() -> None:
+        # Depth first: a subject's next step is submitted as soon as its step ends, and a new
+        # subject starts only when a worker is free, so subjects finish one after another.
+        while waiting and len(inflight) < runner.capacity:
+            job = waiting.pop()
             _clear_for_rerun(job.out_dir)
             submit(job, 0, 1)
+
+    try:
+        if runner is not None:
+            start_subjects()
         while inflight:
             for future in runner.wait_any(list(inflight)):
                 job, index, attempt = inflight.pop(future)
@@ -658,6 +674,7 @@ def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, conf
                     continue
                 _write_marker(job, digests[(job.unit.participant_id, job.unit.session)], config_digest)
                 finish(job, "done")
+            start_subjects()
     except BaseException:
         if runner is not None:
             runner.close(abort=True)

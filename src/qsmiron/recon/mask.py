@@ -49,6 +49,18 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return labels[1:-1, 1:-1, 1:-1] != labels[0, 0, 0]
 
 
+def _open(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
+    """Binary opening that does not erode where the object meets the array edge.
+
+    The edge is replicated before opening: an object cut by the field of view continues
+    beyond it.
+    """
+    pad = [(h // 2, h // 2) for h in ball.shape]
+    padded = np.pad(mask, pad, mode="edge")
+    opened = scipy.ndimage.binary_opening(padded, structure=ball)
+    return opened[tuple(slice(p, n - p) for (p, _), n in zip(pad, opened.shape))]
+
+
 def _crop(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
     if not mask.any():
         return tuple(slice(0, n) for n in mask.shape)
@@ -111,9 +123,7 @@ def brain_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
     if opening_mm > 0:
         ball = ellipsoid(opening_mm, voxel_size_mm)
         box = _crop(mask, margin=max(ball.shape))
-        inner = mask[box]
-        # Opening on the zero-padded box so objects touching the volume edge are kept.
-        opened = scipy.ndimage.binary_opening(inner, structure=ball, border_value=0)
+        opened = _open(mask[box], ball)
         mask = np.zeros_like(mask)
         mask[box] = opened
     box = _crop(mask, margin=1)
@@ -203,7 +213,7 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
     del labels, region
     refined = mask & ~peeled
     if opening_mm > 0 and refined.any():
-        refined = scipy.ndimage.binary_opening(refined, structure=ellipsoid(opening_mm, voxel_size_mm))
+        refined = _open(refined, ellipsoid(opening_mm, voxel_size_mm))
     if refined.any():
         refined = _fill_holes(_largest_component(refined)) & mask
     info["removed_voxels"] = int(mask.sum() - refined.sum())

@@ -115,7 +115,9 @@ def _level_grid(values: np.ndarray, low: float, high: float) -> dict[str, Any] |
     gaps = np.diff(unique)
     # The smallest gap between distinct values is the level step (possibly a few steps when
     # levels are missing from the sample; levels are then counted from the span below).
-    step = float(gaps.min())
+    # Float storage jitters single gaps by a few ulps: take the median of the gaps that are
+    # one step long.
+    step = float(np.median(gaps[gaps < 1.5 * gaps.min()]))
     # Guard against float noise making a tiny spurious gap: a step must divide every gap.
     ratios = gaps / step
     if np.max(np.abs(ratios - np.round(ratios))) > 0.05:

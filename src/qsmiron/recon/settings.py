@@ -112,7 +112,7 @@ class InversionSettings(Settings):
 
     method: str = "medi"
     alpha: float | Literal["auto", "lcurve", "discrepancy"] = "auto"
-    max_iter: int = Field(40, ge=1)
+    max_iter: int = Field(30, ge=1)
     tol: float = Field(1e-2, gt=0)
     medi_edge_fraction: float = Field(0.3, ge=0, lt=1)
     tkd_threshold: float = Field(0.19, gt=0, lt=2.0 / 3.0)

@@ -102,19 +102,21 @@ def cohort_values(regions: pd.DataFrame, participants: pd.DataFrame, group_colum
     """Regional susceptibility joined to each participant's group (and every clinical column).
 
     Returns a long frame: participant_id, region, hemisphere, mean_ppm, the participants'
-    columns; ``group`` holds the participant's group as text (missing when unknown).
+    columns; ``group`` holds the participant's group label as text, as the statistics
+    spell it (missing when unknown). Participant ids are matched in their ``sub-`` form.
     """
+    from qsmiron.io.participants import normalise_participant_id
+    from qsmiron.stats.study import group_labels
+
     values = regions[["participant_id", "region", "hemisphere", "mean_ppm"]].copy()
-    values["participant_id"] = values["participant_id"].astype(str)
+    values["participant_id"] = values["participant_id"].map(normalise_participant_id)
     clinical = participants.copy()
-    clinical["participant_id"] = clinical["participant_id"].astype(str)
-    clinical = clinical.drop(columns=[c for c in ("region", "hemisphere", "mean_ppm") if c in clinical])
+    clinical["participant_id"] = clinical["participant_id"].map(normalise_participant_id)
+    clinical = clinical.drop(columns=[c for c in ("region", "hemisphere", "mean_ppm", "group")
+                                      if c in clinical and c != group_column])
     merged = values.merge(clinical, on="participant_id", how="left")
-    if group_column and group_column in merged:
-        merged["group"] = merged[group_column].where(merged[group_column].isna(),
-                                                     merged[group_column].astype(str))
-    elif "group" not in merged:
-        merged["group"] = np.nan
+    # Group labels as the statistics compare them: 1, 1.0 and "1" are all "1".
+    merged["group"] = group_labels(merged[group_column]) if group_column in merged else np.nan
     return merged
 
 

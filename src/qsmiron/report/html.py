@@ -62,6 +62,11 @@ class Table:
     empty_message: str = "No rows."
     numeric_from: int = 0
     """Index of the first column that is right-aligned (numbers)."""
+    text_columns: set[int] = field(default_factory=set)
+    """Columns at or after ``numeric_from`` that hold text (left-aligned)."""
+
+    def is_numeric(self, index: int) -> bool:
+        return index >= self.numeric_from and index not in self.text_columns
 
     @property
     def n_significant(self) -> int:
@@ -168,18 +173,24 @@ def _generic_table(frame: pd.DataFrame | None, table_id: str, alpha: float, *, c
     for _, record in frame.iterrows():
         cells = [format_auto(str(column), record[column]) for column in frame.columns]
         rows.append(Row(cells, any(is_significant(record[c], alpha) for c in fdr_columns)))
-    return Table(table_id, [str(c) for c in frame.columns], rows, caption, empty_message, numeric_from)
+    text = {i for i, column in enumerate(frame.columns) if not pd.api.types.is_numeric_dtype(frame[column])}
+    return Table(table_id, [str(c) for c in frame.columns], rows, caption, empty_message, numeric_from, text)
 
 
-def _note_column(frame: pd.DataFrame, headers: list[str], rows: list[Row]) -> None:
-    """Append the ``note`` column (why a row has no statistics) when any row has one."""
+def _note_column(frame: pd.DataFrame, headers: list[str], rows: list[Row]) -> set[int]:
+    """Append the ``note`` column (why a row has no statistics) when any row has one.
+
+    Returns the set of text column indices the caller passes on to its table (the note).
+    """
     if "note" not in frame.columns:
-        return
+        return set()
     notes = ["" if is_missing(n) else str(n) for n in frame["note"]]
-    if any(notes):
-        headers.append("note")
-        for row, note in zip(rows, notes):
-            row.cells.append(note)
+    if not any(notes):
+        return set()
+    headers.append("note")
+    for row, note in zip(rows, notes):
+        row.cells.append(note)
+    return {len(headers) - 1}
 
 
 TABLE1_CURATED = {"variable", "kind", "n_a", "n_b", "summary_a", "summary_b", "test", "statistic", "p"}
@@ -206,8 +217,8 @@ def table1_table(table1: pd.DataFrame | None, groups: Sequence[str], alpha: floa
                          n_text(r.get("n_b"), r.get("missing_b")), _text(r.get("summary_b")),
                          "" if is_missing(r.get("test")) else str(r.get("test")),
                          format_number(r.get("statistic"), 2), format_p(r.get("p"))]))
-    _note_column(table1, headers, rows)
-    return Table("table1-table", headers, rows, caption, "", 2)
+    text = _note_column(table1, headers, rows) | {3, 5, 6}
+    return Table("table1-table", headers, rows, caption, "", 2, text)
 
 
 def group_comparison_table(frame: pd.DataFrame | None, groups: Sequence[str], alpha: float,
@@ -231,8 +242,7 @@ def group_comparison_table(frame: pd.DataFrame | None, groups: Sequence[str], al
                  format_number(r.get("partial_eta2"), 3), format_number(r.get("cohen_d"), 2),
                  format_p(r.get("mwu_p"))]
         rows.append(Row(cells, is_significant(r.get("p_fdr"), alpha)))
-    _note_column(frame, headers, rows)
-    return Table("group-comparison-table", headers, rows, caption, "", 2)
+    return Table("group-comparison-table", headers, rows, caption, "", 2, _note_column(frame, headers, rows))
 
 
 def associations_table(frame: pd.DataFrame | None, alpha: float, covariates: Sequence[str]) -> Table:
@@ -248,8 +258,7 @@ def associations_table(frame: pd.DataFrame | None, alpha: float, covariates: Seq
                  _text(r.get("variable")), _text(r.get("method")), format_count(r.get("n")),
                  format_number(r.get("r"), 3), format_p(r.get("p")), format_p(r.get("p_fdr"))]
         rows.append(Row(cells, is_significant(r.get("p_fdr"), alpha)))
-    _note_column(frame, headers, rows)
-    return Table("associations-table", headers, rows, caption, "", 5)
+    return Table("associations-table", headers, rows, caption, "", 5, _note_column(frame, headers, rows))
 
 
 def relapse_table(frame: pd.DataFrame | None, alpha: float) -> Table:
@@ -287,8 +296,8 @@ def relapse_table(frame: pd.DataFrame | None, alpha: float) -> Table:
             cells += [format_p(r.get("km_logrank_p"))] if has_logrank else []
         significant = is_significant(r.get("p_fdr"), alpha) or (has_hr_fdr and is_significant(r.get("hr_p_fdr"), alpha))
         rows.append(Row(cells, significant))
-    _note_column(frame, headers, rows)
-    return Table("relapse-table", headers, rows, caption, "", 2)
+    text = _note_column(frame, headers, rows) | ({headers.index("ROC direction")} if has_direction else set())
+    return Table("relapse-table", headers, rows, caption, "", 2, text)
 
 
 COUNT_CURATED = {"region", "hemisphere", "n", "rate_ratio", "rr_ci_low", "rr_ci_high", "p", "p_fdr"}
@@ -311,8 +320,7 @@ def relapse_counts_table(frame: pd.DataFrame | None, alpha: float) -> Table | No
                          format_interval(r.get("rate_ratio"), r.get("rr_ci_low"), r.get("rr_ci_high")),
                          format_p(r.get("p")), format_p(r.get("p_fdr")), format_p(r.get("overdispersion_p")),
                          format_number(r.get("alpha"), 3)], is_significant(r.get("p_fdr"), alpha)))
-    _note_column(frame, headers, rows)
-    return Table("relapse-counts-table", headers, rows, caption, "", 2)
+    return Table("relapse-counts-table", headers, rows, caption, "", 2, _note_column(frame, headers, rows) | {3})
 
 
 # --------------------------------------------------------------------------- findings summary
@@ -457,7 +465,9 @@ def _summary(results: StudyResults, regions: pd.DataFrame, participants: pd.Data
         rows.append(("participants with regional values", str(regions["participant_id"].nunique())))
     group_column = (settings.get("groups") or {}).get("column", "group")
     if group_column in participants:
-        counts = participants[group_column].dropna().astype(str).value_counts()
+        from qsmiron.stats.study import group_labels
+
+        counts = group_labels(participants[group_column]).dropna().value_counts()
         rows.append((f"per group ({group_column})", ", ".join(f"{g}: {n}" for g, n in counts.items())))
     if len(groups) == 2:
         rows.append(("groups compared", f"{groups[0]} vs {groups[1]}"))
@@ -569,6 +579,11 @@ def render_report(results: StudyResults, *, regions: pd.DataFrame, participants:
     """The report as an HTML string (see :func:`write_report`)."""
     context = build_context(results, regions=regions, participants=participants,
                             qc_images=qc_images, provenance=provenance)
+    return render_context(context)
+
+
+def render_context(context: ReportContext) -> str:
+    """The HTML of an already built :class:`ReportContext`."""
     return _environment().get_template(TEMPLATE_NAME).render(report=context, section_ids=SECTION_IDS)
 
 

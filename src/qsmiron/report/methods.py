@@ -416,61 +416,87 @@ def _text_of(value: Any, *keys: str) -> Any:
     return value
 
 
+def _first_dict(records: list[dict], *paths: tuple[str, ...]) -> list[dict]:
+    """Per record, the first of ``paths`` that holds a dict (records without one are skipped)."""
+    out = []
+    for record in records:
+        for path in paths:
+            value = _get(record, *path)
+            if isinstance(value, Mapping):
+                out.append(dict(value))
+                break
+    return out
+
+
 def registration_sentences(rois: list[dict], recons: list[dict]) -> list[str]:
-    """Normalisation, atlas and the space where regions were measured."""
-    if not rois:
-        config_atlas = describe_values(_get(r, "config", "roi", "atlas") for r in recons)
-        text = ("No regional-measurement records were available, so the registration method, "
-                "template and measurement space are unknown")
-        if config_atlas:
-            text += f"; the configured atlas was {config_atlas}"
-        return [text + "."]
-    atlas = describe_values(_text_of(r.get("atlas"), "name", "atlas") for r in rois)
+    """Normalisation, atlas and the space where regions were measured.
+
+    Read from the ROI records (atlas, template, registration, measurement) and from the
+    configuration recorded with each scan (``config.registration``, ``config.roi``).
+    """
+    configs = _first_dict(rois + recons, ("config", "registration"))
+    roi_configs = _first_dict(rois + recons, ("config", "roi"))
+    if not rois and not configs:
+        return ["No regional-measurement records were available, so the registration method, "
+                "template, atlas and measurement space are unknown."]
+    atlas = describe_values([_text_of(r.get("atlas"), "name", "atlas") for r in rois]
+                            or [c.get("atlas") for c in roi_configs])
     space = describe_values(_text_of(r.get("template"), "space", "name") or _text_of(r.get("atlas"), "space")
                             for r in rois)
-    registration = [_as_dict(r.get("registration")) for r in rois]
+    if space is None and atlas and atlas.strip().lower() == "cit168":
+        from qsmiron.atlas.builtin import TEMPLATE_SPACE
+
+        space = TEMPLATE_SPACE  # the built-in CIT168 label map is defined on this template
+    registration = _first_dict(rois, ("registration",))
     tool = describe_values(_text_of(reg, "tool", "software") for reg in registration)
     transform = describe_values(_text_of(reg, "transform", "type_of_transform", "stages", "method")
                                 for reg in registration)
     metric = describe_values(_text_of(reg, "metric") for reg in registration)
-    resolution = describe_values((_text_of(reg, "resolution_mm")
-                                  or _get(_as_dict(reg.get("parameters")), "resolution_mm")
-                                  for reg in registration), lambda v: _sig(float(v), 3), "mm")
+    if not (tool or transform) and configs:
+        # qsmiron's registration (qsmiron.register): ANTs, rigid -> affine -> SyN (SyN skipped
+        # when its iterations are empty), Mattes mutual information; the settings say which.
+        tool = "ANTs"
+        transform = describe_values("rigid + affine" + (" + SyN" if c.get("syn_iterations") else "")
+                                    for c in configs)
+        metric = metric or "Mattes mutual information"
     sentences = []
-    what = "Each subject's magnitude image was registered to the " + (f"{space} template" if space else "template (space unknown)")
-    how = []
-    if tool or transform:
-        how.append(" ".join(str(t) for t in (tool, transform) if t))
+    what = ("Each subject's magnitude image was registered to the "
+            + (f"{space} template" if space else "template (space not recorded)"))
+    how = [" ".join(str(t) for t in (tool, transform) if t)] if (tool or transform) else []
     if metric:
         how.append(f"metric {metric}")
-    if resolution:
-        how.append(f"template resampled to {resolution}")
     what += (" with " + ", ".join(how)) if how else " (registration method not recorded, unknown)"
     sentences.append(what + ".")
-    measurement = [_as_dict(r.get("measurement")) for r in rois]
+    if configs:
+        keys = list(dict.fromkeys(k for c in configs for k in c))
+        parameters = [_summarise_parameter(k, [c[k] for c in configs if k in c]) for k in keys]
+        sentences.append("Registration parameters: " + "; ".join(p for p in parameters if p) + ".")
+    measurement = _first_dict(rois, ("measurement",), ("measurement_settings",), ("settings",))
     m_space = describe_values(_text_of(m, "space") for m in measurement)
-    erode = describe_values((_text_of(m, "erode_voxels") for m in measurement), lambda v: str(int(v)), "voxel(s)")
+    erode = describe_values(([_text_of(m, "erode_voxels") for m in measurement]
+                             or [c.get("erode_voxels") for c in roi_configs]), lambda v: str(int(v)), "voxel(s)")
     interpolation = describe_values(_text_of(m, "label_interpolation", "interpolation") for m in measurement)
+    if interpolation is None and configs:
+        interpolation = describe_values(c.get("label_interpolation") for c in configs)
     text = f"The {atlas or 'atlas (name not recorded)'} labels were brought into each subject's native space"
     if interpolation:
         text += f" ({interpolation} interpolation)"
-    text += (", and regional susceptibility was measured there" if (m_space in (None, "native", "subject"))
-             else f", and regional susceptibility was measured in {m_space} space")
-    if m_space is None:
-        text += " (measurement space as implemented; not recorded)"
+    if m_space in (None, "native", "subject"):
+        text += ", and regional susceptibility was measured there"
+    else:
+        text += f", and regional susceptibility was measured in {m_space} space"
     text += " as the mean over each label"
     if erode:
         text += (", without label erosion" if erode.startswith("0 ") else f", after eroding each label by {erode}")
     sentences.append(text + ".")
-    metrics_keys: list[str] = []
-    for reg in registration:
-        for key, value in _as_dict(reg.get("metrics")).items():
-            if _is_number(value) and key not in metrics_keys:
-                metrics_keys.append(key)
+    metric_records = _first_dict(rois, ("registration", "metrics"), ("registration_metrics",), ("metrics",))
+    metrics_keys = list(dict.fromkeys(k for m in metric_records for k, v in m.items() if _is_number(v)))
     if metrics_keys:
-        parts = [f"{key} {describe_values([_as_dict(reg.get('metrics')).get(key) for reg in registration], lambda v: f'{float(v):.3f}')}"
+        parts = [f"{key} {describe_values([m.get(key) for m in metric_records], lambda v: f'{float(v):.3f}')}"
                  for key in metrics_keys]
         sentences.append("Registration quality: " + "; ".join(parts) + ".")
+    elif rois:
+        sentences.append("Registration quality metrics were not recorded.")
     return sentences
 
 

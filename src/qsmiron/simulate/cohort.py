@@ -31,9 +31,10 @@ give byte-identical files.
 
 from __future__ import annotations
 
-import json
 import logging
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +86,8 @@ def _check_destination(out_bids: Path) -> None:
 
 
 def simulate_cohort(out_bids, n_subjects: int, seed: int, *,
-                    settings: SimulationSettings | dict | None = None) -> Path:
+                    settings: SimulationSettings | dict | None = None,
+                    n_procs: int | None = None) -> Path:
     """Simulate a cohort with known truth and write it as a BIDS dataset.
 
     Parameters
@@ -98,6 +100,9 @@ def simulate_cohort(out_bids, n_subjects: int, seed: int, *,
         Non-negative seed; the same seed and settings give identical files.
     settings : SimulationSettings or dict, optional
         Defaults: ``SimulationSettings()`` (1.5 mm, 5 echoes, planted effects).
+    n_procs : int, optional
+        Subjects simulated in parallel by forked processes (default 1). Every subject has its
+        own random stream, so the files do not depend on ``n_procs``.
 
     Returns
     -------
@@ -118,24 +123,51 @@ def simulate_cohort(out_bids, n_subjects: int, seed: int, *,
     cohort = sample_cohort(n_subjects, np.random.default_rng(streams[0]), settings)
     phantom = build_head_phantom(float(settings.phantom_resolution_mm))
     context = make_context(phantom, settings)
+    ids = list(cohort.participants["participant_id"])
 
     with atomic_directory(out_bids) as tmp:
         _write_dataset_files(tmp, cohort, settings, seed)
-        truth_rows = []
-        for index, participant_id in enumerate(cohort.participants["participant_id"]):
-            rng = np.random.default_rng(streams[index + 1])
-            pose = sample_pose(rng, settings, phantom)
-            chi_table = phantom.chi_table(cohort.chi_by_subject(participant_id))
-            scan = simulate_scan(context, chi_table, pose, rng)
-            _write_subject(tmp, participant_id, scan, pose, settings)
-            truth_rows += _regional_truth(participant_id, scan, cohort, settings)
-            log.info("simulated %s (%d of %d) in %.1f s", participant_id, index + 1, n_subjects,
-                     sum(scan.info["seconds"].values()))
+        jobs = [(tmp, pid, streams[i + 1]) for i, pid in enumerate(ids)]
+        n_procs = max(1, min(int(n_procs or 1), n_subjects, os.cpu_count() or 1))
+        if n_procs == 1 or "fork" not in multiprocessing.get_all_start_methods():
+            results = [_simulate_subject(context, cohort, job) for job in jobs]
+        else:
+            # Forked workers share the phantom and the maps already built here (copy on write).
+            global _FORK_STATE
+            _FORK_STATE = (context, cohort)
+            try:
+                pool = ProcessPoolExecutor(n_procs, mp_context=multiprocessing.get_context("fork"))
+                with pool:
+                    results = list(pool.map(_simulate_subject_forked, jobs))
+            finally:
+                _FORK_STATE = None
+        truth_rows = [row for rows in results for row in rows]
         regions_truth = pd.DataFrame(truth_rows)
         write_tsv_atomic(tmp / TRUTH_DIR / "regions_truth.tsv", regions_truth)
         write_json_atomic(tmp / TRUTH_DIR / "planted_effects.json",
                           planted_effects(settings, cohort, regions_truth))
     return out_bids
+
+
+_FORK_STATE = None
+
+
+def _simulate_subject_forked(job):
+    context, cohort = _FORK_STATE
+    return _simulate_subject(context, cohort, job)
+
+
+def _simulate_subject(context, cohort: CohortSample, job) -> list[dict]:
+    """Simulate and write one subject; return its rows of the regional truth."""
+    root, participant_id, stream = job
+    settings, phantom = context.settings, context.phantom
+    rng = np.random.default_rng(stream)
+    pose = sample_pose(rng, settings, phantom)
+    chi_table = phantom.chi_table(cohort.chi_by_subject(participant_id))
+    scan = simulate_scan(context, chi_table, pose, rng)
+    _write_subject(root, participant_id, scan, pose, settings)
+    log.info("simulated %s in %.1f s", participant_id, sum(scan.info["seconds"].values()))
+    return _regional_truth(participant_id, scan, cohort, settings)
 
 
 def _write_dataset_files(root: Path, cohort: CohortSample, settings: SimulationSettings,

@@ -89,8 +89,9 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
 
     in_regions = list(dict.fromkeys(regions["participant_id"]))
     in_table = list(participants["participant_id"])
-    only_regions = [pid for pid in in_regions if pid not in set(in_table)]
-    only_table = [pid for pid in in_table if pid not in set(in_regions)]
+    region_ids, table_ids = set(in_regions), set(in_table)
+    only_regions = [pid for pid in in_regions if pid not in table_ids]
+    only_table = [pid for pid in in_table if pid not in region_ids]
     for pid in only_regions:
         exclusions.append({"participant_id": pid, "analysis": "all",
                            "reason": "in the regions table but not in the participants table"})
@@ -103,13 +104,15 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
     if only_table:
         warnings.append(f"{len(only_table)} participant(s) of the participants table have no "
                         f"regional values: {_few(only_table)}")
-    common = [pid for pid in in_table if pid in set(in_regions)]
+    common = [pid for pid in in_table if pid in region_ids]
     if not common:
         raise InputError("no participant_id is in both the regions table and the participants "
                          "table", source)
 
     region_names = list(dict.fromkeys(regions["region"]))
-    resolved = resolve_study(study, participants, region_names)
+    analysed = participants[participants["participant_id"].isin(region_ids)]
+    analysed.attrs = dict(participants.attrs)
+    resolved = resolve_study(study, analysed, region_names)
     keys = region_keys(regions, resolved.regions)
     table = participants.set_index("participant_id").loc[common]
     wide = wide_regions(regions).reindex(common)

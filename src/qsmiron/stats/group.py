@@ -106,6 +106,12 @@ def compare_groups(values: pd.Series, groups: pd.Series, covariates: pd.DataFram
     # type-II (= type-III) F is the drop in residual SS without it over the residual mean square.
     indicator = in_a.astype(float)
     full = np.column_stack([np.ones(n), indicator, design.matrix.to_numpy(float)])
+    if np.linalg.matrix_rank(full) < full.shape[1]:
+        notes.append("group and covariates are collinear in this sample (for example every "
+                     "participant of one group has the same sex): the group effect cannot be "
+                     "separated from the covariates")
+        row["note"] = "; ".join(notes)
+        return row
     fit = sm.OLS(y.to_numpy(), full).fit()
     reduced = sm.OLS(y.to_numpy(), np.delete(full, 1, axis=1)).fit()
     ss_resid = float(fit.ssr)

@@ -58,8 +58,8 @@ def magnitude_edge_weights(magnitude: np.ndarray, mask: np.ndarray, voxel_size_m
 def medi(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
          b0_direction: Sequence[float], *, magnitude: np.ndarray | None = None,
          noise_ppm: np.ndarray | None = None, alpha: float | str = "auto",
-         edge_fraction: float = DEFAULT_EDGE_FRACTION, max_iter: int = 40, tol: float = 1e-2,
-         path_alphas: int = 8, path_decades: float = 3.5, path_iterations: int = 3,
+         edge_fraction: float = DEFAULT_EDGE_FRACTION, max_iter: int = 30, tol: float = 1e-2,
+         path_alphas: int = 6, path_decades: float = 3.5, path_iterations: int = 3,
          phase_scale_rad_per_ppm: float | None = None,
          pad_mm: float = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
     """Susceptibility (ppm) by magnitude-weighted TV with automatic regularisation.

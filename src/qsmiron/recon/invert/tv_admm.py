@@ -188,8 +188,8 @@ def run_weighted_tv(problem: Problem, weights: np.ndarray, noise_level: float, *
 
 def tv_admm(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
             b0_direction: Sequence[float], *, noise_ppm: np.ndarray | None = None,
-            alpha: float | str = "auto", max_iter: int = 50, tol: float = 1e-2,
-            path_alphas: int = 8, path_decades: float = 3.5, path_iterations: int = 4,
+            alpha: float | str = "auto", max_iter: int = 30, tol: float = 1e-2,
+            path_alphas: int = 6, path_decades: float = 3.5, path_iterations: int = 3,
             pad_mm: float = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
     """Susceptibility (ppm) by total-variation regularised inversion (ADMM).
 

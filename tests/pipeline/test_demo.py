@@ -1,0 +1,58 @@
+"""``qsmiron demo``: simulate, run everything, print where the report is; re-runs reuse the work."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qsmiron import cli
+from qsmiron.config import load_config
+from qsmiron.errors import InputError
+from qsmiron.pipeline import demo
+
+
+def test_demo_command_simulates_runs_everything_and_prints_the_report(monkeypatch, tmp_path, capsys,
+                                                                     e2e_settings):
+    simulation, processing = e2e_settings
+    monkeypatch.setattr(demo, "DEMO_SIMULATION", simulation)
+    monkeypatch.setattr(demo, "DEMO_OVERRIDES", processing)
+    out = tmp_path / "demo"
+    assert cli.main(["demo", str(out), "--subjects", "4", "--seed", "1", "--n-procs", "2"]) == 0
+    captured = capsys.readouterr()
+    report = out / "qsmiron" / "group" / "report.html"
+    assert f"report: {report.resolve()}" in captured.out
+    assert report.stat().st_size > 1000
+    assert "simulating 4 subjects" in captured.err
+
+    written = json.loads((out / "demo_config.json").read_text())
+    assert written["demo"] == {"n_subjects": 4, "seed": 1, "n_procs": 2}
+    assert written["simulation"]["voxel_size_mm"] == simulation["voxel_size_mm"]
+    assert written["processing_overrides"] == processing
+    config = load_config(out / "qsmiron_config.json")
+    assert config.recon.inversion.method == processing["recon"]["inversion"]["method"]
+    assert load_config(out / "qsmiron" / "config.json") == config
+    assert (out / "bids" / "derivatives" / "truth" / "regions_truth.tsv").exists()
+    regions = (out / "qsmiron" / "regions.tsv").read_text().splitlines()
+    assert len({line.split("\t")[0] for line in regions[1:]}) == 4
+
+    # Again into the same folder: the cohort and every subject are reused.
+    assert cli.main(["demo", str(out), "--subjects", "4", "--seed", "1", "--n-procs", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "already there (reused)" in err and "all 4 subject(s) already complete" in err
+
+    # Another seed into the same folder is refused rather than mixed in.
+    with pytest.raises(InputError, match="holds another simulated cohort"):
+        demo.run_demo(out, n_subjects=4, seed=2)
+
+
+def test_demo_settings_differ_from_the_defaults_only_where_declared():
+    from qsmiron.config import QsmironConfig
+
+    config = demo.demo_config().model_dump(mode="json")
+    default = QsmironConfig().model_dump(mode="json")
+    for section, overrides in demo.DEMO_OVERRIDES.items():
+        for key, value in overrides.items():
+            assert config[section][key] == value
+            config[section][key] = default[section][key]
+    assert config == default

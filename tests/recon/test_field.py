@@ -1,0 +1,91 @@
+"""Total field (unwrap + echo fit + mask refinement) against qsm-forward truth."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.ndimage
+
+from qsmiron.errors import InputError
+from qsmiron.recon.field import total_field
+from qsmiron.recon.settings import ReconSettings
+
+
+def _load_phantom_module():
+    path = Path(__file__).with_name("fieldmap_phantom.py")
+    name = "qsmiron_tests_fieldmap_phantom"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+fp = _load_phantom_module()
+
+
+@pytest.mark.parametrize("geometry", [
+    dict(voxel_size_mm=(1.0, 1.0, 1.0), b0_direction=(0.0, 0.0, 1.0)),
+    dict(voxel_size_mm=(0.8, 1.0, 2.0), b0_direction=(0.3, 0.2, 1.0)),
+])
+def test_total_field_within_half_hertz_rms_of_truth_at_peak_snr_50(geometry):
+    phantom = fp.make_phantom(40, peak_snr=50, seed=7, **geometry)
+    result = total_field(phantom.magnitude, phantom.phase, phantom.mask,
+                         phantom.voxel_size_mm, phantom.echo_times_s)
+    inner = scipy.ndimage.binary_erosion(result.mask, iterations=2)
+    error = result.field_hz - phantom.field_hz
+    error -= np.median(error[inner])
+    # The field spans about +-100 Hz; qsm-forward's offset (pi over 40 voxels) leaves a
+    # smoothing bias of a few tenths of a Hz on top of the noise (~0.2 Hz).
+    assert np.sqrt(np.mean(error[inner] ** 2)) < 0.5
+    assert np.percentile(np.abs(error[inner]), 99) < 1.5
+    # Noise map: the right size (the noise part of the error is ~ noise_hz).
+    assert 0.05 < np.median(result.noise_hz[inner]) < 0.5
+    assert result.unwrapped_rad.shape == phantom.phase.shape
+    assert set(result.info) >= {"unwrap", "echo_fit", "mask_refinement"}
+
+
+def test_refinement_removes_a_noise_only_rim_but_not_for_a_user_mask():
+    phantom = fp.make_phantom(40, peak_snr=50, seed=8)
+    # A generous mask: the object plus a 2-voxel rim of pure noise around it.
+    generous = scipy.ndimage.binary_dilation(phantom.mask, iterations=2)
+    rng = np.random.default_rng(0)
+    rim = generous & ~phantom.mask
+    magnitude = phantom.magnitude.copy()
+    phase = phantom.phase.copy()
+    magnitude[rim] = np.abs(rng.normal(0, 0.02, (rim.sum(), 5)))
+    phase[rim] = rng.uniform(-np.pi, np.pi, (rim.sum(), 5))
+    auto = total_field(magnitude, phase, generous, phantom.voxel_size_mm, phantom.echo_times_s)
+    assert auto.mask[rim].mean() < 0.1
+    assert auto.mask[scipy.ndimage.binary_erosion(phantom.mask, iterations=2)].all()
+    user = total_field(magnitude, phase, generous, phantom.voxel_size_mm, phantom.echo_times_s,
+                       user_mask=True)
+    assert np.array_equal(user.mask, generous)
+    assert user.info["mask_refinement"]["applied"] is False
+
+
+def test_laplacian_total_field_runs_and_tracks_the_local_field():
+    phantom = fp.make_phantom(40, peak_snr=80, seed=9)
+    settings = ReconSettings()
+    settings.unwrap.method = "laplacian"
+    result = total_field(phantom.magnitude, phantom.phase, phantom.mask, phantom.voxel_size_mm,
+                         phantom.echo_times_s, settings=settings)
+    assert result.info["unwrap"]["method"] == "laplacian"
+    inner = scipy.ndimage.binary_erosion(result.mask, iterations=3)
+    # Laplacian unwrapping drops harmonic (background-like) parts: compare Laplacians.
+    def lap(v):
+        return sum(np.roll(v, 1, a) + np.roll(v, -1, a) - 2 * v for a in range(3))
+    smooth = lambda v: scipy.ndimage.gaussian_filter(v, 1.0)  # noqa: E731
+    truth = lap(smooth(phantom.field_hz))[inner]
+    ours = lap(smooth(result.field_hz.astype(float)))[inner]
+    assert np.corrcoef(truth, ours)[0, 1] > 0.9
+
+
+def test_empty_mask_is_an_input_error():
+    phantom = fp.make_phantom(24)
+    with pytest.raises(InputError, match="empty"):
+        total_field(phantom.magnitude, phantom.phase, np.zeros(phantom.mask.shape, bool),
+                    phantom.voxel_size_mm, phantom.echo_times_s)
