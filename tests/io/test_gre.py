@@ -350,3 +350,15 @@ def test_recon_command_leaves_a_missing_output_folder_uncreated_on_bad_input(tmp
     out_dir = tmp_path / "new" / "out"
     assert main(_cli_args(mag, pha, kwargs, out_dir)) == 2
     assert not out_dir.exists()
+
+
+def test_voxel_sizes_read_from_a_float32_affine_are_exact(tmp_path):
+    # 1.5 mm stored in a float32 sform under a 20 degree rotation reads back as 1.50000005.
+    t = np.deg2rad(20)
+    affine = np.eye(4)
+    affine[:3, :3] = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)],
+                               [0, np.sin(t), np.cos(t)]]) @ np.diag([1.0, 1.0, 1.5])
+    mag, pha = write_4d(tmp_path, mag_affine=affine, phase_affine=affine)
+    gre = load_gre(mag, pha, echo_times_s=TES, field_strength_t=3)
+    assert gre.voxel_size_mm == (1.0, 1.0, 1.5)
+    assert gre.acquisition["voxel_size_mm"] == [1.0, 1.0, 1.5]

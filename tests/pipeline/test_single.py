@@ -207,8 +207,8 @@ def recon_args(mags, phases, out_dir, *, echo_times=True, field_strength=True):
 
 
 OUTPUTS = {"Chimap.nii.gz", "mask.nii.gz", "fieldmap.nii.gz", "localfield.nii.gz", "recon.json"}
-RECON_NRMSE_BOUND = 60.0  # %, see the report of issue 2 for the measured figures
-INVERT_NRMSE_BOUND = 40.0  # %, default method on a noisy forward-simulated local field
+RECON_NRMSE_BOUND = 55.0  # %; measured 47 (axial) and 45 (oblique), see the report of issue 2
+INVERT_NRMSE_BOUND = 25.0  # %, default method on a noisy forward-simulated local field (measured 13.5)
 
 
 @pytest.fixture(scope="module")
@@ -332,16 +332,26 @@ def test_recon_of_an_oblique_anisotropic_acquisition_uses_b0_in_voxel_axes(tmp_p
 # recon: the mask option and its bad inputs
 
 
-def test_recon_with_a_user_mask_keeps_it_unrefined_and_records_it(axial_sim, tmp_path):
+def test_recon_with_a_user_mask_keeps_it_unrefined_and_writes_the_names_asked_for(
+        axial_sim, tmp_path):
+    from qsmiron.pipeline.single import reconstruct_files
+
     mag, pha = write_4d_dataset(tmp_path / "in", axial_sim)
     mask_path = write_image(tmp_path / "in" / "brain.nii.gz",
                             axial_sim["brain"].astype(np.uint8), axial_sim["affine"])
-    out_dir = tmp_path / "out"
-    assert main(recon_args([mag], [pha], out_dir) + ["--mask", str(mask_path)]) == 0
-    record = json.loads((out_dir / "recon.json").read_text())
+    names = {"Chimap": "sub-01_Chimap.nii.gz", "mask": "sub-01_mask.nii.gz",
+             "fieldmap": "sub-01_fieldmap.nii.gz", "localfield": "sub-01_localfield.nii.gz",
+             "recon_json": "sub-01_recon.json"}
+    written = reconstruct_files(mag, pha, tmp_path / "out", echo_times_s=TES,
+                                field_strength_t=FIELD_STRENGTH_T, mask=mask_path, names=names)
+    assert {k: p.name for k, p in written.items()} == names
+    assert {p.name for p in (tmp_path / "out").iterdir()} == set(names.values())
+    record = json.loads(written["recon_json"].read_text())
     assert record["inputs"]["mask"].endswith("brain.nii.gz")
     assert record["steps"][1]["method"] == "user"
-    mask = nib.load(str(out_dir / "mask.nii.gz")).get_fdata() > 0
+    assert record["steps"][3]["notes"]["mask_refinement"]["applied"] is False
+    mask = nib.load(str(written["mask"])).get_fdata() > 0
+    assert mask.any()
     assert not np.any(mask & ~axial_sim["brain"])  # never grows beyond the user's mask
 
 

@@ -1,11 +1,11 @@
 """The HTML report: self-contained, every section present, numbers formatted, significance marked."""
 
 import base64
-import html
 from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
+from markupsafe import escape
 
 from qsmiron.report import html as report_html
 from qsmiron.report.formatting import format_mean_sd, format_p
@@ -204,4 +204,4 @@ def test_report_from_run_study_on_a_synthetic_cohort(cohort, tmp_path):
     # The statistics module's own descriptions of what it ran reach the methods section.
     methods = text[text.index('id="methods"'):]
     for key in ("group_comparison", "associations", "relapse"):
-        assert html.escape(results.settings["methods"][key]) in methods, key
+        assert str(escape(results.settings["methods"][key])) in methods, key

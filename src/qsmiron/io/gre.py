@@ -33,6 +33,11 @@ ECHO_TIME_MS_THRESHOLD_S = 1.0
 FIELD_STRENGTH_RANGE_T = (0.1, 25.0)
 """Field strengths outside this range are rejected as a units mistake."""
 
+VOXEL_SIZE_DECIMALS = 6
+"""Voxel sizes are rounded to 1 nm: affines stored as float32 carry ~1e-7 relative noise
+(1.5 mm reads back as 1.50000005), which would otherwise leak into every recorded parameter
+and into rules that compare radii with voxel multiples."""
+
 GRID_TOLERANCE_MM = 1e-3
 """Affines of the echoes and parts must agree within this, mm."""
 
@@ -339,6 +344,11 @@ def _resolve_field_strength(field_strength_t, all_sidecars, all_paths, first_pha
     return from_sidecar, "sidecar"
 
 
+def clean_voxel_size_mm(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel edge lengths (mm) from an affine, rounded to ``VOXEL_SIZE_DECIMALS`` places."""
+    return tuple(round(v, VOXEL_SIZE_DECIMALS) for v in voxel_size_mm(affine))
+
+
 def oblique_angle_deg(b0_direction: Sequence[float]) -> float:
     """Angle between B0 and the voxel axis closest to it, degrees (0 for a straight slab)."""
     b0 = np.abs(np.asarray(b0_direction, dtype=float))
@@ -388,7 +398,7 @@ def _acquisition(shape3d, affine, echo_times, field_strength, b0, sidecar,
         "echo_times_s": [float(t) for t in echo_times],
         "n_echoes": len(echo_times),
         "matrix": [int(n) for n in shape3d],
-        "voxel_size_mm": [float(v) for v in voxel_size_mm(affine)],
+        "voxel_size_mm": list(clean_voxel_size_mm(affine)),
         "b0_direction_voxel": [float(v) for v in b0],
         "oblique_angle_deg": oblique_angle_deg(b0),
     }
@@ -467,7 +477,7 @@ def load_gre(magnitude_paths, phase_paths, *, echo_times_s: Sequence[float] | No
         merged.update(sidecar)
     affine = mag.affine
     b0 = b0_direction_voxel(affine)
-    voxel = voxel_size_mm(affine)
+    voxel = clean_voxel_size_mm(affine)
     warnings.extend(acquisition_warnings(voxel, echo_times, field_strength, merged))
     acquisition = _acquisition(magnitude.shape[:3], affine, echo_times, field_strength, b0,
                                merged, echo_source, field_source)

@@ -203,6 +203,10 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     output_names = _output_names(names)
     # Validation first: configuration, output folder, inputs, mask.
     config = _resolve_config(config_path, settings)
+    if config.recon.reference.method != "mean":
+        raise InputError(f"recon.reference.method = {config.recon.reference.method!r} needs a "
+                         f"reference mask, which recon does not take; use 'mean' (whole brain, "
+                         f"the consensus reference)", config_path)
     _check_out_dir(out_dir)
     gre = load_gre(magnitude, phase, echo_times_s=echo_times_s, field_strength_t=field_strength_t)
     user_mask = None
@@ -271,6 +275,7 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
         A 4D field, NaN or infinite values inside the mask, a mask on another grid, a mask
         that is not binary or empty, an unknown method.
     """
+    from qsmiron.io.gre import clean_voxel_size_mm
     from qsmiron.io.nifti import load_nifti
     from qsmiron.recon.chain import _jsonable, _method_parameters
     from qsmiron.recon.invert import INVERSION_METHODS, invert
@@ -298,7 +303,7 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
         raise InputError(f"the local field holds {n_bad} NaN or infinite values inside the "
                          f"mask", field)
     local_ppm = np.where(mask_array, data, 0).astype(np.float32)
-    voxel = voxel_size_mm(field_volume.affine)
+    voxel = clean_voxel_size_mm(field_volume.affine)
     b0 = b0_direction_voxel(field_volume.affine)
     chosen_block = block if chosen == block.method else block.model_copy(update={"method": chosen})
     params = _method_parameters(chosen_block)

@@ -172,7 +172,8 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
                        voxel_size_mm: Sequence[float], b0_direction: Sequence[float],
                        echo_times_s: Sequence[float], field_strength_t: float, *,
                        settings: ReconSettings | None = None,
-                       mask: np.ndarray | None = None) -> ReconResult:
+                       mask: np.ndarray | None = None,
+                       reference_mask: np.ndarray | None = None) -> ReconResult:
     """Reconstruct a susceptibility map from multi-echo magnitude and raw phase.
 
     Parameters
@@ -192,6 +193,8 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
         Methods and parameters of every stage (default: ``ReconSettings()``).
     mask : ndarray of bool, shape (X, Y, Z), optional
         A brain mask to use instead of the automatic one (not refined by phase quality).
+    reference_mask : ndarray of bool, shape (X, Y, Z), optional
+        The reference region when ``settings.reference.method == "mask"``.
 
     Returns
     -------
@@ -222,6 +225,9 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
     voxel_size_mm = tuple(float(v) for v in voxel_size_mm)
     b0_direction = np.asarray(b0_direction, dtype=float)
     b0_direction = b0_direction / np.linalg.norm(b0_direction)
+    if settings.reference.method == "mask" and reference_mask is None:
+        raise _stage_error(InputError("reference method 'mask' needs a reference mask; recon "
+                                      "takes none, so use the whole-brain 'mean'"), "reference")
     to_ppm = ppm_per_hz(field_strength_t)
     steps: list[dict[str, Any]] = []
     warnings: list[str] = []
@@ -326,8 +332,9 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
 
     # 6. Referencing: whole-brain mean unless configured otherwise.
     start = time.perf_counter()
+    reference_kw = {} if reference_mask is None else {"reference_mask": np.asarray(reference_mask, bool)}
     chi_ppm, ref_info = reference_susceptibility(np.where(eroded, inversion.chi_ppm, 0), eroded,
-                                                 method=settings.reference.method)
+                                                 method=settings.reference.method, **reference_kw)
     _collect_warnings(ref_info, warnings)
     steps.append(_step("reference", settings.reference.method,
                        _block_parameters(settings.reference), time.perf_counter() - start,

@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from qsmiron.report.formatting import format_number, is_missing
+from qsmiron.report.formatting import is_missing
 
 STEP_ORDER = ("phase_preparation", "mask", "unwrap", "echo_fit", "background_removal",
               "inversion", "reference")
@@ -590,8 +590,8 @@ def qc_sentences(provenance: Mapping[str, Any], results: Any = None, n_qc_images
     sentences = []
     if n_qc_images:
         sentences.append(f"{_plural(n_qc_images, 'quality-control image')} (susceptibility maps and atlas/registration "
-                         "overlays) are included for visual review; how artefacts were judged beyond that is not "
-                         "recorded.")
+                         f"overlays) {'is' if n_qc_images == 1 else 'are'} included for visual review; how artefacts "
+                         "were judged beyond that is not recorded.")
     else:
         sentences.append("No quality-control images were provided; how artefacts were judged is not recorded (unknown).")
     warned = [w for r in recons for w in (r.get("warnings") or [])]
