@@ -1,6 +1,7 @@
 """The HTML report: self-contained, every section present, numbers formatted, significance marked."""
 
 import base64
+import os
 from html.parser import HTMLParser
 
 import pandas as pd
@@ -54,6 +55,9 @@ def test_report_is_written_atomically_with_every_section(report):
     path, text = report
     assert path.name == "report.html" and path.exists()
     assert [p.name for p in path.parent.iterdir()] == ["report.html"]  # no temporary left over
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # readable like any new file, not private
     ids = [attrs.get("id") for _, attrs in parse(text).elements if attrs.get("id")]
     for section in SECTION_IDS:
         assert section in ids, section

@@ -16,6 +16,17 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _give_default_permissions(path: Path, *, directory: bool = False) -> None:
+    """mkstemp/mkdtemp create owner-only entries; outputs get what a plain open() would give."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_current_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(destination: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; move it into place on success.
@@ -34,6 +45,7 @@ def atomic_path(destination: str | os.PathLike, suffix: str | None = None) -> It
     tmp = Path(tmp_name)
     try:
         yield tmp
+        _give_default_permissions(tmp)
         os.replace(tmp, destination)
     finally:
         if tmp.exists():
@@ -93,6 +105,7 @@ def atomic_directory(destination: str | os.PathLike) -> Iterator[Path]:
                                 dir=destination.parent))
     try:
         yield tmp
+        _give_default_permissions(tmp, directory=True)
         if destination.exists():
             backup = destination.with_name(f".{destination.name}.old")
             if backup.exists():

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from qsmiron import __version__
-from qsmiron.io.atomic import write_text_atomic
+from qsmiron.io.atomic import atomic_path
 from qsmiron.report import figures as fig
 from qsmiron.report.formatting import (
     MISSING, SIGNIFICANCE_LEVEL, format_auto, format_count, format_interval, format_mean_sd,
@@ -616,4 +616,11 @@ def write_report(results: StudyResults, out_html: str | os.PathLike, *, regions:
     """
     html = render_report(results, regions=regions, participants=participants,
                          qc_images=qc_images, provenance=provenance)
-    return write_text_atomic(out_html, html)
+    with atomic_path(out_html) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+        # The temporary file is created private (0600); a report is meant to be shared, so it
+        # gets the permissions of an ordinary new file (0666 less the umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+    return Path(out_html)
