@@ -107,11 +107,24 @@ def test_config_hash_ignores_execution_settings_but_not_processing_ones():
 def test_resolve_workers_never_exceeds_the_subjects_and_splits_the_cores():
     workers, threads = resolve_workers(8, 3)
     assert workers == 3 and threads >= 1
-    assert resolve_workers(1, 10, 4) == (1, 4)
-    assert resolve_workers(None, 0)[0] == 1
+    assert resolve_workers(1, 10, 4) == (0, 4)  # in this process
+    assert resolve_workers(2, 1)[0] == 1  # processes were asked for: one worker process
 
 
 def test_derivative_names_follow_bids_with_the_session_in_the_prefix():
     names = derivative_names("sub-01_ses-pre")
     assert names["Chimap"] == "sub-01_ses-pre_Chimap.nii.gz"
     assert len(set(names.values())) == len(names)
+
+
+def long_failure_step(job, log):
+    raise ValueError("x" * 5000 + " the end")
+
+
+def test_a_long_failure_message_is_cut_in_the_table_but_whole_in_the_log(tiny_bids, tmp_path):
+    units = discover_bids(tiny_bids(labels=("01",)))
+    result = run_cohort(units, tmp_path / "out", config(), n_procs=1, steps=(("boom", long_failure_step),),
+                        echo=lambda line: None)
+    (status,) = result.statuses
+    assert status.step == "boom" and len(status.reason) <= 300 and status.reason.endswith("(see the subject's log)")
+    assert "x" * 5000 + " the end" in (tmp_path / "out" / "logs" / "sub-01.log").read_text()

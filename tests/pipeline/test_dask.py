@@ -53,16 +53,15 @@ def test_an_unreachable_scheduler_is_an_input_error(tiny_bids, light_steps, tmp_
         cohort._connect("tcp://127.0.0.1:1", timeout="1s")
 
 
-def test_real_steps_on_a_dask_cluster_match_local_processes(cohort_copy, fast_e2e_config, tmp_path, cluster):
-    """Same regional table (to float precision) from two local processes and from two Dask workers."""
+def test_real_steps_on_a_dask_cluster_match_a_local_worker_process(cohort_copy, fast_e2e_config, tmp_path, cluster):
+    """The same regional table (to float precision) from a local worker process and from the Dask cluster."""
     participants = pd.read_csv(cohort_copy(name="all") / "participants.tsv", sep="\t")
-    labels = [pid[4:] for pid in participants.participant_id[:2]]
-    units = discover_bids(cohort_copy(labels=labels))
+    units = discover_bids(cohort_copy(labels=[participants.participant_id[0][4:]]))
     local = run_cohort(units, tmp_path / "local", fast_e2e_config(), n_procs=2)
     with distributed.Client(cluster) as client:
         remote = run_cohort(units, tmp_path / "dask", fast_e2e_config(), dask_client=client)
-    assert [s.status for s in local.statuses] == [s.status for s in remote.statuses] == ["done", "done"]
+    assert [s.status for s in local.statuses] == [s.status for s in remote.statuses] == ["done"]
     a, _ = collect_regions(tmp_path / "local", units, local.config_hash)
     b, _ = collect_regions(tmp_path / "dask", units, remote.config_hash)
-    assert len(a) > 20
-    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), rtol=1e-6, atol=1e-9)
+    assert len(a) > 20 and a.mean_ppm.notna().sum() > 20
+    pd.testing.assert_frame_equal(a, b, rtol=1e-6, atol=1e-9)

@@ -135,7 +135,7 @@ def test_an_interrupted_rerun_leaves_no_subject_marked_done_and_clears_temporary
 def test_a_run_killed_after_its_first_subject_resumes_without_redoing_it(cohort_copy, fast_e2e_config, tmp_path):
     """SIGKILL a real ``qsmiron run`` once one subject is done; the rerun skips that one only."""
     participants = pd.read_csv(cohort_copy(name="all") / "participants.tsv", sep="\t")
-    labels = [pid[4:] for pid in participants.participant_id[:3]]
+    labels = [pid[4:] for pid in participants.participant_id[:2]]
     bids = cohort_copy(labels=labels)
     config_path = tmp_path / "config.json"
     config_path.write_text(fast_e2e_config(n_procs=1).model_dump_json())

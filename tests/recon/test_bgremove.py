@@ -4,8 +4,11 @@ Truth: a small sphere (5 mm, 0.2 ppm) at the centre of a spherical brain mask (2
 the only local source; the background is the analytic field of a strongly magnetised sphere
 (6 mm, 3 ppm) 9 mm outside the mask plus a harmonic linear + quadratic field (shim terms).
 A method must return the analytic local field inside its eroded mask (demeaned, relative
-error); the tolerances are those of each method's model (SHARP-type deconvolution and PDF
-leave a few percent), with a margin.
+error). Tolerances are each method's model error measured here plus a margin: V-SHARP
+about 7 % (1 % with 2 mm slices, where its core is larger in voxels), iSMV 7-11 %,
+RESHARP about 17 % (Tikhonov shrinkage), PDF about 25 % (part of a local field near the
+edge is indistinguishable from outside sources: PDF's known bias, 44.5 % local-field NRMSE
+on the QSM-CI head phantom).
 """
 
 import numpy as np
@@ -50,9 +53,9 @@ GEOMETRIES = {
 # method -> (extra parameters, tolerance). PDF's padding is cut from 40 to 24 mm to keep the
 # test fast; the background source is 9 mm outside the mask, well inside that room.
 TOLERANCES = {
-    "vsharp": ({}, 0.15),
-    "pdf": ({"pad_mm": 24.0}, 0.15),
-    "resharp": ({}, 0.15),
+    "vsharp": ({}, 0.10),
+    "pdf": ({"pad_mm": 24.0}, 0.30),
+    "resharp": ({}, 0.22),
     "ismv": ({}, 0.15),
 }
 

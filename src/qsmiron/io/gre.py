@@ -209,7 +209,9 @@ def _inspect_part(paths: list[Path], part: str) -> _Part:
 def _read_part(part: _Part) -> np.ndarray:
     """Read one part's voxels as (X, Y, Z, E) float32, rejecting NaN and infinite values."""
     if len(part.paths) == 1:
-        data = _read_data(part.images[0], part.paths[0], part.shape)
+        # NIfTI voxels come in Fortran order; the reconstruction works on C-ordered arrays
+        # (echoes contiguous per voxel last), so convert once here instead of in every stage.
+        data = np.ascontiguousarray(_read_data(part.images[0], part.paths[0], part.shape))
         _check_finite(data, part.paths[0], f"the {part.name}")
         return data
     data = np.empty(part.shape, dtype=np.float32)

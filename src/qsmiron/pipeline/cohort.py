@@ -38,6 +38,8 @@ from qsmiron.io.bids import SubjectInputs
 
 DONE_MARKER = ".qsmiron-done.json"
 LOG_FOLDER = "logs"
+MAX_REASON_CHARS = 300
+"""Failure reasons shown and tabulated are cut to this; the subject's log has them whole."""
 
 StepFunction = Callable[["SubjectJob", logging.Logger], dict]
 """A step: reads ``job`` (inputs, earlier outputs, settings), writes files into
@@ -137,7 +139,8 @@ def roi_step(job: SubjectJob, log: logging.Logger) -> dict:
     unit = job.unit
     atlas = job.config.roi.atlas
     tsv = job.out_dir / regions_name(unit.label, atlas)
-    frame = roi_from_files(job.outputs["Chimap"], unit.magnitude[0], tsv, atlas=atlas, settings=job.config)
+    frame = roi_from_files(job.outputs["Chimap"], unit.magnitude[0], tsv, atlas=atlas, settings=job.config,
+                           mask=job.outputs.get("mask"))
     log.info("%d regions measured", len(frame))
     outputs = {"regions": str(tsv)}
     stem = tsv.with_suffix("")
@@ -205,6 +208,8 @@ def execute_step(job: SubjectJob, steps: Sequence[tuple[str, StepFunction]], ind
             reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         log.error("%s: step %s failed after %.1f s: %s\n%s", job.unit.label, name, seconds, reason,
                   traceback.format_exc())
+        if len(reason) > MAX_REASON_CHARS:  # the whole message is in the log
+            reason = reason[: MAX_REASON_CHARS - 30].rstrip() + " ... (see the subject's log)"
         return StepOutcome(name, False, {}, seconds, reason, type(exc).__name__)
     finally:
         package_logger.removeHandler(handler)
@@ -519,10 +524,15 @@ def unit_log_path(out_root: Path, unit: SubjectInputs) -> Path:
 
 
 def resolve_workers(n_procs: int | None, n_tasks: int, threads_per_process: int | None = None) -> tuple[int, int]:
-    """(worker processes, threads per process) for ``n_tasks`` subjects on this machine."""
+    """(worker processes, threads per process) for ``n_tasks`` subjects on this machine.
+
+    0 worker processes means: run in this process (``n_procs`` 1, or one core and no request).
+    """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = n_procs if n_procs is not None else cores
-    workers = max(1, min(workers, max(n_tasks, 1)))
+    requested = n_procs if n_procs is not None else cores
+    if requested <= 1:
+        return 0, threads_per_process if threads_per_process is not None else cores
+    workers = max(1, min(requested, max(n_tasks, 1)))
     threads = threads_per_process if threads_per_process is not None else max(1, cores // workers)
     return workers, threads
 
@@ -594,8 +604,8 @@ def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, conf
         else:
             workers, threads = resolve_workers(n_procs if n_procs is not None else settings.n_procs, len(jobs),
                                                settings.threads_per_process)
-            runner = _SerialRunner() if workers == 1 else _PoolRunner(workers, threads, settings.start_method)
-            where = "in this process" if workers == 1 else f"in {workers} processes x {threads} threads"
+            runner = _SerialRunner() if workers == 0 else _PoolRunner(workers, threads, settings.start_method)
+            where = "in this process" if workers == 0 else f"in {workers} process(es) x {threads} thread(s)"
         skipped = len(units) - len(jobs)
         echo(f"qsmiron: {len(jobs)} subject(s) to process {where}"
              + (f", {skipped} already complete (skipped)" if skipped else ""))

@@ -133,7 +133,9 @@ def recon_record(gre, result, config: QsmironConfig, *, mask_path=None,
     acquisition["phase_scaling"] = result.phase_scaling or None
     reference_method = config.recon.reference.method
     region = "whole brain mask" if reference_method == "mean" else "reference mask"
-    return {
+    from qsmiron.recon.chain import _jsonable
+
+    return _jsonable({
         "qsmiron_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "inputs": {
@@ -152,7 +154,7 @@ def recon_record(gre, result, config: QsmironConfig, *, mask_path=None,
         "warnings": [*gre.warnings, *result.warnings],
         "config": config.model_dump(mode="json"),
         "versions": software_versions(),
-    }
+    })
 
 
 def _move_into(tmp_dir: Path, out_dir: Path, names: list[str]) -> None:

@@ -30,8 +30,10 @@ whose phase is not linear in TE (unwrapping errors, flow, fat, noise-only voxels
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import math
 from typing import Any, Literal, Sequence
 
+import numba
 import numpy as np
 import scipy.stats
 
@@ -141,63 +143,35 @@ def fit_field(unwrapped_rad: np.ndarray, magnitude: np.ndarray | None, mask: np.
         raise ValueError(f"magnitude shape {mag.shape} differs from phase shape {phase.shape}")
 
     box = bounding_box(mask)
-    m = mask[box]
-    n_vox = int(m.sum())
-    given = np.zeros(n_vox, np.float64) if offset_rad is None else \
-        np.asarray(offset_rad, np.float64)[box][m]
-    y = np.empty((n_echoes, n_vox), np.float64)
-    w = np.empty((n_echoes, n_vox), np.float64)
-    for n in range(n_echoes):
-        y[n] = phase[box + (n,)][m]
-        y[n] -= given
-        w[n] = 1.0 if mag is None else np.square(mag[box + (n,)][m], dtype=np.float64)
-    te_col = te[:, None]
-
-    def free_fit():
-        s = w.sum(0)
-        st = (w * te_col).sum(0)
-        stt = (w * te_col ** 2).sum(0)
-        sy = (w * y).sum(0)
-        sty = (w * te_col * y).sum(0)
-        det = s * stt - st * st
-        ok = det > 0
-        det = np.where(ok, det, 1.0)
-        slope = np.where(ok, (s * sty - st * sy) / det, 0.0)
-        intercept = np.where(ok, (stt * sy - st * sty) / det, 0.0)
-        return slope, intercept, np.where(ok, s / det, np.inf), np.where(ok, stt / det, np.inf)
-
+    m = np.ascontiguousarray(mask[box])
+    origin = np.array([b.start for b in box], np.int64)
+    phase_k = _kernel_view(phase)
+    mag_k = _EMPTY4 if mag is None else _kernel_view(mag)
+    given_k = _EMPTY3 if offset_rad is None else _kernel_view(offset_rad)
     info: dict[str, Any] = {"offset": offset, "n_echoes": n_echoes,
                             "weights": "magnitude^2" if mag is not None else "uniform"}
-    fitted_offset = np.zeros(n_vox, np.float64)
-    if offset == "fit":
-        slope, fitted_offset, var_slope, _ = free_fit()
-        n_params = 2
-    else:
-        if offset == "smooth":
-            _, intercept, _, var_intercept = free_fit()
-            weights_box = np.zeros(m.shape, np.float32)
-            with np.errstate(divide="ignore"):
-                weights_box[m] = np.where(np.isfinite(var_intercept) & (var_intercept > 0),
-                                          1.0 / var_intercept, 0.0)
-            intercept_box = np.zeros(m.shape, np.float32)
-            intercept_box[m] = intercept
-            smooth = smooth_phase_linear(intercept_box, weights_box, m, offset_sigma_mm,
+    fitted_box = _EMPTY3
+    if offset == "smooth":
+        intercept_box = np.zeros(m.shape, np.float32)
+        weights_box = np.zeros(m.shape, np.float32)
+        _intercepts(phase_k, mag_k, given_k, m, origin, te, intercept_box, weights_box)
+        fitted_box = smooth_phase_linear(intercept_box, weights_box, m, offset_sigma_mm,
                                          voxel_size_mm, workers=workers)
-            fitted_offset = smooth[m].astype(np.float64)
-            y -= fitted_offset
-            info["offset_sigma_mm"] = offset_sigma_mm
-        stt = (w * te_col ** 2).sum(0)
-        ok = stt > 0
-        slope = np.where(ok, (w * te_col * y).sum(0) / np.where(ok, stt, 1.0), 0.0)
-        var_slope = np.where(ok, 1.0 / np.where(ok, stt, 1.0), np.inf)
-        n_params = 1
+        del intercept_box, weights_box
+        info["offset_sigma_mm"] = offset_sigma_mm
+    n_params = 2 if offset == "fit" else 1
+    field_hz = np.zeros(mask.shape, np.float32)
+    noise_hz = np.zeros(mask.shape, np.float32)
+    offset_map = np.zeros(mask.shape, np.float32)
+    var_box = np.zeros(m.shape, np.float64)
+    chi2_box = np.zeros(m.shape, np.float64)
+    _final_fit(phase_k, mag_k, given_k, fitted_box, offset == "fit", m, origin, te,
+               field_hz, offset_map, var_box, chi2_box)
+    del fitted_box
 
     dof = n_echoes - n_params
-    residual = y - (fitted_offset if offset == "fit" else 0.0) - slope * te_col
-    chi2 = (w * residual ** 2).sum(0)
-    del residual, y
     if dof > 0:
-        sigma2 = float(np.median(chi2) / scipy.stats.chi2.median(dof))
+        sigma2 = float(np.median(chi2_box[m]) / scipy.stats.chi2.median(dof))
         info["noise_estimate"] = "fit residuals (median chi-square)"
     else:
         first = np.ones(m.shape, np.float32) if mag is None else mag[box + (0,)]
@@ -207,20 +181,145 @@ def fit_field(unwrapped_rad: np.ndarray, magnitude: np.ndarray | None, mask: np.
         info["noise_estimate"] += " (uniform weights: noise in rad of phase)"
     info["noise_sigma"] = float(np.sqrt(sigma2))
     info["dof"] = dof
-
-    def scatter(values, dtype=np.float32):
-        out = np.zeros(mask.shape, dtype)
-        inner = np.zeros(m.shape, dtype)
-        inner[m] = values
-        out[box] = inner
-        return out
-
-    field_hz = scatter(slope / (2.0 * np.pi))
-    noise_hz = scatter(np.sqrt(sigma2 * var_slope) / (2.0 * np.pi))
-    total_offset = np.angle(np.exp(1j * (given + fitted_offset)))
-    offset_map = scatter(total_offset)
     reduced = None
     if dof > 0 and sigma2 > 0:
-        reduced = scatter(chi2 / (dof * sigma2))
-        reduced[~mask] = np.nan
+        reduced = np.full(mask.shape, np.nan, np.float32)
+    _noise_maps(var_box, chi2_box, m, origin, sigma2, float(max(dof, 1)), noise_hz,
+                _EMPTY3F if reduced is None else reduced)
     return EchoFit(field_hz, noise_hz, offset_map, reduced, info)
+
+
+_EMPTY3 = np.zeros((0, 0, 0), np.float32)
+_EMPTY3F = np.zeros((0, 0, 0), np.float32)
+_EMPTY4 = np.zeros((0, 0, 0, 0), np.float32)
+
+
+def _kernel_view(array: np.ndarray) -> np.ndarray:
+    """float32 without a copy when possible (the kernels read any memory layout)."""
+    return np.asarray(array, dtype=np.float32)
+
+
+@numba.njit(parallel=True, cache=True)
+def _intercepts(phase, mag, given, m, origin, te, intercept_out, weight_out):
+    """Free fit ``offset + slope * TE`` per voxel; the offset and its inverse variance."""
+    nx, ny, nz = m.shape
+    n_echoes = te.size
+    use_mag = mag.size > 0
+    use_given = given.size > 0
+    x0, y0, z0 = origin[0], origin[1], origin[2]
+    for x in numba.prange(nx):
+        for y in range(ny):
+            for z in range(nz):
+                if not m[x, y, z]:
+                    continue
+                g = np.float64(given[x0 + x, y0 + y, z0 + z]) if use_given else 0.0
+                s = st = stt = sy = sty = 0.0
+                for n in range(n_echoes):
+                    v = np.float64(phase[x0 + x, y0 + y, z0 + z, n]) - g
+                    if use_mag:
+                        a = np.float64(mag[x0 + x, y0 + y, z0 + z, n])
+                        w = a * a
+                    else:
+                        w = 1.0
+                    t = te[n]
+                    wt = w * t
+                    s += w
+                    st += wt
+                    stt += w * (t * t)
+                    sy += w * v
+                    sty += wt * v
+                det = s * stt - st * st
+                if det > 0:
+                    intercept_out[x, y, z] = (stt * sy - st * sty) / det
+                    var = stt / det
+                    if var > 0 and np.isfinite(var):
+                        weight_out[x, y, z] = 1.0 / var
+
+
+@numba.njit(parallel=True, cache=True)
+def _final_fit(phase, mag, given, fitted, free, m, origin, te, field_out, offset_out,
+               var_out, chi2_out):
+    """Per voxel: field (Hz), offset used (rad), slope variance and weighted chi-square.
+
+    ``free``: offset and slope fitted together; else the slope through the origin after
+    subtracting the given and the smoothed (``fitted``, may be empty) offsets.
+    """
+    nx, ny, nz = m.shape
+    n_echoes = te.size
+    use_mag = mag.size > 0
+    use_given = given.size > 0
+    use_fitted = fitted.size > 0
+    x0, y0, z0 = origin[0], origin[1], origin[2]
+    two_pi = 2.0 * np.pi
+    for x in numba.prange(nx):
+        for y in range(ny):
+            for z in range(nz):
+                if not m[x, y, z]:
+                    continue
+                X, Y, Z = x0 + x, y0 + y, z0 + z
+                g = np.float64(given[X, Y, Z]) if use_given else 0.0
+                c = np.float64(fitted[x, y, z]) if use_fitted else 0.0
+                s = st = stt = sy = sty = 0.0
+                for n in range(n_echoes):
+                    v = (np.float64(phase[X, Y, Z, n]) - g) - c
+                    if use_mag:
+                        a = np.float64(mag[X, Y, Z, n])
+                        w = a * a
+                    else:
+                        w = 1.0
+                    t = te[n]
+                    wt = w * t
+                    s += w
+                    st += wt
+                    stt += w * (t * t)
+                    sy += w * v
+                    sty += wt * v
+                intercept = 0.0
+                if free:
+                    det = s * stt - st * st
+                    if det > 0:
+                        slope = (s * sty - st * sy) / det
+                        intercept = (stt * sy - st * sty) / det
+                        var = s / det
+                    else:
+                        slope = 0.0
+                        var = np.inf
+                else:
+                    if stt > 0:
+                        slope = sty / stt
+                        var = 1.0 / stt
+                    else:
+                        slope = 0.0
+                        var = np.inf
+                chi2 = 0.0
+                for n in range(n_echoes):
+                    v = (np.float64(phase[X, Y, Z, n]) - g) - c
+                    if use_mag:
+                        a = np.float64(mag[X, Y, Z, n])
+                        w = a * a
+                    else:
+                        w = 1.0
+                    r = v - intercept - slope * te[n]
+                    chi2 += w * (r * r)
+                field_out[X, Y, Z] = slope / two_pi
+                total = g + c + intercept
+                offset_out[X, Y, Z] = math.atan2(math.sin(total), math.cos(total))
+                var_out[x, y, z] = var
+                chi2_out[x, y, z] = chi2
+
+
+@numba.njit(parallel=True, cache=True)
+def _noise_maps(var, chi2, m, origin, sigma2, dof, noise_out, reduced_out):
+    """Field noise (Hz) and, when ``reduced_out`` is not empty, reduced chi-square."""
+    nx, ny, nz = m.shape
+    x0, y0, z0 = origin[0], origin[1], origin[2]
+    two_pi = 2.0 * np.pi
+    use_reduced = reduced_out.size > 0
+    for x in numba.prange(nx):
+        for y in range(ny):
+            for z in range(nz):
+                if not m[x, y, z]:
+                    continue
+                noise_out[x0 + x, y0 + y, z0 + z] = math.sqrt(sigma2 * var[x, y, z]) / two_pi
+                if use_reduced:
+                    reduced_out[x0 + x, y0 + y, z0 + z] = chi2[x, y, z] / (dof * sigma2)

@@ -18,6 +18,9 @@ import scipy.fft
 WORKERS = -1
 """Threads for scipy.fft: all the cores the process may use."""
 
+SUPERSAMPLE = 4
+"""Sub-samples per voxel edge for the partial-volume SMV ball."""
+
 
 def rfftn(image: np.ndarray, shape: Sequence[int] | None = None) -> np.ndarray:
     """Half spectrum of a real 3D image (complex64 for float32 input), all cores."""
@@ -107,18 +110,26 @@ def padded_grid(mask: np.ndarray, pad_voxels: Sequence[int] | int) -> PaddedGrid
 def smv_kernel(shape: Sequence[int], voxel_size_mm: Sequence[float], radius_mm: float) -> np.ndarray:
     """Spectrum (rfftn layout, float32) of the spherical mean value kernel of ``radius_mm``.
 
-    The kernel is the discrete ball {voxel centres within ``radius_mm`` of the origin} in mm
-    (an ellipsoid in voxels when the voxels are anisotropic), normalised to sum 1, so that
-    convolving with it averages over the sphere exactly as SHARP-type methods assume. Being
-    symmetric, its spectrum is real.
+    The kernel is the ball of ``radius_mm`` in mm (an ellipsoid in voxels when the voxels
+    are anisotropic), each voxel weighted by its partial volume inside the sphere and
+    normalised to sum 1, so that convolving with it averages over the sphere as SHARP-type
+    methods assume. Being symmetric, its spectrum is real.
     """
     half = mm_to_voxels(radius_mm, voxel_size_mm)
     if any(2 * h + 1 > n for h, n in zip(half, shape)):
         raise ValueError(f"an SMV radius of {radius_mm} mm does not fit in a grid of {tuple(shape)}")
     axes = [np.arange(-h, h + 1) * float(dx) for h, dx in zip(half, voxel_size_mm)]
     x, y, z = np.meshgrid(*axes, indexing="ij")
-    ball = (x * x + y * y + z * z) <= radius_mm ** 2 + 1e-9
-    ball = ball.astype(np.float64) / ball.sum()
+    # Each voxel weighted by the fraction of it inside the sphere (4^3 sub-samples), so that
+    # the kernel's second moments stay isotropic on anisotropic grids and harmonic quadratic
+    # fields keep their mean value.
+    offsets = (np.arange(SUPERSAMPLE) + 0.5) / SUPERSAMPLE - 0.5
+    ball = np.zeros(x.shape)
+    for ox in offsets * float(voxel_size_mm[0]):
+        for oy in offsets * float(voxel_size_mm[1]):
+            for oz in offsets * float(voxel_size_mm[2]):
+                ball += ((x + ox) ** 2 + (y + oy) ** 2 + (z + oz) ** 2) <= radius_mm ** 2
+    ball /= ball.sum()
     kernel = np.zeros(tuple(shape), np.float64)
     idx = np.ix_(*[np.arange(-h, h + 1) % n for h, n in zip(half, shape)])
     kernel[idx] = ball

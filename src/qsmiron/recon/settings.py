@@ -107,7 +107,7 @@ class InversionSettings(Settings):
 
     ``alpha`` is the TV weight of ``tv``/``medi`` (ppm x mm) or the rule that picks it per
     dataset ("auto": the larger of the L-curve corner and the discrepancy-principle weight);
-    ``tikhonov_alpha`` likewise for closed-form Tikhonov ("lcurve" by default).
+    ``tikhonov_alpha`` likewise for closed-form Tikhonov.
     """
 
     method: str = "medi"
@@ -116,7 +116,7 @@ class InversionSettings(Settings):
     tol: float = Field(1e-2, gt=0)
     medi_edge_fraction: float = Field(0.3, ge=0, lt=1)
     tkd_threshold: float = Field(0.19, gt=0, lt=2.0 / 3.0)
-    tikhonov_alpha: float | Literal["lcurve", "discrepancy", "auto"] = "lcurve"
+    tikhonov_alpha: float | Literal["lcurve", "discrepancy", "auto"] = "auto"
     tikhonov_regulariser: Literal["gradient", "norm"] = "gradient"
     pad_mm: float = Field(16.0, ge=0)
 

@@ -21,13 +21,14 @@ class RegistrationSettings(Settings):
     resolution_mm: float = Field(2.0, gt=0.3, le=8.0,
                                  description="grid of the template during registration, mm")
     linear_iterations: tuple[int, ...] = Field(
-        (1000, 500, 250), description="rigid and affine iterations per level (coarse to fine)")
-    linear_shrink_factors: tuple[int, ...] = (4, 2, 1)
-    linear_smoothing_vox: tuple[float, ...] = (2.0, 1.0, 0.0)
+        (500, 250), description="rigid and affine iterations per level (coarse to fine); the "
+        "linear stages stop at twice the registration grid, SyN refines below that")
+    linear_shrink_factors: tuple[int, ...] = (4, 2)
+    linear_smoothing_vox: tuple[float, ...] = (2.0, 1.0)
     syn_iterations: tuple[int, ...] = Field(
-        (60, 40, 20), description="SyN iterations per level; () skips the deformable stage")
-    syn_shrink_factors: tuple[int, ...] = (4, 2, 1)
-    syn_smoothing_vox: tuple[float, ...] = (2.0, 1.0, 0.0)
+        (60, 30), description="SyN iterations per level; () skips the deformable stage")
+    syn_shrink_factors: tuple[int, ...] = (4, 2)
+    syn_smoothing_vox: tuple[float, ...] = (2.0, 1.0)
     syn_gradient_step: float = 0.2
     syn_flow_sigma_vox: float = 3.0
     syn_total_sigma_vox: float = 0.0

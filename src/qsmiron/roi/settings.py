@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from qsmiron.settings_base import Settings
 
 
@@ -9,4 +11,8 @@ class RoiSettings(Settings):
     """Which atlas, and how regions are measured."""
 
     atlas: str = "cit168"
-    erode_voxels: int = 0
+    erode_voxels: int = Field(0, ge=0, le=5, description="erode each region by this many voxels "
+                              "(6-connected) before measuring, to keep edge voxels out")
+    min_voxels: int = Field(10, ge=1, description="regions measured with fewer voxels are flagged small")
+    min_coverage: float = Field(0.9, ge=0, le=1, description="regions with less of their atlas volume inside "
+                                "the chi mask and field of view are flagged partial")

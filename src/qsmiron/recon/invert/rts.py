@@ -56,14 +56,15 @@ def rts(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     def forward(x: np.ndarray) -> np.ndarray:
         image = np.zeros(shape, np.float32)
         image[inside] = x
-        return irfftn(rfftn(image) * (d * well), shape).ravel()
+        return irfftn(rfftn(image) * (d * well), shape).ravel().astype(np.float64)
 
     def adjoint(y: np.ndarray) -> np.ndarray:
         image = irfftn(rfftn(y.reshape(shape).astype(np.float32)) * (d * well), shape)
-        return image[inside]
+        return image[inside].astype(np.float64)
 
-    operator = LinearOperator((int(np.prod(shape)), n), matvec=forward, rmatvec=adjoint, dtype=np.float32)
-    rhs = irfftn(rfftn(problem.field_ppm) * well, shape).ravel()
+    # float64 at LSMR's interface (its condition estimate overflows in float32); FFTs in float32.
+    operator = LinearOperator((int(np.prod(shape)), n), matvec=forward, rmatvec=adjoint, dtype=np.float64)
+    rhs = irfftn(rfftn(problem.field_ppm) * well, shape).ravel().astype(np.float64)
     solution = lsmr(operator, rhs, maxiter=lsmr_iter, atol=0, btol=0)
     chi1 = np.zeros(shape, np.float32)
     chi1[inside] = solution[0]

@@ -5,8 +5,10 @@ chi = argmin ||D chi - f||^2 + alpha ||Gamma chi||^2, solved exactly in k-space,
 forward-difference gradient ("gradient", the default: it penalises the streaks of the
 magic cone rather than the susceptibility itself; Bilgic et al., MRM 2014;72:1444).
 Because the residual and regulariser norms of every alpha are sums over the spectrum
-(Parseval), the whole L-curve costs one FFT: alpha is picked at its corner by default, so
-no per-dataset tuning is needed.
+(Parseval), the whole L-curve costs one FFT: alpha is picked by ``regularisation.choose_weight``
+("auto": the larger of the L-curve corner and the discrepancy-principle weight, with the
+noise level estimated from the field's finest wavelet band), so no per-dataset tuning is
+needed.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def half_spectrum_multiplicity(shape: Sequence[int]) -> np.ndarray:
 
 def tikhonov(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
              b0_direction: Sequence[float], *, regulariser: str = "gradient",
-             alpha: float | str = "lcurve", alphas: Sequence[float] = DEFAULT_ALPHAS,
+             alpha: float | str = "auto", alphas: Sequence[float] = DEFAULT_ALPHAS,
              pad_mm: float = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
     """Susceptibility (ppm) by closed-form Tikhonov regularisation.
 

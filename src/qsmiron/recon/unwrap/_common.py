@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
+import numba
 import numpy as np
 import scipy.fft
 import scipy.ndimage
@@ -50,16 +52,7 @@ def masked_gaussian(values: np.ndarray, weights: np.ndarray, sigma_mm: float,
     Done by FFT on a grid zero-padded by three sigmas so that the periodic convolution does
     not mix opposite faces; the cost does not grow with sigma. ``values`` may be complex.
     """
-    sigma_vox = [sigma_mm / float(dx) for dx in voxel_size_mm]
-    pad = [int(np.ceil(3 * s)) for s in sigma_vox]
-    shape = [int(scipy.fft.next_fast_len(n + p, real=True)) for n, p in zip(values.shape, pad)]
-
-    def smooth(real_array: np.ndarray) -> np.ndarray:
-        spectrum = scipy.fft.rfftn(real_array, s=shape, workers=workers)
-        spectrum = scipy.ndimage.fourier_gaussian(spectrum, sigma_vox, n=shape[-1], output=spectrum)
-        out = scipy.fft.irfftn(spectrum, s=shape, workers=workers)
-        return out[: values.shape[0], : values.shape[1], : values.shape[2]].astype(np.float32)
-
+    smooth = _fft_smoother(values.shape, sigma_mm, voxel_size_mm, workers)
     weights = weights.astype(np.float32, copy=False)
     denominator = smooth(weights)
     tiny = np.float32(1e-6) * max(float(denominator.max()), np.finfo(np.float32).tiny)
@@ -73,6 +66,46 @@ def masked_gaussian(values: np.ndarray, weights: np.ndarray, sigma_mm: float,
     result = np.zeros(values.shape, np.float32)
     result[valid] = smooth(values * weights)[valid] / denominator[valid]
     return result
+
+
+def smooth_phasors(phase_rad: np.ndarray, weights: np.ndarray, mask: np.ndarray,
+                   sigma_mm: float, voxel_size_mm: Sequence[float], *,
+                   workers: int = -1) -> np.ndarray:
+    """Angle of the normalised Gaussian average of unit phasors, ``angle(G*(w e^{i p}))``.
+
+    Parameters
+    ----------
+    phase_rad : ndarray, shape (X, Y, Z)
+        Phase, rad.
+    weights : ndarray, shape (X, Y, Z)
+        Non-negative weights; only voxels in ``mask`` contribute.
+    mask : ndarray of bool, shape (X, Y, Z)
+    sigma_mm : float
+        Gaussian standard deviation, mm.
+    voxel_size_mm : 3 floats, mm
+
+    Returns
+    -------
+    ndarray of float32
+        Smoothed phase in [-pi, pi) inside the mask where the weights reach (0 where they
+        do not), 0 outside the mask.
+    """
+    smooth = _fft_smoother(phase_rad.shape, sigma_mm, voxel_size_mm, workers)
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    phase = np.ascontiguousarray(phase_rad, dtype=np.float32)
+    w = np.where(mask, weights, 0).astype(np.float32)
+    wr = np.zeros(phase.shape, np.float32)
+    wi = np.zeros(phase.shape, np.float32)
+    _weighted_phasors(phase, w, mask, wr, wi, np.empty(phase.shape, np.float32))
+    denominator = smooth(w)
+    del w
+    tiny = np.float32(1e-6) * max(float(denominator.max()), np.finfo(np.float32).tiny)
+    valid = mask & (denominator > tiny)
+    del denominator
+    out = np.arctan2(smooth(wi), smooth(wr))
+    out[~valid] = 0.0
+    out[out >= np.float32(np.pi)] -= np.float32(2.0 * np.pi)
+    return out
 
 
 def component_means(values: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
@@ -93,19 +126,133 @@ def component_means(values: np.ndarray, labels: np.ndarray, weights: np.ndarray 
 
 def _fft_smoother(shape3: Sequence[int], sigma_mm: float, voxel_size_mm: Sequence[float],
                   workers: int):
+    """``smooth(array) -> float32 array``: Gaussian convolution by FFT, zero-padded 3 sigma.
+
+    The Gaussian transfer function is built once (separable, float32) and applied in place.
+    """
     sigma_vox = [sigma_mm / float(dx) for dx in voxel_size_mm]
     pad = [int(np.ceil(3 * s)) for s in sigma_vox]
     shape = [int(scipy.fft.next_fast_len(n + p, real=True)) for n, p in zip(shape3, pad)]
+    # exp(-2 pi^2 sigma^2 f^2) per axis on the frequencies of the (half) spectrum, as
+    # scipy.ndimage.fourier_gaussian computes it.
+    factors = []
+    for axis, (n, s) in enumerate(zip(shape, sigma_vox)):
+        f = np.fft.rfftfreq(n) if axis == 2 else np.fft.fftfreq(n)
+        factors.append(np.exp(-2.0 * np.pi ** 2 * s * s * f * f).astype(np.float32))
 
     def smooth(real_array: np.ndarray) -> np.ndarray:
         spectrum = scipy.fft.rfftn(real_array.astype(np.float32, copy=False), s=shape,
                                    workers=workers)
-        spectrum = scipy.ndimage.fourier_gaussian(spectrum, sigma_vox, n=shape[-1],
-                                                  output=spectrum)
-        out = scipy.fft.irfftn(spectrum, s=shape, workers=workers)
+        _apply_separable(spectrum, factors[0], factors[1], factors[2])
+        out = scipy.fft.irfftn(spectrum, s=shape, workers=workers, overwrite_x=True)
         return np.ascontiguousarray(out[: shape3[0], : shape3[1], : shape3[2]], np.float32)
 
     return smooth
+
+
+@numba.njit(parallel=True, cache=True)
+def _apply_separable(spectrum, fx, fy, fz):
+    """spectrum *= fx[:, None, None] * fy[None, :, None] * fz[None, None, :], in place."""
+    nx, ny, nz = spectrum.shape
+    for x in numba.prange(nx):
+        for y in range(ny):
+            fxy = fx[x] * fy[y]
+            for z in range(nz):
+                spectrum[x, y, z] *= fxy * fz[z]
+
+
+@numba.njit(parallel=True, cache=True)
+def _weighted_phasors(phase, weights, mask, wr, wi, root_w):
+    """w cos(phase), w sin(phase) and sqrt(w) inside the mask (w = weights), 0 outside."""
+    nx, ny, nz = phase.shape
+    for x in numba.prange(nx):
+        for y in range(ny):
+            for z in range(nz):
+                if mask[x, y, z]:
+                    w = weights[x, y, z]
+                    p = np.float64(phase[x, y, z])
+                    wr[x, y, z] = w * math.cos(p)
+                    wi[x, y, z] = w * math.sin(p)
+                    root_w[x, y, z] = math.sqrt(w)
+
+
+@numba.njit(parallel=True, cache=True)
+def _pair_phasors(phase, root_w, mask, axis, pr, pi):
+    """Neighbour phase differences along ``axis`` as phasors weighted by both ends.
+
+    ``p[v] = sqrt(w_v w_{v+1}) exp(i (phase_{v+1} - phase_v))`` where both are in the mask
+    (weights are 0 outside it), 0 elsewhere and on the last plane.
+    """
+    nx, ny, nz = phase.shape
+    for x in numba.prange(nx):
+        for y in range(ny):
+            for z in range(nz):
+                x2 = x + (axis == 0)
+                y2 = y + (axis == 1)
+                z2 = z + (axis == 2)
+                if x2 >= nx or y2 >= ny or z2 >= nz or not mask[x, y, z] \
+                        or not mask[x2, y2, z2]:
+                    pr[x, y, z] = 0.0
+                    pi[x, y, z] = 0.0
+                    continue
+                r = root_w[x, y, z] * root_w[x2, y2, z2]
+                d = np.float64(phase[x2, y2, z2]) - np.float64(phase[x, y, z])
+                pr[x, y, z] = r * math.cos(d)
+                pi[x, y, z] = r * math.sin(d)
+
+
+@numba.njit(cache=True, inline="always")
+def _difference(f, x, y, z, axis, n, i):
+    """np.gradient's difference of ``f`` along ``axis`` at index ``i`` (edges one-sided)."""
+    a = i - 1
+    b = i + 1
+    h = np.float32(2.0)
+    if i == 0:
+        a = 0
+        h = np.float32(1.0)
+    elif i == n - 1:
+        b = n - 1
+        h = np.float32(1.0)
+    if axis == 0:
+        return (f[b, y, z] - f[a, y, z]) / h
+    if axis == 1:
+        return (f[x, b, z] - f[x, a, z]) / h
+    return (f[x, y, b] - f[x, y, a]) / h
+
+
+@numba.njit(parallel=True, cache=True)
+def _subtract_centroid_bias(out, sr, si, log_s0, axis, sigma2):
+    """out -= angle(sr + i si) * sigma2 * d(log_s0)/d(axis) (np.gradient's differences)."""
+    nx, ny, nz = out.shape
+    n = out.shape[axis]
+    if n < 2:
+        return
+    for x in numba.prange(nx):
+        for y in range(ny):
+            for z in range(nz):
+                i = np.int64(x)
+                if axis == 1:
+                    i = np.int64(y)
+                elif axis == 2:
+                    i = np.int64(z)
+                g = _difference(log_s0, x, y, z, axis, np.int64(n), i)
+                slope = np.float32(math.atan2(si[x, y, z], sr[x, y, z]))
+                out[x, y, z] -= slope * sigma2 * g
+
+
+@numba.njit(parallel=True, cache=True)
+def _finish_smoothed_phase(out, phase, mask, valid):
+    """Wrap ``out`` into [-pi, pi]; the input phase where the smoothing had no support; 0
+    outside the mask."""
+    nx, ny, nz = out.shape
+    for x in numba.prange(nx):
+        for y in range(ny):
+            for z in range(nz):
+                if not mask[x, y, z]:
+                    out[x, y, z] = 0.0
+                    continue
+                v = np.float64(out[x, y, z]) if valid[x, y, z] else np.float64(phase[x, y, z])
+                out[x, y, z] = math.atan2(math.sin(v), math.cos(v))
 
 
 def smooth_phase_linear(phase_rad: np.ndarray, weights: np.ndarray, mask: np.ndarray,
@@ -138,35 +285,24 @@ def smooth_phase_linear(phase_rad: np.ndarray, weights: np.ndarray, mask: np.nda
         Smoothed phase in [-pi, pi) inside the mask, 0 outside.
     """
     smooth = _fft_smoother(phase_rad.shape, sigma_mm, voxel_size_mm, workers)
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    phase = np.ascontiguousarray(phase_rad, dtype=np.float32)
     w = np.where(mask, weights, 0).astype(np.float32)
-    phasor = np.zeros(phase_rad.shape, np.complex64)
-    phasor[mask] = np.exp(1j * phase_rad[mask])
+    wr = np.zeros(phase.shape, np.float32)
+    wi = np.zeros(phase.shape, np.float32)
+    root_w = np.zeros(phase.shape, np.float32)
+    _weighted_phasors(phase, w, mask, wr, wi, root_w)
     s0 = smooth(w)
+    del w
     floor = np.float32(1e-6) * max(float(s0.max()), 1e-30)
     valid = mask & (s0 > floor)
-    wp = w * phasor
-    out = np.angle(smooth(wp.real) + 1j * smooth(wp.imag)).astype(np.float32)
-    del wp
-    log_s0 = np.log(np.maximum(s0, floor))
-    del s0
-    root_w = np.sqrt(w)
+    out = np.arctan2(smooth(wi), smooth(wr))
+    np.maximum(s0, floor, out=s0)
+    log_s0 = np.log(s0, out=s0)
     for axis in range(3):
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[axis] = slice(0, -1)
-        hi[axis] = slice(1, None)
-        lo, hi = tuple(lo), tuple(hi)
-        # Neighbour phase differences as phasors weighted by both ends.
-        pair = np.zeros(phase_rad.shape, np.complex64)
-        pair[lo] = phasor[hi] * np.conj(phasor[lo]) * (root_w[hi] * root_w[lo])
-        slope = np.angle(smooth(pair.real) + 1j * smooth(pair.imag)).astype(np.float32)
-        del pair
+        _pair_phasors(phase, root_w, mask, axis, wr, wi)
         sigma2 = np.float32((sigma_mm / float(voxel_size_mm[axis])) ** 2)
         # x - centroid = -sigma^2 d(log S0)/dx (voxel units).
-        out -= slope * sigma2 * np.gradient(log_s0, axis=axis).astype(np.float32)
-        del slope
-    own = mask & ~valid
-    out[own] = phase_rad[own]
-    out = np.angle(np.exp(1j * out)).astype(np.float32)
-    out[~mask] = 0.0
+        _subtract_centroid_bias(out, smooth(wr), smooth(wi), log_s0, axis, sigma2)
+    _finish_smoothed_phase(out, phase, mask, valid)
     return out

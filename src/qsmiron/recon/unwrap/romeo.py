@@ -29,14 +29,16 @@ is returned separately (``unwrap_romeo_full``) for the echo fit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import math
 from typing import Any, Callable, Literal, Sequence
 
+import numba
 import numpy as np
 
 from qsmiron.recon.phase import wrap_to_pi
 from qsmiron.recon.unwrap import _grow
 from qsmiron.recon.unwrap._common import (as_4d, bounding_box, check_geometry, component_means,
-                                          masked_gaussian)
+                                          smooth_phasors)
 
 __all__ = ["RomeoResult", "unwrap_romeo", "unwrap_romeo_full", "unwrap_spatial",
            "mcpc3ds_offset", "PHASE_OFFSET_METHODS"]
@@ -196,12 +198,103 @@ def _offset_in_box(p1, p2, mag, mask, voxel, te, sigma_mm, unwrap3d, workers):
     else:
         delta_unw = np.asarray(unwrap3d(delta, mask, mag), np.float32)
     raw = p1 - delta_unw * np.float32(te[0] / (te[1] - te[0]))
-    weights = mask.astype(np.float32) if mag is None else mag * mask
-    phasor = np.exp(1j * raw).astype(np.complex64)
-    smooth = masked_gaussian(phasor, weights, sigma_mm, voxel, workers=workers)
-    offset = np.angle(smooth).astype(np.float32)
-    offset[~mask] = 0.0
-    return wrap_to_pi(offset, out=offset), delta_unw
+    weights = mask.astype(np.float32) if mag is None else mag
+    offset = smooth_phasors(raw, weights, mask, sigma_mm, voxel, workers=workers)
+    return offset, delta_unw
+
+
+_EMPTY4 = np.zeros((0, 0, 0, 0), np.float32)
+
+
+@numba.njit(cache=True, inline="always")
+def _wrap32(v):
+    """``wrap_to_pi`` of one float32 value, the same float32 operations."""
+    pi32 = np.float32(np.pi)
+    two_pi32 = np.float32(2.0 * np.pi)
+    a = np.float32(v + pi32)
+    r = np.float32(np.fmod(a, two_pi32))
+    if r != 0 and r < 0:
+        r = np.float32(r + two_pi32)
+    r = np.float32(r - pi32)
+    if r >= pi32:
+        r = np.float32(r - two_pi32)
+    return r
+
+
+@numba.njit(parallel=True, cache=True)
+def _corrected_echo(phase, origin, offset, n, use_offset, out):
+    """Echo ``n`` of the box at ``origin``, minus the offset and wrapped (when used)."""
+    nx, ny, nz = out.shape
+    x0, y0, z0 = origin[0], origin[1], origin[2]
+    for x in numba.prange(nx):
+        for y in range(ny):
+            for z in range(nz):
+                v = phase[x0 + x, y0 + y, z0 + z, n]
+                if use_offset:
+                    v = _wrap32(np.float32(v - offset[x, y, z]))
+                out[x, y, z] = v
+
+
+@numba.njit(cache=True, inline="always")
+def _store_turns(phase, X, Y, Z, n, corrected_unw, offset, out):
+    """The input phase plus the multiple of 2*pi that brings it to ``corrected + offset``."""
+    two_pi32 = np.float32(2.0 * np.pi)
+    original = phase[X, Y, Z, n]
+    turns = np.float32(np.round(np.float32(np.float32(np.float32(corrected_unw + offset)
+                                                      - original) / two_pi32)))
+    out[X, Y, Z, n] = np.float32(original + np.float32(two_pi32 * turns))
+
+
+@numba.njit(parallel=True, cache=True)
+def _temporal_unwrap(phase, mag, origin, m, offset, template_unw, te, te2, t, order,
+                     use_offset, out):
+    """Unwrap every echo but the template against the field of the echoes done so far.
+
+    Per voxel: the field is the weighted mean (weights magnitude^2 TE^2) of the per-echo
+    estimates ``psi_n / TE_n``; the next echo (offset removed) gets the multiple of 2*pi that
+    brings it nearest the phase that field predicts. Every echo is written to ``out`` as its
+    input phase plus a multiple of 2*pi.
+    """
+    nx, ny, nz = m.shape
+    x0, y0, z0 = origin[0], origin[1], origin[2]
+    use_mag = mag.size > 0
+    two_pi32 = np.float32(2.0 * np.pi)
+    for x in numba.prange(nx):
+        for y in range(ny):
+            for z in range(nz):
+                if not m[x, y, z]:
+                    continue
+                X, Y, Z = x0 + x, y0 + y, z0 + z
+                off = offset[x, y, z]
+                psi_t = template_unw[x, y, z]
+                _store_turns(phase, X, Y, Z, t, psi_t, off, out)
+                if use_mag:
+                    a = mag[X, Y, Z, t]
+                    w = np.float32(np.float32(a * a) * te2[t])
+                else:
+                    w = np.float32(te2[t])
+                numerator = np.float32(np.float32(w * psi_t) / te[t])
+                denominator = w
+                for k in range(order.size):
+                    n = order[k]
+                    omega = np.float32(0.0)
+                    if denominator > 0:
+                        omega = np.float32(numerator / denominator)
+                    predicted = np.float32(omega * te[n])
+                    psi = phase[X, Y, Z, n]
+                    if use_offset:
+                        psi = _wrap32(np.float32(psi - off))
+                    turns = np.float32(np.round(np.float32(np.float32(predicted - psi)
+                                                           / two_pi32)))
+                    psi = np.float32(psi + np.float32(two_pi32 * turns))
+                    _store_turns(phase, X, Y, Z, n, psi, off, out)
+                    if use_mag:
+                        a = mag[X, Y, Z, n]
+                        w = np.float32(np.float32(a * a) * te2[n])
+                    else:
+                        w = np.float32(te2[n])
+                    numerator = np.float32(numerator + np.float32(np.float32(w * psi) / te[n]))
+                    denominator = np.float32(denominator + w)
 
 
 def unwrap_romeo_full(phase_rad: np.ndarray, magnitude: np.ndarray | None, mask: np.ndarray,
@@ -255,13 +348,16 @@ def unwrap_romeo_full(phase_rad: np.ndarray, magnitude: np.ndarray | None, mask:
 
     box = bounding_box(mask)
     m = np.ascontiguousarray(mask[box])
+    origin = np.array([b.start for b in box], np.int64)
+    phase32 = np.asarray(phase, np.float32)
+    mag32 = None if mag4 is None else np.asarray(mag4, np.float32)
     echo = lambda array, n: np.ascontiguousarray(array[box + (n,)], np.float32)  # noqa: E731
     info: dict[str, Any] = {"template_echo": template_echo, "phase_offset": phase_offset}
 
     use_offset = phase_offset == "mcpc3ds" and n_echoes >= 2
     if use_offset:
-        mag_pair = None if mag4 is None else np.sqrt(np.abs(echo(mag4, 0) * echo(mag4, 1)))
-        offset_box, delta_unw = _offset_in_box(echo(phase, 0), echo(phase, 1), mag_pair, m,
+        mag_pair = None if mag4 is None else np.sqrt(np.abs(echo(mag32, 0) * echo(mag32, 1)))
+        offset_box, delta_unw = _offset_in_box(echo(phase32, 0), echo(phase32, 1), mag_pair, m,
                                                voxel, te, offset_sigma_mm, None, workers)
         info["offset_sigma_mm"] = offset_sigma_mm
     else:
@@ -269,10 +365,8 @@ def unwrap_romeo_full(phase_rad: np.ndarray, magnitude: np.ndarray | None, mask:
         delta_unw = None
 
     def corrected(n: int) -> np.ndarray:
-        values = echo(phase, n)
-        if use_offset:
-            values -= offset_box
-            wrap_to_pi(values, out=values)
+        values = np.empty(m.shape, np.float32)
+        _corrected_echo(phase32, origin, offset_box, n, use_offset, values)
         return values
 
     # Spatial unwrapping of the template echo.
@@ -282,7 +376,7 @@ def unwrap_romeo_full(phase_rad: np.ndarray, magnitude: np.ndarray | None, mask:
     costs = _costs(template, m,
                    phase2=None if other is None else corrected(other),
                    ratio=1.0 if other is None else te[t] / te[other],
-                   magnitude=None if mag4 is None else echo(mag4, t))
+                   magnitude=None if mag4 is None else echo(mag32, t))
     template_unw, labels, quality = _grow_unwrap(template, m, costs)
     del costs
     reference = None if delta_unw is None else delta_unw * np.float32(te[t] / (te[1] - te[0]))
@@ -292,34 +386,10 @@ def unwrap_romeo_full(phase_rad: np.ndarray, magnitude: np.ndarray | None, mask:
 
     # Temporal unwrapping of the other echoes, nearest to the template first.
     unwrapped = np.zeros(phase.shape, np.float32)
-    inside_offset = offset_box[m]
-
-    def store(n: int, corrected_unw_inside: np.ndarray) -> None:
-        # The result is the *input* phase plus an exact multiple of 2*pi.
-        original = echo(phase, n)[m]
-        turns = np.round((corrected_unw_inside + inside_offset - original) / TWO_PI)
-        out_box = np.zeros(m.shape, np.float32)
-        out_box[m] = original + TWO_PI * turns
-        unwrapped[box + (n,)] = out_box
-
-    weight = lambda n: (np.float32(1.0) if mag4 is None  # noqa: E731
-                        else echo(mag4, n)[m] ** 2) * np.float32(te[n] ** 2)
-    psi_t = template_unw[m]
-    store(t, psi_t)
-    w_t = weight(t)
-    numerator = w_t * psi_t / np.float32(te[t])
-    denominator = np.broadcast_to(w_t, psi_t.shape).astype(np.float32)
-    order = list(range(t + 1, n_echoes)) + list(range(t - 1, -1, -1))
-    for n in order:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            omega = np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), 0)
-        predicted = omega * np.float32(te[n])
-        psi = corrected(n)[m]
-        psi += TWO_PI * np.round((predicted - psi) / TWO_PI)
-        store(n, psi)
-        w_n = weight(n)
-        numerator += w_n * psi / np.float32(te[n])
-        denominator += w_n
+    order = np.array(list(range(t + 1, n_echoes)) + list(range(t - 1, -1, -1)), np.int64)
+    _temporal_unwrap(phase32, _EMPTY4 if mag4 is None else mag32, origin, m, offset_box,
+                     template_unw, te.astype(np.float32), (te ** 2).astype(np.float32), t,
+                     order, use_offset, unwrapped)
     offset = np.zeros(mask.shape, np.float32)
     offset[box] = offset_box
     quality_full = np.zeros(mask.shape, np.float32)

@@ -1,0 +1,124 @@
+"""Speed and accuracy of background removal and dipole inversion (prints tables).
+
+1. The default ``invert`` of a 160^3 field: seconds and peak RSS (targets: 10 s on 2 cores,
+   4 GB).
+2. Each background-removal method on a 64^3 qsm-forward phantom with an outside source and
+   shim terms: seconds and local-field NRMSE in the eroded mask.
+3. Each inversion method on 64^3 qsm-forward phantoms (axial, oblique B0, 1x1x2 mm voxels,
+   and axial with model errors the dipole model cannot explain): seconds, NRMSE, XSIM, HFEN.
+
+Run: ``.venv/bin/python benchmarks/bench_invert.py`` (needs the ``qsm-forward`` test extra).
+Figures on a shared machine are pessimistic.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import numpy as np
+import qsm_forward
+from scipy import ndimage
+
+from qsmiron import GYROMAGNETIC_RATIO_HZ_PER_T
+from qsmiron.recon.bgremove import BACKGROUND_METHODS, remove_background
+from qsmiron.recon.dipole import forward_field
+from qsmiron.recon.invert import DEFAULT_INVERSION, INVERSION_METHODS, invert
+from qsmiron.recon.metrics import all_metrics, nrmse
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def phantom(n, voxel, b0, *, snr=100.0, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = [n, n, n]
+    chi = qsm_forward.generate_susceptibility_phantom(shape, 0.0, 0.0, [3, 4, 5, 6, 7],
+                                                      [0.05, 0.1, 0.2, -0.05, 0.3]).astype(float)
+    z, y, x = np.indices(shape)
+    c = n // 2
+    mask = ((z - c) ** 2 + (y - c) ** 2 < (0.75 * c) ** 2) & (x >= 0.125 * n) & (x < 0.875 * n)
+    texture = ndimage.gaussian_filter(rng.standard_normal(shape), 2.0)
+    chi += 0.02 * texture / texture[mask].std()
+    for _ in range(max(4, n // 12)):
+        start = rng.integers(n // 4, 3 * n // 4, 3)
+        d = rng.standard_normal(3)
+        d /= np.linalg.norm(d)
+        for s in np.linspace(-n / 3, n / 3, 4 * n):
+            p = tuple(np.round(start + s * d).astype(int))
+            if all(0 <= q < n for q in p) and mask[p]:
+                chi[p] = 0.4
+    chi = np.where(mask, chi, 0.0)
+    field = qsm_forward.generate_field(chi, None, voxel_size=list(voxel), B0_dir=list(b0))
+    magnitude = mask * np.where(np.abs(chi) > 0.04, 0.7, 1.0)
+    to_rad = 2 * np.pi * GYROMAGNETIC_RATIO_HZ_PER_T * 3.0 * 0.02 * 1e-6
+    clean = magnitude * np.exp(1j * field * to_rad)
+    noisy = qsm_forward.add_noise(clean, peak_snr=snr, rng=rng)
+    measured = field + np.angle(noisy * np.conj(clean)) / to_rad
+    noise = np.where(mask, 1.0 / (snr * np.maximum(magnitude, 1e-3)) / to_rad, 0.0)
+    measured = np.where(mask, measured - measured[mask].mean(), 0.0)
+    return chi, measured.astype(np.float32), mask, magnitude, noise.astype(np.float32)
+
+
+def model_error(field, mask, voxel, b0, seed=1):
+    """Anisotropy-like and residual-background fields a scalar dipole model cannot explain."""
+    rng = np.random.default_rng(seed)
+    t = ndimage.gaussian_filter(rng.standard_normal(field.shape), 1.5)
+    t = (0.02 * t / t[mask].std() * mask).astype(np.float32)
+    tilted = np.asarray(b0, float) + np.array([0.5, 0.3, 0.0])
+    error = forward_field(t, voxel, tilted) - forward_field(t, voxel, b0)
+    x, y, z = [(a - a.mean()) / a.shape[i] for i, a in enumerate(np.indices(field.shape))]
+    error = error + 0.003 * (x * x - y * y + 2 * x * z + x) / 0.25
+    out = np.where(mask, field + error, 0.0)
+    return np.where(mask, out - out[mask].mean(), 0.0).astype(np.float32)
+
+
+def main() -> None:
+    print("== default inversion of a 160^3 field ==")
+    chi, field, mask, magnitude, noise = phantom(160, (1, 1, 1), (0, 0, 1))
+    invert(field[64:96, 64:96, 64:96], mask[64:96, 64:96, 64:96], (1, 1, 1), (0, 0, 1))  # numba warm-up
+    start = time.perf_counter()
+    result = invert(field, mask, (1, 1, 1), (0, 0, 1), magnitude=magnitude, noise_ppm=noise)
+    seconds = time.perf_counter() - start
+    print(f"method {DEFAULT_INVERSION}: {seconds:.2f} s, {result.info['iterations']} iterations, "
+          f"alpha {result.info['alpha']:.3g} ({result.info['chosen_by']}), "
+          f"NRMSE {nrmse(result.chi_ppm, chi, mask):.1f} %, peak RSS {peak_rss_mb():.0f} MB")
+
+    print("\n== background removal, 64^3, local-field NRMSE (%) in the eroded mask ==")
+    n = 64
+    chi, local, mask, _, _ = phantom(n, (1, 1, 1), (0, 0, 1))
+    outside = np.zeros((n, n, n), np.float32)
+    outside[n // 2 - 3:n // 2 + 3, n // 2 - 3:n // 2 + 3, 1:5] = 9.0  # air-like source outside the mask
+    background = forward_field(outside, (1, 1, 1), (0, 0, 1))
+    x = np.indices((n, n, n))[0] - n / 2.0
+    total = np.where(mask, local + background + 0.005 * x, 0.0)
+    print(f"{'method':10s} {'seconds':>8s} {'NRMSE':>7s} {'eroded/mask':>12s}")
+    for method in BACKGROUND_METHODS:
+        start = time.perf_counter()
+        estimate, eroded = remove_background(total, mask, (1, 1, 1), (0, 0, 1), method=method)
+        seconds = time.perf_counter() - start
+        print(f"{method:10s} {seconds:8.2f} {nrmse(estimate, local, eroded):7.1f} "
+              f"{eroded.sum() / mask.sum():12.2f}")
+
+    print("\n== inversion, 64^3 qsm-forward phantoms (peak SNR 100) ==")
+    cases = {"axial": ((1, 1, 1), (0, 0, 1), False), "oblique": ((1, 1, 1), (0.34, -0.24, 0.91), False),
+             "aniso-1x1x2": ((1, 1, 2), (0, 0, 1), False), "axial+model-error": ((1, 1, 1), (0, 0, 1), True)}
+    print(f"{'case':18s} {'method':9s} {'seconds':>8s} {'NRMSE':>7s} {'XSIM':>6s} {'HFEN':>7s}  alpha")
+    for case, (voxel, b0, with_error) in cases.items():
+        chi, field, mask, magnitude, noise = phantom(n, voxel, b0)
+        if with_error:
+            field = model_error(field, mask, voxel, b0)
+        for method in INVERSION_METHODS:
+            start = time.perf_counter()
+            result = invert(field, mask, voxel, b0, method=method, magnitude=magnitude, noise_ppm=noise)
+            seconds = time.perf_counter() - start
+            m = all_metrics(result.chi_ppm, chi, mask)
+            alpha = result.info.get("alpha")
+            print(f"{case:18s} {method:9s} {seconds:8.2f} {m['nrmse']:7.1f} {m['xsim']:6.3f} {m['hfen']:7.1f}  "
+                  f"{'' if alpha is None else format(alpha, '.3g')}")
+    print(f"\npeak RSS {peak_rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
