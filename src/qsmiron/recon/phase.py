@@ -33,30 +33,28 @@ _SAMPLE_SIZE = 1_000_000
 """Values looked at when detecting the level grid (a strided sample, deterministic)."""
 
 
-@numba.njit(cache=True)
+@numba.njit(parallel=True, cache=True)
 def _range(flat):
-    """(min, max, all finite) in one pass."""
+    """(min, max, all finite) in one parallel pass (NaN and infinities are skipped)."""
     low = np.inf
     high = -np.inf
-    finite = True
-    for i in range(flat.size):
+    bad = 0
+    for i in numba.prange(flat.size):
         v = float(flat[i])
-        if not np.isfinite(v):
-            finite = False
-            continue
-        if v < low:
-            low = v
-        if v > high:
-            high = v
-    return low, high, finite
+        if np.isfinite(v):
+            low = min(low, v)
+            high = max(high, v)
+        else:
+            bad += 1
+    return low, high, bad == 0
 
 
-@numba.njit(cache=True)
+@numba.njit(parallel=True, cache=True)
 def _scale_wrap(flat, out, scale, shift):
-    """out = wrap(flat * scale + shift) into [-pi, pi), one pass."""
+    """out = wrap(flat * scale + shift) into [-pi, pi), one parallel pass."""
     pi = np.pi
     two_pi = 2.0 * np.pi
-    for i in range(flat.size):
+    for i in numba.prange(flat.size):
         v = float(flat[i]) * scale + shift
         if v >= pi or v < -pi:
             v -= two_pi * np.floor((v + pi) / two_pi)
