@@ -362,3 +362,11 @@ def test_voxel_sizes_read_from_a_float32_affine_are_exact(tmp_path):
     gre = load_gre(mag, pha, echo_times_s=TES, field_strength_t=3)
     assert gre.voxel_size_mm == (1.0, 1.0, 1.5)
     assert gre.acquisition["voxel_size_mm"] == [1.0, 1.0, 1.5]
+
+
+def test_given_echo_times_override_a_4d_sidecar_with_only_the_first_echo_time(tmp_path):
+    # dcm2niix-style merged 4D file: the sidecar carries the first echo's TE only.
+    mag, pha = write_4d(tmp_path, sidecar={"EchoTime": 0.005, "MagneticFieldStrength": 3})
+    gre = load_gre(mag, pha, echo_times_s=TES)
+    assert gre.echo_times_s == pytest.approx(TES)
+    assert gre.field_strength_t == 3

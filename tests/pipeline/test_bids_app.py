@@ -150,15 +150,17 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     assert list(anat.glob("*_qc_*.png")), "QC images"
     assert (root / "logs" / f"{corrupt}.log").read_text().count("Traceback") >= 1
 
-    # The regional means track the truth (coarse 4 mm scans, TKD: a loose but real check).
+    # The regional means track the truth across regions (coarse 3 mm scans and TKD, which
+    # underestimates: a loose but real check; observed r = 0.7-0.87 while writing it).
     regions = pd.read_csv(root / "regions.tsv", sep="\t")
     assert sorted(regions.participant_id.unique()) == good
     truth = pd.read_csv(simulated_cohort / "derivatives" / "truth" / "regions_truth.tsv", sep="\t")
     merged = regions.merge(truth, on=["participant_id", "region", "hemisphere"], suffixes=("", "_truth"))
     big = merged[merged.n_voxels_truth >= 20]
-    assert len(big) >= len(good) * 8
-    r = np.corrcoef(big.mean_ppm, big.mean_ppm_grid)[0, 1]
-    assert r > 0.6, f"measured vs true regional means: r = {r:.2f}"
+    assert len(big) >= len(good) * 10
+    for participant_id, rows in big.groupby("participant_id"):
+        r = np.corrcoef(rows.mean_ppm, rows.mean_ppm_grid)[0, 1]
+        assert r > 0.5, f"{participant_id}: measured vs true regional means, r = {r:.2f}"
     chi = nib.load(str(anat / f"{good[0]}_Chimap.nii.gz"))
     assert np.isfinite(chi.get_fdata()).all()
 

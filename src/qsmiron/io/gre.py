@@ -53,7 +53,7 @@ a last echo below 20 ms at 3T (scaled by 3 T / B0, since T2* shortens about as 1
 warning."""
 
 _SIDECAR_FIELDS = {
-    # acquisition key: (sidecar key, unit conversion or None)
+    # acquisition key: BIDS sidecar key (units as BIDS: seconds, degrees)
     "manufacturer": "Manufacturer",
     "manufacturers_model_name": "ManufacturersModelName",
     "repetition_time_s": "RepetitionTime",
@@ -206,12 +206,23 @@ def _inspect_part(paths: list[Path], part: str) -> _Part:
                  tuple(reference_shape) + (len(paths),))
 
 
+def _c_order(data: np.ndarray) -> np.ndarray:
+    """A C-ordered copy of a 4D array, one z slice at a time (a cache-sized transpose,
+    2 to 3 times faster than ``np.ascontiguousarray`` on a Fortran-ordered volume)."""
+    if data.flags.c_contiguous:
+        return data
+    out = np.empty(data.shape, dtype=data.dtype)
+    for z in range(data.shape[2]):
+        out[:, :, z] = data[:, :, z]
+    return out
+
+
 def _read_part(part: _Part) -> np.ndarray:
     """Read one part's voxels as (X, Y, Z, E) float32, rejecting NaN and infinite values."""
     if len(part.paths) == 1:
         # NIfTI voxels come in Fortran order; the reconstruction works on C-ordered arrays
         # (echoes contiguous per voxel last), so convert once here instead of in every stage.
-        data = np.ascontiguousarray(_read_data(part.images[0], part.paths[0], part.shape))
+        data = _c_order(_read_data(part.images[0], part.paths[0], part.shape))
         _check_finite(data, part.paths[0], f"the {part.name}")
         return data
     data = np.empty(part.shape, dtype=np.float32)
@@ -292,6 +303,22 @@ def _check_echo_times(echo_times: list[float], n_echoes: int, source: str, path:
 
 def _resolve_echo_times(echo_times_s, mag_paths, mag_sidecars, phase_paths, phase_sidecars,
                         n_echoes: int, warnings: list[str]) -> tuple[list[float], str]:
+    if echo_times_s is not None:
+        values = [float(t) for t in np.atleast_1d(np.asarray(echo_times_s, dtype=float))]
+        _check_echo_times(values, n_echoes, "given as echo_times_s / --echo-times", phase_paths[0])
+        # The given times win; sidecars that disagree (or give one TE for a 4D file, as
+        # converters merging echoes do) only earn a warning.
+        try:
+            from_sidecars, _ = _sidecar_echo_times(phase_sidecars, phase_paths, n_echoes, "phase")
+            if from_sidecars is None:
+                from_sidecars, _ = _sidecar_echo_times(mag_sidecars, mag_paths, n_echoes,
+                                                       "magnitude")
+        except InputError:
+            from_sidecars = None
+        if from_sidecars is not None and not np.allclose(from_sidecars, values, rtol=0, atol=1e-6):
+            warnings.append(f"the echo times given ({_fmt_times(values)} s) differ from the "
+                            f"sidecars' ({_fmt_times(from_sidecars)} s); the given ones are used")
+        return values, "argument"
     from_phase, phase_json = _sidecar_echo_times(phase_sidecars, phase_paths, n_echoes, "phase")
     from_mag, mag_json = _sidecar_echo_times(mag_sidecars, mag_paths, n_echoes, "magnitude")
     if from_phase is not None and from_mag is not None and not np.allclose(
@@ -301,14 +328,6 @@ def _resolve_echo_times(echo_times_s, mag_paths, mag_sidecars, phase_paths, phas
                          phase_json)
     from_sidecars = from_phase if from_phase is not None else from_mag
     sidecar_file = phase_json if from_phase is not None else mag_json
-    if echo_times_s is not None:
-        values = [float(t) for t in np.atleast_1d(np.asarray(echo_times_s, dtype=float))]
-        _check_echo_times(values, n_echoes, "given as echo_times_s / --echo-times", phase_paths[0])
-        if from_sidecars is not None and len(from_sidecars) == len(values) and not np.allclose(
-                from_sidecars, values, rtol=0, atol=1e-6):
-            warnings.append(f"the echo times given ({_fmt_times(values)} s) differ from the "
-                            f"sidecars' ({_fmt_times(from_sidecars)} s); the given ones are used")
-        return values, "argument"
     if from_sidecars is None:
         raise InputError("echo times unknown: give --echo-times (seconds) or EchoTime in the "
                          "BIDS JSON sidecars", phase_paths[0])

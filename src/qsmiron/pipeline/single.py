@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from qsmiron import __version__
-from qsmiron.config import QsmironConfig, config_to_dict, load_config
+from qsmiron.config import QsmironConfig, load_config
 from qsmiron.errors import InputError
 from qsmiron.io.atomic import write_json_atomic
 from qsmiron.io.nifti import (b0_direction_voxel, same_grid, save_nifti, sidecar_path,

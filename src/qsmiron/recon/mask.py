@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numba
 import numpy as np
 import scipy.ndimage
 import scipy.stats
@@ -49,6 +50,66 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return labels[1:-1, 1:-1, 1:-1] != labels[0, 0, 0]
 
 
+@numba.njit(parallel=True, cache=True)
+def _erode(mask, offsets, out):
+    """Binary erosion by the structuring element given as voxel offsets (outside = False),
+    what ``scipy.ndimage.binary_erosion`` computes for a symmetric element."""
+    nx, ny, nz = mask.shape
+    for x in numba.prange(nx):
+        for y in range(ny):
+            for z in range(nz):
+                keep = mask[x, y, z]
+                if keep:
+                    for k in range(offsets.shape[0]):
+                        a = x + offsets[k, 0]
+                        b = y + offsets[k, 1]
+                        c = z + offsets[k, 2]
+                        if a < 0 or b < 0 or c < 0 or a >= nx or b >= ny or c >= nz \
+                                or not mask[a, b, c]:
+                            keep = False
+                            break
+                out[x, y, z] = keep
+
+
+@numba.njit(parallel=True, cache=True)
+def _dilate(mask, offsets, out):
+    """Binary dilation by a symmetric structuring element given as voxel offsets."""
+    nx, ny, nz = mask.shape
+    for x in numba.prange(nx):
+        for y in range(ny):
+            for z in range(nz):
+                hit = mask[x, y, z]
+                if not hit:
+                    for k in range(offsets.shape[0]):
+                        a = x + offsets[k, 0]
+                        b = y + offsets[k, 1]
+                        c = z + offsets[k, 2]
+                        if a >= 0 and b >= 0 and c >= 0 and a < nx and b < ny and c < nz \
+                                and mask[a, b, c]:
+                            hit = True
+                            break
+                out[x, y, z] = hit
+
+
+def _binary_opening(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_opening(mask, structure=ball)`` for a symmetric ``ball``.
+
+    Erosion and dilation visit the element's offsets nearest the centre first and stop at
+    the first voxel that decides, in parallel over the first axis.
+    """
+    if not np.array_equal(ball, ball[::-1, ::-1, ::-1]):
+        return scipy.ndimage.binary_opening(mask, structure=ball)
+    centre = np.array([h // 2 for h in ball.shape])
+    offsets = np.argwhere(ball) - centre
+    offsets = offsets[np.argsort(np.abs(offsets).sum(axis=1), kind="stable")].astype(np.int64)
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    eroded = np.empty(mask.shape, bool)
+    _erode(mask, offsets, eroded)
+    opened = np.empty(mask.shape, bool)
+    _dilate(eroded, offsets, opened)
+    return opened
+
+
 def _open(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
     """Binary opening that does not erode where the object meets the array edge.
 
@@ -57,8 +118,27 @@ def _open(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
     """
     pad = [(h // 2, h // 2) for h in ball.shape]
     padded = np.pad(mask, pad, mode="edge")
-    opened = scipy.ndimage.binary_opening(padded, structure=ball)
+    opened = _binary_opening(padded, ball)
     return opened[tuple(slice(p, n - p) for (p, _), n in zip(pad, opened.shape))]
+
+
+@numba.njit(parallel=True, cache=True)
+def _root_sum_of_squares(magnitude, out):
+    """out = sqrt(sum over echoes of magnitude^2) in float32; False if any is not finite."""
+    nx, ny, nz, ne = magnitude.shape
+    bad = 0
+    for x in numba.prange(nx):
+        for y in range(ny):
+            for z in range(nz):
+                acc = np.float32(0.0)
+                for n in range(ne):
+                    v = np.float32(magnitude[x, y, z, n])
+                    acc += v * v
+                r = np.sqrt(acc)
+                out[x, y, z] = r
+                if not np.isfinite(r):
+                    bad += 1
+    return bad == 0
 
 
 def _crop(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
@@ -104,12 +184,14 @@ def brain_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
     """
     mag = np.asarray(magnitude)
     if mag.ndim == 4:
-        combined = np.sqrt(np.sum(np.square(mag, dtype=np.float32), axis=3, dtype=np.float32))
+        combined = np.empty(mag.shape[:3], np.float32)
+        finite = _root_sum_of_squares(mag, combined)
     elif mag.ndim == 3:
         combined = np.abs(mag).astype(np.float32, copy=False)
+        finite = bool(np.all(np.isfinite(combined)))
     else:
         raise ValueError(f"magnitude must be 3D or 4D, got shape {mag.shape}")
-    if not np.all(np.isfinite(combined)):
+    if not finite:
         raise ValueError("magnitude holds NaN or infinite values")
     flat = combined.reshape(-1)
     sample = flat[:: max(1, flat.size // 2_000_000)]

@@ -77,7 +77,10 @@ def _canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.nda
     """Reorder axes and flips so that array axes run R->... as RAS+ (no resampling)."""
     import nibabel as nib
 
-    image = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(data), np.asarray(affine, float)))
+    data = np.asarray(data)
+    if data.dtype.kind in "iub":
+        data = data.astype(np.int32)
+    image = nib.as_closest_canonical(nib.Nifti1Image(data, np.asarray(affine, float)))
     return np.asanyarray(image.dataobj), image.affine
 
 

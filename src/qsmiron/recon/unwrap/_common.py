@@ -8,7 +8,6 @@ from typing import Sequence
 import numba
 import numpy as np
 import scipy.fft
-import scipy.ndimage
 
 
 def as_4d(array: np.ndarray, name: str) -> np.ndarray:
