@@ -7,8 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
-from qsmiron.recon.dipole import dipole_kernel
-from qsmiron.recon.fourier import PaddedGrid, mm_to_voxels, padded_grid
+from qsmiron.recon.dipole import dipole_kernel, kspace_coordinates
+from qsmiron.recon.fourier import PaddedGrid, mm_to_voxels, padded_grid, rfftn
 
 DEFAULT_PAD_MM = 16.0
 """Zero margin around the mask's bounding box: dipole fields fall as r^-3, so at 16 mm the
@@ -95,6 +95,40 @@ def estimate_noise_ppm(field_ppm: np.ndarray, mask: np.ndarray) -> float:
     if values.size < 8:
         return float("nan")
     return float(np.median(np.abs(values)) / 0.6745)
+
+
+CONE_MAX_DIPOLE = 0.05
+"""|D(k)| below which a frequency counts as "on the magic cone" for ``inconsistency_ppm``: a
+dipole field keeps at most 5 % of the susceptibility's amplitude there (|D| reaches 2/3)."""
+CONE_MIN_FREQUENCY = 0.1
+"""Lowest spatial frequency (cycles per voxel, i.e. wavelengths under 10 voxels) used by
+``inconsistency_ppm``: below it the cone holds the leakage of the zero-filled outside of the
+mask (the mask's spectrum convolved with the field's), which the masked data term of the
+iterative solvers does not see as inconsistency."""
+
+
+def inconsistency_ppm(problem: Problem, *, max_dipole: float = CONE_MAX_DIPOLE,
+                      min_frequency: float = CONE_MIN_FREQUENCY) -> float:
+    """RMS (ppm per mask voxel) of what in the field no susceptibility can explain.
+
+    A field produced by a susceptibility has spectrum ``D(k) X(k)``, nearly zero where the
+    dipole kernel vanishes (the magic cone). Noise, non-dipolar and anisotropic contributions
+    and background residuals do not vanish there; the mean power of the field on the cone
+    therefore measures all of them together. With unnormalised FFTs, white noise of standard
+    deviation sigma in n mask voxels has E|F(k)|^2 = n sigma^2 at every k, so
+    ``sqrt(mean_cone |F|^2 / n)`` estimates sigma for noise and, for other inconsistencies,
+    their RMS assuming a spectrum as flat as noise across the band. Only frequencies above
+    ``min_frequency`` cycles/voxel are used (see ``CONE_MIN_FREQUENCY``).
+    """
+    spectrum = rfftn(problem.field_ppm)
+    power = spectrum.real ** 2 + spectrum.imag ** 2
+    coords = kspace_coordinates(problem.grid.shape, problem.voxel_size_mm, real=True)
+    # cycles per voxel along each axis, so the band is the same on anisotropic grids
+    k2 = sum((k * float(dx)) ** 2 for k, dx in zip(coords, problem.voxel_size_mm))
+    band = (np.abs(problem.dipole) < max_dipole) & (k2 > min_frequency ** 2)
+    if not band.any():
+        return float("nan")
+    return float(np.sqrt(power[band].mean(dtype=np.float64) / problem.mask.sum()))
 
 
 def data_weights(problem: Problem, magnitude: np.ndarray | None, noise_ppm: np.ndarray | None

@@ -82,6 +82,28 @@ def discrepancy_index(weights: Sequence[float], mean_square_residuals: Sequence[
     return int(ok[np.argmax(weights[ok])])
 
 
+def discrepancy_crossing(weights: Sequence[float], residual_rms: Sequence[float], level: float) -> float | None:
+    """The weight at which the RMS residual falls to ``level``, along a path from strong to weak.
+
+    The residual decreases as the weight decreases; between the last path point above the
+    level and the first at or below it, the crossing is interpolated linearly in
+    (log weight, log residual). None when no point reaches the level; the first weight when
+    even it fits that closely.
+    """
+    a = np.log(np.asarray(weights, dtype=float))
+    r = np.log(np.maximum(np.asarray(residual_rms, dtype=float), 1e-300))
+    if not (np.isfinite(level) and level > 0):
+        return None
+    below = np.flatnonzero(r <= np.log(level))
+    if below.size == 0:
+        return None
+    i = int(below[0])
+    if i == 0:
+        return float(np.exp(a[0]))
+    t = (np.log(level) - r[i - 1]) / (r[i] - r[i - 1]) if r[i] != r[i - 1] else 1.0
+    return float(np.exp(a[i - 1] + t * (a[i] - a[i - 1])))
+
+
 def choose_weight(weights: Sequence[float], residual_norms: Sequence[float],
                   regulariser_norms: Sequence[float], *, noise_level: float | None,
                   n_data: int, rule: str = "auto") -> tuple[int, dict]:

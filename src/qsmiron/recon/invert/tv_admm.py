@@ -25,8 +25,8 @@ import numpy as np
 
 from qsmiron.recon.fourier import irfftn, laplacian_kernel, rfftn
 from qsmiron.recon.invert import _kernels
-from qsmiron.recon.invert._common import DEFAULT_PAD_MM, Problem, data_weights, setup
-from qsmiron.recon.invert.regularisation import choose_weight
+from qsmiron.recon.invert._common import DEFAULT_PAD_MM, Problem, data_weights, inconsistency_ppm, setup
+from qsmiron.recon.invert.regularisation import choose_weight, discrepancy_crossing
 
 MU_GRADIENT_FACTOR = 100.0
 """ADMM penalty of the gradient splitting, as a multiple of alpha (FANSI's choice)."""
@@ -139,9 +139,49 @@ def alpha_path(problem: Problem, weights: np.ndarray, *, n_alphas: int, span_dec
     return top * np.logspace(0.0, -span_decades, n_alphas)
 
 
+def _inconsistency_discrepancy(problem: Problem, solver: TVSolver, unit: float, *, path_decades: float,
+                               path_step_decades: float, path_iterations: int,
+                               info: dict) -> tuple[float, np.ndarray]:
+    """Rule "auto": the weight whose residual equals the field's inconsistency with the model.
+
+    Walks the path from strong to weak (warm starts, ``path_iterations`` each) and stops as
+    soon as the RMS residual inside the mask, ``||D chi - f||``, falls to the level of
+    ``inconsistency_ppm`` (noise + model errors, measured on the magic cone); the crossing is
+    interpolated in log-log between the last two points. Returns the weight and the path
+    state nearest to it (log scale) to start the final solve from.
+    """
+    level = inconsistency_ppm(problem)
+    top = alpha_path(problem, solver.w2 ** 0.5, n_alphas=1, span_decades=0.0)[0]
+    n_steps = int(np.floor(path_decades / path_step_decades + 1e-9)) + 1
+    alphas = top * 10.0 ** (-path_step_decades * np.arange(n_steps))
+    inside = problem.mask
+    visited, residuals, states = [], [], []
+    for a in alphas:
+        solver.set_alpha(float(a) * unit)
+        solver.iterate(path_iterations)
+        predicted = irfftn(rfftn(solver.chi) * problem.dipole, problem.grid.shape)
+        residuals.append(float(np.sqrt(np.mean((predicted[inside] - problem.field_ppm[inside]) ** 2,
+                                               dtype=np.float64))))
+        visited.append(float(a))
+        states.append(solver.chi.copy())
+        if residuals[-1] <= level:
+            break
+    crossing = discrepancy_crossing(visited, residuals, level)
+    if crossing is None:  # never reached: the weakest weight of the path
+        chosen, used = visited[-1], "inconsistency discrepancy (end of path)"
+    else:
+        chosen, used = crossing, "inconsistency discrepancy"
+    nearest = int(np.argmin(np.abs(np.log(np.asarray(visited)) - np.log(chosen))))
+    info.update({"rule": "auto", "chosen_by": used, "inconsistency_ppm": level,
+                 "path": {"alphas": visited, "residual_rms_ppm": residuals,
+                          "iterations_per_alpha": path_iterations}})
+    return float(chosen), states[nearest]
+
+
 def run_weighted_tv(problem: Problem, weights: np.ndarray, noise_level: float, *,
                     alpha: float | str, gradient_weights: np.ndarray | None, max_iter: int, tol: float,
                     path_alphas: int, path_decades: float, path_iterations: int,
+                    path_step_decades: float = 0.5,
                     nonlinear_scale_rad_per_ppm: float | None = None) -> tuple[np.ndarray, dict]:
     """Shared driver of ``tv_admm`` and ``medi``: choose alpha (or take it) and solve."""
     solver = TVSolver(problem, weights, gradient_weights=gradient_weights,
@@ -151,7 +191,15 @@ def run_weighted_tv(problem: Problem, weights: np.ndarray, noise_level: float, *
     # alpha for the same balance; alphas are reported in the linear (ppm) convention.
     unit = solver.scale ** 2
     info: dict = {}
-    if isinstance(alpha, str):
+    if alpha == "auto":
+        chosen, start = _inconsistency_discrepancy(problem, solver, unit, path_decades=path_decades,
+                                                   path_step_decades=path_step_decades,
+                                                   path_iterations=path_iterations, info=info)
+        path_iters = solver.iterations
+        solver = TVSolver(problem, weights, gradient_weights=gradient_weights, chi0=start,
+                          nonlinear_scale_rad_per_ppm=nonlinear_scale_rad_per_ppm)
+        solver.iterations = path_iters
+    elif isinstance(alpha, str):
         alphas = alpha_path(problem, weights, n_alphas=path_alphas, span_decades=path_decades)
         residuals, tvs, states = [], [], []
         for a in alphas:
@@ -176,6 +224,14 @@ def run_weighted_tv(problem: Problem, weights: np.ndarray, noise_level: float, *
         chosen = float(alpha)
         if not chosen > 0:
             raise ValueError(f"alpha must be positive, got {alpha}")
+        # The same continuation as the automatic rule (strong to weak, warm starts), so that
+        # a given weight yields the same solution whether it was chosen or given.
+        top = alpha_path(problem, weights, n_alphas=1, span_decades=0.0)[0]
+        a = top
+        while a > chosen * 10.0 ** (path_step_decades / 2):
+            solver.set_alpha(float(a) * unit)
+            solver.iterate(path_iterations)
+            a *= 10.0 ** -path_step_decades
     solver.set_alpha(chosen * unit)
     used, change = solver.iterate(max_iter, tol)
     info.update({"alpha": chosen, "iterations": solver.iterations, "final_iterations": used,
