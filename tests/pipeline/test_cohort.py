@@ -128,3 +128,14 @@ def test_a_long_failure_message_is_cut_in_the_table_but_whole_in_the_log(tiny_bi
     (status,) = result.statuses
     assert status.step == "boom" and len(status.reason) <= 300 and status.reason.endswith("(see the subject's log)")
     assert "x" * 5000 + " the end" in (tmp_path / "out" / "logs" / "sub-01.log").read_text()
+
+
+def test_reproducible_registration_pins_itk_to_one_thread_and_is_part_of_the_settings_hash(tiny_bids, light_steps,
+                                                                                          tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setenv("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "2")
+    units = discover_bids(tiny_bids(labels=("01",)))
+    run_cohort(units, tmp_path / "out", config(), n_procs=1, steps=light_steps)
+    assert os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] == "1"
+    assert config_hash(config(reproducible_registration=False)) != config_hash(config())

@@ -18,7 +18,7 @@ def test_demo_command_simulates_runs_everything_and_prints_the_report(monkeypatc
     monkeypatch.setattr(demo, "DEMO_SIMULATION", simulation)
     monkeypatch.setattr(demo, "DEMO_OVERRIDES", processing)
     out = tmp_path / "demo"
-    assert cli.main(["demo", str(out), "--subjects", "4", "--seed", "1", "--n-procs", "2"]) == 0
+    assert cli.main(["demo", str(out), "--subjects", "4", "--seed", "1", "--n-procs", "1"]) == 0
     captured = capsys.readouterr()
     report = out / "qsmiron" / "group" / "report.html"
     assert f"report: {report.resolve()}" in captured.out
@@ -26,7 +26,7 @@ def test_demo_command_simulates_runs_everything_and_prints_the_report(monkeypatc
     assert "simulating 4 subjects" in captured.err
 
     written = json.loads((out / "demo_config.json").read_text())
-    assert written["demo"] == {"n_subjects": 4, "seed": 1, "n_procs": 2}
+    assert written["demo"] == {"n_subjects": 4, "seed": 1, "n_procs": 1}
     assert written["simulation"]["voxel_size_mm"] == simulation["voxel_size_mm"]
     assert written["processing_overrides"] == processing
     config = load_config(out / "qsmiron_config.json")
@@ -37,7 +37,7 @@ def test_demo_command_simulates_runs_everything_and_prints_the_report(monkeypatc
     assert len({line.split("\t")[0] for line in regions[1:]}) == 4
 
     # Again into the same folder: the cohort and every subject are reused.
-    assert cli.main(["demo", str(out), "--subjects", "4", "--seed", "1", "--n-procs", "2"]) == 0
+    assert cli.main(["demo", str(out), "--subjects", "4", "--seed", "1", "--n-procs", "1"]) == 0
     err = capsys.readouterr().err
     assert "already there (reused)" in err and "all 4 subject(s) already complete" in err
 

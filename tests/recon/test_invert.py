@@ -121,3 +121,17 @@ def test_inversion_settings_give_parameters_each_method_accepts(method):
     params = InversionSettings(method=method).method_params()
     result = invert(chi, mask, (1, 1, 1), (0, 0, 1), method=method, **params)
     assert result.info["method"] == method
+
+
+def test_cone_inconsistency_measures_white_noise_on_a_dipole_field_within_15_percent():
+    """On the magic cone a dipole field has almost no energy; white noise has its full share."""
+    from qsmiron.recon.invert._common import inconsistency_ppm, setup
+
+    rng = np.random.default_rng(5)
+    chi, mask = blob_phantom(40)
+    field = forward_field(chi, (1, 1, 1), (0.3, 0.1, 0.95))
+    noisy = np.where(mask, field + 0.002 * rng.standard_normal(chi.shape), 0.0)
+    problem = setup(noisy, mask, (1, 1, 1), (0.3, 0.1, 0.95))
+    assert inconsistency_ppm(problem) == pytest.approx(0.002, rel=0.15)
+    clean = setup(np.where(mask, field, 0.0), mask, (1, 1, 1), (0.3, 0.1, 0.95))
+    assert inconsistency_ppm(clean) < 0.1 * 0.002

@@ -64,8 +64,9 @@ GEOMETRIES = {
     "anisotropic": ((1.0, 1.0, 2.0), (0.0, 0.0, 1.0)),
 }
 
-# NRMSE bounds (%): measured on these phantoms plus about 25 %.
-NRMSE_BOUNDS = {"tkd": 42.0, "tikhonov": 76.0, "rts": 50.0, "tv": 20.0, "medi": 19.0}
+# NRMSE bounds (%): measured on these phantoms plus about 25 %. Tikhonov (identity penalty
+# since the oblique-B0 fix, see ``recon/invert/tikhonov.py``): 29 / 35 / 24 % measured.
+NRMSE_BOUNDS = {"tkd": 42.0, "tikhonov": 44.0, "rts": 50.0, "tv": 20.0, "medi": 19.0}
 
 
 @pytest.fixture(scope="module", params=sorted(GEOMETRIES))
@@ -98,6 +99,49 @@ def test_default_reports_its_automatic_weight(reconstructions):
     _, results = reconstructions
     info = results[DEFAULT_INVERSION][2]
     assert info["method"] == DEFAULT_INVERSION
-    assert info["alpha"] > 0 and info["chosen_by"] in ("lcurve", "discrepancy")
-    assert info["alpha"] in info["path"]["alphas"]
+    assert info["alpha"] > 0 and info["chosen_by"] == "inconsistency discrepancy"
+    # the weight is interpolated where the path's residual crosses the measured inconsistency
+    path = info["path"]
+    assert min(path["alphas"]) <= info["alpha"] <= max(path["alphas"])
+    assert path["residual_rms_ppm"][-1] <= info["inconsistency_ppm"] < path["residual_rms_ppm"][0]
     assert info["iterations"] > 0
+
+
+def anisotropy_like_error(mask, voxel_size_mm, b0, *, amplitude_ppm=0.02, seed=1):
+    """A field no scalar dipole model explains: a WM-like texture seen through a kernel tilted
+    by about 30 degrees minus through the true one (as orientation-dependent, anisotropic
+    susceptibility does), plus a weak second-order residual background."""
+    from scipy import ndimage
+
+    from qsmiron.recon.dipole import forward_field
+
+    rng = np.random.default_rng(seed)
+    texture = ndimage.gaussian_filter(rng.standard_normal(mask.shape), 1.5)
+    texture = amplitude_ppm * texture / texture[mask].std() * mask
+    tilted = np.asarray(b0, float) + np.array([0.5, 0.3, 0.0])
+    error = forward_field(texture, voxel_size_mm, tilted) - forward_field(texture, voxel_size_mm, b0)
+    x, y, z = [(a - a.mean()) / a.shape[i] for i, a in enumerate(np.indices(mask.shape))]
+    return error + 0.003 * (x * x - y * y + 2 * x * z + x) / 0.25
+
+
+def test_default_weight_with_model_error_is_within_4x_of_oracle_and_nrmse_within_3_points():
+    """Model error 8x the noise (in vivo: anisotropy, non-dipolar terms, residual background).
+
+    The oracle is the best of a grid of weights (quarter decades) solved the same way; the
+    previous rule (L-curve corner / noise-only discrepancy) chose 0.1-0.15x the oracle here
+    and lost 3-12 NRMSE points on such phantoms (benchmarks/bench_invert.py).
+    """
+    voxel, b0 = GEOMETRIES["oblique"]
+    chi, field, mask, magnitude, noise = forward_phantom(voxel, b0)
+    field = np.where(mask, field + anisotropy_like_error(mask, voxel, b0), 0.0)
+    field = np.where(mask, field - field[mask].mean(), 0.0).astype(np.float32)
+    auto = invert(field, mask, voxel, b0, magnitude=magnitude, noise_ppm=noise)
+    auto_error = nrmse(auto.chi_ppm, chi, mask)
+    top = auto.info["path"]["alphas"][0]
+    grid = top * 10.0 ** -np.arange(0.5, 2.76, 0.25)
+    errors = [nrmse(invert(field, mask, voxel, b0, magnitude=magnitude, noise_ppm=noise,
+                           alpha=float(a)).chi_ppm, chi, mask) for a in grid]
+    best = int(np.argmin(errors))
+    assert 0 < best < grid.size - 1, errors  # the oracle is inside the grid
+    assert 0.25 < auto.info["alpha"] / grid[best] < 4.0, (auto.info["alpha"], grid[best])
+    assert auto_error < errors[best] + 3.0, (auto_error, errors)

@@ -1,13 +1,17 @@
-"""ANTs image conversion keeps the world position; a linear registration recovers a known motion."""
+"""ANTs image conversion keeps the world position; labels reach the subject through saved transforms.
+
+The accuracy of a full registration (a known rigid + non-linear motion recovered at subject
+points) is tested on the shared registration of tests/roi/test_roi_api.py, so that the suite
+runs at most two registrations.
+"""
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 
 from qsmiron.atlas import load_template
 from qsmiron.register.images import from_ants, threshold_brain_mask, to_ants
-from qsmiron.register.normalise import register_to_template
-from qsmiron.register.phantom import KnownWarp, grid_affine, sample_in_subject
+from qsmiron.register.normalise import Registration, labels_to_subject, template_grid
+from qsmiron.register.phantom import grid_affine, rotation_matrix
 from qsmiron.register.settings import RegistrationSettings
 
 
@@ -38,21 +42,50 @@ def test_threshold_mask_keeps_a_bright_ball_and_drops_noise():
     assert (mask & ball).sum() / ball.sum() > 0.95 and (mask & ~ball).sum() < 0.05 * ball.sum()
 
 
-def test_linear_registration_recovers_a_known_rigid_motion_within_1_5_mm():
+def test_syn_stages_split_mi_coarse_levels_from_a_cc_finest_level():
+    from qsmiron.register.normalise import _syn_stages
+
+    staged = RegistrationSettings(syn_metric="MI+CC", syn_iterations=(40, 20), syn_shrink_factors=(2, 1),
+                                  syn_smoothing_vox=(1.0, 0.0))
+    assert _syn_stages(staged) == [("MI", (40,), (2,), (1.0,)), ("CC", (20,), (1,), (0.0,))]
+    assert _syn_stages(RegistrationSettings(syn_metric="MI")) == [("MI", (40, 20), (2, 1), (1.0, 0.0))]
+    assert _syn_stages(RegistrationSettings(syn_iterations=(), syn_shrink_factors=(), syn_smoothing_vox=())) == []
+
+
+def test_template_grid_is_resampled_once_per_process_and_keeps_the_brain():
+    template = load_template()
+    image = to_ants(np.asarray(template.dataobj, dtype=np.float32), template.affine)
+    first = template_grid(image, 4.0)
+    assert template_grid(to_ants(image.numpy(), template.affine), 4.0) is first  # same content: cached
+    assert np.allclose(first.spacing, 4.0)
+    # Cropped to the brain plus a 10 mm margin: the brain's extent (about 140 x 175 x 150 mm) fits.
+    extent = np.asarray(first.shape) * 4.0
+    assert np.all(extent < np.asarray(template.shape) * 1.0) and np.all(extent > [140, 170, 130])
+
+
+def test_labels_cropped_to_their_box_equal_labels_warped_on_the_whole_subject_grid(tmp_path):
+    """labels_to_subject resamples only around the mapped label box: same labels as a full resampling."""
     import ants
 
-    template = load_template()
-    data = np.asarray(template.dataobj, dtype=np.float32)
-    warp = KnownWarp(rotation_deg=(5.0, -3.0, 4.0), translation_mm=(6.0, -4.0, 5.0), amplitude_mm=0.0)
-    shape = (45, 53, 45)
-    affine = grid_affine((4.0, 4.0, 4.0), shape)
-    subject = sample_in_subject(data, template.affine, warp, shape, affine, order=1)
-    settings = RegistrationSettings(resolution_mm=4.0, linear_iterations=(200, 100), syn_iterations=())
-    registration = register_to_template(to_ants(subject, affine), to_ants(data, template.affine), settings=settings)
-    assert registration.warp is None
-    points = np.random.default_rng(0).uniform([-40, -60, -30], [40, 40, 50], (200, 3))
+    label_affine = grid_affine((2.0, 2.0, 2.0), (40, 44, 40), centre_mm=(0.0, 0.0, 0.0))
+    labels = np.zeros((40, 44, 40), np.float32)
+    labels[12:17, 18:24, 16:22] = 1  # left (x < 0)
+    labels[23:28, 18:24, 16:22] = 101  # right
+    labels[18:22, 10:14, 10:13] = 7
+    transform = ants.create_ants_transform(transform_type="AffineTransform", dimension=3,
+                                           matrix=rotation_matrix((4.0, -3.0, 6.0)) * 1.03,
+                                           translation=(3.0, -5.0, 2.0))
+    path = tmp_path / "affine.mat"
+    ants.write_transform(transform, str(path))
+    registration = Registration(affine=path)
+    subject_affine = grid_affine((1.5, 1.5, 2.5), (64, 70, 36), centre_mm=(2.0, -3.0, 4.0),
+                                 rotation_deg=(10.0, 0.0, -8.0), flip_lps=True)
+    reference = to_ants(np.zeros((64, 70, 36), np.float32), subject_affine)
+    moving = to_ants(labels, label_affine)
+    cropped = labels_to_subject(moving, registration, reference)
     files, invert = registration.to_subject
-    lps = pd.DataFrame(points * [-1, -1, 1], columns=["x", "y", "z"])
-    mapped = ants.apply_transforms_to_points(3, lps, files, whichtoinvert=invert)[["x", "y", "z"]].to_numpy()
-    error = np.linalg.norm(mapped * [-1, -1, 1] - warp(points), axis=1)
-    assert np.median(error) < 1.5
+    full = ants.apply_transforms(fixed=reference, moving=moving, transformlist=files, whichtoinvert=invert,
+                                 interpolator="genericLabel", defaultvalue=0)
+    full = np.rint(full.numpy()).astype(np.int32)
+    assert set(np.unique(full)) == {0, 1, 7, 101}
+    assert np.array_equal(cropped, full)

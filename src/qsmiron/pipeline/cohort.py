@@ -181,6 +181,9 @@ def execute_step(job: SubjectJob, steps: Sequence[tuple[str, StepFunction]], ind
     if package_logger.level == logging.NOTSET or package_logger.level > logging.INFO:
         package_logger.setLevel(logging.INFO)
     log = logging.getLogger(f"qsmiron.pipeline.{name}")
+    if job.config.pipeline.reproducible_registration:
+        # ITK reads this once, when the process first registers: set it before that happens.
+        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
     start = time.perf_counter()
     try:
         log.info("%s: step %s started (pid %d)", job.unit.label, name, os.getpid())
@@ -220,8 +223,9 @@ def execute_step(job: SubjectJob, steps: Sequence[tuple[str, StepFunction]], ind
 def _init_worker(threads: int) -> None:
     """Limit each local worker process to its share of the cores."""
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-                     "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "VECLIB_MAXIMUM_THREADS"):
+                     "VECLIB_MAXIMUM_THREADS"):
         os.environ[variable] = str(threads)
+    os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(threads))
     try:
         from threadpoolctl import threadpool_limits
 
@@ -237,12 +241,14 @@ def _init_worker(threads: int) -> None:
 def config_hash(config: QsmironConfig, steps: Sequence[tuple[str, StepFunction]] = DEFAULT_STEPS) -> str:
     """SHA-256 of every setting that changes a subject's results, and of the steps run.
 
-    The ``pipeline`` block (processes, resume, progress) changes no result and is left out.
+    The ``pipeline`` block (processes, resume, progress) changes no result and is left out,
+    except ``reproducible_registration``.
     """
     from qsmiron import __version__
 
     payload = config.model_dump(mode="json")
-    payload.pop("pipeline", None)
+    pipeline = payload.pop("pipeline", {}) or {}
+    payload["_reproducible_registration"] = pipeline.get("reproducible_registration", True)
     payload["_steps"] = [f"{name}:{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}"
                          for name, fn in steps]
     payload["_qsmiron_version"] = __version__

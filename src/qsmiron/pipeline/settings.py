@@ -1,8 +1,8 @@
 """Parameters of cohort execution: how subjects are run, resumed and reported.
 
-None of these change a result: two runs that differ only here give the same maps and
-tables, which is why they are left out of the hash that decides whether a finished subject
-can be reused (see ``qsmiron.pipeline.cohort.config_hash``).
+Apart from ``reproducible_registration`` none of these change a result: two runs that differ
+only in them give the same maps and tables, which is why they are left out of the hash that
+decides whether a finished subject can be reused (see ``qsmiron.pipeline.cohort.config_hash``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ class PipelineSettings(Settings):
     start_method: Literal["spawn", "forkserver", "fork"] = Field(
         "spawn", description="how local worker processes start; 'spawn' is the safe choice with "
         "threaded libraries (ITK, numba, OpenBLAS)")
+    reproducible_registration: bool = Field(
+        True, description="run ANTs/ITK single-threaded in every subject task: multi-threaded ITK "
+        "registration differs from run to run (regional means by up to about 10 ppb in small nuclei), "
+        "single-threaded it gives the same result in any process, on any worker. Subjects still run in "
+        "parallel. Unlike the other settings here this one can change results, so it is part of the "
+        "settings hash that decides what a resumed run may reuse")
     max_attempts: int = Field(
         2, ge=1, description="tries of a step whose worker process died (killed, out of memory) before "
         "the subject is reported as failed; a step that raises an error is not retried")

@@ -106,8 +106,10 @@ class InversionSettings(Settings):
     """Dipole inversion (``qsmiron.recon.invert``); each method reads its own keys.
 
     ``alpha`` is the TV weight of ``tv``/``medi`` (ppm x mm) or the rule that picks it per
-    dataset ("auto": the larger of the L-curve corner and the discrepancy-principle weight);
-    ``tikhonov_alpha`` likewise for closed-form Tikhonov.
+    dataset ("auto": the discrepancy principle with the field's total inconsistency with the
+    dipole model, noise and model errors, measured on the magic cone; "lcurve"; "discrepancy"
+    with the noise only); ``tikhonov_alpha`` likewise for closed-form Tikhonov ("auto" there:
+    the larger of the L-curve corner and the noise discrepancy weight).
     """
 
     method: str = "medi"
@@ -117,7 +119,9 @@ class InversionSettings(Settings):
     medi_edge_fraction: float = Field(0.3, ge=0, lt=1)
     tkd_threshold: float = Field(0.19, gt=0, lt=2.0 / 3.0)
     tikhonov_alpha: float | Literal["lcurve", "discrepancy", "auto"] = "auto"
-    tikhonov_regulariser: Literal["gradient", "norm"] = "gradient"
+    # The identity penalty bounds the gain at every frequency; a gradient penalty vanishes at
+    # the lowest frequencies, where the zero-filled outside of the mask is most inconsistent.
+    tikhonov_regulariser: Literal["gradient", "norm"] = "norm"
     pad_mm: float = Field(16.0, ge=0)
 
     @field_validator("method")

@@ -95,7 +95,8 @@ def _ellipsoid(radius_vox) -> np.ndarray:
 
 
 def prepare_subject(magnitude: np.ndarray, mask: np.ndarray, affine: np.ndarray, *,
-                    bias_correct: bool = True, shrink_factor: int = 4):
+                    bias_correct: bool = True, resolution_mm: float | None = None,
+                    bias_resolution_mm: float = 4.0, bias_iterations=(50, 50, 30)):
     """The registration image of a subject: first echo, N4 bias-corrected, brain only.
 
     The template is a brain-extracted T1w image, so the subject's magnitude is multiplied by
@@ -109,8 +110,15 @@ def prepare_subject(magnitude: np.ndarray, mask: np.ndarray, affine: np.ndarray,
     affine : ndarray, shape (4, 4)
     bias_correct : bool
         Run ANTs N4 inside the mask.
-    shrink_factor : int
-        N4 works on an image shrunk by this factor (speed); the field is smooth.
+    resolution_mm : float, optional
+        Resample the image (linear) and the mask (nearest) to this isotropic grid first when
+        the subject's voxels are finer: registration never looks finer than its own grid, and
+        every later step is cheaper on fewer voxels.
+    bias_resolution_mm : float
+        N4 estimates the bias field on a grid shrunk to about this spacing (the field is smooth
+        over centimetres), then corrects the image at its own resolution.
+    bias_iterations : sequence of int
+        N4 iterations per B-spline fitting level.
 
     Returns
     -------
@@ -121,14 +129,24 @@ def prepare_subject(magnitude: np.ndarray, mask: np.ndarray, affine: np.ndarray,
     image = np.nan_to_num(first_echo(magnitude).astype(np.float32))
     image = np.clip(image, 0, None)
     mask = np.asarray(mask, dtype=bool)
+    ants_image = to_ants(image, affine)
+    ants_mask = to_ants(mask.astype(np.float32), affine)
+    if resolution_mm is not None and min(ants_image.spacing) < resolution_mm * 0.95:
+        spacing = tuple(max(s, resolution_mm) for s in ants_image.spacing)
+        ants_image = ants.resample_image(ants_image, spacing, use_voxels=False, interp_type=0)
+        ants_mask = ants.resample_image(ants_mask, spacing, use_voxels=False, interp_type=1)
+    image = ants_image.numpy()
+    mask = ants_mask.numpy() > 0.5
     if bias_correct and mask.sum() > 1000:
-        ants_image = to_ants(image, affine)
-        ants_mask = to_ants(mask.astype(np.float32), affine)
-        corrected = ants.n4_bias_field_correction(ants_image, mask=ants_mask, shrink_factor=shrink_factor)
+        shrink = int(max(1, round(bias_resolution_mm / max(ants_image.spacing))))
+        corrected = ants.n4_bias_field_correction(
+            ants_image, mask=ants_mask, shrink_factor=shrink,
+            convergence={"iters": list(bias_iterations), "tol": 1e-7})
         image = corrected.numpy()
     image = np.where(mask, image, 0.0).astype(np.float32)
     inside = image[mask]
     scale = float(np.percentile(inside, 99.5)) if inside.size else 0.0
     if scale > 0:
         image = np.clip(image / scale, 0, 1.5)
-    return to_ants(image, affine)
+    return ants.from_numpy(image, origin=ants_image.origin, spacing=ants_image.spacing,
+                           direction=ants_image.direction)

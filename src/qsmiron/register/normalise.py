@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qsmiron.register.images import from_ants, to_ants
+from qsmiron.register.images import ants_affine, from_ants, to_ants
 from qsmiron.register.settings import RegistrationSettings
 
 TRANSFORM_SUFFIXES = {
@@ -143,6 +143,52 @@ def _check_levels(settings: RegistrationSettings) -> None:
                          "need one value per level")
 
 
+_TEMPLATE_CACHE: dict = {}
+_TEMPLATE_CACHE_SIZE = 4
+
+
+def _image_key(image) -> tuple:
+    """Geometry plus a checksum of a strided sample: identifies a template image cheaply."""
+    data = image.numpy()
+    sample = np.ascontiguousarray(data[::3, ::3, ::3], dtype=np.float32)
+    return (tuple(data.shape), tuple(np.round(image.spacing, 6)), tuple(np.round(image.origin, 6)),
+            tuple(np.round(np.asarray(image.direction).ravel(), 6)), hash(sample.tobytes()))
+
+
+def template_grid(template, resolution_mm: float, *, margin_mm: float = 10.0):
+    """The template resampled to ``resolution_mm`` and cropped to its brain (cached per process).
+
+    Every subject of a cohort is registered to the same template grids; preparing them once
+    per process saves a resampling of the 1 mm template per subject and grid.
+    """
+    key = (_image_key(template), round(float(resolution_mm), 6), float(margin_mm))
+    cached = _TEMPLATE_CACHE.get(key)
+    if cached is None:
+        cached = crop_to_content(resample_to_resolution(template, resolution_mm).clone("float"), margin_mm=margin_mm)
+        if len(_TEMPLATE_CACHE) >= _TEMPLATE_CACHE_SIZE:
+            _TEMPLATE_CACHE.pop(next(iter(_TEMPLATE_CACHE)))
+        _TEMPLATE_CACHE[key] = cached
+    return cached
+
+
+def _syn_stages(settings: RegistrationSettings) -> list[tuple[str, tuple, tuple, tuple]]:
+    """(metric, iterations, shrink factors, smoothing) of each SyN stage.
+
+    ``MI+CC`` runs MI at every level but the finest, then CC at the finest, as two SyN stages
+    (ANTs composes them; ``--collapse-output-transforms`` writes one warp).
+    """
+    levels = (tuple(settings.syn_iterations), tuple(settings.syn_shrink_factors), tuple(settings.syn_smoothing_vox))
+    if not settings.syn_iterations:
+        return []
+    if settings.syn_metric != "MI+CC":
+        return [(settings.syn_metric, *levels)]
+    if len(settings.syn_iterations) == 1:
+        return [("CC", *levels)]
+    coarse = tuple(values[:-1] for values in levels)
+    fine = tuple(values[-1:] for values in levels)
+    return [("MI", *coarse), ("CC", *fine)]
+
+
 def register_to_template(subject, template, *, settings: RegistrationSettings | None = None,
                          template_mask=None, subject_mask=None, workdir: str | os.PathLike | None = None) -> Registration:
     """Register a prepared subject image (moving) to the template (fixed) with ANTs.
@@ -153,7 +199,8 @@ def register_to_template(subject, template, *, settings: RegistrationSettings | 
         The subject's brain-only, bias-corrected magnitude (see ``images.prepare_subject``).
     template : ants image
         The (brain-extracted) template at its native grid; it is resampled to
-        ``settings.resolution_mm`` here.
+        ``settings.linear_resolution_mm`` for the rigid and affine stages and to
+        ``settings.resolution_mm`` for SyN (both cached per process).
     template_mask, subject_mask : ants image, optional
         Metric masks (brain) used by the deformable stage.
     workdir : path, optional
@@ -163,14 +210,18 @@ def register_to_template(subject, template, *, settings: RegistrationSettings | 
     Returns
     -------
     Registration
+        ``seconds`` is wall time, ``parameters["cpu_seconds"]`` the CPU time of the process
+        (all threads) spent in ANTs.
     """
     from ants.internal import get_lib_fn
 
     settings = settings or RegistrationSettings()
     _check_levels(settings)
     started = time.perf_counter()
-    fixed = crop_to_content(resample_to_resolution(template, settings.resolution_mm).clone("float"),
-                            margin_mm=10.0)
+    cpu_started = time.process_time()
+    fixed = template_grid(template, settings.resolution_mm)
+    linear_resolution = max(settings.linear_resolution_mm, settings.resolution_mm)
+    fixed_linear = template_grid(template, linear_resolution)
     # The moving image need not be finer than the registration grid: smoothing and the
     # metric's sampling both work at that scale, and a smaller image is faster.
     moving = subject.clone("float")
@@ -181,12 +232,7 @@ def register_to_template(subject, template, *, settings: RegistrationSettings | 
     prefix = str(workdir / "reg_")
     warped = fixed.clone()
     inverse_warped = moving.clone()
-
-    def mask_option(fixed_mask, moving_mask):
-        parts = []
-        for item in (fixed_mask, moving_mask):
-            parts.append("NA" if item is None else item)
-        return parts
+    window = settings.convergence_window
 
     args: list = ["--dimensionality", "3", "--float", "1",
                   "--random-seed", str(settings.random_seed),
@@ -194,26 +240,30 @@ def register_to_template(subject, template, *, settings: RegistrationSettings | 
                   "--interpolation", "Linear",
                   "--use-histogram-matching", "0",
                   "--winsorize-image-intensities", "[0.005,0.995]",
-                  "--initial-moving-transform", ["[", fixed, ",", moving, ",1]"]]
+                  "--initial-moving-transform", ["[", fixed_linear, ",", moving, ",1]"]]
     for kind in ("Rigid", "Affine"):
         args += ["--transform", f"{kind}[0.1]",
-                 "--metric", ["MI[", fixed, ",", moving, f",1,{settings.mi_bins},Regular,{settings.sampling_fraction}]"],
-                 "--convergence", f"[{_levels(settings.linear_iterations)},1e-6,10]",
+                 "--metric", ["MI[", fixed_linear, ",", moving,
+                              f",1,{settings.mi_bins},Regular,{settings.sampling_fraction}]"],
+                 "--convergence", f"[{_levels(settings.linear_iterations)},{settings.linear_convergence},{window}]",
                  "--shrink-factors", _levels(settings.linear_shrink_factors),
                  "--smoothing-sigmas", _levels(settings.linear_smoothing_vox) + "vox"]
-    if settings.syn_iterations:
+    stages = _syn_stages(settings)
+    for metric, iterations, shrink, smoothing in stages:
         args += ["--transform", f"SyN[{settings.syn_gradient_step},{settings.syn_flow_sigma_vox},"
                                 f"{settings.syn_total_sigma_vox}]",
-                 "--metric", (["MI[", fixed, ",", moving, f",1,{settings.mi_bins}]"] if settings.syn_metric == "MI"
+                 "--metric", (["MI[", fixed, ",", moving, f",1,{settings.mi_bins}]"] if metric == "MI"
                               else ["CC[", fixed, ",", moving, f",1,{settings.syn_cc_radius_vox}]"]),
-                 "--convergence", f"[{_levels(settings.syn_iterations)},1e-6,10]",
-                 "--shrink-factors", _levels(settings.syn_shrink_factors),
-                 "--smoothing-sigmas", _levels(settings.syn_smoothing_vox) + "vox"]
-        if template_mask is not None or subject_mask is not None:
-            fm = None if template_mask is None else (template_mask != 0).clone("unsigned char")
-            mm = None if subject_mask is None else (subject_mask != 0).clone("unsigned char")
-            args += ["--masks", ["[", *_join(mask_option(fm, mm)), "]"]]
-    args += ["--output", ["[", prefix, ",", warped, ",", inverse_warped, "]"], "--verbose", "1" if os.environ.get("QSMIRON_ANTS_VERBOSE") else "0"]
+                 "--convergence", f"[{_levels(iterations)},{settings.syn_convergence},{window}]",
+                 "--shrink-factors", _levels(shrink),
+                 "--smoothing-sigmas", _levels(smoothing) + "vox"]
+    if stages and (template_mask is not None or subject_mask is not None):
+        # One mask pair per stage: none for the linear stages, the brain for SyN.
+        fm = "NA" if template_mask is None else (template_mask != 0).clone("unsigned char")
+        mm = "NA" if subject_mask is None else (subject_mask != 0).clone("unsigned char")
+        args += ["--masks", "[NA,NA]"] * 2 + ["--masks", ["[", fm, ",", mm, "]"]] * len(stages)
+    args += ["--output", ["[", prefix, ",", warped, ",", inverse_warped, "]"],
+             "--verbose", "1" if os.environ.get("QSMIRON_ANTS_VERBOSE") else "0"]
 
     processed = [_flatten(item) for item in args]
     exit_code = get_lib_fn("antsRegistration")(processed)
@@ -225,7 +275,10 @@ def register_to_template(subject, template, *, settings: RegistrationSettings | 
     inverse = Path(prefix + "1InverseWarp.nii.gz")
     return Registration(affine=affine, warp=warp if warp.exists() else None,
                         inverse_warp=inverse if inverse.exists() else None, seconds=seconds,
-                        parameters={"resolution_mm": settings.resolution_mm})
+                        parameters={"resolution_mm": settings.resolution_mm,
+                                    "linear_resolution_mm": linear_resolution,
+                                    "syn_stages": [m for m, *_ in stages],
+                                    "cpu_seconds": time.process_time() - cpu_started})
 
 
 def _join(items):
@@ -246,9 +299,33 @@ def _flatten(item) -> str:
     return str(item)
 
 
+def _subject_box(points_template_mm: np.ndarray, registration: Registration, reference, margin_mm: float):
+    """Voxel index box of ``reference`` holding template points mapped to the subject, plus a margin."""
+    import ants
+    import pandas as pd
+
+    files, invert = registration.to_template  # maps template points to subject points
+    lps = pd.DataFrame(points_template_mm * [-1.0, -1.0, 1.0], columns=["x", "y", "z"])
+    mapped = ants.apply_transforms_to_points(3, lps, files, whichtoinvert=invert)[["x", "y", "z"]].to_numpy()
+    mapped = mapped * [-1.0, -1.0, 1.0]
+    affine = ants_affine(reference)
+    inverse = np.linalg.inv(affine)
+    ijk = mapped @ inverse[:3, :3].T + inverse[:3, 3]
+    margin = margin_mm / np.asarray(reference.spacing, float)
+    shape = np.asarray(reference.shape)
+    lower = np.clip(np.floor(ijk.min(axis=0) - margin).astype(int), 0, shape)
+    upper = np.clip(np.ceil(ijk.max(axis=0) + margin).astype(int) + 1, 0, shape)
+    return lower, upper
+
+
 def labels_to_subject(labels, registration: Registration, reference, *,
-                      interpolation: str = "genericLabel") -> np.ndarray:
+                      interpolation: str = "genericLabel", margin_mm: float = 8.0) -> np.ndarray:
     """Atlas labels (an ANTs image in template space) resampled onto the subject's grid.
+
+    The labels are cropped to their bounding box, the box's corners and faces are mapped to
+    the subject, and the labels are resampled only inside that part of the subject grid
+    (plus ``margin_mm``): a label-preserving interpolation costs per output voxel, and the
+    subcortical atlas covers a few per cent of a head. Voxels outside get label 0.
 
     Parameters
     ----------
@@ -268,10 +345,29 @@ def labels_to_subject(labels, registration: Registration, reference, *,
     """
     import ants
 
+    data = labels.numpy()
+    out = np.zeros(reference.shape, dtype=np.int32)
+    nonzero = np.argwhere(data != 0)
+    if nonzero.size == 0:
+        return out
+    lower = np.maximum(nonzero.min(axis=0) - 2, 0)
+    upper = np.minimum(nonzero.max(axis=0) + 3, np.asarray(data.shape))
+    cropped = ants.crop_indices(labels.clone("float"), lower.tolist(), upper.tolist())
+    # Points on a 6 x 6 x 6 lattice over the label box (corners and faces included).
+    axes = [np.linspace(a, b - 1, 6) for a, b in zip(lower, upper)]
+    ijk = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    label_affine = ants_affine(labels)
+    points = ijk @ label_affine[:3, :3].T + label_affine[:3, 3]
+    box_lower, box_upper = _subject_box(points, registration, reference, margin_mm)
+    if np.any(box_upper - box_lower < 1):
+        return out
+    sub_reference = ants.crop_indices(reference.clone("float"), box_lower.tolist(), box_upper.tolist())
     files, invert = registration.to_subject
-    warped = ants.apply_transforms(fixed=reference, moving=labels.clone("float"), transformlist=files,
+    warped = ants.apply_transforms(fixed=sub_reference, moving=cropped, transformlist=files,
                                    whichtoinvert=invert, interpolator=interpolation, defaultvalue=0)
-    return np.rint(warped.numpy()).astype(np.int32)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(box_lower, box_upper))
+    out[box] = np.rint(warped.numpy()).astype(np.int32)
+    return out
 
 
 def to_template(image, registration: Registration, reference, *, interpolation: str = "linear"):
@@ -293,4 +389,4 @@ def to_subject(image, registration: Registration, reference, *, interpolation: s
 
 
 __all__ = ["Registration", "register_to_template", "labels_to_subject", "to_template", "to_subject",
-           "resample_to_resolution", "TRANSFORM_SUFFIXES", "from_ants", "to_ants"]
+           "resample_to_resolution", "template_grid", "TRANSFORM_SUFFIXES", "from_ants", "to_ants"]

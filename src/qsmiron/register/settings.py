@@ -12,35 +12,49 @@ from qsmiron.settings_base import Settings
 class RegistrationSettings(Settings):
     """ANTs registration of the subject's magnitude to the template.
 
-    Rigid, affine and SyN stages, all with Mattes mutual information (the subject is a GRE
-    magnitude, the template a T1w image: their intensities are related, not equal). The
-    template is resampled to ``resolution_mm`` for every stage; the deformation is smooth at
-    that scale, and the labels are then brought to the subject's own grid.
+    Rigid and affine stages with Mattes mutual information on the template resampled to
+    ``linear_resolution_mm`` (a 12-parameter motion needs no fine grid), then SyN on the
+    template resampled to ``resolution_mm``. The subject is a GRE magnitude and the template a
+    T1w image: their intensities are related, not equal. The default deformable metric,
+    ``"MI+CC"``, is a staged SyN: mutual information at the coarse levels (robust to the
+    global difference of contrast) and local cross-correlation at the finest level (sharper
+    edges of the deep nuclei; it only assumes that intensities are locally linearly related).
+    Labels are then brought to the subject's own grid with one composed transform.
     """
 
     resolution_mm: float = Field(2.0, gt=0.3, le=8.0,
-                                 description="grid of the template during registration, mm")
+                                 description="grid of the template during the deformable (SyN) stage, mm")
+    linear_resolution_mm: float = Field(4.0, gt=0.3, le=8.0,
+                                        description="grid of the template during the rigid and affine stages, mm "
+                                        "(never finer than resolution_mm)")
     linear_iterations: tuple[int, ...] = Field(
-        (500, 250), description="rigid and affine iterations per level (coarse to fine); the "
-        "linear stages stop at twice the registration grid, SyN refines below that")
-    linear_shrink_factors: tuple[int, ...] = (4, 2)
-    linear_smoothing_vox: tuple[float, ...] = (2.0, 1.0)
+        (200, 100), description="rigid and affine iterations per level (coarse to fine), on the linear grid")
+    linear_shrink_factors: tuple[int, ...] = (2, 1)
+    linear_smoothing_vox: tuple[float, ...] = (1.0, 0.0)
+    linear_convergence: float = Field(1e-6, gt=0, description="rigid/affine: stop when the metric's slope over "
+                                      "the last convergence_window iterations falls below this")
     syn_iterations: tuple[int, ...] = Field(
-        (60, 30), description="SyN iterations per level; () skips the deformable stage")
-    syn_shrink_factors: tuple[int, ...] = (4, 2)
-    syn_smoothing_vox: tuple[float, ...] = (2.0, 1.0)
+        (40, 20), description="SyN iterations per level; () skips the deformable stage")
+    syn_shrink_factors: tuple[int, ...] = (2, 1)
+    syn_smoothing_vox: tuple[float, ...] = (1.0, 0.0)
+    syn_convergence: float = Field(1e-6, gt=0, description="SyN: convergence threshold of each level")
+    convergence_window: int = Field(10, ge=3, le=50)
     syn_gradient_step: float = 0.2
     syn_flow_sigma_vox: float = 3.0
     syn_total_sigma_vox: float = 0.0
-    syn_metric: Literal["MI", "CC"] = Field(
-        "MI", description="metric of the deformable stage: Mattes mutual information, or local "
-        "cross-correlation (radius syn_cc_radius_vox) for subjects whose contrast follows the template's")
+    syn_metric: Literal["MI", "CC", "MI+CC"] = Field(
+        "MI+CC", description="metric of the deformable stage: Mattes mutual information, local "
+        "cross-correlation (radius syn_cc_radius_vox), or MI at every level but the finest and CC "
+        "at the finest (a second SyN stage)")
     syn_cc_radius_vox: int = 2
     mi_bins: int = 32
     sampling_fraction: float = Field(0.25, gt=0, le=1,
                                      description="share of voxels sampled by the linear stages")
     random_seed: int = 1
     bias_correct: bool = True
+    bias_resolution_mm: float = Field(4.0, gt=0.3, le=10.0,
+                                      description="N4 bias correction estimates the (smooth) field on this grid")
+    bias_iterations: tuple[int, ...] = Field((50, 50, 30), description="N4 iterations per fitting level")
     subject_mask: Literal["auto", "chi", "magnitude", "none"] = Field(
         "auto", description="brain mask of the subject's magnitude: 'chi' = support of the chi "
         "map (the reconstruction mask), 'magnitude' = automatic from the magnitude, 'auto' = "

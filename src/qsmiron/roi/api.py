@@ -153,17 +153,19 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
         ``n_voxels``, ``volume_mm3``, then ``label``, ``coverage`` and the flag columns
         ``flag_empty``, ``flag_small``, ``flag_partial_coverage``, ``flag_registration``.
     """
-    from qsmiron.atlas.load import load_atlas, load_template
+    from qsmiron.atlas.load import load_atlas
     from qsmiron.config import config_to_dict, load_config
     from qsmiron.io.atomic import write_json_atomic, write_tsv_atomic
     from qsmiron.register.images import first_echo, prepare_subject, to_ants
-    from qsmiron.register.normalise import (Registration, TRANSFORM_SUFFIXES, crop_to_content, labels_to_subject,
-                                            register_to_template, resample_to_resolution, to_template)
+    from qsmiron.register.normalise import (Registration, TRANSFORM_SUFFIXES, labels_to_subject,
+                                            register_to_template, template_grid, to_template)
     from qsmiron.roi.measure import measure_regions
     from qsmiron.roi.qc import atlas_overlay_png, registration_metrics, registration_png
 
     started = time.perf_counter()
+    cpu_started = time.process_time()
     seconds: dict[str, float] = {}
+    cpu_seconds: dict[str, float] = {}
     config = settings if settings is not None else load_config(config_path)
     reg_settings, roi_settings = config.registration, config.roi
     atlas = roi_settings.atlas if atlas is None else atlas
@@ -171,7 +173,7 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
     stem = _stem(out_tsv)
 
     # Inputs --------------------------------------------------------------------------------
-    tick = time.perf_counter()
+    tick, cpu_tick = time.perf_counter(), time.process_time()
     chi_vol = _load_3d(chi, "the chi map")
     mag_vol = load_nifti(magnitude)
     if mag_vol.data.ndim not in (3, 4):
@@ -194,19 +196,24 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
     if not measure_mask.any():
         raise InputError("the chi map is zero or NaN everywhere (no voxels to measure)", chi)
     atlas_obj = load_atlas(atlas, atlas_labels, template)
-    template_img = load_template(template)
-    template_data = template_img.get_fdata(dtype=np.float32)
+    template_img, template_ants = _template_images(atlas_obj.template_path if template is None else template)
     seconds["load"] = time.perf_counter() - tick
+    cpu_seconds["load"] = time.process_time() - cpu_tick
 
     # Registration (or reuse of saved transforms) -------------------------------------------
-    tick = time.perf_counter()
+    tick, cpu_tick = time.perf_counter(), time.process_time()
     brain, brain_source = subject_brain_mask(mag_vol.data, voxel, chi_support=chi_support, given=given_mask,
                                              mode=reg_settings.subject_mask)
     fingerprint = _fingerprint(first_echo(mag_vol.data).astype(np.float32), brain, affine,
                                extra={"template": str(atlas_obj.template_path),
                                       "registration": reg_settings.model_dump(mode="json")})
-    subject_image = prepare_subject(mag_vol.data, brain, affine, bias_correct=reg_settings.bias_correct)
-    template_ants = to_ants(template_data, template_img.affine)
+    subject_image = prepare_subject(mag_vol.data, brain, affine, bias_correct=reg_settings.bias_correct,
+                                    resolution_mm=0.75 * reg_settings.resolution_mm,
+                                    bias_resolution_mm=reg_settings.bias_resolution_mm,
+                                    bias_iterations=reg_settings.bias_iterations)
+    seconds["prepare_subject"] = time.perf_counter() - tick
+    cpu_seconds["prepare_subject"] = time.process_time() - cpu_tick
+    tick, cpu_tick = time.perf_counter(), time.process_time()
     json_path = stem.with_name(stem.name + ".json")
     registration = None
     reused = False
@@ -220,24 +227,27 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
             fresh = register_to_template(subject_image, template_ants, settings=reg_settings, workdir=workdir)
             registration = fresh.save(stem)
     seconds["registration"] = time.perf_counter() - tick
+    cpu_seconds["registration"] = time.process_time() - cpu_tick
 
     # Labels to the subject, measurement ------------------------------------------------------
-    tick = time.perf_counter()
+    tick, cpu_tick = time.perf_counter(), time.process_time()
     labels_array = atlas_obj.label_array()
     chi_ants = to_ants(chi_data, affine)
     subject_labels = labels_to_subject(to_ants(labels_array.astype(np.float32), atlas_obj.image.affine), registration,
                                        chi_ants, interpolation=reg_settings.label_interpolation)
     fov = _fov_fraction(registration, chi_ants, chi_data.shape, affine, labels_array, atlas_obj.image.affine)
     seconds["labels_to_subject"] = time.perf_counter() - tick
-    tick = time.perf_counter()
+    cpu_seconds["labels_to_subject"] = time.process_time() - cpu_tick
+    tick, cpu_tick = time.perf_counter(), time.process_time()
     table = measure_regions(np.nan_to_num(chi_data), measure_mask, subject_labels, voxel, atlas_obj.labels,
                             erode_voxels=roi_settings.erode_voxels, min_voxels=roi_settings.min_voxels,
                             min_coverage=roi_settings.min_coverage, fov_fraction=fov)
     seconds["measurement"] = time.perf_counter() - tick
+    cpu_seconds["measurement"] = time.process_time() - cpu_tick
 
     # QC ------------------------------------------------------------------------------------
-    tick = time.perf_counter()
-    reference = crop_to_content(resample_to_resolution(template_ants, reg_settings.resolution_mm), margin_mm=10.0)
+    tick, cpu_tick = time.perf_counter(), time.process_time()
+    reference = template_grid(template_ants, reg_settings.resolution_mm)
     warped = to_template(subject_image, registration, reference)
     reference_affine = np.asarray(_ants_affine(reference))
     metrics = registration_metrics(reference.numpy(), warped.numpy(), min_nmi=reg_settings.min_nmi,
@@ -251,6 +261,7 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
                      title=f"{stem.name} in {atlas_obj.space}: NMI {metrics['nmi']:.3f}, brain Dice "
                            f"{metrics['brain_dice']:.3f}" + (" - OUTLIER" if metrics["outlier"] else ""))
     seconds["qc"] = time.perf_counter() - tick
+    cpu_seconds["qc"] = time.process_time() - cpu_tick
 
     outputs = {"table": str(out_tsv), "qc_atlas": str(qc_atlas), "qc_registration": str(qc_reg),
                "transforms": {k: str(stem) + v for k, v in TRANSFORM_SUFFIXES.items()
@@ -270,6 +281,7 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
     table = table[ordered]
     write_tsv_atomic(out_tsv, table)
     seconds["total"] = time.perf_counter() - started
+    cpu_seconds["total"] = time.process_time() - cpu_started
     payload = {
         "qsmiron_version": _versions()["qsmiron"],
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -288,12 +300,35 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
                         "min_coverage": roi_settings.min_coverage,
                         "flagged": {c: int(table[c].sum()) for c in table.columns if c.startswith("flag_")}},
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "outputs": outputs,
         "settings": config_to_dict(config),
         "versions": _versions(),
     }
     write_json_atomic(json_path, payload)
     return table
+
+
+_TEMPLATE_IMAGES: dict = {}
+
+
+def _template_images(path):
+    """The template as a nibabel image and an ANTs image, read once per process and file version."""
+    from qsmiron.atlas.load import load_template
+    from qsmiron.register.images import to_ants
+
+    key = None
+    if path is not None:
+        stat = Path(path).stat()
+        key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+    if key is None or key not in _TEMPLATE_IMAGES:
+        image = load_template(path)
+        pair = (image, to_ants(image.get_fdata(dtype=np.float32), image.affine))
+        if key is None:
+            return pair
+        _TEMPLATE_IMAGES.clear()
+        _TEMPLATE_IMAGES[key] = pair
+    return _TEMPLATE_IMAGES[key]
 
 
 def _ants_affine(image):

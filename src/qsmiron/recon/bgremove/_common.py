@@ -45,10 +45,16 @@ def eroded_by_sphere(mask_pad: np.ndarray, kernel: np.ndarray, shape) -> np.ndar
 def default_radii_mm(voxel_size_mm: Sequence[float]) -> tuple[float, ...]:
     """V-SHARP radii: from 18 x the smallest voxel down to 2 x the largest in steps of 2 x
     the largest (Wu et al., MRM 2012;67:137 used 1-12 mm at about 1 mm; QSM.jl the same rule)."""
-    largest = max(voxel_size_mm)
-    top = 18.0 * min(voxel_size_mm)
-    radii = np.arange(top, 2.0 * largest - 1e-9, -2.0 * largest)
-    return tuple(float(r) for r in radii) if radii.size else (2.0 * largest,)
+    largest = max(float(v) for v in voxel_size_mm)
+    top = 18.0 * min(float(v) for v in voxel_size_mm)
+    step = bottom = 2.0 * largest
+    # Count the steps with a relative tolerance: voxel sizes read back from a float32 affine
+    # (1.50000005 mm) must not drop the last radius to round-off.
+    n_steps = int(np.floor((top - bottom) / step * (1.0 + 1e-6) + 1e-6))
+    if n_steps < 0:
+        return (bottom,)
+    # Like the range top:-step:bottom (QSM.jl), the last radius not below bottom.
+    return tuple(float(max(top - k * step, bottom)) for k in range(n_steps + 1))
 
 
 __all__ = ["validate", "smv_grid", "eroded_by_sphere", "default_radii_mm", "smv_kernel"]

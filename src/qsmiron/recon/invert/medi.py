@@ -9,8 +9,9 @@
   mask voxels with the largest magnitude gradient), one elsewhere, so that TV does not
   smooth across anatomical boundaries the magnitude shows while it suppresses streaks and
   noise everywhere else;
-- alpha picked automatically on a continuation path (``regularisation.choose_weight``:
-  the larger of the L-curve corner and the discrepancy-principle weight);
+- alpha picked automatically on a continuation path: the weight whose residual inside the
+  mask equals the field's total inconsistency with the dipole model, measured on the magic
+  cone (noise + model errors; see ``qsmiron.recon.invert`` for the evidence);
 - optionally the nonlinear data term ``||W (exp(i D chi) - exp(i f))||^2`` with the field
   expressed as phase (``phase_scale_rad_per_ppm`` = 2 pi gamma B0 TE / 1e6), which
   tolerates phase noise at low magnitude better (Milovic et al., MRM 2018;80:814).

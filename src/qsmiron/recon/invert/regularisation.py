@@ -1,19 +1,21 @@
 """Automatic choice of a regularisation weight, so that no dataset needs hand tuning.
 
-Two classical rules, both evaluated on a path of weights from strong to weak:
+Rules, each evaluated on a path of weights from strong to weak:
 
+- **Discrepancy principle on the total inconsistency** (Morozov 1966; the default "auto" of
+  ``tv``/``medi``): the weight whose RMS residual inside the mask equals the RMS of what no
+  susceptibility can explain, measured from the field's energy on the magic cone
+  (``_common.inconsistency_ppm``: noise and model errors together). ``discrepancy_crossing``
+  interpolates the crossing in log-log.
 - **L-curve** (Hansen & O'Leary, SIAM J Sci Comput 1993): the corner of the curve
   (log residual norm, log regularisation norm), taken as the point of maximum curvature.
-  It needs no noise level and is robust to model errors (anisotropy, background residuals)
-  that a noise map does not describe.
-- **Discrepancy principle** (Morozov 1966): the strongest regularisation whose weighted
+- **Discrepancy principle on the noise only**: the strongest regularisation whose weighted
   residual is no larger than the noise, ``mean(w^2 r^2) <= tau * sigma_w^2`` (tau = 1).
 
-``choose_weight`` combines them conservatively: it takes the *larger* of the two weights.
-Both rules guard against over-fitting from a different side (the discrepancy principle
-never fits below the noise, the L-curve never fits model errors), and the demeaned NRMSE
-against multi-orientation references penalises streaks and noise far more than mild
-smoothing (Langkammer et al., MRM 2018), so erring to the stronger weight is the safer side.
+``choose_weight`` picks by the last two ("auto" there: the larger of the two weights; used by
+closed-form Tikhonov and by ``alpha="lcurve"/"discrepancy"`` of the TV solvers). With model
+errors both sit near the noise and under-regularise TV about tenfold (see
+``qsmiron.recon.invert``), which is why the TV default uses the total inconsistency.
 """
 
 from __future__ import annotations

@@ -11,10 +11,13 @@ The data term is only enforced inside the mask (W = 0 outside), so the unknown f
 the brain is not mistaken for zero. ``M_G`` (per-voxel gradient weights) turns this into the
 morphology-weighted TV of MEDI (see ``medi.py``).
 
-The weight ``alpha`` is chosen automatically by default: the solver follows a path of
-decreasing weights (warm starts, a few iterations each), records the weighted residual and
-the TV at each, and picks the weight with ``regularisation.choose_weight`` (the larger of the
-L-curve corner and the discrepancy principle), then iterates to convergence there.
+The weight ``alpha`` is chosen automatically by default ("auto"): the solver follows a path of
+decreasing weights, half a decade apart (warm starts, a few iterations each), and stops where
+the residual inside the mask falls to the field's inconsistency with the dipole model
+(``_common.inconsistency_ppm``); the crossing is interpolated and the solver iterates to
+convergence there. "lcurve"/"discrepancy" use ``regularisation.choose_weight`` on a fixed
+path instead. A given weight is reached by the same continuation, so a weight yields the
+same solution whether it was chosen or given.
 """
 
 from __future__ import annotations
@@ -258,9 +261,11 @@ def tv_admm(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[flo
     noise_ppm : ndarray, optional
         Field-noise map (ppm): data weights 1/noise and the discrepancy level.
     alpha : float or {"auto", "lcurve", "discrepancy"}
-        TV weight (ppm x mm), or the rule that picks it on the path.
+        TV weight (ppm x mm), or the rule that picks it on the path ("auto": discrepancy
+        principle on the total inconsistency measured on the magic cone).
     max_iter, tol : iterations at the chosen weight and relative-change tolerance.
-    path_alphas, path_decades, path_iterations : the path of weights for automatic choice.
+    path_alphas, path_decades, path_iterations : the path of weights for automatic choice
+        (``path_alphas`` only for "lcurve"/"discrepancy"; "auto" steps half a decade).
     pad_mm : float
 
     Returns
