@@ -1,15 +1,22 @@
-"""Background field removal against the analytic field of uniformly magnetised spheres.
+"""Background field removal against analytic and forward-simulated truth.
 
-Truth: a small sphere (5 mm, 0.2 ppm) at the centre of a spherical brain mask (26 mm) is
+Spheres: a small sphere (5 mm, 0.2 ppm) at the centre of a spherical brain mask (26 mm) is
 the only local source; the background is the analytic field of a strongly magnetised sphere
 (6 mm, 3 ppm) 9 mm outside the mask plus a harmonic linear + quadratic field (shim terms).
 A method must return the analytic local field inside its eroded mask (demeaned, relative
 error). Tolerances are each method's model error measured here plus a margin: V-SHARP
-about 7 % (1 % with 2 mm slices, where its core is larger in voxels), iSMV 7-11 %,
-RESHARP about 17 % (Tikhonov shrinkage), PDF about 25 % (part of a local field near the
+about 7 % (1 % with 2 mm slices, where its core is larger in voxels), iSMV 7-10.5 %,
+RESHARP about 17 % (Tikhonov shrinkage), PDF 21-23.5 % (part of a local field near the
 edge is indistinguishable from outside sources: PDF's known bias, 44.5 % local-field NRMSE
 on the QSM-CI head phantom).
+
+Head: a head in air from the independent forward model ``qsm-forward`` (scalp, a dark
+diamagnetic skull, an air sinus touching the brain, white matter and iron-rich nuclei); the
+background field is about 13 times the local field (norms in the mask). Truth is the field of the brain's own
+susceptibility.
 """
+
+import functools
 
 import numpy as np
 import pytest
@@ -50,13 +57,14 @@ GEOMETRIES = {
     "oblique": ((1.0, 1.0, 1.0), (0.3, -0.2, 0.93)),
     "anisotropic": ((1.0, 1.0, 2.0), (0.0, 0.0, 1.0)),
 }
-# method -> (extra parameters, tolerance). PDF's padding is cut from 40 to 24 mm to keep the
-# test fast; the background source is 9 mm outside the mask, well inside that room.
+# method -> (extra parameters, tolerance); measured (axial, oblique, anisotropic):
+# V-SHARP 7.1, 7.1, 1.0 %; PDF 22.6, 23.5, 21.1 %; RESHARP 17.3, 17.2, 17.5 %; iSMV 6.7,
+# 6.7, 10.5 %.
 TOLERANCES = {
     "vsharp": ({}, 0.10),
-    "pdf": ({"pad_mm": 24.0}, 0.30),
+    "pdf": ({}, 0.26),
     "resharp": ({}, 0.22),
-    "ismv": ({}, 0.15),
+    "ismv": ({}, 0.12),
 }
 
 
@@ -111,3 +119,134 @@ def test_remove_background_rejects_unknown_method_and_parameter():
     with pytest.raises(ValueError, match="no parameter"):
         remove_background(field, mask, (1, 1, 1), (0, 0, 1), method="vsharp", radius_mm=3)
     assert set(BACKGROUND_METHODS) == {"vsharp", "pdf", "resharp", "ismv"}
+
+
+def test_default_vsharp_radii_survive_float32_noise_in_voxel_sizes():
+    """1.50000005 mm (a float32 affine read back) must give the radii of 1.5 mm, down to 3 mm."""
+    from qsmiron.recon.bgremove._common import default_radii_mm
+
+    exact = default_radii_mm((1.5, 1.5, 1.5))
+    for noisy in [(1.50000005, 1.5, 1.50000005), (1.49999995, 1.5, 1.5), (1.50000005,) * 3]:
+        radii = default_radii_mm(noisy)
+        assert len(radii) == len(exact) == 9
+        np.testing.assert_allclose(radii, exact, rtol=1e-6)
+        assert min(radii) >= 2.0 * max(noisy)
+    assert default_radii_mm((1.0, 1.0, 1.0)) == tuple(float(r) for r in range(18, 1, -2))
+    assert default_radii_mm((1.0, 1.0, 2.0)) == (18.0, 14.0, 10.0, 6.0)  # as QSM.jl's 18:-4:4
+
+
+def test_vsharp_erodes_the_same_mask_for_float32_noisy_voxel_sizes():
+    shape = (40, 40, 40)
+    axes = [(np.arange(n) - (n - 1) / 2.0) * 1.5 for n in shape]
+    x, y, z = np.meshgrid(*axes, indexing="ij")
+    mask = x * x + y * y + z * z < 27.0 ** 2
+    field = np.where(mask, 1e-3 * x, 0.0)
+    _, eroded_exact = remove_background(field, mask, (1.5, 1.5, 1.5), (0, 0, 1), method="vsharp")
+    _, eroded_noisy, info = remove_background(field, mask, (1.50000005, 1.5, 1.50000005), (0, 0, 1),
+                                              method="vsharp", return_info=True)
+    assert min(info["radii_mm"]) == pytest.approx(3.0, rel=1e-6)
+    assert np.array_equal(eroded_noisy, eroded_exact)
+
+
+def _ellipsoid(x, y, z, centre, semi_axes):
+    return sum(((c - c0) / a) ** 2 for c, c0, a in zip((x, y, z), centre, semi_axes)) <= 1.0
+
+
+def _head_tissues(x, y, z):
+    """Brain susceptibility (ppm), the outside sources (air +9.4 ppm, skull -2 ppm), brain mask."""
+    head = _ellipsoid(x, y, z, (0, 0, 1), (20.5, 22, 17.5))
+    sinus = _ellipsoid(x, y, z, (0, 15, -11), (5, 4.5, 4.5))
+    brain = _ellipsoid(x, y, z, (0, -1, 2.5), (17.2, 18.7, 13.7)) & ~sinus
+    skull = _ellipsoid(x, y, z, (0, -1, 2.5), (19, 20.5, 15.5)) & head & ~brain & ~sinus
+    chi = np.where(_ellipsoid(x, y, z, (0, -1, 3), (12, 13.5, 9)), -0.03, 0.0)
+    for centre, semi, value in [((7, 1, 2), (3, 4, 3), 0.18), ((-7, 1, 2), (3, 4, 3), 0.17),
+                                ((4, -7, -3), (2, 3, 2), 0.14), ((0, -12, 9), (1.2, 6, 1.2), 0.3)]:
+        chi[_ellipsoid(x, y, z, centre, semi)] = value
+    outside = np.where(~head | sinus, 9.4, 0.0) + np.where(skull, -2.0, 0.0)
+    return np.where(brain, chi, 0.0), outside, brain
+
+
+@functools.lru_cache(maxsize=2)
+def head_scene(voxel_size_mm, tilt_deg):
+    """Total field (ppm) of a head in air, the local truth and the brain mask, from qsm-forward.
+
+    The image grid is tilted by ``tilt_deg`` about x (B0 along world z). The background (sharp
+    9.4 ppm edges) is simulated on a scanner-aligned 1 mm grid and interpolated at the voxel
+    centres, as a scanner samples a continuous field (a dipole kernel tilted on the image
+    grid would ring at those edges: an artefact of the simulation, not of the data); the
+    tissue field is simulated on the image grid with B0 in voxel axes. Returns the field,
+    the truth, the mask and B0 in voxel axes.
+    """
+    import qsm_forward
+    import scipy.ndimage
+
+    t = np.deg2rad(tilt_deg)
+    rotation = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
+    shape = tuple(int(round(48 / v)) for v in voxel_size_mm)
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")).reshape(3, -1)
+    centred = (ijk - (np.asarray(shape)[:, None] - 1) / 2.0) * np.asarray(voxel_size_mm)[:, None]
+    world = (rotation @ centred).reshape(3, *shape)
+    chi, _, brain = _head_tissues(*world)
+    b0 = rotation.T @ np.array([0.0, 0.0, 1.0])
+    local = qsm_forward.generate_field(chi, voxel_size=list(voxel_size_mm), B0_dir=list(b0))
+    axes = np.arange(56) - 27.5
+    _, outside, _ = _head_tissues(*np.meshgrid(axes, axes, axes, indexing="ij"))
+    background = qsm_forward.generate_field(outside, voxel_size=[1, 1, 1], B0_dir=[0, 0, 1])
+    background = scipy.ndimage.map_coordinates(background, world.reshape(3, -1) + 27.5, order=3,
+                                               mode="nearest").reshape(shape)
+    return np.where(brain, local + background, 0.0), local, brain, tuple(b0)
+
+
+# method -> bound (%) on the head, axial 1 mm and tilted 20 deg with 1 x 1 x 1.5 mm voxels;
+# measured: iSMV 18.3 / 17.5, RESHARP 17.0 / 16.0, V-SHARP 39.0 / 31.8 (its rim, see
+# vsharp.py), PDF 35.7 / 55.0 (the tilted case stops at 500 iterations; on H3's phantom of
+# tests/pipeline PDF gave 150-200 % before its stopping rule was fixed).
+HEAD_BOUNDS = {"ismv": (21.0, 20.0), "resharp": (20.0, 19.0), "vsharp": (43.0, 36.0), "pdf": (40.0, 60.0)}
+HEAD_GEOMETRIES = {"axial": ((1.0, 1.0, 1.0), 0.0), "oblique": ((1.0, 1.0, 1.5), 20.0)}
+
+
+@pytest.mark.parametrize("geometry", sorted(HEAD_GEOMETRIES))
+@pytest.mark.parametrize("method", sorted(HEAD_BOUNDS))
+def test_background_removal_of_a_head_with_an_air_sinus_against_qsm_forward(method, geometry):
+    bound = HEAD_BOUNDS[method][0 if geometry == "axial" else 1]
+    voxel, tilt = HEAD_GEOMETRIES[geometry]
+    total, truth, brain, b0 = head_scene(voxel, tilt)
+    local, eroded = remove_background(total, brain, voxel, b0, method=method)
+    assert relative_error(total, truth, brain) > 10  # the background dwarfs the local field
+    assert relative_error(total, truth, eroded) > 2
+    assert 100 * relative_error(local, truth, eroded) < bound
+
+
+def test_pdf_fits_a_background_ten_times_the_local_field_and_reports_convergence():
+    """The old rule (CG to 1e-3 of the initial residual) stopped at 13 iterations with 160 %."""
+    voxel, tilt = HEAD_GEOMETRIES["axial"]
+    total, truth, brain, b0 = head_scene(voxel, tilt)
+    local, _, info = remove_background(total, brain, voxel, b0, method="pdf", return_info=True)
+    assert info["converged"] and info["iterations"] > 100
+    assert info["last_relative_change"] < info["parameters"]["tol"]
+    # Away from the edge (the 4 mm core) PDF is better than over the whole mask.
+    _, core = remove_background(total, brain, voxel, b0, method="ismv")
+    assert 100 * relative_error(local, truth, core) < 15
+    capped, _, info = remove_background(total, brain, voxel, b0, method="pdf", max_iter=5,
+                                        return_info=True)
+    assert not info["converged"] and "before the background fit settled" in info["warnings"][0]
+
+
+def test_ismv_preconditioner_changes_speed_not_the_solution():
+    voxel, b0 = GEOMETRIES["anisotropic"]
+    total, _, mask = sphere_scene(voxel, b0)
+    fast, _, info_fast = remove_background(total, mask, voxel, b0, method="ismv", tol=1e-6,
+                                           return_info=True)
+    slow, _, info_slow = remove_background(total, mask, voxel, b0, method="ismv", tol=1e-6,
+                                           threshold=0.9, return_info=True)
+    assert info_fast["converged"] and info_slow["converged"]
+    assert info_fast["iterations"] < info_slow["iterations"]
+    np.testing.assert_allclose(fast, slow, atol=1e-3 * np.abs(slow).max())
+
+
+def test_ismv_is_the_default_everywhere():
+    from qsmiron.recon.bgremove import DEFAULT_BACKGROUND, method_parameters
+    from qsmiron.recon.settings import BackgroundSettings
+
+    assert DEFAULT_BACKGROUND == "ismv" == BackgroundSettings().method
+    assert set(BackgroundSettings().method_params()) <= set(method_parameters("ismv"))

@@ -79,14 +79,16 @@ class EchoFitSettings(Settings):
 class BackgroundSettings(Settings):
     """Background field removal (``qsmiron.recon.bgremove``); each method reads its own keys."""
 
-    method: Literal["vsharp", "pdf", "resharp", "ismv"] = "vsharp"
+    # Default iSMV: see the reasoning and measurements in qsmiron.recon.bgremove.
+    method: Literal["vsharp", "pdf", "resharp", "ismv"] = "ismv"
     # V-SHARP: None = 18 x the smallest voxel down to 2 x the largest (Wu et al. 2012).
     vsharp_radii_mm: list[float] | None = None
     vsharp_threshold: float = Field(0.05, gt=0, lt=1)
-    # PDF: 40 mm of room for outside sources (MEDI pads 40 voxels), CG to 1e-3.
-    pdf_pad_mm: float = Field(40.0, ge=0)
-    pdf_tol: float = Field(1e-3, gt=0)
-    pdf_max_iter: int = Field(100, ge=1)
+    # PDF: 10 mm of room for outside sources; CGLS until an iteration changes the fitted
+    # background by under 1 % of the residual (the local field).
+    pdf_pad_mm: float = Field(10.0, ge=0)
+    pdf_tol: float = Field(1e-2, gt=0, lt=1)
+    pdf_max_iter: int = Field(500, ge=1)
     # RESHARP / iSMV: None = 4 mm or twice the largest voxel; RESHARP lambda by L-curve.
     smv_radius_mm: float | None = Field(None, gt=0)
     resharp_lambda: float | Literal["lcurve"] = "lcurve"

@@ -189,20 +189,70 @@ def _syn_stages(settings: RegistrationSettings) -> list[tuple[str, tuple, tuple,
     return [("MI", *coarse), ("CC", *fine)]
 
 
+def crop_to_box(image, box_mm):
+    """An ANTs image cropped to the voxels inside a world box (RAS+ mm corners ``(lower, upper)``)."""
+    import ants
+
+    lower_mm, upper_mm = (np.asarray(c, dtype=float) for c in box_mm)
+    corners = np.array([[x, y, z] for x in (lower_mm[0], upper_mm[0]) for y in (lower_mm[1], upper_mm[1])
+                        for z in (lower_mm[2], upper_mm[2])])
+    inverse = np.linalg.inv(ants_affine(image))
+    ijk = corners @ inverse[:3, :3].T + inverse[:3, 3]
+    shape = np.asarray(image.shape)
+    lower = np.clip(np.floor(ijk.min(axis=0)).astype(int), 0, shape - 1)
+    upper = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 1, lower + 1, shape)
+    if np.all(lower == 0) and np.all(upper == shape):
+        return image
+    return ants.crop_indices(image, lower.tolist(), upper.tolist())
+
+
+def label_box_mm(labels, margin_mm: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """World (RAS+ mm) bounding box of the non-zero voxels of a label image (ANTs), plus a margin."""
+    data = labels.numpy()
+    nonzero = np.argwhere(data != 0)
+    if nonzero.size == 0:
+        return None
+    affine = ants_affine(labels)
+    lower, upper = nonzero.min(axis=0), nonzero.max(axis=0)
+    corners = np.array([[x, y, z] for x in (lower[0], upper[0]) for y in (lower[1], upper[1])
+                        for z in (lower[2], upper[2])], dtype=float)
+    world = corners @ affine[:3, :3].T + affine[:3, 3]
+    return world.min(axis=0) - margin_mm, world.max(axis=0) + margin_mm
+
+
+def _run_ants(args: list) -> None:
+    from ants.internal import get_lib_fn
+
+    args = args + ["--verbose", "1" if os.environ.get("QSMIRON_ANTS_VERBOSE") else "0"]
+    exit_code = get_lib_fn("antsRegistration")([_flatten(item) for item in args])
+    if exit_code != 0:
+        raise RuntimeError(f"antsRegistration failed with exit code {exit_code}")
+
+
 def register_to_template(subject, template, *, settings: RegistrationSettings | None = None,
-                         template_mask=None, subject_mask=None, workdir: str | os.PathLike | None = None) -> Registration:
+                         template_mask=None, subject_mask=None, syn_box_mm=None,
+                         workdir: str | os.PathLike | None = None) -> Registration:
     """Register a prepared subject image (moving) to the template (fixed) with ANTs.
+
+    Two ANTs runs. (1) Rigid then affine, Mattes MI, on the whole brain of the template
+    resampled to ``settings.linear_resolution_mm``, from an alignment of the centres of mass.
+    (2) SyN on the template resampled to ``settings.resolution_mm`` and cropped to
+    ``syn_box_mm`` (the atlas regions plus a margin), starting from the affine: the
+    deformable stage costs per voxel of its domain, and only the atlas regions are measured.
+    Outside the box the mapping is the affine alone (a displacement field is zero outside its
+    domain).
 
     Parameters
     ----------
     subject : ants image
         The subject's brain-only, bias-corrected magnitude (see ``images.prepare_subject``).
     template : ants image
-        The (brain-extracted) template at its native grid; it is resampled to
-        ``settings.linear_resolution_mm`` for the rigid and affine stages and to
-        ``settings.resolution_mm`` for SyN (both cached per process).
+        The (brain-extracted) template at its native grid; its resampled grids are cached per
+        process (``template_grid``).
     template_mask, subject_mask : ants image, optional
         Metric masks (brain) used by the deformable stage.
+    syn_box_mm : (lower, upper) RAS+ mm, optional
+        Domain of the deformable stage; the whole brain when not given.
     workdir : path, optional
         Where ANTs writes its transform files; a new temporary folder by default (the caller
         saves what it keeps with ``Registration.save``).
@@ -210,16 +260,14 @@ def register_to_template(subject, template, *, settings: RegistrationSettings | 
     Returns
     -------
     Registration
-        ``seconds`` is wall time, ``parameters["cpu_seconds"]`` the CPU time of the process
-        (all threads) spent in ANTs.
+        ``seconds`` is wall time; ``parameters`` holds the grids and ``cpu_seconds`` of each
+        run (process CPU time, all threads).
     """
-    from ants.internal import get_lib_fn
-
     settings = settings or RegistrationSettings()
     _check_levels(settings)
     started = time.perf_counter()
-    cpu_started = time.process_time()
-    fixed = template_grid(template, settings.resolution_mm)
+    workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="qsmiron_reg_"))
+    workdir.mkdir(parents=True, exist_ok=True)
     linear_resolution = max(settings.linear_resolution_mm, settings.resolution_mm)
     fixed_linear = template_grid(template, linear_resolution)
     # The moving image need not be finer than the registration grid: smoothing and the
@@ -227,58 +275,67 @@ def register_to_template(subject, template, *, settings: RegistrationSettings | 
     moving = subject.clone("float")
     if min(moving.spacing) < settings.resolution_mm * 0.75:
         moving = resample_to_resolution(moving, settings.resolution_mm * 0.75)
-    workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="qsmiron_reg_"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    prefix = str(workdir / "reg_")
-    warped = fixed.clone()
-    inverse_warped = moving.clone()
     window = settings.convergence_window
+    common = ["--dimensionality", "3", "--float", "1", "--random-seed", str(settings.random_seed),
+              "--collapse-output-transforms", "1", "--interpolation", "Linear",
+              "--use-histogram-matching", "0", "--winsorize-image-intensities", "[0.005,0.995]"]
+    cpu = {}
 
-    args: list = ["--dimensionality", "3", "--float", "1",
-                  "--random-seed", str(settings.random_seed),
-                  "--collapse-output-transforms", "1",
-                  "--interpolation", "Linear",
-                  "--use-histogram-matching", "0",
-                  "--winsorize-image-intensities", "[0.005,0.995]",
-                  "--initial-moving-transform", ["[", fixed_linear, ",", moving, ",1]"]]
+    # (1) Rigid + affine, whole brain.
+    tick = time.process_time()
+    prefix = str(workdir / "linear_")
+    args = common + ["--initial-moving-transform", ["[", fixed_linear, ",", moving, ",1]"]]
     for kind in ("Rigid", "Affine"):
         args += ["--transform", f"{kind}[0.1]",
-                 "--metric", ["MI[", fixed_linear, ",", moving,
-                              f",1,{settings.mi_bins},Regular,{settings.sampling_fraction}]"],
+                 "--metric", ["MI[", fixed_linear, ",", moving, f",1,{settings.mi_bins},Regular,{settings.sampling_fraction}]"],
                  "--convergence", f"[{_levels(settings.linear_iterations)},{settings.linear_convergence},{window}]",
                  "--shrink-factors", _levels(settings.linear_shrink_factors),
                  "--smoothing-sigmas", _levels(settings.linear_smoothing_vox) + "vox"]
-    stages = _syn_stages(settings)
-    for metric, iterations, shrink, smoothing in stages:
-        args += ["--transform", f"SyN[{settings.syn_gradient_step},{settings.syn_flow_sigma_vox},"
-                                f"{settings.syn_total_sigma_vox}]",
-                 "--metric", (["MI[", fixed, ",", moving, f",1,{settings.mi_bins}]"] if metric == "MI"
-                              else ["CC[", fixed, ",", moving, f",1,{settings.syn_cc_radius_vox}]"]),
-                 "--convergence", f"[{_levels(iterations)},{settings.syn_convergence},{window}]",
-                 "--shrink-factors", _levels(shrink),
-                 "--smoothing-sigmas", _levels(smoothing) + "vox"]
-    if stages and (template_mask is not None or subject_mask is not None):
-        # One mask pair per stage: none for the linear stages, the brain for SyN.
-        fm = "NA" if template_mask is None else (template_mask != 0).clone("unsigned char")
-        mm = "NA" if subject_mask is None else (subject_mask != 0).clone("unsigned char")
-        args += ["--masks", "[NA,NA]"] * 2 + ["--masks", ["[", fm, ",", mm, "]"]] * len(stages)
-    args += ["--output", ["[", prefix, ",", warped, ",", inverse_warped, "]"],
-             "--verbose", "1" if os.environ.get("QSMIRON_ANTS_VERBOSE") else "0"]
-
-    processed = [_flatten(item) for item in args]
-    exit_code = get_lib_fn("antsRegistration")(processed)
-    if exit_code != 0:
-        raise RuntimeError(f"antsRegistration failed with exit code {exit_code}")
-    seconds = time.perf_counter() - started
+    _run_ants(args + ["--output", prefix])
     affine = Path(prefix + "0GenericAffine.mat")
-    warp = Path(prefix + "1Warp.nii.gz")
-    inverse = Path(prefix + "1InverseWarp.nii.gz")
-    return Registration(affine=affine, warp=warp if warp.exists() else None,
-                        inverse_warp=inverse if inverse.exists() else None, seconds=seconds,
+    cpu["linear"] = time.process_time() - tick
+
+    # (2) SyN in the box, from the affine.
+    warp = inverse = None
+    stages = _syn_stages(settings)
+    fixed = None
+    if stages:
+        tick = time.process_time()
+        fixed = template_grid(template, settings.resolution_mm)
+        if syn_box_mm is not None:
+            fixed = crop_to_box(fixed, syn_box_mm)
+        prefix = str(workdir / "syn_")
+        args = common + ["--initial-moving-transform", str(affine)]
+        for metric, iterations, shrink, smoothing in stages:
+            args += ["--transform", f"SyN[{settings.syn_gradient_step},{settings.syn_flow_sigma_vox},"
+                                    f"{settings.syn_total_sigma_vox}]",
+                     "--metric", (["MI[", fixed, ",", moving, f",1,{settings.mi_bins}]"] if metric == "MI"
+                                  else ["CC[", fixed, ",", moving, f",1,{settings.syn_cc_radius_vox}]"]),
+                     "--convergence", f"[{_levels(iterations)},{settings.syn_convergence},{window}]",
+                     "--shrink-factors", _levels(shrink),
+                     "--smoothing-sigmas", _levels(smoothing) + "vox"]
+        if template_mask is not None or subject_mask is not None:
+            fm = "NA" if template_mask is None else (template_mask != 0).clone("unsigned char")
+            mm = "NA" if subject_mask is None else (subject_mask != 0).clone("unsigned char")
+            args += ["--masks", ["[", fm, ",", mm, "]"]]
+        _run_ants(args + ["--output", prefix])
+        # The initial affine is collapsed into the output's affine when ANTs writes one.
+        collapsed = Path(prefix + "0GenericAffine.mat")
+        if collapsed.exists():
+            affine = collapsed
+            warp, inverse = Path(prefix + "1Warp.nii.gz"), Path(prefix + "1InverseWarp.nii.gz")
+        else:
+            warp, inverse = Path(prefix + "0Warp.nii.gz"), Path(prefix + "0InverseWarp.nii.gz")
+        if not warp.exists() or not inverse.exists():
+            raise RuntimeError(f"antsRegistration wrote no SyN warp in {workdir}")
+        cpu["syn"] = time.process_time() - tick
+    seconds = time.perf_counter() - started
+    return Registration(affine=affine, warp=warp, inverse_warp=inverse, seconds=seconds,
                         parameters={"resolution_mm": settings.resolution_mm,
                                     "linear_resolution_mm": linear_resolution,
                                     "syn_stages": [m for m, *_ in stages],
-                                    "cpu_seconds": time.process_time() - cpu_started})
+                                    "syn_domain_shape": None if fixed is None else list(fixed.shape),
+                                    "cpu_seconds": cpu})
 
 
 def _join(items):
@@ -389,4 +446,4 @@ def to_subject(image, registration: Registration, reference, *, interpolation: s
 
 
 __all__ = ["Registration", "register_to_template", "labels_to_subject", "to_template", "to_subject",
-           "resample_to_resolution", "template_grid", "TRANSFORM_SUFFIXES", "from_ants", "to_ants"]
+           "resample_to_resolution", "template_grid", "crop_to_box", "label_box_mm", "TRANSFORM_SUFFIXES", "from_ants", "to_ants"]

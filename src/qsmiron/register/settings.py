@@ -12,9 +12,10 @@ from qsmiron.settings_base import Settings
 class RegistrationSettings(Settings):
     """ANTs registration of the subject's magnitude to the template.
 
-    Rigid and affine stages with Mattes mutual information on the template resampled to
-    ``linear_resolution_mm`` (a 12-parameter motion needs no fine grid), then SyN on the
-    template resampled to ``resolution_mm``. The subject is a GRE magnitude and the template a
+    Rigid and affine stages with Mattes mutual information on the whole-brain template resampled
+    to ``linear_resolution_mm`` (a 12-parameter motion needs no fine grid), then SyN on the
+    template resampled to ``resolution_mm`` and cropped to the atlas regions plus a margin
+    (``syn_region``). The subject is a GRE magnitude and the template a
     T1w image: their intensities are related, not equal. The default deformable metric,
     ``"MI+CC"``, is a staged SyN: mutual information at the coarse levels (robust to the
     global difference of contrast) and local cross-correlation at the finest level (sharper
@@ -39,6 +40,10 @@ class RegistrationSettings(Settings):
     syn_smoothing_vox: tuple[float, ...] = (1.0, 0.0)
     syn_convergence: float = Field(1e-6, gt=0, description="SyN: convergence threshold of each level")
     convergence_window: int = Field(10, ge=3, le=50)
+    syn_region: Literal["atlas", "brain"] = Field(
+        "atlas", description="domain of the deformable stage: the atlas regions' bounding box plus "
+        "syn_margin_mm (fast; the regions are all that is measured), or the whole brain")
+    syn_margin_mm: float = Field(20.0, ge=0, description="margin around the atlas regions of the SyN domain, mm")
     syn_gradient_step: float = 0.2
     syn_flow_sigma_vox: float = 3.0
     syn_total_sigma_vox: float = 0.0

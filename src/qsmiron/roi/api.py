@@ -158,7 +158,8 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
     from qsmiron.io.atomic import write_json_atomic, write_tsv_atomic
     from qsmiron.register.images import first_echo, prepare_subject, to_ants
     from qsmiron.register.normalise import (Registration, TRANSFORM_SUFFIXES, labels_to_subject,
-                                            register_to_template, template_grid, to_template)
+                                            _syn_stages, label_box_mm, register_to_template, template_grid,
+                                            to_template)
     from qsmiron.roi.measure import measure_regions
     from qsmiron.roi.qc import atlas_overlay_png, registration_metrics, registration_png
 
@@ -205,7 +206,7 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
     brain, brain_source = subject_brain_mask(mag_vol.data, voxel, chi_support=chi_support, given=given_mask,
                                              mode=reg_settings.subject_mask)
     fingerprint = _fingerprint(first_echo(mag_vol.data).astype(np.float32), brain, affine,
-                               extra={"template": str(atlas_obj.template_path),
+                               extra={"template": str(atlas_obj.template_path), "atlas": atlas_obj.describe(),
                                       "registration": reg_settings.model_dump(mode="json")})
     subject_image = prepare_subject(mag_vol.data, brain, affine, bias_correct=reg_settings.bias_correct,
                                     resolution_mm=0.75 * reg_settings.resolution_mm,
@@ -220,21 +221,24 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
     if reg_settings.reuse_transforms and _previous_fingerprint(json_path) == fingerprint:
         registration = Registration.load(stem)
         reused = registration is not None
+    labels_array = atlas_obj.label_array()
+    labels_ants = to_ants(labels_array.astype(np.float32), atlas_obj.image.affine)
     if registration is None:
         import tempfile
 
+        syn_box = label_box_mm(labels_ants, reg_settings.syn_margin_mm) if reg_settings.syn_region == "atlas" else None
         with tempfile.TemporaryDirectory(prefix="qsmiron_reg_") as workdir:
-            fresh = register_to_template(subject_image, template_ants, settings=reg_settings, workdir=workdir)
+            fresh = register_to_template(subject_image, template_ants, settings=reg_settings, syn_box_mm=syn_box,
+                                         workdir=workdir)
             registration = fresh.save(stem)
     seconds["registration"] = time.perf_counter() - tick
     cpu_seconds["registration"] = time.process_time() - cpu_tick
 
     # Labels to the subject, measurement ------------------------------------------------------
     tick, cpu_tick = time.perf_counter(), time.process_time()
-    labels_array = atlas_obj.label_array()
     chi_ants = to_ants(chi_data, affine)
-    subject_labels = labels_to_subject(to_ants(labels_array.astype(np.float32), atlas_obj.image.affine), registration,
-                                       chi_ants, interpolation=reg_settings.label_interpolation)
+    subject_labels = labels_to_subject(labels_ants, registration, chi_ants,
+                                       interpolation=reg_settings.label_interpolation)
     fov = _fov_fraction(registration, chi_ants, chi_data.shape, affine, labels_array, atlas_obj.image.affine)
     seconds["labels_to_subject"] = time.perf_counter() - tick
     cpu_seconds["labels_to_subject"] = time.process_time() - cpu_tick
@@ -289,8 +293,11 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
                    "matrix": list(chi_vol.shape3d), "voxel_size_mm": list(voxel)},
         "atlas": atlas_obj.describe(),
         "template": {"path": str(atlas_obj.template_path), "space": atlas_obj.space},
-        "registration": {"method": "ANTs rigid + affine + SyN, Mattes mutual information, subject magnitude "
-                                   "(first echo, N4 bias-corrected, brain only) to the template",
+        "registration": {"method": "ANTs rigid + affine (Mattes mutual information, whole brain), then SyN "
+                                   f"({' then '.join(m for m, *_ in _syn_stages(reg_settings)) or 'none'}; "
+                                   f"domain: {reg_settings.syn_region}) of the subject magnitude (first echo, "
+                                   "N4 bias-corrected, brain only) to the template",
+                         "parameters": registration.parameters,
                          "subject_mask": brain_source, "reused_transforms": reused, "fingerprint": fingerprint,
                          "seconds": seconds["registration"], "metrics": metrics,
                          "label_interpolation": reg_settings.label_interpolation},
