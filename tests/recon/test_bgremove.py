@@ -198,10 +198,10 @@ def head_scene(voxel_size_mm, tilt_deg):
 
 
 # method -> bound (%) on the head, axial 1 mm and tilted 20 deg with 1 x 1 x 1.5 mm voxels;
-# measured: iSMV 18.3 / 17.5, RESHARP 17.0 / 16.0, V-SHARP 39.0 / 31.8 (its rim, see
+# measured: iSMV 27.9 / 24.6 (2 mm / 3 mm ball: more of the mask than RESHARP keeps), RESHARP 17.0 / 16.0, V-SHARP 39.0 / 31.8 (its rim, see
 # vsharp.py), PDF 35.7 / 55.0 (the tilted case stops at 500 iterations; on H3's phantom of
 # tests/pipeline PDF gave 150-200 % before its stopping rule was fixed).
-HEAD_BOUNDS = {"ismv": (21.0, 20.0), "resharp": (20.0, 19.0), "vsharp": (43.0, 36.0), "pdf": (40.0, 60.0)}
+HEAD_BOUNDS = {"ismv": (31.0, 28.0), "resharp": (20.0, 19.0), "vsharp": (43.0, 36.0), "pdf": (40.0, 60.0)}
 HEAD_GEOMETRIES = {"axial": ((1.0, 1.0, 1.0), 0.0), "oblique": ((1.0, 1.0, 1.5), 20.0)}
 
 
@@ -225,7 +225,7 @@ def test_pdf_fits_a_background_ten_times_the_local_field_and_reports_convergence
     assert info["converged"] and info["iterations"] > 100
     assert info["last_relative_change"] < info["parameters"]["tol"]
     # Away from the edge (the 4 mm core) PDF is better than over the whole mask.
-    _, core = remove_background(total, brain, voxel, b0, method="ismv")
+    _, core = remove_background(total, brain, voxel, b0, method="ismv", radius_mm=4.0)
     assert 100 * relative_error(local, truth, core) < 15
     capped, _, info = remove_background(total, brain, voxel, b0, method="pdf", max_iter=5,
                                         return_info=True)
@@ -236,7 +236,7 @@ def test_ismv_preconditioner_changes_speed_not_the_solution():
     voxel, b0 = GEOMETRIES["anisotropic"]
     total, _, mask = sphere_scene(voxel, b0)
     fast, _, info_fast = remove_background(total, mask, voxel, b0, method="ismv", tol=1e-6,
-                                           return_info=True)
+                                           threshold=0.01, return_info=True)
     slow, _, info_slow = remove_background(total, mask, voxel, b0, method="ismv", tol=1e-6,
                                            threshold=0.9, return_info=True)
     assert info_fast["converged"] and info_slow["converged"]

@@ -89,7 +89,8 @@ class BackgroundSettings(Settings):
     pdf_pad_mm: float = Field(10.0, ge=0)
     pdf_tol: float = Field(1e-2, gt=0, lt=1)
     pdf_max_iter: int = Field(500, ge=1)
-    # RESHARP / iSMV: None = 4 mm or twice the largest voxel; RESHARP lambda by L-curve.
+    # RESHARP / iSMV: None = the method's default ball (RESHARP: 4 mm or twice the largest
+    # voxel; iSMV: twice the largest voxel); RESHARP lambda by L-curve.
     smv_radius_mm: float | None = Field(None, gt=0)
     resharp_lambda: float | Literal["lcurve"] = "lcurve"
 

@@ -96,7 +96,7 @@ def _ellipsoid(radius_vox) -> np.ndarray:
 
 def prepare_subject(magnitude: np.ndarray, mask: np.ndarray, affine: np.ndarray, *,
                     bias_correct: bool = True, resolution_mm: float | None = None,
-                    bias_resolution_mm: float = 4.0, bias_iterations=(50, 50, 30)):
+                    bias_resolution_mm: float = 6.0, bias_iterations=(50, 50, 30), bias_convergence: float = 1e-3):
     """The registration image of a subject: first echo, N4 bias-corrected, brain only.
 
     The template is a brain-extracted T1w image, so the subject's magnitude is multiplied by
@@ -119,6 +119,10 @@ def prepare_subject(magnitude: np.ndarray, mask: np.ndarray, affine: np.ndarray,
         over centimetres), then corrects the image at its own resolution.
     bias_iterations : sequence of int
         N4 iterations per B-spline fitting level.
+    bias_convergence : float
+        N4 stops a level when the field changes less than this (relative). 1e-3 instead of
+        1e-7 halves the time; on the 1 mm benchmark phantom the field then differs from the
+        1e-7 field by 1.4 % (SD), far less than the contrast differences MI copes with.
 
     Returns
     -------
@@ -141,7 +145,7 @@ def prepare_subject(magnitude: np.ndarray, mask: np.ndarray, affine: np.ndarray,
         shrink = int(max(1, round(bias_resolution_mm / max(ants_image.spacing))))
         corrected = ants.n4_bias_field_correction(
             ants_image, mask=ants_mask, shrink_factor=shrink,
-            convergence={"iters": list(bias_iterations), "tol": 1e-7})
+            convergence={"iters": list(bias_iterations), "tol": float(bias_convergence)})
         image = corrected.numpy()
     image = np.where(mask, image, 0.0).astype(np.float32)
     inside = image[mask]

@@ -174,19 +174,17 @@ def template_grid(template, resolution_mm: float, *, margin_mm: float = 10.0):
 def _syn_stages(settings: RegistrationSettings) -> list[tuple[str, tuple, tuple, tuple]]:
     """(metric, iterations, shrink factors, smoothing) of each SyN stage.
 
-    ``MI+CC`` runs MI at every level but the finest, then CC at the finest, as two SyN stages
-    (ANTs composes them; ``--collapse-output-transforms`` writes one warp).
+    ``MI+CC`` runs MI over all levels, then refines at the finest level with CC (a second
+    SyN stage, as many iterations as the finest MI level). Both stages end on the full SyN
+    grid, so ANTs can collapse them into one warp (fields on different grids cannot be).
     """
     levels = (tuple(settings.syn_iterations), tuple(settings.syn_shrink_factors), tuple(settings.syn_smoothing_vox))
     if not settings.syn_iterations:
         return []
     if settings.syn_metric != "MI+CC":
         return [(settings.syn_metric, *levels)]
-    if len(settings.syn_iterations) == 1:
-        return [("CC", *levels)]
-    coarse = tuple(values[:-1] for values in levels)
     fine = tuple(values[-1:] for values in levels)
-    return [("MI", *coarse), ("CC", *fine)]
+    return [("MI", *levels), ("CC", *fine)]
 
 
 def crop_to_box(image, box_mm):

@@ -16,11 +16,11 @@ class RegistrationSettings(Settings):
     to ``linear_resolution_mm`` (a 12-parameter motion needs no fine grid), then SyN on the
     template resampled to ``resolution_mm`` and cropped to the atlas regions plus a margin
     (``syn_region``). The subject is a GRE magnitude and the template a
-    T1w image: their intensities are related, not equal. The default deformable metric,
-    ``"MI+CC"``, is a staged SyN: mutual information at the coarse levels (robust to the
-    global difference of contrast) and local cross-correlation at the finest level (sharper
-    edges of the deep nuclei; it only assumes that intensities are locally linearly related).
-    Labels are then brought to the subject's own grid with one composed transform.
+    T1w image: their intensities are related, not equal, so every stage uses Mattes mutual
+    information by default; ``syn_metric="MI+CC"`` adds a local cross-correlation refinement at
+    the finest SyN level (it assumes intensities locally linearly related; see
+    benchmarks/bench_roi.py for its cost and effect). Labels are then brought to the subject's
+    own grid by one resampling through the saved transforms.
     """
 
     resolution_mm: float = Field(2.0, gt=0.3, le=8.0,
@@ -48,18 +48,19 @@ class RegistrationSettings(Settings):
     syn_flow_sigma_vox: float = 3.0
     syn_total_sigma_vox: float = 0.0
     syn_metric: Literal["MI", "CC", "MI+CC"] = Field(
-        "MI+CC", description="metric of the deformable stage: Mattes mutual information, local "
-        "cross-correlation (radius syn_cc_radius_vox), or MI at every level but the finest and CC "
-        "at the finest (a second SyN stage)")
+        "MI", description="metric of the deformable stage: Mattes mutual information, local "
+        "cross-correlation (radius syn_cc_radius_vox), or MI over all levels refined by CC at the "
+        "finest level (a second SyN stage)")
     syn_cc_radius_vox: int = 2
     mi_bins: int = 32
     sampling_fraction: float = Field(0.25, gt=0, le=1,
                                      description="share of voxels sampled by the linear stages")
     random_seed: int = 1
     bias_correct: bool = True
-    bias_resolution_mm: float = Field(4.0, gt=0.3, le=10.0,
-                                      description="N4 bias correction estimates the (smooth) field on this grid")
+    bias_resolution_mm: float = Field(6.0, gt=0.3, le=12.0,
+                                      description="N4 bias correction estimates the (smooth) field on about this grid")
     bias_iterations: tuple[int, ...] = Field((50, 50, 30), description="N4 iterations per fitting level")
+    bias_convergence: float = Field(1e-3, gt=0, description="N4 convergence threshold per level")
     subject_mask: Literal["auto", "chi", "magnitude", "none"] = Field(
         "auto", description="brain mask of the subject's magnitude: 'chi' = support of the chi "
         "map (the reconstruction mask), 'magnitude' = automatic from the magnitude, 'auto' = "

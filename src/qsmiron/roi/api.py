@@ -211,7 +211,8 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
     subject_image = prepare_subject(mag_vol.data, brain, affine, bias_correct=reg_settings.bias_correct,
                                     resolution_mm=0.75 * reg_settings.resolution_mm,
                                     bias_resolution_mm=reg_settings.bias_resolution_mm,
-                                    bias_iterations=reg_settings.bias_iterations)
+                                    bias_iterations=reg_settings.bias_iterations,
+                                    bias_convergence=reg_settings.bias_convergence)
     seconds["prepare_subject"] = time.perf_counter() - tick
     cpu_seconds["prepare_subject"] = time.process_time() - cpu_tick
     tick, cpu_tick = time.perf_counter(), time.process_time()

@@ -12,28 +12,31 @@ head phantom the SHARP family leads (local-field NRMSE: RESHARP 20.7 %, iSMV 28.
 36.3 %, V-SHARP 42.6 %, PDF 44.5 %). Among those, iSMV solves the SHARP equations exactly on
 the eroded mask (``M_r (delta - S) x = M_r (delta - S) f``) instead of truncating a
 deconvolution (SHARP, V-SHARP) or shrinking the solution with a weight picked per dataset
-(RESHARP), so it has no regularisation weight and no threshold that changes its result.
-Measured here on the true total field (demeaned local-field NRMSE, %, inside each method's
-mask; "core" = the 4 mm-eroded mask common to all):
+(RESHARP), so no regularisation weight or threshold changes its result. Its ball is twice
+the largest voxel (QSM.jl), which erodes the mask exactly as V-SHARP's smallest sphere does.
+Measured on the true total field (demeaned local-field NRMSE, %, inside each method's mask,
+the fraction of the mask kept in brackets; tests/recon/test_bgremove.py for the spheres,
+H3's phantom of tests/pipeline/test_single.py for the 48^3 heads, benchmarks/bench_bgremove.py
+for 256 x 256 x 176):
 
-============================  =====  =======  =======  =====
-case                          iSMV   RESHARP  V-SHARP  PDF
-============================  =====  =======  =======  =====
-sphere + outside source, ax.  6.7    17.3     7.1      22.6
-same, oblique B0              6.7    17.2     7.1      23.5
-same, 1 x 1 x 2 mm            10.5   17.5     1.0      21.1
-head, air sinus, axial 48^3   17.2   17.2     39.5     38.9
-same, oblique 20 deg, 1.5 mm  16.9   16.9     32.3     55.7
-head 256x256x176 (bench)      13.3   50.4     24.0     --
-============================  =====  =======  =======  =====
+==============================  ===========  ===========  ===========  ===========
+case                            iSMV         RESHARP      V-SHARP      PDF
+==============================  ===========  ===========  ===========  ===========
+sphere + outside source, axial  6.7 (0.74)   17.3 (0.57)  7.1 (0.74)   22.6 (1)
+same, oblique B0                6.7 (0.74)   17.2 (0.57)  7.1 (0.74)   23.5 (1)
+same, 1 x 1 x 2 mm              10.5 (0.55)  17.5 (0.55)  1.0 (0.41)   21.1 (1)
+head, air sinus, axial          24.6 (0.63)  17.2 (0.41)  39.5 (0.63)  38.9 (1)
+same, tilted 20 deg, 1.5 mm     21.6 (0.50)  16.9 (0.40)  32.3 (0.50)  55.7 (1)
+head 256 x 256 x 176, 1 mm      16.6 (0.90)  50.4 (0.82)  24.0 (0.90)  see bench
+==============================  ===========  ===========  ===========  ===========
 
-V-SHARP keeps more of the mask (it ends with a 2 x voxel sphere) but its rim, 2-4 mm from an
-air interface, carries most of its error (24.6 % in the common core of the axial head);
-PDF's error likewise sits at the edge (11.5 % in that core) and it needs hundreds of CGLS
-iterations on a grid padded for outside sources; RESHARP's L-curve weight is unreliable at
-full size. iSMV is also the fastest: with SHARP's deconvolution as CG preconditioner it
-takes 7 iterations (about 1.1 s, 2 cores) on 256 x 256 x 176 at 1 mm. Its cost is the
-4 mm erosion (2 x the largest voxel when that is larger), as for RESHARP.
+At the same erosion iSMV beats V-SHARP on every head (V-SHARP's rim, where a small sphere's
+high-pass is deconvolved with the largest kernel, carries its error); RESHARP's 4 mm ball
+keeps less of the brain and its L-curve weight failed at full size; PDF keeps the whole mask
+but its error sits at the edge next to air and it needs 100-500 CGLS iterations on a padded
+grid (about 2 s CPU at 64^3). In the 4 mm core common to all, iSMV gives 12 % on the axial
+head and 13 % at full size. iSMV is also the fastest: with SHARP's deconvolution as CG
+preconditioner it needs 9 iterations at 256 x 256 x 176 (1.3 s CPU).
 """
 
 from __future__ import annotations

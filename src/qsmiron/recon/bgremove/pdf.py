@@ -36,7 +36,7 @@ from qsmiron.recon.fourier import irfftn, mm_to_voxels, padded_grid, rfftn
 def _sq_norm(x: np.ndarray) -> float:
     """Squared 2-norm accumulated in float64 (float32 sums lose digits on 10^7 voxels)."""
     flat = x.ravel()
-    return float(np.dot(flat.astype(np.float64), flat.astype(np.float64)))
+    return float(np.einsum("i,i->", flat, flat, dtype=np.float64))
 
 
 def pdf(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
