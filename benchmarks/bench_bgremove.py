@@ -53,7 +53,7 @@ def main() -> None:
     total = np.where(brain, total, 0).astype(np.float32)
     print(f"phantom {shape}: {int(brain.sum())} brain voxels, simulated in "
           f"{time.perf_counter() - start:.1f} s (not timed below); default = {DEFAULT_BACKGROUND}")
-    _, core = remove_background(total, brain, (1, 1, 1), (0, 0, 1), method="ismv")
+    _, core = remove_background(total, brain, (1, 1, 1), (0, 0, 1), method="ismv", radius_mm=4.0)
     for method in args.methods.split(","):
         wall, cpu = time.perf_counter(), time.process_time()
         local, eroded, info = remove_background(total, brain, (1, 1, 1), (0, 0, 1), method=method,
