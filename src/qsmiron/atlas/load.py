@@ -18,7 +18,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from qsmiron.atlas.builtin import TEMPLATE_SPACE, cit168_paths, template_brain_path
 from qsmiron.errors import InputError
@@ -190,19 +189,25 @@ def _label_image(path: Path) -> nib.Nifti1Image:
     return out
 
 
+def _centres_world_x(data: np.ndarray, affine: np.ndarray, indices: list[int]) -> dict[int, float]:
+    """World x (RAS+ mm) of the centre of mass of each label in ``indices`` present in ``data``."""
+    ijk = np.nonzero(data)
+    values = data[ijk].astype(np.int64)
+    counts = np.bincount(values)
+    x_world = affine[0, 0] * ijk[0] + affine[0, 1] * ijk[1] + affine[0, 2] * ijk[2] + affine[0, 3]
+    sums = np.bincount(values, weights=x_world, minlength=counts.size)
+    return {i: float(sums[i] / counts[i]) for i in indices if 0 <= i < counts.size and counts[i]}
+
+
 def _complete_hemispheres(labels: pd.DataFrame, image: nib.Nifti1Image) -> pd.DataFrame:
     """Fill region/hemisphere from names, else from each label's centre of mass (world x)."""
     labels = labels.copy()
     regions, hemis, sources = [], [], []
-    data = np.asanyarray(image.dataobj)
-    present = set(int(v) for v in np.unique(data) if v)
-    centres = {}
-    missing = [int(i) for i in labels["index"] if int(i) in present]
-    if missing:
-        coms = ndimage.center_of_mass(np.ones(data.shape), data, missing)
-        for index, com in zip(missing, coms):
-            centres[index] = float((image.affine @ np.r_[np.asarray(com, float), 1.0])[0])
     table_hemi = labels["hemisphere"] if "hemisphere" in labels else pd.Series([None] * len(labels))
+    # Centres of mass only for the labels whose side neither the table nor the name gives.
+    undecided = [int(row["index"]) for (_, row), given in zip(labels.iterrows(), table_hemi)
+                 if not given and not split_hemisphere(row["name"])[1]]
+    centres = _centres_world_x(np.asanyarray(image.dataobj), image.affine, undecided) if undecided else {}
     for (_, row), given in zip(labels.iterrows(), table_hemi):
         region, hemi = split_hemisphere(row["name"])
         if given:
