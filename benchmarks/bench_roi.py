@@ -18,7 +18,7 @@ Targets (issue 3): <= 30 s per subject on 2 cores, <= 3 GB, means within 10 % (m
 regions), VeP within 20 %.
 
     .venv/bin/python benchmarks/bench_roi.py [--threads 2] [--subjects phantom,simulator]
-        [--n-sim 2] [--sim-dir DIR] [--syn-metric MI+CC] [--erode 0] [--resolution 2.0]
+        [--n-sim 2] [--sim-dir DIR] [--syn-metric MI+CC] [--syn-iterations 40,20] [--erode 0] [--resolution 2.0]
 """
 
 from __future__ import annotations
@@ -170,6 +170,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--resolution", type=float, default=None, help="SyN grid, mm (default: settings)")
     parser.add_argument("--syn-metric", default=None, help="MI, CC or MI+CC (default: settings)")
+    parser.add_argument("--syn-iterations", default=None, help="SyN iterations per level, e.g. 40,40")
     parser.add_argument("--erode", type=int, default=None, help="roi.erode_voxels (default: settings)")
     parser.add_argument("--subjects", default="phantom,simulator")
     parser.add_argument("--n-sim", type=int, default=2)
@@ -187,6 +188,8 @@ def main() -> int:
         config.registration.resolution_mm = args.resolution
     if args.syn_metric:
         config.registration.syn_metric = args.syn_metric
+    if args.syn_iterations:
+        config.registration.syn_iterations = tuple(int(v) for v in args.syn_iterations.split(","))
     if args.erode is not None:
         config.roi.erode_voxels = args.erode
     reg = config.registration

@@ -279,13 +279,17 @@ def register_to_template(subject, template, *, settings: RegistrationSettings | 
               "--use-histogram-matching", "0", "--winsorize-image-intensities", "[0.005,0.995]"]
     cpu = {}
 
-    # (1) Rigid + affine, whole brain.
+    # (1) Rigid + affine, whole brain; the moving image too need not be finer than this grid.
     tick = time.process_time()
     prefix = str(workdir / "linear_")
-    args = common + ["--initial-moving-transform", ["[", fixed_linear, ",", moving, ",1]"]]
+    moving_linear = moving
+    if min(moving.spacing) < linear_resolution * 0.75:
+        moving_linear = resample_to_resolution(moving, linear_resolution * 0.75)
+    args = common + ["--initial-moving-transform", ["[", fixed_linear, ",", moving_linear, ",1]"]]
     for kind in ("Rigid", "Affine"):
         args += ["--transform", f"{kind}[0.1]",
-                 "--metric", ["MI[", fixed_linear, ",", moving, f",1,{settings.mi_bins},Regular,{settings.sampling_fraction}]"],
+                 "--metric", ["MI[", fixed_linear, ",", moving_linear,
+                              f",1,{settings.mi_bins},Regular,{settings.sampling_fraction}]"],
                  "--convergence", f"[{_levels(settings.linear_iterations)},{settings.linear_convergence},{window}]",
                  "--shrink-factors", _levels(settings.linear_shrink_factors),
                  "--smoothing-sigmas", _levels(settings.linear_smoothing_vox) + "vox"]
