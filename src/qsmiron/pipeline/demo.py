@@ -10,6 +10,7 @@ outputs (``demo_config.json``; ``qsmiron_config.json`` re-runs the processing wi
     qsmiron/                   qsmiron run's derivatives (maps, regions.tsv, group/report.html)
     demo_config.json           demo, simulation and processing settings
     qsmiron_config.json        the processing settings alone
+    study.toml                 the study design analysed (MOH vs CM, as the reference study)
 
 Re-running the demo into the same folder reuses the simulated cohort and every finished
 subject (resume), and only redoes what changed.
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from qsmiron.config import QsmironConfig, config_from_dict, config_to_dict, write_config
-from qsmiron.io.atomic import write_json_atomic
+from qsmiron.io.atomic import write_json_atomic, write_text_atomic
 from qsmiron.pipeline.settings import DemoSettings
 
 DEMO_OVERRIDES: dict[str, Any] = {
@@ -90,12 +91,30 @@ def simulate_once(bids_dir: Path, n_subjects: int, seed: int, simulation) -> boo
     return True
 
 
-def find_study_file(bids_dir: Path) -> Path | None:
-    """The study file the simulator wrote with the cohort, if any."""
-    for candidate in (bids_dir / "study.toml", bids_dir / "derivatives" / "truth" / "study.toml", bids_dir / "code" / "study.toml"):
-        if candidate.exists():
-            return candidate
-    return None
+DEMO_STUDY = """\
+# The reference study's design: chronic migraine with medication overuse (MOH) against
+# chronic migraine without it (CM), adjusted for age and sex; within MOH, susceptibility
+# against dependence, disability and disease duration, and relapse after withdrawal.
+covariates = ["age", "sex"]
+regions = []
+
+[groups]
+column = "group"
+compare = ["MOH", "CM"]
+
+[associations]
+group = "MOH"
+variables = ["sds", "ldq", "disease_duration", "hit6", "midas"]
+method = "spearman"
+
+[relapse]
+group = "MOH"
+outcome = "relapse"
+time = "time_to_relapse"
+event = "relapse"
+count = "relapse_count"
+"""
+"""The study file the demo writes beside its outputs and analyses the cohort with."""
 
 
 def run_demo(out_dir, n_subjects: int | None = None, seed: int = 0, n_procs: int | None = None) -> Path:
@@ -135,6 +154,7 @@ def run_demo(out_dir, n_subjects: int | None = None, seed: int = 0, n_procs: int
         "processing_overrides": DEMO_OVERRIDES,
     })
     write_config(config, out_dir / "qsmiron_config.json")
+    study_path = write_text_atomic(out_dir / "study.toml", DEMO_STUDY)
 
     bids_dir = out_dir / "bids"
     _say(f"qsmiron demo: simulating {demo.n_subjects} subjects (seed {demo.seed}, "
@@ -146,7 +166,7 @@ def run_demo(out_dir, n_subjects: int | None = None, seed: int = 0, n_procs: int
         _say("qsmiron demo: the simulated cohort is already there (reused)")
 
     _say("qsmiron demo: reconstruction, registration and regions for every subject, then the statistics")
-    result = run_bids_app(bids_dir, out_dir, study_path=find_study_file(bids_dir), n_procs=demo.n_procs,
+    result = run_bids_app(bids_dir, out_dir, study_path=study_path, n_procs=demo.n_procs,
                           config=config)
     _say(f"qsmiron demo: finished in {time.perf_counter() - start:.0f} s")
     return Path(result.report)
