@@ -49,12 +49,15 @@ def simulate(bids: Path, n_subjects: int, seed: int, voxel_mm: float, with_effec
 def process(bids: Path, out: Path, n_procs: int, fast: bool):
     from qsmiron.config import QsmironConfig
     from qsmiron.pipeline.bids_app import run_bids_app
-    from qsmiron.pipeline.demo import demo_config, find_study_file
+    from qsmiron.io.atomic import write_text_atomic
+    from qsmiron.pipeline.demo import DEMO_STUDY, demo_config
 
     config = demo_config() if fast else QsmironConfig()
     config.pipeline.progress = False
     start = time.perf_counter()
-    result = run_bids_app(bids, out, study_path=find_study_file(bids), n_procs=n_procs, config=config,
+    # The reference study's design (MOH vs CM), as the demo analyses it.
+    study_path = write_text_atomic(out / "study.toml", DEMO_STUDY)
+    result = run_bids_app(bids, out, study_path=study_path, n_procs=n_procs, config=config,
                           echo=lambda line: None)
     return result, time.perf_counter() - start
 

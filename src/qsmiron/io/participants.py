@@ -33,6 +33,23 @@ from qsmiron.errors import InputError
 MISSING_VALUES = ("n/a", "N/A", "")
 """Cell values read as missing: BIDS ``n/a`` and an empty cell."""
 
+
+def read_text_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
+    """A BIDS-style TSV as text columns, ``n/a`` and empty cells as missing.
+
+    Every cell stays a string (ids such as ``001`` keep their zeros); callers convert the
+    columns they use. ``what`` names the table in the error of a missing file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} not found", path)
+    try:
+        return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False,
+                           na_values=list(MISSING_VALUES))
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"cannot be read as a tab-separated table ({exc})", path) from None
+
+
 _SEX_WORDS = {
     "m": "M", "male": "M", "man": "M",
     "f": "F", "female": "F", "woman": "F",
@@ -91,13 +108,7 @@ def read_participants(path: str | os.PathLike) -> pd.DataFrame:
         duplicated ids, or a sex coding that cannot be decided.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError("participants table not found", path)
-    try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False,
-                            na_values=list(MISSING_VALUES))
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"cannot be read as a tab-separated table ({exc})", path) from None
+    frame = read_text_table(path, "participants table")
     frame.columns = [str(column).strip() for column in frame.columns]
     if "participant_id" not in frame.columns:
         found = ", ".join(frame.columns) or "none"

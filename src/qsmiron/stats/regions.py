@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from qsmiron.errors import InputError
-from qsmiron.io.participants import MISSING_VALUES, normalise_participant_id
+from qsmiron.io.participants import MISSING_VALUES, normalise_participant_id, read_text_table
 
 REQUIRED_COLUMNS = ("participant_id", "region", "hemisphere", "mean_ppm")
 _HEMISPHERES = {"l": "L", "left": "L", "lh": "L", "r": "R", "right": "R", "rh": "R",
@@ -27,14 +27,7 @@ _HEMISPHERES = {"l": "L", "left": "L", "lh": "L", "r": "R", "right": "R", "rh": 
 def read_regions(path: str | os.PathLike) -> pd.DataFrame:
     """Read and validate a long regions TSV (see :func:`validate_regions`)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("regions table not found", path)
-    try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False,
-                            na_values=list(MISSING_VALUES))
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"cannot be read as a tab-separated table ({exc})", path) from None
-    return validate_regions(frame, path=path)
+    return validate_regions(read_text_table(path, "regions table"), path=path)
 
 
 def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = None) -> pd.DataFrame:
