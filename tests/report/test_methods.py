@@ -124,3 +124,12 @@ def test_registration_is_described_from_the_recorded_configuration_when_roi_reco
     records[0]["config"]["registration"]["syn_iterations"] = []
     text = methods_paragraph({"recon": records[:1]}, {})
     assert "rigid + affine," in text and "SyN" not in text.split("Registration parameters")[0]
+
+
+def test_a_parameter_left_to_the_method_reads_as_its_default_not_as_a_unit(provenance):
+    unset = copy.deepcopy(provenance)
+    for record in unset["recon"]:
+        record["steps"][4]["parameters"]["max_radius_mm"] = None
+    text = methods_paragraph(unset, {})
+    assert "max_radius_mm = method default" in text
+    assert "none mm" not in text

@@ -311,6 +311,9 @@ def _summarise_parameter(key: str, values: list[Any], varying: str = "set per sc
     if not texts:
         return None
     if len(set(texts)) == 1:
+        if values[0] is None:
+            # A setting left unset means "the method's own default" (recorded separately).
+            return f"{name} = method default"
         return f"{name} = {texts[0]}{suffix}"
     numbers = [v for v in values if _is_number(v)]
     if len(numbers) == len(values):
