@@ -1,8 +1,5 @@
 """Total field (unwrap + echo fit + mask refinement) against qsm-forward truth."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,19 +9,9 @@ from qsmiron.errors import InputError
 from qsmiron.recon.field import total_field
 from qsmiron.recon.settings import ReconSettings
 
-
-def _load_phantom_module():
-    path = Path(__file__).with_name("fieldmap_phantom.py")
-    name = "qsmiron_tests_fieldmap_phantom"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+import fieldmap_phantom as fp  # tests/recon is on pytest's pythonpath (pyproject.toml)
 
 
-fp = _load_phantom_module()
 
 
 @pytest.mark.parametrize("geometry", [

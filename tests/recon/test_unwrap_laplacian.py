@@ -1,8 +1,5 @@
 """FFT Laplacian unwrapping against qsm-forward data: right Laplacian, not exact phase."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,19 +7,9 @@ import scipy.ndimage
 
 from qsmiron.recon.unwrap import unwrap_laplacian
 
-
-def _load_phantom_module():
-    path = Path(__file__).with_name("fieldmap_phantom.py")
-    name = "qsmiron_tests_fieldmap_phantom"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+import fieldmap_phantom as fp  # tests/recon is on pytest's pythonpath (pyproject.toml)
 
 
-fp = _load_phantom_module()
 
 
 def discrete_laplacian(values, voxel):

@@ -5,28 +5,15 @@ The phantom (fieldmap_phantom.py): qsm-forward's cylinder phantom, its dipole fi
 qsm-forward phase offset, TE = 4..20 ms at 3 T.
 """
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from qsmiron.recon.unwrap import UNWRAPPERS, unwrap_romeo, unwrap_romeo_full
 
-
-def _load_phantom_module():
-    path = Path(__file__).with_name("fieldmap_phantom.py")
-    name = "qsmiron_tests_fieldmap_phantom"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+import fieldmap_phantom as fp  # tests/recon is on pytest's pythonpath (pyproject.toml)
 
 
-fp = _load_phantom_module()
 
 GEOMETRIES = {
     "axial_isotropic": dict(voxel_size_mm=(1.0, 1.0, 1.0), b0_direction=(0.0, 0.0, 1.0)),
