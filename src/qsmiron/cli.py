@@ -61,7 +61,8 @@ def _cmd_roi(args: argparse.Namespace) -> int:
 def _cmd_stats(args: argparse.Namespace) -> int:
     from qsmiron.pipeline.group import run_group_analysis
 
-    run_group_analysis(args.regions, args.participants, args.output, study_path=args.study)
+    run_group_analysis(args.regions, args.participants, args.output, study_path=args.study, session=args.session,
+                       sessions=args.sessions)
     return 0
 
 
@@ -162,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("participants", metavar="PARTICIPANTS.tsv")
     sub.add_argument("-o", "--output", metavar="OUTDIR", required=True)
     sub.add_argument("--study", metavar="study.toml", default=None)
+    sub.add_argument("--session", metavar="LABEL", default=None,
+                     help="with a longitudinal regions table: the session analysed (default: each separately)")
+    sub.add_argument("--sessions", metavar="SESSIONS.tsv", default=None,
+                     help="per-session participant values (participant_id, session_id, ...), e.g. age at each scan")
 
     sub = add("run", _cmd_run, "BIDS-App: a BIDS dataset to QSM maps, regional tables, statistics and the report.")
     sub.add_argument("bids_dir", metavar="BIDS_DIR")

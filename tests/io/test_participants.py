@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from qsmiron.errors import InputError
-from qsmiron.io.participants import normalise_participant_id, read_participants
+from qsmiron.io.participants import (normalise_participant_id, participants_at_session, read_bids_sessions,
+                                     read_participants, read_sessions)
 
 
 def write_table(folder, text, dictionary=None):
@@ -110,3 +111,46 @@ def test_normalise_participant_id_forms():
     assert normalise_participant_id(7) == "sub-7"
     assert normalise_participant_id(7.0) == "sub-7"
     assert normalise_participant_id(float("nan")) is None
+
+
+# --------------------------------------------------------------------------------------------
+# Sessions tables: values per visit
+
+
+def test_bids_sessions_tables_give_each_participant_values_at_that_session(tmp_path):
+    participants = read_participants(write_table(
+        tmp_path, "participant_id\tgroup\tage\tsex\tsds\n"
+                  "sub-01\tMOH\t40\tF\t7\nsub-02\tCM\t50\tM\tn/a\nsub-03\tCM\t30\tF\t2\n"))
+    for label, text in (("01", "session_id\tacq_time\tage\tsds\tmidas\n"
+                               "ses-1\t2024-01-02T10:00:00\t40.2\t7\t30\nses-2\t2024-07-02T10:00:00\t40.7\t3\t12\n"),
+                        ("02", "session_id\tage\n1\t50.1\n2\tn/a\n")):
+        (tmp_path / f"sub-{label}").mkdir()
+        (tmp_path / f"sub-{label}" / f"sub-{label}_sessions.tsv").write_text(text)
+    sessions = read_bids_sessions(tmp_path)
+    assert sorted(zip(sessions.participant_id, sessions.session_id)) == [
+        ("sub-01", "ses-1"), ("sub-01", "ses-2"), ("sub-02", "ses-1"), ("sub-02", "ses-2")]
+
+    second = participants_at_session(participants, sessions, "2").set_index("participant_id")
+    assert second.loc["sub-01", "age"] == pytest.approx(40.7) and second.loc["sub-01", "sds"] == 3
+    assert second.loc["sub-02", "age"] == 50  # n/a at the session keeps the participants value
+    assert second.loc["sub-03", "age"] == 30 and np.isnan(second.loc["sub-03", "midas"])
+    assert second.loc["sub-01", "midas"] == 12 and "acq_time" not in second.columns
+    assert pd.api.types.is_numeric_dtype(second["age"]) and second.loc["sub-01", "sex"] == "F"
+    first = participants_at_session(participants, sessions, "ses-1").set_index("participant_id")
+    assert first.loc["sub-02", "age"] == pytest.approx(50.1) and first.loc["sub-01", "sds"] == 7
+    assert participants_at_session(participants, None, "ses-1") is participants
+    assert read_participants(tmp_path / "participants.tsv").equals(participants)  # not modified
+
+
+def test_sessions_table_errors_name_the_file(tmp_path):
+    path = tmp_path / "sessions.tsv"
+    path.write_text("session\tage\nses-1\t40\n")
+    with pytest.raises(InputError, match="has no 'session_id' column") as error:
+        read_sessions(path, participant_id="sub-01")
+    assert str(path) in str(error.value)
+    path.write_text("session_id\tage\nses-1\t40\n")
+    with pytest.raises(InputError, match="its participant is not known"):
+        read_sessions(path)
+    path.write_text("participant_id\tsession_id\tage\n01\tses-1\t40\nsub-01\t1\t41\n")
+    with pytest.raises(InputError, match="repeats sub-01 ses-1"):
+        read_sessions(path)

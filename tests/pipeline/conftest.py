@@ -23,16 +23,18 @@ TINY_SHAPE = (8, 8, 6)
 TINY_TES = (0.004, 0.008)
 
 
-def write_tiny_subject(root: Path, label: str, *, seed: int, flags: dict | None = None) -> None:
+def write_tiny_subject(root: Path, label: str, *, seed: int, flags: dict | None = None,
+                       session: str | None = None) -> None:
     rng = np.random.default_rng(seed)
-    anat = root / f"sub-{label}" / "anat"
+    anat = root / f"sub-{label}" / (f"ses-{session}" if session else "") / "anat"
+    prefix = f"sub-{label}" + (f"_ses-{session}" if session else "")
     anat.mkdir(parents=True, exist_ok=True)
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     for part in ("mag", "phase"):
         for echo, te in enumerate(TINY_TES, start=1):
             data = (rng.uniform(100, 200, TINY_SHAPE) if part == "mag"
                     else rng.uniform(-np.pi, np.pi, TINY_SHAPE)).astype(np.float32)
-            path = anat / f"sub-{label}_echo-{echo}_part-{part}_MEGRE.nii.gz"
+            path = anat / f"{prefix}_echo-{echo}_part-{part}_MEGRE.nii.gz"
             nib.save(nib.Nifti1Image(data, affine), str(path))
             sidecar = {"EchoTime": te, "MagneticFieldStrength": 3.0, **(flags or {})}
             path.with_name(path.name.replace(".nii.gz", ".json")).write_text(json.dumps(sidecar))
@@ -53,12 +55,19 @@ def tiny_bids(tmp_path):
     return make
 
 
+@pytest.fixture()
+def tiny_subject():
+    """``tiny_subject(root, label, seed=, flags=, session=)`` writes one tiny subject (or session)."""
+    return write_tiny_subject
+
+
 def _flags(job) -> dict:
     return json.loads(Path(str(job.unit.magnitude[0]).replace(".nii.gz", ".json")).read_text())
 
 
 def _record_call(job, step: str) -> None:
-    calls = job.out_dir.parents[1] / "calls.txt"
+    root = next(p for p in job.out_dir.parents if p.name != "anat" and not p.name.startswith(("sub-", "ses-")))
+    calls = root / "calls.txt"
     with calls.open("a") as handle:
         handle.write(f"{job.unit.label} {step} {os.getpid()}\n")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -27,10 +28,11 @@ def captured_group(monkeypatch):
     """Replace the statistics with a recorder (the wiring is under test here, not the stats)."""
     calls = []
 
-    def fake_group(regions_tsv, participants_tsv, out_dir, *, study_path=None, qc_images=(), provenance=None):
+    def fake_group(regions_tsv, participants_tsv, out_dir, *, study_path=None, session=None, sessions=None,
+                   qc_images=(), provenance=None):
         calls.append(dict(regions=pd.read_csv(regions_tsv, sep="\t"), participants=participants_tsv,
-                          out_dir=Path(out_dir), study_path=study_path, qc_images=list(qc_images),
-                          provenance=provenance))
+                          out_dir=Path(out_dir), study_path=study_path, session=session, sessions=sessions,
+                          qc_images=list(qc_images), provenance=provenance))
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "report.html").write_text("<html></html>")
         return Path(out_dir) / "report.html"
@@ -103,6 +105,54 @@ def test_group_level_before_participant_level_and_all_invalid_are_input_errors(t
         run_bids_app(bids, tmp_path / "out", "everything", config=fast_config())
     with pytest.raises(InputError, match="must not be the BIDS folder"):
         run_bids_app(bids, bids, config=fast_config())
+
+
+def test_a_longitudinal_dataset_is_processed_per_session_and_each_session_analysed(tmp_path, light_steps,
+                                                                                   tiny_subject):
+    """Two sessions of six participants (one scan invalid): derivatives per session, a regions table
+    with a session column, the real statistics once per session, ages taken from sessions.tsv."""
+    bids = tmp_path / "bids"
+    groups = {"01": "MOH", "02": "MOH", "03": "MOH", "04": "CM", "05": "CM", "06": "CM"}
+    for index, label in enumerate(groups):
+        for session in ("1", "2"):
+            tiny_subject(bids, label, seed=10 * index + int(session), session=session)
+        (bids / f"sub-{label}" / f"sub-{label}_sessions.tsv").write_text(
+            f"session_id\tage\nses-1\t{40 + index}\nses-2\t{41 + index}.5\n")
+    (bids / "participants.tsv").write_text("participant_id\tgroup\tage\n" + "".join(
+        f"sub-{label}\t{group}\t{40 + i}\n" for i, (label, group) in enumerate(groups.items())))
+    (bids / "sub-06" / "ses-2" / "anat" / "sub-06_ses-2_echo-2_part-phase_MEGRE.nii.gz").unlink()
+
+    lines = []
+    result = run_bids_app(bids, tmp_path / "out", config=fast_config(), steps=light_steps, echo=lines.append)
+    root = tmp_path / "out" / "qsmiron"
+    assert (root / "sub-01" / "ses-2" / "anat" / "sub-01_ses-2_measure.tsv").exists()
+    status = read_status(root)
+    assert len(status) == 12
+    invalid = status[status.status == "invalid"]
+    assert invalid[["participant_id", "session"]].values.tolist() == [["sub-06", "ses-2"]]
+    regions = pd.read_csv(root / "regions.tsv", sep="\t")
+    assert regions.groupby("session").participant_id.nunique().to_dict() == {"ses-1": 6, "ses-2": 5}
+
+    group = root / "group"
+    assert result.report == group / "report.html"
+    listing = pd.read_csv(group / "sessions.tsv", sep="\t")
+    assert listing[["session", "n_participants", "status"]].values.tolist() == [["ses-1", 6, "analysed"],
+                                                                             ["ses-2", 5, "analysed"]]
+    for session, n_moh, n_cm, ages in (("ses-1", 3, 3, [40, 41, 42, 43, 44, 45]),
+                                       ("ses-2", 3, 2, [41.5, 42.5, 43.5, 44.5, 45.5])):
+        payload = json.loads((group / session / "results.json").read_text())
+        assert payload["settings"]["session"] == session
+        assert payload["settings"]["n_participants"]["per_group"] == {"MOH": n_moh, "CM": n_cm}
+        table1 = pd.read_csv(group / session / "table1.tsv", sep="\t").set_index("variable")
+        # Table 1 reports each group's age at that visit (independent reference: the sessions tables).
+        age_row = table1.loc["age"]
+        summary = age_row.summary_a if age_row.group_a == "MOH" else age_row.summary_b
+        # Mean ± SD or median [IQR] by normality; MOH's three ages are evenly spaced, so both start alike.
+        assert summary.startswith(f"{np.mean(ages[:3]):.1f} "), summary
+    report = (group / "ses-2" / "report.html").read_text()
+    assert "sub-06 ses-2" in report  # the invalid scan is named with its session
+    assert any("left out: sub-06 ses-2" in line for line in lines)
+    assert [item for item in result.left_out if item["participant_id"] == "sub-06"][0]["session"] == "ses-2"
 
 
 # --------------------------------------------------------------------------------------------

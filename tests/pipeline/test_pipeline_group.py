@@ -85,3 +85,94 @@ def test_cli_stats_bad_input_exits_2_with_one_line(inputs, tmp_path, capsys, bre
     assert error.count("\n") == 1 and "Traceback" not in error
     assert error.startswith("qsmiron stats: error: ") and fragment in error
     assert not (tmp_path / "bad" / "results.json").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Longitudinal data: one analysis per session
+
+
+@pytest.fixture
+def two_sessions(tmp_path):
+    """24 participants scanned twice: no group difference at ses-1, VeP lower in MOH at ses-2;
+    ages and SDS at each visit in BIDS-style sessions tables; ses-3 has two participants."""
+    rng = np.random.default_rng(4)
+    n = 24
+    ids = [f"sub-{i:02d}" for i in range(1, n + 1)]
+    group = np.array(["MOH"] * 12 + ["CM"] * 12)
+    age = rng.normal(42, 9, n).round(1)
+    pd.DataFrame({"participant_id": ids, "group": group, "age": age, "sex": rng.choice(["M", "F"], n)}).to_csv(
+        tmp_path / "participants.tsv", sep="\t", index=False)
+    sessions = pd.DataFrame(
+        [{"participant_id": pid, "session_id": ses, "age": a + years, "sds": round(rng.normal(6, 2), 1)}
+         for pid, a in zip(ids, age) for ses, years in (("ses-1", 0.0), ("ses-2", 1.5))]
+        + [{"participant_id": pid, "session_id": "ses-3", "age": a + 3.0, "sds": 4.0} for pid, a in zip(ids[:2], age)])
+    sessions.to_csv(tmp_path / "sessions.tsv", sep="\t", index=False)
+    rows = []
+    for session, shift in (("ses-1", 0.0), ("ses-2", -0.03)):
+        for pid, g in zip(ids, group):
+            for region in ("VeP", "Pu"):
+                for side in "LR":
+                    effect = shift * (g == "MOH") * (region == "VeP")
+                    rows.append({"participant_id": pid, "session": session, "region": region, "hemisphere": side,
+                                 "mean_ppm": 0.07 + effect + rng.normal(0, 0.015)})
+    rows += [{"participant_id": pid, "session": "ses-3", "region": "VeP", "hemisphere": side, "mean_ppm": 0.07}
+             for pid in ids[:2] for side in "LR"]
+    pd.DataFrame(rows).to_csv(tmp_path / "regions.tsv", sep="\t", index=False)
+    return tmp_path / "regions.tsv", tmp_path / "participants.tsv", tmp_path / "sessions.tsv"
+
+
+def test_each_session_is_analysed_separately_with_the_values_of_that_visit(two_sessions, tmp_path):
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+
+    from qsmiron.pipeline.group import run_group_analysis
+
+    regions_tsv, participants_tsv, sessions_tsv = two_sessions
+    out = tmp_path / "group"
+    index = run_group_analysis(regions_tsv, participants_tsv, out, sessions=sessions_tsv)
+    assert index == out / "report.html"
+    listing = pd.read_csv(out / "sessions.tsv", sep="\t")
+    assert listing.session.tolist() == ["ses-1", "ses-2", "ses-3"]
+    assert listing.n_participants.tolist() == [24, 24, 2]
+    assert listing.status.tolist() == ["analysed", "analysed", "failed"]
+    assert "has 1 group(s)" in listing.reason[2]
+    page = index.read_text()
+    assert 'href="ses-1/report.html"' in page and 'href="ses-2/report.html"' in page and "not analysed" in page
+
+    # Independent reference: the ANCOVA of ses-2 with the ages at that visit.
+    regions = pd.read_csv(regions_tsv, sep="\t")
+    visit = pd.read_csv(sessions_tsv, sep="\t").query("session_id == 'ses-2'")[["participant_id", "age"]]
+    data = (regions.query("session == 'ses-2' and region == 'VeP' and hemisphere == 'L'")
+            .merge(pd.read_csv(participants_tsv, sep="\t").drop(columns="age"), on="participant_id")
+            .merge(visit, on="participant_id"))
+    expected = anova_lm(smf.ols("mean_ppm ~ C(group) + age + C(sex)", data=data).fit(), typ=2)
+    for session in ("ses-1", "ses-2"):
+        payload = json.loads((out / session / "results.json").read_text())
+        assert payload["settings"]["session"] == session
+        assert (out / session / "report.html").stat().st_size > 0
+    table = pd.read_csv(out / "ses-2" / "group_comparison.tsv", sep="\t").set_index(["region", "hemisphere"])
+    assert table.loc[("VeP", "L"), "p"] == pytest.approx(expected.loc["C(group)", "PR(>F)"], rel=1e-8)
+    row = table.loc[("VeP", "L")]
+    # Equal groups: group_a is the first label alphabetically (CM), so MOH lower means d > 0.
+    assert (row.group_a, row.group_b) == ("CM", "MOH") and row.cohen_d > 1 and row.p_fdr < 0.01
+    first = pd.read_csv(out / "ses-1" / "group_comparison.tsv", sep="\t")
+    assert (first.p_fdr > 0.05).all()
+    assert "session ses-2" in (out / "ses-2" / "report.html").read_text()
+
+
+def test_the_study_or_the_command_line_chooses_one_session(two_sessions, tmp_path, capsys):
+    regions_tsv, participants_tsv, sessions_tsv = two_sessions
+    study = tmp_path / "study.toml"
+    study.write_text('session = "2"\n[groups]\ncompare = ["MOH", "CM"]\n')
+    assert main(["stats", str(regions_tsv), str(participants_tsv), "-o", str(tmp_path / "by_study"),
+                 "--study", str(study), "--sessions", str(sessions_tsv)]) == 0
+    assert json.loads((tmp_path / "by_study" / "results.json").read_text())["settings"]["session"] == "ses-2"
+    assert not (tmp_path / "by_study" / "sessions.tsv").exists()
+    assert main(["stats", str(regions_tsv), str(participants_tsv), "-o", str(tmp_path / "by_option"),
+                 "--session", "ses-1"]) == 0
+    assert json.loads((tmp_path / "by_option" / "results.json").read_text())["settings"]["session"] == "ses-1"
+    assert main(["stats", str(regions_tsv), str(participants_tsv), "-o", str(tmp_path / "bad"),
+                 "--session", "ses-9"]) == 2
+    error = capsys.readouterr().err
+    assert "'ses-9' is not in the regions table (sessions present: ses-1, ses-2, ses-3)" in error
+    assert error.count("\n") == 1

@@ -105,3 +105,11 @@ def test_resolve_study_rejects_text_clinical_variables():
                                  "sds": ["high", "low"]})
     with pytest.raises(InputError, match="'sds'.*must be numeric"):
         resolve_study(study_from_dict({"associations": {"variables": ["sds"]}}), participants, [])
+
+
+def test_study_session_is_a_bids_label_with_or_without_its_prefix():
+    assert study_from_dict({"session": "baseline"}).session == "ses-baseline"
+    assert study_from_dict({"session": "ses-2"}).session == "ses-2"
+    assert study_from_dict({"session": 1}).session == "ses-1"
+    with pytest.raises(InputError, match="'session'.*BIDS session label"):
+        study_from_dict({"session": "week 4"})

@@ -149,6 +149,133 @@ def read_participants(path: str | os.PathLike) -> pd.DataFrame:
     return frame
 
 
+SESSION_ID = "session_id"
+_NOT_VARIABLES = ("participant_id", SESSION_ID, "acq_time")
+"""Columns of a sessions table that identify a row or a time of day, not a participant's value."""
+
+
+def read_sessions(path: str | os.PathLike, *, participant_id: str | None = None) -> pd.DataFrame:
+    """Read a BIDS sessions table: the participant's values at each session.
+
+    Parameters
+    ----------
+    path : path-like
+        ``sub-<label>/sub-<label>_sessions.tsv`` (one participant; give ``participant_id``) or
+        a long table with a ``participant_id`` column (several participants).
+    participant_id : str, optional
+        The participant of a per-subject table.
+
+    Returns
+    -------
+    DataFrame
+        ``participant_id`` (``sub-`` form), ``session_id`` (``ses-`` form) and the other
+        columns, numeric where every present value is a number; ``sex``, when present,
+        normalised as in :func:`read_participants`.
+
+    Raises
+    ------
+    InputError
+        No ``session_id`` column, no participant column and no ``participant_id`` given,
+        an empty id, or the same participant and session twice.
+    """
+    path = Path(path)
+    frame = read_text_table(path, "sessions table")
+    frame.columns = [str(column).strip() for column in frame.columns]
+    if SESSION_ID not in frame.columns:
+        raise InputError(f"has no '{SESSION_ID}' column (columns found: {', '.join(frame.columns) or 'none'})",
+                         path)
+    frame = frame.apply(_strip_missing)
+    if "participant_id" not in frame.columns:
+        if participant_id is None:
+            raise InputError("has no 'participant_id' column, and its participant is not known", path)
+        frame.insert(0, "participant_id", participant_id)
+    frame["participant_id"] = frame["participant_id"].map(normalise_participant_id)
+    sessions = frame[SESSION_ID].map(lambda v: None if pd.isna(v) else
+                                     (str(v) if str(v).startswith("ses-") else f"ses-{v}"))
+    if frame["participant_id"].isna().any() or sessions.isna().any():
+        raise InputError(f"'participant_id' or '{SESSION_ID}' is empty on some row(s)", path)
+    frame[SESSION_ID] = sessions
+    repeated = frame[frame.duplicated(["participant_id", SESSION_ID])]
+    if not repeated.empty:
+        row = repeated.iloc[0]
+        raise InputError(f"repeats {row['participant_id']} {row[SESSION_ID]}", path)
+    for column in frame.columns:
+        if column == "sex":
+            frame[column], _ = normalise_sex(frame[column], path=path)
+        elif column not in _NOT_VARIABLES:
+            frame[column] = _maybe_numeric(frame[column])
+    frame.attrs["source"] = os.fspath(path)
+    return frame
+
+
+def read_bids_sessions(bids_dir: str | os.PathLike) -> pd.DataFrame | None:
+    """Every ``sub-*/sub-*_sessions.tsv`` of a BIDS dataset as one long table (None when there is none)."""
+    bids_dir = Path(bids_dir)
+    frames = []
+    for path in sorted(bids_dir.glob("sub-*/sub-*_sessions.tsv")):
+        participant_id = path.parent.name
+        if path.name != f"{participant_id}_sessions.tsv":
+            continue
+        frames.append(read_sessions(path, participant_id=participant_id))
+    if not frames:
+        return None
+    combined = pd.concat(frames, ignore_index=True)
+    for column in combined.columns:
+        if column not in _NOT_VARIABLES and column != "sex":
+            combined[column] = _maybe_numeric(combined[column])
+    combined.attrs["source"] = os.fspath(bids_dir / "sub-*" / "sub-*_sessions.tsv")
+    return combined
+
+
+def participants_at_session(participants: pd.DataFrame, sessions: pd.DataFrame | None,
+                            session: str | None) -> pd.DataFrame:
+    """The participants table with each participant's values at ``session``.
+
+    A value in the sessions table (age at the scan, a score measured at that visit) replaces
+    the participants table's value for that participant; a missing one leaves it; columns
+    only in the sessions table are added. Participants absent from the participants table
+    are not added: that table defines the cohort.
+
+    Parameters
+    ----------
+    participants : DataFrame
+        From :func:`read_participants`.
+    sessions : DataFrame or None
+        From :func:`read_sessions` or :func:`read_bids_sessions`; None returns
+        ``participants`` unchanged.
+    session : str or None
+        ``ses-<label>`` (or a bare label).
+
+    Returns
+    -------
+    DataFrame
+        A new table with the participants table's ``attrs``, plus ``session`` and
+        ``sessions_source`` when values were taken from the sessions table.
+    """
+    if sessions is None or session is None:
+        return participants
+    session = session if session.startswith("ses-") else f"ses-{session}"
+    rows = sessions[sessions[SESSION_ID] == session].drop(
+        columns=[c for c in _NOT_VARIABLES if c != "participant_id" and c in sessions.columns])
+    merged = participants.copy()
+    if rows.empty:
+        merged.attrs = dict(participants.attrs)
+        return merged
+    rows = rows.set_index("participant_id")
+    index = merged["participant_id"]
+    for column in rows.columns:
+        at_session = index.map(rows[column])
+        if column in merged.columns:
+            combined = at_session.where(at_session.notna(), merged[column])
+        else:
+            combined = at_session
+        merged[column] = combined if column == "sex" else _maybe_numeric(combined.astype(object))
+    merged.attrs = dict(participants.attrs)
+    merged.attrs["session"] = session
+    merged.attrs["sessions_source"] = sessions.attrs.get("source")
+    return merged
+
+
 def normalise_sex(values: pd.Series, *, levels: dict | None = None,
                   path: str | os.PathLike | None = None, column: str = "sex"
                   ) -> tuple[pd.Series, str | None]:

@@ -254,6 +254,8 @@ def _write_status(out_root: Path, statuses: Sequence[SubjectStatus]) -> None:
 def _group_level(bids_dir: Path, out_root: Path, study_path, echo, result: BidsAppResult) -> None:
     import pandas as pd
 
+    from qsmiron.io.bids import read_participant_ids
+    from qsmiron.io.participants import read_bids_sessions
     from qsmiron.pipeline.group import run_group_analysis
 
     regions_tsv = out_root / "regions.tsv"
@@ -263,39 +265,43 @@ def _group_level(bids_dir: Path, out_root: Path, study_path, echo, result: BidsA
     if not participants_tsv.exists():
         raise InputError("participants.tsv is missing: the group analysis needs the groups and clinical "
                          "variables", bids_dir)
-    regions = pd.read_csv(regions_tsv, sep="\t", dtype={"participant_id": str})
-    included = sorted(set(regions["participant_id"])) if "participant_id" in regions else []
-    if not included:
+    regions = pd.read_csv(regions_tsv, sep="\t", dtype=str, keep_default_na=False)
+    if "participant_id" not in regions or regions.empty:
         raise InputError("regions.tsv holds no subject: nothing for the group level", regions_tsv)
+    sessions = regions["session"] if "session" in regions else pd.Series(None, index=regions.index)
+    # A scan is a participant in a dataset without sessions, a participant's session otherwise.
+    included = sorted(set(zip(regions["participant_id"], sessions.map(lambda v: v if v not in ("", "n/a") else None))),
+                      key=lambda unit: (unit[0], unit[1] or ""))
 
-    status = read_status(out_root)
     left_out: list[dict[str, Any]] = []
-    for row in status.to_dict("records"):
-        if row["status"] in ("failed", "invalid") and row["participant_id"] not in included:
-            left_out.append({"participant_id": row["participant_id"], "step": row["step"], "reason": row["reason"]})
-    from qsmiron.io.bids import read_participant_ids
-
-    known = {item["participant_id"] for item in left_out} | set(included)
+    for row in read_status(out_root).to_dict("records"):
+        unit = (row["participant_id"], row.get("session") or None)
+        if row["status"] in ("failed", "invalid") and unit not in included:
+            left_out.append({"participant_id": unit[0], "session": unit[1], "step": row["step"],
+                             "reason": row["reason"]})
+    known = {item["participant_id"] for item in left_out} | {pid for pid, _ in included}
     excluded = [{"participant_id": pid, "reason": "no complete outputs (not processed, or processed with other "
                                                   "settings)"}
                 for pid in read_participant_ids(participants_tsv) if pid not in known]
     result.left_out = left_out + [dict(item, step=None) for item in excluded]
 
     recon_records, roi_records, qc_images = [], [], []
-    units = {u.participant_id: u for u in discover_bids(bids_dir)} if included else {}
-    for participant_id in included:
-        unit = units.get(participant_id)
+    units = {(u.participant_id, u.session): u for u in discover_bids(bids_dir)}
+    for participant_id, session in included:
+        unit = units.get((participant_id, session))
         if unit is None:
             continue
         out_dir = unit_out_dir(out_root, unit)
-        marker = read_marker(out_dir) or {}
-        outputs = marker.get("outputs", {})
+        outputs = (read_marker(out_dir) or {}).get("outputs", {})
         for key, sink in (("recon_json", recon_records), ("roi_json", roi_records)):
             if key in outputs:
                 try:
-                    sink.append(json.loads((out_dir / outputs[key]["file"]).read_text(encoding="utf-8")))
+                    record = json.loads((out_dir / outputs[key]["file"]).read_text(encoding="utf-8"))
                 except (OSError, json.JSONDecodeError):
-                    pass
+                    continue
+                if session is not None and isinstance(record, dict):
+                    record["session"] = session
+                sink.append(record)
         for key in ("qc_registration", "qc_atlas"):
             if key in outputs:
                 qc_images.append(out_dir / outputs[key]["file"])
@@ -306,12 +312,15 @@ def _group_level(bids_dir: Path, out_root: Path, study_path, echo, result: BidsA
         "pipeline": {"n_subjects": len(included) + len(left_out), "failed": left_out, "excluded": excluded,
                      "derivatives": str(out_root)},
     }
-    echo(f"qsmiron: group level on {len(included)} subject(s)")
+    with_sessions = any(session is not None for _, session in included)
+    echo(f"qsmiron: group level on {len({pid for pid, _ in included})} participant(s)"
+         + (f", {len(included)} scan sessions" if with_sessions else ""))
     for item in left_out:
-        echo(f"  left out: {item['participant_id']} (failed at {item['step']}: {item['reason']})")
+        who = item["participant_id"] + (f" {item['session']}" if item["session"] else "")
+        echo(f"  left out: {who} (failed at {item['step']}: {item['reason']})")
     for item in excluded:
         echo(f"  left out: {item['participant_id']} ({item['reason']})")
     report = run_group_analysis(regions_tsv, participants_tsv, out_root / "group", study_path=study_path,
-                                qc_images=qc_images, provenance=provenance)
+                                sessions=read_bids_sessions(bids_dir), qc_images=qc_images, provenance=provenance)
     result.report = Path(report)
     echo(f"qsmiron: report: {Path(report).resolve()}")

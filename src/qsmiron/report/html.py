@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from qsmiron import __version__
-from qsmiron.io.atomic import atomic_path
+from qsmiron.io.atomic import write_text_atomic
 from qsmiron.report import figures as fig
 from qsmiron.report.formatting import (
     MISSING, SIGNIFICANCE_LEVEL, format_auto, format_count, format_interval, format_mean_sd,
@@ -475,6 +475,10 @@ def _summary(results: StudyResults, regions: pd.DataFrame, participants: pd.Data
         names = list(dict.fromkeys(regions["region"].astype(str)))
         hemis = sorted(regions["hemisphere"].dropna().astype(str).unique()) if "hemisphere" in regions else []
         rows.append(("regions", f"{len(names)} ({', '.join(names)})" + (f"; hemispheres {', '.join(hemis)}" if hemis else "")))
+    if settings.get("session"):
+        others = [str(s) for s in settings.get("sessions_in_regions_table") or [] if s != settings["session"]]
+        rows.append(("session analysed", str(settings["session"])
+                     + (f" (other sessions in the regions table: {', '.join(others)})" if others else "")))
     covariates = settings.get("covariates")
     rows.append(("covariates", ", ".join(covariates) if covariates else "none"))
     rows.append(("study file", str(settings.get("study_file") or "none (defaults resolved from the data)")))
@@ -487,8 +491,8 @@ def _pipeline_table(provenance: Mapping[str, Any]) -> Table:
     for kind in ("failed", "excluded"):
         for item in pipeline.get(kind) or []:
             item = item if isinstance(item, Mapping) else {"participant_id": item}
-            rows.append(Row([kind, _text(item.get("participant_id")), _text(item.get("step")),
-                             _text(item.get("reason"))]))
+            who = " ".join(str(item[key]) for key in ("participant_id", "session") if item.get(key))
+            rows.append(Row([kind, _text(who or None), _text(item.get("step")), _text(item.get("reason"))]))
     return Table("pipeline-problems-table", ["status", "participant", "step", "reason"], rows,
                  "Subjects the pipeline could not process or left out.",
                  "No subject failed or was excluded by the pipeline.", 4)
@@ -538,8 +542,9 @@ def build_context(results: StudyResults, *, regions: pd.DataFrame, participants:
                     if not relapse_settings.get("outcome") else "No relapse rows (see exclusions and warnings)."),
     }
     versions = sorted((str(k), str(v)) for k, v in (results.versions or {}).items())
+    session = settings.get("session")
     return ReportContext(
-        title="qsmiron study report",
+        title="qsmiron study report" + (f", session {session}" if session else ""),
         created=_dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z").strip(),
         version=__version__,
         summary=_summary(results, regions, participants, settings, groups),
@@ -616,11 +621,32 @@ def write_report(results: StudyResults, out_html: str | os.PathLike, *, regions:
     """
     html = render_report(results, regions=regions, participants=participants,
                          qc_images=qc_images, provenance=provenance)
-    with atomic_path(out_html) as tmp:
-        tmp.write_text(html, encoding="utf-8")
-        # The temporary file is created private (0600); a report is meant to be shared, so it
-        # gets the permissions of an ordinary new file (0666 less the umask).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-    return Path(out_html)
+    return write_text_atomic(out_html, html)
+
+
+def write_session_index(out_html: str | os.PathLike, analyses: Sequence[Any], *,
+                        regions_table: str | os.PathLike | None = None) -> Path:
+    """Write the index page of a dataset whose sessions were analysed separately.
+
+    Parameters
+    ----------
+    out_html : path
+        The page to write (atomically); reports are linked relative to its folder.
+    analyses : sequence
+        Items with ``session``, ``n_participants``, ``report`` (a path, or None when the
+        session could not be analysed) and ``reason``.
+    regions_table : path, optional
+        Named on the page.
+
+    Returns
+    -------
+    Path
+    """
+    out_html = Path(out_html)
+    rows = [{"session": item.session, "n_participants": item.n_participants, "reason": item.reason,
+             "report": (Path(os.path.relpath(item.report, out_html.parent)).as_posix() if item.report else None)}
+            for item in analyses]
+    index = {"title": "qsmiron study report: sessions analysed separately", "version": __version__,
+             "created": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z").strip(),
+             "rows": rows, "regions_table": None if regions_table is None else str(regions_table)}
+    return write_text_atomic(out_html, _environment().get_template("sessions.html.j2").render(index=index))

@@ -540,6 +540,15 @@ def statistics_sentences(settings: Mapping[str, Any], results: Any = None) -> li
     alpha = settings.get("alpha", 0.05)
     regions = settings.get("regions") or []
     sentences = []
+    session = settings.get("session")
+    if session:
+        others = [str(s) for s in settings.get("sessions_in_regions_table") or [] if s != session]
+        text = f"Participants were compared at session {session}"
+        if others:
+            text += f" (the dataset's other session{'s' if len(others) > 1 else ''}, {_join(others)}, analysed separately)"
+        if settings.get("sessions_table"):
+            text += "; values recorded per session (sessions tables) replaced the participants table's values"
+        sentences.append(text + ".")
     if len(compare) == 2:
         sentences.append(
             f"Groups {compare[0]} and {compare[1]} (column '{groups.get('column', 'group')}') were compared per "

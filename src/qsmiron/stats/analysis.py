@@ -16,7 +16,7 @@ from qsmiron.stats._design import complete_cases
 from qsmiron.stats.associations import ASSOCIATION_COLUMNS, associate
 from qsmiron.stats.group import GROUP_COLUMNS, compare_groups
 from qsmiron.stats.multiple import fdr_bh
-from qsmiron.stats.regions import region_keys, validate_regions, wide_regions
+from qsmiron.stats.regions import region_keys, select_session, sessions_of, validate_regions, wide_regions
 from qsmiron.stats.results import StudyResults
 from qsmiron.stats.study import ALL, Study, group_labels, resolve_study, study_settings
 from qsmiron.stats.table1 import describe_groups
@@ -60,10 +60,12 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
     Parameters
     ----------
     regions : DataFrame
-        Long regions table (participant_id, region, hemisphere, mean_ppm; see
-        :mod:`qsmiron.stats.regions`).
+        Long regions table (participant_id, region, hemisphere, mean_ppm, optionally
+        session; see :mod:`qsmiron.stats.regions`). A table of several sessions is analysed
+        at ``study.session``.
     participants : DataFrame
-        As from :func:`qsmiron.io.participants.read_participants`.
+        As from :func:`qsmiron.io.participants.read_participants`; for a session, the
+        participants' values at that session (:func:`qsmiron.io.participants.participants_at_session`).
     study : Study, optional
         The design (defaults decided from the data when None or partly given).
 
@@ -78,10 +80,14 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
     ------
     InputError
         Missing columns, unknown group labels or regions, a non-0/1 outcome, no participant
-        in both tables.
+        in both tables, several sessions and no ``study.session``, or a session not in the table.
     """
     study = study or Study()
     regions = validate_regions(regions)
+    # Participants are compared at one time point: a longitudinal table is cut to one session.
+    sessions = sessions_of(regions)
+    regions = select_session(regions, study.session)
+    session = study.session or (sessions[0] if sessions else None)
     participants = _check_participants(participants)
     source = participants.attrs.get("source")
     warnings: list[str] = []
@@ -113,6 +119,7 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
     analysed = participants[participants["participant_id"].isin(region_ids)]
     analysed.attrs = dict(participants.attrs)
     resolved = resolve_study(study, analysed, region_names)
+    resolved.session = session
     keys = region_keys(regions, resolved.regions)
     table = participants.set_index("participant_id").loc[common]
     wide = wide_regions(regions).reindex(common)
@@ -154,6 +161,8 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
     settings["methods"] = METHODS_TEXT
     settings["participants_table"] = source
     settings["regions_table"] = regions.attrs.get("source")
+    settings["sessions_in_regions_table"] = sessions
+    settings["sessions_table"] = participants.attrs.get("sessions_source")
     settings["sex_coding"] = participants.attrs.get("sex_coding")
     settings["n_participants"] = {"regions_table": len(in_regions),
                                   "participants_table": len(in_table), "both": len(common),

@@ -6,6 +6,12 @@ with a participant column); other columns are ignored. ``n/a`` in ``mean_ppm`` i
 value (that participant is left out of that region's analyses and the exclusion reported).
 Hemispheres are ``L`` and ``R`` (``left`` / ``right`` accepted); a region without sides
 (midline) may leave the hemisphere empty and is then labelled ``B``.
+
+A longitudinal dataset adds a ``session`` column (``ses-<label>``, the form ``qsmiron run``
+writes; a bare label is accepted): a participant then has one row per region, hemisphere and
+session. The statistics compare participants, so they analyse one session at a time
+(:func:`select_session`); see :mod:`qsmiron.pipeline.group` for how a cohort with several
+sessions is analysed.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from qsmiron.errors import InputError
 from qsmiron.io.participants import MISSING_VALUES, normalise_participant_id, read_text_table
 
 REQUIRED_COLUMNS = ("participant_id", "region", "hemisphere", "mean_ppm")
+SESSION_COLUMN = "session"
 _HEMISPHERES = {"l": "L", "left": "L", "lh": "L", "r": "R", "right": "R", "rh": "R",
                 "b": "B", "both": "B", "bilateral": "B", "midline": "B"}
 
@@ -37,14 +44,15 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
     -------
     DataFrame
         Columns ``participant_id`` (``sub-`` form), ``region``, ``hemisphere`` (L/R/B) and
-        ``mean_ppm`` (float, NaN where missing), in the input's row order; other columns
+        ``mean_ppm`` (float, NaN where missing), in the input's row order, then ``session``
+        (``ses-<label>``, None where missing) when the input has that column; other columns
         dropped.
 
     Raises
     ------
     InputError
         Missing columns (named), an empty table, non-numeric ``mean_ppm`` values, unknown
-        hemisphere labels, or the same participant, region and hemisphere twice.
+        hemisphere labels, or the same participant, region, hemisphere (and session) twice.
     """
     if path is None:
         path = frame.attrs.get("source")
@@ -53,7 +61,9 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
     if missing:
         raise InputError(f"regions table lacks column(s) {', '.join(missing)} "
                          f"(columns found: {', '.join(columns) or 'none'})", path)
-    frame = frame.set_axis(columns, axis=1)[list(REQUIRED_COLUMNS)].copy()
+    with_session = SESSION_COLUMN in columns
+    kept = list(REQUIRED_COLUMNS) + ([SESSION_COLUMN] if with_session else [])
+    frame = frame.set_axis(columns, axis=1)[kept].copy()
     if frame.empty:
         raise InputError("regions table has no rows", path)
 
@@ -91,15 +101,73 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
     frame["mean_ppm"] = values
 
     key = ["participant_id", "region", "hemisphere"]
+    if with_session:
+        frame[SESSION_COLUMN] = frame[SESSION_COLUMN].map(normalise_session)
+        key.append(SESSION_COLUMN)
     repeated = frame[frame.duplicated(key, keep=False)]
     if not repeated.empty:
         first = repeated.iloc[0]
-        raise InputError(f"{first['participant_id']} {first['region']} {first['hemisphere']} "
-                         f"appears more than once ({len(repeated)} duplicated rows)", path)
+        where = " ".join(str(first[k]) for k in key if first[k] is not None)
+        hint = ("; a table with several sessions needs a 'session' column"
+                if not with_session else "")
+        raise InputError(f"{where} appears more than once ({len(repeated)} duplicated rows){hint}", path)
     frame = frame.reset_index(drop=True)
     if path is not None:
         frame.attrs["source"] = os.fspath(path)
     return frame
+
+
+def normalise_session(value: object) -> str | None:
+    """``ses-<label>`` from ``ses-<label>`` or a bare label; None for a missing value."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    text = str(value).strip()
+    if text in MISSING_VALUES:
+        return None
+    return text if text.startswith("ses-") else f"ses-{text}"
+
+
+def sessions_of(regions: pd.DataFrame) -> list[str]:
+    """The sessions of a validated regions table, sorted (empty without a session column)."""
+    if SESSION_COLUMN not in regions.columns:
+        return []
+    return sorted({s for s in regions[SESSION_COLUMN] if s is not None})
+
+
+def select_session(regions: pd.DataFrame, session: str | None) -> pd.DataFrame:
+    """The rows of one session, without the session column: a table the statistics accept.
+
+    Parameters
+    ----------
+    regions : DataFrame
+        A validated regions table (see :func:`validate_regions`).
+    session : str or None
+        ``ses-<label>`` or a bare label. None is allowed only when the table holds at most one
+        session (the table is then returned without its session column).
+
+    Raises
+    ------
+    InputError
+        The session is not in the table (the sessions present are named), or None was given
+        for a table of several sessions.
+    """
+    source = regions.attrs.get("source")
+    present = sessions_of(regions)
+    if session is None:
+        if len(present) > 1:
+            raise InputError(f"regions table holds {len(present)} sessions ({', '.join(present)}); "
+                             "participants are compared within one session: choose it with "
+                             "session = \"<label>\" in the study file", source)
+        selected = regions
+    else:
+        session = normalise_session(session)
+        if session not in present:
+            raise InputError(f"session {session!r} is not in the regions table (sessions present: "
+                             f"{', '.join(present) or 'none'})", source)
+        selected = regions[regions[SESSION_COLUMN] == session]
+    selected = selected.drop(columns=[SESSION_COLUMN], errors="ignore").reset_index(drop=True)
+    selected.attrs = dict(regions.attrs)
+    return selected
 
 
 def region_keys(regions: pd.DataFrame, names: list[str] | None = None) -> list[tuple[str, str]]:

@@ -6,6 +6,7 @@ error that names them. What the file leaves out is decided from the data by
 
     covariates = ["age", "sex"]
     regions = []                      # empty or absent: all regions
+    session = "baseline"              # longitudinal data: the session analysed
     [groups]
     column = "group"
     compare = ["MOH", "CM"]           # group_a, group_b
@@ -25,6 +26,8 @@ Defaults (when a key is absent)
   alphabetical order); more than two values is an error asking for ``compare``.
 - ``covariates``: ``age`` and ``sex`` when the participants table has them.
 - ``regions``: every region of the regions table.
+- ``session``: the regions table's only session; with several sessions ``qsmiron run`` and
+  ``qsmiron stats`` analyse each session separately (see :mod:`qsmiron.pipeline.group`).
 - ``associations.group``: ``group_a`` (the first compared group);
   ``associations.variables``: the numeric columns among :data:`KNOWN_CLINICAL_VARIABLES`
   that have values in that group.
@@ -147,6 +150,9 @@ class Study(Settings):
 
     covariates: list[str] | None = None
     regions: list[str] = Field(default_factory=list)
+    session: str | None = Field(
+        default=None, description="the session (time point) analysed when the regions table holds "
+        "several, as ses-<label> or <label>; default: each session separately")
     alpha: float = Field(default=0.05, gt=0, lt=1,
                          description="FDR level at which rows are called significant")
     min_group_size: int = Field(default=3, ge=3,
@@ -156,6 +162,16 @@ class Study(Settings):
     relapse: RelapseSettings = Field(default_factory=RelapseSettings)
 
     _source: str | None = PrivateAttr(default=None)
+
+    @field_validator("session", mode="before")
+    @classmethod
+    def _session_label(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        text = label_text(value)
+        if not text or not text.removeprefix("ses-").isalnum():
+            raise ValueError("must be a BIDS session label (letters and digits, optionally after 'ses-')")
+        return text if text.startswith("ses-") else f"ses-{text}"
 
     @property
     def source(self) -> str | None:
