@@ -209,3 +209,34 @@ def test_report_from_run_study_on_a_synthetic_cohort(cohort, tmp_path):
     methods = text[text.index('id="methods"'):]
     for key in ("group_comparison", "associations", "relapse"):
         assert str(escape(results.settings["methods"][key])) in methods, key
+
+
+def test_findings_list_every_fdr_significant_row_of_each_analysis_most_significant_first(cohort, study_results):
+    import dataclasses
+
+    from qsmiron.report.formatting import format_number
+
+    regions, participants = cohort
+    # The fixture's associations and relapse rows are not significant: make one row of each so.
+    associations, relapse = study_results.associations.copy(), study_results.relapse.copy()
+    associations.loc[associations.index[1], "p_fdr"] = 0.004
+    relapse.loc[relapse.index[0], "p_fdr"] = 0.03
+    study_results = dataclasses.replace(study_results, associations=associations, relapse=relapse)
+    context = build_context(study_results, regions=regions, participants=participants)
+    expected = []
+    for kind, frame in (("group comparison", study_results.group_comparison),
+                        ("association", study_results.associations), ("relapse", study_results.relapse)):
+        significant = frame[frame["p_fdr"] < 0.05].sort_values("p_fdr", kind="mergesort")
+        expected += [(kind, row) for _, row in significant.iterrows()]
+    assert [f.analysis for f in context.findings] == [kind for kind, _ in expected]
+    assert len(context.findings) >= 1
+    for finding, (kind, row) in zip(context.findings, expected):
+        assert finding.text.startswith(f"{row['region']} {row['hemisphere']}")
+        assert finding.text.endswith(f"p FDR = {format_p(row['p_fdr'])}")
+        if kind == "group comparison":
+            assert f"Cohen's d = {format_number(row['cohen_d'], 2)}" in finding.text
+        elif kind == "association":
+            assert f"with {row['variable']} ({row['group']}): r = {format_number(row['r'], 2)}" in finding.text
+        else:
+            assert f"AUC {format_number(row['auc'], 2)}" in finding.text and "OR per SD" in finding.text
+    assert {f.analysis for f in context.findings} == {"group comparison", "association", "relapse"}

@@ -199,11 +199,35 @@ def _kernel_view(array: np.ndarray) -> np.ndarray:
     return np.asarray(array, dtype=np.float32)
 
 
+@numba.njit(cache=True, inline="always")
+def _weighted_sums(phase, mag, use_mag, X, Y, Z, shift, te):
+    """Sums of the weighted line fit of ``phase - shift`` over echoes at one voxel.
+
+    Weights are the squared magnitudes (1 without magnitude). Returns
+    ``(sum w, sum w t, sum w t^2, sum w v, sum w t v)``.
+    """
+    s = st = stt = sy = sty = 0.0
+    for n in range(te.size):
+        v = np.float64(phase[X, Y, Z, n]) - shift
+        if use_mag:
+            a = np.float64(mag[X, Y, Z, n])
+            w = a * a
+        else:
+            w = 1.0
+        t = te[n]
+        wt = w * t
+        s += w
+        st += wt
+        stt += w * (t * t)
+        sy += w * v
+        sty += wt * v
+    return s, st, stt, sy, sty
+
+
 @numba.njit(parallel=True, cache=True)
 def _intercepts(phase, mag, given, m, origin, te, intercept_out, weight_out):
     """Free fit ``offset + slope * TE`` per voxel; the offset and its inverse variance."""
     nx, ny, nz = m.shape
-    n_echoes = te.size
     use_mag = mag.size > 0
     use_given = given.size > 0
     x0, y0, z0 = origin[0], origin[1], origin[2]
@@ -213,21 +237,7 @@ def _intercepts(phase, mag, given, m, origin, te, intercept_out, weight_out):
                 if not m[x, y, z]:
                     continue
                 g = np.float64(given[x0 + x, y0 + y, z0 + z]) if use_given else 0.0
-                s = st = stt = sy = sty = 0.0
-                for n in range(n_echoes):
-                    v = np.float64(phase[x0 + x, y0 + y, z0 + z, n]) - g
-                    if use_mag:
-                        a = np.float64(mag[x0 + x, y0 + y, z0 + z, n])
-                        w = a * a
-                    else:
-                        w = 1.0
-                    t = te[n]
-                    wt = w * t
-                    s += w
-                    st += wt
-                    stt += w * (t * t)
-                    sy += w * v
-                    sty += wt * v
+                s, st, stt, sy, sty = _weighted_sums(phase, mag, use_mag, x0 + x, y0 + y, z0 + z, g, te)
                 det = s * stt - st * st
                 if det > 0:
                     intercept_out[x, y, z] = (stt * sy - st * sty) / det
@@ -259,21 +269,8 @@ def _final_fit(phase, mag, given, fitted, free, m, origin, te, field_out, offset
                 X, Y, Z = x0 + x, y0 + y, z0 + z
                 g = np.float64(given[X, Y, Z]) if use_given else 0.0
                 c = np.float64(fitted[x, y, z]) if use_fitted else 0.0
-                s = st = stt = sy = sty = 0.0
-                for n in range(n_echoes):
-                    v = (np.float64(phase[X, Y, Z, n]) - g) - c
-                    if use_mag:
-                        a = np.float64(mag[X, Y, Z, n])
-                        w = a * a
-                    else:
-                        w = 1.0
-                    t = te[n]
-                    wt = w * t
-                    s += w
-                    st += wt
-                    stt += w * (t * t)
-                    sy += w * v
-                    sty += wt * v
+                shift = g + c
+                s, st, stt, sy, sty = _weighted_sums(phase, mag, use_mag, X, Y, Z, shift, te)
                 intercept = 0.0
                 if free:
                     det = s * stt - st * st
@@ -293,7 +290,7 @@ def _final_fit(phase, mag, given, fitted, free, m, origin, te, field_out, offset
                         var = np.inf
                 chi2 = 0.0
                 for n in range(n_echoes):
-                    v = (np.float64(phase[X, Y, Z, n]) - g) - c
+                    v = np.float64(phase[X, Y, Z, n]) - shift
                     if use_mag:
                         a = np.float64(mag[X, Y, Z, n])
                         w = a * a
@@ -302,7 +299,7 @@ def _final_fit(phase, mag, given, fitted, free, m, origin, te, field_out, offset
                     r = v - intercept - slope * te[n]
                     chi2 += w * (r * r)
                 field_out[X, Y, Z] = slope / two_pi
-                total = g + c + intercept
+                total = shift + intercept
                 offset_out[X, Y, Z] = math.atan2(math.sin(total), math.cos(total))
                 var_out[x, y, z] = var
                 chi2_out[x, y, z] = chi2

@@ -324,30 +324,30 @@ def relapse_counts_table(frame: pd.DataFrame | None, alpha: float) -> Table | No
 
 
 # --------------------------------------------------------------------------- findings summary
+def _significant_rows(frame: pd.DataFrame | None, alpha: float) -> list[pd.Series]:
+    """Rows with FDR-adjusted p below ``alpha``, most significant first."""
+    if frame is None or frame.empty or "p_fdr" not in frame:
+        return []
+    return [row for _, row in frame[frame["p_fdr"] < alpha].sort_values("p_fdr", kind="mergesort").iterrows()]
+
+
 def _findings(results: StudyResults, alpha: float) -> list[Finding]:
-    findings = []
-    gc = results.group_comparison
-    if gc is not None and not gc.empty and "p_fdr" in gc:
-        for _, r in gc[gc["p_fdr"] < alpha].sort_values("p_fdr", kind="mergesort").iterrows():
-            findings.append(Finding("group comparison",
-                                    f"{_label(r['region'], r.get('hemisphere'))}: {r.get('group_a', 'A')} vs "
-                                    f"{r.get('group_b', 'B')}, Cohen's d = {format_number(r.get('cohen_d'), 2)}, "
-                                    f"p FDR = {format_p(r['p_fdr'])}"))
-    assoc = results.associations
-    if assoc is not None and not assoc.empty and "p_fdr" in assoc:
-        for _, r in assoc[assoc["p_fdr"] < alpha].sort_values("p_fdr", kind="mergesort").iterrows():
-            findings.append(Finding("association",
-                                    f"{_label(r['region'], r.get('hemisphere'))} with {r.get('variable')} "
-                                    f"({r.get('group')}): r = {format_number(r.get('r'), 2)}, "
-                                    f"p FDR = {format_p(r['p_fdr'])}"))
-    rel = results.relapse
-    if rel is not None and not rel.empty and "p_fdr" in rel:
-        for _, r in rel[rel["p_fdr"] < alpha].sort_values("p_fdr", kind="mergesort").iterrows():
-            findings.append(Finding("relapse",
-                                    f"{_label(r['region'], r.get('hemisphere'))}: OR per SD "
-                                    f"{format_interval(r.get('odds_ratio'), r.get('or_ci_low'), r.get('or_ci_high'))}, "
-                                    f"AUC {format_number(r.get('auc'), 2)}, p FDR = {format_p(r['p_fdr'])}"))
-    return findings
+    def where(r) -> str:
+        return _label(r["region"], r.get("hemisphere"))
+
+    describe = (
+        ("group comparison", results.group_comparison,
+         lambda r: f"{where(r)}: {r.get('group_a', 'A')} vs {r.get('group_b', 'B')}, "
+                   f"Cohen's d = {format_number(r.get('cohen_d'), 2)}"),
+        ("association", results.associations,
+         lambda r: f"{where(r)} with {r.get('variable')} ({r.get('group')}): r = {format_number(r.get('r'), 2)}"),
+        ("relapse", results.relapse,
+         lambda r: f"{where(r)}: OR per SD "
+                   f"{format_interval(r.get('odds_ratio'), r.get('or_ci_low'), r.get('or_ci_high'))}, "
+                   f"AUC {format_number(r.get('auc'), 2)}"),
+    )
+    return [Finding(kind, f"{text(r)}, p FDR = {format_p(r['p_fdr'])}")
+            for kind, frame, text in describe for r in _significant_rows(frame, alpha)]
 
 
 # --------------------------------------------------------------------------- QC images
