@@ -1,12 +1,14 @@
 """Normalisation of a subject to the template with ANTs, and images moved between the two.
 
 The template (fixed) is resampled to ``settings.resolution_mm``; the subject's prepared
-magnitude (moving) is registered to it in three stages, rigid -> affine -> SyN, all with
-Mattes mutual information, starting from an alignment of the centres of mass. ANTs writes
-one affine (``*0GenericAffine.mat``, rigid and affine collapsed) and one SyN warp pair
-(``*1Warp.nii.gz``, ``*1InverseWarp.nii.gz``). Every transform works in physical space, so
-labels defined on the 1 mm atlas grid are brought to the subject's own grid (any voxel size,
-orientation or obliquity) by one resampling with a label-preserving interpolation.
+magnitude (moving) is registered to it in three stages, rigid -> affine -> SyN, starting from
+an alignment of the centres of mass: Mattes mutual information for rigid, affine and the
+coarse SyN level, local cross-correlation at the finest SyN level (``RegistrationSettings``
+says why). ANTs writes one affine (``*0GenericAffine.mat``, rigid and affine collapsed) and
+one SyN warp pair (``*1Warp.nii.gz``, ``*1InverseWarp.nii.gz``). Every transform works in
+physical space, so labels defined on the 1 mm atlas grid are brought to the subject's own
+grid (any voxel size, orientation or obliquity) by one resampling with a label-preserving
+interpolation.
 """
 
 from __future__ import annotations
@@ -174,17 +176,21 @@ def template_grid(template, resolution_mm: float, *, margin_mm: float = 10.0):
 def _syn_stages(settings: RegistrationSettings) -> list[tuple[str, tuple, tuple, tuple]]:
     """(metric, iterations, shrink factors, smoothing) of each SyN stage.
 
-    ``MI+CC`` runs MI over all levels, then refines at the finest level with CC (a second
-    SyN stage, as many iterations as the finest MI level). Both stages end on the full SyN
-    grid, so ANTs can collapse them into one warp (fields on different grids cannot be).
+    ``MI+CC`` is MI at the coarser levels, then CC at the finest level (a second SyN stage
+    from the first one's field). The MI stage keeps the finest level with 0 iterations, so
+    that both stages end on the full SyN grid and ANTs collapses them into one warp (fields on
+    different grids cannot be); a single level is CC alone.
     """
     levels = (tuple(settings.syn_iterations), tuple(settings.syn_shrink_factors), tuple(settings.syn_smoothing_vox))
     if not settings.syn_iterations:
         return []
     if settings.syn_metric != "MI+CC":
         return [(settings.syn_metric, *levels)]
-    fine = tuple(values[-1:] for values in levels)
-    return [("MI", *levels), ("CC", *fine)]
+    iterations, shrink, smoothing = levels
+    fine = ("CC", iterations[-1:], shrink[-1:], smoothing[-1:])
+    if len(iterations) == 1:
+        return [fine]
+    return [("MI", iterations[:-1] + (0,), shrink, smoothing), fine]
 
 
 def crop_to_box(image, box_mm):
@@ -234,11 +240,11 @@ def register_to_template(subject, template, *, settings: RegistrationSettings | 
 
     Two ANTs runs. (1) Rigid then affine, Mattes MI, on the whole brain of the template
     resampled to ``settings.linear_resolution_mm``, from an alignment of the centres of mass.
-    (2) SyN on the template resampled to ``settings.resolution_mm`` and cropped to
-    ``syn_box_mm`` (the atlas regions plus a margin), starting from the affine: the
-    deformable stage costs per voxel of its domain, and only the atlas regions are measured.
-    Outside the box the mapping is the affine alone (a displacement field is zero outside its
-    domain).
+    (2) SyN (by default MI at the coarse level, CC at the finest) on the template resampled to
+    ``settings.resolution_mm`` and cropped to ``syn_box_mm`` (the atlas regions plus a margin),
+    starting from the affine: the deformable stage costs per voxel of its domain, and only the
+    atlas regions are measured. Outside the box the mapping is the affine alone (a
+    displacement field is zero outside its domain).
 
     Parameters
     ----------
