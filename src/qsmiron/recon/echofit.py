@@ -200,6 +200,15 @@ def _kernel_view(array: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, inline="always")
+def _echo_weight(mag, use_mag, X, Y, Z, n):
+    """Weight of echo ``n`` at one voxel: its squared magnitude (1 without magnitude)."""
+    if use_mag:
+        a = np.float64(mag[X, Y, Z, n])
+        return a * a
+    return 1.0
+
+
+@numba.njit(cache=True, inline="always")
 def _weighted_sums(phase, mag, use_mag, X, Y, Z, shift, te):
     """Sums of the weighted line fit of ``phase - shift`` over echoes at one voxel.
 
@@ -209,11 +218,7 @@ def _weighted_sums(phase, mag, use_mag, X, Y, Z, shift, te):
     s = st = stt = sy = sty = 0.0
     for n in range(te.size):
         v = np.float64(phase[X, Y, Z, n]) - shift
-        if use_mag:
-            a = np.float64(mag[X, Y, Z, n])
-            w = a * a
-        else:
-            w = 1.0
+        w = _echo_weight(mag, use_mag, X, Y, Z, n)
         t = te[n]
         wt = w * t
         s += w
@@ -291,11 +296,7 @@ def _final_fit(phase, mag, given, fitted, free, m, origin, te, field_out, offset
                 chi2 = 0.0
                 for n in range(n_echoes):
                     v = np.float64(phase[X, Y, Z, n]) - shift
-                    if use_mag:
-                        a = np.float64(mag[X, Y, Z, n])
-                        w = a * a
-                    else:
-                        w = 1.0
+                    w = _echo_weight(mag, use_mag, X, Y, Z, n)
                     r = v - intercept - slope * te[n]
                     chi2 += w * (r * r)
                 field_out[X, Y, Z] = slope / two_pi
