@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures.process import BrokenProcessPool
 
 import pandas as pd
 import pytest
 
 from qsmiron.config import QsmironConfig
 from qsmiron.io.bids import discover_bids
-from qsmiron.pipeline.cohort import (DONE_MARKER, collect_regions, config_hash, derivative_names,
-                                     resolve_workers, run_cohort)
+from qsmiron.pipeline.cohort import (DONE_MARKER, _PoolRunner, collect_regions, config_hash,
+                                     derivative_names, resolve_workers, run_cohort)
 
 
 def config(**pipeline) -> QsmironConfig:
@@ -87,6 +88,24 @@ def test_a_dying_worker_process_is_retried_then_reported_and_the_others_finish(t
     assert "worker process died" in by_id["sub-02"].reason
     assert sum(line.startswith("sub-02 measure") for line in read_calls(out)) == 2  # tried twice
     assert "retrying" in (out / "logs" / "sub-02.log").read_text()
+
+
+def test_a_pool_broken_before_its_dead_worker_is_seen_still_takes_new_work():
+    # The race CI met: a subject's step finished and its next step was submitted while another
+    # worker had already died, before that worker's future had been handled.
+    runner = _PoolRunner(n_workers=2, threads=1, start_method="fork")
+    try:
+        crashed = runner.submit(os._exit, 3)
+        with pytest.raises(BrokenProcessPool):
+            crashed.result(timeout=60)
+        survivor = runner.submit(abs, -7)
+        assert survivor.result(timeout=60) == 7
+        runner.broken(crashed)  # handled late: must not replace the pool that now works
+        runner.finished(crashed)
+        assert runner.owner[survivor] is runner.main
+        assert runner.submit(abs, -8).result(timeout=60) == 8
+    finally:
+        runner.close()
 
 
 def test_progress_bars_show_the_cohort_and_each_step(tiny_bids, light_steps, tmp_path, capsys):

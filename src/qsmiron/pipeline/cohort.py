@@ -400,20 +400,36 @@ class _PoolRunner:
                                    initializer=_init_worker, initargs=(self.threads,))
 
     def submit(self, function, *args, isolated: bool = False) -> Future:
-        executor = self._new(1) if isolated else self.main
-        future = executor.submit(function, *args)
+        if isolated:
+            executor = self._new(1)
+        else:
+            # A worker may have died after the futures now being handled completed but before
+            # its own future was seen: the pool is then already broken, so replace it first.
+            if getattr(self.main, "_broken", False):
+                self._replace_main()
+            executor = self.main
+        try:
+            future = executor.submit(function, *args)
+        except BrokenProcessPool:
+            if isolated:
+                raise
+            self._replace_main()
+            executor = self.main
+            future = executor.submit(function, *args)
         self.owner[future] = executor
         return future
+
+    def _replace_main(self) -> None:
+        self.main.shutdown(wait=False, cancel_futures=True)
+        self.main = self._new(self.n_workers)
 
     def wait_any(self, futures) -> list:
         done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
         return list(done)
 
     def broken(self, future) -> None:
-        executor = self.owner.get(future)
-        if executor is self.main:
-            self.main.shutdown(wait=False, cancel_futures=True)
-            self.main = self._new(self.n_workers)
+        if self.owner.get(future) is self.main:
+            self._replace_main()
 
     def finished(self, future) -> None:
         executor = self.owner.pop(future, None)
