@@ -43,6 +43,16 @@ def test_save_then_load_round_trips_data_affine_and_sidecar(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_sidecar_that_cannot_be_written_leaves_the_previous_image_and_sidecar(tmp_path):
+    path = tmp_path / "chi.nii.gz"
+    save_nifti(path, np.ones((3, 3, 3), np.float32), np.eye(4), sidecar={"Units": "ppm", "run": 1})
+    with pytest.raises(ValueError):
+        save_nifti(path, np.zeros((3, 3, 3), np.float32), np.eye(4), sidecar={"bad": float("nan")})
+    volume = load_nifti(path)
+    assert np.all(volume.data == 1) and volume.sidecar == {"Units": "ppm", "run": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chi.json", "chi.nii.gz"]  # no temporaries
+
+
 def test_load_nifti_names_the_file_when_it_is_not_an_image(tmp_path):
     bad = tmp_path / "bad.nii.gz"
     bad.write_text("not an image")

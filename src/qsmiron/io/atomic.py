@@ -81,8 +81,12 @@ def _json_default(value: Any) -> Any:
 
 def write_json_atomic(destination: str | os.PathLike, payload: Any) -> Path:
     """Write ``payload`` as indented JSON atomically (NumPy scalars and arrays allowed)."""
-    text = json.dumps(payload, indent=2, default=_json_default, allow_nan=False)
-    return write_text_atomic(destination, text + "\n")
+    return write_text_atomic(destination, json_text(payload))
+
+
+def json_text(payload: Any) -> str:
+    """``payload`` as indented JSON text (NumPy scalars and arrays allowed; NaN refused)."""
+    return json.dumps(payload, indent=2, default=_json_default, allow_nan=False) + "\n"
 
 
 def write_tsv_atomic(destination: str | os.PathLike, frame) -> Path:

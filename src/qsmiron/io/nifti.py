@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 
 from qsmiron.errors import InputError
-from qsmiron.io.atomic import atomic_path
+from qsmiron.io.atomic import atomic_path, json_text
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -121,12 +121,13 @@ def save_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *,
     image.header.set_xyzt_units("mm", "sec")
     if intent is not None:
         image.header.set_intent(intent)
-    with atomic_path(path) as tmp:
-        nib.save(image, str(tmp))
-    if sidecar is not None:
-        from qsmiron.io.atomic import write_json_atomic
-
-        write_json_atomic(sidecar_path(path), sidecar)
+    # Both files are complete before either is moved in, and the image moves last, so an
+    # interrupted write never leaves a new image beside a missing or older sidecar.
+    with atomic_path(path) as tmp_image:
+        nib.save(image, str(tmp_image))
+        if sidecar is not None:
+            with atomic_path(sidecar_path(path)) as tmp_sidecar:
+                tmp_sidecar.write_text(json_text(sidecar), encoding="utf-8")
     return path
 
 

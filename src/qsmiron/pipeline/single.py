@@ -22,8 +22,7 @@ from qsmiron import __version__
 from qsmiron.config import QsmironConfig, load_config
 from qsmiron.errors import InputError
 from qsmiron.io.atomic import write_json_atomic
-from qsmiron.io.nifti import (b0_direction_voxel, same_grid, save_nifti, sidecar_path,
-                              voxel_size_mm)
+from qsmiron.io.nifti import b0_direction_voxel, same_grid, save_nifti, voxel_size_mm
 
 DEFAULT_NAMES = {
     "Chimap": "Chimap.nii.gz",
@@ -332,6 +331,5 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
             "versions": software_versions(),
         },
     }
-    save_nifti(out, chi, field_volume.affine, dtype=np.float32)
-    write_json_atomic(sidecar_path(out), sidecar)
+    save_nifti(out, chi, field_volume.affine, dtype=np.float32, sidecar=sidecar)
     return out
