@@ -18,13 +18,17 @@ Figures on a shared machine are pessimistic.
 from __future__ import annotations
 
 import resource
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
-import qsm_forward
 from scipy import ndimage
 
-from qsmiron import GYROMAGNETIC_RATIO_HZ_PER_T
+# The phantom the inversion tests use (needs the qsm-forward test extra).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "recon"))
+from dipole_phantom import forward_phantom, with_model_error  # noqa: E402
+
 from qsmiron.recon.bgremove import BACKGROUND_METHODS, remove_background
 from qsmiron.recon.dipole import forward_field
 from qsmiron.recon.invert import DEFAULT_INVERSION, INVERSION_METHODS, invert
@@ -35,52 +39,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def phantom(n, voxel, b0, *, snr=100.0, seed=0):
-    rng = np.random.default_rng(seed)
-    shape = [n, n, n]
-    chi = qsm_forward.generate_susceptibility_phantom(shape, 0.0, 0.0, [3, 4, 5, 6, 7],
-                                                      [0.05, 0.1, 0.2, -0.05, 0.3]).astype(float)
-    z, y, x = np.indices(shape)
-    c = n // 2
-    mask = ((z - c) ** 2 + (y - c) ** 2 < (0.75 * c) ** 2) & (x >= 0.125 * n) & (x < 0.875 * n)
-    texture = ndimage.gaussian_filter(rng.standard_normal(shape), 2.0)
-    chi += 0.02 * texture / texture[mask].std()
-    for _ in range(max(4, n // 12)):
-        start = rng.integers(n // 4, 3 * n // 4, 3)
-        d = rng.standard_normal(3)
-        d /= np.linalg.norm(d)
-        for s in np.linspace(-n / 3, n / 3, 4 * n):
-            p = tuple(np.round(start + s * d).astype(int))
-            if all(0 <= q < n for q in p) and mask[p]:
-                chi[p] = 0.4
-    chi = np.where(mask, chi, 0.0)
-    field = qsm_forward.generate_field(chi, None, voxel_size=list(voxel), B0_dir=list(b0))
-    magnitude = mask * np.where(np.abs(chi) > 0.04, 0.7, 1.0)
-    to_rad = 2 * np.pi * GYROMAGNETIC_RATIO_HZ_PER_T * 3.0 * 0.02 * 1e-6
-    clean = magnitude * np.exp(1j * field * to_rad)
-    noisy = qsm_forward.add_noise(clean, peak_snr=snr, rng=rng)
-    measured = field + np.angle(noisy * np.conj(clean)) / to_rad
-    noise = np.where(mask, 1.0 / (snr * np.maximum(magnitude, 1e-3)) / to_rad, 0.0)
-    measured = np.where(mask, measured - measured[mask].mean(), 0.0)
-    return chi, measured.astype(np.float32), mask, magnitude, noise.astype(np.float32)
-
-
-def model_error(field, mask, voxel, b0, seed=1):
-    """Anisotropy-like and residual-background fields a scalar dipole model cannot explain."""
-    rng = np.random.default_rng(seed)
-    t = ndimage.gaussian_filter(rng.standard_normal(field.shape), 1.5)
-    t = (0.02 * t / t[mask].std() * mask).astype(np.float32)
-    tilted = np.asarray(b0, float) + np.array([0.5, 0.3, 0.0])
-    error = forward_field(t, voxel, tilted) - forward_field(t, voxel, b0)
-    x, y, z = [(a - a.mean()) / a.shape[i] for i, a in enumerate(np.indices(field.shape))]
-    error = error + 0.003 * (x * x - y * y + 2 * x * z + x) / 0.25
-    out = np.where(mask, field + error, 0.0)
-    return np.where(mask, out - out[mask].mean(), 0.0).astype(np.float32)
-
-
 def main() -> None:
     print("== default inversion of a 160^3 field ==")
-    chi, field, mask, magnitude, noise = phantom(160, (1, 1, 1), (0, 0, 1))
+    chi, field, mask, magnitude, noise = forward_phantom((1, 1, 1), (0, 0, 1), n=160)
     invert(field[64:96, 64:96, 64:96], mask[64:96, 64:96, 64:96], (1, 1, 1), (0, 0, 1))  # numba warm-up
     start = time.perf_counter()
     result = invert(field, mask, (1, 1, 1), (0, 0, 1), magnitude=magnitude, noise_ppm=noise)
@@ -91,7 +52,7 @@ def main() -> None:
 
     print("\n== background removal, 64^3, local-field NRMSE (%) in the eroded mask ==")
     n = 64
-    chi, local, mask, _, _ = phantom(n, (1, 1, 1), (0, 0, 1))
+    chi, local, mask, _, _ = forward_phantom((1, 1, 1), (0, 0, 1), n=n)
     outside = np.zeros((n, n, n), np.float32)
     outside[n // 2 - 3:n // 2 + 3, n // 2 - 3:n // 2 + 3, 1:5] = 9.0  # air-like source outside the mask
     background = forward_field(outside, (1, 1, 1), (0, 0, 1))
@@ -110,9 +71,9 @@ def main() -> None:
              "aniso-1x1x2": ((1, 1, 2), (0, 0, 1), False), "axial+model-error": ((1, 1, 1), (0, 0, 1), True)}
     print(f"{'case':18s} {'method':9s} {'seconds':>8s} {'NRMSE':>7s} {'XSIM':>6s} {'HFEN':>7s}  alpha")
     for case, (voxel, b0, with_error) in cases.items():
-        chi, field, mask, magnitude, noise = phantom(n, voxel, b0)
+        chi, field, mask, magnitude, noise = forward_phantom(voxel, b0, n=n)
         if with_error:
-            field = model_error(field, mask, voxel, b0)
+            field = with_model_error(field, mask, voxel, b0)
         for method in INVERSION_METHODS:
             start = time.perf_counter()
             result = invert(field, mask, voxel, b0, method=method, magnitude=magnitude, noise_ppm=noise)
@@ -189,9 +150,9 @@ def head_case(*, anisotropy_ppm=0.0, nondipolar_ppm=0.0, residual_ppm=0.0, noise
 def oracle_cases():
     def qf(b0, with_error, snr=100.0):
         def make():
-            chi, field, mask, magnitude, noise = phantom(64, (1, 1, 1), b0, snr=snr)
+            chi, field, mask, magnitude, noise = forward_phantom((1, 1, 1), b0, n=64, peak_snr=snr)
             if with_error:
-                field = model_error(field, mask, (1, 1, 1), b0)
+                field = with_model_error(field, mask, (1, 1, 1), b0)
             return chi, field, mask, magnitude, noise, (1, 1, 1), b0
         return make
 

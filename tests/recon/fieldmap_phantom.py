@@ -1,7 +1,7 @@
 """Multi-echo GRE test data from the independent `qsm-forward` model (helper, not a test file).
 
-Loaded by the field-mapping tests with ``load_phantom_module()`` (pytest runs with
---import-mode=importlib, so sibling modules are not importable by name).
+Imported by name by the field-mapping tests (``tests/recon`` is on pytest's pythonpath, see
+pyproject.toml; with --import-mode=importlib sibling modules are not importable otherwise).
 
 The phantom: qsm-forward's cylinder susceptibility phantom (a large cylinder holding smaller
 ones), its dipole field for the given voxel size and B0 direction, plus a smooth background

@@ -1,13 +1,9 @@
 """Dipole inversion against the independent forward model of the ``qsm-forward`` package.
 
-Phantom: ``qsm_forward.generate_susceptibility_phantom`` (a cylinder of tissue holding five
-compartments from -0.05 to 0.3 ppm) plus smooth tissue texture and thin vessels (0.4 ppm),
-so that the map is not simply piecewise constant. Field: ``qsm_forward.generate_field``
-(its own padded dipole convolution, not ours) for axial B0, an oblique B0 vector and
-anisotropic (1 x 1 x 2 mm) voxels. Noise: complex Gaussian noise added to a 3 T GRE signal at
-TE = 20 ms by ``qsm_forward.add_noise`` (peak SNR 100), turned back into field noise through
-the phase, about 1 ppb as in vivo. Metrics (``qsmiron.recon.metrics``): demeaned NRMSE and
-XSIM inside the mask against the true susceptibility.
+The phantom and its field come from ``dipole_phantom.py`` (qsm-forward's cylinder phantom
+with texture and vessels, its own dipole convolution and noise) for axial B0, an oblique B0
+vector and anisotropic (1 x 1 x 2 mm) voxels. Metrics (``qsmiron.recon.metrics``): demeaned
+NRMSE and XSIM inside the mask against the true susceptibility.
 
 Bounds are the NRMSE measured for each method on these phantoms plus about 25 %.
 """
@@ -15,47 +11,13 @@ Bounds are the NRMSE measured for each method on these phantoms plus about 25 %.
 import numpy as np
 import pytest
 
-qsm_forward = pytest.importorskip("qsm_forward")
+pytest.importorskip("qsm_forward")
 
-from qsmiron import GYROMAGNETIC_RATIO_HZ_PER_T  # noqa: E402
+# tests/recon is on pytest's pythonpath (pyproject.toml)
+from dipole_phantom import forward_phantom, with_model_error  # noqa: E402
+
 from qsmiron.recon.invert import DEFAULT_INVERSION, invert  # noqa: E402
 from qsmiron.recon.metrics import nrmse, xsim  # noqa: E402
-
-FIELD_T = 3.0
-TE_S = 0.02
-
-
-def forward_phantom(voxel_size_mm, b0, *, n=48, peak_snr=100.0, seed=0):
-    rng = np.random.default_rng(seed)
-    shape = [n, n, n]
-    chi = qsm_forward.generate_susceptibility_phantom(shape, 0.0, 0.0, [3, 4, 5, 6, 7],
-                                                      [0.05, 0.1, 0.2, -0.05, 0.3]).astype(float)
-    z, y, x = np.indices(shape)
-    c = n // 2
-    radius = c * 0.75
-    mask = ((z - c) ** 2 + (y - c) ** 2 < radius ** 2) & (x >= 0.125 * n) & (x < 0.875 * n)
-    from scipy import ndimage
-
-    texture = ndimage.gaussian_filter(rng.standard_normal(shape), 2.0)
-    chi += 0.02 * texture / texture[mask].std()
-    for _ in range(4):
-        start = rng.integers(n // 4, 3 * n // 4, 3)
-        direction = rng.standard_normal(3)
-        direction /= np.linalg.norm(direction)
-        for step in np.linspace(-n / 3, n / 3, 4 * n):
-            p = tuple(np.round(start + step * direction).astype(int))
-            if all(0 <= q < n for q in p) and mask[p]:
-                chi[p] = 0.4
-    chi = np.where(mask, chi, 0.0)
-    field = qsm_forward.generate_field(chi, None, voxel_size=list(voxel_size_mm), B0_dir=list(b0))
-    magnitude = np.where(mask, 1.0, 0.0) * np.where(np.abs(chi) > 0.04, 0.7, 1.0)
-    to_rad = 2 * np.pi * GYROMAGNETIC_RATIO_HZ_PER_T * FIELD_T * TE_S * 1e-6
-    clean = magnitude * np.exp(1j * field * to_rad)
-    noisy = qsm_forward.add_noise(clean, peak_snr=peak_snr, rng=rng)
-    measured = field + np.angle(noisy * np.conj(clean)) / to_rad
-    measured = np.where(mask, measured - measured[mask].mean(), 0.0)
-    noise_ppm = np.where(mask, 1.0 / (peak_snr * np.maximum(magnitude, 1e-3) / magnitude.max()) / to_rad, 0.0)
-    return chi, measured.astype(np.float32), mask, magnitude * mask, noise_ppm.astype(np.float32)
 
 
 GEOMETRIES = {
@@ -107,23 +69,6 @@ def test_default_reports_its_automatic_weight(reconstructions):
     assert info["iterations"] > 0
 
 
-def anisotropy_like_error(mask, voxel_size_mm, b0, *, amplitude_ppm=0.02, seed=1):
-    """A field no scalar dipole model explains: a WM-like texture seen through a kernel tilted
-    by about 30 degrees minus through the true one (as orientation-dependent, anisotropic
-    susceptibility does), plus a weak second-order residual background."""
-    from scipy import ndimage
-
-    from qsmiron.recon.dipole import forward_field
-
-    rng = np.random.default_rng(seed)
-    texture = ndimage.gaussian_filter(rng.standard_normal(mask.shape), 1.5)
-    texture = amplitude_ppm * texture / texture[mask].std() * mask
-    tilted = np.asarray(b0, float) + np.array([0.5, 0.3, 0.0])
-    error = forward_field(texture, voxel_size_mm, tilted) - forward_field(texture, voxel_size_mm, b0)
-    x, y, z = [(a - a.mean()) / a.shape[i] for i, a in enumerate(np.indices(mask.shape))]
-    return error + 0.003 * (x * x - y * y + 2 * x * z + x) / 0.25
-
-
 def test_default_weight_with_model_error_is_within_4x_of_oracle_and_nrmse_within_3_points():
     """Model error 8x the noise (in vivo: anisotropy, non-dipolar terms, residual background).
 
@@ -133,8 +78,7 @@ def test_default_weight_with_model_error_is_within_4x_of_oracle_and_nrmse_within
     """
     voxel, b0 = GEOMETRIES["oblique"]
     chi, field, mask, magnitude, noise = forward_phantom(voxel, b0)
-    field = np.where(mask, field + anisotropy_like_error(mask, voxel, b0), 0.0)
-    field = np.where(mask, field - field[mask].mean(), 0.0).astype(np.float32)
+    field = with_model_error(field, mask, voxel, b0)
     auto = invert(field, mask, voxel, b0, magnitude=magnitude, noise_ppm=noise)
     auto_error = nrmse(auto.chi_ppm, chi, mask)
     top = auto.info["path"]["alphas"][0]
