@@ -236,6 +236,15 @@ def _corrected_echo(phase, origin, offset, n, use_offset, out):
 
 
 @numba.njit(cache=True, inline="always")
+def _fit_weight(mag, use_mag, te2, X, Y, Z, n):
+    """Weight of echo ``n`` in the running field fit: |m|^2 TE^2 (TE^2 without magnitude)."""
+    if use_mag:
+        a = mag[X, Y, Z, n]
+        return np.float32(np.float32(a * a) * te2[n])
+    return np.float32(te2[n])
+
+
+@numba.njit(cache=True, inline="always")
 def _store_turns(phase, X, Y, Z, n, corrected_unw, offset, out):
     """The input phase plus the multiple of 2*pi that brings it to ``corrected + offset``."""
     two_pi32 = np.float32(2.0 * np.pi)
@@ -268,11 +277,7 @@ def _temporal_unwrap(phase, mag, origin, m, offset, template_unw, te, te2, t, or
                 off = offset[x, y, z]
                 psi_t = template_unw[x, y, z]
                 _store_turns(phase, X, Y, Z, t, psi_t, off, out)
-                if use_mag:
-                    a = mag[X, Y, Z, t]
-                    w = np.float32(np.float32(a * a) * te2[t])
-                else:
-                    w = np.float32(te2[t])
+                w = _fit_weight(mag, use_mag, te2, X, Y, Z, t)
                 numerator = np.float32(np.float32(w * psi_t) / te[t])
                 denominator = w
                 for k in range(order.size):
@@ -288,11 +293,7 @@ def _temporal_unwrap(phase, mag, origin, m, offset, template_unw, te, te2, t, or
                                                            / two_pi32)))
                     psi = np.float32(psi + np.float32(two_pi32 * turns))
                     _store_turns(phase, X, Y, Z, n, psi, off, out)
-                    if use_mag:
-                        a = mag[X, Y, Z, n]
-                        w = np.float32(np.float32(a * a) * te2[n])
-                    else:
-                        w = np.float32(te2[n])
+                    w = _fit_weight(mag, use_mag, te2, X, Y, Z, n)
                     numerator = np.float32(numerator + np.float32(np.float32(w * psi) / te[n]))
                     denominator = np.float32(denominator + w)
 
