@@ -76,6 +76,7 @@ def test_invalid_subjects_are_listed_and_skipped_and_the_group_level_says_who_wa
     assert set(failed) == {"sub-02", "sub-04"}
     assert failed["sub-04"]["step"] == "check" and "planted failure" in failed["sub-04"]["reason"]
     assert any("left out: sub-04" in line for line in lines)
+    assert "qsmiron: group level on 2 participant(s)" in lines  # one scan each: no session count
     assert {item["participant_id"] for item in result.left_out} == {"sub-02", "sub-04"}
     assert result.report == root / "group" / "report.html"
 
@@ -222,5 +223,10 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     assert {item["participant_id"]: item["step"] for item in result.left_out} == {corrupt: "recon",
                                                                                  missing: "validation"}
     assert any(f"left out: {corrupt} (failed at recon" in line for line in lines)
+    assert f"qsmiron: group level on {len(good)} participant(s)" in lines  # one scan each, no sessions
     report = result.report.read_text()
     assert corrupt in report and missing in report
+    # Each included subject's reconstruction and registration records and QC images reach the report.
+    assert "No reconstruction records" not in report and "No regional-measurement records" not in report
+    assert f"Of {len(good) + 2} subjects" in report
+    assert report.count('alt="QC: ') >= len(good)

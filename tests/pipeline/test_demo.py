@@ -24,6 +24,10 @@ def test_demo_command_simulates_runs_everything_and_prints_the_report(monkeypatc
     assert f"report: {report.resolve()}" in captured.out
     assert report.stat().st_size > 1000
     assert "simulating 4 subjects" in captured.err
+    assert "qsmiron: group level on 4 participant(s)\n" in captured.err
+    html = report.read_text()
+    assert "No reconstruction records" not in html and "Of 4 subjects" in html
+    assert html.count('alt="QC: ') >= 4
 
     written = json.loads((out / "demo_config.json").read_text())
     assert written["demo"] == {"n_subjects": 4, "seed": 1, "n_procs": 1}

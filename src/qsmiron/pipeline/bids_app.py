@@ -268,10 +268,12 @@ def _group_level(bids_dir: Path, out_root: Path, study_path, echo, result: BidsA
     regions = pd.read_csv(regions_tsv, sep="\t", dtype=str, keep_default_na=False)
     if "participant_id" not in regions or regions.empty:
         raise InputError("regions.tsv holds no subject: nothing for the group level", regions_tsv)
-    sessions = regions["session"] if "session" in regions else pd.Series(None, index=regions.index)
     # A scan is a participant in a dataset without sessions, a participant's session otherwise.
-    included = sorted(set(zip(regions["participant_id"], sessions.map(lambda v: v if v not in ("", "n/a") else None))),
-                      key=lambda unit: (unit[0], unit[1] or ""))
+    if "session" in regions:
+        sessions = [value if value not in ("", "n/a") else None for value in regions["session"]]
+    else:
+        sessions = [None] * len(regions)
+    included = sorted(set(zip(regions["participant_id"], sessions)), key=lambda unit: (unit[0], unit[1] or ""))
 
     left_out: list[dict[str, Any]] = []
     for row in read_status(out_root).to_dict("records"):
