@@ -69,6 +69,15 @@ def normalise_participant_id(value: Any) -> str | None:
 
     Numbers read as floats (``1.0``) are written back as integers (``sub-1``).
     """
+    return _bids_entity(value, "sub-")
+
+
+def normalise_session_id(value: Any) -> str | None:
+    """``"1"`` or ``"ses-1"`` -> ``"ses-1"``; missing -> None; as :func:`normalise_participant_id`."""
+    return _bids_entity(value, "ses-")
+
+
+def _bids_entity(value: Any, prefix: str) -> str | None:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
@@ -76,7 +85,7 @@ def normalise_participant_id(value: Any) -> str | None:
     text = str(value).strip()
     if text in MISSING_VALUES:
         return None
-    return text if text.startswith("sub-") else f"sub-{text}"
+    return text if text.startswith(prefix) else f"{prefix}{text}"
 
 
 def participants_json_path(tsv_path: str | os.PathLike) -> Path:
@@ -190,11 +199,9 @@ def read_sessions(path: str | os.PathLike, *, participant_id: str | None = None)
             raise InputError("has no 'participant_id' column, and its participant is not known", path)
         frame.insert(0, "participant_id", participant_id)
     frame["participant_id"] = frame["participant_id"].map(normalise_participant_id)
-    sessions = frame[SESSION_ID].map(lambda v: None if pd.isna(v) else
-                                     (str(v) if str(v).startswith("ses-") else f"ses-{v}"))
-    if frame["participant_id"].isna().any() or sessions.isna().any():
+    frame[SESSION_ID] = frame[SESSION_ID].map(normalise_session_id)
+    if frame["participant_id"].isna().any() or frame[SESSION_ID].isna().any():
         raise InputError(f"'participant_id' or '{SESSION_ID}' is empty on some row(s)", path)
-    frame[SESSION_ID] = sessions
     repeated = frame[frame.duplicated(["participant_id", SESSION_ID])]
     if not repeated.empty:
         row = repeated.iloc[0]
@@ -254,12 +261,12 @@ def participants_at_session(participants: pd.DataFrame, sessions: pd.DataFrame |
     """
     if sessions is None or session is None:
         return participants
-    session = session if session.startswith("ses-") else f"ses-{session}"
+    session = normalise_session_id(session)
     rows = sessions[sessions[SESSION_ID] == session].drop(
         columns=[c for c in _NOT_VARIABLES if c != "participant_id" and c in sessions.columns])
     merged = participants.copy()
+    merged.attrs = dict(participants.attrs)
     if rows.empty:
-        merged.attrs = dict(participants.attrs)
         return merged
     rows = rows.set_index("participant_id")
     index = merged["participant_id"]
@@ -270,7 +277,6 @@ def participants_at_session(participants: pd.DataFrame, sessions: pd.DataFrame |
         else:
             combined = at_session
         merged[column] = combined if column == "sex" else _maybe_numeric(combined.astype(object))
-    merged.attrs = dict(participants.attrs)
     merged.attrs["session"] = session
     merged.attrs["sessions_source"] = sessions.attrs.get("source")
     return merged

@@ -255,7 +255,7 @@ def _group_level(bids_dir: Path, out_root: Path, study_path, echo, result: BidsA
     import pandas as pd
 
     from qsmiron.io.bids import read_participant_ids
-    from qsmiron.io.participants import read_bids_sessions
+    from qsmiron.io.participants import normalise_session_id, read_bids_sessions
     from qsmiron.pipeline.group import run_group_analysis
 
     regions_tsv = out_root / "regions.tsv"
@@ -269,10 +269,7 @@ def _group_level(bids_dir: Path, out_root: Path, study_path, echo, result: BidsA
     if "participant_id" not in regions or regions.empty:
         raise InputError("regions.tsv holds no subject: nothing for the group level", regions_tsv)
     # A scan is a participant in a dataset without sessions, a participant's session otherwise.
-    if "session" in regions:
-        sessions = [value if value not in ("", "n/a") else None for value in regions["session"]]
-    else:
-        sessions = [None] * len(regions)
+    sessions = regions["session"].map(normalise_session_id) if "session" in regions else [None] * len(regions)
     included = sorted(set(zip(regions["participant_id"], sessions)), key=lambda unit: (unit[0], unit[1] or ""))
 
     left_out: list[dict[str, Any]] = []

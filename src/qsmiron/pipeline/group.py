@@ -26,9 +26,10 @@ from typing import Any, Iterable
 import pandas as pd
 
 from qsmiron.errors import InputError
-from qsmiron.io.participants import participants_at_session, read_participants, read_sessions
+from qsmiron.io.participants import (normalise_session_id, participants_at_session, read_participants,
+                                     read_sessions)
 from qsmiron.stats.analysis import run_study
-from qsmiron.stats.regions import normalise_session, read_regions, select_session, sessions_of
+from qsmiron.stats.regions import read_regions, select_session, sessions_of
 from qsmiron.stats.study import Study, load_study
 from qsmiron.stats.write import write_results
 
@@ -94,7 +95,7 @@ def run_group_analysis(regions_tsv: str | os.PathLike, participants_tsv: str | o
     study = load_study(study_path)
     if session is not None:
         study = study.model_copy(deep=True)
-        study.session = normalise_session(session)
+        study.session = normalise_session_id(session)
     if sessions is not None and not isinstance(sessions, pd.DataFrame):
         sessions = read_sessions(sessions)
     out_dir = Path(out_dir)

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from qsmiron.errors import InputError
-from qsmiron.io.participants import MISSING_VALUES, normalise_participant_id, read_text_table
+from qsmiron.io.participants import (MISSING_VALUES, normalise_participant_id, normalise_session_id,
+                                     read_text_table)
 
 REQUIRED_COLUMNS = ("participant_id", "region", "hemisphere", "mean_ppm")
 SESSION_COLUMN = "session"
@@ -102,7 +103,7 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
 
     key = ["participant_id", "region", "hemisphere"]
     if with_session:
-        frame[SESSION_COLUMN] = frame[SESSION_COLUMN].map(normalise_session)
+        frame[SESSION_COLUMN] = frame[SESSION_COLUMN].map(normalise_session_id)
         key.append(SESSION_COLUMN)
     repeated = frame[frame.duplicated(key, keep=False)]
     if not repeated.empty:
@@ -115,16 +116,6 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
     if path is not None:
         frame.attrs["source"] = os.fspath(path)
     return frame
-
-
-def normalise_session(value: object) -> str | None:
-    """``ses-<label>`` from ``ses-<label>`` or a bare label; None for a missing value."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    text = str(value).strip()
-    if text in MISSING_VALUES:
-        return None
-    return text if text.startswith("ses-") else f"ses-{text}"
 
 
 def sessions_of(regions: pd.DataFrame) -> list[str]:
@@ -160,7 +151,7 @@ def select_session(regions: pd.DataFrame, session: str | None) -> pd.DataFrame:
                              "session = \"<label>\" in the study file", source)
         selected = regions
     else:
-        session = normalise_session(session)
+        session = normalise_session_id(session)
         if session not in present:
             raise InputError(f"session {session!r} is not in the regions table (sessions present: "
                              f"{', '.join(present) or 'none'})", source)

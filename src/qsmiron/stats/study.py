@@ -50,6 +50,7 @@ import pandas as pd
 from pydantic import Field, PrivateAttr, ValidationError, field_validator
 
 from qsmiron.errors import InputError
+from qsmiron.io.participants import normalise_session_id
 from qsmiron.settings_base import Settings
 
 try:  # Python >= 3.11
@@ -171,7 +172,7 @@ class Study(Settings):
         text = label_text(value)
         if not text or not text.removeprefix("ses-").isalnum():
             raise ValueError("must be a BIDS session label (letters and digits, optionally after 'ses-')")
-        return text if text.startswith("ses-") else f"ses-{text}"
+        return normalise_session_id(text)
 
     @property
     def source(self) -> str | None:
