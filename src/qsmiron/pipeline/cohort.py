@@ -400,19 +400,12 @@ class _PoolRunner:
                                    initializer=_init_worker, initargs=(self.threads,))
 
     def submit(self, function, *args, isolated: bool = False) -> Future:
-        if isolated:
-            executor = self._new(1)
-        else:
-            # A worker may have died after the futures now being handled completed but before
-            # its own future was seen: the pool is then already broken, so replace it first.
-            if getattr(self.main, "_broken", False):
-                self._replace_main()
-            executor = self.main
+        executor = self._new(1) if isolated else self.main
         try:
             future = executor.submit(function, *args)
         except BrokenProcessPool:
-            if isolated:
-                raise
+            # A worker died after the futures being handled completed, before its own future
+            # was seen: the main pool is broken already, so it is replaced now.
             self._replace_main()
             executor = self.main
             future = executor.submit(function, *args)

@@ -545,7 +545,7 @@ def build_context(results: StudyResults, *, regions: pd.DataFrame, participants:
     session = settings.get("session")
     return ReportContext(
         title="qsmiron study report" + (f", session {session}" if session else ""),
-        created=_dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z").strip(),
+        created=_now_text(),
         version=__version__,
         summary=_summary(results, regions, participants, settings, groups),
         findings=_findings(results, alpha),
@@ -624,6 +624,11 @@ def write_report(results: StudyResults, out_html: str | os.PathLike, *, regions:
     return write_text_atomic(out_html, html)
 
 
+def _now_text() -> str:
+    """The local date and time a page is generated, with its time zone."""
+    return _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()
+
+
 def write_session_index(out_html: str | os.PathLike, analyses: Sequence[Any], *,
                         regions_table: str | os.PathLike | None = None) -> Path:
     """Write the index page of a dataset whose sessions were analysed separately.
@@ -647,6 +652,6 @@ def write_session_index(out_html: str | os.PathLike, analyses: Sequence[Any], *,
              "report": (Path(os.path.relpath(item.report, out_html.parent)).as_posix() if item.report else None)}
             for item in analyses]
     index = {"title": "qsmiron study report: sessions analysed separately", "version": __version__,
-             "created": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z").strip(),
+             "created": _now_text(),
              "rows": rows, "regions_table": None if regions_table is None else str(regions_table)}
     return write_text_atomic(out_html, _environment().get_template("sessions.html.j2").render(index=index))
