@@ -9,6 +9,14 @@ REGION_VALUES = {"Pu": (0.06, 0.02), "VeP": (0.07, 0.02), "GPe": (0.14, 0.025),
                  "Ca": (0.06, 0.015)}
 
 
+DATA_DICTIONARY = {
+    "age": {"Description": "Age at the scan", "Units": "years"},
+    "sds": {"LongName": "Severity of Dependence Scale", "Description": "0-15"},
+    "time_to_relapse": {"Description": "Months to relapse or censoring", "Units": "months"},
+    "followup_months": {"Units": "months"},
+}
+"""What participants.json says about the simulated columns (as read_participants keeps it)."""
+
 OUTCOME_COLUMNS = ["relapse", "time_to_relapse", "relapse_event", "relapse_count",
                    "followup_months"]
 
@@ -68,10 +76,11 @@ def simulate_study(n_a=100, n_b=80, *, d=-0.8, r=-0.4, relapse_log_or=-1.0, seed
     participants["followup_months"] = in_a(np.full(a.sum(), 12.0))
     if not outcomes:
         participants = participants.drop(columns=OUTCOME_COLUMNS)
+    participants.attrs["data_dictionary"] = DATA_DICTIONARY
     return pd.DataFrame(rows), participants
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cohort():
     """The simulator itself, so tests choose sizes, effects and seeds."""
     return simulate_study

@@ -14,8 +14,13 @@ GROUP = ["region", "hemisphere", "group_a", "group_b", "n_a", "n_b", "mean_a", "
          "mwu_p"]
 ASSOCIATIONS = ["region", "hemisphere", "group", "variable", "method", "n", "r", "p", "p_fdr"]
 RELAPSE = ["region", "hemisphere", "n", "n_events", "odds_ratio", "or_ci_low", "or_ci_high", "p",
-           "p_fdr", "auc", "auc_ci_low", "auc_ci_high", "youden_threshold_ppm", "sensitivity",
-           "specificity"]
+           "p_fdr", "auc", "auc_ci_low", "auc_ci_high", "youden_threshold_ppm", "sensitivity_cv",
+           "specificity_cv"]
+NEW = {"group_comparison.tsv": ["family", "diff_ppb", "diff_ci_low_ppb", "diff_ci_high_ppb",
+                                "cohen_d_ci_low", "cohen_d_ci_high", "min_detectable_d"],
+       "associations.tsv": ["family", "r_ci_low", "r_ci_high", "min_detectable_r"],
+       "relapse.tsv": ["family", "logistic_model", "epv", "auc_corrected",
+                       "sensitivity_apparent", "specificity_apparent", "min_detectable_or"]}
 HAZARD = ["hr", "hr_ci_low", "hr_ci_high", "hr_p"]
 
 
@@ -33,7 +38,12 @@ def test_write_results_writes_the_issue_columns_and_a_complete_json(cohort, tmp_
     relapse = columns("relapse.tsv")
     assert relapse[:len(RELAPSE)] == RELAPSE and set(HAZARD) <= set(relapse)
     for name in ("group_comparison.tsv", "associations.tsv", "relapse.tsv"):
-        assert columns(name)[-1] == "note"
+        assert columns(name)[-1] == "note" and set(NEW[name]) <= set(columns(name))
+    at_risk = pd.read_csv(tmp_path / "out" / "km_at_risk.tsv", sep="\t")
+    assert list(at_risk.columns) == ["region", "hemisphere", "group", "time", "at_risk", "events",
+                                     "censored", "survival"]
+    assert at_risk["time"].max() <= 12 and (at_risk.groupby(["region", "hemisphere", "group"])
+                                            ["at_risk"].diff().dropna() <= 0).all()
     assert (tmp_path / "out" / "table1.tsv").exists()
     assert {"relapse_counts", "roc_curves", "km_curves"} <= set(written)
 
@@ -46,6 +56,15 @@ def test_write_results_writes_the_issue_columns_and_a_complete_json(cohort, tmp_
     assert {"participant_id": "sub-001", "analysis": "group_comparison",
             "reason": "missing age"} in payload["exclusions"]
     assert len(payload["group_comparison"]) == 4 and len(payload["roc_curves"]) == 4
+    assert payload["units"]["time_to_relapse"]["units"] == "months"
+    assert payload["units"]["sds"] == {"name": "sds", "long_name": "Severity of Dependence Scale",
+                                       "description": "0-15", "units": None}
+    answers = payload["answers"]
+    assert answers["primary_regions"] == [] and "no primary regions" in answers["fdr_families"]
+    assert len(answers["group_difference"]["difference_ppb"]) == 4  # every region: exploratory
+    assert answers["association_matrix"]["variables"] == payload["settings"]["associations"][
+        "variables"]
+    assert "firthmodels" in payload["versions"]
     tsv = pd.read_csv(tmp_path / "out" / "group_comparison.tsv", sep="\t")
     assert np.allclose(tsv["p"], [r["p"] for r in payload["group_comparison"]])
     assert not list((tmp_path / "out").glob(".*tmp*"))  # no temporary files left

@@ -13,13 +13,16 @@ from qsmiron.errors import InputError
 from qsmiron.io.participants import normalise_participant_id
 from qsmiron.stats import relapse as relapse_models
 from qsmiron.stats._design import complete_cases
+from qsmiron.stats.answers import study_answers
 from qsmiron.stats.associations import ASSOCIATION_COLUMNS, associate
 from qsmiron.stats.group import GROUP_COLUMNS, compare_groups
-from qsmiron.stats.multiple import fdr_bh
+from qsmiron.stats.multiple import families_statement, fdr_bh_within, fdr_families
 from qsmiron.stats.regions import region_keys, select_session, sessions_of, validate_regions, wide_regions
 from qsmiron.stats.results import StudyResults
 from qsmiron.stats.study import ALL, Study, group_labels, resolve_study, study_settings
+from qsmiron.stats.survival import time_to_event_row
 from qsmiron.stats.table1 import describe_groups
+from qsmiron.stats.units import column_info
 
 CHI = "__chi_ppm"
 METHODS_TEXT = {
@@ -30,21 +33,34 @@ METHODS_TEXT = {
         "by their observed proportions; partial eta squared = SS_group / (SS_group + "
         "SS_residual); Cohen's d from the raw group means and pooled SD; two-sided "
         "Mann-Whitney U test as the non-parametric check"),
+    "group_effect_sizes": (
+        "adjusted mean difference (group coefficient of the ANCOVA) in ppb with its t-based "
+        "95 % CI; Cohen's d with a 95 % CI from the noncentral t distribution"),
     "associations": (
         "partial correlation controlling the covariates: Spearman = Pearson partial "
         "correlation of the ranks of all variables; p from t with n - 2 - k degrees of freedom "
-        "(k covariate columns)"),
+        "(k covariate columns); 95 % CI by Fisher's z (Bonett-Wright standard error for "
+        "Spearman)"),
     "relapse": (
-        "logistic regression (odds ratio per 1 SD of chi in the analysed sample, Wald 95 % CI "
-        "and p); ROC AUC of chi alone with DeLong 95 % CI and the Youden cut-off; Cox "
-        "proportional hazards (hazard ratio per SD) and Kaplan-Meier curves split at the "
-        "median chi with a log-rank test when time-to-event data exist; Poisson regression of "
-        "counts, negative binomial (NB2) when the Cameron-Trivedi test shows overdispersion "
-        "(p < 0.05)"),
+        "logistic regression of relapse on chi (odds ratio per 1 SD of chi in the analysed "
+        "sample), by Firth's penalised likelihood when events per variable are below the "
+        "study's threshold or the data are separated and by maximum likelihood otherwise, "
+        "with profile-likelihood 95 % CI and likelihood-ratio p; no model with fewer events "
+        "or non-events than the study's minimum; ROC AUC of chi alone with DeLong 95 % CI and "
+        "Harrell's bootstrap optimism-corrected AUC; Youden cut-off chosen on all participants "
+        "with its sensitivity and specificity estimated by repeated stratified k-fold "
+        "cross-validation of the cut-off choice; Cox proportional hazards (hazard ratio per "
+        "SD) and Kaplan-Meier curves split at the median chi with numbers at risk and a "
+        "log-rank test when time-to-event data exist; Poisson regression of counts, negative "
+        "binomial (NB2) when the Cameron-Trivedi test shows overdispersion (p < 0.05)"),
+    "power": (
+        "minimal detectable effect at two-sided alpha 0.05 and 80 % power for each row's "
+        "sample: Cohen's d (noncentral t, covariates explaining no variance), r (Fisher's z), "
+        "odds ratio per SD (Hsieh et al. 1998)"),
     "multiple_comparisons": (
-        "Benjamini-Hochberg false discovery rate over all region-hemisphere rows of the group "
-        "comparison, over all region x variable rows of the associations, over regions for "
-        "each relapse model"),
+        "Benjamini-Hochberg false discovery rate within each family (primary and exploratory) "
+        "of each table: the group comparison's region-hemisphere rows, the associations' "
+        "region x variable rows, and each relapse model's regions"),
     "missing_values": "listwise deletion per analysis, every excluded participant reported",
     "table1": (
         "mean ± SD and Welch t-test when Shapiro-Wilk p >= 0.05 in both groups, otherwise "
@@ -150,15 +166,24 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
     group_table = _group_comparison(table[compared], labels[compared], wide[compared], keys,
                                     resolved, rows_excluded)
     association_table = _associations(table, labels, wide, keys, resolved, rows_excluded)
-    relapse_table, counts_table, roc, km, relapse_warnings = _relapse(
+    relapse_table, counts_table, roc, km, at_risk, relapse_warnings = _relapse(
         table, labels, wide, keys, resolved, rows_excluded, source)
     warnings.extend(relapse_warnings)
     exclusions.extend(_compress_exclusions(rows_excluded, keys))
 
     warnings.extend(_row_warnings(group_table, association_table, relapse_table, counts_table))
 
+    units = column_info(participants, _used_columns(resolved))
+    time_column = resolved.relapse.time
+    if time_column is not None and time_column in units and units[time_column].units is None:
+        warnings.append(f"the time column '{time_column}' has no Units in participants.json: "
+                        "times are reported without a unit")
+
     settings = study_settings(resolved)
-    settings["methods"] = METHODS_TEXT
+    settings["fdr_families"] = families_statement(resolved.primary_regions,
+                                                  resolved.associations.primary_variables)
+    settings["methods"] = {**METHODS_TEXT, "multiple_comparisons": (
+        f"{METHODS_TEXT['multiple_comparisons']}; {settings['fdr_families']}")}
     settings["participants_table"] = source
     settings["regions_table"] = regions.attrs.get("source")
     settings["sessions_in_regions_table"] = sessions
@@ -172,9 +197,19 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
         settings=settings, table1=table1, group_comparison=group_table,
         associations=association_table, relapse=relapse_table, relapse_counts=counts_table,
         roc_curves=roc, km_curves=km, exclusions=exclusions, warnings=warnings,
-        versions=package_versions())
+        versions=package_versions(), km_at_risk=at_risk, units=units)
     results.exclusion_counts = _exclusion_counts(exclusions)
+    results.answers = study_answers(results)
     return results
+
+
+def _used_columns(study: Study) -> list[str]:
+    """Every participants-table column an analysis of ``study`` reads."""
+    relapse = study.relapse
+    return [column for column in (*study.covariates, *study.associations.variables,
+                                  *study.associations.covariates, relapse.outcome, relapse.time,
+                                  relapse.event, relapse.count, relapse.exposure,
+                                  *relapse.covariates) if column]
 
 
 # ---------------------------------------------------------------------------------------
@@ -213,7 +248,8 @@ def _group_comparison(table, labels, wide, keys, study: Study, excluded) -> pd.D
                              group_a=group_a, group_b=group_b, min_group_size=study.min_group_size)
         rows.append({"region": key[0], "hemisphere": key[1], **row})
     frame = pd.DataFrame(rows, columns=GROUP_COLUMNS)
-    frame["p_fdr"] = fdr_bh(frame["p"].to_numpy(float))
+    frame["family"] = fdr_families(frame["region"], study.primary_regions)
+    frame["p_fdr"] = fdr_bh_within(frame["p"].to_numpy(float), frame["family"])
     return frame
 
 
@@ -239,9 +275,10 @@ def _associations(table, labels, wide, keys, study: Study, excluded) -> pd.DataF
             rows.append({"region": key[0], "hemisphere": key[1], "group": settings.group,
                          "variable": variable, "method": settings.method, **row})
     frame = pd.DataFrame(rows, columns=ASSOCIATION_COLUMNS)
-    frame["p_fdr"] = np.nan
-    for _, index in frame.groupby("group").groups.items():
-        frame.loc[index, "p_fdr"] = fdr_bh(frame.loc[index, "p"].to_numpy(float))
+    frame["family"] = fdr_families(frame["region"], study.primary_regions,
+                                   variables=frame["variable"],
+                                   primary_variables=settings.primary_variables)
+    frame["p_fdr"] = fdr_bh_within(frame["p"].to_numpy(float), frame["group"], frame["family"])
     return frame
 
 
@@ -261,7 +298,7 @@ def _relapse(table, labels, wide, keys, study: Study, excluded, source):
     roc: dict[tuple[str, str], pd.DataFrame] = {}
     km: dict[tuple[str, str], pd.DataFrame] = {}
     if settings.outcome is None and settings.time is None and settings.count is None:
-        return empty, None, roc, km, warnings
+        return empty, None, roc, km, {}, warnings
     sample = (table if settings.group == ALL
               else table[(labels == settings.group).to_numpy()]).copy()
     covariates = list(settings.covariates)
@@ -286,6 +323,7 @@ def _relapse(table, labels, wide, keys, study: Study, excluded, source):
             raise InputError(f"column '{settings.count}' must hold counts (0, 1, 2, ...)", source)
 
     rows, count_rows = [], []
+    at_risk: dict[tuple[str, str], pd.DataFrame] = {}
     for key in keys:
         label = _region_label(key)
         chi = wide.loc[sample.index, key]
@@ -297,44 +335,27 @@ def _relapse(table, labels, wide, keys, study: Study, excluded, source):
                                   "relapse", {CHI: "mean_ppm"}, label)
             excluded.extend(kept.exclusions)
             data = kept.frame
-            events = data[settings.outcome].astype(int)
-            row.update(n=len(data), n_events=int(events.sum()))
-            problem = (relapse_models.binary_outcome_problem(events, minimum)
-                       or relapse_models.chi_problem(data[CHI].to_numpy()))
-            if problem:
-                notes.append(problem)
-            else:
-                logistic = relapse_models.logistic_odds_ratio(events, data[CHI], data[covariates])
-                notes.append(logistic.pop("note"))
-                row.update(logistic)
-                curve = relapse_models.roc_analysis(data[CHI], events,
-                                                    direction=settings.roc_direction)
-                roc[key] = curve.pop("curve")
-                row.update(curve)
+            binary, curve = relapse_models.binary_outcome_row(
+                data[settings.outcome].astype(int), data[CHI], data[covariates], settings,
+                min_group_size=minimum, seed=study.seed)
+            notes.append(binary.pop("note"))
+            row.update(binary)
+            if curve is not None:
+                roc[key] = curve
         if settings.time is not None:
             frame = sample[[settings.time, settings.event, *covariates]].assign(**{CHI: chi})
             kept = complete_cases(frame, [CHI, settings.time, settings.event, *covariates],
                                   "time_to_event", {CHI: "mean_ppm"}, label)
             excluded.extend(kept.exclusions)
             data = kept.frame
-            events = data[settings.event].astype(int)
-            row.update(hr_n=len(data), hr_events=int(events.sum()))
-            if int(events.sum()) < minimum:
-                notes.append(f"time to event: {int(events.sum())} events (at least {minimum} "
-                             "needed)")
-            elif relapse_models.chi_problem(data[CHI].to_numpy()):
-                notes.append("time to event: " + relapse_models.chi_problem(data[CHI].to_numpy()))
-            else:
-                cox = relapse_models.cox_hazard_ratio(data[settings.time], events, data[CHI],
-                                                      data[covariates])
-                if cox["note"]:
-                    notes.append("Cox: " + cox["note"])
-                cox.pop("note")
-                row.update(cox)
-                curves, logrank_p = relapse_models.kaplan_meier_by_median(
-                    data[settings.time], events, data[CHI])
-                km[key] = curves
-                row["km_logrank_p"] = logrank_p
+            timed, curves, risk = time_to_event_row(
+                data[settings.time], data[settings.event].astype(int), data[CHI],
+                data[covariates], min_group_size=minimum, min_events=settings.min_events,
+                min_epv=settings.min_epv, km_times=settings.km_times)
+            notes.append(timed.pop("note"))
+            row.update(timed)
+            if curves is not None:
+                km[key], at_risk[key] = curves, risk
         if settings.count is not None:
             count_rows.append(_count_row(sample, chi, key, settings, covariates, minimum, excluded))
         row["note"] = "; ".join(dict.fromkeys(n for n in notes if n))
@@ -342,15 +363,18 @@ def _relapse(table, labels, wide, keys, study: Study, excluded, source):
 
     frame = pd.DataFrame(rows).reindex(columns=columns) if settings.outcome or settings.time else empty
     if not frame.empty:
-        frame["p_fdr"] = fdr_bh(frame["p"].to_numpy(float))
+        frame["family"] = fdr_families(frame["region"], study.primary_regions)
+        frame["p_fdr"] = fdr_bh_within(frame["p"].to_numpy(float), frame["family"])
         if settings.time is not None:
-            frame["hr_p_fdr"] = fdr_bh(frame["hr_p"].to_numpy(float))
+            frame["hr_p_fdr"] = fdr_bh_within(frame["hr_p"].to_numpy(float), frame["family"])
         frame["note"] = frame["note"].fillna("")
     counts_table = None
     if settings.count is not None:
         counts_table = pd.DataFrame(count_rows, columns=relapse_models.COUNT_COLUMNS)
-        counts_table["p_fdr"] = fdr_bh(counts_table["p"].to_numpy(float))
-    return frame, counts_table, roc, km, warnings
+        counts_table["family"] = fdr_families(counts_table["region"], study.primary_regions)
+        counts_table["p_fdr"] = fdr_bh_within(counts_table["p"].to_numpy(float),
+                                              counts_table["family"])
+    return frame, counts_table, roc, km, at_risk, warnings
 
 
 def _count_row(sample, chi, key, settings, covariates, minimum, excluded) -> dict[str, Any]:
@@ -435,6 +459,8 @@ def _exclusion_counts(exclusions: list[dict[str, Any]]) -> dict[str, int]:
 
 def package_versions() -> dict[str, str]:
     """Versions of Python and of every package the statistics use."""
+    from importlib.metadata import version
+
     import lifelines
     import scipy
     import sklearn
@@ -445,7 +471,7 @@ def package_versions() -> dict[str, str]:
     return {"qsmiron": __version__, "python": platform.python_version(),
             "numpy": np.__version__, "pandas": pd.__version__, "scipy": scipy.__version__,
             "statsmodels": statsmodels.__version__, "scikit-learn": sklearn.__version__,
-            "lifelines": lifelines.__version__}
+            "lifelines": lifelines.__version__, "firthmodels": version("firthmodels")}
 
 
 def _few(items: list[str], limit: int = 5) -> str:

@@ -6,16 +6,18 @@ Files (in ``out_dir``):
   of :class:`~qsmiron.stats.results.StudyResults`, ``n/a`` for missing values, a last
   ``note`` column saying why a row has no statistics;
 - ``relapse_counts.tsv`` when the study has a count column; ``roc_curves.tsv`` and
-  ``km_curves.tsv`` (long form, one row per curve point) when there are curves;
+  ``km_curves.tsv`` (long form, one row per curve point) when there are curves, and
+  ``km_at_risk.tsv`` (numbers at risk at the chosen times) with the Kaplan-Meier curves;
 - ``results.json``: everything above plus the resolved settings, the exclusions, the
-  warnings and the package versions. Non-finite numbers are ``null``. Written last, so its
-  presence means the set is complete.
+  warnings, the package versions, the column ``units`` and the study ``answers``.
+  Non-finite numbers are ``null``. Written last, so its presence means the set is complete.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,9 @@ def write_results(results: StudyResults, out_dir: str | os.PathLike) -> dict[str
     if results.km_curves:
         written["km_curves"] = write_tsv_atomic(out_dir / "km_curves.tsv",
                                                 _long_curves(results.km_curves))
+    if results.km_at_risk:
+        written["km_at_risk"] = write_tsv_atomic(out_dir / "km_at_risk.tsv",
+                                                 _long_curves(results.km_at_risk))
     written["results"] = out_dir / "results.json"
     write_json_atomic(written["results"], results_payload(results, files={
         role: path.name for role, path in written.items()}))
@@ -81,6 +86,9 @@ def results_payload(results: StudyResults, files: dict[str, str] | None = None) 
         "relapse_counts": None if results.relapse_counts is None else _records(results.relapse_counts),
         "roc_curves": _curves(results.roc_curves),
         "km_curves": _curves(results.km_curves),
+        "km_at_risk": _curves(results.km_at_risk),
+        "units": {name: asdict(info) for name, info in results.units.items()},
+        "answers": None if results.answers is None else asdict(results.answers),
         "files": files or {},
     }
     return _clean(payload)
