@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from qsmiron.errors import InputError
+from qsmiron.io.limits import ECHO_TIME_MS_THRESHOLD_S, FIELD_STRENGTH_RANGE_T, MIN_ECHOES
 from qsmiron.io.nifti import NIFTI_SUFFIXES, strip_nifti_suffix
 
 MEGRE_SUFFIX = "MEGRE"
@@ -33,7 +34,6 @@ REQUIRED_SIDECAR_FIELDS = ("EchoTime", "MagneticFieldStrength")
 ECHO_TIME_MATCH_TOL_S = 1e-6
 """Magnitude and phase of one echo must agree on EchoTime to within this (s)."""
 FIELD_STRENGTH_MATCH_TOL_T = 0.01
-MAX_PLAUSIBLE_ECHO_TIME_S = 1.0
 """A larger EchoTime is almost surely in milliseconds, not seconds as BIDS requires."""
 
 _ENTITY = re.compile(r"^([a-zA-Z0-9]+)-([a-zA-Z0-9]+)$")
@@ -440,8 +440,6 @@ def validate_subject(unit: SubjectInputs, *, check_data: bool = True) -> list[Pr
             detail.append(f"echo {_join(only_phase)} has phase but no magnitude")
         problem("magnitude and phase echo sets differ: " + "; ".join(detail), unit.anat_dir)
     all_echoes = mag_set | phase_set
-    from qsmiron.io.gre import MIN_ECHOES
-
     if 0 < len(mag_set) < MIN_ECHOES:
         problem(f"{len(mag_set)} echo; QSM needs at least {MIN_ECHOES} to remove the phase offset", unit.anat_dir)
     if all_echoes:
@@ -466,13 +464,13 @@ def validate_subject(unit: SubjectInputs, *, check_data: bool = True) -> list[Pr
             value = _as_float(te)
             if value is None or value <= 0:
                 problem(f"EchoTime {te!r} is not a positive number of seconds", _sidecar_of(unit, path))
-            elif value > MAX_PLAUSIBLE_ECHO_TIME_S:
+            elif value > ECHO_TIME_MS_THRESHOLD_S:
                 problem(f"EchoTime {value:g} looks like milliseconds; BIDS wants seconds", _sidecar_of(unit, path))
             else:
                 echo_times[part][echo] = value
         if "MagneticFieldStrength" in meta:
             value = _as_float(meta["MagneticFieldStrength"])
-            if value is None or value <= 0 or value > 20:
+            if value is None or not FIELD_STRENGTH_RANGE_T[0] <= value <= FIELD_STRENGTH_RANGE_T[1]:
                 problem(f"MagneticFieldStrength {meta['MagneticFieldStrength']!r} is not a field in tesla",
                         _sidecar_of(unit, path))
             else:

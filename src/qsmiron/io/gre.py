@@ -22,16 +22,8 @@ import nibabel as nib
 import numpy as np
 
 from qsmiron.errors import InputError
+from qsmiron.io.limits import ECHO_TIME_MS_THRESHOLD_S, FIELD_STRENGTH_RANGE_T, MIN_ECHOES
 from qsmiron.io.nifti import b0_direction_voxel, read_sidecar, same_grid, voxel_size_mm
-
-MIN_ECHOES = 2
-"""The fewest echoes a reconstruction accepts: the phase offset needs two to be removed."""
-
-ECHO_TIME_MS_THRESHOLD_S = 1.0
-"""Echo times above this (in 'seconds') are almost surely milliseconds."""
-
-FIELD_STRENGTH_RANGE_T = (0.1, 25.0)
-"""Field strengths outside this range are rejected as a units mistake."""
 
 VOXEL_SIZE_DECIMALS = 6
 """Voxel sizes are rounded to 1 nm: affines stored as float32 carry ~1e-7 relative noise

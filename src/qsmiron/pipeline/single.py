@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import datetime
 import os
-import platform
 import shutil
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,6 +21,7 @@ from qsmiron.config import QsmironConfig, load_config
 from qsmiron.errors import InputError
 from qsmiron.io.atomic import write_json_atomic
 from qsmiron.io.nifti import b0_direction_voxel, same_grid, save_nifti, voxel_size_mm
+from qsmiron.versions import software_versions
 
 DEFAULT_NAMES = {
     "Chimap": "Chimap.nii.gz",
@@ -32,21 +31,6 @@ DEFAULT_NAMES = {
     "recon_json": "recon.json",
 }
 """Output file names of ``reconstruct_files``; ``names`` overrides any of them."""
-
-_VERSION_PACKAGES = ("numpy", "scipy", "nibabel", "scikit-image", "pydantic", "numba")
-
-
-def software_versions() -> dict[str, str | None]:
-    """Versions of qsmiron, Python and the numerical libraries a reconstruction used."""
-    versions: dict[str, str | None] = {"qsmiron": __version__,
-                                       "python": platform.python_version()}
-    for name in _VERSION_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
 
 def _resolve_config(config_path, settings: QsmironConfig | None) -> QsmironConfig:
     if settings is not None and config_path is not None:

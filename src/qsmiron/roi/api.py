@@ -11,15 +11,16 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from qsmiron import __version__
 from qsmiron.errors import InputError
 from qsmiron.io.nifti import load_nifti, same_grid, save_nifti, voxel_size_mm
+from qsmiron.versions import software_versions
 
 CONTRACT_COLUMNS = ["region", "hemisphere", "mean_ppm", "median_ppm", "sd_ppm", "n_voxels", "volume_mm3"]
 
@@ -42,20 +43,6 @@ def _load_3d(path, what: str):
         raise InputError(f"{what} must be a 3-D image, got shape {data.shape}", path)
     volume.data = data
     return volume
-
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from qsmiron import __version__
-
-    out = {"qsmiron": __version__, "python": platform.python_version()}
-    for package in ("antspyx", "nibabel", "numpy", "scipy", "pandas", "scikit-image", "matplotlib"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = None
-    return out
 
 
 def _plausible_brain(mask: np.ndarray, voxel_mm3: float) -> bool:
@@ -287,7 +274,7 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
     seconds["total"] = time.perf_counter() - started
     cpu_seconds["total"] = time.process_time() - cpu_started
     payload = {
-        "qsmiron_version": _versions()["qsmiron"],
+        "qsmiron_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "inputs": {"chi": str(chi), "magnitude": str(magnitude), "mask": None if mask is None else str(mask),
                    "matrix": list(chi_vol.shape3d), "voxel_size_mm": list(voxel)},
@@ -310,7 +297,7 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
         "cpu_seconds": cpu_seconds,
         "outputs": outputs,
         "settings": config_to_dict(config),
-        "versions": _versions(),
+        "versions": software_versions(),
     }
     write_json_atomic(json_path, payload)
     return table

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 from collections import defaultdict
 from typing import Any
 
@@ -20,6 +19,7 @@ from qsmiron.stats.regions import region_keys, select_session, sessions_of, vali
 from qsmiron.stats.results import StudyResults
 from qsmiron.stats.study import ALL, Study, group_labels, resolve_study, study_settings
 from qsmiron.stats.table1 import describe_groups
+from qsmiron.versions import software_versions
 
 CHI = "__chi_ppm"
 METHODS_TEXT = {
@@ -172,7 +172,7 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
         settings=settings, table1=table1, group_comparison=group_table,
         associations=association_table, relapse=relapse_table, relapse_counts=counts_table,
         roc_curves=roc, km_curves=km, exclusions=exclusions, warnings=warnings,
-        versions=package_versions())
+        versions=software_versions())
     results.exclusion_counts = _exclusion_counts(exclusions)
     return results
 
@@ -431,21 +431,6 @@ def _exclusion_counts(exclusions: list[dict[str, Any]]) -> dict[str, int]:
     for record in exclusions:
         counts[record["analysis"]].add(record["participant_id"])
     return {analysis: len(ids) for analysis, ids in counts.items()}
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of Python and of every package the statistics use."""
-    import lifelines
-    import scipy
-    import sklearn
-    import statsmodels
-
-    from qsmiron import __version__
-
-    return {"qsmiron": __version__, "python": platform.python_version(),
-            "numpy": np.__version__, "pandas": pd.__version__, "scipy": scipy.__version__,
-            "statsmodels": statsmodels.__version__, "scikit-learn": sklearn.__version__,
-            "lifelines": lifelines.__version__}
 
 
 def _few(items: list[str], limit: int = 5) -> str:

@@ -40,23 +40,16 @@ Defaults (when a key is absent)
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, PrivateAttr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
 from qsmiron.errors import InputError
 from qsmiron.io.participants import normalise_session_id
-from qsmiron.settings_base import Settings
-
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from qsmiron.settings_base import Settings, read_settings_file, validate_settings
 
 KNOWN_CLINICAL_VARIABLES = (
     "disease_duration", "headache_days", "hit6", "midas", "sds", "ldq", "vas", "nrs",
@@ -180,29 +173,9 @@ class Study(Settings):
         return self._source
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    """One line naming each unknown or invalid key."""
-    unknown, invalid = [], []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item.get("loc", ())) or "(top level)"
-        if item.get("type") == "extra_forbidden":
-            unknown.append(where)
-        else:
-            invalid.append(f"'{where}': {item.get('msg', 'invalid')}")
-    parts = []
-    if unknown:
-        parts.append("unknown key(s) " + ", ".join(f"'{key}'" for key in unknown))
-    parts.extend(invalid)
-    return "; ".join(parts)
-
-
 def study_from_dict(payload: dict[str, Any], *, source: str | os.PathLike | None = None) -> Study:
     """Validate a study given as a dict (as parsed from TOML or JSON)."""
-    try:
-        study = Study.model_validate(payload)
-    except ValidationError as exc:
-        raise InputError(f"invalid study settings: {describe_validation_error(exc)}",
-                         source) from None
+    study = validate_settings(Study, payload, what="study settings", source=source)
     study._source = None if source is None else os.fspath(source)
     return study
 
@@ -211,17 +184,7 @@ def load_study(path: str | os.PathLike | None = None) -> Study:
     """The study from a TOML (or ``.json``) file; the all-defaults study when ``path`` is None."""
     if path is None:
         return Study()
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("study file not found", path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        payload = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"cannot be parsed ({exc})", path) from None
-    if not isinstance(payload, dict):
-        raise InputError("must hold a table of settings", path)
-    return study_from_dict(payload, source=path)
+    return study_from_dict(read_settings_file(path, "study file"), source=path)
 
 
 # ---------------------------------------------------------------------------------------
