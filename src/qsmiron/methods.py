@@ -37,8 +37,10 @@ runs it on the reconstruction state; see ``qsmiron.recon.stages``.
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import keyword
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
@@ -103,6 +105,18 @@ class Parameter:
     default: Any
 
 
+def _tuple_sequences(annotation: Any) -> Any:
+    """``Sequence[X]`` as ``tuple[X, ...]`` (inside unions and ``Annotated`` too), so that a
+    value read from a file (a list) and a default (a tuple) validate to the same type."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is collections.abc.Sequence and args:
+        return tuple[args[0], ...]  # type: ignore[valid-type]
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[tuple(_tuple_sequences(a) for a in args)]  # type: ignore[return-value]
+    return annotation
+
+
 def keyword_parameters(function: Callable[..., Any], exclude: typing.Iterable[str] = ()) -> list[Parameter]:
     """The keyword-only parameters of ``function`` (annotations resolved), less ``exclude``."""
     excluded = set(exclude)
@@ -114,7 +128,7 @@ def keyword_parameters(function: Callable[..., Any], exclude: typing.Iterable[st
         if parameter.default is inspect.Parameter.empty:
             raise TypeError(f"{function.__qualname__}: keyword-only parameter {name!r} needs a default "
                             "to be a setting (or list it among the stage's inputs)")
-        out.append(Parameter(name, hints.get(name, Any), parameter.default))
+        out.append(Parameter(name, _tuple_sequences(hints.get(name, Any)), parameter.default))
     return out
 
 

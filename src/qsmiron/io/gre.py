@@ -24,6 +24,7 @@ import numpy as np
 from qsmiron.errors import InputError
 from qsmiron.io.limits import ECHO_TIME_MS_THRESHOLD_S, FIELD_STRENGTH_RANGE_T, MIN_ECHOES
 from qsmiron.io.nifti import b0_direction_voxel, read_sidecar, same_grid, voxel_size_mm
+from qsmiron.records.acquisition import Acquisition
 
 VOXEL_SIZE_DECIMALS = 6
 """Voxel sizes are rounded to 1 nm: affines stored as float32 carry ~1e-7 relative noise
@@ -44,18 +45,20 @@ LAST_ECHO_3T_S = 0.020
 a last echo below 20 ms at 3T (scaled by 3 T / B0, since T2* shortens about as 1/B0) gets a
 warning."""
 
-_SIDECAR_FIELDS = {
-    # acquisition key: BIDS sidecar key (units as BIDS: seconds, degrees)
+_SIDECAR_TEXT = {
+    # acquisition field: BIDS sidecar key
     "manufacturer": "Manufacturer",
     "manufacturers_model_name": "ManufacturersModelName",
-    "repetition_time_s": "RepetitionTime",
-    "flip_angle_deg": "FlipAngle",
-    "parallel_reduction_factor_in_plane": "ParallelReductionFactorInPlane",
-    "partial_fourier": "PartialFourier",
     "receive_coil": "ReceiveCoilName",
     "software_versions": "SoftwareVersions",
     "mr_acquisition_type": "MRAcquisitionType",
     "sequence_name": "SequenceName",
+}
+_SIDECAR_NUMBERS = {
+    # acquisition field: BIDS sidecar key (units as BIDS: seconds, degrees)
+    "repetition_time_s": "RepetitionTime",
+    "flip_angle_deg": "FlipAngle",
+    "parallel_reduction_factor_in_plane": "ParallelReductionFactorInPlane",
 }
 
 
@@ -82,9 +85,8 @@ class MultiEchoGRE:
         ``{"magnitude": [dict, ...], "phase": [dict, ...]}``, one per file (empty when absent).
     paths : dict
         ``{"magnitude": [Path, ...], "phase": [Path, ...]}``, as given.
-    acquisition : dict
-        The ``acquisition`` block of ``recon.json`` (None where unknown); ``phase_scaling``
-        is filled by the reconstruction.
+    acquisition : Acquisition
+        The ``acquisition`` block of ``recon.json`` (None where unknown).
     warnings : list of str
         Consensus-checklist warnings about the acquisition.
     """
@@ -98,7 +100,7 @@ class MultiEchoGRE:
     b0_direction: np.ndarray
     sidecars: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     paths: dict[str, list[Path]] = field(default_factory=dict)
-    acquisition: dict[str, Any] = field(default_factory=dict)
+    acquisition: Acquisition | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -404,23 +406,31 @@ def acquisition_warnings(voxel_size: Sequence[float], echo_times_s: Sequence[flo
     return warnings
 
 
+def _sidecar_text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _sidecar_number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _acquisition(shape3d, affine, echo_times, field_strength, b0, sidecar,
-                 echo_source: str, field_source: str) -> dict[str, Any]:
-    acquisition: dict[str, Any] = {
-        "field_strength_t": float(field_strength),
-        "echo_times_s": [float(t) for t in echo_times],
-        "n_echoes": len(echo_times),
-        "matrix": [int(n) for n in shape3d],
-        "voxel_size_mm": list(clean_voxel_size_mm(affine)),
-        "b0_direction_voxel": [float(v) for v in b0],
-        "oblique_angle_deg": oblique_angle_deg(b0),
-    }
-    for key, sidecar_key in _SIDECAR_FIELDS.items():
-        acquisition[key] = sidecar.get(sidecar_key)
-    acquisition["phase_scaling"] = None
-    acquisition["echo_times_source"] = echo_source
-    acquisition["field_strength_source"] = field_source
-    return acquisition
+                 echo_source: str, field_source: str) -> Acquisition:
+    """The acquisition record; sidecar values of another type than BIDS says are not trusted."""
+    partial = sidecar.get("PartialFourier")
+    return Acquisition(
+        field_strength_t=float(field_strength), field_strength_source=field_source,
+        echo_times_s=[float(t) for t in echo_times], echo_times_source=echo_source,
+        n_echoes=len(echo_times), matrix=[int(n) for n in shape3d],
+        voxel_size_mm=list(clean_voxel_size_mm(affine)), b0_direction_voxel=[float(v) for v in b0],
+        oblique_angle_deg=oblique_angle_deg(b0),
+        **{key: _sidecar_text(sidecar.get(bids_key)) for key, bids_key in _SIDECAR_TEXT.items()},
+        **{key: _sidecar_number(sidecar.get(bids_key)) for key, bids_key in _SIDECAR_NUMBERS.items()},
+        partial_fourier=_sidecar_number(partial) if _sidecar_number(partial) is not None else _sidecar_text(partial))
 
 
 def load_gre(magnitude_paths, phase_paths, *, echo_times_s: Sequence[float] | None = None,

@@ -204,7 +204,7 @@ def execute_step(job: SubjectJob, steps: Sequence[tuple[str, StepFunction]], ind
         seconds = time.perf_counter() - start
         if isinstance(exc, InputError):
             reason = exc.one_line()
-            sub_step = getattr(exc, "step", None)
+            sub_step = exc.step
             if sub_step:
                 reason = f"{sub_step}: {reason}"
         else:

@@ -7,7 +7,6 @@ written, so an output folder never holds half a reconstruction.
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 import tempfile
@@ -21,6 +20,7 @@ from qsmiron.config import QsmironConfig, load_config
 from qsmiron.errors import InputError
 from qsmiron.io.atomic import write_json_atomic
 from qsmiron.io.nifti import b0_direction_voxel, same_grid, save_nifti, voxel_size_mm
+from qsmiron.records.recon import InversionRecord, ReconInputs, ReconRecord
 from qsmiron.versions import software_versions
 
 DEFAULT_NAMES = {
@@ -110,34 +110,23 @@ def _paths(value) -> list[str]:
 
 
 def recon_record(gre, result, config: QsmironConfig, *, mask_path=None,
-                 names: dict[str, str] | None = None) -> dict[str, Any]:
-    """The ``recon.json`` payload for a finished reconstruction."""
-    acquisition = dict(gre.acquisition)
-    acquisition["phase_scaling"] = result.phase_scaling or None
-    reference_method = config.recon.reference.method
-    region = "whole brain mask" if reference_method == "mean" else "reference mask"
-    from qsmiron.recon.chain import _jsonable
-
-    return _jsonable({
-        "qsmiron_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "inputs": {
-            "magnitude": [str(Path(p).resolve()) for p in gre.paths["magnitude"]],
-            "phase": [str(Path(p).resolve()) for p in gre.paths["phase"]],
-            "mask": None if mask_path is None else str(Path(mask_path).resolve()),
-        },
-        "acquisition": acquisition,
-        "steps": result.steps,
-        "reference": {"method": reference_method, "region": region},
-        "units": {"Chimap": "ppm", "fieldmap": "Hz", "localfield": "ppm", "mask": "binary"},
-        "outputs": dict(names or DEFAULT_NAMES),
-        "mask_description": "brain mask after phase-quality refinement and the erosion of "
-                            "background field removal: where Chimap and localfield are valid",
-        "seconds": round(result.seconds, 3),
-        "warnings": [*gre.warnings, *result.warnings],
-        "config": config.model_dump(mode="json"),
-        "versions": software_versions(),
-    })
+                 names: dict[str, str] | None = None) -> ReconRecord:
+    """The ``recon.json`` record of a finished reconstruction."""
+    return ReconRecord(
+        qsmiron_version=__version__,
+        inputs=ReconInputs(magnitude=[str(Path(p).resolve()) for p in gre.paths["magnitude"]],
+                           phase=[str(Path(p).resolve()) for p in gre.paths["phase"]],
+                           mask=None if mask_path is None else str(Path(mask_path).resolve())),
+        acquisition=gre.acquisition,
+        steps=result.steps,
+        units={"Chimap": "ppm", "fieldmap": "Hz", "localfield": "ppm", "mask": "binary"},
+        outputs=dict(names or DEFAULT_NAMES),
+        mask_description="brain mask after phase-quality refinement and the erosion of background field "
+                         "removal: where Chimap and localfield are valid",
+        seconds=round(result.seconds, 3),
+        warnings=[*gre.warnings, *result.warnings],
+        config=config,
+        versions=software_versions())
 
 
 def _move_into(tmp_dir: Path, out_dir: Path, names: list[str]) -> None:
@@ -203,10 +192,9 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
                                     gre.echo_times_s, gre.field_strength_t,
                                     settings=config.recon, mask=user_mask)
     except InputError as error:
-        step = getattr(error, "step", None)
-        if step == "mask":
+        if error.step == "mask":
             where = mask if mask is not None else gre.paths["magnitude"][0]
-        elif step == "phase_preparation":
+        elif error.step == "phase":
             where = gre.paths["phase"][0]
         else:
             where = gre.paths["phase"][0] if mask is None else mask
@@ -225,7 +213,7 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
         save_nifti(tmp_dir / output_names["fieldmap"], result.field_hz, affine, dtype=np.float32)
         save_nifti(tmp_dir / output_names["localfield"], result.local_ppm, affine,
                    dtype=np.float32)
-        write_json_atomic(tmp_dir / output_names["recon_json"], record)
+        write_json_atomic(tmp_dir / output_names["recon_json"], record.to_json())
         # recon.json last: its presence marks a complete set.
         order = [output_names[k] for k in ("Chimap", "mask", "fieldmap", "localfield",
                                            "recon_json")]
@@ -262,16 +250,17 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
     """
     from qsmiron.io.gre import clean_voxel_size_mm
     from qsmiron.io.nifti import load_nifti
-    from qsmiron.recon.chain import _jsonable, _method_parameters
-    from qsmiron.recon.invert import INVERSION_METHODS, invert
-    from qsmiron.recon.reference import reference_susceptibility
+    from qsmiron.recon.stages import INVERSION, REFERENCE, ReconState, run_stages
 
     config = load_config(config_path)
-    block = config.recon.inversion
-    chosen = block.method if method is None else str(method)
-    if chosen not in INVERSION_METHODS:
-        raise InputError(f"unknown inversion method {chosen!r}; choose one of "
-                         f"{', '.join(sorted(INVERSION_METHODS))}")
+    recon = config.recon.model_copy(deep=True)
+    if method is not None:
+        if str(method) not in INVERSION.selectable():
+            raise InputError(f"unknown inversion method {method!r}; choose one of "
+                             f"{', '.join(sorted(INVERSION.selectable()))}")
+        recon.inversion.method = str(method)
+    # Susceptibility is relative: reference it to the whole-brain (mask) mean, as recon does.
+    recon.reference.method = "mean"
     out = Path(out)
     if out.exists() and out.is_dir():
         raise InputError("the output is a folder; give a file name ending in .nii.gz", out)
@@ -287,33 +276,15 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
         n_bad = int(np.count_nonzero(~np.isfinite(data[mask_array])))
         raise InputError(f"the local field holds {n_bad} NaN or infinite values inside the "
                          f"mask", field)
-    local_ppm = np.where(mask_array, data, 0).astype(np.float32)
     voxel = clean_voxel_size_mm(field_volume.affine)
     b0 = b0_direction_voxel(field_volume.affine)
-    chosen_block = block if chosen == block.method else block.model_copy(update={"method": chosen})
-    params = _method_parameters(chosen_block)
-    result = invert(local_ppm, mask_array, voxel, b0, method=chosen, **params)
-    # Susceptibility is relative: reference it to the whole-brain (mask) mean, as recon does.
-    chi, reference_info = reference_susceptibility(np.where(mask_array, result.chi_ppm, 0),
-                                                   mask_array, method="mean")
-    chi = np.where(mask_array, chi, 0).astype(np.float32)
-    info = dict(result.info or {})
-
-    sidecar = {
-        "Units": "ppm",
-        "qsmiron": {
-            "command": "invert",
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "inputs": {"field": str(Path(field).resolve()), "mask": str(Path(mask).resolve())},
-            "method": chosen,
-            "parameters": _jsonable(params | (info.pop("parameters", None) or {})),
-            "notes": _jsonable(info),
-            "voxel_size_mm": list(voxel),
-            "b0_direction_voxel": [float(v) for v in b0],
-            "reference": {"method": "mean", "region": "the mask",
-                          "notes": _jsonable(reference_info)},
-            "versions": software_versions(),
-        },
-    }
-    save_nifti(out, chi, field_volume.affine, dtype=np.float32, sidecar=sidecar)
+    state = ReconState(voxel_size_mm=voxel, b0_direction=b0, local_mask=mask_array,
+                       local_ppm=np.where(mask_array, data, 0).astype(np.float32))
+    steps = run_stages(state, recon, (INVERSION, REFERENCE))
+    record = InversionRecord(qsmiron_version=__version__,
+                             inputs={"field": str(Path(field).resolve()), "mask": str(Path(mask).resolve())},
+                             voxel_size_mm=list(voxel), b0_direction_voxel=[float(v) for v in b0],
+                             steps=steps, versions=software_versions())
+    save_nifti(out, state.chi_ppm, field_volume.affine, dtype=np.float32,
+               sidecar={"Units": "ppm", "qsmiron": record.to_json()})
     return out
