@@ -14,7 +14,8 @@ import pytest
 
 from qsmiron.cli import main
 from qsmiron.errors import InputError
-from qsmiron.io.gre import acquisition_warnings, load_gre, oblique_angle_deg
+from qsmiron.io.acquisition import acquisition_warnings, oblique_angle_deg
+from qsmiron.io.gre import load_gre
 
 SHAPE = (10, 9, 8)
 TES = [0.005, 0.012, 0.019, 0.026]

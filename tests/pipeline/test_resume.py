@@ -19,7 +19,8 @@ import pytest
 
 from qsmiron.config import QsmironConfig
 from qsmiron.io.bids import discover_bids
-from qsmiron.pipeline.cohort import DONE_MARKER, collect_regions, run_cohort
+from qsmiron.io.derivatives import DONE_MARKER
+from qsmiron.pipeline.cohort import collect_regions, run_cohort
 
 
 def config(recon=None, **pipeline) -> QsmironConfig:

@@ -267,7 +267,7 @@ def test_recon_json_records_inputs_acquisition_every_step_and_versions(axial_rec
     # Every parameter of the method that ran is recorded, defaults included.
     assert set(record.step("background").parameters) == {"radius_mm", "tol", "max_iter", "threshold"}
     assert record.config.recon.inversion.method == record.step("inversion").method
-    assert record.units["Chimap"] == "ppm" and record.units["fieldmap"] == "Hz"
+    assert record.units.chimap == "ppm" and record.units.fieldmap == "Hz"
     assert record.step("reference").method == "mean"
     assert record.versions["numpy"] and record.versions["qsmiron"]
 
@@ -342,13 +342,14 @@ def test_recon_with_a_user_mask_keeps_it_unrefined_and_writes_the_names_asked_fo
              "recon_json": "sub-01_recon.json"}
     written = reconstruct_files(mag, pha, tmp_path / "out", echo_times_s=TES,
                                 field_strength_t=FIELD_STRENGTH_T, mask=mask_path, names=names)
-    assert {k: p.name for k, p in written.items()} == names
+    assert [p.name for p in (written.chimap, written.mask, written.fieldmap, written.localfield,
+                             written.record)] == list(names.values())
     assert {p.name for p in (tmp_path / "out").iterdir()} == set(names.values())
-    record = ReconRecord.read(written["recon_json"])
+    record = ReconRecord.read(written.record)
     assert record.inputs.mask.endswith("brain.nii.gz")
     assert record.step("mask").method == "given"
     assert record.step("mask_refinement").method == "none"
-    mask = nib.load(str(written["mask"])).get_fdata() > 0
+    mask = nib.load(str(written.mask)).get_fdata() > 0
     assert mask.any()
     assert not np.any(mask & ~axial_sim["brain"])  # never grows beyond the user's mask
 

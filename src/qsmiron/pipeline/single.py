@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -19,18 +19,10 @@ from qsmiron import __version__
 from qsmiron.config import QsmironConfig, load_config
 from qsmiron.errors import InputError
 from qsmiron.io.atomic import write_json_atomic
+from qsmiron.io.derivatives import ReconPaths, recon_paths
 from qsmiron.io.nifti import b0_direction_voxel, same_grid, save_nifti, voxel_size_mm
 from qsmiron.records.recon import InversionRecord, ReconInputs, ReconRecord
 from qsmiron.versions import software_versions
-
-DEFAULT_NAMES = {
-    "Chimap": "Chimap.nii.gz",
-    "mask": "mask.nii.gz",
-    "fieldmap": "fieldmap.nii.gz",
-    "localfield": "localfield.nii.gz",
-    "recon_json": "recon.json",
-}
-"""Output file names of ``reconstruct_files``; ``names`` overrides any of them."""
 
 def _resolve_config(config_path, settings: QsmironConfig | None) -> QsmironConfig:
     if settings is not None and config_path is not None:
@@ -48,19 +40,6 @@ def _check_out_dir(out_dir: Path) -> None:
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise InputError("the output folder cannot be created or written here", out_dir)
-
-
-def _output_names(names: dict[str, str] | None) -> dict[str, str]:
-    resolved = dict(DEFAULT_NAMES)
-    if names:
-        unknown = set(names) - set(DEFAULT_NAMES)
-        if unknown:
-            raise ValueError(f"unknown output name keys {sorted(unknown)}; use {sorted(DEFAULT_NAMES)}")
-        resolved.update({k: str(v) for k, v in names.items()})
-    values = list(resolved.values())
-    if len(set(values)) != len(values) or any(Path(v).name != v for v in values):
-        raise ValueError(f"output names must be distinct plain file names, got {resolved}")
-    return resolved
 
 
 def load_mask(path: str | os.PathLike, shape3d: Sequence[int], affine: np.ndarray, *,
@@ -109,8 +88,7 @@ def _paths(value) -> list[str]:
     return [os.fspath(v) for v in value]
 
 
-def recon_record(gre, result, config: QsmironConfig, *, mask_path=None,
-                 names: dict[str, str] | None = None) -> ReconRecord:
+def recon_record(gre, result, config: QsmironConfig, paths: ReconPaths, *, mask_path=None) -> ReconRecord:
     """The ``recon.json`` record of a finished reconstruction."""
     return ReconRecord(
         qsmiron_version=__version__,
@@ -119,8 +97,7 @@ def recon_record(gre, result, config: QsmironConfig, *, mask_path=None,
                            mask=None if mask_path is None else str(Path(mask_path).resolve())),
         acquisition=gre.acquisition,
         steps=result.steps,
-        units={"Chimap": "ppm", "fieldmap": "Hz", "localfield": "ppm", "mask": "binary"},
-        outputs=dict(names or DEFAULT_NAMES),
+        outputs={role: path.name for role, path in paths.files().items()},
         mask_description="brain mask after phase-quality refinement and the erosion of background field "
                          "removal: where Chimap and localfield are valid",
         seconds=round(result.seconds, 3),
@@ -138,7 +115,8 @@ def _move_into(tmp_dir: Path, out_dir: Path, names: list[str]) -> None:
 def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float] | None = None,
                       field_strength_t: float | None = None, mask=None, config_path=None,
                       settings: QsmironConfig | None = None,
-                      names: dict[str, str] | None = None) -> dict[str, Path]:
+                      names: dict[str, str] | None = None,
+                      paths: ReconPaths | None = None) -> ReconPaths:
     """Reconstruct one multi-echo GRE acquisition from NIfTI files into ``out_dir``.
 
     Parameters
@@ -158,12 +136,16 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     settings : QsmironConfig, optional
     names : dict, optional
         Output file names by key (``Chimap``, ``mask``, ``fieldmap``, ``localfield``,
-        ``recon_json``); defaults in ``DEFAULT_NAMES``.
+        ``recon_json``) instead of the defaults (``qsmiron.io.derivatives.recon_paths``).
+    paths : ReconPaths, optional
+        All output paths (inside ``out_dir``), as ``qsmiron.io.derivatives.recon_paths`` builds
+        them; instead of ``names``.
 
     Returns
     -------
     dict
-        Key -> written path, for the keys of ``DEFAULT_NAMES``.
+    ReconPaths
+        The paths written.
 
     Raises
     ------
@@ -174,7 +156,8 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     from qsmiron.recon.chain import reconstruct_arrays
 
     out_dir = Path(out_dir)
-    output_names = _output_names(names)
+    if paths is None:
+        paths = recon_paths(out_dir, names=names)
     # Validation first: configuration, output folder, inputs, mask.
     config = _resolve_config(config_path, settings)
     if config.recon.reference.method != "mean":
@@ -200,7 +183,7 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
             where = gre.paths["phase"][0] if mask is None else mask
         raise error.with_path(where) from None
 
-    record = recon_record(gre, result, config, mask_path=mask, names=output_names)
+    record = recon_record(gre, result, config, paths, mask_path=mask)
     affine = gre.affine
     del gre
     # Write everything into a temporary folder beside the outputs, then move it into place.
@@ -208,19 +191,17 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=".qsmiron-recon-", suffix=".tmp", dir=parent))
     try:
-        save_nifti(tmp_dir / output_names["Chimap"], result.chi_ppm, affine, dtype=np.float32)
-        save_nifti(tmp_dir / output_names["mask"], result.mask, affine, dtype=np.uint8)
-        save_nifti(tmp_dir / output_names["fieldmap"], result.field_hz, affine, dtype=np.float32)
-        save_nifti(tmp_dir / output_names["localfield"], result.local_ppm, affine,
-                   dtype=np.float32)
-        write_json_atomic(tmp_dir / output_names["recon_json"], record.to_json())
-        # recon.json last: its presence marks a complete set.
-        order = [output_names[k] for k in ("Chimap", "mask", "fieldmap", "localfield",
-                                           "recon_json")]
-        _move_into(tmp_dir, out_dir, order)
+        images = {"chimap": (result.chi_ppm, np.float32), "mask": (result.mask, np.uint8),
+                  "fieldmap": (result.field_hz, np.float32), "localfield": (result.local_ppm, np.float32)}
+        for role, path in paths.maps().items():
+            data, dtype = images[role]
+            save_nifti(tmp_dir / path.name, data, affine, dtype=dtype)
+        write_json_atomic(tmp_dir / paths.record.name, record.to_json())
+        # The record last: its presence marks a complete set.
+        _move_into(tmp_dir, out_dir, [path.name for path in paths.maps().values()] + [paths.record.name])
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-    return {key: out_dir / name for key, name in output_names.items()}
+    return paths
 
 
 def invert_file(field, mask, out, *, method: str | None = None, config_path=None) -> Path:
@@ -248,7 +229,7 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
         A 4D field, NaN or infinite values inside the mask, a mask on another grid, a mask
         that is not binary or empty, an unknown method.
     """
-    from qsmiron.io.gre import clean_voxel_size_mm
+    from qsmiron.io.acquisition import clean_voxel_size_mm
     from qsmiron.io.nifti import load_nifti
     from qsmiron.recon.stages import INVERSION, REFERENCE, ReconState, run_stages
 

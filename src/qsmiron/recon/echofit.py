@@ -39,7 +39,8 @@ import scipy.stats
 
 from qsmiron.methods import Method
 from qsmiron.recon.params import PositiveFloat
-from qsmiron.recon.unwrap._common import as_4d, bounding_box, smooth_phase_linear
+from qsmiron.recon.fourier import bounding_box
+from qsmiron.recon.unwrap import as_4d, smooth_phase_linear
 
 __all__ = ["EchoFit", "fit_field", "OFFSET_MODES", "METHODS"]
 

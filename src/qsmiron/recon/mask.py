@@ -45,7 +45,7 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(sizes))
 
 
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
+def filled_holes(mask: np.ndarray) -> np.ndarray:
     """Fill the background components that do not reach the volume border (6-connected).
 
     The same result as ``scipy.ndimage.binary_fill_holes`` with one labelling pass instead
@@ -97,7 +97,7 @@ def _dilate(mask, offsets, out):
                 out[x, y, z] = hit
 
 
-def _binary_opening(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
+def binary_opening(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
     """``scipy.ndimage.binary_opening(mask, structure=ball)`` for a symmetric ``ball``.
 
     Erosion and dilation visit the element's offsets nearest the centre first and stop at
@@ -124,7 +124,7 @@ def _open(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
     """
     pad = [(h // 2, h // 2) for h in ball.shape]
     padded = np.pad(mask, pad, mode="edge")
-    opened = _binary_opening(padded, ball)
+    opened = binary_opening(padded, ball)
     return opened[tuple(slice(p, n - p) for (p, _), n in zip(pad, opened.shape))]
 
 
@@ -217,7 +217,7 @@ def brain_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
     box = _crop(mask, margin=1)
     inner = _largest_component(mask[box])
     if fill_holes:
-        inner = _fill_holes(inner)
+        inner = filled_holes(inner)
     mask = np.zeros(mask.shape, bool)
     mask[box] = inner
     return mask
@@ -303,7 +303,7 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
     if opening_mm > 0 and refined.any():
         refined = _open(refined, ellipsoid(opening_mm, voxel_size_mm))
     if refined.any():
-        refined = _fill_holes(_largest_component(refined)) & mask
+        refined = filled_holes(_largest_component(refined)) & mask
     info["removed_voxels"] = int(mask.sum() - refined.sum())
     info["removed_fraction"] = float(info["removed_voxels"] / max(1, int(mask.sum())))
     out = np.zeros(full_mask.shape, bool)

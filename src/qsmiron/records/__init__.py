@@ -11,19 +11,20 @@ Writers build them, readers (the report, the group level) use their attributes: 
 dict with guessed keys between layers. ``SCHEMA_VERSION`` is written into every file record.
 """
 
-from qsmiron.records.base import SCHEMA_VERSION, Record, StepInfo, jsonable, utc_now
+from qsmiron.records.base import SCHEMA_VERSION, Record, StepInfo, jsonable, recorded_step, utc_now
 
 _LAZY = {
     "Acquisition": "acquisition", "ReconInputs": "recon", "ReconRecord": "recon", "InversionRecord": "recon",
-    "RegionsRecord": "regions", "AnalysisSettings": "study", "StatisticsMethods": "study",
-    "Exclusion": "study", "StudyRecord": "study",
-    "DoneMarker": "cohort", "Provenance": "cohort", "ScanRecords": "cohort", "SubjectProblem": "cohort",
+    "RegionsRecord": "regions", "AtlasInfo": "regions", "RegistrationInfo": "regions",
+    "RegistrationQuality": "regions", "MeasurementInfo": "regions", "RegionsInputs": "regions", "AnalysisSettings": "study", "StatisticsMethods": "study",
+    "Exclusion": "study", "StudyRecord": "study", "ParticipantCounts": "study", "Curve": "study",
+    "DoneMarker": "cohort", "MarkerFile": "cohort", "Provenance": "cohort", "ScanRecords": "cohort", "SubjectProblem": "cohort",
     "PipelineSummary": "cohort",
 }
 """Record classes imported on first use: they depend on the settings models, which in turn
 use ``StepInfo`` from ``base``."""
 
-__all__ = ["SCHEMA_VERSION", "Record", "StepInfo", "jsonable", "utc_now", *_LAZY]
+__all__ = ["SCHEMA_VERSION", "Record", "StepInfo", "jsonable", "recorded_step", "utc_now", *_LAZY]
 
 
 def __getattr__(name: str):

@@ -7,12 +7,14 @@ optional fields with a default, so records written before them still read.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import math
 import os
+import time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Iterator, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -121,3 +123,21 @@ class StepInfo(Record):
     @classmethod
     def _rounded(cls, value: Any) -> Any:
         return round(float(value), 4)
+
+
+@contextlib.contextmanager
+def recorded_step(steps: list[StepInfo], step: str, method: str,
+                  parameters: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """Time the ``with`` block and append its ``StepInfo`` to ``steps``; yields the notes to fill.
+
+    ::
+
+        with recorded_step(steps, "measurement", "native_space_mean", {"erode_voxels": 0}) as notes:
+            table = measure(...)
+            notes["n_regions"] = len(table)
+    """
+    notes: dict[str, Any] = {}
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield notes
+    steps.append(StepInfo(step=step, method=method, parameters=parameters or {},
+                          seconds=time.perf_counter() - wall, cpu_seconds=time.process_time() - cpu, notes=notes))

@@ -9,6 +9,15 @@ from qsmiron.records.acquisition import Acquisition
 from qsmiron.records.base import SCHEMA_VERSION, Record, StepInfo, utc_now
 
 
+class MapUnits(Record):
+    """The unit of each map a reconstruction writes."""
+
+    chimap: str = "ppm"
+    fieldmap: str = "Hz"
+    localfield: str = "ppm"
+    mask: str = "binary"
+
+
 class ReconInputs(Record):
     """The files a reconstruction read (absolute paths)."""
 
@@ -25,8 +34,8 @@ class ReconRecord(Record):
     steps : list of StepInfo
         One per stage of ``qsmiron.recon.stages.RECON_STAGES``, in order; the ``reference``
         step says what zero means.
-    units : dict
-        Output key -> unit (``Chimap``: ppm, ``fieldmap``: Hz, ...).
+    units : MapUnits
+        The unit of each map.
     outputs : dict
         Output key -> file name.
     config : QsmironConfig
@@ -39,7 +48,7 @@ class ReconRecord(Record):
     inputs: ReconInputs
     acquisition: Acquisition
     steps: list[StepInfo]
-    units: dict[str, str]
+    units: MapUnits = Field(default_factory=MapUnits)
     outputs: dict[str, str]
     mask_description: str
     seconds: float

@@ -54,6 +54,12 @@ log = logging.getLogger(__name__)
 
 MAX_SUBJECTS = 10_000
 TRUTH_DIR = Path("derivatives") / "truth"
+SIMULATION_RECORD = "simulation.json"
+
+
+def simulation_record_path(bids_dir: str | os.PathLike) -> Path:
+    """Where a simulated dataset records its seed, size and settings (written last: it is complete)."""
+    return Path(bids_dir) / TRUTH_DIR / SIMULATION_RECORD
 
 
 def _check_arguments(n_subjects, seed, settings):
@@ -187,7 +193,7 @@ def _write_dataset_files(root: Path, cohort: CohortSample, settings: SimulationS
     write_json_atomic(truth / "dataset_description.json", {
         "Name": "qsmiron simulation ground truth", "BIDSVersion": "1.9.0",
         "DatasetType": "derivative", "GeneratedBy": generated_by})
-    write_json_atomic(truth / "simulation.json", {
+    write_json_atomic(truth / SIMULATION_RECORD, {
         "qsmiron_version": __version__, "seed": seed, "n_subjects": len(cohort.participants),
         "settings": settings.model_dump(mode="json"), "matrix": list(settings.matrix),
         "phantom": {"space": "MNI152NLin2009cAsym", "atlas": "CIT168",

@@ -12,6 +12,7 @@ the mask; the echo-independent phase offset; an edge quality map or None):
 from __future__ import annotations
 
 from qsmiron.methods import Method
+from qsmiron.recon.unwrap._common import as_4d, smooth_phase_linear
 from qsmiron.recon.unwrap.laplacian import unwrap_laplacian, unwrap_laplacian_full
 from qsmiron.recon.unwrap.romeo import RomeoResult, mcpc3ds_offset, unwrap_romeo, unwrap_romeo_full
 
@@ -30,5 +31,5 @@ METHODS = (
 
 DEFAULT_UNWRAPPER = "romeo"
 
-__all__ = ["METHODS", "DEFAULT_UNWRAPPER", "unwrap_romeo", "unwrap_romeo_full",
+__all__ = ["METHODS", "DEFAULT_UNWRAPPER", "as_4d", "smooth_phase_linear", "unwrap_romeo", "unwrap_romeo_full",
            "unwrap_laplacian", "unwrap_laplacian_full", "mcpc3ds_offset", "RomeoResult"]

@@ -26,7 +26,8 @@ import scipy.fft
 
 from qsmiron.recon.params import NonNegativeFloat, PositiveFloat
 from qsmiron.recon.phase import wrap_to_pi
-from qsmiron.recon.unwrap._common import as_4d, bounding_box, check_geometry
+from qsmiron.recon.fourier import bounding_box
+from qsmiron.recon.unwrap._common import as_4d, check_geometry
 from qsmiron.recon.unwrap.romeo import RomeoResult, mcpc3ds_offset
 
 __all__ = ["unwrap_laplacian", "laplacian_unwrap_3d"]

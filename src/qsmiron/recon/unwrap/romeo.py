@@ -35,11 +35,11 @@ from typing import Any, Callable, Literal, Sequence
 import numba
 import numpy as np
 
+from qsmiron.recon.fourier import bounding_box
 from qsmiron.recon.params import NonNegativeInt, PositiveFloat
 from qsmiron.recon.phase import wrap_to_pi
 from qsmiron.recon.unwrap import _grow
-from qsmiron.recon.unwrap._common import (as_4d, bounding_box, check_geometry, component_means,
-                                          smooth_phasors)
+from qsmiron.recon.unwrap._common import as_4d, check_geometry, component_means, smooth_phasors
 
 __all__ = ["RomeoResult", "unwrap_romeo", "unwrap_romeo_full", "unwrap_spatial",
            "mcpc3ds_offset", "PHASE_OFFSET_METHODS"]
