@@ -143,3 +143,14 @@ def test_a_parameter_left_to_the_method_reads_as_its_default_not_as_a_unit(prove
     text = methods_paragraph(provenance.model_copy(update={"scans": scans}), None)
     assert "radii_mm = method default" in text
     assert "none mm" not in text
+
+
+def test_a_note_repeating_a_parameter_is_left_out_and_a_chosen_value_is_reported(provenance):
+    scans = []
+    for scan in provenance.scans:
+        steps = [step.model_copy(update={"notes": {"threshold": 0.05, "radius_mm": 4.0}})
+                 if step.step == "background" else step for step in scan.recon.steps]
+        scans.append(scan.model_copy(update={"recon": scan.recon.model_copy(update={"steps": steps})}))
+    text = methods_paragraph(provenance.model_copy(update={"scans": scans}), None)
+    clause = text[text.index("background field removal"):text.index("dipole inversion")]
+    assert "[recorded: radius_mm = 4 mm]" in clause and clause.count("threshold = 0.05") == 1

@@ -67,7 +67,9 @@ def _step_clause(name: str, steps: list[StepInfo]) -> str:
     else:
         method_text = " or ".join(f"{labels[m]} ({plural(n, 'scan')})" for m, n in methods.most_common())
     parameters = summarise_mappings([step.parameters for step in steps])
-    notes = summarise_mappings([step.notes for step in steps], varying="varying across scans",
+    # A note that repeats a parameter's value (a method echoing its settings) is not news.
+    news = [{k: v for k, v in step.notes.items() if step.parameters.get(k, object()) != v} for step in steps]
+    notes = summarise_mappings(news, varying="varying across scans",
                                keep=lambda key, value: any(word in key.lower() for word in NOTE_KEYWORDS)
                                and (is_number(value) or isinstance(value, (str, bool))))
     clause = f"{_step_label(name)}: {method_text}"
