@@ -74,18 +74,27 @@ def lateral_ventricle_prior(template: np.ndarray, affine: np.ndarray, *, depth_m
     """
     from skimage.filters import threshold_multiotsu
 
-    image = np.asarray(template, dtype=np.float32)
+    full = np.asarray(template, dtype=np.float32)
     affine = np.asarray(affine, dtype=float)
     voxel_mm = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    brain = image > 0
-    brain = _largest_component(ndimage.binary_fill_holes(brain))
-    dark_level = float(threshold_multiotsu(image[brain], classes=4)[0])
+    prior = np.zeros(full.shape, np.uint8)
+    if not (full > 0).any():
+        raise InputError("the template is empty (no voxel above zero)")
+    # Work in the brain's bounding box (one voxel of margin keeps the surface distances right).
+    box = tuple(slice(max(int(lo) - 1, 0), int(hi) + 2)
+                for lo, hi in zip(np.argwhere(full > 0).min(axis=0), np.argwhere(full > 0).max(axis=0)))
+    image = full[box]
+    brain = _largest_component(ndimage.binary_fill_holes(image > 0))
+    try:
+        dark_level = float(threshold_multiotsu(image[brain], classes=4)[0])
+    except ValueError as error:  # too few distinct intensities for four classes
+        raise InputError(f"the template cannot be split into tissue classes ({error})") from None
     depth = ndimage.distance_transform_edt(brain, sampling=voxel_mm)
     candidate = brain & (image < dark_level) & (depth > depth_mm)
-    index = np.indices(image.shape, dtype=np.float32).reshape(3, -1)
-    x_mm = (affine[0, :3] @ index + affine[0, 3]).reshape(image.shape)
+    del depth
+    i, j, k = np.ogrid[box[0], box[1], box[2]]
+    x_mm = affine[0, 0] * i + affine[0, 1] * j + affine[0, 2] * k + affine[0, 3]
     structure = ndimage.generate_binary_structure(3, 1)
-    prior = np.zeros(image.shape, np.uint8)
     voxel_ml = float(np.prod(voxel_mm)) / 1000.0
     for label, side in ((LEFT, x_mm <= -midline_mm), (RIGHT, x_mm >= midline_mm)):
         component = _largest_component(candidate & side, structure)
@@ -94,7 +103,7 @@ def lateral_ventricle_prior(template: np.ndarray, affine: np.ndarray, *, depth_m
             name = "left" if label == LEFT else "right"
             raise InputError(f"the template shows no {name} lateral ventricle (largest dark deep "
                              f"component {volume:.2f} ml): is it a skull-stripped T1w template?")
-        prior[component] = label
+        prior[box][component] = label
     return prior
 
 
