@@ -69,6 +69,9 @@ def test_chisep_recovers_planted_sources_within_10_percent_with_little_crosstalk
         assert volume.min() >= 0 and np.all(volume[~mask] == 0)
     assert correct.info["approximation"] is False and correct.info["converged"]
     assert correct.info["parameters"]["dr_hz_per_ppm"] == DR_3T_HZ_PER_PPM
+    # The TV weight is MEDI's automatic choice for this field, whose solution starts the run.
+    assert correct.info["alpha_source"].startswith("MEDI") and correct.info["started_from"] == "MEDI solution"
+    assert correct.info["parameters"]["alpha"] == correct.info["alpha_selection"]["alpha"] > 0
 
 
 @pytest.mark.parametrize("r2_factor", [0.8, 1.2])
@@ -90,9 +93,12 @@ def test_r2_wrong_by_20_percent_moves_each_source_by_at_most_the_model_bound(pha
 
 
 def test_r2star_only_separation_is_labelled_an_approximation_with_its_constants(phantom):
+    start = np.zeros(phantom["mask"].shape, np.float32)
     result = separate_susceptibility(phantom["field"], phantom["r2star"], phantom["mask"], VOXEL,
-                                     (0, 0, 1), field_strength_t=3.0, max_iter=3, pad_mm=8.0)
+                                     (0, 0, 1), field_strength_t=3.0, max_iter=3, pad_mm=8.0,
+                                     alpha=1e-3, chi_ppm=start)
     assert result.info["approximation"] is True
+    assert result.info["alpha_source"] == "given" and result.info["started_from"] == "given susceptibility"
     pseudo = result.info["r2prime"]["pseudo_r2"]
     assert (pseudo["intercept_per_s"], pseudo["slope"]) == (5.25, 0.5)
     assert "Gelman" in pseudo["reference"]

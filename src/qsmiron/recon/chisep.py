@@ -24,9 +24,15 @@ Solved jointly for both maps by ADMM, minimising
   + alpha (TV_M(chi+) + TV_M(chi-))``  subject to ``chi+ >= 0, chi- >= 0``
 
 with the data weights of the dipole inversion (``W_f``: 1/noise, else magnitude, mean 1),
-``W_r`` from the R2* standard error when given (else uniform), ``lambda`` the ratio of the two
-terms' noise variances (so both are whitened), and ``TV_M`` the magnitude-edge-weighted TV of
-MEDI. Splittings: ``z = grad chi+-`` (shrinkage), ``y = D(chi+ - chi-)`` (voxel-wise field
+``W_r`` from the R2* standard error when given (else uniform), and ``TV_M`` the
+magnitude-edge-weighted TV of MEDI. The field's misfit is dominated by its inconsistency with
+the dipole model (noise and model errors, measured on the magic cone by
+``inconsistency_ppm``), not by thermal noise alone, so ``lambda = (inconsistency / R2' noise)^2``
+whitens the two terms alike. ``alpha`` is by default the weight MEDI's automatic rule picks for
+the same field (its residual meets that inconsistency); that MEDI solve, the net
+susceptibility, also starts the separation (``chi+ = (R2'/Dr + chi)/2``,
+``chi- = (R2'/Dr - chi)/2``, clipped at 0). The pipeline can pass the weight and map of its
+own dipole inversion instead (``alpha``, ``chi_ppm``). Splittings: ``z = grad chi+-`` (shrinkage), ``y = D(chi+ - chi-)`` (voxel-wise field
 weights) and ``q = chi+-`` (the voxel-wise R2' term with the non-negativity, a 2-variable
 quadratic program solved exactly). The least-squares step is diagonal in k-space for the
 sum and the difference of the two maps.
@@ -36,7 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numba
 import numpy as np
@@ -44,8 +50,10 @@ import numpy as np
 from qsmiron.errors import InputError
 from qsmiron.recon.fourier import irfftn, laplacian_kernel, rfftn
 from qsmiron.recon.invert import _kernels
-from qsmiron.recon.invert._common import DEFAULT_PAD_MM, data_weights, estimate_noise_ppm, setup
+from qsmiron.recon.invert._common import (DEFAULT_PAD_MM, data_weights, estimate_noise_ppm,
+                                          inconsistency_ppm, setup)
 from qsmiron.recon.invert.medi import DEFAULT_EDGE_FRACTION, magnitude_edge_weights
+from qsmiron.recon.invert.tv_admm import run_weighted_tv
 
 __all__ = ["ChiSeparation", "separate_susceptibility", "r2prime_from_r2star", "check_r2_map",
            "relaxometric_constant", "DR_3T_HZ_PER_PPM", "PSEUDO_R2_3T"]
@@ -56,9 +64,9 @@ DR_3T_HZ_PER_PPM = 137.0
 PSEUDO_R2_3T = (5.25, 0.5)
 """(intercept s^-1, slope) of the pseudo-R2 ``R2 = a + b R2*`` at 3 T (module docstring)."""
 
-DEFAULT_ALPHA = 3e-4
-"""TV weight (ppm mm) when none is given; see ``benchmarks/bench_chisep.py`` for how it was
-chosen. The pipeline can pass the weight its dipole inversion chose for the same field."""
+QSM_PATH = {"max_iter": 30, "tol": 1e-2, "path_alphas": 6, "path_decades": 3.5, "path_iterations": 3}
+"""Settings of the MEDI solve that picks the TV weight under ``alpha="auto"`` (those of
+``qsmiron.recon.invert.medi``)."""
 
 R2_PLAUSIBLE_PER_S = (2.0, 45.0)
 """Median R2 over a brain, s^-1, from 1.5 to 7 T (T2 about 22 to 500 ms); outside it the map is
@@ -184,7 +192,8 @@ def separate_susceptibility(local_ppm: np.ndarray, r2star_per_s: np.ndarray, mas
                             dr_hz_per_ppm: float | None = None,
                             pseudo_r2: tuple[float, float] = PSEUDO_R2_3T,
                             magnitude: np.ndarray | None = None, noise_ppm: np.ndarray | None = None,
-                            r2star_sd_per_s: np.ndarray | None = None, alpha: float = DEFAULT_ALPHA,
+                            r2star_sd_per_s: np.ndarray | None = None,
+                            alpha: float | Literal["auto"] = "auto", chi_ppm: np.ndarray | None = None,
                             edge_fraction: float = DEFAULT_EDGE_FRACTION, max_iter: int = 200,
                             tol: float = 2e-3, pad_mm: float = DEFAULT_PAD_MM) -> ChiSeparation:
     """chi+ and chi- (ppm, both >= 0) from the local field and R2' (module docstring).
@@ -211,8 +220,12 @@ def separate_susceptibility(local_ppm: np.ndarray, r2star_per_s: np.ndarray, mas
         Field-noise map (ppm): field weights 1/noise.
     r2star_sd_per_s : ndarray, optional
         Standard error of R2* (s^-1): R2' weights and noise level.
-    alpha : float
-        TV weight, ppm mm (same convention as ``qsmiron.recon.invert.medi``).
+    alpha : float or "auto"
+        TV weight, ppm mm (the convention of ``qsmiron.recon.invert.medi``); "auto": the
+        weight MEDI's automatic rule picks for this field (one MEDI solve, module docstring).
+    chi_ppm : ndarray, optional
+        Net susceptibility of the same field (e.g. the pipeline's QSM) to start from; with
+        ``alpha="auto"`` the MEDI solve provides it.
     edge_fraction, max_iter, tol, pad_mm : as for ``medi``; ``tol`` on the relative change
         of the two maps per iteration.
 
@@ -220,27 +233,43 @@ def separate_susceptibility(local_ppm: np.ndarray, r2star_per_s: np.ndarray, mas
     -------
     ChiSeparation
     """
-    if not alpha > 0 or max_iter < 1 or not tol > 0:
-        raise ValueError("alpha > 0, max_iter >= 1 and tol > 0 are needed")
+    if max_iter < 1 or not tol > 0 or not (alpha == "auto" or (not isinstance(alpha, str) and alpha > 0)):
+        raise ValueError("alpha > 0 or 'auto', max_iter >= 1 and tol > 0 are needed")
     dr, dr_source = relaxometric_constant(field_strength_t, dr_hz_per_ppm)
     problem = setup(local_ppm, mask, voxel_size_mm, b0_direction, pad_mm=pad_mm)
     full_mask = np.asarray(mask, dtype=bool)
     r2prime, r2p_info = r2prime_from_r2star(r2star_per_s, full_mask, r2_per_s=r2_per_s,
                                             field_strength_t=field_strength_t, pseudo_r2=pseudo_r2)
     weights_f, level_f, source_f = data_weights(problem, magnitude, noise_ppm)
-    target = problem.pad(np.where(np.isfinite(r2prime), r2prime / np.float32(dr), 0.0))
+    have_r2prime = problem.mask & np.isfinite(problem.pad(r2prime))
+    target = np.where(have_r2prime, problem.pad(np.nan_to_num(r2prime)) / np.float32(dr), 0.0)
     weights_r, level_r, source_r = _r2prime_weights(problem, r2prime, r2star_sd_per_s, dr)
-    lam = float((level_f / level_r) ** 2) if level_r > 0 and level_f > 0 else 1.0
     if magnitude is not None:
         edges = problem.pad(magnitude_edge_weights(magnitude, full_mask, problem.voxel_size_mm,
                                                    edge_fraction=edge_fraction))
         edges[~problem.mask] = 1.0
     else:
         edges = np.ones(problem.grid.shape, np.float32)
+    qsm_info: dict[str, Any] = {}
+    start = None if chi_ppm is None else problem.pad(np.nan_to_num(np.asarray(chi_ppm, np.float32)))
+    if alpha == "auto":
+        start, qsm_info = run_weighted_tv(problem, weights_f, level_f, alpha="auto",
+                                          gradient_weights=edges, **QSM_PATH)
+        alpha = float(qsm_info["alpha"])
+        inconsistency = float(qsm_info["inconsistency_ppm"])
+    else:
+        inconsistency = inconsistency_ppm(problem)
+    field_level = max(inconsistency, level_f) if np.isfinite(inconsistency) else level_f
+    lam = float((field_level / level_r) ** 2) if level_r > 0 and field_level > 0 else 1.0
     solver = _Solver(problem, weights_f, weights_r * np.float32(math.sqrt(lam)), target, edges, alpha)
+    if start is not None:
+        solver.start_from(start, target, have_r2prime)
     iterations, change = solver.run(max_iter, tol)
     para = problem.result(solver.p)
     dia = problem.result(solver.n)
+    if qsm_info:
+        qsm_info = {k: qsm_info[k] for k in ("alpha", "chosen_by", "inconsistency_ppm", "iterations",
+                                             "converged") if k in qsm_info}
     info = {
         "method": "chi-separation (Shin et al., NeuroImage 2021;240:118371), ADMM with "
                   "magnitude-weighted TV",
@@ -249,8 +278,13 @@ def separate_susceptibility(local_ppm: np.ndarray, r2star_per_s: np.ndarray, mas
                        "dr_hz_per_ppm": dr, "field_strength_t": float(field_strength_t)},
         "dr_source": dr_source, "r2prime": {k: v for k, v in r2p_info.items() if k != "warnings"},
         "approximation": bool(r2p_info["approximation"]),
+        "alpha_source": ("MEDI automatic rule on this field (inconsistency discrepancy)"
+                         if qsm_info else "given"),
         "field_weights": source_f, "r2prime_weights": source_r, "lambda_r2prime": lam,
-        "noise_level_field_ppm": level_f, "noise_level_r2prime_ppm": level_r,
+        "field_inconsistency_ppm": inconsistency, "noise_level_field_ppm": level_f,
+        "noise_level_r2prime_ppm": level_r, "started_from": (
+            "MEDI solution" if qsm_info else "given susceptibility" if chi_ppm is not None else "zero"),
+        "alpha_selection": qsm_info or None,
         "iterations": iterations, "relative_change": change, "converged": bool(change < tol),
         "warnings": list(r2p_info["warnings"]),
     }
@@ -312,6 +346,18 @@ class _Solver:
         self.qp, self.qn = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
         self.tp, self.tn = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
         self.work_p, self.work_n = np.empty(shape, np.float32), np.empty(shape, np.float32)
+
+    def start_from(self, chi, target, have_target) -> None:
+        """Both maps from a net susceptibility and the R2' target: (target +- chi) / 2, >= 0."""
+        chi = chi.astype(np.float32)
+        total = np.where(have_target, np.maximum(target, np.abs(chi)), np.abs(chi))
+        np.maximum(0.5 * (total + chi), 0.0, out=self.p)
+        np.maximum(0.5 * (total - chi), 0.0, out=self.n)
+        self.qp[...], self.qn[...] = self.p, self.n
+        zero = np.zeros(self.p.shape, np.float32)
+        for chi_map, z, s in ((self.p, self.zp, self.sp), (self.n, self.zn, self.sn)):
+            _kernels.gradient_shrink(chi_map, z, s, zero, self.inv_dx)
+            s[...] = 0.0
 
     def run(self, max_iter: int, tol: float) -> tuple[int, float]:
         shape = self.p.shape

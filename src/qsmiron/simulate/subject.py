@@ -344,6 +344,17 @@ def scan_properties(context: ScanContext, pose: SubjectPose):
     return mask, labels, s0, r2s
 
 
+def code_table_on_scan(context: ScanContext, pose: SubjectPose, table: np.ndarray) -> np.ndarray:
+    """A per-code property (a 256-entry table) as the scan sees it, float32 on the scan grid.
+
+    Smoothed by the voxel's point spread on the phantom grid, then sampled trilinearly, as
+    the simulator does for S0 and R2*; for maps the simulator does not make (chi+, chi-, R2).
+    """
+    volume = _smooth(np.asarray(table, dtype=np.float32)[context.phantom.codes], context.psf_sigma_vox)
+    matrix, offset = _phantom_transform(context.phantom, pose, pose.affine)
+    return _resample(volume, matrix, offset, pose.shape, order=1)
+
+
 def simulate_scan(context: ScanContext, chi_table: np.ndarray, pose: SubjectPose,
                   rng: np.random.Generator, *, workers: int = 1) -> SubjectScan:
     """Simulate one subject's multi-echo scan and its truth.
