@@ -277,10 +277,7 @@ def _scatter(index, r2s, s0, sd, used, code, r2s_out, t2_out, s0_out, sd_out, va
         j = index[i]
         used_out[j] = used[i]
         if code[i] != 0:
-            r2s_out[j] = np.nan
-            t2_out[j] = np.nan
-            s0_out[j] = np.nan
-            sd_out[j] = np.nan
+            r2s_out[j] = t2_out[j] = s0_out[j] = sd_out[j] = np.nan
             continue
         valid_out[j] = True
         r2s_out[j] = r2s[i]
@@ -296,11 +293,8 @@ def _scatter(index, r2s, s0, sd, used, code, r2s_out, t2_out, s0_out, sd_out, va
 
 def _run_kernel(signals, te, method, floor, correction, sigma, r2star_max, max_iter):
     n = signals.shape[0]
-    r2s = np.zeros(n, np.float32)
-    s0 = np.zeros(n, np.float32)
-    sd = np.zeros(n, np.float32)
-    used = np.zeros(n, np.uint8)
-    code = np.zeros(n, np.uint8)
+    r2s, s0, sd = (np.zeros(n, np.float32) for _ in range(3))
+    used, code = np.zeros(n, np.uint8), np.zeros(n, np.uint8)
     _fit_voxels(signals, te, method == "arlo", floor, correction, sigma, r2star_max, max_iter,
                 r2s, s0, sd, used, code)
     return r2s, s0, sd, used, code
