@@ -32,10 +32,12 @@ whitens the two terms alike. ``alpha`` is by default the weight MEDI's automatic
 the same field (its residual meets that inconsistency); that MEDI solve, the net
 susceptibility, also starts the separation (``chi+ = (R2'/Dr + chi)/2``,
 ``chi- = (R2'/Dr - chi)/2``, clipped at 0). The pipeline can pass the weight and map of its
-own dipole inversion instead (``alpha``, ``chi_ppm``). Splittings: ``z = grad chi+-`` (shrinkage), ``y = D(chi+ - chi-)`` (voxel-wise field
-weights) and ``q = chi+-`` (the voxel-wise R2' term with the non-negativity, a 2-variable
-quadratic program solved exactly). The least-squares step is diagonal in k-space for the
-sum and the difference of the two maps.
+own dipole inversion instead (``alpha``, ``chi_ppm``).
+
+Splittings: ``z = grad chi+-`` (shrinkage), ``y = D(chi+ - chi-)`` (voxel-wise field weights)
+and ``q = chi+-`` (the voxel-wise R2' term with the non-negativity, a 2-variable quadratic
+program solved exactly). The least-squares step is diagonal in k-space for the sum and the
+difference of the two maps.
 """
 
 from __future__ import annotations
@@ -244,32 +246,15 @@ def separate_susceptibility(local_ppm: np.ndarray, r2star_per_s: np.ndarray, mas
     have_r2prime = problem.mask & np.isfinite(problem.pad(r2prime))
     target = np.where(have_r2prime, problem.pad(np.nan_to_num(r2prime)) / np.float32(dr), 0.0)
     weights_r, level_r, source_r = _r2prime_weights(problem, r2prime, r2star_sd_per_s, dr)
-    if magnitude is not None:
-        edges = problem.pad(magnitude_edge_weights(magnitude, full_mask, problem.voxel_size_mm,
-                                                   edge_fraction=edge_fraction))
-        edges[~problem.mask] = 1.0
-    else:
-        edges = np.ones(problem.grid.shape, np.float32)
-    qsm_info: dict[str, Any] = {}
-    start = None if chi_ppm is None else problem.pad(np.nan_to_num(np.asarray(chi_ppm, np.float32)))
-    if alpha == "auto":
-        start, qsm_info = run_weighted_tv(problem, weights_f, level_f, alpha="auto",
-                                          gradient_weights=edges, **QSM_PATH)
-        alpha = float(qsm_info["alpha"])
-        inconsistency = float(qsm_info["inconsistency_ppm"])
-    else:
-        inconsistency = inconsistency_ppm(problem)
+    edges = _edge_weights(problem, magnitude, full_mask, edge_fraction)
+    alpha, start, inconsistency, qsm_info = _weight_and_start(problem, weights_f, level_f, edges,
+                                                              alpha, chi_ppm)
     field_level = max(inconsistency, level_f) if np.isfinite(inconsistency) else level_f
     lam = float((field_level / level_r) ** 2) if level_r > 0 and field_level > 0 else 1.0
     solver = _Solver(problem, weights_f, weights_r * np.float32(math.sqrt(lam)), target, edges, alpha)
     if start is not None:
         solver.start_from(start, target, have_r2prime)
     iterations, change = solver.run(max_iter, tol)
-    para = problem.result(solver.p)
-    dia = problem.result(solver.n)
-    if qsm_info:
-        qsm_info = {k: qsm_info[k] for k in ("alpha", "chosen_by", "inconsistency_ppm", "iterations",
-                                             "converged") if k in qsm_info}
     info = {
         "method": "chi-separation (Shin et al., NeuroImage 2021;240:118371), ADMM with "
                   "magnitude-weighted TV",
@@ -280,18 +265,40 @@ def separate_susceptibility(local_ppm: np.ndarray, r2star_per_s: np.ndarray, mas
         "approximation": bool(r2p_info["approximation"]),
         "alpha_source": ("MEDI automatic rule on this field (inconsistency discrepancy)"
                          if qsm_info else "given"),
+        "alpha_selection": qsm_info or None,
         "field_weights": source_f, "r2prime_weights": source_r, "lambda_r2prime": lam,
         "field_inconsistency_ppm": inconsistency, "noise_level_field_ppm": level_f,
         "noise_level_r2prime_ppm": level_r, "started_from": (
             "MEDI solution" if qsm_info else "given susceptibility" if chi_ppm is not None else "zero"),
-        "alpha_selection": qsm_info or None,
         "iterations": iterations, "relative_change": change, "converged": bool(change < tol),
         "warnings": list(r2p_info["warnings"]),
     }
     if not info["converged"]:
         info["warnings"].append(f"chi-separation stopped at {max_iter} iterations with a relative "
                                 f"change of {change:.2g} (tolerance {tol:g})")
-    return ChiSeparation(para, dia, r2prime, info)
+    return ChiSeparation(problem.result(solver.p), problem.result(solver.n), r2prime, info)
+
+
+def _edge_weights(problem, magnitude, mask, edge_fraction) -> np.ndarray:
+    """MEDI's gradient weights on the padded grid (0 on magnitude edges), 1 without magnitude."""
+    if magnitude is None:
+        return np.ones(problem.grid.shape, np.float32)
+    edges = problem.pad(magnitude_edge_weights(magnitude, mask, problem.voxel_size_mm,
+                                               edge_fraction=edge_fraction))
+    edges[~problem.mask] = 1.0
+    return edges
+
+
+def _weight_and_start(problem, weights_f, level_f, edges, alpha, chi_ppm):
+    """(alpha, start map or None, field inconsistency in ppm, the MEDI selection's record)."""
+    start = None if chi_ppm is None else problem.pad(np.nan_to_num(np.asarray(chi_ppm, np.float32)))
+    if alpha != "auto":
+        return float(alpha), start, inconsistency_ppm(problem), {}
+    start, details = run_weighted_tv(problem, weights_f, level_f, alpha="auto",
+                                     gradient_weights=edges, **QSM_PATH)
+    record = {k: details[k] for k in ("alpha", "chosen_by", "inconsistency_ppm", "iterations",
+                                      "converged") if k in details}
+    return float(details["alpha"]), start, float(details["inconsistency_ppm"]), record
 
 
 def _r2prime_weights(problem, r2prime, r2star_sd_per_s, dr) -> tuple[np.ndarray, float, str]:
