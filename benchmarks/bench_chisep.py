@@ -163,7 +163,7 @@ def main() -> None:
             runs += [(f"R2 true, alpha x {f:.2g}", 1.0, f) for f in args.alpha_factors]
         else:
             runs = [runs[0], runs[3]]
-        chosen = start = None
+        chosen = net_start = None
         for label, factor, alpha in runs:
             t0, c0 = time.perf_counter(), time.process_time()
             r2 = None if factor is None else head["r2"] * np.float32(factor)
@@ -172,11 +172,11 @@ def main() -> None:
                                              head["pose"].b0_direction_voxel, field_strength_t=3.0,
                                              r2_per_s=r2, magnitude=combined, noise_ppm=head["noise_ppm"],
                                              r2star_sd_per_s=fit.r2star_sd_per_s, alpha=weight,
-                                             chi_ppm=None if alpha == "auto" else start)
+                                             chi_ppm=None if alpha == "auto" else net_start)
             seconds = time.perf_counter() - t0
             if chosen is None:  # the R2-true run: its weight and net map for the sweep
                 chosen = result.info["parameters"]["alpha"]
-                start = result.paramagnetic_ppm - result.diamagnetic_ppm
+                net_start = result.paramagnetic_ppm - result.diamagnetic_ppm
             rows, nrmse = score(result, head, regions)
             summarise(label, rows, nrmse, seconds, result.info)
             if label == "R2 true":
