@@ -16,8 +16,9 @@ Chain: magnitude ``S0 exp(-R2* TE)`` + complex noise (SNR 120, 5 echoes 4-28 ms)
 field noise the echo fit would leave (SD = sigma / (2 pi sqrt(sum A^2 TE^2)), passed as the noise
 map) -> ``separate_susceptibility`` with: the true R2; R2 20 % low and 20 % high; no R2 (the
 pseudo-R2 approximation); and, with the true R2, TV weights of a third and three times the
-automatic one (how sensitive the default is; started from the net map of the automatic run). Errors: regional mean of each map minus the planted one over CIT168 labels, grey
-and white matter (cores of the smoothed tissue maps), and voxel-wise NRMSE in the brain.
+automatic one (how sensitive the default is; started from the net map of the automatic run).
+Errors: regional mean of each map minus the planted one over CIT168 labels, grey and white
+matter (cores of the smoothed tissue maps), and voxel-wise NRMSE in the brain.
 
     .venv/bin/python benchmarks/bench_chisep.py [--alpha-factors 0.33 3]
 """
