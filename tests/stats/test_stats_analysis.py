@@ -5,6 +5,8 @@ import pandas as pd
 import pytest
 
 from qsmiron.errors import InputError
+from qsmiron.io.participants import ParticipantsTable
+from qsmiron.records.study import Exclusion
 from qsmiron.stats.analysis import run_study
 from qsmiron.stats.study import Study, study_from_dict
 
@@ -19,12 +21,12 @@ def row(frame, region, hemisphere, **more):
     return selected.iloc[0]
 
 
-def test_planted_group_difference_association_and_relapse_effect_are_found(cohort):
+def test_planted_group_difference_association_and_relapse_effect_are_found(cohort, described):
     # d = -0.8 in VeP (MOH lower), r = -0.4 between left VeP chi and SDS within MOH,
     # lower VeP chi -> relapse (log OR -1 per SD)
     regions, participants = cohort(n_a=150, n_b=100, d=-0.8, r=-0.4, relapse_log_or=-1.0, seed=0,
                                    regions=("VeP", "Pu", "GPe"))
-    results = run_study(regions, participants, study_from_dict(STUDY))
+    results = run_study(regions, described(participants), study_from_dict(STUDY))
     gc = results.group_comparison
     for hemisphere in ("L", "R"):
         vep = row(gc, "VeP", hemisphere)
@@ -66,7 +68,7 @@ def test_participants_in_one_table_only_are_reported_not_silently_dropped(cohort
     extra = pd.DataFrame({"participant_id": ["sub-900"], "region": ["VeP"], "hemisphere": ["L"],
                           "mean_ppm": [0.05]})
     results = run_study(pd.concat([regions, extra]), participants, Study())
-    reasons = {(e["participant_id"], e["reason"]) for e in results.exclusions}
+    reasons = {(e.participant_id, e.reason) for e in results.exclusions}
     assert ("sub-900", "in the regions table but not in the participants table") in reasons
     assert ("sub-001", "in the participants table but has no regional values") in reasons
     assert any("sub-900" in w for w in results.warnings)
@@ -82,11 +84,10 @@ def test_missing_values_are_deleted_listwise_per_analysis_and_counted(cohort):
     results = run_study(regions, participants, Study())
     gc = results.group_comparison
     assert row(gc, "Pu", "L")["n_a"] == 10 and row(gc, "Pu", "R")["n_a"] == 11
-    records = [e for e in results.exclusions if e["analysis"] == "group_comparison"]
-    assert {"participant_id": "sub-002", "analysis": "group_comparison",
-            "reason": "missing age"} in records
-    assert {"participant_id": "sub-003", "analysis": "group_comparison",
-            "reason": "missing mean_ppm (Pu L)"} in records
+    records = [e for e in results.exclusions if e.analysis == "group_comparison"]
+    assert Exclusion(participant_id="sub-002", analysis="group_comparison", reason="missing age") in records
+    assert Exclusion(participant_id="sub-003", analysis="group_comparison",
+                     reason="missing mean_ppm (Pu L)") in records
     assert results.exclusion_counts["group_comparison"] == 2
 
 
@@ -112,9 +113,9 @@ def test_group_below_three_and_constant_variable_give_reasons_and_warnings(cohor
 
 def test_bad_design_is_an_input_error_naming_the_file(cohort):
     regions, participants = cohort(n_a=8, n_b=8, seed=5)
-    participants.attrs["source"] = "participants.tsv"
+    table = ParticipantsTable(participants, source="participants.tsv")
     with pytest.raises(InputError, match="'HC'") as error:
-        run_study(regions, participants, study_from_dict({"groups": {"compare": ["MOH", "HC"]}}))
+        run_study(regions, table, study_from_dict({"groups": {"compare": ["MOH", "HC"]}}))
     assert error.value.path == "participants.tsv"
     bad = participants.assign(relapse=participants["relapse"] * 2)
     with pytest.raises(InputError, match="'relapse' must be 0/1"):
@@ -131,7 +132,7 @@ def test_pooled_pearson_associations_and_regions_subset(cohort):
     results = run_study(regions, participants, study_from_dict(
         {"regions": ["vep"], "associations": {"group": "all", "variables": ["hit6"],
                                               "method": "pearson"}}))
-    assert results.settings["regions"] == ["VeP"]
+    assert results.settings.regions == ["VeP"]
     assert set(results.group_comparison["region"]) == {"VeP"}
     assoc = results.associations
     assert (assoc["group"] == "all").all() and (assoc["n"] == 30).all()
@@ -143,18 +144,21 @@ PRIMARY_STUDY = {"primary_regions": ["vep", "Pu"], "relapse": {"event": "relapse
 
 
 @pytest.fixture(scope="module")
-def primary_results(cohort):
+def primary_results(cohort, described):
     regions, participants = cohort(n_a=40, n_b=30, d=-1.2, r=-0.6, relapse_log_or=-1.0,
-                                           seed=9, regions=("VeP", "Pu", "GPe"))
-    return run_study(regions, participants, study_from_dict(PRIMARY_STUDY))
+                                   seed=9, regions=("VeP", "Pu", "GPe"))
+    return run_study(regions, described(participants), study_from_dict(PRIMARY_STUDY))
 
 
 def test_primary_regions_form_their_own_fdr_family_in_every_table(primary_results):
     from statsmodels.stats.multitest import multipletests
 
     results = primary_results
-    assert results.settings["primary_regions"] == ["VeP", "Pu"]
-    assert "both hemispheres" in results.settings["fdr_families"]
+    assert results.settings.primary_regions == ["VeP", "Pu"]
+    methods = results.settings.methods
+    assert "both hemispheres" in methods.fdr_families
+    assert methods.group_comparison_fdr.startswith("within the primary and within the exploratory")
+    assert methods.fdr_families in methods.multiple_comparisons
     tables = ((results.group_comparison, "p", "p_fdr"), (results.relapse, "p", "p_fdr"),
               (results.relapse, "hr_p", "hr_p_fdr"), (results.relapse_counts, "p", "p_fdr"),
               (results.associations, "p", "p_fdr"))
@@ -210,7 +214,7 @@ def test_ten_participants_with_four_relapses_get_no_odds_ratio_only_a_descriptiv
     moh = participants["group"] == "MOH"
     participants.loc[moh, "relapse"] = [1, 0, 1, 0, 0, 1, 0, 0, 1, 0]
     participants.loc[moh, "relapse_event"] = participants.loc[moh, "relapse"]
-    participants.attrs["data_dictionary"] = {}  # no participants.json
+    # a bare DataFrame: no participants.json
     results = run_study(regions, participants, study_from_dict(
         {"primary_regions": ["VeP"], "relapse": {"event": "relapse_event"}}))
     relapse = results.relapse
@@ -224,7 +228,7 @@ def test_ten_participants_with_four_relapses_get_no_odds_ratio_only_a_descriptiv
     assert any(w.startswith("relapse every row: 4 events and 6 non-events")
                for w in results.warnings)
     assert results.answers.relapse.too_few_events.startswith("4 events and 6 non-events")
-    assert all(np.isnan(e.estimate) for e in results.answers.relapse.odds_ratio)
+    assert all(e.estimate is None for e in results.answers.relapse.odds_ratio)
     assert relapse["min_detectable_or"].iloc[0] > 5  # only a huge effect could be found
     assert ("VeP", "L") in results.km_curves and ("VeP", "L") in results.km_at_risk
     assert any("'time_to_relapse' has no Units" in w for w in results.warnings)

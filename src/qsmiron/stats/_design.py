@@ -9,6 +9,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+CHI = "__chi_ppm"
+"""The column holding one region's mean_ppm in the frames an analysis builds (a name no
+participants table uses; ``mean_ppm`` in exclusion reasons)."""
+
+
+def region_label(key: tuple[str, str]) -> str:
+    """``(region, hemisphere)`` as text: ``"VeP left"``."""
+    return f"{key[0]} {key[1]}"
+
 
 @dataclass
 class CompleteCases:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 from collections import defaultdict
 from typing import Any
 
@@ -10,67 +9,25 @@ import numpy as np
 import pandas as pd
 
 from qsmiron.errors import InputError
-from qsmiron.io.participants import normalise_participant_id
-from qsmiron.stats import relapse as relapse_models
-from qsmiron.stats._design import complete_cases
+from qsmiron.io.participants import ParticipantsTable, normalise_participant_id
+from qsmiron.records.study import AnalysisSettings, ColumnInfo, Exclusion, ParticipantCounts
+from qsmiron.stats._design import CHI, complete_cases, region_label
 from qsmiron.stats.answers import study_answers
 from qsmiron.stats.associations import ASSOCIATION_COLUMNS, associate
 from qsmiron.stats.group import GROUP_COLUMNS, compare_groups
-from qsmiron.stats.multiple import families_statement, fdr_bh_within, fdr_families
+from qsmiron.stats.methods_text import statistics_methods
+from qsmiron.stats.multiple import fdr_bh_within, fdr_families
+from qsmiron.stats.outcomes import relapse_tables
 from qsmiron.stats.regions import region_keys, select_session, sessions_of, validate_regions, wide_regions
 from qsmiron.stats.results import StudyResults
-from qsmiron.stats.study import ALL, Study, group_labels, resolve_study, study_settings
-from qsmiron.stats.survival import time_to_event_row
+from qsmiron.stats.study import ALL, Study, group_labels, resolve_study
 from qsmiron.stats.table1 import describe_groups
 from qsmiron.stats.units import column_info
-
-CHI = "__chi_ppm"
-METHODS_TEXT = {
-    "group_comparison": (
-        "ANCOVA by ordinary least squares (mean_ppm ~ group + covariates; F and p of the group "
-        "term from type-II sums of squares, identical to type III without interactions); "
-        "adjusted means predicted at the covariate means with categorical covariates weighted "
-        "by their observed proportions; partial eta squared = SS_group / (SS_group + "
-        "SS_residual); Cohen's d from the raw group means and pooled SD; two-sided "
-        "Mann-Whitney U test as the non-parametric check"),
-    "group_effect_sizes": (
-        "adjusted mean difference (group coefficient of the ANCOVA) in ppb with its t-based "
-        "95 % CI; Cohen's d with a 95 % CI from the noncentral t distribution"),
-    "associations": (
-        "partial correlation controlling the covariates: Spearman = Pearson partial "
-        "correlation of the ranks of all variables; p from t with n - 2 - k degrees of freedom "
-        "(k covariate columns); 95 % CI by Fisher's z (Bonett-Wright standard error for "
-        "Spearman)"),
-    "relapse": (
-        "logistic regression of relapse on chi (odds ratio per 1 SD of chi in the analysed "
-        "sample), by Firth's penalised likelihood when events per variable are below the "
-        "study's threshold or the data are separated and by maximum likelihood otherwise, "
-        "with profile-likelihood 95 % CI and likelihood-ratio p; no model with fewer events "
-        "or non-events than the study's minimum; ROC AUC of chi alone with DeLong 95 % CI and "
-        "Harrell's bootstrap optimism-corrected AUC; Youden cut-off chosen on all participants "
-        "with its sensitivity and specificity estimated by repeated stratified k-fold "
-        "cross-validation of the cut-off choice; Cox proportional hazards (hazard ratio per "
-        "SD) and Kaplan-Meier curves split at the median chi with numbers at risk and a "
-        "log-rank test when time-to-event data exist; Poisson regression of counts, negative "
-        "binomial (NB2) when the Cameron-Trivedi test shows overdispersion (p < 0.05)"),
-    "power": (
-        "minimal detectable effect at two-sided alpha 0.05 and 80 % power for each row's "
-        "sample: Cohen's d (noncentral t, covariates explaining no variance), r (Fisher's z), "
-        "odds ratio per SD (Hsieh et al. 1998)"),
-    "multiple_comparisons": (
-        "Benjamini-Hochberg false discovery rate within each family (primary and exploratory) "
-        "of each table: the group comparison's region-hemisphere rows, the associations' "
-        "region x variable rows, and each relapse model's regions"),
-    "missing_values": "listwise deletion per analysis, every excluded participant reported",
-    "table1": (
-        "mean ± SD and Welch t-test when Shapiro-Wilk p >= 0.05 in both groups, otherwise "
-        "median [IQR] and Mann-Whitney U; categorical: chi-square (Yates for 2 x 2), Fisher's "
-        "exact test for 2 x 2 tables with an expected count below 5"),
-}
+from qsmiron.versions import software_versions
 
 
-def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | None = None
-              ) -> StudyResults:
+def run_study(regions: pd.DataFrame, participants: ParticipantsTable | pd.DataFrame,
+              study: Study | None = None, *, regions_source: str | None = None) -> StudyResults:
     """Run Table 1, the group comparison, the associations and the relapse models.
 
     Parameters
@@ -79,11 +36,14 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
         Long regions table (participant_id, region, hemisphere, mean_ppm, optionally
         session; see :mod:`qsmiron.stats.regions`). A table of several sessions is analysed
         at ``study.session``.
-    participants : DataFrame
+    participants : ParticipantsTable or DataFrame
         As from :func:`qsmiron.io.participants.read_participants`; for a session, the
         participants' values at that session (:func:`qsmiron.io.participants.participants_at_session`).
+        A bare DataFrame is a table of unknown origin.
     study : Study, optional
         The design (defaults decided from the data when None or partly given).
+    regions_source : str, optional
+        The regions table's file, recorded in the results.
 
     Returns
     -------
@@ -102,15 +62,86 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
     regions = validate_regions(regions)
     # Participants are compared at one time point: a longitudinal table is cut to one session.
     sessions = sessions_of(regions)
-    regions = select_session(regions, study.session)
+    regions = select_session(regions, study.session, source=regions_source)
     session = study.session or (sessions[0] if sessions else None)
-    participants = _check_participants(participants)
-    source = participants.attrs.get("source")
+    if not isinstance(participants, ParticipantsTable):
+        participants = ParticipantsTable(participants)
+    source = participants.source
+    table_of = participants
+    participants = _check_participants(participants.frame, source)
     warnings: list[str] = []
     exclusions: list[dict[str, Any]] = []
-
     in_regions = list(dict.fromkeys(regions["participant_id"]))
     in_table = list(participants["participant_id"])
+    region_ids = set(in_regions)
+    common = _participants_in_both(in_regions, in_table, source, exclusions, warnings)
+
+    region_names = list(dict.fromkeys(regions["region"]))
+    analysed = participants[participants["participant_id"].isin(region_ids)]
+    resolved = resolve_study(study, analysed, region_names, source=source)
+    resolved.session = session
+    keys = region_keys(regions, resolved.regions)
+    table = participants.set_index("participant_id").loc[common]
+    wide = wide_regions(regions).reindex(common)
+    labels = group_labels(table[resolved.groups.column])
+    group_a, group_b = resolved.groups.compare
+
+    _check_groups(labels, resolved, exclusions, warnings)
+
+    compared = labels.isin([group_a, group_b]).to_numpy()
+    table1 = describe_groups(table.reset_index(), labels.reset_index(drop=True),
+                             group_a=group_a, group_b=group_b,
+                             exclude=("participant_id", resolved.groups.column))
+
+    rows_excluded: list[dict[str, Any]] = []
+    group_table = _group_comparison(table[compared], labels[compared], wide[compared], keys,
+                                    resolved, rows_excluded)
+    association_table = _associations(table, labels, wide, keys, resolved, rows_excluded)
+    outcomes = relapse_tables(table, labels, wide, keys, resolved, rows_excluded, source)
+    warnings.extend(outcomes.warnings)
+    exclusions.extend(_compress_exclusions(rows_excluded, keys))
+
+    warnings.extend(_row_warnings(group_table, association_table, outcomes.relapse, outcomes.counts))
+    units = _units(table_of, resolved, warnings)
+
+    settings = AnalysisSettings(
+        **resolved.model_dump(), study_file=resolved.source, methods=statistics_methods(resolved),
+        participants_table=source, regions_table=regions_source, sessions_in_regions_table=sessions,
+        sessions_table=table_of.sessions_source, sex_coding=table_of.sex_coding,
+        n_participants=ParticipantCounts(regions_table=len(in_regions), participants_table=len(in_table),
+                                         both=len(common), per_group={group_a: int((labels == group_a).sum()),
+                                                                      group_b: int((labels == group_b).sum())}))
+    results = StudyResults(
+        settings=settings, table1=table1, group_comparison=group_table,
+        associations=association_table, relapse=outcomes.relapse, relapse_counts=outcomes.counts,
+        roc_curves=outcomes.roc_curves, km_curves=outcomes.km_curves, km_at_risk=outcomes.km_at_risk,
+        units=units, exclusions=[Exclusion(**item) for item in exclusions], warnings=warnings,
+        versions=software_versions())
+    results.exclusion_counts = _exclusion_counts(exclusions)
+    results.answers = study_answers(results)
+    return results
+
+
+def _units(participants: ParticipantsTable, study: Study, warnings: list[str]) -> dict[str, ColumnInfo]:
+    """The ``participants.json`` entry of every column the analyses read; a warning for a time
+    column without Units."""
+    relapse = study.relapse
+    used = [*study.covariates, *study.associations.variables, *study.associations.covariates,
+            relapse.outcome, relapse.time, relapse.event, relapse.count, relapse.exposure,
+            *relapse.covariates]
+    units = column_info(participants.data_dictionary, used)
+    if relapse.time is not None and units[relapse.time].units is None:
+        warnings.append(f"the time column '{relapse.time}' has no Units in participants.json: "
+                        "times are reported without a unit")
+    return units
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def _participants_in_both(in_regions: list[str], in_table: list[str], source, exclusions: list, warnings: list
+                          ) -> list[str]:
+    """The participants of both tables (table order); the others excluded from every analysis."""
     region_ids, table_ids = set(in_regions), set(in_table)
     only_regions = [pid for pid in in_regions if pid not in table_ids]
     only_table = [pid for pid in in_table if pid not in region_ids]
@@ -130,21 +161,13 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
     if not common:
         raise InputError("no participant_id is in both the regions table and the participants "
                          "table", source)
+    return common
 
-    region_names = list(dict.fromkeys(regions["region"]))
-    analysed = participants[participants["participant_id"].isin(region_ids)]
-    analysed.attrs = dict(participants.attrs)
-    resolved = resolve_study(study, analysed, region_names)
-    resolved.session = session
-    keys = region_keys(regions, resolved.regions)
-    table = participants.set_index("participant_id").loc[common]
-    wide = wide_regions(regions).reindex(common)
-    labels = group_labels(table[resolved.groups.column])
+
+def _check_groups(labels: pd.Series, resolved: Study, exclusions: list, warnings: list) -> None:
+    """Exclude the unlabelled from the group comparison; warn of other groups and small groups."""
     group_a, group_b = resolved.groups.compare
-    minimum = resolved.min_group_size
-
-    unlabelled = labels.index[labels.isna()].tolist()
-    for pid in unlabelled:
+    for pid in labels.index[labels.isna()].tolist():
         exclusions.append({"participant_id": pid, "analysis": "group_comparison",
                            "reason": f"missing {resolved.groups.column}"})
     others = labels[labels.notna() & ~labels.isin([group_a, group_b])].value_counts()
@@ -153,74 +176,15 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
                         + ", ".join(f"{label} ({n})" for label, n in others.items()))
     for label in (group_a, group_b):
         n = int((labels == label).sum())
-        if n < minimum:
+        if n < resolved.min_group_size:
             warnings.append(f"group {label} has {n} participant(s) with regional values; at "
-                            f"least {minimum} are needed for the group comparison")
-
-    compared = labels.isin([group_a, group_b]).to_numpy()
-    table1 = describe_groups(table.reset_index(), labels.reset_index(drop=True),
-                             group_a=group_a, group_b=group_b,
-                             exclude=("participant_id", resolved.groups.column))
-
-    rows_excluded: list[dict[str, Any]] = []
-    group_table = _group_comparison(table[compared], labels[compared], wide[compared], keys,
-                                    resolved, rows_excluded)
-    association_table = _associations(table, labels, wide, keys, resolved, rows_excluded)
-    relapse_table, counts_table, roc, km, at_risk, relapse_warnings = _relapse(
-        table, labels, wide, keys, resolved, rows_excluded, source)
-    warnings.extend(relapse_warnings)
-    exclusions.extend(_compress_exclusions(rows_excluded, keys))
-
-    warnings.extend(_row_warnings(group_table, association_table, relapse_table, counts_table))
-
-    units = column_info(participants, _used_columns(resolved))
-    time_column = resolved.relapse.time
-    if time_column is not None and time_column in units and units[time_column].units is None:
-        warnings.append(f"the time column '{time_column}' has no Units in participants.json: "
-                        "times are reported without a unit")
-
-    settings = study_settings(resolved)
-    settings["fdr_families"] = families_statement(resolved.primary_regions,
-                                                  resolved.associations.primary_variables)
-    settings["methods"] = {**METHODS_TEXT, "multiple_comparisons": (
-        f"{METHODS_TEXT['multiple_comparisons']}; {settings['fdr_families']}")}
-    settings["participants_table"] = source
-    settings["regions_table"] = regions.attrs.get("source")
-    settings["sessions_in_regions_table"] = sessions
-    settings["sessions_table"] = participants.attrs.get("sessions_source")
-    settings["sex_coding"] = participants.attrs.get("sex_coding")
-    settings["n_participants"] = {"regions_table": len(in_regions),
-                                  "participants_table": len(in_table), "both": len(common),
-                                  "per_group": {group_a: int((labels == group_a).sum()),
-                                                group_b: int((labels == group_b).sum())}}
-    results = StudyResults(
-        settings=settings, table1=table1, group_comparison=group_table,
-        associations=association_table, relapse=relapse_table, relapse_counts=counts_table,
-        roc_curves=roc, km_curves=km, exclusions=exclusions, warnings=warnings,
-        versions=package_versions(), km_at_risk=at_risk, units=units)
-    results.exclusion_counts = _exclusion_counts(exclusions)
-    results.answers = study_answers(results)
-    return results
+                            f"least {resolved.min_group_size} are needed for the group comparison")
 
 
-def _used_columns(study: Study) -> list[str]:
-    """Every participants-table column an analysis of ``study`` reads."""
-    relapse = study.relapse
-    return [column for column in (*study.covariates, *study.associations.variables,
-                                  *study.associations.covariates, relapse.outcome, relapse.time,
-                                  relapse.event, relapse.count, relapse.exposure,
-                                  *relapse.covariates) if column]
-
-
-# ---------------------------------------------------------------------------------------
-
-
-def _check_participants(participants: pd.DataFrame) -> pd.DataFrame:
-    source = participants.attrs.get("source")
+def _check_participants(participants: pd.DataFrame, source: str | None) -> pd.DataFrame:
     if "participant_id" not in participants.columns:
         raise InputError("participants table has no 'participant_id' column", source)
     frame = participants.copy()
-    frame.attrs = dict(participants.attrs)
     frame["participant_id"] = frame["participant_id"].map(normalise_participant_id)
     if frame["participant_id"].isna().any():
         raise InputError("participants table has rows without participant_id", source)
@@ -230,10 +194,6 @@ def _check_participants(participants: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _region_label(key: tuple[str, str]) -> str:
-    return f"{key[0]} {key[1]}"
-
-
 def _group_comparison(table, labels, wide, keys, study: Study, excluded) -> pd.DataFrame:
     group_a, group_b = study.groups.compare
     rows = []
@@ -241,7 +201,7 @@ def _group_comparison(table, labels, wide, keys, study: Study, excluded) -> pd.D
         frame = table[study.covariates].assign(**{CHI: wide[key]})
         frame = frame[labels.notna()]
         kept = complete_cases(frame, [CHI, *study.covariates],
-                              "group_comparison", {CHI: "mean_ppm"}, _region_label(key))
+                              "group_comparison", {CHI: "mean_ppm"}, region_label(key))
         excluded.extend(kept.exclusions)
         data = kept.frame
         row = compare_groups(data[CHI], labels.loc[data.index], data[study.covariates],
@@ -265,7 +225,7 @@ def _associations(table, labels, wide, keys, study: Study, excluded) -> pd.DataF
             frame = sample[[variable, *covariates]].assign(**{CHI: wide.loc[sample.index, key]})
             kept = complete_cases(frame, [CHI, variable, *covariates],
                                   f"associations {variable}", {CHI: "mean_ppm"},
-                                  _region_label(key))
+                                  region_label(key))
             excluded.extend(kept.exclusions)
             data = kept.frame
             row = associate(data[CHI], data[variable], data[covariates],
@@ -280,127 +240,6 @@ def _associations(table, labels, wide, keys, study: Study, excluded) -> pd.DataF
                                    primary_variables=settings.primary_variables)
     frame["p_fdr"] = fdr_bh_within(frame["p"].to_numpy(float), frame["group"], frame["family"])
     return frame
-
-
-def _check_binary(values: pd.Series, name: str, source) -> None:
-    present = values.dropna()
-    bad = sorted(set(present[~present.isin([0, 1])].tolist()))
-    if bad:
-        raise InputError(f"column '{name}' must be 0/1 but holds {', '.join(map(str, bad[:5]))}",
-                         source)
-
-
-def _relapse(table, labels, wide, keys, study: Study, excluded, source):
-    settings = study.relapse
-    warnings: list[str] = []
-    columns = relapse_models.relapse_columns(settings.time is not None)
-    empty = pd.DataFrame(columns=columns)
-    roc: dict[tuple[str, str], pd.DataFrame] = {}
-    km: dict[tuple[str, str], pd.DataFrame] = {}
-    if settings.outcome is None and settings.time is None and settings.count is None:
-        return empty, None, roc, km, {}, warnings
-    sample = (table if settings.group == ALL
-              else table[(labels == settings.group).to_numpy()]).copy()
-    covariates = list(settings.covariates)
-    minimum = study.min_group_size
-
-    for name in filter(None, (settings.outcome, settings.event)):
-        _check_binary(sample[name], name, source)
-    if settings.time is not None:
-        negative = sample[settings.time].dropna() < 0
-        if negative.any():
-            raise InputError(f"column '{settings.time}' holds negative times", source)
-        if settings.exposure is not None:
-            fill = (sample[settings.time].isna() & (sample[settings.event] == 0)
-                    & sample[settings.exposure].notna())
-            if fill.any():
-                sample.loc[fill, settings.time] = sample.loc[fill, settings.exposure]
-                warnings.append(f"{int(fill.sum())} participant(s) without an event and without "
-                                f"'{settings.time}' were censored at '{settings.exposure}'")
-    if settings.count is not None:
-        counts = sample[settings.count].dropna()
-        if (counts < 0).any() or not np.all(np.mod(counts, 1) == 0):
-            raise InputError(f"column '{settings.count}' must hold counts (0, 1, 2, ...)", source)
-
-    rows, count_rows = [], []
-    at_risk: dict[tuple[str, str], pd.DataFrame] = {}
-    for key in keys:
-        label = _region_label(key)
-        chi = wide.loc[sample.index, key]
-        row: dict[str, Any] = {"region": key[0], "hemisphere": key[1]}
-        notes: list[str] = []
-        if settings.outcome is not None:
-            frame = sample[[settings.outcome, *covariates]].assign(**{CHI: chi})
-            kept = complete_cases(frame, [CHI, settings.outcome, *covariates],
-                                  "relapse", {CHI: "mean_ppm"}, label)
-            excluded.extend(kept.exclusions)
-            data = kept.frame
-            binary, curve = relapse_models.binary_outcome_row(
-                data[settings.outcome].astype(int), data[CHI], data[covariates], settings,
-                min_group_size=minimum, seed=study.seed)
-            notes.append(binary.pop("note"))
-            row.update(binary)
-            if curve is not None:
-                roc[key] = curve
-        if settings.time is not None:
-            frame = sample[[settings.time, settings.event, *covariates]].assign(**{CHI: chi})
-            kept = complete_cases(frame, [CHI, settings.time, settings.event, *covariates],
-                                  "time_to_event", {CHI: "mean_ppm"}, label)
-            excluded.extend(kept.exclusions)
-            data = kept.frame
-            timed, curves, risk = time_to_event_row(
-                data[settings.time], data[settings.event].astype(int), data[CHI],
-                data[covariates], min_group_size=minimum, min_events=settings.min_events,
-                min_epv=settings.min_epv, km_times=settings.km_times)
-            notes.append(timed.pop("note"))
-            row.update(timed)
-            if curves is not None:
-                km[key], at_risk[key] = curves, risk
-        if settings.count is not None:
-            count_rows.append(_count_row(sample, chi, key, settings, covariates, minimum, excluded))
-        row["note"] = "; ".join(dict.fromkeys(n for n in notes if n))
-        rows.append(row)
-
-    frame = pd.DataFrame(rows).reindex(columns=columns) if settings.outcome or settings.time else empty
-    if not frame.empty:
-        frame["family"] = fdr_families(frame["region"], study.primary_regions)
-        frame["p_fdr"] = fdr_bh_within(frame["p"].to_numpy(float), frame["family"])
-        if settings.time is not None:
-            frame["hr_p_fdr"] = fdr_bh_within(frame["hr_p"].to_numpy(float), frame["family"])
-        frame["note"] = frame["note"].fillna("")
-    counts_table = None
-    if settings.count is not None:
-        counts_table = pd.DataFrame(count_rows, columns=relapse_models.COUNT_COLUMNS)
-        counts_table["family"] = fdr_families(counts_table["region"], study.primary_regions)
-        counts_table["p_fdr"] = fdr_bh_within(counts_table["p"].to_numpy(float),
-                                              counts_table["family"])
-    return frame, counts_table, roc, km, at_risk, warnings
-
-
-def _count_row(sample, chi, key, settings, covariates, minimum, excluded) -> dict[str, Any]:
-    label = _region_label(key)
-    needed = [settings.count, *covariates] + ([settings.exposure] if settings.exposure else [])
-    frame = sample[list(dict.fromkeys(needed))].assign(**{CHI: chi})
-    kept = complete_cases(frame, [CHI, *dict.fromkeys(needed)], "relapse_count",
-                          {CHI: "mean_ppm"}, label)
-    excluded.extend(kept.exclusions)
-    data = kept.frame
-    if settings.exposure:
-        positive = data[settings.exposure] > 0
-        for pid in data.index[~positive]:
-            excluded.append({"participant_id": str(pid), "analysis": "relapse_count",
-                             "reason": f"{settings.exposure} is not positive", "where": label})
-        data = data[positive]
-    row = {"region": key[0], "hemisphere": key[1], "n": len(data)}
-    if len(data) < 2 * minimum:
-        return {**row, "note": f"{len(data)} participants with counts (at least {2 * minimum} "
-                               "needed)"}
-    problem = relapse_models.chi_problem(data[CHI].to_numpy())
-    if problem:
-        return {**row, "note": problem}
-    exposure = data[settings.exposure] if settings.exposure else None
-    return {**row, **relapse_models.count_rate_ratio(data[settings.count], data[CHI],
-                                                     data[covariates], exposure)}
 
 
 def _row_warnings(group_table, association_table, relapse_table, counts_table) -> list[str]:
@@ -436,7 +275,7 @@ def _compress_exclusions(records: list[dict[str, Any]], keys) -> list[dict[str, 
     A participant missing a covariate is left out of every region's model: that is one record
     ("missing age", all regions), not one per region.
     """
-    every = {_region_label(key) for key in keys}
+    every = {region_label(key) for key in keys}
     grouped: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for record in records:
         grouped[(record["participant_id"], record["analysis"], record["reason"])].append(
@@ -455,23 +294,6 @@ def _exclusion_counts(exclusions: list[dict[str, Any]]) -> dict[str, int]:
     for record in exclusions:
         counts[record["analysis"]].add(record["participant_id"])
     return {analysis: len(ids) for analysis, ids in counts.items()}
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of Python and of every package the statistics use."""
-    from importlib.metadata import version
-
-    import lifelines
-    import scipy
-    import sklearn
-    import statsmodels
-
-    from qsmiron import __version__
-
-    return {"qsmiron": __version__, "python": platform.python_version(),
-            "numpy": np.__version__, "pandas": pd.__version__, "scipy": scipy.__version__,
-            "statsmodels": statsmodels.__version__, "scikit-learn": sklearn.__version__,
-            "lifelines": lifelines.__version__, "firthmodels": version("firthmodels")}
 
 
 def _few(items: list[str], limit: int = 5) -> str:

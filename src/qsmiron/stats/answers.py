@@ -1,7 +1,8 @@
 """The study's three answers, as the report opens with them, and the association heatmap.
 
 :func:`study_answers` reads a finished :class:`~qsmiron.stats.results.StudyResults` and
-returns :class:`StudyAnswers`:
+returns a :class:`~qsmiron.records.answers.StudyAnswers` record (written into
+``results.json`` as ``answers``):
 
 1. **group difference** in the primary regions: the ANCOVA's adjusted mean difference
    (group_a - group_b) in ppb with its 95 % CI and Cohen's d with its noncentral-t 95 % CI,
@@ -16,149 +17,39 @@ returns :class:`StudyAnswers`:
 Without declared primary regions the answers cover every analysed region and say that they
 are exploratory (``confirmatory = False``). Each answer also carries the minimal detectable
 effect of its analysis at the full sample (two-sided alpha 0.05, 80 % power) and the labels
-of the rows whose FDR-adjusted p (within their family) is below the study's alpha.
-:class:`AssociationMatrix` is the region x variable matrix of r, p and FDR p for a heatmap.
+of the rows whose FDR-adjusted p (within their family) is below the study's alpha. A number
+that could not be estimated is None. :class:`~qsmiron.records.answers.AssociationMatrix` is the region x variable matrix of r, p and FDR p for a heatmap.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-
-@dataclass
-class Estimate:
-    """One forest-plot row: an effect with its 95 % CI in one region and hemisphere."""
-
-    region: str
-    hemisphere: str
-    estimate: float
-    ci_low: float
-    ci_high: float
-    p: float = float("nan")
-    p_fdr: float = float("nan")
-    family: str = ""
-    n: int | None = None
-    variable: str | None = None
-    method: str = ""
-    note: str = ""
-
-    @property
-    def label(self) -> str:
-        return f"{self.region} {self.hemisphere}"
-
-
-@dataclass
-class AucEstimate:
-    """The AUC of chi alone in one region: apparent (DeLong CI), corrected, and its cut-off."""
-
-    region: str
-    hemisphere: str
-    auc: float
-    ci_low: float
-    ci_high: float
-    auc_corrected: float
-    direction: str
-    cutoff_ppm: float
-    sensitivity_cv: float
-    specificity_cv: float
-    note: str = ""
-
-
-@dataclass
-class GroupDifferenceAnswer:
-    """Answer 1: do the groups differ in the primary regions?"""
-
-    group_a: str
-    group_b: str
-    covariates: list[str]
-    confirmatory: bool
-    difference_ppb: list[Estimate]
-    """Adjusted mean difference group_a - group_b, ppb; p and p_fdr of the ANCOVA F test."""
-    cohen_d: list[Estimate]
-    """Cohen's d (raw means, pooled SD) with the noncentral-t CI."""
-    n_a: int
-    n_b: int
-    min_detectable_d: float
-    significant: list[str] = field(default_factory=list)
-
-
-@dataclass
-class AssociationAnswer:
-    """Answer 2: does chi in the primary regions go with the primary clinical variables?"""
-
-    group: str
-    method: str
-    variables: list[str]
-    covariates: list[str]
-    confirmatory: bool
-    correlations: list[Estimate]
-    n: int
-    min_detectable_r: float
-    significant: list[str] = field(default_factory=list)
-
-
-@dataclass
-class RelapseAnswer:
-    """Answer 3: does chi in the primary regions predict relapse?"""
-
-    outcome: str
-    group: str
-    covariates: list[str]
-    confirmatory: bool
-    odds_ratio: list[Estimate]
-    """Per SD of chi; ``method`` names the model (Firth or maximum likelihood)."""
-    auc: list[AucEstimate]
-    n: int
-    n_events: int
-    min_detectable_odds_ratio: float
-    too_few_events: str = ""
-    """Why no outcome model was fitted (empty when the models ran)."""
-    significant: list[str] = field(default_factory=list)
-
-
-@dataclass
-class AssociationMatrix:
-    """Region x variable matrices (rows: region and hemisphere) for a heatmap."""
-
-    group: str
-    method: str
-    regions: list[str]
-    hemispheres: list[str]
-    variables: list[str]
-    r: list[list[float]]
-    p: list[list[float]]
-    p_fdr: list[list[float]]
-    family: list[list[str]]
-
-
-@dataclass
-class StudyAnswers:
-    """What the report opens with."""
-
-    alpha: float
-    primary_regions: list[str]
-    fdr_families: str
-    group_difference: GroupDifferenceAnswer | None = None
-    association: AssociationAnswer | None = None
-    relapse: RelapseAnswer | None = None
-    association_matrix: AssociationMatrix | None = None
+from qsmiron.records.answers import (AssociationAnswer, AssociationMatrix, AucEstimate, Estimate,
+                                     GroupDifferenceAnswer, RelapseAnswer, StudyAnswers)
+from qsmiron.records.study import AnalysisSettings
+from qsmiron.stats.relapse import binary_outcome_problem
 
 
 def study_answers(results: Any) -> StudyAnswers:
-    """The three answers and the association matrix of a study's results."""
-    settings = results.settings
-    primary = list(settings.get("primary_regions") or [])
-    answers = StudyAnswers(alpha=float(settings.get("alpha", 0.05)), primary_regions=primary,
-                           fdr_families=str(settings.get("fdr_families", "")))
-    answers.group_difference = _group_answer(results.group_comparison, settings, answers.alpha)
-    answers.association = _association_answer(results.associations, settings, answers.alpha)
-    answers.relapse = _relapse_answer(results.relapse, settings, answers.alpha)
-    answers.association_matrix = association_matrix(results.associations)
-    return answers
+    """The three answers and the association matrix of a study's results.
+
+    Parameters
+    ----------
+    results : StudyResults
+        Its ``settings`` (the resolved study) and its tables.
+    """
+    settings: AnalysisSettings = results.settings
+    alpha = float(settings.alpha)
+    return StudyAnswers(
+        alpha=alpha, primary_regions=list(settings.primary_regions),
+        group_difference=_group_answer(results.group_comparison, settings, alpha),
+        association=_association_answer(results.associations, settings, alpha),
+        relapse=_relapse_answer(results.relapse, settings, alpha),
+        association_matrix=association_matrix(results.associations))
 
 
 # ---------------------------------------------------------------------------------------
@@ -168,11 +59,13 @@ def _answered(frame: pd.DataFrame, primary: list[str]) -> pd.DataFrame:
     return frame[frame["region"].isin(primary)] if primary else frame
 
 
-def _number(value: Any) -> float:
+def _number(value: Any) -> float | None:
+    """A table cell as a finite float; None when missing or not finite."""
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        return float("nan")
+        return None
+    return number if np.isfinite(number) else None
 
 
 def _text(value: Any) -> str:
@@ -202,54 +95,53 @@ def _significant(frame: pd.DataFrame, alpha: float, extra: str | None = None) ->
             for _, row in chosen.iterrows()]
 
 
-def _largest(frame: pd.DataFrame, size: pd.Series, column: str) -> float:
-    """``column`` of the row analysing the most participants (the study's full sample)."""
-    if frame.empty or size.isna().all():
-        return float("nan")
-    return _number(frame.loc[size.astype(float).idxmax(), column])
+def _largest_row(frame: pd.DataFrame, size: pd.Series) -> Any:
+    """The index of the row analysing the most participants (the study's full sample)."""
+    size = size.astype(float)
+    return size.idxmax() if size.notna().any() else frame.index[0]
 
 
-def _group_answer(frame, settings, alpha) -> GroupDifferenceAnswer | None:
+def _group_answer(frame: pd.DataFrame | None, settings: AnalysisSettings, alpha: float
+                  ) -> GroupDifferenceAnswer | None:
     if frame is None or frame.empty:
         return None
-    primary = list(settings.get("primary_regions") or [])
+    primary = list(settings.primary_regions)
     rows = _answered(frame, primary)
-    groups = settings.get("groups", {})
-    size = frame["n_a"].astype(float) + frame["n_b"].astype(float)
-    largest = size.idxmax() if size.notna().any() else frame.index[0]
+    largest = _largest_row(frame, frame["n_a"].astype(float) + frame["n_b"].astype(float))
     return GroupDifferenceAnswer(
-        group_a=str(groups.get("group_a", frame["group_a"].iloc[0])),
-        group_b=str(groups.get("group_b", frame["group_b"].iloc[0])),
-        covariates=list(settings.get("covariates") or []), confirmatory=bool(primary),
+        group_a=settings.group_a, group_b=settings.group_b,
+        covariates=list(settings.covariates or []), confirmatory=bool(primary),
         difference_ppb=_estimates(rows, "diff_ppb", "diff_ci_low_ppb", "diff_ci_high_ppb"),
         cohen_d=_estimates(rows, "cohen_d", "cohen_d_ci_low", "cohen_d_ci_high"),
-        n_a=int(frame.loc[largest, "n_a"]), n_b=int(frame.loc[largest, "n_b"]),
-        min_detectable_d=_largest(frame, size, "min_detectable_d"),
+        n_a=_count(frame.loc[largest, "n_a"]), n_b=_count(frame.loc[largest, "n_b"]),
+        min_detectable_d=_number(frame.loc[largest, "min_detectable_d"]),
         significant=_significant(rows, alpha))
 
 
-def _association_answer(frame, settings, alpha) -> AssociationAnswer | None:
+def _association_answer(frame: pd.DataFrame | None, settings: AnalysisSettings, alpha: float
+                        ) -> AssociationAnswer | None:
     if frame is None or frame.empty:
         return None
-    primary = list(settings.get("primary_regions") or [])
-    assoc = settings.get("associations", {})
-    variables = list(assoc.get("primary_variables") or assoc.get("variables") or [])
+    primary = list(settings.primary_regions)
+    assoc = settings.associations
+    variables = list(assoc.primary_variables or assoc.variables or [])
     rows = _answered(frame, primary)
     rows = rows[rows["variable"].isin(variables)]
+    largest = _largest_row(frame, frame["n"])
     return AssociationAnswer(
-        group=str(assoc.get("group", frame["group"].iloc[0])),
-        method=str(assoc.get("method", frame["method"].iloc[0])), variables=variables,
-        covariates=list(assoc.get("covariates") or []), confirmatory=bool(primary),
+        group=str(assoc.group), method=assoc.method, variables=variables,
+        covariates=list(assoc.covariates or []), confirmatory=bool(primary),
         correlations=_estimates(rows, "r", "r_ci_low", "r_ci_high", n="n", variable=True),
-        n=int(frame["n"].max()), min_detectable_r=_largest(frame, frame["n"], "min_detectable_r"),
+        n=_count(frame.loc[largest, "n"]), min_detectable_r=_number(frame.loc[largest, "min_detectable_r"]),
         significant=_significant(rows, alpha, "variable"))
 
 
-def _relapse_answer(frame, settings, alpha) -> RelapseAnswer | None:
-    relapse = settings.get("relapse", {})
-    if frame is None or frame.empty or not relapse.get("outcome") or "n" not in frame:
+def _relapse_answer(frame: pd.DataFrame | None, settings: AnalysisSettings, alpha: float
+                    ) -> RelapseAnswer | None:
+    relapse = settings.relapse
+    if frame is None or frame.empty or not relapse.outcome or "n" not in frame:
         return None
-    primary = list(settings.get("primary_regions") or [])
+    primary = list(settings.primary_regions)
     rows = _answered(frame, primary)
     auc = [AucEstimate(
         region=str(row["region"]), hemisphere=str(row["hemisphere"]), auc=_number(row["auc"]),
@@ -259,32 +151,34 @@ def _relapse_answer(frame, settings, alpha) -> RelapseAnswer | None:
         sensitivity_cv=_number(row["sensitivity_cv"]),
         specificity_cv=_number(row["specificity_cv"]), note=_text(row["note"]))
         for _, row in rows.iterrows()]
-    size = frame["n"].astype(float)
-    largest = size.idxmax() if size.notna().any() else frame.index[0]
+    largest = frame.loc[_largest_row(frame, frame["n"])]
     return RelapseAnswer(
-        outcome=str(relapse["outcome"]), group=str(relapse.get("group", "")),
-        covariates=list(relapse.get("covariates") or []), confirmatory=bool(primary),
+        outcome=relapse.outcome, group=str(relapse.group or ""),
+        covariates=list(relapse.covariates or []), confirmatory=bool(primary),
         odds_ratio=_estimates(rows, "odds_ratio", "or_ci_low", "or_ci_high", n="n",
                               method="logistic_model"),
-        auc=auc, n=int(_number(frame.loc[largest, "n"]) if size.notna().any() else 0),
-        n_events=int(_number(frame.loc[largest, "n_events"]) if size.notna().any() else 0),
-        min_detectable_odds_ratio=_largest(frame, size, "min_detectable_or"),
-        too_few_events=_too_few_events(frame.loc[largest], relapse),
+        auc=auc, n=_count(largest["n"]), n_events=_count(largest["n_events"]),
+        min_detectable_odds_ratio=_number(largest["min_detectable_or"]),
+        too_few_events=_too_few_events(largest, settings),
         significant=_significant(rows, alpha))
 
 
-def _too_few_events(row: pd.Series, relapse: dict[str, Any]) -> str:
-    """Why the full relapse sample supports no outcome model (empty when it does)."""
-    from qsmiron.stats.relapse import binary_outcome_problem
+def _count(value: Any) -> int:
+    number = _number(value)
+    return 0 if number is None else int(number)
 
+
+def _too_few_events(row: pd.Series, settings: AnalysisSettings) -> str:
+    """Why the full relapse sample supports no outcome model (empty when it does)."""
     if pd.isna(row.get("n_events")):
         return ""
-    events = np.r_[np.ones(int(row["n_events"])), np.zeros(int(row["n"]) - int(row["n_events"]))]
-    problem = binary_outcome_problem(events, int(relapse.get("min_events", 5)))
+    n, n_events = int(row["n"]), int(row["n_events"])
+    events = np.r_[np.ones(n_events), np.zeros(n - n_events)]
+    problem = binary_outcome_problem(events, settings.relapse.min_events)
     if problem:
         return f"{problem}: too few for any outcome model"
-    epv, min_epv = _number(row.get("epv")), float(relapse.get("min_epv", 2.0))
-    if epv < min_epv:
+    epv, min_epv = _number(row.get("epv")), settings.relapse.min_epv
+    if epv is not None and epv < min_epv:
         return (f"{epv:.1f} events per model parameter (at least {min_epv:g} needed): too few "
                 "for a logistic model with these covariates")
     return ""
@@ -311,4 +205,4 @@ def association_matrix(frame: pd.DataFrame | None) -> AssociationMatrix | None:
         group=str(frame["group"].iloc[0]), method=str(frame["method"].iloc[0]),
         regions=[str(k[0]) for k in keys], hemispheres=[str(k[1]) for k in keys],
         variables=[str(v) for v in variables], r=grid("r", _number), p=grid("p", _number),
-        p_fdr=grid("p_fdr", _number), family=grid("family", str))
+        p_fdr=grid("p_fdr", _number), family=grid("family", _text))

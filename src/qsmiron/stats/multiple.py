@@ -14,8 +14,8 @@ two families and the Benjamini-Hochberg adjustment runs within each separately:
 - **exploratory**: every other row.
 
 Without primary regions every row is one exploratory family (the whole table is adjusted
-together), and :func:`families_statement` says so (the analysis records it in the results'
-``settings["fdr_families"]`` and in the methods text).
+together), and :func:`families_statement` says so (the analysis records the statement in
+the methods text, ``AnalysisSettings.methods.fdr_families``).
 """
 
 from __future__ import annotations

@@ -9,42 +9,31 @@ reported as having no unit given (a score usually has none; a time should have o
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-import pandas as pd
+from qsmiron.records.study import ColumnInfo
 
 
-@dataclass
-class ColumnInfo:
-    """What ``participants.json`` says about one column (None where it says nothing)."""
-
-    name: str
-    long_name: str | None = None
-    description: str | None = None
-    units: str | None = None
-
-
-def column_info(participants: pd.DataFrame, columns: Iterable[str | None]) -> dict[str, ColumnInfo]:
+def column_info(data_dictionary: Mapping[str, Any], columns: Iterable[str | None]) -> dict[str, ColumnInfo]:
     """The data-dictionary entries of ``columns`` (None and repeats skipped).
 
     Parameters
     ----------
-    participants : DataFrame
-        As from :func:`qsmiron.io.participants.read_participants` (the dictionary is in
-        ``attrs["data_dictionary"]``; an empty dictionary gives entries with only the name).
+    data_dictionary : mapping
+        ``participants.json`` (``ParticipantsTable.data_dictionary`` from
+        :func:`qsmiron.io.participants.read_participants`); empty: entries with only the name.
     columns : iterable of str or None
     """
-    dictionary: dict[str, Any] = participants.attrs.get("data_dictionary") or {}
     out: dict[str, ColumnInfo] = {}
     for name in columns:
         if name is None or name in out:
             continue
-        entry = dictionary.get(name)
+        entry = data_dictionary.get(name)
         entry = entry if isinstance(entry, dict) else {}
-        out[name] = ColumnInfo(name, _text(entry.get("LongName")), _text(entry.get("Description")),
-                               _text(entry.get("Units")))
+        out[name] = ColumnInfo(name=name, long_name=_text(entry.get("LongName")),
+                               description=_text(entry.get("Description")),
+                               units=_text(entry.get("Units")))
     return out
 
 
