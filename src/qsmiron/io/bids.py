@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from qsmiron.errors import InputError
-from qsmiron.io.nifti import NIFTI_SUFFIXES, strip_nifti_suffix
+from qsmiron.io.nifti import NIFTI_SUFFIXES, check_geometry, open_image, strip_nifti_suffix
 
 MEGRE_SUFFIX = "MEGRE"
 REQUIRED_SIDECAR_FIELDS = ("EchoTime", "MagneticFieldStrength")
@@ -222,6 +222,29 @@ def _read_json(path: Path) -> dict[str, Any]:
     return payload
 
 
+def read_dataset_description(bids_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The dataset's ``dataset_description.json``; None when the dataset has none.
+
+    Raises
+    ------
+    InputError
+        When the file is not valid JSON, not a JSON object, or has no ``Name`` (BIDS requires
+        one): a broken description is a sign of a broken copy, not something to ignore.
+    """
+    path = Path(bids_dir) / "dataset_description.json"
+    if not path.exists():
+        return None
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"is not valid JSON ({exc})", path) from None
+    if not isinstance(payload, dict):
+        raise InputError("must hold a JSON object", path)
+    if not isinstance(payload.get("Name"), str) or not payload["Name"].strip():
+        raise InputError("has no Name, which BIDS requires", path)
+    return payload
+
+
 def _subject_folders(bids_dir: Path) -> list[Path]:
     return sorted(p for p in bids_dir.glob("sub-*") if p.is_dir())
 
@@ -252,6 +275,7 @@ def discover_bids(bids_dir: str | os.PathLike, participant_labels: Iterable[str]
     bids_dir = Path(bids_dir)
     if not bids_dir.is_dir():
         raise InputError("BIDS folder not found", bids_dir)
+    read_dataset_description(bids_dir)
     folders = _subject_folders(bids_dir)
     if not folders:
         raise InputError("no sub-* folder: not a BIDS dataset", bids_dir)
@@ -459,8 +483,12 @@ def validate_subject(unit: SubjectInputs, *, check_data: bool = True) -> list[Pr
         meta = unit.metadata.get(path, {})
         missing_fields = [name for name in REQUIRED_SIDECAR_FIELDS if name not in meta]
         if missing_fields:
-            where = unit.sidecar_files.get(path) or [_own_sidecar(path)]
-            problem(f"sidecar has no {' or '.join(missing_fields)}", where[-1])
+            applicable = unit.sidecar_files.get(path)
+            if applicable:
+                problem(f"sidecar has no {' or '.join(missing_fields)}", applicable[-1])
+            else:
+                problem(f"has no JSON sidecar (expected {_own_sidecar(path).name}), so its "
+                        f"{' and '.join(missing_fields)} are unknown", path)
         te = meta.get("EchoTime")
         if "EchoTime" in meta:
             value = _as_float(te)
@@ -506,9 +534,15 @@ def _check_images(unit: SubjectInputs, images, check_data: bool) -> list[Problem
     reference = None
     for echo, part, path in images:
         try:
-            image = nib.load(str(path))
+            # With the data checked, the whole file is read (gzip CRC included); otherwise
+            # only the header, whose geometry is checked either way.
+            image = open_image(path) if check_data else nib.load(str(path))
             shape = tuple(int(n) for n in image.shape)
             affine = np.asarray(image.affine, dtype=float)
+            check_geometry(affine, path)
+        except InputError as error:
+            problems.append(Problem(unit.participant_id, path, error.message, True, unit.session))
+            continue
         except Exception as exc:  # nibabel raises many types for a corrupt header
             problems.append(Problem(unit.participant_id, path, f"not a readable NIfTI image ({type(exc).__name__}: "
                                                                f"{_short(exc)})", True, unit.session))

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 from qsmiron.config import QsmironConfig, load_config, write_config
 from qsmiron.errors import InputError
-from qsmiron.io.atomic import write_json_atomic, write_tsv_atomic
+from qsmiron.io.atomic import check_writable_dir, write_json_atomic, write_tsv_atomic
 from qsmiron.io.bids import (Problem, discover_bids, format_problems, valid_subjects,
                              validate_dataset)
 from qsmiron.pipeline.cohort import (SubjectStatus, collect_regions, read_marker,
@@ -149,6 +149,7 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
     if out_root.resolve() == bids_dir.resolve() or Path(out_dir).resolve() == bids_dir.resolve():
         raise InputError("the output folder must not be the BIDS folder itself (use e.g. BIDS_DIR/derivatives)",
                          out_dir)
+    check_writable_dir(out_root)
 
     result = BidsAppResult(derivatives=out_root)
     if "participant" in levels:

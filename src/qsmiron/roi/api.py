@@ -154,7 +154,7 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
     """
     from qsmiron.atlas.load import load_atlas
     from qsmiron.config import config_to_dict, load_config
-    from qsmiron.io.atomic import write_json_atomic, write_tsv_atomic
+    from qsmiron.io.atomic import check_writable_dir, write_json_atomic, write_tsv_atomic
     from qsmiron.register.images import first_echo, prepare_subject, to_ants
     from qsmiron.register.normalise import (Registration, TRANSFORM_SUFFIXES, labels_to_subject,
                                             _syn_stages, label_box_mm, register_to_template, template_grid,
@@ -171,6 +171,7 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
     atlas = roi_settings.atlas if atlas is None else atlas
     out_tsv = Path(out_tsv)
     stem = _stem(out_tsv)
+    check_writable_dir(out_tsv.parent)
 
     # Inputs --------------------------------------------------------------------------------
     tick, cpu_tick = time.perf_counter(), time.process_time()
