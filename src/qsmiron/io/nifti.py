@@ -14,12 +14,11 @@ import nibabel as nib
 import numpy as np
 
 from qsmiron.errors import InputError
+from qsmiron.io.limits import MAX_VOXEL_MM
 from qsmiron.io.atomic import atomic_path, json_text
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
-MAX_VOXEL_MM = 10.0
-"""Largest plausible voxel edge of an MRI head image; a larger one is a broken header."""
 
 _SINGULAR_RELATIVE_DETERMINANT = 1e-6
 """|det(A)| below this times the product of the column norms: the axes do not span 3D."""
