@@ -239,9 +239,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"qsmiron {args.command}: error: {resource.one_line()}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"qsmiron {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        signum = getattr(interrupt, "signum", 2)
+        print(f"qsmiron {args.command}: stopped by signal {signum}; outputs of finished steps are "
+              f"kept and the same command resumes the rest", file=sys.stderr)
+        return 128 + signum
 
 
 def _silence_stdout() -> None:

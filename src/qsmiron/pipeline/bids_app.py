@@ -29,6 +29,7 @@ from qsmiron.io.derivatives import (DERIVATIVE_NAME, QC_ROLES, ROLE_RECON_RECORD
                                    CohortPaths, cohort_paths)
 from qsmiron.pipeline.cache import read_marker
 from qsmiron.pipeline.cohort import SubjectStatus, collect_regions, run_cohort
+from qsmiron.pipeline.lock import OutputLock, terminate_as_interrupt
 from qsmiron.records.cohort import PipelineSummary, Provenance, ScanRecords, SubjectProblem
 
 BIDS_VERSION = "1.10.0"
@@ -153,11 +154,15 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
     check_writable_dir(paths.root)
 
     result = BidsAppResult(derivatives=paths.root)
-    if "participant" in levels:
-        _participant_level(bids_dir, paths, config, participant_labels, n_procs, dask_scheduler, dask_client,
-                           steps, progress, echo, result)
-    if "group" in levels:
-        _group_level(bids_dir, paths, study_path, echo, result)
+    # One run per output folder; SIGTERM stops the workers like Ctrl-C, leaving a resumable state.
+    with OutputLock(paths.root) as lock, terminate_as_interrupt():
+        if lock.taken_over:
+            echo(f"qsmiron: took over the lock left by {lock.taken_over}, which is no longer running")
+        if "participant" in levels:
+            _participant_level(bids_dir, paths, config, participant_labels, n_procs, dask_scheduler,
+                               dask_client, steps, progress, echo, result)
+        if "group" in levels:
+            _group_level(bids_dir, paths, study_path, echo, result)
     return result
 
 
