@@ -19,6 +19,10 @@ error that names them. What the file leaves out is decided from the data by
     outcome = "relapse"               # 0/1
     time = "time_to_relapse"          # optional, with event = "relapse"
     count = "relapse_count"           # optional
+    [voxelwise]                       # optional sections, see qsmiron.stats.study_sections
+    [harmonise]
+    [longitudinal]
+    [normative]
 
 Defaults (when a key is absent)
 -------------------------------
@@ -52,6 +56,8 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator
 from qsmiron.errors import InputError
 from qsmiron.io.participants import normalise_session_id
 from qsmiron.settings_base import Settings
+from qsmiron.stats.study_sections import (HarmoniseSettings, LongitudinalSettings, NormativeSettings,
+                                          VoxelwiseSettings)
 
 try:  # Python >= 3.11
     import tomllib
@@ -161,6 +167,10 @@ class Study(Settings):
     groups: GroupSettings = Field(default_factory=GroupSettings)
     associations: AssociationSettings = Field(default_factory=AssociationSettings)
     relapse: RelapseSettings = Field(default_factory=RelapseSettings)
+    voxelwise: VoxelwiseSettings | None = None
+    harmonise: HarmoniseSettings | None = None
+    longitudinal: LongitudinalSettings | None = None
+    normative: NormativeSettings | None = None
 
     _source: str | None = PrivateAttr(default=None)
 

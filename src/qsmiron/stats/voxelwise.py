@@ -1,0 +1,370 @@
+"""Voxel-wise inference on template-space chi maps: the study's group comparison and
+associations as GLMs with permutation inference, TFCE and family-wise error control.
+
+``run_voxelwise`` is ``qsmiron voxelwise DERIVATIVES_DIR PARTICIPANTS_TSV --study STUDY -o OUT``.
+It writes into ``OUT``:
+
+- ``voxelwise_clusters.tsv``: contrast, cluster_id, n_voxels, peak_x_mm, peak_y_mm,
+  peak_z_mm, peak_t, p_fwe, label (the atlas region holding most of the cluster's voxels);
+  one row per cluster of face-connected voxels of one sign with p_FWE < ``alpha``;
+- ``voxelwise_contrasts.tsv``: one row per contrast (sample, n, maximum |t|, minimum p_FWE,
+  number of clusters, the files below, and a note when it could not be run);
+- ``voxelwise_<key>_stat-t.nii.gz``, ``voxelwise_<key>_stat-logpfwe.nii.gz``: t and
+  -log10 p_FWE (TFCE) on the template grid, 0 outside the analysed voxels;
+- ``voxelwise_<key>.png``: slices through the peak with atlas outlines, mm coordinates and
+  a colour bar; ``voxelwise_mask.nii.gz``: the voxels analysed;
+- ``voxelwise.json``: settings, methods text, counts, exclusions, warnings, timings, versions.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from qsmiron.errors import InputError
+from qsmiron.stats._design import complete_cases, covariate_design
+from qsmiron.stats.permutation import neighbour_graph, permuted_glm_tfce
+from qsmiron.stats.study import ALL, Study, group_labels, load_study, resolve_study
+from qsmiron.stats.study_sections import VoxelwiseSettings
+from qsmiron.stats.voxelwise_maps import (Grid, analysis_mask, atlas_on_grid, find_template_maps, load_masked,
+                                          mask_box, select_maps)
+
+CLUSTER_COLUMNS = ["contrast", "cluster_id", "n_voxels", "peak_x_mm", "peak_y_mm", "peak_z_mm", "peak_t",
+                   "p_fwe", "label"]
+CONTRAST_COLUMNS = ["contrast", "key", "kind", "sample", "n", "n_a", "n_b", "covariates", "n_voxels",
+                    "max_abs_t", "min_p_fwe", "n_clusters", "t_map", "logp_map", "figure", "note"]
+OUTSIDE_ATLAS = "outside atlas regions"
+
+
+@dataclass
+class Contrast:
+    """One tested regressor: who is in it and the design."""
+
+    name: str
+    key: str
+    kind: str                      # "group" or "association"
+    sample: str
+    participants: list[str]
+    regressor: np.ndarray
+    confounds: np.ndarray
+    covariates: list[str]
+    n_a: int | None = None
+    n_b: int | None = None
+    note: str = ""
+
+
+@dataclass
+class VoxelwiseResults:
+    """What ``run_voxelwise`` computed and wrote."""
+
+    clusters: pd.DataFrame
+    contrasts: pd.DataFrame
+    settings: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    exclusions: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def run_voxelwise(derivatives_dir: str | os.PathLike, participants_tsv: str | os.PathLike,
+                  out_dir: str | os.PathLike, *, study_path: str | os.PathLike | None = None,
+                  study: Study | None = None, session: str | None = None, sessions: pd.DataFrame | None = None,
+                  atlas: str = "cit168", atlas_labels: str | os.PathLike | None = None,
+                  template: str | os.PathLike | None = None, missing_maps: str = "error",
+                  figures: bool = True) -> VoxelwiseResults:
+    """Voxel-wise group comparison and associations of the study (see the module docstring).
+
+    Parameters
+    ----------
+    derivatives_dir : path
+        Holds ``sub-*/[ses-*/]anat/sub-*_space-<space>_Chimap.nii.gz``.
+    participants_tsv : path
+    out_dir : path
+    study_path, study : optional
+        The study file (or an already loaded ``Study``); its ``[voxelwise]`` section (defaults
+        when absent), groups, covariates and associations define the contrasts.
+    session : str, optional
+        The session analysed when the maps have several (default: the study's ``session``).
+    sessions : DataFrame, optional
+        Per-session participant values (:func:`qsmiron.io.participants.read_sessions`).
+    atlas, atlas_labels, template : optional
+        Atlas for the mask and cluster labels, template defining the grid (default: CIT168 on
+        MNI152NLin2009cAsym, 1 mm).
+    missing_maps : {"error", "exclude"}
+        An analysed participant without a map is an error (the command line), or is left out
+        and listed in ``exclusions`` (a pipeline in which one subject failed).
+    figures : bool
+
+    Raises
+    ------
+    InputError
+        One line naming the file: a map on another grid or in another space, participants
+        without maps, an unknown mask, study settings that do not fit the data.
+    """
+    from qsmiron.atlas.load import load_atlas, load_template
+    from qsmiron.io.participants import participants_at_session, read_participants
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    study = study if study is not None else load_study(study_path)
+    settings = study.voxelwise or VoxelwiseSettings()
+    session = session or study.session
+    participants = participants_at_session(read_participants(participants_tsv), sessions, session)
+    plain = study.model_copy(deep=True)
+    plain.regions = []
+    plain._source = study.source
+    resolved = resolve_study(plain, participants, [])
+    table = participants.set_index("participant_id")
+
+    atlas_obj = load_atlas(atlas, atlas_labels, template)
+    template_img = load_template(atlas_obj.template_path if template is None else template)
+    grid = Grid(tuple(template_img.shape[:3]), np.asarray(template_img.affine), atlas_obj.space)
+    found = find_template_maps(derivatives_dir, grid.space)
+    contrasts, exclusions = build_contrasts(table, resolved)
+    needed = list(dict.fromkeys(pid for c in contrasts if not c.note for pid in c.participants))
+    maps, missing = select_maps(found, needed, grid.space, session, derivatives_dir, participants_tsv,
+                                missing=missing_maps)
+    if missing:
+        exclusions += missing
+        contrasts, _ = build_contrasts(table.loc[[p for p in table.index if p not in
+                                                  {m["participant_id"] for m in missing}]], resolved)
+    labels = atlas_on_grid(atlas_obj, grid)
+    study_dir = Path(study.source).parent if study.source else None
+    mask, mask_text = analysis_mask(settings.mask, labels, np.asanyarray(template_img.dataobj), grid, study_dir)
+    loaded = [pid for pid in maps if any(pid in c.participants for c in contrasts if not c.note)]
+    if not loaded:
+        raise InputError("no contrast of the study can be analysed voxel-wise (see the notes: "
+                         + "; ".join(f"{c.name}: {c.note}" for c in contrasts) + ")", participants_tsv)
+    values = load_masked([maps[pid] for pid in loaded], grid, mask, fwhm_mm=settings.smoothing_fwhm_mm)
+    keep, warnings = _usable_voxels(values, mask_text)
+    analysed = np.zeros(grid.shape, bool)
+    analysed[mask] = keep
+    values = values[:, keep]
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = _analyse_contrasts(contrasts, loaded, values, analysed, labels, atlas_obj, grid, settings,
+                                 out_dir, template_img if figures else None)
+    clusters, summary = outputs
+    summary_settings = {
+        "voxelwise": settings.model_dump(mode="json"), "mask": mask_text, "n_voxels": int(analysed.sum()),
+        "space": grid.space, "grid": grid.describe(), "session": session,
+        "groups": resolved.groups.model_dump(mode="json"), "covariates": resolved.covariates,
+        "associations": resolved.associations.model_dump(mode="json"),
+        "study_file": study.source, "derivatives_dir": os.fspath(derivatives_dir),
+        "participants_table": os.fspath(participants_tsv), "atlas": atlas_obj.describe(),
+        "methods": methods_text(settings, mask_text, resolved.associations.method),
+        "seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu_started}
+    results = VoxelwiseResults(clusters=clusters, contrasts=summary, settings=summary_settings,
+                               warnings=warnings + [f"{row.contrast}: {row.note}" for row in summary.itertuples()
+                                                    if row.note],
+                               exclusions=exclusions)
+    results.files = write_voxelwise(results, out_dir, analysed, grid)
+    return results
+
+
+def build_contrasts(table: pd.DataFrame, study: Study) -> tuple[list[Contrast], list[dict]]:
+    """The group comparison and one association per clinical variable, as designs.
+
+    ``table`` is the participants table indexed by participant_id; ``study`` is resolved.
+    A contrast that cannot be run (too few participants, a constant variable) carries a note.
+    """
+    labels = group_labels(table[study.groups.column])
+    group_a, group_b = study.groups.compare
+    minimum = study.min_group_size
+    contrasts, exclusions = [], []
+    compared = table[labels.isin([group_a, group_b]).to_numpy()]
+    kept = complete_cases(compared, list(study.covariates), "voxelwise group")
+    exclusions += kept.exclusions
+    in_a = (labels.loc[kept.frame.index] == group_a).to_numpy()
+    contrast = _design(f"{group_a} - {group_b}", f"group-{_alnum(group_a)}vs{_alnum(group_b)}", "group",
+                       f"{group_a} vs {group_b}", kept.frame, in_a.astype(float), study.covariates)
+    contrast.n_a, contrast.n_b = int(in_a.sum()), int((~in_a).sum())
+    if min(contrast.n_a, contrast.n_b) < minimum:
+        contrast.note = (f"too few participants with data ({group_a}: {contrast.n_a}, {group_b}: "
+                         f"{contrast.n_b}; at least {minimum} per group needed)")
+    contrasts.append(contrast)
+
+    settings = study.associations
+    sample = table if settings.group == ALL else table[(labels == settings.group).to_numpy()]
+    for variable in settings.variables:
+        covariates = [c for c in settings.covariates if c != variable]
+        kept = complete_cases(sample, [variable, *covariates], f"voxelwise {variable}")
+        exclusions += kept.exclusions
+        contrast = _design(f"{variable} ({settings.group})", f"assoc-{_alnum(variable)}-{_alnum(settings.group)}",
+                           "association", settings.group, kept.frame,
+                           kept.frame[variable].to_numpy(float), covariates)
+        if len(kept.frame) < minimum and not contrast.note:
+            contrast.note = f"only {len(kept.frame)} participants with data (at least {minimum} needed)"
+        contrasts.append(contrast)
+    return contrasts, exclusions
+
+
+def methods_text(settings: VoxelwiseSettings, mask_text: str, association_method: str) -> str:
+    """What ran, in words, for the report's methods section."""
+    smoothing = (f"maps smoothed with a {settings.smoothing_fwhm_mm:g} mm FWHM Gaussian inside each "
+                 "map's valid voxels (normalised convolution)" if settings.smoothing_fwhm_mm else "no smoothing")
+    return (f"Voxel-wise GLM at each voxel of {mask_text} on the template grid ({smoothing}): chi ~ tested "
+            "regressor + covariates + intercept. Two-sided permutation inference with "
+            f"{settings.n_permutations} permutations (seed {settings.seed}) as nilearn's permuted_ols "
+            "(the data and the tested regressor residualised on the covariates; the rows of the regressor "
+            "and of the covariates shuffled together), threshold-free cluster enhancement (E = 0.5, H = 2, "
+            "100 steps, face connectivity) and family-wise error control by the maximum |TFCE| over the "
+            f"mask. Clusters: face-connected voxels of one sign with p_FWE < {settings.alpha:g}, labelled "
+            "with the atlas region holding most of their voxels. The group contrast is group_a minus "
+            "group_b; voxel-wise associations are linear (partial regression slopes), whereas the regional "
+            f"associations are {association_method} partial correlations.")
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def _design(name, key, kind, sample, frame, regressor, covariates) -> Contrast:
+    design = covariate_design(frame, list(covariates))
+    confounds = design.matrix.to_numpy(float)
+    contrast = Contrast(name=name, key=key, kind=kind, sample=sample, participants=[str(i) for i in frame.index],
+                        regressor=np.asarray(regressor, float), confounds=confounds,
+                        covariates=list(design.matrix.columns))
+    full = np.column_stack([np.ones(len(frame)), confounds, contrast.regressor])
+    if len(frame) and np.linalg.matrix_rank(full) < full.shape[1]:
+        contrast.note = "the tested regressor is constant or collinear with the covariates in this sample"
+    elif len(frame) - full.shape[1] < 1:
+        contrast.note = f"{len(frame)} participants leave no degrees of freedom"
+    return contrast
+
+
+def _usable_voxels(values: np.ndarray, mask_text: str) -> tuple[np.ndarray, list[str]]:
+    """Voxels every map covers and that vary across maps, and a warning for the others."""
+    covered = np.all(np.isfinite(values), axis=0)
+    spread = np.nanmax(values, axis=0) - np.nanmin(values, axis=0)
+    keep = covered & (spread > 0)
+    warnings = []
+    if (~covered).any():
+        warnings.append(f"{int((~covered).sum())} of the {values.shape[1]} voxels of {mask_text} lack data "
+                        "in at least one map (outside its field of view or brain mask) and were left out")
+    if (covered & ~(spread > 0)).any():
+        warnings.append(f"{int((covered & ~(spread > 0)).sum())} voxels hold the same value in every map "
+                        "and were left out")
+    if not keep.any():
+        raise InputError(f"no voxel of {mask_text} has data in every analysed map")
+    return keep, warnings
+
+
+def _analyse_contrasts(contrasts, loaded, values, analysed, labels, atlas_obj, grid, settings, out_dir,
+                       template_img):
+    from qsmiron.io.nifti import save_nifti
+
+    box = mask_box(analysed, 1)
+    inner = analysed[box]
+    graph = neighbour_graph(inner)
+    row_of = {pid: i for i, pid in enumerate(loaded)}
+    names = _label_names(atlas_obj)
+    cluster_rows, summary = [], []
+    for contrast in contrasts:
+        row = {"contrast": contrast.name, "key": contrast.key, "kind": contrast.kind, "sample": contrast.sample,
+               "n": len(contrast.participants), "n_a": contrast.n_a, "n_b": contrast.n_b,
+               "covariates": ", ".join(contrast.covariates), "n_voxels": int(analysed.sum()), "note": contrast.note}
+        if contrast.note:
+            summary.append(row)
+            continue
+        rows = [row_of[pid] for pid in contrast.participants]
+        result = permuted_glm_tfce(contrast.regressor, values[rows], contrast.confounds, graph,
+                                   n_permutations=settings.n_permutations, seed=settings.seed)
+        t_map, logp_map = np.zeros(grid.shape, np.float32), np.zeros(grid.shape, np.float32)
+        t_map[analysed], logp_map[analysed] = result.t, result.logp_fwe
+        t_path = out_dir / f"voxelwise_{contrast.key}_stat-t.nii.gz"
+        logp_path = out_dir / f"voxelwise_{contrast.key}_stat-logpfwe.nii.gz"
+        save_nifti(t_path, t_map, grid.affine, sidecar={"Contrast": contrast.name, "Statistic": "t",
+                                                       "Space": grid.space})
+        save_nifti(logp_path, logp_map, grid.affine, sidecar={
+            "Contrast": contrast.name, "Statistic": "-log10 p, FWE-corrected by max |TFCE| over permutations",
+            "Space": grid.space, "NPermutations": result.n_permutations})
+        found = cluster_table(contrast.name, t_map[box], logp_map[box], inner, labels[box], names,
+                              _box_affine(grid.affine, box), settings.alpha)
+        cluster_rows += found
+        row.update(max_abs_t=float(np.max(np.abs(result.t))), min_p_fwe=float(10 ** -result.logp_fwe.max()),
+                   n_clusters=len(found), t_map=t_path.name, logp_map=logp_path.name)
+        if template_img is not None:
+            from qsmiron.report.voxelwise_figures import contrast_figure
+
+            figure = out_dir / f"voxelwise_{contrast.key}.png"
+            contrast_figure(t_map, logp_map, grid.affine, template_img, labels, figure, title=contrast.name,
+                            alpha=settings.alpha, peak_mm=(found[0]["peak_x_mm"], found[0]["peak_y_mm"],
+                                                           found[0]["peak_z_mm"]) if found else None)
+            row["figure"] = figure.name
+        summary.append(row)
+    return (pd.DataFrame(cluster_rows, columns=CLUSTER_COLUMNS),
+            pd.DataFrame(summary).reindex(columns=CONTRAST_COLUMNS))
+
+
+def cluster_table(contrast: str, t: np.ndarray, logp: np.ndarray, analysed: np.ndarray, labels: np.ndarray,
+                  names: dict[int, str], affine: np.ndarray, alpha: float) -> list[dict[str, Any]]:
+    """Clusters of face-connected voxels of one sign with p_FWE < ``alpha``, most significant first."""
+    significant = analysed & (logp > -np.log10(alpha))
+    rows = []
+    for sign in (1, -1):
+        components, count = ndimage.label(significant & (sign * t > 0))
+        for index in range(1, count + 1):
+            voxels = np.argwhere(components == index)
+            values = t[tuple(voxels.T)]
+            peak = voxels[int(np.argmax(np.abs(values)))]
+            x, y, z = affine[:3, :3] @ peak + affine[:3, 3]
+            inside = labels[tuple(voxels.T)]
+            inside = inside[inside > 0]
+            label = (names.get(int(np.bincount(inside).argmax()), OUTSIDE_ATLAS) if inside.size
+                     else OUTSIDE_ATLAS)
+            rows.append({"contrast": contrast, "n_voxels": len(voxels), "peak_x_mm": float(x),
+                         "peak_y_mm": float(y), "peak_z_mm": float(z), "peak_t": float(t[tuple(peak)]),
+                         "p_fwe": float(10 ** -logp[tuple(voxels.T)].max()), "label": label})
+    rows.sort(key=lambda r: (r["p_fwe"], -r["n_voxels"]))
+    for number, row in enumerate(rows, start=1):
+        row["cluster_id"] = number
+    return rows
+
+
+def write_voxelwise(results: VoxelwiseResults, out_dir: Path, analysed: np.ndarray, grid: Grid) -> dict[str, str]:
+    """The tables, the mask and ``voxelwise.json`` (written last)."""
+    from qsmiron.io.atomic import write_json_atomic, write_tsv_atomic
+    from qsmiron.io.nifti import save_nifti
+    from qsmiron.stats.write import _clean
+
+    files = {"clusters": "voxelwise_clusters.tsv", "contrasts": "voxelwise_contrasts.tsv",
+             "mask": "voxelwise_mask.nii.gz", "json": "voxelwise.json"}
+    write_tsv_atomic(out_dir / files["clusters"], results.clusters)
+    write_tsv_atomic(out_dir / files["contrasts"], results.contrasts)
+    save_nifti(out_dir / files["mask"], analysed, grid.affine, dtype=np.uint8)
+    write_json_atomic(out_dir / files["json"], _clean({
+        "settings": results.settings, "warnings": results.warnings, "exclusions": results.exclusions,
+        "contrasts": results.contrasts.to_dict(orient="records"),
+        "clusters": results.clusters.to_dict(orient="records"), "files": files, "versions": _versions()}))
+    return files
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    from qsmiron import __version__
+
+    return {"qsmiron": __version__, "nilearn": version("nilearn"), "numpy": np.__version__,
+            "numba": version("numba"), "nibabel": version("nibabel")}
+
+
+def _label_names(atlas_obj) -> dict[int, str]:
+    table = atlas_obj.labels
+    return {int(index): f"{region} {side}"
+            for index, region, side in zip(table["index"], table["region"], table["hemisphere"])}
+
+
+def _box_affine(affine: np.ndarray, box) -> np.ndarray:
+    shifted = np.array(affine, dtype=float)
+    shifted[:3, 3] = affine[:3, :3] @ np.array([s.start for s in box]) + affine[:3, 3]
+    return shifted
+
+
+def _alnum(text: Any) -> str:
+    return "".join(ch for ch in str(text) if ch.isalnum()) or "x"
