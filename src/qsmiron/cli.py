@@ -66,6 +66,16 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_voxelwise(args: argparse.Namespace) -> int:
+    from qsmiron.stats.voxelwise import run_voxelwise
+
+    results = run_voxelwise(args.derivatives_dir, args.participants, args.output, study_path=args.study,
+                            session=args.session)
+    print(f"{len(results.clusters)} cluster(s) with p_FWE < "
+          f"{results.settings['voxelwise']['alpha']:g}: {Path(args.output) / 'voxelwise_clusters.tsv'}")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from qsmiron.pipeline.bids_app import run_bids_app
 
@@ -167,6 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with a longitudinal regions table: the session analysed (default: each separately)")
     sub.add_argument("--sessions", metavar="SESSIONS.tsv", default=None,
                      help="per-session participant values (participant_id, session_id, ...), e.g. age at each scan")
+
+    sub = add("voxelwise", _cmd_voxelwise,
+              "Voxel-wise GLM (permutations, TFCE, FWE) of the study's contrasts on template-space chi maps.")
+    sub.add_argument("derivatives_dir", metavar="DERIVATIVES_DIR",
+                     help="holds sub-*/[ses-*/]anat/sub-*_space-MNI152NLin2009cAsym_Chimap.nii.gz")
+    sub.add_argument("participants", metavar="PARTICIPANTS_TSV")
+    sub.add_argument("--study", metavar="STUDY_TOML", default=None,
+                     help="study file; its [voxelwise] section sets mask, n_permutations, smoothing_fwhm_mm, seed")
+    sub.add_argument("-o", "--output", metavar="OUT_DIR", required=True)
+    sub.add_argument("--session", metavar="LABEL", default=None,
+                     help="the session analysed when the maps have several")
 
     sub = add("run", _cmd_run, "BIDS-App: a BIDS dataset to QSM maps, regional tables, statistics and the report.")
     sub.add_argument("bids_dir", metavar="BIDS_DIR")

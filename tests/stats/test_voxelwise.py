@@ -148,3 +148,13 @@ def test_find_template_maps_reads_sessions_from_the_folders(tmp_path):
     found = find_template_maps(derivatives, SPACE)
     assert list(found["session"]) == ["ses-1"] * 4
     assert list(found["participant_id"]) == ["sub-01", "sub-02", "sub-03", "sub-04"]
+
+
+def test_voxelwise_command_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+    from qsmiron.cli import main
+
+    participants = tmp_path / "participants.tsv"
+    participants.write_text("participant_id\tgroup\nsub-01\tA\nsub-02\tB\n")
+    code = main(["voxelwise", str(tmp_path / "missing"), str(participants), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "derivatives folder not found" in err and len(err.splitlines()) == 1
