@@ -1,0 +1,232 @@
+"""ComBat harmonisation of regional values across sites or scanners, before the statistics.
+
+A study file with ``[harmonise] method = "combat", batch = "site"`` harmonises ``mean_ppm``
+of every region and hemisphere with ComBat (Johnson et al. 2007; Fortin et al. 2017 for
+imaging) through its reference implementation, ``neuroCombat`` (called, not re-implemented):
+location/scale adjustment per site with empirical Bayes pooling across regions, the group and
+the study covariates kept in the model so that their effects are preserved. Each session of
+a longitudinal table is harmonised separately.
+
+A participant needs the site, the group label, every covariate and every region's value to be
+harmonised (ComBat has no missing values); the others are listed in ``exclusions`` and their
+rows carry no value (``n/a``) in ``regions_harmonised.tsv``: an unharmonised value beside
+harmonised ones would reintroduce the site effect.
+
+Site effects before and after: per region, the F test of site in OLS
+``mean_ppm ~ site + group + covariates`` (type II: the drop in residual sum of squares
+without site), and each site's mean and SD.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from qsmiron.errors import InputError
+from qsmiron.stats._design import complete_cases, covariate_design
+from qsmiron.stats.regions import SESSION_COLUMN, select_session, sessions_of, validate_regions, wide_regions
+from qsmiron.stats.study import Study, group_labels, resolve_study
+
+SITE_EFFECT_COLUMNS = ["session", "region", "hemisphere", "site", "n", "mean_before_ppm", "sd_before_ppm",
+                       "mean_after_ppm", "sd_after_ppm", "F_before", "p_before", "F_after", "p_after"]
+HARMONISED_FILE = "regions_harmonised.tsv"
+SITE_EFFECTS_FILE = "harmonise_site_effects.tsv"
+
+
+@dataclass
+class Harmonisation:
+    """Harmonised regions table, site effects before/after, and what was left out."""
+
+    regions: pd.DataFrame
+    site_effects: pd.DataFrame
+    settings: dict[str, Any]
+    exclusions: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def harmonise_regions(regions: pd.DataFrame, participants: pd.DataFrame, study: Study) -> Harmonisation:
+    """ComBat-harmonised ``mean_ppm`` in the form of the regions table.
+
+    Parameters
+    ----------
+    regions : DataFrame
+        Long regions table (:func:`qsmiron.stats.regions.validate_regions`), optionally with sessions.
+    participants : DataFrame
+        Participants table holding the batch column, the group column and the covariates.
+    study : Study
+        With a ``harmonise`` section; groups and covariates are resolved from the data.
+
+    Raises
+    ------
+    InputError
+        No batch column, a batch column with one level, a site with fewer than 2 participants,
+        or a site confounded with the group (one line, naming the participants table).
+    """
+    settings = study.harmonise
+    if settings is None:
+        raise ValueError("the study has no [harmonise] section")
+    regions = validate_regions(regions)
+    source = participants.attrs.get("source")
+    if settings.batch not in participants.columns:
+        raise InputError(f"has no column '{settings.batch}' (harmonise.batch); columns: "
+                         f"{', '.join(participants.columns)}", source)
+    table = participants.set_index("participant_id")
+    analysed = participants[participants["participant_id"].isin(set(regions["participant_id"]))]
+    analysed = analysed.reset_index(drop=True)
+    analysed.attrs = dict(participants.attrs)
+    resolved = resolve_study(study, analysed, list(dict.fromkeys(regions["region"])))
+    parts, effects, exclusions, warnings = [], [], [], []
+    for session in sessions_of(regions) or [None]:
+        at_session = select_session(regions, session)
+        harmonised, site_effects, excluded = _harmonise_session(at_session, table, resolved, source)
+        if session is not None:
+            harmonised.insert(len(harmonised.columns), SESSION_COLUMN, session)
+            site_effects.insert(0, "session", session)
+            for record in excluded:
+                record["reason"] += f" ({session})"
+        parts.append(harmonised)
+        effects.append(site_effects)
+        exclusions += excluded
+    if exclusions:
+        warnings.append(f"{len(exclusions)} participant(s) could not be harmonised (missing site, group, "
+                        "covariate or regional value) and have no harmonised values")
+    site_effects = pd.concat(effects, ignore_index=True).reindex(columns=SITE_EFFECT_COLUMNS)
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs["source"] = HARMONISED_FILE
+    return Harmonisation(
+        regions=out, site_effects=site_effects, exclusions=exclusions, warnings=warnings,
+        settings={"harmonise": settings.model_dump(mode="json"), "preserved": [resolved.groups.column,
+                                                                              *resolved.covariates],
+                  "implementation": "neuroCombat " + _version("neuroCombat"),
+                  "methods": methods_text(settings, resolved)})
+
+
+def methods_text(settings, study: Study) -> str:
+    preserved = ", ".join([f"group ({study.groups.column})", *study.covariates])
+    return (f"Regional values were harmonised across levels of '{settings.batch}' with ComBat "
+            f"({'empirical Bayes' if settings.empirical_bayes else 'no empirical Bayes'}, parametric priors; "
+            f"neuroCombat {_version('neuroCombat')}), preserving {preserved}; each session separately. "
+            "Site effects are the F test of site in OLS mean_ppm ~ site + group + covariates, before and after.")
+
+
+def write_harmonisation(result: Harmonisation, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """``regions_harmonised.tsv`` (the regions table's columns) and ``harmonise_site_effects.tsv``."""
+    from qsmiron.io.atomic import write_tsv_atomic
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return {"regions_harmonised": write_tsv_atomic(out_dir / HARMONISED_FILE, result.regions),
+            "site_effects": write_tsv_atomic(out_dir / SITE_EFFECTS_FILE, result.site_effects)}
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def _harmonise_session(regions: pd.DataFrame, table: pd.DataFrame, study: Study, source):
+    """One session: (harmonised long table, site effects, exclusions)."""
+    settings = study.harmonise
+    wide = wide_regions(regions)
+    features = list(wide.columns)
+    common = [pid for pid in wide.index if pid in table.index]
+    group = group_labels(table.loc[common, study.groups.column]).rename("__group")
+    frame = table.loc[common, [settings.batch, *study.covariates]].join(group).join(
+        wide.loc[common].set_axis([f"__f{i}" for i in range(len(features))], axis=1))
+    needed = [settings.batch, "__group", *study.covariates, *[f"__f{i}" for i in range(len(features))]]
+    kept = complete_cases(frame, needed, "harmonisation", labels={f"__f{i}": f"mean_ppm {r} {h}"
+                                                                 for i, (r, h) in enumerate(features)})
+    data = kept.frame
+    batch = data[settings.batch].map(lambda v: str(v))
+    _check_batches(batch, data["__group"], data[study.covariates], settings.batch, source)
+
+    values = data[[f"__f{i}" for i in range(len(features))]].to_numpy(np.float64)
+    numeric = [c for c in study.covariates if pd.api.types.is_numeric_dtype(data[c])]
+    covars = pd.DataFrame({"batch": batch.to_numpy(), "group": data["__group"].to_numpy()}, index=data.index)
+    for column in study.covariates:
+        covars[column] = data[column].to_numpy() if column in numeric else data[column].astype(str).to_numpy()
+    categorical = ["group", *[c for c in study.covariates if c not in numeric]]
+    with contextlib.redirect_stdout(io.StringIO()):
+        from neuroCombat import neuroCombat
+
+        combat = neuroCombat(values.T, covars, "batch", categorical_cols=categorical, continuous_cols=numeric,
+                             eb=settings.empirical_bayes and len(features) > 1)
+    after = pd.DataFrame(combat["data"].T, index=data.index, columns=pd.MultiIndex.from_tuples(features))
+    long = regions.copy()
+    keys = list(zip(long["participant_id"], long["region"], long["hemisphere"]))
+    lookup = after.stack(level=[0, 1], future_stack=True)
+    long["mean_ppm"] = [float(lookup.get(key, np.nan)) for key in keys]
+    effects = _site_effects(wide.loc[data.index], after, batch, data[["__group", *study.covariates]])
+    return long, effects, kept.exclusions
+
+
+def _check_batches(batch: pd.Series, group: pd.Series, covariates: pd.DataFrame, name: str, source) -> None:
+    counts = batch.value_counts()
+    if len(counts) < 2:
+        only = counts.index[0] if len(counts) else "none"
+        raise InputError(f"column '{name}' has a single level ('{only}') among the participants with complete "
+                         "data: there is nothing to harmonise (remove [harmonise] or check the column)", source)
+    small = counts[counts < 2]
+    if len(small):
+        raise InputError(f"{name} {', '.join(repr(s) for s in small.index)} has fewer than 2 participants with "
+                         f"complete data ({', '.join(f'{s}: {n}' for s, n in small.items())}); ComBat estimates "
+                         "each site's mean and variance and needs at least 2 per site", source)
+    sites = pd.get_dummies(batch).to_numpy(float)
+    groups = pd.get_dummies(group).to_numpy(float)[:, 1:]
+    if np.linalg.matrix_rank(np.column_stack([sites, groups])) < sites.shape[1] + groups.shape[1]:
+        by_site = "; ".join(f"{site}: {', '.join(sorted(set(group[batch == site])))}" for site in counts.index)
+        raise InputError(f"the group is confounded with {name} (groups per site: {by_site}): ComBat would remove "
+                         "the group difference with the site effect", source)
+    design = covariate_design(covariates, list(covariates.columns)).matrix.to_numpy(float)
+    full = np.column_stack([sites, groups, design])
+    if np.linalg.matrix_rank(full) < full.shape[1]:
+        raise InputError(f"the covariates are collinear with {name} and group among the participants with "
+                         "complete data: ComBat cannot separate their effects", source)
+
+
+def _site_effects(before: pd.DataFrame, after: pd.DataFrame, batch: pd.Series, model: pd.DataFrame) -> pd.DataFrame:
+    design = covariate_design(model, list(model.columns)).matrix.to_numpy(float)
+    sites = pd.get_dummies(batch).to_numpy(float)
+    rows = []
+    for key in before.columns:
+        tests = {stage: _site_test(values[key].to_numpy(float), sites, design)
+                 for stage, values in (("before", before), ("after", after))}
+        for site in sorted(batch.unique()):
+            chosen = (batch == site).to_numpy()
+            rows.append({"region": key[0], "hemisphere": key[1], "site": site, "n": int(chosen.sum()),
+                         "mean_before_ppm": float(before[key][chosen].mean()),
+                         "sd_before_ppm": float(before[key][chosen].std(ddof=1)),
+                         "mean_after_ppm": float(after[key][chosen].mean()),
+                         "sd_after_ppm": float(after[key][chosen].std(ddof=1)),
+                         "F_before": tests["before"][0], "p_before": tests["before"][1],
+                         "F_after": tests["after"][0], "p_after": tests["after"][1]})
+    return pd.DataFrame(rows)
+
+
+def _site_test(y: np.ndarray, sites: np.ndarray, design: np.ndarray) -> tuple[float, float]:
+    """Type-II F of site in OLS y ~ site + (group and covariates in ``design``)."""
+    full = np.column_stack([sites, design])
+    reduced = np.column_stack([np.ones(len(y)), design])
+    rss_full = float(np.sum((y - full @ np.linalg.lstsq(full, y, rcond=None)[0]) ** 2))
+    rss_reduced = float(np.sum((y - reduced @ np.linalg.lstsq(reduced, y, rcond=None)[0]) ** 2))
+    df_site = sites.shape[1] - 1
+    df_resid = len(y) - np.linalg.matrix_rank(full)
+    if df_resid < 1 or rss_full <= 0:
+        return float("nan"), float("nan")
+    f_value = (rss_reduced - rss_full) / df_site / (rss_full / df_resid)
+    return float(f_value), float(stats.f.sf(f_value, df_site, df_resid))
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "(not installed)"
