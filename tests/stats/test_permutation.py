@@ -48,19 +48,18 @@ def test_tfce_equals_nilearn_calculate_tfce_on_a_smooth_map():
     assert (ours > 0).any() and (ours < 0).any()
 
 
-@pytest.mark.parametrize("effect", [0.0, 1.5])
-def test_permuted_glm_tfce_equals_nilearn_permuted_ols(effect):
+def test_permuted_glm_tfce_equals_nilearn_permuted_ols():
     from nilearn.maskers import NiftiMasker
     from nilearn.mass_univariate import permuted_ols
 
-    mask, data, group, covariates = _cohort(effect=effect)
+    mask, data, group, covariates = _cohort(shape=(9, 8, 7), effect=1.5)
     masker = NiftiMasker(nib.Nifti1Image(mask.astype(np.uint8), np.eye(4))).fit()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reference = permuted_ols(group[:, None], data, confounding_vars=covariates, model_intercept=True,
-                                 n_perm=60, two_sided_test=True, random_state=7, n_jobs=1, tfce=True,
+                                 n_perm=20, two_sided_test=True, random_state=7, n_jobs=1, tfce=True,
                                  masker=masker, output_type="dict", verbose=0)
-    ours = permuted_glm_tfce(group, data, covariates, neighbour_graph(mask), n_permutations=60, seed=7,
+    ours = permuted_glm_tfce(group, data, covariates, neighbour_graph(mask), n_permutations=20, seed=7,
                              batch_bytes=20_000)      # several batches
     np.testing.assert_allclose(ours.t, reference["t"][0], rtol=1e-10)
     np.testing.assert_allclose(ours.tfce, reference["tfce"][0], rtol=1e-9, atol=1e-9)
@@ -68,8 +67,7 @@ def test_permuted_glm_tfce_equals_nilearn_permuted_ols(effect):
     np.testing.assert_allclose(ours.h0_max_tfce, reference["h0_max_tfce"][0], rtol=1e-9)
     np.testing.assert_allclose(ours.logp_fwe, reference["logp_max_tfce"][0], rtol=1e-12)
     np.testing.assert_allclose(ours.logp_fwe_t, reference["logp_max_t"][0], rtol=1e-12)
-    if effect:
-        assert ours.logp_fwe.max() > -np.log10(0.05)
+    assert ours.logp_fwe.max() > -np.log10(0.05) > ours.logp_fwe.min()
 
 
 def test_nilearn_permutations_are_cumulative_shuffles_of_all_rows():
