@@ -241,7 +241,8 @@ def _design(name, key, kind, sample, frame, regressor, covariates) -> Contrast:
 def _usable_voxels(values: np.ndarray, mask_text: str) -> tuple[np.ndarray, list[str]]:
     """Voxels every map covers and that vary across maps, and a warning for the others."""
     covered = np.all(np.isfinite(values), axis=0)
-    spread = np.nanmax(values, axis=0) - np.nanmin(values, axis=0)
+    spread = np.zeros(values.shape[1])
+    spread[covered] = np.ptp(values[:, covered], axis=0)
     keep = covered & (spread > 0)
     warnings = []
     if (~covered).any():
