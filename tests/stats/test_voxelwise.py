@@ -158,3 +158,22 @@ def test_voxelwise_command_errors_are_one_line_with_exit_code_2(tmp_path, capsys
     code = main(["voxelwise", str(tmp_path / "missing"), str(participants), "-o", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "derivatives folder not found" in err and len(err.splitlines()) == 1
+
+
+def test_cluster_table_splits_signs_and_labels_by_the_region_holding_most_voxels():
+    from qsmiron.stats.voxelwise import OUTSIDE_ATLAS, cluster_table
+
+    shape = (12, 6, 6)
+    t, logp = np.zeros(shape), np.zeros(shape)
+    labels = np.zeros(shape, int)
+    labels[0:3, 0:3, 0:3] = 12
+    t[0:3, 0:3, 0:3], logp[0:3, 0:3, 0:3] = -4.0, 2.0     # 27 voxels in region 12, negative
+    t[1, 1, 1] = -6.0
+    t[6:9, 0:2, 0:2], logp[6:9, 0:2, 0:2] = 3.0, 1.5      # 12 voxels, 4 of them in region 101
+    labels[6, 0:2, 0:2] = 101
+    t[10, 5, 5], logp[10, 5, 5] = 5.0, 1.0               # p = 0.1: not reported
+    rows = cluster_table("c", t, logp, np.ones(shape, bool), labels, {12: "VeP L", 101: "Pu R"},
+                         np.diag([2.0, 2.0, 2.0, 1.0]), 0.05)
+    assert [(r["cluster_id"], r["n_voxels"], r["label"]) for r in rows] == [(1, 27, "VeP L"), (2, 12, OUTSIDE_ATLAS)]
+    assert rows[0]["peak_t"] == -6.0 and (rows[0]["peak_x_mm"], rows[0]["peak_y_mm"]) == (2.0, 2.0)
+    assert rows[0]["p_fwe"] == pytest.approx(0.01)

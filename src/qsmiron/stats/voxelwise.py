@@ -315,10 +315,8 @@ def cluster_table(contrast: str, t: np.ndarray, logp: np.ndarray, analysed: np.n
             values = t[tuple(voxels.T)]
             peak = voxels[int(np.argmax(np.abs(values)))]
             x, y, z = affine[:3, :3] @ peak + affine[:3, 3]
-            inside = labels[tuple(voxels.T)]
-            inside = inside[inside > 0]
-            label = (names.get(int(np.bincount(inside).argmax()), OUTSIDE_ATLAS) if inside.size
-                     else OUTSIDE_ATLAS)
+            # the label holding most of the cluster's voxels, background (0) included
+            label = names.get(int(np.bincount(labels[tuple(voxels.T)].astype(np.int64)).argmax()), OUTSIDE_ATLAS)
             rows.append({"contrast": contrast, "n_voxels": len(voxels), "peak_x_mm": float(x),
                          "peak_y_mm": float(y), "peak_z_mm": float(z), "peak_t": float(t[tuple(peak)]),
                          "p_fwe": float(10 ** -logp[tuple(voxels.T)].max()), "label": label})
