@@ -211,21 +211,22 @@ def _fwe_logp(observed: np.ndarray, null_maxima: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _find(parent, acc, stack, x):
-    """Root of ``x``; compresses the path keeping each voxel's sum of ``acc`` up to the root."""
-    depth = 0
-    y = x
-    while parent[y] != y:
-        stack[depth] = y
-        depth += 1
-        y = parent[y]
-    total = 0.0
-    for i in range(depth - 1, -1, -1):
-        node = stack[i]
-        total += acc[node]
-        acc[node] = total
-        parent[node] = y
-    return y
+def _find(parent, acc, x):
+    """Root of ``x``, halving the path; each voxel keeps its sum of ``acc`` up to the root.
+
+    A voxel's TFCE total is its own ``acc`` plus every ancestor's; linking ``x`` to its
+    grandparent folds the parent's ``acc`` into ``x``'s so that the total is unchanged.
+    """
+    while True:
+        p = parent[x]
+        if p == x:
+            return x
+        grand = parent[p]
+        if grand == p:
+            return p
+        acc[x] += acc[p]
+        parent[x] = grand
+        x = grand
 
 
 @numba.njit(cache=True)
@@ -241,7 +242,6 @@ def _tfce_into(t, indptr, indices, thresholds, e, h, out):
     since = np.zeros(n_vox, np.int64)
     acc = np.zeros(n_vox)
     level = np.zeros(n_vox, np.int64)
-    stack = np.empty(n_vox, np.int64)
     order = np.empty(n_vox, np.int64)
     for sign in (1.0, -1.0):
         counts = np.zeros(n_steps + 2, np.int64)
@@ -270,12 +270,12 @@ def _tfce_into(t, indptr, indices, thresholds, e, h, out):
                 size[v] = 1
                 acc[v] = 0.0
                 since[v] = k
+                rv = v
                 for j in range(indptr[v], indptr[v + 1]):
                     u = indices[j]
                     if parent[u] < 0:
                         continue
-                    ru = _find(parent, acc, stack, u)
-                    rv = _find(parent, acc, stack, v)
+                    ru = _find(parent, acc, u)
                     if ru == rv:
                         continue
                     for r in (ru, rv):   # settle the steps each cluster spent at its old size
@@ -285,6 +285,7 @@ def _tfce_into(t, indptr, indices, thresholds, e, h, out):
                     acc[small] -= acc[big]
                     parent[small] = big
                     size[big] += size[small]
+                    rv = big
         for position in range(counts[1], counts[n_steps + 1]):
             v = order[position]
             if parent[v] == v:
@@ -292,8 +293,12 @@ def _tfce_into(t, indptr, indices, thresholds, e, h, out):
                 since[v] = 0
         for position in range(counts[1], counts[n_steps + 1]):
             v = order[position]
-            root = _find(parent, acc, stack, v)
-            out[v] = sign * (acc[root] if root == v else acc[v] + acc[root])
+            total = acc[v]
+            x = v
+            while parent[x] != x:
+                x = parent[x]
+                total += acc[x]
+            out[v] = sign * total
 
 
 @numba.njit(cache=True)
