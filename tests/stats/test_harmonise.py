@@ -65,6 +65,7 @@ def test_combat_equals_neurocombat_called_directly_to_1e6():
     assert not np.allclose(ours, wide.to_numpy())
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # neuroHarmonize uses np.matrix
 def test_combat_equals_neuroharmonize_with_numeric_covariates_to_1e6():
     harmonize = pytest.importorskip("neuroHarmonize")
     regions, participants = _multisite(seed=1)
