@@ -102,7 +102,8 @@ def power_part(n: int, d: float, permutations: int, planted_seeds: int, null_see
     graph = neighbour_graph(inner)
     names = {k: f"{r} {s}" for k, (r, s) in space.region_of.items()}
     labels = space.labels[space.box]
-    print(f"mask: {int(inner.sum())} voxels; {n} subjects (half MOH), d = {d} in VeP L, "
+    print(f"mask: {int(inner.sum())} voxels; {n} subjects (half MOH), d = {d} in "
+          f"{', '.join(' '.join(key) for key in PLANTED)}, "
           f"{permutations} permutations per cohort")
     found = {(fwhm, key): 0 for fwhm in smoothing for key in PLANTED}
     false_positive, seconds = 0, []
