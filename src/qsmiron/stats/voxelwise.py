@@ -246,8 +246,8 @@ def _usable_voxels(values: np.ndarray, mask_text: str) -> tuple[np.ndarray, list
     keep = covered & (spread > 0)
     warnings = []
     if (~covered).any():
-        warnings.append(f"{int((~covered).sum())} of the {values.shape[1]} voxels of {mask_text} lack data "
-                        "in at least one map (outside its field of view or brain mask) and were left out")
+        warnings.append(f"{int((~covered).sum())} of the {values.shape[1]} mask voxels lack data in at least one "
+                        "map (outside its field of view or brain mask) and were left out")
     if (covered & ~(spread > 0)).any():
         warnings.append(f"{int((covered & ~(spread > 0)).sum())} voxels hold the same value in every map "
                         "and were left out")
