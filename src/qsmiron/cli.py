@@ -116,10 +116,26 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     from qsmiron.config import config_to_dict, load_config
-    import json
 
-    print(json.dumps(config_to_dict(load_config(args.config)), indent=2))
+    config = load_config(args.config)
+    if args.json:
+        import json
+
+        print(json.dumps(config_to_dict(config), indent=2))
+    else:
+        from qsmiron.config_toml import config_to_toml
+
+        print(config_to_toml(config), end="")
     return 0
+
+
+def _methods_help(stage_name: str) -> str:
+    """The methods of a reconstruction stage, as their declarations describe them."""
+    from qsmiron.recon.stages import stage
+
+    declared = stage(stage_name)
+    return "; ".join(f"{m.name}{' (default)' if m.name == declared.default else ''}: {m.description}"
+                     for m in declared.methods if m.selectable)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("field", metavar="FIELD", help="local field, ppm, 3D NIfTI")
     sub.add_argument("mask", metavar="MASK", help="binary mask NIfTI on the same grid")
     sub.add_argument("-o", "--output", metavar="CHI", required=True, help="susceptibility map to write (ppm)")
-    sub.add_argument("--method", metavar="NAME", default=None, help="inversion method (default: the best available)")
+    sub.add_argument("--method", metavar="NAME", default=None,
+                     help="inversion method (default: the configuration's recon.inversion.method). "
+                          + _methods_help("inversion"))
     add_config(sub)
 
     sub = add("recon", _cmd_recon, "Multi-echo GRE magnitude and phase to a susceptibility map.")
@@ -217,8 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--subject", default=None, metavar="LABEL")
     sub.add_argument("--session", default=None, metavar="LABEL")
 
-    sub = add("config", _cmd_config, "Print the full configuration (defaults, or a file's values resolved).")
+    sub = add("config", _cmd_config, "Print the full configuration as TOML (defaults, or a file's values "
+                                     "resolved), with every stage's methods and their references.")
     sub.add_argument("config", metavar="FILE", nargs="?", default=None)
+    sub.add_argument("--json", action="store_true", help="print JSON (as written beside the outputs) instead")
     return parser
 
 
