@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from qsmiron.errors import InputError
+from qsmiron.io.participants import ParticipantsTable
 from qsmiron.stats.harmonise import SITE_EFFECT_COLUMNS, harmonise_regions
 from qsmiron.stats.regions import validate_regions
 from qsmiron.stats.study import study_from_dict
@@ -34,8 +35,7 @@ def _multisite(n=60, seed=0, sites=("A", "B", "C")):
             rows += [{"participant_id": p, "region": region, "hemisphere": hemisphere, "mean_ppm": v}
                      for p, v in zip(ids, value)]
     participants = pd.DataFrame({"participant_id": ids, "group": group, "age": age, "sex": sex, "site": site})
-    participants.attrs["source"] = "participants.tsv"
-    return validate_regions(pd.DataFrame(rows)), participants
+    return validate_regions(pd.DataFrame(rows)), ParticipantsTable(participants, source="participants.tsv")
 
 
 STUDY = study_from_dict({"covariates": ["age", "sex"], "groups": {"compare": ["MOH", "CM"]},
@@ -44,7 +44,7 @@ STUDY = study_from_dict({"covariates": ["age", "sex"], "groups": {"compare": ["M
 
 def _reference_matrix(regions, participants):
     wide = regions.pivot(index="participant_id", columns=["region", "hemisphere"], values="mean_ppm")
-    table = participants.set_index("participant_id").loc[wide.index]
+    table = participants.frame.set_index("participant_id").loc[wide.index]
     return wide, table
 
 
@@ -87,7 +87,7 @@ def test_harmonisation_removes_the_site_effect_and_keeps_the_group_difference():
     assert list(effects.columns) == SITE_EFFECT_COLUMNS
     per_region = effects.drop_duplicates(["region", "hemisphere"])
     assert (per_region["p_before"] < 1e-3).all() and (per_region["p_after"] > 0.5).all()
-    after = result.regions.merge(participants, on="participant_id")
+    after = result.regions.merge(participants.frame, on="participant_id")
     difference = after.groupby("group")["mean_ppm"].mean()
     assert difference["MOH"] - difference["CM"] == pytest.approx(-0.012, abs=0.004)
 
@@ -96,13 +96,14 @@ def test_a_participant_missing_a_value_is_excluded_not_left_unharmonised():
     regions, participants = _multisite(seed=3)
     regions.loc[(regions["participant_id"] == "sub-005") & (regions["region"] == "Pu"), "mean_ppm"] = np.nan
     result = harmonise_regions(regions, participants, STUDY)
-    assert [e["participant_id"] for e in result.exclusions] == ["sub-005"]
+    assert [e.participant_id for e in result.exclusions[None]] == ["sub-005"]
+    assert "missing mean_ppm Pu L, mean_ppm Pu R" in result.exclusions[None][0].reason
     assert result.regions.loc[result.regions["participant_id"] == "sub-005", "mean_ppm"].isna().all()
 
 
 def test_a_site_column_with_one_level_is_refused_in_one_line():
     regions, participants = _multisite()
-    participants["site"] = "A"
+    participants.frame["site"] = "A"
     with pytest.raises(InputError, match="single level") as error:
         harmonise_regions(regions, participants, STUDY)
     assert error.value.path == "participants.tsv" and "\n" not in str(error.value)
@@ -110,14 +111,14 @@ def test_a_site_column_with_one_level_is_refused_in_one_line():
 
 def test_a_site_with_one_participant_is_refused():
     regions, participants = _multisite()
-    participants.loc[0, "site"] = "D"
+    participants.frame.loc[0, "site"] = "D"
     with pytest.raises(InputError, match="'D' has fewer than 2 participants"):
         harmonise_regions(regions, participants, STUDY)
 
 
 def test_a_site_confounded_with_the_group_is_refused():
     regions, participants = _multisite()
-    participants["site"] = np.where(participants["group"] == "MOH", "A", "B")
+    participants.frame["site"] = np.where(participants.frame["group"] == "MOH", "A", "B")
     with pytest.raises(InputError, match="group is confounded with site"):
         harmonise_regions(regions, participants, STUDY)
 

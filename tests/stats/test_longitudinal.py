@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from qsmiron.errors import InputError
+from qsmiron.io.participants import ParticipantsTable, SessionsTable
 from qsmiron.stats.longitudinal import INTERACTION, LONGITUDINAL_COLUMNS, fit_random_intercept, longitudinal_models
 from qsmiron.stats.regions import validate_regions
 from qsmiron.stats.study import study_from_dict
@@ -69,10 +70,8 @@ def _cohort(n_per_group=20, slope_a=0.004, slope_b=0.001, seed=0):
                 rows.append({"participant_id": pid, "session": f"ses-{visit}", "region": region, "hemisphere": "L",
                              "mean_ppm": value + rng.normal(0, 0.005)})
     participants = pd.DataFrame({"participant_id": ids, "group": group, "age": age.round(1)})
-    participants.attrs["source"] = "participants.tsv"
-    sessions = pd.DataFrame(session_rows)
-    sessions.attrs["source"] = "sessions.tsv"
-    return validate_regions(pd.DataFrame(rows)), participants, sessions
+    return (validate_regions(pd.DataFrame(rows)), ParticipantsTable(participants, source="participants.tsv"),
+            SessionsTable(pd.DataFrame(session_rows), source="sessions.tsv"))
 
 
 STUDY = study_from_dict({"groups": {"compare": ["MOH", "CM"]}, "covariates": ["age"],
@@ -96,7 +95,8 @@ def test_group_by_time_is_the_slope_difference_group_a_minus_group_b():
 def test_sessions_without_the_time_column_are_a_one_line_error_naming_the_file():
     regions, participants, sessions = _cohort(n_per_group=4)
     with pytest.raises(InputError, match="no column 'months'") as error:
-        longitudinal_models(regions, participants, sessions.drop(columns="months"), STUDY)
+        longitudinal_models(regions, participants, SessionsTable(sessions.frame.drop(columns="months"),
+                                                                  source=sessions.source), STUDY)
     assert error.value.path == "sessions.tsv"
     with pytest.raises(InputError, match="needs the sessions tables"):
         longitudinal_models(regions, participants, None, STUDY)
@@ -104,7 +104,8 @@ def test_sessions_without_the_time_column_are_a_one_line_error_naming_the_file()
 
 def test_a_session_without_a_time_is_left_out_and_reported():
     regions, participants, sessions = _cohort(n_per_group=6)
-    sessions.loc[0, "months"] = np.nan
+    sessions.frame.loc[0, "months"] = np.nan
     results = longitudinal_models(regions, participants, sessions, STUDY)
-    assert results.exclusions[0]["participant_id"] == "sub-00"
+    assert results.exclusions[0].participant_id == "sub-00"
+    assert results.record.interactions[0].n == 35 and len(results.record.terms) == len(results.table)
     assert results.table["n"].max() == 35

@@ -7,7 +7,8 @@ import statsmodels.api as sm
 from scipy import stats
 
 from qsmiron.errors import InputError
-from qsmiron.stats.normative import NORMATIVE_COLUMNS, normative_scores
+from qsmiron.io.participants import ParticipantsTable
+from qsmiron.stats.normative import NORMATIVE_COLUMNS, normative_scores, normative_statement
 from qsmiron.stats.regions import validate_regions
 from qsmiron.stats.study import study_from_dict
 
@@ -27,8 +28,7 @@ def _cohort(n_ref=12, n_patients=6, n_regions=1, seed=0, shift=0.0):
         value = value + np.where(group == "MOH", shift, 0.0)
         rows += [{"participant_id": p, "region": f"R{r}", "hemisphere": "L", "mean_ppm": v} for p, v in zip(ids, value)]
     participants = pd.DataFrame({"participant_id": ids, "group": group, "age": age, "sex": sex})
-    participants.attrs["source"] = "participants.tsv"
-    return validate_regions(pd.DataFrame(rows)), participants
+    return validate_regions(pd.DataFrame(rows)), ParticipantsTable(participants, source="participants.tsv")
 
 
 def _prediction_z(train: pd.DataFrame, person: pd.Series) -> float:
@@ -47,7 +47,7 @@ def test_z_scores_equal_statsmodels_prediction_intervals_out_of_sample_for_the_r
     result = normative_scores(regions, participants, STUDY)
     table = result.table
     assert list(table.columns) == NORMATIVE_COLUMNS
-    merged = regions.merge(participants, on="participant_id").set_index("participant_id")
+    merged = regions.merge(participants.frame, on="participant_id").set_index("participant_id")
     reference = merged[merged["group"] == "HC"]
     for pid in ("sub-000", "sub-005", "sub-015"):             # two reference members, one patient
         train = reference.drop(index=pid, errors="ignore")
@@ -56,7 +56,9 @@ def test_z_scores_equal_statsmodels_prediction_intervals_out_of_sample_for_the_r
         assert row["z"] == pytest.approx(expected, abs=1e-9)
         assert row["in_reference"] == (pid in reference.index)
         assert row["df"] == len(train) - 3
-    assert "not population norms" in result.statement and "HC group (n = 12)" in result.statement
+    assert result.summary.n_reference == 12 and result.summary.n_scored == 18
+    statement = normative_statement(STUDY, [result.summary])
+    assert "not population norms" in statement and "HC group (n = 12)" in statement
 
 
 def test_z_of_new_participants_from_the_reference_distribution_exceed_2_5_at_the_nominal_rate():
@@ -71,9 +73,13 @@ def test_z_of_new_participants_from_the_reference_distribution_exceed_2_5_at_the
 
 def test_outliers_are_flagged_beyond_2_5():
     regions, participants = _cohort(n_ref=30, n_patients=5, shift=-0.1, seed=2)
-    table = normative_scores(regions, participants, STUDY).table
-    patients = table[~table["in_reference"]]
+    result = normative_scores(regions, participants, STUDY)
+    patients = result.table[~result.table["in_reference"]]
     assert patients["outlier"].all() and (patients["z"] < -2.5).all()
+    outliers = result.outliers()
+    assert {o.participant_id for o in outliers} >= set(patients["participant_id"])
+    assert result.summary.n_outliers == len(outliers)
+    assert [abs(o.z) for o in outliers] == sorted((abs(o.z) for o in outliers), reverse=True)
 
 
 def test_a_reference_group_smaller_than_terms_plus_2_is_a_one_line_error():

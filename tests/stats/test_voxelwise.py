@@ -9,6 +9,7 @@ import pytest
 from scipy import ndimage
 
 from qsmiron.errors import InputError
+from qsmiron.records.extensions import VoxelwiseRecord
 from qsmiron.stats.voxelwise import CLUSTER_COLUMNS, run_voxelwise
 from qsmiron.stats.voxelwise_maps import find_template_maps
 
@@ -90,10 +91,14 @@ def test_voxelwise_finds_a_planted_regional_effect_and_labels_its_cluster(toy):
     t_img = nib.load(out / contrasts.loc[0, "t_map"])
     assert t_img.shape == SHAPE and np.allclose(t_img.affine, AFFINE)
     assert (out / contrasts.loc[0, "figure"]).stat().st_size > 10_000
-    payload = json.loads((out / "voxelwise.json").read_text())
-    assert payload["settings"]["voxelwise"]["n_permutations"] == 40
-    assert "permutation" in payload["settings"]["methods"]
-    assert results.settings["n_voxels"] == int(nib.load(out / "voxelwise_mask.nii.gz").get_fdata().sum())
+    record = VoxelwiseRecord.read(out / "voxelwise.json")
+    assert record == results.record
+    assert record.settings.n_permutations == 40 and "permutation" in record.methods
+    assert record.n_voxels == int(nib.load(out / "voxelwise_mask.nii.gz").get_fdata().sum())
+    pd.testing.assert_frame_equal(pd.DataFrame([c.model_dump() for c in record.clusters]), clusters, rtol=1e-9)
+    assert record.contrasts[0].t_map == contrasts.loc[0, "t_map"] and record.contrasts[0].covariates == ["age", "sex[M]"]
+    assert all((out / name).exists() for name in record.files.values())
+    assert record.files["t_map:group-MOHvsCM"] == contrasts.loc[0, "t_map"]
 
 
 def test_voxelwise_on_a_null_cohort_reports_no_cluster(toy):
@@ -138,7 +143,8 @@ def test_participants_without_maps_are_named_in_one_line(toy):
     assert error.value.path == str(participants)
     results = run_voxelwise(derivatives, participants, root / "out", study_path=_study(root), atlas=str(atlas),
                             atlas_labels=table, template=template, figures=False, missing_maps="exclude")
-    assert [e["participant_id"] for e in results.exclusions] == ["sub-04"]
+    assert [e.participant_id for e in results.record.exclusions] == ["sub-04"]
+    assert results.record.exclusions[0].reason == f"no space-{SPACE} chi map"
     assert results.contrasts.loc[0, "n"] == 15
 
 

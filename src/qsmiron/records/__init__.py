@@ -4,7 +4,8 @@
 - ``ReconRecord``: one reconstruction (``recon.json``), from ``qsmiron.pipeline.single``;
 - ``RegionsRecord``: one regional measurement (the ROI JSON), from ``qsmiron.roi.api``;
 - ``AnalysisSettings`` and ``StudyRecord``: one study analysis (``results.json``), from
-  ``qsmiron.stats``;
+  ``qsmiron.stats``, with the optional sections' ``HarmonisationRecord``, ``LongitudinalRecord``,
+  ``NormativeRecord`` and ``VoxelwiseRecord`` (also ``voxelwise.json``);
 - ``DoneMarker`` and ``Provenance``: a cohort's bookkeeping and what the report reads.
 
 Writers build them, readers (the report, the group level) use their attributes: there is no
@@ -20,6 +21,10 @@ _LAZY = {
     "Exclusion": "study", "StudyRecord": "study", "ParticipantCounts": "study", "Curve": "study",
     "DoneMarker": "cohort", "MarkerFile": "cohort", "Provenance": "cohort", "ScanRecords": "cohort", "SubjectProblem": "cohort",
     "PipelineSummary": "cohort",
+    "HarmonisationRecord": "extensions", "SiteEffect": "extensions", "LongitudinalRecord": "extensions",
+    "LongitudinalTerm": "extensions", "NormativeRecord": "extensions", "NormativeSession": "extensions",
+    "NormativeOutlier": "extensions", "VoxelwiseRecord": "extensions", "VoxelwiseContrast": "extensions",
+    "VoxelwiseCluster": "extensions",
 }
 """Record classes imported on first use: they depend on the settings models, which in turn
 use ``StepInfo`` from ``base``."""

@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
-from qsmiron.records.base import SCHEMA_VERSION, Record, utc_now
+from qsmiron.records.base import SCHEMA_VERSION, Exclusion, Record, utc_now
+from qsmiron.records.extensions import HarmonisationRecord, LongitudinalRecord, NormativeRecord, VoxelwiseRecord
 from qsmiron.stats.study import Study
 
 
@@ -70,14 +71,6 @@ class AnalysisSettings(Study):
         return self.groups.compare[1]
 
 
-class Exclusion(Record):
-    """A participant left out of one analysis, and why."""
-
-    participant_id: str
-    analysis: str
-    reason: str
-
-
 class Curve(Record):
     """One region's curve (ROC or Kaplan-Meier), column -> values."""
 
@@ -104,4 +97,9 @@ class StudyRecord(Record):
     relapse_counts: list[dict[str, Any]] | None = None
     roc_curves: list[Curve] = Field(default_factory=list)
     km_curves: list[Curve] = Field(default_factory=list)
+    harmonisation: HarmonisationRecord | None = None
+    longitudinal: LongitudinalRecord | None = None
+    normative: NormativeRecord | None = None
+    voxelwise: VoxelwiseRecord | None = None
+    """The study file's optional sections, each None when absent (``qsmiron.records.extensions``)."""
     files: dict[str, str] = Field(default_factory=dict)

@@ -20,10 +20,6 @@ import numpy as np
 
 from qsmiron.errors import InputError
 
-TEMPLATE_MAP_NAME = "{label}_space-{space}_{suffix}.nii.gz"
-"""File name of a template-space map, beside the native one (``label`` = ``sub-X[_ses-Y]``)."""
-
-
 def warp_to_template(data: np.ndarray, mask: np.ndarray, affine: np.ndarray, registration, *,
                      template_shape: tuple[int, int, int], template_affine: np.ndarray,
                      min_coverage: float = 0.5) -> np.ndarray:
@@ -64,11 +60,37 @@ def warp_to_template(data: np.ndarray, mask: np.ndarray, affine: np.ndarray, reg
     return out
 
 
+def write_template_map(out_path: str | os.PathLike, data: np.ndarray, mask: np.ndarray, affine: np.ndarray,
+                       registration, template_img, *, sources: list[str], space: str, units: str = "ppm") -> Path:
+    """Write ``data`` warped to the template grid (:func:`warp_to_template`) and its JSON sidecar.
+
+    Parameters
+    ----------
+    out_path : path
+        The name from ``qsmiron.io.derivatives`` (``template_map_path`` in a cohort).
+    data, mask, affine, registration
+        As :func:`warp_to_template`.
+    template_img : nibabel image
+        The template defining the grid.
+    sources : list of str
+        File names the map was made from (the native map, its mask, the transforms).
+    """
+    from qsmiron.io.nifti import save_nifti
+
+    warped = warp_to_template(data, mask, affine, registration, template_shape=tuple(template_img.shape[:3]),
+                              template_affine=template_img.affine)
+    sidecar = {"Units": units, "SpatialReference": space, "Sources": list(sources),
+               "Description": "native map resampled to the template with the saved ANTs transforms (SyN warp "
+                              "then affine; trilinear, normalised by the resampled mask; NaN where the "
+                              "subject's mask does not reach)"}
+    return save_nifti(out_path, warped, template_img.affine, sidecar=sidecar, dtype=np.float32)
+
+
 def template_map_from_files(map_path: str | os.PathLike, mask_path: str | os.PathLike,
                             transforms_stem: str | os.PathLike, out_path: str | os.PathLike, *,
                             template: str | os.PathLike | None = None, space: str = "MNI152NLin2009cAsym",
                             units: str = "ppm") -> Path:
-    """Write ``out_path`` (the map on the template grid) and its JSON sidecar.
+    """Write ``out_path`` (a native map on the template grid) and its JSON sidecar, from files.
 
     Parameters
     ----------
@@ -77,7 +99,7 @@ def template_map_from_files(map_path: str | os.PathLike, mask_path: str | os.Pat
     transforms_stem : path
         The stem the roi step saved its transforms under (its regions table without ``.tsv``).
     out_path : path
-        Usually ``TEMPLATE_MAP_NAME`` beside the native map.
+        Usually ``qsmiron.io.derivatives.template_map_path`` beside the native map.
     template : path, optional
         Template defining the grid (default: the built-in MNI152NLin2009cAsym brain).
 
@@ -87,10 +109,11 @@ def template_map_from_files(map_path: str | os.PathLike, mask_path: str | os.Pat
         No saved transforms at ``transforms_stem``; map and mask on different grids.
     """
     from qsmiron.atlas.load import load_template
-    from qsmiron.io.nifti import load_nifti, same_grid, save_nifti
+    from qsmiron.io.derivatives import transform_paths
+    from qsmiron.io.nifti import load_nifti, same_grid
     from qsmiron.register.normalise import Registration
 
-    registration = Registration.load(transforms_stem)
+    registration = Registration.load(transform_paths(transforms_stem))
     if registration is None:
         raise InputError("no saved subject-to-template transforms at this stem (run the roi step first)",
                          transforms_stem)
@@ -98,13 +121,7 @@ def template_map_from_files(map_path: str | os.PathLike, mask_path: str | os.Pat
     mask_volume = load_nifti(mask_path)
     if not same_grid(volume.affine, mask_volume.affine, volume.data.shape, mask_volume.data.shape):
         raise InputError(f"the mask is not on the grid of {map_path}", mask_path)
-    template_img = load_template(template)
-    warped = warp_to_template(volume.data, mask_volume.data > 0, volume.affine, registration,
-                              template_shape=tuple(template_img.shape[:3]), template_affine=template_img.affine)
     files = [registration.affine] + ([registration.warp] if registration.warp else [])
-    sidecar = {"Units": units, "SpatialReference": space,
-               "Sources": [Path(map_path).name, Path(mask_path).name] + [Path(f).name for f in files],
-               "Description": "native map resampled to the template with the saved ANTs transforms (SyN warp "
-                              "then affine; trilinear, normalised by the resampled mask; NaN where the "
-                              "subject's mask does not reach)"}
-    return save_nifti(out_path, warped, template_img.affine, sidecar=sidecar, dtype=np.float32)
+    return write_template_map(out_path, volume.data, mask_volume.data > 0, volume.affine, registration,
+                              load_template(template), sources=[Path(p).name for p in (map_path, mask_path, *files)],
+                              space=space, units=units)

@@ -17,7 +17,7 @@ from qsmiron.stats.associations import ASSOCIATION_COLUMNS, associate
 from qsmiron.stats.group import GROUP_COLUMNS, compare_groups
 from qsmiron.stats.multiple import fdr_bh
 from qsmiron.stats.regions import region_keys, select_session, sessions_of, validate_regions, wide_regions
-from qsmiron.stats.results import StudyResults
+from qsmiron.stats.results import StudyResults, exclusion_counts
 from qsmiron.stats.methods_text import STATISTICS_METHODS
 from qsmiron.stats.study import ALL, Study, group_labels, resolve_study
 from qsmiron.stats.table1 import describe_groups
@@ -116,7 +116,7 @@ def run_study(regions: pd.DataFrame, participants: ParticipantsTable | pd.DataFr
         associations=association_table, relapse=relapse_table, relapse_counts=counts_table,
         roc_curves=roc, km_curves=km, exclusions=[Exclusion(**item) for item in exclusions], warnings=warnings,
         versions=software_versions())
-    results.exclusion_counts = _exclusion_counts(exclusions)
+    results.exclusion_counts = exclusion_counts(results.exclusions)
     return results
 
 
@@ -418,13 +418,6 @@ def _compress_exclusions(records: list[dict[str, Any]], keys) -> list[dict[str, 
             reason = f"{reason} ({', '.join(places)})"
         out.append({"participant_id": pid, "analysis": analysis, "reason": reason})
     return out
-
-
-def _exclusion_counts(exclusions: list[dict[str, Any]]) -> dict[str, int]:
-    counts: dict[str, set[str]] = defaultdict(set)
-    for record in exclusions:
-        counts[record["analysis"]].add(record["participant_id"])
-    return {analysis: len(ids) for analysis, ids in counts.items()}
 
 
 def _few(items: list[str], limit: int = 5) -> str:

@@ -21,48 +21,56 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from qsmiron.errors import InputError
+from qsmiron.io.derivatives import ExtensionPaths
+from qsmiron.io.participants import ParticipantsTable, SessionsTable, participants_at_session
+from qsmiron.records.extensions import HarmonisationRecord, SiteEffect
+from qsmiron.records.study import Exclusion
 from qsmiron.stats._design import complete_cases, covariate_design
+from qsmiron.stats.methods_text import harmonisation_methods
 from qsmiron.stats.regions import SESSION_COLUMN, select_session, sessions_of, validate_regions, wide_regions
+from qsmiron.stats.results import exclusion_records
 from qsmiron.stats.study import Study, group_labels, resolve_study
+from qsmiron.stats.write import plain_values
 
 SITE_EFFECT_COLUMNS = ["session", "region", "hemisphere", "site", "n", "mean_before_ppm", "sd_before_ppm",
                        "mean_after_ppm", "sd_after_ppm", "F_before", "p_before", "F_after", "p_after"]
-HARMONISED_FILE = "regions_harmonised.tsv"
-SITE_EFFECTS_FILE = "harmonise_site_effects.tsv"
 
 
 @dataclass
 class Harmonisation:
-    """Harmonised regions table, site effects before/after, and what was left out."""
+    """Harmonised regions table, site effects before/after, the record, and what was left out."""
 
     regions: pd.DataFrame
     site_effects: pd.DataFrame
-    settings: dict[str, Any]
-    exclusions: list[dict[str, Any]] = field(default_factory=list)
+    record: HarmonisationRecord
+    exclusions: dict[str | None, list[Exclusion]] = field(default_factory=dict)
+    """Session (None without sessions) -> participants not harmonised there."""
     warnings: list[str] = field(default_factory=list)
 
 
-def harmonise_regions(regions: pd.DataFrame, participants: pd.DataFrame, study: Study) -> Harmonisation:
+def harmonise_regions(regions: pd.DataFrame, participants: ParticipantsTable, study: Study, *,
+                      sessions: SessionsTable | None = None) -> Harmonisation:
     """ComBat-harmonised ``mean_ppm`` in the form of the regions table.
 
     Parameters
     ----------
     regions : DataFrame
         Long regions table (:func:`qsmiron.stats.regions.validate_regions`), optionally with sessions.
-    participants : DataFrame
-        Participants table holding the batch column, the group column and the covariates.
+    participants : ParticipantsTable
+        Holding the batch column, the group column and the covariates.
     study : Study
         With a ``harmonise`` section; groups and covariates are resolved from the data.
+    sessions : SessionsTable, optional
+        Values per session (a site or an age at each visit) replacing the participants
+        table's for that session.
 
     Raises
     ------
@@ -74,57 +82,56 @@ def harmonise_regions(regions: pd.DataFrame, participants: pd.DataFrame, study: 
     if settings is None:
         raise ValueError("the study has no [harmonise] section")
     regions = validate_regions(regions)
-    source = participants.attrs.get("source")
-    if settings.batch not in participants.columns:
-        raise InputError(f"has no column '{settings.batch}' (harmonise.batch); columns: "
-                         f"{', '.join(participants.columns)}", source)
-    table = participants.set_index("participant_id")
-    analysed = participants[participants["participant_id"].isin(set(regions["participant_id"]))]
-    analysed = analysed.reset_index(drop=True)
-    analysed.attrs = dict(participants.attrs)
-    resolved = resolve_study(study, analysed, list(dict.fromkeys(regions["region"])))
-    parts, effects, exclusions, warnings = [], [], [], []
+    analysed = participants.frame[participants.frame["participant_id"].isin(set(regions["participant_id"]))]
+    resolved = resolve_study(study, analysed.reset_index(drop=True), list(dict.fromkeys(regions["region"])),
+                             source=participants.source)
+    parts, effects, exclusions, n_harmonised = [], [], {}, 0
     for session in sessions_of(regions) or [None]:
-        at_session = select_session(regions, session)
-        harmonised, site_effects, excluded = _harmonise_session(at_session, table, resolved, source)
+        at_session = participants_at_session(participants, sessions, session)
+        if settings.batch not in at_session.frame.columns:
+            raise InputError(f"has no column '{settings.batch}' (harmonise.batch); columns: "
+                             f"{', '.join(at_session.frame.columns)}", participants.source)
+        harmonised, site_effects, dropped = _harmonise_session(
+            select_session(regions, session), at_session.frame.set_index("participant_id"), resolved,
+            participants.source)
+        n_harmonised += int(harmonised.dropna(subset=["mean_ppm"])["participant_id"].nunique())
         if session is not None:
             harmonised.insert(len(harmonised.columns), SESSION_COLUMN, session)
             site_effects.insert(0, "session", session)
-            for record in excluded:
-                record["reason"] += f" ({session})"
+            for item in dropped:
+                item["reason"] += f" ({session})"
         parts.append(harmonised)
         effects.append(site_effects)
-        exclusions += excluded
+        if dropped:
+            exclusions[session] = exclusion_records(dropped)
+    warnings = []
     if exclusions:
-        warnings.append(f"{len(exclusions)} participant(s) could not be harmonised (missing site, group, "
-                        "covariate or regional value) and have no harmonised values")
+        left_out = {e.participant_id for items in exclusions.values() for e in items}
+        warnings.append(f"{len(left_out)} participant(s) could not be harmonised (missing site, group, covariate "
+                        "or regional value) and have no harmonised values")
     site_effects = pd.concat(effects, ignore_index=True).reindex(columns=SITE_EFFECT_COLUMNS)
-    out = pd.concat(parts, ignore_index=True)
-    out.attrs["source"] = HARMONISED_FILE
-    return Harmonisation(
-        regions=out, site_effects=site_effects, exclusions=exclusions, warnings=warnings,
-        settings={"harmonise": settings.model_dump(mode="json"), "preserved": [resolved.groups.column,
-                                                                              *resolved.covariates],
-                  "implementation": "neuroCombat " + _version("neuroCombat"),
-                  "methods": methods_text(settings, resolved)})
+    preserved = [resolved.groups.column, *resolved.covariates]
+    implementation = "neuroCombat " + _version("neuroCombat")
+    record = HarmonisationRecord(
+        method=settings.method, batch=settings.batch, empirical_bayes=settings.empirical_bayes,
+        preserved=preserved, implementation=implementation, sessions=sessions_of(regions),
+        n_harmonised=n_harmonised,
+        methods=harmonisation_methods(settings.batch, settings.empirical_bayes, preserved, implementation),
+        site_effects=[SiteEffect(**plain_values(row)) for row in site_effects.to_dict("records")])
+    return Harmonisation(regions=pd.concat(parts, ignore_index=True), site_effects=site_effects, record=record,
+                         exclusions=exclusions, warnings=warnings)
 
 
-def methods_text(settings, study: Study) -> str:
-    preserved = ", ".join([f"group ({study.groups.column})", *study.covariates])
-    return (f"Regional values were harmonised across levels of '{settings.batch}' with ComBat "
-            f"({'empirical Bayes' if settings.empirical_bayes else 'no empirical Bayes'}, parametric priors; "
-            f"neuroCombat {_version('neuroCombat')}), preserving {preserved}; each session separately. "
-            "Site effects are the F test of site in OLS mean_ppm ~ site + group + covariates, before and after.")
-
-
-def write_harmonisation(result: Harmonisation, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """``regions_harmonised.tsv`` (the regions table's columns) and ``harmonise_site_effects.tsv``."""
+def write_harmonisation(result: Harmonisation, paths: ExtensionPaths) -> dict[str, Path]:
+    """``regions_harmonised.tsv`` (the regions table's columns) and ``harmonise_site_effects.tsv``;
+    the record's ``files`` name them."""
     from qsmiron.io.atomic import write_tsv_atomic
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return {"regions_harmonised": write_tsv_atomic(out_dir / HARMONISED_FILE, result.regions),
-            "site_effects": write_tsv_atomic(out_dir / SITE_EFFECTS_FILE, result.site_effects)}
+    paths.regions_harmonised.parent.mkdir(parents=True, exist_ok=True)
+    written = {"regions_harmonised": write_tsv_atomic(paths.regions_harmonised, result.regions),
+               "site_effects": write_tsv_atomic(paths.site_effects, result.site_effects)}
+    result.record.files = {role: path.name for role, path in written.items()}
+    return written
 
 
 # ---------------------------------------------------------------------------------------

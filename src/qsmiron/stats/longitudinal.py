@@ -19,7 +19,6 @@ Satterthwaite degrees of freedom would make small-sample p-values somewhat large
 
 from __future__ import annotations
 
-import os
 import warnings as warnings_module
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,23 +28,29 @@ import numpy as np
 import pandas as pd
 
 from qsmiron.errors import InputError
-from qsmiron.io.participants import SESSION_ID
+from qsmiron.io.participants import SESSION_ID, ParticipantsTable, SessionsTable
+from qsmiron.records.extensions import LongitudinalRecord, LongitudinalTerm
+from qsmiron.records.study import Exclusion
 from qsmiron.stats._design import covariate_design
+from qsmiron.stats.methods_text import longitudinal_methods
 from qsmiron.stats.multiple import fdr_bh
 from qsmiron.stats.regions import SESSION_COLUMN, region_keys, sessions_of, validate_regions
+from qsmiron.stats.results import exclusion_records
 from qsmiron.stats.study import Study, group_labels, resolve_study
+from qsmiron.stats.write import plain_values
 
 LONGITUDINAL_COLUMNS = ["region", "hemisphere", "term", "estimate", "se", "p", "p_fdr", "n", "n_participants",
                         "note"]
-LONGITUDINAL_FILE = "longitudinal.tsv"
 INTERACTION = "group:time"
 
 
 @dataclass
 class LongitudinalResults:
+    """``longitudinal.tsv`` as a table, its record, and who was left out."""
+
     table: pd.DataFrame
-    settings: dict[str, Any]
-    exclusions: list[dict[str, Any]] = field(default_factory=list)
+    record: LongitudinalRecord
+    exclusions: list[Exclusion] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -95,9 +100,22 @@ def fit_random_intercept(y, exog: pd.DataFrame, groups) -> dict[str, Any]:
             "converged": bool(fit.converged), "note": "; ".join(notes)}
 
 
-def longitudinal_models(regions: pd.DataFrame, participants: pd.DataFrame, sessions: pd.DataFrame | None,
-                        study: Study) -> LongitudinalResults:
+def longitudinal_models(regions: pd.DataFrame, participants: ParticipantsTable, sessions: SessionsTable | None,
+                        study: Study, *, regions_source: str | None = None) -> LongitudinalResults:
     """Per-region mixed models of the study's groups over time (see the module docstring).
+
+    Parameters
+    ----------
+    regions : DataFrame
+        Long regions table with at least two sessions.
+    participants : ParticipantsTable
+        Groups and (baseline) covariates.
+    sessions : SessionsTable or None
+        Holding ``longitudinal.time`` for each participant's session.
+    study : Study
+        With a ``longitudinal`` section.
+    regions_source : str, optional
+        The regions table's file, named in errors.
 
     Raises
     ------
@@ -111,14 +129,14 @@ def longitudinal_models(regions: pd.DataFrame, participants: pd.DataFrame, sessi
     regions = validate_regions(regions)
     if len(sessions_of(regions)) < 2:
         raise InputError("longitudinal models need a regions table with a 'session' column and at least 2 sessions",
-                         regions.attrs.get("source"))
-    times = _session_times(sessions, settings.time, participants.attrs.get("source"))
-    analysed = participants[participants["participant_id"].isin(set(regions["participant_id"]))].reset_index(drop=True)
-    analysed.attrs = dict(participants.attrs)
-    resolved = resolve_study(study, analysed, list(dict.fromkeys(regions["region"])))
+                         regions_source)
+    times = _session_times(sessions, settings.time, participants.source)
+    frame = participants.frame
+    analysed = frame[frame["participant_id"].isin(set(regions["participant_id"]))].reset_index(drop=True)
+    resolved = resolve_study(study, analysed, list(dict.fromkeys(regions["region"])), source=participants.source)
     covariates = list(settings.covariates if settings.covariates is not None else resolved.covariates)
     group_a, group_b = resolved.groups.compare
-    table = participants.set_index("participant_id")
+    table = frame.set_index("participant_id")
     labels = group_labels(table[resolved.groups.column])
 
     long = regions.merge(times, left_on=["participant_id", SESSION_COLUMN], right_on=["participant_id", SESSION_ID],
@@ -147,34 +165,31 @@ def longitudinal_models(regions: pd.DataFrame, participants: pd.DataFrame, sessi
         out.loc[index, "p_fdr"] = fdr_bh(out.loc[index, "p"].to_numpy(float))
     if untimed.shape[0]:
         notes.append(f"{untimed.shape[0]} session(s) have no '{settings.time}' in the sessions table and were left out")
-    return LongitudinalResults(
-        table=out, exclusions=exclusions, warnings=notes,
-        settings={"longitudinal": settings.model_dump(mode="json"), "covariates": covariates,
-                  "group_a": group_a, "group_b": group_b, "methods": methods_text(settings.time, group_a, group_b)})
+    record = LongitudinalRecord(
+        time=settings.time, group_column=resolved.groups.column, group_a=group_a, group_b=group_b,
+        covariates=covariates, sessions=sessions_of(regions),
+        methods=longitudinal_methods(settings.time, group_a, group_b),
+        terms=[LongitudinalTerm(**plain_values(row)) for row in out.to_dict("records")])
+    return LongitudinalResults(table=out, record=record, exclusions=exclusion_records(exclusions), warnings=notes)
 
 
-def methods_text(time: str, group_a: str, group_b: str) -> str:
-    return (f"Per region and hemisphere, a linear mixed model mean_ppm ~ group + {time} + group:{time} + covariates "
-            "with a random intercept per participant, fitted by REML (statsmodels MixedLM); group coded 1 for "
-            f"{group_a} and 0 for {group_b}, so group:time is the difference in slope per unit of {time}, "
-            f"{group_a} minus {group_b}. Wald z p-values; Benjamini-Hochberg FDR over regions for each term.")
-
-
-def write_longitudinal(results: LongitudinalResults, out_dir: str | os.PathLike) -> Path:
+def write_longitudinal(results: LongitudinalResults, path: Path) -> Path:
+    """``longitudinal.tsv`` (``qsmiron.io.derivatives.ExtensionPaths.longitudinal``); the record's ``files`` names it."""
     from qsmiron.io.atomic import write_tsv_atomic
 
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    return write_tsv_atomic(Path(out_dir) / LONGITUDINAL_FILE, results.table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results.record.files = {"longitudinal": path.name}
+    return write_tsv_atomic(path, results.table)
 
 
 # ---------------------------------------------------------------------------------------
 
 
-def _session_times(sessions: pd.DataFrame | None, column: str, participants_source) -> pd.DataFrame:
-    if sessions is None:
+def _session_times(table: SessionsTable | None, column: str, participants_source) -> pd.DataFrame:
+    if table is None:
         raise InputError(f"longitudinal.time = '{column}' needs the sessions tables (sub-<label>/sub-<label>"
                          "_sessions.tsv or --sessions) with that column; none was given", participants_source)
-    source = sessions.attrs.get("source")
+    source, sessions = table.source, table.frame
     if column not in sessions.columns:
         raise InputError(f"has no column '{column}' (longitudinal.time); columns: {', '.join(sessions.columns)}",
                          source)

@@ -18,36 +18,56 @@ The reference is the study's own group, not a population norm.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from qsmiron.errors import InputError
+from qsmiron.io.participants import ParticipantsTable
+from qsmiron.records.extensions import NormativeOutlier, NormativeSession
 from qsmiron.stats._design import covariate_design
+from qsmiron.stats.methods_text import normative_methods
 from qsmiron.stats.regions import region_keys, select_session, validate_regions, wide_regions
 from qsmiron.stats.study import Study, group_labels, label_text
 
 NORMATIVE_COLUMNS = ["participant_id", "group", "region", "hemisphere", "mean_ppm", "expected_ppm",
                      "prediction_se_ppm", "t", "df", "z", "outlier", "in_reference", "note"]
-NORMATIVE_FILE = "normative.tsv"
 
 
 @dataclass
 class NormativeResults:
+    """One session's scores (``normative.tsv`` rows), how many were scored, the model's terms."""
+
     table: pd.DataFrame
-    statement: str
-    settings: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)
+    summary: NormativeSession
+    terms: list[str]
+
+    def outliers(self) -> list[NormativeOutlier]:
+        """The flagged values, most extreme first."""
+        flagged = self.table[self.table["outlier"].astype(bool)]
+        flagged = flagged.reindex(flagged["z"].abs().sort_values(ascending=False).index)
+        return [NormativeOutlier(participant_id=row.participant_id, session=self.summary.session,
+                                 group=None if pd.isna(row.group) else str(row.group), region=row.region,
+                                 hemisphere=row.hemisphere, mean_ppm=float(row.mean_ppm),
+                                 expected_ppm=float(row.expected_ppm), z=float(row.z),
+                                 in_reference=bool(row.in_reference)) for row in flagged.itertuples()]
 
 
-def normative_scores(regions: pd.DataFrame, participants: pd.DataFrame, study: Study, *,
+def normative_scores(regions: pd.DataFrame, participants: ParticipantsTable, study: Study, *,
                      session: str | None = None) -> NormativeResults:
     """z-scores of every participant's regional values against the reference group.
+
+    Parameters
+    ----------
+    regions : DataFrame
+        Long regions table; with sessions, the values at ``session`` are scored.
+    participants : ParticipantsTable
+        Groups and covariates (at that session: ``participants_at_session``).
+    study : Study
+        With a ``normative`` section.
+    session : str, optional
 
     Raises
     ------
@@ -58,13 +78,14 @@ def normative_scores(regions: pd.DataFrame, participants: pd.DataFrame, study: S
     settings = study.normative
     if settings is None:
         raise ValueError("the study has no [normative] section")
-    source = participants.attrs.get("source")
-    regions = select_session(validate_regions(regions), session or study.session)
+    source = participants.source
+    session = session or study.session
+    regions = select_session(validate_regions(regions), session)
     column = study.groups.column
-    missing = [c for c in [column, *settings.covariates] if c not in participants.columns]
+    missing = [c for c in [column, *settings.covariates] if c not in participants.frame.columns]
     if missing:
         raise InputError(f"has no column(s) {', '.join(missing)} needed by the normative model", source)
-    table = participants.set_index("participant_id")
+    table = participants.frame.set_index("participant_id")
     labels = group_labels(table[column])
     reference = label_text(settings.reference_group)
     if reference not in set(labels.dropna()):
@@ -84,20 +105,20 @@ def normative_scores(regions: pd.DataFrame, participants: pd.DataFrame, study: S
     parts = [_score_region(key, wide.loc[scored, key], x_all, labels.loc[scored], reference, settings.outlier_z)
              for key in region_keys(regions, None)]
     out = pd.concat(parts, ignore_index=True).reindex(columns=NORMATIVE_COLUMNS)
-    n_ref = int(in_reference.sum())
-    statement = (f"z-scores are relative to this study's own {reference} group (n = {n_ref}), adjusted for "
-                 f"{', '.join(settings.covariates)}; they are not population norms. Reference-group members are "
-                 f"scored leave-one-out; |z| > {settings.outlier_z:g} is flagged.")
-    return NormativeResults(table=out, statement=statement,
-                            settings={"normative": settings.model_dump(mode="json"), "n_reference": n_ref,
-                                      "terms": ["intercept", *design.matrix.columns], "statement": statement})
+    summary = NormativeSession(session=session, n_reference=int(in_reference.sum()),
+                               n_scored=int(out["participant_id"].nunique()),
+                               n_outliers=int(out["outlier"].astype(bool).sum()))
+    return NormativeResults(table=out, summary=summary, terms=["intercept", *design.matrix.columns])
 
 
-def write_normative(results: NormativeResults, out_dir: str | os.PathLike) -> Path:
-    from qsmiron.io.atomic import write_tsv_atomic
-
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    return write_tsv_atomic(Path(out_dir) / NORMATIVE_FILE, results.table)
+def normative_statement(study: Study, sessions: list[NormativeSession]) -> str:
+    """The methods text, with the reference group's size (per session when several)."""
+    settings = study.normative
+    sizes = sorted({item.n_reference for item in sessions})
+    n_reference = (str(sizes[0]) if len(sizes) == 1
+                   else ", ".join(f"{item.n_reference} at {item.session}" for item in sessions))
+    return normative_methods(label_text(settings.reference_group), n_reference, settings.covariates,
+                             settings.outlier_z)
 
 
 # ---------------------------------------------------------------------------------------

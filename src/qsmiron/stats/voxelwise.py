@@ -13,14 +13,17 @@ It writes into ``OUT``:
   -log10 p_FWE (TFCE) on the template grid, 0 outside the analysed voxels;
 - ``voxelwise_<key>.png``: slices through the peak with atlas outlines, mm coordinates and
   a colour bar; ``voxelwise_mask.nii.gz``: the voxels analysed;
-- ``voxelwise.json``: settings, methods text, counts, exclusions, warnings, timings, versions.
+- ``voxelwise.json``: the ``qsmiron.records.VoxelwiseRecord`` (settings, methods text, both
+  tables as records, exclusions, warnings, timings, versions, every file by role).
+
+Names come from ``qsmiron.io.derivatives.voxelwise_paths``.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +32,19 @@ import pandas as pd
 from scipy import ndimage
 
 from qsmiron.errors import InputError
+from qsmiron.io.derivatives import VoxelwisePaths, voxelwise_paths
+from qsmiron.io.participants import ParticipantsTable, SessionsTable
+from qsmiron.records.extensions import VoxelwiseCluster, VoxelwiseContrast, VoxelwiseRecord
+from qsmiron.records.regions import AtlasInfo
 from qsmiron.stats._design import complete_cases, covariate_design
+from qsmiron.stats.methods_text import voxelwise_methods
 from qsmiron.stats.permutation import neighbour_graph, permuted_glm_tfce
+from qsmiron.stats.results import exclusion_records
 from qsmiron.stats.study import ALL, Study, group_labels, load_study, resolve_study
 from qsmiron.stats.study_sections import VoxelwiseSettings
 from qsmiron.stats.voxelwise_maps import (Grid, analysis_mask, atlas_on_grid, find_template_maps, load_masked,
                                           mask_box, select_maps)
+from qsmiron.stats.write import plain_values
 
 CLUSTER_COLUMNS = ["contrast", "cluster_id", "n_voxels", "peak_x_mm", "peak_y_mm", "peak_z_mm", "peak_t",
                    "p_fwe", "label"]
@@ -62,19 +72,16 @@ class Contrast:
 
 @dataclass
 class VoxelwiseResults:
-    """What ``run_voxelwise`` computed and wrote."""
+    """What ``run_voxelwise`` computed and wrote: the two tables and the record (``voxelwise.json``)."""
 
     clusters: pd.DataFrame
     contrasts: pd.DataFrame
-    settings: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)
-    exclusions: list[dict[str, Any]] = field(default_factory=list)
-    files: dict[str, str] = field(default_factory=dict)
+    record: VoxelwiseRecord
 
 
-def run_voxelwise(derivatives_dir: str | os.PathLike, participants_tsv: str | os.PathLike,
+def run_voxelwise(derivatives_dir: str | os.PathLike, participants: ParticipantsTable | str | os.PathLike,
                   out_dir: str | os.PathLike, *, study_path: str | os.PathLike | None = None,
-                  study: Study | None = None, session: str | None = None, sessions: pd.DataFrame | None = None,
+                  study: Study | None = None, session: str | None = None, sessions: SessionsTable | None = None,
                   atlas: str = "cit168", atlas_labels: str | os.PathLike | None = None,
                   template: str | os.PathLike | None = None, missing_maps: str = "error",
                   figures: bool = True) -> VoxelwiseResults:
@@ -84,21 +91,22 @@ def run_voxelwise(derivatives_dir: str | os.PathLike, participants_tsv: str | os
     ----------
     derivatives_dir : path
         Holds ``sub-*/[ses-*/]anat/sub-*_space-<space>_Chimap.nii.gz``.
-    participants_tsv : path
+    participants : ParticipantsTable or path
+        The participants table (``participants.tsv``, or as read).
     out_dir : path
     study_path, study : optional
         The study file (or an already loaded ``Study``); its ``[voxelwise]`` section (defaults
         when absent), groups, covariates and associations define the contrasts.
     session : str, optional
         The session analysed when the maps have several (default: the study's ``session``).
-    sessions : DataFrame, optional
+    sessions : SessionsTable, optional
         Per-session participant values (:func:`qsmiron.io.participants.read_sessions`).
     atlas, atlas_labels, template : optional
         Atlas for the mask and cluster labels, template defining the grid (default: CIT168 on
         MNI152NLin2009cAsym, 1 mm).
     missing_maps : {"error", "exclude"}
         An analysed participant without a map is an error (the command line), or is left out
-        and listed in ``exclusions`` (a pipeline in which one subject failed).
+        and listed in the record's ``exclusions`` (a pipeline in which one subject failed).
     figures : bool
 
     Raises
@@ -114,57 +122,61 @@ def run_voxelwise(derivatives_dir: str | os.PathLike, participants_tsv: str | os
     study = study if study is not None else load_study(study_path)
     settings = study.voxelwise or VoxelwiseSettings()
     session = session or study.session
-    participants = participants_at_session(read_participants(participants_tsv), sessions, session)
+    if not isinstance(participants, ParticipantsTable):
+        participants = read_participants(participants)
+    participants = participants_at_session(participants, sessions, session)
     plain = study.model_copy(deep=True)
     plain.regions = []
     plain._source = study.source
-    resolved = resolve_study(plain, participants, [])
-    table = participants.set_index("participant_id")
+    resolved = resolve_study(plain, participants.frame, [], source=participants.source)
+    table = participants.frame.set_index("participant_id")
 
     atlas_obj = load_atlas(atlas, atlas_labels, template)
     template_img = load_template(atlas_obj.template_path if template is None else template)
     grid = Grid(tuple(template_img.shape[:3]), np.asarray(template_img.affine), atlas_obj.space)
-    found = find_template_maps(derivatives_dir, grid.space)
-    contrasts, exclusions = build_contrasts(table, resolved)
+    contrasts, excluded = build_contrasts(table, resolved)
     needed = list(dict.fromkeys(pid for c in contrasts if not c.note for pid in c.participants))
-    maps, missing = select_maps(found, needed, grid.space, session, derivatives_dir, participants_tsv,
-                                missing=missing_maps)
+    maps, missing = select_maps(find_template_maps(derivatives_dir, grid.space), needed, grid.space, session,
+                                derivatives_dir, participants.source, missing=missing_maps)
     if missing:
-        exclusions += missing
-        contrasts, _ = build_contrasts(table.loc[[p for p in table.index if p not in
-                                                  {m["participant_id"] for m in missing}]], resolved)
+        excluded += missing
+        without = {item["participant_id"] for item in missing}
+        contrasts, _ = build_contrasts(table.loc[[p for p in table.index if p not in without]], resolved)
     labels = atlas_on_grid(atlas_obj, grid)
     study_dir = Path(study.source).parent if study.source else None
     mask, mask_text = analysis_mask(settings.mask, labels, np.asanyarray(template_img.dataobj), grid, study_dir)
     loaded = [pid for pid in maps if any(pid in c.participants for c in contrasts if not c.note)]
     if not loaded:
         raise InputError("no contrast of the study can be analysed voxel-wise (see the notes: "
-                         + "; ".join(f"{c.name}: {c.note}" for c in contrasts) + ")", participants_tsv)
+                         + "; ".join(f"{c.name}: {c.note}" for c in contrasts) + ")", participants.source)
     values = load_masked([maps[pid] for pid in loaded], grid, mask, fwhm_mm=settings.smoothing_fwhm_mm)
     keep, warnings = _usable_voxels(values, mask_text)
     analysed = np.zeros(grid.shape, bool)
     analysed[mask] = keep
-    values = values[:, keep]
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = _analyse_contrasts(contrasts, loaded, values, analysed, labels, atlas_obj, grid, settings,
-                                 out_dir, template_img if figures else None)
-    clusters, summary = outputs
-    summary_settings = {
-        "voxelwise": settings.model_dump(mode="json"), "mask": mask_text, "n_voxels": int(analysed.sum()),
-        "space": grid.space, "grid": grid.describe(), "session": session,
-        "groups": resolved.groups.model_dump(mode="json"), "covariates": resolved.covariates,
-        "associations": resolved.associations.model_dump(mode="json"),
-        "study_file": study.source, "derivatives_dir": os.fspath(derivatives_dir),
-        "participants_table": os.fspath(participants_tsv), "atlas": atlas_obj.describe(),
-        "methods": methods_text(settings, mask_text, resolved.associations.method),
-        "seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu_started}
-    results = VoxelwiseResults(clusters=clusters, contrasts=summary, settings=summary_settings,
-                               warnings=warnings + [f"{row.contrast}: {row.note}" for row in summary.itertuples()
-                                                    if row.note],
-                               exclusions=exclusions)
-    results.files = write_voxelwise(results, out_dir, analysed, grid)
+    paths = voxelwise_paths(out_dir)
+    paths.record.parent.mkdir(parents=True, exist_ok=True)
+    clusters, summary = _analyse_contrasts(contrasts, loaded, values[:, keep], analysed, labels, atlas_obj, grid,
+                                           settings, paths, template_img if figures else None)
+    from qsmiron import __version__
+
+    record = VoxelwiseRecord(
+        qsmiron_version=__version__, settings=settings, session=session, mask=mask_text,
+        n_voxels=int(analysed.sum()), space=grid.space, grid=grid.describe(), group_column=resolved.groups.column,
+        groups=list(resolved.groups.compare), covariates=list(resolved.covariates),
+        association_group=resolved.associations.group, association_variables=list(resolved.associations.variables),
+        atlas=AtlasInfo(**atlas_obj.describe()), study_file=study.source, derivatives_dir=os.fspath(derivatives_dir),
+        participants_table=participants.source,
+        methods=voxelwise_methods(settings, mask_text, resolved.associations.method),
+        contrasts=[VoxelwiseContrast(**plain_values(row)) for row in summary],
+        clusters=[VoxelwiseCluster(**plain_values(row)) for row in clusters],
+        exclusions=exclusion_records(excluded),
+        warnings=warnings + [f"{row['contrast']}: {row['note']}" for row in summary if row["note"]],
+        versions=_versions())
+    results = VoxelwiseResults(clusters=pd.DataFrame(clusters, columns=CLUSTER_COLUMNS),
+                               contrasts=_contrast_table(summary), record=record)
+    record.seconds, record.cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    write_voxelwise(results, paths, analysed, grid)
     return results
 
 
@@ -205,22 +217,6 @@ def build_contrasts(table: pd.DataFrame, study: Study) -> tuple[list[Contrast], 
     return contrasts, exclusions
 
 
-def methods_text(settings: VoxelwiseSettings, mask_text: str, association_method: str) -> str:
-    """What ran, in words, for the report's methods section."""
-    smoothing = (f"maps smoothed with a {settings.smoothing_fwhm_mm:g} mm FWHM Gaussian inside each "
-                 "map's valid voxels (normalised convolution)" if settings.smoothing_fwhm_mm else "no smoothing")
-    return (f"Voxel-wise GLM at each voxel of {mask_text} on the template grid ({smoothing}): chi ~ tested "
-            "regressor + covariates + intercept. Two-sided permutation inference with "
-            f"{settings.n_permutations} permutations (seed {settings.seed}) as nilearn's permuted_ols "
-            "(the data and the tested regressor residualised on the covariates; the rows of the regressor "
-            "and of the covariates shuffled together), threshold-free cluster enhancement (E = 0.5, H = 2, "
-            "100 steps, face connectivity) and family-wise error control by the maximum |TFCE| over the "
-            f"mask. Clusters: face-connected voxels of one sign with p_FWE < {settings.alpha:g}, labelled "
-            "with the atlas region holding most of their voxels. The group contrast is group_a minus "
-            "group_b; voxel-wise associations are linear (partial regression slopes), whereas the regional "
-            f"associations are {association_method} partial correlations.")
-
-
 # ---------------------------------------------------------------------------------------
 
 
@@ -256,8 +252,9 @@ def _usable_voxels(values: np.ndarray, mask_text: str) -> tuple[np.ndarray, list
     return keep, warnings
 
 
-def _analyse_contrasts(contrasts, loaded, values, analysed, labels, atlas_obj, grid, settings, out_dir,
-                       template_img):
+def _analyse_contrasts(contrasts, loaded, values, analysed, labels, atlas_obj, grid, settings,
+                       paths: VoxelwisePaths, template_img) -> tuple[list[dict], list[dict]]:
+    """Each contrast's permutations, maps, clusters and figure: (cluster rows, contrast rows)."""
     from qsmiron.io.nifti import save_nifti
 
     box = mask_box(analysed, 1)
@@ -269,17 +266,16 @@ def _analyse_contrasts(contrasts, loaded, values, analysed, labels, atlas_obj, g
     for contrast in contrasts:
         row = {"contrast": contrast.name, "key": contrast.key, "kind": contrast.kind, "sample": contrast.sample,
                "n": len(contrast.participants), "n_a": contrast.n_a, "n_b": contrast.n_b,
-               "covariates": ", ".join(contrast.covariates), "n_voxels": int(analysed.sum()), "note": contrast.note}
+               "covariates": list(contrast.covariates), "n_voxels": int(analysed.sum()), "note": contrast.note}
+        summary.append(row)
         if contrast.note:
-            summary.append(row)
             continue
         rows = [row_of[pid] for pid in contrast.participants]
         result = permuted_glm_tfce(contrast.regressor, values[rows], contrast.confounds, graph,
                                    n_permutations=settings.n_permutations, seed=settings.seed)
         t_map, logp_map = np.zeros(grid.shape, np.float32), np.zeros(grid.shape, np.float32)
         t_map[analysed], logp_map[analysed] = result.t, result.logp_fwe
-        t_path = out_dir / f"voxelwise_{contrast.key}_stat-t.nii.gz"
-        logp_path = out_dir / f"voxelwise_{contrast.key}_stat-logpfwe.nii.gz"
+        t_path, logp_path = paths.t_map(contrast.key), paths.logp_map(contrast.key)
         save_nifti(t_path, t_map, grid.affine, sidecar={"Contrast": contrast.name, "Statistic": "t",
                                                        "Space": grid.space})
         save_nifti(logp_path, logp_map, grid.affine, sidecar={
@@ -293,14 +289,19 @@ def _analyse_contrasts(contrasts, loaded, values, analysed, labels, atlas_obj, g
         if template_img is not None:
             from qsmiron.report.voxelwise_figures import contrast_figure
 
-            figure = out_dir / f"voxelwise_{contrast.key}.png"
+            figure = paths.figure(contrast.key)
             contrast_figure(t_map, logp_map, grid.affine, template_img, labels, figure, title=contrast.name,
                             alpha=settings.alpha, peak_mm=(found[0]["peak_x_mm"], found[0]["peak_y_mm"],
                                                            found[0]["peak_z_mm"]) if found else None)
             row["figure"] = figure.name
-        summary.append(row)
-    return (pd.DataFrame(cluster_rows, columns=CLUSTER_COLUMNS),
-            pd.DataFrame(summary).reindex(columns=CONTRAST_COLUMNS))
+    return cluster_rows, summary
+
+
+def _contrast_table(rows: list[dict]) -> pd.DataFrame:
+    """``voxelwise_contrasts.tsv``: the contrast rows, covariates as one text cell."""
+    frame = pd.DataFrame(rows).reindex(columns=CONTRAST_COLUMNS)
+    frame["covariates"] = frame["covariates"].map(lambda names: ", ".join(names))
+    return frame
 
 
 def cluster_table(contrast: str, t: np.ndarray, logp: np.ndarray, analysed: np.ndarray, labels: np.ndarray,
@@ -326,31 +327,29 @@ def cluster_table(contrast: str, t: np.ndarray, logp: np.ndarray, analysed: np.n
     return rows
 
 
-def write_voxelwise(results: VoxelwiseResults, out_dir: Path, analysed: np.ndarray, grid: Grid) -> dict[str, str]:
-    """The tables, the mask and ``voxelwise.json`` (written last)."""
+def write_voxelwise(results: VoxelwiseResults, paths: VoxelwisePaths, analysed: np.ndarray, grid: Grid) -> None:
+    """The tables, the mask and ``voxelwise.json`` (written last); the record's ``files`` lists every file."""
     from qsmiron.io.atomic import write_json_atomic, write_tsv_atomic
     from qsmiron.io.nifti import save_nifti
-    from qsmiron.stats.write import _clean
 
-    files = {"clusters": "voxelwise_clusters.tsv", "contrasts": "voxelwise_contrasts.tsv",
-             "mask": "voxelwise_mask.nii.gz", "json": "voxelwise.json"}
-    write_tsv_atomic(out_dir / files["clusters"], results.clusters)
-    write_tsv_atomic(out_dir / files["contrasts"], results.contrasts)
-    save_nifti(out_dir / files["mask"], analysed, grid.affine, dtype=np.uint8)
-    write_json_atomic(out_dir / files["json"], _clean({
-        "settings": results.settings, "warnings": results.warnings, "exclusions": results.exclusions,
-        "contrasts": results.contrasts.to_dict(orient="records"),
-        "clusters": results.clusters.to_dict(orient="records"), "files": files, "versions": _versions()}))
-    return files
+    write_tsv_atomic(paths.clusters, results.clusters)
+    write_tsv_atomic(paths.contrasts, results.contrasts)
+    save_nifti(paths.mask, analysed, grid.affine, dtype=np.uint8)
+    files = {role: path.name for role, path in paths.files().items()}
+    for contrast in results.record.contrasts:
+        files.update({f"{role}:{contrast.key}": name for role, name in
+                      (("t_map", contrast.t_map), ("logp_map", contrast.logp_map), ("figure", contrast.figure))
+                      if name})
+    results.record.files = files
+    write_json_atomic(paths.record, results.record.to_json())
 
 
-def _versions() -> dict[str, str]:
+def _versions() -> dict[str, str | None]:
     from importlib.metadata import version
 
-    from qsmiron import __version__
+    from qsmiron.versions import software_versions
 
-    return {"qsmiron": __version__, "nilearn": version("nilearn"), "numpy": np.__version__,
-            "numba": version("numba"), "nibabel": version("nibabel")}
+    return {**software_versions(), "nilearn": version("nilearn")}
 
 
 def _label_names(atlas_obj) -> dict[int, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +19,10 @@ import pandas as pd
 from scipy import ndimage
 
 from qsmiron.errors import InputError
-from qsmiron.io.participants import normalise_participant_id, normalise_session_id
+from qsmiron.io.derivatives import parse_template_map_name, sidecar_of, template_map_path
+from qsmiron.io.participants import normalise_session_id
 
-MAP_SUFFIX = "_Chimap.nii.gz"
 SUBCORTICAL_DILATION_MM = 2.0
-_MAP_NAME = re.compile(r"^(?P<sub>sub-[A-Za-z0-9]+)(?:_(?P<ses>ses-[A-Za-z0-9]+))?(?:_[A-Za-z0-9]+-[A-Za-z0-9]+)*?"
-                       r"_space-(?P<space>[A-Za-z0-9]+)(?:_[A-Za-z0-9]+-[A-Za-z0-9]+)*_Chimap\.nii(?:\.gz)?$")
 
 
 @dataclass
@@ -57,12 +54,11 @@ def find_template_maps(derivatives_dir: str | os.PathLike, space: str) -> pd.Dat
     rows = []
     for pattern in ("sub-*/anat/*_Chimap.nii*", "sub-*/ses-*/anat/*_Chimap.nii*"):
         for path in sorted(root.glob(pattern)):
-            match = _MAP_NAME.match(path.name)
+            parsed = parse_template_map_name(path.name)
             folders = path.relative_to(root).parts[:-2]          # sub-X[, ses-Y]
-            if match is None or match["sub"] != folders[0] or (len(folders) > 1 and match["ses"] != folders[1]):
+            if parsed is None or parsed[0] != folders[0] or (len(folders) > 1 and parsed[1] != folders[1]):
                 continue
-            rows.append({"participant_id": match["sub"], "session": match["ses"],
-                         "space": match["space"], "path": path})
+            rows.append({"participant_id": parsed[0], "session": parsed[1], "space": parsed[2], "path": path})
     return pd.DataFrame(rows, columns=["participant_id", "session", "space", "path"])
 
 
@@ -95,7 +91,7 @@ def select_maps(found: pd.DataFrame, participants: list[str], space: str, sessio
         if not other.empty:
             first = other.iloc[0]
             hint = (f"; {Path(first['path']).name} is in space {first['space']}, not {space}")
-        example = f"{absent[0]}/[ses-*/]anat/{absent[0]}[_ses-*]_space-{space}{MAP_SUFFIX}"
+        example = f"{absent[0]}/[ses-*/]anat/" + template_map_path(".", f"{absent[0]}[_ses-*]", space).name
         raise InputError(f"{len(absent)} analysed participant(s) have no template-space chi map "
                          f"({_few(absent)}; expected {example} under {derivatives_dir}){hint}",
                          participants_tsv)
@@ -120,7 +116,7 @@ def check_map(path: Path, grid: Grid) -> nib.Nifti1Image:
                          f"{'x'.join(f'{z:g}' for z in zooms)} mm, origin "
                          f"{', '.join(f'{v:g}' for v in image.affine[:3, 3])}) than the {grid.describe()}; "
                          "resample it to the template grid", path)
-    sidecar = Path(str(path).replace(".nii.gz", ".json").replace(".nii", ".json"))
+    sidecar = sidecar_of(path)
     if sidecar.exists():
         try:
             meta = json.loads(sidecar.read_text(encoding="utf-8"))
@@ -142,7 +138,10 @@ def analysis_mask(choice: str, labels: np.ndarray, template: np.ndarray, grid: G
         ball = np.zeros(tuple(2 * radius + 1), bool)
         inside = np.sum((offsets * zooms) ** 2, axis=1) <= SUBCORTICAL_DILATION_MM ** 2 + 1e-9
         ball[tuple((offsets[inside] + radius).T)] = True
-        mask = ndimage.binary_dilation(labels > 0, ball)
+        # dilated inside the regions' bounding box (plus the ball's reach), not the whole grid
+        box = mask_box(labels > 0, int(radius.max()) + 1)
+        mask = np.zeros(labels.shape, bool)
+        mask[box] = ndimage.binary_dilation(labels[box] > 0, ball)
         return mask, (f"the union of the atlas regions dilated by {SUBCORTICAL_DILATION_MM:g} mm "
                       f"({int(mask.sum())} voxels)")
     if choice == "brain":
@@ -207,10 +206,6 @@ def atlas_on_grid(atlas, grid: Grid) -> np.ndarray:
     resampled = resample_img(atlas.image, target_affine=grid.affine, target_shape=grid.shape,
                              interpolation="nearest", force_resample=True, copy_header=True)
     return np.rint(np.asanyarray(resampled.dataobj)).astype(np.int32)
-
-
-def participant_ids(values) -> list[str]:
-    return [normalise_participant_id(v) for v in values]
 
 
 def _few(items: list[str], limit: int = 5) -> str:
