@@ -101,7 +101,7 @@ def normative_calibration() -> None:
         table = normative_scores(regions, participants, STUDY).table
         new = table[~table["in_reference"]]
         # naive: residual over the reference fit's residual SD, read as a normal z
-        merged = regions.merge(participants, on="participant_id")
+        merged = regions.merge(participants.frame, on="participant_id")
         naive = []
         for _, frame in merged.groupby("region"):
             x = np.column_stack([np.ones(len(frame)), frame["age"], (frame["sex"] == "M").astype(float)])

@@ -26,7 +26,6 @@ Parts (all print figures; nothing is asserted):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -139,6 +138,9 @@ def power_part(n: int, d: float, permutations: int, planted_seeds: int, null_see
 def scale_part(n: int, permutations: int, threads: int, keep: Path | None) -> None:
     import nibabel as nib
 
+    from qsmiron.io.derivatives import template_map_path, voxelwise_paths
+    from qsmiron.records.extensions import VoxelwiseRecord
+
     space = Space()
     root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="bench_voxelwise_"))
     derivatives = root / "derivatives"
@@ -150,7 +152,7 @@ def scale_part(n: int, permutations: int, threads: int, keep: Path | None) -> No
         full[space.box] = np.where(space.brain[space.box], chi, 0.0)
         folder = derivatives / f"sub-{i:03d}" / "anat"
         folder.mkdir(parents=True, exist_ok=True)
-        nib.save(nib.Nifti1Image(full, space.grid.affine), folder / f"sub-{i:03d}_space-{space.grid.space}_Chimap.nii.gz")
+        nib.save(nib.Nifti1Image(full, space.grid.affine), template_map_path(folder, f"sub-{i:03d}", space.grid.space))
     pd.DataFrame({"participant_id": [f"sub-{i:03d}" for i in range(n)], "group": group, "age": age.round(1),
                   "sex": np.where(sex, "M", "F")}).to_csv(root / "participants.tsv", sep="\t", index=False)
     (root / "study.toml").write_text(f'[groups]\ncompare = ["MOH", "CM"]\n[associations]\nvariables = []\n'
@@ -164,13 +166,14 @@ def scale_part(n: int, permutations: int, threads: int, keep: Path | None) -> No
     subprocess.run(command, check=True, env=env)
     wall = time.perf_counter() - tick
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    payload = json.loads((root / "out" / "voxelwise.json").read_text())
-    clusters = pd.read_csv(root / "out" / "voxelwise_clusters.tsv", sep="\t")
-    print(f"{n} subjects x {permutations} permutations, {payload['settings']['n_voxels']} voxels, {threads} threads: "
+    paths = voxelwise_paths(root / "out")
+    record = VoxelwiseRecord.read(paths.record)
+    clusters = pd.read_csv(paths.clusters, sep="\t")
+    print(f"{n} subjects x {permutations} permutations, {record.n_voxels} voxels, {threads} threads: "
           f"wall {wall:.0f} s (target <= 300), CPU {usage.ru_utime + usage.ru_stime:.0f} s, "
           f"peak memory {usage.ru_maxrss / 1024:.0f} MB (target <= 4096); load average now "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"in-process: {payload['settings']['seconds']:.0f} s wall, {payload['settings']['cpu_seconds']:.0f} s CPU; "
+    print(f"in-process: {record.seconds:.0f} s wall, {record.cpu_seconds:.0f} s CPU; "
           f"clusters: {clusters[['label', 'n_voxels', 'peak_t', 'p_fwe']].to_dict('records')}")
 
 
