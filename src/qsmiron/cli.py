@@ -66,6 +66,17 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_voxelwise(args: argparse.Namespace) -> int:
+    from qsmiron.io.derivatives import voxelwise_paths
+    from qsmiron.stats.voxelwise import run_voxelwise
+
+    results = run_voxelwise(args.derivatives_dir, args.participants, args.output, study_path=args.study,
+                            session=args.session)
+    print(f"{len(results.clusters)} cluster(s) with p_FWE < {results.record.settings.alpha:g}: "
+          f"{voxelwise_paths(args.output).clusters}")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from qsmiron.pipeline.bids_app import run_bids_app
 
@@ -128,6 +139,30 @@ def _methods_help(stage_name: str) -> str:
                      for m in declared.methods if m.selectable)
 
 
+def _add_study_commands(add) -> None:
+    """``stats`` and ``voxelwise``: a study's analyses of regional tables and of template-space maps."""
+    sub = add("stats", _cmd_stats, "Cohort statistics and the study report.")
+    sub.add_argument("regions", metavar="REGIONS.tsv")
+    sub.add_argument("participants", metavar="PARTICIPANTS.tsv")
+    sub.add_argument("-o", "--output", metavar="OUTDIR", required=True)
+    sub.add_argument("--study", metavar="study.toml", default=None)
+    sub.add_argument("--session", metavar="LABEL", default=None,
+                     help="with a longitudinal regions table: the session analysed (default: each separately)")
+    sub.add_argument("--sessions", metavar="SESSIONS.tsv", default=None,
+                     help="per-session participant values (participant_id, session_id, ...), e.g. age at each scan")
+
+    sub = add("voxelwise", _cmd_voxelwise,
+              "Voxel-wise GLM (permutations, TFCE, FWE) of the study's contrasts on template-space chi maps.")
+    sub.add_argument("derivatives_dir", metavar="DERIVATIVES_DIR",
+                     help="holds sub-*/[ses-*/]anat/sub-*_space-MNI152NLin2009cAsym_Chimap.nii.gz")
+    sub.add_argument("participants", metavar="PARTICIPANTS_TSV")
+    sub.add_argument("--study", metavar="STUDY_TOML", default=None,
+                     help="study file; its [voxelwise] section sets mask, n_permutations, smoothing_fwhm_mm, seed")
+    sub.add_argument("-o", "--output", metavar="OUT_DIR", required=True)
+    sub.add_argument("--session", metavar="LABEL", default=None,
+                     help="the session analysed when the maps have several")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qsmiron",
@@ -176,15 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--template", metavar="PATH", default=None, help="template the atlas is defined on (default: MNI152NLin2009cAsym)")
     add_config(sub)
 
-    sub = add("stats", _cmd_stats, "Cohort statistics and the study report.")
-    sub.add_argument("regions", metavar="REGIONS.tsv")
-    sub.add_argument("participants", metavar="PARTICIPANTS.tsv")
-    sub.add_argument("-o", "--output", metavar="OUTDIR", required=True)
-    sub.add_argument("--study", metavar="study.toml", default=None)
-    sub.add_argument("--session", metavar="LABEL", default=None,
-                     help="with a longitudinal regions table: the session analysed (default: each separately)")
-    sub.add_argument("--sessions", metavar="SESSIONS.tsv", default=None,
-                     help="per-session participant values (participant_id, session_id, ...), e.g. age at each scan")
+    _add_study_commands(add)
 
     sub = add("run", _cmd_run, "BIDS-App: a BIDS dataset to QSM maps, regional tables, statistics and the report.")
     sub.add_argument("bids_dir", metavar="BIDS_DIR")

@@ -30,7 +30,7 @@ def captured_group(monkeypatch):
     calls = []
 
     def fake_group(regions_tsv, participants_tsv, out_dir, *, study_path=None, session=None, sessions=None,
-                   qc_images=(), provenance=None):
+                   qc_images=(), provenance=None, derivatives_dir=None, atlas="cit168"):
         calls.append(dict(regions=pd.read_csv(regions_tsv, sep="\t"), participants=participants_tsv,
                           out_dir=Path(out_dir), study_path=study_path, session=session, sessions=sessions,
                           qc_images=list(qc_images), provenance=provenance))
@@ -215,6 +215,19 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
         assert r > 0.3, f"{participant_id}: measured vs true regional means, r = {r:.2f}"
     chi = nib.load(str(anat / f"{good[0]}_Chimap.nii.gz"))
     assert np.isfinite(chi.get_fdata()).all()
+
+    # The roi step also wrote chi on the template grid, where qsmiron voxelwise finds it, and the
+    # done-marker lists it (a deleted map makes the subject run again).
+    from qsmiron.pipeline.cache import read_marker
+    from qsmiron.stats.voxelwise_maps import find_template_maps
+
+    found = find_template_maps(root, "MNI152NLin2009cAsym")
+    assert sorted(found.participant_id) == good
+    template_chi = nib.load(str(anat / f"{good[0]}_space-MNI152NLin2009cAsym_Chimap.nii.gz"))
+    assert template_chi.shape == (193, 229, 193) and 0.05 < np.isfinite(template_chi.get_fdata()).mean() < 0.5
+    marker = read_marker(anat)
+    assert marker.outputs["template_chimap"].file == f"{good[0]}_space-MNI152NLin2009cAsym_Chimap.nii.gz"
+    assert "template_chimap_json" in marker.outputs
 
     # Group level on the good subjects, saying who was left out.
     group = root / "group"

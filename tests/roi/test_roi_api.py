@@ -10,6 +10,8 @@ subject: these two are the only registrations of the test suite.
 """
 
 
+import json
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -170,9 +172,20 @@ def test_outputs_beside_the_table_and_provenance(ras_run):
     assert record.registration.transforms == ["rigid", "affine", "SyN"]
     assert record.config.registration.resolution_mm == 3.0
     assert [step.step for step in record.steps] == ["load", "prepare_subject", "registration",
-                                                    "labels_to_subject", "measurement", "qc"]
+                                                    "labels_to_subject", "measurement", "qc", "chi_to_template"]
     assert record.versions["antspyx"]
-    assert set(record.outputs) >= {"regions", "qc_atlas", "qc_registration", "labels", "transform_affine"}
+    assert set(record.outputs) >= {"regions", "qc_atlas", "qc_registration", "labels", "transform_affine",
+                                   "template_chimap", "template_chimap_json"}
+    # chi on the template grid (registration.warp_chi_to_template, on by default), beside the table
+    template_map = nib.load(folder / record.outputs["template_chimap"])
+    assert record.outputs["template_chimap"] == "sub-01_regions_space-MNI152NLin2009cAsym_Chimap.nii.gz"
+    assert template_map.shape == (193, 229, 193)
+    values = template_map.get_fdata()
+    covered, brain = np.isfinite(values), np.asanyarray(load_template().dataobj) > 0
+    # the subject's brain lands on the template's; NaN outside the subject's mask
+    assert covered[brain].mean() > 0.9 and covered[~brain].mean() < 0.05
+    sidecar = json.loads((folder / record.outputs["template_chimap_json"]).read_text())
+    assert sidecar["SpatialReference"] == "MNI152NLin2009cAsym" and sidecar["Units"] == "ppm"
     assert not list(folder.glob(".*tmp*"))
 
 

@@ -14,6 +14,7 @@ steps look up).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -28,6 +29,8 @@ LOG_FOLDER = "logs"
 ROLE_REGIONS = "regions"
 ROLE_RECON_RECORD = "recon_record"
 ROLE_REGIONS_RECORD = "regions_record"
+ROLE_TEMPLATE_CHIMAP = "template_chimap"
+"""Chi on the template grid (``RegionsPaths.template_chimap``), what voxel-wise statistics read."""
 QC_ROLES = ("qc_registration", "qc_atlas")
 """Marker roles the group level looks up: the regional table, the two records, the QC images."""
 
@@ -141,8 +144,9 @@ class RegionsPaths:
     qc_registration: Path
     labels: Path
     """The atlas labels on the subject's grid."""
-    chi_template: Path
-    """Chi resampled to the template (only with ``registration.warp_chi_to_template``)."""
+    template_chimap: Path
+    """Chi resampled to the template grid (with ``registration.warp_chi_to_template``), for
+    voxel-wise statistics; its JSON sidecar is ``sidecar_of(template_chimap)``."""
     transforms: TransformPaths
 
     @property
@@ -163,15 +167,39 @@ def table_stem(out_tsv: str | os.PathLike) -> Path:
     return out_tsv
 
 
-def regions_paths(out_tsv: str | os.PathLike, *, atlas: str, space: str) -> RegionsPaths:
-    """Where ``qsmiron roi -o OUT.tsv`` writes, for an atlas of that name in that template space."""
+def regions_paths(out_tsv: str | os.PathLike, *, atlas: str, space: str, label: str | None = None) -> RegionsPaths:
+    """Where ``qsmiron roi -o OUT.tsv`` writes, for an atlas of that name in that template space.
+
+    ``label`` (``sub-X[_ses-Y]``, a cohort's subject) names the template-space chi map as
+    :func:`template_map_path` beside the table, where ``qsmiron voxelwise`` finds it; without
+    it the map takes the table's stem (``OUT_space-<space>_Chimap.nii.gz``).
+    """
     stem = table_stem(out_tsv)
+    template_chimap = (template_map_path(stem.parent, label, space) if label is not None
+                       else stem.with_name(f"{stem.name}_space-{space}{TEMPLATE_MAP_SUFFIX}"))
     return RegionsPaths(regions=Path(out_tsv), regions_record=stem.with_name(stem.name + ".json"),
                         qc_atlas=stem.with_name(stem.name + "_qc_atlas.png"),
                         qc_registration=stem.with_name(stem.name + "_qc_registration.png"),
                         labels=stem.with_name(stem.name + f"_atlas-{atlas}_dseg.nii.gz"),
-                        chi_template=stem.with_name(stem.name + f"_space-{space}_chi.nii.gz"),
-                        transforms=transform_paths(stem))
+                        template_chimap=template_chimap, transforms=transform_paths(stem))
+
+
+TEMPLATE_MAP_SUFFIX = "_Chimap.nii.gz"
+TEMPLATE_MAP_PATTERN = re.compile(
+    r"^(?P<sub>sub-[A-Za-z0-9]+)(?:_(?P<ses>ses-[A-Za-z0-9]+))?(?:_[A-Za-z0-9]+-[A-Za-z0-9]+)*?"
+    r"_space-(?P<space>[A-Za-z0-9]+)(?:_[A-Za-z0-9]+-[A-Za-z0-9]+)*_Chimap\.nii(?:\.gz)?$")
+"""A template-space chi map's file name (other BIDS entities allowed between and after)."""
+
+
+def template_map_path(subject_dir: str | os.PathLike, label: str, space: str) -> Path:
+    """A subject's chi map on the template grid: ``sub-<label>[_ses-<label>]_space-<space>_Chimap.nii.gz``."""
+    return Path(subject_dir) / f"{label}_space-{space}{TEMPLATE_MAP_SUFFIX}"
+
+
+def parse_template_map_name(name: str) -> tuple[str, str | None, str] | None:
+    """(participant, session or None, space) of a template-space chi map's file name; None otherwise."""
+    match = TEMPLATE_MAP_PATTERN.match(name)
+    return None if match is None else (match["sub"], match["ses"], match["space"])
 
 
 def atlas_label(atlas: str | os.PathLike) -> str:
@@ -257,6 +285,59 @@ def study_paths(out_dir: str | os.PathLike) -> StudyPaths:
              "km_at_risk": "km_at_risk.tsv", "results": "results.json",
              "report": "report.html", "sessions": "sessions.tsv"}
     return StudyPaths(**{role: out_dir / name for role, name in names.items()})
+
+
+@dataclass(frozen=True)
+class ExtensionPaths:
+    """The tables of a study's optional regional sections (``[harmonise]``, ``[longitudinal]``,
+    ``[normative]``), written once per group analysis beside its ``results.json`` (the top folder
+    when each session is analysed separately)."""
+
+    regions_harmonised: Path
+    site_effects: Path
+    longitudinal: Path
+    normative: Path
+
+    def files(self) -> dict[str, Path]:
+        return _roles(self)
+
+
+def extension_paths(out_dir: str | os.PathLike) -> ExtensionPaths:
+    out_dir = Path(out_dir)
+    return ExtensionPaths(regions_harmonised=out_dir / "regions_harmonised.tsv",
+                          site_effects=out_dir / "harmonise_site_effects.tsv",
+                          longitudinal=out_dir / "longitudinal.tsv", normative=out_dir / "normative.tsv")
+
+
+@dataclass(frozen=True)
+class VoxelwisePaths:
+    """The outputs of one voxel-wise analysis (``qsmiron voxelwise``, or a group level's
+    ``[voxelwise]`` section, beside that analysis's ``results.json``)."""
+
+    clusters: Path
+    contrasts: Path
+    mask: Path
+    record: Path
+    """``voxelwise.json`` (``qsmiron.records.VoxelwiseRecord``), written last."""
+
+    def t_map(self, contrast_key: str) -> Path:
+        return self.record.parent / f"voxelwise_{contrast_key}_stat-t.nii.gz"
+
+    def logp_map(self, contrast_key: str) -> Path:
+        """-log10 p_FWE of the contrast."""
+        return self.record.parent / f"voxelwise_{contrast_key}_stat-logpfwe.nii.gz"
+
+    def figure(self, contrast_key: str) -> Path:
+        return self.record.parent / f"voxelwise_{contrast_key}.png"
+
+    def files(self) -> dict[str, Path]:
+        return _roles(self)
+
+
+def voxelwise_paths(out_dir: str | os.PathLike) -> VoxelwisePaths:
+    out_dir = Path(out_dir)
+    return VoxelwisePaths(clusters=out_dir / "voxelwise_clusters.tsv", contrasts=out_dir / "voxelwise_contrasts.tsv",
+                          mask=out_dir / "voxelwise_mask.nii.gz", record=out_dir / "voxelwise.json")
 
 
 # -------------------------------------------------------------------------------- the demo

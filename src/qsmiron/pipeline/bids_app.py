@@ -4,7 +4,10 @@ BIDS-App levels: ``participant`` validates the dataset, reconstructs every valid
 measures its regions (``OUT_DIR/qsmiron/sub-X/anat/``), then writes the cohort table
 ``OUT_DIR/qsmiron/regions.tsv``; ``group`` runs the statistics and the report on the
 subjects that succeeded (``OUT_DIR/qsmiron/group/``) and says who was left out and why. No
-level means both.
+level means both. The study file's optional sections run at the group level
+(``qsmiron.pipeline.group``); ``[voxelwise]`` reads the chi maps the roi step wrote on the
+template grid, and with ``mask = "brain"`` the participant level warps the whole brain
+(:func:`settings_for_study`).
 
 Files at the top of ``OUT_DIR/qsmiron``: ``dataset_description.json`` (BIDS derivative,
 GeneratedBy qsmiron), ``config.json`` (every setting; re-run with ``--config``),
@@ -159,11 +162,64 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
         if lock.taken_over:
             echo(f"qsmiron: took over the lock left by {lock.taken_over}, which is no longer running")
         if "participant" in levels:
+            config = settings_for_study(config, study_path, echo)
             _participant_level(bids_dir, paths, config, participant_labels, n_procs, dask_scheduler,
                                dask_client, steps, progress, echo, result)
         if "group" in levels:
-            _group_level(bids_dir, paths, study_path, echo, result)
+            _group_level(bids_dir, paths, study_path, config, echo, result)
     return result
+
+
+WHOLE_BRAIN_SYN = ('[voxelwise] mask = "brain" needs the non-linear (SyN) warp over the whole brain; '
+                   'registration.syn_region = "atlas" deforms only the atlas regions\' box')
+
+
+def settings_for_study(config: QsmironConfig, study_path, echo: Callable[[str], None]) -> QsmironConfig:
+    """The participant-level settings a study file's ``[voxelwise]`` section needs.
+
+    Chi on the template grid (``registration.warp_chi_to_template``, on by default) and, with
+    ``mask = "brain"``, a SyN warp over the whole brain: ``registration.syn_region`` becomes
+    ``"brain"`` unless the settings file chose ``"atlas"`` itself, which is an error.
+
+    Raises
+    ------
+    InputError
+        The settings turn off what the study needs (naming the study file).
+    """
+    from qsmiron.register.normalise import syn_stages
+    from qsmiron.stats.study import load_study
+
+    voxelwise = None if study_path is None else load_study(study_path).voxelwise
+    if voxelwise is None:
+        return config
+    registration = config.registration
+    if not registration.warp_chi_to_template:
+        raise InputError("the study's [voxelwise] section analyses chi on the template grid, but the settings "
+                         "turn registration.warp_chi_to_template off", study_path)
+    if voxelwise.mask != "brain" or registration.syn_region == "brain" or not syn_stages(registration):
+        return config
+    if "syn_region" in registration.model_fields_set:
+        raise InputError(f"{WHOLE_BRAIN_SYN}, which the settings chose: set it to \"brain\" or use "
+                         "mask = \"subcortical\"", study_path)
+    echo('qsmiron: [voxelwise] mask = "brain": the SyN warp covers the whole brain (registration.syn_region = '
+         '"brain")')
+    return config.model_copy(update={"registration": registration.model_copy(update={"syn_region": "brain"})})
+
+
+def _check_voxelwise_registrations(study_path, scans: list[ScanRecords]) -> None:
+    """A ``[voxelwise] mask = "brain"`` study needs every scan warped non-linearly over the whole brain."""
+    from qsmiron.stats.study import load_study
+
+    voxelwise = None if study_path is None else load_study(study_path).voxelwise
+    if voxelwise is None or voxelwise.mask != "brain":
+        return
+    narrow = [scan for scan in scans if scan.regions is not None and "SyN" in scan.regions.registration.transforms
+              and scan.regions.registration.domain != "brain"]
+    if narrow:
+        names = ", ".join(f"{s.participant_id}{' ' + s.session if s.session else ''}" for s in narrow[:5])
+        raise InputError(f"{WHOLE_BRAIN_SYN}, and {len(narrow)} scan(s) were registered so ({names}"
+                         f"{' ...' if len(narrow) > 5 else ''}); run the participant level again with this study "
+                         "file, which sets syn_region = \"brain\"", study_path)
 
 
 def _validate(bids_dir: Path, paths: CohortPaths, config: QsmironConfig, participant_labels, echo,
@@ -321,7 +377,8 @@ def _scan_records(bids_dir: Path, paths: CohortPaths, included) -> list[ScanReco
     return scans
 
 
-def _group_level(bids_dir: Path, paths: CohortPaths, study_path, echo, result: BidsAppResult) -> None:
+def _group_level(bids_dir: Path, paths: CohortPaths, study_path, config: QsmironConfig, echo,
+                 result: BidsAppResult) -> None:
     from qsmiron.io.participants import read_bids_sessions
     from qsmiron.pipeline.group import run_group_analysis
 
@@ -333,6 +390,7 @@ def _group_level(bids_dir: Path, paths: CohortPaths, study_path, echo, result: B
     failed, excluded = _left_out(paths, participants_tsv, included)
     result.left_out = failed + excluded
     scans = _scan_records(bids_dir, paths, included)
+    _check_voxelwise_registrations(study_path, scans)
     provenance = Provenance(scans=scans, pipeline=PipelineSummary(
         n_subjects=len(included) + len(failed), failed=failed, excluded=excluded, derivatives=str(paths.root)))
     with_sessions = any(session is not None for _, session in included)
@@ -346,6 +404,6 @@ def _group_level(bids_dir: Path, paths: CohortPaths, study_path, echo, result: B
     report = run_group_analysis(paths.regions, participants_tsv, paths.group, study_path=study_path,
                                 sessions=read_bids_sessions(bids_dir),
                                 qc_images=[image for scan in scans for image in scan.qc_images],
-                                provenance=provenance)
+                                provenance=provenance, derivatives_dir=paths.root, atlas=config.roi.atlas)
     result.report = Path(report)
     echo(f"qsmiron: report: {Path(report).resolve()}")

@@ -14,6 +14,14 @@ Longitudinal datasets. The statistics compare participants, so each analysis use
 Values that change between visits (age at the scan, a score at that visit) come from the
 BIDS sessions tables (``sub-<label>/sub-<label>_sessions.tsv``) and replace the
 participants table's values for that session.
+
+The study file's optional sections run here too. ``[harmonise]``, ``[longitudinal]`` and
+``[normative]`` run first, once, on the whole regions table (:mod:`qsmiron.stats.extensions`;
+their tables in ``out_dir``), and every analysis after them uses the harmonised values;
+``[voxelwise]`` runs once per analysed session, beside that analysis's ``results.json``, on the
+template-space chi maps under ``derivatives_dir`` (a participant without a map is left out and
+listed). Each section's record goes into the ``results.json`` of every analysis
+(``StudyRecord.harmonisation``, ``longitudinal``, ``normative``, ``voxelwise``).
 """
 
 from __future__ import annotations
@@ -27,14 +35,57 @@ import pandas as pd
 
 from qsmiron.errors import InputError
 from qsmiron.io.atomic import check_writable_dir
-from qsmiron.io.derivatives import StudyPaths, study_paths
+from qsmiron.io.derivatives import StudyPaths, extension_paths, study_paths
 from qsmiron.io.participants import (ParticipantsTable, SessionsTable, normalise_session_id,
                                      participants_at_session, read_participants, read_sessions)
 from qsmiron.records.cohort import Provenance
 from qsmiron.stats.analysis import run_study
+from qsmiron.stats.extensions import RegionalExtensions, run_regional_extensions
 from qsmiron.stats.regions import read_regions, select_session, sessions_of
+from qsmiron.stats.results import StudyResults
 from qsmiron.stats.study import Study, load_study
 from qsmiron.stats.write import write_results
+
+
+@dataclass
+class Sections:
+    """What the study file's optional sections need in each analysis of a group level.
+
+    Attributes
+    ----------
+    regional : RegionalExtensions or None
+        The results of ``[harmonise]``, ``[longitudinal]`` and ``[normative]`` (run once).
+    derivatives_dir : Path or None
+        Where the template-space chi maps are, for ``[voxelwise]`` (None: it cannot run).
+    atlas : str
+        The atlas of the maps' regions (``roi.atlas``).
+    """
+
+    regional: RegionalExtensions | None = None
+    derivatives_dir: Path | None = None
+    atlas: str = "cit168"
+
+    def add_to(self, results: StudyResults, participants: ParticipantsTable, study: Study, session: str | None,
+               folder: Path) -> None:
+        """Attach the regional sections' records to ``results`` and run ``[voxelwise]`` into ``folder``."""
+        if self.regional is not None:
+            self.regional.attach(results, session, folder)
+        if study.voxelwise is None:
+            return
+        if self.derivatives_dir is None:
+            results.add_exclusions([], ["[voxelwise] did not run: no derivatives folder with template-space chi "
+                                        "maps was given (qsmiron run's group level runs it; or qsmiron voxelwise)"])
+            return
+        from qsmiron.stats.voxelwise import run_voxelwise
+
+        voxelwise = run_voxelwise(self.derivatives_dir, participants, folder, study=study, session=session,
+                                  atlas=self.atlas, missing_maps="exclude").record
+        results.voxelwise = voxelwise
+        notes = [f"voxel-wise: {text}" for text in voxelwise.warnings]
+        if study.harmonise is not None:
+            notes.append(f"voxel-wise: the maps are not harmonised across '{study.harmonise.batch}' (ComBat runs "
+                         "on the regional values only)")
+        results.add_exclusions(voxelwise.exclusions, notes)
 
 
 @dataclass
@@ -52,7 +103,8 @@ def run_group_analysis(regions_tsv: str | os.PathLike, participants_tsv: str | o
                        session: str | None = None,
                        sessions: SessionsTable | str | os.PathLike | None = None,
                        qc_images: Iterable[str | os.PathLike] = (),
-                       provenance: Provenance | None = None) -> Path:
+                       provenance: Provenance | None = None, derivatives_dir: str | os.PathLike | None = None,
+                       atlas: str = "cit168") -> Path:
     """Run every statistic of the study and write the tables, ``results.json`` and the report.
 
     Parameters
@@ -78,6 +130,11 @@ def run_group_analysis(regions_tsv: str | os.PathLike, participants_tsv: str | o
     provenance : Provenance, optional
         Each scan's reconstruction and regions records and the pipeline's facts, for the
         methods paragraph; records and pipeline items of a session go to that session's report.
+    derivatives_dir : path, optional
+        The derivative dataset holding ``sub-*/[ses-*/]anat/*_space-<space>_Chimap.nii.gz``,
+        for a study with ``[voxelwise]`` (without it that section does not run, with a warning).
+    atlas : str
+        The atlas the regions and the voxel-wise mask and labels come from.
 
     Returns
     -------
@@ -104,10 +161,17 @@ def run_group_analysis(regions_tsv: str | os.PathLike, participants_tsv: str | o
     paths = study_paths(out_dir)
     qc_images = [Path(image) for image in qc_images]
     present = sessions_of(regions)
+    sections = Sections(derivatives_dir=None if derivatives_dir is None else Path(derivatives_dir), atlas=atlas)
+    if any(section is not None for section in (study.harmonise, study.longitudinal, study.normative)):
+        sections.regional = run_regional_extensions(regions, participants, study, extension_paths(out_dir),
+                                                    sessions=sessions, regions_source=regions_source)
+        regions = sections.regional.regions
+        regions_source = sections.regional.regions_source or regions_source
 
     if study.session is not None or len(present) <= 1:
         chosen = study.session or (present[0] if present else None)
-        return _analyse(regions, regions_source, participants, sessions, study, chosen, paths, qc_images, provenance)
+        return _analyse(regions, regions_source, participants, sessions, study, chosen, paths, qc_images, provenance,
+                        sections)
 
     analyses = []
     for label in present:
@@ -116,7 +180,7 @@ def run_group_analysis(regions_tsv: str | os.PathLike, participants_tsv: str | o
         n = int(select_session(regions, label, source=regions_source)["participant_id"].nunique())
         try:
             report = _analyse(regions, regions_source, participants, sessions, at_session, label,
-                              paths.session(label), qc_images, provenance)
+                              paths.session(label), qc_images, provenance, sections)
             analyses.append(SessionAnalysis(label, n, report=report))
         except InputError as exc:
             analyses.append(SessionAnalysis(label, n, reason=str(exc)))
@@ -136,10 +200,11 @@ def run_group_analysis(regions_tsv: str | os.PathLike, participants_tsv: str | o
 
 def _analyse(regions: pd.DataFrame, regions_source: str, participants: ParticipantsTable,
              sessions: SessionsTable | None, study: Study, session: str | None, paths: StudyPaths,
-             qc_images: list[Path], provenance: Provenance | None) -> Path:
+             qc_images: list[Path], provenance: Provenance | None, sections: Sections) -> Path:
     """One analysis (one session, or a dataset without sessions) into ``paths``."""
     at_session = participants_at_session(participants, sessions, session)
     results = run_study(regions, at_session, study, regions_source=regions_source)
+    sections.add_to(results, at_session, study, session, paths.results.parent)
     if session is not None:
         qc_images = [image for image in qc_images if f"_{session}_" in image.name] or qc_images
         if provenance is not None:

@@ -22,7 +22,7 @@ from qsmiron.config import QsmironConfig
 from qsmiron.errors import InputError
 from qsmiron.io.atomic import write_json_atomic
 from qsmiron.io.bids import SubjectInputs
-from qsmiron.io.derivatives import CohortPaths, recon_paths, sidecar_of
+from qsmiron.io.derivatives import ROLE_TEMPLATE_CHIMAP, CohortPaths, recon_paths, sidecar_of
 
 MAX_REASON_CHARS = 300
 """Failure reasons shown and tabulated are cut to this; the subject's log has them whole."""
@@ -84,14 +84,18 @@ def recon_step(job: SubjectJob, log: logging.Logger) -> dict[str, Path]:
 
 
 def roi_step(job: SubjectJob, log: logging.Logger) -> dict[str, Path]:
-    """Atlas regions in subject space and their susceptibility (``qsmiron.roi.api.measure_subject``)."""
+    """Atlas regions in subject space and their susceptibility (``qsmiron.roi.api.measure_subject``),
+    and chi on the template grid (``template_chimap``, for voxel-wise statistics) unless
+    ``registration.warp_chi_to_template`` is off; the done-marker lists every file returned."""
     from qsmiron.roi.api import measure_subject
 
     unit = job.unit
     tsv = CohortPaths.regions_table(job.out_dir, unit.label, job.config.roi.atlas)
     result = measure_subject(job.outputs["chimap"], unit.magnitude[0], tsv, config=job.config,
-                             mask=job.outputs["mask"])
+                             mask=job.outputs["mask"], label=unit.label)
     log.info("%d regions measured", len(result.table))
+    if ROLE_TEMPLATE_CHIMAP in result.written:
+        log.info("chi on the template grid: %s", result.written[ROLE_TEMPLATE_CHIMAP].name)
     return result.written
 
 

@@ -4,7 +4,9 @@
 - ``ReconRecord``: one reconstruction (``recon.json``), from ``qsmiron.pipeline.single``;
 - ``RegionsRecord``: one regional measurement (the ROI JSON), from ``qsmiron.roi.api``;
 - ``AnalysisSettings`` and ``StudyRecord``: one study analysis (``results.json``), from
-  ``qsmiron.stats``, with its ``StudyAnswers`` (``records.answers``);
+  ``qsmiron.stats``, with its ``StudyAnswers`` (``records.answers``) and the optional sections'
+  ``HarmonisationRecord``, ``LongitudinalRecord``, ``NormativeRecord`` and ``VoxelwiseRecord``
+  (also ``voxelwise.json``);
 - ``DoneMarker`` and ``Provenance``: a cohort's bookkeeping and what the report reads.
 
 Writers build them, readers (the report, the group level) use their attributes: there is no
@@ -23,6 +25,10 @@ _LAZY = {
     "AssociationMatrix": "answers",
     "DoneMarker": "cohort", "MarkerFile": "cohort", "Provenance": "cohort", "ScanRecords": "cohort", "SubjectProblem": "cohort",
     "PipelineSummary": "cohort",
+    "HarmonisationRecord": "extensions", "SiteEffect": "extensions", "LongitudinalRecord": "extensions",
+    "LongitudinalTerm": "extensions", "NormativeRecord": "extensions", "NormativeSession": "extensions",
+    "NormativeOutlier": "extensions", "VoxelwiseRecord": "extensions", "VoxelwiseContrast": "extensions",
+    "VoxelwiseCluster": "extensions",
 }
 """Record classes imported on first use: they depend on the settings models, which in turn
 use ``StepInfo`` from ``base``."""

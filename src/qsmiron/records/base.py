@@ -83,6 +83,14 @@ class Record(BaseModel):
                              f"{describe_validation_error(exc)}", path) from None
 
 
+class Exclusion(Record):
+    """A participant left out of one analysis, and why."""
+
+    participant_id: str
+    analysis: str
+    reason: str
+
+
 class StepInfo(Record):
     """What one processing step did: the method, every parameter used, time and notes.
 

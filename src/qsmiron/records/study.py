@@ -7,7 +7,8 @@ from typing import Any
 from pydantic import Field
 
 from qsmiron.records.answers import StudyAnswers
-from qsmiron.records.base import SCHEMA_VERSION, Record, utc_now
+from qsmiron.records.base import SCHEMA_VERSION, Exclusion, Record, utc_now
+from qsmiron.records.extensions import HarmonisationRecord, LongitudinalRecord, NormativeRecord, VoxelwiseRecord
 from qsmiron.stats.study import Study
 
 
@@ -87,14 +88,6 @@ class AnalysisSettings(Study):
         return self.groups.compare[1]
 
 
-class Exclusion(Record):
-    """A participant left out of one analysis, and why."""
-
-    participant_id: str
-    analysis: str
-    reason: str
-
-
 class Curve(Record):
     """One region's curve (ROC, Kaplan-Meier) or at-risk table, column -> values."""
 
@@ -128,4 +121,9 @@ class StudyRecord(Record):
     """Column name -> its ``participants.json`` entry, for every column an analysis used."""
     answers: StudyAnswers | None = None
     """The three headline answers and the association matrix."""
+    harmonisation: HarmonisationRecord | None = None
+    longitudinal: LongitudinalRecord | None = None
+    normative: NormativeRecord | None = None
+    voxelwise: VoxelwiseRecord | None = None
+    """The study file's optional sections, each None when absent (``qsmiron.records.extensions``)."""
     files: dict[str, str] = Field(default_factory=dict)

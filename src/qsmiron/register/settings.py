@@ -90,9 +90,10 @@ class RegistrationSettings(Settings):
         "map (the reconstruction mask), 'magnitude' = automatic from the magnitude, 'auto' = "
         "a given mask, else the chi support when plausible, else from the magnitude")
     label_interpolation: Literal["genericLabel", "nearestNeighbor"] = "genericLabel"
-    warp_chi_to_template: bool = Field(False, description="also write chi resampled to the template (voxel-wise "
-                                       "work); the warp is non-linear only inside the SyN domain, so set "
-                                       "syn_region='brain' when the whole brain matters")
+    warp_chi_to_template: bool = Field(True, description="also write chi on the template grid, "
+                                       "sub-<label>[_ses-<label>]_space-<space>_Chimap.nii.gz beside the native map "
+                                       "(what qsmiron voxelwise analyses); the warp is non-linear only inside the "
+                                       "SyN domain (syn_region)")
     reuse_transforms: bool = Field(True, description="reuse saved transforms when the inputs and settings match")
     min_brain_dice: float = Field(0.85, ge=0, le=1,
                                   description="registration flagged when the warped subject brain overlaps "

@@ -3,7 +3,8 @@
 ``measure_subject`` registers the magnitude to the template (ANTs), brings the atlas labels to
 the subject's grid, measures chi per region in native space, and writes beside ``OUT.tsv``
 (names from ``qsmiron.io.derivatives.regions_paths``): the transforms, the labels in subject
-space, two QC figures and the ``RegionsRecord`` (``<stem>.json``: atlas, template,
+space, two QC figures, chi on the template grid (for voxel-wise statistics; setting
+``registration.warp_chi_to_template``) and the ``RegionsRecord`` (``<stem>.json``: atlas, template,
 registration and its quality, measurement, one ``StepInfo`` per stage, settings, versions).
 ``roi_from_files`` is the same, returning the table (the ``qsmiron roi`` command).
 """
@@ -82,37 +83,45 @@ def _register(images: SubjectImages, atlas, template_ants, labels_ants, settings
 
 
 def _write_outputs(images: SubjectImages, subject_labels, table: pd.DataFrame, registration, template,
-                   config, paths: RegionsPaths, steps: list[StepInfo]) -> tuple[pd.DataFrame, dict[str, Path]]:
-    """Labels, optional chi in template space, and the table (contract columns first).
+                   config, paths: RegionsPaths, steps: list[StepInfo], *, space: str, sources: list[str]
+                   ) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """Labels, chi on the template grid (``registration.warp_chi_to_template``), and the table
+    (contract columns first).
 
     Returns the table as written and role -> path of every file the measurement wrote (the
     record aside): the table, the labels, the QC figures, the transforms that exist (no warps
-    without SyN) and chi in template space when asked for.
+    without SyN) and the template-space chi map with its sidecar when asked for.
     """
     from qsmiron.io.atomic import write_tsv_atomic
-    from qsmiron.register.images import to_ants
-    from qsmiron.register.normalise import to_template
+    from qsmiron.io.derivatives import ROLE_TEMPLATE_CHIMAP, sidecar_of
+    from qsmiron.register.template_maps import write_template_map
 
     save_nifti(paths.labels, subject_labels.astype(np.int16), images.affine)
     written = {"labels": paths.labels, "qc_atlas": paths.qc_atlas, "qc_registration": paths.qc_registration,
                **{role: path for role, path in paths.transforms.files().items()
                   if path in (registration.affine, registration.warp, registration.inverse_warp)}}
     if config.registration.warp_chi_to_template:
-        template_img, template_ants = template
-        with recorded_step(steps, "chi_to_template", "ants_apply_transforms"):
-            chi_template = to_template(to_ants(images.chi_ppm, images.affine), registration, template_ants)
-            save_nifti(paths.chi_template, chi_template.numpy(), template_img.affine)
-        written["chi_template"] = paths.chi_template
+        template_img, _ = template
+        with recorded_step(steps, "chi_to_template", "ants_apply_transforms",
+                           {"interpolation": "linear, normalised by the resampled mask", "min_coverage": 0.5}):
+            transforms = [Path(f).name for f in (registration.affine, registration.warp) if f]
+            write_template_map(paths.template_chimap, images.chi_ppm, images.measure_mask, images.affine,
+                               registration, template_img, sources=[*sources, *transforms],
+                               space=space)
+        written.update({ROLE_TEMPLATE_CHIMAP: paths.template_chimap,
+                        f"{ROLE_TEMPLATE_CHIMAP}_json": sidecar_of(paths.template_chimap)})
     table = table[CONTRACT_COLUMNS + [c for c in table.columns if c not in CONTRACT_COLUMNS]]
     write_tsv_atomic(paths.regions, table)
     return table, {"regions": paths.regions, **written}
 
 
 def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels=None, template=None,
-                    mask=None) -> RegionsResult:
+                    mask=None, label=None) -> RegionsResult:
     """Regional susceptibility of one subject, written as ``out_tsv`` with its QC and record beside it.
 
-    Parameters as ``roi_from_files``; ``config`` is the ``QsmironConfig`` in force.
+    Parameters as ``roi_from_files``; ``config`` is the ``QsmironConfig`` in force; ``label``
+    (``sub-X[_ses-Y]``, a cohort's subject) names the template-space chi map
+    (``qsmiron.io.derivatives.regions_paths``).
     """
     from qsmiron.atlas.load import load_atlas
     from qsmiron.io.atomic import write_json_atomic
@@ -130,7 +139,7 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
         template_pair = template_images(atlas_obj.template_path if template is None else template)
         labels_array = atlas_obj.label_array()
         labels_ants = to_ants(labels_array.astype(np.float32), atlas_obj.image.affine)
-    paths = regions_paths(out_tsv, atlas=atlas_obj.name, space=atlas_obj.space)
+    paths = regions_paths(out_tsv, atlas=atlas_obj.name, space=atlas_obj.space, label=label)
     subject_image, registration, brain_source, fingerprint, reused = _register(
         images, atlas_obj, template_pair[1], labels_ants, reg, paths, steps)
     with recorded_step(steps, "labels_to_subject", reg.label_interpolation):
@@ -148,7 +157,8 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
                                   atlas_obj, reg, paths)
         table["flag_registration"] = bool(metrics["outlier"])
     table, written = _write_outputs(images, subject_labels, table, registration, template_pair, config, paths,
-                                    steps)
+                                    steps, space=atlas_obj.space,
+                                    sources=[Path(p).name for p in (chi, mask) if p is not None])
     record = RegionsRecord(
         qsmiron_version=__version__,
         inputs=RegionsInputs(chi=str(chi), magnitude=str(magnitude), mask=None if mask is None else str(mask),

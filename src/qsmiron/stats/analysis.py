@@ -19,7 +19,7 @@ from qsmiron.stats.methods_text import statistics_methods
 from qsmiron.stats.multiple import fdr_bh_within, fdr_families
 from qsmiron.stats.outcomes import relapse_tables
 from qsmiron.stats.regions import region_keys, select_session, sessions_of, validate_regions, wide_regions
-from qsmiron.stats.results import StudyResults
+from qsmiron.stats.results import StudyResults, exclusion_counts
 from qsmiron.stats.study import ALL, Study, group_labels, resolve_study
 from qsmiron.stats.table1 import describe_groups
 from qsmiron.stats.units import column_info
@@ -117,7 +117,7 @@ def run_study(regions: pd.DataFrame, participants: ParticipantsTable | pd.DataFr
         roc_curves=outcomes.roc_curves, km_curves=outcomes.km_curves, km_at_risk=outcomes.km_at_risk,
         units=units, exclusions=[Exclusion(**item) for item in exclusions], warnings=warnings,
         versions=software_versions())
-    results.exclusion_counts = _exclusion_counts(exclusions)
+    results.exclusion_counts = exclusion_counts(results.exclusions)
     results.answers = study_answers(results)
     return results
 
@@ -287,13 +287,6 @@ def _compress_exclusions(records: list[dict[str, Any]], keys) -> list[dict[str, 
             reason = f"{reason} ({', '.join(places)})"
         out.append({"participant_id": pid, "analysis": analysis, "reason": reason})
     return out
-
-
-def _exclusion_counts(exclusions: list[dict[str, Any]]) -> dict[str, int]:
-    counts: dict[str, set[str]] = defaultdict(set)
-    for record in exclusions:
-        counts[record["analysis"]].add(record["participant_id"])
-    return {analysis: len(ids) for analysis, ids in counts.items()}
 
 
 def _few(items: list[str], limit: int = 5) -> str:

@@ -81,7 +81,10 @@ def cohen_d_interval(d: float, n_a: int, n_b: int, *, confidence: float = CONFID
 
     def bound(quantile: float) -> float:
         def excess(ncp: float) -> float:
-            return float(stats.nct.cdf(t_observed, df, ncp)) - quantile
+            value = float(stats.nct.cdf(t_observed, df, ncp))
+            if not np.isfinite(value):  # scipy's far tails: the cdf is then 1 below t, 0 above
+                value = 1.0 if ncp < t_observed else 0.0
+            return value - quantile
         # the bounds lie within about 2 standard errors sqrt(1 + t^2 / (2 df)) of t (Hedges
         # & Olkin): 6 keep the bracket safe and away from the noncentral t's far tails,
         # where scipy returns NaN

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any, Iterable
 
 import pandas as pd
 
 from qsmiron.records.answers import StudyAnswers
+from qsmiron.records.extensions import HarmonisationRecord, LongitudinalRecord, NormativeRecord, VoxelwiseRecord
 from qsmiron.records.study import AnalysisSettings, ColumnInfo, Exclusion
 
 
@@ -43,7 +46,6 @@ class StudyResults:
         Package versions used for the statistics.
     exclusion_counts : dict
         Number of distinct participants left out per analysis (``all``, ``group_comparison``,
-        ``associations <variable>``, ``relapse``, ``time_to_event``, ``relapse_count``).
     km_at_risk : dict
         ``(region, hemisphere) -> DataFrame(group, time, at_risk, events, censored, survival)``:
         the numbers at risk under the Kaplan-Meier curves (:mod:`qsmiron.stats.survival`).
@@ -52,6 +54,10 @@ class StudyResults:
         Units from ``participants.json``; None where it says nothing) for every column used.
     answers : StudyAnswers or None
         The three headline answers and the association matrix (:mod:`qsmiron.stats.answers`).
+        ``associations <variable>``, ``relapse``, ``time_to_event``, ``relapse_count``, and
+        ``harmonisation``, ``longitudinal``, ``voxelwise ...`` when those sections ran).
+    harmonisation, longitudinal, normative, voxelwise : record or None
+        The study file's optional sections (``qsmiron.records.extensions``), None when absent.
     """
 
     settings: AnalysisSettings
@@ -69,3 +75,32 @@ class StudyResults:
     km_at_risk: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
     units: dict[str, ColumnInfo] = field(default_factory=dict)
     answers: StudyAnswers | None = None
+    harmonisation: HarmonisationRecord | None = None
+    longitudinal: LongitudinalRecord | None = None
+    normative: NormativeRecord | None = None
+    voxelwise: VoxelwiseRecord | None = None
+
+    def add_exclusions(self, exclusions: Iterable[Exclusion], warnings: Iterable[str] = ()) -> None:
+        """Add another analysis's exclusions and warnings (the counts follow)."""
+        self.exclusions.extend(exclusions)
+        self.warnings.extend(warnings)
+        self.exclusion_counts = exclusion_counts(self.exclusions)
+
+
+def exclusion_counts(exclusions: Iterable[Exclusion]) -> dict[str, int]:
+    """Distinct participants left out per analysis."""
+    counts: dict[str, set[str]] = defaultdict(set)
+    for item in exclusions:
+        counts[item.analysis].add(item.participant_id)
+    return {analysis: len(ids) for analysis, ids in counts.items()}
+
+
+def exclusion_records(items: Iterable[dict[str, Any]]) -> list[Exclusion]:
+    """Exclusions as records, one per participant, analysis and reason (the regions a reason
+    applies to, ``where``, joined into it)."""
+    places: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for item in items:
+        places[(item["participant_id"], item["analysis"], item["reason"])].append(item.get("where"))
+    return [Exclusion(participant_id=pid, analysis=analysis,
+                      reason=reason + (f" ({', '.join(dict.fromkeys(w for w in where if w))})" if any(where) else ""))
+            for (pid, analysis, reason), where in places.items()]

@@ -24,6 +24,10 @@ error that names them. What the file leaves out is decided from the data by
     count = "relapse_count"           # optional
     logistic = "auto"                 # Firth when events per variable < firth_below_epv
     km_times = [0, 3, 6, 9, 12]       # numbers at risk at these times (unit of `time`)
+    [voxelwise]                       # optional sections, see qsmiron.stats.study_sections
+    [harmonise]
+    [longitudinal]
+    [normative]
 
 Defaults (when a key is absent)
 -------------------------------
@@ -58,6 +62,8 @@ from pydantic import Field, PrivateAttr, field_validator
 from qsmiron.errors import InputError
 from qsmiron.io.participants import normalise_session_id
 from qsmiron.settings_base import Settings, read_settings_file, validate_settings
+from qsmiron.stats.study_sections import (HarmoniseSettings, LongitudinalSettings, NormativeSettings,
+                                          VoxelwiseSettings)
 
 KNOWN_CLINICAL_VARIABLES = (
     "disease_duration", "headache_days", "hit6", "midas", "sds", "ldq", "vas", "nrs",
@@ -184,6 +190,10 @@ class Study(Settings):
     groups: GroupSettings = Field(default_factory=GroupSettings)
     associations: AssociationSettings = Field(default_factory=AssociationSettings)
     relapse: RelapseSettings = Field(default_factory=RelapseSettings)
+    voxelwise: VoxelwiseSettings | None = None
+    harmonise: HarmoniseSettings | None = None
+    longitudinal: LongitudinalSettings | None = None
+    normative: NormativeSettings | None = None
 
     _source: str | None = PrivateAttr(default=None)
 

@@ -10,8 +10,11 @@ Files (in ``out_dir``):
   ``km_at_risk.tsv`` (numbers at risk at the chosen times) with the Kaplan-Meier curves;
 - ``results.json``: the ``StudyRecord`` of everything above plus the resolved settings with
   the methods text, the exclusions, the warnings, the package versions, the column
-  ``units`` and the study ``answers``. Non-finite numbers are ``null``. Written last, so its
-  presence means the set is complete; ``StudyRecord.read`` reads it back typed.
+  ``units``, the study ``answers`` and the records of the study file's optional sections
+  (``harmonisation``, ``longitudinal``, ``normative``, ``voxelwise``; their files, written by
+  those analyses, are listed in ``files`` as ``<section>:<role>``, relative to this folder).
+  Non-finite numbers are ``null``. Written last, so its presence means the set is complete;
+  ``StudyRecord.read`` reads it back typed.
 """
 
 from __future__ import annotations
@@ -52,7 +55,12 @@ def write_results(results: StudyResults, out_dir: str | os.PathLike) -> dict[str
     if results.km_at_risk:
         written["km_at_risk"] = write_tsv_atomic(paths.km_at_risk, _long_curves(results.km_at_risk))
     written["results"] = paths.results
-    record = study_record(results, files={role: path.name for role, path in written.items()})
+    files = {role: path.name for role, path in written.items()}
+    for section in ("harmonisation", "longitudinal", "normative", "voxelwise"):
+        record = getattr(results, section)
+        if record is not None:
+            files.update({f"{section}:{role}": name for role, name in record.files.items()})
+    record = study_record(results, files=files)
     write_json_atomic(paths.results, record.to_json())
     return written
 
@@ -70,18 +78,19 @@ def study_record(results: StudyResults, files: dict[str, str] | None = None) -> 
         relapse_counts=None if results.relapse_counts is None else _records(results.relapse_counts),
         roc_curves=_curves(results.roc_curves), km_curves=_curves(results.km_curves),
         km_at_risk=_curves(results.km_at_risk), units=dict(results.units), answers=results.answers,
-        files=files or {})
+        harmonisation=results.harmonisation, longitudinal=results.longitudinal, normative=results.normative,
+        voxelwise=results.voxelwise, files=files or {})
 
 
 def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
     if frame is None:
         return []
-    return _clean([dict(zip(frame.columns, row)) for row in frame.itertuples(index=False, name=None)])
+    return plain_values([dict(zip(frame.columns, row)) for row in frame.itertuples(index=False, name=None)])
 
 
 def _curves(curves: dict[tuple[str, str], pd.DataFrame]) -> list[Curve]:
     return [Curve(region=region, hemisphere=hemisphere,
-                  columns=_clean({column: frame[column].tolist() for column in frame.columns}))
+                  columns=plain_values({column: frame[column].tolist() for column in frame.columns}))
             for (region, hemisphere), frame in curves.items()]
 
 
@@ -93,14 +102,14 @@ def _long_curves(curves: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
     return long[first + [c for c in long.columns if c not in first]]
 
 
-def _clean(value: Any) -> Any:
-    """Replace NaN / inf by None and NumPy scalars by Python ones, recursively."""
+def plain_values(value: Any) -> Any:
+    """Replace NaN / inf by None and NumPy scalars by Python ones, recursively (JSON and record values)."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): plain_values(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [plain_values(v) for v in value]
     if isinstance(value, np.ndarray):
-        return [_clean(v) for v in value.tolist()]
+        return [plain_values(v) for v in value.tolist()]
     if isinstance(value, (np.bool_,)):
         return bool(value)
     if isinstance(value, np.integer):

@@ -1,0 +1,239 @@
+"""ComBat harmonisation of regional values across sites or scanners, before the statistics.
+
+A study file with ``[harmonise] method = "combat", batch = "site"`` harmonises ``mean_ppm``
+of every region and hemisphere with ComBat (Johnson et al. 2007; Fortin et al. 2017 for
+imaging) through its reference implementation, ``neuroCombat`` (called, not re-implemented):
+location/scale adjustment per site with empirical Bayes pooling across regions, the group and
+the study covariates kept in the model so that their effects are preserved. Each session of
+a longitudinal table is harmonised separately.
+
+A participant needs the site, the group label, every covariate and every region's value to be
+harmonised (ComBat has no missing values); the others are listed in ``exclusions`` and their
+rows carry no value (``n/a``) in ``regions_harmonised.tsv``: an unharmonised value beside
+harmonised ones would reintroduce the site effect.
+
+Site effects before and after: per region, the F test of site in OLS
+``mean_ppm ~ site + group + covariates`` (type II: the drop in residual sum of squares
+without site), and each site's mean and SD.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from qsmiron.errors import InputError
+from qsmiron.io.derivatives import ExtensionPaths
+from qsmiron.io.participants import ParticipantsTable, SessionsTable, participants_at_session
+from qsmiron.records.extensions import HarmonisationRecord, SiteEffect
+from qsmiron.records.study import Exclusion
+from qsmiron.stats._design import complete_cases, covariate_design
+from qsmiron.stats.methods_text import harmonisation_methods
+from qsmiron.stats.regions import SESSION_COLUMN, select_session, sessions_of, validate_regions, wide_regions
+from qsmiron.stats.results import exclusion_records
+from qsmiron.stats.study import Study, group_labels, resolve_study
+from qsmiron.stats.write import plain_values
+
+SITE_EFFECT_COLUMNS = ["session", "region", "hemisphere", "site", "n", "mean_before_ppm", "sd_before_ppm",
+                       "mean_after_ppm", "sd_after_ppm", "F_before", "p_before", "F_after", "p_after"]
+
+
+@dataclass
+class Harmonisation:
+    """Harmonised regions table, site effects before/after, the record, and what was left out."""
+
+    regions: pd.DataFrame
+    site_effects: pd.DataFrame
+    record: HarmonisationRecord
+    exclusions: dict[str | None, list[Exclusion]] = field(default_factory=dict)
+    """Session (None without sessions) -> participants not harmonised there."""
+    warnings: list[str] = field(default_factory=list)
+
+
+def harmonise_regions(regions: pd.DataFrame, participants: ParticipantsTable, study: Study, *,
+                      sessions: SessionsTable | None = None) -> Harmonisation:
+    """ComBat-harmonised ``mean_ppm`` in the form of the regions table.
+
+    Parameters
+    ----------
+    regions : DataFrame
+        Long regions table (:func:`qsmiron.stats.regions.validate_regions`), optionally with sessions.
+    participants : ParticipantsTable
+        Holding the batch column, the group column and the covariates.
+    study : Study
+        With a ``harmonise`` section; groups and covariates are resolved from the data.
+    sessions : SessionsTable, optional
+        Values per session (a site or an age at each visit) replacing the participants
+        table's for that session.
+
+    Raises
+    ------
+    InputError
+        No batch column, a batch column with one level, a site with fewer than 2 participants,
+        or a site confounded with the group (one line, naming the participants table).
+    """
+    settings = study.harmonise
+    if settings is None:
+        raise ValueError("the study has no [harmonise] section")
+    regions = validate_regions(regions)
+    analysed = participants.frame[participants.frame["participant_id"].isin(set(regions["participant_id"]))]
+    resolved = resolve_study(study, analysed.reset_index(drop=True), list(dict.fromkeys(regions["region"])),
+                             source=participants.source)
+    parts, effects, exclusions, n_harmonised = [], [], {}, 0
+    for session in sessions_of(regions) or [None]:
+        at_session = participants_at_session(participants, sessions, session)
+        if settings.batch not in at_session.frame.columns:
+            raise InputError(f"has no column '{settings.batch}' (harmonise.batch); columns: "
+                             f"{', '.join(at_session.frame.columns)}", participants.source)
+        harmonised, site_effects, dropped = _harmonise_session(
+            select_session(regions, session), at_session.frame.set_index("participant_id"), resolved,
+            participants.source)
+        n_harmonised += int(harmonised.dropna(subset=["mean_ppm"])["participant_id"].nunique())
+        if session is not None:
+            harmonised.insert(len(harmonised.columns), SESSION_COLUMN, session)
+            site_effects.insert(0, "session", session)
+            for item in dropped:
+                item["reason"] += f" ({session})"
+        parts.append(harmonised)
+        effects.append(site_effects)
+        if dropped:
+            exclusions[session] = exclusion_records(dropped)
+    warnings = []
+    if exclusions:
+        left_out = {e.participant_id for items in exclusions.values() for e in items}
+        warnings.append(f"{len(left_out)} participant(s) could not be harmonised (missing site, group, covariate "
+                        "or regional value) and have no harmonised values")
+    site_effects = pd.concat(effects, ignore_index=True).reindex(columns=SITE_EFFECT_COLUMNS)
+    preserved = [resolved.groups.column, *resolved.covariates]
+    implementation = "neuroCombat " + _version("neuroCombat")
+    record = HarmonisationRecord(
+        method=settings.method, batch=settings.batch, empirical_bayes=settings.empirical_bayes,
+        preserved=preserved, implementation=implementation, sessions=sessions_of(regions),
+        n_harmonised=n_harmonised,
+        methods=harmonisation_methods(settings.batch, settings.empirical_bayes, preserved, implementation),
+        site_effects=[SiteEffect(**plain_values(row)) for row in site_effects.to_dict("records")])
+    return Harmonisation(regions=pd.concat(parts, ignore_index=True), site_effects=site_effects, record=record,
+                         exclusions=exclusions, warnings=warnings)
+
+
+def write_harmonisation(result: Harmonisation, paths: ExtensionPaths) -> dict[str, Path]:
+    """``regions_harmonised.tsv`` (the regions table's columns) and ``harmonise_site_effects.tsv``;
+    the record's ``files`` name them."""
+    from qsmiron.io.atomic import write_tsv_atomic
+
+    paths.regions_harmonised.parent.mkdir(parents=True, exist_ok=True)
+    written = {"regions_harmonised": write_tsv_atomic(paths.regions_harmonised, result.regions),
+               "site_effects": write_tsv_atomic(paths.site_effects, result.site_effects)}
+    result.record.files = {role: path.name for role, path in written.items()}
+    return written
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def _harmonise_session(regions: pd.DataFrame, table: pd.DataFrame, study: Study, source):
+    """One session: (harmonised long table, site effects, exclusions)."""
+    settings = study.harmonise
+    wide = wide_regions(regions)
+    features = list(wide.columns)
+    common = [pid for pid in wide.index if pid in table.index]
+    group = group_labels(table.loc[common, study.groups.column]).rename("__group")
+    frame = table.loc[common, [settings.batch, *study.covariates]].join(group).join(
+        wide.loc[common].set_axis([f"__f{i}" for i in range(len(features))], axis=1))
+    needed = [settings.batch, "__group", *study.covariates, *[f"__f{i}" for i in range(len(features))]]
+    kept = complete_cases(frame, needed, "harmonisation", labels={f"__f{i}": f"mean_ppm {r} {h}"
+                                                                 for i, (r, h) in enumerate(features)})
+    data = kept.frame
+    batch = data[settings.batch].map(lambda v: str(v))
+    _check_batches(batch, data["__group"], data[study.covariates], settings.batch, source)
+
+    values = data[[f"__f{i}" for i in range(len(features))]].to_numpy(np.float64)
+    numeric = [c for c in study.covariates if pd.api.types.is_numeric_dtype(data[c])]
+    covars = pd.DataFrame({"batch": batch.to_numpy(), "group": data["__group"].to_numpy()}, index=data.index)
+    for column in study.covariates:
+        covars[column] = data[column].to_numpy() if column in numeric else data[column].astype(str).to_numpy()
+    categorical = ["group", *[c for c in study.covariates if c not in numeric]]
+    with contextlib.redirect_stdout(io.StringIO()):
+        from neuroCombat import neuroCombat
+
+        combat = neuroCombat(values.T, covars, "batch", categorical_cols=categorical, continuous_cols=numeric,
+                             eb=settings.empirical_bayes and len(features) > 1)
+    after = pd.DataFrame(combat["data"].T, index=data.index, columns=pd.MultiIndex.from_tuples(features))
+    long = regions.copy()
+    keys = list(zip(long["participant_id"], long["region"], long["hemisphere"]))
+    lookup = after.stack(level=[0, 1], future_stack=True)
+    long["mean_ppm"] = [float(lookup.get(key, np.nan)) for key in keys]
+    effects = _site_effects(wide.loc[data.index], after, batch, data[["__group", *study.covariates]])
+    return long, effects, kept.exclusions
+
+
+def _check_batches(batch: pd.Series, group: pd.Series, covariates: pd.DataFrame, name: str, source) -> None:
+    counts = batch.value_counts()
+    if len(counts) < 2:
+        only = counts.index[0] if len(counts) else "none"
+        raise InputError(f"column '{name}' has a single level ('{only}') among the participants with complete "
+                         "data: there is nothing to harmonise (remove [harmonise] or check the column)", source)
+    small = counts[counts < 2]
+    if len(small):
+        raise InputError(f"{name} {', '.join(repr(s) for s in small.index)} has fewer than 2 participants with "
+                         f"complete data ({', '.join(f'{s}: {n}' for s, n in small.items())}); ComBat estimates "
+                         "each site's mean and variance and needs at least 2 per site", source)
+    sites = pd.get_dummies(batch).to_numpy(float)
+    groups = pd.get_dummies(group).to_numpy(float)[:, 1:]
+    if np.linalg.matrix_rank(np.column_stack([sites, groups])) < sites.shape[1] + groups.shape[1]:
+        by_site = "; ".join(f"{site}: {', '.join(sorted(set(group[batch == site])))}" for site in counts.index)
+        raise InputError(f"the group is confounded with {name} (groups per site: {by_site}): ComBat would remove "
+                         "the group difference with the site effect", source)
+    design = covariate_design(covariates, list(covariates.columns)).matrix.to_numpy(float)
+    full = np.column_stack([sites, groups, design])
+    if np.linalg.matrix_rank(full) < full.shape[1]:
+        raise InputError(f"the covariates are collinear with {name} and group among the participants with "
+                         "complete data: ComBat cannot separate their effects", source)
+
+
+def _site_effects(before: pd.DataFrame, after: pd.DataFrame, batch: pd.Series, model: pd.DataFrame) -> pd.DataFrame:
+    design = covariate_design(model, list(model.columns)).matrix.to_numpy(float)
+    sites = pd.get_dummies(batch).to_numpy(float)
+    rows = []
+    for key in before.columns:
+        tests = {stage: _site_test(values[key].to_numpy(float), sites, design)
+                 for stage, values in (("before", before), ("after", after))}
+        for site in sorted(batch.unique()):
+            chosen = (batch == site).to_numpy()
+            rows.append({"region": key[0], "hemisphere": key[1], "site": site, "n": int(chosen.sum()),
+                         "mean_before_ppm": float(before[key][chosen].mean()),
+                         "sd_before_ppm": float(before[key][chosen].std(ddof=1)),
+                         "mean_after_ppm": float(after[key][chosen].mean()),
+                         "sd_after_ppm": float(after[key][chosen].std(ddof=1)),
+                         "F_before": tests["before"][0], "p_before": tests["before"][1],
+                         "F_after": tests["after"][0], "p_after": tests["after"][1]})
+    return pd.DataFrame(rows)
+
+
+def _site_test(y: np.ndarray, sites: np.ndarray, design: np.ndarray) -> tuple[float, float]:
+    """Type-II F of site in OLS y ~ site + (group and covariates in ``design``)."""
+    full = np.column_stack([sites, design])
+    reduced = np.column_stack([np.ones(len(y)), design])
+    rss_full = float(np.sum((y - full @ np.linalg.lstsq(full, y, rcond=None)[0]) ** 2))
+    rss_reduced = float(np.sum((y - reduced @ np.linalg.lstsq(reduced, y, rcond=None)[0]) ** 2))
+    df_site = sites.shape[1] - 1
+    df_resid = len(y) - np.linalg.matrix_rank(full)
+    if df_resid < 1 or rss_full <= 0:
+        return float("nan"), float("nan")
+    f_value = (rss_reduced - rss_full) / df_site / (rss_full / df_resid)
+    return float(f_value), float(stats.f.sf(f_value, df_site, df_resid))
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "(not installed)"

@@ -1,0 +1,132 @@
+"""ComBat harmonisation against its reference implementation (neuroCombat, and neuroHarmonize when
+installed), and the refusals of designs ComBat cannot handle."""
+
+import contextlib
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qsmiron.errors import InputError
+from qsmiron.io.participants import ParticipantsTable
+from qsmiron.stats.harmonise import SITE_EFFECT_COLUMNS, harmonise_regions
+from qsmiron.stats.regions import validate_regions
+from qsmiron.stats.study import study_from_dict
+
+REGIONS = [("Pu", 0.06, 0.02), ("VeP", 0.07, 0.02), ("GPe", 0.14, 0.025)]
+SITE_SHIFT = {"A": 0.0, "B": 1.0, "C": -0.8}         # in between-subject SDs
+SITE_SCALE = {"A": 1.0, "B": 1.6, "C": 0.7}
+
+
+def _multisite(n=60, seed=0, sites=("A", "B", "C")):
+    rng = np.random.default_rng(seed)
+    ids = [f"sub-{i:03d}" for i in range(n)]
+    site = np.array([sites[i % len(sites)] for i in range(n)])
+    group = np.where(rng.random(n) < 0.5, "MOH", "CM")
+    age = rng.normal(42, 9, n).round(1)
+    sex = np.where(rng.random(n) < 0.3, "M", "F")
+    rows = []
+    for region, mean, sd in REGIONS:
+        for hemisphere in ("L", "R"):
+            value = (mean + 0.0005 * (age - 42) - 0.012 * (group == "MOH")
+                     + sd * np.array([SITE_SHIFT[s] for s in site])
+                     + sd * np.array([SITE_SCALE[s] for s in site]) * rng.normal(size=n))
+            rows += [{"participant_id": p, "region": region, "hemisphere": hemisphere, "mean_ppm": v}
+                     for p, v in zip(ids, value)]
+    participants = pd.DataFrame({"participant_id": ids, "group": group, "age": age, "sex": sex, "site": site})
+    return validate_regions(pd.DataFrame(rows)), ParticipantsTable(participants, source="participants.tsv")
+
+
+STUDY = study_from_dict({"covariates": ["age", "sex"], "groups": {"compare": ["MOH", "CM"]},
+                         "harmonise": {"method": "combat", "batch": "site"}})
+
+
+def _reference_matrix(regions, participants):
+    wide = regions.pivot(index="participant_id", columns=["region", "hemisphere"], values="mean_ppm")
+    table = participants.frame.set_index("participant_id").loc[wide.index]
+    return wide, table
+
+
+def test_combat_equals_neurocombat_called_directly_to_1e6():
+    from neuroCombat import neuroCombat
+
+    regions, participants = _multisite()
+    result = harmonise_regions(regions, participants, STUDY)
+    wide, table = _reference_matrix(regions, participants)
+    covars = table[["site", "group", "age", "sex"]].reset_index(drop=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        reference = neuroCombat(wide.to_numpy(float).T, covars, "site", categorical_cols=["group", "sex"],
+                                continuous_cols=["age"])["data"].T
+    ours = result.regions.pivot(index="participant_id", columns=["region", "hemisphere"],
+                                values="mean_ppm").loc[wide.index, wide.columns].to_numpy()
+    assert np.max(np.abs(ours - reference)) <= 1e-6 * np.max(np.abs(reference))
+    assert list(result.regions.columns) == list(regions.columns)
+    assert not np.allclose(ours, wide.to_numpy())
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # neuroHarmonize uses np.matrix
+def test_combat_equals_neuroharmonize_with_numeric_covariates_to_1e6():
+    harmonize = pytest.importorskip("neuroHarmonize")
+    regions, participants = _multisite(seed=1)
+    result = harmonise_regions(regions, participants, STUDY)
+    wide, table = _reference_matrix(regions, participants)
+    covars = pd.DataFrame({"SITE": table["site"].to_numpy(), "moh": (table["group"] == "MOH").to_numpy(float),
+                           "age": table["age"].to_numpy(float), "male": (table["sex"] == "M").to_numpy(float)})
+    with contextlib.redirect_stdout(io.StringIO()):
+        _, reference = harmonize.harmonizationLearn(wide.to_numpy(float), covars)
+    ours = result.regions.pivot(index="participant_id", columns=["region", "hemisphere"],
+                                values="mean_ppm").loc[wide.index, wide.columns].to_numpy()
+    assert np.max(np.abs(ours - reference)) <= 1e-6 * np.max(np.abs(reference))
+
+
+def test_harmonisation_removes_the_site_effect_and_keeps_the_group_difference():
+    regions, participants = _multisite(n=150, seed=2)
+    result = harmonise_regions(regions, participants, STUDY)
+    effects = result.site_effects
+    assert list(effects.columns) == SITE_EFFECT_COLUMNS
+    per_region = effects.drop_duplicates(["region", "hemisphere"])
+    assert (per_region["p_before"] < 1e-3).all() and (per_region["p_after"] > 0.5).all()
+    after = result.regions.merge(participants.frame, on="participant_id")
+    difference = after.groupby("group")["mean_ppm"].mean()
+    assert difference["MOH"] - difference["CM"] == pytest.approx(-0.012, abs=0.004)
+
+
+def test_a_participant_missing_a_value_is_excluded_not_left_unharmonised():
+    regions, participants = _multisite(seed=3)
+    regions.loc[(regions["participant_id"] == "sub-005") & (regions["region"] == "Pu"), "mean_ppm"] = np.nan
+    result = harmonise_regions(regions, participants, STUDY)
+    assert [e.participant_id for e in result.exclusions[None]] == ["sub-005"]
+    assert "missing mean_ppm Pu L, mean_ppm Pu R" in result.exclusions[None][0].reason
+    assert result.regions.loc[result.regions["participant_id"] == "sub-005", "mean_ppm"].isna().all()
+
+
+def test_a_site_column_with_one_level_is_refused_in_one_line():
+    regions, participants = _multisite()
+    participants.frame["site"] = "A"
+    with pytest.raises(InputError, match="single level") as error:
+        harmonise_regions(regions, participants, STUDY)
+    assert error.value.path == "participants.tsv" and "\n" not in str(error.value)
+
+
+def test_a_site_with_one_participant_is_refused():
+    regions, participants = _multisite()
+    participants.frame.loc[0, "site"] = "D"
+    with pytest.raises(InputError, match="'D' has fewer than 2 participants"):
+        harmonise_regions(regions, participants, STUDY)
+
+
+def test_a_site_confounded_with_the_group_is_refused():
+    regions, participants = _multisite()
+    participants.frame["site"] = np.where(participants.frame["group"] == "MOH", "A", "B")
+    with pytest.raises(InputError, match="group is confounded with site"):
+        harmonise_regions(regions, participants, STUDY)
+
+
+def test_sessions_are_harmonised_separately_and_keep_their_column():
+    regions, participants = _multisite(seed=4)
+    two = pd.concat([regions.assign(session="ses-1"), regions.assign(session="ses-2",
+                                                                     mean_ppm=regions["mean_ppm"] + 0.001)])
+    result = harmonise_regions(validate_regions(two), participants, STUDY)
+    assert set(result.regions["session"]) == {"ses-1", "ses-2"}
+    assert set(result.site_effects["session"]) == {"ses-1", "ses-2"}
