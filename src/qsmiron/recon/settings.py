@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 
 from qsmiron.settings_base import Settings
 
@@ -108,18 +108,25 @@ class BackgroundSettings(Settings):
 class InversionSettings(Settings):
     """Dipole inversion (``qsmiron.recon.invert``); each method reads its own keys.
 
-    ``alpha`` is the TV weight of ``tv``/``medi`` (ppm x mm) or the rule that picks it per
+    ``alpha`` is the TV weight of ``tv``/``wtv`` (ppm x mm) or the rule that picks it per
     dataset ("auto": the discrepancy principle with the field's total inconsistency with the
     dipole model, noise and model errors, measured on the magic cone; "lcurve"; "discrepancy"
     with the noise only); ``tikhonov_alpha`` likewise for closed-form Tikhonov ("auto" there:
-    the larger of the L-curve corner and the noise discrepancy weight).
+    the larger of the L-curve corner and the noise discrepancy weight). The default
+    ``wtv_bregman`` needs no weight: Bregman iterations stopped by the same discrepancy set
+    its regularisation (``bregman_*`` keys: iterations per step, cap on the steps).
+    ``method = "medi"`` (the old name of ``wtv``) is accepted and mapped to ``wtv``.
     """
 
-    method: str = "medi"
+    method: str = "wtv_bregman"
     alpha: float | Literal["auto", "lcurve", "discrepancy"] = "auto"
     max_iter: int = Field(30, ge=1)
     tol: float = Field(1e-2, gt=0)
-    medi_edge_fraction: float = Field(0.3, ge=0, lt=1)
+    # Share of mask voxels treated as magnitude edges by wtv/wtv_bregman (MEDI's 30 %).
+    edge_fraction: float = Field(0.3, ge=0, lt=1,
+                                 validation_alias=AliasChoices("edge_fraction", "medi_edge_fraction"))
+    bregman_inner_iterations: int = Field(7, ge=1)
+    bregman_max_outer: int = Field(8, ge=1)
     tkd_threshold: float = Field(0.19, gt=0, lt=2.0 / 3.0)
     tikhonov_alpha: float | Literal["lcurve", "discrepancy", "auto"] = "auto"
     # The identity penalty bounds the gain at every frequency; a gradient penalty vanishes at
@@ -130,11 +137,9 @@ class InversionSettings(Settings):
     @field_validator("method")
     @classmethod
     def _known_method(cls, value: str) -> str:
-        from qsmiron.recon.invert import INVERSION_METHODS
+        from qsmiron.recon.invert import resolve_method
 
-        if value not in INVERSION_METHODS:
-            raise ValueError(f"unknown inversion method {value!r}; choose one of {sorted(INVERSION_METHODS)}")
-        return value
+        return resolve_method(value)
 
     def method_params(self) -> dict:
         """Keyword parameters for ``invert`` with the chosen method."""
@@ -145,9 +150,12 @@ class InversionSettings(Settings):
             return {**common, "alpha": self.tikhonov_alpha, "regulariser": self.tikhonov_regulariser}
         if self.method == "rts":
             return common
+        if self.method == "wtv_bregman":
+            return {**common, "edge_fraction": self.edge_fraction,
+                    "inner_iterations": self.bregman_inner_iterations, "max_outer": self.bregman_max_outer}
         params = {**common, "alpha": self.alpha, "max_iter": self.max_iter, "tol": self.tol}
-        if self.method == "medi":
-            params["edge_fraction"] = self.medi_edge_fraction
+        if self.method == "wtv":
+            params["edge_fraction"] = self.edge_fraction
         return params
 
 

@@ -62,27 +62,53 @@ result towards the tuned rows. That remains to be verified on the challenge data
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from qsmiron.recon.invert.medi import medi
+from qsmiron.recon.invert.bregman import wtv_bregman
 from qsmiron.recon.invert.rts import rts
 from qsmiron.recon.invert.tikhonov import tikhonov
 from qsmiron.recon.invert.tkd import tkd
 from qsmiron.recon.invert.tv_admm import tv_admm
+from qsmiron.recon.invert.wtv import wtv
 
 INVERSION_METHODS: dict[str, Callable[..., tuple[np.ndarray, dict]]] = {
     "tkd": tkd,
     "tikhonov": tikhonov,
     "tv": tv_admm,
     "rts": rts,
-    "medi": medi,
+    "wtv": wtv,
+    "wtv_bregman": wtv_bregman,
 }
 """Inversion methods by name: ``f(local_ppm, mask, voxel_size_mm, b0_direction, **params)``."""
 
-DEFAULT_INVERSION = "medi"
+DEFAULT_INVERSION = "wtv_bregman"
+
+RENAMED_METHODS = {"medi": "wtv"}
+"""Old name -> current name. ``medi`` was never Liu's MEDI: it is magnitude-weighted TV solved
+by ADMM with qsmiron's weight rule, now called ``wtv`` (same algorithm, same parameters)."""
+
+
+def resolve_method(method: str) -> str:
+    """The registered name of ``method``; a renamed one maps to its new name with a warning.
+
+    Raises
+    ------
+    ValueError
+        For a name that is neither registered nor renamed (the message lists the choices).
+    """
+    if method in RENAMED_METHODS:
+        new = RENAMED_METHODS[method]
+        warnings.warn(f"inversion method {method!r} is deprecated and maps to {new!r} "
+                      f"(magnitude-weighted TV with an automatic weight; it is not Liu's MEDI)",
+                      DeprecationWarning, stacklevel=3)
+        return new
+    if method not in INVERSION_METHODS:
+        raise ValueError(f"unknown inversion method {method!r}; choose one of {sorted(INVERSION_METHODS)}")
+    return method
 
 
 @dataclass
@@ -99,7 +125,7 @@ class InversionResult:
 
 def method_parameters(method: str) -> dict[str, Any]:
     """The keyword parameters of a method and their defaults."""
-    function = INVERSION_METHODS[method]
+    function = INVERSION_METHODS[resolve_method(method)]
     return {name: p.default for name, p in inspect.signature(function).parameters.items()
             if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
@@ -119,9 +145,10 @@ def invert(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[floa
     b0_direction : sequence of 3 floats
         B0 in voxel axes.
     method : str
-        A key of ``INVERSION_METHODS``.
+        A key of ``INVERSION_METHODS`` (or a renamed one, see ``RENAMED_METHODS``).
     magnitude, noise_ppm : ndarray, optional
-        Passed to the methods that use them (``medi``: both; ``tv``: the noise map).
+        Passed to the methods that use them (``wtv``, ``wtv_bregman``: both; ``tv``: the
+        noise map); ignored by the others (``info["inputs"]`` says what was used).
     **params
         The method's own keyword parameters.
 
@@ -129,8 +156,7 @@ def invert(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[floa
     -------
     InversionResult
     """
-    if method not in INVERSION_METHODS:
-        raise ValueError(f"unknown inversion method {method!r}; choose one of {sorted(INVERSION_METHODS)}")
+    method = resolve_method(method)
     accepted = method_parameters(method)
     unknown = sorted(set(params) - set(accepted))
     if unknown:

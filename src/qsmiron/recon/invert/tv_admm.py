@@ -73,10 +73,28 @@ class TVSolver:
     def _start(self) -> None:
         """z = grad chi0, v = D chi0 + data pull, duals zero."""
         threshold = np.zeros(self.chi.shape, np.float32)
+        self.s1[...] = 0.0
+        self.s2[...] = 0.0
         _kernels.gradient_shrink(self.chi, self.z, self.s1, threshold, self.inv_dx)
         self.s1[...] = 0.0
-        dchi = irfftn(rfftn(self.chi) * self.dipole, self.chi.shape).astype(np.float32)
-        self._data_step(dchi)
+        self.dchi = irfftn(rfftn(self.chi) * self.dipole, self.chi.shape).astype(np.float32)
+        self._data_step(self.dchi)
+
+    def restart(self, chi: np.ndarray) -> None:
+        """Start again from ``chi`` with fresh splittings (the arrays are reused)."""
+        self.chi = np.asarray(chi, dtype=np.float32).copy()
+        self.alpha = None
+        self._start()
+
+    def set_field(self, field_ppm: np.ndarray) -> None:
+        """Replace the data the data term pulls towards (ppm; Bregman iterations add back residuals)."""
+        self.field = (np.asarray(field_ppm, dtype=np.float32) * np.float32(self.scale)).astype(np.float32)
+
+    def residual_rms_ppm(self) -> float:
+        """RMS of ``D chi - f`` inside the mask, ppm, for the current iterate (no extra FFT)."""
+        inside = self.problem.mask
+        diff = self.dchi[inside] / np.float32(self.scale) - self.problem.field_ppm[inside]
+        return float(np.sqrt(np.mean(diff * diff, dtype=np.float64)))
 
     def _data_step(self, dchi: np.ndarray) -> float:
         if self.nonlinear is None:
@@ -110,11 +128,11 @@ class TVSolver:
             spectrum *= self.inverse
             new_chi = irfftn(spectrum, shape)
             spectrum *= self.dipole
-            dchi = irfftn(spectrum, shape)
-            diff = np.linalg.norm(new_chi - self.chi) / max(np.linalg.norm(new_chi), 1e-30)
+            self.dchi = irfftn(spectrum, shape)
+            diff = _kernels.relative_change(new_chi, self.chi)
             self.chi = new_chi
             self.tv = float(_kernels.gradient_shrink(self.chi, self.z, self.s1, self.threshold, self.inv_dx))
-            self.misfit = float(self._data_step(dchi))
+            self.misfit = float(self._data_step(self.dchi))
             self.iterations += 1
             change = float(diff)
             if change < tol:
