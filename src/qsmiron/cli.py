@@ -21,10 +21,18 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
 def _cmd_invert(args: argparse.Namespace) -> int:
     from qsmiron.pipeline.single import invert_file
 
-    invert_file(args.field, args.mask, args.output, method=args.method, config_path=args.config)
+    invert_file(args.field, args.mask, args.output, method=args.method, config_path=args.config,
+                magnitude=args.magnitude, params=dict(args.param or []))
     return 0
 
 
@@ -133,7 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("field", metavar="FIELD", help="local field, ppm, 3D NIfTI")
     sub.add_argument("mask", metavar="MASK", help="binary mask NIfTI on the same grid")
     sub.add_argument("-o", "--output", metavar="CHI", required=True, help="susceptibility map to write (ppm)")
-    sub.add_argument("--method", metavar="NAME", default=None, help="inversion method (default: the best available)")
+    sub.add_argument("--method", metavar="NAME", default=None,
+                     help="inversion method (default: the configuration's, wtv_bregman)")
+    sub.add_argument("--magnitude", metavar="MAG", default=None,
+                     help="magnitude on the same grid (3D, or 4D echoes combined): edge prior and data "
+                          "weights of wtv and wtv_bregman")
+    sub.add_argument("--param", metavar="KEY=VALUE", action="append", type=_key_value, default=None,
+                     help="a parameter of the method (repeat the option), e.g. --param max_outer=4; "
+                          "checked against the method's parameters and recorded in the sidecar")
     add_config(sub)
 
     sub = add("recon", _cmd_recon, "Multi-echo GRE magnitude and phase to a susceptibility map.")

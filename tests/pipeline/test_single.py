@@ -507,6 +507,54 @@ def test_invert_rejects_an_unknown_method_listing_the_registry(local_field_case,
     assert all(name in err for name in _inversion_methods())
 
 
+def test_invert_takes_magnitude_and_method_parameters_and_records_them(local_field_case):
+    case = local_field_case
+    magnitude = write_image(case["folder"] / "mag.nii.gz",
+                            np.where(case["brain"], 1.0 - 2.0 * np.abs(case["chi"]), 0).astype(np.float32),
+                            case["affine"])
+    out = case["folder"] / "chi_params.nii.gz"
+    assert main(["invert", str(case["field"]), str(case["mask"]), "-o", str(out), "--magnitude", str(magnitude),
+                 "--param", "max_outer=2", "--param", "edge_fraction=0.2"]) == 0
+    record = json.loads(out.with_name("chi_params.json").read_text())["qsmiron"]
+    assert record["method"] == "wtv_bregman"
+    assert record["parameters_from_command_line"] == {"max_outer": 2, "edge_fraction": 0.2}
+    assert record["parameters"]["max_outer"] == 2 and record["parameters"]["edge_fraction"] == 0.2
+    assert record["inputs"]["magnitude"].endswith("mag.nii.gz") and record["inputs"]["magnitude_used"]
+    assert record["notes"]["gradient_weights"] == "magnitude edges"
+    assert record["notes"]["bregman_steps"] <= 2
+    assert nrmse_percent(nib.load(str(out)).get_fdata(), case["chi"], case["brain"]) < INVERT_NRMSE_BOUND
+
+
+@pytest.mark.parametrize("param, words", [("alpah=0.001", "has no parameter 'alpah'"),
+                                          ("max_outer=2.5", "must be an integer"),
+                                          ("edge_fraction=wide", "must be a number")])
+def test_invert_rejects_a_bad_method_parameter_in_one_line(param, words, local_field_case, tmp_path, capsys):
+    case = local_field_case
+    out = tmp_path / "chi.nii.gz"
+    code = main(["invert", str(case["field"]), str(case["mask"]), "-o", str(out), "--param", param])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and words in err, err
+    assert not out.exists()
+
+
+def test_invert_rejects_a_magnitude_on_another_grid_naming_it(local_field_case, tmp_path, capsys):
+    case = local_field_case
+    magnitude = write_image(tmp_path / "mag_small.nii.gz", np.ones((10, 10, 10), np.float32), case["affine"])
+    code = main(["invert", str(case["field"]), str(case["mask"]), "-o", str(tmp_path / "chi.nii.gz"),
+                 "--magnitude", str(magnitude)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "mag_small.nii.gz" in err and "grid" in err, err
+
+
+def test_invert_maps_the_old_method_name_medi_to_wtv_and_records_the_new_name(local_field_case, tmp_path):
+    case = local_field_case
+    out = tmp_path / "chi.nii.gz"
+    with pytest.warns(DeprecationWarning, match="maps to 'wtv'"):
+        assert main(["invert", str(case["field"]), str(case["mask"]), "-o", str(out), "--method", "medi",
+                     "--param", "max_iter=5"]) == 0
+    assert json.loads(out.with_name("chi.json").read_text())["qsmiron"]["method"] == "wtv"
+
+
 # ---------------------------------------------------------------------------------------
 # The real scan (7 T, TE 4/8/12 ms, 12-bit phase in arbitrary units)
 

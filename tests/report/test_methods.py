@@ -133,3 +133,25 @@ def test_a_parameter_left_to_the_method_reads_as_its_default_not_as_a_unit(prove
     text = methods_paragraph(unset, {})
     assert "max_radius_mm = method default" in text
     assert "none mm" not in text
+
+
+@pytest.mark.parametrize("method, cited, not_said", [
+    ("wtv_bregman", ["Bregman iterations (Osher et al., Multiscale Model Simul 2005;4:460)",
+                     "Liu et al., Magn Reson Med 2011;66:777"], ["MEDI (morphology-enabled"]),
+    ("wtv", ["magnitude-weighted total-variation inversion by ADMM"], ["Bregman", "MEDI (morphology-enabled"]),
+    ("medi", ["recorded as 'medi'", "not Liu's MEDI algorithm"], ["Bregman"]),
+    ("rts", ["Kames et al., NeuroImage 2018;167:276"], ["Liu et al."]),
+])
+def test_inversion_clause_names_the_algorithm_that_ran_with_its_citation(provenance, study_results, method,
+                                                                         cited, not_said):
+    records = copy.deepcopy(provenance)
+    for recon in records["recon"]:
+        for step in recon["steps"]:
+            if step["step"] == "inversion":
+                step["method"] = method
+    text = methods_paragraph(records, study_results.settings, results=study_results)
+    clause = text.split("dipole inversion: ")[1].split("; (")[0]
+    for phrase in cited:
+        assert phrase in clause, phrase
+    for phrase in not_said:
+        assert phrase not in clause, phrase

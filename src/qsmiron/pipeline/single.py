@@ -251,7 +251,72 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     return {key: out_dir / name for key, name in output_names.items()}
 
 
-def invert_file(field, mask, out, *, method: str | None = None, config_path=None) -> Path:
+def _parse_value(text: str):
+    """A command-line parameter value: bool, none, int, float, else the string itself."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def method_parameters_from_text(method: str, texts: dict[str, str] | None) -> dict[str, Any]:
+    """Validate ``key=value`` method parameters given as text against the method's signature.
+
+    Values become numbers, booleans, None or strings; an integer parameter must get an
+    integer, a float parameter takes integers too, a boolean one true/false.
+
+    Raises
+    ------
+    InputError
+        One line naming the unknown key (and the keys the method takes) or the bad value.
+    """
+    from qsmiron.recon.invert import method_parameters
+
+    accepted = {k: v for k, v in method_parameters(method).items() if k not in ("magnitude", "noise_ppm")}
+    params: dict[str, Any] = {}
+    for key, text in (texts or {}).items():
+        if key not in accepted:
+            raise InputError(f"inversion method {method!r} has no parameter {key!r}; it takes "
+                             f"{', '.join(sorted(accepted))}")
+        value, default = _parse_value(text), accepted[key]
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise InputError(f"parameter {key!r} of {method!r} must be true or false, got {text!r}")
+        if type(default) is int and type(value) is not int:
+            raise InputError(f"parameter {key!r} of {method!r} must be an integer, got {text!r}")
+        if type(default) is float and type(value) is int:
+            value = float(value)
+        if type(default) is float and type(value) is not float:
+            raise InputError(f"parameter {key!r} of {method!r} must be a number, got {text!r}")
+        params[key] = value
+    return params
+
+
+def _load_magnitude(path, shape3d: Sequence[int], affine: np.ndarray, field_path) -> np.ndarray:
+    """A magnitude on the field's grid; a 4D one (echoes last) is combined as root sum of squares."""
+    from qsmiron.io.nifti import load_nifti
+
+    volume = load_nifti(path, with_sidecar=False)
+    data, volume_affine = np.asarray(volume.data, dtype=np.float32), volume.affine
+    if data.ndim == 4:
+        data = np.sqrt(np.sum(np.square(data), axis=3))
+    if data.ndim != 3 or not same_grid(volume_affine, affine, data.shape, shape3d):
+        raise InputError(f"the magnitude must be a 3D or 4D image on the grid of "
+                         f"{Path(field_path).name} (shape {tuple(shape3d)}), got shape "
+                         f"{tuple(data.shape)} or another affine", path)
+    if not np.all(np.isfinite(data)):
+        raise InputError("the magnitude holds NaN or infinite values", path)
+    return data
+
+
+def invert_file(field, mask, out, *, method: str | None = None, config_path=None, magnitude=None,
+                params: dict[str, str] | None = None) -> Path:
     """Dipole inversion of a local field map file.
 
     Parameters
@@ -269,25 +334,34 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
         (``recon.inversion.method``).
     config_path : path, optional
         Settings file (TOML or JSON).
+    magnitude : path, optional
+        Magnitude on the same grid (3D, or 4D with echoes last, combined as root sum of
+        squares): edge prior and data weights of the magnitude-weighted methods (``wtv``,
+        ``wtv_bregman``); recorded as unused by the others.
+    params : dict of str, optional
+        Method parameters as text (``{"max_outer": "4"}``), validated against the method's
+        signature; they override the configuration's.
 
     Raises
     ------
     InputError
-        A 4D field, NaN or infinite values inside the mask, a mask on another grid, a mask
-        that is not binary or empty, an unknown method.
+        A 4D field, NaN or infinite values inside the mask, a mask or magnitude on another
+        grid, a mask that is not binary or empty, an unknown method or parameter.
     """
     from qsmiron.io.gre import clean_voxel_size_mm
     from qsmiron.io.nifti import load_nifti
     from qsmiron.recon.chain import _jsonable, _method_parameters
-    from qsmiron.recon.invert import INVERSION_METHODS, invert
+    from qsmiron.recon.invert import INVERSION_METHODS, RENAMED_METHODS, invert, resolve_method
     from qsmiron.recon.reference import reference_susceptibility
 
     config = load_config(config_path)
     block = config.recon.inversion
     chosen = block.method if method is None else str(method)
-    if chosen not in INVERSION_METHODS:
+    if chosen not in INVERSION_METHODS and chosen not in RENAMED_METHODS:
         raise InputError(f"unknown inversion method {chosen!r}; choose one of "
                          f"{', '.join(sorted(INVERSION_METHODS))}")
+    chosen = resolve_method(chosen)
+    given = method_parameters_from_text(chosen, params)
     out = Path(out)
     if out.exists() and out.is_dir():
         raise InputError("the output is a folder; give a file name ending in .nii.gz", out)
@@ -303,26 +377,33 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
         n_bad = int(np.count_nonzero(~np.isfinite(data[mask_array])))
         raise InputError(f"the local field holds {n_bad} NaN or infinite values inside the "
                          f"mask", field)
+    magnitude_array = None if magnitude is None else _load_magnitude(magnitude, data.shape,
+                                                                     field_volume.affine, field)
     local_ppm = np.where(mask_array, data, 0).astype(np.float32)
     voxel = clean_voxel_size_mm(field_volume.affine)
     b0 = b0_direction_voxel(field_volume.affine)
     chosen_block = block if chosen == block.method else block.model_copy(update={"method": chosen})
-    params = _method_parameters(chosen_block)
-    result = invert(local_ppm, mask_array, voxel, b0, method=chosen, **params)
+    params_used = {**_method_parameters(chosen_block), **given}
+    result = invert(local_ppm, mask_array, voxel, b0, method=chosen, magnitude=magnitude_array,
+                    **params_used)
     # Susceptibility is relative: reference it to the whole-brain (mask) mean, as recon does.
     chi, reference_info = reference_susceptibility(np.where(mask_array, result.chi_ppm, 0),
                                                    mask_array, method="mean")
     chi = np.where(mask_array, chi, 0).astype(np.float32)
     info = dict(result.info or {})
+    used_inputs = info.pop("inputs", {}) or {}
 
     sidecar = {
         "Units": "ppm",
         "qsmiron": {
             "command": "invert",
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "inputs": {"field": str(Path(field).resolve()), "mask": str(Path(mask).resolve())},
+            "inputs": {"field": str(Path(field).resolve()), "mask": str(Path(mask).resolve()),
+                       "magnitude": None if magnitude is None else str(Path(magnitude).resolve()),
+                       "magnitude_used": bool(used_inputs.get("magnitude", False))},
             "method": chosen,
-            "parameters": _jsonable(params | (info.pop("parameters", None) or {})),
+            "parameters": _jsonable(params_used | (info.pop("parameters", None) or {})),
+            "parameters_from_command_line": _jsonable(given),
             "notes": _jsonable(info),
             "voxel_size_mm": list(voxel),
             "b0_direction_voxel": [float(v) for v in b0],

@@ -37,13 +37,28 @@ METHOD_LABELS = {
     "pdf": "PDF (projection onto dipole fields)",
     "ismv": "iSMV",
     "lbv": "LBV",
-    "tv": "total-variation-regularised inversion (TV)",
+    "tv": ("total-variation-regularised inversion by ADMM (Bilgic et al., Magn Reson Med 2014;72:1444; "
+           "Milovic et al., Magn Reson Med 2018;80:814), weight chosen per scan by qsmiron's discrepancy "
+           "rule on the field's magic-cone inconsistency"),
     "tv_admm": "total-variation-regularised inversion (TV-ADMM)",
-    "tkd": "TKD (truncated k-space division)",
+    "tkd": "TKD (truncated k-space division; Shmueli et al., Magn Reson Med 2009;62:1510)",
     "tsvd": "TSVD",
-    "tikhonov": "Tikhonov-regularised inversion",
-    "rts": "RTS (rapid two-step)",
-    "medi": "MEDI (morphology-enabled dipole inversion)",
+    "tikhonov": ("closed-form Tikhonov-regularised inversion (Bilgic et al., J Magn Reson Imaging "
+                 "2014;40:181)"),
+    "rts": "RTS (rapid two-step; Kames et al., NeuroImage 2018;167:276)",
+    "wtv": ("magnitude-weighted total-variation inversion by ADMM (magnitude edge prior as in MEDI, "
+            "Liu et al., Magn Reson Med 2011;66:777; solver after Milovic et al., Magn Reson Med "
+            "2018;80:814), weight chosen per scan by qsmiron's discrepancy rule on the field's "
+            "magic-cone inconsistency"),
+    "wtv_bregman": ("magnitude-weighted total-variation inversion with Bregman iterations (Osher et al., "
+                    "Multiscale Model Simul 2005;4:460) stopped by qsmiron's discrepancy rule on the "
+                    "field's magic-cone inconsistency (magnitude edge prior as in MEDI, Liu et al., Magn "
+                    "Reson Med 2011;66:777, when a magnitude was given; ADMM solver after Milovic et al., "
+                    "Magn Reson Med 2018;80:814)"),
+    # Records written before qsmiron 0.2 call wtv "medi"; it never was Liu's MEDI.
+    "medi": ("magnitude-weighted total-variation inversion by ADMM (recorded as 'medi', qsmiron's former "
+             "name of wtv; not Liu's MEDI algorithm; magnitude edge prior as in Liu et al., Magn Reson "
+             "Med 2011;66:777), weight chosen per scan by qsmiron's discrepancy rule"),
     "ndi": "NDI (nonlinear dipole inversion)",
     "ilsqr": "iLSQR",
     "weighted_least_squares": "weighted least squares",
