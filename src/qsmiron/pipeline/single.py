@@ -162,6 +162,26 @@ def _move_into(tmp_dir: Path, out_dir: Path, names: list[str]) -> None:
         os.replace(tmp_dir / name, out_dir / name)
 
 
+def template_brain(magnitude: np.ndarray, affine: np.ndarray, config: QsmironConfig, *,
+                   user_mask: bool) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The template brain on the subject grid for the automatic mask, or why there is none.
+
+    Registration problems (ANTs errors included) never stop a reconstruction: the mask then
+    falls back to the magnitude alone and the recorded reason says so.
+    """
+    if user_mask:
+        return None, {"used": False, "reason": "a user mask was given"}
+    if not config.recon.mask.template_brain:
+        return None, {"used": False, "reason": "disabled (mask.template_brain = false)"}
+    from qsmiron.register.brainmask import template_brain_probability
+
+    try:
+        found = template_brain_probability(magnitude, affine)
+    except (RuntimeError, ValueError, MemoryError) as error:
+        return None, {"used": False, "reason": f"template registration failed ({error}); magnitude mask only"}
+    return found.probability, found.info
+
+
 def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float] | None = None,
                       field_strength_t: float | None = None, mask=None, config_path=None,
                       settings: QsmironConfig | None = None,
@@ -214,10 +234,14 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     if mask is not None:
         user_mask = load_mask(mask, gre.shape3d, gre.affine, data_path=gre.paths["magnitude"][0])
 
+    probability, probability_notes = template_brain(gre.magnitude, gre.affine, config,
+                                                    user_mask=user_mask is not None)
     try:
         result = reconstruct_arrays(gre.magnitude, gre.phase, gre.voxel_size_mm, gre.b0_direction,
                                     gre.echo_times_s, gre.field_strength_t,
-                                    settings=config.recon, mask=user_mask)
+                                    settings=config.recon, mask=user_mask,
+                                    brain_probability=probability,
+                                    brain_probability_notes=probability_notes)
     except InputError as error:
         step = getattr(error, "step", None)
         if step == "mask":

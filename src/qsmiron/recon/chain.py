@@ -126,6 +126,26 @@ def _mask_notes(mask: np.ndarray, voxel_size_mm: Sequence[float]) -> dict[str, A
     return {"n_voxels": n, "volume_ml": round(n * float(np.prod(voxel_size_mm)) / 1000.0, 3)}
 
 
+def _template_restriction(mask: np.ndarray, voxel_size_mm, settings: ReconSettings,
+                          probability: np.ndarray | None, notes: dict | None) -> tuple[np.ndarray, dict]:
+    """The magnitude mask restricted to the template brain when given and enabled, and notes."""
+    from qsmiron.recon.mask import restrict_to_template_brain
+
+    notes = dict(notes or {})
+    if not settings.mask.template_brain:
+        return mask, {"used": False, "reason": "disabled (mask.template_brain = false)"}
+    if probability is None:
+        notes.setdefault("reason", "no template brain was given")
+        return mask, {**notes, "used": False}
+    restricted, info = restrict_to_template_brain(mask, probability, voxel_size_mm,
+                                                  threshold=settings.mask.template_threshold,
+                                                  margin_mm=settings.mask.template_margin_mm)
+    if not restricted.any():
+        return mask, {**notes, **info, "used": False,
+                      "reason": "the template brain and the magnitude mask do not overlap; magnitude mask only"}
+    return restricted, {**notes, **info, "used": True}
+
+
 def _stage_error(error: InputError, step: str) -> InputError:
     """Tag a stage's ``InputError`` with the step it came from (the pipeline names the file)."""
     error.step = step  # type: ignore[attr-defined]
@@ -173,7 +193,9 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
                        echo_times_s: Sequence[float], field_strength_t: float, *,
                        settings: ReconSettings | None = None,
                        mask: np.ndarray | None = None,
-                       reference_mask: np.ndarray | None = None) -> ReconResult:
+                       reference_mask: np.ndarray | None = None,
+                       brain_probability: np.ndarray | None = None,
+                       brain_probability_notes: dict | None = None) -> ReconResult:
     """Reconstruct a susceptibility map from multi-echo magnitude and raw phase.
 
     Parameters
@@ -195,6 +217,12 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
         A brain mask to use instead of the automatic one (not refined by phase quality).
     reference_mask : ndarray of bool, shape (X, Y, Z), optional
         The reference region when ``settings.reference.method == "mask"``.
+    brain_probability : ndarray, shape (X, Y, Z), optional
+        A template's brain on this grid (0..1, e.g. registered by
+        ``qsmiron.register.brainmask``): the automatic mask is restricted to it
+        (``recon.mask.restrict_to_template_brain``) when ``settings.mask.template_brain``.
+    brain_probability_notes : dict, optional
+        How it was obtained, or why there is none; recorded with the mask step.
 
     Returns
     -------
@@ -263,8 +291,14 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
         if not mask.any():
             raise _stage_error(InputError("the automatic brain mask is empty: the magnitude "
                                           "shows no head (give --mask)"), "mask")
-        steps.append(_step("mask", settings.mask.method, mask_params,
-                           time.perf_counter() - start, _mask_notes(mask, voxel_size_mm)))
+        mask, template_notes = _template_restriction(mask, voxel_size_mm, settings, brain_probability,
+                                                     brain_probability_notes)
+        method = settings.mask.method + ("+template" if template_notes.get("used") else "")
+        if template_notes.get("used"):
+            mask_params = {**mask_params, "template_threshold": settings.mask.template_threshold,
+                           "template_margin_mm": settings.mask.template_margin_mm}
+        steps.append(_step("mask", method, mask_params, time.perf_counter() - start,
+                           {**_mask_notes(mask, voxel_size_mm), "template_brain": template_notes}))
 
     # 3. Total field: unwrapping, echo fit, mask refinement by phase quality.
     start = time.perf_counter()

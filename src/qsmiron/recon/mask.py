@@ -19,7 +19,8 @@ import scipy.ndimage
 import scipy.stats
 from skimage.filters import threshold_otsu
 
-__all__ = ["brain_mask", "refine_mask_by_phase_quality", "MASK_METHODS", "ellipsoid"]
+__all__ = ["brain_mask", "refine_mask_by_phase_quality", "restrict_to_template_brain", "MASK_METHODS",
+           "ellipsoid"]
 
 
 def ellipsoid(radius_mm: float, voxel_size_mm: Sequence[float]) -> np.ndarray:
@@ -303,6 +304,64 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
     out = np.zeros(full_mask.shape, bool)
     out[box] = refined
     return out, info
+
+
+def restrict_to_template_brain(mask: np.ndarray, brain_probability: np.ndarray,
+                               voxel_size_mm: Sequence[float], *, threshold: float = 0.5,
+                               margin_mm: float = 4.0) -> tuple[np.ndarray, dict[str, Any]]:
+    """Keep the part of a magnitude mask that lies in the (registered) template brain.
+
+    The template brain is ``brain_probability >= threshold`` grown by ``margin_mm`` (an
+    ellipsoidal dilation in mm), which absorbs the misalignment of a fast affine registration
+    and of brains whose shape the affine cannot follow; the magnitude mask inside it is kept,
+    its largest component taken and holes filled. Skull base, sinus walls, face and neck, which
+    a magnitude threshold keeps and whose phase makes the inversion streak, fall outside.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (X, Y, Z)
+        The magnitude mask.
+    brain_probability : ndarray, shape (X, Y, Z)
+        The template's brain on this grid (e.g. a binary brain mask resampled with linear
+        interpolation), 0..1.
+    voxel_size_mm : 3 floats, mm
+    threshold : float
+        Probability at which a voxel counts as template brain.
+    margin_mm : float
+        Growth of the template brain before the intersection, mm.
+
+    Returns
+    -------
+    restricted : ndarray of bool
+    info : dict
+        Volumes (mL) before and after, the share of the magnitude mask outside the template
+        brain (before), and the parameters.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    probability = np.asarray(brain_probability, dtype=np.float32)
+    if probability.shape != mask.shape:
+        raise ValueError(f"brain_probability shape {probability.shape} differs from the mask's {mask.shape}")
+    brain = np.nan_to_num(probability) >= threshold
+    voxel_ml = float(np.prod(voxel_size_mm)) / 1000.0
+    info: dict[str, Any] = {"threshold": threshold, "margin_mm": margin_mm,
+                            "volume_before_ml": round(float(mask.sum()) * voxel_ml, 3),
+                            "outside_template_brain_before": round(float((mask & ~brain).sum() / max(mask.sum(), 1)), 4)}
+    if margin_mm > 0 and brain.any():
+        ball = ellipsoid(margin_mm, voxel_size_mm)
+        box = _crop(brain, margin=max(ball.shape))
+        offsets = (np.argwhere(ball) - np.array([h // 2 for h in ball.shape])).astype(np.int64)
+        grown = np.empty(brain[box].shape, bool)
+        _dilate(np.ascontiguousarray(brain[box]), offsets, grown)
+        brain = np.zeros_like(brain)
+        brain[box] = grown
+    restricted = mask & brain
+    if restricted.any():
+        box = _crop(restricted, margin=1)
+        inner = _fill_holes(_largest_component(restricted[box]))
+        restricted = np.zeros(mask.shape, bool)
+        restricted[box] = inner
+    info["volume_after_ml"] = round(float(restricted.sum()) * voxel_ml, 3)
+    return restricted, info
 
 
 MASK_METHODS = {"magnitude": brain_mask}

@@ -33,6 +33,18 @@ class MaskSettings(Settings):
     fill_holes: bool = True
     # The refinement of this mask by phase quality is applied after the echo fit and its
     # parameters live in EchoFitSettings (refine_*).
+    # Whole-head scans: intersect with the template's brain registered to the magnitude
+    # (affine at 4 mm, done by the file-level pipeline; skipped with a stated reason for
+    # crops and slabs or when no template is installed). The brain is probability >= threshold
+    # grown by the margin, which covers the misfit of an affine (recon.mask docstring).
+    template_brain: bool = True
+    template_threshold: float = Field(0.5, gt=0, lt=1)
+    template_margin_mm: float = Field(4.0, ge=0)
+
+    def method_params(self) -> dict:
+        """Keyword parameters of ``brain_mask`` (the template keys are the pipeline's)."""
+        return {"threshold_cap": self.threshold_cap, "opening_mm": self.opening_mm,
+                "fill_holes": self.fill_holes}
 
 
 class UnwrapSettings(Settings):

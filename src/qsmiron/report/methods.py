@@ -63,6 +63,9 @@ METHOD_LABELS = {
     "ilsqr": "iLSQR",
     "weighted_least_squares": "weighted least squares",
     "magnitude": "from the magnitude",
+    "magnitude+template": ("from the magnitude, restricted to the MNI152NLin2009cAsym brain (Fonov et al., "
+                           "NeuroImage 2011;54:313) registered to the magnitude by an affine ANTs "
+                           "registration (Avants et al., NeuroImage 2011;54:2033)"),
     "user": "user-supplied mask",
     "mean": "mean over the mask",
     "mask": "mean over a reference mask",
