@@ -286,6 +286,36 @@ def test_recon_susceptibility_matches_the_forward_simulated_truth(axial_recon, a
     assert error < RECON_NRMSE_BOUND
 
 
+def test_recon_of_a_small_field_of_view_records_why_the_template_brain_was_skipped(axial_recon):
+    record = json.loads((axial_recon / "recon.json").read_text())
+    mask_step = record["steps"][1]
+    assert mask_step["method"] == "magnitude"
+    template = mask_step["notes"]["template_brain"]
+    assert template["used"] is False and "field of view too small" in template["reason"]
+
+
+def test_reconstruct_arrays_restricts_the_automatic_mask_to_a_given_template_brain(axial_sim):
+    """A template brain that leaves out the brain's lower third: the mask follows it, and the
+    step records the method, the parameters and the volumes; disabled, the mask is left as it is."""
+    from qsmiron.recon.chain import _template_restriction, reconstruct_arrays
+    from qsmiron.recon.settings import ReconSettings
+
+    probability = axial_sim["brain"].astype(np.float32)
+    probability[:, :, :14] = 0.0
+    args = (axial_sim["magnitude"], axial_sim["phase"], (1, 1, 1), (0, 0, 1), TES, FIELD_STRENGTH_T)
+    restricted = reconstruct_arrays(*args, brain_probability=probability,
+                                    brain_probability_notes={"used": True, "seconds": 1.0})
+    step = restricted.steps[1]
+    assert step["method"] == "magnitude+template" and step["parameters"]["template_margin_mm"] == 4.0
+    assert step["notes"]["template_brain"]["volume_after_ml"] < step["notes"]["template_brain"]["volume_before_ml"]
+    assert not restricted.mask[:, :, :8].any()
+    settings = ReconSettings()
+    settings.mask.template_brain = False
+    head = np.ones(probability.shape, bool)
+    kept, notes = _template_restriction(head, (1, 1, 1), settings, probability, {"used": True})
+    assert kept is head and notes["used"] is False and notes["reason"].startswith("disabled")
+
+
 def test_per_echo_files_with_sidecars_give_the_same_result_as_the_4d_file(
         axial_recon, axial_sim, tmp_path):
     mags, phases = write_per_echo_dataset(tmp_path / "in", axial_sim)

@@ -58,17 +58,18 @@ def _skip(reason: str, started: float, **extra) -> TemplateBrain:
                                 "seconds": round(time.perf_counter() - started, 3), **extra})
 
 
-def head_extent_mm(head) -> list[float]:
-    """Extent (mm) of the non-zero voxels of an ANTs image along each of its axes."""
-    data = head.numpy() > 0
-    if not data.any():
+def head_extent_mm(image: np.ndarray, voxel_size_mm) -> list[float]:
+    """Extent (mm) of the head along each voxel axis: voxels above Otsu's threshold, between the
+    0.5th and 99.5th percentiles of their positions (stray noise voxels do not count)."""
+    from skimage.filters import threshold_otsu
+
+    flat = image.reshape(-1)
+    sample = flat[:: max(1, flat.size // 1_000_000)]
+    if np.ptp(sample) == 0:
         return [0.0, 0.0, 0.0]
-    extents = []
-    for axis in range(3):
-        others = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(data.any(axis=others))
-        extents.append(float((hits[-1] - hits[0] + 1) * head.spacing[axis]))
-    return extents
+    above = np.argwhere(image > threshold_otsu(sample))
+    low, high = np.percentile(above, [0.5, 99.5], axis=0)
+    return [float((h - l + 1) * float(d)) for l, h, d in zip(low, high, voxel_size_mm)]
 
 
 def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
@@ -80,7 +81,7 @@ def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
     Parameters
     ----------
     magnitude : ndarray, shape (X, Y, Z) or (X, Y, Z, E)
-        The subject's magnitude (first echo used).
+        The subject's magnitude (first echo used; its extent is checked before ANTs is loaded).
     affine : ndarray (4, 4)
         Voxel to world (RAS+ mm) of the subject grid.
     min_extent_mm : float
@@ -97,6 +98,14 @@ def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
     TemplateBrain
     """
     started = time.perf_counter()
+    image = np.clip(np.nan_to_num(np.asarray(magnitude, dtype=np.float32)), 0, None)
+    image = image[..., 0] if image.ndim == 4 else image
+    extent = head_extent_mm(image, np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0))
+    if min(extent) < min_extent_mm:
+        return _skip(f"field of view too small for the template brain: the head spans "
+                     f"{' x '.join(f'{e:.0f}' for e in extent)} mm, under {min_extent_mm:.0f} mm "
+                     f"along an axis (a crop or slab); magnitude mask only", started,
+                     head_extent_mm=extent)
     try:
         import ants
 
@@ -104,20 +113,12 @@ def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
         template_path = template_brain_path()
     except Exception as error:  # noqa: BLE001 - any missing piece means: no template step
         return _skip(f"template registration unavailable ({error})", started)
-    from qsmiron.register.images import ants_affine, first_echo, prepare_subject, threshold_brain_mask, to_ants
+    from qsmiron.register.images import ants_affine, prepare_subject, threshold_brain_mask, to_ants
     from qsmiron.register.normalise import resample_to_resolution
 
-    image = np.clip(np.nan_to_num(first_echo(magnitude).astype(np.float32)), 0, None)
     reference = to_ants(image, affine)
     coarse = resample_to_resolution(reference, resolution_mm)
     head = threshold_brain_mask(coarse.numpy(), coarse.spacing, opening_mm=resolution_mm)
-    head_image = coarse.new_image_like(head.astype(np.float32))
-    extent = head_extent_mm(head_image)
-    if min(extent) < min_extent_mm:
-        return _skip(f"field of view too small for the template brain: the head spans "
-                     f"{' x '.join(f'{e:.0f}' for e in extent)} mm, under {min_extent_mm:.0f} mm "
-                     f"along an axis (a crop or slab); magnitude mask only", started,
-                     head_extent_mm=extent)
     template = ants.image_read(str(template_path))
     brain = template.new_image_like((template.numpy() > 0).astype(np.float32))
     # Start from the head without its outer 8 mm (scalp and skull: the brain never lies there),
