@@ -297,7 +297,10 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
         if template_notes.get("used"):
             mask_params = {**mask_params, "template_threshold": settings.mask.template_threshold,
                            "template_margin_mm": settings.mask.template_margin_mm}
-        steps.append(_step("mask", method, mask_params, time.perf_counter() - start,
+        # The template registration ran in the file-level pipeline before this step; its
+        # seconds belong to the mask's cost.
+        registration_s = float(template_notes.get("seconds", 0.0) or 0.0)
+        steps.append(_step("mask", method, mask_params, time.perf_counter() - start + registration_s,
                            {**_mask_notes(mask, voxel_size_mm), "template_brain": template_notes}))
 
     # 3. Total field: unwrapping, echo fit, mask refinement by phase quality.

@@ -114,10 +114,8 @@ def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
     except Exception as error:  # noqa: BLE001 - any missing piece means: no template step
         return _skip(f"template registration unavailable ({error})", started)
     from qsmiron.register.images import ants_affine, prepare_subject, threshold_brain_mask, to_ants
-    from qsmiron.register.normalise import resample_to_resolution
 
-    reference = to_ants(image, affine)
-    coarse = resample_to_resolution(reference, resolution_mm)
+    coarse = to_ants(*block_mean(image, affine, resolution_mm))
     head = threshold_brain_mask(coarse.numpy(), coarse.spacing, opening_mm=resolution_mm)
     template = ants.image_read(str(template_path))
     brain = template.new_image_like((template.numpy() > 0).astype(np.float32))
@@ -127,7 +125,8 @@ def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
     inner = ndimage.binary_erosion(head, structure=_ball(SCALP_SKULL_MM, coarse.spacing))
     start = affine_to_template(moving * moving.new_image_like(inner.astype(np.float32)), template,
                                resolution_mm)
-    transforms = affine_to_template(moving, template, resolution_mm, initial=start)
+    transforms = affine_to_template(moving, template, resolution_mm, initial=start, iterations=(50,),
+                                    shrink_factors=(1,), smoothing=(0,))
     on_coarse = ants.apply_transforms(fixed=coarse, moving=brain, transformlist=transforms,
                                       whichtoinvert=[True], interpolator="linear").numpy()
     grown = ndimage.binary_dilation(head, iterations=1)
@@ -140,9 +139,18 @@ def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
         return _skip(f"template registration failed its check: only {100 * share_inside:.0f} % of "
                      f"the template brain lies inside the head (needs {100 * MIN_INSIDE_HEAD:.0f} %); "
                      f"magnitude mask only", started, **checks)
-    probability = np.clip(ants.apply_transforms(fixed=reference, moving=brain, transformlist=transforms,
-                                                whichtoinvert=[True], interpolator="linear").numpy(),
-                          0, 1).astype(np.float32)
+    # Only the head's bounding box (plus a 4 mm voxel) of the full grid can hold brain.
+    factors = np.asarray(image.shape) / np.asarray(head.shape)
+    lower = [max(0, int(np.floor((b.start - 1) * f))) for b, f in zip(_box(head), factors)]
+    upper = [min(n, int(np.ceil((b.stop + 1) * f))) for b, f, n in zip(_box(head), factors, image.shape)]
+    box = tuple(slice(a, b) for a, b in zip(lower, upper))
+    corner = np.asarray(affine, float) @ np.array([*lower, 1.0])
+    box_affine = np.array(affine, float)
+    box_affine[:3, 3] = corner[:3]
+    sub_reference = to_ants(np.zeros([b.stop - b.start for b in box], np.float32), box_affine)
+    probability = np.zeros(image.shape, np.float32)
+    probability[box] = np.clip(ants.apply_transforms(fixed=sub_reference, moving=brain, transformlist=transforms,
+                                                     whichtoinvert=[True], interpolator="linear").numpy(), 0, 1)
     return TemplateBrain(probability, {"used": True, "seconds": round(time.perf_counter() - started, 3),
                                        "template": str(template_path), **checks})
 
@@ -154,7 +162,31 @@ def _ball(radius_mm: float, spacing) -> np.ndarray:
     return (x * x + y * y + z * z) <= radius_mm ** 2 + 1e-9
 
 
-def affine_to_template(subject, template, resolution_mm: float, *, initial: list[str] | None = None) -> list[str]:
+def _box(mask: np.ndarray) -> tuple[slice, ...]:
+    found = ndimage.find_objects(mask.astype(np.int8))
+    return found[0] if found else tuple(slice(0, n) for n in mask.shape)
+
+
+def block_mean(image: np.ndarray, affine: np.ndarray, resolution_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` averaged over blocks of about ``resolution_mm`` and the affine of the block grid.
+
+    Each axis is reduced by the whole factor ``round(resolution_mm / voxel)`` (at least 1); the
+    block centres keep their world position (oblique affines included).
+    """
+    affine = np.asarray(affine, float)
+    voxel = np.linalg.norm(affine[:3, :3], axis=0)
+    factors = [max(1, int(round(resolution_mm / v))) for v in voxel]
+    n = [s // f for s, f in zip(image.shape, factors)]
+    trimmed = image[: n[0] * factors[0], : n[1] * factors[1], : n[2] * factors[2]]
+    blocks = trimmed.reshape(n[0], factors[0], n[1], factors[1], n[2], factors[2]).mean(axis=(1, 3, 5))
+    block_affine = affine.copy()
+    block_affine[:3, :3] = affine[:3, :3] * np.asarray(factors, float)
+    block_affine[:3, 3] = affine[:3, :3] @ ((np.asarray(factors, float) - 1) / 2.0) + affine[:3, 3]
+    return blocks.astype(np.float32), block_affine
+
+
+def affine_to_template(subject, template, resolution_mm: float, *, initial: list[str] | None = None,
+                       iterations=(100, 50), shrink_factors=(2, 1), smoothing=(1, 0)) -> list[str]:
     """Affine transform files (subject -> template) from Mattes MI inside the template's brain.
 
     The metric is evaluated only within the template brain grown by 8 mm: the subject image
@@ -163,7 +195,8 @@ def affine_to_template(subject, template, resolution_mm: float, *, initial: list
     out at 1.4 to 2.5 L between runs). Even with it, one run in six from the centre-of-mass
     start ended stretched (1.95 L against 1.39-1.41 L); from the start given by the head
     without its outer 8 mm (1.20-1.22 L, stable but biased small by the missing rim) the
-    whole-head registration is stable (``bench_mask.py``).
+    whole-head registration is stable (``bench_mask.py``); from there one level of 50
+    iterations suffices.
     """
     import ants
 
@@ -176,8 +209,8 @@ def affine_to_template(subject, template, resolution_mm: float, *, initial: list
     result = ants.registration(fixed=fixed, moving=subject, type_of_transform="Affine", mask=metric_mask,
                                initial_transform=initial[0] if initial else None,
                                aff_metric="mattes", aff_sampling=32, aff_random_sampling_rate=0.25,
-                               aff_iterations=(200, 100), aff_shrink_factors=(2, 1),
-                               aff_smoothing_sigmas=(1, 0), random_seed=1)
+                               aff_iterations=tuple(iterations), aff_shrink_factors=tuple(shrink_factors),
+                               aff_smoothing_sigmas=tuple(smoothing), random_seed=1)
     return list(result["fwdtransforms"])
 
 
