@@ -44,7 +44,7 @@ checked against independent heads, 18.7 % and 3.4 ppb there) it does not get wor
 head 39.6 % / 3.7 ppb against 44.6 % / 3.6 ppb; 1 mm head without texture 27.8 % / 2.7 ppb
 against 30.5 % / 5.6 ppb. Interpolating the last Bregman step back to the exact level was
 measured and is worse (NRMSE 48.6 / 70.7, slope 0.941 / 0.763), as is running the Bregman
-steps from a full decade above the crossing (more steps, NRMSE +4 on the heads).
+steps from a full decade above the crossing (more steps, NRMSE 4 to 12 points worse on the heads).
 
 Cost: the descent takes 3-4 weights of 3 iterations, then 2-3 Bregman steps of 7: 32-38
 iterations of 4 real FFTs on the mask's padded box. On the 1 mm head (brain box 141 x 178 x 151
