@@ -343,9 +343,10 @@ def restrict_to_template_brain(mask: np.ndarray, brain_probability: np.ndarray,
         raise ValueError(f"brain_probability shape {probability.shape} differs from the mask's {mask.shape}")
     brain = np.nan_to_num(probability) >= threshold
     voxel_ml = float(np.prod(voxel_size_mm)) / 1000.0
+    outside = float((mask & ~brain).sum() / max(mask.sum(), 1))
     info: dict[str, Any] = {"threshold": threshold, "margin_mm": margin_mm,
                             "volume_before_ml": round(float(mask.sum()) * voxel_ml, 3),
-                            "outside_template_brain_before": round(float((mask & ~brain).sum() / max(mask.sum(), 1)), 4)}
+                            "outside_template_brain_before": round(outside, 4)}
     if margin_mm > 0 and brain.any():
         ball = ellipsoid(margin_mm, voxel_size_mm)
         box = _crop(brain, margin=max(ball.shape))

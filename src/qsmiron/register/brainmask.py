@@ -5,9 +5,10 @@ base, the sinus walls, the face and the neck, where the phase is dominated by ai
 the inversion streaks. The MNI152NLin2009cAsym brain (the brain-extracted template's support)
 registered to the subject marks where the brain is; ``qsmiron.recon.mask`` intersects the
 magnitude mask with it. A mask needs no fine alignment: the subject's first-echo magnitude is
-resampled to 4 mm, masked by Otsu's threshold, N4 bias-corrected and registered rigid + affine
-(Mattes mutual information evaluated inside the template brain grown by 8 mm); the template brain is then resampled onto the
-subject's own grid with linear interpolation (a probability-like fraction in [0, 1]).
+averaged into 4 mm blocks, masked by Otsu's threshold, N4 bias-corrected and registered affine
+(Mattes mutual information evaluated inside the template brain grown by 8 mm, see
+``affine_to_template``); the template brain is then resampled onto the subject's own grid
+(the head's box) with linear interpolation (a probability-like fraction in [0, 1]).
 
 The step is skipped, with the reason, when it cannot work: no template or ANTs installed, a
 field of view too small to hold a brain (a crop or slab: affine registration of a partial
@@ -139,20 +140,32 @@ def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
         return _skip(f"template registration failed its check: only {100 * share_inside:.0f} % of "
                      f"the template brain lies inside the head (needs {100 * MIN_INSIDE_HEAD:.0f} %); "
                      f"magnitude mask only", started, **checks)
-    # Only the head's bounding box (plus a 4 mm voxel) of the full grid can hold brain.
-    factors = np.asarray(image.shape) / np.asarray(head.shape)
-    lower = [max(0, int(np.floor((b.start - 1) * f))) for b, f in zip(_box(head), factors)]
-    upper = [min(n, int(np.ceil((b.stop + 1) * f))) for b, f, n in zip(_box(head), factors, image.shape)]
-    box = tuple(slice(a, b) for a, b in zip(lower, upper))
-    corner = np.asarray(affine, float) @ np.array([*lower, 1.0])
-    box_affine = np.array(affine, float)
-    box_affine[:3, 3] = corner[:3]
-    sub_reference = to_ants(np.zeros([b.stop - b.start for b in box], np.float32), box_affine)
-    probability = np.zeros(image.shape, np.float32)
-    probability[box] = np.clip(ants.apply_transforms(fixed=sub_reference, moving=brain, transformlist=transforms,
-                                                     whichtoinvert=[True], interpolator="linear").numpy(), 0, 1)
+    probability = warp_into_head_box(brain, transforms, image.shape, affine, head)
     return TemplateBrain(probability, {"used": True, "seconds": round(time.perf_counter() - started, 3),
                                        "template": str(template_path), **checks})
+
+
+def warp_into_head_box(brain, transforms: list[str], shape, affine: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """The template brain (ANTs image) on the subject grid, resampled only in the head's box.
+
+    ``head`` is the head mask on the 4 mm block grid of ``shape``; outside its bounding box
+    (plus one block) nothing can be brain, and resampling costs per output voxel.
+    """
+    import ants
+
+    from qsmiron.register.images import to_ants
+
+    factors = np.asarray(shape[:3]) / np.asarray(head.shape)
+    lower = [max(0, int(np.floor((b.start - 1) * f))) for b, f in zip(_box(head), factors)]
+    upper = [min(n, int(np.ceil((b.stop + 1) * f))) for b, f, n in zip(_box(head), factors, shape)]
+    box = tuple(slice(a, b) for a, b in zip(lower, upper))
+    box_affine = np.array(affine, float)
+    box_affine[:3, 3] = (box_affine @ np.array([*lower, 1.0]))[:3]
+    reference = to_ants(np.zeros([b.stop - b.start for b in box], np.float32), box_affine)
+    probability = np.zeros(tuple(shape[:3]), np.float32)
+    probability[box] = np.clip(ants.apply_transforms(fixed=reference, moving=brain, transformlist=transforms,
+                                                     whichtoinvert=[True], interpolator="linear").numpy(), 0, 1)
+    return probability
 
 
 def _ball(radius_mm: float, spacing) -> np.ndarray:
@@ -214,5 +227,5 @@ def affine_to_template(subject, template, resolution_mm: float, *, initial: list
     return list(result["fwdtransforms"])
 
 
-__all__ = ["TemplateBrain", "template_brain_probability", "affine_to_template", "head_extent_mm",
-           "MIN_EXTENT_MM"]
+__all__ = ["TemplateBrain", "template_brain_probability", "affine_to_template", "block_mean",
+           "warp_into_head_box", "head_extent_mm", "MIN_EXTENT_MM"]
