@@ -107,10 +107,8 @@ def wtv_bregman(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence
 
     Parameters
     ----------
-    local_ppm : ndarray, shape (X, Y, Z)
-        Local field, ppm.
-    mask : ndarray of bool
-    voxel_size_mm, b0_direction : geometry (voxel axes)
+    local_ppm, mask, voxel_size_mm, b0_direction
+        Local field (ppm), mask and geometry (voxel axes), as every method of ``invert``.
     magnitude : ndarray, optional
         Magnitude (e.g. echo-combined): TV is not applied on its strongest edges
         (``edge_fraction`` of the mask), and without a noise map it weights the data.
