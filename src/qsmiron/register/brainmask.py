@@ -18,6 +18,7 @@ subject's head.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,8 +119,7 @@ def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
 
     coarse = to_ants(*block_mean(image, affine, resolution_mm))
     head = threshold_brain_mask(coarse.numpy(), coarse.spacing, opening_mm=resolution_mm)
-    template = ants.image_read(str(template_path))
-    brain = template.new_image_like((template.numpy() > 0).astype(np.float32))
+    template, brain = _template_and_brain(str(template_path))
     # Start from the head without its outer 8 mm (scalp and skull: the brain never lies there),
     # then refine on the whole head from that start (see ``affine_to_template``).
     moving = prepare_subject(coarse.numpy(), head, ants_affine(coarse), bias_correct=bias_correct)
@@ -173,6 +173,15 @@ def _ball(radius_mm: float, spacing) -> np.ndarray:
     axes = [np.arange(-h, h + 1) * float(d) for h, d in zip(half, spacing)]
     x, y, z = np.meshgrid(*axes, indexing="ij")
     return (x * x + y * y + z * z) <= radius_mm ** 2 + 1e-9
+
+
+@functools.lru_cache(maxsize=2)
+def _template_and_brain(path: str):
+    """The template (ANTs) and its brain as a 0/1 image, read once per process."""
+    import ants
+
+    template = ants.image_read(path)
+    return template, template.new_image_like((template.numpy() > 0).astype(np.float32))
 
 
 def _box(mask: np.ndarray) -> tuple[slice, ...]:
