@@ -77,7 +77,7 @@ def simulated_heads(n: int = 4) -> None:
 
 def _recon(magnitudes, phases, out: Path, template: bool) -> dict:
     config = out.with_suffix(".toml")
-    config.write_text(f"[recon.mask]\ntemplate_brain = {'true' if template else 'false'}\n")
+    config.write_text(f"[recon.mask.magnitude]\ntemplate_brain = {'true' if template else 'false'}\n")
     command = [sys.executable, "-m", "qsmiron", "recon", "-o", str(out), "--config", str(config)]
     for m in magnitudes:
         command += ["--magnitude", str(m)]
@@ -127,7 +127,7 @@ def philips() -> None:
         for name, record in runs.items():
             steps = {s["step"]: s for s in record["steps"]}
             auto = steps["mask"]["notes"]["volume_ml"]
-            refined = steps["echo_fit"]["notes"]["mask_after_refinement"]["volume_ml"]
+            refined = steps["mask_refinement"]["notes"]["mask_after_refinement"]["volume_ml"]
             final = masks[name].sum() * voxel_ml
             notes = steps["mask"]["notes"].get("template_brain", {})
             outside = notes.get("outside_template_brain_before")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from qsmiron import __version__
-from qsmiron.errors import InputError
+from qsmiron.errors import InputError, resource_error
 
 
 def _floats(text: str) -> list[float]:
@@ -114,10 +114,57 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     from qsmiron.config import config_to_dict, load_config
-    import json
 
-    print(json.dumps(config_to_dict(load_config(args.config)), indent=2))
+    config = load_config(args.config)
+    if args.json:
+        import json
+
+        print(json.dumps(config_to_dict(config), indent=2))
+    else:
+        from qsmiron.config_toml import config_to_toml
+
+        print(config_to_toml(config), end="")
     return 0
+
+
+def _methods_help(stage_name: str) -> str:
+    """The methods of a reconstruction stage, as their declarations describe them."""
+    from qsmiron.recon.stages import stage
+
+    declared = stage(stage_name)
+    return "; ".join(f"{m.name}{' (default)' if m.name == declared.default else ''}: {m.description}"
+                     for m in declared.methods if m.selectable)
+
+
+def _methods_taking(stage_name: str, keyword: str) -> str:
+    """The selectable methods of a reconstruction stage whose function takes ``keyword``."""
+    from qsmiron.recon.stages import accepts, stage
+
+    return ", ".join(m.name for m in stage(stage_name).methods if m.selectable and accepts(m, keyword))
+
+
+def _add_config(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--config", metavar="FILE", default=None,
+                     help="settings file (TOML or JSON); see `qsmiron config`")
+
+
+def _invert_arguments(sub: argparse.ArgumentParser) -> None:
+    """The arguments of ``qsmiron invert``; the method help comes from the declarations."""
+    sub.add_argument("field", metavar="FIELD", help="local field, ppm, 3D NIfTI")
+    sub.add_argument("mask", metavar="MASK", help="binary mask NIfTI on the same grid")
+    sub.add_argument("-o", "--output", metavar="CHI", required=True, help="susceptibility map to write (ppm)")
+    sub.add_argument("--method", metavar="NAME", default=None,
+                     help="inversion method (default: the configuration's recon.inversion.method). "
+                          + _methods_help("inversion"))
+    sub.add_argument("--magnitude", metavar="MAG", default=None,
+                     help="magnitude on the same grid (3D, or 4D with echoes last, combined as root sum of "
+                          "squares): edge prior and data weights of the methods that take one "
+                          f"({_methods_taking('inversion', 'magnitude')})")
+    sub.add_argument("--param", metavar="KEY=VALUE", action="append", type=_key_value, default=None,
+                     help="a parameter of the method (repeat the option), e.g. --param max_outer=4; "
+                          "checked against the method's declared parameters (see `qsmiron config`) "
+                          "and recorded in the sidecar")
+    _add_config(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,23 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    def add_config(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--config", metavar="FILE", default=None,
-                         help="settings file (TOML or JSON); see `qsmiron config`")
-
-    sub = add("invert", _cmd_invert, "Dipole inversion: local field (ppm) to susceptibility (ppm).")
-    sub.add_argument("field", metavar="FIELD", help="local field, ppm, 3D NIfTI")
-    sub.add_argument("mask", metavar="MASK", help="binary mask NIfTI on the same grid")
-    sub.add_argument("-o", "--output", metavar="CHI", required=True, help="susceptibility map to write (ppm)")
-    sub.add_argument("--method", metavar="NAME", default=None,
-                     help="inversion method (default: the configuration's, wtv_bregman)")
-    sub.add_argument("--magnitude", metavar="MAG", default=None,
-                     help="magnitude on the same grid (3D, or 4D echoes combined): edge prior and data "
-                          "weights of wtv and wtv_bregman")
-    sub.add_argument("--param", metavar="KEY=VALUE", action="append", type=_key_value, default=None,
-                     help="a parameter of the method (repeat the option), e.g. --param max_outer=4; "
-                          "checked against the method's parameters and recorded in the sidecar")
-    add_config(sub)
+    _invert_arguments(add("invert", _cmd_invert, "Dipole inversion: local field (ppm) to susceptibility (ppm)."))
 
     sub = add("recon", _cmd_recon, "Multi-echo GRE magnitude and phase to a susceptibility map.")
     sub.add_argument("--magnitude", metavar="MAG", action="append", required=True,
@@ -162,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="B0 in tesla (default: MagneticFieldStrength from the sidecars)")
     sub.add_argument("--mask", metavar="MASK", default=None, help="brain mask to use instead of the automatic one")
     sub.add_argument("-o", "--output", metavar="OUTDIR", required=True)
-    add_config(sub)
+    _add_config(sub)
 
     sub = add("roi", _cmd_roi, "Per-region susceptibility in atlas regions brought into subject space.")
     sub.add_argument("--chi", metavar="CHI", required=True, help="susceptibility map (ppm)")
@@ -171,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--atlas", default="cit168", metavar="cit168|PATH", help="built-in atlas name or a label NIfTI in template space")
     sub.add_argument("--atlas-labels", metavar="TSV", default=None, help="index and name of each label (required with --atlas PATH)")
     sub.add_argument("--template", metavar="PATH", default=None, help="template the atlas is defined on (default: MNI152NLin2009cAsym)")
-    add_config(sub)
+    _add_config(sub)
 
     sub = add("stats", _cmd_stats, "Cohort statistics and the study report.")
     sub.add_argument("regions", metavar="REGIONS.tsv")
@@ -192,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--study", metavar="study.toml", default=None)
     sub.add_argument("--n-procs", type=int, default=None, metavar="N")
     sub.add_argument("--dask-scheduler", default=None, metavar="ADDRESS")
-    add_config(sub)
+    _add_config(sub)
 
     sub = add("simulate", _cmd_simulate, "Simulate a cohort with known truth as a BIDS dataset.")
     sub.add_argument("out_bids", metavar="OUT_BIDS")
@@ -211,8 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--subject", default=None, metavar="LABEL")
     sub.add_argument("--session", default=None, metavar="LABEL")
 
-    sub = add("config", _cmd_config, "Print the full configuration (defaults, or a file's values resolved).")
+    sub = add("config", _cmd_config, "Print the full configuration as TOML (defaults, or a file's values "
+                                     "resolved), with every stage's methods and their references.")
     sub.add_argument("config", metavar="FILE", nargs="?", default=None)
+    sub.add_argument("--json", action="store_true", help="print JSON (as written beside the outputs) instead")
     return parser
 
 
@@ -224,9 +257,32 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"qsmiron {args.command}: error: {error.one_line()}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"qsmiron {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except BrokenPipeError:
+        # The reader of our output went away (`qsmiron config | head`): not an error of ours.
+        _silence_stdout()
+        return 0
+    except OSError as error:
+        resource = resource_error(error)
+        if resource is None:
+            raise
+        print(f"qsmiron {args.command}: error: {resource.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as interrupt:
+        signum = getattr(interrupt, "signum", 2)
+        print(f"qsmiron {args.command}: stopped by signal {signum}; outputs of finished steps are "
+              f"kept and the same command resumes the rest", file=sys.stderr)
+        return 128 + signum
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's exit flush does not raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

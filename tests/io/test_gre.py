@@ -14,7 +14,8 @@ import pytest
 
 from qsmiron.cli import main
 from qsmiron.errors import InputError
-from qsmiron.io.gre import acquisition_warnings, load_gre, oblique_angle_deg
+from qsmiron.io.acquisition import acquisition_warnings, oblique_angle_deg
+from qsmiron.io.gre import load_gre
 
 SHAPE = (10, 9, 8)
 TES = [0.005, 0.012, 0.019, 0.026]
@@ -77,12 +78,12 @@ def test_per_echo_files_take_echo_times_field_strength_and_vendor_from_sidecars(
     assert gre.phase.shape == SHAPE + (4,)
     assert gre.echo_times_s == pytest.approx(TES)
     assert gre.field_strength_t == 3.0
-    assert gre.acquisition["manufacturer"] == "Siemens"
-    assert gre.acquisition["repetition_time_s"] == 0.035
-    assert gre.acquisition["flip_angle_deg"] == 15
-    assert gre.acquisition["echo_times_source"] == "sidecar"
-    assert gre.acquisition["n_echoes"] == 4
-    assert gre.acquisition["matrix"] == list(SHAPE)
+    assert gre.acquisition.manufacturer == "Siemens"
+    assert gre.acquisition.repetition_time_s == 0.035
+    assert gre.acquisition.flip_angle_deg == 15
+    assert gre.acquisition.echo_times_source == "sidecar"
+    assert gre.acquisition.n_echoes == 4
+    assert gre.acquisition.matrix == list(SHAPE)
 
 
 def test_phase_is_returned_unscaled_as_the_vendor_stored_it(tmp_path):
@@ -131,7 +132,7 @@ def test_oblique_affine_gives_b0_in_voxel_axes_and_the_oblique_angle(tmp_path):
     gre = load_gre(mag, pha, echo_times_s=TES, field_strength_t=3)
     assert np.allclose(gre.b0_direction, [0, np.sin(t), np.cos(t)], atol=1e-6)
     assert gre.voxel_size_mm == pytest.approx((1.0, 1.0, 1.5))
-    assert gre.acquisition["oblique_angle_deg"] == pytest.approx(25.0, abs=1e-3)
+    assert gre.acquisition.oblique_angle_deg == pytest.approx(25.0, abs=1e-3)
     assert oblique_angle_deg([1, 0, 0]) == 0.0
 
 
@@ -286,13 +287,66 @@ def case_4d_sidecar_with_one_echo_time(folder):
     return mag, pha, {}, "phase.json", "1 EchoTime value"
 
 
+def case_single_slice(folder):
+    magnitude, phase = gre_arrays(shape=(10, 9, 1))
+    mag, pha = write_4d(folder, magnitude=magnitude, phase=phase)
+    return mag, pha, {"echo_times_s": TES, "field_strength_t": 3}, mag, "QSM needs a 3D volume"
+
+
+def case_voxels_of_100_mm(folder):
+    affine = np.diag([100.0, 100.0, 100.0, 1.0])
+    mag, pha = write_4d(folder, mag_affine=affine, phase_affine=affine)
+    return mag, pha, {"echo_times_s": TES, "field_strength_t": 3}, mag, "not a plausible MRI"
+
+
+def case_singular_affine(folder):
+    affine = np.eye(4)
+    affine[:3, 1] = affine[:3, 0]  # two identical voxel axes: determinant zero
+    mag, pha = write_4d(folder, mag_affine=affine, phase_affine=affine)
+    return mag, pha, {"echo_times_s": TES, "field_strength_t": 3}, mag, "singular"
+
+
+def case_all_zero_affine(folder):
+    mag, pha = write_4d(folder)
+    for path in (mag, pha):
+        image = nib.load(str(path))
+        header = image.header.copy()
+        header.set_qform(None, code=0)
+        header.set_sform(np.zeros((4, 4)), code=1)
+        header["pixdim"][1:4] = 0
+        nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), None, header), str(path))
+    return mag, pha, {"echo_times_s": TES, "field_strength_t": 3}, mag, "affine"
+
+
+def case_truncated_gzip(folder):
+    mag, pha = write_4d(folder)
+    pha.write_bytes(pha.read_bytes()[:-40])
+    return mag, pha, {"echo_times_s": TES, "field_strength_t": 3}, pha, "truncated or corrupt gzip"
+
+
+def case_corrupt_gzip_stream(folder):
+    mag, pha = write_4d(folder)
+    data = bytearray(pha.read_bytes())
+    data[-8] ^= 0xFF  # the stored CRC no longer matches the voxels
+    pha.write_bytes(bytes(data))
+    return mag, pha, {"echo_times_s": TES, "field_strength_t": 3}, pha, "truncated or corrupt gzip"
+
+
+def case_echo_without_sidecar(folder):
+    mags, phases = write_per_echo(folder)
+    phases[2].with_name(phases[2].name.replace(".nii.gz", ".json")).unlink()
+    return mags, phases, {}, phases[2], "has no JSON sidecar"
+
+
 BAD_INPUTS = [case_shape_mismatch, case_affine_mismatch, case_echo_grids_differ, case_single_echo,
               case_nan_in_phase, case_inf_in_magnitude, case_echo_times_in_ms,
               case_sidecar_echo_times_in_ms, case_non_increasing_echo_times,
               case_too_few_echo_times, case_missing_echo_times, case_missing_field_strength,
               case_field_strength_in_millitesla, case_zero_magnitude,
               case_phase_given_as_magnitude, case_missing_file, case_not_an_image,
-              case_sidecar_disagreement, case_4d_sidecar_with_one_echo_time]
+              case_sidecar_disagreement, case_4d_sidecar_with_one_echo_time, case_single_slice,
+              case_voxels_of_100_mm, case_singular_affine, case_all_zero_affine,
+              case_truncated_gzip, case_corrupt_gzip_stream, case_echo_without_sidecar]
 
 
 def _culprit_name(culprit):
@@ -361,7 +415,7 @@ def test_voxel_sizes_read_from_a_float32_affine_are_exact(tmp_path):
     mag, pha = write_4d(tmp_path, mag_affine=affine, phase_affine=affine)
     gre = load_gre(mag, pha, echo_times_s=TES, field_strength_t=3)
     assert gre.voxel_size_mm == (1.0, 1.0, 1.5)
-    assert gre.acquisition["voxel_size_mm"] == [1.0, 1.0, 1.5]
+    assert gre.acquisition.voxel_size_mm == [1.0, 1.0, 1.5]
 
 
 def test_given_echo_times_override_a_4d_sidecar_with_only_the_first_echo_time(tmp_path):

@@ -141,7 +141,7 @@ nuclei still large enough (10-120 voxels) for their means to track the truth."""
 E2E_PROCESSING = {
     # The template-brain mask (an affine registration per subject) is tested on its own in
     # tests/register/test_brainmask.py and tests/pipeline/test_single.py.
-    "recon": {"inversion": {"method": "tkd"}, "mask": {"template_brain": False}},
+    "recon": {"inversion": {"method": "tkd"}, "mask": {"magnitude": {"template_brain": False}}},
     "registration": {
         "resolution_mm": 6.0,
         "linear_iterations": [100, 50],

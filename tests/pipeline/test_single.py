@@ -18,6 +18,8 @@ import qsm_forward
 
 from qsmiron.cli import main
 from qsmiron.io.nifti import b0_direction_voxel
+from qsmiron.records.recon import InversionRecord, ReconRecord
+from qsmiron.recon.stages import INVERSION
 
 CHI_AIR_PPM = 9.4  # air relative to tissue
 TES = (0.004, 0.012, 0.020, 0.028)
@@ -251,27 +253,23 @@ def test_recon_writes_every_output_on_the_input_grid_with_units(axial_recon, axi
 
 
 def test_recon_json_records_inputs_acquisition_every_step_and_versions(axial_recon):
-    record = json.loads((axial_recon / "recon.json").read_text())
-    for key in ("qsmiron_version", "created", "inputs", "acquisition", "steps", "reference",
-                "units", "warnings", "config", "versions"):
-        assert key in record, key
-    acquisition = record["acquisition"]
-    assert acquisition["echo_times_s"] == list(TES)
-    assert acquisition["field_strength_t"] == FIELD_STRENGTH_T
-    assert acquisition["n_echoes"] == 4 and acquisition["matrix"] == [48, 48, 40]
-    assert acquisition["phase_scaling"]["method"] == "levels"
-    assert [step["step"] for step in record["steps"]] == [
-        "phase_preparation", "mask", "unwrap", "echo_fit", "background_removal", "inversion",
-        "reference"]
-    for step in record["steps"]:
-        assert set(step) == {"step", "method", "parameters", "seconds", "notes"}
-        assert step["seconds"] >= 0
-    config = record["config"]
-    assert config["recon"]["inversion"]["method"] == record["steps"][5]["method"]
-    assert {"recon", "registration", "roi", "pipeline"} <= set(config)
-    assert record["units"]["Chimap"] == "ppm" and record["units"]["fieldmap"] == "Hz"
-    assert record["reference"] == {"method": "mean", "region": "whole brain mask"}
-    assert record["versions"]["numpy"] and record["versions"]["qsmiron"]
+    record = ReconRecord.read(axial_recon / "recon.json")
+    assert record.schema_version == 1 and record.qsmiron_version and record.created
+    acquisition = record.acquisition
+    assert acquisition.echo_times_s == list(TES)
+    assert acquisition.field_strength_t == FIELD_STRENGTH_T
+    assert acquisition.n_echoes == 4 and acquisition.matrix == [48, 48, 40]
+    assert [step.step for step in record.steps] == [
+        "phase", "mask", "unwrap", "echo_fit", "mask_refinement", "background", "inversion", "reference"]
+    assert record.step("phase").notes["detected_scaling"] == "levels"
+    for step in record.steps:
+        assert step.seconds >= 0 and step.cpu_seconds >= 0
+    # Every parameter of the method that ran is recorded, defaults included.
+    assert set(record.step("background").parameters) == {"radius_mm", "tol", "max_iter", "threshold"}
+    assert record.config.recon.inversion.method == record.step("inversion").method
+    assert record.units.chimap == "ppm" and record.units.fieldmap == "Hz"
+    assert record.step("reference").method == "mean"
+    assert record.versions["numpy"] and record.versions["qsmiron"]
 
 
 def test_recon_susceptibility_matches_the_forward_simulated_truth(axial_recon, axial_sim):
@@ -287,33 +285,37 @@ def test_recon_susceptibility_matches_the_forward_simulated_truth(axial_recon, a
 
 
 def test_recon_of_a_small_field_of_view_records_why_the_template_brain_was_skipped(axial_recon):
-    record = json.loads((axial_recon / "recon.json").read_text())
-    mask_step = record["steps"][1]
-    assert mask_step["method"] == "magnitude"
-    template = mask_step["notes"]["template_brain"]
+    record = ReconRecord.read(axial_recon / "recon.json")
+    mask_step = record.step("mask")
+    assert mask_step.method == "magnitude" and "template_margin_mm" not in mask_step.parameters
+    template = mask_step.notes["template_brain"]
     assert template["used"] is False and "field of view too small" in template["reason"]
 
 
 def test_reconstruct_arrays_restricts_the_automatic_mask_to_a_given_template_brain(axial_sim):
     """A template brain that leaves out the brain's lower third: the mask follows it, and the
-    step records the method, the parameters and the volumes; disabled, the mask is left as it is."""
-    from qsmiron.recon.chain import _template_restriction, reconstruct_arrays
+    step records the method, the parameters, the volumes and the registration's seconds;
+    switched off, the mask is the magnitude's and the step says why."""
+    from qsmiron.recon.chain import reconstruct_arrays
     from qsmiron.recon.settings import ReconSettings
 
     probability = axial_sim["brain"].astype(np.float32)
     probability[:, :, :14] = 0.0
     args = (axial_sim["magnitude"], axial_sim["phase"], (1, 1, 1), (0, 0, 1), TES, FIELD_STRENGTH_T)
-    restricted = reconstruct_arrays(*args, brain_probability=probability,
-                                    brain_probability_notes={"used": True, "seconds": 1.0})
-    step = restricted.steps[1]
-    assert step["method"] == "magnitude+template" and step["parameters"]["template_margin_mm"] == 4.0
-    assert step["notes"]["template_brain"]["volume_after_ml"] < step["notes"]["template_brain"]["volume_before_ml"]
-    assert not restricted.mask[:, :, :8].any()
     settings = ReconSettings()
-    settings.mask.template_brain = False
-    head = np.ones(probability.shape, bool)
-    kept, notes = _template_restriction(head, (1, 1, 1), settings, probability, {"used": True})
-    assert kept is head and notes["used"] is False and notes["reason"].startswith("disabled")
+    settings.inversion.method = "tkd"
+    restricted = reconstruct_arrays(*args, settings=settings, brain_probability=probability,
+                                    brain_probability_notes={"used": True, "seconds": 100.0})
+    step = restricted.steps[1]
+    assert step.method == "magnitude_template" and step.parameters["template_margin_mm"] == 4.0
+    assert step.notes["template_brain"]["volume_after_ml"] < step.notes["template_brain"]["volume_before_ml"]
+    assert step.seconds >= 100.0
+    assert not restricted.mask[:, :, :8].any()
+    settings.mask.magnitude.template_brain = False
+    kept = reconstruct_arrays(*args, settings=settings, brain_probability=probability)
+    step = kept.steps[1]
+    assert step.method == "magnitude" and step.notes["template_brain"]["reason"].startswith("switched off")
+    assert step.notes["n_voxels"] > restricted.steps[1].notes["n_voxels"]
 
 
 def test_per_echo_files_with_sidecars_give_the_same_result_as_the_4d_file(
@@ -328,11 +330,11 @@ def test_per_echo_files_with_sidecars_give_the_same_result_as_the_4d_file(
         a = nib.load(str(axial_recon / name)).get_fdata()
         b = nib.load(str(out_dir / name)).get_fdata()
         assert np.allclose(a, b, atol=1e-6), name
-    record = json.loads((out_dir / "recon.json").read_text())
-    assert record["acquisition"]["echo_times_source"] == "sidecar"
-    assert record["acquisition"]["manufacturer"] == "Siemens"
-    assert record["acquisition"]["receive_coil"] == "Head_32"
-    assert len(record["inputs"]["magnitude"]) == 4
+    record = ReconRecord.read(out_dir / "recon.json")
+    assert record.acquisition.echo_times_source == "sidecar"
+    assert record.acquisition.manufacturer == "Siemens"
+    assert record.acquisition.receive_coil == "Head_32"
+    assert len(record.inputs.magnitude) == 4
 
 
 def test_recon_of_an_oblique_anisotropic_acquisition_uses_b0_in_voxel_axes(tmp_path):
@@ -342,10 +344,10 @@ def test_recon_of_an_oblique_anisotropic_acquisition_uses_b0_in_voxel_axes(tmp_p
     assert main(recon_args([mag], [pha], out_dir)) == 0
     chi = nib.load(str(out_dir / "Chimap.nii.gz")).get_fdata()
     mask = nib.load(str(out_dir / "mask.nii.gz")).get_fdata() > 0
-    record = json.loads((out_dir / "recon.json").read_text())
-    assert np.allclose(record["acquisition"]["b0_direction_voxel"], sim["b0"], atol=1e-5)
-    assert record["acquisition"]["oblique_angle_deg"] == pytest.approx(20.0, abs=0.01)
-    assert record["acquisition"]["voxel_size_mm"] == pytest.approx([1.0, 1.0, 1.5])
+    record = ReconRecord.read(out_dir / "recon.json")
+    assert np.allclose(record.acquisition.b0_direction_voxel, sim["b0"], atol=1e-5)
+    assert record.acquisition.oblique_angle_deg == pytest.approx(20.0, abs=0.01)
+    assert record.acquisition.voxel_size_mm == pytest.approx([1.0, 1.0, 1.5])
     error = nrmse_percent(chi, sim["chi_brain"], mask)
     print(f"recon NRMSE (oblique 20 deg, 1 x 1 x 1.5 mm): {error:.1f} %")
     assert error < RECON_NRMSE_BOUND
@@ -374,13 +376,14 @@ def test_recon_with_a_user_mask_keeps_it_unrefined_and_writes_the_names_asked_fo
              "recon_json": "sub-01_recon.json"}
     written = reconstruct_files(mag, pha, tmp_path / "out", echo_times_s=TES,
                                 field_strength_t=FIELD_STRENGTH_T, mask=mask_path, names=names)
-    assert {k: p.name for k, p in written.items()} == names
+    assert [p.name for p in (written.chimap, written.mask, written.fieldmap, written.localfield,
+                             written.record)] == list(names.values())
     assert {p.name for p in (tmp_path / "out").iterdir()} == set(names.values())
-    record = json.loads(written["recon_json"].read_text())
-    assert record["inputs"]["mask"].endswith("brain.nii.gz")
-    assert record["steps"][1]["method"] == "user"
-    assert record["steps"][3]["notes"]["mask_refinement"]["applied"] is False
-    mask = nib.load(str(written["mask"])).get_fdata() > 0
+    record = ReconRecord.read(written.record)
+    assert record.inputs.mask.endswith("brain.nii.gz")
+    assert record.step("mask").method == "given"
+    assert record.step("mask_refinement").method == "none"
+    mask = nib.load(str(written.mask)).get_fdata() > 0
     assert mask.any()
     assert not np.any(mask & ~axial_sim["brain"])  # never grows beyond the user's mask
 
@@ -466,7 +469,9 @@ def test_invert_default_method_recovers_the_susceptibility_on_the_same_grid(loca
     print(f"invert NRMSE (default method): {error:.1f} %")
     assert error < INVERT_NRMSE_BOUND
     sidecar = json.loads(out.with_name("chi_default.json").read_text())
-    assert sidecar["Units"] == "ppm" and sidecar["qsmiron"]["method"]
+    record = InversionRecord.model_validate(sidecar["qsmiron"])
+    assert sidecar["Units"] == "ppm" and [step.step for step in record.steps] == ["inversion", "reference"]
+    assert record.steps[0].method == INVERSION.default
 
 
 def _inversion_methods():
@@ -545,19 +550,22 @@ def test_invert_takes_magnitude_and_method_parameters_and_records_them(local_fie
     out = case["folder"] / "chi_params.nii.gz"
     assert main(["invert", str(case["field"]), str(case["mask"]), "-o", str(out), "--magnitude", str(magnitude),
                  "--param", "max_outer=2", "--param", "edge_fraction=0.2"]) == 0
-    record = json.loads(out.with_name("chi_params.json").read_text())["qsmiron"]
-    assert record["method"] == "wtv_bregman"
-    assert record["parameters_from_command_line"] == {"max_outer": 2, "edge_fraction": 0.2}
-    assert record["parameters"]["max_outer"] == 2 and record["parameters"]["edge_fraction"] == 0.2
-    assert record["inputs"]["magnitude"].endswith("mag.nii.gz") and record["inputs"]["magnitude_used"]
-    assert record["notes"]["gradient_weights"] == "magnitude edges"
-    assert record["notes"]["bregman_steps"] <= 2
+    record = InversionRecord.model_validate(json.loads(out.with_name("chi_params.json").read_text())["qsmiron"])
+    inversion = record.steps[0]
+    assert inversion.method == "wtv_bregman"
+    assert record.command_line_parameters == {"max_outer": 2, "edge_fraction": 0.2}
+    assert inversion.parameters["max_outer"] == 2 and inversion.parameters["edge_fraction"] == 0.2
+    assert inversion.parameters["inner_iterations"] == 7  # the others keep their declared defaults
+    assert record.inputs["magnitude"].endswith("mag.nii.gz") and inversion.notes["inputs"] == ["magnitude"]
+    assert inversion.notes["gradient_weights"] == "magnitude edges"
+    assert inversion.notes["bregman_steps"] <= 2
     assert nrmse_percent(nib.load(str(out)).get_fdata(), case["chi"], case["brain"]) < INVERT_NRMSE_BOUND
 
 
 @pytest.mark.parametrize("param, words", [("alpah=0.001", "has no parameter 'alpah'"),
-                                          ("max_outer=2.5", "must be an integer"),
-                                          ("edge_fraction=wide", "must be a number")])
+                                          ("max_outer=2.5", "'max_outer': Input should be a valid integer"),
+                                          ("max_outer=0", "'max_outer': Input should be greater than or equal to 1"),
+                                          ("edge_fraction=wide", "'edge_fraction': Input should be a valid number")])
 def test_invert_rejects_a_bad_method_parameter_in_one_line(param, words, local_field_case, tmp_path, capsys):
     case = local_field_case
     out = tmp_path / "chi.nii.gz"
@@ -576,13 +584,15 @@ def test_invert_rejects_a_magnitude_on_another_grid_naming_it(local_field_case, 
     assert code == 2 and "mag_small.nii.gz" in err and "grid" in err, err
 
 
-def test_invert_maps_the_old_method_name_medi_to_wtv_and_records_the_new_name(local_field_case, tmp_path):
+def test_invert_maps_the_former_method_name_medi_to_wtv_with_a_warning_and_records_the_new_name(
+        local_field_case, tmp_path):
     case = local_field_case
     out = tmp_path / "chi.nii.gz"
-    with pytest.warns(DeprecationWarning, match="maps to 'wtv'"):
+    with pytest.warns(FutureWarning, match="'medi' is deprecated: the method is now called 'wtv'"):
         assert main(["invert", str(case["field"]), str(case["mask"]), "-o", str(out), "--method", "medi",
                      "--param", "max_iter=5"]) == 0
-    assert json.loads(out.with_name("chi.json").read_text())["qsmiron"]["method"] == "wtv"
+    record = InversionRecord.model_validate(json.loads(out.with_name("chi.json").read_text())["qsmiron"])
+    assert record.steps[0].method == "wtv" and record.steps[0].parameters["max_iter"] == 5
 
 
 # ---------------------------------------------------------------------------------------
@@ -603,7 +613,7 @@ def test_recon_of_the_real_scan_runs_end_to_end_without_nan(real_gre_dir, tmp_pa
     assert mask.sum() > 0.1 * mask.size
     # Plausible in-vivo values at 7 T: a few tenths of a ppm, not radians or Hz.
     assert 0.01 < np.percentile(np.abs(chi[mask]), 99) < 2.0
-    record = json.loads((out_dir / "recon.json").read_text())
-    assert record["acquisition"]["phase_scaling"]["method"] == "levels"
-    assert record["acquisition"]["phase_scaling"]["levels"] == 4096
-    assert any("anisotropic" in w for w in record["warnings"])
+    record = ReconRecord.read(out_dir / "recon.json")
+    assert record.step("phase").notes["detected_scaling"] == "levels"
+    assert record.step("phase").notes["levels"] == 4096
+    assert any("anisotropic" in w for w in record.warnings)

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from qsmiron.recon.invert import RENAMED_METHODS, invert, resolve_method
+from qsmiron.config import load_config
+from qsmiron.recon.invert import declared, invert
 from qsmiron.recon.invert.bregman import wtv_bregman
 from qsmiron.recon.invert.wtv import wtv
 
@@ -67,12 +68,17 @@ def test_bregman_steps_restore_contrast_that_one_tv_solve_at_the_same_weight_shr
     assert abs(slope(bregman) - 1) < 0.5 * abs(slope(single) - 1)
 
 
-def test_old_name_medi_maps_to_wtv_with_a_deprecation_warning_and_unknown_names_fail():
-    assert RENAMED_METHODS == {"medi": "wtv"}
-    with pytest.warns(DeprecationWarning, match="not Liu's MEDI"):
-        assert resolve_method("medi") == "wtv"
+def test_a_settings_file_naming_medi_gets_wtv_with_a_future_warning_and_unknown_names_fail(tmp_path):
+    """The former name of wtv (never Liu's MEDI) still reads, as the method and as its table."""
+    old = tmp_path / "old.toml"
+    old.write_text('[recon.inversion]\nmethod = "medi"\n[recon.inversion.medi]\nedge_fraction = 0.2\n')
+    with pytest.warns(FutureWarning, match="'medi' is deprecated: the method is now called 'wtv'.*not Liu's MEDI"):
+        config = load_config(old)
+    assert config.recon.inversion.method == "wtv" and config.recon.inversion.wtv.edge_fraction == 0.2
+    with pytest.warns(FutureWarning, match="write 'wtv'"):
+        assert declared("medi").name == "wtv"
     with pytest.raises(ValueError, match="unknown inversion method 'medi2'"):
-        resolve_method("medi2")
+        declared("medi2")
 
 
 def test_wtv_bregman_rejects_non_positive_iteration_counts():

@@ -22,50 +22,15 @@ import nibabel as nib
 import numpy as np
 
 from qsmiron.errors import InputError
-from qsmiron.io.nifti import b0_direction_voxel, read_sidecar, same_grid, voxel_size_mm
-
-MIN_ECHOES = 2
-"""The fewest echoes a reconstruction accepts: the phase offset needs two to be removed."""
-
-ECHO_TIME_MS_THRESHOLD_S = 1.0
-"""Echo times above this (in 'seconds') are almost surely milliseconds."""
-
-FIELD_STRENGTH_RANGE_T = (0.1, 25.0)
-"""Field strengths outside this range are rejected as a units mistake."""
-
-VOXEL_SIZE_DECIMALS = 6
-"""Voxel sizes are rounded to 1 nm: affines stored as float32 carry ~1e-7 relative noise
-(1.5 mm reads back as 1.50000005), which would otherwise leak into every recorded parameter
-and into rules that compare radii with voxel multiples."""
+from qsmiron.io.acquisition import acquisition_record, acquisition_warnings, clean_voxel_size_mm, format_mm
+from qsmiron.io.limits import (ECHO_TIME_MS_THRESHOLD_S, FIELD_STRENGTH_RANGE_T, MIN_ECHOES,
+                               MIN_VOXELS_PER_AXIS)
+from qsmiron.io.nifti import (b0_direction_voxel, open_image, read_sidecar, same_grid,
+                              voxel_size_mm)
+from qsmiron.records.acquisition import Acquisition
 
 GRID_TOLERANCE_MM = 1e-3
 """Affines of the echoes and parts must agree within this, mm."""
-
-THICK_SLICE_MM = 2.0
-"""Consensus: slices of 2 mm or more bias small nuclei low."""
-
-ANISOTROPY_RATIO = 2.0
-"""Largest / smallest voxel edge from which voxels count as strongly anisotropic."""
-
-LAST_ECHO_3T_S = 0.020
-"""Consensus: the last echo should reach about the T2* of deep grey matter (30-40 ms at 3T);
-a last echo below 20 ms at 3T (scaled by 3 T / B0, since T2* shortens about as 1/B0) gets a
-warning."""
-
-_SIDECAR_FIELDS = {
-    # acquisition key: BIDS sidecar key (units as BIDS: seconds, degrees)
-    "manufacturer": "Manufacturer",
-    "manufacturers_model_name": "ManufacturersModelName",
-    "repetition_time_s": "RepetitionTime",
-    "flip_angle_deg": "FlipAngle",
-    "parallel_reduction_factor_in_plane": "ParallelReductionFactorInPlane",
-    "partial_fourier": "PartialFourier",
-    "receive_coil": "ReceiveCoilName",
-    "software_versions": "SoftwareVersions",
-    "mr_acquisition_type": "MRAcquisitionType",
-    "sequence_name": "SequenceName",
-}
-
 
 @dataclass
 class MultiEchoGRE:
@@ -90,9 +55,8 @@ class MultiEchoGRE:
         ``{"magnitude": [dict, ...], "phase": [dict, ...]}``, one per file (empty when absent).
     paths : dict
         ``{"magnitude": [Path, ...], "phase": [Path, ...]}``, as given.
-    acquisition : dict
-        The ``acquisition`` block of ``recon.json`` (None where unknown); ``phase_scaling``
-        is filled by the reconstruction.
+    acquisition : Acquisition
+        The ``acquisition`` block of ``recon.json`` (None where unknown).
     warnings : list of str
         Consensus-checklist warnings about the acquisition.
     """
@@ -106,7 +70,7 @@ class MultiEchoGRE:
     b0_direction: np.ndarray
     sidecars: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     paths: dict[str, list[Path]] = field(default_factory=dict)
-    acquisition: dict[str, Any] = field(default_factory=dict)
+    acquisition: Acquisition | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -128,14 +92,7 @@ def _as_path_list(paths: str | os.PathLike | Sequence[str | os.PathLike], part: 
 
 
 def _open_image(path: Path) -> nib.Nifti1Image:
-    if not path.exists():
-        raise InputError("file not found", path)
-    if path.is_dir():
-        raise InputError("is a directory, expected a NIfTI file", path)
-    try:
-        return nib.load(str(path))
-    except Exception as exc:  # nibabel raises many types for a corrupt file
-        raise InputError(f"not a readable NIfTI image ({type(exc).__name__}: {exc})", path) from None
+    return open_image(path, "image")
 
 
 def _image_shape(image, path: Path) -> tuple[int, ...]:
@@ -199,9 +156,9 @@ def _inspect_part(paths: list[Path], part: str) -> _Part:
         if not same_grid(affine, image.affine, reference_shape, shape,
                          atol_mm=GRID_TOLERANCE_MM):
             raise InputError(f"its grid (shape {shape[:3]}, voxel "
-                             f"{_fmt_mm(voxel_size_mm(image.affine))}) differs from the first "
+                             f"{format_mm(voxel_size_mm(image.affine))}) differs from the first "
                              f"{part} echo {paths[0].name} (shape {reference_shape}, voxel "
-                             f"{_fmt_mm(voxel_size_mm(affine))}) or its affine does", path)
+                             f"{format_mm(voxel_size_mm(affine))}) or its affine does", path)
     return _Part(part, paths, images, shapes, sidecars, affine,
                  tuple(reference_shape) + (len(paths),))
 
@@ -233,10 +190,6 @@ def _read_part(part: _Part) -> np.ndarray:
     return data
 
 
-def _fmt_mm(values: Sequence[float]) -> str:
-    return " x ".join(f"{v:.3g}" for v in values) + " mm"
-
-
 def _fmt_times(values: Sequence[float]) -> str:
     return ", ".join(f"{v:g}" for v in values)
 
@@ -260,8 +213,12 @@ def _sidecar_echo_times(sidecars: list[dict[str, Any]], paths: list[Path], n_ech
         return None, None
     for value, path in zip(values, paths):
         if value is None:
+            sidecar = _sidecar_of(path)
+            if not sidecar.exists():
+                raise InputError(f"has no JSON sidecar ({sidecar.name}) while the other echoes "
+                                 f"have one with EchoTime; add it or give --echo-times", path)
             raise InputError("the JSON sidecar has no EchoTime while the other echoes' do",
-                             _sidecar_of(path))
+                             sidecar)
         if isinstance(value, list):
             raise InputError("EchoTime must be one number for a one-echo file",
                              _sidecar_of(path))
@@ -365,72 +322,6 @@ def _resolve_field_strength(field_strength_t, all_sidecars, all_paths, first_pha
     return from_sidecar, "sidecar"
 
 
-def clean_voxel_size_mm(affine: np.ndarray) -> tuple[float, float, float]:
-    """Voxel edge lengths (mm) from an affine, rounded to ``VOXEL_SIZE_DECIMALS`` places."""
-    return tuple(round(v, VOXEL_SIZE_DECIMALS) for v in voxel_size_mm(affine))
-
-
-def oblique_angle_deg(b0_direction: Sequence[float]) -> float:
-    """Angle between B0 and the voxel axis closest to it, degrees (0 for a straight slab)."""
-    b0 = np.abs(np.asarray(b0_direction, dtype=float))
-    b0 = b0 / np.linalg.norm(b0)
-    return float(np.degrees(np.arccos(np.clip(b0.max(), -1.0, 1.0))))
-
-
-def acquisition_warnings(voxel_size: Sequence[float], echo_times_s: Sequence[float],
-                         field_strength_t: float, sidecar: dict[str, Any]) -> list[str]:
-    """The consensus checklist's warnings about an acquisition (empty when it conforms).
-
-    Checks: slices of 2 mm or more, strongly anisotropic voxels (largest / smallest edge
-    >= 2), a last echo much shorter than the T2* of deep grey matter (below 20 ms at 3T,
-    scaled by 3 T / B0), partial Fourier.
-    """
-    warnings = []
-    voxel = [float(v) for v in voxel_size]
-    if max(voxel) >= THICK_SLICE_MM:
-        warnings.append(f"voxels of {_fmt_mm(voxel)}: edges of {THICK_SLICE_MM:g} mm or more "
-                        f"bias the susceptibility of small nuclei low (consensus: about 1 mm "
-                        f"isotropic)")
-    if max(voxel) / min(voxel) >= ANISOTROPY_RATIO:
-        warnings.append(f"strongly anisotropic voxels ({_fmt_mm(voxel)}, ratio "
-                        f"{max(voxel) / min(voxel):.1f}); the consensus recommends roughly "
-                        f"isotropic voxels")
-    recommended_last = LAST_ECHO_3T_S * 3.0 / float(field_strength_t)
-    if echo_times_s[-1] < recommended_last:
-        warnings.append(f"last echo at {echo_times_s[-1] * 1000:.1f} ms, well below the T2* "
-                        f"of deep grey matter at {field_strength_t:g} T (consensus: last echo "
-                        f"near T2*, at least about {recommended_last * 1000:.0f} ms here); "
-                        f"the field estimate is noisy")
-    partial = sidecar.get("PartialFourier")
-    try:
-        partial_value = None if partial is None else float(partial)
-    except (TypeError, ValueError):
-        partial_value = None
-    if partial_value is not None and partial_value < 1.0:
-        warnings.append(f"partial Fourier ({partial_value:g}) was used; the consensus advises "
-                        f"against it for QSM (it blurs the phase)")
-    return warnings
-
-
-def _acquisition(shape3d, affine, echo_times, field_strength, b0, sidecar,
-                 echo_source: str, field_source: str) -> dict[str, Any]:
-    acquisition: dict[str, Any] = {
-        "field_strength_t": float(field_strength),
-        "echo_times_s": [float(t) for t in echo_times],
-        "n_echoes": len(echo_times),
-        "matrix": [int(n) for n in shape3d],
-        "voxel_size_mm": list(clean_voxel_size_mm(affine)),
-        "b0_direction_voxel": [float(v) for v in b0],
-        "oblique_angle_deg": oblique_angle_deg(b0),
-    }
-    for key, sidecar_key in _SIDECAR_FIELDS.items():
-        acquisition[key] = sidecar.get(sidecar_key)
-    acquisition["phase_scaling"] = None
-    acquisition["echo_times_source"] = echo_source
-    acquisition["field_strength_source"] = field_source
-    return acquisition
-
-
 def load_gre(magnitude_paths, phase_paths, *, echo_times_s: Sequence[float] | None = None,
              field_strength_t: float | None = None) -> MultiEchoGRE:
     """Load and validate a multi-echo GRE acquisition.
@@ -468,6 +359,12 @@ def load_gre(magnitude_paths, phase_paths, *, echo_times_s: Sequence[float] | No
         raise InputError(f"the phase affine differs from the magnitude's ({mag.paths[0].name}) "
                          f"by up to {np.abs(mag.affine - pha.affine).max():.3g} mm; both "
                          f"parts must be on one grid", pha.paths[0])
+    shape = mag.shape
+    if min(shape[:3]) < MIN_VOXELS_PER_AXIS:
+        raise InputError(f"matrix {shape[0]} x {shape[1]} x {shape[2]}: QSM needs a 3D volume "
+                         f"with at least {MIN_VOXELS_PER_AXIS} voxels along every axis (the "
+                         f"dipole field and background removal reach across slices); a 2D or "
+                         f"single-slab image cannot be reconstructed", mag.paths[0])
     n_echoes = mag.shape[3]
 
     # Echo times and field strength come from headers and sidecars: check them before the
@@ -500,7 +397,7 @@ def load_gre(magnitude_paths, phase_paths, *, echo_times_s: Sequence[float] | No
     b0 = b0_direction_voxel(affine)
     voxel = clean_voxel_size_mm(affine)
     warnings.extend(acquisition_warnings(voxel, echo_times, field_strength, merged))
-    acquisition = _acquisition(magnitude.shape[:3], affine, echo_times, field_strength, b0,
+    acquisition = acquisition_record(magnitude.shape[:3], affine, echo_times, field_strength, b0,
                                merged, echo_source, field_source)
     return MultiEchoGRE(
         magnitude=magnitude,

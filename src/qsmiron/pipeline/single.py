@@ -7,12 +7,9 @@ written, so an output folder never holds half a reconstruction.
 
 from __future__ import annotations
 
-import datetime
 import os
-import platform
 import shutil
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,32 +18,12 @@ import numpy as np
 from qsmiron import __version__
 from qsmiron.config import QsmironConfig, load_config
 from qsmiron.errors import InputError
-from qsmiron.io.atomic import write_json_atomic
+from qsmiron.io.atomic import check_writable_dir, write_json_atomic
+from qsmiron.io.derivatives import ReconPaths, recon_paths
 from qsmiron.io.nifti import b0_direction_voxel, same_grid, save_nifti, voxel_size_mm
-
-DEFAULT_NAMES = {
-    "Chimap": "Chimap.nii.gz",
-    "mask": "mask.nii.gz",
-    "fieldmap": "fieldmap.nii.gz",
-    "localfield": "localfield.nii.gz",
-    "recon_json": "recon.json",
-}
-"""Output file names of ``reconstruct_files``; ``names`` overrides any of them."""
-
-_VERSION_PACKAGES = ("numpy", "scipy", "nibabel", "scikit-image", "pydantic", "numba")
-
-
-def software_versions() -> dict[str, str | None]:
-    """Versions of qsmiron, Python and the numerical libraries a reconstruction used."""
-    versions: dict[str, str | None] = {"qsmiron": __version__,
-                                       "python": platform.python_version()}
-    for name in _VERSION_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
+from qsmiron.records.recon import InversionRecord, ReconInputs, ReconRecord
+from qsmiron.recon.settings import ReconSettings
+from qsmiron.versions import software_versions
 
 def _resolve_config(config_path, settings: QsmironConfig | None) -> QsmironConfig:
     if settings is not None and config_path is not None:
@@ -54,29 +31,6 @@ def _resolve_config(config_path, settings: QsmironConfig | None) -> QsmironConfi
     if settings is not None:
         return settings
     return load_config(config_path)
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("the output folder exists and is not a folder", out_dir)
-    probe = out_dir
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError("the output folder cannot be created or written here", out_dir)
-
-
-def _output_names(names: dict[str, str] | None) -> dict[str, str]:
-    resolved = dict(DEFAULT_NAMES)
-    if names:
-        unknown = set(names) - set(DEFAULT_NAMES)
-        if unknown:
-            raise ValueError(f"unknown output name keys {sorted(unknown)}; use {sorted(DEFAULT_NAMES)}")
-        resolved.update({k: str(v) for k, v in names.items()})
-    values = list(resolved.values())
-    if len(set(values)) != len(values) or any(Path(v).name != v for v in values):
-        raise ValueError(f"output names must be distinct plain file names, got {resolved}")
-    return resolved
 
 
 def load_mask(path: str | os.PathLike, shape3d: Sequence[int], affine: np.ndarray, *,
@@ -125,35 +79,22 @@ def _paths(value) -> list[str]:
     return [os.fspath(v) for v in value]
 
 
-def recon_record(gre, result, config: QsmironConfig, *, mask_path=None,
-                 names: dict[str, str] | None = None) -> dict[str, Any]:
-    """The ``recon.json`` payload for a finished reconstruction."""
-    acquisition = dict(gre.acquisition)
-    acquisition["phase_scaling"] = result.phase_scaling or None
-    reference_method = config.recon.reference.method
-    region = "whole brain mask" if reference_method == "mean" else "reference mask"
-    from qsmiron.recon.chain import _jsonable
-
-    return _jsonable({
-        "qsmiron_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "inputs": {
-            "magnitude": [str(Path(p).resolve()) for p in gre.paths["magnitude"]],
-            "phase": [str(Path(p).resolve()) for p in gre.paths["phase"]],
-            "mask": None if mask_path is None else str(Path(mask_path).resolve()),
-        },
-        "acquisition": acquisition,
-        "steps": result.steps,
-        "reference": {"method": reference_method, "region": region},
-        "units": {"Chimap": "ppm", "fieldmap": "Hz", "localfield": "ppm", "mask": "binary"},
-        "outputs": dict(names or DEFAULT_NAMES),
-        "mask_description": "brain mask after phase-quality refinement and the erosion of "
-                            "background field removal: where Chimap and localfield are valid",
-        "seconds": round(result.seconds, 3),
-        "warnings": [*gre.warnings, *result.warnings],
-        "config": config.model_dump(mode="json"),
-        "versions": software_versions(),
-    })
+def recon_record(gre, result, config: QsmironConfig, paths: ReconPaths, *, mask_path=None) -> ReconRecord:
+    """The ``recon.json`` record of a finished reconstruction."""
+    return ReconRecord(
+        qsmiron_version=__version__,
+        inputs=ReconInputs(magnitude=[str(Path(p).resolve()) for p in gre.paths["magnitude"]],
+                           phase=[str(Path(p).resolve()) for p in gre.paths["phase"]],
+                           mask=None if mask_path is None else str(Path(mask_path).resolve())),
+        acquisition=gre.acquisition,
+        steps=result.steps,
+        outputs={role: path.name for role, path in paths.files().items()},
+        mask_description="brain mask after phase-quality refinement and the erosion of background field "
+                         "removal: where Chimap and localfield are valid",
+        seconds=round(result.seconds, 3),
+        warnings=[*gre.warnings, *result.warnings],
+        config=config,
+        versions=software_versions())
 
 
 def _move_into(tmp_dir: Path, out_dir: Path, names: list[str]) -> None:
@@ -162,17 +103,20 @@ def _move_into(tmp_dir: Path, out_dir: Path, names: list[str]) -> None:
         os.replace(tmp_dir / name, out_dir / name)
 
 
-def template_brain(magnitude: np.ndarray, affine: np.ndarray, config: QsmironConfig, *,
-                   user_mask: bool) -> tuple[np.ndarray | None, dict[str, Any]]:
+def template_brain(magnitude: np.ndarray, affine: np.ndarray,
+                   recon: ReconSettings) -> tuple[np.ndarray | None, dict[str, Any]]:
     """The template brain on the subject grid for the automatic mask, or why there is none.
 
-    Registration problems (ANTs errors included) never stop a reconstruction: the mask then
-    falls back to the magnitude alone and the recorded reason says so.
+    Registered only for a mask method that takes one (``brain_probability``) with its
+    ``template_brain`` on. Registration problems (ANTs errors included) never stop a
+    reconstruction: the mask then falls back to the magnitude alone and the recorded reason
+    says so.
     """
-    if user_mask:
-        return None, {"used": False, "reason": "a user mask was given"}
-    if not config.recon.mask.template_brain:
-        return None, {"used": False, "reason": "disabled (mask.template_brain = false)"}
+    from qsmiron.recon.stages import MASK, accepts
+
+    if not accepts(MASK.method(recon.mask.method), "brain_probability") \
+            or not MASK.parameters(recon.mask).get("template_brain", False):
+        return None, {}
     from qsmiron.register.brainmask import template_brain_probability
 
     try:
@@ -185,7 +129,8 @@ def template_brain(magnitude: np.ndarray, affine: np.ndarray, config: QsmironCon
 def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float] | None = None,
                       field_strength_t: float | None = None, mask=None, config_path=None,
                       settings: QsmironConfig | None = None,
-                      names: dict[str, str] | None = None) -> dict[str, Path]:
+                      names: dict[str, str] | None = None,
+                      paths: ReconPaths | None = None) -> ReconPaths:
     """Reconstruct one multi-echo GRE acquisition from NIfTI files into ``out_dir``.
 
     Parameters
@@ -205,12 +150,16 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     settings : QsmironConfig, optional
     names : dict, optional
         Output file names by key (``Chimap``, ``mask``, ``fieldmap``, ``localfield``,
-        ``recon_json``); defaults in ``DEFAULT_NAMES``.
+        ``recon_json``) instead of the defaults (``qsmiron.io.derivatives.recon_paths``).
+    paths : ReconPaths, optional
+        All output paths (inside ``out_dir``), as ``qsmiron.io.derivatives.recon_paths`` builds
+        them; instead of ``names``.
 
     Returns
     -------
     dict
-        Key -> written path, for the keys of ``DEFAULT_NAMES``.
+    ReconPaths
+        The paths written.
 
     Raises
     ------
@@ -221,21 +170,22 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     from qsmiron.recon.chain import reconstruct_arrays
 
     out_dir = Path(out_dir)
-    output_names = _output_names(names)
+    if paths is None:
+        paths = recon_paths(out_dir, names=names)
     # Validation first: configuration, output folder, inputs, mask.
     config = _resolve_config(config_path, settings)
     if config.recon.reference.method != "mean":
         raise InputError(f"recon.reference.method = {config.recon.reference.method!r} needs a "
                          f"reference mask, which recon does not take; use 'mean' (whole brain, "
                          f"the consensus reference)", config_path)
-    _check_out_dir(out_dir)
+    check_writable_dir(out_dir)
     gre = load_gre(magnitude, phase, echo_times_s=echo_times_s, field_strength_t=field_strength_t)
     user_mask = None
     if mask is not None:
         user_mask = load_mask(mask, gre.shape3d, gre.affine, data_path=gre.paths["magnitude"][0])
 
-    probability, probability_notes = template_brain(gre.magnitude, gre.affine, config,
-                                                    user_mask=user_mask is not None)
+    probability, probability_notes = (None, {}) if user_mask is not None else \
+        template_brain(gre.magnitude, gre.affine, config.recon)
     try:
         result = reconstruct_arrays(gre.magnitude, gre.phase, gre.voxel_size_mm, gre.b0_direction,
                                     gre.echo_times_s, gre.field_strength_t,
@@ -243,16 +193,15 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
                                     brain_probability=probability,
                                     brain_probability_notes=probability_notes)
     except InputError as error:
-        step = getattr(error, "step", None)
-        if step == "mask":
+        if error.step == "mask":
             where = mask if mask is not None else gre.paths["magnitude"][0]
-        elif step == "phase_preparation":
+        elif error.step == "phase":
             where = gre.paths["phase"][0]
         else:
             where = gre.paths["phase"][0] if mask is None else mask
         raise error.with_path(where) from None
 
-    record = recon_record(gre, result, config, mask_path=mask, names=output_names)
+    record = recon_record(gre, result, config, paths, mask_path=mask)
     affine = gre.affine
     del gre
     # Write everything into a temporary folder beside the outputs, then move it into place.
@@ -260,80 +209,89 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=".qsmiron-recon-", suffix=".tmp", dir=parent))
     try:
-        save_nifti(tmp_dir / output_names["Chimap"], result.chi_ppm, affine, dtype=np.float32)
-        save_nifti(tmp_dir / output_names["mask"], result.mask, affine, dtype=np.uint8)
-        save_nifti(tmp_dir / output_names["fieldmap"], result.field_hz, affine, dtype=np.float32)
-        save_nifti(tmp_dir / output_names["localfield"], result.local_ppm, affine,
-                   dtype=np.float32)
-        write_json_atomic(tmp_dir / output_names["recon_json"], record)
-        # recon.json last: its presence marks a complete set.
-        order = [output_names[k] for k in ("Chimap", "mask", "fieldmap", "localfield",
-                                           "recon_json")]
-        _move_into(tmp_dir, out_dir, order)
+        images = {"chimap": (result.chi_ppm, np.float32), "mask": (result.mask, np.uint8),
+                  "fieldmap": (result.field_hz, np.float32), "localfield": (result.local_ppm, np.float32)}
+        for role, path in paths.maps().items():
+            data, dtype = images[role]
+            save_nifti(tmp_dir / path.name, data, affine, dtype=dtype)
+        write_json_atomic(tmp_dir / paths.record.name, record.to_json())
+        # The record last: its presence marks a complete set.
+        _move_into(tmp_dir, out_dir, [path.name for path in paths.maps().values()] + [paths.record.name])
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-    return {key: out_dir / name for key, name in output_names.items()}
+    return paths
 
 
-def _parse_value(text: str):
-    """A command-line parameter value: bool, none, int, float, else the string itself."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text.strip()
+def inversion_method(name: str) -> str:
+    """The declared inversion method a user named (a former name maps to it, with a FutureWarning).
+
+    Raises
+    ------
+    InputError
+        An unknown name, listing the choices.
+    """
+    from qsmiron.recon.stages import INVERSION
+
+    try:
+        declared = INVERSION.method(str(name))
+    except ValueError:
+        declared = None
+    if declared is None or not declared.selectable:
+        raise InputError(f"unknown inversion method {name!r}; choose one of "
+                         f"{', '.join(sorted(INVERSION.selectable()))}")
+    if declared.name != name:
+        declared.warn_renamed(str(name), "inversion method")
+    return declared.name
 
 
 def method_parameters_from_text(method: str, texts: dict[str, str] | None) -> dict[str, Any]:
-    """Validate ``key=value`` method parameters given as text against the method's signature.
+    """``key=value`` parameters of an inversion method, validated against its declaration.
 
-    Values become numbers, booleans, None or strings; an integer parameter must get an
-    integer, a float parameter takes integers too, a boolean one true/false.
+    The values are read as the method's settings block reads them (its signature's types and
+    bounds: ``"4"`` is an integer, ``"true"`` a boolean, ``"auto"`` a choice); ``none`` is None.
 
     Raises
     ------
     InputError
         One line naming the unknown key (and the keys the method takes) or the bad value.
     """
-    from qsmiron.recon.invert import method_parameters
+    from pydantic import ValidationError
 
-    accepted = {k: v for k, v in method_parameters(method).items() if k not in ("magnitude", "noise_ppm")}
-    params: dict[str, Any] = {}
-    for key, text in (texts or {}).items():
-        if key not in accepted:
-            raise InputError(f"inversion method {method!r} has no parameter {key!r}; it takes "
-                             f"{', '.join(sorted(accepted))}")
-        value, default = _parse_value(text), accepted[key]
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise InputError(f"parameter {key!r} of {method!r} must be true or false, got {text!r}")
-        if type(default) is int and type(value) is not int:
-            raise InputError(f"parameter {key!r} of {method!r} must be an integer, got {text!r}")
-        if type(default) is float and type(value) is int:
-            value = float(value)
-        if type(default) is float and type(value) is not float:
-            raise InputError(f"parameter {key!r} of {method!r} must be a number, got {text!r}")
-        params[key] = value
-    return params
+    from qsmiron.recon.stages import INVERSION
+    from qsmiron.settings_base import describe_validation_error
+
+    model = INVERSION.method_settings_model(method)
+    texts = dict(texts or {})
+    unknown = sorted(set(texts) - set(model.model_fields))
+    if unknown:
+        raise InputError(f"inversion method {method!r} has no parameter {unknown[0]!r}; it takes "
+                         f"{', '.join(sorted(model.model_fields))}")
+    values = {key: None if text.strip().lower() in ("none", "null") else text for key, text in texts.items()}
+    try:
+        validated = model.model_validate(values)
+    except ValidationError as error:
+        raise InputError(f"--param of inversion method {method!r}: {describe_validation_error(error)}") from None
+    return {key: getattr(validated, key) for key in values}
 
 
-def _load_magnitude(path, shape3d: Sequence[int], affine: np.ndarray, field_path) -> np.ndarray:
-    """A magnitude on the field's grid; a 4D one (echoes last) is combined as root sum of squares."""
+def load_magnitude(path, shape3d: Sequence[int], affine: np.ndarray, field_path) -> np.ndarray:
+    """A magnitude on the field's grid as (X, Y, Z, E) float32 (a 3D image is one echo).
+
+    Raises
+    ------
+    InputError
+        Naming the magnitude: not 3D or 4D, another grid, NaN or infinite values.
+    """
     from qsmiron.io.nifti import load_nifti
 
     volume = load_nifti(path, with_sidecar=False)
-    data, volume_affine = np.asarray(volume.data, dtype=np.float32), volume.affine
-    if data.ndim == 4:
-        data = np.sqrt(np.sum(np.square(data), axis=3))
-    if data.ndim != 3 or not same_grid(volume_affine, affine, data.shape, shape3d):
+    data = np.asarray(volume.data, dtype=np.float32)
+    if data.ndim == 3:
+        data = data[..., np.newaxis]
+    if data.ndim != 4 or not same_grid(volume.affine, affine, data.shape[:3], shape3d):
         raise InputError(f"the magnitude must be a 3D or 4D image on the grid of "
                          f"{Path(field_path).name} (shape {tuple(shape3d)}), got shape "
-                         f"{tuple(data.shape)} or another affine", path)
+                         f"{tuple(volume.data.shape)} or another affine", path)
     if not np.all(np.isfinite(data)):
         raise InputError("the magnitude holds NaN or infinite values", path)
     return data
@@ -354,17 +312,18 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
         Susceptibility map to write (ppm, same grid); a JSON sidecar beside it records the
         method, its parameters and the versions.
     method : str, optional
-        One of ``qsmiron.recon.invert.INVERSION_METHODS``; default: the configuration's
-        (``recon.inversion.method``).
+        A declared inversion method (``qsmiron.recon.invert.METHODS``); default: the
+        configuration's (``recon.inversion.method``).
     config_path : path, optional
         Settings file (TOML or JSON).
     magnitude : path, optional
         Magnitude on the same grid (3D, or 4D with echoes last, combined as root sum of
-        squares): edge prior and data weights of the magnitude-weighted methods (``wtv``,
-        ``wtv_bregman``); recorded as unused by the others.
+        squares): edge prior and data weights of the methods that take one (``wtv``,
+        ``wtv_bregman``); the step's ``notes["inputs"]`` records whether it was used.
     params : dict of str, optional
         Method parameters as text (``{"max_outer": "4"}``), validated against the method's
-        signature; they override the configuration's.
+        declaration; they override the configuration's and are recorded
+        (``InversionRecord.command_line_parameters``).
 
     Raises
     ------
@@ -372,20 +331,20 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
         A 4D field, NaN or infinite values inside the mask, a mask or magnitude on another
         grid, a mask that is not binary or empty, an unknown method or parameter.
     """
-    from qsmiron.io.gre import clean_voxel_size_mm
+    from qsmiron.io.acquisition import clean_voxel_size_mm
     from qsmiron.io.nifti import load_nifti
-    from qsmiron.recon.chain import _jsonable, _method_parameters
-    from qsmiron.recon.invert import INVERSION_METHODS, RENAMED_METHODS, invert, resolve_method
-    from qsmiron.recon.reference import reference_susceptibility
+    from qsmiron.recon.stages import INVERSION, REFERENCE, ReconState, run_stages
 
     config = load_config(config_path)
-    block = config.recon.inversion
-    chosen = block.method if method is None else str(method)
-    if chosen not in INVERSION_METHODS and chosen not in RENAMED_METHODS:
-        raise InputError(f"unknown inversion method {chosen!r}; choose one of "
-                         f"{', '.join(sorted(INVERSION_METHODS))}")
-    chosen = resolve_method(chosen)
+    recon = config.recon.model_copy(deep=True)
+    if method is not None:
+        recon.inversion.method = inversion_method(method)
+    chosen = recon.inversion.method
     given = method_parameters_from_text(chosen, params)
+    if given:
+        setattr(recon.inversion, chosen, getattr(recon.inversion, chosen).model_copy(update=given))
+    # Susceptibility is relative: reference it to the whole-brain (mask) mean, as recon does.
+    recon.reference.method = "mean"
     out = Path(out)
     if out.exists() and out.is_dir():
         raise InputError("the output is a folder; give a file name ending in .nii.gz", out)
@@ -401,40 +360,19 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
         n_bad = int(np.count_nonzero(~np.isfinite(data[mask_array])))
         raise InputError(f"the local field holds {n_bad} NaN or infinite values inside the "
                          f"mask", field)
-    magnitude_array = None if magnitude is None else _load_magnitude(magnitude, data.shape,
-                                                                     field_volume.affine, field)
-    local_ppm = np.where(mask_array, data, 0).astype(np.float32)
+    magnitude_array = None if magnitude is None else load_magnitude(magnitude, data.shape, field_volume.affine,
+                                                                     field)
     voxel = clean_voxel_size_mm(field_volume.affine)
     b0 = b0_direction_voxel(field_volume.affine)
-    chosen_block = block if chosen == block.method else block.model_copy(update={"method": chosen})
-    params_used = {**_method_parameters(chosen_block), **given}
-    result = invert(local_ppm, mask_array, voxel, b0, method=chosen, magnitude=magnitude_array,
-                    **params_used)
-    # Susceptibility is relative: reference it to the whole-brain (mask) mean, as recon does.
-    chi, reference_info = reference_susceptibility(np.where(mask_array, result.chi_ppm, 0),
-                                                   mask_array, method="mean")
-    chi = np.where(mask_array, chi, 0).astype(np.float32)
-    info = dict(result.info or {})
-    used_inputs = info.pop("inputs", {}) or {}
-
-    sidecar = {
-        "Units": "ppm",
-        "qsmiron": {
-            "command": "invert",
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "inputs": {"field": str(Path(field).resolve()), "mask": str(Path(mask).resolve()),
-                       "magnitude": None if magnitude is None else str(Path(magnitude).resolve()),
-                       "magnitude_used": bool(used_inputs.get("magnitude", False))},
-            "method": chosen,
-            "parameters": _jsonable(params_used | (info.pop("parameters", None) or {})),
-            "parameters_from_command_line": _jsonable(given),
-            "notes": _jsonable(info),
-            "voxel_size_mm": list(voxel),
-            "b0_direction_voxel": [float(v) for v in b0],
-            "reference": {"method": "mean", "region": "the mask",
-                          "notes": _jsonable(reference_info)},
-            "versions": software_versions(),
-        },
-    }
-    save_nifti(out, chi, field_volume.affine, dtype=np.float32, sidecar=sidecar)
+    state = ReconState(voxel_size_mm=voxel, b0_direction=b0, local_mask=mask_array, magnitude=magnitude_array,
+                       local_ppm=np.where(mask_array, data, 0).astype(np.float32))
+    steps = run_stages(state, recon, (INVERSION, REFERENCE))
+    inputs = {"field": str(Path(field).resolve()), "mask": str(Path(mask).resolve())}
+    if magnitude is not None:
+        inputs["magnitude"] = str(Path(magnitude).resolve())
+    record = InversionRecord(qsmiron_version=__version__, inputs=inputs, command_line_parameters=given,
+                             voxel_size_mm=list(voxel), b0_direction_voxel=[float(v) for v in b0],
+                             steps=steps, versions=software_versions())
+    save_nifti(out, state.chi_ppm, field_volume.affine, dtype=np.float32,
+               sidecar={"Units": "ppm", "qsmiron": record.to_json()})
     return out

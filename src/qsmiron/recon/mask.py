@@ -2,7 +2,7 @@
 
 ``brain_mask`` is deliberately generous: it keeps everything bright enough and connected
 to the largest object, then ``refine_mask_by_phase_quality`` (called by
-``qsmiron.recon.field.total_field`` once the field has been fitted) peels off the edge
+the stage ``mask_refinement`` once the field has been fitted) peels off the edge
 voxels whose phase is unreliable: high field noise, low unwrapping quality, or phase not
 linear in echo time. Interior voxels are never removed by the refinement (a dark vein or
 iron-rich nucleus inside the brain is tissue, not background). Morphology uses radii in mm,
@@ -11,116 +11,23 @@ so anisotropic voxels get ellipsoidal structuring elements.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import numba
 import numpy as np
 import scipy.ndimage
 import scipy.stats
+from annotated_types import Gt, Interval
 from skimage.filters import threshold_otsu
 
-__all__ = ["brain_mask", "refine_mask_by_phase_quality", "restrict_to_template_brain", "MASK_METHODS",
-           "ellipsoid"]
+from qsmiron.errors import InputError
+from qsmiron.methods import Method
+from qsmiron.recon.morphology import (crop_box, dilate, ellipsoid, filled_holes, largest_component,
+                                      open_keeping_edges)
+from qsmiron.recon.params import Fraction, NonNegativeFloat, OpenFraction
 
-
-def ellipsoid(radius_mm: float, voxel_size_mm: Sequence[float]) -> np.ndarray:
-    """Boolean structuring element: the voxels within ``radius_mm`` of the centre (mm)."""
-    half = [int(np.floor(radius_mm / float(d) + 1e-9)) for d in voxel_size_mm]
-    axes = [np.arange(-h, h + 1) * float(d) for h, d in zip(half, voxel_size_mm)]
-    x, y, z = np.meshgrid(*axes, indexing="ij")
-    return (x * x + y * y + z * z) <= radius_mm ** 2 + 1e-9
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, n = scipy.ndimage.label(mask)
-    if n <= 1:
-        return labels > 0
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return labels == int(np.argmax(sizes))
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill the background components that do not reach the volume border (6-connected).
-
-    The same result as ``scipy.ndimage.binary_fill_holes`` with one labelling pass instead
-    of an iterated dilation.
-    """
-    background = np.pad(~mask, 1, constant_values=True)
-    labels, _ = scipy.ndimage.label(background)
-    return labels[1:-1, 1:-1, 1:-1] != labels[0, 0, 0]
-
-
-@numba.njit(parallel=True, cache=True)
-def _erode(mask, offsets, out):
-    """Binary erosion by the structuring element given as voxel offsets (outside = False),
-    what ``scipy.ndimage.binary_erosion`` computes for a symmetric element."""
-    nx, ny, nz = mask.shape
-    for x in numba.prange(nx):
-        for y in range(ny):
-            for z in range(nz):
-                keep = mask[x, y, z]
-                if keep:
-                    for k in range(offsets.shape[0]):
-                        a = x + offsets[k, 0]
-                        b = y + offsets[k, 1]
-                        c = z + offsets[k, 2]
-                        if a < 0 or b < 0 or c < 0 or a >= nx or b >= ny or c >= nz \
-                                or not mask[a, b, c]:
-                            keep = False
-                            break
-                out[x, y, z] = keep
-
-
-@numba.njit(parallel=True, cache=True)
-def _dilate(mask, offsets, out):
-    """Binary dilation by a symmetric structuring element given as voxel offsets."""
-    nx, ny, nz = mask.shape
-    for x in numba.prange(nx):
-        for y in range(ny):
-            for z in range(nz):
-                hit = mask[x, y, z]
-                if not hit:
-                    for k in range(offsets.shape[0]):
-                        a = x + offsets[k, 0]
-                        b = y + offsets[k, 1]
-                        c = z + offsets[k, 2]
-                        if a >= 0 and b >= 0 and c >= 0 and a < nx and b < ny and c < nz \
-                                and mask[a, b, c]:
-                            hit = True
-                            break
-                out[x, y, z] = hit
-
-
-def _binary_opening(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
-    """``scipy.ndimage.binary_opening(mask, structure=ball)`` for a symmetric ``ball``.
-
-    Erosion and dilation visit the element's offsets nearest the centre first and stop at
-    the first voxel that decides, in parallel over the first axis.
-    """
-    if not np.array_equal(ball, ball[::-1, ::-1, ::-1]):
-        return scipy.ndimage.binary_opening(mask, structure=ball)
-    centre = np.array([h // 2 for h in ball.shape])
-    offsets = np.argwhere(ball) - centre
-    offsets = offsets[np.argsort(np.abs(offsets).sum(axis=1), kind="stable")].astype(np.int64)
-    mask = np.ascontiguousarray(mask, dtype=bool)
-    eroded = np.empty(mask.shape, bool)
-    _erode(mask, offsets, eroded)
-    opened = np.empty(mask.shape, bool)
-    _dilate(eroded, offsets, opened)
-    return opened
-
-
-def _open(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
-    """Binary opening that does not erode where the object meets the array edge.
-
-    The edge is replicated before opening: an object cut by the field of view continues
-    beyond it.
-    """
-    pad = [(h // 2, h // 2) for h in ball.shape]
-    padded = np.pad(mask, pad, mode="edge")
-    opened = _binary_opening(padded, ball)
-    return opened[tuple(slice(p, n - p) for (p, _), n in zip(pad, opened.shape))]
+__all__ = ["brain_mask", "magnitude_mask", "restrict_to_template_brain", "refine_mask_by_phase_quality",
+           "given_mask", "keep_mask", "METHODS", "REFINEMENT_METHODS", "MASK_METHODS", "ellipsoid"]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -142,20 +49,12 @@ def _root_sum_of_squares(magnitude, out):
     return bad == 0
 
 
-def _crop(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
-    if not mask.any():
-        return tuple(slice(0, n) for n in mask.shape)
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(max(0, hits[0] - margin), min(mask.shape[axis], hits[-1] + 1 + margin)))
-    return tuple(box)
+ThresholdCap = Annotated[float, Interval(gt=0, le=1)]
+"""The cap of the magnitude threshold, a fraction of the 99th percentile, in (0, 1]."""
 
 
-def brain_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
-               threshold_cap: float = 0.25, opening_mm: float = 2.0,
-               fill_holes: bool = True) -> np.ndarray:
+def brain_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *, threshold_cap: ThresholdCap = 0.25,
+               opening_mm: NonNegativeFloat = 2.0, fill_holes: bool = True) -> np.ndarray:
     """Brain (object) mask from the magnitude: robust threshold, opening, largest component.
 
     1. The echoes are combined as the root sum of squares (the best SNR for a threshold).
@@ -205,105 +104,17 @@ def brain_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
     del combined
     if opening_mm > 0:
         ball = ellipsoid(opening_mm, voxel_size_mm)
-        box = _crop(mask, margin=max(ball.shape))
-        opened = _open(mask[box], ball)
+        box = crop_box(mask, margin=max(ball.shape))
+        opened = open_keeping_edges(mask[box], ball)
         mask = np.zeros_like(mask)
         mask[box] = opened
-    box = _crop(mask, margin=1)
-    inner = _largest_component(mask[box])
+    box = crop_box(mask, margin=1)
+    inner = largest_component(mask[box])
     if fill_holes:
-        inner = _fill_holes(inner)
+        inner = filled_holes(inner)
     mask = np.zeros(mask.shape, bool)
     mask[box] = inner
     return mask
-
-
-def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float], *,
-                                 noise_hz: np.ndarray | None = None,
-                                 quality: np.ndarray | None = None,
-                                 reduced_chi2: np.ndarray | None = None,
-                                 dof: int = 0, noise_factor: float = 3.0,
-                                 min_quality: float = 0.25, chi2_p: float = 1e-4,
-                                 opening_mm: float = 1.0) -> tuple[np.ndarray, dict[str, Any]]:
-    """Remove the unreliable edge of a mask, judged by the phase.
-
-    A voxel is unreliable when any of these holds:
-
-    - its field noise exceeds ``noise_factor`` times the median field noise in the mask
-      (its magnitude-weighted SNR is a third of typical brain or worse);
-    - its unwrapping quality (mean ROMEO edge quality, 0..1) is below ``min_quality``;
-    - its echo-fit residual is implausible for Gaussian noise: reduced chi-square above the
-      ``1 - chi2_p`` quantile of the chi-square distribution with ``dof`` degrees of freedom
-      (phase not linear in TE).
-
-    Unreliable voxels connected to the outside of the mask through other unreliable voxels
-    are removed (the edge is peeled); unreliable voxels enclosed by reliable tissue stay.
-    Then an opening of ``opening_mm`` smooths the new edge, the largest component is kept and
-    holes are filled.
-
-    Parameters
-    ----------
-    mask : ndarray of bool, shape (X, Y, Z)
-    voxel_size_mm : 3 floats, mm
-    noise_hz, quality, reduced_chi2 : ndarray, shape (X, Y, Z), optional
-        Evidence maps (any may be None).
-    dof : int
-        Residual degrees of freedom of the echo fit (for ``reduced_chi2``).
-
-    Returns
-    -------
-    refined : ndarray of bool
-    info : dict
-        Voxel counts flagged and removed, and the criteria.
-    """
-    full_mask = np.asarray(mask, dtype=bool)
-    info: dict[str, Any] = {"noise_factor": noise_factor, "min_quality": min_quality,
-                            "chi2_p": chi2_p, "opening_mm": opening_mm}
-    if not full_mask.any():
-        info.update(removed_voxels=0, removed_fraction=0.0)
-        return full_mask.copy(), info
-    # Work in the mask's bounding box (plus a margin of one voxel of background).
-    box = _crop(full_mask, margin=1)
-    mask = full_mask[box]
-    noise_hz = None if noise_hz is None else noise_hz[box]
-    quality = None if quality is None else quality[box]
-    reduced_chi2 = None if reduced_chi2 is None else reduced_chi2[box]
-    unreliable = np.zeros(mask.shape, bool)
-    if noise_hz is not None and mask.any():
-        limit = noise_factor * float(np.median(noise_hz[mask]))
-        flagged = mask & (noise_hz > limit)
-        info["noise_limit_hz"] = limit
-        info["flagged_noise"] = int(flagged.sum())
-        unreliable |= flagged
-    if quality is not None:
-        flagged = mask & (quality < min_quality)
-        info["flagged_quality"] = int(flagged.sum())
-        unreliable |= flagged
-    if reduced_chi2 is not None and dof > 0:
-        limit = float(scipy.stats.chi2.isf(chi2_p, dof) / dof)
-        with np.errstate(invalid="ignore"):
-            flagged = mask & (reduced_chi2 > limit)
-        info["chi2_limit"] = limit
-        info["flagged_residual"] = int(flagged.sum())
-        unreliable |= flagged
-    # Peel: unreliable voxels reachable from outside the mask through unreliable voxels.
-    # The volume border counts as outside (a mask may touch the edge of the field of view).
-    region = np.pad(~mask | unreliable, 1, constant_values=True)
-    labels, _ = scipy.ndimage.label(region)
-    outside_labels = np.unique(labels[np.pad(~mask, 1, constant_values=True)])
-    outside_labels = outside_labels[outside_labels > 0]
-    peeled = unreliable & np.isin(labels[1:-1, 1:-1, 1:-1], outside_labels)
-    del labels, region
-    refined = mask & ~peeled
-    if opening_mm > 0 and refined.any():
-        refined = _open(refined, ellipsoid(opening_mm, voxel_size_mm))
-    if refined.any():
-        refined = _fill_holes(_largest_component(refined)) & mask
-    info["removed_voxels"] = int(mask.sum() - refined.sum())
-    info["removed_fraction"] = float(info["removed_voxels"] / max(1, int(mask.sum())))
-    out = np.zeros(full_mask.shape, bool)
-    out[box] = refined
-    return out, info
 
 
 def restrict_to_template_brain(mask: np.ndarray, brain_probability: np.ndarray,
@@ -347,23 +158,211 @@ def restrict_to_template_brain(mask: np.ndarray, brain_probability: np.ndarray,
     info: dict[str, Any] = {"threshold": threshold, "margin_mm": margin_mm,
                             "volume_before_ml": round(float(mask.sum()) * voxel_ml, 3),
                             "outside_template_brain_before": round(outside, 4)}
-    if margin_mm > 0 and brain.any():
-        ball = ellipsoid(margin_mm, voxel_size_mm)
-        box = _crop(brain, margin=max(ball.shape))
-        offsets = (np.argwhere(ball) - np.array([h // 2 for h in ball.shape])).astype(np.int64)
-        grown = np.empty(brain[box].shape, bool)
-        _dilate(np.ascontiguousarray(brain[box]), offsets, grown)
-        brain = np.zeros_like(brain)
-        brain[box] = grown
+    if margin_mm > 0:
+        brain = dilate(brain, ellipsoid(margin_mm, voxel_size_mm))
     restricted = mask & brain
     if restricted.any():
-        box = _crop(restricted, margin=1)
-        inner = _fill_holes(_largest_component(restricted[box]))
+        box = crop_box(restricted, margin=1)
+        inner = filled_holes(largest_component(restricted[box]))
         restricted = np.zeros(mask.shape, bool)
         restricted[box] = inner
     info["volume_after_ml"] = round(float(restricted.sum()) * voxel_ml, 3)
     return restricted, info
 
 
-MASK_METHODS = {"magnitude": brain_mask}
-"""Name -> mask function (the CLI, configuration and report list these)."""
+def magnitude_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
+                   brain_probability: np.ndarray | None = None, threshold_cap: ThresholdCap = 0.25,
+                   opening_mm: NonNegativeFloat = 2.0, fill_holes: bool = True, template_brain: bool = True,
+                   template_threshold: OpenFraction = 0.5,
+                   template_margin_mm: NonNegativeFloat = 4.0) -> tuple[np.ndarray, dict[str, Any]]:
+    """The magnitude's brain mask (``brain_mask``), restricted to a registered template brain.
+
+    On a whole-head scan the magnitude threshold keeps skull base, sinus walls, face and neck;
+    the template's brain, registered to the magnitude by the pipeline
+    (``qsmiron.register.brainmask``) and passed in as ``brain_probability``, removes them
+    (``restrict_to_template_brain``). Without it (a crop or slab, no template installed, a
+    failed registration) or with ``template_brain`` off, the magnitude mask is returned as it
+    is, and ``info`` says why.
+
+    Parameters
+    ----------
+    magnitude : ndarray, shape (X, Y, Z) or (X, Y, Z, E)
+    voxel_size_mm : 3 floats, mm
+    brain_probability : ndarray, shape (X, Y, Z), optional
+        The template brain on this grid, 0..1 (a stage input, not a setting).
+    threshold_cap, opening_mm, fill_holes
+        Those of ``brain_mask``.
+    template_brain : bool
+        Restrict to the template brain (the pipeline registers the template only when on).
+    template_threshold, template_margin_mm
+        ``threshold`` and ``margin_mm`` of ``restrict_to_template_brain``.
+
+    Returns
+    -------
+    mask : ndarray of bool, shape (X, Y, Z)
+    info : dict
+        ``template_brain``: ``used`` and, when used, the volumes before and after; otherwise
+        the ``reason``.
+    """
+    mask = np.asarray(brain_mask(magnitude, voxel_size_mm, threshold_cap=threshold_cap, opening_mm=opening_mm,
+                                 fill_holes=fill_holes), dtype=bool)
+    if not template_brain:
+        return mask, {"template_brain": {"used": False, "reason": "switched off (template_brain = false)"}}
+    if brain_probability is None:
+        return mask, {"template_brain": {"used": False, "reason": "no template brain was given"}}
+    restricted, info = restrict_to_template_brain(mask, brain_probability, voxel_size_mm,
+                                                  threshold=template_threshold, margin_mm=template_margin_mm)
+    if not restricted.any():
+        return mask, {"template_brain": {"used": False, **info, "reason": "the template brain does not "
+                                         "overlap the magnitude mask; magnitude mask only"}}
+    return restricted, {"template_brain": {"used": True, **info}}
+
+
+def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float], *,
+                                 noise_hz: np.ndarray | None = None,
+                                 quality: np.ndarray | None = None,
+                                 reduced_chi2: np.ndarray | None = None,
+                                 dof: int = 0, noise_factor: Annotated[float, Gt(1)] = 3.0,
+                                 min_quality: Fraction = 0.25, chi2_p: OpenFraction = 1e-4,
+                                 opening_mm: NonNegativeFloat = 1.0) -> tuple[np.ndarray, dict[str, Any]]:
+    """Remove the unreliable edge of a mask, judged by the phase.
+
+    A voxel is unreliable when any of these holds:
+
+    - its field noise exceeds ``noise_factor`` times the median field noise in the mask
+      (its magnitude-weighted SNR is a third of typical brain or worse);
+    - its unwrapping quality (mean ROMEO edge quality, 0..1) is below ``min_quality``;
+    - its echo-fit residual is implausible for Gaussian noise: reduced chi-square above the
+      ``1 - chi2_p`` quantile of the chi-square distribution with ``dof`` degrees of freedom
+      (phase not linear in TE).
+
+    Unreliable voxels connected to the outside of the mask through other unreliable voxels
+    are removed (the edge is peeled); unreliable voxels enclosed by reliable tissue stay.
+    Then an opening of ``opening_mm`` smooths the new edge, the largest component is kept and
+    holes are filled.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (X, Y, Z)
+    voxel_size_mm : 3 floats, mm
+    noise_hz, quality, reduced_chi2 : ndarray, shape (X, Y, Z), optional
+        Evidence maps (any may be None).
+    dof : int
+        Residual degrees of freedom of the echo fit (for ``reduced_chi2``).
+
+    Returns
+    -------
+    refined : ndarray of bool
+    info : dict
+        Voxel counts flagged and removed, and the criteria.
+    """
+    full_mask = np.asarray(mask, dtype=bool)
+    info: dict[str, Any] = {"noise_factor": noise_factor, "min_quality": min_quality,
+                            "chi2_p": chi2_p, "opening_mm": opening_mm}
+    if not full_mask.any():
+        info.update(removed_voxels=0, removed_fraction=0.0)
+        return full_mask.copy(), info
+    # Work in the mask's bounding box (plus a margin of one voxel of background).
+    box = crop_box(full_mask, margin=1)
+    mask = full_mask[box]
+    noise_hz = None if noise_hz is None else noise_hz[box]
+    quality = None if quality is None else quality[box]
+    reduced_chi2 = None if reduced_chi2 is None else reduced_chi2[box]
+    unreliable = np.zeros(mask.shape, bool)
+    if noise_hz is not None and mask.any():
+        limit = noise_factor * float(np.median(noise_hz[mask]))
+        flagged = mask & (noise_hz > limit)
+        info["noise_limit_hz"] = limit
+        info["flagged_noise"] = int(flagged.sum())
+        unreliable |= flagged
+    if quality is not None:
+        flagged = mask & (quality < min_quality)
+        info["flagged_quality"] = int(flagged.sum())
+        unreliable |= flagged
+    if reduced_chi2 is not None and dof > 0:
+        limit = float(scipy.stats.chi2.isf(chi2_p, dof) / dof)
+        with np.errstate(invalid="ignore"):
+            flagged = mask & (reduced_chi2 > limit)
+        info["chi2_limit"] = limit
+        info["flagged_residual"] = int(flagged.sum())
+        unreliable |= flagged
+    # Peel: unreliable voxels reachable from outside the mask through unreliable voxels.
+    # The volume border counts as outside (a mask may touch the edge of the field of view).
+    region = np.pad(~mask | unreliable, 1, constant_values=True)
+    labels, _ = scipy.ndimage.label(region)
+    outside_labels = np.unique(labels[np.pad(~mask, 1, constant_values=True)])
+    outside_labels = outside_labels[outside_labels > 0]
+    peeled = unreliable & np.isin(labels[1:-1, 1:-1, 1:-1], outside_labels)
+    del labels, region
+    refined = mask & ~peeled
+    if opening_mm > 0 and refined.any():
+        refined = open_keeping_edges(refined, ellipsoid(opening_mm, voxel_size_mm))
+    if refined.any():
+        refined = filled_holes(largest_component(refined)) & mask
+    info["removed_voxels"] = int(mask.sum() - refined.sum())
+    info["removed_fraction"] = float(info["removed_voxels"] / max(1, int(mask.sum())))
+    out = np.zeros(full_mask.shape, bool)
+    out[box] = refined
+    return out, info
+
+
+def given_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
+               mask: np.ndarray) -> np.ndarray:
+    """A mask given by the user, checked against the data: same grid, not empty.
+
+    Raises
+    ------
+    ValueError
+        Another shape than the magnitude's.
+    InputError
+        An empty mask.
+    """
+    mask = np.asarray(mask).astype(bool)
+    shape = np.shape(magnitude)[:3]
+    if mask.shape != shape:
+        raise ValueError(f"mask shape {mask.shape} differs from the data's {shape}")
+    if not mask.any():
+        raise InputError("the brain mask is empty")
+    return mask
+
+
+def keep_mask(mask: np.ndarray, voxel_size_mm: Sequence[float]) -> tuple[np.ndarray, dict[str, Any]]:
+    """No refinement: the mask as it is (for a user's mask, or when refinement is off)."""
+    return np.asarray(mask, dtype=bool), {"removed_voxels": 0, "removed_fraction": 0.0}
+
+
+OTSU = ("Otsu N. IEEE Trans Syst Man Cybern 1979;9:62-66", "10.1109/TSMC.1979.4310076")
+
+METHODS = (
+    Method("magnitude", magnitude_mask, label="from the magnitude (Otsu threshold, opening, largest component)",
+           description="threshold of the echo-combined magnitude (Otsu, capped), opening, largest "
+                       "component, holes filled; on whole-head scans restricted to the registered "
+                       "template brain",
+           citation=OTSU[0], doi=OTSU[1]),
+    Method("magnitude_template", magnitude_mask,
+           label="from the magnitude (Otsu threshold, opening, largest component), restricted to the "
+                 "MNI152NLin2009cAsym brain registered affinely to the magnitude with ANTs and grown by "
+                 "a margin",
+           description="the magnitude mask inside the registered template brain (recorded when the "
+                       "restriction was applied)",
+           citation="Fonov VS, Evans AC, Botteron K, et al. NeuroImage 2011;54:313-327",
+           doi="10.1016/j.neuroimage.2010.07.033",
+           also_cites=(("Avants BB, Tustison NJ, Song G, et al. NeuroImage 2011;54:2033-2044",
+                        "10.1016/j.neuroimage.2010.09.025"), OTSU), selectable=False),
+    Method("given", given_mask, label="user-supplied mask", description="the mask given with --mask",
+           selectable=False),
+)
+"""Brain-mask methods (stage ``mask``)."""
+
+REFINEMENT_METHODS = (
+    Method("phase_quality", refine_mask_by_phase_quality,
+           label="removal of edge voxels with unreliable phase (field noise, unwrapping quality, "
+                 "echo-fit residual)",
+           description="peel edge voxels whose field noise, ROMEO quality or echo-fit residual "
+                       "marks the phase as unreliable"),
+    Method("none", keep_mask, label="none", description="keep the mask as it is"),
+)
+"""Mask refinement methods (stage ``mask_refinement``), after the echo fit."""
+
+MASK_METHODS = {method.name: method.function for method in METHODS if method.selectable}
+"""Name -> mask function, from ``METHODS``."""

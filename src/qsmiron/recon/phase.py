@@ -16,8 +16,9 @@ import numba
 import numpy as np
 
 from qsmiron.errors import InputError
+from qsmiron.methods import Method
 
-__all__ = ["phase_to_radians", "wrap_to_pi", "PHASE_SCALINGS"]
+__all__ = ["phase_to_radians", "wrap_to_pi", "PHASE_SCALINGS", "METHODS"]
 
 PHASE_SCALINGS = ("auto", "radians", "integer")
 """Accepted values of ``scaling``."""
@@ -222,3 +223,12 @@ def phase_to_radians(phase: np.ndarray, *,
     out = np.empty(values.shape, np.float32)
     _scale_wrap(flat, out.reshape(-1), two_pi / grid["period"], 0.0 if signed else -np.pi)
     return out, info
+
+
+METHODS = (
+    Method("rescale", phase_to_radians,
+           label="rescaling of the stored phase to radians (radians or vendor integer levels "
+                 "recognised from the values)",
+           description="recognise radians or power-of-two vendor levels and map them onto [-pi, pi)"),
+)
+"""Phase preparation methods (stage ``phase``)."""

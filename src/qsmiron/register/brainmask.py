@@ -47,17 +47,23 @@ class TemplateBrain:
     probability : ndarray of float32 or None
         Fraction of each subject voxel inside the template brain (0..1); None when skipped.
     info : dict
-        ``used`` (bool), ``reason`` when skipped, ``seconds``, the registration's grid, and
-        checks (head extent in mm, share of the template brain inside the head).
+        ``used`` (bool), ``reason`` when skipped, ``seconds`` and ``cpu_seconds``, the
+        registration's grid, and checks (head extent in mm, share of the template brain inside
+        the head).
     """
 
     probability: np.ndarray | None
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _skip(reason: str, started: float, **extra) -> TemplateBrain:
-    return TemplateBrain(None, {"used": False, "reason": reason,
-                                "seconds": round(time.perf_counter() - started, 3), **extra})
+def _elapsed(started: tuple[float, float]) -> dict[str, float]:
+    """Wall and process CPU seconds since ``started`` = (perf_counter, process_time)."""
+    return {"seconds": round(time.perf_counter() - started[0], 3),
+            "cpu_seconds": round(time.process_time() - started[1], 3)}
+
+
+def _skip(reason: str, started: tuple[float, float], **extra) -> TemplateBrain:
+    return TemplateBrain(None, {"used": False, "reason": reason, **_elapsed(started), **extra})
 
 
 def head_extent_mm(image: np.ndarray, voxel_size_mm) -> list[float]:
@@ -99,7 +105,7 @@ def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
     -------
     TemplateBrain
     """
-    started = time.perf_counter()
+    started = (time.perf_counter(), time.process_time())
     image = np.clip(np.nan_to_num(np.asarray(magnitude, dtype=np.float32)), 0, None)
     image = image[..., 0] if image.ndim == 4 else image
     extent = head_extent_mm(image, np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0))
@@ -141,7 +147,7 @@ def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
                      f"the template brain lies inside the head (needs {100 * MIN_INSIDE_HEAD:.0f} %); "
                      f"magnitude mask only", started, **checks)
     probability = warp_into_head_box(brain, transforms, image.shape, affine, head)
-    return TemplateBrain(probability, {"used": True, "seconds": round(time.perf_counter() - started, 3),
+    return TemplateBrain(probability, {"used": True, **_elapsed(started),
                                        "template": str(template_path), **checks})
 
 

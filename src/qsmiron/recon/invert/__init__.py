@@ -1,10 +1,10 @@
 """Dipole inversion: local field (ppm) to susceptibility (ppm).
 
-Methods (registry ``INVERSION_METHODS``, one module each): ``tkd`` (thresholded k-space
+Methods (declared in ``METHODS``, one module each): ``tkd`` (thresholded k-space
 division), ``tikhonov`` (closed form, L-curve weight), ``tv`` (total variation by ADMM),
 ``rts`` (rapid two-step), ``wtv`` (magnitude-weighted TV with an automatic weight; called
 ``medi`` before, which it never was: Liu's MEDI has a nonlinear data term, a Gauss-Newton
-solver and a fixed weight; ``"medi"`` still maps to ``wtv`` with a DeprecationWarning) and
+solver and a fixed weight; a configuration naming ``"medi"`` still gets ``wtv``, with a FutureWarning) and
 ``wtv_bregman`` (the same problem regularised by Bregman iterations, the default).
 
 Why ``wtv_bregman`` is the default. In vivo (2016 challenge local field against COSMOS, held
@@ -54,12 +54,16 @@ of a 256 x 256 x 176 scan) 9.9 s CPU, 38 iterations (``wtv``: 14.6 s, 42), about
 from __future__ import annotations
 
 import inspect
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from qsmiron.methods import Method
+# Building blocks other susceptibility solvers share (chi-separation: qsmiron.recon.chisep).
+from qsmiron.recon.invert._common import DEFAULT_PAD_MM, data_weights, estimate_noise_ppm, inconsistency_ppm
+from qsmiron.recon.invert._common import setup as prepare_problem
+from qsmiron.recon.invert._kernels import gradient_adjoint_of_difference, gradient_shrink
 from qsmiron.recon.invert.bregman import wtv_bregman
 from qsmiron.recon.invert.rts import rts
 from qsmiron.recon.invert.tikhonov import tikhonov
@@ -67,41 +71,54 @@ from qsmiron.recon.invert.tkd import tkd
 from qsmiron.recon.invert.tv_admm import tv_admm
 from qsmiron.recon.invert.wtv import wtv
 
+LIU_2011 = ("Liu T, Liu J, de Rochefort L, et al. Magn Reson Med 2011;66:777-783", "10.1002/mrm.22816")
+"""MEDI: the magnitude edge prior of ``wtv`` and ``wtv_bregman``."""
+MILOVIC_2018 = ("Milovic C, Bilgic B, Zhao B, Acosta-Cabronero J, Tejos C. Magn Reson Med 2018;80:814-821",
+                "10.1002/mrm.27073")
+"""FANSI: the ADMM splitting (and the optional nonlinear data term) of the TV solvers."""
+
+METHODS = (
+    Method("tkd", tkd, label="TKD (truncated k-space division)",
+           description="division by the dipole kernel, truncated where |D| < threshold",
+           citation="Shmueli K, de Zwart JA, van Gelderen P, et al. Magn Reson Med 2009;62:1510-1522",
+           doi="10.1002/mrm.22135"),
+    Method("tikhonov", tikhonov, label="Tikhonov-regularised inversion (closed form)",
+           description="closed-form L2-regularised inversion, weight from the L-curve and the noise",
+           citation="Bilgic B, Chatnuntawech I, Fan AP, et al. J Magn Reson Imaging 2014;40:181-191",
+           doi="10.1002/jmri.24365"),
+    Method("tv", tv_admm, label="total-variation-regularised inversion (TV, ADMM)",
+           description="total-variation regularised inversion by ADMM, noise-weighted data term, "
+                       "automatic weight",
+           citation="Bilgic B, Fan AP, Polimeni JR, et al. Magn Reson Med 2014;72:1444-1459",
+           doi="10.1002/mrm.25029"),
+    Method("rts", rts, label="RTS (rapid two-step)",
+           description="well-conditioned k-space by LSMR, then TV on the ill-conditioned cone",
+           citation="Kames C, Wiggermann V, Rauscher A. NeuroImage 2018;167:276-283",
+           doi="10.1016/j.neuroimage.2017.11.018"),
+    Method("wtv", wtv, label="magnitude-weighted total-variation inversion by ADMM (edge weights from the "
+                             "magnitude as in MEDI; weight per scan by the discrepancy principle on the "
+                             "field's magic-cone inconsistency)",
+           description="TV with edges taken from the magnitude, noise-weighted data term, weight "
+                       "by the discrepancy principle on the magic cone",
+           citation=LIU_2011[0], doi=LIU_2011[1], also_cites=(MILOVIC_2018,), former_names=("medi",),
+           renamed_because="magnitude-weighted TV with qsmiron's weight rule, not Liu's MEDI algorithm"),
+    Method("wtv_bregman", wtv_bregman,
+           label="magnitude-weighted total-variation inversion with Bregman iterations stopped by the "
+                 "discrepancy principle on the field's magic-cone inconsistency (edge weights from the "
+                 "magnitude as in MEDI when a magnitude is given; ADMM solver)",
+           description="the TV problem of wtv regularised by Bregman iterations (contrast restored step "
+                       "by step), stopped where the residual reaches the field's inconsistency",
+           citation="Osher S, Burger M, Goldfarb D, Xu J, Yin W. Multiscale Model Simul 2005;4:460-489",
+           doi="10.1137/040605412", also_cites=(LIU_2011, MILOVIC_2018)),
+)
+"""Dipole inversion methods (stage ``inversion``), each
+``f(local_ppm, mask, voxel_size_mm, b0_direction, **params) -> (chi_ppm, info)``."""
+
 INVERSION_METHODS: dict[str, Callable[..., tuple[np.ndarray, dict]]] = {
-    "tkd": tkd,
-    "tikhonov": tikhonov,
-    "tv": tv_admm,
-    "rts": rts,
-    "wtv": wtv,
-    "wtv_bregman": wtv_bregman,
-}
-"""Inversion methods by name: ``f(local_ppm, mask, voxel_size_mm, b0_direction, **params)``."""
+    method.name: method.function for method in METHODS}
+"""Name -> function, from ``METHODS``."""
 
 DEFAULT_INVERSION = "wtv_bregman"
-
-RENAMED_METHODS = {"medi": "wtv"}
-"""Old name -> current name. ``medi`` was never Liu's MEDI: it is magnitude-weighted TV solved
-by ADMM with qsmiron's weight rule, now called ``wtv`` (same algorithm, same parameters)."""
-
-
-def resolve_method(method: str) -> str:
-    """The registered name of ``method``; a renamed one maps to its new name with a warning.
-
-    Raises
-    ------
-    ValueError
-        For a name that is neither registered nor renamed (the message lists the choices).
-    """
-    if method in RENAMED_METHODS:
-        new = RENAMED_METHODS[method]
-        warnings.warn(f"inversion method {method!r} is deprecated and maps to {new!r} "
-                      f"(magnitude-weighted TV with an automatic weight; it is not Liu's MEDI)",
-                      DeprecationWarning, stacklevel=3)
-        return new
-    if method not in INVERSION_METHODS:
-        raise ValueError(f"unknown inversion method {method!r}; choose one of {sorted(INVERSION_METHODS)}")
-    return method
-
 
 @dataclass
 class InversionResult:
@@ -115,9 +132,27 @@ class InversionResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def declared(name: str) -> Method:
+    """The declaration of inversion method ``name``; a former name (``medi``) gives its method,
+    with a ``FutureWarning``.
+
+    Raises
+    ------
+    ValueError
+        An unknown name (the message lists the choices).
+    """
+    for method in METHODS:
+        if name == method.name:
+            return method
+        if name in method.former_names:
+            method.warn_renamed(name, "inversion method")
+            return method
+    raise ValueError(f"unknown inversion method {name!r}; choose one of {sorted(INVERSION_METHODS)}")
+
+
 def method_parameters(method: str) -> dict[str, Any]:
     """The keyword parameters of a method and their defaults."""
-    function = INVERSION_METHODS[resolve_method(method)]
+    function = declared(method).function
     return {name: p.default for name, p in inspect.signature(function).parameters.items()
             if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
@@ -137,7 +172,7 @@ def invert(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[floa
     b0_direction : sequence of 3 floats
         B0 in voxel axes.
     method : str
-        A key of ``INVERSION_METHODS`` (or a renamed one, see ``RENAMED_METHODS``).
+        A key of ``INVERSION_METHODS`` (or a former name, see ``declared``).
     magnitude, noise_ppm : ndarray, optional
         Passed to the methods that use them (``wtv``, ``wtv_bregman``: both; ``tv``: the
         noise map); ignored by the others (``info["inputs"]`` says what was used).
@@ -148,7 +183,7 @@ def invert(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[floa
     -------
     InversionResult
     """
-    method = resolve_method(method)
+    method = declared(method).name
     accepted = method_parameters(method)
     unknown = sorted(set(params) - set(accepted))
     if unknown:

@@ -31,6 +31,7 @@ import numpy as np
 from qsmiron.recon.invert._common import DEFAULT_PAD_MM, Problem, data_weights, inconsistency_ppm, setup
 from qsmiron.recon.invert.tv_admm import TVSolver, alpha_path
 from qsmiron.recon.invert.wtv import DEFAULT_EDGE_FRACTION, padded_edge_weights
+from qsmiron.recon.params import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
 
 
 def descend_to_level(solver: TVSolver, top: float, level: float, *, step_decades: float,
@@ -99,10 +100,11 @@ def run_bregman_tv(problem: Problem, weights: np.ndarray, gradient_weights: np.n
 
 def wtv_bregman(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
                 b0_direction: Sequence[float], *, magnitude: np.ndarray | None = None,
-                noise_ppm: np.ndarray | None = None, edge_fraction: float = DEFAULT_EDGE_FRACTION,
-                inner_iterations: int = 7, max_outer: int = 8, path_step_decades: float = 0.5,
-                path_iterations: int = 3, path_decades: float = 3.5,
-                pad_mm: float = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
+                noise_ppm: np.ndarray | None = None, edge_fraction: Fraction = DEFAULT_EDGE_FRACTION,
+                inner_iterations: PositiveInt = 7, max_outer: PositiveInt = 8,
+                path_step_decades: PositiveFloat = 0.5, path_iterations: PositiveInt = 3,
+                path_decades: NonNegativeFloat = 3.5,
+                pad_mm: NonNegativeFloat = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
     """Susceptibility (ppm) by (magnitude-weighted) TV with Bregman iterations.
 
     Parameters

@@ -9,7 +9,7 @@ per iteration on the mask's padded bounding box; fused voxel loops in numba.
 
 The data term is only enforced inside the mask (W = 0 outside), so the unknown field outside
 the brain is not mistaken for zero. ``M_G`` (per-voxel gradient weights) turns this into the
-morphology-weighted TV of MEDI (see ``medi.py``).
+magnitude-weighted TV (``wtv.py``, MEDI's edge prior) and its Bregman variant (``bregman.py``).
 
 The weight ``alpha`` is chosen automatically by default ("auto"): the solver follows a path of
 decreasing weights, half a decade apart (warm starts, a few iterations each), and stops where
@@ -22,7 +22,7 @@ same solution whether it was chosen or given.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from qsmiron.recon.fourier import irfftn, laplacian_kernel, rfftn
 from qsmiron.recon.invert import _kernels
 from qsmiron.recon.invert._common import DEFAULT_PAD_MM, Problem, data_weights, inconsistency_ppm, setup
 from qsmiron.recon.invert.regularisation import choose_weight, discrepancy_crossing
+from qsmiron.recon.params import NonNegativeFloat, PositiveFloat, PositiveInt
 
 MU_GRADIENT_FACTOR = 100.0
 """ADMM penalty of the gradient splitting, as a multiple of alpha (FANSI's choice)."""
@@ -204,7 +205,7 @@ def run_weighted_tv(problem: Problem, weights: np.ndarray, noise_level: float, *
                     path_alphas: int, path_decades: float, path_iterations: int,
                     path_step_decades: float = 0.5,
                     nonlinear_scale_rad_per_ppm: float | None = None) -> tuple[np.ndarray, dict]:
-    """Shared driver of ``tv_admm`` and ``medi``: choose alpha (or take it) and solve."""
+    """Shared driver of ``tv_admm`` and ``wtv``: choose alpha (or take it) and solve."""
     solver = TVSolver(problem, weights, gradient_weights=gradient_weights,
                       nonlinear_scale_rad_per_ppm=nonlinear_scale_rad_per_ppm)
     n_data = int(problem.mask.sum())
@@ -265,9 +266,10 @@ def run_weighted_tv(problem: Problem, weights: np.ndarray, noise_level: float, *
 
 def tv_admm(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
             b0_direction: Sequence[float], *, noise_ppm: np.ndarray | None = None,
-            alpha: float | str = "auto", max_iter: int = 30, tol: float = 1e-2,
-            path_alphas: int = 6, path_decades: float = 3.5, path_iterations: int = 3,
-            pad_mm: float = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
+            alpha: PositiveFloat | Literal["auto", "lcurve", "discrepancy"] = "auto", max_iter: PositiveInt = 30,
+            tol: PositiveFloat = 1e-2, path_alphas: PositiveInt = 6, path_decades: PositiveFloat = 3.5,
+            path_iterations: PositiveInt = 3,
+            pad_mm: NonNegativeFloat = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
     """Susceptibility (ppm) by total-variation regularised inversion (ADMM).
 
     Parameters
