@@ -13,7 +13,7 @@ from importlib import metadata
 
 RECORDED_PACKAGES = (
     "numpy", "scipy", "numba", "nibabel", "scikit-image", "pydantic", "antspyx", "pandas",
-    "matplotlib", "statsmodels", "scikit-learn", "lifelines",
+    "matplotlib", "statsmodels", "scikit-learn", "lifelines", "firthmodels",
 )
 """Distributions whose versions every record lists (the ones qsmiron's numbers depend on)."""
 

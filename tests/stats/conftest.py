@@ -4,10 +4,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from qsmiron.io.participants import ParticipantsTable
+
 # region: (mean ppm, between-subject SD ppm) from ../shared/docs/study-model.md
 REGION_VALUES = {"Pu": (0.06, 0.02), "VeP": (0.07, 0.02), "GPe": (0.14, 0.025),
                  "Ca": (0.06, 0.015)}
 
+
+DATA_DICTIONARY = {
+    "age": {"Description": "Age at the scan", "Units": "years"},
+    "sds": {"LongName": "Severity of Dependence Scale", "Description": "0-15"},
+    "time_to_relapse": {"Description": "Months to relapse or censoring", "Units": "months"},
+    "followup_months": {"Units": "months"},
+}
+"""What participants.json says about the simulated columns (see :func:`described`)."""
 
 OUTCOME_COLUMNS = ["relapse", "time_to_relapse", "relapse_event", "relapse_count",
                    "followup_months"]
@@ -71,7 +81,18 @@ def simulate_study(n_a=100, n_b=80, *, d=-0.8, r=-0.4, relapse_log_or=-1.0, seed
     return pd.DataFrame(rows), participants
 
 
-@pytest.fixture
+def _described(participants: pd.DataFrame) -> ParticipantsTable:
+    return ParticipantsTable(participants, source="participants.tsv", data_dictionary=DATA_DICTIONARY)
+
+
+@pytest.fixture(scope="session")
 def cohort():
     """The simulator itself, so tests choose sizes, effects and seeds."""
     return simulate_study
+
+
+@pytest.fixture(scope="session")
+def described():
+    """Simulated participants -> a ``ParticipantsTable`` with their participants.json (as
+    ``read_participants`` gives it); a bare DataFrame has no data dictionary."""
+    return _described

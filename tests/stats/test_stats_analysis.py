@@ -21,12 +21,12 @@ def row(frame, region, hemisphere, **more):
     return selected.iloc[0]
 
 
-def test_planted_group_difference_association_and_relapse_effect_are_found(cohort):
+def test_planted_group_difference_association_and_relapse_effect_are_found(cohort, described):
     # d = -0.8 in VeP (MOH lower), r = -0.4 between left VeP chi and SDS within MOH,
     # lower VeP chi -> relapse (log OR -1 per SD)
     regions, participants = cohort(n_a=150, n_b=100, d=-0.8, r=-0.4, relapse_log_or=-1.0, seed=0,
                                    regions=("VeP", "Pu", "GPe"))
-    results = run_study(regions, participants, study_from_dict(STUDY))
+    results = run_study(regions, described(participants), study_from_dict(STUDY))
     gc = results.group_comparison
     for hemisphere in ("L", "R"):
         vep = row(gc, "VeP", hemisphere)
@@ -137,3 +137,99 @@ def test_pooled_pearson_associations_and_regions_subset(cohort):
     assoc = results.associations
     assert (assoc["group"] == "all").all() and (assoc["n"] == 30).all()
     assert (assoc["method"] == "pearson").all()
+
+
+PRIMARY_STUDY = {"primary_regions": ["vep", "Pu"], "relapse": {"event": "relapse_event"},
+                 "associations": {"variables": ["sds", "hit6"], "primary_variables": ["sds"]}}
+
+
+@pytest.fixture(scope="module")
+def primary_results(cohort, described):
+    regions, participants = cohort(n_a=40, n_b=30, d=-1.2, r=-0.6, relapse_log_or=-1.0,
+                                   seed=9, regions=("VeP", "Pu", "GPe"))
+    return run_study(regions, described(participants), study_from_dict(PRIMARY_STUDY))
+
+
+def test_primary_regions_form_their_own_fdr_family_in_every_table(primary_results):
+    from statsmodels.stats.multitest import multipletests
+
+    results = primary_results
+    assert results.settings.primary_regions == ["VeP", "Pu"]
+    methods = results.settings.methods
+    assert "both hemispheres" in methods.fdr_families
+    assert methods.group_comparison_fdr.startswith("within the primary and within the exploratory")
+    assert methods.fdr_families in methods.multiple_comparisons
+    tables = ((results.group_comparison, "p", "p_fdr"), (results.relapse, "p", "p_fdr"),
+              (results.relapse, "hr_p", "hr_p_fdr"), (results.relapse_counts, "p", "p_fdr"),
+              (results.associations, "p", "p_fdr"))
+    for frame, p, q in tables:
+        primary = frame["region"].isin(["VeP", "Pu"])
+        if "variable" in frame:
+            primary &= frame["variable"] == "sds"
+        assert (frame.loc[primary, "family"] == "primary").all()
+        assert (frame.loc[~primary, "family"] == "exploratory").all()
+        for family in ("primary", "exploratory"):
+            rows = frame[(frame["family"] == family) & frame[p].notna()]
+            assert rows[q].to_numpy() == pytest.approx(
+                multipletests(rows[p].to_numpy(), method="fdr_bh")[1], rel=1e-12)
+
+
+def test_answers_open_with_the_primary_regions_effects_and_the_association_matrix(primary_results):
+    results = primary_results
+    answers = results.answers
+    group = answers.group_difference
+    assert group.confirmatory and (group.group_a, group.group_b) == ("MOH", "CM")
+    assert [e.label for e in group.difference_ppb] == ["VeP L", "VeP R", "Pu L", "Pu R"]
+    vep = row(results.group_comparison, "VeP", "L")
+    first = group.difference_ppb[0]
+    assert (first.estimate, first.ci_low, first.ci_high) == (
+        vep["diff_ppb"], vep["diff_ci_low_ppb"], vep["diff_ci_high_ppb"])
+    assert first.ci_high < 0 and group.cohen_d[0].ci_high < 0  # MOH lower: planted d = -1.2
+    assert "VeP L" in group.significant and (group.n_a, group.n_b) == (40, 30)
+    assert group.min_detectable_d == pytest.approx(vep["min_detectable_d"])
+
+    association = answers.association
+    assert association.variables == ["sds"] and association.group == "MOH"
+    assert [(e.label, e.variable) for e in association.correlations] == [
+        ("VeP L", "sds"), ("VeP R", "sds"), ("Pu L", "sds"), ("Pu R", "sds")]
+    sds = association.correlations[0]
+    assert sds.ci_low < sds.estimate < sds.ci_high < 0  # planted r = -0.6
+
+    relapse = answers.relapse
+    assert relapse.n == 40 and relapse.too_few_events == ""
+    assert [e.method for e in relapse.odds_ratio] == ["Firth"] * 4  # about 14 events, EPV < 10
+    auc = relapse.auc[0]
+    assert auc.ci_low <= auc.auc <= auc.ci_high and 0 <= auc.sensitivity_cv <= 1
+
+    matrix = answers.association_matrix
+    assert matrix.variables == ["sds", "hit6"] and len(matrix.regions) == 6
+    table = results.associations.set_index(["region", "hemisphere", "variable"])
+    assert matrix.r[2][1] == table.loc[("Pu", "L", "hit6"), "r"]
+    assert matrix.family[0] == ["primary", "exploratory"]
+
+
+def test_ten_participants_with_four_relapses_get_no_odds_ratio_only_a_descriptive_auc(cohort):
+    # the case: the old report printed an odds ratio of 0.00 (0.00 to 92654)
+    regions, participants = cohort(n_a=10, n_b=10, seed=10, regions=("VeP", "Pu"))
+    moh = participants["group"] == "MOH"
+    participants.loc[moh, "relapse"] = [1, 0, 1, 0, 0, 1, 0, 0, 1, 0]
+    participants.loc[moh, "relapse_event"] = participants.loc[moh, "relapse"]
+    # a bare DataFrame: no participants.json
+    results = run_study(regions, participants, study_from_dict(
+        {"primary_regions": ["VeP"], "relapse": {"event": "relapse_event"}}))
+    relapse = results.relapse
+    assert (relapse["n"] == 10).all() and (relapse["n_events"] == 4).all()
+    for column in ("odds_ratio", "or_ci_low", "or_ci_high", "p", "p_fdr", "youden_threshold_ppm",
+                   "sensitivity_cv", "specificity_cv", "auc_corrected", "hr", "hr_p"):
+        assert relapse[column].isna().all(), column
+    assert relapse["auc"].between(0, 1).all() and (relapse["auc_ci_low"] <= relapse["auc"]).all()
+    assert relapse["note"].str.contains("4 events and 6 non-events").all()
+    assert relapse["note"].str.contains("too few for any outcome model").all()
+    assert any(w.startswith("relapse every row: 4 events and 6 non-events")
+               for w in results.warnings)
+    assert results.answers.relapse.too_few_events.startswith("4 events and 6 non-events")
+    assert all(e.estimate is None for e in results.answers.relapse.odds_ratio)
+    assert relapse["min_detectable_or"].iloc[0] > 5  # only a huge effect could be found
+    assert ("VeP", "L") in results.km_curves and ("VeP", "L") in results.km_at_risk
+    assert any("'time_to_relapse' has no Units" in w for w in results.warnings)
+    assert results.units["time_to_relapse"].units is None

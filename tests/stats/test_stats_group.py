@@ -7,7 +7,8 @@ import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.anova import anova_lm
 
-from qsmiron.stats.group import cohen_d, compare_groups
+from qsmiron.stats.group import cohen_d, cohen_d_interval, compare_groups
+from qsmiron.stats.power import min_detectable_d
 
 
 @pytest.fixture
@@ -107,3 +108,35 @@ def test_group_confounded_with_a_covariate_is_reported(fixed_data):
                          group_a="MOH", group_b="CM")
     assert np.isnan(row["F"]) and "collinear" in row["note"]
     assert np.isfinite(row["cohen_d"])  # the raw comparison is still reported
+
+
+# mtcars (R datasets): miles per gallon by transmission, am = 0 automatic, 1 manual
+MTCARS_MPG = [21.0, 21.0, 22.8, 21.4, 18.7, 18.1, 14.3, 24.4, 22.8, 19.2, 17.8, 16.4, 17.3, 15.2,
+              10.4, 10.4, 14.7, 32.4, 30.4, 33.9, 21.5, 15.5, 15.2, 13.3, 19.2, 27.3, 26.0, 30.4,
+              15.8, 19.7, 15.0, 21.4]
+MTCARS_AM = [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1,
+             1, 1, 1, 1]
+
+
+def test_cohen_d_ci_reproduces_r_effectsize_on_mtcars():
+    # effectsize::cohens_d(mpg ~ am, data = mtcars): d = -1.48, 95 % CI [-2.27, -0.67]
+    mpg, am = np.array(MTCARS_MPG), np.array(MTCARS_AM)
+    d = cohen_d(mpg[am == 0], mpg[am == 1])
+    low, high = cohen_d_interval(d, 19, 13)
+    assert (round(d, 2), round(low, 2), round(high, 2)) == (-1.48, -2.27, -0.67)
+
+
+def test_adjusted_difference_in_ppb_and_its_ci_equal_the_statsmodels_group_coefficient(fixed_data):
+    row = compare_groups(fixed_data["y"], fixed_data["group"], fixed_data[["age", "sex"]],
+                         group_a="MOH", group_b="CM")
+    fit = smf.ols("y ~ C(group, Treatment('CM')) + age + C(sex)", data=fixed_data).fit()
+    term = "C(group, Treatment('CM'))[T.MOH]"
+    assert row["diff_ppb"] == pytest.approx(1000 * fit.params[term], rel=1e-10)
+    assert row["diff_ppb"] == pytest.approx(1000 * (row["adj_mean_a"] - row["adj_mean_b"]),
+                                            rel=1e-10)
+    low, high = fit.conf_int().loc[term]
+    assert row["diff_ci_low_ppb"] == pytest.approx(1000 * low, rel=1e-10)
+    assert row["diff_ci_high_ppb"] == pytest.approx(1000 * high, rel=1e-10)
+    assert row["cohen_d_ci_low"] < row["cohen_d"] < row["cohen_d_ci_high"]
+    assert row["min_detectable_d"] == pytest.approx(
+        min_detectable_d(22, 18, n_covariates=2), rel=1e-12)

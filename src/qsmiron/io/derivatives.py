@@ -234,6 +234,7 @@ class StudyPaths:
     relapse_counts: Path
     roc_curves: Path
     km_curves: Path
+    km_at_risk: Path
     results: Path
     report: Path
     sessions: Path
@@ -252,7 +253,8 @@ def study_paths(out_dir: str | os.PathLike) -> StudyPaths:
     out_dir = Path(out_dir)
     names = {"group_comparison": "group_comparison.tsv", "associations": "associations.tsv",
              "relapse": "relapse.tsv", "table1": "table1.tsv", "relapse_counts": "relapse_counts.tsv",
-             "roc_curves": "roc_curves.tsv", "km_curves": "km_curves.tsv", "results": "results.json",
+             "roc_curves": "roc_curves.tsv", "km_curves": "km_curves.tsv",
+             "km_at_risk": "km_at_risk.tsv", "results": "results.json",
              "report": "report.html", "sessions": "sessions.tsv"}
     return StudyPaths(**{role: out_dir / name for role, name in names.items()})
 

@@ -4,7 +4,7 @@
 - ``ReconRecord``: one reconstruction (``recon.json``), from ``qsmiron.pipeline.single``;
 - ``RegionsRecord``: one regional measurement (the ROI JSON), from ``qsmiron.roi.api``;
 - ``AnalysisSettings`` and ``StudyRecord``: one study analysis (``results.json``), from
-  ``qsmiron.stats``;
+  ``qsmiron.stats``, with its ``StudyAnswers`` (``records.answers``);
 - ``DoneMarker`` and ``Provenance``: a cohort's bookkeeping and what the report reads.
 
 Writers build them, readers (the report, the group level) use their attributes: there is no
@@ -18,6 +18,9 @@ _LAZY = {
     "RegionsRecord": "regions", "AtlasInfo": "regions", "RegistrationInfo": "regions",
     "RegistrationQuality": "regions", "MeasurementInfo": "regions", "RegionsInputs": "regions", "AnalysisSettings": "study", "StatisticsMethods": "study",
     "Exclusion": "study", "StudyRecord": "study", "ParticipantCounts": "study", "Curve": "study",
+    "ColumnInfo": "study", "StudyAnswers": "answers", "Estimate": "answers", "AucEstimate": "answers",
+    "GroupDifferenceAnswer": "answers", "AssociationAnswer": "answers", "RelapseAnswer": "answers",
+    "AssociationMatrix": "answers",
     "DoneMarker": "cohort", "MarkerFile": "cohort", "Provenance": "cohort", "ScanRecords": "cohort", "SubjectProblem": "cohort",
     "PipelineSummary": "cohort",
 }

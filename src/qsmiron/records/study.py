@@ -6,12 +6,14 @@ from typing import Any
 
 from pydantic import Field
 
+from qsmiron.records.answers import StudyAnswers
 from qsmiron.records.base import SCHEMA_VERSION, Record, utc_now
 from qsmiron.stats.study import Study
 
 
 class StatisticsMethods(Record):
-    """What each analysis runs, in words (``qsmiron.stats.methods_text.STATISTICS_METHODS``)."""
+    """What each analysis runs, in words, with the thresholds of the study analysed
+    (``qsmiron.stats.methods_text.statistics_methods``)."""
 
     group_comparison: str
     group_comparison_fdr: str
@@ -22,6 +24,10 @@ class StatisticsMethods(Record):
     relapse_fdr: str
     missing_values: str
     table1: str
+    fdr_families: str = ""
+    """How the primary and exploratory FDR families were formed (a clause)."""
+    minimal_detectable_effects: str = ""
+    """How each row's minimal detectable effect is computed."""
 
     @property
     def multiple_comparisons(self) -> str:
@@ -35,7 +41,18 @@ class StatisticsMethods(Record):
             parts.append(f"{self.associations_fdr} of the associations")
         if relapse:
             parts.append(f"{self.relapse_fdr} of the relapse analyses")
-        return "Benjamini-Hochberg false discovery rate " + ", ".join(parts)
+        text = "Benjamini-Hochberg false discovery rate " + ", ".join(parts)
+        return f"{text}; {self.fdr_families}" if self.fdr_families else text
+
+
+class ColumnInfo(Record):
+    """What ``participants.json`` says about one column used (None where it says nothing)."""
+
+    name: str
+    long_name: str | None = None
+    description: str | None = None
+    units: str | None = None
+    """``Units`` of the data dictionary; None: no unit given (a time should have one)."""
 
 
 class ParticipantCounts(Record):
@@ -79,7 +96,7 @@ class Exclusion(Record):
 
 
 class Curve(Record):
-    """One region's curve (ROC or Kaplan-Meier), column -> values."""
+    """One region's curve (ROC, Kaplan-Meier) or at-risk table, column -> values."""
 
     region: str
     hemisphere: str
@@ -104,4 +121,11 @@ class StudyRecord(Record):
     relapse_counts: list[dict[str, Any]] | None = None
     roc_curves: list[Curve] = Field(default_factory=list)
     km_curves: list[Curve] = Field(default_factory=list)
+    km_at_risk: list[Curve] = Field(default_factory=list)
+    """Per region: numbers at risk, cumulative events and censorings and S(t) under the
+    Kaplan-Meier curves (columns group, time, at_risk, events, censored, survival)."""
+    units: dict[str, ColumnInfo] = Field(default_factory=dict)
+    """Column name -> its ``participants.json`` entry, for every column an analysis used."""
+    answers: StudyAnswers | None = None
+    """The three headline answers and the association matrix."""
     files: dict[str, str] = Field(default_factory=dict)

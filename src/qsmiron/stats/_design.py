@@ -1,12 +1,22 @@
-"""Shared pieces of every model: listwise deletion and covariate design matrices."""
+"""Shared pieces of every model: listwise deletion, covariate design matrices, quiet fits."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+CHI = "__chi_ppm"
+"""The column holding one region's mean_ppm in the frames an analysis builds (a name no
+participants table uses; ``mean_ppm`` in exclusion reasons)."""
+
+
+def region_label(key: tuple[str, str]) -> str:
+    """``(region, hemisphere)`` as text: ``"VeP left"``."""
+    return f"{key[0]} {key[1]}"
 
 
 @dataclass
@@ -98,3 +108,32 @@ def covariate_design(frame: pd.DataFrame, covariates: list[str]) -> Design:
 def is_constant(values: np.ndarray) -> bool:
     values = np.asarray(values, dtype=float)
     return values.size == 0 or bool(np.ptp(values) <= 1e-12 * max(1.0, np.max(np.abs(values))))
+
+
+def standardise(chi_ppm) -> np.ndarray:
+    """z-scores of chi in the analysed sample (ddof 1): model coefficients are per 1 SD."""
+    chi = np.asarray(chi_ppm, dtype=float)
+    return (chi - chi.mean()) / chi.std(ddof=1)
+
+
+def design_with_z(z: np.ndarray, covariates: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Columns const, z and the covariate design (x0, x1, ...), plus the design's notes."""
+    design = covariate_design(covariates, list(covariates.columns))
+    exog = pd.DataFrame({"const": 1.0, "z": z}, index=covariates.index)
+    for i, column in enumerate(design.matrix.columns):
+        exog[f"x{i}"] = design.matrix[column].to_numpy()
+    return exog, design.notes
+
+
+def fit_quietly(fit_function) -> tuple[Any, list[str]]:
+    """Run a fit and turn its numerical warnings into notes."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit_function()
+    messages = []
+    for item in caught:
+        text = str(item.message).split("\n")[0].strip()
+        if text and text not in messages and not issubclass(item.category, (DeprecationWarning,
+                                                                            FutureWarning)):
+            messages.append(text)
+    return result, messages

@@ -10,20 +10,20 @@ import pandas as pd
 
 from qsmiron.errors import InputError
 from qsmiron.io.participants import ParticipantsTable, normalise_participant_id
-from qsmiron.records.study import AnalysisSettings, Exclusion, ParticipantCounts
-from qsmiron.stats import relapse as relapse_models
-from qsmiron.stats._design import complete_cases
+from qsmiron.records.study import AnalysisSettings, ColumnInfo, Exclusion, ParticipantCounts
+from qsmiron.stats._design import CHI, complete_cases, region_label
+from qsmiron.stats.answers import study_answers
 from qsmiron.stats.associations import ASSOCIATION_COLUMNS, associate
 from qsmiron.stats.group import GROUP_COLUMNS, compare_groups
-from qsmiron.stats.multiple import fdr_bh
+from qsmiron.stats.methods_text import statistics_methods
+from qsmiron.stats.multiple import fdr_bh_within, fdr_families
+from qsmiron.stats.outcomes import relapse_tables
 from qsmiron.stats.regions import region_keys, select_session, sessions_of, validate_regions, wide_regions
 from qsmiron.stats.results import StudyResults
-from qsmiron.stats.methods_text import STATISTICS_METHODS
 from qsmiron.stats.study import ALL, Study, group_labels, resolve_study
 from qsmiron.stats.table1 import describe_groups
+from qsmiron.stats.units import column_info
 from qsmiron.versions import software_versions
-
-CHI = "__chi_ppm"
 
 
 def run_study(regions: pd.DataFrame, participants: ParticipantsTable | pd.DataFrame,
@@ -97,15 +97,15 @@ def run_study(regions: pd.DataFrame, participants: ParticipantsTable | pd.DataFr
     group_table = _group_comparison(table[compared], labels[compared], wide[compared], keys,
                                     resolved, rows_excluded)
     association_table = _associations(table, labels, wide, keys, resolved, rows_excluded)
-    relapse_table, counts_table, roc, km, relapse_warnings = _relapse(
-        table, labels, wide, keys, resolved, rows_excluded, source)
-    warnings.extend(relapse_warnings)
+    outcomes = relapse_tables(table, labels, wide, keys, resolved, rows_excluded, source)
+    warnings.extend(outcomes.warnings)
     exclusions.extend(_compress_exclusions(rows_excluded, keys))
 
-    warnings.extend(_row_warnings(group_table, association_table, relapse_table, counts_table))
+    warnings.extend(_row_warnings(group_table, association_table, outcomes.relapse, outcomes.counts))
+    units = _units(table_of, resolved, warnings)
 
     settings = AnalysisSettings(
-        **resolved.model_dump(), study_file=resolved.source, methods=STATISTICS_METHODS,
+        **resolved.model_dump(), study_file=resolved.source, methods=statistics_methods(resolved),
         participants_table=source, regions_table=regions_source, sessions_in_regions_table=sessions,
         sessions_table=table_of.sessions_source, sex_coding=table_of.sex_coding,
         n_participants=ParticipantCounts(regions_table=len(in_regions), participants_table=len(in_table),
@@ -113,11 +113,27 @@ def run_study(regions: pd.DataFrame, participants: ParticipantsTable | pd.DataFr
                                                                       group_b: int((labels == group_b).sum())}))
     results = StudyResults(
         settings=settings, table1=table1, group_comparison=group_table,
-        associations=association_table, relapse=relapse_table, relapse_counts=counts_table,
-        roc_curves=roc, km_curves=km, exclusions=[Exclusion(**item) for item in exclusions], warnings=warnings,
+        associations=association_table, relapse=outcomes.relapse, relapse_counts=outcomes.counts,
+        roc_curves=outcomes.roc_curves, km_curves=outcomes.km_curves, km_at_risk=outcomes.km_at_risk,
+        units=units, exclusions=[Exclusion(**item) for item in exclusions], warnings=warnings,
         versions=software_versions())
     results.exclusion_counts = _exclusion_counts(exclusions)
+    results.answers = study_answers(results)
     return results
+
+
+def _units(participants: ParticipantsTable, study: Study, warnings: list[str]) -> dict[str, ColumnInfo]:
+    """The ``participants.json`` entry of every column the analyses read; a warning for a time
+    column without Units."""
+    relapse = study.relapse
+    used = [*study.covariates, *study.associations.variables, *study.associations.covariates,
+            relapse.outcome, relapse.time, relapse.event, relapse.count, relapse.exposure,
+            *relapse.covariates]
+    units = column_info(participants.data_dictionary, used)
+    if relapse.time is not None and units[relapse.time].units is None:
+        warnings.append(f"the time column '{relapse.time}' has no Units in participants.json: "
+                        "times are reported without a unit")
+    return units
 
 
 # ---------------------------------------------------------------------------------------
@@ -178,10 +194,6 @@ def _check_participants(participants: pd.DataFrame, source: str | None) -> pd.Da
     return frame
 
 
-def _region_label(key: tuple[str, str]) -> str:
-    return f"{key[0]} {key[1]}"
-
-
 def _group_comparison(table, labels, wide, keys, study: Study, excluded) -> pd.DataFrame:
     group_a, group_b = study.groups.compare
     rows = []
@@ -189,14 +201,15 @@ def _group_comparison(table, labels, wide, keys, study: Study, excluded) -> pd.D
         frame = table[study.covariates].assign(**{CHI: wide[key]})
         frame = frame[labels.notna()]
         kept = complete_cases(frame, [CHI, *study.covariates],
-                              "group_comparison", {CHI: "mean_ppm"}, _region_label(key))
+                              "group_comparison", {CHI: "mean_ppm"}, region_label(key))
         excluded.extend(kept.exclusions)
         data = kept.frame
         row = compare_groups(data[CHI], labels.loc[data.index], data[study.covariates],
                              group_a=group_a, group_b=group_b, min_group_size=study.min_group_size)
         rows.append({"region": key[0], "hemisphere": key[1], **row})
     frame = pd.DataFrame(rows, columns=GROUP_COLUMNS)
-    frame["p_fdr"] = fdr_bh(frame["p"].to_numpy(float))
+    frame["family"] = fdr_families(frame["region"], study.primary_regions)
+    frame["p_fdr"] = fdr_bh_within(frame["p"].to_numpy(float), frame["family"])
     return frame
 
 
@@ -212,7 +225,7 @@ def _associations(table, labels, wide, keys, study: Study, excluded) -> pd.DataF
             frame = sample[[variable, *covariates]].assign(**{CHI: wide.loc[sample.index, key]})
             kept = complete_cases(frame, [CHI, variable, *covariates],
                                   f"associations {variable}", {CHI: "mean_ppm"},
-                                  _region_label(key))
+                                  region_label(key))
             excluded.extend(kept.exclusions)
             data = kept.frame
             row = associate(data[CHI], data[variable], data[covariates],
@@ -222,155 +235,11 @@ def _associations(table, labels, wide, keys, study: Study, excluded) -> pd.DataF
             rows.append({"region": key[0], "hemisphere": key[1], "group": settings.group,
                          "variable": variable, "method": settings.method, **row})
     frame = pd.DataFrame(rows, columns=ASSOCIATION_COLUMNS)
-    frame["p_fdr"] = np.nan
-    for _, index in frame.groupby("group").groups.items():
-        frame.loc[index, "p_fdr"] = fdr_bh(frame.loc[index, "p"].to_numpy(float))
+    frame["family"] = fdr_families(frame["region"], study.primary_regions,
+                                   variables=frame["variable"],
+                                   primary_variables=settings.primary_variables)
+    frame["p_fdr"] = fdr_bh_within(frame["p"].to_numpy(float), frame["group"], frame["family"])
     return frame
-
-
-def _check_binary(values: pd.Series, name: str, source) -> None:
-    present = values.dropna()
-    bad = sorted(set(present[~present.isin([0, 1])].tolist()))
-    if bad:
-        raise InputError(f"column '{name}' must be 0/1 but holds {', '.join(map(str, bad[:5]))}",
-                         source)
-
-
-def _relapse_sample(sample: pd.DataFrame, settings, source, warnings: list[str]) -> pd.DataFrame:
-    """Check the outcome columns (0/1 outcome and event, non-negative times, counts) and censor
-    participants without an event and a time at their follow-up."""
-    for name in filter(None, (settings.outcome, settings.event)):
-        _check_binary(sample[name], name, source)
-    if settings.time is not None:
-        negative = sample[settings.time].dropna() < 0
-        if negative.any():
-            raise InputError(f"column '{settings.time}' holds negative times", source)
-        if settings.exposure is not None:
-            fill = (sample[settings.time].isna() & (sample[settings.event] == 0)
-                    & sample[settings.exposure].notna())
-            if fill.any():
-                sample.loc[fill, settings.time] = sample.loc[fill, settings.exposure]
-                warnings.append(f"{int(fill.sum())} participant(s) without an event and without "
-                                f"'{settings.time}' were censored at '{settings.exposure}'")
-    if settings.count is not None:
-        counts = sample[settings.count].dropna()
-        if (counts < 0).any() or not np.all(np.mod(counts, 1) == 0):
-            raise InputError(f"column '{settings.count}' must hold counts (0, 1, 2, ...)", source)
-    return sample
-
-
-def _logistic_row(sample, chi, key, settings, covariates, minimum, excluded, row, notes, roc) -> None:
-    """Logistic regression and ROC of one region (into ``row``, ``notes`` and ``roc``)."""
-    frame = sample[[settings.outcome, *covariates]].assign(**{CHI: chi})
-    kept = complete_cases(frame, [CHI, settings.outcome, *covariates], "relapse", {CHI: "mean_ppm"},
-                          _region_label(key))
-    excluded.extend(kept.exclusions)
-    data = kept.frame
-    events = data[settings.outcome].astype(int)
-    row.update(n=len(data), n_events=int(events.sum()))
-    problem = (relapse_models.binary_outcome_problem(events, minimum)
-               or relapse_models.chi_problem(data[CHI].to_numpy()))
-    if problem:
-        notes.append(problem)
-        return
-    logistic = relapse_models.logistic_odds_ratio(events, data[CHI], data[covariates])
-    notes.append(logistic.pop("note"))
-    row.update(logistic)
-    curve = relapse_models.roc_analysis(data[CHI], events, direction=settings.roc_direction)
-    roc[key] = curve.pop("curve")
-    row.update(curve)
-
-
-def _time_to_event_row(sample, chi, key, settings, covariates, minimum, excluded, row, notes, km) -> None:
-    """Cox model and Kaplan-Meier curves of one region (into ``row``, ``notes`` and ``km``)."""
-    frame = sample[[settings.time, settings.event, *covariates]].assign(**{CHI: chi})
-    kept = complete_cases(frame, [CHI, settings.time, settings.event, *covariates], "time_to_event",
-                          {CHI: "mean_ppm"}, _region_label(key))
-    excluded.extend(kept.exclusions)
-    data = kept.frame
-    events = data[settings.event].astype(int)
-    row.update(hr_n=len(data), hr_events=int(events.sum()))
-    if int(events.sum()) < minimum:
-        notes.append(f"time to event: {int(events.sum())} events (at least {minimum} needed)")
-    elif relapse_models.chi_problem(data[CHI].to_numpy()):
-        notes.append("time to event: " + relapse_models.chi_problem(data[CHI].to_numpy()))
-    else:
-        cox = relapse_models.cox_hazard_ratio(data[settings.time], events, data[CHI], data[covariates])
-        if cox["note"]:
-            notes.append("Cox: " + cox["note"])
-        cox.pop("note")
-        row.update(cox)
-        curves, logrank_p = relapse_models.kaplan_meier_by_median(data[settings.time], events, data[CHI])
-        km[key] = curves
-        row["km_logrank_p"] = logrank_p
-
-
-def _relapse(table, labels, wide, keys, study: Study, excluded, source):
-    settings = study.relapse
-    warnings: list[str] = []
-    columns = relapse_models.relapse_columns(settings.time is not None)
-    empty = pd.DataFrame(columns=columns)
-    roc: dict[tuple[str, str], pd.DataFrame] = {}
-    km: dict[tuple[str, str], pd.DataFrame] = {}
-    if settings.outcome is None and settings.time is None and settings.count is None:
-        return empty, None, roc, km, warnings
-    sample = (table if settings.group == ALL
-              else table[(labels == settings.group).to_numpy()]).copy()
-    sample = _relapse_sample(sample, settings, source, warnings)
-    covariates = list(settings.covariates)
-    minimum = study.min_group_size
-
-    rows, count_rows = [], []
-    for key in keys:
-        chi = wide.loc[sample.index, key]
-        row: dict[str, Any] = {"region": key[0], "hemisphere": key[1]}
-        notes: list[str] = []
-        if settings.outcome is not None:
-            _logistic_row(sample, chi, key, settings, covariates, minimum, excluded, row, notes, roc)
-        if settings.time is not None:
-            _time_to_event_row(sample, chi, key, settings, covariates, minimum, excluded, row, notes, km)
-        if settings.count is not None:
-            count_rows.append(_count_row(sample, chi, key, settings, covariates, minimum, excluded))
-        row["note"] = "; ".join(dict.fromkeys(n for n in notes if n))
-        rows.append(row)
-
-    frame = pd.DataFrame(rows).reindex(columns=columns) if settings.outcome or settings.time else empty
-    if not frame.empty:
-        frame["p_fdr"] = fdr_bh(frame["p"].to_numpy(float))
-        if settings.time is not None:
-            frame["hr_p_fdr"] = fdr_bh(frame["hr_p"].to_numpy(float))
-        frame["note"] = frame["note"].fillna("")
-    counts_table = None
-    if settings.count is not None:
-        counts_table = pd.DataFrame(count_rows, columns=relapse_models.COUNT_COLUMNS)
-        counts_table["p_fdr"] = fdr_bh(counts_table["p"].to_numpy(float))
-    return frame, counts_table, roc, km, warnings
-
-
-def _count_row(sample, chi, key, settings, covariates, minimum, excluded) -> dict[str, Any]:
-    label = _region_label(key)
-    needed = [settings.count, *covariates] + ([settings.exposure] if settings.exposure else [])
-    frame = sample[list(dict.fromkeys(needed))].assign(**{CHI: chi})
-    kept = complete_cases(frame, [CHI, *dict.fromkeys(needed)], "relapse_count",
-                          {CHI: "mean_ppm"}, label)
-    excluded.extend(kept.exclusions)
-    data = kept.frame
-    if settings.exposure:
-        positive = data[settings.exposure] > 0
-        for pid in data.index[~positive]:
-            excluded.append({"participant_id": str(pid), "analysis": "relapse_count",
-                             "reason": f"{settings.exposure} is not positive", "where": label})
-        data = data[positive]
-    row = {"region": key[0], "hemisphere": key[1], "n": len(data)}
-    if len(data) < 2 * minimum:
-        return {**row, "note": f"{len(data)} participants with counts (at least {2 * minimum} "
-                               "needed)"}
-    problem = relapse_models.chi_problem(data[CHI].to_numpy())
-    if problem:
-        return {**row, "note": problem}
-    exposure = data[settings.exposure] if settings.exposure else None
-    return {**row, **relapse_models.count_rate_ratio(data[settings.count], data[CHI],
-                                                     data[covariates], exposure)}
 
 
 def _row_warnings(group_table, association_table, relapse_table, counts_table) -> list[str]:
@@ -406,7 +275,7 @@ def _compress_exclusions(records: list[dict[str, Any]], keys) -> list[dict[str, 
     A participant missing a covariate is left out of every region's model: that is one record
     ("missing age", all regions), not one per region.
     """
-    every = {_region_label(key) for key in keys}
+    every = {region_label(key) for key in keys}
     grouped: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for record in records:
         grouped[(record["participant_id"], record["analysis"], record["reason"])].append(

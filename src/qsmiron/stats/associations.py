@@ -12,6 +12,13 @@ the partial correlation is the Pearson correlation of the residuals of chi and o
 clinical variable after least-squares regression on an intercept and the covariates, and its
 p-value is two-sided from t = r sqrt((n - 2 - k) / (1 - r^2)) with n - 2 - k degrees of
 freedom.
+
+The 95 % CI is Fisher's: tanh(atanh(r) +- 1.96 se) with se = 1 / sqrt(n - 3 - k) for
+Pearson (as R's ``cor.test`` for k = 0, pingouin's ``partial_corr`` for k > 0) and, for
+Spearman, Bonett & Wright's (2000, Psychometrika 65:23) se = sqrt((1 + r^2 / 2) /
+(n - 3 - k)), which keeps the nominal coverage for rank correlations.
+``min_detectable_r`` is the smallest |r| the row's sample detects with 80 % power at
+two-sided alpha 0.05 (:func:`qsmiron.stats.power.min_detectable_r`).
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ import pandas as pd
 from scipy import stats
 
 from qsmiron.stats._design import covariate_design, is_constant
+from qsmiron.stats.power import min_detectable_r
 
 ASSOCIATION_COLUMNS = ["region", "hemisphere", "group", "variable", "method", "n", "r", "p",
-                       "p_fdr", "note"]
-"""Columns of ``associations.tsv`` (``note`` says why a row has no statistics)."""
+                       "p_fdr", "family", "r_ci_low", "r_ci_high", "min_detectable_r", "note"]
+"""Columns of ``associations.tsv`` (``note`` says why a row has no statistics; ``family``,
+the FDR family, is filled by the study analysis)."""
 
 METHODS = ("spearman", "pearson")
 
@@ -81,13 +90,30 @@ def partial_correlation(x, y, covariates=None, *, method: str = "spearman") -> d
     return out
 
 
+def correlation_interval(r: float, n: int, *, n_covariates: int = 0,
+                         method: str = "pearson", confidence: float = 0.95
+                         ) -> tuple[float, float]:
+    """Fisher-z confidence interval of a (partial) correlation; Bonett-Wright SE for Spearman.
+
+    NaN when r is not finite or n - 3 - k < 1.
+    """
+    effective = n - 3 - n_covariates
+    if not np.isfinite(r) or effective < 1:
+        return float("nan"), float("nan")
+    variance = (1.0 + r * r / 2.0) if method == "spearman" else 1.0
+    half_width = stats.norm.ppf(0.5 + confidence / 2) * np.sqrt(variance / effective)
+    centre = np.arctanh(np.clip(r, -1 + 1e-15, 1 - 1e-15))
+    return float(np.tanh(centre - half_width)), float(np.tanh(centre + half_width))
+
+
 def associate(values: pd.Series, clinical: pd.Series, covariates: pd.DataFrame, *,
               method: str = "spearman", min_n: int = 3) -> dict[str, Any]:
     """One association row: chi ``values`` against a ``clinical`` variable (complete cases).
 
     Constant variables and covariates are reported in ``note`` rather than raising.
     """
-    row = {"n": int(len(values)), "r": np.nan, "p": np.nan, "note": ""}
+    row = {"n": int(len(values)), "r": np.nan, "p": np.nan, "r_ci_low": np.nan,
+           "r_ci_high": np.nan, "min_detectable_r": np.nan, "note": ""}
     if len(values) < min_n:
         row["note"] = f"only {len(values)} participants with data (at least {min_n} needed)"
         return row
@@ -103,5 +129,9 @@ def associate(values: pd.Series, clinical: pd.Series, covariates: pd.DataFrame, 
     notes = list(design.notes)
     if result["note"]:
         notes.append(result["note"])
-    row.update(n=result["n"], r=result["r"], p=result["p"], note="; ".join(notes))
+    low, high = correlation_interval(result["r"], result["n"], n_covariates=design.k,
+                                     method=method)
+    row.update(n=result["n"], r=result["r"], p=result["p"], r_ci_low=low, r_ci_high=high,
+               min_detectable_r=min_detectable_r(result["n"], n_covariates=design.k),
+               note="; ".join(notes))
     return row

@@ -19,6 +19,13 @@ value present):
   group_a lower.
 - **Mann-Whitney U** two-sided p (scipy ``mannwhitneyu``, exact for small samples without
   ties, normal approximation with tie correction otherwise) as the non-parametric check.
+- **adjusted difference** ``diff_ppb`` = adj_mean_a - adj_mean_b (the ANCOVA's group
+  coefficient) in ppb (1 ppb = 0.001 ppm), with its 95 % CI b +- t(0.975, n - 2 - k) se(b).
+- **CI of Cohen's d** by inverting the noncentral t distribution of the two-sample t
+  statistic t = d / sqrt(1/n_a + 1/n_b) with n_a + n_b - 2 degrees of freedom (Steiger &
+  Fouladi 1997; as R's effectsize ``cohens_d`` and MBESS ``ci.smd``).
+- ``min_detectable_d``: the smallest |d| this row's sample detects with 80 % power at
+  two-sided alpha 0.05 (:func:`qsmiron.stats.power.min_detectable_d`).
 
 Raw means, SDs and d are computed on the same participants as the ANCOVA (after listwise
 deletion over the covariates) so that every number of a row describes one sample.
@@ -31,14 +38,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from scipy import stats
+from scipy import optimize, stats
 
 from qsmiron.stats._design import covariate_design, is_constant
+from qsmiron.stats.power import min_detectable_d
 
 GROUP_COLUMNS = ["region", "hemisphere", "group_a", "group_b", "n_a", "n_b", "mean_a", "sd_a",
                  "mean_b", "sd_b", "adj_mean_a", "adj_mean_b", "F", "p", "p_fdr",
-                 "partial_eta2", "cohen_d", "mwu_p", "note"]
-"""Columns of ``group_comparison.tsv`` (``note`` says why a row has no statistics)."""
+                 "partial_eta2", "cohen_d", "mwu_p", "family", "diff_ppb", "diff_ci_low_ppb",
+                 "diff_ci_high_ppb", "cohen_d_ci_low", "cohen_d_ci_high", "min_detectable_d",
+                 "note"]
+"""Columns of ``group_comparison.tsv`` (``note`` says why a row has no statistics; ``family``,
+the FDR family, is filled by the study analysis)."""
+
+PPB_PER_PPM = 1000.0
+CONFIDENCE = 0.95
 
 
 def cohen_d(a, b) -> float:
@@ -49,6 +63,33 @@ def cohen_d(a, b) -> float:
         return float("nan")
     pooled = np.sqrt(((n_a - 1) * a.var(ddof=1) + (n_b - 1) * b.var(ddof=1)) / (n_a + n_b - 2))
     return float((a.mean() - b.mean()) / pooled) if pooled > 0 else float("nan")
+
+
+def cohen_d_interval(d: float, n_a: int, n_b: int, *, confidence: float = CONFIDENCE
+                     ) -> tuple[float, float]:
+    """Confidence interval of Cohen's d (pooled SD) from the noncentral t distribution.
+
+    The bounds are the d whose noncentral t distribution (n_a + n_b - 2 degrees of freedom,
+    noncentrality d / sqrt(1/n_a + 1/n_b)) puts the observed t at its upper and lower
+    (1 - confidence) / 2 quantiles.
+    """
+    if not np.isfinite(d) or n_a < 2 or n_b < 2:
+        return float("nan"), float("nan")
+    scale = np.sqrt(1.0 / n_a + 1.0 / n_b)
+    t_observed, df = d / scale, n_a + n_b - 2
+    tail = (1.0 - confidence) / 2.0
+
+    def bound(quantile: float) -> float:
+        def excess(ncp: float) -> float:
+            return float(stats.nct.cdf(t_observed, df, ncp)) - quantile
+        # the bounds lie within about 2 standard errors sqrt(1 + t^2 / (2 df)) of t (Hedges
+        # & Olkin): 6 keep the bracket safe and away from the noncentral t's far tails,
+        # where scipy returns NaN
+        width = 6.0 * np.sqrt(1.0 + t_observed ** 2 / (2.0 * df))
+        return float(optimize.brentq(excess, t_observed - width, t_observed + width,
+                                     xtol=1e-10)) * scale
+
+    return bound(1.0 - tail), bound(tail)
 
 
 def compare_groups(values: pd.Series, groups: pd.Series, covariates: pd.DataFrame, *,
@@ -70,7 +111,7 @@ def compare_groups(values: pd.Series, groups: pd.Series, covariates: pd.DataFram
     Returns
     -------
     dict
-        Keys of :data:`GROUP_COLUMNS` except region, hemisphere and p_fdr; ``note`` is empty
+        Keys of :data:`GROUP_COLUMNS` except region, hemisphere, p_fdr and family; ``note`` is empty
         when every statistic was computed and says why otherwise.
     """
     y = values.astype(float)
@@ -80,7 +121,9 @@ def compare_groups(values: pd.Series, groups: pd.Series, covariates: pd.DataFram
         "group_a": group_a, "group_b": group_b, "n_a": int(a.size), "n_b": int(b.size),
         "mean_a": _mean(a), "sd_a": _sd(a), "mean_b": _mean(b), "sd_b": _sd(b),
         "adj_mean_a": np.nan, "adj_mean_b": np.nan, "F": np.nan, "p": np.nan,
-        "partial_eta2": np.nan, "cohen_d": np.nan, "mwu_p": np.nan, "note": "",
+        "partial_eta2": np.nan, "cohen_d": np.nan, "mwu_p": np.nan, "diff_ppb": np.nan,
+        "diff_ci_low_ppb": np.nan, "diff_ci_high_ppb": np.nan, "cohen_d_ci_low": np.nan,
+        "cohen_d_ci_high": np.nan, "min_detectable_d": np.nan, "note": "",
     }
     notes: list[str] = []
     small = [f"{label} has {n}" for label, n in ((group_a, a.size), (group_b, b.size))
@@ -93,11 +136,14 @@ def compare_groups(values: pd.Series, groups: pd.Series, covariates: pd.DataFram
         row["note"] = "mean_ppm is the same for every participant: nothing to compare"
         return row
     row["cohen_d"] = cohen_d(a, b)
+    row["cohen_d_ci_low"], row["cohen_d_ci_high"] = cohen_d_interval(row["cohen_d"], a.size,
+                                                                     b.size)
     row["mwu_p"] = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
 
     design = covariate_design(covariates, list(covariates.columns))
     notes.extend(design.notes)
     n, k = y.size, design.k
+    row["min_detectable_d"] = min_detectable_d(int(a.size), int(b.size), n_covariates=k)
     if n - 2 - k < 1:
         notes.append(f"{n} participants cannot fit a model with {k} covariate column(s)")
         row["note"] = "; ".join(notes)
@@ -124,6 +170,11 @@ def compare_groups(values: pd.Series, groups: pd.Series, covariates: pd.DataFram
     row["F"] = float(f_value)
     row["p"] = float(stats.f.sf(f_value, 1, fit.df_resid))
     row["partial_eta2"] = float(ss_group / (ss_group + ss_resid))
+    difference = float(fit.params[1])
+    half_width = float(stats.t.ppf(0.5 + CONFIDENCE / 2, fit.df_resid) * fit.bse[1])
+    row["diff_ppb"] = difference * PPB_PER_PPM
+    row["diff_ci_low_ppb"] = (difference - half_width) * PPB_PER_PPM
+    row["diff_ci_high_ppb"] = (difference + half_width) * PPB_PER_PPM
     # estimated marginal means: the model's prediction at the sample covariate means
     # (dummy columns at their observed proportions) with the group indicator set
     at_means = full.mean(axis=0)

@@ -1,56 +1,65 @@
-"""Outcome models of one region: logistic regression, ROC, Cox, Kaplan-Meier, counts.
+"""Outcome models of one region: logistic regression (maximum likelihood or Firth) and counts.
 
 Definitions (participants of the relapse group with every value of the model present):
 
-- **Logistic regression** (statsmodels ``Logit``): ``outcome ~ z + covariates`` with
-  z = (chi - mean) / SD (ddof 1) in the analysed sample, so the odds ratio exp(b_z) is per
-  1 SD of chi; Wald 95 % CI exp(b_z +- 1.96 se) and Wald p.
-- **ROC** of chi alone: AUC = P(chi of an event > chi of a non-event) + 1/2 P(tie), in the
-  direction ``roc_direction``: ``higher`` (higher chi predicts the event), ``lower`` (lower chi
-  predicts it; the AUC is then that of -chi) or ``auto`` (the direction whose AUC is >= 0.5,
-  as pROC's ``direction = "auto"``; note that choosing the direction from the data makes the
-  AUC optimistic, most of all near 0.5: give the direction in the study file when it is
-  known in advance). 95 % CI from DeLong's variance (DeLong, DeLong & Clarke-Pearson 1988,
-  Biometrics 44:837) with the O(n log n) midrank algorithm of Sun & Xu (2014, IEEE Signal
-  Process. Lett. 21:1389), clipped to [0, 1]. The **Youden cut-off** maximises
-  sensitivity + specificity - 1 over the observed values (the most specific one on ties);
-  the rule is "event predicted when chi >= cut-off" (higher) or "chi <= cut-off" (lower),
-  and the cut-off is an observed chi value in ppm.
-- **Cox proportional hazards** (lifelines ``CoxPHFitter``, Efron ties): hazard ratio per
-  1 SD of chi with its 95 % CI and Wald p, covariates as in the logistic model.
-- **Kaplan-Meier** curves (lifelines) for chi at or below the sample median ("low") and
-  above it ("high"), with log-rank p.
+- **Logistic regression** of the 0/1 outcome on z = (chi - mean) / SD (ddof 1, in the
+  analysed sample) and the covariates, so the odds ratio exp(b_z) is per 1 SD of chi. Fitted
+  by firthmodels' ``FirthLogisticRegression`` (MIT; the algorithm of R's logistf): with
+  Firth's penalty (Firth 1993, Biometrika 80:27; Heinze & Schemper 2002, Stat Med 21:2409)
+  or without it (penalty weight 0: ordinary maximum likelihood). In both cases the 95 % CI
+  is the **profile (penalised) likelihood** interval (Venzon & Moolgavkar 1988) and p is
+  the (penalised) likelihood-ratio test of b_z = 0, as logistf reports them. Wald
+  intervals are not used: with few events they are far too wide or far too narrow.
+- **Which logistic model** (``relapse.logistic``, default ``auto``): the events per
+  variable EPV = min(events, non-events) / parameters (z plus the covariate columns;
+  Peduzzi et al. 1996, J Clin Epidemiol 49:1373). ``auto`` uses Firth when EPV <
+  ``relapse.firth_below_epv`` (default 10) or when the data are separated (linear
+  programme of Konis 2007, firthmodels ``detect_separation``: the maximum-likelihood odds
+  ratio is then infinite), maximum likelihood otherwise; ``firth`` and ``ml`` force one.
+- **Too few events for any model**: fewer than ``relapse.min_events`` (default 5) events or
+  non-events, or EPV < ``relapse.min_epv`` (default 2): no odds ratio is estimated and the
+  row says why (the analysis also leaves out the cross-validated cut-off and the corrected
+  AUC, and warns). With 10 participants and 4 relapses this is what happens.
 - **Counts**: Poisson regression ``count ~ z + covariates`` (statsmodels ``Poisson``, log
   link, offset log(exposure) when a follow-up column is given); overdispersion by the
   Cameron & Trivedi (1990) auxiliary regression ((y - mu)^2 - y) / mu = alpha mu + e
   (statsmodels ``test_dispersion`` "CT nb2"), one-sided p of alpha > 0; when p < 0.05 the
   model is negative binomial NB2 (statsmodels ``NegativeBinomial``, alpha by maximum
   likelihood) instead. Rate ratio per 1 SD of chi with Wald 95 % CI and p.
+
+ROC analysis is in :mod:`qsmiron.stats.roc`, time to event in :mod:`qsmiron.stats.survival`.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
-from sklearn.metrics import roc_curve
+from threadpoolctl import threadpool_limits
 
-from qsmiron.stats._design import covariate_design, is_constant
+from qsmiron.stats._design import design_with_z, fit_quietly, is_constant, standardise
+from qsmiron.stats.power import min_detectable_odds_ratio
+from qsmiron.stats.roc import cross_validated_cutoff, optimism_corrected_auc, roc_analysis
+from qsmiron.stats.study import RelapseSettings
 
 RELAPSE_COLUMNS = ["region", "hemisphere", "n", "n_events", "odds_ratio", "or_ci_low",
                    "or_ci_high", "p", "p_fdr", "auc", "auc_ci_low", "auc_ci_high",
-                   "youden_threshold_ppm", "sensitivity", "specificity", "roc_direction"]
+                   "youden_threshold_ppm", "sensitivity_cv", "specificity_cv", "roc_direction",
+                   "family", "logistic_model", "epv", "auc_corrected", "sensitivity_apparent",
+                   "specificity_apparent", "min_detectable_or"]
 """Columns of ``relapse.tsv`` before the time-to-event columns and ``note``."""
 HAZARD_COLUMNS = ["hr", "hr_ci_low", "hr_ci_high", "hr_p", "hr_p_fdr", "hr_n", "hr_events",
                   "km_logrank_p"]
 """Added to ``relapse.tsv`` when the study has time-to-event columns."""
 COUNT_COLUMNS = ["region", "hemisphere", "n", "model", "rate_ratio", "rr_ci_low", "rr_ci_high",
-                 "p", "p_fdr", "overdispersion_p", "alpha", "note"]
+                 "p", "p_fdr", "overdispersion_p", "alpha", "family", "note"]
 """Columns of ``relapse_counts.tsv``."""
+
+LOGISTIC_METHODS = ("auto", "firth", "ml")
+MODEL_NAMES = {"firth": "Firth", "ml": "maximum likelihood"}
 
 
 def relapse_columns(with_time: bool) -> list[str]:
@@ -60,206 +69,124 @@ def relapse_columns(with_time: bool) -> list[str]:
 
 Z_95 = float(stats.norm.ppf(0.975))
 OVERDISPERSION_ALPHA = 0.05
-
-
-# ---------------------------------------------------------------------------------------
-# ROC
-
-
-def delong_auc_variance(scores, labels) -> tuple[float, float]:
-    """AUC and its DeLong variance, by the fast midrank algorithm (Sun & Xu 2014).
-
-    Parameters
-    ----------
-    scores : array-like, shape (n,)
-        Higher scores should mean "event".
-    labels : array-like of {0, 1}, shape (n,)
-
-    Returns
-    -------
-    auc : float
-        Mann-Whitney estimate, ties counted 1/2.
-    variance : float
-        DeLong's variance S10/m + S01/n of the structural components (ddof 1).
-    """
-    scores = np.asarray(scores, dtype=float)
-    labels = np.asarray(labels).astype(bool)
-    positive, negative = scores[labels], scores[~labels]
-    m, n = positive.size, negative.size
-    if m < 2 or n < 2:
-        raise ValueError("DeLong's variance needs at least two events and two non-events")
-    ranks_all = stats.rankdata(np.concatenate([positive, negative]))
-    ranks_pos, ranks_neg = stats.rankdata(positive), stats.rankdata(negative)
-    # placement values: share of non-events below each event, of events above each non-event
-    v10 = (ranks_all[:m] - ranks_pos) / n
-    v01 = 1.0 - (ranks_all[m:] - ranks_neg) / m
-    auc = float((ranks_all[:m].sum() - m * (m + 1) / 2.0) / (m * n))
-    variance = float(v10.var(ddof=1) / m + v01.var(ddof=1) / n)
-    return auc, variance
-
-
-def roc_analysis(chi_ppm, events, *, direction: str = "auto") -> dict[str, Any]:
-    """AUC with DeLong 95 % CI, Youden cut-off, and the ROC curve of chi alone.
-
-    Returns
-    -------
-    dict
-        ``auc``, ``auc_ci_low``, ``auc_ci_high``, ``youden_threshold_ppm``, ``sensitivity``,
-        ``specificity``, ``roc_direction`` and ``curve`` (DataFrame fpr, tpr, threshold_ppm;
-        the first point's threshold is infinite: nothing called an event).
-    """
-    chi = np.asarray(chi_ppm, dtype=float)
-    y = np.asarray(events).astype(int)
-    auc_higher, variance = delong_auc_variance(chi, y)
-    if direction == "auto":
-        direction = "higher" if auc_higher >= 0.5 else "lower"
-    if direction not in ("higher", "lower"):
-        raise ValueError(f"direction must be auto, higher or lower, got {direction!r}")
-    sign = 1.0 if direction == "higher" else -1.0
-    auc = auc_higher if direction == "higher" else 1.0 - auc_higher
-    se = np.sqrt(max(variance, 0.0))
-    fpr, tpr, thresholds = roc_curve(y, sign * chi, drop_intermediate=False)
-    youden = tpr - fpr
-    best = int(np.argmax(youden))  # first maximum: the highest score cut-off, most specific
-    threshold = sign * thresholds[best] if np.isfinite(thresholds[best]) else np.nan
-    curve = pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold_ppm": sign * thresholds})
-    return {
-        "auc": float(auc),
-        "auc_ci_low": float(max(0.0, auc - Z_95 * se)),
-        "auc_ci_high": float(min(1.0, auc + Z_95 * se)),
-        "youden_threshold_ppm": float(threshold),
-        "sensitivity": float(tpr[best]),
-        "specificity": float(1.0 - fpr[best]),
-        "roc_direction": direction,
-        "curve": curve,
-    }
+FIT_TOLERANCE = 1e-6
 
 
 # ---------------------------------------------------------------------------------------
 # Regression models
 
 
-def standardise(chi_ppm) -> np.ndarray:
-    """z-scores of chi in the analysed sample (ddof 1): model coefficients are per 1 SD."""
-    chi = np.asarray(chi_ppm, dtype=float)
-    return (chi - chi.mean()) / chi.std(ddof=1)
+def events_per_variable(events, n_parameters: int) -> float:
+    """min(events, non-events) / parameters (the intercept not counted)."""
+    y = np.asarray(events, int)
+    return float(min(y.sum(), y.size - y.sum()) / max(n_parameters, 1))
 
 
-def _exog(z: np.ndarray, covariates: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    design = covariate_design(covariates, list(covariates.columns))
-    exog = pd.DataFrame({"const": 1.0, "z": z}, index=covariates.index)
-    for i, column in enumerate(design.matrix.columns):
-        exog[f"x{i}"] = design.matrix[column].to_numpy()
-    return exog, design.notes
+def choose_logistic_model(method: str, epv: float, separated: bool, *,
+                          firth_below_epv: float) -> str:
+    """``"firth"`` or ``"ml"`` by the rule of the module docstring."""
+    if method not in LOGISTIC_METHODS:
+        raise ValueError(f"logistic method must be one of {LOGISTIC_METHODS}, got {method!r}")
+    if method != "auto":
+        return method
+    return "firth" if separated or epv < firth_below_epv else "ml"
 
 
-def _fit_quietly(fit_function) -> tuple[Any, list[str]]:
-    """Run a fit and turn its numerical warnings into notes."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = fit_function()
-    messages = []
-    for item in caught:
-        text = str(item.message).split("\n")[0].strip()
-        if text and text not in messages and not issubclass(item.category, (DeprecationWarning,
-                                                                            FutureWarning)):
-            messages.append(text)
-    return result, messages
+def _penalised_fit(X: np.ndarray, y: np.ndarray, firth: bool):
+    from firthmodels import FirthLogisticRegression
+
+    # the NumPy path: numba's compilation costs a minute and gains nothing at these sizes
+    model = FirthLogisticRegression(backend="numpy", max_iter=100, gtol=FIT_TOLERANCE,
+                                    xtol=FIT_TOLERANCE, penalty_weight=0.5 if firth else 0.0)
+    return model.fit(X, y)
 
 
-def logistic_odds_ratio(events, chi_ppm, covariates: pd.DataFrame) -> dict[str, Any]:
-    """Odds ratio per 1 SD of chi from ``events ~ z + covariates`` (Wald CI and p)."""
-    y = np.asarray(events, dtype=float)
-    out = {"odds_ratio": np.nan, "or_ci_low": np.nan, "or_ci_high": np.nan, "p": np.nan,
-           "note": ""}
-    exog, notes = _exog(standardise(chi_ppm), covariates)
-    if len(y) - exog.shape[1] < 1:
-        out["note"] = "; ".join(notes + [f"{len(y)} participants cannot fit "
-                                          f"{exog.shape[1]} parameters"])
-        return out
-    try:
-        result, messages = _fit_quietly(lambda: sm.Logit(y, exog).fit(disp=0, maxiter=100))
-    except (np.linalg.LinAlgError, ValueError) as exc:  # singular design
-        out["note"] = "; ".join(notes + [f"logistic model could not be fitted ({exc})"])
-        return out
-    separation = any("separation" in m.lower() or "perfect" in m.lower() for m in messages)
-    converged = bool(result.mle_retvals.get("converged", True))
-    if separation or not converged or not np.isfinite(result.bse["z"]):
-        reason = ("the outcome is perfectly separated by the predictors" if separation
-                  else "the logistic model did not converge")
-        out["note"] = "; ".join(notes + [reason])
-        return out
-    b, se = float(result.params["z"]), float(result.bse["z"])
-    out.update(odds_ratio=float(np.exp(b)), or_ci_low=float(np.exp(b - Z_95 * se)),
-               or_ci_high=float(np.exp(b + Z_95 * se)), p=float(result.pvalues["z"]),
-               note="; ".join(notes + messages))
-    return out
+def logistic_odds_ratio(events, chi_ppm, covariates: pd.DataFrame, *, method: str = "auto",
+                        firth_below_epv: float = 10.0, min_epv: float = 2.0) -> dict[str, Any]:
+    """Odds ratio per 1 SD of chi, profile-likelihood 95 % CI and likelihood-ratio p.
 
-
-def cox_hazard_ratio(time, events, chi_ppm, covariates: pd.DataFrame) -> dict[str, Any]:
-    """Hazard ratio per 1 SD of chi (lifelines Cox PH), 95 % CI and p."""
-    from lifelines import CoxPHFitter
-    from lifelines.exceptions import ConvergenceError
-
-    out = {"hr": np.nan, "hr_ci_low": np.nan, "hr_ci_high": np.nan, "hr_p": np.nan, "note": ""}
-    exog, notes = _exog(standardise(chi_ppm), covariates)
-    data = exog.drop(columns="const").assign(_time=np.asarray(time, float),
-                                             _event=np.asarray(events, int))
-    try:
-        fitter, messages = _fit_quietly(
-            lambda: CoxPHFitter().fit(data, duration_col="_time", event_col="_event"))
-    except (ConvergenceError, np.linalg.LinAlgError, ValueError) as exc:
-        out["note"] = "; ".join(notes + ["Cox model could not be fitted ("
-                                         + str(exc).split("\n")[0] + ")"])
-        return out
-    row = fitter.summary.loc["z"]
-    values = [row["exp(coef)"], row["exp(coef) lower 95%"], row["exp(coef) upper 95%"]]
-    failed = any("converge" in m.lower() for m in messages)
-    if failed or not np.all(np.isfinite(values)) or min(values) <= 0:
-        out["note"] = "; ".join(notes + ["the Cox model did not converge (too few events, or chi "
-                                         "separates events from non-events)"])
-        return out
-    out.update(hr=float(values[0]), hr_ci_low=float(values[1]), hr_ci_high=float(values[2]),
-               hr_p=float(row["p"]), note="; ".join(notes + messages))
-    return out
-
-
-def kaplan_meier_by_median(time, events, chi_ppm) -> tuple[pd.DataFrame, float]:
-    """Kaplan-Meier curves of chi <= median ("low") and > median ("high") and log-rank p.
+    Parameters
+    ----------
+    events : array-like of {0, 1}
+    chi_ppm : array-like
+    covariates : DataFrame
+        Numeric or text covariates (same rows); may have no columns.
+    method : {"auto", "firth", "ml"}
+    firth_below_epv, min_epv : float
+        See the module docstring.
 
     Returns
     -------
-    curves : DataFrame
-        group ('low'/'high'), time, survival, ci_low, ci_high (lifelines' exponential
-        Greenwood 95 % band), one row per time of the curve including time 0.
-    logrank_p : float
+    dict
+        ``odds_ratio``, ``or_ci_low``, ``or_ci_high``, ``p``, ``logistic_model`` ("Firth" or
+        "maximum likelihood"; empty when nothing was fitted), ``epv`` and ``note``.
     """
-    from lifelines import KaplanMeierFitter
-    from lifelines.statistics import logrank_test
+    from firthmodels import detect_separation
 
-    time = np.asarray(time, float)
-    events = np.asarray(events, int)
-    chi = np.asarray(chi_ppm, float)
-    high = chi > np.median(chi)
-    frames = []
-    for label, members in (("low", ~high), ("high", high)):
-        if not members.any():
-            continue
-        fitter = KaplanMeierFitter().fit(time[members], events[members])
-        band = fitter.confidence_interval_survival_function_
-        frames.append(pd.DataFrame({
-            "group": label,
-            "time": fitter.survival_function_.index.to_numpy(dtype=float),
-            "survival": fitter.survival_function_.iloc[:, 0].to_numpy(),
-            "ci_low": band.iloc[:, 0].to_numpy(),
-            "ci_high": band.iloc[:, 1].to_numpy(),
-        }))
-    curves = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["group", "time", "survival", "ci_low", "ci_high"])
-    p = np.nan
-    if high.any() and (~high).any() and events.any():
-        p = float(logrank_test(time[~high], time[high], events[~high], events[high]).p_value)
-    return curves, p
+    y = np.asarray(events, dtype=float)
+    exog, notes = design_with_z(standardise(chi_ppm), covariates)
+    X = exog.drop(columns="const").to_numpy(float)
+    # covariates centred and scaled: the same model (both likelihoods are invariant to
+    # linear changes of a covariate) with better-conditioned iterations (raw ages of ~40
+    # stall the constrained fit of the likelihood-ratio test at tight tolerances)
+    spread = X[:, 1:].std(axis=0)
+    X[:, 1:] = (X[:, 1:] - X[:, 1:].mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    epv = events_per_variable(y, X.shape[1])
+    out = {"odds_ratio": np.nan, "or_ci_low": np.nan, "or_ci_high": np.nan, "p": np.nan,
+           "logistic_model": "", "epv": epv, "note": ""}
+
+    def stop(reason: str) -> dict[str, Any]:
+        out["note"] = "; ".join(notes + [reason])
+        return out
+
+    if epv < min_epv:
+        return stop(f"{int(min(y.sum(), y.size - y.sum()))} events or non-events for "
+                    f"{X.shape[1]} model parameter(s) (EPV {epv:.1f} < {min_epv:g}): too few "
+                    "for any logistic model with these covariates")
+    if np.linalg.matrix_rank(exog.to_numpy(float)) < exog.shape[1]:
+        return stop("chi and the covariates are collinear in this sample")
+    separated = bool(detect_separation(X, y).separation)
+    model = choose_logistic_model(method, epv, separated, firth_below_epv=firth_below_epv)
+    if model == "ml" and separated:
+        return stop("the outcome is separated by the predictors: the maximum-likelihood odds "
+                    "ratio is infinite (Firth's method, relapse.logistic = 'auto' or 'firth', "
+                    "gives a finite one)")
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            fit, messages, bounds, lrt_messages = _fit_with_profile(X, y, model == "firth")
+    except (np.linalg.LinAlgError, ValueError) as exc:
+        return stop(f"logistic model could not be fitted ({str(exc).splitlines()[0]})")
+    if not fit.converged_:
+        return stop(f"the {MODEL_NAMES[model]} logistic model did not converge")
+    missing = [side for side, bound in zip(("lower", "upper"), bounds) if not np.isfinite(bound)]
+    if missing:
+        messages.append(f"the profile-likelihood {' and '.join(missing)} CI bound did not "
+                        "converge")
+    out.update(odds_ratio=float(np.exp(fit.coef_[0])), or_ci_low=float(np.exp(bounds[0])),
+               or_ci_high=float(np.exp(bounds[1])), p=float(fit.lrt_pvalues_[0]),
+               logistic_model=MODEL_NAMES[model],
+               note="; ".join(dict.fromkeys(notes + messages + lrt_messages)))
+    return out
+
+
+def _fit_with_profile(X: np.ndarray, y: np.ndarray, firth: bool):
+    """The fit, its profile-likelihood bounds of b_z and the likelihood-ratio test of b_z = 0.
+
+    Returns (fitted model, fit notes, (lower, upper) log-odds bounds, test notes); the
+    bounds and the test are not computed when the fit did not converge.
+    """
+    fit, messages = fit_quietly(lambda: _penalised_fit(X, y, firth))
+    if not fit.converged_:
+        return fit, messages, (np.nan, np.nan), []
+    # a bound that does not converge is NaN (and said by the caller, once)
+    bounds, _ = fit_quietly(lambda: fit.conf_int(method="pl", features=0, tol=FIT_TOLERANCE,
+                                                 max_iter=100)[0])
+    _, lrt_messages = fit_quietly(lambda: fit.lrt(0))
+    if not np.isfinite(fit.lrt_pvalues_[0]):
+        # from a start already at the optimum firthmodels 0.8 can report a failed
+        # step-halving instead of convergence: start the constrained fit afresh
+        _, lrt_messages = fit_quietly(lambda: fit.lrt(0, warm_start=False))
+    return fit, messages, bounds, lrt_messages
 
 
 def overdispersion_test(poisson_result) -> float:
@@ -279,7 +206,7 @@ def count_rate_ratio(counts, chi_ppm, covariates: pd.DataFrame, exposure=None) -
     y = np.asarray(counts, float)
     out = {"model": "", "rate_ratio": np.nan, "rr_ci_low": np.nan, "rr_ci_high": np.nan,
            "p": np.nan, "overdispersion_p": np.nan, "alpha": np.nan, "note": ""}
-    exog, notes = _exog(standardise(chi_ppm), covariates)
+    exog, notes = design_with_z(standardise(chi_ppm), covariates)
     offset = None if exposure is None else np.log(np.asarray(exposure, float))
     if len(y) - exog.shape[1] < 2:
         out["note"] = "; ".join(notes + [f"{len(y)} participants cannot fit the count model"])
@@ -288,7 +215,7 @@ def count_rate_ratio(counts, chi_ppm, covariates: pd.DataFrame, exposure=None) -
         out["note"] = "; ".join(notes + ["every count is 0"])
         return out
     try:
-        poisson, messages = _fit_quietly(
+        poisson, messages = fit_quietly(
             lambda: sm.Poisson(y, exog, offset=offset).fit(disp=0, maxiter=100))
         if not poisson.mle_retvals.get("converged", True):
             out["note"] = "; ".join(notes + ["the Poisson model did not converge"])
@@ -297,7 +224,7 @@ def count_rate_ratio(counts, chi_ppm, covariates: pd.DataFrame, exposure=None) -
         out["overdispersion_p"] = dispersion_p
         result, model = poisson, "poisson"
         if dispersion_p < OVERDISPERSION_ALPHA:
-            result, more = _fit_quietly(lambda: sm.NegativeBinomial(
+            result, more = fit_quietly(lambda: sm.NegativeBinomial(
                 y, exog, loglike_method="nb2", offset=offset).fit(disp=0, maxiter=200))
             messages += more
             model = "negative_binomial"
@@ -328,3 +255,59 @@ def binary_outcome_problem(events, min_per_class: int) -> str:
 
 def chi_problem(chi_ppm) -> str:
     return "mean_ppm is the same for every participant" if is_constant(chi_ppm) else ""
+
+
+def binary_outcome_row(events, chi_ppm, covariates: pd.DataFrame, settings: RelapseSettings, *,
+                       min_group_size: int, seed: int
+                       ) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """Every number of a region's 0/1-outcome columns in ``relapse.tsv``, and its ROC curve.
+
+    - fewer than ``min_group_size`` events or non-events, or constant chi: nothing but the
+      counts and the reason;
+    - fewer than ``settings.min_events`` of either: the apparent AUC with its DeLong CI
+      (descriptive), and a note that the events are too few for any outcome model: no odds
+      ratio, no cut-off, no corrected AUC;
+    - otherwise also the logistic model (:func:`logistic_odds_ratio`), the Youden cut-off with
+      its cross-validated sensitivity and specificity and the optimism-corrected AUC
+      (:mod:`qsmiron.stats.roc`), all draws from ``seed``.
+
+    Returns
+    -------
+    (dict, DataFrame or None)
+        Keys among :data:`RELAPSE_COLUMNS` plus ``note``; the ROC curve when an AUC was computed.
+    """
+    y = np.asarray(events, int)
+    chi = np.asarray(chi_ppm, float)
+    row: dict[str, Any] = {"n": int(y.size), "n_events": int(y.sum()),
+                           "min_detectable_or": min_detectable_odds_ratio(y.size, int(y.sum()))}
+    problem = binary_outcome_problem(y, min_group_size) or chi_problem(chi)
+    if problem:
+        return {**row, "note": problem}, None
+    roc = roc_analysis(chi, y, direction=settings.roc_direction)
+    curve = roc.pop("curve")
+    row.update(auc=roc["auc"], auc_ci_low=roc["auc_ci_low"], auc_ci_high=roc["auc_ci_high"],
+               roc_direction=roc["roc_direction"])
+    too_few = binary_outcome_problem(y, settings.min_events)
+    if too_few:
+        return {**row, "note": f"{too_few}: too few for any outcome model, so no odds ratio, "
+                               "cut-off or corrected AUC (the AUC is descriptive only)"}, curve
+    row.update({key: roc[key] for key in ("youden_threshold_ppm", "sensitivity_apparent",
+                                          "specificity_apparent")})
+    logistic = logistic_odds_ratio(y, chi, covariates, method=settings.logistic,
+                                   firth_below_epv=settings.firth_below_epv,
+                                   min_epv=settings.min_epv)
+    notes = [logistic.pop("note")]
+    row.update(logistic)
+    validated = cross_validated_cutoff(chi, y, direction=settings.roc_direction,
+                                       folds=settings.cv_folds, repeats=settings.cv_repeats,
+                                       seed=seed)
+    if validated["cv_folds"] < settings.cv_folds:
+        notes.append(f"cut-off cross-validated with {validated['cv_folds']} folds (the smaller "
+                     "outcome class)")
+    row.update(sensitivity_cv=validated["sensitivity_cv"],
+               specificity_cv=validated["specificity_cv"])
+    row["auc_corrected"] = optimism_corrected_auc(chi, y, direction=settings.roc_direction,
+                                                  n_bootstrap=settings.bootstrap,
+                                                  seed=seed)["auc_corrected"]
+    row["note"] = "; ".join(n for n in notes if n)
+    return row, curve

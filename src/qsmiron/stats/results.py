@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from qsmiron.records.study import AnalysisSettings, Exclusion
+from qsmiron.records.answers import StudyAnswers
+from qsmiron.records.study import AnalysisSettings, ColumnInfo, Exclusion
 
 
 @dataclass
@@ -43,6 +44,14 @@ class StudyResults:
     exclusion_counts : dict
         Number of distinct participants left out per analysis (``all``, ``group_comparison``,
         ``associations <variable>``, ``relapse``, ``time_to_event``, ``relapse_count``).
+    km_at_risk : dict
+        ``(region, hemisphere) -> DataFrame(group, time, at_risk, events, censored, survival)``:
+        the numbers at risk under the Kaplan-Meier curves (:mod:`qsmiron.stats.survival`).
+    units : dict
+        Column name -> :class:`~qsmiron.records.study.ColumnInfo` (LongName, Description,
+        Units from ``participants.json``; None where it says nothing) for every column used.
+    answers : StudyAnswers or None
+        The three headline answers and the association matrix (:mod:`qsmiron.stats.answers`).
     """
 
     settings: AnalysisSettings
@@ -57,3 +66,6 @@ class StudyResults:
     warnings: list[str] = field(default_factory=list)
     versions: dict[str, str | None] = field(default_factory=dict)
     exclusion_counts: dict[str, int] = field(default_factory=dict)
+    km_at_risk: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+    units: dict[str, ColumnInfo] = field(default_factory=dict)
+    answers: StudyAnswers | None = None

@@ -6,19 +6,24 @@ error that names them. What the file leaves out is decided from the data by
 
     covariates = ["age", "sex"]
     regions = []                      # empty or absent: all regions
+    primary_regions = ["VeP", "Pu"]   # confirmatory FDR family (both hemispheres)
     session = "baseline"              # longitudinal data: the session analysed
+    seed = 0                          # bootstrap and cross-validation draws
     [groups]
     column = "group"
     compare = ["MOH", "CM"]           # group_a, group_b
     [associations]
     group = "MOH"                     # or "all" for the pooled sample
     variables = ["sds", "disease_duration", "hit6"]
+    primary_variables = ["sds"]       # with primary_regions: the confirmatory associations
     method = "spearman"               # or "pearson"
     [relapse]
     group = "MOH"
     outcome = "relapse"               # 0/1
     time = "time_to_relapse"          # optional, with event = "relapse"
     count = "relapse_count"           # optional
+    logistic = "auto"                 # Firth when events per variable < firth_below_epv
+    km_times = [0, 3, 6, 9, 12]       # numbers at risk at these times (unit of `time`)
 
 Defaults (when a key is absent)
 -------------------------------
@@ -26,6 +31,9 @@ Defaults (when a key is absent)
   alphabetical order); more than two values is an error asking for ``compare``.
 - ``covariates``: ``age`` and ``sex`` when the participants table has them.
 - ``regions``: every region of the regions table.
+- ``primary_regions``: none (every row is one exploratory FDR family; see
+  :mod:`qsmiron.stats.multiple`). Named regions must be among the analysed ones.
+- ``associations.primary_variables``: every association variable.
 - ``session``: the regions table's only session; with several sessions ``qsmiron run`` and
   ``qsmiron stats`` analyse each session separately (see :mod:`qsmiron.pipeline.group`).
 - ``associations.group``: ``group_a`` (the first compared group);
@@ -106,6 +114,9 @@ class AssociationSettings(Settings):
 
     group: str | None = Field(default=None, description="a group label or 'all'; default group_a")
     variables: list[str] | None = None
+    primary_variables: list[str] | None = Field(
+        default=None, description="variables whose rows in the primary regions form the "
+                                  "confirmatory FDR family; default: every variable")
     method: Literal["spearman", "pearson"] = "spearman"
     covariates: list[str] | None = Field(
         default=None, description="default: the study covariates")
@@ -132,6 +143,21 @@ class RelapseSettings(Settings):
     roc_direction: Literal["auto", "higher", "lower"] = Field(
         default="auto", description="which chi values predict the outcome; 'auto' takes the "
                                     "direction with AUC >= 0.5 (as pROC does)")
+    logistic: Literal["auto", "firth", "ml"] = Field(
+        default="auto", description="'auto': Firth's penalised likelihood when events per "
+        "variable < firth_below_epv or the data are separated, maximum likelihood otherwise")
+    firth_below_epv: float = Field(default=10.0, gt=0)
+    min_epv: float = Field(default=2.0, ge=0, description="fewer events per variable: no "
+                                                          "logistic model")
+    min_events: int = Field(default=5, ge=3, description="fewest events and non-events for "
+                            "any outcome model, the cross-validated cut-off and corrected AUC")
+    cv_folds: int = Field(default=5, ge=2, description="folds of the cut-off's cross-validation")
+    cv_repeats: int = Field(default=20, ge=1)
+    bootstrap: int = Field(default=200, ge=20, description="bootstrap samples of the "
+                                                           "optimism-corrected AUC")
+    km_times: list[float] | None = Field(
+        default=None, description="times of the numbers at risk (unit of `time`); default: "
+                                  "round steps from 0 to the longest follow-up")
 
     @field_validator("group", mode="before")
     @classmethod
@@ -144,6 +170,10 @@ class Study(Settings):
 
     covariates: list[str] | None = None
     regions: list[str] = Field(default_factory=list)
+    primary_regions: list[str] = Field(
+        default_factory=list, description="regions of the confirmatory hypotheses: their rows "
+        "(both hemispheres) form the primary FDR family, the other rows the exploratory one")
+    seed: int = Field(default=0, ge=0, description="seed of the bootstrap and cross-validation")
     session: str | None = Field(
         default=None, description="the session (time point) analysed when the regions table holds "
         "several, as ses-<label> or <label>; default: each session separately")
@@ -244,7 +274,9 @@ def resolve_study(study: Study, participants: pd.DataFrame, region_names: list[s
         resolved.regions = list(dict.fromkeys(by_lower[name.lower()] for name in resolved.regions))
     else:
         resolved.regions = list(region_names)
-    _resolve_associations(resolved, participants, labels, counts, table)
+    resolved.primary_regions = _resolve_primary_regions(resolved.primary_regions,
+                                                        resolved.regions, where)
+    _resolve_associations(resolved, participants, labels, counts, table, where)
     _resolve_relapse(resolved, participants, labels, counts, table, where)
     return resolved
 
@@ -273,7 +305,7 @@ def _resolve_groups(resolved: Study, participants: pd.DataFrame, table) -> tuple
     return labels, counts
 
 
-def _resolve_associations(resolved: Study, participants: pd.DataFrame, labels, counts, table) -> None:
+def _resolve_associations(resolved: Study, participants: pd.DataFrame, labels, counts, table, where) -> None:
     """Association group, covariates and variables (default: the known clinical columns)."""
     columns = set(participants.columns)
     assoc = resolved.associations
@@ -292,6 +324,12 @@ def _resolve_associations(resolved: Study, participants: pd.DataFrame, labels, c
                            if name in columns and pd.api.types.is_numeric_dtype(participants[name])
                            and in_group[name].notna().any()]
     _require_columns(assoc.variables, columns, "associations.variables", table)
+    if assoc.primary_variables is not None:
+        unknown = [name for name in assoc.primary_variables if name not in assoc.variables]
+        if unknown:
+            raise InputError(f"associations.primary_variables {', '.join(map(repr, unknown))} "
+                             f"are not association variables ({', '.join(assoc.variables)})",
+                             where)
     _require_numeric(participants, assoc.variables, "associations.variables", table)
 
 
@@ -331,6 +369,16 @@ def _resolve_relapse(resolved: Study, participants: pd.DataFrame, labels, counts
     if relapse.group != ALL and relapse.group not in counts.index:
         raise InputError(f"relapse.group {relapse.group!r} is not a label of column "
                          f"'{resolved.groups.column}' (present: {', '.join(counts.index)}) nor 'all'", table)
+
+
+def _resolve_primary_regions(primary: list[str], analysed: list[str], where: Any) -> list[str]:
+    """Primary regions as spelled in the regions table (any case), each analysed."""
+    by_lower = {name.lower(): name for name in analysed}
+    unknown = [name for name in primary if name.lower() not in by_lower]
+    if unknown:
+        raise InputError(f"primary_regions {', '.join(repr(u) for u in unknown)} are not among "
+                         f"the analysed regions ({', '.join(analysed)})", where)
+    return list(dict.fromkeys(by_lower[name.lower()] for name in primary))
 
 
 def _require_columns(names: list[str], columns: set[str], key: str, path: Any) -> None:

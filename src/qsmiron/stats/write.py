@@ -6,10 +6,12 @@ Files (in ``out_dir``):
   of :class:`~qsmiron.stats.results.StudyResults`, ``n/a`` for missing values, a last
   ``note`` column saying why a row has no statistics;
 - ``relapse_counts.tsv`` when the study has a count column; ``roc_curves.tsv`` and
-  ``km_curves.tsv`` (long form, one row per curve point) when there are curves;
-- ``results.json``: everything above plus the resolved settings, the exclusions, the
-  warnings and the package versions. Non-finite numbers are ``null``. Written last, so its
-  presence means the set is complete.
+  ``km_curves.tsv`` (long form, one row per curve point) when there are curves, and
+  ``km_at_risk.tsv`` (numbers at risk at the chosen times) with the Kaplan-Meier curves;
+- ``results.json``: the ``StudyRecord`` of everything above plus the resolved settings with
+  the methods text, the exclusions, the warnings, the package versions, the column
+  ``units`` and the study ``answers``. Non-finite numbers are ``null``. Written last, so its
+  presence means the set is complete; ``StudyRecord.read`` reads it back typed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from qsmiron.io.atomic import write_json_atomic, write_tsv_atomic
 from qsmiron.io.derivatives import study_paths
 from qsmiron.records.study import Curve, StudyRecord
 from qsmiron.stats.results import StudyResults
+
 
 def write_results(results: StudyResults, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write every table and ``results.json`` into ``out_dir`` (created if needed).
@@ -46,6 +49,8 @@ def write_results(results: StudyResults, out_dir: str | os.PathLike) -> dict[str
         written["roc_curves"] = write_tsv_atomic(paths.roc_curves, _long_curves(results.roc_curves))
     if results.km_curves:
         written["km_curves"] = write_tsv_atomic(paths.km_curves, _long_curves(results.km_curves))
+    if results.km_at_risk:
+        written["km_at_risk"] = write_tsv_atomic(paths.km_at_risk, _long_curves(results.km_at_risk))
     written["results"] = paths.results
     record = study_record(results, files={role: path.name for role, path in written.items()})
     write_json_atomic(paths.results, record.to_json())
@@ -63,7 +68,9 @@ def study_record(results: StudyResults, files: dict[str, str] | None = None) -> 
         group_comparison=_records(results.group_comparison), associations=_records(results.associations),
         relapse=_records(results.relapse),
         relapse_counts=None if results.relapse_counts is None else _records(results.relapse_counts),
-        roc_curves=_curves(results.roc_curves), km_curves=_curves(results.km_curves), files=files or {})
+        roc_curves=_curves(results.roc_curves), km_curves=_curves(results.km_curves),
+        km_at_risk=_curves(results.km_at_risk), units=dict(results.units), answers=results.answers,
+        files=files or {})
 
 
 def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
