@@ -352,7 +352,9 @@ METHODS = (
     Method("given", given_mask, label="user-supplied mask", description="the mask given with --mask",
            selectable=False),
 )
-"""Brain-mask methods (stage ``mask``)."""
+"""Brain-mask methods (stage ``mask``): a selectable one is ``f(magnitude, voxel_size_mm, **params)
+-> (mask, info)``; ``magnitude_template`` is what the record names when ``magnitude`` applied the
+template brain, ``given`` the user's mask."""
 
 REFINEMENT_METHODS = (
     Method("phase_quality", refine_mask_by_phase_quality,
