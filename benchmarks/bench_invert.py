@@ -1,19 +1,20 @@
-"""Speed and accuracy of background removal and dipole inversion (prints tables).
+"""Speed and accuracy of dipole inversion (prints tables).
 
-1. The default ``invert`` of a 160^3 field: seconds and peak RSS (targets: 10 s on 2 cores,
-   4 GB).
-2. Each background-removal method on a 64^3 qsm-forward phantom with an outside source and
-   shim terms: seconds and local-field NRMSE in the eroded mask.
-3. Each inversion method on 64^3 qsm-forward phantoms (axial, oblique B0, 1x1x2 mm voxels,
-   and axial with model errors the dipole model cannot explain): seconds, NRMSE, XSIM, HFEN.
-4. The default's automatic weight against the oracle (best of a quarter-decade grid, solved
-   the same way) on phantoms with model error of different kinds: qsm-forward (oblique B0 +
-   anisotropy-like error) and the head simulator at 2.5 mm (WM anisotropy + non-dipolar WM
-   frequency, residual background, noise).
-5. The default's iteration cap (30) against caps of 60 and 120 on the same phantoms.
+1. The default ``invert`` on a 1 mm head (the project's head simulator, brain box about
+   141 x 178 x 151 voxels, as in a 256 x 256 x 176 scan): wall and CPU seconds, iterations, peak
+   RSS; the previous default ``wtv`` beside it.
+2. The proxy family of ``invert_proxies.py`` (10 cases: qsm-forward cylinders and the head
+   simulator with WM anisotropy, non-dipolar WM frequency, V-SHARP residual background, noise,
+   oblique B0 and thick slices): per case and method NRMSE, XSIM, HFEN, regional slope, mean
+   absolute regional error (ppb) and seconds, then median and worst per method. The TV family
+   is run with the magnitude (and field-noise map) as ``recon`` gives them, and on the field
+   alone as ``qsmiron invert`` without ``--magnitude`` (and the 2016 challenge's local field)
+   gives it.
+3. With ``--all``: the previous parts (background removal at 64^3, every method on 64^3
+   qsm-forward phantoms, the ``wtv`` weight against an oracle, its iteration cap).
 
-Run: ``.venv/bin/python benchmarks/bench_invert.py`` (needs the ``qsm-forward`` test extra).
-Figures on a shared machine are pessimistic.
+Run: ``.venv/bin/python benchmarks/bench_invert.py [--all]`` (needs the ``qsm-forward`` test
+extra). Figures on a shared machine are pessimistic; CPU seconds are given beside wall seconds.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dipole_phantom import forward_phantom, with_model_error  # noqa: E402
 
 from qsmiron.recon.bgremove import BACKGROUND_METHODS, remove_background
 from qsmiron.recon.dipole import forward_field
-from qsmiron.recon.invert import DEFAULT_INVERSION, INVERSION_METHODS, invert
+from qsmiron.recon.invert import INVERSION_METHODS, invert
 from qsmiron.recon.metrics import all_metrics, nrmse
 
 
@@ -40,17 +41,82 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def main() -> None:
-    print("== default inversion of a 160^3 field ==")
-    chi, field, mask, magnitude, noise = forward_phantom((1, 1, 1), (0, 0, 1), n=160)
-    invert(field[64:96, 64:96, 64:96], mask[64:96, 64:96, 64:96], (1, 1, 1), (0, 0, 1))  # numba warm-up
-    start = time.perf_counter()
-    result = invert(field, mask, (1, 1, 1), (0, 0, 1), magnitude=magnitude, noise_ppm=noise)
-    seconds = time.perf_counter() - start
-    print(f"method {DEFAULT_INVERSION}: {seconds:.2f} s, {result.info['iterations']} iterations, "
-          f"alpha {result.info['alpha']:.3g} ({result.info['chosen_by']}), "
-          f"NRMSE {nrmse(result.chi_ppm, chi, mask):.1f} %, peak RSS {peak_rss_mb():.0f} MB")
+PROXY_METHODS = {
+    "wtv": ("wtv", True), "wtv_bregman": ("wtv_bregman", True),
+    "wtv field-only": ("wtv", False), "wtv_bregman field-only": ("wtv_bregman", False),
+    "tv": ("tv", True), "rts": ("rts", True),
+}
+"""Row label -> (method, whether the magnitude and noise map are given)."""
 
+
+def head_1mm():
+    """The head simulator at 1 mm: true local field + 2 ppb noise in the brain eroded by 2 voxels."""
+    from qsmiron.simulate.phantom import build_head_phantom, mr_property_tables, population_chi
+    from qsmiron.simulate.settings import SimulationSettings
+
+    head = build_head_phantom(1.0)
+    settings = SimulationSettings()
+    chi = np.where(head.brain, head.chi_table(population_chi(settings))[head.codes], 0).astype(np.float32)
+    mask = ndimage.binary_erosion(head.brain, iterations=2)
+    field = forward_field(chi, (1, 1, 1), (0, 0, 1))
+    field += np.random.default_rng(0).normal(0, 0.002, field.shape).astype(np.float32)
+    magnitude = mr_property_tables(head, settings)[0][head.codes].astype(np.float32)
+    return chi, np.where(mask, field, 0).astype(np.float32), mask, magnitude
+
+
+def speed() -> None:
+    chi, field, mask, magnitude = head_1mm()
+    box = [b.stop - b.start for b in ndimage.find_objects(mask.astype(int))[0]]
+    print(f"== speed: 1 mm head, brain box {box}, {mask.sum()} mask voxels ==")
+    invert(field[80:112, 100:132, 100:132], mask[80:112, 100:132, 100:132], (1, 1, 1), (0, 0, 1))  # numba
+    for method in ("wtv_bregman", "wtv"):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = invert(field, mask, (1, 1, 1), (0, 0, 1), method=method, magnitude=magnitude)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        print(f"{method:12s} wall {wall:6.2f} s  CPU {cpu:6.2f} s  iterations {result.info['iterations']:3d}  "
+              f"NRMSE {nrmse(result.chi_ppm, chi, mask):5.1f} %  peak RSS {peak_rss_mb():.0f} MB")
+
+
+def proxy_table() -> None:
+    from invert_proxies import proxy_cases, score
+
+    print("\n== proxy family: per case and method ==")
+    print(f"{'case':22s} {'method':24s} {'NRMSE':>6s} {'XSIM':>6s} {'HFEN':>6s} {'slope':>6s} {'reg ppb':>7s} "
+          f"{'s':>6s}")
+    rows: dict[str, list[dict]] = {label: [] for label in PROXY_METHODS}
+    for case_name, make in proxy_cases().items():
+        case = make()
+        for label, (method, with_magnitude) in PROXY_METHODS.items():
+            extra = {"magnitude": case.magnitude, "noise_ppm": case.noise} if with_magnitude else {}
+            start = time.perf_counter()
+            result = invert(case.field, case.mask, case.voxel, case.b0, method=method, **extra)
+            metrics = score(result.chi_ppm, case)
+            metrics["seconds"] = time.perf_counter() - start
+            rows[label].append(metrics)
+            print(f"{case_name:22s} {label:24s} {metrics['nrmse']:6.1f} {metrics['xsim']:6.3f} "
+                  f"{metrics['hfen']:6.1f} {metrics['slope']:6.3f} {metrics['regional_ppb']:7.1f} "
+                  f"{metrics['seconds']:6.1f}", flush=True)
+    print(f"\n{'method':24s} {'NRMSE med/worst':>16s} {'XSIM med/worst':>16s} {'HFEN med/worst':>16s} "
+          f"{'slope med/worst':>16s} {'reg ppb med/worst':>18s}")
+    for label, metrics in rows.items():
+        values = {key: np.array([m[key] for m in metrics]) for key in metrics[0]}
+        slope = values["slope"]
+        print(f"{label:24s} {np.median(values['nrmse']):7.1f} / {values['nrmse'].max():5.1f} "
+              f"{np.median(values['xsim']):7.3f} / {values['xsim'].min():5.3f} "
+              f"{np.median(values['hfen']):7.1f} / {values['hfen'].max():5.1f} "
+              f"{np.median(slope):7.3f} / {slope[np.argmax(np.abs(slope - 1))]:5.3f} "
+              f"{np.median(values['regional_ppb']):8.1f} / {values['regional_ppb'].max():5.1f}")
+
+
+def main() -> None:
+    speed()
+    proxy_table()
+    if "--all" in sys.argv:
+        previous_parts()
+    print(f"\npeak RSS {peak_rss_mb():.0f} MB")
+
+
+def previous_parts() -> None:
     print("\n== background removal, 64^3, local-field NRMSE (%) in the eroded mask ==")
     n = 64
     chi, local, mask, _, _ = forward_phantom((1, 1, 1), (0, 0, 1), n=n)
@@ -87,18 +153,19 @@ def main() -> None:
     print(f"{'case':16s} {'auto alpha':>10s} {'NRMSE':>6s} {'XSIM':>6s} | {'oracle':>8s} {'NRMSE':>6s} {'XSIM':>6s} | ratio")
     for case, make in oracle_cases().items():
         chi, field, mask, magnitude, noise, voxel, b0 = make()
-        auto = invert(field, mask, voxel, b0, magnitude=magnitude, noise_ppm=noise)
+        auto = invert(field, mask, voxel, b0, method="wtv", magnitude=magnitude, noise_ppm=noise)
         top = auto.info["path"]["alphas"][0]
         rows = []
         for a in top * 10.0 ** -np.arange(0.5, 3.01, 0.25):
-            r = invert(field, mask, voxel, b0, magnitude=magnitude, noise_ppm=noise, alpha=float(a))
+            r = invert(field, mask, voxel, b0, method="wtv", magnitude=magnitude, noise_ppm=noise, alpha=float(a))
             rows.append((float(a), all_metrics(r.chi_ppm, chi, mask)))
         best_alpha, best = min(rows, key=lambda row: row[1]["nrmse"])
         m = all_metrics(auto.chi_ppm, chi, mask)
         print(f"{case:16s} {auto.info['alpha']:10.3g} {m['nrmse']:6.1f} {m['xsim']:6.3f} | {best_alpha:8.3g} "
               f"{best['nrmse']:6.1f} {best['xsim']:6.3f} | {auto.info['alpha'] / best_alpha:.2f}")
     iteration_cap()
-    print(f"\npeak RSS {peak_rss_mb():.0f} MB")
+
+
 
 
 def iteration_cap(caps=(30, 60, 120)) -> None:
@@ -108,82 +175,29 @@ def iteration_cap(caps=(30, 60, 120)) -> None:
     what a larger cap would buy: NRMSE at each cap says whether they bring the map nearer the
     truth or merely fit more of the model error.
     """
-    print(f"\n== {DEFAULT_INVERSION}: iteration cap (iterations, NRMSE %, converged) ==")
+    print(f"\n== wtv: iteration cap (iterations, NRMSE %, converged) ==")
     print(f"{'case':16s} " + " | ".join(f"{'cap ' + str(cap):>16s}" for cap in caps))
     for case, make in oracle_cases().items():
         chi, field, mask, magnitude, noise, voxel, b0 = make()
         cells = []
         for cap in caps:
-            result = invert(field, mask, voxel, b0, magnitude=magnitude, noise_ppm=noise, max_iter=cap)
+            result = invert(field, mask, voxel, b0, method="wtv", magnitude=magnitude, noise_ppm=noise, max_iter=cap)
             cells.append(f"{result.info['iterations']:4d} {nrmse(result.chi_ppm, chi, mask):6.1f} "
                          f"{'yes' if result.info['converged'] else 'no':>4s}")
         print(f"{case:16s} " + " | ".join(cells))
 
 
-def head_case(*, anisotropy_ppm=0.0, nondipolar_ppm=0.0, residual_ppm=0.0, noise_ppm=0.003,
-              b0=(0.0, 0.0, 1.0), seed=0):
-    """The project's head simulator (2.5 mm) with model errors added to the local field."""
-    from qsmiron.recon.fourier import bounding_box
-    from qsmiron.simulate.phantom import CODE_WM, build_head_phantom, mr_property_tables, population_chi
-    from qsmiron.simulate.settings import SimulationSettings
-
-    settings = SimulationSettings()
-    head = build_head_phantom(2.5)
-    box = tuple(slice(b.start - 2, b.stop + 2) for b in bounding_box(head.brain))
-    codes = head.codes[box]
-    brain = ndimage.binary_erosion(head.brain[box], iterations=1)
-    rng = np.random.default_rng(seed)
-    chi = head.chi_table(population_chi(settings))[codes].astype(float)
-    texture = ndimage.gaussian_filter(rng.standard_normal(chi.shape), 1.0)
-    chi += 0.008 * texture / texture.std()
-    for _ in range(6):  # veins
-        start = np.array([rng.integers(n // 4, 3 * n // 4) for n in chi.shape])
-        d = rng.standard_normal(3)
-        d /= np.linalg.norm(d)
-        for s in np.linspace(-20, 20, 160):
-            q = tuple(np.round(start + s * d).astype(int))
-            if all(0 <= q[i] < chi.shape[i] for i in range(3)) and brain[q]:
-                chi[q] = 0.3
-    chi = np.where(brain, chi, 0.0)
-    voxel = (2.5, 2.5, 2.5)
-    field = forward_field(chi, voxel, b0)
-    wm = brain & (codes == CODE_WM)
-    if anisotropy_ppm:
-        t = ndimage.gaussian_filter(rng.standard_normal(chi.shape), 1.5)
-        t = anisotropy_ppm * t / t[wm].std() * wm
-        field += forward_field(t, voxel, np.asarray(b0) + [0.5, 0.3, 0.0]) - forward_field(t, voxel, b0)
-    if nondipolar_ppm:  # orientation-dependent WM frequency (fibre angle to B0), not dipolar
-        v = ndimage.gaussian_filter(rng.standard_normal((3, *chi.shape)), (0, 3, 3, 3))
-        cos2 = v[2] ** 2 / np.maximum((v ** 2).sum(0), 1e-12)
-        field += nondipolar_ppm * (1 - cos2 - 2 / 3) * ndimage.gaussian_filter(wm.astype(float), 0.7)
-    if residual_ppm:
-        x, y, z = [(a - a.mean()) / a.shape[i] for i, a in enumerate(np.indices(chi.shape))]
-        field += residual_ppm * (x * x - y * y + 2 * x * z + x + 0.5 * y * z - 0.7 * z) / 0.25
-    magnitude = mr_property_tables(head, settings)[0][codes]
-    magnitude = magnitude / magnitude[brain].max()
-    sd = noise_ppm / np.maximum(magnitude, 0.2)
-    field = field + sd * rng.standard_normal(chi.shape)
-    field = np.where(brain, field - field[brain].mean(), 0.0).astype(np.float32)
-    return (chi.astype(np.float32), field, brain, magnitude.astype(np.float32),
-            np.where(brain, sd, 0.0).astype(np.float32), voxel, b0)
-
-
 def oracle_cases():
-    def qf(b0, with_error, snr=100.0):
-        def make():
-            chi, field, mask, magnitude, noise = forward_phantom((1, 1, 1), b0, n=64, peak_snr=snr)
-            if with_error:
-                field = with_model_error(field, mask, (1, 1, 1), b0)
-            return chi, field, mask, magnitude, noise, (1, 1, 1), b0
-        return make
+    """The proxy family as (chi, field, mask, magnitude, noise, voxel, b0) builders."""
+    from invert_proxies import proxy_cases
 
-    return {"qf noise": qf((0, 0, 1), False), "qf aniso+bg": qf((0, 0, 1), True),
-            "qf obl+aniso+bg": qf((0.34, -0.24, 0.91), True), "qf SNR 30": qf((0, 0, 1), False, 30.0),
-            "head noise": lambda: head_case(),
-            "head WM aniso": lambda: head_case(anisotropy_ppm=0.01, nondipolar_ppm=0.01),
-            "head residual bg": lambda: head_case(residual_ppm=0.002),
-            "head all, obl": lambda: head_case(anisotropy_ppm=0.01, nondipolar_ppm=0.01, residual_ppm=0.005,
-                                               noise_ppm=0.005, b0=(0.2, 0.3, 0.93))}
+    def unpack(make):
+        def build():
+            case = make()
+            return case.chi, case.field, case.mask, case.magnitude, case.noise, case.voxel, case.b0
+        return build
+
+    return {name: unpack(make) for name, make in proxy_cases().items()}
 
 
 if __name__ == "__main__":

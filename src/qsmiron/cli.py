@@ -21,10 +21,18 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
 def _cmd_invert(args: argparse.Namespace) -> int:
     from qsmiron.pipeline.single import invert_file
 
-    invert_file(args.field, args.mask, args.output, method=args.method, config_path=args.config)
+    invert_file(args.field, args.mask, args.output, method=args.method, config_path=args.config,
+                magnitude=args.magnitude, params=dict(args.param or []))
     return 0
 
 
@@ -161,6 +169,35 @@ def _add_study_commands(add) -> None:
     sub.add_argument("-o", "--output", metavar="OUT_DIR", required=True)
     sub.add_argument("--session", metavar="LABEL", default=None,
                      help="the session analysed when the maps have several")
+def _methods_taking(stage_name: str, keyword: str) -> str:
+    """The selectable methods of a reconstruction stage whose function takes ``keyword``."""
+    from qsmiron.recon.stages import accepts, stage
+
+    return ", ".join(m.name for m in stage(stage_name).methods if m.selectable and accepts(m, keyword))
+
+
+def _add_config(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--config", metavar="FILE", default=None,
+                     help="settings file (TOML or JSON); see `qsmiron config`")
+
+
+def _invert_arguments(sub: argparse.ArgumentParser) -> None:
+    """The arguments of ``qsmiron invert``; the method help comes from the declarations."""
+    sub.add_argument("field", metavar="FIELD", help="local field, ppm, 3D NIfTI")
+    sub.add_argument("mask", metavar="MASK", help="binary mask NIfTI on the same grid")
+    sub.add_argument("-o", "--output", metavar="CHI", required=True, help="susceptibility map to write (ppm)")
+    sub.add_argument("--method", metavar="NAME", default=None,
+                     help="inversion method (default: the configuration's recon.inversion.method). "
+                          + _methods_help("inversion"))
+    sub.add_argument("--magnitude", metavar="MAG", default=None,
+                     help="magnitude on the same grid (3D, or 4D with echoes last, combined as root sum of "
+                          "squares): edge prior and data weights of the methods that take one "
+                          f"({_methods_taking('inversion', 'magnitude')})")
+    sub.add_argument("--param", metavar="KEY=VALUE", action="append", type=_key_value, default=None,
+                     help="a parameter of the method (repeat the option), e.g. --param max_outer=4; "
+                          "checked against the method's declared parameters (see `qsmiron config`) "
+                          "and recorded in the sidecar")
+    _add_config(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,18 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    def add_config(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--config", metavar="FILE", default=None,
-                         help="settings file (TOML or JSON); see `qsmiron config`")
-
-    sub = add("invert", _cmd_invert, "Dipole inversion: local field (ppm) to susceptibility (ppm).")
-    sub.add_argument("field", metavar="FIELD", help="local field, ppm, 3D NIfTI")
-    sub.add_argument("mask", metavar="MASK", help="binary mask NIfTI on the same grid")
-    sub.add_argument("-o", "--output", metavar="CHI", required=True, help="susceptibility map to write (ppm)")
-    sub.add_argument("--method", metavar="NAME", default=None,
-                     help="inversion method (default: the configuration's recon.inversion.method). "
-                          + _methods_help("inversion"))
-    add_config(sub)
+    _invert_arguments(add("invert", _cmd_invert, "Dipole inversion: local field (ppm) to susceptibility (ppm)."))
 
     sub = add("recon", _cmd_recon, "Multi-echo GRE magnitude and phase to a susceptibility map.")
     sub.add_argument("--magnitude", metavar="MAG", action="append", required=True,
@@ -200,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="B0 in tesla (default: MagneticFieldStrength from the sidecars)")
     sub.add_argument("--mask", metavar="MASK", default=None, help="brain mask to use instead of the automatic one")
     sub.add_argument("-o", "--output", metavar="OUTDIR", required=True)
-    add_config(sub)
+    _add_config(sub)
 
     sub = add("roi", _cmd_roi, "Per-region susceptibility in atlas regions brought into subject space.")
     sub.add_argument("--chi", metavar="CHI", required=True, help="susceptibility map (ppm)")
@@ -209,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--atlas", default="cit168", metavar="cit168|PATH", help="built-in atlas name or a label NIfTI in template space")
     sub.add_argument("--atlas-labels", metavar="TSV", default=None, help="index and name of each label (required with --atlas PATH)")
     sub.add_argument("--template", metavar="PATH", default=None, help="template the atlas is defined on (default: MNI152NLin2009cAsym)")
-    add_config(sub)
+    _add_config(sub)
 
     _add_study_commands(add)
 
@@ -222,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--study", metavar="study.toml", default=None)
     sub.add_argument("--n-procs", type=int, default=None, metavar="N")
     sub.add_argument("--dask-scheduler", default=None, metavar="ADDRESS")
-    add_config(sub)
+    _add_config(sub)
 
     sub = add("simulate", _cmd_simulate, "Simulate a cohort with known truth as a BIDS dataset.")
     sub.add_argument("out_bids", metavar="OUT_BIDS")

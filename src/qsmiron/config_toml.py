@@ -72,8 +72,7 @@ def _stage_comments() -> dict[str, list[str]]:
             f"  {m.name}{' (default)' if m.name == stage.default else ''}: {m.description}" for m in selectable]
         for method in selectable:
             text = [f"{stage.name} method '{method.name}': {method.label}"]
-            if method.reference:
-                text.append(f"  {method.reference}")
+            text.extend(f"  {reference}" for reference in method.references)
             comments[f"recon.{stage.name}.{method.name}"] = text
     return comments
 

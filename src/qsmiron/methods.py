@@ -42,10 +42,11 @@ import inspect
 import keyword
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, create_model, model_validator
 
 from qsmiron.settings_base import Settings
 
@@ -73,6 +74,14 @@ class Method:
     selectable : bool
         False for a method the pipeline picks by itself (a mask given by the user), which a
         configuration cannot choose.
+    also_cites : tuple of (citation, DOI)
+        Further publications the method builds on (a prior, a solver), cited after the first.
+    former_names : tuple of str
+        Names the method had before. A configuration that still uses one is read as the
+        method, with a ``FutureWarning`` (see ``renamed_because``); records that name it
+        still find its declaration.
+    renamed_because : str or None
+        Why the name changed, for that warning.
     """
 
     name: str
@@ -82,11 +91,15 @@ class Method:
     citation: str | None = None
     doi: str | None = None
     selectable: bool = True
+    also_cites: tuple[tuple[str, str], ...] = ()
+    former_names: tuple[str, ...] = ()
+    renamed_because: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.name.isidentifier() or keyword.iskeyword(self.name) or hasattr(BaseModel, self.name):
-            raise ValueError(f"method name {self.name!r} must be an identifier that is not a "
-                             "Python keyword nor a pydantic attribute")
+        for name in (self.name, *self.former_names):
+            if not name.isidentifier() or keyword.iskeyword(name) or hasattr(BaseModel, name):
+                raise ValueError(f"method name {name!r} must be an identifier that is not a "
+                                 "Python keyword nor a pydantic attribute")
 
     @property
     def reference(self) -> str | None:
@@ -94,6 +107,18 @@ class Method:
         if self.citation is None:
             return None
         return f"{self.citation}, doi:{self.doi}" if self.doi else self.citation
+
+    @property
+    def references(self) -> list[str]:
+        """Every publication the method cites, the main one first, as "citation, doi:..." strings."""
+        further = [f"{citation}, doi:{doi}" if doi else citation for citation, doi in self.also_cites]
+        return ([self.reference] if self.reference else []) + further
+
+    def warn_renamed(self, old: str, where: str) -> None:
+        """A ``FutureWarning`` that ``old`` (at ``where``, e.g. a settings key) is now this method."""
+        why = f" ({self.renamed_because})" if self.renamed_because else ""
+        warnings.warn(f"{where} {old!r} is deprecated: the method is now called {self.name!r}{why}; "
+                      f"write {self.name!r}", FutureWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -162,16 +187,16 @@ class Stage:
     _models: dict[str, type[Settings]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        names = [m.name for m in self.methods]
+        names = [name for m in self.methods for name in (m.name, *m.former_names)]
         if len(set(names)) != len(names):
             raise ValueError(f"stage {self.name!r} declares a method twice: {names}")
         if self.default not in self.selectable():
             raise ValueError(f"stage {self.name!r}: default {self.default!r} is not a selectable method")
 
     def method(self, name: str) -> Method:
-        """The declared method called ``name`` (ValueError naming the choices otherwise)."""
+        """The declared method called ``name`` or formerly so (ValueError naming the choices otherwise)."""
         for method in self.methods:
-            if method.name == name:
+            if method.name == name or name in method.former_names:
                 return method
         raise ValueError(f"unknown {self.label} method {name!r}; choose one of {', '.join(self.selectable())}")
 
@@ -200,14 +225,34 @@ class Stage:
             for name in choices:
                 sub = self.method_settings_model(name)
                 fields[name] = (sub, Field(default_factory=sub, description=self.method(name).description))
-            self._models[""] = create_model(model_name(self.name), __base__=Settings,
-                                            __module__=SETTINGS_MODULE, **fields)
+            renamed = {"current_method_names": model_validator(mode="before")(
+                lambda cls, data: self.current_names(data))}
+            self._models[""] = create_model(model_name(self.name), __base__=Settings, __module__=SETTINGS_MODULE,
+                                            __validators__=renamed, **fields)
         return self._models[""]
+
+    def current_names(self, payload: Any) -> Any:
+        """A settings block's payload with former method names (as ``method`` or as a method's
+        table) replaced by the current ones, each with a ``FutureWarning``."""
+        if not isinstance(payload, dict):
+            return payload
+        payload = dict(payload)
+        for method in self.methods:
+            for old in method.former_names:
+                if payload.get("method") == old:
+                    method.warn_renamed(old, f"{self.label} method")
+                    payload["method"] = method.name
+                if old in payload:
+                    if method.name in payload:
+                        raise ValueError(f"both [{self.name}.{old}] (the former name) and "
+                                         f"[{self.name}.{method.name}] are given; keep {method.name!r}")
+                    method.warn_renamed(old, f"the settings table of {self.label} method")
+                    payload[method.name] = payload.pop(old)
+        return payload
 
     def parameters(self, block: Settings, method: str | None = None) -> dict[str, Any]:
         """Keyword arguments for ``method`` (default: the block's choice) from a settings block."""
-        name = block.method if method is None else method  # type: ignore[attr-defined]
-        self.method(name)
+        name = self.method(block.method if method is None else method).name  # type: ignore[attr-defined]
         sub = getattr(block, name, None)
         if sub is None:  # a method the configuration cannot choose takes its own defaults
             sub = self.method_settings_model(name)()

@@ -139,7 +139,9 @@ E2E_SIMULATION = {
 nuclei still large enough (10-120 voxels) for their means to track the truth."""
 
 E2E_PROCESSING = {
-    "recon": {"inversion": {"method": "tkd"}},
+    # The template-brain mask (an affine registration per subject) is tested on its own in
+    # tests/register/test_brainmask.py and tests/pipeline/test_single.py.
+    "recon": {"inversion": {"method": "tkd"}, "mask": {"magnitude": {"template_brain": False}}},
     "registration": {
         "resolution_mm": 6.0,
         "linear_iterations": [100, 50],
@@ -150,7 +152,8 @@ E2E_PROCESSING = {
     },
     "pipeline": {"progress": False},
 }
-"""Fast processing for the end-to-end tests: TKD inversion, affine registration on a 6 mm grid."""
+"""Fast processing for the end-to-end tests: TKD inversion, magnitude mask, affine registration on a
+6 mm grid."""
 
 
 def e2e_config(**pipeline):

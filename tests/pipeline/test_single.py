@@ -284,6 +284,40 @@ def test_recon_susceptibility_matches_the_forward_simulated_truth(axial_recon, a
     assert error < RECON_NRMSE_BOUND
 
 
+def test_recon_of_a_small_field_of_view_records_why_the_template_brain_was_skipped(axial_recon):
+    record = ReconRecord.read(axial_recon / "recon.json")
+    mask_step = record.step("mask")
+    assert mask_step.method == "magnitude" and "template_margin_mm" not in mask_step.parameters
+    template = mask_step.notes["template_brain"]
+    assert template["used"] is False and "field of view too small" in template["reason"]
+
+
+def test_reconstruct_arrays_restricts_the_automatic_mask_to_a_given_template_brain(axial_sim):
+    """A template brain that leaves out the brain's lower third: the mask follows it, and the
+    step records the method, the parameters, the volumes and the registration's seconds;
+    switched off, the mask is the magnitude's and the step says why."""
+    from qsmiron.recon.chain import reconstruct_arrays
+    from qsmiron.recon.settings import ReconSettings
+
+    probability = axial_sim["brain"].astype(np.float32)
+    probability[:, :, :14] = 0.0
+    args = (axial_sim["magnitude"], axial_sim["phase"], (1, 1, 1), (0, 0, 1), TES, FIELD_STRENGTH_T)
+    settings = ReconSettings()
+    settings.inversion.method = "tkd"
+    restricted = reconstruct_arrays(*args, settings=settings, brain_probability=probability,
+                                    brain_probability_notes={"used": True, "seconds": 100.0})
+    step = restricted.steps[1]
+    assert step.method == "magnitude_template" and step.parameters["template_margin_mm"] == 4.0
+    assert step.notes["template_brain"]["volume_after_ml"] < step.notes["template_brain"]["volume_before_ml"]
+    assert step.seconds >= 100.0
+    assert not restricted.mask[:, :, :8].any()
+    settings.mask.magnitude.template_brain = False
+    kept = reconstruct_arrays(*args, settings=settings, brain_probability=probability)
+    step = kept.steps[1]
+    assert step.method == "magnitude" and step.notes["template_brain"]["reason"].startswith("switched off")
+    assert step.notes["n_voxels"] > restricted.steps[1].notes["n_voxels"]
+
+
 def test_per_echo_files_with_sidecars_give_the_same_result_as_the_4d_file(
         axial_recon, axial_sim, tmp_path):
     mags, phases = write_per_echo_dataset(tmp_path / "in", axial_sim)
@@ -506,6 +540,59 @@ def test_invert_rejects_an_unknown_method_listing_the_registry(local_field_case,
     err = capsys.readouterr().err.strip()
     assert code == 2 and "nonsense" in err
     assert all(name in err for name in _inversion_methods())
+
+
+def test_invert_takes_magnitude_and_method_parameters_and_records_them(local_field_case):
+    case = local_field_case
+    magnitude = write_image(case["folder"] / "mag.nii.gz",
+                            np.where(case["brain"], 1.0 - 2.0 * np.abs(case["chi"]), 0).astype(np.float32),
+                            case["affine"])
+    out = case["folder"] / "chi_params.nii.gz"
+    assert main(["invert", str(case["field"]), str(case["mask"]), "-o", str(out), "--magnitude", str(magnitude),
+                 "--param", "max_outer=2", "--param", "edge_fraction=0.2"]) == 0
+    record = InversionRecord.model_validate(json.loads(out.with_name("chi_params.json").read_text())["qsmiron"])
+    inversion = record.steps[0]
+    assert inversion.method == "wtv_bregman"
+    assert record.command_line_parameters == {"max_outer": 2, "edge_fraction": 0.2}
+    assert inversion.parameters["max_outer"] == 2 and inversion.parameters["edge_fraction"] == 0.2
+    assert inversion.parameters["inner_iterations"] == 7  # the others keep their declared defaults
+    assert record.inputs["magnitude"].endswith("mag.nii.gz") and inversion.notes["inputs"] == ["magnitude"]
+    assert inversion.notes["gradient_weights"] == "magnitude edges"
+    assert inversion.notes["bregman_steps"] <= 2
+    assert nrmse_percent(nib.load(str(out)).get_fdata(), case["chi"], case["brain"]) < INVERT_NRMSE_BOUND
+
+
+@pytest.mark.parametrize("param, words", [("alpah=0.001", "has no parameter 'alpah'"),
+                                          ("max_outer=2.5", "'max_outer': Input should be a valid integer"),
+                                          ("max_outer=0", "'max_outer': Input should be greater than or equal to 1"),
+                                          ("edge_fraction=wide", "'edge_fraction': Input should be a valid number")])
+def test_invert_rejects_a_bad_method_parameter_in_one_line(param, words, local_field_case, tmp_path, capsys):
+    case = local_field_case
+    out = tmp_path / "chi.nii.gz"
+    code = main(["invert", str(case["field"]), str(case["mask"]), "-o", str(out), "--param", param])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and words in err, err
+    assert not out.exists()
+
+
+def test_invert_rejects_a_magnitude_on_another_grid_naming_it(local_field_case, tmp_path, capsys):
+    case = local_field_case
+    magnitude = write_image(tmp_path / "mag_small.nii.gz", np.ones((10, 10, 10), np.float32), case["affine"])
+    code = main(["invert", str(case["field"]), str(case["mask"]), "-o", str(tmp_path / "chi.nii.gz"),
+                 "--magnitude", str(magnitude)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "mag_small.nii.gz" in err and "grid" in err, err
+
+
+def test_invert_maps_the_former_method_name_medi_to_wtv_with_a_warning_and_records_the_new_name(
+        local_field_case, tmp_path):
+    case = local_field_case
+    out = tmp_path / "chi.nii.gz"
+    with pytest.warns(FutureWarning, match="'medi' is deprecated: the method is now called 'wtv'"):
+        assert main(["invert", str(case["field"]), str(case["mask"]), "-o", str(out), "--method", "medi",
+                     "--param", "max_iter=5"]) == 0
+    record = InversionRecord.model_validate(json.loads(out.with_name("chi.json").read_text())["qsmiron"])
+    assert record.steps[0].method == "wtv" and record.steps[0].parameters["max_iter"] == 5
 
 
 # ---------------------------------------------------------------------------------------

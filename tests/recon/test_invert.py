@@ -22,15 +22,15 @@ def blob_phantom(n=32):
     return np.where(mask, chi, 0.0).astype(np.float32), mask
 
 
-def test_registry_names_the_five_methods_and_default():
-    assert set(INVERSION_METHODS) == {"tkd", "tikhonov", "tv", "rts", "medi"}
+def test_registry_names_the_six_methods_and_default():
+    assert set(INVERSION_METHODS) == {"tkd", "tikhonov", "tv", "rts", "wtv", "wtv_bregman"}
     assert DEFAULT_INVERSION in INVERSION_METHODS
     assert InversionSettings().method == DEFAULT_INVERSION
 
 
 # NRMSE (%) bounds on noise-free smooth blobs: measured plus about 20 %. TKD and RTS keep
 # their truncation's underestimation of cone-adjacent frequencies (about 35-39 %).
-BLOB_BOUNDS = {"tkd": 43.0, "rts": 46.0, "tikhonov": 35.0, "tv": 35.0, "medi": 35.0}
+BLOB_BOUNDS = {"tkd": 43.0, "rts": 46.0, "tikhonov": 35.0, "tv": 35.0, "wtv": 35.0, "wtv_bregman": 35.0}
 
 
 @pytest.mark.parametrize("method", sorted(INVERSION_METHODS))

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from qsmiron.recon.mask import MASK_METHODS, METHODS, brain_mask, ellipsoid, refine_mask_by_phase_quality
+from qsmiron.recon.mask import (MASK_METHODS, METHODS, brain_mask, ellipsoid, magnitude_mask,
+                               refine_mask_by_phase_quality, restrict_to_template_brain)
 
 
 def head(shape=(48, 48, 40), voxel=(1.0, 1.0, 1.0), snr=20.0, seed=0):
@@ -82,5 +83,22 @@ def test_refinement_uses_quality_and_residual_evidence():
 
 
 def test_mask_methods_selectable_from_the_settings_are_the_automatic_one():
-    assert MASK_METHODS == {"magnitude": brain_mask}
-    assert [method.name for method in METHODS] == ["magnitude", "given"]
+    assert MASK_METHODS == {"magnitude": magnitude_mask}
+    assert [method.name for method in METHODS] == ["magnitude", "magnitude_template", "given"]
+
+
+def test_restricting_to_a_shifted_template_brain_drops_the_neck_and_keeps_the_brain():
+    """A head mask = brain ellipsoid + neck cylinder; the template brain is the ellipsoid shifted
+    by 3 mm (an imperfect affine): with the 4 mm margin no brain is lost and the neck goes."""
+    shape, voxel = (60, 60, 70), (2.0, 2.0, 2.0)
+    x, y, z = np.meshgrid(*[(np.arange(n) - (n - 1) / 2) * d for n, d in zip(shape, voxel)], indexing="ij")
+    brain = (x / 40) ** 2 + (y / 48) ** 2 + ((z - 20) / 36) ** 2 <= 1
+    neck = (x / 25) ** 2 + (y / 25) ** 2 <= 1
+    head = brain | (neck & (z < -5))
+    template = ((x - 3) / 40) ** 2 + (y / 48) ** 2 + ((z - 20) / 36) ** 2 <= 1
+    restricted, info = restrict_to_template_brain(head, template.astype(np.float32), voxel, margin_mm=4.0)
+    assert (restricted & brain).sum() == brain.sum()
+    assert (restricted & ~brain).sum() < 0.05 * brain.sum()
+    assert info["volume_after_ml"] < info["volume_before_ml"] and info["outside_template_brain_before"] > 0.1
+    with pytest.raises(ValueError, match="shape"):
+        restrict_to_template_brain(head, template[:-1], voxel)

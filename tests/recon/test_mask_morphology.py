@@ -1,18 +1,18 @@
-"""The numba morphology of recon/mask.py gives exactly scipy.ndimage's results.
+"""The numba morphology of recon/morphology.py gives exactly scipy.ndimage's results.
 
 ``binary_opening`` (parallel erosion and dilation by voxel offsets) claims the result of
-``scipy.ndimage.binary_opening`` and ``filled_holes`` (one labelling pass) that of
-``scipy.ndimage.binary_fill_holes``; both are compared voxel for voxel on random masks
-(noise, blobs, thin shells) and structuring elements (balls of several radii on isotropic
-and anisotropic grids, random symmetric elements, and an asymmetric one, which falls back
-to scipy).
+``scipy.ndimage.binary_opening``, ``dilate`` that of ``scipy.ndimage.binary_dilation`` and
+``filled_holes`` (one labelling pass) that of ``scipy.ndimage.binary_fill_holes``; all are
+compared voxel for voxel on random masks (noise, blobs, thin shells) and structuring elements
+(balls of several radii on isotropic and anisotropic grids, random symmetric elements, and an
+asymmetric one, which falls back to scipy).
 """
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from qsmiron.recon.mask import binary_opening, ellipsoid, filled_holes
+from qsmiron.recon.morphology import binary_opening, dilate, ellipsoid, filled_holes
 
 
 def random_masks(seed: int):
@@ -55,6 +55,15 @@ def test_binary_opening_equals_scipy_on_random_masks(seed, element):
     for kind, mask in random_masks(seed).items():
         expected = ndimage.binary_opening(mask, structure=ball)
         np.testing.assert_array_equal(binary_opening(mask, ball), expected, err_msg=f"{kind}, {element}")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("element", ["ball r2 aniso", "ball r3 aniso", "random 1"])
+def test_dilate_equals_scipy_on_random_masks(seed, element):
+    ball = ELEMENTS[element]
+    for kind, mask in random_masks(seed).items():
+        expected = ndimage.binary_dilation(mask, structure=ball)
+        np.testing.assert_array_equal(dilate(mask, ball), expected, err_msg=f"{kind}, {element}")
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])

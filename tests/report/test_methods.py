@@ -154,3 +154,33 @@ def test_a_note_repeating_a_parameter_is_left_out_and_a_chosen_value_is_reported
     text = methods_paragraph(provenance.model_copy(update={"scans": scans}), None)
     clause = text[text.index("background field removal"):text.index("dipole inversion")]
     assert "[recorded: radius_mm = 4 mm]" in clause and clause.count("threshold = 0.05") == 1
+
+
+@pytest.mark.parametrize("method, said, not_said, cited", [
+    ("wtv_bregman", ["with Bregman iterations stopped by the discrepancy principle"], ["MEDI (morphology-enabled"],
+     ["doi:10.1137/040605412", "doi:10.1002/mrm.22816", "doi:10.1002/mrm.27073"]),
+    ("wtv", ["magnitude-weighted total-variation inversion by ADMM"], ["Bregman", "MEDI (morphology-enabled"],
+     ["doi:10.1002/mrm.22816", "doi:10.1002/mrm.27073"]),
+    # a record written when wtv was called medi: credited as what it is
+    ("medi", ["magnitude-weighted total-variation inversion by ADMM"], ["Bregman", "MEDI (morphology-enabled"],
+     ["doi:10.1002/mrm.22816"]),
+    ("rts", ["RTS (rapid two-step)"], ["magnitude-weighted"], ["doi:10.1016/j.neuroimage.2017.11.018"]),
+])
+def test_inversion_clause_names_the_algorithm_that_ran_and_the_references_cite_it(provenance, method, said,
+                                                                                  not_said, cited):
+    scans = []
+    for scan in provenance.scans:
+        steps = [step.model_copy(update={"method": method}) if step.step == "inversion" else step
+                 for step in scan.recon.steps]
+        scans.append(scan.model_copy(update={"recon": scan.recon.model_copy(update={"steps": steps})}))
+    text = methods_paragraph(provenance.model_copy(update={"scans": scans}), None)
+    clause = text.split("dipole inversion: ")[1].split("; (")[0]
+    references = text.split("References of the methods: ")[1]
+    for phrase in said:
+        assert phrase in clause, phrase
+    for phrase in not_said:
+        assert phrase not in clause, phrase
+    for doi in cited:
+        assert doi in references, doi
+    if method != "rts":
+        assert "doi:10.1016/j.neuroimage.2017.11.018" not in references

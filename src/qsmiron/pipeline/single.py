@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from qsmiron.io.atomic import check_writable_dir, write_json_atomic
 from qsmiron.io.derivatives import ReconPaths, recon_paths
 from qsmiron.io.nifti import b0_direction_voxel, same_grid, save_nifti, voxel_size_mm
 from qsmiron.records.recon import InversionRecord, ReconInputs, ReconRecord
+from qsmiron.recon.settings import ReconSettings
 from qsmiron.versions import software_versions
 
 def _resolve_config(config_path, settings: QsmironConfig | None) -> QsmironConfig:
@@ -102,6 +103,29 @@ def _move_into(tmp_dir: Path, out_dir: Path, names: list[str]) -> None:
         os.replace(tmp_dir / name, out_dir / name)
 
 
+def template_brain(magnitude: np.ndarray, affine: np.ndarray,
+                   recon: ReconSettings) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The template brain on the subject grid for the automatic mask, or why there is none.
+
+    Registered only for a mask method that takes one (``brain_probability``) with its
+    ``template_brain`` on. Registration problems (ANTs errors included) never stop a
+    reconstruction: the mask then falls back to the magnitude alone and the recorded reason
+    says so.
+    """
+    from qsmiron.recon.stages import MASK, accepts
+
+    if not accepts(MASK.method(recon.mask.method), "brain_probability") \
+            or not MASK.parameters(recon.mask).get("template_brain", False):
+        return None, {}
+    from qsmiron.register.brainmask import template_brain_probability
+
+    try:
+        found = template_brain_probability(magnitude, affine)
+    except (RuntimeError, ValueError, MemoryError) as error:
+        return None, {"used": False, "reason": f"template registration failed ({error}); magnitude mask only"}
+    return found.probability, found.info
+
+
 def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float] | None = None,
                       field_strength_t: float | None = None, mask=None, config_path=None,
                       settings: QsmironConfig | None = None,
@@ -160,10 +184,14 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     if mask is not None:
         user_mask = load_mask(mask, gre.shape3d, gre.affine, data_path=gre.paths["magnitude"][0])
 
+    probability, probability_notes = (None, {}) if user_mask is not None else \
+        template_brain(gre.magnitude, gre.affine, config.recon)
     try:
         result = reconstruct_arrays(gre.magnitude, gre.phase, gre.voxel_size_mm, gre.b0_direction,
                                     gre.echo_times_s, gre.field_strength_t,
-                                    settings=config.recon, mask=user_mask)
+                                    settings=config.recon, mask=user_mask,
+                                    brain_probability=probability,
+                                    brain_probability_notes=probability_notes)
     except InputError as error:
         if error.step == "mask":
             where = mask if mask is not None else gre.paths["magnitude"][0]
@@ -194,7 +222,83 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     return paths
 
 
-def invert_file(field, mask, out, *, method: str | None = None, config_path=None) -> Path:
+def inversion_method(name: str) -> str:
+    """The declared inversion method a user named (a former name maps to it, with a FutureWarning).
+
+    Raises
+    ------
+    InputError
+        An unknown name, listing the choices.
+    """
+    from qsmiron.recon.stages import INVERSION
+
+    try:
+        declared = INVERSION.method(str(name))
+    except ValueError:
+        declared = None
+    if declared is None or not declared.selectable:
+        raise InputError(f"unknown inversion method {name!r}; choose one of "
+                         f"{', '.join(sorted(INVERSION.selectable()))}")
+    if declared.name != name:
+        declared.warn_renamed(str(name), "inversion method")
+    return declared.name
+
+
+def method_parameters_from_text(method: str, texts: dict[str, str] | None) -> dict[str, Any]:
+    """``key=value`` parameters of an inversion method, validated against its declaration.
+
+    The values are read as the method's settings block reads them (its signature's types and
+    bounds: ``"4"`` is an integer, ``"true"`` a boolean, ``"auto"`` a choice); ``none`` is None.
+
+    Raises
+    ------
+    InputError
+        One line naming the unknown key (and the keys the method takes) or the bad value.
+    """
+    from pydantic import ValidationError
+
+    from qsmiron.recon.stages import INVERSION
+    from qsmiron.settings_base import describe_validation_error
+
+    model = INVERSION.method_settings_model(method)
+    texts = dict(texts or {})
+    unknown = sorted(set(texts) - set(model.model_fields))
+    if unknown:
+        raise InputError(f"inversion method {method!r} has no parameter {unknown[0]!r}; it takes "
+                         f"{', '.join(sorted(model.model_fields))}")
+    values = {key: None if text.strip().lower() in ("none", "null") else text for key, text in texts.items()}
+    try:
+        validated = model.model_validate(values)
+    except ValidationError as error:
+        raise InputError(f"--param of inversion method {method!r}: {describe_validation_error(error)}") from None
+    return {key: getattr(validated, key) for key in values}
+
+
+def load_magnitude(path, shape3d: Sequence[int], affine: np.ndarray, field_path) -> np.ndarray:
+    """A magnitude on the field's grid as (X, Y, Z, E) float32 (a 3D image is one echo).
+
+    Raises
+    ------
+    InputError
+        Naming the magnitude: not 3D or 4D, another grid, NaN or infinite values.
+    """
+    from qsmiron.io.nifti import load_nifti
+
+    volume = load_nifti(path, with_sidecar=False)
+    data = np.asarray(volume.data, dtype=np.float32)
+    if data.ndim == 3:
+        data = data[..., np.newaxis]
+    if data.ndim != 4 or not same_grid(volume.affine, affine, data.shape[:3], shape3d):
+        raise InputError(f"the magnitude must be a 3D or 4D image on the grid of "
+                         f"{Path(field_path).name} (shape {tuple(shape3d)}), got shape "
+                         f"{tuple(volume.data.shape)} or another affine", path)
+    if not np.all(np.isfinite(data)):
+        raise InputError("the magnitude holds NaN or infinite values", path)
+    return data
+
+
+def invert_file(field, mask, out, *, method: str | None = None, config_path=None, magnitude=None,
+                params: dict[str, str] | None = None) -> Path:
     """Dipole inversion of a local field map file.
 
     Parameters
@@ -208,16 +312,24 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
         Susceptibility map to write (ppm, same grid); a JSON sidecar beside it records the
         method, its parameters and the versions.
     method : str, optional
-        One of ``qsmiron.recon.invert.INVERSION_METHODS``; default: the configuration's
-        (``recon.inversion.method``).
+        A declared inversion method (``qsmiron.recon.invert.METHODS``); default: the
+        configuration's (``recon.inversion.method``).
     config_path : path, optional
         Settings file (TOML or JSON).
+    magnitude : path, optional
+        Magnitude on the same grid (3D, or 4D with echoes last, combined as root sum of
+        squares): edge prior and data weights of the methods that take one (``wtv``,
+        ``wtv_bregman``); the step's ``notes["inputs"]`` records whether it was used.
+    params : dict of str, optional
+        Method parameters as text (``{"max_outer": "4"}``), validated against the method's
+        declaration; they override the configuration's and are recorded
+        (``InversionRecord.command_line_parameters``).
 
     Raises
     ------
     InputError
-        A 4D field, NaN or infinite values inside the mask, a mask on another grid, a mask
-        that is not binary or empty, an unknown method.
+        A 4D field, NaN or infinite values inside the mask, a mask or magnitude on another
+        grid, a mask that is not binary or empty, an unknown method or parameter.
     """
     from qsmiron.io.acquisition import clean_voxel_size_mm
     from qsmiron.io.nifti import load_nifti
@@ -226,10 +338,11 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
     config = load_config(config_path)
     recon = config.recon.model_copy(deep=True)
     if method is not None:
-        if str(method) not in INVERSION.selectable():
-            raise InputError(f"unknown inversion method {method!r}; choose one of "
-                             f"{', '.join(sorted(INVERSION.selectable()))}")
-        recon.inversion.method = str(method)
+        recon.inversion.method = inversion_method(method)
+    chosen = recon.inversion.method
+    given = method_parameters_from_text(chosen, params)
+    if given:
+        setattr(recon.inversion, chosen, getattr(recon.inversion, chosen).model_copy(update=given))
     # Susceptibility is relative: reference it to the whole-brain (mask) mean, as recon does.
     recon.reference.method = "mean"
     out = Path(out)
@@ -247,13 +360,17 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
         n_bad = int(np.count_nonzero(~np.isfinite(data[mask_array])))
         raise InputError(f"the local field holds {n_bad} NaN or infinite values inside the "
                          f"mask", field)
+    magnitude_array = None if magnitude is None else load_magnitude(magnitude, data.shape, field_volume.affine,
+                                                                     field)
     voxel = clean_voxel_size_mm(field_volume.affine)
     b0 = b0_direction_voxel(field_volume.affine)
-    state = ReconState(voxel_size_mm=voxel, b0_direction=b0, local_mask=mask_array,
+    state = ReconState(voxel_size_mm=voxel, b0_direction=b0, local_mask=mask_array, magnitude=magnitude_array,
                        local_ppm=np.where(mask_array, data, 0).astype(np.float32))
     steps = run_stages(state, recon, (INVERSION, REFERENCE))
-    record = InversionRecord(qsmiron_version=__version__,
-                             inputs={"field": str(Path(field).resolve()), "mask": str(Path(mask).resolve())},
+    inputs = {"field": str(Path(field).resolve()), "mask": str(Path(mask).resolve())}
+    if magnitude is not None:
+        inputs["magnitude"] = str(Path(magnitude).resolve())
+    record = InversionRecord(qsmiron_version=__version__, inputs=inputs, command_line_parameters=given,
                              voxel_size_mm=list(voxel), b0_direction_voxel=[float(v) for v in b0],
                              steps=steps, versions=software_versions())
     save_nifti(out, state.chi_ppm, field_volume.affine, dtype=np.float32,

@@ -10,7 +10,7 @@ file-level pipeline to write into ``recon.json``. Pure: no files, no printing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -68,7 +68,9 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
                        echo_times_s: Sequence[float], field_strength_t: float, *,
                        settings: ReconSettings | None = None,
                        mask: np.ndarray | None = None,
-                       reference_mask: np.ndarray | None = None) -> ReconResult:
+                       reference_mask: np.ndarray | None = None,
+                       brain_probability: np.ndarray | None = None,
+                       brain_probability_notes: dict[str, Any] | None = None) -> ReconResult:
     """Reconstruct a susceptibility map from multi-echo magnitude and raw phase.
 
     Parameters
@@ -90,6 +92,14 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
         A brain mask to use instead of the automatic one (not refined by phase quality).
     reference_mask : ndarray of bool, shape (X, Y, Z), optional
         The reference region when ``settings.reference.method == "mask"``.
+    brain_probability : ndarray, shape (X, Y, Z), optional
+        A template's brain on this grid (0..1, e.g. registered by
+        ``qsmiron.register.brainmask``): the automatic mask is restricted to it
+        (``recon.mask.restrict_to_template_brain``) unless the mask method's
+        ``template_brain`` is off.
+    brain_probability_notes : dict, optional
+        How it was obtained (``seconds`` count in the mask step), or why there is none;
+        recorded with the mask step.
 
     Returns
     -------
@@ -116,7 +126,8 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
     state = ReconState(voxel_size_mm=tuple(float(v) for v in voxel_size_mm), magnitude=magnitude, phase=phase,
                        b0_direction=b0 / np.linalg.norm(b0), echo_times_s=echo_times_s,
                        field_strength_t=float(field_strength_t), given_mask=mask,
-                       reference_mask=None if reference_mask is None else np.asarray(reference_mask, bool))
+                       reference_mask=None if reference_mask is None else np.asarray(reference_mask, bool),
+                       brain_probability=brain_probability, brain_probability_notes=dict(brain_probability_notes or {}))
     steps = run_stages(state, settings)
     return ReconResult(chi_ppm=state.chi_ppm, mask=state.local_mask, field_hz=state.field_hz,
                        local_ppm=state.local_ppm, noise_hz=state.noise_hz, steps=steps,

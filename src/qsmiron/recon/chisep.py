@@ -54,8 +54,8 @@ from qsmiron.recon.fourier import irfftn, laplacian_kernel, rfftn
 from qsmiron.recon.invert import (DEFAULT_PAD_MM, data_weights, estimate_noise_ppm,
                                   gradient_adjoint_of_difference, gradient_shrink,
                                   inconsistency_ppm, prepare_problem)
-from qsmiron.recon.invert.medi import DEFAULT_EDGE_FRACTION, magnitude_edge_weights
 from qsmiron.recon.invert.tv_admm import run_weighted_tv
+from qsmiron.recon.invert.wtv import DEFAULT_EDGE_FRACTION, magnitude_edge_weights
 
 __all__ = ["ChiSeparation", "separate_susceptibility", "r2prime_from_r2star", "check_r2_map",
            "relaxometric_constant", "DR_3T_HZ_PER_PPM", "PSEUDO_R2_3T"]
@@ -68,7 +68,7 @@ PSEUDO_R2_3T = (5.25, 0.5)
 
 QSM_PATH = {"max_iter": 30, "tol": 1e-2, "path_alphas": 6, "path_decades": 3.5, "path_iterations": 3}
 """Settings of the MEDI solve that picks the TV weight under ``alpha="auto"`` (those of
-``qsmiron.recon.invert.medi``)."""
+``qsmiron.recon.invert.wtv``)."""
 
 R2_PLAUSIBLE_PER_S = (2.0, 45.0)
 """Median R2 over a brain, s^-1, from 1.5 to 7 T (T2 about 22 to 500 ms); outside it the map is
@@ -223,12 +223,12 @@ def separate_susceptibility(local_ppm: np.ndarray, r2star_per_s: np.ndarray, mas
     r2star_sd_per_s : ndarray, optional
         Standard error of R2* (s^-1): R2' weights and noise level.
     alpha : float or "auto"
-        TV weight, ppm mm (the convention of ``qsmiron.recon.invert.medi``); "auto": the
+        TV weight, ppm mm (the convention of ``qsmiron.recon.invert.wtv``); "auto": the
         weight MEDI's automatic rule picks for this field (one MEDI solve, module docstring).
     chi_ppm : ndarray, optional
         Net susceptibility of the same field (e.g. the pipeline's QSM) to start from; with
         ``alpha="auto"`` the MEDI solve provides it.
-    edge_fraction, max_iter, tol, pad_mm : as for ``medi``; ``tol`` on the relative change
+    edge_fraction, max_iter, tol, pad_mm : as for ``wtv``; ``tol`` on the relative change
         of the two maps per iteration.
 
     Returns

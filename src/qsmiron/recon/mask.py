@@ -22,110 +22,12 @@ from skimage.filters import threshold_otsu
 
 from qsmiron.errors import InputError
 from qsmiron.methods import Method
+from qsmiron.recon.morphology import (crop_box, dilate, ellipsoid, filled_holes, largest_component,
+                                      open_keeping_edges)
 from qsmiron.recon.params import Fraction, NonNegativeFloat, OpenFraction
 
-__all__ = ["brain_mask", "refine_mask_by_phase_quality", "given_mask", "keep_mask", "METHODS",
-           "REFINEMENT_METHODS", "MASK_METHODS", "ellipsoid"]
-
-
-def ellipsoid(radius_mm: float, voxel_size_mm: Sequence[float]) -> np.ndarray:
-    """Boolean structuring element: the voxels within ``radius_mm`` of the centre (mm)."""
-    half = [int(np.floor(radius_mm / float(d) + 1e-9)) for d in voxel_size_mm]
-    axes = [np.arange(-h, h + 1) * float(d) for h, d in zip(half, voxel_size_mm)]
-    x, y, z = np.meshgrid(*axes, indexing="ij")
-    return (x * x + y * y + z * z) <= radius_mm ** 2 + 1e-9
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, n = scipy.ndimage.label(mask)
-    if n <= 1:
-        return labels > 0
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return labels == int(np.argmax(sizes))
-
-
-def filled_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill the background components that do not reach the volume border (6-connected).
-
-    The same result as ``scipy.ndimage.binary_fill_holes`` with one labelling pass instead
-    of an iterated dilation.
-    """
-    background = np.pad(~mask, 1, constant_values=True)
-    labels, _ = scipy.ndimage.label(background)
-    return labels[1:-1, 1:-1, 1:-1] != labels[0, 0, 0]
-
-
-@numba.njit(parallel=True, cache=True)
-def _erode(mask, offsets, out):
-    """Binary erosion by the structuring element given as voxel offsets (outside = False),
-    what ``scipy.ndimage.binary_erosion`` computes for a symmetric element."""
-    nx, ny, nz = mask.shape
-    for x in numba.prange(nx):
-        for y in range(ny):
-            for z in range(nz):
-                keep = mask[x, y, z]
-                if keep:
-                    for k in range(offsets.shape[0]):
-                        a = x + offsets[k, 0]
-                        b = y + offsets[k, 1]
-                        c = z + offsets[k, 2]
-                        if a < 0 or b < 0 or c < 0 or a >= nx or b >= ny or c >= nz \
-                                or not mask[a, b, c]:
-                            keep = False
-                            break
-                out[x, y, z] = keep
-
-
-@numba.njit(parallel=True, cache=True)
-def _dilate(mask, offsets, out):
-    """Binary dilation by a symmetric structuring element given as voxel offsets."""
-    nx, ny, nz = mask.shape
-    for x in numba.prange(nx):
-        for y in range(ny):
-            for z in range(nz):
-                hit = mask[x, y, z]
-                if not hit:
-                    for k in range(offsets.shape[0]):
-                        a = x + offsets[k, 0]
-                        b = y + offsets[k, 1]
-                        c = z + offsets[k, 2]
-                        if a >= 0 and b >= 0 and c >= 0 and a < nx and b < ny and c < nz \
-                                and mask[a, b, c]:
-                            hit = True
-                            break
-                out[x, y, z] = hit
-
-
-def binary_opening(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
-    """``scipy.ndimage.binary_opening(mask, structure=ball)`` for a symmetric ``ball``.
-
-    Erosion and dilation visit the element's offsets nearest the centre first and stop at
-    the first voxel that decides, in parallel over the first axis.
-    """
-    if not np.array_equal(ball, ball[::-1, ::-1, ::-1]):
-        return scipy.ndimage.binary_opening(mask, structure=ball)
-    centre = np.array([h // 2 for h in ball.shape])
-    offsets = np.argwhere(ball) - centre
-    offsets = offsets[np.argsort(np.abs(offsets).sum(axis=1), kind="stable")].astype(np.int64)
-    mask = np.ascontiguousarray(mask, dtype=bool)
-    eroded = np.empty(mask.shape, bool)
-    _erode(mask, offsets, eroded)
-    opened = np.empty(mask.shape, bool)
-    _dilate(eroded, offsets, opened)
-    return opened
-
-
-def _open(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
-    """Binary opening that does not erode where the object meets the array edge.
-
-    The edge is replicated before opening: an object cut by the field of view continues
-    beyond it.
-    """
-    pad = [(h // 2, h // 2) for h in ball.shape]
-    padded = np.pad(mask, pad, mode="edge")
-    opened = binary_opening(padded, ball)
-    return opened[tuple(slice(p, n - p) for (p, _), n in zip(pad, opened.shape))]
+__all__ = ["brain_mask", "magnitude_mask", "restrict_to_template_brain", "refine_mask_by_phase_quality",
+           "given_mask", "keep_mask", "METHODS", "REFINEMENT_METHODS", "MASK_METHODS", "ellipsoid"]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -147,19 +49,11 @@ def _root_sum_of_squares(magnitude, out):
     return bad == 0
 
 
-def _crop(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
-    if not mask.any():
-        return tuple(slice(0, n) for n in mask.shape)
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(max(0, hits[0] - margin), min(mask.shape[axis], hits[-1] + 1 + margin)))
-    return tuple(box)
+ThresholdCap = Annotated[float, Interval(gt=0, le=1)]
+"""The cap of the magnitude threshold, a fraction of the 99th percentile, in (0, 1]."""
 
 
-def brain_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
-               threshold_cap: Annotated[float, Interval(gt=0, le=1)] = 0.25,
+def brain_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *, threshold_cap: ThresholdCap = 0.25,
                opening_mm: NonNegativeFloat = 2.0, fill_holes: bool = True) -> np.ndarray:
     """Brain (object) mask from the magnitude: robust threshold, opening, largest component.
 
@@ -210,17 +104,118 @@ def brain_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
     del combined
     if opening_mm > 0:
         ball = ellipsoid(opening_mm, voxel_size_mm)
-        box = _crop(mask, margin=max(ball.shape))
-        opened = _open(mask[box], ball)
+        box = crop_box(mask, margin=max(ball.shape))
+        opened = open_keeping_edges(mask[box], ball)
         mask = np.zeros_like(mask)
         mask[box] = opened
-    box = _crop(mask, margin=1)
-    inner = _largest_component(mask[box])
+    box = crop_box(mask, margin=1)
+    inner = largest_component(mask[box])
     if fill_holes:
         inner = filled_holes(inner)
     mask = np.zeros(mask.shape, bool)
     mask[box] = inner
     return mask
+
+
+def restrict_to_template_brain(mask: np.ndarray, brain_probability: np.ndarray,
+                               voxel_size_mm: Sequence[float], *, threshold: float = 0.5,
+                               margin_mm: float = 4.0) -> tuple[np.ndarray, dict[str, Any]]:
+    """Keep the part of a magnitude mask that lies in the (registered) template brain.
+
+    The template brain is ``brain_probability >= threshold`` grown by ``margin_mm`` (an
+    ellipsoidal dilation in mm), which absorbs the misalignment of a fast affine registration
+    and of brains whose shape the affine cannot follow; the magnitude mask inside it is kept,
+    its largest component taken and holes filled. Skull base, sinus walls, face and neck, which
+    a magnitude threshold keeps and whose phase makes the inversion streak, fall outside.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (X, Y, Z)
+        The magnitude mask.
+    brain_probability : ndarray, shape (X, Y, Z)
+        The template's brain on this grid (e.g. a binary brain mask resampled with linear
+        interpolation), 0..1.
+    voxel_size_mm : 3 floats, mm
+    threshold : float
+        Probability at which a voxel counts as template brain.
+    margin_mm : float
+        Growth of the template brain before the intersection, mm.
+
+    Returns
+    -------
+    restricted : ndarray of bool
+    info : dict
+        Volumes (mL) before and after, the share of the magnitude mask outside the template
+        brain (before), and the parameters.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    probability = np.asarray(brain_probability, dtype=np.float32)
+    if probability.shape != mask.shape:
+        raise ValueError(f"brain_probability shape {probability.shape} differs from the mask's {mask.shape}")
+    brain = np.nan_to_num(probability) >= threshold
+    voxel_ml = float(np.prod(voxel_size_mm)) / 1000.0
+    outside = float((mask & ~brain).sum() / max(mask.sum(), 1))
+    info: dict[str, Any] = {"threshold": threshold, "margin_mm": margin_mm,
+                            "volume_before_ml": round(float(mask.sum()) * voxel_ml, 3),
+                            "outside_template_brain_before": round(outside, 4)}
+    if margin_mm > 0:
+        brain = dilate(brain, ellipsoid(margin_mm, voxel_size_mm))
+    restricted = mask & brain
+    if restricted.any():
+        box = crop_box(restricted, margin=1)
+        inner = filled_holes(largest_component(restricted[box]))
+        restricted = np.zeros(mask.shape, bool)
+        restricted[box] = inner
+    info["volume_after_ml"] = round(float(restricted.sum()) * voxel_ml, 3)
+    return restricted, info
+
+
+def magnitude_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
+                   brain_probability: np.ndarray | None = None, threshold_cap: ThresholdCap = 0.25,
+                   opening_mm: NonNegativeFloat = 2.0, fill_holes: bool = True, template_brain: bool = True,
+                   template_threshold: OpenFraction = 0.5,
+                   template_margin_mm: NonNegativeFloat = 4.0) -> tuple[np.ndarray, dict[str, Any]]:
+    """The magnitude's brain mask (``brain_mask``), restricted to a registered template brain.
+
+    On a whole-head scan the magnitude threshold keeps skull base, sinus walls, face and neck;
+    the template's brain, registered to the magnitude by the pipeline
+    (``qsmiron.register.brainmask``) and passed in as ``brain_probability``, removes them
+    (``restrict_to_template_brain``). Without it (a crop or slab, no template installed, a
+    failed registration) or with ``template_brain`` off, the magnitude mask is returned as it
+    is, and ``info`` says why.
+
+    Parameters
+    ----------
+    magnitude : ndarray, shape (X, Y, Z) or (X, Y, Z, E)
+    voxel_size_mm : 3 floats, mm
+    brain_probability : ndarray, shape (X, Y, Z), optional
+        The template brain on this grid, 0..1 (a stage input, not a setting).
+    threshold_cap, opening_mm, fill_holes
+        Those of ``brain_mask``.
+    template_brain : bool
+        Restrict to the template brain (the pipeline registers the template only when on).
+    template_threshold, template_margin_mm
+        ``threshold`` and ``margin_mm`` of ``restrict_to_template_brain``.
+
+    Returns
+    -------
+    mask : ndarray of bool, shape (X, Y, Z)
+    info : dict
+        ``template_brain``: ``used`` and, when used, the volumes before and after; otherwise
+        the ``reason``.
+    """
+    mask = np.asarray(brain_mask(magnitude, voxel_size_mm, threshold_cap=threshold_cap, opening_mm=opening_mm,
+                                 fill_holes=fill_holes), dtype=bool)
+    if not template_brain:
+        return mask, {"template_brain": {"used": False, "reason": "switched off (template_brain = false)"}}
+    if brain_probability is None:
+        return mask, {"template_brain": {"used": False, "reason": "no template brain was given"}}
+    restricted, info = restrict_to_template_brain(mask, brain_probability, voxel_size_mm,
+                                                  threshold=template_threshold, margin_mm=template_margin_mm)
+    if not restricted.any():
+        return mask, {"template_brain": {"used": False, **info, "reason": "the template brain does not "
+                                         "overlap the magnitude mask; magnitude mask only"}}
+    return restricted, {"template_brain": {"used": True, **info}}
 
 
 def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float], *,
@@ -268,7 +263,7 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
         info.update(removed_voxels=0, removed_fraction=0.0)
         return full_mask.copy(), info
     # Work in the mask's bounding box (plus a margin of one voxel of background).
-    box = _crop(full_mask, margin=1)
+    box = crop_box(full_mask, margin=1)
     mask = full_mask[box]
     noise_hz = None if noise_hz is None else noise_hz[box]
     quality = None if quality is None else quality[box]
@@ -301,9 +296,9 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
     del labels, region
     refined = mask & ~peeled
     if opening_mm > 0 and refined.any():
-        refined = _open(refined, ellipsoid(opening_mm, voxel_size_mm))
+        refined = open_keeping_edges(refined, ellipsoid(opening_mm, voxel_size_mm))
     if refined.any():
-        refined = filled_holes(_largest_component(refined)) & mask
+        refined = filled_holes(largest_component(refined)) & mask
     info["removed_voxels"] = int(mask.sum() - refined.sum())
     info["removed_fraction"] = float(info["removed_voxels"] / max(1, int(mask.sum())))
     out = np.zeros(full_mask.shape, bool)
@@ -336,15 +331,30 @@ def keep_mask(mask: np.ndarray, voxel_size_mm: Sequence[float]) -> tuple[np.ndar
     return np.asarray(mask, dtype=bool), {"removed_voxels": 0, "removed_fraction": 0.0}
 
 
+OTSU = ("Otsu N. IEEE Trans Syst Man Cybern 1979;9:62-66", "10.1109/TSMC.1979.4310076")
+
 METHODS = (
-    Method("magnitude", brain_mask, label="from the magnitude (Otsu threshold, opening, largest component)",
+    Method("magnitude", magnitude_mask, label="from the magnitude (Otsu threshold, opening, largest component)",
            description="threshold of the echo-combined magnitude (Otsu, capped), opening, largest "
-                       "component, holes filled",
-           citation="Otsu N. IEEE Trans Syst Man Cybern 1979;9:62-66", doi="10.1109/TSMC.1979.4310076"),
+                       "component, holes filled; on whole-head scans restricted to the registered "
+                       "template brain",
+           citation=OTSU[0], doi=OTSU[1]),
+    Method("magnitude_template", magnitude_mask,
+           label="from the magnitude (Otsu threshold, opening, largest component), restricted to the "
+                 "MNI152NLin2009cAsym brain registered affinely to the magnitude with ANTs and grown by "
+                 "a margin",
+           description="the magnitude mask inside the registered template brain (recorded when the "
+                       "restriction was applied)",
+           citation="Fonov VS, Evans AC, Botteron K, et al. NeuroImage 2011;54:313-327",
+           doi="10.1016/j.neuroimage.2010.07.033",
+           also_cites=(("Avants BB, Tustison NJ, Song G, et al. NeuroImage 2011;54:2033-2044",
+                        "10.1016/j.neuroimage.2010.09.025"), OTSU), selectable=False),
     Method("given", given_mask, label="user-supplied mask", description="the mask given with --mask",
            selectable=False),
 )
-"""Brain-mask methods (stage ``mask``)."""
+"""Brain-mask methods (stage ``mask``): a selectable one is ``f(magnitude, voxel_size_mm, **params)
+-> (mask, info)``; ``magnitude_template`` is what the record names when ``magnitude`` applied the
+template brain, ``given`` the user's mask."""
 
 REFINEMENT_METHODS = (
     Method("phase_quality", refine_mask_by_phase_quality,

@@ -62,6 +62,11 @@ class ReconState:
     """B0, tesla (needed from background field removal on)."""
     given_mask: np.ndarray | None = None
     """The user's brain mask (used as it is, never refined)."""
+    brain_probability: np.ndarray | None = None
+    """A template's brain on this grid (0..1), registered to the magnitude by the pipeline
+    (``qsmiron.register.brainmask``), for the mask methods that take it."""
+    brain_probability_notes: dict[str, Any] = field(default_factory=dict)
+    """How ``brain_probability`` was obtained (its seconds, checks), or why there is none."""
     reference_mask: np.ndarray | None = None
     phase_rad: np.ndarray | None = None
     """phase: wrapped phase in [-pi, pi), rad."""
@@ -110,6 +115,10 @@ class StepResult:
     warnings: list[str] = field(default_factory=list)
     method: str | None = None
     parameters: dict[str, Any] | None = None
+    seconds_before: float = 0.0
+    """Wall time spent on the stage's inputs before the chain ran (the template registration of
+    the mask), counted in the step's seconds."""
+    cpu_seconds_before: float = 0.0
 
 
 def accepts(method: Method, keyword: str) -> bool:
@@ -137,10 +146,37 @@ def run_mask(state: ReconState, method: Method, parameters: dict[str, Any]) -> S
         given = MASK.method("given")
         state.mask = given.function(state.magnitude, state.voxel_size_mm, mask=state.given_mask)
         return StepResult(state.mask_notes(state.mask), method=given.name, parameters={})
-    state.mask = np.asarray(method.function(state.magnitude, state.voxel_size_mm, **parameters), dtype=bool)
+    given = state.brain_probability is not None
+    inputs = {"brain_probability": state.brain_probability} if accepts(method, "brain_probability") else {}
+    mask, info = method.function(state.magnitude, state.voxel_size_mm, **parameters, **inputs)
+    state.mask, state.brain_probability = np.asarray(mask, dtype=bool), None
     if not state.mask.any():
         raise InputError("the automatic brain mask is empty: the magnitude shows no head (give --mask)")
-    return StepResult(state.mask_notes(state.mask))
+    notes, warnings = _details(info)
+    result = StepResult({**state.mask_notes(state.mask), **notes}, warnings)
+    if "template_brain" in notes:
+        result = _with_template_notes(result, state.brain_probability_notes, given, parameters)
+    return result
+
+
+def _with_template_notes(result: StepResult, prior: dict[str, Any], given: bool,
+                         parameters: dict[str, Any]) -> StepResult:
+    """The mask step with the pipeline's record of the template registration (``prior``).
+
+    Its seconds count in the step. Without a template brain the pipeline's reason (a crop, a
+    failed registration) replaces the method's; the method that ran is ``magnitude_template``
+    when the restriction was applied, else the magnitude mask alone with its own parameters.
+    """
+    method_notes = result.notes["template_brain"]
+    template = {**prior, **method_notes} if given else {**method_notes, **prior}
+    result.notes["template_brain"] = template
+    result.seconds_before = float(prior.get("seconds", 0.0) or 0.0)
+    result.cpu_seconds_before = float(prior.get("cpu_seconds", 0.0) or 0.0)
+    if template.get("used"):
+        result.method = MASK.method("magnitude_template").name
+    else:
+        result.parameters = {k: v for k, v in parameters.items() if not k.startswith("template_")}
+    return result
 
 
 def run_unwrap(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
@@ -228,7 +264,8 @@ def run_reference(state: ReconState, method: Method, parameters: dict[str, Any])
 
 # ---------------------------------------------------------------------------------- stages
 PHASE = Stage("phase", "phase scaling to radians", phase.METHODS, default="rescale", run=run_phase)
-MASK = Stage("mask", "brain masking", masking.METHODS, default="magnitude", inputs=("mask",), run=run_mask)
+MASK = Stage("mask", "brain masking", masking.METHODS, default="magnitude", inputs=("mask", "brain_probability"),
+             run=run_mask)
 UNWRAP = Stage("unwrap", "phase unwrapping", unwrap.METHODS, default="romeo", inputs=("workers",),
                run=run_unwrap)
 ECHO_FIT = Stage("echo_fit", "echo combination (fit of the field over echo time)", echofit.METHODS,
@@ -239,7 +276,7 @@ MASK_REFINEMENT = Stage("mask_refinement", "mask refinement by phase quality", m
                         run=run_mask_refinement)
 BACKGROUND = Stage("background", "background field removal", bgremove.METHODS, default="ismv",
                    inputs=("noise",), run=run_background)
-INVERSION = Stage("inversion", "dipole inversion", invert.METHODS, default="medi",
+INVERSION = Stage("inversion", "dipole inversion", invert.METHODS, default="wtv_bregman",
                   inputs=("magnitude", "noise_ppm"), run=run_inversion)
 REFERENCE = Stage("reference", "susceptibility referencing", reference.METHODS, default="mean",
                   inputs=("reference_mask",), run=run_reference)
@@ -277,6 +314,7 @@ def run_stages(state: ReconState, settings: Any, stages: Sequence[Stage] = RECON
             raise error.in_step(current.name) from None
         steps.append(StepInfo(step=current.name, method=result.method or method.name,
                               parameters=parameters if result.parameters is None else result.parameters,
-                              seconds=time.perf_counter() - wall, cpu_seconds=time.process_time() - cpu,
+                              seconds=time.perf_counter() - wall + result.seconds_before,
+                              cpu_seconds=time.process_time() - cpu + result.cpu_seconds_before,
                               notes=result.notes, warnings=result.warnings))
     return steps

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from qsmiron.config import QsmironConfig
@@ -69,6 +71,10 @@ class InversionRecord(Record):
     created: str = Field(default_factory=utc_now)
     command: str = "invert"
     inputs: dict[str, str]
+    """The files read: ``field``, ``mask`` and, when given, ``magnitude`` (absolute paths)."""
+    command_line_parameters: dict[str, Any] = Field(default_factory=dict)
+    """Method parameters given on the command line (``--param KEY=VALUE``), as validated; the
+    inversion step's ``parameters`` hold every parameter used."""
     voxel_size_mm: list[float]
     b0_direction_voxel: list[float]
     steps: list[StepInfo]

@@ -87,7 +87,7 @@ def _references(recons: list[ReconRecord], regions: list[RegionsRecord]) -> list
     methods = [_declared(step.step, step.method) for recon in recons for step in recon.steps]
     if regions:
         methods.append(REGISTRATION)
-    return list(dict.fromkeys(m.reference for m in methods if m is not None and m.reference))
+    return list(dict.fromkeys(reference for m in methods if m is not None for reference in m.references))
 
 
 def processing_sentences(recons: list[ReconRecord]) -> list[str]:

@@ -113,3 +113,19 @@ def data_update_nonlinear(dchi, s, field, w2, mu, out, newton_steps):
                 s[i, j, k] = u - v
                 out[i, j, k] = v - (u - v)
     return misfit
+
+
+@numba.njit(parallel=True, cache=True)
+def relative_change(new, old):
+    """||new - old|| / ||new|| in one pass (float64 sums), 0 when ``new`` is zero."""
+    nx, ny, nz = new.shape
+    num = 0.0
+    den = 0.0
+    for i in numba.prange(nx):
+        for j in range(ny):
+            for k in range(nz):
+                a = np.float64(new[i, j, k])
+                d = a - np.float64(old[i, j, k])
+                num += d * d
+                den += a * a
+    return np.sqrt(num / den) if den > 0 else 0.0

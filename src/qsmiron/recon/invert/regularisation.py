@@ -3,7 +3,7 @@
 Rules, each evaluated on a path of weights from strong to weak:
 
 - **Discrepancy principle on the total inconsistency** (Morozov 1966; the default "auto" of
-  ``tv``/``medi``): the weight whose RMS residual inside the mask equals the RMS of what no
+  ``tv``/``wtv``): the weight whose RMS residual inside the mask equals the RMS of what no
   susceptibility can explain, measured from the field's energy on the magic cone
   (``_common.inconsistency_ppm``: noise and model errors together). ``discrepancy_crossing``
   interpolates the crossing in log-log.

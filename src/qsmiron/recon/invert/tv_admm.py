@@ -9,7 +9,7 @@ per iteration on the mask's padded bounding box; fused voxel loops in numba.
 
 The data term is only enforced inside the mask (W = 0 outside), so the unknown field outside
 the brain is not mistaken for zero. ``M_G`` (per-voxel gradient weights) turns this into the
-morphology-weighted TV of MEDI (see ``medi.py``).
+magnitude-weighted TV (``wtv.py``, MEDI's edge prior) and its Bregman variant (``bregman.py``).
 
 The weight ``alpha`` is chosen automatically by default ("auto"): the solver follows a path of
 decreasing weights, half a decade apart (warm starts, a few iterations each), and stops where
@@ -74,10 +74,28 @@ class TVSolver:
     def _start(self) -> None:
         """z = grad chi0, v = D chi0 + data pull, duals zero."""
         threshold = np.zeros(self.chi.shape, np.float32)
+        self.s1[...] = 0.0
+        self.s2[...] = 0.0
         _kernels.gradient_shrink(self.chi, self.z, self.s1, threshold, self.inv_dx)
         self.s1[...] = 0.0
-        dchi = irfftn(rfftn(self.chi) * self.dipole, self.chi.shape).astype(np.float32)
-        self._data_step(dchi)
+        self.dchi = irfftn(rfftn(self.chi) * self.dipole, self.chi.shape).astype(np.float32)
+        self._data_step(self.dchi)
+
+    def restart(self, chi: np.ndarray) -> None:
+        """Start again from ``chi`` with fresh splittings (the arrays are reused)."""
+        self.chi = np.asarray(chi, dtype=np.float32).copy()
+        self.alpha = None
+        self._start()
+
+    def set_field(self, field_ppm: np.ndarray) -> None:
+        """Replace the data the data term pulls towards (ppm; Bregman iterations add back residuals)."""
+        self.field = (np.asarray(field_ppm, dtype=np.float32) * np.float32(self.scale)).astype(np.float32)
+
+    def residual_rms_ppm(self) -> float:
+        """RMS of ``D chi - f`` inside the mask, ppm, for the current iterate (no extra FFT)."""
+        inside = self.problem.mask
+        diff = self.dchi[inside] / np.float32(self.scale) - self.problem.field_ppm[inside]
+        return float(np.sqrt(np.mean(diff * diff, dtype=np.float64)))
 
     def _data_step(self, dchi: np.ndarray) -> float:
         if self.nonlinear is None:
@@ -111,11 +129,11 @@ class TVSolver:
             spectrum *= self.inverse
             new_chi = irfftn(spectrum, shape)
             spectrum *= self.dipole
-            dchi = irfftn(spectrum, shape)
-            diff = np.linalg.norm(new_chi - self.chi) / max(np.linalg.norm(new_chi), 1e-30)
+            self.dchi = irfftn(spectrum, shape)
+            diff = _kernels.relative_change(new_chi, self.chi)
             self.chi = new_chi
             self.tv = float(_kernels.gradient_shrink(self.chi, self.z, self.s1, self.threshold, self.inv_dx))
-            self.misfit = float(self._data_step(dchi))
+            self.misfit = float(self._data_step(self.dchi))
             self.iterations += 1
             change = float(diff)
             if change < tol:
@@ -187,7 +205,7 @@ def run_weighted_tv(problem: Problem, weights: np.ndarray, noise_level: float, *
                     path_alphas: int, path_decades: float, path_iterations: int,
                     path_step_decades: float = 0.5,
                     nonlinear_scale_rad_per_ppm: float | None = None) -> tuple[np.ndarray, dict]:
-    """Shared driver of ``tv_admm`` and ``medi``: choose alpha (or take it) and solve."""
+    """Shared driver of ``tv_admm`` and ``wtv``: choose alpha (or take it) and solve."""
     solver = TVSolver(problem, weights, gradient_weights=gradient_weights,
                       nonlinear_scale_rad_per_ppm=nonlinear_scale_rad_per_ppm)
     n_data = int(problem.mask.sum())

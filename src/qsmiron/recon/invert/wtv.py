@@ -1,7 +1,10 @@
-"""Morphology-enabled (magnitude-weighted) TV inversion, MEDI-like.
+"""Magnitude-weighted TV inversion (``wtv``; called ``medi`` before qsmiron 0.2).
 
-``min_chi 1/2 ||W (D chi - f)||^2 + alpha ||M_G grad chi||_{2,1}`` (Liu et al., MRM
-2011;66:777 and NeuroImage 2012;59:2560), solved with the ADMM of ``tv_admm``:
+``min_chi 1/2 ||W (D chi - f)||^2 + alpha ||M_G grad chi||_{2,1}``, solved with the ADMM of
+``tv_admm``. The magnitude prior is the one of MEDI (morphology-enabled dipole inversion,
+Liu et al., MRM 2011;66:777 and NeuroImage 2012;59:2560), but this is not Liu's MEDI: the
+data term is linear by default (MEDI's is nonlinear), the solver is ADMM (MEDI: Gauss-Newton
+with conjugate gradients) and the weight is chosen by qsmiron's own rule (below), not fixed:
 
 - data weights W: 1/noise from the field-noise map of the echo fit when given (the maximum
   likelihood weighting), otherwise the magnitude (MEDI's SNR proxy);
@@ -26,7 +29,7 @@ from typing import Literal, Sequence
 import numpy as np
 from scipy import ndimage
 
-from qsmiron.recon.invert._common import DEFAULT_PAD_MM, data_weights, setup
+from qsmiron.recon.invert._common import DEFAULT_PAD_MM, Problem, data_weights, setup
 from qsmiron.recon.invert.tv_admm import run_weighted_tv
 from qsmiron.recon.params import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
 
@@ -57,13 +60,27 @@ def magnitude_edge_weights(magnitude: np.ndarray, mask: np.ndarray, voxel_size_m
     return weights
 
 
-def medi(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
-         b0_direction: Sequence[float], *, magnitude: np.ndarray | None = None,
-         noise_ppm: np.ndarray | None = None, alpha: PositiveFloat | Literal["auto", "lcurve", "discrepancy"] = "auto",
-         edge_fraction: Fraction = DEFAULT_EDGE_FRACTION, max_iter: PositiveInt = 30,
-         tol: PositiveFloat = 1e-2, path_alphas: PositiveInt = 6, path_decades: PositiveFloat = 3.5,
-         path_iterations: PositiveInt = 3, phase_scale_rad_per_ppm: PositiveFloat | None = None,
-         pad_mm: NonNegativeFloat = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
+def padded_edge_weights(problem: Problem, magnitude: np.ndarray | None, mask: np.ndarray,
+                        edge_fraction: float) -> tuple[np.ndarray | None, str]:
+    """TV's per-voxel weights on the problem's grid (None without a magnitude) and their source.
+
+    Outside the mask the weight is 1: TV there only shapes the unobserved extension.
+    """
+    if magnitude is None:
+        return None, "uniform (no magnitude)"
+    weights = problem.grid.pad(magnitude_edge_weights(magnitude, np.asarray(mask, dtype=bool),
+                                                      problem.voxel_size_mm, edge_fraction=edge_fraction))
+    weights[~problem.mask] = 1.0
+    return weights, "magnitude edges"
+
+
+def wtv(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
+        b0_direction: Sequence[float], *, magnitude: np.ndarray | None = None,
+        noise_ppm: np.ndarray | None = None, alpha: PositiveFloat | Literal["auto", "lcurve", "discrepancy"] = "auto",
+        edge_fraction: Fraction = DEFAULT_EDGE_FRACTION, max_iter: PositiveInt = 30,
+        tol: PositiveFloat = 1e-2, path_alphas: PositiveInt = 6, path_decades: PositiveFloat = 3.5,
+        path_iterations: PositiveInt = 3, phase_scale_rad_per_ppm: PositiveFloat | None = None,
+        pad_mm: NonNegativeFloat = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
     """Susceptibility (ppm) by magnitude-weighted TV with automatic regularisation.
 
     Parameters
@@ -96,15 +113,7 @@ def medi(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float]
     """
     problem = setup(local_ppm, mask, voxel_size_mm, b0_direction, pad_mm=pad_mm)
     weights, level, source = data_weights(problem, magnitude, noise_ppm)
-    if magnitude is not None:
-        full_mask = np.asarray(mask, dtype=bool)
-        edge_weights = problem.grid.pad(
-            magnitude_edge_weights(magnitude, full_mask, problem.voxel_size_mm, edge_fraction=edge_fraction))
-        edge_weights[~problem.mask] = 1.0
-        gradient_source = "magnitude edges"
-    else:
-        edge_weights = None
-        gradient_source = "uniform (no magnitude)"
+    edge_weights, gradient_source = padded_edge_weights(problem, magnitude, mask, edge_fraction)
     chi, info = run_weighted_tv(problem, weights, level, alpha=alpha, gradient_weights=edge_weights,
                                 max_iter=max_iter, tol=tol, path_alphas=path_alphas,
                                 path_decades=path_decades, path_iterations=path_iterations,

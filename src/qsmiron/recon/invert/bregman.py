@@ -1,0 +1,149 @@
+"""Weighted TV with Bregman iterations, stopped by the discrepancy principle (``wtv_bregman``).
+
+The problem is the one of ``wtv``, ``min_chi 1/2 ||W (D chi - f)||^2 + alpha ||M_G grad
+chi||_{2,1}`` (magnitude-edge weights M_G when a magnitude is given, else plain TV), but the
+regularisation is set by Bregman iterations (Osher, Burger, Goldfarb, Xu & Yin, Multiscale
+Model Simul 2005;4:460) instead of by the weight alone:
+
+    f_1 = f;  chi_k = argmin 1/2 ||W (D chi - f_k)||^2 + alpha TV(chi);  f_{k+1} = f_k + (f - D chi_k)
+
+Each step adds back what the last solution did not explain, so contrast that TV shrank is
+restored (large, high-contrast structures first: an inverse scale space), while the
+iterations stop as soon as the residual inside the mask falls to the field's inconsistency
+with the dipole model (noise + model errors, measured on the magic cone:
+``_common.inconsistency_ppm``), before the fine-scale inconsistency is fitted. A single TV
+solve at the weight with that residual (``wtv``) reaches it by shrinking contrast instead,
+which is why it underestimates (regional slope 0.77 against COSMOS in vivo).
+
+The weight of the Bregman steps needs no constant: the weights of the ``wtv`` path (from
+``tv_admm.alpha_path``'s top, half a decade apart, a few warm-started iterations each) are
+descended until the first one whose residual reaches the level; the steps run at the weight
+before it, so the first solve is over-smoothed by at most half a decade and the Bregman steps
+take it to the level from there (two or three steps on every benchmark case).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from qsmiron.recon.invert._common import DEFAULT_PAD_MM, Problem, data_weights, inconsistency_ppm, setup
+from qsmiron.recon.invert.tv_admm import TVSolver, alpha_path
+from qsmiron.recon.invert.wtv import DEFAULT_EDGE_FRACTION, padded_edge_weights
+from qsmiron.recon.params import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
+
+
+def descend_to_level(solver: TVSolver, top: float, level: float, *, step_decades: float,
+                     iterations: int, max_steps: int) -> tuple[float, np.ndarray, list[dict]]:
+    """Walk weights from ``top`` down by ``step_decades`` until the residual reaches ``level``.
+
+    Returns the last weight whose residual was still above the level (``top`` when even the
+    first was not), the iterate at that weight, and the path (weight, residual per step).
+    """
+    path = []
+    alpha, state = top, solver.chi.copy()
+    for step in range(max_steps):
+        current = top * 10.0 ** (-step_decades * step)
+        solver.set_alpha(current)
+        solver.iterate(iterations)
+        residual = solver.residual_rms_ppm()
+        path.append({"alpha": current, "residual_rms_ppm": residual})
+        if residual <= level:
+            break
+        alpha, state = current, solver.chi.copy()
+    return alpha, state, path
+
+
+def bregman_steps(solver: TVSolver, field_ppm: np.ndarray, mask: np.ndarray, level: float, *,
+                  inner_iterations: int, max_outer: int) -> list[float]:
+    """Bregman iterations at the solver's weight until the residual falls to ``level``.
+
+    Returns the residual RMS (ppm, inside the mask) after each step.
+    """
+    target = field_ppm.copy()
+    residuals = []
+    for _ in range(max_outer):
+        solver.iterate(inner_iterations)
+        residual = np.where(mask, field_ppm - solver.dchi / np.float32(solver.scale), 0).astype(np.float32)
+        residuals.append(float(np.sqrt(np.mean(residual[mask] ** 2, dtype=np.float64))))
+        if residuals[-1] <= level:
+            break
+        target += residual
+        solver.set_field(target)
+    return residuals
+
+
+def run_bregman_tv(problem: Problem, weights: np.ndarray, gradient_weights: np.ndarray | None, *,
+                   path_step_decades: float, path_iterations: int, path_decades: float,
+                   inner_iterations: int, max_outer: int) -> tuple[np.ndarray, dict]:
+    """The driver of ``wtv_bregman`` on a prepared problem."""
+    level = inconsistency_ppm(problem)
+    solver = TVSolver(problem, weights, gradient_weights=gradient_weights)
+    top = float(alpha_path(problem, weights, n_alphas=1, span_decades=0.0)[0])
+    max_steps = int(np.floor(path_decades / path_step_decades + 1e-9)) + 1
+    alpha, start, path = descend_to_level(solver, top, level, step_decades=path_step_decades,
+                                          iterations=path_iterations, max_steps=max_steps)
+    path_iters = solver.iterations
+    solver.restart(start)
+    solver.set_alpha(alpha)
+    residuals = bregman_steps(solver, problem.field_ppm, problem.mask, level,
+                              inner_iterations=inner_iterations, max_outer=max_outer)
+    reached = bool(residuals[-1] <= level)
+    info = {"alpha": alpha, "inconsistency_ppm": level, "path": path,
+            "bregman_steps": len(residuals), "bregman_residual_rms_ppm": residuals,
+            "stopped_by": "discrepancy" if reached else "max_outer",
+            "converged": reached, "iterations": path_iters + solver.iterations,
+            "chosen_by": "Bregman iterations stopped by the inconsistency discrepancy"}
+    return solver.chi, info
+
+
+def wtv_bregman(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
+                b0_direction: Sequence[float], *, magnitude: np.ndarray | None = None,
+                noise_ppm: np.ndarray | None = None, edge_fraction: Fraction = DEFAULT_EDGE_FRACTION,
+                inner_iterations: PositiveInt = 7, max_outer: PositiveInt = 8,
+                path_step_decades: PositiveFloat = 0.5, path_iterations: PositiveInt = 3,
+                path_decades: NonNegativeFloat = 3.5,
+                pad_mm: NonNegativeFloat = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
+    """Susceptibility (ppm) by (magnitude-weighted) TV with Bregman iterations.
+
+    Parameters
+    ----------
+    local_ppm, mask, voxel_size_mm, b0_direction
+        Local field (ppm), mask and geometry (voxel axes), as every method of ``invert``.
+    magnitude : ndarray, optional
+        Magnitude (e.g. echo-combined): TV is not applied on its strongest edges
+        (``edge_fraction`` of the mask), and without a noise map it weights the data.
+    noise_ppm : ndarray, optional
+        Field-noise map, ppm: data weights 1/noise (maximum likelihood).
+    edge_fraction : float
+        Share of mask voxels treated as magnitude edges (MEDI's 30 %).
+    inner_iterations : int
+        ADMM iterations per Bregman step (warm-started).
+    max_outer : int
+        Cap on the Bregman steps (the discrepancy stops them first on every benchmark case).
+    path_step_decades, path_iterations, path_decades : the descent of weights that fixes the
+        weight of the Bregman steps (see the module docstring).
+    pad_mm : float
+        Zero margin around the mask's bounding box.
+
+    Returns
+    -------
+    chi_ppm : ndarray
+    info : dict
+        The weight, the inconsistency level, the path, the residual after each Bregman step,
+        the iterations and whether the level was reached (``converged``).
+    """
+    for name, value in (("inner_iterations", inner_iterations), ("max_outer", max_outer),
+                        ("path_iterations", path_iterations)):
+        if int(value) < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    problem = setup(local_ppm, mask, voxel_size_mm, b0_direction, pad_mm=pad_mm)
+    weights, _, source = data_weights(problem, magnitude, noise_ppm)
+    edge_weights, gradient_source = padded_edge_weights(problem, magnitude, mask, edge_fraction)
+    chi, info = run_bregman_tv(problem, weights, edge_weights, path_step_decades=path_step_decades,
+                               path_iterations=int(path_iterations), path_decades=path_decades,
+                               inner_iterations=int(inner_iterations), max_outer=int(max_outer))
+    info.update({"data_weights": source, "gradient_weights": gradient_source,
+                 "edge_fraction": edge_fraction if magnitude is not None else None, "pad_mm": pad_mm})
+    return problem.result(chi), info
