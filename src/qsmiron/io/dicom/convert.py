@@ -214,7 +214,8 @@ def _convert_one(item: _Planned, scratch: Path, anat: Path, prefix: str) -> Conv
                 if scaling is None:
                     header = _phase_header(acquisition)
                     units, record = scale_phase_file(image.nifti, sidecar, bits_stored=header.bits_stored,
-                                                     rescale_slope=header.rescale_slope)
+                                                     rescale_slope=header.rescale_slope,
+                                                     rescale_intercept=header.rescale_intercept)
                 else:
                     units, record = scaling
                 sidecar["Units"] = units
@@ -257,6 +258,7 @@ def _polar_from_complex(by_part: dict[str, dict[int, ConvertedImage]], folder: P
             out = nib.Nifti1Image(data, re_image.affine)
             out.header.set_qform(re_image.affine, int(re_image.header["qform_code"]) or 1)
             out.header.set_sform(re_image.affine, int(re_image.header["sform_code"]) or 1)
+            out.header.set_xyzt_units("mm", "sec")
             nib.save(out, str(path))
             sidecar = dict(real[echo].sidecar)
             sidecar["ImageType"] = [t for t in sidecar.get("ImageType", []) if t not in ("R", "REAL")] + \

@@ -66,6 +66,7 @@ class ImageHeader:
     enhanced: bool
     bits_stored: int | None = None
     rescale_slope: float | None = None
+    rescale_intercept: float | None = None
 
     @property
     def description(self) -> str:
@@ -197,7 +198,8 @@ def header_of(ds, path: Path) -> ImageHeader:
         derived=bool(words & _DERIVED_WORDS),
         geometry=geometry, n_frames=int(ds.get("NumberOfFrames", 1) or 1), enhanced=enhanced,
         bits_stored=int(ds.BitsStored) if ds.get("BitsStored") not in (None, "") else None,
-        rescale_slope=float(ds.RescaleSlope) if ds.get("RescaleSlope") not in (None, "") else None)
+        rescale_slope=float(ds.RescaleSlope) if ds.get("RescaleSlope") not in (None, "") else None,
+        rescale_intercept=float(ds.RescaleIntercept) if ds.get("RescaleIntercept") not in (None, "") else None)
 
 
 def read_header(path: Path) -> ImageHeader | None:

@@ -7,7 +7,8 @@ where the radians came from. The pixel data are never rounded again: the NIfTI's
 
 - **Already radians** after dcm2niix: Philips stores milliradians after RescaleSlope and
   RescaleIntercept, and dcm2niix divides by RescaleSlope x ScaleSlope (about 1000).
-- **Milliradians** (signed integers bounded by +-3142 = round(1000 pi)): divided by 1000.
+- **Milliradians**: Philips without its private scale (RescaleIntercept -3142 = -round(1000 pi)),
+  or signed integers reaching +-3142 (GE): divided by 1000.
 - **Vendor levels**: one turn of phase spans the ``2**BitsStored`` stored values times
   RescaleSlope (Siemens: 12 bits x slope 2 = 8192 units, -4096..4094 -> -pi..pi).
 - Anything else is left as stored with ``"Units": "arbitrary"``; ``qsmiron run`` then
@@ -49,7 +50,7 @@ def _record(method: str, note: str, low: float, high: float) -> dict[str, Any]:
 
 
 def scale_phase_file(path: Path, sidecar: dict[str, Any], *, bits_stored: int | None,
-                     rescale_slope: float | None) -> tuple[str, dict[str, Any]]:
+                     rescale_slope: float | None, rescale_intercept: float | None = None) -> tuple[str, dict[str, Any]]:
     """Bring a dcm2niix phase NIfTI to radians in place (header scaling only).
 
     Returns
@@ -71,12 +72,18 @@ def scale_phase_file(path: Path, sidecar: dict[str, Any], *, bits_stored: int | 
         return "rad", _record(method, note or "radians as converted by dcm2niix", low, high)
     integers = bool(np.all(values == np.round(values)))
     factor = None
-    if integers and low < 0 and 0.95 * MILLIRADIAN_LIMIT < max(-low, high) <= MILLIRADIAN_LIMIT:
+    if rescale_intercept is not None and round(rescale_intercept) == -MILLIRADIAN_LIMIT and low >= -MILLIRADIAN_LIMIT - 1:
         factor = 1e-3
-        note = "signed integers bounded by +-3142: milliradians, divided by 1000"
+        note = (f"RescaleIntercept -3142 = -round(1000 pi) (Philips): stored value x RescaleSlope "
+                f"({rescale_slope:g}) - 3142 is milliradians, divided by 1000")
+    elif integers and low < 0 and 0.95 * MILLIRADIAN_LIMIT < max(-low, high) <= MILLIRADIAN_LIMIT:
+        factor = 1e-3
+        note = "signed integers bounded by +-3142 = round(1000 pi): milliradians, divided by 1000"
     elif integers and bits_stored and rescale_slope:
         period = float(2 ** bits_stored) * abs(rescale_slope)
-        if 0.5 * period <= high - low <= period:
+        # 12-bit storage is a vendor phase encoding (Siemens); wider integers must also cover
+        # half a turn before their bit depth is trusted as one turn.
+        if high - low <= period and (bits_stored <= 12 or high - low >= 0.5 * period):
             factor = 2 * np.pi / period
             note = (f"vendor levels: one turn of phase is 2**BitsStored ({bits_stored}) x RescaleSlope "
                     f"({rescale_slope:g}) = {period:g} units; radians = value x 2 pi / {period:g}")
@@ -85,10 +92,9 @@ def scale_phase_file(path: Path, sidecar: dict[str, Any], *, bits_stored: int | 
                 "setting recon.phase.scaling)")
         return "arbitrary", _record("unrecognised", note, low, high)
     slope, inter = image.dataobj.slope, image.dataobj.inter
-    header = image.header.copy()
-    header.set_slope_inter(slope * factor, inter * factor)
-    scaled = nib.Nifti1Image(np.asanyarray(image.dataobj.get_unscaled()), image.affine, header)
+    scaled = nib.Nifti1Image(np.asanyarray(image.dataobj.get_unscaled()), image.affine, image.header.copy())
     scaled.set_data_dtype(image.get_data_dtype())
+    scaled.header.set_slope_inter(slope * factor, inter * factor)  # after construction, which resets it
     nib.save(scaled, str(path))
     return "rad", _record("milliradians" if factor == 1e-3 else "levels", note, low, high)
 
