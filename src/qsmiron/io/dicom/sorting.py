@@ -94,7 +94,7 @@ class Skip:
 
 
 def group_series(headers: list[ImageHeader]) -> list[Series]:
-    """Files grouped by patient, study and series, in series-number order."""
+    """Files grouped by patient, study and series: patients, then visits by date, then series by number."""
     groups: dict[tuple, Series] = {}
     for header in headers:
         series_key = header.series_uid or f"number-{header.series_number}"
@@ -103,7 +103,7 @@ def group_series(headers: list[ImageHeader]) -> list[Series]:
             groups[key] = Series(header.patient_id, header.study_uid, series_key, header.series_number,
                                  header.description)
         groups[key].headers.append(header)
-    return sorted(groups.values(), key=lambda s: (s.patient_id, s.study_uid,
+    return sorted(groups.values(), key=lambda s: (s.patient_id, s.first.study_date, s.first.study_time, s.study_uid,
                                                    s.number if s.number is not None else -1, s.series_uid))
 
 
