@@ -183,3 +183,15 @@ def test_a_dcm2niix_failure_skips_the_acquisition_with_its_message(siemens, tmp_
     with pytest.raises(InputError) as info:
         convert_dicom_to_bids(siemens[0], tmp_path / "bids", subject="01")
     assert "dcm2niix failed with exit code 1: Error: simulated crash" in info.value.report.summary()
+
+
+def test_converted_vendor_datasets_pass_the_bids_validator_with_zero_errors(tmp_path):
+    from validator_helper import describe, validate
+
+    write_gre(tmp_path / "dicom" / "siemens", Study("S1"), vendor="SIEMENS")
+    write_gre(tmp_path / "dicom" / "philips", Study("P1"), vendor="PHILIPS")
+    write_series(tmp_path / "dicom" / "ge", Study("G1"), vendor="GE", kinds=("R", "I"), chopped=True)
+    report = convert_dicom_to_bids(tmp_path / "dicom", tmp_path / "bids")
+    assert len(report.converted) == 3
+    errors, _ = validate(tmp_path / "bids")
+    assert errors == [], describe(errors)

@@ -131,3 +131,10 @@ def test_a_mapping_file_without_its_columns_is_an_input_error(export, tmp_path):
 def test_subject_option_is_refused_for_an_export_of_several_patients(export, tmp_path):
     with pytest.raises(InputError, match="several patients"):
         convert_dicom_to_bids(export[0], tmp_path / "bids", subject="01")
+
+
+def test_converted_export_with_sessions_passes_the_bids_validator_with_zero_errors(export):
+    from validator_helper import describe, validate
+
+    errors, _ = validate(export[2])
+    assert errors == [], describe(errors)

@@ -204,8 +204,8 @@ def phase_to_radians(phase: np.ndarray, *,
                                 and covers_circle):
         if not (in_signed_radians or in_unsigned_radians):
             raise InputError(
-                f"phase spans [{low:.4g}, {high:.4g}], outside [-pi, pi] and [0, 2*pi]: "
-                "it is not in radians (use scaling 'auto' or 'integer')")
+                f"phase spans [{low:.4g}, {high:.4g}], outside [-pi, pi] and [0, 2*pi]: it is not in "
+                f"radians; set recon.phase.scaling = \"auto\" or \"integer\" instead of \"radians\"")
         info.update(method="radians", range="[-pi, pi]" if in_signed_radians else "[0, 2*pi]")
         out = np.empty(values.shape, np.float32)
         _scale_wrap(flat, out.reshape(-1), 1.0, 0.0)
@@ -214,9 +214,10 @@ def phase_to_radians(phase: np.ndarray, *,
     grid = _level_grid(values, low, high)
     if grid is None:
         raise InputError(
-            f"phase spans [{low:.4g}, {high:.4g}] and is neither radians covering the circle "
-            "nor vendor integer levels (a power-of-two number of evenly spaced values); "
-            "is this really a phase image?")
+            f"phase scaling not recognised: values span [{low:.4g}, {high:.4g}], neither radians covering "
+            f"{_MIN_COVERAGE:.0%} of the circle nor vendor integer levels (a power-of-two number of evenly "
+            "spaced values); if this is a phase image, set recon.phase.scaling = \"radians\" (values in "
+            "radians) or \"integer\" (vendor levels) in the config file (qsmiron config shows the key)")
     signed = low < 0
     info.update(method="levels", signed=signed, **grid)
     out = np.empty(values.shape, np.float32)
