@@ -195,3 +195,16 @@ def test_converted_vendor_datasets_pass_the_bids_validator_with_zero_errors(tmp_
     assert len(report.converted) == 3
     errors, _ = validate(tmp_path / "bids")
     assert errors == [], describe(errors)
+
+
+def test_convert_command_prints_the_summary_and_fails_in_one_line_when_nothing_converts(siemens, tmp_path, capsys):
+    from qsmiron.cli import main
+
+    assert main(["convert", str(siemens[0]), str(tmp_path / "bids"), "--subject", "01"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("found: 60 DICOM files (0 other files ignored), 1 patients, 1 studies, 2 series")
+    assert "sub-01: series 5 (gre_me_qsm) + series 6 (gre_me_qsm_PHA); Siemens; 3 echoes (TE 4, 9, 14 ms)" in out
+    assert main(["convert", str(siemens[0]), str(tmp_path / "bids"), "--subject", "01"]) == 2
+    captured = capsys.readouterr()
+    assert "already converted" in captured.out
+    assert len(captured.err.strip().splitlines()) == 1 and "no multi-echo GRE" in captured.err

@@ -97,6 +97,11 @@ class RegistrationSettings(Settings):
     min_brain_dice: float = Field(0.85, ge=0, le=1,
                                   description="registration flagged when the warped subject brain overlaps "
                                   "the template brain less than this (Dice)")
+    head_min_nmi: float = Field(1.02, ge=1, le=2,
+                                description="not a head: a subject whose magnitude, registered to the template, "
+                                "has a normalised mutual information with it below this fails the regions step "
+                                "instead of being measured (a phantom or a spine has no brain contrast to share "
+                                "with the template; see benchmarks/bench_head_check.py); 1 disables the check")
     min_nmi: float = Field(1.05, ge=1, le=2,
                            description="registration flagged when the normalised mutual information "
                            "(H(A)+H(B))/H(A,B) inside the template brain is below this")

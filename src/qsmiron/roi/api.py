@@ -234,6 +234,16 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
     seconds["registration"] = time.perf_counter() - tick
     cpu_seconds["registration"] = time.process_time() - cpu_tick
 
+    # Head check, before anything is measured ----------------------------------------------
+    reference = template_grid(template_ants, reg_settings.resolution_mm)
+    warped = to_template(subject_image, registration, reference)
+    reference_affine = np.asarray(_ants_affine(reference))
+    metrics = registration_metrics(reference.numpy(), warped.numpy(), min_nmi=reg_settings.min_nmi,
+                                   min_brain_dice=reg_settings.min_brain_dice)
+    qc_reg = stem.with_name(stem.name + "_qc_registration.png")
+    _check_head(metrics, reg_settings.head_min_nmi, reference, warped, reference_affine, qc_reg, stem.name,
+                atlas_obj.space, magnitude)
+
     # Labels to the subject, measurement ------------------------------------------------------
     tick, cpu_tick = time.perf_counter(), time.process_time()
     chi_ants = to_ants(chi_data, affine)
@@ -251,14 +261,8 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
 
     # QC ------------------------------------------------------------------------------------
     tick, cpu_tick = time.perf_counter(), time.process_time()
-    reference = template_grid(template_ants, reg_settings.resolution_mm)
-    warped = to_template(subject_image, registration, reference)
-    reference_affine = np.asarray(_ants_affine(reference))
-    metrics = registration_metrics(reference.numpy(), warped.numpy(), min_nmi=reg_settings.min_nmi,
-                                   min_brain_dice=reg_settings.min_brain_dice)
     table["flag_registration"] = bool(metrics["outlier"])
     qc_atlas = stem.with_name(stem.name + "_qc_atlas.png")
-    qc_reg = stem.with_name(stem.name + "_qc_registration.png")
     atlas_overlay_png(np.nan_to_num(chi_data), subject_labels, affine, qc_atlas,
                       title=f"{stem.name}: {atlas_obj.name} outlines on chi (ppm, -0.1..0.2); left on the left")
     registration_png(reference.numpy(), warped.numpy(), reference_affine, qc_reg,
@@ -314,6 +318,37 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
     }
     write_json_atomic(json_path, payload)
     return table
+
+
+def _check_head(metrics: dict, min_nmi: float, reference, warped, reference_affine, qc_png: Path, name: str,
+                space: str, magnitude) -> None:
+    """Refuse to measure a scan that is not a head (a phantom, a spine), drawing why.
+
+    A head's magnitude, registered to the template, shares its brain contrast (grey and white
+    matter, ventricles, deep nuclei): the normalised mutual information inside the template
+    brain is well above 1. A phantom or a spine is deformed onto the brain's outline but has
+    no such structure, and the NMI stays near 1 (independent images). The thresholds and the
+    values measured on heads and non-heads are in ``benchmarks/bench_head_check.py``.
+
+    Raises
+    ------
+    InputError
+        With ``step = "head_check"``, after writing the registration figure to ``qc_png``.
+    """
+    from qsmiron.roi.qc import registration_png
+
+    nmi = metrics["nmi"]
+    metrics["head_min_nmi"] = min_nmi
+    if np.isfinite(nmi) and nmi >= min_nmi:
+        return
+    registration_png(reference.numpy(), warped.numpy(), reference_affine, qc_png,
+                     title=f"{name} in {space}: NMI {nmi:.3f} < {min_nmi} - NOT A HEAD?")
+    error = InputError(f"not measured: the magnitude does not look like a head (normalised mutual "
+                       f"information with the template brain after registration {nmi:.3f} < {min_nmi}; a "
+                       f"phantom or a spine?); see {qc_png.name}; if it is a head, lower "
+                       f"registration.head_min_nmi", magnitude)
+    error.step = "head_check"  # type: ignore[attr-defined]
+    raise error
 
 
 _TEMPLATE_IMAGES: dict = {}
