@@ -95,3 +95,12 @@ def test_wrap_to_pi_folds_any_angle():
     wrapped = wrap_to_pi(angles)
     assert wrapped.min() >= -np.pi and wrapped.max() < np.pi
     assert circular_error(wrapped, angles).max() < 1e-5
+
+
+def test_whole_milliradians_are_divided_by_1000_not_read_as_8192_levels(true_phase):
+    """Philips (after RescaleSlope/Intercept) and GE store -3142..3142: 6285 levels, which the
+    power-of-two test alone would take for 8192 per turn (a 23 % scale error)."""
+    stored = np.round(true_phase * 1000)
+    phase, info = phase_to_radians(stored)
+    assert info["method"] == "milliradians"
+    assert circular_error(phase, true_phase).max() <= 0.5e-3 + 1e-6

@@ -139,6 +139,24 @@ def _level_grid(values: np.ndarray, low: float, high: float) -> dict[str, Any] |
     return {"step": step, "levels_spanned": n_levels, "levels": levels, "period": levels * step}
 
 
+_MILLIRADIAN_LIMIT = 3142
+"""round(1000 pi): the largest value of a phase stored in whole milliradians (Philips after its
+RescaleSlope/Intercept, GE)."""
+
+
+def _is_milliradians(values: np.ndarray, low: float, high: float) -> bool:
+    """Signed whole numbers reaching (95 % of) +-3142 and no further: milliradians.
+
+    Such data span about 6284 levels, which the power-of-two level test would read as 8192
+    levels per turn (77 % coverage), a scale error of 23 %.
+    """
+    reach = max(-low, high)
+    if not (low < 0 and 0.95 * _MILLIRADIAN_LIMIT < reach <= _MILLIRADIAN_LIMIT):
+        return False
+    sample = _sample(values)
+    return bool(np.all(sample == np.round(sample)))
+
+
 def phase_to_radians(phase: np.ndarray, *,
                      scaling: Literal["auto", "radians", "integer"] = "auto"
                      ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -149,7 +167,9 @@ def phase_to_radians(phase: np.ndarray, *,
     1. **Radians**: all values within [-pi, pi] (or [0, 2*pi]) up to 0.01 rad, and the
        values cover at least 75 % of the circle (a wrapped head phase covers nearly all of
        it). Values are wrapped to [-pi, pi).
-    2. **Vendor levels**: the values lie on a regular grid (integers, or integers times a
+    2. **Milliradians**: signed whole numbers reaching +-3142 = round(1000 pi) (Philips
+       after RescaleSlope/Intercept, GE): divided by 1000.
+    3. **Vendor levels**: the values lie on a regular grid (integers, or integers times a
        NIfTI slope) spanning ``n`` levels with ``0.75 L <= n <= L`` for ``L`` a power of two
        >= 64 (for example 4096 levels for 12-bit phase). One period of ``L`` levels maps onto
        2*pi. Signed data (minimum below zero) keep zero at zero: ``phi = 2 pi v / (L step)``;
@@ -172,7 +192,7 @@ def phase_to_radians(phase: np.ndarray, *,
     phase_rad : ndarray of float32, same shape
         Phase in [-pi, pi), rad.
     info : dict
-        How the scaling was detected: ``method`` ("radians" or "levels"), ``input_min``,
+        How the scaling was detected: ``method`` ("radians", "milliradians" or "levels"), ``input_min``,
         ``input_max``, and for levels ``step``, ``levels``, ``levels_spanned``, ``period``,
         ``signed``.
 
@@ -211,6 +231,11 @@ def phase_to_radians(phase: np.ndarray, *,
         _scale_wrap(flat, out.reshape(-1), 1.0, 0.0)
         return out, info
 
+    if _is_milliradians(values, low, high):
+        info.update(method="milliradians", signed=True, period=2000.0 * np.pi)
+        out = np.empty(values.shape, np.float32)
+        _scale_wrap(flat, out.reshape(-1), 1e-3, 0.0)
+        return out, info
     grid = _level_grid(values, low, high)
     if grid is None:
         raise InputError(
