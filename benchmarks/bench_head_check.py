@@ -21,24 +21,26 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-PHILIPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "philips_3t_2echo" / "dicom_classic"
+PHILIPS = Path(os.environ.get("QSMIRON_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data") \
+    / "philips_3t_2echo" / "dicom_classic"
 
 
 def _heads(n_sim: int, work: Path):
     import nibabel as nib
 
-    from qsmiron.simulate.cohort import simulate_cohort
+    if PHILIPS.is_dir():
+        from qsmiron.io.dicom import convert_dicom_to_bids
 
-    root = simulate_cohort(work / "sim", n_sim, 11)
-    for subject in sorted(root.glob("sub-*")):
-        image = nib.load(str(subject / "anat" / f"{subject.name}_echo-1_part-mag_MEGRE.nii.gz"))
-        yield f"head: simulated {subject.name}", image.get_fdata(dtype=np.float32), image.affine
+        report = convert_dicom_to_bids(PHILIPS, work / "philips")
+        image = nib.load(str(report.written[0]))
+        yield "head: real Philips 3 T (3 mm)", image.get_fdata(dtype=np.float32), image.affine
     from qsmiron.atlas import load_atlas, load_template
     from qsmiron.register.phantom import grid_affine, make_phantom_subject
 
@@ -48,12 +50,12 @@ def _heads(n_sim: int, work: Path):
     subject = make_phantom_subject(np.asarray(template.dataobj, np.float32), template.affine, atlas.label_array(),
                                    chi, (112, 136, 112), affine)
     yield "head: template-warped phantom", subject.magnitude, affine
-    if PHILIPS.is_dir():
-        from qsmiron.io.dicom import convert_dicom_to_bids
+    from qsmiron.simulate.cohort import simulate_cohort
 
-        report = convert_dicom_to_bids(PHILIPS, work / "philips")
-        image = nib.load(str(report.written[0]))
-        yield "head: real Philips 3 T (3 mm)", image.get_fdata(dtype=np.float32), image.affine
+    root = simulate_cohort(work / "sim", n_sim, 11)
+    for subject in sorted(root.glob("sub-*")):
+        image = nib.load(str(subject / "anat" / f"{subject.name}_echo-1_part-mag_MEGRE.nii.gz"))
+        yield f"head: simulated {subject.name}", image.get_fdata(dtype=np.float32), image.affine
 
 
 def _non_heads():
@@ -104,7 +106,7 @@ def main() -> None:
     if not args.fast_only:
         configs = {"default": RegistrationSettings(), **configs}
     with tempfile.TemporaryDirectory() as work:
-        cases = itertools.chain(_non_heads(), _heads(args.n_sim, Path(work)))
+        cases = itertools.chain(_heads(args.n_sim, Path(work)), _non_heads())
         print(f"{'object':38s} {'settings':13s} {'NMI':>6s} {'Dice':>6s} {'coreNMI':>7s} {'core|r|':>7s} "
               f"{'mask ml':>8s} {'cpu s':>6s}")
         for name, magnitude, affine in cases:

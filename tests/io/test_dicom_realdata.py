@@ -2,8 +2,8 @@
 
 Classic (212 single-slice files, magnitude and phase sharing series 2001) and enhanced (one
 multi-frame file) must give the same BIDS images, with the Philips phase scaling recorded;
-the classic conversion then runs through the participant level (fast settings: TKD, affine
-registration at 6 mm) to a regional table of plausible values.
+the classic conversion then runs through the participant level (fast settings: TKD, a 3 mm
+registration) to a regional table of plausible values that passed the head check.
 """
 
 from __future__ import annotations
@@ -68,18 +68,21 @@ def test_classic_conversion_runs_through_the_participant_level_to_a_regional_tab
     from qsmiron.config import QsmironConfig
     from qsmiron.pipeline.bids_app import run_bids_app
 
+    # TKD, and the ROI tests' registration (3 mm, SyN 40/10): an affine at 6 mm does not align
+    # this head well enough to pass the head check (see benchmarks/bench_head_check.py).
     config = QsmironConfig.model_validate({
         "recon": {"inversion": {"method": "tkd"}},
-        "registration": {"resolution_mm": 6.0, "linear_iterations": [100, 50], "syn_iterations": [],
-                         "bias_correct": False},
+        "registration": {"resolution_mm": 3.0, "syn_iterations": [40, 10]},
         "pipeline": {"progress": False}})
     result = run_bids_app(converted["classic"].bids_dir, tmp_path / "out", "participant", config=config, n_procs=1)
     status = result.statuses[0]
     assert status.succeeded, f"{status.step}: {status.reason}"
     table = pd.read_csv(result.regions_tsv, sep="\t")
-    assert set(table["participant_id"]) == {LABEL} and len(table) == 32
+    assert set(table["participant_id"]) == {LABEL} and len(table) == 28
     measured = table.dropna(subset=["mean_ppm"])
-    assert len(measured) >= 24  # a 3 mm scan: the smallest nuclei may hold no voxel
+    assert len(measured) >= 20  # a 3 mm scan: the smallest nuclei may hold no voxel
     assert measured["mean_ppm"].abs().max() < 0.5  # ppm: plausible tissue values, not wraps or scaling errors
+    roi = json.loads(next((tmp_path / "out").rglob(f"{LABEL}*regions.json")).read_text())
+    assert roi["registration"]["metrics"]["head_like"]
     recon = next((tmp_path / "out").rglob(f"{LABEL}*recon*.json"))
     assert json.loads(recon.read_text())["acquisition"]["phase_scaling"]["method"] == "radians"
