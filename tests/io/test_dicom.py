@@ -121,7 +121,8 @@ def test_ge_real_and_imaginary_with_slice_alternating_sign_become_magnitude_and_
     convert_dicom_to_bids(tmp_path / "dicom", tmp_path / "bids")
     anat = tmp_path / "bids" / "sub-GE2" / "anat"
     sidecar = json.loads((anat / "sub-GE2_echo-1_part-phase_MEGRE.json").read_text())
-    assert sidecar["PhaseScaling"]["Method"] == "complex" and "every second slice" in sidecar["PhaseScaling"]["Description"]
+    scaling = sidecar["PhaseScaling"]
+    assert scaling["Method"] == "complex" and "every second slice" in scaling["Description"]
     for echo, te_ms in enumerate(ECHO_TIMES_MS, start=1):
         # |z| >= 700 stored as whole numbers: the angle is off by under 1 / 700 rad.
         assert_phase_matches_plant(anat / f"sub-GE2_echo-{echo}_part-phase_MEGRE.nii.gz", te_ms, tolerance_rad=1.5e-3)

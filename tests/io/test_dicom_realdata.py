@@ -57,7 +57,8 @@ def test_philips_phase_scaling_is_recorded_and_the_phase_is_in_radians(converted
             assert sidecar["Units"] == "rad"
             scaling = sidecar["PhaseScaling"]
             assert scaling["Method"] == "Philips milliradians"
-            assert "RescaleIntercept (-3142)" in scaling["Description"] and "ScaleSlope (651.74)" in scaling["Description"]
+            assert "RescaleIntercept (-3142)" in scaling["Description"]
+            assert "ScaleSlope (651.74)" in scaling["Description"]
             values = nib.load(str(path)).get_fdata()
             assert -np.pi - 1e-3 <= values.min() and values.max() <= np.pi + 1e-3
             assert np.ptp(values) > 0.99 * 2 * np.pi

@@ -54,7 +54,10 @@ def sphere_phantom(shape=(64, 64, 64), voxel_mm=(3.0, 3.0, 3.0), *, radius_mm=80
 
 def cylinder_phantom(shape=(48, 48, 96), voxel_mm=(3.0, 3.0, 3.0), *, radius_mm=55.0,
                      echo_times_s=(0.004, 0.012, 0.020), seed=0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A spine-like cylinder along z: soft tissue, a cord, dark discs every 30 mm; returns (magnitude, phase_rad, affine)."""
+    """A spine-like cylinder along z: soft tissue, a cord, dark discs every 30 mm.
+
+    Returns (magnitude, phase_rad, affine), echoes last.
+    """
     rng = np.random.default_rng(seed)
     affine, (x, y, z) = _grid(shape, voxel_mm)
     radial = np.sqrt(x ** 2 + y ** 2)

@@ -72,7 +72,8 @@ def scale_phase_file(path: Path, sidecar: dict[str, Any], *, bits_stored: int | 
         return "rad", _record(method, note or "radians as converted by dcm2niix", low, high)
     integers = bool(np.all(values == np.round(values)))
     factor = None
-    if rescale_intercept is not None and round(rescale_intercept) == -MILLIRADIAN_LIMIT and low >= -MILLIRADIAN_LIMIT - 1:
+    philips_intercept = rescale_intercept is not None and round(rescale_intercept) == -MILLIRADIAN_LIMIT
+    if philips_intercept and low >= -MILLIRADIAN_LIMIT - 1:
         factor = 1e-3
         note = (f"RescaleIntercept -3142 = -round(1000 pi) (Philips): stored value x RescaleSlope "
                 f"({rescale_slope:g}) - 3142 is milliradians, divided by 1000")
