@@ -14,7 +14,7 @@ both at two sizes.
 
 Two registration settings: the defaults, and the fast ones of the tests (3 mm, SyN 40/10).
 
-    .venv/bin/python benchmarks/bench_head_check.py [--n-sim 3] [--fast-only]
+    .venv/bin/python benchmarks/bench_head_check.py [--n-sim 3] [--configs default,fast,affine6]
 """
 
 from __future__ import annotations
@@ -93,18 +93,19 @@ def _metrics(magnitude, affine, settings, template_ants):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n-sim", type=int, default=3)
-    parser.add_argument("--fast-only", action="store_true")
+    parser.add_argument("--configs", default="default,fast,affine6",
+                        help="registration settings to compare: default, fast (the tests'), affine6 (6 mm affine only)")
     args = parser.parse_args()
     from qsmiron.atlas import load_atlas
     from qsmiron.register.settings import RegistrationSettings
     from qsmiron.roi.api import _template_images
 
     _, template_ants = _template_images(load_atlas("cit168").template_path)
-    configs = {"fast (tests)": RegistrationSettings(resolution_mm=3.0, syn_iterations=(40, 10)),
-               "6 mm affine": RegistrationSettings(resolution_mm=6.0, linear_iterations=(100, 50), syn_iterations=(),
-                                                   bias_correct=False)}
-    if not args.fast_only:
-        configs = {"default": RegistrationSettings(), **configs}
+    known = {"default": ("default", RegistrationSettings()),
+             "fast": ("fast (tests)", RegistrationSettings(resolution_mm=3.0, syn_iterations=(40, 10))),
+             "affine6": ("6 mm affine", RegistrationSettings(resolution_mm=6.0, linear_iterations=(100, 50),
+                                                             syn_iterations=(), bias_correct=False))}
+    configs = dict(known[name] for name in args.configs.split(","))
     with tempfile.TemporaryDirectory() as work:
         cases = itertools.chain(_heads(args.n_sim, Path(work)), _non_heads())
         print(f"{'object':38s} {'settings':13s} {'NMI':>6s} {'Dice':>6s} {'coreNMI':>7s} {'core|r|':>7s} "
