@@ -44,7 +44,9 @@ def simulate(out: Path, n_subjects: int, seed: int, voxel_mm: float) -> float:
 def run(bids: Path, out: Path, n_procs: int):
     from qsmiron.config import QsmironConfig
     from qsmiron.io.bids import discover_bids
-    from qsmiron.pipeline.cohort import read_marker, run_cohort, unit_out_dir
+    from qsmiron.io.derivatives import cohort_paths
+    from qsmiron.pipeline.cache import read_marker
+    from qsmiron.pipeline.cohort import run_cohort
 
     config = QsmironConfig.model_validate({"pipeline": {"progress": False}})
     units = discover_bids(bids)
@@ -57,8 +59,8 @@ def run(bids: Path, out: Path, n_procs: int):
             print(f"  FAILED {status.label} at {status.step}: {status.reason}")
     steps = []
     for unit in units:
-        marker = read_marker(unit_out_dir(out, unit)) or {}
-        steps.append(marker.get("step_seconds", {}))
+        marker = read_marker(cohort_paths(out).subject_dir(unit.relative_dir))
+        steps.append({} if marker is None else marker.step_seconds)
     return wall, steps, len(units) - len(failed)
 
 

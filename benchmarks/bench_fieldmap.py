@@ -136,7 +136,7 @@ def main() -> None:
     del romeo, fit
     result = timed("total_field (unwrap+fit+refine)", total_field, magnitude, phase, mask, voxel, te)
     print("  inside total_field: " + ", ".join(
-        f"{key} {result.info[key]['seconds']:.2f} s" for key in ("unwrap", "echo_fit", "mask_refinement")))
+        f"{step.step} {step.seconds:.2f} s" for step in result.steps))
     print(f"{'phase prep + mask + total_field':<34s} "
           f"{timings['phase preparation'] + timings['brain mask (magnitude)'] + timings['total_field (unwrap+fit+refine)']:7.2f} s")
 

@@ -12,9 +12,10 @@ template-warped phantom of the ROI tests (``qsmiron.register.phantom``), and the
 Non-heads (``qsmiron.simulate.objects``): a sphere phantom with vials, a spine-like cylinder,
 both at two sizes.
 
-Two registration settings: the defaults, and the fast ones of the tests (3 mm, SyN 40/10).
+Registration settings: the defaults, the ROI tests' (3 mm, SyN 40/10), a 3 mm affine with N4
+(the head-check and real-data tests'), a 6 mm affine without N4 (the end-to-end tests').
 
-    .venv/bin/python benchmarks/bench_head_check.py [--n-sim 3] [--configs default,fast,affine6]
+    .venv/bin/python benchmarks/bench_head_check.py [--n-sim 3] [--configs default,fast,affine3,affine6]
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ def _metrics(magnitude, affine, settings, template_ants):
     from qsmiron.io.nifti import voxel_size_mm
     from qsmiron.recon.mask import brain_mask
     from qsmiron.register.images import prepare_subject
-    from qsmiron.register.normalise import register_to_template, template_grid, to_template
+    from qsmiron.register.normalise import register_to_template
     from qsmiron.roi.qc import core_similarity, registration_metrics
+    from qsmiron.roi.subject import HEAD_CORE_EROSION_MM, subject_on_template
 
     voxel = voxel_size_mm(affine)
     mask = np.asarray(brain_mask(magnitude, voxel), bool)
@@ -82,10 +84,9 @@ def _metrics(magnitude, affine, settings, template_ants):
                               resolution_mm=0.75 * settings.resolution_mm)
     with tempfile.TemporaryDirectory() as work:
         registration = register_to_template(subject, template_ants, settings=settings, workdir=work)
-        reference = template_grid(template_ants, settings.resolution_mm)
-        warped = to_template(subject, registration, reference)
-        metrics = registration_metrics(reference.numpy(), warped.numpy())
-        metrics.update(core_similarity(reference.numpy(), warped.numpy(), reference.spacing))
+        view = subject_on_template(subject, registration, template_ants, settings)
+        metrics = registration_metrics(view.template, view.subject)
+        metrics.update(core_similarity(view.template, view.subject, view.spacing_mm, erosion_mm=HEAD_CORE_EROSION_MM))
     metrics["mask_ml"] = float(mask.sum() * np.prod(voxel) / 1000)
     return metrics
 
@@ -93,16 +94,19 @@ def _metrics(magnitude, affine, settings, template_ants):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n-sim", type=int, default=3)
-    parser.add_argument("--configs", default="default,fast,affine6",
-                        help="registration settings to compare: default, fast (the tests'), affine6 (6 mm affine only)")
+    parser.add_argument("--configs", default="default,fast,affine3,affine6",
+                        help="registration settings to compare: default, fast (the ROI tests'), affine3 (3 mm "
+                             "affine with N4: the head-check and real-data tests'), affine6 (6 mm affine, no N4)")
     args = parser.parse_args()
     from qsmiron.atlas import load_atlas
     from qsmiron.register.settings import RegistrationSettings
-    from qsmiron.roi.api import _template_images
+    from qsmiron.roi.subject import template_images
 
-    _, template_ants = _template_images(load_atlas("cit168").template_path)
+    _, template_ants = template_images(load_atlas("cit168").template_path)
     known = {"default": ("default", RegistrationSettings()),
              "fast": ("fast (tests)", RegistrationSettings(resolution_mm=3.0, syn_iterations=(40, 10))),
+             "affine3": ("3 mm affine", RegistrationSettings(resolution_mm=3.0, syn_iterations=(), syn_shrink_factors=(),
+                                                             syn_smoothing_vox=())),
              "affine6": ("6 mm affine", RegistrationSettings(resolution_mm=6.0, linear_iterations=(100, 50),
                                                              syn_iterations=(), bias_correct=False))}
     configs = dict(known[name] for name in args.configs.split(","))

@@ -92,7 +92,7 @@ def main() -> None:
         write_results(results, folder / "out")
         print(f"write_results: {time.perf_counter() - t:.2f} s")
 
-        no_outcomes = participants.drop(columns=["relapse", "time_to_relapse", "relapse_count",
+        no_outcomes = participants.frame.drop(columns=["relapse", "time_to_relapse", "relapse_count",
                                                  "followup_months"])
         t = time.perf_counter()
         run_study(regions, no_outcomes, study_from_dict({"associations": {"variables": []}}))

@@ -113,10 +113,41 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     from qsmiron.config import config_to_dict, load_config
-    import json
 
-    print(json.dumps(config_to_dict(load_config(args.config)), indent=2))
+    config = load_config(args.config)
+    if args.json:
+        import json
+
+        print(json.dumps(config_to_dict(config), indent=2))
+    else:
+        from qsmiron.config_toml import config_to_toml
+
+        print(config_to_toml(config), end="")
     return 0
+
+
+def _methods_help(stage_name: str) -> str:
+    """The methods of a reconstruction stage, as their declarations describe them."""
+    from qsmiron.recon.stages import stage
+
+    declared = stage(stage_name)
+    return "; ".join(f"{m.name}{' (default)' if m.name == declared.default else ''}: {m.description}"
+                     for m in declared.methods if m.selectable)
+
+
+def _add_convert(sub: argparse.ArgumentParser) -> None:
+    """The arguments of ``qsmiron convert``."""
+    sub.epilog = "example: qsmiron convert /media/export study_bids --mapping patients.tsv"
+    sub.add_argument("dicom_dir", metavar="DICOM_DIR", help="the DICOM export (only read)")
+    sub.add_argument("bids_dir", metavar="BIDS_DIR", help="BIDS dataset to create or add to")
+    sub.add_argument("--mapping", default=None, metavar="TSV",
+                     help="PatientID -> participant_id table (optional columns session_id, StudyDate, group); "
+                          "patients not listed are skipped")
+    sub.add_argument("--subject", default=None, metavar="LABEL",
+                     help="subject label for an export of one patient (default: the PatientID, letters and digits)")
+    sub.add_argument("--session", default=None, metavar="LABEL",
+                     help="session label for an export of one visit (default: none, or the study date when a "
+                          "subject has several visits)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("field", metavar="FIELD", help="local field, ppm, 3D NIfTI")
     sub.add_argument("mask", metavar="MASK", help="binary mask NIfTI on the same grid")
     sub.add_argument("-o", "--output", metavar="CHI", required=True, help="susceptibility map to write (ppm)")
-    sub.add_argument("--method", metavar="NAME", default=None, help="inversion method (default: the best available)")
+    sub.add_argument("--method", metavar="NAME", default=None,
+                     help="inversion method (default: the configuration's recon.inversion.method). "
+                          + _methods_help("inversion"))
     add_config(sub)
 
     sub = add("recon", _cmd_recon, "Multi-echo GRE magnitude and phase to a susceptibility map.")
@@ -197,22 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--seed", type=int, default=0, metavar="S")
     sub.add_argument("--n-procs", type=int, default=None, metavar="N")
 
-    sub = add("convert", _cmd_convert, "Convert the multi-echo GRE of a DICOM export (any subjects, visits "
-              "and folder layout) to BIDS, with participants.tsv; prints what it converted and skipped.")
-    sub.epilog = "example: qsmiron convert /media/export study_bids --mapping patients.tsv"
-    sub.add_argument("dicom_dir", metavar="DICOM_DIR", help="the DICOM export (only read)")
-    sub.add_argument("bids_dir", metavar="BIDS_DIR", help="BIDS dataset to create or add to")
-    sub.add_argument("--mapping", default=None, metavar="TSV",
-                     help="PatientID -> participant_id table (optional columns session_id, StudyDate, group); "
-                          "patients not listed are skipped")
-    sub.add_argument("--subject", default=None, metavar="LABEL",
-                     help="subject label for an export of one patient (default: the PatientID, letters and digits)")
-    sub.add_argument("--session", default=None, metavar="LABEL",
-                     help="session label for an export of one visit (default: none, or the study date when a "
-                          "subject has several visits)")
+    _add_convert(add("convert", _cmd_convert, "Convert the multi-echo GRE of a DICOM export (any subjects, "
+                     "visits and folder layout) to BIDS, with participants.tsv; prints what it converted and skipped."))
 
-    sub = add("config", _cmd_config, "Print the full configuration (defaults, or a file's values resolved).")
+    sub = add("config", _cmd_config, "Print the full configuration as TOML (defaults, or a file's values "
+                                     "resolved), with every stage's methods and their references.")
     sub.add_argument("config", metavar="FILE", nargs="?", default=None)
+    sub.add_argument("--json", action="store_true", help="print JSON (as written beside the outputs) instead")
     return parser
 
 

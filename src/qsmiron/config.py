@@ -7,25 +7,18 @@ full resolved configuration (defaults included) so that a result can be re-run e
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from qsmiron.errors import InputError
 from qsmiron.io.atomic import write_json_atomic
 from qsmiron.pipeline.settings import PipelineSettings
 from qsmiron.recon.settings import ReconSettings
 from qsmiron.register.settings import RegistrationSettings
 from qsmiron.roi.settings import RoiSettings
-from qsmiron.settings_base import Settings
-
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from qsmiron.settings_base import Settings, read_settings_file, validate_settings
 
 
 class QsmironConfig(Settings):
@@ -37,41 +30,9 @@ class QsmironConfig(Settings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    """One line listing each invalid or unknown key with pydantic's reason."""
-    parts = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item.get("loc", ())) or "(top level)"
-        if item.get("type") == "extra_forbidden":
-            parts.append(f"unknown key '{where}'")
-        else:
-            parts.append(f"'{where}': {item.get('msg', 'invalid')}")
-    return "; ".join(parts)
-
-
-def read_settings_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Parse a TOML or JSON file into a dict, with a one-line error naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() == ".json":
-            payload = json.loads(text)
-        else:
-            payload = tomllib.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"cannot be parsed ({exc})", path) from None
-    if not isinstance(payload, dict):
-        raise InputError("must hold a table of settings", path)
-    return payload
-
-
 def config_from_dict(payload: dict[str, Any], *, source: str | os.PathLike | None = None) -> QsmironConfig:
-    try:
-        return QsmironConfig.model_validate(payload)
-    except ValidationError as exc:
-        raise InputError(f"invalid configuration: {describe_validation_error(exc)}", source) from None
+    """The configuration validated from a dict; unknown and invalid keys are named."""
+    return validate_settings(QsmironConfig, payload, what="configuration", source=source)
 
 
 def load_config(path: str | os.PathLike | None = None) -> QsmironConfig:
@@ -82,7 +43,7 @@ def load_config(path: str | os.PathLike | None = None) -> QsmironConfig:
     """
     if path is None:
         return QsmironConfig()
-    payload = read_settings_file(path)
+    payload = read_settings_file(path, "settings file")
     payload.pop("qsmiron_version", None)
     return config_from_dict(payload, source=path)
 

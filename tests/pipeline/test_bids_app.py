@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from qsmiron.config import QsmironConfig, load_config
+from qsmiron.records.study import StudyRecord
 from qsmiron.errors import InputError
 from qsmiron.pipeline.bids_app import read_status, run_bids_app
 
@@ -72,12 +73,12 @@ def test_invalid_subjects_are_listed_and_skipped_and_the_group_level_says_who_wa
     assert validation.participant_id.tolist() == ["sub-02"]
     (call,) = captured_group
     assert sorted(call["regions"].participant_id.unique()) == ["sub-01", "sub-03"]
-    failed = {item["participant_id"]: item for item in call["provenance"]["pipeline"]["failed"]}
+    failed = {item.participant_id: item for item in call["provenance"].pipeline.failed}
     assert set(failed) == {"sub-02", "sub-04"}
-    assert failed["sub-04"]["step"] == "check" and "planted failure" in failed["sub-04"]["reason"]
+    assert failed["sub-04"].step == "check" and "planted failure" in failed["sub-04"].reason
     assert any("left out: sub-04" in line for line in lines)
     assert "qsmiron: group level on 2 participant(s)" in lines  # one scan each: no session count
-    assert {item["participant_id"] for item in result.left_out} == {"sub-02", "sub-04"}
+    assert {item.participant_id for item in result.left_out} == {"sub-02", "sub-04"}
     assert result.report == root / "group" / "report.html"
 
 
@@ -91,8 +92,8 @@ def test_participant_labels_add_to_the_cohort_table(tiny_bids, light_steps, tmp_
     assert sorted(regions.participant_id.unique()) == ["sub-01", "sub-03"]
     assert sorted(read_status(out / "qsmiron").participant_id) == ["sub-01", "sub-03"]
     run_bids_app(bids, out, "group", config=fast_config(), steps=light_steps)
-    excluded = captured_group[0]["provenance"]["pipeline"]["excluded"]
-    assert [item["participant_id"] for item in excluded] == ["sub-02"]
+    excluded = captured_group[0]["provenance"].pipeline.excluded
+    assert [item.participant_id for item in excluded] == ["sub-02"]
 
 
 def test_group_level_before_participant_level_and_all_invalid_are_input_errors(tiny_bids, light_steps, tmp_path):
@@ -141,9 +142,9 @@ def test_a_longitudinal_dataset_is_processed_per_session_and_each_session_analys
                                                                              ["ses-2", 5, "analysed"]]
     for session, n_moh, n_cm, ages in (("ses-1", 3, 3, [40, 41, 42, 43, 44, 45]),
                                        ("ses-2", 3, 2, [41.5, 42.5, 43.5, 44.5, 45.5])):
-        payload = json.loads((group / session / "results.json").read_text())
-        assert payload["settings"]["session"] == session
-        assert payload["settings"]["n_participants"]["per_group"] == {"MOH": n_moh, "CM": n_cm}
+        record = StudyRecord.read(group / session / "results.json")
+        assert record.settings.session == session
+        assert record.settings.n_participants.per_group == {"MOH": n_moh, "CM": n_cm}
         table1 = pd.read_csv(group / session / "table1.tsv", sep="\t").set_index("variable")
         # Table 1 reports each group's age at that visit (independent reference: the sessions tables).
         age_row = table1.loc["age"]
@@ -153,7 +154,7 @@ def test_a_longitudinal_dataset_is_processed_per_session_and_each_session_analys
     report = (group / "ses-2" / "report.html").read_text()
     assert "sub-06 ses-2" in report  # the invalid scan is named with its session
     assert any("left out: sub-06 ses-2" in line for line in lines)
-    assert [item for item in result.left_out if item["participant_id"] == "sub-06"][0]["session"] == "ses-2"
+    assert [item for item in result.left_out if item.participant_id == "sub-06"][0].session == "ses-2"
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,7 +221,7 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     for name in ("group_comparison.tsv", "table1.tsv", "results.json", "report.html"):
         assert (group / name).exists(), name
     assert result.report == group / "report.html"
-    assert {item["participant_id"]: item["step"] for item in result.left_out} == {corrupt: "recon",
+    assert {item.participant_id: item.step for item in result.left_out} == {corrupt: "recon",
                                                                                  missing: "validation"}
     assert any(f"left out: {corrupt} (failed at recon" in line for line in lines)
     assert f"qsmiron: group level on {len(good)} participant(s)" in lines  # one scan each, no sessions

@@ -6,7 +6,6 @@ end-to-end tests (test_bids_app.py, test_resume.py, test_dask.py) run the real s
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures.process import BrokenProcessPool
 
@@ -15,8 +14,11 @@ import pytest
 
 from qsmiron.config import QsmironConfig
 from qsmiron.io.bids import discover_bids
-from qsmiron.pipeline.cohort import (DONE_MARKER, _PoolRunner, collect_regions, config_hash,
-                                     derivative_names, resolve_workers, run_cohort)
+from qsmiron.io.derivatives import DONE_MARKER, recon_paths
+from qsmiron.pipeline.cache import config_hash
+from qsmiron.pipeline.cohort import collect_regions, run_cohort
+from qsmiron.pipeline.runners import PoolRunner, resolve_workers
+from qsmiron.records.cohort import DoneMarker
 
 
 def config(**pipeline) -> QsmironConfig:
@@ -36,10 +38,10 @@ def test_every_subject_is_processed_and_regions_match_an_independent_reading(tin
     for label in ("01", "02", "03"):
         rows = regions[regions.participant_id == f"sub-{label}"]
         assert rows["mean_ppm"].tolist() == pytest.approx(reference_means(bids, label), rel=1e-6)
-    marker = json.loads((out / "sub-02" / "anat" / DONE_MARKER).read_text())
-    assert set(marker["outputs"]) == {"regions", "check"}
-    assert marker["outputs"]["regions"]["file"] == "sub-02_measure.tsv"
-    assert set(marker["step_seconds"]) == {"measure", "check"}
+    marker = DoneMarker.read(out / "sub-02" / "anat" / DONE_MARKER)
+    assert set(marker.outputs) == {"regions", "check"}
+    assert marker.outputs["regions"].file == "sub-02_measure.tsv"
+    assert set(marker.step_seconds) == {"measure", "check"}
     log = (out / "logs" / "sub-02.log").read_text()
     assert "step measure started" in log and "measured 2 echoes" in log and "step check finished" in log
 
@@ -93,7 +95,7 @@ def test_a_dying_worker_process_is_retried_then_reported_and_the_others_finish(t
 def test_a_pool_broken_before_its_dead_worker_is_seen_still_takes_new_work():
     # The race CI met: a subject's step finished and its next step was submitted while another
     # worker had already died, before that worker's future had been handled.
-    runner = _PoolRunner(n_workers=2, threads=1, start_method="fork")
+    runner = PoolRunner(n_workers=2, threads=1, start_method="fork")
     try:
         crashed = runner.submit(os._exit, 3)
         with pytest.raises(BrokenProcessPool):
@@ -121,6 +123,9 @@ def test_config_hash_ignores_execution_settings_but_not_processing_ones():
     assert config_hash(QsmironConfig.model_validate({"pipeline": {"n_procs": 7, "progress": False}})) == base
     assert config_hash(QsmironConfig.model_validate({"recon": {"unwrap": {"method": "laplacian"}}})) != base
     assert config_hash(QsmironConfig.model_validate({"roi": {"erode_voxels": 1}})) != base
+    # Only the chosen method's parameters count: the others do not run.
+    assert config_hash(QsmironConfig.model_validate({"recon": {"background": {"pdf": {"tol": 0.05}}}})) == base
+    assert config_hash(QsmironConfig.model_validate({"recon": {"background": {"ismv": {"tol": 0.005}}}})) != base
 
 
 def test_resolve_workers_never_exceeds_the_subjects_and_splits_the_cores():
@@ -130,10 +135,11 @@ def test_resolve_workers_never_exceeds_the_subjects_and_splits_the_cores():
     assert resolve_workers(2, 1)[0] == 1  # processes were asked for: one worker process
 
 
-def test_derivative_names_follow_bids_with_the_session_in_the_prefix():
-    names = derivative_names("sub-01_ses-pre")
-    assert names["Chimap"] == "sub-01_ses-pre_Chimap.nii.gz"
-    assert len(set(names.values())) == len(names)
+def test_derivative_names_follow_bids_with_the_session_in_the_prefix(tmp_path):
+    paths = recon_paths(tmp_path, "sub-01_ses-pre")
+    assert paths.chimap.name == "sub-01_ses-pre_Chimap.nii.gz"
+    names = [path.name for path in paths.files().values()]
+    assert len(set(names)) == len(names) == 9  # four maps, their sidecars, the record
 
 
 def long_failure_step(job, log):

@@ -47,10 +47,10 @@ def test_dask_scheduler_address_is_used_like_the_cli_option(tiny_bids, light_ste
 
 def test_an_unreachable_scheduler_is_an_input_error(tiny_bids, light_steps, tmp_path):
     from qsmiron.errors import InputError
-    from qsmiron.pipeline import cohort
+    from qsmiron.pipeline.runners import connect
 
     with pytest.raises(InputError, match="cannot reach the Dask scheduler"):
-        cohort._connect("tcp://127.0.0.1:1", timeout="1s")
+        connect("tcp://127.0.0.1:1", timeout="1s")
 
 
 def test_real_steps_on_a_dask_cluster_match_a_local_worker_process(cohort_copy, fast_e2e_config, tmp_path, cluster):

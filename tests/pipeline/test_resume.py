@@ -19,7 +19,8 @@ import pytest
 
 from qsmiron.config import QsmironConfig
 from qsmiron.io.bids import discover_bids
-from qsmiron.pipeline.cohort import DONE_MARKER, collect_regions, run_cohort
+from qsmiron.io.derivatives import DONE_MARKER
+from qsmiron.pipeline.cohort import collect_regions, run_cohort
 
 
 def config(recon=None, **pipeline) -> QsmironConfig:
@@ -127,7 +128,7 @@ def test_an_interrupted_rerun_leaves_no_subject_marked_done_and_clears_temporary
     resumed = run_cohort(units, out, new_settings, n_procs=1, steps=light_steps)
     assert set(statuses(resumed).values()) == {"done"}
     with pytest.raises(KeyboardInterrupt):
-        run_cohort(units, out, config(recon={"unwrap": {"method": "romeo"}, "mask": {"fill_holes": False}}),
+        run_cohort(units, out, config(recon={"unwrap": {"method": "romeo"}, "mask": {"magnitude": {"fill_holes": False}}}),
                    n_procs=1, steps=(light_steps[0], ("check", interrupting_step)))
     assert collect_regions(out, units, resumed.config_hash)[1] == units[1:]
 

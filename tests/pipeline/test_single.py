@@ -18,6 +18,8 @@ import qsm_forward
 
 from qsmiron.cli import main
 from qsmiron.io.nifti import b0_direction_voxel
+from qsmiron.records.recon import InversionRecord, ReconRecord
+from qsmiron.recon.stages import INVERSION
 
 CHI_AIR_PPM = 9.4  # air relative to tissue
 TES = (0.004, 0.012, 0.020, 0.028)
@@ -251,27 +253,23 @@ def test_recon_writes_every_output_on_the_input_grid_with_units(axial_recon, axi
 
 
 def test_recon_json_records_inputs_acquisition_every_step_and_versions(axial_recon):
-    record = json.loads((axial_recon / "recon.json").read_text())
-    for key in ("qsmiron_version", "created", "inputs", "acquisition", "steps", "reference",
-                "units", "warnings", "config", "versions"):
-        assert key in record, key
-    acquisition = record["acquisition"]
-    assert acquisition["echo_times_s"] == list(TES)
-    assert acquisition["field_strength_t"] == FIELD_STRENGTH_T
-    assert acquisition["n_echoes"] == 4 and acquisition["matrix"] == [48, 48, 40]
-    assert acquisition["phase_scaling"]["method"] == "levels"
-    assert [step["step"] for step in record["steps"]] == [
-        "phase_preparation", "mask", "unwrap", "echo_fit", "background_removal", "inversion",
-        "reference"]
-    for step in record["steps"]:
-        assert set(step) == {"step", "method", "parameters", "seconds", "notes"}
-        assert step["seconds"] >= 0
-    config = record["config"]
-    assert config["recon"]["inversion"]["method"] == record["steps"][5]["method"]
-    assert {"recon", "registration", "roi", "pipeline"} <= set(config)
-    assert record["units"]["Chimap"] == "ppm" and record["units"]["fieldmap"] == "Hz"
-    assert record["reference"] == {"method": "mean", "region": "whole brain mask"}
-    assert record["versions"]["numpy"] and record["versions"]["qsmiron"]
+    record = ReconRecord.read(axial_recon / "recon.json")
+    assert record.schema_version == 1 and record.qsmiron_version and record.created
+    acquisition = record.acquisition
+    assert acquisition.echo_times_s == list(TES)
+    assert acquisition.field_strength_t == FIELD_STRENGTH_T
+    assert acquisition.n_echoes == 4 and acquisition.matrix == [48, 48, 40]
+    assert [step.step for step in record.steps] == [
+        "phase", "mask", "unwrap", "echo_fit", "mask_refinement", "background", "inversion", "reference"]
+    assert record.step("phase").notes["detected_scaling"] == "levels"
+    for step in record.steps:
+        assert step.seconds >= 0 and step.cpu_seconds >= 0
+    # Every parameter of the method that ran is recorded, defaults included.
+    assert set(record.step("background").parameters) == {"radius_mm", "tol", "max_iter", "threshold"}
+    assert record.config.recon.inversion.method == record.step("inversion").method
+    assert record.units.chimap == "ppm" and record.units.fieldmap == "Hz"
+    assert record.step("reference").method == "mean"
+    assert record.versions["numpy"] and record.versions["qsmiron"]
 
 
 def test_recon_susceptibility_matches_the_forward_simulated_truth(axial_recon, axial_sim):
@@ -298,11 +296,11 @@ def test_per_echo_files_with_sidecars_give_the_same_result_as_the_4d_file(
         a = nib.load(str(axial_recon / name)).get_fdata()
         b = nib.load(str(out_dir / name)).get_fdata()
         assert np.allclose(a, b, atol=1e-6), name
-    record = json.loads((out_dir / "recon.json").read_text())
-    assert record["acquisition"]["echo_times_source"] == "sidecar"
-    assert record["acquisition"]["manufacturer"] == "Siemens"
-    assert record["acquisition"]["receive_coil"] == "Head_32"
-    assert len(record["inputs"]["magnitude"]) == 4
+    record = ReconRecord.read(out_dir / "recon.json")
+    assert record.acquisition.echo_times_source == "sidecar"
+    assert record.acquisition.manufacturer == "Siemens"
+    assert record.acquisition.receive_coil == "Head_32"
+    assert len(record.inputs.magnitude) == 4
 
 
 def test_recon_of_an_oblique_anisotropic_acquisition_uses_b0_in_voxel_axes(tmp_path):
@@ -312,10 +310,10 @@ def test_recon_of_an_oblique_anisotropic_acquisition_uses_b0_in_voxel_axes(tmp_p
     assert main(recon_args([mag], [pha], out_dir)) == 0
     chi = nib.load(str(out_dir / "Chimap.nii.gz")).get_fdata()
     mask = nib.load(str(out_dir / "mask.nii.gz")).get_fdata() > 0
-    record = json.loads((out_dir / "recon.json").read_text())
-    assert np.allclose(record["acquisition"]["b0_direction_voxel"], sim["b0"], atol=1e-5)
-    assert record["acquisition"]["oblique_angle_deg"] == pytest.approx(20.0, abs=0.01)
-    assert record["acquisition"]["voxel_size_mm"] == pytest.approx([1.0, 1.0, 1.5])
+    record = ReconRecord.read(out_dir / "recon.json")
+    assert np.allclose(record.acquisition.b0_direction_voxel, sim["b0"], atol=1e-5)
+    assert record.acquisition.oblique_angle_deg == pytest.approx(20.0, abs=0.01)
+    assert record.acquisition.voxel_size_mm == pytest.approx([1.0, 1.0, 1.5])
     error = nrmse_percent(chi, sim["chi_brain"], mask)
     print(f"recon NRMSE (oblique 20 deg, 1 x 1 x 1.5 mm): {error:.1f} %")
     assert error < RECON_NRMSE_BOUND
@@ -344,13 +342,14 @@ def test_recon_with_a_user_mask_keeps_it_unrefined_and_writes_the_names_asked_fo
              "recon_json": "sub-01_recon.json"}
     written = reconstruct_files(mag, pha, tmp_path / "out", echo_times_s=TES,
                                 field_strength_t=FIELD_STRENGTH_T, mask=mask_path, names=names)
-    assert {k: p.name for k, p in written.items()} == names
+    assert [p.name for p in (written.chimap, written.mask, written.fieldmap, written.localfield,
+                             written.record)] == list(names.values())
     assert {p.name for p in (tmp_path / "out").iterdir()} == set(names.values())
-    record = json.loads(written["recon_json"].read_text())
-    assert record["inputs"]["mask"].endswith("brain.nii.gz")
-    assert record["steps"][1]["method"] == "user"
-    assert record["steps"][3]["notes"]["mask_refinement"]["applied"] is False
-    mask = nib.load(str(written["mask"])).get_fdata() > 0
+    record = ReconRecord.read(written.record)
+    assert record.inputs.mask.endswith("brain.nii.gz")
+    assert record.step("mask").method == "given"
+    assert record.step("mask_refinement").method == "none"
+    mask = nib.load(str(written.mask)).get_fdata() > 0
     assert mask.any()
     assert not np.any(mask & ~axial_sim["brain"])  # never grows beyond the user's mask
 
@@ -436,7 +435,9 @@ def test_invert_default_method_recovers_the_susceptibility_on_the_same_grid(loca
     print(f"invert NRMSE (default method): {error:.1f} %")
     assert error < INVERT_NRMSE_BOUND
     sidecar = json.loads(out.with_name("chi_default.json").read_text())
-    assert sidecar["Units"] == "ppm" and sidecar["qsmiron"]["method"]
+    record = InversionRecord.model_validate(sidecar["qsmiron"])
+    assert sidecar["Units"] == "ppm" and [step.step for step in record.steps] == ["inversion", "reference"]
+    assert record.steps[0].method == INVERSION.default
 
 
 def _inversion_methods():
@@ -525,15 +526,15 @@ def test_recon_of_the_real_scan_runs_end_to_end_without_nan(real_gre_dir, tmp_pa
     assert mask.sum() > 0.1 * mask.size
     # Plausible in-vivo values at 7 T: a few tenths of a ppm, not radians or Hz.
     assert 0.01 < np.percentile(np.abs(chi[mask]), 99) < 2.0
-    record = json.loads((out_dir / "recon.json").read_text())
-    assert record["acquisition"]["phase_scaling"]["method"] == "levels"
-    assert record["acquisition"]["phase_scaling"]["levels"] == 4096
-    assert any("anisotropic" in w for w in record["warnings"])
+    record = ReconRecord.read(out_dir / "recon.json")
+    assert record.step("phase").notes["detected_scaling"] == "levels"
+    assert record.step("phase").notes["levels"] == 4096
+    assert any("anisotropic" in w for w in record.warnings)
 
 
 def test_phase_scaling_that_fails_detection_names_the_setting_and_the_override_works(axial_sim, tmp_path, capsys):
     """A weak field without phase offset (tissue only, radians) covers a third of the circle:
-    auto-detection refuses it; recon.phase.scaling = "radians" in the config file accepts it."""
+    auto-detection refuses it; recon.phase.rescale.scaling = "radians" in the config file accepts it."""
     affine = axial_sim["affine"]
     chi_brain, *_ = head_phantom(axial_sim["magnitude"].shape[:3], affine)
     tissue_ppm = qsm_forward.generate_field(chi_brain, voxel_size=list(axial_sim["voxel_mm"]),
@@ -548,12 +549,13 @@ def test_phase_scaling_that_fails_detection_names_the_setting_and_the_override_w
     code = main(recon_args([mag], [pha], tmp_path / "auto"))
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
-    assert "phase scaling not recognised" in err and 'recon.phase.scaling = "radians"' in err
+    assert "phase scaling not recognised" in err and 'recon.phase.rescale.scaling = "radians"' in err
     config = tmp_path / "settings.toml"
-    config.write_text('[recon.phase]\nscaling = "radians"\n[recon.inversion]\nmethod = "tkd"\n')  # tkd: test speed
+    config.write_text('[recon.phase.rescale]\nscaling = "radians"\n[recon.inversion]\nmethod = "tkd"\n')  # tkd: test speed
     code = main(recon_args([mag], [pha], tmp_path / "forced") + ["--config", str(config)])
     assert code == 0, capsys.readouterr().err
-    record = json.loads((tmp_path / "forced" / "recon.json").read_text())
-    assert record["acquisition"]["phase_scaling"]["method"] == "radians"
+    record = ReconRecord.read(tmp_path / "forced" / "recon.json")
+    assert record.step("phase").notes["detected_scaling"] == "radians"
     chi = nib.load(str(tmp_path / "forced" / "Chimap.nii.gz")).get_fdata()
     assert np.isfinite(chi).all() and np.abs(chi).max() > 0
+

@@ -247,6 +247,7 @@ def test_ismv_preconditioner_changes_speed_not_the_solution():
 def test_ismv_is_the_default_everywhere():
     from qsmiron.recon.bgremove import DEFAULT_BACKGROUND, method_parameters
     from qsmiron.recon.settings import BackgroundSettings
+    from qsmiron.recon.stages import BACKGROUND
 
     assert DEFAULT_BACKGROUND == "ismv" == BackgroundSettings().method
-    assert set(BackgroundSettings().method_params()) <= set(method_parameters("ismv"))
+    assert BACKGROUND.parameters(BackgroundSettings()) == method_parameters("ismv")

@@ -9,6 +9,7 @@ from qsmiron.recon.invert._common import estimate_noise_ppm
 from qsmiron.recon.invert.regularisation import choose_weight, discrepancy_index, lcurve_corner
 from qsmiron.recon.metrics import nrmse
 from qsmiron.recon.settings import InversionSettings
+from qsmiron.recon.stages import INVERSION
 
 
 def blob_phantom(n=32):
@@ -118,7 +119,7 @@ def test_inversion_settings_reject_unknown_method():
 @pytest.mark.parametrize("method", sorted(INVERSION_METHODS))
 def test_inversion_settings_give_parameters_each_method_accepts(method):
     chi, mask = blob_phantom(16)
-    params = InversionSettings(method=method).method_params()
+    params = INVERSION.parameters(InversionSettings(method=method))
     result = invert(chi, mask, (1, 1, 1), (0, 0, 1), method=method, **params)
     assert result.info["method"] == method
 

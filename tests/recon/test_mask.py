@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from qsmiron.recon.mask import MASK_METHODS, brain_mask, ellipsoid, refine_mask_by_phase_quality
+from qsmiron.recon.mask import MASK_METHODS, METHODS, brain_mask, ellipsoid, refine_mask_by_phase_quality
 
 
 def head(shape=(48, 48, 40), voxel=(1.0, 1.0, 1.0), snr=20.0, seed=0):
@@ -81,5 +81,6 @@ def test_refinement_uses_quality_and_residual_evidence():
     assert info["flagged_quality"] > 0 and info["flagged_residual"] > 0
 
 
-def test_mask_registry():
+def test_mask_methods_selectable_from_the_settings_are_the_automatic_one():
     assert MASK_METHODS == {"magnitude": brain_mask}
+    assert [method.name for method in METHODS] == ["magnitude", "given"]

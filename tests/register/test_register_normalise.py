@@ -42,19 +42,19 @@ def test_threshold_mask_keeps_a_bright_ball_and_drops_noise():
     assert (mask & ball).sum() / ball.sum() > 0.95 and (mask & ~ball).sum() < 0.05 * ball.sum()
 
 
-def test_syn_stages_use_mi_at_the_coarse_levels_and_cc_at_the_finest_only():
-    from qsmiron.register.normalise import _syn_stages
+def testsyn_stages_use_mi_at_the_coarse_levels_and_cc_at_the_finest_only():
+    from qsmiron.register.normalise import syn_stages
 
     staged = RegistrationSettings(syn_metric="MI+CC", syn_iterations=(40, 20), syn_shrink_factors=(2, 1),
                                   syn_smoothing_vox=(1.0, 0.0))
     # MI's finest level runs 0 iterations so both fields end on one grid (ANTs collapses them).
-    assert _syn_stages(staged) == [("MI", (40, 0), (2, 1), (1.0, 0.0)), ("CC", (20,), (1,), (0.0,))]
-    assert _syn_stages(RegistrationSettings()) == _syn_stages(staged)  # the default
+    assert syn_stages(staged) == [("MI", (40, 0), (2, 1), (1.0, 0.0)), ("CC", (20,), (1,), (0.0,))]
+    assert syn_stages(RegistrationSettings()) == syn_stages(staged)  # the default
     single = RegistrationSettings(syn_metric="MI+CC", syn_iterations=(20,), syn_shrink_factors=(1,),
                                   syn_smoothing_vox=(0.0,))
-    assert _syn_stages(single) == [("CC", (20,), (1,), (0.0,))]
-    assert _syn_stages(RegistrationSettings(syn_metric="MI")) == [("MI", (40, 20), (2, 1), (1.0, 0.0))]
-    assert _syn_stages(RegistrationSettings(syn_iterations=(), syn_shrink_factors=(), syn_smoothing_vox=())) == []
+    assert syn_stages(single) == [("CC", (20,), (1,), (0.0,))]
+    assert syn_stages(RegistrationSettings(syn_metric="MI")) == [("MI", (40, 20), (2, 1), (1.0, 0.0))]
+    assert syn_stages(RegistrationSettings(syn_iterations=(), syn_shrink_factors=(), syn_smoothing_vox=())) == []
 
 
 def test_template_grid_is_resampled_once_per_process_and_keeps_the_brain():

@@ -15,6 +15,14 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_curve
 
+from qsmiron.config import QsmironConfig
+from qsmiron.records.acquisition import Acquisition
+from qsmiron.records.base import StepInfo
+from qsmiron.records.cohort import PipelineSummary, Provenance, ScanRecords, SubjectProblem
+from qsmiron.records.recon import ReconRecord
+from qsmiron.records.regions import RegionsRecord
+from qsmiron.records.study import AnalysisSettings, Exclusion
+from qsmiron.stats.methods_text import STATISTICS_METHODS
 from qsmiron.stats.results import StudyResults
 
 REGIONS = ("Pu", "Ca", "GPe", "VeP")
@@ -128,64 +136,84 @@ def make_results(regions: pd.DataFrame, participants: pd.DataFrame) -> StudyResu
          "missing_a": 0, "missing_b": 0, "summary_a": "F 9 / M 3", "summary_b": "F 8 / M 4",
          "test": "Fisher", "statistic": np.nan, "p": 1.0, "note": ""},
     ])
-    settings = {
-        "covariates": ["age", "sex"], "regions": list(REGIONS), "alpha": 0.05, "min_group_size": 3,
-        "groups": {"column": "group", "compare": ["MOH", "CM"], "group_a": "MOH", "group_b": "CM"},
-        "associations": {"group": "MOH", "variables": ["sds", "hit6"], "method": "spearman",
-                         "covariates": ["age", "sex"]},
-        "relapse": {"group": "MOH", "outcome": "relapse", "time": "time_to_relapse", "event": "relapse",
-                    "count": "relapse_count", "exposure": "followup_months", "covariates": ["age", "sex"],
-                    "roc_direction": "auto"},
-        "study_file": None,
-    }
+    settings = AnalysisSettings(
+        covariates=["age", "sex"], regions=list(REGIONS), alpha=0.05, min_group_size=3,
+        groups={"column": "group", "compare": ["MOH", "CM"]},
+        associations={"group": "MOH", "variables": ["sds", "hit6"], "method": "spearman",
+                      "covariates": ["age", "sex"]},
+        relapse={"group": "MOH", "outcome": "relapse", "time": "time_to_relapse", "event": "relapse",
+                 "count": "relapse_count", "exposure": "followup_months", "covariates": ["age", "sex"],
+                 "roc_direction": "auto"},
+        methods=STATISTICS_METHODS,
+        n_participants={"regions_table": 24, "participants_table": 24, "both": 24, "per_group": {"MOH": 12, "CM": 12}})
     return StudyResults(
         settings=settings, table1=table1, group_comparison=group_comparison, associations=associations,
         relapse=relapse, relapse_counts=counts, roc_curves=roc_curves, km_curves=km_curves,
-        exclusions=[{"participant_id": "sub-17", "analysis": "group_comparison", "reason": "missing age"}],
+        exclusions=[Exclusion(participant_id="sub-17", analysis="group_comparison", reason="missing age")],
         warnings=["group CM has 11 participant(s) with age"],
         versions={"statsmodels": "0.15.0", "lifelines": "0.30.3"})
 
 
-def make_provenance(n_scans: int = 3) -> dict:
-    recon = []
-    for i in range(n_scans):
-        recon.append({
-            "qsmiron_version": "0.1.0", "created": "2025-01-01T00:00:00",
-            "inputs": {"magnitude": [f"sub-{i:02d}_mag.nii.gz"], "phase": [f"sub-{i:02d}_phase.nii.gz"],
-                       "mask": None},
-            "acquisition": {"field_strength_t": 3.0, "echo_times_s": [0.004, 0.008, 0.012, 0.016, 0.020],
-                            "n_echoes": 5, "matrix": [192, 224, 160], "voxel_size_mm": [1.0, 1.0, 1.0],
-                            "b0_direction_voxel": [0, 0, 1], "oblique_angle_deg": 8.5 if i else 0.0,
-                            "manufacturer": "Siemens", "manufacturers_model_name": "Prisma",
-                            "repetition_time_s": 0.028, "flip_angle_deg": 15, "parallel_reduction_factor_in_plane": 2,
-                            "partial_fourier": 1, "receive_coil": "HeadNeck_64", "phase_scaling": {"scaling": "integer"}},
-            "steps": [
-                {"step": "phase_preparation", "method": "integer", "parameters": {"scaling": "auto"}, "seconds": 0.1, "notes": {}},
-                {"step": "mask", "method": "magnitude", "parameters": {}, "seconds": 1.0, "notes": {"n_voxels": 100000}},
-                {"step": "unwrap", "method": "romeo", "parameters": {}, "seconds": 3.0, "notes": {}},
-                {"step": "echo_fit", "method": "weighted_least_squares", "parameters": {}, "seconds": 0.5, "notes": {}},
-                {"step": "background_removal", "method": "vsharp", "parameters": {"max_radius_mm": 12.0},
-                 "seconds": 4.0, "notes": {}},
-                {"step": "inversion", "method": "tv", "parameters": {"lambda": [2.0e-4, 3.1e-4, 2.6e-4][i % 3],
-                                                                    "max_iterations": 250},
-                 "seconds": 9.0, "notes": {"iterations": 120 + i, "n_voxels": 99000}},
-                {"step": "reference", "method": "mean", "parameters": {}, "seconds": 0.01, "notes": {}},
-            ],
-            "reference": {"method": "mean", "region": "whole brain mask"},
-            "units": {"Chimap": "ppm", "fieldmap": "Hz", "localfield": "ppm"},
-            "warnings": ["echo spacing 4.0 ms: last echo 20.0 ms shorter than the T2* of deep grey matter"] if i == 0 else [],
-            "config": {"roi": {"atlas": "cit168"}},
-            "versions": {"numpy": "2.3.5", "scipy": "1.15.3"},
-        })
-    roi = [{"qsmiron_version": "0.1.0", "atlas": {"name": "CIT168"},
-            "template": {"space": "MNI152NLin2009cAsym"},
-            "registration": {"tool": "ANTs", "transform": "rigid + affine + SyN", "metric": "Mattes mutual information",
-                             "metrics": {"brain_dice": 0.91 + 0.01 * i}},
-            "measurement": {"space": "native", "erode_voxels": 0},
-            "versions": {"antspyx": "0.5.4"}} for i in range(n_scans)]
-    pipeline = {"n_subjects": 25, "failed": [{"participant_id": "sub-25", "step": "registration",
-                                              "reason": "brain Dice 0.62 below 0.85"}], "excluded": []}
-    return {"recon": recon, "roi": roi, "pipeline": pipeline}
+def _recon_record(i: int) -> ReconRecord:
+    steps = [
+        StepInfo(step="phase", method="rescale", parameters={"scaling": "auto"}, seconds=0.1,
+                 notes={"detected_scaling": "levels", "levels": 4096}),
+        StepInfo(step="mask", method="magnitude", parameters={"opening_mm": 2.0}, seconds=1.0,
+                 notes={"n_voxels": 100000}),
+        StepInfo(step="unwrap", method="romeo", parameters={"phase_offset": "mcpc3ds"}, seconds=3.0),
+        StepInfo(step="echo_fit", method="weighted_least_squares", parameters={"offset": "smooth"}, seconds=0.5),
+        StepInfo(step="mask_refinement", method="phase_quality", parameters={"noise_factor": 3.0}, seconds=0.2),
+        StepInfo(step="background", method="vsharp", parameters={"radii_mm": [12.0, 2.0], "threshold": 0.05},
+                 seconds=4.0),
+        StepInfo(step="inversion", method="tv", parameters={"alpha": "auto", "max_iter": 250},
+                 seconds=9.0, notes={"alpha": [2.0e-4, 3.1e-4, 2.6e-4][i % 3], "iterations": 120 + i,
+                                     "n_voxels": 99000}),
+        StepInfo(step="reference", method="mean", seconds=0.01, notes={"offset_ppm": 0.001}),
+    ]
+    acquisition = Acquisition(
+        field_strength_t=3.0, field_strength_source="sidecar", echo_times_s=[0.004, 0.008, 0.012, 0.016, 0.020],
+        echo_times_source="sidecar", n_echoes=5, matrix=[192, 224, 160], voxel_size_mm=[1.0, 1.0, 1.0],
+        b0_direction_voxel=[0.0, 0.0, 1.0], oblique_angle_deg=8.5 if i else 0.0, manufacturer="Siemens",
+        manufacturers_model_name="Prisma", repetition_time_s=0.028, flip_angle_deg=15.0,
+        parallel_reduction_factor_in_plane=2.0, partial_fourier=1.0, receive_coil="HeadNeck_64")
+    return ReconRecord(
+        qsmiron_version="0.1.0", created="2025-01-01T00:00:00",
+        inputs={"magnitude": [f"sub-{i:02d}_mag.nii.gz"], "phase": [f"sub-{i:02d}_phase.nii.gz"]},
+        acquisition=acquisition, steps=steps, outputs={"chimap": "Chimap.nii.gz"},
+        mask_description="brain", seconds=17.8,
+        warnings=["echo spacing 4.0 ms: last echo 20.0 ms shorter than the T2* of deep grey matter"] if i == 0 else [],
+        config=QsmironConfig(), versions={"qsmiron": "0.1.0", "numpy": "2.3.5", "scipy": "1.15.3"})
+
+
+def _regions_record(i: int) -> RegionsRecord:
+    config = QsmironConfig.model_validate({"registration": {"resolution_mm": 2.0, "syn_iterations": [60, 40, 20],
+                                                            "syn_shrink_factors": [4, 2, 1],
+                                                            "syn_smoothing_vox": [2.0, 1.0, 0.0]}})
+    return RegionsRecord(
+        qsmiron_version="0.1.0",
+        inputs={"chi": "chi.nii.gz", "magnitude": "mag.nii.gz", "matrix": [192, 224, 160],
+                "voxel_size_mm": [1.0, 1.0, 1.0]},
+        atlas={"name": "cit168", "space": "MNI152NLin2009cAsym", "source": "CIT168", "n_labels": 32,
+               "hemisphere_sources": ["name"]},
+        registration={"tool": "ANTs", "method": "ants_syn", "transforms": ["rigid", "affine", "SyN"],
+                      "metric": "Mattes mutual information", "domain": "atlas",
+                      "subject_image": "first echo of the magnitude, N4 bias-corrected, brain only",
+                      "subject_mask": "support of the chi map", "reused_transforms": False, "fingerprint": "x",
+                      "label_interpolation": "genericLabel",
+                      "quality": {"nmi": 1.2, "brain_dice": 0.91 + 0.01 * i, "min_nmi": 1.05,
+                                  "min_brain_dice": 0.85, "outlier": False}},
+        measurement={"space": "subject (native, chi not interpolated)", "mask": "non-zero finite chi",
+                     "erode_voxels": 0, "min_voxels": 10, "min_coverage": 0.9, "flagged": {}},
+        steps=[StepInfo(step="registration", method="ants_syn", seconds=30.0)], outputs={},
+        config=config, versions={"antspyx": "0.5.4"})
+
+
+def make_provenance(n_scans: int = 3) -> Provenance:
+    scans = [ScanRecords(participant_id=f"sub-{i:02d}", recon=_recon_record(i), regions=_regions_record(i))
+             for i in range(n_scans)]
+    pipeline = PipelineSummary(n_subjects=25, failed=[SubjectProblem(
+        participant_id="sub-25", step="registration", reason="brain Dice 0.62 below 0.85")])
+    return Provenance(scans=scans, pipeline=pipeline)
 
 
 @pytest.fixture(scope="session")

@@ -153,8 +153,9 @@ def test_labels_from_the_data_are_escaped(cohort, study_results):
 
 def test_report_without_optional_analyses_says_what_was_not_run(cohort, study_results):
     regions, participants = cohort
-    settings = {**study_results.settings, "associations": {"group": "MOH", "variables": [], "method": "spearman"},
-                "relapse": {"outcome": None}}
+    settings = study_results.settings.model_copy(update={
+        "associations": study_results.settings.associations.model_copy(update={"variables": []}),
+        "relapse": study_results.settings.relapse.model_copy(update={"outcome": None, "time": None, "count": None})})
     results = StudyResults(settings=settings, table1=study_results.table1,
                            group_comparison=study_results.group_comparison,
                            associations=pd.DataFrame(), relapse=pd.DataFrame())
@@ -208,7 +209,7 @@ def test_report_from_run_study_on_a_synthetic_cohort(cohort, tmp_path):
     # The statistics module's own descriptions of what it ran reach the methods section.
     methods = text[text.index('id="methods"'):]
     for key in ("group_comparison", "associations", "relapse"):
-        assert str(escape(results.settings["methods"][key])) in methods, key
+        assert str(escape(getattr(results.settings.methods, key))) in methods, key
 
 
 def test_findings_list_every_fdr_significant_row_of_each_analysis_most_significant_first(cohort, study_results):

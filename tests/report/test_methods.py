@@ -1,15 +1,25 @@
 """The methods paragraph says what the records hold, summarises across scans, and never invents."""
 
-import copy
-
 import pytest
 
-from qsmiron.report.methods import describe_values, methods_paragraph
+from qsmiron.records.cohort import Provenance
+from qsmiron.report.describe import describe_values
+from qsmiron.report.methods import methods_paragraph
+from qsmiron.stats.methods_text import STATISTICS_METHODS
 
 
 @pytest.fixture()
 def full(provenance, study_results):
     return methods_paragraph(provenance, study_results.settings, results=study_results, n_qc_images=2)
+
+
+def _with_acquisition(provenance, index, **changes):
+    """A copy of the provenance whose scan ``index`` has acquisition fields changed."""
+    scans = list(provenance.scans)
+    recon = scans[index].recon
+    scans[index] = scans[index].model_copy(update={
+        "recon": recon.model_copy(update={"acquisition": recon.acquisition.model_copy(update=changes)})})
+    return provenance.model_copy(update={"scans": scans})
 
 
 def test_paragraph_carries_every_acquisition_item_the_records_hold(full):
@@ -26,23 +36,35 @@ def test_paragraph_carries_every_acquisition_item_the_records_hold(full):
     assert "monopolar" not in full and "bipolar" not in full
 
 
-def test_paragraph_lists_every_step_with_method_and_parameters_in_order(full):
+def test_paragraph_lists_every_step_with_its_declared_method_and_parameters_in_order(full):
     order = ["phase scaling to radians", "brain masking", "phase unwrapping: ROMEO", "echo combination",
-             "background field removal: V-SHARP", "dipole inversion: total-variation", "susceptibility referencing"]
+             "mask refinement", "background field removal: V-SHARP", "dipole inversion: total-variation",
+             "susceptibility referencing"]
     positions = [full.index(step) for step in order]
     assert positions == sorted(positions)
-    assert "max_radius_mm = 12 mm" in full
-    # The regularisation weight was set per scan (0.0002, 0.00031, 0.00026): reported as a range.
-    assert "lambda = 0.0002\u20130.00031 (set per scan, median 0.00026)" in full
-    assert "max_iterations = 250" in full
+    assert "radii_mm = [12, 2] mm" in full and "max_iter = 250" in full
+    # The regularisation weight was chosen per scan (0.0002, 0.00031, 0.00026): reported as a range.
+    assert "alpha = 0.0002\u20130.00031 (varying across scans, median 0.00026)" in full
     assert "iterations = 120\u2013122 (varying across scans, median 121)" in full
+    assert "detected_scaling = levels" in full
     assert "n_voxels" not in full  # bookkeeping notes are not methods
 
 
+def test_paragraph_cites_the_declared_references_of_the_methods_that_ran(full):
+    from qsmiron.recon.stages import stage
+    from qsmiron.register.normalise import METHOD
+
+    for step, method in (("unwrap", "romeo"), ("background", "vsharp"), ("inversion", "tv")):
+        assert stage(step).method(method).reference in full
+    assert METHOD.reference in full
+    assert stage("background").method("ismv").reference not in full  # not run
+
+
 def test_paragraph_gives_units_reference_registration_statistics_qc_and_software(full):
-    for text in ("Susceptibility is given in ppm", "referenced to the mean susceptibility of the whole brain mask",
-                 "MNI152NLin2009cAsym template with ANTs rigid + affine + SyN", "CIT168 labels",
-                 "native space", "brain_dice 0.910\u20130.930",
+    for text in ("Susceptibility is given in ppm", "referenced to the mean over the whole brain mask",
+                 "MNI152NLin2009cAsym template with ANTs rigid + affine + SyN", "cit168 labels",
+                 "native space", "brain Dice 0.910\u20130.930", "resolution_mm = 2 mm",
+                 "syn_iterations = [60, 40, 20]",
                  "Groups MOH and CM", "adjusting for age and sex", "ANCOVA",
                  "with sds and hit6 were tested within group MOH (Spearman, controlling for age and sex)",
                  "Cox proportional hazards", "count 'relapse_count' with exposure 'followup_months'",
@@ -55,17 +77,17 @@ def test_paragraph_gives_units_reference_registration_statistics_qc_and_software
 
 
 def test_without_records_everything_is_unknown_and_nothing_is_invented():
-    text = methods_paragraph(None, {})
+    text = methods_paragraph(None, None)
     assert "unknown" in text
     for invented in ("3 T", "Siemens", "ROMEO", "V-SHARP", "MNI152", "CIT168", "ppm", "ANCOVA", "echoes"):
         assert invented not in text, invented
 
 
 def test_missing_acquisition_fields_are_named_unknown_while_others_are_kept(provenance, study_results):
-    partial = copy.deepcopy(provenance)
-    for record in partial["recon"]:
-        for key in ("receive_coil", "repetition_time_s", "manufacturer", "partial_fourier"):
-            record["acquisition"].pop(key)
+    partial = provenance
+    for index in range(len(provenance.scans)):
+        partial = _with_acquisition(partial, index, receive_coil=None, repetition_time_s=None, manufacturer=None,
+                                    partial_fourier=None)
     text = methods_paragraph(partial, study_results.settings)
     unknown = text.split("hence unknown:")[1].split(".")[0]
     for item in ("vendor", "receive coil", "TR", "partial Fourier"):
@@ -74,27 +96,29 @@ def test_missing_acquisition_fields_are_named_unknown_while_others_are_kept(prov
 
 
 def test_values_that_differ_between_scans_are_given_as_ranges(provenance):
-    mixed = copy.deepcopy(provenance)
-    mixed["recon"][0]["acquisition"]["field_strength_t"] = 1.5
-    mixed["recon"][0]["acquisition"]["echo_times_s"] = [0.0035, 0.0075, 0.0115, 0.0155, 0.0195]
-    mixed["recon"][1]["acquisition"]["echo_times_s"] = [0.004, 0.007, 0.012, 0.016, 0.020]
-    mixed["recon"][2]["acquisition"]["manufacturer"] = "GE"
-    text = methods_paragraph(mixed, {})
+    mixed = _with_acquisition(provenance, 0, field_strength_t=1.5, echo_times_s=[0.0035, 0.0075, 0.0115, 0.0155, 0.0195])
+    mixed = _with_acquisition(mixed, 1, echo_times_s=[0.004, 0.007, 0.012, 0.016, 0.020])
+    mixed = _with_acquisition(mixed, 2, manufacturer="GE")
+    text = methods_paragraph(mixed, None)
     assert "1.5\u20133 T (varying across scans)" in text
     assert "TE1 = 3.50\u20134.00 ms (varying across scans)" in text
     assert "non-uniform echo spacing (3.00\u20135.00 ms) in 1 scan" in text
     assert "Siemens (2 scans); GE (1 scan)" in text
 
 
-def test_statistics_follow_the_settings_and_the_analyses_that_produced_rows(study_results):
-    settings = copy.deepcopy(study_results.settings)
-    settings["associations"].update(method="pearson", group="all", covariates=[])
-    settings["relapse"] = {"outcome": None, "time": None, "count": None}
-    settings["methods"] = {"group_comparison": "type-II ANCOVA as implemented here"}
+def test_statistics_follow_the_settings_and_the_one_methods_text(study_results):
+    settings = study_results.settings.model_copy(deep=True)
+    settings.associations = settings.associations.model_copy(update={"method": "pearson", "group": "all",
+                                                                       "covariates": []})
+    settings.relapse = settings.relapse.model_copy(update={"outcome": None, "time": None, "count": None})
+    settings.methods = settings.methods.model_copy(update={"group_comparison": "type-II ANCOVA as implemented here"})
     text = methods_paragraph(None, settings)
     assert "tested in the pooled sample (Pearson, no covariates)" in text
     assert "type-II ANCOVA as implemented here" in text
     assert "Relapse" not in text and "Cox" not in text
+    full = methods_paragraph(None, study_results.settings)
+    for sentence in (STATISTICS_METHODS.relapse, STATISTICS_METHODS.multiple_comparisons, STATISTICS_METHODS.table1):
+        assert sentence in full
 
 
 def test_describe_values_single_range_and_counts():
@@ -103,33 +127,30 @@ def test_describe_values_single_range_and_counts():
     assert describe_values(["a", "b", "a"]) == "a (2 scans); b (1 scan)"
 
 
-def test_accepts_a_pydantic_study_as_settings():
-    from qsmiron.stats.study import Study
-
-    text = methods_paragraph({}, Study(covariates=["age"]))
-    assert "Benjamini-Hochberg" in text
-
-
-def test_registration_is_described_from_the_recorded_configuration_when_roi_records_are_absent(provenance):
-    records = copy.deepcopy(provenance["recon"])
-    for record in records:
-        record["config"] = {"registration": {"resolution_mm": 2.0, "syn_iterations": [60, 40, 20],
-                                             "label_interpolation": "genericLabel"},
-                            "roi": {"atlas": "cit168", "erode_voxels": 1}}
-    text = methods_paragraph({"recon": records}, {})
-    assert "registered to the MNI152NLin2009cAsym template with ANTs rigid + affine + SyN" in text
-    assert "resolution_mm = 2 mm" in text and "syn_iterations = [60, 40, 20]" in text
-    assert "The cit168 labels were brought into each subject's native space (genericLabel interpolation)" in text
-    assert "after eroding each label by 1 voxel(s)" in text
-    records[0]["config"]["registration"]["syn_iterations"] = []
-    text = methods_paragraph({"recon": records[:1]}, {})
-    assert "rigid + affine," in text and "SyN" not in text.split("Registration parameters")[0]
+def test_without_regions_records_the_registration_is_unknown_not_taken_from_the_settings(provenance):
+    recon_only = Provenance(scans=[scan.model_copy(update={"regions": None}) for scan in provenance.scans])
+    text = methods_paragraph(recon_only, None)
+    assert "registration method, template, atlas and measurement space are unknown" in text
+    assert "SyN" not in text and "MNI152" not in text
 
 
 def test_a_parameter_left_to_the_method_reads_as_its_default_not_as_a_unit(provenance):
-    unset = copy.deepcopy(provenance)
-    for record in unset["recon"]:
-        record["steps"][4]["parameters"]["max_radius_mm"] = None
-    text = methods_paragraph(unset, {})
-    assert "max_radius_mm = method default" in text
+    scans = []
+    for scan in provenance.scans:
+        steps = [step.model_copy(update={"parameters": {**step.parameters, "radii_mm": None}})
+                 if step.step == "background" else step for step in scan.recon.steps]
+        scans.append(scan.model_copy(update={"recon": scan.recon.model_copy(update={"steps": steps})}))
+    text = methods_paragraph(provenance.model_copy(update={"scans": scans}), None)
+    assert "radii_mm = method default" in text
     assert "none mm" not in text
+
+
+def test_a_note_repeating_a_parameter_is_left_out_and_a_chosen_value_is_reported(provenance):
+    scans = []
+    for scan in provenance.scans:
+        steps = [step.model_copy(update={"notes": {"threshold": 0.05, "radius_mm": 4.0}})
+                 if step.step == "background" else step for step in scan.recon.steps]
+        scans.append(scan.model_copy(update={"recon": scan.recon.model_copy(update={"steps": steps})}))
+    text = methods_paragraph(provenance.model_copy(update={"scans": scans}), None)
+    clause = text[text.index("background field removal"):text.index("dipole inversion")]
+    assert "[recorded: radius_mm = 4 mm]" in clause and clause.count("threshold = 0.05") == 1

@@ -9,7 +9,6 @@ instead of the default 20; rigid and affine at 4 mm) and is shared by the tests 
 subject: these two are the only registrations of the test suite.
 """
 
-import json
 
 import nibabel as nib
 import numpy as np
@@ -115,10 +114,11 @@ def test_saved_transforms_map_subject_points_to_their_known_template_position_wi
     import ants
     import pandas as pd
 
+    from qsmiron.io.derivatives import transform_paths
     from qsmiron.register.normalise import Registration
     from qsmiron.register.phantom import KnownWarp
 
-    registration = Registration.load(ras_run["folder"] / "sub-01_regions")
+    registration = Registration.load(transform_paths(ras_run["folder"] / "sub-01_regions"))
     assert registration is not None and registration.warp is not None
     points = np.random.default_rng(0).uniform([-40, -60, -30], [40, 40, 50], (200, 3))
     files, invert = registration.to_subject  # maps subject points to template points
@@ -161,12 +161,22 @@ def test_outputs_beside_the_table_and_provenance(ras_run):
                  "sub-01_regions_from-template_to-subject_mode-image_warp.nii.gz"):
         assert (folder / name).stat().st_size > 100, name
     assert (folder / "sub-01_regions_qc_atlas.png").read_bytes()[:4] == b"\x89PNG"
-    meta = json.loads((folder / "sub-01_regions.json").read_text())
-    assert meta["atlas"]["space"] == "MNI152NLin2009cAsym"
-    assert meta["registration"]["metrics"]["outlier"] is False
-    assert meta["registration"]["metrics"]["brain_dice"] > 0.9
-    assert meta["settings"]["registration"]["resolution_mm"] == 3.0
-    assert meta["versions"]["antspyx"]
+    from qsmiron.records.regions import RegionsRecord
+
+    record = RegionsRecord.read(folder / "sub-01_regions.json")
+    assert record.atlas.space == "MNI152NLin2009cAsym"
+    assert record.registration.quality.outlier is False
+    assert record.registration.quality.brain_dice > 0.9
+    assert record.registration.transforms == ["rigid", "affine", "SyN"]
+    assert record.config.registration.resolution_mm == 3.0
+    assert [step.step for step in record.steps] == ["load", "prepare_subject", "registration", "head_check",
+                                                    "labels_to_subject", "measurement", "qc"]
+    # A head: its magnitude follows the template's core well above the threshold.
+    quality = record.registration.quality
+    assert quality.head_like and quality.core_correlation > 2 * quality.head_min_correlation
+    assert record.step("head_check").notes["core_correlation"] == quality.core_correlation
+    assert record.versions["antspyx"]
+    assert set(record.outputs) >= {"regions", "qc_atlas", "qc_registration", "labels", "transform_affine"}
     assert not list(folder.glob(".*tmp*"))
 
 

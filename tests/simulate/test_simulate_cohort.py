@@ -10,7 +10,8 @@ import pytest
 
 from qsmiron.cli import main
 from qsmiron.errors import InputError
-from qsmiron.io.bids import discover_bids, validate_dataset
+from qsmiron.io.bids import discover_bids
+from qsmiron.io.bids_validation import validate_dataset
 from qsmiron.io.nifti import b0_direction_voxel
 from qsmiron.simulate import cohort as cohort_module
 from qsmiron.simulate.cohort import simulate_cohort

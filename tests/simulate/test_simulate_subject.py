@@ -165,3 +165,21 @@ def test_magnitude_has_configured_snr_and_iron_faster_t2star_decay(axial_scan):
     decay_gp = magnitude[pallidum, -1].mean() / magnitude[pallidum, 0].mean()
     decay_brain = magnitude[white, -1].mean() / magnitude[white, 0].mean()
     assert decay_gp < decay_brain < 1.0
+
+
+def test_true_r2star_and_code_tables_on_the_scan_match_what_the_signal_was_made_with(context, axial_scan):
+    """The first echo read back from the stored integers decays with ``scan.r2star_per_s``;
+    ``code_table_on_scan`` of the R2* table reproduces that map (the same smoothing and
+    sampling)."""
+    from qsmiron.simulate.phantom import mr_property_tables
+    from qsmiron.simulate.subject import code_table_on_scan
+
+    pose, scan = axial_scan
+    _, r2s_table = mr_property_tables(context.phantom, COARSE)
+    np.testing.assert_allclose(code_table_on_scan(context, pose, r2s_table), scan.r2star_per_s,
+                               rtol=1e-5, atol=1e-4)
+    mask = scan.mask
+    te = np.asarray(COARSE.echo_times_s)
+    ratio = scan.magnitude[-1][mask].astype(float) / np.maximum(scan.magnitude[0][mask], 1)
+    measured = -np.log(np.maximum(ratio, 1e-6)) / (te[-1] - te[0])
+    assert np.median(measured - scan.r2star_per_s[mask]) == pytest.approx(0.0, abs=1.0)

@@ -5,6 +5,8 @@ import pandas as pd
 import pytest
 
 from qsmiron.errors import InputError
+from qsmiron.io.participants import ParticipantsTable
+from qsmiron.records.study import Exclusion
 from qsmiron.stats.analysis import run_study
 from qsmiron.stats.study import Study, study_from_dict
 
@@ -66,7 +68,7 @@ def test_participants_in_one_table_only_are_reported_not_silently_dropped(cohort
     extra = pd.DataFrame({"participant_id": ["sub-900"], "region": ["VeP"], "hemisphere": ["L"],
                           "mean_ppm": [0.05]})
     results = run_study(pd.concat([regions, extra]), participants, Study())
-    reasons = {(e["participant_id"], e["reason"]) for e in results.exclusions}
+    reasons = {(e.participant_id, e.reason) for e in results.exclusions}
     assert ("sub-900", "in the regions table but not in the participants table") in reasons
     assert ("sub-001", "in the participants table but has no regional values") in reasons
     assert any("sub-900" in w for w in results.warnings)
@@ -82,11 +84,10 @@ def test_missing_values_are_deleted_listwise_per_analysis_and_counted(cohort):
     results = run_study(regions, participants, Study())
     gc = results.group_comparison
     assert row(gc, "Pu", "L")["n_a"] == 10 and row(gc, "Pu", "R")["n_a"] == 11
-    records = [e for e in results.exclusions if e["analysis"] == "group_comparison"]
-    assert {"participant_id": "sub-002", "analysis": "group_comparison",
-            "reason": "missing age"} in records
-    assert {"participant_id": "sub-003", "analysis": "group_comparison",
-            "reason": "missing mean_ppm (Pu L)"} in records
+    records = [e for e in results.exclusions if e.analysis == "group_comparison"]
+    assert Exclusion(participant_id="sub-002", analysis="group_comparison", reason="missing age") in records
+    assert Exclusion(participant_id="sub-003", analysis="group_comparison",
+                     reason="missing mean_ppm (Pu L)") in records
     assert results.exclusion_counts["group_comparison"] == 2
 
 
@@ -112,9 +113,9 @@ def test_group_below_three_and_constant_variable_give_reasons_and_warnings(cohor
 
 def test_bad_design_is_an_input_error_naming_the_file(cohort):
     regions, participants = cohort(n_a=8, n_b=8, seed=5)
-    participants.attrs["source"] = "participants.tsv"
+    table = ParticipantsTable(participants, source="participants.tsv")
     with pytest.raises(InputError, match="'HC'") as error:
-        run_study(regions, participants, study_from_dict({"groups": {"compare": ["MOH", "HC"]}}))
+        run_study(regions, table, study_from_dict({"groups": {"compare": ["MOH", "HC"]}}))
     assert error.value.path == "participants.tsv"
     bad = participants.assign(relapse=participants["relapse"] * 2)
     with pytest.raises(InputError, match="'relapse' must be 0/1"):
@@ -131,7 +132,7 @@ def test_pooled_pearson_associations_and_regions_subset(cohort):
     results = run_study(regions, participants, study_from_dict(
         {"regions": ["vep"], "associations": {"group": "all", "variables": ["hit6"],
                                               "method": "pearson"}}))
-    assert results.settings["regions"] == ["VeP"]
+    assert results.settings.regions == ["VeP"]
     assert set(results.group_comparison["region"]) == {"VeP"}
     assoc = results.associations
     assert (assoc["group"] == "all").all() and (assoc["n"] == 30).all()

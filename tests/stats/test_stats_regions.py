@@ -78,7 +78,7 @@ def test_several_sessions_need_a_choice_and_an_absent_session_is_named(tmp_path)
                            "sub-01\tses-pre\tVeP\tL\t0.07\nsub-01\tses-post\tVeP\tL\t0.05\n")
     regions = read_regions(path)
     with pytest.raises(InputError, match=r"2 sessions \(ses-post, ses-pre\).*session = ") as error:
-        select_session(regions, None)
+        select_session(regions, None, source=path)
     assert str(path) in str(error.value)
     with pytest.raises(InputError, match=r"'ses-followup' is not in the regions table \(sessions present: "
                                          r"ses-post, ses-pre\)"):

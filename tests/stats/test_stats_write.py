@@ -1,10 +1,10 @@
 """Written results: exact TSV columns, JSON without NaN, everything in results.json."""
 
-import json
 
 import numpy as np
 import pandas as pd
 
+from qsmiron.records.study import Exclusion, StudyRecord
 from qsmiron.stats.analysis import run_study
 from qsmiron.stats.study import study_from_dict
 from qsmiron.stats.write import write_results
@@ -39,13 +39,12 @@ def test_write_results_writes_the_issue_columns_and_a_complete_json(cohort, tmp_
 
     text = (tmp_path / "out" / "results.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
-    payload = json.loads(text)
-    assert payload["settings"]["groups"]["compare"] == ["MOH", "CM"]
-    assert payload["settings"]["methods"]["associations"].startswith("partial correlation")
-    assert {"statsmodels", "lifelines", "scipy", "scikit-learn"} <= set(payload["versions"])
-    assert {"participant_id": "sub-001", "analysis": "group_comparison",
-            "reason": "missing age"} in payload["exclusions"]
-    assert len(payload["group_comparison"]) == 4 and len(payload["roc_curves"]) == 4
+    record = StudyRecord.read(tmp_path / "out" / "results.json")
+    assert record.settings.groups.compare == ["MOH", "CM"]
+    assert record.settings.methods.associations.startswith("partial correlation")
+    assert {"statsmodels", "lifelines", "scipy", "scikit-learn"} <= set(record.versions)
+    assert Exclusion(participant_id="sub-001", analysis="group_comparison", reason="missing age") in record.exclusions
+    assert len(record.group_comparison) == 4 and len(record.roc_curves) == 4
     tsv = pd.read_csv(tmp_path / "out" / "group_comparison.tsv", sep="\t")
-    assert np.allclose(tsv["p"], [r["p"] for r in payload["group_comparison"]])
+    assert np.allclose(tsv["p"], [r["p"] for r in record.group_comparison])
     assert not list((tmp_path / "out").glob(".*tmp*"))  # no temporary files left

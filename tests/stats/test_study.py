@@ -84,9 +84,8 @@ def test_resolve_study_without_age_sex_or_relapse_columns():
 def test_resolve_study_errors_name_what_is_missing():
     participants = pd.DataFrame({"participant_id": ["sub-1", "sub-2", "sub-3"],
                                  "group": ["A", "B", "C"], "age": [1, 2, 3]})
-    participants.attrs["source"] = "participants.tsv"
     with pytest.raises(InputError, match="3 group") as error:
-        resolve_study(Study(), participants, ["Pu"])
+        resolve_study(Study(), participants, ["Pu"], source="participants.tsv")
     assert error.value.path == "participants.tsv"
     with pytest.raises(InputError, match="'MOH'.*labels present: A"):
         resolve_study(study_from_dict({"groups": {"compare": ["MOH", "A"]}}), participants, ["Pu"])

@@ -22,50 +22,13 @@ import nibabel as nib
 import numpy as np
 
 from qsmiron.errors import InputError
+from qsmiron.io.acquisition import acquisition_record, acquisition_warnings, clean_voxel_size_mm, format_mm
+from qsmiron.io.limits import ECHO_TIME_MS_THRESHOLD_S, FIELD_STRENGTH_RANGE_T, MIN_ECHOES
 from qsmiron.io.nifti import b0_direction_voxel, read_sidecar, same_grid, voxel_size_mm
-
-MIN_ECHOES = 2
-"""The fewest echoes a reconstruction accepts: the phase offset needs two to be removed."""
-
-ECHO_TIME_MS_THRESHOLD_S = 1.0
-"""Echo times above this (in 'seconds') are almost surely milliseconds."""
-
-FIELD_STRENGTH_RANGE_T = (0.1, 25.0)
-"""Field strengths outside this range are rejected as a units mistake."""
-
-VOXEL_SIZE_DECIMALS = 6
-"""Voxel sizes are rounded to 1 nm: affines stored as float32 carry ~1e-7 relative noise
-(1.5 mm reads back as 1.50000005), which would otherwise leak into every recorded parameter
-and into rules that compare radii with voxel multiples."""
+from qsmiron.records.acquisition import Acquisition
 
 GRID_TOLERANCE_MM = 1e-3
 """Affines of the echoes and parts must agree within this, mm."""
-
-THICK_SLICE_MM = 2.0
-"""Consensus: slices of 2 mm or more bias small nuclei low."""
-
-ANISOTROPY_RATIO = 2.0
-"""Largest / smallest voxel edge from which voxels count as strongly anisotropic."""
-
-LAST_ECHO_3T_S = 0.020
-"""Consensus: the last echo should reach about the T2* of deep grey matter (30-40 ms at 3T);
-a last echo below 20 ms at 3T (scaled by 3 T / B0, since T2* shortens about as 1/B0) gets a
-warning."""
-
-_SIDECAR_FIELDS = {
-    # acquisition key: BIDS sidecar key (units as BIDS: seconds, degrees)
-    "manufacturer": "Manufacturer",
-    "manufacturers_model_name": "ManufacturersModelName",
-    "repetition_time_s": "RepetitionTime",
-    "flip_angle_deg": "FlipAngle",
-    "parallel_reduction_factor_in_plane": "ParallelReductionFactorInPlane",
-    "partial_fourier": "PartialFourier",
-    "receive_coil": "ReceiveCoilName",
-    "software_versions": "SoftwareVersions",
-    "mr_acquisition_type": "MRAcquisitionType",
-    "sequence_name": "SequenceName",
-}
-
 
 @dataclass
 class MultiEchoGRE:
@@ -90,9 +53,8 @@ class MultiEchoGRE:
         ``{"magnitude": [dict, ...], "phase": [dict, ...]}``, one per file (empty when absent).
     paths : dict
         ``{"magnitude": [Path, ...], "phase": [Path, ...]}``, as given.
-    acquisition : dict
-        The ``acquisition`` block of ``recon.json`` (None where unknown); ``phase_scaling``
-        is filled by the reconstruction.
+    acquisition : Acquisition
+        The ``acquisition`` block of ``recon.json`` (None where unknown).
     warnings : list of str
         Consensus-checklist warnings about the acquisition.
     """
@@ -106,7 +68,7 @@ class MultiEchoGRE:
     b0_direction: np.ndarray
     sidecars: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     paths: dict[str, list[Path]] = field(default_factory=dict)
-    acquisition: dict[str, Any] = field(default_factory=dict)
+    acquisition: Acquisition | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -199,9 +161,9 @@ def _inspect_part(paths: list[Path], part: str) -> _Part:
         if not same_grid(affine, image.affine, reference_shape, shape,
                          atol_mm=GRID_TOLERANCE_MM):
             raise InputError(f"its grid (shape {shape[:3]}, voxel "
-                             f"{_fmt_mm(voxel_size_mm(image.affine))}) differs from the first "
+                             f"{format_mm(voxel_size_mm(image.affine))}) differs from the first "
                              f"{part} echo {paths[0].name} (shape {reference_shape}, voxel "
-                             f"{_fmt_mm(voxel_size_mm(affine))}) or its affine does", path)
+                             f"{format_mm(voxel_size_mm(affine))}) or its affine does", path)
     return _Part(part, paths, images, shapes, sidecars, affine,
                  tuple(reference_shape) + (len(paths),))
 
@@ -231,10 +193,6 @@ def _read_part(part: _Part) -> np.ndarray:
         _check_finite(volume, path, f"the {part.name}")
         data[..., echo] = volume
     return data
-
-
-def _fmt_mm(values: Sequence[float]) -> str:
-    return " x ".join(f"{v:.3g}" for v in values) + " mm"
 
 
 def _fmt_times(values: Sequence[float]) -> str:
@@ -365,72 +323,6 @@ def _resolve_field_strength(field_strength_t, all_sidecars, all_paths, first_pha
     return from_sidecar, "sidecar"
 
 
-def clean_voxel_size_mm(affine: np.ndarray) -> tuple[float, float, float]:
-    """Voxel edge lengths (mm) from an affine, rounded to ``VOXEL_SIZE_DECIMALS`` places."""
-    return tuple(round(v, VOXEL_SIZE_DECIMALS) for v in voxel_size_mm(affine))
-
-
-def oblique_angle_deg(b0_direction: Sequence[float]) -> float:
-    """Angle between B0 and the voxel axis closest to it, degrees (0 for a straight slab)."""
-    b0 = np.abs(np.asarray(b0_direction, dtype=float))
-    b0 = b0 / np.linalg.norm(b0)
-    return float(np.degrees(np.arccos(np.clip(b0.max(), -1.0, 1.0))))
-
-
-def acquisition_warnings(voxel_size: Sequence[float], echo_times_s: Sequence[float],
-                         field_strength_t: float, sidecar: dict[str, Any]) -> list[str]:
-    """The consensus checklist's warnings about an acquisition (empty when it conforms).
-
-    Checks: slices of 2 mm or more, strongly anisotropic voxels (largest / smallest edge
-    >= 2), a last echo much shorter than the T2* of deep grey matter (below 20 ms at 3T,
-    scaled by 3 T / B0), partial Fourier.
-    """
-    warnings = []
-    voxel = [float(v) for v in voxel_size]
-    if max(voxel) >= THICK_SLICE_MM:
-        warnings.append(f"voxels of {_fmt_mm(voxel)}: edges of {THICK_SLICE_MM:g} mm or more "
-                        f"bias the susceptibility of small nuclei low (consensus: about 1 mm "
-                        f"isotropic)")
-    if max(voxel) / min(voxel) >= ANISOTROPY_RATIO:
-        warnings.append(f"strongly anisotropic voxels ({_fmt_mm(voxel)}, ratio "
-                        f"{max(voxel) / min(voxel):.1f}); the consensus recommends roughly "
-                        f"isotropic voxels")
-    recommended_last = LAST_ECHO_3T_S * 3.0 / float(field_strength_t)
-    if echo_times_s[-1] < recommended_last:
-        warnings.append(f"last echo at {echo_times_s[-1] * 1000:.1f} ms, well below the T2* "
-                        f"of deep grey matter at {field_strength_t:g} T (consensus: last echo "
-                        f"near T2*, at least about {recommended_last * 1000:.0f} ms here); "
-                        f"the field estimate is noisy")
-    partial = sidecar.get("PartialFourier")
-    try:
-        partial_value = None if partial is None else float(partial)
-    except (TypeError, ValueError):
-        partial_value = None
-    if partial_value is not None and partial_value < 1.0:
-        warnings.append(f"partial Fourier ({partial_value:g}) was used; the consensus advises "
-                        f"against it for QSM (it blurs the phase)")
-    return warnings
-
-
-def _acquisition(shape3d, affine, echo_times, field_strength, b0, sidecar,
-                 echo_source: str, field_source: str) -> dict[str, Any]:
-    acquisition: dict[str, Any] = {
-        "field_strength_t": float(field_strength),
-        "echo_times_s": [float(t) for t in echo_times],
-        "n_echoes": len(echo_times),
-        "matrix": [int(n) for n in shape3d],
-        "voxel_size_mm": list(clean_voxel_size_mm(affine)),
-        "b0_direction_voxel": [float(v) for v in b0],
-        "oblique_angle_deg": oblique_angle_deg(b0),
-    }
-    for key, sidecar_key in _SIDECAR_FIELDS.items():
-        acquisition[key] = sidecar.get(sidecar_key)
-    acquisition["phase_scaling"] = None
-    acquisition["echo_times_source"] = echo_source
-    acquisition["field_strength_source"] = field_source
-    return acquisition
-
-
 def load_gre(magnitude_paths, phase_paths, *, echo_times_s: Sequence[float] | None = None,
              field_strength_t: float | None = None) -> MultiEchoGRE:
     """Load and validate a multi-echo GRE acquisition.
@@ -500,7 +392,7 @@ def load_gre(magnitude_paths, phase_paths, *, echo_times_s: Sequence[float] | No
     b0 = b0_direction_voxel(affine)
     voxel = clean_voxel_size_mm(affine)
     warnings.extend(acquisition_warnings(voxel, echo_times, field_strength, merged))
-    acquisition = _acquisition(magnitude.shape[:3], affine, echo_times, field_strength, b0,
+    acquisition = acquisition_record(magnitude.shape[:3], affine, echo_times, field_strength, b0,
                                merged, echo_source, field_source)
     return MultiEchoGRE(
         magnitude=magnitude,

@@ -13,8 +13,8 @@ What the reader guarantees to the statistics:
   cannot be decided (0/1 without Levels, letters mixed with numbers, unknown values) are an ``InputError``
   naming the file and the column.
 
-The data dictionary and the sex coding used are kept in ``frame.attrs``
-(``source``, ``data_dictionary``, ``sex_coding``) for the report.
+The reader returns a ``ParticipantsTable``: the frame, and where it came from, its data
+dictionary and the sex coding used, which the study results record for the report.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,42 @@ from qsmiron.errors import InputError
 
 MISSING_VALUES = ("n/a", "N/A", "")
 """Cell values read as missing: BIDS ``n/a`` and an empty cell."""
+
+
+@dataclass(frozen=True)
+class ParticipantsTable:
+    """A participants table and what the statistics record about it.
+
+    Attributes
+    ----------
+    frame : DataFrame
+        One row per participant (see :func:`read_participants`).
+    source : str or None
+        The file it was read from.
+    data_dictionary : dict
+        ``participants.json``.
+    sex_coding : str or None
+        How a numeric ``sex`` column was read.
+    session : str or None
+        The session whose values replaced the participants table's (``participants_at_session``).
+    sessions_source : str or None
+        The sessions table(s) those values came from.
+    """
+
+    frame: pd.DataFrame
+    source: str | None = None
+    data_dictionary: dict[str, Any] = field(default_factory=dict)
+    sex_coding: str | None = None
+    session: str | None = None
+    sessions_source: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionsTable:
+    """Participants' values per session (BIDS sessions tables), and where they came from."""
+
+    frame: pd.DataFrame
+    source: str | None = None
 
 
 def read_text_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
@@ -94,7 +131,7 @@ def participants_json_path(tsv_path: str | os.PathLike) -> Path:
     return path.with_suffix(".json")
 
 
-def read_participants(path: str | os.PathLike) -> pd.DataFrame:
+def read_participants(path: str | os.PathLike) -> ParticipantsTable:
     """Read a BIDS participants table and validate it.
 
     Parameters
@@ -105,10 +142,10 @@ def read_participants(path: str | os.PathLike) -> pd.DataFrame:
 
     Returns
     -------
-    DataFrame
-        One row per participant, default integer index, ``participant_id`` first. Missing
-        values are NaN, numeric columns are float or int, ``sex`` (when present) holds
-        ``"M"``, ``"F"``, ``"O"`` or NaN.
+    ParticipantsTable
+        ``frame``: one row per participant, default integer index, ``participant_id`` first.
+        Missing values are NaN, numeric columns are float or int, ``sex`` (when present)
+        holds ``"M"``, ``"F"``, ``"O"`` or NaN.
 
     Raises
     ------
@@ -152,10 +189,7 @@ def read_participants(path: str | os.PathLike) -> pd.DataFrame:
             frame[column], sex_coding = normalise_sex(frame[column], levels=levels, path=path)
         else:
             frame[column] = _maybe_numeric(frame[column])
-    frame.attrs["source"] = os.fspath(path)
-    frame.attrs["data_dictionary"] = dictionary
-    frame.attrs["sex_coding"] = sex_coding
-    return frame
+    return ParticipantsTable(frame, os.fspath(path), dictionary, sex_coding)
 
 
 SESSION_ID = "session_id"
@@ -163,7 +197,7 @@ _NOT_VARIABLES = ("participant_id", SESSION_ID, "acq_time")
 """Columns of a sessions table that identify a row or a time of day, not a participant's value."""
 
 
-def read_sessions(path: str | os.PathLike, *, participant_id: str | None = None) -> pd.DataFrame:
+def read_sessions(path: str | os.PathLike, *, participant_id: str | None = None) -> SessionsTable:
     """Read a BIDS sessions table: the participant's values at each session.
 
     Parameters
@@ -176,9 +210,9 @@ def read_sessions(path: str | os.PathLike, *, participant_id: str | None = None)
 
     Returns
     -------
-    DataFrame
-        ``participant_id`` (``sub-`` form), ``session_id`` (``ses-`` form) and the other
-        columns, numeric where every present value is a number; ``sex``, when present,
+    SessionsTable
+        ``frame``: ``participant_id`` (``sub-`` form), ``session_id`` (``ses-`` form) and the
+        other columns, numeric where every present value is a number; ``sex``, when present,
         normalised as in :func:`read_participants`.
 
     Raises
@@ -211,11 +245,10 @@ def read_sessions(path: str | os.PathLike, *, participant_id: str | None = None)
             frame[column], _ = normalise_sex(frame[column], path=path)
         elif column not in _NOT_VARIABLES:
             frame[column] = _maybe_numeric(frame[column])
-    frame.attrs["source"] = os.fspath(path)
-    return frame
+    return SessionsTable(frame, os.fspath(path))
 
 
-def read_bids_sessions(bids_dir: str | os.PathLike) -> pd.DataFrame | None:
+def read_bids_sessions(bids_dir: str | os.PathLike) -> SessionsTable | None:
     """Every ``sub-*/sub-*_sessions.tsv`` of a BIDS dataset as one long table (None when there is none)."""
     bids_dir = Path(bids_dir)
     frames = []
@@ -223,19 +256,18 @@ def read_bids_sessions(bids_dir: str | os.PathLike) -> pd.DataFrame | None:
         participant_id = path.parent.name
         if path.name != f"{participant_id}_sessions.tsv":
             continue
-        frames.append(read_sessions(path, participant_id=participant_id))
+        frames.append(read_sessions(path, participant_id=participant_id).frame)
     if not frames:
         return None
     combined = pd.concat(frames, ignore_index=True)
     for column in combined.columns:
         if column not in _NOT_VARIABLES and column != "sex":
             combined[column] = _maybe_numeric(combined[column])
-    combined.attrs["source"] = os.fspath(bids_dir / "sub-*" / "sub-*_sessions.tsv")
-    return combined
+    return SessionsTable(combined, os.fspath(bids_dir / "sub-*" / "sub-*_sessions.tsv"))
 
 
-def participants_at_session(participants: pd.DataFrame, sessions: pd.DataFrame | None,
-                            session: str | None) -> pd.DataFrame:
+def participants_at_session(participants: ParticipantsTable, sessions: SessionsTable | None,
+                            session: str | None) -> ParticipantsTable:
     """The participants table with each participant's values at ``session``.
 
     A value in the sessions table (age at the scan, a score measured at that visit) replaces
@@ -245,9 +277,9 @@ def participants_at_session(participants: pd.DataFrame, sessions: pd.DataFrame |
 
     Parameters
     ----------
-    participants : DataFrame
+    participants : ParticipantsTable
         From :func:`read_participants`.
-    sessions : DataFrame or None
+    sessions : SessionsTable or None
         From :func:`read_sessions` or :func:`read_bids_sessions`; None returns
         ``participants`` unchanged.
     session : str or None
@@ -255,19 +287,19 @@ def participants_at_session(participants: pd.DataFrame, sessions: pd.DataFrame |
 
     Returns
     -------
-    DataFrame
-        A new table with the participants table's ``attrs``, plus ``session`` and
-        ``sessions_source`` when values were taken from the sessions table.
+    ParticipantsTable
+        A new table, with ``session`` and ``sessions_source`` set when values were taken from
+        the sessions table.
     """
     if sessions is None or session is None:
         return participants
     session = normalise_session_id(session)
-    rows = sessions[sessions[SESSION_ID] == session].drop(
-        columns=[c for c in _NOT_VARIABLES if c != "participant_id" and c in sessions.columns])
-    merged = participants.copy()
-    merged.attrs = dict(participants.attrs)
+    table = sessions.frame
+    rows = table[table[SESSION_ID] == session].drop(
+        columns=[c for c in _NOT_VARIABLES if c != "participant_id" and c in table.columns])
+    merged = participants.frame.copy()
     if rows.empty:
-        return merged
+        return replace(participants, frame=merged)
     rows = rows.set_index("participant_id")
     index = merged["participant_id"]
     for column in rows.columns:
@@ -277,9 +309,7 @@ def participants_at_session(participants: pd.DataFrame, sessions: pd.DataFrame |
         else:
             combined = at_session
         merged[column] = combined if column == "sex" else _maybe_numeric(combined.astype(object))
-    merged.attrs["session"] = session
-    merged.attrs["sessions_source"] = sessions.attrs.get("source")
-    return merged
+    return replace(participants, frame=merged, session=session, sessions_source=sessions.source)
 
 
 def normalise_sex(values: pd.Series, *, levels: dict | None = None,

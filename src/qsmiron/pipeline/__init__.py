@@ -1,1 +1,2 @@
-"""Per-subject and cohort orchestration: caching, resume, local and Dask execution."""
+"""Wiring of the layers: the commands of one subject (single), a cohort (cohort, steps, cache,
+runners), the group level (group), the BIDS-App (bids_app) and the demo."""

@@ -15,7 +15,6 @@ per subject: done / skipped / failed / invalid, the failing step and why, its lo
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +23,14 @@ from typing import Any, Callable, Sequence
 from qsmiron.config import QsmironConfig, load_config, write_config
 from qsmiron.errors import InputError
 from qsmiron.io.atomic import write_json_atomic, write_tsv_atomic
-from qsmiron.io.bids import (Problem, discover_bids, format_problems, valid_subjects,
-                             validate_dataset)
-from qsmiron.pipeline.cohort import (SubjectStatus, collect_regions, read_marker,
-                                     run_cohort, unit_out_dir)
+from qsmiron.io.bids import Problem, discover_bids
+from qsmiron.io.bids_validation import format_problems, valid_subjects, validate_dataset
+from qsmiron.io.derivatives import (DERIVATIVE_NAME, QC_ROLES, ROLE_RECON_RECORD, ROLE_REGIONS_RECORD,
+                                   CohortPaths, cohort_paths)
+from qsmiron.pipeline.cache import read_marker
+from qsmiron.pipeline.cohort import SubjectStatus, collect_regions, run_cohort
+from qsmiron.records.cohort import PipelineSummary, Provenance, ScanRecords, SubjectProblem
 
-DERIVATIVE_NAME = "qsmiron"
 BIDS_VERSION = "1.10.0"
 LEVELS = ("participant", "group")
 STATUS_COLUMNS = ["participant_id", "session", "status", "step", "reason", "seconds", "log"]
@@ -51,8 +52,8 @@ class BidsAppResult:
         This run's subjects (participant level), invalid ones included.
     problems : list of Problem
         Validation findings.
-    left_out : list of dict
-        ``{participant_id, step, reason}`` of subjects the group level went without.
+    left_out : list of SubjectProblem
+        The subjects the group level went without (participant, session, step, reason).
     """
 
     derivatives: Path
@@ -60,7 +61,7 @@ class BidsAppResult:
     report: Path | None = None
     statuses: list[SubjectStatus] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    left_out: list[dict[str, Any]] = field(default_factory=list)
+    left_out: list[SubjectProblem] = field(default_factory=list)
 
 
 def _echo(line: str) -> None:
@@ -145,22 +146,23 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
     bids_dir = Path(bids_dir)
     if not bids_dir.is_dir():
         raise InputError("BIDS folder not found", bids_dir)
-    out_root = Path(out_dir) / DERIVATIVE_NAME
-    if out_root.resolve() == bids_dir.resolve() or Path(out_dir).resolve() == bids_dir.resolve():
+    paths = cohort_paths(Path(out_dir) / DERIVATIVE_NAME)
+    if paths.root.resolve() == bids_dir.resolve() or Path(out_dir).resolve() == bids_dir.resolve():
         raise InputError("the output folder must not be the BIDS folder itself (use e.g. BIDS_DIR/derivatives)",
                          out_dir)
 
-    result = BidsAppResult(derivatives=out_root)
+    result = BidsAppResult(derivatives=paths.root)
     if "participant" in levels:
-        _participant_level(bids_dir, out_root, config, participant_labels, n_procs, dask_scheduler, dask_client,
+        _participant_level(bids_dir, paths, config, participant_labels, n_procs, dask_scheduler, dask_client,
                            steps, progress, echo, result)
     if "group" in levels:
-        _group_level(bids_dir, out_root, study_path, echo, result)
+        _group_level(bids_dir, paths, study_path, echo, result)
     return result
 
 
-def _participant_level(bids_dir: Path, out_root: Path, config: QsmironConfig, participant_labels, n_procs,
-                       dask_scheduler, dask_client, steps, progress, echo, result: BidsAppResult) -> None:
+def _validate(bids_dir: Path, paths: CohortPaths, config: QsmironConfig, participant_labels, echo,
+              result: BidsAppResult):
+    """Discover and validate the subjects; write the dataset description, settings and findings."""
     units = discover_bids(bids_dir, participant_labels)
     echo(f"qsmiron: validating {len(units)} subject(s) in {bids_dir}")
     problems = validate_dataset(bids_dir, units, check_data=config.pipeline.validate_image_data)
@@ -171,39 +173,42 @@ def _participant_level(bids_dir: Path, out_root: Path, config: QsmironConfig, pa
         for line in format_problems(problems).splitlines():
             echo(f"  {line}")
     valid = valid_subjects(units, problems)
-
-    out_root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_root / "dataset_description.json", derivative_description(bids_dir))
-    write_config(config, out_root / "config.json")
-    _write_validation(out_root / "validation.tsv", problems)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(paths.dataset_description, derivative_description(bids_dir))
+    write_config(config, paths.config)
+    _write_validation(paths.validation, problems)
     if not valid:
-        _write_status(out_root, _invalid_statuses(units, problems))
+        _write_status(paths, _invalid_statuses(units, problems))
         raise InputError(f"no subject passed validation ({len(units)} checked; the problems are listed above "
-                         f"and in {out_root / 'validation.tsv'})", bids_dir)
+                         f"and in {paths.validation})", bids_dir)
+    return units, valid, problems
 
-    cohort = run_cohort(valid, out_root, config, n_procs=n_procs, dask_scheduler=dask_scheduler,
+
+def _participant_level(bids_dir: Path, paths: CohortPaths, config: QsmironConfig, participant_labels, n_procs,
+                       dask_scheduler, dask_client, steps, progress, echo, result: BidsAppResult) -> None:
+    units, valid, problems = _validate(bids_dir, paths, config, participant_labels, echo, result)
+    cohort = run_cohort(valid, paths.root, config, n_procs=n_procs, dask_scheduler=dask_scheduler,
                         dask_client=dask_client, steps=steps, progress=progress, echo=echo)
     statuses = _invalid_statuses([u for u in units if u not in valid], problems) + cohort.statuses
     order = {(u.participant_id, u.session): i for i, u in enumerate(units)}
     statuses.sort(key=lambda s: order[(s.participant_id, s.session)])
     result.statuses = statuses
-    _write_status(out_root, statuses)
+    _write_status(paths, statuses)
 
     # The cohort table holds every complete subject of the dataset, this run's or earlier ones'.
     all_units = discover_bids(bids_dir) if participant_labels else units
-    regions, included = collect_regions(out_root, all_units, cohort.config_hash,
+    regions, included = collect_regions(paths.root, all_units, cohort.config_hash,
                                         inputs_method=config.pipeline.input_hash)
-    regions_tsv = out_root / "regions.tsv"
-    write_tsv_atomic(regions_tsv, regions)
-    result.regions_tsv = regions_tsv
+    write_tsv_atomic(paths.regions, regions)
+    result.regions_tsv = paths.regions
     failed = [s for s in statuses if not s.succeeded]
     echo(f"qsmiron: participant level: {len(cohort.succeeded)} of {len(statuses)} subject(s) succeeded "
-         f"({sum(s.status == 'skipped' for s in statuses)} reused); {len(included)} in {regions_tsv}")
+         f"({sum(s.status == 'skipped' for s in statuses)} reused); {len(included)} in {paths.regions}")
     for status in failed:
         echo(f"  left out: {status.label}: {status.step}: {status.reason}")
     if not cohort.succeeded:
-        raise InputError(f"no subject was processed successfully; see {out_root / 'cohort_status.tsv'} and the "
-                         f"logs in {out_root / 'logs'}", bids_dir)
+        raise InputError(f"no subject was processed successfully; see {paths.status} and the "
+                         f"logs in {paths.logs}", bids_dir)
 
 
 def _invalid_statuses(units, problems: list[Problem]) -> list[SubjectStatus]:
@@ -227,20 +232,20 @@ def _write_validation(path: Path, problems: list[Problem]) -> None:
 
 
 def read_status(out_root: Path):
-    """``cohort_status.tsv`` as a DataFrame (empty when absent)."""
+    """``cohort_status.tsv`` of the derivative dataset at ``out_root`` as a DataFrame (empty when absent)."""
     import pandas as pd
 
-    path = Path(out_root) / "cohort_status.tsv"
+    path = cohort_paths(out_root).status
     if not path.exists():
         return pd.DataFrame(columns=STATUS_COLUMNS)
     return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False).replace({"n/a": None})
 
 
-def _write_status(out_root: Path, statuses: Sequence[SubjectStatus]) -> None:
+def _write_status(paths: CohortPaths, statuses: Sequence[SubjectStatus]) -> None:
     """Merge this run's subjects into ``cohort_status.tsv`` (rows of other subjects are kept)."""
     import pandas as pd
 
-    previous = read_status(out_root)
+    previous = read_status(paths.root)
     rows = [{"participant_id": s.participant_id, "session": s.session, "status": s.status, "step": s.step,
              "reason": s.reason, "seconds": f"{s.seconds:.1f}", "log": s.log} for s in statuses]
     current = {(r["participant_id"], r["session"]) for r in rows}
@@ -248,78 +253,93 @@ def _write_status(out_root: Path, statuses: Sequence[SubjectStatus]) -> None:
             if (r["participant_id"], r.get("session") or None) not in current]
     frame = pd.DataFrame(kept + rows, columns=STATUS_COLUMNS).sort_values(["participant_id", "session"],
                                                                           na_position="first")
-    write_tsv_atomic(Path(out_root) / "cohort_status.tsv", frame)
+    write_tsv_atomic(paths.status, frame)
 
 
-def _group_level(bids_dir: Path, out_root: Path, study_path, echo, result: BidsAppResult) -> None:
+def _included_scans(paths: CohortPaths) -> list[tuple[str, str | None]]:
+    """(participant, session) of every scan in ``regions.tsv``."""
     import pandas as pd
 
+    from qsmiron.io.participants import normalise_session_id
+
+    if not paths.regions.exists():
+        raise InputError("no regions.tsv: run the participant level first", paths.root)
+    regions = pd.read_csv(paths.regions, sep="\t", dtype=str, keep_default_na=False)
+    if "participant_id" not in regions or regions.empty:
+        raise InputError("regions.tsv holds no subject: nothing for the group level", paths.regions)
+    # A scan is a participant in a dataset without sessions, a participant's session otherwise.
+    sessions = regions["session"].map(normalise_session_id) if "session" in regions else [None] * len(regions)
+    return sorted(set(zip(regions["participant_id"], sessions)), key=lambda unit: (unit[0], unit[1] or ""))
+
+
+def _left_out(paths: CohortPaths, participants_tsv: Path, included) -> tuple[list[SubjectProblem], list[SubjectProblem]]:
+    """Scans that failed or were invalid, and participants with no complete outputs."""
     from qsmiron.io.bids import read_participant_ids
-    from qsmiron.io.participants import normalise_session_id, read_bids_sessions
+
+    failed = []
+    for row in read_status(paths.root).to_dict("records"):
+        unit = (row["participant_id"], row.get("session") or None)
+        if row["status"] in ("failed", "invalid") and unit not in included:
+            failed.append(SubjectProblem(participant_id=unit[0], session=unit[1], step=row["step"],
+                                         reason=row["reason"]))
+    known = {item.participant_id for item in failed} | {pid for pid, _ in included}
+    excluded = [SubjectProblem(participant_id=pid, reason="no complete outputs (not processed, or processed "
+                                                          "with other settings)")
+                for pid in read_participant_ids(participants_tsv) if pid not in known]
+    return failed, excluded
+
+
+def _scan_records(bids_dir: Path, paths: CohortPaths, included) -> list[ScanRecords]:
+    """The recon and regions records and the QC images of every included scan (from its marker)."""
+    from qsmiron.records.recon import ReconRecord
+    from qsmiron.records.regions import RegionsRecord
+
+    scans = []
+    units = {(u.participant_id, u.session): u for u in discover_bids(bids_dir)}
+    for participant_id, session in included:
+        unit = units.get((participant_id, session))
+        marker = None if unit is None else read_marker(paths.subject_dir(unit.relative_dir))
+        if marker is None:
+            continue
+        folder = paths.subject_dir(unit.relative_dir)
+        files = {role: folder / item.file for role, item in marker.outputs.items()}
+        records = {}
+        for role, kind in ((ROLE_RECON_RECORD, ReconRecord), (ROLE_REGIONS_RECORD, RegionsRecord)):
+            try:
+                records[role] = kind.read(files[role]) if role in files else None
+            except InputError:
+                records[role] = None  # written by another qsmiron version: its methods are unknown
+        scans.append(ScanRecords(participant_id=participant_id, session=session, recon=records[ROLE_RECON_RECORD],
+                                 regions=records[ROLE_REGIONS_RECORD],
+                                 qc_images=[str(files[role]) for role in QC_ROLES if role in files]))
+    return scans
+
+
+def _group_level(bids_dir: Path, paths: CohortPaths, study_path, echo, result: BidsAppResult) -> None:
+    from qsmiron.io.participants import read_bids_sessions
     from qsmiron.pipeline.group import run_group_analysis
 
-    regions_tsv = out_root / "regions.tsv"
-    if not regions_tsv.exists():
-        raise InputError("no regions.tsv: run the participant level first", out_root)
+    included = _included_scans(paths)
     participants_tsv = bids_dir / "participants.tsv"
     if not participants_tsv.exists():
         raise InputError("participants.tsv is missing: the group analysis needs the groups and clinical "
                          "variables", bids_dir)
-    regions = pd.read_csv(regions_tsv, sep="\t", dtype=str, keep_default_na=False)
-    if "participant_id" not in regions or regions.empty:
-        raise InputError("regions.tsv holds no subject: nothing for the group level", regions_tsv)
-    # A scan is a participant in a dataset without sessions, a participant's session otherwise.
-    sessions = regions["session"].map(normalise_session_id) if "session" in regions else [None] * len(regions)
-    included = sorted(set(zip(regions["participant_id"], sessions)), key=lambda unit: (unit[0], unit[1] or ""))
-
-    left_out: list[dict[str, Any]] = []
-    for row in read_status(out_root).to_dict("records"):
-        unit = (row["participant_id"], row.get("session") or None)
-        if row["status"] in ("failed", "invalid") and unit not in included:
-            left_out.append({"participant_id": unit[0], "session": unit[1], "step": row["step"],
-                             "reason": row["reason"]})
-    known = {item["participant_id"] for item in left_out} | {pid for pid, _ in included}
-    excluded = [{"participant_id": pid, "reason": "no complete outputs (not processed, or processed with other "
-                                                  "settings)"}
-                for pid in read_participant_ids(participants_tsv) if pid not in known]
-    result.left_out = left_out + [dict(item, step=None) for item in excluded]
-
-    recon_records, roi_records, qc_images = [], [], []
-    units = {(u.participant_id, u.session): u for u in discover_bids(bids_dir)}
-    for participant_id, session in included:
-        unit = units.get((participant_id, session))
-        if unit is None:
-            continue
-        out_dir = unit_out_dir(out_root, unit)
-        outputs = (read_marker(out_dir) or {}).get("outputs", {})
-        for key, sink in (("recon_json", recon_records), ("roi_json", roi_records)):
-            if key in outputs:
-                try:
-                    record = json.loads((out_dir / outputs[key]["file"]).read_text(encoding="utf-8"))
-                except (OSError, json.JSONDecodeError):
-                    continue
-                if session is not None and isinstance(record, dict):
-                    record["session"] = session
-                sink.append(record)
-        for key in ("qc_registration", "qc_atlas"):
-            if key in outputs:
-                qc_images.append(out_dir / outputs[key]["file"])
-
-    provenance = {
-        "recon": recon_records,
-        "roi": roi_records,
-        "pipeline": {"n_subjects": len(included) + len(left_out), "failed": left_out, "excluded": excluded,
-                     "derivatives": str(out_root)},
-    }
+    failed, excluded = _left_out(paths, participants_tsv, included)
+    result.left_out = failed + excluded
+    scans = _scan_records(bids_dir, paths, included)
+    provenance = Provenance(scans=scans, pipeline=PipelineSummary(
+        n_subjects=len(included) + len(failed), failed=failed, excluded=excluded, derivatives=str(paths.root)))
     with_sessions = any(session is not None for _, session in included)
     echo(f"qsmiron: group level on {len({pid for pid, _ in included})} participant(s)"
          + (f", {len(included)} scan sessions" if with_sessions else ""))
-    for item in left_out:
-        who = item["participant_id"] + (f" {item['session']}" if item["session"] else "")
-        echo(f"  left out: {who} (failed at {item['step']}: {item['reason']})")
+    for item in failed:
+        who = item.participant_id + (f" {item.session}" if item.session else "")
+        echo(f"  left out: {who} (failed at {item.step}: {item.reason})")
     for item in excluded:
-        echo(f"  left out: {item['participant_id']} ({item['reason']})")
-    report = run_group_analysis(regions_tsv, participants_tsv, out_root / "group", study_path=study_path,
-                                sessions=read_bids_sessions(bids_dir), qc_images=qc_images, provenance=provenance)
+        echo(f"  left out: {item.participant_id} ({item.reason})")
+    report = run_group_analysis(paths.regions, participants_tsv, paths.group, study_path=study_path,
+                                sessions=read_bids_sessions(bids_dir),
+                                qc_images=[image for scan in scans for image in scan.qc_images],
+                                provenance=provenance)
     result.report = Path(report)
     echo(f"qsmiron: report: {Path(report).resolve()}")

@@ -1,490 +1,30 @@
-"""The participant level of a cohort: every subject through reconstruction and regions.
+"""The participant level of a cohort: every subject through its steps, and the cohort table.
 
-Each subject goes through the steps in ``DEFAULT_STEPS`` (``recon`` then ``roi``); every step
-is one task, so the orchestrator knows which step of which subject is running, finished or
-failed, drives a progress bar per step, and carries on with the other subjects when one
-fails. Tasks run in this process (one process), in local worker processes
-(``concurrent.futures.ProcessPoolExecutor``) or on a Dask distributed cluster; a task reads
-its inputs from and writes its outputs to files, so the results are the same either way.
-
-Resume: a subject's outputs are written file by file atomically into its derivative folder,
-and a done-marker (``.qsmiron-done.json``) is written last, atomically, holding the hash of
-the inputs, the hash of the settings that change results and the size of every output. A
-later run skips a subject whose marker matches; a subject about to run first loses its
-marker, so a run killed at any moment never leaves a folder that is taken as done.
+Each subject goes through the steps (``qsmiron.pipeline.steps.DEFAULT_STEPS``: ``recon``
+then ``roi``); every step is one task, so the orchestrator knows which step of which subject
+is running, finished or failed, drives a progress bar per step, and carries on with the other
+subjects when one fails. Tasks run in this process, in local worker processes or on a Dask
+cluster (``qsmiron.pipeline.runners``). Finished subjects are skipped on a later run when
+their inputs and settings are unchanged (``qsmiron.pipeline.cache``).
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
-import logging
 import os
 import sys
-import threading
 import time
-import traceback
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from qsmiron.config import QsmironConfig
-from qsmiron.errors import InputError
-from qsmiron.io.atomic import write_json_atomic
 from qsmiron.io.bids import SubjectInputs
-
-DONE_MARKER = ".qsmiron-done.json"
-LOG_FOLDER = "logs"
-MAX_REASON_CHARS = 300
-"""Failure reasons shown and tabulated are cut to this; the subject's log has them whole."""
-
-StepFunction = Callable[["SubjectJob", logging.Logger], dict]
-"""A step: reads ``job`` (inputs, earlier outputs, settings), writes files into
-``job.out_dir``, returns ``{key: path}`` of what it wrote."""
-
-
-# --------------------------------------------------------------------------------------------
-# Names of the derivative files
-
-
-def atlas_label(atlas: str) -> str:
-    """A BIDS label for the atlas: the built-in name, or the label file's stem, alphanumeric."""
-    name = Path(atlas).name
-    for suffix in (".nii.gz", ".nii"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    cleaned = "".join(ch for ch in name if ch.isalnum())
-    return cleaned or "custom"
-
-
-def derivative_names(label: str) -> dict[str, str]:
-    """File names of the reconstruction outputs of one subject (``label`` = ``sub-X[_ses-Y]``)."""
-    return {
-        "Chimap": f"{label}_Chimap.nii.gz",
-        "mask": f"{label}_desc-qsm_mask.nii.gz",
-        "fieldmap": f"{label}_desc-total_fieldmap.nii.gz",
-        "localfield": f"{label}_desc-local_fieldmap.nii.gz",
-        "recon_json": f"{label}_desc-recon_qsm.json",
-    }
-
-
-def regions_name(label: str, atlas: str) -> str:
-    return f"{label}_atlas-{atlas_label(atlas)}_regions.tsv"
-
-
-_MAP_SIDECARS = {
-    "Chimap": {"Units": "ppm", "Description": "magnetic susceptibility relative to the mean of the mask "
-                                             "(see the recon JSON for the reference)"},
-    "mask": {"Type": "Brain", "Description": "voxels where Chimap and the local field are valid"},
-    "fieldmap": {"Units": "Hz", "Description": "total field from the multi-echo phase"},
-    "localfield": {"Units": "ppm", "Description": "local field after background field removal"},
-}
-
-
-# --------------------------------------------------------------------------------------------
-# Jobs and steps
-
-
-@dataclass
-class SubjectJob:
-    """Everything a worker needs for one subject; plain data, so it pickles to any worker."""
-
-    unit: SubjectInputs
-    out_dir: Path
-    log_path: Path
-    config: QsmironConfig
-    outputs: dict[str, str] = field(default_factory=dict)
-    step_seconds: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class StepOutcome:
-    step: str
-    ok: bool
-    outputs: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
-    error: str | None = None
-    error_type: str | None = None
-
-
-def recon_step(job: SubjectJob, log: logging.Logger) -> dict:
-    """Multi-echo GRE to susceptibility (``qsmiron.pipeline.single.reconstruct_files``)."""
-    from qsmiron.pipeline.single import reconstruct_files
-
-    unit = job.unit
-    log.info("magnitude: %s", ", ".join(p.name for p in unit.magnitude))
-    log.info("phase: %s", ", ".join(p.name for p in unit.phase))
-    log.info("echo times (s): %s; field strength: %s T", unit.echo_times_s, unit.field_strength_t)
-    paths = reconstruct_files(unit.magnitude, unit.phase, job.out_dir, echo_times_s=unit.echo_times_s,
-                              field_strength_t=unit.field_strength_t, settings=job.config,
-                              names=derivative_names(unit.label))
-    outputs = {key: str(path) for key, path in paths.items()}
-    bids_root = unit.anat_dir.parents[len(unit.relative_dir.parts)]
-    sources = [f"bids:raw:{path.relative_to(bids_root)}" for path in unit.magnitude + unit.phase]
-    for key, sidecar in _MAP_SIDECARS.items():
-        if key in paths:
-            json_path = Path(str(paths[key]).replace(".nii.gz", ".json"))
-            write_json_atomic(json_path, dict(sidecar, Sources=sources))
-            outputs[f"{key}_json"] = str(json_path)
-    return outputs
-
-
-def roi_step(job: SubjectJob, log: logging.Logger) -> dict:
-    """Atlas regions in subject space and their susceptibility (``qsmiron.roi.api.roi_from_files``)."""
-    from qsmiron.roi.api import roi_from_files
-
-    unit = job.unit
-    atlas = job.config.roi.atlas
-    tsv = job.out_dir / regions_name(unit.label, atlas)
-    frame = roi_from_files(job.outputs["Chimap"], unit.magnitude[0], tsv, atlas=atlas, settings=job.config,
-                           mask=job.outputs.get("mask"))
-    log.info("%d regions measured", len(frame))
-    outputs = {"regions": str(tsv)}
-    stem = tsv.with_suffix("")
-    for key, path in (("roi_json", stem.with_name(stem.name + ".json")),
-                      ("qc_atlas", stem.with_name(stem.name + "_qc_atlas.png")),
-                      ("qc_registration", stem.with_name(stem.name + "_qc_registration.png"))):
-        if path.exists():
-            outputs[key] = str(path)
-    return outputs
-
-
-DEFAULT_STEPS: tuple[tuple[str, StepFunction], ...] = (("recon", recon_step), ("roi", roi_step))
-
-
-class _ThreadFilter(logging.Filter):
-    def __init__(self) -> None:
-        super().__init__()
-        self.thread = threading.get_ident()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.thread == self.thread
-
-
-def execute_step(job: SubjectJob, steps: Sequence[tuple[str, StepFunction]], index: int) -> StepOutcome:
-    """Run step ``index`` of ``steps`` for ``job`` in this process; never raises.
-
-    Everything the step and the libraries under it log (logger ``qsmiron``) goes to the
-    subject's log file, with the traceback when the step fails.
-    """
-    name, function = steps[index]
-    job.log_path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(job.log_path, mode="a", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    handler.addFilter(_ThreadFilter())
-    package_logger = logging.getLogger("qsmiron")
-    previous_level = package_logger.level
-    package_logger.addHandler(handler)
-    if package_logger.level == logging.NOTSET or package_logger.level > logging.INFO:
-        package_logger.setLevel(logging.INFO)
-    log = logging.getLogger(f"qsmiron.pipeline.{name}")
-    if job.config.pipeline.reproducible_registration:
-        # ITK reads this once, when the process first registers: set it before that happens.
-        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
-    start = time.perf_counter()
-    try:
-        log.info("%s: step %s started (pid %d)", job.unit.label, name, os.getpid())
-        import warnings
-
-        with warnings.catch_warnings(record=True) as caught:
-            if threading.current_thread() is threading.main_thread():
-                warnings.simplefilter("always")
-            outputs = function(job, log)
-        for item in caught:
-            log.warning("%s: %s", item.category.__name__, item.message)
-        seconds = time.perf_counter() - start
-        log.info("%s: step %s finished in %.1f s", job.unit.label, name, seconds)
-        return StepOutcome(name, True, {k: str(v) for k, v in (outputs or {}).items()}, seconds)
-    except BaseException as exc:  # noqa: BLE001 - a failed subject must not stop the cohort
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        seconds = time.perf_counter() - start
-        if isinstance(exc, InputError):
-            reason = exc.one_line()
-            sub_step = getattr(exc, "step", None)
-            if sub_step:
-                reason = f"{sub_step}: {reason}"
-        else:
-            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-        log.error("%s: step %s failed after %.1f s: %s\n%s", job.unit.label, name, seconds, reason,
-                  traceback.format_exc())
-        if len(reason) > MAX_REASON_CHARS:  # the whole message is in the log
-            reason = reason[: MAX_REASON_CHARS - 30].rstrip() + " ... (see the subject's log)"
-        return StepOutcome(name, False, {}, seconds, reason, type(exc).__name__)
-    finally:
-        package_logger.removeHandler(handler)
-        package_logger.setLevel(previous_level)
-        handler.close()
-
-
-def _init_worker(threads: int) -> None:
-    """Limit each local worker process to its share of the cores."""
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-                     "VECLIB_MAXIMUM_THREADS"):
-        os.environ[variable] = str(threads)
-    os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(threads))
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(threads)
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        pass
-
-
-# --------------------------------------------------------------------------------------------
-# Hashes and the done-marker
-
-
-def config_hash(config: QsmironConfig, steps: Sequence[tuple[str, StepFunction]] = DEFAULT_STEPS) -> str:
-    """SHA-256 of every setting that changes a subject's results, and of the steps run.
-
-    The ``pipeline`` block (processes, resume, progress) changes no result and is left out,
-    except ``reproducible_registration``.
-    """
-    from qsmiron import __version__
-
-    payload = config.model_dump(mode="json")
-    pipeline = payload.pop("pipeline", {}) or {}
-    payload["_reproducible_registration"] = pipeline.get("reproducible_registration", True)
-    payload["_steps"] = [f"{name}:{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}"
-                         for name, fn in steps]
-    payload["_qsmiron_version"] = __version__
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def inputs_hash(unit: SubjectInputs, method: str = "stat") -> str:
-    """SHA-256 over the subject's input files (images and sidecars).
-
-    ``stat``: absolute path, size and modification time of each file; ``content``: the
-    files' bytes (and names), so a copied dataset is recognised as unchanged.
-    """
-    digest = hashlib.sha256()
-    for path in unit.input_files():
-        path = Path(path)
-        if method == "content":
-            digest.update(f"{path.name}\0{_file_digest(path)}\n".encode())
-        else:
-            stat = path.stat()
-            digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
-def marker_path(out_dir: Path) -> Path:
-    return Path(out_dir) / DONE_MARKER
-
-
-def read_marker(out_dir: Path) -> dict | None:
-    path = marker_path(out_dir)
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return payload if isinstance(payload, dict) else None
-
-
-def marker_is_valid(out_dir: Path, inputs_digest: str, config_digest: str) -> bool:
-    """True when the subject's outputs are complete and were made from these inputs and settings."""
-    marker = read_marker(out_dir)
-    if marker is None or marker.get("inputs_hash") != inputs_digest or marker.get("config_hash") != config_digest:
-        return False
-    outputs = marker.get("outputs")
-    if not isinstance(outputs, dict) or not outputs:
-        return False
-    for item in outputs.values():
-        path = Path(out_dir) / item.get("file", "")
-        if not path.is_file() or path.stat().st_size != item.get("size"):
-            return False
-    return True
-
-
-def _write_marker(job: SubjectJob, inputs_digest: str, config_digest: str) -> None:
-    outputs = {}
-    for key, value in job.outputs.items():
-        path = Path(value)
-        try:
-            relative = path.relative_to(job.out_dir)
-        except ValueError:
-            continue  # a file outside the subject folder is not the subject's output
-        outputs[key] = {"file": str(relative), "size": path.stat().st_size}
-    write_json_atomic(marker_path(job.out_dir), {
-        "participant_id": job.unit.participant_id,
-        "session": job.unit.session,
-        "inputs_hash": inputs_digest,
-        "config_hash": config_digest,
-        "outputs": outputs,
-        "step_seconds": {k: round(v, 3) for k, v in job.step_seconds.items()},
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    })
-
-
-def _clear_for_rerun(out_dir: Path) -> None:
-    """Remove the marker and leftovers of an interrupted run (temporary files and folders)."""
-    marker = marker_path(out_dir)
-    if marker.exists():
-        marker.unlink()
-    if not out_dir.is_dir():
-        return
-    import shutil
-
-    for entry in out_dir.iterdir():
-        if entry.name.startswith(".") and ".tmp" in entry.name:
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Running tasks: in process, local processes, Dask
-
-
-class _SerialRunner:
-    """Runs each task at once in this process (one subject at a time)."""
-
-    capacity = 1
-
-    def submit(self, function, *args, isolated: bool = False) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(function(*args))
-        except BaseException as exc:  # noqa: BLE001
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            future.set_exception(exc)
-        return future
-
-    def wait_any(self, futures) -> list:
-        return list(futures)[:1]
-
-    def broken(self, future) -> None:  # pragma: no cover - nothing to restart
-        pass
-
-    def finished(self, future) -> None:
-        pass
-
-    def close(self, abort: bool = False) -> None:
-        pass
-
-
-class _PoolRunner:
-    """Local worker processes.
-
-    When a worker dies (killed, out of memory) the pool breaks and every task in it fails
-    with ``BrokenProcessPool``, so the culprit is unknown: the pool is replaced and each of
-    those tasks is retried alone in a one-process pool of its own, where a second death can
-    only be its own.
-    """
-
-    def __init__(self, n_workers: int, threads: int, start_method: str) -> None:
-        import multiprocessing
-
-        self.n_workers, self.threads = n_workers, threads
-        self.capacity = n_workers
-        self.context = multiprocessing.get_context(start_method)
-        self.main = self._new(n_workers)
-        self.owner: dict[Future, ProcessPoolExecutor] = {}
-
-    def _new(self, n_workers: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=n_workers, mp_context=self.context,
-                                   initializer=_init_worker, initargs=(self.threads,))
-
-    def submit(self, function, *args, isolated: bool = False) -> Future:
-        executor = self._new(1) if isolated else self.main
-        try:
-            future = executor.submit(function, *args)
-        except BrokenProcessPool:
-            # A worker died after the futures being handled completed, before its own future
-            # was seen: the main pool is broken already, so it is replaced now.
-            self._replace_main()
-            executor = self.main
-            future = executor.submit(function, *args)
-        self.owner[future] = executor
-        return future
-
-    def _replace_main(self) -> None:
-        self.main.shutdown(wait=False, cancel_futures=True)
-        self.main = self._new(self.n_workers)
-
-    def wait_any(self, futures) -> list:
-        done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
-        return list(done)
-
-    def broken(self, future) -> None:
-        if self.owner.get(future) is self.main:
-            self._replace_main()
-
-    def finished(self, future) -> None:
-        executor = self.owner.pop(future, None)
-        if executor is not None and executor is not self.main:
-            executor.shutdown(wait=False)
-
-    def close(self, abort: bool = False) -> None:
-        executors = {id(e): e for e in [self.main, *self.owner.values()]}.values()
-        for executor in executors:
-            if not abort:
-                executor.shutdown(wait=True, cancel_futures=True)
-                continue
-            # Interrupted: stop the workers now rather than wait for their current subject.
-            processes = list((getattr(executor, "_processes", None) or {}).values())
-            executor.shutdown(wait=False, cancel_futures=True)
-            for process in processes:
-                if process.is_alive():
-                    process.terminate()
-
-
-class _DaskRunner:
-    """Tasks on a Dask distributed cluster (the scheduler itself retries tasks of lost workers)."""
-
-    def __init__(self, client) -> None:
-        from distributed import as_completed
-
-        self.client = client
-        try:
-            self.capacity = max(1, sum(client.nthreads().values()))
-        except Exception:  # noqa: BLE001 - a scheduler that does not say: one task per worker later
-            self.capacity = 1
-        self.completed = as_completed(loop=client.loop)
-        self.submitted: list = []
-
-    def submit(self, function, *args, isolated: bool = False):
-        future = self.client.submit(function, *args, pure=False)
-        self.completed.add(future)
-        self.submitted.append(future)
-        return future
-
-    def wait_any(self, futures) -> list:
-        return [next(self.completed)]
-
-    def broken(self, future) -> None:
-        pass
-
-    def finished(self, future) -> None:
-        pass
-
-    def close(self, abort: bool = False) -> None:
-        if abort:
-            self.client.cancel([f for f in self.submitted if not f.done()])
-
-
-def _is_infrastructure_error(exc: BaseException) -> bool:
-    if isinstance(exc, BrokenProcessPool):
-        return True
-    return type(exc).__name__ in ("KilledWorker", "CancelledError", "CommClosedError")
-
-
-# --------------------------------------------------------------------------------------------
-# The cohort
+from qsmiron.io.derivatives import ROLE_REGIONS, cohort_paths
+from qsmiron.pipeline import cache
+from qsmiron.pipeline.runners import (DaskRunner, PoolRunner, SerialRunner, connect, is_infrastructure_error,
+                                      resolve_workers)
+from qsmiron.pipeline.steps import DEFAULT_STEPS, StepFunction, StepOutcome, SubjectJob, execute_step
 
 
 @dataclass
@@ -529,27 +69,130 @@ class CohortResult:
         return [s for s in self.statuses if not s.succeeded]
 
 
-def unit_out_dir(out_root: Path, unit: SubjectInputs) -> Path:
-    """``OUT/qsmiron/sub-X[/ses-Y]/anat``: where a subject's derivatives go."""
-    return Path(out_root) / unit.relative_dir / "anat"
+def _key(unit: SubjectInputs) -> tuple[str, str | None]:
+    return unit.participant_id, unit.session
 
 
-def unit_log_path(out_root: Path, unit: SubjectInputs) -> Path:
-    return Path(out_root) / LOG_FOLDER / f"{unit.label}.log"
+def _log_line(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(f"{stamp} ERROR   qsmiron.pipeline.cohort: {text}\n")
 
 
-def resolve_workers(n_procs: int | None, n_tasks: int, threads_per_process: int | None = None) -> tuple[int, int]:
-    """(worker processes, threads per process) for ``n_tasks`` subjects on this machine.
+class _Progress:
+    """One bar for the cohort and one per step (tqdm, on stderr)."""
 
-    0 worker processes means: run in this process (``n_procs`` 1, or one core and no request).
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    requested = n_procs if n_procs is not None else cores
-    if requested <= 1:
-        return 0, threads_per_process if threads_per_process is not None else cores
-    workers = max(1, min(requested, max(n_tasks, 1)))
-    threads = threads_per_process if threads_per_process is not None else max(1, cores // workers)
-    return workers, threads
+    def __init__(self, n_units: int, n_jobs: int, steps, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.bars = {"cohort": tqdm(total=n_units, desc="subjects", unit="subj", position=0, disable=not enabled,
+                                    initial=n_units - n_jobs, leave=True)}
+        for position, (name, _) in enumerate(steps, start=1):
+            self.bars[name] = tqdm(total=n_jobs, desc=f"  {name}", unit="subj", position=position,
+                                   disable=not enabled, leave=True)
+
+    def step_done(self, *names: str) -> None:
+        for name in names:
+            self.bars[name].update(1)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+class _Orchestration:
+    """The state of one run: jobs waiting, tasks in flight, statuses, and how each outcome moves on."""
+
+    def __init__(self, jobs, steps, runner, settings, digests, config_digest, statuses, progress, echo) -> None:
+        self.waiting = list(reversed(jobs))
+        self.steps, self.runner, self.settings = steps, runner, settings
+        self.digests, self.config_digest = digests, config_digest
+        self.statuses, self.progress, self.echo = statuses, progress, echo
+        self.inflight: dict[Any, tuple[SubjectJob, int, int]] = {}
+
+    def submit(self, job: SubjectJob, index: int, attempt: int) -> None:
+        future = self.runner.submit(execute_step, job, self.steps, index, isolated=attempt > 1)
+        self.inflight[future] = (job, index, attempt)
+
+    def start_subjects(self) -> None:
+        # Depth first: a subject's next step is submitted as soon as its step ends, and a new
+        # subject starts only when a worker is free, so subjects finish one after another.
+        while self.waiting and len(self.inflight) < self.runner.capacity:
+            job = self.waiting.pop()
+            cache.clear_for_rerun(job.out_dir)
+            self.submit(job, 0, 1)
+
+    def finish(self, job: SubjectJob, status: str, step: str | None = None, reason: str | None = None) -> None:
+        seconds = sum(job.step_seconds.values())
+        self.statuses[_key(job.unit)] = SubjectStatus(job.unit.participant_id, job.unit.session, status, step,
+                                                      reason, round(seconds, 3), str(job.log_path), str(job.out_dir))
+        self.progress.step_done("cohort")
+        if status == "done":
+            self.echo(f"{job.unit.label}: done in {seconds:.1f} s")
+        else:
+            self.echo(f"{job.unit.label}: FAILED at step {step}: {reason} (log: {job.log_path})")
+
+    def outcome_of(self, future, job: SubjectJob, name: str, attempt: int, index: int) -> StepOutcome | None:
+        """The step's outcome; None when the worker was lost and the step resubmitted."""
+        try:
+            outcome: StepOutcome = future.result()
+        except Exception as exc:  # noqa: BLE001 - infrastructure trouble, not the step's error
+            if not is_infrastructure_error(exc):
+                raise
+            self.runner.broken(future)
+            self.runner.finished(future)
+            if attempt < self.settings.max_attempts:
+                _log_line(job.log_path, f"{job.unit.label}: step {name}: worker lost ({type(exc).__name__}), retrying")
+                self.submit(job, index, attempt + 1)
+                return None
+            outcome = StepOutcome(name, False, error=f"the worker process died ({type(exc).__name__}: {exc}); "
+                                                     "out of memory?", error_type=type(exc).__name__)
+            _log_line(job.log_path, f"{job.unit.label}: step {name} failed: {outcome.error}")
+            return outcome
+        self.runner.finished(future)
+        return outcome
+
+    def handle(self, future) -> None:
+        job, index, attempt = self.inflight.pop(future)
+        name = self.steps[index][0]
+        outcome = self.outcome_of(future, job, name, attempt, index)
+        if outcome is None:
+            return
+        self.progress.step_done(name)
+        job.step_seconds[name] = outcome.seconds
+        if not outcome.ok:
+            self.progress.step_done(*(later for later, _ in self.steps[index + 1:]))
+            self.finish(job, "failed", name, outcome.error)
+            return
+        job.outputs.update(outcome.outputs)
+        if index + 1 < len(self.steps):
+            self.submit(job, index + 1, 1)
+            return
+        cache.write_marker(job.out_dir, job.unit, job.outputs, job.step_seconds, self.digests[_key(job.unit)],
+                           self.config_digest)
+        self.finish(job, "done")
+
+    def run(self) -> None:
+        self.start_subjects()
+        while self.inflight:
+            for future in self.runner.wait_any(list(self.inflight)):
+                self.handle(future)
+            self.start_subjects()
+
+
+def _runner(n_jobs: int, settings, n_procs, dask_scheduler, dask_client):
+    """The runner for this run, where it runs (in words), and a Dask client to close (or None)."""
+    if dask_client is not None or dask_scheduler is not None:
+        own = None
+        if dask_client is None:
+            dask_client = own = connect(dask_scheduler)
+        return DaskRunner(dask_client), "on the Dask cluster", own
+    workers, threads = resolve_workers(n_procs if n_procs is not None else settings.n_procs, n_jobs,
+                                       settings.threads_per_process)
+    if workers == 0:
+        return SerialRunner(), "in this process", None
+    return PoolRunner(workers, threads, settings.start_method), f"in {workers} process(es) x {threads} thread(s)", None
 
 
 def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, config: QsmironConfig, *,
@@ -564,7 +207,7 @@ def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, conf
         Validated subjects (``qsmiron.io.bids.valid_subjects``).
     out_root : path
         The derivative dataset (``OUT_DIR/qsmiron``); subject ``X`` goes to ``sub-X/anat``,
-        its log to ``logs/sub-X.log``.
+        its log to ``logs/sub-X.log`` (``qsmiron.io.derivatives.CohortPaths``).
     config : QsmironConfig
     n_procs : int, optional
         Local worker processes; default ``config.pipeline.n_procs`` (None = one per core).
@@ -588,118 +231,34 @@ def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, conf
     from tqdm import tqdm
 
     start = time.perf_counter()
-    out_root = Path(out_root)
+    paths = cohort_paths(out_root)
     steps = tuple(steps or DEFAULT_STEPS)
     settings = config.pipeline
-    progress = settings.progress if progress is None else progress
-    config_digest = config_hash(config, steps)
+    config_digest = cache.config_hash(config, steps)
     echo = echo or (lambda line: tqdm.write(line, file=sys.stderr))
-
     statuses: dict[tuple[str, str | None], SubjectStatus] = {}
     digests: dict[tuple[str, str | None], str] = {}
     jobs: list[SubjectJob] = []
     for unit in units:
-        key = (unit.participant_id, unit.session)
-        out_dir = unit_out_dir(out_root, unit)
-        log_path = unit_log_path(out_root, unit)
-        digests[key] = inputs_hash(unit, settings.input_hash)
-        if settings.resume and marker_is_valid(out_dir, digests[key], config_digest):
-            statuses[key] = SubjectStatus(unit.participant_id, unit.session, "skipped", log=str(log_path),
-                                          out_dir=str(out_dir))
-            continue
-        jobs.append(SubjectJob(unit=unit, out_dir=out_dir, log_path=log_path, config=config))
-
-    own_client = None
-    if jobs:
-        if dask_client is not None or dask_scheduler is not None:
-            if dask_client is None:
-                dask_client = own_client = _connect(dask_scheduler)
-            runner = _DaskRunner(dask_client)
-            where = "on the Dask cluster"
+        out_dir, log_path = paths.subject_dir(unit.relative_dir), paths.subject_log(unit.label)
+        digests[_key(unit)] = cache.inputs_hash(unit, settings.input_hash)
+        if settings.resume and cache.marker_is_valid(out_dir, digests[_key(unit)], config_digest):
+            statuses[_key(unit)] = SubjectStatus(unit.participant_id, unit.session, "skipped", log=str(log_path),
+                                                 out_dir=str(out_dir))
         else:
-            workers, threads = resolve_workers(n_procs if n_procs is not None else settings.n_procs, len(jobs),
-                                               settings.threads_per_process)
-            runner = _SerialRunner() if workers == 0 else _PoolRunner(workers, threads, settings.start_method)
-            where = "in this process" if workers == 0 else f"in {workers} process(es) x {threads} thread(s)"
+            jobs.append(SubjectJob(unit=unit, out_dir=out_dir, log_path=log_path, config=config))
+    runner, own_client = None, None
+    if jobs:
+        runner, where, own_client = _runner(len(jobs), settings, n_procs, dask_scheduler, dask_client)
         skipped = len(units) - len(jobs)
         echo(f"qsmiron: {len(jobs)} subject(s) to process {where}"
              + (f", {skipped} already complete (skipped)" if skipped else ""))
-    else:
-        runner = None
-        if units:
-            echo(f"qsmiron: all {len(units)} subject(s) already complete (skipped)")
-
-    disable = not progress
-    bars = {"cohort": tqdm(total=len(units), desc="subjects", unit="subj", position=0, disable=disable,
-                           initial=len(units) - len(jobs), leave=True)}
-    for position, (name, _) in enumerate(steps, start=1):
-        bars[name] = tqdm(total=len(jobs), desc=f"  {name}", unit="subj", position=position, disable=disable,
-                          leave=True)
-
-    inflight: dict[Any, tuple[SubjectJob, int, int]] = {}
-
-    def submit(job: SubjectJob, index: int, attempt: int) -> None:
-        future = runner.submit(execute_step, job, steps, index, isolated=attempt > 1)
-        inflight[future] = (job, index, attempt)
-
-    def finish(job: SubjectJob, status: str, step: str | None = None, reason: str | None = None) -> None:
-        key = (job.unit.participant_id, job.unit.session)
-        statuses[key] = SubjectStatus(job.unit.participant_id, job.unit.session, status, step, reason,
-                                      round(sum(job.step_seconds.values()), 3), str(job.log_path), str(job.out_dir))
-        bars["cohort"].update(1)
-        if status == "done":
-            echo(f"{job.unit.label}: done in {sum(job.step_seconds.values()):.1f} s")
-        else:
-            echo(f"{job.unit.label}: FAILED at step {step}: {reason} (log: {job.log_path})")
-
-    waiting = list(reversed(jobs))
-
-    def start_subjects() -> None:
-        # Depth first: a subject's next step is submitted as soon as its step ends, and a new
-        # subject starts only when a worker is free, so subjects finish one after another.
-        while waiting and len(inflight) < runner.capacity:
-            job = waiting.pop()
-            _clear_for_rerun(job.out_dir)
-            submit(job, 0, 1)
-
+    elif units:
+        echo(f"qsmiron: all {len(units)} subject(s) already complete (skipped)")
+    bars = _Progress(len(units), len(jobs), steps, settings.progress if progress is None else progress)
     try:
         if runner is not None:
-            start_subjects()
-        while inflight:
-            for future in runner.wait_any(list(inflight)):
-                job, index, attempt = inflight.pop(future)
-                name = steps[index][0]
-                try:
-                    outcome: StepOutcome = future.result()
-                except Exception as exc:  # noqa: BLE001 - infrastructure trouble, not the step's error
-                    if not _is_infrastructure_error(exc):
-                        raise
-                    runner.broken(future)
-                    runner.finished(future)
-                    if attempt < settings.max_attempts:
-                        _log_line(job.log_path, f"{job.unit.label}: step {name}: worker lost "
-                                                f"({type(exc).__name__}), retrying")
-                        submit(job, index, attempt + 1)
-                        continue
-                    outcome = StepOutcome(name, False, error=f"the worker process died ({type(exc).__name__}: "
-                                                             f"{exc}); out of memory?", error_type=type(exc).__name__)
-                    _log_line(job.log_path, f"{job.unit.label}: step {name} failed: {outcome.error}")
-                else:
-                    runner.finished(future)
-                bars[name].update(1)
-                job.step_seconds[name] = outcome.seconds
-                if not outcome.ok:
-                    for later, _ in steps[index + 1:]:
-                        bars[later].update(1)
-                    finish(job, "failed", name, outcome.error)
-                    continue
-                job.outputs.update(outcome.outputs)
-                if index + 1 < len(steps):
-                    submit(job, index + 1, 1)
-                    continue
-                _write_marker(job, digests[(job.unit.participant_id, job.unit.session)], config_digest)
-                finish(job, "done")
-            start_subjects()
+            _Orchestration(jobs, steps, runner, settings, digests, config_digest, statuses, bars, echo).run()
     except BaseException:
         if runner is not None:
             runner.close(abort=True)
@@ -710,33 +269,8 @@ def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, conf
             runner.close()
         if own_client is not None:
             own_client.close()
-        for bar in bars.values():
-            bar.close()
-
-    ordered = [statuses[(u.participant_id, u.session)] for u in units]
-    return CohortResult(ordered, config_digest, time.perf_counter() - start)
-
-
-def _log_line(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(f"{stamp} ERROR   qsmiron.pipeline.cohort: {text}\n")
-
-
-def _connect(address: str, timeout: str = "30s"):
-    try:
-        from distributed import Client
-    except ImportError as exc:  # pragma: no cover - a dependency
-        raise InputError(f"--dask-scheduler needs the 'distributed' package ({exc})") from None
-    try:
-        return Client(address, timeout=timeout)
-    except (OSError, TimeoutError) as exc:
-        raise InputError(f"cannot reach the Dask scheduler ({exc})", address) from None
-
-
-# --------------------------------------------------------------------------------------------
-# The cohort table
+        bars.close()
+    return CohortResult([statuses[_key(u)] for u in units], config_digest, time.perf_counter() - start)
 
 
 def collect_regions(out_root: str | os.PathLike, units: Sequence[SubjectInputs], config_digest: str,
@@ -753,18 +287,17 @@ def collect_regions(out_root: str | os.PathLike, units: Sequence[SubjectInputs],
     """
     import pandas as pd
 
-    frames = []
-    included = []
+    paths = cohort_paths(out_root)
+    frames, included = [], []
     with_sessions = any(unit.session is not None for unit in units)
     for unit in units:
-        out_dir = unit_out_dir(Path(out_root), unit)
-        if not marker_is_valid(out_dir, inputs_hash(unit, inputs_method), config_digest):
+        out_dir = paths.subject_dir(unit.relative_dir)
+        if not cache.marker_is_valid(out_dir, cache.inputs_hash(unit, inputs_method), config_digest):
             continue
-        marker = read_marker(out_dir)
-        regions = marker["outputs"].get("regions")
+        regions = cache.read_marker(out_dir).outputs.get(ROLE_REGIONS)
         if regions is None:
             continue
-        frame = pd.read_csv(out_dir / regions["file"], sep="\t", na_values=["n/a"], keep_default_na=False)
+        frame = pd.read_csv(out_dir / regions.file, sep="\t", na_values=["n/a"], keep_default_na=False)
         frame.insert(0, "participant_id", unit.participant_id)
         if with_sessions:
             frame.insert(1, "session", unit.session or "n/a")

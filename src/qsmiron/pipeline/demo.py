@@ -19,7 +19,6 @@ subject (resume), and only redoes what changed.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 from qsmiron.config import QsmironConfig, config_from_dict, config_to_dict, write_config
 from qsmiron.io.atomic import write_json_atomic, write_text_atomic
+from qsmiron.io.derivatives import demo_paths
 from qsmiron.pipeline.settings import DemoSettings
 
 DEMO_OVERRIDES: dict[str, Any] = {
@@ -74,9 +74,9 @@ def simulate_once(bids_dir: Path, n_subjects: int, seed: int, simulation) -> boo
     and writes the dataset atomically, so a folder with that file is complete.
     """
     from qsmiron.errors import InputError
-    from qsmiron.simulate.cohort import simulate_cohort
+    from qsmiron.simulate.cohort import simulate_cohort, simulation_record_path
 
-    record = bids_dir / "derivatives" / "truth" / "simulation.json"
+    record = simulation_record_path(bids_dir)
     if record.exists():
         try:
             found = json.loads(record.read_text(encoding="utf-8"))
@@ -138,25 +138,25 @@ def run_demo(out_dir, n_subjects: int | None = None, seed: int = 0, n_procs: int
     from qsmiron.pipeline.bids_app import run_bids_app
 
     start = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = demo_paths(out_dir)
+    paths.out_dir.mkdir(parents=True, exist_ok=True)
     demo = DemoSettings(n_subjects=n_subjects if n_subjects is not None else DemoSettings().n_subjects,
                         seed=seed, n_procs=n_procs)
     simulation = demo_simulation_settings()
     config = demo_config()
     if demo.n_procs is not None:
         config.pipeline.n_procs = demo.n_procs
-    write_json_atomic(out_dir / "demo_config.json", {
+    write_json_atomic(paths.demo_config, {
         "demo": demo.model_dump(mode="json"),
         "simulation": simulation.model_dump(mode="json"),
         "simulation_overrides": DEMO_SIMULATION,
         "processing": config_to_dict(config),
         "processing_overrides": DEMO_OVERRIDES,
     })
-    write_config(config, out_dir / "qsmiron_config.json")
-    study_path = write_text_atomic(out_dir / "study.toml", DEMO_STUDY)
+    write_config(config, paths.processing_config)
+    study_path = write_text_atomic(paths.study, DEMO_STUDY)
 
-    bids_dir = out_dir / "bids"
+    bids_dir = paths.bids
     _say(f"qsmiron demo: simulating {demo.n_subjects} subjects (seed {demo.seed}, "
          f"{'x'.join(f'{v:g}' for v in simulation.voxel_size_mm)} mm voxels) into {bids_dir}")
     t0 = time.perf_counter()
@@ -166,7 +166,7 @@ def run_demo(out_dir, n_subjects: int | None = None, seed: int = 0, n_procs: int
         _say("qsmiron demo: the simulated cohort is already there (reused)")
 
     _say("qsmiron demo: reconstruction, registration and regions for every subject, then the statistics")
-    result = run_bids_app(bids_dir, out_dir, study_path=study_path, n_procs=demo.n_procs,
+    result = run_bids_app(bids_dir, paths.out_dir, study_path=study_path, n_procs=demo.n_procs,
                           config=config)
     _say(f"qsmiron demo: finished in {time.perf_counter() - start:.0f} s")
     return Path(result.report)

@@ -2,7 +2,7 @@
 
 Apart from ``reproducible_registration`` none of these change a result: two runs that differ
 only in them give the same maps and tables, which is why they are left out of the hash that
-decides whether a finished subject can be reused (see ``qsmiron.pipeline.cohort.config_hash``).
+decides whether a finished subject can be reused (see ``qsmiron.pipeline.cache.config_hash``).
 """
 
 from __future__ import annotations

@@ -7,14 +7,11 @@ written, so an output folder never holds half a reconstruction.
 
 from __future__ import annotations
 
-import datetime
 import os
-import platform
 import shutil
 import tempfile
-from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -22,31 +19,10 @@ from qsmiron import __version__
 from qsmiron.config import QsmironConfig, load_config
 from qsmiron.errors import InputError
 from qsmiron.io.atomic import write_json_atomic
+from qsmiron.io.derivatives import ReconPaths, recon_paths
 from qsmiron.io.nifti import b0_direction_voxel, same_grid, save_nifti, voxel_size_mm
-
-DEFAULT_NAMES = {
-    "Chimap": "Chimap.nii.gz",
-    "mask": "mask.nii.gz",
-    "fieldmap": "fieldmap.nii.gz",
-    "localfield": "localfield.nii.gz",
-    "recon_json": "recon.json",
-}
-"""Output file names of ``reconstruct_files``; ``names`` overrides any of them."""
-
-_VERSION_PACKAGES = ("numpy", "scipy", "nibabel", "scikit-image", "pydantic", "numba")
-
-
-def software_versions() -> dict[str, str | None]:
-    """Versions of qsmiron, Python and the numerical libraries a reconstruction used."""
-    versions: dict[str, str | None] = {"qsmiron": __version__,
-                                       "python": platform.python_version()}
-    for name in _VERSION_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
+from qsmiron.records.recon import InversionRecord, ReconInputs, ReconRecord
+from qsmiron.versions import software_versions
 
 def _resolve_config(config_path, settings: QsmironConfig | None) -> QsmironConfig:
     if settings is not None and config_path is not None:
@@ -64,19 +40,6 @@ def _check_out_dir(out_dir: Path) -> None:
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise InputError("the output folder cannot be created or written here", out_dir)
-
-
-def _output_names(names: dict[str, str] | None) -> dict[str, str]:
-    resolved = dict(DEFAULT_NAMES)
-    if names:
-        unknown = set(names) - set(DEFAULT_NAMES)
-        if unknown:
-            raise ValueError(f"unknown output name keys {sorted(unknown)}; use {sorted(DEFAULT_NAMES)}")
-        resolved.update({k: str(v) for k, v in names.items()})
-    values = list(resolved.values())
-    if len(set(values)) != len(values) or any(Path(v).name != v for v in values):
-        raise ValueError(f"output names must be distinct plain file names, got {resolved}")
-    return resolved
 
 
 def load_mask(path: str | os.PathLike, shape3d: Sequence[int], affine: np.ndarray, *,
@@ -125,35 +88,22 @@ def _paths(value) -> list[str]:
     return [os.fspath(v) for v in value]
 
 
-def recon_record(gre, result, config: QsmironConfig, *, mask_path=None,
-                 names: dict[str, str] | None = None) -> dict[str, Any]:
-    """The ``recon.json`` payload for a finished reconstruction."""
-    acquisition = dict(gre.acquisition)
-    acquisition["phase_scaling"] = result.phase_scaling or None
-    reference_method = config.recon.reference.method
-    region = "whole brain mask" if reference_method == "mean" else "reference mask"
-    from qsmiron.recon.chain import _jsonable
-
-    return _jsonable({
-        "qsmiron_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "inputs": {
-            "magnitude": [str(Path(p).resolve()) for p in gre.paths["magnitude"]],
-            "phase": [str(Path(p).resolve()) for p in gre.paths["phase"]],
-            "mask": None if mask_path is None else str(Path(mask_path).resolve()),
-        },
-        "acquisition": acquisition,
-        "steps": result.steps,
-        "reference": {"method": reference_method, "region": region},
-        "units": {"Chimap": "ppm", "fieldmap": "Hz", "localfield": "ppm", "mask": "binary"},
-        "outputs": dict(names or DEFAULT_NAMES),
-        "mask_description": "brain mask after phase-quality refinement and the erosion of "
-                            "background field removal: where Chimap and localfield are valid",
-        "seconds": round(result.seconds, 3),
-        "warnings": [*gre.warnings, *result.warnings],
-        "config": config.model_dump(mode="json"),
-        "versions": software_versions(),
-    })
+def recon_record(gre, result, config: QsmironConfig, paths: ReconPaths, *, mask_path=None) -> ReconRecord:
+    """The ``recon.json`` record of a finished reconstruction."""
+    return ReconRecord(
+        qsmiron_version=__version__,
+        inputs=ReconInputs(magnitude=[str(Path(p).resolve()) for p in gre.paths["magnitude"]],
+                           phase=[str(Path(p).resolve()) for p in gre.paths["phase"]],
+                           mask=None if mask_path is None else str(Path(mask_path).resolve())),
+        acquisition=gre.acquisition,
+        steps=result.steps,
+        outputs={role: path.name for role, path in paths.files().items()},
+        mask_description="brain mask after phase-quality refinement and the erosion of background field "
+                         "removal: where Chimap and localfield are valid",
+        seconds=round(result.seconds, 3),
+        warnings=[*gre.warnings, *result.warnings],
+        config=config,
+        versions=software_versions())
 
 
 def _move_into(tmp_dir: Path, out_dir: Path, names: list[str]) -> None:
@@ -165,7 +115,8 @@ def _move_into(tmp_dir: Path, out_dir: Path, names: list[str]) -> None:
 def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float] | None = None,
                       field_strength_t: float | None = None, mask=None, config_path=None,
                       settings: QsmironConfig | None = None,
-                      names: dict[str, str] | None = None) -> dict[str, Path]:
+                      names: dict[str, str] | None = None,
+                      paths: ReconPaths | None = None) -> ReconPaths:
     """Reconstruct one multi-echo GRE acquisition from NIfTI files into ``out_dir``.
 
     Parameters
@@ -185,12 +136,16 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     settings : QsmironConfig, optional
     names : dict, optional
         Output file names by key (``Chimap``, ``mask``, ``fieldmap``, ``localfield``,
-        ``recon_json``); defaults in ``DEFAULT_NAMES``.
+        ``recon_json``) instead of the defaults (``qsmiron.io.derivatives.recon_paths``).
+    paths : ReconPaths, optional
+        All output paths (inside ``out_dir``), as ``qsmiron.io.derivatives.recon_paths`` builds
+        them; instead of ``names``.
 
     Returns
     -------
     dict
-        Key -> written path, for the keys of ``DEFAULT_NAMES``.
+    ReconPaths
+        The paths written.
 
     Raises
     ------
@@ -201,7 +156,8 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     from qsmiron.recon.chain import reconstruct_arrays
 
     out_dir = Path(out_dir)
-    output_names = _output_names(names)
+    if paths is None:
+        paths = recon_paths(out_dir, names=names)
     # Validation first: configuration, output folder, inputs, mask.
     config = _resolve_config(config_path, settings)
     if config.recon.reference.method != "mean":
@@ -219,16 +175,15 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
                                     gre.echo_times_s, gre.field_strength_t,
                                     settings=config.recon, mask=user_mask)
     except InputError as error:
-        step = getattr(error, "step", None)
-        if step == "mask":
+        if error.step == "mask":
             where = mask if mask is not None else gre.paths["magnitude"][0]
-        elif step == "phase_preparation":
+        elif error.step == "phase":
             where = gre.paths["phase"][0]
         else:
             where = gre.paths["phase"][0] if mask is None else mask
         raise error.with_path(where) from None
 
-    record = recon_record(gre, result, config, mask_path=mask, names=output_names)
+    record = recon_record(gre, result, config, paths, mask_path=mask)
     affine = gre.affine
     del gre
     # Write everything into a temporary folder beside the outputs, then move it into place.
@@ -236,19 +191,17 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=".qsmiron-recon-", suffix=".tmp", dir=parent))
     try:
-        save_nifti(tmp_dir / output_names["Chimap"], result.chi_ppm, affine, dtype=np.float32)
-        save_nifti(tmp_dir / output_names["mask"], result.mask, affine, dtype=np.uint8)
-        save_nifti(tmp_dir / output_names["fieldmap"], result.field_hz, affine, dtype=np.float32)
-        save_nifti(tmp_dir / output_names["localfield"], result.local_ppm, affine,
-                   dtype=np.float32)
-        write_json_atomic(tmp_dir / output_names["recon_json"], record)
-        # recon.json last: its presence marks a complete set.
-        order = [output_names[k] for k in ("Chimap", "mask", "fieldmap", "localfield",
-                                           "recon_json")]
-        _move_into(tmp_dir, out_dir, order)
+        images = {"chimap": (result.chi_ppm, np.float32), "mask": (result.mask, np.uint8),
+                  "fieldmap": (result.field_hz, np.float32), "localfield": (result.local_ppm, np.float32)}
+        for role, path in paths.maps().items():
+            data, dtype = images[role]
+            save_nifti(tmp_dir / path.name, data, affine, dtype=dtype)
+        write_json_atomic(tmp_dir / paths.record.name, record.to_json())
+        # The record last: its presence marks a complete set.
+        _move_into(tmp_dir, out_dir, [path.name for path in paths.maps().values()] + [paths.record.name])
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-    return {key: out_dir / name for key, name in output_names.items()}
+    return paths
 
 
 def invert_file(field, mask, out, *, method: str | None = None, config_path=None) -> Path:
@@ -276,18 +229,19 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
         A 4D field, NaN or infinite values inside the mask, a mask on another grid, a mask
         that is not binary or empty, an unknown method.
     """
-    from qsmiron.io.gre import clean_voxel_size_mm
+    from qsmiron.io.acquisition import clean_voxel_size_mm
     from qsmiron.io.nifti import load_nifti
-    from qsmiron.recon.chain import _jsonable, _method_parameters
-    from qsmiron.recon.invert import INVERSION_METHODS, invert
-    from qsmiron.recon.reference import reference_susceptibility
+    from qsmiron.recon.stages import INVERSION, REFERENCE, ReconState, run_stages
 
     config = load_config(config_path)
-    block = config.recon.inversion
-    chosen = block.method if method is None else str(method)
-    if chosen not in INVERSION_METHODS:
-        raise InputError(f"unknown inversion method {chosen!r}; choose one of "
-                         f"{', '.join(sorted(INVERSION_METHODS))}")
+    recon = config.recon.model_copy(deep=True)
+    if method is not None:
+        if str(method) not in INVERSION.selectable():
+            raise InputError(f"unknown inversion method {method!r}; choose one of "
+                             f"{', '.join(sorted(INVERSION.selectable()))}")
+        recon.inversion.method = str(method)
+    # Susceptibility is relative: reference it to the whole-brain (mask) mean, as recon does.
+    recon.reference.method = "mean"
     out = Path(out)
     if out.exists() and out.is_dir():
         raise InputError("the output is a folder; give a file name ending in .nii.gz", out)
@@ -303,33 +257,15 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
         n_bad = int(np.count_nonzero(~np.isfinite(data[mask_array])))
         raise InputError(f"the local field holds {n_bad} NaN or infinite values inside the "
                          f"mask", field)
-    local_ppm = np.where(mask_array, data, 0).astype(np.float32)
     voxel = clean_voxel_size_mm(field_volume.affine)
     b0 = b0_direction_voxel(field_volume.affine)
-    chosen_block = block if chosen == block.method else block.model_copy(update={"method": chosen})
-    params = _method_parameters(chosen_block)
-    result = invert(local_ppm, mask_array, voxel, b0, method=chosen, **params)
-    # Susceptibility is relative: reference it to the whole-brain (mask) mean, as recon does.
-    chi, reference_info = reference_susceptibility(np.where(mask_array, result.chi_ppm, 0),
-                                                   mask_array, method="mean")
-    chi = np.where(mask_array, chi, 0).astype(np.float32)
-    info = dict(result.info or {})
-
-    sidecar = {
-        "Units": "ppm",
-        "qsmiron": {
-            "command": "invert",
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "inputs": {"field": str(Path(field).resolve()), "mask": str(Path(mask).resolve())},
-            "method": chosen,
-            "parameters": _jsonable(params | (info.pop("parameters", None) or {})),
-            "notes": _jsonable(info),
-            "voxel_size_mm": list(voxel),
-            "b0_direction_voxel": [float(v) for v in b0],
-            "reference": {"method": "mean", "region": "the mask",
-                          "notes": _jsonable(reference_info)},
-            "versions": software_versions(),
-        },
-    }
-    save_nifti(out, chi, field_volume.affine, dtype=np.float32, sidecar=sidecar)
+    state = ReconState(voxel_size_mm=voxel, b0_direction=b0, local_mask=mask_array,
+                       local_ppm=np.where(mask_array, data, 0).astype(np.float32))
+    steps = run_stages(state, recon, (INVERSION, REFERENCE))
+    record = InversionRecord(qsmiron_version=__version__,
+                             inputs={"field": str(Path(field).resolve()), "mask": str(Path(mask).resolve())},
+                             voxel_size_mm=list(voxel), b0_direction_voxel=[float(v) for v in b0],
+                             steps=steps, versions=software_versions())
+    save_nifti(out, state.chi_ppm, field_volume.affine, dtype=np.float32,
+               sidecar={"Units": "ppm", "qsmiron": record.to_json()})
     return out

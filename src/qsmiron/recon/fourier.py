@@ -37,8 +37,9 @@ def mm_to_voxels(length_mm: float, voxel_size_mm: Sequence[float]) -> tuple[int,
     return tuple(int(np.ceil(length_mm / float(dx) - 1e-9)) for dx in voxel_size_mm)
 
 
-def bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
-    """The smallest box (one slice per axis) holding every True voxel of ``mask``."""
+def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice, slice]:
+    """The smallest box (one slice per axis) holding every True voxel of ``mask``, grown by
+    ``margin`` voxels on each side (clipped to the array)."""
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         raise ValueError("the mask is empty")
@@ -46,7 +47,7 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
     for axis in range(mask.ndim):
         others = tuple(a for a in range(mask.ndim) if a != axis)
         hits = np.flatnonzero(mask.any(axis=others))
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+        box.append(slice(max(0, int(hits[0]) - margin), min(mask.shape[axis], int(hits[-1]) + 1 + margin)))
     return tuple(box)
 
 

@@ -2,7 +2,7 @@
 
 ``brain_mask`` is deliberately generous: it keeps everything bright enough and connected
 to the largest object, then ``refine_mask_by_phase_quality`` (called by
-``qsmiron.recon.field.total_field`` once the field has been fitted) peels off the edge
+the stage ``mask_refinement`` once the field has been fitted) peels off the edge
 voxels whose phase is unreliable: high field noise, low unwrapping quality, or phase not
 linear in echo time. Interior voxels are never removed by the refinement (a dark vein or
 iron-rich nucleus inside the brain is tissue, not background). Morphology uses radii in mm,
@@ -11,15 +11,21 @@ so anisotropic voxels get ellipsoidal structuring elements.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import numba
 import numpy as np
 import scipy.ndimage
 import scipy.stats
+from annotated_types import Gt, Interval
 from skimage.filters import threshold_otsu
 
-__all__ = ["brain_mask", "refine_mask_by_phase_quality", "MASK_METHODS", "ellipsoid"]
+from qsmiron.errors import InputError
+from qsmiron.methods import Method
+from qsmiron.recon.params import Fraction, NonNegativeFloat, OpenFraction
+
+__all__ = ["brain_mask", "refine_mask_by_phase_quality", "given_mask", "keep_mask", "METHODS",
+           "REFINEMENT_METHODS", "MASK_METHODS", "ellipsoid"]
 
 
 def ellipsoid(radius_mm: float, voxel_size_mm: Sequence[float]) -> np.ndarray:
@@ -39,7 +45,7 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(sizes))
 
 
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
+def filled_holes(mask: np.ndarray) -> np.ndarray:
     """Fill the background components that do not reach the volume border (6-connected).
 
     The same result as ``scipy.ndimage.binary_fill_holes`` with one labelling pass instead
@@ -91,7 +97,7 @@ def _dilate(mask, offsets, out):
                 out[x, y, z] = hit
 
 
-def _binary_opening(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
+def binary_opening(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
     """``scipy.ndimage.binary_opening(mask, structure=ball)`` for a symmetric ``ball``.
 
     Erosion and dilation visit the element's offsets nearest the centre first and stop at
@@ -118,7 +124,7 @@ def _open(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
     """
     pad = [(h // 2, h // 2) for h in ball.shape]
     padded = np.pad(mask, pad, mode="edge")
-    opened = _binary_opening(padded, ball)
+    opened = binary_opening(padded, ball)
     return opened[tuple(slice(p, n - p) for (p, _), n in zip(pad, opened.shape))]
 
 
@@ -153,8 +159,8 @@ def _crop(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
 
 
 def brain_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
-               threshold_cap: float = 0.25, opening_mm: float = 2.0,
-               fill_holes: bool = True) -> np.ndarray:
+               threshold_cap: Annotated[float, Interval(gt=0, le=1)] = 0.25,
+               opening_mm: NonNegativeFloat = 2.0, fill_holes: bool = True) -> np.ndarray:
     """Brain (object) mask from the magnitude: robust threshold, opening, largest component.
 
     1. The echoes are combined as the root sum of squares (the best SNR for a threshold).
@@ -211,7 +217,7 @@ def brain_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
     box = _crop(mask, margin=1)
     inner = _largest_component(mask[box])
     if fill_holes:
-        inner = _fill_holes(inner)
+        inner = filled_holes(inner)
     mask = np.zeros(mask.shape, bool)
     mask[box] = inner
     return mask
@@ -221,9 +227,9 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
                                  noise_hz: np.ndarray | None = None,
                                  quality: np.ndarray | None = None,
                                  reduced_chi2: np.ndarray | None = None,
-                                 dof: int = 0, noise_factor: float = 3.0,
-                                 min_quality: float = 0.25, chi2_p: float = 1e-4,
-                                 opening_mm: float = 1.0) -> tuple[np.ndarray, dict[str, Any]]:
+                                 dof: int = 0, noise_factor: Annotated[float, Gt(1)] = 3.0,
+                                 min_quality: Fraction = 0.25, chi2_p: OpenFraction = 1e-4,
+                                 opening_mm: NonNegativeFloat = 1.0) -> tuple[np.ndarray, dict[str, Any]]:
     """Remove the unreliable edge of a mask, judged by the phase.
 
     A voxel is unreliable when any of these holds:
@@ -297,7 +303,7 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
     if opening_mm > 0 and refined.any():
         refined = _open(refined, ellipsoid(opening_mm, voxel_size_mm))
     if refined.any():
-        refined = _fill_holes(_largest_component(refined)) & mask
+        refined = filled_holes(_largest_component(refined)) & mask
     info["removed_voxels"] = int(mask.sum() - refined.sum())
     info["removed_fraction"] = float(info["removed_voxels"] / max(1, int(mask.sum())))
     out = np.zeros(full_mask.shape, bool)
@@ -305,5 +311,50 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
     return out, info
 
 
-MASK_METHODS = {"magnitude": brain_mask}
-"""Name -> mask function (the CLI, configuration and report list these)."""
+def given_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
+               mask: np.ndarray) -> np.ndarray:
+    """A mask given by the user, checked against the data: same grid, not empty.
+
+    Raises
+    ------
+    ValueError
+        Another shape than the magnitude's.
+    InputError
+        An empty mask.
+    """
+    mask = np.asarray(mask).astype(bool)
+    shape = np.shape(magnitude)[:3]
+    if mask.shape != shape:
+        raise ValueError(f"mask shape {mask.shape} differs from the data's {shape}")
+    if not mask.any():
+        raise InputError("the brain mask is empty")
+    return mask
+
+
+def keep_mask(mask: np.ndarray, voxel_size_mm: Sequence[float]) -> tuple[np.ndarray, dict[str, Any]]:
+    """No refinement: the mask as it is (for a user's mask, or when refinement is off)."""
+    return np.asarray(mask, dtype=bool), {"removed_voxels": 0, "removed_fraction": 0.0}
+
+
+METHODS = (
+    Method("magnitude", brain_mask, label="from the magnitude (Otsu threshold, opening, largest component)",
+           description="threshold of the echo-combined magnitude (Otsu, capped), opening, largest "
+                       "component, holes filled",
+           citation="Otsu N. IEEE Trans Syst Man Cybern 1979;9:62-66", doi="10.1109/TSMC.1979.4310076"),
+    Method("given", given_mask, label="user-supplied mask", description="the mask given with --mask",
+           selectable=False),
+)
+"""Brain-mask methods (stage ``mask``)."""
+
+REFINEMENT_METHODS = (
+    Method("phase_quality", refine_mask_by_phase_quality,
+           label="removal of edge voxels with unreliable phase (field noise, unwrapping quality, "
+                 "echo-fit residual)",
+           description="peel edge voxels whose field noise, ROMEO quality or echo-fit residual "
+                       "marks the phase as unreliable"),
+    Method("none", keep_mask, label="none", description="keep the mask as it is"),
+)
+"""Mask refinement methods (stage ``mask_refinement``), after the echo fit."""
+
+MASK_METHODS = {method.name: method.function for method in METHODS if method.selectable}
+"""Name -> mask function, from ``METHODS``."""

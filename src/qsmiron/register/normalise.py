@@ -22,16 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from qsmiron.io.derivatives import TransformPaths
+from qsmiron.methods import Method
+from qsmiron.register.ants_backend import run_ants_registration
 from qsmiron.register.images import ants_affine, from_ants, to_ants
 from qsmiron.register.settings import RegistrationSettings
-
-TRANSFORM_SUFFIXES = {
-    "affine": "_from-subject_to-template_mode-image_xfm.mat",
-    "warp": "_from-subject_to-template_mode-image_warp.nii.gz",
-    "inverse_warp": "_from-template_to-subject_mode-image_warp.nii.gz",
-}
-"""File names of saved transforms, after the output stem (BIDS-derivative-like)."""
-
 
 @dataclass
 class Registration:
@@ -67,17 +62,16 @@ class Registration:
     def files(self) -> list[Path]:
         return [p for p in (self.affine, self.warp, self.inverse_warp) if p is not None]
 
-    def save(self, stem: str | os.PathLike) -> "Registration":
-        """Copy the transforms to ``<stem><suffix>`` (atomically each) and return the saved copy."""
+    def save(self, paths: TransformPaths) -> "Registration":
+        """Copy the transforms to ``paths`` (atomically each) and return the saved copy."""
         from qsmiron.io.atomic import atomic_path
 
-        stem = str(stem)
         saved = {}
         for key, source in (("affine", self.affine), ("warp", self.warp), ("inverse_warp", self.inverse_warp)):
             if source is None:
                 saved[key] = None
                 continue
-            destination = Path(stem + TRANSFORM_SUFFIXES[key])
+            destination = getattr(paths, key)
             with atomic_path(destination) as tmp:
                 shutil.copyfile(source, tmp)
             saved[key] = destination
@@ -85,18 +79,14 @@ class Registration:
                             seconds=self.seconds, parameters=dict(self.parameters))
 
     @classmethod
-    def load(cls, stem: str | os.PathLike) -> "Registration | None":
-        """Saved transforms at ``stem``, or None when the affine is missing."""
-        stem = str(stem)
-        affine = Path(stem + TRANSFORM_SUFFIXES["affine"])
-        if not affine.exists():
+    def load(cls, paths: TransformPaths) -> "Registration | None":
+        """Saved transforms at ``paths``, or None when the affine is missing (or one warp is)."""
+        if not paths.affine.exists():
             return None
-        warp = Path(stem + TRANSFORM_SUFFIXES["warp"])
-        inverse = Path(stem + TRANSFORM_SUFFIXES["inverse_warp"])
-        if warp.exists() != inverse.exists():
+        if paths.warp.exists() != paths.inverse_warp.exists():
             return None
-        return cls(affine=affine, warp=warp if warp.exists() else None,
-                   inverse_warp=inverse if inverse.exists() else None)
+        return cls(affine=paths.affine, warp=paths.warp if paths.warp.exists() else None,
+                   inverse_warp=paths.inverse_warp if paths.inverse_warp.exists() else None)
 
 
 def resample_to_resolution(image, resolution_mm: float, *, interpolation: str = "linear"):
@@ -173,7 +163,7 @@ def template_grid(template, resolution_mm: float, *, margin_mm: float = 10.0):
     return cached
 
 
-def _syn_stages(settings: RegistrationSettings) -> list[tuple[str, tuple, tuple, tuple]]:
+def syn_stages(settings: RegistrationSettings) -> list[tuple[str, tuple, tuple, tuple]]:
     """(metric, iterations, shrink factors, smoothing) of each SyN stage.
 
     ``MI+CC`` is MI at the coarser levels, then CC at the finest level (a second SyN stage
@@ -222,15 +212,6 @@ def label_box_mm(labels, margin_mm: float) -> tuple[np.ndarray, np.ndarray] | No
                         for z in (lower[2], upper[2])], dtype=float)
     world = corners @ affine[:3, :3].T + affine[:3, 3]
     return world.min(axis=0) - margin_mm, world.max(axis=0) + margin_mm
-
-
-def _run_ants(args: list) -> None:
-    from ants.internal import get_lib_fn
-
-    args = args + ["--verbose", "1" if os.environ.get("QSMIRON_ANTS_VERBOSE") else "0"]
-    exit_code = get_lib_fn("antsRegistration")([_flatten(item) for item in args])
-    if exit_code != 0:
-        raise RuntimeError(f"antsRegistration failed with exit code {exit_code}")
 
 
 def register_to_template(subject, template, *, settings: RegistrationSettings | None = None,
@@ -299,13 +280,13 @@ def register_to_template(subject, template, *, settings: RegistrationSettings | 
                  "--convergence", f"[{_levels(settings.linear_iterations)},{settings.linear_convergence},{window}]",
                  "--shrink-factors", _levels(settings.linear_shrink_factors),
                  "--smoothing-sigmas", _levels(settings.linear_smoothing_vox) + "vox"]
-    _run_ants(args + ["--output", prefix])
+    run_ants_registration(args + ["--output", prefix])
     affine = Path(prefix + "0GenericAffine.mat")
     cpu["linear"] = time.process_time() - tick
 
     # (2) SyN in the box, from the affine.
     warp = inverse = None
-    stages = _syn_stages(settings)
+    stages = syn_stages(settings)
     fixed = None
     if stages:
         tick = time.process_time()
@@ -326,7 +307,7 @@ def register_to_template(subject, template, *, settings: RegistrationSettings | 
             fm = "NA" if template_mask is None else (template_mask != 0).clone("unsigned char")
             mm = "NA" if subject_mask is None else (subject_mask != 0).clone("unsigned char")
             args += ["--masks", ["[", fm, ",", mm, "]"]]
-        _run_ants(args + ["--output", prefix])
+        run_ants_registration(args + ["--output", prefix])
         # The initial affine is collapsed into the output's affine when ANTs writes one.
         collapsed = Path(prefix + "0GenericAffine.mat")
         if collapsed.exists():
@@ -344,24 +325,6 @@ def register_to_template(subject, template, *, settings: RegistrationSettings | 
                                     "syn_stages": [m for m, *_ in stages],
                                     "syn_domain_shape": None if fixed is None else list(fixed.shape),
                                     "cpu_seconds": cpu})
-
-
-def _join(items):
-    out = []
-    for index, item in enumerate(items):
-        if index:
-            out.append(",")
-        out.append(item)
-    return out
-
-
-def _flatten(item) -> str:
-    """An antsRegistration argument: images inside become ITK pointer strings."""
-    from ants.internal import process_arguments
-
-    if isinstance(item, list):
-        return "".join(process_arguments(item))
-    return str(item)
 
 
 def _subject_box(points_template_mm: np.ndarray, registration: Registration, reference, margin_mm: float):
@@ -454,4 +417,29 @@ def to_subject(image, registration: Registration, reference, *, interpolation: s
 
 
 __all__ = ["Registration", "register_to_template", "labels_to_subject", "to_template", "to_subject",
-           "resample_to_resolution", "template_grid", "crop_to_box", "label_box_mm", "TRANSFORM_SUFFIXES", "from_ants", "to_ants"]
+           "resample_to_resolution", "template_grid", "crop_to_box", "label_box_mm", "syn_stages", "describe_registration", "METHOD",
+           "from_ants", "to_ants"]
+
+
+def describe_registration(settings: RegistrationSettings) -> tuple[list[str], str]:
+    """The transforms in order and the similarity metric(s) in words, as ``settings`` run them."""
+    stages = syn_stages(settings)
+    transforms = ["rigid", "affine"] + (["SyN"] if stages else [])
+    metric = "Mattes mutual information (rigid, affine)"
+    if stages:
+        names = {"MI": "Mattes mutual information", "CC": f"local cross-correlation (radius "
+                                                         f"{settings.syn_cc_radius_vox} voxel)"}
+        parts = [names[m] for m, *_ in stages]
+        where = (" at the coarse levels, then " if len(parts) == 2 else "")
+        metric += "; SyN: " + (parts[0] + where + parts[1] + " at the finest level" if len(parts) == 2
+                               else parts[0])
+    return transforms, metric
+
+
+METHOD = Method("ants_syn", register_to_template, label="ANTs rigid + affine + SyN",
+                description="rigid and affine (Mattes MI) on the whole brain, then symmetric "
+                            "diffeomorphic normalisation (SyN) in the atlas box",
+                citation="Avants BB, Epstein CL, Grossman M, Gee JC. Med Image Anal 2008;12:26-41",
+                doi="10.1016/j.media.2007.06.004")
+"""The registration method, declared for the records and the methods paragraph (its parameters
+are ``RegistrationSettings``)."""

@@ -22,11 +22,13 @@ import pandas as pd
 from qsmiron import __version__
 from qsmiron.io.atomic import write_text_atomic
 from qsmiron.report import figures as fig
-from qsmiron.report.formatting import (
-    MISSING, SIGNIFICANCE_LEVEL, format_auto, format_count, format_interval, format_mean_sd,
-    format_number, format_p, format_ppm, is_missing, is_significant,
-)
+from qsmiron.records.cohort import Provenance
+from qsmiron.records.study import AnalysisSettings
+from qsmiron.report.formatting import format_interval, format_number, format_p
 from qsmiron.report.methods import methods_paragraph
+from qsmiron.report.tables import (Row, Table, associations_table, generic_table, group_comparison_table,
+                                   region_label, relapse_counts_table, relapse_table, table1_table,
+                                   cell_text)
 from qsmiron.stats.results import StudyResults
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -42,35 +44,6 @@ QcItem = "tuple[str, str | os.PathLike] | str | os.PathLike"
 N_TOP_SCATTER = 6
 N_TOP_ROC = 6
 N_TOP_KM = 4
-
-
-# --------------------------------------------------------------------------- table model
-@dataclass
-class Row:
-    cells: list[str]
-    significant: bool = False
-
-
-@dataclass
-class Table:
-    """A table as the template shows it: text cells, rows flagged significant."""
-
-    id: str
-    headers: list[str]
-    rows: list[Row]
-    caption: str = ""
-    empty_message: str = "No rows."
-    numeric_from: int = 0
-    """Index of the first column that is right-aligned (numbers)."""
-    text_columns: set[int] = field(default_factory=set)
-    """Columns at or after ``numeric_from`` that hold text (left-aligned)."""
-
-    def is_numeric(self, index: int) -> bool:
-        return index >= self.numeric_from and index not in self.text_columns
-
-    @property
-    def n_significant(self) -> int:
-        return sum(row.significant for row in self.rows)
 
 
 @dataclass
@@ -116,29 +89,6 @@ class ReportContext:
 
 
 # --------------------------------------------------------------------------- settings helpers
-def _settings(results: StudyResults) -> dict[str, Any]:
-    settings = results.settings
-    if hasattr(settings, "model_dump"):
-        settings = settings.model_dump(mode="json")
-    return dict(settings or {})
-
-
-def _groups(settings: Mapping[str, Any], comparison: pd.DataFrame) -> list[str]:
-    groups = settings.get("groups") or {}
-    compare = groups.get("compare") or [groups.get("group_a"), groups.get("group_b")]
-    compare = [str(g) for g in compare if g is not None]
-    if len(compare) == 2:
-        return compare
-    if comparison is not None and not comparison.empty and {"group_a", "group_b"} <= set(comparison):
-        return [str(comparison["group_a"].iloc[0]), str(comparison["group_b"].iloc[0])]
-    return compare
-
-
-def _alpha(settings: Mapping[str, Any]) -> float:
-    value = settings.get("alpha")
-    return float(value) if value is not None and not is_missing(value) else SIGNIFICANCE_LEVEL
-
-
 def _flatten(settings: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     rows = []
     for key, value in settings.items():
@@ -154,175 +104,6 @@ def _flatten(settings: Mapping[str, Any], prefix: str = "") -> list[tuple[str, s
     return rows
 
 
-def _label(region: Any, hemisphere: Any) -> str:
-    return str(region) if is_missing(hemisphere) else f"{region} {hemisphere}"
-
-
-def _text(value: Any) -> str:
-    return MISSING if is_missing(value) else str(value)
-
-
-# --------------------------------------------------------------------------- tables
-def _generic_table(frame: pd.DataFrame | None, table_id: str, alpha: float, *, caption: str = "",
-                   empty_message: str = "No rows.", numeric_from: int = 1) -> Table:
-    """Any frame, each value formatted by its column name; rows with ``*p_fdr`` < alpha marked."""
-    if frame is None or frame.empty:
-        return Table(table_id, [], [], caption, empty_message)
-    fdr_columns = [c for c in frame.columns if str(c).lower().endswith("p_fdr")]
-    rows = []
-    for _, record in frame.iterrows():
-        cells = [format_auto(str(column), record[column]) for column in frame.columns]
-        rows.append(Row(cells, any(is_significant(record[c], alpha) for c in fdr_columns)))
-    text = {i for i, column in enumerate(frame.columns) if not pd.api.types.is_numeric_dtype(frame[column])}
-    return Table(table_id, [str(c) for c in frame.columns], rows, caption, empty_message, numeric_from, text)
-
-
-def _note_column(frame: pd.DataFrame, headers: list[str], rows: list[Row]) -> set[int]:
-    """Append the ``note`` column (why a row has no statistics) when any row has one.
-
-    Returns the set of text column indices the caller passes on to its table (the note).
-    """
-    if "note" not in frame.columns:
-        return set()
-    notes = ["" if is_missing(n) else str(n) for n in frame["note"]]
-    if not any(notes):
-        return set()
-    headers.append("note")
-    for row, note in zip(rows, notes):
-        row.cells.append(note)
-    return {len(headers) - 1}
-
-
-TABLE1_CURATED = {"variable", "kind", "n_a", "n_b", "summary_a", "summary_b", "test", "statistic", "p"}
-
-
-def table1_table(table1: pd.DataFrame | None, groups: Sequence[str], alpha: float) -> Table:
-    caption = ("Participant characteristics per group: continuous variables as mean \u00b1 SD or median "
-               "[IQR], categorical as counts; n = participants with a value (missing in brackets).")
-    if table1 is None or table1.empty:
-        return Table("table1-table", [], [], caption, "Table 1 was not computed.")
-    if not TABLE1_CURATED <= set(table1.columns):
-        return _generic_table(table1, "table1-table", alpha, caption=caption)
-    a, b = list(groups)[:2] if len(groups) >= 2 else (
-        str(table1["group_a"].iloc[0]) if "group_a" in table1 else "group A",
-        str(table1["group_b"].iloc[0]) if "group_b" in table1 else "group B")
-    headers = ["variable", "kind", f"{a} n", f"{a}", f"{b} n", f"{b}", "test", "statistic", "p"]
-    rows = []
-    for _, r in table1.iterrows():
-        def n_text(n, missing):
-            text = format_count(n)
-            return text + (f" ({format_count(missing)})" if not is_missing(missing) and float(missing) > 0 else "")
-        rows.append(Row([_text(r.get("variable")), _text(r.get("kind")),
-                         n_text(r.get("n_a"), r.get("missing_a")), _text(r.get("summary_a")),
-                         n_text(r.get("n_b"), r.get("missing_b")), _text(r.get("summary_b")),
-                         "" if is_missing(r.get("test")) else str(r.get("test")),
-                         format_number(r.get("statistic"), 2), format_p(r.get("p"))]))
-    text = _note_column(table1, headers, rows) | {3, 5, 6}
-    return Table("table1-table", headers, rows, caption, "", 2, text)
-
-
-def group_comparison_table(frame: pd.DataFrame | None, groups: Sequence[str], alpha: float,
-                           covariates: Sequence[str]) -> Table:
-    a, b = list(groups)[:2] if len(groups) >= 2 else ("group A", "group B")
-    headers = ["region", "hemisphere", f"n {a} / {b}", f"{a} mean \u00b1 SD (ppm)",
-               f"{b} mean \u00b1 SD (ppm)", f"{a} adjusted mean (ppm)", f"{b} adjusted mean (ppm)",
-               "F", "p", "p FDR", "partial \u03b7\u00b2", "Cohen's d", "Mann-Whitney p"]
-    adjusted = ("adjusted for " + ", ".join(covariates)) if covariates else "no covariates"
-    caption = (f"ANCOVA of regional susceptibility on group ({adjusted}); FDR over all region-hemisphere "
-               f"rows. Rows with p FDR < {alpha:g} are marked *.")
-    if frame is None or frame.empty:
-        return Table("group-comparison-table", headers, [], caption, "No group comparison rows.", 2)
-    rows = []
-    for _, r in frame.iterrows():
-        cells = [_text(r.get("region")), _text(r.get("hemisphere")),
-                 f"{format_count(r.get('n_a'))} / {format_count(r.get('n_b'))}",
-                 format_mean_sd(r.get("mean_a"), r.get("sd_a")), format_mean_sd(r.get("mean_b"), r.get("sd_b")),
-                 format_ppm(r.get("adj_mean_a")), format_ppm(r.get("adj_mean_b")),
-                 format_number(r.get("F"), 2), format_p(r.get("p")), format_p(r.get("p_fdr")),
-                 format_number(r.get("partial_eta2"), 3), format_number(r.get("cohen_d"), 2),
-                 format_p(r.get("mwu_p"))]
-        rows.append(Row(cells, is_significant(r.get("p_fdr"), alpha)))
-    return Table("group-comparison-table", headers, rows, caption, "", 2, _note_column(frame, headers, rows))
-
-
-def associations_table(frame: pd.DataFrame | None, alpha: float, covariates: Sequence[str]) -> Table:
-    headers = ["region", "hemisphere", "group", "variable", "method", "n", "r", "p", "p FDR"]
-    adjusted = ("partial, controlling " + ", ".join(covariates)) if covariates else "no covariates"
-    caption = (f"Correlation of regional susceptibility with clinical variables ({adjusted}); FDR over all "
-               f"region \u00d7 variable rows within a group. Rows with p FDR < {alpha:g} are marked *.")
-    if frame is None or frame.empty:
-        return Table("associations-table", headers, [], caption, "No association rows.", 5)
-    rows = []
-    for _, r in frame.iterrows():
-        cells = [_text(r.get("region")), _text(r.get("hemisphere")), _text(r.get("group")),
-                 _text(r.get("variable")), _text(r.get("method")), format_count(r.get("n")),
-                 format_number(r.get("r"), 3), format_p(r.get("p")), format_p(r.get("p_fdr"))]
-        rows.append(Row(cells, is_significant(r.get("p_fdr"), alpha)))
-    return Table("associations-table", headers, rows, caption, "", 5, _note_column(frame, headers, rows))
-
-
-def relapse_table(frame: pd.DataFrame | None, alpha: float) -> Table:
-    has_hr = frame is not None and "hr" in frame.columns
-    has_hr_fdr = frame is not None and "hr_p_fdr" in frame.columns
-    headers = ["region", "hemisphere", "n", "events", "OR per SD (95 % CI)", "p", "p FDR",
-               "AUC (95 % CI)", "Youden cut-off (ppm)", "sensitivity", "specificity"]
-    has_direction = frame is not None and "roc_direction" in frame.columns
-    has_logrank = frame is not None and "km_logrank_p" in frame.columns
-    if has_direction:
-        headers.insert(8, "ROC direction")
-    if has_hr:
-        headers += ["HR per SD (95 % CI)", "HR p"] + (["HR p FDR"] if has_hr_fdr else [])
-        headers += ["log-rank p"] if has_logrank else []
-    caption = ("Logistic regression of relapse on susceptibility (odds ratio per SD, Wald CI); ROC AUC of "
-               "susceptibility alone (DeLong CI) with the Youden cut-off"
-               + ("; Cox proportional hazards (hazard ratio per SD)" if has_hr else "")
-               + f". FDR over regions; rows with p FDR < {alpha:g} are marked *.")
-    if frame is None or frame.empty:
-        return Table("relapse-table", headers, [], caption, "No relapse rows.", 2)
-    rows = []
-    for _, r in frame.iterrows():
-        cells = [_text(r.get("region")), _text(r.get("hemisphere")), format_count(r.get("n")),
-                 format_count(r.get("n_events")),
-                 format_interval(r.get("odds_ratio"), r.get("or_ci_low"), r.get("or_ci_high")),
-                 format_p(r.get("p")), format_p(r.get("p_fdr")),
-                 format_interval(r.get("auc"), r.get("auc_ci_low"), r.get("auc_ci_high"))]
-        if has_direction:
-            cells.append(_text(r.get("roc_direction")))
-        cells += [format_ppm(r.get("youden_threshold_ppm")), format_number(r.get("sensitivity"), 2),
-                 format_number(r.get("specificity"), 2)]
-        if has_hr:
-            cells += [format_interval(r.get("hr"), r.get("hr_ci_low"), r.get("hr_ci_high")),
-                      format_p(r.get("hr_p"))] + ([format_p(r.get("hr_p_fdr"))] if has_hr_fdr else [])
-            cells += [format_p(r.get("km_logrank_p"))] if has_logrank else []
-        significant = is_significant(r.get("p_fdr"), alpha) or (has_hr_fdr and is_significant(r.get("hr_p_fdr"), alpha))
-        rows.append(Row(cells, significant))
-    text = _note_column(frame, headers, rows) | ({headers.index("ROC direction")} if has_direction else set())
-    return Table("relapse-table", headers, rows, caption, "", 2, text)
-
-
-COUNT_CURATED = {"region", "hemisphere", "n", "rate_ratio", "rr_ci_low", "rr_ci_high", "p", "p_fdr"}
-
-
-def relapse_counts_table(frame: pd.DataFrame | None, alpha: float) -> Table | None:
-    """Count regression per region (rate ratio per SD); None when there is no count model."""
-    if frame is None or frame.empty:
-        return None
-    caption = (f"Regression of relapse counts on susceptibility (rate ratio per SD). FDR over regions; rows "
-               f"with p FDR < {alpha:g} are marked *.")
-    if not COUNT_CURATED <= set(frame.columns):
-        return _generic_table(frame, "relapse-counts-table", alpha, caption=caption, numeric_from=2)
-    headers = ["region", "hemisphere", "n", "model", "rate ratio per SD (95 % CI)", "p", "p FDR",
-               "overdispersion p", "NB \u03b1"]
-    rows = []
-    for _, r in frame.iterrows():
-        rows.append(Row([_text(r.get("region")), _text(r.get("hemisphere")), format_count(r.get("n")),
-                         _text(r.get("model")),
-                         format_interval(r.get("rate_ratio"), r.get("rr_ci_low"), r.get("rr_ci_high")),
-                         format_p(r.get("p")), format_p(r.get("p_fdr")), format_p(r.get("overdispersion_p")),
-                         format_number(r.get("alpha"), 3)], is_significant(r.get("p_fdr"), alpha)))
-    return Table("relapse-counts-table", headers, rows, caption, "", 2, _note_column(frame, headers, rows) | {3})
-
-
 # --------------------------------------------------------------------------- findings summary
 def _significant_rows(frame: pd.DataFrame | None, alpha: float) -> list[pd.Series]:
     """Rows with FDR-adjusted p below ``alpha``, most significant first."""
@@ -333,7 +114,7 @@ def _significant_rows(frame: pd.DataFrame | None, alpha: float) -> list[pd.Serie
 
 def _findings(results: StudyResults, alpha: float) -> list[Finding]:
     def where(r) -> str:
-        return _label(r["region"], r.get("hemisphere"))
+        return region_label(r["region"], r.get("hemisphere"))
 
     describe = (
         ("group comparison", results.group_comparison,
@@ -396,15 +177,15 @@ def _qc_images(qc_images: Sequence[tuple[str, str | os.PathLike] | str | os.Path
 
 # --------------------------------------------------------------------------- figures
 def _figures(results: StudyResults, regions: pd.DataFrame, participants: pd.DataFrame,
-             settings: Mapping[str, Any], groups: Sequence[str]) -> tuple[list[fig.ReportFigure], list[str]]:
+             settings: AnalysisSettings, groups: Sequence[str]) -> tuple[list[fig.ReportFigure], list[str]]:
     figures, notes = [], []
-    group_column = (settings.get("groups") or {}).get("column", "group")
+    group_column = settings.groups.column
     try:
         values = fig.cohort_values(regions, participants, group_column)
     except KeyError as error:
         return [], [f"Figures need the regions and participants tables ({error} missing)."]
-    region_order = settings.get("regions") or None
-    covariates = list(settings.get("covariates") or [])
+    region_order = settings.regions or None
+    covariates = list(settings.covariates or [])
 
     box = fig.group_box_figure(values, groups, comparison=results.group_comparison, regions=region_order)
     if box is not None:
@@ -417,8 +198,7 @@ def _figures(results: StudyResults, regions: pd.DataFrame, participants: pd.Data
     else:
         notes.append("No group figure: no participant of the compared groups has regional values.")
 
-    assoc_cov = (settings.get("associations") or {}).get("covariates")
-    assoc_cov = covariates if assoc_cov is None else list(assoc_cov)
+    assoc_cov = covariates if settings.associations.covariates is None else list(settings.associations.covariates)
     scatter = fig.association_scatter_figure(values, results.associations, n_top=N_TOP_SCATTER,
                                              covariates=assoc_cov)
     if scatter is not None:
@@ -443,7 +223,7 @@ def _figures(results: StudyResults, regions: pd.DataFrame, participants: pd.Data
     else:
         notes.append("No ROC figure: no ROC curves were computed.")
 
-    time_label = (settings.get("relapse") or {}).get("time") or "time"
+    time_label = settings.relapse.time or "time"
     km = fig.km_figure(results.km_curves, results.relapse, n_top=N_TOP_KM, time_label=str(time_label))
     if km is not None:
         figures.append(fig.ReportFigure(
@@ -459,11 +239,11 @@ def _figures(results: StudyResults, regions: pd.DataFrame, participants: pd.Data
 
 # --------------------------------------------------------------------------- assembling
 def _summary(results: StudyResults, regions: pd.DataFrame, participants: pd.DataFrame,
-             settings: Mapping[str, Any], groups: Sequence[str]) -> list[tuple[str, str]]:
+             settings: AnalysisSettings, groups: Sequence[str]) -> list[tuple[str, str]]:
     rows = [("participants in the participants table", str(len(participants)))]
     if "participant_id" in regions:
         rows.append(("participants with regional values", str(regions["participant_id"].nunique())))
-    group_column = (settings.get("groups") or {}).get("column", "group")
+    group_column = settings.groups.column
     if group_column in participants:
         from qsmiron.stats.study import group_labels
 
@@ -475,74 +255,67 @@ def _summary(results: StudyResults, regions: pd.DataFrame, participants: pd.Data
         names = list(dict.fromkeys(regions["region"].astype(str)))
         hemis = sorted(regions["hemisphere"].dropna().astype(str).unique()) if "hemisphere" in regions else []
         rows.append(("regions", f"{len(names)} ({', '.join(names)})" + (f"; hemispheres {', '.join(hemis)}" if hemis else "")))
-    if settings.get("session"):
-        others = [str(s) for s in settings.get("sessions_in_regions_table") or [] if s != settings["session"]]
-        rows.append(("session analysed", str(settings["session"])
+    if settings.session:
+        others = [str(s) for s in settings.sessions_in_regions_table if s != settings.session]
+        rows.append(("session analysed", str(settings.session)
                      + (f" (other sessions in the regions table: {', '.join(others)})" if others else "")))
-    covariates = settings.get("covariates")
-    rows.append(("covariates", ", ".join(covariates) if covariates else "none"))
-    rows.append(("study file", str(settings.get("study_file") or "none (defaults resolved from the data)")))
+    rows.append(("covariates", ", ".join(settings.covariates) if settings.covariates else "none"))
+    rows.append(("study file", str(settings.study_file or "none (defaults resolved from the data)")))
     return rows
 
 
-def _pipeline_table(provenance: Mapping[str, Any]) -> Table:
-    pipeline = (provenance or {}).get("pipeline") or {}
+def _pipeline_table(provenance: Provenance) -> Table:
     rows = []
-    for kind in ("failed", "excluded"):
-        for item in pipeline.get(kind) or []:
-            item = item if isinstance(item, Mapping) else {"participant_id": item}
-            who = " ".join(str(item[key]) for key in ("participant_id", "session") if item.get(key))
-            rows.append(Row([kind, _text(who or None), _text(item.get("step")), _text(item.get("reason"))]))
+    pipeline = provenance.pipeline
+    for kind, items in (("failed", pipeline.failed if pipeline else []),
+                        ("excluded", pipeline.excluded if pipeline else [])):
+        for item in items:
+            who = " ".join(text for text in (item.participant_id, item.session) if text)
+            rows.append(Row([kind, cell_text(who or None), cell_text(item.step), cell_text(item.reason)]))
     return Table("pipeline-problems-table", ["status", "participant", "step", "reason"], rows,
                  "Subjects the pipeline could not process or left out.",
                  "No subject failed or was excluded by the pipeline.", 4)
 
 
-def _scan_warnings(provenance: Mapping[str, Any]) -> list[tuple[str, int]]:
+def _scan_warnings(provenance: Provenance) -> list[tuple[str, int]]:
     counts: dict[str, int] = {}
-    for kind in ("recon", "roi"):
-        for record in (provenance or {}).get(kind) or []:
-            for warning in (record or {}).get("warnings") or []:
-                counts[str(warning)] = counts.get(str(warning), 0) + 1
+    for record in [*provenance.recon_records, *provenance.regions_records]:
+        for warning in record.warnings:
+            counts[warning] = counts.get(warning, 0) + 1
     return sorted(counts.items(), key=lambda item: -item[1])
 
 
 def build_context(results: StudyResults, *, regions: pd.DataFrame, participants: pd.DataFrame,
                   qc_images: Sequence[QcItem] = (),
-                  provenance: Mapping[str, Any] | None = None) -> ReportContext:
+                  provenance: Provenance | None = None) -> ReportContext:
     """Everything the template shows, formatted (figures rendered to data URIs)."""
-    provenance = dict(provenance or {})
-    settings = _settings(results)
-    alpha = _alpha(settings)
-    groups = _groups(settings, results.group_comparison)
-    covariates = list(settings.get("covariates") or [])
-    assoc_cov = (settings.get("associations") or {}).get("covariates")
-    assoc_cov = covariates if assoc_cov is None else list(assoc_cov)
+    provenance = provenance or Provenance()
+    settings = results.settings
+    alpha = settings.alpha
+    groups = [settings.group_a, settings.group_b]
+    covariates = list(settings.covariates or [])
+    assoc_cov = covariates if settings.associations.covariates is None else list(settings.associations.covariates)
 
     figures, figure_notes = _figures(results, regions, participants, settings, groups)
     qc = _qc_images(qc_images)
     warnings = list(results.warnings or [])
     warnings += [f"QC image '{image.title}' could not be shown ({image.problem}): {image.path}"
                  for image in qc if image.problem]
-    exclusions = pd.DataFrame(results.exclusions or [])
-    if not exclusions.empty:
-        exclusions = exclusions[[c for c in ("participant_id", "analysis", "reason") if c in exclusions]
-                                + [c for c in exclusions.columns if c not in ("participant_id", "analysis", "reason")]]
-    counts_frame = results.relapse_counts
+    exclusions = pd.DataFrame([item.model_dump() for item in results.exclusions],
+                              columns=["participant_id", "analysis", "reason"])
     # Long method descriptions go to the methods section, not the settings table.
-    shown_settings = {k: v for k, v in settings.items() if k != "methods"}
+    shown_settings = settings.model_dump(mode="json", exclude={"methods"})
     methods = methods_paragraph(provenance, settings, results=results,
                                 n_qc_images=sum(1 for image in qc if image.data_uri))
-    relapse_settings = settings.get("relapse") or {}
     messages = {
         "associations": ("No clinical variables were named or found for the associations."
-                         if not (settings.get("associations") or {}).get("variables") else
+                         if not settings.associations.variables else
                          "No association rows (see exclusions and warnings)."),
         "relapse": ("No relapse outcome was named or found (column 'relapse'), so no relapse models were run."
-                    if not relapse_settings.get("outcome") else "No relapse rows (see exclusions and warnings)."),
+                    if not settings.relapse.outcome else "No relapse rows (see exclusions and warnings)."),
     }
     versions = sorted((str(k), str(v)) for k, v in (results.versions or {}).items())
-    session = settings.get("session")
+    session = settings.session
     return ReportContext(
         title="qsmiron study report" + (f", session {session}" if session else ""),
         created=_now_text(),
@@ -551,15 +324,15 @@ def build_context(results: StudyResults, *, regions: pd.DataFrame, participants:
         findings=_findings(results, alpha),
         settings_rows=_flatten(shown_settings),
         table1=table1_table(results.table1, groups, alpha),
-        group_comparison=group_comparison_table(results.group_comparison, groups, alpha, covariates),
-        associations=associations_table(results.associations, alpha, assoc_cov),
-        relapse=relapse_table(results.relapse, alpha),
-        relapse_counts=relapse_counts_table(counts_frame, alpha),
+        group_comparison=group_comparison_table(results.group_comparison, groups, alpha, covariates, settings.methods),
+        associations=associations_table(results.associations, alpha, assoc_cov, settings.methods),
+        relapse=relapse_table(results.relapse, alpha, settings.methods),
+        relapse_counts=relapse_counts_table(results.relapse_counts, alpha, settings.methods),
         figures=figures,
         figure_notes=figure_notes,
         qc_images=qc,
         warnings=warnings,
-        exclusions=_generic_table(exclusions, "exclusions-table", alpha,
+        exclusions=generic_table(exclusions, "exclusions-table", alpha,
                                   caption="Participants left out of an analysis, and why.",
                                   empty_message="No participant was left out of any analysis.", numeric_from=99),
         pipeline_problems=_pipeline_table(provenance),
@@ -580,7 +353,7 @@ def _environment():
 
 def render_report(results: StudyResults, *, regions: pd.DataFrame, participants: pd.DataFrame,
                   qc_images: Sequence[QcItem] = (),
-                  provenance: Mapping[str, Any] | None = None) -> str:
+                  provenance: Provenance | None = None) -> str:
     """The report as an HTML string (see :func:`write_report`)."""
     context = build_context(results, regions=regions, participants=participants,
                             qc_images=qc_images, provenance=provenance)
@@ -594,7 +367,7 @@ def render_context(context: ReportContext) -> str:
 
 def write_report(results: StudyResults, out_html: str | os.PathLike, *, regions: pd.DataFrame,
                  participants: pd.DataFrame, qc_images: Sequence[QcItem] = (),
-                 provenance: Mapping[str, Any] | None = None) -> Path:
+                 provenance: Provenance | None = None) -> Path:
     """Write the self-contained HTML study report (atomically) and return its path.
 
     Parameters
@@ -611,9 +384,9 @@ def write_report(results: StudyResults, out_html: str | os.PathLike, *, regions:
         QC images (PNG, JPEG, GIF or SVG) to embed; a bare path is titled from its file
         name. A missing or unreadable one is listed as such in the QC section and among the
         warnings.
-    provenance : dict, optional
-        ``{"recon": [...], "roi": [...], "pipeline": {...}}`` for the methods paragraph and
-        the exclusions; every key optional.
+    provenance : Provenance, optional
+        Each scan's records and the pipeline summary, for the methods paragraph and the
+        exclusions.
 
     Returns
     -------

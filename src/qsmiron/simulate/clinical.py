@@ -116,24 +116,10 @@ def _latent_r(target: float, *factors: float) -> float:
     return float(np.clip(value, -0.95, 0.95))
 
 
-def sample_cohort(n_subjects: int, rng: np.random.Generator,
-                  settings: SimulationSettings) -> CohortSample:
-    """Draw the participants and their regional susceptibility."""
-    n = int(n_subjects)
-    ids = subject_labels(n)
-    n_moh = int(np.floor(n * settings.moh_fraction + 0.5))
-    groups = np.array(["MOH"] * n_moh + ["CM"] * (n - n_moh))[rng.permutation(n)]
-    moh = groups == "MOH"
-    age = np.rint(np.clip(rng.normal(settings.age_mean, settings.age_sd, n),
-                          settings.age_min, settings.age_max))
-    sex = np.where(rng.random(n) < settings.female_fraction, "F", "M")
-
-    # Regional susceptibility.
+def _regional_chi(ids, moh, age, general, own, hemi, settings: SimulationSettings) -> pd.DataFrame:
+    """Each participant's regional susceptibility from the drawn components (no new draws)."""
     f_s = settings.shared_iron_variance_fraction
     f_h = settings.hemisphere_variance_fraction
-    general = rng.standard_normal(n)
-    own = {name: rng.standard_normal(n) for name in settings.regions}
-    hemi = {name: rng.standard_normal((2, n)) for name in settings.regions}
     group_d = settings.effective_group_d()
     rows = []
     for name, value in settings.regions.items():
@@ -154,7 +140,28 @@ def sample_cohort(n_subjects: int, rng: np.random.Generator,
             chi = base + sd * u
             rows += [{"participant_id": i, "region": name, "hemisphere": "", "chi_ppm": float(c)}
                      for i, c in zip(ids, chi)]
-    region_chi = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def sample_cohort(n_subjects: int, rng: np.random.Generator,
+                  settings: SimulationSettings) -> CohortSample:
+    """Draw the participants and their regional susceptibility."""
+    n = int(n_subjects)
+    ids = subject_labels(n)
+    n_moh = int(np.floor(n * settings.moh_fraction + 0.5))
+    groups = np.array(["MOH"] * n_moh + ["CM"] * (n - n_moh))[rng.permutation(n)]
+    moh = groups == "MOH"
+    age = np.rint(np.clip(rng.normal(settings.age_mean, settings.age_sd, n),
+                          settings.age_min, settings.age_max))
+    sex = np.where(rng.random(n) < settings.female_fraction, "F", "M")
+
+    # Regional susceptibility.
+    f_s = settings.shared_iron_variance_fraction
+    f_h = settings.hemisphere_variance_fraction
+    general = rng.standard_normal(n)
+    own = {name: rng.standard_normal(n) for name in settings.regions}
+    hemi = {name: rng.standard_normal((2, n)) for name in settings.regions}
+    region_chi = _regional_chi(ids, moh, age, general, own, hemi, settings)
 
     # Latent clinical drivers. The association acts through the region's own component.
     driver = own[settings.association_region]

@@ -39,12 +39,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError
 
 from qsmiron import GYROMAGNETIC_RATIO_HZ_PER_T, __version__
 from qsmiron.errors import InputError
 from qsmiron.io.atomic import atomic_directory, write_json_atomic, write_text_atomic, write_tsv_atomic
 from qsmiron.io.nifti import save_nifti
+from qsmiron.settings_base import validate_settings
 from qsmiron.simulate.clinical import PARTICIPANTS_JSON, CohortSample, sample_cohort
 from qsmiron.simulate.phantom import build_head_phantom, cit168_label_table
 from qsmiron.simulate.settings import CIT168_REGIONS, SimulationSettings
@@ -54,6 +54,12 @@ log = logging.getLogger(__name__)
 
 MAX_SUBJECTS = 10_000
 TRUTH_DIR = Path("derivatives") / "truth"
+SIMULATION_RECORD = "simulation.json"
+
+
+def simulation_record_path(bids_dir: str | os.PathLike) -> Path:
+    """Where a simulated dataset records its seed, size and settings (written last: it is complete)."""
+    return Path(bids_dir) / TRUTH_DIR / SIMULATION_RECORD
 
 
 def _check_arguments(n_subjects, seed, settings):
@@ -68,12 +74,7 @@ def _check_arguments(n_subjects, seed, settings):
     if isinstance(settings, SimulationSettings):
         return settings
     if isinstance(settings, dict):
-        try:
-            return SimulationSettings.model_validate(settings)
-        except ValidationError as exc:
-            from qsmiron.config import describe_validation_error
-
-            raise InputError(f"invalid simulation settings: {describe_validation_error(exc)}") from None
+        return validate_settings(SimulationSettings, settings, what="simulation settings")
     raise TypeError(f"settings must be SimulationSettings, a dict or None, not {type(settings).__name__}")
 
 
@@ -192,7 +193,7 @@ def _write_dataset_files(root: Path, cohort: CohortSample, settings: SimulationS
     write_json_atomic(truth / "dataset_description.json", {
         "Name": "qsmiron simulation ground truth", "BIDSVersion": "1.9.0",
         "DatasetType": "derivative", "GeneratedBy": generated_by})
-    write_json_atomic(truth / "simulation.json", {
+    write_json_atomic(truth / SIMULATION_RECORD, {
         "qsmiron_version": __version__, "seed": seed, "n_subjects": len(cohort.participants),
         "settings": settings.model_dump(mode="json"), "matrix": list(settings.matrix),
         "phantom": {"space": "MNI152NLin2009cAsym", "atlas": "CIT168",

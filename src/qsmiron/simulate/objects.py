@@ -1,7 +1,7 @@
 """Objects that are not heads, scanned as a multi-echo GRE magnitude: for the head check.
 
 A QSM study measures brains; a phantom or a spine sent through the pipeline by mistake must
-be flagged, not given regional values (``qsmiron.roi.api``). These make such scans:
+be flagged, not given regional values (``qsmiron.roi.subject.check_head``). These make such scans:
 
 - ``sphere_phantom``: a water-filled sphere (agarose) with a few vials of different T2*
   (the usual susceptibility phantom);

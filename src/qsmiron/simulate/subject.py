@@ -223,6 +223,8 @@ class SubjectScan:
         CIT168 label indices on the scan grid (nearest neighbour).
     brain_mean_ppm : float
         The mean subtracted as reference (relative to water).
+    r2star_per_s : ndarray float32 or None
+        True R2* on the scan grid (the decay the magnitude was made with), s^-1.
     info : dict
         Noise level, shim coefficients, grid sizes, seconds per step.
     """
@@ -237,6 +239,7 @@ class SubjectScan:
     labels: np.ndarray
     brain_mean_ppm: float
     info: dict = field(default_factory=dict)
+    r2star_per_s: np.ndarray | None = None
 
 
 def _phantom_transform(phantom: HeadPhantom, pose: SubjectPose, grid_affine: np.ndarray):
@@ -326,6 +329,32 @@ def phase_to_vendor_integers(phase_rad: np.ndarray, levels: int) -> np.ndarray:
     return values.astype(np.int16)
 
 
+def scan_properties(context: ScanContext, pose: SubjectPose):
+    """The brain mask, CIT168 labels, S0 and R2* (s^-1) of the phantom on the scan grid.
+
+    Labels by nearest neighbour, S0 and R2* (already smoothed by the voxel's point spread)
+    by trilinear interpolation; this is what ``simulate_scan`` builds the magnitude from.
+    """
+    matrix, offset = _phantom_transform(context.phantom, pose, pose.affine)
+    codes = _resample(context.phantom.codes, matrix, offset, pose.shape, order=0, dtype=np.uint8)
+    mask = context.brain_codes[codes]
+    labels = context.cit168_by_code[codes]
+    s0 = _resample(context.s0_map, matrix, offset, pose.shape, order=1)
+    r2s = _resample(context.r2star_map, matrix, offset, pose.shape, order=1)
+    return mask, labels, s0, r2s
+
+
+def code_table_on_scan(context: ScanContext, pose: SubjectPose, table: np.ndarray) -> np.ndarray:
+    """A per-code property (a 256-entry table) as the scan sees it, float32 on the scan grid.
+
+    Smoothed by the voxel's point spread on the phantom grid, then sampled trilinearly, as
+    the simulator does for S0 and R2*; for maps the simulator does not make (chi+, chi-, R2).
+    """
+    volume = _smooth(np.asarray(table, dtype=np.float32)[context.phantom.codes], context.psf_sigma_vox)
+    matrix, offset = _phantom_transform(context.phantom, pose, pose.affine)
+    return _resample(volume, matrix, offset, pose.shape, order=1)
+
+
 def simulate_scan(context: ScanContext, chi_table: np.ndarray, pose: SubjectPose,
                   rng: np.random.Generator, *, workers: int = 1) -> SubjectScan:
     """Simulate one subject's multi-echo scan and its truth.
@@ -367,12 +396,7 @@ def simulate_scan(context: ScanContext, chi_table: np.ndarray, pose: SubjectPose
     seconds["total_field"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    matrix, offset = _phantom_transform(phantom, pose, pose.affine)
-    codes = _resample(phantom.codes, matrix, offset, pose.shape, order=0, dtype=np.uint8)
-    mask = context.brain_codes[codes]
-    labels = context.cit168_by_code[codes]
-    s0 = _resample(context.s0_map, matrix, offset, pose.shape, order=1)
-    r2s = _resample(context.r2star_map, matrix, offset, pose.shape, order=1)
+    mask, labels, s0, r2s = scan_properties(context, pose)
     seconds["resample_properties"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -409,7 +433,7 @@ def simulate_scan(context: ScanContext, chi_table: np.ndarray, pose: SubjectPose
             "seconds": seconds}
     return SubjectScan(magnitude=magnitude, phase=phase, affine=pose.affine, chi_ppm=chi_ref,
                        mask=mask, local_field_ppm=local, total_field_hz=field_hz, labels=labels,
-                       brain_mean_ppm=brain_mean, info=info)
+                       brain_mean_ppm=brain_mean, info=info, r2star_per_s=r2s)
 
 
 def _local_field(chi_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm, b0, *, workers: int):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 from collections import defaultdict
 from typing import Any
 
@@ -10,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from qsmiron.errors import InputError
-from qsmiron.io.participants import normalise_participant_id
+from qsmiron.io.participants import ParticipantsTable, normalise_participant_id
+from qsmiron.records.study import AnalysisSettings, Exclusion, ParticipantCounts
 from qsmiron.stats import relapse as relapse_models
 from qsmiron.stats._design import complete_cases
 from qsmiron.stats.associations import ASSOCIATION_COLUMNS, associate
@@ -18,43 +18,16 @@ from qsmiron.stats.group import GROUP_COLUMNS, compare_groups
 from qsmiron.stats.multiple import fdr_bh
 from qsmiron.stats.regions import region_keys, select_session, sessions_of, validate_regions, wide_regions
 from qsmiron.stats.results import StudyResults
-from qsmiron.stats.study import ALL, Study, group_labels, resolve_study, study_settings
+from qsmiron.stats.methods_text import STATISTICS_METHODS
+from qsmiron.stats.study import ALL, Study, group_labels, resolve_study
 from qsmiron.stats.table1 import describe_groups
+from qsmiron.versions import software_versions
 
 CHI = "__chi_ppm"
-METHODS_TEXT = {
-    "group_comparison": (
-        "ANCOVA by ordinary least squares (mean_ppm ~ group + covariates; F and p of the group "
-        "term from type-II sums of squares, identical to type III without interactions); "
-        "adjusted means predicted at the covariate means with categorical covariates weighted "
-        "by their observed proportions; partial eta squared = SS_group / (SS_group + "
-        "SS_residual); Cohen's d from the raw group means and pooled SD; two-sided "
-        "Mann-Whitney U test as the non-parametric check"),
-    "associations": (
-        "partial correlation controlling the covariates: Spearman = Pearson partial "
-        "correlation of the ranks of all variables; p from t with n - 2 - k degrees of freedom "
-        "(k covariate columns)"),
-    "relapse": (
-        "logistic regression (odds ratio per 1 SD of chi in the analysed sample, Wald 95 % CI "
-        "and p); ROC AUC of chi alone with DeLong 95 % CI and the Youden cut-off; Cox "
-        "proportional hazards (hazard ratio per SD) and Kaplan-Meier curves split at the "
-        "median chi with a log-rank test when time-to-event data exist; Poisson regression of "
-        "counts, negative binomial (NB2) when the Cameron-Trivedi test shows overdispersion "
-        "(p < 0.05)"),
-    "multiple_comparisons": (
-        "Benjamini-Hochberg false discovery rate over all region-hemisphere rows of the group "
-        "comparison, over all region x variable rows of the associations, over regions for "
-        "each relapse model"),
-    "missing_values": "listwise deletion per analysis, every excluded participant reported",
-    "table1": (
-        "mean ± SD and Welch t-test when Shapiro-Wilk p >= 0.05 in both groups, otherwise "
-        "median [IQR] and Mann-Whitney U; categorical: chi-square (Yates for 2 x 2), Fisher's "
-        "exact test for 2 x 2 tables with an expected count below 5"),
-}
 
 
-def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | None = None
-              ) -> StudyResults:
+def run_study(regions: pd.DataFrame, participants: ParticipantsTable | pd.DataFrame,
+              study: Study | None = None, *, regions_source: str | None = None) -> StudyResults:
     """Run Table 1, the group comparison, the associations and the relapse models.
 
     Parameters
@@ -63,11 +36,14 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
         Long regions table (participant_id, region, hemisphere, mean_ppm, optionally
         session; see :mod:`qsmiron.stats.regions`). A table of several sessions is analysed
         at ``study.session``.
-    participants : DataFrame
+    participants : ParticipantsTable or DataFrame
         As from :func:`qsmiron.io.participants.read_participants`; for a session, the
         participants' values at that session (:func:`qsmiron.io.participants.participants_at_session`).
+        A bare DataFrame is a table of unknown origin.
     study : Study, optional
         The design (defaults decided from the data when None or partly given).
+    regions_source : str, optional
+        The regions table's file, recorded in the results.
 
     Returns
     -------
@@ -86,15 +62,70 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
     regions = validate_regions(regions)
     # Participants are compared at one time point: a longitudinal table is cut to one session.
     sessions = sessions_of(regions)
-    regions = select_session(regions, study.session)
+    regions = select_session(regions, study.session, source=regions_source)
     session = study.session or (sessions[0] if sessions else None)
-    participants = _check_participants(participants)
-    source = participants.attrs.get("source")
+    if not isinstance(participants, ParticipantsTable):
+        participants = ParticipantsTable(participants)
+    source = participants.source
+    table_of = participants
+    participants = _check_participants(participants.frame, source)
     warnings: list[str] = []
     exclusions: list[dict[str, Any]] = []
-
     in_regions = list(dict.fromkeys(regions["participant_id"]))
     in_table = list(participants["participant_id"])
+    region_ids = set(in_regions)
+    common = _participants_in_both(in_regions, in_table, source, exclusions, warnings)
+
+    region_names = list(dict.fromkeys(regions["region"]))
+    analysed = participants[participants["participant_id"].isin(region_ids)]
+    resolved = resolve_study(study, analysed, region_names, source=source)
+    resolved.session = session
+    keys = region_keys(regions, resolved.regions)
+    table = participants.set_index("participant_id").loc[common]
+    wide = wide_regions(regions).reindex(common)
+    labels = group_labels(table[resolved.groups.column])
+    group_a, group_b = resolved.groups.compare
+
+    _check_groups(labels, resolved, exclusions, warnings)
+
+    compared = labels.isin([group_a, group_b]).to_numpy()
+    table1 = describe_groups(table.reset_index(), labels.reset_index(drop=True),
+                             group_a=group_a, group_b=group_b,
+                             exclude=("participant_id", resolved.groups.column))
+
+    rows_excluded: list[dict[str, Any]] = []
+    group_table = _group_comparison(table[compared], labels[compared], wide[compared], keys,
+                                    resolved, rows_excluded)
+    association_table = _associations(table, labels, wide, keys, resolved, rows_excluded)
+    relapse_table, counts_table, roc, km, relapse_warnings = _relapse(
+        table, labels, wide, keys, resolved, rows_excluded, source)
+    warnings.extend(relapse_warnings)
+    exclusions.extend(_compress_exclusions(rows_excluded, keys))
+
+    warnings.extend(_row_warnings(group_table, association_table, relapse_table, counts_table))
+
+    settings = AnalysisSettings(
+        **resolved.model_dump(), study_file=resolved.source, methods=STATISTICS_METHODS,
+        participants_table=source, regions_table=regions_source, sessions_in_regions_table=sessions,
+        sessions_table=table_of.sessions_source, sex_coding=table_of.sex_coding,
+        n_participants=ParticipantCounts(regions_table=len(in_regions), participants_table=len(in_table),
+                                         both=len(common), per_group={group_a: int((labels == group_a).sum()),
+                                                                      group_b: int((labels == group_b).sum())}))
+    results = StudyResults(
+        settings=settings, table1=table1, group_comparison=group_table,
+        associations=association_table, relapse=relapse_table, relapse_counts=counts_table,
+        roc_curves=roc, km_curves=km, exclusions=[Exclusion(**item) for item in exclusions], warnings=warnings,
+        versions=software_versions())
+    results.exclusion_counts = _exclusion_counts(exclusions)
+    return results
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def _participants_in_both(in_regions: list[str], in_table: list[str], source, exclusions: list, warnings: list
+                          ) -> list[str]:
+    """The participants of both tables (table order); the others excluded from every analysis."""
     region_ids, table_ids = set(in_regions), set(in_table)
     only_regions = [pid for pid in in_regions if pid not in table_ids]
     only_table = [pid for pid in in_table if pid not in region_ids]
@@ -114,21 +145,13 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
     if not common:
         raise InputError("no participant_id is in both the regions table and the participants "
                          "table", source)
+    return common
 
-    region_names = list(dict.fromkeys(regions["region"]))
-    analysed = participants[participants["participant_id"].isin(region_ids)]
-    analysed.attrs = dict(participants.attrs)
-    resolved = resolve_study(study, analysed, region_names)
-    resolved.session = session
-    keys = region_keys(regions, resolved.regions)
-    table = participants.set_index("participant_id").loc[common]
-    wide = wide_regions(regions).reindex(common)
-    labels = group_labels(table[resolved.groups.column])
+
+def _check_groups(labels: pd.Series, resolved: Study, exclusions: list, warnings: list) -> None:
+    """Exclude the unlabelled from the group comparison; warn of other groups and small groups."""
     group_a, group_b = resolved.groups.compare
-    minimum = resolved.min_group_size
-
-    unlabelled = labels.index[labels.isna()].tolist()
-    for pid in unlabelled:
+    for pid in labels.index[labels.isna()].tolist():
         exclusions.append({"participant_id": pid, "analysis": "group_comparison",
                            "reason": f"missing {resolved.groups.column}"})
     others = labels[labels.notna() & ~labels.isin([group_a, group_b])].value_counts()
@@ -137,55 +160,15 @@ def run_study(regions: pd.DataFrame, participants: pd.DataFrame, study: Study | 
                         + ", ".join(f"{label} ({n})" for label, n in others.items()))
     for label in (group_a, group_b):
         n = int((labels == label).sum())
-        if n < minimum:
+        if n < resolved.min_group_size:
             warnings.append(f"group {label} has {n} participant(s) with regional values; at "
-                            f"least {minimum} are needed for the group comparison")
-
-    compared = labels.isin([group_a, group_b]).to_numpy()
-    table1 = describe_groups(table.reset_index(), labels.reset_index(drop=True),
-                             group_a=group_a, group_b=group_b,
-                             exclude=("participant_id", resolved.groups.column))
-
-    rows_excluded: list[dict[str, Any]] = []
-    group_table = _group_comparison(table[compared], labels[compared], wide[compared], keys,
-                                    resolved, rows_excluded)
-    association_table = _associations(table, labels, wide, keys, resolved, rows_excluded)
-    relapse_table, counts_table, roc, km, relapse_warnings = _relapse(
-        table, labels, wide, keys, resolved, rows_excluded, source)
-    warnings.extend(relapse_warnings)
-    exclusions.extend(_compress_exclusions(rows_excluded, keys))
-
-    warnings.extend(_row_warnings(group_table, association_table, relapse_table, counts_table))
-
-    settings = study_settings(resolved)
-    settings["methods"] = METHODS_TEXT
-    settings["participants_table"] = source
-    settings["regions_table"] = regions.attrs.get("source")
-    settings["sessions_in_regions_table"] = sessions
-    settings["sessions_table"] = participants.attrs.get("sessions_source")
-    settings["sex_coding"] = participants.attrs.get("sex_coding")
-    settings["n_participants"] = {"regions_table": len(in_regions),
-                                  "participants_table": len(in_table), "both": len(common),
-                                  "per_group": {group_a: int((labels == group_a).sum()),
-                                                group_b: int((labels == group_b).sum())}}
-    results = StudyResults(
-        settings=settings, table1=table1, group_comparison=group_table,
-        associations=association_table, relapse=relapse_table, relapse_counts=counts_table,
-        roc_curves=roc, km_curves=km, exclusions=exclusions, warnings=warnings,
-        versions=package_versions())
-    results.exclusion_counts = _exclusion_counts(exclusions)
-    return results
+                            f"least {resolved.min_group_size} are needed for the group comparison")
 
 
-# ---------------------------------------------------------------------------------------
-
-
-def _check_participants(participants: pd.DataFrame) -> pd.DataFrame:
-    source = participants.attrs.get("source")
+def _check_participants(participants: pd.DataFrame, source: str | None) -> pd.DataFrame:
     if "participant_id" not in participants.columns:
         raise InputError("participants table has no 'participant_id' column", source)
     frame = participants.copy()
-    frame.attrs = dict(participants.attrs)
     frame["participant_id"] = frame["participant_id"].map(normalise_participant_id)
     if frame["participant_id"].isna().any():
         raise InputError("participants table has rows without participant_id", source)
@@ -253,20 +236,9 @@ def _check_binary(values: pd.Series, name: str, source) -> None:
                          source)
 
 
-def _relapse(table, labels, wide, keys, study: Study, excluded, source):
-    settings = study.relapse
-    warnings: list[str] = []
-    columns = relapse_models.relapse_columns(settings.time is not None)
-    empty = pd.DataFrame(columns=columns)
-    roc: dict[tuple[str, str], pd.DataFrame] = {}
-    km: dict[tuple[str, str], pd.DataFrame] = {}
-    if settings.outcome is None and settings.time is None and settings.count is None:
-        return empty, None, roc, km, warnings
-    sample = (table if settings.group == ALL
-              else table[(labels == settings.group).to_numpy()]).copy()
-    covariates = list(settings.covariates)
-    minimum = study.min_group_size
-
+def _relapse_sample(sample: pd.DataFrame, settings, source, warnings: list[str]) -> pd.DataFrame:
+    """Check the outcome columns (0/1 outcome and event, non-negative times, counts) and censor
+    participants without an event and a time at their follow-up."""
     for name in filter(None, (settings.outcome, settings.event)):
         _check_binary(sample[name], name, source)
     if settings.time is not None:
@@ -284,57 +256,79 @@ def _relapse(table, labels, wide, keys, study: Study, excluded, source):
         counts = sample[settings.count].dropna()
         if (counts < 0).any() or not np.all(np.mod(counts, 1) == 0):
             raise InputError(f"column '{settings.count}' must hold counts (0, 1, 2, ...)", source)
+    return sample
+
+
+def _logistic_row(sample, chi, key, settings, covariates, minimum, excluded, row, notes, roc) -> None:
+    """Logistic regression and ROC of one region (into ``row``, ``notes`` and ``roc``)."""
+    frame = sample[[settings.outcome, *covariates]].assign(**{CHI: chi})
+    kept = complete_cases(frame, [CHI, settings.outcome, *covariates], "relapse", {CHI: "mean_ppm"},
+                          _region_label(key))
+    excluded.extend(kept.exclusions)
+    data = kept.frame
+    events = data[settings.outcome].astype(int)
+    row.update(n=len(data), n_events=int(events.sum()))
+    problem = (relapse_models.binary_outcome_problem(events, minimum)
+               or relapse_models.chi_problem(data[CHI].to_numpy()))
+    if problem:
+        notes.append(problem)
+        return
+    logistic = relapse_models.logistic_odds_ratio(events, data[CHI], data[covariates])
+    notes.append(logistic.pop("note"))
+    row.update(logistic)
+    curve = relapse_models.roc_analysis(data[CHI], events, direction=settings.roc_direction)
+    roc[key] = curve.pop("curve")
+    row.update(curve)
+
+
+def _time_to_event_row(sample, chi, key, settings, covariates, minimum, excluded, row, notes, km) -> None:
+    """Cox model and Kaplan-Meier curves of one region (into ``row``, ``notes`` and ``km``)."""
+    frame = sample[[settings.time, settings.event, *covariates]].assign(**{CHI: chi})
+    kept = complete_cases(frame, [CHI, settings.time, settings.event, *covariates], "time_to_event",
+                          {CHI: "mean_ppm"}, _region_label(key))
+    excluded.extend(kept.exclusions)
+    data = kept.frame
+    events = data[settings.event].astype(int)
+    row.update(hr_n=len(data), hr_events=int(events.sum()))
+    if int(events.sum()) < minimum:
+        notes.append(f"time to event: {int(events.sum())} events (at least {minimum} needed)")
+    elif relapse_models.chi_problem(data[CHI].to_numpy()):
+        notes.append("time to event: " + relapse_models.chi_problem(data[CHI].to_numpy()))
+    else:
+        cox = relapse_models.cox_hazard_ratio(data[settings.time], events, data[CHI], data[covariates])
+        if cox["note"]:
+            notes.append("Cox: " + cox["note"])
+        cox.pop("note")
+        row.update(cox)
+        curves, logrank_p = relapse_models.kaplan_meier_by_median(data[settings.time], events, data[CHI])
+        km[key] = curves
+        row["km_logrank_p"] = logrank_p
+
+
+def _relapse(table, labels, wide, keys, study: Study, excluded, source):
+    settings = study.relapse
+    warnings: list[str] = []
+    columns = relapse_models.relapse_columns(settings.time is not None)
+    empty = pd.DataFrame(columns=columns)
+    roc: dict[tuple[str, str], pd.DataFrame] = {}
+    km: dict[tuple[str, str], pd.DataFrame] = {}
+    if settings.outcome is None and settings.time is None and settings.count is None:
+        return empty, None, roc, km, warnings
+    sample = (table if settings.group == ALL
+              else table[(labels == settings.group).to_numpy()]).copy()
+    sample = _relapse_sample(sample, settings, source, warnings)
+    covariates = list(settings.covariates)
+    minimum = study.min_group_size
 
     rows, count_rows = [], []
     for key in keys:
-        label = _region_label(key)
         chi = wide.loc[sample.index, key]
         row: dict[str, Any] = {"region": key[0], "hemisphere": key[1]}
         notes: list[str] = []
         if settings.outcome is not None:
-            frame = sample[[settings.outcome, *covariates]].assign(**{CHI: chi})
-            kept = complete_cases(frame, [CHI, settings.outcome, *covariates],
-                                  "relapse", {CHI: "mean_ppm"}, label)
-            excluded.extend(kept.exclusions)
-            data = kept.frame
-            events = data[settings.outcome].astype(int)
-            row.update(n=len(data), n_events=int(events.sum()))
-            problem = (relapse_models.binary_outcome_problem(events, minimum)
-                       or relapse_models.chi_problem(data[CHI].to_numpy()))
-            if problem:
-                notes.append(problem)
-            else:
-                logistic = relapse_models.logistic_odds_ratio(events, data[CHI], data[covariates])
-                notes.append(logistic.pop("note"))
-                row.update(logistic)
-                curve = relapse_models.roc_analysis(data[CHI], events,
-                                                    direction=settings.roc_direction)
-                roc[key] = curve.pop("curve")
-                row.update(curve)
+            _logistic_row(sample, chi, key, settings, covariates, minimum, excluded, row, notes, roc)
         if settings.time is not None:
-            frame = sample[[settings.time, settings.event, *covariates]].assign(**{CHI: chi})
-            kept = complete_cases(frame, [CHI, settings.time, settings.event, *covariates],
-                                  "time_to_event", {CHI: "mean_ppm"}, label)
-            excluded.extend(kept.exclusions)
-            data = kept.frame
-            events = data[settings.event].astype(int)
-            row.update(hr_n=len(data), hr_events=int(events.sum()))
-            if int(events.sum()) < minimum:
-                notes.append(f"time to event: {int(events.sum())} events (at least {minimum} "
-                             "needed)")
-            elif relapse_models.chi_problem(data[CHI].to_numpy()):
-                notes.append("time to event: " + relapse_models.chi_problem(data[CHI].to_numpy()))
-            else:
-                cox = relapse_models.cox_hazard_ratio(data[settings.time], events, data[CHI],
-                                                      data[covariates])
-                if cox["note"]:
-                    notes.append("Cox: " + cox["note"])
-                cox.pop("note")
-                row.update(cox)
-                curves, logrank_p = relapse_models.kaplan_meier_by_median(
-                    data[settings.time], events, data[CHI])
-                km[key] = curves
-                row["km_logrank_p"] = logrank_p
+            _time_to_event_row(sample, chi, key, settings, covariates, minimum, excluded, row, notes, km)
         if settings.count is not None:
             count_rows.append(_count_row(sample, chi, key, settings, covariates, minimum, excluded))
         row["note"] = "; ".join(dict.fromkeys(n for n in notes if n))
@@ -431,21 +425,6 @@ def _exclusion_counts(exclusions: list[dict[str, Any]]) -> dict[str, int]:
     for record in exclusions:
         counts[record["analysis"]].add(record["participant_id"])
     return {analysis: len(ids) for analysis, ids in counts.items()}
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of Python and of every package the statistics use."""
-    import lifelines
-    import scipy
-    import sklearn
-    import statsmodels
-
-    from qsmiron import __version__
-
-    return {"qsmiron": __version__, "python": platform.python_version(),
-            "numpy": np.__version__, "pandas": pd.__version__, "scipy": scipy.__version__,
-            "statsmodels": statsmodels.__version__, "scikit-learn": sklearn.__version__,
-            "lifelines": lifelines.__version__}
 
 
 def _few(items: list[str], limit: int = 5) -> str:

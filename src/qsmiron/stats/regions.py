@@ -55,8 +55,6 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
         Missing columns (named), an empty table, non-numeric ``mean_ppm`` values, unknown
         hemisphere labels, or the same participant, region, hemisphere (and session) twice.
     """
-    if path is None:
-        path = frame.attrs.get("source")
     columns = [str(column).strip() for column in frame.columns]
     missing = [name for name in REQUIRED_COLUMNS if name not in columns]
     if missing:
@@ -112,10 +110,7 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
         hint = ("; a table with several sessions needs a 'session' column"
                 if not with_session else "")
         raise InputError(f"{where} appears more than once ({len(repeated)} duplicated rows){hint}", path)
-    frame = frame.reset_index(drop=True)
-    if path is not None:
-        frame.attrs["source"] = os.fspath(path)
-    return frame
+    return frame.reset_index(drop=True)
 
 
 def sessions_of(regions: pd.DataFrame) -> list[str]:
@@ -125,7 +120,8 @@ def sessions_of(regions: pd.DataFrame) -> list[str]:
     return sorted({s for s in regions[SESSION_COLUMN] if s is not None})
 
 
-def select_session(regions: pd.DataFrame, session: str | None) -> pd.DataFrame:
+def select_session(regions: pd.DataFrame, session: str | None, *,
+                   source: str | os.PathLike | None = None) -> pd.DataFrame:
     """The rows of one session, without the session column: a table the statistics accept.
 
     Parameters
@@ -135,6 +131,8 @@ def select_session(regions: pd.DataFrame, session: str | None) -> pd.DataFrame:
     session : str or None
         ``ses-<label>`` or a bare label. None is allowed only when the table holds at most one
         session (the table is then returned without its session column).
+    source : path, optional
+        The file the table came from, named in errors.
 
     Raises
     ------
@@ -142,7 +140,6 @@ def select_session(regions: pd.DataFrame, session: str | None) -> pd.DataFrame:
         The session is not in the table (the sessions present are named), or None was given
         for a table of several sessions.
     """
-    source = regions.attrs.get("source")
     present = sessions_of(regions)
     if session is None:
         if len(present) > 1:
@@ -156,9 +153,7 @@ def select_session(regions: pd.DataFrame, session: str | None) -> pd.DataFrame:
             raise InputError(f"session {session!r} is not in the regions table (sessions present: "
                              f"{', '.join(present) or 'none'})", source)
         selected = regions[regions[SESSION_COLUMN] == session]
-    selected = selected.drop(columns=[SESSION_COLUMN], errors="ignore").reset_index(drop=True)
-    selected.attrs = dict(regions.attrs)
-    return selected
+    return selected.drop(columns=[SESSION_COLUMN], errors="ignore").reset_index(drop=True)
 
 
 def region_keys(regions: pd.DataFrame, names: list[str] | None = None) -> list[tuple[str, str]]:

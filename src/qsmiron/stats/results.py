@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
+
+from qsmiron.records.study import AnalysisSettings, Exclusion
 
 
 @dataclass
@@ -14,9 +15,10 @@ class StudyResults:
 
     Attributes
     ----------
-    settings : dict
-        The study settings actually used, defaults resolved (groups compared, covariates,
-        regions, association variables and group, relapse columns), as plain JSON values.
+    settings : AnalysisSettings
+        The study as analysed, defaults resolved (groups compared, covariates, regions,
+        association variables and group, relapse columns), the methods text and where the
+        tables came from.
     table1 : DataFrame
         One row per participant characteristic: variable, kind (continuous/categorical),
         summary per group, test, statistic, p.
@@ -32,8 +34,8 @@ class StudyResults:
         ``(region, hemisphere) -> DataFrame(fpr, tpr, threshold_ppm)``.
     km_curves : dict
         ``(region, hemisphere) -> DataFrame(group ('low'/'high'), time, survival, ci_low, ci_high)``.
-    exclusions : list of dict
-        ``{participant_id, analysis, reason}`` for every participant left out of an analysis.
+    exclusions : list of Exclusion
+        Every participant left out of an analysis, with the analysis and the reason.
     warnings : list of str
         Things the researcher should know (small groups, constant variables, ...).
     versions : dict
@@ -43,7 +45,7 @@ class StudyResults:
         ``associations <variable>``, ``relapse``, ``time_to_event``, ``relapse_count``).
     """
 
-    settings: dict[str, Any]
+    settings: AnalysisSettings
     table1: pd.DataFrame
     group_comparison: pd.DataFrame
     associations: pd.DataFrame
@@ -51,7 +53,7 @@ class StudyResults:
     relapse_counts: pd.DataFrame | None = None
     roc_curves: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
     km_curves: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
-    exclusions: list[dict[str, Any]] = field(default_factory=list)
+    exclusions: list[Exclusion] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    versions: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, str | None] = field(default_factory=dict)
     exclusion_counts: dict[str, int] = field(default_factory=dict)

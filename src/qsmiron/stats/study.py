@@ -40,23 +40,16 @@ Defaults (when a key is absent)
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, PrivateAttr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
 from qsmiron.errors import InputError
 from qsmiron.io.participants import normalise_session_id
-from qsmiron.settings_base import Settings
-
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from qsmiron.settings_base import Settings, read_settings_file, validate_settings
 
 KNOWN_CLINICAL_VARIABLES = (
     "disease_duration", "headache_days", "hit6", "midas", "sds", "ldq", "vas", "nrs",
@@ -180,29 +173,9 @@ class Study(Settings):
         return self._source
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    """One line naming each unknown or invalid key."""
-    unknown, invalid = [], []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item.get("loc", ())) or "(top level)"
-        if item.get("type") == "extra_forbidden":
-            unknown.append(where)
-        else:
-            invalid.append(f"'{where}': {item.get('msg', 'invalid')}")
-    parts = []
-    if unknown:
-        parts.append("unknown key(s) " + ", ".join(f"'{key}'" for key in unknown))
-    parts.extend(invalid)
-    return "; ".join(parts)
-
-
 def study_from_dict(payload: dict[str, Any], *, source: str | os.PathLike | None = None) -> Study:
     """Validate a study given as a dict (as parsed from TOML or JSON)."""
-    try:
-        study = Study.model_validate(payload)
-    except ValidationError as exc:
-        raise InputError(f"invalid study settings: {describe_validation_error(exc)}",
-                         source) from None
+    study = validate_settings(Study, payload, what="study settings", source=source)
     study._source = None if source is None else os.fspath(source)
     return study
 
@@ -211,17 +184,7 @@ def load_study(path: str | os.PathLike | None = None) -> Study:
     """The study from a TOML (or ``.json``) file; the all-defaults study when ``path`` is None."""
     if path is None:
         return Study()
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("study file not found", path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        payload = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"cannot be parsed ({exc})", path) from None
-    if not isinstance(payload, dict):
-        raise InputError("must hold a table of settings", path)
-    return study_from_dict(payload, source=path)
+    return study_from_dict(read_settings_file(path, "study file"), source=path)
 
 
 # ---------------------------------------------------------------------------------------
@@ -233,7 +196,8 @@ def group_labels(column: pd.Series) -> pd.Series:
     return column.map(lambda v: label_text(v) if pd.notna(v) else np.nan)
 
 
-def resolve_study(study: Study, participants: pd.DataFrame, region_names: list[str]) -> Study:
+def resolve_study(study: Study, participants: pd.DataFrame, region_names: list[str], *,
+                  source: str | os.PathLike | None = None) -> Study:
     """Fill every default of ``study`` from the data and check what the study names exists.
 
     Parameters
@@ -243,6 +207,8 @@ def resolve_study(study: Study, participants: pd.DataFrame, region_names: list[s
         As from :func:`qsmiron.io.participants.read_participants`.
     region_names : list of str
         Regions present in the regions table, in table order.
+    source : path, optional
+        The participants table's file, named in errors.
 
     Returns
     -------
@@ -256,15 +222,36 @@ def resolve_study(study: Study, participants: pd.DataFrame, region_names: list[s
         A named column, group label or region is not in the data; more than two groups and
         no ``groups.compare``.
     """
-    table = participants.attrs.get("source")
+    table = source
     where = study.source or table
     resolved = study.model_copy(deep=True)
     resolved._source = study.source
     columns = set(participants.columns)
+    labels, counts = _resolve_groups(resolved, participants, table)
+    if resolved.covariates is None:
+        resolved.covariates = [c for c in DEFAULT_COVARIATES
+                               if c in columns and participants[c].notna().any()]
+    _require_columns(resolved.covariates, columns, "covariates", table)
+    if resolved.groups.column in resolved.covariates:
+        raise InputError(f"covariates include the group column '{resolved.groups.column}'", where)
+    if resolved.regions:
+        by_lower = {name.lower(): name for name in region_names}
+        unknown = [name for name in resolved.regions if name.lower() not in by_lower]
+        if unknown:
+            raise InputError(f"regions {', '.join(repr(u) for u in unknown)} are not in the "
+                             f"regions table (present: {', '.join(region_names)})", where)
+        resolved.regions = list(dict.fromkeys(by_lower[name.lower()] for name in resolved.regions))
+    else:
+        resolved.regions = list(region_names)
+    _resolve_associations(resolved, participants, labels, counts, table)
+    _resolve_relapse(resolved, participants, labels, counts, table, where)
+    return resolved
 
-    # groups
+
+def _resolve_groups(resolved: Study, participants: pd.DataFrame, table) -> tuple[pd.Series, pd.Series]:
+    """The two groups compared (default: the column's two values, most frequent first)."""
     group_column = resolved.groups.column
-    if group_column not in columns:
+    if group_column not in participants.columns:
         raise InputError(f"has no group column '{group_column}' (groups.column); columns: "
                          f"{', '.join(participants.columns)}", table)
     labels = group_labels(participants[group_column])
@@ -282,34 +269,18 @@ def resolve_study(study: Study, participants: pd.DataFrame, region_names: list[s
         found = ", ".join(f"{label} ({n})" for label, n in counts.items()) or "none"
         raise InputError(f"groups.compare names {', '.join(repr(m) for m in missing)}, not found "
                          f"in column '{group_column}' (labels present: {found})", table)
-    group_a, group_b = resolved.groups.compare
+    return labels, counts
 
-    # covariates
-    if resolved.covariates is None:
-        resolved.covariates = [c for c in DEFAULT_COVARIATES
-                               if c in columns and participants[c].notna().any()]
-    _require_columns(resolved.covariates, columns, "covariates", table)
-    if group_column in resolved.covariates:
-        raise InputError(f"covariates include the group column '{group_column}'", where)
 
-    # regions
-    if resolved.regions:
-        by_lower = {name.lower(): name for name in region_names}
-        unknown = [name for name in resolved.regions if name.lower() not in by_lower]
-        if unknown:
-            raise InputError(f"regions {', '.join(repr(u) for u in unknown)} are not in the "
-                             f"regions table (present: {', '.join(region_names)})", where)
-        resolved.regions = list(dict.fromkeys(by_lower[name.lower()] for name in resolved.regions))
-    else:
-        resolved.regions = list(region_names)
-
-    # associations
+def _resolve_associations(resolved: Study, participants: pd.DataFrame, labels, counts, table) -> None:
+    """Association group, covariates and variables (default: the known clinical columns)."""
+    columns = set(participants.columns)
     assoc = resolved.associations
     if assoc.group is None:
-        assoc.group = group_a
+        assoc.group = resolved.groups.compare[0]
     if assoc.group != ALL and assoc.group not in counts.index:
         raise InputError(f"associations.group {assoc.group!r} is not a label of column "
-                         f"'{group_column}' (present: {', '.join(counts.index)}) nor 'all'", table)
+                         f"'{resolved.groups.column}' (present: {', '.join(counts.index)}) nor 'all'", table)
     if assoc.covariates is None:
         assoc.covariates = list(resolved.covariates)
     _require_columns(assoc.covariates, columns, "associations.covariates", table)
@@ -321,8 +292,12 @@ def resolve_study(study: Study, participants: pd.DataFrame, region_names: list[s
     _require_columns(assoc.variables, columns, "associations.variables", table)
     _require_numeric(participants, assoc.variables, "associations.variables", table)
 
-    # relapse
+
+def _resolve_relapse(resolved: Study, participants: pd.DataFrame, labels, counts, table, where) -> None:
+    """Relapse columns (default: the conventional names when present), covariates and group."""
+    columns = set(participants.columns)
     relapse = resolved.relapse
+    group_a, group_b = resolved.groups.compare
     if relapse.outcome is None and "relapse" in columns:
         relapse.outcome = "relapse"
     for key, default in (("time", "time_to_relapse"), ("count", "relapse_count"),
@@ -352,17 +327,7 @@ def resolve_study(study: Study, participants: pd.DataFrame, region_names: list[s
             relapse.group = group_a
     if relapse.group != ALL and relapse.group not in counts.index:
         raise InputError(f"relapse.group {relapse.group!r} is not a label of column "
-                         f"'{group_column}' (present: {', '.join(counts.index)}) nor 'all'", table)
-    return resolved
-
-
-def study_settings(study: Study) -> dict[str, Any]:
-    """The resolved study as plain JSON values, with ``group_a`` / ``group_b`` spelled out."""
-    payload = study.model_dump(mode="json")
-    if study.groups.compare:
-        payload["groups"]["group_a"], payload["groups"]["group_b"] = study.groups.compare
-    payload["study_file"] = study.source
-    return payload
+                         f"'{resolved.groups.column}' (present: {', '.join(counts.index)}) nor 'all'", table)
 
 
 def _require_columns(names: list[str], columns: set[str], key: str, path: Any) -> None:

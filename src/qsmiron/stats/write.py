@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,9 @@ import numpy as np
 import pandas as pd
 
 from qsmiron.io.atomic import write_json_atomic, write_tsv_atomic
+from qsmiron.io.derivatives import study_paths
+from qsmiron.records.study import Curve, StudyRecord
 from qsmiron.stats.results import StudyResults
-
-TABLE_FILES = {
-    "group_comparison": "group_comparison.tsv",
-    "associations": "associations.tsv",
-    "relapse": "relapse.tsv",
-    "table1": "table1.tsv",
-}
-
 
 def write_results(results: StudyResults, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write every table and ``results.json`` into ``out_dir`` (created if needed).
@@ -40,61 +33,48 @@ def write_results(results: StudyResults, out_dir: str | os.PathLike) -> dict[str
     Returns
     -------
     dict
-        File role -> path written.
+        File role -> path written (names from ``qsmiron.io.derivatives.study_paths``).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = study_paths(out_dir)
+    paths.results.parent.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    for name, filename in TABLE_FILES.items():
-        written[name] = write_tsv_atomic(out_dir / filename, getattr(results, name))
+    for role in ("group_comparison", "associations", "relapse", "table1"):
+        written[role] = write_tsv_atomic(getattr(paths, role), getattr(results, role))
     if results.relapse_counts is not None:
-        written["relapse_counts"] = write_tsv_atomic(out_dir / "relapse_counts.tsv",
-                                                     results.relapse_counts)
+        written["relapse_counts"] = write_tsv_atomic(paths.relapse_counts, results.relapse_counts)
     if results.roc_curves:
-        written["roc_curves"] = write_tsv_atomic(out_dir / "roc_curves.tsv",
-                                                 _long_curves(results.roc_curves))
+        written["roc_curves"] = write_tsv_atomic(paths.roc_curves, _long_curves(results.roc_curves))
     if results.km_curves:
-        written["km_curves"] = write_tsv_atomic(out_dir / "km_curves.tsv",
-                                                _long_curves(results.km_curves))
-    written["results"] = out_dir / "results.json"
-    write_json_atomic(written["results"], results_payload(results, files={
-        role: path.name for role, path in written.items()}))
+        written["km_curves"] = write_tsv_atomic(paths.km_curves, _long_curves(results.km_curves))
+    written["results"] = paths.results
+    record = study_record(results, files={role: path.name for role, path in written.items()})
+    write_json_atomic(paths.results, record.to_json())
     return written
 
 
-def results_payload(results: StudyResults, files: dict[str, str] | None = None) -> dict[str, Any]:
-    """``results.json`` as a dict of plain JSON values (NaN and infinities as None)."""
+def study_record(results: StudyResults, files: dict[str, str] | None = None) -> StudyRecord:
+    """``results.json`` as a record (NaN and infinities as None in the tables)."""
     from qsmiron import __version__
 
-    payload = {
-        "qsmiron_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "settings": results.settings,
-        "versions": results.versions,
-        "warnings": list(results.warnings),
-        "exclusions": list(results.exclusions),
-        "exclusion_counts": dict(getattr(results, "exclusion_counts", {}) or {}),
-        "table1": _records(results.table1),
-        "group_comparison": _records(results.group_comparison),
-        "associations": _records(results.associations),
-        "relapse": _records(results.relapse),
-        "relapse_counts": None if results.relapse_counts is None else _records(results.relapse_counts),
-        "roc_curves": _curves(results.roc_curves),
-        "km_curves": _curves(results.km_curves),
-        "files": files or {},
-    }
-    return _clean(payload)
+    return StudyRecord(
+        qsmiron_version=__version__, settings=results.settings, versions=results.versions,
+        warnings=list(results.warnings), exclusions=list(results.exclusions),
+        exclusion_counts=dict(results.exclusion_counts), table1=_records(results.table1),
+        group_comparison=_records(results.group_comparison), associations=_records(results.associations),
+        relapse=_records(results.relapse),
+        relapse_counts=None if results.relapse_counts is None else _records(results.relapse_counts),
+        roc_curves=_curves(results.roc_curves), km_curves=_curves(results.km_curves), files=files or {})
 
 
 def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
     if frame is None:
         return []
-    return [dict(zip(frame.columns, row)) for row in frame.itertuples(index=False, name=None)]
+    return _clean([dict(zip(frame.columns, row)) for row in frame.itertuples(index=False, name=None)])
 
 
-def _curves(curves: dict[tuple[str, str], pd.DataFrame]) -> list[dict[str, Any]]:
-    return [{"region": region, "hemisphere": hemisphere,
-             **{column: frame[column].tolist() for column in frame.columns}}
+def _curves(curves: dict[tuple[str, str], pd.DataFrame]) -> list[Curve]:
+    return [Curve(region=region, hemisphere=hemisphere,
+                  columns=_clean({column: frame[column].tolist() for column in frame.columns}))
             for (region, hemisphere), frame in curves.items()]
 
 

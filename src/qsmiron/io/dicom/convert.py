@@ -5,6 +5,10 @@ into a scratch folder and converted by dcm2niix; the images are placed as
 ``sub-<label>[/ses-<label>]/anat/sub-<label>[_ses-<label>][_run-<n>]_echo-<n>_part-<mag|phase>_MEGRE.nii.gz``
 with phase in radians (``phase``). The DICOM files are only read (links point at them, nothing
 writes through them). One acquisition that fails is skipped with its reason; the others go on.
+
+These are raw BIDS names, the input of ``qsmiron run``, not qsmiron's outputs (which are named
+in ``qsmiron.io.derivatives``): like ``qsmiron simulate``, the converter builds them itself, in
+``_anat_dir`` and ``_megre_name``; ``participants`` names the tables.
 """
 
 from __future__ import annotations
@@ -90,9 +94,8 @@ def convert_dicom_to_bids(dicom_dir: str | os.PathLike, bids_dir: str | os.PathL
     with tempfile.TemporaryDirectory(prefix=".qsmiron-convert-", dir=bids_dir) as scratch_name:
         for index, item in enumerate(planned):
             what = f"{item.acquisition.name()}"
-            prefix = _prefix(item)
-            anat = bids_dir / f"sub-{item.participant}" / (f"ses-{item.session}" if item.session else "") / "anat"
-            if anat.is_dir() and any(anat.glob(f"{prefix}_echo-*_MEGRE.*")):
+            prefix, anat = _prefix(item), _anat_dir(bids_dir, item)
+            if anat.is_dir() and any(anat.glob(_megre_name(prefix, "*", "*", "*"))):
                 report.skipped.append(Skip(what, f"already converted ({prefix} MEGRE exists in {anat}); "
                                                  "remove it to convert again", item.header.patient_id))
                 continue
@@ -116,8 +119,19 @@ def convert_dicom_to_bids(dicom_dir: str | os.PathLike, bids_dir: str | os.PathL
 
 
 def _prefix(item: _Planned) -> str:
+    """``sub-<label>[_ses-<label>][_run-<n>]``: the entities every file of the acquisition starts with."""
     prefix = f"sub-{item.participant}" + (f"_ses-{item.session}" if item.session else "")
     return prefix + (f"_run-{item.run}" if item.run else "")
+
+
+def _anat_dir(bids_dir: Path, item: _Planned) -> Path:
+    """``sub-<label>[/ses-<label>]/anat`` of the raw dataset."""
+    return bids_dir / f"sub-{item.participant}" / (f"ses-{item.session}" if item.session else "") / "anat"
+
+
+def _megre_name(prefix: str, echo: int | str, part: str, extension: str) -> str:
+    """``<prefix>_echo-<n>_part-<mag|phase>_MEGRE.<extension>`` (``*`` patterns allowed)."""
+    return f"{prefix}_echo-{echo}_part-{part}_MEGRE.{extension}"
 
 
 def _plan(series: list[Series], rows: dict[str, list[MappingRow]] | None, subject: str | None,
@@ -221,9 +235,9 @@ def _convert_one(item: _Planned, scratch: Path, anat: Path, prefix: str) -> Conv
                 sidecar["Units"] = units
                 sidecar["PhaseScaling"] = record
                 summary = f"{record['Method']} -> {units}"
-            target = anat / f"{prefix}_echo-{echo}_part-{part}_MEGRE.nii.gz"
+            target = anat / _megre_name(prefix, echo, part, "nii.gz")
             os.replace(image.nifti, target)  # same file system: the scratch folder is inside the dataset
-            write_json_atomic(anat / f"{prefix}_echo-{echo}_part-{part}_MEGRE.json", sidecar)
+            write_json_atomic(anat / _megre_name(prefix, echo, part, "json"), sidecar)
             files.append(target)
     echo_times = [float(magnitude[e].sidecar["EchoTime"]) for e in sorted(magnitude)]
     return ConvertedAcquisition(f"sub-{item.participant}", item.session, item.run, what,

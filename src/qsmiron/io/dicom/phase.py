@@ -12,7 +12,10 @@ where the radians came from. The pixel data are never rounded again: the NIfTI's
 - **Vendor levels**: one turn of phase spans the ``2**BitsStored`` stored values times
   RescaleSlope (Siemens: 12 bits x slope 2 = 8192 units, -4096..4094 -> -pi..pi).
 - Anything else is left as stored with ``"Units": "arbitrary"``; ``qsmiron run`` then
-  detects the scaling itself (setting ``recon.phase.scaling``).
+  detects the scaling itself (setting ``recon.phase.rescale.scaling``).
+
+The milliradian rule and the settings key are the reconstruction's own
+(``qsmiron.recon.phase``), so that the converter and ``qsmiron run`` read a phase alike.
 
 Real and imaginary images (GE) become magnitude ``|z|`` and phase ``angle(z)``. Some GE
 reconstructions alternate the sign of the complex image from slice to slice (a k-space shift
@@ -28,11 +31,10 @@ from typing import Any
 import numpy as np
 
 from qsmiron import __version__
+from qsmiron.recon.phase import MILLIRADIAN_LIMIT, SCALING_SETTING, is_milliradians
 
 RADIAN_TOLERANCE = 0.01
 """Slack (rad) beyond +-pi for values rounded on storage."""
-MILLIRADIAN_LIMIT = 3142
-"""round(1000 pi): the largest magnitude of a phase stored in milliradians."""
 
 
 def _philips_note(sidecar: dict[str, Any]) -> str | None:
@@ -77,7 +79,7 @@ def scale_phase_file(path: Path, sidecar: dict[str, Any], *, bits_stored: int | 
         factor = 1e-3
         note = (f"RescaleIntercept -3142 = -round(1000 pi) (Philips): stored value x RescaleSlope "
                 f"({rescale_slope:g}) - 3142 is milliradians, divided by 1000")
-    elif integers and low < 0 and 0.95 * MILLIRADIAN_LIMIT < max(-low, high) <= MILLIRADIAN_LIMIT:
+    elif is_milliradians(values, low, high):
         factor = 1e-3
         note = "signed integers bounded by +-3142 = round(1000 pi): milliradians, divided by 1000"
     elif integers and bits_stored and rescale_slope:
@@ -90,7 +92,7 @@ def scale_phase_file(path: Path, sidecar: dict[str, Any], *, bits_stored: int | 
                     f"({rescale_slope:g}) = {period:g} units; radians = value x 2 pi / {period:g}")
     if factor is None:
         note = ("scaling not recognised from the DICOM header; left as stored (qsmiron run detects it, "
-                "setting recon.phase.scaling)")
+                f"setting {SCALING_SETTING})")
         return "arbitrary", _record("unrecognised", note, low, high)
     slope, inter = image.dataobj.slope, image.dataobj.inter
     scaled = nib.Nifti1Image(np.asanyarray(image.dataobj.get_unscaled()), image.affine, image.header.copy())

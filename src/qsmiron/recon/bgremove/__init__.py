@@ -1,6 +1,6 @@
 """Background field removal: total field to local (tissue) field, units in = units out.
 
-Methods (registry ``BACKGROUND_METHODS``): ``ismv`` (iterative SMV, the default), ``vsharp``
+Methods (declared in ``METHODS``): ``ismv`` (iterative SMV, the default), ``vsharp``
 (variable-radius SHARP), ``resharp`` (Tikhonov-regularised SHARP, L-curve weight) and ``pdf``
 (projection onto dipole fields). Each method is
 ``f(field, mask, voxel_size_mm, b0_direction, **params) -> (local, eroded_mask, info)``.
@@ -42,21 +42,39 @@ preconditioner it needs 9 iterations at 256 x 256 x 176 (1.3 s CPU).
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from qsmiron.methods import Method
 from qsmiron.recon.bgremove.ismv import ismv
 from qsmiron.recon.bgremove.pdf import pdf
 from qsmiron.recon.bgremove.resharp import resharp
 from qsmiron.recon.bgremove.vsharp import vsharp
 
-BACKGROUND_METHODS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray, dict]]] = {
-    "vsharp": vsharp,
-    "pdf": pdf,
-    "resharp": resharp,
-    "ismv": ismv,
-}
+METHODS = (
+    Method("ismv", ismv, label="iSMV (iterative spherical mean value)",
+           description="solve the SHARP equations exactly on the eroded mask by preconditioned CG "
+                       "(ball of twice the largest voxel)",
+           citation="Wen Y, Zhou D, Liu T, Spincemaille P, Wang Y. Magn Reson Med 2014;72:1065-1071",
+           doi="10.1002/mrm.24998"),
+    Method("vsharp", vsharp, label="V-SHARP (variable-radius SHARP)",
+           description="SHARP with spheres shrinking towards the mask edge, truncated deconvolution",
+           citation="Li W, Wu B, Liu C. NeuroImage 2011;55:1645-1656",
+           doi="10.1016/j.neuroimage.2010.11.088"),
+    Method("resharp", resharp, label="RESHARP (Tikhonov-regularised SHARP)",
+           description="SHARP with Tikhonov regularisation, weight from the L-curve",
+           citation="Sun H, Wilman AH. Magn Reson Med 2014;71:1151-1157", doi="10.1002/mrm.24765"),
+    Method("pdf", pdf, label="PDF (projection onto dipole fields)",
+           description="fit the field of dipoles outside the mask (CGLS, noise-weighted) and subtract it",
+           citation="Liu T, Khalidov I, de Rochefort L, et al. NMR Biomed 2011;24:1129-1136",
+           doi="10.1002/nbm.1670"),
+)
+"""Background field removal methods (stage ``background``), each
+``f(field, mask, voxel_size_mm, b0_direction, **params) -> (local, eroded_mask, info)``."""
+
+BACKGROUND_METHODS: dict[str, Any] = {method.name: method.function for method in METHODS}
+"""Name -> function, from ``METHODS``."""
 
 DEFAULT_BACKGROUND = "ismv"
 

@@ -21,6 +21,7 @@ from scipy.sparse.linalg import LinearOperator, cg
 
 from qsmiron.recon.bgremove._common import eroded_by_sphere, smv_grid, validate
 from qsmiron.recon.fourier import irfftn, rfftn, smv_kernel
+from qsmiron.recon.params import OpenFraction, PositiveFloat, PositiveInt
 
 
 def default_radius_mm(voxel_size_mm: Sequence[float]) -> float:
@@ -36,9 +37,9 @@ def default_radius_mm(voxel_size_mm: Sequence[float]) -> float:
 
 
 def ismv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
-         b0_direction: Sequence[float] = (0.0, 0.0, 1.0), *, radius_mm: float | None = None,
-         tol: float = 1e-3, max_iter: int = 500,
-         threshold: float = 0.01) -> tuple[np.ndarray, np.ndarray, dict]:
+         b0_direction: Sequence[float] = (0.0, 0.0, 1.0), *, radius_mm: PositiveFloat | None = None,
+         tol: OpenFraction = 1e-3, max_iter: PositiveInt = 500,
+         threshold: OpenFraction = 0.01) -> tuple[np.ndarray, np.ndarray, dict]:
     """Remove the background field with iterative SMV.
 
     Parameters

@@ -31,6 +31,7 @@ import numpy as np
 from qsmiron.recon.bgremove._common import validate
 from qsmiron.recon.dipole import dipole_kernel
 from qsmiron.recon.fourier import irfftn, mm_to_voxels, padded_grid, rfftn
+from qsmiron.recon.params import NonNegativeFloat, OpenFraction, PositiveInt
 
 
 def _sq_norm(x: np.ndarray) -> float:
@@ -41,7 +42,8 @@ def _sq_norm(x: np.ndarray) -> float:
 
 def pdf(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
         b0_direction: Sequence[float] = (0.0, 0.0, 1.0), *, noise: np.ndarray | None = None,
-        pad_mm: float = 10.0, tol: float = 1e-2, max_iter: int = 500) -> tuple[np.ndarray, np.ndarray, dict]:
+        pad_mm: NonNegativeFloat = 10.0, tol: OpenFraction = 1e-2,
+        max_iter: PositiveInt = 500) -> tuple[np.ndarray, np.ndarray, dict]:
     """Remove the background field by projection onto dipole fields.
 
     Parameters

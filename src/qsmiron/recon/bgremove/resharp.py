@@ -9,7 +9,7 @@ so no per-dataset tuning is needed.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, cg
@@ -17,6 +17,7 @@ from scipy.sparse.linalg import LinearOperator, cg
 from qsmiron.recon.bgremove._common import eroded_by_sphere, smv_grid, validate
 from qsmiron.recon.fourier import irfftn, rfftn, smv_kernel
 from qsmiron.recon.invert.regularisation import lcurve_corner
+from qsmiron.recon.params import OpenFraction, PositiveFloat, PositiveInt
 
 DEFAULT_LAMBDAS = tuple(float(x) for x in np.logspace(-5, -2, 7))
 
@@ -27,9 +28,10 @@ def default_radius_mm(voxel_size_mm: Sequence[float]) -> float:
 
 
 def resharp(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
-            b0_direction: Sequence[float] = (0.0, 0.0, 1.0), *, radius_mm: float | None = None,
-            regularisation: float | str = "lcurve", lambdas: Sequence[float] = DEFAULT_LAMBDAS,
-            tol: float = 1e-4, max_iter: int = 200) -> tuple[np.ndarray, np.ndarray, dict]:
+            b0_direction: Sequence[float] = (0.0, 0.0, 1.0), *, radius_mm: PositiveFloat | None = None,
+            regularisation: PositiveFloat | Literal["lcurve"] = "lcurve",
+            lambdas: Sequence[PositiveFloat] = DEFAULT_LAMBDAS,
+            tol: OpenFraction = 1e-4, max_iter: PositiveInt = 200) -> tuple[np.ndarray, np.ndarray, dict]:
     """Remove the background field with RESHARP.
 
     Parameters

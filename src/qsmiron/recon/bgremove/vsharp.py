@@ -25,6 +25,7 @@ import numpy as np
 
 from qsmiron.recon.bgremove._common import default_radii_mm, eroded_by_sphere, smv_grid, validate
 from qsmiron.recon.fourier import irfftn, rfftn, smv_kernel
+from qsmiron.recon.params import OpenFraction, PositiveFloat
 
 MIN_CORE_FRACTION = 0.1
 """The largest radius used is the first whose eroded core still holds 10 % of the mask.
@@ -37,8 +38,9 @@ brain at 1 mm the default 18 mm sphere keeps about 40 % of the mask and is used.
 
 
 def vsharp(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
-           b0_direction: Sequence[float] = (0.0, 0.0, 1.0), *, radii_mm: Sequence[float] | None = None,
-           threshold: float = 0.05) -> tuple[np.ndarray, np.ndarray, dict]:
+           b0_direction: Sequence[float] = (0.0, 0.0, 1.0), *,
+           radii_mm: Sequence[PositiveFloat] | None = None,
+           threshold: OpenFraction = 0.05) -> tuple[np.ndarray, np.ndarray, dict]:
     """Remove the background field with V-SHARP.
 
     Parameters

@@ -1,6 +1,6 @@
 """Dipole inversion: local field (ppm) to susceptibility (ppm).
 
-Methods (registry ``INVERSION_METHODS``, one module each): ``tkd`` (thresholded k-space
+Methods (declared in ``METHODS``, one module each): ``tkd`` (thresholded k-space
 division), ``tikhonov`` (closed form, gradient-regularised, L-curve weight), ``tv`` (total
 variation by ADMM), ``rts`` (rapid two-step) and ``medi`` (magnitude-weighted TV).
 
@@ -67,20 +67,44 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from qsmiron.methods import Method
 from qsmiron.recon.invert.medi import medi
 from qsmiron.recon.invert.rts import rts
 from qsmiron.recon.invert.tikhonov import tikhonov
 from qsmiron.recon.invert.tkd import tkd
 from qsmiron.recon.invert.tv_admm import tv_admm
 
+METHODS = (
+    Method("tkd", tkd, label="TKD (truncated k-space division)",
+           description="division by the dipole kernel, truncated where |D| < threshold",
+           citation="Shmueli K, de Zwart JA, van Gelderen P, et al. Magn Reson Med 2009;62:1510-1522",
+           doi="10.1002/mrm.22135"),
+    Method("tikhonov", tikhonov, label="Tikhonov-regularised inversion (closed form)",
+           description="closed-form L2-regularised inversion, weight from the L-curve and the noise",
+           citation="Bilgic B, Chatnuntawech I, Fan AP, et al. J Magn Reson Imaging 2014;40:181-191",
+           doi="10.1002/jmri.24365"),
+    Method("tv", tv_admm, label="total-variation-regularised inversion (TV, ADMM)",
+           description="total-variation regularised inversion by ADMM, noise-weighted data term, "
+                       "automatic weight",
+           citation="Bilgic B, Fan AP, Polimeni JR, et al. Magn Reson Med 2014;72:1444-1459",
+           doi="10.1002/mrm.25029"),
+    Method("rts", rts, label="RTS (rapid two-step)",
+           description="well-conditioned k-space by LSMR, then TV on the ill-conditioned cone",
+           citation="Kames C, Wiggermann V, Rauscher A. NeuroImage 2018;167:276-283",
+           doi="10.1016/j.neuroimage.2017.11.018"),
+    Method("medi", medi, label="magnitude-weighted total-variation inversion (edge weights from the "
+                               "magnitude as in MEDI; automatic weight)",
+           description="TV with edges taken from the magnitude, noise-weighted data term, weight "
+                       "by the discrepancy principle on the magic cone",
+           citation="edge weighting after Liu J, Liu T, de Rochefort L, et al. NeuroImage "
+                    "2012;59:2560-2568", doi="10.1016/j.neuroimage.2011.08.082"),
+)
+"""Dipole inversion methods (stage ``inversion``), each
+``f(local_ppm, mask, voxel_size_mm, b0_direction, **params) -> (chi_ppm, info)``."""
+
 INVERSION_METHODS: dict[str, Callable[..., tuple[np.ndarray, dict]]] = {
-    "tkd": tkd,
-    "tikhonov": tikhonov,
-    "tv": tv_admm,
-    "rts": rts,
-    "medi": medi,
-}
-"""Inversion methods by name: ``f(local_ppm, mask, voxel_size_mm, b0_direction, **params)``."""
+    method.name: method.function for method in METHODS}
+"""Name -> function, from ``METHODS``."""
 
 DEFAULT_INVERSION = "medi"
 

@@ -21,13 +21,14 @@ Without a magnitude image the gradient weights are uniform (plain weighted TV).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 from scipy import ndimage
 
 from qsmiron.recon.invert._common import DEFAULT_PAD_MM, data_weights, setup
 from qsmiron.recon.invert.tv_admm import run_weighted_tv
+from qsmiron.recon.params import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
 
 DEFAULT_EDGE_FRACTION = 0.3
 """Fraction of mask voxels treated as magnitude edges (MEDI, Liu et al. 2011: about 30 %)."""
@@ -58,11 +59,11 @@ def magnitude_edge_weights(magnitude: np.ndarray, mask: np.ndarray, voxel_size_m
 
 def medi(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
          b0_direction: Sequence[float], *, magnitude: np.ndarray | None = None,
-         noise_ppm: np.ndarray | None = None, alpha: float | str = "auto",
-         edge_fraction: float = DEFAULT_EDGE_FRACTION, max_iter: int = 30, tol: float = 1e-2,
-         path_alphas: int = 6, path_decades: float = 3.5, path_iterations: int = 3,
-         phase_scale_rad_per_ppm: float | None = None,
-         pad_mm: float = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
+         noise_ppm: np.ndarray | None = None, alpha: PositiveFloat | Literal["auto", "lcurve", "discrepancy"] = "auto",
+         edge_fraction: Fraction = DEFAULT_EDGE_FRACTION, max_iter: PositiveInt = 30,
+         tol: PositiveFloat = 1e-2, path_alphas: PositiveInt = 6, path_decades: PositiveFloat = 3.5,
+         path_iterations: PositiveInt = 3, phase_scale_rad_per_ppm: PositiveFloat | None = None,
+         pad_mm: NonNegativeFloat = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
     """Susceptibility (ppm) by magnitude-weighted TV with automatic regularisation.
 
     Parameters

@@ -17,12 +17,13 @@ from scipy.sparse.linalg import LinearOperator, lsmr
 from qsmiron.recon.fourier import irfftn, laplacian_kernel, rfftn
 from qsmiron.recon.invert import _kernels
 from qsmiron.recon.invert._common import DEFAULT_PAD_MM, setup
+from qsmiron.recon.params import NonNegativeFloat, PositiveFloat, PositiveInt
 
 
 def rts(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
-        b0_direction: Sequence[float], *, delta: float = 0.15, mu: float = 1e5, rho: float = 10.0,
-        tol: float = 1e-2, max_iter: int = 20, lsmr_iter: int = 4,
-        pad_mm: float = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
+        b0_direction: Sequence[float], *, delta: PositiveFloat = 0.15, mu: PositiveFloat = 1e5,
+        rho: PositiveFloat = 10.0, tol: PositiveFloat = 1e-2, max_iter: PositiveInt = 20,
+        lsmr_iter: PositiveInt = 4, pad_mm: NonNegativeFloat = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
     """Susceptibility (ppm) by rapid two-step inversion.
 
     Parameters

@@ -28,13 +28,14 @@ needed.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 
 from qsmiron.recon.fourier import irfftn, laplacian_kernel, rfftn
 from qsmiron.recon.invert._common import DEFAULT_PAD_MM, estimate_noise_ppm, setup
 from qsmiron.recon.invert.regularisation import choose_weight
+from qsmiron.recon.params import NonNegativeFloat, PositiveFloat
 
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-5, 0, 26))
 
@@ -50,9 +51,10 @@ def half_spectrum_multiplicity(shape: Sequence[int]) -> np.ndarray:
 
 
 def tikhonov(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
-             b0_direction: Sequence[float], *, regulariser: str = "norm",
-             alpha: float | str = "auto", alphas: Sequence[float] = DEFAULT_ALPHAS,
-             pad_mm: float = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
+             b0_direction: Sequence[float], *, regulariser: Literal["norm", "gradient"] = "norm",
+             alpha: PositiveFloat | Literal["auto", "lcurve", "discrepancy"] = "auto",
+             alphas: Sequence[PositiveFloat] = DEFAULT_ALPHAS,
+             pad_mm: NonNegativeFloat = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
     """Susceptibility (ppm) by closed-form Tikhonov regularisation.
 
     Parameters

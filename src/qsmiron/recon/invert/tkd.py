@@ -9,12 +9,14 @@ but streaks along the magic cone remain: a baseline, not the default.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Annotated, Sequence
 
 import numpy as np
+from annotated_types import Interval
 
 from qsmiron.recon.fourier import irfftn, rfftn
 from qsmiron.recon.invert._common import DEFAULT_PAD_MM, setup
+from qsmiron.recon.params import NonNegativeFloat
 
 DEFAULT_THRESHOLD = 0.19
 
@@ -28,8 +30,9 @@ def truncated_inverse(dipole: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def tkd(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
-        b0_direction: Sequence[float], *, threshold: float = DEFAULT_THRESHOLD,
-        pad_mm: float = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
+        b0_direction: Sequence[float], *,
+        threshold: Annotated[float, Interval(gt=0, lt=2.0 / 3.0)] = DEFAULT_THRESHOLD,
+        pad_mm: NonNegativeFloat = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
     """Susceptibility (ppm) by thresholded k-space division.
 
     Parameters

@@ -22,7 +22,7 @@ same solution whether it was chosen or given.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from qsmiron.recon.fourier import irfftn, laplacian_kernel, rfftn
 from qsmiron.recon.invert import _kernels
 from qsmiron.recon.invert._common import DEFAULT_PAD_MM, Problem, data_weights, inconsistency_ppm, setup
 from qsmiron.recon.invert.regularisation import choose_weight, discrepancy_crossing
+from qsmiron.recon.params import NonNegativeFloat, PositiveFloat, PositiveInt
 
 MU_GRADIENT_FACTOR = 100.0
 """ADMM penalty of the gradient splitting, as a multiple of alpha (FANSI's choice)."""
@@ -247,9 +248,10 @@ def run_weighted_tv(problem: Problem, weights: np.ndarray, noise_level: float, *
 
 def tv_admm(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
             b0_direction: Sequence[float], *, noise_ppm: np.ndarray | None = None,
-            alpha: float | str = "auto", max_iter: int = 30, tol: float = 1e-2,
-            path_alphas: int = 6, path_decades: float = 3.5, path_iterations: int = 3,
-            pad_mm: float = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
+            alpha: PositiveFloat | Literal["auto", "lcurve", "discrepancy"] = "auto", max_iter: PositiveInt = 30,
+            tol: PositiveFloat = 1e-2, path_alphas: PositiveInt = 6, path_decades: PositiveFloat = 3.5,
+            path_iterations: PositiveInt = 3,
+            pad_mm: NonNegativeFloat = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
     """Susceptibility (ppm) by total-variation regularised inversion (ADMM).
 
     Parameters

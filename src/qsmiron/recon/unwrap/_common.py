@@ -31,19 +31,6 @@ def check_geometry(shape3: Sequence[int], mask: np.ndarray,
     return mask, voxel
 
 
-def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice, slice]:
-    """Slices of the smallest box holding the mask, grown by ``margin`` voxels (clipped)."""
-    if not mask.any():
-        raise ValueError("the mask is empty")
-    box = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(max(0, int(hits[0]) - margin),
-                         min(mask.shape[axis], int(hits[-1]) + 1 + margin)))
-    return tuple(box)
-
-
 def masked_gaussian(values: np.ndarray, weights: np.ndarray, sigma_mm: float,
                     voxel_size_mm: Sequence[float], *, workers: int = -1) -> np.ndarray:
     """Normalised Gaussian smoothing: ``G*(w v) / G*w`` (zero where ``G*w`` vanishes).

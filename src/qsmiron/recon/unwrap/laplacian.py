@@ -19,12 +19,16 @@ region-growing) unwrapping, the default here (``romeo``).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import scipy.fft
 
-from qsmiron.recon.unwrap._common import as_4d, bounding_box, check_geometry
+from qsmiron.recon.params import NonNegativeFloat, PositiveFloat
+from qsmiron.recon.phase import wrap_to_pi
+from qsmiron.recon.fourier import bounding_box
+from qsmiron.recon.unwrap._common import as_4d, check_geometry
+from qsmiron.recon.unwrap.romeo import RomeoResult, mcpc3ds_offset
 
 __all__ = ["unwrap_laplacian", "laplacian_unwrap_3d"]
 
@@ -123,3 +127,53 @@ def unwrap_laplacian(phase_rad: np.ndarray, mask: np.ndarray, voxel_size_mm: Seq
         out[..., n] = laplacian_unwrap_3d(phase[..., n], mask, voxel,
                                           pad_fraction=pad_fraction, workers=workers)
     return out[..., 0] if np.asarray(phase_rad).ndim == 3 else out
+
+
+def unwrap_laplacian_full(phase_rad: np.ndarray, magnitude: np.ndarray | None, mask: np.ndarray,
+                          voxel_size_mm: Sequence[float], echo_times_s: Sequence[float], *,
+                          phase_offset: Literal["mcpc3ds", "none"] = "mcpc3ds",
+                          offset_sigma_mm: PositiveFloat = 8.0,
+                          pad_fraction: NonNegativeFloat = 0.5, workers: int = -1) -> RomeoResult:
+    """Laplacian-unwrap multi-echo phase after removing the echo-independent offset.
+
+    The offset (MCPC-3D-S, its echo difference Laplacian-unwrapped too) is subtracted from
+    each echo before the echo is unwrapped and added back after, so the echoes share one
+    offset as with ROMEO (``unwrap_romeo_full``, whose result type this returns; ``quality``
+    is None: the Laplacian method has no edge quality).
+
+    Parameters
+    ----------
+    phase_rad : ndarray, shape (X, Y, Z, E)
+        Wrapped phase, rad.
+    magnitude : ndarray, same shape, optional
+        For the offset's smoothing weights.
+    mask : ndarray of bool, shape (X, Y, Z)
+    voxel_size_mm : 3 floats, mm
+    echo_times_s : E floats, s
+    phase_offset : {"mcpc3ds", "none"}
+        Remove the offset first (needs >= 2 echoes), or assume it is removed.
+    offset_sigma_mm : float
+        Gaussian smoothing of the offset, mm.
+    pad_fraction : float
+        Zero padding of the FFT box per axis, fraction of its size.
+    workers : int
+        Threads for scipy.fft.
+    """
+    phase = as_4d(phase_rad, "phase_rad")
+    voxel = tuple(float(v) for v in voxel_size_mm)
+
+    def lap3d(values, m, _magnitude=None):
+        return laplacian_unwrap_3d(values, m, voxel, pad_fraction=pad_fraction, workers=workers)
+
+    if phase_offset == "mcpc3ds" and phase.shape[3] >= 2:
+        offset = mcpc3ds_offset(phase, magnitude, mask, voxel, echo_times_s,
+                                sigma_mm=offset_sigma_mm, unwrap3d=lap3d)
+    else:
+        offset = np.zeros(mask.shape, np.float32)
+    unwrapped = np.zeros(phase.shape, np.float32)
+    for n in range(phase.shape[3]):
+        unwrapped[..., n] = lap3d(wrap_to_pi(phase[..., n] - offset), mask)
+        unwrapped[..., n] += offset
+        unwrapped[..., n][~mask] = 0.0
+    return RomeoResult(unwrapped, offset, None, {"phase_offset": phase_offset,
+                                                 "pad_fraction": pad_fraction})

@@ -35,10 +35,11 @@ from typing import Any, Callable, Literal, Sequence
 import numba
 import numpy as np
 
+from qsmiron.recon.fourier import bounding_box
+from qsmiron.recon.params import NonNegativeInt, PositiveFloat
 from qsmiron.recon.phase import wrap_to_pi
 from qsmiron.recon.unwrap import _grow
-from qsmiron.recon.unwrap._common import (as_4d, bounding_box, check_geometry, component_means,
-                                          smooth_phasors)
+from qsmiron.recon.unwrap._common import as_4d, check_geometry, component_means, smooth_phasors
 
 __all__ = ["RomeoResult", "unwrap_romeo", "unwrap_romeo_full", "unwrap_spatial",
            "mcpc3ds_offset", "PHASE_OFFSET_METHODS"]
@@ -59,16 +60,16 @@ class RomeoResult:
     offset_rad : ndarray of float32, shape (X, Y, Z)
         The echo-independent phase offset that was estimated (0 when ``phase_offset="none"``),
         rad, in [-pi, pi); 0 outside the mask.
-    quality : ndarray of float32, shape (X, Y, Z)
+    quality : ndarray of float32, shape (X, Y, Z), or None
         Mean ROMEO quality (0 worst .. 1 best) of the edges of each voxel in the template
-        echo; 0 outside the mask.
+        echo; 0 outside the mask. None from an unwrapper without a quality measure.
     info : dict
         Template echo, number of connected components, offset method and smoothing.
     """
 
     unwrapped_rad: np.ndarray
     offset_rad: np.ndarray
-    quality: np.ndarray
+    quality: np.ndarray | None
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -301,7 +302,7 @@ def _temporal_unwrap(phase, mag, origin, m, offset, template_unw, te, te2, t, or
 def unwrap_romeo_full(phase_rad: np.ndarray, magnitude: np.ndarray | None, mask: np.ndarray,
                       voxel_size_mm: Sequence[float], echo_times_s: Sequence[float], *,
                       phase_offset: Literal["mcpc3ds", "none"] = "mcpc3ds",
-                      offset_sigma_mm: float = 8.0, template_echo: int = 0,
+                      offset_sigma_mm: PositiveFloat = 8.0, template_echo: NonNegativeInt = 0,
                       workers: int = -1) -> RomeoResult:
     """Unwrap multi-echo phase exactly and consistently; also return offset and quality.
 

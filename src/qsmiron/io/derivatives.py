@@ -1,0 +1,275 @@
+"""Every output path qsmiron writes, built here and nowhere else.
+
+Each writer asks this module for a typed set of paths (``ReconPaths``, ``RegionsPaths``,
+``CohortPaths``, ``StudyPaths``, ``DemoPaths``), writes them and returns that object, so a
+later step reads the paths it was given instead of rebuilding a name. The names are the
+ones qsmiron has always written; a change of naming scheme (BIDS derivatives, say) is a
+change of this module only.
+
+Every set of paths has ``files()``: role -> path of the files it names, the roles under
+which a cohort's done-marker lists a subject's outputs (``ROLE_*`` below name the ones other
+steps look up).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+DERIVATIVE_NAME = "qsmiron"
+"""The derivative dataset's folder inside a run's output folder."""
+
+DONE_MARKER = ".qsmiron-done.json"
+"""Written last into a subject's folder: its outputs are complete (see ``qsmiron.pipeline.cache``)."""
+
+LOG_FOLDER = "logs"
+
+ROLE_REGIONS = "regions"
+ROLE_RECON_RECORD = "recon_record"
+ROLE_REGIONS_RECORD = "regions_record"
+QC_ROLES = ("qc_registration", "qc_atlas")
+"""Marker roles the group level looks up: the regional table, the two records, the QC images."""
+
+
+def _roles(paths) -> dict[str, Path]:
+    return {field.name: getattr(paths, field.name) for field in fields(paths)
+            if isinstance(getattr(paths, field.name), Path)}
+
+
+def sidecar_of(image: str | os.PathLike) -> Path:
+    """The JSON sidecar beside a NIfTI image (``x.nii.gz`` -> ``x.json``)."""
+    image = Path(image)
+    for suffix in (".nii.gz", ".nii"):
+        if image.name.endswith(suffix):
+            return image.with_name(image.name[: -len(suffix)] + ".json")
+    return image.with_suffix(".json")
+
+
+# ----------------------------------------------------------------------------- one subject
+@dataclass(frozen=True)
+class ReconPaths:
+    """The outputs of one reconstruction (``qsmiron recon``, or a cohort's recon step)."""
+
+    chimap: Path
+    mask: Path
+    fieldmap: Path
+    localfield: Path
+    record: Path
+    with_sidecars: bool = False
+    """A cohort also writes a BIDS JSON sidecar beside each map."""
+
+    def maps(self) -> dict[str, Path]:
+        """Role -> path of the four images."""
+        return {"chimap": self.chimap, "mask": self.mask, "fieldmap": self.fieldmap, "localfield": self.localfield}
+
+    def files(self) -> dict[str, Path]:
+        out = {**self.maps(), ROLE_RECON_RECORD: self.record}
+        if self.with_sidecars:
+            out.update({f"{role}_json": sidecar_of(path) for role, path in self.maps().items()})
+        return out
+
+
+LEGACY_RECON_KEYS = {"Chimap": "chimap", "mask": "mask", "fieldmap": "fieldmap", "localfield": "localfield",
+                     "recon_json": "record"}
+"""The keys ``reconstruct_files(names=...)`` accepts, and the role each names."""
+
+
+def recon_paths(out_dir: str | os.PathLike, label: str | None = None, *,
+                names: dict[str, str] | None = None) -> ReconPaths:
+    """Where a reconstruction writes.
+
+    Parameters
+    ----------
+    out_dir : path
+    label : str, optional
+        ``sub-X[_ses-Y]``: BIDS-derivative names with sidecars (a cohort). Without it the
+        plain names of ``qsmiron recon``: ``Chimap.nii.gz``, ``mask.nii.gz``,
+        ``fieldmap.nii.gz``, ``localfield.nii.gz``, ``recon.json``.
+    names : dict, optional
+        File names by key (``Chimap``, ``mask``, ``fieldmap``, ``localfield``,
+        ``recon_json``) replacing the defaults; distinct plain file names.
+    """
+    out_dir = Path(out_dir)
+    if label is None:
+        chosen = {"chimap": "Chimap.nii.gz", "mask": "mask.nii.gz", "fieldmap": "fieldmap.nii.gz",
+                  "localfield": "localfield.nii.gz", "record": "recon.json"}
+    else:
+        chosen = {"chimap": f"{label}_Chimap.nii.gz", "mask": f"{label}_desc-qsm_mask.nii.gz",
+                  "fieldmap": f"{label}_desc-total_fieldmap.nii.gz",
+                  "localfield": f"{label}_desc-local_fieldmap.nii.gz", "record": f"{label}_desc-recon_qsm.json"}
+    if names:
+        unknown = set(names) - set(LEGACY_RECON_KEYS)
+        if unknown:
+            raise ValueError(f"unknown output name keys {sorted(unknown)}; use {sorted(LEGACY_RECON_KEYS)}")
+        chosen.update({LEGACY_RECON_KEYS[key]: str(value) for key, value in names.items()})
+    values = list(chosen.values())
+    if len(set(values)) != len(values) or any(Path(v).name != v for v in values):
+        raise ValueError(f"output names must be distinct plain file names, got {chosen}")
+    return ReconPaths(**{role: out_dir / name for role, name in chosen.items()}, with_sidecars=label is not None)
+
+
+@dataclass(frozen=True)
+class TransformPaths:
+    """Saved subject <-> template transforms (ANTs files), named after an output stem."""
+
+    affine: Path
+    warp: Path
+    inverse_warp: Path
+
+    def files(self) -> dict[str, Path]:
+        return {"transform_affine": self.affine, "transform_warp": self.warp,
+                "transform_inverse_warp": self.inverse_warp}
+
+
+def transform_paths(stem: str | os.PathLike) -> TransformPaths:
+    """``<stem>_from-subject_to-template_mode-image_xfm.mat`` and the two warps."""
+    stem = str(stem)
+    return TransformPaths(affine=Path(stem + "_from-subject_to-template_mode-image_xfm.mat"),
+                          warp=Path(stem + "_from-subject_to-template_mode-image_warp.nii.gz"),
+                          inverse_warp=Path(stem + "_from-template_to-subject_mode-image_warp.nii.gz"))
+
+
+@dataclass(frozen=True)
+class RegionsPaths:
+    """The outputs of one regional measurement, all named after the table's stem."""
+
+    regions: Path
+    """The table (``OUT.tsv``)."""
+    regions_record: Path
+    qc_atlas: Path
+    qc_registration: Path
+    labels: Path
+    """The atlas labels on the subject's grid."""
+    chi_template: Path
+    """Chi resampled to the template (only with ``registration.warp_chi_to_template``)."""
+    transforms: TransformPaths
+
+    @property
+    def stem(self) -> Path:
+        return self.regions_record.with_suffix("")
+
+    def files(self) -> dict[str, Path]:
+        return {**_roles(self), **self.transforms.files()}
+
+
+def table_stem(out_tsv: str | os.PathLike) -> Path:
+    """``OUT.tsv`` -> ``OUT``: the stem every other output of the measurement takes."""
+    out_tsv = Path(out_tsv)
+    name = out_tsv.name
+    for suffix in (".tsv", ".csv", ".txt"):
+        if name.endswith(suffix):
+            return out_tsv.with_name(name[: -len(suffix)])
+    return out_tsv
+
+
+def regions_paths(out_tsv: str | os.PathLike, *, atlas: str, space: str) -> RegionsPaths:
+    """Where ``qsmiron roi -o OUT.tsv`` writes, for an atlas of that name in that template space."""
+    stem = table_stem(out_tsv)
+    return RegionsPaths(regions=Path(out_tsv), regions_record=stem.with_name(stem.name + ".json"),
+                        qc_atlas=stem.with_name(stem.name + "_qc_atlas.png"),
+                        qc_registration=stem.with_name(stem.name + "_qc_registration.png"),
+                        labels=stem.with_name(stem.name + f"_atlas-{atlas}_dseg.nii.gz"),
+                        chi_template=stem.with_name(stem.name + f"_space-{space}_chi.nii.gz"),
+                        transforms=transform_paths(stem))
+
+
+def atlas_label(atlas: str | os.PathLike) -> str:
+    """A BIDS label for the atlas: the built-in name, or the label file's stem, alphanumeric."""
+    name = Path(atlas).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return "".join(ch for ch in name if ch.isalnum()) or "custom"
+
+
+# ------------------------------------------------------------------------------ a cohort
+@dataclass(frozen=True)
+class CohortPaths:
+    """The top of a run's derivative dataset (``OUT_DIR/qsmiron``)."""
+
+    root: Path
+    dataset_description: Path
+    config: Path
+    validation: Path
+    status: Path
+    regions: Path
+    logs: Path
+    group: Path
+
+    def subject_dir(self, relative_dir: str | os.PathLike) -> Path:
+        """``root/sub-X[/ses-Y]/anat``: where a subject's derivatives go."""
+        return self.root / relative_dir / "anat"
+
+    def subject_log(self, label: str) -> Path:
+        return self.logs / f"{label}.log"
+
+    def done_marker(self, relative_dir: str | os.PathLike) -> Path:
+        return self.subject_dir(relative_dir) / DONE_MARKER
+
+    @staticmethod
+    def regions_table(subject_dir: str | os.PathLike, label: str, atlas: str | os.PathLike) -> Path:
+        """A subject's regional table: ``<label>_atlas-<atlas>_regions.tsv``."""
+        return Path(subject_dir) / f"{label}_atlas-{atlas_label(atlas)}_regions.tsv"
+
+
+def cohort_paths(root: str | os.PathLike) -> CohortPaths:
+    """The paths of a derivative dataset whose top folder is ``root`` (``OUT_DIR/qsmiron``)."""
+    root = Path(root)
+    return CohortPaths(root=root, dataset_description=root / "dataset_description.json",
+                       config=root / "config.json", validation=root / "validation.tsv",
+                       status=root / "cohort_status.tsv", regions=root / "regions.tsv",
+                       logs=root / LOG_FOLDER, group=root / "group")
+
+
+# ------------------------------------------------------------------------------- a study
+@dataclass(frozen=True)
+class StudyPaths:
+    """The outputs of one study analysis (``qsmiron stats``, a run's group level)."""
+
+    group_comparison: Path
+    associations: Path
+    relapse: Path
+    table1: Path
+    relapse_counts: Path
+    roc_curves: Path
+    km_curves: Path
+    results: Path
+    report: Path
+    sessions: Path
+    """With several sessions analysed separately: the table of the session analyses."""
+
+    def session(self, session: str) -> "StudyPaths":
+        """The paths of one session's analysis (``<out_dir>/ses-<label>/``)."""
+        return study_paths(self.results.parent / session)
+
+    def files(self) -> dict[str, Path]:
+        return _roles(self)
+
+
+def study_paths(out_dir: str | os.PathLike) -> StudyPaths:
+    """Where a study analysis into ``out_dir`` writes."""
+    out_dir = Path(out_dir)
+    names = {"group_comparison": "group_comparison.tsv", "associations": "associations.tsv",
+             "relapse": "relapse.tsv", "table1": "table1.tsv", "relapse_counts": "relapse_counts.tsv",
+             "roc_curves": "roc_curves.tsv", "km_curves": "km_curves.tsv", "results": "results.json",
+             "report": "report.html", "sessions": "sessions.tsv"}
+    return StudyPaths(**{role: out_dir / name for role, name in names.items()})
+
+
+# -------------------------------------------------------------------------------- the demo
+@dataclass(frozen=True)
+class DemoPaths:
+    """The demo's folder: the simulated dataset, the run's derivatives and the settings used."""
+
+    bids: Path
+    out_dir: Path
+    demo_config: Path
+    processing_config: Path
+    study: Path
+
+
+def demo_paths(out_dir: str | os.PathLike) -> DemoPaths:
+    out_dir = Path(out_dir)
+    return DemoPaths(bids=out_dir / "bids", out_dir=out_dir, demo_config=out_dir / "demo_config.json",
+                     processing_config=out_dir / "qsmiron_config.json", study=out_dir / "study.toml")

@@ -1,0 +1,202 @@
+"""Where subject steps run: in this process, in local worker processes, or on a Dask cluster.
+
+Every runner has the same small interface (``submit``, ``wait_any``, ``broken``,
+``finished``, ``close``) and a ``capacity`` (tasks it runs at once), so the orchestrator
+(``qsmiron.pipeline.cohort``) drives all three the same way. Tasks read their inputs from and
+write their outputs to files, so the results are the same wherever they run.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+from qsmiron.errors import InputError
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS")
+
+
+def resolve_workers(n_procs: int | None, n_tasks: int, threads_per_process: int | None = None) -> tuple[int, int]:
+    """(worker processes, threads per process) for ``n_tasks`` subjects on this machine.
+
+    0 worker processes means: run in this process (``n_procs`` 1, or one core and no request).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    requested = n_procs if n_procs is not None else cores
+    if requested <= 1:
+        return 0, threads_per_process if threads_per_process is not None else cores
+    workers = max(1, min(requested, max(n_tasks, 1)))
+    threads = threads_per_process if threads_per_process is not None else max(1, cores // workers)
+    return workers, threads
+
+
+def init_worker(threads: int, pids=None) -> None:
+    """Limit a local worker process to its share of the cores, and report its process id."""
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = str(threads)
+    os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(threads))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+    if pids is not None:
+        pids.put(os.getpid())
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """A worker lost (killed, out of memory, cluster trouble), as opposed to the step's own error."""
+    if isinstance(exc, BrokenProcessPool):
+        return True
+    return type(exc).__name__ in ("KilledWorker", "CancelledError", "CommClosedError")
+
+
+class SerialRunner:
+    """Runs each task at once in this process (one subject at a time)."""
+
+    capacity = 1
+
+    def submit(self, function, *args, isolated: bool = False) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(function(*args))
+        except BaseException as exc:  # noqa: BLE001 - the future carries it
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            future.set_exception(exc)
+        return future
+
+    def wait_any(self, futures) -> list:
+        return list(futures)[:1]
+
+    def broken(self, future) -> None:  # pragma: no cover - nothing to restart
+        pass
+
+    def finished(self, future) -> None:
+        pass
+
+    def close(self, abort: bool = False) -> None:
+        pass
+
+
+class PoolRunner:
+    """Local worker processes.
+
+    When a worker dies (killed, out of memory) the pool breaks and every task in it fails
+    with ``BrokenProcessPool``, so the culprit is unknown: the pool is replaced and each of
+    those tasks is retried alone in a one-process pool of its own, where a second death can
+    only be its own. Each worker reports its process id when it starts, so that an
+    interrupted run can stop them (``close(abort=True)``) without the executor's internals.
+    """
+
+    def __init__(self, n_workers: int, threads: int, start_method: str) -> None:
+        import multiprocessing
+
+        self.n_workers, self.threads = n_workers, threads
+        self.capacity = n_workers
+        self.context = multiprocessing.get_context(start_method)
+        self.pids = self.context.SimpleQueue()
+        self.main = self._new(n_workers)
+        self.owner: dict[Future, ProcessPoolExecutor] = {}
+
+    def _new(self, n_workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=n_workers, mp_context=self.context,
+                                   initializer=init_worker, initargs=(self.threads, self.pids))
+
+    def submit(self, function, *args, isolated: bool = False) -> Future:
+        executor = self._new(1) if isolated else self.main
+        try:
+            future = executor.submit(function, *args)
+        except BrokenProcessPool:
+            # A worker died after the futures being handled completed, before its own future
+            # was seen: the main pool is broken already, so it is replaced now.
+            self._replace_main()
+            executor = self.main
+            future = executor.submit(function, *args)
+        self.owner[future] = executor
+        return future
+
+    def _replace_main(self) -> None:
+        self.main.shutdown(wait=False, cancel_futures=True)
+        self.main = self._new(self.n_workers)
+
+    def wait_any(self, futures) -> list:
+        done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+        return list(done)
+
+    def broken(self, future) -> None:
+        if self.owner.get(future) is self.main:
+            self._replace_main()
+
+    def finished(self, future) -> None:
+        executor = self.owner.pop(future, None)
+        if executor is not None and executor is not self.main:
+            executor.shutdown(wait=False)
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of every worker started so far (some may have ended)."""
+        pids = []
+        while not self.pids.empty():
+            pids.append(int(self.pids.get()))
+        return pids
+
+    def close(self, abort: bool = False) -> None:
+        executors = {id(e): e for e in [self.main, *self.owner.values()]}.values()
+        for executor in executors:
+            executor.shutdown(wait=not abort, cancel_futures=True)
+        if abort:  # interrupted: stop the workers now rather than wait for their current subject
+            import multiprocessing
+
+            ours = set(self.worker_pids())
+            for process in multiprocessing.active_children():  # live children only: no stale pid
+                if process.pid in ours:
+                    process.terminate()
+
+
+class DaskRunner:
+    """Tasks on a Dask distributed cluster (the scheduler itself retries tasks of lost workers)."""
+
+    def __init__(self, client) -> None:
+        from distributed import as_completed
+
+        self.client = client
+        try:
+            self.capacity = max(1, sum(client.nthreads().values()))
+        except Exception:  # noqa: BLE001 - a scheduler that does not say: one task per worker later
+            self.capacity = 1
+        self.completed = as_completed(loop=client.loop)
+        self.submitted: list = []
+
+    def submit(self, function, *args, isolated: bool = False):
+        future = self.client.submit(function, *args, pure=False)
+        self.completed.add(future)
+        self.submitted.append(future)
+        return future
+
+    def wait_any(self, futures) -> list:
+        return [next(self.completed)]
+
+    def broken(self, future) -> None:
+        pass
+
+    def finished(self, future) -> None:
+        pass
+
+    def close(self, abort: bool = False) -> None:
+        if abort:
+            self.client.cancel([f for f in self.submitted if not f.done()])
+
+
+def connect(address: str, timeout: str = "30s"):
+    """A Dask client of the scheduler at ``address`` (an ``InputError`` when unreachable)."""
+    try:
+        from distributed import Client
+    except ImportError as exc:  # pragma: no cover - a dependency
+        raise InputError(f"--dask-scheduler needs the 'distributed' package ({exc})") from None
+    try:
+        return Client(address, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise InputError(f"cannot reach the Dask scheduler ({exc})", address) from None

@@ -1,0 +1,170 @@
+"""The per-subject steps of a cohort and how one runs in a worker (logging, failures, warnings).
+
+A step is ``function(job, log) -> {role: path}``: it reads the job (the subject's inputs, the
+outputs of earlier steps, the settings), writes files into ``job.out_dir`` (names from
+``qsmiron.io.derivatives``) and returns the files it wrote by role. ``DEFAULT_STEPS`` is
+``recon`` then ``roi``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from qsmiron.config import QsmironConfig
+from qsmiron.errors import InputError
+from qsmiron.io.atomic import write_json_atomic
+from qsmiron.io.bids import SubjectInputs
+from qsmiron.io.derivatives import CohortPaths, recon_paths, sidecar_of
+
+MAX_REASON_CHARS = 300
+"""Failure reasons shown and tabulated are cut to this; the subject's log has them whole."""
+
+
+@dataclass
+class SubjectJob:
+    """Everything a worker needs for one subject; plain data, so it pickles to any worker."""
+
+    unit: SubjectInputs
+    out_dir: Path
+    log_path: Path
+    config: QsmironConfig
+    outputs: dict[str, str] = field(default_factory=dict)
+    """Role -> path of every file the steps so far wrote."""
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+
+StepFunction = Callable[[SubjectJob, logging.Logger], Mapping[str, str | os.PathLike]]
+"""A step: reads ``job``, writes files into ``job.out_dir``, returns ``{role: path}`` of what it wrote."""
+
+
+@dataclass
+class StepOutcome:
+    step: str
+    ok: bool
+    outputs: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str | None = None
+    error_type: str | None = None
+
+
+MAP_SIDECARS = {
+    "chimap": {"Units": "ppm", "Description": "magnetic susceptibility relative to the mean of the mask "
+                                             "(see the recon JSON for the reference)"},
+    "mask": {"Type": "Brain", "Description": "voxels where Chimap and the local field are valid"},
+    "fieldmap": {"Units": "Hz", "Description": "total field from the multi-echo phase"},
+    "localfield": {"Units": "ppm", "Description": "local field after background field removal"},
+}
+"""BIDS-derivative sidecar of each map a cohort writes."""
+
+
+def recon_step(job: SubjectJob, log: logging.Logger) -> dict[str, Path]:
+    """Multi-echo GRE to susceptibility (``qsmiron.pipeline.single.reconstruct_files``)."""
+    from qsmiron.pipeline.single import reconstruct_files
+
+    unit = job.unit
+    log.info("magnitude: %s", ", ".join(p.name for p in unit.magnitude))
+    log.info("phase: %s", ", ".join(p.name for p in unit.phase))
+    log.info("echo times (s): %s; field strength: %s T", unit.echo_times_s, unit.field_strength_t)
+    paths = reconstruct_files(unit.magnitude, unit.phase, job.out_dir, echo_times_s=unit.echo_times_s,
+                              field_strength_t=unit.field_strength_t, settings=job.config,
+                              paths=recon_paths(job.out_dir, unit.label))
+    bids_root = unit.anat_dir.parents[len(unit.relative_dir.parts)]
+    sources = [f"bids:raw:{path.relative_to(bids_root)}" for path in unit.magnitude + unit.phase]
+    for role, image in paths.maps().items():
+        write_json_atomic(sidecar_of(image), dict(MAP_SIDECARS[role], Sources=sources))
+    return paths.files()
+
+
+def roi_step(job: SubjectJob, log: logging.Logger) -> dict[str, Path]:
+    """Atlas regions in subject space and their susceptibility (``qsmiron.roi.api.measure_subject``)."""
+    from qsmiron.roi.api import measure_subject
+
+    unit = job.unit
+    tsv = CohortPaths.regions_table(job.out_dir, unit.label, job.config.roi.atlas)
+    result = measure_subject(job.outputs["chimap"], unit.magnitude[0], tsv, config=job.config,
+                             mask=job.outputs["mask"])
+    log.info("%d regions measured", len(result.table))
+    return result.written
+
+
+DEFAULT_STEPS: tuple[tuple[str, StepFunction], ...] = (("recon", recon_step), ("roi", roi_step))
+
+
+class _ThreadFilter(logging.Filter):
+    """Only the records of the thread that runs the step (a serial runner shares the process)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread == self.thread
+
+
+def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, InputError):
+        reason = exc.one_line()
+        return f"{exc.step}: {reason}" if exc.step else reason
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _subject_log(job: SubjectJob) -> tuple[logging.Handler, logging.Logger, int]:
+    """Send the package's log records of this thread to the subject's log file."""
+    job.log_path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(job.log_path, mode="a", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(_ThreadFilter())
+    package_logger = logging.getLogger("qsmiron")
+    previous_level = package_logger.level
+    package_logger.addHandler(handler)
+    if package_logger.level == logging.NOTSET or package_logger.level > logging.INFO:
+        package_logger.setLevel(logging.INFO)
+    return handler, package_logger, previous_level
+
+
+def execute_step(job: SubjectJob, steps: Sequence[tuple[str, StepFunction]], index: int) -> StepOutcome:
+    """Run step ``index`` of ``steps`` for ``job`` in this process; never raises.
+
+    Everything the step and the libraries under it log (logger ``qsmiron``) goes to the
+    subject's log file, with the traceback when the step fails.
+    """
+    name, function = steps[index]
+    handler, package_logger, previous_level = _subject_log(job)
+    log = logging.getLogger(f"qsmiron.pipeline.{name}")
+    if job.config.pipeline.reproducible_registration:
+        # ITK reads this once, when the process first registers: set it before that happens.
+        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
+    start = time.perf_counter()
+    try:
+        log.info("%s: step %s started (pid %d)", job.unit.label, name, os.getpid())
+        with warnings.catch_warnings(record=True) as caught:
+            if threading.current_thread() is threading.main_thread():
+                warnings.simplefilter("always")
+            outputs = function(job, log)
+        for item in caught:
+            log.warning("%s: %s", item.category.__name__, item.message)
+        seconds = time.perf_counter() - start
+        log.info("%s: step %s finished in %.1f s", job.unit.label, name, seconds)
+        return StepOutcome(name, True, {k: str(v) for k, v in (outputs or {}).items()}, seconds)
+    except BaseException as exc:  # noqa: BLE001 - a failed subject must not stop the cohort
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        seconds = time.perf_counter() - start
+        reason = _failure_reason(exc)
+        log.error("%s: step %s failed after %.1f s: %s\n%s", job.unit.label, name, seconds, reason,
+                  traceback.format_exc())
+        if len(reason) > MAX_REASON_CHARS:  # the whole message is in the log
+            reason = reason[: MAX_REASON_CHARS - 30].rstrip() + " ... (see the subject's log)"
+        return StepOutcome(name, False, {}, seconds, reason, type(exc).__name__)
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(previous_level)
+        handler.close()

@@ -1,0 +1,282 @@
+"""The reconstruction stages, in order, and how each runs its chosen method on the arrays.
+
+phase -> mask -> unwrap -> echo_fit -> mask_refinement -> background -> inversion -> reference
+
+Each stage is a ``qsmiron.methods.Stage``: its methods are declared in the stage's own module
+(``qsmiron.recon.bgremove.METHODS``, ...), its settings block is generated from them
+(``qsmiron.recon.settings``), and its ``run`` function here calls the chosen method on the
+``ReconState``: it takes the arrays the method needs from the state, supplies the stage's
+data inputs (a noise map, the magnitude) to the methods that accept them, puts the results
+back and returns what the record needs (``StepResult``). ``run_stages`` times every stage and
+turns its result into a ``qsmiron.records.StepInfo``.
+
+Adding a stage (an R2* map, say) is a ``Stage`` with its methods and a ``run`` function that
+reads and fills fields of ``ReconState`` (add the fields it produces there), placed in
+``RECON_STAGES``; the settings, the record and the methods paragraph follow from it.
+Pure: arrays in, arrays out; no files, no printing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from qsmiron import GYROMAGNETIC_RATIO_HZ_PER_T
+from qsmiron.errors import InputError
+from qsmiron.methods import Method, Stage
+from qsmiron.records.base import StepInfo
+from qsmiron.recon import bgremove, echofit, invert, mask as masking, phase, reference, unwrap
+from qsmiron.recon.echofit import EchoFit
+from qsmiron.recon.unwrap.romeo import RomeoResult
+
+
+def ppm_per_hz(field_strength_t: float) -> float:
+    """The factor from a field in Hz to a relative field in ppm of B0."""
+    return 1e6 / (GYROMAGNETIC_RATIO_HZ_PER_T * float(field_strength_t))
+
+
+@dataclass
+class ReconState:
+    """The arrays of one reconstruction, filled in stage by stage.
+
+    The acquisition comes first (never changed); each stage reads what earlier stages left
+    and sets its own fields. A part of the chain can start from any point by filling the
+    fields its first stage reads (``total_field`` starts at ``unwrap``, ``qsmiron invert`` at
+    ``inversion``). Intermediate arrays a later stage no longer needs are dropped
+    (set to None) to keep memory at about two copies of the 4D data.
+    """
+
+    voxel_size_mm: tuple[float, float, float]
+    magnitude: np.ndarray | None = None
+    """(X, Y, Z, E) float32, echoes last."""
+    phase: np.ndarray | None = None
+    """(X, Y, Z, E) as stored (vendor integers or radians)."""
+    echo_times_s: tuple[float, ...] | None = None
+    b0_direction: np.ndarray | None = None
+    """Unit B0 vector, voxel axes (needed from background field removal on)."""
+    field_strength_t: float | None = None
+    """B0, tesla (needed from background field removal on)."""
+    given_mask: np.ndarray | None = None
+    """The user's brain mask (used as it is, never refined)."""
+    reference_mask: np.ndarray | None = None
+    phase_rad: np.ndarray | None = None
+    """phase: wrapped phase in [-pi, pi), rad."""
+    mask: np.ndarray | None = None
+    """mask: the brain mask."""
+    unwrapped: RomeoResult | None = None
+    """unwrap: unwrapped phase, phase offset and edge quality."""
+    quality: np.ndarray | None = None
+    """unwrap: the edge quality, kept for the mask refinement."""
+    fit: EchoFit | None = None
+    """echo_fit: field, noise and residual maps over the brain mask."""
+    field_mask: np.ndarray | None = None
+    """mask_refinement: the brain mask where the phase is reliable."""
+    field_hz: np.ndarray | None = None
+    """mask_refinement: total field, Hz, zero outside ``field_mask``."""
+    noise_hz: np.ndarray | None = None
+    """mask_refinement: field noise (SD), Hz, zero outside ``field_mask``."""
+    local_ppm: np.ndarray | None = None
+    """background: local field, ppm of B0, zero outside ``local_mask``."""
+    local_mask: np.ndarray | None = None
+    """background: the mask left after the erosion of background field removal."""
+    chi_ppm: np.ndarray | None = None
+    """inversion, reference: susceptibility, ppm."""
+
+    @property
+    def to_ppm(self) -> np.float32:
+        """Hz -> ppm of B0 at this field strength."""
+        return np.float32(ppm_per_hz(self.field_strength_t))
+
+    def mask_notes(self, mask: np.ndarray) -> dict[str, Any]:
+        """Size of a mask: voxels and volume (mL)."""
+        n = int(np.count_nonzero(mask))
+        return {"n_voxels": n, "volume_ml": round(n * float(np.prod(self.voxel_size_mm)) / 1000.0, 3)}
+
+
+@dataclass
+class StepResult:
+    """What a stage's ``run`` returns for the record (the arrays went into the state).
+
+    ``method`` is set when the stage ran another method than the configured one (the user's
+    mask instead of the automatic one); ``parameters`` when the parameters used differ from
+    the configured ones.
+    """
+
+    notes: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    method: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+def accepts(method: Method, keyword: str) -> bool:
+    """Whether the method's function takes ``keyword`` (a data input of its stage)."""
+    return keyword in inspect.signature(method.function).parameters
+
+
+def _details(info: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+    """A method's info dict split into notes and warnings."""
+    notes = dict(info or {})
+    warnings = [str(w) for w in notes.pop("warnings", None) or []]
+    return notes, warnings
+
+
+# ------------------------------------------------------------------------------------ runs
+def run_phase(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
+    state.phase_rad, info = method.function(state.phase, **parameters)
+    notes, warnings = _details(info)
+    notes["detected_scaling"] = notes.pop("method", None)
+    return StepResult(notes, warnings)
+
+
+def run_mask(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
+    if state.given_mask is not None:
+        given = MASK.method("given")
+        state.mask = given.function(state.magnitude, state.voxel_size_mm, mask=state.given_mask)
+        return StepResult(state.mask_notes(state.mask), method=given.name, parameters={})
+    state.mask = np.asarray(method.function(state.magnitude, state.voxel_size_mm, **parameters), dtype=bool)
+    if not state.mask.any():
+        raise InputError("the automatic brain mask is empty: the magnitude shows no head (give --mask)")
+    return StepResult(state.mask_notes(state.mask))
+
+
+def run_unwrap(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
+    parameters = dict(parameters)
+    if "template_echo" in parameters:  # the first echo of a short series is the safe template
+        parameters["template_echo"] = min(parameters["template_echo"], state.magnitude.shape[3] - 1)
+    state.unwrapped = method.function(state.phase_rad, state.magnitude, state.mask, state.voxel_size_mm,
+                                      state.echo_times_s, **parameters)
+    state.phase_rad = None
+    notes, warnings = _details(state.unwrapped.info)
+    return StepResult(notes, warnings, parameters=parameters)
+
+
+def run_echo_fit(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
+    unwrapped = state.unwrapped
+    state.fit = method.function(unwrapped.unwrapped_rad, state.magnitude, state.mask, state.echo_times_s,
+                                offset_rad=unwrapped.offset_rad, voxel_size_mm=state.voxel_size_mm,
+                                **parameters)
+    state.quality, state.unwrapped = unwrapped.quality, None
+    notes, warnings = _details(state.fit.info)
+    return StepResult(notes, warnings)
+
+
+def run_mask_refinement(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
+    fit = state.fit
+    result = StepResult()
+    if state.given_mask is not None:  # the user's mask is used as given
+        method = MASK_REFINEMENT.method("none")
+        result = StepResult(method=method.name, parameters={})
+        parameters = {}
+    evidence = {"noise_hz": fit.noise_hz, "quality": state.quality, "reduced_chi2": fit.reduced_chi2,
+                "dof": int(fit.info["dof"])}
+    inputs = {name: value for name, value in evidence.items() if accepts(method, name)}
+    refined, info = method.function(state.mask, state.voxel_size_mm, **parameters, **inputs)
+    refined = np.asarray(refined, dtype=bool)
+    if not refined.any():
+        raise InputError("no voxel of the brain mask has a reliable phase (check the phase images, "
+                         "or give a mask)")
+    state.field_mask = refined
+    state.field_hz = np.where(refined, fit.field_hz, 0).astype(np.float32)
+    state.noise_hz = np.where(refined, fit.noise_hz, 0).astype(np.float32)
+    state.fit = state.quality = None
+    result.notes, result.warnings = _details(info)
+    result.notes["mask_after_refinement"] = state.mask_notes(refined)
+    return result
+
+
+def run_background(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
+    inputs = {"noise": state.noise_hz * state.to_ppm} if accepts(method, "noise") else {}
+    local, eroded, info = method.function(state.field_hz * state.to_ppm, state.field_mask, state.voxel_size_mm,
+                                          state.b0_direction, **parameters, **inputs)
+    eroded = np.asarray(eroded, dtype=bool)
+    if not eroded.any():
+        raise InputError("nothing of the brain mask is left after background field removal (the mask "
+                         "is too small or too thin)")
+    state.local_mask = eroded
+    state.local_ppm = np.where(eroded, local, 0).astype(np.float32)
+    notes, warnings = _details(info)
+    notes.update(noise_weighted=bool(inputs), mask_after_erosion=state.mask_notes(eroded))
+    return StepResult(notes, warnings)
+
+
+def run_inversion(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
+    inputs: dict[str, np.ndarray] = {}
+    if accepts(method, "magnitude") and state.magnitude is not None:
+        inputs["magnitude"] = np.sqrt(np.sum(np.square(state.magnitude, dtype=np.float32), axis=3))
+    if accepts(method, "noise_ppm") and state.noise_hz is not None:
+        inputs["noise_ppm"] = state.noise_hz * state.to_ppm
+    chi, info = method.function(state.local_ppm, state.local_mask, state.voxel_size_mm, state.b0_direction,
+                                **parameters, **inputs)
+    state.chi_ppm = np.asarray(chi, dtype=np.float32)
+    notes, warnings = _details(info)
+    return StepResult({"inputs": sorted(inputs), **notes}, warnings)
+
+
+def run_reference(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
+    inputs = {"reference_mask": state.reference_mask} if accepts(method, "reference_mask") else {}
+    chi, info = method.function(np.where(state.local_mask, state.chi_ppm, 0), state.local_mask,
+                                **parameters, **inputs)
+    state.chi_ppm = np.where(state.local_mask, chi, 0).astype(np.float32)
+    notes, warnings = _details(info)
+    notes.pop("method", None)
+    return StepResult(notes, warnings)
+
+
+# ---------------------------------------------------------------------------------- stages
+PHASE = Stage("phase", "phase scaling to radians", phase.METHODS, default="rescale", run=run_phase)
+MASK = Stage("mask", "brain masking", masking.METHODS, default="magnitude", inputs=("mask",), run=run_mask)
+UNWRAP = Stage("unwrap", "phase unwrapping", unwrap.METHODS, default="romeo", inputs=("workers",),
+               run=run_unwrap)
+ECHO_FIT = Stage("echo_fit", "echo combination (fit of the field over echo time)", echofit.METHODS,
+                 default="weighted_least_squares", inputs=("offset_rad", "voxel_size_mm", "workers"),
+                 run=run_echo_fit)
+MASK_REFINEMENT = Stage("mask_refinement", "mask refinement by phase quality", masking.REFINEMENT_METHODS,
+                        default="phase_quality", inputs=("noise_hz", "quality", "reduced_chi2", "dof"),
+                        run=run_mask_refinement)
+BACKGROUND = Stage("background", "background field removal", bgremove.METHODS, default="ismv",
+                   inputs=("noise",), run=run_background)
+INVERSION = Stage("inversion", "dipole inversion", invert.METHODS, default="medi",
+                  inputs=("magnitude", "noise_ppm"), run=run_inversion)
+REFERENCE = Stage("reference", "susceptibility referencing", reference.METHODS, default="mean",
+                  inputs=("reference_mask",), run=run_reference)
+
+RECON_STAGES: tuple[Stage, ...] = (PHASE, MASK, UNWRAP, ECHO_FIT, MASK_REFINEMENT, BACKGROUND, INVERSION,
+                                   REFERENCE)
+"""The reconstruction, in order: the settings (``recon.<stage>``), the chain and the record follow it."""
+
+
+def stage(name: str) -> Stage:
+    """The reconstruction stage called ``name``."""
+    for candidate in RECON_STAGES:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(f"no reconstruction stage {name!r}; stages: {', '.join(s.name for s in RECON_STAGES)}")
+
+
+def run_stages(state: ReconState, settings: Any, stages: Sequence[Stage] = RECON_STAGES) -> list[StepInfo]:
+    """Run ``stages`` in order on ``state`` with the methods ``settings`` choose; one record each.
+
+    Raises
+    ------
+    InputError
+        When a stage finds the data unusable, attributed to the stage (``error.step``).
+    """
+    steps = []
+    for current in stages:
+        block = getattr(settings, current.name)
+        method = current.method(block.method)
+        parameters = current.parameters(block)
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            result = current.run(state, method, parameters)
+        except InputError as error:
+            raise error.in_step(current.name) from None
+        steps.append(StepInfo(step=current.name, method=result.method or method.name,
+                              parameters=parameters if result.parameters is None else result.parameters,
+                              seconds=time.perf_counter() - wall, cpu_seconds=time.process_time() - cpu,
+                              notes=result.notes, warnings=result.warnings))
+    return steps

@@ -1,0 +1,76 @@
+"""The reconstruction record (``recon.json``): inputs, acquisition, every step, outputs, settings."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from qsmiron.config import QsmironConfig
+from qsmiron.records.acquisition import Acquisition
+from qsmiron.records.base import SCHEMA_VERSION, Record, StepInfo, utc_now
+
+
+class MapUnits(Record):
+    """The unit of each map a reconstruction writes."""
+
+    chimap: str = "ppm"
+    fieldmap: str = "Hz"
+    localfield: str = "ppm"
+    mask: str = "binary"
+
+
+class ReconInputs(Record):
+    """The files a reconstruction read (absolute paths)."""
+
+    magnitude: list[str]
+    phase: list[str]
+    mask: str | None = None
+
+
+class ReconRecord(Record):
+    """One reconstruction: written as ``recon.json`` beside the maps, read by the report.
+
+    Attributes
+    ----------
+    steps : list of StepInfo
+        One per stage of ``qsmiron.recon.stages.RECON_STAGES``, in order; the ``reference``
+        step says what zero means.
+    units : MapUnits
+        The unit of each map.
+    outputs : dict
+        Output key -> file name.
+    config : QsmironConfig
+        Every setting in force (re-run with it).
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    qsmiron_version: str
+    created: str = Field(default_factory=utc_now)
+    inputs: ReconInputs
+    acquisition: Acquisition
+    steps: list[StepInfo]
+    units: MapUnits = Field(default_factory=MapUnits)
+    outputs: dict[str, str]
+    mask_description: str
+    seconds: float
+    warnings: list[str] = Field(default_factory=list)
+    config: QsmironConfig
+    versions: dict[str, str | None]
+
+    def step(self, name: str) -> StepInfo | None:
+        """The record of stage ``name`` (None when that stage did not run)."""
+        return next((step for step in self.steps if step.step == name), None)
+
+
+class InversionRecord(Record):
+    """A dipole inversion of a local field file (``qsmiron invert``): the sidecar's ``qsmiron``."""
+
+    schema_version: int = SCHEMA_VERSION
+    qsmiron_version: str
+    created: str = Field(default_factory=utc_now)
+    command: str = "invert"
+    inputs: dict[str, str]
+    voxel_size_mm: list[float]
+    b0_direction_voxel: list[float]
+    steps: list[StepInfo]
+    """The ``inversion`` and ``reference`` steps."""
+    versions: dict[str, str | None]

@@ -1,0 +1,107 @@
+"""The study-results record: the resolved design, the methods text and every table (``results.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from qsmiron.records.base import SCHEMA_VERSION, Record, utc_now
+from qsmiron.stats.study import Study
+
+
+class StatisticsMethods(Record):
+    """What each analysis runs, in words (``qsmiron.stats.methods_text.STATISTICS_METHODS``)."""
+
+    group_comparison: str
+    group_comparison_fdr: str
+    """Which rows the false discovery rate runs over (completes "FDR ...")."""
+    associations: str
+    associations_fdr: str
+    relapse: str
+    relapse_fdr: str
+    missing_values: str
+    table1: str
+
+    @property
+    def multiple_comparisons(self) -> str:
+        """The false discovery rate sentence for every analysis."""
+        return self.multiple_comparisons_of(associations=True, relapse=True)
+
+    def multiple_comparisons_of(self, *, associations: bool, relapse: bool) -> str:
+        """The false discovery rate sentence for the analyses that ran."""
+        parts = [f"{self.group_comparison_fdr} of the group comparison"]
+        if associations:
+            parts.append(f"{self.associations_fdr} of the associations")
+        if relapse:
+            parts.append(f"{self.relapse_fdr} of the relapse analyses")
+        return "Benjamini-Hochberg false discovery rate " + ", ".join(parts)
+
+
+class ParticipantCounts(Record):
+    regions_table: int
+    participants_table: int
+    both: int
+    per_group: dict[str, int]
+
+
+class AnalysisSettings(Study):
+    """The study as analysed: every default resolved from the data, and where the data came from.
+
+    The fields of ``Study`` (groups, covariates, regions, associations, relapse, session, ...)
+    with no None left where the data decided, plus the facts below; the report reads them.
+    """
+
+    study_file: str | None = None
+    methods: StatisticsMethods
+    participants_table: str | None = None
+    regions_table: str | None = None
+    sessions_in_regions_table: list[str] = Field(default_factory=list)
+    sessions_table: str | None = None
+    sex_coding: str | None = None
+    n_participants: ParticipantCounts
+
+    @property
+    def group_a(self) -> str:
+        return self.groups.compare[0]
+
+    @property
+    def group_b(self) -> str:
+        return self.groups.compare[1]
+
+
+class Exclusion(Record):
+    """A participant left out of one analysis, and why."""
+
+    participant_id: str
+    analysis: str
+    reason: str
+
+
+class Curve(Record):
+    """One region's curve (ROC or Kaplan-Meier), column -> values."""
+
+    region: str
+    hemisphere: str
+    columns: dict[str, list[Any]]
+
+
+class StudyRecord(Record):
+    """``results.json``: everything of a study analysis, written last (its presence means complete)."""
+
+    schema_version: int = SCHEMA_VERSION
+    qsmiron_version: str
+    created: str = Field(default_factory=utc_now)
+    settings: AnalysisSettings
+    versions: dict[str, str | None]
+    warnings: list[str] = Field(default_factory=list)
+    exclusions: list[Exclusion] = Field(default_factory=list)
+    exclusion_counts: dict[str, int] = Field(default_factory=dict)
+    table1: list[dict[str, Any]]
+    group_comparison: list[dict[str, Any]]
+    associations: list[dict[str, Any]]
+    relapse: list[dict[str, Any]]
+    relapse_counts: list[dict[str, Any]] | None = None
+    roc_curves: list[Curve] = Field(default_factory=list)
+    km_curves: list[Curve] = Field(default_factory=list)
+    files: dict[str, str] = Field(default_factory=dict)

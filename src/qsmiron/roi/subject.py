@@ -1,0 +1,285 @@
+"""The stages of one subject's regional measurement, each a function of what the last returned.
+
+load_inputs -> register_subject -> subject_on_template -> check_head -> labels_in_subject ->
+(measure_regions) -> registration_qc
+
+``qsmiron.roi.api.measure_subject`` runs them in this order and records each as a
+``StepInfo``; nothing here writes the table or the record. ``check_head`` stops a scan that is
+not a head (a phantom, a spine) before anything is measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qsmiron.errors import InputError
+from qsmiron.io.derivatives import RegionsPaths
+from qsmiron.io.nifti import load_nifti, same_grid, voxel_size_mm
+from qsmiron.register.normalise import Registration
+from qsmiron.register.settings import RegistrationSettings
+
+
+@dataclass
+class SubjectImages:
+    """The subject's images, loaded and checked against each other.
+
+    Attributes
+    ----------
+    chi_ppm : ndarray (X, Y, Z) float32
+    magnitude : ndarray (X, Y, Z) or (X, Y, Z, E)
+    affine : ndarray (4, 4)
+    voxel_size_mm : tuple of 3 floats
+    chi_support : ndarray of bool
+        Non-zero finite chi (the reconstruction mask when none is given).
+    given_mask : ndarray of bool or None
+    measure_mask : ndarray of bool
+        Where chi is measured: the given mask (else the support), finite.
+    """
+
+    chi_ppm: np.ndarray
+    magnitude: np.ndarray
+    affine: np.ndarray
+    voxel_size_mm: tuple[float, float, float]
+    chi_support: np.ndarray
+    given_mask: np.ndarray | None
+    measure_mask: np.ndarray
+
+
+def _load_3d(path, what: str):
+    volume = load_nifti(path)
+    data = volume.data
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(f"{what} must be a 3-D image, got shape {data.shape}", path)
+    volume.data = data
+    return volume
+
+
+def load_inputs(chi, magnitude, mask=None) -> SubjectImages:
+    """Read the chi map, the magnitude and an optional mask; check they share one grid.
+
+    Raises
+    ------
+    InputError
+        Wrong dimensions, different grids, or a chi map with no voxel to measure.
+    """
+    chi_vol = _load_3d(chi, "the chi map")
+    mag_vol = load_nifti(magnitude)
+    if mag_vol.data.ndim not in (3, 4):
+        raise InputError(f"the magnitude must be 3-D or 4-D (echoes last), got shape {mag_vol.data.shape}", magnitude)
+    if not same_grid(chi_vol.affine, mag_vol.affine, chi_vol.data.shape, mag_vol.data.shape):
+        raise InputError(f"the chi map {chi} (shape {chi_vol.shape3d}) and the magnitude {magnitude} "
+                         f"(shape {mag_vol.shape3d}) are not on the same voxel grid (shape and affine)", magnitude)
+    chi_data = chi_vol.data.astype(np.float32)
+    finite = np.isfinite(chi_data)
+    chi_support = finite & (chi_data != 0)
+    given = None
+    if mask is not None:
+        mask_vol = _load_3d(mask, "the mask")
+        if not same_grid(chi_vol.affine, mask_vol.affine, chi_data.shape, mask_vol.data.shape):
+            raise InputError(f"the mask is not on the grid of the chi map {chi}", mask)
+        given = mask_vol.data > 0
+    measure_mask = (given if given is not None else chi_support) & finite
+    if not measure_mask.any():
+        raise InputError("the chi map is zero or NaN everywhere (no voxels to measure)", chi)
+    return SubjectImages(chi_data, mag_vol.data, chi_vol.affine, voxel_size_mm(chi_vol.affine), chi_support,
+                         given, measure_mask)
+
+
+def _plausible_brain(mask: np.ndarray, voxel_mm3: float) -> bool:
+    """A chi-map support that looks like a brain mask (not empty, not the whole field of view)."""
+    volume_ml = mask.sum() * voxel_mm3 / 1000.0
+    return 100.0 < volume_ml and mask.mean() < 0.95
+
+
+def subject_brain_mask(magnitude: np.ndarray, voxel_size: tuple, *, chi_support: np.ndarray | None,
+                       given: np.ndarray | None, mode: str) -> tuple[np.ndarray, str]:
+    """The brain mask used to prepare the magnitude for registration, and where it came from."""
+    from qsmiron.recon.mask import brain_mask
+    from qsmiron.register.images import first_echo, threshold_brain_mask
+
+    voxel_mm3 = float(np.prod(voxel_size))
+    if mode == "none":
+        return np.ones(magnitude.shape[:3], dtype=bool), "none (whole field of view)"
+    if given is not None and mode == "auto":
+        return given, "given mask"
+    if mode in ("auto", "chi") and chi_support is not None and (mode == "chi" or _plausible_brain(chi_support, voxel_mm3)):
+        return chi_support, "support of the chi map (reconstruction mask)"
+    try:
+        return np.asarray(brain_mask(first_echo(magnitude), voxel_size), dtype=bool), "qsmiron.recon.mask.brain_mask"
+    except Exception:  # noqa: BLE001 - a magnitude the brain mask cannot read: the simple threshold below
+        return threshold_brain_mask(first_echo(magnitude), voxel_size), "Otsu threshold of the magnitude"
+
+
+def registration_fingerprint(images: SubjectImages, brain: np.ndarray, atlas, settings: RegistrationSettings) -> str:
+    """SHA-256 of everything the registration depends on: saved transforms with it are reused."""
+    from qsmiron.register.images import first_echo
+
+    digest = hashlib.sha256()
+    for array in (first_echo(images.magnitude).astype(np.float32), brain, images.affine):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    extra = {"template": str(atlas.template_path), "atlas": atlas.describe(),
+             "registration": settings.model_dump(mode="json")}
+    digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _previous_fingerprint(record_path: Path) -> str | None:
+    """The fingerprint a previous measurement recorded (None when there is no readable record)."""
+    from qsmiron.records.regions import RegionsRecord
+
+    try:
+        return RegionsRecord.read(record_path).registration.fingerprint
+    except InputError:
+        return None
+
+
+def registration_for(subject_image, template_ants, labels_ants, settings: RegistrationSettings,
+                     paths: RegionsPaths, fingerprint: str) -> tuple[Registration, bool]:
+    """Saved transforms when their fingerprint matches (and reuse is on), else a new registration.
+
+    Returns the registration (its files at ``paths.transforms``) and whether it was reused.
+    """
+    from qsmiron.register.normalise import label_box_mm, register_to_template
+
+    if settings.reuse_transforms and _previous_fingerprint(paths.regions_record) == fingerprint:
+        saved = Registration.load(paths.transforms)
+        if saved is not None:
+            return saved, True
+    box = label_box_mm(labels_ants, settings.syn_margin_mm) if settings.syn_region == "atlas" else None
+    with tempfile.TemporaryDirectory(prefix="qsmiron_reg_") as workdir:
+        fresh = register_to_template(subject_image, template_ants, settings=settings, syn_box_mm=box, workdir=workdir)
+        return fresh.save(paths.transforms), False
+
+
+def fov_fraction(registration, subject_shape, subject_affine, labels_array, labels_affine) -> dict:
+    """Per label: the fraction of its template voxels that land inside the subject's field of view."""
+    from qsmiron.register.images import to_ants
+    from qsmiron.register.normalise import to_template
+
+    nonzero = np.argwhere(labels_array > 0)
+    lower = np.maximum(nonzero.min(axis=0) - 2, 0)
+    upper = np.minimum(nonzero.max(axis=0) + 3, np.asarray(labels_array.shape))
+    crop = tuple(slice(a, b) for a, b in zip(lower, upper))
+    cropped = labels_array[crop]
+    crop_affine = labels_affine.copy()
+    crop_affine[:3, 3] = labels_affine[:3, :3] @ lower + labels_affine[:3, 3]
+    fov = to_ants(np.ones(subject_shape, dtype=np.float32), subject_affine)
+    on_template = to_template(fov, registration, to_ants(cropped.astype(np.float32), crop_affine),
+                              interpolation="nearestNeighbor").numpy() > 0.5
+    counts = np.bincount(cropped.ravel(), minlength=int(cropped.max()) + 1)
+    inside = np.bincount(cropped[on_template].ravel(), minlength=int(cropped.max()) + 1)
+    return {int(i): float(inside[i] / counts[i]) for i in np.nonzero(counts)[0] if i}
+
+
+@dataclass
+class OnTemplate:
+    """The prepared subject image resampled onto the template at the registration's resolution."""
+
+    template: np.ndarray
+    """The brain-extracted template on that grid."""
+    subject: np.ndarray
+    """The subject's brain-only magnitude on the same grid."""
+    affine: np.ndarray
+    spacing_mm: tuple[float, float, float]
+
+
+def subject_on_template(subject_image, registration, template_ants, settings: RegistrationSettings) -> OnTemplate:
+    """The subject warped onto the template grid (what the head check and the registration QC score)."""
+    from qsmiron.register.images import ants_affine
+    from qsmiron.register.normalise import template_grid, to_template
+
+    reference = template_grid(template_ants, settings.resolution_mm)
+    warped = to_template(subject_image, registration, reference)
+    return OnTemplate(reference.numpy(), warped.numpy(), np.asarray(ants_affine(reference)),
+                      tuple(float(s) for s in reference.spacing))
+
+
+HEAD_CORE_EROSION_MM = 10.0
+"""The template brain's core, where the head check compares: this far inside its outline."""
+
+
+def check_head(view: OnTemplate, settings: RegistrationSettings, paths: RegionsPaths, title: str) -> dict:
+    """Refuse to measure a scan that is not a head (a phantom, a spine), drawing why.
+
+    Any blob that registration deforms onto the template shares the brain's outline with it
+    (a sphere phantom reaches a brain Dice of 0.94 and a whole-brain NMI of 1.015, as much as
+    a real 3 mm head). The brain's core tells them apart: 10 mm inside the template brain a
+    head has ventricles, deep grey matter and white matter whose intensities its magnitude
+    follows (up or down, whatever the contrast); a phantom or a spine has none there, and the
+    absolute correlation (``core_correlation``) stays low. Threshold and measured values:
+    ``RegistrationSettings.head_min_correlation`` (0 turns the check off).
+
+    Returns
+    -------
+    dict
+        ``core_correlation``, ``core_nmi``, ``core_voxels`` (``qsmiron.roi.qc.core_similarity``),
+        ``head_min_correlation`` and ``head_like`` (None when the check is off): the fields of
+        ``RegistrationQuality``.
+
+    Raises
+    ------
+    InputError
+        With ``step = "head_check"``, after drawing the registration figure at
+        ``paths.qc_registration``.
+    """
+    from qsmiron.roi.qc import core_similarity, registration_png
+
+    metrics = core_similarity(view.template, view.subject, view.spacing_mm, erosion_mm=HEAD_CORE_EROSION_MM)
+    correlation, threshold = metrics["core_correlation"], settings.head_min_correlation
+    head_like = None if threshold == 0 else bool(np.isfinite(correlation) and correlation >= threshold)
+    metrics.update(head_min_correlation=threshold, head_like=head_like)
+    if head_like is not False:
+        return metrics
+    registration_png(view.template, view.subject, view.affine, paths.qc_registration,
+                     title=f"{title}: core |r| {correlation:.2f} - NOT A HEAD?")
+    # No path, and short: the cohort status keeps 300 characters.
+    raise InputError(f"not a head? after registration the magnitude follows the template's brain core too little "
+                     f"(|r| {correlation:.2f} < {threshold}): a phantom, a spine or a failed registration; not "
+                     f"measured (see {paths.qc_registration.name}; setting registration.head_min_correlation)",
+                     step="head_check")
+
+
+def registration_qc(view: OnTemplate, images: SubjectImages, subject_labels, atlas,
+                    settings: RegistrationSettings, paths: RegionsPaths) -> dict:
+    """Score the registration on the template grid and draw the two QC figures; returns the metrics."""
+    from qsmiron.roi.qc import atlas_overlay_png, registration_metrics, registration_png
+
+    metrics = registration_metrics(view.template, view.subject, min_nmi=settings.min_nmi,
+                                   min_brain_dice=settings.min_brain_dice)
+    name = paths.stem.name
+    atlas_overlay_png(np.nan_to_num(images.chi_ppm), subject_labels, images.affine, paths.qc_atlas,
+                      title=f"{name}: {atlas.name} outlines on chi (ppm, -0.1..0.2); left on the left")
+    registration_png(view.template, view.subject, view.affine, paths.qc_registration,
+                     title=f"{name} in {atlas.space}: NMI {metrics['nmi']:.3f}, brain Dice "
+                           f"{metrics['brain_dice']:.3f}" + (" - OUTLIER" if metrics["outlier"] else ""))
+    return metrics
+
+
+_TEMPLATE_IMAGES: dict = {}
+
+
+def template_images(path):
+    """The template as a nibabel image and an ANTs image, read once per process and file version."""
+    from qsmiron.atlas.load import load_template
+    from qsmiron.register.images import to_ants
+
+    key = None
+    if path is not None:
+        stat = Path(path).stat()
+        key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+    if key is None or key not in _TEMPLATE_IMAGES:
+        image = load_template(path)
+        pair = (image, to_ants(image.get_fdata(dtype=np.float32), image.affine))
+        if key is None:
+            return pair
+        _TEMPLATE_IMAGES.clear()
+        _TEMPLATE_IMAGES[key] = pair
+    return _TEMPLATE_IMAGES[key]
