@@ -51,9 +51,9 @@ import numpy as np
 
 from qsmiron.errors import InputError
 from qsmiron.recon.fourier import irfftn, laplacian_kernel, rfftn
-from qsmiron.recon.invert import _kernels
-from qsmiron.recon.invert._common import (DEFAULT_PAD_MM, data_weights, estimate_noise_ppm,
-                                          inconsistency_ppm, setup)
+from qsmiron.recon.invert import (DEFAULT_PAD_MM, data_weights, estimate_noise_ppm,
+                                  gradient_adjoint_of_difference, gradient_shrink,
+                                  inconsistency_ppm, prepare_problem)
 from qsmiron.recon.invert.medi import DEFAULT_EDGE_FRACTION, magnitude_edge_weights
 from qsmiron.recon.invert.tv_admm import run_weighted_tv
 
@@ -238,7 +238,7 @@ def separate_susceptibility(local_ppm: np.ndarray, r2star_per_s: np.ndarray, mas
     if max_iter < 1 or not tol > 0 or not (alpha == "auto" or (not isinstance(alpha, str) and alpha > 0)):
         raise ValueError("alpha > 0 or 'auto', max_iter >= 1 and tol > 0 are needed")
     dr, dr_source = relaxometric_constant(field_strength_t, dr_hz_per_ppm)
-    problem = setup(local_ppm, mask, voxel_size_mm, b0_direction, pad_mm=pad_mm)
+    problem = prepare_problem(local_ppm, mask, voxel_size_mm, b0_direction, pad_mm=pad_mm)
     full_mask = np.asarray(mask, dtype=bool)
     r2prime, r2p_info = r2prime_from_r2star(r2star_per_s, full_mask, r2_per_s=r2_per_s,
                                             field_strength_t=field_strength_t, pseudo_r2=pseudo_r2)
@@ -363,7 +363,7 @@ class _Solver:
         self.qp[...], self.qn[...] = self.p, self.n
         zero = np.zeros(self.p.shape, np.float32)
         for chi_map, z, s in ((self.p, self.zp, self.sp), (self.n, self.zn, self.sn)):
-            _kernels.gradient_shrink(chi_map, z, s, zero, self.inv_dx)
+            gradient_shrink(chi_map, z, s, zero, self.inv_dx)
             s[...] = 0.0
 
     def run(self, max_iter: int, tol: float) -> tuple[int, float]:
@@ -371,8 +371,8 @@ class _Solver:
         change = np.inf
         for iteration in range(1, max_iter + 1):
             # Least-squares step: sum and difference of the maps are diagonal in k-space.
-            _kernels.gradient_adjoint_of_difference(self.zp, self.sp, self.inv_dx, self.work_p)
-            _kernels.gradient_adjoint_of_difference(self.zn, self.sn, self.inv_dx, self.work_n)
+            gradient_adjoint_of_difference(self.zp, self.sp, self.inv_dx, self.work_p)
+            gradient_adjoint_of_difference(self.zn, self.sn, self.inv_dx, self.work_n)
             _rhs(self.work_p, self.work_n, self.qp, self.tp, self.qn, self.tn,
                  np.float32(self.mu1), np.float32(self.mu3))
             spectrum_sum = rfftn(self.work_p) * self.inv_sum
@@ -383,8 +383,8 @@ class _Solver:
             field_of_difference = irfftn(spectrum_diff * self.dipole, shape).astype(np.float32, copy=False)
             change = _update_maps(total, difference, self.p, self.n)
             # Proximal steps and dual updates.
-            _kernels.gradient_shrink(self.p, self.zp, self.sp, self.threshold, self.inv_dx)
-            _kernels.gradient_shrink(self.n, self.zn, self.sn, self.threshold, self.inv_dx)
+            gradient_shrink(self.p, self.zp, self.sp, self.threshold, self.inv_dx)
+            gradient_shrink(self.n, self.zn, self.sn, self.threshold, self.inv_dx)
             _field_step(field_of_difference, self.sy, self.field, self.wf2, np.float32(self.mu2), self.y)
             _relaxation_step(self.p, self.n, self.tp, self.tn, self.target, self.wr2,
                              np.float32(self.mu3), self.qp, self.qn)
