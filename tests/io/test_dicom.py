@@ -169,6 +169,14 @@ def test_convert_without_dicom_files_says_so(tmp_path):
     assert info.value.path == str(folder)
 
 
+def test_convert_into_a_file_says_so_before_reading_the_export(siemens, tmp_path):
+    target = tmp_path / "bids"
+    target.write_text("not a folder")
+    with pytest.raises(InputError, match="exists and is not a folder") as info:
+        convert_dicom_to_bids(siemens[0], target)
+    assert info.value.path == str(target)
+
+
 def test_convert_magnitude_only_is_skipped_with_the_reason(tmp_path):
     write_series(tmp_path / "magonly", Study("M1"), vendor="SIEMENS", kinds=("M",))
     with pytest.raises(InputError, match="no multi-echo GRE") as info:
