@@ -119,7 +119,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from qsmiron.io.dicom import convert_dicom_to_bids
 
-    convert_dicom_to_bids(args.dicom_dir, args.bids_dir, subject=args.subject, session=args.session)
+    try:
+        report = convert_dicom_to_bids(args.dicom_dir, args.bids_dir, mapping=args.mapping, subject=args.subject,
+                                       session=args.session)
+    except InputError as error:
+        if getattr(error, "report", None) is not None:
+            print(error.report.summary())
+        raise
+    print(report.summary())
     return 0
 
 
@@ -198,6 +205,19 @@ def _invert_arguments(sub: argparse.ArgumentParser) -> None:
                           "checked against the method's declared parameters (see `qsmiron config`) "
                           "and recorded in the sidecar")
     _add_config(sub)
+def _add_convert(sub: argparse.ArgumentParser) -> None:
+    """The arguments of ``qsmiron convert``."""
+    sub.epilog = "example: qsmiron convert /media/export study_bids --mapping patients.tsv"
+    sub.add_argument("dicom_dir", metavar="DICOM_DIR", help="the DICOM export (only read)")
+    sub.add_argument("bids_dir", metavar="BIDS_DIR", help="BIDS dataset to create or add to")
+    sub.add_argument("--mapping", default=None, metavar="TSV",
+                     help="PatientID -> participant_id table (optional columns session_id, StudyDate, group); "
+                          "patients not listed are skipped")
+    sub.add_argument("--subject", default=None, metavar="LABEL",
+                     help="subject label for an export of one patient (default: the PatientID, letters and digits)")
+    sub.add_argument("--session", default=None, metavar="LABEL",
+                     help="session label for an export of one visit (default: none, or the study date when a "
+                          "subject has several visits)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,11 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--seed", type=int, default=0, metavar="S")
     sub.add_argument("--n-procs", type=int, default=None, metavar="N")
 
-    sub = add("convert", _cmd_convert, "Convert a DICOM folder to BIDS with dcm2niix.")
-    sub.add_argument("dicom_dir", metavar="DICOM_DIR")
-    sub.add_argument("bids_dir", metavar="BIDS_DIR")
-    sub.add_argument("--subject", default=None, metavar="LABEL")
-    sub.add_argument("--session", default=None, metavar="LABEL")
+    _add_convert(add("convert", _cmd_convert, "Convert the multi-echo GRE of a DICOM export (any subjects, "
+                     "visits and folder layout) to BIDS, with participants.tsv; prints what it converted and skipped."))
 
     sub = add("config", _cmd_config, "Print the full configuration as TOML (defaults, or a file's values "
                                      "resolved), with every stage's methods and their references.")

@@ -617,3 +617,32 @@ def test_recon_of_the_real_scan_runs_end_to_end_without_nan(real_gre_dir, tmp_pa
     assert record.step("phase").notes["detected_scaling"] == "levels"
     assert record.step("phase").notes["levels"] == 4096
     assert any("anisotropic" in w for w in record.warnings)
+
+
+def test_phase_scaling_that_fails_detection_names_the_setting_and_the_override_works(axial_sim, tmp_path, capsys):
+    """A weak field without phase offset (tissue only, radians) covers a third of the circle:
+    auto-detection refuses it; recon.phase.rescale.scaling = "radians" in the config file accepts it."""
+    affine = axial_sim["affine"]
+    chi_brain, *_ = head_phantom(axial_sim["magnitude"].shape[:3], affine)
+    tissue_ppm = qsm_forward.generate_field(chi_brain, voxel_size=list(axial_sim["voxel_mm"]),
+                                            B0_dir=list(axial_sim["b0"]))
+    hz = tissue_ppm * 42.58 * FIELD_STRENGTH_T
+    phase_rad = np.stack([2 * np.pi * hz * te for te in TES], axis=-1).astype(np.float32)
+    assert np.ptp(phase_rad) < 0.75 * 2 * np.pi  # the premise: too little of the circle to be sure
+    folder = tmp_path / "in"
+    folder.mkdir()
+    mag = write_image(folder / "mag.nii.gz", axial_sim["magnitude"], affine)
+    pha = write_image(folder / "phase.nii.gz", phase_rad, affine)
+    code = main(recon_args([mag], [pha], tmp_path / "auto"))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "phase scaling not recognised" in err and 'recon.phase.rescale.scaling = "radians"' in err
+    config = tmp_path / "settings.toml"
+    config.write_text('[recon.phase.rescale]\nscaling = "radians"\n[recon.inversion]\nmethod = "tkd"\n')  # tkd: test speed
+    code = main(recon_args([mag], [pha], tmp_path / "forced") + ["--config", str(config)])
+    assert code == 0, capsys.readouterr().err
+    record = ReconRecord.read(tmp_path / "forced" / "recon.json")
+    assert record.step("phase").notes["detected_scaling"] == "radians"
+    chi = nib.load(str(tmp_path / "forced" / "Chimap.nii.gz")).get_fdata()
+    assert np.isfinite(chi).all() and np.abs(chi).max() > 0
+

@@ -171,8 +171,13 @@ def test_outputs_beside_the_table_and_provenance(ras_run):
     assert record.registration.quality.brain_dice > 0.9
     assert record.registration.transforms == ["rigid", "affine", "SyN"]
     assert record.config.registration.resolution_mm == 3.0
-    assert [step.step for step in record.steps] == ["load", "prepare_subject", "registration",
-                                                    "labels_to_subject", "measurement", "qc", "chi_to_template"]
+    assert [step.step for step in record.steps] == ["load", "prepare_subject", "registration", "head_check",
+                                                    "labels_to_subject", "measurement", "qc",
+                                                    "chi_to_template"]
+    # A head: its magnitude follows the template's core well above the threshold.
+    quality = record.registration.quality
+    assert quality.head_like and quality.core_correlation > 2 * quality.head_min_correlation
+    assert record.step("head_check").notes["core_correlation"] == quality.core_correlation
     assert record.versions["antspyx"]
     assert set(record.outputs) >= {"regions", "qc_atlas", "qc_registration", "labels", "transform_affine",
                                    "template_chimap", "template_chimap_json"}

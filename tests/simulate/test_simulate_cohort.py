@@ -160,3 +160,10 @@ def test_cli_simulate_writes_a_dataset(tmp_path, monkeypatch):
     assert main(["simulate", str(tmp_path / "out"), "--subjects", "1", "--seed", "4"]) == 0
     assert (tmp_path / "out" / "sub-01" / "anat" / "sub-01_echo-5_part-phase_MEGRE.nii.gz").is_file()
     assert (tmp_path / "out" / "derivatives" / "truth" / "regions_truth.tsv").is_file()
+
+
+def test_simulated_raw_dataset_passes_the_bids_validator_with_zero_errors(dataset):
+    from validator_helper import describe, validate
+
+    errors, _ = validate(dataset)
+    assert errors == [], describe(errors)

@@ -20,7 +20,9 @@ class AtlasInfo(Record):
 
 
 class RegistrationQuality(Record):
-    """Similarity of the subject warped to the template, and whether it is an outlier."""
+    """Similarity of the subject warped to the template, whether it is an outlier, and whether
+    it is a head at all (``qsmiron.roi.subject.check_head``; records written before the head
+    check have None there)."""
 
     nmi: float | None
     brain_dice: float | None
@@ -28,6 +30,19 @@ class RegistrationQuality(Record):
     min_brain_dice: float
     outlier: bool
     outlier_reasons: list[str] = Field(default_factory=list)
+    core_correlation: float | None = None
+    """Absolute Pearson correlation of the warped magnitude with the template 10 mm inside the
+    template brain (None when too few voxels overlap there)."""
+    core_nmi: float | None = None
+    """Normalised mutual information on the same voxels (recorded, not used: biased upwards
+    on the few voxels a thin object covers)."""
+    core_voxels: int | None = None
+    """Template voxels in the core that the subject covers."""
+    head_min_correlation: float | None = None
+    """The threshold in force (``registration.head_min_correlation``; 0: check off)."""
+    head_like: bool | None = None
+    """``core_correlation`` reached the threshold (a scan that did not is not measured); None
+    when the check is off."""
 
 
 class RegistrationInfo(Record):
@@ -80,8 +95,9 @@ class RegionsRecord(Record):
     Attributes
     ----------
     steps : list of StepInfo
-        ``load``, ``prepare_subject``, ``registration``, ``labels_to_subject``, ``measurement``,
-        ``qc`` (and ``chi_to_template`` when asked): method, parameters, wall and CPU time.
+        ``load``, ``prepare_subject``, ``registration``, ``head_check``, ``labels_to_subject``,
+        ``measurement``, ``qc`` (and ``chi_to_template`` when asked): method, parameters, wall
+        and CPU time.
     outputs : dict
         Role -> file (``qsmiron.io.derivatives.RegionsPaths.files``), only files written.
     """

@@ -136,6 +136,11 @@ def registration_sentences(regions: list[RegionsRecord]) -> list[str]:
                      f"{describe_values((q.nmi for q in quality), lambda v: f'{float(v):.3f}')}; brain Dice "
                      f"{describe_values((q.brain_dice for q in quality), lambda v: f'{float(v):.3f}')}; "
                      f"{plural(sum(q.outlier for q in quality), 'scan')} flagged as outlier(s).")
+    correlation = describe_values((q.core_correlation for q in quality), lambda v: f"{float(v):.2f}")
+    if correlation is not None:
+        threshold = describe_values(q.head_min_correlation for q in quality)
+        sentences.append("Head check: the registered magnitude's absolute correlation with the template 10 mm "
+                         f"inside its brain was {correlation} (scans below {threshold} are not measured).")
     return sentences
 
 

@@ -24,8 +24,9 @@ from qsmiron.io.nifti import save_nifti
 from qsmiron.records.base import StepInfo, recorded_step
 from qsmiron.records.regions import (AtlasInfo, MeasurementInfo, RegionsInputs, RegionsRecord,
                                      RegistrationInfo, RegistrationQuality)
-from qsmiron.roi.subject import (SubjectImages, fov_fraction, load_inputs, registration_fingerprint,
-                                 registration_for, registration_qc, subject_brain_mask, template_images)
+from qsmiron.roi.subject import (HEAD_CORE_EROSION_MM, SubjectImages, check_head, fov_fraction, load_inputs,
+                                 registration_fingerprint, registration_for, registration_qc, subject_brain_mask,
+                                 subject_on_template, template_images)
 from qsmiron.versions import software_versions
 
 CONTRACT_COLUMNS = ["region", "hemisphere", "mean_ppm", "median_ppm", "sd_ppm", "n_voxels", "volume_mm3"]
@@ -142,6 +143,12 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
     paths = regions_paths(out_tsv, atlas=atlas_obj.name, space=atlas_obj.space, label=label)
     subject_image, registration, brain_source, fingerprint, reused = _register(
         images, atlas_obj, template_pair[1], labels_ants, reg, paths, steps)
+    with recorded_step(steps, "head_check", "template_core_correlation",
+                       {"head_min_correlation": reg.head_min_correlation,
+                        "core_erosion_mm": HEAD_CORE_EROSION_MM}) as notes:
+        on_template = subject_on_template(subject_image, registration, template_pair[1], reg)
+        head = check_head(on_template, reg, paths, f"{paths.stem.name} in {atlas_obj.space}")
+        notes.update(head)
     with recorded_step(steps, "labels_to_subject", reg.label_interpolation):
         chi_ants = to_ants(images.chi_ppm, images.affine)
         subject_labels = labels_to_subject(labels_ants, registration, chi_ants, interpolation=reg.label_interpolation)
@@ -153,8 +160,7 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
         notes["n_regions"] = len(table)
     with recorded_step(steps, "qc", "nmi_and_brain_dice", {"min_nmi": reg.min_nmi,
                                                           "min_brain_dice": reg.min_brain_dice}):
-        metrics = registration_qc(subject_image, registration, template_pair[1], images, subject_labels,
-                                  atlas_obj, reg, paths)
+        metrics = {**registration_qc(on_template, images, subject_labels, atlas_obj, reg, paths), **head}
         table["flag_registration"] = bool(metrics["outlier"])
     table, written = _write_outputs(images, subject_labels, table, registration, template_pair, config, paths,
                                     steps, space=atlas_obj.space,

@@ -1,9 +1,11 @@
 """The stages of one subject's regional measurement, each a function of what the last returned.
 
-load_inputs -> register_subject -> labels_in_subject -> (measure_regions) -> registration_qc
+load_inputs -> register_subject -> subject_on_template -> check_head -> labels_in_subject ->
+(measure_regions) -> registration_qc
 
 ``qsmiron.roi.api.measure_subject`` runs them in this order and records each as a
-``StepInfo``; nothing here writes the table or the record.
+``StepInfo``; nothing here writes the table or the record. ``check_head`` stops a scan that is
+not a head (a phantom, a spine) before anything is measured.
 """
 
 from __future__ import annotations
@@ -177,21 +179,85 @@ def fov_fraction(registration, subject_shape, subject_affine, labels_array, labe
     return {int(i): float(inside[i] / counts[i]) for i in np.nonzero(counts)[0] if i}
 
 
-def registration_qc(subject_image, registration, template_ants, images: SubjectImages, subject_labels,
-                    atlas, settings: RegistrationSettings, paths: RegionsPaths) -> dict:
-    """Score the registration on the template grid and draw the two QC figures; returns the metrics."""
+@dataclass
+class OnTemplate:
+    """The prepared subject image resampled onto the template at the registration's resolution."""
+
+    template: np.ndarray
+    """The brain-extracted template on that grid."""
+    subject: np.ndarray
+    """The subject's brain-only magnitude on the same grid."""
+    affine: np.ndarray
+    spacing_mm: tuple[float, float, float]
+
+
+def subject_on_template(subject_image, registration, template_ants, settings: RegistrationSettings) -> OnTemplate:
+    """The subject warped onto the template grid (what the head check and the registration QC score)."""
     from qsmiron.register.images import ants_affine
     from qsmiron.register.normalise import template_grid, to_template
-    from qsmiron.roi.qc import atlas_overlay_png, registration_metrics, registration_png
 
     reference = template_grid(template_ants, settings.resolution_mm)
     warped = to_template(subject_image, registration, reference)
-    metrics = registration_metrics(reference.numpy(), warped.numpy(), min_nmi=settings.min_nmi,
+    return OnTemplate(reference.numpy(), warped.numpy(), np.asarray(ants_affine(reference)),
+                      tuple(float(s) for s in reference.spacing))
+
+
+HEAD_CORE_EROSION_MM = 10.0
+"""The template brain's core, where the head check compares: this far inside its outline."""
+
+
+def check_head(view: OnTemplate, settings: RegistrationSettings, paths: RegionsPaths, title: str) -> dict:
+    """Refuse to measure a scan that is not a head (a phantom, a spine), drawing why.
+
+    Any blob that registration deforms onto the template shares the brain's outline with it
+    (a sphere phantom reaches a brain Dice of 0.94 and a whole-brain NMI of 1.015, as much as
+    a real 3 mm head). The brain's core tells them apart: 10 mm inside the template brain a
+    head has ventricles, deep grey matter and white matter whose intensities its magnitude
+    follows (up or down, whatever the contrast); a phantom or a spine has none there, and the
+    absolute correlation (``core_correlation``) stays low. Threshold and measured values:
+    ``RegistrationSettings.head_min_correlation`` (0 turns the check off).
+
+    Returns
+    -------
+    dict
+        ``core_correlation``, ``core_nmi``, ``core_voxels`` (``qsmiron.roi.qc.core_similarity``),
+        ``head_min_correlation`` and ``head_like`` (None when the check is off): the fields of
+        ``RegistrationQuality``.
+
+    Raises
+    ------
+    InputError
+        With ``step = "head_check"``, after drawing the registration figure at
+        ``paths.qc_registration``.
+    """
+    from qsmiron.roi.qc import core_similarity, registration_png
+
+    metrics = core_similarity(view.template, view.subject, view.spacing_mm, erosion_mm=HEAD_CORE_EROSION_MM)
+    correlation, threshold = metrics["core_correlation"], settings.head_min_correlation
+    head_like = None if threshold == 0 else bool(np.isfinite(correlation) and correlation >= threshold)
+    metrics.update(head_min_correlation=threshold, head_like=head_like)
+    if head_like is not False:
+        return metrics
+    registration_png(view.template, view.subject, view.affine, paths.qc_registration,
+                     title=f"{title}: core |r| {correlation:.2f} - NOT A HEAD?")
+    # No path, and short: the cohort status keeps 300 characters.
+    raise InputError(f"not a head? after registration the magnitude follows the template's brain core too little "
+                     f"(|r| {correlation:.2f} < {threshold}): a phantom, a spine or a failed registration; not "
+                     f"measured (see {paths.qc_registration.name}; setting registration.head_min_correlation)",
+                     step="head_check")
+
+
+def registration_qc(view: OnTemplate, images: SubjectImages, subject_labels, atlas,
+                    settings: RegistrationSettings, paths: RegionsPaths) -> dict:
+    """Score the registration on the template grid and draw the two QC figures; returns the metrics."""
+    from qsmiron.roi.qc import atlas_overlay_png, registration_metrics, registration_png
+
+    metrics = registration_metrics(view.template, view.subject, min_nmi=settings.min_nmi,
                                    min_brain_dice=settings.min_brain_dice)
     name = paths.stem.name
     atlas_overlay_png(np.nan_to_num(images.chi_ppm), subject_labels, images.affine, paths.qc_atlas,
                       title=f"{name}: {atlas.name} outlines on chi (ppm, -0.1..0.2); left on the left")
-    registration_png(reference.numpy(), warped.numpy(), np.asarray(ants_affine(reference)), paths.qc_registration,
+    registration_png(view.template, view.subject, view.affine, paths.qc_registration,
                      title=f"{name} in {atlas.space}: NMI {metrics['nmi']:.3f}, brain Dice "
                            f"{metrics['brain_dice']:.3f}" + (" - OUTLIER" if metrics["outlier"] else ""))
     return metrics

@@ -212,6 +212,10 @@ def acquisition_sidecar(settings: SimulationSettings, echo_number: int, part: st
     """The BIDS JSON sidecar of one echo's magnitude or phase."""
     te = settings.echo_times_s[echo_number - 1]
     frequency_mhz = GYROMAGNETIC_RATIO_HZ_PER_T * settings.field_strength_t * 1e-6
+    # BIDS requires Units for part-phase: the simulator stores vendor integers, not radians.
+    phase_keys = {"Units": "arbitrary", "PhaseScaling": {
+        "Method": "levels", "Description": f"integers -{settings.phase_levels}..{settings.phase_levels - 1} "
+                                           "cover [-pi, pi) (Siemens-like vendor phase)"}} if part == "phase" else {}
     return {
         "Modality": "MR", "MagneticFieldStrength": settings.field_strength_t,
         "ImagingFrequency": round(frequency_mhz, 6), "Manufacturer": "qsmiron-simulator",
@@ -224,7 +228,7 @@ def acquisition_sidecar(settings: SimulationSettings, echo_number: int, part: st
         "RepetitionTime": settings.repetition_time_s, "FlipAngle": settings.flip_angle_deg,
         "SliceThickness": settings.voxel_size_mm[2], "ParallelReductionFactorInPlane": 1,
         "PartialFourier": 1, "PhaseEncodingDirection": "j",
-        "ConversionSoftware": "qsmiron simulate",
+        "ConversionSoftware": "qsmiron simulate", **phase_keys,
     }
 
 
