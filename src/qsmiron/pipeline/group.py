@@ -31,7 +31,7 @@ from qsmiron.io.participants import (ParticipantsTable, SessionsTable, normalise
                                      participants_at_session, read_participants, read_sessions)
 from qsmiron.records.cohort import Provenance
 from qsmiron.stats.analysis import run_study
-from qsmiron.stats.regions import read_regions, select_session, sessions_of
+from qsmiron.stats.regions import read_regions, select_measure, select_session, sessions_of
 from qsmiron.stats.study import Study, load_study
 from qsmiron.stats.write import write_results
 
@@ -57,7 +57,8 @@ def run_group_analysis(regions_tsv: str | os.PathLike, participants_tsv: str | o
     Parameters
     ----------
     regions_tsv : path
-        Long regions table (participant_id, region, hemisphere, mean_ppm, optionally session).
+        Long regions table (participant_id, region, hemisphere, measure, reference, mean, optionally
+        session; see :mod:`qsmiron.stats.regions`).
     participants_tsv : path
         BIDS participants.tsv (participants.json beside it is read when present).
     out_dir : path
@@ -147,5 +148,7 @@ def _analyse(regions: pd.DataFrame, regions_source: str, participants: Participa
     # statistics above never depend on it.
     from qsmiron.report.html import write_report
 
-    return Path(write_report(results, paths.report, regions=select_session(regions, session, source=regions_source),
+    # The report draws chi (under the reference analysed) from a table with ``mean_ppm``.
+    chi = select_measure(select_session(regions, session, source=regions_source), source=regions_source)
+    return Path(write_report(results, paths.report, regions=chi.rename(columns={"mean": "mean_ppm"}),
                              participants=at_session.frame, qc_images=tuple(qc_images), provenance=provenance))

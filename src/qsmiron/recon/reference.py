@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from qsmiron.errors import InputError
 from qsmiron.methods import Method
+from qsmiron.recon.params import NonNegativeInt, OpenFraction, PositiveFloat, PositiveInt
 
 
 def _check(chi_ppm: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -174,9 +175,9 @@ def reference_offsets(chi_ppm: np.ndarray, mask: np.ndarray, regions: dict[str, 
 
 def ventricle_csf_mask(prior: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float], *,
                        r2star_per_s: np.ndarray | None = None, magnitude: np.ndarray | None = None,
-                       r2star_fraction: float = 0.5, magnitude_mads: float = 3.0,
-                       erode_voxels: int = 1, max_components: int = 2,
-                       min_voxels: int = 20) -> tuple[np.ndarray, dict]:
+                       r2star_fraction: OpenFraction = 0.5, magnitude_mads: PositiveFloat = 3.0,
+                       erode_voxels: NonNegativeInt = 1, max_components: PositiveInt = 2,
+                       min_voxels: PositiveInt = 20) -> tuple[np.ndarray, dict]:
     """CSF of the lateral ventricles in subject space: a prior cleaned by the subject's images.
 
     Parameters

@@ -16,7 +16,8 @@ from qsmiron.stats._design import complete_cases
 from qsmiron.stats.associations import ASSOCIATION_COLUMNS, associate
 from qsmiron.stats.group import GROUP_COLUMNS, compare_groups
 from qsmiron.stats.multiple import fdr_bh
-from qsmiron.stats.regions import region_keys, select_session, sessions_of, validate_regions, wide_regions
+from qsmiron.stats.regions import (region_keys, select_measure, select_session, sessions_of, validate_regions,
+                                   wide_regions)
 from qsmiron.stats.results import StudyResults
 from qsmiron.stats.methods_text import STATISTICS_METHODS
 from qsmiron.stats.study import ALL, Study, group_labels, resolve_study
@@ -63,6 +64,7 @@ def run_study(regions: pd.DataFrame, participants: ParticipantsTable | pd.DataFr
     # Participants are compared at one time point: a longitudinal table is cut to one session.
     sessions = sessions_of(regions)
     regions = select_session(regions, study.session, source=regions_source)
+    regions = select_measure(regions, source=regions_source)
     session = study.session or (sessions[0] if sessions else None)
     if not isinstance(participants, ParticipantsTable):
         participants = ParticipantsTable(participants)

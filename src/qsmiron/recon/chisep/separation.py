@@ -51,11 +51,12 @@ import numpy as np
 
 from qsmiron.errors import InputError
 from qsmiron.recon.fourier import irfftn, laplacian_kernel, rfftn
-from qsmiron.recon.invert import _kernels
-from qsmiron.recon.invert._common import (DEFAULT_PAD_MM, data_weights, estimate_noise_ppm,
-                                          inconsistency_ppm, setup)
+from qsmiron.recon.invert.shared import (DEFAULT_PAD_MM, data_weights, estimate_noise_ppm,
+                                         gradient_adjoint_of_difference, gradient_shrink,
+                                         inconsistency_ppm, setup)
 from qsmiron.recon.invert.medi import DEFAULT_EDGE_FRACTION, magnitude_edge_weights
 from qsmiron.recon.invert.tv_admm import run_weighted_tv
+from qsmiron.recon.params import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
 
 __all__ = ["ChiSeparation", "separate_susceptibility", "r2prime_from_r2star", "check_r2_map",
            "relaxometric_constant", "DR_3T_HZ_PER_PPM", "PSEUDO_R2_3T"]
@@ -191,13 +192,13 @@ def r2prime_from_r2star(r2star_per_s: np.ndarray, mask: np.ndarray, *,
 def separate_susceptibility(local_ppm: np.ndarray, r2star_per_s: np.ndarray, mask: np.ndarray,
                             voxel_size_mm: Sequence[float], b0_direction: Sequence[float], *,
                             field_strength_t: float, r2_per_s: np.ndarray | None = None,
-                            dr_hz_per_ppm: float | None = None,
+                            dr_hz_per_ppm: PositiveFloat | None = None,
                             pseudo_r2: tuple[float, float] = PSEUDO_R2_3T,
                             magnitude: np.ndarray | None = None, noise_ppm: np.ndarray | None = None,
                             r2star_sd_per_s: np.ndarray | None = None,
-                            alpha: float | Literal["auto"] = "auto", chi_ppm: np.ndarray | None = None,
-                            edge_fraction: float = DEFAULT_EDGE_FRACTION, max_iter: int = 200,
-                            tol: float = 2e-3, pad_mm: float = DEFAULT_PAD_MM) -> ChiSeparation:
+                            alpha: PositiveFloat | Literal["auto"] = "auto", chi_ppm: np.ndarray | None = None,
+                            edge_fraction: Fraction = DEFAULT_EDGE_FRACTION, max_iter: PositiveInt = 200,
+                            tol: PositiveFloat = 2e-3, pad_mm: NonNegativeFloat = DEFAULT_PAD_MM) -> ChiSeparation:
     """chi+ and chi- (ppm, both >= 0) from the local field and R2' (module docstring).
 
     Parameters
@@ -363,7 +364,7 @@ class _Solver:
         self.qp[...], self.qn[...] = self.p, self.n
         zero = np.zeros(self.p.shape, np.float32)
         for chi_map, z, s in ((self.p, self.zp, self.sp), (self.n, self.zn, self.sn)):
-            _kernels.gradient_shrink(chi_map, z, s, zero, self.inv_dx)
+            gradient_shrink(chi_map, z, s, zero, self.inv_dx)
             s[...] = 0.0
 
     def run(self, max_iter: int, tol: float) -> tuple[int, float]:
@@ -371,8 +372,8 @@ class _Solver:
         change = np.inf
         for iteration in range(1, max_iter + 1):
             # Least-squares step: sum and difference of the maps are diagonal in k-space.
-            _kernels.gradient_adjoint_of_difference(self.zp, self.sp, self.inv_dx, self.work_p)
-            _kernels.gradient_adjoint_of_difference(self.zn, self.sn, self.inv_dx, self.work_n)
+            gradient_adjoint_of_difference(self.zp, self.sp, self.inv_dx, self.work_p)
+            gradient_adjoint_of_difference(self.zn, self.sn, self.inv_dx, self.work_n)
             _rhs(self.work_p, self.work_n, self.qp, self.tp, self.qn, self.tn,
                  np.float32(self.mu1), np.float32(self.mu3))
             spectrum_sum = rfftn(self.work_p) * self.inv_sum
@@ -383,8 +384,8 @@ class _Solver:
             field_of_difference = irfftn(spectrum_diff * self.dipole, shape).astype(np.float32, copy=False)
             change = _update_maps(total, difference, self.p, self.n)
             # Proximal steps and dual updates.
-            _kernels.gradient_shrink(self.p, self.zp, self.sp, self.threshold, self.inv_dx)
-            _kernels.gradient_shrink(self.n, self.zn, self.sn, self.threshold, self.inv_dx)
+            gradient_shrink(self.p, self.zp, self.sp, self.threshold, self.inv_dx)
+            gradient_shrink(self.n, self.zn, self.sn, self.threshold, self.inv_dx)
             _field_step(field_of_difference, self.sy, self.field, self.wf2, np.float32(self.mu2), self.y)
             _relaxation_step(self.p, self.n, self.tp, self.tn, self.target, self.wr2,
                              np.float32(self.mu3), self.qp, self.qn)
