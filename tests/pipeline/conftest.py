@@ -139,7 +139,7 @@ E2E_SIMULATION = {
 nuclei still large enough (10-120 voxels) for their means to track the truth."""
 
 E2E_PROCESSING = {
-    "recon": {"inversion": {"method": "tkd"}},
+    "recon": {"inversion": {"method": "tkd"}, "chisep": {"method": "none"}},
     "registration": {
         "resolution_mm": 6.0,
         "linear_iterations": [100, 50],
@@ -150,14 +150,21 @@ E2E_PROCESSING = {
     },
     "pipeline": {"progress": False},
 }
-"""Fast processing for the end-to-end tests: TKD inversion, affine registration on a 6 mm grid."""
+"""Fast processing for the end-to-end tests: TKD inversion, affine registration on a 6 mm grid,
+no chi-separation (``qsmiron run`` turns it on when unset; one test turns it on, ``E2E_CHISEP``)."""
 
 
-def e2e_config(**pipeline):
+E2E_CHISEP = {"method": "shin", "shin": {"alpha": 0.03, "max_iter": 40}}
+"""Chi-separation for the end-to-end test that checks every measure: a fixed TV weight (TKD
+chooses none to share, and the automatic one costs a MEDI solve) and fewer iterations."""
+
+
+def e2e_config(*, recon: dict | None = None, **pipeline):
     from qsmiron.config import QsmironConfig
 
     payload = json.loads(json.dumps(E2E_PROCESSING))
     payload["pipeline"].update(pipeline)
+    payload["recon"].update(recon or {})
     return QsmironConfig.model_validate(payload)
 
 
@@ -196,6 +203,12 @@ def cohort_copy(simulated_cohort, tmp_path):
 @pytest.fixture()
 def fast_e2e_config():
     return e2e_config
+
+
+@pytest.fixture()
+def e2e_chisep():
+    """Chi-separation settings of the end-to-end tests (``E2E_CHISEP``), a copy."""
+    return json.loads(json.dumps(E2E_CHISEP))
 
 
 @pytest.fixture()

@@ -195,7 +195,11 @@ def ventricle_csf_mask(prior: np.ndarray, mask: np.ndarray, voxel_size_mm: Seque
         A magnitude image: keep voxels within ``magnitude_mads`` robust SDs (1.4826 MAD) of
         the median of the candidates (homogeneous CSF; drops vessels, plexus, tissue).
     erode_voxels : int
-        6-connected erosion against partial volume at the ventricle walls.
+        6-connected erosion against partial volume at the ventricle walls. At coarse voxels
+        (3 mm) a lateral ventricle is two or three voxels thick and erosion would empty it;
+        when the eroded mask would fall below ``min_voxels`` the low-R2*, consistent-magnitude
+        voxels are kept uneroded (``info["erosion_skipped"]`` says so): the R2* criterion has
+        already left out the voxels that are mostly tissue.
     max_components : int
         Keep this many largest connected components (two lateral ventricles), each at least
         a tenth of the largest.
@@ -241,9 +245,14 @@ def ventricle_csf_mask(prior: np.ndarray, mask: np.ndarray, voxel_size_mm: Seque
         info["magnitude_range"] = [centre - magnitude_mads * spread, centre + magnitude_mads * spread]
         steps["consistent_magnitude"] = int(candidate.sum())
     if erode_voxels > 0:
-        candidate = ndimage.binary_erosion(candidate, ndimage.generate_binary_structure(3, 1),
-                                           iterations=int(erode_voxels))
-        steps["eroded"] = int(candidate.sum())
+        eroded = ndimage.binary_erosion(candidate, ndimage.generate_binary_structure(3, 1),
+                                        iterations=int(erode_voxels))
+        if _largest_components(eroded, max_components)[0].sum() >= min_voxels or candidate.sum() < min_voxels:
+            candidate = eroded
+            steps["eroded"] = int(candidate.sum())
+        else:
+            info["erosion_skipped"] = (f"eroding by {erode_voxels} voxel(s) would leave "
+                                       f"{int(eroded.sum())} voxels (fewer than {min_voxels}): kept uneroded")
     candidate, n_components = _largest_components(candidate, max_components)
     steps["largest_components"] = int(candidate.sum())
     info["voxels_after_step"] = steps

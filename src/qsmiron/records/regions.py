@@ -98,6 +98,8 @@ class ReferenceRegion(Record):
         Every parameter of the method (the CSF cleaning's thresholds).
     voxels_after_step : dict
         For the CSF: voxels left after each cleaning step.
+    note : str or None
+        What else the method did (the CSF kept uneroded at coarse voxels).
     """
 
     name: str
@@ -109,6 +111,7 @@ class ReferenceRegion(Record):
     offset_ppm: float | None = None
     parameters: dict = Field(default_factory=dict)
     voxels_after_step: dict[str, int] = Field(default_factory=dict)
+    note: str | None = None
 
 
 class MeasureInfo(Record):

@@ -109,7 +109,7 @@ def csf_region(images: SubjectImages, registration, reference_ants, settings, sp
         return _missing("csf", error.one_line(), parameters)
     # Without an R2* map the cleaning has no "low_r2star" step: the record shows it.
     return csf, ReferenceRegion(name="csf", method="csf", available=True, parameters=parameters,
-                                voxels_after_step=info["voxels_after_step"])
+                                voxels_after_step=info["voxels_after_step"], note=info.get("erosion_skipped"))
 
 
 def user_region(images: SubjectImages, registration, reference_ants, settings

@@ -6,9 +6,11 @@ Methods (declared in ``METHODS``; the model, the R2' sources and the solver are 
 - ``shin``: chi-separation (Shin et al. 2021) from the local field and R2' = R2* - R2, with a
   measured R2 map when one is given and otherwise the pseudo-R2 approximation (its constants
   are recorded and the result is labelled an approximation);
-- ``none`` (default): no separation. It costs about as much as a second dipole inversion and
-  more than the rest of the reconstruction together, so it is asked for
-  (``[recon.chisep] method = "shin"``).
+- ``none`` (the declared default): no separation. At 256 x 256 x 176 x 5 it costs about 11
+  CPU-s, more than the dipole inversion (``benchmarks/bench_recon.py --chisep``), which breaks
+  the 20 s budget of ``qsmiron recon``: there it is asked for (``[recon.chisep] method =
+  "shin"``). ``qsmiron run`` turns it on when the configuration leaves the method unset
+  (``qsmiron.pipeline.bids_app.run_defaults``): per subject of a study it is affordable.
 
 ``f(local_ppm, r2star_per_s, mask, voxel_size_mm, b0_direction, **params)`` returns a
 ``ChiSeparation`` (None for ``none``).
