@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from qsmiron import __version__
-from qsmiron.errors import InputError
+from qsmiron.errors import InputError, resource_error
 
 
 def _floats(text: str) -> list[float]:
@@ -263,9 +263,32 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"qsmiron {args.command}: error: {error.one_line()}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"qsmiron {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except BrokenPipeError:
+        # The reader of our output went away (`qsmiron config | head`): not an error of ours.
+        _silence_stdout()
+        return 0
+    except OSError as error:
+        resource = resource_error(error)
+        if resource is None:
+            raise
+        print(f"qsmiron {args.command}: error: {resource.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as interrupt:
+        signum = getattr(interrupt, "signum", 2)
+        print(f"qsmiron {args.command}: stopped by signal {signum}; outputs of finished steps are "
+              f"kept and the same command resumes the rest", file=sys.stderr)
+        return 128 + signum
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's exit flush does not raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 
@@ -45,3 +46,22 @@ class InputError(Exception):
         if self.step is None:
             self.step = step
         return self
+
+
+_RESOURCE_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+"""Errors of the machine rather than of qsmiron: reported like bad input, in one line."""
+
+
+def resource_error(error: OSError) -> InputError | None:
+    """The one-line ``InputError`` for a disk-full, read-only or permission error, else None."""
+    reason = _RESOURCE_ERRNOS.get(error.errno)
+    if reason is None:
+        return None
+    return InputError(f"cannot write or read here: {reason} ({error.strerror or error})",
+                      error.filename)

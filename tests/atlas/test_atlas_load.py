@@ -105,8 +105,19 @@ def test_space_entities_that_disagree_are_refused(tmp_path):
     path.rename(named)
     template = tmp_path / "tpl-MNI152NLin2009cAsym_T1w.nii.gz"
     template.write_bytes(_user_atlas.template.read_bytes())
-    with pytest.raises(InputError, match="space 'MNI152NLin6Asym'"):
+    with pytest.raises(InputError, match="space 'MNI152NLin6Asym'") as caught:
         load_atlas(named, labels, template)
+    assert caught.value.path == str(named)
+
+
+def test_a_user_atlas_named_for_another_space_is_blamed_not_the_builtin_template(tmp_path):
+    path, labels = _user_atlas(tmp_path)
+    named = tmp_path / "sub-01_space-MNI152NLin6Asym_dseg.nii.gz"
+    path.rename(named)
+    with pytest.raises(InputError) as caught:
+        load_atlas(named, labels)
+    assert caught.value.path == str(named)
+    assert "MNI152NLin6Asym" in caught.value.message and "built-in template" in caught.value.message
 
 
 def test_a_probability_map_is_not_a_label_image(tmp_path):

@@ -130,7 +130,7 @@ def test_validate_lists_every_problem_of_the_dataset_at_once(broken_dataset):
         "sub-03": "no phase images",
         "sub-04": "echo 2: EchoTime differs between magnitude (0.008 s) and phase (0.0085 s)",
         "sub-05": "sidecar has no EchoTime",
-        "sub-06": "cannot be read",
+        "sub-06": "truncated or corrupt gzip file",
         "sub-07": "looks like milliseconds",
         "sub-08": "echo 3 has magnitude but no phase",
         "sub-09": "not listed in participants.tsv",
@@ -143,7 +143,7 @@ def test_validate_lists_every_problem_of_the_dataset_at_once(broken_dataset):
     for participant_id, text in expected.items():
         messages = " | ".join(p.message for p in by_subject[participant_id])
         assert text in messages, (participant_id, messages)
-    corrupt = [p for p in by_subject["sub-06"] if "cannot be read" in p.message]
+    corrupt = [p for p in by_subject["sub-06"] if "truncated or corrupt gzip" in p.message]
     assert corrupt[0].path.name == "sub-06_echo-2_part-phase_MEGRE.nii.gz"
     assert all(p.fatal for p in by_subject["sub-05"]) and not any(p.fatal for p in by_subject["sub-09"])
     assert [u.participant_id for u in valid_subjects(units, problems)] == ["sub-01", "sub-09"]
@@ -188,3 +188,24 @@ def test_discover_reports_two_series_and_mismatched_names(tmp_path):
     assert [p.participant_id for p in problems] == ["sub-01", "sub-02"]
     assert "several MEGRE series" in problems[0].message
     assert "do not match its folder" in problems[1].message
+
+
+@pytest.mark.parametrize("text, words", [("{\"Name\": \"x\",", "is not valid JSON"),
+                                         ("[1, 2]", "JSON object"),
+                                         ("{\"BIDSVersion\": \"1.9.0\"}", "has no Name")])
+def test_a_broken_dataset_description_is_an_error_naming_it(tmp_path, text, words):
+    write_subject(tmp_path, "01")
+    (tmp_path / "dataset_description.json").write_text(text)
+    with pytest.raises(InputError, match=words) as caught:
+        discover_bids(tmp_path)
+    assert caught.value.path == str(tmp_path / "dataset_description.json")
+
+
+def test_an_echo_without_any_sidecar_is_named_as_such_not_as_a_json_missing_a_key(tmp_path):
+    anat = write_subject(tmp_path, "01")
+    write_participants(tmp_path, ["01"])
+    (anat / "sub-01_echo-2_part-phase_MEGRE.json").unlink()
+    problems = validate_dataset(tmp_path, discover_bids(tmp_path))
+    (problem,) = [p for p in problems if "sidecar" in p.message]
+    assert problem.path.name == "sub-01_echo-2_part-phase_MEGRE.nii.gz"
+    assert "has no JSON sidecar (expected sub-01_echo-2_part-phase_MEGRE.json)" in problem.message

@@ -287,13 +287,66 @@ def case_4d_sidecar_with_one_echo_time(folder):
     return mag, pha, {}, "phase.json", "1 EchoTime value"
 
 
+def case_single_slice(folder):
+    magnitude, phase = gre_arrays(shape=(10, 9, 1))
+    mag, pha = write_4d(folder, magnitude=magnitude, phase=phase)
+    return mag, pha, {"echo_times_s": TES, "field_strength_t": 3}, mag, "QSM needs a 3D volume"
+
+
+def case_voxels_of_100_mm(folder):
+    affine = np.diag([100.0, 100.0, 100.0, 1.0])
+    mag, pha = write_4d(folder, mag_affine=affine, phase_affine=affine)
+    return mag, pha, {"echo_times_s": TES, "field_strength_t": 3}, mag, "not a plausible MRI"
+
+
+def case_singular_affine(folder):
+    affine = np.eye(4)
+    affine[:3, 1] = affine[:3, 0]  # two identical voxel axes: determinant zero
+    mag, pha = write_4d(folder, mag_affine=affine, phase_affine=affine)
+    return mag, pha, {"echo_times_s": TES, "field_strength_t": 3}, mag, "singular"
+
+
+def case_all_zero_affine(folder):
+    mag, pha = write_4d(folder)
+    for path in (mag, pha):
+        image = nib.load(str(path))
+        header = image.header.copy()
+        header.set_qform(None, code=0)
+        header.set_sform(np.zeros((4, 4)), code=1)
+        header["pixdim"][1:4] = 0
+        nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), None, header), str(path))
+    return mag, pha, {"echo_times_s": TES, "field_strength_t": 3}, mag, "affine"
+
+
+def case_truncated_gzip(folder):
+    mag, pha = write_4d(folder)
+    pha.write_bytes(pha.read_bytes()[:-40])
+    return mag, pha, {"echo_times_s": TES, "field_strength_t": 3}, pha, "truncated or corrupt gzip"
+
+
+def case_corrupt_gzip_stream(folder):
+    mag, pha = write_4d(folder)
+    data = bytearray(pha.read_bytes())
+    data[-8] ^= 0xFF  # the stored CRC no longer matches the voxels
+    pha.write_bytes(bytes(data))
+    return mag, pha, {"echo_times_s": TES, "field_strength_t": 3}, pha, "truncated or corrupt gzip"
+
+
+def case_echo_without_sidecar(folder):
+    mags, phases = write_per_echo(folder)
+    phases[2].with_name(phases[2].name.replace(".nii.gz", ".json")).unlink()
+    return mags, phases, {}, phases[2], "has no JSON sidecar"
+
+
 BAD_INPUTS = [case_shape_mismatch, case_affine_mismatch, case_echo_grids_differ, case_single_echo,
               case_nan_in_phase, case_inf_in_magnitude, case_echo_times_in_ms,
               case_sidecar_echo_times_in_ms, case_non_increasing_echo_times,
               case_too_few_echo_times, case_missing_echo_times, case_missing_field_strength,
               case_field_strength_in_millitesla, case_zero_magnitude,
               case_phase_given_as_magnitude, case_missing_file, case_not_an_image,
-              case_sidecar_disagreement, case_4d_sidecar_with_one_echo_time]
+              case_sidecar_disagreement, case_4d_sidecar_with_one_echo_time, case_single_slice,
+              case_voxels_of_100_mm, case_singular_affine, case_all_zero_affine,
+              case_truncated_gzip, case_corrupt_gzip_stream, case_echo_without_sidecar]
 
 
 def _culprit_name(culprit):

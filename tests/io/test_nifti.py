@@ -58,3 +58,55 @@ def test_load_nifti_names_the_file_when_it_is_not_an_image(tmp_path):
     bad.write_text("not an image")
     with pytest.raises(InputError, match="bad.nii.gz"):
         load_nifti(bad)
+
+
+def _gzipped_image(tmp_path):
+    path = tmp_path / "image.nii.gz"
+    rng = np.random.default_rng(0)
+    save_nifti(path, rng.normal(size=(20, 20, 20)).astype(np.float32), np.eye(4))
+    return path
+
+
+def test_a_flipped_byte_inside_the_gzip_stream_is_named_as_corruption(tmp_path):
+    # nibabel alone decodes such a file into garbage voxels: the CRC is never reached.
+    path = _gzipped_image(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="truncated or corrupt gzip") as caught:
+        load_nifti(path)
+    assert caught.value.path == str(path)
+
+
+def test_a_gzip_file_cut_short_is_named_as_truncated(tmp_path):
+    path = _gzipped_image(tmp_path)
+    path.write_bytes(path.read_bytes()[: 2 * len(path.read_bytes()) // 3])
+    with pytest.raises(InputError, match="truncated or corrupt gzip"):
+        load_nifti(path)
+
+
+def test_an_intact_gzip_file_loads_the_same_voxels_as_nibabel(tmp_path):
+    import nibabel as nib
+
+    path = _gzipped_image(tmp_path)
+    assert np.array_equal(load_nifti(path).data, nib.load(str(path)).get_fdata(dtype=np.float32))
+
+
+@pytest.mark.parametrize("affine, words", [
+    (np.diag([1.0, 1.0, 12.0, 1.0]), "not a plausible MRI"),
+    (np.array([[1.0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]), "singular"),
+    (np.zeros((4, 4)), "zero length"),
+])
+def test_load_nifti_refuses_a_geometry_no_scanner_writes(tmp_path, affine, words):
+    import nibabel as nib
+
+    path = tmp_path / "bad.nii"
+    header = nib.Nifti1Header()
+    header.set_data_shape((4, 4, 4))
+    header.set_data_dtype(np.float32)
+    header["sform_code"], header["qform_code"] = 1, 0
+    header["srow_x"], header["srow_y"], header["srow_z"] = affine[0], affine[1], affine[2]
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), None, header), str(path))
+    with pytest.raises(InputError, match=words) as caught:
+        load_nifti(path)
+    assert caught.value.path == str(path)

@@ -112,3 +112,30 @@ def test_study_session_is_a_bids_label_with_or_without_its_prefix():
     assert study_from_dict({"session": 1}).session == "ses-1"
     with pytest.raises(InputError, match="'session'.*BIDS session label"):
         study_from_dict({"session": "week 4"})
+
+
+@pytest.mark.parametrize("bad", ["NA", "unknown", "4O"])
+def test_a_numeric_covariate_with_a_stray_word_names_the_column_row_and_value(bad):
+    # Before, the column silently became text: one dummy per age value, an over-fitted model.
+    participants = pd.DataFrame({"participant_id": ["sub-1", "sub-2", "sub-3", "sub-4"],
+                                 "group": ["A", "B", "A", "B"],
+                                 "age": ["41", "38", bad, "52"]})
+    with pytest.raises(InputError) as caught:
+        resolve_study(study_from_dict({"covariates": ["age"]}), participants, [])
+    message = caught.value.message
+    assert "'age'" in message and "row 3 (sub-3)" in message and repr(bad) in message
+
+
+def test_a_text_covariate_and_bids_missing_values_are_accepted():
+    participants = pd.DataFrame({"participant_id": ["sub-1", "sub-2", "sub-3", "sub-4"],
+                                 "group": ["A", "B", "A", "B"], "site": ["x", "y", "x", "y"],
+                                 "age": [41.0, float("nan"), 30.0, 52.0]})
+    resolved = resolve_study(study_from_dict({"covariates": ["age", "site"]}), participants, [])
+    assert resolved.covariates == ["age", "site"]
+
+
+def test_a_text_clinical_variable_names_its_first_bad_row():
+    participants = pd.DataFrame({"participant_id": ["sub-1", "sub-2", "sub-3"],
+                                 "group": ["A", "B", "A"], "sds": ["3", "4", "unknown"]})
+    with pytest.raises(InputError, match=r"'sds'.*row 3 \(sub-3\) holds 'unknown'"):
+        resolve_study(study_from_dict({"associations": {"variables": ["sds"]}}), participants, [])

@@ -310,7 +310,11 @@ def load_atlas(atlas: str | os.PathLike = "cit168", labels: str | os.PathLike | 
     template_path = template_brain_path() if template is None else Path(template)
     template_space = space_from_filename(template_path) if template is not None else TEMPLATE_SPACE
     if template_space and space not in ("unknown", template_space):
-        raise InputError(f"the atlas is in space '{space}' but the template is '{template_space}'", template_path)
+        given = f"the template given ({Path(template_path).name})" if template is not None \
+            else "the built-in template"
+        raise InputError(f"its name says space '{space}' but {given} is in '{template_space}': "
+                         f"pass the template the atlas was made on with --template, or resample "
+                         f"the atlas to {template_space}", image_path)
     if space == "unknown" and template_space:
         space = template_space
     check_atlas_on_template(image, template_image, atlas_path=image_path)

@@ -222,6 +222,29 @@ def _read_json(path: Path) -> dict[str, Any]:
     return payload
 
 
+def read_dataset_description(bids_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The dataset's ``dataset_description.json``; None when the dataset has none.
+
+    Raises
+    ------
+    InputError
+        When the file is not valid JSON, not a JSON object, or has no ``Name`` (BIDS requires
+        one): a broken description is a sign of a broken copy, not something to ignore.
+    """
+    path = Path(bids_dir) / "dataset_description.json"
+    if not path.exists():
+        return None
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"is not valid JSON ({exc})", path) from None
+    if not isinstance(payload, dict):
+        raise InputError("must hold a JSON object", path)
+    if not isinstance(payload.get("Name"), str) or not payload["Name"].strip():
+        raise InputError("has no Name, which BIDS requires", path)
+    return payload
+
+
 def _subject_folders(bids_dir: Path) -> list[Path]:
     return sorted(p for p in bids_dir.glob("sub-*") if p.is_dir())
 
@@ -252,6 +275,7 @@ def discover_bids(bids_dir: str | os.PathLike, participant_labels: Iterable[str]
     bids_dir = Path(bids_dir)
     if not bids_dir.is_dir():
         raise InputError("BIDS folder not found", bids_dir)
+    read_dataset_description(bids_dir)
     folders = _subject_folders(bids_dir)
     if not folders:
         raise InputError("no sub-* folder: not a BIDS dataset", bids_dir)

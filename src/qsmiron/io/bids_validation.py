@@ -15,7 +15,7 @@ from qsmiron.errors import InputError
 from qsmiron.io.bids import (ECHO_TIME_MATCH_TOL_S, FIELD_STRENGTH_MATCH_TOL_T, REQUIRED_SIDECAR_FIELDS,
                              Problem, SubjectInputs, as_float, read_participant_ids)
 from qsmiron.io.limits import ECHO_TIME_MS_THRESHOLD_S, FIELD_STRENGTH_RANGE_T, MIN_ECHOES
-from qsmiron.io.nifti import strip_nifti_suffix
+from qsmiron.io.nifti import check_geometry, open_image, strip_nifti_suffix
 
 
 def validate_dataset(bids_dir: str | os.PathLike, subjects: list[SubjectInputs], *,
@@ -116,8 +116,7 @@ def validate_subject(unit: SubjectInputs, *, check_data: bool = True) -> list[Pr
         meta = unit.metadata.get(path, {})
         missing_fields = [name for name in REQUIRED_SIDECAR_FIELDS if name not in meta]
         if missing_fields:
-            where = unit.sidecar_files.get(path) or [_own_sidecar(path)]
-            problem(f"sidecar has no {' or '.join(missing_fields)}", where[-1])
+            problem(*_missing_fields_problem(unit, path, missing_fields))
         te = meta.get("EchoTime")
         if "EchoTime" in meta:
             value = as_float(te)
@@ -155,6 +154,15 @@ def validate_subject(unit: SubjectInputs, *, check_data: bool = True) -> list[Pr
     return problems
 
 
+def _missing_fields_problem(unit: SubjectInputs, path: Path, missing: list[str]) -> tuple[str, Path]:
+    """What to say when required sidecar fields are missing: a JSON without them, or no JSON."""
+    applicable = unit.sidecar_files.get(path)
+    if applicable:
+        return f"sidecar has no {' or '.join(missing)}", applicable[-1]
+    return (f"has no JSON sidecar (expected {_own_sidecar(path).name}), so its "
+            f"{' and '.join(missing)} are unknown", path)
+
+
 def _check_images(unit: SubjectInputs, images, check_data: bool) -> list[Problem]:
     import nibabel as nib
     import numpy as np
@@ -163,9 +171,15 @@ def _check_images(unit: SubjectInputs, images, check_data: bool) -> list[Problem
     reference = None
     for echo, part, path in images:
         try:
-            image = nib.load(str(path))
+            # With the data checked, the whole file is read (gzip CRC included); otherwise
+            # only the header, whose geometry is checked either way.
+            image = open_image(path) if check_data else nib.load(str(path))
             shape = tuple(int(n) for n in image.shape)
             affine = np.asarray(image.affine, dtype=float)
+            check_geometry(affine, path)
+        except InputError as error:
+            problems.append(Problem(unit.participant_id, path, error.message, True, unit.session))
+            continue
         except Exception as exc:  # nibabel raises many types for a corrupt header
             problems.append(Problem(unit.participant_id, path, f"not a readable NIfTI image ({type(exc).__name__}: "
                                                                f"{_short(exc)})", True, unit.session))

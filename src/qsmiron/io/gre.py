@@ -23,8 +23,10 @@ import numpy as np
 
 from qsmiron.errors import InputError
 from qsmiron.io.acquisition import acquisition_record, acquisition_warnings, clean_voxel_size_mm, format_mm
-from qsmiron.io.limits import ECHO_TIME_MS_THRESHOLD_S, FIELD_STRENGTH_RANGE_T, MIN_ECHOES
-from qsmiron.io.nifti import b0_direction_voxel, read_sidecar, same_grid, voxel_size_mm
+from qsmiron.io.limits import (ECHO_TIME_MS_THRESHOLD_S, FIELD_STRENGTH_RANGE_T, MIN_ECHOES,
+                               MIN_VOXELS_PER_AXIS)
+from qsmiron.io.nifti import (b0_direction_voxel, open_image, read_sidecar, same_grid,
+                              voxel_size_mm)
 from qsmiron.records.acquisition import Acquisition
 
 GRID_TOLERANCE_MM = 1e-3
@@ -90,14 +92,7 @@ def _as_path_list(paths: str | os.PathLike | Sequence[str | os.PathLike], part: 
 
 
 def _open_image(path: Path) -> nib.Nifti1Image:
-    if not path.exists():
-        raise InputError("file not found", path)
-    if path.is_dir():
-        raise InputError("is a directory, expected a NIfTI file", path)
-    try:
-        return nib.load(str(path))
-    except Exception as exc:  # nibabel raises many types for a corrupt file
-        raise InputError(f"not a readable NIfTI image ({type(exc).__name__}: {exc})", path) from None
+    return open_image(path, "image")
 
 
 def _image_shape(image, path: Path) -> tuple[int, ...]:
@@ -218,8 +213,12 @@ def _sidecar_echo_times(sidecars: list[dict[str, Any]], paths: list[Path], n_ech
         return None, None
     for value, path in zip(values, paths):
         if value is None:
+            sidecar = _sidecar_of(path)
+            if not sidecar.exists():
+                raise InputError(f"has no JSON sidecar ({sidecar.name}) while the other echoes "
+                                 f"have one with EchoTime; add it or give --echo-times", path)
             raise InputError("the JSON sidecar has no EchoTime while the other echoes' do",
-                             _sidecar_of(path))
+                             sidecar)
         if isinstance(value, list):
             raise InputError("EchoTime must be one number for a one-echo file",
                              _sidecar_of(path))
@@ -360,6 +359,12 @@ def load_gre(magnitude_paths, phase_paths, *, echo_times_s: Sequence[float] | No
         raise InputError(f"the phase affine differs from the magnitude's ({mag.paths[0].name}) "
                          f"by up to {np.abs(mag.affine - pha.affine).max():.3g} mm; both "
                          f"parts must be on one grid", pha.paths[0])
+    shape = mag.shape
+    if min(shape[:3]) < MIN_VOXELS_PER_AXIS:
+        raise InputError(f"matrix {shape[0]} x {shape[1]} x {shape[2]}: QSM needs a 3D volume "
+                         f"with at least {MIN_VOXELS_PER_AXIS} voxels along every axis (the "
+                         f"dipole field and background removal reach across slices); a 2D or "
+                         f"single-slab image cannot be reconstructed", mag.paths[0])
     n_echoes = mag.shape[3]
 
     # Echo times and field strength come from headers and sidecars: check them before the

@@ -15,3 +15,10 @@ ECHO_TIME_MS_THRESHOLD_S = 1.0
 FIELD_STRENGTH_RANGE_T = (0.1, 25.0)
 """Field strengths (tesla) outside this range are rejected as a units mistake (mT, gauss):
 from low-field scanners to the strongest preclinical magnets."""
+
+MIN_VOXELS_PER_AXIS = 8
+"""Fewer voxels along an axis leave nothing after background removal's erosion and the
+inversion's padding (a 2 mm ball erodes 2-4 voxels from each side): a 2D image is refused."""
+
+MAX_VOXEL_MM = 10.0
+"""Largest plausible voxel edge of an MRI head image; a larger one is a broken header."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,14 @@ import nibabel as nib
 import numpy as np
 
 from qsmiron.errors import InputError
+from qsmiron.io.limits import MAX_VOXEL_MM
 from qsmiron.io.atomic import atomic_path, json_text
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+_SINGULAR_RELATIVE_DETERMINANT = 1e-6
+"""|det(A)| below this times the product of the column norms: the axes do not span 3D."""
 
 
 @dataclass
@@ -76,8 +83,81 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
+def _read_image_file(path: Path):
+    """A nibabel image of ``path`` with its voxels in memory.
+
+    A ``.gz`` file is decompressed whole by :mod:`gzip`, which checks its CRC and length, so a
+    truncated or corrupt file is named as such instead of decoding into garbage voxels
+    (nibabel reads only as many bytes as the header promises and never reaches the checksum).
+    """
+    if not path.name.endswith(".gz"):
+        return nib.load(str(path))
+    with open(path, "rb") as stream:
+        if stream.read(2) != b"\x1f\x8b":
+            raise ValueError("named .gz but not gzip-compressed")
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"is a truncated or corrupt gzip file ({exc}); copy it again from "
+                         f"the source", path) from None
+    header_size = int.from_bytes(raw[:4], "little") if len(raw) >= 4 else 0
+    image_class = nib.Nifti2Image if header_size in (540, 0x1C020000) else nib.Nifti1Image
+    return image_class.from_bytes(raw)
+
+
+def open_image(path: str | os.PathLike, what: str = "image"):
+    """Open a NIfTI file with every check a header allows, before any analysis reads it.
+
+    Raises
+    ------
+    InputError
+        Naming the file: missing, a folder, a truncated or corrupt gzip stream, not NIfTI, or
+        a geometry no scanner writes (see :func:`check_geometry`).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", path)
+    if path.is_dir():
+        raise InputError(f"is a folder, expected a NIfTI {what}", path)
+    try:
+        image = _read_image_file(path)
+    except InputError:
+        raise
+    except Exception as exc:  # nibabel raises many types for a corrupt file
+        raise InputError(f"not a readable NIfTI {what} ({type(exc).__name__}: {exc})",
+                         path) from None
+    check_geometry(image.affine, path)
+    return image
+
+
+def check_geometry(affine: np.ndarray, path: str | os.PathLike | None = None) -> None:
+    """Refuse an affine no scanner writes: non-finite, singular, or with voxels over 10 mm.
+
+    Raises
+    ------
+    InputError
+        Naming ``path`` and the reason.
+    """
+    affine = np.asarray(affine, dtype=float)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        raise InputError("the image affine holds NaN or infinite values: the header's "
+                         "sform/qform is broken", path)
+    columns = affine[:3, :3]
+    norms = np.linalg.norm(columns, axis=0)
+    if np.any(norms == 0):
+        raise InputError("the image affine is degenerate (a voxel axis of zero length): the "
+                         "header's sform/qform is broken", path)
+    if abs(np.linalg.det(columns)) < _SINGULAR_RELATIVE_DETERMINANT * float(np.prod(norms)):
+        raise InputError("the image affine is singular (its voxel axes do not span 3D space): "
+                         "the header's sform/qform is broken", path)
+    if norms.max() > MAX_VOXEL_MM:
+        sizes = " x ".join(f"{v:g}" for v in norms)
+        raise InputError(f"voxels of {sizes} mm: an edge over {MAX_VOXEL_MM:g} mm is not a "
+                         f"plausible MRI head image (check the header's pixdim)", path)
+
+
 def load_nifti(path: str | os.PathLike, *, dtype=np.float32, with_sidecar: bool = True) -> Volume:
-    """Load a NIfTI file, with a clear error for a missing or unreadable file.
+    """Load a NIfTI file, with a clear error for a missing, corrupt or implausible file.
 
     Parameters
     ----------
@@ -88,10 +168,8 @@ def load_nifti(path: str | os.PathLike, *, dtype=np.float32, with_sidecar: bool 
         Also read the BIDS JSON sidecar.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path)
+    image = open_image(path)
     try:
-        image = nib.load(str(path))
         data = image.get_fdata(dtype=np.float64) if dtype is not None else np.asanyarray(image.dataobj)
     except Exception as exc:  # nibabel raises many types for a corrupt file
         raise InputError(f"not a readable NIfTI image ({type(exc).__name__}: {exc})", path) from None

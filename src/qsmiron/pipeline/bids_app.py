@@ -22,13 +22,14 @@ from typing import Any, Callable, Sequence
 
 from qsmiron.config import QsmironConfig, load_config, write_config
 from qsmiron.errors import InputError
-from qsmiron.io.atomic import write_json_atomic, write_tsv_atomic
+from qsmiron.io.atomic import check_writable_dir, write_json_atomic, write_tsv_atomic
 from qsmiron.io.bids import Problem, discover_bids
 from qsmiron.io.bids_validation import format_problems, valid_subjects, validate_dataset
 from qsmiron.io.derivatives import (DERIVATIVE_NAME, QC_ROLES, ROLE_RECON_RECORD, ROLE_REGIONS_RECORD,
                                    CohortPaths, cohort_paths)
 from qsmiron.pipeline.cache import read_marker
 from qsmiron.pipeline.cohort import SubjectStatus, collect_regions, run_cohort
+from qsmiron.pipeline.lock import OutputLock, terminate_as_interrupt
 from qsmiron.records.cohort import PipelineSummary, Provenance, ScanRecords, SubjectProblem
 
 BIDS_VERSION = "1.10.0"
@@ -166,13 +167,18 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
     if paths.root.resolve() == bids_dir.resolve() or Path(out_dir).resolve() == bids_dir.resolve():
         raise InputError("the output folder must not be the BIDS folder itself (use e.g. BIDS_DIR/derivatives)",
                          out_dir)
+    check_writable_dir(paths.root)
 
     result = BidsAppResult(derivatives=paths.root)
-    if "participant" in levels:
-        _participant_level(bids_dir, paths, config, participant_labels, n_procs, dask_scheduler, dask_client,
-                           steps, progress, echo, result)
-    if "group" in levels:
-        _group_level(bids_dir, paths, study_path, echo, result)
+    # One run per output folder; SIGTERM stops the workers like Ctrl-C, leaving a resumable state.
+    with OutputLock(paths.root) as lock, terminate_as_interrupt():
+        if lock.taken_over:
+            echo(f"qsmiron: took over the lock left by {lock.taken_over}, which is no longer running")
+        if "participant" in levels:
+            _participant_level(bids_dir, paths, config, participant_labels, n_procs, dask_scheduler,
+                               dask_client, steps, progress, echo, result)
+        if "group" in levels:
+            _group_level(bids_dir, paths, study_path, echo, result)
     return result
 
 

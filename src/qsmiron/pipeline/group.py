@@ -26,6 +26,7 @@ from typing import Iterable
 import pandas as pd
 
 from qsmiron.errors import InputError
+from qsmiron.io.atomic import check_writable_dir
 from qsmiron.io.derivatives import StudyPaths, study_paths
 from qsmiron.io.participants import (ParticipantsTable, SessionsTable, normalise_session_id,
                                      participants_at_session, read_participants, read_sessions)
@@ -91,6 +92,7 @@ def run_group_analysis(regions_tsv: str | os.PathLike, participants_tsv: str | o
         Any problem with the inputs, as one line naming the file; nothing is written then.
         With several sessions analysed separately, only when no session could be analysed.
     """
+    check_writable_dir(out_dir)
     participants = read_participants(participants_tsv)
     regions = read_regions(regions_tsv)
     regions_source = os.fspath(regions_tsv)

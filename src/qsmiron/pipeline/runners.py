@@ -32,8 +32,53 @@ def resolve_workers(n_procs: int | None, n_tasks: int, threads_per_process: int 
     return workers, threads
 
 
+PARENT_CHECK_SECONDS = 0.5
+"""How often a worker looks whether the process that started it is still there."""
+
+
+def _exit_with_parent() -> None:
+    """End this worker as soon as the process that started it is gone (killed with SIGKILL).
+
+    On Linux the kernel delivers SIGKILL at the parent's death (``PR_SET_PDEATHSIG``), which
+    works even while the worker is deep in compiled code holding the GIL; everywhere a daemon
+    thread also compares the parent's process id every half second (a reparented worker has
+    another one), which covers a forkserver in between.
+    """
+    import signal
+    import sys
+    import threading
+    import time
+
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the thread below suffices
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    if os.getppid() != parent:  # pragma: no cover - the parent died while this worker started
+        os._exit(1)
+    threading.Thread(target=watch, name="qsmiron-parent-watch", daemon=True).start()
+
+
 def init_worker(threads: int, pids=None) -> None:
-    """Limit a local worker process to its share of the cores, and report its process id."""
+    """Prepare a local worker process.
+
+    It ignores Ctrl-C (the parent, which owns it, stops it; a terminal sends SIGINT to the
+    whole process group), ends with its parent, is limited to its share of the cores, and
+    reports its process id.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
     for variable in THREAD_VARIABLES:
         os.environ[variable] = str(threads)
     os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(threads))
@@ -148,12 +193,22 @@ class PoolRunner:
         for executor in executors:
             executor.shutdown(wait=not abort, cancel_futures=True)
         if abort:  # interrupted: stop the workers now rather than wait for their current subject
-            import multiprocessing
+            self._stop_workers()
 
-            ours = set(self.worker_pids())
-            for process in multiprocessing.active_children():  # live children only: no stale pid
-                if process.pid in ours:
-                    process.terminate()
+    def _stop_workers(self, grace_seconds: float = 5.0) -> None:
+        """Terminate every live worker and wait until it is gone, so that nothing of this run
+        writes into a subject folder after ``close`` returns (a rerun may start at once)."""
+        import multiprocessing
+
+        ours = set(self.worker_pids())
+        workers = [p for p in multiprocessing.active_children() if p.pid in ours]  # live only
+        for process in workers:
+            process.terminate()
+        for process in workers:
+            process.join(grace_seconds)
+            if process.is_alive():  # pragma: no cover - a worker that ignores SIGTERM
+                process.kill()
+                process.join(grace_seconds)
 
 
 class DaskRunner:

@@ -19,7 +19,7 @@ import numpy as np
 from qsmiron import __version__
 from qsmiron.config import QsmironConfig, load_config
 from qsmiron.errors import InputError
-from qsmiron.io.atomic import write_json_atomic
+from qsmiron.io.atomic import check_writable_dir, write_json_atomic
 from qsmiron.io.derivatives import IRON_ROLES, ReconPaths, recon_paths
 from qsmiron.io.nifti import b0_direction_voxel, same_grid, save_nifti, voxel_size_mm
 from qsmiron.pipeline.recon_outputs import images
@@ -33,16 +33,6 @@ def _resolve_config(config_path, settings: QsmironConfig | None) -> QsmironConfi
     if settings is not None:
         return settings
     return load_config(config_path)
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("the output folder exists and is not a folder", out_dir)
-    probe = out_dir
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError("the output folder cannot be created or written here", out_dir)
 
 
 def load_mask(path: str | os.PathLike, shape3d: Sequence[int], affine: np.ndarray, *,
@@ -240,7 +230,7 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
         raise InputError(f"recon.reference.method = {config.recon.reference.method!r} needs a "
                          f"reference mask, which recon does not take; use 'mean' (whole brain, "
                          f"the consensus reference)", config_path)
-    _check_out_dir(out_dir)
+    check_writable_dir(out_dir)
     gre = load_gre(magnitude, phase, echo_times_s=echo_times_s, field_strength_t=field_strength_t)
     _check_r2_request(config, r2, len(gre.echo_times_s), gre.paths["magnitude"][0])
     user_mask = None

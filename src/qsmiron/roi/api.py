@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from qsmiron import __version__
+from qsmiron.io.atomic import check_writable_dir
 from qsmiron.io.derivatives import RegionsPaths, regions_paths
 from qsmiron.io.nifti import save_nifti
 from qsmiron.records.base import StepInfo, recorded_step
@@ -152,6 +153,7 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
     from qsmiron.roi.references import reference_regions
 
     reg, roi = config.registration, config.roi
+    check_writable_dir(Path(out_tsv).parent)
     atlas = roi.atlas if atlas is None else atlas
     iron = iron or IronMaps()
     steps: list[StepInfo] = []

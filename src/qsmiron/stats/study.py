@@ -232,6 +232,7 @@ def resolve_study(study: Study, participants: pd.DataFrame, region_names: list[s
         resolved.covariates = [c for c in DEFAULT_COVARIATES
                                if c in columns and participants[c].notna().any()]
     _require_columns(resolved.covariates, columns, "covariates", table)
+    _require_numbers_where_numeric(participants, resolved.covariates, "covariates", table)
     if resolved.groups.column in resolved.covariates:
         raise InputError(f"covariates include the group column '{resolved.groups.column}'", where)
     if resolved.regions:
@@ -284,6 +285,7 @@ def _resolve_associations(resolved: Study, participants: pd.DataFrame, labels, c
     if assoc.covariates is None:
         assoc.covariates = list(resolved.covariates)
     _require_columns(assoc.covariates, columns, "associations.covariates", table)
+    _require_numbers_where_numeric(participants, assoc.covariates, "associations.covariates", table)
     if assoc.variables is None:
         in_group = participants if assoc.group == ALL else participants[labels == assoc.group]
         assoc.variables = [name for name in KNOWN_CLINICAL_VARIABLES
@@ -317,6 +319,7 @@ def _resolve_relapse(resolved: Study, participants: pd.DataFrame, labels, counts
     if relapse.covariates is None:
         relapse.covariates = list(resolved.covariates)
     _require_columns(relapse.covariates, columns, "relapse.covariates", table)
+    _require_numbers_where_numeric(participants, relapse.covariates, "relapse.covariates", table)
     if relapse.group is None:
         outcome_columns = [c for c in (relapse.outcome, relapse.event, relapse.count) if c]
         if outcome_columns:
@@ -338,9 +341,41 @@ def _require_columns(names: list[str], columns: set[str], key: str, path: Any) -
 
 
 def _require_numeric(frame: pd.DataFrame, names: list[str], key: str, path: Any) -> None:
-    text = [name for name in names if not pd.api.types.is_numeric_dtype(frame[name])]
-    if text:
-        examples = {name: frame[name].dropna().astype(str).unique()[:3].tolist() for name in text}
-        detail = "; ".join(f"{name}: {', '.join(values)}" for name, values in examples.items())
-        raise InputError(f"column(s) {', '.join(repr(t) for t in text)} ({key}) must be numeric "
-                         f"but hold text ({detail})", path)
+    """Every present value of each column is a number, or the first that is not is named."""
+    for name in names:
+        if not pd.api.types.is_numeric_dtype(frame[name]):
+            _raise_first_non_number(frame, name, key, path)
+
+
+def _require_numbers_where_numeric(frame: pd.DataFrame, names: list[str], key: str,
+                                   path: Any) -> None:
+    """Covariates may be text (sex, site); one whose values are mostly numbers is numeric,
+    and a value in it that is not a number (``NA``, ``unknown``, a typo such as ``4O``) would
+    silently turn it into one dummy per value, so it is an error naming the cell."""
+    for name in names:
+        values = frame[name]
+        if pd.api.types.is_numeric_dtype(values):
+            continue
+        present = values.dropna().astype(str)
+        if len(present) and present.map(_is_number).mean() >= 0.5:
+            _raise_first_non_number(frame, name, key, path)
+
+
+def _raise_first_non_number(frame: pd.DataFrame, name: str, key: str, path: Any) -> None:
+    present = frame[name].dropna().astype(str)
+    bad = present[~present.map(_is_number)]
+    if bad.empty:
+        return
+    position = frame.index.get_loc(bad.index[0])
+    who = frame["participant_id"].iloc[position] if "participant_id" in frame else None
+    row = f"row {position + 1}" + (f" ({who})" if who is not None else "")
+    others = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+    raise InputError(f"column '{name}' ({key}) must be numeric: {row} holds {bad.iloc[0]!r}"
+                     f"{others}; write a missing value as n/a", path)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return bool(np.isfinite(float(text)))
+    except ValueError:
+        return False

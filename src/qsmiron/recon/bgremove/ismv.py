@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, cg
 
+from qsmiron.errors import InputError
 from qsmiron.recon.bgremove._common import eroded_by_sphere, smv_grid, validate
 from qsmiron.recon.fourier import irfftn, rfftn, smv_kernel
 from qsmiron.recon.params import OpenFraction, PositiveFloat, PositiveInt
@@ -75,7 +76,8 @@ def ismv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     highpass_kernel = (1.0 - kernel).astype(np.float32)
     eroded = eroded_by_sphere(grid.pad(mask, dtype=bool), kernel, shape)
     if not eroded.any():
-        raise ValueError(f"the mask is too thin for an iSMV radius of {radius} mm")
+        raise InputError(f"the brain mask is too thin for an iSMV ball of {radius:g} mm: nothing "
+                         f"is left after its erosion (too few slices, or too small a mask)")
     n = int(eroded.sum())
     inverse_kernel = (1.0 / np.maximum(highpass_kernel, np.float32(threshold))).astype(np.float32)
 

@@ -14,6 +14,7 @@ from typing import Literal, Sequence
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, cg
 
+from qsmiron.errors import InputError
 from qsmiron.recon.bgremove._common import eroded_by_sphere, smv_grid, validate
 from qsmiron.recon.fourier import irfftn, rfftn, smv_kernel
 from qsmiron.recon.invert.regularisation import lcurve_corner
@@ -62,7 +63,8 @@ def resharp(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     mask_pad = grid.pad(mask, dtype=bool)
     eroded = eroded_by_sphere(mask_pad, kernel, shape)
     if not eroded.any():
-        raise ValueError(f"the mask is too thin for a RESHARP radius of {radius} mm")
+        raise InputError(f"the brain mask is too thin for a RESHARP ball of {radius:g} mm: nothing "
+                         f"is left after its erosion (too few slices, or too small a mask)")
     f = grid.pad(field)
 
     def c(x: np.ndarray) -> np.ndarray:

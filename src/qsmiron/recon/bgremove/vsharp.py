@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from qsmiron.errors import InputError
 from qsmiron.recon.bgremove._common import default_radii_mm, eroded_by_sphere, smv_grid, validate
 from qsmiron.recon.fourier import irfftn, rfftn, smv_kernel
 from qsmiron.recon.params import OpenFraction, PositiveFloat
@@ -93,7 +94,8 @@ def vsharp(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
         if deconvolution is None:
             deconvolution = 1.0 - kernel
     if not done.any():
-        raise ValueError("the mask is too thin for the smallest V-SHARP radius")
+        raise InputError("the brain mask is too thin for the smallest V-SHARP ball: nothing is "
+                         "left after its erosion (too few slices, or too small a mask)")
     inverse = np.where(np.abs(deconvolution) > threshold, 1.0 / np.where(deconvolution == 0, 1, deconvolution), 0.0)
     local = irfftn(rfftn(highpass) * inverse.astype(np.float32), shape)
     local = np.where(done, local, 0.0).astype(np.float32)

@@ -1,0 +1,120 @@
+"""The command line under faults of the machine: full disks, read-only folders, closed pipes.
+
+Each must end as one line on stderr naming the path, exit code 2, no traceback, and no
+partial output; where the fault can be seen before heavy work, it is reported before it.
+The faults are injected at the system-call boundary (``OSError`` with the errno the kernel
+gives) because a real full or read-only file system cannot be mounted in a test.
+"""
+
+import errno
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from qsmiron.cli import main
+
+TES = [0.004, 0.008, 0.012, 0.016]
+
+
+def _small_gre(folder, shape=(32, 32, 32)):
+    """A smooth field in an ellipsoid of signal: a recon runs on it in a few seconds."""
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
+    inside = (grid ** 2).sum(axis=0) < 0.7
+    rng = np.random.default_rng(0)
+    field_hz = 60.0 * grid[0] + 20.0 * grid[1] * grid[2]  # wraps: phase spans the circle
+    magnitude = np.stack([np.where(inside, 1000.0 * np.exp(-te * 30), 5.0) for te in TES], -1)
+    magnitude = magnitude + rng.normal(0, 2, magnitude.shape)
+    phase = np.stack([np.angle(np.exp(2j * np.pi * field_hz * te)) for te in TES], -1)
+    sidecar = {"EchoTime": TES, "MagneticFieldStrength": 3.0}
+    paths = []
+    for name, data in (("mag", np.abs(magnitude)), ("phase", phase)):
+        path = folder / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(data.astype(np.float32), np.eye(4)), str(path))
+        (folder / f"{name}.json").write_text(json.dumps(sidecar))
+        paths.append(path)
+    return paths
+
+
+def _one_line(capsys):
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_a_full_disk_while_recon_writes_is_one_line_and_leaves_no_partial_output(
+        tmp_path, capsys, monkeypatch):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    mag, phase = _small_gre(inputs)
+    out_dir = tmp_path / "out"
+    import qsmiron.io.nifti as nifti
+
+    real_save, calls = nifti.nib.save, []
+
+    def save_until_the_disk_fills(image, filename):
+        calls.append(filename)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(filename))
+        real_save(image, filename)
+
+    monkeypatch.setattr(nifti.nib, "save", save_until_the_disk_fills)
+    code = main(["recon", "--magnitude", str(mag), "--phase", str(phase), "-o", str(out_dir)])
+    line = _one_line(capsys)
+    assert code == 2 and len(calls) == 2
+    assert "the disk is full" in line and str(tmp_path) in line
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p.parent != inputs]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize("command", ["roi", "stats", "run"])
+def test_a_read_only_output_folder_is_refused_before_any_work(command, tmp_path, capsys,
+                                                                monkeypatch):
+    import qsmiron.io.atomic as atomic
+    import qsmiron.register.normalise as normalise
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", kwargs.get("dir"))
+
+    def no_registration(*args, **kwargs):
+        raise AssertionError("registration started before the output folder was checked")
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(normalise, "register_to_template", no_registration)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    out = tmp_path / "out"
+    nifti = inputs / "x.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((16, 16, 16), np.float32), np.eye(4)), str(nifti))
+    (inputs / "participants.tsv").write_text("participant_id\tgroup\nsub-01\tA\n")
+    (inputs / "regions.tsv").write_text("participant_id\tregion\themisphere\tmean_ppm\n")
+    (inputs / "sub-01").mkdir()
+    args = {
+        "roi": ["roi", "--chi", str(nifti), "--magnitude", str(nifti), "-o", str(out / "r.tsv")],
+        "stats": ["stats", str(inputs / "regions.tsv"), str(inputs / "participants.tsv"),
+                  "-o", str(out)],
+        "run": ["run", str(inputs), str(out), "participant"],
+    }[command]
+    code = main(args)
+    line = _one_line(capsys)
+    assert code == 2
+    assert "read-only" in line and str(out) in line
+    assert not out.exists()
+
+
+def test_config_piped_into_a_reader_that_closes_early_exits_quietly(tmp_path):
+    # `qsmiron config | head -1`: the closed pipe is not an error of ours.
+    script = ("import subprocess, sys; "
+              "p = subprocess.Popen([sys.executable, '-m', 'qsmiron', 'config'], "
+              "stdout=subprocess.PIPE, stderr=subprocess.PIPE); "
+              "p.stdout.readline(); p.stdout.close(); err = p.stderr.read(); "
+              "sys.stdout.write(str(p.wait()) + '|' + err.decode())")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    code, _, err = result.stdout.partition("|")
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert code == "0"
