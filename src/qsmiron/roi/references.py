@@ -50,9 +50,9 @@ REFERENCE_METHODS = (
 """The reference regions, declared once (the methods paragraph names them by label)."""
 
 
-def reference_method(name: str) -> Method:
-    """The declared reference method called ``name``."""
-    return next(method for method in REFERENCE_METHODS if method.name == name)
+def reference_method(name: str) -> Method | None:
+    """The declared reference method called ``name`` (None for one this version does not declare)."""
+    return next((method for method in REFERENCE_METHODS if method.name == name), None)
 
 
 @dataclass
