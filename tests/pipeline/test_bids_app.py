@@ -242,6 +242,10 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     group = root / "group"
     for name in ("group_comparison.tsv", "table1.tsv", "results.json", "report.html"):
         assert (group / name).exists(), name
+    # The study analysed every measure of the table, chi under the whole-brain reference.
+    comparison = pd.read_csv(group / "group_comparison.tsv", sep="\t")
+    assert list(dict.fromkeys(comparison.measure)) == ["chi", "r2star", "chi_para", "chi_dia"]
+    assert StudyRecord.read(group / "results.json").settings.measures == ["chi", "r2star", "chi_para", "chi_dia"]
     assert result.report == group / "report.html"
     assert {item.participant_id: item.step for item in result.left_out} == {corrupt: "recon",
                                                                                  missing: "validation"}

@@ -32,6 +32,7 @@ from qsmiron.io.participants import (ParticipantsTable, SessionsTable, normalise
                                      participants_at_session, read_participants, read_sessions)
 from qsmiron.records.cohort import Provenance
 from qsmiron.stats.analysis import run_study
+from qsmiron.stats.measures import for_measure
 from qsmiron.stats.regions import read_regions, select_measure, select_session, sessions_of
 from qsmiron.stats.study import Study, load_study
 from qsmiron.stats.write import write_results
@@ -150,7 +151,10 @@ def _analyse(regions: pd.DataFrame, regions_source: str, participants: Participa
     # statistics above never depend on it.
     from qsmiron.report.html import write_report
 
-    # The report draws chi (under the reference analysed) from a table with ``mean_ppm``.
-    chi = select_measure(select_session(regions, session, source=regions_source), source=regions_source)
-    return Path(write_report(results, paths.report, regions=chi.rename(columns={"mean": "mean_ppm"}),
+    # The report shows chi (under the reference analysed): its results, and its values in a
+    # table with ``mean_ppm``, as before the other measures (the tables written hold them all).
+    chi = select_measure(select_session(regions, session, source=regions_source), "chi", study.reference,
+                         source=regions_source)
+    return Path(write_report(for_measure(results, "chi"), paths.report,
+                             regions=chi.rename(columns={"mean": "mean_ppm"}),
                              participants=at_session.frame, qc_images=tuple(qc_images), provenance=provenance))

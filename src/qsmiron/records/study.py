@@ -81,6 +81,7 @@ class Exclusion(Record):
 class Curve(Record):
     """One region's curve (ROC or Kaplan-Meier), column -> values."""
 
+    measure: str = "chi"
     region: str
     hemisphere: str
     columns: dict[str, list[Any]]

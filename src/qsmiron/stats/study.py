@@ -7,6 +7,8 @@ error that names them. What the file leaves out is decided from the data by
     covariates = ["age", "sex"]
     regions = []                      # empty or absent: all regions
     session = "baseline"              # longitudinal data: the session analysed
+    measures = ["chi", "r2star"]      # absent: every measure of the regions table
+    reference = "whole_brain"         # the reference of chi: whole_brain, csf or mask
     [groups]
     column = "group"
     compare = ["MOH", "CM"]           # group_a, group_b
@@ -28,6 +30,8 @@ Defaults (when a key is absent)
 - ``regions``: every region of the regions table.
 - ``session``: the regions table's only session; with several sessions ``qsmiron run`` and
   ``qsmiron stats`` analyse each session separately (see :mod:`qsmiron.pipeline.group`).
+- ``measures``: every measure of the regions table (chi, r2star, chi_para, chi_dia), each
+  analysed on its own (:mod:`qsmiron.stats.measures`); ``reference``: ``whole_brain``.
 - ``associations.group``: ``group_a`` (the first compared group);
   ``associations.variables``: the numeric columns among :data:`KNOWN_CLINICAL_VARIABLES`
   that have values in that group.
@@ -147,6 +151,12 @@ class Study(Settings):
     session: str | None = Field(
         default=None, description="the session (time point) analysed when the regions table holds "
         "several, as ses-<label> or <label>; default: each session separately")
+    measures: list[Literal["chi", "r2star", "chi_para", "chi_dia"]] | None = Field(
+        default=None, description="the measures analysed, each with its own false-discovery-rate "
+        "families; default: every measure of the regions table")
+    reference: Literal["whole_brain", "csf", "mask"] = Field(
+        default="whole_brain", description="the reference region of chi analysed (the regions "
+        "table's reference column)")
     alpha: float = Field(default=0.05, gt=0, lt=1,
                          description="FDR level at which rows are called significant")
     min_group_size: int = Field(default=3, ge=3,
