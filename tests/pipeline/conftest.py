@@ -139,7 +139,7 @@ E2E_SIMULATION = {
 nuclei still large enough (10-120 voxels) for their means to track the truth."""
 
 E2E_PROCESSING = {
-    "recon": {"inversion": {"method": "tkd"}, "chisep": {"method": "none"}},
+    "recon": {"inversion": {"method": "tkd"}},
     "registration": {
         "resolution_mm": 6.0,
         "linear_iterations": [100, 50],
@@ -150,8 +150,8 @@ E2E_PROCESSING = {
     },
     "pipeline": {"progress": False},
 }
-"""Fast processing for the end-to-end tests: TKD inversion, affine registration on a 6 mm grid,
-no chi-separation (``qsmiron run`` turns it on when unset; one test turns it on, ``E2E_CHISEP``)."""
+"""Fast processing for the end-to-end tests: TKD inversion, affine registration on a 6 mm grid
+(chi-separation off, its default; one test turns it on, ``E2E_CHISEP``)."""
 
 
 E2E_CHISEP = {"method": "shin", "shin": {"alpha": 0.03, "max_iter": 40}}

@@ -93,22 +93,6 @@ def derivative_description(bids_dir: Path) -> dict[str, Any]:
     }
 
 
-def run_defaults(config: QsmironConfig) -> QsmironConfig:
-    """The settings ``qsmiron run`` uses: chi-separation on unless the configuration chose.
-
-    Chi-separation is opt-in for ``qsmiron recon`` (it about doubles the dipole inversion's
-    cost: 11 CPU-s at 256 x 256 x 176, which breaks recon's 20 s budget), but a study reads
-    chi+ and chi- beside chi and R2*, and per subject it adds about a tenth to a run's 60-90 s
-    (``benchmarks/bench_recon.py --chisep``). A configuration that sets
-    ``[recon.chisep] method`` (``"none"`` included) is followed as it is.
-    """
-    if "method" in config.recon.chisep.model_fields_set:
-        return config
-    resolved = config.model_copy(deep=True)
-    resolved.recon.chisep.method = "shin"
-    return resolved
-
-
 def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_path=None, n_procs=None,
                  dask_scheduler=None, config_path=None, *, config: QsmironConfig | None = None,
                  dask_client=None, steps=None, progress: bool | None = None,
@@ -159,7 +143,7 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
     levels = LEVELS if level is None else (level,)
     if config is not None and config_path is not None:
         raise ValueError("give either config or config_path, not both")
-    config = run_defaults(config if config is not None else load_config(config_path))
+    config = config if config is not None else load_config(config_path)
     bids_dir = Path(bids_dir)
     if not bids_dir.is_dir():
         raise InputError("BIDS folder not found", bids_dir)

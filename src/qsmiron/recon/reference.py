@@ -202,7 +202,7 @@ def ventricle_csf_mask(prior: np.ndarray, mask: np.ndarray, voxel_size_mm: Seque
         already left out the voxels that are mostly tissue.
     max_components : int
         Keep this many largest connected components (two lateral ventricles), each at least
-        a tenth of the largest.
+        a tenth of the largest, chosen before the erosion.
     min_voxels : int
         Fewer voxels left -> InputError.
 
@@ -244,22 +244,24 @@ def ventricle_csf_mask(prior: np.ndarray, mask: np.ndarray, voxel_size_mm: Seque
         candidate &= np.abs(values - centre) <= magnitude_mads * max(spread, 1e-12 * abs(centre))
         info["magnitude_range"] = [centre - magnitude_mads * spread, centre + magnitude_mads * spread]
         steps["consistent_magnitude"] = int(candidate.sum())
+    # The ventricles are picked before the erosion: a thin ventricle (a few voxels across)
+    # erodes into pieces, and picking the largest pieces afterwards would drop most of its core.
+    candidate, n_components = _largest_components(candidate, max_components)
+    steps["largest_components"] = int(candidate.sum())
     if erode_voxels > 0:
         eroded = ndimage.binary_erosion(candidate, ndimage.generate_binary_structure(3, 1),
                                         iterations=int(erode_voxels))
-        if _largest_components(eroded, max_components)[0].sum() >= min_voxels or candidate.sum() < min_voxels:
+        if eroded.sum() >= min_voxels or candidate.sum() < min_voxels:
             candidate = eroded
             steps["eroded"] = int(candidate.sum())
         else:
             info["erosion_skipped"] = (f"eroding by {erode_voxels} voxel(s) would leave "
                                        f"{int(eroded.sum())} voxels (fewer than {min_voxels}): kept uneroded")
-    candidate, n_components = _largest_components(candidate, max_components)
-    steps["largest_components"] = int(candidate.sum())
     info["voxels_after_step"] = steps
     info["n_components"] = n_components
     info.update(_region_size(candidate, voxel_size_mm))
     if info["n_voxels"] < min_voxels:
-        emptied = next((name for name, n in steps.items() if n < min_voxels), "largest_components")
+        emptied = next((name for name, n in steps.items() if n < min_voxels), "eroded")
         raise InputError(f"the ventricle CSF mask is empty or too small ({info['n_voxels']} voxels, "
                          f"at least {min_voxels} needed; it fell below at step '{emptied}': "
                          f"{', '.join(f'{k} {v}' for k, v in steps.items())}); use the whole-brain "

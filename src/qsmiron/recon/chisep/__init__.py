@@ -6,11 +6,12 @@ Methods (declared in ``METHODS``; the model, the R2' sources and the solver are 
 - ``shin``: chi-separation (Shin et al. 2021) from the local field and R2' = R2* - R2, with a
   measured R2 map when one is given and otherwise the pseudo-R2 approximation (its constants
   are recorded and the result is labelled an approximation);
-- ``none`` (the declared default): no separation. At 256 x 256 x 176 x 5 it costs about 11
-  CPU-s, more than the dipole inversion (``benchmarks/bench_recon.py --chisep``), which breaks
-  the 20 s budget of ``qsmiron recon``: there it is asked for (``[recon.chisep] method =
-  "shin"``). ``qsmiron run`` turns it on when the configuration leaves the method unset
-  (``qsmiron.pipeline.bids_app.run_defaults``): per subject of a study it is affordable.
+- ``none`` (default): no separation. It is asked for (``[recon.chisep] method = "shin"``), in
+  ``qsmiron recon`` and in ``qsmiron run`` alike, because it costs more than the rest of a
+  subject's processing: on the simulated head at 1.5 mm, 35-37 CPU-s per subject (200 ADMM
+  iterations) against 4-5 for the dipole inversion, about 8 for the whole reconstruction
+  without it and about 31 for registration and regions; at 1 mm (3.4 times the voxels) about
+  120 CPU-s, which would break both recon's 20 s and a study's 90 s per subject.
 
 ``f(local_ppm, r2star_per_s, mask, voxel_size_mm, b0_direction, **params)`` returns a
 ``ChiSeparation`` (None for ``none``).
