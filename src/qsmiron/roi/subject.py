@@ -1,7 +1,8 @@
 """The stages of one subject's regional measurement, each a function of what the last returned.
 
-load_inputs -> register_subject -> subject_on_template -> check_head -> labels_in_subject ->
-(measure_regions) -> registration_qc
+load_inputs (+ load_iron_maps) -> register_subject -> subject_on_template -> check_head ->
+labels_in_subject -> reference regions (``qsmiron.roi.references``) -> (measure_regions) ->
+registration_qc
 
 ``qsmiron.roi.api.measure_subject`` runs them in this order and records each as a
 ``StepInfo``; nothing here writes the table or the record. ``check_head`` stops a scan that is
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,12 @@ class SubjectImages:
     given_mask : ndarray of bool or None
     measure_mask : ndarray of bool
         Where chi is measured: the given mask (else the support), finite.
+    r2star_per_s, r2star_valid : ndarray or None
+        R2* (s^-1) and where it is valid (``load_iron_maps``).
+    paramagnetic_ppm, diamagnetic_ppm : ndarray or None
+        chi+ and chi- (ppm, magnitudes).
+    reference_mask : ndarray of bool or None
+        A user's reference region on this grid.
     """
 
     chi_ppm: np.ndarray
@@ -49,6 +57,29 @@ class SubjectImages:
     chi_support: np.ndarray
     given_mask: np.ndarray | None
     measure_mask: np.ndarray
+    r2star_per_s: np.ndarray | None = None
+    r2star_valid: np.ndarray | None = None
+    paramagnetic_ppm: np.ndarray | None = None
+    diamagnetic_ppm: np.ndarray | None = None
+    reference_mask: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class IronMaps:
+    """The iron-specific maps of a subject (files on the chi map's grid), any of them absent.
+
+    ``r2star``: R2* (s^-1, NaN where not valid); ``r2star_mask``: where it is valid (default:
+    its finite non-zero voxels); ``paramagnetic``, ``diamagnetic``: chi+ and chi- (ppm).
+    """
+
+    r2star: str | os.PathLike | None = None
+    r2star_mask: str | os.PathLike | None = None
+    paramagnetic: str | os.PathLike | None = None
+    diamagnetic: str | os.PathLike | None = None
+
+    def given(self) -> dict[str, str]:
+        """Field -> file of the maps given."""
+        return {name: os.fspath(value) for name, value in vars(self).items() if value is not None}
 
 
 def _load_3d(path, what: str):
@@ -91,6 +122,38 @@ def load_inputs(chi, magnitude, mask=None) -> SubjectImages:
         raise InputError("the chi map is zero or NaN everywhere (no voxels to measure)", chi)
     return SubjectImages(chi_data, mag_vol.data, chi_vol.affine, voxel_size_mm(chi_vol.affine), chi_support,
                          given, measure_mask)
+
+
+def _on_grid(path, what: str, images: SubjectImages, chi_path) -> np.ndarray:
+    volume = _load_3d(path, what)
+    if not same_grid(images.affine, volume.affine, images.chi_ppm.shape, volume.data.shape):
+        raise InputError(f"{what} is not on the grid of the chi map {chi_path}", path)
+    return np.asarray(volume.data)
+
+
+def load_iron_maps(images: SubjectImages, iron: IronMaps | None, reference_mask, chi_path) -> SubjectImages:
+    """The images with the iron-specific maps and a reference mask read in (checked on chi's grid).
+
+    Raises
+    ------
+    InputError
+        A map on another grid or not 3-D; a reference mask with no voxel where chi is measured.
+    """
+    iron = iron or IronMaps()
+    if iron.r2star is not None:
+        r2s = _on_grid(iron.r2star, "the R2* map", images, chi_path).astype(np.float32)
+        valid = (_on_grid(iron.r2star_mask, "the R2* mask", images, chi_path) > 0 if iron.r2star_mask is not None
+                 else r2s != 0)
+        images.r2star_per_s, images.r2star_valid = r2s, valid & np.isfinite(r2s)
+    for name, path in (("paramagnetic_ppm", iron.paramagnetic), ("diamagnetic_ppm", iron.diamagnetic)):
+        if path is not None:
+            setattr(images, name, _on_grid(path, f"the {name.split('_')[0]} chi map", images,
+                                           chi_path).astype(np.float32))
+    if reference_mask is not None:
+        images.reference_mask = _on_grid(reference_mask, "the reference mask", images, chi_path) > 0
+        if not (images.reference_mask & images.measure_mask).any():
+            raise InputError("the reference mask has no voxel where chi is measured", reference_mask)
+    return images
 
 
 def _plausible_brain(mask: np.ndarray, voxel_mm3: float) -> bool:
