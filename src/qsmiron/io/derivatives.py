@@ -31,8 +31,12 @@ ROLE_RECON_RECORD = "recon_record"
 ROLE_REGIONS_RECORD = "regions_record"
 ROLE_TEMPLATE_CHIMAP = "template_chimap"
 """Chi on the template grid (``RegionsPaths.template_chimap``), what voxel-wise statistics read."""
-QC_ROLES = ("qc_registration", "qc_atlas")
-"""Marker roles the group level looks up: the regional table, the two records, the QC images."""
+QC_ROLES = ("qc_chimap", "qc_fields", "qc_atlas", "qc_registration")
+"""Marker roles of a subject's QC figures, in the order its QC page shows them: chi and the mask,
+the total and local field (the ``qc`` step), atlas outlines on chi, registration edges (``roi``)."""
+
+QC_PAGE_FOLDER = "qc"
+"""Beside a study's ``report.html``: one self-contained QC page per scan."""
 
 
 def _roles(paths) -> dict[str, Path]:
@@ -249,6 +253,31 @@ def atlas_label(atlas: str | os.PathLike) -> str:
     return "".join(ch for ch in name if ch.isalnum()) or "custom"
 
 
+@dataclass(frozen=True)
+class QcFigurePaths:
+    """The QC figures drawn from a reconstruction's maps (the cohort's ``qc`` step)."""
+
+    qc_chimap: Path
+    """Chi at a fixed ppm window in three planes, mask outline."""
+    qc_fields: Path
+    """Total field (Hz) and local field (ppm)."""
+
+    def files(self) -> dict[str, Path]:
+        return _roles(self)
+
+
+def qc_figure_paths(subject_dir: str | os.PathLike, label: str) -> QcFigurePaths:
+    """``<label>_qc_chimap.png`` and ``<label>_qc_fields.png`` in ``subject_dir``."""
+    subject_dir = Path(subject_dir)
+    return QcFigurePaths(qc_chimap=subject_dir / f"{label}_qc_chimap.png",
+                         qc_fields=subject_dir / f"{label}_qc_fields.png")
+
+
+def qc_page_link(label: str) -> str:
+    """A scan's QC page relative to the report that links it: ``qc/<label>_qc.html``."""
+    return f"{QC_PAGE_FOLDER}/{label}_qc.html"
+
+
 # ------------------------------------------------------------------------------ a cohort
 @dataclass(frozen=True)
 class CohortPaths:
@@ -305,6 +334,10 @@ class StudyPaths:
     report: Path
     sessions: Path
     """With several sessions analysed separately: the table of the session analyses."""
+
+    def qc_page(self, label: str) -> Path:
+        """The QC page of scan ``label`` (``sub-X[_ses-Y]``), under the report's folder."""
+        return self.report.parent / qc_page_link(label)
 
     def session(self, session: str) -> "StudyPaths":
         """The paths of one session's analysis (``<out_dir>/ses-<label>/``)."""

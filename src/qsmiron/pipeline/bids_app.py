@@ -373,7 +373,8 @@ def _scan_records(bids_dir: Path, paths: CohortPaths, included) -> list[ScanReco
                 records[role] = None  # written by another qsmiron version: its methods are unknown
         scans.append(ScanRecords(participant_id=participant_id, session=session, recon=records[ROLE_RECON_RECORD],
                                  regions=records[ROLE_REGIONS_RECORD],
-                                 qc_images=[str(files[role]) for role in QC_ROLES if role in files]))
+                                 qc_images=[str(files[role]) for role in QC_ROLES if role in files],
+                                 outputs={role: str(path) for role, path in files.items()}))
     return scans
 
 
@@ -403,7 +404,6 @@ def _group_level(bids_dir: Path, paths: CohortPaths, study_path, config: Qsmiron
         echo(f"  left out: {item.participant_id} ({item.reason})")
     report = run_group_analysis(paths.regions, participants_tsv, paths.group, study_path=study_path,
                                 sessions=read_bids_sessions(bids_dir),
-                                qc_images=[image for scan in scans for image in scan.qc_images],
                                 provenance=provenance, derivatives_dir=paths.root, atlas=config.roi.atlas)
     result.report = Path(report)
     echo(f"qsmiron: report: {Path(report).resolve()}")

@@ -212,6 +212,9 @@ def _analyse(regions: pd.DataFrame, regions_source: str, participants: Participa
         if provenance is not None:
             provenance = provenance.for_session(session, n_subjects=results.settings.n_participants.regions_table)
     write_results(results, paths.results.parent)
+    from qsmiron.report.qc_pages import write_qc_pages
+
+    write_qc_pages(provenance, paths)  # the scans' QC pages the report's QC table links
     # The HTML report is rendered by qsmiron.report (another area); imported here so that the
     # statistics above never depend on it.
     from qsmiron.report.html import write_report

@@ -53,8 +53,8 @@ class DemoSettings(Settings):
     configuration, so the demo can be re-run exactly.
     """
 
-    # 20 subjects (10 per group) keeps `make demo` within 10 minutes on 2 cores, install
-    # included, while the group comparison has enough subjects to show its tables and plots.
-    n_subjects: int = Field(20, ge=4, description="simulated subjects (two groups)")
+    # 40 subjects (20 per group) find the planted d = -1.0 (power about 0.85) and keep
+    # `make demo` within 10 minutes on an idle 2-core machine, install included.
+    n_subjects: int = Field(40, ge=4, description="simulated subjects (two groups)")
     seed: int = 0
     n_procs: int | None = Field(None, ge=1, description="None = one per CPU core")

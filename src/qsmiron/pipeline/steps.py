@@ -3,7 +3,7 @@
 A step is ``function(job, log) -> {role: path}``: it reads the job (the subject's inputs, the
 outputs of earlier steps, the settings), writes files into ``job.out_dir`` (names from
 ``qsmiron.io.derivatives``) and returns the files it wrote by role. ``DEFAULT_STEPS`` is
-``recon`` then ``roi``.
+``recon``, ``roi`` then ``qc`` (the QC figures of the maps, for the scan's QC page).
 """
 
 from __future__ import annotations
@@ -100,7 +100,23 @@ def roi_step(job: SubjectJob, log: logging.Logger) -> dict[str, Path]:
     return result.written
 
 
-DEFAULT_STEPS: tuple[tuple[str, StepFunction], ...] = (("recon", recon_step), ("roi", roi_step))
+def qc_step(job: SubjectJob, log: logging.Logger) -> dict[str, Path]:
+    """The QC figures of the reconstruction's maps: chi at the fixed window with the mask, the
+    total and local field (``qsmiron.report.qc_figures``). A figure that cannot be drawn is
+    logged and left out (its page says so): the subject's values stand without it."""
+    from qsmiron.io.derivatives import qc_figure_paths
+    from qsmiron.report.qc_figures import write_recon_qc_figures
+
+    try:
+        written = write_recon_qc_figures(job.outputs, qc_figure_paths(job.out_dir, job.unit.label), job.unit.label)
+    except Exception as exc:  # noqa: BLE001 - a drawing problem must not drop the subject's values
+        log.warning("QC figures not drawn: %s: %s", type(exc).__name__, exc)
+        return {}
+    log.info("QC figures: %s", ", ".join(path.name for path in written.values()))
+    return written
+
+
+DEFAULT_STEPS: tuple[tuple[str, StepFunction], ...] = (("recon", recon_step), ("roi", roi_step), ("qc", qc_step))
 
 
 class _ThreadFilter(logging.Filter):

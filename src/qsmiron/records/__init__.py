@@ -30,7 +30,7 @@ _LAZY = {
     "HarmonisationRecord": "extensions", "SiteEffect": "extensions", "LongitudinalRecord": "extensions",
     "LongitudinalTerm": "extensions", "NormativeRecord": "extensions", "NormativeSession": "extensions",
     "NormativeOutlier": "extensions", "VoxelwiseRecord": "extensions", "VoxelwiseContrast": "extensions",
-    "VoxelwiseCluster": "extensions",
+    "VoxelwiseCluster": "extensions", "QcMeasure": "qc", "ScanQc": "qc",
 }
 """Record classes imported on first use: they depend on the settings models, which in turn
 use ``StepInfo`` from ``base``."""

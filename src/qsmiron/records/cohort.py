@@ -60,6 +60,9 @@ class ScanRecords(Record):
     recon: ReconRecord | None = None
     regions: RegionsRecord | None = None
     qc_images: list[str] = Field(default_factory=list)
+    outputs: dict[str, str] = Field(default_factory=dict)
+    """Role (``qsmiron.io.derivatives``) -> path of every file its done-marker lists: the QC
+    figures and the mask its QC page reads."""
 
 
 class Provenance(Record):

@@ -26,6 +26,7 @@ from qsmiron.records.cohort import Provenance
 from qsmiron.records.study import AnalysisSettings
 from qsmiron.report.formatting import format_interval, format_number, format_p
 from qsmiron.report.methods import methods_paragraph
+from qsmiron.report.qc_pages import qc_section_html
 from qsmiron.report.tables import (Row, Table, associations_table, generic_table, group_comparison_table,
                                    region_label, relapse_counts_table, relapse_table, table1_table,
                                    cell_text)
@@ -86,6 +87,8 @@ class ReportContext:
     alpha: float
     versions: list[tuple[str, str]] = field(default_factory=list)
     messages: dict[str, str] = field(default_factory=dict)
+    qc_cohort: str = ""
+    """The cohort QC section's markup (``qsmiron.report.qc_pages.qc_section_html``)."""
 
 
 # --------------------------------------------------------------------------- settings helpers
@@ -341,6 +344,7 @@ def build_context(results: StudyResults, *, regions: pd.DataFrame, participants:
         alpha=alpha,
         versions=versions,
         messages=messages,
+        qc_cohort=qc_section_html(provenance),
     )
 
 

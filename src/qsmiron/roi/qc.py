@@ -1,11 +1,15 @@
 """Quality control of registration and regions: figures and a similarity score per subject.
 
-``atlas_overlay_png`` draws the atlas outlines on the chi map at the basal ganglia and the
-midbrain; ``registration_png`` draws template edges over the subject warped to the template;
-``registration_metrics`` scores the alignment (normalised mutual information inside the
-template brain, Dice of the brain masks) and flags an outlier against thresholds.
-Figures are shown in RAS orientation (neurological: the subject's left on the left), whatever
-the storage order of the input.
+``atlas_overlay_png`` draws the atlas outlines, one colour per region with a legend, on the chi
+map at the fixed window ``CHI_WINDOW_PPM`` through the atlas regions; ``registration_png``
+draws the template's edges over the subject warped to the template, the subject windowed on
+robust percentiles of its brain so that it never saturates; ``registration_metrics`` scores
+the alignment (normalised mutual information inside the template brain, Dice of the brain
+masks) and flags an outlier against thresholds.
+
+Figures are drawn with nilearn at ``QC_DPI`` in world coordinates (mm, the image's own space:
+the scanner's for a subject, the template's for the registration), neurological convention
+(left on the left), whatever the storage order of the input; every figure has a colour bar.
 """
 
 from __future__ import annotations
@@ -99,118 +103,149 @@ def core_similarity(template: np.ndarray, warped_subject: np.ndarray, spacing_mm
             "core_voxels": int(core.sum())}
 
 
-def _canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reorder axes and flips so that array axes run R->... as RAS+ (no resampling)."""
-    import nibabel as nib
+CHI_WINDOW_PPM = (-0.15, 0.15)
+"""The chi window of every QC figure, the same for every subject, so that maps compare by eye."""
 
-    data = np.asarray(data)
-    if data.dtype.kind in "iub":
-        data = data.astype(np.int32)
-    image = nib.as_closest_canonical(nib.Nifti1Image(data, np.asarray(affine, float)))
-    return np.asanyarray(image.dataobj), image.affine
+QC_DPI = 150
+"""Resolution of the QC figures (dots per inch)."""
 
 
-def _savefig(fig, out_png) -> None:
-    from qsmiron.io.atomic import write_bytes_atomic
+def robust_window(values: np.ndarray, low: float = 1.0, high: float = 99.5) -> tuple[float, float]:
+    """The ``low``..``high`` percentiles of the finite non-zero ``values`` ((0, 1) when there are none)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values) & (values != 0)]
+    if values.size == 0:
+        return 0.0, 1.0
+    vmin, vmax = (float(v) for v in np.percentile(values, [low, high]))
+    return (vmin, vmax) if vmax > vmin else (vmin, vmin + 1.0)
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight", facecolor="black")
-    write_bytes_atomic(out_png, buffer.getvalue())
 
-
-def _figure(n_panels: int, title: str):
+def new_figure(width_in: float, height_in: float):
+    """A matplotlib figure on the Agg canvas (no display, no global pyplot state)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(4.0 * n_panels, 4.6), facecolor="black")
-    axes = [fig.add_subplot(1, n_panels, i + 1) for i in range(n_panels)]
-    fig.suptitle(title, color="white", fontsize=11)
-    for ax in axes:
-        ax.set_axis_off()
-    return fig, axes
+    return Figure(figsize=(width_in, height_in), facecolor="black")
 
 
-def _show(ax, image, aspect, *, vmin, vmax, cmap="gray"):
-    ax.imshow(np.rot90(image), cmap=cmap, vmin=vmin, vmax=vmax, aspect=aspect, interpolation="nearest")
+def save_png(fig, out_png: str | os.PathLike) -> None:
+    """Write the figure as a PNG at ``QC_DPI``, atomically."""
+    from qsmiron.io.atomic import write_bytes_atomic
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=QC_DPI, facecolor=fig.get_facecolor())
+    write_bytes_atomic(out_png, buffer.getvalue())
 
 
-def _outline(ax, labels2d, aspect):
-    from skimage.segmentation import find_boundaries
+def nifti(data: np.ndarray, affine: np.ndarray, dtype=np.float32):
+    """An in-memory NIfTI image for nilearn's plotting."""
+    import nibabel as nib
 
-    edges = find_boundaries(labels2d, mode="inner")
-    overlay = np.zeros(labels2d.shape + (4,))
-    colours = _label_colours(labels2d[edges])
-    overlay[edges] = colours
-    ax.imshow(np.rot90(overlay), aspect=aspect, interpolation="nearest")
+    return nib.Nifti1Image(np.asarray(data, dtype=dtype), np.asarray(affine, float))
 
 
-def _label_colours(values: np.ndarray) -> np.ndarray:
+def labels_centre_mm(labels: np.ndarray, affine: np.ndarray) -> tuple[float, float, float] | None:
+    """World coordinates (mm) of the centre of the labelled voxels (None without labels)."""
+    inside = np.asarray(labels) > 0
+    if not inside.any():
+        return None
+    centre = np.append(ndimage.center_of_mass(inside), 1.0)
+    return tuple(float(v) for v in (np.asarray(affine, float) @ centre)[:3])
+
+
+def ortho_panel(fig, rect, image, *, title: str, cut_coords=None, vmin: float, vmax: float, cmap: str = "gray",
+                colorbar: bool = True):
+    """nilearn's three planes (sagittal, coronal, axial) of ``image`` in ``rect`` of ``fig``; the display."""
+    from nilearn import plotting
+
+    return plotting.plot_img(image, display_mode="ortho", cut_coords=cut_coords, figure=fig, axes=rect,
+                             cmap=cmap, vmin=vmin, vmax=vmax, colorbar=colorbar, black_bg=True,
+                             draw_cross=False, annotate=True, title=title, resampling_interpolation="nearest")
+
+
+def _atlas_cut_mm(labels: np.ndarray, affine: np.ndarray) -> tuple[float, float, float] | None:
+    """Planes through the labels' centre, the sagittal one through the left hemisphere's labels
+    (the midline between them crosses few regions)."""
+    centre = labels_centre_mm(labels, affine)
+    if centre is None:
+        return None
+    x_mm = nib_world_x(np.asarray(labels).shape, affine)
+    left = (np.asarray(labels) > 0) & (x_mm < centre[0])
+    return (float(x_mm[left].mean()) if left.any() else centre[0], centre[1], centre[2])
+
+
+def nib_world_x(shape, affine: np.ndarray) -> np.ndarray:
+    """World x (mm; RAS: larger is right) of every voxel of a grid."""
+    affine = np.asarray(affine, float)
+    i, j, k = np.indices(shape, sparse=True)
+    return affine[0, 0] * i + affine[0, 1] * j + affine[0, 2] * k + affine[0, 3]
+
+
+def region_colours(names: list[str]) -> dict[str, tuple]:
+    """One distinct colour per region name (tab20, in the order given)."""
     from matplotlib import colormaps
 
     cmap = colormaps["tab20"]
-    rgba = cmap((values % 20) / 19.0)
-    rgba[:, 3] = 1.0
-    return rgba
+    return {name: cmap(index % 20) for index, name in enumerate(names)}
 
 
 def atlas_overlay_png(chi_ppm: np.ndarray, labels: np.ndarray, affine: np.ndarray, out_png: str | os.PathLike, *,
-                      title: str = "", window_ppm: tuple[float, float] = (-0.1, 0.2)) -> None:
-    """Atlas outlines on the chi map: axial slices through the pallidum and the midbrain, a coronal slice.
+                      title: str = "", region_names: dict[int, str] | None = None,
+                      window_ppm: tuple[float, float] = CHI_WINDOW_PPM) -> None:
+    """Atlas outlines on chi (ppm, fixed window), one colour per region, with a legend of the regions.
 
-    The slices are chosen where the labels are: the axial slice holding most of the
-    striatum/pallidum labels, the axial slice holding most of the deepest labels (midbrain),
-    and the coronal slice through the labels' centre.
+    The three planes cross at the centre of the labelled voxels (world mm). ``region_names``
+    maps a label to its region (both hemispheres share a region's colour); without it each
+    label is its own entry.
     """
-    chi, canon_affine = _canonical(np.asarray(chi_ppm, dtype=float), np.asarray(affine, float))
-    lab, _ = _canonical(np.asarray(labels), np.asarray(affine, float))
-    vox = np.linalg.norm(canon_affine[:3, :3], axis=0)
-    fig, axes = _figure(3, title or "atlas on chi (ppm); left on the left")
-    if lab.any():
-        per_slice = (lab > 0).sum(axis=(0, 1))
-        upper = int(np.argmax(per_slice))
-        z_indices = np.nonzero(per_slice)[0]
-        lower = int(z_indices[0] + (z_indices[-1] - z_indices[0]) // 5)
-        coronal = int(round(ndimage.center_of_mass(lab > 0)[1]))
-    else:
-        upper = lower = chi.shape[2] // 2
-        coronal = chi.shape[1] // 2
-    panels = [(chi[:, :, upper], lab[:, :, upper], vox[1] / vox[0], f"axial z={upper}"),
-              (chi[:, :, lower], lab[:, :, lower], vox[1] / vox[0], f"axial z={lower}"),
-              (chi[:, coronal, :], lab[:, coronal, :], vox[2] / vox[0], f"coronal y={coronal}")]
-    for ax, (image, lab2d, aspect, label) in zip(axes, panels):
-        _show(ax, image, aspect, vmin=window_ppm[0], vmax=window_ppm[1])
-        _outline(ax, lab2d, aspect)
-        ax.set_title(label, color="white", fontsize=9)
-        ax.text(0.02, 0.5, "L", color="yellow", transform=ax.transAxes, fontsize=11)
-        ax.text(0.95, 0.5, "R", color="yellow", transform=ax.transAxes, fontsize=11)
-    _savefig(fig, out_png)
+    from matplotlib.lines import Line2D
+
+    labels = np.rint(np.asarray(labels)).astype(np.int32)
+    names = region_names or {int(v): f"label {v}" for v in np.unique(labels) if v > 0}
+    present = [int(v) for v in np.unique(labels) if v > 0 and int(v) in names]
+    colours = region_colours(list(dict.fromkeys(names[v] for v in present)))
+    fig = new_figure(11.0, 4.4)
+    display = ortho_panel(fig, [0.0, 0.0, 0.78, 0.92], nifti(np.nan_to_num(chi_ppm), affine),
+                          title=title or "atlas outlines on chi (ppm)", cut_coords=_atlas_cut_mm(labels, affine),
+                          vmin=window_ppm[0], vmax=window_ppm[1])
+    for name, colour in colours.items():
+        region = np.isin(labels, [value for value in present if names[value] == name])
+        display.add_contours(nifti(region.astype(np.float32), affine), levels=[0.5], colors=[colour],
+                             linewidths=1.0)
+    handles = [Line2D([0], [0], color=colour, lw=3, label=name) for name, colour in colours.items()]
+    if handles:
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.79, 0.5), frameon=False, fontsize=8,
+                   labelcolor="white", title="regions", title_fontsize=9, ncol=1 if len(handles) <= 18 else 2)
+        fig.legends[0].get_title().set_color("white")
+    save_png(fig, out_png)
 
 
 def registration_png(template: np.ndarray, warped_subject: np.ndarray, affine: np.ndarray, out_png: str | os.PathLike,
                      *, title: str = "") -> None:
-    """Template edges (red) over the subject warped to the template, three orthogonal slices."""
-    from skimage.feature import canny
+    """Template edges (red) over the subject warped to the template, three planes, template mm.
 
-    tmpl, canon_affine = _canonical(np.asarray(template, dtype=float), np.asarray(affine, float))
-    warped, _ = _canonical(np.asarray(warped_subject, dtype=float), np.asarray(affine, float))
-    vox = np.linalg.norm(canon_affine[:3, :3], axis=0)
-    inside = tmpl > 0
-    centre = [int(round(c)) for c in ndimage.center_of_mass(inside)] if inside.any() else \
-        [n // 2 for n in tmpl.shape]
-    top = float(np.percentile(warped[warped > 0], 99)) if np.any(warped > 0) else 1.0
-    fig, axes = _figure(3, title or "subject warped to template; red: template edges")
-    cuts = [(np.s_[:, :, centre[2]], vox[1] / vox[0], "axial"),
-            (np.s_[:, centre[1], :], vox[2] / vox[0], "coronal"),
-            (np.s_[centre[0], :, :], vox[2] / vox[1], "sagittal")]
-    for ax, (cut, aspect, label) in zip(axes, cuts):
-        _show(ax, warped[cut], aspect, vmin=0, vmax=top)
-        t2d = tmpl[cut]
-        scale = float(t2d.max()) or 1.0
-        edges = canny(t2d / scale, sigma=1.5)
-        overlay = np.zeros(edges.shape + (4,))
-        overlay[edges] = (1.0, 0.2, 0.2, 0.9)
-        ax.imshow(np.rot90(overlay), aspect=aspect, interpolation="nearest")
-        ax.set_title(label, color="white", fontsize=9)
-    _savefig(fig, out_png)
+    The edges are contours of the template: its brain outline and two intensity levels inside
+    it (``TEMPLATE_EDGE_PERCENTILES``: ventricles and deep grey matter against white matter).
+    The subject is windowed on the 5th to 99.9th percentile of its non-zero voxels, so that
+    neither the dark rim of the brain nor bright vessels push the brain to black or white.
+    """
+    warped = np.nan_to_num(np.asarray(warped_subject, dtype=float))
+    template = np.nan_to_num(np.asarray(template, dtype=float))
+    vmin, vmax = robust_window(warped, 5.0, 99.9)
+    fig = new_figure(10.0, 4.0)
+    brain = template > 0
+    display = ortho_panel(fig, [0.0, 0.0, 1.0, 0.92], nifti(warped, affine),
+                          title=title or "subject warped to the template; red: template edges",
+                          cut_coords=labels_centre_mm(brain, affine), vmin=vmin, vmax=vmax)
+    display.add_contours(nifti(brain.astype(np.float32), affine), levels=[0.5], colors=["red"], linewidths=0.9)
+    if brain.any():
+        levels = sorted(float(v) for v in np.percentile(template[brain], TEMPLATE_EDGE_PERCENTILES))
+        display.add_contours(nifti(template, affine), levels=levels, colors=["red"] * len(levels), linewidths=0.7)
+    save_png(fig, out_png)
+
+
+TEMPLATE_EDGE_PERCENTILES = (15.0, 55.0)
+"""Template intensity levels (percentiles inside its brain) drawn as edges: in a T1-weighted
+template, CSF and the ventricles below the first, white matter above the second."""
