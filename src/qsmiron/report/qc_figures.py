@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from qsmiron.io.derivatives import QcFigurePaths
-from qsmiron.roi.qc import CHI_WINDOW_PPM, new_figure, nifti, ortho_panel, save_png
+from qsmiron.roi.qc import CHI_WINDOW_PPM, labels_centre_mm, new_figure, nifti, ortho_panel, save_png
 
 FIELD_PERCENTILE = 99.0
 """The field windows reach this percentile of the field's magnitude inside the mask."""
@@ -36,7 +36,7 @@ def chimap_png(chi_ppm: np.ndarray, mask: np.ndarray, affine: np.ndarray, out_pn
     """Chi (ppm) in three planes at the fixed ``window_ppm``, the mask outlined in cyan, colour bar."""
     fig = new_figure(10.0, 4.0)
     display = ortho_panel(fig, [0.0, 0.0, 1.0, 0.92], nifti(np.nan_to_num(chi_ppm), affine), title=title,
-                          vmin=window_ppm[0], vmax=window_ppm[1])
+                          cut_coords=labels_centre_mm(mask, affine), vmin=window_ppm[0], vmax=window_ppm[1])
     display.add_contours(nifti(np.asarray(mask, bool).astype(np.float32), affine), levels=[0.5], colors=["cyan"],
                          linewidths=0.8)
     save_png(fig, out_png)
@@ -52,12 +52,13 @@ def fields_png(total_hz: np.ndarray, local_ppm: np.ndarray, mask: np.ndarray, af
     total_top = symmetric_window(total_hz, mask)
     local_top = symmetric_window(local_ppm, mask)
     fig = new_figure(10.0, 7.6)
+    cut = labels_centre_mm(mask, affine)
     masked_total = np.where(mask, np.nan_to_num(total_hz), 0.0)
-    ortho_panel(fig, [0.0, 0.5, 1.0, 0.46], nifti(masked_total, affine), cmap="RdBu_r",
+    ortho_panel(fig, [0.0, 0.5, 1.0, 0.46], nifti(masked_total, affine), cmap="RdBu_r", cut_coords=cut,
                 title=f"{title}: total field (Hz, +/-{total_top:.3g})", vmin=-total_top, vmax=total_top)
     ortho_panel(fig, [0.0, 0.0, 1.0, 0.46], nifti(np.where(mask, np.nan_to_num(local_ppm), 0.0), affine),
-                cmap="RdBu_r", title=f"{title}: local field (ppm, +/-{local_top:.2g})", vmin=-local_top,
-                vmax=local_top)
+                cmap="RdBu_r", cut_coords=cut, title=f"{title}: local field (ppm, +/-{local_top:.2g})",
+                vmin=-local_top, vmax=local_top)
     save_png(fig, out_png)
     return total_top, local_top
 

@@ -64,8 +64,9 @@ FIGURES = {
                  "The atlas regions warped to the subject, outlined on chi (fixed window -0.15 to +0.15 ppm), one "
                  "colour per region (both hemispheres alike, legend at the right). Scanner coordinates (mm)."),
     "qc_registration": ("Registration",
-                        "The subject's magnitude warped to the template (grey, windowed on its 1st to 99.5th "
-                        "percentile so that it does not saturate) with the template's edges in red. Template "
+                        "The subject's magnitude warped to the template (grey, windowed on its quartiles -/+ 1.5 "
+                        "IQR so that the tissue contrast does not saturate) with the template's edges in red: its "
+                        "brain outline and two intensity contours (ventricles, white matter). Template "
                         "coordinates (mm)."),
 }
 """Role -> (title, caption) of each figure of a scan's page."""

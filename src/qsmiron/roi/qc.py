@@ -120,6 +120,19 @@ def robust_window(values: np.ndarray, low: float = 1.0, high: float = 99.5) -> t
     return (vmin, vmax) if vmax > vmin else (vmin, vmin + 1.0)
 
 
+def tukey_window(values: np.ndarray) -> tuple[float, float]:
+    """Tukey's fences of the finite non-zero ``values`` (quartiles -/+ 1.5 IQR, within their range):
+    the window of a magnitude whose tissue bunches near its top, as a brain-extracted GRE
+    magnitude does, so that grey and white matter stay apart instead of going white together."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values) & (values != 0)]
+    if values.size == 0:
+        return 0.0, 1.0
+    q1, q3 = (float(v) for v in np.percentile(values, [25, 75]))
+    low, high = max(q1 - 1.5 * (q3 - q1), float(values.min())), min(q3 + 1.5 * (q3 - q1), float(values.max()))
+    return (low, high) if high > low else robust_window(values)
+
+
 def new_figure(width_in: float, height_in: float):
     """A matplotlib figure on the Agg canvas (no display, no global pyplot state)."""
     import matplotlib
@@ -228,12 +241,12 @@ def registration_png(template: np.ndarray, warped_subject: np.ndarray, affine: n
 
     The edges are contours of the template: its brain outline and two intensity levels inside
     it (``TEMPLATE_EDGE_PERCENTILES``: ventricles and deep grey matter against white matter).
-    The subject is windowed on the 5th to 99.9th percentile of its non-zero voxels, so that
-    neither the dark rim of the brain nor bright vessels push the brain to black or white.
+    The subject is windowed on Tukey's fences of its non-zero voxels (``tukey_window``), so that
+    neither the dark rim of the brain nor bright vessels squeeze the tissue contrast.
     """
     warped = np.nan_to_num(np.asarray(warped_subject, dtype=float))
     template = np.nan_to_num(np.asarray(template, dtype=float))
-    vmin, vmax = robust_window(warped, 5.0, 99.9)
+    vmin, vmax = tukey_window(warped)
     fig = new_figure(10.0, 4.0)
     brain = template > 0
     display = ortho_panel(fig, [0.0, 0.0, 1.0, 0.92], nifti(warped, affine),
