@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from qsmiron import cli
@@ -27,7 +28,15 @@ def test_demo_command_simulates_runs_everything_and_prints_the_report(monkeypatc
     assert "qsmiron: group level on 4 participant(s)\n" in captured.err
     html = report.read_text()
     assert "No reconstruction records" not in html and "Of 4 subjects" in html
-    assert html.count('alt="QC: ') >= 4
+    # The QC table links a QC page per subject; the simulated truth is checked in the report and printed.
+    assert 'id="qc-table"' in html and html.count('href="qc/sub-') == 4
+    assert all((report.parent / "qc" / f"sub-0{n}_qc.html").is_file() for n in range(1, 5))
+    assert 'id="truth"' in html and 'id="truth-regions-table"' in html
+    assert "check against the planted truth" in captured.err and "planted MOH - CM" in captured.err
+    assert "step recon: 4 subjects" in captured.err and "step qc: 4 subjects" in captured.err
+    regions = pd.read_csv(out / "truth_regions.tsv", sep="\t")
+    assert set(regions["hemisphere"]) == {"L", "R"} and regions["n"].between(3, 4).all()
+    assert (regions.set_index("region").loc["Pu", "r"] > 0.5).all()  # the putamen follows the truth
 
     written = json.loads((out / "demo_config.json").read_text())
     assert written["demo"] == {"n_subjects": 4, "seed": 1, "n_procs": 1}

@@ -421,9 +421,14 @@ class DemoPaths:
     demo_config: Path
     processing_config: Path
     study: Path
+    truth_effects: Path
+    """The planted group effects against the study's estimates (``qsmiron.simulate.truth``)."""
+    truth_regions: Path
+    """Recovered against true regional chi: r, bias and RMSE per region."""
 
 
 def demo_paths(out_dir: str | os.PathLike) -> DemoPaths:
     out_dir = Path(out_dir)
     return DemoPaths(bids=out_dir / "bids", out_dir=out_dir, demo_config=out_dir / "demo_config.json",
-                     processing_config=out_dir / "qsmiron_config.json", study=out_dir / "study.toml")
+                     processing_config=out_dir / "qsmiron_config.json", study=out_dir / "study.toml",
+                     truth_effects=out_dir / "truth_effects.tsv", truth_regions=out_dir / "truth_regions.tsv")

@@ -27,6 +27,7 @@ from qsmiron.records.study import AnalysisSettings
 from qsmiron.report.formatting import format_interval, format_number, format_p
 from qsmiron.report.methods import methods_paragraph
 from qsmiron.report.qc_pages import qc_section_html
+from qsmiron.report.truth_section import truth_section_html
 from qsmiron.report.tables import (Row, Table, associations_table, generic_table, group_comparison_table,
                                    region_label, relapse_counts_table, relapse_table, table1_table,
                                    cell_text)
@@ -89,6 +90,8 @@ class ReportContext:
     messages: dict[str, str] = field(default_factory=dict)
     qc_cohort: str = ""
     """The cohort QC section's markup (``qsmiron.report.qc_pages.qc_section_html``)."""
+    truth: str = ""
+    """A simulated dataset's check against its truth (``qsmiron.report.truth_section``)."""
 
 
 # --------------------------------------------------------------------------- settings helpers
@@ -345,6 +348,7 @@ def build_context(results: StudyResults, *, regions: pd.DataFrame, participants:
         versions=versions,
         messages=messages,
         qc_cohort=qc_section_html(provenance),
+        truth=truth_section_html(provenance, regions, results.group_comparison, participants),
     )
 
 

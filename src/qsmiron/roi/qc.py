@@ -206,8 +206,9 @@ def region_colours(names: list[str]) -> dict[str, tuple]:
 
 def atlas_overlay_png(chi_ppm: np.ndarray, labels: np.ndarray, affine: np.ndarray, out_png: str | os.PathLike, *,
                       title: str = "", region_names: dict[int, str] | None = None,
-                      window_ppm: tuple[float, float] = CHI_WINDOW_PPM) -> None:
-    """Atlas outlines on chi (ppm, fixed window), one colour per region, with a legend of the regions.
+                      window_ppm: tuple[float, float] = CHI_WINDOW_PPM) -> list[str]:
+    """Atlas outlines on chi (ppm, fixed window), one colour per region, with a legend of the regions;
+    returns the legend's regions.
 
     The three planes cross at the centre of the labelled voxels (world mm). ``region_names``
     maps a label to its region (both hemispheres share a region's colour); without it each
@@ -233,6 +234,7 @@ def atlas_overlay_png(chi_ppm: np.ndarray, labels: np.ndarray, affine: np.ndarra
                    labelcolor="white", title="regions", title_fontsize=9, ncol=1 if len(handles) <= 18 else 2)
         fig.legends[0].get_title().set_color("white")
     save_png(fig, out_png)
+    return list(colours)
 
 
 def registration_png(template: np.ndarray, warped_subject: np.ndarray, affine: np.ndarray, out_png: str | os.PathLike,
@@ -254,7 +256,7 @@ def registration_png(template: np.ndarray, warped_subject: np.ndarray, affine: n
                           cut_coords=labels_centre_mm(brain, affine), vmin=vmin, vmax=vmax)
     display.add_contours(nifti(brain.astype(np.float32), affine), levels=[0.5], colors=["red"], linewidths=0.9)
     if brain.any():
-        levels = sorted(float(v) for v in np.percentile(template[brain], TEMPLATE_EDGE_PERCENTILES))
+        levels = sorted({float(v) for v in np.percentile(template[brain], TEMPLATE_EDGE_PERCENTILES)})
         display.add_contours(nifti(template, affine), levels=levels, colors=["red"] * len(levels), linewidths=0.7)
     save_png(fig, out_png)
 
