@@ -69,3 +69,24 @@ def test_demo_settings_differ_from_the_defaults_only_where_declared():
             assert config[section][key] == value
             config[section][key] = default[section][key]
     assert config == default
+
+
+def test_readme_names_every_file_the_demo_writes(tmp_path):
+    """The README's demo and QC paragraphs name the demo's outputs as the code builds them."""
+    from pathlib import Path
+
+    from qsmiron.io.derivatives import demo_paths, qc_figure_paths, qc_page_link, study_paths
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    paths = demo_paths(tmp_path / "demo_output")
+    for path in (paths.bids, paths.demo_config, paths.processing_config, paths.study, paths.truth_effects,
+                 paths.truth_regions):
+        assert f"`{path.name}" in readme, path.name
+    report = study_paths(paths.out_dir / "qsmiron" / "group").report
+    assert f"`{report.relative_to(paths.out_dir).as_posix()}`" in readme
+    assert f"`{qc_page_link('sub-X')}`".replace("qc/", "group/qc/") in readme
+    assert "qsmiron demo demo_output" in readme
+    figures = qc_figure_paths(tmp_path, "sub-X")
+    assert f"`{figures.qc_chimap.name}`" in readme and f"`{figures.qc_fields.name}`" in readme
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text(encoding="utf-8")
+    assert "DEMO_DIR ?= demo_output" in makefile and "qsmiron demo $(DEMO_DIR)" in makefile

@@ -111,7 +111,7 @@ def test_every_image_decodes_and_the_page_fits_the_window(chromium, report, tmp_
     code, dom, stderr = run_chromium(chromium, copy, tmp_path / "profile", "--dump-dom", "--window-size=1280,900")
     assert code == 0 and problems(stderr) == []
     check = dom_check(dom)
-    assert len(check["images"]) == 6
+    assert len(check["images"]) == 7  # 4 figures, the QC strip plots, 2 QC images
     for alt, width, height in check["images"]:
         assert width > 0 and height > 0, alt
     # Wide tables scroll inside their own box; the page itself never scrolls sideways.
