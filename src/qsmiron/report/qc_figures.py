@@ -126,6 +126,10 @@ def strip_plot_png(names: Sequence[str], values: Sequence[Sequence[float | None]
         x = np.array([column[i] for i in keep], float)
         y = rng.uniform(-0.25, 0.25, x.size)
         flagged = np.array([bool(flagged_column[i]) for i in keep], bool)
+        if x.size == 0:
+            ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", va="center", fontsize=8,
+                    color="0.4")
+            ax.set_xticks([])
         ax.scatter(x[~flagged], y[~flagged], s=18, color="#0072B2", alpha=0.8)
         ax.scatter(x[flagged], y[flagged], s=42, color="#D55E00", marker="D")
         for xi, yi, index in zip(x[flagged], y[flagged], keep[flagged]):

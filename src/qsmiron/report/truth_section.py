@@ -64,6 +64,20 @@ def scatter_png(comparison: TruthComparison, highlight: tuple[str, ...] = ()) ->
     return buffer.getvalue()
 
 
+def _number(value, spec: str = "%.2f") -> str:
+    """``spec`` formatting, ``n/a`` for a missing or non-finite value."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return spec % value if np.isfinite(value) else "n/a"
+
+
+def _order(table: pd.DataFrame, column: str) -> dict:
+    """The order values first appear in ``table[column]`` (regions in atlas order, L before R)."""
+    return {value: rank for rank, value in enumerate(dict.fromkeys(table[column]))}
+
+
 def truth_comparison_of(provenance: Provenance | None, regions: pd.DataFrame, group_comparison: pd.DataFrame | None,
                         participants: pd.DataFrame) -> TruthComparison | None:
     """The comparison with the simulation truth, or None when the scans are not simulated (or
@@ -93,7 +107,10 @@ def truth_section_html(provenance: Provenance | None, regions: pd.DataFrame, gro
     uri = "data:image/png;base64," + base64.b64encode(scatter_png(comparison, highlight)).decode("ascii")
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True,
                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    regions_table = comparison.regions.sort_values(["region", "hemisphere"], kind="mergesort",
+                                                   key=lambda c: c.map(_order(comparison.regions, c.name)))
+    environment.filters["num"] = _number
     return markupsafe.Markup(environment.get_template("truth.html.j2").render(
-        effects=comparison.effects.to_dict("records"), regions=comparison.regions.to_dict("records"),
+        effects=comparison.effects.to_dict("records"), regions=regions_table.to_dict("records"),
         scatter_uri=uri, n_subjects=int(comparison.pairs["participant_id"].nunique()),
         n_inside=int(comparison.effects["planted_in_ci"].sum()) if not comparison.effects.empty else 0))
