@@ -267,4 +267,7 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     # Each included subject's reconstruction and registration records and QC images reach the report.
     assert "No reconstruction records" not in report and "No regional-measurement records" not in report
     assert f"Of {len(good) + 2} subjects" in report
-    assert report.count('alt="QC: ') >= len(good)
+    assert all(f'href="qc/{pid}_qc.html"' in report for pid in good) and 'id="qc-table"' in report
+    for pid in good:  # each included subject's QC page shows its four QC figures
+        page = (group / "qc" / f"{pid}_qc.html").read_text()
+        assert page.count('src="data:image/png;base64,') == 4 and "Not available" not in page
