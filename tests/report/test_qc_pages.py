@@ -92,6 +92,9 @@ def test_robust_z_is_median_centred_and_mad_scaled():
     mad = np.median(np.abs(np.array(values) - 3.0))
     assert z[2] == 0.0 and z[4] == pytest.approx(97.0 / (1.4826 * mad))
     assert robust_z([1.0, None, 1.0, 1.0]) == [0.0, None, 0.0, 0.0]
+    # A cohort of near-identical mask volumes: 1 % of the median is the least scale, nothing stands out.
+    volumes = robust_z([1547.0, 1548.0, 1548.0, 1549.0, 1550.0, 1554.0], min_relative_scale=0.01)
+    assert volumes[-1] == pytest.approx(5.5 / 15.485) and max(abs(v) for v in volumes) < 3
 
 
 def test_planted_registration_outlier_and_non_converged_inversion_are_flagged(provenance, tmp_path):

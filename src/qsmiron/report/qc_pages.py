@@ -33,21 +33,31 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 @dataclass(frozen=True)
 class MeasureSpec:
+    """A QC measure: its key, title, unit, decimals, and whether it is flagged by robust z
+    (the inversion's iterations and residual are not: a solver stops at a level or a cap, so
+    their spread is not a scan's quality; its own ``converged`` flag is what counts)."""
+
     key: str
     title: str
     unit: str
     digits: int
+    robust_flag: bool = True
 
 
 QC_MEASURES = (
-    MeasureSpec("inversion_iterations", "inversion iterations", "iterations", 0),
-    MeasureSpec("inversion_residual", "inversion final residual", "method's own unit", 4),
+    MeasureSpec("inversion_iterations", "inversion iterations", "iterations", 0, robust_flag=False),
+    MeasureSpec("inversion_residual", "inversion final residual", "method's own unit", 4, robust_flag=False),
     MeasureSpec("mask_volume_ml", "mask volume", "mL", 0),
     MeasureSpec("nmi", "registration NMI", "1 = independent, 2 = identical", 3),
     MeasureSpec("brain_dice", "brain Dice", "template vs warped subject", 3),
     MeasureSpec("core_correlation", "head check: core |r|", "magnitude vs template", 3),
 )
 """The QC measures of every scan, in the order of the strip plots and the table."""
+
+MIN_RELATIVE_SCALE = 0.01
+"""The robust z's scale is at least this fraction of the cohort median: in a cohort as alike as
+a simulated one (mask volumes within 0.5 %), a MAD-scaled z would flag differences no reader
+would act on."""
 
 RESIDUAL_NOTES = ("bregman_residual_rms_ppm", "residual_rms_ppm", "relative_change", "last_relative_change")
 """Inversion notes read as the final residual, first found (a list: its last value)."""
@@ -72,14 +82,15 @@ FIGURES = {
 """Role -> (title, caption) of each figure of a scan's page."""
 
 
-def robust_z(values: list[float | None]) -> list[float | None]:
-    """``(x - median) / (1.4826 MAD)`` of each value (None stays None; a zero MAD gives 0 at the
-    median and +/-inf elsewhere: with no spread at all, any departure stands out)."""
+def robust_z(values: list[float | None], min_relative_scale: float = 0.0) -> list[float | None]:
+    """``(x - median) / max(1.4826 MAD, min_relative_scale |median|)`` of each value (None stays
+    None; a zero scale gives 0 at the median and +/-inf elsewhere: with no spread at all, any
+    departure stands out)."""
     known = np.array([v for v in values if v is not None and np.isfinite(v)], float)
     if known.size < 3:
         return [None if v is None else 0.0 for v in values]
     median = float(np.median(known))
-    scale = 1.4826 * float(np.median(np.abs(known - median)))
+    scale = max(1.4826 * float(np.median(np.abs(known - median))), min_relative_scale * abs(median))
     out = []
     for value in values:
         if value is None or not np.isfinite(value):
@@ -154,11 +165,11 @@ def cohort_qc(provenance: Provenance | None) -> list[ScanQc]:
     scans = [scan for scan in provenance.scans if scan.recon is not None or scan.regions is not None]
     built = [_scan_qc(scan) for scan in scans]
     for spec in QC_MEASURES:
-        z = robust_z([qc.measures[spec.key].value for qc, _ in built])
+        z = robust_z([qc.measures[spec.key].value for qc, _ in built], MIN_RELATIVE_SCALE)
         for (qc, reasons), score in zip(built, z):
             measure = qc.measures[spec.key]
             measure.robust_z = score
-            if score is not None and abs(score) > OUTLIER_Z:
+            if spec.robust_flag and score is not None and abs(score) > OUTLIER_Z:
                 measure.flagged = True
                 reasons.append(f"{spec.title} {format_value(measure.value, spec.digits)} ({spec.unit}) stands out: "
                                f"robust z {score:+.1f}")
