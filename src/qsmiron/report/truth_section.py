@@ -49,8 +49,8 @@ def scatter_png(comparison: TruthComparison, highlight: tuple[str, ...] = ()) ->
         if values.size:
             low, high = float(values.min()), float(values.max())
             ax.plot([low, high], [low, high], color="0.4", lw=0.8, ls="--")
-        stats = [agreement.loc[(region, h)] for h in ("L", "R") if (region, h) in agreement.index]
-        text = ", ".join(f"r {s['r']:.2f}" for s in stats)
+        text = ", ".join(f"{h} r {agreement.loc[(region, h), 'r']:.2f}" for h in ("L", "R")
+                         if (region, h) in agreement.index)
         ax.set_title(f"{region}: {text}", fontsize=9, fontweight="bold" if region in highlight else "normal")
         ax.tick_params(labelsize=7)
     for ax in axes[len(regions):]:
