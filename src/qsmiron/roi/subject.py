@@ -320,7 +320,7 @@ def registration_qc(view: OnTemplate, images: SubjectImages, subject_labels, atl
     name = paths.stem.name
     region_names = {int(row["index"]): str(row["region"]) for _, row in atlas.labels.iterrows()}
     atlas_overlay_png(np.nan_to_num(images.chi_ppm), subject_labels, images.affine, paths.qc_atlas,
-                      title=f"{name}: {atlas.name} regions on chi (ppm); subject space, mm", region_names=region_names)
+                      title=f"{name}: {atlas.name} regions on chi (ppm)", region_names=region_names)
     registration_png(view.template, view.subject, view.affine, paths.qc_registration,
                      title=f"{name} in {atlas.space}: NMI {metrics['nmi']:.3f}, brain Dice "
                            f"{metrics['brain_dice']:.3f}" + (" - OUTLIER" if metrics["outlier"] else ""))
