@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from qsmiron.atlas.builtin import TEMPLATE_SPACE, cit168_paths, template_brain_path
+from qsmiron.atlas.builtin import TEMPLATE_SPACE, cit168_paths, package_relative, template_brain_path
 from qsmiron.errors import InputError
 
 BUILTIN_ATLASES = {"cit168": "CIT168 subcortical atlas (Pauli et al. 2018), deterministic labels "
@@ -65,7 +65,7 @@ class Atlas:
     def describe(self) -> dict:
         """A JSON-able summary (for provenance)."""
         return {"name": self.name, "space": self.space, "source": self.source,
-                "template": None if self.template_path is None else str(self.template_path),
+                "template": None if self.template_path is None else package_relative(self.template_path),
                 "n_labels": int(len(self.labels)),
                 "hemisphere_sources": sorted(set(self.labels["hemisphere_source"]))}
 
@@ -280,7 +280,7 @@ def load_atlas(atlas: str | os.PathLike = "cit168", labels: str | os.PathLike | 
     if builtin:
         image_path, table_path = cit168_paths()
         name = atlas_str.lower()
-        source = f"{BUILTIN_ATLASES[name]}: {image_path}"
+        source = f"{BUILTIN_ATLASES[name]}: {package_relative(image_path)}"
         space = TEMPLATE_SPACE
         if labels is not None:
             table_path = Path(labels)

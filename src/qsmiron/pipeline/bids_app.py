@@ -18,6 +18,8 @@ per subject: done / skipped / failed / invalid, the failing step and why, its lo
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +27,10 @@ from typing import Any, Callable, Sequence
 
 from qsmiron.config import QsmironConfig, load_config, write_config
 from qsmiron.errors import InputError
-from qsmiron.io.atomic import check_writable_dir, write_json_atomic, write_tsv_atomic
+from qsmiron.io.atomic import check_writable_dir, write_json_atomic, write_text_atomic, write_tsv_atomic
 from qsmiron.io.bids import Problem, discover_bids
 from qsmiron.io.bids_validation import format_problems, valid_subjects, validate_dataset
-from qsmiron.io.derivatives import (DERIVATIVE_NAME, QC_ROLES, ROLE_RECON_RECORD, ROLE_REGIONS_RECORD,
+from qsmiron.io.derivatives import (BIDSIGNORE, DERIVATIVE_NAME, QC_ROLES, ROLE_RECON_RECORD, ROLE_REGIONS_RECORD,
                                    CohortPaths, cohort_paths)
 from qsmiron.pipeline.cache import read_marker
 from qsmiron.pipeline.cohort import SubjectStatus, collect_regions, run_cohort
@@ -77,23 +79,40 @@ def _echo(line: str) -> None:
         print(line, file=sys.stderr)
 
 
-def derivative_description(bids_dir: Path) -> dict[str, Any]:
-    from qsmiron import __version__
+def derivative_description(bids_dir: Path, root: Path) -> dict[str, Any]:
+    """The derivative dataset's ``dataset_description.json``: the raw dataset linked by its path
+    relative to ``root`` (``bids:raw:...`` in the sidecars' ``Sources``), no absolute path."""
+    from qsmiron import CODE_URL, __version__
 
-    uri = bids_dir.resolve().as_uri()
+    raw = Path(os.path.relpath(bids_dir.resolve(), root.resolve())).as_posix()
+    source = {"URL": raw}
+    raw_description = bids_dir / "dataset_description.json"
+    try:
+        doi = json.loads(raw_description.read_text()).get("DatasetDOI")
+    except (OSError, ValueError, AttributeError):
+        doi = None
+    if doi:
+        source["DOI"] = doi
+    generated_by = {"Name": "qsmiron", "Version": __version__,
+                    "Description": "multi-echo GRE to QSM (Chimap, ppm), ANTs normalisation to MNI152NLin2009cAsym, "
+                                   "atlas regions, cohort statistics and report"}
+    if CODE_URL:
+        generated_by["CodeURL"] = CODE_URL
     return {
         "Name": "qsmiron: quantitative susceptibility maps and regional susceptibility",
         "BIDSVersion": BIDS_VERSION,
         "DatasetType": "derivative",
-        "GeneratedBy": [{
-            "Name": "qsmiron",
-            "Version": __version__,
-            "Description": "multi-echo GRE to QSM (Chimap, ppm), ANTs normalisation to MNI152NLin2009cAsym, "
-                           "atlas regions, cohort statistics and report",
-        }],
-        "SourceDatasets": [{"URL": uri}],
-        "DatasetLinks": {"raw": uri},
+        "GeneratedBy": [generated_by],
+        "SourceDatasets": [source],
+        "DatasetLinks": {"raw": raw},
     }
+
+
+def write_bidsignore(path: Path) -> None:
+    """The derivative dataset's ``.bidsignore`` (``BIDSIGNORE``: the files BIDS has no name for)."""
+    text = "".join(f"{pattern}\n" for pattern in BIDSIGNORE)
+    if not path.exists() or path.read_text() != text:
+        write_text_atomic(path, text)
 
 
 def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_path=None, n_procs=None,
@@ -236,7 +255,8 @@ def _validate(bids_dir: Path, paths: CohortPaths, config: QsmironConfig, partici
             echo(f"  {line}")
     valid = valid_subjects(units, problems)
     paths.root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(paths.dataset_description, derivative_description(bids_dir))
+    write_json_atomic(paths.dataset_description, derivative_description(bids_dir, paths.root))
+    write_bidsignore(paths.bidsignore)
     write_config(config, paths.config)
     _write_validation(paths.validation, problems)
     if not valid:

@@ -170,7 +170,7 @@ class _Orchestration:
             self.submit(job, index + 1, 1)
             return
         cache.write_marker(job.out_dir, job.unit, job.outputs, job.step_seconds, self.digests[_key(job.unit)],
-                           self.config_digest)
+                           self.config_digest, within=job.out_dir.parents[len(job.unit.relative_dir.parts) - 1])
         self.finish(job, "done")
 
     def run(self) -> None:
