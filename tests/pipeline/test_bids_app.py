@@ -49,7 +49,10 @@ def test_participant_level_writes_a_bids_derivative_dataset(tiny_bids, light_ste
     description = json.loads((root / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative"
     assert description["GeneratedBy"][0]["Name"] == "qsmiron"
-    assert description["SourceDatasets"][0]["URL"] == bids.resolve().as_uri()
+    # The raw dataset by its path relative to the derivatives (bids:raw:... in the sidecars), never absolute.
+    assert description["SourceDatasets"][0]["URL"] == description["DatasetLinks"]["raw"] == "../../bids"
+    assert (root / description["DatasetLinks"]["raw"]).resolve() == bids.resolve()
+    assert "/regions.tsv" in (root / ".bidsignore").read_text().splitlines()
     assert load_config(root / "config.json") == fast_config()
     regions = pd.read_csv(root / "regions.tsv", sep="\t")
     assert sorted(regions.participant_id.unique()) == ["sub-01", "sub-02", "sub-03"]
