@@ -164,10 +164,47 @@ def test_a_longitudinal_dataset_is_processed_per_session_and_each_session_analys
 # End to end with the real steps
 
 
+ABSOLUTE_MARKERS = ("/tmp", "/work", ".venv", "site-packages", "file://")
+
+
+def check_bids_derivatives(bids: Path, root: Path, good: list[str]) -> None:
+    """The official validator finds no error in the derivative dataset, pybids indexes it and
+    finds every Chimap and regional table, and no JSON file of the run holds an absolute path."""
+    from validator_helper import describe, validate
+
+    home = str(Path.home())
+    for path in root.rglob("*.json"):
+        text = path.read_text()
+        found = [m for m in (*ABSOLUTE_MARKERS, str(bids.resolve()), str(root.resolve()), home) if m in text]
+        assert not found, f"{path.relative_to(root)} holds {found}"
+    errors, _ = validate(root)
+    assert not errors, describe(errors)
+
+    bids_layout = pytest.importorskip("bids")
+    layout = bids_layout.BIDSLayout(bids, derivatives=root, validate=False)
+    for participant_id in good:
+        subject = participant_id[4:]
+        native = layout.get(scope="qsmiron", subject=subject, suffix="Chimap", space=None, desc=None,
+                            extension=".nii.gz")
+        assert [f.filename for f in native] == [f"{participant_id}_Chimap.nii.gz"]
+        assert native[0].get_metadata()["Units"] == "ppm"
+        template = layout.get(scope="qsmiron", subject=subject, suffix="Chimap", space="MNI152NLin2009cAsym",
+                              extension=".nii.gz")
+        assert len(template) == 1 and template[0].get_metadata()["SkullStripped"] is True
+        tables = layout.get(scope="qsmiron", subject=subject, suffix="regions", atlas="cit168", extension=".tsv")
+        assert [f.filename for f in tables] == [f"{participant_id}_atlas-cit168_regions.tsv"]
+        labels = layout.get(scope="qsmiron", subject=subject, suffix="dseg", atlas="cit168")
+        assert sorted(f.entities["extension"] for f in labels) == [".nii.gz", ".tsv"]
+        assert (root / participant_id / "figures").is_dir()
+
+
 def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, simulated_cohort, fast_e2e_config,
-                                                               e2e_chisep, tmp_path):
+                                                               e2e_chisep, tmp_path, monkeypatch):
     """The good subjects finish; the corrupt one fails at recon, the one missing an echo at validation;
-    the group level runs on the others and names the two it left out."""
+    the group level runs on the others and names the two it left out. The derivatives pass the BIDS
+    validator and pybids, and every temporary file went to the work folder."""
+    import tempfile
+
     import nibabel as nib
     import numpy as np
 
@@ -186,7 +223,16 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     # Headers only at validation, so the corrupt voxel data are met by the reconstruction itself;
     # chi-separation on, so that every measure reaches the regions table and the statistics.
     config = fast_e2e_config(n_procs=2, validate_image_data=False, recon={"chisep": e2e_chisep})
-    result = run_bids_app(bids, tmp_path / "out", config=config, echo=lines.append)
+    # The system's temporary folder is a sentinel: a file made (even removed) there changes its mtime.
+    sentinel, work = tmp_path / "system_tmp", tmp_path / "work"
+    sentinel.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("TMPDIR", str(sentinel))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    untouched, work_before = sentinel.stat().st_mtime_ns, work.stat().st_mtime_ns
+    result = run_bids_app(bids, tmp_path / "out", config=config, echo=lines.append, work_dir=work)
+    assert sentinel.stat().st_mtime_ns == untouched and not list(sentinel.iterdir())
+    assert work.stat().st_mtime_ns != work_before  # the registrations' scratch folders came and went there
     root = tmp_path / "out" / "qsmiron"
 
     by_id = {s.participant_id: s for s in result.statuses}
@@ -200,7 +246,9 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     # BIDS derivatives of a good subject, the iron-specific maps with their sidecars.
     anat = root / good[0] / "anat"
     for name in ("Chimap.nii.gz", "Chimap.json", "desc-qsm_mask.nii.gz", "desc-total_fieldmap.nii.gz",
-                 "desc-local_fieldmap.nii.gz", "desc-recon_qsm.json", "atlas-cit168_regions.tsv",
+                 "localfield.nii.gz", "desc-recon_qsm.json", "atlas-cit168_regions.tsv",
+                 "atlas-cit168_desc-regions_qsm.json", "atlas-cit168_dseg.nii.gz", "atlas-cit168_dseg.tsv",
+                 "from-MEGRE_to-MNI152NLin2009cAsym_mode-image_xfm.mat",
                  "R2starmap.nii.gz", "R2starmap.json", "T2starmap.nii.gz", "S0map.nii.gz", "desc-r2star_mask.nii.gz",
                  "desc-paramagnetic_Chimap.nii.gz", "desc-diamagnetic_Chimap.json"):
         assert (anat / f"{good[0]}_{name}").exists(), name
@@ -210,7 +258,8 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     assert r2star_sidecar["Sources"][0].startswith(f"bids:raw:{good[0]}/anat/")
     para = json.loads((anat / f"{good[0]}_desc-paramagnetic_Chimap.json").read_text())
     assert para["Units"] == "ppm" and para["Approximation"] is True and "5.25" in para["ApproximationDescription"]
-    assert list(anat.glob("*_qc_*.png")), "QC images"
+    assert sorted(p.name for p in (root / good[0] / "figures").glob("*.png")) == [
+        f"{good[0]}_atlas-cit168_desc-regions_qc.png", f"{good[0]}_space-MNI152NLin2009cAsym_desc-registration_qc.png"]
     assert (root / "logs" / f"{corrupt}.log").read_text().count("Traceback") >= 1
 
     # One tidy table: chi under the whole-brain and ventricle-CSF references, R2*, chi+ and chi-.
@@ -271,3 +320,4 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     assert "No reconstruction records" not in report and "No regional-measurement records" not in report
     assert f"Of {len(good) + 2} subjects" in report
     assert report.count('alt="QC: ') >= len(good)
+    check_bids_derivatives(bids, root, good)
