@@ -348,13 +348,13 @@ def _participant_level(bids_dir: Path, paths: CohortPaths, config: QsmironConfig
          f"({sum(s.status == 'skipped' for s in statuses)} reused); {len(included)} in {paths.regions}")
     for status in failed:
         echo(f"  left out: {status.label}: {status.step}: {status.reason}")
-    if not cohort.succeeded:
-        raise InputError(f"no subject was processed successfully; see {paths.status} and the "
-                         f"logs in {paths.logs}", bids_dir)
-    first = next((s for s in cohort.statuses if s.status == "failed"), None)
+    first = next((s for s in cohort.statuses if s.status == "failed" and s.step is not None), None)
     if config.pipeline.stop_on_first_crash and first is not None:
         raise InputError(f"stopped at the first failure: {first.label}: {first.step}: {first.reason} (see "
                          f"{paths.status})", bids_dir)
+    if not cohort.succeeded:
+        raise InputError(f"no subject was processed successfully; see {paths.status} and the "
+                         f"logs in {paths.logs}", bids_dir)
 
 
 def _invalid_statuses(units, problems: list[Problem]) -> list[SubjectStatus]:

@@ -190,7 +190,7 @@ class _Orchestration:
     def stop_after_crash(self) -> None:
         """``stop_on_first_crash``: the subjects running or waiting are not run (the caller stops the workers)."""
         crashed = self.crashed.unit.label
-        for job, _, _ in list(self.inflight.values()) + list(reversed(self.waiting)):
+        for job in [job for job, _, _ in self.inflight.values()] + list(reversed(self.waiting)):
             if _key(job.unit) not in self.statuses:
                 self.statuses[_key(job.unit)] = SubjectStatus(
                     job.unit.participant_id, job.unit.session, "failed", None,
