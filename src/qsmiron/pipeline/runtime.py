@@ -82,10 +82,19 @@ def cold_kernels(modules=RECON_KERNEL_MODULES) -> list[str]:
     return cold
 
 
+def cache_is_cold(modules=RECON_KERNEL_MODULES) -> bool:
+    """True when none of the kernels of ``modules`` is compiled on disk: a new installation (or a
+    cleared cache), whose first reconstruction compiles them all. Some kernels stay uncached
+    on a warm installation (inlined helpers, methods not used yet), so one cached kernel is
+    taken as a sign of a warm cache."""
+    total = sum(len(_dispatchers(importlib.import_module(name))) for name in modules)
+    return total > 0 and len(cold_kernels(modules)) == total
+
+
 def announce_compilation(echo, modules=RECON_KERNEL_MODULES) -> bool:
-    """One line before the first reconstruction when the kernels are not compiled yet; whether it was said."""
-    cold = cold_kernels(modules)
-    if cold:
-        echo(f"qsmiron: first run: compiling {len(cold)} numerical kernel(s) (numba) before the first "
-             "reconstruction, once per installation; this takes a minute or two")
-    return bool(cold)
+    """One line before the first reconstruction when the kernel cache is cold; whether it was said."""
+    if not cache_is_cold(modules):
+        return False
+    echo("qsmiron: first run on this installation: compiling the numerical kernels (numba) before the "
+         "first reconstruction; this takes a minute or two, once")
+    return True
