@@ -25,7 +25,7 @@ EXAMPLES = {
              "--study study.toml",
     "voxelwise": "example:\n  qsmiron voxelwise derivatives/qsmiron bids/participants.tsv --study study.toml "
                  "-o voxelwise_out",
-    "run": "examples:\n  qsmiron run study_bids study_bids/derivatives participant --nprocs 4 --work-dir /scratch/work\n"
+    "run": "examples:\n  qsmiron run study_bids study_bids/derivatives participant --nprocs 4 -w /scratch/work\n"
            "  qsmiron run study_bids study_bids/derivatives group --study study.toml",
     "simulate": "example:\n  qsmiron simulate sim_bids --subjects 12 --seed 1",
     "demo": "example:\n  qsmiron demo demo_output --subjects 8",

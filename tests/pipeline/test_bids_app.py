@@ -300,6 +300,8 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     marker = read_marker(anat)
     assert marker.outputs["template_chimap"].file == f"{good[0]}_space-MNI152NLin2009cAsym_Chimap.nii.gz"
     assert "template_chimap_json" in marker.outputs
+    # The QC images in sub-X/figures/ are the subject's outputs too (a deleted one makes it run again).
+    assert marker.outputs["qc_atlas"].file == f"../figures/{good[0]}_atlas-cit168_desc-regions_qc.png"
 
     # Group level on the good subjects, saying who was left out.
     group = root / "group"
