@@ -8,6 +8,7 @@ faults planted (a corrupt phase file, a deleted echo).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -180,8 +181,13 @@ def check_bids_derivatives(bids: Path, root: Path, good: list[str]) -> None:
     errors, _ = validate(root)
     assert not errors, describe(errors)
 
-    bids_layout = pytest.importorskip("bids")
-    layout = bids_layout.BIDSLayout(bids, derivatives=root, validate=False)
+    try:
+        import bids as pybids
+    except ImportError:  # a test dependency; CI (QSMIRON_REQUIRE_BIDS_VALIDATOR=1) insists on it
+        if os.environ.get("QSMIRON_REQUIRE_BIDS_VALIDATOR") == "1":
+            pytest.fail("QSMIRON_REQUIRE_BIDS_VALIDATOR=1 but pybids is not installed (pip install pybids)")
+        pytest.skip("pybids is not installed")
+    layout = pybids.BIDSLayout(bids, derivatives=root, validate=False)
     for participant_id in good:
         subject = participant_id[4:]
         native = layout.get(scope="qsmiron", subject=subject, suffix="Chimap", space=None, desc=None,
