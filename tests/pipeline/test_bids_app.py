@@ -54,6 +54,8 @@ def test_participant_level_writes_a_bids_derivative_dataset(tiny_bids, light_ste
     assert description["SourceDatasets"][0]["URL"] == description["DatasetLinks"]["raw"] == "../../bids"
     assert (root / description["DatasetLinks"]["raw"]).resolve() == bids.resolve()
     assert "/regions.tsv" in (root / ".bidsignore").read_text().splitlines()
+    atlas = json.loads((root / "atlas-cit168_description.json").read_text())  # what atlas-cit168 names
+    assert atlas["SpatialReference"] == "MNI152NLin2009cAsym" and "CIT168" in atlas["Name"]
     assert load_config(root / "config.json") == fast_config()
     regions = pd.read_csv(root / "regions.tsv", sep="\t")
     assert sorted(regions.participant_id.unique()) == ["sub-01", "sub-02", "sub-03"]

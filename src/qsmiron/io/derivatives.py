@@ -344,6 +344,10 @@ class CohortPaths:
     def done_marker(self, relative_dir: str | os.PathLike) -> Path:
         return self.subject_dir(relative_dir) / DONE_MARKER
 
+    def atlas_description(self, atlas: str | os.PathLike) -> Path:
+        """``root/atlas-<label>_description.json``: what the ``atlas-<label>`` entity names."""
+        return self.root / f"atlas-{atlas_label(atlas)}_description.json"
+
     @staticmethod
     def regions_table(subject_dir: str | os.PathLike, label: str, atlas: str | os.PathLike) -> Path:
         """A subject's regional table: ``<label>_atlas-<atlas>_regions.tsv``."""

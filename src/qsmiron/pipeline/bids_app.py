@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from qsmiron.atlas.load import atlas_description
 from qsmiron.config import QsmironConfig, load_config, write_config
 from qsmiron.errors import InputError
 from qsmiron.io.atomic import check_writable_dir, write_json_atomic, write_text_atomic, write_tsv_atomic
@@ -313,6 +314,7 @@ def _validate(bids_dir: Path, paths: CohortPaths, config: QsmironConfig, selecti
     valid = valid_subjects(units, problems)
     paths.root.mkdir(parents=True, exist_ok=True)
     write_json_atomic(paths.dataset_description, derivative_description(bids_dir, paths.root))
+    write_json_atomic(paths.atlas_description(config.roi.atlas), atlas_description(config.roi.atlas))
     write_bidsignore(paths.bidsignore)
     write_config(config, paths.config)
     _write_validation(paths.validation, problems)
