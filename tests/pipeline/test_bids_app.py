@@ -267,7 +267,8 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     para = json.loads((anat / f"{good[0]}_desc-paramagnetic_Chimap.json").read_text())
     assert para["Units"] == "ppm" and para["Approximation"] is True and "5.25" in para["ApproximationDescription"]
     assert sorted(p.name for p in (root / good[0] / "figures").glob("*.png")) == [
-        f"{good[0]}_atlas-cit168_desc-regions_qc.png", f"{good[0]}_space-MNI152NLin2009cAsym_desc-registration_qc.png"]
+        f"{good[0]}_atlas-cit168_desc-regions_qc.png", f"{good[0]}_desc-chimap_qc.png", f"{good[0]}_desc-fields_qc.png",
+        f"{good[0]}_space-MNI152NLin2009cAsym_desc-registration_qc.png"]
     assert (root / "logs" / f"{corrupt}.log").read_text().count("Traceback") >= 1
 
     # One tidy table: chi under the whole-brain and ventricle-CSF references, R2*, chi+ and chi-.

@@ -53,11 +53,8 @@ ROLE_REGIONS_RECORD = "regions_record"
 ROLE_TEMPLATE_CHIMAP = "template_chimap"
 """Chi on the template grid (``RegionsPaths.template_chimap``), what voxel-wise statistics read."""
 QC_ROLES = ("qc_chimap", "qc_fields", "qc_atlas", "qc_registration")
-"""Marker roles of a subject's QC figures, in the order its QC page shows them: chi and the mask,
-the total and local field (the ``qc`` step), atlas outlines on chi, registration edges (``roi``)."""
-
+"""Marker roles of a subject's QC figures, in the order of its QC page (``qc/`` beside the report)."""
 QC_PAGE_FOLDER = "qc"
-"""Beside a study's ``report.html``: one self-contained QC page per scan."""
 
 
 def _roles(paths) -> dict[str, Path]:
@@ -316,23 +313,15 @@ def atlas_label(atlas: str | os.PathLike) -> str:
 
 @dataclass(frozen=True)
 class QcFigurePaths:
-    """The QC figures drawn from a reconstruction's maps (the cohort's ``qc`` step)."""
+    """The ``qc`` step's figures: chi at a fixed window with the mask; total (Hz) and local (ppm) field."""
 
     qc_chimap: Path
-    """Chi at a fixed ppm window in three planes, mask outline."""
     qc_fields: Path
-    """Total field (Hz) and local field (ppm)."""
-
-    def files(self) -> dict[str, Path]:
-        return _roles(self)
 
 
 def qc_figure_paths(figures_dir: str | os.PathLike, label: str) -> QcFigurePaths:
-    """``<label>_desc-chimap_qc.png`` and ``<label>_desc-fields_qc.png`` in ``figures_dir``
-    (a cohort's ``sub-X/figures/``, beside the registration and regions QC images)."""
-    figures_dir = Path(figures_dir)
-    return QcFigurePaths(qc_chimap=figures_dir / f"{label}_desc-chimap_qc.png",
-                         qc_fields=figures_dir / f"{label}_desc-fields_qc.png")
+    """``<label>_desc-chimap_qc.png`` and ``<label>_desc-fields_qc.png`` in ``figures_dir`` (``sub-X/figures``)."""
+    return QcFigurePaths(*(Path(figures_dir) / f"{label}_desc-{name}_qc.png" for name in ("chimap", "fields")))
 
 
 def qc_page_link(label: str) -> str:

@@ -78,14 +78,31 @@ def _order(table: pd.DataFrame, column: str) -> dict:
     return {value: rank for rank, value in enumerate(dict.fromkeys(table[column]))}
 
 
+def _raw_datasets(provenance: Provenance) -> list[Path]:
+    """Where the scans came from: the raw dataset the derivatives link (``DatasetLinks.raw``,
+    relative to the derivatives' top), and any absolute input path the records hold."""
+    import json
+
+    found = [Path(path) for record in provenance.recon_records for path in record.inputs.magnitude[:1]
+             if Path(path).is_absolute()]
+    if provenance.pipeline is not None and provenance.pipeline.derivatives:
+        root = Path(provenance.pipeline.derivatives)
+        try:
+            raw = json.loads((root / "dataset_description.json").read_text(encoding="utf-8"))["DatasetLinks"]["raw"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raw = None
+        if isinstance(raw, str) and "://" not in raw:
+            found.insert(0, root / raw / "dataset_description.json")
+    return found
+
+
 def truth_comparison_of(provenance: Provenance | None, regions: pd.DataFrame, group_comparison: pd.DataFrame | None,
                         participants: pd.DataFrame) -> TruthComparison | None:
     """The comparison with the simulation truth, or None when the scans are not simulated (or
     the values are not under the whole-brain reference the truth is given in)."""
     if provenance is None or group_comparison is None or group_comparison.empty:
         return None
-    sources = [path for record in provenance.recon_records for path in record.inputs.magnitude[:1]]
-    truth_dir = truth_dir_of(sources)
+    truth_dir = truth_dir_of(_raw_datasets(provenance))
     if truth_dir is None:
         return None
     if "reference" in regions and set(regions["reference"].dropna().astype(str)) - {"whole_brain"}:
