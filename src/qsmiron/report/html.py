@@ -131,50 +131,6 @@ def _findings(results: StudyResults, alpha: float) -> list[Finding]:
             for kind, frame, text in describe for r in _significant_rows(frame, alpha)]
 
 
-# --------------------------------------------------------------------------- QC images
-_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
-
-
-def image_data_uri(path: str | os.PathLike) -> str:
-    """A PNG, JPEG, GIF or SVG file as a ``data:`` URI; ValueError when it is none of them."""
-    data = Path(path).read_bytes()
-    for magic, mime in _MAGIC:
-        if data.startswith(magic):
-            break
-    else:
-        head = data[:512].lstrip().lower()
-        if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in data[:4096].lower()):
-            mime = "image/svg+xml"
-        else:
-            raise ValueError("not a PNG, JPEG, GIF or SVG image")
-    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
-
-
-def _qc_title(path: str | os.PathLike) -> str:
-    """A readable title from a QC file name: ``sub-01_qc_atlas.png`` -> ``sub-01 qc atlas``."""
-    name = Path(path).name
-    for suffix in (".png", ".jpg", ".jpeg", ".gif", ".svg"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-    return name.replace("_", " ")
-
-
-def _qc_images(qc_images: Sequence[tuple[str, str | os.PathLike] | str | os.PathLike]) -> list[QcImage]:
-    images = []
-    for item in qc_images or ():
-        if isinstance(item, (str, os.PathLike)):
-            title, path = _qc_title(item), item
-        else:
-            title, path = item
-        try:
-            images.append(QcImage(str(title), image_data_uri(path), os.fspath(path)))
-        except FileNotFoundError:
-            images.append(QcImage(str(title), None, os.fspath(path), "file not found"))
-        except (OSError, ValueError) as error:
-            images.append(QcImage(str(title), None, os.fspath(path), str(error)))
-    return images
-
-
 # --------------------------------------------------------------------------- figures
 def _figures(results: StudyResults, regions: pd.DataFrame, participants: pd.DataFrame,
              settings: AnalysisSettings, groups: Sequence[str]) -> tuple[list[fig.ReportFigure], list[str]]:
