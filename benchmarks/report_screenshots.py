@@ -111,7 +111,7 @@ def print_pdf(report: Path, pdf: Path, profile: Path) -> int:
 
 
 def screenshots(report: Path, out: Path, profile: Path, *, width: int = 1280, height: int = 1600,
-                max_shots: int = 40) -> list[Path]:
+                max_shots: int = 16) -> list[Path]:
     """The whole page as PNG slices ``height`` px tall (one tall screenshot, cut up)."""
     import matplotlib.image
 

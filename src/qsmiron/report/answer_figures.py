@@ -77,7 +77,12 @@ def forest_figure(rows: Sequence[Estimate], *, xlabel: str, null: float = 0.0, l
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.axvline(null, color="0.45", linestyle="--", linewidth=0.9)
     if log_scale:
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator([0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100]))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     if bounds:
         low, high = min(bounds), max(bounds)
         if log_scale:
@@ -104,8 +109,11 @@ def heatmap_figure(matrix: AssociationMatrix, *, alpha: float = 0.05,
         return None
     n_rows, n_cols = len(matrix.regions), len(matrix.variables)
     r = np.array([[np.nan if v is None else v for v in row] for row in matrix.r], float)
-    cell_w = min(1.05, (PRINT_WIDTH_IN - 2.6) / n_cols)
-    width, height = 1.7 + cell_w * n_cols + 0.9, 1.35 + 0.27 * n_rows
+    labels = list(variable_labels or matrix.variables)
+    rotated = max(map(len, labels)) > 6
+    cell_w = min(1.05, (PRINT_WIDTH_IN - 3.0) / n_cols)
+    top = 1.1 if rotated else 0.5
+    width, height = 1.7 + cell_w * n_cols + 1.2, top + 0.35 + 0.27 * n_rows
     figure = Figure(figsize=(width, height))
     ax = figure.add_axes((1.7 / width, 0.35 / height, cell_w * n_cols / width, 0.27 * n_rows / height))
     image = ax.imshow(np.ma.masked_invalid(r), cmap="PuOr_r", vmin=-1, vmax=1, aspect="auto")
@@ -118,9 +126,8 @@ def heatmap_figure(matrix: AssociationMatrix, *, alpha: float = 0.05,
             mark = "*" if p_fdr is not None and p_fdr < alpha else ("\u00b0" if p is not None and p < alpha else "")
             ax.text(j, i, f"{r[i, j]:.2f}{mark}", ha="center", va="center", fontsize=SMALL_FONT,
                     color="white" if abs(r[i, j]) > 0.55 else "black")
-    labels = list(variable_labels or matrix.variables)
-    ax.set_xticks(range(n_cols), labels, fontsize=FONT, rotation=30 if max(map(len, labels)) > 8 else 0,
-                  ha="left" if max(map(len, labels)) > 8 else "center")
+    ax.set_xticks(range(n_cols), labels, fontsize=FONT, rotation=35 if rotated else 0,
+                  ha="left" if rotated else "center", rotation_mode="anchor")
     ax.xaxis.tick_top()
     row_labels = [short_label(reg, hem) for reg, hem in zip(matrix.regions, matrix.hemispheres)]
     ax.set_yticks(range(n_rows), row_labels, fontsize=FONT)

@@ -229,7 +229,7 @@ def group_box_figure(values: pd.DataFrame, groups: Sequence[str], *,
     if handles:
         ordered = [handles[g] for g in groups if g in handles]
         figure.legend(handles=ordered, labels=[h.get_label() for h in ordered], loc="upper center",
-                      ncols=len(ordered), frameon=False, fontsize=FONT)
+                      ncols=len(ordered), frameon=False, fontsize=FONT, markerscale=2.0)
     return figure
 
 

@@ -45,7 +45,7 @@ def _qc_title(path: str | os.PathLike) -> str:
     return name.replace("_", " ")
 
 
-def _qc_images(qc_images: Sequence[tuple[str, str | os.PathLike] | str | os.PathLike]) -> list[QcImage]:
+def qc_images(qc_images: Sequence[tuple[str, str | os.PathLike] | str | os.PathLike]) -> list[QcImage]:
     images = []
     for item in qc_images or ():
         if isinstance(item, (str, os.PathLike)):

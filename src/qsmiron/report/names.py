@@ -18,13 +18,16 @@ from qsmiron.report.formatting import is_missing
 REGION_NAMES = {
     "Pu": "putamen", "Ca": "caudate nucleus", "NAC": "nucleus accumbens", "EXA": "extended amygdala",
     "GPe": "globus pallidus externus", "GPi": "globus pallidus internus",
-    "SNc_PBP_VTA": "substantia nigra pars compacta, parabrachial pigmented nucleus and ventral tegmental area",
+    "SNc_PBP_VTA": "substantia nigra pars compacta and ventral tegmental area complex",
     "SNc": "substantia nigra pars compacta", "VTA": "ventral tegmental area", "PBP": "parabrachial pigmented nucleus",
     "RN": "red nucleus", "SNr": "substantia nigra pars reticulata", "VeP": "ventral pallidum",
     "HN": "habenular nuclei", "HTH": "hypothalamus", "MN": "mammillary nucleus", "STH": "subthalamic nucleus",
     "Thal": "thalamus", "DN": "dentate nucleus",
 }
-"""Full names of the CIT168 nuclei (and the thalamus and dentate nucleus of the simulator)."""
+"""Full names of the CIT168 nuclei (and the thalamus and dentate nucleus of the simulator).
+
+SNc_PBP_VTA is the atlas's one label for the substantia nigra pars compacta, the
+parabrachial pigmented nucleus and the ventral tegmental area, named short here."""
 
 SHORT_NAMES = {"SNc_PBP_VTA": "SNc, PBP and VTA"}
 """Shorter spellings for figure labels where the full name does not fit."""
@@ -61,9 +64,12 @@ def variable_name(column: str, units: Mapping[str, Any] | None = None, *, with_u
     info = (units or {}).get(column)
     name = column
     if info is not None:
-        long_name = getattr(info, "long_name", None) or getattr(info, "description", None)
+        long_name = getattr(info, "long_name", None)
+        description = getattr(info, "description", None)
         if long_name:
-            name = long_name if len(long_name) <= 60 else f"{column} ({long_name[:57]}...)"
+            name = long_name
+        elif description and len(description) <= 50:
+            name = description
         unit = getattr(info, "units", None)
         if with_unit and unit:
             return f"{name} ({unit})"

@@ -122,7 +122,7 @@ def relapse_answer(answer: RelapseAnswer, alpha: float, primary: Sequence[str], 
     figure = forest_figure(answer.odds_ratio, xlabel="odds ratio of relapse per SD of \u03c7 (95 % CI)", null=1.0,
                            log_scale=True, alpha=alpha, colour="#333333")
     return Answer(
-        "answer-relapse", f"Does susceptibility predict {variable_name(answer.outcome, units, with_unit=False)}?",
+        "answer-relapse", f"Does susceptibility predict {answer.outcome.replace('_', ' ')}?",
         f"{_family(answer.confirmatory, primary)}; logistic regression {where}, {answer.n_events} events in "
         f"{answer.n} participants" + (f" ({' and '.join(models)})" if models else "") + ". "
         + _significance([_readable(s) for s in answer.significant], alpha),

@@ -51,7 +51,7 @@ def roc_figure(roc_curves: Mapping[tuple, pd.DataFrame], relapse: pd.DataFrame |
     if not keys:
         return None
     side = PRINT_WIDTH_IN / max(1, min(ncols, len(keys)))
-    figure, axes = _grid(len(keys), ncols, (side, side + 0.25), top_in=0.75)
+    figure, axes = _grid(len(keys), ncols, (side, side + 0.25), top_in=1.05)
     for ax, key in zip(axes, keys):
         curve = roc_curves[key].sort_values(["fpr", "tpr"], kind="mergesort")
         ax.plot(curve["fpr"], curve["tpr"], color="0.1", linewidth=1.6, drawstyle="steps-post", label="ROC")
@@ -74,7 +74,8 @@ def roc_figure(roc_curves: Mapping[tuple, pd.DataFrame], relapse: pd.DataFrame |
         ax.set_xlabel("1 \u2212 specificity", fontsize=SMALL_FONT)
         ax.set_ylabel("sensitivity", fontsize=SMALL_FONT)
         ax.tick_params(labelsize=SMALL_FONT)
-    axes[0].legend(fontsize=SMALL_FONT, loc="lower right", frameon=False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="upper right", ncols=len(labels), fontsize=SMALL_FONT, frameon=False)
     return figure
 
 

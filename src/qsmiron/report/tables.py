@@ -134,6 +134,33 @@ def table1_table(table1: pd.DataFrame | None, groups: Sequence[str], alpha: floa
     return with_download(Table("table1-table", headers, rows, caption, "", 2, text), table1, "table1.tsv")
 
 
+def fold_constant_columns(table: Table, names: Sequence[str]) -> Table:
+    """Columns among ``names`` with one value in every row leave the table for its caption.
+
+    The shown table gets narrower; the caption says ``n 20, events 7 in every row``.
+    """
+    if len(table.rows) < 2:
+        return table
+    folded = []
+    for name in names:
+        if name not in table.headers:
+            continue
+        index = table.headers.index(name)
+        values = {row.cells[index] for row in table.rows}
+        if len(values) != 1:
+            continue
+        folded.append(f"{name} {values.pop()}")
+        del table.headers[index]
+        for row in table.rows:
+            del row.cells[index]
+        table.text_columns = {c - (c > index) for c in table.text_columns if c != index}
+        if index < table.numeric_from:
+            table.numeric_from -= 1
+    if folded:
+        table.caption += f" In every row: {', '.join(folded)}."
+    return table
+
+
 def _family_text(value: Any) -> str:
     return "" if is_missing(value) else {"primary": "primary", "exploratory": "exploratory"}.get(str(value), str(value))
 
@@ -223,6 +250,7 @@ def relapse_table(frame: pd.DataFrame | None, alpha: float, methods: StatisticsM
                  format_number(r.get("specificity_cv", r.get("specificity")), 2)]
         rows.append(Row(cells, is_significant(r.get("p_fdr"), alpha)))
     table = Table("relapse-table", headers, rows, caption, "", 3, _note_column(frame, headers, rows) | {5})
+    fold_constant_columns(table, ["n", "events", "model"])
     return with_download(table, frame, "relapse.tsv")
 
 
@@ -240,7 +268,7 @@ def survival_table(frame: pd.DataFrame | None, alpha: float, methods: Statistics
                  format_interval(r.get("hr"), r.get("hr_ci_low"), r.get("hr_ci_high")), format_p(r.get("hr_p")),
                  format_p(r.get("hr_p_fdr")), format_p(r.get("km_logrank_p"))], is_significant(r.get("hr_p_fdr"), alpha))
             for _, r in frame.iterrows()]
-    return Table("survival-table", headers, rows, caption, "", 3)
+    return fold_constant_columns(Table("survival-table", headers, rows, caption, "", 3), ["n", "events"])
 
 
 COUNT_CURATED = {"region", "hemisphere", "n", "rate_ratio", "rr_ci_low", "rr_ci_high", "p", "p_fdr"}
