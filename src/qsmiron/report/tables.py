@@ -149,7 +149,9 @@ def fold_constant_columns(table: Table, names: Sequence[str]) -> Table:
         values = {row.cells[index] for row in table.rows}
         if len(values) != 1:
             continue
-        folded.append(f"{name} {values.pop()}")
+        value = values.pop()
+        if value:
+            folded.append(f"{name} {value}")
         del table.headers[index]
         for row in table.rows:
             del row.cells[index]
@@ -196,6 +198,7 @@ def group_comparison_table(frame: pd.DataFrame | None, groups: Sequence[str], al
                  format_p(r.get("p")), format_p(r.get("p_fdr")), format_p(r.get("mwu_p"))]
         rows.append(Row(cells, is_significant(r.get("p_fdr"), alpha)))
     table = Table(table_id, headers, rows, caption, "", 3, _note_column(frame, headers, rows))
+    fold_constant_columns(table, [f"n {a} / {b}", "family"])
     return with_download(table, frame, table_id.removesuffix("-table").replace("-", "_") + ".tsv")
 
 
@@ -220,6 +223,7 @@ def associations_table(frame: pd.DataFrame | None, alpha: float, covariates: Seq
                  format_p(r.get("p")), format_p(r.get("p_fdr"))]
         rows.append(Row(cells, is_significant(r.get("p_fdr"), alpha)))
     table = Table(table_id, headers, rows, caption, "", 4, _note_column(frame, headers, rows))
+    fold_constant_columns(table, ["n", "family"])
     return with_download(table, frame, "associations.tsv")
 
 
@@ -250,7 +254,7 @@ def relapse_table(frame: pd.DataFrame | None, alpha: float, methods: StatisticsM
                  format_number(r.get("specificity_cv", r.get("specificity")), 2)]
         rows.append(Row(cells, is_significant(r.get("p_fdr"), alpha)))
     table = Table("relapse-table", headers, rows, caption, "", 3, _note_column(frame, headers, rows) | {5})
-    fold_constant_columns(table, ["n", "events", "model"])
+    fold_constant_columns(table, ["n", "events", "model", "family"])
     return with_download(table, frame, "relapse.tsv")
 
 
@@ -268,7 +272,7 @@ def survival_table(frame: pd.DataFrame | None, alpha: float, methods: Statistics
                  format_interval(r.get("hr"), r.get("hr_ci_low"), r.get("hr_ci_high")), format_p(r.get("hr_p")),
                  format_p(r.get("hr_p_fdr")), format_p(r.get("km_logrank_p"))], is_significant(r.get("hr_p_fdr"), alpha))
             for _, r in frame.iterrows()]
-    return fold_constant_columns(Table("survival-table", headers, rows, caption, "", 3), ["n", "events"])
+    return fold_constant_columns(Table("survival-table", headers, rows, caption, "", 3), ["n", "events", "family"])
 
 
 COUNT_CURATED = {"region", "hemisphere", "n", "rate_ratio", "rr_ci_low", "rr_ci_high", "p", "p_fdr"}
