@@ -115,7 +115,7 @@ def screenshots(report: Path, out: Path, profile: Path, *, width: int = 1280, he
     """The whole page as PNG slices ``height`` px tall (one tall screenshot, cut up)."""
     import matplotlib.image
 
-    tall = out / "report_full.png"
+    tall = out / f"{report.stem}_full.png"
     subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height * max_shots}",
                     f"--screenshot={tall}", report.resolve().as_uri()], check=True, capture_output=True, timeout=300)
     pixels = matplotlib.image.imread(tall)
@@ -129,6 +129,19 @@ def screenshots(report: Path, out: Path, profile: Path, *, width: int = 1280, he
         written.append(path)
     tall.unlink()
     return written
+
+
+def print_screenshots(report: Path, out: Path, profile: Path) -> list[Path]:
+    """The page laid out as it prints (print rules on, A4 text width of 703 px), as PNG slices."""
+    page = out / "print_layout.html"
+    page.write_text(report.read_text(encoding="utf-8").replace("@media print", "@media all"), encoding="utf-8")
+    written = screenshots(page, out, profile, width=703, height=1000, max_shots=40)
+    renamed = []
+    for path in written:
+        target = path.with_name(path.name.replace("report_", "print_"))
+        path.rename(target)
+        renamed.append(target)
+    return renamed
 
 
 def main() -> None:
@@ -150,7 +163,7 @@ def main() -> None:
     pages = print_pdf(report, out / "report.pdf", out / "profile")
     print(f"PDF: {out / 'report.pdf'}, {pages} pages")
     if not args.no_shots:
-        for path in screenshots(report, out, out / "profile"):
+        for path in screenshots(report, out, out / "profile") + print_screenshots(report, out, out / "profile"):
             print(path)
 
 
