@@ -76,10 +76,13 @@ class Sections:
             results.add_exclusions([], ["[voxelwise] did not run: no derivatives folder with template-space chi "
                                         "maps was given (qsmiron run's group level runs it; or qsmiron voxelwise)"])
             return
+        from qsmiron.report.voxelwise_figures import add_contrast_figures
         from qsmiron.stats.voxelwise import run_voxelwise
 
-        voxelwise = run_voxelwise(self.derivatives_dir, participants, folder, study=study, session=session,
-                                  atlas=self.atlas, missing_maps="exclude").record
+        analysis = run_voxelwise(self.derivatives_dir, participants, folder, study=study, session=session,
+                                 atlas=self.atlas, missing_maps="exclude")
+        add_contrast_figures(analysis, folder, atlas=self.atlas)
+        voxelwise = analysis.record
         results.voxelwise = voxelwise
         notes = [f"voxel-wise: {text}" for text in voxelwise.warnings]
         if study.harmonise is not None:

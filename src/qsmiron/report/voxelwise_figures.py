@@ -1,5 +1,9 @@
-"""The figure of one voxel-wise contrast: t where p_FWE < alpha on the template, with atlas
-outlines, mm coordinates and a colour bar (nilearn's ``plot_stat_map``)."""
+"""The figure of each voxel-wise contrast: t where p_FWE < alpha on the template, with atlas
+outlines, mm coordinates and a colour bar (nilearn's ``plot_stat_map``).
+
+The statistics (:mod:`qsmiron.stats.voxelwise`) write the maps and the record; the command line
+and the group level then call :func:`add_contrast_figures`, so data flow from the statistics to
+the report and never back."""
 
 from __future__ import annotations
 
@@ -46,3 +50,56 @@ def contrast_figure(t_map: np.ndarray, logp_map: np.ndarray, affine: np.ndarray,
     with atomic_path(out_png) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
     return out_png
+
+
+def add_contrast_figures(results, out_dir: str | os.PathLike, *, atlas: str = "cit168",
+                         atlas_labels: str | os.PathLike | None = None,
+                         template: str | os.PathLike | None = None) -> list[Path]:
+    """Draw each analysed contrast's figure beside its maps and name it in the written results.
+
+    Parameters
+    ----------
+    results : VoxelwiseResults
+        From :func:`qsmiron.stats.voxelwise.run_voxelwise`, already written to ``out_dir``;
+        its record (``contrast.figure``, ``files``), its contrasts table and ``voxelwise.json``
+        and ``voxelwise_contrasts.tsv`` are updated with the figures.
+    out_dir : path
+        The folder ``run_voxelwise`` wrote to (the maps are read from there).
+    atlas, atlas_labels, template : optional
+        As given to ``run_voxelwise`` (atlas outlines and the background template).
+
+    Returns
+    -------
+    list of Path
+        The figures written.
+    """
+    from qsmiron.atlas.load import load_atlas, load_template
+    from qsmiron.io.atomic import write_json_atomic, write_tsv_atomic
+    from qsmiron.io.derivatives import voxelwise_paths
+    from qsmiron.stats.voxelwise_maps import Grid, atlas_on_grid
+
+    record = results.record
+    paths = voxelwise_paths(out_dir)
+    atlas_obj = load_atlas(atlas, atlas_labels, template)
+    template_img = load_template(atlas_obj.template_path if template is None else template)
+    grid = Grid(tuple(template_img.shape[:3]), np.asarray(template_img.affine), atlas_obj.space)
+    labels = atlas_on_grid(atlas_obj, grid)
+    written = []
+    for contrast in record.contrasts:
+        if contrast.note or not contrast.t_map or not contrast.logp_map:
+            continue
+        t_map = np.asanyarray(nib.load(paths.record.parent / contrast.t_map).dataobj)
+        logp_map = np.asanyarray(nib.load(paths.record.parent / contrast.logp_map).dataobj)
+        peak = next(((c.peak_x_mm, c.peak_y_mm, c.peak_z_mm) for c in record.clusters
+                     if c.contrast == contrast.contrast), None)
+        figure = contrast_figure(t_map, logp_map, grid.affine, template_img, labels, paths.figure(contrast.key),
+                                 title=contrast.contrast, alpha=record.settings.alpha, peak_mm=peak)
+        contrast.figure = figure.name
+        record.files[f"figure:{contrast.key}"] = figure.name
+        written.append(figure)
+    if written:
+        figures = {c.contrast: c.figure for c in record.contrasts}
+        results.contrasts["figure"] = results.contrasts["contrast"].map(figures)
+        write_tsv_atomic(paths.contrasts, results.contrasts)
+        write_json_atomic(paths.record, record.to_json())
+    return written
