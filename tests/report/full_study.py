@@ -44,8 +44,8 @@ def section_records(folder: Path) -> dict:
     figure = Figure(figsize=(3, 1))
     figure.subplots().imshow(np.eye(8))
     figure.savefig(folder / "voxelwise_group.png", dpi=40)
-    effects = [SiteEffect(region="VeP", hemisphere=h, site=site, n=12, mean_before_ppm=0.05 + 0.01 * (site == "B"),
-                          sd_before_ppm=0.01, mean_after_ppm=0.055, sd_after_ppm=0.01, F_before=9.1,
+    effects = [SiteEffect(region="VeP", hemisphere=h, site=site, n=12, mean_before=0.05 + 0.01 * (site == "B"),
+                          sd_before=0.01, mean_after=0.055, sd_after=0.01, F_before=9.1,
                           p_before=0.006, F_after=0.02, p_after=0.89) for h in "LR" for site in "AB"]
     harmonisation = HarmonisationRecord(method="combat", batch="site", empirical_bayes=True, preserved=["group", "age"],
                                         implementation="neuroCombat 0.2.12", n_harmonised=24,

@@ -18,8 +18,8 @@ import pandas as pd
 
 from qsmiron.records.extensions import HarmonisationRecord, LongitudinalRecord, NormativeRecord, VoxelwiseRecord
 from qsmiron.report.formatting import format_count, format_number, format_p, format_ppm
-from qsmiron.report.names import region_label
-from qsmiron.report.tables import Row, Table, with_download
+from qsmiron.report.names import MEASURE_SYMBOLS, region_label
+from qsmiron.report.tables import Row, Table, fold_constant_columns, with_download
 
 
 @dataclass
@@ -47,29 +47,30 @@ class ExtraSection:
 def harmonisation_section(record: HarmonisationRecord) -> ExtraSection:
     frame = pd.DataFrame([e.model_dump() for e in record.site_effects])
     rows = []
+    keys = ["session", "measure", "reference", "region", "hemisphere"]
     if not frame.empty:
-        for (session, region, hemisphere), part in frame.groupby(["session", "region", "hemisphere"], sort=False,
-                                                                  dropna=False):
+        for (session, measure, _, region, hemisphere), part in frame.groupby(keys, sort=False, dropna=False):
             first = part.iloc[0]
-            before = "; ".join(f"{r.site}: {format_ppm(r.mean_before_ppm)}" for r in part.itertuples())
-            after = "; ".join(f"{r.site}: {format_ppm(r.mean_after_ppm)}" for r in part.itertuples())
-            rows.append(Row([region_label(region, hemisphere), "" if pd.isna(session) else str(session), before,
-                             format_number(first.F_before, 2), format_p(first.p_before), after,
-                             format_number(first.F_after, 2), format_p(first.p_after)],
-                            significant=False))
-    table = Table("harmonisation-table", ["region", "session", "site means before (ppm)", "F before", "p before",
-                                          "site means after (ppm)", "F after", "p after"], rows,
-                  f"Site effect per region: F test of '{record.batch}' in OLS mean ~ site + group + covariates, "
-                  "before and after ComBat. A site effect that remains after harmonisation shows as a small p "
-                  "after.", "No site effects were computed.", 3, {2, 5})
+            number = format_ppm if first.unit == "ppm" else (lambda v: format_number(v, 2))
+            before = "; ".join(f"{r.site}: {number(r.mean_before)}" for r in part.itertuples())
+            after = "; ".join(f"{r.site}: {number(r.mean_after)}" for r in part.itertuples())
+            rows.append(Row([region_label(region, hemisphere), f"{MEASURE_SYMBOLS.get(measure, measure)} ({first.unit})",
+                             "" if pd.isna(session) else str(session), before, format_number(first.F_before, 2),
+                             format_p(first.p_before), after, format_number(first.F_after, 2),
+                             format_p(first.p_after)]))
+    table = Table("harmonisation-table", ["region", "measure", "session", "site means before", "F before",
+                                          "p before", "site means after", "F after", "p after"], rows,
+                  f"Site effect per region and measure: F test of '{record.batch}' in OLS value ~ site + group + "
+                  "covariates, before and after ComBat. A site effect that remains after harmonisation shows as a "
+                  "small p after.", "No site effects were computed.", 4, {3, 6})
+    fold_constant_columns(table, ["session", "measure"])
     with_download(table, frame, "harmonise_site_effects.tsv")
-    n_before = int((frame.drop_duplicates(["session", "region", "hemisphere"])["p_before"] < 0.05).sum()) \
-        if not frame.empty else 0
-    n_after = int((frame.drop_duplicates(["session", "region", "hemisphere"])["p_after"] < 0.05).sum()) \
-        if not frame.empty else 0
+    tests = frame.drop_duplicates(keys) if not frame.empty else frame
+    n_before = int((tests["p_before"] < 0.05).sum()) if not frame.empty else 0
+    n_after = int((tests["p_after"] < 0.05).sum()) if not frame.empty else 0
     intro = [record.methods,
-             f"{record.n_harmonised} participant-sessions harmonised with {record.implementation}; regions with a "
-             f"site effect at p < 0.05: {n_before} before, {n_after} after."]
+             f"{record.n_harmonised} participant-sessions harmonised with {record.implementation}; region-measure "
+             f"pairs with a site effect at p < 0.05: {n_before} of {len(tests)} before, {n_after} after."]
     return ExtraSection("harmonisation", "Harmonisation across sites", intro, [table])
 
 
