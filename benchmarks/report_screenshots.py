@@ -110,7 +110,7 @@ def print_pdf(report: Path, pdf: Path, profile: Path) -> int:
 
 
 def screenshots(report: Path, out: Path, profile: Path, *, width: int = 1280, height: int = 1600,
-                max_shots: int = 16) -> list[Path]:
+                max_shots: int = 16, prefix: str = "report") -> list[Path]:
     """The whole page as PNG slices ``height`` px tall (one tall screenshot, cut up)."""
     import matplotlib.image
 
@@ -123,7 +123,7 @@ def screenshots(report: Path, out: Path, profile: Path, *, width: int = 1280, he
     bottom = int(rows[-1]) + 20 if rows.size else pixels.shape[0]
     written = []
     for index, top in enumerate(range(0, bottom, height)):
-        path = out / f"report_{index:02d}.png"
+        path = out / f"{prefix}_{index:02d}.png"
         matplotlib.image.imsave(path, pixels[top:min(top + height, bottom)])
         written.append(path)
     tall.unlink()
@@ -134,13 +134,7 @@ def print_screenshots(report: Path, out: Path, profile: Path) -> list[Path]:
     """The page laid out as it prints (print rules on, A4 text width of 703 px), as PNG slices."""
     page = out / "print_layout.html"
     page.write_text(report.read_text(encoding="utf-8").replace("@media print", "@media all"), encoding="utf-8")
-    written = screenshots(page, out, profile, width=703, height=1000, max_shots=40)
-    renamed = []
-    for path in written:
-        target = path.with_name(path.name.replace("report_", "print_"))
-        path.rename(target)
-        renamed.append(target)
-    return renamed
+    return screenshots(page, out, profile, width=703, height=1000, max_shots=40, prefix="print")
 
 
 def main() -> None:

@@ -83,6 +83,11 @@ def variable_short(column: str, units: Mapping[str, Any] | None = None) -> str:
     return f"{column} ({unit})" if unit else column
 
 
+def unit_text(unit: Any) -> str:
+    """A unit as printed: ``s^-1`` -> ``s⁻¹``."""
+    return str(unit).replace("^-1", "\u207b\u00b9")
+
+
 def measure_axis(measure: str = "chi") -> str:
     """``χ (ppm)``, ``R2* (s⁻¹)``."""
     return f"{MEASURE_SYMBOLS.get(measure, measure)} ({MEASURE_UNITS.get(measure, '')})"

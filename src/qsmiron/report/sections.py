@@ -18,7 +18,7 @@ import pandas as pd
 
 from qsmiron.records.extensions import HarmonisationRecord, LongitudinalRecord, NormativeRecord, VoxelwiseRecord
 from qsmiron.report.formatting import format_count, format_number, format_p, format_ppm
-from qsmiron.report.names import MEASURE_SYMBOLS, region_label
+from qsmiron.report.names import MEASURE_SYMBOLS, region_label, unit_text
 from qsmiron.report.tables import Row, Table, fold_constant_columns, with_download
 
 
@@ -54,7 +54,7 @@ def harmonisation_section(record: HarmonisationRecord) -> ExtraSection:
             number = format_ppm if first.unit == "ppm" else (lambda v: format_number(v, 2))
             before = "; ".join(f"{r.site}: {number(r.mean_before)}" for r in part.itertuples())
             after = "; ".join(f"{r.site}: {number(r.mean_after)}" for r in part.itertuples())
-            rows.append(Row([region_label(region, hemisphere), f"{MEASURE_SYMBOLS.get(measure, measure)} ({first.unit})",
+            rows.append(Row([region_label(region, hemisphere), f"{MEASURE_SYMBOLS.get(measure, measure)} ({unit_text(first.unit)})",
                              "" if pd.isna(session) else str(session), before, format_number(first.F_before, 2),
                              format_p(first.p_before), after, format_number(first.F_after, 2),
                              format_p(first.p_after)]))
@@ -90,6 +90,7 @@ def longitudinal_section(record: LongitudinalRecord) -> ExtraSection:
                   f"Group-by-time interaction of each region's mixed model: the change of susceptibility per unit "
                   f"of '{record.time}', {record.group_a} minus {record.group_b}. Every term is in longitudinal.tsv.",
                   "No mixed model could be fitted.", 1, {7})
+    fold_constant_columns(table, ["observations", "participants", "note"])
     with_download(table, pd.DataFrame([t.model_dump() for t in record.terms]), "longitudinal.tsv")
     return ExtraSection("longitudinal", "Change over sessions", [record.methods], [table])
 
@@ -105,6 +106,7 @@ def normative_section(record: NormativeRecord) -> ExtraSection:
                                       "z", "in reference"], rows,
                   f"Values beyond |z| > {record.outlier_z:g} (flagged), largest |z| first.",
                   f"No value lies beyond |z| > {record.outlier_z:g}.", 4, {7})
+    fold_constant_columns(table, ["session"])
     with_download(table, pd.DataFrame([o.model_dump() for o in record.outliers]), "normative_outliers.tsv")
     intro = [f"The reference is this study's own {record.reference_group} group, not a population norm.",
              record.methods, counts]
