@@ -62,13 +62,10 @@ def group_answer(answer: GroupDifferenceAnswer, alpha: float, primary: Sequence[
                            alpha=alpha, colour="#333333")
     return Answer(
         "answer-group", f"Does susceptibility differ between {answer.group_a} and {answer.group_b}?",
-        f"{_family(answer.confirmatory, primary)}; ANCOVA {adjusted}. "
-        + _significance([_readable(s) for s in answer.significant], alpha),
-        details,
-        None if figure is None else report_figure(
-            "fig-forest-group", "Group difference", "Cohen's d with its 95 % CI (noncentral t) per region and "
-            "hemisphere; filled squares: primary family, open: exploratory; the p FDR is within the row's family; "
-            "* p FDR < " + f"{alpha:g}.", figure, "Forest plot of Cohen's d per region"))
+        _verdict(answer.confirmatory, primary, f"ANCOVA {adjusted}", answer.significant, alpha), details,
+        _shown(figure, "fig-forest-group", "Group difference", "Cohen's d with its 95 % CI (noncentral t) per "
+               "region and hemisphere; filled squares: primary family, open: exploratory; the p FDR is within the "
+               f"row's family; * p FDR < {alpha:g}.", "Forest plot of Cohen's d per region"))
 
 
 def association_answer(answer: AssociationAnswer, alpha: float, primary: Sequence[str],
@@ -85,13 +82,11 @@ def association_answer(answer: AssociationAnswer, alpha: float, primary: Sequenc
                            label_variable=len(answer.variables) > 1, colour="#333333")
     return Answer(
         "answer-association", f"Does susceptibility go with {names}?",
-        f"{_family(answer.confirmatory, primary)}; {answer.method.capitalize()} correlation {where} ({adjusted}). "
-        + _significance([_readable(s) for s in answer.significant], alpha),
-        details,
-        None if figure is None else report_figure(
-            "fig-forest-association", "Association", "Correlation with its 95 % CI (Fisher z) per region; "
-            "filled squares: primary family; * p FDR < " + f"{alpha:g}.", figure,
-            "Forest plot of correlations per region"))
+        _verdict(answer.confirmatory, primary, f"{answer.method.capitalize()} correlation {where} ({adjusted})",
+                 answer.significant, alpha), details,
+        _shown(figure, "fig-forest-association", "Association", "Correlation with its 95 % CI (Fisher z) per "
+               f"region; filled squares: primary family; * p FDR < {alpha:g}.",
+               "Forest plot of correlations per region"))
 
 
 def relapse_answer(answer: RelapseAnswer, alpha: float, primary: Sequence[str], units: Mapping) -> Answer:
@@ -123,15 +118,24 @@ def relapse_answer(answer: RelapseAnswer, alpha: float, primary: Sequence[str], 
                            log_scale=True, alpha=alpha, colour="#333333")
     return Answer(
         "answer-relapse", f"Does susceptibility predict {answer.outcome.replace('_', ' ')}?",
-        f"{_family(answer.confirmatory, primary)}; logistic regression {where}, {answer.n_events} events in "
-        f"{answer.n} participants" + (f" ({' and '.join(models)})" if models else "") + ". "
-        + _significance([_readable(s) for s in answer.significant], alpha),
+        _verdict(answer.confirmatory, primary, f"logistic regression {where}, {answer.n_events} events in "
+                 f"{answer.n} participants" + (f" ({' and '.join(models)})" if models else ""),
+                 answer.significant, alpha),
         details,
         None if figure is None or not any(e.estimate is not None for e in answer.odds_ratio) else report_figure(
             "fig-forest-relapse", "Relapse prediction", "Odds ratio per SD of \u03c7 with its profile-likelihood "
             "95 % CI (log scale); filled squares: primary family; * p FDR < " + f"{alpha:g}.", figure,
             "Forest plot of odds ratios of relapse per region"),
         warnings)
+
+
+def _verdict(confirmatory: bool, primary: Sequence[str], analysis: str, significant: list[str], alpha: float) -> str:
+    return (f"{_family(confirmatory, primary)}; {analysis}. "
+            + _significance([_readable(s) for s in significant], alpha))
+
+
+def _shown(figure, figure_id: str, title: str, caption: str, alt: str) -> ReportFigure | None:
+    return None if figure is None else report_figure(figure_id, title, caption, figure, alt)
 
 
 def _readable(label: str) -> str:
