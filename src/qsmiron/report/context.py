@@ -30,7 +30,8 @@ from qsmiron.report.references import CIT168, CONSENSUS, statistics_references
 from qsmiron.report.sections import ExtraSection, extra_sections
 from qsmiron.report.settings_text import settings_rows
 from qsmiron.report.tables import (Row, Table, associations_table, cell_text, generic_table, group_comparison_table,
-                                   relapse_counts_table, relapse_table, survival_table, table1_table)
+                                   relapse_counts_table, relapse_table, survival_table, table1_table,
+                                   with_download)
 from qsmiron.stats.results import StudyResults
 
 QcItem = "tuple[str, str | os.PathLike] | str | os.PathLike"
@@ -151,9 +152,11 @@ def _pipeline_table(provenance: Provenance) -> Table:
         for item in items:
             who = " ".join(text for text in (item.participant_id, item.session) if text)
             rows.append(Row([kind, cell_text(who or None), cell_text(item.step), cell_text(item.reason)]))
-    return Table("pipeline-problems-table", ["status", "participant", "step", "reason"], rows,
-                 "Subjects the pipeline could not process or left out.",
-                 "No subject failed or was excluded by the pipeline.", 4)
+    table = Table("pipeline-problems-table", ["status", "participant", "step", "reason"], rows,
+                  "Subjects the pipeline could not process or left out.",
+                  "No subject failed or was excluded by the pipeline.", 4)
+    frame = pd.DataFrame([row.cells for row in rows], columns=table.headers)
+    return with_download(table, frame, "pipeline_problems.tsv")
 
 
 def _scan_warnings(provenance: Provenance) -> list[tuple[str, int]]:
@@ -248,9 +251,10 @@ def build_context(results: StudyResults, *, regions: pd.DataFrame, participants:
         figure_notes=notes,
         qc_images=qc,
         warnings=warnings,
-        exclusions=generic_table(exclusions, "exclusions-table", alpha,
-                                 caption="Participants left out of an analysis, and why.",
-                                 empty_message="No participant was left out of any analysis.", numeric_from=99),
+        exclusions=with_download(generic_table(exclusions, "exclusions-table", alpha,
+                                               caption="Participants left out of an analysis, and why.",
+                                               empty_message="No participant was left out of any analysis.",
+                                               numeric_from=99), exclusions, "exclusions.tsv"),
         pipeline_problems=_pipeline_table(provenance),
         scan_warnings=_scan_warnings(provenance),
         methods=_methods(results, provenance, sum(1 for image in qc if image.data_uri)),

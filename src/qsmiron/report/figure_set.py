@@ -77,8 +77,8 @@ def association_figures(results: StudyResults, regions: pd.DataFrame, participan
             "fig-heatmap", "Associations: region x clinical variable",
             f"{matrix.method.capitalize()} (partial) correlation of regional susceptibility with each clinical "
             f"variable within {matrix.group}: * FDR-adjusted p < {settings.alpha:g} within its family, \u00b0 "
-            f"unadjusted p < {settings.alpha:g} only; primary regions in bold. Variables: "
-            + "; ".join(f"{v} = {variable_name(v, units)}" for v in matrix.variables) + ".",
+            f"unadjusted p < {settings.alpha:g} only; primary regions in bold. "
+            + _glossary(results.associations, units),
             heatmap, "Heatmap of correlations between regions and clinical variables"))
     values = _values(results, regions, participants, notes)
     covariates = list(settings.covariates or []) if settings.associations.covariates is None else \
@@ -93,11 +93,21 @@ def association_figures(results: StudyResults, regions: pd.DataFrame, participan
             f"The {min(N_TOP_SCATTER, n_rows)} region-variable pairs with the smallest p of {n_rows}: participants "
             "(in their group's colour), ordinary least-squares line and its 95 % confidence band. The r in each "
             "title is the table's correlation" + (" (partial, adjusted for " + ", ".join(covariates) + ")"
-                                                   if covariates else "") + "; the line is not adjusted.",
+                                                   if covariates else "") + "; the line is not adjusted. "
+            + _glossary(results.associations, units),
             scatter, "Scatter plots of susceptibility against clinical variables"))
     elif settings.associations.variables:
         notes.append("No association figure: no association rows with plottable data.")
     return out
+
+
+def _glossary(associations: pd.DataFrame | None, units) -> str:
+    """``sds = Severity of Dependence Scale, 0-15; ...`` for the variables the data dictionary names."""
+    if associations is None or associations.empty:
+        return ""
+    named = [(v, variable_name(v, units)) for v in dict.fromkeys(associations["variable"].astype(str))]
+    named = [f"{v} = {name}" for v, name in named if name != v]
+    return ("Variables: " + "; ".join(named) + ".") if named else ""
 
 
 def relapse_figures(results: StudyResults, notes: list[str]) -> list[fig.ReportFigure]:

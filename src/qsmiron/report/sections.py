@@ -141,7 +141,8 @@ def voxelwise_section(record: VoxelwiseRecord, folder: str | os.PathLike | None)
             continue
         path = Path(folder or ".") / contrast.figure
         caption = (f"{contrast.contrast}: t where p FWE < {record.settings.alpha:g} (else the unthresholded t, as "
-                   "the title says) on the template, atlas regions outlined, coordinates in mm.")
+                   "the title says) on the template through the peak, atlas regions outlined, coordinates in mm; below, the "
+                   "glass brain (maximum projection of the same map).")
         try:
             uri, problem = image_data_uri(path), None
         except (OSError, ValueError) as error:

@@ -272,7 +272,8 @@ def survival_table(frame: pd.DataFrame | None, alpha: float, methods: Statistics
                  format_interval(r.get("hr"), r.get("hr_ci_low"), r.get("hr_ci_high")), format_p(r.get("hr_p")),
                  format_p(r.get("hr_p_fdr")), format_p(r.get("km_logrank_p"))], is_significant(r.get("hr_p_fdr"), alpha))
             for _, r in frame.iterrows()]
-    return fold_constant_columns(Table("survival-table", headers, rows, caption, "", 3), ["n", "events", "family"])
+    table = fold_constant_columns(Table("survival-table", headers, rows, caption, "", 3), ["n", "events", "family"])
+    return with_download(table, frame, "relapse.tsv")
 
 
 COUNT_CURATED = {"region", "hemisphere", "n", "rate_ratio", "rr_ci_low", "rr_ci_high", "p", "p_fdr"}

@@ -17,10 +17,11 @@ import numpy as np
 def contrast_figure(t_map: np.ndarray, logp_map: np.ndarray, affine: np.ndarray, template_img, labels: np.ndarray,
                     out_png: str | os.PathLike, *, title: str, alpha: float = 0.05,
                     peak_mm: tuple[float, float, float] | None = None) -> Path:
-    """Write ``out_png``: orthogonal slices through the peak.
+    """Write ``out_png``: orthogonal slices through the peak, and a glass brain below them.
 
     Voxels with p_FWE < ``alpha`` show their t; when there are none, the unthresholded t of
-    the analysed voxels is shown and the title says so. Atlas regions are outlined in white.
+    the analysed voxels is shown and the title says so. Atlas regions are outlined in white
+    on the slices; the glass brain shows every shown voxel at once (its maximum projection).
     """
     from matplotlib.figure import Figure
     from nilearn import plotting
@@ -34,13 +35,16 @@ def contrast_figure(t_map: np.ndarray, logp_map: np.ndarray, affine: np.ndarray,
         peak_mm = tuple(float(v) for v in affine[:3, :3] @ np.asarray(peak) + affine[:3, 3])
     heading = (f"{title}: t where p_FWE < {alpha:g}" if significant.any()
                else f"{title}: no voxel with p_FWE < {alpha:g} (unthresholded t shown)")
-    figure = Figure(figsize=(9, 3.4), dpi=100)
+    figure = Figure(figsize=(7.0, 5.4), dpi=150)
     stat_img = nib.Nifti1Image(shown.astype(np.float32), affine)
     limit = float(np.max(np.abs(shown))) or 1.0
     display = plotting.plot_stat_map(stat_img, bg_img=template_img, cut_coords=peak_mm, display_mode="ortho",
                                      threshold=1e-6, vmax=limit, colorbar=True, annotate=True, draw_cross=True,
                                      cmap="cold_hot", symmetric_cbar=True, title=heading, figure=figure,
-                                     black_bg=False, dim=0)
+                                     axes=(0.0, 0.5, 1.0, 0.5), black_bg=False, dim=0)
+    plotting.plot_glass_brain(stat_img, threshold=1e-6, vmax=limit, colorbar=True, plot_abs=False, cmap="cold_hot",
+                              symmetric_cbar=True, display_mode="lzr", figure=figure, axes=(0.0, 0.0, 1.0, 0.48),
+                              title="glass brain (maximum projection)", annotate=True)
     present = np.unique(labels[labels > 0])
     outline_levels = [0.5] + [value + 0.5 for value in present[:-1]] if present.size else []
     if outline_levels:
@@ -48,7 +52,7 @@ def contrast_figure(t_map: np.ndarray, logp_map: np.ndarray, affine: np.ndarray,
                              colors="white", linewidths=0.4)
     out_png = Path(out_png)
     with atomic_path(out_png) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
+        figure.savefig(tmp, format="png", dpi=150)
     return out_png
 
 
