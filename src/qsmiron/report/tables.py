@@ -149,7 +149,7 @@ def fold_constant_columns(table: Table, names: Sequence[str]) -> Table:
         values = {row.cells[index] for row in table.rows}
         if len(values) != 1:
             continue
-        value = values.pop()
+        value = values.pop().rstrip(".")
         if value:
             folded.append(f"{name} {value}")
         del table.headers[index]
