@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,6 +24,7 @@ from qsmiron.io.derivatives import ReconPaths, recon_paths
 from qsmiron.io.nifti import b0_direction_voxel, same_grid, save_nifti, voxel_size_mm
 from qsmiron.records.recon import InversionRecord, ReconInputs, ReconRecord
 from qsmiron.recon.settings import ReconSettings
+from qsmiron.recon.stages import check_total_field_pairing
 from qsmiron.versions import software_versions
 
 def _resolve_config(config_path, settings: QsmironConfig | None) -> QsmironConfig:
@@ -178,6 +180,10 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
         raise InputError(f"recon.reference.method = {config.recon.reference.method!r} needs a "
                          f"reference mask, which recon does not take; use 'mean' (whole brain, "
                          f"the consensus reference)", config_path)
+    try:
+        check_total_field_pairing(config.recon)
+    except InputError as error:
+        raise error.with_path(config_path) from None
     check_writable_dir(out_dir)
     gre = load_gre(magnitude, phase, echo_times_s=echo_times_s, field_strength_t=field_strength_t)
     user_mask = None
@@ -211,9 +217,11 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     try:
         images = {"chimap": (result.chi_ppm, np.float32), "mask": (result.mask, np.uint8),
                   "fieldmap": (result.field_hz, np.float32), "localfield": (result.local_ppm, np.float32)}
-        for role, path in paths.maps().items():
-            data, dtype = images[role]
-            save_nifti(tmp_dir / path.name, data, affine, dtype=dtype)
+        # Compression releases the GIL (io.nifti.save_nifti): the maps are written on two cores.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for written in [pool.submit(save_nifti, tmp_dir / path.name, images[role][0], affine,
+                                        dtype=images[role][1]) for role, path in paths.maps().items()]:
+                written.result()
         write_json_atomic(tmp_dir / paths.record.name, record.to_json())
         # The record last: its presence marks a complete set.
         _move_into(tmp_dir, out_dir, [path.name for path in paths.maps().values()] + [paths.record.name])

@@ -17,7 +17,7 @@ import numpy as np
 from qsmiron.errors import InputError
 from qsmiron.records.base import StepInfo
 from qsmiron.recon.settings import ReconSettings
-from qsmiron.recon.stages import RECON_STAGES, ReconState, ppm_per_hz, run_stages
+from qsmiron.recon.stages import RECON_STAGES, ReconState, check_total_field_pairing, ppm_per_hz, run_stages
 
 __all__ = ["ReconResult", "reconstruct_arrays", "ppm_per_hz", "STEP_NAMES"]
 
@@ -122,6 +122,7 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
     if settings.reference.method == "mask" and reference_mask is None:
         raise InputError("reference method 'mask' needs a reference mask; recon takes none, so use "
                          "the whole-brain 'mean'", step="reference")
+    check_total_field_pairing(settings)
     b0 = np.asarray(b0_direction, dtype=float)
     state = ReconState(voxel_size_mm=tuple(float(v) for v in voxel_size_mm), magnitude=magnitude, phase=phase,
                        b0_direction=b0 / np.linalg.norm(b0), echo_times_s=echo_times_s,

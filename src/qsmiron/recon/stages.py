@@ -30,6 +30,7 @@ from qsmiron.errors import InputError
 from qsmiron.methods import Method, Stage
 from qsmiron.records.base import StepInfo
 from qsmiron.recon import bgremove, echofit, invert, mask as masking, phase, reference, unwrap
+from qsmiron.recon.dipole import forward_field
 from qsmiron.recon.echofit import EchoFit
 from qsmiron.recon.unwrap.romeo import RomeoResult
 
@@ -248,6 +249,11 @@ def run_inversion(state: ReconState, method: Method, parameters: dict[str, Any])
     chi, info = method.function(state.local_ppm, state.local_mask, state.voxel_size_mm, state.b0_direction,
                                 **parameters, **inputs)
     state.chi_ppm = np.asarray(chi, dtype=np.float32)
+    if method.name in invert.TOTAL_FIELD_METHODS:
+        # The local field of a total field inversion: the field of the tissue it found.
+        tissue = np.where(state.local_mask, state.chi_ppm, 0).astype(np.float32)
+        state.local_ppm = np.where(state.local_mask, forward_field(tissue, state.voxel_size_mm, state.b0_direction),
+                                   0).astype(np.float32)
     notes, warnings = _details(info)
     return StepResult({"inputs": sorted(inputs), **notes}, warnings)
 
@@ -284,6 +290,23 @@ REFERENCE = Stage("reference", "susceptibility referencing", reference.METHODS, 
 RECON_STAGES: tuple[Stage, ...] = (PHASE, MASK, UNWRAP, ECHO_FIT, MASK_REFINEMENT, BACKGROUND, INVERSION,
                                    REFERENCE)
 """The reconstruction, in order: the settings (``recon.<stage>``), the chain and the record follow it."""
+
+
+def check_total_field_pairing(settings: Any) -> None:
+    """A total field inversion runs after the background method ``none``, and only it does.
+
+    Raises
+    ------
+    InputError
+        Naming the two settings that disagree.
+    """
+    total = settings.inversion.method in invert.TOTAL_FIELD_METHODS
+    kept = settings.background.method == "none"
+    if total != kept:
+        raise InputError(f"recon.inversion.method = {settings.inversion.method!r} needs "
+                         f"recon.background.method = {'none' if total else 'a removal method'!r}, "
+                         f"not {settings.background.method!r} (a total field inversion models the "
+                         f"background itself; every other inversion needs it removed)", step="background")
 
 
 def stage(name: str) -> Stage:

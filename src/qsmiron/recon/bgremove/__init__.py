@@ -48,6 +48,8 @@ import numpy as np
 
 from qsmiron.methods import Method
 from qsmiron.recon.bgremove.ismv import ismv
+from qsmiron.recon.bgremove.lbv import lbv
+from qsmiron.recon.bgremove.passthrough import keep_total_field
 from qsmiron.recon.bgremove.pdf import pdf
 from qsmiron.recon.bgremove.resharp import resharp
 from qsmiron.recon.bgremove.vsharp import vsharp
@@ -65,10 +67,19 @@ METHODS = (
     Method("resharp", resharp, label="RESHARP (Tikhonov-regularised SHARP)",
            description="SHARP with Tikhonov regularisation, weight from the L-curve",
            citation="Sun H, Wilman AH. Magn Reson Med 2014;71:1151-1157", doi="10.1002/mrm.24765"),
+    Method("lbv", lbv, label="LBV (Laplacian boundary value)",
+           description="the background as the harmonic field matching the total field on the mask's "
+                       "boundary (Poisson equation, CG preconditioned by a fast sine-transform solve)",
+           citation="Zhou D, Liu T, Spincemaille P, Wang Y. NMR Biomed 2014;27:312-319",
+           doi="10.1002/nbm.3064"),
     Method("pdf", pdf, label="PDF (projection onto dipole fields)",
-           description="fit the field of dipoles outside the mask (CGLS, noise-weighted) and subtract it",
+           description="fit the field of dipoles outside the mask (CGLS, noise-weighted, coarse to fine) "
+                       "and subtract it",
            citation="Liu T, Khalidov I, de Rochefort L, et al. NMR Biomed 2011;24:1129-1136",
            doi="10.1002/nbm.1670"),
+    Method("none", keep_total_field, label="none (the total field inversion models the background)",
+           description="pass the total field on unchanged: only for a total field inversion "
+                       "(inversion method 'tfi')"),
 )
 """Background field removal methods (stage ``background``), each
 ``f(field, mask, voxel_size_mm, b0_direction, **params) -> (local, eroded_mask, info)``."""

@@ -67,6 +67,7 @@ from qsmiron.recon.invert._kernels import gradient_adjoint_of_difference, gradie
 from qsmiron.recon.invert.bregman import wtv_bregman
 from qsmiron.recon.invert.rts import rts
 from qsmiron.recon.invert.tikhonov import tikhonov
+from qsmiron.recon.invert.tfi import tfi
 from qsmiron.recon.invert.tkd import tkd
 from qsmiron.recon.invert.tv_admm import tv_admm
 from qsmiron.recon.invert.wtv import wtv
@@ -110,6 +111,12 @@ METHODS = (
                        "by step), stopped where the residual reaches the field's inconsistency",
            citation="Osher S, Burger M, Goldfarb D, Xu J, Yin W. Multiscale Model Simul 2005;4:460-489",
            doi="10.1137/040605412", also_cites=(LIU_2011, MILOVIC_2018)),
+    Method("tfi", tfi, label="preconditioned total field inversion (TFI: background and tissue fields "
+                             "solved together, outside sources started from PDF's fit)",
+           description="susceptibility inside and outside the mask from the total field in one "
+                       "preconditioned solve (with background method 'none')",
+           citation="Liu Z, Kee Y, Zhou D, Wang Y, Spincemaille P. Magn Reson Med 2017;78:303-315",
+           doi="10.1002/mrm.26331"),
 )
 """Dipole inversion methods (stage ``inversion``), each
 ``f(local_ppm, mask, voxel_size_mm, b0_direction, **params) -> (chi_ppm, info)``."""
@@ -119,6 +126,10 @@ INVERSION_METHODS: dict[str, Callable[..., tuple[np.ndarray, dict]]] = {
 """Name -> function, from ``METHODS``."""
 
 DEFAULT_INVERSION = "wtv_bregman"
+
+TOTAL_FIELD_METHODS = ("tfi",)
+"""Inversions of the total field: they model the background themselves and run after the
+background method ``none`` (which passes the total field on), never after another."""
 
 @dataclass
 class InversionResult:
