@@ -108,7 +108,7 @@ def run_method(method: str, stage: dict, head) -> dict:
         wall_bg = cpu_bg = 0.0
         local = forward_field(np.where(mask, chi, 0), voxel, b0) * mask
     else:
-        params = {"noise": stage["noise_ppm"]} if method == "pdf" else {}
+        params = {"noise": stage["noise_ppm"]} if method in ("pdf", "pdf_ismv") else {}
         local, out_mask, info = remove_background(field, mask, voxel, b0, method=method,
                                                   return_info=True, **params)
         wall_bg, cpu_bg = time.perf_counter() - wall, time.process_time() - cpu

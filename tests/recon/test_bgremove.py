@@ -59,13 +59,14 @@ GEOMETRIES = {
 }
 # method -> (extra parameters, tolerance); measured (axial, oblique, anisotropic):
 # V-SHARP 7.1, 7.1, 1.0 %; PDF 22.2, 22.9, 20.4 %; RESHARP 17.3, 17.2, 17.5 %; iSMV 6.7,
-# 6.7, 10.5 %; LBV 5.5, 5.5, 4.4 %.
+# 6.7, 10.5 %; LBV 5.5, 5.5, 4.4 %; PDF + iSMV as iSMV.
 TOLERANCES = {
     "vsharp": ({}, 0.10),
     "pdf": ({}, 0.26),
     "resharp": ({}, 0.22),
     "ismv": ({}, 0.12),
     "lbv": ({}, 0.08),
+    "pdf_ismv": ({}, 0.12),
 }
 
 
@@ -203,9 +204,10 @@ def head_scene(voxel_size_mm, tilt_deg):
 # vsharp.py), PDF 34.3 / 54.5 (the tilted case stops at 500 iterations; on H3's phantom of
 # tests/pipeline PDF gave 150-200 % before its stopping rule was fixed), LBV 100.7 / 76.8
 # (the sinus touches the mask: LBV takes the total field on the boundary as background, and
-# next to the sinus the interpolated near field is not harmonic on the grid).
+# next to the sinus the interpolated near field is not harmonic on the grid), PDF + iSMV 18.6 /
+# 40.0 (PDF's sources touching the brain at the sinus leave a field iSMV does not remove).
 HEAD_BOUNDS = {"ismv": (31.0, 28.0), "resharp": (20.0, 19.0), "vsharp": (43.0, 36.0), "pdf": (40.0, 60.0),
-               "lbv": (110.0, 85.0)}
+               "lbv": (110.0, 85.0), "pdf_ismv": (22.0, 45.0)}
 HEAD_GEOMETRIES = {"axial": ((1.0, 1.0, 1.0), 0.0), "oblique": ((1.0, 1.0, 1.5), 20.0)}
 
 
@@ -308,8 +310,8 @@ def test_fft_field_of_binary_air_with_oblique_b0_is_not_harmonic_where_its_analy
         backgrounds = {"analytic": sphere_field(x, y, z, centre, radius, 9.4, b0),
                        "fft": forward_field(9.4 * binary.astype(np.float32), voxel, b0, pad_factor=1.0)}
         for name, background in backgrounds.items():
-            for method in ("lbv", "ismv", "pdf"):
-                if method == "pdf" and (tilt, name) != ("oblique", "fft"):
+            for method in ("lbv", "ismv", "pdf", "pdf_ismv"):
+                if method in ("pdf", "pdf_ismv") and (tilt, name) != ("oblique", "fft"):
                     continue
                 local, eroded = remove_background(np.where(mask, local_truth + background, 0.0), mask,
                                                   voxel, b0, method=method)
@@ -319,3 +321,5 @@ def test_fft_field_of_binary_air_with_oblique_b0_is_not_harmonic_where_its_analy
         assert errors["axial", "fft", method] < 0.1, errors
         assert errors["oblique", "fft", method] > 0.5, errors
         assert errors["oblique", "fft", "pdf"] < 0.5 * errors["oblique", "fft", method], errors
+    # PDF + iSMV: PDF absorbs the artefact, iSMV keeps its tissue field (measured 13.5 %).
+    assert errors["oblique", "fft", "pdf_ismv"] < 0.2, errors

@@ -48,6 +48,7 @@ import numpy as np
 
 from qsmiron.methods import Method
 from qsmiron.recon.bgremove.ismv import ismv
+from qsmiron.recon.bgremove.hybrid import pdf_ismv
 from qsmiron.recon.bgremove.lbv import lbv
 from qsmiron.recon.bgremove.passthrough import keep_total_field
 from qsmiron.recon.bgremove.pdf import pdf
@@ -77,6 +78,14 @@ METHODS = (
                        "and subtract it",
            citation="Liu T, Khalidov I, de Rochefort L, et al. NMR Biomed 2011;24:1129-1136",
            doi="10.1002/nbm.1670"),
+    Method("pdf_ismv", pdf_ismv, label="PDF followed by iSMV (projection onto dipole fields, then the "
+                                       "harmonic remainder removed by iterative SMV)",
+           description="PDF's fit of outside dipoles removes the background, including its non-harmonic "
+                       "part; iSMV then removes the harmonic remainder (SHARP's erosion)",
+           citation="Liu T, Khalidov I, de Rochefort L, et al. NMR Biomed 2011;24:1129-1136",
+           doi="10.1002/nbm.1670",
+           also_cites=(("Wen Y, Zhou D, Liu T, Spincemaille P, Wang Y. Magn Reson Med 2014;72:1065-1071",
+                        "10.1002/mrm.24998"),)),
     Method("none", keep_total_field, label="none (the total field inversion models the background)",
            description="pass the total field on unchanged: only for a total field inversion "
                        "(inversion method 'tfi')"),

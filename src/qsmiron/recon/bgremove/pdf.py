@@ -53,7 +53,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from qsmiron.recon.bgremove._common import validate
 from qsmiron.recon.dipole import dipole_kernel
@@ -122,18 +121,10 @@ def _cgls(level: _Level, chi: np.ndarray, tol: float, max_iter: int) -> tuple[np
     return chi, iterations, converged, change
 
 
-def fit_region(mask: np.ndarray, voxel_size_mm: Sequence[float], margin_mm: float) -> np.ndarray:
-    """The mask without its outer shell ``margin_mm`` deep (the voxels the fit reads)."""
-    if margin_mm <= 0:
-        return mask
-    depth = ndimage.distance_transform_edt(mask, sampling=voxel_size_mm)
-    return depth > margin_mm
-
-
 def fit_outside_sources(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
                         b0_direction: Sequence[float], *, noise: np.ndarray | None = None,
                         pad_mm: float = 10.0, tol: float = 1e-2, max_iter: int = 500,
-                        coarse_max_iter: int = 200, fit_margin_mm: float = 0.0):
+                        coarse_max_iter: int = 200):
     """PDF's fit: the outside susceptibility on its grid, the fitted background, the details.
 
     Returns ``(grid, chi, background, info)``: the ``SourceGrid`` (a multiple of 4 long), the
@@ -153,8 +144,6 @@ def fit_outside_sources(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequ
         weights /= np.float32(weights[inside].mean())
     else:
         weights = inside.astype(np.float32)
-    if fit_margin_mm > 0:
-        weights *= grid.embed(fit_region(mask, voxel, fit_margin_mm), bool)
     levels = [(inside, weights, f, voxel)]
     for _ in range(COARSE_LEVELS):
         inside_c, weights_c, f_c = coarsen(*levels[-1][:3])
@@ -177,8 +166,7 @@ def fit_outside_sources(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequ
 def pdf(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
         b0_direction: Sequence[float] = (0.0, 0.0, 1.0), *, noise: np.ndarray | None = None,
         pad_mm: NonNegativeFloat = 10.0, tol: OpenFraction = 1e-2, max_iter: PositiveInt = 500,
-        coarse_max_iter: PositiveInt = 200,
-        fit_margin_mm: NonNegativeFloat = 0.0) -> tuple[np.ndarray, np.ndarray, dict]:
+        coarse_max_iter: PositiveInt = 200) -> tuple[np.ndarray, np.ndarray, dict]:
     """Remove the background field by projection onto dipole fields.
 
     Parameters
@@ -212,13 +200,10 @@ def pdf(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     """
     grid, _, background, fit = fit_outside_sources(field, mask, voxel_size_mm, b0_direction,
                                                    noise=noise, pad_mm=pad_mm, tol=tol,
-                                                   max_iter=max_iter, coarse_max_iter=coarse_max_iter,
-                                                   fit_margin_mm=fit_margin_mm)
-    mask = fit_region(np.asarray(mask, dtype=bool), voxel_size_mm, fit_margin_mm)
+                                                   max_iter=max_iter, coarse_max_iter=coarse_max_iter)
     inside = grid.embed(mask, bool)
     local = np.where(inside, grid.embed(field) - background, 0.0).astype(np.float32)
-    info = {"pad_mm": pad_mm, "tol": tol, "max_iter": max_iter, "coarse_max_iter": coarse_max_iter,
-            "fit_margin_mm": fit_margin_mm, **fit}
+    info = {"pad_mm": pad_mm, "tol": tol, "max_iter": max_iter, "coarse_max_iter": coarse_max_iter, **fit}
     if not fit["converged"]:
         info["warnings"] = [f"PDF stopped after {fit['iterations']} full-resolution iterations "
                             f"before the background fit settled (relative change "
