@@ -5,10 +5,12 @@ Targets (issue 2): recon at most 20 s on 2 cores, invert at most 10 s, peak memo
 4 GB. The input is simulated first (a head phantom with an air sinus, forward model of
 ``qsmiron.recon.dipole``, 3 T, integer vendor phase); the simulation is not timed. Each
 command then runs in a fresh child process, which reports its wall time and its own peak
-resident memory, so that the figures do not include the simulation. Per-step seconds come
-from ``ReconResult.steps`` as written into recon.json.
+resident memory, so that the figures do not include the simulation. Per-step seconds (wall
+and process CPU) come from ``ReconResult.steps`` as written into recon.json; R2* mapping is
+part of the default recon (issue 13: it may add at most 2 s), chi-separation is not
+(``--chisep`` turns it on, ``[recon.chisep] method = "shin"``, to measure what it costs).
 
-    .venv/bin/python benchmarks/bench_recon.py [--threads N] [--keep DIR]
+    .venv/bin/python benchmarks/bench_recon.py [--keep DIR] [--chisep]
 """
 
 from __future__ import annotations
@@ -140,12 +142,14 @@ def simulate_invert_inputs(folder: Path) -> tuple[Path, Path]:
     return field_path, mask_path
 
 
-def child_recon(mag: str, phase: str, out_dir: str) -> None:
+def child_recon(mag: str, phase: str, out_dir: str, chisep: str = "none") -> None:
+    from qsmiron.config import QsmironConfig
     from qsmiron.pipeline.single import reconstruct_files
 
+    settings = QsmironConfig.model_validate({"recon": {"chisep": {"method": chisep}}})
     start = time.perf_counter()
     reconstruct_files(mag, phase, out_dir, echo_times_s=ECHO_TIMES_S,
-                      field_strength_t=FIELD_STRENGTH_T)
+                      field_strength_t=FIELD_STRENGTH_T, settings=settings)
     print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mb": _peak_rss_mb()}))
 
 
@@ -166,6 +170,7 @@ def run_child(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", metavar="DIR", default=None, help="keep inputs and outputs here")
+    parser.add_argument("--chisep", action="store_true", help="run chi-separation too")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -182,12 +187,13 @@ def main() -> None:
         print(f"simulation (not timed below): {time.perf_counter() - start:.1f} s, "
               f"cores available: {len(os.sched_getaffinity(0))}")
 
-        figures = run_child("recon", str(mag), str(phase), str(folder / "recon"))
+        figures = run_child("recon", str(mag), str(phase), str(folder / "recon"), "shin" if args.chisep else "none")
         record = json.loads((folder / "recon" / "recon.json").read_text())
         print(f"\nrecon {RECON_SHAPE[0]} x {RECON_SHAPE[1]} x {RECON_SHAPE[2]}, "
               f"{len(ECHO_TIMES_S)} echoes (files in, files out)")
         for step in record["steps"]:
-            print(f"  {step['step']:<20} {step['method'] or '':<24} {step['seconds']:7.2f} s")
+            print(f"  {step['step']:<20} {step['method'] or '':<24} {step['seconds']:7.2f} s  "
+                  f"(CPU {step['cpu_seconds']:6.2f} s)")
         steps_total = sum(step["seconds"] for step in record["steps"])
         print(f"  {'steps total':<45} {steps_total:7.2f} s")
         print(f"  {'reading, validation, writing':<45} {figures['seconds'] - steps_total:7.2f} s")

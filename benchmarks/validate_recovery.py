@@ -5,11 +5,12 @@ Run: ``.venv/bin/python benchmarks/validate_recovery.py [--subjects 40] [--null-
 1. Recovery: a cohort of ``--subjects`` (about 40) with the planted effects (lower ventral
    pallidum and putamen susceptibility with medication overuse, MOH minus CM), processed by
    ``qsmiron run`` end to end. Printed: per region, the correlation across subjects of the
-   measured regional mean with the true one and the bias (measured minus true, ppm), against
-   both truths the simulator writes (``mean_ppm``: the value given to the region;
-   ``mean_ppm_grid``: the mean of the true map over the region's voxels on the scan grid,
-   partial volume included); then the group comparison of the planted regions: the sign of
-   MOH minus CM (must be negative), Cohen's d, p and FDR-adjusted p.
+   measured regional mean with the true one, the bias and the mean absolute error (measured
+   minus true), for chi (whole-brain reference, ppm) against both truths the simulator writes
+   (``mean_ppm``: the value given to the region; ``mean_ppm_grid``: the mean of the true map
+   over the region's voxels on the scan grid, partial volume included) and for R2* (s^-1)
+   against ``r2star_per_s_grid``; then the group comparison of the planted regions (chi): the
+   sign of MOH minus CM (must be negative), Cohen's d, p and FDR-adjusted p.
 2. Null (``--null-seeds K``): K cohorts simulated without any planted effect; a cohort fails
    when any region is FDR-significant (p_fdr < 0.05) in the group comparison. Target: no
    FDR-significant region in at least 90 % of the seeds.
@@ -62,26 +63,42 @@ def process(bids: Path, out: Path, n_procs: int, fast: bool):
     return result, time.perf_counter() - start
 
 
-def region_agreement(regions_tsv: Path, truth_tsv: Path) -> pd.DataFrame:
-    measured = pd.read_csv(regions_tsv, sep="\t")
-    truth = pd.read_csv(truth_tsv, sep="\t")
-    merged = measured.merge(truth, on=["participant_id", "region", "hemisphere"], suffixes=("", "_truth"))
+def measured_values(regions_tsv: Path, measure: str, reference: str | None = None) -> pd.DataFrame:
+    """One measure (and, for chi, one reference) of ``regions.tsv``: participant, region, side, mean."""
+    from qsmiron.stats.regions import read_regions, select_measure
+
+    return select_measure(read_regions(regions_tsv), measure, reference)
+
+
+def _agreement(merged: pd.DataFrame, measured: str, truths: tuple[str, ...]) -> pd.DataFrame:
     rows = []
-    for (region, hemisphere), part in merged.groupby(["region", "hemisphere"], sort=False):
+    groups = list(merged.groupby(["region", "hemisphere"], sort=False)) + [(("ALL", ""), merged)]
+    for (region, hemisphere), part in groups:
         row = {"region": region, "hemisphere": hemisphere, "n": len(part)}
-        for truth_column in ("mean_ppm_truth", "mean_ppm_grid"):
-            valid = part[["mean_ppm", truth_column]].dropna()
-            r = float(np.corrcoef(valid["mean_ppm"], valid[truth_column])[0, 1]) if len(valid) > 2 else np.nan
+        for truth_column in truths:
+            valid = part[[measured, truth_column]].dropna()
+            r = float(np.corrcoef(valid[measured], valid[truth_column])[0, 1]) if len(valid) > 2 else np.nan
             row[f"r_{truth_column}"] = r
-            row[f"bias_{truth_column}"] = float((valid["mean_ppm"] - valid[truth_column]).mean())
+            row[f"bias_{truth_column}"] = float((valid[measured] - valid[truth_column]).mean())
+            row[f"mae_{truth_column}"] = float((valid[measured] - valid[truth_column]).abs().mean())
         rows.append(row)
-    table = pd.DataFrame(rows)
-    valid = merged[["mean_ppm", "mean_ppm_truth", "mean_ppm_grid"]].dropna()
-    overall = {"region": "ALL", "hemisphere": "", "n": len(valid)}
-    for truth_column in ("mean_ppm_truth", "mean_ppm_grid"):
-        overall[f"r_{truth_column}"] = float(np.corrcoef(valid["mean_ppm"], valid[truth_column])[0, 1])
-        overall[f"bias_{truth_column}"] = float((valid["mean_ppm"] - valid[truth_column]).mean())
-    return pd.concat([table, pd.DataFrame([overall])], ignore_index=True)
+    return pd.DataFrame(rows)
+
+
+def region_agreement(regions_tsv: Path, truth_tsv: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Chi (whole-brain reference) and R2* against the simulator's truths, per region and overall."""
+    truth = pd.read_csv(truth_tsv, sep="\t")
+    keys = ["participant_id", "region", "hemisphere"]
+    chi = measured_values(regions_tsv, "chi", "whole_brain").merge(truth, on=keys)
+    chi = chi.rename(columns={"mean": "chi_ppm", "mean_ppm": "mean_ppm_truth"})
+    r2star = measured_values(regions_tsv, "r2star").merge(truth, on=keys).rename(columns={"mean": "r2star_per_s"})
+    return (_agreement(chi, "chi_ppm", ("mean_ppm_truth", "mean_ppm_grid")),
+            _agreement(r2star, "r2star_per_s", ("r2star_per_s_grid",)))
+
+
+def _chi_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The susceptibility rows of a results table (all rows of one written before the measures)."""
+    return table[table["measure"] == "chi"] if "measure" in table.columns else table
 
 
 def part_recovery(work: Path, n_subjects: int, seed: int, voxel_mm: float, n_procs: int, fast: bool) -> None:
@@ -93,10 +110,14 @@ def part_recovery(work: Path, n_subjects: int, seed: int, voxel_mm: float, n_pro
     failed = [s for s in result.statuses if not s.succeeded]
     print(f"   simulated in {sim:.0f} s, processed in {seconds:.0f} s; {len(failed)} subject(s) failed"
           + "".join(f"\n     {s.label}: {s.step}: {s.reason}" for s in failed))
-    agreement = region_agreement(out / "qsmiron" / "regions.tsv", bids / "derivatives" / "truth" / "regions_truth.tsv")
+    chi, r2star = region_agreement(out / "qsmiron" / "regions.tsv",
+                                   bids / "derivatives" / "truth" / "regions_truth.tsv")
     with pd.option_context("display.width", 160, "display.max_rows", 100, "display.float_format", "{:.4f}".format):
-        print(agreement.to_string(index=False))
-    comparison = pd.read_csv(out / "qsmiron" / "group" / "group_comparison.tsv", sep="\t")
+        print("   chi (ppm, whole-brain reference) against the truth:")
+        print(chi.to_string(index=False))
+        print("   R2* (s^-1) against the R2* the magnitude was simulated with (mean over the region on the grid):")
+        print(r2star.to_string(index=False))
+    comparison = _chi_rows(pd.read_csv(out / "qsmiron" / "group" / "group_comparison.tsv", sep="\t"))
     planted = json.loads((bids / "derivatives" / "truth" / "planted_effects.json").read_text())
     print(f"   planted: {planted['group_difference']['direction']}: "
           + ", ".join(f"{r} d={v['cohen_d']:+.2f} ({v['delta_ppm'] * 1000:+.1f} ppb)"
@@ -116,7 +137,7 @@ def part_null(work: Path, n_subjects: int, seeds: list[int], voxel_mm: float, n_
         bids, out = work / f"null_{seed}_bids", work / f"null_{seed}_out"
         simulate(bids, n_subjects, seed, voxel_mm, False)
         process(bids, out, n_procs, fast)
-        comparison = pd.read_csv(out / "qsmiron" / "group" / "group_comparison.tsv", sep="\t")
+        comparison = _chi_rows(pd.read_csv(out / "qsmiron" / "group" / "group_comparison.tsv", sep="\t"))
         significant = comparison[comparison["p_fdr"] < 0.05]
         clean += significant.empty
         names = ", ".join(f"{r.region} {r.hemisphere}" for r in significant.itertuples()) or "none"

@@ -118,3 +118,20 @@ def test_config_piped_into_a_reader_that_closes_early_exits_quietly(tmp_path):
     code, _, err = result.stdout.partition("|")
     assert "Traceback" not in err and "BrokenPipe" not in err, err
     assert code == "0"
+
+
+def test_roi_passes_the_iron_maps_and_a_reference_mask_to_the_api(monkeypatch, tmp_path):
+    """``qsmiron roi --r2star ... --reference-mask ...`` reaches ``roi_from_files`` as typed inputs."""
+    import qsmiron.roi.api
+
+    calls = []
+    monkeypatch.setattr(qsmiron.roi.api, "roi_from_files", lambda **kwargs: calls.append(kwargs))
+    code = main(["roi", "--chi", "chi.nii.gz", "--magnitude", "mag.nii.gz", "-o", str(tmp_path / "r.tsv"),
+                 "--r2star", "R2starmap.nii.gz", "--r2star-mask", "desc-r2star_mask.nii.gz",
+                 "--paramagnetic", "para.nii.gz", "--diamagnetic", "dia.nii.gz", "--reference-mask", "ref.nii.gz",
+                 "--mask", "mask.nii.gz"])
+    assert code == 0
+    (kwargs,) = calls
+    assert kwargs["iron"].given() == {"r2star": "R2starmap.nii.gz", "r2star_mask": "desc-r2star_mask.nii.gz",
+                                      "paramagnetic": "para.nii.gz", "diamagnetic": "dia.nii.gz"}
+    assert kwargs["reference_mask"] == "ref.nii.gz" and kwargs["mask"] == "mask.nii.gz"

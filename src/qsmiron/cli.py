@@ -38,21 +38,29 @@ def _cmd_invert(args: argparse.Namespace) -> int:
 
 def _cmd_recon(args: argparse.Namespace) -> int:
     from qsmiron.pipeline.single import reconstruct_files
+    from qsmiron.records.recon import ReconRecord
 
-    reconstruct_files(
+    paths = reconstruct_files(
         magnitude=args.magnitude,
         phase=args.phase,
         out_dir=args.output,
         echo_times_s=args.echo_times,
         field_strength_t=args.field_strength,
         mask=args.mask,
+        r2=args.r2,
         config_path=args.config,
     )
+    # A map the data could not give (R2* from fewer than 3 echoes) is not an error: say so.
+    record = ReconRecord.read(paths.record)
+    for info in (record.r2star, record.chi_separation):
+        if info is not None and info.skipped and info.skipped in record.warnings:
+            print(f"qsmiron recon: note: {args.magnitude[0]}: {info.skipped}", file=sys.stderr)
     return 0
 
 
 def _cmd_roi(args: argparse.Namespace) -> int:
     from qsmiron.roi.api import roi_from_files
+    from qsmiron.roi.subject import IronMaps
 
     roi_from_files(
         chi=args.chi,
@@ -62,6 +70,10 @@ def _cmd_roi(args: argparse.Namespace) -> int:
         atlas_labels=args.atlas_labels,
         template=args.template,
         config_path=args.config,
+        mask=args.mask,
+        iron=IronMaps(r2star=args.r2star, r2star_mask=args.r2star_mask, paramagnetic=args.paramagnetic,
+                      diamagnetic=args.diamagnetic),
+        reference_mask=args.reference_mask,
     )
     return 0
 
@@ -119,7 +131,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from qsmiron.io.dicom import convert_dicom_to_bids
 
-    convert_dicom_to_bids(args.dicom_dir, args.bids_dir, subject=args.subject, session=args.session)
+    try:
+        report = convert_dicom_to_bids(args.dicom_dir, args.bids_dir, mapping=args.mapping, subject=args.subject,
+                                       session=args.session)
+    except InputError as error:
+        if getattr(error, "report", None) is not None:
+            print(error.report.summary())
+        raise
+    print(report.summary())
     return 0
 
 
@@ -169,6 +188,8 @@ def _add_study_commands(add) -> None:
     sub.add_argument("-o", "--output", metavar="OUT_DIR", required=True)
     sub.add_argument("--session", metavar="LABEL", default=None,
                      help="the session analysed when the maps have several")
+
+
 def _methods_taking(stage_name: str, keyword: str) -> str:
     """The selectable methods of a reconstruction stage whose function takes ``keyword``."""
     from qsmiron.recon.stages import accepts, stage
@@ -200,6 +221,56 @@ def _invert_arguments(sub: argparse.ArgumentParser) -> None:
     _add_config(sub)
 
 
+def _add_convert(sub: argparse.ArgumentParser) -> None:
+    """The arguments of ``qsmiron convert``."""
+    sub.epilog = "example: qsmiron convert /media/export study_bids --mapping patients.tsv"
+    sub.add_argument("dicom_dir", metavar="DICOM_DIR", help="the DICOM export (only read)")
+    sub.add_argument("bids_dir", metavar="BIDS_DIR", help="BIDS dataset to create or add to")
+    sub.add_argument("--mapping", default=None, metavar="TSV",
+                     help="PatientID -> participant_id table (optional columns session_id, StudyDate, group); "
+                          "patients not listed are skipped")
+    sub.add_argument("--subject", default=None, metavar="LABEL",
+                     help="subject label for an export of one patient (default: the PatientID, letters and digits)")
+    sub.add_argument("--session", default=None, metavar="LABEL",
+                     help="session label for an export of one visit (default: none, or the study date when a "
+                          "subject has several visits)")
+
+
+def _recon_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--magnitude", metavar="MAG", action="append", required=True,
+                     help="4D magnitude (echoes last) or one file per echo (repeat the option)")
+    sub.add_argument("--phase", metavar="PHASE", action="append", required=True,
+                     help="4D phase (echoes last) or one file per echo (repeat the option)")
+    sub.add_argument("--echo-times", metavar="TE1,TE2,...", type=_floats, default=None,
+                     help="echo times in seconds (default: from BIDS JSON sidecars)")
+    sub.add_argument("--field-strength", metavar="TESLA", type=float, default=None,
+                     help="B0 in tesla (default: MagneticFieldStrength from the sidecars)")
+    sub.add_argument("--mask", metavar="MASK", default=None, help="brain mask to use instead of the automatic one")
+    sub.add_argument("--r2", metavar="R2MAP", default=None,
+                     help="measured R2 map (s^-1, on the GRE grid) for chi-separation "
+                          "([recon.chisep] method = \"shin\"); without it R2' is approximated")
+    sub.add_argument("-o", "--output", metavar="OUTDIR", required=True)
+
+
+def _roi_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--chi", metavar="CHI", required=True, help="susceptibility map (ppm)")
+    sub.add_argument("--magnitude", metavar="MAG", required=True, help="magnitude on the same grid (first echo used)")
+    sub.add_argument("-o", "--output", metavar="OUT.tsv", required=True)
+    sub.add_argument("--atlas", default="cit168", metavar="cit168|PATH", help="built-in atlas name or a label NIfTI in template space")
+    sub.add_argument("--atlas-labels", metavar="TSV", default=None, help="index and name of each label (required with --atlas PATH)")
+    sub.add_argument("--template", metavar="PATH", default=None, help="template the atlas is defined on (default: MNI152NLin2009cAsym)")
+    sub.add_argument("--mask", metavar="MASK", default=None,
+                     help="where chi is valid (the recon's mask; default: chi's non-zero support)")
+    sub.add_argument("--r2star", metavar="R2STARMAP", default=None,
+                     help="R2* map (s^-1) on the same grid: measured per region, and cleans the ventricle CSF reference")
+    sub.add_argument("--r2star-mask", metavar="MASK", default=None, help="where R2* is valid (default: its finite non-zero voxels)")
+    sub.add_argument("--paramagnetic", metavar="CHIMAP", default=None, help="chi+ map (ppm) from chi-separation")
+    sub.add_argument("--diamagnetic", metavar="CHIMAP", default=None, help="chi- map (ppm) from chi-separation")
+    sub.add_argument("--reference-mask", metavar="MASK", default=None,
+                     help="a reference region on the same grid: chi is also given relative to its mean")
+
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qsmiron",
@@ -215,26 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     _invert_arguments(add("invert", _cmd_invert, "Dipole inversion: local field (ppm) to susceptibility (ppm)."))
 
-    sub = add("recon", _cmd_recon, "Multi-echo GRE magnitude and phase to a susceptibility map.")
-    sub.add_argument("--magnitude", metavar="MAG", action="append", required=True,
-                     help="4D magnitude (echoes last) or one file per echo (repeat the option)")
-    sub.add_argument("--phase", metavar="PHASE", action="append", required=True,
-                     help="4D phase (echoes last) or one file per echo (repeat the option)")
-    sub.add_argument("--echo-times", metavar="TE1,TE2,...", type=_floats, default=None,
-                     help="echo times in seconds (default: from BIDS JSON sidecars)")
-    sub.add_argument("--field-strength", metavar="TESLA", type=float, default=None,
-                     help="B0 in tesla (default: MagneticFieldStrength from the sidecars)")
-    sub.add_argument("--mask", metavar="MASK", default=None, help="brain mask to use instead of the automatic one")
-    sub.add_argument("-o", "--output", metavar="OUTDIR", required=True)
+    sub = add("recon", _cmd_recon, "Multi-echo GRE magnitude and phase to a susceptibility map (and R2*, T2*, "
+                                   "S0; chi-separation when asked for).")
+    _recon_arguments(sub)
     _add_config(sub)
 
-    sub = add("roi", _cmd_roi, "Per-region susceptibility in atlas regions brought into subject space.")
-    sub.add_argument("--chi", metavar="CHI", required=True, help="susceptibility map (ppm)")
-    sub.add_argument("--magnitude", metavar="MAG", required=True, help="magnitude on the same grid (first echo used)")
-    sub.add_argument("-o", "--output", metavar="OUT.tsv", required=True)
-    sub.add_argument("--atlas", default="cit168", metavar="cit168|PATH", help="built-in atlas name or a label NIfTI in template space")
-    sub.add_argument("--atlas-labels", metavar="TSV", default=None, help="index and name of each label (required with --atlas PATH)")
-    sub.add_argument("--template", metavar="PATH", default=None, help="template the atlas is defined on (default: MNI152NLin2009cAsym)")
+    sub = add("roi", _cmd_roi, "Per-region susceptibility (and R2*, chi+, chi-) in atlas regions brought into "
+                               "subject space.")
+    _roi_arguments(sub)
     _add_config(sub)
 
     _add_study_commands(add)
@@ -261,11 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--seed", type=int, default=0, metavar="S")
     sub.add_argument("--n-procs", type=int, default=None, metavar="N")
 
-    sub = add("convert", _cmd_convert, "Convert a DICOM folder to BIDS with dcm2niix.")
-    sub.add_argument("dicom_dir", metavar="DICOM_DIR")
-    sub.add_argument("bids_dir", metavar="BIDS_DIR")
-    sub.add_argument("--subject", default=None, metavar="LABEL")
-    sub.add_argument("--session", default=None, metavar="LABEL")
+    _add_convert(add("convert", _cmd_convert, "Convert the multi-echo GRE of a DICOM export (any subjects, "
+                     "visits and folder layout) to BIDS, with participants.tsv; prints what it converted and skipped."))
 
     sub = add("config", _cmd_config, "Print the full configuration as TOML (defaults, or a file's values "
                                      "resolved), with every stage's methods and their references.")

@@ -1,204 +1,163 @@
-"""DICOM to BIDS with dcm2niix, on a synthetic Siemens-like multi-echo GRE written with pydicom."""
+"""DICOM to BIDS (qsmiron convert) on synthetic vendor exports written with pydicom.
+
+Each vendor's layout and phase storage (Siemens: separate magnitude and phase series, 12-bit
+phase with slope 2; Philips classic: one series number, milliradians after slope and
+intercept; GE: one series with a private image type, signed milliradians, or real and
+imaginary with slice-alternating sign) must give the planted phase in radians at every
+voxel's world position.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import stat
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-pydicom = pytest.importorskip("pydicom")
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid  # noqa: E402
+pytest.importorskip("pydicom")
+from dicom_factory import (ECHO_TIMES_MS, SHAPE, Study, assert_phase_matches_plant,  # noqa: E402
+                           folder_fingerprint, write_gre, write_series)
 
 from qsmiron.errors import InputError  # noqa: E402
-from qsmiron.io.bids import discover_bids
+from qsmiron.io.bids import discover_bids  # noqa: E402
 from qsmiron.io.bids_validation import validate_dataset  # noqa: E402
 from qsmiron.io.dicom import convert_dicom_to_bids  # noqa: E402
 
-ECHO_TIMES_MS = (4.0, 9.0, 14.0)
-SHAPE = (24, 20, 10)  # columns, rows, slices
-VOXEL_MM = 2.0
-ORIGIN_LPS = (-24.0, -20.0, -10.0)
-PHASE_OFFSET_RAD = 0.3
-
-
-def planted_field_hz(x_lps_mm, y_lps_mm):
-    """The planted off-resonance: a ramp along the DICOM (LPS) x and y axes, so flips show."""
-    return 2.0 * (x_lps_mm - ORIGIN_LPS[0]) + 1.0 * (y_lps_mm - ORIGIN_LPS[1])
-
-
-def planted_phase_rad(x_lps_mm, y_lps_mm, te_s):
-    field = planted_field_hz(x_lps_mm, y_lps_mm)
-    return np.angle(np.exp(1j * (2 * np.pi * field * te_s + PHASE_OFFSET_RAD)))
-
-
-def write_gre_dicom(folder: Path, *, parts=("M", "P"), echo_times_ms=ECHO_TIMES_MS, seed=0) -> None:
-    """A 3D multi-echo GRE as Siemens exports it: one magnitude and one phase series, one file per slice."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    nx, ny, nz = SHAPE
-    x_lps = ORIGIN_LPS[0] + VOXEL_MM * np.arange(nx)
-    y_lps = ORIGIN_LPS[1] + VOXEL_MM * np.arange(ny)
-    study, frame = generate_uid(), generate_uid()
-    for series_number, part in ((5, "M"), (6, "P")):
-        if part not in parts:
-            continue
-        series_uid = generate_uid()
-        instance = 0
-        for echo, te_ms in enumerate(echo_times_ms, start=1):
-            if part == "M":
-                volume = 1000 * np.exp(-te_ms / 40) + rng.normal(0, 5, SHAPE)
-                stored = np.round(volume).clip(0, 4095).astype(np.uint16)
-            else:
-                phase = planted_phase_rad(x_lps[:, None], y_lps[None, :], te_ms * 1e-3)[:, :, None] * np.ones(SHAPE)
-                # Siemens: stored 0..4095, RescaleSlope 2, RescaleIntercept -4096 -> -4096..4094.
-                stored = np.round((phase * 4096 / np.pi + 4096) / 2).clip(0, 4095).astype(np.uint16)
-            for k in range(nz):
-                instance += 1
-                meta = FileMetaDataset()
-                meta.MediaStorageSOPClassUID = MRImageStorage
-                meta.MediaStorageSOPInstanceUID = generate_uid()
-                meta.TransferSyntaxUID = ExplicitVRLittleEndian
-                ds = Dataset()
-                ds.file_meta = meta
-                ds.SOPClassUID = MRImageStorage
-                ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-                ds.Modality = "MR"
-                ds.Manufacturer = "SIEMENS"
-                ds.ManufacturerModelName = "Prisma"
-                ds.MagneticFieldStrength = 3.0
-                ds.PatientName = "Phantom^Test"
-                ds.PatientID = "P001"
-                ds.PatientPosition = "HFS"
-                ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series_uid, frame
-                ds.StudyDate = ds.SeriesDate = "20240101"
-                ds.StudyTime, ds.SeriesTime, ds.AcquisitionTime = "120000", "120100", "120100.000000"
-                ds.SeriesNumber, ds.InstanceNumber, ds.AcquisitionNumber = series_number, instance, 1
-                ds.ProtocolName = "gre_me_qsm"
-                ds.SeriesDescription = "gre_me_qsm" + ("_PHA" if part == "P" else "")
-                ds.ImageType = ["ORIGINAL", "PRIMARY", part, "ND"]
-                ds.ScanningSequence, ds.SequenceVariant, ds.MRAcquisitionType = "GR", "SP", "3D"
-                ds.EchoTime, ds.EchoNumbers = te_ms, echo
-                ds.RepetitionTime, ds.FlipAngle, ds.ImagingFrequency = 30.0, 15, 123.2
-                ds.ImagePositionPatient = [ORIGIN_LPS[0], ORIGIN_LPS[1], ORIGIN_LPS[2] + VOXEL_MM * k]
-                ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-                ds.PixelSpacing = [VOXEL_MM, VOXEL_MM]
-                ds.SliceThickness = ds.SpacingBetweenSlices = VOXEL_MM
-                ds.SliceLocation = ORIGIN_LPS[2] + VOXEL_MM * k
-                ds.Rows, ds.Columns = ny, nx
-                ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-                ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-                if part == "P":
-                    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -4096, 2, "US"
-                ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).tobytes()  # rows are y
-                ds.save_as(folder / f"MR.{series_number}.{echo}.{k + 1:03d}.dcm", enforce_file_format=True)
-
-
-def folder_fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
-    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+ONE_LEVEL_RAD = 2 * np.pi / 4096
 
 
 @pytest.fixture(scope="module")
-def dicom_dir(tmp_path_factory) -> Path:
+def siemens(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dicom") / "patient007"
-    write_gre_dicom(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def converted(dicom_dir, tmp_path_factory):
+    write_gre(folder, Study("P 007"), vendor="SIEMENS")
     bids = tmp_path_factory.mktemp("bids") / "study"
-    before = folder_fingerprint(dicom_dir)
-    written = convert_dicom_to_bids(dicom_dir, bids, subject="01")
-    return bids, written, before
+    before = folder_fingerprint(folder)
+    report = convert_dicom_to_bids(folder, bids, subject="01")
+    return folder, bids, report, before
 
 
-def test_convert_writes_three_echoes_of_magnitude_and_phase_with_bids_names(converted):
-    bids, written, _ = converted
+def test_siemens_separate_series_give_three_echoes_of_magnitude_and_phase_with_bids_names(siemens):
+    _, bids, report, _ = siemens
     anat = bids / "sub-01" / "anat"
     expected = [anat / f"sub-01_echo-{e}_part-{p}_MEGRE.nii.gz" for p in ("mag", "phase") for e in (1, 2, 3)]
-    assert written == expected
+    assert report.written == expected
+    assert report.converted[0].source == "series 5 (gre_me_qsm) + series 6 (gre_me_qsm_PHA)"
     for path in expected:
         assert path.exists() and path.with_name(path.name.replace(".nii.gz", ".json")).exists()
     assert not [p for p in bids.iterdir() if p.name.startswith(".")], "scratch folder left behind"
     description = json.loads((bids / "dataset_description.json").read_text())
-    assert description["BIDSVersion"] and description["DatasetType"] == "raw"
-    assert (bids / "participants.tsv").read_text().split() == ["participant_id", "sub-01"]
+    assert description["DatasetType"] == "raw" and description["GeneratedBy"][0]["Name"] == "qsmiron"
 
 
-def test_convert_sidecars_give_echo_times_in_seconds_and_field_strength(converted):
-    bids, _, _ = converted
+def test_siemens_sidecars_give_echo_times_in_seconds_field_strength_and_phase_units(siemens):
+    _, bids, _, _ = siemens
     for part in ("mag", "phase"):
         times = []
         for echo in (1, 2, 3):
             sidecar = json.loads((bids / "sub-01" / "anat" / f"sub-01_echo-{echo}_part-{part}_MEGRE.json").read_text())
             times.append(sidecar["EchoTime"])
             assert sidecar["MagneticFieldStrength"] == pytest.approx(3.0)
-            assert sidecar["EchoNumber"] == echo
-            assert ("P" in sidecar["ImageType"]) == (part == "phase")
+            assert sidecar["Manufacturer"] == "Siemens"
+            assert ("Units" in sidecar) == (part == "phase")
         assert times == pytest.approx([t * 1e-3 for t in ECHO_TIMES_MS], abs=1e-9)
+    phase = json.loads((bids / "sub-01" / "anat" / "sub-01_echo-1_part-phase_MEGRE.json").read_text())
+    assert phase["Units"] == "rad"
+    assert phase["PhaseScaling"]["Method"] == "levels" and "8192" in phase["PhaseScaling"]["Description"]
 
 
-def test_converted_dataset_passes_qsmiron_validation(converted):
-    bids, _, _ = converted
+def test_siemens_phase_in_radians_matches_the_planted_phase_within_one_level(siemens):
+    _, bids, _, _ = siemens
+    anat = bids / "sub-01" / "anat"
+    magnitude = nib.load(anat / "sub-01_echo-1_part-mag_MEGRE.nii.gz")
+    for echo, te_ms in enumerate(ECHO_TIMES_MS, start=1):
+        path = anat / f"sub-01_echo-{echo}_part-phase_MEGRE.nii.gz"
+        np.testing.assert_allclose(nib.load(path).affine, magnitude.affine, atol=1e-4)
+        assert nib.load(path).get_data_dtype() == np.int16  # stored integers kept, only the header rescaled
+        assert_phase_matches_plant(path, te_ms, tolerance_rad=ONE_LEVEL_RAD + 1e-6)
+
+
+def test_converted_dataset_passes_qsmiron_validation(siemens):
+    _, bids, _, _ = siemens
     subjects = discover_bids(bids)
     assert [s.participant_id for s in subjects] == ["sub-01"]
     assert validate_dataset(bids, subjects) == []
     assert subjects[0].echo_times_s == pytest.approx([0.004, 0.009, 0.014])
-    assert subjects[0].field_strength_t == pytest.approx(3.0)
 
 
-def test_converted_phase_spans_siemens_range_and_maps_to_planted_phase_within_one_step(converted):
-    """value * pi / 4096 must give back the planted phase at each voxel's world position."""
-    bids, _, _ = converted
-    anat = bids / "sub-01" / "anat"
-    magnitude = nib.load(anat / "sub-01_echo-1_part-mag_MEGRE.nii.gz")
+def test_convert_never_modifies_the_dicom_folder(siemens):
+    folder, _, _, before = siemens
+    assert folder_fingerprint(folder) == before
+
+
+def test_philips_classic_one_series_number_milliradians_become_radians(tmp_path):
+    write_gre(tmp_path / "dicom", Study("PH1"), vendor="PHILIPS", number=1401)
+    report = convert_dicom_to_bids(tmp_path / "dicom", tmp_path / "bids")
+    assert report.converted[0].source == "series 1401 (gre_me_qsm)" and report.converted[0].participant_id == "sub-PH1"
+    anat = tmp_path / "bids" / "sub-PH1" / "anat"
     for echo, te_ms in enumerate(ECHO_TIMES_MS, start=1):
-        image = nib.load(anat / f"sub-01_echo-{echo}_part-phase_MEGRE.nii.gz")
-        assert image.shape == SHAPE
-        np.testing.assert_allclose(image.affine, magnitude.affine, atol=1e-4)
-        values = image.get_fdata()
-        assert values.min() >= -4096 and values.max() <= 4094
-        ijk = np.stack(np.meshgrid(*[np.arange(n) for n in SHAPE], indexing="ij"), axis=-1)
-        xyz_ras = ijk @ image.affine[:3, :3].T + image.affine[:3, 3]
-        expected = planted_phase_rad(-xyz_ras[..., 0], -xyz_ras[..., 1], te_ms * 1e-3)  # RAS = -LPS in x, y
-        error = np.angle(np.exp(1j * (values * np.pi / 4096 - expected)))
-        assert np.abs(error).max() <= 2 * np.pi / 4096 + 1e-9
+        sidecar = json.loads((anat / f"sub-PH1_echo-{echo}_part-phase_MEGRE.json").read_text())
+        assert sidecar["Units"] == "rad" and sidecar["PhaseScaling"]["Method"] == "milliradians"
+        assert "RescaleIntercept -3142" in sidecar["PhaseScaling"]["Description"]
+        # Stored levels are 2 pi / 4095 rad apart: the error is half a level at most.
+        assert_phase_matches_plant(anat / f"sub-PH1_echo-{echo}_part-phase_MEGRE.nii.gz", te_ms,
+                                   tolerance_rad=ONE_LEVEL_RAD)
 
 
-def test_convert_never_modifies_the_dicom_folder(dicom_dir, converted):
-    _, _, before = converted
-    assert folder_fingerprint(dicom_dir) == before
+def test_ge_phase_in_signed_milliradians_becomes_radians(tmp_path):
+    write_series(tmp_path / "dicom", Study("GE1"), vendor="GE", number=3, kinds=("M", "P"))
+    report = convert_dicom_to_bids(tmp_path / "dicom", tmp_path / "bids")
+    assert report.converted[0].manufacturer == "GE"
+    anat = tmp_path / "bids" / "sub-GE1" / "anat"
+    for echo, te_ms in enumerate(ECHO_TIMES_MS, start=1):
+        assert json.loads((anat / f"sub-GE1_echo-{echo}_part-phase_MEGRE.json").read_text())["PhaseScaling"][
+            "Method"] == "milliradians"
+        assert_phase_matches_plant(anat / f"sub-GE1_echo-{echo}_part-phase_MEGRE.nii.gz", te_ms,
+                                   tolerance_rad=0.5e-3 + 1e-6)  # rounding to whole milliradians
 
 
-def test_convert_takes_the_subject_label_from_the_folder_name_and_adds_a_session(dicom_dir, tmp_path):
-    written = convert_dicom_to_bids(dicom_dir, tmp_path / "bids", session="pre")
-    assert written[0] == tmp_path / "bids/sub-patient007/ses-pre/anat/sub-patient007_ses-pre_echo-1_part-mag_MEGRE.nii.gz"
+def test_ge_real_and_imaginary_with_slice_alternating_sign_become_magnitude_and_phase(tmp_path):
+    write_series(tmp_path / "dicom", Study("GE2"), vendor="GE", number=4, kinds=("R", "I"), chopped=True)
+    convert_dicom_to_bids(tmp_path / "dicom", tmp_path / "bids")
+    anat = tmp_path / "bids" / "sub-GE2" / "anat"
+    sidecar = json.loads((anat / "sub-GE2_echo-1_part-phase_MEGRE.json").read_text())
+    scaling = sidecar["PhaseScaling"]
+    assert scaling["Method"] == "complex" and "every second slice" in scaling["Description"]
+    for echo, te_ms in enumerate(ECHO_TIMES_MS, start=1):
+        # |z| >= 700 stored as whole numbers: the angle is off by under 1 / 700 rad.
+        assert_phase_matches_plant(anat / f"sub-GE2_echo-{echo}_part-phase_MEGRE.nii.gz", te_ms, tolerance_rad=1.5e-3)
+        magnitude = nib.load(anat / f"sub-GE2_echo-{echo}_part-mag_MEGRE.nii.gz").get_fdata()
+        np.testing.assert_allclose(magnitude, 1000 * np.exp(-te_ms / 40), atol=1.0)
+    assert nib.load(anat / "sub-GE2_echo-1_part-mag_MEGRE.nii.gz").shape == SHAPE
+
+
+def test_convert_takes_the_subject_label_from_the_sanitised_patient_id_and_a_given_session(siemens, tmp_path):
+    folder = siemens[0]
+    report = convert_dicom_to_bids(folder, tmp_path / "bids", session="pre")
+    assert report.written[0] == tmp_path / "bids/sub-P007/ses-pre/anat/sub-P007_ses-pre_echo-1_part-mag_MEGRE.nii.gz"
     subjects = discover_bids(tmp_path / "bids")
-    assert [(s.participant_id, s.session) for s in subjects] == [("sub-patient007", "ses-pre")]
+    assert [(s.participant_id, s.session) for s in subjects] == [("sub-P007", "ses-pre")]
     assert [p for p in validate_dataset(tmp_path / "bids", subjects) if p.fatal] == []
 
 
-def test_convert_refuses_to_overwrite_an_existing_subject(converted, dicom_dir):
-    bids, written, _ = converted
-    before = written[0].stat().st_mtime_ns
-    with pytest.raises(InputError, match="already has MEGRE"):
-        convert_dicom_to_bids(dicom_dir, bids, subject="01")
-    assert written[0].stat().st_mtime_ns == before
+def test_convert_again_skips_what_is_already_converted(siemens):
+    folder, bids, _, _ = siemens
+    written = bids / "sub-01" / "anat" / "sub-01_echo-1_part-mag_MEGRE.nii.gz"
+    before = written.stat().st_mtime_ns
+    with pytest.raises(InputError, match="no multi-echo GRE") as info:
+        convert_dicom_to_bids(folder, bids, subject="01")
+    assert "already converted" in info.value.report.summary()
+    assert written.stat().st_mtime_ns == before
 
 
-def test_convert_adds_a_second_subject_to_participants_tsv_keeping_columns(dicom_dir, tmp_path):
+def test_convert_adds_a_subject_to_an_existing_participants_tsv_keeping_rows_and_columns(siemens, tmp_path):
     bids = tmp_path / "bids"
     bids.mkdir()
-    (bids / "participants.tsv").write_text("participant_id\tage\nsub-01\t40\n")
-    convert_dicom_to_bids(dicom_dir, bids, subject="02")
-    assert (bids / "participants.tsv").read_text() == "participant_id\tage\nsub-01\t40\nsub-02\tn/a\n"
+    (bids / "participants.tsv").write_text("participant_id\tage\tscore\nsub-01\t40\t7\n")
+    convert_dicom_to_bids(siemens[0], bids, subject="02")
+    assert (bids / "participants.tsv").read_text().splitlines() == [
+        "participant_id\tage\tscore\tsex\tgroup", "sub-01\t40\t7\tn/a\tn/a", "sub-02\t45\tn/a\tF\tn/a"]
 
 
 def test_convert_without_dicom_files_says_so(tmp_path):
@@ -208,24 +167,54 @@ def test_convert_without_dicom_files_says_so(tmp_path):
     with pytest.raises(InputError, match="no DICOM images found") as info:
         convert_dicom_to_bids(folder, tmp_path / "bids")
     assert info.value.path == str(folder)
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(InputError, match="no DICOM images found"):
-        convert_dicom_to_bids(empty, tmp_path / "bids")
 
 
-def test_convert_magnitude_only_reports_missing_phase(tmp_path):
-    folder = tmp_path / "magonly"
-    write_gre_dicom(folder, parts=("M",))
-    with pytest.raises(InputError, match="no phase images"):
-        convert_dicom_to_bids(folder, tmp_path / "bids", subject="01")
-    assert not (tmp_path / "bids" / "sub-01").exists()
+def test_convert_into_a_file_says_so_before_reading_the_export(siemens, tmp_path):
+    target = tmp_path / "bids"
+    target.write_text("not a folder")
+    with pytest.raises(InputError, match="exists and is not a folder") as info:
+        convert_dicom_to_bids(siemens[0], target)
+    assert info.value.path == str(target)
 
 
-def test_convert_reports_dcm2niix_failure_with_its_message(dicom_dir, tmp_path, monkeypatch):
+def test_convert_magnitude_only_is_skipped_with_the_reason(tmp_path):
+    write_series(tmp_path / "magonly", Study("M1"), vendor="SIEMENS", kinds=("M",))
+    with pytest.raises(InputError, match="no multi-echo GRE") as info:
+        convert_dicom_to_bids(tmp_path / "magonly", tmp_path / "bids")
+    assert "magnitude without phase" in info.value.report.summary()
+    assert not (tmp_path / "bids" / "sub-M1").exists()
+
+
+def test_a_dcm2niix_failure_skips_the_acquisition_with_its_message(siemens, tmp_path, monkeypatch):
     fake = tmp_path / "dcm2niix"
     fake.write_text("#!/bin/sh\necho 'Error: simulated crash' >&2\nexit 1\n")
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setattr("qsmiron.io.dicom.find_dcm2niix", lambda: fake)
-    with pytest.raises(InputError, match="dcm2niix failed with exit code 1: Error: simulated crash"):
-        convert_dicom_to_bids(dicom_dir, tmp_path / "bids", subject="01")
+    monkeypatch.setattr("qsmiron.io.dicom.dcm2niix.find_dcm2niix", lambda: fake)
+    with pytest.raises(InputError) as info:
+        convert_dicom_to_bids(siemens[0], tmp_path / "bids", subject="01")
+    assert "dcm2niix failed with exit code 1: Error: simulated crash" in info.value.report.summary()
+
+
+def test_converted_vendor_datasets_pass_the_bids_validator_with_zero_errors(tmp_path):
+    from validator_helper import describe, validate
+
+    write_gre(tmp_path / "dicom" / "siemens", Study("S1"), vendor="SIEMENS")
+    write_gre(tmp_path / "dicom" / "philips", Study("P1"), vendor="PHILIPS")
+    write_series(tmp_path / "dicom" / "ge", Study("G1"), vendor="GE", kinds=("R", "I"), chopped=True)
+    report = convert_dicom_to_bids(tmp_path / "dicom", tmp_path / "bids")
+    assert len(report.converted) == 3
+    errors, _ = validate(tmp_path / "bids")
+    assert errors == [], describe(errors)
+
+
+def test_convert_command_prints_the_summary_and_fails_in_one_line_when_nothing_converts(siemens, tmp_path, capsys):
+    from qsmiron.cli import main
+
+    assert main(["convert", str(siemens[0]), str(tmp_path / "bids"), "--subject", "01"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("found: 60 DICOM files (0 other files ignored), 1 patients, 1 studies, 2 series")
+    assert "sub-01: series 5 (gre_me_qsm) + series 6 (gre_me_qsm_PHA); Siemens; 3 echoes (TE 4, 9, 14 ms)" in out
+    assert main(["convert", str(siemens[0]), str(tmp_path / "bids"), "--subject", "01"]) == 2
+    captured = capsys.readouterr()
+    assert "already converted" in captured.out
+    assert len(captured.err.strip().splitlines()) == 1 and "no multi-echo GRE" in captured.err

@@ -153,14 +153,20 @@ E2E_PROCESSING = {
     "pipeline": {"progress": False},
 }
 """Fast processing for the end-to-end tests: TKD inversion, magnitude mask, affine registration on a
-6 mm grid."""
+6 mm grid (chi-separation off, its default; one test turns it on, ``E2E_CHISEP``)."""
 
 
-def e2e_config(**pipeline):
+E2E_CHISEP = {"method": "shin", "shin": {"alpha": 0.03, "max_iter": 40}}
+"""Chi-separation for the end-to-end test that checks every measure: a fixed TV weight (TKD
+chooses none to share, and the automatic one costs a MEDI solve) and fewer iterations."""
+
+
+def e2e_config(*, recon: dict | None = None, **pipeline):
     from qsmiron.config import QsmironConfig
 
     payload = json.loads(json.dumps(E2E_PROCESSING))
     payload["pipeline"].update(pipeline)
+    payload["recon"].update(recon or {})
     return QsmironConfig.model_validate(payload)
 
 
@@ -199,6 +205,12 @@ def cohort_copy(simulated_cohort, tmp_path):
 @pytest.fixture()
 def fast_e2e_config():
     return e2e_config
+
+
+@pytest.fixture()
+def e2e_chisep():
+    """Chi-separation settings of the end-to-end tests (``E2E_CHISEP``), a copy."""
+    return json.loads(json.dumps(E2E_CHISEP))
 
 
 @pytest.fixture()

@@ -162,7 +162,7 @@ def test_a_longitudinal_dataset_is_processed_per_session_and_each_session_analys
 
 
 def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, simulated_cohort, fast_e2e_config,
-                                                               tmp_path):
+                                                               e2e_chisep, tmp_path):
     """The good subjects finish; the corrupt one fails at recon, the one missing an echo at validation;
     the group level runs on the others and names the two it left out."""
     import nibabel as nib
@@ -180,8 +180,9 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
             (bids / missing / "anat" / f"{missing}_echo-2_part-{part}_MEGRE{suffix}").unlink()
 
     lines = []
-    # Headers only at validation, so the corrupt voxel data are met by the reconstruction itself.
-    config = fast_e2e_config(n_procs=2, validate_image_data=False)
+    # Headers only at validation, so the corrupt voxel data are met by the reconstruction itself;
+    # chi-separation on, so that every measure reaches the regions table and the statistics.
+    config = fast_e2e_config(n_procs=2, validate_image_data=False, recon={"chisep": e2e_chisep})
     result = run_bids_app(bids, tmp_path / "out", config=config, echo=lines.append)
     root = tmp_path / "out" / "qsmiron"
 
@@ -193,26 +194,45 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     good = sorted(set(participants.participant_id) - {corrupt, missing})
     assert sorted(pid for pid, s in by_id.items() if s.status == "done") == good
 
-    # BIDS derivatives of a good subject.
+    # BIDS derivatives of a good subject, the iron-specific maps with their sidecars.
     anat = root / good[0] / "anat"
     for name in ("Chimap.nii.gz", "Chimap.json", "desc-qsm_mask.nii.gz", "desc-total_fieldmap.nii.gz",
-                 "desc-local_fieldmap.nii.gz", "desc-recon_qsm.json", "atlas-cit168_regions.tsv"):
+                 "desc-local_fieldmap.nii.gz", "desc-recon_qsm.json", "atlas-cit168_regions.tsv",
+                 "R2starmap.nii.gz", "R2starmap.json", "T2starmap.nii.gz", "S0map.nii.gz", "desc-r2star_mask.nii.gz",
+                 "desc-paramagnetic_Chimap.nii.gz", "desc-diamagnetic_Chimap.json"):
         assert (anat / f"{good[0]}_{name}").exists(), name
     assert json.loads((anat / f"{good[0]}_Chimap.json").read_text())["Units"] == "ppm"
+    r2star_sidecar = json.loads((anat / f"{good[0]}_R2starmap.json").read_text())
+    assert r2star_sidecar["Units"] == "s^-1" and r2star_sidecar["MethodName"] == "nlls"
+    assert r2star_sidecar["Sources"][0].startswith(f"bids:raw:{good[0]}/anat/")
+    para = json.loads((anat / f"{good[0]}_desc-paramagnetic_Chimap.json").read_text())
+    assert para["Units"] == "ppm" and para["Approximation"] is True and "5.25" in para["ApproximationDescription"]
     assert list(anat.glob("*_qc_*.png")), "QC images"
     assert (root / "logs" / f"{corrupt}.log").read_text().count("Traceback") >= 1
 
+    # One tidy table: chi under the whole-brain and ventricle-CSF references, R2*, chi+ and chi-.
+    regions = pd.read_csv(root / "regions.tsv", sep="\t", keep_default_na=False, na_values=["n/a"])
+    assert sorted(regions.participant_id.unique()) == good
+    assert set(regions.measure) == {"chi", "r2star", "chi_para", "chi_dia"}
+    assert set(regions.loc[regions.measure == "chi", "reference"]) == {"whole_brain", "csf"}
+    assert regions.loc[regions.measure != "chi", "reference"].isna().all()
     # The regional means track the truth across regions (coarse 3 mm scans and TKD, which
     # underestimates: a loose but real check; r = 0.48-0.87 seen while writing it).
-    regions = pd.read_csv(root / "regions.tsv", sep="\t")
-    assert sorted(regions.participant_id.unique()) == good
     truth = pd.read_csv(simulated_cohort / "derivatives" / "truth" / "regions_truth.tsv", sep="\t")
-    merged = regions.merge(truth, on=["participant_id", "region", "hemisphere"], suffixes=("", "_truth"))
+    chi = regions[(regions.measure == "chi") & (regions.reference == "whole_brain")]
+    merged = chi.merge(truth, on=["participant_id", "region", "hemisphere"], suffixes=("", "_truth"))
     big = merged[merged.n_voxels_truth >= 20]
     assert len(big) >= len(good) * 10
     for participant_id, rows in big.groupby("participant_id"):
-        r = np.corrcoef(rows.mean_ppm, rows.mean_ppm_grid)[0, 1]
+        r = np.corrcoef(rows["mean"], rows.mean_ppm_grid)[0, 1]
         assert r > 0.3, f"{participant_id}: measured vs true regional means, r = {r:.2f}"
+    # Regional R2* against the R2* the magnitude was simulated with (SNR 40, 3 mm voxels).
+    r2star = regions[regions.measure == "r2star"].merge(truth, on=["participant_id", "region", "hemisphere"],
+                                                        suffixes=("", "_truth"))
+    r2star = r2star[r2star.n_voxels_truth >= 20]
+    error = (r2star["mean"] - r2star.r2star_per_s_grid).abs()
+    print(f"regional R2* error through the pipeline: median {error.median():.2f}, max {error.max():.2f} s^-1")
+    assert error.median() < 2.0
     chi = nib.load(str(anat / f"{good[0]}_Chimap.nii.gz"))
     assert np.isfinite(chi.get_fdata()).all()
 
@@ -233,6 +253,10 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     group = root / "group"
     for name in ("group_comparison.tsv", "table1.tsv", "results.json", "report.html"):
         assert (group / name).exists(), name
+    # The study analysed every measure of the table, chi under the whole-brain reference.
+    comparison = pd.read_csv(group / "group_comparison.tsv", sep="\t")
+    assert list(dict.fromkeys(comparison.measure)) == ["chi", "r2star", "chi_para", "chi_dia"]
+    assert StudyRecord.read(group / "results.json").settings.measures == ["chi", "r2star", "chi_para", "chi_dia"]
     assert result.report == group / "report.html"
     assert {item.participant_id: item.step for item in result.left_out} == {corrupt: "recon",
                                                                                  missing: "validation"}

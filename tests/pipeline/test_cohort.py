@@ -37,7 +37,9 @@ def test_every_subject_is_processed_and_regions_match_an_independent_reading(tin
     assert list(regions.columns[:2]) == ["participant_id", "region"]
     for label in ("01", "02", "03"):
         rows = regions[regions.participant_id == f"sub-{label}"]
-        assert rows["mean_ppm"].tolist() == pytest.approx(reference_means(bids, label), rel=1e-6)
+        # The light step writes a table of the earlier form (mean_ppm): read as chi, whole brain.
+        assert rows["mean"].tolist() == pytest.approx(reference_means(bids, label), rel=1e-6)
+        assert set(rows["measure"]) == {"chi"} and set(rows["reference"]) == {"whole_brain"}
     marker = DoneMarker.read(out / "sub-02" / "anat" / DONE_MARKER)
     assert set(marker.outputs) == {"regions", "check"}
     assert marker.outputs["regions"].file == "sub-02_measure.tsv"
@@ -139,7 +141,10 @@ def test_derivative_names_follow_bids_with_the_session_in_the_prefix(tmp_path):
     paths = recon_paths(tmp_path, "sub-01_ses-pre")
     assert paths.chimap.name == "sub-01_ses-pre_Chimap.nii.gz"
     names = [path.name for path in paths.files().values()]
-    assert len(set(names)) == len(names) == 9  # four maps, their sidecars, the record
+    # Four maps and their sidecars, the record, six iron-specific maps and their sidecars.
+    assert len(set(names)) == len(names) == 21
+    assert paths.r2starmap.name == "sub-01_ses-pre_R2starmap.nii.gz"
+    assert paths.chimap_paramagnetic.name == "sub-01_ses-pre_desc-paramagnetic_Chimap.nii.gz"
 
 
 def long_failure_step(job, log):

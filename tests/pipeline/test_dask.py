@@ -63,5 +63,5 @@ def test_real_steps_on_a_dask_cluster_match_a_local_worker_process(cohort_copy, 
     assert [s.status for s in local.statuses] == [s.status for s in remote.statuses] == ["done"]
     a, _ = collect_regions(tmp_path / "local", units, local.config_hash)
     b, _ = collect_regions(tmp_path / "dask", units, remote.config_hash)
-    assert len(a) > 20 and a.mean_ppm.notna().sum() > 20
+    assert len(a) > 20 and a["mean"].notna().sum() > 20
     pd.testing.assert_frame_equal(a, b, rtol=1e-6, atol=1e-9)

@@ -15,200 +15,18 @@ import nibabel as nib
 import numpy as np
 import pytest
 import qsm_forward
+from gre_phantom import (FIELD_STRENGTH_T, TES, grid_affine, head_phantom, nrmse_percent, recon_args,
+                         rotation_x, simulate_gre, write_4d_dataset, write_image, write_per_echo_dataset)
 
 from qsmiron.cli import main
 from qsmiron.io.nifti import b0_direction_voxel
 from qsmiron.records.recon import InversionRecord, ReconRecord
 from qsmiron.recon.stages import INVERSION
 
-CHI_AIR_PPM = 9.4  # air relative to tissue
-TES = (0.004, 0.012, 0.020, 0.028)
-FIELD_STRENGTH_T = 3.0
-
-
-def rotation_x(degrees):
-    t = np.deg2rad(degrees)
-    return np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
-
-
-def grid_affine(shape, voxel_mm, rotation=np.eye(3)):
-    """Affine whose grid centre sits at the world origin."""
-    affine = np.eye(4)
-    affine[:3, :3] = rotation @ np.diag(voxel_mm)
-    affine[:3, 3] = -affine[:3, :3] @ ((np.asarray(shape) - 1) / 2.0)
-    return affine
-
-
-def ellipsoid(x, y, z, centre, semi_axes):
-    return (((x - centre[0]) / semi_axes[0]) ** 2 + ((y - centre[1]) / semi_axes[1]) ** 2
-            + ((z - centre[2]) / semi_axes[2]) ** 2) <= 1.0
-
-
-def head_phantom(shape, affine):
-    """Tissue maps sampled at the world positions (mm) of the voxel centres.
-
-    Scalp, a 2 mm skull (dark, -2 ppm), an air sinus (+9.4 ppm relative to tissue) and air
-    around the head; inside the skull a CSF rim, white matter (-0.03 ppm) and iron-rich
-    nuclei. Returns chi_brain (ppm, zero outside the intracranial volume), chi_total (with
-    skull and air), the intracranial mask, head mask, M0 and R2* (1/s at 3 T).
-    """
-    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
-    world = ijk @ affine[:3, :3].T + affine[:3, 3]
-    x, y, z = world[..., 0], world[..., 1], world[..., 2]
-    head = ellipsoid(x, y, z, (0, 0, 1), (20.5, 22, 17.5))
-    sinus = ellipsoid(x, y, z, (0, 15, -11), (5, 4.5, 4.5))
-    # Intracranial volume (brain and a rim of CSF) inside a 2 mm skull.
-    brain = ellipsoid(x, y, z, (0, -1, 2.5), (17.2, 18.7, 13.7)) & ~sinus
-    skull = ellipsoid(x, y, z, (0, -1, 2.5), (19, 20.5, 15.5)) & head & ~brain & ~sinus
-    chi = np.zeros(shape)
-    m0 = np.where(head, 0.45, 0.0)
-    r2s = np.full(shape, 25.0)
-    m0[skull] = 0.03  # bone: little signal, fast decay, diamagnetic
-    r2s[skull] = 300.0
-    wm = ellipsoid(x, y, z, (0, -1, 3), (12, 13.5, 9))
-    chi[wm] = -0.03
-    m0[brain] = 0.85
-    m0[wm] = 0.75
-    r2s[wm] = 22.0
-    nuclei = [  # centre (mm), semi-axes (mm), chi (ppm), R2* (1/s)
-        ((7, 1, 2), (3, 4, 3), 0.18, 45.0),     # globus pallidus
-        ((-7, 1, 2), (3, 4, 3), 0.17, 45.0),
-        ((12, 3, 3), (2.5, 5, 3.5), 0.08, 32.0),  # putamen
-        ((-12, 3, 3), (2.5, 5, 3.5), 0.08, 32.0),
-        ((4.5, 10, 7), (2.5, 3, 3), 0.06, 28.0),  # caudate
-        ((-4.5, 10, 7), (2.5, 3, 3), 0.06, 28.0),
-        ((4, -7, -3), (2, 3, 2), 0.14, 40.0),    # substantia nigra
-        ((-4, -7, -3), (2, 3, 2), 0.14, 40.0),
-        ((0, -12, 9), (1.2, 6, 1.2), 0.30, 35.0),  # a vein-like rod
-    ]
-    for centre, axes, value, rate in nuclei:
-        region = ellipsoid(x, y, z, centre, axes) & brain
-        chi[region] = value
-        m0[region] = 0.65
-        r2s[region] = rate
-    chi_brain = np.where(brain, chi, 0.0)
-    chi_total = chi_brain + np.where(~head | sinus, CHI_AIR_PPM, 0.0) + np.where(skull, -2.0, 0.0)
-    m0[sinus] = 0.0
-    return chi_brain, chi_total, brain, head, m0, r2s
-
-
-WORLD_GRID = (48, 48, 48)
-"""The scanner-aligned 1 mm grid on which the background field is simulated (B0 along z)."""
-
-
-def simulate_field_ppm(shape, affine):
-    """Total field (ppm) at the voxel centres of a possibly oblique, anisotropic grid.
-
-    The tissue field comes from qsm-forward on the image grid itself, with B0 expressed in
-    voxel axes. The background (skull, sinus and air around the head: sharp, 9.4 ppm edges)
-    is simulated on a scanner-aligned 1 mm grid with B0 along z and interpolated at the voxel
-    centres, as the scanner samples a continuous field: a k-space dipole kernel tilted on
-    the image grid rings at such edges, which would be an artefact of the simulation rather
-    than a property of the data.
-    """
-    import scipy.ndimage
-
-    voxel = [float(v) for v in np.linalg.norm(affine[:3, :3], axis=0)]
-    b0 = b0_direction_voxel(affine)
-    chi_brain, chi_total, *_ = head_phantom(shape, affine)
-    tissue = qsm_forward.generate_field(chi_brain, voxel_size=voxel, B0_dir=list(b0))
-    world_affine = grid_affine(WORLD_GRID, (1.0, 1.0, 1.0))
-    world_brain, world_total, *_ = head_phantom(WORLD_GRID, world_affine)
-    background_world = qsm_forward.generate_field(world_total - world_brain, voxel_size=[1, 1, 1],
-                                                  B0_dir=[0, 0, 1])
-    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")).reshape(3, -1)
-    to_world_grid = np.linalg.inv(world_affine) @ affine
-    coords = to_world_grid[:3, :3] @ ijk + to_world_grid[:3, 3:4]
-    background = scipy.ndimage.map_coordinates(background_world, coords, order=3,
-                                               mode="nearest").reshape(shape)
-    return tissue + background
-
-
-def simulate_gre(shape, voxel_mm, rotation=np.eye(3), *, seed=0, peak_snr=120.0):
-    """Multi-echo magnitude and integer phase from qsm-forward, with the truth.
-
-    qsm-forward evaluates the signal at voxel centres; a real voxel also dephases where the
-    field varies across it. That is added analytically (a linear field change across the
-    voxel along each axis attenuates the signal by |sinc(gamma B0 dB TE)|), so the voxels
-    next to the sinus darken as in a scan instead of carrying aliased phase at full signal.
-    """
-    affine = grid_affine(shape, voxel_mm, rotation)
-    b0 = b0_direction_voxel(affine)
-    chi_brain, _, brain, head, m0, r2s = head_phantom(shape, affine)
-    field_ppm = simulate_field_ppm(shape, affine)
-    across_voxel_ppm = [np.abs(g) for g in np.gradient(field_ppm)]
-    offset = qsm_forward.generate_phase_offset(m0, head, shape)
-    rng = np.random.default_rng(seed)
-    magnitude = np.empty(shape + (len(TES),), np.float32)
-    phase = np.empty(shape + (len(TES),), np.int16)
-    hz_per_ppm = 42.58 * FIELD_STRENGTH_T  # qsm-forward's gyromagnetic ratio, MHz/T
-    for echo, te in enumerate(TES):
-        signal = qsm_forward.generate_signal(field_ppm, B0=FIELD_STRENGTH_T, TR=0.05, TE=te,
-                                             flip_angle=15, phase_offset=offset, R1=1.0,
-                                             R2star=r2s, M0=m0)
-        for change in across_voxel_ppm:
-            signal = signal * np.abs(np.sinc(hz_per_ppm * change * te))
-        signal = qsm_forward.add_noise(signal, peak_snr=peak_snr, rng=rng)
-        magnitude[..., echo] = np.abs(signal) * 1000
-        phase[..., echo] = np.clip(np.round(np.angle(signal) / np.pi * 4096), -4096, 4095)
-    return {"magnitude": magnitude, "phase": phase, "affine": affine, "b0": b0,
-            "chi_brain": chi_brain, "brain": brain, "voxel_mm": voxel_mm}
-
-
-def write_image(path, data, affine):
-    nib.save(nib.Nifti1Image(np.asarray(data), affine), str(path))
-    return path
-
-
-def write_sidecar(path, payload):
-    path.with_name(path.name.replace(".nii.gz", ".json")).write_text(json.dumps(payload))
-
-
-SIDECAR = {"MagneticFieldStrength": FIELD_STRENGTH_T, "Manufacturer": "Siemens",
-           "ManufacturersModelName": "Prisma", "RepetitionTime": 0.05, "FlipAngle": 15,
-           "ParallelReductionFactorInPlane": 2, "ReceiveCoilName": "Head_32"}
-
-
-def write_4d_dataset(folder, sim):
-    folder.mkdir(parents=True, exist_ok=True)
-    mag = write_image(folder / "mag.nii.gz", sim["magnitude"], sim["affine"])
-    pha = write_image(folder / "phase.nii.gz", sim["phase"], sim["affine"])
-    return mag, pha
-
-
-def write_per_echo_dataset(folder, sim):
-    folder.mkdir(parents=True, exist_ok=True)
-    mags, phases = [], []
-    for echo, te in enumerate(TES):
-        for part, key, store in (("mag", "magnitude", mags), ("phase", "phase", phases)):
-            path = write_image(folder / f"sub-01_echo-{echo + 1}_part-{part}_MEGRE.nii.gz",
-                               sim[key][..., echo], sim["affine"])
-            write_sidecar(path, SIDECAR | {"EchoTime": te})
-            store.append(path)
-    return mags, phases
-
-
-def nrmse_percent(estimate, truth, mask):
-    """Demeaned NRMSE (%) inside ``mask``, as on the QSM challenge leaderboard."""
-    x = estimate[mask] - estimate[mask].mean()
-    r = truth[mask] - truth[mask].mean()
-    return 100.0 * np.linalg.norm(x - r) / np.linalg.norm(r)
-
-
-def recon_args(mags, phases, out_dir, *, echo_times=True, field_strength=True):
-    args = ["recon"]
-    for path in mags:
-        args += ["--magnitude", str(path)]
-    for path in phases:
-        args += ["--phase", str(path)]
-    if echo_times:
-        args += ["--echo-times", ",".join(str(t) for t in TES)]
-    if field_strength:
-        args += ["--field-strength", str(FIELD_STRENGTH_T)]
-    return args + ["-o", str(out_dir)]
-
-
-OUTPUTS = {"Chimap.nii.gz", "mask.nii.gz", "fieldmap.nii.gz", "localfield.nii.gz", "recon.json"}
+OUTPUTS = {"Chimap.nii.gz", "mask.nii.gz", "fieldmap.nii.gz", "localfield.nii.gz", "recon.json",
+           "R2starmap.nii.gz", "T2starmap.nii.gz", "S0map.nii.gz", "desc-r2star_mask.nii.gz",
+           "R2starmap.json", "T2starmap.json", "S0map.json", "desc-r2star_mask.json"}
+"""What ``qsmiron recon`` writes by default from 4 echoes: chi-separation is off by default."""
 RECON_NRMSE_BOUND = 55.0  # %; measured 47 (axial) and 45 (oblique), see the report of issue 2
 TFI_NRMSE_BOUND = 58.0  # %; the chain with inversion "tfi" after background "none": measured 47.9 (axial)
 INVERT_NRMSE_BOUND = 25.0  # %, default method on a noisy forward-simulated local field (measured 13.5)
@@ -236,7 +54,7 @@ def axial_recon(axial_sim, tmp_path_factory):
 
 def test_recon_writes_every_output_on_the_input_grid_with_units(axial_recon, axial_sim):
     assert {p.name for p in axial_recon.iterdir()} == OUTPUTS
-    for name in OUTPUTS - {"recon.json"}:
+    for name in (name for name in OUTPUTS if name.endswith(".nii.gz")):
         image = nib.load(str(axial_recon / name))
         assert image.shape == axial_sim["magnitude"].shape[:3], name
         assert np.allclose(image.affine, axial_sim["affine"], atol=1e-4), name
@@ -261,7 +79,11 @@ def test_recon_json_records_inputs_acquisition_every_step_and_versions(axial_rec
     assert acquisition.field_strength_t == FIELD_STRENGTH_T
     assert acquisition.n_echoes == 4 and acquisition.matrix == [48, 48, 40]
     assert [step.step for step in record.steps] == [
-        "phase", "mask", "unwrap", "echo_fit", "mask_refinement", "background", "inversion", "reference"]
+        "phase", "mask", "r2star", "unwrap", "echo_fit", "mask_refinement", "background", "inversion",
+        "chisep", "reference"]
+    assert record.step("r2star").method == "nlls" and record.r2star.n_valid > 0
+    assert record.step("chisep").method == "none" and record.chi_separation.skipped.endswith("not asked for "
+                                                                                           "(recon.chisep.method = 'none')")
     assert record.step("phase").notes["detected_scaling"] == "levels"
     for step in record.steps:
         assert step.seconds >= 0 and step.cpu_seconds >= 0
@@ -374,12 +196,17 @@ def test_recon_with_a_user_mask_keeps_it_unrefined_and_writes_the_names_asked_fo
                             axial_sim["brain"].astype(np.uint8), axial_sim["affine"])
     names = {"Chimap": "sub-01_Chimap.nii.gz", "mask": "sub-01_mask.nii.gz",
              "fieldmap": "sub-01_fieldmap.nii.gz", "localfield": "sub-01_localfield.nii.gz",
-             "recon_json": "sub-01_recon.json"}
+             "recon_json": "sub-01_recon.json", "R2starmap": "sub-01_R2starmap.nii.gz",
+             "T2starmap": "sub-01_T2starmap.nii.gz", "S0map": "sub-01_S0map.nii.gz",
+             "r2star_mask": "sub-01_desc-r2star_mask.nii.gz"}
     written = reconstruct_files(mag, pha, tmp_path / "out", echo_times_s=TES,
                                 field_strength_t=FIELD_STRENGTH_T, mask=mask_path, names=names)
     assert [p.name for p in (written.chimap, written.mask, written.fieldmap, written.localfield,
-                             written.record)] == list(names.values())
-    assert {p.name for p in (tmp_path / "out").iterdir()} == set(names.values())
+                             written.record, written.r2starmap, written.t2starmap, written.s0map,
+                             written.r2star_mask)] == list(names.values())
+    sidecars = {name.replace(".nii.gz", ".json") for key, name in names.items()
+                if key in ("R2starmap", "T2starmap", "S0map", "r2star_mask")}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == set(names.values()) | sidecars
     record = ReconRecord.read(written.record)
     assert record.inputs.mask.endswith("brain.nii.gz")
     assert record.step("mask").method == "given"
@@ -638,3 +465,32 @@ def test_recon_of_the_real_scan_runs_end_to_end_without_nan(real_gre_dir, tmp_pa
     assert record.step("phase").notes["detected_scaling"] == "levels"
     assert record.step("phase").notes["levels"] == 4096
     assert any("anisotropic" in w for w in record.warnings)
+
+
+def test_phase_scaling_that_fails_detection_names_the_setting_and_the_override_works(axial_sim, tmp_path, capsys):
+    """A weak field without phase offset (tissue only, radians) covers a third of the circle:
+    auto-detection refuses it; recon.phase.rescale.scaling = "radians" in the config file accepts it."""
+    affine = axial_sim["affine"]
+    chi_brain, *_ = head_phantom(axial_sim["magnitude"].shape[:3], affine)
+    tissue_ppm = qsm_forward.generate_field(chi_brain, voxel_size=list(axial_sim["voxel_mm"]),
+                                            B0_dir=list(axial_sim["b0"]))
+    hz = tissue_ppm * 42.58 * FIELD_STRENGTH_T
+    phase_rad = np.stack([2 * np.pi * hz * te for te in TES], axis=-1).astype(np.float32)
+    assert np.ptp(phase_rad) < 0.75 * 2 * np.pi  # the premise: too little of the circle to be sure
+    folder = tmp_path / "in"
+    folder.mkdir()
+    mag = write_image(folder / "mag.nii.gz", axial_sim["magnitude"], affine)
+    pha = write_image(folder / "phase.nii.gz", phase_rad, affine)
+    code = main(recon_args([mag], [pha], tmp_path / "auto"))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "phase scaling not recognised" in err and 'recon.phase.rescale.scaling = "radians"' in err
+    config = tmp_path / "settings.toml"
+    config.write_text('[recon.phase.rescale]\nscaling = "radians"\n[recon.inversion]\nmethod = "tkd"\n')  # tkd: test speed
+    code = main(recon_args([mag], [pha], tmp_path / "forced") + ["--config", str(config)])
+    assert code == 0, capsys.readouterr().err
+    record = ReconRecord.read(tmp_path / "forced" / "recon.json")
+    assert record.step("phase").notes["detected_scaling"] == "radians"
+    chi = nib.load(str(tmp_path / "forced" / "Chimap.nii.gz")).get_fdata()
+    assert np.isfinite(chi).all() and np.abs(chi).max() > 0
+

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from qsmiron.errors import InputError
-from qsmiron.recon.phase import phase_to_radians, wrap_to_pi
+from qsmiron.recon.phase import PHASE_SCALINGS, SCALING_SETTING, phase_to_radians, wrap_to_pi
 
 
 @pytest.fixture
@@ -95,3 +96,45 @@ def test_wrap_to_pi_folds_any_angle():
     wrapped = wrap_to_pi(angles)
     assert wrapped.min() >= -np.pi and wrapped.max() < np.pi
     assert circular_error(wrapped, angles).max() < 1e-5
+
+
+def test_whole_milliradians_are_divided_by_1000_not_read_as_8192_levels(true_phase):
+    """Philips (after RescaleSlope/Intercept) and GE store -3142..3142: 6285 levels, which the
+    power-of-two test alone would take for 8192 per turn (a 23 % scale error)."""
+    stored = np.round(true_phase * 1000)
+    phase, info = phase_to_radians(stored)
+    assert info["method"] == "milliradians"
+    assert circular_error(phase, true_phase).max() <= 0.5e-3 + 1e-6
+
+
+def test_forced_milliradians_take_a_phase_that_covers_a_third_of_the_circle(true_phase):
+    """Milliradians of a weak field (+-1 rad, 2001 values) look like 2048 vendor levels, a
+    scale error of pi; the setting reads them right."""
+    stored = np.round(true_phase / np.pi * 1000)
+    _, detected = phase_to_radians(stored)
+    assert detected["method"] == "levels" and detected["levels"] == 2048
+    phase, info = phase_to_radians(stored, scaling="milliradians")
+    assert info["method"] == "milliradians"
+    assert circular_error(phase, true_phase / np.pi).max() <= 0.5e-3 + 1e-6
+
+
+def test_forced_milliradians_beyond_1000_pi_are_rejected_naming_the_setting():
+    with pytest.raises(InputError, match=f'not in milliradians; set {SCALING_SETTING} = "auto"'):
+        phase_to_radians(np.arange(-4096, 4096, dtype=float), scaling="milliradians")
+
+
+def test_forced_integer_scaling_skips_the_milliradian_test(true_phase):
+    _, info = phase_to_radians(np.round(true_phase * 1000), scaling="integer")
+    assert info["method"] == "levels" and info["levels"] == 8192
+
+
+def test_the_setting_named_in_the_errors_is_the_generated_key_and_takes_every_scaling():
+    """``SCALING_SETTING`` is where the declared method's parameter lives in the configuration."""
+    from qsmiron.config import QsmironConfig
+
+    stage, method, parameter = SCALING_SETTING.split(".")[1:]
+    for scaling in PHASE_SCALINGS:
+        config = QsmironConfig.model_validate({"recon": {stage: {method: {parameter: scaling}}}})
+        assert getattr(getattr(config.recon, stage), method).scaling == scaling
+    with pytest.raises(ValidationError, match=SCALING_SETTING.replace(".", r"\.")):
+        QsmironConfig.model_validate({"recon": {stage: {method: {parameter: "degrees"}}}})

@@ -33,7 +33,7 @@ def test_philips_whole_head_mask_loses_skull_base_and_neck_but_not_the_brain(phi
 
     from qsmiron.io.dicom import convert_dicom_to_bids
 
-    convert_dicom_to_bids(philips_dicom_dir, tmp_path / "bids", subject="p")
+    convert_dicom_to_bids(philips_dicom_dir / "dicom_classic", tmp_path / "bids", subject="p")
     anat = tmp_path / "bids" / "sub-p" / "anat"
     images = [nib.load(str(p)) for p in sorted(anat.glob("*part-mag*.nii.gz"))]
     magnitude = np.stack([i.get_fdata() for i in images], axis=-1).astype(np.float32)

@@ -20,8 +20,9 @@ from qsmiron.atlas import load_atlas, load_template
 from qsmiron.config import QsmironConfig
 from qsmiron.errors import InputError
 from qsmiron.io.nifti import save_nifti
-from qsmiron.register.phantom import grid_affine, make_phantom_subject
+from qsmiron.register.phantom import KnownWarp, grid_affine, make_phantom_subject, sample_in_subject
 from qsmiron.roi.api import roi_from_files
+from qsmiron.roi.subject import IronMaps
 
 LARGE_NUCLEI = ("Pu", "Ca", "GPe")
 
@@ -48,21 +49,62 @@ def _region_chi(atlas):
             for _, row in atlas.labels.iterrows()}
 
 
-def _run(tmp_path_factory, template_and_atlas, name, voxel, shape, **grid):
+CSF_CHI_PPM = -0.012
+"""Planted susceptibility of the lateral ventricles (the phantom's other tissue is -0.02 or 0.015)."""
+
+
+def _iron_maps(subject, template_affine, folder, affine, shape):
+    """Plant the ventricles (chi and low R2*) through the known warp, and write an R2* map (known
+    per label), chi+ / chi- maps and a white-matter box as a user's reference mask."""
+    from qsmiron.atlas.ventricles import template_ventricle_prior
+
+    prior, prior_affine = template_ventricle_prior()
+    ventricles = (sample_in_subject(prior.astype(np.float32), prior_affine, KnownWarp(), shape, affine,
+                                    order=0) > 0) & subject.mask
+    rng = np.random.default_rng(1)
+    subject.chi_ppm[ventricles] = CSF_CHI_PPM + rng.normal(0, 0.005, int(ventricles.sum()))
+    r2star = np.where(subject.mask, 18.0 + 150.0 * np.clip(subject.chi_ppm, 0, None), 0.0)
+    r2star[ventricles] = 3.0
+    r2star = np.where(subject.mask, r2star + rng.normal(0, 0.5, r2star.shape), 0.0).astype(np.float32)
+    # A tenth of the tissue fits failed (NaN, outside the R2* mask); CSF, with its slow decay, fits.
+    valid = subject.mask & ((rng.random(shape) > 0.1) | ventricles)
+    r2star[subject.mask & ~valid] = np.nan
+    box = np.zeros(shape, bool)
+    centre = np.array(shape) // 2
+    box[tuple(slice(c - 3, c + 3) for c in centre)] = True
+    iron = IronMaps(r2star=save_nifti(folder / "r2star.nii.gz", r2star, affine),
+                    r2star_mask=save_nifti(folder / "r2star_mask.nii.gz", valid.astype(np.uint8), affine),
+                    paramagnetic=save_nifti(folder / "para.nii.gz", np.clip(subject.chi_ppm, 0, None), affine),
+                    diamagnetic=save_nifti(folder / "dia.nii.gz", np.clip(-subject.chi_ppm, 0, None), affine))
+    reference = save_nifti(folder / "reference.nii.gz", (box & subject.mask).astype(np.uint8), affine)
+    return iron, reference, {"r2star": r2star, "r2star_valid": valid, "ventricles": ventricles,
+                             "box": box & subject.mask}
+
+
+def _run(tmp_path_factory, template_and_atlas, name, voxel, shape, *, with_iron=False, **grid):
     template, template_affine, atlas = template_and_atlas
     folder = tmp_path_factory.mktemp(name)
     affine = grid_affine(voxel, shape, **grid)
     subject = make_phantom_subject(template, template_affine, atlas.label_array(), _region_chi(atlas), shape, affine)
+    iron, reference, truth = (_iron_maps(subject, template_affine, folder, affine, shape) if with_iron
+                              else (None, None, {}))
     chi_path = save_nifti(folder / "chi.nii.gz", subject.chi_ppm, affine)
     mag_path = save_nifti(folder / "mag.nii.gz", subject.magnitude[..., None].repeat(2, axis=3) *
                           np.array([1.0, 0.7], np.float32), affine)  # 2 echoes: the first is used
-    table = roi_from_files(chi_path, mag_path, folder / "sub-01_regions.tsv", settings=_settings())
-    return {"subject": subject, "table": table, "folder": folder, "chi": chi_path, "mag": mag_path, "atlas": atlas}
+    table = roi_from_files(chi_path, mag_path, folder / "sub-01_regions.tsv", settings=_settings(), iron=iron,
+                           reference_mask=reference)
+    return {"subject": subject, "table": table, "folder": folder, "chi": chi_path, "mag": mag_path, "atlas": atlas,
+            "truth": truth}
+
+
+def _chi(run, reference="whole_brain"):
+    table = run["table"]
+    return table[(table.measure == "chi") & (table.reference == reference)].reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
 def ras_run(tmp_path_factory, template_and_atlas):
-    return _run(tmp_path_factory, template_and_atlas, "ras", (2.0, 2.0, 2.0), (90, 105, 90))
+    return _run(tmp_path_factory, template_and_atlas, "ras", (2.0, 2.0, 2.0), (90, 105, 90), with_iron=True)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +115,7 @@ def lps_oblique_anisotropic_run(tmp_path_factory, template_and_atlas):
 
 
 def _relative_errors(run, column):
-    table, truth = run["table"], run["subject"].truth_ppm
+    table, truth = _chi(run), run["subject"].truth_ppm
     return {(row.region, row.hemisphere): abs(getattr(row, column) - truth[row.label]) / abs(truth[row.label])
             for row in table.itertuples()}
 
@@ -84,19 +126,65 @@ def _dice(run, label):
     return 2 * (a & b).sum() / (a.sum() + b.sum())
 
 
-def test_roi_table_has_the_contract_columns_one_row_per_region_and_side(ras_run):
+def test_roi_table_is_one_tidy_long_form_of_every_measure_and_reference(ras_run):
     table = ras_run["table"]
-    assert list(table.columns[:7]) == ["region", "hemisphere", "mean_ppm", "median_ppm", "sd_ppm", "n_voxels",
-                                       "volume_mm3"]
-    assert len(table) == 28 and set(table.hemisphere) == {"L", "R"}
+    assert list(table.columns[:10]) == ["region", "hemisphere", "measure", "reference", "unit", "mean", "median",
+                                        "sd", "n_voxels", "volume_mm3"]
+    blocks = [(m, r if isinstance(r, str) else None) for m, r in dict.fromkeys(zip(table.measure, table.reference))]
+    assert blocks == [("chi", "whole_brain"), ("chi", "csf"), ("chi", "mask"), ("r2star", None),
+                      ("chi_para", None), ("chi_dia", None)]
+    assert len(table) == 28 * 6 and set(table.hemisphere) == {"L", "R"}
+    assert dict(zip(table.measure, table.unit)) == {"chi": "ppm", "r2star": "s^-1", "chi_para": "ppm",
+                                                    "chi_dia": "ppm"}
     assert {"flag_empty", "flag_small", "flag_partial_coverage", "flag_registration"} <= set(table.columns)
     written = (ras_run["folder"] / "sub-01_regions.tsv").read_text().splitlines()
-    assert written[0].split("\t")[:3] == ["region", "hemisphere", "mean_ppm"] and len(written) == 29
+    assert written[0].split("\t")[:6] == ["region", "hemisphere", "measure", "reference", "unit", "mean"]
+    assert len(written) == 1 + 28 * 6 and written[-1].split("\t")[3] == "n/a"
     assert np.allclose(table.volume_mm3, table.n_voxels * 8.0)
 
 
+def test_chi_under_each_reference_is_the_measured_value_minus_that_regions_offset(ras_run):
+    from qsmiron.records.regions import RegionsRecord
+
+    record = RegionsRecord.read(ras_run["folder"] / "sub-01_regions.json")
+    references = {r.name: r for r in record.references}
+    assert all(r.available for r in references.values()) and set(references) == {"whole_brain", "csf", "mask"}
+    chi, truth = nib.load(str(ras_run["chi"])).get_fdata(), ras_run["truth"]
+    assert references["mask"].offset_ppm == pytest.approx(chi[truth["box"]].mean(), abs=1e-6)
+    assert references["mask"].volume_ml == pytest.approx(truth["box"].sum() * 8 / 1000, abs=1e-3)
+    # The CSF found from the warped prior, low R2* and the magnitude: mostly the planted ventricles.
+    csf = references["csf"]
+    assert csf.volume_ml > 2.0 and "low_r2star" in csf.voxels_after_step
+    assert csf.offset_ppm == pytest.approx(CSF_CHI_PPM, abs=0.005)
+    whole = _chi(ras_run)
+    for name in ("csf", "mask"):
+        shifted = _chi(ras_run, name)
+        expected = whole["mean"] - (references[name].offset_ppm - references["whole_brain"].offset_ppm)
+        assert np.allclose(shifted["mean"], expected, atol=1e-9)
+        assert np.allclose(shifted["sd"], whole["sd"], equal_nan=True)
+    assert [m.measure for m in record.measures] == ["chi", "r2star", "chi_para", "chi_dia"]
+    assert record.measures[0].references == ["whole_brain", "csf", "mask"] and record.measures[1].unit == "s^-1"
+
+
+def test_regional_r2star_is_measured_over_the_warped_labels_in_its_own_valid_mask(ras_run):
+    table, subject, truth = ras_run["table"], ras_run["subject"], ras_run["truth"]
+    warped = np.asarray(nib.load(str(ras_run["folder"] / "sub-01_regions_atlas-cit168_dseg.nii.gz")).dataobj)
+    chi_rows = _chi(ras_run).set_index("label")
+    rows = table[table.measure == "r2star"]
+    for _, row in rows.iterrows():
+        voxels = (warped == row["label"]) & truth["r2star_valid"]
+        assert row["n_voxels"] == voxels.sum() <= chi_rows.loc[row["label"], "n_voxels"]
+        assert row["mean"] == pytest.approx(truth["r2star"][voxels].mean(), rel=1e-5)
+    assert rows["n_voxels"].sum() < 0.95 * chi_rows["n_voxels"].sum()
+    # Against the planted values on the true labels: the 3 mm registration moves edge voxels
+    # between neighbours, as for chi (R2* = 18 + 150 chi here, so 1.5 s^-1 is 10 ppb of chi).
+    errors = [abs(row["mean"] - np.nanmean(truth["r2star"][(subject.labels == row["label"]) & subject.mask]))
+              for _, row in table[table.measure == "r2star"].iterrows()]
+    assert np.median(errors) < 2.0
+
+
 def test_region_medians_recovered_within_10_percent_and_vep_within_20_percent(ras_run):
-    errors = _relative_errors(ras_run, "median_ppm")
+    errors = _relative_errors(ras_run, "median")
     assert np.median(list(errors.values())) < 0.10
     assert errors[("VeP", "L")] < 0.20 and errors[("VeP", "R")] < 0.20
 
@@ -105,8 +193,8 @@ def test_region_means_recovered_within_30_ppb_median_over_regions(ras_run):
     # Means take in the edge voxels that a ~1.5 mm registration error hands to the neighbours
     # (relative errors of 10-30 %, large for the low-chi NAC and HTH); in absolute terms the
     # median error at this test's 3 mm registration is about 12 ppb (the benchmark gives 1 mm figures).
-    table, truth = ras_run["table"], ras_run["subject"].truth_ppm
-    errors = np.abs(table.mean_ppm - [truth[i] for i in table.label])
+    table, truth = _chi(ras_run), ras_run["subject"].truth_ppm
+    errors = np.abs(table["mean"] - [truth[i] for i in table.label])
     assert np.median(errors) < 0.03
 
 
@@ -138,20 +226,20 @@ def test_large_nuclei_dice_against_true_labels_above_0_75(ras_run):
 
 
 def test_left_stays_left_with_an_asymmetric_phantom(ras_run):
-    table = ras_run["table"].set_index(["region", "hemisphere"])
+    table = _chi(ras_run).set_index(["region", "hemisphere"])
     for region in LARGE_NUCLEI:
         # Truth: right = left + 0.03 ppm.
-        assert table.loc[(region, "R"), "median_ppm"] - table.loc[(region, "L"), "median_ppm"] > 0.015, region
+        assert table.loc[(region, "R"), "median"] - table.loc[(region, "L"), "median"] > 0.015, region
 
 
 def test_lps_oblique_anisotropic_storage_gives_the_same_left_right_results(ras_run, lps_oblique_anisotropic_run):
-    a = ras_run["table"].set_index(["region", "hemisphere"])
-    b = lps_oblique_anisotropic_run["table"].set_index(["region", "hemisphere"])
+    a = _chi(ras_run).set_index(["region", "hemisphere"])
+    b = _chi(lps_oblique_anisotropic_run).set_index(["region", "hemisphere"])
     for region in LARGE_NUCLEI:
         for side in "LR":
-            assert abs(a.loc[(region, side), "median_ppm"] - b.loc[(region, side), "median_ppm"]) < 0.012, (region, side)
-        assert b.loc[(region, "R"), "median_ppm"] - b.loc[(region, "L"), "median_ppm"] > 0.015, region
-    errors = _relative_errors(lps_oblique_anisotropic_run, "median_ppm")
+            assert abs(a.loc[(region, side), "median"] - b.loc[(region, side), "median"]) < 0.012, (region, side)
+        assert b.loc[(region, "R"), "median"] - b.loc[(region, "L"), "median"] > 0.015, region
+    errors = _relative_errors(lps_oblique_anisotropic_run, "median")
     assert np.median(list(errors.values())) < 0.10
 
 
@@ -171,8 +259,13 @@ def test_outputs_beside_the_table_and_provenance(ras_run):
     assert record.registration.quality.brain_dice > 0.9
     assert record.registration.transforms == ["rigid", "affine", "SyN"]
     assert record.config.registration.resolution_mm == 3.0
-    assert [step.step for step in record.steps] == ["load", "prepare_subject", "registration",
-                                                    "labels_to_subject", "measurement", "qc", "chi_to_template"]
+    assert [step.step for step in record.steps] == ["load", "prepare_subject", "registration", "head_check",
+                                                    "labels_to_subject", "reference_regions", "measurement",
+                                                    "qc", "chi_to_template"]
+    # A head: its magnitude follows the template's core well above the threshold.
+    quality = record.registration.quality
+    assert quality.head_like and quality.core_correlation > 2 * quality.head_min_correlation
+    assert record.step("head_check").notes["core_correlation"] == quality.core_correlation
     assert record.versions["antspyx"]
     assert set(record.outputs) >= {"regions", "qc_atlas", "qc_registration", "labels", "transform_affine",
                                    "template_chimap", "template_chimap_json"}

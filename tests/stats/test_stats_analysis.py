@@ -45,7 +45,8 @@ def test_planted_group_difference_association_and_relapse_effect_are_found(cohor
     assert relapse["odds_ratio"] < 1 and relapse["p_fdr"] < 0.05
     assert relapse["roc_direction"] == "lower" and relapse["auc"] > 0.6
     assert relapse["hr"] < 1 and relapse["hr_p_fdr"] < 0.05
-    assert ("VeP", "L") in results.roc_curves and ("VeP", "L") in results.km_curves
+    assert ("chi", "VeP", "L") in results.roc_curves and ("chi", "VeP", "L") in results.km_curves
+    assert set(gc["measure"]) == {"chi"} and set(gc["unit"]) == {"ppm"}
     counts = row(results.relapse_counts, "VeP", "L")
     assert counts["rate_ratio"] < 1 and counts["p_fdr"] < 0.05
     assert results.exclusions == [] and results.warnings == []

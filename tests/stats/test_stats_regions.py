@@ -1,11 +1,15 @@
-"""Regions table validation: required columns, hemispheres, values, duplicates."""
+"""Regions table validation: the tidy long form (measure, reference), the earlier chi-only form,
+hemispheres, values, duplicates, sessions."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from qsmiron.errors import InputError
-from qsmiron.stats.regions import read_regions, region_keys, select_session, sessions_of, validate_regions
+from qsmiron.stats.regions import (measures_of, read_regions, references_of, region_keys, select_measure,
+                                   select_session, sessions_of, upgrade_regions_table, validate_regions)
+
+COLUMNS = ["participant_id", "region", "hemisphere", "measure", "reference", "mean"]
 
 
 def write(tmp_path, text):
@@ -15,33 +19,51 @@ def write(tmp_path, text):
 
 
 def test_read_regions_normalises_ids_hemispheres_and_ignores_other_columns(tmp_path):
-    path = write(tmp_path, "participant_id\tregion\themisphere\tmean_ppm\tn_voxels\n"
-                           "01\tVeP\tleft\t0.05\t120\n"
-                           "sub-01\tVeP\tR\tn/a\t118\n"
-                           "sub-02\tPu\tL\t0.061\t900\n")
+    path = write(tmp_path, "participant_id\tregion\themisphere\tmeasure\treference\tunit\tmean\tn_voxels\n"
+                           "01\tVeP\tleft\tchi\twhole_brain\tppm\t0.05\t120\n"
+                           "sub-01\tVeP\tR\tchi\twhole_brain\tppm\tn/a\t118\n"
+                           "sub-02\tPu\tL\tchi\twhole_brain\tppm\t0.061\t900\n"
+                           "sub-02\tPu\tL\tr2star\tn/a\ts^-1\t27.5\t900\n")
     frame = read_regions(path)
-    assert list(frame.columns) == ["participant_id", "region", "hemisphere", "mean_ppm"]
-    assert frame["participant_id"].tolist() == ["sub-01", "sub-01", "sub-02"]
-    assert frame["hemisphere"].tolist() == ["L", "R", "L"]
-    assert np.isnan(frame.loc[1, "mean_ppm"])
+    assert list(frame.columns) == COLUMNS
+    assert frame["participant_id"].tolist() == ["sub-01", "sub-01", "sub-02", "sub-02"]
+    assert frame["hemisphere"].tolist() == ["L", "R", "L", "L"]
+    assert np.isnan(frame.loc[1, "mean"]) and frame.loc[3, "reference"] is None
     assert region_keys(frame) == [("VeP", "L"), ("VeP", "R"), ("Pu", "L")]
     assert region_keys(frame, ["Pu"]) == [("Pu", "L")]
+    assert measures_of(frame) == ["chi", "r2star"] and references_of(frame) == ["whole_brain"]
+
+
+def test_a_table_of_the_earlier_form_reads_as_chi_under_the_whole_brain_reference(tmp_path):
+    path = write(tmp_path, "participant_id\tregion\themisphere\tmean_ppm\tmedian_ppm\n"
+                           "01\tVeP\tL\t0.05\t0.04\n")
+    frame = read_regions(path)
+    assert frame.iloc[0][["measure", "reference", "mean"]].tolist() == ["chi", "whole_brain", 0.05]
+    upgraded = upgrade_regions_table(pd.read_csv(path, sep="\t"))
+    assert list(upgraded.columns) == ["participant_id", "region", "hemisphere", "measure", "reference", "unit",
+                                      "mean", "median"]
 
 
 def test_read_regions_names_missing_columns(tmp_path):
-    path = write(tmp_path, "participant_id\tregion\tmean\n01\tVeP\t0.05\n")
+    path = write(tmp_path, "participant_id\tregion\tmeasure\tmean\n01\tVeP\tchi\t0.05\n")
     with pytest.raises(InputError) as error:
         read_regions(path)
-    assert "hemisphere, mean_ppm" in error.value.message and error.value.path == str(path)
+    assert "hemisphere, reference" in error.value.message and error.value.path == str(path)
+
+
+HEADER = "participant_id\tregion\themisphere\tmeasure\treference\tmean\n"
 
 
 @pytest.mark.parametrize("line, fragment", [
-    ("sub-1\tVeP\tL\tabc", "non-numeric"),
-    ("sub-1\tVeP\tup\t0.1", "'hemisphere' holds up"),
-    ("sub-1\tVeP\tL\t0.1\nsub-1\tVeP\tL\t0.2", "more than once"),
+    ("sub-1\tVeP\tL\tchi\twhole_brain\tabc", "non-numeric"),
+    ("sub-1\tVeP\tup\tchi\twhole_brain\t0.1", "'hemisphere' holds up"),
+    ("sub-1\tVeP\tL\tchi\twhole_brain\t0.1\nsub-1\tVeP\tL\tchi\twhole_brain\t0.2", "more than once"),
+    ("sub-1\tVeP\tL\tqsm\twhole_brain\t0.1", "'measure' holds 'qsm'"),
+    ("sub-1\tVeP\tL\tchi\tcortex\t0.1", "'reference' holds cortex"),
+    ("sub-1\tVeP\tL\tchi\tn/a\t0.1", "'reference' holds None"),
 ])
 def test_read_regions_rejects_bad_rows(tmp_path, line, fragment):
-    path = write(tmp_path, "participant_id\tregion\themisphere\tmean_ppm\n" + line + "\n")
+    path = write(tmp_path, HEADER + line + "\n")
     with pytest.raises(InputError, match=fragment):
         read_regions(path)
 
@@ -51,8 +73,21 @@ def test_validate_regions_accepts_a_dataframe_and_keeps_inputs_unchanged():
                           "mean_ppm": ["0.05"]})
     before = frame.copy()
     out = validate_regions(frame)
-    assert out["mean_ppm"].iloc[0] == 0.05
+    assert out["mean"].iloc[0] == 0.05
     pd.testing.assert_frame_equal(frame, before)
+
+
+def test_one_measure_and_reference_is_selected_and_an_absent_one_is_named(tmp_path):
+    path = write(tmp_path, HEADER + "sub-1\tVeP\tL\tchi\twhole_brain\t0.05\nsub-1\tVeP\tL\tchi\tcsf\t0.08\n"
+                                    "sub-1\tVeP\tL\tr2star\tn/a\t30\n")
+    regions = read_regions(path)
+    assert select_measure(regions, "chi", "csf")["mean"].tolist() == [0.08]
+    assert select_measure(regions, "r2star", None)["mean"].tolist() == [30.0]
+    assert list(select_measure(regions).columns) == ["participant_id", "region", "hemisphere", "mean"]
+    with pytest.raises(InputError, match=r"'chi_para' is not in the regions table \(measures present: chi, r2star\)"):
+        select_measure(regions, "chi_para")
+    with pytest.raises(InputError, match=r"reference 'mask' .*references present: whole_brain, csf"):
+        select_measure(regions, "chi", "mask")
 
 
 # --------------------------------------------------------------------------------------------
@@ -64,12 +99,12 @@ def test_a_session_column_is_kept_normalised_and_sessions_may_repeat_a_participa
                            "sub-01\tses-1\tVeP\tL\t0.07\nsub-01\t2\tVeP\tL\t0.05\n"
                            "sub-02\tses-1\tVeP\tL\t0.06\n")
     regions = read_regions(path)
-    assert list(regions.columns) == ["participant_id", "region", "hemisphere", "mean_ppm", "session"]
+    assert list(regions.columns) == COLUMNS + ["session"]
     assert list(regions.session) == ["ses-1", "ses-2", "ses-1"]
     assert sessions_of(regions) == ["ses-1", "ses-2"]
     second = select_session(regions, "2")
     assert "session" not in second.columns
-    assert second.participant_id.tolist() == ["sub-01"] and second.mean_ppm.tolist() == [0.05]
+    assert second.participant_id.tolist() == ["sub-01"] and second["mean"].tolist() == [0.05]
     assert select_session(regions, "ses-1").participant_id.tolist() == ["sub-01", "sub-02"]
 
 
@@ -88,7 +123,7 @@ def test_several_sessions_need_a_choice_and_an_absent_session_is_named(tmp_path)
 def test_repeated_rows_within_a_session_and_sessions_without_a_column_are_errors(tmp_path):
     within = write(tmp_path, "participant_id\tsession\tregion\themisphere\tmean_ppm\n"
                              "sub-01\tses-1\tVeP\tL\t0.07\nsub-01\tses-1\tVeP\tL\t0.05\n")
-    with pytest.raises(InputError, match="sub-01 VeP L ses-1 appears more than once"):
+    with pytest.raises(InputError, match="sub-01 VeP L chi whole_brain ses-1 appears more than once"):
         read_regions(within)
     without = write(tmp_path, "participant_id\tregion\themisphere\tmean_ppm\n"
                               "sub-01\tVeP\tL\t0.07\nsub-01\tVeP\tL\t0.05\n")

@@ -36,10 +36,12 @@ def test_write_results_writes_the_issue_columns_and_a_complete_json(cohort, desc
     def columns(name):
         return list(pd.read_csv(tmp_path / "out" / name, sep="\t").columns)
 
-    assert columns("group_comparison.tsv")[:len(GROUP)] == GROUP
-    assert columns("associations.tsv")[:len(ASSOCIATIONS)] == ASSOCIATIONS
+    # Every results table but Table 1 starts with the measure and its unit.
+    assert columns("group_comparison.tsv")[:len(GROUP) + 2] == ["measure", "unit"] + GROUP
+    assert columns("associations.tsv")[:len(ASSOCIATIONS) + 2] == ["measure", "unit"] + ASSOCIATIONS
     relapse = columns("relapse.tsv")
-    assert relapse[:len(RELAPSE)] == RELAPSE and set(HAZARD) <= set(relapse)
+    assert relapse[:len(RELAPSE) + 2] == ["measure", "unit"] + RELAPSE and set(HAZARD) <= set(relapse)
+    assert columns("roc_curves.tsv")[:3] == ["measure", "region", "hemisphere"]
     for name in ("group_comparison.tsv", "associations.tsv", "relapse.tsv"):
         assert columns(name)[-1] == "note" and set(NEW[name]) <= set(columns(name))
     at_risk = pd.read_csv(tmp_path / "out" / "km_at_risk.tsv", sep="\t")

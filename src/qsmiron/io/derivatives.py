@@ -52,7 +52,13 @@ def sidecar_of(image: str | os.PathLike) -> Path:
 # ----------------------------------------------------------------------------- one subject
 @dataclass(frozen=True)
 class ReconPaths:
-    """The outputs of one reconstruction (``qsmiron recon``, or a cohort's recon step)."""
+    """The outputs of one reconstruction (``qsmiron recon``, or a cohort's recon step).
+
+    The iron-specific maps (R2*, T2*, S0, the R2* valid-fit mask, the paramagnetic and
+    diamagnetic susceptibility) are written only when made: ``recon_paths`` names them all,
+    and the writer returns the paths with the ones it did not write set to None. Each of them
+    has a JSON sidecar (units, method, parameters), in every layout.
+    """
 
     chimap: Path
     mask: Path
@@ -60,21 +66,42 @@ class ReconPaths:
     localfield: Path
     record: Path
     with_sidecars: bool = False
-    """A cohort also writes a BIDS JSON sidecar beside each map."""
+    """A cohort also writes a BIDS JSON sidecar beside each of the four susceptibility maps."""
+    r2starmap: Path | None = None
+    """R2*, s^-1 (NaN where the fit is not valid, 0 outside the brain mask)."""
+    t2starmap: Path | None = None
+    """T2* = 1 / R2*, s."""
+    s0map: Path | None = None
+    """Signal at TE = 0, magnitude units."""
+    r2star_mask: Path | None = None
+    """Where R2* is valid."""
+    chimap_paramagnetic: Path | None = None
+    """chi+ (``desc-paramagnetic_Chimap``), ppm, a non-negative magnitude."""
+    chimap_diamagnetic: Path | None = None
+    """chi- (``desc-diamagnetic_Chimap``), ppm, a non-negative magnitude."""
 
     def maps(self) -> dict[str, Path]:
-        """Role -> path of the four images."""
+        """Role -> path of the four susceptibility-chain images."""
         return {"chimap": self.chimap, "mask": self.mask, "fieldmap": self.fieldmap, "localfield": self.localfield}
 
+    def iron_maps(self) -> dict[str, Path]:
+        """Role -> path of the iron-specific images named (``IRON_ROLES``, the ones not None)."""
+        return {role: getattr(self, role) for role in IRON_ROLES if getattr(self, role) is not None}
+
     def files(self) -> dict[str, Path]:
-        out = {**self.maps(), ROLE_RECON_RECORD: self.record}
-        if self.with_sidecars:
-            out.update({f"{role}_json": sidecar_of(path) for role, path in self.maps().items()})
+        out = {**self.maps(), **self.iron_maps(), ROLE_RECON_RECORD: self.record}
+        sidecars = {**(self.maps() if self.with_sidecars else {}), **self.iron_maps()}
+        out.update({f"{role}_json": sidecar_of(path) for role, path in sidecars.items()})
         return out
 
 
+IRON_ROLES = ("r2starmap", "t2starmap", "s0map", "r2star_mask", "chimap_paramagnetic", "chimap_diamagnetic")
+"""Roles of the iron-specific maps of a reconstruction (fields of ``ReconPaths``)."""
+
 LEGACY_RECON_KEYS = {"Chimap": "chimap", "mask": "mask", "fieldmap": "fieldmap", "localfield": "localfield",
-                     "recon_json": "record"}
+                     "recon_json": "record", "R2starmap": "r2starmap", "T2starmap": "t2starmap", "S0map": "s0map",
+                     "r2star_mask": "r2star_mask", "paramagnetic_Chimap": "chimap_paramagnetic",
+                     "diamagnetic_Chimap": "chimap_diamagnetic"}
 """The keys ``reconstruct_files(names=...)`` accepts, and the role each names."""
 
 
@@ -86,21 +113,32 @@ def recon_paths(out_dir: str | os.PathLike, label: str | None = None, *,
     ----------
     out_dir : path
     label : str, optional
-        ``sub-X[_ses-Y]``: BIDS-derivative names with sidecars (a cohort). Without it the
-        plain names of ``qsmiron recon``: ``Chimap.nii.gz``, ``mask.nii.gz``,
-        ``fieldmap.nii.gz``, ``localfield.nii.gz``, ``recon.json``.
+        ``sub-X[_ses-Y]``: BIDS-derivative names with sidecars (a cohort):
+        ``<label>_Chimap.nii.gz``, ``<label>_desc-qsm_mask.nii.gz``,
+        ``<label>_desc-total_fieldmap.nii.gz``, ``<label>_desc-local_fieldmap.nii.gz``,
+        ``<label>_desc-recon_qsm.json``, ``<label>_R2starmap.nii.gz``,
+        ``<label>_T2starmap.nii.gz``, ``<label>_S0map.nii.gz``,
+        ``<label>_desc-r2star_mask.nii.gz``, ``<label>_desc-paramagnetic_Chimap.nii.gz``,
+        ``<label>_desc-diamagnetic_Chimap.nii.gz``. Without it the plain names of
+        ``qsmiron recon``: the same without ``<label>_`` (``Chimap.nii.gz``, ``mask.nii.gz``,
+        ``fieldmap.nii.gz``, ``localfield.nii.gz``, ``recon.json``, ``R2starmap.nii.gz``, ...).
     names : dict, optional
-        File names by key (``Chimap``, ``mask``, ``fieldmap``, ``localfield``,
-        ``recon_json``) replacing the defaults; distinct plain file names.
+        File names by key (``LEGACY_RECON_KEYS``: ``Chimap``, ``mask``, ``fieldmap``,
+        ``localfield``, ``recon_json``, ``R2starmap``, ...) replacing the defaults; distinct
+        plain file names.
     """
     out_dir = Path(out_dir)
+    iron = {"r2starmap": "R2starmap.nii.gz", "t2starmap": "T2starmap.nii.gz", "s0map": "S0map.nii.gz",
+            "r2star_mask": "desc-r2star_mask.nii.gz", "chimap_paramagnetic": "desc-paramagnetic_Chimap.nii.gz",
+            "chimap_diamagnetic": "desc-diamagnetic_Chimap.nii.gz"}
     if label is None:
         chosen = {"chimap": "Chimap.nii.gz", "mask": "mask.nii.gz", "fieldmap": "fieldmap.nii.gz",
-                  "localfield": "localfield.nii.gz", "record": "recon.json"}
+                  "localfield": "localfield.nii.gz", "record": "recon.json", **iron}
     else:
         chosen = {"chimap": f"{label}_Chimap.nii.gz", "mask": f"{label}_desc-qsm_mask.nii.gz",
                   "fieldmap": f"{label}_desc-total_fieldmap.nii.gz",
-                  "localfield": f"{label}_desc-local_fieldmap.nii.gz", "record": f"{label}_desc-recon_qsm.json"}
+                  "localfield": f"{label}_desc-local_fieldmap.nii.gz", "record": f"{label}_desc-recon_qsm.json",
+                  **{role: f"{label}_{name}" for role, name in iron.items()}}
     if names:
         unknown = set(names) - set(LEGACY_RECON_KEYS)
         if unknown:

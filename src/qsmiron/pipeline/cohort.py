@@ -275,7 +275,8 @@ def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, conf
 
 def collect_regions(out_root: str | os.PathLike, units: Sequence[SubjectInputs], config_digest: str,
                     *, inputs_method: str = "stat"):
-    """The regional table of every complete subject: ``participant_id`` [``session``] + region columns.
+    """The regional table of every complete subject: ``participant_id`` [``session``] + the
+    subject's table (region, hemisphere, measure, reference, unit, mean, ...; one tidy long form).
 
     A subject counts when its done-marker matches its current inputs and ``config_digest``
     (outputs made with other settings are left out, so one table never mixes settings).
@@ -286,6 +287,8 @@ def collect_regions(out_root: str | os.PathLike, units: Sequence[SubjectInputs],
         The table and the subjects in it.
     """
     import pandas as pd
+
+    from qsmiron.stats.regions import upgrade_regions_table
 
     paths = cohort_paths(out_root)
     frames, included = [], []
@@ -298,6 +301,7 @@ def collect_regions(out_root: str | os.PathLike, units: Sequence[SubjectInputs],
         if regions is None:
             continue
         frame = pd.read_csv(out_dir / regions.file, sep="\t", na_values=["n/a"], keep_default_na=False)
+        frame = upgrade_regions_table(frame)  # a subject finished by an earlier version: chi only
         frame.insert(0, "participant_id", unit.participant_id)
         if with_sessions:
             frame.insert(1, "session", unit.session or "n/a")

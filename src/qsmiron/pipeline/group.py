@@ -41,7 +41,8 @@ from qsmiron.io.participants import (ParticipantsTable, SessionsTable, normalise
 from qsmiron.records.cohort import Provenance
 from qsmiron.stats.analysis import run_study
 from qsmiron.stats.extensions import RegionalExtensions, run_regional_extensions
-from qsmiron.stats.regions import read_regions, select_session, sessions_of
+from qsmiron.stats.measures import for_measure
+from qsmiron.stats.regions import read_regions, select_measure, select_session, sessions_of
 from qsmiron.stats.results import StudyResults
 from qsmiron.stats.study import Study, load_study
 from qsmiron.stats.write import write_results
@@ -110,7 +111,8 @@ def run_group_analysis(regions_tsv: str | os.PathLike, participants_tsv: str | o
     Parameters
     ----------
     regions_tsv : path
-        Long regions table (participant_id, region, hemisphere, mean_ppm, optionally session).
+        Long regions table (participant_id, region, hemisphere, measure, reference, mean, optionally
+        session; see :mod:`qsmiron.stats.regions`).
     participants_tsv : path
         BIDS participants.tsv (participants.json beside it is read when present).
     out_dir : path
@@ -214,5 +216,10 @@ def _analyse(regions: pd.DataFrame, regions_source: str, participants: Participa
     # statistics above never depend on it.
     from qsmiron.report.html import write_report
 
-    return Path(write_report(results, paths.report, regions=select_session(regions, session, source=regions_source),
+    # The report shows chi (under the reference analysed): its results, and its values in a
+    # table with ``mean_ppm``, as before the other measures (the tables written hold them all).
+    chi = select_measure(select_session(regions, session, source=regions_source), "chi", study.reference,
+                         source=regions_source)
+    return Path(write_report(for_measure(results, "chi"), paths.report,
+                             regions=chi.rename(columns={"mean": "mean_ppm"}),
                              participants=at_session.frame, qc_images=tuple(qc_images), provenance=provenance))

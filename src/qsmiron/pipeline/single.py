@@ -7,6 +7,7 @@ written, so an output folder never holds half a reconstruction.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -20,12 +21,14 @@ from qsmiron import __version__
 from qsmiron.config import QsmironConfig, load_config
 from qsmiron.errors import InputError
 from qsmiron.io.atomic import check_writable_dir, write_json_atomic
-from qsmiron.io.derivatives import ReconPaths, recon_paths
+from qsmiron.io.derivatives import IRON_ROLES, ReconPaths, recon_paths
 from qsmiron.io.nifti import b0_direction_voxel, same_grid, save_nifti, voxel_size_mm
+from qsmiron.pipeline.recon_outputs import images
 from qsmiron.records.recon import InversionRecord, ReconInputs, ReconRecord
 from qsmiron.recon.settings import ReconSettings
 from qsmiron.recon.stages import check_total_field_pairing
 from qsmiron.versions import software_versions
+
 
 def _resolve_config(config_path, settings: QsmironConfig | None) -> QsmironConfig:
     if settings is not None and config_path is not None:
@@ -81,15 +84,21 @@ def _paths(value) -> list[str]:
     return [os.fspath(v) for v in value]
 
 
-def recon_record(gre, result, config: QsmironConfig, paths: ReconPaths, *, mask_path=None) -> ReconRecord:
-    """The ``recon.json`` record of a finished reconstruction."""
+def recon_record(gre, result, config: QsmironConfig, paths: ReconPaths, *, mask_path=None,
+                 r2_path=None) -> ReconRecord:
+    """The ``recon.json`` record of a finished reconstruction (``paths``: the files it writes)."""
+    chisep = result.chisep_info
+    if chisep is not None and r2_path is not None and chisep.skipped is None:
+        chisep = chisep.model_copy(update={"r2_map": str(Path(r2_path).resolve())})
     return ReconRecord(
         qsmiron_version=__version__,
         inputs=ReconInputs(magnitude=[str(Path(p).resolve()) for p in gre.paths["magnitude"]],
                            phase=[str(Path(p).resolve()) for p in gre.paths["phase"]],
-                           mask=None if mask_path is None else str(Path(mask_path).resolve())),
+                           mask=None if mask_path is None else str(Path(mask_path).resolve()),
+                           r2=None if r2_path is None else str(Path(r2_path).resolve())),
         acquisition=gre.acquisition,
         steps=result.steps,
+        r2star=result.r2star_info, chi_separation=chisep,
         outputs={role: path.name for role, path in paths.files().items()},
         mask_description="brain mask after phase-quality refinement and the erosion of background field "
                          "removal: where Chimap and localfield are valid",
@@ -128,11 +137,74 @@ def template_brain(magnitude: np.ndarray, affine: np.ndarray,
     return found.probability, found.info
 
 
+def _check_r2_request(config: QsmironConfig, r2, n_echoes: int, magnitude_path) -> None:
+    """An R2 map is only used by chi-separation, which needs R2*: say so before any work."""
+    from qsmiron.recon.r2star import MIN_ECHOES
+
+    if r2 is None:
+        return
+    if config.recon.chisep.method == "none":
+        raise InputError("an R2 map was given, but chi-separation (the only step that uses it) is off: "
+                         "set [recon.chisep] method = \"shin\"", r2)
+    if config.recon.r2star.method == "none":
+        raise InputError("an R2 map was given for chi-separation, which needs R2*, but R2* mapping is off "
+                         "([recon.r2star] method = \"none\")", r2)
+    if n_echoes < MIN_ECHOES:
+        raise InputError(f"an R2 map was given for chi-separation, which needs R2* from at least "
+                         f"{MIN_ECHOES} echoes; this acquisition has {n_echoes}", magnitude_path)
+
+
+def _error_file(error: InputError, gre, mask, r2):
+    """The file a reconstruction stage's problem is about."""
+    from qsmiron.recon.stages import R2_MAP_STEP
+
+    if error.step == R2_MAP_STEP:
+        return r2
+    if error.step == "mask":
+        return mask if mask is not None else gre.paths["magnitude"][0]
+    if error.step == "phase":
+        return gre.paths["phase"][0]
+    if error.step in ("r2star", "chisep"):  # the magnitude's decay
+        return gre.paths["magnitude"][0]
+    return gre.paths["phase"][0] if mask is None else mask
+
+
+def _write_outputs(result, record: ReconRecord, paths: ReconPaths, affine, out_dir: Path,
+                   sources: Sequence[str] | None) -> None:
+    """Every image, its sidecar and the record into a temporary folder, then moved into place."""
+    from qsmiron.io.atomic import json_text
+    from qsmiron.io.derivatives import sidecar_of
+    from qsmiron.pipeline.recon_outputs import images, sidecars
+
+    parent = out_dir if out_dir.exists() else out_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=".qsmiron-recon-", suffix=".tmp", dir=parent))
+    try:
+        arrays = images(result)
+        written = {**paths.maps(), **paths.iron_maps()}
+        # Compression releases the GIL (io.nifti.save_nifti): the maps are written on two cores.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for done in [pool.submit(save_nifti, tmp_dir / path.name, arrays[role][0], affine,
+                                     dtype=arrays[role][1]) for role, path in written.items()]:
+                done.result()
+        notes = sidecars(record, list(written), chain=paths.with_sidecars, sources=sources)
+        for role, sidecar in notes.items():
+            (tmp_dir / sidecar_of(written[role]).name).write_text(json_text(sidecar), encoding="utf-8")
+        write_json_atomic(tmp_dir / paths.record.name, record.to_json())
+        # The record last: its presence marks a complete set.
+        names = [path.name for path in written.values()] + [sidecar_of(written[r]).name for r in notes]
+        _move_into(tmp_dir, out_dir, names + [paths.record.name])
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+
 def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float] | None = None,
-                      field_strength_t: float | None = None, mask=None, config_path=None,
+                      field_strength_t: float | None = None, mask=None, r2=None, config_path=None,
                       settings: QsmironConfig | None = None,
                       names: dict[str, str] | None = None,
-                      paths: ReconPaths | None = None) -> ReconPaths:
+                      paths: ReconPaths | None = None,
+                      sources: Sequence[str] | None = None) -> ReconPaths:
     """Reconstruct one multi-echo GRE acquisition from NIfTI files into ``out_dir``.
 
     Parameters
@@ -147,21 +219,27 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
         Tesla; default: ``MagneticFieldStrength`` from the sidecars.
     mask : path, optional
         Binary brain mask on the data's grid, used instead of the automatic one.
+    r2 : path, optional
+        A measured (spin-echo) R2 map, s^-1, on the data's grid, for chi-separation
+        (``[recon.chisep] method = "shin"``); without it chi-separation uses the pseudo-R2
+        approximation.
     config_path : path, optional
         Settings file (TOML or JSON); ``settings`` gives them as an object instead.
     settings : QsmironConfig, optional
     names : dict, optional
-        Output file names by key (``Chimap``, ``mask``, ``fieldmap``, ``localfield``,
-        ``recon_json``) instead of the defaults (``qsmiron.io.derivatives.recon_paths``).
+        Output file names by key (``qsmiron.io.derivatives.LEGACY_RECON_KEYS``) instead of the
+        defaults (``qsmiron.io.derivatives.recon_paths``).
     paths : ReconPaths, optional
         All output paths (inside ``out_dir``), as ``qsmiron.io.derivatives.recon_paths`` builds
         them; instead of ``names``.
+    sources : sequence of str, optional
+        BIDS ``Sources`` written into every sidecar (a cohort).
 
     Returns
     -------
-    dict
     ReconPaths
-        The paths written.
+        The paths written: the iron-specific maps not made (R2* from fewer than 3 echoes,
+        chi-separation not asked for) are None.
 
     Raises
     ------
@@ -169,12 +247,13 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
         Naming the file and the problem, before anything is written.
     """
     from qsmiron.io.gre import load_gre
+    from qsmiron.io.relaxometry import load_r2_map
     from qsmiron.recon.chain import reconstruct_arrays
 
     out_dir = Path(out_dir)
     if paths is None:
         paths = recon_paths(out_dir, names=names)
-    # Validation first: configuration, output folder, inputs, mask.
+    # Validation first: configuration, output folder, inputs, mask, R2 map.
     config = _resolve_config(config_path, settings)
     if config.recon.reference.method != "mean":
         raise InputError(f"recon.reference.method = {config.recon.reference.method!r} needs a "
@@ -186,47 +265,29 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
         raise error.with_path(config_path) from None
     check_writable_dir(out_dir)
     gre = load_gre(magnitude, phase, echo_times_s=echo_times_s, field_strength_t=field_strength_t)
+    _check_r2_request(config, r2, len(gre.echo_times_s), gre.paths["magnitude"][0])
     user_mask = None
     if mask is not None:
         user_mask = load_mask(mask, gre.shape3d, gre.affine, data_path=gre.paths["magnitude"][0])
+    r2_map = None if r2 is None else load_r2_map(r2, gre.shape3d, gre.affine)
 
     probability, probability_notes = (None, {}) if user_mask is not None else \
         template_brain(gre.magnitude, gre.affine, config.recon)
     try:
         result = reconstruct_arrays(gre.magnitude, gre.phase, gre.voxel_size_mm, gre.b0_direction,
                                     gre.echo_times_s, gre.field_strength_t,
-                                    settings=config.recon, mask=user_mask,
+                                    settings=config.recon, mask=user_mask, r2_per_s=r2_map,
                                     brain_probability=probability,
                                     brain_probability_notes=probability_notes)
     except InputError as error:
-        if error.step == "mask":
-            where = mask if mask is not None else gre.paths["magnitude"][0]
-        elif error.step == "phase":
-            where = gre.paths["phase"][0]
-        else:
-            where = gre.paths["phase"][0] if mask is None else mask
-        raise error.with_path(where) from None
+        raise error.with_path(_error_file(error, gre, mask, r2)) from None
 
-    record = recon_record(gre, result, config, paths, mask_path=mask)
+    made = set(images(result))
+    paths = dataclasses.replace(paths, **{role: None for role in IRON_ROLES if role not in made})
+    record = recon_record(gre, result, config, paths, mask_path=mask, r2_path=r2)
     affine = gre.affine
     del gre
-    # Write everything into a temporary folder beside the outputs, then move it into place.
-    parent = out_dir if out_dir.exists() else out_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=".qsmiron-recon-", suffix=".tmp", dir=parent))
-    try:
-        images = {"chimap": (result.chi_ppm, np.float32), "mask": (result.mask, np.uint8),
-                  "fieldmap": (result.field_hz, np.float32), "localfield": (result.local_ppm, np.float32)}
-        # Compression releases the GIL (io.nifti.save_nifti): the maps are written on two cores.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            for written in [pool.submit(save_nifti, tmp_dir / path.name, images[role][0], affine,
-                                        dtype=images[role][1]) for role, path in paths.maps().items()]:
-                written.result()
-        write_json_atomic(tmp_dir / paths.record.name, record.to_json())
-        # The record last: its presence marks a complete set.
-        _move_into(tmp_dir, out_dir, [path.name for path in paths.maps().values()] + [paths.record.name])
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    _write_outputs(result, record, paths, affine, out_dir, sources)
     return paths
 
 

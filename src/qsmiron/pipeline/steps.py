@@ -20,9 +20,8 @@ from typing import Callable, Mapping, Sequence
 
 from qsmiron.config import QsmironConfig
 from qsmiron.errors import InputError
-from qsmiron.io.atomic import write_json_atomic
 from qsmiron.io.bids import SubjectInputs
-from qsmiron.io.derivatives import ROLE_TEMPLATE_CHIMAP, CohortPaths, recon_paths, sidecar_of
+from qsmiron.io.derivatives import IRON_ROLES, ROLE_TEMPLATE_CHIMAP, CohortPaths, recon_paths
 
 MAX_REASON_CHARS = 300
 """Failure reasons shown and tabulated are cut to this; the subject's log has them whole."""
@@ -55,45 +54,47 @@ class StepOutcome:
     error_type: str | None = None
 
 
-MAP_SIDECARS = {
-    "chimap": {"Units": "ppm", "Description": "magnetic susceptibility relative to the mean of the mask "
-                                             "(see the recon JSON for the reference)"},
-    "mask": {"Type": "Brain", "Description": "voxels where Chimap and the local field are valid"},
-    "fieldmap": {"Units": "Hz", "Description": "total field from the multi-echo phase"},
-    "localfield": {"Units": "ppm", "Description": "local field after background field removal"},
-}
-"""BIDS-derivative sidecar of each map a cohort writes."""
-
-
 def recon_step(job: SubjectJob, log: logging.Logger) -> dict[str, Path]:
-    """Multi-echo GRE to susceptibility (``qsmiron.pipeline.single.reconstruct_files``)."""
+    """Multi-echo GRE to susceptibility, and R2* (and chi-separation when asked for)
+    (``qsmiron.pipeline.single.reconstruct_files``); every map with its BIDS sidecar."""
     from qsmiron.pipeline.single import reconstruct_files
 
     unit = job.unit
     log.info("magnitude: %s", ", ".join(p.name for p in unit.magnitude))
     log.info("phase: %s", ", ".join(p.name for p in unit.phase))
     log.info("echo times (s): %s; field strength: %s T", unit.echo_times_s, unit.field_strength_t)
-    paths = reconstruct_files(unit.magnitude, unit.phase, job.out_dir, echo_times_s=unit.echo_times_s,
-                              field_strength_t=unit.field_strength_t, settings=job.config,
-                              paths=recon_paths(job.out_dir, unit.label))
     bids_root = unit.anat_dir.parents[len(unit.relative_dir.parts)]
     sources = [f"bids:raw:{path.relative_to(bids_root)}" for path in unit.magnitude + unit.phase]
-    for role, image in paths.maps().items():
-        write_json_atomic(sidecar_of(image), dict(MAP_SIDECARS[role], Sources=sources))
+    paths = reconstruct_files(unit.magnitude, unit.phase, job.out_dir, echo_times_s=unit.echo_times_s,
+                              field_strength_t=unit.field_strength_t, settings=job.config,
+                              paths=recon_paths(job.out_dir, unit.label), sources=sources)
+    skipped = [role for role in IRON_ROLES if getattr(paths, role) is None]
+    if skipped:
+        log.info("not written: %s (see the recon record for why)", ", ".join(skipped))
     return paths.files()
 
 
 def roi_step(job: SubjectJob, log: logging.Logger) -> dict[str, Path]:
-    """Atlas regions in subject space and their susceptibility (``qsmiron.roi.api.measure_subject``),
-    and chi on the template grid (``template_chimap``, for voxel-wise statistics) unless
+    """Atlas regions in subject space and their chi (under each reference region), R2*, chi+ and
+    chi- where the recon step made them (``qsmiron.roi.api.measure_subject``), and chi on the
+    template grid (``template_chimap``, for voxel-wise statistics) unless
     ``registration.warp_chi_to_template`` is off; the done-marker lists every file returned."""
     from qsmiron.roi.api import measure_subject
+    from qsmiron.roi.subject import IronMaps
 
     unit = job.unit
     tsv = CohortPaths.regions_table(job.out_dir, unit.label, job.config.roi.atlas)
-    result = measure_subject(job.outputs["chimap"], unit.magnitude[0], tsv, config=job.config,
-                             mask=job.outputs["mask"], label=unit.label)
-    log.info("%d regions measured", len(result.table))
+    made = job.outputs
+    iron = IronMaps(r2star=made.get("r2starmap"), r2star_mask=made.get("r2star_mask"),
+                    paramagnetic=made.get("chimap_paramagnetic"), diamagnetic=made.get("chimap_diamagnetic"))
+    result = measure_subject(made["chimap"], unit.magnitude[0], tsv, config=job.config, mask=made["mask"],
+                             label=unit.label, iron=iron)
+    table = result.table
+    log.info("%d rows measured: %s", len(table),
+             ", ".join(f"{m} {r}" if isinstance(r, str) else m
+                       for m, r in dict.fromkeys(zip(table["measure"], table["reference"]))))
+    for warning in result.record.warnings:
+        log.warning("%s", warning)
     if ROLE_TEMPLATE_CHIMAP in result.written:
         log.info("chi on the template grid: %s", result.written[ROLE_TEMPLATE_CHIMAP].name)
     return result.written

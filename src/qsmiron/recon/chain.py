@@ -1,8 +1,8 @@
 """All reconstruction stages in order, on arrays: magnitude and phase in, susceptibility out.
 
 The chain is a loop over ``qsmiron.recon.stages.RECON_STAGES`` (phase scaling, brain mask,
-unwrapping, echo fit, mask refinement, background field removal, dipole inversion,
-referencing): each runs the method the settings choose and leaves a
+R2* mapping, unwrapping, echo fit, mask refinement, background field removal, dipole
+inversion, chi-separation, referencing): each runs the method the settings choose and leaves a
 ``qsmiron.records.StepInfo`` (method, the parameters actually used, seconds, notes) for the
 file-level pipeline to write into ``recon.json``. Pure: no files, no printing.
 """
@@ -16,6 +16,9 @@ import numpy as np
 
 from qsmiron.errors import InputError
 from qsmiron.records.base import StepInfo
+from qsmiron.records.relaxometry import ChiSeparationInfo, R2starInfo
+from qsmiron.recon.chisep import ChiSeparation
+from qsmiron.recon.r2star import R2starFit
 from qsmiron.recon.settings import ReconSettings
 from qsmiron.recon.stages import RECON_STAGES, ReconState, check_total_field_pairing, ppm_per_hz, run_stages
 
@@ -46,6 +49,12 @@ class ReconResult:
         One record per stage, in order.
     field_mask : ndarray of bool
         The mask of the total field (before the erosion of background removal).
+    r2star : R2starFit or None
+        R2* (s^-1), T2* (s), S0 and the valid-fit mask over the brain mask; None when not
+        mapped (``r2star_info.skipped`` says why).
+    separation : ChiSeparation or None
+        Paramagnetic and diamagnetic susceptibility (ppm, magnitudes) over ``mask``; None
+        when not made (``chisep_info.skipped`` says why).
     """
 
     chi_ppm: np.ndarray
@@ -56,6 +65,10 @@ class ReconResult:
     steps: list[StepInfo]
     field_mask: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    r2star: R2starFit | None = None
+    r2star_info: R2starInfo | None = None
+    separation: ChiSeparation | None = None
+    chisep_info: ChiSeparationInfo | None = None
 
     @property
     def seconds(self) -> float:
@@ -70,7 +83,8 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
                        mask: np.ndarray | None = None,
                        reference_mask: np.ndarray | None = None,
                        brain_probability: np.ndarray | None = None,
-                       brain_probability_notes: dict[str, Any] | None = None) -> ReconResult:
+                       brain_probability_notes: dict[str, Any] | None = None,
+                       r2_per_s: np.ndarray | None = None) -> ReconResult:
     """Reconstruct a susceptibility map from multi-echo magnitude and raw phase.
 
     Parameters
@@ -100,6 +114,11 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
     brain_probability_notes : dict, optional
         How it was obtained (``seconds`` count in the mask step), or why there is none;
         recorded with the mask step.
+    r2_per_s : ndarray, shape (X, Y, Z), optional
+        A measured (spin-echo) R2 map, s^-1, for chi-separation (R2' = R2* - R2); checked
+        against the R2* map right after it is fitted (``InputError`` with step
+        ``qsmiron.recon.stages.R2_MAP_STEP`` when implausible).
+
 
     Returns
     -------
@@ -128,9 +147,12 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
                        b0_direction=b0 / np.linalg.norm(b0), echo_times_s=echo_times_s,
                        field_strength_t=float(field_strength_t), given_mask=mask,
                        reference_mask=None if reference_mask is None else np.asarray(reference_mask, bool),
-                       brain_probability=brain_probability, brain_probability_notes=dict(brain_probability_notes or {}))
+                       brain_probability=brain_probability, brain_probability_notes=dict(brain_probability_notes or {}),
+                       r2_per_s=None if r2_per_s is None else np.asarray(r2_per_s, np.float32))
     steps = run_stages(state, settings)
     return ReconResult(chi_ppm=state.chi_ppm, mask=state.local_mask, field_hz=state.field_hz,
                        local_ppm=state.local_ppm, noise_hz=state.noise_hz, steps=steps,
                        field_mask=state.field_mask,
-                       warnings=[warning for step in steps for warning in step.warnings])
+                       warnings=[warning for step in steps for warning in step.warnings],
+                       r2star=state.r2star, r2star_info=state.r2star_info, separation=state.separation,
+                       chisep_info=state.chisep_info)

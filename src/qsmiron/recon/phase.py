@@ -1,15 +1,17 @@
 """Phase preparation: recognise how a phase image is scaled and bring it to radians.
 
-Scanners and converters store phase either in radians (float, [-pi, pi) or [0, 2*pi)) or as
-evenly spaced integer levels: Siemens -4096..4094 in steps of 2 or 0..4095, 12-bit levels
-rescaled to arbitrary float units by a NIfTI slope, and so on. What these share is that the
-values sit on a regular grid of ``L`` levels with ``L`` a power of two, and that the phase of
-a head image covers nearly the whole circle. ``phase_to_radians`` tests for both and maps the
-levels onto [-pi, pi).
+Scanners and converters store phase in radians (float, [-pi, pi) or [0, 2*pi)), in whole
+milliradians (-3142..3142: Philips after RescaleSlope/Intercept, GE), or as evenly spaced
+integer levels: Siemens -4096..4094 in steps of 2 or 0..4095, 12-bit levels rescaled to
+arbitrary float units by a NIfTI slope, and so on. Levels sit on a regular grid of ``L``
+levels with ``L`` a power of two, and the phase of a head image covers nearly the whole
+circle. ``phase_to_radians`` tests for the three and maps the values onto [-pi, pi); the
+setting ``recon.phase.rescale.scaling`` (``SCALING_SETTING``) names one when detection fails.
 """
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Literal
 
 import numba
@@ -18,10 +20,20 @@ import numpy as np
 from qsmiron.errors import InputError
 from qsmiron.methods import Method
 
-__all__ = ["phase_to_radians", "wrap_to_pi", "PHASE_SCALINGS", "METHODS"]
+__all__ = ["phase_to_radians", "wrap_to_pi", "is_milliradians", "PHASE_SCALINGS", "MILLIRADIAN_LIMIT",
+           "SCALING_SETTING", "METHODS"]
 
-PHASE_SCALINGS = ("auto", "radians", "integer")
+PhaseScaling = Literal["auto", "radians", "milliradians", "integer"]
+PHASE_SCALINGS: tuple[str, ...] = typing.get_args(PhaseScaling)
 """Accepted values of ``scaling``."""
+
+SCALING_SETTING = "recon.phase.rescale.scaling"
+"""The settings key of ``scaling`` (stage ``phase``, method ``rescale``; the block is generated
+from ``METHODS`` in ``qsmiron.recon.settings``): error messages tell the user to set it."""
+
+MILLIRADIAN_LIMIT = 3142
+"""round(1000 pi): the largest value of a phase stored in whole milliradians (Philips after its
+RescaleSlope/Intercept, GE)."""
 
 _RADIAN_TOLERANCE = 0.01
 """Slack (rad) beyond +-pi or 2*pi for values rounded on storage (float32, 16-bit scaling)."""
@@ -140,8 +152,28 @@ def _level_grid(values: np.ndarray, low: float, high: float) -> dict[str, Any] |
     return {"step": step, "levels_spanned": n_levels, "levels": levels, "period": levels * step}
 
 
+def is_milliradians(values: np.ndarray, low: float, high: float) -> bool:
+    """Signed whole numbers reaching (95 % of) +-3142 and no further: milliradians.
+
+    Such data span about 6284 levels, which the power-of-two level test would read as 8192
+    levels per turn (77 % coverage), a scale error of 23 %. ``low`` and ``high`` are the
+    values' minimum and maximum; whole numbers are checked on a strided sample.
+    """
+    reach = max(-low, high)
+    if not (low < 0 and 0.95 * MILLIRADIAN_LIMIT < reach <= MILLIRADIAN_LIMIT):
+        return False
+    sample = _sample(values)
+    return bool(np.all(sample == np.round(sample)))
+
+
+def _radians_out(flat: np.ndarray, shape: tuple[int, ...], scale: float, shift: float) -> np.ndarray:
+    out = np.empty(shape, np.float32)
+    _scale_wrap(flat, out.reshape(-1), scale, shift)
+    return out
+
+
 def phase_to_radians(phase: np.ndarray, *,
-                     scaling: Literal["auto", "radians", "integer"] = "auto"
+                     scaling: PhaseScaling = "auto"
                      ) -> tuple[np.ndarray, dict[str, Any]]:
     """Detect the scaling of a phase image and return it in radians, wrapped to [-pi, pi).
 
@@ -150,7 +182,9 @@ def phase_to_radians(phase: np.ndarray, *,
     1. **Radians**: all values within [-pi, pi] (or [0, 2*pi]) up to 0.01 rad, and the
        values cover at least 75 % of the circle (a wrapped head phase covers nearly all of
        it). Values are wrapped to [-pi, pi).
-    2. **Vendor levels**: the values lie on a regular grid (integers, or integers times a
+    2. **Milliradians**: signed whole numbers reaching +-3142 = round(1000 pi) (Philips
+       after RescaleSlope/Intercept, GE): divided by 1000.
+    3. **Vendor levels**: the values lie on a regular grid (integers, or integers times a
        NIfTI slope) spanning ``n`` levels with ``0.75 L <= n <= L`` for ``L`` a power of two
        >= 64 (for example 4096 levels for 12-bit phase). One period of ``L`` levels maps onto
        2*pi. Signed data (minimum below zero) keep zero at zero: ``phi = 2 pi v / (L step)``;
@@ -164,24 +198,26 @@ def phase_to_radians(phase: np.ndarray, *,
     ----------
     phase : ndarray
         Phase as stored, any shape (3D or 4D with echoes last), any real dtype.
-    scaling : {"auto", "radians", "integer"}
-        ``"radians"`` trusts the input to be radians (only the range is checked, coverage is
-        not); ``"integer"`` skips the radians test and requires a level grid.
+    scaling : {"auto", "radians", "milliradians", "integer"}
+        ``"radians"`` trusts the input to be radians and ``"milliradians"`` to be radians
+        times 1000 (only the range is checked: coverage and whole numbers are not);
+        ``"integer"`` skips both tests and requires a level grid.
 
     Returns
     -------
     phase_rad : ndarray of float32, same shape
         Phase in [-pi, pi), rad.
     info : dict
-        How the scaling was detected: ``method`` ("radians" or "levels"), ``input_min``,
+        How the scaling was detected: ``method`` ("radians", "milliradians" or "levels"), ``input_min``,
         ``input_max``, and for levels ``step``, ``levels``, ``levels_spanned``, ``period``,
         ``signed``.
 
     Raises
     ------
     InputError
-        Non-finite values, or a phase that is neither radians nor vendor levels (the message
-        has no path; the caller attributes it with ``InputError.with_path``).
+        Non-finite values, a range that contradicts the requested scaling, or a phase that is
+        none of the three (the message names ``SCALING_SETTING`` and has no path; the caller
+        attributes it with ``InputError.with_path``).
     """
     if scaling not in PHASE_SCALINGS:
         raise ValueError(f"scaling must be one of {PHASE_SCALINGS}, got {scaling!r}")
@@ -204,31 +240,33 @@ def phase_to_radians(phase: np.ndarray, *,
     if scaling == "radians" or (scaling == "auto" and (in_signed_radians or in_unsigned_radians)
                                 and covers_circle):
         if not (in_signed_radians or in_unsigned_radians):
-            raise InputError(
-                f"phase spans [{low:.4g}, {high:.4g}], outside [-pi, pi] and [0, 2*pi]: "
-                "it is not in radians (use scaling 'auto' or 'integer')")
+            raise InputError(f"phase spans [{low:.4g}, {high:.4g}], outside [-pi, pi] and [0, 2*pi]: it is not in "
+                             f"radians; set {SCALING_SETTING} = \"auto\" instead of \"radians\"")
         info.update(method="radians", range="[-pi, pi]" if in_signed_radians else "[0, 2*pi]")
-        out = np.empty(values.shape, np.float32)
-        _scale_wrap(flat, out.reshape(-1), 1.0, 0.0)
-        return out, info
-
+        return _radians_out(flat, values.shape, 1.0, 0.0), info
+    if scaling == "milliradians" or (scaling == "auto" and is_milliradians(values, low, high)):
+        if max(-low, high) > 1000.0 * (np.pi + tol):
+            raise InputError(f"phase spans [{low:.4g}, {high:.4g}], beyond +-1000 pi: it is not in milliradians; "
+                             f"set {SCALING_SETTING} = \"auto\" instead of \"milliradians\"")
+        info.update(method="milliradians", signed=True, period=2000.0 * np.pi)
+        return _radians_out(flat, values.shape, 1e-3, 0.0), info
     grid = _level_grid(values, low, high)
     if grid is None:
         raise InputError(
-            f"phase spans [{low:.4g}, {high:.4g}] and is neither radians covering the circle "
-            "nor vendor integer levels (a power-of-two number of evenly spaced values); "
-            "is this really a phase image?")
+            f"phase scaling not recognised: values span [{low:.4g}, {high:.4g}], neither radians covering "
+            f"{_MIN_COVERAGE:.0%} of the circle, nor whole milliradians, nor vendor integer levels (a power-of-two "
+            f"number of evenly spaced values); if this is a phase image, set {SCALING_SETTING} = \"radians\", "
+            "\"milliradians\" or \"integer\" (vendor levels) in the config file (qsmiron config shows the key)")
     signed = low < 0
     info.update(method="levels", signed=signed, **grid)
-    out = np.empty(values.shape, np.float32)
-    _scale_wrap(flat, out.reshape(-1), two_pi / grid["period"], 0.0 if signed else -np.pi)
-    return out, info
+    return _radians_out(flat, values.shape, two_pi / grid["period"], 0.0 if signed else -np.pi), info
 
 
 METHODS = (
     Method("rescale", phase_to_radians,
-           label="rescaling of the stored phase to radians (radians or vendor integer levels "
-                 "recognised from the values)",
-           description="recognise radians or power-of-two vendor levels and map them onto [-pi, pi)"),
+           label="rescaling of the stored phase to radians (radians, whole milliradians or vendor "
+                 "integer levels, recognised from the values unless set)",
+           description="recognise radians, whole milliradians (+-3142) or power-of-two vendor levels "
+                       "(or take the scaling set) and map them onto [-pi, pi)"),
 )
 """Phase preparation methods (stage ``phase``)."""

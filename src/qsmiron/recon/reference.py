@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from qsmiron.errors import InputError
 from qsmiron.methods import Method
+from qsmiron.recon.params import NonNegativeInt, OpenFraction, PositiveFloat, PositiveInt
 
 
 def _check(chi_ppm: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -174,9 +175,9 @@ def reference_offsets(chi_ppm: np.ndarray, mask: np.ndarray, regions: dict[str, 
 
 def ventricle_csf_mask(prior: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float], *,
                        r2star_per_s: np.ndarray | None = None, magnitude: np.ndarray | None = None,
-                       r2star_fraction: float = 0.5, magnitude_mads: float = 3.0,
-                       erode_voxels: int = 1, max_components: int = 2,
-                       min_voxels: int = 20) -> tuple[np.ndarray, dict]:
+                       r2star_fraction: OpenFraction = 0.5, magnitude_mads: PositiveFloat = 3.0,
+                       erode_voxels: NonNegativeInt = 1, max_components: PositiveInt = 2,
+                       min_voxels: PositiveInt = 20) -> tuple[np.ndarray, dict]:
     """CSF of the lateral ventricles in subject space: a prior cleaned by the subject's images.
 
     Parameters
@@ -194,10 +195,14 @@ def ventricle_csf_mask(prior: np.ndarray, mask: np.ndarray, voxel_size_mm: Seque
         A magnitude image: keep voxels within ``magnitude_mads`` robust SDs (1.4826 MAD) of
         the median of the candidates (homogeneous CSF; drops vessels, plexus, tissue).
     erode_voxels : int
-        6-connected erosion against partial volume at the ventricle walls.
+        6-connected erosion against partial volume at the ventricle walls. At coarse voxels
+        (3 mm) a lateral ventricle is two or three voxels thick and erosion would empty it;
+        when the eroded mask would fall below ``min_voxels`` the low-R2*, consistent-magnitude
+        voxels are kept uneroded (``info["erosion_skipped"]`` says so): the R2* criterion has
+        already left out the voxels that are mostly tissue.
     max_components : int
         Keep this many largest connected components (two lateral ventricles), each at least
-        a tenth of the largest.
+        a tenth of the largest, chosen before the erosion.
     min_voxels : int
         Fewer voxels left -> InputError.
 
@@ -239,17 +244,24 @@ def ventricle_csf_mask(prior: np.ndarray, mask: np.ndarray, voxel_size_mm: Seque
         candidate &= np.abs(values - centre) <= magnitude_mads * max(spread, 1e-12 * abs(centre))
         info["magnitude_range"] = [centre - magnitude_mads * spread, centre + magnitude_mads * spread]
         steps["consistent_magnitude"] = int(candidate.sum())
-    if erode_voxels > 0:
-        candidate = ndimage.binary_erosion(candidate, ndimage.generate_binary_structure(3, 1),
-                                           iterations=int(erode_voxels))
-        steps["eroded"] = int(candidate.sum())
+    # The ventricles are picked before the erosion: a thin ventricle (a few voxels across)
+    # erodes into pieces, and picking the largest pieces afterwards would drop most of its core.
     candidate, n_components = _largest_components(candidate, max_components)
     steps["largest_components"] = int(candidate.sum())
+    if erode_voxels > 0:
+        eroded = ndimage.binary_erosion(candidate, ndimage.generate_binary_structure(3, 1),
+                                        iterations=int(erode_voxels))
+        if eroded.sum() >= min_voxels or candidate.sum() < min_voxels:
+            candidate = eroded
+            steps["eroded"] = int(candidate.sum())
+        else:
+            info["erosion_skipped"] = (f"eroding by {erode_voxels} voxel(s) would leave "
+                                       f"{int(eroded.sum())} voxels (fewer than {min_voxels}): kept uneroded")
     info["voxels_after_step"] = steps
     info["n_components"] = n_components
     info.update(_region_size(candidate, voxel_size_mm))
     if info["n_voxels"] < min_voxels:
-        emptied = next((name for name, n in steps.items() if n < min_voxels), "largest_components")
+        emptied = next((name for name, n in steps.items() if n < min_voxels), "eroded")
         raise InputError(f"the ventricle CSF mask is empty or too small ({info['n_voxels']} voxels, "
                          f"at least {min_voxels} needed; it fell below at step '{emptied}': "
                          f"{', '.join(f'{k} {v}' for k, v in steps.items())}); use the whole-brain "

@@ -1,6 +1,7 @@
 """The reconstruction stages, in order, and how each runs its chosen method on the arrays.
 
-phase -> mask -> unwrap -> echo_fit -> mask_refinement -> background -> inversion -> reference
+phase -> mask -> r2star -> unwrap -> echo_fit -> mask_refinement -> background -> inversion
+-> chisep -> reference
 
 Each stage is a ``qsmiron.methods.Stage``: its methods are declared in the stage's own module
 (``qsmiron.recon.bgremove.METHODS``, ...), its settings block is generated from them
@@ -10,10 +11,12 @@ data inputs (a noise map, the magnitude) to the methods that accept them, puts t
 back and returns what the record needs (``StepResult``). ``run_stages`` times every stage and
 turns its result into a ``qsmiron.records.StepInfo``.
 
-Adding a stage (an R2* map, say) is a ``Stage`` with its methods and a ``run`` function that
-reads and fills fields of ``ReconState`` (add the fields it produces there), placed in
-``RECON_STAGES``; the settings, the record and the methods paragraph follow from it.
-Pure: arrays in, arrays out; no files, no printing.
+Adding a stage is a ``Stage`` with its methods and a ``run`` function that reads and fills
+fields of ``ReconState`` (add the fields it produces there), placed in ``RECON_STAGES``; the
+settings, the record and the methods paragraph follow from it (``r2star`` and ``chisep`` are
+examples). A stage the data cannot support (R2* from fewer than 3 echoes) is recorded as
+method ``none`` with the reason, not raised. Pure: arrays in, arrays out; no files, no
+printing.
 """
 
 from __future__ import annotations
@@ -29,9 +32,12 @@ from qsmiron import GYROMAGNETIC_RATIO_HZ_PER_T
 from qsmiron.errors import InputError
 from qsmiron.methods import Method, Stage
 from qsmiron.records.base import StepInfo
-from qsmiron.recon import bgremove, echofit, invert, mask as masking, phase, reference, unwrap
+from qsmiron.records.relaxometry import ChiSeparationInfo, R2starInfo
+from qsmiron.recon import bgremove, chisep, echofit, invert, mask as masking, phase, r2star, reference, unwrap
+from qsmiron.recon.chisep import ChiSeparation, check_r2_map
 from qsmiron.recon.dipole import forward_field
 from qsmiron.recon.echofit import EchoFit
+from qsmiron.recon.r2star import MIN_ECHOES, R2starFit
 from qsmiron.recon.unwrap.romeo import RomeoResult
 
 
@@ -69,10 +75,16 @@ class ReconState:
     brain_probability_notes: dict[str, Any] = field(default_factory=dict)
     """How ``brain_probability`` was obtained (its seconds, checks), or why there is none."""
     reference_mask: np.ndarray | None = None
+    r2_per_s: np.ndarray | None = None
+    """A measured (spin-echo) R2 map, s^-1, for chi-separation."""
     phase_rad: np.ndarray | None = None
     """phase: wrapped phase in [-pi, pi), rad."""
     mask: np.ndarray | None = None
     """mask: the brain mask."""
+    r2star: R2starFit | None = None
+    """r2star: R2*, T2*, S0 and the valid-fit mask (None when not mapped)."""
+    r2star_info: R2starInfo | None = None
+    """r2star: how they were made, or why not."""
     unwrapped: RomeoResult | None = None
     """unwrap: unwrapped phase, phase offset and edge quality."""
     quality: np.ndarray | None = None
@@ -91,11 +103,21 @@ class ReconState:
     """background: the mask left after the erosion of background field removal."""
     chi_ppm: np.ndarray | None = None
     """inversion, reference: susceptibility, ppm."""
+    inversion_alpha: float | None = None
+    """inversion: the TV weight (ppm mm) MEDI chose, which chi-separation shares."""
+    separation: ChiSeparation | None = None
+    """chisep: paramagnetic and diamagnetic maps (None when not made)."""
+    chisep_info: ChiSeparationInfo | None = None
+    """chisep: how they were made, or why not."""
 
     @property
     def to_ppm(self) -> np.float32:
         """Hz -> ppm of B0 at this field strength."""
         return np.float32(ppm_per_hz(self.field_strength_t))
+
+    def combined_magnitude(self) -> np.ndarray:
+        """Root sum of squares of the echoes (the magnitude the inversions weight with)."""
+        return np.sqrt(np.sum(np.square(self.magnitude, dtype=np.float32), axis=3))
 
     def mask_notes(self, mask: np.ndarray) -> dict[str, Any]:
         """Size of a mask: voxels and volume (mL)."""
@@ -180,6 +202,98 @@ def _with_template_notes(result: StepResult, prior: dict[str, Any], given: bool,
     return result
 
 
+R2_MAP_STEP = "r2_map"
+"""``InputError.step`` of a problem with the user's R2 map (the pipeline names the file)."""
+
+
+def _skipped(reason: str, *, stated: bool) -> StepResult:
+    """A stage that made no map: method ``none`` with the reason (a warning when the user
+    asked for the map and the data could not give it)."""
+    return StepResult({"skipped": reason}, [reason] if stated else [], method="none", parameters={})
+
+
+def run_r2star(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
+    n_echoes = state.magnitude.shape[3]
+    fit = None
+    if method.name != "none" and n_echoes < MIN_ECHOES:
+        reason = (f"R2* not mapped: it needs at least {MIN_ECHOES} echoes (two parameters and a "
+                  f"residual); this acquisition has {n_echoes}")
+        state.r2star_info = R2starInfo(method="none", skipped=reason, echo_times_s=list(state.echo_times_s))
+        return _skipped(reason, stated=True)
+    if method.name != "none":
+        fit = method.function(state.magnitude, state.mask, state.echo_times_s, **parameters)
+    if fit is None:
+        reason = "R2* not mapped: not asked for (recon.r2star.method = 'none')"
+        state.r2star_info = R2starInfo(method="none", skipped=reason, echo_times_s=list(state.echo_times_s))
+        return _skipped(reason, stated=False)
+    state.r2star = fit
+    if state.r2_per_s is not None:  # checked now, before the costly stages, not at chisep
+        try:
+            state.r2_per_s = check_r2_map(state.r2_per_s, fit.r2star_per_s, state.mask)
+        except InputError as error:
+            raise error.in_step(R2_MAP_STEP) from None
+    info = fit.info
+    valid = fit.r2star_per_s[fit.valid]
+    state.r2star_info = R2starInfo(
+        method=method.name, echo_times_s=list(state.echo_times_s), noise_sigma=info["noise_sigma"],
+        noise_estimate=info["noise_estimate"], floor_factor=info["parameters"]["floor_factor"],
+        n_voxels=info["n_voxels"], n_valid=info["n_valid"], masked=info["masked"],
+        median_r2star_per_s=float(np.median(valid)) if valid.size else None)
+    notes, warnings = _details(info)
+    notes.pop("method", None)
+    notes.pop("parameters", None)
+    notes["r2star_mask"] = state.mask_notes(fit.valid)
+    return StepResult(notes, warnings)
+
+
+def _chisep_inputs(state: ReconState, method: Method, parameters: dict[str, Any]) -> tuple[dict, dict, str]:
+    """The data inputs the method takes, the parameters with the TV weight resolved, and
+    where that weight comes from."""
+    available = {"field_strength_t": lambda: state.field_strength_t, "r2_per_s": lambda: state.r2_per_s,
+                 "magnitude": state.combined_magnitude,
+                 "noise_ppm": lambda: state.noise_hz * state.to_ppm if state.noise_hz is not None else None,
+                 "r2star_sd_per_s": lambda: state.r2star.r2star_sd_per_s}
+    inputs = {name: get() for name, get in available.items() if accepts(method, name)}
+    parameters = dict(parameters)
+    source = "given"
+    if parameters.get("alpha") == "auto" and state.inversion_alpha is not None and accepts(method, "chi_ppm"):
+        parameters["alpha"] = state.inversion_alpha
+        inputs["chi_ppm"] = state.chi_ppm
+        source = "the weight the dipole inversion (MEDI) chose for this field; started from its map"
+    return inputs, parameters, source
+
+
+def run_chisep(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
+    if method.name != "none" and state.r2star is None:
+        reason = f"chi-separation not done: it needs R2* ({state.r2star_info.skipped})"
+        state.chisep_info = ChiSeparationInfo(method="none", skipped=reason)
+        return _skipped(reason, stated=True)
+    inputs, parameters, alpha_source = _chisep_inputs(state, method, parameters)
+    r2star_map = state.r2star.r2star_per_s if state.r2star is not None else None
+    result = method.function(state.local_ppm, r2star_map, state.local_mask, state.voxel_size_mm,
+                             state.b0_direction, **parameters, **inputs)
+    if result is None:
+        reason = "chi-separation not done: not asked for (recon.chisep.method = 'none')"
+        state.chisep_info = ChiSeparationInfo(method="none", skipped=reason)
+        return _skipped(reason, stated=False)
+    state.separation = result
+    info = result.info
+    r2prime, pseudo = info["r2prime"], info["r2prime"].get("pseudo_r2") or {}
+    state.chisep_info = ChiSeparationInfo(
+        method=method.name, approximation=info["approximation"], r2_source=r2prime["source"],
+        pseudo_r2_intercept_per_s=pseudo.get("intercept_per_s"), pseudo_r2_slope=pseudo.get("slope"),
+        pseudo_r2_model=pseudo.get("model"), pseudo_r2_reference=pseudo.get("reference"),
+        dr_hz_per_ppm=info["parameters"]["dr_hz_per_ppm"], dr_source=info["dr_source"],
+        field_strength_t=state.field_strength_t, alpha=info["parameters"]["alpha"],
+        alpha_source=info["alpha_source"] if info.get("alpha_selection") else alpha_source,
+        iterations=info["iterations"], converged=info["converged"])
+    notes, warnings = _details(info)
+    for key in ("method", "parameters", "alpha_source"):
+        notes.pop(key, None)
+    notes["inputs"] = sorted(inputs)
+    return StepResult(notes, warnings, parameters=parameters)
+
+
 def run_unwrap(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
     parameters = dict(parameters)
     if "template_echo" in parameters:  # the first echo of a short series is the safe template
@@ -243,7 +357,7 @@ def run_background(state: ReconState, method: Method, parameters: dict[str, Any]
 def run_inversion(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
     inputs: dict[str, np.ndarray] = {}
     if accepts(method, "magnitude") and state.magnitude is not None:
-        inputs["magnitude"] = np.sqrt(np.sum(np.square(state.magnitude, dtype=np.float32), axis=3))
+        inputs["magnitude"] = state.combined_magnitude()
     if accepts(method, "noise_ppm") and state.noise_hz is not None:
         inputs["noise_ppm"] = state.noise_hz * state.to_ppm
     chi, info = method.function(state.local_ppm, state.local_mask, state.voxel_size_mm, state.b0_direction,
@@ -254,6 +368,10 @@ def run_inversion(state: ReconState, method: Method, parameters: dict[str, Any])
         tissue = np.where(state.local_mask, state.chi_ppm, 0).astype(np.float32)
         state.local_ppm = np.where(state.local_mask, forward_field(tissue, state.voxel_size_mm, state.b0_direction),
                                    0).astype(np.float32)
+    # Chi-separation regularises its maps with the same magnitude-weighted TV: MEDI's weight
+    # (linear data term, magnitude edges) carries over; other methods' weights do not.
+    if method.name == "medi" and "magnitude" in inputs and (info or {}).get("data_term") == "linear":
+        state.inversion_alpha = float(info["alpha"])
     notes, warnings = _details(info)
     return StepResult({"inputs": sorted(inputs), **notes}, warnings)
 
@@ -284,11 +402,15 @@ BACKGROUND = Stage("background", "background field removal", bgremove.METHODS, d
                    inputs=("noise",), run=run_background)
 INVERSION = Stage("inversion", "dipole inversion", invert.METHODS, default="wtv_bregman",
                   inputs=("magnitude", "noise_ppm"), run=run_inversion)
+R2STAR = Stage("r2star", "R2* mapping", r2star.METHODS, default="nlls", inputs=("noise_sigma",), run=run_r2star)
+CHISEP = Stage("chisep", "susceptibility source separation (paramagnetic and diamagnetic)", chisep.METHODS,
+               default="none", inputs=("field_strength_t", "r2_per_s", "magnitude", "noise_ppm",
+                                       "r2star_sd_per_s", "chi_ppm"), run=run_chisep)
 REFERENCE = Stage("reference", "susceptibility referencing", reference.METHODS, default="mean",
                   inputs=("reference_mask",), run=run_reference)
 
-RECON_STAGES: tuple[Stage, ...] = (PHASE, MASK, UNWRAP, ECHO_FIT, MASK_REFINEMENT, BACKGROUND, INVERSION,
-                                   REFERENCE)
+RECON_STAGES: tuple[Stage, ...] = (PHASE, MASK, R2STAR, UNWRAP, ECHO_FIT, MASK_REFINEMENT, BACKGROUND,
+                                   INVERSION, CHISEP, REFERENCE)
 """The reconstruction, in order: the settings (``recon.<stage>``), the chain and the record follow it."""
 
 

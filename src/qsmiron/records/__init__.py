@@ -18,7 +18,9 @@ from qsmiron.records.base import SCHEMA_VERSION, Record, StepInfo, jsonable, rec
 _LAZY = {
     "Acquisition": "acquisition", "ReconInputs": "recon", "ReconRecord": "recon", "InversionRecord": "recon",
     "RegionsRecord": "regions", "AtlasInfo": "regions", "RegistrationInfo": "regions",
-    "RegistrationQuality": "regions", "MeasurementInfo": "regions", "RegionsInputs": "regions", "AnalysisSettings": "study", "StatisticsMethods": "study",
+    "RegistrationQuality": "regions", "MeasurementInfo": "regions", "RegionsInputs": "regions",
+    "ReferenceRegion": "regions", "MeasureInfo": "regions",
+    "R2starInfo": "relaxometry", "ChiSeparationInfo": "relaxometry", "MapUnits": "recon", "AnalysisSettings": "study", "StatisticsMethods": "study",
     "Exclusion": "study", "StudyRecord": "study", "ParticipantCounts": "study", "Curve": "study",
     "ColumnInfo": "study", "StudyAnswers": "answers", "Estimate": "answers", "AucEstimate": "answers",
     "GroupDifferenceAnswer": "answers", "AssociationAnswer": "answers", "RelapseAnswer": "answers",

@@ -9,15 +9,22 @@ from pydantic import Field
 from qsmiron.config import QsmironConfig
 from qsmiron.records.acquisition import Acquisition
 from qsmiron.records.base import SCHEMA_VERSION, Record, StepInfo, utc_now
+from qsmiron.records.relaxometry import ChiSeparationInfo, R2starInfo
 
 
 class MapUnits(Record):
-    """The unit of each map a reconstruction writes."""
+    """The unit of each map a reconstruction writes (by its role in ``ReconPaths``)."""
 
     chimap: str = "ppm"
     fieldmap: str = "Hz"
     localfield: str = "ppm"
     mask: str = "binary"
+    r2starmap: str = "s^-1"
+    t2starmap: str = "s"
+    s0map: str = "arbitrary (magnitude units)"
+    r2star_mask: str = "binary"
+    chimap_paramagnetic: str = "ppm"
+    chimap_diamagnetic: str = "ppm"
 
 
 class ReconInputs(Record):
@@ -26,6 +33,8 @@ class ReconInputs(Record):
     magnitude: list[str]
     phase: list[str]
     mask: str | None = None
+    r2: str | None = None
+    """A measured R2 map for chi-separation."""
 
 
 class ReconRecord(Record):
@@ -38,8 +47,13 @@ class ReconRecord(Record):
         step says what zero means.
     units : MapUnits
         The unit of each map.
+    r2star : R2starInfo or None
+        How the R2*, T2* and S0 maps were made, or why not (None in records older than them).
+    chi_separation : ChiSeparationInfo or None
+        How the paramagnetic and diamagnetic maps were made (constants, whether R2' is an
+        approximation), or why not.
     outputs : dict
-        Output key -> file name.
+        Output role -> file name (only the files written).
     config : QsmironConfig
         Every setting in force (re-run with it).
     """
@@ -51,6 +65,8 @@ class ReconRecord(Record):
     acquisition: Acquisition
     steps: list[StepInfo]
     units: MapUnits = Field(default_factory=MapUnits)
+    r2star: R2starInfo | None = None
+    chi_separation: ChiSeparationInfo | None = None
     outputs: dict[str, str]
     mask_description: str
     seconds: float

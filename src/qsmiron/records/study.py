@@ -91,6 +91,7 @@ class AnalysisSettings(Study):
 class Curve(Record):
     """One region's curve (ROC, Kaplan-Meier) or at-risk table, column -> values."""
 
+    measure: str = "chi"
     region: str
     hemisphere: str
     columns: dict[str, list[Any]]

@@ -98,6 +98,19 @@ class RegistrationSettings(Settings):
     min_brain_dice: float = Field(0.85, ge=0, le=1,
                                   description="registration flagged when the warped subject brain overlaps "
                                   "the template brain less than this (Dice)")
+    # Not a head (benchmarks/bench_head_check.py): in the template brain's core (10 mm inside its
+    # outline) a registered head shares ventricles, deep grey and white matter with the template:
+    # absolute correlation |r| 0.59-0.97 over simulated, template-warped and real 3 mm heads. A
+    # sphere phantom or a spine-like cylinder deformed onto the brain reaches 0.15 at most (the
+    # cylinder's cord and vertebrae, bent by SyN onto the template's structures). The threshold
+    # is the geometric middle of 0.15 and 0.59. The normalised mutual information is recorded
+    # too but not used: on the few core voxels a thin object covers its estimate is biased
+    # upwards (a 30 mm cylinder: 1.06, above a real 3 mm head's 1.05).
+    head_min_correlation: float = Field(0.30, ge=0, le=1,
+                                        description="not a head: a subject whose magnitude, registered to the "
+                                        "template, correlates with the template's brain core (10 mm inside the brain) "
+                                        "less than this (absolute Pearson r) fails the regions step instead of being "
+                                        "measured (a phantom, a spine, or a failed registration); 0 disables the check")
     min_nmi: float = Field(1.05, ge=1, le=2,
                            description="registration flagged when the normalised mutual information "
                            "(H(A)+H(B))/H(A,B) inside the template brain is below this")

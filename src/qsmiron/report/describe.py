@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from qsmiron.report.formatting import is_missing
 
-UNIT_SUFFIXES = {"_mm": "mm", "_s": "s", "_ms": "ms", "_hz": "Hz", "_ppm": "ppm", "_rad": "rad",
+UNIT_SUFFIXES = {"_mm": "mm", "_per_s": "s^-1", "_s": "s", "_ms": "ms", "_hz": "Hz", "_ppm": "ppm", "_rad": "rad",
                  "_deg": "\u00b0", "_vox": "voxels", "_ml": "mL", "_t": "T"}
 """A parameter's unit, read from its name (units are in names throughout qsmiron)."""
 

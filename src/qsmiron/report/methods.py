@@ -22,6 +22,7 @@ from qsmiron.records.regions import RegionsRecord
 from qsmiron.records.study import AnalysisSettings
 from qsmiron.report.acquisition import acquisition_sentences
 from qsmiron.report.describe import (describe_values, is_number, join, plural, sig, summarise_mappings)
+from qsmiron.report.iron import chisep_sentences, r2star_sentences, reference_citations, reference_sentences
 
 NOTE_KEYWORDS = ("lambda", "alpha", "weight", "regulari", "iter", "converge", "chosen", "selected",
                  "auto", "radius", "radii", "threshold", "tol", "erode", "kernel", "detected")
@@ -87,7 +88,8 @@ def _references(recons: list[ReconRecord], regions: list[RegionsRecord]) -> list
     methods = [_declared(step.step, step.method) for recon in recons for step in recon.steps]
     if regions:
         methods.append(REGISTRATION)
-    return list(dict.fromkeys(reference for m in methods if m is not None for reference in m.references))
+    found = [reference for m in methods if m is not None for reference in m.references]
+    return list(dict.fromkeys(found + reference_citations(regions)))
 
 
 def processing_sentences(recons: list[ReconRecord]) -> list[str]:
@@ -101,6 +103,7 @@ def processing_sentences(recons: list[ReconRecord]) -> list[str]:
     user_masks = sum(1 for r in recons if r.inputs.mask)
     if user_masks:
         sentences.append(f"A user-supplied brain mask was used for {plural(user_masks, 'scan')}.")
+    sentences.extend(r2star_sentences(recons) + chisep_sentences(recons))
     sentences.append(f"Susceptibility is given in {describe_values(r.units.chimap for r in recons)}.")
     references = [r.step("reference") for r in recons if r.step("reference") is not None]
     if references:
@@ -131,11 +134,17 @@ def registration_sentences(regions: list[RegionsRecord]) -> list[str]:
             f"susceptibility was measured there as the mean over each label")
     text += ", without label erosion" if erode.startswith("0 ") else f", after eroding each label by {erode}"
     sentences.append(text + ".")
+    sentences.extend(reference_sentences(regions))
     quality = [g.quality for g in registration]
     sentences.append("Registration quality: normalised mutual information "
                      f"{describe_values((q.nmi for q in quality), lambda v: f'{float(v):.3f}')}; brain Dice "
                      f"{describe_values((q.brain_dice for q in quality), lambda v: f'{float(v):.3f}')}; "
                      f"{plural(sum(q.outlier for q in quality), 'scan')} flagged as outlier(s).")
+    correlation = describe_values((q.core_correlation for q in quality), lambda v: f"{float(v):.2f}")
+    if correlation is not None:
+        threshold = describe_values(q.head_min_correlation for q in quality)
+        sentences.append("Head check: the registered magnitude's absolute correlation with the template 10 mm "
+                         f"inside its brain was {correlation} (scans below {threshold} are not measured).")
     return sentences
 
 

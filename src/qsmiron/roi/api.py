@@ -1,12 +1,18 @@
-"""From one subject's chi map and magnitude to a table of regional susceptibility (files in, files out).
+"""From one subject's maps and magnitude to a table of regional values (files in, files out).
 
 ``measure_subject`` registers the magnitude to the template (ANTs), brings the atlas labels to
-the subject's grid, measures chi per region in native space, and writes beside ``OUT.tsv``
-(names from ``qsmiron.io.derivatives.regions_paths``): the transforms, the labels in subject
-space, two QC figures, chi on the template grid (for voxel-wise statistics; setting
-``registration.warp_chi_to_template``) and the ``RegionsRecord`` (``<stem>.json``: atlas, template,
-registration and its quality, measurement, one ``StepInfo`` per stage, settings, versions).
-``roi_from_files`` is the same, returning the table (the ``qsmiron roi`` command).
+the subject's grid, makes the reference regions (``qsmiron.roi.references``), measures every
+map it was given per region in native space (chi always; R2*, chi+ and chi- when given), and
+writes beside ``OUT.tsv`` (names from ``qsmiron.io.derivatives.regions_paths``): the
+transforms, the labels in subject space, two QC figures, chi on the template grid (for
+voxel-wise statistics; setting ``registration.warp_chi_to_template``) and the ``RegionsRecord``
+(``<stem>.json``: atlas, template, registration and its quality, measures, reference regions,
+measurement, one ``StepInfo`` per stage, settings, versions). ``roi_from_files`` is the same,
+returning the table (the ``qsmiron roi`` command).
+
+The table is one tidy long form (``qsmiron.roi.measure.TABLE_COLUMNS``): one row per region,
+hemisphere, ``measure`` (``chi``, ``r2star``, ``chi_para``, ``chi_dia``) and, for chi,
+``reference`` (``whole_brain``, ``csf``, ``mask``), with its ``unit``.
 """
 
 from __future__ import annotations
@@ -22,13 +28,17 @@ from qsmiron.io.atomic import check_writable_dir
 from qsmiron.io.derivatives import RegionsPaths, regions_paths
 from qsmiron.io.nifti import save_nifti
 from qsmiron.records.base import StepInfo, recorded_step
-from qsmiron.records.regions import (AtlasInfo, MeasurementInfo, RegionsInputs, RegionsRecord,
-                                     RegistrationInfo, RegistrationQuality)
-from qsmiron.roi.subject import (SubjectImages, fov_fraction, load_inputs, registration_fingerprint,
-                                 registration_for, registration_qc, subject_brain_mask, template_images)
+from qsmiron.records.regions import (MEASURE_UNITS, AtlasInfo, MeasureInfo, MeasurementInfo, RegionsInputs,
+                                     RegionsRecord, RegistrationInfo, RegistrationQuality)
+from qsmiron.roi.measure import TABLE_COLUMNS
+from qsmiron.roi.subject import (HEAD_CORE_EROSION_MM, IronMaps, SubjectImages, check_head, fov_fraction,
+                                 load_inputs, load_iron_maps, registration_fingerprint, registration_for,
+                                 registration_qc, subject_brain_mask, subject_on_template, template_images)
 from qsmiron.versions import software_versions
 
-CONTRACT_COLUMNS = ["region", "hemisphere", "mean_ppm", "median_ppm", "sd_ppm", "n_voxels", "volume_mm3"]
+CONTRACT_COLUMNS = list(TABLE_COLUMNS[:10])
+"""The leading columns of every regional table: region, hemisphere, measure, reference, unit,
+mean, median, sd, n_voxels, volume_mm3."""
 
 
 @dataclass
@@ -115,9 +125,31 @@ def _write_outputs(images: SubjectImages, subject_labels, table: pd.DataFrame, r
     return table, {"regions": paths.regions, **written}
 
 
+def _measures(images: SubjectImages, chi, iron: IronMaps) -> dict[str, tuple[np.ndarray, np.ndarray, MeasureInfo]]:
+    """Measure -> (map, valid mask, record) of every map there is to measure."""
+    chi_mask = images.measure_mask
+    given = {"chi": (images.chi_ppm, chi_mask, str(chi), "the chi mask"),
+             "r2star": (images.r2star_per_s, images.r2star_valid, str(iron.r2star), "the valid R2* fit"),
+             "chi_para": (images.paramagnetic_ppm, chi_mask, str(iron.paramagnetic), "the chi mask"),
+             "chi_dia": (images.diamagnetic_ppm, chi_mask, str(iron.diamagnetic), "the chi mask")}
+    return {name: (values, mask, MeasureInfo(measure=name, unit=MEASURE_UNITS[name], source=source, mask=where))
+            for name, (values, mask, source, where) in given.items() if values is not None}
+
+
+def _measure_all(images, measures, subject_labels, atlas_obj, roi, fov, references) -> pd.DataFrame:
+    """Every measure per region, chi under every available reference, as one long table."""
+    from qsmiron.roi.measure import long_table, measure_regions
+
+    tables = {name: measure_regions(values, mask, subject_labels, images.voxel_size_mm, atlas_obj.labels,
+                                    erode_voxels=roi.erode_voxels, min_voxels=roi.min_voxels,
+                                    min_coverage=roi.min_coverage, fov_fraction=fov)
+              for name, (values, mask, _) in measures.items()}
+    return long_table(tables, {name: info.unit for name, (_, _, info) in measures.items()}, references.offsets())
+
+
 def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels=None, template=None,
-                    mask=None, label=None) -> RegionsResult:
-    """Regional susceptibility of one subject, written as ``out_tsv`` with its QC and record beside it.
+                    mask=None, label=None, iron: IronMaps | None = None, reference_mask=None) -> RegionsResult:
+    """Regional values of one subject, written as ``out_tsv`` with its QC and record beside it.
 
     Parameters as ``roi_from_files``; ``config`` is the ``QsmironConfig`` in force; ``label``
     (``sub-X[_ses-Y]``, a cohort's subject) names the template-space chi map
@@ -127,14 +159,15 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
     from qsmiron.io.atomic import write_json_atomic
     from qsmiron.register.images import to_ants
     from qsmiron.register.normalise import labels_to_subject
-    from qsmiron.roi.measure import measure_regions
+    from qsmiron.roi.references import reference_regions
 
     reg, roi = config.registration, config.roi
     check_writable_dir(Path(out_tsv).parent)
     atlas = roi.atlas if atlas is None else atlas
+    iron = iron or IronMaps()
     steps: list[StepInfo] = []
     with recorded_step(steps, "load", "nibabel", {"atlas": str(atlas)}):
-        images = load_inputs(chi, magnitude, mask)
+        images = load_iron_maps(load_inputs(chi, magnitude, mask), iron, reference_mask, chi)
         atlas_obj = load_atlas(atlas, atlas_labels, template)
         template_pair = template_images(atlas_obj.template_path if template is None else template)
         labels_array = atlas_obj.label_array()
@@ -142,19 +175,27 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
     paths = regions_paths(out_tsv, atlas=atlas_obj.name, space=atlas_obj.space, label=label)
     subject_image, registration, brain_source, fingerprint, reused = _register(
         images, atlas_obj, template_pair[1], labels_ants, reg, paths, steps)
+    with recorded_step(steps, "head_check", "template_core_correlation",
+                       {"head_min_correlation": reg.head_min_correlation,
+                        "core_erosion_mm": HEAD_CORE_EROSION_MM}) as notes:
+        on_template = subject_on_template(subject_image, registration, template_pair[1], reg)
+        head = check_head(on_template, reg, paths, f"{paths.stem.name} in {atlas_obj.space}")
+        notes.update(head)
     with recorded_step(steps, "labels_to_subject", reg.label_interpolation):
         chi_ants = to_ants(images.chi_ppm, images.affine)
         subject_labels = labels_to_subject(labels_ants, registration, chi_ants, interpolation=reg.label_interpolation)
         fov = fov_fraction(registration, images.chi_ppm.shape, images.affine, labels_array, atlas_obj.image.affine)
+    with recorded_step(steps, "reference_regions", "+".join(roi.references) or "none",
+                       {"references": list(roi.references), "csf": roi.csf.model_dump(mode="json")}) as notes:
+        references = reference_regions(images, registration, chi_ants, roi, atlas_obj.space)
+        notes.update({r.name: r.volume_ml if r.available else r.reason for r in references.records})
+    measures = _measures(images, chi, iron)
     with recorded_step(steps, "measurement", "native_space_mean", roi.model_dump(mode="json")) as notes:
-        table = measure_regions(np.nan_to_num(images.chi_ppm), images.measure_mask, subject_labels,
-                                images.voxel_size_mm, atlas_obj.labels, erode_voxels=roi.erode_voxels,
-                                min_voxels=roi.min_voxels, min_coverage=roi.min_coverage, fov_fraction=fov)
-        notes["n_regions"] = len(table)
+        table = _measure_all(images, measures, subject_labels, atlas_obj, roi, fov, references)
+        notes.update(n_regions=int(len(atlas_obj.labels)), measures=list(measures))
     with recorded_step(steps, "qc", "nmi_and_brain_dice", {"min_nmi": reg.min_nmi,
                                                           "min_brain_dice": reg.min_brain_dice}):
-        metrics = registration_qc(subject_image, registration, template_pair[1], images, subject_labels,
-                                  atlas_obj, reg, paths)
+        metrics = {**registration_qc(on_template, images, subject_labels, atlas_obj, reg, paths), **head}
         table["flag_registration"] = bool(metrics["outlier"])
     table, written = _write_outputs(images, subject_labels, table, registration, template_pair, config, paths,
                                     steps, space=atlas_obj.space,
@@ -162,15 +203,20 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
     record = RegionsRecord(
         qsmiron_version=__version__,
         inputs=RegionsInputs(chi=str(chi), magnitude=str(magnitude), mask=None if mask is None else str(mask),
-                             matrix=list(images.chi_ppm.shape), voxel_size_mm=list(images.voxel_size_mm)),
+                             matrix=list(images.chi_ppm.shape), voxel_size_mm=list(images.voxel_size_mm),
+                             reference_mask=None if reference_mask is None else str(reference_mask),
+                             **iron.given()),
         atlas=AtlasInfo(**atlas_obj.describe()),
         registration=_registration_info(registration, reg, brain_source, fingerprint, reused, metrics),
-        measurement=MeasurementInfo(space="subject (native, chi not interpolated)",
+        measurement=MeasurementInfo(space="subject (native, values not interpolated)",
                                     mask="given mask" if mask is not None else "non-zero finite chi",
                                     erode_voxels=roi.erode_voxels, min_voxels=roi.min_voxels,
                                     min_coverage=roi.min_coverage,
                                     flagged={c: int(table[c].sum()) for c in table.columns if c.startswith("flag_")}),
-        steps=steps, outputs={role: path.name for role, path in written.items()}, config=config,
+        steps=steps, outputs={role: path.name for role, path in written.items()},
+        measures=[info.model_copy(update={"references": list(references.offsets()) if name == "chi" else []})
+                  for name, (_, _, info) in measures.items()],
+        references=references.records, warnings=references.warnings, config=config,
         versions=software_versions())
     write_json_atomic(paths.regions_record, record.to_json())
     return RegionsResult(table=table, record=record, paths=paths,
@@ -178,8 +224,9 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
 
 
 def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None, template=None,
-                   config_path=None, settings=None, mask=None) -> pd.DataFrame:
-    """Per-region susceptibility of one subject, written as ``out_tsv`` with its QC beside it.
+                   config_path=None, settings=None, mask=None, iron: IronMaps | None = None,
+                   reference_mask=None) -> pd.DataFrame:
+    """Per-region values of one subject, written as ``out_tsv`` with its QC beside it.
 
     Parameters
     ----------
@@ -199,16 +246,23 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
         Settings file (TOML/JSON); ``settings`` (a ``QsmironConfig``) takes precedence.
     mask : path, optional
         Where chi is valid (the reconstruction mask); default: chi's non-zero finite support.
+    iron : IronMaps, optional
+        R2* (with its valid mask), chi+ and chi- maps on the same grid: each is measured too,
+        and R2* cleans the ventricle CSF reference.
+    reference_mask : path, optional
+        A reference region on the same grid: chi is also given relative to its mean.
 
     Returns
     -------
     DataFrame
-        Columns ``region``, ``hemisphere`` (L/R), ``mean_ppm``, ``median_ppm``, ``sd_ppm``,
-        ``n_voxels``, ``volume_mm3``, then ``label``, ``coverage`` and the flag columns
-        ``flag_empty``, ``flag_small``, ``flag_partial_coverage``, ``flag_registration``.
+        Columns ``region``, ``hemisphere`` (L/R), ``measure`` (``chi``, ``r2star``, ``chi_para``,
+        ``chi_dia``), ``reference`` (for chi: ``whole_brain``, ``csf``, ``mask``; None for the
+        others), ``unit``, ``mean``, ``median``, ``sd``, ``n_voxels``, ``volume_mm3``, then
+        ``label``, ``coverage`` and the flag columns ``flag_empty``, ``flag_small``,
+        ``flag_partial_coverage``, ``flag_registration``.
     """
     from qsmiron.config import load_config
 
     config = settings if settings is not None else load_config(config_path)
     return measure_subject(chi, magnitude, out_tsv, config=config, atlas=atlas, atlas_labels=atlas_labels,
-                           template=template, mask=mask).table
+                           template=template, mask=mask, iron=iron, reference_mask=reference_mask).table

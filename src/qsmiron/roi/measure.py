@@ -1,7 +1,7 @@
-"""Per-region statistics of a susceptibility map in native space.
+"""Per-region statistics of a map (susceptibility, R2*, chi+, chi-) in native space.
 
-Chi values are never interpolated: the atlas labels were brought to the subject's grid, and
-each region's statistics come from the chi voxels it covers inside the chi mask.
+Values are never interpolated: the atlas labels were brought to the subject's grid, and each
+region's statistics come from the voxels it covers inside the map's valid mask.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import pandas as pd
 from scipy import ndimage
 
 FLAG_COLUMNS = ("flag_empty", "flag_small", "flag_partial_coverage")
-COLUMNS = ("region", "hemisphere", "label", "mean_ppm", "median_ppm", "sd_ppm", "n_voxels", "volume_mm3",
+COLUMNS = ("region", "hemisphere", "label", "mean", "median", "sd", "n_voxels", "volume_mm3",
            "coverage") + FLAG_COLUMNS
+"""Columns of one measure's table; the unit is the map's (``qsmiron.records.regions.MEASURE_UNITS``)."""
 
 
 def erode_labels(labels: np.ndarray, iterations: int) -> np.ndarray:
@@ -32,16 +33,18 @@ def erode_labels(labels: np.ndarray, iterations: int) -> np.ndarray:
     return out
 
 
-def measure_regions(chi_ppm: np.ndarray, mask: np.ndarray, labels: np.ndarray, voxel_size_mm, table: pd.DataFrame,
+def measure_regions(values: np.ndarray, mask: np.ndarray, labels: np.ndarray, voxel_size_mm, table: pd.DataFrame,
                     *, erode_voxels: int = 0, min_voxels: int = 10, min_coverage: float = 0.9,
                     fov_fraction: dict | None = None) -> pd.DataFrame:
-    """One row per atlas label: mean, median, SD (ppm), voxel count and volume, with flags.
+    """One row per atlas label: mean, median, SD (the map's unit), voxel count and volume, with flags.
 
     Parameters
     ----------
-    chi_ppm : ndarray, shape (X, Y, Z)
+    values : ndarray, shape (X, Y, Z)
+        The map (chi in ppm, R2* in s^-1, ...).
     mask : ndarray of bool, shape (X, Y, Z)
-        Where chi is valid (the reconstruction mask).
+        Where the map is valid (the reconstruction mask; for R2*, its valid-fit mask); NaN
+        values are left out too.
     labels : ndarray of int, shape (X, Y, Z)
         Atlas labels on the subject grid.
     voxel_size_mm : tuple of 3 floats
@@ -65,7 +68,7 @@ def measure_regions(chi_ppm: np.ndarray, mask: np.ndarray, labels: np.ndarray, v
     DataFrame with columns ``COLUMNS``. An empty region is a row with ``n_voxels`` 0, n/a
     statistics and ``flag_empty`` true, never a silent NaN.
     """
-    chi = np.asarray(chi_ppm, dtype=np.float64)
+    chi = np.asarray(values, dtype=np.float64)
     mask = np.asarray(mask, dtype=bool) & np.isfinite(chi)
     labels = np.asarray(labels).astype(np.int64)
     voxel_mm3 = float(np.prod(voxel_size_mm))
@@ -84,14 +87,49 @@ def measure_regions(chi_ppm: np.ndarray, mask: np.ndarray, labels: np.ndarray, v
         if erode_voxels and not region.any():
             region = (labels == index) & mask
             small_by_erosion = region.any()
-        values = chi[region]
-        n = int(values.size)
+        sample = chi[region]
+        n = int(sample.size)
         row = {"region": entry["region"], "hemisphere": entry["hemisphere"], "label": index,
-               "mean_ppm": float(values.mean()) if n else np.nan,
-               "median_ppm": float(np.median(values)) if n else np.nan,
-               "sd_ppm": float(values.std(ddof=1)) if n > 1 else np.nan,
+               "mean": float(sample.mean()) if n else np.nan,
+               "median": float(np.median(sample)) if n else np.nan,
+               "sd": float(sample.std(ddof=1)) if n > 1 else np.nan,
                "n_voxels": n, "volume_mm3": n * voxel_mm3, "coverage": float(coverage),
                "flag_empty": n == 0, "flag_small": bool(0 < n < min_voxels or small_by_erosion),
                "flag_partial_coverage": bool(n > 0 and coverage < min_coverage)}
         rows.append(row)
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+TABLE_COLUMNS = ("region", "hemisphere", "measure", "reference", "unit", "mean", "median", "sd", "n_voxels",
+                 "volume_mm3", "label", "coverage") + FLAG_COLUMNS
+"""Columns of a subject's regional table: one tidy long form, one row per region, hemisphere,
+measure and (for chi) reference. ``reference`` is missing (``n/a``) for the absolute measures."""
+
+
+def long_table(measured: dict[str, pd.DataFrame], units: dict[str, str], offsets: dict[str, float]) -> pd.DataFrame:
+    """One table of every measure: chi once per reference, the other measures once.
+
+    Parameters
+    ----------
+    measured : dict measure -> DataFrame
+        ``measure_regions`` of each map (``chi`` first).
+    units : dict measure -> unit
+    offsets : dict reference -> offset (ppm)
+        The mean of the chi map over each reference region: chi under reference R is the
+        measured value minus R's offset (mean and median; SD and counts do not change).
+
+    Returns
+    -------
+    DataFrame with columns ``TABLE_COLUMNS``.
+    """
+    parts = []
+    for measure, table in measured.items():
+        references = offsets if measure == "chi" else {None: 0.0}
+        for reference, offset in references.items():
+            part = table.copy()
+            part[["mean", "median"]] = part[["mean", "median"]] - offset
+            part.insert(2, "measure", measure)
+            part.insert(3, "reference", reference)
+            part.insert(4, "unit", units[measure])
+            parts.append(part)
+    return pd.concat(parts, ignore_index=True)[list(TABLE_COLUMNS)]

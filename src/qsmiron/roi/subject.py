@@ -1,15 +1,19 @@
 """The stages of one subject's regional measurement, each a function of what the last returned.
 
-load_inputs -> register_subject -> labels_in_subject -> (measure_regions) -> registration_qc
+load_inputs (+ load_iron_maps) -> register_subject -> subject_on_template -> check_head ->
+labels_in_subject -> reference regions (``qsmiron.roi.references``) -> (measure_regions) ->
+registration_qc
 
 ``qsmiron.roi.api.measure_subject`` runs them in this order and records each as a
-``StepInfo``; nothing here writes the table or the record.
+``StepInfo``; nothing here writes the table or the record. ``check_head`` stops a scan that is
+not a head (a phantom, a spine) before anything is measured.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +42,12 @@ class SubjectImages:
     given_mask : ndarray of bool or None
     measure_mask : ndarray of bool
         Where chi is measured: the given mask (else the support), finite.
+    r2star_per_s, r2star_valid : ndarray or None
+        R2* (s^-1) and where it is valid (``load_iron_maps``).
+    paramagnetic_ppm, diamagnetic_ppm : ndarray or None
+        chi+ and chi- (ppm, magnitudes).
+    reference_mask : ndarray of bool or None
+        A user's reference region on this grid.
     """
 
     chi_ppm: np.ndarray
@@ -47,6 +57,29 @@ class SubjectImages:
     chi_support: np.ndarray
     given_mask: np.ndarray | None
     measure_mask: np.ndarray
+    r2star_per_s: np.ndarray | None = None
+    r2star_valid: np.ndarray | None = None
+    paramagnetic_ppm: np.ndarray | None = None
+    diamagnetic_ppm: np.ndarray | None = None
+    reference_mask: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class IronMaps:
+    """The iron-specific maps of a subject (files on the chi map's grid), any of them absent.
+
+    ``r2star``: R2* (s^-1, NaN where not valid); ``r2star_mask``: where it is valid (default:
+    its finite non-zero voxels); ``paramagnetic``, ``diamagnetic``: chi+ and chi- (ppm).
+    """
+
+    r2star: str | os.PathLike | None = None
+    r2star_mask: str | os.PathLike | None = None
+    paramagnetic: str | os.PathLike | None = None
+    diamagnetic: str | os.PathLike | None = None
+
+    def given(self) -> dict[str, str]:
+        """Field -> file of the maps given."""
+        return {name: os.fspath(value) for name, value in vars(self).items() if value is not None}
 
 
 def _load_3d(path, what: str):
@@ -89,6 +122,38 @@ def load_inputs(chi, magnitude, mask=None) -> SubjectImages:
         raise InputError("the chi map is zero or NaN everywhere (no voxels to measure)", chi)
     return SubjectImages(chi_data, mag_vol.data, chi_vol.affine, voxel_size_mm(chi_vol.affine), chi_support,
                          given, measure_mask)
+
+
+def _on_grid(path, what: str, images: SubjectImages, chi_path) -> np.ndarray:
+    volume = _load_3d(path, what)
+    if not same_grid(images.affine, volume.affine, images.chi_ppm.shape, volume.data.shape):
+        raise InputError(f"{what} is not on the grid of the chi map {chi_path}", path)
+    return np.asarray(volume.data)
+
+
+def load_iron_maps(images: SubjectImages, iron: IronMaps | None, reference_mask, chi_path) -> SubjectImages:
+    """The images with the iron-specific maps and a reference mask read in (checked on chi's grid).
+
+    Raises
+    ------
+    InputError
+        A map on another grid or not 3-D; a reference mask with no voxel where chi is measured.
+    """
+    iron = iron or IronMaps()
+    if iron.r2star is not None:
+        r2s = _on_grid(iron.r2star, "the R2* map", images, chi_path).astype(np.float32)
+        valid = (_on_grid(iron.r2star_mask, "the R2* mask", images, chi_path) > 0 if iron.r2star_mask is not None
+                 else r2s != 0)
+        images.r2star_per_s, images.r2star_valid = r2s, valid & np.isfinite(r2s)
+    for name, path in (("paramagnetic_ppm", iron.paramagnetic), ("diamagnetic_ppm", iron.diamagnetic)):
+        if path is not None:
+            setattr(images, name, _on_grid(path, f"the {name.split('_')[0]} chi map", images,
+                                           chi_path).astype(np.float32))
+    if reference_mask is not None:
+        images.reference_mask = _on_grid(reference_mask, "the reference mask", images, chi_path) > 0
+        if not (images.reference_mask & images.measure_mask).any():
+            raise InputError("the reference mask has no voxel where chi is measured", reference_mask)
+    return images
 
 
 def _plausible_brain(mask: np.ndarray, voxel_mm3: float) -> bool:
@@ -177,21 +242,85 @@ def fov_fraction(registration, subject_shape, subject_affine, labels_array, labe
     return {int(i): float(inside[i] / counts[i]) for i in np.nonzero(counts)[0] if i}
 
 
-def registration_qc(subject_image, registration, template_ants, images: SubjectImages, subject_labels,
-                    atlas, settings: RegistrationSettings, paths: RegionsPaths) -> dict:
-    """Score the registration on the template grid and draw the two QC figures; returns the metrics."""
+@dataclass
+class OnTemplate:
+    """The prepared subject image resampled onto the template at the registration's resolution."""
+
+    template: np.ndarray
+    """The brain-extracted template on that grid."""
+    subject: np.ndarray
+    """The subject's brain-only magnitude on the same grid."""
+    affine: np.ndarray
+    spacing_mm: tuple[float, float, float]
+
+
+def subject_on_template(subject_image, registration, template_ants, settings: RegistrationSettings) -> OnTemplate:
+    """The subject warped onto the template grid (what the head check and the registration QC score)."""
     from qsmiron.register.images import ants_affine
     from qsmiron.register.normalise import template_grid, to_template
-    from qsmiron.roi.qc import atlas_overlay_png, registration_metrics, registration_png
 
     reference = template_grid(template_ants, settings.resolution_mm)
     warped = to_template(subject_image, registration, reference)
-    metrics = registration_metrics(reference.numpy(), warped.numpy(), min_nmi=settings.min_nmi,
+    return OnTemplate(reference.numpy(), warped.numpy(), np.asarray(ants_affine(reference)),
+                      tuple(float(s) for s in reference.spacing))
+
+
+HEAD_CORE_EROSION_MM = 10.0
+"""The template brain's core, where the head check compares: this far inside its outline."""
+
+
+def check_head(view: OnTemplate, settings: RegistrationSettings, paths: RegionsPaths, title: str) -> dict:
+    """Refuse to measure a scan that is not a head (a phantom, a spine), drawing why.
+
+    Any blob that registration deforms onto the template shares the brain's outline with it
+    (a sphere phantom reaches a brain Dice of 0.94 and a whole-brain NMI of 1.015, as much as
+    a real 3 mm head). The brain's core tells them apart: 10 mm inside the template brain a
+    head has ventricles, deep grey matter and white matter whose intensities its magnitude
+    follows (up or down, whatever the contrast); a phantom or a spine has none there, and the
+    absolute correlation (``core_correlation``) stays low. Threshold and measured values:
+    ``RegistrationSettings.head_min_correlation`` (0 turns the check off).
+
+    Returns
+    -------
+    dict
+        ``core_correlation``, ``core_nmi``, ``core_voxels`` (``qsmiron.roi.qc.core_similarity``),
+        ``head_min_correlation`` and ``head_like`` (None when the check is off): the fields of
+        ``RegistrationQuality``.
+
+    Raises
+    ------
+    InputError
+        With ``step = "head_check"``, after drawing the registration figure at
+        ``paths.qc_registration``.
+    """
+    from qsmiron.roi.qc import core_similarity, registration_png
+
+    metrics = core_similarity(view.template, view.subject, view.spacing_mm, erosion_mm=HEAD_CORE_EROSION_MM)
+    correlation, threshold = metrics["core_correlation"], settings.head_min_correlation
+    head_like = None if threshold == 0 else bool(np.isfinite(correlation) and correlation >= threshold)
+    metrics.update(head_min_correlation=threshold, head_like=head_like)
+    if head_like is not False:
+        return metrics
+    registration_png(view.template, view.subject, view.affine, paths.qc_registration,
+                     title=f"{title}: core |r| {correlation:.2f} - NOT A HEAD?")
+    # No path, and short: the cohort status keeps 300 characters.
+    raise InputError(f"not a head? after registration the magnitude follows the template's brain core too little "
+                     f"(|r| {correlation:.2f} < {threshold}): a phantom, a spine or a failed registration; not "
+                     f"measured (see {paths.qc_registration.name}; setting registration.head_min_correlation)",
+                     step="head_check")
+
+
+def registration_qc(view: OnTemplate, images: SubjectImages, subject_labels, atlas,
+                    settings: RegistrationSettings, paths: RegionsPaths) -> dict:
+    """Score the registration on the template grid and draw the two QC figures; returns the metrics."""
+    from qsmiron.roi.qc import atlas_overlay_png, registration_metrics, registration_png
+
+    metrics = registration_metrics(view.template, view.subject, min_nmi=settings.min_nmi,
                                    min_brain_dice=settings.min_brain_dice)
     name = paths.stem.name
     atlas_overlay_png(np.nan_to_num(images.chi_ppm), subject_labels, images.affine, paths.qc_atlas,
                       title=f"{name}: {atlas.name} outlines on chi (ppm, -0.1..0.2); left on the left")
-    registration_png(reference.numpy(), warped.numpy(), np.asarray(ants_affine(reference)), paths.qc_registration,
+    registration_png(view.template, view.subject, view.affine, paths.qc_registration,
                      title=f"{name} in {atlas.space}: NMI {metrics['nmi']:.3f}, brain Dice "
                            f"{metrics['brain_dice']:.3f}" + (" - OUTLIER" if metrics["outlier"] else ""))
     return metrics

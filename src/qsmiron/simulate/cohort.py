@@ -10,7 +10,7 @@ Layout (``sub-XX`` zero-padded to at least two digits)::
         simulation.json          settings, seed, number of subjects, phantom description
         planted_effects.json     what was planted and what the drawn cohort realised
         regions_truth.tsv        participant_id, region, hemisphere, mean_ppm, mean_ppm_grid,
-                                 n_voxels, volume_mm3 (CIT168 regions)
+                                 r2star_per_s_grid, n_voxels, volume_mm3 (CIT168 regions)
         desc-cit168_dseg.tsv     index, name, region, hemisphere of the label maps
         sub-XX/anat/
           sub-XX_Chimap.nii.gz             true chi, ppm, whole-brain-mean referenced, 0 outside
@@ -22,7 +22,8 @@ Layout (``sub-XX`` zero-padded to at least two digits)::
 
 ``mean_ppm`` in ``regions_truth.tsv`` is the value the subject's region was given, minus the
 subject's brain-mean susceptibility (the whole-brain reference); ``mean_ppm_grid`` is the
-mean of the true chi map over the region's voxels on the scan grid (partial volume included).
+mean of the true chi map over the region's voxels on the scan grid (partial volume included);
+``r2star_per_s_grid`` the same for the R2* the magnitude decays with (s^-1).
 
 The dataset is assembled in a temporary folder beside ``out_bids`` and moved into place when
 complete, so an interrupted run leaves nothing that looks finished. The same seed and settings
@@ -212,6 +213,10 @@ def acquisition_sidecar(settings: SimulationSettings, echo_number: int, part: st
     """The BIDS JSON sidecar of one echo's magnitude or phase."""
     te = settings.echo_times_s[echo_number - 1]
     frequency_mhz = GYROMAGNETIC_RATIO_HZ_PER_T * settings.field_strength_t * 1e-6
+    # BIDS requires Units for part-phase: the simulator stores vendor integers, not radians.
+    phase_keys = {"Units": "arbitrary", "PhaseScaling": {
+        "Method": "levels", "Description": f"integers -{settings.phase_levels}..{settings.phase_levels - 1} "
+                                           "cover [-pi, pi) (Siemens-like vendor phase)"}} if part == "phase" else {}
     return {
         "Modality": "MR", "MagneticFieldStrength": settings.field_strength_t,
         "ImagingFrequency": round(frequency_mhz, 6), "Manufacturer": "qsmiron-simulator",
@@ -224,7 +229,7 @@ def acquisition_sidecar(settings: SimulationSettings, echo_number: int, part: st
         "RepetitionTime": settings.repetition_time_s, "FlipAngle": settings.flip_angle_deg,
         "SliceThickness": settings.voxel_size_mm[2], "ParallelReductionFactorInPlane": 1,
         "PartialFourier": 1, "PhaseEncodingDirection": "j",
-        "ConversionSoftware": "qsmiron simulate",
+        "ConversionSoftware": "qsmiron simulate", **phase_keys,
     }
 
 
@@ -264,6 +269,8 @@ def _regional_truth(participant_id, scan, cohort: CohortSample, settings) -> lis
     counts = np.bincount(scan.labels.ravel().astype(np.int64), minlength=256)
     sums = np.bincount(scan.labels.ravel().astype(np.int64), weights=scan.chi_ppm.ravel(),
                        minlength=256)
+    r2star_sums = np.bincount(scan.labels.ravel().astype(np.int64), weights=scan.r2star_per_s.ravel(),
+                              minlength=256)
     rows = []
     for row in labels.itertuples():
         n = int(counts[row.index]) if row.index < counts.size else 0
@@ -271,6 +278,7 @@ def _regional_truth(participant_id, scan, cohort: CohortSample, settings) -> lis
             "participant_id": participant_id, "region": row.region, "hemisphere": row.hemisphere,
             "mean_ppm": round(values[(row.region, row.hemisphere)] - scan.brain_mean_ppm, 7),
             "mean_ppm_grid": round(float(sums[row.index] / n), 7) if n else np.nan,
+            "r2star_per_s_grid": round(float(r2star_sums[row.index] / n), 4) if n else np.nan,
             "n_voxels": n, "volume_mm3": round(n * voxel_volume, 3)})
     return rows
 

@@ -18,7 +18,8 @@ from qsmiron.stats.group import GROUP_COLUMNS, compare_groups
 from qsmiron.stats.methods_text import statistics_methods
 from qsmiron.stats.multiple import fdr_bh_within, fdr_families
 from qsmiron.stats.outcomes import relapse_tables
-from qsmiron.stats.regions import region_keys, select_session, sessions_of, validate_regions, wide_regions
+from qsmiron.stats.regions import (region_keys, select_measure, select_session, sessions_of, validate_regions,
+                                   wide_regions)
 from qsmiron.stats.results import StudyResults, exclusion_counts
 from qsmiron.stats.study import ALL, Study, group_labels, resolve_study
 from qsmiron.stats.table1 import describe_groups
@@ -28,14 +29,35 @@ from qsmiron.versions import software_versions
 
 def run_study(regions: pd.DataFrame, participants: ParticipantsTable | pd.DataFrame,
               study: Study | None = None, *, regions_source: str | None = None) -> StudyResults:
-    """Run Table 1, the group comparison, the associations and the relapse models.
+    """Every analysis of :func:`run_measure` for each measure the study analyses, in one result.
+
+    The measures are ``study.measures`` (default: every measure of the regions table), chi
+    under ``study.reference``; each measure's tables carry ``measure`` and ``unit`` as their
+    first columns and its own FDR families (:mod:`qsmiron.stats.measures`). Parameters,
+    returns and errors as :func:`run_measure`; a measure the study names that the table lacks
+    is an ``InputError``.
+    """
+    from qsmiron.stats.measures import analysed_measures, combine
+
+    study = study or Study()
+    regions = validate_regions(regions)
+    measures = analysed_measures(regions, study, regions_source)
+    return combine({measure: run_measure(regions, participants, study, regions_source=regions_source,
+                                         measure=measure, reference=study.reference)
+                    for measure in measures}, study.reference if "chi" in measures else None)
+
+
+def run_measure(regions: pd.DataFrame, participants: ParticipantsTable | pd.DataFrame,
+                study: Study | None = None, *, regions_source: str | None = None, measure: str = "chi",
+                reference: str | None = "whole_brain") -> StudyResults:
+    """Run Table 1, the group comparison, the associations and the relapse models on one measure.
 
     Parameters
     ----------
     regions : DataFrame
-        Long regions table (participant_id, region, hemisphere, mean_ppm, optionally
-        session; see :mod:`qsmiron.stats.regions`). A table of several sessions is analysed
-        at ``study.session``.
+        Long regions table (participant_id, region, hemisphere, measure, reference, mean,
+        optionally session; see :mod:`qsmiron.stats.regions`). A table of several sessions is
+        analysed at ``study.session``.
     participants : ParticipantsTable or DataFrame
         As from :func:`qsmiron.io.participants.read_participants`; for a session, the
         participants' values at that session (:func:`qsmiron.io.participants.participants_at_session`).
@@ -44,6 +66,8 @@ def run_study(regions: pd.DataFrame, participants: ParticipantsTable | pd.DataFr
         The design (defaults decided from the data when None or partly given).
     regions_source : str, optional
         The regions table's file, recorded in the results.
+    measure, reference : str
+        The measure analysed and, for chi, its reference.
 
     Returns
     -------
@@ -63,6 +87,7 @@ def run_study(regions: pd.DataFrame, participants: ParticipantsTable | pd.DataFr
     # Participants are compared at one time point: a longitudinal table is cut to one session.
     sessions = sessions_of(regions)
     regions = select_session(regions, study.session, source=regions_source)
+    regions = select_measure(regions, measure, reference, source=regions_source)
     session = study.session or (sessions[0] if sessions else None)
     if not isinstance(participants, ParticipantsTable):
         participants = ParticipantsTable(participants)

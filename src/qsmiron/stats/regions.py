@@ -1,16 +1,24 @@
-"""The regions table: regional susceptibility of every participant, in long form.
+"""The regions table: regional values of every participant, in one tidy long form.
 
-One row per participant, region and hemisphere with at least the columns
-``participant_id``, ``region``, ``hemisphere`` and ``mean_ppm`` (the output of ``qsmiron roi``
-with a participant column); other columns are ignored. ``n/a`` in ``mean_ppm`` is a missing
-value (that participant is left out of that region's analyses and the exclusion reported).
-Hemispheres are ``L`` and ``R`` (``left`` / ``right`` accepted); a region without sides
-(midline) may leave the hemisphere empty and is then labelled ``B``.
+One row per participant, region, hemisphere, ``measure`` and (for chi) ``reference``, with
+at least the columns ``participant_id``, ``region``, ``hemisphere``, ``measure``,
+``reference`` and ``mean`` (what ``qsmiron run`` writes: a subject's ``qsmiron roi`` table
+with a participant column; ``unit``, ``median``, ``sd``, counts and flags are ignored here).
+Measures are ``chi`` (ppm; under the references ``whole_brain``, ``csf``, ``mask``),
+``r2star`` (s^-1), ``chi_para`` and ``chi_dia`` (ppm; chi-separation), whose ``reference`` is
+``n/a`` (``qsmiron.records.regions``). A table of the form before these measures (a
+``mean_ppm`` column, no ``measure``) is read as chi under the whole-brain reference.
+
+``n/a`` in ``mean`` is a missing value (that participant is left out of that region's
+analyses and the exclusion reported). Hemispheres are ``L`` and ``R`` (``left`` / ``right``
+accepted); a region without sides (midline) may leave the hemisphere empty and is then
+labelled ``B``.
 
 A longitudinal dataset adds a ``session`` column (``ses-<label>``, the form ``qsmiron run``
-writes; a bare label is accepted): a participant then has one row per region, hemisphere and
-session. The statistics compare participants, so they analyse one session at a time
-(:func:`select_session`); see :mod:`qsmiron.pipeline.group` for how a cohort with several
+writes; a bare label is accepted): a participant then has one row per region, hemisphere,
+measure, reference and session. The statistics compare participants, so they analyse one
+session at a time (:func:`select_session`) and one measure (and reference) at a time
+(:func:`select_measure`); see :mod:`qsmiron.pipeline.group` for how a cohort with several
 sessions is analysed.
 """
 
@@ -25,9 +33,13 @@ import pandas as pd
 from qsmiron.errors import InputError
 from qsmiron.io.participants import (MISSING_VALUES, normalise_participant_id, normalise_session_id,
                                      read_text_table)
+from qsmiron.records.regions import MEASURE_UNITS, REFERENCES
 
-REQUIRED_COLUMNS = ("participant_id", "region", "hemisphere", "mean_ppm")
+REQUIRED_COLUMNS = ("participant_id", "region", "hemisphere", "measure", "reference", "mean")
 SESSION_COLUMN = "session"
+CHI, WHOLE_BRAIN = "chi", "whole_brain"
+LEGACY_COLUMNS = {"mean_ppm": "mean", "median_ppm": "median", "sd_ppm": "sd"}
+"""Columns of the table before the measures (chi only, ppm) and their names now."""
 _HEMISPHERES = {"l": "L", "left": "L", "lh": "L", "r": "R", "right": "R", "rh": "R",
                 "b": "B", "both": "B", "bilateral": "B", "midline": "B"}
 
@@ -38,23 +50,82 @@ def read_regions(path: str | os.PathLike) -> pd.DataFrame:
     return validate_regions(read_text_table(path, "regions table"), path=path)
 
 
+def upgrade_regions_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table of the form before the measures (``mean_ppm``, no ``measure``) in today's form:
+    chi under the whole-brain reference, in ppm; today's tables are returned as they are."""
+    columns = [str(column).strip() for column in frame.columns]
+    if "measure" in columns or "mean_ppm" not in columns:
+        return frame
+    frame = frame.set_axis(columns, axis=1).rename(columns=LEGACY_COLUMNS)
+    at = columns.index("hemisphere") + 1 if "hemisphere" in columns else len(frame.columns)
+    for offset, (name, value) in enumerate((("measure", CHI), ("reference", WHOLE_BRAIN),
+                                            ("unit", MEASURE_UNITS[CHI]))):
+        frame.insert(at + offset, name, value)
+    return frame
+
+
+def _hemisphere(frame: pd.DataFrame, path) -> pd.Series:
+    def side(value: object) -> str | None:
+        if pd.isna(value) or str(value).strip() in MISSING_VALUES:
+            return "B"
+        return _HEMISPHERES.get(str(value).strip().lower())
+
+    hemisphere = frame["hemisphere"].map(side)
+    if hemisphere.isna().any():
+        bad = sorted(set(frame.loc[hemisphere.isna(), "hemisphere"].astype(str)))
+        raise InputError(f"column 'hemisphere' holds {', '.join(bad[:5])}; expected L or R", path)
+    return hemisphere
+
+
+def _measure_and_reference(frame: pd.DataFrame, path) -> tuple[pd.Series, pd.Series]:
+    """The measure column (known names) and the reference (chi: a known reference; else None)."""
+    measure = frame["measure"].map(lambda v: str(v).strip() if pd.notna(v) else "")
+    unknown = sorted(set(measure) - set(MEASURE_UNITS))
+    if unknown:
+        raise InputError(f"column 'measure' holds {', '.join(repr(u) for u in unknown[:5])}; expected "
+                         f"{', '.join(MEASURE_UNITS)}", path)
+    reference = frame["reference"].map(lambda v: str(v).strip() if pd.notna(v) else None)
+    reference = reference.where(measure == CHI, None)
+    bad = reference[(measure == CHI) & ~reference.isin(REFERENCES)]
+    if len(bad):
+        raise InputError(f"column 'reference' holds {', '.join(sorted({str(b) for b in bad})[:5])} on chi "
+                         f"rows; expected {', '.join(REFERENCES)}", path)
+    return measure, reference
+
+
+def _values(raw: pd.Series, path) -> pd.Series:
+    values = pd.to_numeric(raw, errors="coerce")
+    text = raw.notna() & values.isna()
+    if text.any():
+        bad = sorted(set(raw[text].astype(str)))
+        raise InputError(f"column 'mean' holds non-numeric value(s) {', '.join(bad[:5])}", path)
+    values = values.astype(float)
+    infinite = ~np.isfinite(values) & values.notna()
+    if infinite.any():
+        raise InputError(f"column 'mean' holds {int(infinite.sum())} infinite value(s)", path)
+    return values
+
+
 def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = None) -> pd.DataFrame:
     """Check and normalise a regions table.
 
     Returns
     -------
     DataFrame
-        Columns ``participant_id`` (``sub-`` form), ``region``, ``hemisphere`` (L/R/B) and
-        ``mean_ppm`` (float, NaN where missing), in the input's row order, then ``session``
-        (``ses-<label>``, None where missing) when the input has that column; other columns
-        dropped.
+        Columns ``participant_id`` (``sub-`` form), ``region``, ``hemisphere`` (L/R/B),
+        ``measure``, ``reference`` (None for measures other than chi) and ``mean`` (float,
+        NaN where missing), in the input's row order, then ``session`` (``ses-<label>``, None
+        where missing) when the input has that column; other columns dropped. A table of the
+        earlier form (``mean_ppm``) comes out as chi under ``whole_brain``.
 
     Raises
     ------
     InputError
-        Missing columns (named), an empty table, non-numeric ``mean_ppm`` values, unknown
-        hemisphere labels, or the same participant, region, hemisphere (and session) twice.
+        Missing columns (named), an empty table, non-numeric ``mean`` values, unknown
+        hemisphere labels, measures or references, or the same participant, region,
+        hemisphere, measure, reference (and session) twice.
     """
+    frame = upgrade_regions_table(frame)
     columns = [str(column).strip() for column in frame.columns]
     missing = [name for name in REQUIRED_COLUMNS if name not in columns]
     if missing:
@@ -70,36 +141,15 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
     if ids.isna().any():
         raise InputError(f"column 'participant_id' is empty on {int(ids.isna().sum())} row(s)", path)
     frame["participant_id"] = ids
-
     region = frame["region"].map(lambda v: str(v).strip() if pd.notna(v) else "")
     if (region == "").any():
         raise InputError(f"column 'region' is empty on {int((region == '').sum())} row(s)", path)
     frame["region"] = region
+    frame["hemisphere"] = _hemisphere(frame, path)
+    frame["measure"], frame["reference"] = _measure_and_reference(frame, path)
+    frame["mean"] = _values(frame["mean"], path)
 
-    def side(value: object) -> str | None:
-        if pd.isna(value) or str(value).strip() in MISSING_VALUES:
-            return "B"
-        return _HEMISPHERES.get(str(value).strip().lower())
-
-    hemisphere = frame["hemisphere"].map(side)
-    if hemisphere.isna().any():
-        bad = sorted(set(frame.loc[hemisphere.isna(), "hemisphere"].astype(str)))
-        raise InputError(f"column 'hemisphere' holds {', '.join(bad[:5])}; expected L or R", path)
-    frame["hemisphere"] = hemisphere
-
-    raw = frame["mean_ppm"]
-    values = pd.to_numeric(raw, errors="coerce")
-    text = raw.notna() & values.isna()
-    if text.any():
-        bad = sorted(set(raw[text].astype(str)))
-        raise InputError(f"column 'mean_ppm' holds non-numeric value(s) {', '.join(bad[:5])}", path)
-    values = values.astype(float)
-    infinite = ~np.isfinite(values) & values.notna()
-    if infinite.any():
-        raise InputError(f"column 'mean_ppm' holds {int(infinite.sum())} infinite value(s)", path)
-    frame["mean_ppm"] = values
-
-    key = ["participant_id", "region", "hemisphere"]
+    key = ["participant_id", "region", "hemisphere", "measure", "reference"]
     if with_session:
         frame[SESSION_COLUMN] = frame[SESSION_COLUMN].map(normalise_session_id)
         key.append(SESSION_COLUMN)
@@ -111,6 +161,39 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
                 if not with_session else "")
         raise InputError(f"{where} appears more than once ({len(repeated)} duplicated rows){hint}", path)
     return frame.reset_index(drop=True)
+
+
+def measures_of(regions: pd.DataFrame) -> list[str]:
+    """The measures of a validated regions table with at least one value, in ``MEASURE_UNITS`` order."""
+    present = set(regions.loc[regions["mean"].notna(), "measure"])
+    return [name for name in MEASURE_UNITS if name in present]
+
+
+def references_of(regions: pd.DataFrame) -> list[str]:
+    """The references of chi in a validated regions table, in ``REFERENCES`` order."""
+    present = set(regions.loc[regions["measure"] == CHI, "reference"])
+    return [name for name in REFERENCES if name in present]
+
+
+def select_measure(regions: pd.DataFrame, measure: str = CHI, reference: str | None = WHOLE_BRAIN, *,
+                   source: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The rows of one measure (and, for chi, one reference), without those two columns.
+
+    Raises
+    ------
+    InputError
+        The measure, or chi's reference, is not in the table (those present are named).
+    """
+    if measure not in set(regions["measure"]):
+        raise InputError(f"measure {measure!r} is not in the regions table (measures present: "
+                         f"{', '.join(measures_of(regions)) or 'none'})", source)
+    selected = regions[regions["measure"] == measure]
+    if measure == CHI:
+        if reference not in set(selected["reference"]):
+            raise InputError(f"chi under reference {reference!r} is not in the regions table (references "
+                             f"present: {', '.join(references_of(regions)) or 'none'})", source)
+        selected = selected[selected["reference"] == reference]
+    return selected.drop(columns=["measure", "reference"]).reset_index(drop=True)
 
 
 def sessions_of(regions: pd.DataFrame) -> list[str]:
@@ -174,5 +257,6 @@ def region_keys(regions: pd.DataFrame, names: list[str] | None = None) -> list[t
 
 
 def wide_regions(regions: pd.DataFrame) -> pd.DataFrame:
-    """``participant_id`` index, one column per (region, hemisphere), values ``mean_ppm``."""
-    return regions.pivot(index="participant_id", columns=["region", "hemisphere"], values="mean_ppm")
+    """``participant_id`` index, one column per (region, hemisphere), values ``mean``: the
+    table of one measure (:func:`select_measure`) and one session."""
+    return regions.pivot(index="participant_id", columns=["region", "hemisphere"], values="mean")

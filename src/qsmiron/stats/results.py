@@ -27,7 +27,8 @@ class StudyResults:
         One row per participant characteristic: variable, kind (continuous/categorical),
         summary per group, test, statistic, p.
     group_comparison : DataFrame
-        Columns as in ``group_comparison.tsv`` (see the stats command).
+        Columns as in ``group_comparison.tsv`` (see the stats command): ``measure`` and
+        ``unit`` first (:mod:`qsmiron.stats.measures`), then one row per region and side.
     associations : DataFrame
         Columns as in ``associations.tsv``.
     relapse : DataFrame
@@ -35,9 +36,12 @@ class StudyResults:
     relapse_counts : DataFrame or None
         Count regression per region (rate ratio per SD, CI, p, model) when a count column exists.
     roc_curves : dict
-        ``(region, hemisphere) -> DataFrame(fpr, tpr, threshold_ppm)``.
+        ``(measure, region, hemisphere) -> DataFrame(fpr, tpr, threshold_ppm)`` (the threshold
+        in the measure's unit); ``(region, hemisphere)`` in the results of one measure
+        (:func:`qsmiron.stats.measures.for_measure`).
     km_curves : dict
-        ``(region, hemisphere) -> DataFrame(group ('low'/'high'), time, survival, ci_low, ci_high)``.
+        ``(measure, region, hemisphere) -> DataFrame(group ('low'/'high'), time, survival,
+        ci_low, ci_high)``; keyed as ``roc_curves``.
     exclusions : list of Exclusion
         Every participant left out of an analysis, with the analysis and the reason.
     warnings : list of str

@@ -9,6 +9,9 @@ error that names them. What the file leaves out is decided from the data by
     primary_regions = ["VeP", "Pu"]   # confirmatory FDR family (both hemispheres)
     session = "baseline"              # longitudinal data: the session analysed
     seed = 0                          # bootstrap and cross-validation draws
+    measures = ["chi", "r2star"]      # absent: every measure of the regions table
+    reference = "whole_brain"         # the reference of chi: whole_brain, csf or mask
+
     [groups]
     column = "group"
     compare = ["MOH", "CM"]           # group_a, group_b
@@ -40,6 +43,8 @@ Defaults (when a key is absent)
 - ``associations.primary_variables``: every association variable.
 - ``session``: the regions table's only session; with several sessions ``qsmiron run`` and
   ``qsmiron stats`` analyse each session separately (see :mod:`qsmiron.pipeline.group`).
+- ``measures``: every measure of the regions table (chi, r2star, chi_para, chi_dia), each
+  analysed on its own (:mod:`qsmiron.stats.measures`); ``reference``: ``whole_brain``.
 - ``associations.group``: ``group_a`` (the first compared group);
   ``associations.variables``: the numeric columns among :data:`KNOWN_CLINICAL_VARIABLES`
   that have values in that group.
@@ -183,6 +188,12 @@ class Study(Settings):
     session: str | None = Field(
         default=None, description="the session (time point) analysed when the regions table holds "
         "several, as ses-<label> or <label>; default: each session separately")
+    measures: list[Literal["chi", "r2star", "chi_para", "chi_dia"]] | None = Field(
+        default=None, description="the measures analysed, each with its own false-discovery-rate "
+        "families; default: every measure of the regions table")
+    reference: Literal["whole_brain", "csf", "mask"] = Field(
+        default="whole_brain", description="the reference region of chi analysed (the regions "
+        "table's reference column)")
     alpha: float = Field(default=0.05, gt=0, lt=1,
                          description="FDR level at which rows are called significant")
     min_group_size: int = Field(default=3, ge=3,

@@ -3,8 +3,9 @@
 Files (in ``out_dir``):
 
 - ``group_comparison.tsv``, ``associations.tsv``, ``relapse.tsv``, ``table1.tsv``: the tables
-  of :class:`~qsmiron.stats.results.StudyResults`, ``n/a`` for missing values, a last
-  ``note`` column saying why a row has no statistics;
+  of :class:`~qsmiron.stats.results.StudyResults` (all but Table 1 with ``measure`` and
+  ``unit`` first), ``n/a`` for missing values, a last ``note`` column saying why a row has
+  no statistics;
 - ``relapse_counts.tsv`` when the study has a count column; ``roc_curves.tsv`` and
   ``km_curves.tsv`` (long form, one row per curve point) when there are curves, and
   ``km_at_risk.tsv`` (numbers at risk at the chosen times) with the Kaplan-Meier curves;
@@ -88,17 +89,22 @@ def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
     return plain_values([dict(zip(frame.columns, row)) for row in frame.itertuples(index=False, name=None)])
 
 
-def _curves(curves: dict[tuple[str, str], pd.DataFrame]) -> list[Curve]:
-    return [Curve(region=region, hemisphere=hemisphere,
+def _curve_key(key: tuple) -> tuple[str, str, str]:
+    """``(measure, region, hemisphere)``; a ``(region, hemisphere)`` key is chi's."""
+    return tuple(key) if len(key) == 3 else ("chi", *key)
+
+
+def _curves(curves: dict[tuple, pd.DataFrame]) -> list[Curve]:
+    return [Curve(measure=measure, region=region, hemisphere=hemisphere,
                   columns=plain_values({column: frame[column].tolist() for column in frame.columns}))
-            for (region, hemisphere), frame in curves.items()]
+            for (measure, region, hemisphere), frame in ((_curve_key(k), f) for k, f in curves.items())]
 
 
-def _long_curves(curves: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
-    frames = [frame.assign(region=region, hemisphere=hemisphere)
-              for (region, hemisphere), frame in curves.items()]
+def _long_curves(curves: dict[tuple, pd.DataFrame]) -> pd.DataFrame:
+    frames = [frame.assign(measure=measure, region=region, hemisphere=hemisphere)
+              for (measure, region, hemisphere), frame in ((_curve_key(k), f) for k, f in curves.items())]
     long = pd.concat(frames, ignore_index=True)
-    first = ["region", "hemisphere"]
+    first = ["measure", "region", "hemisphere"]
     return long[first + [c for c in long.columns if c not in first]]
 
 

@@ -56,6 +56,8 @@ from qsmiron.recon.invert import (DEFAULT_PAD_MM, data_weights, estimate_noise_p
                                   inconsistency_ppm, prepare_problem)
 from qsmiron.recon.invert.tv_admm import run_weighted_tv
 from qsmiron.recon.invert.wtv import DEFAULT_EDGE_FRACTION, magnitude_edge_weights
+from qsmiron.recon.params import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
+
 
 __all__ = ["ChiSeparation", "separate_susceptibility", "r2prime_from_r2star", "check_r2_map",
            "relaxometric_constant", "DR_3T_HZ_PER_PPM", "PSEUDO_R2_3T"]
@@ -191,13 +193,13 @@ def r2prime_from_r2star(r2star_per_s: np.ndarray, mask: np.ndarray, *,
 def separate_susceptibility(local_ppm: np.ndarray, r2star_per_s: np.ndarray, mask: np.ndarray,
                             voxel_size_mm: Sequence[float], b0_direction: Sequence[float], *,
                             field_strength_t: float, r2_per_s: np.ndarray | None = None,
-                            dr_hz_per_ppm: float | None = None,
+                            dr_hz_per_ppm: PositiveFloat | None = None,
                             pseudo_r2: tuple[float, float] = PSEUDO_R2_3T,
                             magnitude: np.ndarray | None = None, noise_ppm: np.ndarray | None = None,
                             r2star_sd_per_s: np.ndarray | None = None,
-                            alpha: float | Literal["auto"] = "auto", chi_ppm: np.ndarray | None = None,
-                            edge_fraction: float = DEFAULT_EDGE_FRACTION, max_iter: int = 200,
-                            tol: float = 2e-3, pad_mm: float = DEFAULT_PAD_MM) -> ChiSeparation:
+                            alpha: PositiveFloat | Literal["auto"] = "auto", chi_ppm: np.ndarray | None = None,
+                            edge_fraction: Fraction = DEFAULT_EDGE_FRACTION, max_iter: PositiveInt = 200,
+                            tol: PositiveFloat = 2e-3, pad_mm: NonNegativeFloat = DEFAULT_PAD_MM) -> ChiSeparation:
     """chi+ and chi- (ppm, both >= 0) from the local field and R2' (module docstring).
 
     Parameters
