@@ -398,7 +398,7 @@ ECHO_FIT = Stage("echo_fit", "echo combination (fit of the field over echo time)
 MASK_REFINEMENT = Stage("mask_refinement", "mask refinement by phase quality", masking.REFINEMENT_METHODS,
                         default="phase_quality", inputs=("noise_hz", "quality", "reduced_chi2", "dof"),
                         run=run_mask_refinement)
-BACKGROUND = Stage("background", "background field removal", bgremove.METHODS, default="ismv",
+BACKGROUND = Stage("background", "background field removal", bgremove.METHODS, default=bgremove.DEFAULT_BACKGROUND,
                    inputs=("noise",), run=run_background)
 INVERSION = Stage("inversion", "dipole inversion", invert.METHODS, default="wtv_bregman",
                   inputs=("magnitude", "noise_ppm"), run=run_inversion)

@@ -1,42 +1,76 @@
 """Background field removal: total field to local (tissue) field, units in = units out.
 
-Methods (declared in ``METHODS``): ``ismv`` (iterative SMV, the default), ``vsharp``
-(variable-radius SHARP), ``resharp`` (Tikhonov-regularised SHARP, L-curve weight) and ``pdf``
-(projection onto dipole fields). Each method is
+Methods (declared in ``METHODS``): ``pdf_ismv`` (PDF then iSMV, the default), ``ismv``
+(iterative SMV), ``vsharp`` (variable-radius SHARP), ``resharp`` (Tikhonov-regularised SHARP,
+L-curve weight), ``lbv`` (Laplacian boundary value), ``pdf`` (projection onto dipole fields,
+coarse to fine) and ``none`` (the total field passes on, for the total field inversion
+``inversion.method = "tfi"``, which models the background itself). Each method is
 ``f(field, mask, voxel_size_mm, b0_direction, **params) -> (local, eroded_mask, info)``.
 
-Why iSMV is the default
------------------------
-The consensus checklist (QSM consensus, MRM 2024) asks for a SHARP-family method or PDF; on the QSM-CI
-head phantom the SHARP family leads (local-field NRMSE: RESHARP 20.7 %, iSMV 28.1 %, SHARP
-36.3 %, V-SHARP 42.6 %, PDF 44.5 %). Among those, iSMV solves the SHARP equations exactly on
-the eroded mask (``M_r (delta - S) x = M_r (delta - S) f``) instead of truncating a
-deconvolution (SHARP, V-SHARP) or shrinking the solution with a weight picked per dataset
-(RESHARP), so no regularisation weight or threshold changes its result. Its ball is twice
-the largest voxel (QSM.jl), which erodes the mask exactly as V-SHARP's smallest sphere does.
-Measured on the true total field (demeaned local-field NRMSE, %, inside each method's mask,
-the fraction of the mask kept in brackets; tests/recon/test_bgremove.py for the spheres,
-H3's phantom of tests/pipeline/test_single.py for the 48^3 heads, benchmarks/bench_bgremove.py
-for 256 x 256 x 176):
+Why two phantom families ranked the methods differently (issue 9)
+-----------------------------------------------------------------
+The project's ellipsoid head ranked iSMV first (16.6 % local-field NRMSE); on the issue's
+independent heads iSMV gave 84 % and PDF 33 %. The head family of ``qsmiron.simulate.heads``
+reproduces both and separates the causes (``benchmarks/bench_bgremove.py --mechanism``;
+noise-free true total field, true brain mask; NRMSE from the total field / from the true local
+field alone, the latter being what a method takes of the tissue's own field):
 
-==============================  ===========  ===========  ===========  ===========
-case                            iSMV         RESHARP      V-SHARP      PDF
-==============================  ===========  ===========  ===========  ===========
-sphere + outside source, axial  6.7 (0.74)   17.3 (0.57)  7.1 (0.74)   22.6 (1)
-same, oblique B0                6.7 (0.74)   17.2 (0.57)  7.1 (0.74)   23.5 (1)
-same, 1 x 1 x 2 mm              10.5 (0.55)  17.5 (0.55)  1.0 (0.41)   21.1 (1)
-head, air sinus, axial          24.6 (0.63)  17.2 (0.41)  39.5 (0.63)  38.9 (1)
-same, tilted 20 deg, 1.5 mm     21.6 (0.50)  16.9 (0.40)  32.3 (0.50)  55.7 (1)
-head 256 x 256 x 176, 1 mm      16.6 (0.90)  50.4 (0.82)  24.0 (0.90)  see bench
-==============================  ===========  ===========  ===========  ===========
+=================================  ==============  ==============  ==============
+head h03 (25 deg, 1.2 mm slices)   LBV             iSMV            PDF
+=================================  ==============  ==============  ==============
+as simulated (field on the slab)   78.9 / 23.3     79.7 / 32.3     41.5 / 39.5
+field in the scanner frame         23.5 / 23.3     36.2 / 32.3     42.0 / 39.8
+no background sources              23.9 / 23.3     32.4 / 32.3     39.8 / 39.5
+no edge contrast                   79.1 / 13.0     75.5 / 15.9     38.0 / 35.5
+neither                            14.0 / 13.0     16.7 / 15.9     35.8 / 35.5
+old ellipsoid head (axial)         117  / 10.7     16.6 / 12.5     32.7 / 31.3
+=================================  ==============  ==============  ==============
 
-At the same erosion iSMV beats V-SHARP on every head (V-SHARP's rim, where a small sphere's
-high-pass is deconvolved with the largest kernel, carries its error); RESHARP's 4 mm ball
-keeps less of the brain and its L-curve weight failed at full size; PDF keeps the whole mask
-but its error sits at the edge next to air and it needs 100-500 CGLS iterations on a padded
-grid (about 2 s CPU at 64^3). In the 4 mm core common to all, iSMV gives 12 % on the axial
-head and 13 % at full size. iSMV is also the fastest: with SHARP's deconvolution as CG
-preconditioner it needs 9 iterations at 256 x 256 x 176 (1.3 s CPU).
+1. **A non-harmonic background, the largest part (about 55 points for LBV and iSMV).** The
+   independent heads, like this family's "slab" frame, compute the field with the FFT dipole
+   model on the oblique image grid (B0 oblique in voxel axes) from binary air and bone. The
+   tilted discrete kernel rings at those edges and the background it gives is not harmonic
+   inside the brain: one air sphere 6 mm from the brain leaves 2.5 ppb RMS of such field and
+   adds 35-37 % of the local field's norm to LBV's and iSMV's error, where its analytic field
+   adds 0.6-2.3 % (on a 48^3 sphere 75 % against 8 % with B0 along a grid axis;
+   ``tests/recon/test_bgremove.py``). SHARP-type methods and LBV assume a harmonic
+   background; PDF fits it with the same discrete kernel and absorbs it. A scanner measures
+   the field of continuous tissue (the "scanner" frame: computed on a scanner-aligned grid,
+   sampled on the slab), where this part vanishes. The project's old head is axial, so it
+   never showed.
+2. **PDF takes tissue field.** PDF's least-squares fit over the whole mask also takes the
+   large-scale part of the tissue's own field that outside sources can imitate: 35.5 % of
+   the true local field on h03 even without edge contrast (iSMV 15.9 %, LBV 13.0 %). After
+   inversion that is a smooth susceptibility error that moves the deep nuclei against the
+   whole-brain mean: on h01 (axial, exact mask) PDF applied to the *true local field alone*
+   gives regional bias -9.0 ppb and VeP -25.6 ppb, the same as from the total field (-8.9,
+   -25.8): neither residual background nor convergence (tol 0.01 to 0.03 moves the local
+   field by 1.3 points at most), nor the edge (fitting only the mask eroded by 1 or 2 mm:
+   VeP -29, -33 ppb). That is the VeP bias of -21 to -35 ppb PDF showed over the family.
+3. **Edge contrast (10-16 points).** Cortex and sulcal CSF at the mask's edge give the
+   tissue field a part that is harmonic in the brain, which every background method
+   assigns to the background. The old head has none (0 ppm at the brain edge).
+4. **Mask errors.** A mask dilated into skull hands LBV (boundary values) and PDF (data
+   weights alone) voxels whose field is noise or wrapped (Chimap NRMSE 559 % and 238 % on
+   the 2 mm-dilated head, 2.5 mm slices), where iSMV and V-SHARP erode them away.
+
+Why PDF followed by iSMV is the default
+---------------------------------------
+``pdf_ismv`` (``hybrid.py``) combines what holds on each family: PDF removes the background
+including its non-harmonic part (cause 1); iSMV on PDF's result then removes every field
+harmonic in its eroded mask and only that, so what PDF took of the tissue field (cause 2), a
+field of outside sources, is replaced by what iSMV's own rule takes (``iSMV(f - b) = iSMV(f)``
+for a harmonic ``b``), and SHARP's erosion handles mask errors (cause 4). On fields with a
+harmonic background it equals iSMV (h01, both frames: chi NRMSE 36.8 / 39.9 % against 36.7 /
+39.8 %, VeP -4.7 / -9.3 ppb against PDF's -25.8 / -31.1); on the binary air sphere with
+oblique B0 it gives 13.5 % where iSMV gives 73.4 % and PDF 27.2 %. Where it loses: a sinus
+touching the brain (the 48^3 qsm-forward head tilted 20 deg, 40 % against iSMV's 24.6 %),
+where PDF's sources next to the brain leave a field iSMV does not remove.
+
+FAMILY_TABLE
+
+Cost: PDF at a loose tolerance (0.03, at most 200 full-resolution iterations; iSMV removes a
+smooth remainder anyway) plus iSMV: COST_TEXT
 """
 
 from __future__ import annotations
@@ -96,7 +130,7 @@ METHODS = (
 BACKGROUND_METHODS: dict[str, Any] = {method.name: method.function for method in METHODS}
 """Name -> function, from ``METHODS``."""
 
-DEFAULT_BACKGROUND = "ismv"
+DEFAULT_BACKGROUND = "pdf_ismv"
 
 
 def method_parameters(method: str) -> dict[str, Any]:
