@@ -5,7 +5,9 @@ division), ``tikhonov`` (closed form, L-curve weight), ``tv`` (total variation b
 ``rts`` (rapid two-step), ``wtv`` (magnitude-weighted TV with an automatic weight; called
 ``medi`` before, which it never was: Liu's MEDI has a nonlinear data term, a Gauss-Newton
 solver and a fixed weight; a configuration naming ``"medi"`` still gets ``wtv``, with a FutureWarning) and
-``wtv_bregman`` (the same problem regularised by Bregman iterations, the default).
+``wtv_bregman`` (the same problem regularised by Bregman iterations, the default); ``tfi``
+(preconditioned total field inversion, ``tfi.py``) inverts the total field and runs only after
+the background method ``none`` (``TOTAL_FIELD_METHODS``).
 
 Why ``wtv_bregman`` is the default. In vivo (2016 challenge local field against COSMOS, held
 out) the previous default scored NRMSE 63.0 but XSIM 0.399 and a regional slope of 0.77: it
