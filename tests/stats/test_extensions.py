@@ -30,7 +30,7 @@ def test_harmonise_then_longitudinal_and_normative_write_their_tables_and_record
                                                        "longitudinal.tsv", "normative.tsv"}
     harmonised = pd.read_csv(tmp_path / "regions_harmonised.tsv", sep="\t")
     assert list(harmonised.columns) == list(regions.columns)
-    assert not np.allclose(harmonised["mean_ppm"], regions["mean_ppm"])
+    assert not np.allclose(harmonised["mean"], regions["mean"])
     assert result.regions_source == str(tmp_path / "regions_harmonised.tsv")
     # the longitudinal models ran on the harmonised values
     longitudinal = pd.read_csv(tmp_path / "longitudinal.tsv", sep="\t")

@@ -43,7 +43,7 @@ STUDY = study_from_dict({"covariates": ["age", "sex"], "groups": {"compare": ["M
 
 
 def _reference_matrix(regions, participants):
-    wide = regions.pivot(index="participant_id", columns=["region", "hemisphere"], values="mean_ppm")
+    wide = regions.pivot(index="participant_id", columns=["region", "hemisphere"], values="mean")
     table = participants.frame.set_index("participant_id").loc[wide.index]
     return wide, table
 
@@ -59,7 +59,7 @@ def test_combat_equals_neurocombat_called_directly_to_1e6():
         reference = neuroCombat(wide.to_numpy(float).T, covars, "site", categorical_cols=["group", "sex"],
                                 continuous_cols=["age"])["data"].T
     ours = result.regions.pivot(index="participant_id", columns=["region", "hemisphere"],
-                                values="mean_ppm").loc[wide.index, wide.columns].to_numpy()
+                                values="mean").loc[wide.index, wide.columns].to_numpy()
     assert np.max(np.abs(ours - reference)) <= 1e-6 * np.max(np.abs(reference))
     assert list(result.regions.columns) == list(regions.columns)
     assert not np.allclose(ours, wide.to_numpy())
@@ -76,7 +76,7 @@ def test_combat_equals_neuroharmonize_with_numeric_covariates_to_1e6():
     with contextlib.redirect_stdout(io.StringIO()):
         _, reference = harmonize.harmonizationLearn(wide.to_numpy(float), covars)
     ours = result.regions.pivot(index="participant_id", columns=["region", "hemisphere"],
-                                values="mean_ppm").loc[wide.index, wide.columns].to_numpy()
+                                values="mean").loc[wide.index, wide.columns].to_numpy()
     assert np.max(np.abs(ours - reference)) <= 1e-6 * np.max(np.abs(reference))
 
 
@@ -88,17 +88,17 @@ def test_harmonisation_removes_the_site_effect_and_keeps_the_group_difference():
     per_region = effects.drop_duplicates(["region", "hemisphere"])
     assert (per_region["p_before"] < 1e-3).all() and (per_region["p_after"] > 0.5).all()
     after = result.regions.merge(participants.frame, on="participant_id")
-    difference = after.groupby("group")["mean_ppm"].mean()
+    difference = after.groupby("group")["mean"].mean()
     assert difference["MOH"] - difference["CM"] == pytest.approx(-0.012, abs=0.004)
 
 
 def test_a_participant_missing_a_value_is_excluded_not_left_unharmonised():
     regions, participants = _multisite(seed=3)
-    regions.loc[(regions["participant_id"] == "sub-005") & (regions["region"] == "Pu"), "mean_ppm"] = np.nan
+    regions.loc[(regions["participant_id"] == "sub-005") & (regions["region"] == "Pu"), "mean"] = np.nan
     result = harmonise_regions(regions, participants, STUDY)
     assert [e.participant_id for e in result.exclusions[None]] == ["sub-005"]
-    assert "missing mean_ppm Pu L, mean_ppm Pu R" in result.exclusions[None][0].reason
-    assert result.regions.loc[result.regions["participant_id"] == "sub-005", "mean_ppm"].isna().all()
+    assert "missing chi Pu L, chi Pu R" in result.exclusions[None][0].reason
+    assert result.regions.loc[result.regions["participant_id"] == "sub-005", "mean"].isna().all()
 
 
 def test_a_site_column_with_one_level_is_refused_in_one_line():
@@ -126,7 +126,7 @@ def test_a_site_confounded_with_the_group_is_refused():
 def test_sessions_are_harmonised_separately_and_keep_their_column():
     regions, participants = _multisite(seed=4)
     two = pd.concat([regions.assign(session="ses-1"), regions.assign(session="ses-2",
-                                                                     mean_ppm=regions["mean_ppm"] + 0.001)])
+                                                                     mean=regions["mean"] + 0.001)])
     result = harmonise_regions(validate_regions(two), participants, STUDY)
     assert set(result.regions["session"]) == {"ses-1", "ses-2"}
     assert set(result.site_effects["session"]) == {"ses-1", "ses-2"}

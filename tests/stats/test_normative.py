@@ -37,9 +37,9 @@ def _prediction_z(train: pd.DataFrame, person: pd.Series) -> float:
         return np.column_stack([np.ones(len(frame)), frame["age"].astype(float),
                                 (frame["sex"] == "M").astype(float)])
 
-    fit = sm.OLS(train["mean_ppm"].to_numpy(float), design(train)).fit()
+    fit = sm.OLS(train["mean"].to_numpy(float), design(train)).fit()
     prediction = fit.get_prediction(design(person.to_frame().T))
-    t = (float(person["mean_ppm"]) - prediction.predicted_mean[0]) / prediction.se_obs[0]
+    t = (float(person["mean"]) - prediction.predicted_mean[0]) / prediction.se_obs[0]
     return float(stats.norm.ppf(stats.t.cdf(t, fit.df_resid)))
 
 def test_z_scores_equal_statsmodels_prediction_intervals_out_of_sample_for_the_reference():

@@ -231,6 +231,6 @@ def test_ten_participants_with_four_relapses_get_no_odds_ratio_only_a_descriptiv
     assert results.answers.relapse.too_few_events.startswith("4 events and 6 non-events")
     assert all(e.estimate is None for e in results.answers.relapse.odds_ratio)
     assert relapse["min_detectable_or"].iloc[0] > 5  # only a huge effect could be found
-    assert ("VeP", "L") in results.km_curves and ("VeP", "L") in results.km_at_risk
+    assert ("chi", "VeP", "L") in results.km_curves and ("chi", "VeP", "L") in results.km_at_risk
     assert any("'time_to_relapse' has no Units" in w for w in results.warnings)
     assert results.units["time_to_relapse"].units is None

@@ -45,7 +45,7 @@ def test_write_results_writes_the_issue_columns_and_a_complete_json(cohort, desc
     for name in ("group_comparison.tsv", "associations.tsv", "relapse.tsv"):
         assert columns(name)[-1] == "note" and set(NEW[name]) <= set(columns(name))
     at_risk = pd.read_csv(tmp_path / "out" / "km_at_risk.tsv", sep="\t")
-    assert list(at_risk.columns) == ["region", "hemisphere", "group", "time", "at_risk", "events",
+    assert list(at_risk.columns) == ["measure", "region", "hemisphere", "group", "time", "at_risk", "events",
                                      "censored", "survival"]
     assert at_risk["time"].max() <= 12 and (at_risk.groupby(["region", "hemisphere", "group"])
                                             ["at_risk"].diff().dropna() <= 0).all()

@@ -22,21 +22,26 @@ from qsmiron.stats.study_sections import VoxelwiseSettings
 
 # ----------------------------------------------------------------------------- harmonisation
 class SiteEffect(Record):
-    """One site's values of one region before and after harmonisation, and the region's site test.
+    """One site's values of one region and measure before and after harmonisation, and the
+    region's site test.
 
-    ``F_*`` and ``p_*``: type-II F test of site in OLS ``mean_ppm ~ site + group + covariates``
-    (the same for every site of the region and session); None when it cannot be computed.
+    ``mean_*`` and ``sd_*`` are in the measure's ``unit`` (ppm for chi, s^-1 for R2*). ``F_*``
+    and ``p_*``: type-II F test of site in OLS ``value ~ site + group + covariates`` (the same
+    for every site of the region, measure and session); None when it cannot be computed.
     """
 
     session: str | None = None
+    measure: str = "chi"
+    reference: str | None = None
+    unit: str = "ppm"
     region: str
     hemisphere: str
     site: str
     n: int
-    mean_before_ppm: float | None
-    sd_before_ppm: float | None
-    mean_after_ppm: float | None
-    sd_after_ppm: float | None
+    mean_before: float | None
+    sd_before: float | None
+    mean_after: float | None
+    sd_after: float | None
     F_before: float | None
     p_before: float | None
     F_after: float | None

@@ -1,7 +1,8 @@
 """ComBat harmonisation of regional values across sites or scanners, before the statistics.
 
-A study file with ``[harmonise] method = "combat", batch = "site"`` harmonises ``mean_ppm``
-of every region and hemisphere with ComBat (Johnson et al. 2007; Fortin et al. 2017 for
+A study file with ``[harmonise] method = "combat", batch = "site"`` harmonises the regional
+mean of every region and hemisphere, each measure (chi under each reference, R2*, chi+, chi-)
+on its own, with ComBat (Johnson et al. 2007; Fortin et al. 2017 for
 imaging) through its reference implementation, ``neuroCombat`` (called, not re-implemented):
 location/scale adjustment per site with empirical Bayes pooling across regions, the group and
 the study covariates kept in the model so that their effects are preserved. Each session of
@@ -12,8 +13,8 @@ harmonised (ComBat has no missing values); the others are listed in ``exclusions
 rows carry no value (``n/a``) in ``regions_harmonised.tsv``: an unharmonised value beside
 harmonised ones would reintroduce the site effect.
 
-Site effects before and after: per region, the F test of site in OLS
-``mean_ppm ~ site + group + covariates`` (type II: the drop in residual sum of squares
+Site effects before and after: per region and measure, the F test of site in OLS
+``value ~ site + group + covariates`` (type II: the drop in residual sum of squares
 without site), and each site's mean and SD.
 """
 
@@ -32,6 +33,7 @@ from qsmiron.errors import InputError
 from qsmiron.io.derivatives import ExtensionPaths
 from qsmiron.io.participants import ParticipantsTable, SessionsTable, participants_at_session
 from qsmiron.records.extensions import HarmonisationRecord, SiteEffect
+from qsmiron.records.regions import MEASURE_UNITS
 from qsmiron.records.study import Exclusion
 from qsmiron.stats._design import complete_cases, covariate_design
 from qsmiron.stats.methods_text import harmonisation_methods
@@ -40,8 +42,9 @@ from qsmiron.stats.results import exclusion_records
 from qsmiron.stats.study import Study, group_labels, resolve_study
 from qsmiron.stats.write import plain_values
 
-SITE_EFFECT_COLUMNS = ["session", "region", "hemisphere", "site", "n", "mean_before_ppm", "sd_before_ppm",
-                       "mean_after_ppm", "sd_after_ppm", "F_before", "p_before", "F_after", "p_after"]
+SITE_EFFECT_COLUMNS = ["session", "measure", "reference", "unit", "region", "hemisphere", "site", "n",
+                       "mean_before", "sd_before", "mean_after", "sd_after", "F_before", "p_before", "F_after",
+                       "p_after"]
 
 
 @dataclass
@@ -58,7 +61,8 @@ class Harmonisation:
 
 def harmonise_regions(regions: pd.DataFrame, participants: ParticipantsTable, study: Study, *,
                       sessions: SessionsTable | None = None) -> Harmonisation:
-    """ComBat-harmonised ``mean_ppm`` in the form of the regions table.
+    """ComBat-harmonised regional means (``mean``) in the form of the regions table, each measure
+    and reference on its own.
 
     Parameters
     ----------
@@ -91,10 +95,10 @@ def harmonise_regions(regions: pd.DataFrame, participants: ParticipantsTable, st
         if settings.batch not in at_session.frame.columns:
             raise InputError(f"has no column '{settings.batch}' (harmonise.batch); columns: "
                              f"{', '.join(at_session.frame.columns)}", participants.source)
-        harmonised, site_effects, dropped = _harmonise_session(
+        harmonised, site_effects, dropped = _harmonise_measures(
             select_session(regions, session), at_session.frame.set_index("participant_id"), resolved,
             participants.source)
-        n_harmonised += int(harmonised.dropna(subset=["mean_ppm"])["participant_id"].nunique())
+        n_harmonised += int(harmonised.dropna(subset=["mean"])["participant_id"].nunique())
         if session is not None:
             harmonised.insert(len(harmonised.columns), SESSION_COLUMN, session)
             site_effects.insert(0, "session", session)
@@ -137,8 +141,24 @@ def write_harmonisation(result: Harmonisation, paths: ExtensionPaths) -> dict[st
 # ---------------------------------------------------------------------------------------
 
 
-def _harmonise_session(regions: pd.DataFrame, table: pd.DataFrame, study: Study, source):
-    """One session: (harmonised long table, site effects, exclusions)."""
+def _harmonise_measures(regions: pd.DataFrame, table: pd.DataFrame, study: Study, source):
+    """One session, each measure (and chi's each reference) harmonised on its own, as ComBat's
+    location/scale model is per feature and the measures differ in unit and scale:
+    (harmonised long table, site effects, exclusions)."""
+    parts, effects, dropped = [], [], []
+    for (measure, reference), rows in regions.groupby(["measure", "reference"], sort=False, dropna=False):
+        harmonised, site_effects, excluded = _harmonise_session(
+            rows.drop(columns=["measure", "reference"]), table, study, source, measure)
+        unit = MEASURE_UNITS[measure]
+        parts.append(harmonised.assign(measure=measure, reference=reference))
+        effects.append(site_effects.assign(measure=measure, reference=reference, unit=unit))
+        dropped.extend(excluded)
+    long = pd.concat(parts, ignore_index=True).reindex(columns=regions.columns)
+    return long, pd.concat(effects, ignore_index=True), dropped
+
+
+def _harmonise_session(regions: pd.DataFrame, table: pd.DataFrame, study: Study, source, measure: str):
+    """One session and measure: (harmonised long table, site effects, exclusions)."""
     settings = study.harmonise
     wide = wide_regions(regions)
     features = list(wide.columns)
@@ -147,7 +167,7 @@ def _harmonise_session(regions: pd.DataFrame, table: pd.DataFrame, study: Study,
     frame = table.loc[common, [settings.batch, *study.covariates]].join(group).join(
         wide.loc[common].set_axis([f"__f{i}" for i in range(len(features))], axis=1))
     needed = [settings.batch, "__group", *study.covariates, *[f"__f{i}" for i in range(len(features))]]
-    kept = complete_cases(frame, needed, "harmonisation", labels={f"__f{i}": f"mean_ppm {r} {h}"
+    kept = complete_cases(frame, needed, "harmonisation", labels={f"__f{i}": f"{measure} {r} {h}"
                                                                  for i, (r, h) in enumerate(features)})
     data = kept.frame
     batch = data[settings.batch].map(lambda v: str(v))
@@ -168,7 +188,7 @@ def _harmonise_session(regions: pd.DataFrame, table: pd.DataFrame, study: Study,
     long = regions.copy()
     keys = list(zip(long["participant_id"], long["region"], long["hemisphere"]))
     lookup = after.stack(level=[0, 1], future_stack=True)
-    long["mean_ppm"] = [float(lookup.get(key, np.nan)) for key in keys]
+    long["mean"] = [float(lookup.get(key, np.nan)) for key in keys]
     effects = _site_effects(wide.loc[data.index], after, batch, data[["__group", *study.covariates]])
     return long, effects, kept.exclusions
 
@@ -207,10 +227,10 @@ def _site_effects(before: pd.DataFrame, after: pd.DataFrame, batch: pd.Series, m
         for site in sorted(batch.unique()):
             chosen = (batch == site).to_numpy()
             rows.append({"region": key[0], "hemisphere": key[1], "site": site, "n": int(chosen.sum()),
-                         "mean_before_ppm": float(before[key][chosen].mean()),
-                         "sd_before_ppm": float(before[key][chosen].std(ddof=1)),
-                         "mean_after_ppm": float(after[key][chosen].mean()),
-                         "sd_after_ppm": float(after[key][chosen].std(ddof=1)),
+                         "mean_before": float(before[key][chosen].mean()),
+                         "sd_before": float(before[key][chosen].std(ddof=1)),
+                         "mean_after": float(after[key][chosen].mean()),
+                         "sd_after": float(after[key][chosen].std(ddof=1)),
                          "F_before": tests["before"][0], "p_before": tests["before"][1],
                          "F_after": tests["after"][0], "p_after": tests["after"][1]})
     return pd.DataFrame(rows)

@@ -34,7 +34,7 @@ from qsmiron.records.study import Exclusion
 from qsmiron.stats._design import covariate_design
 from qsmiron.stats.methods_text import longitudinal_methods
 from qsmiron.stats.multiple import fdr_bh
-from qsmiron.stats.regions import SESSION_COLUMN, region_keys, sessions_of, validate_regions
+from qsmiron.stats.regions import CHI, SESSION_COLUMN, region_keys, select_measure, sessions_of, validate_regions
 from qsmiron.stats.results import exclusion_records
 from qsmiron.stats.study import Study, group_labels, resolve_study
 from qsmiron.stats.write import plain_values
@@ -126,7 +126,9 @@ def longitudinal_models(regions: pd.DataFrame, participants: ParticipantsTable, 
     settings = study.longitudinal
     if settings is None:
         raise ValueError("the study has no [longitudinal] section")
-    regions = validate_regions(regions)
+    # The mixed models follow chi under the study's reference (the study's primary measure).
+    regions = select_measure(validate_regions(regions), CHI, study.reference,
+                             source=regions_source).rename(columns={"mean": "mean_ppm"})
     if len(sessions_of(regions)) < 2:
         raise InputError("longitudinal models need a regions table with a 'session' column and at least 2 sessions",
                          regions_source)

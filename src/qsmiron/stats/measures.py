@@ -30,7 +30,7 @@ from qsmiron.stats.results import StudyResults
 TABLES = ("group_comparison", "associations", "relapse", "relapse_counts")
 """The results tables that are per measure (Table 1 describes the participants: once)."""
 
-CURVES = ("roc_curves", "km_curves")
+CURVES = ("roc_curves", "km_curves", "km_at_risk")
 
 FDR_FIELDS = ("group_comparison_fdr", "associations_fdr", "relapse_fdr")
 

@@ -29,7 +29,7 @@ from qsmiron.io.participants import ParticipantsTable
 from qsmiron.records.extensions import NormativeOutlier, NormativeSession
 from qsmiron.stats._design import covariate_design
 from qsmiron.stats.methods_text import normative_methods
-from qsmiron.stats.regions import region_keys, select_session, validate_regions, wide_regions
+from qsmiron.stats.regions import CHI, region_keys, select_measure, select_session, validate_regions, wide_regions
 from qsmiron.stats.study import Study, group_labels, label_text
 
 NORMATIVE_COLUMNS = ["participant_id", "group", "region", "hemisphere", "mean_ppm", "expected_ppm",
@@ -80,7 +80,8 @@ def normative_scores(regions: pd.DataFrame, participants: ParticipantsTable, stu
         raise ValueError("the study has no [normative] section")
     source = participants.source
     session = session or study.session
-    regions = select_session(validate_regions(regions), session)
+    # z-scores of chi under the study's reference (the study's primary measure).
+    regions = select_session(select_measure(validate_regions(regions), CHI, study.reference), session)
     column = study.groups.column
     missing = [c for c in [column, *settings.covariates] if c not in participants.frame.columns]
     if missing:
