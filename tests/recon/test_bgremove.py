@@ -120,7 +120,7 @@ def test_remove_background_rejects_unknown_method_and_parameter():
         remove_background(field, mask, (1, 1, 1), (0, 0, 1), method="sharp")
     with pytest.raises(ValueError, match="no parameter"):
         remove_background(field, mask, (1, 1, 1), (0, 0, 1), method="vsharp", radius_mm=3)
-    assert set(BACKGROUND_METHODS) == {"vsharp", "pdf", "resharp", "ismv", "lbv", "none"}
+    assert set(BACKGROUND_METHODS) == {"vsharp", "pdf", "resharp", "ismv", "lbv", "pdf_ismv", "none"}
 
 
 def test_default_vsharp_radii_survive_float32_noise_in_voxel_sizes():

@@ -184,6 +184,18 @@ def load_nifti(path: str | os.PathLike, *, dtype=np.float32, with_sidecar: bool 
     return Volume(data=data, affine=np.asarray(image.affine, dtype=float), path=path, sidecar=sidecar)
 
 
+def write_image_file(image: nib.Nifti1Image, path: Path, *, gzipped: bool) -> None:
+    """Write ``image`` to ``path``, gzip-compressed in one C call when ``gzipped``.
+
+    One ``gzip.compress`` (level 1, as nibabel) releases the GIL, where nibabel's chunked
+    writes go through Python: outputs can then be compressed in parallel threads.
+    """
+    if gzipped:
+        path.write_bytes(gzip.compress(image.to_bytes(), compresslevel=GZIP_LEVEL, mtime=0))
+    else:
+        nib.save(image, str(path))
+
+
 def save_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *,
                sidecar: dict[str, Any] | None = None, dtype=None,
                intent: str | None = None) -> Path:
@@ -207,12 +219,7 @@ def save_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *,
     # Both files are complete before either is moved in, and the image moves last, so an
     # interrupted write never leaves a new image beside a missing or older sidecar.
     with atomic_path(path) as tmp_image:
-        if path.name.endswith(".gz"):
-            # One C call (level 1, as nibabel) that releases the GIL, instead of nibabel's
-            # chunked writes through Python: outputs can be compressed in parallel threads.
-            tmp_image.write_bytes(gzip.compress(image.to_bytes(), compresslevel=GZIP_LEVEL, mtime=0))
-        else:
-            nib.save(image, str(tmp_image))
+        write_image_file(image, tmp_image, gzipped=path.name.endswith(".gz"))
         if sidecar is not None:
             with atomic_path(sidecar_path(path)) as tmp_sidecar:
                 tmp_sidecar.write_text(json_text(sidecar), encoding="utf-8")

@@ -184,9 +184,15 @@ def _write_outputs(result, record: ReconRecord, paths: ReconPaths, affine, out_d
         written = {**paths.maps(), **paths.iron_maps()}
         # Compression releases the GIL (io.nifti.save_nifti): the maps are written on two cores.
         with ThreadPoolExecutor(max_workers=2) as pool:
-            for done in [pool.submit(save_nifti, tmp_dir / path.name, arrays[role][0], affine,
-                                     dtype=arrays[role][1]) for role, path in written.items()]:
-                done.result()
+            pending = [pool.submit(save_nifti, tmp_dir / path.name, arrays[role][0], affine,
+                                   dtype=arrays[role][1]) for role, path in written.items()]
+            try:
+                for done in pending:
+                    done.result()
+            except BaseException:
+                for waiting in pending:  # a full disk stops the rest (the pool waits for those running)
+                    waiting.cancel()
+                raise
         notes = sidecars(record, list(written), chain=paths.with_sidecars, sources=sources)
         for role, sidecar in notes.items():
             (tmp_dir / sidecar_of(written[role]).name).write_text(json_text(sidecar), encoding="utf-8")
