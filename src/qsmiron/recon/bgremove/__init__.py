@@ -89,14 +89,14 @@ lbv        scanner    4   58.8 / 577.5  0.534 / 0.047   3.6 / 22.2  0.94 / 0.91 
 pdf        slab       4   63.0 / 271.4  0.508 / 0.165   9.4 / 21.8  1.04 / 1.16  29.6 / 34.5   51.0
 pdf        scanner    4   64.8 / 211.8  0.477 / 0.215  11.2 / 17.6  1.00 / 0.96  31.6 / 37.4   47.8
 
-V-SHARP has the lowest Chimap NRMSE but compresses regional contrast (slope 0.84-0.88,
-regional error 7-9 ppb); iSMV leaves the slab frame's non-harmonic background (Chimap NRMSE up
-to 73 %); LBV fails on the 2 mm-dilated, 2.5 mm-slice head (474-578 %); PDF alone biases the
-deep nuclei (VeP 23-37 ppb, regional 8-22 ppb) and fails on the 2 mm-dilated head too (212-271 %). PDF then iSMV has the smallest regional error
-(median 3.7-3.8 ppb, worst 5.7) and the slope nearest 1 (worst 0.93) in both frames, with a
-Chimap NRMSE within 1-7 points of V-SHARP's. For a study of 10-20 ppb regional differences
-the regional figures decide. None of the methods reaches issue 9's Chimap NRMSE targets
-(median 35 %, worst 45 %) on this family.
+V-SHARP has the lowest Chimap NRMSE but compresses regional contrast (slope 0.84-0.88, regional
+error 7-9 ppb); iSMV leaves the slab frame's non-harmonic background (Chimap NRMSE up to 73 %);
+LBV fails on the 2 mm-dilated, 2.5 mm-slice head (474-578 %); PDF alone biases the deep nuclei
+(VeP 23-37 ppb, regional 8-22 ppb) and fails on the 2 mm-dilated head too (212-271 %). PDF then
+iSMV has the smallest regional error (median 3.7-3.8 ppb, worst 5.7) and the slope nearest 1
+(worst 0.93) in both frames, with a Chimap NRMSE within 1-7 points of V-SHARP's. For a study of
+10-20 ppb regional differences the regional figures decide. None of the methods reaches issue
+9's Chimap NRMSE targets (median 35 %, worst 45 %) on this family.
 
 Cost: PDF at a loose tolerance (0.03, at most 50 full-resolution iterations; iSMV removes a
 smooth remainder anyway) plus iSMV: about 11 s of CPU more than iSMV per 1 mm head
