@@ -14,6 +14,27 @@ from qsmiron import __version__
 from qsmiron.errors import InputError, resource_error
 
 
+EXAMPLES = {
+    "invert": "example:\n  qsmiron invert sub-01_localfield.nii.gz sub-01_desc-qsm_mask.nii.gz -o chi.nii.gz "
+              "--method rts",
+    "recon": "example:\n  qsmiron recon --magnitude mag.nii.gz --phase phase.nii.gz --echo-times 0.004,0.008,0.012 "
+             "--field-strength 3 -o recon_out",
+    "roi": "example:\n  qsmiron roi --chi recon_out/Chimap.nii.gz --magnitude mag.nii.gz "
+           "--mask recon_out/mask.nii.gz -o sub-01_regions.tsv",
+    "stats": "example:\n  qsmiron stats derivatives/qsmiron/regions.tsv bids/participants.tsv -o analysis "
+             "--study study.toml",
+    "voxelwise": "example:\n  qsmiron voxelwise derivatives/qsmiron bids/participants.tsv --study study.toml "
+                 "-o voxelwise_out",
+    "run": "examples:\n  qsmiron run study_bids study_bids/derivatives participant --nprocs 4 -w /scratch/work\n"
+           "  qsmiron run study_bids study_bids/derivatives group --study study.toml",
+    "simulate": "example:\n  qsmiron simulate sim_bids --subjects 12 --seed 1",
+    "demo": "example:\n  qsmiron demo demo_output --subjects 8",
+    "convert": "example:\n  qsmiron convert /media/export study_bids --mapping patients.tsv",
+    "config": "examples:\n  qsmiron config > qsmiron.toml\n  qsmiron config my_settings.toml --json",
+}
+"""The example each command's ``--help`` ends with."""
+
+
 def _floats(text: str) -> list[float]:
     try:
         return [float(part) for part in text.replace(" ", "").split(",") if part]
@@ -98,17 +119,23 @@ def _cmd_voxelwise(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from qsmiron.pipeline.bids_app import run_bids_app
+    from qsmiron.config import load_config
+    from qsmiron.pipeline.bids_app import run_bids_app, with_run_options
 
+    config = with_run_options(load_config(args.config), n_procs=args.nprocs, omp_nthreads=args.omp_nthreads,
+                              mem_gb=args.mem_gb, stop_on_first_crash=args.stop_on_first_crash, atlas=args.atlas)
     run_bids_app(
         bids_dir=args.bids_dir,
-        out_dir=args.out_dir,
+        out_dir=args.output_dir,
         level=args.level,
         participant_labels=args.participant_label,
+        session_labels=args.session_label,
+        bids_filters=args.bids_filter_file,
         study_path=args.study,
-        n_procs=args.n_procs,
         dask_scheduler=args.dask_scheduler,
-        config_path=args.config,
+        config=config,
+        work_dir=args.work_dir,
+        skip_validation=args.skip_bids_validation,
     )
     return 0
 
@@ -169,10 +196,11 @@ def _methods_help(stage_name: str) -> str:
 def _add_study_commands(add) -> None:
     """``stats`` and ``voxelwise``: a study's analyses of regional tables and of template-space maps."""
     sub = add("stats", _cmd_stats, "Cohort statistics and the study report.")
-    sub.add_argument("regions", metavar="REGIONS.tsv")
-    sub.add_argument("participants", metavar="PARTICIPANTS.tsv")
-    sub.add_argument("-o", "--output", metavar="OUTDIR", required=True)
-    sub.add_argument("--study", metavar="study.toml", default=None)
+    sub.add_argument("regions", metavar="REGIONS.tsv", help="the cohort's regional table (qsmiron run's regions.tsv)")
+    sub.add_argument("participants", metavar="PARTICIPANTS.tsv", help="groups and clinical variables per participant")
+    sub.add_argument("-o", "--output", metavar="OUTDIR", required=True, help="where the tables and report go")
+    sub.add_argument("--study", metavar="study.toml", default=None,
+                     help="the study file (groups, covariates, thresholds, optional sections)")
     sub.add_argument("--session", metavar="LABEL", default=None,
                      help="with a longitudinal regions table: the session analysed (default: each separately)")
     sub.add_argument("--sessions", metavar="SESSIONS.tsv", default=None,
@@ -182,10 +210,10 @@ def _add_study_commands(add) -> None:
               "Voxel-wise GLM (permutations, TFCE, FWE) of the study's contrasts on template-space chi maps.")
     sub.add_argument("derivatives_dir", metavar="DERIVATIVES_DIR",
                      help="holds sub-*/[ses-*/]anat/sub-*_space-MNI152NLin2009cAsym_Chimap.nii.gz")
-    sub.add_argument("participants", metavar="PARTICIPANTS_TSV")
+    sub.add_argument("participants", metavar="PARTICIPANTS_TSV", help="groups and clinical variables per participant")
     sub.add_argument("--study", metavar="STUDY_TOML", default=None,
                      help="study file; its [voxelwise] section sets mask, n_permutations, smoothing_fwhm_mm, seed")
-    sub.add_argument("-o", "--output", metavar="OUT_DIR", required=True)
+    sub.add_argument("-o", "--output", metavar="OUT_DIR", required=True, help="where the maps and tables go")
     sub.add_argument("--session", metavar="LABEL", default=None,
                      help="the session analysed when the maps have several")
 
@@ -223,7 +251,6 @@ def _invert_arguments(sub: argparse.ArgumentParser) -> None:
 
 def _add_convert(sub: argparse.ArgumentParser) -> None:
     """The arguments of ``qsmiron convert``."""
-    sub.epilog = "example: qsmiron convert /media/export study_bids --mapping patients.tsv"
     sub.add_argument("dicom_dir", metavar="DICOM_DIR", help="the DICOM export (only read)")
     sub.add_argument("bids_dir", metavar="BIDS_DIR", help="BIDS dataset to create or add to")
     sub.add_argument("--mapping", default=None, metavar="TSV",
@@ -249,13 +276,15 @@ def _recon_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--r2", metavar="R2MAP", default=None,
                      help="measured R2 map (s^-1, on the GRE grid) for chi-separation "
                           "([recon.chisep] method = \"shin\"); without it R2' is approximated")
-    sub.add_argument("-o", "--output", metavar="OUTDIR", required=True)
+    sub.add_argument("-o", "--output", metavar="OUTDIR", required=True,
+                     help="where the maps (Chimap.nii.gz, ...) and recon.json go")
 
 
 def _roi_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--chi", metavar="CHI", required=True, help="susceptibility map (ppm)")
     sub.add_argument("--magnitude", metavar="MAG", required=True, help="magnitude on the same grid (first echo used)")
-    sub.add_argument("-o", "--output", metavar="OUT.tsv", required=True)
+    sub.add_argument("-o", "--output", metavar="OUT.tsv", required=True,
+                     help="the regional table; the other outputs take its name without .tsv as their stem")
     sub.add_argument("--atlas", default="cit168", metavar="cit168|PATH", help="built-in atlas name or a label NIfTI in template space")
     sub.add_argument("--atlas-labels", metavar="TSV", default=None, help="index and name of each label (required with --atlas PATH)")
     sub.add_argument("--template", metavar="PATH", default=None, help="template the atlas is defined on (default: MNI152NLin2009cAsym)")
@@ -271,16 +300,84 @@ def _roi_arguments(sub: argparse.ArgumentParser) -> None:
 
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return value
+
+
+def _run_arguments(sub: argparse.ArgumentParser) -> None:
+    """The arguments of ``qsmiron run``, as BIDS Apps (fMRIPrep, QSMxT) name them."""
+    sub.add_argument("bids_dir", metavar="BIDS_DIR", help="the BIDS dataset (only read)")
+    sub.add_argument("output_dir", metavar="OUTPUT_DIR",
+                     help="where the derivatives go (OUTPUT_DIR/qsmiron), e.g. BIDS_DIR/derivatives")
+    sub.add_argument("level", metavar="{participant,group}", choices=["participant", "group"],
+                     help="participant: reconstruct and measure every subject, then the cohort table; group: "
+                          "statistics and the report on the subjects that succeeded")
+    sub.add_argument("--participant-label", nargs="+", default=None, metavar="LABEL",
+                     help="only these participants (01 or sub-01)")
+    sub.add_argument("--session-label", nargs="+", default=None, metavar="LABEL",
+                     help="only these sessions (1 or ses-1)")
+    sub.add_argument("--bids-filter-file", default=None, metavar="FILE",
+                     help='JSON selecting input files per kind, as fMRIPrep: {"megre": {"acquisition": "wb"}, '
+                          '"t1w": {"run": 1}}; null means the entity must be absent')
+    sub.add_argument("--work-dir", "-w", default=None, metavar="DIR",
+                     help="where temporary files go (registration scratch, ANTs images); default: the system's "
+                          "temporary folder")
+    sub.add_argument("--nprocs", "--n-procs", dest="nprocs", type=_positive_int, default=None, metavar="N",
+                     help="subjects processed at once (default: the settings' pipeline.n_procs, one per core)")
+    sub.add_argument("--omp-nthreads", type=_positive_int, default=None, metavar="N",
+                     help="numerical threads per subject (numba, BLAS, ITK); default: the cores divided by --nprocs")
+    sub.add_argument("--mem-gb", type=_positive_float, default=None, metavar="GB",
+                     help="memory the run may use: fewer subjects run at once when their estimated peaks would "
+                          "exceed it")
+    sub.add_argument("--skip-bids-validation", action="store_true",
+                     help="skip checking every input before processing (a subject with a bad file then fails at "
+                          "its own step)")
+    sub.add_argument("--stop-on-first-crash", action="store_true",
+                     help="stop at the first subject that fails instead of carrying on with the others")
+    sub.add_argument("--atlas", default=None, metavar="cit168|PATH",
+                     help="atlas of the regional values (default: the settings' roi.atlas, cit168)")
+    sub.add_argument("--study", metavar="STUDY_TOML", default=None,
+                     help="the study file (groups, covariates, optional sections) for the group level")
+    sub.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                     help="run the subjects on a Dask cluster (tcp://host:8786) instead of local processes")
+    _add_config(sub)
+    sub.add_argument("-v", "--verbose", action="count", default=0,
+                     help="more log lines on stderr: -v the steps of each subject (INFO), -vv everything (DEBUG)")
+    sub.add_argument("--version", action="version", version=f"qsmiron {__version__}",
+                     help="print the version and exit")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qsmiron",
         description="Quantitative susceptibility mapping for clinical brain-iron studies.",
+        epilog="example:\n  qsmiron run study_bids study_bids/derivatives participant\n"
+               "see `qsmiron COMMAND --help` for each command's options and example",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"qsmiron {__version__}")
+    parser.add_argument("--version", action="version", version=f"qsmiron {__version__}",
+                        help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, handler, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub = commands.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name],
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.set_defaults(handler=handler)
         return sub
 
@@ -298,34 +395,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_study_commands(add)
 
-    sub = add("run", _cmd_run, "BIDS-App: a BIDS dataset to QSM maps, regional tables, statistics and the report.")
-    sub.add_argument("bids_dir", metavar="BIDS_DIR")
-    sub.add_argument("out_dir", metavar="OUT_DIR")
-    sub.add_argument("level", metavar="LEVEL", nargs="?", choices=["participant", "group"], default=None,
-                     help="participant or group (default: both)")
-    sub.add_argument("--participant-label", nargs="+", default=None, metavar="LABEL")
-    sub.add_argument("--study", metavar="study.toml", default=None)
-    sub.add_argument("--n-procs", type=int, default=None, metavar="N")
-    sub.add_argument("--dask-scheduler", default=None, metavar="ADDRESS")
-    _add_config(sub)
+    _run_arguments(add("run", _cmd_run, "BIDS-App: a BIDS dataset to QSM maps, regional tables, statistics and "
+                                        "the report."))
 
     sub = add("simulate", _cmd_simulate, "Simulate a cohort with known truth as a BIDS dataset.")
-    sub.add_argument("out_bids", metavar="OUT_BIDS")
-    sub.add_argument("--subjects", type=int, default=24, metavar="N")
-    sub.add_argument("--seed", type=int, default=0, metavar="S")
+    sub.add_argument("out_bids", metavar="OUT_BIDS", help="the BIDS dataset to write")
+    sub.add_argument("--subjects", type=int, default=24, metavar="N", help="simulated subjects (two groups)")
+    sub.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (same seed, same cohort)")
 
     sub = add("demo", _cmd_demo, "Simulate a small cohort, run everything and print where the report is.")
-    sub.add_argument("out_dir", metavar="OUT_DIR")
-    sub.add_argument("--subjects", type=int, default=None, metavar="N")
-    sub.add_argument("--seed", type=int, default=0, metavar="S")
-    sub.add_argument("--n-procs", type=int, default=None, metavar="N")
+    sub.add_argument("out_dir", metavar="OUT_DIR", help="where the simulated dataset, derivatives and report go")
+    sub.add_argument("--subjects", type=int, default=None, metavar="N", help="simulated subjects (default 20)")
+    sub.add_argument("--seed", type=int, default=0, metavar="S", help="random seed of the simulation")
+    sub.add_argument("--nprocs", "--n-procs", dest="n_procs", type=_positive_int, default=None, metavar="N",
+                     help="subjects processed at once (default: one per core)")
 
     _add_convert(add("convert", _cmd_convert, "Convert the multi-echo GRE of a DICOM export (any subjects, "
                      "visits and folder layout) to BIDS, with participants.tsv; prints what it converted and skipped."))
 
     sub = add("config", _cmd_config, "Print the full configuration as TOML (defaults, or a file's values "
                                      "resolved), with every stage's methods and their references.")
-    sub.add_argument("config", metavar="FILE", nargs="?", default=None)
+    sub.add_argument("config", metavar="FILE", nargs="?", default=None,
+                     help="a settings file to resolve (default: print the defaults)")
     sub.add_argument("--json", action="store_true", help="print JSON (as written beside the outputs) instead")
     return parser
 
@@ -333,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _configure_logging(getattr(args, "verbose", 0))
     try:
         return int(args.handler(args) or 0)
     except InputError as error:
@@ -353,6 +445,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qsmiron {args.command}: stopped by signal {signum}; outputs of finished steps are "
               f"kept and the same command resumes the rest", file=sys.stderr)
         return 128 + signum
+
+
+def _configure_logging(verbose: int) -> None:
+    """``-v``: the package's INFO lines on stderr; ``-vv``: DEBUG too; none: warnings only."""
+    import logging
+
+    if not verbose:
+        return
+    logger = logging.getLogger("qsmiron")
+    if not any(getattr(h, "qsmiron_console", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.qsmiron_console = True
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
 
 
 def _silence_stdout() -> None:

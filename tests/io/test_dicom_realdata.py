@@ -89,7 +89,7 @@ def test_classic_conversion_runs_through_the_participant_level_to_a_regional_tab
     measured = chi.dropna(subset=["mean"])
     assert len(measured) >= 20  # a 3 mm scan: the smallest nuclei may hold no voxel
     assert measured["mean"].abs().max() < 0.5  # ppm: plausible tissue values, not wraps or scaling errors
-    roi = RegionsRecord.read(next((tmp_path / "out").rglob(f"{LABEL}*regions.json")))
+    roi = RegionsRecord.read(next((tmp_path / "out").rglob(f"{LABEL}_atlas-cit168_desc-regions_qsm.json")))
     assert roi.registration.quality.head_like
     recon = ReconRecord.read(next((tmp_path / "out").rglob(f"{LABEL}*recon*.json")))
     assert recon.step("phase").notes["detected_scaling"] == "radians"

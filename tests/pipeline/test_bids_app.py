@@ -8,6 +8,7 @@ faults planted (a corrupt phase file, a deleted echo).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,12 @@ def test_participant_level_writes_a_bids_derivative_dataset(tiny_bids, light_ste
     description = json.loads((root / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative"
     assert description["GeneratedBy"][0]["Name"] == "qsmiron"
-    assert description["SourceDatasets"][0]["URL"] == bids.resolve().as_uri()
+    # The raw dataset by its path relative to the derivatives (bids:raw:... in the sidecars), never absolute.
+    assert description["SourceDatasets"][0]["URL"] == description["DatasetLinks"]["raw"] == "../../bids"
+    assert (root / description["DatasetLinks"]["raw"]).resolve() == bids.resolve()
+    assert "/regions.tsv" in (root / ".bidsignore").read_text().splitlines()
+    atlas = json.loads((root / "atlas-cit168_description.json").read_text())  # what atlas-cit168 names
+    assert atlas["SpatialReference"] == "MNI152NLin2009cAsym" and "CIT168" in atlas["Name"]
     assert load_config(root / "config.json") == fast_config()
     regions = pd.read_csv(root / "regions.tsv", sep="\t")
     assert sorted(regions.participant_id.unique()) == ["sub-01", "sub-02", "sub-03"]
@@ -161,10 +167,52 @@ def test_a_longitudinal_dataset_is_processed_per_session_and_each_session_analys
 # End to end with the real steps
 
 
+ABSOLUTE_MARKERS = ("/tmp", "/work", ".venv", "site-packages", "file://")
+
+
+def check_bids_derivatives(bids: Path, root: Path, good: list[str]) -> None:
+    """The official validator finds no error in the derivative dataset, pybids indexes it and
+    finds every Chimap and regional table, and no JSON file of the run holds an absolute path."""
+    from validator_helper import describe, validate
+
+    home = str(Path.home())
+    for path in root.rglob("*.json"):
+        text = path.read_text()
+        found = [m for m in (*ABSOLUTE_MARKERS, str(bids.resolve()), str(root.resolve()), home) if m in text]
+        assert not found, f"{path.relative_to(root)} holds {found}"
+    errors, _ = validate(root)
+    assert not errors, describe(errors)
+
+    try:
+        import bids as pybids
+    except ImportError:  # a test dependency; CI (QSMIRON_REQUIRE_BIDS_VALIDATOR=1) insists on it
+        if os.environ.get("QSMIRON_REQUIRE_BIDS_VALIDATOR") == "1":
+            pytest.fail("QSMIRON_REQUIRE_BIDS_VALIDATOR=1 but pybids is not installed (pip install pybids)")
+        pytest.skip("pybids is not installed")
+    layout = pybids.BIDSLayout(bids, derivatives=root, validate=False)
+    for participant_id in good:
+        subject = participant_id[4:]
+        native = layout.get(scope="qsmiron", subject=subject, suffix="Chimap", space=None, desc=None,
+                            extension=".nii.gz")
+        assert [f.filename for f in native] == [f"{participant_id}_Chimap.nii.gz"]
+        assert native[0].get_metadata()["Units"] == "ppm"
+        template = layout.get(scope="qsmiron", subject=subject, suffix="Chimap", space="MNI152NLin2009cAsym",
+                              extension=".nii.gz")
+        assert len(template) == 1 and template[0].get_metadata()["SkullStripped"] is True
+        tables = layout.get(scope="qsmiron", subject=subject, suffix="regions", atlas="cit168", extension=".tsv")
+        assert [f.filename for f in tables] == [f"{participant_id}_atlas-cit168_regions.tsv"]
+        labels = layout.get(scope="qsmiron", subject=subject, suffix="dseg", atlas="cit168")
+        assert sorted(f.entities["extension"] for f in labels) == [".nii.gz", ".tsv"]
+        assert (root / participant_id / "figures").is_dir()
+
+
 def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, simulated_cohort, fast_e2e_config,
-                                                               e2e_chisep, tmp_path):
+                                                               e2e_chisep, tmp_path, monkeypatch):
     """The good subjects finish; the corrupt one fails at recon, the one missing an echo at validation;
-    the group level runs on the others and names the two it left out."""
+    the group level runs on the others and names the two it left out. The derivatives pass the BIDS
+    validator and pybids, and every temporary file went to the work folder."""
+    import tempfile
+
     import nibabel as nib
     import numpy as np
 
@@ -183,7 +231,16 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     # Headers only at validation, so the corrupt voxel data are met by the reconstruction itself;
     # chi-separation on, so that every measure reaches the regions table and the statistics.
     config = fast_e2e_config(n_procs=2, validate_image_data=False, recon={"chisep": e2e_chisep})
-    result = run_bids_app(bids, tmp_path / "out", config=config, echo=lines.append)
+    # The system's temporary folder is a sentinel: a file made (even removed) there changes its mtime.
+    sentinel, work = tmp_path / "system_tmp", tmp_path / "work"
+    sentinel.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("TMPDIR", str(sentinel))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    untouched, work_before = sentinel.stat().st_mtime_ns, work.stat().st_mtime_ns
+    result = run_bids_app(bids, tmp_path / "out", config=config, echo=lines.append, work_dir=work)
+    assert sentinel.stat().st_mtime_ns == untouched and not list(sentinel.iterdir())
+    assert work.stat().st_mtime_ns != work_before  # the registrations' scratch folders came and went there
     root = tmp_path / "out" / "qsmiron"
 
     by_id = {s.participant_id: s for s in result.statuses}
@@ -197,7 +254,9 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     # BIDS derivatives of a good subject, the iron-specific maps with their sidecars.
     anat = root / good[0] / "anat"
     for name in ("Chimap.nii.gz", "Chimap.json", "desc-qsm_mask.nii.gz", "desc-total_fieldmap.nii.gz",
-                 "desc-local_fieldmap.nii.gz", "desc-recon_qsm.json", "atlas-cit168_regions.tsv",
+                 "localfield.nii.gz", "desc-recon_qsm.json", "atlas-cit168_regions.tsv",
+                 "atlas-cit168_desc-regions_qsm.json", "atlas-cit168_dseg.nii.gz", "atlas-cit168_dseg.tsv",
+                 "from-MEGRE_to-MNI152NLin2009cAsym_mode-image_xfm.mat",
                  "R2starmap.nii.gz", "R2starmap.json", "T2starmap.nii.gz", "S0map.nii.gz", "desc-r2star_mask.nii.gz",
                  "desc-paramagnetic_Chimap.nii.gz", "desc-diamagnetic_Chimap.json"):
         assert (anat / f"{good[0]}_{name}").exists(), name
@@ -207,7 +266,8 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     assert r2star_sidecar["Sources"][0].startswith(f"bids:raw:{good[0]}/anat/")
     para = json.loads((anat / f"{good[0]}_desc-paramagnetic_Chimap.json").read_text())
     assert para["Units"] == "ppm" and para["Approximation"] is True and "5.25" in para["ApproximationDescription"]
-    assert list(anat.glob("*_qc_*.png")), "QC images"
+    assert sorted(p.name for p in (root / good[0] / "figures").glob("*.png")) == [
+        f"{good[0]}_atlas-cit168_desc-regions_qc.png", f"{good[0]}_space-MNI152NLin2009cAsym_desc-registration_qc.png"]
     assert (root / "logs" / f"{corrupt}.log").read_text().count("Traceback") >= 1
 
     # One tidy table: chi under the whole-brain and ventricle-CSF references, R2*, chi+ and chi-.
@@ -248,6 +308,8 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     marker = read_marker(anat)
     assert marker.outputs["template_chimap"].file == f"{good[0]}_space-MNI152NLin2009cAsym_Chimap.nii.gz"
     assert "template_chimap_json" in marker.outputs
+    # The QC images in sub-X/figures/ are the subject's outputs too (a deleted one makes it run again).
+    assert marker.outputs["qc_atlas"].file == f"../figures/{good[0]}_atlas-cit168_desc-regions_qc.png"
 
     # Group level on the good subjects, saying who was left out.
     group = root / "group"
@@ -268,3 +330,4 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     assert "No reconstruction records" not in report and "No regional-measurement records" not in report
     assert f"Of {len(good) + 2} subjects" in report
     assert report.count('alt="QC: ') >= len(good)
+    check_bids_derivatives(bids, root, good)

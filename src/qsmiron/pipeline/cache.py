@@ -10,6 +10,7 @@ its marker, so a run killed at any moment never leaves a folder that is taken as
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import shutil
 from pathlib import Path
@@ -105,16 +106,20 @@ def marker_is_valid(out_dir: Path, inputs_digest: str, config_digest: str) -> bo
 
 
 def write_marker(out_dir: Path, unit: SubjectInputs, outputs: Mapping[str, str | Path],
-                 step_seconds: Mapping[str, float], inputs_digest: str, config_digest: str) -> None:
-    """Write the done-marker (last, atomically) listing the outputs inside the subject's folder."""
+                 step_seconds: Mapping[str, float], inputs_digest: str, config_digest: str, *,
+                 within: Path | None = None) -> None:
+    """Write the done-marker (last, atomically) listing the outputs inside ``within`` (default the
+    subject's folder ``out_dir``; a cohort gives the participant's folder, whose ``figures/``
+    holds the QC images), each by its path relative to ``out_dir``."""
     files = {}
+    within = Path(out_dir if within is None else within)
     for role, value in outputs.items():
         path = Path(value)
         try:
-            relative = path.relative_to(out_dir)
+            path.relative_to(within)
         except ValueError:
             continue  # a file outside the subject folder is not the subject's output
-        files[role] = MarkerFile(file=str(relative), size=path.stat().st_size)
+        files[role] = MarkerFile(file=os.path.relpath(path, out_dir), size=path.stat().st_size)
     marker = DoneMarker(participant_id=unit.participant_id, session=unit.session, inputs_hash=inputs_digest,
                         config_hash=config_digest, outputs=files,
                         step_seconds={k: round(v, 3) for k, v in step_seconds.items()})

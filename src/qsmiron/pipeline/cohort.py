@@ -22,8 +22,8 @@ from qsmiron.config import QsmironConfig
 from qsmiron.io.bids import SubjectInputs
 from qsmiron.io.derivatives import ROLE_REGIONS, cohort_paths
 from qsmiron.pipeline import cache
-from qsmiron.pipeline.runners import (DaskRunner, PoolRunner, SerialRunner, connect, is_infrastructure_error,
-                                      resolve_workers)
+from qsmiron.pipeline.runners import (DaskRunner, PoolRunner, SerialRunner, connect, estimate_subject_gb,
+                                      is_infrastructure_error, resolve_workers)
 from qsmiron.pipeline.steps import DEFAULT_STEPS, StepFunction, StepOutcome, SubjectJob, execute_step
 
 
@@ -110,6 +110,8 @@ class _Orchestration:
         self.digests, self.config_digest = digests, config_digest
         self.statuses, self.progress, self.echo = statuses, progress, echo
         self.inflight: dict[Any, tuple[SubjectJob, int, int]] = {}
+        self.crashed: SubjectJob | None = None
+        """With ``stop_on_first_crash``: the subject that failed first (no subject starts after it)."""
 
     def submit(self, job: SubjectJob, index: int, attempt: int) -> None:
         future = self.runner.submit(execute_step, job, self.steps, index, isolated=attempt > 1)
@@ -164,34 +166,59 @@ class _Orchestration:
         if not outcome.ok:
             self.progress.step_done(*(later for later, _ in self.steps[index + 1:]))
             self.finish(job, "failed", name, outcome.error)
+            if self.settings.stop_on_first_crash and self.crashed is None:
+                self.crashed = job
             return
         job.outputs.update(outcome.outputs)
         if index + 1 < len(self.steps):
             self.submit(job, index + 1, 1)
             return
         cache.write_marker(job.out_dir, job.unit, job.outputs, job.step_seconds, self.digests[_key(job.unit)],
-                           self.config_digest)
+                           self.config_digest, within=job.out_dir.parents[len(job.unit.relative_dir.parts) - 1])
         self.finish(job, "done")
 
     def run(self) -> None:
         self.start_subjects()
-        while self.inflight:
+        while self.inflight and self.crashed is None:
             for future in self.runner.wait_any(list(self.inflight)):
                 self.handle(future)
-            self.start_subjects()
+            if self.crashed is None:
+                self.start_subjects()
+        if self.crashed is not None:
+            self.stop_after_crash()
+
+    def stop_after_crash(self) -> None:
+        """``stop_on_first_crash``: the subjects running or waiting are not run (the caller stops the workers)."""
+        crashed = self.crashed.unit.label
+        for job in [job for job, _, _ in self.inflight.values()] + list(reversed(self.waiting)):
+            if _key(job.unit) not in self.statuses:
+                self.statuses[_key(job.unit)] = SubjectStatus(
+                    job.unit.participant_id, job.unit.session, "failed", None,
+                    f"not run: the run stopped at the first failure ({crashed}; stop_on_first_crash)",
+                    log=str(job.log_path), out_dir=str(job.out_dir))
+        self.inflight.clear()
+        self.waiting.clear()
+        self.echo(f"qsmiron: stopped at the first failure ({crashed}); the other subjects were not run")
 
 
-def _runner(n_jobs: int, settings, n_procs, dask_scheduler, dask_client):
+def _runner(jobs: Sequence[SubjectJob], settings, n_procs, dask_scheduler, dask_client, echo):
     """The runner for this run, where it runs (in words), and a Dask client to close (or None)."""
     if dask_client is not None or dask_scheduler is not None:
         own = None
         if dask_client is None:
             dask_client = own = connect(dask_scheduler)
         return DaskRunner(dask_client), "on the Dask cluster", own
-    workers, threads = resolve_workers(n_procs if n_procs is not None else settings.n_procs, n_jobs,
+    workers, threads = resolve_workers(n_procs if n_procs is not None else settings.n_procs, len(jobs),
                                        settings.threads_per_process)
+    if settings.mem_gb is not None and workers > 1:
+        peak_gb = max(estimate_subject_gb(job.unit) for job in jobs)
+        fitting = max(1, int(settings.mem_gb // peak_gb))
+        if fitting < workers:
+            echo(f"qsmiron: {fitting} subject(s) at once instead of {workers}: about {peak_gb:.1f} GB each, "
+                 f"mem_gb {settings.mem_gb:g}")
+            workers = fitting if fitting > 1 else 0
     if workers == 0:
-        return SerialRunner(), "in this process", None
+        return SerialRunner(threads if settings.threads_per_process is not None else None), "in this process", None
     return PoolRunner(workers, threads, settings.start_method), f"in {workers} process(es) x {threads} thread(s)", None
 
 
@@ -220,7 +247,7 @@ def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, conf
     steps : sequence of (name, function), optional
         Default ``DEFAULT_STEPS``.
     progress : bool, optional
-        Progress bars; default ``config.pipeline.progress``.
+        Progress bars; default ``config.pipeline.progress`` when stderr is a terminal.
     echo : callable, optional
         Receives one line per finished or failed subject (default: printed above the bars).
 
@@ -249,16 +276,22 @@ def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, conf
             jobs.append(SubjectJob(unit=unit, out_dir=out_dir, log_path=log_path, config=config))
     runner, own_client = None, None
     if jobs:
-        runner, where, own_client = _runner(len(jobs), settings, n_procs, dask_scheduler, dask_client)
+        runner, where, own_client = _runner(jobs, settings, n_procs, dask_scheduler, dask_client, echo)
         skipped = len(units) - len(jobs)
         echo(f"qsmiron: {len(jobs)} subject(s) to process {where}"
              + (f", {skipped} already complete (skipped)" if skipped else ""))
     elif units:
         echo(f"qsmiron: all {len(units)} subject(s) already complete (skipped)")
-    bars = _Progress(len(units), len(jobs), steps, settings.progress if progress is None else progress)
+    # Bars only on a terminal: in a log file or a pipe they are noise; the echoed lines remain.
+    bars = _Progress(len(units), len(jobs), steps,
+                     settings.progress and sys.stderr.isatty() if progress is None else progress)
     try:
         if runner is not None:
-            _Orchestration(jobs, steps, runner, settings, digests, config_digest, statuses, bars, echo).run()
+            orchestration = _Orchestration(jobs, steps, runner, settings, digests, config_digest, statuses, bars, echo)
+            orchestration.run()
+            if orchestration.crashed is not None:  # stop the subjects still running now
+                runner.close(abort=True)
+                runner = None
     except BaseException:
         if runner is not None:
             runner.close(abort=True)

@@ -27,7 +27,7 @@ listed). Each section's record goes into the ``results.json`` of every analysis
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -99,6 +99,11 @@ class SessionAnalysis:
     reason: str | None = None
 
 
+def _relative(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """``path`` relative to ``root`` (``../../bids/participants.tsv``), as a record keeps it."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(root).resolve())).as_posix()
+
+
 def run_group_analysis(regions_tsv: str | os.PathLike, participants_tsv: str | os.PathLike,
                        out_dir: str | os.PathLike, *, study_path: str | os.PathLike | None = None,
                        session: str | None = None,
@@ -154,12 +159,18 @@ def run_group_analysis(regions_tsv: str | os.PathLike, participants_tsv: str | o
     participants = read_participants(participants_tsv)
     regions = read_regions(regions_tsv)
     regions_source = os.fspath(regions_tsv)
+    if derivatives_dir is not None:
+        # A run's group level: results.json names its inputs relative to the derivative dataset.
+        regions_source = _relative(regions_tsv, derivatives_dir)
+        participants = replace(participants, source=_relative(participants_tsv, derivatives_dir))
     study = load_study(study_path)
     if session is not None:
         study = study.model_copy(deep=True)
         study.session = normalise_session_id(session)
     if sessions is not None and not isinstance(sessions, SessionsTable):
         sessions = read_sessions(sessions)
+    if sessions is not None and derivatives_dir is not None and sessions.source:
+        sessions = replace(sessions, source=_relative(sessions.source, derivatives_dir))
     paths = study_paths(out_dir)
     qc_images = [Path(image) for image in qc_images]
     present = sessions_of(regions)

@@ -37,6 +37,8 @@ IRON_DESCRIPTIONS = {
 """What each iron-specific map is."""
 
 R2STAR_ROLES = ("r2starmap", "t2starmap", "s0map", "r2star_mask")
+MASK_ROLES = ("mask", "r2star_mask")
+"""Binary images: no units, no ``SkullStripped``."""
 CHISEP_ROLES = ("chimap_paramagnetic", "chimap_diamagnetic")
 
 
@@ -100,6 +102,9 @@ def sidecars(record: ReconRecord, roles: Sequence[str], *, chain: bool,
                 sidecar.pop("Units")
         else:
             sidecar = iron_sidecar(record, role)
+        if role not in MASK_ROLES:
+            # BIDS requires it of derivative parametric maps: ours are zero/NaN outside the brain mask.
+            sidecar["SkullStripped"] = True
         if sources is not None:
             sidecar["Sources"] = list(sources)
         out[role] = sidecar

@@ -9,6 +9,7 @@ write their outputs to files, so the results are the same wherever they run.
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
@@ -30,6 +31,46 @@ def resolve_workers(n_procs: int | None, n_tasks: int, threads_per_process: int 
     workers = max(1, min(requested, max(n_tasks, 1)))
     threads = threads_per_process if threads_per_process is not None else max(1, cores // workers)
     return workers, threads
+
+
+BASE_GB = 1.5
+"""Memory of a subject process before its data: Python, numpy, ITK and the 1 mm template pair."""
+BYTES_PER_VOXEL_ECHO = 80
+"""Peak bytes per voxel and echo of the reconstruction (magnitude and phase as float64 and complex
+intermediates); the 3-D maps of the chain (about 40 float64 arrays) come on top."""
+BYTES_PER_VOXEL_MAPS = 40 * 8
+
+
+def estimate_subject_gb(unit) -> float:
+    """A subject's estimated peak memory, GB, from its NIfTI headers (matrix and echoes)."""
+    import nibabel as nib
+    import numpy as np
+
+    try:
+        shape = nib.load(str(unit.magnitude[0])).shape
+    except (OSError, IndexError, ValueError):
+        return BASE_GB
+    voxels = int(np.prod(shape[:3]))
+    echoes = max(len(unit.magnitude), shape[3] if len(shape) > 3 else 1)
+    return BASE_GB + voxels * (BYTES_PER_VOXEL_ECHO * echoes + BYTES_PER_VOXEL_MAPS) / 1e9
+
+
+def limit_threads(threads: int):
+    """Cap the numerical threads of this process (BLAS/OpenMP through threadpoolctl, numba, ITK);
+    returns the threadpoolctl limiter (keep it to keep the BLAS cap)."""
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = str(threads)
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
+    if "numba" in sys.modules:  # already imported: NUMBA_NUM_THREADS was read, set the count itself
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(threads)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return None
 
 
 PARENT_CHECK_SECONDS = 0.5
@@ -79,17 +120,34 @@ def init_worker(threads: int, pids=None) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent()
-    for variable in THREAD_VARIABLES:
-        os.environ[variable] = str(threads)
-    os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(threads))
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(threads)
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        pass
+    limit_threads(threads)
     if pids is not None:
         pids.put(os.getpid())
+
+
+def _with_threads(threads: int, function, *args):
+    """``function(*args)`` with the numerical threads capped, the process's settings restored after."""
+    saved = {name: os.environ.get(name) for name in (*THREAD_VARIABLES, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")}
+    numba_threads = None
+    if "numba" in sys.modules:
+        import numba
+
+        numba_threads = numba.get_num_threads()
+    limiter = limit_threads(threads)
+    try:
+        return function(*args)
+    finally:
+        if limiter is not None:
+            limiter.restore_original_limits()
+        if numba_threads is not None:
+            import numba
+
+            numba.set_num_threads(numba_threads)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def is_infrastructure_error(exc: BaseException) -> bool:
@@ -100,14 +158,21 @@ def is_infrastructure_error(exc: BaseException) -> bool:
 
 
 class SerialRunner:
-    """Runs each task at once in this process (one subject at a time)."""
+    """Runs each task at once in this process (one subject at a time), with at most ``threads``
+    numerical threads when given (``--omp-nthreads``)."""
 
     capacity = 1
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
 
     def submit(self, function, *args, isolated: bool = False) -> Future:
         future: Future = Future()
         try:
-            future.set_result(function(*args))
+            if self.threads is None:
+                future.set_result(function(*args))
+            else:
+                future.set_result(_with_threads(self.threads, function, *args))
         except BaseException as exc:  # noqa: BLE001 - the future carries it
             if isinstance(exc, KeyboardInterrupt):
                 raise

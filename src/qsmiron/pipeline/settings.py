@@ -21,7 +21,15 @@ class PipelineSettings(Settings):
         None, ge=1, description="subjects processed at once on this machine; None = one per CPU core "
         "(never more than the subjects to run). Ignored with a Dask scheduler")
     threads_per_process: int | None = Field(
-        None, ge=1, description="numerical threads per subject process; None = the cores divided by n_procs")
+        None, ge=1, description="numerical threads (numba, BLAS, ITK) per subject process; None = the cores "
+        "divided by n_procs (--omp-nthreads)")
+    mem_gb: float | None = Field(
+        None, gt=0, description="memory the run may use, GB: fewer subjects run at once when each one's "
+        "estimated peak (from its matrix size and echoes) times n_procs would exceed it; None = no limit "
+        "(--mem-gb)")
+    stop_on_first_crash: bool = Field(
+        False, description="stop the run at the first subject that fails, instead of carrying on with the "
+        "others (--stop-on-first-crash)")
     start_method: Literal["spawn", "forkserver", "fork"] = Field(
         "spawn", description="how local worker processes start; 'spawn' is the safe choice with "
         "threaded libraries (ITK, numba, OpenBLAS)")
@@ -43,7 +51,8 @@ class PipelineSettings(Settings):
     validate_image_data: bool = Field(
         True, description="validation reads every voxel of every input (catches truncated or corrupt "
         "files before any heavy work); False reads headers only")
-    progress: bool = Field(True, description="progress bars for the cohort and each step (stderr)")
+    progress: bool = Field(True, description="progress bars for the cohort and each step when stderr is a "
+                                             "terminal (plain log lines otherwise)")
 
 
 class DemoSettings(Settings):

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -84,18 +84,24 @@ def _paths(value) -> list[str]:
     return [os.fspath(v) for v in value]
 
 
+def absolute_name(path: str | os.PathLike) -> str:
+    """An input file as a record names it by default: its absolute path."""
+    return str(Path(path).resolve())
+
+
 def recon_record(gre, result, config: QsmironConfig, paths: ReconPaths, *, mask_path=None,
-                 r2_path=None) -> ReconRecord:
-    """The ``recon.json`` record of a finished reconstruction (``paths``: the files it writes)."""
+                 r2_path=None, input_name: Callable[[str | os.PathLike], str] = absolute_name) -> ReconRecord:
+    """The record of a finished reconstruction (``paths``: the files it writes; ``input_name``:
+    how it names an input file, e.g. as a BIDS URI in a cohort)."""
     chisep = result.chisep_info
     if chisep is not None and r2_path is not None and chisep.skipped is None:
-        chisep = chisep.model_copy(update={"r2_map": str(Path(r2_path).resolve())})
+        chisep = chisep.model_copy(update={"r2_map": input_name(r2_path)})
     return ReconRecord(
         qsmiron_version=__version__,
-        inputs=ReconInputs(magnitude=[str(Path(p).resolve()) for p in gre.paths["magnitude"]],
-                           phase=[str(Path(p).resolve()) for p in gre.paths["phase"]],
-                           mask=None if mask_path is None else str(Path(mask_path).resolve()),
-                           r2=None if r2_path is None else str(Path(r2_path).resolve())),
+        inputs=ReconInputs(magnitude=[input_name(p) for p in gre.paths["magnitude"]],
+                           phase=[input_name(p) for p in gre.paths["phase"]],
+                           mask=None if mask_path is None else input_name(mask_path),
+                           r2=None if r2_path is None else input_name(r2_path)),
         acquisition=gre.acquisition,
         steps=result.steps,
         r2star=result.r2star_info, chi_separation=chisep,
@@ -210,7 +216,8 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
                       settings: QsmironConfig | None = None,
                       names: dict[str, str] | None = None,
                       paths: ReconPaths | None = None,
-                      sources: Sequence[str] | None = None) -> ReconPaths:
+                      sources: Sequence[str] | None = None,
+                      input_name: Callable[[str | os.PathLike], str] = absolute_name) -> ReconPaths:
     """Reconstruct one multi-echo GRE acquisition from NIfTI files into ``out_dir``.
 
     Parameters
@@ -240,6 +247,8 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
         them; instead of ``names``.
     sources : sequence of str, optional
         BIDS ``Sources`` written into every sidecar (a cohort).
+    input_name : callable, optional
+        How the record names an input file (default its absolute path; a cohort gives BIDS URIs).
 
     Returns
     -------
@@ -290,7 +299,7 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
 
     made = set(images(result))
     paths = dataclasses.replace(paths, **{role: None for role in IRON_ROLES if role not in made})
-    record = recon_record(gre, result, config, paths, mask_path=mask, r2_path=r2)
+    record = recon_record(gre, result, config, paths, mask_path=mask, r2_path=r2, input_name=input_name)
     affine = gre.affine
     del gre
     _write_outputs(result, record, paths, affine, out_dir, sources)

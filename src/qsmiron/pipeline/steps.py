@@ -21,7 +21,7 @@ from typing import Callable, Mapping, Sequence
 from qsmiron.config import QsmironConfig
 from qsmiron.errors import InputError
 from qsmiron.io.bids import SubjectInputs
-from qsmiron.io.derivatives import IRON_ROLES, ROLE_TEMPLATE_CHIMAP, CohortPaths, recon_paths
+from qsmiron.io.derivatives import IRON_ROLES, ROLE_TEMPLATE_CHIMAP, CohortPaths, bids_uri, cohort_paths, recon_paths
 
 MAX_REASON_CHARS = 300
 """Failure reasons shown and tabulated are cut to this; the subject's log has them whole."""
@@ -54,6 +54,19 @@ class StepOutcome:
     error_type: str | None = None
 
 
+def _datasets(job: SubjectJob) -> dict[str, Path]:
+    """The derivative dataset (``bids::``) and the raw one (``bids:raw:``) of a job, by BIDS URI name."""
+    depth = len(job.unit.relative_dir.parts)
+    return {"": job.out_dir.parents[depth], "raw": job.unit.anat_dir.parents[depth]}
+
+
+def uri_namer(job: SubjectJob) -> Callable[[str | os.PathLike], str]:
+    """Path -> its BIDS URI (``bids:raw:sub-X/anat/...`` or ``bids::sub-X/anat/...``), for
+    the sidecars and records of a cohort, which hold no absolute path."""
+    datasets = _datasets(job)
+    return lambda path: bids_uri(path, datasets)
+
+
 def recon_step(job: SubjectJob, log: logging.Logger) -> dict[str, Path]:
     """Multi-echo GRE to susceptibility, and R2* (and chi-separation when asked for)
     (``qsmiron.pipeline.single.reconstruct_files``); every map with its BIDS sidecar."""
@@ -63,11 +76,11 @@ def recon_step(job: SubjectJob, log: logging.Logger) -> dict[str, Path]:
     log.info("magnitude: %s", ", ".join(p.name for p in unit.magnitude))
     log.info("phase: %s", ", ".join(p.name for p in unit.phase))
     log.info("echo times (s): %s; field strength: %s T", unit.echo_times_s, unit.field_strength_t)
-    bids_root = unit.anat_dir.parents[len(unit.relative_dir.parts)]
-    sources = [f"bids:raw:{path.relative_to(bids_root)}" for path in unit.magnitude + unit.phase]
+    name = uri_namer(job)
     paths = reconstruct_files(unit.magnitude, unit.phase, job.out_dir, echo_times_s=unit.echo_times_s,
                               field_strength_t=unit.field_strength_t, settings=job.config,
-                              paths=recon_paths(job.out_dir, unit.label), sources=sources)
+                              paths=recon_paths(job.out_dir, unit.label),
+                              sources=[name(path) for path in unit.magnitude + unit.phase], input_name=name)
     skipped = [role for role in IRON_ROLES if getattr(paths, role) is None]
     if skipped:
         log.info("not written: %s (see the recon record for why)", ", ".join(skipped))
@@ -87,8 +100,9 @@ def roi_step(job: SubjectJob, log: logging.Logger) -> dict[str, Path]:
     made = job.outputs
     iron = IronMaps(r2star=made.get("r2starmap"), r2star_mask=made.get("r2star_mask"),
                     paramagnetic=made.get("chimap_paramagnetic"), diamagnetic=made.get("chimap_diamagnetic"))
+    figures = cohort_paths(_datasets(job)[""]).figures_dir(unit.relative_dir)
     result = measure_subject(made["chimap"], unit.magnitude[0], tsv, config=job.config, mask=made["mask"],
-                             label=unit.label, iron=iron)
+                             label=unit.label, iron=iron, figures_dir=figures, input_name=uri_namer(job))
     table = result.table
     log.info("%d rows measured: %s", len(table),
              ", ".join(f"{m} {r}" if isinstance(r, str) else m

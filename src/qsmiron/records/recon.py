@@ -1,4 +1,5 @@
-"""The reconstruction record (``recon.json``): inputs, acquisition, every step, outputs, settings."""
+"""The reconstruction record (``recon.json``; ``sub-X_desc-recon_qsm.json`` in a run): inputs,
+acquisition, every step, outputs, settings."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The region-measurement record (the ROI JSON beside each regional table)."""
+"""The region-measurement record (``OUT.json`` beside ``qsmiron roi -o OUT.tsv``;
+``sub-X_atlas-<atlas>_desc-regions_qsm.json`` in a run)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A subject's native map resampled to the template grid with the transforms the roi step saved.
 
 ``roi_from_files`` saves, beside its regions table ``<stem>.tsv``, the subject -> template
-transforms ``<stem>_from-subject_to-template_mode-image_xfm.mat`` (rigid + affine) and the SyN
+transforms ``<stem>_from-MEGRE_to-<template>_mode-image_xfm.mat`` (rigid + affine) and the SyN
 warp pair (``...warp.nii.gz``), loaded by :meth:`qsmiron.register.normalise.Registration.load`.
 :func:`warp_to_template` applies them to a map (chi, later R2*) in one resampling.
 
@@ -79,7 +79,7 @@ def write_template_map(out_path: str | os.PathLike, data: np.ndarray, mask: np.n
 
     warped = warp_to_template(data, mask, affine, registration, template_shape=tuple(template_img.shape[:3]),
                               template_affine=template_img.affine)
-    sidecar = {"Units": units, "SpatialReference": space, "Sources": list(sources),
+    sidecar = {"Units": units, "SpatialReference": space, "SkullStripped": True, "Sources": list(sources),
                "Description": "native map resampled to the template with the saved ANTs transforms (SyN warp "
                               "then affine; trilinear, normalised by the resampled mask; NaN where the "
                               "subject's mask does not reach)"}
@@ -113,7 +113,7 @@ def template_map_from_files(map_path: str | os.PathLike, mask_path: str | os.Pat
     from qsmiron.io.nifti import load_nifti, same_grid
     from qsmiron.register.normalise import Registration
 
-    registration = Registration.load(transform_paths(transforms_stem))
+    registration = Registration.load(transform_paths(transforms_stem, space))
     if registration is None:
         raise InputError("no saved subject-to-template transforms at this stem (run the roi step first)",
                          transforms_stem)

@@ -93,8 +93,8 @@ def _register(images: SubjectImages, atlas, template_ants, labels_ants, settings
 
 
 def _write_outputs(images: SubjectImages, subject_labels, table: pd.DataFrame, registration, template,
-                   config, paths: RegionsPaths, steps: list[StepInfo], *, space: str, sources: list[str]
-                   ) -> tuple[pd.DataFrame, dict[str, Path]]:
+                   config, paths: RegionsPaths, steps: list[StepInfo], *, space: str, sources: list[str],
+                   label_table: pd.DataFrame, input_name) -> tuple[pd.DataFrame, dict[str, Path]]:
     """Labels, chi on the template grid (``registration.warp_chi_to_template``), and the table
     (contract columns first).
 
@@ -107,14 +107,16 @@ def _write_outputs(images: SubjectImages, subject_labels, table: pd.DataFrame, r
     from qsmiron.register.template_maps import write_template_map
 
     save_nifti(paths.labels, subject_labels.astype(np.int16), images.affine)
-    written = {"labels": paths.labels, "qc_atlas": paths.qc_atlas, "qc_registration": paths.qc_registration,
+    write_tsv_atomic(paths.labels_table, label_table)
+    written = {"labels": paths.labels, "labels_table": paths.labels_table, "qc_atlas": paths.qc_atlas,
+               "qc_registration": paths.qc_registration,
                **{role: path for role, path in paths.transforms.files().items()
                   if path in (registration.affine, registration.warp, registration.inverse_warp)}}
     if config.registration.warp_chi_to_template:
         template_img, _ = template
         with recorded_step(steps, "chi_to_template", "ants_apply_transforms",
                            {"interpolation": "linear, normalised by the resampled mask", "min_coverage": 0.5}):
-            transforms = [Path(f).name for f in (registration.affine, registration.warp) if f]
+            transforms = [input_name(f) for f in (registration.affine, registration.warp) if f]
             write_template_map(paths.template_chimap, images.chi_ppm, images.measure_mask, images.affine,
                                registration, template_img, sources=[*sources, *transforms],
                                space=space)
@@ -125,13 +127,16 @@ def _write_outputs(images: SubjectImages, subject_labels, table: pd.DataFrame, r
     return table, {"regions": paths.regions, **written}
 
 
-def _measures(images: SubjectImages, chi, iron: IronMaps) -> dict[str, tuple[np.ndarray, np.ndarray, MeasureInfo]]:
-    """Measure -> (map, valid mask, record) of every map there is to measure."""
+def _measures(images: SubjectImages, chi, iron: IronMaps, name=str) -> dict[str, tuple[np.ndarray, np.ndarray, MeasureInfo]]:
+    """Measure -> (map, valid mask, record) of every map there is to measure (``name``: how the
+    record names a map's file)."""
     chi_mask = images.measure_mask
-    given = {"chi": (images.chi_ppm, chi_mask, str(chi), "the chi mask"),
-             "r2star": (images.r2star_per_s, images.r2star_valid, str(iron.r2star), "the valid R2* fit"),
-             "chi_para": (images.paramagnetic_ppm, chi_mask, str(iron.paramagnetic), "the chi mask"),
-             "chi_dia": (images.diamagnetic_ppm, chi_mask, str(iron.diamagnetic), "the chi mask")}
+    given = {"chi": (images.chi_ppm, chi_mask, chi, "the chi mask"),
+             "r2star": (images.r2star_per_s, images.r2star_valid, iron.r2star, "the valid R2* fit"),
+             "chi_para": (images.paramagnetic_ppm, chi_mask, iron.paramagnetic, "the chi mask"),
+             "chi_dia": (images.diamagnetic_ppm, chi_mask, iron.diamagnetic, "the chi mask")}
+    given = {key: (values, mask, None if source is None else name(source), where)
+             for key, (values, mask, source, where) in given.items()}
     return {name: (values, mask, MeasureInfo(measure=name, unit=MEASURE_UNITS[name], source=source, mask=where))
             for name, (values, mask, source, where) in given.items() if values is not None}
 
@@ -148,12 +153,15 @@ def _measure_all(images, measures, subject_labels, atlas_obj, roi, fov, referenc
 
 
 def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels=None, template=None,
-                    mask=None, label=None, iron: IronMaps | None = None, reference_mask=None) -> RegionsResult:
+                    mask=None, label=None, iron: IronMaps | None = None, reference_mask=None,
+                    figures_dir=None, input_name=None) -> RegionsResult:
     """Regional values of one subject, written as ``out_tsv`` with its QC and record beside it.
 
     Parameters as ``roi_from_files``; ``config`` is the ``QsmironConfig`` in force; ``label``
-    (``sub-X[_ses-Y]``, a cohort's subject) names the template-space chi map
-    (``qsmiron.io.derivatives.regions_paths``).
+    (``sub-X[_ses-Y]``, a cohort's subject) gives the outputs their BIDS-derivative names, with
+    the QC images in ``figures_dir`` (``qsmiron.io.derivatives.regions_paths``); ``input_name``
+    names an input file in the record and sidecars (default: the path as given; a cohort gives
+    BIDS URIs).
     """
     from qsmiron.atlas.load import load_atlas
     from qsmiron.io.atomic import write_json_atomic
@@ -172,7 +180,8 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
         template_pair = template_images(atlas_obj.template_path if template is None else template)
         labels_array = atlas_obj.label_array()
         labels_ants = to_ants(labels_array.astype(np.float32), atlas_obj.image.affine)
-    paths = regions_paths(out_tsv, atlas=atlas_obj.name, space=atlas_obj.space, label=label)
+    paths = regions_paths(out_tsv, atlas=atlas_obj.name, space=atlas_obj.space, label=label, figures_dir=figures_dir)
+    name = input_name or (lambda path: Path(path).name)
     subject_image, registration, brain_source, fingerprint, reused = _register(
         images, atlas_obj, template_pair[1], labels_ants, reg, paths, steps)
     with recorded_step(steps, "head_check", "template_core_correlation",
@@ -189,7 +198,8 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
                        {"references": list(roi.references), "csf": roi.csf.model_dump(mode="json")}) as notes:
         references = reference_regions(images, registration, chi_ants, roi, atlas_obj.space)
         notes.update({r.name: r.volume_ml if r.available else r.reason for r in references.records})
-    measures = _measures(images, chi, iron)
+    given = (lambda path: str(path)) if input_name is None else input_name
+    measures = _measures(images, chi, iron, given)
     with recorded_step(steps, "measurement", "native_space_mean", roi.model_dump(mode="json")) as notes:
         table = _measure_all(images, measures, subject_labels, atlas_obj, roi, fov, references)
         notes.update(n_regions=int(len(atlas_obj.labels)), measures=list(measures))
@@ -198,14 +208,14 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
         metrics = {**registration_qc(on_template, images, subject_labels, atlas_obj, reg, paths), **head}
         table["flag_registration"] = bool(metrics["outlier"])
     table, written = _write_outputs(images, subject_labels, table, registration, template_pair, config, paths,
-                                    steps, space=atlas_obj.space,
-                                    sources=[Path(p).name for p in (chi, mask) if p is not None])
+                                    steps, space=atlas_obj.space, label_table=atlas_obj.labels[["index", "name"]],
+                                    sources=[name(p) for p in (chi, mask) if p is not None], input_name=name)
     record = RegionsRecord(
         qsmiron_version=__version__,
-        inputs=RegionsInputs(chi=str(chi), magnitude=str(magnitude), mask=None if mask is None else str(mask),
+        inputs=RegionsInputs(chi=given(chi), magnitude=given(magnitude), mask=None if mask is None else given(mask),
                              matrix=list(images.chi_ppm.shape), voxel_size_mm=list(images.voxel_size_mm),
-                             reference_mask=None if reference_mask is None else str(reference_mask),
-                             **iron.given()),
+                             reference_mask=None if reference_mask is None else given(reference_mask),
+                             **{key: given(value) for key, value in iron.given().items()}),
         atlas=AtlasInfo(**atlas_obj.describe()),
         registration=_registration_info(registration, reg, brain_source, fingerprint, reused, metrics),
         measurement=MeasurementInfo(space="subject (native, values not interpolated)",
