@@ -368,9 +368,10 @@ def run_inversion(state: ReconState, method: Method, parameters: dict[str, Any])
         tissue = np.where(state.local_mask, state.chi_ppm, 0).astype(np.float32)
         state.local_ppm = np.where(state.local_mask, forward_field(tissue, state.voxel_size_mm, state.b0_direction),
                                    0).astype(np.float32)
-    # Chi-separation regularises its maps with the same magnitude-weighted TV: MEDI's weight
-    # (linear data term, magnitude edges) carries over; other methods' weights do not.
-    if method.name == "medi" and "magnitude" in inputs and (info or {}).get("data_term") == "linear":
+    # Chi-separation regularises its maps with the same magnitude-weighted TV: wtv's weight
+    # (linear data term, magnitude edges) carries over; other methods' weights (wtv_bregman's
+    # last level included) do not, and chi-separation then chooses its own.
+    if method.name == "wtv" and "magnitude" in inputs and (info or {}).get("data_term") == "linear":
         state.inversion_alpha = float(info["alpha"])
     notes, warnings = _details(info)
     return StepResult({"inputs": sorted(inputs), **notes}, warnings)
