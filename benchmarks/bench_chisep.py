@@ -67,7 +67,7 @@ def simulate(context, settings, pose_kwargs, rng):
 
     from qsmiron import GYROMAGNETIC_RATIO_HZ_PER_T
     from qsmiron.simulate.phantom import CODE_GM, CODE_WM
-    from qsmiron.simulate.subject import _local_field, code_table_on_scan, make_pose, scan_properties
+    from qsmiron.simulate.subject import local_field_in_mask, code_table_on_scan, make_pose, scan_properties
 
     phantom = context.phantom
     pose = make_pose(phantom, settings, **pose_kwargs)
@@ -90,7 +90,7 @@ def simulate(context, settings, pose_kwargs, rng):
     voxel = tuple(float(v) for v in settings.voxel_size_mm)
     net = para - dia
     net_ref = np.where(mask, net - np.float32(net[mask].mean()), 0.0).astype(np.float32)
-    local = _local_field(net_ref, mask, voxel, pose.b0_direction_voxel, workers=-1)
+    local = local_field_in_mask(net_ref, mask, voxel, pose.b0_direction_voxel, workers=-1)
     hz_per_ppm = GYROMAGNETIC_RATIO_HZ_PER_T * settings.field_strength_t * 1e-6
     noise_ppm = np.where(mask, sigma / (2 * np.pi * np.sqrt(np.maximum(weight, 1e-30))) / hz_per_ppm, 0.0)
     field = np.where(mask, local + noise_ppm * rng.standard_normal(mask.shape), 0.0).astype(np.float32)

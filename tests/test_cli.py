@@ -54,18 +54,18 @@ def test_a_full_disk_while_recon_writes_is_one_line_and_leaves_no_partial_output
     out_dir = tmp_path / "out"
     import qsmiron.io.nifti as nifti
 
-    real_save, calls = nifti.nib.save, []
+    real_write, calls = nifti.write_image_file, []
 
-    def save_until_the_disk_fills(image, filename):
+    def write_until_the_disk_fills(image, filename, *, gzipped):
         calls.append(filename)
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, "No space left on device", str(filename))
-        real_save(image, filename)
+        real_write(image, filename, gzipped=gzipped)
 
-    monkeypatch.setattr(nifti.nib, "save", save_until_the_disk_fills)
+    monkeypatch.setattr(nifti, "write_image_file", write_until_the_disk_fills)
     code = main(["recon", "--magnitude", str(mag), "--phase", str(phase), "-o", str(out_dir)])
     line = _one_line(capsys)
-    assert code == 2 and len(calls) == 2
+    assert code == 2 and len(calls) >= 2  # the maps are written two at a time
     assert "the disk is full" in line and str(tmp_path) in line
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p.parent != inputs]
     assert leftovers == []

@@ -62,7 +62,7 @@ def test_rts_parameters_are_settable_from_the_config_and_reach_the_record():
 
 @pytest.mark.parametrize("payload, named", [
     ({"recon": {"background": {"pdf": {"tolerance": 0.1}}}}, "recon.background.pdf.tolerance"),
-    ({"recon": {"background": {"method": "lbv"}}}, "recon.background.method"),
+    ({"recon": {"background": {"method": "sharp"}}}, "recon.background.method"),
     ({"recon": {"background": {"pdf": {"tol": 2.0}}}}, "recon.background.pdf.tol"),
     ({"recon": {"nonsense": {}}}, "recon.nonsense"),
 ])

@@ -109,10 +109,12 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 def _cmd_voxelwise(args: argparse.Namespace) -> int:
     from qsmiron.io.derivatives import voxelwise_paths
+    from qsmiron.report.voxelwise_figures import add_contrast_figures
     from qsmiron.stats.voxelwise import run_voxelwise
 
     results = run_voxelwise(args.derivatives_dir, args.participants, args.output, study_path=args.study,
                             session=args.session)
+    add_contrast_figures(results, args.output)
     print(f"{len(results.clusters)} cluster(s) with p_FWE < {results.record.settings.alpha:g}: "
           f"{voxelwise_paths(args.output).clusters}")
     return 0

@@ -135,7 +135,7 @@ def test_config_hash_ignores_execution_settings_but_not_processing_ones():
     assert config_hash(QsmironConfig.model_validate({"roi": {"erode_voxels": 1}})) != base
     # Only the chosen method's parameters count: the others do not run.
     assert config_hash(QsmironConfig.model_validate({"recon": {"background": {"pdf": {"tol": 0.05}}}})) == base
-    assert config_hash(QsmironConfig.model_validate({"recon": {"background": {"ismv": {"tol": 0.005}}}})) != base
+    assert config_hash(QsmironConfig.model_validate({"recon": {"background": {"pdf_ismv": {"ismv_tol": 0.005}}}})) != base
 
 
 def test_resolve_workers_never_exceeds_the_subjects_and_splits_the_cores():

@@ -22,8 +22,8 @@ def blob_phantom(n=32):
     return np.where(mask, chi, 0.0).astype(np.float32), mask
 
 
-def test_registry_names_the_six_methods_and_default():
-    assert set(INVERSION_METHODS) == {"tkd", "tikhonov", "tv", "rts", "wtv", "wtv_bregman"}
+def test_registry_names_the_seven_methods_and_default():
+    assert set(INVERSION_METHODS) == {"tkd", "tikhonov", "tv", "rts", "wtv", "wtv_bregman", "tfi"}
     assert DEFAULT_INVERSION in INVERSION_METHODS
     assert InversionSettings().method == DEFAULT_INVERSION
 
@@ -33,7 +33,7 @@ def test_registry_names_the_six_methods_and_default():
 BLOB_BOUNDS = {"tkd": 43.0, "rts": 46.0, "tikhonov": 35.0, "tv": 35.0, "wtv": 35.0, "wtv_bregman": 35.0}
 
 
-@pytest.mark.parametrize("method", sorted(INVERSION_METHODS))
+@pytest.mark.parametrize("method", sorted(BLOB_BOUNDS))  # tfi (total field): tests/recon/test_tfi.py
 def test_every_method_recovers_smooth_blobs_from_noise_free_field_within_its_bound(method):
     chi, mask = blob_phantom()
     field = forward_field(chi, (1.0, 1.0, 1.0), (0, 0, 1))

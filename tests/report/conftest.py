@@ -263,3 +263,13 @@ def report(cohort, study_results, provenance, qc_dir, tmp_path_factory):
                                    ("gone", qc_dir / "missing.png"),
                                    ("text", qc_dir / "notes.txt")])
     return path, path.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def study_report(cohort, provenance, tmp_path_factory):
+    """The report of the real statistics (chi and R2*, primary regions) with every optional
+    section: (path, text, results)."""
+    from full_study import full_report
+
+    regions, participants = cohort
+    return full_report(regions, participants, tmp_path_factory.mktemp("study_report"), provenance)

@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 from qsmiron.report import figures as fig
+from qsmiron.report import relapse_figures
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def test_scatter_skips_rows_it_cannot_draw(values):
 
 
 def test_roc_panels_follow_the_relapse_p_order_and_mark_the_youden_point(study_results):
-    figure = fig.roc_figure(study_results.roc_curves, study_results.relapse, n_top=3)
+    figure = relapse_figures.roc_figure(study_results.roc_curves, study_results.relapse, n_top=3)
     axes = [ax for ax in figure.axes if ax.get_visible()]
     order = study_results.relapse.sort_values("p", kind="mergesort").head(3)
     for ax, (_, row) in zip(axes, order.iterrows()):
@@ -108,22 +109,94 @@ def test_roc_panels_follow_the_relapse_p_order_and_mark_the_youden_point(study_r
         np.testing.assert_allclose(xs, curve["fpr"])
         np.testing.assert_allclose(ys, curve["tpr"])
         np.testing.assert_allclose(_points(ax)[0], [1 - row["specificity"], row["sensitivity"]])
-    assert fig.roc_figure({}, study_results.relapse) is None
+    assert relapse_figures.roc_figure({}, study_results.relapse) is None
 
 
-def test_km_panels_draw_both_median_split_curves(study_results):
-    figure = fig.km_figure(study_results.km_curves, study_results.relapse, n_top=2, time_label="months")
-    axes = [ax for ax in figure.axes if ax.get_visible()]
-    assert len(axes) == 2
+def test_km_panels_draw_both_median_split_curves_and_the_numbers_at_risk_under_them(study_results):
     first = study_results.relapse.sort_values("hr_p", kind="mergesort").iloc[0]
     key = (first["region"], first["hemisphere"])
-    assert axes[0].get_title().startswith(f"{key[0]} {key[1]}\nHR/SD ")
+    at_risk = pd.DataFrame({"group": ["low", "low", "high", "high"], "time": [0.0, 6.0, 0.0, 6.0],
+                            "at_risk": [6, 4, 6, 5]})
+    figure = relapse_figures.km_figure(study_results.km_curves, study_results.relapse, n_top=2,
+                                       time_label="months", at_risk={key: at_risk})
+    axes = [ax for ax in figure.axes if ax.get_visible()]
+    assert len(axes) == 2
+    assert axes[0].get_title().startswith(f"{key[0]} {key[1]}\nHR per SD ")
+    texts = [t.get_text() for t in axes[0].texts]
+    assert "at risk" in texts and texts.count("6") == 2 and "4" in texts and "5" in texts
+    assert list(axes[0].get_xticks()) == [0.0, 6.0]
+    assert "at risk" not in [t.get_text() for t in axes[1].texts]  # no at-risk table given for it
     curves = study_results.km_curves[key]
     for line, (name, curve) in zip(axes[0].lines, curves.groupby("group", sort=False)):
         xs, ys = line.get_data()
         np.testing.assert_allclose(ys, curve.sort_values("time")["survival"])
         assert line.get_label() == f"{name} \u03c7"
     assert axes[0].get_xlabel() == "months"
+
+
+def test_forest_plot_draws_each_estimate_and_interval_with_the_null_line():
+    from qsmiron.records.answers import Estimate
+    from qsmiron.report.answer_figures import forest_figure
+
+    rows = [Estimate(region="VeP", hemisphere="L", estimate=-0.9, ci_low=-1.5, ci_high=-0.3, p_fdr=0.01,
+                     family="primary"),
+            Estimate(region="Pu", hemisphere="R", estimate=None, ci_low=None, ci_high=None, family="exploratory",
+                     note="too few events")]
+    figure = forest_figure(rows, xlabel="Cohen's d", null=0.0)
+    ax = figure.axes[0]
+    xs = [tuple(line.get_xdata()) for line in ax.lines]
+    assert (-1.5, -0.3) in xs and (-0.9,) in xs and (0, 0) in xs
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["VeP L", "Pu R (expl.)"]
+    notes = [t.get_text() for t in ax.texts]
+    assert any(n.startswith("-0.90 (-1.50 to -0.30)") and n.endswith("*") for n in notes)
+    assert "too few events" in notes
+    assert figure.get_figwidth() <= fig.PRINT_WIDTH_IN
+    assert forest_figure([], xlabel="d") is None
+
+
+def test_heatmap_writes_every_r_with_its_significance_mark():
+    from qsmiron.records.answers import AssociationMatrix
+    from qsmiron.report.answer_figures import heatmap_figure
+
+    matrix = AssociationMatrix(group="MOH", method="spearman", regions=["VeP", "Pu"], hemispheres=["L", "L"],
+                               variables=["sds", "ldq"], r=[[-0.6, 0.1], [0.3, None]],
+                               p=[[0.001, 0.5], [0.03, None]], p_fdr=[[0.004, 0.6], [0.2, None]],
+                               family=[["primary", "primary"], ["exploratory", "exploratory"]])
+    figure = heatmap_figure(matrix)
+    texts = [t.get_text() for t in figure.axes[0].texts]
+    assert texts == ["-0.60*", "0.10", "0.30\u00b0", "n/a"]
+    bold = [t.get_fontweight() for t in figure.axes[0].get_yticklabels()]
+    assert bold[0] == "bold" and bold[1] != "bold"
+
+
+def test_figures_are_drawn_at_print_size_with_fonts_of_at_least_9_points(values, study_results):
+    from matplotlib.text import Text
+
+    drawn = [fig.group_box_figure(values, ["MOH", "CM"], comparison=study_results.group_comparison),
+             fig.association_scatter_figure(values, study_results.associations, covariates=["age"]),
+             relapse_figures.roc_figure(study_results.roc_curves, study_results.relapse),
+             relapse_figures.km_figure(study_results.km_curves, study_results.relapse)]
+    for figure in drawn:
+        assert figure.get_figwidth() <= fig.PRINT_WIDTH_IN + 1e-9
+        sizes = [t.get_fontsize() for t in figure.findobj(Text) if t.get_text().strip()]
+        assert sizes and min(sizes) >= 9
+    assert fig.DPI >= 150
+
+
+def test_a_group_has_the_same_colour_in_the_box_and_the_scatter_plots(values, study_results):
+    from matplotlib.colors import to_hex
+
+    colours = fig.group_colours(["MOH", "CM"])
+    box = fig.group_box_figure(values, ["MOH", "CM"])
+    for ax in box.axes:
+        for collection in ax.collections:
+            if collection.get_label() in colours:
+                assert to_hex(collection.get_facecolor()[0]) == colours[collection.get_label()].lower()
+    moh_rows = study_results.associations[study_results.associations["group"] == "MOH"]
+    scatter = fig.association_scatter_figure(values, moh_rows, colours=colours)
+    points = [c for ax in scatter.axes for c in ax.collections if c.get_label() == "participants"]
+    assert points and all(to_hex(c.get_facecolor()[0]) == colours["MOH"].lower() for c in points)
 
 
 def test_figures_encode_to_png_of_the_figure_size():

@@ -29,6 +29,7 @@ def test_ppm_values_have_four_decimals_and_no_negative_zero():
 
 def test_intervals_and_mean_sd_use_the_same_rounding_as_their_parts():
     assert format_interval(0.4512, 0.2109, 0.9733) == "0.45 (0.21\u20130.97)"
+    assert format_interval(-0.92, -1.571, -0.26) == "-0.92 (-1.57 to -0.26)"
     assert format_interval(0.45, float("nan"), float("nan")) == "0.45"
     assert format_interval(float("nan"), 0.1, 0.2) == "n/a"
     assert format_mean_sd(0.06123, 0.02011) == "0.0612 \u00b1 0.0201"

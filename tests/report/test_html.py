@@ -12,6 +12,7 @@ from markupsafe import escape
 from qsmiron.report import html as report_html
 from qsmiron.report.formatting import format_mean_sd, format_p
 from qsmiron.report.html import SECTION_IDS, build_context, render_context, render_report, write_report
+from qsmiron.report.names import region_label, region_name
 from qsmiron.stats.results import StudyResults
 
 
@@ -96,29 +97,38 @@ def test_significant_rows_and_only_those_are_marked(report, study_results):
     gc = study_results.group_comparison
     expected = gc[gc["p_fdr"] < 0.05]
     assert len(expected) >= 1, "the fixture plants a VeP difference"
-    marked = [cells for cls, cells in rows if cls == "sig" and cells[1] in set(gc["region"])
-              and "/" in cells[3]]
-    assert sorted((c[1], c[2]) for c in marked) == sorted(zip(expected["region"], expected["hemisphere"]))
+    names = {region_name(r): r for r in gc["region"]}
+    header = next(cells for cls, cells in rows if "MOH mean \u00b1 SD (ppm)" in cells)
+    marked = [cells for cls, cells in rows if cls == "sig" and cells[1] in names and len(cells) == len(header)]
+    assert sorted((names[c[1]], c[2]) for c in marked) == sorted(zip(expected["region"], expected["hemisphere"]))
     assert all(c[0] == "*" for c in marked)
     for _, row in expected.iterrows():
-        cells = next(c for c in marked if (c[1], c[2]) == (row["region"], row["hemisphere"]))
-        assert cells[4] == format_mean_sd(row["mean_a"], row["sd_a"])
-        assert cells[10] == format_p(row["p_fdr"])
-    # The summary lists the same findings.
+        cells = next(c for c in marked if (names[c[1]], c[2]) == (row["region"], row["hemisphere"]))
+        assert cells[header.index("MOH mean \u00b1 SD (ppm)")] == format_mean_sd(row["mean_a"], row["sd_a"])
+        assert cells[header.index("p FDR")] == format_p(row["p_fdr"])
+    # Columns with one value in every row are said once, in the caption.
+    assert "n MOH / CM" not in header and "In every row: n MOH / CM 12 / 12." in text
+    # The list of significant results names the same rows, regions spelled out.
     for _, row in expected.iterrows():
-        assert f"{row['region']} {row['hemisphere']}: MOH vs CM" in text
+        assert str(escape(f"{region_label(row['region'], row['hemisphere'])}: MOH vs CM")) in text
 
 
-def test_relapse_table_shows_odds_auc_and_hazard_ratios(report, study_results):
+def test_relapse_tables_show_odds_auc_cross_validated_cut_off_and_hazard_ratios(report, study_results):
     _, text = report
     rows = parse(text).rows
     header = next(cells for cls, cells in rows if "OR per SD (95 % CI)" in cells)
-    for column in ("AUC (95 % CI)", "Youden cut-off (ppm)", "HR per SD (95 % CI)", "HR p FDR", "log-rank p"):
+    for column in ("AUC (95 % CI)", "cut-off (ppm)", "sensitivity (CV)", "specificity (CV)"):
         assert column in header
     first = study_results.relapse.iloc[0]
-    line = next(cells for cls, cells in rows if len(cells) == len(header) and cells[1:3] == [first["region"], "L"]
-                and "0.60 (0.30\u20131.20)" in cells)
-    assert line[header.index("HR per SD (95 % CI)")] == "0.70 (0.40\u20131.10)"
+    line = next(cells for cls, cells in rows if len(cells) == len(header)
+                and cells[1:3] == [region_name(first["region"]), "L"] and "0.60 (0.30\u20131.20)" in cells)
+    # The fixture predates the cross-validated columns: its apparent ones are shown in their place.
+    assert line[header.index("sensitivity (CV)")] == f"{first['sensitivity']:.2f}"
+    survival = next(cells for cls, cells in rows if "HR per SD (95 % CI)" in cells)
+    assert "log-rank p" in survival and "p FDR" in survival
+    start = rows.index(next(row for row in rows if row[1] == survival))
+    line = next(cells for cls, cells in rows[start:] if cells[1:3] == [region_name(first["region"]), "L"])
+    assert line[survival.index("HR per SD (95 % CI)")] == "0.70 (0.40\u20131.10)"
     assert 'id="relapse-counts"' in text and "rate ratio per SD (95 % CI)" in text
 
 
@@ -163,8 +173,8 @@ def test_report_without_optional_analyses_says_what_was_not_run(cohort, study_re
                            group_comparison=study_results.group_comparison,
                            associations=pd.DataFrame(), relapse=pd.DataFrame())
     context = build_context(results, regions=regions, participants=participants)
-    assert [f.id for f in context.figures] == ["fig-groups"]
-    assert any("no time-to-event data" in note for note in context.figure_notes)
+    assert [f.id for f in context.group_figures] == ["fig-groups"]
+    assert context.association_figures == [] and context.relapse_figures == []
     assert context.relapse_counts is None and context.qc_images == []
     text = render_context(context)
     assert "No clinical variables were named or found" in text
@@ -198,16 +208,14 @@ def test_report_from_run_study_on_a_synthetic_cohort(cohort, tmp_path):
                              "associations": {"group": "MOH", "variables": ["sds", "hit6"]},
                              "relapse": {"group": "MOH", "outcome": "relapse", "time": "time_to_relapse",
                                          "count": "relapse_count"}})
-    # The report shows chi's results in their single-measure form, as the group level passes them.
-    from qsmiron.stats.measures import for_measure
-
-    results = for_measure(run_study(regions, participants, study), "chi")
+    # The report gets every measure's results, as the group level passes them, and shows chi's.
+    results = run_study(regions, participants, study)
     path = write_report(results, tmp_path / "report.html", regions=regions, participants=participants)
     text = path.read_text(encoding="utf-8")
-    rows = parse(text).rows
+    table = text[text.index('id="group-comparison-table"'):]
+    rows = parse(table[:table.index("</table>")]).rows
     gc = results.group_comparison
-    n_gc = sum(1 for cls, cells in rows if len(cells) > 4 and "/" in cells[3] and cells[1] in set(gc["region"]))
-    assert n_gc == len(gc) == 8
+    assert len(rows) - 1 == len(gc) == 8
     assert sum(1 for cls, _ in rows if cls == "sig") >= int((gc["p_fdr"] < 0.05).sum()) >= 1
     for figure_id in ("fig-groups", "fig-associations", "fig-roc", "fig-km"):
         assert f'id="{figure_id}"' in text
@@ -235,10 +243,10 @@ def test_findings_list_every_fdr_significant_row_of_each_analysis_most_significa
                         ("association", study_results.associations), ("relapse", study_results.relapse)):
         significant = frame[frame["p_fdr"] < 0.05].sort_values("p_fdr", kind="mergesort")
         expected += [(kind, row) for _, row in significant.iterrows()]
-    assert [f.analysis for f in context.findings] == [kind for kind, _ in expected]
+    assert [f.analysis.split(",")[0] for f in context.findings] == [kind for kind, _ in expected]
     assert len(context.findings) >= 1
     for finding, (kind, row) in zip(context.findings, expected):
-        assert finding.text.startswith(f"{row['region']} {row['hemisphere']}")
+        assert finding.text.startswith(region_label(row["region"], row["hemisphere"]))
         assert finding.text.endswith(f"p FDR = {format_p(row['p_fdr'])}")
         if kind == "group comparison":
             assert f"Cohen's d = {format_number(row['cohen_d'], 2)}" in finding.text
@@ -246,4 +254,4 @@ def test_findings_list_every_fdr_significant_row_of_each_analysis_most_significa
             assert f"with {row['variable']} ({row['group']}): r = {format_number(row['r'], 2)}" in finding.text
         else:
             assert f"AUC {format_number(row['auc'], 2)}" in finding.text and "OR per SD" in finding.text
-    assert {f.analysis for f in context.findings} == {"group comparison", "association", "relapse"}
+    assert {f.analysis.split(",")[0] for f in context.findings} == {"group comparison", "association", "relapse"}

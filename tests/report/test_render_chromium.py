@@ -134,3 +134,71 @@ def test_screenshot_shows_a_rendered_page(chromium, report, tmp_path):
     # Text and tables on a white page: mostly white, a real share of dark ink.
     assert 0.6 < float(np.mean(grey > 0.95)) < 0.995
     assert float(np.mean(grey < 0.5)) > 0.005
+
+
+PRINT_WIDTH_PX = 703
+"""A4 (210 mm) less the report's 12 mm print margins, in CSS pixels (96 per inch)."""
+
+PRINT_CHECK_SCRIPT = """<script>
+window.addEventListener('load', function () {
+  var limit = document.documentElement.clientWidth;
+  var wide = Array.from(document.querySelectorAll('table')).filter(function (t) {
+    return t.getBoundingClientRect().right > limit + 1 || t.scrollWidth > t.parentElement.clientWidth + 1;
+  }).map(function (t) { return t.id || t.className || 'table'; });
+  var images = Array.from(document.images).map(function (i) {
+    var figure = i.closest('figure');
+    var caption = figure ? figure.querySelector('figcaption') : null;
+    return [i.alt, caption ? caption.textContent.trim().length : 0, i.naturalWidth];
+  });
+  document.body.setAttribute('data-check', JSON.stringify({wide: wide, images: images,
+    scrollWidth: document.documentElement.scrollWidth, width: limit}));
+});
+</script>"""
+"""Measures, in the print layout, every table against the page's text width and every image's
+alt text and caption."""
+
+
+def print_layout(text: str) -> str:
+    """The page as it prints: the print rules applied to the screen (the window is the A4 text width)."""
+    return text.replace("@media print", "@media all").replace("</body>", PRINT_CHECK_SCRIPT + "</body>")
+
+
+def test_no_table_is_wider_than_the_printed_page_and_every_image_has_alt_text_and_a_caption(
+        chromium, study_report, tmp_path):
+    # Control: a table of unbreakable cells overflows and an image without caption is caught.
+    control = tmp_path / "control.html"
+    cells = "".join(f"<td>{'x' * 60}</td>" for _ in range(6))
+    control.write_text("<!DOCTYPE html><html><head><style>td { white-space: nowrap }</style></head><body>"
+                       f"<table id='wide'><tr>{cells}</tr></table><img alt='' src='data:image/png;base64,AAAA'>"
+                       f"{PRINT_CHECK_SCRIPT}</body></html>")
+    _, dom, _ = run_chromium(chromium, control, tmp_path / "profile", "--dump-dom",
+                             f"--window-size={PRINT_WIDTH_PX},1000")
+    check = dom_check(dom)
+    assert check["wide"] == ["wide"] and check["images"] == [["", 0, 0]]
+
+    _, text, _ = study_report
+    page = tmp_path / "print_layout.html"
+    page.write_text(print_layout(text), encoding="utf-8")
+    code, dom, stderr = run_chromium(chromium, page, tmp_path / "profile", "--dump-dom",
+                                     f"--window-size={PRINT_WIDTH_PX},1000")
+    assert code == 0 and problems(stderr) == []
+    check = dom_check(dom)
+    assert check["width"] <= PRINT_WIDTH_PX
+    assert check["wide"] == [], f"tables wider than the printed page: {check['wide']}"
+    assert check["scrollWidth"] <= check["width"]
+    assert len(check["images"]) >= 8
+    for alt, caption_length, width in check["images"]:
+        assert alt.strip() and caption_length > 20 and width > 0, alt
+
+
+def test_report_prints_to_pdf_and_renders_to_png(chromium, study_report, tmp_path):
+    path, _, _ = study_report
+    pdf, png = tmp_path / "report.pdf", tmp_path / "report.png"
+    code, _, stderr = run_chromium(chromium, path, tmp_path / "profile", "--no-pdf-header-footer",
+                                   f"--print-to-pdf={pdf}")
+    assert code == 0 and pdf.exists(), stderr[-2000:]
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page[^s]", data)) >= 5
+    code, _, stderr = run_chromium(chromium, path, tmp_path / "profile", f"--screenshot={png}",
+                                   "--window-size=1280,1000", "--hide-scrollbars")
+    assert code == 0 and png.exists() and png.stat().st_size > 10_000, stderr[-2000:]

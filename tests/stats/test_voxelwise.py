@@ -78,6 +78,11 @@ def test_voxelwise_finds_a_planted_regional_effect_and_labels_its_cluster(toy):
     out = root / "out"
     results = run_voxelwise(derivatives, participants, out, study_path=_study(root), atlas=str(atlas),
                             atlas_labels=table, template=template)
+    assert pd.read_csv(out / "voxelwise_contrasts.tsv", sep="\t")["figure"].isna().all()  # the report draws them
+    from qsmiron.report.voxelwise_figures import add_contrast_figures
+
+    drawn = add_contrast_figures(results, out, atlas=str(atlas), atlas_labels=table, template=template)
+    assert len(drawn) == 2
     clusters = pd.read_csv(out / "voxelwise_clusters.tsv", sep="\t")
     assert list(clusters.columns) == CLUSTER_COLUMNS
     group = clusters[clusters["contrast"] == "MOH - CM"]
@@ -106,7 +111,7 @@ def test_voxelwise_on_a_null_cohort_reports_no_cluster(toy):
     derivatives, participants = _cohort(root, labels, effect=0.0, seed=5)
     study = _study(root, '[voxelwise]\nn_permutations = 40\nmask = "brain"\n[associations]\nvariables = []\n')
     results = run_voxelwise(derivatives, participants, root / "out", study_path=study, atlas=str(atlas),
-                            atlas_labels=table, template=template, figures=False)
+                            atlas_labels=table, template=template)
     assert results.clusters.empty
     assert results.contrasts.loc[0, "min_p_fwe"] > 0.05
 
@@ -118,7 +123,7 @@ def test_a_map_on_another_grid_is_a_one_line_error_naming_it(toy):
     nib.save(nib.Nifti1Image(np.zeros((10, 10, 10), np.float32), AFFINE), bad)
     with pytest.raises(InputError, match="another grid") as error:
         run_voxelwise(derivatives, participants, root / "out", study_path=_study(root), atlas=str(atlas),
-                      atlas_labels=table, template=template, figures=False)
+                      atlas_labels=table, template=template)
     assert error.value.path == str(bad) and "\n" not in str(error.value)
 
 
@@ -129,7 +134,7 @@ def test_a_map_whose_sidecar_names_another_space_is_refused(toy):
     sidecar.write_text(json.dumps({"SpatialReference": "MNI152NLin6Asym"}))
     with pytest.raises(InputError, match="MNI152NLin6Asym"):
         run_voxelwise(derivatives, participants, root / "out", study_path=_study(root), atlas=str(atlas),
-                      atlas_labels=table, template=template, figures=False)
+                      atlas_labels=table, template=template)
 
 
 def test_participants_without_maps_are_named_in_one_line(toy):
@@ -139,10 +144,10 @@ def test_participants_without_maps_are_named_in_one_line(toy):
         path.rename(path.with_name(path.name.replace(SPACE, "MNI152NLin6Asym")))
     with pytest.raises(InputError, match="sub-04.*MNI152NLin6Asym") as error:
         run_voxelwise(derivatives, participants, root / "out", study_path=_study(root), atlas=str(atlas),
-                      atlas_labels=table, template=template, figures=False)
+                      atlas_labels=table, template=template)
     assert error.value.path == str(participants)
     results = run_voxelwise(derivatives, participants, root / "out", study_path=_study(root), atlas=str(atlas),
-                            atlas_labels=table, template=template, figures=False, missing_maps="exclude")
+                            atlas_labels=table, template=template, missing_maps="exclude")
     assert [e.participant_id for e in results.record.exclusions] == ["sub-04"]
     assert results.record.exclusions[0].reason == f"no space-{SPACE} chi map"
     assert results.contrasts.loc[0, "n"] == 15

@@ -12,8 +12,10 @@ heavy work starts.
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -108,11 +110,48 @@ def _image_shape(image, path: Path) -> tuple[int, ...]:
 
 
 def _read_data(image, path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """The voxels as float32 (slope and intercept applied), C-ordered, of ``shape``."""
     try:
+        if path.name.endswith(".gz"):
+            return read_gzipped_voxels(image, path).reshape(shape)
         data = image.get_fdata(dtype=np.float32)
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(f"the image data cannot be read ({type(exc).__name__}: {exc})", path) from None
-    return data.reshape(shape)
+    return _c_order(data.reshape(shape))
+
+
+def read_gzipped_voxels(image, path: Path) -> np.ndarray:
+    """A .nii.gz file's voxels as C-ordered float32, decompressed in one call.
+
+    nibabel streams gzip in 8 kB pieces through Python (about 3 s for a 256 x 256 x 176 x 5
+    volume); one ``gzip.decompress`` runs in C, releases the GIL (so magnitude and phase
+    decompress on two cores at once) and is about twice as fast. The stored (Fortran-
+    ordered) voxels are cast to float32, scaled and transposed to C order slice by slice.
+    """
+    proxy = image.dataobj  # nibabel's ArrayProxy: where and how the voxels are stored
+    dtype = np.dtype(proxy.dtype)
+    shape = tuple(int(n) for n in proxy.shape)
+    offset = int(proxy.offset)
+    raw = gzip.decompress(path.read_bytes())
+    count = int(np.prod(shape))
+    if len(raw) < offset + count * dtype.itemsize:
+        raise InputError(f"the image data is truncated ({len(raw)} bytes after decompression, "
+                         f"{offset + count * dtype.itemsize} expected)", path)
+    stored = np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(shape, order=proxy.order)
+    out = np.empty(shape, np.float32)
+    if len(shape) < 3:
+        out[...] = stored
+    else:
+        for z in range(shape[2]):
+            out[:, :, z] = stored[:, :, z]
+    slope, intercept = float(proxy.slope), float(proxy.inter)
+    if np.isfinite(slope) and slope not in (0.0, 1.0):
+        out *= np.float32(slope)
+    if np.isfinite(intercept) and intercept != 0.0:
+        out += np.float32(intercept)
+    return out
 
 
 def _check_finite(data: np.ndarray, path: Path, what: str) -> None:
@@ -179,7 +218,7 @@ def _read_part(part: _Part) -> np.ndarray:
     if len(part.paths) == 1:
         # NIfTI voxels come in Fortran order; the reconstruction works on C-ordered arrays
         # (echoes contiguous per voxel last), so convert once here instead of in every stage.
-        data = _c_order(_read_data(part.images[0], part.paths[0], part.shape))
+        data = _read_data(part.images[0], part.paths[0], part.shape)
         _check_finite(data, part.paths[0], f"the {part.name}")
         return data
     data = np.empty(part.shape, dtype=np.float32)
@@ -188,6 +227,20 @@ def _read_part(part: _Part) -> np.ndarray:
         _check_finite(volume, path, f"the {part.name}")
         data[..., echo] = volume
     return data
+
+
+def _check_magnitude(magnitude: np.ndarray, part: _Part) -> None:
+    """Reject an echo that is zero everywhere, or a magnitude that is mostly negative."""
+    for echo in range(magnitude.shape[3]):
+        volume = magnitude[..., echo]
+        path = part.paths[echo] if len(part.paths) > 1 else part.paths[0]
+        if not np.any(volume):
+            which = f"echo {echo + 1} of the magnitude" if len(part.paths) == 1 else "the magnitude"
+            raise InputError(f"{which} is zero everywhere", path)
+        negative = np.count_nonzero(volume < 0)
+        if negative > 0.01 * volume.size:
+            raise InputError(f"{100 * negative / volume.size:.0f}% of the magnitude voxels are "
+                             f"negative: is this a phase image given as --magnitude?", path)
 
 
 def _fmt_times(values: Sequence[float]) -> str:
@@ -377,18 +430,12 @@ def load_gre(magnitude_paths, phase_paths, *, echo_times_s: Sequence[float] | No
     field_strength, field_source = _resolve_field_strength(field_strength_t, all_sidecars,
                                                            all_paths, pha.paths[0], warnings)
 
-    magnitude = _read_part(mag)
-    for echo in range(n_echoes):
-        volume = magnitude[..., echo]
-        path = mag.paths[echo] if len(mag.paths) > 1 else mag.paths[0]
-        if not np.any(volume):
-            which = f"echo {echo + 1} of the magnitude" if len(mag.paths) == 1 else "the magnitude"
-            raise InputError(f"{which} is zero everywhere", path)
-        negative = np.count_nonzero(volume < 0)
-        if negative > 0.01 * volume.size:
-            raise InputError(f"{100 * negative / volume.size:.0f}% of the magnitude voxels are "
-                             f"negative: is this a phase image given as --magnitude?", path)
-    phase = _read_part(pha)
+    # Both parts at once: decompression and casting release the GIL (two cores, half the wait).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending_phase = pool.submit(_read_part, pha)
+        magnitude = _read_part(mag)
+        _check_magnitude(magnitude, mag)
+        phase = pending_phase.result()
 
     merged: dict[str, Any] = {}
     for sidecar in reversed(all_sidecars):  # the first phase sidecar wins

@@ -19,6 +19,11 @@ from qsmiron.io.atomic import atomic_path, json_text
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
+GZIP_LEVEL = 1
+"""Compression of written .nii.gz files, nibabel's default: for a 256 x 256 x 176 float32
+Chimap (46 MB, mostly zeros outside the brain) level 6 saves 5 % of 4.2 MB for 1.8 x the
+time (0.41 against 0.23 s CPU)."""
+
 
 _SINGULAR_RELATIVE_DETERMINANT = 1e-6
 """|det(A)| below this times the product of the column norms: the axes do not span 3D."""
@@ -179,6 +184,18 @@ def load_nifti(path: str | os.PathLike, *, dtype=np.float32, with_sidecar: bool 
     return Volume(data=data, affine=np.asarray(image.affine, dtype=float), path=path, sidecar=sidecar)
 
 
+def write_image_file(image: nib.Nifti1Image, path: Path, *, gzipped: bool) -> None:
+    """Write ``image`` to ``path``, gzip-compressed in one C call when ``gzipped``.
+
+    One ``gzip.compress`` (level 1, as nibabel) releases the GIL, where nibabel's chunked
+    writes go through Python: outputs can then be compressed in parallel threads.
+    """
+    if gzipped:
+        path.write_bytes(gzip.compress(image.to_bytes(), compresslevel=GZIP_LEVEL, mtime=0))
+    else:
+        nib.save(image, str(path))
+
+
 def save_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *,
                sidecar: dict[str, Any] | None = None, dtype=None,
                intent: str | None = None) -> Path:
@@ -202,7 +219,7 @@ def save_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *,
     # Both files are complete before either is moved in, and the image moves last, so an
     # interrupted write never leaves a new image beside a missing or older sidecar.
     with atomic_path(path) as tmp_image:
-        nib.save(image, str(tmp_image))
+        write_image_file(image, tmp_image, gzipped=path.name.endswith(".gz"))
         if sidecar is not None:
             with atomic_path(sidecar_path(path)) as tmp_sidecar:
                 tmp_sidecar.write_text(json_text(sidecar), encoding="utf-8")

@@ -41,7 +41,6 @@ from qsmiron.io.participants import (ParticipantsTable, SessionsTable, normalise
 from qsmiron.records.cohort import Provenance
 from qsmiron.stats.analysis import run_study
 from qsmiron.stats.extensions import RegionalExtensions, run_regional_extensions
-from qsmiron.stats.measures import for_measure
 from qsmiron.stats.regions import read_regions, select_measure, select_session, sessions_of
 from qsmiron.stats.results import StudyResults
 from qsmiron.stats.study import Study, load_study
@@ -77,10 +76,13 @@ class Sections:
             results.add_exclusions([], ["[voxelwise] did not run: no derivatives folder with template-space chi "
                                         "maps was given (qsmiron run's group level runs it; or qsmiron voxelwise)"])
             return
+        from qsmiron.report.voxelwise_figures import add_contrast_figures
         from qsmiron.stats.voxelwise import run_voxelwise
 
-        voxelwise = run_voxelwise(self.derivatives_dir, participants, folder, study=study, session=session,
-                                  atlas=self.atlas, missing_maps="exclude").record
+        analysis = run_voxelwise(self.derivatives_dir, participants, folder, study=study, session=session,
+                                 atlas=self.atlas, missing_maps="exclude")
+        add_contrast_figures(analysis, folder, atlas=self.atlas)
+        voxelwise = analysis.record
         results.voxelwise = voxelwise
         notes = [f"voxel-wise: {text}" for text in voxelwise.warnings]
         if study.harmonise is not None:
@@ -230,10 +232,9 @@ def _analyse(regions: pd.DataFrame, regions_source: str, participants: Participa
     # statistics above never depend on it.
     from qsmiron.report.html import write_report
 
-    # The report shows chi (under the reference analysed): its results, and its values in a
-    # table with ``mean_ppm``, as before the other measures (the tables written hold them all).
+    # The report shows chi (under the reference analysed) in its main sections, with its values in
+    # a table with ``mean_ppm``, and the other measures' results in their own section.
     chi = select_measure(select_session(regions, session, source=regions_source), "chi", study.reference,
                          source=regions_source)
-    return Path(write_report(for_measure(results, "chi"), paths.report,
-                             regions=chi.rename(columns={"mean": "mean_ppm"}),
+    return Path(write_report(results, paths.report, regions=chi.rename(columns={"mean": "mean_ppm"}),
                              participants=at_session.frame, qc_images=tuple(qc_images), provenance=provenance))

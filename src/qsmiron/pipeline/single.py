@@ -11,6 +11,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -25,6 +26,7 @@ from qsmiron.io.nifti import b0_direction_voxel, same_grid, save_nifti, voxel_si
 from qsmiron.pipeline.recon_outputs import images
 from qsmiron.records.recon import InversionRecord, ReconInputs, ReconRecord
 from qsmiron.recon.settings import ReconSettings
+from qsmiron.recon.stages import check_total_field_pairing
 from qsmiron.versions import software_versions
 
 
@@ -186,9 +188,17 @@ def _write_outputs(result, record: ReconRecord, paths: ReconPaths, affine, out_d
     try:
         arrays = images(result)
         written = {**paths.maps(), **paths.iron_maps()}
-        for role, path in written.items():
-            data, dtype = arrays[role]
-            save_nifti(tmp_dir / path.name, data, affine, dtype=dtype)
+        # Compression releases the GIL (io.nifti.save_nifti): the maps are written on two cores.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            pending = [pool.submit(save_nifti, tmp_dir / path.name, arrays[role][0], affine,
+                                   dtype=arrays[role][1]) for role, path in written.items()]
+            try:
+                for done in pending:
+                    done.result()
+            except BaseException:
+                for waiting in pending:  # a full disk stops the rest (the pool waits for those running)
+                    waiting.cancel()
+                raise
         notes = sidecars(record, list(written), chain=paths.with_sidecars, sources=sources)
         for role, sidecar in notes.items():
             (tmp_dir / sidecar_of(written[role]).name).write_text(json_text(sidecar), encoding="utf-8")
@@ -264,6 +274,10 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
         raise InputError(f"recon.reference.method = {config.recon.reference.method!r} needs a "
                          f"reference mask, which recon does not take; use 'mean' (whole brain, "
                          f"the consensus reference)", config_path)
+    try:
+        check_total_field_pairing(config.recon)
+    except InputError as error:
+        raise error.with_path(config_path) from None
     check_writable_dir(out_dir)
     gre = load_gre(magnitude, phase, echo_times_s=echo_times_s, field_strength_t=field_strength_t)
     _check_r2_request(config, r2, len(gre.echo_times_s), gre.paths["magnitude"][0])

@@ -20,7 +20,7 @@ from qsmiron.records.relaxometry import ChiSeparationInfo, R2starInfo
 from qsmiron.recon.chisep import ChiSeparation
 from qsmiron.recon.r2star import R2starFit
 from qsmiron.recon.settings import ReconSettings
-from qsmiron.recon.stages import RECON_STAGES, ReconState, ppm_per_hz, run_stages
+from qsmiron.recon.stages import RECON_STAGES, ReconState, check_total_field_pairing, ppm_per_hz, run_stages
 
 __all__ = ["ReconResult", "reconstruct_arrays", "ppm_per_hz", "STEP_NAMES"]
 
@@ -141,6 +141,7 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
     if settings.reference.method == "mask" and reference_mask is None:
         raise InputError("reference method 'mask' needs a reference mask; recon takes none, so use "
                          "the whole-brain 'mean'", step="reference")
+    check_total_field_pairing(settings)
     b0 = np.asarray(b0_direction, dtype=float)
     state = ReconState(voxel_size_mm=tuple(float(v) for v in voxel_size_mm), magnitude=magnitude, phase=phase,
                        b0_direction=b0 / np.linalg.norm(b0), echo_times_s=echo_times_s,

@@ -35,6 +35,7 @@ from qsmiron.records.base import StepInfo
 from qsmiron.records.relaxometry import ChiSeparationInfo, R2starInfo
 from qsmiron.recon import bgremove, chisep, echofit, invert, mask as masking, phase, r2star, reference, unwrap
 from qsmiron.recon.chisep import ChiSeparation, check_r2_map
+from qsmiron.recon.dipole import forward_field
 from qsmiron.recon.echofit import EchoFit
 from qsmiron.recon.r2star import MIN_ECHOES, R2starFit
 from qsmiron.recon.unwrap.romeo import RomeoResult
@@ -362,9 +363,15 @@ def run_inversion(state: ReconState, method: Method, parameters: dict[str, Any])
     chi, info = method.function(state.local_ppm, state.local_mask, state.voxel_size_mm, state.b0_direction,
                                 **parameters, **inputs)
     state.chi_ppm = np.asarray(chi, dtype=np.float32)
-    # Chi-separation regularises its maps with the same magnitude-weighted TV: MEDI's weight
-    # (linear data term, magnitude edges) carries over; other methods' weights do not.
-    if method.name == "medi" and "magnitude" in inputs and (info or {}).get("data_term") == "linear":
+    if method.name in invert.TOTAL_FIELD_METHODS:
+        # The local field of a total field inversion: the field of the tissue it found.
+        tissue = np.where(state.local_mask, state.chi_ppm, 0).astype(np.float32)
+        state.local_ppm = np.where(state.local_mask, forward_field(tissue, state.voxel_size_mm, state.b0_direction),
+                                   0).astype(np.float32)
+    # Chi-separation regularises its maps with the same magnitude-weighted TV: wtv's weight
+    # (linear data term, magnitude edges) carries over; other methods' weights (wtv_bregman's
+    # last level included) do not, and chi-separation then chooses its own.
+    if method.name == "wtv" and "magnitude" in inputs and (info or {}).get("data_term") == "linear":
         state.inversion_alpha = float(info["alpha"])
     notes, warnings = _details(info)
     return StepResult({"inputs": sorted(inputs), **notes}, warnings)
@@ -392,7 +399,7 @@ ECHO_FIT = Stage("echo_fit", "echo combination (fit of the field over echo time)
 MASK_REFINEMENT = Stage("mask_refinement", "mask refinement by phase quality", masking.REFINEMENT_METHODS,
                         default="phase_quality", inputs=("noise_hz", "quality", "reduced_chi2", "dof"),
                         run=run_mask_refinement)
-BACKGROUND = Stage("background", "background field removal", bgremove.METHODS, default="ismv",
+BACKGROUND = Stage("background", "background field removal", bgremove.METHODS, default=bgremove.DEFAULT_BACKGROUND,
                    inputs=("noise",), run=run_background)
 INVERSION = Stage("inversion", "dipole inversion", invert.METHODS, default="wtv_bregman",
                   inputs=("magnitude", "noise_ppm"), run=run_inversion)
@@ -406,6 +413,23 @@ REFERENCE = Stage("reference", "susceptibility referencing", reference.METHODS, 
 RECON_STAGES: tuple[Stage, ...] = (PHASE, MASK, R2STAR, UNWRAP, ECHO_FIT, MASK_REFINEMENT, BACKGROUND,
                                    INVERSION, CHISEP, REFERENCE)
 """The reconstruction, in order: the settings (``recon.<stage>``), the chain and the record follow it."""
+
+
+def check_total_field_pairing(settings: Any) -> None:
+    """A total field inversion runs after the background method ``none``, and only it does.
+
+    Raises
+    ------
+    InputError
+        Naming the two settings that disagree.
+    """
+    total = settings.inversion.method in invert.TOTAL_FIELD_METHODS
+    kept = settings.background.method == "none"
+    if total != kept:
+        raise InputError(f"recon.inversion.method = {settings.inversion.method!r} needs "
+                         f"recon.background.method = {'none' if total else 'a removal method'!r}, "
+                         f"not {settings.background.method!r} (a total field inversion models the "
+                         f"background itself; every other inversion needs it removed)", step="background")
 
 
 def stage(name: str) -> Stage:

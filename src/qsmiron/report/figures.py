@@ -3,7 +3,10 @@
 No pyplot and no global state: each function builds a ``matplotlib.figure.Figure`` and
 returns it (so tests can read what was drawn), and ``figure_to_data_uri`` turns it into a
 ``data:image/png;base64,...`` address the HTML embeds. Colours follow the Okabe-Ito palette,
-which stays distinct for colour-blind readers; every panel also labels its groups in text.
+which stays distinct for colour-blind readers, and a group has the same colour in every figure
+(:func:`group_colours`); every panel also labels its groups in text. Figures are drawn at their
+print size (at most ``PRINT_WIDTH_IN`` wide, text of at least 9 pt) and rendered at ``DPI``;
+the page shows them at that size (``ReportFigure.width_in``), so print keeps the fonts readable.
 """
 
 from __future__ import annotations
@@ -18,13 +21,22 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from qsmiron.report.formatting import format_interval, format_number, format_p, is_missing
+from qsmiron.report.formatting import format_number, format_p, is_missing
+from qsmiron.report.names import short_label, variable_short
 
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 """Okabe-Ito colours, one per group (the first two are the compared groups)."""
 
+OTHER_COLOURS = ("#009E73", "#CC79A7", "#E69F00", "#56B4E9")
+"""Colours of things that are not groups (a fit, the low/high split of a Kaplan-Meier plot)."""
+
 HEMISPHERE_ORDER = ("L", "R")
-DPI = 90
+DPI = 150
+PRINT_WIDTH_IN = 7.0
+"""The widest figure: an A4 page's text width (186 mm at 12 mm margins) less a little."""
+FONT = 10
+SMALL_FONT = 9
+"""Font sizes in points at print size (nothing smaller)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,8 @@ class ReportFigure:
         ``data:image/png;base64,...``.
     alt : str
         Text alternative for screen readers.
+    width_in : float
+        The figure's width in inches: the page shows it at this size.
     """
 
     id: str
@@ -49,6 +63,18 @@ class ReportFigure:
     caption: str
     data_uri: str
     alt: str
+    width_in: float = PRINT_WIDTH_IN
+
+
+def group_colours(groups: Sequence[str]) -> dict[str, str]:
+    """One colour per group, the compared pair first: the same in every figure of the report."""
+    return {str(g): PALETTE[i % len(PALETTE)] for i, g in enumerate(groups)}
+
+
+def report_figure(figure_id: str, title: str, caption: str, figure: Figure, alt: str) -> "ReportFigure":
+    """A drawn figure as the report shows it (PNG at ``DPI``, shown at its drawn width)."""
+    return ReportFigure(figure_id, title, caption, figure_to_data_uri(figure), alt,
+                        round(float(figure.get_figwidth()), 2))
 
 
 def figure_to_data_uri(figure: Figure, *, dpi: int = DPI) -> str:
@@ -71,7 +97,7 @@ def _grid(n_panels: int, ncols: int, panel_size: tuple[float, float], *,
     nrows = math.ceil(n_panels / ncols)
     width, height = panel_size[0] * ncols, panel_size[1] * nrows + top_in
     figure = Figure(figsize=(width, height))
-    left_in, right_in, bottom_in, gap_w_in, gap_h_in = 0.65, 0.15, 0.55, 0.7, 0.95
+    left_in, right_in, bottom_in, gap_w_in, gap_h_in = 0.75, 0.12, 0.6, 0.75, 1.0
     axes_w = (width - left_in - right_in - gap_w_in * (ncols - 1)) / ncols
     axes_h = (height - top_in - bottom_in - gap_h_in * (nrows - 1)) / nrows
     figure.subplots_adjust(left=left_in / width, right=1 - right_in / width,
@@ -123,8 +149,8 @@ def cohort_values(regions: pd.DataFrame, participants: pd.DataFrame, group_colum
 # --------------------------------------------------------------------------- group comparison
 def group_box_figure(values: pd.DataFrame, groups: Sequence[str], *,
                      comparison: pd.DataFrame | None = None,
-                     regions: Sequence[str] | None = None, ncols: int = 4,
-                     seed: int = 0) -> Figure | None:
+                     regions: Sequence[str] | None = None, ncols: int = 3,
+                     seed: int = 0, ylabel: str = "\u03c7 (ppm)") -> Figure | None:
     """Box plots of regional susceptibility per group, one panel per region, with every subject.
 
     Parameters
@@ -156,7 +182,8 @@ def group_box_figure(values: pd.DataFrame, groups: Sequence[str], *,
     if not regions:
         return None
     rng = np.random.default_rng(seed)
-    figure, axes = _grid(len(regions), ncols, (3.1, 2.6), top_in=0.45)
+    colours = group_colours(groups)
+    figure, axes = _grid(len(regions), ncols, (PRINT_WIDTH_IN / max(1, min(ncols, len(regions))), 2.5), top_in=0.5)
     width = 0.7
     for ax, region in zip(axes, regions):
         in_region = data[data["region"].astype(str) == region]
@@ -170,7 +197,7 @@ def group_box_figure(values: pd.DataFrame, groups: Sequence[str], *,
                 if y.size == 0:
                     continue
                 position = base + g_index
-                colour = PALETTE[g_index % len(PALETTE)]
+                colour = colours[group]
                 box = ax.boxplot([y], positions=[position], widths=width, patch_artist=True,
                                  showfliers=False, manage_ticks=False,
                                  medianprops={"color": "black", "linewidth": 1.2})
@@ -188,10 +215,10 @@ def group_box_figure(values: pd.DataFrame, groups: Sequence[str], *,
                 if not row.empty and "p_fdr" in row:
                     label += f"\npFDR {format_p(row['p_fdr'].iloc[0])}"
             tick_labels.append(label)
-        ax.set_xticks(ticks, tick_labels, fontsize=8)
-        ax.set_title(region, fontsize=10)
-        ax.set_ylabel("\u03c7 (ppm)", fontsize=8)
-        ax.tick_params(axis="y", labelsize=7)
+        ax.set_xticks(ticks, tick_labels, fontsize=SMALL_FONT)
+        ax.set_title(short_label(region), fontsize=FONT)
+        ax.set_ylabel(ylabel, fontsize=SMALL_FONT)
+        ax.tick_params(axis="y", labelsize=SMALL_FONT)
         ax.axhline(0.0, color="0.8", linewidth=0.6, zorder=0)
     handles = {}
     for ax in axes:
@@ -202,7 +229,7 @@ def group_box_figure(values: pd.DataFrame, groups: Sequence[str], *,
     if handles:
         ordered = [handles[g] for g in groups if g in handles]
         figure.legend(handles=ordered, labels=[h.get_label() for h in ordered], loc="upper center",
-                      ncols=len(ordered), frameon=False, fontsize=9)
+                      ncols=len(ordered), frameon=False, fontsize=FONT, markerscale=2.0)
     return figure
 
 
@@ -243,7 +270,8 @@ def strongest(table: pd.DataFrame, n_top: int, *, by: Sequence[str] = ("p",)) ->
 
 def association_scatter_figure(values: pd.DataFrame, associations: pd.DataFrame, *,
                                n_top: int = 6, covariates: Sequence[str] = (),
-                               ncols: int = 3) -> Figure | None:
+                               ncols: int = 3, colours: Mapping[str, str] | None = None,
+                               units: Mapping | None = None, ylabel: str = "\u03c7 (ppm)") -> Figure | None:
     """Scatter plots of susceptibility against a clinical variable for the strongest associations.
 
     The ``n_top`` rows of ``associations`` with the smallest p are drawn, each with the
@@ -271,114 +299,28 @@ def association_scatter_figure(values: pd.DataFrame, associations: pd.DataFrame,
         panels.append((row, x[keep].to_numpy(float), y[keep].to_numpy(float)))
     if not panels:
         return None
-    figure, axes = _grid(len(panels), ncols, (3.6, 3.0), top_in=0.75 if covariates else 0.55)
+    figure, axes = _grid(len(panels), ncols, (PRINT_WIDTH_IN / max(1, min(ncols, len(panels))), 2.7),
+                         top_in=0.8 if covariates else 0.6)
     for ax, (row, x, y) in zip(axes, panels):
         grid = np.linspace(x.min(), x.max(), 50)
         band = ols_fit_band(x, y, grid)
-        ax.fill_between(band["x"], band["ci_low"], band["ci_high"], color=PALETTE[0], alpha=0.2,
+        ax.fill_between(band["x"], band["ci_low"], band["ci_high"], color="0.5", alpha=0.25,
                         linewidth=0, label="95 % CI of the fit")
-        ax.plot(band["x"], band["fit"], color=PALETTE[0], linewidth=1.5, label="OLS fit")
-        ax.scatter(x, y, s=14, color=PALETTE[1], edgecolors="none", zorder=3, label="participants")
+        ax.plot(band["x"], band["fit"], color="0.15", linewidth=1.4, label="OLS fit")
+        group = row.get("group")
+        colour = (colours or {}).get(str(group), "0.3") if not is_missing(group) else "0.3"
+        ax.scatter(x, y, s=16, color=colour, edgecolors="none", zorder=3, label="participants")
         method = str(row.get("method", "")).lower()
         symbol = "r\u209b" if method.startswith("spearman") else "r"
         group = row.get("group")
         where = "" if is_missing(group) else f" ({group})"
-        ax.set_title(f"{_label(row['region'], row.get('hemisphere'))}{where}\n"
+        ax.set_title(f"{short_label(row['region'], row.get('hemisphere'))}{where}\n"
                      f"{symbol} = {format_number(row.get('r'), 2)}, pFDR {format_p(row.get('p_fdr'))}",
-                     fontsize=9)
-        ax.set_xlabel(str(row["variable"]), fontsize=8)
-        ax.set_ylabel("\u03c7 (ppm)", fontsize=8)
-        ax.tick_params(labelsize=7)
+                     fontsize=SMALL_FONT)
+        ax.set_xlabel(variable_short(str(row["variable"]), units), fontsize=SMALL_FONT)
+        ax.set_ylabel(ylabel, fontsize=SMALL_FONT)
+        ax.tick_params(labelsize=SMALL_FONT)
     if covariates:
         figure.suptitle("r: partial correlation adjusted for " + ", ".join(map(str, covariates))
-                        + "; line: unadjusted OLS fit", fontsize=8, y=1 - 0.12 / figure.get_figheight())
-    return figure
-
-
-# --------------------------------------------------------------------------- relapse
-def _relapse_row(relapse: pd.DataFrame | None, key: tuple) -> pd.Series | None:
-    if relapse is None or relapse.empty:
-        return None
-    row = relapse[(relapse["region"].astype(str) == str(key[0]))
-                  & _same_hemisphere(relapse["hemisphere"], key[1])]
-    return None if row.empty else row.iloc[0]
-
-
-def _curve_keys(curves: Mapping[tuple, pd.DataFrame], relapse: pd.DataFrame | None, n_top: int,
-                by: Sequence[str]) -> list[tuple]:
-    keys = [key for key, frame in curves.items() if frame is not None and not frame.empty]
-    if relapse is not None and not relapse.empty:
-        ordered = strongest(relapse, len(relapse), by=by)
-        rank = {(str(r), None if is_missing(h) else str(h)): i
-                for i, (r, h) in enumerate(zip(ordered["region"], ordered["hemisphere"]))}
-        keys.sort(key=lambda k: rank.get((str(k[0]), None if is_missing(k[1]) else str(k[1])), len(rank)))
-    return keys[:n_top]
-
-
-def roc_figure(roc_curves: Mapping[tuple, pd.DataFrame], relapse: pd.DataFrame | None = None, *,
-               n_top: int = 6, ncols: int = 3) -> Figure | None:
-    """ROC curves of susceptibility alone for relapse, for the regions with the smallest p.
-
-    Each panel shows the curve, the chance diagonal, and the Youden point (1 - specificity,
-    sensitivity) from the relapse table, titled with AUC and its DeLong 95 % CI.
-    """
-    keys = _curve_keys(roc_curves, relapse, n_top, by=("p",))
-    if not keys:
-        return None
-    figure, axes = _grid(len(keys), ncols, (3.0, 3.0))
-    for ax, key in zip(axes, keys):
-        curve = roc_curves[key].sort_values(["fpr", "tpr"], kind="mergesort")
-        ax.plot(curve["fpr"], curve["tpr"], color=PALETTE[0], linewidth=1.6, drawstyle="steps-post",
-                label="ROC")
-        ax.plot([0, 1], [0, 1], color="0.6", linewidth=0.8, linestyle="--", label="chance")
-        row = _relapse_row(relapse, key)
-        title = _label(*key)
-        if row is not None:
-            title += "\nAUC " + format_interval(row.get("auc"), row.get("auc_ci_low"), row.get("auc_ci_high"))
-            if not is_missing(row.get("sensitivity")) and not is_missing(row.get("specificity")):
-                ax.scatter([1 - float(row["specificity"])], [float(row["sensitivity"])], s=28,
-                           color=PALETTE[1], zorder=3, label="Youden cut-off")
-        ax.set_title(title, fontsize=9)
-        ax.set_xlim(-0.02, 1.02)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_aspect("equal")
-        ax.set_xlabel("1 \u2212 specificity", fontsize=8)
-        ax.set_ylabel("sensitivity", fontsize=8)
-        ax.tick_params(labelsize=7)
-    axes[0].legend(fontsize=7, loc="lower right", frameon=False)
-    return figure
-
-
-def km_figure(km_curves: Mapping[tuple, pd.DataFrame], relapse: pd.DataFrame | None = None, *,
-              n_top: int = 4, ncols: int = 2, time_label: str = "time") -> Figure | None:
-    """Kaplan-Meier relapse-free survival split at the median susceptibility, with 95 % bands.
-
-    Panels for the ``n_top`` regions with the smallest Cox p (``hr_p``, else the logistic p),
-    titled with the hazard ratio per SD when the relapse table has it.
-    """
-    keys = _curve_keys(km_curves, relapse, n_top, by=("hr_p", "p"))
-    if not keys:
-        return None
-    figure, axes = _grid(len(keys), ncols, (3.8, 2.9))
-    for ax, key in zip(axes, keys):
-        curves = km_curves[key]
-        for index, (name, curve) in enumerate(curves.groupby("group", sort=False)):
-            colour = PALETTE[index % len(PALETTE)]
-            curve = curve.sort_values("time", kind="mergesort")
-            ax.step(curve["time"], curve["survival"], where="post", color=colour, linewidth=1.5,
-                    label=f"{name} \u03c7")
-            if {"ci_low", "ci_high"} <= set(curve.columns):
-                ax.fill_between(curve["time"], curve["ci_low"], curve["ci_high"], step="post",
-                                color=colour, alpha=0.15, linewidth=0)
-        title = _label(*key)
-        row = _relapse_row(relapse, key)
-        if row is not None and not is_missing(row.get("hr")):
-            title += ("\nHR/SD " + format_interval(row.get("hr"), row.get("hr_ci_low"), row.get("hr_ci_high"))
-                      + f", p {format_p(row.get('hr_p'))}")
-        ax.set_title(title, fontsize=9)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel(time_label, fontsize=8)
-        ax.set_ylabel("relapse-free", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7, frameon=False, loc="lower left")
+                        + "; line: unadjusted OLS fit", fontsize=SMALL_FONT, y=1 - 0.12 / figure.get_figheight())
     return figure

@@ -77,13 +77,16 @@ def format_count(value: Any) -> str:
 
 
 def format_interval(estimate: Any, low: Any, high: Any, decimals: int = 2) -> str:
-    """``0.45 (0.21-0.97)``, with an en dash; missing parts shown as n/a."""
+    """``0.45 (0.21\u20130.97)`` with an en dash, ``-0.92 (-1.57 to -0.26)`` when a bound is negative
+    (a dash next to a minus sign misreads); missing parts shown as n/a."""
     if is_missing(estimate):
         return MISSING
     main = format_number(estimate, decimals)
     if is_missing(low) and is_missing(high):
         return main
-    return f"{main} ({format_number(low, decimals)}\u2013{format_number(high, decimals)})"
+    low_text, high_text = format_number(low, decimals), format_number(high, decimals)
+    joint = " to " if low_text.startswith("-") or high_text.startswith("-") else "\u2013"
+    return f"{main} ({low_text}{joint}{high_text})"
 
 
 def format_mean_sd(mean: Any, sd: Any, decimals: int = 4) -> str:

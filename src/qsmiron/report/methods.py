@@ -81,6 +81,11 @@ def _step_clause(name: str, steps: list[StepInfo]) -> str:
     return clause
 
 
+def method_references(provenance: Provenance) -> list[str]:
+    """The publications of the reconstruction, registration and reference methods that ran."""
+    return _references(provenance.recon_records, provenance.regions_records)
+
+
 def _references(recons: list[ReconRecord], regions: list[RegionsRecord]) -> list[str]:
     """The publications of the methods that ran, once each, in the order they ran."""
     from qsmiron.register.normalise import METHOD as REGISTRATION
@@ -256,7 +261,7 @@ def software_sentence(provenance: Provenance, results: Any = None) -> str:
 
 
 def methods_paragraph(provenance: Provenance | None, settings: AnalysisSettings | None, *,
-                      results: Any = None, n_qc_images: int | None = None) -> str:
+                      results: Any = None, n_qc_images: int | None = None, with_references: bool = True) -> str:
     """The methods section of the report, as plain text paragraphs separated by blank lines.
 
     Parameters
@@ -269,6 +274,9 @@ def methods_paragraph(provenance: Provenance | None, settings: AnalysisSettings 
         Used for the statistics versions, which analyses produced rows and the exclusions.
     n_qc_images : int, optional
         How many QC images the report shows.
+    with_references : bool
+        End the registration paragraph with the methods' references (the report lists them
+        separately, numbered, and passes False).
 
     Returns
     -------
@@ -284,7 +292,7 @@ def methods_paragraph(provenance: Provenance | None, settings: AnalysisSettings 
         acquisition_sentences([r.acquisition for r in recons]),
         processing_sentences(recons),
         registration_sentences(regions) + (["References of the methods: " + "; ".join(references) + "."]
-                                           if references else []),
+                                           if references and with_references else []),
         statistics_sentences(settings, results),
         qc_sentences(provenance, results, n_qc_images) + [software_sentence(provenance, results)],
     ]

@@ -242,13 +242,13 @@ class SubjectScan:
     r2star_per_s: np.ndarray | None = None
 
 
-def _phantom_transform(phantom: HeadPhantom, pose: SubjectPose, grid_affine: np.ndarray):
+def phantom_transform(phantom: HeadPhantom, pose: SubjectPose, grid_affine: np.ndarray):
     """Matrix and offset taking grid voxel indices to phantom voxel indices."""
     full = np.linalg.inv(phantom.affine) @ np.linalg.inv(pose.mni_to_world) @ grid_affine
     return full[:3, :3], full[:3, 3]
 
 
-def _resample(volume, matrix, offset, shape, *, order, cval=0.0, dtype=np.float32):
+def resample(volume, matrix, offset, shape, *, order, cval=0.0, dtype=np.float32):
     return ndimage.affine_transform(volume, matrix, offset, output_shape=tuple(shape), order=order,
                                     mode="constant", cval=cval, prefilter=False,
                                     output=dtype)
@@ -283,7 +283,7 @@ def harmonic_basis(points_mm: np.ndarray, order: int) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
-def _shim(field_ppm: np.ndarray, mask: np.ndarray, affine: np.ndarray, order: int):
+def shim_harmonics(field_ppm: np.ndarray, mask: np.ndarray, affine: np.ndarray, order: int):
     """Remove the least-squares harmonic fit over the mask (in place); return coefficients."""
     index = np.argwhere(mask)[::2]
     world = index @ affine[:3, :3].T + affine[:3, 3]
@@ -335,12 +335,12 @@ def scan_properties(context: ScanContext, pose: SubjectPose):
     Labels by nearest neighbour, S0 and R2* (already smoothed by the voxel's point spread)
     by trilinear interpolation; this is what ``simulate_scan`` builds the magnitude from.
     """
-    matrix, offset = _phantom_transform(context.phantom, pose, pose.affine)
-    codes = _resample(context.phantom.codes, matrix, offset, pose.shape, order=0, dtype=np.uint8)
+    matrix, offset = phantom_transform(context.phantom, pose, pose.affine)
+    codes = resample(context.phantom.codes, matrix, offset, pose.shape, order=0, dtype=np.uint8)
     mask = context.brain_codes[codes]
     labels = context.cit168_by_code[codes]
-    s0 = _resample(context.s0_map, matrix, offset, pose.shape, order=1)
-    r2s = _resample(context.r2star_map, matrix, offset, pose.shape, order=1)
+    s0 = resample(context.s0_map, matrix, offset, pose.shape, order=1)
+    r2s = resample(context.r2star_map, matrix, offset, pose.shape, order=1)
     return mask, labels, s0, r2s
 
 
@@ -351,8 +351,8 @@ def code_table_on_scan(context: ScanContext, pose: SubjectPose, table: np.ndarra
     the simulator does for S0 and R2*; for maps the simulator does not make (chi+, chi-, R2).
     """
     volume = _smooth(np.asarray(table, dtype=np.float32)[context.phantom.codes], context.psf_sigma_vox)
-    matrix, offset = _phantom_transform(context.phantom, pose, pose.affine)
-    return _resample(volume, matrix, offset, pose.shape, order=1)
+    matrix, offset = phantom_transform(context.phantom, pose, pose.affine)
+    return resample(volume, matrix, offset, pose.shape, order=1)
 
 
 def simulate_scan(context: ScanContext, chi_table: np.ndarray, pose: SubjectPose,
@@ -380,8 +380,8 @@ def simulate_scan(context: ScanContext, chi_table: np.ndarray, pose: SubjectPose
     chi_mni = _smooth(chi_table[phantom.codes], context.psf_sigma_vox)
     start, ext_shape = extended_grid(phantom, pose)
     ext_affine = pose.affine @ np.vstack([np.hstack([np.eye(3), start[:, None]]), [0, 0, 0, 1]])
-    matrix, offset = _phantom_transform(phantom, pose, ext_affine)
-    chi_ext = _resample(chi_mni, matrix, offset, ext_shape, order=1, cval=AIR_CHI_PPM)
+    matrix, offset = phantom_transform(phantom, pose, ext_affine)
+    chi_ext = resample(chi_mni, matrix, offset, ext_shape, order=1, cval=AIR_CHI_PPM)
     del chi_mni
     chi_ext -= np.float32(AIR_CHI_PPM)
     fov = tuple(slice(-s, -s + n) for s, n in zip(start, pose.shape))
@@ -400,11 +400,11 @@ def simulate_scan(context: ScanContext, chi_table: np.ndarray, pose: SubjectPose
     seconds["resample_properties"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    shim = _shim(field_ppm, mask, pose.affine, settings.shim_order)
+    shim = shim_harmonics(field_ppm, mask, pose.affine, settings.shim_order)
     brain_mean = float(chi_water[mask].mean(dtype=np.float64))
     chi_ref = np.where(mask, chi_water - np.float32(brain_mean), np.float32(0.0)).astype(np.float32)
     del chi_water
-    local = _local_field(chi_ref, mask, voxel, b0, workers=workers)
+    local = local_field_in_mask(chi_ref, mask, voxel, b0, workers=workers)
     hz_per_ppm = GYROMAGNETIC_RATIO_HZ_PER_T * settings.field_strength_t * 1e-6
     field_hz = (field_ppm * np.float32(hz_per_ppm)).astype(np.float32)
     del field_ppm
@@ -436,7 +436,7 @@ def simulate_scan(context: ScanContext, chi_table: np.ndarray, pose: SubjectPose
                        brain_mean_ppm=brain_mean, info=info, r2star_per_s=r2s)
 
 
-def _local_field(chi_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm, b0, *, workers: int):
+def local_field_in_mask(chi_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm, b0, *, workers: int):
     """Field of the susceptibility inside ``mask``, in the mask (bounding box padded to double)."""
     index = np.argwhere(mask)
     local = np.zeros(mask.shape, np.float32)

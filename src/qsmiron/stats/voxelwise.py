@@ -83,8 +83,7 @@ def run_voxelwise(derivatives_dir: str | os.PathLike, participants: Participants
                   out_dir: str | os.PathLike, *, study_path: str | os.PathLike | None = None,
                   study: Study | None = None, session: str | None = None, sessions: SessionsTable | None = None,
                   atlas: str = "cit168", atlas_labels: str | os.PathLike | None = None,
-                  template: str | os.PathLike | None = None, missing_maps: str = "error",
-                  figures: bool = True) -> VoxelwiseResults:
+                  template: str | os.PathLike | None = None, missing_maps: str = "error") -> VoxelwiseResults:
     """Voxel-wise group comparison and associations of the study (see the module docstring).
 
     Parameters
@@ -107,7 +106,10 @@ def run_voxelwise(derivatives_dir: str | os.PathLike, participants: Participants
     missing_maps : {"error", "exclude"}
         An analysed participant without a map is an error (the command line), or is left out
         and listed in the record's ``exclusions`` (a pipeline in which one subject failed).
-    figures : bool
+
+    The figures of the contrasts are drawn by the report's code afterwards
+    (:func:`qsmiron.report.voxelwise_figures.add_contrast_figures`, called by the command line
+    and the group level): the statistics never import the report.
 
     Raises
     ------
@@ -157,7 +159,7 @@ def run_voxelwise(derivatives_dir: str | os.PathLike, participants: Participants
     paths = voxelwise_paths(out_dir)
     paths.record.parent.mkdir(parents=True, exist_ok=True)
     clusters, summary = _analyse_contrasts(contrasts, loaded, values[:, keep], analysed, labels, atlas_obj, grid,
-                                           settings, paths, template_img if figures else None)
+                                           settings, paths)
     from qsmiron import __version__
 
     record = VoxelwiseRecord(
@@ -253,8 +255,8 @@ def _usable_voxels(values: np.ndarray, mask_text: str) -> tuple[np.ndarray, list
 
 
 def _analyse_contrasts(contrasts, loaded, values, analysed, labels, atlas_obj, grid, settings,
-                       paths: VoxelwisePaths, template_img) -> tuple[list[dict], list[dict]]:
-    """Each contrast's permutations, maps, clusters and figure: (cluster rows, contrast rows)."""
+                       paths: VoxelwisePaths) -> tuple[list[dict], list[dict]]:
+    """Each contrast's permutations, maps and clusters: (cluster rows, contrast rows)."""
     from qsmiron.io.nifti import save_nifti
 
     box = mask_box(analysed, 1)
@@ -286,14 +288,6 @@ def _analyse_contrasts(contrasts, loaded, values, analysed, labels, atlas_obj, g
         cluster_rows += found
         row.update(max_abs_t=float(np.max(np.abs(result.t))), min_p_fwe=float(10 ** -result.logp_fwe.max()),
                    n_clusters=len(found), t_map=t_path.name, logp_map=logp_path.name)
-        if template_img is not None:
-            from qsmiron.report.voxelwise_figures import contrast_figure
-
-            figure = paths.figure(contrast.key)
-            contrast_figure(t_map, logp_map, grid.affine, template_img, labels, figure, title=contrast.name,
-                            alpha=settings.alpha, peak_mm=(found[0]["peak_x_mm"], found[0]["peak_y_mm"],
-                                                           found[0]["peak_z_mm"]) if found else None)
-            row["figure"] = figure.name
     return cluster_rows, summary
 
 

@@ -1,0 +1,78 @@
+"""PDF, then iSMV on what PDF leaves: the two background models in sequence.
+
+PDF (``qsmiron.recon.bgremove.pdf``) fits the background with the discrete dipole kernel of
+sources outside the mask, so it also removes the part of a background that is *not* harmonic
+inside the brain (the aliasing of binary air and bone edges in an FFT-simulated field, see
+``qsmiron.recon.bgremove``), which defeats SHARP-type methods. But its least-squares fit
+over the whole mask also takes the large-scale part of the tissue's own field that outside
+sources can imitate: regional values then sit 10-30 ppb below the whole-brain mean.
+
+iSMV applied to PDF's local field removes every field that is harmonic in the eroded mask,
+and only that (``iSMV(f - b) = iSMV(f)`` for a harmonic ``b``): what PDF fitted of the
+background is gone either way, and what PDF took of the tissue field, being a field of outside
+sources, is taken again by iSMV's own rule, no more. So the result is iSMV's tissue field
+(SHARP's erosion, its regional accuracy) without the non-harmonic background that iSMV
+cannot remove. PDF here needs only the background's detail, not its smooth part (iSMV
+removes any harmonic remainder), so it stops at a looser tolerance than PDF alone.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from qsmiron.recon.bgremove.ismv import ismv
+from qsmiron.recon.bgremove.pdf import pdf
+from qsmiron.recon.params import NonNegativeFloat, OpenFraction, PositiveFloat, PositiveInt
+
+
+def pdf_ismv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
+             b0_direction: Sequence[float] = (0.0, 0.0, 1.0), *, noise: np.ndarray | None = None,
+             pad_mm: NonNegativeFloat = 10.0, pdf_tol: OpenFraction = 3e-2, pdf_max_iter: PositiveInt = 50,
+             radius_mm: PositiveFloat | None = None,
+             ismv_tol: OpenFraction = 1e-3) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Remove the background by PDF, then the harmonic remainder by iSMV.
+
+    Parameters
+    ----------
+    field : ndarray, shape (X, Y, Z)
+        Total field (Hz or ppm; the output has the same unit).
+    mask : ndarray of bool
+    voxel_size_mm : sequence of 3 floats
+    b0_direction : sequence of 3 floats
+        B0 in voxel axes.
+    noise : ndarray, optional
+        Field-noise map in the field's unit (PDF's data weights).
+    pad_mm : float
+        PDF's room for background sources around the mask's bounding box.
+    pdf_tol : float
+        PDF's stopping tolerance (``pdf``'s ``tol``); looser than PDF alone, since iSMV removes
+        a smooth remainder anyway.
+    pdf_max_iter : int
+        Cap on PDF's full-resolution iterations (after its two coarser grids). On family head
+        h02 (10 deg, mask 1 mm too large) 30 gave the same result as 200 (local field 66.3
+        against 66.2 %, Chimap 59.2 % both, VeP -6.9 against -6.8 ppb) for 3 s less CPU.
+    radius_mm : float, optional
+        iSMV's ball (default twice the largest voxel).
+    ismv_tol : float
+        iSMV's relative residual.
+
+    Returns
+    -------
+    local : ndarray, float32, zero outside ``eroded``
+    eroded : ndarray of bool (iSMV's erosion)
+    info : dict (``pdf`` and ``ismv``: each method's details)
+    """
+    after_pdf, pdf_mask, pdf_info = pdf(field, mask, voxel_size_mm, b0_direction, noise=noise,
+                                        pad_mm=pad_mm, tol=pdf_tol, max_iter=pdf_max_iter)
+    local, eroded, ismv_info = ismv(after_pdf, pdf_mask, voxel_size_mm, b0_direction,
+                                    radius_mm=radius_mm, tol=ismv_tol)
+    # PDF stopping at its cap is expected here (iSMV removes the smooth remainder it leaves):
+    # recorded in its details, not raised as a warning.
+    pdf_info.pop("warnings", None)
+    warnings = ismv_info.pop("warnings", [])
+    info = {"pdf": pdf_info, "ismv": ismv_info}
+    if warnings:
+        info["warnings"] = warnings
+    return local, eroded, info
