@@ -52,6 +52,8 @@ ROLE_RECON_RECORD = "recon_record"
 ROLE_REGIONS_RECORD = "regions_record"
 ROLE_TEMPLATE_CHIMAP = "template_chimap"
 """Chi on the template grid (``RegionsPaths.template_chimap``), what voxel-wise statistics read."""
+ROLE_TEMPLATE_R2STARMAP = "template_r2starmap"
+"""R2* on the template grid (``RegionsPaths.template_r2starmap``), when the subject has an R2* map."""
 QC_ROLES = ("qc_registration", "qc_atlas")
 """Marker roles the group level looks up: the regional table, the two records, the QC images."""
 
@@ -225,6 +227,8 @@ class RegionsPaths:
     template_chimap: Path
     """Chi resampled to the template grid (with ``registration.warp_chi_to_template``), for
     voxel-wise statistics; its JSON sidecar is ``sidecar_of(template_chimap)``."""
+    template_r2starmap: Path
+    """R2* resampled to the template grid in the same way, when the subject has an R2* map."""
     transforms: TransformPaths
 
     @property
@@ -270,6 +274,7 @@ def regions_paths(out_tsv: str | os.PathLike, *, atlas: str, space: str, label: 
                             labels=stem.with_name(stem.name + "_dseg.nii.gz"),
                             labels_table=stem.with_name(stem.name + "_dseg.tsv"),
                             template_chimap=stem.with_name(f"{stem.name}_space-{space}{TEMPLATE_MAP_SUFFIX}"),
+                            template_r2starmap=stem.with_name(f"{stem.name}_space-{space}_R2starmap.nii.gz"),
                             transforms=transform_paths(stem, space))
     folder = stem.parent
     figures = folder if figures_dir is None else Path(figures_dir)
@@ -280,6 +285,7 @@ def regions_paths(out_tsv: str | os.PathLike, *, atlas: str, space: str, label: 
                         labels=folder / f"{label}_{entity}_dseg.nii.gz",
                         labels_table=folder / f"{label}_{entity}_dseg.tsv",
                         template_chimap=template_map_path(folder, label, space),
+                        template_r2starmap=folder / f"{label}_space-{space}_R2starmap.nii.gz",
                         transforms=transform_paths(folder / label, space))
 
 
