@@ -309,6 +309,11 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     marker = read_marker(anat)
     assert marker.outputs["template_chimap"].file == f"{good[0]}_space-MNI152NLin2009cAsym_Chimap.nii.gz"
     assert "template_chimap_json" in marker.outputs
+    # R2* (5 echoes) goes to the template grid the same way, in s^-1.
+    template_r2star = nib.load(str(anat / f"{good[0]}_space-MNI152NLin2009cAsym_R2starmap.nii.gz"))
+    r2star_values = template_r2star.get_fdata()[np.isfinite(template_r2star.get_fdata())]
+    assert template_r2star.shape == (193, 229, 193) and 10 < np.median(r2star_values) < 60
+    assert marker.outputs["template_r2starmap"].file == f"{good[0]}_space-MNI152NLin2009cAsym_R2starmap.nii.gz"
     # The QC images in sub-X/figures/ are the subject's outputs too (a deleted one makes it run again).
     assert marker.outputs["qc_atlas"].file == f"../figures/{good[0]}_atlas-cit168_desc-regions_qc.png"
 

@@ -65,10 +65,11 @@ def test_r2star_has_its_own_compact_results_in_its_unit(study_report):
     assert "R2* (s\u207b\u00b9)" in section and 'id="group-comparison-r2star-table"' in section
     rows = results.group_comparison[results.group_comparison["measure"] == "r2star"]
     first = rows.iloc[0]
-    # The difference is shown in s^-1 (the statistics store it x 1000 whatever the unit).
-    low, high = first["diff_ci_low_ppb"] / 1000, first["diff_ci_high_ppb"] / 1000
+    # The difference is shown in s^-1, the unit of the table's diff columns; R2* has no ppb columns.
+    assert first[["diff_ppb", "diff_ci_low_ppb", "diff_ci_high_ppb"]].isna().all()
+    low, high = first["diff_ci_low"], first["diff_ci_high"]
     joint = " to " if min(low, high) < 0 else "\u2013"
-    assert f"{first['diff_ppb'] / 1000:.2f} ({low:.2f}{joint}{high:.2f})" in section
+    assert f"{first['diff']:.2f} ({low:.2f}{joint}{high:.2f})" in section
     # The main sections show chi only.
     assert "s\u207b\u00b9" not in _section(text, "group-comparison")
 

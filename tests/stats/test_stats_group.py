@@ -137,6 +137,9 @@ def test_adjusted_difference_in_ppb_and_its_ci_equal_the_statsmodels_group_coeff
     low, high = fit.conf_int().loc[term]
     assert row["diff_ci_low_ppb"] == pytest.approx(1000 * low, rel=1e-10)
     assert row["diff_ci_high_ppb"] == pytest.approx(1000 * high, rel=1e-10)
+    # the same in the values' unit (ppm here)
+    assert (row["diff"], row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx(
+        (fit.params[term], low, high), rel=1e-10)
     assert row["cohen_d_ci_low"] < row["cohen_d"] < row["cohen_d_ci_high"]
     assert row["min_detectable_d"] == pytest.approx(
         min_detectable_d(22, 18, n_covariates=2), rel=1e-12)

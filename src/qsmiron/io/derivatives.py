@@ -52,9 +52,10 @@ ROLE_RECON_RECORD = "recon_record"
 ROLE_REGIONS_RECORD = "regions_record"
 ROLE_TEMPLATE_CHIMAP = "template_chimap"
 """Chi on the template grid (``RegionsPaths.template_chimap``), what voxel-wise statistics read."""
+ROLE_TEMPLATE_R2STARMAP = "template_r2starmap"
+"""R2* on the template grid (``RegionsPaths.template_r2starmap``), when the subject has an R2* map."""
 QC_ROLES = ("qc_chimap", "qc_fields", "qc_atlas", "qc_registration")
 """Marker roles of a subject's QC figures, in the order of its QC page (``qc/`` beside the report)."""
-QC_PAGE_FOLDER = "qc"
 
 
 def _roles(paths) -> dict[str, Path]:
@@ -226,6 +227,8 @@ class RegionsPaths:
     template_chimap: Path
     """Chi resampled to the template grid (with ``registration.warp_chi_to_template``), for
     voxel-wise statistics; its JSON sidecar is ``sidecar_of(template_chimap)``."""
+    template_r2starmap: Path
+    """R2* resampled to the template grid in the same way, when the subject has an R2* map."""
     transforms: TransformPaths
 
     @property
@@ -271,6 +274,7 @@ def regions_paths(out_tsv: str | os.PathLike, *, atlas: str, space: str, label: 
                             labels=stem.with_name(stem.name + "_dseg.nii.gz"),
                             labels_table=stem.with_name(stem.name + "_dseg.tsv"),
                             template_chimap=stem.with_name(f"{stem.name}_space-{space}{TEMPLATE_MAP_SUFFIX}"),
+                            template_r2starmap=stem.with_name(f"{stem.name}_space-{space}_R2starmap.nii.gz"),
                             transforms=transform_paths(stem, space))
     folder = stem.parent
     figures = folder if figures_dir is None else Path(figures_dir)
@@ -281,6 +285,7 @@ def regions_paths(out_tsv: str | os.PathLike, *, atlas: str, space: str, label: 
                         labels=folder / f"{label}_{entity}_dseg.nii.gz",
                         labels_table=folder / f"{label}_{entity}_dseg.tsv",
                         template_chimap=template_map_path(folder, label, space),
+                        template_r2starmap=folder / f"{label}_space-{space}_R2starmap.nii.gz",
                         transforms=transform_paths(folder / label, space))
 
 
@@ -314,7 +319,6 @@ def atlas_label(atlas: str | os.PathLike) -> str:
 @dataclass(frozen=True)
 class QcFigurePaths:
     """The ``qc`` step's figures: chi at a fixed window with the mask; total (Hz) and local (ppm) field."""
-
     qc_chimap: Path
     qc_fields: Path
 
@@ -326,7 +330,7 @@ def qc_figure_paths(figures_dir: str | os.PathLike, label: str) -> QcFigurePaths
 
 def qc_page_link(label: str) -> str:
     """A scan's QC page relative to the report that links it: ``qc/<label>_qc.html``."""
-    return f"{QC_PAGE_FOLDER}/{label}_qc.html"
+    return f"qc/{label}_qc.html"
 
 
 # ------------------------------------------------------------------------------ a cohort
@@ -400,8 +404,7 @@ class StudyPaths:
     sessions: Path
     """With several sessions analysed separately: the table of the session analyses."""
 
-    def qc_page(self, label: str) -> Path:
-        """The QC page of scan ``label`` (``sub-X[_ses-Y]``), under the report's folder."""
+    def qc_page(self, label: str) -> Path:  # the QC page of scan sub-X[_ses-Y], under the report's folder
         return self.report.parent / qc_page_link(label)
 
     def session(self, session: str) -> "StudyPaths":
@@ -487,9 +490,7 @@ class DemoPaths:
     processing_config: Path
     study: Path
     truth_effects: Path
-    """The planted group effects against the study's estimates (``qsmiron.simulate.truth``)."""
     truth_regions: Path
-    """Recovered against true regional chi: r, bias and RMSE per region."""
 
 
 def demo_paths(out_dir: str | os.PathLike) -> DemoPaths:

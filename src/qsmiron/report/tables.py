@@ -184,11 +184,10 @@ def group_comparison_table(frame: pd.DataFrame | None, groups: Sequence[str], al
     rows = []
     decimals = 4 if unit == "ppm" else 2
     for _, r in frame.iterrows():
-        # The statistics give the difference x 1000 (ppb for chi) whatever the measure: back to its unit
-        # for the others.
-        scale = 1.0 if unit == "ppm" else 1e-3
-        diff = tuple(None if is_missing(r.get(c)) else float(r.get(c)) * scale
-                     for c in ("diff_ppb", "diff_ci_low_ppb", "diff_ci_high_ppb"))
+        # chi's difference in ppb; the other measures' in their own unit.
+        columns = ("diff_ppb", "diff_ci_low_ppb", "diff_ci_high_ppb") if unit == "ppm" else \
+            ("diff", "diff_ci_low", "diff_ci_high")
+        diff = tuple(None if is_missing(r.get(c)) else float(r.get(c)) for c in columns)
         cells = [region_name(r.get("region")), cell_text(r.get("hemisphere")), _family_text(r.get("family")),
                  f"{format_count(r.get('n_a'))} / {format_count(r.get('n_b'))}",
                  format_mean_sd(r.get("mean_a"), r.get("sd_a"), decimals),

@@ -95,16 +95,14 @@ def _register(images: SubjectImages, atlas, template_ants, labels_ants, settings
 def _write_outputs(images: SubjectImages, subject_labels, table: pd.DataFrame, registration, template,
                    config, paths: RegionsPaths, steps: list[StepInfo], *, space: str, sources: list[str],
                    label_table: pd.DataFrame, input_name) -> tuple[pd.DataFrame, dict[str, Path]]:
-    """Labels, chi on the template grid (``registration.warp_chi_to_template``), and the table
-    (contract columns first).
+    """Labels, chi (and R2*) on the template grid (``registration.warp_chi_to_template``), and
+    the table (contract columns first).
 
     Returns the table as written and role -> path of every file the measurement wrote (the
     record aside): the table, the labels, the QC figures, the transforms that exist (no warps
-    without SyN) and the template-space chi map with its sidecar when asked for.
+    without SyN) and the template-space maps with their sidecars when asked for.
     """
     from qsmiron.io.atomic import write_tsv_atomic
-    from qsmiron.io.derivatives import ROLE_TEMPLATE_CHIMAP, sidecar_of
-    from qsmiron.register.template_maps import write_template_map
 
     save_nifti(paths.labels, subject_labels.astype(np.int16), images.affine)
     write_tsv_atomic(paths.labels_table, label_table)
@@ -113,18 +111,34 @@ def _write_outputs(images: SubjectImages, subject_labels, table: pd.DataFrame, r
                **{role: path for role, path in paths.transforms.files().items()
                   if path in (registration.affine, registration.warp, registration.inverse_warp)}}
     if config.registration.warp_chi_to_template:
-        template_img, _ = template
-        with recorded_step(steps, "chi_to_template", "ants_apply_transforms",
-                           {"interpolation": "linear, normalised by the resampled mask", "min_coverage": 0.5}):
-            transforms = [input_name(f) for f in (registration.affine, registration.warp) if f]
-            write_template_map(paths.template_chimap, images.chi_ppm, images.measure_mask, images.affine,
-                               registration, template_img, sources=[*sources, *transforms],
-                               space=space)
-        written.update({ROLE_TEMPLATE_CHIMAP: paths.template_chimap,
-                        f"{ROLE_TEMPLATE_CHIMAP}_json": sidecar_of(paths.template_chimap)})
+        written.update(_template_maps(images, registration, template[0], paths, steps, space=space,
+                                      sources=sources, input_name=input_name))
     table = table[CONTRACT_COLUMNS + [c for c in table.columns if c not in CONTRACT_COLUMNS]]
     write_tsv_atomic(paths.regions, table)
     return table, {"regions": paths.regions, **written}
+
+
+def _template_maps(images: SubjectImages, registration, template_img, paths: RegionsPaths, steps: list[StepInfo],
+                   *, space: str, sources: list[str], input_name) -> dict[str, Path]:
+    """Chi, and R2* when there is one, on the template grid (for voxel-wise statistics), with
+    their sidecars: role -> path."""
+    from qsmiron.io.derivatives import ROLE_TEMPLATE_CHIMAP, ROLE_TEMPLATE_R2STARMAP, sidecar_of
+    from qsmiron.register.template_maps import write_template_map
+
+    transforms = [input_name(f) for f in (registration.affine, registration.warp) if f]
+    maps = [(ROLE_TEMPLATE_CHIMAP, paths.template_chimap, images.chi_ppm, images.measure_mask, "ppm")]
+    if images.r2star_per_s is not None:
+        valid = images.measure_mask if images.r2star_valid is None else images.r2star_valid & images.measure_mask
+        maps.append((ROLE_TEMPLATE_R2STARMAP, paths.template_r2starmap, images.r2star_per_s, valid, "s^-1"))
+    written: dict[str, Path] = {}
+    with recorded_step(steps, "chi_to_template", "ants_apply_transforms",
+                       {"interpolation": "linear, normalised by the resampled mask", "min_coverage": 0.5,
+                        "maps": [role for role, *_ in maps]}):
+        for role, path, data, mask, units in maps:
+            write_template_map(path, data, mask, images.affine, registration, template_img,
+                               sources=[*sources, *transforms], space=space, units=units)
+            written.update({role: path, f"{role}_json": sidecar_of(path)})
+    return written
 
 
 def _measures(images: SubjectImages, chi, iron: IronMaps, name=str) -> dict[str, tuple[np.ndarray, np.ndarray, MeasureInfo]]:

@@ -19,8 +19,10 @@ value present):
   group_a lower.
 - **Mann-Whitney U** two-sided p (scipy ``mannwhitneyu``, exact for small samples without
   ties, normal approximation with tie correction otherwise) as the non-parametric check.
-- **adjusted difference** ``diff_ppb`` = adj_mean_a - adj_mean_b (the ANCOVA's group
-  coefficient) in ppb (1 ppb = 0.001 ppm), with its 95 % CI b +- t(0.975, n - 2 - k) se(b).
+- **adjusted difference** ``diff`` = adj_mean_a - adj_mean_b (the ANCOVA's group
+  coefficient) in the values' unit, with its 95 % CI b +- t(0.975, n - 2 - k) se(b); for chi
+  (ppm) also ``diff_ppb`` (1 ppb = 0.001 ppm), which other measures leave empty
+  (:mod:`qsmiron.stats.measures`).
 - **CI of Cohen's d** by inverting the noncentral t distribution of the two-sample t
   statistic t = d / sqrt(1/n_a + 1/n_b) with n_a + n_b - 2 degrees of freedom (Steiger &
   Fouladi 1997; as R's effectsize ``cohens_d`` and MBESS ``ci.smd``).
@@ -45,9 +47,9 @@ from qsmiron.stats.power import min_detectable_d
 
 GROUP_COLUMNS = ["region", "hemisphere", "group_a", "group_b", "n_a", "n_b", "mean_a", "sd_a",
                  "mean_b", "sd_b", "adj_mean_a", "adj_mean_b", "F", "p", "p_fdr",
-                 "partial_eta2", "cohen_d", "mwu_p", "family", "diff_ppb", "diff_ci_low_ppb",
-                 "diff_ci_high_ppb", "cohen_d_ci_low", "cohen_d_ci_high", "min_detectable_d",
-                 "note"]
+                 "partial_eta2", "cohen_d", "mwu_p", "family", "diff", "diff_ci_low", "diff_ci_high",
+                 "diff_ppb", "diff_ci_low_ppb", "diff_ci_high_ppb", "cohen_d_ci_low", "cohen_d_ci_high",
+                 "min_detectable_d", "note"]
 """Columns of ``group_comparison.tsv`` (``note`` says why a row has no statistics; ``family``,
 the FDR family, is filled by the study analysis)."""
 
@@ -124,8 +126,8 @@ def compare_groups(values: pd.Series, groups: pd.Series, covariates: pd.DataFram
         "group_a": group_a, "group_b": group_b, "n_a": int(a.size), "n_b": int(b.size),
         "mean_a": _mean(a), "sd_a": _sd(a), "mean_b": _mean(b), "sd_b": _sd(b),
         "adj_mean_a": np.nan, "adj_mean_b": np.nan, "F": np.nan, "p": np.nan,
-        "partial_eta2": np.nan, "cohen_d": np.nan, "mwu_p": np.nan, "diff_ppb": np.nan,
-        "diff_ci_low_ppb": np.nan, "diff_ci_high_ppb": np.nan, "cohen_d_ci_low": np.nan,
+        "partial_eta2": np.nan, "cohen_d": np.nan, "mwu_p": np.nan, "diff": np.nan,
+        "diff_ci_low": np.nan, "diff_ci_high": np.nan, "diff_ppb": np.nan, "diff_ci_low_ppb": np.nan, "diff_ci_high_ppb": np.nan, "cohen_d_ci_low": np.nan,
         "cohen_d_ci_high": np.nan, "min_detectable_d": np.nan, "note": "",
     }
     notes: list[str] = []
@@ -175,9 +177,10 @@ def compare_groups(values: pd.Series, groups: pd.Series, covariates: pd.DataFram
     row["partial_eta2"] = float(ss_group / (ss_group + ss_resid))
     difference = float(fit.params[1])
     half_width = float(stats.t.ppf(0.5 + CONFIDENCE / 2, fit.df_resid) * fit.bse[1])
-    row["diff_ppb"] = difference * PPB_PER_PPM
-    row["diff_ci_low_ppb"] = (difference - half_width) * PPB_PER_PPM
-    row["diff_ci_high_ppb"] = (difference + half_width) * PPB_PER_PPM
+    row["diff"], row["diff_ci_low"], row["diff_ci_high"] = difference, difference - half_width, \
+        difference + half_width
+    for column in ("diff", "diff_ci_low", "diff_ci_high"):
+        row[f"{column}_ppb"] = row[column] * PPB_PER_PPM
     # estimated marginal means: the model's prediction at the sample covariate means
     # (dummy columns at their observed proportions) with the group indicator set
     at_means = full.mean(axis=0)

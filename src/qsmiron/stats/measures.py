@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import numpy as np
 import pandas as pd
 
 from qsmiron.errors import InputError
@@ -54,10 +55,16 @@ def analysed_measures(regions: pd.DataFrame, study, source: str | os.PathLike | 
     return list(dict.fromkeys(study.measures))
 
 
+PPB_COLUMNS = ("diff_ppb", "diff_ci_low_ppb", "diff_ci_high_ppb")
+"""Differences in ppb: only a measure in ppm has them (``diff`` holds every measure's, in its unit)."""
+
+
 def _with_measure(frame: pd.DataFrame | None, measure: str) -> pd.DataFrame | None:
     if frame is None:
         return None
     frame = frame.copy()
+    if MEASURE_UNITS[measure] != "ppm":
+        frame.loc[:, [c for c in PPB_COLUMNS if c in frame.columns]] = np.nan
     frame.insert(0, "unit", MEASURE_UNITS[measure])
     frame.insert(0, "measure", measure)
     return frame
