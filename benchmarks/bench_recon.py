@@ -27,12 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
+from qsmiron.simulate.ellipsoid_head import CHI_AIR_PPM, ellipsoid_head
+
 RECON_SHAPE = (256, 256, 176)
 INVERT_SHAPE = (160, 160, 160)
 ECHO_TIMES_S = (0.004, 0.0115, 0.019, 0.0265, 0.034)
 FIELD_STRENGTH_T = 3.0
 GAMMA = 42.577478518e6
-CHI_AIR_PPM = 9.4
 
 
 def _peak_rss_mb() -> float:
@@ -40,53 +41,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _ellipsoid(x, y, z, centre, axes):
-    return (((x - centre[0]) / axes[0]) ** 2 + ((y - centre[1]) / axes[1]) ** 2
-            + ((z - centre[2]) / axes[2]) ** 2) <= 1.0
-
-
 def head_phantom(shape, voxel_mm=(1.0, 1.0, 1.0), scale=None):
-    """Brain susceptibility (ppm), susceptibility with air, head mask, M0 and R2* (1/s).
-
-    The geometry of tests/pipeline/test_single.py scaled to the grid (about 4x for 256 mm).
-    """
+    """The ellipsoid head (``qsmiron.simulate.ellipsoid_head``) scaled to the grid (about 4x for
+    256 mm): brain susceptibility (ppm), susceptibility with air, head mask, M0 and R2* (1/s)."""
     if scale is None:
         scale = min(n * d for n, d in zip(shape, voxel_mm)) / 44.0
     axes = [((np.arange(n, dtype=np.float32) - (n - 1) / 2) * d / scale)
             for n, d in zip(shape, voxel_mm)]
     x, y, z = np.meshgrid(*axes, indexing="ij", sparse=True)
-    head = _ellipsoid(x, y, z, (0, 0, 1), (20.5, 22, 17.5))
-    sinus = _ellipsoid(x, y, z, (0, 15, -11), (5, 4.5, 4.5))
-    brain = _ellipsoid(x, y, z, (0, -1, 2.5), (17.2, 18.7, 13.7)) & ~sinus
-    skull = _ellipsoid(x, y, z, (0, -1, 2.5), (19, 20.5, 15.5)) & head & ~brain & ~sinus
-    chi = np.zeros(shape, np.float32)
-    m0 = np.where(head, np.float32(0.45), np.float32(0))
-    r2s = np.full(shape, 25.0, np.float32)
-    m0[skull] = 0.03
-    r2s[skull] = 300.0
-    wm = _ellipsoid(x, y, z, (0, -1, 3), (12, 13.5, 9))
-    chi[wm] = -0.03
-    m0[brain] = 0.85
-    m0[wm] = 0.75
-    r2s[wm] = 22.0
-    for centre, semi, value, rate in [((7, 1, 2), (3, 4, 3), 0.18, 45.0),
-                                      ((-7, 1, 2), (3, 4, 3), 0.17, 45.0),
-                                      ((12, 3, 3), (2.5, 5, 3.5), 0.08, 32.0),
-                                      ((-12, 3, 3), (2.5, 5, 3.5), 0.08, 32.0),
-                                      ((4.5, 10, 7), (2.5, 3, 3), 0.06, 28.0),
-                                      ((-4.5, 10, 7), (2.5, 3, 3), 0.06, 28.0),
-                                      ((4, -7, -3), (2, 3, 2), 0.14, 40.0),
-                                      ((-4, -7, -3), (2, 3, 2), 0.14, 40.0),
-                                      ((0, -12, 9), (1.2, 6, 1.2), 0.30, 35.0)]:
-        region = _ellipsoid(x, y, z, centre, semi) & brain
-        chi[region] = value
-        m0[region] = 0.65
-        r2s[region] = rate
-    chi[~brain] = 0
-    chi_total = chi + np.where(~head | sinus, np.float32(CHI_AIR_PPM), np.float32(0))
-    chi_total[skull] -= 2.0
-    m0[sinus] = 0
-    return chi, chi_total, brain, head, m0, r2s
+    return ellipsoid_head(x, y, z, dtype=np.float32)
 
 
 def simulate_inputs(folder: Path) -> tuple[Path, Path]:

@@ -15,8 +15,8 @@ import numpy as np
 import qsm_forward
 
 from qsmiron.io.nifti import b0_direction_voxel
+from qsmiron.simulate.ellipsoid_head import CHI_AIR_PPM, ellipsoid_head
 
-CHI_AIR_PPM = 9.4  # air relative to tissue
 TES = (0.004, 0.012, 0.020, 0.028)
 FIELD_STRENGTH_T = 3.0
 
@@ -34,57 +34,12 @@ def grid_affine(shape, voxel_mm, rotation=np.eye(3)):
     return affine
 
 
-def ellipsoid(x, y, z, centre, semi_axes):
-    return (((x - centre[0]) / semi_axes[0]) ** 2 + ((y - centre[1]) / semi_axes[1]) ** 2
-            + ((z - centre[2]) / semi_axes[2]) ** 2) <= 1.0
-
-
 def head_phantom(shape, affine):
-    """Tissue maps sampled at the world positions (mm) of the voxel centres.
-
-    Scalp, a 2 mm skull (dark, -2 ppm), an air sinus (+9.4 ppm relative to tissue) and air
-    around the head; inside the skull a CSF rim, white matter (-0.03 ppm) and iron-rich
-    nuclei. Returns chi_brain (ppm, zero outside the intracranial volume), chi_total (with
-    skull and air), the intracranial mask, head mask, M0 and R2* (1/s at 3 T).
-    """
+    """Tissue maps of the ellipsoid head (``qsmiron.simulate.ellipsoid_head``) sampled at the
+    world positions (mm) of the voxel centres: chi_brain, chi_total, brain, head, M0, R2*."""
     ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
     world = ijk @ affine[:3, :3].T + affine[:3, 3]
-    x, y, z = world[..., 0], world[..., 1], world[..., 2]
-    head = ellipsoid(x, y, z, (0, 0, 1), (20.5, 22, 17.5))
-    sinus = ellipsoid(x, y, z, (0, 15, -11), (5, 4.5, 4.5))
-    # Intracranial volume (brain and a rim of CSF) inside a 2 mm skull.
-    brain = ellipsoid(x, y, z, (0, -1, 2.5), (17.2, 18.7, 13.7)) & ~sinus
-    skull = ellipsoid(x, y, z, (0, -1, 2.5), (19, 20.5, 15.5)) & head & ~brain & ~sinus
-    chi = np.zeros(shape)
-    m0 = np.where(head, 0.45, 0.0)
-    r2s = np.full(shape, 25.0)
-    m0[skull] = 0.03  # bone: little signal, fast decay, diamagnetic
-    r2s[skull] = 300.0
-    wm = ellipsoid(x, y, z, (0, -1, 3), (12, 13.5, 9))
-    chi[wm] = -0.03
-    m0[brain] = 0.85
-    m0[wm] = 0.75
-    r2s[wm] = 22.0
-    nuclei = [  # centre (mm), semi-axes (mm), chi (ppm), R2* (1/s)
-        ((7, 1, 2), (3, 4, 3), 0.18, 45.0),     # globus pallidus
-        ((-7, 1, 2), (3, 4, 3), 0.17, 45.0),
-        ((12, 3, 3), (2.5, 5, 3.5), 0.08, 32.0),  # putamen
-        ((-12, 3, 3), (2.5, 5, 3.5), 0.08, 32.0),
-        ((4.5, 10, 7), (2.5, 3, 3), 0.06, 28.0),  # caudate
-        ((-4.5, 10, 7), (2.5, 3, 3), 0.06, 28.0),
-        ((4, -7, -3), (2, 3, 2), 0.14, 40.0),    # substantia nigra
-        ((-4, -7, -3), (2, 3, 2), 0.14, 40.0),
-        ((0, -12, 9), (1.2, 6, 1.2), 0.30, 35.0),  # a vein-like rod
-    ]
-    for centre, axes, value, rate in nuclei:
-        region = ellipsoid(x, y, z, centre, axes) & brain
-        chi[region] = value
-        m0[region] = 0.65
-        r2s[region] = rate
-    chi_brain = np.where(brain, chi, 0.0)
-    chi_total = chi_brain + np.where(~head | sinus, CHI_AIR_PPM, 0.0) + np.where(skull, -2.0, 0.0)
-    m0[sinus] = 0.0
-    return chi_brain, chi_total, brain, head, m0, r2s
+    return ellipsoid_head(world[..., 0], world[..., 1], world[..., 2])
 
 
 WORLD_GRID = (48, 48, 48)

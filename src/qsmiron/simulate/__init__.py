@@ -5,6 +5,7 @@
 - ``clinical``: participants, clinical variables and regional iron with planted effects.
 - ``subject``: one scan: head position, field by the dipole model, multi-echo signal.
 - ``cohort``: ``simulate_cohort`` writes the BIDS dataset and ``derivatives/truth``.
+- ``ellipsoid_head``: a small analytic head for the reconstruction's tests and benchmarks.
 """
 
 from qsmiron.simulate.settings import SimulationSettings
