@@ -158,7 +158,7 @@ E2E_PROCESSING = {
 
 E2E_CHISEP = {"method": "shin", "shin": {"alpha": 0.03, "max_iter": 40}}
 """Chi-separation for the end-to-end test that checks every measure: a fixed TV weight (TKD
-chooses none to share, and the automatic one costs a MEDI solve) and fewer iterations."""
+chooses none to share, and the automatic one costs a wtv solve) and fewer iterations."""
 
 
 def e2e_config(*, recon: dict | None = None, **pipeline):

@@ -86,7 +86,7 @@ def test_chi_separation_writes_two_non_negative_maps_with_sidecars_and_the_recor
     assert record.step("chisep").method == "shin" and chisep.approximation is False
     assert chisep.r2_map.endswith("r2.nii.gz") and record.inputs.r2 == chisep.r2_map
     assert chisep.dr_hz_per_ppm == pytest.approx(137.0) and chisep.alpha > 0
-    assert "MEDI" in chisep.alpha_source  # the weight of the dipole inversion (MEDI, the default)
+    assert "wtv" in chisep.alpha_source  # the weight of wtv's automatic rule (the inversion is wtv_bregman)
     assert record.r2star.method == "nlls" and record.r2star.n_valid > 0 and record.r2star.noise_sigma > 0
     assert record.units.r2starmap == "s^-1" and record.units.chimap_paramagnetic == "ppm"
     sidecar = json.loads((iron_recon / "desc-paramagnetic_Chimap.json").read_text())

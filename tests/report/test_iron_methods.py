@@ -19,7 +19,7 @@ def _iron_recon(recon, index):
                         n_valid=980 - index, median_r2star_per_s=21.0 + index)
     chisep = ChiSeparationInfo(method="shin", approximation=index != 0, r2_source="R2* - pseudo-R2",
                                dr_hz_per_ppm=137.0, dr_source="137 Hz/ppm at 3 T (Shin et al. 2021) x B0 / 3 T",
-                               alpha=0.02, alpha_source="the weight the dipole inversion (MEDI) chose",
+                               alpha=0.02, alpha_source="the weight the dipole inversion (wtv) chose",
                                **(PSEUDO if index else {}))
     return recon.model_copy(update={"steps": steps, "r2star": r2star, "chi_separation": chisep})
 

@@ -104,7 +104,7 @@ class ReconState:
     chi_ppm: np.ndarray | None = None
     """inversion, reference: susceptibility, ppm."""
     inversion_alpha: float | None = None
-    """inversion: the TV weight (ppm mm) MEDI chose, which chi-separation shares."""
+    """inversion: the TV weight (ppm mm) wtv chose, which chi-separation shares."""
     separation: ChiSeparation | None = None
     """chisep: paramagnetic and diamagnetic maps (None when not made)."""
     chisep_info: ChiSeparationInfo | None = None
@@ -259,7 +259,7 @@ def _chisep_inputs(state: ReconState, method: Method, parameters: dict[str, Any]
     if parameters.get("alpha") == "auto" and state.inversion_alpha is not None and accepts(method, "chi_ppm"):
         parameters["alpha"] = state.inversion_alpha
         inputs["chi_ppm"] = state.chi_ppm
-        source = "the weight the dipole inversion (MEDI) chose for this field; started from its map"
+        source = "the weight the dipole inversion (wtv) chose for this field; started from its map"
     return inputs, parameters, source
 
 

@@ -28,8 +28,8 @@ with the data weights of the dipole inversion (``W_f``: 1/noise, else magnitude,
 magnitude-edge-weighted TV of MEDI. The field's misfit is dominated by its inconsistency with
 the dipole model (noise and model errors, measured on the magic cone by
 ``inconsistency_ppm``), not by thermal noise alone, so ``lambda = (inconsistency / R2' noise)^2``
-whitens the two terms alike. ``alpha`` is by default the weight MEDI's automatic rule picks for
-the same field (its residual meets that inconsistency); that MEDI solve, the net
+whitens the two terms alike. ``alpha`` is by default the weight ``wtv``'s automatic rule picks for
+the same field (its residual meets that inconsistency); that ``wtv`` solve, the net
 susceptibility, also starts the separation (``chi+ = (R2'/Dr + chi)/2``,
 ``chi- = (R2'/Dr - chi)/2``, clipped at 0). The pipeline can pass the weight and map of its
 own dipole inversion instead (``alpha``, ``chi_ppm``).
@@ -69,7 +69,7 @@ PSEUDO_R2_3T = (5.25, 0.5)
 """(intercept s^-1, slope) of the pseudo-R2 ``R2 = a + b R2*`` at 3 T (module docstring)."""
 
 QSM_PATH = {"max_iter": 30, "tol": 1e-2, "path_alphas": 6, "path_decades": 3.5, "path_iterations": 3}
-"""Settings of the MEDI solve that picks the TV weight under ``alpha="auto"`` (those of
+"""Settings of the ``wtv`` solve that picks the TV weight under ``alpha="auto"`` (those of
 ``qsmiron.recon.invert.wtv``)."""
 
 R2_PLAUSIBLE_PER_S = (2.0, 45.0)
@@ -226,10 +226,10 @@ def separate_susceptibility(local_ppm: np.ndarray, r2star_per_s: np.ndarray, mas
         Standard error of R2* (s^-1): R2' weights and noise level.
     alpha : float or "auto"
         TV weight, ppm mm (the convention of ``qsmiron.recon.invert.wtv``); "auto": the
-        weight MEDI's automatic rule picks for this field (one MEDI solve, module docstring).
+        weight ``wtv``'s automatic rule picks for this field (one ``wtv`` solve, module docstring).
     chi_ppm : ndarray, optional
         Net susceptibility of the same field (e.g. the pipeline's QSM) to start from; with
-        ``alpha="auto"`` the MEDI solve provides it.
+        ``alpha="auto"`` the ``wtv`` solve provides it.
     edge_fraction, max_iter, tol, pad_mm : as for ``wtv``; ``tol`` on the relative change
         of the two maps per iteration.
 
@@ -265,13 +265,13 @@ def separate_susceptibility(local_ppm: np.ndarray, r2star_per_s: np.ndarray, mas
                        "dr_hz_per_ppm": dr, "field_strength_t": float(field_strength_t)},
         "dr_source": dr_source, "r2prime": {k: v for k, v in r2p_info.items() if k != "warnings"},
         "approximation": bool(r2p_info["approximation"]),
-        "alpha_source": ("MEDI automatic rule on this field (inconsistency discrepancy)"
+        "alpha_source": ("wtv automatic rule on this field (inconsistency discrepancy)"
                          if qsm_info else "given"),
         "alpha_selection": qsm_info or None,
         "field_weights": source_f, "r2prime_weights": source_r, "lambda_r2prime": lam,
         "field_inconsistency_ppm": inconsistency, "noise_level_field_ppm": level_f,
         "noise_level_r2prime_ppm": level_r, "started_from": (
-            "MEDI solution" if qsm_info else "given susceptibility" if chi_ppm is not None else "zero"),
+            "wtv solution" if qsm_info else "given susceptibility" if chi_ppm is not None else "zero"),
         "iterations": iterations, "relative_change": change, "converged": bool(change < tol),
         "warnings": list(r2p_info["warnings"]),
     }
@@ -292,7 +292,7 @@ def _edge_weights(problem, magnitude, mask, edge_fraction) -> np.ndarray:
 
 
 def _weight_and_start(problem, weights_f, level_f, edges, alpha, chi_ppm):
-    """(alpha, start map or None, field inconsistency in ppm, the MEDI selection's record)."""
+    """(alpha, start map or None, field inconsistency in ppm, the ``wtv`` selection's record)."""
     start = None if chi_ppm is None else problem.pad(np.nan_to_num(np.asarray(chi_ppm, np.float32)))
     if alpha != "auto":
         return float(alpha), start, inconsistency_ppm(problem), {}
