@@ -152,18 +152,47 @@ def _failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
-def _subject_log(job: SubjectJob) -> tuple[logging.Handler, logging.Logger, int]:
+class _PackageLogLevel:
+    """Raise logger ``qsmiron`` to INFO while any step of this process runs, then restore it.
+
+    Threads of one process (a Dask worker, a serial runner) run steps at once, so the level
+    saved by the first step is restored only when the last one ends; a per-step save and
+    restore let one subject's end silence another's INFO lines.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._saved = logging.NOTSET
+
+    def enter(self) -> None:
+        logger = logging.getLogger("qsmiron")
+        with self._lock:
+            if self._active == 0:
+                self._saved = logger.level
+                if logger.level == logging.NOTSET or logger.level > logging.INFO:
+                    logger.setLevel(logging.INFO)
+            self._active += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._active == 0:
+                logging.getLogger("qsmiron").setLevel(self._saved)
+
+
+_PACKAGE_LOG_LEVEL = _PackageLogLevel()
+
+
+def _subject_log(job: SubjectJob) -> logging.Handler:
     """Send the package's log records of this thread to the subject's log file."""
     job.log_path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(job.log_path, mode="a", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     handler.addFilter(_ThreadFilter())
-    package_logger = logging.getLogger("qsmiron")
-    previous_level = package_logger.level
-    package_logger.addHandler(handler)
-    if package_logger.level == logging.NOTSET or package_logger.level > logging.INFO:
-        package_logger.setLevel(logging.INFO)
-    return handler, package_logger, previous_level
+    _PACKAGE_LOG_LEVEL.enter()
+    logging.getLogger("qsmiron").addHandler(handler)
+    return handler
 
 
 def execute_step(job: SubjectJob, steps: Sequence[tuple[str, StepFunction]], index: int) -> StepOutcome:
@@ -173,7 +202,7 @@ def execute_step(job: SubjectJob, steps: Sequence[tuple[str, StepFunction]], ind
     subject's log file, with the traceback when the step fails.
     """
     name, function = steps[index]
-    handler, package_logger, previous_level = _subject_log(job)
+    handler = _subject_log(job)
     log = logging.getLogger(f"qsmiron.pipeline.{name}")
     if job.config.pipeline.reproducible_registration:
         # ITK reads this once, when the process first registers: set it before that happens.
@@ -201,6 +230,6 @@ def execute_step(job: SubjectJob, steps: Sequence[tuple[str, StepFunction]], ind
             reason = reason[: MAX_REASON_CHARS - 30].rstrip() + " ... (see the subject's log)"
         return StepOutcome(name, False, {}, seconds, reason, type(exc).__name__)
     finally:
-        package_logger.removeHandler(handler)
-        package_logger.setLevel(previous_level)
+        logging.getLogger("qsmiron").removeHandler(handler)
+        _PACKAGE_LOG_LEVEL.leave()
         handler.close()
