@@ -24,8 +24,9 @@ def _truth(tmp_path, n: int = 12):
         for region, base in (("Pu", 0.06), ("VeP", 0.075)):
             for hemisphere in ("L", "R"):
                 shift = -0.010 if (region == "VeP" and group == "MOH") else 0.0
+                value = base + shift + rng.normal(0, 0.01)
                 rows.append({"participant_id": f"sub-{i + 1:02d}", "region": region, "hemisphere": hemisphere,
-                             "mean_ppm": base + shift + rng.normal(0, 0.01)})
+                             "mean_ppm": value, "mean_ppm_grid": 0.9 * value})
     pd.DataFrame(rows).to_csv(truth / "regions_truth.tsv", sep="\t", index=False)
     planted = {"group_difference": {"column": "group", "compare": ["MOH", "CM"], "hemispheres": ["L", "R"],
                                     "regions": {"VeP": {"cohen_d": -1.0, "delta_ppm": -0.010, "sd_ppm": 0.01}}}}
@@ -48,6 +49,7 @@ def test_recovery_r_bias_and_rmse_match_a_known_distortion(tmp_path):
         true = rows[(rows.region == region) & (rows.hemisphere == hemisphere)]["mean_ppm"].to_numpy()
         assert row["bias_ppb"] == pytest.approx(1000 * np.mean(-0.2 * true - 0.003))
         assert row["rmse_ppb"] == pytest.approx(1000 * np.sqrt(np.mean((-0.2 * true - 0.003) ** 2)))
+        assert row["bias_grid_ppb"] == pytest.approx(1000 * np.mean(-0.1 * true - 0.003))
         assert row["n"] == 12
     effects = result.effects.set_index("hemisphere")
     assert effects["planted_diff_ppb"].to_numpy() == pytest.approx(-10.0)
@@ -75,3 +77,14 @@ def test_the_truth_is_found_from_any_file_of_the_simulated_dataset(tmp_path):
     scan.write_bytes(b"")
     assert truth_dir_of([tmp_path / "elsewhere.nii.gz", scan]) == truth
     assert truth_dir_of([tmp_path / "elsewhere.nii.gz"]) is None
+
+
+def test_a_truth_without_the_scan_grid_column_gives_no_grid_bias(tmp_path):
+    truth, rows, participants = _truth(tmp_path)
+    rows.drop(columns="mean_ppm_grid").to_csv(truth / "regions_truth.tsv", sep="\t", index=False)
+    comparison = pd.DataFrame([{"region": "VeP", "hemisphere": h, "diff_ppb": -9.0, "diff_ci_low_ppb": -15.0,
+                                "diff_ci_high_ppb": -3.0, "p": 0.004, "p_fdr": 0.008, "cohen_d": -1.1}
+                               for h in ("L", "R")])
+    result = compare_with_truth(truth, rows.drop(columns="mean_ppm_grid"), comparison, participants)
+    assert result.regions["bias_grid_ppb"].isna().all()
+    assert result.regions["bias_ppb"].abs().max() < 1e-9

@@ -77,7 +77,7 @@ def _register(images: SubjectImages, atlas, template_ants, labels_ants, settings
                         "bias_iterations": settings.bias_iterations}) as notes:
         brain, brain_source = subject_brain_mask(images.magnitude, images.voxel_size_mm,
                                                  chi_support=images.chi_support, given=images.given_mask,
-                                                 mode=settings.subject_mask)
+                                                 mode=settings.subject_mask, brain_hint=images.r2star_valid)
         fingerprint = registration_fingerprint(images, brain, atlas, settings)
         subject_image = prepare_subject(images.magnitude, brain, images.affine, bias_correct=settings.bias_correct,
                                         resolution_mm=0.75 * settings.resolution_mm,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from qsmiron.errors import InputError
 from qsmiron.io.derivatives import RegionsPaths
@@ -163,8 +164,18 @@ def _plausible_brain(mask: np.ndarray, voxel_mm3: float) -> bool:
 
 
 def subject_brain_mask(magnitude: np.ndarray, voxel_size: tuple, *, chi_support: np.ndarray | None,
-                       given: np.ndarray | None, mode: str) -> tuple[np.ndarray, str]:
-    """The brain mask used to prepare the magnitude for registration, and where it came from."""
+                       given: np.ndarray | None, mode: str,
+                       brain_hint: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """The brain mask used to prepare the magnitude for registration, and where it came from.
+
+    The template is a brain-extracted image, so the subject's mask should cover the whole
+    brain. A chi map's support does not: background removal erodes it by a few millimetres,
+    and mutual information then pulls the template's brain edge onto the eroded edge. On the
+    demo's rigidly moved heads that shrank the atlas by about 5 % per axis (affine determinant
+    0.86; putamen Dice 0.76, ventral pallidum 0.37). ``auto`` therefore prefers the
+    reconstruction's brain mask before erosion (``brain_hint``: its valid R2* voxels, with the
+    chi support and holes filled), which gives determinant ~1 and Dice 0.92 and 0.73.
+    """
     from qsmiron.recon.mask import brain_mask
     from qsmiron.register.images import first_echo, threshold_brain_mask
 
@@ -173,6 +184,10 @@ def subject_brain_mask(magnitude: np.ndarray, voxel_size: tuple, *, chi_support:
         return np.ones(magnitude.shape[:3], dtype=bool), "none (whole field of view)"
     if given is not None and mode == "auto":
         return given, "given mask"
+    if mode == "auto" and brain_hint is not None:
+        whole = ndimage.binary_fill_holes(brain_hint | (chi_support if chi_support is not None else False))
+        if _plausible_brain(whole, voxel_mm3):
+            return whole, "brain mask of the reconstruction (valid R2* voxels and chi support, holes filled)"
     if mode in ("auto", "chi") and chi_support is not None and (mode == "chi" or _plausible_brain(chi_support, voxel_mm3)):
         return chi_support, "support of the chi map (reconstruction mask)"
     try:

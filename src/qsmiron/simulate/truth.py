@@ -6,7 +6,9 @@ the study find the planted group effect (the planted MOH - CM difference inside 
 95 % confidence interval, with its p)? The truth is the simulator's
 ``derivatives/truth/regions_truth.tsv`` (``mean_ppm``: the value each subject's region was
 given, relative to the subject's whole-brain mean, the reference of the recovered values) and
-``planted_effects.json``.
+``planted_effects.json``. Beside it, ``mean_ppm_grid`` (the true chi map's mean over the
+region's voxels on the scan grid) splits the bias in two: what the scan's resolution loses to
+partial volume before any processing, and what reconstruction and registration add.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ class TruthComparison:
     Attributes
     ----------
     pairs : DataFrame
-        ``participant_id``, ``region``, ``hemisphere``, ``true_ppm``, ``recovered_ppm``.
+        ``participant_id``, ``region``, ``hemisphere``, ``true_ppm``, ``true_grid_ppm``, ``recovered_ppm``.
     regions : DataFrame
         Per region and hemisphere: ``n``, ``r``, ``bias_ppb`` (mean recovered - true),
-        ``rmse_ppb``, ``true_sd_ppb``.
+        ``rmse_ppb``, ``true_sd_ppb``, and ``bias_grid_ppb`` (mean recovered - true on the
+        scan grid; NaN when the truth has no ``mean_ppm_grid``).
     effects : DataFrame
         Per planted region and hemisphere: ``planted_d``, ``planted_diff_ppb`` (population),
         ``realised_diff_ppb`` (the drawn cohort's true values, MOH - CM), ``diff_ppb`` with
@@ -58,7 +61,8 @@ class TruthComparison:
                          f"p = {row.p:.2g}, p_FDR = {row.p_fdr:.2g}: planted effect {inside} the CI")
         for row in self.regions.itertuples():
             lines.append(f"{row.region} {row.hemisphere}: recovered vs true r = {row.r:.2f}, "
-                         f"bias {row.bias_ppb:+.1f} ppb, RMSE {row.rmse_ppb:.1f} ppb (n = {row.n})")
+                         f"bias {row.bias_ppb:+.1f} ppb ({row.bias_grid_ppb:+.1f} against the truth on the scan "
+                         f"grid), RMSE {row.rmse_ppb:.1f} ppb (n = {row.n})")
         return lines
 
 
@@ -76,12 +80,13 @@ def _region_agreement(pairs: pd.DataFrame) -> pd.DataFrame:
     for (region, hemisphere), group in pairs.groupby(["region", "hemisphere"], sort=False):
         true, got = group["true_ppm"].to_numpy(float), group["recovered_ppm"].to_numpy(float)
         keep = np.isfinite(true) & np.isfinite(got)
-        true, got = true[keep], got[keep]
+        true, got, grid = true[keep], got[keep], group["true_grid_ppm"].to_numpy(float)[keep]
         r = float(np.corrcoef(true, got)[0, 1]) if true.size >= 3 and true.std() > 0 and got.std() > 0 else np.nan
         rows.append({"region": region, "hemisphere": hemisphere, "n": int(true.size), "r": r,
                      "bias_ppb": float(np.mean(got - true)) * PPB_PER_PPM if true.size else np.nan,
                      "rmse_ppb": float(np.sqrt(np.mean((got - true) ** 2))) * PPB_PER_PPM if true.size else np.nan,
-                     "true_sd_ppb": float(np.std(true, ddof=1)) * PPB_PER_PPM if true.size > 1 else np.nan})
+                     "true_sd_ppb": float(np.std(true, ddof=1)) * PPB_PER_PPM if true.size > 1 else np.nan,
+                     "bias_grid_ppb": float(np.mean(got - grid)) * PPB_PER_PPM if true.size else np.nan})
     return pd.DataFrame(rows)
 
 
@@ -132,7 +137,10 @@ def compare_with_truth(truth_dir: str | os.PathLike, recovered: pd.DataFrame, gr
     planted = json.loads((truth_dir / "planted_effects.json").read_text(encoding="utf-8"))
     value = "mean_ppm" if "mean_ppm" in recovered else "mean"
     got = recovered[["participant_id", "region", "hemisphere", value]].rename(columns={value: "recovered_ppm"})
-    pairs = truth[["participant_id", "region", "hemisphere", "mean_ppm"]].rename(columns={"mean_ppm": "true_ppm"})
+    if "mean_ppm_grid" not in truth:
+        truth = truth.assign(mean_ppm_grid=np.nan)
+    pairs = truth[["participant_id", "region", "hemisphere", "mean_ppm", "mean_ppm_grid"]].rename(
+        columns={"mean_ppm": "true_ppm", "mean_ppm_grid": "true_grid_ppm"})
     pairs = pairs.merge(got, on=["participant_id", "region", "hemisphere"], how="inner")
     column = planted["group_difference"]["column"]
     groups = participants.set_index("participant_id")[column].astype(str)

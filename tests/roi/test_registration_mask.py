@@ -1,0 +1,44 @@
+"""Which brain mask prepares the subject's magnitude for registration to a brain-extracted template."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from qsmiron.roi.subject import subject_brain_mask
+
+
+def _ball(shape, radius_vox: float) -> np.ndarray:
+    grid = np.indices(shape) - (np.asarray(shape)[:, None, None, None] - 1) / 2.0
+    return np.sqrt((grid ** 2).sum(0)) <= radius_vox
+
+
+def test_auto_prefers_the_reconstructions_brain_mask_to_the_eroded_chi_support():
+    """Background removal erodes the chi support; the brain before erosion is what matches the template."""
+    shape, voxel = (64, 64, 64), (2.0, 2.0, 2.0)
+    brain = _ball(shape, 28)
+    support = ndimage.binary_erosion(brain, iterations=2)
+    r2star_valid = brain.copy()
+    r2star_valid[30:34, 30:34, 30:34] = False  # a fit that failed inside (a dark vein): filled
+    magnitude = np.where(brain, 1000.0, 5.0)[..., None].repeat(2, axis=-1)
+    chosen, source = subject_brain_mask(magnitude, voxel, chi_support=support, given=None, mode="auto",
+                                        brain_hint=r2star_valid)
+    assert source.startswith("brain mask of the reconstruction")
+    assert np.array_equal(chosen, brain)
+    assert chosen.sum() / support.sum() > 1.2  # what the support alone would have lost
+
+
+def test_without_a_brain_mask_auto_keeps_the_chi_support_and_chi_mode_ignores_the_hint():
+    shape, voxel = (64, 64, 64), (2.0, 2.0, 2.0)
+    brain = _ball(shape, 28)
+    support = ndimage.binary_erosion(brain, iterations=2)
+    magnitude = np.where(brain, 1000.0, 5.0)
+    chosen, source = subject_brain_mask(magnitude, voxel, chi_support=support, given=None, mode="auto")
+    assert source.startswith("support of the chi map") and np.array_equal(chosen, support)
+    chosen, source = subject_brain_mask(magnitude, voxel, chi_support=support, given=None, mode="chi",
+                                        brain_hint=brain)
+    assert source.startswith("support of the chi map") and np.array_equal(chosen, support)
+    given = _ball(shape, 20)
+    chosen, source = subject_brain_mask(magnitude, voxel, chi_support=support, given=given, mode="auto",
+                                        brain_hint=brain)
+    assert source == "given mask" and np.array_equal(chosen, given)
