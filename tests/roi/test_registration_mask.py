@@ -39,6 +39,8 @@ def test_without_a_brain_mask_auto_keeps_the_chi_support_and_chi_mode_ignores_th
                                         brain_hint=brain)
     assert source.startswith("support of the chi map") and np.array_equal(chosen, support)
     given = _ball(shape, 20)
-    chosen, source = subject_brain_mask(magnitude, voxel, chi_support=support, given=given, mode="auto",
-                                        brain_hint=brain)
+    chosen, source = subject_brain_mask(magnitude, voxel, chi_support=support, given=given, mode="auto")
     assert source == "given mask" and np.array_equal(chosen, given)
+    chosen, source = subject_brain_mask(magnitude, voxel, chi_support=support, given=given, mode="auto",
+                                        brain_hint=brain)  # a measurement mask is eroded too: the brain wins
+    assert source.startswith("brain mask of the reconstruction") and np.array_equal(chosen, brain)

@@ -88,8 +88,9 @@ class RegistrationSettings(Settings):
     subject_mask: Literal["auto", "chi", "magnitude", "none"] = Field(
         "auto", description="brain mask of the subject's magnitude: 'chi' = support of the chi "
         "map (the reconstruction mask, eroded by background removal), 'magnitude' = automatic from "
-        "the magnitude, 'auto' = a given mask, else the reconstruction's brain mask before erosion (valid "
-        "R2* voxels, when the R2* map is given), else the chi support when plausible, else from the magnitude")
+        "the magnitude, 'auto' = the reconstruction's brain mask before erosion (valid R2* voxels with the "
+        "chi mask, when the R2* map is given), else a given mask, else the chi support when plausible, else "
+        "from the magnitude")
     label_interpolation: Literal["genericLabel", "nearestNeighbor"] = "genericLabel"
     warp_chi_to_template: bool = Field(True, description="also write chi on the template grid, "
                                        "sub-<label>[_ses-<label>]_space-<space>_Chimap.nii.gz beside the native map "
