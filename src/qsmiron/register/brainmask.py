@@ -108,7 +108,10 @@ def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
     started = (time.perf_counter(), time.process_time())
     image = np.clip(np.nan_to_num(np.asarray(magnitude, dtype=np.float32)), 0, None)
     image = image[..., 0] if image.ndim == 4 else image
-    extent = head_extent_mm(image, np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0))
+    # On the registration's block grid: the check needs millimetres, not voxels, and the
+    # full-resolution search for the head's voxels took 1.6 s of a 7.7 s step.
+    blocks, block_affine = block_mean(image, affine, resolution_mm)
+    extent = head_extent_mm(blocks, np.linalg.norm(block_affine[:3, :3], axis=0))
     if min(extent) < min_extent_mm:
         return _skip(f"field of view too small for the template brain: the head spans "
                      f"{' x '.join(f'{e:.0f}' for e in extent)} mm, under {min_extent_mm:.0f} mm "
@@ -123,7 +126,7 @@ def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
         return _skip(f"template registration unavailable ({error})", started)
     from qsmiron.register.images import ants_affine, prepare_subject, threshold_brain_mask, to_ants
 
-    coarse = to_ants(*block_mean(image, affine, resolution_mm))
+    coarse = to_ants(blocks, block_affine)
     head = threshold_brain_mask(coarse.numpy(), coarse.spacing, opening_mm=resolution_mm)
     template, brain = _template_and_brain(str(template_path))
     # Start from the head without its outer 8 mm (scalp and skull: the brain never lies there),
