@@ -35,7 +35,10 @@ def test_demo_command_simulates_runs_everything_and_prints_the_report(monkeypatc
     assert "check against the planted truth" in captured.err and "planted MOH - CM" in captured.err
     assert "step recon: 4 subjects" in captured.err and "step qc: 4 subjects" in captured.err
     regions = pd.read_csv(out / "truth_regions.tsv", sep="\t")
-    assert set(regions["hemisphere"]) == {"L", "R"} and regions["n"].between(3, 4).all()
+    assert set(regions["hemisphere"]) == {"L", "R"}
+    # The mammillary nuclei (3-6 voxels at 3 mm) lie on the brain's ventral surface, outside the
+    # QSM mask that background removal erodes: not measured at this resolution.
+    assert regions.loc[regions["region"] != "MN", "n"].between(3, 4).all()
     assert (regions.set_index("region").loc["Pu", "r"] > 0.5).all()  # the putamen follows the truth
 
     written = json.loads((out / "demo_config.json").read_text())

@@ -128,7 +128,8 @@ def registration_sentences(regions: list[RegionsRecord]) -> list[str]:
     registration = [r.registration for r in regions]
     space = describe_values(r.atlas.space for r in regions)
     how = describe_values(f"{g.tool} {' + '.join(g.transforms)}" for g in registration)
-    sentences = [f"Each subject's magnitude image ({describe_values(g.subject_image for g in registration)}) was "
+    sentences = [f"Each subject's magnitude image ({describe_values(g.subject_image for g in registration)}; "
+                 f"brain: {describe_values(g.subject_mask for g in registration)}) was "
                  f"registered to the {space} template with {how}, metric {describe_values(g.metric for g in registration)}."]
     parameters = summarise_mappings([r.config.registration.model_dump(mode="json") for r in regions])
     sentences.append("Registration parameters: " + "; ".join(parameters) + ".")
