@@ -31,7 +31,7 @@ def test_demo_command_simulates_runs_everything_and_prints_the_report(monkeypatc
     # The QC table links a QC page per subject; the simulated truth is checked in the report and printed.
     assert 'id="qc-table"' in html and html.count('href="qc/sub-') == 4
     assert all((report.parent / "qc" / f"sub-0{n}_qc.html").is_file() for n in range(1, 5))
-    assert 'id="truth"' in html and 'id="truth-regions-table"' in html
+    assert 'id="truth"' in html and 'id="truth-regions-table"' in html and 'href="#truth"' in html
     assert "check against the planted truth" in captured.err and "planted MOH - CM" in captured.err
     assert "step recon: 4 subjects" in captured.err and "step qc: 4 subjects" in captured.err
     regions = pd.read_csv(out / "truth_regions.tsv", sep="\t")

@@ -66,6 +66,9 @@ def test_report_is_written_atomically_with_every_section(report):
     assert len(ids) == len(set(ids)), "ids must be unique"
     for figure_id in ("fig-groups", "fig-associations", "fig-roc", "fig-km"):
         assert figure_id in ids
+    links = [attrs["href"][1:] for _, attrs in parse(text).elements if attrs.get("href", "").startswith("#")]
+    assert set(links) <= set(ids), "every in-page link has its target"
+    assert "truth" not in links  # data not simulated: no simulation-truth section, no link to one
 
 
 def test_report_is_self_contained(report):

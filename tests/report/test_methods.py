@@ -64,6 +64,8 @@ def test_paragraph_gives_units_reference_registration_statistics_qc_and_software
     for text in ("Susceptibility is given in ppm", "referenced to the mean over the whole brain mask",
                  "MNI152NLin2009cAsym template with ANTs rigid + affine + SyN", "cit168 labels",
                  "brain: support of the chi map) was registered",
+                 "Each scan had a QC page", "registration NMI, brain Dice and the head check's core correlation",
+                 "exceeded 3 in magnitude", "0 of 3 scans flagged",
                  "native space", "brain Dice 0.910\u20130.930", "resolution_mm = 2 mm",
                  "syn_iterations = [60, 40, 20]",
                  "Groups MOH and CM", "adjusting for age and sex", "ANCOVA",

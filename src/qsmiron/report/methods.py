@@ -211,6 +211,24 @@ def _relapse_sentence(settings: AnalysisSettings, results: Any) -> list[str]:
             f"{settings.methods.relapse}."]
 
 
+def qc_page_sentences(provenance: Provenance) -> list[str]:
+    """The per-scan QC pages and the cohort's robust-z flags, as ``qsmiron.report.qc_pages`` made them."""
+    from qsmiron.records.qc import OUTLIER_Z
+    from qsmiron.report.qc_pages import QC_MEASURES, cohort_qc
+
+    scans = cohort_qc(provenance)
+    if not scans:
+        return []
+    prose = {"core_correlation": "the head check's core correlation"}
+    flagged_by = join([prose.get(spec.key, spec.title) for spec in QC_MEASURES if spec.robust_flag])
+    flagged = sum(1 for scan in scans if scan.reasons)
+    return [f"Each scan had a QC page (susceptibility at a fixed window with the mask, the total and local "
+            f"fields, the atlas regions and the registration's template edges); {flagged_by} were flagged when "
+            f"their robust z (median-centred, scaled by 1.4826 MAD) exceeded {OUTLIER_Z:g} in magnitude, and a "
+            f"scan also when its records flagged it (an inversion that did not converge, a registration "
+            f"outlier, a failed head check): {flagged} of {plural(len(scans), 'scan')} flagged."]
+
+
 def qc_sentences(provenance: Provenance, results: Any = None, n_qc_images: int | None = None) -> list[str]:
     """QC images shown, acquisition and reconstruction warnings, who failed or was left out."""
     if n_qc_images:
@@ -219,6 +237,7 @@ def qc_sentences(provenance: Provenance, results: Any = None, n_qc_images: int |
                      "were judged beyond that is not recorded."]
     else:
         sentences = ["No quality-control images were provided; how artefacts were judged is not recorded (unknown)."]
+    sentences.extend(qc_page_sentences(provenance))
     warned = Counter(w for r in provenance.recon_records for w in r.warnings)
     if warned:
         sentences.append("Acquisition and reconstruction warnings: " + "; ".join(
