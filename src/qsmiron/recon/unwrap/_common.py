@@ -94,20 +94,37 @@ def smooth_phasors(phase_rad: np.ndarray, weights: np.ndarray, mask: np.ndarray,
     return out
 
 
-def component_means(values: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
-                    ) -> np.ndarray:
-    """Mean of ``values`` within each label (index = label; label 0 ignored)."""
+def component_weighted_medians(values: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+                               ) -> np.ndarray:
+    """Weighted median of ``values`` within each label (index = label; label 0 ignored, 0 there).
+
+    The 2*pi*k a component is shifted by must not follow its worst voxels: a mask that takes
+    in skull or air holds noise phase, which region growing reaches last and unwraps to
+    tens of radians, enough to move a mean by more than pi (family head h09: the echo
+    difference's mean over the mask was -3.8 rad, the brain's -0.001 rad). A median weighted
+    by magnitude follows the tissue.
+    """
     flat_labels = labels.reshape(-1)
-    inside = flat_labels > 0
+    inside = np.flatnonzero(flat_labels > 0)
+    n = int(labels.max()) + 1 if inside.size else 1
+    medians = np.zeros(n, np.float64)
+    if inside.size == 0:
+        return medians
     lab = flat_labels[inside]
     val = values.reshape(-1)[inside].astype(np.float64)
-    w = np.ones_like(val) if weights is None else weights.reshape(-1)[inside].astype(np.float64)
-    n = int(labels.max()) + 1
-    total = np.bincount(lab, weights=w * val, minlength=n)
-    norm = np.bincount(lab, weights=w, minlength=n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(norm > 0, total / np.where(norm > 0, norm, 1), 0.0)
-    return means
+    w = np.ones_like(val) if weights is None else np.clip(weights.reshape(-1)[inside].astype(np.float64), 0, None)
+    w = np.where(np.isfinite(w), w, 0.0)
+    order = np.lexsort((val, lab))
+    lab, val, w = lab[order], val[order], w[order]
+    starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
+    ends = np.r_[starts[1:], lab.size]
+    for start, end in zip(starts, ends):
+        cumulative = np.cumsum(w[start:end])
+        if cumulative[-1] <= 0:  # no weight: the plain median
+            medians[lab[start]] = float(np.median(val[start:end]))
+            continue
+        medians[lab[start]] = val[start + int(np.searchsorted(cumulative, 0.5 * cumulative[-1]))]
+    return medians
 
 
 def _fft_smoother(shape3: Sequence[int], sigma_mm: float, voxel_size_mm: Sequence[float],

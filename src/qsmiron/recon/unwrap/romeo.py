@@ -19,8 +19,9 @@ spanning tree algorithm (ROMEO)", Magn Reson Med 2021;85:2294):
    unwrapped *temporally* against the field fitted from the echoes already unwrapped
    (weights magnitude^2 * TE^2), which keeps all echoes consistent and confines errors to
    single voxels. The global 2*pi*k of each component is fixed so that the template agrees
-   with the echo-difference field (or, with no offset removal, so that its mean phase lies
-   in [-pi, pi)).
+   with the echo-difference field (or, with no offset removal, so that its phase lies in
+   [-pi, pi)), judged by the magnitude-weighted median over the component, which noise
+   voxels of a mask reaching into skull or air cannot move.
 
 The output is the *input* phase plus an integer multiple of 2*pi in every voxel; the offset
 is returned separately (``unwrap_romeo_full``) for the echo fit.
@@ -39,7 +40,7 @@ from qsmiron.recon.fourier import bounding_box
 from qsmiron.recon.params import NonNegativeInt, PositiveFloat
 from qsmiron.recon.phase import wrap_to_pi
 from qsmiron.recon.unwrap import _grow
-from qsmiron.recon.unwrap._common import as_4d, check_geometry, component_means, smooth_phasors
+from qsmiron.recon.unwrap._common import as_4d, check_geometry, component_weighted_medians, smooth_phasors
 
 __all__ = ["RomeoResult", "unwrap_romeo", "unwrap_romeo_full", "unwrap_spatial",
            "mcpc3ds_offset", "PHASE_OFFSET_METHODS"]
@@ -99,10 +100,11 @@ def _grow_unwrap(phase: np.ndarray, mask: np.ndarray, costs: np.ndarray
 
 
 def _subtract_component_turns(unwrapped: np.ndarray, labels: np.ndarray,
-                              reference: np.ndarray | None = None) -> None:
-    """Shift each component by 2*pi*k so that its mean lies within pi of ``reference``'s."""
+                              reference: np.ndarray | None = None, weights: np.ndarray | None = None) -> None:
+    """Shift each component by 2*pi*k so that its (``weights``-weighted) median lies within pi
+    of ``reference``'s (a median: see ``component_weighted_medians``)."""
     difference = unwrapped if reference is None else unwrapped - reference
-    turns = np.round(component_means(difference, labels) / (2.0 * np.pi)).astype(np.float32)
+    turns = np.round(component_weighted_medians(difference, labels, weights) / (2.0 * np.pi)).astype(np.float32)
     turns[0] = 0.0
     unwrapped -= TWO_PI * turns[labels]
 
@@ -146,7 +148,7 @@ def mcpc3ds_offset(phase_rad: np.ndarray, magnitude: np.ndarray | None, mask: np
     """Echo-independent phase offset from the first two echoes (MCPC-3D-S), rad.
 
     ``offset = phi_1 - TE_1 / (TE_2 - TE_1) * unwrap(wrap(phi_2 - phi_1))``, where the echo
-    difference is unwrapped spatially (its mean field per connected component taken within
+    difference is unwrapped spatially (its magnitude-weighted median field per connected component taken within
     +-1 / (2 (TE_2 - TE_1)) Hz of zero, i.e. a shimmed brain), then smoothed as unit phasors
     weighted by the magnitude of echo 1 with a Gaussian of ``sigma_mm`` (the offset comes from
     coil sensitivities and the excitation and varies over centimetres).
@@ -195,7 +197,7 @@ def _offset_in_box(p1, p2, mag, mask, voxel, te, sigma_mm, unwrap3d, workers):
     delta = wrap_to_pi(p2 - p1)
     if unwrap3d is None:
         delta_unw, labels, _ = unwrap_spatial(delta, mask, magnitude=mag)
-        _subtract_component_turns(delta_unw, labels)
+        _subtract_component_turns(delta_unw, labels, weights=mag)
     else:
         delta_unw = np.asarray(unwrap3d(delta, mask, mag), np.float32)
     raw = p1 - delta_unw * np.float32(te[0] / (te[1] - te[0]))
@@ -382,7 +384,8 @@ def unwrap_romeo_full(phase_rad: np.ndarray, magnitude: np.ndarray | None, mask:
     template_unw, labels, quality = _grow_unwrap(template, m, costs)
     del costs
     reference = None if delta_unw is None else delta_unw * np.float32(te[t] / (te[1] - te[0]))
-    _subtract_component_turns(template_unw, labels, reference)
+    _subtract_component_turns(template_unw, labels, reference,
+                              weights=None if mag4 is None else echo(mag32, t))
     info["n_components"] = int(labels.max())
     del reference, delta_unw
 
