@@ -274,9 +274,7 @@ def _recon_arguments(sub: argparse.ArgumentParser) -> None:
                      help="echo times in seconds (default: from BIDS JSON sidecars)")
     sub.add_argument("--field-strength", metavar="TESLA", type=float, default=None,
                      help="B0 in tesla (default: MagneticFieldStrength from the sidecars)")
-    sub.add_argument("--mask", metavar="MASK", default=None,
-                     help="brain mask to use instead of the automatic one (its edge voxels without usable phase "
-                          "are left out, with a warning; [recon.mask_refinement] method = \"none\" keeps it exactly)")
+    sub.add_argument("--mask", metavar="MASK", default=None, help="brain mask to use instead of the automatic one")
     sub.add_argument("--r2", metavar="R2MAP", default=None,
                      help="measured R2 map (s^-1, on the GRE grid) for chi-separation "
                           "([recon.chisep] method = \"shin\"); without it R2' is approximated")

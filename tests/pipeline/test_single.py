@@ -187,7 +187,7 @@ def test_recon_of_an_oblique_anisotropic_acquisition_uses_b0_in_voxel_axes(tmp_p
 # recon: the mask option and its bad inputs
 
 
-def test_recon_with_a_user_mask_only_peels_it_and_writes_the_names_asked_for(
+def test_recon_with_a_user_mask_keeps_it_unrefined_and_writes_the_names_asked_for(
         axial_sim, tmp_path):
     from qsmiron.pipeline.single import reconstruct_files
 
@@ -210,8 +210,7 @@ def test_recon_with_a_user_mask_only_peels_it_and_writes_the_names_asked_for(
     record = ReconRecord.read(written.record)
     assert record.inputs.mask.endswith("brain.nii.gz")
     assert record.step("mask").method == "given"
-    refinement = record.step("mask_refinement")
-    assert refinement.method == "phase_quality" and refinement.parameters["peel_only"] is True
+    assert record.step("mask_refinement").method == "none"
     mask = nib.load(str(written.mask)).get_fdata() > 0
     assert mask.any()
     assert not np.any(mask & ~axial_sim["brain"])  # never grows beyond the user's mask

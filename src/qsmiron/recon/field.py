@@ -28,7 +28,7 @@ class FieldMapResult:
     noise_hz : ndarray of float32, shape (X, Y, Z)
         Standard deviation of the field from the magnitude SNR, Hz, 0 outside ``mask``.
     mask : ndarray of bool, shape (X, Y, Z)
-        The mask after refinement by phase quality (a user's mask only peeled).
+        The mask after refinement by phase quality (the input mask for a user mask).
     steps : list of StepInfo
         The ``unwrap``, ``echo_fit`` and ``mask_refinement`` records.
     """
@@ -61,8 +61,7 @@ def total_field(magnitude: np.ndarray, phase_rad: np.ndarray, mask: np.ndarray,
     settings : ReconSettings, optional
         Uses the ``unwrap``, ``echo_fit`` and ``mask_refinement`` blocks (defaults when None).
     user_mask : bool
-        The mask came from the user: it keeps its shape, and only its edge voxels without
-        usable phase are peeled (``peel_only``; refinement method ``none`` keeps it exactly).
+        The mask came from the user: it is used as it is, never refined.
 
     Returns
     -------

@@ -224,8 +224,7 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
                                  reduced_chi2: np.ndarray | None = None,
                                  dof: int = 0, noise_factor: Annotated[float, Gt(1)] = 3.0,
                                  min_quality: Fraction = 0.25, chi2_p: OpenFraction = 1e-4,
-                                 opening_mm: NonNegativeFloat = 1.0,
-                                 peel_only: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+                                 opening_mm: NonNegativeFloat = 1.0) -> tuple[np.ndarray, dict[str, Any]]:
     """Remove the unreliable edge of a mask, judged by the phase.
 
     A voxel is unreliable when any of these holds:
@@ -240,8 +239,7 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
     Unreliable voxels connected to the outside of the mask through other unreliable voxels
     are removed (the edge is peeled); unreliable voxels enclosed by reliable tissue stay.
     Then an opening of ``opening_mm`` smooths the new edge, the largest component is kept and
-    holes are filled; with ``peel_only`` (always for a user's mask) nothing but the peel
-    changes the mask.
+    holes are filled.
 
     Parameters
     ----------
@@ -297,11 +295,9 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
     peeled = unreliable & np.isin(labels[1:-1, 1:-1, 1:-1], outside_labels)
     del labels, region
     refined = mask & ~peeled
-    if peel_only:
-        opening_mm = 0.0
     if opening_mm > 0 and refined.any():
         refined = open_keeping_edges(refined, ellipsoid(opening_mm, voxel_size_mm))
-    if refined.any() and not peel_only:
+    if refined.any():
         refined = filled_holes(largest_component(refined)) & mask
     info["removed_voxels"] = int(mask.sum() - refined.sum())
     info["removed_fraction"] = float(info["removed_voxels"] / max(1, int(mask.sum())))

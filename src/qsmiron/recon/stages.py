@@ -318,13 +318,10 @@ def run_echo_fit(state: ReconState, method: Method, parameters: dict[str, Any]) 
 def run_mask_refinement(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
     fit = state.fit
     result = StepResult()
-    given = state.given_mask is not None
-    if given and "peel_only" in parameters:
-        # A user's mask keeps its shape; only its edge voxels without usable phase go (a mask
-        # reaching 1 mm into a thin skull put 74 570 voxels with field errors up to 22 ppm into
-        # family head h09 and every background method failed). Method 'none' keeps it exactly.
-        parameters = {**parameters, "peel_only": True}
-        result = StepResult(parameters=parameters)
+    if state.given_mask is not None:  # the user's mask is used as given
+        method = MASK_REFINEMENT.method("none")
+        result = StepResult(method=method.name, parameters={})
+        parameters = {}
     evidence = {"noise_hz": fit.noise_hz, "quality": state.quality, "reduced_chi2": fit.reduced_chi2,
                 "dof": int(fit.info["dof"])}
     inputs = {name: value for name, value in evidence.items() if accepts(method, name)}
@@ -339,11 +336,6 @@ def run_mask_refinement(state: ReconState, method: Method, parameters: dict[str,
     state.fit = state.quality = None
     result.notes, result.warnings = _details(info)
     result.notes["mask_after_refinement"] = state.mask_notes(refined)
-    removed = int(state.mask.sum() - refined.sum())
-    if given and removed:
-        result.warnings.append(f"{removed} voxel(s) ({100 * removed / max(1, int(state.mask.sum())):.1f} %) at the "
-                               f"edge of the given mask have unreliable phase and were left out of background "
-                               f"removal and inversion (recon.mask_refinement.method = 'none' keeps the mask as given)")
     return result
 
 
