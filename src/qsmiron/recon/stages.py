@@ -37,6 +37,7 @@ from qsmiron.recon import bgremove, chisep, echofit, invert, mask as masking, ph
 from qsmiron.recon.chisep import ChiSeparation, check_r2_map
 from qsmiron.recon.dipole import forward_field
 from qsmiron.recon.echofit import EchoFit
+from qsmiron.recon.plausibility import plausibility_warning
 from qsmiron.recon.r2star import MIN_ECHOES, R2starFit
 from qsmiron.recon.unwrap.romeo import RomeoResult
 
@@ -384,6 +385,9 @@ def run_reference(state: ReconState, method: Method, parameters: dict[str, Any])
     state.chi_ppm = np.where(state.local_mask, chi, 0).astype(np.float32)
     notes, warnings = _details(info)
     notes.pop("method", None)
+    notes["plausibility"], warning = plausibility_warning(state.chi_ppm, state.local_mask)
+    if warning:
+        warnings.append(warning)
     return StepResult(notes, warnings)
 
 
