@@ -226,7 +226,8 @@ def qc_page_sentences(provenance: Provenance) -> list[str]:
             f"fields, the atlas regions and the registration's template edges); {flagged_by} were flagged when "
             f"their robust z (median-centred, scaled by 1.4826 MAD) exceeded {OUTLIER_Z:g} in magnitude, and a "
             f"scan also when its records flagged it (an inversion that did not converge, a registration "
-            f"outlier, a failed head check): {flagged} of {plural(len(scans), 'scan')} flagged."]
+            f"outlier, a failed head check, more than 0.1 % of the mask beyond +-0.5 ppm): {flagged} of "
+            f"{plural(len(scans), 'scan')} flagged."]
 
 
 def qc_sentences(provenance: Provenance, results: Any = None, n_qc_images: int | None = None) -> list[str]:

@@ -11,7 +11,8 @@ convergence and final residual; ``RegionsRecord``: NMI, brain Dice, the head che
 correlation) and from the mask file (volume). A measure is flagged when its robust z
 (median-centred, scaled by 1.4826 MAD over the cohort) exceeds ``OUTLIER_Z`` in magnitude,
 and a scan also when its own record flags it: an inversion that did not converge, a
-registration outlier, a scan that is not head-like.
+registration outlier, a scan that is not head-like, a map not plausible for brain
+(``qsmiron.recon.plausibility``: streaking).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from qsmiron.io.derivatives import QC_ROLES, StudyPaths, qc_page_link
 from qsmiron.records.cohort import Provenance, ScanRecords
 from qsmiron.records.qc import OUTLIER_Z, QcMeasure, ScanQc
 from qsmiron.records.recon import ReconRecord
+from qsmiron.recon.plausibility import MAX_IMPLAUSIBLE_FRACTION
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
@@ -117,6 +119,13 @@ def _inversion(recon: ReconRecord | None) -> tuple[str | None, float | None, boo
             None if converged is None else bool(converged), None if residual is None else float(residual))
 
 
+def _plausibility(recon: ReconRecord | None) -> dict | None:
+    """The reference step's plausibility notes (``qsmiron.recon.plausibility``), when recorded."""
+    step = recon.step("reference") if recon is not None else None
+    notes = step.notes.get("plausibility") if step is not None else None
+    return notes if isinstance(notes, dict) and "share_beyond_limit" in notes else None
+
+
 def _mask_volume_ml(path: str | None) -> float | None:
     if not path or not Path(path).exists():
         return None
@@ -150,6 +159,10 @@ def _scan_qc(scan: ScanRecords) -> tuple[ScanQc, list[str]]:
     if quality is not None and quality.head_like is False:
         reasons.append("head check failed (core correlation below the threshold)")
         own["core_correlation"] = True
+    plausibility = _plausibility(scan.recon)
+    if plausibility is not None and plausibility["share_beyond_limit"] > MAX_IMPLAUSIBLE_FRACTION:
+        reasons.append(f"susceptibility not plausible for brain: {100 * plausibility['share_beyond_limit']:.2f} % "
+                       f"of the mask beyond +-{plausibility['limit_ppm']:g} ppm (streaking?)")
     label = scan_label(scan)
     figures = {role: scan.outputs[role] for role in QC_ROLES if scan.outputs.get(role)}
     qc = ScanQc(participant_id=scan.participant_id, session=scan.session, label=label, inversion_method=method,
