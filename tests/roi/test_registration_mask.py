@@ -28,13 +28,27 @@ def test_auto_prefers_the_reconstructions_brain_mask_to_the_eroded_chi_support()
     assert chosen.sum() / support.sum() > 1.2  # what the support alone would have lost
 
 
-def test_without_a_brain_mask_auto_keeps_the_chi_support_and_chi_mode_ignores_the_hint():
+def test_without_a_brain_mask_auto_grows_the_support_back_to_the_magnitudes_brain_but_not_to_a_scalp():
+    shape, voxel = (64, 64, 64), (2.0, 2.0, 2.0)
+    brain = _ball(shape, 24)
+    support = ndimage.binary_erosion(brain, iterations=2)  # 0.77 of the brain
+    magnitude = np.where(brain, 1000.0, 5.0)
+    chosen, source = subject_brain_mask(magnitude, voxel, chi_support=support, given=None, mode="auto")
+    assert source.startswith("brain mask of the magnitude")
+    assert (chosen ^ brain).sum() < 1e-3 * brain.sum()  # the brain, up to the mask's 2 mm opening
+    # A head: the scalp, 4 voxels out, is as bright as the brain and joined to it.
+    head = _ball(shape, 31)
+    magnitude = np.where(brain | (head & ~_ball(shape, 27)), 1000.0, 5.0)
+    magnitude[30:34, 30:34, :] = 1000.0
+    chosen, source = subject_brain_mask(magnitude, voxel, chi_support=support, given=None, mode="auto")
+    assert source.startswith("support of the chi map") and np.array_equal(chosen, support)
+
+
+def test_chi_mode_and_a_given_mask_ignore_the_magnitude():
     shape, voxel = (64, 64, 64), (2.0, 2.0, 2.0)
     brain = _ball(shape, 28)
     support = ndimage.binary_erosion(brain, iterations=2)
     magnitude = np.where(brain, 1000.0, 5.0)
-    chosen, source = subject_brain_mask(magnitude, voxel, chi_support=support, given=None, mode="auto")
-    assert source.startswith("support of the chi map") and np.array_equal(chosen, support)
     chosen, source = subject_brain_mask(magnitude, voxel, chi_support=support, given=None, mode="chi",
                                         brain_hint=brain)
     assert source.startswith("support of the chi map") and np.array_equal(chosen, support)
