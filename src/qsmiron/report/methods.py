@@ -214,6 +214,7 @@ def _relapse_sentence(settings: AnalysisSettings, results: Any) -> list[str]:
 def qc_page_sentences(provenance: Provenance) -> list[str]:
     """The per-scan QC pages and the cohort's robust-z flags, as ``qsmiron.report.qc_pages`` made them."""
     from qsmiron.records.qc import OUTLIER_Z
+    from qsmiron.recon.plausibility import MAX_IMPLAUSIBLE_FRACTION, PLAUSIBLE_LIMIT_PPM
     from qsmiron.report.qc_pages import QC_MEASURES, cohort_qc
 
     scans = cohort_qc(provenance)
@@ -226,7 +227,8 @@ def qc_page_sentences(provenance: Provenance) -> list[str]:
             f"fields, the atlas regions and the registration's template edges); {flagged_by} were flagged when "
             f"their robust z (median-centred, scaled by 1.4826 MAD) exceeded {OUTLIER_Z:g} in magnitude, and a "
             f"scan also when its records flagged it (an inversion that did not converge, a registration "
-            f"outlier, a failed head check, more than 0.1 % of the mask beyond +-0.5 ppm): {flagged} of "
+            f"outlier, a failed head check, more than {100 * MAX_IMPLAUSIBLE_FRACTION:g} % of the mask beyond "
+            f"+-{PLAUSIBLE_LIMIT_PPM:g} ppm): {flagged} of "
             f"{plural(len(scans), 'scan')} flagged."]
 
 
