@@ -183,3 +183,20 @@ def test_strip_plot_is_a_150_dpi_png(tmp_path):
     with Image.open(path) as image:
         assert image.info["dpi"][0] == pytest.approx(150, abs=1)
     assert save_png  # the QC figures share the writer
+
+
+def test_mask_volume_is_read_once_per_file_version(tmp_path):
+    from qsmiron.io.nifti import save_nifti
+    from qsmiron.report import qc_pages
+
+    path = tmp_path / "mask.nii.gz"
+    mask = np.zeros((10, 10, 10), np.uint8)
+    mask[:5] = 1
+    save_nifti(path, mask, np.diag([2.0, 2.0, 2.0, 1.0]))
+    before = qc_pages._mask_volume_of_file.cache_info().hits
+    assert qc_pages._mask_volume_ml(str(path)) == pytest.approx(500 * 8 / 1000)
+    assert qc_pages._mask_volume_ml(str(path)) == pytest.approx(4.0)
+    assert qc_pages._mask_volume_of_file.cache_info().hits == before + 1
+    mask[:] = 1  # a new version of the file is read again
+    save_nifti(path, mask, np.diag([2.0, 2.0, 2.0, 1.0]))
+    assert qc_pages._mask_volume_ml(str(path)) == pytest.approx(8.0)

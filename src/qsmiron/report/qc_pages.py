@@ -18,6 +18,7 @@ registration outlier, a scan that is not head-like, a map not plausible for brai
 from __future__ import annotations
 
 import base64
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,14 @@ def _plausibility(recon: ReconRecord | None) -> dict | None:
 def _mask_volume_ml(path: str | None) -> float | None:
     if not path or not Path(path).exists():
         return None
+    stat = os.stat(path)
+    return _mask_volume_of_file(os.fspath(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _mask_volume_of_file(path: str, mtime_ns: int, size: int) -> float:
+    """Read once per file version: the QC pages, the report's QC section and its methods text
+    each build the cohort's QC, and a cohort of a thousand scans has a thousand masks."""
     import nibabel as nib
 
     image = nib.load(path)
