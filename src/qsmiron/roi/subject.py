@@ -170,18 +170,21 @@ a 1 mm head: 1.11), while a mask taking in the scalp is larger by half or more (
 scan: 3.10)."""
 
 
-def _magnitude_brain_around(magnitude: np.ndarray, voxel_size: tuple, chi_support: np.ndarray) -> np.ndarray | None:
-    """The magnitude's brain mask when it is the brain the chi support was eroded from, else None."""
+def _magnitude_brain(magnitude: np.ndarray, voxel_size: tuple) -> np.ndarray | None:
+    """``qsmiron.recon.mask.brain_mask`` of the first echo; None when it cannot read the magnitude."""
     from qsmiron.recon.mask import brain_mask
     from qsmiron.register.images import first_echo
 
     try:
-        whole = np.asarray(brain_mask(first_echo(magnitude), voxel_size), dtype=bool)
-    except Exception:  # noqa: BLE001 - a magnitude the brain mask cannot read: keep the support
+        return np.asarray(brain_mask(first_echo(magnitude), voxel_size), dtype=bool)
+    except Exception:  # noqa: BLE001 - a magnitude the brain mask cannot read: the caller falls back
         return None
+
+
+def _is_brain_around(whole: np.ndarray, chi_support: np.ndarray) -> bool:
+    """Whether ``whole`` is the brain the chi support was eroded from (holds it, not much larger)."""
     support = int(chi_support.sum())
-    holds = int((whole & chi_support).sum()) >= 0.98 * support
-    return whole if holds and whole.sum() <= MAX_BRAIN_TO_SUPPORT * support else None
+    return int((whole & chi_support).sum()) >= 0.98 * support and whole.sum() <= MAX_BRAIN_TO_SUPPORT * support
 
 
 def subject_brain_mask(magnitude: np.ndarray, voxel_size: tuple, *, chi_support: np.ndarray | None,
@@ -201,7 +204,6 @@ def subject_brain_mask(magnitude: np.ndarray, voxel_size: tuple, *, chi_support:
     ``MAX_BRAIN_TO_SUPPORT`` times its volume (the brain the support was eroded from, not a
     head with its scalp); else the support.
     """
-    from qsmiron.recon.mask import brain_mask
     from qsmiron.register.images import first_echo, threshold_brain_mask
 
     voxel_mm3 = float(np.prod(voxel_size))
@@ -215,15 +217,16 @@ def subject_brain_mask(magnitude: np.ndarray, voxel_size: tuple, *, chi_support:
     if given is not None and mode == "auto":
         return given, "given mask"
     if mode == "auto" and chi_support is not None and _plausible_brain(chi_support, voxel_mm3):
-        grown = _magnitude_brain_around(magnitude, voxel_size, chi_support)
-        if grown is not None:
-            return grown, "brain mask of the magnitude (holds the chi support, at most 1.35 times its volume)"
+        whole = _magnitude_brain(magnitude, voxel_size)
+        if whole is not None and _is_brain_around(whole, chi_support):
+            return whole, (f"brain mask of the magnitude (holds the chi support, at most {MAX_BRAIN_TO_SUPPORT:g} "
+                           f"times its volume)")
     if mode in ("auto", "chi") and chi_support is not None and (mode == "chi" or _plausible_brain(chi_support, voxel_mm3)):
         return chi_support, "support of the chi map (reconstruction mask)"
-    try:
-        return np.asarray(brain_mask(first_echo(magnitude), voxel_size), dtype=bool), "qsmiron.recon.mask.brain_mask"
-    except Exception:  # noqa: BLE001 - a magnitude the brain mask cannot read: the simple threshold below
-        return threshold_brain_mask(first_echo(magnitude), voxel_size), "Otsu threshold of the magnitude"
+    whole = _magnitude_brain(magnitude, voxel_size)
+    if whole is not None:
+        return whole, "qsmiron.recon.mask.brain_mask"
+    return threshold_brain_mask(first_echo(magnitude), voxel_size), "Otsu threshold of the magnitude"
 
 
 def registration_fingerprint(images: SubjectImages, brain: np.ndarray, atlas, settings: RegistrationSettings) -> str:
