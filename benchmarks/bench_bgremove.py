@@ -74,18 +74,19 @@ def load_head(spec, cache: Path):
 
 
 def field_stage(head, cache: Path) -> dict:
-    """Total field (ppm), its noise (ppm), the mask used and the combined magnitude."""
+    """Total field (ppm), its noise (ppm; +inf where the echo fit failed, as the recon passes
+    it on), the mask used and the combined magnitude."""
     from qsmiron.recon.chain import ppm_per_hz
     from qsmiron.recon.field import total_field
 
-    path = cache / f"{head.spec.name}.field.npz"
+    path = cache / f"{head.spec.name}.field-misfit.npz"
     if path.exists():
         return dict(np.load(path))
     to_ppm = ppm_per_hz(head.field_strength_t)
     result = total_field(head.magnitude, head.phase_rad, head.mask, head.voxel_size_mm,
                          head.echo_times_s, user_mask=True)
     stage = {"field_ppm": (result.field_hz * to_ppm).astype(np.float32),
-             "noise_ppm": (result.noise_hz * to_ppm).astype(np.float32),
+             "noise_ppm": (result.data_noise_hz * to_ppm).astype(np.float32),
              "mask": np.asarray(result.mask, bool),
              "magnitude": np.sqrt(np.sum(np.square(head.magnitude), axis=3)).astype(np.float32)}
     np.savez(path, **stage)

@@ -337,3 +337,42 @@ def test_fft_field_of_binary_air_with_oblique_b0_is_not_harmonic_where_its_analy
         assert errors["oblique", "fft", "pdf"] < 0.5 * errors["oblique", "fft", method], errors
     # PDF + iSMV: PDF absorbs the artefact, iSMV keeps its tissue field (measured 13.5 %).
     assert errors["oblique", "fft", "pdf_ismv"] < 0.2, errors
+
+
+def test_pdf_ismv_ignores_voxels_marked_without_field():
+    """500 voxels of the sphere scene carry +-0.3 ppm of garbage (what a failed echo fit
+    leaves next to a sinus). Unmarked, iSMV spreads it: 122 % error outside them. Marked by
+    infinite noise, PDF gives them no weight and they are filled from their neighbours
+    before iSMV: the error outside them stays that of the clean scene (8.5 %)."""
+    voxel, b0 = GEOMETRIES["oblique"]
+    total, truth, mask = sphere_scene(voxel, b0)
+    axes = [(np.arange(n) - (n - 1) / 2.0) * v for n, v in zip(mask.shape, voxel)]
+    x, y, z = np.meshgrid(*axes, indexing="ij")
+    bad = mask & (x > 12) & (x < 17) & (np.abs(y) < 5) & (np.abs(z) < 5)
+    garbage = np.random.default_rng(0).choice([-0.3, 0.3], size=mask.shape)
+    corrupt = np.where(bad, total + garbage, total)
+    noise = np.where(mask, 1e-3, 0).astype(np.float32)
+    marked = np.where(bad, np.inf, noise).astype(np.float32)
+    clean, eroded = remove_background(total, mask, voxel, b0, method="pdf_ismv", noise=noise)
+    spread, _ = remove_background(corrupt, mask, voxel, b0, method="pdf_ismv", noise=noise)
+    kept, eroded_kept, info = remove_background(corrupt, mask, voxel, b0, method="pdf_ismv", noise=marked,
+                                                return_info=True)
+    region = eroded & ~bad
+    assert info["pdf"]["filled_voxels"] == int(bad.sum())
+    assert np.array_equal(eroded_kept, eroded)
+    assert relative_error(spread, truth, region) > 0.5
+    assert relative_error(kept, truth, region) < relative_error(clean, truth, region) + 0.01
+    assert np.isfinite(kept).all()
+
+
+def test_filled_from_neighbours_is_exact_for_a_constant_and_leaves_known_voxels():
+    from qsmiron.recon.fill import filled_from_neighbours
+
+    region = np.zeros((20, 20, 20), bool)
+    region[2:18, 2:18, 2:18] = True
+    known = region.copy()
+    known[8:11, 8:11, 8:11] = False
+    values = np.where(known, 0.25, 99.0).astype(np.float32)
+    filled = filled_from_neighbours(values, known, region, (1.0, 1.0, 2.0), 2.0)
+    assert np.allclose(filled[region], 0.25, atol=1e-6)
+    assert np.array_equal(filled[~region], values[~region])

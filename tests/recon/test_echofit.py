@@ -110,3 +110,29 @@ def test_reduced_chi2_flags_a_voxel_with_a_wrong_echo():
     assert fit.reduced_chi2[16, 16, 12] > 100
     assert np.median(fit.reduced_chi2[m]) == pytest.approx(
         1.0 * 3.357 / 4, rel=0.1)  # median of chi2(4) / 4
+
+
+def test_misfit_map_flags_phase_jumps_and_keeps_its_false_alarm_rate_on_pure_noise():
+    """A voxel whose signal is a sinc of a steep intravoxel gradient has a pi jump of phase
+    between echoes: the misfit map must flag every such voxel. On data that follow the model
+    it flags voxels at the stated rate p (binomial: 3 sigma)."""
+    data = make_data(shape=(48, 48, 40), sigma=0.02, offset_kind="none", seed=5)
+    m = data["mask"]
+    phase = data["phase"].copy()
+    jumps = np.zeros(m.shape, bool)
+    jumps[20:24, 20:24, 18:22] = True
+    phase[jumps, 3:] += np.pi  # sign flip of the signal from the fourth echo on
+    p = 1e-3
+    fit = fit_field(phase, data["magnitude"], m, TE, offset="none", misfit_p=p)
+    assert fit.misfit[jumps].all()
+    clean = m & ~jumps
+    expected = p * clean.sum()
+    assert abs(fit.misfit[clean].sum() - expected) < 3 * np.sqrt(expected) + 1
+    assert fit.info["misfit_voxels"] == int(fit.misfit.sum())
+    assert not fit.misfit[~m].any()
+
+
+def test_no_misfit_map_without_residual_degrees_of_freedom():
+    data = make_data(te=TE[:2], offset_kind="smooth", seed=6)
+    fit = fit_field(data["phase"], data["magnitude"], data["mask"], TE[:2], offset="fit")
+    assert fit.misfit is None

@@ -31,12 +31,24 @@ class FieldMapResult:
         The mask after refinement by phase quality (the input mask for a user mask).
     steps : list of StepInfo
         The ``unwrap``, ``echo_fit`` and ``mask_refinement`` records.
+    misfit : ndarray of bool, shape (X, Y, Z), or None
+        Voxels of ``mask`` whose phase the echo fit could not explain (``EchoFit.misfit``);
+        ``data_noise_hz`` counts their field as unknown.
     """
 
     field_hz: np.ndarray
     noise_hz: np.ndarray
     mask: np.ndarray
     steps: list[StepInfo] = field(default_factory=list)
+    misfit: np.ndarray | None = None
+
+    @property
+    def data_noise_hz(self) -> np.ndarray:
+        """``noise_hz`` with +inf (no usable field) on the misfit voxels: the noise map to
+        give background removal and inversion."""
+        if self.misfit is None or not self.misfit.any():
+            return self.noise_hz
+        return np.where(self.misfit, np.float32(np.inf), self.noise_hz)
 
     def step(self, name: str) -> StepInfo:
         """The record of stage ``name``."""
@@ -89,4 +101,4 @@ def total_field(magnitude: np.ndarray, phase_rad: np.ndarray, mask: np.ndarray,
                        echo_times_s=tuple(float(t) for t in echo_times_s),
                        given_mask=mask if user_mask else None, phase_rad=phase, mask=mask)
     steps = run_stages(state, settings, (UNWRAP, ECHO_FIT, MASK_REFINEMENT))
-    return FieldMapResult(state.field_hz, state.noise_hz, state.field_mask, steps)
+    return FieldMapResult(state.field_hz, state.noise_hz, state.field_mask, steps, state.field_misfit)

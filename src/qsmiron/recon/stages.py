@@ -98,6 +98,9 @@ class ReconState:
     """mask_refinement: total field, Hz, zero outside ``field_mask``."""
     noise_hz: np.ndarray | None = None
     """mask_refinement: field noise (SD), Hz, zero outside ``field_mask``."""
+    field_misfit: np.ndarray | None = None
+    """mask_refinement: voxels of ``field_mask`` whose phase the echo fit could not explain
+    (``EchoFit.misfit``); their field counts as unknown (``data_noise_ppm``)."""
     local_ppm: np.ndarray | None = None
     """background: local field, ppm of B0, zero outside ``local_mask``."""
     local_mask: np.ndarray | None = None
@@ -119,6 +122,17 @@ class ReconState:
     def combined_magnitude(self) -> np.ndarray:
         """Root sum of squares of the echoes (the magnitude the inversions weight with)."""
         return np.sqrt(np.sum(np.square(self.magnitude, dtype=np.float32), axis=3))
+
+    def data_noise_ppm(self) -> np.ndarray | None:
+        """The field noise (SD, ppm) the fits weight by: infinite, i.e. weight 0, where the
+        echo fit failed (``field_misfit``), so background removal and inversion use no field
+        there but still place susceptibility there. The noise map written out stays finite."""
+        if self.noise_hz is None:
+            return None
+        noise = self.noise_hz * self.to_ppm
+        if self.field_misfit is not None and self.field_misfit.any():
+            noise = np.where(self.field_misfit, np.float32(np.inf), noise)
+        return noise
 
     def mask_notes(self, mask: np.ndarray) -> dict[str, Any]:
         """Size of a mask: voxels and volume (mL)."""
@@ -252,7 +266,7 @@ def _chisep_inputs(state: ReconState, method: Method, parameters: dict[str, Any]
     where that weight comes from."""
     available = {"field_strength_t": lambda: state.field_strength_t, "r2_per_s": lambda: state.r2_per_s,
                  "magnitude": state.combined_magnitude,
-                 "noise_ppm": lambda: state.noise_hz * state.to_ppm if state.noise_hz is not None else None,
+                 "noise_ppm": state.data_noise_ppm,
                  "r2star_sd_per_s": lambda: state.r2star.r2star_sd_per_s}
     inputs = {name: get() for name, get in available.items() if accepts(method, name)}
     parameters = dict(parameters)
@@ -334,14 +348,17 @@ def run_mask_refinement(state: ReconState, method: Method, parameters: dict[str,
     state.field_mask = refined
     state.field_hz = np.where(refined, fit.field_hz, 0).astype(np.float32)
     state.noise_hz = np.where(refined, fit.noise_hz, 0).astype(np.float32)
+    state.field_misfit = None if fit.misfit is None else refined & fit.misfit
     state.fit = state.quality = None
     result.notes, result.warnings = _details(info)
     result.notes["mask_after_refinement"] = state.mask_notes(refined)
+    if state.field_misfit is not None:
+        result.notes["misfit_voxels_kept_without_field"] = int(state.field_misfit.sum())
     return result
 
 
 def run_background(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
-    inputs = {"noise": state.noise_hz * state.to_ppm} if accepts(method, "noise") else {}
+    inputs = {"noise": state.data_noise_ppm()} if accepts(method, "noise") else {}
     local, eroded, info = method.function(state.field_hz * state.to_ppm, state.field_mask, state.voxel_size_mm,
                                           state.b0_direction, **parameters, **inputs)
     eroded = np.asarray(eroded, dtype=bool)
@@ -360,7 +377,7 @@ def run_inversion(state: ReconState, method: Method, parameters: dict[str, Any])
     if accepts(method, "magnitude") and state.magnitude is not None:
         inputs["magnitude"] = state.combined_magnitude()
     if accepts(method, "noise_ppm") and state.noise_hz is not None:
-        inputs["noise_ppm"] = state.noise_hz * state.to_ppm
+        inputs["noise_ppm"] = state.data_noise_ppm()
     chi, info = method.function(state.local_ppm, state.local_mask, state.voxel_size_mm, state.b0_direction,
                                 **parameters, **inputs)
     state.chi_ppm = np.asarray(chi, dtype=np.float32)

@@ -240,7 +240,7 @@ def separate_susceptibility(local_ppm: np.ndarray, r2star_per_s: np.ndarray, mas
     if max_iter < 1 or not tol > 0 or not (alpha == "auto" or (not isinstance(alpha, str) and alpha > 0)):
         raise ValueError("alpha > 0 or 'auto', max_iter >= 1 and tol > 0 are needed")
     dr, dr_source = relaxometric_constant(field_strength_t, dr_hz_per_ppm)
-    problem = prepare_problem(local_ppm, mask, voxel_size_mm, b0_direction, pad_mm=pad_mm)
+    problem = prepare_problem(local_ppm, mask, voxel_size_mm, b0_direction, pad_mm=pad_mm, noise_ppm=noise_ppm)
     full_mask = np.asarray(mask, dtype=bool)
     r2prime, r2p_info = r2prime_from_r2star(r2star_per_s, full_mask, r2_per_s=r2_per_s,
                                             field_strength_t=field_strength_t, pseudo_r2=pseudo_r2)

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from qsmiron.recon.dipole import dipole_kernel, kspace_coordinates
+from qsmiron.recon.fill import filled_from_neighbours
 from qsmiron.recon.fourier import PaddedGrid, mm_to_voxels, padded_grid, rfftn
 
 DEFAULT_PAD_MM = 16.0
@@ -59,10 +60,24 @@ def validate(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[fl
     return field, mask, voxel
 
 
+NO_DATA_FILL_SIGMA_MM = 2.0
+"""Reach of the fill of voxels without usable field (as ``pdf_ismv``'s ``fill_sigma_mm``)."""
+
+
 def setup(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
-          b0_direction: Sequence[float], *, pad_mm: float = DEFAULT_PAD_MM) -> Problem:
-    """Crop to the mask's bounding box, pad, and build the dipole kernel for that grid."""
+          b0_direction: Sequence[float], *, pad_mm: float = DEFAULT_PAD_MM,
+          noise_ppm: np.ndarray | None = None) -> Problem:
+    """Crop to the mask's bounding box, pad, and build the dipole kernel for that grid.
+
+    Voxels of infinite ``noise_ppm`` carry no field: their value is replaced by the Gaussian-
+    weighted mean of the usable field around them. Their data weight is 0, so the solution's
+    data term does not change; the inconsistency level and the residual of the discrepancy
+    principle, which are unweighted, no longer see what was there.
+    """
     field, mask, voxel = validate(local_ppm, mask, voxel_size_mm)
+    if noise_ppm is not None:
+        missing = without_data(np.asarray(noise_ppm), mask)
+        field = filled_from_neighbours(field, mask & ~missing, mask, voxel, NO_DATA_FILL_SIGMA_MM)
     grid = padded_grid(mask, mm_to_voxels(pad_mm, voxel))
     mask_pad = grid.pad(mask, dtype=bool)
     field_pad = grid.pad(np.where(mask, field, 0.0).astype(np.float32))
@@ -131,6 +146,11 @@ def inconsistency_ppm(problem: Problem, *, max_dipole: float = CONE_MAX_DIPOLE,
     return float(np.sqrt(power[band].mean(dtype=np.float64) / problem.mask.sum()))
 
 
+def without_data(noise: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mask voxels whose field noise is +inf: the field there carries no information."""
+    return mask & np.isposinf(noise)
+
+
 def data_weights(problem: Problem, magnitude: np.ndarray | None, noise_ppm: np.ndarray | None
                  ) -> tuple[np.ndarray, float, str]:
     """Per-voxel weights of the data term, mean 1 inside the mask, zero outside.
@@ -140,7 +160,8 @@ def data_weights(problem: Problem, magnitude: np.ndarray | None, noise_ppm: np.n
     weights : ndarray, float32, grid shape
         1/noise when a field-noise map is given (maximum likelihood), else the magnitude
         (MEDI's SNR proxy), else uniform; clipped to [0.1, 10] x their median so that a few
-        voxels cannot dominate.
+        voxels cannot dominate. Voxels of infinite noise (no usable field, e.g. the echo
+        fit's misfit) weigh 0.
     noise_weighted : float
         Expected standard deviation of ``weights * noise``: the level the discrepancy
         principle compares the weighted residual to.
@@ -167,6 +188,8 @@ def data_weights(problem: Problem, magnitude: np.ndarray | None, noise_ppm: np.n
         source = "uniform"
         median = 1.0
     raw = np.where(mask, np.clip(raw, 0.1 * median, 10.0 * median), 0.0).astype(np.float32)
+    if noise_ppm is not None:
+        raw[without_data(problem.pad(noise_ppm), mask)] = 0.0
     weights = raw / np.float32(raw[mask].mean())
     if source == "noise map":
         noise = problem.pad(noise_ppm)

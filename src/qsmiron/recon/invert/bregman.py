@@ -138,7 +138,7 @@ def wtv_bregman(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence
                         ("path_iterations", path_iterations)):
         if int(value) < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
-    problem = setup(local_ppm, mask, voxel_size_mm, b0_direction, pad_mm=pad_mm)
+    problem = setup(local_ppm, mask, voxel_size_mm, b0_direction, pad_mm=pad_mm, noise_ppm=noise_ppm)
     weights, _, source = data_weights(problem, magnitude, noise_ppm)
     edge_weights, gradient_source = padded_edge_weights(problem, magnitude, mask, edge_fraction)
     chi, info = run_bregman_tv(problem, weights, edge_weights, path_step_decades=path_step_decades,

@@ -56,6 +56,7 @@ from qsmiron.recon.bgremove.pdf import fit_outside_sources
 from qsmiron.recon.dipole import dipole_kernel
 from qsmiron.recon.fourier import irfftn, rfftn
 from qsmiron.recon.params import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from qsmiron.recon.invert._common import without_data
 from qsmiron.recon.invert.wtv import magnitude_edge_weights
 from qsmiron.recon.sourcegrid import SourceGrid, block_sum, coarsen, source_grid, upsample
 
@@ -173,7 +174,7 @@ def _noise_level(weights: np.ndarray, noise: np.ndarray | None, inside: np.ndarr
 def _data_weights(mask: np.ndarray, magnitude: np.ndarray | None, noise_ppm: np.ndarray | None
                   ) -> tuple[np.ndarray, str]:
     """1/noise (else the magnitude, else 1) in the mask, clipped to [0.1, 10] x the median,
-    mean 1; zero outside."""
+    mean 1; zero outside and where the noise is infinite."""
     if noise_ppm is not None:
         noise = np.asarray(noise_ppm, dtype=np.float32)
         good = mask & np.isfinite(noise) & (noise > 0)
@@ -189,6 +190,8 @@ def _data_weights(mask: np.ndarray, magnitude: np.ndarray | None, noise_ppm: np.
     if not median > 0:
         raw, source, median = mask.astype(np.float32), "uniform", 1.0
     raw = np.where(mask, np.clip(raw, 0.1 * median, 10.0 * median), 0.0)
+    if noise_ppm is not None:
+        raw[without_data(np.asarray(noise_ppm), mask)] = 0.0
     return (raw / np.float32(raw[mask].mean())).astype(np.float32), source
 
 

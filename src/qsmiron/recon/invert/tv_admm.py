@@ -293,7 +293,7 @@ def tv_admm(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[flo
     chi_ppm : ndarray
     info : dict
     """
-    problem = setup(local_ppm, mask, voxel_size_mm, b0_direction, pad_mm=pad_mm)
+    problem = setup(local_ppm, mask, voxel_size_mm, b0_direction, pad_mm=pad_mm, noise_ppm=noise_ppm)
     weights, level, source = data_weights(problem, None, noise_ppm)
     chi, info = run_weighted_tv(problem, weights, level, alpha=alpha, gradient_weights=None,
                                 max_iter=max_iter, tol=tol, path_alphas=path_alphas,

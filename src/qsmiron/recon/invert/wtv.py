@@ -111,7 +111,7 @@ def wtv(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     chi_ppm : ndarray
     info : dict
     """
-    problem = setup(local_ppm, mask, voxel_size_mm, b0_direction, pad_mm=pad_mm)
+    problem = setup(local_ppm, mask, voxel_size_mm, b0_direction, pad_mm=pad_mm, noise_ppm=noise_ppm)
     weights, level, source = data_weights(problem, magnitude, noise_ppm)
     edge_weights, gradient_source = padded_edge_weights(problem, magnitude, mask, edge_fraction)
     chi, info = run_weighted_tv(problem, weights, level, alpha=alpha, gradient_weights=edge_weights,
