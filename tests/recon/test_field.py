@@ -53,6 +53,31 @@ def test_refinement_removes_a_noise_only_rim_but_not_for_a_user_mask():
     assert user.step("mask_refinement").method == "none"
 
 
+def test_voxels_with_a_phase_jump_stay_in_the_mask_but_carry_no_field():
+    """A block whose signal changes sign from the fourth echo on (a sinc of a steep
+    intravoxel gradient) keeps its place in a user's mask, but the misfit map flags it and
+    the noise handed to background removal and inversion is infinite there; the noise map
+    itself stays finite. A noise-only rim is not a misfit: its noise map already says it."""
+    phantom = fp.make_phantom(40, peak_snr=50, seed=8)
+    inner = scipy.ndimage.binary_erosion(phantom.mask, iterations=4)
+    block = np.zeros(inner.shape, bool)
+    centre = np.argwhere(inner).mean(0).astype(int)
+    block[tuple(slice(c - 2, c + 2) for c in centre)] = True
+    phase = phantom.phase.copy()
+    phase[block, 3:] = np.angle(np.exp(1j * (phase[block, 3:] + np.pi)))
+    user = total_field(phantom.magnitude, phase, phantom.mask, phantom.voxel_size_mm, phantom.echo_times_s,
+                       user_mask=True)
+    assert user.mask[block].all()
+    assert user.misfit[block].all()
+    # The smoothed phase offset carries the jump up to 2 voxels around the block; beyond 3
+    # voxels nothing is flagged (nor anywhere without the block).
+    away = scipy.ndimage.distance_transform_edt(~block) > 3
+    assert not user.misfit[inner & away].any()
+    assert np.isposinf(user.data_noise_hz[user.misfit]).all()
+    assert np.isfinite(user.noise_hz).all()
+    assert user.step("mask_refinement").notes["misfit_voxels_kept_without_field"] == int(user.misfit.sum())
+
+
 def test_laplacian_total_field_runs_and_tracks_the_local_field():
     phantom = fp.make_phantom(40, peak_snr=80, seed=9)
     settings = ReconSettings()

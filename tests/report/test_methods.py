@@ -187,3 +187,23 @@ def test_inversion_clause_names_the_algorithm_that_ran_and_the_references_cite_i
         assert doi in references, doi
     if method != "rts":
         assert "doi:10.1016/j.neuroimage.2017.11.018" not in references
+
+
+def test_voxels_without_field_are_counted_across_scans_with_the_test_level(provenance):
+    scans = []
+    for count, scan in zip((120, 40, 900, 7), provenance.scans):
+        steps = []
+        for step in scan.recon.steps:
+            if step.step == "mask_refinement":
+                step = step.model_copy(update={"notes": {**step.notes, "misfit_voxels_kept_without_field": count}})
+            if step.step == "echo_fit":
+                step = step.model_copy(update={"parameters": {**step.parameters, "misfit_p": 1e-4}})
+            steps.append(step)
+        scans.append(scan.model_copy(update={"recon": scan.recon.model_copy(update={"steps": steps})}))
+    assert len(scans) >= 2
+    counts = sorted((120, 40, 900, 7)[:len(scans)])
+    text = methods_paragraph(provenance.model_copy(update={"scans": scans}), None)
+    assert "stayed in the mask but carried no field" in text
+    assert "false-alarm rate 0.0001" in text
+    assert f"range {counts[0]}-{counts[-1]} per scan" in text
+    assert "carried no field" not in methods_paragraph(provenance, None)  # records without the count

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import numpy as np
+
 from qsmiron.methods import Method
 from qsmiron.records.base import StepInfo
 from qsmiron.records.cohort import Provenance
@@ -108,7 +110,7 @@ def processing_sentences(recons: list[ReconRecord]) -> list[str]:
     user_masks = sum(1 for r in recons if r.inputs.mask)
     if user_masks:
         sentences.append(f"A user-supplied brain mask was used for {plural(user_masks, 'scan')}.")
-    sentences.extend(r2star_sentences(recons) + chisep_sentences(recons))
+    sentences.extend(misfit_sentences(recons) + r2star_sentences(recons) + chisep_sentences(recons))
     sentences.append(f"Susceptibility is given in {describe_values(r.units.chimap for r in recons)}.")
     references = [r.step("reference") for r in recons if r.step("reference") is not None]
     if references:
@@ -118,6 +120,26 @@ def processing_sentences(recons: list[ReconRecord]) -> list[str]:
     else:
         sentences.append("The susceptibility reference was not recorded (unknown).")
     return sentences
+
+
+def misfit_sentences(recons: list[ReconRecord]) -> list[str]:
+    """How many voxels kept their place in the mask but lost their field (the echo fit's misfit)."""
+    counts, levels = [], set()
+    for recon in recons:
+        refinement, fit = recon.step("mask_refinement"), recon.step("echo_fit")
+        if refinement is None or "misfit_voxels_kept_without_field" not in refinement.notes:
+            continue
+        counts.append(int(refinement.notes["misfit_voxels_kept_without_field"]))
+        if fit is not None and "misfit_p" in fit.parameters:
+            levels.add(fit.parameters["misfit_p"])
+    if not counts:
+        return []
+    level = f" (false-alarm rate {describe_values(levels)})" if levels else ""
+    spread = (f"{counts[0]}" if len(counts) == 1
+              else f"median {int(np.median(counts))}, range {min(counts)}-{max(counts)} per scan")
+    return [f"Voxels whose multi-echo phase the echo fit could not explain, by a chi-square test of "
+            f"its residual{level}, stayed in the mask but carried no field: they were given no weight "
+            f"in background field removal and dipole inversion ({spread} voxels)."]
 
 
 def registration_sentences(regions: list[RegionsRecord]) -> list[str]:
