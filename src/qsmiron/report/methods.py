@@ -135,11 +135,11 @@ def misfit_sentences(recons: list[ReconRecord]) -> list[str]:
     if not counts:
         return []
     level = f" (false-alarm rate {describe_values(levels)})" if levels else ""
-    spread = (f"{counts[0]}" if len(counts) == 1
-              else f"median {int(np.median(counts))}, range {min(counts)}-{max(counts)} per scan")
+    spread = (plural(counts[0], "voxel") if len(counts) == 1
+              else f"median {int(np.median(counts))} voxels per scan, range {min(counts)}-{max(counts)}")
     return [f"Voxels whose multi-echo phase the echo fit could not explain, by a chi-square test of "
             f"its residual{level}, stayed in the mask but carried no field: they were given no weight "
-            f"in background field removal and dipole inversion ({spread} voxels)."]
+            f"in background field removal and dipole inversion ({spread})."]
 
 
 def registration_sentences(regions: list[RegionsRecord]) -> list[str]:
