@@ -88,7 +88,10 @@ def test_recon_json_records_inputs_acquisition_every_step_and_versions(axial_rec
     for step in record.steps:
         assert step.seconds >= 0 and step.cpu_seconds >= 0
     # Every parameter of the method that ran is recorded, defaults included.
-    assert set(record.step("background").parameters) == {"pad_mm", "pdf_tol", "pdf_max_iter", "radius_mm", "ismv_tol"}
+    assert set(record.step("background").parameters) == {"pad_mm", "pdf_tol", "pdf_max_iter", "radius_mm", "ismv_tol",
+                                                         "fill_sigma_mm"}
+    assert record.step("echo_fit").parameters["misfit_p"] == 1e-4
+    assert record.step("mask_refinement").notes["misfit_voxels_kept_without_field"] >= 0
     assert record.config.recon.inversion.method == record.step("inversion").method
     assert record.units.chimap == "ppm" and record.units.fieldmap == "Hz"
     assert record.step("reference").method == "mean"
