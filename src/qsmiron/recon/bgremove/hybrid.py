@@ -20,9 +20,10 @@ weigh nothing in PDF's fit. iSMV has no weights, and its deconvolution would spr
 wrong values over its ball; so before iSMV they take the Gaussian-weighted mean of the usable
 local field around them (``fill_sigma_mm``), a guess the inversion then gives no weight.
 Over the family of ``benchmarks/bench_bgremove.py`` (11 heads; h09, whose mask holds skull,
-fails either way) this took Chimap NRMSE with the default inversion from 53.5 to 41.7 %
-(median) and 65.5 to 52.0 % (worst), the local field from 46.5 to 35.4 % (median), and the
-worst VeP error from -20.8 to -14.5 ppb; h01, with 1 473 misfit voxels, did not change.
+fails either way) this took Chimap NRMSE with the default inversion from 53.0 to 41.7 %
+(median) and 65.5 to 52.0 % (worst), the local field from 47.2 to 34.4 % (median), XSIM from
+0.556 to 0.709 (median), and the worst VeP error from -20.8 to -14.5 ppb; h01, with 1 473
+misfit voxels, did not change.
 """
 
 from __future__ import annotations
