@@ -209,18 +209,23 @@ def fit_field(unwrapped_rad: np.ndarray, magnitude: np.ndarray | None, mask: np.
         reduced = np.full(mask.shape, np.nan, np.float32)
     _noise_maps(var_box, chi2_box, m, origin, sigma2, float(max(dof, 1)), noise_hz,
                 _EMPTY3F if reduced is None else reduced)
-    misfit = None if reduced is None else misfit_voxels(reduced, mask, dof, misfit_p, info)
+    misfit = None
+    if reduced is not None:
+        misfit = misfit_voxels(reduced, mask, dof, misfit_p)
+        info.update(misfit_p=misfit_p, misfit_limit=round(reduced_chi2_limit(misfit_p, dof), 4),
+                    misfit_voxels=int(misfit.sum()))
     return EchoFit(field_hz, noise_hz, offset_map, reduced, info, misfit)
 
 
-def misfit_voxels(reduced_chi2: np.ndarray, mask: np.ndarray, dof: int, p: float,
-                  info: dict[str, Any]) -> np.ndarray:
-    """Mask voxels whose reduced chi-square exceeds the chi-square(dof) quantile ``1 - p``."""
-    limit = float(scipy.stats.chi2.isf(p, dof) / dof)
+def reduced_chi2_limit(p: float, dof: int) -> float:
+    """The reduced chi-square that a fit following the noise model exceeds with probability ``p``."""
+    return float(scipy.stats.chi2.isf(p, dof) / dof)
+
+
+def misfit_voxels(reduced_chi2: np.ndarray, mask: np.ndarray, dof: int, p: float) -> np.ndarray:
+    """Mask voxels whose reduced chi-square exceeds ``reduced_chi2_limit(p, dof)`` (NaN: not)."""
     with np.errstate(invalid="ignore"):
-        misfit = mask & (reduced_chi2 > limit)
-    info.update(misfit_p=p, misfit_limit=round(limit, 4), misfit_voxels=int(misfit.sum()))
-    return misfit
+        return mask & (reduced_chi2 > reduced_chi2_limit(p, dof))
 
 
 _EMPTY3 = np.zeros((0, 0, 0), np.float32)

@@ -16,12 +16,12 @@ from typing import Annotated, Any, Sequence
 import numba
 import numpy as np
 import scipy.ndimage
-import scipy.stats
 from annotated_types import Gt, Interval
 from skimage.filters import threshold_otsu
 
 from qsmiron.errors import InputError
 from qsmiron.methods import Method
+from qsmiron.recon.echofit import misfit_voxels, reduced_chi2_limit
 from qsmiron.recon.morphology import (crop_box, dilate, ellipsoid, filled_holes, largest_component,
                                       open_keeping_edges)
 from qsmiron.recon.params import Fraction, NonNegativeFloat, OpenFraction
@@ -280,10 +280,8 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
         info["flagged_quality"] = int(flagged.sum())
         unreliable |= flagged
     if reduced_chi2 is not None and dof > 0:
-        limit = float(scipy.stats.chi2.isf(chi2_p, dof) / dof)
-        with np.errstate(invalid="ignore"):
-            flagged = mask & (reduced_chi2 > limit)
-        info["chi2_limit"] = limit
+        flagged = misfit_voxels(reduced_chi2, mask, dof, chi2_p)
+        info["chi2_limit"] = reduced_chi2_limit(chi2_p, dof)
         info["flagged_residual"] = int(flagged.sum())
         unreliable |= flagged
     # Peel: unreliable voxels reachable from outside the mask through unreliable voxels.
