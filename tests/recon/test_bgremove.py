@@ -376,3 +376,24 @@ def test_filled_from_neighbours_is_exact_for_a_constant_and_leaves_known_voxels(
     filled = filled_from_neighbours(values, known, region, (1.0, 1.0, 2.0), 2.0)
     assert np.allclose(filled[region], 0.25, atol=1e-6)
     assert np.array_equal(filled[~region], values[~region])
+
+
+def test_filled_from_neighbours_on_its_box_equals_the_whole_volume_computation():
+    """The fill filters only the box its kernels reach; the values must be those of the
+    normalised convolution over the whole volume, also where the box meets the border."""
+    from scipy import ndimage
+
+    from qsmiron.recon.fill import filled_from_neighbours
+
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(30, 26, 22)).astype(np.float32)
+    region = np.ones(values.shape, bool)
+    known = rng.random(values.shape) > 0.02
+    known[:, :, :4] = True  # no unknown voxel near z = 0: there the box stops short of the border
+    voxel, sigma_mm = (1.0, 1.2, 2.0), 2.0
+    sigma = [sigma_mm / v for v in voxel]
+    weight = ndimage.gaussian_filter(known.astype(np.float32), sigma, truncate=3.0)
+    total = ndimage.gaussian_filter(np.where(known, values, 0).astype(np.float32), sigma, truncate=3.0)
+    expected = np.where(known, values, total / weight)
+    filled = filled_from_neighbours(values, known, region, voxel, sigma_mm)
+    assert np.allclose(filled, expected, rtol=1e-5, atol=1e-6)

@@ -13,6 +13,7 @@ import numpy as np
 
 from qsmiron.errors import InputError
 from qsmiron.records.base import StepInfo
+from qsmiron.recon.fill import marked_without_data
 
 __all__ = ["FieldMapResult", "total_field"]
 
@@ -46,9 +47,7 @@ class FieldMapResult:
     def data_noise_hz(self) -> np.ndarray:
         """``noise_hz`` with +inf (no usable field) on the misfit voxels: the noise map to
         give background removal and inversion."""
-        if self.misfit is None or not self.misfit.any():
-            return self.noise_hz
-        return np.where(self.misfit, np.float32(np.inf), self.noise_hz)
+        return marked_without_data(self.noise_hz, self.misfit)
 
     def step(self, name: str) -> StepInfo:
         """The record of stage ``name``."""

@@ -1,7 +1,9 @@
-"""Values for voxels whose field carries no information (the echo fit's misfit).
+"""Voxels whose field carries no information (the echo fit's misfit): how they are marked
+and what stands in for their values.
 
-Background removal and inversion give such voxels no weight; this fill only keeps their
-wrong values out of the steps that cannot weight (iSMV's deconvolution, the unweighted
+The mark is an infinite field noise (infinite variance: weight 0 in every weighted fit).
+Background removal and inversion give such voxels no weight; the fill only keeps their wrong
+values out of the steps that cannot weight (iSMV's deconvolution, the unweighted
 inconsistency level and residual of the discrepancy principle).
 """
 
@@ -12,20 +14,47 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["filled_from_neighbours"]
+__all__ = ["marked_without_data", "without_data", "filled_from_neighbours"]
+
+TRUNCATE_SIGMAS = 3.0
+"""Reach of the fill's Gaussian, in sigmas."""
+
+
+def marked_without_data(noise: np.ndarray, missing: np.ndarray | None) -> np.ndarray:
+    """``noise`` with +inf on the ``missing`` voxels (``noise`` itself when there are none)."""
+    if missing is None or not missing.any():
+        return noise
+    return np.where(missing, np.float32(np.inf), noise)
+
+
+def without_data(noise: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mask voxels whose field noise is +inf: the field there carries no information."""
+    return mask & np.isposinf(np.asarray(noise))
 
 
 def filled_from_neighbours(values: np.ndarray, known: np.ndarray, region: np.ndarray,
                            voxel_size_mm: Sequence[float], sigma_mm: float) -> np.ndarray:
     """``values`` with the voxels of ``region`` outside ``known`` replaced by the Gaussian-
     weighted mean (sigma ``sigma_mm``) of the known voxels around them (normalised
-    convolution); 0 where no known voxel lies within reach."""
+    convolution); 0 where no known voxel lies within reach.
+
+    The filters run only on the box that the unknown voxels' kernels reach: the same result
+    as on the whole volume (SciPy's border handling applies only where the box meets it).
+    """
     unknown = region & ~known
     if not unknown.any():
         return values
     sigma = [sigma_mm / float(v) for v in voxel_size_mm]
-    weight = ndimage.gaussian_filter(known.astype(np.float32), sigma, truncate=3.0)
-    total = ndimage.gaussian_filter(np.where(known, values, 0).astype(np.float32), sigma, truncate=3.0)
+    index = np.argwhere(unknown)
+    reach = [int(TRUNCATE_SIGMAS * s + 0.5) for s in sigma]  # scipy's kernel radius
+    box = tuple(slice(max(int(lo) - r, 0), min(int(hi) + r + 1, n))
+                for lo, hi, r, n in zip(index.min(0), index.max(0), reach, unknown.shape))
+    known_box = known[box]
+    weight = ndimage.gaussian_filter(known_box.astype(np.float32), sigma, truncate=TRUNCATE_SIGMAS)
+    total = ndimage.gaussian_filter(np.where(known_box, values[box], 0).astype(np.float32), sigma,
+                                    truncate=TRUNCATE_SIGMAS)
     with np.errstate(invalid="ignore", divide="ignore"):
         estimate = np.where(weight > 1e-3, total / weight, 0.0)
-    return np.where(unknown, estimate, values).astype(np.float32)
+    out = np.array(values, dtype=np.float32, copy=True)
+    out[box] = np.where(unknown[box], estimate, out[box])
+    return out

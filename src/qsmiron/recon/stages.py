@@ -37,6 +37,7 @@ from qsmiron.recon import bgremove, chisep, echofit, invert, mask as masking, ph
 from qsmiron.recon.chisep import ChiSeparation, check_r2_map
 from qsmiron.recon.dipole import forward_field
 from qsmiron.recon.echofit import EchoFit
+from qsmiron.recon.fill import marked_without_data
 from qsmiron.recon.plausibility import plausibility_warning
 from qsmiron.recon.r2star import MIN_ECHOES, R2starFit
 from qsmiron.recon.unwrap.romeo import RomeoResult
@@ -129,10 +130,7 @@ class ReconState:
         there but still place susceptibility there. The noise map written out stays finite."""
         if self.noise_hz is None:
             return None
-        noise = self.noise_hz * self.to_ppm
-        if self.field_misfit is not None and self.field_misfit.any():
-            noise = np.where(self.field_misfit, np.float32(np.inf), noise)
-        return noise
+        return marked_without_data(self.noise_hz * self.to_ppm, self.field_misfit)
 
     def mask_notes(self, mask: np.ndarray) -> dict[str, Any]:
         """Size of a mask: voxels and volume (mL)."""

@@ -34,7 +34,7 @@ import numpy as np
 
 from qsmiron.recon.bgremove.ismv import ismv
 from qsmiron.recon.bgremove.pdf import pdf
-from qsmiron.recon.fill import filled_from_neighbours
+from qsmiron.recon.fill import filled_from_neighbours, without_data
 from qsmiron.recon.params import NonNegativeFloat, OpenFraction, PositiveFloat, PositiveInt
 
 
@@ -82,9 +82,9 @@ def pdf_ismv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float]
     after_pdf, pdf_mask, pdf_info = pdf(field, mask, voxel_size_mm, b0_direction, noise=noise,
                                         pad_mm=pad_mm, tol=pdf_tol, max_iter=pdf_max_iter)
     if noise is not None:
-        usable = ~np.isposinf(np.asarray(noise))
-        after_pdf = filled_from_neighbours(after_pdf, pdf_mask & usable, pdf_mask, voxel_size_mm, fill_sigma_mm)
-        pdf_info["filled_voxels"] = int((pdf_mask & ~usable).sum())
+        missing = without_data(noise, pdf_mask)
+        after_pdf = filled_from_neighbours(after_pdf, pdf_mask & ~missing, pdf_mask, voxel_size_mm, fill_sigma_mm)
+        pdf_info["filled_voxels"] = int(missing.sum())
     local, eroded, ismv_info = ismv(after_pdf, pdf_mask, voxel_size_mm, b0_direction,
                                     radius_mm=radius_mm, tol=ismv_tol)
     # PDF stopping at its cap is expected here (iSMV removes the smooth remainder it leaves):

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from qsmiron.recon.dipole import dipole_kernel, kspace_coordinates
-from qsmiron.recon.fill import filled_from_neighbours
+from qsmiron.recon.fill import filled_from_neighbours, without_data
 from qsmiron.recon.fourier import PaddedGrid, mm_to_voxels, padded_grid, rfftn
 
 DEFAULT_PAD_MM = 16.0
@@ -76,7 +76,7 @@ def setup(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float
     """
     field, mask, voxel = validate(local_ppm, mask, voxel_size_mm)
     if noise_ppm is not None:
-        missing = without_data(np.asarray(noise_ppm), mask)
+        missing = without_data(noise_ppm, mask)
         field = filled_from_neighbours(field, mask & ~missing, mask, voxel, NO_DATA_FILL_SIGMA_MM)
     grid = padded_grid(mask, mm_to_voxels(pad_mm, voxel))
     mask_pad = grid.pad(mask, dtype=bool)
@@ -146,11 +146,6 @@ def inconsistency_ppm(problem: Problem, *, max_dipole: float = CONE_MAX_DIPOLE,
     return float(np.sqrt(power[band].mean(dtype=np.float64) / problem.mask.sum()))
 
 
-def without_data(noise: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Mask voxels whose field noise is +inf: the field there carries no information."""
-    return mask & np.isposinf(noise)
-
-
 def data_weights(problem: Problem, magnitude: np.ndarray | None, noise_ppm: np.ndarray | None
                  ) -> tuple[np.ndarray, float, str]:
     """Per-voxel weights of the data term, mean 1 inside the mask, zero outside.
@@ -169,8 +164,8 @@ def data_weights(problem: Problem, magnitude: np.ndarray | None, noise_ppm: np.n
         "noise map", "magnitude" or "uniform".
     """
     mask = problem.mask
-    if noise_ppm is not None:
-        noise = problem.pad(noise_ppm)
+    noise = None if noise_ppm is None else problem.pad(noise_ppm)
+    if noise is not None:
         good = mask & np.isfinite(noise) & (noise > 0)
         raw = np.zeros_like(noise)
         raw[good] = 1.0 / noise[good]
@@ -188,11 +183,10 @@ def data_weights(problem: Problem, magnitude: np.ndarray | None, noise_ppm: np.n
         source = "uniform"
         median = 1.0
     raw = np.where(mask, np.clip(raw, 0.1 * median, 10.0 * median), 0.0).astype(np.float32)
-    if noise_ppm is not None:
-        raw[without_data(problem.pad(noise_ppm), mask)] = 0.0
+    if noise is not None:
+        raw[without_data(noise, mask)] = 0.0
     weights = raw / np.float32(raw[mask].mean())
     if source == "noise map":
-        noise = problem.pad(noise_ppm)
         level = float(np.sqrt(np.mean((weights[mask] * np.where(np.isfinite(noise[mask]), noise[mask], 0)) ** 2)))
     else:
         level = estimate_noise_ppm(weights * problem.field_ppm, mask)

@@ -54,9 +54,9 @@ import numpy as np
 
 from qsmiron.recon.bgremove.pdf import fit_outside_sources
 from qsmiron.recon.dipole import dipole_kernel
+from qsmiron.recon.fill import without_data
 from qsmiron.recon.fourier import irfftn, rfftn
 from qsmiron.recon.params import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
-from qsmiron.recon.invert._common import without_data
 from qsmiron.recon.invert.wtv import magnitude_edge_weights
 from qsmiron.recon.sourcegrid import SourceGrid, block_sum, coarsen, source_grid, upsample
 
@@ -191,7 +191,7 @@ def _data_weights(mask: np.ndarray, magnitude: np.ndarray | None, noise_ppm: np.
         raw, source, median = mask.astype(np.float32), "uniform", 1.0
     raw = np.where(mask, np.clip(raw, 0.1 * median, 10.0 * median), 0.0)
     if noise_ppm is not None:
-        raw[without_data(np.asarray(noise_ppm), mask)] = 0.0
+        raw[without_data(noise_ppm, mask)] = 0.0
     return (raw / np.float32(raw[mask].mean())).astype(np.float32), source
 
 
