@@ -205,5 +205,5 @@ def test_voxels_without_field_are_counted_across_scans_with_the_test_level(prove
     text = methods_paragraph(provenance.model_copy(update={"scans": scans}), None)
     assert "stayed in the mask but carried no field" in text
     assert "false-alarm rate 0.0001" in text
-    assert f"voxels per scan, range {counts[0]}-{counts[-1]})" in text
+    assert f"voxels per scan, range {counts[0]}\u2013{counts[-1]})" in text  # the en dash of every range
     assert "carried no field" not in methods_paragraph(provenance, None)  # records without the count

@@ -136,7 +136,7 @@ def misfit_sentences(recons: list[ReconRecord]) -> list[str]:
         return []
     level = f" (false-alarm rate {describe_values(levels)})" if levels else ""
     spread = (plural(counts[0], "voxel") if len(counts) == 1
-              else f"median {int(np.median(counts))} voxels per scan, range {min(counts)}-{max(counts)}")
+              else f"median {int(np.median(counts))} voxels per scan, range {min(counts)}\u2013{max(counts)}")
     return [f"Voxels whose multi-echo phase the echo fit could not explain, by a chi-square test of "
             f"its residual{level}, stayed in the mask but carried no field: they were given no weight "
             f"in background field removal and dipole inversion ({spread})."]
