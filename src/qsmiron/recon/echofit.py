@@ -136,8 +136,9 @@ def fit_field(unwrapped_rad: np.ndarray, magnitude: np.ndarray | None, mask: np.
         False-alarm rate of the ``misfit`` map under the noise model: 1e-4 flags about 160
         of 1.6 million brain voxels where the model holds (the same level as the mask
         refinement's ``chi2_p``). On 6 family heads 1e-3 and 1e-5 gave the same Chimap error
-        (median 44.1 and 46.0 %, worst 52.0 and 52.2 %, against 46.1 and 52.0 %), but 1e-3 a
-        worse VeP (-19.7 against -14.1 ppb) and slope (0.94 against 0.96).
+        (median 44.1 and 46.0 %, worst 52.0 and 52.2 %, against 43.8 and 52.0 %); the worst VeP
+        error moves with it (-19.7 and -14.7 against -17.5 ppb), and 1e-3 lowers the worst slope
+        (0.94 against 0.96).
     workers : int
         Threads for the FFT smoothing.
 
