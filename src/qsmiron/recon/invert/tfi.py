@@ -167,8 +167,11 @@ def _noise_level(weights: np.ndarray, noise: np.ndarray | None, inside: np.ndarr
     """Expected RMS of W * noise in the mask (the discrepancy level)."""
     if noise is None:
         return float("nan")
-    values = (weights * noise)[inside]
-    return float(np.sqrt(np.mean(values[np.isfinite(values)] ** 2)))
+    # Voxels without usable field (infinite noise) weigh 0 and carry no noise into the level
+    # (masked before the product: 0 * inf would be nan, with a warning to the user).
+    carrying = inside & np.isfinite(noise)
+    values = weights[carrying] * noise[carrying]
+    return float(np.sqrt(np.mean(values ** 2)))
 
 
 def _data_weights(mask: np.ndarray, magnitude: np.ndarray | None, noise_ppm: np.ndarray | None
