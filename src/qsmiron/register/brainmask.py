@@ -106,8 +106,9 @@ def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
     TemplateBrain
     """
     started = (time.perf_counter(), time.process_time())
-    image = np.clip(np.nan_to_num(np.asarray(magnitude, dtype=np.float32)), 0, None)
-    image = image[..., 0] if image.ndim == 4 else image
+    magnitude = np.asarray(magnitude)
+    first = magnitude[..., 0] if magnitude.ndim == 4 else magnitude  # before any copy: 1.4 s on all echoes
+    image = np.clip(np.nan_to_num(np.asarray(first, dtype=np.float32)), 0, None)
     # On the registration's block grid: the check needs millimetres, not voxels, and the
     # full-resolution search for the head's voxels took 1.6 s of a 7.7 s step.
     blocks, block_affine = block_mean(image, affine, resolution_mm)
