@@ -215,7 +215,7 @@ def save_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *,
     if array.dtype == bool:
         array = array.astype(np.uint8)
     if dtype is not None:
-        array = array.astype(dtype)
+        array = array.astype(dtype, copy=False)
     image = nib.Nifti1Image(array, np.asarray(affine, dtype=float))
     image.header.set_qform(affine, code=1)
     image.header.set_sform(affine, code=1)
