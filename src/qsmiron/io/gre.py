@@ -168,7 +168,23 @@ def c_ordered_voxels(image) -> np.ndarray:
     return out
 
 
-def _check_finite(data: np.ndarray, path: Path, what: str) -> None:
+def _finite_by_type(image) -> bool:
+    """Whether every voxel is finite whatever its value: integers stored, scaled within
+    float32's range (0.35 s of isfinite per 256 x 256 x 176 x 5 part saved)."""
+    proxy = image.dataobj
+    dtype = np.dtype(proxy.dtype)
+    if dtype.kind not in "iub":
+        return False
+    slope, intercept = float(proxy.slope), float(proxy.inter)
+    slope = slope if np.isfinite(slope) and slope != 0.0 else 1.0  # as c_ordered_voxels applies them
+    intercept = intercept if np.isfinite(intercept) else 0.0
+    largest = float(max(abs(np.iinfo(dtype).min), np.iinfo(dtype).max)) if dtype.kind != "b" else 1.0
+    return largest * abs(slope) + abs(intercept) < float(np.finfo(np.float32).max) / 2
+
+
+def _check_finite(data: np.ndarray, path: Path, what: str, image=None) -> None:
+    if image is not None and _finite_by_type(image):
+        return
     finite = np.isfinite(data)
     if not finite.all():
         n_bad = int(data.size - np.count_nonzero(finite))
@@ -222,12 +238,12 @@ def _read_part(part: _Part) -> np.ndarray:
         # NIfTI voxels come in Fortran order; the reconstruction works on C-ordered arrays
         # (echoes contiguous per voxel last), so convert once here instead of in every stage.
         data = _read_data(part.images[0], part.paths[0], part.shape)
-        _check_finite(data, part.paths[0], f"the {part.name}")
+        _check_finite(data, part.paths[0], f"the {part.name}", part.images[0])
         return data
     data = np.empty(part.shape, dtype=np.float32)
     for echo, (image, path) in enumerate(zip(part.images, part.paths)):
         volume = _read_data(image, path, part.shape[:3])
-        _check_finite(volume, path, f"the {part.name}")
+        _check_finite(volume, path, f"the {part.name}", image)
         data[..., echo] = volume
     return data
 
