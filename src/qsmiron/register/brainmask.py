@@ -238,9 +238,10 @@ def affine_to_template(subject, template, resolution_mm: float, *, initial: list
     iterations suffices. The start itself needs only the coarse level (100 iterations at half
     the registration's resolution; ``template_brain_probability``): its full-resolution level
     cost 0.8 s and changed neither the final mask of 10 simulated heads nor the spread of the
-    Philips brain over 11 runs (1.41-1.42 L; Dice 0.994-0.996 with a reference run, as
-    between runs with it); halving the second registration too (25 iterations) was not
-    stable (one Philips run in five 1.38 L, Dice 0.95).
+    Philips brain (1.41-1.43 L over 16 runs without it, 1.41-1.43 L over 11 runs with it;
+    template brain Dice 0.988-0.996 with a reference run, 0.990-0.996 with it); halving the
+    second registration too (25 iterations) was not stable (one Philips run in five 1.38 L,
+    Dice 0.95).
     """
     import ants
 
