@@ -12,6 +12,7 @@ heavy work starts.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -137,16 +138,32 @@ def _cast_to_c_order(stored, out):
 _CAST_KINDS = frozenset("iuf")
 
 
+def _voxels_in_memory(image) -> np.ndarray | None:
+    """A read-only view of the stored voxels of an image made from bytes in memory (its file
+    map holds a ``BytesIO``), or None when the image is on disk."""
+    holder = getattr(image, "file_map", {}).get("image")
+    buffer = getattr(holder, "fileobj", None)
+    if not isinstance(buffer, io.BytesIO):
+        return None
+    proxy = image.dataobj
+    shape = tuple(int(n) for n in proxy.shape)
+    return np.frombuffer(buffer.getvalue(), dtype=proxy.dtype, count=int(np.prod(shape)),
+                         offset=int(proxy.offset)).reshape(shape, order=proxy.order)
+
+
 def c_ordered_voxels(image) -> np.ndarray:
     """An image's voxels as C-ordered float32, its slope and intercept applied.
 
-    The stored voxels come from nibabel's proxy unscaled (already in memory for a .nii.gz
-    opened by ``qsmiron.io.nifti.open_image``, which decompressed it once to check it, so it
-    is not decompressed again); the NIfTI (Fortran) order is turned into the C order the
-    reconstruction works on (echoes contiguous per voxel) while casting.
+    The stored voxels come from nibabel's proxy unscaled; a .nii.gz opened by
+    ``qsmiron.io.nifti.open_image`` (decompressed once to check it) is read in place from its
+    bytes in memory, neither decompressed nor copied again (a copy of a 230 MB float32 part
+    cost 0.2 s and 0.2 to 0.8 s more in page faults). The NIfTI (Fortran) order is turned
+    into the C order the reconstruction works on (echoes contiguous per voxel) while casting.
     """
     proxy = image.dataobj  # nibabel's ArrayProxy: where and how the voxels are stored
-    stored = np.asarray(proxy.get_unscaled())
+    stored = _voxels_in_memory(image)
+    if stored is None:
+        stored = np.asarray(proxy.get_unscaled())
     shape = stored.shape
     native = stored.dtype.isnative and stored.dtype.kind in _CAST_KINDS
     if native and stored.ndim in (3, 4) and stored.flags.f_contiguous and not stored.flags.c_contiguous:
