@@ -213,6 +213,16 @@ def case_inf_in_magnitude(folder):
     return mag, pha, {"echo_times_s": TES, "field_strength_t": 3}, mag, "infinite"
 
 
+def case_integer_magnitude_scaled_past_float32(folder):
+    magnitude, phase = gre_arrays()
+    image = nib.Nifti1Image(np.rint(magnitude).astype(np.int16), np.eye(4))
+    image.header.set_slope_inter(1e36, 0.0)  # 1000 x 1e36 overflows float32: infinite voxels
+    mag = folder / "mag.nii.gz"
+    nib.save(image, str(mag))
+    pha = write(folder / "phase.nii.gz", phase)
+    return mag, pha, {"echo_times_s": TES, "field_strength_t": 3}, mag, "infinite"
+
+
 def case_echo_times_in_ms(folder):
     mag, pha = write_4d(folder)
     return mag, pha, {"echo_times_s": [5, 12, 19, 26], "field_strength_t": 3}, pha, "milliseconds"
@@ -339,7 +349,8 @@ def case_echo_without_sidecar(folder):
 
 
 BAD_INPUTS = [case_shape_mismatch, case_affine_mismatch, case_echo_grids_differ, case_single_echo,
-              case_nan_in_phase, case_inf_in_magnitude, case_echo_times_in_ms,
+              case_nan_in_phase, case_inf_in_magnitude, case_integer_magnitude_scaled_past_float32,
+              case_echo_times_in_ms,
               case_sidecar_echo_times_in_ms, case_non_increasing_echo_times,
               case_too_few_echo_times, case_missing_echo_times, case_missing_field_strength,
               case_field_strength_in_millitesla, case_zero_magnitude,

@@ -1,6 +1,6 @@
 """The numba morphology of recon/morphology.py gives exactly scipy.ndimage's results.
 
-``binary_opening`` (parallel erosion and dilation by voxel offsets) claims the result of
+``binary_opening`` (erosion and dilation stamping the element on edge voxels) claims the result of
 ``scipy.ndimage.binary_opening``, ``dilate`` that of ``scipy.ndimage.binary_dilation`` and
 ``filled_holes`` (one labelling pass) that of ``scipy.ndimage.binary_fill_holes``; all are
 compared voxel for voxel on random masks (noise, blobs, thin shells) and structuring elements
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from qsmiron.recon.morphology import binary_opening, dilate, ellipsoid, filled_holes
+from qsmiron.recon.morphology import _ball_like, binary_opening, dilate, ellipsoid, filled_holes
 
 
 def random_masks(seed: int):
@@ -42,6 +42,7 @@ ELEMENTS = {
     "ball r2 iso": ellipsoid(2.0, (1.0, 1.0, 1.0)),
     "ball r2 aniso": ellipsoid(2.0, (0.8, 1.0, 2.0)),
     "ball r3 aniso": ellipsoid(3.0, (1.5, 1.5, 1.0)),
+    "ball r4 aniso": ellipsoid(4.0, (1.0, 1.2, 2.5)),
     "random 1": random_symmetric_element(1),
     "random 2": random_symmetric_element(2),
     "asymmetric": np.pad(np.ones((2, 1, 1), bool), ((0, 1), (0, 0), (0, 0))),
@@ -58,7 +59,7 @@ def test_binary_opening_equals_scipy_on_random_masks(seed, element):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("element", ["ball r2 aniso", "ball r3 aniso", "random 1"])
+@pytest.mark.parametrize("element", ["ball r2 aniso", "ball r3 aniso", "ball r4 aniso", "random 1"])
 def test_dilate_equals_scipy_on_random_masks(seed, element):
     ball = ELEMENTS[element]
     for kind, mask in random_masks(seed).items():
@@ -76,3 +77,12 @@ def test_the_comparison_can_fail_an_opening_without_the_dilation_differs_from_sc
     mask = random_masks(0)["blobs"]
     ball = ELEMENTS["ball r2 iso"]
     assert not np.array_equal(ndimage.binary_erosion(mask, structure=ball), binary_opening(mask, ball))
+
+
+@pytest.mark.parametrize("voxel", [(1.0, 1.0, 1.0), (0.8, 1.0, 2.0), (1.5, 0.7, 1.2)])
+def test_every_ellipsoid_is_stamped_on_edges_and_a_ragged_element_goes_to_scipy(voxel):
+    for radius in (1.0, 1.7, 2.0, 3.0, 4.0, 6.5):
+        assert _ball_like(ellipsoid(radius, voxel)), (radius, voxel)
+    ragged = np.ones((5, 5, 5), bool)
+    ragged[2, 2, 0] = ragged[2, 2, 4] = ragged[2, 1, 0] = ragged[2, 3, 4] = False  # an axis tip missing
+    assert not _ball_like(ragged)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import zlib
@@ -19,10 +18,11 @@ from qsmiron.io.atomic import atomic_path, json_text
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
-GZIP_LEVEL = 1
-"""Compression of written .nii.gz files, nibabel's default: for a 256 x 256 x 176 float32
-Chimap (46 MB, mostly zeros outside the brain) level 6 saves 5 % of 4.2 MB for 1.8 x the
-time (0.41 against 0.23 s CPU)."""
+GZIP_LEVEL = 2
+"""Compression of written .nii.gz files, on ISA-L's scale (0 to 3; ``isal.igzip``, MIT): for
+a 256 x 256 x 176 float32 Chimap (46 MB) of a whole head level 2 writes 7.5 MB in 0.03 s
+CPU, where zlib's level 1 (nibabel's default) writes 7.3 MB in 0.26 s and ISA-L's level 3
+7.3 MB in 0.18 s; 2 % larger files for an eighth of the time. Any gzip reader reads them."""
 
 
 _SINGULAR_RELATIVE_DETERMINANT = 1e-6
@@ -91,18 +91,22 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
 def _read_image_file(path: Path):
     """A nibabel image of ``path`` with its voxels in memory.
 
-    A ``.gz`` file is decompressed whole by :mod:`gzip`, which checks its CRC and length, so a
-    truncated or corrupt file is named as such instead of decoding into garbage voxels
-    (nibabel reads only as many bytes as the header promises and never reaches the checksum).
+    A ``.gz`` file is decompressed whole (ISA-L's ``igzip``, 1.4 times zlib's speed, without
+    the GIL), which checks its CRC and length, so a truncated or corrupt file is named as such
+    instead of decoding into garbage voxels (nibabel reads only as many bytes as the header
+    promises and never reaches the checksum). The voxels stay in memory: readers take them
+    from the image (``image.dataobj``) without decompressing again.
     """
+    from isal import igzip, isal_zlib
+
     if not path.name.endswith(".gz"):
         return nib.load(str(path))
     with open(path, "rb") as stream:
         if stream.read(2) != b"\x1f\x8b":
             raise ValueError("named .gz but not gzip-compressed")
     try:
-        raw = gzip.decompress(path.read_bytes())
-    except (OSError, EOFError, zlib.error) as exc:
+        raw = igzip.decompress(path.read_bytes())
+    except (OSError, EOFError, zlib.error, isal_zlib.error) as exc:
         raise InputError(f"is a truncated or corrupt gzip file ({exc}); copy it again from "
                          f"the source", path) from None
     header_size = int.from_bytes(raw[:4], "little") if len(raw) >= 4 else 0
@@ -187,11 +191,13 @@ def load_nifti(path: str | os.PathLike, *, dtype=np.float32, with_sidecar: bool 
 def write_image_file(image: nib.Nifti1Image, path: Path, *, gzipped: bool) -> None:
     """Write ``image`` to ``path``, gzip-compressed in one C call when ``gzipped``.
 
-    One ``gzip.compress`` (level 1, as nibabel) releases the GIL, where nibabel's chunked
+    One ``igzip.compress`` (ISA-L, ``GZIP_LEVEL``) releases the GIL, where nibabel's chunked
     writes go through Python: outputs can then be compressed in parallel threads.
     """
     if gzipped:
-        path.write_bytes(gzip.compress(image.to_bytes(), compresslevel=GZIP_LEVEL, mtime=0))
+        from isal import igzip
+
+        path.write_bytes(igzip.compress(image.to_bytes(), compresslevel=GZIP_LEVEL, mtime=0))
     else:
         nib.save(image, str(path))
 
@@ -209,7 +215,7 @@ def save_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *,
     if array.dtype == bool:
         array = array.astype(np.uint8)
     if dtype is not None:
-        array = array.astype(dtype)
+        array = array.astype(dtype, copy=False)
     image = nib.Nifti1Image(array, np.asarray(affine, dtype=float))
     image.header.set_qform(affine, code=1)
     image.header.set_sform(affine, code=1)
