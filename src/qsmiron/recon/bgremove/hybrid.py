@@ -24,6 +24,24 @@ fails either way) this took Chimap NRMSE with the default inversion from 53.0 to
 (median) and 65.5 to 52.0 % (worst), the local field from 47.2 to 34.4 % (median), XSIM from
 0.556 to 0.709 (median), and the worst VeP error from -20.8 to -17.5 ppb; h01, with 1 473
 misfit voxels, did not change.
+
+Where the rest of the error is (``benchmarks/bench_error_budget.py``, same 11 heads, median /
+worst, % of the true local field's norm in the output mask). Of the field of the
+susceptibility inside the output mask, pdf_ismv loses 20.0 / 26.2 %. Of the field of the brain
+in the ring it erodes (8.3 / 13.7 % of the local field) it leaves 21.0 / 24.7 %: iSMV's
+deconvolution spreads the near field of the cortex just outside its mask over the mask, two to
+four times amplified. These two SHARP boundary terms are the largest on every head. Of the
+background and the echo fit's error together it leaves 15.9 / 19.6 %. The default inversion
+of the exact inside field gives 25.7 / 29.0 % Chimap NRMSE (its floor on these masks), of
+pdf_ismv's output of that field 33.3 / 36.3 %, end to end 41.7 / 52.0 %. Measured and not
+kept: a larger iSMV ball (3 or 4 x the largest voxel: lower NRMSE only by eroding 4-18 % more
+brain; in the common region h01 33.1 -> 34.5-35.9 %, h04 46.6 -> 45.8-46.0 %), a smaller one
+(1 x: h04 88.9 %), LBV instead of iSMV after PDF (h03 48.4, h12 36.5 %, but h04 402-457 %:
+the dilated mask's boundary values), PDF again on the eroded mask instead of iSMV (h01 52.4 %,
+VeP -35 ppb), a tighter PDF (tol 0.01, 200 iterations: h04 52.0 -> 49.0 %, h12 41.5 -> 40.8 %
+for three times the CPU), and the inversion with the SMV-filtered field as its data term and
+the ring's susceptibility as unknowns (single-step SHARP + TV; h03 53.0-75.2 % on the same
+region).
 """
 
 from __future__ import annotations
