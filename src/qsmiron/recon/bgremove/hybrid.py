@@ -29,8 +29,8 @@ Where the rest of the error is (``benchmarks/bench_error_budget.py``, same 11 he
 worst, % of the true local field's norm in the output mask). Of the field of the
 susceptibility inside the output mask, pdf_ismv loses 20.0 / 26.2 %. Of the field of the brain
 in the ring it erodes (8.3 / 13.7 % of the local field) it leaves 21.0 / 24.7 %: iSMV's
-deconvolution spreads the near field of the cortex just outside its mask over the mask, two to
-four times amplified. These two SHARP boundary terms are the largest on every head. Of the
+deconvolution spreads the near field of the cortex just outside its mask over the mask, 1.3 to
+3.9 times its size. These two SHARP boundary terms are the largest on every head. Of the
 background and the echo fit's error together it leaves 15.9 / 19.6 %. The default inversion
 of the exact inside field gives 25.7 / 29.0 % Chimap NRMSE (its floor on these masks), of
 pdf_ismv's output of that field 33.3 / 36.3 %, end to end 41.7 / 52.0 %. Measured and not
