@@ -165,17 +165,15 @@ def c_ordered_voxels(image) -> np.ndarray:
         stored = np.asarray(proxy.get_unscaled())
     shape = stored.shape
     native = stored.dtype.isnative and stored.dtype.kind in _CAST_KINDS
+    out = np.empty(shape, np.float32)
     if native and stored.ndim in (3, 4) and stored.flags.f_contiguous and not stored.flags.c_contiguous:
-        out = np.empty(shape, np.float32)
         four_d = stored.reshape(shape + (1,) * (4 - stored.ndim), order="F")
         _cast_to_c_order(four_d, out.reshape(four_d.shape))
+    elif stored.ndim < 3:
+        out[...] = stored
     else:
-        out = np.empty(shape, np.float32)
-        if stored.ndim < 3:
-            out[...] = stored
-        else:
-            for z in range(shape[2]):  # a cache-sized transpose, slice by slice
-                out[:, :, z] = stored[:, :, z]
+        for z in range(shape[2]):  # a cache-sized transpose, slice by slice
+            out[:, :, z] = stored[:, :, z]
     slope, intercept = float(proxy.slope), float(proxy.inter)
     with np.errstate(over="ignore"):  # a scaling past float32 is named by the finite check
         if np.isfinite(slope) and slope not in (0.0, 1.0):
