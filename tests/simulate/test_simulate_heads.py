@@ -110,3 +110,19 @@ def test_perturb_mask_moves_a_sphere_surface_by_the_error(error_mm):
     expected = (4 / 3) * np.pi * (radius + error_mm) ** 3 / np.prod(voxel)
     assert moved.sum() == pytest.approx(expected, rel=0.06)
     assert (moved >= mask).all() if error_mm > 0 else (moved <= mask).all()
+
+
+def test_region_chi_ppm_sets_one_subjects_nuclei_and_rejects_unknown_names():
+    from qsmiron.simulate.heads import FAMILY, _anatomy, susceptibility_mni, variant
+
+    phantom, *_ = _anatomy()
+    code_of = {key: code for code, key in phantom.regions.items()}
+    spec = variant(FAMILY[0], texture_ppm=0.0,
+                   region_chi_ppm=(("VeP", "L", 0.031), ("GM", None, 0.0123)))
+    chi, codes = susceptibility_mni(spec)
+    assert np.allclose(chi[codes == code_of[("VeP", "L")]], 0.031, atol=1e-7)
+    assert np.allclose(chi[codes == code_of[("GM", None)]], 0.0123, atol=1e-7)
+    # The other side keeps the literature value.
+    assert np.allclose(chi[codes == code_of[("VeP", "R")]], 0.075, atol=1e-7)
+    with pytest.raises(ValueError, match="Vep"):
+        susceptibility_mni(variant(FAMILY[0], region_chi_ppm=(("Vep", "L", 0.1),)))

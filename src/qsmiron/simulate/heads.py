@@ -99,6 +99,10 @@ class HeadSpec:
     ``background_psf_mm`` > 0 smooths the susceptibility outside the brain by a Gaussian of
     that sigma before the field is computed (a partial-volume edge: it removes most of the
     "slab" artefact). ``field_frame`` is "slab" or "scanner" (see the module docstring).
+    ``region_chi_ppm`` gives named brain regions their own susceptibility, as
+    ``((region, hemisphere or None, ppm), ...)`` in the phantom's names (``("VeP", "L", 0.07)``,
+    ``("GM", None, 0.014)``): one subject of a cohort. The rest keep the values above and the
+    literature's (``SimulationSettings().regions``).
     """
 
     name: str
@@ -122,6 +126,7 @@ class HeadSpec:
     background: bool = True
     background_psf_mm: float = 0.0
     field_frame: str = "slab"
+    region_chi_ppm: tuple[tuple[str, str | None, float], ...] = ()
     seed: int = 0
 
 
@@ -278,9 +283,14 @@ def susceptibility_mni(spec: HeadSpec) -> tuple[np.ndarray, np.ndarray]:
     table[CODE_AIR] = table[CODE_CAVITY] = AIR_CHI_PPM
     table[CODE_SKULL] = spec.skull_ppm
     table[CODE_MENINGES] = table[CODE_CSF] = spec.csf_ppm
-    for code, (name, _) in phantom.regions.items():
+    given = {(name, side): float(ppm) for name, side, ppm in spec.region_chi_ppm}
+    unknown = sorted(set(given) - set(phantom.regions.values()), key=str)
+    if unknown:
+        raise ValueError(f"region_chi_ppm names regions the phantom does not have: {unknown}")
+    for code, (name, side) in phantom.regions.items():
         table[code] = {"GM": spec.gm_ppm, "WM": spec.wm_ppm, "CSF": spec.csf_ppm}.get(
             name, settings.regions[name].chi_ppm if name in settings.regions else 0.0)
+        table[code] = given.get((name, side), table[code])
     chi = table[codes]
     rng = np.random.default_rng(spec.seed)
     if spec.texture_ppm > 0:
