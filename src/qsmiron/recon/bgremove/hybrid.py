@@ -41,7 +41,13 @@ the dilated mask's boundary values), PDF again on the eroded mask instead of iSM
 VeP -35 ppb), a tighter PDF (tol 0.01, 200 iterations: h04 52.0 -> 49.0 %, h12 41.5 -> 40.8 %
 for three times the CPU), and the inversion with the SMV-filtered field as its data term and
 the ring's susceptibility as unknowns (single-step SHARP + TV; h03 53.0-75.2 % on the same
-region).
+region). Nor feeding a first inversion back (the field of PDF's local field inverted over the
+whole mask subtracted in the ring, that of the eroded inversion subtracted before iSMV and added
+back after it, then inverted again): the local field improved (h03 36.7 -> 29.6 %, h12 35.4 ->
+29.5 %, h01 27.6 -> 20.8 %) and the Chimap a little (49.5 -> 46.6, 41.5 -> 38.0, 36.8 ->
+35.5 %), but where the ring holds more than tissue field the first inversion's ring is wrong
+(h04, mask 2 mm into skull: 52.0 -> 82.9 %; h10, sinus 2 mm from the brain: 44.9 -> 50.4 %),
+a second round did not help, and it costs two more inversions.
 """
 
 from __future__ import annotations
