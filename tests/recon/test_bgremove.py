@@ -365,6 +365,33 @@ def test_pdf_ismv_ignores_voxels_marked_without_field():
     assert np.isfinite(kept).all()
 
 
+@pytest.mark.parametrize("method, spreads", [("vsharp", True), ("resharp", True), ("ismv", False), ("lbv", False)])
+def test_sharp_methods_fill_voxels_marked_without_field_before_their_unweighted_steps(method, spreads):
+    """500 voxels of the sphere scene carry a wrong +0.3 ppm patch (what an unwrapping error
+    leaves). Unmarked, V-SHARP's and RESHARP's truncated deconvolutions spread it over the brain
+    (measured 91 and 95 % error outside it); iSMV and LBV keep it where it is. Marked by
+    infinite noise, it is filled from its neighbours first: every method's error outside it
+    stays within a point of the clean scene's (V-SHARP +0.8)."""
+    voxel, b0 = GEOMETRIES["axial"]
+    total, truth, mask = sphere_scene(voxel, b0)
+    axes = [(np.arange(n) - (n - 1) / 2.0) * v for n, v in zip(mask.shape, voxel)]
+    x, y, z = np.meshgrid(*axes, indexing="ij")
+    bad = mask & (x > 12) & (x < 17) & (np.abs(y) < 5) & (np.abs(z) < 5)
+    corrupt = np.where(bad, total + 0.3, total)
+    marked = np.where(bad, np.inf, np.where(mask, 1e-3, 0)).astype(np.float32)
+    clean, eroded = remove_background(total, mask, voxel, b0, method=method)
+    spread, _ = remove_background(corrupt, mask, voxel, b0, method=method)
+    kept, eroded_kept, info = remove_background(corrupt, mask, voxel, b0, method=method, noise=marked,
+                                                return_info=True)
+    region = eroded & ~bad
+    assert info["filled_voxels"] == int(bad.sum()) and info["noise_map"]
+    assert np.array_equal(eroded_kept, eroded)
+    if spreads:
+        assert relative_error(spread, truth, region) > relative_error(clean, truth, region) + 0.5
+    assert relative_error(kept, truth, region) < relative_error(clean, truth, region) + 0.012
+    assert np.isfinite(kept).all()
+
+
 def test_filled_from_neighbours_is_exact_for_a_constant_and_leaves_known_voxels():
     from qsmiron.recon.fill import filled_from_neighbours
 

@@ -106,12 +106,12 @@ def test_tfi_is_declared_as_an_inversion_that_needs_background_none():
         check_total_field_pairing(settings)
 
 
-def test_the_discrepancy_level_leaves_out_voxels_without_field_silently():
-    """Infinite noise (no usable field) weighs 0; the level is the RMS of W * noise over the
-    other voxels, with no 0 * inf warning."""
+def test_the_discrepancy_level_counts_voxels_without_field_as_zero_silently():
+    """Infinite noise (no usable field) weighs 0 and counts as 0 in the level, as it does in
+    the weighted residual (an RMS over every mask voxel), with no 0 * inf warning."""
     import warnings
 
-    from qsmiron.recon.invert.tfi import _noise_level
+    from qsmiron.recon.invert._common import weighted_noise_level
 
     inside = np.ones((4, 4, 4), bool)
     noise = np.full(inside.shape, 0.02, np.float32)
@@ -119,5 +119,5 @@ def test_the_discrepancy_level_leaves_out_voxels_without_field_silently():
     noise[0, 0, 0], weights[0, 0, 0] = np.inf, 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        level = _noise_level(weights, noise, inside)
-    assert level == pytest.approx(0.04, rel=1e-6)
+        level = weighted_noise_level(weights, noise, inside)
+    assert level == pytest.approx(0.04 * np.sqrt(63 / 64), rel=1e-6)

@@ -14,10 +14,15 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["marked_without_data", "without_data", "filled_from_neighbours"]
+__all__ = ["marked_without_data", "without_data", "filled_from_neighbours", "filled_where_no_data"]
 
 TRUNCATE_SIGMAS = 3.0
 """Reach of the fill's Gaussian, in sigmas."""
+
+NO_DATA_FILL_SIGMA_MM = 2.0
+"""Default reach of the fill: 2 mm averages the nearest few dozen usable neighbours, well
+inside an SMV ball. On 6 family heads (``pdf_ismv``, default inversion) 1 and 4 mm gave the
+same Chimap NRMSE as 2 mm within 0.3 points (median and worst)."""
 
 
 def marked_without_data(noise: np.ndarray, missing: np.ndarray | None) -> np.ndarray:
@@ -58,3 +63,17 @@ def filled_from_neighbours(values: np.ndarray, known: np.ndarray, region: np.nda
     out = np.array(values, dtype=np.float32, copy=True)
     out[box] = np.where(unknown[box], estimate, out[box])
     return out
+
+
+def filled_where_no_data(field: np.ndarray, mask: np.ndarray, noise: np.ndarray | None,
+                         voxel_size_mm: Sequence[float], sigma_mm: float = NO_DATA_FILL_SIGMA_MM
+                         ) -> tuple[np.ndarray, int]:
+    """``field`` with the mask's voxels of infinite ``noise`` filled from their usable
+    neighbours (``filled_from_neighbours``), and how many were filled (``field`` itself and 0
+    without a noise map or such voxels)."""
+    if noise is None:
+        return field, 0
+    missing = without_data(noise, mask)
+    if not missing.any():
+        return field, 0
+    return filled_from_neighbours(field, mask & ~missing, mask, voxel_size_mm, sigma_mm), int(missing.sum())

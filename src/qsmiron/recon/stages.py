@@ -366,7 +366,7 @@ def run_background(state: ReconState, method: Method, parameters: dict[str, Any]
     state.local_mask = eroded
     state.local_ppm = np.where(eroded, local, 0).astype(np.float32)
     notes, warnings = _details(info)
-    notes.update(noise_weighted=bool(inputs), mask_after_erosion=state.mask_notes(eroded))
+    notes.update(noise_map=bool(inputs), mask_after_erosion=state.mask_notes(eroded))
     return StepResult(notes, warnings)
 
 

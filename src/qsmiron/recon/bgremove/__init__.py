@@ -191,8 +191,9 @@ def remove_background(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequen
         Also return a dict with the method and every parameter used (chosen weights,
         iterations).
     **params
-        The method's keyword parameters (``pdf`` takes ``noise``, a noise map in the
-        field's unit).
+        The method's keyword parameters. Every method but ``none`` takes ``noise``, a noise
+        map in the field's unit: PDF weights its fit by it, and each fills the voxels it marks
+        without usable field (infinite noise) before its unweighted steps.
 
     Returns
     -------
@@ -212,6 +213,6 @@ def remove_background(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequen
         return local, eroded
     used = {name: value for name, value in accepted.items() if name != "noise"}
     used.update({k: v for k, v in params.items() if k != "noise"})
-    info = {"method": method, "parameters": used, "noise_weighted": params.get("noise") is not None}
+    info = {"method": method, "parameters": used, "noise_map": params.get("noise") is not None}
     info.update(details)
     return local, eroded, info

@@ -58,7 +58,7 @@ import numpy as np
 
 from qsmiron.recon.bgremove.ismv import ismv
 from qsmiron.recon.bgremove.pdf import pdf
-from qsmiron.recon.fill import filled_from_neighbours, without_data
+from qsmiron.recon.fill import NO_DATA_FILL_SIGMA_MM, filled_where_no_data
 from qsmiron.recon.params import NonNegativeFloat, OpenFraction, PositiveFloat, PositiveInt
 
 
@@ -66,7 +66,7 @@ def pdf_ismv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float]
              b0_direction: Sequence[float] = (0.0, 0.0, 1.0), *, noise: np.ndarray | None = None,
              pad_mm: NonNegativeFloat = 10.0, pdf_tol: OpenFraction = 3e-2, pdf_max_iter: PositiveInt = 50,
              radius_mm: PositiveFloat | None = None, ismv_tol: OpenFraction = 1e-3,
-             fill_sigma_mm: PositiveFloat = 2.0) -> tuple[np.ndarray, np.ndarray, dict]:
+             fill_sigma_mm: PositiveFloat = NO_DATA_FILL_SIGMA_MM) -> tuple[np.ndarray, np.ndarray, dict]:
     """Remove the background by PDF, then the harmonic remainder by iSMV.
 
     Parameters
@@ -108,9 +108,8 @@ def pdf_ismv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float]
     after_pdf, pdf_mask, pdf_info = pdf(field, mask, voxel_size_mm, b0_direction, noise=noise,
                                         pad_mm=pad_mm, tol=pdf_tol, max_iter=pdf_max_iter)
     if noise is not None:
-        missing = without_data(noise, pdf_mask)
-        after_pdf = filled_from_neighbours(after_pdf, pdf_mask & ~missing, pdf_mask, voxel_size_mm, fill_sigma_mm)
-        pdf_info["filled_voxels"] = int(missing.sum())
+        after_pdf, pdf_info["filled_voxels"] = filled_where_no_data(after_pdf, pdf_mask, noise, voxel_size_mm,
+                                                                    fill_sigma_mm)
     local, eroded, ismv_info = ismv(after_pdf, pdf_mask, voxel_size_mm, b0_direction,
                                     radius_mm=radius_mm, tol=ismv_tol)
     # PDF stopping at its cap is expected here (iSMV removes the smooth remainder it leaves):

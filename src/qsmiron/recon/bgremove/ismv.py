@@ -21,6 +21,7 @@ from scipy.sparse.linalg import LinearOperator, cg
 
 from qsmiron.errors import InputError
 from qsmiron.recon.bgremove._common import eroded_by_sphere, smv_grid, validate
+from qsmiron.recon.fill import filled_where_no_data
 from qsmiron.recon.fourier import irfftn, rfftn, smv_kernel
 from qsmiron.recon.params import OpenFraction, PositiveFloat, PositiveInt
 
@@ -38,8 +39,8 @@ def default_radius_mm(voxel_size_mm: Sequence[float]) -> float:
 
 
 def ismv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
-         b0_direction: Sequence[float] = (0.0, 0.0, 1.0), *, radius_mm: PositiveFloat | None = None,
-         tol: OpenFraction = 1e-3, max_iter: PositiveInt = 500,
+         b0_direction: Sequence[float] = (0.0, 0.0, 1.0), *, noise: np.ndarray | None = None,
+         radius_mm: PositiveFloat | None = None, tol: OpenFraction = 1e-3, max_iter: PositiveInt = 500,
          threshold: OpenFraction = 0.01) -> tuple[np.ndarray, np.ndarray, dict]:
     """Remove the background field with iterative SMV.
 
@@ -50,6 +51,10 @@ def ismv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     mask : ndarray of bool
     voxel_size_mm : sequence of 3 floats
     b0_direction : unused; kept for the common signature.
+    noise : ndarray, optional
+        Field-noise map in the field's unit. Voxels of infinite noise (no usable field, e.g. the
+        echo fit's misfit) are filled from their usable neighbours first
+        (``qsmiron.recon.fill``), so the unweighted SMV steps do not spread their values.
     radius_mm : float, optional
         SMV radius; default ``default_radius_mm``: twice the largest voxel edge.
     tol, max_iter : CG relative tolerance (on the residual of the system) and cap.
@@ -67,6 +72,7 @@ def ismv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     info : dict
     """
     field, mask, voxel = validate(field, mask, voxel_size_mm)
+    field, filled = filled_where_no_data(field, mask, noise, voxel)
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
     radius = default_radius_mm(voxel) if radius_mm is None else float(radius_mm)
@@ -98,4 +104,6 @@ def ismv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     info = {"radius_mm": radius, "tol": tol, "max_iter": max_iter, "threshold": threshold,
             "iterations": count[0],
             "converged": status == 0}
+    if noise is not None:
+        info["filled_voxels"] = filled
     return grid.unpad(local), grid.unpad(eroded, dtype=bool), info

@@ -28,6 +28,7 @@ from scipy import ndimage
 from scipy.sparse.linalg import LinearOperator, cg
 
 from qsmiron.recon.bgremove._common import validate
+from qsmiron.recon.fill import filled_where_no_data
 from qsmiron.recon.fourier import WORKERS, bounding_box
 from qsmiron.recon.params import NonNegativeInt, OpenFraction, PositiveInt
 
@@ -58,8 +59,9 @@ def _dst_poisson_eigenvalues(shape: Sequence[int], weights: Sequence[float]) -> 
 
 
 def lbv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
-        b0_direction: Sequence[float] = (0.0, 0.0, 1.0), *, tol: OpenFraction = 1e-3,
-        max_iter: PositiveInt = 500, peel: NonNegativeInt = 1) -> tuple[np.ndarray, np.ndarray, dict]:
+        b0_direction: Sequence[float] = (0.0, 0.0, 1.0), *, noise: np.ndarray | None = None,
+        tol: OpenFraction = 1e-3, max_iter: PositiveInt = 500,
+        peel: NonNegativeInt = 1) -> tuple[np.ndarray, np.ndarray, dict]:
     """Remove the background field by solving the Laplacian boundary value problem.
 
     Parameters
@@ -69,6 +71,10 @@ def lbv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     mask : ndarray of bool
     voxel_size_mm : sequence of 3 floats
     b0_direction : unused (the Laplacian does not depend on it); kept for the common signature.
+    noise : ndarray, optional
+        Field-noise map in the field's unit. Voxels of infinite noise (no usable field, e.g. the
+        echo fit's misfit) are filled from their usable neighbours first
+        (``qsmiron.recon.fill``), so their values do not enter the boundary values.
     tol : float
         Relative residual at which CG stops. From 1e-3 to 1e-5 the local field changes by
         0.1 % (sphere phantom, 3 -> 8 iterations) and 0.4 % (head with a sinus, 6 -> 11) of
@@ -87,6 +93,7 @@ def lbv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     info : dict
     """
     field, mask, voxel = validate(field, mask, voxel_size_mm)
+    field, filled = filled_where_no_data(field, mask, noise, voxel)
     if peel < 0:
         raise ValueError(f"peel must be >= 0, got {peel}")
     cross = ndimage.generate_binary_structure(3, 1)
@@ -131,4 +138,6 @@ def lbv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
             "converged": status == 0}
     if status != 0:
         info["warnings"] = [f"LBV stopped after {count[0]} iterations before reaching tol {tol}"]
+    if noise is not None:
+        info["filled_voxels"] = filled
     return local, eroded, info

@@ -16,6 +16,7 @@ from scipy.sparse.linalg import LinearOperator, cg
 
 from qsmiron.errors import InputError
 from qsmiron.recon.bgremove._common import eroded_by_sphere, smv_grid, validate
+from qsmiron.recon.fill import filled_where_no_data
 from qsmiron.recon.fourier import irfftn, rfftn, smv_kernel
 from qsmiron.recon.invert.regularisation import lcurve_corner
 from qsmiron.recon.params import OpenFraction, PositiveFloat, PositiveInt
@@ -29,7 +30,8 @@ def default_radius_mm(voxel_size_mm: Sequence[float]) -> float:
 
 
 def resharp(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
-            b0_direction: Sequence[float] = (0.0, 0.0, 1.0), *, radius_mm: PositiveFloat | None = None,
+            b0_direction: Sequence[float] = (0.0, 0.0, 1.0), *, noise: np.ndarray | None = None,
+            radius_mm: PositiveFloat | None = None,
             regularisation: PositiveFloat | Literal["lcurve"] = "lcurve",
             lambdas: Sequence[PositiveFloat] = DEFAULT_LAMBDAS,
             tol: OpenFraction = 1e-4, max_iter: PositiveInt = 200) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -42,6 +44,10 @@ def resharp(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     mask : ndarray of bool
     voxel_size_mm : sequence of 3 floats
     b0_direction : unused; kept for the common signature.
+    noise : ndarray, optional
+        Field-noise map in the field's unit. Voxels of infinite noise (no usable field, e.g. the
+        echo fit's misfit) are filled from their usable neighbours first
+        (``qsmiron.recon.fill``), so the unweighted SMV steps do not spread their values.
     radius_mm : float, optional
         SMV radius; default ``default_radius_mm``.
     regularisation : float or "lcurve"
@@ -55,6 +61,7 @@ def resharp(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     info : dict
     """
     field, mask, voxel = validate(field, mask, voxel_size_mm)
+    field, filled = filled_where_no_data(field, mask, noise, voxel)
     radius = default_radius_mm(voxel) if radius_mm is None else float(radius_mm)
     grid = smv_grid(mask, voxel, radius)
     shape = grid.shape
@@ -109,4 +116,6 @@ def resharp(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
         local = x.reshape(shape)
         info.update({"lambda": lam, "lambda_rule": "fixed", "iterations": its})
     local = np.where(eroded, local, 0.0).astype(np.float32)
+    if noise is not None:
+        info["filled_voxels"] = filled
     return grid.unpad(local), grid.unpad(eroded, dtype=bool), info

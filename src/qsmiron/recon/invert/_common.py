@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from qsmiron.recon.dipole import dipole_kernel, kspace_coordinates
-from qsmiron.recon.fill import filled_from_neighbours, without_data
+from qsmiron.recon.fill import filled_where_no_data, without_data
 from qsmiron.recon.fourier import PaddedGrid, mm_to_voxels, padded_grid, rfftn
 
 DEFAULT_PAD_MM = 16.0
@@ -60,10 +60,6 @@ def validate(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[fl
     return field, mask, voxel
 
 
-NO_DATA_FILL_SIGMA_MM = 2.0
-"""Reach of the fill of voxels without usable field (as ``pdf_ismv``'s ``fill_sigma_mm``)."""
-
-
 def setup(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
           b0_direction: Sequence[float], *, pad_mm: float = DEFAULT_PAD_MM,
           noise_ppm: np.ndarray | None = None) -> Problem:
@@ -75,9 +71,7 @@ def setup(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float
     principle, which are unweighted, no longer see what was there.
     """
     field, mask, voxel = validate(local_ppm, mask, voxel_size_mm)
-    if noise_ppm is not None:
-        missing = without_data(noise_ppm, mask)
-        field = filled_from_neighbours(field, mask & ~missing, mask, voxel, NO_DATA_FILL_SIGMA_MM)
+    field, _ = filled_where_no_data(field, mask, noise_ppm, voxel)
     grid = padded_grid(mask, mm_to_voxels(pad_mm, voxel))
     mask_pad = grid.pad(mask, dtype=bool)
     field_pad = grid.pad(np.where(mask, field, 0.0).astype(np.float32))
@@ -146,32 +140,23 @@ def inconsistency_ppm(problem: Problem, *, max_dipole: float = CONE_MAX_DIPOLE,
     return float(np.sqrt(power[band].mean(dtype=np.float64) / problem.mask.sum()))
 
 
-def data_weights(problem: Problem, magnitude: np.ndarray | None, noise_ppm: np.ndarray | None
-                 ) -> tuple[np.ndarray, float, str]:
-    """Per-voxel weights of the data term, mean 1 inside the mask, zero outside.
+def weights_on_grid(mask: np.ndarray, magnitude: np.ndarray | None, noise_ppm: np.ndarray | None
+                    ) -> tuple[np.ndarray, str]:
+    """The data term's weight rule on any grid (arrays of one shape): mean 1 in ``mask``.
 
-    Returns
-    -------
-    weights : ndarray, float32, grid shape
-        1/noise when a field-noise map is given (maximum likelihood), else the magnitude
-        (MEDI's SNR proxy), else uniform; clipped to [0.1, 10] x their median so that a few
-        voxels cannot dominate. Voxels of infinite noise (no usable field, e.g. the echo
-        fit's misfit) weigh 0.
-    noise_weighted : float
-        Expected standard deviation of ``weights * noise``: the level the discrepancy
-        principle compares the weighted residual to.
-    source : str
-        "noise map", "magnitude" or "uniform".
+    1/noise when a field-noise map is given (maximum likelihood), else the magnitude (MEDI's
+    SNR proxy), else uniform; clipped to [0.1, 10] x their median so that a few voxels cannot
+    dominate; zero outside the mask and where the noise is infinite (no usable field, e.g. the
+    echo fit's misfit). Returns the weights (float32) and "noise map", "magnitude" or "uniform".
     """
-    mask = problem.mask
-    noise = None if noise_ppm is None else problem.pad(noise_ppm)
-    if noise is not None:
+    if noise_ppm is not None:
+        noise = np.asarray(noise_ppm, dtype=np.float32)
         good = mask & np.isfinite(noise) & (noise > 0)
-        raw = np.zeros_like(noise)
+        raw = np.zeros(mask.shape, np.float32)
         raw[good] = 1.0 / noise[good]
         source = "noise map"
     elif magnitude is not None:
-        raw = np.abs(problem.pad(magnitude))
+        raw = np.abs(np.asarray(magnitude, dtype=np.float32))
         source = "magnitude"
     else:
         raw = mask.astype(np.float32)
@@ -183,11 +168,41 @@ def data_weights(problem: Problem, magnitude: np.ndarray | None, noise_ppm: np.n
         source = "uniform"
         median = 1.0
     raw = np.where(mask, np.clip(raw, 0.1 * median, 10.0 * median), 0.0).astype(np.float32)
-    if noise is not None:
-        raw[without_data(noise, mask)] = 0.0
-    weights = raw / np.float32(raw[mask].mean())
+    if noise_ppm is not None:
+        raw[without_data(noise_ppm, mask)] = 0.0
+    return raw / np.float32(raw[mask].mean()), source
+
+
+def weighted_noise_level(weights: np.ndarray, noise_ppm: np.ndarray, mask: np.ndarray) -> float:
+    """Expected RMS over the mask of ``weights * noise``: the discrepancy principle's level.
+
+    Voxels without usable field (infinite noise) weigh 0 and count as 0, as they do in the
+    weighted residual it is compared to (an RMS over every mask voxel).
+    """
+    noise = np.asarray(noise_ppm, dtype=np.float32)[mask]
+    carried = weights[mask] * np.where(np.isfinite(noise), noise, 0.0)
+    return float(np.sqrt(np.mean(carried ** 2, dtype=np.float64)))
+
+
+def data_weights(problem: Problem, magnitude: np.ndarray | None, noise_ppm: np.ndarray | None
+                 ) -> tuple[np.ndarray, float, str]:
+    """Per-voxel weights of the data term on the problem's grid (``weights_on_grid``).
+
+    Returns
+    -------
+    weights : ndarray, float32, grid shape
+    noise_weighted : float
+        Expected standard deviation of ``weights * noise``: the level the discrepancy
+        principle compares the weighted residual to (without a noise map, the wavelet
+        estimate of the weighted field's noise).
+    source : str
+        "noise map", "magnitude" or "uniform".
+    """
+    noise = None if noise_ppm is None else problem.pad(noise_ppm)
+    magnitude = None if magnitude is None else problem.pad(magnitude)
+    weights, source = weights_on_grid(problem.mask, magnitude, noise)
     if source == "noise map":
-        level = float(np.sqrt(np.mean((weights[mask] * np.where(np.isfinite(noise[mask]), noise[mask], 0)) ** 2)))
+        level = weighted_noise_level(weights, noise, problem.mask)
     else:
-        level = estimate_noise_ppm(weights * problem.field_ppm, mask)
+        level = estimate_noise_ppm(weights * problem.field_ppm, problem.mask)
     return weights, level, source

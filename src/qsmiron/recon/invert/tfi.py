@@ -54,9 +54,9 @@ import numpy as np
 
 from qsmiron.recon.bgremove.pdf import fit_outside_sources
 from qsmiron.recon.dipole import dipole_kernel
-from qsmiron.recon.fill import without_data
 from qsmiron.recon.fourier import irfftn, rfftn
 from qsmiron.recon.params import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from qsmiron.recon.invert._common import weighted_noise_level, weights_on_grid
 from qsmiron.recon.invert.wtv import magnitude_edge_weights
 from qsmiron.recon.sourcegrid import SourceGrid, block_sum, coarsen, source_grid, upsample
 
@@ -163,41 +163,6 @@ def _tv_weights(problem: _Problem, chi: np.ndarray, epsilon: float) -> list:
     return [w / size for w in problem.pair_weights]
 
 
-def _noise_level(weights: np.ndarray, noise: np.ndarray | None, inside: np.ndarray) -> float:
-    """Expected RMS of W * noise in the mask (the discrepancy level)."""
-    if noise is None:
-        return float("nan")
-    # Voxels without usable field (infinite noise) weigh 0 and carry no noise into the level
-    # (masked before the product: 0 * inf would be nan, with a warning to the user).
-    carrying = inside & np.isfinite(noise)
-    values = weights[carrying] * noise[carrying]
-    return float(np.sqrt(np.mean(values ** 2)))
-
-
-def _data_weights(mask: np.ndarray, magnitude: np.ndarray | None, noise_ppm: np.ndarray | None
-                  ) -> tuple[np.ndarray, str]:
-    """1/noise (else the magnitude, else 1) in the mask, clipped to [0.1, 10] x the median,
-    mean 1; zero outside and where the noise is infinite."""
-    if noise_ppm is not None:
-        noise = np.asarray(noise_ppm, dtype=np.float32)
-        good = mask & np.isfinite(noise) & (noise > 0)
-        raw = np.where(good, 1.0 / np.where(good, noise, 1.0), 0.0)
-        source = "1/noise"
-    elif magnitude is not None:
-        raw = np.abs(np.asarray(magnitude, dtype=np.float32))
-        source = "magnitude"
-    else:
-        raw, source = np.ones(mask.shape, np.float32), "uniform"
-    raw = np.where(mask & np.isfinite(raw), raw, 0.0).astype(np.float32)
-    median = float(np.median(raw[mask]))
-    if not median > 0:
-        raw, source, median = mask.astype(np.float32), "uniform", 1.0
-    raw = np.where(mask, np.clip(raw, 0.1 * median, 10.0 * median), 0.0)
-    if noise_ppm is not None:
-        raw[without_data(noise_ppm, mask)] = 0.0
-    return (raw / np.float32(raw[mask].mean())).astype(np.float32), source
-
-
 def _coarse_problem(fine_inside, weights, field, edges, voxel, b0, outside_scale, outside_weight):
     inside_c, weights_c, field_c = coarsen(fine_inside, weights, field)
     edges_c = (block_sum(edges) / 8.0 >= 0.5).astype(np.float32)
@@ -276,7 +241,7 @@ def tfi(field_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
         grid, outside_chi, pdf_info = source_grid(mask, voxel, pad_mm, multiple=2), None, None
     inside = grid.embed(mask, bool)
     field = grid.embed(np.where(mask, field_ppm, 0.0))
-    weights_full, weight_source = _data_weights(mask, magnitude, noise_ppm)
+    weights_full, weight_source = weights_on_grid(mask, magnitude, noise_ppm)
     weights = grid.embed(weights_full)
     if magnitude is not None:
         edges = grid.embed(magnitude_edge_weights(magnitude, mask, voxel, edge_fraction=edge_fraction))
@@ -284,7 +249,7 @@ def tfi(field_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     else:
         edges = np.ones(grid.shape, np.float32)
     noise = None if noise_ppm is None else grid.embed(noise_ppm)
-    level = _noise_level(weights, noise, inside)
+    level = float("nan") if noise is None else weighted_noise_level(weights, noise, inside)
     fine = _make_problem(inside, weights, field, edges, voxel, b0_direction, outside_scale,
                          outside_weight)
     start = _coarse_problem(inside, weights, field, edges, voxel, b0_direction, outside_scale,
