@@ -95,7 +95,7 @@ def field_stage(head, cache: Path) -> dict:
 
 def run_method(method: str, stage: dict, head) -> dict:
     """Chimap (referenced), local field and output mask of one method, with its seconds."""
-    from qsmiron.recon.bgremove import remove_background
+    from qsmiron.recon.bgremove import method_parameters, remove_background
     from qsmiron.recon.dipole import forward_field
     from qsmiron.recon.invert import invert
     from qsmiron.recon.invert.tfi import tfi
@@ -109,7 +109,8 @@ def run_method(method: str, stage: dict, head) -> dict:
         wall_bg = cpu_bg = 0.0
         local = forward_field(np.where(mask, chi, 0), voxel, b0) * mask
     else:
-        params = {"noise": stage["noise_ppm"]} if method in ("pdf", "pdf_ismv") else {}
+        # As the recon passes it: every method that takes the noise map gets it.
+        params = {"noise": stage["noise_ppm"]} if "noise" in method_parameters(method) else {}
         local, out_mask, info = remove_background(field, mask, voxel, b0, method=method,
                                                   return_info=True, **params)
         wall_bg, cpu_bg = time.perf_counter() - wall, time.process_time() - cpu
