@@ -10,7 +10,8 @@ under ``sub-X[/ses-Y]/anat/`` with ``space-``/``desc-``/``atlas-`` entities and 
 named ``from-MEGRE_to-<template>_mode-image_xfm`` as fMRIPrep does, QC images under
 ``sub-X/figures/``; the files BIDS has no name for (regional tables, the typed records, the
 two field maps, transforms, logs, status tables, ``group/``) are listed in the dataset's
-``.bidsignore`` (``BIDSIGNORE``), so the official validator passes the dataset with no error.
+``.bidsignore`` (``BIDSIGNORE``), so the official validator passes the dataset with no error
+(the dataset's top files and the metadata of its images: ``qsmiron.io.derivative_dataset``).
 
 Every set of paths has ``files()``: role -> path of the files it names, the roles under
 which a cohort's done-marker lists a subject's outputs (``ROLE_*`` below name the ones other
@@ -340,13 +341,13 @@ class CohortPaths:
 
     root: Path
     dataset_description: Path
+    readme: Path
     config: Path
     validation: Path
     status: Path
     regions: Path
     logs: Path
     group: Path
-
     bidsignore: Path
 
     def subject_dir(self, relative_dir: str | os.PathLike) -> Path:
@@ -380,7 +381,7 @@ class CohortPaths:
 def cohort_paths(root: str | os.PathLike) -> CohortPaths:
     """The paths of a derivative dataset whose top folder is ``root`` (``OUT_DIR/qsmiron``)."""
     root = Path(root)
-    return CohortPaths(root=root, dataset_description=root / "dataset_description.json",
+    return CohortPaths(root=root, dataset_description=root / "dataset_description.json", readme=root / "README",
                        config=root / "config.json", validation=root / "validation.tsv",
                        status=root / "cohort_status.tsv", regions=root / "regions.tsv",
                        logs=root / LOG_FOLDER, group=root / "group", bidsignore=root / ".bidsignore")
