@@ -230,7 +230,9 @@ def check_bids_derivatives(bids: Path, root: Path, good: list[str]) -> None:
         tables = layout.get(scope="qsmiron", subject=subject, suffix="regions", atlas="cit168", extension=".tsv")
         assert [f.filename for f in tables] == [f"{participant_id}_atlas-cit168_regions.tsv"]
         labels = layout.get(scope="qsmiron", subject=subject, suffix="dseg", atlas="cit168")
-        assert sorted(f.entities["extension"] for f in labels) == [".nii.gz", ".tsv"]
+        assert sorted(f.entities["extension"] for f in labels) == [".json", ".nii.gz", ".tsv"]
+        image = next(f for f in labels if f.entities["extension"] == ".nii.gz")
+        assert image.get_metadata()["SpatialReference"] == native[0].get_metadata()["SpatialReference"]
         assert (root / participant_id / "figures").is_dir()
 
 
