@@ -8,10 +8,9 @@ A run's derivative dataset (``OUT_DIR/qsmiron``) follows BIDS derivatives: a sub
 under ``sub-X[/ses-Y]/anat/`` with ``space-``/``desc-``/``atlas-`` entities and BIDS suffixes
 (``Chimap``, ``R2starmap``, ``mask``, ``dseg`` with its ``.tsv`` label table), transforms
 named ``from-MEGRE_to-<template>_mode-image_xfm`` as fMRIPrep does, QC images under
-``sub-X/figures/``; the files BIDS has no name for (regional tables, the typed records, the
-two field maps, transforms, logs, status tables, ``group/``) are listed in the dataset's
-``.bidsignore`` (``BIDSIGNORE``), so the official validator passes the dataset with no error
-(the dataset's top files and the metadata of its images: ``qsmiron.io.derivative_dataset``).
+``sub-X/figures/``; the files BIDS has no name for (regional tables, records, the two field
+maps, transforms, logs, status tables, ``group/``) are listed in its ``.bidsignore``
+(``BIDSIGNORE``). Its top files and image metadata: ``qsmiron.io.derivative_dataset``.
 
 Every set of paths has ``files()``: role -> path of the files it names, the roles under
 which a cohort's done-marker lists a subject's outputs (``ROLE_*`` below name the ones other
