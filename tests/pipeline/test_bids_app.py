@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qsmiron.config import QsmironConfig, load_config
+from qsmiron.config import QsmironConfig, config_from_dict, load_config
 from qsmiron.records.study import StudyRecord
 from qsmiron.errors import InputError
 from qsmiron.pipeline.bids_app import read_status, run_bids_app
@@ -54,6 +54,9 @@ def test_participant_level_writes_a_bids_derivative_dataset(tiny_bids, light_ste
     assert description["SourceDatasets"][0]["URL"] == description["DatasetLinks"]["raw"] == "../../bids"
     assert (root / description["DatasetLinks"]["raw"]).resolve() == bids.resolve()
     assert "/regions.tsv" in (root / ".bidsignore").read_text().splitlines()
+    assert "Authors" not in description  # none in the settings: qsmiron does not guess people
+    readme = (root / "README").read_text()  # what the files are, and the methods of the settings in config.json
+    assert "`config.json`" in readme and "dipole inversion: `wtv_bregman`" in readme and "sub-<label>" in readme
     atlas = json.loads((root / "atlas-cit168_description.json").read_text())  # what atlas-cit168 names
     assert atlas["SpatialReference"] == "MNI152NLin2009cAsym" and "CIT168" in atlas["Name"]
     assert load_config(root / "config.json") == fast_config()
@@ -62,6 +65,22 @@ def test_participant_level_writes_a_bids_derivative_dataset(tiny_bids, light_ste
     assert list(read_status(root)["status"]) == ["done"] * 3
     assert result.regions_tsv == root / "regions.tsv" and result.report is None
     assert captured_group == []  # participant level only
+
+
+def test_the_dataset_credits_the_authors_of_the_settings_and_its_readme_follows_them(
+        tiny_bids, light_steps, tmp_path, captured_group):
+    config = QsmironConfig.model_validate({"pipeline": {"progress": False, "n_procs": 1,
+                                                        "authors": ["Test Author One", "Test Author Two"]},
+                                           "recon": {"chisep": {"method": "shin"}},
+                                           "registration": {"warp_chi_to_template": False}})
+    run_bids_app(tiny_bids(), tmp_path / "out", "participant", config=config, steps=light_steps)
+    root = tmp_path / "out" / "qsmiron"
+    description = json.loads((root / "dataset_description.json").read_text())
+    assert description["Authors"] == ["Test Author One", "Test Author Two"]
+    readme = (root / "README").read_text()
+    assert "desc-paramagnetic_Chimap" in readme and "space-MNI152NLin2009cAsym_Chimap" not in readme
+    with pytest.raises(InputError, match="pipeline.authors"):  # a blank name is no author
+        config_from_dict({"pipeline": {"authors": ["Test Author One", " "]}})
 
 
 def test_invalid_subjects_are_listed_and_skipped_and_the_group_level_says_who_was_left_out(
@@ -171,8 +190,9 @@ ABSOLUTE_MARKERS = ("/tmp", "/work", ".venv", "site-packages", "file://")
 
 
 def check_bids_derivatives(bids: Path, root: Path, good: list[str]) -> None:
-    """The official validator finds no error in the derivative dataset, pybids indexes it and
-    finds every Chimap and regional table, and no JSON file of the run holds an absolute path."""
+    """The official validator finds no error and no warning in the derivative dataset (its
+    settings name two authors; without them the one warning is TOO_FEW_AUTHORS), pybids indexes
+    it and finds every Chimap and regional table, and no JSON file of the run holds an absolute path."""
     from validator_helper import describe, validate
 
     home = str(Path.home())
@@ -180,8 +200,16 @@ def check_bids_derivatives(bids: Path, root: Path, good: list[str]) -> None:
         text = path.read_text()
         found = [m for m in (*ABSOLUTE_MARKERS, str(bids.resolve()), str(root.resolve()), home) if m in text]
         assert not found, f"{path.relative_to(root)} holds {found}"
-    errors, _ = validate(root)
+    errors, warnings = validate(root)
     assert not errors, describe(errors)
+    assert not warnings, describe(warnings)
+    # Authors only ever come from the settings: left out, the validator's hint is the one warning.
+    description_path = root / "dataset_description.json"
+    description = json.loads(description_path.read_text())
+    assert len(description.pop("Authors")) >= 2
+    description_path.write_text(json.dumps(description))
+    errors, warnings = validate(root)
+    assert not errors and [w["code"] for w in warnings] == ["TOO_FEW_AUTHORS"], describe(errors + warnings)
 
     try:
         import bids as pybids
@@ -202,7 +230,9 @@ def check_bids_derivatives(bids: Path, root: Path, good: list[str]) -> None:
         tables = layout.get(scope="qsmiron", subject=subject, suffix="regions", atlas="cit168", extension=".tsv")
         assert [f.filename for f in tables] == [f"{participant_id}_atlas-cit168_regions.tsv"]
         labels = layout.get(scope="qsmiron", subject=subject, suffix="dseg", atlas="cit168")
-        assert sorted(f.entities["extension"] for f in labels) == [".nii.gz", ".tsv"]
+        assert sorted(f.entities["extension"] for f in labels) == [".json", ".nii.gz", ".tsv"]
+        image = next(f for f in labels if f.entities["extension"] == ".nii.gz")
+        assert image.get_metadata()["SpatialReference"] == native[0].get_metadata()["SpatialReference"]
         assert (root / participant_id / "figures").is_dir()
 
 
@@ -230,7 +260,10 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     lines = []
     # Headers only at validation, so the corrupt voxel data are met by the reconstruction itself;
     # chi-separation on, so that every measure reaches the regions table and the statistics.
-    config = fast_e2e_config(n_procs=2, validate_image_data=False, recon={"chisep": e2e_chisep})
+    # Two authors (placeholders of a test, not people): BIDS recommends the key and the validator
+    # hints when it has fewer than two entries.
+    config = fast_e2e_config(n_procs=2, validate_image_data=False, recon={"chisep": e2e_chisep},
+                             authors=["Test Author One", "Test Author Two"])
     # The system's temporary folder is a sentinel: a file made (even removed) there changes its mtime.
     sentinel, work = tmp_path / "system_tmp", tmp_path / "work"
     sentinel.mkdir()
@@ -266,6 +299,19 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
     assert r2star_sidecar["Sources"][0].startswith(f"bids:raw:{good[0]}/anat/")
     para = json.loads((anat / f"{good[0]}_desc-paramagnetic_Chimap.json").read_text())
     assert para["Units"] == "ppm" and para["Approximation"] is True and "5.25" in para["ApproximationDescription"]
+    # Every image on the scan's own grid names the raw image it is aligned with: the first echo's
+    # magnitude, the file the reconstruction's record says it read.
+    first_magnitude = f"bids:raw:{good[0]}/anat/{good[0]}_echo-1_part-mag_MEGRE.nii.gz"
+    assert json.loads((anat / f"{good[0]}_desc-recon_qsm.json").read_text())["inputs"]["magnitude"][0] == first_magnitude
+    for name in ("Chimap", "desc-qsm_mask", "desc-r2star_mask", "R2starmap", "desc-diamagnetic_Chimap",
+                 "atlas-cit168_dseg"):
+        assert json.loads((anat / f"{good[0]}_{name}.json").read_text())["SpatialReference"] == first_magnitude, name
+    r2star_mask = json.loads((anat / f"{good[0]}_desc-r2star_mask.json").read_text())
+    assert r2star_mask["Type"] == "Brain" and "valid R2* fit" in r2star_mask["Description"]
+    labels = json.loads((anat / f"{good[0]}_atlas-cit168_dseg.json").read_text())
+    assert "warped from MNI152NLin2009cAsym to this scan's own grid" in labels["Description"]
+    assert labels["Sources"] == [f"bids::{good[0]}/anat/{good[0]}_from-MEGRE_to-MNI152NLin2009cAsym_mode-image_xfm.mat",
+                                 f"bids::{good[0]}/anat/{good[0]}_Chimap.nii.gz"]
     assert sorted(p.name for p in (root / good[0] / "figures").glob("*.png")) == [
         f"{good[0]}_atlas-cit168_desc-regions_qc.png", f"{good[0]}_desc-chimap_qc.png", f"{good[0]}_desc-fields_qc.png",
         f"{good[0]}_space-MNI152NLin2009cAsym_desc-registration_qc.png"]

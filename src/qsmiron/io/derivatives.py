@@ -8,9 +8,9 @@ A run's derivative dataset (``OUT_DIR/qsmiron``) follows BIDS derivatives: a sub
 under ``sub-X[/ses-Y]/anat/`` with ``space-``/``desc-``/``atlas-`` entities and BIDS suffixes
 (``Chimap``, ``R2starmap``, ``mask``, ``dseg`` with its ``.tsv`` label table), transforms
 named ``from-MEGRE_to-<template>_mode-image_xfm`` as fMRIPrep does, QC images under
-``sub-X/figures/``; the files BIDS has no name for (regional tables, the typed records, the
-two field maps, transforms, logs, status tables, ``group/``) are listed in the dataset's
-``.bidsignore`` (``BIDSIGNORE``), so the official validator passes the dataset with no error.
+``sub-X/figures/``; the files BIDS has no name for (regional tables, records, the two field
+maps, transforms, logs, status tables, ``group/``) are listed in its ``.bidsignore``
+(``BIDSIGNORE``). Its top files and image metadata: ``qsmiron.io.derivative_dataset``.
 
 Every set of paths has ``files()``: role -> path of the files it names, the roles under
 which a cohort's done-marker lists a subject's outputs (``ROLE_*`` below name the ones other
@@ -340,13 +340,13 @@ class CohortPaths:
 
     root: Path
     dataset_description: Path
+    readme: Path
     config: Path
     validation: Path
     status: Path
     regions: Path
     logs: Path
     group: Path
-
     bidsignore: Path
 
     def subject_dir(self, relative_dir: str | os.PathLike) -> Path:
@@ -380,7 +380,7 @@ class CohortPaths:
 def cohort_paths(root: str | os.PathLike) -> CohortPaths:
     """The paths of a derivative dataset whose top folder is ``root`` (``OUT_DIR/qsmiron``)."""
     root = Path(root)
-    return CohortPaths(root=root, dataset_description=root / "dataset_description.json",
+    return CohortPaths(root=root, dataset_description=root / "dataset_description.json", readme=root / "README",
                        config=root / "config.json", validation=root / "validation.tsv",
                        status=root / "cohort_status.tsv", regions=root / "regions.tsv",
                        logs=root / LOG_FOLDER, group=root / "group", bidsignore=root / ".bidsignore")

@@ -10,7 +10,9 @@ template grid, and with ``mask = "brain"`` the participant level warps the whole
 (:func:`settings_for_study`).
 
 Files at the top of ``OUT_DIR/qsmiron``: ``dataset_description.json`` (BIDS derivative,
-GeneratedBy qsmiron), ``config.json`` (every setting; re-run with ``--config``),
+GeneratedBy qsmiron, ``Authors`` from ``pipeline.authors``), ``README`` (the files and the
+methods of these settings; ``qsmiron.io.derivative_dataset``), ``config.json`` (every setting;
+re-run with ``--config``),
 ``validation.tsv`` (every problem found before processing), ``cohort_status.tsv`` (one row
 per subject: done / skipped / failed / invalid, the failing step and why, its log) and
 ``logs/`` (one log file per subject).
@@ -18,8 +20,6 @@ per subject: done / skipped / failed / invalid, the failing step and why, its lo
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,19 +28,19 @@ from typing import Any, Callable, Sequence
 from qsmiron.atlas.load import atlas_description
 from qsmiron.config import QsmironConfig, load_config, write_config
 from qsmiron.errors import InputError
-from qsmiron.io.atomic import check_writable_dir, write_json_atomic, write_text_atomic, write_tsv_atomic
+from qsmiron.io.atomic import check_writable_dir, write_json_atomic, write_tsv_atomic
 from qsmiron.io.bids import Problem, discover_bids
 from qsmiron.io.bids_filters import BidsFilters, load_bids_filters
 from qsmiron.io.bids_validation import format_problems, valid_subjects, validate_dataset
-from qsmiron.io.derivatives import (BIDSIGNORE, DERIVATIVE_NAME, QC_ROLES, ROLE_RECON_RECORD, ROLE_REGIONS_RECORD,
-                                   CohortPaths, cohort_paths)
+from qsmiron.io.derivative_dataset import RunSummary, raw_link, readme_text, write_dataset_files
+from qsmiron.io.derivatives import (DERIVATIVE_NAME, QC_ROLES, ROLE_RECON_RECORD, ROLE_REGIONS_RECORD, CohortPaths,
+                                   cohort_paths)
 from qsmiron.pipeline.cache import read_marker
 from qsmiron.pipeline.cohort import SubjectStatus, collect_regions, run_cohort
 from qsmiron.pipeline.lock import OutputLock, terminate_as_interrupt
 from qsmiron.pipeline.runtime import announce_compilation, temporary_files_in
 from qsmiron.records.cohort import PipelineSummary, Provenance, ScanRecords, SubjectProblem
 
-BIDS_VERSION = "1.10.0"
 LEVELS = ("participant", "group")
 STATUS_COLUMNS = ["participant_id", "session", "status", "step", "reason", "seconds", "log"]
 
@@ -82,40 +82,25 @@ def _echo(line: str) -> None:
         print(line, file=sys.stderr)
 
 
-def derivative_description(bids_dir: Path, root: Path) -> dict[str, Any]:
-    """The derivative dataset's ``dataset_description.json``: the raw dataset linked by its path
-    relative to ``root`` (``bids:raw:...`` in the sidecars' ``Sources``), no absolute path."""
-    from qsmiron import CODE_URL, __version__
+def run_summary(config: QsmironConfig, bids_dir: Path, root: Path) -> RunSummary:
+    """What the derivative dataset's README says of the settings of this run."""
+    from qsmiron import __version__
+    from qsmiron.io.derivatives import atlas_label
+    from qsmiron.recon.stages import RECON_STAGES
+    from qsmiron.register.normalise import describe_registration
 
-    raw = Path(os.path.relpath(bids_dir.resolve(), root.resolve())).as_posix()
-    source = {"URL": raw}
-    raw_description = bids_dir / "dataset_description.json"
-    try:
-        doi = json.loads(raw_description.read_text()).get("DatasetDOI")
-    except (OSError, ValueError, AttributeError):
-        doi = None
-    if doi:
-        source["DOI"] = doi
-    generated_by = {"Name": "qsmiron", "Version": __version__,
-                    "Description": "multi-echo GRE to QSM (Chimap, ppm), ANTs normalisation to MNI152NLin2009cAsym, "
-                                   "atlas regions, cohort statistics and report"}
-    if CODE_URL:
-        generated_by["CodeURL"] = CODE_URL
-    return {
-        "Name": "qsmiron: quantitative susceptibility maps and regional susceptibility",
-        "BIDSVersion": BIDS_VERSION,
-        "DatasetType": "derivative",
-        "GeneratedBy": [generated_by],
-        "SourceDatasets": [source],
-        "DatasetLinks": {"raw": raw},
-    }
-
-
-def write_bidsignore(path: Path) -> None:
-    """The derivative dataset's ``.bidsignore`` (``BIDSIGNORE``: the files BIDS has no name for)."""
-    text = "".join(f"{pattern}\n" for pattern in BIDSIGNORE)
-    if not path.exists() or path.read_text() != text:
-        write_text_atomic(path, text)
+    methods = []
+    for stage in RECON_STAGES:
+        name = getattr(config.recon, stage.name).method
+        methods.append((stage.label, name, stage.method(name).label))
+    transforms, _ = describe_registration(config.registration)
+    template = atlas_description(config.roi.atlas).get("SpatialReference", "the atlas's template")
+    reg = config.registration
+    return RunSummary(version=__version__, raw=raw_link(bids_dir, root),
+                      recon_methods=tuple(methods), registration=f"ANTs {' + '.join(transforms)} to {template}",
+                      atlas=atlas_label(config.roi.atlas), template=template,
+                      label_interpolation=reg.label_interpolation, template_maps=reg.warp_chi_to_template,
+                      r2star=config.recon.r2star.method != "none", chi_separation=config.recon.chisep.method != "none")
 
 
 @dataclass(frozen=True)
@@ -313,9 +298,9 @@ def _validate(bids_dir: Path, paths: CohortPaths, config: QsmironConfig, selecti
             echo(f"  {line}")
     valid = valid_subjects(units, problems)
     paths.root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(paths.dataset_description, derivative_description(bids_dir, paths.root))
+    write_dataset_files(paths, bids_dir, authors=config.pipeline.authors,
+                        readme=readme_text(run_summary(config, bids_dir, paths.root)))
     write_json_atomic(paths.atlas_description(config.roi.atlas), atlas_description(config.roi.atlas))
-    write_bidsignore(paths.bidsignore)
     write_config(config, paths.config)
     _write_validation(paths.validation, problems)
     if not valid:

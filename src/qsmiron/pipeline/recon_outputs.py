@@ -29,7 +29,9 @@ IRON_DESCRIPTIONS = {
                  "R2* mask), 0 outside the brain mask",
     "t2starmap": "T2* = 1 / R2*; NaN where R2* is not valid or not above zero",
     "s0map": "signal at echo time 0 of the R2* fit (magnitude units)",
-    "r2star_mask": "voxels of the brain mask with a valid R2* fit",
+    "r2star_mask": "the brain mask of the reconstruction's mask step (before the phase-quality refinement "
+                   "and erosion that make the QSM mask) restricted to the voxels with a valid R2* fit: where "
+                   "R2*, T2* and S0 are defined",
     "chimap_paramagnetic": "paramagnetic susceptibility (chi+) by chi-separation, a non-negative magnitude",
     "chimap_diamagnetic": "diamagnetic susceptibility (chi-) by chi-separation, a non-negative magnitude "
                           "(the diamagnetic source is -chi-)",
@@ -38,7 +40,8 @@ IRON_DESCRIPTIONS = {
 
 R2STAR_ROLES = ("r2starmap", "t2starmap", "s0map", "r2star_mask")
 MASK_ROLES = ("mask", "r2star_mask")
-"""Binary images: no units, no ``SkullStripped``."""
+"""Binary images: no ``Units``, no ``SkullStripped``; BIDS mask ``Type`` ``Brain`` (both are brain masks, the R2* one
+with the voxels of a failed fit removed)."""
 CHISEP_ROLES = ("chimap_paramagnetic", "chimap_diamagnetic")
 
 
@@ -69,7 +72,8 @@ def _method(record: ReconRecord, stage_name: str) -> dict[str, Any]:
 
 def iron_sidecar(record: ReconRecord, role: str) -> dict[str, Any]:
     """The sidecar of one iron-specific map, from the record."""
-    sidecar: dict[str, Any] = {"Units": getattr(record.units, role), "Description": IRON_DESCRIPTIONS[role]}
+    sidecar: dict[str, Any] = ({"Type": "Brain"} if role in MASK_ROLES else {"Units": getattr(record.units, role)})
+    sidecar["Description"] = IRON_DESCRIPTIONS[role]
     if role in R2STAR_ROLES:
         info = record.r2star
         sidecar.update(_method(record, "r2star"))
@@ -91,7 +95,12 @@ def iron_sidecar(record: ReconRecord, role: str) -> dict[str, Any]:
 
 def sidecars(record: ReconRecord, roles: Sequence[str], *, chain: bool,
              sources: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Role -> sidecar of the images ``roles`` (the chain maps only when ``chain``)."""
+    """Role -> sidecar of the images ``roles`` (the chain maps only when ``chain``).
+
+    With ``sources`` (BIDS URIs: a cohort's derivative dataset) every sidecar lists them and
+    names the grid its image is on, ``SpatialReference``: the first echo's magnitude as the
+    record names the file the reconstruction read (every map is on that grid).
+    """
     out = {}
     for role in roles:
         if role in CHAIN_SIDECARS:
@@ -106,6 +115,7 @@ def sidecars(record: ReconRecord, roles: Sequence[str], *, chain: bool,
             # BIDS requires it of derivative parametric maps: ours are zero/NaN outside the brain mask.
             sidecar["SkullStripped"] = True
         if sources is not None:
+            sidecar["SpatialReference"] = record.inputs.magnitude[0]
             sidecar["Sources"] = list(sources)
         out[role] = sidecar
     return out

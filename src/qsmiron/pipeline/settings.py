@@ -7,15 +7,16 @@ decides whether a finished subject can be reused (see ``qsmiron.pipeline.cache.c
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from qsmiron.settings_base import Settings
 
 
 class PipelineSettings(Settings):
-    """How subjects are run: processes, threads, resume, validation, progress."""
+    """How subjects are run (processes, threads, resume, validation, progress) and who is credited
+    for the derivative dataset."""
 
     n_procs: int | None = Field(
         None, ge=1, description="subjects processed at once on this machine; None = one per CPU core "
@@ -53,6 +54,11 @@ class PipelineSettings(Settings):
         "files before any heavy work); False reads headers only")
     progress: bool = Field(True, description="progress bars for the cohort and each step when stderr is a "
                                              "terminal (plain log lines otherwise)")
+    authors: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]] = Field(
+        default_factory=list, description="the people credited for the derivative dataset, one name per entry "
+        "(Authors of its dataset_description.json); empty = the key is left out, since qsmiron cannot know "
+        "them. BIDS recommends the key, and the BIDS validator notes TOO_FEW_AUTHORS while it holds fewer "
+        "than two names")
 
 
 class DemoSettings(Settings):

@@ -92,21 +92,36 @@ def _register(images: SubjectImages, atlas, template_ants, labels_ants, settings
     return subject_image, registration, brain_source, fingerprint, reused
 
 
+def _labels_sidecar(atlas_obj, registration, settings, *, chi, spatial_reference: str | None, name) -> dict:
+    """The sidecar of the labels on the subject's grid: warped from the template by the inverse
+    transforms onto chi's grid (``spatial_reference``: the raw image of that grid, or None)."""
+    from qsmiron.io.derivative_dataset import labels_sidecar
+    from qsmiron.io.derivatives import atlas_label
+    from qsmiron.register.normalise import describe_registration
+
+    inverse = [name(f) for f in (registration.affine, registration.inverse_warp) if f]
+    return labels_sidecar(atlas=atlas_label(atlas_obj.name), template=atlas_obj.space,
+                          transforms=describe_registration(settings)[0], interpolation=settings.label_interpolation,
+                          spatial_reference=spatial_reference, sources=[*inverse, name(chi)])
+
+
 def _write_outputs(images: SubjectImages, subject_labels, table: pd.DataFrame, registration, template,
                    config, paths: RegionsPaths, steps: list[StepInfo], *, space: str, sources: list[str],
-                   label_table: pd.DataFrame, input_name) -> tuple[pd.DataFrame, dict[str, Path]]:
-    """Labels, chi (and R2*) on the template grid (``registration.warp_chi_to_template``), and
-    the table (contract columns first).
+                   label_table: pd.DataFrame, labels_json: dict, input_name) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """Labels (with their sidecar ``labels_json``), chi (and R2*) on the template grid
+    (``registration.warp_chi_to_template``), and the table (contract columns first).
 
     Returns the table as written and role -> path of every file the measurement wrote (the
-    record aside): the table, the labels, the QC figures, the transforms that exist (no warps
-    without SyN) and the template-space maps with their sidecars when asked for.
+    record aside): the table, the labels and their sidecar, the QC figures, the transforms that
+    exist (no warps without SyN) and the template-space maps with their sidecars when asked for.
     """
     from qsmiron.io.atomic import write_tsv_atomic
+    from qsmiron.io.derivatives import sidecar_of
 
-    save_nifti(paths.labels, subject_labels.astype(np.int16), images.affine)
+    save_nifti(paths.labels, subject_labels.astype(np.int16), images.affine, sidecar=labels_json)
     write_tsv_atomic(paths.labels_table, label_table)
-    written = {"labels": paths.labels, "labels_table": paths.labels_table, "qc_atlas": paths.qc_atlas,
+    written = {"labels": paths.labels, "labels_json": sidecar_of(paths.labels), "labels_table": paths.labels_table,
+               "qc_atlas": paths.qc_atlas,
                "qc_registration": paths.qc_registration,
                **{role: path for role, path in paths.transforms.files().items()
                   if path in (registration.affine, registration.warp, registration.inverse_warp)}}
@@ -221,9 +236,13 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
                                                           "min_brain_dice": reg.min_brain_dice}):
         metrics = {**registration_qc(on_template, images, subject_labels, atlas_obj, reg, paths), **head}
         table["flag_registration"] = bool(metrics["outlier"])
+    # A cohort's subject (``label``) names the raw image its grid is that of: the magnitude, by its BIDS URI.
+    labels_json = _labels_sidecar(atlas_obj, registration, reg, chi=chi, name=name,
+                                  spatial_reference=None if label is None else name(magnitude))
     table, written = _write_outputs(images, subject_labels, table, registration, template_pair, config, paths,
                                     steps, space=atlas_obj.space, label_table=atlas_obj.labels[["index", "name"]],
-                                    sources=[name(p) for p in (chi, mask) if p is not None], input_name=name)
+                                    labels_json=labels_json, sources=[name(p) for p in (chi, mask) if p is not None],
+                                    input_name=name)
     record = RegionsRecord(
         qsmiron_version=__version__,
         inputs=RegionsInputs(chi=given(chi), magnitude=given(magnitude), mask=None if mask is None else given(mask),
