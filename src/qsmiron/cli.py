@@ -407,7 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = add("demo", _cmd_demo, "Simulate a small cohort, run everything and print where the report is.")
     sub.add_argument("out_dir", metavar="OUT_DIR", help="where the simulated dataset, derivatives and report go")
-    sub.add_argument("--subjects", type=int, default=None, metavar="N", help="simulated subjects (default 20)")
+    from qsmiron.pipeline.settings import DemoSettings
+
+    demo_subjects = DemoSettings.model_fields["n_subjects"].default
+    sub.add_argument("--subjects", type=int, default=None, metavar="N",
+                     help=f"simulated subjects (default {demo_subjects})")
     sub.add_argument("--seed", type=int, default=0, metavar="S", help="random seed of the simulation")
     sub.add_argument("--nprocs", "--n-procs", dest="n_procs", type=_positive_int, default=None, metavar="N",
                      help="subjects processed at once (default: one per core)")
