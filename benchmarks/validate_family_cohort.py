@@ -44,8 +44,9 @@ processed in 2087 s with 2 processes on a loaded 2-core machine, no subject fail
 Where the pallidal bias comes from (16 of the subjects): the reconstructed chi averaged over
 the *true* labels is within 1-4 ppb of the truth in GPe and GPi (-1.1 to -3.9 ppb, r 0.98-
 0.99) and -4.7 / -7.0 ppb in VeP. The rest is label placement: the warped CIT168 labels sit
-0.6-0.8 mm medial of the true ones for GPe, GPi, VeP and STH (Dice 0.81-0.85) while putamen and
-caudate do not move (Dice 0.94-0.95); the pallidal labels then take in internal capsule.
+medial of the true ones (GPe 0.6-0.7 mm, GPi 0.7-0.8, VeP 0.6-0.8, STH 0.4-0.5; Dice 0.81-0.85)
+while putamen and caudate do not move (Dice 0.94-0.95); the pallidal labels then take in
+internal capsule.
 Registration variants on 4 subjects (mean |bias| against the grid truth over VeP, Pu, GPe,
 GPi, SNr, RN, STH and Ca; default 4.9 ppb): nearest-neighbour labels 6.6, a 1.5 mm SyN grid
 5.6, a CC radius of 2 voxels 7.0 ppb. None was kept.
