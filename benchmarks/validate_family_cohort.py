@@ -41,12 +41,12 @@ processed in 2087 s with 2 processes on a loaded 2-core machine, no subject fail
 - the planted MOH - CM difference (-14 ppb in VeP and putamen) lies inside every 95 % CI
   (VeP -19.4 and -24.5, putamen -14.5 and -12.5 ppb).
 
-Where the pallidal bias comes from (16 of the subjects): the reconstructed chi averaged over
-the *true* labels is within 1-4 ppb of the truth in GPe and GPi (-1.1 to -3.9 ppb, r 0.98-
-0.99) and -4.7 / -7.0 ppb in VeP. The rest is label placement: the warped CIT168 labels sit
-medial of the true ones (GPe 0.6-0.7 mm, GPi 0.7-0.8, VeP 0.6-0.8, STH 0.4-0.5; Dice 0.81-0.85)
-while putamen and caudate do not move (Dice 0.94-0.95); the pallidal labels then take in
-internal capsule.
+Where the pallidal bias comes from (the last table; 24 subjects): the reconstructed chi
+averaged over the *true* labels is within 2-5 ppb of the truth in GPe and GPi (-2.9 / -4.8 and
+-2.0 / -3.1), putamen -3.0 / -4.1, VeP -6.5 / -7.3 ppb. The rest is label placement: the
+warped CIT168 labels sit medial of the true ones (along scanner x: GPe 0.6 / 0.7 mm, GPi 0.7 /
+0.8, VeP 0.6 / 0.7, STH 0.4 / 0.5; Dice 0.81-0.85) while putamen and caudate do not move (0.0-
+0.1 mm, Dice 0.94-0.95); the pallidal labels then take in internal capsule.
 Registration variants on 4 subjects (mean |bias| against the grid truth over VeP, Pu, GPe,
 GPi, SNr, RN, STH and Ca; default 4.9 ppb): nearest-neighbour labels 6.6, a 1.5 mm SyN grid
 5.6, a CC radius of 2 voxels 7.0 ppb. None was kept.
@@ -191,6 +191,49 @@ def compare(bids: Path, out: Path):
     return compare_with_truth(bids / TRUTH_DIR, regions, comparison, participants)
 
 
+def _subject_maps(bids: Path, out: Path, participant_id: str):
+    """Our Chimap, QSM mask and warped labels, and the truth's Chimap, brain and labels."""
+    import nibabel as nib
+
+    from qsmiron.simulate.cohort import TRUTH_DIR
+
+    ours = out / "qsmiron" / participant_id / "anat" / participant_id
+    truth = bids / TRUTH_DIR / participant_id / "anat" / participant_id
+    read = lambda path: np.asarray(nib.load(str(path)).dataobj)  # noqa: E731
+    return {"chi": read(f"{ours}_Chimap.nii.gz").astype(np.float32), "mask": read(f"{ours}_desc-qsm_mask.nii.gz") > 0,
+            "labels": read(f"{ours}_atlas-cit168_dseg.nii.gz"),
+            "label_names": pd.read_csv(f"{ours}_atlas-cit168_dseg.tsv", sep="\t"),
+            "true_chi": read(f"{truth}_Chimap.nii.gz").astype(np.float32), "brain": read(f"{truth}_desc-brain_mask.nii.gz") > 0,
+            "true_labels": read(f"{truth}_dseg.nii.gz"), "affine": nib.load(f"{truth}_dseg.nii.gz").affine}
+
+
+def bias_sources(bids: Path, out: Path, participants) -> pd.DataFrame:
+    """Per region: the reconstruction's own bias (our chi over the *true* labels against the truth
+    over them, both referenced to their mean over brain and QSM mask) and where our labels lie
+    (Dice with the true labels; centroid shift towards the midline, mm)."""
+    from qsmiron.simulate.phantom import cit168_label_table
+
+    rows = []
+    for participant_id in participants:
+        maps = _subject_maps(bids, out, participant_id)
+        region = maps["brain"] & maps["mask"]
+        ours = maps["chi"] - maps["chi"][region].mean()
+        truth = maps["true_chi"] - maps["true_chi"][region].mean()
+        our_index = dict(zip(maps["label_names"]["name"], maps["label_names"]["index"]))
+        for label in cit168_label_table().itertuples():
+            true, warped = maps["true_labels"] == label.index, maps["labels"] == our_index.get(label.name, -1)
+            if not true.any() or not warped.any():
+                continue
+            centre = lambda m: maps["affine"][:3, :3] @ np.argwhere(m).mean(0)  # noqa: E731
+            lateral = {"L": -1.0, "R": 1.0}.get(label.hemisphere, 0.0)  # scanner RAS+: left is -x
+            rows.append({"region": label.region, "hemisphere": label.hemisphere,
+                         "recon_bias_ppb": 1000 * float(ours[true & maps["mask"]].mean() - truth[true].mean()),
+                         "dice": 2 * float((true & warped).sum()) / float(true.sum() + warped.sum()),
+                         "medial_shift_mm": float(-lateral * (centre(warped) - centre(true))[0])})
+    table = pd.DataFrame(rows).groupby(["region", "hemisphere"], sort=False).mean().reset_index()
+    return table
+
+
 def print_comparison(result) -> None:
     table = result.regions.copy()
     order = {name: i for i, name in enumerate(TARGET_REGIONS)}
@@ -225,6 +268,11 @@ def main(argv=None) -> int:
         print(f"   processed in {seconds:.0f} s; {len(failed)} subject(s) failed"
               + "".join(f"\n     {s.label}: {s.step}: {s.reason}" for s in failed), flush=True)
         print_comparison(compare(bids, out))
+        participants = sorted(p.name for p in (out / "qsmiron").glob("sub-*") if p.is_dir())
+        with pd.option_context("display.width", 160, "display.max_rows", 100, "display.float_format", "{:.2f}".format):
+            print("   where the bias comes from: chi over the true labels (the reconstruction's own bias) and "
+                  "the warped labels against the true ones")
+            print(bias_sources(bids, out, participants).to_string(index=False))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
