@@ -24,7 +24,9 @@ signal model, 5 echoes 4-28 ms, SNR 120) gave much worse subject-level recovery 
 
 Printed: per region and hemisphere, Pearson r of recovered against true values, bias and RMSE
 (ppb), the bias against the truth on the scan grid; then the planted group differences
-against the study's estimates. Issue 9's targets for an independent cohort: r >= 0.8 (VeP),
+against the study's estimates; then, per region, where the bias comes from: our chi over the
+true labels against the truth (the reconstruction's own bias), and the warped labels against
+the true ones (Dice, centroid shift towards the midline). Issue 9's targets for an independent cohort: r >= 0.8 (VeP),
 >= 0.9 (putamen, pallidum), |bias| <= 10 ppb.
 
 About 20-40 s and 3 GB per head to simulate, and the per-subject pipeline time to process.
