@@ -50,8 +50,10 @@ warped CIT168 labels sit medial of the true ones (along scanner x: GPe 0.6 / 0.7
 0.8, VeP 0.6 / 0.7, STH 0.4 / 0.5; Dice 0.81-0.85) while putamen and caudate do not move (0.0-
 0.1 mm, Dice 0.94-0.95); the pallidal labels then take in internal capsule.
 Registration variants on 4 subjects (mean |bias| against the grid truth over VeP, Pu, GPe,
-GPi, SNr, RN, STH and Ca; default 4.9 ppb): nearest-neighbour labels 6.6, a 1.5 mm SyN grid
-5.6, a CC radius of 2 voxels 7.0 ppb. None was kept.
+GPi, SNr, RN, STH and Ca; default 4.9 ppb, GPe -9.7, GPi -14.1): nearest-neighbour labels
+6.6, a 1.5 mm SyN grid 5.6, a CC radius of 2 voxels 7.0, 40 CC iterations instead of 20 5.1
+(GPi -14.0), MI at every SyN level 7.7 ppb (GPe -16.3, GPi -22.5). None was kept: the CC level
+already halves MI's pallidal bias, and what is left needs a template of GRE contrast.
 """
 
 from __future__ import annotations
