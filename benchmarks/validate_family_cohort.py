@@ -59,7 +59,6 @@ already halves MI's pallidal bias, and what is left needs a template of GRE cont
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -68,6 +67,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from qsmiron.pipeline.demo_check import truth_comparison
 
 TARGET_REGIONS = ("VeP", "Pu", "GPe", "GPi", "SNr", "RN", "STH", "Ca")
 """Printed first (the study's regions and the iron-rich nuclei); the rest follow."""
@@ -166,33 +167,14 @@ def simulate(bids: Path, n_subjects: int, seed: int, slice_mm: float) -> float:
     return time.perf_counter() - start
 
 
-def process(bids: Path, out: Path, n_procs: int):
-    from qsmiron.config import QsmironConfig
-    from qsmiron.io.atomic import write_text_atomic
-    from qsmiron.pipeline.bids_app import run_bids_app
-    from qsmiron.pipeline.demo import DEMO_STUDY
+def _validate_recovery():
+    """``benchmarks/validate_recovery.py`` as a module (its ``process`` runs the cohort)."""
+    import importlib.util
 
-    config = QsmironConfig()
-    config.pipeline.progress = False
-    start = time.perf_counter()
-    study_path = write_text_atomic(out / "study.toml", DEMO_STUDY)
-    result = run_bids_app(bids, out, study_path=study_path, n_procs=n_procs, config=config,
-                          echo=lambda line: None)
-    return result, time.perf_counter() - start
-
-
-def compare(bids: Path, out: Path):
-    from qsmiron.io.participants import read_participants
-    from qsmiron.simulate.cohort import TRUTH_DIR
-    from qsmiron.simulate.truth import compare_with_truth
-    from qsmiron.stats.regions import read_regions, select_measure
-
-    regions = select_measure(read_regions(out / "qsmiron" / "regions.tsv"), "chi", "whole_brain")
-    comparison = pd.read_csv(out / "qsmiron" / "group" / "group_comparison.tsv", sep="\t")
-    if "measure" in comparison:
-        comparison = comparison[comparison["measure"] == "chi"]
-    participants = read_participants(bids / "participants.tsv").frame
-    return compare_with_truth(bids / TRUTH_DIR, regions, comparison, participants)
+    spec = importlib.util.spec_from_file_location("validate_recovery", Path(__file__).with_name("validate_recovery.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _subject_maps(bids: Path, out: Path, participant_id: str):
@@ -267,11 +249,11 @@ def main(argv=None) -> int:
         if not (bids / "derivatives" / "truth" / "regions_truth.tsv").exists():  # else kept from a run
             shutil.rmtree(bids, ignore_errors=True)
             print(f"   simulated in {simulate(bids, args.subjects, args.seed, args.slice_mm):.0f} s", flush=True)
-        result, seconds = process(bids, out, args.n_procs)
+        result, seconds = _validate_recovery().process(bids, out, args.n_procs, fast=False)
         failed = [s for s in result.statuses if not s.succeeded]
         print(f"   processed in {seconds:.0f} s; {len(failed)} subject(s) failed"
               + "".join(f"\n     {s.label}: {s.step}: {s.reason}" for s in failed), flush=True)
-        print_comparison(compare(bids, out))
+        print_comparison(truth_comparison(bids, out))
         participants = sorted(p.name for p in (out / "qsmiron").glob("sub-*") if p.is_dir())
         with pd.option_context("display.width", 160, "display.max_rows", 100, "display.float_format", "{:.2f}".format):
             print("   where the bias comes from: chi over the true labels (the reconstruction's own bias) and "

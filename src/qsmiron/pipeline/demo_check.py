@@ -12,21 +12,30 @@ import pandas as pd
 from qsmiron.io.derivatives import DemoPaths, cohort_paths, study_paths
 
 
-def demo_truth_check(paths: DemoPaths):
-    """Compare the demo's recovered chi and group comparison with the simulation truth; write
-    ``paths.truth_effects`` and ``paths.truth_regions`` and return the ``TruthComparison``."""
-    from qsmiron.io.atomic import write_tsv_atomic
+def truth_comparison(bids_dir: Path, out_dir: Path):
+    """The recovered chi (whole-brain reference) and group comparison of a run on a simulated
+    dataset (derivatives in ``out_dir/qsmiron``) against the truth in ``bids_dir``'s
+    ``derivatives/truth``: a ``TruthComparison``."""
     from qsmiron.io.participants import read_participants
     from qsmiron.simulate.truth import compare_with_truth, truth_dir_of
     from qsmiron.stats.regions import read_regions, select_measure
 
-    derivatives = cohort_paths(paths.out_dir / "qsmiron")
+    derivatives = cohort_paths(Path(out_dir) / "qsmiron")
     regions = select_measure(read_regions(derivatives.regions), "chi", "whole_brain")
     comparison = pd.read_csv(study_paths(derivatives.group).group_comparison, sep="\t")
     if "measure" in comparison:
         comparison = comparison[comparison["measure"] == "chi"]
-    participants = read_participants(paths.bids / "participants.tsv").frame
-    result = compare_with_truth(truth_dir_of([paths.bids / "participants.tsv"]), regions, comparison, participants)
+    participants = Path(bids_dir) / "participants.tsv"
+    return compare_with_truth(truth_dir_of([participants]), regions, comparison,
+                              read_participants(participants).frame)
+
+
+def demo_truth_check(paths: DemoPaths):
+    """Compare the demo's recovered chi and group comparison with the simulation truth; write
+    ``paths.truth_effects`` and ``paths.truth_regions`` and return the ``TruthComparison``."""
+    from qsmiron.io.atomic import write_tsv_atomic
+
+    result = truth_comparison(paths.bids, paths.out_dir)
     write_tsv_atomic(paths.truth_effects, result.effects)
     write_tsv_atomic(paths.truth_regions, result.regions)
     return result
