@@ -73,6 +73,8 @@ def filled_where_no_data(field: np.ndarray, mask: np.ndarray, noise: np.ndarray 
     without a noise map or such voxels)."""
     if noise is None:
         return field, 0
+    if np.shape(noise) != np.shape(field):
+        raise ValueError(f"the noise map has shape {np.shape(noise)}, the field {np.shape(field)}: they must match")
     missing = without_data(noise, mask)
     if not missing.any():
         return field, 0
