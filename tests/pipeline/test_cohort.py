@@ -138,6 +138,15 @@ def test_config_hash_ignores_execution_settings_but_not_processing_ones():
     assert config_hash(QsmironConfig.model_validate({"recon": {"background": {"pdf_ismv": {"ismv_tol": 0.005}}}})) != base
 
 
+def test_config_hash_changes_with_the_results_revision(monkeypatch):
+    """Resuming after a change to what the outputs hold re-runs the subjects."""
+    import qsmiron.pipeline.cache as cache
+
+    before = config_hash(QsmironConfig())
+    monkeypatch.setattr(cache, "RESULTS_REVISION", cache.RESULTS_REVISION + 1)
+    assert config_hash(QsmironConfig()) != before
+
+
 def test_resolve_workers_never_exceeds_the_subjects_and_splits_the_cores():
     workers, threads = resolve_workers(8, 3)
     assert workers == 3 and threads >= 1

@@ -85,3 +85,29 @@ def test_wtv_bregman_rejects_non_positive_iteration_counts():
     field, mask, _, _ = analytic_sphere(n=16, radius_mm=3.0)
     with pytest.raises(ValueError, match="inner_iterations"):
         wtv_bregman(field, mask, (1, 1, 1), (0, 0, 1), inner_iterations=0)
+
+
+def test_level_crossing_is_exact_for_a_residual_that_is_a_power_of_the_weight():
+    from qsmiron.recon.invert.bregman import level_crossing
+
+    def residual(alpha):
+        return 3.0 * alpha ** 0.6
+
+    path = [{"alpha": a, "residual_rms_ppm": residual(a)} for a in (1e-1, 10 ** -1.5, 1e-2)]
+    level = residual(0.02)
+    assert level_crossing(path, level) == pytest.approx(0.02, rel=1e-9)
+    # No crossing: the path ends above the level, or it started below it.
+    assert level_crossing(path, residual(1e-3)) is None
+    assert level_crossing(path[:1], residual(0.5)) is None
+    assert level_crossing(path[-2:], residual(0.5)) is None
+
+
+def test_the_bregman_weight_lies_a_quarter_decade_above_the_interpolated_crossing():
+    """The weight moves continuously with the data: it does not snap to the path's weights."""
+    field, mask, _, _ = analytic_sphere(n=48, radius_mm=8.0)
+    _, info = wtv_bregman(field, mask, (1, 1, 1), (0, 0, 1))
+    path, crossing = info["path"], info["level_crossing_alpha"]
+    assert path[-1]["residual_rms_ppm"] <= info["inconsistency_ppm"] < path[-2]["residual_rms_ppm"]
+    assert path[-1]["alpha"] < crossing < path[-2]["alpha"]
+    assert info["alpha"] == pytest.approx(crossing * 10 ** 0.25, rel=1e-9)
+    assert all(abs(np.log10(info["alpha"] / p["alpha"])) > 1e-3 for p in path)

@@ -24,6 +24,14 @@ from qsmiron.io.derivatives import DONE_MARKER
 from qsmiron.records.cohort import DoneMarker, MarkerFile
 
 
+RESULTS_REVISION = 2
+"""Revision of what a subject's outputs hold, for the same version and settings. The version
+string changes only at a release; between releases a change to a method's results or to the
+files written (a default rule, a sidecar key) bumps this, so that resuming a cohort re-runs
+its subjects instead of mixing results of two revisions. 1: before the counter; 2:
+``wtv_bregman`` interpolates the level's crossing (``qsmiron.recon.invert.bregman``)."""
+
+
 def result_settings(config: QsmironConfig) -> dict[str, Any]:
     """The settings that can change a subject's results, as JSON values.
 
@@ -40,13 +48,15 @@ def result_settings(config: QsmironConfig) -> dict[str, Any]:
 
 
 def config_hash(config: QsmironConfig, steps: Sequence[tuple[str, Callable]] = ()) -> str:
-    """SHA-256 of every setting that changes a subject's results, of the steps run and the version."""
+    """SHA-256 of every setting that changes a subject's results, of the steps run, the version
+    and the results revision."""
     from qsmiron import __version__
 
     payload = result_settings(config)
     payload["_steps"] = [f"{name}:{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}"
                          for name, fn in steps]
     payload["_qsmiron_version"] = __version__
+    payload["_results_revision"] = RESULTS_REVISION
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

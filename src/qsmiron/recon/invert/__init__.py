@@ -15,7 +15,7 @@ over-smoothed and underestimated. Its weight comes from a discrepancy principle 
 inside the mask equals the field's inconsistency with the dipole model, measured on the
 magic cone, ``_common.inconsistency_ppm``); a single TV solve meets that residual partly by
 shrinking contrast. ``wtv_bregman`` keeps the principle and the level but reaches the level by
-Bregman iterations (Osher et al. 2005) at the weight half a decade above the crossing: each
+Bregman iterations (Osher et al. 2005) at a weight a quarter decade above the crossing: each
 step adds back the unexplained field, so shrunk contrast returns while the stop at the level
 keeps the fine-scale inconsistency out. No constant is fitted to any dataset; the magnitude
 prior (MEDI's edge mask, 30 %) and the noise weighting are as in ``wtv``.
@@ -30,21 +30,23 @@ angulated slices, with 1.5 x 1.5 x 3 mm voxels, and with 3x the noise. Median / 
 
     method                   NRMSE %      XSIM          HFEN %       slope         reg. ppb
     wtv (previous default)   49.6 / 79.0  0.433 / 0.277 44.6 / 71.5  0.974 / 0.819  5.2 / 12.4
-    wtv_bregman (default)    45.0 / 73.4  0.455 / 0.366 36.7 / 65.9  0.958 / 0.820  5.8 / 11.3
+    wtv_bregman (default)    46.0 / 72.5  0.454 / 0.359 38.5 / 66.9  0.951 / 0.811  6.3 / 11.9
     wtv field-only           45.4 / 69.1  0.461 / 0.284 43.4 / 70.1  0.900 / 0.602  8.9 / 23.2
-    wtv_bregman field-only   42.0 / 65.4  0.486 / 0.374 35.9 / 66.3  0.936 / 0.701  7.0 / 17.1
+    wtv_bregman field-only   42.1 / 65.2  0.491 / 0.398 38.6 / 64.9  0.932 / 0.711  6.7 / 16.5
     tv                       45.3 / 69.3  0.456 / 0.284 42.9 / 69.9  0.893 / 0.589  9.1 / 23.9
     rts                      58.7 / 97.7  0.382 / 0.267 56.6 / 70.5  0.675 / 0.559 21.5 / 29.3
 
 The proxy closest to the in-vivo figures is "head all obl" (anisotropy, non-dipolar WM,
 V-SHARP residual, angulated): field-only ``wtv`` 61.6 % / 0.416 / slope 0.767 (in vivo
-63.0 / 0.399 / 0.77), ``wtv_bregman`` 63.0 % / 0.470 / 0.850; with the magnitude 66.3 / 0.411 /
-0.909 against 65.6 / 0.440 / 0.878. Expect XSIM and slope to rise in vivo and NRMSE to stay
+63.0 / 0.399 / 0.77), ``wtv_bregman`` 61.8 % / 0.480 / 0.831; with the magnitude 66.3 / 0.411 /
+0.909 against 65.7 / 0.462 / 0.894. Expect XSIM and slope to rise in vivo and NRMSE to stay
 about where it was; whether that reaches the challenge targets (NRMSE <= 60, XSIM >= 0.50) is
 not shown here. On the true local field of the head (the case where the previous default was
 checked against independent heads, 18.7 % and 3.4 ppb there) it does not get worse: 1.5 mm
-head 39.6 % / 3.7 ppb against 44.6 % / 3.6 ppb; 1 mm head without texture 27.8 % / 2.7 ppb
-against 30.5 % / 5.6 ppb. Interpolating the last Bregman step back to the exact level was
+head 40.8 % / 3.9 ppb against 44.6 % / 3.6 ppb; 1 mm head without texture 29.0 % against
+30.5 % / 5.6 ppb. (The ``wtv_bregman`` figures are with the interpolated crossing of
+``bregman.level_crossing``; with the last path weight above the level, its previous rule, they
+were 45.0 / 73.4, 42.0 / 65.4 field-only, 39.6 % and 27.8 %.) Interpolating the last Bregman step back to the exact level was
 measured and is worse (NRMSE 48.6 / 70.7, slope 0.941 / 0.763), as is running the Bregman
 steps from a full decade above the crossing (more steps, NRMSE 4 to 12 points worse on the heads).
 
