@@ -33,13 +33,17 @@ deconvolution spreads the near field of the cortex just outside its mask over th
 3.9 times its size. These two SHARP boundary terms are the largest on every head. Of the
 background and the echo fit's error together it leaves 15.9 / 19.6 %. The default inversion
 of the exact inside field gives 25.7 / 29.0 % Chimap NRMSE (its floor on these masks), of
-pdf_ismv's output of that field 33.3 / 36.3 %, end to end 41.7 / 52.0 %. Measured and not
-kept: a larger iSMV ball (3 or 4 x the largest voxel: lower NRMSE only by eroding 4-18 % more
-brain; in the common region h01 33.1 -> 34.5-35.9 %, h04 46.6 -> 45.8-46.0 %), a smaller one
+pdf_ismv's output of that field 33.3 / 36.3 %, end to end 41.7 / 52.0 % (these figures with
+``wtv_bregman``'s earlier weight rule; with its interpolated crossing, end to end 41.6 / 48.2 %,
+XSIM 0.700 / 0.617, regional error 4.4 / 7.1 ppb). Measured and not kept: a larger iSMV ball
+(3 or 4 x the largest voxel: lower NRMSE only by eroding 4-18 % more brain; in the common
+region h01 33.1 -> 34.5-35.9 %, h04 46.6 -> 45.8-46.0 %), a smaller one
 (1 x: h04 88.9 %), LBV instead of iSMV after PDF (h03 48.4, h12 36.5 %, but h04 402-457 %:
 the dilated mask's boundary values), PDF again on the eroded mask instead of iSMV (h01 52.4 %,
 VeP -35 ppb), a tighter PDF (tol 0.01, 200 iterations: h04 52.0 -> 49.0 %, h12 41.5 -> 40.8 %
-for three times the CPU), and the inversion with the SMV-filtered field as its data term and
+for three times the CPU; over all 11 heads tol 0.01 with up to 300 iterations gave 41.3 / 49.1 %
+against 41.7 / 52.0 %, regional error 3.7 / 6.5 against 4.3 / 6.8 ppb, for 18-44 s of
+background CPU against 8-15 s), and the inversion with the SMV-filtered field as its data term and
 the ring's susceptibility as unknowns (single-step SHARP + TV; h03 53.0-75.2 % on the same
 region). Nor feeding a first inversion back (the field of PDF's local field inverted over the
 whole mask subtracted in the ring, that of the eroded inversion subtracted before iSMV and added

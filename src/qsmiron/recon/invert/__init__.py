@@ -46,9 +46,10 @@ checked against independent heads, 18.7 % and 3.4 ppb there) it does not get wor
 head 40.8 % / 3.9 ppb against 44.6 % / 3.6 ppb; 1 mm head without texture 29.0 % against
 30.5 % / 5.6 ppb. (The ``wtv_bregman`` figures are with the interpolated crossing of
 ``bregman.level_crossing``; with the last path weight above the level, its previous rule, they
-were 45.0 / 73.4, 42.0 / 65.4 field-only, 39.6 % and 27.8 %.) Interpolating the last Bregman step back to the exact level was
-measured and is worse (NRMSE 48.6 / 70.7, slope 0.941 / 0.763), as is running the Bregman
-steps from a full decade above the crossing (more steps, NRMSE 4 to 12 points worse on the heads).
+were 45.0 / 73.4, 42.0 / 65.4 field-only, 39.6 % and 27.8 %.) Interpolating the last Bregman
+step back to the exact level was measured and is worse (NRMSE 48.6 / 70.7, slope 0.941 /
+0.763), as is running the Bregman steps from a full decade above the crossing (more steps, NRMSE
+4 to 12 points worse on the heads).
 
 Cost: the descent takes 3-4 weights of 3 iterations, then 2-3 Bregman steps of 7: 32-38
 iterations of 4 real FFTs on the mask's padded box. On the 1 mm head (brain box 141 x 178 x 151
