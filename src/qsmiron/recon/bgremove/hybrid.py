@@ -26,46 +26,43 @@ fails either way) this took Chimap NRMSE with the default inversion from 53.0 to
 misfit voxels, did not change.
 
 Where the rest of the error is (``benchmarks/bench_error_budget.py``, same 11 heads, median /
-worst, % of the true local field's norm in the output mask). Of the field of the
-susceptibility inside the output mask, pdf_ismv loses 20.0 / 26.2 %. Of the field of the brain
-in the ring it erodes (8.3 / 13.7 % of the local field) it leaves 21.0 / 24.7 %: iSMV's
-deconvolution spreads the near field of the cortex just outside its mask over the mask, 1.3 to
-3.9 times its size. These two SHARP boundary terms are the largest on every head, and they
-make the deep nuclei's negative bias. On h11 (mask 2 mm small) the exact field of the
-susceptibility inside iSMV's mask, inverted, gives VeP -0.3 ppb and a mean regional bias of
--1.0 ppb; the true local field through iSMV, without any background, -13.6 and -6.5 ppb; end
-to end -14.2 and -6.6 ppb. Knowing the tissue field's SMV-filtered values only inside the
-eroded mask, the deconvolution loses the part of the tissue field that is harmonic there.
-That loss is not a global shading: the susceptibility whose field is harmonic in the whole
-mask (constant, gradients and five quadratics such as r^2, which iSMV removes to 97-98 %,
-against 30 % for (B0 . x)^2), fitted to the error map and removed, leaves h11's VeP error at
--13.5 ppb and takes h05's from -9.6 to -7.2 ppb. Of the
-background and the echo fit's error together it leaves 15.9 / 19.6 %. The default inversion
-of the exact inside field gives 25.7 / 29.0 % Chimap NRMSE (its floor on these masks), of
-pdf_ismv's output of that field 33.3 / 36.3 %, end to end 41.7 / 52.0 % (these figures with
+worst, % of the true local field's norm in the output mask). Of the field of the susceptibility
+inside the output mask, pdf_ismv loses 20.0 / 26.2 %. Of the field of the brain in the ring it
+erodes (8.3 / 13.7 % of the local field) it leaves 21.0 / 24.7 %: iSMV's deconvolution spreads
+the near field of the cortex just outside its mask over the mask, 1.3 to 3.9 times its size.
+These two SHARP boundary terms are the largest on every head, and they make the deep nuclei's
+negative bias. On h11 (mask 2 mm small) the exact field of the susceptibility inside iSMV's
+mask, inverted, gives VeP -0.3 ppb and a mean regional bias of -1.0 ppb; the true local field
+through iSMV, without any background, -13.6 and -6.5 ppb; end to end -14.2 and -6.6 ppb. Knowing
+the tissue field's SMV-filtered values only inside the eroded mask, the deconvolution loses the
+part of the tissue field that is harmonic there. That loss is not a global shading: the
+susceptibility whose field is harmonic in the whole mask (constant, gradients and five
+quadratics such as r^2, which iSMV removes to 97-98 %, against 30 % for (B0 . x)^2), fitted to
+the error map and removed, leaves h11's VeP error at -13.5 ppb and takes h05's from -9.6 to -7.2
+ppb. Of the background and the echo fit's error together it leaves 15.9 / 19.6 %. The default
+inversion of the exact inside field gives 25.7 / 29.0 % Chimap NRMSE (its floor on these masks),
+of pdf_ismv's output of that field 33.3 / 36.3 %, end to end 41.7 / 52.0 % (these figures with
 ``wtv_bregman``'s earlier weight rule; with its interpolated crossing, end to end 41.6 / 48.2 %,
-XSIM 0.700 / 0.617, regional error 4.4 / 7.1 ppb). Measured and not kept: a larger iSMV ball
-(3 or 4 x the largest voxel: lower NRMSE only by eroding 4-18 % more brain; in the common
-region h01 33.1 -> 34.5-35.9 %, h04 46.6 -> 45.8-46.0 %), a smaller one
-(1 x: h04 88.9 %), LBV instead of iSMV after PDF (h03 48.4, h12 36.5 %, but h04 402-457 %:
-the dilated mask's boundary values), PDF again on the eroded mask instead of iSMV (h01 52.4 %,
-VeP -35 ppb), a tighter PDF (tol 0.01, 200 iterations: h04 52.0 -> 49.0 %, h12 41.5 -> 40.8 %
-for three times the CPU; over all 11 heads tol 0.01 with up to 300 iterations gave 41.3 / 49.1 %
-against 41.7 / 52.0 %, regional error 3.7 / 6.5 against 4.3 / 6.8 ppb, for 18-44 s of
-background CPU against 8-15 s; with the interpolated Bregman weight the three worst heads
-then give 47.0, 46.7 and 44.6 % against 48.2, 47.1 and 46.7 %), and the inversion with the SMV-filtered field as its data term and
-the ring's susceptibility as unknowns (single-step SHARP + TV; h03 53.0-75.2 % on the same
-region). Nor feeding a first inversion back (the field of PDF's local field inverted over the
-whole mask subtracted in the ring, that of the eroded inversion subtracted before iSMV and added
-back after it, then inverted again): the local field improved (h03 36.7 -> 29.6 %, h12 35.4 ->
-29.5 %, h01 27.6 -> 20.8 %) and the Chimap a little (49.5 -> 46.6, 41.5 -> 38.0, 36.8 ->
-35.5 %), but where the ring holds more than tissue field the first inversion's ring is wrong
-(h04, mask 2 mm into skull: 52.0 -> 82.9 %; h10, sinus 2 mm from the brain: 44.9 -> 50.4 %),
-a second round did not help, and it costs two more inversions. Nor V-SHARP instead of iSMV after
-PDF: in the region both keep, h03 47.9 against 47.5 %, h04 48.5 both, h10 47.4 against 41.1 %,
-h12 44.4 against 41.5 %, with regional slopes of 0.87-0.94 and regional errors of 5.4-7.9 ppb
-(iSMV 4.3-5.8).
-"""
+XSIM 0.700 / 0.617, regional error 4.4 / 7.1 ppb). Measured and not kept: a larger iSMV ball (3
+or 4 x the largest voxel: lower NRMSE only by eroding 4-18 % more brain; in the common region
+h01 33.1 -> 34.5-35.9 %, h04 46.6 -> 45.8-46.0 %), a smaller one (1 x: h04 88.9 %), LBV instead
+of iSMV after PDF (h03 48.4, h12 36.5 %, but h04 402-457 %: the dilated mask's boundary values),
+PDF again on the eroded mask instead of iSMV (h01 52.4 %, VeP -35 ppb), a tighter PDF (tol 0.01,
+200 iterations: h04 52.0 -> 49.0 %, h12 41.5 -> 40.8 % for three times the CPU; over all 11
+heads tol 0.01 with up to 300 iterations gave 41.3 / 49.1 % against 41.7 / 52.0 %, regional
+error 3.7 / 6.5 against 4.3 / 6.8 ppb, for 18-44 s of background CPU against 8-15 s; with the
+interpolated Bregman weight the three worst heads then give 47.0, 46.7 and 44.6 % against 48.2,
+47.1 and 46.7 %), and the inversion with the SMV-filtered field as its data term and the ring's
+susceptibility as unknowns (single-step SHARP + TV; h03 53.0-75.2 % on the same region). Nor
+feeding a first inversion back (the field of PDF's local field inverted over the whole mask
+subtracted in the ring, that of the eroded inversion subtracted before iSMV and added back after
+it, then inverted again): the local field improved (h03 36.7 -> 29.6 %, h12 35.4 -> 29.5 %, h01
+27.6 -> 20.8 %) and the Chimap a little (49.5 -> 46.6, 41.5 -> 38.0, 36.8 -> 35.5 %), but where
+the ring holds more than tissue field the first inversion's ring is wrong (h04, mask 2 mm into
+skull: 52.0 -> 82.9 %; h10, sinus 2 mm from the brain: 44.9 -> 50.4 %), a second round did not
+help, and it costs two more inversions. Nor V-SHARP instead of iSMV after PDF: in the region
+both keep, h03 47.9 against 47.5 %, h04 48.5 both, h10 47.4 against 41.1 %, h12 44.4 against
+41.5 %, with regional slopes of 0.87-0.94 and regional errors of 5.4-7.9 ppb (iSMV 4.3-5.8). """
 
 from __future__ import annotations
 
