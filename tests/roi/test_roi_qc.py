@@ -1,8 +1,10 @@
 """QC: the similarity score and its outlier flag, and the figures."""
 
 import numpy as np
+import pytest
 
-from qsmiron.roi.qc import atlas_overlay_png, normalised_mutual_information, registration_metrics, registration_png
+from qsmiron.roi.qc import (atlas_overlay_png, axis_aligned_labels, normalised_mutual_information,
+                            registration_metrics, registration_png)
 
 
 def _brain():
@@ -37,3 +39,24 @@ def test_qc_figures_are_pngs(tmp_path):
     registration_png(brain, brain, np.eye(4), tmp_path / "r.png")
     for name in ("a.png", "r.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_labels_of_an_oblique_grid_are_boxed_and_aligned_once_where_the_world_has_them():
+    """The outlines are drawn from one nearest-neighbour resampling of the labelled box."""
+    labels = np.zeros((60, 60, 40), np.int32)
+    labels[20:28, 30:36, 15:20] = 3
+    labels[34:40, 30:36, 15:20] = 103
+    angle = np.deg2rad(20.0)
+    affine = np.eye(4)
+    affine[:3, :3] = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)],
+                               [0, np.sin(angle), np.cos(angle)]]) @ np.diag([1.0, 1.0, 1.2])
+    affine[:3, 3] = (-30.0, -30.0, -20.0)
+    aligned, aligned_affine = axis_aligned_labels(labels, affine)
+    assert np.allclose(aligned_affine[:3, :3], np.diag(np.diag(aligned_affine[:3, :3])))
+    assert aligned.size < labels.size / 10
+    for value in (3, 103):
+        def centre(image, grid):
+            return (grid @ np.append(np.argwhere(image == value).mean(0), 1.0))[:3]
+        assert np.allclose(centre(aligned, aligned_affine), centre(labels, affine), atol=1.0)
+        volume = (aligned == value).sum() * abs(np.linalg.det(aligned_affine[:3, :3]))
+        assert volume == pytest.approx((labels == value).sum() * 1.2, rel=0.15)

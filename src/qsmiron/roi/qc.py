@@ -204,6 +204,30 @@ def region_colours(names: list[str]) -> dict[str, tuple]:
     return {name: cmap(index % 20) for index, name in enumerate(names)}
 
 
+def axis_aligned_labels(labels: np.ndarray, affine: np.ndarray, *, margin: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The labelled box of ``labels`` (plus ``margin`` voxels), resampled once (nearest
+    neighbour) onto an axis-aligned grid, and that grid's affine.
+
+    nilearn resamples every oblique image it draws; drawing each region's outline from the
+    whole oblique label image cost 0.75 s per region (11 of the 14 s of a family subject's QC at
+    1 x 1 x 1.2 mm, 20 degrees). One resampling of the small box serves every outline.
+    """
+    from nilearn.image import reorder_img
+
+    labels = np.asarray(labels)
+    affine = np.asarray(affine, float)
+    if not (labels > 0).any():
+        return labels, affine
+    hits = np.argwhere(labels > 0)
+    low = np.maximum(hits.min(0) - margin, 0)
+    high = np.minimum(hits.max(0) + margin + 1, labels.shape)
+    box = labels[low[0]:high[0], low[1]:high[1], low[2]:high[2]]
+    shifted = affine.copy()
+    shifted[:3, 3] = affine[:3, :3] @ low + affine[:3, 3]
+    aligned = reorder_img(nifti(box, shifted, dtype=np.int32), resample="nearest", copy_header=False)
+    return np.asarray(aligned.dataobj), aligned.affine
+
+
 def atlas_overlay_png(chi_ppm: np.ndarray, labels: np.ndarray, affine: np.ndarray, out_png: str | os.PathLike, *,
                       title: str = "", region_names: dict[int, str] | None = None,
                       window_ppm: tuple[float, float] = CHI_WINDOW_PPM) -> list[str]:
@@ -224,9 +248,12 @@ def atlas_overlay_png(chi_ppm: np.ndarray, labels: np.ndarray, affine: np.ndarra
     display = ortho_panel(fig, [0.0, 0.0, 0.78, 0.92], nifti(np.nan_to_num(chi_ppm), affine),
                           title=title or "atlas outlines on chi (ppm)", cut_coords=_atlas_cut_mm(labels, affine),
                           vmin=window_ppm[0], vmax=window_ppm[1])
+    aligned, aligned_affine = axis_aligned_labels(labels, affine)
     for name, colour in colours.items():
-        region = np.isin(labels, [value for value in present if names[value] == name])
-        display.add_contours(nifti(region.astype(np.float32), affine), levels=[0.5], colors=[colour],
+        region = np.isin(aligned, [value for value in present if names[value] == name])
+        if not region.any():  # a region of a voxel or two can vanish in the resampling
+            continue
+        display.add_contours(nifti(region.astype(np.float32), aligned_affine), levels=[0.5], colors=[colour],
                              linewidths=1.0)
     handles = [Line2D([0], [0], color=colour, lw=3, label=name) for name, colour in colours.items()]
     if handles:
