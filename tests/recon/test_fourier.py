@@ -43,3 +43,22 @@ def test_gradient_adjoint_and_laplacian_spectrum_are_consistent():
     direct = divergence_adjoint(gradient(a, voxel), voxel)
     spectral = irfftn(rfftn(a) * laplacian_kernel(a.shape, voxel), a.shape)
     np.testing.assert_allclose(direct, spectral, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(30, 41, 28), (31, 40, 27), (16, 9, 1)])
+def test_irfftn_axis_by_axis_matches_scipy_and_keeps_its_input_unless_told(shape):
+    image = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    spectrum = rfftn(image)
+    kept = spectrum.copy()
+    result = irfftn(spectrum, shape)
+    np.testing.assert_array_equal(spectrum, kept)
+    assert result.dtype == np.float32 and result.shape == shape
+    np.testing.assert_allclose(result, scipy.fft.irfftn(kept, s=shape), atol=2e-6)
+    np.testing.assert_allclose(irfftn(spectrum, shape, overwrite=True), image, atol=2e-6)
+
+
+def test_irfftn_to_another_shape_crops_or_pads_as_scipy_does():
+    image = np.random.default_rng(1).standard_normal((12, 10, 8)).astype(np.float32)
+    spectrum = rfftn(image)
+    for shape in [(14, 10, 8), (12, 8, 9)]:
+        np.testing.assert_allclose(irfftn(spectrum, shape), scipy.fft.irfftn(spectrum, s=shape), atol=2e-6)

@@ -90,7 +90,7 @@ def ismv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     def on_support(values: np.ndarray, spectrum_kernel: np.ndarray) -> np.ndarray:
         image = np.zeros(shape, np.float32)
         image[eroded] = values
-        return irfftn(rfftn(image) * spectrum_kernel, shape)[eroded]
+        return irfftn(rfftn(image) * spectrum_kernel, shape, overwrite=True)[eroded]
 
     rhs = irfftn(rfftn(grid.pad(field)) * highpass_kernel, shape)[eroded]
     operator = LinearOperator((n, n), matvec=lambda v: on_support(v, highpass_kernel), dtype=np.float32)

@@ -106,7 +106,7 @@ class _Level:
     def _convolve(self, image: np.ndarray) -> np.ndarray:
         spectrum = rfftn(image)
         spectrum *= self.kernel
-        return irfftn(spectrum, self.inside.shape)
+        return irfftn(spectrum, self.inside.shape, overwrite=True)
 
     def forward(self, chi: np.ndarray) -> np.ndarray:
         out = self._convolve(chi)

@@ -75,7 +75,7 @@ def resharp(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     f = grid.pad(field)
 
     def c(x: np.ndarray) -> np.ndarray:
-        return irfftn(rfftn(x) * highpass_kernel, shape)
+        return irfftn(rfftn(x) * highpass_kernel, shape, overwrite=True)
 
     target = np.where(eroded, c(f), 0.0).astype(np.float32)
     rhs = c(target).ravel()

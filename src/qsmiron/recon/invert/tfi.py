@@ -93,7 +93,7 @@ class _Problem:
     voxel: tuple
 
     def dipole(self, chi: np.ndarray) -> np.ndarray:
-        return irfftn(rfftn(chi) * self.kernel, self.inside.shape)
+        return irfftn(rfftn(chi) * self.kernel, self.inside.shape, overwrite=True)
 
     def normal(self, y: np.ndarray, lam: float, omega: list) -> np.ndarray:
         chi = self.scale * y

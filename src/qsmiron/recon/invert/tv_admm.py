@@ -78,7 +78,7 @@ class TVSolver:
         self.s2[...] = 0.0
         _kernels.gradient_shrink(self.chi, self.z, self.s1, threshold, self.inv_dx)
         self.s1[...] = 0.0
-        self.dchi = irfftn(rfftn(self.chi) * self.dipole, self.chi.shape).astype(np.float32)
+        self.dchi = irfftn(rfftn(self.chi) * self.dipole, self.chi.shape, overwrite=True).astype(np.float32)
         self._data_step(self.dchi)
 
     def restart(self, chi: np.ndarray) -> None:
@@ -129,7 +129,7 @@ class TVSolver:
             spectrum *= self.inverse
             new_chi = irfftn(spectrum, shape)
             spectrum *= self.dipole
-            self.dchi = irfftn(spectrum, shape)
+            self.dchi = irfftn(spectrum, shape, overwrite=True)
             diff = _kernels.relative_change(new_chi, self.chi)
             self.chi = new_chi
             self.tv = float(_kernels.gradient_shrink(self.chi, self.z, self.s1, self.threshold, self.inv_dx))
