@@ -48,3 +48,21 @@ def test_philips_whole_head_mask_loses_skull_base_and_neck_but_not_the_brain(phi
     assert restricted.sum() < 0.6 * head.sum()  # the magnitude mask holds the neck and skull base
     assert info["outside_template_brain_before"] > 0.4
     assert (restricted & brain).sum() > 0.97 * brain.sum()  # the brain itself is kept
+
+
+def test_ants_is_imported_ahead_only_for_a_mask_that_takes_the_template_brain():
+    """The import that the template step would wait for starts before the inputs are read."""
+    import sys
+
+    from qsmiron.pipeline.single import uses_template_brain
+    from qsmiron.recon.settings import ReconSettings
+    from qsmiron.register.brainmask import start_importing_ants
+
+    settings = ReconSettings()
+    assert uses_template_brain(settings)
+    settings.mask.magnitude.template_brain = False
+    assert not uses_template_brain(settings)
+    pytest.importorskip("ants")
+    thread = start_importing_ants()
+    thread.join(timeout=120)
+    assert not thread.is_alive() and "ants" in sys.modules

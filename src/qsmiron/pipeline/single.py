@@ -120,6 +120,14 @@ def _move_into(tmp_dir: Path, out_dir: Path, names: list[str]) -> None:
         os.replace(tmp_dir / name, out_dir / name)
 
 
+def uses_template_brain(recon: ReconSettings) -> bool:
+    """Whether the automatic mask's method takes the registered template brain."""
+    from qsmiron.recon.stages import MASK, accepts
+
+    return accepts(MASK.method(recon.mask.method), "brain_probability") \
+        and bool(MASK.parameters(recon.mask).get("template_brain", False))
+
+
 def template_brain(magnitude: np.ndarray, affine: np.ndarray,
                    recon: ReconSettings) -> tuple[np.ndarray | None, dict[str, Any]]:
     """The template brain on the subject grid for the automatic mask, or why there is none.
@@ -129,10 +137,7 @@ def template_brain(magnitude: np.ndarray, affine: np.ndarray,
     reconstruction: the mask then falls back to the magnitude alone and the recorded reason
     says so.
     """
-    from qsmiron.recon.stages import MASK, accepts
-
-    if not accepts(MASK.method(recon.mask.method), "brain_probability") \
-            or not MASK.parameters(recon.mask).get("template_brain", False):
+    if not uses_template_brain(recon):
         return None, {}
     from qsmiron.register.brainmask import template_brain_probability
 
@@ -279,6 +284,9 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     except InputError as error:
         raise error.with_path(config_path) from None
     check_writable_dir(out_dir)
+    if mask is None and uses_template_brain(config.recon):
+        from qsmiron.register.brainmask import start_importing_ants
+        start_importing_ants()
     gre = load_gre(magnitude, phase, echo_times_s=echo_times_s, field_strength_t=field_strength_t)
     _check_r2_request(config, r2, len(gre.echo_times_s), gre.paths["magnitude"][0])
     user_mask = None
