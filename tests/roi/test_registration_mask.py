@@ -58,3 +58,15 @@ def test_chi_mode_and_a_given_mask_ignore_the_magnitude():
     chosen, source = subject_brain_mask(magnitude, voxel, chi_support=support, given=given, mode="auto",
                                         brain_hint=brain)  # a measurement mask is eroded too: the brain wins
     assert source.startswith("brain mask of the reconstruction") and np.array_equal(chosen, brain)
+
+
+def test_a_given_measurement_mask_grows_back_to_the_magnitudes_brain_as_the_support_does():
+    """``qsmiron roi --mask`` takes the reconstruction's (eroded) mask: registering the brain cut
+    to it pulls the template's edge inwards, so the magnitude's brain around it is used."""
+    shape, voxel = (64, 64, 64), (2.0, 2.0, 2.0)
+    brain = _ball(shape, 24)
+    given = ndimage.binary_erosion(brain, iterations=2)
+    magnitude = np.where(brain, 1000.0, 5.0)
+    chosen, source = subject_brain_mask(magnitude, voxel, chi_support=given, given=given, mode="auto")
+    assert source.startswith("brain mask of the magnitude (holds the given mask")
+    assert (chosen ^ brain).sum() < 1e-3 * brain.sum()

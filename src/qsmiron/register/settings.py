@@ -42,6 +42,17 @@ class RegistrationSettings(Settings):
     on an idle 2-core machine; MI only: 28 s CPU); 10 CC iterations cost about what MI alone
     does (28-33 s CPU) but give 7.1-10.5 %. On simulated subjects (another contrast model,
     rigid pose only) the median error of the region means falls from 7.5 % to 2.9 %.
+
+    Measured and not kept: registering the R2* fit's S0 (the magnitude at echo time 0, without
+    the T2* darkening) instead of the first echo. On six subjects of the family cohort
+    (``benchmarks/validate_family_cohort.py``, same brain masks; left / right) it placed the
+    internal pallidum better (Dice 0.84 / 0.83 -> 0.90 / 0.89, mean error -16.3 / -17.9 ->
+    -10.6 / -10.7 ppb) and the substantia nigra (-10.2 / -6.7 -> -3.6 / -2.9 ppb), but not the
+    external pallidum (-10.6 / -13.4 -> -11.8 / -13.9 ppb), and the ventral pallidum's Dice fell
+    from 0.86 / 0.86 to 0.79 / 0.79 (mean error -4.5 / -7.9 -> -4.8 / -6.5 ppb). The family's
+    M0 is a model built on the template's own anatomy, and whether an in-vivo S0 (noisier,
+    proton-density weighted) would do as well is not shown: not made the default on this
+    evidence, with the study's key region placed worse.
     """
 
     resolution_mm: float = Field(2.0, gt=0.3, le=8.0,
