@@ -428,9 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from qsmiron.pipeline.runners import keep_freed_memory
+
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(getattr(args, "verbose", 0))
+    keep_freed_memory()
     try:
         return int(args.handler(args) or 0)
     except InputError as error:
