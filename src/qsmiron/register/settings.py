@@ -44,15 +44,16 @@ class RegistrationSettings(Settings):
     rigid pose only) the median error of the region means falls from 7.5 % to 2.9 %.
 
     Measured and not kept: registering the R2* fit's S0 (the magnitude at echo time 0, without
-    the T2* darkening) instead of the first echo. On six subjects of the family cohort
-    (``benchmarks/validate_family_cohort.py``, same brain masks; left / right) it placed the
-    internal pallidum better (Dice 0.84 / 0.83 -> 0.90 / 0.89, mean error -16.3 / -17.9 ->
-    -10.6 / -10.7 ppb) and the substantia nigra (-10.2 / -6.7 -> -3.6 / -2.9 ppb), but not the
-    external pallidum (-10.6 / -13.4 -> -11.8 / -13.9 ppb), and the ventral pallidum's Dice fell
-    from 0.86 / 0.86 to 0.79 / 0.79 (mean error -4.5 / -7.9 -> -4.8 / -6.5 ppb). The family's
-    M0 is a model built on the template's own anatomy, and whether an in-vivo S0 (noisier,
-    proton-density weighted) would do as well is not shown: not made the default on this
-    evidence, with the study's key region placed worse.
+    the T2* darkening) instead of the first echo, same brain masks, mean error of the region
+    means (ppb, left / right). On the 24 subjects of the family cohort
+    (``benchmarks/validate_family_cohort.py``) it placed the internal pallidum better (Dice 0.83
+    / 0.83 -> 0.90 / 0.89, -19.4 / -21.1 -> -11.6 / -13.7) and the substantia nigra (-10.0 /
+    -8.6 -> -4.1 / -5.1), not the external pallidum (-12.3 / -15.0 -> -13.1 / -17.1), and the
+    ventral pallidum's Dice fell from 0.85 / 0.83 to 0.76 / 0.79 (-6.4 / -8.7 -> -7.2 / -8.3).
+    On 12 subjects of the demo's simulator (``qsmiron demo``, another contrast model, 2 mm) it
+    was worse almost everywhere: external pallidum -1.1 / -4.5 -> -6.0 / -8.4, internal -2.2 /
+    -4.0 -> -5.9 / -8.9, subthalamic nucleus -4.2 / -8.7 -> -9.2 / -15.1. One family's gain,
+    the other's loss: not made the default.
     """
 
     resolution_mm: float = Field(2.0, gt=0.3, le=8.0,
