@@ -88,7 +88,10 @@ def keep_freed_memory() -> bool:
     ``qsmiron recon`` took 38.8 and 41.0 s wall with 8.7 and 9.9 s of system time and 616 000
     minor page faults; with these settings 34.6 and 38.6 s, 5.6 and 6.4 s, 400 000; peak memory
     2.05 -> 2.13 to 2.18 GB. Returns whether the C library took the settings (False elsewhere:
-    nothing changes).
+    nothing changes). Called by the command line and the cohort's own worker processes only: a
+    notebook's process is the user's, and Dask's workers are the cluster's (``distributed``
+    sets its own ``MALLOC_TRIM_THRESHOLD_``, trimming eagerly so that its memory monitor sees
+    what a worker really holds).
     """
     if not sys.platform.startswith("linux"):
         return False
