@@ -101,8 +101,9 @@ class RegistrationSettings(Settings):
         "auto", description="brain mask of the subject's magnitude: 'chi' = support of the chi "
         "map (the reconstruction mask, eroded by background removal), 'magnitude' = automatic from "
         "the magnitude, 'auto' = the reconstruction's brain mask before erosion (valid R2* voxels with the "
-        "chi mask, when the R2* map is given), else a given mask, else the magnitude's brain mask when it holds "
-        "the chi support at most 1.35 times over, else the chi support when plausible, else from the magnitude")
+        "chi mask, when the R2* map is given), else the magnitude's brain mask when it holds the given mask "
+        "(or the chi support) at most 1.35 times over, else the given mask, else the chi support when "
+        "plausible, else from the magnitude")
     label_interpolation: Literal["genericLabel", "nearestNeighbor"] = "genericLabel"
     warp_chi_to_template: bool = Field(True, description="also write chi on the template grid, "
                                        "sub-<label>[_ses-<label>]_space-<space>_Chimap.nii.gz beside the native map "
