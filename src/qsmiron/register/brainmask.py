@@ -69,9 +69,9 @@ def start_importing_ants() -> threading.Thread:
 
     ``import ants`` takes 2.5 to 4 s (its package pulls in pandas, statsmodels, matplotlib and
     scikit-learn), most of a single reconstruction's mask step. Started before the inputs are
-    read, it overlaps that reading (decompression releases the GIL): on head_obl15 reading and
-    importing took 4.4 to 5.1 s one after the other and 3.5 to 3.6 s together. A failure is
-    left to the real import, which reports it.
+    read, it overlaps that reading (decompression and the numba cast run without the GIL): on
+    head_obl15 reading and importing took 4.4 to 5.1 s one after the other and 3.5 to 3.6 s
+    together. A failure is left to the real import, which reports it.
     """
     def load() -> None:
         try:

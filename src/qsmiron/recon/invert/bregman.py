@@ -60,8 +60,9 @@ level. Over the 11 heads: 41.6 / 48.2 -> 41.5 / 47.3 % (XSIM 0.710 / 0.622, regi
 taken on the weighted residual (the level spread over the voxels as the model says) 41.8 / 47.9
 %; refitting it a second time 41.9 / 46.9 %; from the residual of a full first solve and a
 second full solve 42.0 / 46.0 % (twice the cost; these two without the running minimum, which
-changes nothing on the family, whose excess already falls inward). On the analytic sphere of the tests with a
-smooth error of 3, 5 or 10 ppb RMS added to the mask's outer 2 mm, the model found the error
+changes nothing on the family, whose excess already falls inward). On the analytic sphere of
+the tests with a smooth error of 3, 5 or 10 ppb RMS added to the mask's outer 2 mm, the model
+found the error
 (excess 1.6, 2.4 and 7.2 ppb in the outer shells, under 0.3 ppb deeper) but the weight fell 2 to
 10-fold to reach the level, and the inner RMS error rose (14.3 against 13.8, 15.2 against 13.8,
 20.6 against 14.7 ppb): with the edge's data set aside, the level is met by over-fitting the
