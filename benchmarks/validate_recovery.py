@@ -64,10 +64,12 @@ def process(bids: Path, out: Path, n_procs: int, fast: bool):
 
 
 def measured_values(regions_tsv: Path, measure: str, reference: str | None = None) -> pd.DataFrame:
-    """One measure (and, for chi, one reference) of ``regions.tsv``: participant, region, side, mean."""
-    from qsmiron.stats.regions import read_regions, select_measure
+    """One measure (and, for chi, one reference) of ``regions.tsv``: participant, region, side and
+    ``value``, the summary the statistics analyse by default (the median when the table has it)."""
+    from qsmiron.stats.regions import analysed_statistic, read_regions, select_measure
 
-    return select_measure(read_regions(regions_tsv), measure, reference)
+    table = read_regions(regions_tsv)
+    return select_measure(table, measure, reference, statistic=analysed_statistic(table, None))
 
 
 def _agreement(merged: pd.DataFrame, measured: str, truths: tuple[str, ...]) -> pd.DataFrame:
@@ -90,8 +92,8 @@ def region_agreement(regions_tsv: Path, truth_tsv: Path) -> tuple[pd.DataFrame, 
     truth = pd.read_csv(truth_tsv, sep="\t")
     keys = ["participant_id", "region", "hemisphere"]
     chi = measured_values(regions_tsv, "chi", "whole_brain").merge(truth, on=keys)
-    chi = chi.rename(columns={"mean": "chi_ppm", "mean_ppm": "mean_ppm_truth"})
-    r2star = measured_values(regions_tsv, "r2star").merge(truth, on=keys).rename(columns={"mean": "r2star_per_s"})
+    chi = chi.rename(columns={"value": "chi_ppm", "mean_ppm": "mean_ppm_truth"})
+    r2star = measured_values(regions_tsv, "r2star").merge(truth, on=keys).rename(columns={"value": "r2star_per_s"})
     return (_agreement(chi, "chi_ppm", ("mean_ppm_truth", "mean_ppm_grid")),
             _agreement(r2star, "r2star_per_s", ("r2star_per_s_grid",)))
 

@@ -130,3 +130,16 @@ def test_sessions_are_harmonised_separately_and_keep_their_column():
     result = harmonise_regions(validate_regions(two), participants, STUDY)
     assert set(result.regions["session"]) == {"ses-1", "ses-2"}
     assert set(result.site_effects["session"]) == {"ses-1", "ses-2"}
+
+
+def test_every_summary_column_is_harmonised_on_its_own():
+    regions, participants = _multisite(seed=3)
+    rng = np.random.default_rng(3)
+    both = regions.assign(median=regions["mean"] + rng.normal(0.0, 0.005, len(regions)))
+    result = harmonise_regions(both, participants, STUDY)
+    alone = harmonise_regions(both.drop(columns="mean").rename(columns={"median": "mean"}), participants, STUDY)
+    assert list(result.regions.columns) == list(validate_regions(both).columns)
+    assert np.allclose(result.regions["median"], alone.regions["mean"], rtol=0, atol=1e-12)
+    assert np.allclose(result.regions["mean"], harmonise_regions(regions, participants, STUDY).regions["mean"],
+                       rtol=0, atol=1e-12)
+    assert not np.allclose(result.regions["median"], both["median"])

@@ -88,7 +88,7 @@ def test_missing_values_are_deleted_listwise_per_analysis_and_counted(cohort):
     records = [e for e in results.exclusions if e.analysis == "group_comparison"]
     assert Exclusion(participant_id="sub-002", analysis="group_comparison", reason="missing age") in records
     assert Exclusion(participant_id="sub-003", analysis="group_comparison",
-                     reason="missing mean_ppm (Pu L)") in records
+                     reason="missing chi_ppm (Pu L)") in records
     assert results.exclusion_counts["group_comparison"] == 2
 
 
@@ -234,3 +234,26 @@ def test_ten_participants_with_four_relapses_get_no_odds_ratio_only_a_descriptiv
     assert ("chi", "VeP", "L") in results.km_curves and ("chi", "VeP", "L") in results.km_at_risk
     assert any("'time_to_relapse' has no Units" in w for w in results.warnings)
     assert results.units["time_to_relapse"].units is None
+
+
+def test_the_regional_median_is_analysed_by_default_and_the_mean_on_request(cohort):
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+
+    regions, participants = cohort(n_a=40, n_b=40, regions=("VeP", "Pu"), outcomes=False)
+    rng = np.random.default_rng(5)
+    # A median that differs from the mean by noise: the two analyses must differ, each matching
+    # statsmodels on its own column.
+    both = regions.assign(median_ppm=regions["mean_ppm"] + rng.normal(0.0, 0.01, len(regions)))
+    default = run_study(both, participants, Study(covariates=["age", "sex"]))
+    asked = run_study(both, participants, Study(covariates=["age", "sex"], statistic="mean"))
+    assert default.settings.statistic == "median" and asked.settings.statistic == "mean"
+    assert "median of the region's voxels" in default.settings.methods.regional_value
+    table = participants.frame if isinstance(participants, ParticipantsTable) else participants
+    for result, column in ((default, "median_ppm"), (asked, "mean_ppm")):
+        data = both.query("region == 'VeP' and hemisphere == 'L'").merge(table, on="participant_id")
+        data = data[data["group"].isin(["MOH", "CM"])]
+        expected = anova_lm(smf.ols(f"{column} ~ C(group) + age + C(sex)", data=data).fit(), typ=2)
+        got = row(result.group_comparison, "VeP", "L")
+        assert got["p"] == pytest.approx(expected.loc["C(group)", "PR(>F)"], rel=1e-8)
+    assert row(default.group_comparison, "VeP", "L")["p"] != pytest.approx(row(asked.group_comparison, "VeP", "L")["p"])

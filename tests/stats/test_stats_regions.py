@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from qsmiron.errors import InputError
-from qsmiron.stats.regions import (measures_of, read_regions, references_of, region_keys, select_measure,
+from qsmiron.stats.regions import (analysed_statistic, measures_of, read_regions, references_of, region_keys, select_measure,
                                    select_session, sessions_of, upgrade_regions_table, validate_regions)
 
 COLUMNS = ["participant_id", "region", "hemisphere", "measure", "reference", "mean"]
@@ -81,9 +81,9 @@ def test_one_measure_and_reference_is_selected_and_an_absent_one_is_named(tmp_pa
     path = write(tmp_path, HEADER + "sub-1\tVeP\tL\tchi\twhole_brain\t0.05\nsub-1\tVeP\tL\tchi\tcsf\t0.08\n"
                                     "sub-1\tVeP\tL\tr2star\tn/a\t30\n")
     regions = read_regions(path)
-    assert select_measure(regions, "chi", "csf")["mean"].tolist() == [0.08]
-    assert select_measure(regions, "r2star", None)["mean"].tolist() == [30.0]
-    assert list(select_measure(regions).columns) == ["participant_id", "region", "hemisphere", "mean"]
+    assert select_measure(regions, "chi", "csf")["value"].tolist() == [0.08]
+    assert select_measure(regions, "r2star", None)["value"].tolist() == [30.0]
+    assert list(select_measure(regions).columns) == ["participant_id", "region", "hemisphere", "value"]
     with pytest.raises(InputError, match=r"'chi_para' is not in the regions table \(measures present: chi, r2star\)"):
         select_measure(regions, "chi_para")
     with pytest.raises(InputError, match=r"reference 'mask' .*references present: whole_brain, csf"):
@@ -129,3 +129,25 @@ def test_repeated_rows_within_a_session_and_sessions_without_a_column_are_errors
                               "sub-01\tVeP\tL\t0.07\nsub-01\tVeP\tL\t0.05\n")
     with pytest.raises(InputError, match="needs a 'session' column"):
         read_regions(without)
+
+
+def test_the_median_is_analysed_by_default_when_the_table_has_it(tmp_path):
+    both = read_regions(write(tmp_path, HEADER.rstrip("\n") + "\tmedian\n"
+                              "sub-1\tVeP\tL\tchi\twhole_brain\t0.05\t0.07\n"
+                              "sub-2\tVeP\tL\tchi\twhole_brain\t0.04\tn/a\n"))
+    assert analysed_statistic(both, None) == "median" and analysed_statistic(both, "mean") == "mean"
+    median = select_measure(both, statistic="median")
+    assert list(median.columns) == ["participant_id", "region", "hemisphere", "value"]
+    assert median["value"].iloc[0] == 0.07 and np.isnan(median["value"].iloc[1])
+    assert select_measure(both, statistic="mean")["value"].tolist() == [0.05, 0.04]
+
+    means_only = read_regions(write(tmp_path, HEADER + "sub-1\tVeP\tL\tchi\twhole_brain\t0.05\n"))
+    assert analysed_statistic(means_only, None) == "mean"
+    with pytest.raises(InputError, match="no 'median' values"):
+        analysed_statistic(means_only, "median", source="regions.tsv")
+
+
+def test_a_non_numeric_median_is_named(tmp_path):
+    path = write(tmp_path, HEADER.rstrip("\n") + "\tmedian\nsub-1\tVeP\tL\tchi\twhole_brain\t0.05\thigh\n")
+    with pytest.raises(InputError, match=r"column 'median' holds non-numeric value\(s\) high"):
+        read_regions(path)

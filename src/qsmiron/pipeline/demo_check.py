@@ -18,10 +18,12 @@ def truth_comparison(bids_dir: Path, out_dir: Path):
     ``derivatives/truth``: a ``TruthComparison``."""
     from qsmiron.io.participants import read_participants
     from qsmiron.simulate.truth import compare_with_truth, truth_dir_of
-    from qsmiron.stats.regions import read_regions, select_measure
+    from qsmiron.stats.regions import analysed_statistic, read_regions, select_measure
 
     derivatives = cohort_paths(Path(out_dir) / "qsmiron")
-    regions = select_measure(read_regions(derivatives.regions), "chi", "whole_brain")
+    table = read_regions(derivatives.regions)
+    # The demo's study leaves the statistic to its default, as resolved here.
+    regions = select_measure(table, "chi", "whole_brain", statistic=analysed_statistic(table, None))
     comparison = pd.read_csv(study_paths(derivatives.group).group_comparison, sep="\t")
     if "measure" in comparison:
         comparison = comparison[comparison["measure"] == "chi"]

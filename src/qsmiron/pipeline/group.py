@@ -41,7 +41,7 @@ from qsmiron.io.participants import (ParticipantsTable, SessionsTable, normalise
 from qsmiron.records.cohort import Provenance
 from qsmiron.stats.analysis import run_study
 from qsmiron.stats.extensions import RegionalExtensions, run_regional_extensions
-from qsmiron.stats.regions import read_regions, select_measure, select_session, sessions_of
+from qsmiron.stats.regions import VALUE, read_regions, select_measure, select_session, sessions_of
 from qsmiron.stats.results import StudyResults
 from qsmiron.stats.study import Study, load_study
 from qsmiron.stats.write import write_results
@@ -232,9 +232,10 @@ def _analyse(regions: pd.DataFrame, regions_source: str, participants: Participa
     # statistics above never depend on it.
     from qsmiron.report.html import write_report
 
-    # The report shows chi (under the reference analysed) in its main sections, with its values in
-    # a table with ``mean_ppm``, and the other measures' results in their own section.
+    # The report shows chi (under the reference analysed, the summary analysed) in its main
+    # sections, with its values in a table with ``mean_ppm``, and the other measures' results in
+    # their own section.
     chi = select_measure(select_session(regions, session, source=regions_source), "chi", study.reference,
-                         source=regions_source)
-    return Path(write_report(results, paths.report, regions=chi.rename(columns={"mean": "mean_ppm"}),
+                         statistic=results.settings.statistic or "mean", source=regions_source)
+    return Path(write_report(results, paths.report, regions=chi.rename(columns={VALUE: "mean_ppm"}),
                              participants=at_session.frame, qc_images=tuple(qc_images), provenance=provenance))

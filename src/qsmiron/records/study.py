@@ -29,6 +29,8 @@ class StatisticsMethods(Record):
     """How the primary and exploratory FDR families were formed (a clause)."""
     minimal_detectable_effects: str = ""
     """How each row's minimal detectable effect is computed."""
+    regional_value: str = ""
+    """Which summary of a region's voxels the analyses take (``Study.statistic``), a clause."""
 
     @property
     def multiple_comparisons(self) -> str:

@@ -190,6 +190,8 @@ def statistics_sentences(settings: AnalysisSettings | None, results: Any = None)
         if settings.sessions_table:
             text += "; values recorded per session (sessions tables) replaced the participants table's values"
         sentences.append(text + ".")
+    if methods.regional_value:
+        sentences.append(methods.regional_value[0].upper() + methods.regional_value[1:] + ".")
     sentences.append(
         f"Groups {settings.group_a} and {settings.group_b} (column '{settings.groups.column}') were compared per "
         f"region and hemisphere ({len(settings.regions)} regions), "

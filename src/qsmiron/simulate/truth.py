@@ -126,7 +126,8 @@ def compare_with_truth(truth_dir: str | os.PathLike, recovered: pd.DataFrame, gr
         ``derivatives/truth`` of the simulated dataset.
     recovered : DataFrame
         Chi per ``participant_id``, ``region``, ``hemisphere`` under the whole-brain reference,
-        in ``mean_ppm`` (or ``mean``).
+        in ``value`` (the summary the statistics analysed, ``qsmiron.stats.regions.select_measure``),
+        ``mean_ppm`` or ``mean``.
     group_comparison : DataFrame
         The study's group comparison (``diff_ppb`` and its CI, ``p``, ``p_fdr``, ``cohen_d``).
     participants : DataFrame
@@ -135,7 +136,7 @@ def compare_with_truth(truth_dir: str | os.PathLike, recovered: pd.DataFrame, gr
     truth_dir = Path(truth_dir)
     truth = pd.read_csv(truth_dir / "regions_truth.tsv", sep="\t")
     planted = json.loads((truth_dir / "planted_effects.json").read_text(encoding="utf-8"))
-    value = "mean_ppm" if "mean_ppm" in recovered else "mean"
+    value = next(name for name in ("value", "mean_ppm", "mean") if name in recovered)
     got = recovered[["participant_id", "region", "hemisphere", value]].rename(columns={value: "recovered_ppm"})
     if "mean_ppm_grid" not in truth:
         truth = truth.assign(mean_ppm_grid=np.nan)

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 CHI = "__chi_ppm"
-"""The column holding one region's mean_ppm in the frames an analysis builds (a name no
-participants table uses; ``mean_ppm`` in exclusion reasons)."""
+"""The column holding one region's value in the frames an analysis builds (a name no
+participants table uses; ``chi_ppm`` in exclusion reasons)."""
 
 
 def region_label(key: tuple[str, str]) -> str:
@@ -40,7 +40,7 @@ def complete_cases(frame: pd.DataFrame, columns: list[str], analysis: str,
     analysis : str
         Named in the exclusion records (for example ``"group_comparison"``).
     labels : dict, optional
-        Column name -> the name to report (for example the region's chi column -> ``mean_ppm``).
+        Column name -> the name to report (for example the region's chi column -> ``chi_ppm``).
     where : str, optional
         The region (``"VeP L"``), kept in the record's ``where`` key.
     """

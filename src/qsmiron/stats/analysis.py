@@ -18,7 +18,7 @@ from qsmiron.stats.group import GROUP_COLUMNS, compare_groups
 from qsmiron.stats.methods_text import statistics_methods
 from qsmiron.stats.multiple import fdr_bh_within, fdr_families
 from qsmiron.stats.outcomes import relapse_tables
-from qsmiron.stats.regions import (region_keys, select_measure, select_session, sessions_of, validate_regions,
+from qsmiron.stats.regions import (analysed_statistic, region_keys, select_measure, select_session, sessions_of, validate_regions,
                                    wide_regions)
 from qsmiron.stats.results import StudyResults, exclusion_counts
 from qsmiron.stats.study import ALL, Study, group_labels, resolve_study
@@ -87,7 +87,8 @@ def run_measure(regions: pd.DataFrame, participants: ParticipantsTable | pd.Data
     # Participants are compared at one time point: a longitudinal table is cut to one session.
     sessions = sessions_of(regions)
     regions = select_session(regions, study.session, source=regions_source)
-    regions = select_measure(regions, measure, reference, source=regions_source)
+    statistic = analysed_statistic(regions, study.statistic, source=regions_source)
+    regions = select_measure(regions, measure, reference, statistic=statistic, source=regions_source)
     session = study.session or (sessions[0] if sessions else None)
     if not isinstance(participants, ParticipantsTable):
         participants = ParticipantsTable(participants)
@@ -105,6 +106,7 @@ def run_measure(regions: pd.DataFrame, participants: ParticipantsTable | pd.Data
     analysed = participants[participants["participant_id"].isin(region_ids)]
     resolved = resolve_study(study, analysed, region_names, source=source)
     resolved.session = session
+    resolved.statistic = statistic
     keys = region_keys(regions, resolved.regions)
     table = participants.set_index("participant_id").loc[common]
     wide = wide_regions(regions).reindex(common)
@@ -226,7 +228,7 @@ def _group_comparison(table, labels, wide, keys, study: Study, excluded) -> pd.D
         frame = table[study.covariates].assign(**{CHI: wide[key]})
         frame = frame[labels.notna()]
         kept = complete_cases(frame, [CHI, *study.covariates],
-                              "group_comparison", {CHI: "mean_ppm"}, region_label(key))
+                              "group_comparison", {CHI: "chi_ppm"}, region_label(key))
         excluded.extend(kept.exclusions)
         data = kept.frame
         row = compare_groups(data[CHI], labels.loc[data.index], data[study.covariates],
@@ -249,7 +251,7 @@ def _associations(table, labels, wide, keys, study: Study, excluded) -> pd.DataF
         for key in keys:
             frame = sample[[variable, *covariates]].assign(**{CHI: wide.loc[sample.index, key]})
             kept = complete_cases(frame, [CHI, variable, *covariates],
-                                  f"associations {variable}", {CHI: "mean_ppm"},
+                                  f"associations {variable}", {CHI: "chi_ppm"},
                                   region_label(key))
             excluded.extend(kept.exclusions)
             data = kept.frame

@@ -118,7 +118,7 @@ def associate(values: pd.Series, clinical: pd.Series, covariates: pd.DataFrame, 
         row["note"] = f"only {len(values)} participants with data (at least {min_n} needed)"
         return row
     if is_constant(values.to_numpy()):
-        row["note"] = "mean_ppm is the same for every participant"
+        row["note"] = "chi_ppm is the same for every participant"
         return row
     if is_constant(clinical.to_numpy()):
         row["note"] = f"{clinical.name} is the same for every participant"

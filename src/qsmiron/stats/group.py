@@ -3,7 +3,7 @@
 Definitions (one region and hemisphere, participants of the two compared groups with every
 value present):
 
-- **ANCOVA**: OLS ``mean_ppm ~ group + covariates`` (statsmodels ``OLS``); F and p of the
+- **ANCOVA**: OLS ``value ~ group + covariates`` (statsmodels ``OLS``); F and p of the
   group term from its type-II sum of squares (the increase of the residual sum of squares
   when the group term is dropped; one degree of freedom), which is what ``anova_lm(typ=2)``
   reports. The model has no interactions, so type-II and type-III sums of squares of the
@@ -138,7 +138,7 @@ def compare_groups(values: pd.Series, groups: pd.Series, covariates: pd.DataFram
                        f"{min_group_size} per group needed)")
         return row
     if is_constant(y.to_numpy()):
-        row["note"] = "mean_ppm is the same for every participant: nothing to compare"
+        row["note"] = "chi_ppm is the same for every participant: nothing to compare"
         return row
     row["cohen_d"] = cohen_d(a, b)
     row["cohen_d_ci_low"], row["cohen_d_ci_high"] = cohen_d_interval(row["cohen_d"], a.size,

@@ -37,7 +37,8 @@ from qsmiron.records.regions import MEASURE_UNITS
 from qsmiron.records.study import Exclusion
 from qsmiron.stats._design import complete_cases, covariate_design
 from qsmiron.stats.methods_text import harmonisation_methods
-from qsmiron.stats.regions import SESSION_COLUMN, select_session, sessions_of, validate_regions, wide_regions
+from qsmiron.stats.regions import (SESSION_COLUMN, STATISTICS, analysed_statistic, select_session, sessions_of,
+                                   validate_regions, wide_regions)
 from qsmiron.stats.results import exclusion_records
 from qsmiron.stats.study import Study, group_labels, resolve_study
 from qsmiron.stats.write import plain_values
@@ -86,6 +87,7 @@ def harmonise_regions(regions: pd.DataFrame, participants: ParticipantsTable, st
     if settings is None:
         raise ValueError("the study has no [harmonise] section")
     regions = validate_regions(regions)
+    statistic = analysed_statistic(regions, study.statistic)
     analysed = participants.frame[participants.frame["participant_id"].isin(set(regions["participant_id"]))]
     resolved = resolve_study(study, analysed.reset_index(drop=True), list(dict.fromkeys(regions["region"])),
                              source=participants.source)
@@ -97,8 +99,8 @@ def harmonise_regions(regions: pd.DataFrame, participants: ParticipantsTable, st
                              f"{', '.join(at_session.frame.columns)}", participants.source)
         harmonised, site_effects, dropped = _harmonise_measures(
             select_session(regions, session), at_session.frame.set_index("participant_id"), resolved,
-            participants.source)
-        n_harmonised += int(harmonised.dropna(subset=["mean"])["participant_id"].nunique())
+            participants.source, statistic)
+        n_harmonised += int(harmonised.dropna(subset=[statistic])["participant_id"].nunique())
         if session is not None:
             harmonised.insert(len(harmonised.columns), SESSION_COLUMN, session)
             site_effects.insert(0, "session", session)
@@ -141,14 +143,14 @@ def write_harmonisation(result: Harmonisation, paths: ExtensionPaths) -> dict[st
 # ---------------------------------------------------------------------------------------
 
 
-def _harmonise_measures(regions: pd.DataFrame, table: pd.DataFrame, study: Study, source):
+def _harmonise_measures(regions: pd.DataFrame, table: pd.DataFrame, study: Study, source, statistic: str):
     """One session, each measure (and chi's each reference) harmonised on its own, as ComBat's
     location/scale model is per feature and the measures differ in unit and scale:
     (harmonised long table, site effects, exclusions)."""
     parts, effects, dropped = [], [], []
     for (measure, reference), rows in regions.groupby(["measure", "reference"], sort=False, dropna=False):
         harmonised, site_effects, excluded = _harmonise_session(
-            rows.drop(columns=["measure", "reference"]), table, study, source, measure)
+            rows.drop(columns=["measure", "reference"]), table, study, source, measure, statistic)
         unit = MEASURE_UNITS[measure]
         parts.append(harmonised.assign(measure=measure, reference=reference))
         effects.append(site_effects.assign(measure=measure, reference=reference, unit=unit))
@@ -157,10 +159,31 @@ def _harmonise_measures(regions: pd.DataFrame, table: pd.DataFrame, study: Study
     return long, pd.concat(effects, ignore_index=True), dropped
 
 
-def _harmonise_session(regions: pd.DataFrame, table: pd.DataFrame, study: Study, source, measure: str):
-    """One session and measure: (harmonised long table, site effects, exclusions)."""
+def _harmonise_session(regions: pd.DataFrame, table: pd.DataFrame, study: Study, source, measure: str,
+                       statistic: str):
+    """One session and measure: (harmonised long table, site effects, exclusions).
+
+    Every summary column the table holds (mean, median) is harmonised, so that the harmonised
+    table serves any later analysis; the site effects and exclusions are those of ``statistic``,
+    the one analysed.
+    """
+    long = regions.copy()
+    keys = list(zip(long["participant_id"], long["region"], long["hemisphere"]))
+    effects, exclusions = None, []
+    for column in [name for name in STATISTICS if name in regions.columns]:
+        wide = wide_regions(regions, column)
+        after, data, batch, excluded = _combat(wide, table, study, source, measure)
+        lookup = after.stack(level=[0, 1], future_stack=True)
+        long[column] = [float(lookup.get(key, np.nan)) for key in keys]
+        if column == statistic:
+            effects = _site_effects(wide.loc[data.index], after, batch, data[["__group", *study.covariates]])
+            exclusions = excluded
+    return long, effects, exclusions
+
+
+def _combat(wide: pd.DataFrame, table: pd.DataFrame, study: Study, source, measure: str):
+    """ComBat on one wide table: (harmonised wide table, complete cases, their batch, exclusions)."""
     settings = study.harmonise
-    wide = wide_regions(regions)
     features = list(wide.columns)
     common = [pid for pid in wide.index if pid in table.index]
     group = group_labels(table.loc[common, study.groups.column]).rename("__group")
@@ -185,12 +208,7 @@ def _harmonise_session(regions: pd.DataFrame, table: pd.DataFrame, study: Study,
         combat = neuroCombat(values.T, covars, "batch", categorical_cols=categorical, continuous_cols=numeric,
                              eb=settings.empirical_bayes and len(features) > 1)
     after = pd.DataFrame(combat["data"].T, index=data.index, columns=pd.MultiIndex.from_tuples(features))
-    long = regions.copy()
-    keys = list(zip(long["participant_id"], long["region"], long["hemisphere"]))
-    lookup = after.stack(level=[0, 1], future_stack=True)
-    long["mean"] = [float(lookup.get(key, np.nan)) for key in keys]
-    effects = _site_effects(wide.loc[data.index], after, batch, data[["__group", *study.covariates]])
-    return long, effects, kept.exclusions
+    return after, data, batch, kept.exclusions
 
 
 def _check_batches(batch: pd.Series, group: pd.Series, covariates: pd.DataFrame, name: str, source) -> None:

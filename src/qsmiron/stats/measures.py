@@ -81,14 +81,14 @@ def _stack(tables: list[pd.DataFrame | None]) -> pd.DataFrame | None:
 def _exclusions(by_measure: dict[str, StudyResults]) -> list[Exclusion]:
     """Exclusions of every measure: once when every measure has it, else naming its measure.
 
-    The analyses name a missing regional value ``mean_ppm`` (chi's unit); for another measure
+    The analyses name a missing regional value ``chi_ppm``; for another measure
     the reason names that measure's value.
     """
     seen: dict[tuple[str, str, str], set[str]] = {}
     for measure, results in by_measure.items():
         for item in results.exclusions:
             reason = item.reason if measure == CHI else item.reason.replace(
-                "mean_ppm", f"{measure} ({MEASURE_UNITS[measure]})")
+                "chi_ppm", f"{measure} ({MEASURE_UNITS[measure]})")
             seen.setdefault((item.participant_id, item.analysis, reason), set()).add(measure)
     out = []
     for (pid, analysis, reason), measures in seen.items():

@@ -20,7 +20,7 @@ from qsmiron.stats.power import ALPHA, POWER
 from qsmiron.stats.study import RelapseSettings, Study
 
 GROUP_COMPARISON = (
-    "ANCOVA by ordinary least squares (mean_ppm ~ group + covariates; F and p of the group term from "
+    "ANCOVA by ordinary least squares (value ~ group + covariates; F and p of the group term from "
     "type-II sums of squares, identical to type III without interactions); adjusted means predicted at "
     "the covariate means with categorical covariates weighted by their observed proportions; adjusted "
     "mean difference (the group coefficient) in ppb with its t-based 95 % CI; partial eta squared = "
@@ -107,11 +107,22 @@ def fdr_texts(study: Study) -> dict[str, str]:
     return {**tables, "fdr_families": families}
 
 
+def regional_value_text(statistic: str | None) -> str:
+    """What a participant's regional value is (``Study.statistic``; None: not yet resolved)."""
+    if statistic is None:
+        return ("each participant's regional value (value) is the median of the region's voxels when the "
+                "regions table has it, else their mean")
+    if statistic == "median":
+        return ("each participant's regional value (value) is the median of the region's voxels, which "
+                "resists the edge voxels a warped label shares with its surroundings")
+    return "each participant's regional value (value) is the mean of the region's voxels"
+
+
 def statistics_methods(study: Study) -> StatisticsMethods:
     """What the statistics run for ``study`` (resolved or not: the thresholds are its settings)."""
     relapse = study.relapse
     return StatisticsMethods(
-        group_comparison=GROUP_COMPARISON, associations=ASSOCIATIONS,
+        regional_value=regional_value_text(study.statistic), group_comparison=GROUP_COMPARISON, associations=ASSOCIATIONS,
         relapse="; ".join((logistic_text(relapse), roc_text(relapse, study.seed, study.min_group_size),
                            survival_text(relapse, study.min_group_size), COUNTS)),
         missing_values=MISSING_VALUES, table1=TABLE1,
@@ -130,12 +141,12 @@ def harmonisation_methods(batch: str, empirical_bayes: bool, preserved: list[str
     return (f"Regional values were harmonised across levels of '{batch}' with ComBat "
             f"({'empirical Bayes' if empirical_bayes else 'no empirical Bayes'}, parametric priors; "
             f"{implementation}), preserving {kept}; each session separately. Site effects are the F test of "
-            "site in OLS mean_ppm ~ site + group + covariates, before and after.")
+            "site in OLS value ~ site + group + covariates, before and after.")
 
 
 def longitudinal_methods(time: str, group_a: str, group_b: str) -> str:
     """``[longitudinal]``: the mixed model of :mod:`qsmiron.stats.longitudinal`."""
-    return (f"Per region and hemisphere, a linear mixed model mean_ppm ~ group + {time} + group:{time} + covariates "
+    return (f"Per region and hemisphere, a linear mixed model value ~ group + {time} + group:{time} + covariates "
             "with a random intercept per participant, fitted by REML (statsmodels MixedLM; standard errors from "
             f"(X'V^-1X)^-1 as lme4's); group coded 1 for {group_a} and 0 for {group_b}, so group:time is the "
             f"difference in slope per unit of {time}, {group_a} minus {group_b}. Wald z p-values; "
@@ -145,7 +156,7 @@ def longitudinal_methods(time: str, group_a: str, group_b: str) -> str:
 def normative_methods(reference: str, n_reference: str, covariates: list[str], outlier_z: float) -> str:
     """``[normative]``: the reference model of :mod:`qsmiron.stats.normative` (``n_reference`` in words)."""
     return (f"z-scores are relative to this study's own {reference} group (n = {n_reference}), from OLS of each "
-            f"region's mean_ppm on {', '.join(covariates) or 'an intercept'} in that group: the predictive t "
+            f"region's value on {', '.join(covariates) or 'an intercept'} in that group: the predictive t "
             "(residual over the prediction standard error) turned into z by its tail probability; they are not "
             f"population norms. Reference-group members are scored leave-one-out; |z| > {outlier_z:g} is flagged.")
 

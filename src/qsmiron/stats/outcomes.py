@@ -54,7 +54,7 @@ def relapse_tables(table: pd.DataFrame, labels: pd.Series, wide: pd.DataFrame, k
     labels : Series
         Their group labels.
     wide : DataFrame
-        mean_ppm, one column per (region, hemisphere) of ``keys``.
+        regional value, one column per (region, hemisphere) of ``keys``.
     study : Study
         Resolved.
     excluded : list
@@ -143,7 +143,7 @@ def _binary_row(sample, chi, key, study: Study, excluded, row, notes, out: Relap
     """Logistic regression and ROC of one region (into ``row``, ``notes`` and the ROC curves)."""
     settings, covariates = study.relapse, list(study.relapse.covariates)
     frame = sample[[settings.outcome, *covariates]].assign(**{CHI: chi})
-    kept = complete_cases(frame, [CHI, settings.outcome, *covariates], "relapse", {CHI: "mean_ppm"},
+    kept = complete_cases(frame, [CHI, settings.outcome, *covariates], "relapse", {CHI: "chi_ppm"},
                           region_label(key))
     excluded.extend(kept.exclusions)
     data = kept.frame
@@ -161,7 +161,7 @@ def _time_to_event_row(sample, chi, key, study: Study, excluded, row, notes, out
     settings, covariates = study.relapse, list(study.relapse.covariates)
     frame = sample[[settings.time, settings.event, *covariates]].assign(**{CHI: chi})
     kept = complete_cases(frame, [CHI, settings.time, settings.event, *covariates], "time_to_event",
-                          {CHI: "mean_ppm"}, region_label(key))
+                          {CHI: "chi_ppm"}, region_label(key))
     excluded.extend(kept.exclusions)
     data = kept.frame
     timed, curves, at_risk = time_to_event_row(
@@ -180,7 +180,7 @@ def _count_row(sample, chi, key, settings: RelapseSettings, minimum: int, exclud
     needed = [settings.count, *covariates] + ([settings.exposure] if settings.exposure else [])
     frame = sample[list(dict.fromkeys(needed))].assign(**{CHI: chi})
     kept = complete_cases(frame, [CHI, *dict.fromkeys(needed)], "relapse_count",
-                          {CHI: "mean_ppm"}, label)
+                          {CHI: "chi_ppm"}, label)
     excluded.extend(kept.exclusions)
     data = kept.frame
     if settings.exposure:

@@ -254,7 +254,7 @@ def binary_outcome_problem(events, min_per_class: int) -> str:
 
 
 def chi_problem(chi_ppm) -> str:
-    return "mean_ppm is the same for every participant" if is_constant(chi_ppm) else ""
+    return "chi_ppm is the same for every participant" if is_constant(chi_ppm) else ""
 
 
 def binary_outcome_row(events, chi_ppm, covariates: pd.DataFrame, settings: RelapseSettings, *,

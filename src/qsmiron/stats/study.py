@@ -194,6 +194,11 @@ class Study(Settings):
     reference: Literal["whole_brain", "csf", "mask"] = Field(
         default="whole_brain", description="the reference region of chi analysed (the regions "
         "table's reference column)")
+    statistic: Literal["median", "mean"] | None = Field(
+        default=None, description="the summary of each region's voxels analysed: median or mean; default: "
+        "the median when the regions table has it (qsmiron roi writes both), else the mean. The median "
+        "resists the edge voxels a warped label shares with its surroundings, which pull a small nucleus's "
+        "mean towards them (measured in qsmiron.stats.regions.analysed_statistic)")
     alpha: float = Field(default=0.05, gt=0, lt=1,
                          description="FDR level at which rows are called significant")
     min_group_size: int = Field(default=3, ge=3,

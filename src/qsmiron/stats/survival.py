@@ -183,7 +183,7 @@ def time_to_event_row(time, events, chi_ppm, covariates: pd.DataFrame, *, min_gr
         row["note"] = f"time to event: {n_events} events (at least {min_group_size} needed)"
         return row, None, None
     if is_constant(chi_ppm):
-        row["note"] = "time to event: mean_ppm is the same for every participant"
+        row["note"] = "time to event: chi_ppm is the same for every participant"
         return row, None, None
     curves, row["km_logrank_p"] = kaplan_meier_by_median(time, events, chi_ppm)
     at_risk = at_risk_table(time, events, median_split(chi_ppm), km_times)
