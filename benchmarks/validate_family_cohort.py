@@ -62,8 +62,9 @@ GPi, SNr, RN, STH and Ca; default 4.9 ppb, GPe -9.7, GPi -14.1): nearest-neighbo
 6.6, a 1.5 mm SyN grid 5.6, a CC radius of 2 voxels 7.0, 40 CC iterations instead of 20 5.1
 (GPi -14.0), MI at every SyN level 7.7 ppb (GPe -16.3, GPi -22.5). None was kept: the CC level
 already halves MI's pallidal bias, and what is left needs a template of GRE contrast.
-The statistics analyse each region's median by default (``Study.statistic``; the saved tables of the
-revision-2 run above): correlation with the given values VeP 0.956 / 0.950, putamen 0.988 /
+
+The statistics analyse each region's median by default (``Study.statistic``; the saved tables
+of the revision-2 run above): correlation with the given values VeP 0.956 / 0.950, putamen 0.988 /
 0.985, GPe 0.985 / 0.979, GPi 0.983 / 0.980; bias against the given values VeP -14.4 /
 -14.6, putamen -3.6 / -5.3, GPe -5.4 / -6.9, GPi -5.8 / -7.0, SNr -17.3 / -16.6 ppb (the mean:
 -18.3 / -19.3, -8.4 / -9.4, -25.9 / -27.5, -34.4 / -35.4, -31.8 / -29.9); slope of measured
@@ -254,7 +255,8 @@ def print_comparison(result) -> None:
     table["order"] = table["region"].map(order).fillna(len(order))
     table = table.sort_values(["order", "region", "hemisphere"]).drop(columns="order")
     with pd.option_context("display.width", 160, "display.max_rows", 100, "display.float_format", "{:.2f}".format):
-        print("   chi (whole-brain reference) recovered against the value each region was given:")
+        print(f"   chi (whole-brain reference, each region's {result.statistic}) recovered against the value "
+              "each region was given:")
         print(table.to_string(index=False))
     print("   planted group differences (MOH - CM):")
     for line in result.summary_lines()[:len(result.effects)]:

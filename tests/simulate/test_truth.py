@@ -45,6 +45,7 @@ def test_recovery_r_bias_and_rmse_match_a_known_distortion(tmp_path):
     result = compare_with_truth(truth, recovered, comparison, participants)
     agreement = result.regions.set_index(["region", "hemisphere"])
     assert agreement["r"].to_numpy() == pytest.approx(1.0)
+    assert agreement["slope"].to_numpy() == pytest.approx(0.8)  # the attenuation of 0.8 x true - 0.003
     for (region, hemisphere), row in agreement.iterrows():
         true = rows[(rows.region == region) & (rows.hemisphere == hemisphere)]["mean_ppm"].to_numpy()
         assert row["bias_ppb"] == pytest.approx(1000 * np.mean(-0.2 * true - 0.003))

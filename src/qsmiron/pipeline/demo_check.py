@@ -23,13 +23,16 @@ def truth_comparison(bids_dir: Path, out_dir: Path):
     derivatives = cohort_paths(Path(out_dir) / "qsmiron")
     table = read_regions(derivatives.regions)
     # The demo's study leaves the statistic to its default, as resolved here.
-    regions = select_measure(table, "chi", "whole_brain", statistic=analysed_statistic(table, None))
+    statistic = analysed_statistic(table, None)
+    regions = select_measure(table, "chi", "whole_brain", statistic=statistic)
     comparison = pd.read_csv(study_paths(derivatives.group).group_comparison, sep="\t")
     if "measure" in comparison:
         comparison = comparison[comparison["measure"] == "chi"]
     participants = Path(bids_dir) / "participants.tsv"
-    return compare_with_truth(truth_dir_of([participants]), regions, comparison,
-                              read_participants(participants).frame)
+    result = compare_with_truth(truth_dir_of([participants]), regions, comparison,
+                                read_participants(participants).frame)
+    result.statistic = statistic
+    return result
 
 
 def demo_truth_check(paths: DemoPaths):
@@ -83,7 +86,8 @@ def summary_lines(paths: DemoPaths, phases: dict[str, float], cpu_seconds: float
     lines = []
     try:
         comparison = demo_truth_check(paths)
-        lines.append("check against the planted truth (whole-brain-referenced chi):")
+        lines.append(f"check against the planted truth (whole-brain-referenced chi, each region's "
+                     f"{comparison.statistic}):")
         lines += ["  " + line for line in comparison.summary_lines()]
         lines.append(f"  (tables: {Path(paths.truth_effects).name}, {Path(paths.truth_regions).name})")
     except (OSError, KeyError, ValueError, TypeError) as exc:

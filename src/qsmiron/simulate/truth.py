@@ -36,9 +36,10 @@ class TruthComparison:
     pairs : DataFrame
         ``participant_id``, ``region``, ``hemisphere``, ``true_ppm``, ``true_grid_ppm``, ``recovered_ppm``.
     regions : DataFrame
-        Per region and hemisphere: ``n``, ``r``, ``bias_ppb`` (mean recovered - true),
-        ``rmse_ppb``, ``true_sd_ppb``, and ``bias_grid_ppb`` (mean recovered - true on the
-        scan grid; NaN when the truth has no ``mean_ppm_grid``).
+        Per region and hemisphere: ``n``, ``r``, ``slope`` (least-squares slope of recovered on
+        true values: how much of a true difference between subjects is recovered), ``bias_ppb``
+        (mean recovered - true), ``rmse_ppb``, ``true_sd_ppb``, and ``bias_grid_ppb`` (mean
+        recovered - true on the scan grid; NaN when the truth has no ``mean_ppm_grid``).
     effects : DataFrame
         Per planted region and hemisphere: ``planted_d``, ``planted_diff_ppb`` (population),
         ``realised_diff_ppb`` (the drawn cohort's true values, MOH - CM), ``diff_ppb`` with
@@ -49,6 +50,8 @@ class TruthComparison:
     pairs: pd.DataFrame
     regions: pd.DataFrame
     effects: pd.DataFrame
+    statistic: str = "mean"
+    """The summary of each region's voxels recovered (``qsmiron.stats.regions.analysed_statistic``)."""
 
     def summary_lines(self) -> list[str]:
         """The comparison in plain lines (what the demo prints)."""
@@ -60,7 +63,7 @@ class TruthComparison:
                          f"{row.diff_ci_low_ppb:+.1f} to {row.diff_ci_high_ppb:+.1f}), d {row.cohen_d:+.2f}, "
                          f"p = {row.p:.2g}, p_FDR = {row.p_fdr:.2g}: planted effect {inside} the CI")
         for row in self.regions.itertuples():
-            lines.append(f"{row.region} {row.hemisphere}: recovered vs true r = {row.r:.2f}, "
+            lines.append(f"{row.region} {row.hemisphere}: recovered vs true r = {row.r:.2f}, slope {row.slope:.2f}, "
                          f"bias {row.bias_ppb:+.1f} ppb ({row.bias_grid_ppb:+.1f} against the truth on the scan "
                          f"grid), RMSE {row.rmse_ppb:.1f} ppb (n = {row.n})")
         return lines
@@ -81,8 +84,10 @@ def _region_agreement(pairs: pd.DataFrame) -> pd.DataFrame:
         true, got = group["true_ppm"].to_numpy(float), group["recovered_ppm"].to_numpy(float)
         keep = np.isfinite(true) & np.isfinite(got)
         true, got, grid = true[keep], got[keep], group["true_grid_ppm"].to_numpy(float)[keep]
-        r = float(np.corrcoef(true, got)[0, 1]) if true.size >= 3 and true.std() > 0 and got.std() > 0 else np.nan
-        rows.append({"region": region, "hemisphere": hemisphere, "n": int(true.size), "r": r,
+        varies = true.size >= 3 and true.std() > 0
+        r = float(np.corrcoef(true, got)[0, 1]) if varies and got.std() > 0 else np.nan
+        slope = float(np.polyfit(true, got, 1)[0]) if varies else np.nan
+        rows.append({"region": region, "hemisphere": hemisphere, "n": int(true.size), "r": r, "slope": slope,
                      "bias_ppb": float(np.mean(got - true)) * PPB_PER_PPM if true.size else np.nan,
                      "rmse_ppb": float(np.sqrt(np.mean((got - true) ** 2))) * PPB_PER_PPM if true.size else np.nan,
                      "true_sd_ppb": float(np.std(true, ddof=1)) * PPB_PER_PPM if true.size > 1 else np.nan,
