@@ -59,7 +59,7 @@ def section_records(folder: Path) -> dict:
                                 outlier_z=2.5, methods="Normative text.",
                                 sessions=[NormativeSession(n_reference=12, n_scored=24, n_outliers=1)],
                                 outliers=[NormativeOutlier(participant_id="sub-03", group="MOH", region="VeP",
-                                                           hemisphere="L", mean_ppm=0.01, expected_ppm=0.08,
+                                                           hemisphere="L", chi_ppm=0.01, expected_ppm=0.08,
                                                            z=-3.1, in_reference=False)])
     atlas = AtlasInfo(name="cit168", space="MNI152NLin2009cAsym", source="built-in", n_labels=28,
                       hemisphere_sources=["name"])

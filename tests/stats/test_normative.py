@@ -89,3 +89,12 @@ def test_a_reference_group_smaller_than_terms_plus_2_is_a_one_line_error():
     assert error.value.path == "participants.tsv"
     with pytest.raises(InputError, match="'CTRL' is not a label"):
         normative_scores(regions, participants, study_from_dict({"normative": {"reference_group": "CTRL"}}))
+
+
+def test_an_outlier_recorded_before_the_median_reads_with_its_value():
+    from qsmiron.records.extensions import NormativeOutlier
+
+    earlier = {"participant_id": "sub-01", "region": "VeP", "hemisphere": "L", "mean_ppm": 0.012,
+               "expected_ppm": 0.07, "z": -3.4, "in_reference": False}
+    outlier = NormativeOutlier.model_validate(earlier)
+    assert outlier.chi_ppm == 0.012 and "mean_ppm" not in outlier.model_dump()

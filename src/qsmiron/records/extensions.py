@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from qsmiron.records.base import SCHEMA_VERSION, Exclusion, Record, utc_now
 from qsmiron.records.regions import AtlasInfo
@@ -117,7 +117,9 @@ class NormativeOutlier(Record):
     group: str | None = None
     region: str
     hemisphere: str
-    mean_ppm: float
+    chi_ppm: float = Field(validation_alias=AliasChoices("chi_ppm", "mean_ppm"))
+    """The participant's regional value (the summary analysed, ``Study.statistic``); records
+    written before the summary could be the median name it ``mean_ppm``."""
     expected_ppm: float
     z: float
     in_reference: bool

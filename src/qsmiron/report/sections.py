@@ -99,7 +99,7 @@ def normative_section(record: NormativeRecord) -> ExtraSection:
     counts = "; ".join(f"{s.session or 'all'}: {s.n_scored} scored against {s.n_reference} reference participants, "
                        f"{s.n_outliers} value(s) beyond |z| {record.outlier_z:g}" for s in record.sessions)
     rows = [Row([o.participant_id, o.session or "", o.group or "", region_label(o.region, o.hemisphere),
-                 format_ppm(o.mean_ppm), format_ppm(o.expected_ppm), format_number(o.z, 2),
+                 format_ppm(o.chi_ppm), format_ppm(o.expected_ppm), format_number(o.z, 2),
                  "yes" if o.in_reference else "no"], significant=True)
             for o in sorted(record.outliers, key=lambda o: -abs(o.z))]
     table = Table("normative-table", ["participant", "session", "group", "region", "value (ppm)", "expected (ppm)",

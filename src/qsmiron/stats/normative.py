@@ -1,7 +1,8 @@
 """Normative scores: how far each participant's regional value lies from the study's reference group.
 
 With ``[normative] reference_group = "<label>"``, each region and hemisphere gets an OLS model
-``mean_ppm ~ 1 + age + sex`` (the section's ``covariates``) fitted in the reference group.
+``value ~ 1 + age + sex`` (the section's ``covariates``; value the regional summary analysed,
+``Study.statistic``) fitted in the reference group.
 Every participant's value is then a predictive t statistic
 
     t = (y - x' b) / (s sqrt(1 + x' (X'X)^-1 x)),
@@ -33,7 +34,7 @@ from qsmiron.stats.regions import (CHI, analysed_statistic, region_keys, select_
                                    wide_regions)
 from qsmiron.stats.study import Study, group_labels, label_text
 
-NORMATIVE_COLUMNS = ["participant_id", "group", "region", "hemisphere", "mean_ppm", "expected_ppm",
+NORMATIVE_COLUMNS = ["participant_id", "group", "region", "hemisphere", "chi_ppm", "expected_ppm",
                      "prediction_se_ppm", "t", "df", "z", "outlier", "in_reference", "note"]
 
 
@@ -51,7 +52,7 @@ class NormativeResults:
         flagged = flagged.reindex(flagged["z"].abs().sort_values(ascending=False).index)
         return [NormativeOutlier(participant_id=row.participant_id, session=self.summary.session,
                                  group=None if pd.isna(row.group) else str(row.group), region=row.region,
-                                 hemisphere=row.hemisphere, mean_ppm=float(row.mean_ppm),
+                                 hemisphere=row.hemisphere, chi_ppm=float(row.chi_ppm),
                                  expected_ppm=float(row.expected_ppm), z=float(row.z),
                                  in_reference=bool(row.in_reference)) for row in flagged.itertuples()]
 
@@ -148,7 +149,7 @@ def _score_region(key, values: pd.Series, x: np.ndarray, labels: pd.Series, refe
     member = (labels == reference).to_numpy() & has_value
     p = x.shape[1]
     columns = {"participant_id": values.index, "group": labels.to_numpy(), "region": key[0], "hemisphere": key[1],
-               "mean_ppm": y, "in_reference": member, "note": np.where(has_value, "", "no regional value")}
+               "chi_ppm": y, "in_reference": member, "note": np.where(has_value, "", "no regional value")}
     if member.sum() < p + 2:
         columns["note"] = np.where(has_value, f"only {int(member.sum())} reference participants with a value "
                                               f"(at least {p + 2} needed)", columns["note"])
