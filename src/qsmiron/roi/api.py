@@ -229,7 +229,7 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
         notes.update({r.name: r.volume_ml if r.available else r.reason for r in references.records})
     given = (lambda path: str(path)) if input_name is None else input_name
     measures = _measures(images, chi, iron, given)
-    with recorded_step(steps, "measurement", "native_space_mean", roi.model_dump(mode="json")) as notes:
+    with recorded_step(steps, "measurement", "native_space_mean_and_median", roi.model_dump(mode="json")) as notes:
         table = _measure_all(images, measures, subject_labels, atlas_obj, roi, fov, references)
         notes.update(n_regions=int(len(atlas_obj.labels)), measures=list(measures))
     with recorded_step(steps, "qc", "nmi_and_brain_dice", {"min_nmi": reg.min_nmi,
