@@ -249,7 +249,7 @@ def bias_sources(bids: Path, out: Path, participants) -> pd.DataFrame:
     return table
 
 
-def print_comparison(result) -> None:
+def print_comparison(result, *, effects: bool = True) -> None:
     table = result.regions.copy()
     order = {name: i for i, name in enumerate(TARGET_REGIONS)}
     table["order"] = table["region"].map(order).fillna(len(order))
@@ -258,6 +258,8 @@ def print_comparison(result) -> None:
         print(f"   chi (whole-brain reference, each region's {result.statistic}) recovered against the value "
               "each region was given:")
         print(table.to_string(index=False))
+    if not effects:
+        return
     print("   planted group differences (MOH - CM):")
     for line in result.summary_lines()[:len(result.effects)]:
         print(f"   {line}")
@@ -284,6 +286,7 @@ def main(argv=None) -> int:
         print(f"   processed in {seconds:.0f} s; {len(failed)} subject(s) failed"
               + "".join(f"\n     {s.label}: {s.step}: {s.reason}" for s in failed), flush=True)
         print_comparison(truth_comparison(bids, out))
+        print_comparison(truth_comparison(bids, out, statistic="mean"), effects=False)  # what the median replaced
         participants = sorted(p.name for p in (out / "qsmiron").glob("sub-*") if p.is_dir())
         with pd.option_context("display.width", 160, "display.max_rows", 100, "display.float_format", "{:.2f}".format):
             print("   where the bias comes from: chi over the true labels (the reconstruction's own bias) and "

@@ -12,10 +12,12 @@ import pandas as pd
 from qsmiron.io.derivatives import DemoPaths, cohort_paths, study_paths
 
 
-def truth_comparison(bids_dir: Path, out_dir: Path):
+def truth_comparison(bids_dir: Path, out_dir: Path, statistic: str | None = None):
     """The recovered chi (whole-brain reference) and group comparison of a run on a simulated
     dataset (derivatives in ``out_dir/qsmiron``) against the truth in ``bids_dir``'s
-    ``derivatives/truth``: a ``TruthComparison``."""
+    ``derivatives/truth``: a ``TruthComparison``. ``statistic`` picks the regional summary
+    compared (default: the one the statistics analyse by default); the group comparison is the
+    run's, whatever summary it analysed."""
     from qsmiron.io.participants import read_participants
     from qsmiron.simulate.truth import compare_with_truth, truth_dir_of
     from qsmiron.stats.regions import analysed_statistic, read_regions, select_measure
@@ -23,7 +25,7 @@ def truth_comparison(bids_dir: Path, out_dir: Path):
     derivatives = cohort_paths(Path(out_dir) / "qsmiron")
     table = read_regions(derivatives.regions)
     # The demo's study leaves the statistic to its default, as resolved here.
-    statistic = analysed_statistic(table, None)
+    statistic = analysed_statistic(table, statistic)
     regions = select_measure(table, "chi", "whole_brain", statistic=statistic)
     comparison = pd.read_csv(study_paths(derivatives.group).group_comparison, sep="\t")
     if "measure" in comparison:
