@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from qsmiron import __version__
 from qsmiron.cli import main
 
 TES = [0.004, 0.008, 0.012, 0.016]
@@ -135,3 +136,11 @@ def test_roi_passes_the_iron_maps_and_a_reference_mask_to_the_api(monkeypatch, t
     assert kwargs["iron"].given() == {"r2star": "R2starmap.nii.gz", "r2star_mask": "desc-r2star_mask.nii.gz",
                                       "paramagnetic": "para.nii.gz", "diamagnetic": "dia.nii.gz"}
     assert kwargs["reference_mask"] == "ref.nii.gz" and kwargs["mask"] == "mask.nii.gz"
+
+
+def test_the_version_is_printed_without_building_the_parser(capsys):
+    code = ("import sys; from qsmiron.cli import main; code = main(['--version']); "
+            "print('stages imported' if 'qsmiron.recon.stages' in sys.modules else 'lean'); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.split("\n")[:2] == [f"qsmiron {__version__}", "lean"]
+    assert main(["run", "--version"]) == 0 and capsys.readouterr().out == f"qsmiron {__version__}\n"

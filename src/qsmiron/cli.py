@@ -427,9 +427,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+VERSION_ONLY = (["--version"], ["run", "--version"])
+"""Command lines answered before the parser is built: building it imports every stage to list
+their methods (about 1 s), and a pipeline asking for the version (a BIDS-App's provenance) should
+not wait for that."""
+
+
 def main(argv: list[str] | None = None) -> int:
     from qsmiron.pipeline.runners import keep_freed_memory
 
+    if list(sys.argv[1:] if argv is None else argv) in VERSION_ONLY:
+        print(f"qsmiron {__version__}")
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(getattr(args, "verbose", 0))
