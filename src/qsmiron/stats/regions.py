@@ -209,6 +209,13 @@ def analysed_statistic(regions: pd.DataFrame, requested: str | None, *,
       (0.52 both in VeP); correlation within 0.02 but for left GPi (0.97 -> 0.95) and left STN
       (0.95 -> 0.93). The MOH - CM difference planted at -20 ppb came out in putamen as
       -19.1 / -22.2 ppb against -16.8 / -20.1, in VeP -13.3 / -15.5 against -12.9 / -14.8.
+    - The same 40 subjects drawn with another seed (``qsmiron demo --seed 1``): putamen 0.83 /
+      0.85 -> 0.93 / 0.93, GPe 0.77 / 0.80 -> 0.86 / 0.85, caudate 0.81 / 0.80 -> 0.90 / 0.91,
+      red nucleus 0.78 / 0.80 -> 0.89 / 0.88; GPi, SNr and VeP within 0.03. The cost, in the
+      smallest regions at 2 mm: correlation VeP 0.91 / 0.89 -> 0.90 / 0.84, SNr 0.91 / 0.91 ->
+      0.85 / 0.90 (a median of 15-20 voxels is noisier than their mean). Putamen's difference
+      (realised in the sample -14.4 / -16.7 ppb) came out as -14.5 / -16.0 against -12.9 /
+      -14.5, VeP's (realised -15.3 / -13.5) as -9.2 / -8.0 against -9.0 / -8.2.
 
     Raises
     ------
