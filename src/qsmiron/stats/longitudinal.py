@@ -2,7 +2,7 @@
 
 With ``[longitudinal] time = "<column of sessions.tsv>"``, each region and hemisphere gets
 
-    mean_ppm ~ 1 + group + time + group:time + covariates + (1 | participant)
+    value ~ 1 + group + time + group:time + covariates + (1 | participant)
 
 fitted by REML (statsmodels ``MixedLM``; random intercept per participant). ``group`` is 1 for
 group_a and 0 for group_b (treatment coding with group_b as reference), so
@@ -131,7 +131,7 @@ def longitudinal_models(regions: pd.DataFrame, participants: ParticipantsTable, 
     regions = validate_regions(regions)
     statistic = analysed_statistic(regions, study.statistic, source=regions_source)
     regions = select_measure(regions, CHI, study.reference, statistic=statistic,
-                             source=regions_source).rename(columns={VALUE: "mean_ppm"})
+                             source=regions_source)
     if len(sessions_of(regions)) < 2:
         raise InputError("longitudinal models need a regions table with a 'session' column and at least 2 sessions",
                          regions_source)
@@ -162,7 +162,7 @@ def longitudinal_models(regions: pd.DataFrame, participants: ParticipantsTable, 
 
     rows = []
     for key in region_keys(regions, resolved.regions):
-        data = frame[(frame["region"] == key[0]) & (frame["hemisphere"] == key[1]) & frame["mean_ppm"].notna()]
+        data = frame[(frame["region"] == key[0]) & (frame["hemisphere"] == key[1]) & frame[VALUE].notna()]
         rows += _region_rows(key, data, covariates, resolved.min_group_size)
     out = pd.DataFrame(rows, columns=LONGITUDINAL_COLUMNS)
     out["p_fdr"] = np.nan
@@ -216,7 +216,7 @@ def _region_rows(key, data: pd.DataFrame, covariates: list[str], minimum: int) -
     if np.linalg.matrix_rank(exog.to_numpy(float)) < exog.shape[1] or len(data) <= exog.shape[1] + 1:
         return [{**base, "term": INTERACTION, "note": "the design cannot be estimated (collinear terms or too few "
                                                       "observations)"}]
-    fit = fit_random_intercept(data["mean_ppm"], exog, data["participant_id"])
+    fit = fit_random_intercept(data[VALUE], exog, data["participant_id"])
     note = "; ".join(filter(None, [*design.notes, fit["note"]]))
     return [{**base, "term": term, "estimate": float(fit["estimate"][term]), "se": float(fit["se"][term]),
              "p": float(fit["p"][term]), "note": note} for term in exog.columns]
