@@ -39,6 +39,11 @@ h03's sinuses); ``tol = 0.02`` makes it 3-4x faster for up to 1.3 points. A diag
 (Jacobi) scaling of the outside sources was tried as a preconditioner and made it worse:
 53.5 % against 35.7 % after 300 iterations on the axial head of the tests; its fourth root,
 milder, stopped at a worse fit (54.6 % against 46.9 % on a noise-free h04). So there is none.
+Fusing the iteration's voxel passes into numba loops (four parallel passes instead of about
+twelve numpy ones) was measured and not kept: on h03 PDF went from 5.9-6.0 to 6.6 s with
+numba's OpenMP threads spinning between loops (they take the cores from the FFT's threads),
+to 5.2 s with ``OMP_WAIT_POLICY=PASSIVE``; in ``qsmiron recon`` of head_obl15 the background step
+took 13.2-13.3 s, and 12.3-12.9 s passive, against 12.4-13.9 s before: within the spread.
 
 Accuracy. PDF's bias is at the mask's edge, where part of a local field is
 indistinguishable from the field of sources just outside (Liu 2011; 44.5 % local-field
