@@ -122,14 +122,14 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
         ``measure``, ``reference`` (None for measures other than chi) and ``mean`` (float,
         NaN where missing), then ``median`` when the input has it, in the input's row order,
         then ``session`` (``ses-<label>``, None where missing) when the input has that column;
-        other columns dropped. A table of the
-        earlier form (``mean_ppm``) comes out as chi under ``whole_brain``.
+        other columns dropped. A table of the earlier form (``mean_ppm``) comes out as chi
+        under ``whole_brain``.
 
     Raises
     ------
     InputError
-        Missing columns (named), an empty table, non-numeric ``mean`` or ``median`` values, unknown
-        hemisphere labels, measures or references, or the same participant, region,
+        Missing columns (named), an empty table, non-numeric ``mean`` or ``median`` values,
+        unknown hemisphere labels, measures or references, or the same participant, region,
         hemisphere, measure, reference (and session) twice.
     """
     frame = upgrade_regions_table(frame)
@@ -209,7 +209,7 @@ def analysed_statistic(regions: pd.DataFrame, requested: str | None, *,
       (0.52 both in VeP); correlation within 0.02 but for left GPi (0.97 -> 0.95) and left STN
       (0.95 -> 0.93). The MOH - CM difference planted at -20 ppb came out in putamen as
       -19.1 / -22.2 ppb against -16.8 / -20.1, in VeP -13.3 / -15.5 against -12.9 / -14.8.
-    - The same 40 subjects drawn with another seed (``qsmiron demo --seed 1``): putamen 0.83 /
+    - Another 40 subjects of the demo's simulator (``qsmiron demo --seed 1``): putamen 0.83 /
       0.85 -> 0.93 / 0.93, GPe 0.77 / 0.80 -> 0.86 / 0.85, caudate 0.81 / 0.80 -> 0.90 / 0.91,
       red nucleus 0.78 / 0.80 -> 0.89 / 0.88; GPi, SNr and VeP within 0.03. The cost, in the
       smallest regions at 2 mm: correlation VeP 0.91 / 0.89 -> 0.90 / 0.84, SNr 0.91 / 0.91 ->
