@@ -18,8 +18,8 @@ from qsmiron.stats.group import GROUP_COLUMNS, compare_groups
 from qsmiron.stats.methods_text import statistics_methods
 from qsmiron.stats.multiple import fdr_bh_within, fdr_families
 from qsmiron.stats.outcomes import relapse_tables
-from qsmiron.stats.regions import (analysed_statistic, region_keys, select_measure, select_session, sessions_of, validate_regions,
-                                   wide_regions)
+from qsmiron.stats.regions import (analysed_statistic, region_keys, select_measure, select_session, sessions_of,
+                                   validate_regions, wide_regions)
 from qsmiron.stats.results import StudyResults, exclusion_counts
 from qsmiron.stats.study import ALL, Study, group_labels, resolve_study
 from qsmiron.stats.table1 import describe_groups
