@@ -74,7 +74,9 @@ partial volume of the label's edge as the mean does, the median lies above it in
 (GPe +9.2 / +6.6, GPi +10.1 / +8.1 ppb) and near it in VeP (-1.6 / -3.1) and putamen (+0.6 /
 -1.3). The planted MOH - CM difference (-14 ppb; realised in this sample VeP -18.9 / -22.2,
 putamen -12.3 / -10.9) came out as VeP -23.7 / -27.8 and putamen -16.3 / -14.1 ppb (the mean:
--21.0 / -25.4 and -15.0 / -12.8), each realised value inside its 95 % CI.
+-21.0 / -25.4 and -15.0 / -12.8), each realised value inside its 95 % CI. Re-run end to end with
+the median default (results revision 3; 798 s with the saved registrations, 14 min 47 s in all,
+2.26 GB): every figure above within 0.2 ppb, VeP -23.8 / -27.8 and putamen -16.5 / -14.4 ppb.
 
 Measured and not kept: masking the pallidum (CIT168 GPe and GPi dilated by 1 mm) out of the SyN
 metric on the template side, so that the deformation there follows the putamen and internal
