@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from qsmiron.errors import InputError
-from qsmiron.stats.regions import (analysed_statistic, measures_of, read_regions, references_of, region_keys, select_measure,
+from qsmiron.stats.regions import (analysed_statistic, flagged_values_warning, measures_of, read_regions, references_of,
+                                   region_keys, select_measure,
                                    select_session, sessions_of, upgrade_regions_table, validate_regions)
 
 COLUMNS = ["participant_id", "region", "hemisphere", "measure", "reference", "mean"]
@@ -151,3 +152,21 @@ def test_a_non_numeric_median_is_named(tmp_path):
     path = write(tmp_path, HEADER.rstrip("\n") + "\tmedian\nsub-1\tVeP\tL\tchi\twhole_brain\t0.05\thigh\n")
     with pytest.raises(InputError, match=r"column 'median' holds non-numeric value\(s\) high"):
         read_regions(path)
+
+
+def test_flagged_values_are_kept_and_counted_per_region(tmp_path):
+    header = HEADER.rstrip("\n") + "\tmedian\tflag_small\tflag_partial_coverage\tsd\n"
+    rows = ["sub-1\tNAC\tR\tchi\twhole_brain\t0.01\t0.01\tFalse\tTrue\t0.1",
+            "sub-2\tNAC\tR\tchi\twhole_brain\t0.02\t0.02\tFalse\tTrue\t0.1",
+            "sub-3\tNAC\tR\tchi\twhole_brain\t0.02\t0.02\tFalse\tFalse\t0.1",
+            "sub-1\tVeP\tL\tchi\twhole_brain\t0.05\t0.05\tTrue\t\t0.1",
+            "sub-2\tVeP\tL\tchi\twhole_brain\tn/a\tn/a\tTrue\tFalse\t0.1"]
+    regions = read_regions(write(tmp_path, header + "\n".join(rows) + "\n"))
+    assert "sd" not in regions.columns and regions["flag_partial_coverage"].tolist() == [True, True, False, False, False]
+    chi = select_measure(regions, statistic="median")
+    warning = flagged_values_warning(chi, ["sub-1", "sub-2", "sub-3"])
+    # sub-2's VeP has no value, so only sub-1's counts; a participant not analysed does not count either.
+    assert "1 measured from few voxels (flag_small: VeP L 1)" in warning
+    assert "2 measured on part of the region (flag_partial_coverage: NAC R 2)" in warning
+    assert "NAC R 1" in flagged_values_warning(chi, ["sub-1", "sub-3"])
+    assert flagged_values_warning(chi, ["sub-3"]) is None

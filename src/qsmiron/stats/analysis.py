@@ -18,8 +18,8 @@ from qsmiron.stats.group import GROUP_COLUMNS, compare_groups
 from qsmiron.stats.methods_text import statistics_methods
 from qsmiron.stats.multiple import fdr_bh_within, fdr_families
 from qsmiron.stats.outcomes import relapse_tables
-from qsmiron.stats.regions import (analysed_statistic, region_keys, select_measure, select_session, sessions_of,
-                                   validate_regions, wide_regions)
+from qsmiron.stats.regions import (analysed_statistic, flagged_values_warning, region_keys, select_measure,
+                                   select_session, sessions_of, validate_regions, wide_regions)
 from qsmiron.stats.results import StudyResults, exclusion_counts
 from qsmiron.stats.study import ALL, Study, group_labels, resolve_study
 from qsmiron.stats.table1 import describe_groups
@@ -129,6 +129,9 @@ def run_measure(regions: pd.DataFrame, participants: ParticipantsTable | pd.Data
     exclusions.extend(_compress_exclusions(rows_excluded, keys))
 
     warnings.extend(_row_warnings(group_table, association_table, outcomes.relapse, outcomes.counts))
+    flagged = flagged_values_warning(regions, common)
+    if flagged:
+        warnings.append(flagged)
     units = _units(table_of, resolved, warnings)
 
     settings = AnalysisSettings(

@@ -44,6 +44,10 @@ STATISTICS = ("median", "mean")
 """The summaries of a region's voxels a regions table may hold (``mean`` is required)."""
 VALUE = "value"
 """The column of the analysed summary in a table of one measure (:func:`select_measure`)."""
+QUALITY_FLAGS = {"flag_small": "from few voxels", "flag_partial_coverage": "on part of the region",
+                 "flag_registration": "through a registration flagged as an outlier"}
+"""Flags of ``qsmiron roi`` kept with a value (True/False; absent or empty reads as False), and
+how each is named in the statistics' warnings."""
 LEGACY_COLUMNS = {"mean_ppm": "mean", "median_ppm": "median", "sd_ppm": "sd"}
 """Columns of the table before the measures (chi only, ppm) and their names now."""
 _HEMISPHERES = {"l": "L", "left": "L", "lh": "L", "r": "R", "right": "R", "rh": "R",
@@ -120,8 +124,8 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
     DataFrame
         Columns ``participant_id`` (``sub-`` form), ``region``, ``hemisphere`` (L/R/B),
         ``measure``, ``reference`` (None for measures other than chi) and ``mean`` (float,
-        NaN where missing), then ``median`` when the input has it, in the input's row order,
-        then ``session`` (``ses-<label>``, None where missing) when the input has that column;
+        NaN where missing), then ``median`` and the ``QUALITY_FLAGS`` the input has, in the
+        input's row order, then ``session`` (``ses-<label>``, None where missing) when the input has that column;
         other columns dropped. A table of the earlier form (``mean_ppm``) comes out as chi
         under ``whole_brain``.
 
@@ -140,7 +144,8 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
                          f"(columns found: {', '.join(columns) or 'none'})", path)
     with_session = SESSION_COLUMN in columns
     optional = ["median"] if "median" in columns else []
-    kept = list(REQUIRED_COLUMNS) + optional + ([SESSION_COLUMN] if with_session else [])
+    flags = [name for name in QUALITY_FLAGS if name in columns]
+    kept = list(REQUIRED_COLUMNS) + optional + flags + ([SESSION_COLUMN] if with_session else [])
     frame = frame.set_axis(columns, axis=1)[kept].copy()
     if frame.empty:
         raise InputError("regions table has no rows", path)
@@ -157,6 +162,8 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
     frame["measure"], frame["reference"] = _measure_and_reference(frame, path)
     for column in ("mean", *optional):
         frame[column] = _values(frame[column], path, column)
+    for column in flags:
+        frame[column] = frame[column].map(lambda v: str(v).strip().lower() in ("true", "1", "yes"))
 
     key = ["participant_id", "region", "hemisphere", "measure", "reference"]
     if with_session:
@@ -319,6 +326,26 @@ def region_keys(regions: pd.DataFrame, names: list[str] | None = None) -> list[t
         first_seen = {name: i for i, name in enumerate(names)}
         pairs = [pair for pair in pairs if pair[0] in first_seen]
     return sorted(pairs, key=lambda pair: (first_seen[pair[0]], order.get(pair[1], 3)))
+
+
+def flagged_values_warning(regions: pd.DataFrame, participants) -> str | None:
+    """One line naming, per region, how many of the analysed participants' values carry a
+    ``QUALITY_FLAGS`` flag (they are analysed as measured); None when none does.
+
+    ``regions`` is a table of one measure (:func:`select_measure`).
+    """
+    rows = regions[regions["participant_id"].isin(set(participants)) & regions[VALUE].notna()]
+    parts = []
+    for flag, meaning in QUALITY_FLAGS.items():
+        if flag not in rows.columns or not rows[flag].any():
+            continue
+        counts = rows[rows[flag]].groupby(["region", "hemisphere"], sort=False).size()
+        listed = ", ".join(f"{region} {side} {n}" for (region, side), n in counts.items())
+        parts.append(f"{int(counts.sum())} measured {meaning} ({flag}: {listed})")
+    if not parts:
+        return None
+    return ("regional values flagged by qsmiron roi are analysed as measured: " + "; ".join(parts)
+            + "; see each subject's regions table")
 
 
 def wide_regions(regions: pd.DataFrame, column: str = VALUE) -> pd.DataFrame:
