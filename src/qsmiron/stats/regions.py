@@ -223,6 +223,9 @@ def analysed_statistic(regions: pd.DataFrame, requested: str | None, *,
       0.85 / 0.90 (a median of 15-20 voxels is noisier than their mean). Putamen's difference
       (realised in the sample -14.4 / -16.7 ppb) came out as -14.5 / -16.0 against -12.9 /
       -14.5, VeP's (realised -15.3 / -13.5) as -9.2 / -8.0 against -9.0 / -8.2.
+    - R2* (both demo draws, against the true R2* on the scan grid, 8 regions x 2 sides x 2
+      draws): the median's correlation was higher in 24 of the 32 and its slope in 27, and it
+      lies 0.5-1 s^-1 above the mean (R2* in a region is skewed to high values).
 
     Raises
     ------
