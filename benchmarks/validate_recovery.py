@@ -66,10 +66,9 @@ def process(bids: Path, out: Path, n_procs: int, fast: bool):
 def measured_values(regions_tsv: Path, measure: str, reference: str | None = None) -> pd.DataFrame:
     """One measure (and, for chi, one reference) of ``regions.tsv``: participant, region, side and
     ``value``, the summary the statistics analyse by default (the median when the table has it)."""
-    from qsmiron.stats.regions import analysed_statistic, read_regions, select_measure
+    from qsmiron.stats.regions import read_regions, select_measure
 
-    table = read_regions(regions_tsv)
-    return select_measure(table, measure, reference, statistic=analysed_statistic(table, None))
+    return select_measure(read_regions(regions_tsv), measure, reference)
 
 
 def _agreement(merged: pd.DataFrame, measured: str, truths: tuple[str, ...]) -> pd.DataFrame:

@@ -236,6 +236,6 @@ def _analyse(regions: pd.DataFrame, regions_source: str, participants: Participa
     # sections, with its values in a table with ``mean_ppm``, and the other measures' results in
     # their own section.
     chi = select_measure(select_session(regions, session, source=regions_source), "chi", study.reference,
-                         statistic=results.settings.statistic or "mean", source=regions_source)
+                         statistic=results.settings.statistic, source=regions_source)
     return Path(write_report(results, paths.report, regions=chi.rename(columns={VALUE: "mean_ppm"}),
                              participants=at_session.frame, qc_images=tuple(qc_images), provenance=provenance))

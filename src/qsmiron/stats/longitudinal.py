@@ -34,8 +34,7 @@ from qsmiron.records.study import Exclusion
 from qsmiron.stats._design import covariate_design
 from qsmiron.stats.methods_text import longitudinal_methods
 from qsmiron.stats.multiple import fdr_bh
-from qsmiron.stats.regions import (CHI, SESSION_COLUMN, VALUE, analysed_statistic, region_keys, select_measure,
-                                   sessions_of, validate_regions)
+from qsmiron.stats.regions import CHI, SESSION_COLUMN, VALUE, region_keys, select_measure, sessions_of, validate_regions
 from qsmiron.stats.results import exclusion_records
 from qsmiron.stats.study import Study, group_labels, resolve_study
 from qsmiron.stats.write import plain_values
@@ -128,9 +127,7 @@ def longitudinal_models(regions: pd.DataFrame, participants: ParticipantsTable, 
     if settings is None:
         raise ValueError("the study has no [longitudinal] section")
     # The mixed models follow chi under the study's reference (the study's primary measure).
-    regions = validate_regions(regions)
-    statistic = analysed_statistic(regions, study.statistic, source=regions_source)
-    regions = select_measure(regions, CHI, study.reference, statistic=statistic,
+    regions = select_measure(validate_regions(regions), CHI, study.reference, statistic=study.statistic,
                              source=regions_source)
     if len(sessions_of(regions)) < 2:
         raise InputError("longitudinal models need a regions table with a 'session' column and at least 2 sessions",

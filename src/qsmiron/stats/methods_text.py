@@ -122,7 +122,8 @@ def statistics_methods(study: Study) -> StatisticsMethods:
     """What the statistics run for ``study`` (resolved or not: the thresholds are its settings)."""
     relapse = study.relapse
     return StatisticsMethods(
-        regional_value=regional_value_text(study.statistic), group_comparison=GROUP_COMPARISON, associations=ASSOCIATIONS,
+        regional_value=regional_value_text(study.statistic), group_comparison=GROUP_COMPARISON,
+        associations=ASSOCIATIONS,
         relapse="; ".join((logistic_text(relapse), roc_text(relapse, study.seed, study.min_group_size),
                            survival_text(relapse, study.min_group_size), COUNTS)),
         missing_values=MISSING_VALUES, table1=TABLE1,

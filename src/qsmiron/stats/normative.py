@@ -30,8 +30,7 @@ from qsmiron.io.participants import ParticipantsTable
 from qsmiron.records.extensions import NormativeOutlier, NormativeSession
 from qsmiron.stats._design import covariate_design
 from qsmiron.stats.methods_text import normative_methods
-from qsmiron.stats.regions import (CHI, analysed_statistic, region_keys, select_measure, select_session, validate_regions,
-                                   wide_regions)
+from qsmiron.stats.regions import CHI, region_keys, select_measure, select_session, validate_regions, wide_regions
 from qsmiron.stats.study import Study, group_labels, label_text
 
 NORMATIVE_COLUMNS = ["participant_id", "group", "region", "hemisphere", "chi_ppm", "expected_ppm",
@@ -83,9 +82,8 @@ def normative_scores(regions: pd.DataFrame, participants: ParticipantsTable, stu
     source = participants.source
     session = session or study.session
     # z-scores of chi under the study's reference (the study's primary measure).
-    regions = validate_regions(regions)
-    statistic = analysed_statistic(regions, study.statistic)
-    regions = select_session(select_measure(regions, CHI, study.reference, statistic=statistic), session)
+    regions = select_session(select_measure(validate_regions(regions), CHI, study.reference,
+                                            statistic=study.statistic), session)
     column = study.groups.column
     missing = [c for c in [column, *settings.covariates] if c not in participants.frame.columns]
     if missing:

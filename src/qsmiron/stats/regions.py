@@ -244,18 +244,18 @@ def analysed_statistic(regions: pd.DataFrame, requested: str | None, *,
 
 
 def select_measure(regions: pd.DataFrame, measure: str = CHI, reference: str | None = WHOLE_BRAIN, *,
-                   statistic: str = "mean", source: str | os.PathLike | None = None) -> pd.DataFrame:
+                   statistic: str | None = None, source: str | os.PathLike | None = None) -> pd.DataFrame:
     """The rows of one measure (and, for chi, one reference): ``participant_id``, ``region``,
-    ``hemisphere``, the ``statistic`` column as ``value`` (and ``session`` when present).
+    ``hemisphere``, the summary ``statistic`` as ``value`` (resolved by :func:`analysed_statistic`:
+    None is the default, the median when the table has it), the flags (and ``session``).
 
     Raises
     ------
     InputError
         The measure, or chi's reference, is not in the table (those present are named), or
-        the table has no column ``statistic``.
+        the median was asked for and the table has none.
     """
-    if statistic not in regions.columns:
-        raise InputError(f"regions table has no column {statistic!r}", source)
+    statistic = analysed_statistic(regions, statistic, source=source)
     if measure not in set(regions["measure"]):
         raise InputError(f"measure {measure!r} is not in the regions table (measures present: "
                          f"{', '.join(measures_of(regions)) or 'none'})", source)
