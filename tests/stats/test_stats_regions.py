@@ -170,3 +170,9 @@ def test_flagged_values_are_kept_and_counted_per_region(tmp_path):
     assert "2 measured on part of the region (flag_partial_coverage: NAC R 2)" in warning
     assert "NAC R 1" in flagged_values_warning(chi, ["sub-1", "sub-3"])
     assert flagged_values_warning(chi, ["sub-3"]) is None
+
+
+def test_a_flag_that_is_neither_true_nor_false_is_named(tmp_path):
+    path = write(tmp_path, HEADER.rstrip("\n") + "\tflag_small\nsub-1\tVeP\tL\tchi\twhole_brain\t0.05\tmaybe\n")
+    with pytest.raises(InputError, match=r"column 'flag_small' holds maybe; expected True or False"):
+        read_regions(path)

@@ -116,6 +116,18 @@ def _values(raw: pd.Series, path, column: str = "mean") -> pd.Series:
     return values
 
 
+_FLAG_TEXT = {"true": True, "1": True, "false": False, "0": False, "": False, "n/a": False, "nan": False}
+
+
+def _flag_values(raw: pd.Series, path, column: str) -> pd.Series:
+    """A flag column as booleans: true/false (any case), 1/0; empty or n/a reads as false."""
+    text = raw.map(lambda v: "" if v is None else str(v).strip().lower())
+    bad = sorted(set(text[~text.isin(list(_FLAG_TEXT))]))
+    if bad:
+        raise InputError(f"column '{column}' holds {', '.join(bad[:5])}; expected True or False", path)
+    return text.map(_FLAG_TEXT).astype(bool)
+
+
 def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = None) -> pd.DataFrame:
     """Check and normalise a regions table.
 
@@ -163,7 +175,7 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
     for column in ("mean", *optional):
         frame[column] = _values(frame[column], path, column)
     for column in flags:
-        frame[column] = frame[column].map(lambda v: str(v).strip().lower() in ("true", "1", "yes"))
+        frame[column] = _flag_values(frame[column], path, column)
 
     key = ["participant_id", "region", "hemisphere", "measure", "reference"]
     if with_session:
