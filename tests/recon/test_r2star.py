@@ -124,7 +124,9 @@ def test_noise_level_comes_from_the_residuals_when_the_air_is_zero_filled():
     assert estimate_noise_sigma(magnitude, mask) is None
     fit = fit_r2star(magnitude, mask, TE)
     assert fit.info["noise_estimate"].startswith("fit residuals")
-    assert fit.info["noise_sigma"] == pytest.approx(sigma, rel=0.3)
+    # Median RSS over the chi-square median with E - 2 = 3 degrees of freedom: within 5 %
+    # (measured 0.2 %). E degrees of freedom would give 0.74 sigma, the chi-square mean 0.89.
+    assert fit.info["noise_sigma"] == pytest.approx(sigma, rel=0.05)
     assert fit.info["warnings"]
 
 
