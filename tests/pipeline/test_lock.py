@@ -149,12 +149,20 @@ def test_a_lock_names_its_holder_and_a_dead_holders_lock_is_taken_over(tmp_path)
         assert f"process {dead}" in lock.taken_over
 
 
-def test_sigterm_inside_the_guard_raises_terminated_with_its_number():
-    with pytest.raises(Terminated) as caught, terminate_as_interrupt():
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)
-    assert caught.value.signum == signal.SIGTERM
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+def test_sigterm_inside_the_guard_raises_terminated_with_its_number_and_the_handler_found_returns():
+    def found(signum, frame):  # a handler of the caller's own, neither the default nor the guard's
+        raise AssertionError("the caller's handler ran inside the guard")
+
+    outside = signal.signal(signal.SIGTERM, found)
+    try:
+        with pytest.raises(Terminated) as caught, terminate_as_interrupt():
+            assert signal.getsignal(signal.SIGTERM) is not found
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        assert caught.value.signum == signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) is found
+    finally:
+        signal.signal(signal.SIGTERM, outside)
 
 
 def test_the_command_reports_a_signal_in_one_line_with_its_exit_code(monkeypatch, capsys):
