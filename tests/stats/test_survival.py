@@ -26,18 +26,51 @@ def test_cox_hazard_ratio_per_sd_matches_lifelines_on_raw_chi():
     assert result["hr"] < 1 and result["hr_ci_low"] < result["hr"] < result["hr_ci_high"]
 
 
-def test_kaplan_meier_split_at_median_starts_at_one_and_never_rises():
+def _product_limit_by_hand(time, events, at):
+    """S(t) = product over event times u <= t of (1 - deaths(u) / at risk(u)), written out."""
+    survival = []
+    for t in at:
+        s = 1.0
+        for u in np.unique(time[(events == 1) & (time <= t)]):
+            s *= 1.0 - np.sum((time == u) & (events == 1)) / np.sum(time >= u)
+        survival.append(s)
+    return np.array(survival)
+
+
+def _logrank_p_by_hand(time, events, first):
+    """Mantel's log-rank test: observed minus expected events of one group, hypergeometric variance."""
+    from scipy import stats
+
+    observed = expected = variance = 0.0
+    for u in np.unique(time[events == 1]):
+        at_risk, at_risk_first = np.sum(time >= u), np.sum((time >= u) & first)
+        deaths = np.sum((time == u) & (events == 1))
+        observed += np.sum((time == u) & (events == 1) & first)
+        expected += deaths * at_risk_first / at_risk
+        if at_risk > 1:
+            share = at_risk_first / at_risk
+            variance += deaths * share * (1 - share) * (at_risk - deaths) / (at_risk - 1)
+    return float(stats.chi2.sf((observed - expected) ** 2 / variance, 1))
+
+
+def test_kaplan_meier_split_at_median_follows_the_product_limit_and_the_logrank_test_by_hand():
     rng = np.random.default_rng(6)
     chi = rng.normal(size=40)
-    time = rng.exponential(10, 40)
+    time = rng.exponential(10, 40) * np.exp(-1.5 * chi)  # higher chi, earlier events
     events = (rng.random(40) < 0.7).astype(int)
     curves, p = kaplan_meier_by_median(time, events, chi)
     assert set(curves["group"]) == {"low", "high"}
-    for _, curve in curves.groupby("group"):
-        assert curve["survival"].iloc[0] == 1.0
-        assert np.all(np.diff(curve["survival"].to_numpy()) <= 0)
+    low = chi <= np.median(chi)  # the median itself belongs to the low curve
+    for label, members in (("low", low), ("high", ~low)):
+        curve = curves[curves["group"] == label]
+        assert curve["time"].iloc[0] == 0 and curve["survival"].iloc[0] == 1.0
+        assert set(time[members & (events == 1)]) <= set(curve["time"])
+        expected = _product_limit_by_hand(time[members], events[members], curve["time"].to_numpy())
+        np.testing.assert_allclose(curve["survival"], expected, rtol=1e-12)
         assert np.all(curve["ci_low"] <= curve["survival"] + 1e-12)
-    assert 0 <= p <= 1
+        assert np.all(curve["survival"] <= curve["ci_high"] + 1e-12)
+    assert p == pytest.approx(_logrank_p_by_hand(time, events, low), rel=1e-9)
+    assert p < 0.05  # the planted difference shows (p about 0.034)
 
 
 def test_cox_that_cannot_converge_reports_why_instead_of_a_zero_hazard_ratio():
