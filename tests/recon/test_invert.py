@@ -89,8 +89,10 @@ def test_lcurve_corner_finds_the_bend_of_an_analytic_l():
         residuals.append(np.linalg.norm((1 - filt) * data))
         norms.append(np.linalg.norm(filt * data / singular))
     corner = lambdas[lcurve_corner(lambdas, residuals, norms)]
-    # The noise (1e-3) meets the decaying signal near singular value 1e-3, i.e. lambda 1e-6.
-    assert 1e-8 < corner < 1e-4
+    # The noise (1e-3) meets the decaying signal near singular value 1e-3, i.e. lambda 1e-6:
+    # within a decade of it (the point nearest the origin of the log-log curve, the fallback
+    # when nothing bends, lies at 3e-5).
+    assert 1e-7 < corner < 1e-5
 
 
 def test_discrepancy_picks_the_largest_weight_fitting_to_the_noise():
