@@ -135,9 +135,17 @@ def test_unknown_builtin_atlas_name_lists_the_choices():
 
 
 def test_cit168_lookup_table_is_read_from_the_package_csv():
+    import csv
+
     _, lookup = cit168_paths()
     atlas = load_atlas("cit168", labels=lookup)
-    assert len(atlas.labels) == 28
+    with open(lookup, newline="") as handle:
+        rows = [(int(row["Region_Index"]), row["Region_Name"]) for row in csv.DictReader(handle)]
+    assert len(rows) == 28
+    assert list(zip(atlas.labels["index"], atlas.labels["name"])) == rows
+    sides = {"LH": "L", "RH": "R"}
+    assert [(r, h) for r, h in zip(atlas.labels["region"], atlas.labels["hemisphere"])] == [
+        (name.rsplit("_", 1)[0], sides[name.rsplit("_", 1)[1]]) for _, name in rows]
 
 
 def test_data_files_of_other_packages_are_checked_against_their_sha256(tmp_path):
