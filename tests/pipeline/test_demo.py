@@ -41,7 +41,7 @@ def test_demo_command_simulates_runs_everything_and_prints_the_report(monkeypatc
     assert regions.loc[regions["region"] != "MN", "n"].between(3, 4).all()
     assert (regions.set_index("region").loc["Pu", "r"] > 0.5).all()  # the putamen follows the truth
     assert (regions.set_index("region").loc["Pu", "slope"] > 0.3).all() and "<th>slope</th>" in html
-    assert "each region's median" in captured.err  # the summary the statistics analysed, named
+    assert "each region's interior-weighted median" in captured.err  # the summary the statistics analysed, named
 
     written = json.loads((out / "demo_config.json").read_text())
     assert written["demo"] == {"n_subjects": 4, "seed": 1, "n_procs": 1}

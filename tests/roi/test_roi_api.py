@@ -129,8 +129,8 @@ def _dice(run, label):
 
 def test_roi_table_is_one_tidy_long_form_of_every_measure_and_reference(ras_run):
     table = ras_run["table"]
-    assert list(table.columns[:10]) == ["region", "hemisphere", "measure", "reference", "unit", "mean", "median",
-                                        "sd", "n_voxels", "volume_mm3"]
+    assert list(table.columns[:11]) == ["region", "hemisphere", "measure", "reference", "unit", "mean", "median",
+                                        "interior_median", "sd", "n_voxels", "volume_mm3"]
     blocks = [(m, r if isinstance(r, str) else None) for m, r in dict.fromkeys(zip(table.measure, table.reference))]
     assert blocks == [("chi", "whole_brain"), ("chi", "csf"), ("chi", "mask"), ("r2star", None),
                       ("chi_para", None), ("chi_dia", None)]

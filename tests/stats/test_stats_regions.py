@@ -132,20 +132,36 @@ def test_repeated_rows_within_a_session_and_sessions_without_a_column_are_errors
         read_regions(without)
 
 
-def test_the_median_is_analysed_by_default_when_the_table_has_it(tmp_path):
+def test_the_default_summary_is_the_first_the_table_has_for_every_value(tmp_path):
     both = read_regions(write(tmp_path, HEADER.rstrip("\n") + "\tmedian\n"
                               "sub-1\tVeP\tL\tchi\twhole_brain\t0.05\t0.07\n"
-                              "sub-2\tVeP\tL\tchi\twhole_brain\t0.04\tn/a\n"))
+                              "sub-2\tVeP\tL\tchi\twhole_brain\t0.04\t0.06\n"))
     assert analysed_statistic(both, None) == "median" and analysed_statistic(both, "mean") == "mean"
     median = select_measure(both, statistic="median")
     assert list(median.columns) == ["participant_id", "region", "hemisphere", "value"]
-    assert median["value"].iloc[0] == 0.07 and np.isnan(median["value"].iloc[1])
+    assert median["value"].tolist() == [0.07, 0.06]
     assert select_measure(both, statistic="mean")["value"].tolist() == [0.05, 0.04]
+
+    three = read_regions(write(tmp_path, HEADER.rstrip("\n") + "\tmedian\tinterior_median\n"
+                               "sub-1\tVeP\tL\tchi\twhole_brain\t0.05\t0.07\t0.08\n"
+                               "sub-2\tVeP\tL\tchi\twhole_brain\tn/a\tn/a\tn/a\n"))
+    assert analysed_statistic(three, None) == "interior_median"  # an empty region has none of them
+    assert select_measure(three)["value"].iloc[0] == 0.08
+
+    # A summary missing where the mean is known (tables of two versions joined) is not the default:
+    # its missing values would drop participants.
+    partial = read_regions(write(tmp_path, HEADER.rstrip("\n") + "\tmedian\tinterior_median\n"
+                                 "sub-1\tVeP\tL\tchi\twhole_brain\t0.05\t0.07\t0.08\n"
+                                 "sub-2\tVeP\tL\tchi\twhole_brain\t0.04\t0.06\tn/a\n"))
+    assert analysed_statistic(partial, None) == "median"
+    assert np.isnan(select_measure(partial, statistic="interior_median")["value"].iloc[1])  # when asked for
 
     means_only = read_regions(write(tmp_path, HEADER + "sub-1\tVeP\tL\tchi\twhole_brain\t0.05\n"))
     assert analysed_statistic(means_only, None) == "mean"
     with pytest.raises(InputError, match="no 'median' values"):
         analysed_statistic(means_only, "median", source="regions.tsv")
+    with pytest.raises(InputError, match="interior-weighted median .* no 'interior_median' values"):
+        analysed_statistic(both, "interior_median", source="regions.tsv")
 
 
 def test_a_non_numeric_median_is_named(tmp_path):
@@ -176,3 +192,13 @@ def test_a_flag_that_is_neither_true_nor_false_is_named(tmp_path):
     path = write(tmp_path, HEADER.rstrip("\n") + "\tflag_small\nsub-1\tVeP\tL\tchi\twhole_brain\t0.05\tmaybe\n")
     with pytest.raises(InputError, match=r"column 'flag_small' holds maybe; expected True or False"):
         read_regions(path)
+
+
+def test_r2star_defaults_to_its_median_while_chi_takes_the_interior_median(tmp_path):
+    table = read_regions(write(tmp_path, HEADER.rstrip("\n") + "\tmedian\tinterior_median\n"
+                               "sub-1\tVeP\tL\tchi\twhole_brain\t0.05\t0.07\t0.08\n"
+                               "sub-1\tVeP\tL\tr2star\tn/a\t30.0\t31.0\t33.0\n"))
+    assert analysed_statistic(table, None) == "interior_median"
+    assert analysed_statistic(table, None, measure="r2star") == "median"
+    assert select_measure(table, "r2star", None)["value"].tolist() == [31.0]
+    assert select_measure(table, "r2star", None, statistic="interior_median")["value"].tolist() == [33.0]

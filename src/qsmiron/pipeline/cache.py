@@ -24,14 +24,15 @@ from qsmiron.io.derivatives import DONE_MARKER
 from qsmiron.records.cohort import DoneMarker, MarkerFile
 
 
-RESULTS_REVISION = 3
+RESULTS_REVISION = 4
 """Revision of what a subject's outputs hold, for the same version and settings. The version
 string changes only at a release; between releases a change to a method's results or to the
 files written (a default rule, a sidecar key) bumps this, so that resuming a cohort re-runs
 its subjects instead of mixing results of two revisions. 1: before the counter; 2:
 ``wtv_bregman`` interpolates the level's crossing (``qsmiron.recon.invert.bregman``); 3: a
 given measurement mask without R2* grows back to the magnitude's brain for registration
-(``qsmiron.roi.subject.subject_brain_mask``)."""
+(``qsmiron.roi.subject.subject_brain_mask``); 4: the regions tables gain the interior-weighted
+median, which the statistics analyse by default (``qsmiron.roi.measure``)."""
 
 
 def result_settings(config: QsmironConfig) -> dict[str, Any]:

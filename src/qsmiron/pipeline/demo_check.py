@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from qsmiron.io.derivatives import DemoPaths, cohort_paths, study_paths
+from qsmiron.stats.regions import STATISTIC_NAMES
 
 
 def truth_comparison(bids_dir: Path, out_dir: Path, statistic: str | None = None):
@@ -89,7 +90,7 @@ def summary_lines(paths: DemoPaths, phases: dict[str, float], cpu_seconds: float
     try:
         comparison = demo_truth_check(paths)
         lines.append(f"check against the planted truth (whole-brain-referenced chi, each region's "
-                     f"{comparison.statistic}):")
+                     f"{STATISTIC_NAMES[comparison.statistic]}):")
         lines += ["  " + line for line in comparison.summary_lines()]
         lines.append(f"  (tables: {Path(paths.truth_effects).name}, {Path(paths.truth_regions).name})")
     except (OSError, KeyError, ValueError, TypeError) as exc:

@@ -159,8 +159,9 @@ def registration_sentences(regions: list[RegionsRecord]) -> list[str]:
     erode = describe_values((m.erode_voxels for m in measurement), lambda v: str(int(v)), "voxel(s)")
     text = (f"The {describe_values(r.atlas.name for r in regions)} labels were brought into each subject's native "
             f"space ({describe_values(g.label_interpolation for g in registration)} interpolation), and regional "
-            f"susceptibility was measured there as the mean and the median over each label (voxel values "
-            f"not interpolated)")
+            f"susceptibility was measured there as the mean, the median and the interior-weighted median over "
+            f"each label (each voxel weighted by the square of the share of its 3 x 3 x 3 neighbourhood inside "
+            f"the label; voxel values not interpolated)")
     text += ", without label erosion" if erode.startswith("0 ") else f", after eroding each label by {erode}"
     sentences.append(text + ".")
     sentences.extend(reference_sentences(regions))

@@ -36,9 +36,9 @@ from qsmiron.roi.subject import (HEAD_CORE_EROSION_MM, IronMaps, SubjectImages, 
                                  registration_qc, subject_brain_mask, subject_on_template, template_images)
 from qsmiron.versions import software_versions
 
-CONTRACT_COLUMNS = list(TABLE_COLUMNS[:10])
+CONTRACT_COLUMNS = list(TABLE_COLUMNS[:11])
 """The leading columns of every regional table: region, hemisphere, measure, reference, unit,
-mean, median, sd, n_voxels, volume_mm3."""
+mean, median, interior_median, sd, n_voxels, volume_mm3."""
 
 
 @dataclass
@@ -229,7 +229,8 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
         notes.update({r.name: r.volume_ml if r.available else r.reason for r in references.records})
     given = (lambda path: str(path)) if input_name is None else input_name
     measures = _measures(images, chi, iron, given)
-    with recorded_step(steps, "measurement", "native_space_mean_and_median", roi.model_dump(mode="json")) as notes:
+    with recorded_step(steps, "measurement", "native_space_mean_median_and_interior_median",
+                       roi.model_dump(mode="json")) as notes:
         table = _measure_all(images, measures, subject_labels, atlas_obj, roi, fov, references)
         notes.update(n_regions=int(len(atlas_obj.labels)), measures=list(measures))
     with recorded_step(steps, "qc", "nmi_and_brain_dice", {"min_nmi": reg.min_nmi,
@@ -300,7 +301,8 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
     DataFrame
         Columns ``region``, ``hemisphere`` (L/R), ``measure`` (``chi``, ``r2star``, ``chi_para``,
         ``chi_dia``), ``reference`` (for chi: ``whole_brain``, ``csf``, ``mask``; None for the
-        others), ``unit``, ``mean``, ``median``, ``sd``, ``n_voxels``, ``volume_mm3``, then
+        others), ``unit``, ``mean``, ``median``, ``interior_median`` (``qsmiron.roi.measure``), ``sd``,
+        ``n_voxels``, ``volume_mm3``, then
         ``label``, ``coverage`` and the flag columns ``flag_empty``, ``flag_small``,
         ``flag_partial_coverage``, ``flag_registration``.
     """

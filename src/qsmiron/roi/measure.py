@@ -2,6 +2,15 @@
 
 Values are never interpolated: the atlas labels were brought to the subject's grid, and each
 region's statistics come from the voxels it covers inside the map's valid mask.
+
+Besides the mean and the median, each region gets an interior-weighted median
+(``interior_median``): the weighted median of its voxels, each weighted by the square of the
+share of its 3 x 3 x 3 neighbourhood inside the measured region (``interior_weights``). A voxel
+deep inside counts 1, one on a flat face 0.44, one on an edge 0.20 and one on a corner 0.09. The
+voxels at a warped label's edge are the ones that share partial volume with the surroundings
+and take in misregistered tissue; voxel erosion removes them, but at 2 mm it empties the small
+nuclei (VeP, STN, SNr), while the weights leave every voxel in and so work at any resolution.
+Why it is the value analysed by default: ``qsmiron.stats.regions.analysed_statistic``.
 """
 
 from __future__ import annotations
@@ -11,7 +20,9 @@ import pandas as pd
 from scipy import ndimage
 
 FLAG_COLUMNS = ("flag_empty", "flag_small", "flag_partial_coverage")
-COLUMNS = ("region", "hemisphere", "label", "mean", "median", "sd", "n_voxels", "volume_mm3",
+SUMMARY_COLUMNS = ("mean", "median", "interior_median")
+"""The summaries of a region's voxels; a reference region's offset applies to each."""
+COLUMNS = ("region", "hemisphere", "label", "mean", "median", "interior_median", "sd", "n_voxels", "volume_mm3",
            "coverage") + FLAG_COLUMNS
 """Columns of one measure's table; the unit is the map's (``qsmiron.records.regions.MEASURE_UNITS``)."""
 
@@ -33,10 +44,38 @@ def erode_labels(labels: np.ndarray, iterations: int) -> np.ndarray:
     return out
 
 
+def interior_weights(region: np.ndarray) -> np.ndarray:
+    """The weight of each voxel of ``region`` (bool, 3D), in the order of ``values[region]``: the
+    square of the share of its 3 x 3 x 3 neighbourhood (itself included) inside ``region``."""
+    region = np.asarray(region, dtype=bool)
+    found = ndimage.find_objects(region.astype(np.int8))
+    if not found or found[0] is None:
+        return np.zeros(0, np.float64)
+    box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in found[0])
+    part = region[box]
+    share = ndimage.uniform_filter(part.astype(np.float64), size=3, mode="constant", cval=0.0)
+    # C order within the box is the order of the region's voxels in the whole image.
+    return np.square(share[part])
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The smallest value at which the cumulative weight reaches half the total (the weighted
+    median of the inverted empirical distribution; numpy's ``quantile(..., weights=w,
+    method="inverted_cdf")`` at 0.5). NaN for no values or no weight."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    weights = np.asarray(weights, dtype=np.float64).ravel()
+    if values.size == 0 or not weights.sum() > 0:
+        return float("nan")
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
 def measure_regions(values: np.ndarray, mask: np.ndarray, labels: np.ndarray, voxel_size_mm, table: pd.DataFrame,
                     *, erode_voxels: int = 0, min_voxels: int = 10, min_coverage: float = 0.9,
                     fov_fraction: dict | None = None) -> pd.DataFrame:
-    """One row per atlas label: mean, median, SD (the map's unit), voxel count and volume, with flags.
+    """One row per atlas label: mean, median, interior-weighted median, SD (the map's unit), voxel
+    count and volume, with flags.
 
     Parameters
     ----------
@@ -92,6 +131,7 @@ def measure_regions(values: np.ndarray, mask: np.ndarray, labels: np.ndarray, vo
         row = {"region": entry["region"], "hemisphere": entry["hemisphere"], "label": index,
                "mean": float(sample.mean()) if n else np.nan,
                "median": float(np.median(sample)) if n else np.nan,
+               "interior_median": weighted_median(sample, interior_weights(region)) if n else np.nan,
                "sd": float(sample.std(ddof=1)) if n > 1 else np.nan,
                "n_voxels": n, "volume_mm3": n * voxel_mm3, "coverage": float(coverage),
                "flag_empty": n == 0, "flag_small": bool(0 < n < min_voxels or small_by_erosion),
@@ -100,7 +140,8 @@ def measure_regions(values: np.ndarray, mask: np.ndarray, labels: np.ndarray, vo
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-TABLE_COLUMNS = ("region", "hemisphere", "measure", "reference", "unit", "mean", "median", "sd", "n_voxels",
+TABLE_COLUMNS = ("region", "hemisphere", "measure", "reference", "unit", "mean", "median", "interior_median",
+                 "sd", "n_voxels",
                  "volume_mm3", "label", "coverage") + FLAG_COLUMNS
 """Columns of a subject's regional table: one tidy long form, one row per region, hemisphere,
 measure and (for chi) reference. ``reference`` is missing (``n/a``) for the absolute measures."""
@@ -116,7 +157,7 @@ def long_table(measured: dict[str, pd.DataFrame], units: dict[str, str], offsets
     units : dict measure -> unit
     offsets : dict reference -> offset (ppm)
         The mean of the chi map over each reference region: chi under reference R is the
-        measured value minus R's offset (mean and median; SD and counts do not change).
+        measured value minus R's offset (each of ``SUMMARY_COLUMNS``; SD and counts do not change).
 
     Returns
     -------
@@ -127,7 +168,7 @@ def long_table(measured: dict[str, pd.DataFrame], units: dict[str, str], offsets
         references = offsets if measure == "chi" else {None: 0.0}
         for reference, offset in references.items():
             part = table.copy()
-            part[["mean", "median"]] = part[["mean", "median"]] - offset
+            part[list(SUMMARY_COLUMNS)] = part[list(SUMMARY_COLUMNS)] - offset
             part.insert(2, "measure", measure)
             part.insert(3, "reference", reference)
             part.insert(4, "unit", units[measure])

@@ -31,7 +31,8 @@ class RoiSettings(Settings):
     erode_voxels: int = Field(0, ge=0, le=5, description="erode each region by this many voxels "
                               "(6-connected) before measuring, to keep edge voxels out. 0 (default) measures "
                               "the whole warped region: its mean includes partial-volume and misregistered "
-                              "edge voxels (the median resists them). 1 removes them, but a voxel-wide rim "
+                              "edge voxels (the median resists them, the interior-weighted median weighs them less). 1 "
+                              "removes them, but a voxel-wide rim "
                               "is most of a small nucleus at clinical resolution (VeP, HN, MN, STH at 1.5 mm "
                               "are flagged small); see benchmarks/bench_roi.py for both")
     min_voxels: int = Field(10, ge=1, description="regions measured with fewer voxels are flagged small")

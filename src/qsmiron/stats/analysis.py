@@ -87,7 +87,7 @@ def run_measure(regions: pd.DataFrame, participants: ParticipantsTable | pd.Data
     # Participants are compared at one time point: a longitudinal table is cut to one session.
     sessions = sessions_of(regions)
     regions = select_session(regions, study.session, source=regions_source)
-    statistic = analysed_statistic(regions, study.statistic, source=regions_source)
+    statistic = analysed_statistic(regions, study.statistic, measure=measure, source=regions_source)
     regions = select_measure(regions, measure, reference, statistic=statistic, source=regions_source)
     session = study.session or (sessions[0] if sessions else None)
     if not isinstance(participants, ParticipantsTable):

@@ -37,7 +37,7 @@ from qsmiron.records.regions import MEASURE_UNITS
 from qsmiron.records.study import Exclusion
 from qsmiron.stats._design import complete_cases, covariate_design
 from qsmiron.stats.methods_text import harmonisation_methods
-from qsmiron.stats.regions import (SESSION_COLUMN, STATISTICS, analysed_statistic, select_session, sessions_of,
+from qsmiron.stats.regions import (CHI, SESSION_COLUMN, STATISTICS, analysed_statistic, select_session, sessions_of,
                                    validate_regions, wide_regions)
 from qsmiron.stats.results import exclusion_records
 from qsmiron.stats.study import Study, group_labels, resolve_study
@@ -87,7 +87,8 @@ def harmonise_regions(regions: pd.DataFrame, participants: ParticipantsTable, st
     if settings is None:
         raise ValueError("the study has no [harmonise] section")
     regions = validate_regions(regions)
-    statistic = analysed_statistic(regions, study.statistic)
+    counted = CHI if (regions["measure"] == CHI).any() else str(regions["measure"].iloc[0])
+    statistic = analysed_statistic(regions, study.statistic, measure=counted)
     analysed = participants.frame[participants.frame["participant_id"].isin(set(regions["participant_id"]))]
     resolved = resolve_study(study, analysed.reset_index(drop=True), list(dict.fromkeys(regions["region"])),
                              source=participants.source)
@@ -99,8 +100,9 @@ def harmonise_regions(regions: pd.DataFrame, participants: ParticipantsTable, st
                              f"{', '.join(at_session.frame.columns)}", participants.source)
         harmonised, site_effects, dropped = _harmonise_measures(
             select_session(regions, session), at_session.frame.set_index("participant_id"), resolved,
-            participants.source, statistic)
-        n_harmonised += int(harmonised.dropna(subset=[statistic])["participant_id"].nunique())
+            participants.source, study.statistic)
+        n_harmonised += int(harmonised[harmonised["measure"] == counted].dropna(subset=[statistic])
+                            ["participant_id"].nunique())
         if session is not None:
             harmonised.insert(len(harmonised.columns), SESSION_COLUMN, session)
             site_effects.insert(0, "session", session)
@@ -143,12 +145,15 @@ def write_harmonisation(result: Harmonisation, paths: ExtensionPaths) -> dict[st
 # ---------------------------------------------------------------------------------------
 
 
-def _harmonise_measures(regions: pd.DataFrame, table: pd.DataFrame, study: Study, source, statistic: str):
+def _harmonise_measures(regions: pd.DataFrame, table: pd.DataFrame, study: Study, source,
+                        requested: str | None):
     """One session, each measure (and chi's each reference) harmonised on its own, as ComBat's
     location/scale model is per feature and the measures differ in unit and scale:
-    (harmonised long table, site effects, exclusions)."""
+    (harmonised long table, site effects, exclusions). The site effects and exclusions are those
+    of each measure's analysed summary (``requested``, or the measure's default)."""
     parts, effects, dropped = [], [], []
     for (measure, reference), rows in regions.groupby(["measure", "reference"], sort=False, dropna=False):
+        statistic = analysed_statistic(rows, requested, measure=measure)
         harmonised, site_effects, excluded = _harmonise_session(
             rows.drop(columns=["measure", "reference"]), table, study, source, measure, statistic)
         unit = MEASURE_UNITS[measure]

@@ -110,8 +110,14 @@ def fdr_texts(study: Study) -> dict[str, str]:
 def regional_value_text(statistic: str | None) -> str:
     """What a participant's regional value is (``Study.statistic``; None: not yet resolved)."""
     if statistic is None:
-        return ("each participant's regional value (value) is the median of the region's voxels when the "
-                "regions table has it, else their mean")
+        return ("each participant's regional value (value) is, for susceptibility, the interior-weighted median "
+                "of the region's voxels when the regions table has it, else their median, else their mean; for "
+                "the other measures their median, else their mean")
+    if statistic == "interior_median":
+        return ("each participant's regional value (value) is the interior-weighted median of the region's "
+                "voxels: each voxel weighs the square of the share of its 3 x 3 x 3 neighbourhood inside the "
+                "region, so that the edge voxels a warped label shares with its surroundings (partial volume, "
+                "misregistration) count less")
     if statistic == "median":
         return ("each participant's regional value (value) is the median of the region's voxels, which "
                 "resists the edge voxels a warped label shares with its surroundings")

@@ -4,8 +4,9 @@ One row per participant, region, hemisphere, ``measure`` and (for chi) ``referen
 at least the columns ``participant_id``, ``region``, ``hemisphere``, ``measure``,
 ``reference`` and ``mean`` (what ``qsmiron run`` writes: a subject's ``qsmiron roi`` table
 with a participant column; ``unit``, ``sd``, counts and flags are ignored here) and, optionally,
-``median``. The statistics analyse one summary of each region's voxels (``Study.statistic``,
-:func:`analysed_statistic`): by default the median when the table has it, else the mean.
+``median`` and ``interior_median``. The statistics analyse one summary of each region's voxels
+(``Study.statistic``, :func:`analysed_statistic`): by default the interior-weighted median when
+the table has it for every value, else the median, else the mean.
 Measures are ``chi`` (ppm; under the references ``whole_brain``, ``csf``, ``mask``),
 ``r2star`` (s^-1), ``chi_para`` and ``chi_dia`` (ppm; chi-separation), whose ``reference`` is
 ``n/a`` (``qsmiron.records.regions``). A table of the form before these measures (a
@@ -40,8 +41,15 @@ from qsmiron.records.regions import MEASURE_UNITS, REFERENCES
 REQUIRED_COLUMNS = ("participant_id", "region", "hemisphere", "measure", "reference", "mean")
 SESSION_COLUMN = "session"
 CHI, WHOLE_BRAIN = "chi", "whole_brain"
-STATISTICS = ("median", "mean")
-"""The summaries of a region's voxels a regions table may hold (``mean`` is required)."""
+STATISTICS = ("interior_median", "median", "mean")
+"""The summaries of a region's voxels a regions table may hold (``mean`` is required;
+``qsmiron.roi.measure`` defines them)."""
+DEFAULT_ORDER = {CHI: STATISTICS}
+"""Per measure, the summaries the default prefers, first to last (:func:`analysed_statistic`);
+a measure not named here prefers ``OTHER_MEASURES_ORDER``."""
+OTHER_MEASURES_ORDER = ("median", "mean")
+STATISTIC_NAMES = {"interior_median": "interior-weighted median", "median": "median", "mean": "mean"}
+"""How the text of the methods and the report names each summary."""
 VALUE = "value"
 """The column of the analysed summary in a table of one measure (:func:`select_measure`)."""
 QUALITY_FLAGS = {"flag_small": "from few voxels", "flag_partial_coverage": "on part of the region",
@@ -144,7 +152,8 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
     Raises
     ------
     InputError
-        Missing columns (named), an empty table, non-numeric ``mean`` or ``median`` values,
+        Missing columns (named), an empty table, non-numeric ``mean``, ``median`` or
+        ``interior_median`` values,
         unknown hemisphere labels, measures or references, or the same participant, region,
         hemisphere, measure, reference (and session) twice.
     """
@@ -155,7 +164,7 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
         raise InputError(f"regions table lacks column(s) {', '.join(missing)} "
                          f"(columns found: {', '.join(columns) or 'none'})", path)
     with_session = SESSION_COLUMN in columns
-    optional = ["median"] if "median" in columns else []
+    optional = [name for name in STATISTICS if name != "mean" and name in columns]
     flags = [name for name in QUALITY_FLAGS if name in columns]
     kept = list(REQUIRED_COLUMNS) + optional + flags + ([SESSION_COLUMN] if with_session else [])
     frame = frame.set_axis(columns, axis=1)[kept].copy()
@@ -203,14 +212,21 @@ def references_of(regions: pd.DataFrame) -> list[str]:
     return [name for name in REFERENCES if name in present]
 
 
-def analysed_statistic(regions: pd.DataFrame, requested: str | None, *,
+def analysed_statistic(regions: pd.DataFrame, requested: str | None, *, measure: str = CHI,
                        source: str | os.PathLike | None = None) -> str:
     """The summary of each region's voxels the statistics analyse.
 
-    ``requested`` (``Study.statistic``) when given; by default the median when the table has
-    median values (``qsmiron roi`` writes both), else the mean. The median resists the edge
-    voxels a warped label shares with its surroundings (partial volume, misregistration),
-    which pull a small nucleus's mean towards them.
+    ``requested`` (``Study.statistic``) when given; by default the first summary of
+    ``measure``'s order (``DEFAULT_ORDER``) that the table has wherever it has a mean of that
+    measure. For chi: the interior-weighted median (``qsmiron roi`` writes all three), else the
+    median, else the mean; for R2* and the chi-separation maps: the median, else the mean. The median resists the edge voxels a warped label
+    shares with its surroundings (partial volume, misregistration), which pull a small nucleus's
+    mean towards them; the interior weights (``qsmiron.roi.measure``) count those voxels less
+    still, where the median of a thin nucleus, most of whose voxels lie at its edge, cannot.
+
+    INTERIOR_FIGURES
+
+    The median against the mean, measured first:
 
     Measured on two simulated cohorts with known regional values (slope of the measured
     against the true values over the subjects, left / right; mean -> median):
@@ -244,15 +260,29 @@ def analysed_statistic(regions: pd.DataFrame, requested: str | None, *,
     InputError
         The median was asked for and the table has none.
     """
-    has_median = "median" in regions.columns and bool(regions["median"].notna().any())
     if requested is None:
-        return "median" if has_median else "mean"
+        if "measure" in regions.columns and (regions["measure"] == measure).any():
+            regions = regions[regions["measure"] == measure]
+        return next(name for name in DEFAULT_ORDER.get(measure, OTHER_MEASURES_ORDER) if _complete(regions, name))
     if requested not in STATISTICS:
         raise ValueError(f"statistic must be one of {', '.join(STATISTICS)}, got {requested!r}")
-    if requested == "median" and not has_median:
-        raise InputError("the study analyses each region's median (statistic = \"median\") but the regions "
-                         "table has no 'median' values; give statistic = \"mean\" in the study file", source)
+    if requested not in regions.columns or not bool(regions[requested].notna().any()):
+        raise InputError(f"the study analyses each region's {STATISTIC_NAMES[requested]} (statistic = "
+                         f"\"{requested}\") but the regions table has no '{requested}' values; give statistic "
+                         f"= \"mean\" in the study file", source)
     return requested
+
+
+def _complete(regions: pd.DataFrame, statistic: str) -> bool:
+    """Whether the table has ``statistic`` wherever it has a mean (the mean always counts): a
+    summary present for only some rows (tables of two qsmiron versions joined) is not chosen by
+    default, since its missing values would drop those participants."""
+    if statistic == "mean":
+        return True
+    if statistic not in regions.columns:
+        return False
+    values, means = regions[statistic], regions["mean"]
+    return bool(values.notna().any()) and not bool((means.notna() & values.isna()).any())
 
 
 def select_measure(regions: pd.DataFrame, measure: str = CHI, reference: str | None = WHOLE_BRAIN, *,
@@ -267,7 +297,7 @@ def select_measure(regions: pd.DataFrame, measure: str = CHI, reference: str | N
         The measure, or chi's reference, is not in the table (those present are named), or
         the median was asked for and the table has none.
     """
-    statistic = analysed_statistic(regions, statistic, source=source)
+    statistic = analysed_statistic(regions, statistic, measure=measure, source=source)
     if measure not in set(regions["measure"]):
         raise InputError(f"measure {measure!r} is not in the regions table (measures present: "
                          f"{', '.join(measures_of(regions)) or 'none'})", source)

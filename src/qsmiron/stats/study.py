@@ -194,11 +194,14 @@ class Study(Settings):
     reference: Literal["whole_brain", "csf", "mask"] = Field(
         default="whole_brain", description="the reference region of chi analysed (the regions "
         "table's reference column)")
-    statistic: Literal["median", "mean"] | None = Field(
-        default=None, description="the summary of each region's voxels analysed: median or mean; default: "
-        "the median when the regions table has it (qsmiron roi writes both), else the mean. The median "
-        "resists the edge voxels a warped label shares with its surroundings, which pull a small nucleus's "
-        "mean towards them (measured in qsmiron.stats.regions.analysed_statistic)")
+    statistic: Literal["interior_median", "median", "mean"] | None = Field(
+        default=None, description="the summary of each region's voxels analysed: interior_median (the "
+        "median with each voxel weighted by the square of the share of its 3 x 3 x 3 neighbourhood inside "
+        "the region), median or mean; default: for chi the first of these the regions table has for every "
+        "value (qsmiron roi writes all three), for R2* and chi-separation the median, else the mean. Edge "
+        "voxels share partial volume and misregistered tissue with the surroundings, which pull a small "
+        "nucleus's mean towards them; the median resists them and the interior weights count them less "
+        "still (measured in qsmiron.stats.regions.analysed_statistic)")
     alpha: float = Field(default=0.05, gt=0, lt=1,
                          description="FDR level at which rows are called significant")
     min_group_size: int = Field(default=3, ge=3,
