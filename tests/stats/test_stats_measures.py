@@ -81,3 +81,25 @@ def test_a_table_of_the_earlier_form_is_analysed_as_chi(cohort):
     regions, participants = cohort(n_a=20, n_b=20, seed=6, regions=("VeP",), outcomes=False)
     results = run_study(regions, participants, study_from_dict(NO_OUTCOMES))
     assert set(results.group_comparison["measure"]) == {"chi"} and results.settings.measures == ["chi"]
+
+
+def test_each_measure_analyses_its_own_default_summary_and_the_record_names_each(cohort):
+    regions, participants = cohort(n_a=30, n_b=30, d=-0.8, seed=3, regions=("VeP", "Pu"), outcomes=False)
+    table = _tidy(regions, participants)
+    # The chi rows get an interior-weighted median 0.01 ppm above their mean, R2* a median 1 s^-1 above its.
+    table["median"] = table["mean"] + np.where(table["measure"] == "r2star", 1.0, 0.0)
+    table["interior_median"] = table["mean"] + 0.01
+    results = run_study(table, participants, study_from_dict({**NO_OUTCOMES, "measures": ["chi", "r2star"]}))
+    assert results.settings.statistic_by_measure == {"chi": "interior_median", "r2star": "median"}
+    gc = results.group_comparison
+    chi = gc[(gc["measure"] == "chi") & (gc["region"] == "Pu") & (gc["hemisphere"] == "L")].iloc[0]
+    raw = table[(table["measure"] == "chi") & (table["reference"] == "whole_brain") & (table["region"] == "Pu")
+                & (table["hemisphere"] == "L")].merge(participants, on="participant_id")
+    assert chi["mean_a"] == pytest.approx(raw.loc[raw["group"] == chi["group_a"], "mean"].mean() + 0.01, abs=1e-12)
+    r2 = gc[(gc["measure"] == "r2star") & (gc["region"] == "Pu") & (gc["hemisphere"] == "L")].iloc[0]
+    raw2 = table[(table["measure"] == "r2star") & (table["region"] == "Pu") & (table["hemisphere"] == "L")]
+    raw2 = raw2.merge(participants, on="participant_id")
+    assert r2["mean_a"] == pytest.approx(raw2.loc[raw2["group"] == r2["group_a"], "mean"].mean() + 1.0, abs=1e-9)
+    text = results.settings.methods.regional_value
+    assert text.startswith("for chi, each participant's regional value (value) is the interior-weighted median")
+    assert "; for r2star, each participant's regional value (value) is the median" in text

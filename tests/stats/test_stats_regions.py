@@ -168,6 +168,9 @@ def test_a_non_numeric_median_is_named(tmp_path):
     path = write(tmp_path, HEADER.rstrip("\n") + "\tmedian\nsub-1\tVeP\tL\tchi\twhole_brain\t0.05\thigh\n")
     with pytest.raises(InputError, match=r"column 'median' holds non-numeric value\(s\) high"):
         read_regions(path)
+    interior = write(tmp_path, HEADER.rstrip("\n") + "\tinterior_median\nsub-1\tVeP\tL\tchi\twhole_brain\t0.05\tx\n")
+    with pytest.raises(InputError, match=r"column 'interior_median' holds non-numeric value\(s\) x"):
+        read_regions(interior)
 
 
 def test_flagged_values_are_kept_and_counted_per_region(tmp_path):

@@ -80,6 +80,9 @@ class AnalysisSettings(Study):
     sessions_table: str | None = None
     sex_coding: str | None = None
     n_participants: ParticipantCounts
+    statistic_by_measure: dict[str, str] = Field(
+        default_factory=dict, description="the summary of each region's voxels analysed for each measure "
+        "(``statistic`` is the first measure's)")
 
     @property
     def group_a(self) -> str:

@@ -58,6 +58,16 @@ def interior_weights(region: np.ndarray) -> np.ndarray:
     return np.square(share[part])
 
 
+def _region_in_box(labels: np.ndarray, boxes: list, index: int, mask: np.ndarray):
+    """(box, region within it) of label ``index`` inside ``mask``: the label's bounding box grown
+    by a voxel (room for the interior weights' neighbourhood); an empty region for a label absent."""
+    found = boxes[index - 1] if 0 < index <= len(boxes) else None
+    if found is None:
+        return (slice(0, 0),) * labels.ndim, np.zeros((0,) * labels.ndim, bool)
+    box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in found)
+    return box, (labels[box] == index) & mask[box]
+
+
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     """The smallest value at which the cumulative weight reaches half the total (the weighted
     median of the inverted empirical distribution; numpy's ``quantile(..., weights=w,
@@ -115,18 +125,21 @@ def measure_regions(values: np.ndarray, mask: np.ndarray, labels: np.ndarray, vo
     max_label = int(max(labels.max(initial=0), table["index"].max()))
     total = np.bincount(labels.ravel(), minlength=max_label + 1)
     inside = np.bincount(labels[mask].ravel(), minlength=max_label + 1)
+    # One pass finds every label's box; each region is then cut from its box, not the image.
+    label_boxes = ndimage.find_objects(labels)
+    eroded_boxes = ndimage.find_objects(eroded) if erode_voxels else label_boxes
     rows = []
     for _, entry in table.iterrows():
         index = int(entry["index"])
         fov = 1.0 if fov_fraction is None else float(fov_fraction.get(index, 1.0))
         in_mask = (total[index] and inside[index] / total[index]) or 0.0
         coverage = fov * in_mask
-        region = (eroded == index) & mask
+        box, region = _region_in_box(eroded, eroded_boxes, index, mask)
         small_by_erosion = False
         if erode_voxels and not region.any():
-            region = (labels == index) & mask
+            box, region = _region_in_box(labels, label_boxes, index, mask)
             small_by_erosion = region.any()
-        sample = chi[region]
+        sample = chi[box][region]
         n = int(sample.size)
         row = {"region": entry["region"], "hemisphere": entry["hemisphere"], "label": index,
                "mean": float(sample.mean()) if n else np.nan,

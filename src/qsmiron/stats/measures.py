@@ -25,6 +25,7 @@ import pandas as pd
 from qsmiron.errors import InputError
 from qsmiron.records.regions import MEASURE_UNITS
 from qsmiron.records.study import Exclusion
+from qsmiron.stats.methods_text import regional_value_text
 from qsmiron.stats.regions import CHI, measures_of, select_session
 from qsmiron.stats.results import StudyResults
 
@@ -113,8 +114,12 @@ def combine(by_measure: dict[str, StudyResults], reference: str | None) -> Study
     methods = first.settings.methods
     if len(by_measure) > 1:
         methods = methods.model_copy(update={f: f"{getattr(methods, f)} (within each measure)" for f in FDR_FIELDS})
+    statistics = {measure: r.settings.statistic for measure, r in by_measure.items()}
+    if len(set(statistics.values())) > 1:  # each measure's own default (chi and R2* differ)
+        methods = methods.model_copy(update={"regional_value": "; ".join(
+            f"for {measure}, {regional_value_text(statistic)}" for measure, statistic in statistics.items())})
     settings = first.settings.model_copy(update={"measures": list(by_measure), "reference": reference,
-                                                 "methods": methods})
+                                                 "methods": methods, "statistic_by_measure": statistics})
     tables = {name: _stack([_with_measure(getattr(r, name), m) for m, r in by_measure.items()]) for name in TABLES}
     curves = {name: {(m, *key): frame for m, r in by_measure.items() for key, frame in getattr(r, name).items()}
               for name in CURVES}
