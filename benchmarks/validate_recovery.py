@@ -65,7 +65,8 @@ def process(bids: Path, out: Path, n_procs: int, fast: bool):
 
 def measured_values(regions_tsv: Path, measure: str, reference: str | None = None) -> pd.DataFrame:
     """One measure (and, for chi, one reference) of ``regions.tsv``: participant, region, side and
-    ``value``, the summary the statistics analyse by default (the median when the table has it)."""
+    ``value``, the summary the statistics analyse by default for that measure (for chi the
+    interior-weighted median, for R2* the median, when the table has them)."""
     from qsmiron.stats.regions import read_regions, select_measure
 
     return select_measure(read_regions(regions_tsv), measure, reference)
