@@ -75,11 +75,12 @@ def load_head(spec, cache: Path):
 
 def field_stage(head, cache: Path) -> dict:
     """Total field (ppm), its noise (ppm; +inf where the echo fit failed, as the recon passes
-    it on), the mask used and the combined magnitude."""
+    it on to background removal) and the inversion's noise (times the fit's local misfit
+    factor, as the recon passes it on to the inversion), the mask used and the combined magnitude."""
     from qsmiron.recon.chain import ppm_per_hz
     from qsmiron.recon.field import total_field
 
-    path = cache / f"{head.spec.name}.field-misfit.npz"
+    path = cache / f"{head.spec.name}.field-misfit-factor.npz"
     if path.exists():
         return dict(np.load(path))
     to_ppm = ppm_per_hz(head.field_strength_t)
@@ -87,6 +88,7 @@ def field_stage(head, cache: Path) -> dict:
                          head.echo_times_s, user_mask=True)
     stage = {"field_ppm": (result.field_hz * to_ppm).astype(np.float32),
              "noise_ppm": (result.data_noise_hz * to_ppm).astype(np.float32),
+             "inversion_noise_ppm": (result.inversion_noise_hz * to_ppm).astype(np.float32),
              "mask": np.asarray(result.mask, bool),
              "magnitude": np.sqrt(np.sum(np.square(head.magnitude), axis=3)).astype(np.float32)}
     np.savez(path, **stage)
@@ -104,7 +106,7 @@ def run_method(method: str, stage: dict, head) -> dict:
     field, mask = stage["field_ppm"], stage["mask"]
     wall, cpu = time.perf_counter(), time.process_time()
     if method == "tfi":
-        chi, info = tfi(field, mask, voxel, b0, magnitude=stage["magnitude"], noise_ppm=stage["noise_ppm"])
+        chi, info = tfi(field, mask, voxel, b0, magnitude=stage["magnitude"], noise_ppm=stage["inversion_noise_ppm"])
         out_mask = mask
         wall_bg = cpu_bg = 0.0
         local = forward_field(np.where(mask, chi, 0), voxel, b0) * mask
@@ -115,7 +117,7 @@ def run_method(method: str, stage: dict, head) -> dict:
                                                   return_info=True, **params)
         wall_bg, cpu_bg = time.perf_counter() - wall, time.process_time() - cpu
         result = invert(local, out_mask, voxel, b0, magnitude=stage["magnitude"],
-                        noise_ppm=stage["noise_ppm"])
+                        noise_ppm=stage["inversion_noise_ppm"])
         chi = result.chi_ppm
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     chi = np.where(out_mask, chi - chi[out_mask].mean(), 0).astype(np.float32)

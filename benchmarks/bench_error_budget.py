@@ -68,7 +68,7 @@ def budget(head, stage: dict, method: str) -> dict:
 
     def chimap(local, out):
         result = invert(np.where(out, local, 0).astype(np.float32), out, voxel, b0,
-                        magnitude=stage["magnitude"], noise_ppm=stage["noise_ppm"])
+                        magnitude=stage["magnitude"], noise_ppm=stage["inversion_noise_ppm"])
         return nrmse(np.where(out, result.chi_ppm, 0), head.chi_ppm, out & head.brain)
 
     measured_local, out = through(stage["field_ppm"])

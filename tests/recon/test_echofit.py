@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from qsmiron.recon.echofit import fit_field
+from qsmiron.recon.echofit import fit_field, local_misfit_factor
 
 TE = (0.004, 0.008, 0.012, 0.016, 0.020)
 VOXEL = (1.0, 1.0, 1.5)
@@ -136,3 +136,29 @@ def test_no_misfit_map_without_residual_degrees_of_freedom():
     data = make_data(te=TE[:2], offset_kind="smooth", seed=6)
     fit = fit_field(data["phase"], data["magnitude"], data["mask"], TE[:2], offset="fit")
     assert fit.misfit is None
+
+
+def test_local_misfit_factor_is_the_root_of_the_local_mean_reduced_chi_square_of_usable_voxels():
+    chi2 = np.ones((30, 30, 30), np.float32)
+    usable = np.ones(chi2.shape, bool)
+    chi2[5:20, 5:20, 5:20] = 4.0  # phase systematically off a line: twice the SD
+    chi2[25:28, 25:28, 25:28] = 100.0  # beyond the misfit limit: not usable, not pooled
+    usable[25:28, 25:28, 25:28] = False
+    chi2[2, 2, 25] = np.nan  # no degrees of freedom there
+    factor = local_misfit_factor(chi2, usable, size_voxels=5)
+    assert np.allclose(factor[8:17, 8:17, 8:17], 2.0)  # whole cube inside the block
+    assert np.allclose(factor[22:25, 5:20, 5:20], 1.0) and np.allclose(factor[23:30, 23:30, 22:30], 1.0)
+    assert factor[2, 2, 25] == 1.0 and factor[2, 3, 25] == 1.0
+    # Half-way across the block's face the cube holds 3 of 5 planes inside: sqrt((3 * 4 + 2) / 5).
+    assert factor[19, 12, 12] == pytest.approx(np.sqrt((3 * 4.0 + 2 * 1.0) / 5), rel=1e-5)
+    assert (factor >= 1.0).all() and factor.dtype == np.float32
+
+
+def test_local_misfit_factor_stays_near_one_where_the_echoes_follow_the_noise_model():
+    data = make_data(shape=(48, 48, 40), sigma=0.02, offset_kind="none", seed=7)
+    fit = fit_field(data["phase"], data["magnitude"], data["mask"], TE, offset="none")
+    usable = data["mask"] & ~fit.misfit
+    factor = local_misfit_factor(fit.reduced_chi2, usable)
+    inner = usable & (np.abs(factor - 1) >= 0)  # every usable voxel
+    assert np.median(factor[inner]) < 1.05 and np.mean(factor[inner] > 1.2) < 0.005
+    assert (factor[~usable] == 1.0).all()

@@ -76,6 +76,17 @@ def test_voxels_with_a_phase_jump_stay_in_the_mask_but_carry_no_field():
     assert np.isposinf(user.data_noise_hz[user.misfit]).all()
     assert np.isfinite(user.noise_hz).all()
     assert user.step("mask_refinement").notes["misfit_voxels_kept_without_field"] == int(user.misfit.sum())
+    # The inversion's noise: the same, times the fit's local misfit factor (>= 1; > 1 around the
+    # block, whose smoothed offset spills over it).
+    factor = user.misfit_factor
+    assert factor.shape == user.mask.shape and (factor >= 1).all()
+    finite = np.isfinite(user.data_noise_hz)
+    assert np.allclose(user.inversion_noise_hz[finite], user.data_noise_hz[finite] * factor[finite])
+    assert np.isposinf(user.inversion_noise_hz[user.misfit]).all()
+    assert np.median(factor[inner & away]) < 1.1 and factor[inner & ~away & ~user.misfit].max() > 1.2
+    notes = user.step("mask_refinement").notes["misfit_factor"]
+    assert notes["neighbourhood_voxels"] == 5
+    assert notes["median"] == pytest.approx(np.median(factor[user.mask & ~user.misfit]), abs=1e-4)
 
 
 def test_laplacian_total_field_runs_and_tracks_the_local_field():

@@ -44,13 +44,14 @@ from typing import Any, Literal, Sequence
 import numba
 import numpy as np
 import scipy.stats
+from scipy import ndimage
 
 from qsmiron.methods import Method
 from qsmiron.recon.params import OpenFraction, PositiveFloat
 from qsmiron.recon.fourier import bounding_box
 from qsmiron.recon.unwrap import as_4d, smooth_phase_linear
 
-__all__ = ["EchoFit", "fit_field", "OFFSET_MODES", "METHODS"]
+__all__ = ["EchoFit", "fit_field", "local_misfit_factor", "OFFSET_MODES", "METHODS"]
 
 OFFSET_MODES = ("smooth", "fit", "none")
 
@@ -227,6 +228,36 @@ def misfit_voxels(reduced_chi2: np.ndarray, mask: np.ndarray, dof: int, p: float
     """Mask voxels whose reduced chi-square exceeds ``reduced_chi2_limit(p, dof)`` (NaN: not)."""
     with np.errstate(invalid="ignore"):
         return mask & (reduced_chi2 > reduced_chi2_limit(p, dof))
+
+
+MISFIT_NEIGHBOURHOOD_VOXELS = 5
+"""Side of the cube over which ``local_misfit_factor`` pools the reduced chi-square: 125 voxels
+of 3-4 residual degrees of freedom each, so that noise alone moves the mean by about 0.1."""
+
+
+def local_misfit_factor(reduced_chi2: np.ndarray, usable: np.ndarray, *,
+                        size_voxels: int = MISFIT_NEIGHBOURHOOD_VOXELS) -> np.ndarray:
+    """How much the field's SD exceeds the noise model's, from the fit's local residuals.
+
+    ``sqrt(max(1, mean reduced chi-square))`` over the usable voxels of each voxel's
+    ``size_voxels``-cube: 1 where the echoes follow one frequency within the noise, above 1
+    where the phase is systematically not linear in TE (intra-voxel dephasing next to sinuses
+    and bone, thick slices), whose field is then off by more than its propagated noise. 1
+    outside ``usable`` and where the chi-square is unknown (no residual degrees of freedom).
+    Measured on the head family: see ``qsmiron.recon.invert``.
+    """
+    chi2 = np.asarray(reduced_chi2, dtype=np.float32)
+    factor = np.ones(chi2.shape, np.float32)
+    usable = np.asarray(usable, dtype=bool) & np.isfinite(chi2)
+    if not usable.any():
+        return factor
+    box = bounding_box(usable, margin=size_voxels // 2 + 1)
+    inside = usable[box]
+    total = ndimage.uniform_filter(np.where(inside, chi2[box], 0).astype(np.float32), size_voxels, mode="constant")
+    count = ndimage.uniform_filter(inside.astype(np.float32), size_voxels, mode="constant")
+    mean = total / np.maximum(count, np.float32(1e-6))
+    factor[box] = np.where(inside, np.sqrt(np.maximum(mean, 1.0)), 1.0)
+    return factor
 
 
 _EMPTY3 = np.zeros((0, 0, 0), np.float32)

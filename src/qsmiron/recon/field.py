@@ -35,6 +35,9 @@ class FieldMapResult:
     misfit : ndarray of bool, shape (X, Y, Z), or None
         Voxels of ``mask`` whose phase the echo fit could not explain (``EchoFit.misfit``);
         ``data_noise_hz`` counts their field as unknown.
+    misfit_factor : ndarray of float32, shape (X, Y, Z), or None
+        The field's SD over the noise model's (``echofit.local_misfit_factor``), which
+        ``inversion_noise_hz`` applies.
     """
 
     field_hz: np.ndarray
@@ -42,6 +45,14 @@ class FieldMapResult:
     mask: np.ndarray
     steps: list[StepInfo] = field(default_factory=list)
     misfit: np.ndarray | None = None
+    misfit_factor: np.ndarray | None = None
+
+    @property
+    def inversion_noise_hz(self) -> np.ndarray:
+        """``data_noise_hz`` times ``misfit_factor`` (``ReconState.inversion_noise_ppm``): the noise
+        map to give the inversion."""
+        noise = self.data_noise_hz
+        return noise if self.misfit_factor is None else (noise * self.misfit_factor).astype(np.float32)
 
     @property
     def data_noise_hz(self) -> np.ndarray:
@@ -100,4 +111,5 @@ def total_field(magnitude: np.ndarray, phase_rad: np.ndarray, mask: np.ndarray,
                        echo_times_s=tuple(float(t) for t in echo_times_s),
                        given_mask=mask if user_mask else None, phase_rad=phase, mask=mask)
     steps = run_stages(state, settings, (UNWRAP, ECHO_FIT, MASK_REFINEMENT))
-    return FieldMapResult(state.field_hz, state.noise_hz, state.field_mask, steps, state.field_misfit)
+    return FieldMapResult(state.field_hz, state.noise_hz, state.field_mask, steps, state.field_misfit,
+                          state.misfit_factor)

@@ -36,7 +36,7 @@ from qsmiron.records.relaxometry import ChiSeparationInfo, R2starInfo
 from qsmiron.recon import bgremove, chisep, echofit, invert, mask as masking, phase, r2star, reference, unwrap
 from qsmiron.recon.chisep import ChiSeparation, check_r2_map
 from qsmiron.recon.dipole import forward_field
-from qsmiron.recon.echofit import EchoFit
+from qsmiron.recon.echofit import MISFIT_NEIGHBOURHOOD_VOXELS, EchoFit, local_misfit_factor
 from qsmiron.recon.fill import marked_without_data
 from qsmiron.recon.plausibility import plausibility_warning
 from qsmiron.recon.r2star import MIN_ECHOES, R2starFit
@@ -102,6 +102,9 @@ class ReconState:
     field_misfit: np.ndarray | None = None
     """mask_refinement: voxels of ``field_mask`` whose phase the echo fit could not explain
     (``EchoFit.misfit``); their field counts as unknown (``data_noise_ppm``)."""
+    misfit_factor: np.ndarray | None = None
+    """mask_refinement: the field's SD over the noise model's, from the fit's local residuals
+    (``echofit.local_misfit_factor``; the inversion's data weights, ``inversion_noise_ppm``)."""
     local_ppm: np.ndarray | None = None
     """background: local field, ppm of B0, zero outside ``local_mask``."""
     local_mask: np.ndarray | None = None
@@ -131,6 +134,16 @@ class ReconState:
         if self.noise_hz is None:
             return None
         return marked_without_data(self.noise_hz * self.to_ppm, self.field_misfit)
+
+    def inversion_noise_ppm(self) -> np.ndarray | None:
+        """``data_noise_ppm`` times ``misfit_factor``: the inversion weighs the field by its SD
+        as the fit's local residuals show it. Background removal keeps the noise model's SD:
+        PDF needs the field next to sinuses, where the factor is largest (family head h06, big
+        sinus: local-field NRMSE 38.8 -> 44.2 % with it, against 38.8 % without)."""
+        noise = self.data_noise_ppm()
+        if noise is None or self.misfit_factor is None:
+            return noise
+        return (noise * self.misfit_factor).astype(np.float32)
 
     def mask_notes(self, mask: np.ndarray) -> dict[str, Any]:
         """Size of a mask: voxels and volume (mL)."""
@@ -347,12 +360,23 @@ def run_mask_refinement(state: ReconState, method: Method, parameters: dict[str,
     state.field_hz = np.where(refined, fit.field_hz, 0).astype(np.float32)
     state.noise_hz = np.where(refined, fit.noise_hz, 0).astype(np.float32)
     state.field_misfit = None if fit.misfit is None else refined & fit.misfit
+    usable = refined if state.field_misfit is None else refined & ~state.field_misfit
+    if int(fit.info.get("dof", 0)) > 0:
+        state.misfit_factor = local_misfit_factor(fit.reduced_chi2, usable)
+        info = {**info, "misfit_factor": _factor_notes(state.misfit_factor, usable)}
     state.fit = state.quality = None
     result.notes, result.warnings = _details(info)
     result.notes["mask_after_refinement"] = state.mask_notes(refined)
     if state.field_misfit is not None:
         result.notes["misfit_voxels_kept_without_field"] = int(state.field_misfit.sum())
     return result
+
+
+def _factor_notes(factor: np.ndarray, usable: np.ndarray) -> dict[str, Any]:
+    values = factor[usable]
+    return {"neighbourhood_voxels": MISFIT_NEIGHBOURHOOD_VOXELS,
+            "median": round(float(np.median(values)), 4) if values.size else None,
+            "fraction_above_1_5": round(float(np.mean(values > 1.5)), 4) if values.size else None}
 
 
 def run_background(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
@@ -375,7 +399,7 @@ def run_inversion(state: ReconState, method: Method, parameters: dict[str, Any])
     if accepts(method, "magnitude") and state.magnitude is not None:
         inputs["magnitude"] = state.combined_magnitude()
     if accepts(method, "noise_ppm") and state.noise_hz is not None:
-        inputs["noise_ppm"] = state.data_noise_ppm()
+        inputs["noise_ppm"] = state.inversion_noise_ppm()
     chi, info = method.function(state.local_ppm, state.local_mask, state.voxel_size_mm, state.b0_direction,
                                 **parameters, **inputs)
     state.chi_ppm = np.asarray(chi, dtype=np.float32)

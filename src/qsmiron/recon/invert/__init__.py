@@ -51,6 +51,20 @@ step back to the exact level was measured and is worse (NRMSE 48.6 / 70.7, slope
 0.763), as is running the Bregman steps from a full decade above the crossing (more steps, NRMSE
 4 to 12 points worse on the heads).
 
+The data weights in ``qsmiron recon``. The noise map the inversion weighs the field by is the
+echo fit's propagated SD (``recon.echofit``; infinite where the fit failed) times its local
+misfit factor (``echofit.local_misfit_factor``: the root of the mean reduced chi-square of the
+fit over a 5-voxel cube, at least 1). Where the phase is systematically not linear in TE (next to
+sinuses and bone, thick slices) the field is off by more than the noise model says, and the
+inversion then leans on it less. Background removal keeps the propagated SD: PDF needs the field
+next to sinuses (h06, big sinus, local-field NRMSE 38.8 -> 44.2 % with the factor). Over the 11
+family heads of ``benchmarks/bench_bgremove.py`` (pdf_ismv, median / worst): Chimap NRMSE 41.6 /
+48.2 -> 40.9 / 47.2 %, XSIM 0.700 / 0.617 -> 0.706 / 0.627, regional error 4.4 / 7.1 -> 4.1 / 6.8
+ppb, |VeP error| 8.3 / 21.0 -> 7.0 / 20.0 ppb, slopes 0.96-1.01 both; every head improved or
+stayed (h10 47.1 -> 45.2 %, h06 43.3 -> 42.1 %, h01 35.4 both). Given to PDF too, the factor
+gave 40.9 / 46.8 % with a 3-voxel cube and 41.0 / 46.8 % with 5, but h06 lost (43.3 -> 45.0 and
+43.5 %) and its regional slope fell to 0.93 and 0.94.
+
 Cost: the descent takes 3-4 weights of 3 iterations, then 2-3 Bregman steps of 7: 32-38
 iterations of 4 real FFTs on the mask's padded box. On the 1 mm head (brain box 141 x 178 x 151
 of a 256 x 256 x 176 scan) 9.9 s CPU, 38 iterations (``wtv``: 14.6 s, 42), about 1 GB peak.
