@@ -51,7 +51,7 @@ from qsmiron.recon.params import OpenFraction, PositiveFloat
 from qsmiron.recon.fourier import bounding_box
 from qsmiron.recon.unwrap import as_4d, smooth_phase_linear
 
-__all__ = ["EchoFit", "fit_field", "local_misfit_factor", "OFFSET_MODES", "METHODS"]
+__all__ = ["EchoFit", "fit_field", "local_misfit_factor", "misfit_factor_notes", "OFFSET_MODES", "METHODS"]
 
 OFFSET_MODES = ("smooth", "fit", "none")
 
@@ -258,6 +258,14 @@ def local_misfit_factor(reduced_chi2: np.ndarray, usable: np.ndarray, *,
     mean = total / np.maximum(count, np.float32(1e-6))
     factor[box] = np.where(inside, np.sqrt(np.maximum(mean, 1.0)), 1.0)
     return factor
+
+
+def misfit_factor_notes(factor: np.ndarray, usable: np.ndarray) -> dict[str, Any]:
+    """What the record says of a ``local_misfit_factor`` map over its usable voxels."""
+    values = factor[usable]
+    return {"neighbourhood_voxels": MISFIT_NEIGHBOURHOOD_VOXELS,
+            "median": round(float(np.median(values)), 4) if values.size else None,
+            "fraction_above_1_5": round(float(np.mean(values > 1.5)), 4) if values.size else None}
 
 
 _EMPTY3 = np.zeros((0, 0, 0), np.float32)

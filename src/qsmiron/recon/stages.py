@@ -36,7 +36,7 @@ from qsmiron.records.relaxometry import ChiSeparationInfo, R2starInfo
 from qsmiron.recon import bgremove, chisep, echofit, invert, mask as masking, phase, r2star, reference, unwrap
 from qsmiron.recon.chisep import ChiSeparation, check_r2_map
 from qsmiron.recon.dipole import forward_field
-from qsmiron.recon.echofit import MISFIT_NEIGHBOURHOOD_VOXELS, EchoFit, local_misfit_factor
+from qsmiron.recon.echofit import EchoFit, local_misfit_factor, misfit_factor_notes
 from qsmiron.recon.fill import marked_without_data
 from qsmiron.recon.plausibility import plausibility_warning
 from qsmiron.recon.r2star import MIN_ECHOES, R2starFit
@@ -136,10 +136,8 @@ class ReconState:
         return marked_without_data(self.noise_hz * self.to_ppm, self.field_misfit)
 
     def inversion_noise_ppm(self) -> np.ndarray | None:
-        """``data_noise_ppm`` times ``misfit_factor``: the inversion weighs the field by its SD
-        as the fit's local residuals show it. Background removal keeps the noise model's SD:
-        PDF needs the field next to sinuses, where the factor is largest (family head h06, big
-        sinus: local-field NRMSE 38.8 -> 44.2 % with it, against 38.8 % without)."""
+        """``data_noise_ppm`` times ``misfit_factor``, for the inversion only (background removal
+        keeps the noise model's SD: see ``qsmiron.recon.invert``)."""
         noise = self.data_noise_ppm()
         if noise is None or self.misfit_factor is None:
             return noise
@@ -363,20 +361,13 @@ def run_mask_refinement(state: ReconState, method: Method, parameters: dict[str,
     usable = refined if state.field_misfit is None else refined & ~state.field_misfit
     if int(fit.info.get("dof", 0)) > 0:
         state.misfit_factor = local_misfit_factor(fit.reduced_chi2, usable)
-        info = {**info, "misfit_factor": _factor_notes(state.misfit_factor, usable)}
+        info = {**info, "misfit_factor": misfit_factor_notes(state.misfit_factor, usable)}
     state.fit = state.quality = None
     result.notes, result.warnings = _details(info)
     result.notes["mask_after_refinement"] = state.mask_notes(refined)
     if state.field_misfit is not None:
         result.notes["misfit_voxels_kept_without_field"] = int(state.field_misfit.sum())
     return result
-
-
-def _factor_notes(factor: np.ndarray, usable: np.ndarray) -> dict[str, Any]:
-    values = factor[usable]
-    return {"neighbourhood_voxels": MISFIT_NEIGHBOURHOOD_VOXELS,
-            "median": round(float(np.median(values)), 4) if values.size else None,
-            "fraction_above_1_5": round(float(np.mean(values > 1.5)), 4) if values.size else None}
 
 
 def run_background(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
