@@ -106,7 +106,8 @@ def run_method(method: str, stage: dict, head) -> dict:
     field, mask = stage["field_ppm"], stage["mask"]
     wall, cpu = time.perf_counter(), time.process_time()
     if method == "tfi":
-        chi, info = tfi(field, mask, voxel, b0, magnitude=stage["magnitude"], noise_ppm=stage["inversion_noise_ppm"])
+        chi, info = tfi(field, mask, voxel, b0, magnitude=stage["magnitude"],
+                        noise_ppm=stage["inversion_noise_ppm"])
         out_mask = mask
         wall_bg = cpu_bg = 0.0
         local = forward_field(np.where(mask, chi, 0), voxel, b0) * mask

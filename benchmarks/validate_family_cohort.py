@@ -88,6 +88,13 @@ VeP against the grid truth +2.6 / +0.8 ppb. Group differences VeP -25.7 / -28.1 
 -16.5 / -14.2 ppb, each realised value inside its 95 % CI. The median's and the mean's tables are
 printed after the default's.
 
+Results revision 5: the inversion weighs the field by the echo fit's local misfit
+(``qsmiron.recon.echofit.local_misfit_factor``). Re-run end to end (807 s processing, 14 min 54 s
+in all): r VeP 0.97 / 0.96, putamen 0.99 / 0.98, GPe 0.99 / 0.98, GPi 0.99 / 0.98; bias VeP -9.5 /
+-10.1, putamen -3.1 / -4.8, GPe -4.2 / -6.0, GPi -2.8 / -4.5, SNr -12.5 / -12.4 ppb; slope VeP
+0.97 / 0.95; group differences VeP -25.2 / -26.9 and putamen -16.3 / -14.1 ppb, each realised
+value inside its 95 % CI. The median alone now gives VeP -13.8 / -13.9 ppb.
+
 Measured and not kept: masking the pallidum (CIT168 GPe and GPi dilated by 1 mm) out of the SyN
 metric on the template side, so that the deformation there follows the putamen and internal
 capsule (6 subjects): the labels moved laterally (medial shift GPe 0.59 / 0.62 -> 0.31 / 0.47

@@ -140,7 +140,8 @@ def recorded_step(steps: list[StepInfo], step: str, method: str,
 
     ::
 
-        with recorded_step(steps, "measurement", "native_space_mean_median_and_interior_median", {"erode_voxels": 0}) as notes:
+        with recorded_step(steps, "measurement", "native_space_mean_median_and_interior_median",
+                           {"erode_voxels": 0}) as notes:
             table = measure(...)
             notes["n_regions"] = len(table)
     """

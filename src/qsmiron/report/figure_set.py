@@ -60,7 +60,8 @@ def group_figures(results: StudyResults, regions: pd.DataFrame, participants: pd
     why += " the regions with the smallest ANCOVA p" if len(shown) > len(settings.primary_regions) else ""
     return [fig.report_figure(
         "fig-groups", "Regional susceptibility by group",
-        f"Box plots (median, quartiles, whiskers to 1.5 IQR) of each participant's regional {STATISTIC_NAMES.get(settings.statistic or 'mean')} "
+        f"Box plots (median, quartiles, whiskers to 1.5 IQR) of each participant's regional "
+        f"{STATISTIC_NAMES.get(settings.statistic or 'mean')} "
         f"susceptibility of {why.strip()}, per "
         f"hemisphere, for {' and '.join(groups)}, every participant a point; under each box the FDR-adjusted "
         "ANCOVA p (within its family). Every region is in the table.",

@@ -5,8 +5,9 @@ at least the columns ``participant_id``, ``region``, ``hemisphere``, ``measure``
 ``reference`` and ``mean`` (what ``qsmiron run`` writes: a subject's ``qsmiron roi`` table
 with a participant column; ``unit``, ``sd``, counts and flags are ignored here) and, optionally,
 ``median`` and ``interior_median``. The statistics analyse one summary of each region's voxels
-(``Study.statistic``, :func:`analysed_statistic`): by default the interior-weighted median when
-the table has it for every value, else the median, else the mean.
+(``Study.statistic``, :func:`analysed_statistic`): by default, for chi, the interior-weighted
+median when the table has it for every value, else the median, else the mean; for the other
+measures the median, else the mean.
 Measures are ``chi`` (ppm; under the references ``whole_brain``, ``csf``, ``mask``),
 ``r2star`` (s^-1), ``chi_para`` and ``chi_dia`` (ppm; chi-separation), whose ``reference`` is
 ``n/a`` (``qsmiron.records.regions``). A table of the form before these measures (a
@@ -219,10 +220,11 @@ def analysed_statistic(regions: pd.DataFrame, requested: str | None, *, measure:
     ``requested`` (``Study.statistic``) when given; by default the first summary of
     ``measure``'s order (``DEFAULT_ORDER``) that the table has wherever it has a mean of that
     measure. For chi: the interior-weighted median (``qsmiron roi`` writes all three), else the
-    median, else the mean; for R2* and the chi-separation maps: the median, else the mean. The median resists the edge voxels a warped label
-    shares with its surroundings (partial volume, misregistration), which pull a small nucleus's
-    mean towards them; the interior weights (``qsmiron.roi.measure``) count those voxels less
-    still, where the median of a thin nucleus, most of whose voxels lie at its edge, cannot.
+    median, else the mean; for R2* and the chi-separation maps: the median, else the mean. The
+    median resists the edge voxels a warped label shares with its surroundings (partial volume,
+    misregistration), which pull a small nucleus's mean towards them; the interior weights
+    (``qsmiron.roi.measure``) count those voxels less still, where the median of a thin nucleus,
+    most of whose voxels lie at its edge, cannot.
 
     The interior-weighted median against the median (bias against the value each region was
     given, ppb; r and slope of the recovered on the true values over the subjects; left / right):
