@@ -47,7 +47,6 @@ def test_every_method_recovers_smooth_blobs_from_noise_free_field_within_its_bou
 def test_tkd_without_truncation_is_exact_for_a_field_away_from_the_cone():
     """With D(k) never below the threshold on the field's support, TKD is plain division."""
     shape = (24, 24, 24)
-    rng = np.random.default_rng(0)
     spectrum = np.zeros(shape, complex)
     spectrum[3, 0, 0] = spectrum[-3, 0, 0] = 1.0  # along x: D = 1/3, far from the cone
     spectrum[0, 2, 0] = spectrum[0, -2, 0] = 0.5
@@ -56,7 +55,6 @@ def test_tkd_without_truncation_is_exact_for_a_field_away_from_the_cone():
     mask = np.ones(shape, bool)
     result = invert(field, mask, (1, 1, 1), (0, 0, 1), method="tkd", pad_mm=0.0)
     np.testing.assert_allclose(result.chi_ppm, chi, atol=1e-4 * np.abs(chi).max())
-    del rng
 
 
 def test_invert_records_every_parameter_and_the_chosen_weight():

@@ -18,7 +18,8 @@ def test_nmi_is_2_for_identical_images_and_near_1_for_independent_noise():
     rng = np.random.default_rng(1)
     a = rng.normal(size=50_000)
     assert np.isclose(normalised_mutual_information(a, a), 2.0)
-    assert normalised_mutual_information(a, rng.normal(size=50_000)) < 1.02
+    # (H(A) + H(B)) / H(A, B) is 1 for independent images; a histogram estimate lies just above.
+    assert 1.0 <= normalised_mutual_information(a, rng.normal(size=50_000)) < 1.02
 
 
 def test_aligned_subject_passes_and_a_shifted_one_is_flagged():
