@@ -143,3 +143,21 @@ def test_every_summary_column_is_harmonised_on_its_own():
     assert np.allclose(result.regions["mean"], harmonise_regions(regions, participants, STUDY).regions["mean"],
                        rtol=0, atol=1e-12)
     assert not np.allclose(result.regions["median"], both["median"])
+
+
+def test_each_measure_reports_the_site_effects_of_its_own_default_summary():
+    # chi is analysed by its interior-weighted median, R2* by its median: each summary is set
+    # apart by an offset, and the site means before harmonisation show which one was used.
+    regions, participants = _multisite(seed=4)
+    chi = regions.assign(median=regions["mean"] + 0.1, interior_median=regions["mean"] + 0.2)
+    r2star = chi.assign(measure="r2star", reference=None, mean=30 + 100 * regions["mean"],
+                        median=40 + 100 * regions["mean"], interior_median=50 + 100 * regions["mean"])
+    table = validate_regions(pd.concat([chi, r2star], ignore_index=True))
+    result = harmonise_regions(table, participants, STUDY)
+    site = participants.frame.set_index("participant_id")["site"]
+    effects = result.site_effects.set_index(["measure", "region", "hemisphere", "site"])
+    for measure, column in (("chi", "interior_median"), ("r2star", "median")):
+        rows = table[(table["measure"] == measure) & (table["region"] == "Pu") & (table["hemisphere"] == "L")]
+        expected = rows.set_index("participant_id")[column].groupby(site).mean()
+        for name, value in expected.items():
+            assert effects.loc[(measure, "Pu", "L", name), "mean_before"] == pytest.approx(value, rel=1e-9)
