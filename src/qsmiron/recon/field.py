@@ -13,7 +13,7 @@ import numpy as np
 
 from qsmiron.errors import InputError
 from qsmiron.records.base import StepInfo
-from qsmiron.recon.fill import marked_without_data
+from qsmiron.recon.fill import marked_without_data, scaled_noise
 
 __all__ = ["FieldMapResult", "total_field"]
 
@@ -51,8 +51,7 @@ class FieldMapResult:
     def inversion_noise_hz(self) -> np.ndarray:
         """``data_noise_hz`` times ``misfit_factor`` (``ReconState.inversion_noise_ppm``): the noise
         map to give the inversion."""
-        noise = self.data_noise_hz
-        return noise if self.misfit_factor is None else (noise * self.misfit_factor).astype(np.float32)
+        return scaled_noise(self.data_noise_hz, self.misfit_factor)
 
     @property
     def data_noise_hz(self) -> np.ndarray:

@@ -40,6 +40,11 @@ def marked_without_data(noise: np.ndarray, missing: np.ndarray | None) -> np.nda
     return np.where(missing, np.float32(np.inf), noise)
 
 
+def scaled_noise(noise: np.ndarray, factor: np.ndarray | None) -> np.ndarray:
+    """``noise`` times a per-voxel ``factor`` (``noise`` itself without one); +inf stays +inf."""
+    return noise if factor is None else (noise * factor).astype(np.float32)
+
+
 def without_data(noise: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Mask voxels whose field noise is +inf: the field there carries no information."""
     return mask & np.isposinf(np.asarray(noise))

@@ -37,7 +37,7 @@ from qsmiron.recon import bgremove, chisep, echofit, invert, mask as masking, ph
 from qsmiron.recon.chisep import ChiSeparation, check_r2_map
 from qsmiron.recon.dipole import forward_field
 from qsmiron.recon.echofit import EchoFit, local_misfit_factor, misfit_factor_notes
-from qsmiron.recon.fill import marked_without_data
+from qsmiron.recon.fill import marked_without_data, scaled_noise
 from qsmiron.recon.plausibility import plausibility_warning
 from qsmiron.recon.r2star import MIN_ECHOES, R2starFit
 from qsmiron.recon.unwrap.romeo import RomeoResult
@@ -139,9 +139,7 @@ class ReconState:
         """``data_noise_ppm`` times ``misfit_factor``, for the inversion only (background removal
         keeps the noise model's SD: see ``qsmiron.recon.invert``)."""
         noise = self.data_noise_ppm()
-        if noise is None or self.misfit_factor is None:
-            return noise
-        return (noise * self.misfit_factor).astype(np.float32)
+        return None if noise is None else scaled_noise(noise, self.misfit_factor)
 
     def mask_notes(self, mask: np.ndarray) -> dict[str, Any]:
         """Size of a mask: voxels and volume (mL)."""

@@ -27,6 +27,12 @@ COLUMNS = ("region", "hemisphere", "label", "mean", "median", "interior_median",
 """Columns of one measure's table; the unit is the map's (``qsmiron.records.regions.MEASURE_UNITS``)."""
 
 
+def _grown_by_a_voxel(box: tuple[slice, ...]) -> tuple[slice, ...]:
+    """A bounding box (``ndimage.find_objects``) one voxel larger on each side (slicing clips
+    the far end to the image)."""
+    return tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+
+
 def erode_labels(labels: np.ndarray, iterations: int) -> np.ndarray:
     """Each label eroded by ``iterations`` voxels (6-connected) on its own; 0 elsewhere."""
     labels = np.asarray(labels)
@@ -37,7 +43,7 @@ def erode_labels(labels: np.ndarray, iterations: int) -> np.ndarray:
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
-        padded = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+        padded = _grown_by_a_voxel(box)
         region = labels[padded] == index
         eroded = ndimage.binary_erosion(region, structure=structure, iterations=iterations)
         out[padded][eroded] = index
@@ -51,7 +57,7 @@ def interior_weights(region: np.ndarray) -> np.ndarray:
     found = ndimage.find_objects(region.astype(np.int8))
     if not found or found[0] is None:
         return np.zeros(0, np.float64)
-    box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in found[0])
+    box = _grown_by_a_voxel(found[0])
     part = region[box]
     share = ndimage.uniform_filter(part.astype(np.float64), size=3, mode="constant", cval=0.0)
     # C order within the box is the order of the region's voxels in the whole image.
@@ -64,7 +70,7 @@ def _region_in_box(labels: np.ndarray, boxes: list, index: int, mask: np.ndarray
     found = boxes[index - 1] if 0 < index <= len(boxes) else None
     if found is None:
         return (slice(0, 0),) * labels.ndim, np.zeros((0,) * labels.ndim, bool)
-    box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in found)
+    box = _grown_by_a_voxel(found)
     return box, (labels[box] == index) & mask[box]
 
 

@@ -168,7 +168,7 @@ def _harmonise_session(regions: pd.DataFrame, table: pd.DataFrame, study: Study,
                        statistic: str):
     """One session and measure: (harmonised long table, site effects, exclusions).
 
-    Every summary column the table holds (mean, median) is harmonised, so that the harmonised
+    Every summary column the table holds (``STATISTICS``) is harmonised, so that the harmonised
     table serves any later analysis; the site effects and exclusions are those of ``statistic``,
     the one analysed.
     """

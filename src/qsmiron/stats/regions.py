@@ -283,7 +283,7 @@ def analysed_statistic(regions: pd.DataFrame, requested: str | None, *, measure:
     Raises
     ------
     InputError
-        The median was asked for and the table has none.
+        A summary was asked for and the table has none of it.
     """
     if requested is None:
         if "measure" in regions.columns and (regions["measure"] == measure).any():
@@ -314,13 +314,13 @@ def select_measure(regions: pd.DataFrame, measure: str = CHI, reference: str | N
                    statistic: str | None = None, source: str | os.PathLike | None = None) -> pd.DataFrame:
     """The rows of one measure (and, for chi, one reference): ``participant_id``, ``region``,
     ``hemisphere``, the summary ``statistic`` as ``value`` (resolved by :func:`analysed_statistic`:
-    None is the default, the median when the table has it), the flags (and ``session``).
+    None is the measure's default), the flags (and ``session``).
 
     Raises
     ------
     InputError
         The measure, or chi's reference, is not in the table (those present are named), or
-        the median was asked for and the table has none.
+        a summary was asked for and the table has none of it.
     """
     statistic = analysed_statistic(regions, statistic, measure=measure, source=source)
     if measure not in set(regions["measure"]):
