@@ -258,3 +258,15 @@ def test_findings_list_every_fdr_significant_row_of_each_analysis_most_significa
         else:
             assert f"AUC {format_number(row['auc'], 2)}" in finding.text and "OR per SD" in finding.text
     assert {f.analysis.split(",")[0] for f in context.findings} == {"group comparison", "association", "relapse"}
+
+
+def test_the_group_figure_names_the_summary_chi_was_analysed_by_not_the_first_measures(cohort, study_results):
+    # R2* first, analysed by its median; chi by its interior-weighted median.
+    regions, participants = cohort
+    settings = study_results.settings.model_copy(update={
+        "statistic": "median", "statistic_by_measure": {"r2star": "median", "chi": "interior_median"}})
+    results = StudyResults(settings=settings, table1=study_results.table1,
+                           group_comparison=study_results.group_comparison,
+                           associations=pd.DataFrame(), relapse=pd.DataFrame())
+    (figure,) = build_context(results, regions=regions, participants=participants).group_figures
+    assert "regional interior-weighted median susceptibility" in figure.caption

@@ -41,7 +41,7 @@ from qsmiron.io.participants import (ParticipantsTable, SessionsTable, normalise
 from qsmiron.records.cohort import Provenance
 from qsmiron.stats.analysis import run_study
 from qsmiron.stats.extensions import RegionalExtensions, run_regional_extensions
-from qsmiron.stats.regions import VALUE, read_regions, select_measure, select_session, sessions_of
+from qsmiron.stats.regions import CHI, VALUE, read_regions, select_measure, select_session, sessions_of
 from qsmiron.stats.results import StudyResults
 from qsmiron.stats.study import Study, load_study
 from qsmiron.stats.write import write_results
@@ -236,6 +236,6 @@ def _analyse(regions: pd.DataFrame, regions_source: str, participants: Participa
     # sections, with its values in a table with ``mean_ppm``, and the other measures' results in
     # their own section.
     chi = select_measure(select_session(regions, session, source=regions_source), "chi", study.reference,
-                         statistic=results.settings.statistic, source=regions_source)
+                         statistic=results.settings.statistic_by_measure.get(CHI), source=regions_source)
     return Path(write_report(results, paths.report, regions=chi.rename(columns={VALUE: "mean_ppm"}),
                              participants=at_session.frame, qc_images=tuple(qc_images), provenance=provenance))

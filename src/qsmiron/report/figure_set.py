@@ -13,7 +13,7 @@ from qsmiron.report import figures as fig
 from qsmiron.report.answer_figures import heatmap_figure
 from qsmiron.report.names import variable_name, variable_short
 from qsmiron.report.relapse_figures import km_figure, roc_figure
-from qsmiron.stats.regions import STATISTIC_NAMES
+from qsmiron.stats.regions import CHI, STATISTIC_NAMES
 from qsmiron.stats.results import StudyResults
 
 N_BOX = 6
@@ -61,7 +61,7 @@ def group_figures(results: StudyResults, regions: pd.DataFrame, participants: pd
     return [fig.report_figure(
         "fig-groups", "Regional susceptibility by group",
         f"Box plots (median, quartiles, whiskers to 1.5 IQR) of each participant's regional "
-        f"{STATISTIC_NAMES.get(settings.statistic or 'mean')} "
+        f"{STATISTIC_NAMES.get(settings.statistic_by_measure.get(CHI, settings.statistic) or 'mean')} "
         f"susceptibility of {why.strip()}, per "
         f"hemisphere, for {' and '.join(groups)}, every participant a point; under each box the FDR-adjusted "
         "ANCOVA p (within its family). Every region is in the table.",
