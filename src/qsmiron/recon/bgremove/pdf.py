@@ -44,6 +44,12 @@ twelve numpy ones) was measured and not kept: on h03 PDF went from 5.9-6.0 to 6.
 numba's OpenMP threads spinning between loops (they take the cores from the FFT's threads),
 to 5.2 s with ``OMP_WAIT_POLICY=PASSIVE``; in ``qsmiron recon`` of head_obl15 the background step
 took 13.2-13.3 s, and 12.3-12.9 s passive, against 12.4-13.9 s before: within the spread.
+Nor converging the coarse grids further, to spare full-resolution iterations: with the coarse
+tolerance at 1 x and 0.3 x ``tol`` instead of 3 x (``pdf_ismv``, ``tol`` 0.03, family heads h03,
+h04 and h10) the coarse grids ran 122-200 iterations instead of 42-77, and the full grid still
+needed 34-36, 50 and 41-44 (35, 50 and 44 before), for the same Chimap NRMSE (46.0-46.1, 47.2-47.3,
+45.2 %) and 0.6-3.4 s more background CPU. What the full grid adds is the detail near the mask's
+edge, which the coarse grids cannot represent.
 
 Accuracy. PDF's bias is at the mask's edge, where part of a local field is
 indistinguishable from the field of sources just outside (Liu 2011; 44.5 % local-field
