@@ -76,22 +76,25 @@ def load_head(spec, cache: Path):
 def field_stage(head, cache: Path) -> dict:
     """Total field (ppm), its noise (ppm; +inf where the echo fit failed, as the recon passes
     it on to background removal) and the inversion's noise (times the fit's local misfit
-    factor, as the recon passes it on to the inversion), the mask used and the combined magnitude."""
+    factor, as the recon passes it on to the inversion), the mask used and the magnitude whose
+    edges the inversion keeps (the last echo's, as ``ReconState.edge_magnitude`` in the recon)."""
     from qsmiron.recon.chain import ppm_per_hz
     from qsmiron.recon.field import total_field
 
     path = cache / f"{head.spec.name}.field-misfit-factor.npz"
     if path.exists():
-        return dict(np.load(path))
+        stage = dict(np.load(path))
+        stage["magnitude"] = head.magnitude[..., -1].astype(np.float32)
+        return stage
     to_ppm = ppm_per_hz(head.field_strength_t)
     result = total_field(head.magnitude, head.phase_rad, head.mask, head.voxel_size_mm,
                          head.echo_times_s, user_mask=True)
     stage = {"field_ppm": (result.field_hz * to_ppm).astype(np.float32),
              "noise_ppm": (result.data_noise_hz * to_ppm).astype(np.float32),
              "inversion_noise_ppm": (result.inversion_noise_hz * to_ppm).astype(np.float32),
-             "mask": np.asarray(result.mask, bool),
-             "magnitude": np.sqrt(np.sum(np.square(head.magnitude), axis=3)).astype(np.float32)}
+             "mask": np.asarray(result.mask, bool)}
     np.savez(path, **stage)
+    stage["magnitude"] = head.magnitude[..., -1].astype(np.float32)
     return stage
 
 

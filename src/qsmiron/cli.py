@@ -241,8 +241,8 @@ def _invert_arguments(sub: argparse.ArgumentParser) -> None:
                      help="inversion method (default: the configuration's recon.inversion.method). "
                           + _methods_help("inversion"))
     sub.add_argument("--magnitude", metavar="MAG", default=None,
-                     help="magnitude on the same grid (3D, or 4D with echoes last, combined as root sum of "
-                          "squares): edge prior and data weights of the methods that take one "
+                     help="magnitude on the same grid (3D, or 4D with echoes last, of which the last echo "
+                          "is used, as in recon): edge prior and data weights of the methods that take one "
                           f"({_methods_taking('inversion', 'magnitude')})")
     sub.add_argument("--param", metavar="KEY=VALUE", action="append", type=_key_value, default=None,
                      help="a parameter of the method (repeat the option), e.g. --param max_outer=4; "

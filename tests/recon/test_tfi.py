@@ -90,8 +90,8 @@ def test_tfi_takes_a_fixed_weight_and_the_l2_prior_and_rejects_unknown_ones():
 
 def test_tfi_is_declared_as_an_inversion_that_needs_background_none():
     from qsmiron.errors import InputError
-    from qsmiron.recon.settings import ReconSettings
-    from qsmiron.recon.stages import INVERSION, check_total_field_pairing
+    from qsmiron.recon.settings import ReconSettings, check_total_field_pairing
+    from qsmiron.recon.stages import INVERSION
 
     assert INVERSION.method("tfi").function is tfi
     settings = ReconSettings()

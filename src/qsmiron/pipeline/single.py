@@ -25,8 +25,7 @@ from qsmiron.io.derivatives import IRON_ROLES, ReconPaths, recon_paths
 from qsmiron.io.nifti import b0_direction_voxel, same_grid, save_nifti, voxel_size_mm
 from qsmiron.pipeline.recon_outputs import images
 from qsmiron.records.recon import InversionRecord, ReconInputs, ReconRecord
-from qsmiron.recon.settings import ReconSettings
-from qsmiron.recon.stages import check_total_field_pairing
+from qsmiron.recon.settings import ReconSettings, check_total_field_pairing
 from qsmiron.versions import software_versions
 
 
@@ -409,9 +408,10 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
     config_path : path, optional
         Settings file (TOML or JSON).
     magnitude : path, optional
-        Magnitude on the same grid (3D, or 4D with echoes last, combined as root sum of
-        squares): edge prior and data weights of the methods that take one (``wtv``,
-        ``wtv_bregman``); the step's ``notes["inputs"]`` records whether it was used.
+        Magnitude on the same grid (3D, or 4D with echoes last, of which the last echo is
+        used, as ``qsmiron recon`` does: ``ReconState.edge_magnitude``): edge prior and data
+        weights of the methods that take one (``wtv``, ``wtv_bregman``); the step's
+        ``notes["inputs"]`` records whether it was used.
     params : dict of str, optional
         Method parameters as text (``{"max_outer": "4"}``), validated against the method's
         declaration; they override the configuration's and are recorded

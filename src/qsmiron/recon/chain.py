@@ -19,8 +19,8 @@ from qsmiron.records.base import StepInfo
 from qsmiron.records.relaxometry import ChiSeparationInfo, R2starInfo
 from qsmiron.recon.chisep import ChiSeparation
 from qsmiron.recon.r2star import R2starFit
-from qsmiron.recon.settings import ReconSettings
-from qsmiron.recon.stages import RECON_STAGES, ReconState, check_total_field_pairing, ppm_per_hz, run_stages
+from qsmiron.recon.settings import ReconSettings, check_total_field_pairing
+from qsmiron.recon.stages import RECON_STAGES, ReconState, ppm_per_hz, run_stages
 
 __all__ = ["ReconResult", "reconstruct_arrays", "ppm_per_hz", "STEP_NAMES"]
 

@@ -1,12 +1,14 @@
 """Parameters of the reconstruction: one block per stage, generated from the declared methods.
 
-Nothing here is written by hand: every block comes from ``qsmiron.recon.stages.RECON_STAGES``.
+No block is written by hand: every one comes from ``qsmiron.recon.stages.RECON_STAGES``; the one
+rule between two stages (a total field inversion after the background method ``none``, and
+only there) is ``check_total_field_pairing``.
 A stage's block holds ``method`` (one of its selectable methods) and one sub-block per method
 with that method's keyword-only parameters, their types, bounds and defaults read from its
 function's signature (``qsmiron.methods``). In a settings file::
 
     [recon.background]
-    method = "pdf"              # ismv (default), vsharp, resharp, pdf
+    method = "pdf"              # pdf_ismv (default), ismv, vsharp, resharp, lbv, pdf, none
     [recon.background.pdf]
     tol = 0.01
     [recon.inversion.rts]
@@ -26,6 +28,8 @@ from typing import Any
 
 from pydantic import Field, create_model
 
+from qsmiron.errors import InputError
+from qsmiron.recon import invert
 from qsmiron.recon.stages import RECON_STAGES
 from qsmiron.settings_base import Settings
 
@@ -45,3 +49,20 @@ def _build() -> type[Settings]:
 
 ReconSettings = _build()
 """All reconstruction parameters: ``recon.<stage>.method`` and ``recon.<stage>.<method>.<parameter>``."""
+
+
+def check_total_field_pairing(settings: Any) -> None:
+    """A total field inversion runs after the background method ``none``, and only it does.
+
+    Raises
+    ------
+    InputError
+        Naming the two settings that disagree.
+    """
+    total = settings.inversion.method in invert.TOTAL_FIELD_METHODS
+    kept = settings.background.method == "none"
+    if total != kept:
+        raise InputError(f"recon.inversion.method = {settings.inversion.method!r} needs "
+                         f"recon.background.method = {'none' if total else 'a removal method'!r}, "
+                         f"not {settings.background.method!r} (a total field inversion models the "
+                         f"background itself; every other inversion needs it removed)", step="background")

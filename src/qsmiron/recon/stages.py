@@ -124,8 +124,14 @@ class ReconState:
         return np.float32(ppm_per_hz(self.field_strength_t))
 
     def combined_magnitude(self) -> np.ndarray:
-        """Root sum of squares of the echoes (the magnitude the inversions weight with)."""
+        """Root sum of squares of the echoes (chi-separation's edge weights)."""
         return np.sqrt(np.sum(np.square(self.magnitude, dtype=np.float32), axis=3))
+
+    def edge_magnitude(self) -> np.ndarray:
+        """The last echo's magnitude, whose edges the inversions keep: the most T2*-weighted echo
+        shows where iron and myelin, the sources of susceptibility, change; the echoes' root sum
+        of squares is mostly the first echoes' contrast (``invert.wtv.DEFAULT_EDGE_FRACTION``)."""
+        return np.asarray(self.magnitude[..., -1], dtype=np.float32)
 
     def data_noise_ppm(self) -> np.ndarray | None:
         """The field noise (SD, ppm) the fits weight by: infinite, i.e. weight 0, where the
@@ -386,11 +392,14 @@ def run_background(state: ReconState, method: Method, parameters: dict[str, Any]
 def run_inversion(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
     inputs: dict[str, np.ndarray] = {}
     if accepts(method, "magnitude") and state.magnitude is not None:
-        inputs["magnitude"] = state.combined_magnitude()
+        inputs["magnitude"] = state.edge_magnitude()
     if accepts(method, "noise_ppm") and state.noise_hz is not None:
         inputs["noise_ppm"] = state.inversion_noise_ppm()
     chi, info = method.function(state.local_ppm, state.local_mask, state.voxel_size_mm, state.b0_direction,
                                 **parameters, **inputs)
+    if (info or {}).get("gradient_weights") == "magnitude edges" and state.magnitude.shape[3] > 1:
+        echo_time = f" (TE {1e3 * state.echo_times_s[-1]:g} ms)" if state.echo_times_s else ""
+        info["gradient_weights"] = f"edges of the last echo's magnitude{echo_time}"
     state.chi_ppm = np.asarray(chi, dtype=np.float32)
     if method.name in invert.TOTAL_FIELD_METHODS:
         # The local field of a total field inversion: the field of the tissue it found.
@@ -445,23 +454,6 @@ REFERENCE = Stage("reference", "susceptibility referencing", reference.METHODS, 
 RECON_STAGES: tuple[Stage, ...] = (PHASE, MASK, R2STAR, UNWRAP, ECHO_FIT, MASK_REFINEMENT, BACKGROUND,
                                    INVERSION, CHISEP, REFERENCE)
 """The reconstruction, in order: the settings (``recon.<stage>``), the chain and the record follow it."""
-
-
-def check_total_field_pairing(settings: Any) -> None:
-    """A total field inversion runs after the background method ``none``, and only it does.
-
-    Raises
-    ------
-    InputError
-        Naming the two settings that disagree.
-    """
-    total = settings.inversion.method in invert.TOTAL_FIELD_METHODS
-    kept = settings.background.method == "none"
-    if total != kept:
-        raise InputError(f"recon.inversion.method = {settings.inversion.method!r} needs "
-                         f"recon.background.method = {'none' if total else 'a removal method'!r}, "
-                         f"not {settings.background.method!r} (a total field inversion models the "
-                         f"background itself; every other inversion needs it removed)", step="background")
 
 
 def stage(name: str) -> Stage:

@@ -198,8 +198,9 @@ def wtv_bregman(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence
     local_ppm, mask, voxel_size_mm, b0_direction
         Local field (ppm), mask and geometry (voxel axes), as every method of ``invert``.
     magnitude : ndarray, optional
-        Magnitude (e.g. echo-combined): TV is not applied on its strongest edges
-        (``edge_fraction`` of the mask), and without a noise map it weights the data.
+        Magnitude: TV is not applied on its strongest edges (``edge_fraction`` of the mask),
+        and without a noise map it weights the data. ``qsmiron recon`` passes the last echo's
+        (see ``qsmiron.recon.invert``).
     noise_ppm : ndarray, optional
         Field-noise map, ppm: data weights 1/noise (maximum likelihood).
     edge_fraction : float
