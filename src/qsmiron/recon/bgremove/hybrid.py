@@ -43,7 +43,9 @@ ppb. Of the background and the echo fit's error together it leaves 15.9 / 19.6 %
 inversion of the exact inside field gives 25.7 / 29.0 % Chimap NRMSE (its floor on these masks),
 of pdf_ismv's output of that field 33.3 / 36.3 %, end to end 41.7 / 52.0 % (these figures with
 ``wtv_bregman``'s earlier weight rule; with its interpolated crossing, end to end 41.6 / 48.2 %,
-XSIM 0.700 / 0.617, regional error 4.4 / 7.1 ppb). Measured and not kept: a larger iSMV ball (3
+XSIM 0.700 / 0.617, regional error 4.4 / 7.1 ppb). With the inversion's edges taken from the
+last echo (``qsmiron.recon.invert``): floor 24.3 / 31.9 %, pdf_ismv's output of the inside field
+29.8 / 34.5 %, end to end 39.0 / 45.0 %; the background removal columns are unchanged. Measured and not kept: a larger iSMV ball (3
 or 4 x the largest voxel: lower NRMSE only by eroding 4-18 % more brain; in the common region
 h01 33.1 -> 34.5-35.9 %, h04 46.6 -> 45.8-46.0 %), a smaller one (1 x: h04 88.9 %), LBV instead
 of iSMV after PDF (h03 48.4, h12 36.5 %, but h04 402-457 %: the dilated mask's boundary values),
