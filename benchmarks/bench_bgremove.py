@@ -80,21 +80,21 @@ def field_stage(head, cache: Path) -> dict:
     edges the inversion keeps (the last echo's, as ``ReconState.edge_magnitude`` in the recon)."""
     from qsmiron.recon.chain import ppm_per_hz
     from qsmiron.recon.field import total_field
+    from qsmiron.recon.stages import ReconState
 
     path = cache / f"{head.spec.name}.field-misfit-factor.npz"
     if path.exists():
         stage = dict(np.load(path))
-        stage["magnitude"] = head.magnitude[..., -1].astype(np.float32)
-        return stage
-    to_ppm = ppm_per_hz(head.field_strength_t)
-    result = total_field(head.magnitude, head.phase_rad, head.mask, head.voxel_size_mm,
-                         head.echo_times_s, user_mask=True)
-    stage = {"field_ppm": (result.field_hz * to_ppm).astype(np.float32),
-             "noise_ppm": (result.data_noise_hz * to_ppm).astype(np.float32),
-             "inversion_noise_ppm": (result.inversion_noise_hz * to_ppm).astype(np.float32),
-             "mask": np.asarray(result.mask, bool)}
-    np.savez(path, **stage)
-    stage["magnitude"] = head.magnitude[..., -1].astype(np.float32)
+    else:
+        to_ppm = ppm_per_hz(head.field_strength_t)
+        result = total_field(head.magnitude, head.phase_rad, head.mask, head.voxel_size_mm,
+                             head.echo_times_s, user_mask=True)
+        stage = {"field_ppm": (result.field_hz * to_ppm).astype(np.float32),
+                 "noise_ppm": (result.data_noise_hz * to_ppm).astype(np.float32),
+                 "inversion_noise_ppm": (result.inversion_noise_hz * to_ppm).astype(np.float32),
+                 "mask": np.asarray(result.mask, bool)}
+        np.savez(path, **stage)
+    stage["magnitude"] = ReconState(voxel_size_mm=head.voxel_size_mm, magnitude=head.magnitude).edge_magnitude()
     return stage
 
 

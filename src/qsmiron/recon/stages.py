@@ -133,6 +133,14 @@ class ReconState:
         of squares is mostly the first echoes' contrast (``invert.wtv.DEFAULT_EDGE_FRACTION``)."""
         return np.asarray(self.magnitude[..., -1], dtype=np.float32)
 
+    def edge_magnitude_text(self) -> str:
+        """Which image ``edge_magnitude`` is, for the record."""
+        n_echoes = self.magnitude.shape[3]
+        if n_echoes == 1:
+            return "the magnitude given (one echo)"
+        echo_time = f", TE {1e3 * self.echo_times_s[-1]:g} ms" if self.echo_times_s else ""
+        return f"the last echo's (of {n_echoes}{echo_time})"
+
     def data_noise_ppm(self) -> np.ndarray | None:
         """The field noise (SD, ppm) the fits weight by: infinite, i.e. weight 0, where the
         echo fit failed (``field_misfit``), so background removal and inversion use no field
@@ -397,9 +405,6 @@ def run_inversion(state: ReconState, method: Method, parameters: dict[str, Any])
         inputs["noise_ppm"] = state.inversion_noise_ppm()
     chi, info = method.function(state.local_ppm, state.local_mask, state.voxel_size_mm, state.b0_direction,
                                 **parameters, **inputs)
-    if (info or {}).get("gradient_weights") == "magnitude edges" and state.magnitude.shape[3] > 1:
-        echo_time = f" (TE {1e3 * state.echo_times_s[-1]:g} ms)" if state.echo_times_s else ""
-        info["gradient_weights"] = f"edges of the last echo's magnitude{echo_time}"
     state.chi_ppm = np.asarray(chi, dtype=np.float32)
     if method.name in invert.TOTAL_FIELD_METHODS:
         # The local field of a total field inversion: the field of the tissue it found.
@@ -412,6 +417,8 @@ def run_inversion(state: ReconState, method: Method, parameters: dict[str, Any])
     if method.name == "wtv" and "magnitude" in inputs and (info or {}).get("data_term") == "linear":
         state.inversion_alpha = float(info["alpha"])
     notes, warnings = _details(info)
+    if "magnitude" in inputs:
+        notes["magnitude_for_weights"] = state.edge_magnitude_text()
     return StepResult({"inputs": sorted(inputs), **notes}, warnings)
 
 
