@@ -35,8 +35,9 @@ class PipelineSettings(Settings):
         "spawn", description="how local worker processes start; 'spawn' is the safe choice with "
         "threaded libraries (ITK, numba, OpenBLAS)")
     reproducible_registration: bool = Field(
-        True, description="run ANTs/ITK single-threaded in every subject task: multi-threaded ITK "
-        "registration differs from run to run (regional means by up to about 10 ppb in small nuclei), "
+        True, description="run ANTs/ITK single-threaded in every subject task and in the recon and roi "
+        "commands (and their Python functions): multi-threaded ITK registration differs from run to run "
+        "(on a real 3 T scan regional means by up to 16 ppb, the automatic mask by thousands of voxels), "
         "single-threaded it gives the same result in any process, on any worker. Subjects still run in "
         "parallel. Unlike the other settings here this one can change results, so it is part of the "
         "settings hash that decides what a resumed run may reuse")

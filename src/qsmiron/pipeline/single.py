@@ -284,7 +284,10 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
         raise error.with_path(config_path) from None
     check_writable_dir(out_dir)
     if mask is None and uses_template_brain(config.recon):
+        from qsmiron.register.ants_backend import pin_itk_to_one_thread
         from qsmiron.register.brainmask import start_importing_ants
+        if config.pipeline.reproducible_registration:
+            pin_itk_to_one_thread()
         start_importing_ants()
     gre = load_gre(magnitude, phase, echo_times_s=echo_times_s, field_strength_t=field_strength_t)
     _check_r2_request(config, r2, len(gre.echo_times_s), gre.paths["magnitude"][0])

@@ -22,6 +22,7 @@ from qsmiron.config import QsmironConfig
 from qsmiron.errors import InputError
 from qsmiron.io.bids import SubjectInputs
 from qsmiron.io.derivatives import IRON_ROLES, ROLE_TEMPLATE_CHIMAP, CohortPaths, bids_uri, cohort_paths, recon_paths
+from qsmiron.register.ants_backend import pin_itk_to_one_thread
 
 MAX_REASON_CHARS = 300
 """Failure reasons shown and tabulated are cut to this; the subject's log has them whole."""
@@ -205,8 +206,7 @@ def execute_step(job: SubjectJob, steps: Sequence[tuple[str, StepFunction]], ind
     handler = _subject_log(job)
     log = logging.getLogger(f"qsmiron.pipeline.{name}")
     if job.config.pipeline.reproducible_registration:
-        # ITK reads this once, when the process first registers: set it before that happens.
-        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"
+        pin_itk_to_one_thread()
     start = time.perf_counter()
     try:
         log.info("%s: step %s started (pid %d)", job.unit.label, name, os.getpid())

@@ -40,6 +40,9 @@ run); 12 mm lost 2 % of the brain of one simulated head of ten. 1 mm data (4 mm 
 by 2 either way."""
 SCALP_SKULL_MM = 8.0
 """Scalp and skull together are at least this thick: the brain never lies in the head's outer rim."""
+MASK_REGISTRATION_SEED = 1
+"""Seed of the affine's metric sampling (repeating a run needs it and one ITK thread too:
+``qsmiron.register.ants_backend.pin_itk_to_one_thread``)."""
 MIN_INSIDE_HEAD = 0.9
 """Share of the registered template brain that must lie inside the subject's head (magnitude
 threshold dilated by 4 mm), else the registration is judged failed."""
@@ -266,17 +269,19 @@ def affine_to_template(subject, template, resolution_mm: float, *, initial: list
     """
     import ants
 
+    from qsmiron.register.ants_backend import ants_random_seed
     from qsmiron.register.normalise import template_grid
 
     fixed = template_grid(template, resolution_mm, margin_mm=20.0)
     grow = max(1, int(round(8.0 / resolution_mm)))
     metric_mask = fixed.new_image_like(ndimage.binary_dilation(fixed.numpy() > 0, iterations=grow)
                                        .astype(np.float32))
-    result = ants.registration(fixed=fixed, moving=subject, type_of_transform="Affine", mask=metric_mask,
-                               initial_transform=initial[0] if initial else None,
-                               aff_metric="mattes", aff_sampling=32, aff_random_sampling_rate=0.25,
-                               aff_iterations=tuple(iterations), aff_shrink_factors=tuple(shrink_factors),
-                               aff_smoothing_sigmas=tuple(smoothing), random_seed=1)
+    with ants_random_seed(MASK_REGISTRATION_SEED):
+        result = ants.registration(fixed=fixed, moving=subject, type_of_transform="Affine", mask=metric_mask,
+                                   initial_transform=initial[0] if initial else None,
+                                   aff_metric="mattes", aff_sampling=32, aff_random_sampling_rate=0.25,
+                                   aff_iterations=tuple(iterations), aff_shrink_factors=tuple(shrink_factors),
+                                   aff_smoothing_sigmas=tuple(smoothing))
     return list(result["fwdtransforms"])
 
 

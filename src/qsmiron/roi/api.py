@@ -194,12 +194,15 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
     """
     from qsmiron.atlas.load import load_atlas
     from qsmiron.io.atomic import write_json_atomic
+    from qsmiron.register.ants_backend import pin_itk_to_one_thread
     from qsmiron.register.images import to_ants
     from qsmiron.register.normalise import labels_to_subject
     from qsmiron.roi.references import reference_regions
 
     reg, roi = config.registration, config.roi
     check_writable_dir(Path(out_tsv).parent)
+    if config.pipeline.reproducible_registration:
+        pin_itk_to_one_thread()
     atlas = roi.atlas if atlas is None else atlas
     iron = iron or IronMaps()
     steps: list[StepInfo] = []
