@@ -118,6 +118,10 @@ def combine(by_measure: dict[str, StudyResults], reference: str | None) -> Study
     if len(set(statistics.values())) > 1:  # each measure's own default (chi and R2* differ)
         methods = methods.model_copy(update={"regional_value": "; ".join(
             f"for {measure}, {regional_value_text(statistic)}" for measure, statistic in statistics.items())})
+    rules = {measure: r.settings.methods.quality_exclusion for measure, r in by_measure.items()}
+    if len(set(rules.values())) > 1:  # the QC rule left out different numbers of each measure's values
+        methods = methods.model_copy(update={"quality_exclusion": "; ".join(
+            f"for {measure}, {text}" for measure, text in rules.items())})
     settings = first.settings.model_copy(update={"measures": list(by_measure), "reference": reference,
                                                  "methods": methods, "statistic_by_measure": statistics})
     tables = {name: _stack([_with_measure(getattr(r, name), m) for m, r in by_measure.items()]) for name in TABLES}
