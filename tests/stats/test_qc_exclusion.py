@@ -15,6 +15,7 @@ from qsmiron.io.derivatives import extension_paths
 from qsmiron.io.participants import ParticipantsTable
 from qsmiron.report.methods import statistics_sentences
 from qsmiron.stats.analysis import run_study
+from qsmiron.stats.methods_text import quality_exclusion_of_measures, quality_exclusion_text
 from qsmiron.stats.extensions import run_regional_extensions
 from qsmiron.stats.qc_exclusion import exclude_flagged_values, flag_reason
 from qsmiron.stats.regions import EXCLUDED_FLAGS, QUALITY_FLAGS, QualityFlag, read_regions, validate_regions
@@ -110,15 +111,32 @@ def test_methods_state_the_rule_and_the_warning_keeps_only_the_flags_analysed_as
     regions, participants = _tables()
     results = run_study(regions, participants, study_from_dict(RULE))
     rule = results.settings.methods.quality_exclusion
-    # analysed participants and regions: sub-02, sub-11 (VeP L), sub-13 (Pu R), per measure
-    assert "flag_small (from few voxels) or flag_registration" in rule
-    assert "were excluded before analysis" in rule and "(3 values of 3 participants)" in rule
+    # analysed participants and regions: sub-02, sub-11 (VeP L), sub-13 (Pu R), in chi and in R2*
+    assert "flagged by qsmiron roi as flag_small (from few voxels) or flag_registration" in rule
+    assert "were excluded before analysis (in each measure, 3 values of 3 participants)" in rule
+    chi = run_study(regions[regions["measure"] == "chi"], participants, study_from_dict(RULE))
+    assert "were excluded before analysis (3 values of 3 participants)" in chi.settings.methods.quality_exclusion
     assert "values flagged only flag_partial_coverage were analysed as measured" in rule
-    assert any(sentence.startswith("Regional values flagged by qsmiron roi flag_small")
+    assert any(sentence.startswith("Regional values flagged by qsmiron roi as flag_small")
                for sentence in statistics_sentences(results.settings, results))
     [warning] = [w for w in results.warnings if "analysed as measured" in w]
     assert "flag_partial_coverage: VeP L 1" in warning and "flag_registration" not in warning
     assert results.settings.exclude_flagged == ["flag_registration", "flag_small"]
+    # a table without the flag columns: the rule could leave nothing out, and says so
+    unflagged = run_study(regions.drop(columns=list(QUALITY_FLAGS)), participants, study_from_dict(RULE))
+    assert "(in each measure, no value was flagged)" in unflagged.settings.methods.quality_exclusion
+    assert ("exclude_flagged names flag_small, flag_registration but the regions table has no such column: no value "
+            "was left out for it") in unflagged.warnings
+
+
+def test_the_rule_is_said_once_for_several_measures_unless_their_counts_differ():
+    two, one = quality_exclusion_text(["flag_small"], 2, 1), quality_exclusion_text(["flag_small"], 1, 1)
+    assert "excluded before analysis (2 values of 1 participant)," in two
+    assert quality_exclusion_of_measures({"chi": two}) == two
+    assert "excluded before analysis (in each measure, 2 values of 1 participant)," in quality_exclusion_of_measures(
+        {"chi": two, "r2star": two})
+    assert quality_exclusion_of_measures({"chi": two, "r2star": one}) == f"for chi, {two}; for r2star, {one}"
+    assert quality_exclusion_of_measures({"chi": "", "r2star": ""}) == ""
 
 
 def test_by_default_flagged_values_are_analysed_and_the_results_are_those_of_a_table_without_flags():

@@ -18,7 +18,8 @@ from qsmiron.stats.group import GROUP_COLUMNS, compare_groups
 from qsmiron.stats.methods_text import statistics_methods
 from qsmiron.stats.multiple import fdr_bh_within, fdr_families
 from qsmiron.stats.outcomes import relapse_tables
-from qsmiron.stats.qc_exclusion import attribute_exclusions, exclude_flagged_values, excluded_counts, region_places
+from qsmiron.stats.qc_exclusion import (attribute_exclusions, exclude_flagged_values, excluded_counts, region_places,
+                                        rule_warning)
 from qsmiron.stats.regions import (analysed_statistic, flagged_values_warning, region_keys, select_measure,
                                    select_session, sessions_of, validate_regions, wide_regions)
 from qsmiron.stats.results import StudyResults, exclusion_counts
@@ -131,9 +132,8 @@ def run_measure(regions: pd.DataFrame, participants: ParticipantsTable | pd.Data
     exclusions.extend(_compress_exclusions(attribute_exclusions(rows_excluded, region_places(regions)), keys))
 
     warnings.extend(_row_warnings(group_table, association_table, outcomes.relapse, outcomes.counts))
-    flagged = flagged_values_warning(regions, common)
-    if flagged:
-        warnings.append(flagged)
+    warnings.extend(filter(None, (flagged_values_warning(regions, common),
+                                  rule_warning(regions, study.exclude_flagged))))
     units = _units(table_of, resolved, warnings)
 
     settings = AnalysisSettings(

@@ -156,3 +156,13 @@ def excluded_records(regions: pd.DataFrame, analysis: str, participants: Iterabl
             for pid, region, side, names, session in zip(rows["participant_id"], rows["region"], rows["hemisphere"],
                                                          rows[EXCLUDED_FLAGS], sessions)
             for flag in names.split(",")]
+
+
+def rule_warning(regions: pd.DataFrame, flags: Iterable[str]) -> str | None:
+    """A warning when the rule names flags the regions table has no column of (a table of another
+    tool or of an earlier qsmiron): nothing can be left out for them; None otherwise."""
+    absent = [name for name in QUALITY_FLAGS if name in set(flags) and name not in regions.columns]
+    if not absent:
+        return None
+    return (f"exclude_flagged names {', '.join(absent)} but the regions table has no such column: no value was "
+            "left out for it")

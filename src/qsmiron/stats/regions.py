@@ -419,7 +419,8 @@ def region_keys(regions: pd.DataFrame, names: list[str] | None = None) -> list[t
 
 def flagged_values_warning(regions: pd.DataFrame, participants) -> str | None:
     """One line naming, per region, how many of the analysed participants' values carry a
-    ``QUALITY_FLAGS`` flag (they are analysed as measured); None when none does.
+    ``QUALITY_FLAGS`` flag (they are analysed as measured); None when none does. A value the
+    study's QC rule left out (``exclude_flagged``) has no value here and is not counted.
 
     ``regions`` is a table of one measure (:func:`select_measure`).
     """
