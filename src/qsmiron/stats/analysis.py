@@ -137,7 +137,8 @@ def run_measure(regions: pd.DataFrame, participants: ParticipantsTable | pd.Data
     units = _units(table_of, resolved, warnings)
 
     settings = AnalysisSettings(
-        **resolved.model_dump(), study_file=resolved.source, methods=statistics_methods(resolved, excluded_counts(regions, common, keys)),
+        **resolved.model_dump(), study_file=resolved.source,
+        methods=statistics_methods(resolved, excluded_counts(regions, common, keys)),
         participants_table=source, regions_table=regions_source, sessions_in_regions_table=sessions,
         sessions_table=table_of.sessions_source, sex_coding=table_of.sex_coding,
         n_participants=ParticipantCounts(regions_table=len(in_regions), participants_table=len(in_table),

@@ -10,8 +10,8 @@
    separately, with a ``session`` column, when the table has several).
 
 The study's ``exclude_flagged`` rule (:mod:`qsmiron.stats.qc_exclusion`) is applied to the
-regions table before the first of them. Sections absent from the study file are skipped. Names come from
-``qsmiron.io.derivatives.extension_paths``. Voxel-wise inference works on maps, not on the
+regions table before the first of them. Sections absent from the study file are skipped. Names
+come from ``qsmiron.io.derivatives.extension_paths``. Voxel-wise inference works on maps, not on the
 regions table: see :func:`qsmiron.stats.voxelwise.run_voxelwise`.
 """
 
