@@ -176,3 +176,21 @@ def test_the_study_or_the_command_line_chooses_one_session(two_sessions, tmp_pat
     error = capsys.readouterr().err
     assert "'ses-9' is not in the regions table (sessions present: ses-1, ses-2, ses-3)" in error
     assert error.count("\n") == 1
+
+
+def test_cli_stats_leaves_out_values_flagged_under_the_studys_qc_rule(inputs, tmp_path):
+    regions, participants, study = inputs
+    table = pd.read_csv(regions, sep="\t", dtype={"participant_id": str})
+    table["flag_registration"] = (table["participant_id"] == "01") & (table["region"] == "VeP")
+    table.to_csv(regions, sep="\t", index=False)
+    study.write_text('exclude_flagged = ["flag_registration"]\n' + study.read_text())
+    assert main(["stats", str(regions), str(participants), "-o", str(tmp_path / "out"), "--study", str(study)]) == 0
+    out = tmp_path / "out"
+    counts = pd.read_csv(out / "group_comparison.tsv", sep="\t")[["region", "n_a"]].values.tolist()
+    assert counts == [["VeP", 10], ["VeP", 10], ["Pu", 11], ["Pu", 11]]  # sub-06 has no age, sub-01's VeP is flagged
+    payload = json.loads((out / "results.json").read_text())
+    reason = "value flagged flag_registration (through a registration flagged as an outlier) (VeP L, VeP R)"
+    assert {"participant_id": "sub-01", "analysis": "group_comparison", "reason": reason} in payload["exclusions"]
+    assert "(2 values of 1 participant)" in payload["settings"]["methods"]["quality_exclusion"]
+    report = (out / "report.html").read_text()
+    assert "were excluded before analysis" in report and reason in report

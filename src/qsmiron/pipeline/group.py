@@ -41,6 +41,7 @@ from qsmiron.io.participants import (ParticipantsTable, SessionsTable, normalise
 from qsmiron.records.cohort import Provenance
 from qsmiron.stats.analysis import run_study
 from qsmiron.stats.extensions import RegionalExtensions, run_regional_extensions
+from qsmiron.stats.qc_exclusion import exclude_flagged_values
 from qsmiron.stats.regions import CHI, VALUE, read_regions, select_measure, select_session, sessions_of
 from qsmiron.stats.results import StudyResults
 from qsmiron.stats.study import Study, load_study
@@ -166,6 +167,8 @@ def run_group_analysis(regions_tsv: str | os.PathLike, participants_tsv: str | o
         regions_source = _relative(regions_tsv, derivatives_dir)
         participants = replace(participants, source=_relative(participants_tsv, derivatives_dir))
     study = load_study(study_path)
+    # The QC rule on flagged values, once, before anything reads the values (sections, statistics, figures).
+    regions = exclude_flagged_values(regions, study.exclude_flagged)
     if session is not None:
         study = study.model_copy(deep=True)
         study.session = normalise_session_id(session)

@@ -31,6 +31,9 @@ class StatisticsMethods(Record):
     """How each row's minimal detectable effect is computed."""
     regional_value: str = ""
     """Which summary of a region's voxels the analyses take (``Study.statistic``), a clause."""
+    quality_exclusion: str = ""
+    """The QC rule on flagged regional values (``Study.exclude_flagged``) and how many it left out,
+    a clause; empty when there is no rule (flagged values analysed as measured)."""
 
     @property
     def multiple_comparisons(self) -> str:

@@ -194,6 +194,8 @@ def statistics_sentences(settings: AnalysisSettings | None, results: Any = None)
         sentences.append(text + ".")
     if methods.regional_value:
         sentences.append(methods.regional_value[0].upper() + methods.regional_value[1:] + ".")
+    if methods.quality_exclusion:
+        sentences.append(methods.quality_exclusion[0].upper() + methods.quality_exclusion[1:] + ".")
     sentences.append(
         f"Groups {settings.group_a} and {settings.group_b} (column '{settings.groups.column}') were compared per "
         f"region and hemisphere ({len(settings.regions)} regions), "

@@ -32,6 +32,10 @@ def complete_cases(frame: pd.DataFrame, columns: list[str], analysis: str,
                    ) -> CompleteCases:
     """Listwise deletion over ``columns``, with one exclusion record per dropped participant.
 
+    Each record holds ``participant_id``, ``analysis``, ``reason`` (``"missing age, sds"``),
+    ``where`` and ``missing`` (the labels of the missing values, which
+    :func:`qsmiron.stats.qc_exclusion.attribute_exclusions` reads).
+
     Parameters
     ----------
     frame : DataFrame
@@ -52,7 +56,7 @@ def complete_cases(frame: pd.DataFrame, columns: list[str], analysis: str,
     for participant, row in missing[dropped].iterrows():
         names = [labels.get(column, column) for column in columns if row[column]]
         exclusions.append({"participant_id": str(participant), "analysis": analysis,
-                           "reason": "missing " + ", ".join(names), "where": where})
+                           "reason": "missing " + ", ".join(names), "where": where, "missing": names})
     return CompleteCases(frame.loc[~dropped], exclusions)
 
 

@@ -18,6 +18,8 @@ from qsmiron.stats.group import GROUP_COLUMNS, compare_groups
 from qsmiron.stats.methods_text import statistics_methods
 from qsmiron.stats.multiple import fdr_bh_within, fdr_families
 from qsmiron.stats.outcomes import relapse_tables
+from qsmiron.stats.qc_exclusion import (attribute_exclusions, exclude_flagged_values, excluded_counts, region_places,
+                                        rule_warning)
 from qsmiron.stats.regions import (analysed_statistic, flagged_values_warning, region_keys, select_measure,
                                    select_session, sessions_of, validate_regions, wide_regions)
 from qsmiron.stats.results import StudyResults, exclusion_counts
@@ -74,7 +76,8 @@ def run_measure(regions: pd.DataFrame, participants: ParticipantsTable | pd.Data
     StudyResults
         Rows that could not be computed carry NaN statistics and a ``note`` saying why, and
         appear in ``warnings``; every participant left out of an analysis is in
-        ``exclusions``.
+        ``exclusions``, a value left out by ``study.exclude_flagged`` with its flag
+        (:mod:`qsmiron.stats.qc_exclusion`).
 
     Raises
     ------
@@ -83,7 +86,7 @@ def run_measure(regions: pd.DataFrame, participants: ParticipantsTable | pd.Data
         in both tables, several sessions and no ``study.session``, or a session not in the table.
     """
     study = study or Study()
-    regions = validate_regions(regions)
+    regions = exclude_flagged_values(validate_regions(regions), study.exclude_flagged)
     # Participants are compared at one time point: a longitudinal table is cut to one session.
     sessions = sessions_of(regions)
     regions = select_session(regions, study.session, source=regions_source)
@@ -126,16 +129,16 @@ def run_measure(regions: pd.DataFrame, participants: ParticipantsTable | pd.Data
     association_table = _associations(table, labels, wide, keys, resolved, rows_excluded)
     outcomes = relapse_tables(table, labels, wide, keys, resolved, rows_excluded, source)
     warnings.extend(outcomes.warnings)
-    exclusions.extend(_compress_exclusions(rows_excluded, keys))
+    exclusions.extend(_compress_exclusions(attribute_exclusions(rows_excluded, region_places(regions)), keys))
 
     warnings.extend(_row_warnings(group_table, association_table, outcomes.relapse, outcomes.counts))
-    flagged = flagged_values_warning(regions, common)
-    if flagged:
-        warnings.append(flagged)
+    warnings.extend(filter(None, (flagged_values_warning(regions, common),
+                                  rule_warning(regions, study.exclude_flagged))))
     units = _units(table_of, resolved, warnings)
 
     settings = AnalysisSettings(
-        **resolved.model_dump(), study_file=resolved.source, methods=statistics_methods(resolved),
+        **resolved.model_dump(), study_file=resolved.source,
+        methods=statistics_methods(resolved, excluded_counts(regions, common, keys)),
         participants_table=source, regions_table=regions_source, sessions_in_regions_table=sessions,
         sessions_table=table_of.sessions_source, sex_coding=table_of.sex_coding,
         n_participants=ParticipantCounts(regions_table=len(in_regions), participants_table=len(in_table),

@@ -9,8 +9,9 @@
 3. ``[normative]``: z-scores against the reference group, ``normative.tsv`` (each session
    separately, with a ``session`` column, when the table has several).
 
-Sections absent from the study file are skipped. Names come from
-``qsmiron.io.derivatives.extension_paths``. Voxel-wise inference works on maps, not on the
+The study's ``exclude_flagged`` rule (:mod:`qsmiron.stats.qc_exclusion`) is applied to the
+regions table before the first of them. Sections absent from the study file are skipped. Names
+come from ``qsmiron.io.derivatives.extension_paths``. Voxel-wise inference works on maps, not on the
 regions table: see :func:`qsmiron.stats.voxelwise.run_voxelwise`.
 """
 
@@ -29,6 +30,7 @@ from qsmiron.records.study import Exclusion
 from qsmiron.stats.harmonise import harmonise_regions, write_harmonisation
 from qsmiron.stats.longitudinal import longitudinal_models, write_longitudinal
 from qsmiron.stats.normative import normative_scores, normative_statement
+from qsmiron.stats.qc_exclusion import exclude_flagged_values
 from qsmiron.stats.regions import sessions_of, validate_regions
 from qsmiron.stats.results import StudyResults
 from qsmiron.stats.study import Study, label_text
@@ -110,7 +112,8 @@ def run_regional_extensions(regions: pd.DataFrame, participants: ParticipantsTab
     InputError
         From each section's checks (one line naming the file).
     """
-    result = RegionalExtensions(regions=validate_regions(regions))
+    # The study's QC rule first, so that every section (and what follows them) sees the same values.
+    result = RegionalExtensions(regions=exclude_flagged_values(validate_regions(regions), study.exclude_flagged))
     if study.harmonise is not None:
         harmonised = harmonise_regions(result.regions, participants, study, sessions=sessions)
         result.files.update(write_harmonisation(harmonised, paths))

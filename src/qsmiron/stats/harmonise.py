@@ -11,7 +11,9 @@ a longitudinal table is harmonised separately.
 A participant needs the site, the group label, every covariate and every region's value to be
 harmonised (ComBat has no missing values); the others are listed in ``exclusions`` and their
 rows carry no value (``n/a``) in ``regions_harmonised.tsv``: an unharmonised value beside
-harmonised ones would reintroduce the site effect.
+harmonised ones would reintroduce the site effect. A value left out by the study's QC rule
+(``exclude_flagged``, :mod:`qsmiron.stats.qc_exclusion`) counts as missing here: ComBat leaves
+that participant out, and the exclusion names the flag.
 
 Site effects before and after: per region and measure, the F test of site in OLS
 ``value ~ site + group + covariates`` (type II: the drop in residual sum of squares
@@ -37,6 +39,7 @@ from qsmiron.records.regions import MEASURE_UNITS
 from qsmiron.records.study import Exclusion
 from qsmiron.stats._design import complete_cases, covariate_design
 from qsmiron.stats.methods_text import harmonisation_methods
+from qsmiron.stats.qc_exclusion import attribute_exclusions, excluded_values
 from qsmiron.stats.regions import (CHI, SESSION_COLUMN, STATISTICS, analysed_statistic, select_session, sessions_of,
                                    validate_regions, wide_regions)
 from qsmiron.stats.results import exclusion_records
@@ -106,8 +109,11 @@ def harmonise_regions(regions: pd.DataFrame, participants: ParticipantsTable, st
         if session is not None:
             harmonised.insert(len(harmonised.columns), SESSION_COLUMN, session)
             site_effects.insert(0, "session", session)
-            for item in dropped:
-                item["reason"] += f" ({session})"
+            for item in dropped:  # the session beside the value's place, else after the reason
+                if item.get("where"):
+                    item["where"] += f" {session}"
+                else:
+                    item["reason"] += f" ({session})"
         parts.append(harmonised)
         effects.append(site_effects)
         if dropped:
@@ -115,8 +121,9 @@ def harmonise_regions(regions: pd.DataFrame, participants: ParticipantsTable, st
     warnings = []
     if exclusions:
         left_out = {e.participant_id for items in exclusions.values() for e in items}
+        flagged = " or one excluded as flagged (exclude_flagged)" if study.exclude_flagged else ""
         warnings.append(f"{len(left_out)} participant(s) could not be harmonised (missing site, group, covariate "
-                        "or regional value) and have no harmonised values")
+                        f"or regional value{flagged}) and have no harmonised values")
     site_effects = pd.concat(effects, ignore_index=True).reindex(columns=SITE_EFFECT_COLUMNS)
     preserved = [resolved.groups.column, *resolved.covariates]
     implementation = "neuroCombat " + _version("neuroCombat")
@@ -182,7 +189,9 @@ def _harmonise_session(regions: pd.DataFrame, table: pd.DataFrame, study: Study,
         long[column] = [float(lookup.get(key, np.nan)) for key in keys]
         if column == statistic:
             effects = _site_effects(wide.loc[data.index], after, batch, data[["__group", *study.covariates]])
-            exclusions = excluded
+            # a value the study's QC rule left out is named with its flag, not as missing
+            exclusions = attribute_exclusions(excluded, {(pid, None, f"{measure} {region} {side}"): flags for
+                                                         (pid, region, side), flags in excluded_values(regions).items()})
     return long, effects, exclusions
 
 

@@ -34,6 +34,7 @@ from qsmiron.records.study import Exclusion
 from qsmiron.stats._design import covariate_design
 from qsmiron.stats.methods_text import longitudinal_methods
 from qsmiron.stats.multiple import fdr_bh
+from qsmiron.stats.qc_exclusion import excluded_records
 from qsmiron.stats.regions import CHI, SESSION_COLUMN, VALUE, region_keys, select_measure, sessions_of, validate_regions
 from qsmiron.stats.results import exclusion_records
 from qsmiron.stats.study import Study, group_labels, resolve_study
@@ -156,9 +157,11 @@ def longitudinal_models(regions: pd.DataFrame, participants: ParticipantsTable, 
         exclusions.append({"participant_id": pid, "analysis": "longitudinal", "reason": "missing covariate"})
     frame = frame[~frame["participant_id"].isin(set(incomplete))]
     frame["__group"] = (frame["participant_id"].map(labels) == group_a).astype(float)
+    keys = region_keys(regions, resolved.regions)
+    exclusions += excluded_records(frame, "longitudinal", keys=keys)  # values the study's QC rule left out
 
     rows = []
-    for key in region_keys(regions, resolved.regions):
+    for key in keys:
         data = frame[(frame["region"] == key[0]) & (frame["hemisphere"] == key[1]) & frame[VALUE].notna()]
         rows += _region_rows(key, data, covariates, resolved.min_group_size)
     out = pd.DataFrame(rows, columns=LONGITUDINAL_COLUMNS)

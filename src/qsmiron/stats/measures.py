@@ -25,7 +25,7 @@ import pandas as pd
 from qsmiron.errors import InputError
 from qsmiron.records.regions import MEASURE_UNITS
 from qsmiron.records.study import Exclusion
-from qsmiron.stats.methods_text import regional_value_text
+from qsmiron.stats.methods_text import quality_exclusion_of_measures, regional_value_text
 from qsmiron.stats.regions import CHI, measures_of, select_session
 from qsmiron.stats.results import StudyResults
 
@@ -118,6 +118,8 @@ def combine(by_measure: dict[str, StudyResults], reference: str | None) -> Study
     if len(set(statistics.values())) > 1:  # each measure's own default (chi and R2* differ)
         methods = methods.model_copy(update={"regional_value": "; ".join(
             f"for {measure}, {regional_value_text(statistic)}" for measure, statistic in statistics.items())})
+    methods = methods.model_copy(update={"quality_exclusion": quality_exclusion_of_measures(
+        {measure: r.settings.methods.quality_exclusion for measure, r in by_measure.items()})})
     settings = first.settings.model_copy(update={"measures": list(by_measure), "reference": reference,
                                                  "methods": methods, "statistic_by_measure": statistics})
     tables = {name: _stack([_with_measure(getattr(r, name), m) for m, r in by_measure.items()]) for name in TABLES}

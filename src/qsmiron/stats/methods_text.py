@@ -17,6 +17,7 @@ from __future__ import annotations
 from qsmiron.records.study import StatisticsMethods
 from qsmiron.stats.multiple import families_statement
 from qsmiron.stats.power import ALPHA, POWER
+from qsmiron.stats.regions import QUALITY_FLAGS
 from qsmiron.stats.study import RelapseSettings, Study
 
 GROUP_COMPARISON = (
@@ -124,11 +125,45 @@ def regional_value_text(statistic: str | None) -> str:
     return "each participant's regional value (value) is the mean of the region's voxels"
 
 
-def statistics_methods(study: Study) -> StatisticsMethods:
-    """What the statistics run for ``study`` (resolved or not: the thresholds are its settings)."""
+EXCLUDED_BEFORE_ANALYSIS = "were excluded before analysis"
+
+
+def quality_exclusion_text(flags: list[str], n_values: int | None = None, n_participants: int | None = None) -> str:
+    """The QC rule of ``Study.exclude_flagged`` (empty without one), with the values it left out of the
+    analysed participants' analysed regions when counted."""
+    if not flags:
+        return ""
+    named = [f"{flag} ({QUALITY_FLAGS[flag]})" for flag in QUALITY_FLAGS if flag in flags]
+    counted = ""
+    if n_values is not None:
+        counted = (" (no value was flagged)" if not n_values else
+                   f" ({n_values} value{'s' if n_values != 1 else ''} of {n_participants} "
+                   f"participant{'s' if n_participants != 1 else ''})")
+    others = [flag for flag in QUALITY_FLAGS if flag not in flags]
+    rest = f"; values flagged only {' or '.join(others)} were analysed as measured" if others else ""
+    return (f"regional values flagged by qsmiron roi as {' or '.join(named)} {EXCLUDED_BEFORE_ANALYSIS}{counted}, "
+            f"by the rule set in the study file (exclude_flagged), each listed among the exclusions{rest}")
+
+
+def quality_exclusion_of_measures(texts: dict[str, str]) -> str:
+    """The rule's text for a study of several measures (measure -> its :func:`quality_exclusion_text`):
+    once, counted "in each measure", when every measure's is the same; else each measure's."""
+    distinct = set(texts.values())
+    if len(distinct) > 1:
+        return "; ".join(f"for {measure}, {text}" for measure, text in texts.items())
+    text = distinct.pop() if distinct else ""
+    if len(texts) < 2 or f"{EXCLUDED_BEFORE_ANALYSIS} (" not in text:
+        return text
+    return text.replace(f"{EXCLUDED_BEFORE_ANALYSIS} (", f"{EXCLUDED_BEFORE_ANALYSIS} (in each measure, ", 1)
+
+
+def statistics_methods(study: Study, excluded: tuple[int, int] | None = None) -> StatisticsMethods:
+    """What the statistics run for ``study`` (resolved or not: the thresholds are its settings);
+    ``excluded``: the values and participants the QC rule left out (:mod:`qsmiron.stats.qc_exclusion`)."""
     relapse = study.relapse
     return StatisticsMethods(
         regional_value=regional_value_text(study.statistic), group_comparison=GROUP_COMPARISON,
+        quality_exclusion=quality_exclusion_text(list(study.exclude_flagged), *(excluded or (None, None))),
         associations=ASSOCIATIONS,
         relapse="; ".join((logistic_text(relapse), roc_text(relapse, study.seed, study.min_group_size),
                            survival_text(relapse, study.min_group_size), COUNTS)),

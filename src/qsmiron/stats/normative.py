@@ -30,7 +30,9 @@ from qsmiron.io.participants import ParticipantsTable
 from qsmiron.records.extensions import NormativeOutlier, NormativeSession
 from qsmiron.stats._design import covariate_design
 from qsmiron.stats.methods_text import normative_methods
-from qsmiron.stats.regions import CHI, region_keys, select_measure, select_session, validate_regions, wide_regions
+from qsmiron.stats.qc_exclusion import flag_reasons
+from qsmiron.stats.regions import (CHI, EXCLUDED_FLAGS, region_keys, select_measure, select_session, validate_regions,
+                                   wide_regions)
 from qsmiron.stats.study import Study, group_labels, label_text
 
 NORMATIVE_COLUMNS = ["participant_id", "group", "region", "hemisphere", "chi_ppm", "expected_ppm",
@@ -105,8 +107,11 @@ def normative_scores(regions: pd.DataFrame, participants: ParticipantsTable, stu
     wide = wide_regions(regions)
     scored = [pid for pid in wide.index if pid in table.index and complete.get(pid, False)]
     x_all = _design_rows(table.loc[scored], settings.covariates, design)
-    parts = [_score_region(key, wide.loc[scored, key], x_all, labels.loc[scored], reference, settings.outlier_z)
-             for key in region_keys(regions, None)]
+    # a value left out by the study's QC rule (exclude_flagged) is not scored; its note names the flag
+    flagged = (wide_regions(regions, EXCLUDED_FLAGS).loc[scored].map(flag_reasons) if EXCLUDED_FLAGS in regions
+               else pd.DataFrame("", index=scored, columns=wide.columns))
+    parts = [_score_region(key, wide.loc[scored, key], x_all, labels.loc[scored], reference, settings.outlier_z,
+                           flagged[key].to_numpy(object)) for key in region_keys(regions, None)]
     out = pd.concat(parts, ignore_index=True).reindex(columns=NORMATIVE_COLUMNS)
     summary = NormativeSession(session=session, n_reference=int(in_reference.sum()),
                                n_scored=int(out["participant_id"].nunique()),
@@ -141,13 +146,15 @@ def _design_rows(frame: pd.DataFrame, covariates: list[str], reference_design) -
 
 
 def _score_region(key, values: pd.Series, x: np.ndarray, labels: pd.Series, reference: str,
-                  outlier_z: float) -> pd.DataFrame:
+                  outlier_z: float, flagged: np.ndarray) -> pd.DataFrame:
+    """One region's scores; ``flagged``: per participant, why the QC rule left the value out (or "")."""
     y = values.to_numpy(float)
     has_value = np.isfinite(y)
     member = (labels == reference).to_numpy() & has_value
     p = x.shape[1]
+    missing = np.where(flagged.astype(bool), flagged, "no regional value")
     columns = {"participant_id": values.index, "group": labels.to_numpy(), "region": key[0], "hemisphere": key[1],
-               "chi_ppm": y, "in_reference": member, "note": np.where(has_value, "", "no regional value")}
+               "chi_ppm": y, "in_reference": member, "note": np.where(has_value, "", missing)}
     if member.sum() < p + 2:
         columns["note"] = np.where(has_value, f"only {int(member.sum())} reference participants with a value "
                                               f"(at least {p + 2} needed)", columns["note"])

@@ -3,8 +3,9 @@
 One row per participant, region, hemisphere, ``measure`` and (for chi) ``reference``, with
 at least the columns ``participant_id``, ``region``, ``hemisphere``, ``measure``,
 ``reference`` and ``mean`` (what ``qsmiron run`` writes: a subject's ``qsmiron roi`` table
-with a participant column; ``unit``, ``sd``, counts and flags are ignored here) and, optionally,
-``median`` and ``interior_median``. The statistics analyse one summary of each region's voxels
+with a participant column; ``unit``, ``sd`` and counts are ignored here) and, optionally,
+``median``, ``interior_median`` and the quality flags (``QUALITY_FLAGS``: analysed as measured
+with a warning, or left out under the study's ``exclude_flagged``, :mod:`qsmiron.stats.qc_exclusion`). The statistics analyse one summary of each region's voxels
 (``Study.statistic``, :func:`analysed_statistic`): by default, for chi, the interior-weighted
 median when the table has it for every value, else the median, else the mean; for the other
 measures the median, else the mean.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -56,7 +58,12 @@ VALUE = "value"
 QUALITY_FLAGS = {"flag_small": "from few voxels", "flag_partial_coverage": "on part of the region",
                  "flag_registration": "through a registration flagged as an outlier"}
 """Flags of ``qsmiron roi`` kept with a value (True/False; absent or empty reads as False), and
-how each is named in the statistics' warnings."""
+how each is named in the statistics' warnings and exclusions."""
+QualityFlag = Literal["flag_small", "flag_partial_coverage", "flag_registration"]
+"""The names of ``QUALITY_FLAGS`` as a type (``Study.exclude_flagged``)."""
+EXCLUDED_FLAGS = "excluded_flags"
+"""Column of the flags (comma-separated) for which a value was left out by the study's QC rule
+(:func:`qsmiron.stats.qc_exclusion.exclude_flagged_values`); empty where the value is kept."""
 LEGACY_COLUMNS = {"mean_ppm": "mean", "median_ppm": "median", "sd_ppm": "sd"}
 """Columns of the table before the measures (chi only, ppm) and their names now."""
 _HEMISPHERES = {"l": "L", "left": "L", "lh": "L", "r": "R", "right": "R", "rh": "R",
@@ -137,6 +144,17 @@ def _flag_values(raw: pd.Series, path, column: str) -> pd.Series:
     return text.map(_FLAG_TEXT).astype(bool)
 
 
+def _excluded_flags(raw: pd.Series, path) -> pd.Series:
+    """The ``EXCLUDED_FLAGS`` column as text: known flag names joined by commas, empty for none."""
+    names = raw.map(lambda v: [] if pd.isna(v) or str(v).strip() in MISSING_VALUES
+                    else [part.strip() for part in str(v).split(",") if part.strip()])
+    unknown = sorted({name for items in names for name in items} - set(QUALITY_FLAGS))
+    if unknown:
+        raise InputError(f"column '{EXCLUDED_FLAGS}' holds {', '.join(unknown[:5])}; expected "
+                         f"{', '.join(QUALITY_FLAGS)}", path)
+    return names.map(",".join).astype(object)
+
+
 def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = None) -> pd.DataFrame:
     """Check and normalise a regions table.
 
@@ -145,8 +163,8 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
     DataFrame
         Columns ``participant_id`` (``sub-`` form), ``region``, ``hemisphere`` (L/R/B),
         ``measure``, ``reference`` (None for measures other than chi) and ``mean`` (float,
-        NaN where missing), then ``median`` and the ``QUALITY_FLAGS`` the input has, in the
-        input's row order, then ``session`` (``ses-<label>``, None where missing) when the input has that column;
+        NaN where missing), then ``median`` and the ``QUALITY_FLAGS`` the input has (and
+        ``EXCLUDED_FLAGS``, text, when the input has it), in the input's row order, then ``session`` (``ses-<label>``, None where missing) when the input has that column;
         other columns dropped. A table of the earlier form (``mean_ppm``) comes out as chi
         under ``whole_brain``.
 
@@ -166,7 +184,7 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
                          f"(columns found: {', '.join(columns) or 'none'})", path)
     with_session = SESSION_COLUMN in columns
     optional = [name for name in STATISTICS if name != "mean" and name in columns]
-    flags = [name for name in QUALITY_FLAGS if name in columns]
+    flags = [name for name in QUALITY_FLAGS if name in columns] + ([EXCLUDED_FLAGS] if EXCLUDED_FLAGS in columns else [])
     kept = list(REQUIRED_COLUMNS) + optional + flags + ([SESSION_COLUMN] if with_session else [])
     frame = frame.set_axis(columns, axis=1)[kept].copy()
     if frame.empty:
@@ -185,7 +203,8 @@ def validate_regions(frame: pd.DataFrame, *, path: str | os.PathLike | None = No
     for column in ("mean", *optional):
         frame[column] = _values(frame[column], path, column)
     for column in flags:
-        frame[column] = _flag_values(frame[column], path, column)
+        frame[column] = (_excluded_flags(frame[column], path) if column == EXCLUDED_FLAGS
+                         else _flag_values(frame[column], path, column))
 
     key = ["participant_id", "region", "hemisphere", "measure", "reference"]
     if with_session:
@@ -400,7 +419,8 @@ def region_keys(regions: pd.DataFrame, names: list[str] | None = None) -> list[t
 
 def flagged_values_warning(regions: pd.DataFrame, participants) -> str | None:
     """One line naming, per region, how many of the analysed participants' values carry a
-    ``QUALITY_FLAGS`` flag (they are analysed as measured); None when none does.
+    ``QUALITY_FLAGS`` flag (they are analysed as measured); None when none does. A value the
+    study's QC rule left out (``exclude_flagged``) has no value here and is not counted.
 
     ``regions`` is a table of one measure (:func:`select_measure`).
     """

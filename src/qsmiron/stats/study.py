@@ -11,6 +11,7 @@ error that names them. What the file leaves out is decided from the data by
     seed = 0                          # bootstrap and cross-validation draws
     measures = ["chi", "r2star"]      # absent: every measure of the regions table
     reference = "whole_brain"         # the reference of chi: whole_brain, csf or mask
+    exclude_flagged = ["flag_registration"]  # QC rule: flagged regional values left out
 
     [groups]
     column = "group"
@@ -45,6 +46,8 @@ Defaults (when a key is absent)
   ``qsmiron stats`` analyse each session separately (see :mod:`qsmiron.pipeline.group`).
 - ``measures``: every measure of the regions table (chi, r2star, chi_para, chi_dia), each
   analysed on its own (:mod:`qsmiron.stats.measures`); ``reference``: ``whole_brain``.
+- ``exclude_flagged``: none (values flagged by ``qsmiron roi`` are analysed as measured, with a
+  warning counting them); see :mod:`qsmiron.stats.qc_exclusion`.
 - ``associations.group``: ``group_a`` (the first compared group);
   ``associations.variables``: the numeric columns among :data:`KNOWN_CLINICAL_VARIABLES`
   that have values in that group.
@@ -67,6 +70,7 @@ from pydantic import Field, PrivateAttr, field_validator
 from qsmiron.errors import InputError
 from qsmiron.io.participants import normalise_session_id
 from qsmiron.settings_base import Settings, read_settings_file, validate_settings
+from qsmiron.stats.regions import QUALITY_FLAGS, QualityFlag
 from qsmiron.stats.study_sections import (HarmoniseSettings, LongitudinalSettings, NormativeSettings,
                                           VoxelwiseSettings)
 
@@ -202,6 +206,12 @@ class Study(Settings):
         "voxels share partial volume and misregistered tissue with the surroundings, which pull a small "
         "nucleus's mean towards them; the median resists them and the interior weights count them less "
         "still (measured in qsmiron.stats.regions.analysed_statistic)")
+    exclude_flagged: list[QualityFlag] = Field(
+        default_factory=list, description="quality-control rule fixed before the analysis: regional values "
+        "carrying any of these qsmiron roi flags (" + "; ".join(f"{name}: {meaning}" for name, meaning in
+                                                       QUALITY_FLAGS.items()) + ") are left out of every analysis "
+        "of regional values and each is listed among the exclusions with its flag; default: none, flagged values "
+        "are analysed as measured with a warning")
     alpha: float = Field(default=0.05, gt=0, lt=1,
                          description="FDR level at which rows are called significant")
     min_group_size: int = Field(default=3, ge=3,
