@@ -90,6 +90,20 @@ convergence (400 iterations) at a fixed weight, on a 64^3 sphere of smooth susce
 18.6-37.9 % for TV. A likely reason, not tested: affine variations cost TGV nothing, and in the
 unobserved extension around the mask, which only the regulariser shapes, such ramps can act as
 background sources that take part of the field (TGV-QSM keeps chi inside the mask).
+
+Nor MEDI+0's uniform-CSF term (Liu et al., MRM 2018;79:2795): ``lambda/2 ||P_C chi||^2``, P_C
+removing the mean over the ventricles' CSF, as a third ADMM splitting (u = chi; the u step in
+closed form, the chi step still diagonal in k-space with one more constant), lambda 1 (CSF
+variations cost as much as field misfit), the splitting's penalty 0.02 (0.005 and 0.1 worse on
+h01). The CSF: R2* (``nlls``) under half the brain median, deeper than 10 mm in the mask, the two
+largest components, eroded by a voxel (2 000 to 30 000 voxels, 1-2 % outside the true CSF). On
+pdf_ismv's local fields of the 11 family heads (last-echo edges): Chimap NRMSE 39.0 / 45.1 ->
+38.4 / 44.3 % (every head better, by 0.1 to 2.0 points), regional error 3.8 / 7.1 -> 3.7 / 6.2
+ppb, but |VeP error| 7.0 / 16.6 -> 8.1 / 19.5 ppb (more negative on 8 heads, by up to 2.9 ppb)
+and the worst regional slope 0.950 -> 0.944; the CSF's SD fell from 4-10 to 1-2.5 ppb. With the
+CSF taken from the truth (up to 50 000 voxels, partial volume included) h01, h03 and h06 gained
+2.6, 2.6 and 3.3 points. The ventral pallidum is the study's first region and the map's gain
+is small, so it is not kept; it would also need R2* (three echoes) and a penalty chosen on one head.
 """
 
 from __future__ import annotations
