@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
+from scipy import ndimage
+
 from qsmiron.roi.qc import (atlas_overlay_png, axis_aligned_labels, normalised_mutual_information,
-                            registration_metrics, registration_png)
+                            registration_metrics, registration_png, residual_shift)
 
 
 def _brain():
@@ -22,12 +24,62 @@ def test_nmi_is_2_for_identical_images_and_near_1_for_independent_noise():
     assert 1.0 <= normalised_mutual_information(a, rng.normal(size=50_000)) < 1.02
 
 
-def test_aligned_subject_passes_and_a_shifted_one_is_flagged():
-    brain = _brain()
-    good = registration_metrics(brain, brain * 0.8 + 0.1 * (brain > 0))
-    assert not good["outlier"] and good["brain_dice"] == 1.0
-    bad = registration_metrics(brain, np.roll(brain, 12, axis=0))
+def test_aligned_subject_passes_and_a_shifted_one_is_flagged(textured_brain):
+    brain = textured_brain
+    good = registration_metrics(brain, brain * 0.8 + 0.1 * (brain > 0), (2.0, 2.0, 2.0))
+    assert not good["outlier"] and good["brain_dice"] == 1.0 and good["residual_shift_mm"] < 0.2
+    bad = registration_metrics(brain, np.roll(brain, 12, axis=0), (2.0, 2.0, 2.0))
     assert bad["outlier"] and any("Dice" in r for r in bad["outlier_reasons"])
+
+
+@pytest.fixture(scope="module")
+def textured_brain():
+    """A template-like brain on a 2 mm grid: an ellipsoid of smooth random structure, zero outside."""
+    grid = np.indices((56, 64, 52)) - np.array([28, 32, 26])[:, None, None, None]
+    inside = (grid[0] / 24) ** 2 + (grid[1] / 28) ** 2 + (grid[2] / 22) ** 2 <= 1
+    texture = ndimage.gaussian_filter(np.random.default_rng(3).normal(size=inside.shape), 1.5)
+    return np.where(inside, 2.0 + texture / texture.std(), 0.0)
+
+
+def _moved(image, shift_vox, axis=0, rotation_deg=0.0):
+    """``image`` shifted by ``shift_vox`` (linear interpolation, fractions allowed) or rotated about its centre."""
+    if rotation_deg:
+        return ndimage.rotate(image, rotation_deg, axes=(0, 1), reshape=False, order=1)
+    shift = [0.0, 0.0, 0.0]
+    shift[axis] = shift_vox
+    return ndimage.shift(image, shift, order=1)
+
+
+@pytest.mark.parametrize("shift_vox", [0.0, 0.75, 1.5, 2.25])
+def test_residual_shift_finds_a_known_shift_whatever_the_contrast(textured_brain, shift_vox):
+    """2 mm voxels: the block optimum refined by a parabola recovers a shift within 0.5 mm (a quarter
+    voxel: the parabola is biased towards whole voxels), for the template's own contrast and for a noisy
+    inverted one (T2*-like against a T1w template)."""
+    rng = np.random.default_rng(4)
+    moved = _moved(textured_brain, shift_vox, axis=1)
+    inverted = np.where(moved > 0.5, 6.0 - moved + 0.6 * rng.normal(size=moved.shape), 0.0)
+    for subject in (moved, inverted):
+        found = residual_shift(textured_brain, subject, (2.0, 2.0, 2.0))
+        assert found["shift_median_mm"] == pytest.approx(2.0 * shift_vox, abs=0.5)
+        assert found["blocks"] >= 20
+
+
+def test_a_low_contrast_aligned_subject_passes_and_a_high_contrast_shifted_one_is_flagged(textured_brain):
+    """What the NMI threshold got wrong: an aligned subject with little contrast and much noise (a
+    short-TE 3 mm scan) has a lower NMI than a crisp one 3 mm off; the residual shift tells them apart,
+    and so it does for a 10 degree rotation."""
+    rng = np.random.default_rng(5)
+    spacing = (2.0, 2.0, 2.0)
+    inside = textured_brain > 0
+    faint = np.where(inside, 10.0 + 0.7 * textured_brain + rng.normal(size=inside.shape), 0.0)
+    aligned = registration_metrics(textured_brain, faint, spacing)
+    shifted = registration_metrics(textured_brain, _moved(textured_brain, 1.5, axis=2), spacing)
+    rotated = registration_metrics(textured_brain, _moved(textured_brain, 0, rotation_deg=10.0), spacing)
+    assert aligned["nmi"] < 1.04 < shifted["nmi"]  # 1.04: the real 3 mm scan's NMI, well registered
+    assert not aligned["outlier"] and aligned["residual_shift_mm"] < 1.0
+    for wrong in (shifted, rotated):
+        assert wrong["outlier"] and wrong["brain_dice"] > 0.85  # Dice alone would pass them
+        assert any("residual misalignment" in reason for reason in wrong["outlier_reasons"])
 
 
 def test_qc_figures_are_pngs(tmp_path):
