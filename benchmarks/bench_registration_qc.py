@@ -26,8 +26,12 @@ lower its NMI, relative to NMI - 1). What a perturbation does to the atlas is pr
 it: the Dice of the ventral pallidum (VeP, left and right mean) and the median over the
 CIT168 regions, with their own copy moved by the same error.
 
-    .venv/bin/python benchmarks/bench_registration_qc.py [--n-sim 3] [--family 4,5,8] [--configs default,fast]
-        [--failures]
+    .venv/bin/python benchmarks/bench_registration_qc.py [--n-sim 3] [--family 4,5,8]
+        [--configs default,fast,affine3] [--failures] [--only Philips,family]
+
+Settings: "default", "fast" (3 mm, SyN 40/10: the ROI tests' and the real-data test's), "affine3"
+(3 mm affine, no SyN: the head-check tests'). What was measured and the threshold chosen from it:
+the comment above ``RegistrationSettings.max_residual_shift_mm``.
 """
 
 from __future__ import annotations
