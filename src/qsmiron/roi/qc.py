@@ -48,7 +48,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def registration_metrics(template: np.ndarray, warped_subject: np.ndarray, spacing_mm, *,
-                         max_residual_shift_mm: float = 1.4, min_brain_dice: float = 0.85) -> dict:
+                         max_residual_shift_mm: float = 1.5, min_brain_dice: float = 0.85) -> dict:
     """Similarity of the subject warped to the template, on the template grid, and the outlier flag.
 
     The flag rests on where the subject lies, not on how alike it looks: the residual
@@ -181,9 +181,10 @@ def residual_shift(template: np.ndarray, warped_subject: np.ndarray, spacing_mm,
     own NMI (equal-count bins: the template's brain in ``bins``, the subject's zeros in one and
     its brain in ``bins`` - 1), the optimum refined by a parabola per axis. A registration that
     is right leaves the blocks' optima near no shift, whatever the contrast: what counts is
-    where the similarity peaks, not how high (the peak of a block without structure is noise:
-    on a textured test brain with 2 mm voxels the median stays below 1 mm down to an NMI of
-    1.016, and jumps to 7 mm at 1.011; the real 3 mm Philips scan has 1.04-1.06).
+    where the similarity peaks, not how high. The peak of a block without structure is noise: a
+    textured test brain on a 2 mm grid, aligned, under ever more noise reads 0.3-0.4 mm at an
+    NMI of 1.028, 0.6-1.05 mm at 1.016 and 1.4-2.8 mm at 1.011 (six noise draws each); the real
+    3 mm Philips scan, registered, has 1.04-1.06.
 
     Returns
     -------
