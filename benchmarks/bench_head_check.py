@@ -33,7 +33,7 @@ PHILIPS = Path(os.environ.get("QSMIRON_SHARED_DATA") or Path(__file__).resolve()
     / "philips_3t_2echo" / "dicom_classic"
 
 
-def _heads(n_sim: int, work: Path):
+def heads(n_sim: int, work: Path):
     import nibabel as nib
 
     if PHILIPS.is_dir():
@@ -70,24 +70,36 @@ def _non_heads():
         yield f"non-head: cylinder r={radius:g} mm", magnitude[..., 0], affine
 
 
-def _metrics(magnitude, affine, settings, template_ants):
+def register_head(magnitude, affine, settings, template_ants, workdir, *, mask=None):
+    """What ``roi_from_files`` does before measuring: a mask from the magnitude (unless given),
+    N4, ANTs to the template, the subject resampled onto the template grid.
+
+    Returns the prepared subject (ANTs), the registration (its files in ``workdir``), the
+    subject on the template grid (``OnTemplate``) and the mask."""
     from qsmiron.io.nifti import voxel_size_mm
     from qsmiron.recon.mask import brain_mask
     from qsmiron.register.images import prepare_subject
     from qsmiron.register.normalise import register_to_template
-    from qsmiron.roi.qc import core_similarity, registration_metrics
-    from qsmiron.roi.subject import HEAD_CORE_EROSION_MM, subject_on_template
+    from qsmiron.roi.subject import subject_on_template
 
-    voxel = voxel_size_mm(affine)
-    mask = np.asarray(brain_mask(magnitude, voxel), bool)
+    if mask is None:
+        mask = np.asarray(brain_mask(magnitude, voxel_size_mm(affine)), bool)
     subject = prepare_subject(magnitude, mask, affine, bias_correct=settings.bias_correct,
                               resolution_mm=0.75 * settings.resolution_mm)
+    registration = register_to_template(subject, template_ants, settings=settings, workdir=workdir)
+    return subject, registration, subject_on_template(subject, registration, template_ants, settings), mask
+
+
+def _metrics(magnitude, affine, settings, template_ants):
+    from qsmiron.io.nifti import voxel_size_mm
+    from qsmiron.roi.qc import core_similarity, registration_metrics
+    from qsmiron.roi.subject import HEAD_CORE_EROSION_MM
+
     with tempfile.TemporaryDirectory() as work:
-        registration = register_to_template(subject, template_ants, settings=settings, workdir=work)
-        view = subject_on_template(subject, registration, template_ants, settings)
-        metrics = registration_metrics(view.template, view.subject)
+        _, _, view, mask = register_head(magnitude, affine, settings, template_ants, work)
+        metrics = registration_metrics(view.template, view.subject, view.spacing_mm)
         metrics.update(core_similarity(view.template, view.subject, view.spacing_mm, erosion_mm=HEAD_CORE_EROSION_MM))
-    metrics["mask_ml"] = float(mask.sum() * np.prod(voxel) / 1000)
+    metrics["mask_ml"] = float(mask.sum() * np.prod(voxel_size_mm(affine)) / 1000)
     return metrics
 
 
@@ -111,7 +123,7 @@ def main() -> None:
                                                              syn_iterations=(), bias_correct=False))}
     configs = dict(known[name] for name in args.configs.split(","))
     with tempfile.TemporaryDirectory() as work:
-        cases = itertools.chain(_heads(args.n_sim, Path(work)), _non_heads())
+        cases = itertools.chain(heads(args.n_sim, Path(work)), _non_heads())
         print(f"{'object':38s} {'settings':13s} {'NMI':>6s} {'Dice':>6s} {'coreNMI':>7s} {'core|r|':>7s} "
               f"{'mask ml':>8s} {'cpu s':>6s}")
         for name, magnitude, affine in cases:

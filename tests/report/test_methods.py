@@ -67,6 +67,8 @@ def test_paragraph_gives_units_reference_registration_statistics_qc_and_software
                  "Each scan had a QC page", "registration NMI, brain Dice and the head check's core correlation",
                  "exceeded 3 in magnitude", "0 of 3 scans flagged",
                  "native space", "brain Dice 0.910\u20130.930", "resolution_mm = 2 mm",
+                 "residual misalignment by block matching", "best-matching shift) 0.5\u20130.7 mm (varying across scans)",
+                 "0 scans flagged as outlier(s) (a residual shift above 1.4 mm or a brain Dice below 0.85)",
                  "syn_iterations = [60, 40, 20]",
                  "Groups MOH and CM", "adjusting for age and sex", "ANCOVA",
                  "with sds and hit6 were tested within group MOH (Spearman, controlling for age and sex)",
@@ -207,3 +209,14 @@ def test_voxels_without_field_are_counted_across_scans_with_the_test_level(prove
     assert "false-alarm rate 0.0001" in text
     assert f"voxels per scan, range {counts[0]}\u2013{counts[-1]})" in text  # the en dash of every range
     assert "carried no field" not in methods_paragraph(provenance, None)  # records without the count
+
+
+def test_records_from_before_the_residual_shift_state_the_nmi_rule_they_were_flagged_by(provenance):
+    from qsmiron.report.methods import registration_quality_sentence
+
+    old = [scan.regions.registration.quality.model_copy(update={"residual_shift_mm": None, "max_residual_shift_mm": None,
+                                                                "min_nmi": 1.05})
+           for scan in provenance.scans]
+    sentence = registration_quality_sentence(old)
+    assert "block matching" not in sentence and "residual shift" not in sentence
+    assert sentence.endswith("(a brain Dice below 0.85 or a mutual information below 1.05).")

@@ -118,6 +118,19 @@ def test_planted_registration_outlier_and_non_converged_inversion_are_flagged(pr
     assert re.search(r"registration NMI</td>.*?1\.070.*?-\d+\.\d.*?yes", page, re.S)
 
 
+def test_a_registration_flagged_by_its_residual_shift_marks_that_measure_not_the_nmi(provenance, tmp_path):
+    cohort = _cohort(provenance, tmp_path)
+    quality = cohort.scans[7].regions.registration.quality
+    quality.residual_shift_mm, quality.outlier = 3.2, True
+    quality.outlier_reasons = ["residual misalignment (block matching) 3.2 mm > 1.4 mm"]
+    scans = {scan.label: scan for scan in write_qc_pages(cohort, study_paths(tmp_path / "group"))}
+    flagged = scans["sub-08"]
+    assert flagged.measures["residual_shift_mm"].flagged and not flagged.measures["brain_dice"].flagged
+    assert not flagged.measures["nmi"].flagged
+    assert "registration: residual misalignment (block matching) 3.2 mm > 1.4 mm" in flagged.reasons
+    assert not scans["sub-01"].measures["residual_shift_mm"].flagged  # 0.5 mm: below its threshold
+
+
 def test_qc_page_shows_chi_at_the_fixed_window_with_alt_text_and_captions(provenance, tmp_path):
     write_qc_pages(_cohort(provenance, tmp_path), study_paths(tmp_path / "group"))
     page = (tmp_path / "group" / "qc" / "sub-01_qc.html").read_text()

@@ -16,8 +16,8 @@ class QcMeasure(Record):
     Attributes
     ----------
     key : str
-        ``inversion_iterations``, ``inversion_residual``, ``mask_volume_ml``, ``nmi``,
-        ``brain_dice``, ``core_correlation``.
+        ``inversion_iterations``, ``inversion_residual``, ``mask_volume_ml``,
+        ``residual_shift_mm``, ``nmi``, ``brain_dice``, ``core_correlation``.
     value : float or None
         None when the records do not hold it.
     robust_z : float or None

@@ -36,11 +36,19 @@ class RegistrationQuality(Record):
     check have None there)."""
 
     nmi: float | None
+    """Normalised mutual information inside the template brain (recorded, not judged: it
+    depends on the scan's contrast)."""
     brain_dice: float | None
-    min_nmi: float
     min_brain_dice: float
     outlier: bool
     outlier_reasons: list[str] = Field(default_factory=list)
+    residual_shift_mm: float | None = None
+    """Residual misalignment by block matching (``qsmiron.roi.qc.residual_shift``, median over
+    the blocks, mm); None in records written before it was measured."""
+    max_residual_shift_mm: float | None = None
+    """Its threshold in force (``registration.max_residual_shift_mm``)."""
+    min_nmi: float | None = None
+    """The NMI threshold of records written before the residual shift replaced it (None since)."""
     core_correlation: float | None = None
     """Absolute Pearson correlation of the warped magnitude with the template 10 mm inside the
     template brain (None when too few voxels overlap there)."""

@@ -166,10 +166,7 @@ def registration_sentences(regions: list[RegionsRecord]) -> list[str]:
     sentences.append(text + ".")
     sentences.extend(reference_sentences(regions))
     quality = [g.quality for g in registration]
-    sentences.append("Registration quality: normalised mutual information "
-                     f"{describe_values((q.nmi for q in quality), lambda v: f'{float(v):.3f}')}; brain Dice "
-                     f"{describe_values((q.brain_dice for q in quality), lambda v: f'{float(v):.3f}')}; "
-                     f"{plural(sum(q.outlier for q in quality), 'scan')} flagged as outlier(s).")
+    sentences.append(registration_quality_sentence(quality))
     correlation = describe_values((q.core_correlation for q in quality), lambda v: f"{float(v):.2f}")
     if correlation is not None:
         threshold = describe_values(q.head_min_correlation for q in quality)
@@ -237,6 +234,23 @@ def _relapse_sentence(settings: AnalysisSettings, results: Any) -> list[str]:
     return [f"Relapse was modelled {where} per region from {join(columns)}, "
             f"{('with ' + join(r_cov) + ' as covariates') if r_cov else 'without covariates'}: "
             f"{settings.methods.relapse}."]
+
+
+def registration_quality_sentence(quality) -> str:
+    """The registration QC measures and the outlier rule in force (``qsmiron.roi.qc.registration_metrics``)."""
+    def values(key, digits, unit=""):
+        return describe_values((getattr(q, key) for q in quality), lambda v: f"{float(v):.{digits}f}", unit)
+
+    shift = values("residual_shift_mm", 1, "mm")
+    rule = [f"a residual shift above {describe_values(q.max_residual_shift_mm for q in quality)} mm"] if shift else []
+    rule.append(f"a brain Dice below {describe_values(q.min_brain_dice for q in quality)}")
+    if any(q.min_nmi is not None for q in quality):  # records written before the residual shift
+        rule.append(f"a mutual information below {describe_values(q.min_nmi for q in quality)}")
+    measured = (f"residual misalignment by block matching (median over 27 blocks of the template brain of the "
+                f"best-matching shift) {shift}; " if shift else "")
+    return (f"Registration quality: {measured}brain Dice {values('brain_dice', 3)}; normalised mutual information "
+            f"{values('nmi', 3)} (recorded, not judged: it depends on the scan's contrast); "
+            f"{plural(sum(q.outlier for q in quality), 'scan')} flagged as outlier(s) ({' or '.join(rule)}).")
 
 
 def qc_page_sentences(provenance: Provenance) -> list[str]:

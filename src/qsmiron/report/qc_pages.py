@@ -7,8 +7,8 @@ its QC measures. The report's QC section shows the cohort: strip plots of every 
 dot per scan, flagged scans marked and labelled) and a table linking every page.
 
 The measures come from the typed records (``ReconRecord``: the inversion's iterations,
-convergence and final residual; ``RegionsRecord``: NMI, brain Dice, the head check's core
-correlation) and from the mask file (volume). A measure is flagged when its robust z
+convergence and final residual; ``RegionsRecord``: the registration's residual shift, NMI
+and brain Dice, the head check's core correlation) and from the mask file (volume). A measure is flagged when its robust z
 (median-centred, scaled by 1.4826 MAD over the cohort) exceeds ``OUTLIER_Z`` in magnitude,
 and a scan also when its own record flags it: an inversion that did not converge, a
 registration outlier, a scan that is not head-like, a map not plausible for brain
@@ -51,6 +51,7 @@ QC_MEASURES = (
     MeasureSpec("inversion_iterations", "inversion iterations", "iterations", 0, robust_flag=False),
     MeasureSpec("inversion_residual", "inversion final residual", "method's own unit", 4, robust_flag=False),
     MeasureSpec("mask_volume_ml", "mask volume", "mL", 0),
+    MeasureSpec("residual_shift_mm", "registration residual shift", "mm, block matching", 2, robust_flag=False),
     MeasureSpec("nmi", "registration NMI", "1 = independent, 2 = identical", 3),
     MeasureSpec("brain_dice", "brain Dice", "template vs warped subject", 3),
     MeasureSpec("core_correlation", "head check: core |r|", "magnitude vs template", 3),
@@ -149,12 +150,24 @@ def scan_label(scan: ScanRecords) -> str:
     return scan.participant_id + (f"_{scan.session}" if scan.session else "")
 
 
+def _registration_flags(quality) -> dict[str, bool]:
+    """The registration measures beyond their own thresholds (the NMI's in records written
+    before the residual shift replaced it)."""
+    def beyond(value, limit, above: bool) -> bool:
+        return value is not None and limit is not None and (value > limit if above else value < limit)
+
+    return {"residual_shift_mm": beyond(quality.residual_shift_mm, quality.max_residual_shift_mm, True),
+            "brain_dice": beyond(quality.brain_dice, quality.min_brain_dice, False),
+            "nmi": beyond(quality.nmi, quality.min_nmi, False)}
+
+
 def _scan_qc(scan: ScanRecords) -> tuple[ScanQc, list[str]]:
     """The scan's raw measures and figures, and the reasons its own records flag it."""
     method, iterations, converged, residual = _inversion(scan.recon)
     quality = scan.regions.registration.quality if scan.regions is not None else None
     values = {"inversion_iterations": iterations, "inversion_residual": residual,
               "mask_volume_ml": _mask_volume_ml(scan.outputs.get("mask")),
+              "residual_shift_mm": quality.residual_shift_mm if quality else None,
               "nmi": quality.nmi if quality else None, "brain_dice": quality.brain_dice if quality else None,
               "core_correlation": quality.core_correlation if quality else None}
     own = {key: False for key in values}
@@ -164,7 +177,7 @@ def _scan_qc(scan: ScanRecords) -> tuple[ScanQc, list[str]]:
         own["inversion_iterations"] = True
     if quality is not None and quality.outlier:
         reasons.extend(f"registration: {reason}" for reason in quality.outlier_reasons)
-        own["nmi"] = own["brain_dice"] = True
+        own.update(_registration_flags(quality))
     if quality is not None and quality.head_like is False:
         reasons.append("head check failed (core correlation below the threshold)")
         own["core_correlation"] = True

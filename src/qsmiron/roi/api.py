@@ -236,8 +236,8 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
                        roi.model_dump(mode="json")) as notes:
         table = _measure_all(images, measures, subject_labels, atlas_obj, roi, fov, references)
         notes.update(n_regions=int(len(atlas_obj.labels)), measures=list(measures))
-    with recorded_step(steps, "qc", "nmi_and_brain_dice", {"min_nmi": reg.min_nmi,
-                                                          "min_brain_dice": reg.min_brain_dice}):
+    with recorded_step(steps, "qc", "residual_shift_and_brain_dice",
+                       {"max_residual_shift_mm": reg.max_residual_shift_mm, "min_brain_dice": reg.min_brain_dice}):
         metrics = {**registration_qc(on_template, images, subject_labels, atlas_obj, reg, paths), **head}
         table["flag_registration"] = bool(metrics["outlier"])
     # A cohort's subject (``label``) names the raw image its grid is that of: the magnitude, by its BIDS URI.

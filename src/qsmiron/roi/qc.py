@@ -4,8 +4,9 @@
 map at the fixed window ``CHI_WINDOW_PPM`` through the atlas regions; ``registration_png``
 draws the template's edges over the subject warped to the template, the subject windowed on
 robust percentiles of its brain so that it never saturates; ``registration_metrics`` scores
-the alignment (normalised mutual information inside the template brain, Dice of the brain
-masks) and flags an outlier against thresholds.
+the alignment (the residual misalignment by block matching, ``residual_shift``, and the Dice
+of the brain masks, against thresholds; the normalised mutual information inside the template
+brain is recorded beside them) and flags an outlier.
 
 Figures are drawn with nilearn at ``QC_DPI`` in world coordinates (mm, the image's own space:
 the scanner's for a subject, the template's for the registration), neurological convention
@@ -46,9 +47,16 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / total) if total else float("nan")
 
 
-def registration_metrics(template: np.ndarray, warped_subject: np.ndarray, *, min_nmi: float = 1.05,
-                         min_brain_dice: float = 0.85) -> dict:
-    """Similarity of the subject warped to the template, on the template grid.
+def registration_metrics(template: np.ndarray, warped_subject: np.ndarray, spacing_mm, *,
+                         max_residual_shift_mm: float = 1.5, min_brain_dice: float = 0.85) -> dict:
+    """Similarity of the subject warped to the template, on the template grid, and the outlier flag.
+
+    The flag rests on where the subject lies, not on how alike it looks: the residual
+    misalignment found by block matching (``residual_shift``, median over the blocks, mm) and
+    the Dice of the brain masks. The normalised mutual information is recorded, not judged: its
+    value depends on the contrast (a short-TE 3 mm GRE shares little of a T1w template's grey /
+    white contrast), so that a well registered real scan scored below a simulated head moved by
+    3 mm (``RegistrationSettings.max_residual_shift_mm`` gives the figures).
 
     Parameters
     ----------
@@ -56,24 +64,28 @@ def registration_metrics(template: np.ndarray, warped_subject: np.ndarray, *, mi
         The brain-extracted template (zero outside the brain).
     warped_subject : ndarray
         The subject's brain-only magnitude resampled onto the same grid.
+    spacing_mm : 3 floats
+        The grid's voxel size.
 
     Returns
     -------
     dict with ``nmi`` (inside the template brain), ``brain_dice`` (template brain vs warped
-    subject brain), the thresholds and ``outlier`` (bool) with ``outlier_reasons``.
+    subject brain), ``residual_shift_mm``, the thresholds and ``outlier`` (bool) with
+    ``outlier_reasons``.
     """
     template = np.asarray(template, dtype=float)
     warped = np.asarray(warped_subject, dtype=float)
     brain = template > 0
-    subject_brain = warped > 0
     nmi = normalised_mutual_information(template[brain], warped[brain])
-    brain_dice = dice(brain, subject_brain)
+    brain_dice = dice(brain, warped > 0)
+    shift = residual_shift(template, warped, spacing_mm)["shift_median_mm"] if (warped > 0).any() else float("nan")
     reasons = []
-    if not np.isfinite(nmi) or nmi < min_nmi:
-        reasons.append(f"normalised mutual information {nmi:.3f} < {min_nmi}")
+    if not np.isfinite(shift) or shift > max_residual_shift_mm:
+        reasons.append(f"residual misalignment (block matching) {shift:.1f} mm > {max_residual_shift_mm} mm")
     if not np.isfinite(brain_dice) or brain_dice < min_brain_dice:
         reasons.append(f"brain overlap (Dice) {brain_dice:.3f} < {min_brain_dice}")
-    return {"nmi": nmi, "brain_dice": brain_dice, "min_nmi": min_nmi, "min_brain_dice": min_brain_dice,
+    return {"nmi": nmi, "brain_dice": brain_dice, "residual_shift_mm": shift,
+            "max_residual_shift_mm": max_residual_shift_mm, "min_brain_dice": min_brain_dice,
             "outlier": bool(reasons), "outlier_reasons": reasons}
 
 
@@ -101,6 +113,101 @@ def core_similarity(template: np.ndarray, warped_subject: np.ndarray, spacing_mm
     correlation = float(abs(np.corrcoef(a, b)[0, 1])) if a.std() > 0 and b.std() > 0 else 0.0
     return {"core_nmi": normalised_mutual_information(a, b, bins=bins), "core_correlation": correlation,
             "core_voxels": int(core.sum())}
+
+
+def _rank_bins(values: np.ndarray, bins: int) -> np.ndarray:
+    """Equal-count bins (0..bins-1) of ``values``: the joint histogram then depends on the order
+    of the intensities only, not on their scale or any monotone mapping."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(values.size, np.int64)
+    ranks[order] = np.arange(values.size)
+    return ranks * bins // max(values.size, 1)
+
+
+def _nmi_of_counts(counts: np.ndarray) -> np.ndarray:
+    """Studholme's NMI of joint histograms (..., bins_a, bins_b)."""
+    p = counts / np.maximum(counts.sum(axis=(-2, -1), keepdims=True), 1)
+
+    def entropy(q, axes):
+        return -(np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0)).sum(axis=axes)
+
+    h_joint = entropy(p, (-2, -1))
+    h_a, h_b = entropy(p.sum(-1), -1), entropy(p.sum(-2), -1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (h_a + h_b) / h_joint
+
+
+def _block_surfaces(template: np.ndarray, warped: np.ndarray, radius, blocks: int, bins: int):
+    """NMI of every block of the template brain's box against the subject shifted by every integer
+    shift within ``radius`` voxels: (blocks**3, 2 r0 + 1, 2 r1 + 1, 2 r2 + 1), and each block's voxels."""
+    brain = template > 0
+    voxels = np.argwhere(brain)
+    low, high = voxels.min(0), voxels.max(0) + 1
+    block = sum(np.minimum((voxels[:, d] - low[d]) * blocks // (high[d] - low[d]), blocks - 1) * blocks ** (2 - d)
+                for d in range(3))
+    n_blocks = blocks ** 3
+    subject = warped > 0
+    qb_grid = np.zeros(warped.shape, np.int64)  # the subject's zeros are one bin, its brain the others
+    qb_grid[subject] = 1 + _rank_bins(warped[subject], bins - 1)
+    padded = np.pad(qb_grid, [(r, r) for r in radius])
+    base = (block * bins + _rank_bins(template[brain], bins)) * bins
+    surfaces = np.empty((n_blocks, *(2 * r + 1 for r in radius)))
+    for offset in np.ndindex(*surfaces.shape[1:]):
+        qb = padded[voxels[:, 0] + offset[0], voxels[:, 1] + offset[1], voxels[:, 2] + offset[2]]
+        counts = np.bincount(base + qb, minlength=n_blocks * bins * bins).reshape(n_blocks, bins, bins)
+        surfaces[(slice(None), *offset)] = _nmi_of_counts(counts)
+    return surfaces, np.bincount(block, minlength=n_blocks)
+
+
+def _peak_voxels(surface: np.ndarray, radius) -> np.ndarray:
+    """The shift (voxels) where ``surface`` peaks, refined by a parabola along each axis."""
+    peak = np.unravel_index(np.nanargmax(surface), surface.shape)
+    shift = np.array(peak, float) - np.asarray(radius)
+    for d in range(3):
+        if 0 < peak[d] < surface.shape[d] - 1:
+            below, at, above = (surface[tuple(p + (o if e == d else 0) for e, p in enumerate(peak))] for o in (-1, 0, 1))
+            curvature = below - 2 * at + above
+            if curvature < 0:
+                shift[d] += 0.5 * (below - above) / curvature
+    return shift
+
+
+def residual_shift(template: np.ndarray, warped_subject: np.ndarray, spacing_mm, *, blocks: int = 3,
+                   search_mm: float = 6.0, bins: int = 16) -> dict:
+    """How far the warped subject still lies from the template, by block matching, in mm.
+
+    The template brain's box is cut into ``blocks`` x ``blocks`` x ``blocks`` blocks; each is
+    matched to the subject over integer voxel shifts up to ``search_mm`` along each axis by its
+    own NMI (equal-count bins: the template's brain in ``bins``, the subject's zeros in one and
+    its brain in ``bins`` - 1), the optimum refined by a parabola per axis. A registration that
+    is right leaves the blocks' optima near no shift, whatever the contrast: what counts is
+    where the similarity peaks, not how high. The peak of a block without structure is noise: a
+    textured test brain on a 2 mm grid, aligned, under ever more noise reads 0.3-0.4 mm at an
+    NMI of 1.028, 0.6-1.05 mm at 1.016 and 1.4-2.8 mm at 1.011 (six noise draws each); the real
+    3 mm Philips scan, registered, has 1.04-1.06.
+
+    Returns
+    -------
+    dict
+        ``shift_median_mm`` (the misalignment judged), ``shift_p75_mm`` and ``shift_max_mm``
+        over the blocks that hold at least a quarter of the median block's voxels (``blocks``
+        of them), and ``peak_drop``: how much one-voxel shifts of the whole subject lower the
+        voxel-weighted mean block NMI, relative to its height above 1 (a sensitivity measure
+        in the manner of Kybic's; reported by the benchmark, not judged: a rotation about the
+        brain's centre leaves it unchanged).
+    """
+    template = np.asarray(template, dtype=float)
+    spacing = np.asarray(spacing_mm, float)
+    radius = tuple(int(r) for r in np.maximum(np.floor(search_mm / spacing), 1))
+    surfaces, sizes = _block_surfaces(template, np.asarray(warped_subject, dtype=float), radius, blocks, bins)
+    kept = np.flatnonzero(sizes >= 0.25 * np.median(sizes[sizes > 0]))
+    shifts = np.array([np.linalg.norm(_peak_voxels(surfaces[b], radius) * spacing) for b in kept])
+    whole = np.nansum(surfaces * sizes[:, None, None, None], axis=0) / sizes.sum()
+    neighbours = [whole[tuple(r + (o if d == axis else 0) for d, r in enumerate(radius))]
+                  for axis in range(3) for o in (-1, 1)]
+    drop = (whole[radius] - max(neighbours)) / (whole[radius] - 1) if whole[radius] > 1 else float("nan")
+    return {"shift_median_mm": float(np.median(shifts)), "shift_p75_mm": float(np.percentile(shifts, 75)),
+            "shift_max_mm": float(shifts.max()), "peak_drop": float(drop), "blocks": int(kept.size)}
 
 
 CHI_WINDOW_PPM = (-0.15, 0.15)

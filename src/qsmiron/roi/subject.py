@@ -369,15 +369,17 @@ def registration_qc(view: OnTemplate, images: SubjectImages, subject_labels, atl
     """Score the registration on the template grid and draw the two QC figures; returns the metrics."""
     from qsmiron.roi.qc import atlas_overlay_png, registration_metrics, registration_png
 
-    metrics = registration_metrics(view.template, view.subject, min_nmi=settings.min_nmi,
+    metrics = registration_metrics(view.template, view.subject, view.spacing_mm,
+                                   max_residual_shift_mm=settings.max_residual_shift_mm,
                                    min_brain_dice=settings.min_brain_dice)
     name = paths.stem.name
     region_names = {int(row["index"]): str(row["region"]) for _, row in atlas.labels.iterrows()}
     atlas_overlay_png(np.nan_to_num(images.chi_ppm), subject_labels, images.affine, paths.qc_atlas,
                       title=f"{name}: {atlas.name} regions on chi (ppm)", region_names=region_names)
     registration_png(view.template, view.subject, view.affine, paths.qc_registration,
-                     title=f"{name} in {atlas.space}: NMI {metrics['nmi']:.3f}, brain Dice "
-                           f"{metrics['brain_dice']:.3f}" + (" - OUTLIER" if metrics["outlier"] else ""))
+                     title=f"{name} in {atlas.space}: residual shift {metrics['residual_shift_mm']:.1f} mm, brain "
+                           f"Dice {metrics['brain_dice']:.3f}, NMI {metrics['nmi']:.3f}"
+                           + (" - OUTLIER" if metrics["outlier"] else ""))
     return metrics
 
 
