@@ -95,6 +95,7 @@ def _cmd_roi(args: argparse.Namespace) -> int:
         iron=IronMaps(r2star=args.r2star, r2star_mask=args.r2star_mask, paramagnetic=args.paramagnetic,
                       diamagnetic=args.diamagnetic),
         reference_mask=args.reference_mask,
+        brain_mask=args.brain_mask,
     )
     return 0
 
@@ -299,6 +300,8 @@ def _roi_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--diamagnetic", metavar="CHIMAP", default=None, help="chi- map (ppm) from chi-separation")
     sub.add_argument("--reference-mask", metavar="MASK", default=None,
                      help="a reference region on the same grid: chi is also given relative to its mean")
+    sub.add_argument("--brain-mask", metavar="MASK", default=None, help="the whole brain before background removal "
+                     "eroded it (or the recon's fieldmap.nii.gz): registration's brain when no --r2star is given")
 
 
 

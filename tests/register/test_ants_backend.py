@@ -77,3 +77,16 @@ def test_the_template_brain_of_the_real_philips_scan_is_identical_run_after_run(
     differing, brain_voxels = map(int, done.stdout.split())
     assert brain_voxels > 10_000
     assert differing == 0
+
+
+def test_a_configuration_written_with_the_former_nmi_threshold_still_loads_with_a_warning(tmp_path):
+    """Configurations are written beside every output to re-run it; one from before the residual
+    shift holds ``registration.min_nmi``."""
+    from qsmiron.config import load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text("[registration]\nmin_nmi = 1.05\nmax_residual_shift_mm = 2.0\n")
+    with pytest.warns(FutureWarning, match="min_nmi is no longer used"):
+        config = load_config(path)
+    assert config.registration.max_residual_shift_mm == 2.0
+    assert "min_nmi" not in config.registration.model_dump()

@@ -24,7 +24,7 @@ from qsmiron.io.derivatives import DONE_MARKER
 from qsmiron.records.cohort import DoneMarker, MarkerFile
 
 
-RESULTS_REVISION = 6
+RESULTS_REVISION = 7
 """Revision of what a subject's outputs hold, for the same version and settings. The version
 string changes only at a release; between releases a change to a method's results or to the
 files written (a default rule, a sidecar key) bumps this, so that resuming a cohort re-runs
@@ -34,7 +34,9 @@ given measurement mask without R2* grows back to the magnitude's brain for regis
 (``qsmiron.roi.subject.subject_brain_mask``); 4: the regions tables gain the interior-weighted
 median, which the statistics analyse by default (``qsmiron.roi.measure``); 5: the inversion
 weighs the field by the echo fit's local misfit (``qsmiron.recon.echofit.local_misfit_factor``);
-6: the inversion takes its edges from the last echo's magnitude (``ReconState.edge_magnitude``)."""
+6: the inversion takes its edges from the last echo's magnitude (``ReconState.edge_magnitude``);
+7: without R2* the registration's brain is the total field's support (``roi.subject.subject_brain_mask``),
+and a registration is flagged by its residual misalignment, not its NMI (``roi.qc.registration_metrics``)."""
 
 
 def result_settings(config: QsmironConfig) -> dict[str, Any]:

@@ -102,8 +102,11 @@ def roi_step(job: SubjectJob, log: logging.Logger) -> dict[str, Path]:
     iron = IronMaps(r2star=made.get("r2starmap"), r2star_mask=made.get("r2star_mask"),
                     paramagnetic=made.get("chimap_paramagnetic"), diamagnetic=made.get("chimap_diamagnetic"))
     figures = cohort_paths(_datasets(job)[""]).figures_dir(unit.relative_dir)
+    # The total field is defined on the reconstruction's brain mask before background removal
+    # eroded it: the registration's brain when there is no R2* (fewer than three echoes).
     result = measure_subject(made["chimap"], unit.magnitude[0], tsv, config=job.config, mask=made["mask"],
-                             label=unit.label, iron=iron, figures_dir=figures, input_name=uri_namer(job))
+                             label=unit.label, iron=iron, figures_dir=figures, input_name=uri_namer(job),
+                             brain_mask=made.get("fieldmap"))
     table = result.table
     log.info("%d rows measured: %s", len(table),
              ", ".join(f"{m} {r}" if isinstance(r, str) else m

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import warnings
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from qsmiron.settings_base import Settings
 
@@ -154,3 +155,14 @@ class RegistrationSettings(Settings):
                                          "to the template, still lies further than this from it: the median over "
                                          "27 blocks of the template brain of the shift (mm) that best matches each "
                                          "block (block matching by normalised mutual information, searched to 6 mm)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_nmi_threshold(cls, values: Any) -> Any:
+        """A configuration written before the residual shift (beside earlier outputs) still loads."""
+        if isinstance(values, dict) and "min_nmi" in values:
+            values = {key: value for key, value in values.items() if key != "min_nmi"}
+            warnings.warn("registration.min_nmi is no longer used and was ignored: a registration is flagged "
+                          "by its residual misalignment (registration.max_residual_shift_mm) and brain Dice; "
+                          "the NMI is recorded", FutureWarning, stacklevel=2)
+        return values

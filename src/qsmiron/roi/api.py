@@ -32,8 +32,9 @@ from qsmiron.records.regions import (MEASURE_UNITS, AtlasInfo, MeasureInfo, Meas
                                      RegionsRecord, RegistrationInfo, RegistrationQuality)
 from qsmiron.roi.measure import TABLE_COLUMNS
 from qsmiron.roi.subject import (HEAD_CORE_EROSION_MM, IronMaps, SubjectImages, check_head, fov_fraction,
-                                 load_inputs, load_iron_maps, registration_fingerprint, registration_for,
-                                 registration_qc, subject_brain_mask, subject_on_template, template_images)
+                                 load_brain_extent, load_inputs, load_iron_maps, registration_fingerprint,
+                                 registration_for, registration_qc, subject_brain_mask, subject_on_template,
+                                 template_images)
 from qsmiron.versions import software_versions
 
 CONTRACT_COLUMNS = list(TABLE_COLUMNS[:11])
@@ -67,6 +68,13 @@ def _registration_info(registration, settings, brain_source: str, fingerprint: s
                                        for k, v in metrics.items()}))
 
 
+def _brain_hint(images: SubjectImages) -> dict:
+    """The reconstruction's brain before erosion: its valid R2* voxels, else the given brain mask."""
+    if images.r2star_valid is not None or images.brain_extent is None:
+        return {"brain_hint": images.r2star_valid}
+    return {"brain_hint": images.brain_extent, "hint_source": "the given brain mask"}
+
+
 def _register(images: SubjectImages, atlas, template_ants, labels_ants, settings, paths, steps):
     """Prepare the subject image and register it (or reuse saved transforms); two steps."""
     from qsmiron.register.images import prepare_subject
@@ -77,7 +85,7 @@ def _register(images: SubjectImages, atlas, template_ants, labels_ants, settings
                         "bias_iterations": settings.bias_iterations}) as notes:
         brain, brain_source = subject_brain_mask(images.magnitude, images.voxel_size_mm,
                                                  chi_support=images.chi_support, given=images.given_mask,
-                                                 mode=settings.subject_mask, brain_hint=images.r2star_valid)
+                                                 mode=settings.subject_mask, **_brain_hint(images))
         fingerprint = registration_fingerprint(images, brain, atlas, settings)
         subject_image = prepare_subject(images.magnitude, brain, images.affine, bias_correct=settings.bias_correct,
                                         resolution_mm=0.75 * settings.resolution_mm,
@@ -183,7 +191,7 @@ def _measure_all(images, measures, subject_labels, atlas_obj, roi, fov, referenc
 
 def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels=None, template=None,
                     mask=None, label=None, iron: IronMaps | None = None, reference_mask=None,
-                    figures_dir=None, input_name=None) -> RegionsResult:
+                    figures_dir=None, input_name=None, brain_mask=None) -> RegionsResult:
     """Regional values of one subject, written as ``out_tsv`` with its QC and record beside it.
 
     Parameters as ``roi_from_files``; ``config`` is the ``QsmironConfig`` in force; ``label``
@@ -207,7 +215,8 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
     iron = iron or IronMaps()
     steps: list[StepInfo] = []
     with recorded_step(steps, "load", "nibabel", {"atlas": str(atlas)}):
-        images = load_iron_maps(load_inputs(chi, magnitude, mask), iron, reference_mask, chi)
+        images = load_brain_extent(load_iron_maps(load_inputs(chi, magnitude, mask), iron, reference_mask, chi),
+                                   brain_mask, chi)
         atlas_obj = load_atlas(atlas, atlas_labels, template)
         template_pair = template_images(atlas_obj.template_path if template is None else template)
         labels_array = atlas_obj.label_array()
@@ -272,7 +281,7 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
 
 def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None, template=None,
                    config_path=None, settings=None, mask=None, iron: IronMaps | None = None,
-                   reference_mask=None) -> pd.DataFrame:
+                   reference_mask=None, brain_mask=None) -> pd.DataFrame:
     """Per-region values of one subject, written as ``out_tsv`` with its QC beside it.
 
     Parameters
@@ -298,6 +307,10 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
         and R2* cleans the ventricle CSF reference.
     reference_mask : path, optional
         A reference region on the same grid: chi is also given relative to its mean.
+    brain_mask : path, optional
+        The whole brain on the same grid, before background removal eroded it (a mask, or any
+        map that is non-zero there, such as the recon's total field map): the registration's
+        brain when no R2* map is given (``subject_brain_mask``).
 
     Returns
     -------
@@ -313,4 +326,5 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
 
     config = settings if settings is not None else load_config(config_path)
     return measure_subject(chi, magnitude, out_tsv, config=config, atlas=atlas, atlas_labels=atlas_labels,
-                           template=template, mask=mask, iron=iron, reference_mask=reference_mask).table
+                           template=template, mask=mask, iron=iron, reference_mask=reference_mask,
+                           brain_mask=brain_mask).table

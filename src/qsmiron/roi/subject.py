@@ -49,6 +49,10 @@ class SubjectImages:
         chi+ and chi- (ppm, magnitudes).
     reference_mask : ndarray of bool or None
         A user's reference region on this grid.
+    brain_extent : ndarray of bool or None
+        The whole brain as the reconstruction saw it before background removal eroded it (a
+        given brain mask, or the total field map's non-zero voxels): registration's brain when
+        there is no R2* (``subject_brain_mask``).
     """
 
     chi_ppm: np.ndarray
@@ -63,6 +67,7 @@ class SubjectImages:
     paramagnetic_ppm: np.ndarray | None = None
     diamagnetic_ppm: np.ndarray | None = None
     reference_mask: np.ndarray | None = None
+    brain_extent: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,16 @@ def _on_grid(path, what: str, images: SubjectImages, chi_path) -> np.ndarray:
     return np.asarray(volume.data)
 
 
+def load_brain_extent(images: SubjectImages, brain_mask, chi_path) -> SubjectImages:
+    """The images with ``brain_extent`` read from ``brain_mask`` (its non-zero finite voxels)."""
+    if brain_mask is not None:
+        values = _on_grid(brain_mask, "the brain mask", images, chi_path)
+        images.brain_extent = np.isfinite(values) & (values != 0)
+        if not images.brain_extent.any():
+            raise InputError("the brain mask is empty (no non-zero voxel)", brain_mask)
+    return images
+
+
 def load_iron_maps(images: SubjectImages, iron: IronMaps | None, reference_mask, chi_path) -> SubjectImages:
     """The images with the iron-specific maps and a reference mask read in (checked on chi's grid).
 
@@ -189,7 +204,8 @@ def _is_brain_around(whole: np.ndarray, chi_support: np.ndarray) -> bool:
 
 def subject_brain_mask(magnitude: np.ndarray, voxel_size: tuple, *, chi_support: np.ndarray | None,
                        given: np.ndarray | None, mode: str,
-                       brain_hint: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+                       brain_hint: np.ndarray | None = None,
+                       hint_source: str = "valid R2* voxels") -> tuple[np.ndarray, str]:
     """The brain mask used to prepare the magnitude for registration, and where it came from.
 
     The template is a brain-extracted image, so the subject's mask should cover the whole
@@ -207,7 +223,11 @@ def subject_brain_mask(magnitude: np.ndarray, voxel_size: tuple, *, chi_support:
     measured with their QSM masks given and no R2*, the ventral pallidum's labels then lay
     0.8 to 1.0 mm superior of the true ones (left / right Dice 0.56 / 0.64, mean error -22.3 /
     -22.4 ppb); with the magnitude's brain Dice 0.87 / 0.85 and -4.7 / -7.9 ppb, the placement
-    the cohort run (which has R2*) gets.
+    the cohort run (which has R2*) gets. Without R2* (fewer than three echoes) the brain's extent
+    before erosion comes from the total field map's support (``hint_source`` says which): on the
+    real 2-echo Philips scan the eroded QSM mask (1.03 L) had left the CIT168 label centres 2.6 mm
+    (median; ventral pallidum 3.0-3.3 mm) from where the reconstruction's whole brain mask puts
+    them, with a residual misalignment of 4.1 mm (``qsmiron.roi.qc.residual_shift``).
     """
     from qsmiron.register.images import first_echo, threshold_brain_mask
 
@@ -218,7 +238,7 @@ def subject_brain_mask(magnitude: np.ndarray, voxel_size: tuple, *, chi_support:
         extent = brain_hint | (given if given is not None else False) | (chi_support if chi_support is not None else False)
         whole = ndimage.binary_fill_holes(extent)
         if _plausible_brain(whole, voxel_mm3):
-            return whole, "brain mask of the reconstruction (valid R2* voxels with the chi mask, holes filled)"
+            return whole, f"brain mask of the reconstruction ({hint_source} with the chi mask, holes filled)"
     support, what = (given, "the given mask") if given is not None else (chi_support, "the chi support")
     if mode == "auto" and support is not None and _plausible_brain(support, voxel_mm3):
         whole = _magnitude_brain(magnitude, voxel_size)
@@ -377,7 +397,8 @@ def registration_qc(view: OnTemplate, images: SubjectImages, subject_labels, atl
     atlas_overlay_png(np.nan_to_num(images.chi_ppm), subject_labels, images.affine, paths.qc_atlas,
                       title=f"{name}: {atlas.name} regions on chi (ppm)", region_names=region_names)
     registration_png(view.template, view.subject, view.affine, paths.qc_registration,
-                     title=f"{name} in {atlas.space}: residual shift {metrics['residual_shift_mm']:.1f} mm, brain "
+                     # Two lines: a cohort's BIDS stem and the figures overflowed the panel's width in one.
+                     title=f"{name} in {atlas.space}\nresidual shift {metrics['residual_shift_mm']:.1f} mm, brain "
                            f"Dice {metrics['brain_dice']:.3f}, NMI {metrics['nmi']:.3f}"
                            + (" - OUTLIER" if metrics["outlier"] else ""))
     return metrics
