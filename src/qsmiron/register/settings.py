@@ -146,10 +146,12 @@ class RegistrationSettings(Settings):
     # 0.963). An affine alone (syn_iterations=()) leaves the real head 2.16 mm off by this measure
     # (a simulated head, made from the template, 0.19) and is flagged: that is the real anatomy
     # SyN then aligns. Errors beyond the 6 mm search read 6-8 mm. The Philips scan through
-    # ``qsmiron run`` at 3 mm reads 4.1 mm (NMI 1.040, core |r| 0.49) and is flagged: with 2
-    # echoes there is no R2*, so its QSM mask (1.03 L, eroded by background removal) is the
-    # registration's mask, and the CIT168 label centres land 2.6 mm (median; ventral pallidum
-    # 3.0-3.3) from where the same registration with the reconstruction's whole brain mask puts them.
+    # ``qsmiron run`` read 4.1 mm (NMI 1.040, core |r| 0.49) when, with 2 echoes and so no R2*,
+    # its QSM mask (1.03 L, eroded by background removal) was the registration's mask: the CIT168
+    # label centres landed 2.6 mm (median; ventral pallidum 3.0-3.3) from where the reconstruction's
+    # whole brain mask puts them. With the total field's support (1.55 L; ``subject_brain_mask``) it
+    # reads 1.7 mm at the default 2 mm grid and is still flagged: that mask, the magnitude's
+    # restricted to the registered template brain at 4 mm, holds a tenth more than a brain.
     max_residual_shift_mm: float = Field(1.5, gt=0, le=6.0,
                                          description="registration flagged as an outlier when the subject, warped "
                                          "to the template, still lies further than this from it: the median over "
