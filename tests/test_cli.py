@@ -130,12 +130,30 @@ def test_roi_passes_the_iron_maps_and_a_reference_mask_to_the_api(monkeypatch, t
     code = main(["roi", "--chi", "chi.nii.gz", "--magnitude", "mag.nii.gz", "-o", str(tmp_path / "r.tsv"),
                  "--r2star", "R2starmap.nii.gz", "--r2star-mask", "desc-r2star_mask.nii.gz",
                  "--paramagnetic", "para.nii.gz", "--diamagnetic", "dia.nii.gz", "--reference-mask", "ref.nii.gz",
-                 "--mask", "mask.nii.gz"])
+                 "--mask", "mask.nii.gz", "--brain-mask", "fieldmap.nii.gz"])
     assert code == 0
     (kwargs,) = calls
     assert kwargs["iron"].given() == {"r2star": "R2starmap.nii.gz", "r2star_mask": "desc-r2star_mask.nii.gz",
                                       "paramagnetic": "para.nii.gz", "diamagnetic": "dia.nii.gz"}
     assert kwargs["reference_mask"] == "ref.nii.gz" and kwargs["mask"] == "mask.nii.gz"
+    assert kwargs["brain_mask"] == "fieldmap.nii.gz"
+
+
+def test_a_warning_reaches_the_user_as_one_line_naming_the_command(tmp_path, capsys):
+    """A settings file written beside earlier outputs holds the former registration.min_nmi."""
+    import warnings
+
+    settings = tmp_path / "old.toml"
+    settings.write_text("[registration]\nmin_nmi = 1.05\n")
+    before = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main(["config", str(settings)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["qsmiron config: warning: registration.min_nmi is no longer used and was ignored: a "
+                   "registration is flagged by its residual misalignment (registration.max_residual_shift_mm) "
+                   "and brain Dice; the NMI is recorded"]
+    assert warnings.showwarning is before  # the process's own handler comes back
 
 
 def test_the_version_is_printed_without_building_the_parser():

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from qsmiron import __version__
+from qsmiron.cli_output import configure_logging, one_line_warnings, silence_stdout
 from qsmiron.errors import InputError, resource_error
 
 
@@ -444,16 +445,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(getattr(args, "verbose", 0))
+    configure_logging(getattr(args, "verbose", 0))
     keep_freed_memory()
     try:
-        return int(args.handler(args) or 0)
+        with one_line_warnings(f"qsmiron {args.command}"):
+            return int(args.handler(args) or 0)
     except InputError as error:
         print(f"qsmiron {args.command}: error: {error.one_line()}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # The reader of our output went away (`qsmiron config | head`): not an error of ours.
-        _silence_stdout()
+        silence_stdout()
         return 0
     except OSError as error:
         resource = resource_error(error)
@@ -466,32 +468,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qsmiron {args.command}: stopped by signal {signum}; outputs of finished steps are "
               f"kept and the same command resumes the rest", file=sys.stderr)
         return 128 + signum
-
-
-def _configure_logging(verbose: int) -> None:
-    """``-v``: the package's INFO lines on stderr; ``-vv``: DEBUG too; none: warnings only."""
-    import logging
-
-    if not verbose:
-        return
-    logger = logging.getLogger("qsmiron")
-    if not any(getattr(h, "qsmiron_console", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
-        handler.qsmiron_console = True
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so that Python's exit flush does not raise again."""
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

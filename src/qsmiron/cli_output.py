@@ -1,0 +1,53 @@
+"""What the ``qsmiron`` command writes besides its results: log lines, warnings, a closed stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def one_line_warnings(prefix: str) -> Iterator[None]:
+    """Warnings raised inside reach the user as one line each, like errors:
+    ``qsmiron recon: warning: ...``. Python's own form adds the file and source line that raised
+    it, which mean nothing to a user of the command. The previous handler comes back after."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        try:
+            (file or sys.stderr).write(f"{prefix}: warning: {message}\n")
+        except (OSError, ValueError):  # stderr closed: a warning is not worth a crash
+            pass
+
+    saved = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = saved
+
+
+def configure_logging(verbose: int) -> None:
+    """``-v``: the package's INFO lines on stderr; ``-vv``: DEBUG too; none: warnings only."""
+    import logging
+
+    if not verbose:
+        return
+    logger = logging.getLogger("qsmiron")
+    if not any(getattr(h, "qsmiron_console", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.qsmiron_console = True
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's exit flush does not raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
