@@ -12,19 +12,18 @@ from typing import Iterator
 def one_line_warnings(prefix: str) -> Iterator[None]:
     """Warnings raised inside reach the user as one line each, like errors:
     ``qsmiron recon: warning: ...``. Python's own form adds the file and source line that raised
-    it, which mean nothing to a user of the command. The previous handler comes back after."""
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        try:
-            (file or sys.stderr).write(f"{prefix}: warning: {message}\n")
-        except (OSError, ValueError):  # stderr closed: a warning is not worth a crash
-            pass
+    it, which mean nothing to a user of the command. Only the text changes (``formatwarning``):
+    filters and whoever records warnings (``catch_warnings(record=True)``) see them as before,
+    and the previous form comes back after."""
+    def one_line(message, category, filename, lineno, line=None) -> str:
+        return f"{prefix}: warning: {message}\n"
 
-    saved = warnings.showwarning
-    warnings.showwarning = show
+    saved = warnings.formatwarning
+    warnings.formatwarning = one_line
     try:
         yield
     finally:
-        warnings.showwarning = saved
+        warnings.formatwarning = saved
 
 
 def configure_logging(verbose: int) -> None:
