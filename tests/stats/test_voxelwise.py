@@ -188,3 +188,32 @@ def test_cluster_table_splits_signs_and_labels_by_the_region_holding_most_voxels
     assert [(r["cluster_id"], r["n_voxels"], r["label"]) for r in rows] == [(1, 27, "VeP L"), (2, 12, OUTSIDE_ATLAS)]
     assert rows[0]["peak_t"] == -6.0 and (rows[0]["peak_x_mm"], rows[0]["peak_y_mm"]) == (2.0, 2.0)
     assert rows[0]["p_fwe"] == pytest.approx(0.01)
+
+
+def test_the_study_rule_on_flagged_registrations_leaves_their_maps_out(toy):
+    """``exclude_flagged = ["flag_registration"]``: a participant whose registration qsmiron roi flagged
+    (the cohort's regions.tsv beside the maps) is left out of the voxel-wise contrasts, and named."""
+    root, template, atlas, table, labels = toy
+    derivatives, participants = _cohort(root, labels, effect=0.0, seed=5)
+    ids = [f"sub-{i:02d}" for i in range(1, 17)]
+    pd.DataFrame({"participant_id": ids, "region": "Pu", "hemisphere": "L", "measure": "chi",
+                  "reference": "whole_brain", "mean": 0.05,
+                  "flag_registration": [pid in ("sub-01", "sub-02") for pid in ids]}).to_csv(
+        derivatives / "regions.tsv", sep="\t", index=False)
+    body = '[groups]\ncompare = ["MOH", "CM"]\n[associations]\nvariables = []\n[voxelwise]\nn_permutations = 20\n'
+    kept = run_voxelwise(derivatives, participants, root / "all", study_path=_study(root, body),
+                         atlas=str(atlas), atlas_labels=table, template=template)
+    assert (kept.record.contrasts[0].n_a, kept.record.contrasts[0].n_b) == (8, 8)
+    ruled = run_voxelwise(derivatives, participants, root / "rule",
+                          study_path=_study(root, 'exclude_flagged = ["flag_registration"]\n' + body),
+                          atlas=str(atlas), atlas_labels=table, template=template)
+    assert (ruled.record.contrasts[0].n_a, ruled.record.contrasts[0].n_b) == (7, 7)  # sub-01 MOH, sub-02 CM
+    named = {e.participant_id: e.reason for e in ruled.record.exclusions}
+    assert set(named) == {"sub-01", "sub-02"}
+    assert named["sub-01"] == "map through a registration flagged as an outlier (flag_registration)"
+    (derivatives / "regions.tsv").unlink()
+    blind = run_voxelwise(derivatives, participants, root / "blind",
+                          study_path=_study(root, 'exclude_flagged = ["flag_registration"]\n' + body),
+                          atlas=str(atlas), atlas_labels=table, template=template)
+    assert blind.record.contrasts[0].n_a == 8
+    assert any("no regions table" in warning for warning in blind.record.warnings)

@@ -17,7 +17,10 @@ file's ``exclude_flagged = ["flag_registration", ...]`` fixes the rule before th
   :func:`attribute_exclusions` gives the exclusion its true reason (``value flagged
   flag_registration (through a registration flagged as an outlier)``, with the region) in
   place of ``missing chi_ppm``;
-- :func:`excluded_counts` gives the methods text its numbers (values and participants).
+- :func:`excluded_counts` gives the methods text its numbers (values and participants);
+- voxel-wise, where values are maps, only ``flag_registration`` applies: a participant with a
+  flagged registration is left out of the contrasts (:func:`voxelwise_exclusions`, read from
+  the cohort's ``regions.tsv`` beside the maps).
 """
 
 from __future__ import annotations
@@ -166,3 +169,36 @@ def rule_warning(regions: pd.DataFrame, flags: Iterable[str]) -> str | None:
         return None
     return (f"exclude_flagged names {', '.join(absent)} but the regions table has no such column: no value was "
             "left out for it")
+
+
+REGISTRATION_FLAG = "flag_registration"
+
+
+def flagged_registrations(regions: pd.DataFrame, session: str | None = None) -> list[str]:
+    """Participants (at ``session``, when the table has sessions) with a value measured through a
+    registration flagged as an outlier: voxel-wise their template-space map came through it too."""
+    if REGISTRATION_FLAG not in regions.columns:
+        return []
+    rows = regions
+    if session is not None and SESSION_COLUMN in rows.columns:
+        rows = rows[rows[SESSION_COLUMN].astype(str) == str(session)]
+    flagged = rows[rows[REGISTRATION_FLAG].astype(bool)]
+    return list(dict.fromkeys(str(pid) for pid in flagged["participant_id"]))
+
+
+def voxelwise_exclusions(regions: pd.DataFrame | None, flags: Iterable[str], session: str | None,
+                         source: str) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+    """The study's QC rule for voxel-wise analysis: only ``flag_registration`` applies to a map.
+
+    Returns the participants left out, their exclusion records and warnings (the rule names the
+    flag but no regions table, ``source``, tells which registrations were flagged).
+    """
+    if REGISTRATION_FLAG not in set(flags):
+        return [], [], []
+    if regions is None:
+        return [], [], [f"exclude_flagged names {REGISTRATION_FLAG} but there is no regions table ({source}) "
+                        "to tell which registrations were flagged: no map was left out"]
+    left = flagged_registrations(regions, session)
+    reason = f"map through a registration flagged as an outlier ({REGISTRATION_FLAG})"
+    records = [{"participant_id": pid, "analysis": "voxelwise", "reason": reason} for pid in left]
+    return left, records, []

@@ -136,7 +136,10 @@ def run_voxelwise(derivatives_dir: str | os.PathLike, participants: Participants
     atlas_obj = load_atlas(atlas, atlas_labels, template)
     template_img = load_template(atlas_obj.template_path if template is None else template)
     grid = Grid(tuple(template_img.shape[:3]), np.asarray(template_img.affine), atlas_obj.space)
-    contrasts, excluded = build_contrasts(table, resolved)
+    left_out, excluded, rule_warnings = _quality_rule(derivatives_dir, study, session)
+    table = table.loc[[pid for pid in table.index if pid not in set(left_out)]]
+    contrasts, more = build_contrasts(table, resolved)
+    excluded += more
     needed = list(dict.fromkeys(pid for c in contrasts if not c.note for pid in c.participants))
     maps, missing = select_maps(find_template_maps(derivatives_dir, grid.space), needed, grid.space, session,
                                 derivatives_dir, participants.source, missing=missing_maps)
@@ -173,13 +176,25 @@ def run_voxelwise(derivatives_dir: str | os.PathLike, participants: Participants
         contrasts=[VoxelwiseContrast(**plain_values(row)) for row in summary],
         clusters=[VoxelwiseCluster(**plain_values(row)) for row in clusters],
         exclusions=exclusion_records(excluded),
-        warnings=warnings + [f"{row['contrast']}: {row['note']}" for row in summary if row["note"]],
+        warnings=rule_warnings + warnings + [f"{row['contrast']}: {row['note']}" for row in summary if row["note"]],
         versions=_versions())
     results = VoxelwiseResults(clusters=pd.DataFrame(clusters, columns=CLUSTER_COLUMNS),
                                contrasts=_contrast_table(summary), record=record)
     record.seconds, record.cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     write_voxelwise(results, paths, analysed, grid)
     return results
+
+
+def _quality_rule(derivatives_dir, study: Study, session: str | None) -> tuple[list[str], list[dict], list[str]]:
+    """The study's ``exclude_flagged`` rule on maps: a participant whose registration ``qsmiron roi``
+    flagged (in the cohort's ``regions.tsv`` beside the maps) is left out when the rule names
+    ``flag_registration``; the other flags concern single regions, not a whole map."""
+    from qsmiron.stats.qc_exclusion import voxelwise_exclusions
+    from qsmiron.stats.regions import read_regions
+
+    path = Path(derivatives_dir) / "regions.tsv"
+    regions = read_regions(path) if "flag_registration" in study.exclude_flagged and path.is_file() else None
+    return voxelwise_exclusions(regions, study.exclude_flagged, session, str(path))
 
 
 def build_contrasts(table: pd.DataFrame, study: Study) -> tuple[list[Contrast], list[dict]]:
