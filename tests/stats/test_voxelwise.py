@@ -211,7 +211,14 @@ def test_the_study_rule_on_flagged_registrations_leaves_their_maps_out(toy):
     named = {e.participant_id: e.reason for e in ruled.record.exclusions}
     assert set(named) == {"sub-01", "sub-02"}
     assert named["sub-01"] == "map through a registration flagged as an outlier (flag_registration)"
+    from qsmiron.stats.regions import read_regions
+
+    regions = read_regions(derivatives / "regions.tsv")
     (derivatives / "regions.tsv").unlink()
+    given = run_voxelwise(derivatives, participants, root / "given",  # the group level's own table
+                          study_path=_study(root, 'exclude_flagged = ["flag_registration"]\n' + body),
+                          atlas=str(atlas), atlas_labels=table, template=template, regions=regions)
+    assert (given.record.contrasts[0].n_a, given.record.contrasts[0].n_b) == (7, 7)
     blind = run_voxelwise(derivatives, participants, root / "blind",
                           study_path=_study(root, 'exclude_flagged = ["flag_registration"]\n' + body),
                           atlas=str(atlas), atlas_labels=table, template=template)

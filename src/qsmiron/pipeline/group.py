@@ -60,11 +60,15 @@ class Sections:
         Where the template-space chi maps are, for ``[voxelwise]`` (None: it cannot run).
     atlas : str
         The atlas of the maps' regions (``roi.atlas``).
+    regions : DataFrame or None
+        The group level's regions table: which registrations ``qsmiron roi`` flagged, for the
+        study's ``exclude_flagged`` rule on the maps.
     """
 
     regional: RegionalExtensions | None = None
     derivatives_dir: Path | None = None
     atlas: str = "cit168"
+    regions: pd.DataFrame | None = None
 
     def add_to(self, results: StudyResults, participants: ParticipantsTable, study: Study, session: str | None,
                folder: Path) -> None:
@@ -81,7 +85,7 @@ class Sections:
         from qsmiron.stats.voxelwise import run_voxelwise
 
         analysis = run_voxelwise(self.derivatives_dir, participants, folder, study=study, session=session,
-                                 atlas=self.atlas, missing_maps="exclude")
+                                 atlas=self.atlas, missing_maps="exclude", regions=self.regions)
         add_contrast_figures(analysis, folder, atlas=self.atlas)
         voxelwise = analysis.record
         results.voxelwise = voxelwise
@@ -179,7 +183,8 @@ def run_group_analysis(regions_tsv: str | os.PathLike, participants_tsv: str | o
     paths = study_paths(out_dir)
     qc_images = [Path(image) for image in qc_images]
     present = sessions_of(regions)
-    sections = Sections(derivatives_dir=None if derivatives_dir is None else Path(derivatives_dir), atlas=atlas)
+    sections = Sections(derivatives_dir=None if derivatives_dir is None else Path(derivatives_dir), atlas=atlas,
+                        regions=regions)
     if any(section is not None for section in (study.harmonise, study.longitudinal, study.normative)):
         sections.regional = run_regional_extensions(regions, participants, study, extension_paths(out_dir),
                                                     sessions=sessions, regions_source=regions_source)

@@ -83,7 +83,8 @@ def run_voxelwise(derivatives_dir: str | os.PathLike, participants: Participants
                   out_dir: str | os.PathLike, *, study_path: str | os.PathLike | None = None,
                   study: Study | None = None, session: str | None = None, sessions: SessionsTable | None = None,
                   atlas: str = "cit168", atlas_labels: str | os.PathLike | None = None,
-                  template: str | os.PathLike | None = None, missing_maps: str = "error") -> VoxelwiseResults:
+                  template: str | os.PathLike | None = None, missing_maps: str = "error",
+                  regions: pd.DataFrame | None = None) -> VoxelwiseResults:
     """Voxel-wise group comparison and associations of the study (see the module docstring).
 
     Parameters
@@ -106,6 +107,9 @@ def run_voxelwise(derivatives_dir: str | os.PathLike, participants: Participants
     missing_maps : {"error", "exclude"}
         An analysed participant without a map is an error (the command line), or is left out
         and listed in the record's ``exclusions`` (a pipeline in which one subject failed).
+    regions : DataFrame, optional
+        The cohort's regions table, whose ``flag_registration`` the study's ``exclude_flagged``
+        rule reads (default: ``derivatives_dir/regions.tsv`` when the rule needs it).
 
     The figures of the contrasts are drawn by the report's code afterwards
     (:func:`qsmiron.report.voxelwise_figures.add_contrast_figures`, called by the command line
@@ -136,7 +140,7 @@ def run_voxelwise(derivatives_dir: str | os.PathLike, participants: Participants
     atlas_obj = load_atlas(atlas, atlas_labels, template)
     template_img = load_template(atlas_obj.template_path if template is None else template)
     grid = Grid(tuple(template_img.shape[:3]), np.asarray(template_img.affine), atlas_obj.space)
-    left_out, excluded, rule_warnings = _quality_rule(derivatives_dir, study, session)
+    left_out, excluded, rule_warnings = _quality_rule(derivatives_dir, study, session, regions)
     table = table.loc[[pid for pid in table.index if pid not in set(left_out)]]
     contrasts, more = build_contrasts(table, resolved)
     excluded += more
@@ -185,15 +189,17 @@ def run_voxelwise(derivatives_dir: str | os.PathLike, participants: Participants
     return results
 
 
-def _quality_rule(derivatives_dir, study: Study, session: str | None) -> tuple[list[str], list[dict], list[str]]:
+def _quality_rule(derivatives_dir, study: Study, session: str | None,
+                  regions: pd.DataFrame | None) -> tuple[list[str], list[dict], list[str]]:
     """The study's ``exclude_flagged`` rule on maps: a participant whose registration ``qsmiron roi``
-    flagged (in the cohort's ``regions.tsv`` beside the maps) is left out when the rule names
-    ``flag_registration``; the other flags concern single regions, not a whole map."""
-    from qsmiron.stats.qc_exclusion import voxelwise_exclusions
+    flagged (in ``regions``, else the cohort's ``regions.tsv`` beside the maps) is left out when
+    the rule names ``flag_registration``; the other flags concern single regions, not a whole map."""
+    from qsmiron.stats.qc_exclusion import REGISTRATION_FLAG, voxelwise_exclusions
     from qsmiron.stats.regions import read_regions
 
     path = Path(derivatives_dir) / "regions.tsv"
-    regions = read_regions(path) if "flag_registration" in study.exclude_flagged and path.is_file() else None
+    if regions is None and REGISTRATION_FLAG in study.exclude_flagged and path.is_file():
+        regions = read_regions(path)
     return voxelwise_exclusions(regions, study.exclude_flagged, session, str(path))
 
 
