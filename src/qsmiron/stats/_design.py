@@ -12,6 +12,8 @@ import pandas as pd
 CHI = "__chi_ppm"
 """The column holding one region's value in the frames an analysis builds (a name no
 participants table uses; ``chi_ppm`` in exclusion reasons)."""
+CHI_LABEL = "chi_ppm"
+"""How exclusion records name the regional value ``CHI`` (``missing chi_ppm``)."""
 
 
 def region_label(key: tuple[str, str]) -> str:

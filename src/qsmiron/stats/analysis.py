@@ -11,7 +11,7 @@ import pandas as pd
 from qsmiron.errors import InputError
 from qsmiron.io.participants import ParticipantsTable, normalise_participant_id
 from qsmiron.records.study import AnalysisSettings, ColumnInfo, Exclusion, ParticipantCounts
-from qsmiron.stats._design import CHI, complete_cases, region_label
+from qsmiron.stats._design import CHI, CHI_LABEL, complete_cases, region_label
 from qsmiron.stats.answers import study_answers
 from qsmiron.stats.associations import ASSOCIATION_COLUMNS, associate
 from qsmiron.stats.group import GROUP_COLUMNS, compare_groups
@@ -234,7 +234,7 @@ def _group_comparison(table, labels, wide, keys, study: Study, excluded) -> pd.D
         frame = table[study.covariates].assign(**{CHI: wide[key]})
         frame = frame[labels.notna()]
         kept = complete_cases(frame, [CHI, *study.covariates],
-                              "group_comparison", {CHI: "chi_ppm"}, region_label(key))
+                              "group_comparison", {CHI: CHI_LABEL}, region_label(key))
         excluded.extend(kept.exclusions)
         data = kept.frame
         row = compare_groups(data[CHI], labels.loc[data.index], data[study.covariates],
@@ -257,7 +257,7 @@ def _associations(table, labels, wide, keys, study: Study, excluded) -> pd.DataF
         for key in keys:
             frame = sample[[variable, *covariates]].assign(**{CHI: wide.loc[sample.index, key]})
             kept = complete_cases(frame, [CHI, variable, *covariates],
-                                  f"associations {variable}", {CHI: "chi_ppm"},
+                                  f"associations {variable}", {CHI: CHI_LABEL},
                                   region_label(key))
             excluded.extend(kept.exclusions)
             data = kept.frame

@@ -23,7 +23,7 @@ import pandas as pd
 
 from qsmiron.errors import InputError
 from qsmiron.stats import relapse as relapse_models
-from qsmiron.stats._design import CHI, complete_cases, region_label
+from qsmiron.stats._design import CHI, CHI_LABEL, complete_cases, region_label
 from qsmiron.stats.multiple import fdr_bh_within, fdr_families
 from qsmiron.stats.study import ALL, RelapseSettings, Study
 from qsmiron.stats.survival import time_to_event_row
@@ -143,7 +143,7 @@ def _binary_row(sample, chi, key, study: Study, excluded, row, notes, out: Relap
     """Logistic regression and ROC of one region (into ``row``, ``notes`` and the ROC curves)."""
     settings, covariates = study.relapse, list(study.relapse.covariates)
     frame = sample[[settings.outcome, *covariates]].assign(**{CHI: chi})
-    kept = complete_cases(frame, [CHI, settings.outcome, *covariates], "relapse", {CHI: "chi_ppm"},
+    kept = complete_cases(frame, [CHI, settings.outcome, *covariates], "relapse", {CHI: CHI_LABEL},
                           region_label(key))
     excluded.extend(kept.exclusions)
     data = kept.frame
@@ -161,7 +161,7 @@ def _time_to_event_row(sample, chi, key, study: Study, excluded, row, notes, out
     settings, covariates = study.relapse, list(study.relapse.covariates)
     frame = sample[[settings.time, settings.event, *covariates]].assign(**{CHI: chi})
     kept = complete_cases(frame, [CHI, settings.time, settings.event, *covariates], "time_to_event",
-                          {CHI: "chi_ppm"}, region_label(key))
+                          {CHI: CHI_LABEL}, region_label(key))
     excluded.extend(kept.exclusions)
     data = kept.frame
     timed, curves, at_risk = time_to_event_row(
@@ -180,7 +180,7 @@ def _count_row(sample, chi, key, settings: RelapseSettings, minimum: int, exclud
     needed = [settings.count, *covariates] + ([settings.exposure] if settings.exposure else [])
     frame = sample[list(dict.fromkeys(needed))].assign(**{CHI: chi})
     kept = complete_cases(frame, [CHI, *dict.fromkeys(needed)], "relapse_count",
-                          {CHI: "chi_ppm"}, label)
+                          {CHI: CHI_LABEL}, label)
     excluded.extend(kept.exclusions)
     data = kept.frame
     if settings.exposure:

@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qsmiron.stats._design import CHI_LABEL
 from qsmiron.stats.regions import EXCLUDED_FLAGS, QUALITY_FLAGS, SESSION_COLUMN, STATISTICS, VALUE
 
-VALUE_LABEL = "chi_ppm"
-"""How the analyses of one measure name its regional value in their exclusion records
-(``qsmiron.stats._design.CHI``)."""
+VALUE_LABEL = CHI_LABEL
+"""How the analyses of one measure name its regional value in their exclusion records."""
 
 Places = dict[tuple[str, str | None, str], list[str]]
 """(participant, place of the record or None, the missing value's label) -> the flags that left it out."""
