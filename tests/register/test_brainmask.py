@@ -50,6 +50,22 @@ def test_philips_whole_head_mask_loses_skull_base_and_neck_but_not_the_brain(phi
     assert (restricted & brain).sum() > 0.97 * brain.sum()  # the brain itself is kept
 
 
+def test_template_step_leaves_no_transform_files_in_the_temporary_folder(tmp_path, monkeypatch):
+    """ANTs writes its transforms as files; one reconstruction left two in the system's temporary
+    folder before, and a cohort's workers piled them up."""
+    import tempfile
+
+    pytest.importorskip("ants")
+    from qsmiron.simulate.phantom import build_head_phantom
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    phantom = build_head_phantom(2.0)
+    magnitude = np.where(phantom.brain, 100.0, np.where(phantom.codes > 0, 150.0, 0.0)).astype(np.float32)
+    found = template_brain_probability(magnitude, phantom.affine)
+    assert found.info["used"], found.info
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ants_is_imported_ahead_only_for_a_mask_that_takes_the_template_brain():
     """The import that the template step would wait for starts before the inputs are read."""
     import sys

@@ -19,8 +19,10 @@ subject's head.
 from __future__ import annotations
 
 import functools
+import tempfile
 import threading
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,14 +167,20 @@ def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
     moving = prepare_subject(coarse.numpy(), head, ants_affine(coarse), bias_correct=bias_correct,
                              bias_resolution_mm=BIAS_GRID_MM)
     inner = ndimage.binary_erosion(head, structure=_ball(SCALP_SKULL_MM, coarse.spacing))
-    start = affine_to_template(moving * moving.new_image_like(inner.astype(np.float32)), template,
-                               resolution_mm, iterations=(100,), shrink_factors=(2,), smoothing=(1,))
-    transforms = affine_to_template(moving, template, resolution_mm, initial=start, iterations=(50,),
-                                    shrink_factors=(1,), smoothing=(0,))
-    on_coarse = ants.apply_transforms(fixed=coarse, moving=brain, transformlist=transforms,
-                                      whichtoinvert=[True], interpolator="linear").numpy()
-    grown = ndimage.binary_dilation(head, iterations=1)
-    share_inside = float(on_coarse[grown].sum() / max(on_coarse.sum(), 1e-9))
+    # ANTs writes its transforms as files; left in the system's temporary folder they pile up
+    # (one per reconstruction) on a cohort's workers.
+    with tempfile.TemporaryDirectory(prefix="qsmiron_mask_") as work_dir:
+        start = affine_to_template(moving * moving.new_image_like(inner.astype(np.float32)), template,
+                                   resolution_mm, iterations=(100,), shrink_factors=(2,), smoothing=(1,),
+                                   outprefix=str(Path(work_dir) / "start_"))
+        transforms = affine_to_template(moving, template, resolution_mm, initial=start, iterations=(50,),
+                                        shrink_factors=(1,), smoothing=(0,), outprefix=str(Path(work_dir) / "brain_"))
+        on_coarse = ants.apply_transforms(fixed=coarse, moving=brain, transformlist=transforms,
+                                          whichtoinvert=[True], interpolator="linear").numpy()
+        probability = None
+        if _share_inside(on_coarse, head) >= MIN_INSIDE_HEAD:
+            probability = warp_into_head_box(brain, transforms, image.shape, affine, head)
+    share_inside = _share_inside(on_coarse, head)
     checks = {"head_extent_mm": extent, "template_brain_inside_head": round(share_inside, 4),
               "template_brain_volume_ml": round(float((on_coarse >= 0.5).sum()) * float(np.prod(coarse.spacing))
                                                 / 1000.0, 1),
@@ -181,9 +189,14 @@ def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
         return _skip(f"template registration failed its check: only {100 * share_inside:.0f} % of "
                      f"the template brain lies inside the head (needs {100 * MIN_INSIDE_HEAD:.0f} %); "
                      f"magnitude mask only", started, **checks)
-    probability = warp_into_head_box(brain, transforms, image.shape, affine, head)
     return TemplateBrain(probability, {"used": True, **_elapsed(started),
                                        "template": str(template_path), **checks})
+
+
+def _share_inside(on_coarse: np.ndarray, head: np.ndarray) -> float:
+    """Share of the registered template brain inside the head grown by one block."""
+    grown = ndimage.binary_dilation(head, iterations=1)
+    return float(on_coarse[grown].sum() / max(on_coarse.sum(), 1e-9))
 
 
 def warp_into_head_box(brain, transforms: list[str], shape, affine: np.ndarray, head: np.ndarray) -> np.ndarray:
@@ -248,9 +261,12 @@ def block_mean(image: np.ndarray, affine: np.ndarray, resolution_mm: float) -> t
     return blocks.astype(np.float32), block_affine
 
 
-def affine_to_template(subject, template, resolution_mm: float, *, initial: list[str] | None = None,
-                       iterations=(100, 50), shrink_factors=(2, 1), smoothing=(1, 0)) -> list[str]:
+def affine_to_template(subject, template, resolution_mm: float, *, outprefix: str,
+                       initial: list[str] | None = None, iterations=(100, 50), shrink_factors=(2, 1),
+                       smoothing=(1, 0)) -> list[str]:
     """Affine transform files (subject -> template) from Mattes MI inside the template's brain.
+
+    The files are written under ``outprefix``, whose folder the caller owns and removes.
 
     The metric is evaluated only within the template brain grown by 8 mm: the subject image
     shows the whole head, the template the brain alone, and without this mask the affine
@@ -281,7 +297,7 @@ def affine_to_template(subject, template, resolution_mm: float, *, initial: list
                                    initial_transform=initial[0] if initial else None,
                                    aff_metric="mattes", aff_sampling=32, aff_random_sampling_rate=0.25,
                                    aff_iterations=tuple(iterations), aff_shrink_factors=tuple(shrink_factors),
-                                   aff_smoothing_sigmas=tuple(smoothing))
+                                   aff_smoothing_sigmas=tuple(smoothing), outprefix=outprefix)
     return list(result["fwdtransforms"])
 
 
