@@ -158,3 +158,16 @@ def test_the_version_is_printed_without_building_the_parser():
             "print('stages imported' if 'qsmiron.recon.stages' in sys.modules else 'lean'); sys.exit(code)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.split("\n")[:2] == [f"qsmiron {__version__}", "lean"]
+
+
+def test_per_echo_files_may_be_listed_after_one_option_or_given_by_repeating_it():
+    """A shell glob (``--magnitude anat/*part-mag*.nii.gz``) lists the files after one option;
+    before, argparse rejected all but the first as unrecognised arguments."""
+    from qsmiron.cli import build_parser
+
+    files = ["e1.nii.gz", "e2.nii.gz", "e3.nii.gz"]
+    listed = build_parser().parse_args(["recon", "--magnitude", *files, "--phase", *files, "-o", "out"])
+    repeated = build_parser().parse_args(["recon", *[a for f in files for a in ("--magnitude", f)],
+                                          *[a for f in files for a in ("--phase", f)], "-o", "out"])
+    assert listed.magnitude == repeated.magnitude == files
+    assert listed.phase == repeated.phase == files

@@ -268,10 +268,13 @@ def _add_convert(sub: argparse.ArgumentParser) -> None:
 
 
 def _recon_arguments(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--magnitude", metavar="MAG", action="append", required=True,
-                     help="4D magnitude (echoes last) or one file per echo (repeat the option)")
-    sub.add_argument("--phase", metavar="PHASE", action="append", required=True,
-                     help="4D phase (echoes last) or one file per echo (repeat the option)")
+    # "extend": one file per echo given as a list (a shell glob) or by repeating the option.
+    sub.add_argument("--magnitude", metavar="MAG", action="extend", nargs="+", required=True,
+                     help="4D magnitude (echoes last) or one file per echo in echo order (list them, "
+                          "or repeat the option)")
+    sub.add_argument("--phase", metavar="PHASE", action="extend", nargs="+", required=True,
+                     help="4D phase (echoes last) or one file per echo in echo order (list them, "
+                          "or repeat the option)")
     sub.add_argument("--echo-times", metavar="TE1,TE2,...", type=_floats, default=None,
                      help="echo times in seconds (default: from BIDS JSON sidecars)")
     sub.add_argument("--field-strength", metavar="TESLA", type=float, default=None,

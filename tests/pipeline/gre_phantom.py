@@ -145,12 +145,16 @@ def nrmse_percent(estimate, truth, mask):
     return 100.0 * np.linalg.norm(x - r) / np.linalg.norm(r)
 
 
-def recon_args(mags, phases, out_dir, *, echo_times=True, field_strength=True):
+def recon_args(mags, phases, out_dir, *, echo_times=True, field_strength=True, listed=False):
+    """``qsmiron recon`` arguments; per-echo files by repeating the option, or ``listed``
+    after one option as a shell glob gives them."""
     args = ["recon"]
-    for path in mags:
-        args += ["--magnitude", str(path)]
-    for path in phases:
-        args += ["--phase", str(path)]
+    for option, paths in (("--magnitude", mags), ("--phase", phases)):
+        if listed:
+            args += [option, *map(str, paths)]
+        else:
+            for path in paths:
+                args += [option, str(path)]
     if echo_times:
         args += ["--echo-times", ",".join(str(t) for t in TES)]
     if field_strength:

@@ -150,7 +150,7 @@ def test_per_echo_files_with_sidecars_give_the_same_result_as_the_4d_file(
     out_dir = tmp_path / "out"
     (out_dir).mkdir()
     (out_dir / "notes.txt").write_text("unrelated")
-    assert main(recon_args(mags, phases, out_dir, echo_times=False, field_strength=False)) == 0
+    assert main(recon_args(mags, phases, out_dir, echo_times=False, field_strength=False, listed=True)) == 0
     assert {p.name for p in out_dir.iterdir()} == OUTPUTS | {"notes.txt"}
     for name in ("Chimap.nii.gz", "mask.nii.gz", "fieldmap.nii.gz", "localfield.nii.gz"):
         a = nib.load(str(axial_recon / name)).get_fdata()
