@@ -79,7 +79,7 @@ def test_recon_json_records_inputs_acquisition_every_step_and_versions(axial_rec
     assert acquisition.field_strength_t == FIELD_STRENGTH_T
     assert acquisition.n_echoes == 4 and acquisition.matrix == [48, 48, 40]
     assert [step.step for step in record.steps] == [
-        "phase", "mask", "r2star", "unwrap", "echo_fit", "mask_refinement", "background", "inversion",
+        "phase", "mask", "r2star", "readout", "unwrap", "echo_fit", "mask_refinement", "background", "inversion",
         "chisep", "reference"]
     assert record.step("r2star").method == "nlls" and record.r2star.n_valid > 0
     assert record.step("chisep").method == "none" and record.chi_separation.skipped.endswith("not asked for "

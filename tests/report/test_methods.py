@@ -220,3 +220,38 @@ def test_records_from_before_the_residual_shift_state_the_nmi_rule_they_were_fla
     sentence = registration_quality_sentence(old)
     assert "block matching" not in sentence and "residual shift" not in sentence
     assert sentence.endswith("(a brain Dice below 0.85 or a mutual information below 1.05).")
+
+
+def _with_readout(provenance, notes_per_scan):
+    """A copy whose scans carry a ``readout`` step with the given notes (None: no such step)."""
+    from qsmiron.records.base import StepInfo
+
+    scans = list(provenance.scans)
+    for index, notes in enumerate(notes_per_scan):
+        if notes is None:
+            continue
+        recon = scans[index].recon
+        step = StepInfo(step="readout", method="odd_even_linear", parameters={"detection_rad": 0.05}, notes=notes)
+        scans[index] = scans[index].model_copy(update={"recon": recon.model_copy(update={
+            "steps": [*recon.steps[:2], step, *recon.steps[2:]]})})
+    return provenance.model_copy(update={"scans": scans})
+
+
+def test_the_readout_polarity_read_from_the_phase_is_stated_and_cited(provenance, study_results):
+    from qsmiron.recon.stages import stage
+
+    monopolar = {"readout": "monopolar", "largest_rad": 0.01, "detection_rad": 0.05}
+    bipolar = {"readout": "bipolar", "largest_rad": 0.84, "detection_rad": 0.05}
+    n = len(provenance.scans)
+    text = methods_paragraph(_with_readout(provenance, [bipolar] + [monopolar] * (n - 1)), study_results.settings)
+    sentence = text.split("Readout polarity")[1].split(".\n")[0]
+    assert f"no odd/even echo phase difference of 0.05 rad or more, as with a monopolar readout, in {n - 1} scans" \
+        in sentence
+    assert "bipolar readout (up to 0.84 rad) in 1 scan, removed before unwrapping" in sentence
+    assert "readout polarity" not in text.split("hence unknown:")[1].split(".")[0]
+    assert stage("readout").method("odd_even_linear").reference in text
+
+    # A scan whose record has no such step (made before it existed) leaves the polarity unknown.
+    partly = methods_paragraph(_with_readout(provenance, [None] + [monopolar] * (n - 1)), study_results.settings)
+    assert "readout polarity" in partly.split("hence unknown:")[1].split(".")[0]
+    assert "no check in 1 scan" in partly
