@@ -138,3 +138,19 @@ def test_the_setting_named_in_the_errors_is_the_generated_key_and_takes_every_sc
         assert getattr(getattr(config.recon, stage), method).scaling == scaling
     with pytest.raises(ValidationError, match=SCALING_SETTING.replace(".", r"\.")):
         QsmironConfig.model_validate({"recon": {stage: {method: {parameter: "degrees"}}}})
+
+
+@pytest.mark.parametrize("stored, scaling", [
+    (np.array([-3.0, -1.0, 0.0, 0.5, 3.1], np.float32), "radians"),
+    (np.array([-3141, -1000, 0, 500, 3100], np.int16), "milliradians"),
+    (np.arange(-4096, 4096, 2).astype(np.int16), "integer"),
+    (np.arange(0, 4096).astype(np.uint16), "integer"),
+])
+def test_negate_reverses_the_phase_of_every_scaling(stored, scaling):
+    from qsmiron.recon.phase import phase_to_radians, wrap_to_pi
+
+    plain, _ = phase_to_radians(stored, scaling=scaling)
+    reversed_, info = phase_to_radians(stored, scaling=scaling, negate=True)
+    assert info["negated"] is True
+    assert np.abs(wrap_to_pi(reversed_ + plain)).max() < 1e-6
+    assert reversed_.min() >= -np.pi and reversed_.max() < np.pi

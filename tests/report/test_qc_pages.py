@@ -66,6 +66,10 @@ def _cohort(provenance: Provenance, tmp_path: Path, n: int = 10) -> Provenance:
         inversion.notes.update(iterations=100 + i, converged=i != 2, relative_change=1e-3 * (1 + 0.05 * i))
         scan.recon.step("reference").notes["plausibility"] = {  # sub-05 streaks
             "share_beyond_limit": 0.0034 if i == 4 else 0.0, "limit_ppm": 0.5, "abs_chi_p99_9_ppm": 0.2}
+        from qsmiron.records.base import StepInfo
+
+        scan.regions.steps.append(StepInfo(step="sign_check", method="iron_rich_nuclei_positive", notes={
+            "checked": True, "mean_ppm": -0.11 if i == 8 else 0.12, "min_mean_ppm": 0.0}))  # sub-09 inverted
         quality = scan.regions.registration.quality
         quality.nmi = 1.20 + 0.004 * (i % 5) if i != 6 else 1.07
         quality.brain_dice = 0.93 + 0.002 * (i % 4)
@@ -109,6 +113,8 @@ def test_planted_registration_outlier_and_non_converged_inversion_are_flagged(pr
     assert any("did not converge in 102 iterations" in reason for reason in by_label["sub-03"].reasons)
     assert by_label["sub-05"].reasons == ["susceptibility not plausible for brain: 0.34 % of the mask beyond "
                                           "+-0.5 ppm (streaking?)"]
+    assert by_label["sub-09"].reasons == ["iron-rich nuclei read -0.110 ppm against the whole brain (phase stored "
+                                          "with the opposite sign? setting recon.phase.rescale.negate)"]
     assert not by_label["sub-01"].reasons and not by_label["sub-10"].reasons
     mask_ml = by_label["sub-01"].measures["mask_volume_ml"].value
     assert mask_ml == pytest.approx(_head().sum() * 8 / 1000)
@@ -178,7 +184,7 @@ def test_cohort_qc_table_has_strip_plots_and_links_every_page(provenance, tmp_pa
     cohort = _cohort(provenance, tmp_path)
     html = str(qc_section_html(cohort))
     assert html.count('href="qc/sub-') == 10 and 'href="qc/sub-07_qc.html"' in html
-    assert html.count('<tr class="flagged">') == 3  # sub-03 (inversion), sub-05 (streaking), sub-07 (registration)
+    assert html.count('<tr class="flagged">') == 4  # sub-03 (inversion), -05 (streaking), -07 (registration), -09 (sign)
     assert "did not converge for 1 of 10 scans</strong> (sub-03)" in html
     images = _images(html)
     assert len(images) == 1 and images[0]["alt"].startswith("Strip plots") and images[0]["caption"]

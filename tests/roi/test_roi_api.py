@@ -264,7 +264,11 @@ def test_outputs_beside_the_table_and_provenance(ras_run):
     assert record.config.registration.resolution_mm == 3.0
     assert [step.step for step in record.steps] == ["load", "prepare_subject", "registration", "head_check",
                                                     "labels_to_subject", "reference_regions", "measurement",
-                                                    "qc", "chi_to_template"]
+                                                    "qc", "sign_check", "chi_to_template"]
+    # The phantom's iron-rich nuclei are positive: the sign check passes and says on what.
+    sign = record.step("sign_check").notes
+    assert sign["checked"] and sign["regions"] == ["GPe", "GPi", "RN", "SNr"] and sign["mean_ppm"] > 0.05
+    assert not any("opposite sign" in warning for warning in record.warnings)
     # A head: its magnitude follows the template's core well above the threshold.
     quality = record.registration.quality
     assert quality.head_like and quality.core_correlation > 2 * quality.head_min_correlation

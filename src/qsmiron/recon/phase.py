@@ -173,7 +173,7 @@ def _radians_out(flat: np.ndarray, shape: tuple[int, ...], scale: float, shift: 
 
 
 def phase_to_radians(phase: np.ndarray, *,
-                     scaling: PhaseScaling = "auto"
+                     scaling: PhaseScaling = "auto", negate: bool = False
                      ) -> tuple[np.ndarray, dict[str, Any]]:
     """Detect the scaling of a phase image and return it in radians, wrapped to [-pi, pi).
 
@@ -202,6 +202,11 @@ def phase_to_radians(phase: np.ndarray, *,
         ``"radians"`` trusts the input to be radians and ``"milliradians"`` to be radians
         times 1000 (only the range is checked: coverage and whole numbers are not);
         ``"integer"`` skips both tests and requires a level grid.
+    negate : bool
+        The phase as stored is minus the phase of the field (an export's sign convention):
+        reverse it. Without this, every susceptibility comes out with the wrong sign; the
+        regional step warns when the iron-rich nuclei read negative
+        (``qsmiron.roi.qc.iron_sign_check``).
 
     Returns
     -------
@@ -231,6 +236,9 @@ def phase_to_radians(phase: np.ndarray, *,
     if not finite:
         raise InputError("phase holds NaN or infinite values")
     info: dict[str, Any] = {"input_min": low, "input_max": high, "requested": scaling}
+    sign = -1.0 if negate else 1.0
+    if negate:
+        info["negated"] = True
     two_pi = 2.0 * np.pi
     tol = _RADIAN_TOLERANCE
     in_signed_radians = low >= -np.pi - tol and high <= np.pi + tol
@@ -243,13 +251,13 @@ def phase_to_radians(phase: np.ndarray, *,
             raise InputError(f"phase spans [{low:.4g}, {high:.4g}], outside [-pi, pi] and [0, 2*pi]: it is not in "
                              f"radians; set {SCALING_SETTING} = \"auto\" instead of \"radians\"")
         info.update(method="radians", range="[-pi, pi]" if in_signed_radians else "[0, 2*pi]")
-        return _radians_out(flat, values.shape, 1.0, 0.0), info
+        return _radians_out(flat, values.shape, sign, 0.0), info
     if scaling == "milliradians" or (scaling == "auto" and is_milliradians(values, low, high)):
         if max(-low, high) > 1000.0 * (np.pi + tol):
             raise InputError(f"phase spans [{low:.4g}, {high:.4g}], beyond +-1000 pi: it is not in milliradians; "
                              f"set {SCALING_SETTING} = \"auto\" instead of \"milliradians\"")
         info.update(method="milliradians", signed=True, period=2000.0 * np.pi)
-        return _radians_out(flat, values.shape, 1e-3, 0.0), info
+        return _radians_out(flat, values.shape, sign * 1e-3, 0.0), info
     grid = _level_grid(values, low, high)
     if grid is None:
         raise InputError(
@@ -259,7 +267,7 @@ def phase_to_radians(phase: np.ndarray, *,
             "\"milliradians\" or \"integer\" (vendor levels) in the config file (qsmiron config shows the key)")
     signed = low < 0
     info.update(method="levels", signed=signed, **grid)
-    return _radians_out(flat, values.shape, two_pi / grid["period"], 0.0 if signed else -np.pi), info
+    return _radians_out(flat, values.shape, sign * two_pi / grid["period"], 0.0 if signed else -sign * np.pi), info
 
 
 METHODS = (
@@ -267,6 +275,6 @@ METHODS = (
            label="rescaling of the stored phase to radians (radians, whole milliradians or vendor "
                  "integer levels, recognised from the values unless set)",
            description="recognise radians, whole milliradians (+-3142) or power-of-two vendor levels "
-                       "(or take the scaling set) and map them onto [-pi, pi)"),
+                       "(or take the scaling set) and map them onto [-pi, pi); negate reverses an export's sign"),
 )
 """Phase preparation methods (stage ``phase``)."""

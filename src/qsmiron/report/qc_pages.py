@@ -30,6 +30,7 @@ from qsmiron.records.cohort import Provenance, ScanRecords
 from qsmiron.records.qc import OUTLIER_Z, QcMeasure, ScanQc
 from qsmiron.records.recon import ReconRecord
 from qsmiron.recon.plausibility import MAX_IMPLAUSIBLE_FRACTION
+from qsmiron.roi.sign import NEGATE_SETTING
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
@@ -185,6 +186,10 @@ def _scan_qc(scan: ScanRecords) -> tuple[ScanQc, list[str]]:
     if plausibility is not None and plausibility["share_beyond_limit"] > MAX_IMPLAUSIBLE_FRACTION:
         reasons.append(f"susceptibility not plausible for brain: {100 * plausibility['share_beyond_limit']:.2f} % "
                        f"of the mask beyond +-{plausibility['limit_ppm']:g} ppm (streaking?)")
+    sign = scan.regions.step("sign_check") if scan.regions is not None else None
+    if sign is not None and sign.notes.get("checked") and sign.notes["mean_ppm"] <= sign.notes["min_mean_ppm"]:
+        reasons.append(f"iron-rich nuclei read {sign.notes['mean_ppm']:+.3f} ppm against the whole brain "
+                       f"(phase stored with the opposite sign? setting {NEGATE_SETTING})")
     label = scan_label(scan)
     figures = {role: scan.outputs[role] for role in QC_ROLES if scan.outputs.get(role)}
     qc = ScanQc(participant_id=scan.participant_id, session=scan.session, label=label, inversion_method=method,

@@ -17,6 +17,7 @@ hemisphere, ``measure`` (``chi``, ``r2star``, ``chi_para``, ``chi_dia``) and, fo
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from qsmiron.records.base import StepInfo, recorded_step
 from qsmiron.records.regions import (MEASURE_UNITS, AtlasInfo, MeasureInfo, MeasurementInfo, RegionsInputs,
                                      RegionsRecord, RegistrationInfo, RegistrationQuality)
 from qsmiron.roi.measure import TABLE_COLUMNS
+from qsmiron.roi.sign import IRON_RICH_REGIONS, iron_sign_check
 from qsmiron.roi.subject import (HEAD_CORE_EROSION_MM, IronMaps, SubjectImages, check_head, fov_fraction,
                                  load_brain_extent, load_inputs, load_iron_maps, registration_fingerprint,
                                  registration_for, registration_qc, subject_brain_mask, subject_on_template,
@@ -189,6 +191,20 @@ def _measure_all(images, measures, subject_labels, atlas_obj, roi, fov, referenc
     return long_table(tables, {name: info.unit for name, (_, _, info) in measures.items()}, references.offsets())
 
 
+def _quality_checks(on_template, images, subject_labels, atlas_obj, reg, paths, head: dict, table: pd.DataFrame,
+                    steps: list[StepInfo]):
+    """The registration's QC (its flag set on every row of ``table``) and the sign check."""
+    with recorded_step(steps, "qc", "residual_shift_and_brain_dice",
+                       {"max_residual_shift_mm": reg.max_residual_shift_mm, "min_brain_dice": reg.min_brain_dice}):
+        metrics = {**registration_qc(on_template, images, subject_labels, atlas_obj, reg, paths), **head}
+        table["flag_registration"] = bool(metrics["outlier"])
+    with recorded_step(steps, "sign_check", "iron_rich_nuclei_positive",
+                       {"regions": list(IRON_RICH_REGIONS), "min_mean_ppm": 0.0}) as notes:
+        sign = iron_sign_check(table)
+        notes.update(sign.notes)
+    return metrics, sign
+
+
 def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels=None, template=None,
                     mask=None, label=None, iron: IronMaps | None = None, reference_mask=None,
                     figures_dir=None, input_name=None, brain_mask=None) -> RegionsResult:
@@ -245,10 +261,7 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
                        roi.model_dump(mode="json")) as notes:
         table = _measure_all(images, measures, subject_labels, atlas_obj, roi, fov, references)
         notes.update(n_regions=int(len(atlas_obj.labels)), measures=list(measures))
-    with recorded_step(steps, "qc", "residual_shift_and_brain_dice",
-                       {"max_residual_shift_mm": reg.max_residual_shift_mm, "min_brain_dice": reg.min_brain_dice}):
-        metrics = {**registration_qc(on_template, images, subject_labels, atlas_obj, reg, paths), **head}
-        table["flag_registration"] = bool(metrics["outlier"])
+    metrics, sign = _quality_checks(on_template, images, subject_labels, atlas_obj, reg, paths, head, table, steps)
     # A cohort's subject (``label``) names the raw image its grid is that of: the magnitude, by its BIDS URI.
     labels_json = _labels_sidecar(atlas_obj, registration, reg, chi=chi, name=name,
                                   spatial_reference=None if label is None else name(magnitude))
@@ -272,7 +285,8 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
         steps=steps, outputs={role: path.name for role, path in written.items()},
         measures=[info.model_copy(update={"references": list(references.offsets()) if name == "chi" else []})
                   for name, (_, _, info) in measures.items()],
-        references=references.records, warnings=references.warnings, config=config,
+        references=references.records, warnings=references.warnings + ([sign.warning] if sign.warning else []),
+        config=config,
         versions=software_versions())
     write_json_atomic(paths.regions_record, record.to_json())
     return RegionsResult(table=table, record=record, paths=paths,
@@ -325,6 +339,9 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
     from qsmiron.config import load_config
 
     config = settings if settings is not None else load_config(config_path)
-    return measure_subject(chi, magnitude, out_tsv, config=config, atlas=atlas, atlas_labels=atlas_labels,
-                           template=template, mask=mask, iron=iron, reference_mask=reference_mask,
-                           brain_mask=brain_mask).table
+    result = measure_subject(chi, magnitude, out_tsv, config=config, atlas=atlas, atlas_labels=atlas_labels,
+                             template=template, mask=mask, iron=iron, reference_mask=reference_mask,
+                             brain_mask=brain_mask)
+    for message in result.record.warnings:  # the command prints each as one line
+        warnings.warn(message, UserWarning, stacklevel=2)
+    return result.table
