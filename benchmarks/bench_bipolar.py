@@ -50,14 +50,18 @@ def even_echo_phase(shape, voxel_size_mm, constant: float, ramp: float, slice_ra
 
 
 def stage_from_phase(head, phase_rad: np.ndarray) -> dict:
-    """The arrays ``bench_bgremove.run_method`` takes, from a phase (not cached: it varies)."""
+    """The arrays ``bench_bgremove.run_method`` takes, from a phase (not cached: it varies), with
+    the readout check off: the phase given is the one measured."""
     from qsmiron.recon.chain import ppm_per_hz
     from qsmiron.recon.field import total_field
+    from qsmiron.recon.settings import ReconSettings
     from qsmiron.recon.stages import ReconState
 
+    settings = ReconSettings()
+    settings.readout.method = "none"
     to_ppm = ppm_per_hz(head.field_strength_t)
     result = total_field(head.magnitude, phase_rad, head.mask, head.voxel_size_mm, head.echo_times_s,
-                         user_mask=True)
+                         settings=settings, user_mask=True)
     return {"field_ppm": (result.field_hz * to_ppm).astype(np.float32),
             "noise_ppm": (result.data_noise_hz * to_ppm).astype(np.float32),
             "inversion_noise_ppm": (result.inversion_noise_hz * to_ppm).astype(np.float32),

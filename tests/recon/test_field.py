@@ -31,7 +31,7 @@ def test_total_field_within_half_hertz_rms_of_truth_at_peak_snr_50(geometry):
     assert np.percentile(np.abs(error[inner]), 99) < 1.5
     # Noise map: the right size (the noise part of the error is ~ noise_hz).
     assert 0.05 < np.median(result.noise_hz[inner]) < 0.5
-    assert [step.step for step in result.steps] == ["unwrap", "echo_fit", "mask_refinement"]
+    assert [step.step for step in result.steps] == ["readout", "unwrap", "echo_fit", "mask_refinement"]
 
 
 def test_refinement_removes_a_noise_only_rim_but_not_for_a_user_mask():

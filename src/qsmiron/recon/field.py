@@ -67,7 +67,8 @@ class FieldMapResult:
 def total_field(magnitude: np.ndarray, phase_rad: np.ndarray, mask: np.ndarray,
                 voxel_size_mm: Sequence[float], echo_times_s: Sequence[float], *,
                 settings=None, user_mask: bool = False) -> FieldMapResult:
-    """Unwrap the phase, fit the field over echoes and refine the mask by phase quality.
+    """Check the readout polarity, unwrap the phase, fit the field over echoes and refine the
+    mask by phase quality (the recon's stages from ``readout`` to ``mask_refinement``).
 
     Parameters
     ----------
@@ -80,7 +81,8 @@ def total_field(magnitude: np.ndarray, phase_rad: np.ndarray, mask: np.ndarray,
     voxel_size_mm : 3 floats, mm
     echo_times_s : E floats, s, increasing
     settings : ReconSettings, optional
-        Uses the ``unwrap``, ``echo_fit`` and ``mask_refinement`` blocks (defaults when None).
+        Uses the ``readout``, ``unwrap``, ``echo_fit`` and ``mask_refinement`` blocks (defaults
+        when None).
     user_mask : bool
         The mask came from the user: it is used as it is, never refined.
 
@@ -94,7 +96,7 @@ def total_field(magnitude: np.ndarray, phase_rad: np.ndarray, mask: np.ndarray,
         An empty mask, or a mask from which the refinement leaves nothing.
     """
     from qsmiron.recon.settings import ReconSettings
-    from qsmiron.recon.stages import ECHO_FIT, MASK_REFINEMENT, UNWRAP, ReconState, run_stages
+    from qsmiron.recon.stages import ECHO_FIT, MASK_REFINEMENT, READOUT, UNWRAP, ReconState, run_stages
 
     settings = ReconSettings() if settings is None else settings
     phase = np.asarray(phase_rad, dtype=np.float32)
@@ -109,6 +111,6 @@ def total_field(magnitude: np.ndarray, phase_rad: np.ndarray, mask: np.ndarray,
     state = ReconState(voxel_size_mm=tuple(float(v) for v in voxel_size_mm), magnitude=magnitude, phase=phase,
                        echo_times_s=tuple(float(t) for t in echo_times_s),
                        given_mask=mask if user_mask else None, phase_rad=phase, mask=mask)
-    steps = run_stages(state, settings, (UNWRAP, ECHO_FIT, MASK_REFINEMENT))
+    steps = run_stages(state, settings, (READOUT, UNWRAP, ECHO_FIT, MASK_REFINEMENT))
     return FieldMapResult(state.field_hz, state.noise_hz, state.field_mask, steps, state.field_misfit,
                           state.misfit_factor)
