@@ -70,6 +70,9 @@ def _cohort(provenance: Provenance, tmp_path: Path, n: int = 10) -> Provenance:
 
         scan.regions.steps.append(StepInfo(step="sign_check", method="iron_rich_nuclei_positive", notes={
             "checked": True, "mean_ppm": -0.11 if i == 8 else 0.12, "min_mean_ppm": 0.0}))  # sub-09 inverted
+        if i == 3:  # sub-04: a bipolar readout, found and corrected
+            scan.recon.steps.insert(2, StepInfo(step="readout", method="odd_even_linear", notes={
+                "readout": "bipolar", "largest_rad": 0.84}))
         quality = scan.regions.registration.quality
         quality.nmi = 1.20 + 0.004 * (i % 5) if i != 6 else 1.07
         quality.brain_dice = 0.93 + 0.002 * (i % 4)
@@ -115,10 +118,17 @@ def test_planted_registration_outlier_and_non_converged_inversion_are_flagged(pr
                                           "+-0.5 ppm (streaking?)"]
     assert by_label["sub-09"].reasons == ["iron-rich nuclei read -0.110 ppm against the whole brain (phase stored "
                                           "with the opposite sign? setting recon.phase.rescale.negate)"]
+    assert by_label["sub-09"].measures["iron_nuclei_ppm"].flagged
+    assert by_label["sub-08"].measures["iron_nuclei_ppm"].value == 0.12
+    assert not by_label["sub-08"].measures["iron_nuclei_ppm"].flagged
     assert not by_label["sub-01"].reasons and not by_label["sub-10"].reasons
     mask_ml = by_label["sub-01"].measures["mask_volume_ml"].value
     assert mask_ml == pytest.approx(_head().sum() * 8 / 1000)
 
+    assert by_label["sub-04"].readout == "bipolar: even-echo phase up to 0.84 rad, corrected"
+    assert by_label["sub-04"].reasons == [] and by_label["sub-01"].readout is None  # records before the check
+    sub_04 = (tmp_path / "group" / "qc" / "sub-04_qc.html").read_text()
+    assert "readout polarity (odd/even echo phase)" in sub_04 and "up to 0.84 rad, corrected" in sub_04
     page = (tmp_path / "group" / "qc" / "sub-07_qc.html").read_text()
     assert "Flagged for review" in page and 'href="../report.html#qc"' in page
     assert re.search(r"registration NMI</td>.*?1\.070.*?-\d+\.\d.*?yes", page, re.S)

@@ -44,6 +44,9 @@ class ScanQc(Record):
     inversion_method : str or None
     inversion_converged : bool or None
         None when the inversion does not report it.
+    readout : str or None
+        What the reconstruction's readout check found (``qsmiron.recon.bipolar``), in words;
+        None in records made before it.
     measures : dict
         Key -> QcMeasure (``QC_MEASURES`` of ``qsmiron.report.qc_pages``).
     figures : dict
@@ -59,6 +62,7 @@ class ScanQc(Record):
     label: str
     inversion_method: str | None = None
     inversion_converged: bool | None = None
+    readout: str | None = None
     measures: dict[str, QcMeasure] = Field(default_factory=dict)
     figures: dict[str, str] = Field(default_factory=dict)
     reasons: list[str] = Field(default_factory=list)

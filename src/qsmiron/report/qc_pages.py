@@ -56,6 +56,10 @@ QC_MEASURES = (
     MeasureSpec("nmi", "registration NMI", "1 = independent, 2 = identical", 3),
     MeasureSpec("brain_dice", "brain Dice", "template vs warped subject", 3),
     MeasureSpec("core_correlation", "head check: core |r|", "magnitude vs template", 3),
+    # Flagged only at or below zero (the sign check): nuclei that hold more or less iron than the
+    # cohort's are biology, not a scan's quality.
+    MeasureSpec("iron_nuclei_ppm", "iron-rich nuclei (GPe, GPi, SNr, RN)", "ppm, whole-brain reference", 3,
+                robust_flag=False),
 )
 """The QC measures of every scan, in the order of the strip plots and the table."""
 
@@ -129,6 +133,19 @@ def _plausibility(recon: ReconRecord | None) -> dict | None:
     return notes if isinstance(notes, dict) and "share_beyond_limit" in notes else None
 
 
+def _readout(recon: ReconRecord | None) -> str | None:
+    """The readout check's finding in words (None in records made before the check)."""
+    step = recon.step("readout") if recon is not None else None
+    if step is None:
+        return None
+    notes = step.notes
+    if notes.get("readout") == "bipolar":
+        return f"bipolar: even-echo phase up to {notes['largest_rad']:.2f} rad, corrected"
+    if notes.get("readout") == "monopolar":
+        return f"monopolar: odd/even phase at most {notes['largest_rad']:.4f} rad"
+    return f"not checked ({notes.get('reason', 'no reason recorded')})"
+
+
 def _mask_volume_ml(path: str | None) -> float | None:
     if not path or not Path(path).exists():
         return None
@@ -170,7 +187,8 @@ def _scan_qc(scan: ScanRecords) -> tuple[ScanQc, list[str]]:
               "mask_volume_ml": _mask_volume_ml(scan.outputs.get("mask")),
               "residual_shift_mm": quality.residual_shift_mm if quality else None,
               "nmi": quality.nmi if quality else None, "brain_dice": quality.brain_dice if quality else None,
-              "core_correlation": quality.core_correlation if quality else None}
+              "core_correlation": quality.core_correlation if quality else None,
+              "iron_nuclei_ppm": None}
     own = {key: False for key in values}
     reasons = []
     if converged is False:
@@ -187,13 +205,16 @@ def _scan_qc(scan: ScanRecords) -> tuple[ScanQc, list[str]]:
         reasons.append(f"susceptibility not plausible for brain: {100 * plausibility['share_beyond_limit']:.2f} % "
                        f"of the mask beyond +-{plausibility['limit_ppm']:g} ppm (streaking?)")
     sign = scan.regions.step("sign_check") if scan.regions is not None else None
-    if sign is not None and sign.notes.get("checked") and sign.notes["mean_ppm"] <= sign.notes["min_mean_ppm"]:
-        reasons.append(f"iron-rich nuclei read {sign.notes['mean_ppm']:+.3f} ppm against the whole brain "
-                       f"(phase stored with the opposite sign? setting {NEGATE_SETTING})")
+    if sign is not None and sign.notes.get("checked"):
+        values["iron_nuclei_ppm"] = float(sign.notes["mean_ppm"])
+        if sign.notes["mean_ppm"] <= sign.notes["min_mean_ppm"]:
+            own["iron_nuclei_ppm"] = True
+            reasons.append(f"iron-rich nuclei read {sign.notes['mean_ppm']:+.3f} ppm against the whole brain "
+                           f"(phase stored with the opposite sign? setting {NEGATE_SETTING})")
     label = scan_label(scan)
     figures = {role: scan.outputs[role] for role in QC_ROLES if scan.outputs.get(role)}
     qc = ScanQc(participant_id=scan.participant_id, session=scan.session, label=label, inversion_method=method,
-                inversion_converged=converged, figures=figures, page=qc_page_link(label),
+                inversion_converged=converged, readout=_readout(scan.recon), figures=figures, page=qc_page_link(label),
                 measures={key: QcMeasure(key=key, value=value, flagged=own[key]) for key, value in values.items()})
     return qc, reasons
 
