@@ -92,11 +92,10 @@ def test_classic_conversion_runs_through_the_participant_level_to_a_regional_tab
     roi = RegionsRecord.read(next((tmp_path / "out").rglob(f"{LABEL}_atlas-cit168_desc-regions_qsm.json")))
     assert roi.registration.quality.head_like
     # The converter keeps Philips' phase sign: iron reads positive (measured +0.150 ppm with SyN).
-    sign = roi.step("sign_check").notes
-    assert sign["checked"] and sign["mean_ppm"] > 0.05 and not roi.warnings
+    assert roi.sign_check.checked and roi.sign_check.mean_ppm > 0.05 and not roi.warnings
     # 2 echoes: the readout polarity cannot be read from the phase, and the record says why.
-    assert ReconRecord.read(next((tmp_path / "out").rglob(f"{LABEL}*recon*.json"))).step("readout").notes == {
-        "readout": "not checked", "reason": "2 echoes; the odd/even phase needs 3"}
+    readout = ReconRecord.read(next((tmp_path / "out").rglob(f"{LABEL}*recon*.json"))).readout
+    assert readout.polarity == "not checked" and readout.reason == "2 echoes; the odd/even phase needs 3"
     # 2 echoes, no R2*: the registration's brain is the total field's support, not the eroded QSM mask
     # (which left this scan's CIT168 label centres 2.6 mm off with SyN at 3 mm).
     assert roi.registration.subject_mask.startswith("brain mask of the reconstruction (the given brain mask")

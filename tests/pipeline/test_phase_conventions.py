@@ -51,6 +51,8 @@ def test_a_bipolar_readout_is_found_reported_and_corrected(acquisitions):
     corrected, corrected_nrmse = _recon(sim, bipolar)
     uncorrected, _ = _recon(sim, bipolar, readout="none")
     assert _step(reference, "readout").notes["readout"] == "monopolar"
+    assert reference.readout_info.polarity == "monopolar" and corrected.readout_info.polarity == "bipolar"
+    assert uncorrected.readout_info.reason == "switched off"
     notes = _step(corrected, "readout").notes
     assert notes["readout"] == "bipolar" and _step(corrected, "readout").warnings
     assert notes["even_echo_phase_rad"] == pytest.approx(EVEN_ECHO_RAD, abs=0.02)

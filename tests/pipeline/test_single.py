@@ -82,6 +82,7 @@ def test_recon_json_records_inputs_acquisition_every_step_and_versions(axial_rec
         "phase", "mask", "r2star", "readout", "unwrap", "echo_fit", "mask_refinement", "background", "inversion",
         "chisep", "reference"]
     assert record.step("r2star").method == "nlls" and record.r2star.n_valid > 0
+    assert record.readout.polarity == "monopolar" and record.readout.largest_rad < record.readout.detection_rad
     assert record.step("chisep").method == "none" and record.chi_separation.skipped.endswith("not asked for "
                                                                                            "(recon.chisep.method = 'none')")
     assert record.step("phase").notes["detected_scaling"] == "levels"

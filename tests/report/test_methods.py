@@ -223,7 +223,8 @@ def test_records_from_before_the_residual_shift_state_the_nmi_rule_they_were_fla
 
 
 def _with_readout(provenance, notes_per_scan):
-    """A copy whose scans carry a ``readout`` step with the given notes (None: no such step)."""
+    """A copy whose scans carry the readout check's finding (None: a record made before it)."""
+    from qsmiron.records.acquisition import ReadoutInfo
     from qsmiron.records.base import StepInfo
 
     scans = list(provenance.scans)
@@ -233,7 +234,7 @@ def _with_readout(provenance, notes_per_scan):
         recon = scans[index].recon
         step = StepInfo(step="readout", method="odd_even_linear", parameters={"detection_rad": 0.05}, notes=notes)
         scans[index] = scans[index].model_copy(update={"recon": recon.model_copy(update={
-            "steps": [*recon.steps[:2], step, *recon.steps[2:]]})})
+            "readout": ReadoutInfo.from_notes(notes), "steps": [*recon.steps[:2], step, *recon.steps[2:]]})})
     return provenance.model_copy(update={"scans": scans})
 
 

@@ -66,13 +66,14 @@ def _cohort(provenance: Provenance, tmp_path: Path, n: int = 10) -> Provenance:
         inversion.notes.update(iterations=100 + i, converged=i != 2, relative_change=1e-3 * (1 + 0.05 * i))
         scan.recon.step("reference").notes["plausibility"] = {  # sub-05 streaks
             "share_beyond_limit": 0.0034 if i == 4 else 0.0, "limit_ppm": 0.5, "abs_chi_p99_9_ppm": 0.2}
-        from qsmiron.records.base import StepInfo
+        from qsmiron.records.regions import SignCheckInfo
 
-        scan.regions.steps.append(StepInfo(step="sign_check", method="iron_rich_nuclei_positive", notes={
-            "checked": True, "mean_ppm": -0.11 if i == 8 else 0.12, "min_mean_ppm": 0.0}))  # sub-09 inverted
+        scan.regions.sign_check = SignCheckInfo(checked=True, regions=["GPe", "GPi", "RN", "SNr"],
+                                                mean_ppm=-0.11 if i == 8 else 0.12)  # sub-09 inverted
         if i == 3:  # sub-04: a bipolar readout, found and corrected
-            scan.recon.steps.insert(2, StepInfo(step="readout", method="odd_even_linear", notes={
-                "readout": "bipolar", "largest_rad": 0.84}))
+            from qsmiron.records.acquisition import ReadoutInfo
+
+            scan.recon.readout = ReadoutInfo(polarity="bipolar", largest_rad=0.84)
         quality = scan.regions.registration.quality
         quality.nmi = 1.20 + 0.004 * (i % 5) if i != 6 else 1.07
         quality.brain_dice = 0.93 + 0.002 * (i % 4)

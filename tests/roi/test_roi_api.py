@@ -266,8 +266,9 @@ def test_outputs_beside_the_table_and_provenance(ras_run):
                                                     "labels_to_subject", "reference_regions", "measurement",
                                                     "qc", "sign_check", "chi_to_template"]
     # The phantom's iron-rich nuclei are positive: the sign check passes and says on what.
-    sign = record.step("sign_check").notes
-    assert sign["checked"] and sign["regions"] == ["GPe", "GPi", "RN", "SNr"] and sign["mean_ppm"] > 0.05
+    sign = record.sign_check
+    assert sign.checked and sign.regions == ["GPe", "GPi", "RN", "SNr"] and sign.mean_ppm > 0.05
+    assert record.step("sign_check").notes["mean_ppm"] == sign.mean_ppm
     assert not any("opposite sign" in warning for warning in record.warnings)
     # A head: its magnitude follows the template's core well above the threshold.
     quality = record.registration.quality

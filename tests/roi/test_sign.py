@@ -23,27 +23,27 @@ ADULT = {"GPe": 0.14, "GPi": 0.13, "SNr": 0.13, "RN": 0.10, "Pu": 0.06, "Thal": 
 
 
 def test_an_adult_map_passes_and_an_inverted_one_is_named_with_the_setting_that_reverses_it():
-    check = iron_sign_check(_table(ADULT))
-    assert check.warning is None and check.notes["checked"]
-    assert check.notes["regions"] == ["GPe", "GPi", "RN", "SNr"]
-    assert check.notes["mean_ppm"] == pytest.approx(np.mean([0.14, 0.13, 0.13, 0.10]))
-    inverted = iron_sign_check(_table({k: -v for k, v in ADULT.items()}))
-    assert inverted.notes["mean_ppm"] == pytest.approx(-0.125)
-    assert "-0.125 ppm" in inverted.warning and f"{NEGATE_SETTING} = true" in inverted.warning
+    check, warning = iron_sign_check(_table(ADULT))
+    assert warning is None and check.checked and not check.reversed
+    assert check.regions == ["GPe", "GPi", "RN", "SNr"]
+    assert check.mean_ppm == pytest.approx(np.mean([0.14, 0.13, 0.13, 0.10]))
+    inverted, warning = iron_sign_check(_table({k: -v for k, v in ADULT.items()}))
+    assert inverted.mean_ppm == pytest.approx(-0.125) and inverted.reversed
+    assert "-0.125 ppm" in warning and f"{NEGATE_SETTING} = true" in warning
 
 
 def test_weights_are_the_voxels_and_flagged_or_other_reference_rows_do_not_count():
     table = _table({"GPe": 0.14, "RN": -0.4})
     table.loc[table["region"] == "RN", "n_voxels"] = 10  # a small, badly measured nucleus weighs little
-    assert iron_sign_check(table).notes["mean_ppm"] == pytest.approx((0.14 * 100 - 0.4 * 10) / 110, abs=1e-4)
+    assert iron_sign_check(table)[0].mean_ppm == pytest.approx((0.14 * 100 - 0.4 * 10) / 110, abs=1e-4)
     table.loc[table["region"] == "RN", "flag_small"] = True
-    assert iron_sign_check(table).notes["mean_ppm"] == pytest.approx(0.14)
+    assert iron_sign_check(table)[0].mean_ppm == pytest.approx(0.14)
 
 
 def test_an_atlas_without_those_nuclei_is_not_checked_and_says_why():
-    check = iron_sign_check(_table({"Pu": -0.2, "Thal": -0.1}))
-    assert check.warning is None and check.notes["checked"] is False
-    assert "GPe, GPi, SNr, RN" in check.notes["reason"]
+    check, warning = iron_sign_check(_table({"Pu": -0.2, "Thal": -0.1}))
+    assert warning is None and check.checked is False and not check.reversed
+    assert "GPe, GPi, SNr, RN" in check.reason
 
 
 def test_roi_from_files_passes_the_record_warnings_on(monkeypatch, tmp_path):

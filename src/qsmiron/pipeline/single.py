@@ -103,7 +103,7 @@ def recon_record(gre, result, config: QsmironConfig, paths: ReconPaths, *, mask_
                            r2=None if r2_path is None else input_name(r2_path)),
         acquisition=gre.acquisition,
         steps=result.steps,
-        r2star=result.r2star_info, chi_separation=chisep,
+        readout=result.readout_info, r2star=result.r2star_info, chi_separation=chisep,
         outputs={role: path.name for role, path in paths.files().items()},
         mask_description="brain mask after phase-quality refinement and the erosion of background field "
                          "removal: where Chimap and localfield are valid",

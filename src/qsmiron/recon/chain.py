@@ -16,6 +16,7 @@ import numpy as np
 
 from qsmiron.errors import InputError
 from qsmiron.records.base import StepInfo
+from qsmiron.records.acquisition import ReadoutInfo
 from qsmiron.records.relaxometry import ChiSeparationInfo, R2starInfo
 from qsmiron.recon.chisep import ChiSeparation
 from qsmiron.recon.r2star import R2starFit
@@ -49,6 +50,8 @@ class ReconResult:
         One record per stage, in order.
     field_mask : ndarray of bool
         The mask of the total field (before the erosion of background removal).
+    readout_info : ReadoutInfo or None
+        The readout polarity found in the phase (``qsmiron.recon.bipolar``).
     r2star : R2starFit or None
         R2* (s^-1), T2* (s), S0 and the valid-fit mask over the brain mask; None when not
         mapped (``r2star_info.skipped`` says why).
@@ -67,6 +70,7 @@ class ReconResult:
     warnings: list[str] = field(default_factory=list)
     r2star: R2starFit | None = None
     r2star_info: R2starInfo | None = None
+    readout_info: ReadoutInfo | None = None
     separation: ChiSeparation | None = None
     chisep_info: ChiSeparationInfo | None = None
 
@@ -154,5 +158,6 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
                        local_ppm=state.local_ppm, noise_hz=state.noise_hz, steps=steps,
                        field_mask=state.field_mask,
                        warnings=[warning for step in steps for warning in step.warnings],
-                       r2star=state.r2star, r2star_info=state.r2star_info, separation=state.separation,
+                       r2star=state.r2star, r2star_info=state.r2star_info, readout_info=state.readout_info,
+                       separation=state.separation,
                        chisep_info=state.chisep_info)

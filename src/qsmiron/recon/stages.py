@@ -30,6 +30,7 @@ import numpy as np
 
 from qsmiron.errors import InputError
 from qsmiron.methods import Method, Stage
+from qsmiron.records.acquisition import ReadoutInfo
 from qsmiron.records.base import StepInfo
 from qsmiron.records.relaxometry import ChiSeparationInfo, R2starInfo
 from qsmiron.recon import (bgremove, bipolar, chisep, echofit, invert, mask as masking, phase, r2star, reference,
@@ -122,7 +123,9 @@ def _with_template_notes(result: StepResult, prior: dict[str, Any], given: bool,
 def run_readout(state: ReconState, method: Method, parameters: dict[str, Any]) -> StepResult:
     state.phase_rad, info = method.function(state.magnitude, state.phase_rad, state.mask, state.voxel_size_mm,
                                             state.echo_times_s, **parameters)
-    return StepResult(*_details(info))
+    result = StepResult(*_details(info))
+    state.readout_info = ReadoutInfo.from_notes(result.notes)
+    return result
 
 
 R2_MAP_STEP = "r2_map"

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from qsmiron import GYROMAGNETIC_RATIO_HZ_PER_T
+from qsmiron.records.acquisition import ReadoutInfo
 from qsmiron.records.relaxometry import ChiSeparationInfo, R2starInfo
 from qsmiron.recon.chisep import ChiSeparation
 from qsmiron.recon.echofit import EchoFit
@@ -60,6 +61,8 @@ class ReconState:
     """r2star: R2*, T2*, S0 and the valid-fit mask (None when not mapped)."""
     r2star_info: R2starInfo | None = None
     """r2star: how they were made, or why not."""
+    readout_info: ReadoutInfo | None = None
+    """readout: the polarity found in the phase (the phase itself corrected when bipolar)."""
     unwrapped: RomeoResult | None = None
     """unwrap: unwrapped phase, phase offset and edge quality."""
     quality: np.ndarray | None = None

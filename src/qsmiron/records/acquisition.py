@@ -2,7 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from qsmiron.records.base import Record
+
+
+class ReadoutInfo(Record):
+    """The readout polarity as the reconstruction read it from the phase (``qsmiron.recon.bipolar``):
+    no export records it.
+
+    Attributes
+    ----------
+    polarity : {"monopolar", "bipolar", "not checked"}
+        ``bipolar``: the even echoes' extra phase reached ``detection_rad`` and was removed.
+    reason : str or None
+        Why it was not checked (two echoes, unequal spacing, switched off).
+    even_echo_phase_rad, even_echo_gradient_rad_per_mm, largest_rad, coherence, detection_rad
+        The fitted model (constant at the mask's centre, gradient along the voxel axes), its
+        largest size in the mask, how much of the alternation it explains, and the threshold.
+    """
+
+    polarity: Literal["monopolar", "bipolar", "not checked"]
+    reason: str | None = None
+    even_echo_phase_rad: float | None = None
+    even_echo_gradient_rad_per_mm: list[float] | None = None
+    largest_rad: float | None = None
+    coherence: float | None = None
+    detection_rad: float | None = None
+
+    @classmethod
+    def from_notes(cls, notes: dict[str, Any]) -> "ReadoutInfo":
+        """From the ``readout`` method's info (``odd_even_linear``, ``none``)."""
+        fields = {key: notes.get(key) for key in cls.model_fields if key != "polarity"}
+        return cls(polarity=notes.get("readout", "not checked"), **fields)
 
 
 class Acquisition(Record):

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from qsmiron.config import QsmironConfig
-from qsmiron.records.acquisition import Acquisition
+from qsmiron.records.acquisition import Acquisition, ReadoutInfo
 from qsmiron.records.base import SCHEMA_VERSION, Record, StepInfo, utc_now
 from qsmiron.records.relaxometry import ChiSeparationInfo, R2starInfo
 
@@ -48,6 +48,8 @@ class ReconRecord(Record):
         step says what zero means.
     units : MapUnits
         The unit of each map.
+    readout : ReadoutInfo or None
+        The readout polarity read from the phase (None in records made before the check).
     r2star : R2starInfo or None
         How the R2*, T2* and S0 maps were made, or why not (None in records older than them).
     chi_separation : ChiSeparationInfo or None
@@ -66,6 +68,7 @@ class ReconRecord(Record):
     acquisition: Acquisition
     steps: list[StepInfo]
     units: MapUnits = Field(default_factory=MapUnits)
+    readout: ReadoutInfo | None = None
     r2star: R2starInfo | None = None
     chi_separation: ChiSeparationInfo | None = None
     outputs: dict[str, str]

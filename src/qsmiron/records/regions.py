@@ -165,6 +165,32 @@ class RegionsInputs(Record):
     reference_mask: str | None = None
 
 
+class SignCheckInfo(Record):
+    """Whether the iron-rich nuclei read positive (``qsmiron.roi.sign``): an inverted phase reads negative.
+
+    Attributes
+    ----------
+    checked : bool
+        False when the atlas or the references hold none of the nuclei (``reason`` says so).
+    regions : list of str
+        The nuclei measured (CIT168 names).
+    mean_ppm : float or None
+        Their voxel-weighted mean chi against the whole brain.
+    min_mean_ppm : float
+        It must exceed this; else ``reversed`` is True.
+    """
+
+    checked: bool
+    reason: str | None = None
+    regions: list[str] = Field(default_factory=list)
+    mean_ppm: float | None = None
+    min_mean_ppm: float = 0.0
+
+    @property
+    def reversed(self) -> bool:
+        return bool(self.checked and self.mean_ppm is not None and self.mean_ppm <= self.min_mean_ppm)
+
+
 class RegionsRecord(Record):
     """One regional measurement: inputs, atlas, registration, measurement, steps, outputs.
 
@@ -172,8 +198,10 @@ class RegionsRecord(Record):
     ----------
     steps : list of StepInfo
         ``load``, ``prepare_subject``, ``registration``, ``head_check``, ``labels_to_subject``,
-        ``reference_regions``, ``measurement``, ``qc`` (and ``chi_to_template`` when asked):
-        method, parameters, wall and CPU time.
+        ``reference_regions``, ``measurement``, ``qc``, ``sign_check`` (and ``chi_to_template``
+        when asked): method, parameters, wall and CPU time.
+    sign_check : SignCheckInfo or None
+        The iron-rich nuclei's sign (None in records made before the check).
     measures : list of MeasureInfo
         The measures of the table (chi always; R2*, chi+ and chi- when their maps were given).
     references : list of ReferenceRegion
@@ -192,6 +220,7 @@ class RegionsRecord(Record):
     steps: list[StepInfo]
     measures: list[MeasureInfo] = Field(default_factory=list)
     references: list[ReferenceRegion] = Field(default_factory=list)
+    sign_check: SignCheckInfo | None = None
     outputs: dict[str, str]
     warnings: list[str] = Field(default_factory=list)
     config: QsmironConfig

@@ -3,15 +3,14 @@
 Every field the records hold is reported (a range or counts when scans differ); a field that
 is None in every scan is named unknown, and so are the consensus-checklist items no record
 holds at all (``NOT_RECORDED``). The readout polarity, which no record holds, is stated as the
-reconstruction's ``readout`` step read it from the phase.
+reconstruction read it from the phase (``ReconRecord.readout``).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from qsmiron.records.acquisition import Acquisition
-from qsmiron.records.base import StepInfo
+from qsmiron.records.acquisition import Acquisition, ReadoutInfo
 from qsmiron.report.describe import describe_values, is_number, join, milliseconds, plural, sig, triple
 
 NOT_RECORDED = ("readout polarity", "flow compensation")
@@ -95,27 +94,24 @@ def _sequence_items(acquisitions: list[Acquisition], item: Callable) -> list[str
     return items
 
 
-def readout_sentences(steps: list[StepInfo | None]) -> tuple[list[str], bool]:
-    """What the ``readout`` step found of each scan's readout polarity, and whether every scan
-    was checked (records made before the step existed hold no such step)."""
-    found = [step.notes.get("readout", "not checked") if step is not None else "not checked" for step in steps]
-    counts = {kind: found.count(kind) for kind in ("monopolar", "bipolar", "not checked")}
+def readout_sentences(found: list[ReadoutInfo | None]) -> tuple[list[str], bool]:
+    """What the reconstructions read of each scan's readout polarity from its phase, and whether
+    every scan was checked (records made before the check hold none)."""
+    polarity = [info.polarity if info is not None else "not checked" for info in found]
+    counts = {kind: polarity.count(kind) for kind in ("monopolar", "bipolar", "not checked")}
     parts = []
     if counts["monopolar"]:
-        level = describe_values(s.notes.get("detection_rad") for s in steps if s is not None
-                                and s.notes.get("readout") == "monopolar")
+        level = describe_values(i.detection_rad for i in found if i is not None and i.polarity == "monopolar")
         parts.append(f"no odd/even echo phase difference of {level} rad or more, as with a monopolar "
                      f"readout, in {plural(counts['monopolar'], 'scan')}")
     if counts["bipolar"]:
-        largest = describe_values((s.notes["largest_rad"] for s in steps if s is not None
-                                   and s.notes.get("readout") == "bipolar"), lambda v: f"{float(v):.2f}", "rad")
+        largest = describe_values((i.largest_rad for i in found if i is not None and i.polarity == "bipolar"),
+                                  lambda v: f"{float(v):.2f}", "rad")
         parts.append(f"the even echoes' phase of a bipolar readout (up to {largest}) in "
                      f"{plural(counts['bipolar'], 'scan')}, removed before unwrapping")
-    reasons = describe_values(s.notes.get("reason") for s in steps if s is not None
-                              and s.notes.get("readout") == "not checked")
     if counts["not checked"]:
-        why = f" ({reasons})" if reasons else ""
-        parts.append(f"no check in {plural(counts['not checked'], 'scan')}{why}")
+        reasons = describe_values(i.reason for i in found if i is not None and i.polarity == "not checked")
+        parts.append(f"no check in {plural(counts['not checked'], 'scan')}" + (f" ({reasons})" if reasons else ""))
     if not counts["monopolar"] and not counts["bipolar"]:
         return [], False
     return (["Readout polarity, which exports do not record, was read from the phase (odd/even echo phase "
@@ -124,9 +120,9 @@ def readout_sentences(steps: list[StepInfo | None]) -> tuple[list[str], bool]:
 
 
 def acquisition_sentences(acquisitions: list[Acquisition],
-                          readout_steps: list[StepInfo | None] | None = None) -> list[str]:
+                          readouts: list[ReadoutInfo | None] | None = None) -> list[str]:
     """What the records tell about the scanner and the sequence, and what they do not; with the
-    scans' ``readout`` steps, the readout polarity read from their phase."""
+    scans' ``ReconRecord.readout``, the readout polarity read from their phase."""
     if not acquisitions:
         return ["No reconstruction records were available, so the scanner, coil and sequence "
                 "parameters (field strength, vendor, model, echo times, TR, flip angle, voxel size, "
@@ -146,7 +142,7 @@ def acquisition_sentences(acquisitions: list[Acquisition],
         f"Slices were oblique to the scanner axes by up to {angle:.1f}\u00b0; the B0 direction in voxel "
         "coordinates was taken from each image's affine." if angle > 0.05 else
         "Slices were not oblique; the B0 direction in voxel coordinates was taken from each image's affine.")
-    readout, every_scan_checked = readout_sentences(list(readout_steps or []))
+    readout, every_scan_checked = readout_sentences(list(readouts or []))
     not_recorded = [item for item in NOT_RECORDED if not (item == "readout polarity" and every_scan_checked)]
     sentences.append("Not recorded in the data, hence unknown: " + join(unknown + not_recorded) + ".")
     return sentences + readout

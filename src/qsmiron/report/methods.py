@@ -354,7 +354,7 @@ def methods_paragraph(provenance: Provenance | None, settings: AnalysisSettings 
     recons, regions = provenance.recon_records, provenance.regions_records
     references = _references(recons, regions)
     paragraphs = [
-        acquisition_sentences([r.acquisition for r in recons], [r.step("readout") for r in recons]),
+        acquisition_sentences([r.acquisition for r in recons], [r.readout for r in recons]),
         processing_sentences(recons),
         registration_sentences(regions) + (["References of the methods: " + "; ".join(references) + "."]
                                            if references and with_references else []),

@@ -135,15 +135,14 @@ def _plausibility(recon: ReconRecord | None) -> dict | None:
 
 def _readout(recon: ReconRecord | None) -> str | None:
     """The readout check's finding in words (None in records made before the check)."""
-    step = recon.step("readout") if recon is not None else None
-    if step is None:
+    info = recon.readout if recon is not None else None
+    if info is None:
         return None
-    notes = step.notes
-    if notes.get("readout") == "bipolar":
-        return f"bipolar: even-echo phase up to {notes['largest_rad']:.2f} rad, corrected"
-    if notes.get("readout") == "monopolar":
-        return f"monopolar: odd/even phase at most {notes['largest_rad']:.4f} rad"
-    return f"not checked ({notes.get('reason', 'no reason recorded')})"
+    if info.polarity == "bipolar":
+        return f"bipolar: even-echo phase up to {info.largest_rad:.2f} rad, corrected"
+    if info.polarity == "monopolar":
+        return f"monopolar: odd/even phase at most {info.largest_rad:.4f} rad"
+    return f"not checked ({info.reason or 'no reason recorded'})"
 
 
 def _mask_volume_ml(path: str | None) -> float | None:
@@ -204,12 +203,12 @@ def _scan_qc(scan: ScanRecords) -> tuple[ScanQc, list[str]]:
     if plausibility is not None and plausibility["share_beyond_limit"] > MAX_IMPLAUSIBLE_FRACTION:
         reasons.append(f"susceptibility not plausible for brain: {100 * plausibility['share_beyond_limit']:.2f} % "
                        f"of the mask beyond +-{plausibility['limit_ppm']:g} ppm (streaking?)")
-    sign = scan.regions.step("sign_check") if scan.regions is not None else None
-    if sign is not None and sign.notes.get("checked"):
-        values["iron_nuclei_ppm"] = float(sign.notes["mean_ppm"])
-        if sign.notes["mean_ppm"] <= sign.notes["min_mean_ppm"]:
+    sign = scan.regions.sign_check if scan.regions is not None else None
+    if sign is not None and sign.checked:
+        values["iron_nuclei_ppm"] = sign.mean_ppm
+        if sign.reversed:
             own["iron_nuclei_ppm"] = True
-            reasons.append(f"iron-rich nuclei read {sign.notes['mean_ppm']:+.3f} ppm against the whole brain "
+            reasons.append(f"iron-rich nuclei read {sign.mean_ppm:+.3f} ppm against the whole brain "
                            f"(phase stored with the opposite sign? setting {NEGATE_SETTING})")
     label = scan_label(scan)
     figures = {role: scan.outputs[role] for role in QC_ROLES if scan.outputs.get(role)}

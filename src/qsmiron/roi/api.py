@@ -193,16 +193,17 @@ def _measure_all(images, measures, subject_labels, atlas_obj, roi, fov, referenc
 
 def _quality_checks(on_template, images, subject_labels, atlas_obj, reg, paths, head: dict, table: pd.DataFrame,
                     steps: list[StepInfo]):
-    """The registration's QC (its flag set on every row of ``table``) and the sign check."""
+    """The registration's QC (its flag set on every row of ``table``) and the sign check (with its
+    warning or None)."""
     with recorded_step(steps, "qc", "residual_shift_and_brain_dice",
                        {"max_residual_shift_mm": reg.max_residual_shift_mm, "min_brain_dice": reg.min_brain_dice}):
         metrics = {**registration_qc(on_template, images, subject_labels, atlas_obj, reg, paths), **head}
         table["flag_registration"] = bool(metrics["outlier"])
     with recorded_step(steps, "sign_check", "iron_rich_nuclei_positive",
                        {"regions": list(IRON_RICH_REGIONS), "min_mean_ppm": 0.0}) as notes:
-        sign = iron_sign_check(table)
-        notes.update(sign.notes)
-    return metrics, sign
+        sign, warning = iron_sign_check(table)
+        notes.update(sign.model_dump(mode="json"))
+    return metrics, sign, warning
 
 
 def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels=None, template=None,
@@ -261,7 +262,8 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
                        roi.model_dump(mode="json")) as notes:
         table = _measure_all(images, measures, subject_labels, atlas_obj, roi, fov, references)
         notes.update(n_regions=int(len(atlas_obj.labels)), measures=list(measures))
-    metrics, sign = _quality_checks(on_template, images, subject_labels, atlas_obj, reg, paths, head, table, steps)
+    metrics, sign, sign_warning = _quality_checks(on_template, images, subject_labels, atlas_obj, reg, paths, head,
+                                                  table, steps)
     # A cohort's subject (``label``) names the raw image its grid is that of: the magnitude, by its BIDS URI.
     labels_json = _labels_sidecar(atlas_obj, registration, reg, chi=chi, name=name,
                                   spatial_reference=None if label is None else name(magnitude))
@@ -285,8 +287,8 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
         steps=steps, outputs={role: path.name for role, path in written.items()},
         measures=[info.model_copy(update={"references": list(references.offsets()) if name == "chi" else []})
                   for name, (_, _, info) in measures.items()],
-        references=references.records, warnings=references.warnings + ([sign.warning] if sign.warning else []),
-        config=config,
+        references=references.records, sign_check=sign,
+        warnings=references.warnings + ([sign_warning] if sign_warning else []), config=config,
         versions=software_versions())
     write_json_atomic(paths.regions_record, record.to_json())
     return RegionsResult(table=table, record=record, paths=paths,

@@ -14,26 +14,17 @@ little iron yet, are not what the check was made for.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 import pandas as pd
+
+from qsmiron.records.regions import SignCheckInfo
 
 IRON_RICH_REGIONS = ("GPe", "GPi", "SNr", "RN")
 """CIT168 names of the nuclei whose susceptibility is positive in every adult."""
 NEGATE_SETTING = "recon.phase.rescale.negate"
 
 
-@dataclass
-class SignCheck:
-    """What the check found: its notes for the record, and a warning when the sign looks reversed."""
-
-    notes: dict[str, Any] = field(default_factory=dict)
-    warning: str | None = None
-
-
-def iron_sign_check(table: pd.DataFrame, *, min_mean_ppm: float = 0.0) -> SignCheck:
+def iron_sign_check(table: pd.DataFrame, *, min_mean_ppm: float = 0.0) -> tuple[SignCheckInfo, str | None]:
     """Check that the iron-rich nuclei of one subject's regional table read positive.
 
     Parameters
@@ -41,13 +32,15 @@ def iron_sign_check(table: pd.DataFrame, *, min_mean_ppm: float = 0.0) -> SignCh
     table : DataFrame
         The subject's regional table (``qsmiron.roi.measure.TABLE_COLUMNS``).
     min_mean_ppm : float
-        Their volume-weighted mean chi (whole-brain reference) must exceed this.
+        Their voxel-weighted mean chi (whole-brain reference) must exceed this.
 
     Returns
     -------
-    SignCheck
-        ``notes``: the regions used, their mean (ppm) and the threshold; or why the check did
-        not run (an atlas without those regions, no whole-brain reference, none measured).
+    SignCheckInfo
+        The regions used, their mean (ppm) and the threshold; or why the check did not run
+        (an atlas without those regions, no whole-brain reference, none measured).
+    str or None
+        A warning naming the setting that reverses the phase, when the mean is not above the threshold.
     """
     rows = table[(table["measure"] == "chi") & (table["reference"] == "whole_brain")
                  & table["region"].isin(IRON_RICH_REGIONS) & (table["n_voxels"] > 0)]
@@ -56,15 +49,13 @@ def iron_sign_check(table: pd.DataFrame, *, min_mean_ppm: float = 0.0) -> SignCh
             rows = rows[~rows[flag].astype(bool)]
     rows = rows[np.isfinite(rows["mean"].astype(float))]
     if rows.empty:
-        return SignCheck({"checked": False, "reason": f"no measured {', '.join(IRON_RICH_REGIONS)} with the "
-                                                      "whole-brain reference (another atlas or reference)"})
-    weights = rows["n_voxels"].astype(float)
-    mean = float(np.average(rows["mean"].astype(float), weights=weights))
-    notes = {"checked": True, "regions": sorted(set(rows["region"])), "mean_ppm": round(mean, 4),
-             "min_mean_ppm": min_mean_ppm}
-    if mean > min_mean_ppm:
-        return SignCheck(notes)
-    return SignCheck(notes, (
-        f"the iron-rich nuclei ({', '.join(notes['regions'])}) read {mean:+.3f} ppm against the whole brain; "
-        f"in adults they are its most paramagnetic tissue (+0.10 to +0.14 ppm): is the phase stored with the "
-        f"opposite sign? If so, set {NEGATE_SETTING} = true and reconstruct again"))
+        return SignCheckInfo(checked=False, reason=f"no measured {', '.join(IRON_RICH_REGIONS)} with the "
+                                                   "whole-brain reference (another atlas or reference)"), None
+    mean = float(np.average(rows["mean"].astype(float), weights=rows["n_voxels"].astype(float)))
+    info = SignCheckInfo(checked=True, regions=sorted(set(rows["region"])), mean_ppm=round(mean, 4),
+                         min_mean_ppm=min_mean_ppm)
+    if not info.reversed:
+        return info, None
+    return info, (f"the iron-rich nuclei ({', '.join(info.regions)}) read {mean:+.3f} ppm against the whole "
+                  f"brain; in adults they are its most paramagnetic tissue (+0.10 to +0.14 ppm): is the phase "
+                  f"stored with the opposite sign? If so, set {NEGATE_SETTING} = true and reconstruct again")
