@@ -54,9 +54,9 @@ DETECTION_RAD = 0.05
 """The alternation is corrected when the fitted even-echo phase reaches this size anywhere in
 the mask. Monopolar data give far less: at most 0.0007 rad on the 12 family heads, 0.022 rad on
 the real 3-echo scan of the tests (``gre_real_small``; with three echoes a bending phase counts
-fully). An uncorrected constant of 0.05 and 0.1 rad cost family head h03 0.9 and 1.2 points of Chimap NRMSE and moved its VeP by 0.8 and
-1.7 ppb (h01: 0.2 and 0.4 points): the level where the alternation starts to matter, twice
-what monopolar data showed."""
+fully). An uncorrected constant of 0.05 and 0.1 rad cost family head h03 0.9 and 1.2 points of
+Chimap NRMSE and moved its VeP by 0.8 and 1.7 ppb (h01: 0.2 and 0.4 points): the level where
+the alternation starts to matter, twice what monopolar data showed."""
 
 
 @dataclass(frozen=True)
