@@ -70,23 +70,27 @@ def _non_heads():
         yield f"non-head: cylinder r={radius:g} mm", magnitude[..., 0], affine
 
 
-def register_head(magnitude, affine, settings, template_ants, workdir, *, mask=None):
+def register_head(magnitude, affine, settings, template_ants, workdir, *, mask=None, labels_ants=None):
     """What ``roi_from_files`` does before measuring: a mask from the magnitude (unless given),
-    N4, ANTs to the template, the subject resampled onto the template grid.
+    N4, ANTs to the template, the subject resampled onto the template grid. With the atlas labels
+    (``labels_ants``) SyN is confined to them plus ``syn_margin_mm`` as a run confines it
+    (``settings.syn_region = "atlas"``); without, SyN covers the whole brain.
 
     Returns the prepared subject (ANTs), the registration (its files in ``workdir``), the
     subject on the template grid (``OnTemplate``) and the mask."""
     from qsmiron.io.nifti import voxel_size_mm
     from qsmiron.recon.mask import brain_mask
     from qsmiron.register.images import prepare_subject
-    from qsmiron.register.normalise import register_to_template
+    from qsmiron.register.normalise import label_box_mm, register_to_template
     from qsmiron.roi.subject import subject_on_template
 
     if mask is None:
         mask = np.asarray(brain_mask(magnitude, voxel_size_mm(affine)), bool)
     subject = prepare_subject(magnitude, mask, affine, bias_correct=settings.bias_correct,
                               resolution_mm=0.75 * settings.resolution_mm)
-    registration = register_to_template(subject, template_ants, settings=settings, workdir=workdir)
+    box = (label_box_mm(labels_ants, settings.syn_margin_mm)
+           if labels_ants is not None and settings.syn_region == "atlas" else None)
+    registration = register_to_template(subject, template_ants, settings=settings, syn_box_mm=box, workdir=workdir)
     return subject, registration, subject_on_template(subject, registration, template_ants, settings), mask
 
 

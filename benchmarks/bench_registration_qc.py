@@ -127,9 +127,9 @@ def atlas_damage(atlas, error_file: str) -> tuple[float, float]:
     return float(np.mean(dice["VeP"])), float(np.median([np.mean(v) for v in dice.values()]))
 
 
-def score(template: np.ndarray, warped: np.ndarray, spacing_mm) -> dict:
-    """``registration_metrics``' measures (block matching run once, for its quartile too) and the
-    core similarity."""
+def score(template: np.ndarray, warped: np.ndarray, spacing_mm, box=None) -> dict:
+    """``registration_metrics``' measures (block matching run once, for its quartile too, inside
+    ``box``: the SyN domain, as a run judges it) and the core similarity."""
     from qsmiron.roi.qc import core_similarity, dice, normalised_mutual_information, residual_shift
     from qsmiron.roi.subject import HEAD_CORE_EROSION_MM
 
@@ -137,7 +137,8 @@ def score(template: np.ndarray, warped: np.ndarray, spacing_mm) -> dict:
     metrics = {"nmi": normalised_mutual_information(template[brain], warped[brain]),
                "brain_dice": dice(brain, warped > 0)}
     metrics.update(core_similarity(template, warped, spacing_mm, erosion_mm=HEAD_CORE_EROSION_MM))
-    metrics.update(residual_shift(template, warped, spacing_mm))
+    box = box if box is not None else tuple(slice(None) for _ in template.shape)
+    metrics.update(residual_shift(template[box], warped[box], spacing_mm))
     return metrics
 
 
@@ -176,17 +177,22 @@ def run_head(name, magnitude, affine, configs, template_ants, atlas, work: Path,
              errors: bool = True) -> None:
     from qsmiron.register.normalise import template_grid
 
+    from qsmiron.register.images import to_ants
+    from qsmiron.roi.subject import shift_region
+
     register_head = sibling("bench_head_check").register_head
+    labels_ants = to_ants(atlas.label_array().astype(np.float32), atlas.image.affine)
     mask = recon_mask(magnitude, affine)
     for config, settings in configs.items():
         tick = time.process_time()
         folder = Path(tempfile.mkdtemp(dir=work))
         subject, registration, view, _ = register_head(magnitude, affine, settings, template_ants, folder,
-                                                      mask=mask)
+                                                      mask=mask, labels_ants=labels_ants)
+        box = shift_region(labels_ants, view, settings)[0]
         reference = template_grid(template_ants, settings.resolution_mm)
         centre = np.asarray(reference.origin) + np.asarray(reference.direction) @ (
             np.argwhere(view.template > 0).mean(0) * np.asarray(reference.spacing))
-        good = score(view.template, view.subject, view.spacing_mm)
+        good = score(view.template, view.subject, view.spacing_mm, box)
         rows.append((name, config, "good", good))
         print(_row(name, config, f"found ({time.process_time() - tick:.0f} s cpu)", good), flush=True)
         for kind, size, axis in PERTURBATIONS if errors else ():
@@ -194,14 +200,15 @@ def run_head(name, magnitude, affine, configs, template_ants, atlas, work: Path,
             error = write_perturbation(kind, size, axis, centre, folder / "error.mat")
             if label not in DAMAGE:
                 DAMAGE[label] = atlas_damage(atlas, error)
-            metrics = score(view.template, perturbed(subject, registration, reference, error), view.spacing_mm)
+            metrics = score(view.template, perturbed(subject, registration, reference, error), view.spacing_mm, box)
             rows.append((name, config, label, metrics))
             print(_row(name, config, label, metrics, DAMAGE[label]), flush=True)
         if failures:
             for case, wrong_mask in natural_failures(mask, affine):
                 _, _, wrong, _ = register_head(magnitude, affine, settings, template_ants,
-                                               Path(tempfile.mkdtemp(dir=work)), mask=wrong_mask)
-                metrics = score(wrong.template, wrong.subject, wrong.spacing_mm)
+                                               Path(tempfile.mkdtemp(dir=work)), mask=wrong_mask,
+                                               labels_ants=labels_ants)
+                metrics = score(wrong.template, wrong.subject, wrong.spacing_mm, box)
                 rows.append((name, config, case, metrics))
                 print(_row(name, config, case, metrics), flush=True)
 

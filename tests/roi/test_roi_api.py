@@ -259,6 +259,7 @@ def test_outputs_beside_the_table_and_provenance(ras_run):
     record = RegionsRecord.read(folder / "sub-01_regions.json")
     assert record.atlas.space == "MNI152NLin2009cAsym"
     assert record.registration.quality.outlier is False
+    assert record.registration.quality.residual_shift_region == "the atlas regions plus 20 mm (the SyN domain)"
     assert record.registration.quality.brain_dice > 0.9
     assert record.registration.transforms == ["rigid", "affine", "SyN"]
     assert record.config.registration.resolution_mm == 3.0

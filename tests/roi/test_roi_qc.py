@@ -5,7 +5,7 @@ import pytest
 
 from scipy import ndimage
 
-from qsmiron.roi.qc import (atlas_overlay_png, axis_aligned_labels, normalised_mutual_information,
+from qsmiron.roi.qc import (atlas_overlay_png, axis_aligned_labels, grid_box, normalised_mutual_information,
                             registration_metrics, registration_png, residual_shift)
 
 
@@ -80,6 +80,23 @@ def test_a_low_contrast_aligned_subject_passes_and_a_high_contrast_shifted_one_i
     for wrong in (shifted, rotated):
         assert wrong["outlier"] and wrong["brain_dice"] > 0.85  # Dice alone would pass them
         assert any("residual misalignment" in reason for reason in wrong["outlier_reasons"])
+
+
+def test_the_shift_is_judged_where_the_regions_are_when_a_box_is_given(textured_brain):
+    """SyN refines only the atlas regions plus a margin: outside, the affine's residual (here the
+    outer brain shifted by 2 voxels, 4 mm) is not what the regions suffer."""
+    box = grid_box(([-14.0, -16.0, -12.0], [14.0, 16.0, 12.0]), np.diag([2.0, 2.0, 2.0, 1.0]) @ np.array(
+        [[1, 0, 0, -28], [0, 1, 0, -32], [0, 0, 1, -26], [0, 0, 0, 1]], float), textured_brain.shape)
+    assert box == (slice(21, 36), slice(24, 41), slice(20, 33))
+    warped = _moved(textured_brain, 2.0, axis=1)
+    warped[box] = textured_brain[box]
+    whole = registration_metrics(textured_brain, warped, (2.0, 2.0, 2.0))
+    inside = registration_metrics(textured_brain, warped, (2.0, 2.0, 2.0), shift_box=box)
+    assert whole["outlier"] and whole["residual_shift_mm"] > 3.0
+    assert not inside["outlier"] and inside["residual_shift_mm"] < 0.3
+    shifted = registration_metrics(textured_brain, _moved(textured_brain, 2.0, axis=1), (2.0, 2.0, 2.0),
+                                   shift_box=box)
+    assert shifted["outlier"] and shifted["residual_shift_mm"] == pytest.approx(4.0, abs=0.5)
 
 
 def test_qc_figures_are_pngs(tmp_path):

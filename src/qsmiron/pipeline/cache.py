@@ -24,7 +24,7 @@ from qsmiron.io.derivatives import DONE_MARKER
 from qsmiron.records.cohort import DoneMarker, MarkerFile
 
 
-RESULTS_REVISION = 7
+RESULTS_REVISION = 8
 """Revision of what a subject's outputs hold, for the same version and settings. The version
 string changes only at a release; between releases a change to a method's results or to the
 files written (a default rule, a sidecar key) bumps this, so that resuming a cohort re-runs

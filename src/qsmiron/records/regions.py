@@ -47,6 +47,9 @@ class RegistrationQuality(Record):
     the blocks, mm); None in records written before it was measured."""
     max_residual_shift_mm: float | None = None
     """Its threshold in force (``registration.max_residual_shift_mm``)."""
+    residual_shift_region: str | None = None
+    """Where it was measured: the SyN domain (the atlas regions plus a margin) or the template
+    brain; None in records written before the region was recorded (the template brain)."""
     min_nmi: float | None = None
     """The NMI threshold of records written before the residual shift replaced it (None since)."""
     core_correlation: float | None = None

@@ -129,34 +129,35 @@ class RegistrationSettings(Settings):
                                         "template, correlates with the template's brain core (10 mm inside the brain) "
                                         "less than this (absolute Pearson r) fails the regions step instead of being "
                                         "measured (a phantom, a spine, or a failed registration); 0 disables the check")
-    # Registration outlier (benchmarks/bench_registration_qc.py): the registration found (SyN, the
-    # default 2 mm and the tests' 3 mm) against the same composed with known errors in template
-    # space, over the real Philips 3 mm scan, the template-warped phantom, three simulated subjects
-    # and three family heads (h04, h05, h08). Residual shift by block matching (median over the
-    # blocks): good 0.05-1.15 mm (median 0.29; worst: the Philips scan at 3 mm, 0.90 and 1.15 in
-    # two runs of multi-threaded ANTs; 0.77-0.79 at 2 mm); bad at least 1.96 for a 2 mm shift,
-    # 2.82 for 3 mm, 6.13 for 10 mm, 2.25 for a 3 degree rotation, 3.62 for 5, 6.20 for 10, 6.26 /
-    # 6.94 for a 10 / 15 % scaling, 1.59 for a left-right flip (the template's asymmetry), 7.14-8.19
-    # for the Philips scan registered without a brain mask. Errors of 2 mm matter: the ventral
-    # pallidum then overlaps its own copy with Dice 0.35-0.68 (the median region 0.61-0.65). The
-    # threshold is the middle of 1.15 and 1.96 (1.56), rounded down to 1.5. Not separating good
-    # from 2-3 mm errors: the NMI (good 1.057-1.297, the Philips scan lowest; a 3 mm shift 1.075,
-    # a 5 degree rotation 1.063, the flip 1.092), the core correlation (good from 0.695, a 3 mm
-    # shift 0.779) and the brain Dice (good from 0.941, a 4 mm shift 0.952, a 5 degree rotation
-    # 0.963). An affine alone (syn_iterations=()) leaves the real head 2.16 mm off by this measure
-    # (a simulated head, made from the template, 0.19) and is flagged: that is the real anatomy
-    # SyN then aligns. Errors beyond the 6 mm search read 6-8 mm. The Philips scan through
-    # ``qsmiron run`` read 4.1 mm (NMI 1.040, core |r| 0.49) when, with 2 echoes and so no R2*,
-    # its QSM mask (1.03 L, eroded by background removal) was the registration's mask: the CIT168
-    # label centres landed 2.6 mm (median; ventral pallidum 3.0-3.3) from where the reconstruction's
-    # whole brain mask puts them. With the total field's support (1.55 L; ``subject_brain_mask``) it
-    # reads 1.7 mm at the default 2 mm grid and is still flagged: that mask, the magnitude's
-    # restricted to the registered template brain at 4 mm, holds a tenth more than a brain.
+    # Registration outlier (benchmarks/bench_registration_qc.py): the registration found as a run
+    # makes it (SyN in the atlas regions plus syn_margin_mm) against the same composed with known
+    # errors in template space, over the real Philips 3 mm scan, the template-warped phantom,
+    # three simulated subjects and three family heads (h04, h05, h08). Residual shift by block
+    # matching, median over 27 blocks of the SyN domain (where the regions are measured and SyN
+    # refines; the whole template brain when syn_region = "brain"): good 0.08-0.85 mm (median
+    # 0.09; the worst the Philips scan); bad at least 1.94 for a 2 mm shift, 2.77 for 3 mm, 6.24
+    # for 10 mm, 1.75 for a 3 degree rotation, 3.03 for 5, 6.02 for 10, 4.93 / 6.04 for a 10 / 15 %
+    # scaling, 1.57 for a left-right flip (the template's asymmetry), 3.87 for the Philips scan
+    # registered without a brain mask (its brain Dice 0.58 flags it too). Errors of 2 mm matter: the
+    # ventral pallidum then overlaps its own copy with Dice 0.35-0.68 (the median region 0.61-0.65).
+    # The threshold, 1.5, lies between the worst good (0.85) and the 2 mm shift (1.94) and below the
+    # flip. Measured over the whole template brain instead (as before), the cortex outside the SyN
+    # domain, aligned by the affine alone, decided the median: the Philips scan through
+    # ``qsmiron run`` read 1.66 mm there and was flagged, its outer blocks 2-8.5 mm at NMI peaks
+    # of 1.03-1.05 (noise on a TE 2.3 ms, 3 mm magnitude), its central ones 0.3-1.0 mm; in the SyN
+    # domain it reads 1.19 mm. Earlier, with 2 echoes and no R2*, its QSM mask (1.03 L, eroded by
+    # background removal) was the registration's mask and it read 4.1 mm over the whole brain; the
+    # total field's support is used since (``subject_brain_mask``). Not separating good from 2-3 mm
+    # errors: the NMI (good from 1.053, the Philips scan; a 3 mm shift 1.068-1.083, the flip
+    # 1.081), the core correlation (good from 0.672; a 3 mm shift 0.690) and the brain Dice (good
+    # from 0.915; a 6 mm shift 0.927).
     max_residual_shift_mm: float = Field(1.5, gt=0, le=6.0,
                                          description="registration flagged as an outlier when the subject, warped "
                                          "to the template, still lies further than this from it: the median over "
-                                         "27 blocks of the template brain of the shift (mm) that best matches each "
-                                         "block (block matching by normalised mutual information, searched to 6 mm)")
+                                         "27 blocks of the SyN domain (the atlas regions plus syn_margin_mm; the "
+                                         "template brain when syn_region is brain) of the shift (mm) that best "
+                                         "matches each block (block matching by normalised mutual information, "
+                                         "searched to 6 mm)")
 
     @model_validator(mode="before")
     @classmethod

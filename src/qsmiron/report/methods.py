@@ -246,7 +246,8 @@ def registration_quality_sentence(quality) -> str:
     rule.append(f"a brain Dice below {describe_values(q.min_brain_dice for q in quality)}")
     if any(q.min_nmi is not None for q in quality):  # records written before the residual shift
         rule.append(f"a mutual information below {describe_values(q.min_nmi for q in quality)}")
-    measured = (f"residual misalignment by block matching (median over 27 blocks of the template brain of the "
+    region = describe_values(q.residual_shift_region or "the template brain" for q in quality)
+    measured = (f"residual misalignment by block matching (median over 27 blocks of {region} of the "
                 f"best-matching shift) {shift}; " if shift else "")
     return (f"Registration quality: {measured}brain Dice {values('brain_dice', 3)}; normalised mutual information "
             f"{values('nmi', 3)} (recorded, not judged: it depends on the scan's contrast); "

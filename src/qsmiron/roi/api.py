@@ -191,13 +191,14 @@ def _measure_all(images, measures, subject_labels, atlas_obj, roi, fov, referenc
     return long_table(tables, {name: info.unit for name, (_, _, info) in measures.items()}, references.offsets())
 
 
-def _quality_checks(on_template, images, subject_labels, atlas_obj, reg, paths, head: dict, table: pd.DataFrame,
-                    steps: list[StepInfo]):
+def _quality_checks(on_template, images, subject_labels, atlas_obj, labels_ants, reg, paths, head: dict,
+                    table: pd.DataFrame, steps: list[StepInfo]):
     """The registration's QC (its flag set on every row of ``table``) and the sign check (with its
     warning or None)."""
     with recorded_step(steps, "qc", "residual_shift_and_brain_dice",
                        {"max_residual_shift_mm": reg.max_residual_shift_mm, "min_brain_dice": reg.min_brain_dice}):
-        metrics = {**registration_qc(on_template, images, subject_labels, atlas_obj, reg, paths), **head}
+        metrics = {**registration_qc(on_template, images, subject_labels, atlas_obj, reg, paths, labels_ants),
+                   **head}
         table["flag_registration"] = bool(metrics["outlier"])
     with recorded_step(steps, "sign_check", "iron_rich_nuclei_positive",
                        {"regions": list(IRON_RICH_REGIONS), "min_mean_ppm": 0.0}) as notes:
@@ -262,8 +263,8 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
                        roi.model_dump(mode="json")) as notes:
         table = _measure_all(images, measures, subject_labels, atlas_obj, roi, fov, references)
         notes.update(n_regions=int(len(atlas_obj.labels)), measures=list(measures))
-    metrics, sign, sign_warning = _quality_checks(on_template, images, subject_labels, atlas_obj, reg, paths, head,
-                                                  table, steps)
+    metrics, sign, sign_warning = _quality_checks(on_template, images, subject_labels, atlas_obj, labels_ants, reg,
+                                                  paths, head, table, steps)
     # A cohort's subject (``label``) names the raw image its grid is that of: the magnitude, by its BIDS URI.
     labels_json = _labels_sidecar(atlas_obj, registration, reg, chi=chi, name=name,
                                   spatial_reference=None if label is None else name(magnitude))

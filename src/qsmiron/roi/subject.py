@@ -384,14 +384,30 @@ def check_head(view: OnTemplate, settings: RegistrationSettings, paths: RegionsP
                      step="head_check")
 
 
+def shift_region(labels_ants, view: OnTemplate,
+                 settings: RegistrationSettings) -> tuple[tuple[slice, ...] | None, str]:
+    """Where the residual shift is judged: the SyN domain (the atlas regions plus ``syn_margin_mm``)
+    when SyN refines only there, else the whole template brain; and its description."""
+    from qsmiron.register.normalise import label_box_mm
+    from qsmiron.roi.qc import grid_box
+
+    box = label_box_mm(labels_ants, settings.syn_margin_mm) if settings.syn_region == "atlas" else None
+    if box is None:
+        return None, "the template brain"
+    return (grid_box(box, view.affine, view.template.shape),
+            f"the atlas regions plus {settings.syn_margin_mm:g} mm (the SyN domain)")
+
+
 def registration_qc(view: OnTemplate, images: SubjectImages, subject_labels, atlas,
-                    settings: RegistrationSettings, paths: RegionsPaths) -> dict:
+                    settings: RegistrationSettings, paths: RegionsPaths, labels_ants) -> dict:
     """Score the registration on the template grid and draw the two QC figures; returns the metrics."""
     from qsmiron.roi.qc import atlas_overlay_png, registration_metrics, registration_png
 
+    box, region = shift_region(labels_ants, view, settings)
     metrics = registration_metrics(view.template, view.subject, view.spacing_mm,
                                    max_residual_shift_mm=settings.max_residual_shift_mm,
-                                   min_brain_dice=settings.min_brain_dice)
+                                   min_brain_dice=settings.min_brain_dice, shift_box=box)
+    metrics["residual_shift_region"] = region
     name = paths.stem.name
     region_names = {int(row["index"]): str(row["region"]) for _, row in atlas.labels.iterrows()}
     atlas_overlay_png(np.nan_to_num(images.chi_ppm), subject_labels, images.affine, paths.qc_atlas,
