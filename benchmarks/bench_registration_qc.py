@@ -19,9 +19,10 @@ echo TE 4 ms; cached in ``--cache`` as ``bench_bgremove`` does).
 Printed per head, registration settings and perturbation: the whole-brain NMI (Studholme,
 inside the template brain), the brain Dice, the core correlation (``roi.qc.core_similarity``)
 and the candidates of ``qsmiron.roi.qc``: the residual misalignment found by block matching
-(``residual_shift_mm``: each block of the template brain's box matched to the subject over
-integer shifts by its own NMI; contrast-blind, as the position of an optimum does not depend
-on how high the optimum is) and the NMI peak (how much one-voxel shifts of the whole subject
+(``residual_shift_mm``: each block of the SyN domain, the atlas regions plus ``syn_margin_mm``
+where a run registers deformably and measures, matched to the subject over integer shifts by its
+own NMI; contrast-blind, as the position of an optimum does not depend on how high the optimum
+is) and the NMI peak (how much one-voxel shifts of the whole subject
 lower its NMI, relative to NMI - 1). What a perturbation does to the atlas is printed beside
 it: the Dice of the ventral pallidum (VeP, left and right mean) and the median over the
 CIT168 regions, with their own copy moved by the same error.
