@@ -28,7 +28,7 @@ class ReconState:
 
     The acquisition comes first (never changed); each stage reads what earlier stages left
     and sets its own fields. A part of the chain can start from any point by filling the
-    fields its first stage reads (``total_field`` starts at ``unwrap``, ``qsmiron invert`` at
+    fields its first stage reads (``total_field`` starts at ``readout``, ``qsmiron invert`` at
     ``inversion``). Intermediate arrays a later stage no longer needs are dropped
     (set to None) to keep memory at about two copies of the 4D data.
     """
