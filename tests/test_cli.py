@@ -171,3 +171,23 @@ def test_per_echo_files_may_be_listed_after_one_option_or_given_by_repeating_it(
                                           *[a for f in files for a in ("--phase", f)], "-o", "out"])
     assert listed.magnitude == repeated.magnitude == files
     assert listed.phase == repeated.phase == files
+
+
+def test_recon_prints_every_warning_of_its_record_and_notes_a_map_the_data_could_not_give(
+        monkeypatch, tmp_path, capsys):
+    """A bipolar readout corrected, an implausible map...: in recon.json only, they went unseen."""
+    from types import SimpleNamespace
+
+    import qsmiron.pipeline.single as single
+    import qsmiron.records.recon as recon_records
+    from qsmiron.cli import main
+
+    skipped = "R2* not mapped: it needs at least 3 echoes"
+    record = SimpleNamespace(r2star=SimpleNamespace(skipped=skipped), chi_separation=None,
+                             warnings=[skipped, "a bipolar readout; corrected (Li et al. 2015)"])
+    monkeypatch.setattr(single, "reconstruct_files", lambda **kwargs: SimpleNamespace(record=tmp_path / "r.json"))
+    monkeypatch.setattr(recon_records.ReconRecord, "read", classmethod(lambda cls, path: record))
+    with pytest.warns(UserWarning) as caught:
+        assert main(["recon", "--magnitude", "m.nii.gz", "--phase", "p.nii.gz", "-o", str(tmp_path)]) == 0
+    assert [str(w.message) for w in caught] == ["a bipolar readout; corrected (Li et al. 2015)"]
+    assert capsys.readouterr().err.strip() == f"qsmiron recon: note: m.nii.gz: {skipped}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from qsmiron import __version__
@@ -72,11 +73,15 @@ def _cmd_recon(args: argparse.Namespace) -> int:
         r2=args.r2,
         config_path=args.config,
     )
-    # A map the data could not give (R2* from fewer than 3 echoes) is not an error: say so.
+    # A map the data could not give (R2* from fewer than 3 echoes) is not an error: a note. Every
+    # other warning of the record (a bipolar readout corrected, an implausible map) is one line.
     record = ReconRecord.read(paths.record)
-    for info in (record.r2star, record.chi_separation):
-        if info is not None and info.skipped and info.skipped in record.warnings:
-            print(f"qsmiron recon: note: {args.magnitude[0]}: {info.skipped}", file=sys.stderr)
+    notes = {info.skipped for info in (record.r2star, record.chi_separation) if info is not None and info.skipped}
+    for message in record.warnings:
+        if message in notes:
+            print(f"qsmiron recon: note: {args.magnitude[0]}: {message}", file=sys.stderr)
+        else:
+            warnings.warn(message, UserWarning, stacklevel=1)
     return 0
 
 
