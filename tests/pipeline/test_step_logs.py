@@ -49,3 +49,22 @@ def test_a_step_ending_in_one_thread_does_not_silence_another(tiny_bids, tmp_pat
     assert "line of sub-02" not in first_log
     assert "line of sub-02" in jobs[1].log_path.read_text()
     assert logging.getLogger("qsmiron").level == level_before
+
+
+def test_the_recon_step_logs_its_record_warnings(tiny_bids, tmp_path, monkeypatch):
+    """As the regions step logs its record's: a bipolar readout corrected is in the subject's log."""
+    from types import SimpleNamespace
+
+    import qsmiron.pipeline.single as single
+    import qsmiron.records.recon as recon_records
+    from qsmiron.pipeline.steps import IRON_ROLES, recon_step
+
+    unit = discover_bids(tiny_bids(labels=("01",)))[0]
+    config = QsmironConfig.model_validate({"pipeline": {"progress": False}})
+    job = SubjectJob(unit, tmp_path / unit.label, tmp_path / "logs" / f"{unit.label}.log", config)
+    paths = SimpleNamespace(record=tmp_path / "r.json", files=lambda: {}, **{role: None for role in IRON_ROLES})
+    monkeypatch.setattr(single, "reconstruct_files", lambda *args, **kwargs: paths)
+    monkeypatch.setattr(recon_records.ReconRecord, "read", classmethod(
+        lambda cls, path: SimpleNamespace(warnings=["a bipolar readout; corrected"])))
+    execute_step(job, [("recon", recon_step)], 0)
+    assert "a bipolar readout; corrected" in job.log_path.read_text()

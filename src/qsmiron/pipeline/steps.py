@@ -72,6 +72,7 @@ def recon_step(job: SubjectJob, log: logging.Logger) -> dict[str, Path]:
     """Multi-echo GRE to susceptibility, and R2* (and chi-separation when asked for)
     (``qsmiron.pipeline.single.reconstruct_files``); every map with its BIDS sidecar."""
     from qsmiron.pipeline.single import reconstruct_files
+    from qsmiron.records.recon import ReconRecord
 
     unit = job.unit
     log.info("magnitude: %s", ", ".join(p.name for p in unit.magnitude))
@@ -85,6 +86,8 @@ def recon_step(job: SubjectJob, log: logging.Logger) -> dict[str, Path]:
     skipped = [role for role in IRON_ROLES if getattr(paths, role) is None]
     if skipped:
         log.info("not written: %s (see the recon record for why)", ", ".join(skipped))
+    for warning in ReconRecord.read(paths.record).warnings:  # as the regions step logs its record's
+        log.warning("%s", warning)
     return paths.files()
 
 
