@@ -12,13 +12,14 @@ The consensus (Magn Reson Med 2024;91:1834) asks for a monopolar readout and for
 polarity in the methods; exports rarely record it, so it is read from the data.
 
 The estimate, as Li et al.: for three echoes at equal spacing the second difference
-``phi_k - 2 phi_k+1 + phi_k+2`` cancels the initial phase and the field and leaves minus twice
-the even echoes' extra phase ``d`` (plus twice it when ``k+1`` is odd). It is formed on the
-complex echoes (``z_k conj(z_k+1)^2 z_k+2``, no unwrapping), for every run of three echoes,
-averaged with binomial weights that cancel a phase bending with echo time
-(``_second_differences``), and fitted by a constant plus a linear function of position. The fit is made without
-unwrapping too: the gradient from the phase of neighbouring voxels' products along each axis,
-the constant from the mean once the gradient is removed, then a weighted least-squares step on
+``phi_k - 2 phi_k+1 + phi_k+2`` cancels the initial phase and the field and leaves twice the
+even echoes' extra phase ``d``, with a sign that alternates from one run of three echoes to the
+next (-2 d when the middle echo is an even one). It is formed on the complex echoes
+(``z_k conj(z_k+1)^2 z_k+2``, no unwrapping) for every run, the runs' signs aligned and averaged
+with binomial weights that cancel a phase bending with echo time (``_second_differences``), and
+fitted by a constant plus a linear function of position. The fit is made without unwrapping
+too: the gradient from the phase of neighbouring voxels' products along each axis, the
+constant from the mean once the gradient is removed, then a weighted least-squares step on
 what is left (now small). ``d`` is defined modulo pi; the branch kept, |d| < pi/2 at the
 mask's centre, differs from any other by an alternation equivalent to a constant field offset,
 which background field removal takes out.
@@ -286,4 +287,4 @@ METHODS = (
            citation="Li J, Chang S, Liu T, et al. MAGMA 2015;28:347-355", doi="10.1007/s10334-014-0470-3"),
     Method("none", none, label="no readout polarity check", description="leave the echoes' phase as it is"),
 )
-"""Readout polarity methods (stage ``bipolar``)."""
+"""Readout polarity methods (stage ``readout``)."""
