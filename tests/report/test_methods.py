@@ -67,7 +67,8 @@ def test_paragraph_gives_units_reference_registration_statistics_qc_and_software
                  "Each scan had a QC page", "registration NMI, brain Dice and the head check's core correlation",
                  "exceeded 3 in magnitude", "0 of 3 scans flagged",
                  "native space", "brain Dice 0.910\u20130.930", "resolution_mm = 2 mm",
-                 "residual misalignment by block matching", "best-matching shift) 0.5\u20130.7 mm (varying across scans)",
+                 "residual misalignment by block matching, the median over 27 blocks of the template brain of the "
+                 "shift that best matches each block: 0.5\u20130.7 mm (varying across scans)",
                  "0 scans flagged as outlier(s) (a residual shift above 1.4 mm or a brain Dice below 0.85)",
                  "syn_iterations = [60, 40, 20]",
                  "Groups MOH and CM", "adjusting for age and sex", "ANCOVA",
@@ -256,3 +257,14 @@ def test_the_readout_polarity_read_from_the_phase_is_stated_and_cited(provenance
     partly = methods_paragraph(_with_readout(provenance, [None] + [monopolar] * (n - 1)), study_results.settings)
     assert "readout polarity" in partly.split("hence unknown:")[1].split(".")[0]
     assert "no check in 1 scan" in partly
+
+
+def test_the_residual_shift_is_described_where_it_was_measured(provenance, study_results):
+    scans = []
+    for scan in provenance.scans:
+        regions = scan.regions.model_copy(deep=True)
+        regions.registration.quality.residual_shift_region = "the atlas regions plus 20 mm (the SyN domain)"
+        scans.append(scan.model_copy(update={"regions": regions}))
+    text = methods_paragraph(provenance.model_copy(update={"scans": scans}), study_results.settings)
+    assert ("the median over 27 blocks of the atlas regions plus 20 mm (the SyN domain) of the shift that best "
+            "matches each block") in text

@@ -247,8 +247,8 @@ def registration_quality_sentence(quality) -> str:
     if any(q.min_nmi is not None for q in quality):  # records written before the residual shift
         rule.append(f"a mutual information below {describe_values(q.min_nmi for q in quality)}")
     region = describe_values(q.residual_shift_region or "the template brain" for q in quality)
-    measured = (f"residual misalignment by block matching (median over 27 blocks of {region} of the "
-                f"best-matching shift) {shift}; " if shift else "")
+    measured = (f"residual misalignment by block matching, the median over 27 blocks of {region} of the "
+                f"shift that best matches each block: {shift}; " if shift else "")
     return (f"Registration quality: {measured}brain Dice {values('brain_dice', 3)}; normalised mutual information "
             f"{values('nmi', 3)} (recorded, not judged: it depends on the scan's contrast); "
             f"{plural(sum(q.outlier for q in quality), 'scan')} flagged as outlier(s) ({' or '.join(rule)}).")
