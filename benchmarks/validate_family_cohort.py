@@ -95,6 +95,15 @@ in all): r VeP 0.97 / 0.96, putamen 0.99 / 0.98, GPe 0.99 / 0.98, GPi 0.99 / 0.9
 0.97 / 0.95; group differences VeP -25.2 / -26.9 and putamen -16.3 / -14.1 ppb, each realised
 value inside its 95 % CI. The median alone now gives VeP -13.8 / -13.9 ppb.
 
+Results revision 8 (registration on one ITK thread, the readout check, the sign check, the
+registration QC in the SyN domain), simulated in 326 s and processed in 674 s, no subject
+failed: r VeP 0.98 / 0.97, putamen 0.99 / 0.99, GPe 0.99 / 0.98, GPi 0.99 / 0.98; bias VeP
+-10.0 / -10.8 (against the grid truth +2.8 / +0.8), putamen -3.2 / -4.8, GPe -3.8 / -5.6, GPi
+-2.2 / -3.8 ppb; group differences VeP -24.3 / -27.8 and putamen -16.4 / -14.1 ppb, each planted
+value inside its 95 % CI. Every readout read monopolar (at most 0.0005 rad), no registration was
+flagged (residual shift 0.08-0.10 mm in the SyN domain), the iron-rich nuclei read +0.081 to
++0.111 ppm (minimum, median).
+
 Measured and not kept: masking the pallidum (CIT168 GPe and GPi dilated by 1 mm) out of the SyN
 metric on the template side, so that the deformation there follows the putamen and internal
 capsule (6 subjects): the labels moved laterally (medial shift GPe 0.59 / 0.62 -> 0.31 / 0.47
