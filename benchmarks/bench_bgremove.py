@@ -78,24 +78,31 @@ def field_stage(head, cache: Path) -> dict:
     it on to background removal) and the inversion's noise (times the fit's local misfit
     factor, as the recon passes it on to the inversion), the mask used and the magnitude whose
     edges the inversion keeps (the last echo's, as ``ReconState.edge_magnitude`` in the recon)."""
-    from qsmiron.recon.chain import ppm_per_hz
-    from qsmiron.recon.field import total_field
     from qsmiron.recon.stages import ReconState
 
     path = cache / f"{head.spec.name}.field-misfit-factor.npz"
     if path.exists():
         stage = dict(np.load(path))
     else:
-        to_ppm = ppm_per_hz(head.field_strength_t)
-        result = total_field(head.magnitude, head.phase_rad, head.mask, head.voxel_size_mm,
-                             head.echo_times_s, user_mask=True)
-        stage = {"field_ppm": (result.field_hz * to_ppm).astype(np.float32),
-                 "noise_ppm": (result.data_noise_hz * to_ppm).astype(np.float32),
-                 "inversion_noise_ppm": (result.inversion_noise_hz * to_ppm).astype(np.float32),
-                 "mask": np.asarray(result.mask, bool)}
+        stage = measured_field(head, head.phase_rad)
         np.savez(path, **stage)
     stage["magnitude"] = ReconState(voxel_size_mm=head.voxel_size_mm, magnitude=head.magnitude).edge_magnitude()
     return stage
+
+
+def measured_field(head, phase_rad: np.ndarray, settings=None) -> dict:
+    """Total field, its noise and the inversion's noise (ppm) and the mask from a head's phase
+    (``qsmiron.recon.field.total_field``, the head's erroneous mask as the user mask)."""
+    from qsmiron.recon.chain import ppm_per_hz
+    from qsmiron.recon.field import total_field
+
+    to_ppm = ppm_per_hz(head.field_strength_t)
+    result = total_field(head.magnitude, phase_rad, head.mask, head.voxel_size_mm, head.echo_times_s,
+                         settings=settings, user_mask=True)
+    return {"field_ppm": (result.field_hz * to_ppm).astype(np.float32),
+            "noise_ppm": (result.data_noise_hz * to_ppm).astype(np.float32),
+            "inversion_noise_ppm": (result.inversion_noise_hz * to_ppm).astype(np.float32),
+            "mask": np.asarray(result.mask, bool)}
 
 
 def run_method(method: str, stage: dict, head) -> dict:

@@ -49,24 +49,17 @@ def even_echo_phase(shape, voxel_size_mm, constant: float, ramp: float, slice_ra
             + slice_ramp * z[None, None, :] / extent[2]).astype(np.float32)
 
 
-def stage_from_phase(head, phase_rad: np.ndarray) -> dict:
+def stage_from_phase(bench, head, phase_rad: np.ndarray) -> dict:
     """The arrays ``bench_bgremove.run_method`` takes, from a phase (not cached: it varies), with
     the readout check off: the phase given is the one measured."""
-    from qsmiron.recon.chain import ppm_per_hz
-    from qsmiron.recon.field import total_field
     from qsmiron.recon.settings import ReconSettings
     from qsmiron.recon.stages import ReconState
 
     settings = ReconSettings()
     settings.readout.method = "none"
-    to_ppm = ppm_per_hz(head.field_strength_t)
-    result = total_field(head.magnitude, phase_rad, head.mask, head.voxel_size_mm, head.echo_times_s,
-                         settings=settings, user_mask=True)
-    return {"field_ppm": (result.field_hz * to_ppm).astype(np.float32),
-            "noise_ppm": (result.data_noise_hz * to_ppm).astype(np.float32),
-            "inversion_noise_ppm": (result.inversion_noise_hz * to_ppm).astype(np.float32),
-            "mask": np.asarray(result.mask, bool),
-            "magnitude": ReconState(voxel_size_mm=head.voxel_size_mm, magnitude=head.magnitude).edge_magnitude()}
+    stage = bench.measured_field(head, phase_rad, settings)
+    stage["magnitude"] = ReconState(voxel_size_mm=head.voxel_size_mm, magnitude=head.magnitude).edge_magnitude()
+    return stage
 
 
 def run_head(bench, spec, cache: Path, args) -> dict[str, dict]:
@@ -90,7 +83,8 @@ def run_head(bench, spec, cache: Path, args) -> dict[str, dict]:
           f"check {seconds:.2f} s", flush=True)
     rows = {}
     for label, phase in (("monopolar", head.phase_rad), ("bipolar", bipolar), ("corrected", corrected)):
-        rows[label] = bench.score(bench.run_method(DEFAULT_BACKGROUND, stage_from_phase(head, phase), head), head)
+        rows[label] = bench.score(bench.run_method(DEFAULT_BACKGROUND, stage_from_phase(bench, head, phase), head),
+                                   head)
         print(bench._row(f"{spec.name[:22]} {label}", rows[label]), flush=True)
     return rows
 

@@ -7,9 +7,10 @@ ones are that registration composed with a known error in template space (a tran
 first in ANTs' list, so the subject is resampled once): translations, rotations about the
 template brain's centre, isotropic scalings, a left-right flip; and, with ``--failures``, a
 registration that ANTs gets wrong by itself (``natural_failures``: the whole head, skull and
-neck, given as the brain; the brain mask eroded by 4 mm, as a 2-echo scan's QSM mask is). The brain mask is the reconstruction's automatic one (``recon_mask``:
-the magnitude's, restricted to the registered template brain), which a pipeline run hands
-to the registration (``RegistrationSettings.subject_mask="auto"``).
+neck, given as the brain; the brain mask eroded by 4 mm, as a 2-echo scan's QSM mask is). The
+brain mask is the reconstruction's automatic one (``recon_mask``: the magnitude's, restricted to
+the registered template brain), which a pipeline run hands to the registration
+(``RegistrationSettings.subject_mask="auto"``).
 
 Heads: the real Philips 3 T scan (3 mm, TE 2.3 ms; skipped when ``../shared/data`` is absent),
 the template-warped phantom and subjects of ``qsmiron.simulate`` (``bench_head_check.heads``),

@@ -36,7 +36,9 @@ median, which the statistics analyse by default (``qsmiron.roi.measure``); 5: th
 weighs the field by the echo fit's local misfit (``qsmiron.recon.echofit.local_misfit_factor``);
 6: the inversion takes its edges from the last echo's magnitude (``ReconState.edge_magnitude``);
 7: without R2* the registration's brain is the total field's support (``roi.subject.subject_brain_mask``),
-and a registration is flagged by its residual misalignment, not its NMI (``roi.qc.registration_metrics``)."""
+and a registration is flagged by its residual misalignment, not its NMI (``roi.qc.registration_metrics``);
+8: the readout check (``recon.bipolar``), the sign check (``roi.sign``) and the residual misalignment
+measured in the SyN domain (``roi.subject.shift_region``)."""
 
 
 def result_settings(config: QsmironConfig) -> dict[str, Any]:

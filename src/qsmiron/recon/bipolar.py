@@ -94,21 +94,23 @@ def equal_spacing(echo_times_s: Sequence[float]) -> bool:
     return bool(np.all(np.abs(spacings - spacings.mean()) <= SPACING_TOLERANCE * spacings.mean()))
 
 
+def _phasor(angle_rad: np.ndarray) -> np.ndarray:
+    """exp(i angle) as complex64 (float32 sine and cosine: complex128 exponentials took most of
+    the step's time)."""
+    angle = np.asarray(angle_rad, dtype=np.float32)
+    out = np.empty(angle.shape, np.complex64)
+    out.real = np.cos(angle)
+    out.imag = np.sin(angle)
+    return out
+
+
 def _complex_echoes(magnitude: np.ndarray, phase_rad: np.ndarray, box, inside: np.ndarray) -> list[np.ndarray]:
-    """Each echo as complex64 over the mask's voxels (float32 sine and cosine: complex128
-    exponentials took most of the step's time)."""
+    """Each echo as complex64 over the mask's voxels."""
     # The second differences multiply four magnitudes: scaled to the first echo's largest
     # value, vendor scalings (up to 1e10 seen in float exports) cannot overflow float32.
     scale = np.float32(1.0 / max(float(np.abs(magnitude[box + (0,)][inside]).max()), 1e-30))
-    echoes = []
-    for echo in range(phase_rad.shape[3]):
-        angle = np.asarray(phase_rad[box + (echo,)][inside], dtype=np.float32)
-        modulus = np.asarray(magnitude[box + (echo,)][inside], dtype=np.float32) * scale
-        values = np.empty(angle.shape, np.complex64)
-        values.real = modulus * np.cos(angle)
-        values.imag = modulus * np.sin(angle)
-        echoes.append(values)
-    return echoes
+    return [np.asarray(magnitude[box + (echo,)][inside], dtype=np.float32) * scale
+            * _phasor(phase_rad[box + (echo,)][inside]) for echo in range(phase_rad.shape[3])]
 
 
 def _second_differences(magnitude: np.ndarray, phase_rad: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -141,15 +143,6 @@ def _second_differences(magnitude: np.ndarray, phase_rad: np.ndarray, mask: np.n
     return out
 
 
-def _unit(angle_rad: np.ndarray) -> np.ndarray:
-    """exp(-i angle) as complex64."""
-    angle = np.asarray(angle_rad, dtype=np.float32)
-    out = np.empty(angle.shape, np.complex64)
-    out.real = np.cos(angle)
-    out.imag = -np.sin(angle)
-    return out
-
-
 def _fit_linear_phase(values: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float]):
     """Constant and gradient (rad, rad/mm) of the phase of ``values`` over ``mask``, unwrapped
     by construction; and the coherence of ``values`` once they are removed.
@@ -172,16 +165,16 @@ def _fit_linear_phase(values: np.ndarray, mask: np.ndarray, voxel_size_mm: Seque
     relative = (relative - centre).astype(np.float32)
     inside = values[index]
     weights = np.abs(inside)
-    flattened = inside * _unit(relative @ gradient.astype(np.float32))
+    flattened = inside * _phasor(-(relative @ gradient.astype(np.float32)))
     constant = float(np.angle(flattened.sum(dtype=np.complex128)))
-    residual = np.angle(flattened * np.complex64(np.exp(-1j * constant)))
+    residual = np.angle(flattened * _phasor(-constant))
     # One weighted least-squares step on the (now small) residual phase: normal equations.
     design = np.column_stack([np.ones(len(relative), np.float32), relative])
     normal = np.einsum("ni,n,nj->ij", design, weights, design, dtype=np.float64)
     rhs = np.einsum("ni,n->i", design, weights * residual, dtype=np.float64)
     step = np.linalg.lstsq(normal, rhs, rcond=None)[0]  # a mask one voxel thick leaves an axis unknown
     constant, gradient = constant + step[0], gradient + step[1:]
-    explained = flattened * _unit(step[0] + relative @ step[1:].astype(np.float32))
+    explained = flattened * _phasor(-(step[0] + relative @ step[1:].astype(np.float32)))
     coherence = float(np.abs(explained.sum(dtype=np.complex128)) / max(float(weights.sum(dtype=np.float64)), 1e-30))
     return constant, gradient, tuple(float(c) for c in centre), coherence
 

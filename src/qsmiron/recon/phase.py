@@ -206,7 +206,7 @@ def phase_to_radians(phase: np.ndarray, *,
         The phase as stored is minus the phase of the field (an export's sign convention):
         reverse it. Without this, every susceptibility comes out with the wrong sign; the
         regional step warns when the iron-rich nuclei read negative
-        (``qsmiron.roi.qc.iron_sign_check``).
+        (``qsmiron.roi.sign.iron_sign_check``).
 
     Returns
     -------
@@ -267,7 +267,8 @@ def phase_to_radians(phase: np.ndarray, *,
             "\"milliradians\" or \"integer\" (vendor levels) in the config file (qsmiron config shows the key)")
     signed = low < 0
     info.update(method="levels", signed=signed, **grid)
-    return _radians_out(flat, values.shape, sign * two_pi / grid["period"], 0.0 if signed else -sign * np.pi), info
+    shift = 0.0 if signed else -sign * np.pi
+    return _radians_out(flat, values.shape, sign * two_pi / grid["period"], shift), info
 
 
 METHODS = (

@@ -16,11 +16,13 @@ dict with guessed keys between layers. ``SCHEMA_VERSION`` is written into every 
 from qsmiron.records.base import SCHEMA_VERSION, Record, StepInfo, jsonable, recorded_step, utc_now
 
 _LAZY = {
-    "Acquisition": "acquisition", "ReadoutInfo": "acquisition", "ReconInputs": "recon", "ReconRecord": "recon", "InversionRecord": "recon",
+    "Acquisition": "acquisition", "ReadoutInfo": "acquisition", "ReconInputs": "recon", "ReconRecord": "recon",
+    "InversionRecord": "recon",
     "RegionsRecord": "regions", "AtlasInfo": "regions", "RegistrationInfo": "regions",
     "RegistrationQuality": "regions", "MeasurementInfo": "regions", "RegionsInputs": "regions",
     "ReferenceRegion": "regions", "MeasureInfo": "regions",
-    "SignCheckInfo": "regions", "R2starInfo": "relaxometry", "ChiSeparationInfo": "relaxometry", "MapUnits": "recon", "AnalysisSettings": "study", "StatisticsMethods": "study",
+    "SignCheckInfo": "regions", "R2starInfo": "relaxometry", "ChiSeparationInfo": "relaxometry", "MapUnits": "recon",
+    "AnalysisSettings": "study", "StatisticsMethods": "study",
     "Exclusion": "study", "StudyRecord": "study", "ParticipantCounts": "study", "Curve": "study",
     "ColumnInfo": "study", "StudyAnswers": "answers", "Estimate": "answers", "AucEstimate": "answers",
     "GroupDifferenceAnswer": "answers", "AssociationAnswer": "answers", "RelapseAnswer": "answers",

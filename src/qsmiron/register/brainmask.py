@@ -22,8 +22,8 @@ import functools
 import tempfile
 import threading
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -174,13 +174,13 @@ def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
                                    resolution_mm, iterations=(100,), shrink_factors=(2,), smoothing=(1,),
                                    outprefix=str(Path(work_dir) / "start_"))
         transforms = affine_to_template(moving, template, resolution_mm, initial=start, iterations=(50,),
-                                        shrink_factors=(1,), smoothing=(0,), outprefix=str(Path(work_dir) / "brain_"))
+                                        shrink_factors=(1,), smoothing=(0,),
+                                        outprefix=str(Path(work_dir) / "brain_"))
         on_coarse = ants.apply_transforms(fixed=coarse, moving=brain, transformlist=transforms,
                                           whichtoinvert=[True], interpolator="linear").numpy()
-        probability = None
-        if _share_inside(on_coarse, head) >= MIN_INSIDE_HEAD:
-            probability = warp_into_head_box(brain, transforms, image.shape, affine, head)
-    share_inside = _share_inside(on_coarse, head)
+        share_inside = _share_inside(on_coarse, head)
+        probability = (warp_into_head_box(brain, transforms, image.shape, affine, head)
+                       if share_inside >= MIN_INSIDE_HEAD else None)
     checks = {"head_extent_mm": extent, "template_brain_inside_head": round(share_inside, 4),
               "template_brain_volume_ml": round(float((on_coarse >= 0.5).sum()) * float(np.prod(coarse.spacing))
                                                 / 1000.0, 1),

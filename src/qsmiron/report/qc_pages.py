@@ -8,7 +8,8 @@ dot per scan, flagged scans marked and labelled) and a table linking every page.
 
 The measures come from the typed records (``ReconRecord``: the inversion's iterations,
 convergence and final residual; ``RegionsRecord``: the registration's residual shift, NMI
-and brain Dice, the head check's core correlation) and from the mask file (volume). A measure is flagged when its robust z
+and brain Dice, the head check's core correlation, the sign check's iron-rich nuclei) and from
+the mask file (volume). A measure is flagged when its robust z
 (median-centred, scaled by 1.4826 MAD over the cohort) exceeds ``OUTLIER_Z`` in magnitude,
 and a scan also when its own record flags it: an inversion that did not converge, a
 registration outlier, a scan that is not head-like, a map not plausible for brain
@@ -213,7 +214,8 @@ def _scan_qc(scan: ScanRecords) -> tuple[ScanQc, list[str]]:
     label = scan_label(scan)
     figures = {role: scan.outputs[role] for role in QC_ROLES if scan.outputs.get(role)}
     qc = ScanQc(participant_id=scan.participant_id, session=scan.session, label=label, inversion_method=method,
-                inversion_converged=converged, readout=_readout(scan.recon), figures=figures, page=qc_page_link(label),
+                inversion_converged=converged, readout=_readout(scan.recon), figures=figures,
+                page=qc_page_link(label),
                 measures={key: QcMeasure(key=key, value=value, flagged=own[key]) for key, value in values.items()})
     return qc, reasons
 

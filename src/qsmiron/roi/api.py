@@ -32,7 +32,7 @@ from qsmiron.records.base import StepInfo, recorded_step
 from qsmiron.records.regions import (MEASURE_UNITS, AtlasInfo, MeasureInfo, MeasurementInfo, RegionsInputs,
                                      RegionsRecord, RegistrationInfo, RegistrationQuality)
 from qsmiron.roi.measure import TABLE_COLUMNS
-from qsmiron.roi.sign import IRON_RICH_REGIONS, iron_sign_check
+from qsmiron.roi.sign import IRON_RICH_REGIONS, MIN_MEAN_PPM, iron_sign_check
 from qsmiron.roi.subject import (HEAD_CORE_EROSION_MM, IronMaps, SubjectImages, check_head, fov_fraction,
                                  load_brain_extent, load_inputs, load_iron_maps, registration_fingerprint,
                                  registration_for, registration_qc, subject_brain_mask, subject_on_template,
@@ -201,7 +201,7 @@ def _quality_checks(on_template, images, subject_labels, atlas_obj, labels_ants,
                    **head}
         table["flag_registration"] = bool(metrics["outlier"])
     with recorded_step(steps, "sign_check", "iron_rich_nuclei_positive",
-                       {"regions": list(IRON_RICH_REGIONS), "min_mean_ppm": 0.0}) as notes:
+                       {"regions": list(IRON_RICH_REGIONS), "min_mean_ppm": MIN_MEAN_PPM}) as notes:
         sign, warning = iron_sign_check(table)
         notes.update(sign.model_dump(mode="json"))
     return metrics, sign, warning

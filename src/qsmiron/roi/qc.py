@@ -29,15 +29,7 @@ def normalised_mutual_information(a: np.ndarray, b: np.ndarray, *, bins: int = 3
     if a.size == 0:
         return float("nan")
     joint, _, _ = np.histogram2d(a, b, bins=bins)
-    joint = joint / joint.sum()
-    pa, pb = joint.sum(axis=1), joint.sum(axis=0)
-
-    def entropy(p):
-        p = p[p > 0]
-        return float(-(p * np.log(p)).sum())
-
-    h_joint = entropy(joint.ravel())
-    return float((entropy(pa) + entropy(pb)) / h_joint) if h_joint > 0 else float("nan")
+    return float(_nmi_of_counts(joint))  # NaN for constant images (no joint entropy)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

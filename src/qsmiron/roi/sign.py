@@ -22,9 +22,12 @@ from qsmiron.records.regions import SignCheckInfo
 IRON_RICH_REGIONS = ("GPe", "GPi", "SNr", "RN")
 """CIT168 names of the nuclei whose susceptibility is positive in every adult."""
 NEGATE_SETTING = "recon.phase.rescale.negate"
+MIN_MEAN_PPM = 0.0
+"""The nuclei's mean must lie above this: four between-subject SDs from the adult mean of either sign."""
 
 
-def iron_sign_check(table: pd.DataFrame, *, min_mean_ppm: float = 0.0) -> tuple[SignCheckInfo, str | None]:
+def iron_sign_check(table: pd.DataFrame, *,
+                    min_mean_ppm: float = MIN_MEAN_PPM) -> tuple[SignCheckInfo, str | None]:
     """Check that the iron-rich nuclei of one subject's regional table read positive.
 
     Parameters
