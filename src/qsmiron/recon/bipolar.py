@@ -84,10 +84,6 @@ class OddEvenPhase:
             out += (self.gradient_rad_per_mm[axis] * positions).astype(np.float32).reshape(view)
         return out
 
-    def largest_rad(self, mask: np.ndarray, voxel_size_mm: Sequence[float]) -> float:
-        """The largest |d| over the mask: a linear function peaks at the mask's corners."""
-        return float(np.abs(self.map_rad(mask.shape, voxel_size_mm)[mask]).max())
-
 
 def equal_spacing(echo_times_s: Sequence[float]) -> bool:
     spacings = np.diff(np.asarray(echo_times_s, float))
@@ -214,10 +210,13 @@ def estimate_odd_even_phase(magnitude: np.ndarray, phase_rad: np.ndarray, mask: 
 def remove_odd_even_phase(phase_rad: np.ndarray, model: OddEvenPhase,
                           voxel_size_mm: Sequence[float]) -> np.ndarray:
     """The phase with ``d`` subtracted from the even echoes (2nd, 4th, ...), wrapped, float32."""
+    return _subtract_from_even_echoes(phase_rad, model.map_rad(phase_rad.shape, voxel_size_mm))
+
+
+def _subtract_from_even_echoes(phase_rad: np.ndarray, offset_rad: np.ndarray) -> np.ndarray:
     corrected = np.array(phase_rad, dtype=np.float32, copy=True)
-    offset = model.map_rad(phase_rad.shape, voxel_size_mm)
     for echo in range(1, phase_rad.shape[3], 2):
-        corrected[..., echo] = wrap_to_pi(corrected[..., echo] - offset)
+        corrected[..., echo] = wrap_to_pi(corrected[..., echo] - offset_rad)
     return corrected
 
 
@@ -251,7 +250,8 @@ def odd_even_linear(magnitude: np.ndarray, phase_rad: np.ndarray, mask: np.ndarr
     if why:
         return phase_rad, {"readout": "not checked", "reason": why}
     model = estimate_odd_even_phase(magnitude, phase_rad, mask, voxel_size_mm)
-    largest = model.largest_rad(mask, voxel_size_mm)
+    offset = model.map_rad(phase_rad.shape, voxel_size_mm)
+    largest = float(np.abs(offset[np.asarray(mask, bool)]).max())
     info = {"even_echo_phase_rad": round(model.constant_rad, 4),
             "even_echo_gradient_rad_per_mm": [round(g, 5) for g in model.gradient_rad_per_mm],
             "largest_rad": round(largest, 4), "coherence": round(model.coherence, 3),
@@ -261,8 +261,7 @@ def odd_even_linear(magnitude: np.ndarray, phase_rad: np.ndarray, mask: np.ndarr
     warning = (f"the even echoes' phase differs from the odd echoes' by up to {largest:.2f} rad "
                f"(constant {model.constant_rad:+.2f} rad plus a linear ramp): a bipolar readout; "
                f"corrected (Li et al. 2015)")
-    return remove_odd_even_phase(phase_rad, model, voxel_size_mm), {"readout": "bipolar", **info,
-                                                                      "warnings": [warning]}
+    return _subtract_from_even_echoes(phase_rad, offset), {"readout": "bipolar", **info, "warnings": [warning]}
 
 
 def none(magnitude: np.ndarray, phase_rad: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
