@@ -92,13 +92,85 @@ def test_harmonisation_removes_the_site_effect_and_keeps_the_group_difference():
     assert difference["MOH"] - difference["CM"] == pytest.approx(-0.012, abs=0.004)
 
 
-def test_a_participant_missing_a_value_is_excluded_not_left_unharmonised():
+def _wide(result_regions, column="mean"):
+    return result_regions.pivot(index="participant_id", columns=["region", "hemisphere"], values=column)
+
+
+def test_applying_the_estimates_to_the_complete_cases_gives_neurocombats_own_output():
+    """The adjustment held-out participants get is neuroCombat's own: applied to the participants
+    it was estimated on, with covariate effects recovered from its mod.mean, it reproduces them."""
+    from neuroCombat import neuroCombat
+
+    from qsmiron.stats.harmonise import _apply_combat
+
+    regions, participants = _multisite(seed=5)
+    wide, table = _reference_matrix(regions, participants)
+    columns = [f"__f{i}" for i in range(wide.shape[1])]
+    data = table[["site", "age", "sex"]].assign(__group=table["group"]).join(wide.set_axis(columns, axis=1))
+    covars = table[["site", "group", "age", "sex"]].reset_index(drop=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        fitted = neuroCombat(wide.to_numpy(float).T, covars, "site", categorical_cols=["group", "sex"],
+                             continuous_cols=["age"])
+    applied = _apply_combat(data, data, fitted["estimates"], "site", columns, ["__group", "age", "sex"])
+    reference = fitted["data"].T
+    assert np.max(np.abs(applied.to_numpy() - reference)) <= 1e-6 * np.max(np.abs(reference))
+    assert np.max(np.abs(applied.to_numpy() - wide.to_numpy())) > 0.01
+
+
+def test_a_participant_missing_a_value_is_harmonised_for_the_values_it_has():
     regions, participants = _multisite(seed=3)
-    regions.loc[(regions["participant_id"] == "sub-005") & (regions["region"] == "Pu"), "mean"] = np.nan
+    complete = harmonise_regions(regions, participants, STUDY)
+    missing = (regions["participant_id"] == "sub-005") & (regions["region"] == "Pu")
+    regions.loc[missing, "mean"] = np.nan
     result = harmonise_regions(regions, participants, STUDY)
-    assert [e.participant_id for e in result.exclusions[None]] == ["sub-005"]
-    assert "missing chi Pu L, chi Pu R" in result.exclusions[None][0].reason
-    assert result.regions.loc[result.regions["participant_id"] == "sub-005", "mean"].isna().all()
+    # its missing values stay missing, each named, and it is not left out whole
+    assert [(e.participant_id, e.reason) for e in result.exclusions[None]] == [
+        ("sub-005", "missing chi Pu L, chi Pu R")]
+    assert result.warnings == [] and result.record.n_harmonised == 60 and result.record.n_partial == 1
+    assert "the 1 participant-session(s) missing some values" in result.record.methods
+    after, before = _wide(result.regions).loc["sub-005"], _wide(complete.regions).loc["sub-005"]
+    assert after[("Pu", "L")] != after[("Pu", "L")] and after[("Pu", "R")] != after[("Pu", "R")]
+    # its other values: as when it took part in the fit, within a tenth of the between-subject SD
+    # (59 instead of 60 participants estimate the sites; its own weight in its site's 20 was 1/20),
+    # and its site's shift (site C: -0.8 SD) is removed as for everyone
+    original = _wide(regions).loc["sub-005"]
+    sd = {region: spread for region, _, spread in REGIONS}
+    for region in ("VeP", "GPe"):
+        for key in [(region, "L"), (region, "R")]:
+            assert abs(after[key] - before[key]) < 0.1 * sd[region]
+            assert abs(after[key] - original[key]) > 0.25 * sd[region]
+    # the site effects are measured on the complete cases
+    assert set(result.site_effects.groupby("region")["n"].sum()) == {2 * 59}
+
+
+def test_a_site_whose_participants_all_miss_a_value_is_not_harmonised_and_says_why():
+    regions, participants = _multisite(n=90, seed=6)
+    site_c = set(participants.frame.loc[participants.frame["site"] == "C", "participant_id"])
+    regions.loc[regions["participant_id"].isin(site_c) & (regions["region"] == "GPe"), "mean"] = np.nan
+    result = harmonise_regions(regions, participants, STUDY)
+    reasons = {(e.participant_id, e.reason) for e in result.exclusions[None]}
+    assert {pid for pid, reason in reasons if reason == "site C has no participant with every regional value"} == site_c
+    assert _wide(result.regions).loc[sorted(site_c)].isna().all().all()
+    assert result.warnings and result.warnings[0].startswith("30 participant(s) could not be harmonised")
+    assert result.record.n_harmonised == 60 and result.record.n_partial == 0
+
+
+def test_a_participant_with_a_level_no_complete_case_has_is_not_harmonised():
+    regions, participants = _multisite(seed=3)
+    participants.frame.loc[participants.frame["participant_id"] == "sub-008", "sex"] = "X"
+    regions.loc[(regions["participant_id"] == "sub-008") & (regions["region"] == "VeP"), "mean"] = np.nan
+    result = harmonise_regions(regions, participants, STUDY)
+    assert ("sub-008", "sex X not among the participants with every regional value") in {
+        (e.participant_id, e.reason) for e in result.exclusions[None]}
+    assert _wide(result.regions).loc["sub-008"].isna().all()
+
+
+def test_a_participant_without_any_value_is_left_out_whole():
+    regions, participants = _multisite(seed=3)
+    regions.loc[regions["participant_id"] == "sub-007", "mean"] = np.nan
+    result = harmonise_regions(regions, participants, STUDY)
+    assert [e.participant_id for e in result.exclusions[None]] == ["sub-007"]
+    assert result.record.n_harmonised == 59 and result.record.n_partial == 0 and len(result.warnings) == 1
 
 
 def test_a_site_column_with_one_level_is_refused_in_one_line():

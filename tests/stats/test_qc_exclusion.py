@@ -210,10 +210,14 @@ def test_the_optional_sections_see_the_same_exclusion_and_name_it(tmp_path):
     scored = normative[(normative["participant_id"] == "sub-01") & (normative["session"] == "ses-2")
                        & (normative["region"] == "VeP")].iloc[0]
     assert scored["z"] == "n/a" and scored["note"] == REGISTRATION
-    # ComBat needs every value: the participant is not harmonised at that session, and the reason is the flag
+    # ComBat needs every value: the flagged one is not harmonised, and the reason is the flag; the participant's
+    # other values at that session are, with the estimates of the participants with every value
     harmonised = run_regional_extensions(regions, participants, study_from_dict(
         {**{k: v for k, v in sections.items() if k not in ("longitudinal", "normative")}, "harmonise": {"batch": "site"}}),
         extension_paths(tmp_path / "h"), sessions=sessions)
     assert [(e.participant_id, e.reason) for e in harmonised.exclusions["ses-2"]] == [
         ("sub-01", f"{REGISTRATION} (chi VeP L ses-2)")]
+    values = harmonised.regions
+    at_ses2 = values[(values["participant_id"] == "sub-01") & (values["session"] == "ses-2")]
+    assert at_ses2.set_index("region")["mean"].isna().to_dict() == {"VeP": True, "Pu": False}
     assert flag_reason("flag_registration") == REGISTRATION

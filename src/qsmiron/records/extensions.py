@@ -62,7 +62,10 @@ class HarmonisationRecord(Record):
     sessions: list[str] = Field(default_factory=list)
     """Sessions harmonised (each separately); empty without sessions."""
     n_harmonised: int
-    """Participant-sessions harmonised (complete site, group, covariates and regional values)."""
+    """Participant-sessions harmonised (site, group, covariates and at least one regional value)."""
+    n_partial: int = 0
+    """Of those, the ones missing some regional values, harmonised for the values they have with
+    the estimates of the complete cases."""
     methods: str
     site_effects: list[SiteEffect] = Field(default_factory=list)
     files: dict[str, str] = Field(default_factory=dict)

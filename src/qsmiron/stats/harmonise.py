@@ -8,12 +8,19 @@ location/scale adjustment per site with empirical Bayes pooling across regions, 
 the study covariates kept in the model so that their effects are preserved. Each session of
 a longitudinal table is harmonised separately.
 
-A participant needs the site, the group label, every covariate and every region's value to be
-harmonised (ComBat has no missing values); the others are listed in ``exclusions`` and their
-rows carry no value (``n/a``) in ``regions_harmonised.tsv``: an unharmonised value beside
-harmonised ones would reintroduce the site effect. A value left out by the study's QC rule
-(``exclude_flagged``, :mod:`qsmiron.stats.qc_exclusion`) counts as missing here: ComBat leaves
-that participant out, and the exclusion names the flag.
+ComBat has no missing values, so its parameters are estimated from the participants with the
+site, the group label, every covariate and every region's value (the complete cases). A
+participant missing some regional values (a value the study's QC rule left out,
+``exclude_flagged``, :mod:`qsmiron.stats.qc_exclusion`, or a region the scan did not cover) is
+harmonised with those estimates for the values it has, as ComBat harmonises data held out from
+its fit (neuroHarmonize's ``harmonizationApply``): standardised by the pooled mean, its own
+covariate effects and the pooled SD, the site's location and scale removed, then restored.
+Leaving it out whole would cost every region a participant for one flagged nucleus. The
+missing values stay missing. Participants without site, group or covariates, without any
+regional value, or whose site or categorical level no complete case has, are listed in
+``exclusions`` and their rows carry no value (``n/a``) in ``regions_harmonised.tsv``: an
+unharmonised value beside harmonised ones would reintroduce the site effect; an exclusion of a
+flagged value names the flag.
 
 Site effects before and after: per region and measure, the F test of site in OLS
 ``value ~ site + group + covariates`` (type II: the drop in residual sum of squares
@@ -95,17 +102,19 @@ def harmonise_regions(regions: pd.DataFrame, participants: ParticipantsTable, st
     analysed = participants.frame[participants.frame["participant_id"].isin(set(regions["participant_id"]))]
     resolved = resolve_study(study, analysed.reset_index(drop=True), list(dict.fromkeys(regions["region"])),
                              source=participants.source)
-    parts, effects, exclusions, n_harmonised = [], [], {}, 0
+    parts, effects, exclusions, n_harmonised, n_partial, left_out = [], [], {}, 0, 0, set()
     for session in sessions_of(regions) or [None]:
         at_session = participants_at_session(participants, sessions, session)
         if settings.batch not in at_session.frame.columns:
             raise InputError(f"has no column '{settings.batch}' (harmonise.batch); columns: "
                              f"{', '.join(at_session.frame.columns)}", participants.source)
-        harmonised, site_effects, dropped = _harmonise_measures(
+        harmonised, site_effects, dropped, partial = _harmonise_measures(
             select_session(regions, session), at_session.frame.set_index("participant_id"), resolved,
             participants.source, study.statistic)
-        n_harmonised += int(harmonised[harmonised["measure"] == counted].dropna(subset=[statistic])
-                            ["participant_id"].nunique())
+        with_values = set(harmonised[harmonised["measure"] == counted].dropna(subset=[statistic])["participant_id"])
+        n_harmonised += len(with_values)
+        left_out |= {item["participant_id"] for item in dropped} - with_values
+        n_partial += max((len(p) for (m, _), p in partial.items() if m == counted), default=0)
         if session is not None:
             harmonised.insert(len(harmonised.columns), SESSION_COLUMN, session)
             site_effects.insert(0, "session", session)
@@ -119,19 +128,20 @@ def harmonise_regions(regions: pd.DataFrame, participants: ParticipantsTable, st
         if dropped:
             exclusions[session] = exclusion_records(dropped)
     warnings = []
-    if exclusions:
-        left_out = {e.participant_id for items in exclusions.values() for e in items}
-        flagged = " or one excluded as flagged (exclude_flagged)" if study.exclude_flagged else ""
-        warnings.append(f"{len(left_out)} participant(s) could not be harmonised (missing site, group, covariate "
-                        f"or regional value{flagged}) and have no harmonised values")
+    if left_out:
+        flagged = " left by exclude_flagged" if study.exclude_flagged else ""
+        warnings.append(f"{len(left_out)} participant(s) could not be harmonised (missing site, group or "
+                        f"covariate, no regional value{flagged}, or a site or level no participant with every "
+                        "value has) and have no harmonised values")
     site_effects = pd.concat(effects, ignore_index=True).reindex(columns=SITE_EFFECT_COLUMNS)
     preserved = [resolved.groups.column, *resolved.covariates]
     implementation = "neuroCombat " + _version("neuroCombat")
     record = HarmonisationRecord(
         method=settings.method, batch=settings.batch, empirical_bayes=settings.empirical_bayes,
         preserved=preserved, implementation=implementation, sessions=sessions_of(regions),
-        n_harmonised=n_harmonised,
-        methods=harmonisation_methods(settings.batch, settings.empirical_bayes, preserved, implementation),
+        n_harmonised=n_harmonised, n_partial=n_partial,
+        methods=harmonisation_methods(settings.batch, settings.empirical_bayes, preserved, implementation,
+                                      n_partial=n_partial),
         site_effects=[SiteEffect(**plain_values(row)) for row in site_effects.to_dict("records")])
     return Harmonisation(regions=pd.concat(parts, ignore_index=True), site_effects=site_effects, record=record,
                          exclusions=exclusions, warnings=warnings)
@@ -156,61 +166,68 @@ def _harmonise_measures(regions: pd.DataFrame, table: pd.DataFrame, study: Study
                         requested: str | None):
     """One session, each measure (and chi's each reference) harmonised on its own, as ComBat's
     location/scale model is per feature and the measures differ in unit and scale:
-    (harmonised long table, site effects, exclusions). The site effects and exclusions are those
-    of each measure's analysed summary (``requested``, or the measure's default)."""
-    parts, effects, dropped = [], [], []
+    (harmonised long table, site effects, exclusions, (measure, reference) -> participants
+    harmonised with the complete cases' estimates). The site effects, exclusions and those
+    participants are those of each measure's analysed summary (``requested``, or the measure's
+    default)."""
+    parts, effects, dropped, partial = [], [], [], {}
     for (measure, reference), rows in regions.groupby(["measure", "reference"], sort=False, dropna=False):
         statistic = analysed_statistic(rows, requested, measure=measure)
-        harmonised, site_effects, excluded = _harmonise_session(
+        harmonised, site_effects, excluded, partial[measure, reference] = _harmonise_session(
             rows.drop(columns=["measure", "reference"]), table, study, source, measure, statistic)
         unit = MEASURE_UNITS[measure]
         parts.append(harmonised.assign(measure=measure, reference=reference))
         effects.append(site_effects.assign(measure=measure, reference=reference, unit=unit))
         dropped.extend(excluded)
     long = pd.concat(parts, ignore_index=True).reindex(columns=regions.columns)
-    return long, pd.concat(effects, ignore_index=True), dropped
+    return long, pd.concat(effects, ignore_index=True), dropped, partial
 
 
 def _harmonise_session(regions: pd.DataFrame, table: pd.DataFrame, study: Study, source, measure: str,
                        statistic: str):
-    """One session and measure: (harmonised long table, site effects, exclusions).
+    """One session and measure: (harmonised long table, site effects, exclusions, participants
+    harmonised with the complete cases' estimates).
 
     Every summary column the table holds (``STATISTICS``) is harmonised, so that the harmonised
-    table serves any later analysis; the site effects and exclusions are those of ``statistic``,
-    the one analysed.
+    table serves any later analysis; the site effects, exclusions and participants are those of
+    ``statistic``, the one analysed. Site effects are measured on the complete cases.
     """
     long = regions.copy()
     keys = list(zip(long["participant_id"], long["region"], long["hemisphere"]))
-    effects, exclusions = None, []
+    effects, exclusions, partial = None, [], []
     for column in [name for name in STATISTICS if name in regions.columns]:
         wide = wide_regions(regions, column)
-        after, data, batch, excluded = _combat(wide, table, study, source, measure)
+        after, data, batch, excluded, applied = _combat(wide, table, study, source, measure)
         lookup = after.stack(level=[0, 1], future_stack=True)
         long[column] = [float(lookup.get(key, np.nan)) for key in keys]
         if column == statistic:
-            effects = _site_effects(wide.loc[data.index], after, batch, data[["__group", *study.covariates]])
+            partial = applied
+            effects = _site_effects(wide.loc[data.index], after.loc[data.index], batch,
+                                    data[["__group", *study.covariates]])
             # a value the study's QC rule left out is named with its flag, not as missing
             exclusions = attribute_exclusions(excluded, {(pid, None, f"{measure} {region} {side}"): flags for
                                                          (pid, region, side), flags in excluded_values(regions).items()})
-    return long, effects, exclusions
+    return long, effects, exclusions, partial
 
 
 def _combat(wide: pd.DataFrame, table: pd.DataFrame, study: Study, source, measure: str):
-    """ComBat on one wide table: (harmonised wide table, complete cases, their batch, exclusions)."""
+    """ComBat on one wide table: (harmonised wide table, the participants it was estimated on,
+    their batch, exclusions, participants harmonised with those estimates for the values they have)."""
     settings = study.harmonise
     features = list(wide.columns)
+    value_columns = [f"__f{i}" for i in range(len(features))]
     common = [pid for pid in wide.index if pid in table.index]
     group = group_labels(table.loc[common, study.groups.column]).rename("__group")
     frame = table.loc[common, [settings.batch, *study.covariates]].join(group).join(
-        wide.loc[common].set_axis([f"__f{i}" for i in range(len(features))], axis=1))
-    needed = [settings.batch, "__group", *study.covariates, *[f"__f{i}" for i in range(len(features))]]
-    kept = complete_cases(frame, needed, "harmonisation", labels={f"__f{i}": f"{measure} {r} {h}"
-                                                                 for i, (r, h) in enumerate(features)})
+        wide.loc[common].set_axis(value_columns, axis=1))
+    labels = {column: f"{measure} {r} {h}" for column, (r, h) in zip(value_columns, features)}
+    described = complete_cases(frame, [settings.batch, "__group", *study.covariates], "harmonisation")
+    with_a_value = described.frame[described.frame[value_columns].notna().any(axis=1)]
+    kept = complete_cases(described.frame, value_columns, "harmonisation", labels=labels)
     data = kept.frame
     batch = data[settings.batch].map(lambda v: str(v))
     _check_batches(batch, data["__group"], data[study.covariates], settings.batch, source)
 
-    values = data[[f"__f{i}" for i in range(len(features))]].to_numpy(np.float64)
     numeric = [c for c in study.covariates if pd.api.types.is_numeric_dtype(data[c])]
     covars = pd.DataFrame({"batch": batch.to_numpy(), "group": data["__group"].to_numpy()}, index=data.index)
     for column in study.covariates:
@@ -219,10 +236,67 @@ def _combat(wide: pd.DataFrame, table: pd.DataFrame, study: Study, source, measu
     with contextlib.redirect_stdout(io.StringIO()):
         from neuroCombat import neuroCombat
 
-        combat = neuroCombat(values.T, covars, "batch", categorical_cols=categorical, continuous_cols=numeric,
+        combat = neuroCombat(data[value_columns].to_numpy(np.float64).T, covars, "batch",
+                             categorical_cols=categorical, continuous_cols=numeric,
                              eb=settings.empirical_bayes and len(features) > 1)
     after = pd.DataFrame(combat["data"].T, index=data.index, columns=pd.MultiIndex.from_tuples(features))
-    return after, data, batch, kept.exclusions
+    incomplete = with_a_value.loc[[pid for pid in with_a_value.index if pid not in data.index]]
+    applicable, refused = _applicable(incomplete, data, settings.batch, ["__group", *study.covariates])
+    applied = _apply_combat(applicable, data, combat["estimates"], settings.batch, value_columns,
+                            ["__group", *study.covariates])
+    after = pd.concat([after, applied.set_axis(after.columns, axis=1)])
+    exclusions = described.exclusions + refused + kept.exclusions
+    return after, data, batch, exclusions, list(applicable.index)
+
+
+def _applicable(incomplete: pd.DataFrame, data: pd.DataFrame, batch: str, model: list[str]):
+    """The participants missing some regional values whose site and model levels the complete
+    cases have (ComBat's estimates exist for them), and exclusion records for the others."""
+    sites = set(data[batch].map(str))
+    levels = {c: set(data[c].astype(str)) for c in model if not pd.api.types.is_numeric_dtype(data[c])}
+    keep, refused = [], []
+    for pid, row in incomplete.iterrows():
+        if str(row[batch]) not in sites:
+            reason = f"{batch} {row[batch]} has no participant with every regional value"
+        else:
+            unseen = [f"{c} {row[c]}" for c, seen in levels.items() if str(row[c]) not in seen]
+            reason = f"{', '.join(unseen)} not among the participants with every regional value" if unseen else None
+        if reason is None:
+            keep.append(pid)
+        else:
+            refused.append({"participant_id": str(pid), "analysis": "harmonisation", "reason": reason,
+                            "where": None, "missing": []})
+    return incomplete.loc[keep], refused
+
+
+def _apply_combat(rows: pd.DataFrame, data: pd.DataFrame, estimates: dict, batch: str,
+                  value_columns: list[str], model: list[str]) -> pd.DataFrame:
+    """ComBat's adjustment, with the estimates of the complete cases ``data``, of each value the
+    participants in ``rows`` have (missing ones stay missing): standardise by the pooled mean,
+    the participant's own covariate effects and the pooled SD, remove the site's location and
+    scale, and restore. neuroCombat keeps each covariate effect only as its value per complete
+    case (``mod.mean``); regressing those on the model's columns recovers the coefficients
+    exactly (they are a linear function of them), which the participants' columns then apply to."""
+    if rows.empty:
+        return pd.DataFrame(index=rows.index, columns=value_columns, dtype=float)
+    combined = covariate_design(pd.concat([data[model], rows[model]]), model).matrix.to_numpy(float)
+    design = np.column_stack([np.ones(len(combined)), combined])
+    effects = np.asarray(estimates["mod.mean"], dtype=float).T          # complete cases x features
+    coefficients, *_ = np.linalg.lstsq(design[:len(data)], effects, rcond=None)
+    residual = np.max(np.abs(design[:len(data)] @ coefficients - effects), initial=0.0)
+    if residual > 1e-6 * max(1.0, float(np.max(np.abs(effects), initial=0.0))):
+        raise RuntimeError(f"ComBat's covariate effects are not linear in the model's columns ({residual:.3g})")
+    own_effects = design[len(data):] @ coefficients
+    pooled_mean = np.asarray(estimates["stand.mean"], dtype=float)[:, 0]
+    pooled_sd = np.sqrt(np.asarray(estimates["var.pooled"], dtype=float)[:, 0])
+    site_index = {site: i for i, site in enumerate(sorted(set(data[batch].map(str))))}
+    index = [site_index[str(site)] for site in rows[batch]]
+    location = np.asarray(estimates["gamma.star"], dtype=float)[index]
+    scale = np.sqrt(np.asarray(estimates["delta.star"], dtype=float)[index])
+    expected = pooled_mean + own_effects
+    standardised = (rows[value_columns].to_numpy(float) - expected) / pooled_sd
+    harmonised = (standardised - location) / scale * pooled_sd + expected
+    return pd.DataFrame(harmonised, index=rows.index, columns=value_columns)
 
 
 def _check_batches(batch: pd.Series, group: pd.Series, covariates: pd.DataFrame, name: str, source) -> None:

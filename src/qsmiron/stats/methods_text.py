@@ -177,13 +177,19 @@ regions declared)."""
 
 
 # ------------------------------------------------------------------- the optional sections
-def harmonisation_methods(batch: str, empirical_bayes: bool, preserved: list[str], implementation: str) -> str:
-    """``[harmonise]``: ComBat as :mod:`qsmiron.stats.harmonise` runs it (``preserved``: group column first)."""
+def harmonisation_methods(batch: str, empirical_bayes: bool, preserved: list[str], implementation: str, *,
+                          n_partial: int = 0) -> str:
+    """``[harmonise]``: ComBat as :mod:`qsmiron.stats.harmonise` runs it (``preserved``: group column first;
+    ``n_partial``: participant-sessions harmonised with the complete cases' estimates)."""
     kept = ", ".join([f"group ({preserved[0]})", *preserved[1:]])
+    partial = (f" Its parameters were estimated from the participants with every regional value; the "
+               f"{n_partial} participant-session(s) missing some values had the values they have harmonised "
+               "with those estimates (their own covariate effects kept)." if n_partial else "")
     return (f"Regional values were harmonised across levels of '{batch}' with ComBat "
             f"({'empirical Bayes' if empirical_bayes else 'no empirical Bayes'}, parametric priors; "
-            f"{implementation}), preserving {kept}; each session separately. Site effects are the F test of "
-            "site in OLS value ~ site + group + covariates, before and after.")
+            f"{implementation}), preserving {kept}; each session separately.{partial} Site effects are the F "
+            "test of site in OLS value ~ site + group + covariates among the participants with every "
+            "value, before and after.")
 
 
 def longitudinal_methods(time: str, group_a: str, group_b: str) -> str:
