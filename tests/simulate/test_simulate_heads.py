@@ -126,3 +126,41 @@ def test_region_chi_ppm_sets_one_subjects_nuclei_and_rejects_unknown_names():
     assert np.allclose(chi[codes == code_of[("VeP", "R")]], 0.075, atol=1e-7)
     with pytest.raises(ValueError, match="Vep"):
         susceptibility_mni(variant(FAMILY[0], region_chi_ppm=(("Vep", "L", 0.1),)))
+
+
+def test_acquisitions_span_field_strength_echoes_and_snr():
+    from qsmiron.simulate.heads import ACQUISITIONS, ECHO_TIMES_S, r2star_relative_to_3t
+
+    fields = {a.get("field_strength_t", 3.0) for a in ACQUISITIONS.values()}
+    echoes = {len(a.get("echo_times_s", ECHO_TIMES_S)) for a in ACQUISITIONS.values()}
+    assert {1.5, 3.0, 7.0} <= fields and {2, 3, 5} <= echoes
+    assert min(a.get("peak_snr", 120.0) for a in ACQUISITIONS.values()) <= 40.0
+    # grey matter's T2* of 84, 66 and 33 ms at 1.5, 3 and 7 T (Peters et al. 2007)
+    assert r2star_relative_to_3t(1.5) == pytest.approx(66 / 84, abs=0.01)
+    assert r2star_relative_to_3t(3.0) == 1.0
+    assert r2star_relative_to_3t(7.0) == pytest.approx(66 / 33, abs=0.03)
+    assert r2star_relative_to_3t(5.0) == pytest.approx(1.49, abs=0.01)
+    with pytest.raises(ValueError, match="outside"):
+        r2star_relative_to_3t(9.4)
+
+
+def test_a_head_at_7t_has_the_field_strengths_phase_and_r2star():
+    """A small 1 mm head (no k-space crop) simulated at 3 and 7 T with the same echoes: the phase
+    between echoes is 2 pi gamma B0 dTE times the total field, and R2* is 1.98 times 3 T's."""
+    from dataclasses import replace
+
+    from qsmiron.simulate.heads import simulate_head
+
+    base = replace(FAMILY[0], name="small", fov_mm=(48.0, 48.0, 40.0), echo_times_s=(0.004, 0.006),
+                   peak_snr=1e5)
+    heads = {b0: simulate_head(replace(base, field_strength_t=b0)) for b0 in (3.0, 7.0)}
+    rates = {}
+    for b0, head in heads.items():
+        assert head.field_strength_t == b0 and head.echo_times_s == (0.004, 0.006)
+        signal = head.magnitude * np.exp(1j * head.phase_rad)
+        inside = head.brain & (head.magnitude[..., 1] > 0.2 * head.magnitude[..., 1].max())
+        step = np.angle(signal[..., 1] * np.conj(signal[..., 0]))[inside]
+        expected = 2 * np.pi * QSM_FORWARD_GAMMA_MHZ_PER_T * b0 * 0.002 * head.total_field_ppm[inside]
+        assert np.median(np.abs(np.angle(np.exp(1j * (step - expected))))) < 1e-3
+        rates[b0] = np.log(head.magnitude[..., 0] / head.magnitude[..., 1])[inside] / 0.002
+    assert np.median(rates[7.0] / rates[3.0]) == pytest.approx(1.98, abs=0.01)

@@ -69,6 +69,24 @@ FIELD_STRENGTH_T = 3.0
 PEAK_SNR = 120.0
 FINE_VOXEL_MM = 1.0
 
+R2STAR_RELATIVE_TO_3T = ((1.5, 0.78), (3.0, 1.0), (7.0, 1.98))
+"""Brain R2* at a field strength relative to 3 T (field T, ratio), interpolated linearly: grey
+and white matter's T2* of 84 / 66 / 33 ms and 66 / 53 / 26 ms at 1.5, 3 and 7 T (Peters AM et
+al. Magn Reson Imaging 2007;25:748-753, doi:10.1016/j.mri.2007.02.014) give ratios of 0.78-0.80
+and 1.98-2.04; the phantom's R2* values are those of 3 T."""
+
+ACQUISITIONS: dict[str, dict] = {
+    "1.5T": {"field_strength_t": 1.5, "echo_times_s": (0.006, 0.014, 0.022, 0.030, 0.038), "peak_snr": 60.0},
+    "7T": {"field_strength_t": 7.0, "echo_times_s": (0.003, 0.0075, 0.012, 0.0165, 0.021), "peak_snr": 200.0},
+    "3echo": {"echo_times_s": (0.005, 0.015, 0.025)},
+    "2echo": {"echo_times_s": (0.005, 0.020)},
+    "snr40": {"peak_snr": 40.0},
+}
+"""Acquisitions unlike the family's 3 T, 5 echoes of 4-28 ms at SNR 120 (``variant(spec,
+**ACQUISITIONS[name])``): a 1.5 T clinical protocol (longer echoes, half the SNR), 7 T
+(shorter echoes, R2* doubled, more SNR), the 3- and 2-echo protocols of clinical and vendor
+defaults, and a noisy scan (SNR 40)."""
+
 # (centre_mm, semi_axes_mm) in MNI mm of the air cavities of this family (x < 0 is left);
 # scaled by ``cavity_scale`` about their centres and moved by ``cavity_shift_mm``.
 CAVITIES = (
@@ -102,7 +120,9 @@ class HeadSpec:
     ``region_chi_ppm`` gives named brain regions their own susceptibility, as
     ``((region, hemisphere or None, ppm), ...)`` in the phantom's names (``("VeP", "L", 0.07)``,
     ``("GM", None, 0.014)``): one subject of a cohort. The rest keep the values above and the
-    literature's (``SimulationSettings().regions``).
+    literature's (``SimulationSettings().regions``). ``field_strength_t``, ``echo_times_s`` and
+    ``peak_snr`` set the acquisition (``ACQUISITIONS``); the tissue's R2* follows the field
+    strength (``R2STAR_RELATIVE_TO_3T``).
     """
 
     name: str
@@ -127,6 +147,9 @@ class HeadSpec:
     background_psf_mm: float = 0.0
     field_frame: str = "slab"
     region_chi_ppm: tuple[tuple[str, str | None, float], ...] = ()
+    field_strength_t: float = FIELD_STRENGTH_T
+    echo_times_s: tuple[float, ...] = ECHO_TIMES_S
+    peak_snr: float = PEAK_SNR
     seed: int = 0
 
 
@@ -409,15 +432,16 @@ def simulate_head(spec: HeadSpec, *, workers: int = -1) -> SimulatedHead:
 
     # Signal on the 1 mm grid, cropped in k-space to the scan's resolution, plus noise.
     s0_table, r2s_table = mr_property_tables(phantom, settings)
-    m0, r2s = s0_table[codes_fine], r2s_table[codes_fine]
+    m0 = s0_table[codes_fine]
+    r2s = r2s_table[codes_fine] * np.float32(r2star_relative_to_3t(spec.field_strength_t))
     offset_rad = quadratic_phase_offset(m0, brain_fine)
     rng = np.random.default_rng(1000 + spec.seed)
-    magnitude = np.empty((*shape, len(ECHO_TIMES_S)), np.float32)
+    magnitude = np.empty((*shape, len(spec.echo_times_s)), np.float32)
     phase = np.empty_like(magnitude)
-    for echo, te in enumerate(ECHO_TIMES_S):
-        signal = crop_kspace(gre_signal(field_fine, m0, r2s, te, phase_offset_rad=offset_rad),
-                             crop_shape)[scan]
-        signal = add_complex_noise(signal, PEAK_SNR, rng)
+    for echo, te in enumerate(spec.echo_times_s):
+        signal = crop_kspace(gre_signal(field_fine, m0, r2s, te, field_strength_t=spec.field_strength_t,
+                                        phase_offset_rad=offset_rad), crop_shape)[scan]
+        signal = add_complex_noise(signal, spec.peak_snr, rng)
         magnitude[..., echo] = np.abs(signal)
         phase[..., echo] = np.angle(signal)
     del m0, r2s, offset_rad
@@ -447,11 +471,21 @@ def simulate_head(spec: HeadSpec, *, workers: int = -1) -> SimulatedHead:
     info = {"b0_direction": b0.tolist(), "oblique_angle_deg": pose.oblique_angle_deg,
             "brain_mean_ppm": brain_mean, "shim_ppm": [float(c) for c in shim],
             "brain_voxels": int(brain.sum()), "mask_voxels": int(mask.sum())}
-    return SimulatedHead(spec=spec, magnitude=magnitude, phase_rad=phase, echo_times_s=ECHO_TIMES_S,
-                         field_strength_t=FIELD_STRENGTH_T, affine=affine, voxel_size_mm=voxel,
+    return SimulatedHead(spec=spec, magnitude=magnitude, phase_rad=phase,
+                         echo_times_s=tuple(spec.echo_times_s),
+                         field_strength_t=spec.field_strength_t, affine=affine, voxel_size_mm=voxel,
                          b0_direction=b0, chi_ppm=chi_ref, brain=brain, mask=mask,
                          local_field_ppm=local, total_field_ppm=total.astype(np.float32),
                          labels=labels, info=info)
+
+
+def r2star_relative_to_3t(field_strength_t: float) -> float:
+    """Brain R2* at ``field_strength_t`` relative to 3 T (``R2STAR_RELATIVE_TO_3T``)."""
+    fields, ratios = zip(*R2STAR_RELATIVE_TO_3T)
+    if not fields[0] <= field_strength_t <= fields[-1]:
+        raise ValueError(f"field strength {field_strength_t} T outside the measured "
+                         f"{fields[0]}-{fields[-1]} T")
+    return float(np.interp(field_strength_t, fields, ratios))
 
 
 def variant(spec: HeadSpec, **changes) -> HeadSpec:
