@@ -26,8 +26,12 @@ field); (2) one air sphere 6 mm from that brain: its analytic field against the 
 of the binary, partial-volume and smoothed sphere; (3) the old ellipsoid head of
 ``bench_recon.py``.
 
+``--acquisition`` simulates the heads with another acquisition than the family's 3 T, 5 echoes
+of 4-28 ms at SNR 120 (``qsmiron.simulate.heads.ACQUISITIONS``: 1.5 T, 7 T, 3 and 2 echoes,
+SNR 40), so that a default is judged on protocols as well as on anatomy.
+
     .venv/bin/python benchmarks/bench_bgremove.py [--methods ismv,lbv,pdf,tfi] [--heads 1,2]
-        [--frame slab|scanner] [--mechanism] [--cache DIR]
+        [--frame slab|scanner] [--acquisition 1.5T|7T|3echo|2echo|snr40] [--mechanism] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ def field_stage(head, cache: Path) -> dict:
     edges the inversion keeps (the last echo's, as ``ReconState.edge_magnitude`` in the recon)."""
     from qsmiron.recon.stages import ReconState
 
-    path = cache / f"{head.spec.name}.field-misfit-factor.npz"
+    path = cache / f"{head.spec.name}.field-misfit-aliasing.npz"
     if path.exists():
         stage = dict(np.load(path))
     else:
@@ -98,7 +102,7 @@ def measured_field(head, phase_rad: np.ndarray, settings=None) -> dict:
 
     to_ppm = ppm_per_hz(head.field_strength_t)
     result = total_field(head.magnitude, phase_rad, head.mask, head.voxel_size_mm, head.echo_times_s,
-                         settings=settings, user_mask=True)
+                         settings=settings, user_mask=True, field_strength_t=head.field_strength_t)
     return {"field_ppm": (result.field_hz * to_ppm).astype(np.float32),
             "noise_ppm": (result.data_noise_hz * to_ppm).astype(np.float32),
             "inversion_noise_ppm": (result.inversion_noise_hz * to_ppm).astype(np.float32),
@@ -326,19 +330,28 @@ def main() -> None:
     parser.add_argument("--heads", default=None, help="1-based indices into FAMILY, comma-separated")
     parser.add_argument("--frame", choices=("slab", "scanner"), default="slab",
                         help="where the FFT dipole model runs (simulate.heads.HeadSpec.field_frame)")
+    parser.add_argument("--acquisition", default=None,
+                        help="simulate the heads with an acquisition of simulate.heads.ACQUISITIONS "
+                             "(1.5T, 7T, 3echo, 2echo, snr40) instead of the family's")
     parser.add_argument("--mechanism", action="store_true")
     parser.add_argument("--cache", default=os.environ.get("QSMIRON_HEADS_CACHE", "/tmp/qsmiron_heads"))
     args = parser.parse_args()
-    from qsmiron.simulate.heads import FAMILY, variant
+    from qsmiron.simulate.heads import ACQUISITIONS, FAMILY, variant
 
     cache = Path(args.cache)
     specs = list(FAMILY) if args.heads is None else [FAMILY[int(i) - 1] for i in args.heads.split(",")]
     if args.frame != "slab":
         specs = [variant(s, field_frame=args.frame) for s in specs]
+    if args.acquisition is not None:
+        if args.acquisition not in ACQUISITIONS:
+            parser.error(f"--acquisition must be one of {', '.join(ACQUISITIONS)}")
+        specs = [dataclasses.replace(s, name=f"{s.name}[{args.acquisition}]", **ACQUISITIONS[args.acquisition])
+                 for s in specs]
     if args.mechanism:
         mechanism(cache)
         return
-    print(f"{len(specs)} heads ({args.frame} frame), methods {args.methods}; cache {cache}; cores "
+    print(f"{len(specs)} heads ({args.frame} frame, acquisition {args.acquisition or 'of the family'}), "
+          f"methods {args.methods}; cache {cache}; cores "
           f"{len(os.sched_getaffinity(0))} (shared machine: wall pessimistic, CPU shown too)")
     results = run_family(specs, args.methods.split(","), cache)
     summarise(results)

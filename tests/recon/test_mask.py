@@ -82,6 +82,20 @@ def test_refinement_uses_quality_and_residual_evidence():
     assert info["flagged_quality"] > 0 and info["flagged_residual"] > 0
 
 
+def test_refinement_keeps_a_misfit_face_whose_implied_field_error_is_within_the_tolerance():
+    mask = np.zeros((30, 30, 30), bool)
+    mask[5:25, 5:25, 5:25] = True
+    chi2 = np.where(mask, 1.0, np.nan)
+    chi2[:, 22:25] = 50.0                     # significant misfit on two faces ...
+    chi2[:, :, 5:8] = 50.0
+    noise = np.where(mask, 0.01, 0.0)
+    noise[:, :, 5:8] = 0.2                    # ... implying 0.07 and 1.4 Hz of field error
+    refined, info = refine_mask_by_phase_quality(mask, (1, 1, 1), reduced_chi2=chi2, dof=3, noise_hz=noise,
+                                                 noise_factor=100.0, misfit_tolerance_hz=0.5)
+    assert refined[10:20, 22:25, 10:20].all() and not refined[10:20, 10:20, 5:8].any()
+    assert info["flagged_residual"] == int((mask[:, :, 5:8]).sum())
+
+
 def test_mask_methods_selectable_from_the_settings_are_the_automatic_one():
     assert MASK_METHODS == {"magnitude": magnitude_mask}
     assert [method.name for method in METHODS] == ["magnitude", "magnitude_template", "given"]

@@ -200,14 +200,16 @@ def test_voxels_without_field_are_counted_across_scans_with_the_test_level(prove
             if step.step == "mask_refinement":
                 step = step.model_copy(update={"notes": {**step.notes, "misfit_voxels_kept_without_field": count}})
             if step.step == "echo_fit":
-                step = step.model_copy(update={"parameters": {**step.parameters, "misfit_p": 1e-4}})
+                step = step.model_copy(update={"parameters": {**step.parameters, "misfit_p": 1e-4,
+                                                              "misfit_tolerance_ppm": 0.005},
+                                               "notes": {**step.notes, "misfit_tolerance_hz": 0.6387}})
             steps.append(step)
         scans.append(scan.model_copy(update={"recon": scan.recon.model_copy(update={"steps": steps})}))
     assert len(scans) >= 2
     counts = sorted((120, 40, 900, 7)[:len(scans)])
     text = methods_paragraph(provenance.model_copy(update={"scans": scans}), None)
     assert "stayed in the mask but carried no field" in text
-    assert "false-alarm rate 0.0001" in text
+    assert "false-alarm rate 0.0001) and whose residual implied a field error above 0.005 ppm" in text
     assert f"voxels per scan, range {counts[0]}\u2013{counts[-1]})" in text  # the en dash of every range
     assert "carried no field" not in methods_paragraph(provenance, None)  # records without the count
 

@@ -24,7 +24,7 @@ from qsmiron.io.derivatives import DONE_MARKER
 from qsmiron.records.cohort import DoneMarker, MarkerFile
 
 
-RESULTS_REVISION = 8
+RESULTS_REVISION = 9
 """Revision of what a subject's outputs hold, for the same version and settings. The version
 string changes only at a release; between releases a change to a method's results or to the
 files written (a default rule, a sidecar key) bumps this, so that resuming a cohort re-runs
@@ -38,7 +38,9 @@ weighs the field by the echo fit's local misfit (``qsmiron.recon.echofit.local_m
 7: without R2* the registration's brain is the total field's support (``roi.subject.subject_brain_mask``),
 and a registration is flagged by its residual misalignment, not its NMI (``roi.qc.registration_metrics``);
 8: the readout check (``recon.bipolar``), the sign check (``roi.sign``) and the residual misalignment
-measured in the SyN domain (``roi.subject.shift_region``)."""
+measured in the SyN domain (``roi.subject.shift_region``); 9: a misfit voxel also needs a field error
+above ``misfit_tolerance_ppm``, and voxels off by an aliasing period lose their field
+(``recon.echofit``, ``recon.aliasing``)."""
 
 
 def result_settings(config: QsmironConfig) -> dict[str, Any]:

@@ -66,7 +66,8 @@ class FieldMapResult:
 
 def total_field(magnitude: np.ndarray, phase_rad: np.ndarray, mask: np.ndarray,
                 voxel_size_mm: Sequence[float], echo_times_s: Sequence[float], *,
-                settings=None, user_mask: bool = False) -> FieldMapResult:
+                settings=None, user_mask: bool = False,
+                field_strength_t: float | None = None) -> FieldMapResult:
     """Check the readout polarity, unwrap the phase, fit the field over echoes and refine the
     mask by phase quality (the recon's stages from ``readout`` to ``mask_refinement``).
 
@@ -85,6 +86,9 @@ def total_field(magnitude: np.ndarray, phase_rad: np.ndarray, mask: np.ndarray,
         when None).
     user_mask : bool
         The mask came from the user: it is used as it is, never refined.
+    field_strength_t : float, optional
+        Tesla: the echo fit's misfit tolerance (ppm) needs it; without it, misfit voxels are
+        judged by the chi-square test alone.
 
     Returns
     -------
@@ -110,7 +114,8 @@ def total_field(magnitude: np.ndarray, phase_rad: np.ndarray, mask: np.ndarray,
         raise InputError("the brain mask is empty")
     state = ReconState(voxel_size_mm=tuple(float(v) for v in voxel_size_mm), magnitude=magnitude, phase=phase,
                        echo_times_s=tuple(float(t) for t in echo_times_s),
-                       given_mask=mask if user_mask else None, phase_rad=phase, mask=mask)
+                       given_mask=mask if user_mask else None, phase_rad=phase, mask=mask,
+                       field_strength_t=field_strength_t)
     steps = run_stages(state, settings, (READOUT, UNWRAP, ECHO_FIT, MASK_REFINEMENT))
     return FieldMapResult(state.field_hz, state.noise_hz, state.field_mask, steps, state.field_misfit,
                           state.misfit_factor)

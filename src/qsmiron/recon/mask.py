@@ -222,7 +222,8 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
                                  noise_hz: np.ndarray | None = None,
                                  quality: np.ndarray | None = None,
                                  reduced_chi2: np.ndarray | None = None,
-                                 dof: int = 0, noise_factor: Annotated[float, Gt(1)] = 3.0,
+                                 dof: int = 0, misfit_tolerance_hz: float = 0.0,
+                                 noise_factor: Annotated[float, Gt(1)] = 3.0,
                                  min_quality: Fraction = 0.25, chi2_p: OpenFraction = 1e-4,
                                  opening_mm: NonNegativeFloat = 1.0) -> tuple[np.ndarray, dict[str, Any]]:
     """Remove the unreliable edge of a mask, judged by the phase.
@@ -234,7 +235,8 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
     - its unwrapping quality (mean ROMEO edge quality, 0..1) is below ``min_quality``;
     - its echo-fit residual is implausible for Gaussian noise: reduced chi-square above the
       ``1 - chi2_p`` quantile of the chi-square distribution with ``dof`` degrees of freedom
-      (phase not linear in TE).
+      (phase not linear in TE), and, with ``misfit_tolerance_hz`` > 0, a field SD implied by
+      its residuals above that (the echo fit's ``misfit_tolerance_ppm``).
 
     Unreliable voxels connected to the outside of the mask through other unreliable voxels
     are removed (the edge is peeled); unreliable voxels enclosed by reliable tissue stay.
@@ -249,6 +251,8 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
         Evidence maps (any may be None).
     dof : int
         Residual degrees of freedom of the echo fit (for ``reduced_chi2``).
+    misfit_tolerance_hz : float
+        The echo fit's misfit tolerance in Hz (0: the chi-square test alone).
 
     Returns
     -------
@@ -280,7 +284,8 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
         info["flagged_quality"] = int(flagged.sum())
         unreliable |= flagged
     if reduced_chi2 is not None and dof > 0:
-        flagged = misfit_voxels(reduced_chi2, mask, dof, chi2_p)
+        flagged = misfit_voxels(reduced_chi2, mask, dof, chi2_p, noise_hz=noise_hz,
+                                tolerance_hz=misfit_tolerance_hz if noise_hz is not None else 0.0)
         info["chi2_limit"] = reduced_chi2_limit(chi2_p, dof)
         info["flagged_residual"] = int(flagged.sum())
         unreliable |= flagged

@@ -235,7 +235,7 @@ def run_echo_fit(state: ReconState, method: Method, parameters: dict[str, Any]) 
     unwrapped = state.unwrapped
     state.fit = method.function(unwrapped.unwrapped_rad, state.magnitude, state.mask, state.echo_times_s,
                                 offset_rad=unwrapped.offset_rad, voxel_size_mm=state.voxel_size_mm,
-                                **parameters)
+                                field_strength_t=state.field_strength_t, **parameters)
     state.quality, state.unwrapped = unwrapped.quality, None
     notes, warnings = _details(state.fit.info)
     return StepResult(notes, warnings)
@@ -249,7 +249,7 @@ def run_mask_refinement(state: ReconState, method: Method, parameters: dict[str,
         result = StepResult(method=method.name, parameters={})
         parameters = {}
     evidence = {"noise_hz": fit.noise_hz, "quality": state.quality, "reduced_chi2": fit.reduced_chi2,
-                "dof": int(fit.info["dof"])}
+                "dof": int(fit.info["dof"]), "misfit_tolerance_hz": float(fit.info.get("misfit_tolerance_hz", 0.0))}
     inputs = {name: value for name, value in evidence.items() if accepts(method, name)}
     refined, info = method.function(state.mask, state.voxel_size_mm, **parameters, **inputs)
     refined = np.asarray(refined, dtype=bool)
@@ -334,10 +334,11 @@ READOUT = Stage("readout", "readout polarity check (odd/even echo phase of a bip
 UNWRAP = Stage("unwrap", "phase unwrapping", unwrap.METHODS, default="romeo", inputs=("workers",),
                run=run_unwrap)
 ECHO_FIT = Stage("echo_fit", "echo combination (fit of the field over echo time)", echofit.METHODS,
-                 default="weighted_least_squares", inputs=("offset_rad", "voxel_size_mm", "workers"),
+                 default="weighted_least_squares",
+                 inputs=("offset_rad", "voxel_size_mm", "field_strength_t", "workers"),
                  run=run_echo_fit)
 MASK_REFINEMENT = Stage("mask_refinement", "mask refinement by phase quality", masking.REFINEMENT_METHODS,
-                        default="phase_quality", inputs=("noise_hz", "quality", "reduced_chi2", "dof"),
+                        default="phase_quality", inputs=("noise_hz", "quality", "reduced_chi2", "dof", "misfit_tolerance_hz"),
                         run=run_mask_refinement)
 BACKGROUND = Stage("background", "background field removal", bgremove.METHODS, default=bgremove.DEFAULT_BACKGROUND,
                    inputs=("noise",), run=run_background)

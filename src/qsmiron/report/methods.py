@@ -124,7 +124,7 @@ def processing_sentences(recons: list[ReconRecord]) -> list[str]:
 
 def misfit_sentences(recons: list[ReconRecord]) -> list[str]:
     """How many voxels kept their place in the mask but lost their field (the echo fit's misfit)."""
-    counts, levels = [], set()
+    counts, levels, tolerances = [], set(), set()
     for recon in recons:
         refinement, fit = recon.step("mask_refinement"), recon.step("echo_fit")
         if refinement is None or "misfit_voxels_kept_without_field" not in refinement.notes:
@@ -132,14 +132,18 @@ def misfit_sentences(recons: list[ReconRecord]) -> list[str]:
         counts.append(int(refinement.notes["misfit_voxels_kept_without_field"]))
         if fit is not None and "misfit_p" in fit.parameters:
             levels.add(fit.parameters["misfit_p"])
+        if fit is not None and fit.notes.get("misfit_tolerance_hz"):
+            tolerances.add(fit.parameters.get("misfit_tolerance_ppm"))
     if not counts:
         return []
     level = f" (false-alarm rate {describe_values(levels)})" if levels else ""
+    tolerance = (f" and whose residual implied a field error above {describe_values(tolerances)} ppm"
+                 if tolerances else "")
     spread = (plural(counts[0], "voxel") if len(counts) == 1
               else f"median {int(np.median(counts))} voxels per scan, range {min(counts)}\u2013{max(counts)}")
     return [f"Voxels whose multi-echo phase the echo fit could not explain, by a chi-square test of "
-            f"its residual{level}, stayed in the mask but carried no field: they were given no weight "
-            f"in background field removal and dipole inversion ({spread})."]
+            f"its residual{level}{tolerance}, stayed in the mask but carried no field: they were given no "
+            f"weight in background field removal and dipole inversion ({spread})."]
 
 
 def registration_sentences(regions: list[RegionsRecord]) -> list[str]:
