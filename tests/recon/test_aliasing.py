@@ -38,6 +38,19 @@ def test_a_cluster_off_by_a_period_is_flagged_whole_and_a_steep_real_field_is_no
     assert not aliased_voxels(field, usable & ~wrong, 250.0).any()
 
 
+def test_a_voxel_in_a_steep_real_field_is_not_taken_for_an_aliasing_error():
+    """Half a period and a little more off its neighbours' median, as next to a sinus at 2 mm,
+    but not a whole period off any of them: not flagged."""
+    shape = (20, 20, 20)
+    x, y, z = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij")
+    usable = np.ones(shape, bool)
+    field = (30.0 * x).astype(np.float32)                   # 30 Hz per voxel, up to 60 over the cube
+    field[10, 10, 10] += 135.0                              # 0.54 of a 250 Hz period
+    assert not aliased_voxels(field, usable, 250.0)[10, 10, 10]
+    field[10, 10, 10] += 115.0                              # now a whole period
+    assert aliased_voxels(field, usable, 250.0)[10, 10, 10]
+
+
 def test_the_echo_fit_marks_a_cluster_that_unwrapping_put_a_period_off():
     """Echoes at n dTE: a field 1 / dTE higher turns every echo by whole turns, so the phase fits
     it perfectly (no chi-square misfit); its neighbours give it away and the fit marks it."""
