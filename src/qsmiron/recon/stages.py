@@ -338,7 +338,8 @@ ECHO_FIT = Stage("echo_fit", "echo combination (fit of the field over echo time)
                  inputs=("offset_rad", "voxel_size_mm", "field_strength_t", "workers"),
                  run=run_echo_fit)
 MASK_REFINEMENT = Stage("mask_refinement", "mask refinement by phase quality", masking.REFINEMENT_METHODS,
-                        default="phase_quality", inputs=("noise_hz", "quality", "reduced_chi2", "dof", "misfit_tolerance_hz"),
+                        default="phase_quality",
+                        inputs=("noise_hz", "quality", "reduced_chi2", "dof", "misfit_tolerance_hz"),
                         run=run_mask_refinement)
 BACKGROUND = Stage("background", "background field removal", bgremove.METHODS, default=bgremove.DEFAULT_BACKGROUND,
                    inputs=("noise",), run=run_background)

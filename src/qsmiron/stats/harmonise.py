@@ -205,8 +205,9 @@ def _harmonise_session(regions: pd.DataFrame, table: pd.DataFrame, study: Study,
             effects = _site_effects(wide.loc[data.index], after.loc[data.index], batch,
                                     data[["__group", *study.covariates]])
             # a value the study's QC rule left out is named with its flag, not as missing
-            exclusions = attribute_exclusions(excluded, {(pid, None, f"{measure} {region} {side}"): flags for
-                                                         (pid, region, side), flags in excluded_values(regions).items()})
+            places = {(pid, None, f"{measure} {region} {side}"): flags
+                      for (pid, region, side), flags in excluded_values(regions).items()}
+            exclusions = attribute_exclusions(excluded, places)
     return long, effects, exclusions, partial
 
 
