@@ -182,7 +182,7 @@ def harmonisation_methods(batch: str, empirical_bayes: bool, preserved: list[str
     """``[harmonise]``: ComBat as :mod:`qsmiron.stats.harmonise` runs it (``preserved``: group column first;
     ``n_partial``: participant-sessions harmonised with the complete cases' estimates)."""
     kept = ", ".join([f"group ({preserved[0]})", *preserved[1:]])
-    partial = (f" Its parameters were estimated from the participants with every regional value; the "
+    partial = (f" ComBat's parameters were estimated from the participants with every regional value; the "
                f"{n_partial} participant-session(s) missing some values had the values they have harmonised "
                "with those estimates (their own covariate effects kept)." if n_partial else "")
     return (f"Regional values were harmonised across levels of '{batch}' with ComBat "
