@@ -84,7 +84,7 @@ def field_stage(head, cache: Path) -> dict:
     edges the inversion keeps (the last echo's, as ``ReconState.edge_magnitude`` in the recon)."""
     from qsmiron.recon.stages import ReconState
 
-    path = cache / f"{head.spec.name}.field-misfit-aliasing-whole.npz"
+    path = cache / f"{head.spec.name}.field-misfit-dephasing.npz"
     if path.exists():
         stage = dict(np.load(path))
     else:

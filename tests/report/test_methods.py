@@ -210,8 +210,15 @@ def test_voxels_without_field_are_counted_across_scans_with_the_test_level(prove
     text = methods_paragraph(provenance.model_copy(update={"scans": scans}), None)
     assert "stayed in the mask but carried no field" in text
     assert "false-alarm rate 0.0001) and whose residual implied a field error above 0.005 ppm" in text
+    assert "a whole aliasing period of the echo train off their neighbours" in text
+    assert "two echoes" not in text                        # no scan had the dephasing rule applied
     assert f"voxels per scan, range {counts[0]}\u2013{counts[-1]})" in text  # the en dash of every range
     assert "carried no field" not in methods_paragraph(provenance, None)  # records without the count
+    scans[0] = scans[0].model_copy(update={"recon": scans[0].recon.model_copy(update={"steps": [
+        step.model_copy(update={"notes": {**step.notes, "dephased_voxels": 12}}) if step.step == "echo_fit" else step
+        for step in scans[0].recon.steps]})})
+    text = methods_paragraph(provenance.model_copy(update={"scans": scans}), None)
+    assert "(two echoes), also voxels whose magnitude decayed more than 4 times as fast as the mask's median" in text
 
 
 def test_records_from_before_the_residual_shift_state_the_nmi_rule_they_were_flagged_by(provenance):

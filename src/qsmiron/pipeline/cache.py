@@ -39,8 +39,8 @@ weighs the field by the echo fit's local misfit (``qsmiron.recon.echofit.local_m
 and a registration is flagged by its residual misalignment, not its NMI (``roi.qc.registration_metrics``);
 8: the readout check (``recon.bipolar``), the sign check (``roi.sign``) and the residual misalignment
 measured in the SyN domain (``roi.subject.shift_region``); 9: a misfit voxel also needs a field error
-above ``misfit_tolerance_ppm``, and voxels off by an aliasing period lose their field
-(``recon.echofit``, ``recon.aliasing``)."""
+above ``misfit_tolerance_ppm``, voxels off by an aliasing period lose their field, and so do
+dephased voxels of two-echo scans (``recon.echofit``, ``recon.aliasing``, ``recon.dephasing``)."""
 
 
 def result_settings(config: QsmironConfig) -> dict[str, Any]:

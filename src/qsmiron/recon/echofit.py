@@ -54,6 +54,7 @@ from scipy import ndimage
 from qsmiron import GYROMAGNETIC_RATIO_HZ_PER_T
 from qsmiron.methods import Method
 from qsmiron.recon.aliasing import aliased_voxels, aliasing_period_hz
+from qsmiron.recon.dephasing import dephased_voxels
 from qsmiron.recon.params import NonNegativeFloat, OpenFraction, PositiveFloat
 from qsmiron.recon.fourier import bounding_box
 from qsmiron.recon.unwrap import as_4d, smooth_phase_linear
@@ -237,8 +238,25 @@ def fit_field(unwrapped_rad: np.ndarray, magnitude: np.ndarray | None, mask: np.
         misfit = misfit_voxels(reduced, mask, dof, misfit_p, noise_hz=noise_hz, tolerance_hz=tolerance_hz)
         info.update(misfit_p=misfit_p, misfit_limit=round(reduced_chi2_limit(misfit_p, dof), 4),
                     misfit_tolerance_hz=round(tolerance_hz, 6), misfit_voxels=int(misfit.sum()))
+    misfit = _with_dephased_voxels(mag, mask, misfit, te, dof, float(np.sqrt(sigma2)), info)
     misfit = _with_aliased_voxels(field_hz, mask, misfit, te, info)
     return EchoFit(field_hz, noise_hz, offset_map, reduced, info, misfit)
+
+
+def _with_dephased_voxels(magnitude: np.ndarray | None, mask: np.ndarray, misfit: np.ndarray | None,
+                          te: np.ndarray, dof: int, noise_sigma: float, info: dict[str, Any]) -> np.ndarray | None:
+    """The misfit map with the voxels the magnitude shows dephased added (``qsmiron.recon.
+    dephasing``), when the chi-square test is weak (at most one residual degree of freedom);
+    their count goes into ``info``."""
+    if magnitude is None or dof > 1 or te.size < 2:
+        return misfit
+    dephased = dephased_voxels(magnitude, mask, te, noise_sigma)
+    info["dephased_voxels"] = int(dephased.sum())
+    if misfit is None and not dephased.any():
+        return None
+    misfit = dephased if misfit is None else misfit | dephased
+    info["misfit_voxels"] = int(misfit.sum())
+    return misfit
 
 
 def _with_aliased_voxels(field_hz: np.ndarray, mask: np.ndarray, misfit: np.ndarray | None,
