@@ -81,16 +81,15 @@ def register_head(magnitude, affine, settings, template_ants, workdir, *, mask=N
     from qsmiron.io.nifti import voxel_size_mm
     from qsmiron.recon.mask import brain_mask
     from qsmiron.register.images import prepare_subject
-    from qsmiron.register.normalise import label_box_mm, register_to_template
+    from qsmiron.register.normalise import register_to_template, syn_domain_mm
     from qsmiron.roi.subject import subject_on_template
 
     if mask is None:
         mask = np.asarray(brain_mask(magnitude, voxel_size_mm(affine)), bool)
     subject = prepare_subject(magnitude, mask, affine, bias_correct=settings.bias_correct,
                               resolution_mm=0.75 * settings.resolution_mm)
-    box = (label_box_mm(labels_ants, settings.syn_margin_mm)
-           if labels_ants is not None and settings.syn_region == "atlas" else None)
-    registration = register_to_template(subject, template_ants, settings=settings, syn_box_mm=box, workdir=workdir)
+    registration = register_to_template(subject, template_ants, settings=settings,
+                                        syn_box_mm=syn_domain_mm(labels_ants, settings), workdir=workdir)
     return subject, registration, subject_on_template(subject, registration, template_ants, settings), mask
 
 

@@ -12,3 +12,8 @@ datasets); None until the repository has a public address, and then CodeURL is l
 
 GYROMAGNETIC_RATIO_HZ_PER_T = 42.577478518e6
 """gamma / (2 pi) of the proton, Hz/T (CODATA 2018)."""
+
+
+def ppm_per_hz(field_strength_t: float) -> float:
+    """The factor from a field in Hz to a relative field in ppm of B0."""
+    return 1e6 / (GYROMAGNETIC_RATIO_HZ_PER_T * float(field_strength_t))

@@ -31,6 +31,8 @@ from typing import Sequence
 import numba
 import numpy as np
 
+from qsmiron.recon.fourier import bounding_box
+
 MAX_PERIOD_HZ = 5000.0
 """Fields that differ by more than this are not looked for: beyond the range of a brain."""
 
@@ -74,10 +76,7 @@ def aliased_voxels(field_hz: np.ndarray, usable: np.ndarray, period_hz: float) -
     out = np.zeros(usable.shape, bool)
     if not usable.any():
         return out
-    index = np.argwhere(usable)
-    lo = np.maximum(index.min(0) - NEIGHBOURHOOD_RADIUS, 0)
-    hi = np.minimum(index.max(0) + NEIGHBOURHOOD_RADIUS + 1, usable.shape)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    box = bounding_box(usable, margin=NEIGHBOURHOOD_RADIUS)
     flagged = np.zeros(usable[box].shape, bool)
     _flag_outliers(np.ascontiguousarray(field_hz[box], dtype=np.float32),
                    np.ascontiguousarray(usable[box]), np.float32(period_hz), NEIGHBOURHOOD_RADIUS, flagged)

@@ -36,6 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from qsmiron.methods import Method
+from qsmiron.recon.fourier import bounding_box
 from qsmiron.recon.params import PositiveFloat
 from qsmiron.recon.phase import wrap_to_pi
 
@@ -119,7 +120,7 @@ def _second_differences(magnitude: np.ndarray, phase_rad: np.ndarray, mask: np.n
     C(T-1, k) over the T runs cancel a curvature polynomial in k up to degree T-2 (from four
     echoes); with three echoes (one run) curvature and alternation cannot be told apart.
     """
-    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(mask))
+    box = bounding_box(mask)
     inside = mask[box]
     echoes = _complex_echoes(magnitude, phase_rad, box, inside)
     runs = len(echoes) - 2

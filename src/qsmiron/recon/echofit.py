@@ -51,7 +51,7 @@ import numpy as np
 import scipy.stats
 from scipy import ndimage
 
-from qsmiron import GYROMAGNETIC_RATIO_HZ_PER_T
+from qsmiron import ppm_per_hz
 from qsmiron.methods import Method
 from qsmiron.recon.aliasing import aliased_voxels, aliasing_period_hz
 from qsmiron.recon.dephasing import dephased_voxels
@@ -233,8 +233,7 @@ def fit_field(unwrapped_rad: np.ndarray, magnitude: np.ndarray | None, mask: np.
                 _EMPTY3F if reduced is None else reduced)
     misfit = None
     if reduced is not None:
-        tolerance_hz = (0.0 if field_strength_t is None
-                        else misfit_tolerance_ppm * 1e-6 * GYROMAGNETIC_RATIO_HZ_PER_T * field_strength_t)
+        tolerance_hz = 0.0 if field_strength_t is None else misfit_tolerance_ppm / ppm_per_hz(field_strength_t)
         misfit = misfit_voxels(reduced, mask, dof, misfit_p, noise_hz=noise_hz, tolerance_hz=tolerance_hz)
         info.update(misfit_p=misfit_p, misfit_limit=round(reduced_chi2_limit(misfit_p, dof), 4),
                     misfit_tolerance_hz=round(tolerance_hz, 6), misfit_voxels=int(misfit.sum()))

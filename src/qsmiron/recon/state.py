@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from qsmiron import GYROMAGNETIC_RATIO_HZ_PER_T
+from qsmiron import ppm_per_hz
 from qsmiron.records.acquisition import ReadoutInfo
 from qsmiron.records.relaxometry import ChiSeparationInfo, R2starInfo
 from qsmiron.recon.chisep import ChiSeparation
@@ -15,11 +15,6 @@ from qsmiron.recon.echofit import EchoFit
 from qsmiron.recon.fill import marked_without_data, scaled_noise
 from qsmiron.recon.r2star import R2starFit
 from qsmiron.recon.unwrap.romeo import RomeoResult
-
-
-def ppm_per_hz(field_strength_t: float) -> float:
-    """The factor from a field in Hz to a relative field in ppm of B0."""
-    return 1e6 / (GYROMAGNETIC_RATIO_HZ_PER_T * float(field_strength_t))
 
 
 @dataclass

@@ -214,6 +214,14 @@ def label_box_mm(labels, margin_mm: float) -> tuple[np.ndarray, np.ndarray] | No
     return world.min(axis=0) - margin_mm, world.max(axis=0) + margin_mm
 
 
+def syn_domain_mm(labels, settings: RegistrationSettings) -> tuple[np.ndarray, np.ndarray] | None:
+    """The world box SyN is confined to: the atlas regions (``labels``, ANTs) plus
+    ``settings.syn_margin_mm`` when ``settings.syn_region`` is "atlas"; None (the whole brain) else."""
+    if settings.syn_region != "atlas" or labels is None:
+        return None
+    return label_box_mm(labels, settings.syn_margin_mm)
+
+
 def register_to_template(subject, template, *, settings: RegistrationSettings | None = None,
                          template_mask=None, subject_mask=None, syn_box_mm=None,
                          workdir: str | os.PathLike | None = None) -> Registration:
@@ -417,8 +425,8 @@ def to_subject(image, registration: Registration, reference, *, interpolation: s
 
 
 __all__ = ["Registration", "register_to_template", "labels_to_subject", "to_template", "to_subject",
-           "resample_to_resolution", "template_grid", "crop_to_box", "label_box_mm", "syn_stages", "describe_registration", "METHOD",
-           "from_ants", "to_ants"]
+           "resample_to_resolution", "template_grid", "crop_to_box", "label_box_mm", "syn_domain_mm", "syn_stages",
+           "describe_registration", "METHOD", "from_ants", "to_ants"]
 
 
 def describe_registration(settings: RegistrationSettings) -> tuple[list[str], str]:

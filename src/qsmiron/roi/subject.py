@@ -284,13 +284,13 @@ def registration_for(subject_image, template_ants, labels_ants, settings: Regist
 
     Returns the registration (its files at ``paths.transforms``) and whether it was reused.
     """
-    from qsmiron.register.normalise import label_box_mm, register_to_template
+    from qsmiron.register.normalise import register_to_template, syn_domain_mm
 
     if settings.reuse_transforms and _previous_fingerprint(paths.regions_record) == fingerprint:
         saved = Registration.load(paths.transforms)
         if saved is not None:
             return saved, True
-    box = label_box_mm(labels_ants, settings.syn_margin_mm) if settings.syn_region == "atlas" else None
+    box = syn_domain_mm(labels_ants, settings)
     with tempfile.TemporaryDirectory(prefix="qsmiron_reg_") as workdir:
         fresh = register_to_template(subject_image, template_ants, settings=settings, syn_box_mm=box, workdir=workdir)
         return fresh.save(paths.transforms), False
@@ -388,10 +388,10 @@ def shift_region(labels_ants, view: OnTemplate,
                  settings: RegistrationSettings) -> tuple[tuple[slice, ...] | None, str]:
     """Where the residual shift is judged: the SyN domain (the atlas regions plus ``syn_margin_mm``)
     when SyN refines only there, else the whole template brain; and its description."""
-    from qsmiron.register.normalise import label_box_mm
+    from qsmiron.register.normalise import syn_domain_mm
     from qsmiron.roi.qc import grid_box
 
-    box = label_box_mm(labels_ants, settings.syn_margin_mm) if settings.syn_region == "atlas" else None
+    box = syn_domain_mm(labels_ants, settings)
     if box is None:
         return None, "the template brain"
     return (grid_box(box, view.affine, view.template.shape),
