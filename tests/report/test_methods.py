@@ -202,7 +202,8 @@ def test_voxels_without_field_are_counted_across_scans_with_the_test_level(prove
             if step.step == "echo_fit":
                 step = step.model_copy(update={"parameters": {**step.parameters, "misfit_p": 1e-4,
                                                               "misfit_tolerance_ppm": 0.005},
-                                               "notes": {**step.notes, "misfit_tolerance_hz": 0.6387}})
+                                               "notes": {**step.notes, "misfit_tolerance_hz": 0.6387,
+                                                         "aliasing_period_hz": 250.0}})
             steps.append(step)
         scans.append(scan.model_copy(update={"recon": scan.recon.model_copy(update={"steps": steps})}))
     assert len(scans) >= 2
@@ -215,10 +216,17 @@ def test_voxels_without_field_are_counted_across_scans_with_the_test_level(prove
     assert f"voxels per scan, range {counts[0]}\u2013{counts[-1]})" in text  # the en dash of every range
     assert "carried no field" not in methods_paragraph(provenance, None)  # records without the count
     scans[0] = scans[0].model_copy(update={"recon": scans[0].recon.model_copy(update={"steps": [
-        step.model_copy(update={"notes": {**step.notes, "dephased_voxels": 12}}) if step.step == "echo_fit" else step
+        step.model_copy(update={"notes": {**step.notes, "dephased_voxels": 12, "dephasing_factor": 4.0}})
+        if step.step == "echo_fit" else step
         for step in scans[0].recon.steps]})})
     text = methods_paragraph(provenance.model_copy(update={"scans": scans}), None)
     assert "(two echoes), also voxels whose magnitude decayed more than 4 times as fast as the mask's median" in text
+    # records from before the aliasing check do not claim it
+    before = [scan.model_copy(update={"recon": scan.recon.model_copy(update={"steps": [
+        step.model_copy(update={"notes": {k: v for k, v in step.notes.items() if k != "aliasing_period_hz"}})
+        for step in scan.recon.steps]})}) for scan in scans]
+    text = methods_paragraph(provenance.model_copy(update={"scans": before}), None)
+    assert "carried no field" in text and "aliasing period" not in text
 
 
 def test_records_from_before_the_residual_shift_state_the_nmi_rule_they_were_flagged_by(provenance):

@@ -54,7 +54,7 @@ from scipy import ndimage
 from qsmiron import ppm_per_hz
 from qsmiron.methods import Method
 from qsmiron.recon.aliasing import aliased_voxels, aliasing_period_hz
-from qsmiron.recon.dephasing import dephased_voxels
+from qsmiron.recon.dephasing import FACTOR as DEPHASING_FACTOR, dephased_voxels
 from qsmiron.recon.params import NonNegativeFloat, OpenFraction, PositiveFloat
 from qsmiron.recon.fourier import bounding_box
 from qsmiron.recon.unwrap import as_4d, smooth_phase_linear
@@ -250,7 +250,7 @@ def _with_dephased_voxels(magnitude: np.ndarray | None, mask: np.ndarray, misfit
     if magnitude is None or dof > 1 or te.size < 2:
         return misfit
     dephased = dephased_voxels(magnitude, mask, te, noise_sigma)
-    info["dephased_voxels"] = int(dephased.sum())
+    info.update(dephased_voxels=int(dephased.sum()), dephasing_factor=DEPHASING_FACTOR)
     if misfit is None and not dephased.any():
         return None
     misfit = dephased if misfit is None else misfit | dephased

@@ -22,7 +22,6 @@ from qsmiron.records.cohort import Provenance
 from qsmiron.records.recon import ReconRecord
 from qsmiron.records.regions import RegionsRecord
 from qsmiron.records.study import AnalysisSettings
-from qsmiron.recon.dephasing import FACTOR as DEPHASING_FACTOR
 from qsmiron.report.acquisition import acquisition_sentences
 from qsmiron.report.describe import (describe_values, is_number, join, plural, sig, summarise_mappings)
 from qsmiron.report.iron import chisep_sentences, r2star_sentences, reference_citations, reference_sentences
@@ -125,7 +124,7 @@ def processing_sentences(recons: list[ReconRecord]) -> list[str]:
 
 def misfit_sentences(recons: list[ReconRecord]) -> list[str]:
     """How many voxels kept their place in the mask but lost their field (the echo fit's misfit)."""
-    counts, levels, tolerances, dephasing = [], set(), set(), False
+    counts, levels, tolerances, factors, aliasing = [], set(), set(), set(), False
     for recon in recons:
         refinement, fit = recon.step("mask_refinement"), recon.step("echo_fit")
         if refinement is None or "misfit_voxels_kept_without_field" not in refinement.notes:
@@ -135,7 +134,9 @@ def misfit_sentences(recons: list[ReconRecord]) -> list[str]:
             levels.add(fit.parameters["misfit_p"])
         if fit is not None and fit.notes.get("misfit_tolerance_hz"):
             tolerances.add(fit.parameters.get("misfit_tolerance_ppm"))
-        dephasing = dephasing or (fit is not None and "dephased_voxels" in fit.notes)
+        if fit is not None and "dephasing_factor" in fit.notes:
+            factors.add(fit.notes["dephasing_factor"])
+        aliasing = aliasing or (fit is not None and "aliasing_period_hz" in fit.notes)
     if not counts:
         return []
     level = f" (false-alarm rate {describe_values(levels)})" if levels else ""
@@ -143,13 +144,13 @@ def misfit_sentences(recons: list[ReconRecord]) -> list[str]:
                  if tolerances else "")
     spread = (plural(counts[0], "voxel") if len(counts) == 1
               else f"median {int(np.median(counts))} voxels per scan, range {min(counts)}\u2013{max(counts)}")
+    factor = describe_values(factors, lambda v: f"{float(v):g}")
     decay = (f"; with one residual degree of freedom (two echoes), also voxels whose magnitude decayed "
-             f"more than {DEPHASING_FACTOR:g} times as fast as the mask's median (intravoxel dephasing)"
-             if dephasing else "")
+             f"more than {factor} times as fast as the mask's median (intravoxel dephasing)" if factors else "")
+    aliased = ", or that were a whole aliasing period of the echo train off their neighbours" if aliasing else ""
     return [f"Voxels whose multi-echo phase the echo fit could not explain, by a chi-square test of "
-            f"its residual{level}{tolerance}{decay}, or that were a whole aliasing period of the echo train "
-            f"off their neighbours, stayed in the mask but carried no field: they were given no "
-            f"weight in background field removal and dipole inversion ({spread})."]
+            f"its residual{level}{tolerance}{decay}{aliased}, stayed in the mask but carried no field: they "
+            f"were given no weight in background field removal and dipole inversion ({spread})."]
 
 
 def registration_sentences(regions: list[RegionsRecord]) -> list[str]:
