@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import importlib.util
 import json
 import os
@@ -57,23 +58,29 @@ def _peak_rss_gb() -> float:
 
 
 def load_head(spec, cache: Path):
-    """The simulated head of ``spec``, from the cache folder or simulated (and cached)."""
-    from qsmiron.simulate.heads import SimulatedHead, simulate_head
+    """The simulated head of ``spec``, from the cache folder or simulated (and cached).
+
+    A head cached by another ``HEADS_REVISION`` is simulated again, and what was derived from
+    it (``{name}.*.npz``: the field stage) is deleted."""
+    from qsmiron.simulate.heads import HEADS_REVISION, SimulatedHead, simulate_head
 
     path = cache / f"{spec.name}.npz"
-    if path.exists():
+    meta_path = cache / f"{spec.name}.json"
+    meta = json.loads(meta_path.read_text()) if path.exists() and meta_path.exists() else {}
+    if meta.get("heads_revision") == HEADS_REVISION:
         data = np.load(path)
-        meta = json.loads((cache / f"{spec.name}.json").read_text())
         return SimulatedHead(spec=spec, echo_times_s=tuple(meta["echo_times_s"]),
                              field_strength_t=meta["field_strength_t"],
                              voxel_size_mm=tuple(meta["voxel_size_mm"]), info=meta["info"],
                              **{k: data[k] for k in ARRAYS})
     head = simulate_head(spec)
     cache.mkdir(parents=True, exist_ok=True)
+    for derived in cache.glob(f"{glob.escape(spec.name)}.*.npz"):
+        derived.unlink()
     np.savez(path, **{k: getattr(head, k) for k in ARRAYS})
-    (cache / f"{spec.name}.json").write_text(json.dumps(
-        {"echo_times_s": head.echo_times_s, "field_strength_t": head.field_strength_t,
-         "voxel_size_mm": head.voxel_size_mm, "info": head.info, "spec": dataclasses.asdict(spec)}))
+    meta_path.write_text(json.dumps(
+        {"heads_revision": HEADS_REVISION, "echo_times_s": head.echo_times_s,
+         "field_strength_t": head.field_strength_t, "voxel_size_mm": head.voxel_size_mm, "info": head.info, "spec": dataclasses.asdict(spec)}))
     return head
 
 

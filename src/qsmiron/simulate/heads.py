@@ -28,7 +28,8 @@ How a head is made (independent of ``simulate.subject``'s signal path):
      there (11 % of its field) and adds 36 % of the local field's norm to LBV's and iSMV's
      error; with B0 along a grid axis, or for the analytic field, almost nothing.
    - "scanner": a 1 mm grid aligned with the scanner (B0 along z), the field then
-     interpolated onto the slab: the continuous, harmonic background a scanner samples.
+     interpolated onto the slab by cubic B-splines: the continuous, harmonic background a
+     scanner samples (``simulate.head_field`` says why not linearly).
 
    The family is evaluated both ways (``benchmarks/bench_bgremove.py --frame``): "slab"
    reproduces the issue's independent heads (iSMV 84 % local-field NRMSE on h03 here),
@@ -54,20 +55,23 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import ndimage
 
-from qsmiron.recon.dipole import forward_field
+from qsmiron.simulate.head_field import FINE_VOXEL_MM, field_in_scanner_frame, field_in_slab_frame
 from qsmiron.simulate.phantom import (AIR_CHI_PPM, CODE_AIR, CODE_CAVITY, CODE_CSF, CODE_GM,
                                       CODE_MENINGES, CODE_SKULL, CODE_SOFT, CODE_WM,
                                       build_head_phantom, mr_property_tables)
 from qsmiron.simulate.settings import SimulationSettings
 from qsmiron.simulate.signal_model import (add_complex_noise, crop_kspace, gre_signal,
                                            quadratic_phase_offset)
-from qsmiron.simulate.subject import (extended_grid, local_field_in_mask, make_pose,
-                                      phantom_transform, resample, shim_harmonics)
+from qsmiron.simulate.subject import (local_field_in_mask, make_pose, phantom_transform, resample,
+                                      shim_harmonics)
+
+HEADS_REVISION = 2
+"""Changes when the same ``HeadSpec`` gives different arrays (2: the scanner frame's field is
+interpolated by cubic B-splines, no longer linearly), so cached heads can be recognised."""
 
 ECHO_TIMES_S = (0.004, 0.010, 0.016, 0.022, 0.028)
 FIELD_STRENGTH_T = 3.0
 PEAK_SNR = 120.0
-FINE_VOXEL_MM = 1.0
 
 R2STAR_RELATIVE_TO_3T = ((1.5, 0.78), (3.0, 1.0), (7.0, 1.98))
 """Brain R2* at a field strength relative to 3 T (field T, ratio), interpolated linearly: grey
@@ -376,38 +380,6 @@ def _grids(phantom, spec: HeadSpec):
     return pose, settings, affine, tuple(int(n) for n in target_shape), crop_shape, scan, ratio
 
 
-def _field_in_slab_frame(phantom, pose, chi_mni, outside_value, workers) -> np.ndarray:
-    """The field on the slab's 1 mm grid, the FFT dipole model run on that (tilted) grid."""
-    start, ext_shape = extended_grid(phantom, pose)
-    ext_affine = pose.affine @ np.vstack([np.hstack([np.eye(3), start[:, None]]), [0, 0, 0, 1]])
-    matrix, offset = phantom_transform(phantom, pose, ext_affine)
-    chi_ext = resample(chi_mni, matrix, offset, ext_shape, order=1, cval=outside_value)
-    chi_ext -= np.float32(outside_value)
-    fov = tuple(slice(-s, -s + n) for s, n in zip(start, pose.shape))
-    return forward_field(chi_ext, (FINE_VOXEL_MM,) * 3, pose.b0_direction_voxel, pad_factor=0.5,
-                         workers=workers)[fov]
-
-
-def _field_in_scanner_frame(phantom, pose, chi_mni, outside_value, workers) -> np.ndarray:
-    """The field on a 1 mm grid aligned with the scanner (B0 along z), interpolated onto the
-    slab's 1 mm grid (linearly: inside the brain the field is smooth)."""
-    lo, hi = phantom.head_bounds_mm
-    corners = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                        for z in (lo[2], hi[2])]).T
-    world = (pose.mni_to_world @ corners)[:3]
-    low = np.floor(world.min(axis=1)) - 3.0
-    shape = tuple(int(n) for n in np.ceil(world.max(axis=1) + 3.0 - low) + 1)
-    scanner_affine = np.eye(4)
-    scanner_affine[:3, 3] = low
-    matrix, offset = phantom_transform(phantom, pose, scanner_affine)
-    chi_scanner = resample(chi_mni, matrix, offset, shape, order=1, cval=outside_value)
-    chi_scanner -= np.float32(outside_value)
-    field = forward_field(chi_scanner, (1.0, 1.0, 1.0), (0.0, 0.0, 1.0), pad_factor=0.5, workers=workers)
-    del chi_scanner
-    to_scanner = np.linalg.inv(scanner_affine) @ pose.affine
-    return resample(field, to_scanner[:3, :3], to_scanner[:3, 3], pose.shape, order=1)
-
-
 def simulate_head(spec: HeadSpec, *, workers: int = -1) -> SimulatedHead:
     """Simulate one head of the family (about 30-60 s and 3 GB at the default size)."""
     phantom, *_ = _anatomy()
@@ -417,9 +389,9 @@ def simulate_head(spec: HeadSpec, *, workers: int = -1) -> SimulatedHead:
     outside_value = AIR_CHI_PPM if spec.background else spec.csf_ppm
 
     if spec.field_frame == "scanner":
-        field_fine = _field_in_scanner_frame(phantom, pose, chi_mni, outside_value, workers)
+        field_fine = field_in_scanner_frame(phantom, pose, chi_mni, outside_value, workers)
     elif spec.field_frame == "slab":
-        field_fine = _field_in_slab_frame(phantom, pose, chi_mni, outside_value, workers)
+        field_fine = field_in_slab_frame(phantom, pose, chi_mni, outside_value, workers)
     else:
         raise ValueError(f"field_frame must be 'slab' or 'scanner', got {spec.field_frame!r}")
 
