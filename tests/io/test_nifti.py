@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from qsmiron.errors import InputError
-from qsmiron.io.nifti import b0_direction_voxel, load_nifti, save_nifti, voxel_size_mm
+from qsmiron.io.nifti import b0_direction_voxel, box_through_affine, load_nifti, save_nifti, voxel_size_mm
 
 
 def rotation_about_x(degrees):
@@ -110,3 +110,26 @@ def test_load_nifti_refuses_a_geometry_no_scanner_writes(tmp_path, affine, words
     with pytest.raises(InputError, match=words) as caught:
         load_nifti(path)
     assert caught.value.path == str(path)
+
+
+def test_box_through_affine_holds_every_mapped_point_of_the_box():
+    """The bounds of a box mapped by a rotation, scaling and shift: every mapped point of the
+    box lies inside them and some reach each face (an axis-aligned case checked exactly)."""
+    rng = np.random.default_rng(3)
+    angle = np.deg2rad(25.0)
+    affine = np.eye(4)
+    affine[:3, :3] = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
+                               [0, 0, 1]]) @ np.diag([1.0, 1.5, 2.0])
+    affine[:3, 3] = [10.0, -4.0, 7.0]
+    lower, upper = np.array([-3.0, 0.0, 2.0]), np.array([5.0, 4.0, 9.0])
+    first, last = box_through_affine(lower, upper, affine)
+    points = lower + rng.random((20000, 3)) * (upper - lower)
+    mapped = points @ affine[:3, :3].T + affine[:3, 3]
+    assert np.all(mapped >= first - 1e-9) and np.all(mapped <= last + 1e-9)
+    np.testing.assert_allclose(mapped.min(axis=0), first, atol=0.1)
+    np.testing.assert_allclose(mapped.max(axis=0), last, atol=0.1)
+    scaled = np.diag([2.0, 3.0, 4.0, 1.0])
+    scaled[:3, 3] = [1.0, 2.0, 3.0]
+    first, last = box_through_affine(lower, upper, scaled)
+    np.testing.assert_allclose(first, [-5.0, 2.0, 11.0])
+    np.testing.assert_allclose(last, [11.0, 14.0, 39.0])

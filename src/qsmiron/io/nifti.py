@@ -232,6 +232,16 @@ def save_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *,
     return path
 
 
+def box_through_affine(lower, upper, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper corners of the axis-aligned box holding the box ``[lower, upper]``
+    (3 coordinates each) after ``affine`` (4 x 4): a box's image is the hull of its 8 corners."""
+    lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+    corners = np.stack(np.meshgrid(*zip(lower, upper), indexing="ij"), axis=-1).reshape(-1, 3)
+    affine = np.asarray(affine, float)
+    mapped = corners @ affine[:3, :3].T + affine[:3, 3]
+    return mapped.min(axis=0), mapped.max(axis=0)
+
+
 def voxel_size_mm(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel edge lengths (mm) from an affine: the norms of its first three columns."""
     affine = np.asarray(affine, dtype=float)

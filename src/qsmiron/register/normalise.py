@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from qsmiron.io.derivatives import TransformPaths
+from qsmiron.io.nifti import box_through_affine
 from qsmiron.methods import Method
 from qsmiron.register.ants_backend import run_ants_registration
 from qsmiron.register.images import ants_affine, from_ants, to_ants
@@ -187,14 +188,10 @@ def crop_to_box(image, box_mm):
     """An ANTs image cropped to the voxels inside a world box (RAS+ mm corners ``(lower, upper)``)."""
     import ants
 
-    lower_mm, upper_mm = (np.asarray(c, dtype=float) for c in box_mm)
-    corners = np.array([[x, y, z] for x in (lower_mm[0], upper_mm[0]) for y in (lower_mm[1], upper_mm[1])
-                        for z in (lower_mm[2], upper_mm[2])])
-    inverse = np.linalg.inv(ants_affine(image))
-    ijk = corners @ inverse[:3, :3].T + inverse[:3, 3]
+    first, last = box_through_affine(*box_mm, np.linalg.inv(ants_affine(image)))
     shape = np.asarray(image.shape)
-    lower = np.clip(np.floor(ijk.min(axis=0)).astype(int), 0, shape - 1)
-    upper = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 1, lower + 1, shape)
+    lower = np.clip(np.floor(first).astype(int), 0, shape - 1)
+    upper = np.clip(np.ceil(last).astype(int) + 1, lower + 1, shape)
     if np.all(lower == 0) and np.all(upper == shape):
         return image
     return ants.crop_indices(image, lower.tolist(), upper.tolist())
@@ -206,12 +203,8 @@ def label_box_mm(labels, margin_mm: float) -> tuple[np.ndarray, np.ndarray] | No
     nonzero = np.argwhere(data != 0)
     if nonzero.size == 0:
         return None
-    affine = ants_affine(labels)
-    lower, upper = nonzero.min(axis=0), nonzero.max(axis=0)
-    corners = np.array([[x, y, z] for x in (lower[0], upper[0]) for y in (lower[1], upper[1])
-                        for z in (lower[2], upper[2])], dtype=float)
-    world = corners @ affine[:3, :3].T + affine[:3, 3]
-    return world.min(axis=0) - margin_mm, world.max(axis=0) + margin_mm
+    lower, upper = box_through_affine(nonzero.min(axis=0), nonzero.max(axis=0), ants_affine(labels))
+    return lower - margin_mm, upper + margin_mm
 
 
 def syn_domain_mm(labels, settings: RegistrationSettings) -> tuple[np.ndarray, np.ndarray] | None:

@@ -21,6 +21,8 @@ import os
 import numpy as np
 from scipy import ndimage
 
+from qsmiron.io.nifti import box_through_affine
+
 
 def normalised_mutual_information(a: np.ndarray, b: np.ndarray, *, bins: int = 32) -> float:
     """Studholme's NMI ``(H(A) + H(B)) / H(A, B)``: 1 for independent images, 2 for identical."""
@@ -41,12 +43,9 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def grid_box(box_mm, affine: np.ndarray, shape) -> tuple[slice, ...]:
     """The voxel box of a grid (``affine``: voxel -> RAS+ mm) that holds a world box (lower, upper mm)."""
-    lower, upper = (np.asarray(b, float) for b in box_mm)
-    corners = np.array([[x, y, z] for x in (lower[0], upper[0]) for y in (lower[1], upper[1])
-                        for z in (lower[2], upper[2])])
-    voxels = (corners - np.asarray(affine, float)[:3, 3]) @ np.linalg.inv(np.asarray(affine, float)[:3, :3]).T
-    low = np.clip(np.floor(voxels.min(axis=0)).astype(int), 0, None)
-    high = np.minimum(np.ceil(voxels.max(axis=0)).astype(int) + 1, np.asarray(shape[:3]))
+    first, last = box_through_affine(*box_mm, np.linalg.inv(np.asarray(affine, float)))
+    low = np.clip(np.floor(first).astype(int), 0, None)
+    high = np.minimum(np.ceil(last).astype(int) + 1, np.asarray(shape[:3]))
     return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
 
 

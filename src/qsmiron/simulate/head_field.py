@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from qsmiron.io.nifti import box_through_affine
 from qsmiron.recon.dipole import forward_field
 from qsmiron.simulate.subject import extended_grid, phantom_transform, resample
 
@@ -45,12 +46,9 @@ def field_in_slab_frame(phantom, pose, chi_mni, outside_value, workers) -> np.nd
 def field_in_scanner_frame(phantom, pose, chi_mni, outside_value, workers) -> np.ndarray:
     """The field on a 1 mm grid aligned with the scanner (B0 along z), interpolated onto the
     slab's 1 mm grid (``interpolate_field``)."""
-    lo, hi = phantom.head_bounds_mm
-    corners = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                        for z in (lo[2], hi[2])]).T
-    world = (pose.mni_to_world @ corners)[:3]
-    low = np.floor(world.min(axis=1)) - 3.0
-    shape = tuple(int(n) for n in np.ceil(world.max(axis=1) + 3.0 - low) + 1)
+    first, last = box_through_affine(*phantom.head_bounds_mm, pose.mni_to_world)
+    low = np.floor(first) - 3.0
+    shape = tuple(int(n) for n in np.ceil(last + 3.0 - low) + 1)
     scanner_affine = np.eye(4)
     scanner_affine[:3, 3] = low
     matrix, offset = phantom_transform(phantom, pose, scanner_affine)

@@ -37,7 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 from qsmiron import GYROMAGNETIC_RATIO_HZ_PER_T
-from qsmiron.io.nifti import b0_direction_voxel
+from qsmiron.io.nifti import b0_direction_voxel, box_through_affine
 from qsmiron.recon.dipole import forward_field
 from qsmiron.simulate.phantom import AIR_CHI_PPM, HeadPhantom, mr_property_tables
 from qsmiron.simulate.settings import SimulationSettings
@@ -263,12 +263,9 @@ def extended_grid(phantom: HeadPhantom, pose: SubjectPose, margin: int = 3):
         Index of the extended grid's first voxel in scan voxel indices (<= 0).
     shape : tuple of 3 ints
     """
-    lo, hi = phantom.head_bounds_mm
-    corners = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                        for z in (lo[2], hi[2])]).T
-    index = (np.linalg.inv(pose.affine) @ pose.mni_to_world @ corners)[:3]
-    start = np.minimum(np.floor(index.min(axis=1)).astype(int) - margin, 0)
-    stop = np.maximum(np.ceil(index.max(axis=1)).astype(int) + margin, np.asarray(pose.shape) - 1)
+    first, last = box_through_affine(*phantom.head_bounds_mm, np.linalg.inv(pose.affine) @ pose.mni_to_world)
+    start = np.minimum(np.floor(first).astype(int) - margin, 0)
+    stop = np.maximum(np.ceil(last).astype(int) + margin, np.asarray(pose.shape) - 1)
     return start, tuple(int(n) for n in stop - start + 1)
 
 
