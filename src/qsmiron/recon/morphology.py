@@ -15,6 +15,8 @@ import numba
 import numpy as np
 import scipy.ndimage
 
+from qsmiron.recon.fourier import bounding_box
+
 __all__ = ["ellipsoid", "largest_component", "filled_holes", "binary_opening", "dilate", "open_keeping_edges",
            "crop_box"]
 
@@ -147,12 +149,7 @@ def crop_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
     """The bounding box of ``mask`` grown by ``margin`` voxels (the whole array when empty)."""
     if not mask.any():
         return tuple(slice(0, n) for n in mask.shape)
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(max(0, hits[0] - margin), min(mask.shape[axis], hits[-1] + 1 + margin)))
-    return tuple(box)
+    return bounding_box(mask, margin)
 
 
 def dilate(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
