@@ -2,14 +2,14 @@
 
 A cohort of 40 (20 MOH, 20 CM; planted d = -1.0 in VeP and Pu, SDS and relapse tied to VeP)
 drawn by ``qsmiron.simulate.clinical``, scanned at two sites and two sessions, with chi and R2*
-regional values; the study file declares the primary regions and the optional sections
-(ComBat, longitudinal mixed models, normative scores). The group level runs as ``qsmiron run``
-runs it, then Chromium prints the report to PDF and to PNG slices (1280 px wide, 1600 px
-tall each) for a person to look at.
+regional values; the study file declares the primary regions, and with ``--sections`` also the
+optional sections (ComBat, longitudinal mixed models, normative scores). The group level runs
+as ``qsmiron run`` runs it, then Chromium prints the report to PDF and to PNG slices (1280 px
+wide, 1600 px tall each) for a person to look at.
 
 Usage::
 
-    PYTHONPATH=src python benchmarks/report_screenshots.py OUT_DIR [--no-shots]
+    PYTHONPATH=src python benchmarks/report_screenshots.py OUT_DIR [--sections] [--no-shots]
 
 Prints the report's path, the PDF's page count, the seconds the group level took and the
 PNG files written.
