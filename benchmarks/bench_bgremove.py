@@ -28,10 +28,13 @@ of the binary, partial-volume and smoothed sphere; (3) the old ellipsoid head of
 
 ``--acquisition`` simulates the heads with another acquisition than the family's 3 T, 5 echoes
 of 4-28 ms at SNR 120 (``qsmiron.simulate.heads.ACQUISITIONS``: 1.5 T, 7 T, 3 and 2 echoes,
-SNR 40), so that a default is judged on protocols as well as on anatomy.
+SNR 40), so that a default is judged on protocols as well as on anatomy. ``--veins`` adds the
+deep cerebral veins of ``qsmiron.simulate.veins`` (venous blood, +0.40 ppm, a few millimetres
+from the ventral pallidum, the substantia nigra and the thalamus) to every head.
 
     .venv/bin/python benchmarks/bench_bgremove.py [--methods ismv,lbv,pdf,tfi] [--heads 1,2]
-        [--frame slab|scanner] [--acquisition 1.5T|7T|3echo|2echo|snr40] [--mechanism] [--cache DIR]
+        [--frame slab|scanner] [--acquisition 1.5T|7T|3echo|2echo|snr40] [--veins] [--mechanism]
+        [--cache DIR]
 """
 
 from __future__ import annotations
@@ -340,6 +343,8 @@ def main() -> None:
     parser.add_argument("--acquisition", default=None,
                         help="simulate the heads with an acquisition of simulate.heads.ACQUISITIONS "
                              "(1.5T, 7T, 3echo, 2echo, snr40) instead of the family's")
+    parser.add_argument("--veins", action="store_true",
+                        help="add the deep cerebral veins of simulate.veins to every head")
     parser.add_argument("--mechanism", action="store_true")
     parser.add_argument("--cache", default=os.environ.get("QSMIRON_HEADS_CACHE", "/tmp/qsmiron_heads"))
     args = parser.parse_args()
@@ -349,6 +354,8 @@ def main() -> None:
     specs = list(FAMILY) if args.heads is None else [FAMILY[int(i) - 1] for i in args.heads.split(",")]
     if args.frame != "slab":
         specs = [variant(s, field_frame=args.frame) for s in specs]
+    if args.veins:
+        specs = [variant(s, veins=True) for s in specs]
     if args.acquisition is not None:
         if args.acquisition not in ACQUISITIONS:
             parser.error(f"--acquisition must be one of {', '.join(ACQUISITIONS)}")
@@ -357,7 +364,8 @@ def main() -> None:
     if args.mechanism:
         mechanism(cache)
         return
-    print(f"{len(specs)} heads ({args.frame} frame, acquisition {args.acquisition or 'of the family'}), "
+    print(f"{len(specs)} heads ({args.frame} frame, acquisition {args.acquisition or 'of the family'}"
+          f"{', deep veins' if args.veins else ''}), "
           f"methods {args.methods}; cache {cache}; cores "
           f"{len(os.sched_getaffinity(0))} (shared machine: wall pessimistic, CPU shown too)")
     results = run_family(specs, args.methods.split(","), cache)

@@ -198,3 +198,46 @@ def test_scanner_frame_interpolation_keeps_a_nucleus_sized_field(sigma_mm):
     linear = ndimage.affine_transform(scanner_field, rotation, offset, output_shape=(n,) * 3, order=1)
     linear_error, linear_gain = error_and_gain(linear)
     assert linear_error > 5 * cubic_error and linear_gain < cubic_gain - 0.01
+
+
+@pytest.mark.parametrize("voxel_mm", [1.0, 0.7])
+def test_a_vein_is_a_tube_of_its_radius_with_its_partial_volume(voxel_mm):
+    """A straight vein (radius 2 mm, 20 mm long, oblique) rasterised on a grid holds the
+    volume of its tube and end caps, pi r^2 L + 4/3 pi r^3 (within 3 %), is blood at its axis
+    and nothing 1 voxel beyond its wall."""
+    from qsmiron.simulate.veins import vein_fraction
+
+    start, stop = np.array([-6.0, -8.0, -3.0]), np.array([7.0, 7.0, 4.0])
+    direction = (stop - start) / np.linalg.norm(stop - start)
+    stop = start + 20.0 * direction
+    affine = np.diag([voxel_mm] * 3 + [1.0])
+    n = int(np.ceil(36 / voxel_mm))
+    affine[:3, 3] = -(n - 1) / 2 * voxel_mm
+    fraction = vein_fraction((n,) * 3, affine, veins=(("test", 2.0, np.array([start, stop])),))
+    expected = np.pi * 4.0 * 20.0 + 4.0 / 3.0 * np.pi * 8.0
+    assert fraction.sum() * voxel_mm ** 3 == pytest.approx(expected, rel=0.03)
+    middle = np.rint((start + stop) / 2 / voxel_mm + (n - 1) / 2).astype(int)
+    assert fraction[tuple(middle)] == 1.0
+    ijk = np.argwhere(fraction > 0)
+    mm = ijk * voxel_mm + affine[:3, 3]
+    along = np.clip((mm - start) @ direction, 0, 20.0)
+    distance = np.linalg.norm(mm - (start + along[:, None] * direction), axis=1)
+    assert distance.max() < 2.0 + voxel_mm
+
+
+def test_veins_put_blood_susceptibility_in_the_deep_veins_and_nowhere_else():
+    from dataclasses import replace
+
+    from qsmiron.simulate.heads import _anatomy, _vein_fraction, susceptibility_mni
+    from qsmiron.simulate.veins import VEIN_CHI_PPM
+
+    base = replace(FAMILY[0], texture_ppm=0.0)
+    chi, codes = susceptibility_mni(base)
+    chi_veins, codes_veins = susceptibility_mni(replace(base, veins=True))
+    fraction = _vein_fraction(_anatomy()[0])
+    np.testing.assert_array_equal(codes_veins, codes)
+    assert np.all(chi_veins[fraction == 0] == chi[fraction == 0])
+    full = fraction == 1.0
+    assert full.sum() > 400
+    np.testing.assert_allclose(chi_veins[full], VEIN_CHI_PPM, atol=1e-6)
+    assert 1.0 < fraction.sum() / 1000.0 < 2.0  # ml of deep venous blood

@@ -16,7 +16,8 @@ How a head is made (independent of ``simulate.subject``'s signal path):
    shifted and kept ``cavity_clearance_mm`` from the brain, all per head.
 2. **Susceptibility** (ppm, relative to water): grey matter +0.01..0.02, white matter
    -0.02..-0.03 with smooth random texture, CSF 0, nuclei at their literature values
-   (``SimulationSettings().regions``), skull as given, air +9.41.
+   (``SimulationSettings().regions``), skull as given, air +9.41; with ``veins``, the deep
+   cerebral veins' blood (``simulate.veins``).
 3. **Field** by the FFT dipole model over the whole head (``qsmiron.recon.dipole.
    forward_field``, checked against qsm-forward's ``generate_field`` in the tests), shimmed
    to second order over the brain, on one of two grids (``HeadSpec.field_frame``):
@@ -64,6 +65,7 @@ from qsmiron.simulate.signal_model import (add_complex_noise, crop_kspace, gre_s
                                            quadratic_phase_offset)
 from qsmiron.simulate.subject import (local_field_in_mask, make_pose, phantom_transform, resample,
                                       shim_harmonics)
+from qsmiron.simulate.veins import VEIN_CHI_PPM, VEIN_R2STAR_3T_PER_S, vein_fraction_of
 
 HEADS_REVISION = 2
 """Changes when the same ``HeadSpec`` gives different arrays (2: the scanner frame's field is
@@ -126,7 +128,8 @@ class HeadSpec:
     ``("GM", None, 0.014)``): one subject of a cohort. The rest keep the values above and the
     literature's (``SimulationSettings().regions``). ``field_strength_t``, ``echo_times_s`` and
     ``peak_snr`` set the acquisition (``ACQUISITIONS``); the tissue's R2* follows the field
-    strength (``R2STAR_RELATIVE_TO_3T``).
+    strength (``R2STAR_RELATIVE_TO_3T``). ``veins=True`` adds the deep cerebral veins of
+    ``simulate.veins`` (blood's susceptibility and R2*).
     """
 
     name: str
@@ -150,6 +153,7 @@ class HeadSpec:
     background: bool = True
     background_psf_mm: float = 0.0
     field_frame: str = "slab"
+    veins: bool = False
     region_chi_ppm: tuple[tuple[str, str | None, float], ...] = ()
     field_strength_t: float = FIELD_STRENGTH_T
     echo_times_s: tuple[float, ...] = ECHO_TIMES_S
@@ -287,6 +291,10 @@ def _cavity_mask(phantom, spec: HeadSpec) -> np.ndarray:
     return air
 
 
+def _vein_fraction(phantom) -> np.ndarray:
+    return vein_fraction_of(tuple(phantom.codes.shape), np.asarray(phantom.affine, float).tobytes())
+
+
 def susceptibility_mni(spec: HeadSpec) -> tuple[np.ndarray, np.ndarray]:
     """Susceptibility (ppm, relative to water) and tissue codes of the head on the MNI grid."""
     phantom, box, distance, inner = _anatomy()
@@ -330,6 +338,9 @@ def susceptibility_mni(spec: HeadSpec) -> tuple[np.ndarray, np.ndarray]:
         flat = np.zeros(codes.shape, bool)
         flat[box] = (brain[box] & (inner <= EDGE_FLAT_MM)) | (codes[box] == CODE_MENINGES)
         chi[flat] = mean
+    if spec.veins:
+        blood = _vein_fraction(phantom)
+        chi += blood * (np.float32(VEIN_CHI_PPM) - chi) * (codes != CODE_AIR)
     if spec.background_psf_mm > 0:
         outside = np.where(brain, np.float32(spec.csf_ppm), chi)
         outside = ndimage.gaussian_filter(outside, spec.background_psf_mm / phantom.resolution_mm)
@@ -405,7 +416,12 @@ def simulate_head(spec: HeadSpec, *, workers: int = -1) -> SimulatedHead:
     # Signal on the 1 mm grid, cropped in k-space to the scan's resolution, plus noise.
     s0_table, r2s_table = mr_property_tables(phantom, settings)
     m0 = s0_table[codes_fine]
-    r2s = r2s_table[codes_fine] * np.float32(r2star_relative_to_3t(spec.field_strength_t))
+    r2s = r2s_table[codes_fine]
+    if spec.veins:
+        blood = resample(_vein_fraction(phantom), matrix, offset, pose.shape, order=1)
+        r2s += blood * (np.float32(VEIN_R2STAR_3T_PER_S) - r2s)
+        del blood
+    r2s *= np.float32(r2star_relative_to_3t(spec.field_strength_t))
     offset_rad = quadratic_phase_offset(m0, brain_fine)
     rng = np.random.default_rng(1000 + spec.seed)
     magnitude = np.empty((*shape, len(spec.echo_times_s)), np.float32)
