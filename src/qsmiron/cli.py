@@ -350,8 +350,8 @@ def _run_arguments(sub: argparse.ArgumentParser) -> None:
                      help='JSON selecting input files per kind, as fMRIPrep: {"megre": {"acquisition": "wb"}, '
                           '"t1w": {"run": 1}}; null means the entity must be absent')
     sub.add_argument("--work-dir", "-w", default=None, metavar="DIR",
-                     help="where temporary files go (registration scratch, ANTs images); default: the system's "
-                          "temporary folder")
+                     help="where temporary files go (registration scratch, ANTs images), also on the workers "
+                          "of --dask-scheduler, which must see it; default: the system's temporary folder")
     sub.add_argument("--nprocs", "--n-procs", dest="nprocs", type=_positive_int, default=None, metavar="N",
                      help="subjects processed at once (default: the settings' pipeline.n_procs, one per core)")
     sub.add_argument("--omp-nthreads", type=_positive_int, default=None, metavar="N",

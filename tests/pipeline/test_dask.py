@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pandas as pd
 import pytest
 
@@ -65,3 +68,38 @@ def test_real_steps_on_a_dask_cluster_match_a_local_worker_process(cohort_copy, 
     b, _ = collect_regions(tmp_path / "dask", units, remote.config_hash)
     assert len(a) > 20 and a["mean"].notna().sum() > 20
     pd.testing.assert_frame_equal(a, b, rtol=1e-6, atol=1e-9)
+
+
+def test_tasks_on_dask_worker_processes_put_temporary_files_in_the_work_folder(tmp_path):
+    """A cluster's workers do not inherit the client's environment: the work folder travels
+    with each task (``--work-dir`` with ``--dask-scheduler``)."""
+    from qsmiron.pipeline.runners import DaskRunner
+
+    work = tmp_path / "work"
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as c, \
+            distributed.Client(c) as client:
+        before = client.submit(tempfile.mkdtemp, pure=False).result()
+        made = DaskRunner(client, work_dir=work).submit(tempfile.mkdtemp).result()
+    assert not before.startswith(str(tmp_path))
+    assert os.path.dirname(made) == str(work.resolve()) and os.path.isdir(made)
+
+
+def _record_temporary_folder(job, log):
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    path = job.out_dir / "temporary_folder.txt"
+    path.write_text(tempfile.gettempdir())
+    return {"temporary_folder": path}
+
+
+def test_run_cohort_gives_dask_tasks_the_work_folder(tiny_bids, tmp_path, cluster, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)  # restored after the test
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.setenv(name, os.environ.get(name, str(tmp_path)))
+    units = discover_bids(tiny_bids(labels=("01",)))
+    work = tmp_path / "work"
+    with distributed.Client(cluster) as client:
+        result = run_cohort(units, tmp_path / "dask", config(), dask_client=client,
+                            steps=(("temporary_folder", _record_temporary_folder),), work_dir=work)
+    assert [s.status for s in result.statuses] == ["done"]
+    recorded = next((tmp_path / "dask").rglob("temporary_folder.txt")).read_text()
+    assert recorded == str(work.resolve())

@@ -198,13 +198,13 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
     selection = Selection(participant_labels, session_labels, bids_filters)
     result = BidsAppResult(derivatives=paths.root)
     # One run per output folder; SIGTERM stops the workers like Ctrl-C, leaving a resumable state.
-    with OutputLock(paths.root) as lock, terminate_as_interrupt(), temporary_files_in(work_dir):
+    with OutputLock(paths.root) as lock, terminate_as_interrupt(), temporary_files_in(work_dir) as work_folder:
         if lock.taken_over:
             echo(f"qsmiron: took over the lock left by {lock.taken_over}, which is no longer running")
         if "participant" in levels:
             config = settings_for_study(config, study_path, echo)
             _participant_level(bids_dir, paths, config, selection, skip_validation, n_procs, dask_scheduler,
-                               dask_client, steps, progress, echo, result)
+                               dask_client, steps, progress, echo, result, work_folder)
         if "group" in levels:
             _group_level(bids_dir, paths, study_path, config, echo, result)
     return result
@@ -312,12 +312,13 @@ def _validate(bids_dir: Path, paths: CohortPaths, config: QsmironConfig, selecti
 
 def _participant_level(bids_dir: Path, paths: CohortPaths, config: QsmironConfig, selection: Selection,
                        skip_validation: bool, n_procs, dask_scheduler, dask_client, steps, progress, echo,
-                       result: BidsAppResult) -> None:
+                       result: BidsAppResult, work_folder: Path | None) -> None:
     units, valid, problems = _validate(bids_dir, paths, config, selection, skip_validation, echo, result)
     if steps is None and dask_scheduler is None and dask_client is None:
         announce_compilation(echo)
     cohort = run_cohort(valid, paths.root, config, n_procs=n_procs, dask_scheduler=dask_scheduler,
-                        dask_client=dask_client, steps=steps, progress=progress, echo=echo)
+                        dask_client=dask_client, steps=steps, progress=progress, echo=echo,
+                        work_dir=work_folder)
     statuses = _invalid_statuses([u for u in units if u not in valid], problems) + cohort.statuses
     order = {(u.participant_id, u.session): i for i, u in enumerate(units)}
     statuses.sort(key=lambda s: order[(s.participant_id, s.session)])

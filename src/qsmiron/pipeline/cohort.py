@@ -201,13 +201,13 @@ class _Orchestration:
         self.echo(f"qsmiron: stopped at the first failure ({crashed}); the other subjects were not run")
 
 
-def _runner(jobs: Sequence[SubjectJob], settings, n_procs, dask_scheduler, dask_client, echo):
+def _runner(jobs: Sequence[SubjectJob], settings, n_procs, dask_scheduler, dask_client, echo, work_dir=None):
     """The runner for this run, where it runs (in words), and a Dask client to close (or None)."""
     if dask_client is not None or dask_scheduler is not None:
         own = None
         if dask_client is None:
             dask_client = own = connect(dask_scheduler)
-        return DaskRunner(dask_client), "on the Dask cluster", own
+        return DaskRunner(dask_client, work_dir=work_dir), "on the Dask cluster", own
     workers, threads = resolve_workers(n_procs if n_procs is not None else settings.n_procs, len(jobs),
                                        settings.threads_per_process)
     if settings.mem_gb is not None and workers > 1:
@@ -225,7 +225,8 @@ def _runner(jobs: Sequence[SubjectJob], settings, n_procs, dask_scheduler, dask_
 def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, config: QsmironConfig, *,
                n_procs: int | None = None, dask_scheduler: str | None = None, dask_client=None,
                steps: Sequence[tuple[str, StepFunction]] | None = None,
-               progress: bool | None = None, echo: Callable[[str], None] | None = None) -> CohortResult:
+               progress: bool | None = None, echo: Callable[[str], None] | None = None,
+               work_dir: str | os.PathLike | None = None) -> CohortResult:
     """Run every subject through the steps, in parallel, skipping those already complete.
 
     Parameters
@@ -250,6 +251,10 @@ def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, conf
         Progress bars; default ``config.pipeline.progress`` when stderr is a terminal.
     echo : callable, optional
         Receives one line per finished or failed subject (default: printed above the bars).
+    work_dir : path, optional
+        The run's work folder (``--work-dir``). Local workers inherit it from this process's
+        environment; tasks on a Dask cluster are given it (``runners.DaskRunner``), so it must
+        be on a file system the cluster's workers share.
 
     Returns
     -------
@@ -276,7 +281,7 @@ def run_cohort(units: Sequence[SubjectInputs], out_root: str | os.PathLike, conf
             jobs.append(SubjectJob(unit=unit, out_dir=out_dir, log_path=log_path, config=config))
     runner, own_client = None, None
     if jobs:
-        runner, where, own_client = _runner(jobs, settings, n_procs, dask_scheduler, dask_client, echo)
+        runner, where, own_client = _runner(jobs, settings, n_procs, dask_scheduler, dask_client, echo, work_dir)
         skipped = len(units) - len(jobs)
         echo(f"qsmiron: {len(jobs)} subject(s) to process {where}"
              + (f", {skipped} already complete (skipped)" if skipped else ""))

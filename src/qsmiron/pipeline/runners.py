@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 from qsmiron.errors import InputError
+from qsmiron.pipeline.runtime import TEMP_VARIABLES
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS")
@@ -310,13 +313,32 @@ class PoolRunner:
                 process.join(grace_seconds)
 
 
-class DaskRunner:
-    """Tasks on a Dask distributed cluster (the scheduler itself retries tasks of lost workers)."""
+def _with_temporary_folder(work_dir: str, function, *args):
+    """Run a task on a Dask worker with its temporary files in the run's work folder.
 
-    def __init__(self, client) -> None:
+    A cluster's workers do not inherit this process's environment, so the folder travels with
+    each task. It stays the worker's temporary folder after the task: a worker runs several
+    tasks in threads, and restoring the old folder when one ends would move another's mid-run
+    (every task of the run names the same folder).
+    """
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    for name in TEMP_VARIABLES:
+        os.environ[name] = work_dir
+    tempfile.tempdir = work_dir
+    return function(*args)
+
+
+class DaskRunner:
+    """Tasks on a Dask distributed cluster (the scheduler itself retries tasks of lost workers).
+
+    ``work_dir``: where the tasks' temporary files go on the workers (``--work-dir``; None: the
+    workers' own temporary folder)."""
+
+    def __init__(self, client, work_dir: str | os.PathLike | None = None) -> None:
         from distributed import as_completed
 
         self.client = client
+        self.work_dir = None if work_dir is None else str(Path(work_dir).resolve())
         try:
             self.capacity = max(1, sum(client.nthreads().values()))
         except Exception:  # noqa: BLE001 - a scheduler that does not say: one task per worker later
@@ -325,6 +347,8 @@ class DaskRunner:
         self.submitted: list = []
 
     def submit(self, function, *args, isolated: bool = False):
+        if self.work_dir is not None:
+            function, args = _with_temporary_folder, (self.work_dir, function, *args)
         future = self.client.submit(function, *args, pure=False)
         self.completed.add(future)
         self.submitted.append(future)
