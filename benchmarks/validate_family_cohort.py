@@ -105,6 +105,14 @@ value inside its 95 % CI. Every readout read monopolar (at most 0.0005 rad), no 
 flagged (residual shift 0.08-0.10 mm in the SyN domain), the iron-rich nuclei read +0.081 to
 +0.111 ppm (minimum, median).
 
+Results revision 9 with the field in the scanner frame (``--frame scanner``, simulated heads
+revision 2; simulated in 425 s, processed in 948 s on a machine shared with other benchmarks, no
+subject failed): r VeP 0.99 / 0.98, putamen 0.99 / 0.99, GPe 0.99 / 0.98, GPi 0.99 / 0.99; bias
+VeP -8.0 / -6.3 (RMSE 8.9 / 8.2; against the grid truth +4.8 / +5.3), putamen -0.1 / -1.9, GPe
+-0.4 / -2.2, GPi +0.9 / -0.3 ppb; slope VeP 0.93 / 0.90; group differences VeP -25.3 / -30.3 and
+putamen -18.5 / -14.8 ppb, each planted value inside its 95 % CI. In the slab frame at the same
+revision VeP's bias was -7.4 / -6.6 ppb and its slope 0.93 / 0.89.
+
 Measured and not kept: masking the pallidum (CIT168 GPe and GPi dilated by 1 mm) out of the SyN
 metric on the template side, so that the deformation there follows the putamen and internal
 capsule (6 subjects): the labels moved laterally (medial shift GPe 0.59 / 0.62 -> 0.31 / 0.47
