@@ -229,6 +229,29 @@ def test_voxels_without_field_are_counted_across_scans_with_the_test_level(prove
     assert "carried no field" in text and "aliasing period" not in text
 
 
+def test_voxels_left_out_by_a_background_method_that_cannot_weight_are_stated(provenance):
+    """A scan whose background step (iSMV) left groups of voxels without field out of its mask
+    says so, with the count; the default's records (no such note) and a count of 0 do not."""
+    def with_background_notes(scan, notes, method):
+        steps = [step.model_copy(update={"method": method, "notes": {**step.notes, **notes}})
+                 if step.step == "background" else step.model_copy(
+                     update={"notes": {**step.notes, "misfit_voxels_kept_without_field": 50}})
+                 if step.step == "mask_refinement" else step
+                 for step in scan.recon.steps]
+        return scan.model_copy(update={"recon": scan.recon.model_copy(update={"steps": steps})})
+
+    scans = [with_background_notes(scan, {"excluded_voxels": 311, "filled_voxels": 4}, "ismv")
+             for scan in provenance.scans[:1]]
+    text = methods_paragraph(provenance.model_copy(update={"scans": scans}), None)
+    assert ("iSMV (iterative spherical mean value), which cannot weight voxels, filled those enclosed by usable "
+            "voxels from their neighbours and left those in groups reaching the mask's edge out of its mask, "
+            "and so out of the susceptibility map (311 voxels).") in text
+    none_left = [with_background_notes(scan, {"excluded_voxels": 0, "filled_voxels": 4}, "ismv")
+                 for scan in provenance.scans[:1]]
+    assert "cannot weight" not in methods_paragraph(provenance.model_copy(update={"scans": none_left}), None)
+    assert "cannot weight" not in methods_paragraph(provenance, None)
+
+
 def test_records_from_before_the_residual_shift_state_the_nmi_rule_they_were_flagged_by(provenance):
     from qsmiron.report.methods import registration_quality_sentence
 

@@ -150,7 +150,27 @@ def misfit_sentences(recons: list[ReconRecord]) -> list[str]:
     aliased = ", or that were a whole aliasing period of the echo train off their neighbours" if aliasing else ""
     return [f"Voxels whose multi-echo phase the echo fit could not explain, by a chi-square test of "
             f"its residual{level}{tolerance}{decay}{aliased}, stayed in the mask but carried no field: they "
-            f"were given no weight in background field removal and dipole inversion ({spread})."]
+            f"were given no weight in background field removal and dipole inversion ({spread})."
+            ] + left_out_sentences(recons)
+
+
+def left_out_sentences(recons: list[ReconRecord]) -> list[str]:
+    """What a background method that cannot weight did with the voxels without field
+    (``qsmiron.recon.fill.prepared_total_field``), when the records say it left some out."""
+    excluded, methods = [], []
+    for recon in recons:
+        background = recon.step("background")
+        if background is not None and "excluded_voxels" in background.notes:
+            excluded.append(int(background.notes["excluded_voxels"]))
+            declared = _declared("background", background.method)
+            methods.append(declared.label if declared is not None else background.method)
+    if not any(excluded):
+        return []
+    spread = (plural(excluded[0], "voxel") if len(excluded) == 1
+              else f"median {int(np.median(excluded))} voxels per scan, range {min(excluded)}\u2013{max(excluded)}")
+    return [f"{describe_values(methods)}, which cannot weight voxels, "
+            f"filled those enclosed by usable voxels from their neighbours and left those in groups reaching "
+            f"the mask's edge out of its mask, and so out of the susceptibility map ({spread})."]
 
 
 def registration_sentences(regions: list[RegionsRecord]) -> list[str]:

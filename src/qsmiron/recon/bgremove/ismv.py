@@ -21,7 +21,7 @@ from scipy.sparse.linalg import LinearOperator, cg
 
 from qsmiron.errors import InputError
 from qsmiron.recon.bgremove._common import eroded_by_sphere, smv_grid, validate
-from qsmiron.recon.fill import filled_where_no_data
+from qsmiron.recon.fill import prepared_total_field
 from qsmiron.recon.fourier import irfftn, rfftn, smv_kernel
 from qsmiron.recon.params import OpenFraction, PositiveFloat, PositiveInt
 
@@ -53,8 +53,9 @@ def ismv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     b0_direction : unused; kept for the common signature.
     noise : ndarray, optional
         Field-noise map in the field's unit. Voxels of infinite noise (no usable field, e.g. the
-        echo fit's misfit) are filled from their usable neighbours first
-        (``qsmiron.recon.fill``), so the unweighted SMV steps do not spread their values.
+        echo fit's misfit) are filled from their neighbours where usable voxels enclose them, and
+        left out of the mask where they reach its edge (``qsmiron.recon.fill.prepared_total_field``),
+        so the unweighted SMV steps do not spread their values.
     radius_mm : float, optional
         SMV radius; default ``default_radius_mm``: twice the largest voxel edge.
     tol, max_iter : CG relative tolerance (on the residual of the system) and cap.
@@ -72,7 +73,7 @@ def ismv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     info : dict
     """
     field, mask, voxel = validate(field, mask, voxel_size_mm)
-    field, filled = filled_where_no_data(field, mask, noise, voxel)
+    field, mask, no_data = prepared_total_field(field, mask, noise, voxel)
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
     radius = default_radius_mm(voxel) if radius_mm is None else float(radius_mm)
@@ -105,5 +106,5 @@ def ismv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
             "iterations": count[0],
             "converged": status == 0}
     if noise is not None:
-        info["filled_voxels"] = filled
+        info.update(no_data)
     return grid.unpad(local), grid.unpad(eroded, dtype=bool), info

@@ -28,7 +28,7 @@ from scipy import ndimage
 from scipy.sparse.linalg import LinearOperator, cg
 
 from qsmiron.recon.bgremove._common import validate
-from qsmiron.recon.fill import filled_where_no_data
+from qsmiron.recon.fill import prepared_total_field
 from qsmiron.recon.fourier import WORKERS, bounding_box
 from qsmiron.recon.params import NonNegativeInt, OpenFraction, PositiveInt
 
@@ -73,8 +73,9 @@ def lbv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     b0_direction : unused (the Laplacian does not depend on it); kept for the common signature.
     noise : ndarray, optional
         Field-noise map in the field's unit. Voxels of infinite noise (no usable field, e.g. the
-        echo fit's misfit) are filled from their usable neighbours first
-        (``qsmiron.recon.fill``), so their values do not enter the boundary values.
+        echo fit's misfit) are filled from their neighbours where usable voxels enclose them, and
+        left out of the mask where they reach its edge (``qsmiron.recon.fill.prepared_total_field``),
+        so their values do not enter the boundary values.
     tol : float
         Relative residual at which CG stops. From 1e-3 to 1e-5 the local field changes by
         0.1 % (sphere phantom, 3 -> 8 iterations) and 0.4 % (head with a sinus, 6 -> 11) of
@@ -93,7 +94,7 @@ def lbv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     info : dict
     """
     field, mask, voxel = validate(field, mask, voxel_size_mm)
-    field, filled = filled_where_no_data(field, mask, noise, voxel)
+    field, mask, no_data = prepared_total_field(field, mask, noise, voxel)
     if peel < 0:
         raise ValueError(f"peel must be >= 0, got {peel}")
     cross = ndimage.generate_binary_structure(3, 1)
@@ -139,5 +140,5 @@ def lbv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     if status != 0:
         info["warnings"] = [f"LBV stopped after {count[0]} iterations before reaching tol {tol}"]
     if noise is not None:
-        info["filled_voxels"] = filled
+        info.update(no_data)
     return local, eroded, info

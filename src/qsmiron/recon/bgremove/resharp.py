@@ -16,7 +16,7 @@ from scipy.sparse.linalg import LinearOperator, cg
 
 from qsmiron.errors import InputError
 from qsmiron.recon.bgremove._common import eroded_by_sphere, smv_grid, validate
-from qsmiron.recon.fill import filled_where_no_data
+from qsmiron.recon.fill import prepared_total_field
 from qsmiron.recon.fourier import irfftn, rfftn, smv_kernel
 from qsmiron.recon.invert.regularisation import lcurve_corner
 from qsmiron.recon.params import OpenFraction, PositiveFloat, PositiveInt
@@ -46,8 +46,9 @@ def resharp(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     b0_direction : unused; kept for the common signature.
     noise : ndarray, optional
         Field-noise map in the field's unit. Voxels of infinite noise (no usable field, e.g. the
-        echo fit's misfit) are filled from their usable neighbours first
-        (``qsmiron.recon.fill``), so the unweighted SMV steps do not spread their values.
+        echo fit's misfit) are filled from their neighbours where usable voxels enclose them, and
+        left out of the mask where they reach its edge (``qsmiron.recon.fill.prepared_total_field``),
+        so the unweighted SMV steps do not spread their values.
     radius_mm : float, optional
         SMV radius; default ``default_radius_mm``.
     regularisation : float or "lcurve"
@@ -61,7 +62,7 @@ def resharp(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     info : dict
     """
     field, mask, voxel = validate(field, mask, voxel_size_mm)
-    field, filled = filled_where_no_data(field, mask, noise, voxel)
+    field, mask, no_data = prepared_total_field(field, mask, noise, voxel)
     radius = default_radius_mm(voxel) if radius_mm is None else float(radius_mm)
     grid = smv_grid(mask, voxel, radius)
     shape = grid.shape
@@ -117,5 +118,5 @@ def resharp(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
         info.update({"lambda": lam, "lambda_rule": "fixed", "iterations": its})
     local = np.where(eroded, local, 0.0).astype(np.float32)
     if noise is not None:
-        info["filled_voxels"] = filled
+        info.update(no_data)
     return grid.unpad(local), grid.unpad(eroded, dtype=bool), info

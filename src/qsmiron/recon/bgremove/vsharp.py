@@ -25,7 +25,7 @@ import numpy as np
 
 from qsmiron.errors import InputError
 from qsmiron.recon.bgremove._common import default_radii_mm, eroded_by_sphere, smv_grid, validate
-from qsmiron.recon.fill import filled_where_no_data
+from qsmiron.recon.fill import prepared_total_field
 from qsmiron.recon.fourier import irfftn, rfftn, smv_kernel
 from qsmiron.recon.params import OpenFraction, PositiveFloat
 
@@ -54,8 +54,9 @@ def vsharp(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     b0_direction : unused (SHARP filtering does not depend on it); kept for the common signature.
     noise : ndarray, optional
         Field-noise map in the field's unit. Voxels of infinite noise (no usable field, e.g. the
-        echo fit's misfit) are filled from their usable neighbours first
-        (``qsmiron.recon.fill``), so the unweighted SMV steps do not spread their values.
+        echo fit's misfit) are filled from their neighbours where usable voxels enclose them, and
+        left out of the mask where they reach its edge (``qsmiron.recon.fill.prepared_total_field``),
+        so the unweighted SMV steps do not spread their values.
     radii_mm : sequence of float, optional
         Kernel radii, mm, largest first. Default: 18 x the smallest voxel down to 2 x the
         largest; leading radii whose eroded core is under ``MIN_CORE_FRACTION`` of the mask
@@ -72,7 +73,7 @@ def vsharp(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     info : dict
     """
     field, mask, voxel = validate(field, mask, voxel_size_mm)
-    field, filled = filled_where_no_data(field, mask, noise, voxel)
+    field, mask, no_data = prepared_total_field(field, mask, noise, voxel)
     radii = sorted((float(r) for r in (radii_mm or default_radii_mm(voxel))), reverse=True)
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
@@ -107,5 +108,5 @@ def vsharp(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     local = np.where(done, local, 0.0).astype(np.float32)
     info = {"radii_mm": used, "threshold": threshold}
     if noise is not None:
-        info["filled_voxels"] = filled
+        info.update(no_data)
     return grid.unpad(local), grid.unpad(done, dtype=bool), info
