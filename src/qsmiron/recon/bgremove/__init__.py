@@ -65,8 +65,8 @@ including its non-harmonic part (cause 1); iSMV on PDF's result then removes eve
 harmonic in its eroded mask and only that, so what PDF took of the tissue field (cause 2), a
 field of outside sources, is replaced by what iSMV's own rule takes (``iSMV(f - b) = iSMV(f)``
 for a harmonic ``b``), and SHARP's erosion handles mask errors (cause 4). On fields with a
-harmonic background it equals iSMV (h01, both frames: chi NRMSE 36.8 / 39.9 % against 36.7 /
-39.8 %, VeP -4.7 / -9.3 ppb against PDF's -25.8 / -31.1); on the binary air sphere with
+harmonic background it equals iSMV (h01, slab / scanner frame: chi NRMSE 32.4 / 35.1 % against
+32.3 / 34.9 %, VeP -3.9 / -3.2 ppb against PDF's -24.9 / -23.9); on the binary air sphere with
 oblique B0 it gives 13.5 % where iSMV gives 73.4 % and PDF 27.2 %. Where it loses: a sinus
 touching the brain (the 48^3 qsm-forward head tilted 20 deg, 40 % against iSMV's 24.6 %),
 where PDF's sources next to the brain leave a field iSMV does not remove.
@@ -82,33 +82,37 @@ inversion together, on a loaded machine):
 =========  =======  ===  =============  =============  ===========  ===========  ===========  ======
 method     frame    n    Chimap NRMSE   XSIM           region ppb   slope        |VeP| ppb    CPU s
 =========  =======  ===  =============  =============  ===========  ===========  ===========  ======
-pdf_ismv   slab       4   53.5 /  59.2  0.556 / 0.550   3.7 /  4.5  1.00 / 0.96   6.3 /  6.9   20.0
-pdf_ismv   scanner    4   53.5 /  60.2  0.567 / 0.521   3.8 /  5.7  0.96 / 0.93   8.7 / 11.5   19.4
-ismv       slab       4   64.5 /  72.8  0.486 / 0.419   4.6 /  6.5  1.00 / 1.03   7.4 / 11.6    8.7
-ismv       scanner    4   59.8 /  71.3  0.512 / 0.418   6.2 /  6.9  0.96 / 0.95  12.2 / 16.0    8.9
-vsharp     slab       4   52.5 /  57.7  0.557 / 0.496   7.2 /  8.0  0.88 / 0.87   5.9 / 12.2    7.4
-vsharp     scanner    4   49.0 /  53.1  0.586 / 0.546   8.1 /  9.2  0.86 / 0.84  10.2 / 11.1    8.1
-lbv        slab       4   66.4 / 474.2  0.494 / 0.052   3.9 / 39.5  0.97 / 0.53   6.3 / 36.7    9.6
-lbv        scanner    4   58.8 / 577.5  0.534 / 0.047   3.6 / 22.2  0.94 / 0.91   8.4 / 28.5    9.4
-pdf        slab       4   63.0 / 271.4  0.508 / 0.165   9.4 / 21.8  1.04 / 1.16  29.6 / 34.5   51.0
-pdf        scanner    4   64.8 / 211.8  0.477 / 0.215  11.2 / 17.6  1.00 / 0.96  31.6 / 37.4   47.8
+pdf_ismv   slab       4   38.9 /  44.6  0.726 / 0.668   2.8 /  3.9  1.00 / 0.99   4.3 /  8.9   11.8
+pdf_ismv   scanner    4   38.4 /  45.0  0.742 / 0.664   2.6 /  4.0  1.00 / 1.01   4.8 /  9.0   10.4
+ismv       slab       4   50.1 /  63.0  0.602 / 0.437   4.0 /  7.7  1.00 / 0.99   8.4 / 15.0    5.2
+ismv       scanner    4   41.2 /  57.0  0.716 / 0.550   3.8 /  6.1  1.01 / 1.01   9.4 / 13.3    5.3
+vsharp     slab       4   46.9 /  52.4  0.615 / 0.512   6.9 /  9.7  0.89 / 0.85   3.9 / 11.4    5.3
+vsharp     scanner    4   40.5 /  45.1  0.712 / 0.632   6.0 /  7.9  0.92 / 0.87   7.9 / 12.2    5.5
+lbv        slab       4   51.2 / 322.4  0.607 / 0.130   3.5 / 15.5  0.98 / 0.96   5.3 / 13.4    6.8
+lbv        scanner    4   40.9 / 232.3  0.734 / 0.113   6.1 / 15.1  0.99 / 1.02   8.8 / 15.7    7.1
+pdf        slab       4   48.4 / 129.3  0.645 / 0.333   8.6 / 13.6  1.04 / 1.05  24.6 / 36.3   24.6
+pdf        scanner    4   49.5 / 116.2  0.642 / 0.376   8.4 / 11.8  1.04 / 1.06  24.9 / 37.9   22.9
+=========  =======  ===  =============  =============  ===========  ===========  ===========  ======
 
-V-SHARP has the lowest Chimap NRMSE but compresses regional contrast (slope 0.84-0.88, regional
-error 7-9 ppb); iSMV leaves the slab frame's non-harmonic background (Chimap NRMSE up to 73 %);
-LBV fails on the 2 mm-dilated, 2.5 mm-slice head (474-578 %); PDF alone biases the deep nuclei
-(VeP 23-37 ppb, regional 8-22 ppb) and fails on the 2 mm-dilated head too (212-271 %). PDF then
-iSMV has the smallest regional error (median 3.7-3.8 ppb, worst 5.7) and the slope nearest 1
-(worst 0.93) in both frames, with a Chimap NRMSE within 1-7 points of V-SHARP's. For a study of
-10-20 ppb regional differences the regional figures decide. None of the methods reaches issue
-9's Chimap NRMSE targets (median 35 %, worst 45 %) on this family.
+(Measured again at results revision 9 with simulated heads revision 2 and
+``recon.fill.prepared_total_field``. Before that rule, which leaves groups of voxels without
+field that reach the mask's edge out of the mask of the methods that cannot weight, those
+methods filled them and failed on the heads whose masks reach a sinus: iSMV 165 / 258 % and
+176 / 235 %, V-SHARP 94 / 200 % and 102 / 178 %, LBV 221 / 548 % and 221 / 493 %, slab /
+scanner frame.) PDF then iSMV has the lowest Chimap NRMSE, the smallest regional error
+(median 2.6-2.8 ppb, worst 4.0) and slopes within 0.01 of 1 in both frames. V-SHARP compresses
+regional contrast (slope 0.85-0.92, regional error 6-10 ppb); iSMV leaves the slab frame's
+non-harmonic background (63 % worst) and misplaces VeP by up to 15 ppb; LBV fails on the 2
+mm-dilated, 2.5 mm-slice head (232-322 %); PDF alone biases the deep nuclei (VeP 25-38 ppb,
+regional 8-14 ppb) and fails on that head too (116-129 %). For a study of 10-20 ppb regional
+differences the regional figures decide. None of the methods reaches issue 9's Chimap NRMSE
+target of a 35 % median on this family.
 
 Cost: PDF at a loose tolerance (0.03, at most 50 full-resolution iterations; iSMV removes a
-smooth remainder anyway) plus iSMV: about 11 s of CPU more than iSMV per 1 mm head
-(median 20.0 against 8.7 s with the inversion; the table's pdf_ismv rows for h01-h02 capped PDF
-at 200 full-resolution iterations, h03-h04 at the default 50, which on h02 gave the same
-result as 200 for 3 s less). In ``qsmiron recon`` of a 256 x 256 x 176 x 5 input
-(``benchmarks/bench_recon_cli.py``) the background step took 6.4 s of CPU on the axial
-ellipsoid head and 24.3 s on a head tilted 15 deg.
+smooth remainder anyway) plus iSMV: about 6 s of CPU more than iSMV per head (median 10.4-11.8
+against 5.2-5.3 s with the inversion, the table above). In ``qsmiron recon`` of a 256 x 256 x
+176 x 5 input (``benchmarks/bench_recon_cli.py``) the background step took 6.4 s of CPU on the
+axial ellipsoid head and 12.3 s on a head tilted 15 deg.
 """
 
 from __future__ import annotations
