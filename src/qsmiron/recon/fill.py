@@ -109,8 +109,6 @@ def filled_where_no_data(field: np.ndarray, mask: np.ndarray, noise: np.ndarray 
     return filled_from_neighbours(field, mask & ~missing, mask, voxel_size_mm, sigma_mm), int(missing.sum())
 
 
-
-
 def prepared_total_field(field: np.ndarray, mask: np.ndarray, noise: np.ndarray | None,
                          voxel_size_mm: Sequence[float], sigma_mm: float = NO_DATA_FILL_SIGMA_MM
                          ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:

@@ -9,14 +9,22 @@ reaches the nuclei. The heads of ``simulate.heads`` had none.
 
 Each vein is a tube along a polyline of MNI152 points (mm; approximate courses from the
 anatomy, placed against the CIT168 nuclei of the phantom: the basal vein's first point lies
-6 mm below and behind the ventral pallidum's centroid), rasterised with its partial volume
-(a one-voxel linear ramp at the wall). Blood replaces the tissue it overlaps.
+6 mm below the ventral pallidum's centroid, its blood 2-3 mm from the nucleus's voxels),
+rasterised with its partial volume (a one-voxel linear ramp at the wall). Blood replaces the
+tissue it overlaps.
 
 - Susceptibility +0.40 ppm relative to water: haematocrit 0.4 x the deoxy-oxy difference 3.39
   ppm (SI; 0.27 ppm cgs, Spees et al., MRM 2001;45:533) x (1 - Y) at oxygenation Y = 0.7,
   0.41 ppm; the middle of the 0.3-0.5 ppm QSM measures in cerebral veins.
 - R2* 40 s^-1 at 3 T (venous blood T2* about 25 ms at Y = 0.7), scaled with the field strength
   like the tissue's.
+
+What they showed (``benchmarks/bench_bgremove.py --veins``, the 11 family heads, ``pdf_ismv``):
+VeP reads 2-7 ppb lower on every head (|VeP error| median / worst 4.8 / 18.0 -> 10.7 / 20.1 ppb),
+the other regions move little (regional error 3.7 / 6.8 -> 4.3 / 7.8 ppb, slopes 0.96-1.01).
+Inverting the true local field, the veins change VeP by under 0.3 ppb; from the true local field
+alone iSMV's VeP goes -6.2 / -3.2 -> -11.0 / -6.0 ppb on h03: iSMV takes the basal vein's field
+at its eroded mask's edge (the vein runs 5 mm inside the mask there) for background.
 """
 
 from __future__ import annotations
