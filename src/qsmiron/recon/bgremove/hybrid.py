@@ -69,9 +69,10 @@ Nor the rule of the methods that take the total field (``recon.fill.prepared_tot
 before the iSMV step, leaving the groups of voxels without field that reach the mask's edge
 out of iSMV's mask instead of filling PDF's local field there: over the 11 family heads (slab /
 scanner frame) the Chimap NRMSE went 38.4 / 44.6 -> 37.9 / 43.2 % and 38.6 / 45.0 -> 38.5 / 44.0 %
-and the worst |VeP error| 18.0 -> 13.2 and 17.8 -> 13.6 ppb (h10), but the median regional error
-rose 3.7 -> 4.2 and 3.2 -> 3.5 ppb and h10's slope fell 0.97 -> 0.94. PDF's local field is
-small and smooth there, so the fill interpolates what the rule would cut away. """
+and the worst |VeP error| 18.0 -> 13.2 and 17.8 -> 13.6 ppb (h10's -18.0 -> -8.1 ppb in the
+slab frame), but the median regional error rose 3.7 -> 4.2 and 3.2 -> 3.5 ppb and h10's slope
+fell 0.97 -> 0.94. PDF's local field is small and smooth there, so the fill interpolates what
+the rule would cut away. """
 
 from __future__ import annotations
 
