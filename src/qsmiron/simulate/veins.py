@@ -21,7 +21,8 @@ tissue it overlaps.
 
 What they showed (``benchmarks/bench_bgremove.py --veins``, the 11 family heads, ``pdf_ismv``):
 VeP reads 2-7 ppb lower on every head (|VeP error| median / worst 4.8 / 18.0 -> 10.7 / 20.1 ppb),
-the other regions move little (regional error 3.7 / 6.8 -> 4.3 / 7.8 ppb, slopes 0.96-1.01).
+the other regions move little (regional error 3.7 / 6.8 -> 4.3 / 7.8 ppb, slopes 0.96-1.01); in
+the scanner frame VeP reads 1.4-6.1 ppb lower (6.1 / 17.8 -> 9.8 / 20.0 ppb).
 Inverting the true local field, the veins change VeP by under 0.3 ppb; from the true local field
 alone iSMV's VeP goes -6.2 / -3.2 -> -11.0 / -6.0 ppb on h03: iSMV takes the basal vein's field
 at its eroded mask's edge (the vein runs 5 mm inside the mask there) for background.
