@@ -1,7 +1,7 @@
 """Subject-level recovery on a cohort of heads unlike the cohort simulator's (issue 9).
 
 Run: ``.venv/bin/python benchmarks/validate_family_cohort.py [--subjects 24] [--frame slab|scanner]
-[--keep DIR]``
+[--veins] [--keep DIR]``
 
 ``validate_recovery.py`` checks the pipeline on ``simulate.cohort``'s heads, the ones the
 defaults were first chosen on. Issue 9's independent cohort (24 subjects of oblique 1 x 1 x
@@ -143,7 +143,7 @@ TARGET_REGIONS = ("VeP", "Pu", "GPe", "GPi", "SNr", "RN", "STH", "Ca")
 PHASE_LEVELS = 4096
 
 
-def draw_specs(cohort, seed: int, slice_mm: float, field_frame: str = "slab"):
+def draw_specs(cohort, seed: int, slice_mm: float, field_frame: str = "slab", veins: bool = False):
     """One ``HeadSpec`` per participant: the cohort's regional values, the family's variation."""
     from qsmiron.simulate.heads import HeadSpec
 
@@ -163,7 +163,7 @@ def draw_specs(cohort, seed: int, slice_mm: float, field_frame: str = "slab"):
             cavity_scale=float(rng.uniform(0.7, 1.4)),
             cavity_shift_mm=tuple(float(a) for a in rng.uniform(-5, 5, 3)),
             cavity_clearance_mm=float(rng.uniform(1.5, 3.0)), region_chi_ppm=nuclei,
-            seed=seed * 1000 + index, field_frame=field_frame))
+            seed=seed * 1000 + index, field_frame=field_frame, veins=veins))
     return specs
 
 
@@ -204,7 +204,8 @@ def write_subject(root: Path, head, settings) -> list[dict]:
     return rows
 
 
-def simulate(bids: Path, n_subjects: int, seed: int, slice_mm: float, field_frame: str = "slab") -> float:
+def simulate(bids: Path, n_subjects: int, seed: int, slice_mm: float, field_frame: str = "slab",
+             veins: bool = False) -> float:
     from qsmiron.io.atomic import write_json_atomic, write_tsv_atomic
     from qsmiron.simulate.clinical import sample_cohort
     from qsmiron.simulate.cohort import TRUTH_DIR, _write_dataset_files, planted_effects
@@ -215,7 +216,7 @@ def simulate(bids: Path, n_subjects: int, seed: int, slice_mm: float, field_fram
     settings = SimulationSettings(voxel_size_mm=(1.0, 1.0, slice_mm), echo_times_s=ECHO_TIMES_S,
                                   field_strength_t=FIELD_STRENGTH_T, phase_levels=PHASE_LEVELS)
     cohort = sample_cohort(n_subjects, np.random.default_rng(seed), settings)
-    specs = draw_specs(cohort, seed, slice_mm, field_frame)
+    specs = draw_specs(cohort, seed, slice_mm, field_frame, veins)
     _write_dataset_files(bids, cohort, settings, seed)
     rows = []
     for number, spec in enumerate(specs, start=1):
@@ -310,6 +311,7 @@ def main(argv=None) -> int:
     parser.add_argument("--slice-mm", type=float, default=1.2, help="slice thickness (must divide 180)")
     parser.add_argument("--frame", choices=("slab", "scanner"), default="slab",
                         help="where the heads' FFT dipole model runs (simulate.heads.HeadSpec.field_frame)")
+    parser.add_argument("--veins", action="store_true", help="add the deep cerebral veins (simulate.veins)")
     parser.add_argument("--n-procs", type=int, default=2)
     parser.add_argument("--keep", metavar="DIR", default=None, help="work here and keep the files")
     args = parser.parse_args(argv)
@@ -318,10 +320,10 @@ def main(argv=None) -> int:
     bids, out = work / "bids", work / "out"
     try:
         print(f"== {args.subjects} family heads, seed {args.seed}, 1 x 1 x {args.slice_mm:g} mm, "
-              f"field in the {args.frame} frame", flush=True)
+              f"field in the {args.frame} frame{', deep veins' if args.veins else ''}", flush=True)
         if not (bids / "derivatives" / "truth" / "regions_truth.tsv").exists():  # else kept from a run
             shutil.rmtree(bids, ignore_errors=True)
-            seconds = simulate(bids, args.subjects, args.seed, args.slice_mm, args.frame)
+            seconds = simulate(bids, args.subjects, args.seed, args.slice_mm, args.frame, args.veins)
             print(f"   simulated in {seconds:.0f} s", flush=True)
         result, seconds = _validate_recovery().process(bids, out, args.n_procs, fast=False)
         failed = [s for s in result.statuses if not s.succeeded]
