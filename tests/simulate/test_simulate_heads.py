@@ -228,13 +228,13 @@ def test_a_vein_is_a_tube_of_its_radius_with_its_partial_volume(voxel_mm):
 def test_veins_put_blood_susceptibility_in_the_deep_veins_and_nowhere_else():
     from dataclasses import replace
 
-    from qsmiron.simulate.heads import _anatomy, _vein_fraction, susceptibility_mni
+    from qsmiron.simulate.heads import _vein_fraction, susceptibility_mni
     from qsmiron.simulate.veins import VEIN_CHI_PPM
 
     base = replace(FAMILY[0], texture_ppm=0.0)
     chi, codes = susceptibility_mni(base)
     chi_veins, codes_veins = susceptibility_mni(replace(base, veins=True))
-    fraction = _vein_fraction(_anatomy()[0])
+    fraction = _vein_fraction()
     np.testing.assert_array_equal(codes_veins, codes)
     assert np.all(chi_veins[fraction == 0] == chi[fraction == 0])
     full = fraction == 1.0

@@ -65,7 +65,7 @@ from qsmiron.simulate.signal_model import (add_complex_noise, crop_kspace, gre_s
                                            quadratic_phase_offset)
 from qsmiron.simulate.subject import (local_field_in_mask, make_pose, phantom_transform, resample,
                                       shim_harmonics)
-from qsmiron.simulate.veins import VEIN_CHI_PPM, VEIN_R2STAR_3T_PER_S, vein_fraction_of
+from qsmiron.simulate.veins import VEIN_CHI_PPM, VEIN_R2STAR_3T_PER_S, vein_fraction
 
 HEADS_REVISION = 2
 """Changes when the same ``HeadSpec`` gives different arrays (2: the scanner frame's field is
@@ -291,8 +291,11 @@ def _cavity_mask(phantom, spec: HeadSpec) -> np.ndarray:
     return air
 
 
-def _vein_fraction(phantom) -> np.ndarray:
-    return vein_fraction_of(tuple(phantom.codes.shape), np.asarray(phantom.affine, float).tobytes())
+@functools.lru_cache(maxsize=1)
+def _vein_fraction() -> np.ndarray:
+    """The deep veins' blood fraction on the phantom's MNI grid (the same for every head)."""
+    phantom = _anatomy()[0]
+    return vein_fraction(phantom.codes.shape, phantom.affine)
 
 
 def susceptibility_mni(spec: HeadSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -339,7 +342,7 @@ def susceptibility_mni(spec: HeadSpec) -> tuple[np.ndarray, np.ndarray]:
         flat[box] = (brain[box] & (inner <= EDGE_FLAT_MM)) | (codes[box] == CODE_MENINGES)
         chi[flat] = mean
     if spec.veins:
-        blood = _vein_fraction(phantom)
+        blood = _vein_fraction()
         chi += blood * (np.float32(VEIN_CHI_PPM) - chi) * (codes != CODE_AIR)
     if spec.background_psf_mm > 0:
         outside = np.where(brain, np.float32(spec.csf_ppm), chi)
@@ -418,7 +421,7 @@ def simulate_head(spec: HeadSpec, *, workers: int = -1) -> SimulatedHead:
     m0 = s0_table[codes_fine]
     r2s = r2s_table[codes_fine]
     if spec.veins:
-        blood = resample(_vein_fraction(phantom), matrix, offset, pose.shape, order=1)
+        blood = resample(_vein_fraction(), matrix, offset, pose.shape, order=1)
         r2s += blood * (np.float32(VEIN_R2STAR_3T_PER_S) - r2s)
         del blood
     r2s *= np.float32(r2star_relative_to_3t(spec.field_strength_t))

@@ -30,8 +30,6 @@ at its eroded mask's edge (the vein runs 5 mm inside the mask there) for backgro
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from qsmiron.io.nifti import box_through_affine
@@ -89,8 +87,3 @@ def vein_fraction(shape, affine: np.ndarray, veins=None) -> np.ndarray:
             fraction[box] = np.maximum(fraction[box], part.reshape(grid.shape[:3]).astype(np.float32))
     return fraction
 
-
-@functools.lru_cache(maxsize=1)
-def vein_fraction_of(shape: tuple[int, ...], affine_bytes: bytes) -> np.ndarray:
-    """``vein_fraction`` cached per grid (the phantom's MNI grid is the same for every head)."""
-    return vein_fraction(shape, np.frombuffer(affine_bytes).reshape(4, 4))
