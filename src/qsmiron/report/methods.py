@@ -142,8 +142,7 @@ def misfit_sentences(recons: list[ReconRecord]) -> list[str]:
     level = f" (false-alarm rate {describe_values(levels)})" if levels else ""
     tolerance = (f" and whose residual implied a field error above {describe_values(tolerances)} ppm"
                  if tolerances else "")
-    spread = (plural(counts[0], "voxel") if len(counts) == 1
-              else f"median {int(np.median(counts))} voxels per scan, range {min(counts)}\u2013{max(counts)}")
+    spread = _voxels_per_scan(counts)
     factor = describe_values(factors, lambda v: f"{float(v):g}")
     decay = (f"; with one residual degree of freedom (two echoes), also voxels whose magnitude decayed "
              f"more than {factor} times as fast as the mask's median (intravoxel dephasing)" if factors else "")
@@ -152,6 +151,13 @@ def misfit_sentences(recons: list[ReconRecord]) -> list[str]:
             f"its residual{level}{tolerance}{decay}{aliased}, stayed in the mask but carried no field: they "
             f"were given no weight in background field removal and dipole inversion ({spread})."
             ] + left_out_sentences(recons)
+
+
+def _voxels_per_scan(counts: list[int]) -> str:
+    """One scan's count of voxels, or the median and range over the scans."""
+    if len(counts) == 1:
+        return plural(counts[0], "voxel")
+    return f"median {int(np.median(counts))} voxels per scan, range {min(counts)}\u2013{max(counts)}"
 
 
 def left_out_sentences(recons: list[ReconRecord]) -> list[str]:
@@ -166,8 +172,7 @@ def left_out_sentences(recons: list[ReconRecord]) -> list[str]:
             methods.append(declared.label if declared is not None else background.method)
     if not any(excluded):
         return []
-    spread = (plural(excluded[0], "voxel") if len(excluded) == 1
-              else f"median {int(np.median(excluded))} voxels per scan, range {min(excluded)}\u2013{max(excluded)}")
+    spread = _voxels_per_scan(excluded)
     return [f"{describe_values(methods)}, which cannot weight voxels, "
             f"filled those enclosed by usable voxels from their neighbours and left those in groups reaching "
             f"the mask's edge out of its mask, and so out of the susceptibility map ({spread})."]

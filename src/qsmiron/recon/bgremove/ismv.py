@@ -105,6 +105,5 @@ def ismv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     info = {"radius_mm": radius, "tol": tol, "max_iter": max_iter, "threshold": threshold,
             "iterations": count[0],
             "converged": status == 0}
-    if noise is not None:
-        info.update(no_data)
+    info.update(no_data)  # empty without a noise map
     return grid.unpad(local), grid.unpad(eroded, dtype=bool), info

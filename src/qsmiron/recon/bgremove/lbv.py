@@ -139,6 +139,5 @@ def lbv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
             "converged": status == 0}
     if status != 0:
         info["warnings"] = [f"LBV stopped after {count[0]} iterations before reaching tol {tol}"]
-    if noise is not None:
-        info.update(no_data)
+    info.update(no_data)  # empty without a noise map
     return local, eroded, info

@@ -117,6 +117,5 @@ def resharp(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
         local = x.reshape(shape)
         info.update({"lambda": lam, "lambda_rule": "fixed", "iterations": its})
     local = np.where(eroded, local, 0.0).astype(np.float32)
-    if noise is not None:
-        info.update(no_data)
+    info.update(no_data)  # empty without a noise map
     return grid.unpad(local), grid.unpad(eroded, dtype=bool), info

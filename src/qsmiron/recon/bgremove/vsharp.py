@@ -107,6 +107,5 @@ def vsharp(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     local = irfftn(rfftn(highpass) * inverse.astype(np.float32), shape)
     local = np.where(done, local, 0.0).astype(np.float32)
     info = {"radii_mm": used, "threshold": threshold}
-    if noise is not None:
-        info.update(no_data)
+    info.update(no_data)  # empty without a noise map
     return grid.unpad(local), grid.unpad(done, dtype=bool), info
