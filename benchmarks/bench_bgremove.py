@@ -83,7 +83,8 @@ def load_head(spec, cache: Path):
     np.savez(path, **{k: getattr(head, k) for k in ARRAYS})
     meta_path.write_text(json.dumps(
         {"heads_revision": HEADS_REVISION, "echo_times_s": head.echo_times_s,
-         "field_strength_t": head.field_strength_t, "voxel_size_mm": head.voxel_size_mm, "info": head.info, "spec": dataclasses.asdict(spec)}))
+         "field_strength_t": head.field_strength_t, "voxel_size_mm": head.voxel_size_mm, "info": head.info,
+         "spec": dataclasses.asdict(spec)}))
     return head
 
 
@@ -335,21 +336,21 @@ def mechanism(cache: Path) -> None:
 
 
 def main() -> None:
+    from qsmiron.simulate.heads import ACQUISITIONS, FAMILY, variant
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=DEFAULT_METHODS)
     parser.add_argument("--heads", default=None, help="1-based indices into FAMILY, comma-separated")
     parser.add_argument("--frame", choices=("slab", "scanner"), default="slab",
                         help="where the FFT dipole model runs (simulate.heads.HeadSpec.field_frame)")
-    parser.add_argument("--acquisition", default=None,
+    parser.add_argument("--acquisition", choices=tuple(ACQUISITIONS), default=None,
                         help="simulate the heads with an acquisition of simulate.heads.ACQUISITIONS "
-                             "(1.5T, 7T, 3echo, 2echo, snr40) instead of the family's")
+                             "instead of the family's")
     parser.add_argument("--veins", action="store_true",
                         help="add the deep cerebral veins of simulate.veins to every head")
     parser.add_argument("--mechanism", action="store_true")
     parser.add_argument("--cache", default=os.environ.get("QSMIRON_HEADS_CACHE", "/tmp/qsmiron_heads"))
     args = parser.parse_args()
-    from qsmiron.simulate.heads import ACQUISITIONS, FAMILY, variant
-
     cache = Path(args.cache)
     specs = list(FAMILY) if args.heads is None else [FAMILY[int(i) - 1] for i in args.heads.split(",")]
     if args.frame != "slab":
@@ -357,8 +358,6 @@ def main() -> None:
     if args.veins:
         specs = [variant(s, veins=True) for s in specs]
     if args.acquisition is not None:
-        if args.acquisition not in ACQUISITIONS:
-            parser.error(f"--acquisition must be one of {', '.join(ACQUISITIONS)}")
         specs = [dataclasses.replace(s, name=f"{s.name}[{args.acquisition}]", **ACQUISITIONS[args.acquisition])
                  for s in specs]
     if args.mechanism:
