@@ -308,3 +308,16 @@ def test_the_residual_shift_is_described_where_it_was_measured(provenance, study
     text = methods_paragraph(provenance.model_copy(update={"scans": scans}), study_results.settings)
     assert ("the median over 27 blocks of the atlas regions plus 20 mm (the SyN domain) of the shift that best "
             "matches each block") in text
+
+
+def test_a_number_recorded_per_scan_with_some_scans_without_one_reads_as_a_range():
+    """A data-driven value (a weight found per scan, none where the search found none) is
+    summarised by its range and median and the count without one, not listed value by value."""
+    from qsmiron.report.describe import summarise_parameter
+
+    values = [None] * 5 + [0.001, 0.0015, 0.002, 0.004]
+    assert summarise_parameter("level_crossing_alpha", values, "varying across scans") == \
+        "level_crossing_alpha = 0.001\u20130.004 (varying across scans, median 0.00175; none in 5 scans)"
+    assert summarise_parameter("alpha", [0.001, 0.002, 0.003], "varying across scans") == \
+        "alpha = 0.001\u20130.003 (varying across scans, median 0.002)"
+    assert summarise_parameter("x", [None, 0.5, 0.5]) == "x = 0.5 (2 scans) or none (1 scan)"

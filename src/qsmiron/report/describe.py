@@ -116,11 +116,16 @@ def summarise_parameter(key: str, values: list[Any], varying: str = "set per sca
             return f"{key} = method default"
         return f"{key} = {texts[0]}{suffix}"
     numbers = [v for v in values if is_number(v)]
-    if len(numbers) == len(values):
+    unset = sum(v is None for v in values)
+    if numbers and len(numbers) + unset == len(values) and len(set(numbers)) > 1:
+        # A number per scan, or none where the method found none: the range, and how many had none
+        # (not every value listed, which for a data-driven weight is one per scan).
         ordered = sorted(numbers)
         mid = len(ordered) // 2
         median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-        return f"{key} = {sig(min(numbers))}\u2013{sig(max(numbers))}{suffix} ({varying}, median {sig(median)})"
+        missing = f"; none in {plural(unset, 'scan')}" if unset else ""
+        return (f"{key} = {sig(min(numbers))}\u2013{sig(max(numbers))}{suffix} ({varying}, median "
+                f"{sig(median)}{missing})")
     counts = Counter(texts)
     return f"{key} = " + " or ".join(f"{t}{suffix} ({plural(n, 'scan')})" for t, n in counts.most_common())
 
