@@ -70,3 +70,20 @@ def test_the_echo_fit_marks_a_cluster_that_unwrapping_put_a_period_off():
     assert fit.info["aliased_voxels"] == 27 and fit.misfit[wrong].all()
     assert fit.reduced_chi2[wrong].max() < fit.info["misfit_limit"]  # the chi-square test alone misses them
     assert fit.misfit.sum() <= 27 + 5
+
+
+def test_the_misfit_count_includes_aliased_voxels_when_no_chi_square_test_ran():
+    """Two echoes with a fitted offset leave no residual degree of freedom, so only the aliasing
+    test marks voxels; the recorded misfit count must still be the map's."""
+    te = (0.004, 0.008)
+    shape = (32, 32, 24)
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    mask = x ** 2 + y ** 2 + z ** 2 < 0.8
+    field_hz = 40 * x - 25 * y * z
+    wrong = np.zeros(shape, bool)
+    wrong[20:23, 14:17, 10:13] = True
+    unwrapped = (2 * np.pi * np.where(wrong, field_hz + 250.0, field_hz)[..., None] * np.asarray(te)).astype(np.float32)
+    fit = fit_field(unwrapped, None, mask, te, offset="fit")
+    assert fit.info["dof"] == 0 and fit.reduced_chi2 is None
+    assert fit.misfit[wrong].all()
+    assert fit.info["misfit_voxels"] == int(fit.misfit.sum()) == fit.info["aliased_voxels"]

@@ -251,11 +251,7 @@ def _with_dephased_voxels(magnitude: np.ndarray | None, mask: np.ndarray, misfit
         return misfit
     dephased = dephased_voxels(magnitude, mask, te, noise_sigma)
     info.update(dephased_voxels=int(dephased.sum()), dephasing_factor=DEPHASING_FACTOR)
-    if misfit is None and not dephased.any():
-        return None
-    misfit = dephased if misfit is None else misfit | dephased
-    info["misfit_voxels"] = int(misfit.sum())
-    return misfit
+    return _joined(misfit, dephased, info)
 
 
 def _with_aliased_voxels(field_hz: np.ndarray, mask: np.ndarray, misfit: np.ndarray | None,
@@ -268,10 +264,17 @@ def _with_aliased_voxels(field_hz: np.ndarray, mask: np.ndarray, misfit: np.ndar
     usable = mask if misfit is None else mask & ~misfit
     aliased = aliased_voxels(field_hz, usable, period)
     info.update(aliasing_period_hz=period, aliased_voxels=int(aliased.sum()))
-    if misfit is None:
-        return aliased if aliased.any() else None
-    info["misfit_voxels"] = int(misfit.sum() + aliased.sum())
-    return misfit | aliased
+    return _joined(misfit, aliased, info)
+
+
+def _joined(misfit: np.ndarray | None, flagged: np.ndarray, info: dict[str, Any]) -> np.ndarray | None:
+    """The misfit map with ``flagged`` voxels added, None while both are empty; the joined
+    count goes into ``info`` whichever test found the voxels."""
+    if misfit is None and not flagged.any():
+        return None
+    joined = flagged if misfit is None else misfit | flagged
+    info["misfit_voxels"] = int(joined.sum())
+    return joined
 
 
 def reduced_chi2_limit(p: float, dof: int) -> float:
