@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -271,3 +272,17 @@ def test_a_cold_numba_cache_is_announced_once(tmp_path, monkeypatch):
     sys.modules["cold_kernel_module"].twice(3)  # compiles and writes the cache
     assert cold_kernels(["cold_kernel_module"]) == []
     assert not announce_compilation(lines.append, ["cold_kernel_module"]) and len(lines) == 1
+
+
+@pytest.mark.parametrize("work, message", [
+    ("a_file", "the work folder exists and is not a folder"),
+    ("a_file/work", "the work folder cannot be created: .*a_file is not a folder"),
+])
+def test_an_unusable_work_folder_is_one_line_before_any_output(tiny_bids, tmp_path, capsys, work, message):
+    bids = tiny_bids(labels=("01",))
+    (tmp_path / "a_file").write_text("not a folder")
+    code = cli.main(["run", str(bids), str(tmp_path / "out"), "participant", "--work-dir", str(tmp_path / work)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert re.search(f"qsmiron run: error: {re.escape(str(tmp_path / work))}: {message}", err)
+    assert not (tmp_path / "out").exists()

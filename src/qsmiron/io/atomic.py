@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def check_writable_dir(folder: str | os.PathLike) -> Path:
-    """Make sure outputs can be written into ``folder`` before any heavy work starts.
+def check_writable_dir(folder: str | os.PathLike, role: str = "output folder") -> Path:
+    """Make sure files can be written into ``folder`` before any heavy work starts.
 
     A probe file is written and removed in the folder, or, when it does not exist yet, in
     its nearest existing parent (nothing is created), which catches what ``os.access``
@@ -26,18 +26,19 @@ def check_writable_dir(folder: str | os.PathLike) -> Path:
     Raises
     ------
     InputError
-        Naming the folder: it exists and is a file, or it cannot be created or written.
+        Naming the folder, called ``role`` in the message: it exists and is a file, or it
+        cannot be created or written.
     """
     from qsmiron.errors import InputError, resource_error
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise InputError("the output folder exists and is not a folder", folder)
+        raise InputError(f"the {role} exists and is not a folder", folder)
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise InputError(f"the output folder cannot be created: {existing} is not a folder",
+        raise InputError(f"the {role} cannot be created: {existing} is not a folder",
                          folder)
     try:
         fd, probe = tempfile.mkstemp(prefix=".qsmiron-write-probe.", dir=existing)
@@ -49,7 +50,7 @@ def check_writable_dir(folder: str | os.PathLike) -> Path:
     except OSError as error:
         problem = resource_error(error)
         reason = problem.message if problem is not None else f"cannot be written ({error})"
-        raise InputError(f"the output folder cannot be used: {reason}", folder) from None
+        raise InputError(f"the {role} cannot be used: {reason}", folder) from None
     return folder
 
 

@@ -192,6 +192,8 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
         raise InputError("the output folder must not be the BIDS folder itself (use e.g. BIDS_DIR/derivatives)",
                          out_dir)
     check_writable_dir(paths.root)
+    if work_dir is not None:
+        check_writable_dir(work_dir, role="work folder")
 
     if bids_filters is not None and not isinstance(bids_filters, BidsFilters):
         bids_filters = load_bids_filters(bids_filters)

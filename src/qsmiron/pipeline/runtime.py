@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from qsmiron.io.atomic import check_writable_dir
+
 RECON_KERNEL_MODULES = ("qsmiron.recon.phase", "qsmiron.recon.mask", "qsmiron.recon.echofit",
                         "qsmiron.recon.unwrap._common", "qsmiron.recon.invert._kernels")
 """Modules whose numba kernels (``cache=True``) every reconstruction calls."""
@@ -31,7 +33,7 @@ def temporary_files_in(work_dir: str | os.PathLike | None) -> Iterator[Path | No
     if work_dir is None:
         yield None
         return
-    work_dir = Path(work_dir).resolve()
+    work_dir = check_writable_dir(Path(work_dir).resolve(), role="work folder")
     work_dir.mkdir(parents=True, exist_ok=True)
     saved_env = {name: os.environ.get(name) for name in TEMP_VARIABLES}
     saved_dir = tempfile.tempdir
