@@ -104,10 +104,11 @@ def main() -> None:
     print(f"even echoes' extra phase: {args.constant} rad + {args.ramp} rad across x + {args.slice_ramp} rad across z")
     print(bench._header())
     results: dict[str, list[dict]] = {"monopolar": [], "bipolar": [], "corrected": []}
-    for number in (int(n) for n in args.heads.split(",")):
-        for label, row in run_head(bench, FAMILY[number - 1], Path(args.cache), args).items():
+    specs = [FAMILY[int(n) - 1] for n in args.heads.split(",")]
+    for spec in specs:
+        for label, row in run_head(bench, spec, Path(args.cache), args).items():
             results[label].append(row)
-    bench.summarise(results)
+    bench.summarise(results, specs)
 
 
 if __name__ == "__main__":
