@@ -151,17 +151,18 @@ def run_method(method: str, stage: dict, head) -> dict:
             "wall_bg": wall_bg, "cpu_bg": cpu_bg, "info": info}
 
 
-def run_default_recon(head) -> dict:
-    """``qsmiron recon``'s defaults end to end on a head, its own brain mask included: the
-    template brain registered to the magnitude, the magnitude mask restricted to it and refined
-    by phase quality (the head's erroneous mask is not used); Chimap referenced to its mean."""
+def run_default_recon(head, settings=None) -> dict:
+    """``qsmiron recon``'s defaults (or ``settings``, a ``ReconSettings``) end to end on a head,
+    its own brain mask included: the template brain registered to the magnitude, the magnitude
+    mask restricted to it and refined by phase quality (the head's erroneous mask is not used);
+    Chimap referenced to its mean."""
     from qsmiron.recon.chain import reconstruct_arrays
     from qsmiron.register.brainmask import template_brain_probability
 
     wall, cpu = time.perf_counter(), time.process_time()
     template = template_brain_probability(head.magnitude, head.affine)
     result = reconstruct_arrays(head.magnitude, head.phase_rad, head.voxel_size_mm, head.b0_direction,
-                                head.echo_times_s, head.field_strength_t,
+                                head.echo_times_s, head.field_strength_t, settings=settings,
                                 brain_probability=template.probability, brain_probability_notes=template.info)
     mask = np.asarray(result.mask, bool)
     chi = np.where(mask, result.chi_ppm - result.chi_ppm[mask].mean(), 0).astype(np.float32)
@@ -244,7 +245,7 @@ def summarise(results: dict[str, list[dict]], specs, *, given_masks: bool = True
         print(_row(f"{method} worst", worst))
 
 
-def run_family(specs, methods, cache: Path, own_mask: bool = False) -> dict[str, list[dict]]:
+def run_family(specs, methods, cache: Path, own_mask: bool = False, settings=None) -> dict[str, list[dict]]:
     if own_mask:
         methods = ["recon"]
     results: dict[str, list[dict]] = {m: [] for m in methods}
@@ -252,7 +253,7 @@ def run_family(specs, methods, cache: Path, own_mask: bool = False) -> dict[str,
     for spec in specs:
         head = load_head(spec, cache)
         if own_mask:
-            run = run_default_recon(head)
+            run = run_default_recon(head, settings)
             results["recon"].append(score(run, head))
             print(_row(f"{spec.name[:24]} recon", results["recon"][-1]) + "  " + mask_agreement(run["mask"], head)
                   + ("" if run["info"]["template_used"] else " (template step skipped)"), flush=True)
@@ -401,6 +402,8 @@ def main() -> None:
                         help="the default recon end to end with its own brain mask (template brain, "
                              "phase-quality refinement) instead of each head's erroneous mask; "
                              "--methods is ignored")
+    parser.add_argument("--config", default=None, help="with --own-mask: a settings file (TOML or JSON) "
+                                                        "for the recon instead of the defaults")
     parser.add_argument("--mechanism", action="store_true")
     parser.add_argument("--cache", default=os.environ.get("QSMIRON_HEADS_CACHE", "/tmp/qsmiron_heads"))
     args = parser.parse_args()
@@ -427,7 +430,12 @@ def main() -> None:
           f"{'the default recon with its own mask' if args.own_mask else f'methods {args.methods}'}; "
           f"cache {cache}; cores "
           f"{len(os.sched_getaffinity(0))} (shared machine: wall pessimistic, CPU shown too)")
-    results = run_family(specs, args.methods.split(","), cache, own_mask=args.own_mask)
+    settings = None
+    if args.config is not None:
+        from qsmiron.config import load_config
+
+        settings = load_config(args.config).recon
+    results = run_family(specs, args.methods.split(","), cache, own_mask=args.own_mask, settings=settings)
     summarise(results, specs, given_masks=not args.own_mask)
     print(f"peak RSS {_peak_rss_gb():.2f} GB")
 

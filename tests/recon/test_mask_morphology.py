@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from qsmiron.recon.morphology import _ball_like, binary_opening, dilate, ellipsoid, filled_holes
+from qsmiron.recon.morphology import (_ball_like, binary_opening, dilate, ellipsoid, erode_keeping_edges,
+                                      filled_holes)
 
 
 def random_masks(seed: int):
@@ -86,3 +87,22 @@ def test_every_ellipsoid_is_stamped_on_edges_and_a_ragged_element_goes_to_scipy(
     ragged = np.ones((5, 5, 5), bool)
     ragged[2, 2, 0] = ragged[2, 2, 4] = ragged[2, 1, 0] = ragged[2, 3, 4] = False  # an axis tip missing
     assert not _ball_like(ragged)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("element", ["ball r1 iso", "ball r2 aniso", "ball r4 aniso", "random 1"])
+def test_erode_keeping_edges_equals_scipy_erosion_of_the_edge_replicated_mask(seed, element):
+    ball = ELEMENTS[element]
+    pad = [(n // 2, n // 2) for n in ball.shape]
+    for kind, mask in random_masks(seed).items():
+        padded = np.pad(mask, pad, mode="edge")
+        expected = ndimage.binary_erosion(padded, structure=ball)[tuple(slice(p, p + n) for (p, _), n in
+                                                                        zip(pad, mask.shape))]
+        np.testing.assert_array_equal(erode_keeping_edges(mask, ball), expected, err_msg=f"{kind}, {element}")
+
+
+def test_erosion_peels_a_surface_layer_but_not_where_the_object_meets_the_array_edge():
+    mask = np.zeros((12, 12, 12), bool)
+    mask[3:9, 3:9, 0:9] = True  # touches the z = 0 face
+    eroded = erode_keeping_edges(mask, ellipsoid(1.0, (1.0, 1.0, 1.0)))
+    assert eroded[4:8, 4:8, 0:8].all() and eroded.sum() == 4 * 4 * 8

@@ -22,8 +22,8 @@ from skimage.filters import threshold_otsu
 from qsmiron.errors import InputError
 from qsmiron.methods import Method
 from qsmiron.recon.echofit import misfit_voxels, reduced_chi2_limit
-from qsmiron.recon.morphology import (crop_box, dilate, ellipsoid, filled_holes, largest_component,
-                                      open_keeping_edges)
+from qsmiron.recon.morphology import (crop_box, dilate, ellipsoid, erode_keeping_edges, filled_holes,
+                                      largest_component, open_keeping_edges)
 from qsmiron.recon.params import Fraction, NonNegativeFloat, OpenFraction
 
 __all__ = ["brain_mask", "magnitude_mask", "restrict_to_template_brain", "refine_mask_by_phase_quality",
@@ -225,7 +225,8 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
                                  dof: int = 0, misfit_tolerance_hz: float = 0.0,
                                  noise_factor: Annotated[float, Gt(1)] = 3.0,
                                  min_quality: Fraction = 0.25, chi2_p: OpenFraction = 1e-4,
-                                 opening_mm: NonNegativeFloat = 1.0) -> tuple[np.ndarray, dict[str, Any]]:
+                                 opening_mm: NonNegativeFloat = 1.0,
+                                 edge_erosion_mm: NonNegativeFloat = 0.0) -> tuple[np.ndarray, dict[str, Any]]:
     """Remove the unreliable edge of a mask, judged by the phase.
 
     A voxel is unreliable when any of these holds:
@@ -262,7 +263,7 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
     """
     full_mask = np.asarray(mask, dtype=bool)
     info: dict[str, Any] = {"noise_factor": noise_factor, "min_quality": min_quality,
-                            "chi2_p": chi2_p, "opening_mm": opening_mm}
+                            "chi2_p": chi2_p, "opening_mm": opening_mm, "edge_erosion_mm": edge_erosion_mm}
     if not full_mask.any():
         info.update(removed_voxels=0, removed_fraction=0.0)
         return full_mask.copy(), info
@@ -300,6 +301,8 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
     refined = mask & ~peeled
     if opening_mm > 0 and refined.any():
         refined = open_keeping_edges(refined, ellipsoid(opening_mm, voxel_size_mm))
+    if edge_erosion_mm > 0 and refined.any():
+        refined = erode_keeping_edges(refined, ellipsoid(edge_erosion_mm, voxel_size_mm))
     if refined.any():
         refined = filled_holes(largest_component(refined)) & mask
     info["removed_voxels"] = int(mask.sum() - refined.sum())

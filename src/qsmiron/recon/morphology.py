@@ -18,7 +18,7 @@ import scipy.ndimage
 from qsmiron.recon.fourier import bounding_box
 
 __all__ = ["ellipsoid", "largest_component", "filled_holes", "binary_opening", "dilate", "open_keeping_edges",
-           "crop_box"]
+           "erode_keeping_edges", "crop_box"]
 
 
 def ellipsoid(radius_mm: float, voxel_size_mm: Sequence[float]) -> np.ndarray:
@@ -132,17 +132,31 @@ def binary_opening(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
     return _dilated(_eroded(mask, ball), ball)
 
 
-def open_keeping_edges(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
-    """Binary opening that does not erode where the object meets the array edge.
-
-    The edge is replicated before opening: an object cut by the field of view continues
-    beyond it.
-    """
+def _keeping_edges(operation, mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
+    """``operation(mask, ball)`` with the edge replicated first: an object cut by the field of
+    view continues beyond it, so the array's edge is not an edge of the object."""
     pad = [(h // 2, h // 2) for h in ball.shape]
     padded = np.pad(mask, pad, mode="edge")
-    opened = binary_opening(padded, ball)
-    return opened[tuple(slice(p, n - p) for (p, _), n in zip(pad, opened.shape))]
+    done = operation(padded, ball)
+    return done[tuple(slice(p, n - p) for (p, _), n in zip(pad, done.shape))]
 
+
+def open_keeping_edges(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
+    """Binary opening that does not erode where the object meets the array edge."""
+    return _keeping_edges(binary_opening, mask, ball)
+
+
+def _erosion(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    if not _ball_like(ball):
+        return scipy.ndimage.binary_erosion(mask, structure=ball)
+    return _eroded(mask, ball)
+
+
+def erode_keeping_edges(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
+    """Binary erosion (``scipy.ndimage.binary_erosion``) that does not erode where the object
+    meets the array edge."""
+    return _keeping_edges(_erosion, mask, ball)
 
 
 def crop_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
