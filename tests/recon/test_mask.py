@@ -68,6 +68,20 @@ def test_refinement_peels_noisy_edge_but_keeps_noisy_interior():
     assert info["removed_voxels"] == mask.sum() - refined.sum()
 
 
+@pytest.mark.parametrize("voxel", [(1.0, 1.0, 1.0), (1.05, 1.05, 3.0)])
+def test_the_edge_erosion_peels_one_voxel_layer_and_keeps_the_field_of_views_edge(voxel):
+    mask = np.zeros((30, 30, 12), bool)
+    mask[5:25, 5:25, 0:8] = True                # a slab cut by the z = 0 face
+    quality = np.where(mask, 0.9, 0.0)          # no unreliable voxel: only the erosion acts
+    kept, info = refine_mask_by_phase_quality(mask, voxel, quality=quality, opening_mm=0.0)
+    np.testing.assert_array_equal(kept, mask)
+    eroded, info = refine_mask_by_phase_quality(mask, voxel, quality=quality, opening_mm=0.0, edge_erosion_mm=1.0)
+    expected = np.zeros_like(mask)
+    expected[6:24, 6:24, 0:7] = True
+    np.testing.assert_array_equal(eroded, expected)
+    assert info["edge_erosion_mm"] == 1.0 and info["removed_voxels"] == mask.sum() - expected.sum()
+
+
 def test_refinement_uses_quality_and_residual_evidence():
     mask = np.zeros((30, 30, 30), bool)
     mask[5:25, 5:25, 5:25] = True

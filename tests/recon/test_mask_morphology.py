@@ -13,7 +13,7 @@ import pytest
 from scipy import ndimage
 
 from qsmiron.recon.morphology import (_ball_like, binary_opening, dilate, ellipsoid, erode_keeping_edges,
-                                      filled_holes)
+                                      filled_holes, layer_element)
 
 
 def random_masks(seed: int):
@@ -106,3 +106,19 @@ def test_erosion_peels_a_surface_layer_but_not_where_the_object_meets_the_array_
     mask[3:9, 3:9, 0:9] = True  # touches the z = 0 face
     eroded = erode_keeping_edges(mask, ellipsoid(1.0, (1.0, 1.0, 1.0)))
     assert eroded[4:8, 4:8, 0:8].all() and eroded.sum() == 4 * 4 * 8
+
+
+@pytest.mark.parametrize("voxel", [(1.0, 1.0, 1.0), (1.0, 1.0, 2.5), (1.05, 1.05, 3.0), (0.7, 0.7, 0.7)])
+@pytest.mark.parametrize("depth", [1.0, 2.0])
+def test_the_layer_element_holds_the_ellipsoid_and_at_least_the_face_neighbours(voxel, depth):
+    element, ball = layer_element(depth, voxel), ellipsoid(depth, voxel)
+    centre = tuple(n // 2 for n in element.shape)
+    for axis in range(3):
+        for step in (-1, 1):
+            assert element[tuple(c + step if a == axis else c for a, c in enumerate(centre))]
+    inner = tuple(slice(c - n // 2, c + n // 2 + 1) for c, n in zip(centre, ball.shape))
+    assert element[inner][ball].all() and _ball_like(element)
+    if all(depth >= v for v in voxel):
+        np.testing.assert_array_equal(element, ball)
+    else:  # only the face neighbours are added to the ellipsoid
+        assert element.sum() - ball.sum() <= 6

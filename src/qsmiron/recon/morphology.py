@@ -18,7 +18,7 @@ import scipy.ndimage
 from qsmiron.recon.fourier import bounding_box
 
 __all__ = ["ellipsoid", "largest_component", "filled_holes", "binary_opening", "dilate", "open_keeping_edges",
-           "erode_keeping_edges", "crop_box"]
+           "erode_keeping_edges", "layer_element", "crop_box"]
 
 
 def ellipsoid(radius_mm: float, voxel_size_mm: Sequence[float]) -> np.ndarray:
@@ -27,6 +27,18 @@ def ellipsoid(radius_mm: float, voxel_size_mm: Sequence[float]) -> np.ndarray:
     axes = [np.arange(-h, h + 1) * float(d) for h, d in zip(half, voxel_size_mm)]
     x, y, z = np.meshgrid(*axes, indexing="ij")
     return (x * x + y * y + z * z) <= radius_mm ** 2 + 1e-9
+
+
+def layer_element(depth_mm: float, voxel_size_mm: Sequence[float]) -> np.ndarray:
+    """The ellipsoid of ``depth_mm`` joined with the face neighbours: an erosion by it peels at
+    least one voxel along every axis, however large the voxels."""
+    ball = ellipsoid(depth_mm, voxel_size_mm)
+    half = [max(1, n // 2) for n in ball.shape]
+    element = np.zeros([2 * h + 1 for h in half], bool)
+    element[tuple(slice(h - n // 2, h + n // 2 + 1) for h, n in zip(half, ball.shape))] = ball
+    for axis, h in enumerate(half):
+        element[tuple(slice(h - 1, h + 2) if a == axis else h for a, h in enumerate(half))] = True
+    return element
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
