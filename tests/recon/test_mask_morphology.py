@@ -13,7 +13,7 @@ import pytest
 from scipy import ndimage
 
 from qsmiron.recon.morphology import (_ball_like, binary_opening, dilate, ellipsoid, erode_keeping_edges,
-                                      filled_holes, layer_element)
+                                      filled_holes, surface_layer_element)
 
 
 def random_masks(seed: int):
@@ -108,17 +108,19 @@ def test_erosion_peels_a_surface_layer_but_not_where_the_object_meets_the_array_
     assert eroded[4:8, 4:8, 0:8].all() and eroded.sum() == 4 * 4 * 8
 
 
-@pytest.mark.parametrize("voxel", [(1.0, 1.0, 1.0), (1.0, 1.0, 2.5), (1.05, 1.05, 3.0), (0.7, 0.7, 0.7)])
-@pytest.mark.parametrize("depth", [1.0, 2.0])
-def test_the_layer_element_holds_the_ellipsoid_and_at_least_the_face_neighbours(voxel, depth):
-    element, ball = layer_element(depth, voxel), ellipsoid(depth, voxel)
-    centre = tuple(n // 2 for n in element.shape)
-    for axis in range(3):
-        for step in (-1, 1):
-            assert element[tuple(c + step if a == axis else c for a, c in enumerate(centre))]
-    inner = tuple(slice(c - n // 2, c + n // 2 + 1) for c, n in zip(centre, ball.shape))
-    assert element[inner][ball].all() and _ball_like(element)
-    if all(depth >= v for v in voxel):
-        np.testing.assert_array_equal(element, ball)
-    else:  # only the face neighbours are added to the ellipsoid
-        assert element.sum() - ball.sum() <= 6
+@pytest.mark.parametrize("voxel, layers", [((1.0, 1.0, 1.0), (1, 1, 1)), ((1.0, 1.0, 1.2), (1, 1, 1)),
+                                           ((1.05, 1.05, 3.0), (1, 1, 0)), ((1.0, 1.0, 2.0), (1, 1, 0)),
+                                           ((0.5, 0.5, 1.5), (2, 2, 1))])
+def test_the_surface_layer_removes_the_voxels_centred_within_the_depth_of_the_surface(voxel, layers):
+    """A box eroded by the element loses, along each axis, the layers whose centres lie within
+    1 mm of its surface: the k-th layer's centre is (k - 1/2) voxels deep."""
+    element = surface_layer_element(1.0, voxel)
+    assert _ball_like(element)
+    mask = np.zeros((16, 16, 16), bool)
+    mask[2:14, 2:14, 2:14] = True
+    eroded = erode_keeping_edges(mask, element)
+    for axis, expected in enumerate(layers):
+        profile = eroded.any(axis=tuple(a for a in range(3) if a != axis))
+        assert profile.sum() == 12 - 2 * expected, (axis, voxel)
+        depths = (np.arange(16)[profile].min() - 2 + 0.5) * voxel[axis]
+        assert depths >= 1.0 - 1e-9 and (expected == 0 or depths - voxel[axis] < 1.0)

@@ -23,7 +23,7 @@ from qsmiron.errors import InputError
 from qsmiron.methods import Method
 from qsmiron.recon.echofit import misfit_voxels, reduced_chi2_limit
 from qsmiron.recon.morphology import (crop_box, dilate, ellipsoid, erode_keeping_edges, filled_holes,
-                                      largest_component, layer_element, open_keeping_edges)
+                                      largest_component, open_keeping_edges, surface_layer_element)
 from qsmiron.recon.params import Fraction, NonNegativeFloat, OpenFraction
 
 __all__ = ["brain_mask", "magnitude_mask", "restrict_to_template_brain", "refine_mask_by_phase_quality",
@@ -302,7 +302,7 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
     if opening_mm > 0 and refined.any():
         refined = open_keeping_edges(refined, ellipsoid(opening_mm, voxel_size_mm))
     if edge_erosion_mm > 0 and refined.any():
-        refined = erode_keeping_edges(refined, layer_element(edge_erosion_mm, voxel_size_mm))
+        refined = erode_keeping_edges(refined, surface_layer_element(edge_erosion_mm, voxel_size_mm))
     if refined.any():
         refined = filled_holes(largest_component(refined)) & mask
     info["removed_voxels"] = int(mask.sum() - refined.sum())

@@ -18,7 +18,7 @@ import scipy.ndimage
 from qsmiron.recon.fourier import bounding_box
 
 __all__ = ["ellipsoid", "largest_component", "filled_holes", "binary_opening", "dilate", "open_keeping_edges",
-           "erode_keeping_edges", "layer_element", "crop_box"]
+           "erode_keeping_edges", "surface_layer_element", "crop_box"]
 
 
 def ellipsoid(radius_mm: float, voxel_size_mm: Sequence[float]) -> np.ndarray:
@@ -29,16 +29,19 @@ def ellipsoid(radius_mm: float, voxel_size_mm: Sequence[float]) -> np.ndarray:
     return (x * x + y * y + z * z) <= radius_mm ** 2 + 1e-9
 
 
-def layer_element(depth_mm: float, voxel_size_mm: Sequence[float]) -> np.ndarray:
-    """The ellipsoid of ``depth_mm`` joined with the face neighbours: an erosion by it peels at
-    least one voxel along every axis, however large the voxels."""
-    ball = ellipsoid(depth_mm, voxel_size_mm)
-    half = [max(1, n // 2) for n in ball.shape]
-    element = np.zeros([2 * h + 1 for h in half], bool)
-    element[tuple(slice(h - n // 2, h + n // 2 + 1) for h, n in zip(half, ball.shape))] = ball
-    for axis, h in enumerate(half):
-        element[tuple(slice(h - 1, h + 2) if a == axis else h for a, h in enumerate(half))] = True
-    return element
+def surface_layer_element(depth_mm: float, voxel_size_mm: Sequence[float]) -> np.ndarray:
+    """The element whose erosion removes the voxels whose centres lie within ``depth_mm`` of the
+    mask's surface (half a voxel beyond the outermost centres).
+
+    Along an axis of voxel edge ``d`` the ``k``-th layer's centre lies ``(k - 1/2) d`` deep, so
+    ``ceil(depth / d - 1/2)`` layers go: 1 mm of depth peels one layer of 1, 1.05 or 1.5 mm
+    voxels, none of 2 or 2.5 mm slices, and two of 0.5 mm voxels. Between the axes, an ellipsoid
+    of those half-widths (in voxels).
+    """
+    half = [max(0, int(np.ceil(depth_mm / float(d) - 0.5 - 1e-9))) for d in voxel_size_mm]
+    axes = [np.arange(-h, h + 1) / max(h, 1) for h in half]
+    x, y, z = np.meshgrid(*axes, indexing="ij")
+    return (x * x + y * y + z * z) <= 1.0 + 1e-9
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
