@@ -20,9 +20,9 @@ import numpy as np
 from qsmiron import __version__
 from qsmiron.config import QsmironConfig, load_config
 from qsmiron.errors import InputError
-from qsmiron.io.atomic import check_writable_dir, write_json_atomic
+from qsmiron.io.atomic import check_inputs_spared, check_writable_dir, write_json_atomic
 from qsmiron.io.derivatives import IRON_ROLES, ReconPaths, recon_paths
-from qsmiron.io.nifti import b0_direction_voxel, same_grid, save_nifti, voxel_size_mm
+from qsmiron.io.nifti import b0_direction_voxel, same_grid, save_nifti, sidecar_path, voxel_size_mm, with_sidecars
 from qsmiron.pipeline.recon_outputs import images
 from qsmiron.records.recon import InversionRecord, ReconInputs, ReconRecord
 from qsmiron.recon.settings import ReconSettings, check_total_field_pairing
@@ -443,6 +443,7 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
     out = Path(out)
     if out.exists() and out.is_dir():
         raise InputError("the output is a folder; give a file name ending in .nii.gz", out)
+    check_inputs_spared([out, sidecar_path(out)], [*with_sidecars([field, mask, magnitude]), config_path])
     field_volume = load_nifti(field)
     data = field_volume.data
     if data.ndim == 4 and data.shape[3] == 1:
