@@ -48,3 +48,17 @@ def test_invert_refuses_an_output_that_would_replace_an_input_or_its_sidecar(out
                    str(field.parent / culprit))
     assert "input" in err
     assert _snapshot(field.parent) == before
+
+
+@pytest.mark.parametrize("given", ["mask.nii.gz", "Chimap.nii.gz"])
+def test_recon_refuses_an_output_folder_where_an_output_would_replace_an_input(given, tmp_path, capsys):
+    """The inputs beside the outputs, one of them named as an output (``--mask DIR/mask.nii.gz -o DIR``)."""
+    affine = grid_affine(SHAPE, (1.0, 1.0, 1.0))
+    rng = np.random.default_rng(0)
+    mag = write_image(tmp_path / "mag.nii.gz", rng.random((*SHAPE, 3)).astype(np.float32), affine)
+    phase = write_image(tmp_path / "phase.nii.gz", rng.uniform(-np.pi, np.pi, (*SHAPE, 3)).astype(np.float32), affine)
+    mask = write_image(tmp_path / given, np.ones(SHAPE, np.uint8), affine)
+    before = _snapshot(tmp_path)
+    _refused(capsys, ["recon", "--magnitude", str(mag), "--phase", str(phase), "--mask", str(mask),
+                      "--echo-times", "0.004,0.008,0.012", "--field-strength", "3", "-o", str(tmp_path)], str(mask))
+    assert _snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == sorted(before)

@@ -272,6 +272,8 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     out_dir = Path(out_dir)
     if paths is None:
         paths = recon_paths(out_dir, names=names)
+    check_inputs_spared(paths.files().values(),
+                        [*with_sidecars([*_paths(magnitude), *_paths(phase), mask, r2]), config_path])
     # Validation first: configuration, output folder, inputs, mask, R2 map.
     config = _resolve_config(config_path, settings)
     if config.recon.reference.method != "mean":
