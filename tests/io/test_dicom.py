@@ -218,3 +218,20 @@ def test_convert_command_prints_the_summary_and_fails_in_one_line_when_nothing_c
     captured = capsys.readouterr()
     assert "already converted" in captured.out
     assert len(captured.err.strip().splitlines()) == 1 and "no multi-echo GRE" in captured.err
+
+
+@pytest.mark.parametrize("inside", ["", "bids", "P 007/bids"])
+def test_convert_refuses_a_bids_folder_that_is_the_dicom_folder_or_inside_it(inside, siemens, tmp_path, capsys):
+    import shutil
+
+    from qsmiron.cli import main
+
+    export = tmp_path / "export"
+    shutil.copytree(siemens[0], export)
+    before, entries = folder_fingerprint(export), sorted(export.rglob("*"))
+    bids = export / inside if inside else export
+    code = main(["convert", str(export), str(bids), "--subject", "01"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"qsmiron convert: error: {bids}: ") and "input" in err, err
+    assert folder_fingerprint(export) == before and sorted(export.rglob("*")) == entries

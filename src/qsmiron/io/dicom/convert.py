@@ -21,7 +21,7 @@ from pathlib import Path
 
 from qsmiron import __version__
 from qsmiron.errors import InputError
-from qsmiron.io.atomic import check_writable_dir, write_json_atomic, write_text_atomic
+from qsmiron.io.atomic import check_inputs_spared, check_writable_dir, write_json_atomic, write_text_atomic
 from qsmiron.io.dicom.dcm2niix import ConvertedImage, converted_images, dcm2niix_version, echoes_by_part, run_dcm2niix
 from qsmiron.io.dicom.headers import ImageHeader, read_headers
 from qsmiron.io.dicom.participants import ParticipantInfo, write_participant_files
@@ -73,13 +73,15 @@ def convert_dicom_to_bids(dicom_dir: str | os.PathLike, bids_dir: str | os.PathL
     Raises
     ------
     InputError
-        No DICOM image in the folder, a BIDS folder that cannot be written, a bad mapping file,
+        No DICOM image in the folder, a BIDS folder that cannot be written or that is the DICOM
+        folder or inside it, a bad mapping file,
         ``subject``/``session`` given for an export with several patients/visits, or nothing
         convertible (the error's ``report`` attribute holds the report with the reasons).
     """
     dicom_dir, bids_dir = Path(dicom_dir), Path(bids_dir)
     if not dicom_dir.is_dir():
         raise InputError("DICOM folder not found", dicom_dir)
+    check_inputs_spared([bids_dir], [dicom_dir, mapping])
     check_writable_dir(bids_dir)  # before reading a large export's headers
     headers, n_other = read_headers(dicom_dir)
     if not headers:
