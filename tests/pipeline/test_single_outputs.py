@@ -62,3 +62,16 @@ def test_recon_refuses_an_output_folder_where_an_output_would_replace_an_input(g
     _refused(capsys, ["recon", "--magnitude", str(mag), "--phase", str(phase), "--mask", str(mask),
                       "--echo-times", "0.004,0.008,0.012", "--field-strength", "3", "-o", str(tmp_path)], str(mask))
     assert _snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == sorted(before)
+
+
+@pytest.mark.parametrize("output, culprit", [("new/chi.txt", "new/chi.txt"), ("chi", "chi"),
+                                             ("afile/chi.nii.gz", "afile"), ("/proc/chi.nii.gz", "/proc")])
+def test_invert_refuses_an_output_it_cannot_write_as_nifti_in_one_line_leaving_nothing(output, culprit, field_and_mask,
+                                                                                       tmp_path, capsys):
+    field, mask = field_and_mask
+    (tmp_path / "afile").write_text("a file, not a folder")
+    before = sorted(tmp_path.rglob("*"))
+    out = output if output.startswith("/") else str(tmp_path / output)
+    where = culprit if culprit.startswith("/") else str(tmp_path / culprit)
+    _refused(capsys, ["invert", str(field), str(mask), "-o", out, "--method", "tkd"], f"error: {where}: ")
+    assert sorted(tmp_path.rglob("*")) == before

@@ -443,8 +443,10 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
     # Susceptibility is relative: reference it to the whole-brain (mask) mean, as recon does.
     recon.reference.method = "mean"
     out = Path(out)
-    if out.exists() and out.is_dir():
-        raise InputError("the output is a folder; give a file name ending in .nii.gz", out)
+    if out.is_dir() or not out.name.endswith((".nii", ".nii.gz")):
+        raise InputError(f"the output {'is a folder' if out.is_dir() else 'is not named as a NIfTI image'}; "
+                         f"give a file name ending in .nii.gz", out)
+    check_writable_dir(out.parent)
     check_inputs_spared([out, sidecar_path(out)], [*with_sidecars([field, mask, magnitude]), config_path])
     field_volume = load_nifti(field)
     data = field_volume.data
