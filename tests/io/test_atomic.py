@@ -44,3 +44,21 @@ def test_atomic_directory_replaces_the_whole_set_or_nothing(tmp_path):
             raise RuntimeError("killed")
     assert sorted(p.name for p in target.iterdir()) == ["one.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["subject"]
+
+
+def test_check_inputs_spared_refuses_an_input_a_hard_link_to_one_and_a_path_inside_an_input_folder(tmp_path):
+    from qsmiron.errors import InputError
+    from qsmiron.io.atomic import check_inputs_spared
+
+    source = tmp_path / "dicom"
+    source.mkdir()
+    image = tmp_path / "a.nii.gz"
+    image.write_bytes(b"data")
+    os.link(image, tmp_path / "b.nii.gz")
+    for output, words in ((tmp_path / "x" / ".." / "a.nii.gz", "is also an input"),
+                          (tmp_path / "b.nii.gz", "is also an input"),
+                          (source, "is also an input"), (source / "bids", "inside the input folder")):
+        with pytest.raises(InputError, match=words) as caught:
+            check_inputs_spared([tmp_path / "new.nii.gz", output], [None, image, source])
+        assert caught.value.path == str(output)
+    check_inputs_spared([tmp_path / "new.nii.gz", tmp_path / "bids"], [image, source, None])

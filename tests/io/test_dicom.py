@@ -218,3 +218,63 @@ def test_convert_command_prints_the_summary_and_fails_in_one_line_when_nothing_c
     captured = capsys.readouterr()
     assert "already converted" in captured.out
     assert len(captured.err.strip().splitlines()) == 1 and "no multi-echo GRE" in captured.err
+
+
+@pytest.mark.parametrize("inside", ["", "bids", "P 007/bids"])
+def test_convert_refuses_a_bids_folder_that_is_the_dicom_folder_or_inside_it(inside, siemens, tmp_path, capsys):
+    import shutil
+
+    from qsmiron.cli import main
+
+    export = tmp_path / "export"
+    shutil.copytree(siemens[0], export)
+    before, entries = folder_fingerprint(export), sorted(export.rglob("*"))
+    bids = export / inside if inside else export
+    code = main(["convert", str(export), str(bids), "--subject", "01"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"qsmiron convert: error: {bids}: ") and "input" in err, err
+    assert folder_fingerprint(export) == before and sorted(export.rglob("*")) == entries
+
+
+def _damaged_export(folder, damage):
+    """A Siemens export with one magnitude slice file removed, cut short, or replaced by garbage."""
+    write_gre(folder, Study("D1"), vendor="SIEMENS")
+    victim = sorted(folder.glob("MR.5.M2.*.dcm"))[4]
+    if damage == "missing":
+        victim.unlink()
+    elif damage == "cut_in_header":
+        victim.write_bytes(victim.read_bytes()[:700])
+    elif damage == "cut_in_pixels":
+        victim.write_bytes(victim.read_bytes()[:-100])
+    else:
+        victim.write_bytes(b"\0" * 128 + b"DICM" + bytes(range(256)) * 4)
+    return victim
+
+
+@pytest.mark.parametrize("damage, file_reason", [("missing", None), ("cut_in_header", "truncated"),
+                                                 ("cut_in_pixels", "truncated"),
+                                                 ("garbage", "looks like DICOM but its header cannot be read")])
+def test_an_acquisition_with_a_missing_or_damaged_slice_file_is_skipped_and_the_file_reported(damage, file_reason,
+                                                                                             tmp_path):
+    victim = _damaged_export(tmp_path / "dicom", damage)
+    with pytest.raises(InputError, match="no multi-echo GRE") as info:
+        convert_dicom_to_bids(tmp_path / "dicom", tmp_path / "bids")
+    summary = info.value.report.summary()
+    assert ("unequal numbers of slices (mag at TE 9 ms 9, the others 10): DICOM files missing or unreadable"
+            in summary), summary
+    if file_reason is not None:
+        assert f"  {victim}: {file_reason}" in summary and info.value.report.n_other_files == 0, summary
+    assert not list((tmp_path / "bids").rglob("*.nii.gz"))
+
+
+def test_converted_volumes_on_different_grids_are_skipped_even_when_the_slice_count_is_not_checked(tmp_path,
+                                                                                                  monkeypatch):
+    # Enhanced files are only compared after conversion: the same check on what dcm2niix wrote.
+    _damaged_export(tmp_path / "dicom", "missing")
+    monkeypatch.setattr("qsmiron.io.dicom.sorting.why_incomplete", lambda acquisition: None)
+    with pytest.raises(InputError, match="no multi-echo GRE") as info:
+        convert_dicom_to_bids(tmp_path / "dicom", tmp_path / "bids")
+    summary = info.value.report.summary()
+    assert "the converted volumes are not on one grid (mag echo 2 " in summary and "slices missing" in summary, summary
+    assert not list((tmp_path / "bids").rglob("*.nii.gz"))

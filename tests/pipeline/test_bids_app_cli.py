@@ -286,3 +286,15 @@ def test_an_unusable_work_folder_is_one_line_before_any_output(tiny_bids, tmp_pa
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
     assert re.search(f"qsmiron run: error: {re.escape(str(tmp_path / work))}: {message}", err)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("address, words", [("notanaddress", "missing port"), ("tcp://host:abc", "invalid literal"),
+                                            ("foo://host:8786", "unknown address scheme")])
+def test_a_dask_scheduler_that_is_not_an_address_is_one_line_before_any_output(tiny_bids, tmp_path, capsys,
+                                                                              address, words):
+    bids = tiny_bids(labels=("01",))
+    code = cli.main(["run", str(bids), str(tmp_path / "out"), "participant", "--dask-scheduler", address])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"qsmiron run: error: {address}: not a Dask scheduler address") and words in err, err
+    assert not (tmp_path / "out").exists()

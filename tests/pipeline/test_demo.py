@@ -95,3 +95,15 @@ def test_readme_names_every_file_the_demo_writes(tmp_path):
     assert f"`{figures.qc_chimap.name}`" in readme and f"`{figures.qc_fields.name}`" in readme
     makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text(encoding="utf-8")
     assert "DEMO_DIR ?= demo_output" in makefile and "qsmiron demo $(DEMO_DIR)" in makefile
+
+
+@pytest.mark.parametrize("args, culprit", [(["--subjects", "0"], "n_subjects"), (["--seed", "-1"], "seed"),
+                                           ([], "afile")])
+def test_demo_refuses_bad_arguments_or_an_unusable_folder_in_one_line_making_nothing(args, culprit, tmp_path,
+                                                                                    capsys):
+    (tmp_path / "afile").write_text("a file, not a folder")
+    out = tmp_path / "afile" if culprit == "afile" else tmp_path / "demo"
+    assert cli.main(["demo", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("qsmiron demo: error: ") and culprit in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

@@ -297,3 +297,21 @@ def test_chi_and_magnitude_on_different_grids_name_both_files(ras_run, tmp_path)
         roi_from_files(ras_run["chi"], other, tmp_path / "x.tsv", settings=_settings())
     assert "chi.nii.gz" in str(info.value) and "mag_small.nii.gz" in str(info.value)
     assert not (tmp_path / "x.tsv").exists()
+
+
+@pytest.mark.parametrize("output, culprit", [("chi.nii.gz", "chi.nii.gz"), ("mag.nii.gz", "mag.nii.gz"),
+                                             ("chi.tsv", "chi.json")])
+def test_roi_refuses_outputs_that_would_replace_an_input_in_one_line_before_any_work(output, culprit, tmp_path,
+                                                                                      capsys):
+    from qsmiron.cli import main
+
+    affine = grid_affine((2.0, 2.0, 2.0), (20, 20, 16))
+    chi = save_nifti(tmp_path / "chi.nii.gz", np.full((20, 20, 16), 0.01, np.float32), affine,
+                     sidecar={"Units": "ppm"})
+    mag = save_nifti(tmp_path / "mag.nii.gz", np.ones((20, 20, 16), np.float32), affine)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    code = main(["roi", "--chi", str(chi), "--magnitude", str(mag), "-o", str(tmp_path / output)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"qsmiron roi: error: {tmp_path / culprit}: ") and "input" in err
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before

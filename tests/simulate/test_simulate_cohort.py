@@ -154,6 +154,17 @@ def test_cli_simulate_rejects_a_bad_subject_count_with_exit_code_2(tmp_path, cap
     assert "number of subjects" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("where", ["/proc/sim", "afile/sim"])
+def test_cli_simulate_into_a_folder_that_cannot_be_written_is_one_line_naming_it(where, tmp_path, capsys):
+    (tmp_path / "afile").write_text("a file, not a folder")
+    out = where if where.startswith("/") else str(tmp_path / where)
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["simulate", out, "--subjects", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"qsmiron simulate: error: {out}: "), err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 def test_cli_simulate_writes_a_dataset(tmp_path, monkeypatch):
     # The command uses the default settings; make them coarse so the test stays fast.
     class Coarse(SimulationSettings):

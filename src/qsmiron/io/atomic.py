@@ -54,6 +54,35 @@ def check_writable_dir(folder: str | os.PathLike, role: str = "output folder") -
     return folder
 
 
+def check_inputs_spared(outputs, inputs) -> None:
+    """Refuse, before any work, outputs that would replace an input or land inside an input folder.
+
+    Parameters
+    ----------
+    outputs, inputs : iterables of paths
+        Every path a command would write, and every path it reads (None entries are skipped).
+        Paths are compared resolved (symbolic links and ``..`` followed), and as the same file
+        when both exist (a hard link).
+
+    Raises
+    ------
+    InputError
+        Naming the first output that is an input, or that lies inside an input folder.
+    """
+    from qsmiron.errors import InputError
+
+    given = [Path(path) for path in inputs if path is not None]
+    for output in (Path(path) for path in outputs if path is not None):
+        resolved = output.resolve()
+        for source in given:
+            if resolved == source.resolve() or (output.exists() and source.exists() and output.samefile(source)):
+                raise InputError("is also an input of this command, and inputs are never modified: "
+                                 "choose another output", output)
+            if source.is_dir() and resolved.is_relative_to(source.resolve()):
+                raise InputError(f"lies inside the input folder {source}, and inputs are never modified: "
+                                 f"choose an output outside it", output)
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

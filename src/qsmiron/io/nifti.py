@@ -74,6 +74,13 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return base.with_name(base.name + ".json")
 
 
+def with_sidecars(paths) -> list[Path]:
+    """The files given (None skipped) and the JSON sidecars that exist beside them: what reading
+    them reads."""
+    given = [Path(path) for path in paths if path is not None]
+    return given + [sidecar for sidecar in map(sidecar_path, given) if sidecar.is_file()]
+
+
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
     """Read the JSON sidecar of a NIfTI file; ``{}`` when there is none."""
     json_path = sidecar_path(path)

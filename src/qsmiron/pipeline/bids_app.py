@@ -39,6 +39,7 @@ from qsmiron.pipeline.cache import read_marker
 from qsmiron.pipeline.cohort import SubjectStatus, collect_regions, run_cohort
 from qsmiron.pipeline.lock import OutputLock, terminate_as_interrupt
 from qsmiron.pipeline.runtime import announce_compilation, temporary_files_in
+from qsmiron.pipeline.runners import check_scheduler_address
 from qsmiron.records.cohort import PipelineSummary, Provenance, ScanRecords, SubjectProblem
 
 LEVELS = ("participant", "group")
@@ -174,8 +175,9 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
     Raises
     ------
     InputError
-        A missing or empty dataset, no valid subject, no subject that succeeded, or a group
-        level without a participant level before it.
+        A missing or empty dataset, no valid subject, no subject that succeeded, a group
+        level without a participant level before it, or a ``dask_scheduler`` that is not an
+        address (checked before the output folder is made).
     """
     echo = echo or _echo
     if level is not None and level not in LEVELS:
@@ -191,6 +193,8 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
     if paths.root.resolve() == bids_dir.resolve() or Path(out_dir).resolve() == bids_dir.resolve():
         raise InputError("the output folder must not be the BIDS folder itself (use e.g. BIDS_DIR/derivatives)",
                          out_dir)
+    if dask_scheduler is not None:
+        check_scheduler_address(dask_scheduler)
     check_writable_dir(paths.root)
     if work_dir is not None:
         check_writable_dir(work_dir, role="work folder")

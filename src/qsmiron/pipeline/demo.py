@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from qsmiron.config import QsmironConfig, config_from_dict, config_to_dict, write_config
-from qsmiron.io.atomic import write_json_atomic, write_text_atomic
+from qsmiron.io.atomic import check_writable_dir, write_json_atomic, write_text_atomic
 from qsmiron.io.derivatives import demo_paths
 from qsmiron.pipeline.settings import DemoSettings
+from qsmiron.settings_base import validate_settings
 
 DEMO_OVERRIDES: dict[str, Any] = {
     # The simulated heads are the template's anatomy moved rigidly (no anatomical variation
@@ -149,14 +150,22 @@ def run_demo(out_dir, n_subjects: int | None = None, seed: int = 0, n_procs: int
     -------
     Path
         The HTML report.
+
+    Raises
+    ------
+    InputError
+        Too few subjects, a negative seed, or an output folder that cannot be written, before
+        anything is made.
     """
     from qsmiron.pipeline.bids_app import run_bids_app
 
     start = time.perf_counter()
     paths = demo_paths(out_dir)
+    given = {"n_subjects": n_subjects, "seed": seed, "n_procs": n_procs}
+    demo = validate_settings(DemoSettings, {key: value for key, value in given.items() if value is not None},
+                             what="demo settings")
+    check_writable_dir(paths.out_dir)
     paths.out_dir.mkdir(parents=True, exist_ok=True)
-    demo = DemoSettings(n_subjects=n_subjects if n_subjects is not None else DemoSettings().n_subjects,
-                        seed=seed, n_procs=n_procs)
     simulation = demo_simulation_settings()
     config = demo_config()
     if demo.n_procs is not None:

@@ -368,12 +368,31 @@ class DaskRunner:
             self.client.cancel([f for f in self.submitted if not f.done()])
 
 
-def connect(address: str, timeout: str = "30s"):
-    """A Dask client of the scheduler at ``address`` (an ``InputError`` when unreachable)."""
+def check_scheduler_address(address: str) -> None:
+    """Refuse, before anything is made, an ``address`` Dask cannot read as a scheduler's.
+
+    Raises
+    ------
+    InputError
+        Naming the address: no port, a port that is not a number, an unknown scheme.
+    """
     try:
-        from distributed import Client
+        from distributed.comm.addressing import get_address_host_port, parse_address
     except ImportError as exc:  # pragma: no cover - a dependency
         raise InputError(f"--dask-scheduler needs the 'distributed' package ({exc})") from None
+    try:
+        if parse_address(address)[0] != "inproc":  # an in-process scheduler (tests) has no host and port
+            get_address_host_port(address)
+    except ValueError as exc:
+        raise InputError(f"not a Dask scheduler address ({exc}); give one as tcp://host:8786", address) from None
+
+
+def connect(address: str, timeout: str = "30s"):
+    """A Dask client of the scheduler at ``address`` (an ``InputError`` when it is not an address or
+    is unreachable)."""
+    check_scheduler_address(address)
+    from distributed import Client
+
     try:
         return Client(address, timeout=timeout)
     except (OSError, TimeoutError) as exc:

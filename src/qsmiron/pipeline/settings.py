@@ -72,5 +72,5 @@ class DemoSettings(Settings):
     # 40 subjects (20 per group) find the planted d = -1.0 (power about 0.85) and keep
     # `make demo` within 10 minutes on an idle 2-core machine, install included.
     n_subjects: int = Field(40, ge=4, description="simulated subjects (two groups)")
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     n_procs: int | None = Field(None, ge=1, description="None = one per CPU core")

@@ -20,9 +20,9 @@ import numpy as np
 from qsmiron import __version__
 from qsmiron.config import QsmironConfig, load_config
 from qsmiron.errors import InputError
-from qsmiron.io.atomic import check_writable_dir, write_json_atomic
+from qsmiron.io.atomic import check_inputs_spared, check_writable_dir, write_json_atomic
 from qsmiron.io.derivatives import IRON_ROLES, ReconPaths, recon_paths
-from qsmiron.io.nifti import b0_direction_voxel, same_grid, save_nifti, voxel_size_mm
+from qsmiron.io.nifti import b0_direction_voxel, same_grid, save_nifti, sidecar_path, voxel_size_mm, with_sidecars
 from qsmiron.pipeline.recon_outputs import images
 from qsmiron.records.recon import InversionRecord, ReconInputs, ReconRecord
 from qsmiron.recon.settings import ReconSettings, check_total_field_pairing
@@ -272,6 +272,8 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     out_dir = Path(out_dir)
     if paths is None:
         paths = recon_paths(out_dir, names=names)
+    check_inputs_spared(paths.files().values(),
+                        [*with_sidecars([*_paths(magnitude), *_paths(phase), mask, r2]), config_path])
     # Validation first: configuration, output folder, inputs, mask, R2 map.
     config = _resolve_config(config_path, settings)
     if config.recon.reference.method != "mean":
@@ -441,8 +443,11 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
     # Susceptibility is relative: reference it to the whole-brain (mask) mean, as recon does.
     recon.reference.method = "mean"
     out = Path(out)
-    if out.exists() and out.is_dir():
-        raise InputError("the output is a folder; give a file name ending in .nii.gz", out)
+    if out.is_dir() or not out.name.endswith((".nii", ".nii.gz")):
+        raise InputError(f"the output {'is a folder' if out.is_dir() else 'is not named as a NIfTI image'}; "
+                         f"give a file name ending in .nii.gz", out)
+    check_writable_dir(out.parent)
+    check_inputs_spared([out, sidecar_path(out)], [*with_sidecars([field, mask, magnitude]), config_path])
     field_volume = load_nifti(field)
     data = field_volume.data
     if data.ndim == 4 and data.shape[3] == 1:

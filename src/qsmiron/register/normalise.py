@@ -125,17 +125,6 @@ def _levels(values) -> str:
     return "x".join(str(int(v)) if float(v).is_integer() else str(v) for v in values)
 
 
-def _check_levels(settings: RegistrationSettings) -> None:
-    if not (len(settings.linear_iterations) == len(settings.linear_shrink_factors)
-            == len(settings.linear_smoothing_vox)):
-        raise ValueError("registration: linear_iterations, linear_shrink_factors and "
-                         "linear_smoothing_vox need one value per level")
-    if settings.syn_iterations and not (len(settings.syn_iterations) == len(settings.syn_shrink_factors)
-                                        == len(settings.syn_smoothing_vox)):
-        raise ValueError("registration: syn_iterations, syn_shrink_factors and syn_smoothing_vox "
-                         "need one value per level")
-
-
 _TEMPLATE_CACHE: dict = {}
 _TEMPLATE_CACHE_SIZE = 4
 
@@ -250,7 +239,6 @@ def register_to_template(subject, template, *, settings: RegistrationSettings | 
         run (process CPU time, all threads).
     """
     settings = settings or RegistrationSettings()
-    _check_levels(settings)
     started = time.perf_counter()
     workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="qsmiron_reg_"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -159,6 +159,18 @@ class RegistrationSettings(Settings):
                                          "matches each block (block matching by normalised mutual information, "
                                          "searched to 6 mm)")
 
+    @model_validator(mode="after")
+    def _one_value_per_level(self) -> "RegistrationSettings":
+        """Each stage's iterations, shrink factors and smoothing describe the same levels (no SyN
+        iterations skip SyN, whatever its other lists hold)."""
+        for stage in ("linear", "syn") if self.syn_iterations else ("linear",):
+            names = [f"{stage}_{name}" for name in ("iterations", "shrink_factors", "smoothing_vox")]
+            counts = [len(getattr(self, name)) for name in names]
+            if len(set(counts)) > 1:
+                raise ValueError(f"{', '.join(names[:2])} and {names[2]} need one value per level "
+                                 f"({', '.join(map(str, counts[:2]))} and {counts[2]} given)")
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _former_nmi_threshold(cls, values: Any) -> Any:

@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 
 from qsmiron import __version__
-from qsmiron.io.atomic import check_writable_dir
+from qsmiron.io.atomic import check_inputs_spared, check_writable_dir
 from qsmiron.io.derivatives import RegionsPaths, regions_paths
-from qsmiron.io.nifti import save_nifti
+from qsmiron.io.nifti import save_nifti, sidecar_path, with_sidecars
 from qsmiron.records.base import StepInfo, recorded_step
 from qsmiron.records.regions import (MEASURE_UNITS, AtlasInfo, MeasureInfo, MeasurementInfo, RegionsInputs,
                                      RegionsRecord, RegistrationInfo, RegistrationQuality)
@@ -207,6 +207,13 @@ def _quality_checks(on_template, images, subject_labels, atlas_obj, labels_ants,
     return metrics, sign, warning
 
 
+def _check_outputs(paths: RegionsPaths, images, label_table) -> None:
+    """Refuse a measurement whose outputs (the images' sidecars too) would replace a file it reads."""
+    outputs = list(paths.files().values())
+    check_inputs_spared(outputs + [sidecar_path(path) for path in outputs if path.name.endswith((".nii", ".nii.gz"))],
+                        [*with_sidecars(images), label_table])
+
+
 def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels=None, template=None,
                     mask=None, label=None, iron: IronMaps | None = None, reference_mask=None,
                     figures_dir=None, input_name=None, brain_mask=None) -> RegionsResult:
@@ -240,6 +247,8 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
         labels_array = atlas_obj.label_array()
         labels_ants = to_ants(labels_array.astype(np.float32), atlas_obj.image.affine)
     paths = regions_paths(out_tsv, atlas=atlas_obj.name, space=atlas_obj.space, label=label, figures_dir=figures_dir)
+    _check_outputs(paths, [chi, magnitude, mask, reference_mask, brain_mask, atlas_obj.template_path,
+                           *iron.given().values(), *([atlas] if Path(atlas).is_file() else [])], atlas_labels)
     name = input_name or (lambda path: Path(path).name)
     subject_image, registration, brain_source, fingerprint, reused = _register(
         images, atlas_obj, template_pair[1], labels_ants, reg, paths, steps)

@@ -43,7 +43,8 @@ import pandas as pd
 
 from qsmiron import GYROMAGNETIC_RATIO_HZ_PER_T, __version__
 from qsmiron.errors import InputError
-from qsmiron.io.atomic import atomic_directory, write_json_atomic, write_text_atomic, write_tsv_atomic
+from qsmiron.io.atomic import (atomic_directory, check_writable_dir, write_json_atomic, write_text_atomic,
+                               write_tsv_atomic)
 from qsmiron.io.nifti import save_nifti
 from qsmiron.settings_base import validate_settings
 from qsmiron.simulate.clinical import PARTICIPANTS_JSON, CohortSample, sample_cohort
@@ -85,6 +86,7 @@ def _check_destination(out_bids: Path) -> None:
     if out_bids.is_dir() and any(out_bids.iterdir()):
         raise InputError("is not empty; simulate into a new folder (existing data are never "
                          "overwritten)", out_bids)
+    check_writable_dir(out_bids)
 
 
 def simulate_cohort(out_bids, n_subjects: int, seed: int, *,
@@ -114,7 +116,8 @@ def simulate_cohort(out_bids, n_subjects: int, seed: int, *,
     Raises
     ------
     InputError
-        Invalid number of subjects, seed or settings, or a non-empty destination.
+        Invalid number of subjects, seed or settings, or a destination that is not empty or
+        cannot be written.
     """
     settings = _check_arguments(n_subjects, seed, settings)
     n_subjects, seed = int(n_subjects), int(seed)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from qsmiron import __version__
 from qsmiron.errors import InputError
-from qsmiron.io.atomic import check_writable_dir, write_json_atomic, write_text_atomic
+from qsmiron.io.atomic import check_inputs_spared, check_writable_dir, write_json_atomic, write_text_atomic
 from qsmiron.io.dicom.dcm2niix import ConvertedImage, converted_images, dcm2niix_version, echoes_by_part, run_dcm2niix
 from qsmiron.io.dicom.headers import ImageHeader, read_headers
 from qsmiron.io.dicom.participants import ParticipantInfo, write_participant_files
@@ -30,6 +30,7 @@ from qsmiron.io.dicom.report import ConversionReport, ConvertedAcquisition
 from qsmiron.io.dicom.sorting import Acquisition, Series, Skip, find_acquisitions, group_series
 from qsmiron.io.dicom.subjects import (MappingRow, age_years, bids_label, mapping_row, read_mapping,
                                        session_labels, sex_code)
+from qsmiron.io.nifti import same_grid
 
 BIDS_VERSION = "1.10.0"
 _DROPPED_SIDECAR_KEYS = ("BidsGuess",)
@@ -73,22 +74,26 @@ def convert_dicom_to_bids(dicom_dir: str | os.PathLike, bids_dir: str | os.PathL
     Raises
     ------
     InputError
-        No DICOM image in the folder, a BIDS folder that cannot be written, a bad mapping file,
+        No DICOM image in the folder, a BIDS folder that cannot be written or that is the DICOM
+        folder or inside it, a bad mapping file,
         ``subject``/``session`` given for an export with several patients/visits, or nothing
         convertible (the error's ``report`` attribute holds the report with the reasons).
     """
     dicom_dir, bids_dir = Path(dicom_dir), Path(bids_dir)
     if not dicom_dir.is_dir():
         raise InputError("DICOM folder not found", dicom_dir)
+    check_inputs_spared([bids_dir], [dicom_dir, mapping])
     check_writable_dir(bids_dir)  # before reading a large export's headers
-    headers, n_other = read_headers(dicom_dir)
+    headers, n_other, unreadable = read_headers(dicom_dir)
     if not headers:
-        raise InputError("no DICOM images found in this folder (or its subfolders)", dicom_dir)
+        raise InputError("no DICOM images found in this folder (or its subfolders)" if not unreadable else
+                         f"no readable DICOM images: {unreadable[0].one_line()}", dicom_dir)
     rows = read_mapping(mapping) if mapping is not None else None
     series = group_series(headers)
     report = ConversionReport(bids_dir=bids_dir, n_files=len(headers), n_other_files=n_other,
                               n_patients=len({h.patient_id for h in headers}),
                               n_studies=len({(h.patient_id, h.study_uid) for h in headers}), n_series=len(series))
+    report.skipped.extend(Skip(str(error.path), error.message) for error in unreadable)
     planned = _plan(series, rows, subject, session, report.skipped, dicom_dir)
     bids_dir.mkdir(parents=True, exist_ok=True)
     infos: dict[str, ParticipantInfo] = {}
@@ -217,6 +222,7 @@ def _convert_one(item: _Planned, scratch: Path, anat: Path, prefix: str) -> Conv
         raise InputError(f"magnitude echoes {sorted(magnitude)} and phase echoes {sorted(phase)} differ", what)
     if len(phase) < 2:
         raise InputError("single echo after conversion", what)
+    _check_one_grid([*magnitude.values(), *phase.values()], what)
     anat.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     summary = ""
@@ -244,6 +250,19 @@ def _convert_one(item: _Planned, scratch: Path, anat: Path, prefix: str) -> Conv
     return ConvertedAcquisition(f"sub-{item.participant}", item.session, item.run, what,
                                 str(magnitude[min(magnitude)].sidecar.get("Manufacturer", "")), echo_times,
                                 summary, files)
+
+
+def _check_one_grid(images: list[ConvertedImage], what: str) -> None:
+    """Every echo of magnitude and phase on one grid: a slice lost in the export shortens a volume."""
+    import nibabel as nib
+
+    loaded = [(image, nib.load(str(image.nifti))) for image in images]
+    _, first = loaded[0]
+    odd = [f"{image.part} echo {image.echo} {'x'.join(map(str, nifti.shape[:3]))}" for image, nifti in loaded
+           if not same_grid(nifti.affine, first.affine, nifti.shape, first.shape)]
+    if odd:
+        raise InputError(f"the converted volumes are not on one grid ({', '.join(odd)}; the first "
+                         f"{'x'.join(map(str, first.shape[:3]))}): slices missing or unreadable", what)
 
 
 def _phase_header(acquisition: Acquisition) -> ImageHeader:

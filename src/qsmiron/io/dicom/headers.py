@@ -5,6 +5,8 @@ date), which visit (StudyInstanceUID, StudyDate), which series (SeriesInstanceUI
 SeriesNumber, descriptions), what kind of image (the parts it holds: magnitude, phase, real,
 imaginary; its echo times; gradient echo or not; derived or localizer) and its geometry.
 An enhanced (multi-frame) file summarises its frames: the parts and echo times of all of them.
+A file that starts as DICOM but cannot be read, or is shorter than its header says (a copy cut
+short), is reported rather than counted among the other files.
 
 The part of an image comes from, in this order: the enhanced ``ComplexImageComponent`` of
 each frame; the ``ImageType`` values (Siemens ``M``/``P``, Philips ``M_FFE``/``PHASE MAP``
@@ -17,9 +19,12 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+from qsmiron.errors import InputError
 
 PARTS = ("mag", "phase", "real", "imag")
 _PART_WORDS = {"P": "phase", "PHASE": "phase", "R": "real", "REAL": "real", "I": "imag",
@@ -202,29 +207,96 @@ def header_of(ds, path: Path) -> ImageHeader:
         rescale_intercept=float(ds.RescaleIntercept) if ds.get("RescaleIntercept") not in (None, "") else None)
 
 
-def read_header(path: Path) -> ImageHeader | None:
-    """The header of one file, or None when it is not a DICOM image (DICOMDIR, text, ...)."""
+def _looks_like_dicom(path: Path) -> bool:
+    """The 128-byte preamble then ``DICM``: a DICOM file, whether or not the rest can be read."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+_PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def _truncation(handle, size: int) -> str | None:
+    """Why the file is shorter than the pixel data its header declares, or None.
+
+    ``handle`` stands where pydicom stopped before the pixels: at the pixel data element, whose
+    length (explicit or implicit VR) says where the file must end. Encapsulated (compressed)
+    pixels have no length to check.
+    """
+    start = handle.tell()
+    element = handle.read(12)
+    if element[:4] != _PIXEL_DATA_TAG:
+        return None
+    explicit = element[4:6].isalpha()
+    length = int.from_bytes(element[8:12] if explicit else element[4:8], "little")
+    end = start + (12 if explicit else 8) + length
+    if length == _UNDEFINED_LENGTH or size >= end:
+        return None
+    return f"truncated ({size} bytes, its pixel data ends at byte {end})"
+
+
+def _dataset(path: Path):
+    """(header dataset, why the file is truncated or None) of a DICOM file; None for another file."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except InvalidDicomError:
-        try:  # old files without the 128-byte preamble
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-        except Exception:  # noqa: BLE001 - anything unreadable is "not DICOM" here
+    # pydicom warns about what it works around in a damaged file: the file is reported instead.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with open(path, "rb") as handle:
+                try:
+                    ds = pydicom.dcmread(handle, stop_before_pixels=True)
+                except InvalidDicomError:
+                    handle.seek(0)  # old files without the 128-byte preamble
+                    try:
+                        ds = pydicom.dcmread(handle, stop_before_pixels=True, force=True)
+                    except Exception:  # noqa: BLE001 - anything unreadable is "not DICOM" here
+                        return None
+                    if "SOPClassUID" not in ds or "Rows" not in ds:
+                        return None
+                return ds, _truncation(handle, os.fstat(handle.fileno()).st_size)
+        except (OSError, ValueError, EOFError, AttributeError, KeyError, TypeError) as error:
+            if _looks_like_dicom(path):
+                raise InputError(f"looks like DICOM but cannot be read ({type(error).__name__}: {error})",
+                                 path) from None
             return None
-        if "SOPClassUID" not in ds or "Rows" not in ds:
-            return None
-    except (OSError, ValueError, EOFError, AttributeError, KeyError, TypeError):
+
+
+def read_header(path: Path) -> ImageHeader | None:
+    """The header of one file, or None when it is not a DICOM image (DICOMDIR, text, ...).
+
+    Raises
+    ------
+    InputError
+        Naming the file: it starts as a DICOM file but cannot be read, or is shorter than its
+        pixels (a copy cut short).
+    """
+    read = _dataset(path)
+    if read is None:
         return None
-    meta_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ""))
-    if meta_class == _DICOMDIR_CLASS or "Rows" not in ds:
+    ds, truncated = read
+    meta_class = getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
+    if str(meta_class or "") == _DICOMDIR_CLASS:
         return None
+    if "Rows" not in ds:
+        # An image's header that stops before its image attributes is a file cut short, not a
+        # document or a report (which have no rows).
+        if "Image Storage" in getattr(meta_class, "name", ""):
+            raise InputError(f"truncated ({meta_class.name} whose header ends before its image attributes)", path)
+        if meta_class is None and "SOPClassUID" not in ds and _looks_like_dicom(path):
+            raise InputError("looks like DICOM but its header cannot be read (no SOP class)", path)
+        return None
+    if truncated is not None:
+        raise InputError(truncated, path)
     return header_of(ds, path)
 
 
-def read_headers(dicom_dir: str | os.PathLike) -> tuple[list[ImageHeader], int]:
+def read_headers(dicom_dir: str | os.PathLike) -> tuple[list[ImageHeader], int, list[InputError]]:
     """Headers of every DICOM image below ``dicom_dir`` (any depth, any file names).
 
     Returns
@@ -233,8 +305,12 @@ def read_headers(dicom_dir: str | os.PathLike) -> tuple[list[ImageHeader], int]:
         Sorted by path.
     n_other : int
         Files that are not DICOM images (ignored).
+    unreadable : list of InputError
+        DICOM files that cannot be read or are truncated, each naming its file and why: left
+        out of ``headers``, to be reported.
     """
     headers: list[ImageHeader] = []
+    unreadable: list[InputError] = []
     n_other = 0
     for root, folders, files in os.walk(dicom_dir):
         folders.sort()
@@ -243,9 +319,13 @@ def read_headers(dicom_dir: str | os.PathLike) -> tuple[list[ImageHeader], int]:
             if path.is_symlink() and not path.exists():
                 n_other += 1
                 continue
-            header = read_header(path)
+            try:
+                header = read_header(path)
+            except InputError as error:
+                unreadable.append(error)
+                continue
             if header is None:
                 n_other += 1
             else:
                 headers.append(header)
-    return headers, n_other
+    return headers, n_other, unreadable

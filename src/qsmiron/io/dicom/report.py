@@ -39,7 +39,8 @@ class ConversionReport:
     n_patients, n_studies, n_series : int
     converted : list of ConvertedAcquisition
     skipped : list of Skip
-        Every series (or patient, or visit) not converted, with the reason.
+        Every series (or patient, or visit) not converted, and every DICOM file that cannot
+        be read, with the reason.
     participants : list of str
         ``participant_id`` of the subjects written now.
     bids_dir : Path

@@ -15,6 +15,8 @@ An *acquisition* is the series that together hold magnitude and phase of every e
   with the closest phase series numbered after it, else before it.
 
 Real and imaginary images stand in for magnitude and phase when an acquisition has no phase.
+An acquisition whose parts or echoes have different numbers of slice files (files missing or
+unreadable) is skipped: its volumes would not share a grid.
 """
 
 from __future__ import annotations
@@ -156,8 +158,34 @@ def find_acquisitions(series: list[Series]) -> tuple[list[Acquisition], list[Ski
             else:
                 reason = "only " + " and ".join(sorted(parts)) + " images, no magnitude and phase"
             skips.append(Skip(item.name(), reason, item.patient_id))
-    acquisitions.sort(key=lambda a: min(s.number if s.number is not None else -1 for s in a.series))
-    return acquisitions, skips
+    complete = []
+    for acquisition in acquisitions:
+        reason = why_incomplete(acquisition)
+        if reason is None:
+            complete.append(acquisition)
+        else:
+            skips.append(Skip(acquisition.name(), reason, acquisition.first.patient_id))
+    complete.sort(key=lambda a: min(s.number if s.number is not None else -1 for s in a.series))
+    return complete, skips
+
+
+def why_incomplete(acquisition: Acquisition) -> str | None:
+    """Why the files of an acquisition cannot make volumes on one grid, or None.
+
+    Each part of each echo of a single-frame export is one file per slice: a part or echo with
+    fewer files lost some (missing or unreadable), and dcm2niix would write a shorter volume.
+    Enhanced files hold all their frames and are compared after conversion.
+    """
+    counts: dict[tuple[str, float], int] = {}
+    for header in acquisition.files:
+        if not header.enhanced:
+            for key in ((part, te) for part in header.parts for te in header.echo_times_ms):
+                counts[key] = counts.get(key, 0) + 1
+    if len(set(counts.values())) <= 1:
+        return None
+    most = max(counts.values())  # files go missing, never appear
+    fewer = ", ".join(f"{part} at TE {te:g} ms {n}" for (part, te), n in sorted(counts.items()) if n < most)
+    return f"unequal numbers of slices ({fewer}, the others {most}): DICOM files missing or unreadable"
 
 
 def _pair_mag_phase(group: list[Series]) -> tuple[list[Acquisition], list[Series]]:
