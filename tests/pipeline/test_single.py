@@ -102,9 +102,12 @@ def test_recon_json_records_inputs_acquisition_every_step_and_versions(axial_rec
 def test_recon_susceptibility_matches_the_forward_simulated_truth(axial_recon, axial_sim):
     chi = nib.load(str(axial_recon / "Chimap.nii.gz")).get_fdata()
     mask = nib.load(str(axial_recon / "mask.nii.gz")).get_fdata() > 0
-    # The final mask covers most of the brain and little outside it.
+    # The final mask covers much of the brain and little outside it. This brain is 18 ml (a ball
+    # of about 16 mm): the mask refinement's 1 mm surface layer and iSMV's 2 mm take 53 % of it
+    # (measured 47 % covered; 58 % without the surface layer, whose cost here is the price of the
+    # family heads' gain, recon.mask.refine_mask_by_phase_quality).
     brain = axial_sim["brain"]
-    assert np.count_nonzero(mask & brain) > 0.5 * np.count_nonzero(brain)
+    assert np.count_nonzero(mask & brain) > 0.4 * np.count_nonzero(brain)
     assert np.count_nonzero(mask & ~brain) < 0.05 * np.count_nonzero(mask)
     error = nrmse_percent(chi, axial_sim["chi_brain"], mask)
     print(f"recon NRMSE (axial, 1 mm): {error:.1f} %")

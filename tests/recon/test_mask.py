@@ -73,7 +73,7 @@ def test_the_edge_erosion_peels_one_voxel_layer_and_keeps_the_field_of_views_edg
     mask = np.zeros((30, 30, 12), bool)
     mask[5:25, 5:25, 0:8] = True                # a slab cut by the z = 0 face
     quality = np.where(mask, 0.9, 0.0)          # no unreliable voxel: only the erosion acts
-    kept, info = refine_mask_by_phase_quality(mask, voxel, quality=quality, opening_mm=0.0)
+    kept, info = refine_mask_by_phase_quality(mask, voxel, quality=quality, opening_mm=0.0, edge_erosion_mm=0.0)
     np.testing.assert_array_equal(kept, mask)
     eroded, info = refine_mask_by_phase_quality(mask, voxel, quality=quality, opening_mm=0.0, edge_erosion_mm=1.0)
     expected = np.zeros_like(mask)
@@ -105,7 +105,7 @@ def test_refinement_keeps_a_misfit_face_whose_implied_field_error_is_within_the_
     noise = np.where(mask, 0.01, 0.0)
     noise[:, :, 5:8] = 0.2                    # ... implying 0.07 and 1.4 Hz of field error
     refined, info = refine_mask_by_phase_quality(mask, (1, 1, 1), reduced_chi2=chi2, dof=3, noise_hz=noise,
-                                                 noise_factor=100.0, misfit_tolerance_hz=0.5)
+                                                 noise_factor=100.0, misfit_tolerance_hz=0.5, edge_erosion_mm=0.0)
     assert refined[10:20, 22:25, 10:20].all() and not refined[10:20, 10:20, 5:8].any()
     assert info["flagged_residual"] == int((mask[:, :, 5:8]).sum())
 

@@ -24,7 +24,7 @@ from qsmiron.io.derivatives import DONE_MARKER
 from qsmiron.records.cohort import DoneMarker, MarkerFile
 
 
-RESULTS_REVISION = 9
+RESULTS_REVISION = 10
 """Revision of what a subject's outputs hold, for the same version and settings. The version
 string changes only at a release; between releases a change to a method's results or to the
 files written (a default rule, a sidecar key) bumps this, so that resuming a cohort re-runs
@@ -40,7 +40,8 @@ and a registration is flagged by its residual misalignment, not its NMI (``roi.q
 8: the readout check (``recon.bipolar``), the sign check (``roi.sign``) and the residual misalignment
 measured in the SyN domain (``roi.subject.shift_region``); 9: a misfit voxel also needs a field error
 above ``misfit_tolerance_ppm``, voxels off by an aliasing period lose their field, and so do
-dephased voxels of two-echo scans (``recon.echofit``, ``recon.aliasing``, ``recon.dephasing``)."""
+dephased voxels of two-echo scans (``recon.echofit``, ``recon.aliasing``, ``recon.dephasing``); 10: the
+automatic mask's refinement removes the voxels centred within 1 mm of its surface (``recon.mask``)."""
 
 
 def result_settings(config: QsmironConfig) -> dict[str, Any]:
