@@ -32,9 +32,15 @@ SNR 40), so that a default is judged on protocols as well as on anatomy. ``--vei
 deep cerebral veins of ``qsmiron.simulate.veins`` (venous blood, +0.40 ppm, a few millimetres
 from the ventral pallidum, the substantia nigra and the thalamus) to every head.
 
+``--drawn N`` replaces the family by N held-out heads drawn at random from its ranges
+(``qsmiron.simulate.head_draws``; ``--draw-seed`` picks the draw), never used to choose a default.
+``--own-mask`` runs ``qsmiron recon``'s defaults end to end with the recon's own brain mask (template
+brain, magnitude mask, phase-quality refinement) instead of each head's given mask, as a user
+gets them (``--config`` for other settings); each row adds the mask's agreement with the true brain.
+
     .venv/bin/python benchmarks/bench_bgremove.py [--methods ismv,lbv,pdf,tfi] [--heads 1,2]
         [--frame slab|scanner] [--acquisition 1.5T|7T|3echo|2echo|snr40] [--veins] [--mechanism]
-        [--cache DIR]
+        [--drawn N [--draw-seed S]] [--own-mask [--config FILE]] [--cache DIR]
 """
 
 from __future__ import annotations

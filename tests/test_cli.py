@@ -191,3 +191,23 @@ def test_recon_prints_every_warning_of_its_record_and_notes_a_map_the_data_could
         assert main(["recon", "--magnitude", "m.nii.gz", "--phase", "p.nii.gz", "-o", str(tmp_path)]) == 0
     assert [str(w.message) for w in caught] == ["a bipolar readout; corrected (Li et al. 2015)"]
     assert capsys.readouterr().err.strip() == f"qsmiron recon: note: m.nii.gz: {skipped}"
+
+
+@pytest.mark.parametrize("argv, start", [
+    (["recon", "--field-strength", "three"], "qsmiron recon: error: argument --field-strength: invalid float"),
+    (["run", "bids"], "qsmiron run: error: the following arguments are required"),
+    (["frob"], "qsmiron: error: argument COMMAND: invalid choice: 'frob'"),
+    (["invert", "--param", "threshold"], "qsmiron invert: error: argument --param: expected KEY=VALUE"),
+])
+def test_a_usage_error_is_one_line_naming_the_command_and_its_help(argv, start, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.count("\n") == 1 and err.startswith(start)
+    assert err.rstrip().endswith("--help`)") and "usage:" not in err
+
+
+def test_help_still_prints_the_usage(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["recon", "--help"])
+    assert stopped.value.code == 0 and capsys.readouterr().out.startswith("usage: qsmiron recon")

@@ -377,8 +377,16 @@ def _run_arguments(sub: argparse.ArgumentParser) -> None:
                      help="print the version and exit")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line naming the command, as every other bad input is; ``--help``
+    still prints the usage (argparse's own error printed the usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="qsmiron",
         description="Quantitative susceptibility mapping for clinical brain-iron studies.",
         epilog="example:\n  qsmiron run study_bids study_bids/derivatives participant\n"
