@@ -74,6 +74,20 @@ def test_resolve_study_fills_defaults_from_the_data(cohort):
     assert resolved.relapse.exposure == "followup_months"
 
 
+@pytest.mark.parametrize("column, value, named", [("age", "old", "'old'"), ("sex", "F", "'F'"), ("age", 40, "40")])
+def test_a_covariate_with_one_value_for_everyone_leaves_the_study_covariates_with_a_warning(
+        cohort, column, value, named):
+    """It could adjust no model, so the report must not say the analyses were adjusted for it."""
+    _, participants = cohort(n_a=8, n_b=12, seed=1)
+    participants[column] = value
+    with pytest.warns(UserWarning, match=f"participants.tsv: covariate '{column}' has the single value {named} "
+                                         "for every participant"):
+        resolved = resolve_study(Study(), participants, ["Pu"], source="participants.tsv")
+    kept = [c for c in ("age", "sex") if c != column]
+    assert resolved.covariates == kept
+    assert resolved.associations.covariates == kept and resolved.relapse.covariates == kept
+
+
 def test_resolve_study_without_age_sex_or_relapse_columns():
     participants = pd.DataFrame({"participant_id": ["sub-1", "sub-2"], "group": ["A", "B"]})
     resolved = resolve_study(Study(), participants, ["Pu"])

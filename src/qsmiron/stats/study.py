@@ -60,6 +60,8 @@ Defaults (when a key is absent)
 
 from __future__ import annotations
 
+import warnings
+
 import os
 from typing import Any, Literal
 
@@ -304,6 +306,7 @@ def resolve_study(study: Study, participants: pd.DataFrame, region_names: list[s
     _require_numbers_where_numeric(participants, resolved.covariates, "covariates", table)
     if resolved.groups.column in resolved.covariates:
         raise InputError(f"covariates include the group column '{resolved.groups.column}'", where)
+    resolved.covariates = _varying_covariates(participants, resolved.covariates, table)
     if resolved.regions:
         by_lower = {name.lower(): name for name in region_names}
         unknown = [name for name in resolved.regions if name.lower() not in by_lower]
@@ -425,6 +428,24 @@ def _require_columns(names: list[str], columns: set[str], key: str, path: Any) -
     if missing:
         raise InputError(f"has no column(s) {', '.join(repr(m) for m in missing)} named by the "
                          f"study setting {key}", path)
+
+
+def _varying_covariates(participants: pd.DataFrame, names: list[str], path: Any) -> list[str]:
+    """The covariates that vary; one with a single value for every participant cannot adjust
+    any model, and the study's covariates (which the report's "adjusted for" names) drop it,
+    with a warning."""
+    kept = []
+    for name in names:
+        present = participants[name].dropna()
+        if present.nunique() >= 2:
+            kept.append(name)
+            continue
+        first = present.iloc[0] if len(present) else None
+        first = first.item() if isinstance(first, np.generic) else first
+        value = "" if first is None else f" {first!r}"
+        warnings.warn(f"{path}: covariate {name!r} has the single value{value} for every participant; it "
+                      f"cannot adjust any model and is left out of the study's covariates", UserWarning, stacklevel=2)
+    return kept
 
 
 def _require_numeric(frame: pd.DataFrame, names: list[str], key: str, path: Any) -> None:
