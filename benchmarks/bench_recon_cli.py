@@ -5,9 +5,10 @@ by the real command in a child process: interpreter start-up, imports, reading a
 validating the files, the reconstruction, writing the outputs. The parent measures the
 child's wall time and, from ``os.wait4``, its CPU time (user + system) and peak resident
 memory. The phases: start-up and CLI imports (``qsmiron recon --help`` timed alone), each
-reconstruction step from the child's own ``recon.json`` (wall and CPU seconds; the mask step
-includes the template registration), and the rest of the wall time (reading and validating
-the inputs, the reconstruction's imports, writing the outputs).
+reconstruction step from the child's own ``recon.json`` (wall and CPU seconds; the template
+registration runs alongside the phase step and the threshold mask, so the mask step holds what
+is left of it and the phase step's CPU some of its CPU), and the rest of the wall time (reading
+and validating the inputs, the reconstruction's imports, writing the outputs).
 
 Inputs (simulated once into ``--inputs``, not timed):
 

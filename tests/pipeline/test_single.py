@@ -148,6 +148,38 @@ def test_reconstruct_arrays_restricts_the_automatic_mask_to_a_given_template_bra
     assert step.notes["n_voxels"] > restricted.steps[1].notes["n_voxels"]
 
 
+def test_a_template_brain_given_late_gives_the_same_mask_and_is_asked_for_once(axial_sim):
+    """The pipeline registers the template while the phase is scaled and the magnitude
+    thresholded (``brain_probability_source``): the mask and its notes are those of the array
+    given up front, and the step counts only its own time (it waited for the registration)."""
+    from qsmiron.recon.chain import reconstruct_arrays
+    from qsmiron.recon.settings import ReconSettings
+
+    probability = axial_sim["brain"].astype(np.float32)
+    probability[:, :, :14] = 0.0
+    notes = {"used": True, "seconds": 100.0, "cpu_seconds": 90.0}
+    args = (axial_sim["magnitude"], axial_sim["phase"], (1, 1, 1), (0, 0, 1), TES, FIELD_STRENGTH_T)
+    settings = ReconSettings()
+    settings.inversion.method = "tkd"
+    up_front = reconstruct_arrays(*args, settings=settings, brain_probability=probability,
+                                  brain_probability_notes=notes)
+    calls = []
+
+    def source():
+        calls.append(True)
+        return probability, dict(notes)
+
+    late = reconstruct_arrays(*args, settings=settings, brain_probability_source=source)
+    assert calls == [True]
+    np.testing.assert_array_equal(late.mask, up_front.mask)
+    assert late.steps[1].method == "magnitude_template"
+    assert late.steps[1].notes["template_brain"] == up_front.steps[1].notes["template_brain"]
+    assert up_front.steps[1].seconds >= 100.0 > late.steps[1].seconds
+    settings.mask.magnitude.template_brain = False  # switched off: never asked for
+    reconstruct_arrays(*args, settings=settings, brain_probability_source=source)
+    assert calls == [True]
+
+
 def test_per_echo_files_with_sidecars_give_the_same_result_as_the_4d_file(
         axial_recon, axial_sim, tmp_path):
     mags, phases = write_per_echo_dataset(tmp_path / "in", axial_sim)

@@ -298,16 +298,18 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
         user_mask = load_mask(mask, gre.shape3d, gre.affine, data_path=gre.paths["magnitude"][0])
     r2_map = None if r2 is None else load_r2_map(r2, gre.shape3d, gre.affine)
 
-    probability, probability_notes = (None, {}) if user_mask is not None else \
-        template_brain(gre.magnitude, gre.affine, config.recon)
-    try:
-        result = reconstruct_arrays(gre.magnitude, gre.phase, gre.voxel_size_mm, gre.b0_direction,
-                                    gre.echo_times_s, gre.field_strength_t,
-                                    settings=config.recon, mask=user_mask, r2_per_s=r2_map,
-                                    brain_probability=probability,
-                                    brain_probability_notes=probability_notes)
-    except InputError as error:
-        raise error.with_path(_error_file(error, gre, mask, r2)) from None
+    # The template registration (ANTs, one thread, the GIL released) runs while the phase is
+    # scaled and the magnitude thresholded; the mask step takes its result.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="template-brain") as pool:
+        registration = None if user_mask is not None else \
+            pool.submit(template_brain, gre.magnitude, gre.affine, config.recon)
+        try:
+            result = reconstruct_arrays(gre.magnitude, gre.phase, gre.voxel_size_mm, gre.b0_direction,
+                                        gre.echo_times_s, gre.field_strength_t,
+                                        settings=config.recon, mask=user_mask, r2_per_s=r2_map,
+                                        brain_probability_source=None if registration is None else registration.result)
+        except InputError as error:
+            raise error.with_path(_error_file(error, gre, mask, r2)) from None
 
     made = set(images(result))
     paths = dataclasses.replace(paths, **{role: None for role in IRON_ROLES if role not in made})

@@ -10,7 +10,7 @@ file-level pipeline to write into ``recon.json``. Pure: no files, no printing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -88,6 +88,8 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
                        reference_mask: np.ndarray | None = None,
                        brain_probability: np.ndarray | None = None,
                        brain_probability_notes: dict[str, Any] | None = None,
+                       brain_probability_source: Callable[[], tuple[np.ndarray | None, dict[str, Any]]]
+                       | None = None,
                        r2_per_s: np.ndarray | None = None) -> ReconResult:
     """Reconstruct a susceptibility map from multi-echo magnitude and raw phase.
 
@@ -118,6 +120,10 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
     brain_probability_notes : dict, optional
         How it was obtained (``seconds`` count in the mask step), or why there is none;
         recorded with the mask step.
+    brain_probability_source : callable, optional
+        Instead of the two above: a function returning both, called by the mask step once the
+        magnitude mask is made (e.g. the result of a registration running in another thread,
+        which then overlaps the stages before; the mask step's time includes only the wait).
     r2_per_s : ndarray, shape (X, Y, Z), optional
         A measured (spin-echo) R2 map, s^-1, for chi-separation (R2' = R2* - R2); checked
         against the R2* map right after it is fitted (``InputError`` with step
@@ -152,6 +158,7 @@ def reconstruct_arrays(magnitude: np.ndarray, phase: np.ndarray,
                        field_strength_t=float(field_strength_t), given_mask=mask,
                        reference_mask=None if reference_mask is None else np.asarray(reference_mask, bool),
                        brain_probability=brain_probability, brain_probability_notes=dict(brain_probability_notes or {}),
+                       brain_probability_source=brain_probability_source,
                        r2_per_s=None if r2_per_s is None else np.asarray(r2_per_s, np.float32))
     steps = run_stages(state, settings)
     return ReconResult(chi_ppm=state.chi_ppm, mask=state.local_mask, field_hz=state.field_hz,

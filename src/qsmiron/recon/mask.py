@@ -11,7 +11,7 @@ so anisotropic voxels get ellipsoidal structuring elements.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Sequence
+from typing import Annotated, Any, Callable, Sequence
 
 import numba
 import numpy as np
@@ -171,7 +171,7 @@ def restrict_to_template_brain(mask: np.ndarray, brain_probability: np.ndarray,
 
 
 def magnitude_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
-                   brain_probability: np.ndarray | None = None, threshold_cap: ThresholdCap = 0.25,
+                   brain_probability: np.ndarray | Callable[[], np.ndarray | None] | None = None, threshold_cap: ThresholdCap = 0.25,
                    opening_mm: NonNegativeFloat = 2.0, fill_holes: bool = True, template_brain: bool = True,
                    template_threshold: OpenFraction = 0.5,
                    template_margin_mm: NonNegativeFloat = 4.0) -> tuple[np.ndarray, dict[str, Any]]:
@@ -188,8 +188,10 @@ def magnitude_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
     ----------
     magnitude : ndarray, shape (X, Y, Z) or (X, Y, Z, E)
     voxel_size_mm : 3 floats, mm
-    brain_probability : ndarray, shape (X, Y, Z), optional
-        The template brain on this grid, 0..1 (a stage input, not a setting).
+    brain_probability : ndarray, shape (X, Y, Z), or a function returning it (or None), optional
+        The template brain on this grid, 0..1 (a stage input, not a setting). A function is
+        called once the magnitude mask is made, so that a registration running in another
+        thread overlaps the threshold and the morphology.
     threshold_cap, opening_mm, fill_holes
         Those of ``brain_mask``.
     template_brain : bool
@@ -208,6 +210,8 @@ def magnitude_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
                                  fill_holes=fill_holes), dtype=bool)
     if not template_brain:
         return mask, {"template_brain": {"used": False, "reason": "switched off (template_brain = false)"}}
+    if callable(brain_probability):
+        brain_probability = brain_probability()
     if brain_probability is None:
         return mask, {"template_brain": {"used": False, "reason": "no template brain was given"}}
     restricted, info = restrict_to_template_brain(mask, brain_probability, voxel_size_mm,

@@ -21,6 +21,8 @@ printing.
 
 from __future__ import annotations
 
+import functools
+
 import inspect
 import time
 from dataclasses import dataclass, field
@@ -87,32 +89,44 @@ def run_mask(state: ReconState, method: Method, parameters: dict[str, Any]) -> S
         given = MASK.method("given")
         state.mask = given.function(state.magnitude, state.voxel_size_mm, mask=state.given_mask)
         return StepResult(state.mask_notes(state.mask), method=given.name, parameters={})
-    given = state.brain_probability is not None
-    inputs = {"brain_probability": state.brain_probability} if accepts(method, "brain_probability") else {}
+    overlapped = state.brain_probability_source is not None
+    inputs = {}
+    if accepts(method, "brain_probability"):
+        inputs["brain_probability"] = functools.partial(_resolved_brain_probability, state) if overlapped \
+            else state.brain_probability
     mask, info = method.function(state.magnitude, state.voxel_size_mm, **parameters, **inputs)
-    state.mask, state.brain_probability = np.asarray(mask, dtype=bool), None
+    given = state.brain_probability is not None
+    state.mask, state.brain_probability, state.brain_probability_source = np.asarray(mask, dtype=bool), None, None
     if not state.mask.any():
         raise InputError("the automatic brain mask is empty: the magnitude shows no head (give --mask)")
     notes, warnings = _details(info)
     result = StepResult({**state.mask_notes(state.mask), **notes}, warnings)
     if "template_brain" in notes:
-        result = _with_template_notes(result, state.brain_probability_notes, given, parameters)
+        result = _with_template_notes(result, state.brain_probability_notes, given, parameters,
+                                      counted=overlapped)
     return result
 
 
+def _resolved_brain_probability(state: ReconState) -> np.ndarray | None:
+    state.brain_probability, state.brain_probability_notes = state.brain_probability_source()
+    return state.brain_probability
+
+
 def _with_template_notes(result: StepResult, prior: dict[str, Any], given: bool,
-                         parameters: dict[str, Any]) -> StepResult:
+                         parameters: dict[str, Any], *, counted: bool = False) -> StepResult:
     """The mask step with the pipeline's record of the template registration (``prior``).
 
-    Its seconds count in the step. Without a template brain the pipeline's reason (a crop, a
-    failed registration) replaces the method's; the method that ran is ``magnitude_template``
+    Its seconds count in the step, unless the step already ``counted`` them (it waited for a
+    registration that ran alongside). Without a template brain the pipeline's reason (a crop,
+    a failed registration) replaces the method's; the method that ran is ``magnitude_template``
     when the restriction was applied, else the magnitude mask alone with its own parameters.
     """
     method_notes = result.notes["template_brain"]
     template = {**prior, **method_notes} if given else {**method_notes, **prior}
     result.notes["template_brain"] = template
-    result.seconds_before = float(prior.get("seconds", 0.0) or 0.0)
-    result.cpu_seconds_before = float(prior.get("cpu_seconds", 0.0) or 0.0)
+    if not counted:
+        result.seconds_before = float(prior.get("seconds", 0.0) or 0.0)
+        result.cpu_seconds_before = float(prior.get("cpu_seconds", 0.0) or 0.0)
     if template.get("used"):
         result.method = MASK.method("magnitude_template").name
     else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -45,6 +45,10 @@ class ReconState:
     (``qsmiron.register.brainmask``), for the mask methods that take it."""
     brain_probability_notes: dict[str, Any] = field(default_factory=dict)
     """How ``brain_probability`` was obtained (its seconds, checks), or why there is none."""
+    brain_probability_source: Callable[[], tuple[np.ndarray | None, dict[str, Any]]] | None = None
+    """Gives ``brain_probability`` and its notes when the mask method asks, once the magnitude
+    mask is made: a registration running in another thread meanwhile overlaps the phase
+    scaling and the threshold mask (``qsmiron.pipeline.single``)."""
     reference_mask: np.ndarray | None = None
     r2_per_s: np.ndarray | None = None
     """A measured (spin-echo) R2 map, s^-1, for chi-separation."""
