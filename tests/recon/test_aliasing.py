@@ -51,17 +51,23 @@ def test_a_voxel_in_a_steep_real_field_is_not_taken_for_an_aliasing_error():
     assert aliased_voxels(field, usable, 250.0)[10, 10, 10]
 
 
-def test_the_echo_fit_marks_a_cluster_that_unwrapping_put_a_period_off():
-    """Echoes at n dTE: a field 1 / dTE higher turns every echo by whole turns, so the phase fits
-    it perfectly (no chi-square misfit); its neighbours give it away and the fit marks it."""
-    te = (0.004, 0.008, 0.012, 0.016, 0.020)
+def _a_cluster_a_period_off(te):
+    """A smooth field in a ball with a 27-voxel cluster 250 Hz (1 / 4 ms) too high, as unwrapped
+    phase at ``te``: the mask, the cluster and the phase (rad, echoes last)."""
     shape = (32, 32, 24)
     x, y, z = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
-    mask = x ** 2 + y ** 2 + z ** 2 < 0.8
     field_hz = 40 * x - 25 * y * z
     wrong = np.zeros(shape, bool)
     wrong[20:23, 14:17, 10:13] = True
     unwrapped = 2 * np.pi * np.where(wrong, field_hz + 250.0, field_hz)[..., None] * np.asarray(te)
+    return x ** 2 + y ** 2 + z ** 2 < 0.8, wrong, unwrapped
+
+
+def test_the_echo_fit_marks_a_cluster_that_unwrapping_put_a_period_off():
+    """Echoes at n dTE: a field 1 / dTE higher turns every echo by whole turns, so the phase fits
+    it perfectly (no chi-square misfit); its neighbours give it away and the fit marks it."""
+    te = (0.004, 0.008, 0.012, 0.016, 0.020)
+    mask, wrong, unwrapped = _a_cluster_a_period_off(te)
     rng = np.random.default_rng(0)
     unwrapped = (unwrapped + 0.002 * rng.standard_normal(unwrapped.shape)).astype(np.float32)
     magnitude = np.ones(unwrapped.shape, np.float32)
@@ -75,15 +81,8 @@ def test_the_echo_fit_marks_a_cluster_that_unwrapping_put_a_period_off():
 def test_the_misfit_count_includes_aliased_voxels_when_no_chi_square_test_ran():
     """Two echoes with a fitted offset leave no residual degree of freedom, so only the aliasing
     test marks voxels; the recorded misfit count must still be the map's."""
-    te = (0.004, 0.008)
-    shape = (32, 32, 24)
-    x, y, z = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
-    mask = x ** 2 + y ** 2 + z ** 2 < 0.8
-    field_hz = 40 * x - 25 * y * z
-    wrong = np.zeros(shape, bool)
-    wrong[20:23, 14:17, 10:13] = True
-    unwrapped = (2 * np.pi * np.where(wrong, field_hz + 250.0, field_hz)[..., None] * np.asarray(te)).astype(np.float32)
-    fit = fit_field(unwrapped, None, mask, te, offset="fit")
+    mask, wrong, unwrapped = _a_cluster_a_period_off((0.004, 0.008))
+    fit = fit_field(unwrapped.astype(np.float32), None, mask, (0.004, 0.008), offset="fit")
     assert fit.info["dof"] == 0 and fit.reduced_chi2 is None
     assert fit.misfit[wrong].all()
     assert fit.info["misfit_voxels"] == int(fit.misfit.sum()) == fit.info["aliased_voxels"]
