@@ -80,6 +80,16 @@ def test_the_edge_erosion_peels_one_voxel_layer_and_keeps_the_field_of_views_edg
     expected[6:24, 6:24, 0:7] = True
     np.testing.assert_array_equal(eroded, expected)
     assert info["edge_erosion_mm"] == 1.0 and info["removed_voxels"] == mask.sum() - expected.sum()
+    assert info["edge_eroded_voxels"] == info["removed_voxels"]
+
+
+def test_the_edge_erosion_leaves_2_mm_voxels_whose_centres_lie_1_mm_deep_and_says_so():
+    mask = np.zeros((20, 20, 20), bool)
+    mask[4:16, 4:16, 4:16] = True
+    quality = np.where(mask, 0.9, 0.0)
+    refined, info = refine_mask_by_phase_quality(mask, (2.0, 2.0, 2.0), quality=quality, opening_mm=0.0)
+    np.testing.assert_array_equal(refined, mask)
+    assert info["edge_erosion_mm"] == 1.0 and info["edge_eroded_voxels"] == 0
 
 
 def test_refinement_uses_quality_and_residual_evidence():

@@ -330,7 +330,9 @@ def refine_mask_by_phase_quality(mask: np.ndarray, voxel_size_mm: Sequence[float
     if opening_mm > 0 and refined.any():
         refined = open_keeping_edges(refined, ellipsoid(opening_mm, voxel_size_mm))
     if edge_erosion_mm > 0 and refined.any():
-        refined = erode_keeping_edges(refined, surface_layer_element(edge_erosion_mm, voxel_size_mm))
+        peeled_layer = refined & ~erode_keeping_edges(refined, surface_layer_element(edge_erosion_mm, voxel_size_mm))
+        info["edge_eroded_voxels"] = int(peeled_layer.sum())
+        refined &= ~peeled_layer
     if refined.any():
         refined = filled_holes(largest_component(refined)) & mask
     info["removed_voxels"] = int(mask.sum() - refined.sum())
