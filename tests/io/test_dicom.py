@@ -182,7 +182,12 @@ def test_convert_magnitude_only_is_skipped_with_the_reason(tmp_path):
     with pytest.raises(InputError, match="no multi-echo GRE") as info:
         convert_dicom_to_bids(tmp_path / "magonly", tmp_path / "bids")
     assert "magnitude without phase" in info.value.report.summary()
-    assert not (tmp_path / "bids" / "sub-M1").exists()
+    assert not (tmp_path / "bids").exists()  # the folder this call made is not left behind, empty
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="no multi-echo GRE"):
+        convert_dicom_to_bids(tmp_path / "magonly", tmp_path / "kept")
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["notes.txt"]  # one that existed stays
 
 
 def test_a_dcm2niix_failure_skips_the_acquisition_with_its_message(siemens, tmp_path, monkeypatch):

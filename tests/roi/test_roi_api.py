@@ -299,10 +299,11 @@ def test_chi_and_magnitude_on_different_grids_name_both_files(ras_run, tmp_path)
     assert not (tmp_path / "x.tsv").exists()
 
 
-@pytest.mark.parametrize("output, culprit", [("chi.nii.gz", "chi.nii.gz"), ("mag.nii.gz", "mag.nii.gz"),
-                                             ("chi.tsv", "chi.json")])
-def test_roi_refuses_outputs_that_would_replace_an_input_in_one_line_before_any_work(output, culprit, tmp_path,
-                                                                                      capsys):
+@pytest.mark.parametrize("output, culprit, says", [("chi.nii.gz", "chi.nii.gz", "must be named .tsv"),
+                                                   ("mag.tsv.gz", "mag.tsv.gz", "must be named .tsv"),
+                                                   ("chi.tsv", "chi.json", "input")])
+def test_roi_refuses_outputs_that_would_replace_an_input_in_one_line_before_any_work(output, culprit, says,
+                                                                                      tmp_path, capsys):
     from qsmiron.cli import main
 
     affine = grid_affine((2.0, 2.0, 2.0), (20, 20, 16))
@@ -313,5 +314,5 @@ def test_roi_refuses_outputs_that_would_replace_an_input_in_one_line_before_any_
     code = main(["roi", "--chi", str(chi), "--magnitude", str(mag), "-o", str(tmp_path / output)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
-    assert err.startswith(f"qsmiron roi: error: {tmp_path / culprit}: ") and "input" in err
+    assert err.startswith(f"qsmiron roi: error: {tmp_path / culprit}: ") and says in err
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before

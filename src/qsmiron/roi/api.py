@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from qsmiron import __version__
+from qsmiron.errors import InputError
 from qsmiron.io.atomic import check_inputs_spared, check_writable_dir
 from qsmiron.io.derivatives import RegionsPaths, regions_paths
 from qsmiron.io.nifti import save_nifti, sidecar_path, with_sidecars
@@ -350,6 +351,9 @@ def roi_from_files(chi, magnitude, out_tsv, *, atlas="cit168", atlas_labels=None
     """
     from qsmiron.config import load_config
 
+    if not str(out_tsv).endswith(".tsv"):
+        raise InputError("the regions table must be named .tsv: its name without .tsv names the other "
+                         "outputs beside it", out_tsv)
     config = settings if settings is not None else load_config(config_path)
     result = measure_subject(chi, magnitude, out_tsv, config=config, atlas=atlas, atlas_labels=atlas_labels,
                              template=template, mask=mask, iron=iron, reference_mask=reference_mask,

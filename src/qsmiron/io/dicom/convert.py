@@ -13,6 +13,7 @@ in ``qsmiron.io.derivatives``): like ``qsmiron simulate``, the converter builds 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import tempfile
@@ -95,6 +96,7 @@ def convert_dicom_to_bids(dicom_dir: str | os.PathLike, bids_dir: str | os.PathL
                               n_studies=len({(h.patient_id, h.study_uid) for h in headers}), n_series=len(series))
     report.skipped.extend(Skip(str(error.path), error.message) for error in unreadable)
     planned = _plan(series, rows, subject, session, report.skipped, dicom_dir)
+    made_here = not bids_dir.exists()
     bids_dir.mkdir(parents=True, exist_ok=True)
     infos: dict[str, ParticipantInfo] = {}
     with tempfile.TemporaryDirectory(prefix=".qsmiron-convert-", dir=bids_dir) as scratch_name:
@@ -115,6 +117,8 @@ def convert_dicom_to_bids(dicom_dir: str | os.PathLike, bids_dir: str | os.PathL
             info.add_session(item.session, item.header.study_date, age_years(item.header), sex_code(item.header))
     report.participants = [f"sub-{label}" for label in sorted(infos)]
     if not report.converted:
+        if made_here:  # nothing half-made left behind: the folders this call made, if still empty
+            _remove_empty_folders(bids_dir)
         error = InputError("no multi-echo GRE with magnitude and phase could be converted "
                            f"({len(report.skipped)} skipped; see the summary)", dicom_dir)
         error.report = report  # type: ignore[attr-defined]
@@ -122,6 +126,15 @@ def convert_dicom_to_bids(dicom_dir: str | os.PathLike, bids_dir: str | os.PathL
     _write_dataset_description(bids_dir)
     write_participant_files(bids_dir, list(infos.values()))
     return report
+
+
+def _remove_empty_folders(root: Path) -> None:
+    """``root`` and the folders below it, deepest first, as far as they are empty."""
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    with contextlib.suppress(OSError):
+        root.rmdir()
 
 
 def _prefix(item: _Planned) -> str:
