@@ -196,15 +196,14 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
     if dask_scheduler is not None:
         check_scheduler_address(dask_scheduler)
     check_writable_dir(paths.root)
-    if work_dir is not None:
-        check_writable_dir(work_dir, role="work folder")
 
     if bids_filters is not None and not isinstance(bids_filters, BidsFilters):
         bids_filters = load_bids_filters(bids_filters)
     selection = Selection(participant_labels, session_labels, bids_filters)
     result = BidsAppResult(derivatives=paths.root)
     # One run per output folder; SIGTERM stops the workers like Ctrl-C, leaving a resumable state.
-    with OutputLock(paths.root) as lock, terminate_as_interrupt(), temporary_files_in(work_dir) as work_folder:
+    # The work folder first: an unusable one is refused before the output folder is made.
+    with temporary_files_in(work_dir) as work_folder, OutputLock(paths.root) as lock, terminate_as_interrupt():
         if lock.taken_over:
             echo(f"qsmiron: took over the lock left by {lock.taken_over}, which is no longer running")
         if "participant" in levels:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from qsmiron.errors import InputError
-from qsmiron.pipeline.runtime import TEMP_VARIABLES
+from qsmiron.pipeline.runtime import send_temporary_files_to
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS")
@@ -321,10 +320,7 @@ def _with_temporary_folder(work_dir: str, function, *args):
     tasks in threads, and restoring the old folder when one ends would move another's mid-run
     (every task of the run names the same folder).
     """
-    Path(work_dir).mkdir(parents=True, exist_ok=True)
-    for name in TEMP_VARIABLES:
-        os.environ[name] = work_dir
-    tempfile.tempdir = work_dir
+    send_temporary_files_to(work_dir)
     return function(*args)
 
 

@@ -26,6 +26,15 @@ RECON_KERNEL_MODULES = ("qsmiron.recon.phase", "qsmiron.recon.mask", "qsmiron.re
 TEMP_VARIABLES = ("TMPDIR", "TEMP", "TMP")
 
 
+def send_temporary_files_to(folder: str | os.PathLike) -> None:
+    """From now on this process's temporary files, and those of the processes it starts, go to
+    ``folder`` (created if needed)."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for name in TEMP_VARIABLES:
+        os.environ[name] = str(folder)
+    tempfile.tempdir = str(folder)
+
+
 @contextlib.contextmanager
 def temporary_files_in(work_dir: str | os.PathLike | None) -> Iterator[Path | None]:
     """Within the block, temporary files (this process's and its workers') go to ``work_dir``
@@ -34,12 +43,9 @@ def temporary_files_in(work_dir: str | os.PathLike | None) -> Iterator[Path | No
         yield None
         return
     work_dir = check_writable_dir(Path(work_dir).resolve(), role="work folder")
-    work_dir.mkdir(parents=True, exist_ok=True)
     saved_env = {name: os.environ.get(name) for name in TEMP_VARIABLES}
     saved_dir = tempfile.tempdir
-    for name in TEMP_VARIABLES:
-        os.environ[name] = str(work_dir)
-    tempfile.tempdir = str(work_dir)
+    send_temporary_files_to(work_dir)
     try:
         yield work_dir
     finally:
