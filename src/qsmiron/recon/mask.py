@@ -171,9 +171,9 @@ def restrict_to_template_brain(mask: np.ndarray, brain_probability: np.ndarray,
 
 
 def magnitude_mask(magnitude: np.ndarray, voxel_size_mm: Sequence[float], *,
-                   brain_probability: np.ndarray | Callable[[], np.ndarray | None] | None = None, threshold_cap: ThresholdCap = 0.25,
-                   opening_mm: NonNegativeFloat = 2.0, fill_holes: bool = True, template_brain: bool = True,
-                   template_threshold: OpenFraction = 0.5,
+                   brain_probability: np.ndarray | Callable[[], np.ndarray | None] | None = None,
+                   threshold_cap: ThresholdCap = 0.25, opening_mm: NonNegativeFloat = 2.0,
+                   fill_holes: bool = True, template_brain: bool = True, template_threshold: OpenFraction = 0.5,
                    template_margin_mm: NonNegativeFloat = 4.0) -> tuple[np.ndarray, dict[str, Any]]:
     """The magnitude's brain mask (``brain_mask``), restricted to a registered template brain.
 

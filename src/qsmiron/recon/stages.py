@@ -22,7 +22,6 @@ printing.
 from __future__ import annotations
 
 import functools
-
 import inspect
 import time
 from dataclasses import dataclass, field

@@ -60,9 +60,8 @@ Defaults (when a key is absent)
 
 from __future__ import annotations
 
-import warnings
-
 import os
+import warnings
 from typing import Any, Literal
 
 import numpy as np
