@@ -250,6 +250,34 @@ def _subject_folders(bids_dir: Path) -> list[Path]:
     return sorted(p for p in bids_dir.glob("sub-*") if p.is_dir())
 
 
+def dataset_subject_folders(bids_dir: Path, participant_labels: Iterable[str] | None = None) -> list[Path]:
+    """The ``sub-*`` folders of a dataset (only the requested ones), after the dataset-level checks.
+
+    Cheap enough to run before anything is written, so that a wrong folder is refused before
+    the output folder is made.
+
+    Raises
+    ------
+    InputError
+        When the folder does not exist, its ``dataset_description.json`` is missing or invalid,
+        it has no ``sub-*`` folder, or a requested label is absent.
+    """
+    bids_dir = Path(bids_dir)
+    if not bids_dir.is_dir():
+        raise InputError("BIDS folder not found", bids_dir)
+    read_dataset_description(bids_dir)
+    folders = _subject_folders(bids_dir)
+    if not folders:
+        raise InputError("no sub-* folder: not a BIDS dataset", bids_dir)
+    if participant_labels is None:
+        return folders
+    wanted = {label if label.startswith("sub-") else f"sub-{label}" for label in participant_labels}
+    missing = sorted(wanted - {folder.name for folder in folders})
+    if missing:
+        raise InputError(f"no folder for participant(s) {', '.join(missing)}", bids_dir)
+    return [folder for folder in folders if folder.name in wanted]
+
+
 def discover_bids(bids_dir: str | os.PathLike, participant_labels: Iterable[str] | None = None, *,
                   session_labels: Iterable[str] | None = None, filters: BidsFilters | None = None
                   ) -> list[SubjectInputs]:
@@ -280,19 +308,7 @@ def discover_bids(bids_dir: str | os.PathLike, participant_labels: Iterable[str]
         When the folder does not exist, has no ``sub-*`` folder, or a requested label is absent.
     """
     bids_dir = Path(bids_dir)
-    if not bids_dir.is_dir():
-        raise InputError("BIDS folder not found", bids_dir)
-    read_dataset_description(bids_dir)
-    folders = _subject_folders(bids_dir)
-    if not folders:
-        raise InputError("no sub-* folder: not a BIDS dataset", bids_dir)
-    if participant_labels is not None:
-        wanted = {label if label.startswith("sub-") else f"sub-{label}" for label in participant_labels}
-        present = {folder.name for folder in folders}
-        missing = sorted(wanted - present)
-        if missing:
-            raise InputError(f"no folder for participant(s) {', '.join(missing)}", bids_dir)
-        folders = [folder for folder in folders if folder.name in wanted]
+    folders = dataset_subject_folders(bids_dir, participant_labels)
 
     wanted_sessions = None if session_labels is None else \
         {label if label.startswith("ses-") else f"ses-{label}" for label in session_labels}

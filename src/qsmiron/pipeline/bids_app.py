@@ -29,7 +29,7 @@ from qsmiron.atlas.load import atlas_description
 from qsmiron.config import QsmironConfig, load_config, write_config
 from qsmiron.errors import InputError
 from qsmiron.io.atomic import check_writable_dir, write_json_atomic, write_tsv_atomic
-from qsmiron.io.bids import Problem, discover_bids
+from qsmiron.io.bids import Problem, dataset_subject_folders, discover_bids
 from qsmiron.io.bids_filters import BidsFilters, load_bids_filters
 from qsmiron.io.bids_validation import format_problems, valid_subjects, validate_dataset
 from qsmiron.io.derivative_dataset import RunSummary, raw_link, readme_text, write_dataset_files
@@ -175,9 +175,9 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
     Raises
     ------
     InputError
-        A missing or empty dataset, no valid subject, no subject that succeeded, a group
-        level without a participant level before it, or a ``dask_scheduler`` that is not an
-        address (checked before the output folder is made).
+        A missing or empty dataset or an absent participant label, a ``dask_scheduler`` that is
+        not an address (these checked before the output folder is made), no valid subject, no
+        subject that succeeded, or a group level without a participant level before it.
     """
     echo = echo or _echo
     if level is not None and level not in LEVELS:
@@ -187,8 +187,7 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
         raise ValueError("give either config or config_path, not both")
     config = config if config is not None else load_config(config_path)
     bids_dir = Path(bids_dir)
-    if not bids_dir.is_dir():
-        raise InputError("BIDS folder not found", bids_dir)
+    dataset_subject_folders(bids_dir, participant_labels if "participant" in levels else None)
     paths = cohort_paths(Path(out_dir) / DERIVATIVE_NAME)
     if paths.root.resolve() == bids_dir.resolve() or Path(out_dir).resolve() == bids_dir.resolve():
         raise InputError("the output folder must not be the BIDS folder itself (use e.g. BIDS_DIR/derivatives)",
