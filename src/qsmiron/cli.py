@@ -266,7 +266,8 @@ def _add_convert(sub: argparse.ArgumentParser) -> None:
                      help="PatientID -> participant_id table (optional columns session_id, StudyDate, group); "
                           "patients not listed are skipped")
     sub.add_argument("--subject", default=None, metavar="LABEL",
-                     help="subject label for an export of one patient (default: the PatientID, letters and digits)")
+                     help="subject label for an export of one patient, letters and digits (default: the "
+                          "PatientID, other characters dropped)")
     sub.add_argument("--session", default=None, metavar="LABEL",
                      help="session label for an export of one visit (default: none, or the study date when a "
                           "subject has several visits)")

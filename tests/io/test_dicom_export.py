@@ -129,6 +129,23 @@ def test_a_mapping_file_without_its_columns_is_an_input_error(export, tmp_path):
     assert info.value.path == str(mapping)
 
 
+def test_a_mapping_label_that_is_not_a_bids_label_is_refused_not_rewritten(export, tmp_path):
+    mapping = tmp_path / "patients.tsv"
+    mapping.write_text("PatientID\tparticipant_id\nA-01\tsub-101\nC03\tp_103\n")
+    with pytest.raises(InputError, match="line 3: participant_id label 'p_103' is not a BIDS label: letters and "
+                                         "digits only \\(e.g. p103\\)") as info:
+        convert_dicom_to_bids(export[0], tmp_path / "bids", mapping=mapping)
+    assert info.value.path == str(mapping) and not (tmp_path / "bids").exists()
+
+
+@pytest.mark.parametrize("option, value", [("subject", "p-01"), ("session", "visit 1")])
+def test_a_given_subject_or_session_that_is_not_a_bids_label_is_refused_before_reading(tmp_path, option, value):
+    # No DICOM folder content is needed: the label is checked first.
+    (tmp_path / "dicom").mkdir()
+    with pytest.raises(InputError, match=f"--{option} label '{value}' is not a BIDS label"):
+        convert_dicom_to_bids(tmp_path / "dicom", tmp_path / "bids", **{option: value})
+
+
 def test_subject_option_is_refused_for_an_export_of_several_patients(export, tmp_path):
     with pytest.raises(InputError, match="several patients"):
         convert_dicom_to_bids(export[0], tmp_path / "bids", subject="01")

@@ -29,7 +29,7 @@ from qsmiron.io.dicom.participants import ParticipantInfo, write_participant_fil
 from qsmiron.io.dicom.phase import complex_to_polar, scale_phase_file
 from qsmiron.io.dicom.report import ConversionReport, ConvertedAcquisition
 from qsmiron.io.dicom.sorting import Acquisition, Series, Skip, find_acquisitions, group_series
-from qsmiron.io.dicom.subjects import (MappingRow, age_years, bids_label, mapping_row, read_mapping,
+from qsmiron.io.dicom.subjects import (MappingRow, age_years, bids_label, given_label, mapping_row, read_mapping,
                                        session_labels, sex_code)
 from qsmiron.io.nifti import same_grid
 
@@ -84,6 +84,8 @@ def convert_dicom_to_bids(dicom_dir: str | os.PathLike, bids_dir: str | os.PathL
     if not dicom_dir.is_dir():
         raise InputError("DICOM folder not found", dicom_dir)
     check_inputs_spared([bids_dir], [dicom_dir, mapping])
+    subject = given_label(subject, "--subject") if subject is not None else None
+    session = given_label(session, "--session") if session else None
     check_writable_dir(bids_dir)  # before reading a large export's headers
     headers, n_other, unreadable = read_headers(dicom_dir)
     if not headers:
@@ -176,8 +178,8 @@ def _plan(series: list[Series], rows: dict[str, list[MappingRow]] | None, subjec
         skips.extend(skipped)
         if not acquisitions:
             continue
-        participant = row.participant if row else bids_label(subject if subject is not None else patient, "subject")
-        explicit = row.session if row and row.session else (bids_label(session, "session") if session else None)
+        participant = row.participant if row else (subject if subject is not None else bids_label(patient, "subject"))
+        explicit = row.session if row and row.session else session
         for acquisition in acquisitions:
             per_study.append((acquisition, participant, explicit, row.group if row else None))
     # Sessions: several visits of one participant are told apart by study date.

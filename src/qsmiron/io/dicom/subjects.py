@@ -43,6 +43,21 @@ def bids_label(text: str, what: str) -> str:
     return cleaned
 
 
+def given_label(text: str, what: str) -> str:
+    """A label the user chose (``--subject``, ``--session``, the mapping file): kept as written,
+    ``sub-``/``ses-`` prefix dropped, or refused when it is not a BIDS label.
+
+    Not cleaned like a PatientID: the clinical tables and study files name participants by the
+    labels the user wrote, and a silently changed one would no longer join them.
+    """
+    label = re.sub(r"^(sub|ses)-", "", str(text).strip())
+    if not re.fullmatch(r"[A-Za-z0-9]+", label):
+        suggestion = re.sub(r"[^A-Za-z0-9]", "", label)
+        raise InputError(f"{what} label {text!r} is not a BIDS label: letters and digits only"
+                         + (f" (e.g. {suggestion})" if suggestion else ""))
+    return label
+
+
 def read_mapping(path: str | os.PathLike) -> dict[str, list[MappingRow]]:
     """The mapping file as PatientID -> its rows (one, or one per visit with ``StudyDate``).
 
@@ -66,9 +81,9 @@ def read_mapping(path: str | os.PathLike) -> dict[str, list[MappingRow]]:
         if not isinstance(patient, str) or not isinstance(label, str):
             raise InputError(f"line {number}: PatientID and participant_id must both be given", path)
         try:
-            participant = bids_label(label, "subject")
+            participant = given_label(label, "participant_id")
             session = record.get("session_id")
-            session = bids_label(session, "session") if isinstance(session, str) else None
+            session = given_label(session, "session_id") if isinstance(session, str) else None
         except InputError as error:
             raise InputError(f"line {number}: {error.message}", path) from None
         date = record.get("StudyDate")
