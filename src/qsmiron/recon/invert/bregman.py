@@ -108,7 +108,8 @@ is small, so it is not kept; it would also need R2* (three echoes) and a penalty
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -119,11 +120,17 @@ from qsmiron.recon.params import Fraction, NonNegativeFloat, PositiveFloat, Posi
 
 
 def descend_to_level(solver: TVSolver, top: float, level: float, *, step_decades: float,
-                     iterations: int, max_steps: int) -> tuple[float, np.ndarray, list[dict]]:
+                     iterations: int, max_steps: int,
+                     lower_level: Callable[[TVSolver], float] | None = None
+                     ) -> tuple[float, np.ndarray, list[dict], float]:
     """Walk weights from ``top`` down by ``step_decades`` until the residual reaches ``level``.
 
-    Returns the last weight whose residual was still above the level (``top`` when even the
-    first was not), the iterate at that weight, and the path (weight, residual per step).
+    With ``lower_level``, the first time the residual reaches the level it is called on the
+    solver (at that iterate) and returns the level to reach instead (lower: the walk goes on).
+
+    Returns the last weight whose residual was still above the (final) level (``top`` when
+    even the first was not), the iterate at that weight, the path (weight, residual per step)
+    and the final level.
     """
     path = []
     alpha, state = top, solver.chi.copy()
@@ -133,10 +140,35 @@ def descend_to_level(solver: TVSolver, top: float, level: float, *, step_decades
         solver.iterate(iterations)
         residual = solver.residual_rms_ppm()
         path.append({"alpha": current, "residual_rms_ppm": residual})
+        if residual <= level and lower_level is not None:
+            level, lower_level = min(level, lower_level(solver)), None
         if residual <= level:
             break
         alpha, state = current, solver.chi.copy()
-    return alpha, state, path
+    return alpha, state, path, level
+
+
+def truncation_leak_ppm(problem: Problem, predicted_ppm: np.ndarray) -> float:
+    """``inconsistency_ppm`` of the field a map predicts, zeroed outside the mask.
+
+    A field that a susceptibility inside the mask explains exactly still shows power on the
+    magic cone once it is known only inside the mask: the cut at the mask's edge spreads its
+    spectrum there. That power is not inconsistency, and a fitted map's predicted field shows
+    it too (a smooth map somewhat less: what it leaves out of the field leaks less).
+    """
+    inside = np.where(problem.mask, predicted_ppm, 0).astype(np.float32)
+    return inconsistency_ppm(dataclasses.replace(problem, field_ppm=inside))
+
+
+def leak_corrected_level(problem: Problem, raw_level: float) -> Callable[[TVSolver], float]:
+    """The discrepancy level without the mask's truncation leak: ``sqrt(raw^2 - leak^2)``, the
+    leak taken from the solver's current iterate (cone power adds for independent parts)."""
+    def lower(solver: TVSolver) -> float:
+        leak = truncation_leak_ppm(problem, solver.dchi / np.float32(solver.scale))
+        lower.leak_ppm = leak
+        return float(np.sqrt(max(raw_level ** 2 - leak ** 2, 0.0)))
+    lower.leak_ppm = float("nan")
+    return lower
 
 
 def level_crossing(path: list[dict], level: float) -> float | None:
@@ -171,30 +203,44 @@ def bregman_steps(solver: TVSolver, field_ppm: np.ndarray, mask: np.ndarray, lev
     return residuals
 
 
+MAX_WEIGHT_RAISES = 4
+"""How often the Bregman weight is raised (by half a path step) when its first solve already
+reaches the level (``run_bregman_tv``)."""
+
+
 def run_bregman_tv(problem: Problem, weights: np.ndarray, gradient_weights: np.ndarray | None, *,
                    path_step_decades: float, path_iterations: int, path_decades: float,
                    inner_iterations: int, max_outer: int) -> tuple[np.ndarray, dict]:
     """The driver of ``wtv_bregman`` on a prepared problem."""
-    level = inconsistency_ppm(problem)
+    raw_level = inconsistency_ppm(problem)
     solver = TVSolver(problem, weights, gradient_weights=gradient_weights)
     top = float(alpha_path(problem, weights, n_alphas=1, span_decades=0.0)[0])
     max_steps = int(np.floor(path_decades / path_step_decades + 1e-9)) + 1
-    alpha, start, path = descend_to_level(solver, top, level, step_decades=path_step_decades,
-                                          iterations=path_iterations, max_steps=max_steps)
+    lower = leak_corrected_level(problem, raw_level)
+    alpha, start, path, level = descend_to_level(solver, top, raw_level, step_decades=path_step_decades,
+                                                 iterations=path_iterations, max_steps=max_steps,
+                                                 lower_level=lower)
     crossing = level_crossing(path, level)
     if crossing is not None:
         alpha = crossing * 10.0 ** (path_step_decades / 2)
-    path_iters = solver.iterations
-    solver.restart(start)
-    solver.set_alpha(alpha)
-    residuals = bregman_steps(solver, problem.field_ppm, problem.mask, level,
-                              inner_iterations=inner_iterations, max_outer=max_outer)
+    for raises in range(MAX_WEIGHT_RAISES + 1):
+        solver.restart(start)
+        solver.set_alpha(alpha)
+        residuals = bregman_steps(solver, problem.field_ppm, problem.mask, level,
+                                  inner_iterations=inner_iterations, max_outer=max_outer)
+        # A first solve already at the level is a plain TV solve, which meets it by shrinking
+        # contrast: the weight was not above the crossing (the path's iterates are not converged).
+        if len(residuals) > 1 or residuals[-1] > level or raises == MAX_WEIGHT_RAISES:
+            break
+        alpha *= 10.0 ** (path_step_decades / 2)
     reached = bool(residuals[-1] <= level)
-    info = {"alpha": alpha, "level_crossing_alpha": crossing, "inconsistency_ppm": level, "path": path,
+    info = {"alpha": alpha, "level_crossing_alpha": crossing, "inconsistency_ppm": raw_level,
+            "truncation_leak_ppm": lower.leak_ppm, "level_ppm": level, "path": path, "weight_raises": raises,
             "bregman_steps": len(residuals), "bregman_residual_rms_ppm": residuals,
             "stopped_by": "discrepancy" if reached else "max_outer",
-            "converged": reached, "iterations": path_iters + solver.iterations,
-            "chosen_by": "Bregman iterations stopped by the inconsistency discrepancy"}
+            "converged": reached, "iterations": solver.iterations,
+            "chosen_by": "Bregman iterations stopped by the inconsistency discrepancy (the mask's "
+                         "truncation leak removed)"}
     return solver.chi, info
 
 
