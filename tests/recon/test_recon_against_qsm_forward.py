@@ -62,17 +62,23 @@ def test_default_reports_its_bregman_steps_and_stops_at_the_measured_inconsisten
     _, results = reconstructions
     info = results[DEFAULT_INVERSION][2]
     assert info["method"] == DEFAULT_INVERSION == "wtv_bregman"
-    # the Bregman steps run a quarter decade above the weight where the descent's residual
-    # crosses the level, interpolated between the two path weights around it
+    # the level: the cone's RMS less, in quadrature, the truncation leak of the iterate's field
+    level = info["level_ppm"]
+    assert level == pytest.approx(np.sqrt(info["inconsistency_ppm"] ** 2 - info["truncation_leak_ppm"] ** 2),
+                                  rel=1e-6)
+    assert 0 < level < info["inconsistency_ppm"]
+    # the Bregman steps run a quarter decade (more when raised) above the weight where the
+    # descent's residual crosses the level, interpolated between the two path weights around it
     residual_at = {p["alpha"]: p["residual_rms_ppm"] for p in info["path"]}
     below = min(residual_at)
     above = min(a for a in residual_at if a > below)
-    assert residual_at[below] <= info["inconsistency_ppm"] < residual_at[above]
+    assert residual_at[below] <= level < residual_at[above]
     assert below < info["level_crossing_alpha"] < above
-    assert info["alpha"] == pytest.approx(info["level_crossing_alpha"] * 10 ** 0.25, rel=1e-9)
+    raised = 10 ** (0.25 * (1 + info["weight_raises"]))
+    assert info["alpha"] == pytest.approx(info["level_crossing_alpha"] * raised, rel=1e-9)
     residuals = info["bregman_residual_rms_ppm"]
-    assert len(residuals) == info["bregman_steps"] >= 1 and info["converged"]
-    assert residuals[-1] <= info["inconsistency_ppm"] < min(residuals[:-1], default=np.inf)
+    assert len(residuals) == info["bregman_steps"] >= 2 and info["converged"]
+    assert residuals[-1] <= level < min(residuals[:-1])
     assert np.all(np.diff(residuals) < 0)
 
 
