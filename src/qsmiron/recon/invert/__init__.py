@@ -37,7 +37,7 @@ angulated slices, with 1.5 x 1.5 x 3 mm voxels, and with 3x the noise. Median / 
     rts                      58.7 / 97.7  0.382 / 0.267 56.6 / 70.5  0.675 / 0.559 21.5 / 29.3
 
 (``wtv_bregman`` rows at results revision 11, whose stopping level leaves out the cone leakage
-of the mask's edge, ``bregman.leak_corrected_level``; before: 46.0 / 72.5, 0.454 / 0.359, 38.5 /
+of the mask's edge, ``bregman.LeakCorrectedLevel``; before: 46.0 / 72.5, 0.454 / 0.359, 38.5 /
 66.9, 0.951 / 0.811, 6.3 / 11.9 and field-only 42.1 / 65.2, 0.491 / 0.398, 38.6 / 64.9, 0.932 /
 0.711, 6.7 / 16.5. The figures below are from before that change.)
 

@@ -28,40 +28,39 @@ TV solve: the analytic sphere of the tests then keeps 0.178 of its 0.2 ppm), the
 by a quarter decade and the steps start again (``MAX_WEIGHT_RAISES``; it never acted on the
 family heads in the slab frame or on the second held-out draw, whose results it left unchanged).
 
-The level without the mask's truncation leak. A field that susceptibility inside the mask
-explains exactly still has power on the magic cone once it is known only inside the mask: the
-cut at the mask's edge spreads its spectrum there. ``inconsistency_ppm`` counts that as
-inconsistency. On a smooth head with a step (``tests/recon/test_bregman.py``) it is 0.54 ppb at
-1 mm and 1.04 ppb at 1 x 1 x 2.5 mm, where the band of ``CONE_MIN_FREQUENCY`` in cycles per voxel
-reaches lower physical frequencies along the slices. With the true field's leak removed in
-quadrature, the cone gives the added noise's SD within 3 %. On the family and held-out heads of
-``benchmarks/bench_bgremove.py`` (own masks) the exact field of the truth inside the mask has a
-cone level of 0.48 ppb on the axial 1 mm head and 1.3-1.7 ppb on three 2.5 mm-slice heads, about
-three quarters of the level of their measured local fields: most of the level was leak, three
-times more on thick slices than at 1 mm, and the TV shrank the small nuclei (held-out head d1-03,
-2.5 mm slices: the exact field inverted on its own mask gave 37.2 % and VeP -12.6 ppb; now 30.3
-% and -10.6 ppb). So the level is now the cone's RMS
-less, in quadrature, that of the field the solver's iterate predicts inside the mask, taken
-where the descent first reaches the uncorrected level (``leak_corrected_level``); the descent
+The level without the mask's truncation leak. A field that susceptibility inside the mask explains
+exactly still has power on the magic cone once it is known only inside the mask: the cut at the
+mask's edge spreads its spectrum there. ``inconsistency_ppm`` counts that as inconsistency. On a
+smooth head with a step (``tests/recon/test_bregman.py``) it is 0.54 ppb at 1 mm and 1.04 ppb at 1
+x 1 x 2.5 mm, where the band of ``CONE_MIN_FREQUENCY`` in cycles per voxel reaches lower physical
+frequencies along the slices. With the true field's leak removed in quadrature, the cone gives the
+added noise's SD within 3 %. On the family and held-out heads of ``benchmarks/bench_bgremove.py``
+(own masks) the exact field of the truth inside the mask has a cone level of 0.48 ppb on the axial
+1 mm head and 1.3-1.7 ppb on three 2.5 mm-slice heads, about three quarters of the level of their
+measured local fields: most of the level was leak, three times more on thick slices than at 1 mm,
+and the TV shrank the small nuclei (held-out head d1-03, 2.5 mm slices: the exact field inverted
+on its own mask gave 37.2 % and VeP -12.6 ppb; now 30.3 % and -10.6 ppb). So the level is now the
+cone's RMS less, in quadrature, that of the field the solver's iterate predicts inside the mask,
+taken where the descent first reaches the uncorrected level (``LeakCorrectedLevel``); the descent
 then goes on to the lower level. The iterate is smoother than the truth and leaks less (on that
 thick-slice phantom the level becomes 1.20 ppb, noise 1.00, against 1.45 uncorrected), so the
-correction errs on the side of regularising. Cost: one FFT and usually one more path weight.
-What it did (``benchmarks/bench_bgremove.py``, Chimap NRMSE %, XSIM, regional error ppb, |VeP
-error| ppb; median / worst; before -> after): ``qsmiron recon`` with its own mask, 12 family
-heads, slab frame 37.0 / 42.9 -> 36.2 / 41.0 %, XSIM 0.755 / 0.676 -> 0.765 / 0.709, regional
-3.4 / 4.8 -> 3.6 / 4.8, |VeP| 4.1 / 8.9 -> 3.4 / 9.0; scanner frame 37.7 / 43.4 -> 37.2 / 41.5 %,
-0.745 / 0.668 -> 0.758 / 0.703, regional 3.0 / 6.4 -> 2.9 / 6.9, |VeP| 5.7 / 8.7 -> 4.3 / 8.2;
-the 24 held-out heads (``--drawn 12``, draw seeds 0 and 1, slab frame) 39.6 / 49.1 -> 38.7 / 46.3
-%, 0.714 / 0.566 -> 0.732 / 0.614, regional 4.0 / 9.5 -> 4.0 / 8.8, |VeP| 7.9 / 23.1 -> 7.8 /
-21.2, slopes 0.92-1.01 -> 0.92-1.00; of them the ten with 2-2.5 mm slices 44.5 / 49.1 -> 42.3 /
-46.3 % and 5.8 / 9.5 -> 5.5 / 8.8 ppb, the fourteen with 1-1.5 mm 35.4 / 40.4 -> 35.2 / 40.0 %
-and 3.2 / 6.7 -> 3.0 / 6.5 ppb. With the family's given masks (11 heads, slab) 38.4 / 44.6 ->
-38.1 / 42.6 %, regional 3.7 / 6.8 -> 3.5 / 6.2 ppb. Less regularisation raises the nuclei against
-the brain's mean everywhere: where they read low (most heads) it helps, on h01, whose nuclei
-already read high (background left at the skull base), the regional error rose 3.7 -> 4.8 ppb
-(slab) and 6.4 -> 6.9 (scanner). Measured and not kept: the leak taken from the full solution at
-the uncorrected level and the whole inversion run again at the lower one (twice the cost; family
-slab 36.1 / 40.9 %, regional 3.7 / 5.0 ppb; held-out draw 1 37.4 / 45.4 %, 3.6 / 8.6 ppb).
+correction errs on the side of regularising. Cost: one FFT and usually one more path weight. What
+it did (``benchmarks/bench_bgremove.py``, Chimap NRMSE %, XSIM, regional error ppb, |VeP error|
+ppb; median / worst; before -> after): ``qsmiron recon`` with its own mask, 12 family heads, slab
+frame 37.0 / 42.9 -> 36.2 / 41.0 %, XSIM 0.755 / 0.676 -> 0.765 / 0.709, regional 3.4 / 4.8 -> 3.6
+/ 4.8, |VeP| 4.1 / 8.9 -> 3.4 / 9.0; scanner frame 37.7 / 43.4 -> 37.2 / 41.5 %, 0.745 / 0.668 ->
+0.758 / 0.703, regional 3.0 / 6.4 -> 2.9 / 6.9, |VeP| 5.7 / 8.7 -> 4.3 / 8.2; the 24 held-out
+heads (``--drawn 12``, draw seeds 0 and 1, slab frame) 39.6 / 49.1 -> 38.7 / 46.3 %, 0.714 / 0.566
+-> 0.732 / 0.614, regional 4.0 / 9.5 -> 4.0 / 8.8, |VeP| 7.9 / 23.1 -> 7.8 / 21.2, slopes
+0.92-1.01 -> 0.92-1.00; of them the ten with 2-2.5 mm slices 44.5 / 49.1 -> 42.3 / 46.3 % and 5.8
+/ 9.5 -> 5.5 / 8.8 ppb, the fourteen with 1-1.5 mm 35.4 / 40.4 -> 35.2 / 40.0 % and 3.2 / 6.7 ->
+3.0 / 6.5 ppb. With the family's given masks (11 heads, slab) 38.4 / 44.6 -> 38.1 / 42.6 %,
+regional 3.7 / 6.8 -> 3.5 / 6.2 ppb. Less regularisation raises the nuclei against the brain's
+mean everywhere: where they read low (most heads) it helps, on h01, whose nuclei already read high
+(background left at the skull base), the regional error rose 3.7 -> 4.8 ppb (slab) and 6.4 -> 6.9
+(scanner). Measured and not kept: the leak taken from the full solution at the uncorrected level
+and the whole inversion run again at the lower one (twice the cost; family slab 36.1 / 40.9 %,
+regional 3.7 / 5.0 ppb; held-out draw 1 37.4 / 45.4 %, 3.6 / 8.6 ppb).
 
 Why interpolated. Before, the steps ran at the last path weight above the level, which lies 0 to
 0.5 decades above the crossing depending on where the level happens to fall between two path
@@ -149,6 +148,7 @@ is small, so it is not kept; it would also need R2* (three echoes) and a penalty
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -200,15 +200,19 @@ def truncation_leak_ppm(problem: Problem, predicted_ppm: np.ndarray) -> float:
     return inconsistency_ppm(dataclasses.replace(problem, field_ppm=inside))
 
 
-def leak_corrected_level(problem: Problem, raw_level: float) -> Callable[[TVSolver], float]:
-    """The discrepancy level without the mask's truncation leak: ``sqrt(raw^2 - leak^2)``, the
-    leak taken from the solver's current iterate (cone power adds for independent parts)."""
-    def lower(solver: TVSolver) -> float:
-        leak = truncation_leak_ppm(problem, solver.dchi / np.float32(solver.scale))
-        lower.leak_ppm = leak
-        return float(np.sqrt(max(raw_level ** 2 - leak ** 2, 0.0)))
-    lower.leak_ppm = float("nan")
-    return lower
+@dataclass
+class LeakCorrectedLevel:
+    """The discrepancy level without the mask's truncation leak, ``sqrt(raw^2 - leak^2)`` (cone
+    power adds for independent parts), the leak taken from the solver's iterate when called
+    (``descend_to_level``'s ``lower_level``); ``leak_ppm`` keeps what it found."""
+
+    problem: Problem
+    raw_level_ppm: float
+    leak_ppm: float = float("nan")
+
+    def __call__(self, solver: TVSolver) -> float:
+        self.leak_ppm = truncation_leak_ppm(self.problem, solver.dchi / np.float32(solver.scale))
+        return float(np.sqrt(max(self.raw_level_ppm ** 2 - self.leak_ppm ** 2, 0.0)))
 
 
 def level_crossing(path: list[dict], level: float) -> float | None:
@@ -256,7 +260,7 @@ def run_bregman_tv(problem: Problem, weights: np.ndarray, gradient_weights: np.n
     solver = TVSolver(problem, weights, gradient_weights=gradient_weights)
     top = float(alpha_path(problem, weights, n_alphas=1, span_decades=0.0)[0])
     max_steps = int(np.floor(path_decades / path_step_decades + 1e-9)) + 1
-    lower = leak_corrected_level(problem, raw_level)
+    lower = LeakCorrectedLevel(problem, raw_level)
     alpha, start, path, level = descend_to_level(solver, top, raw_level, step_decades=path_step_decades,
                                                  iterations=path_iterations, max_steps=max_steps,
                                                  lower_level=lower)
