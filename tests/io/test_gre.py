@@ -342,6 +342,14 @@ def case_corrupt_gzip_stream(folder):
     return mag, pha, {"echo_times_s": TES, "field_strength_t": 3}, pha, "truncated or corrupt gzip"
 
 
+def case_truncated_uncompressed(folder):
+    mag, pha = write_4d(folder)
+    raw = folder / "phase_raw.nii"
+    nib.save(nib.load(str(pha)), str(raw))
+    raw.write_bytes(raw.read_bytes()[:-400])
+    return mag, raw, {"echo_times_s": TES, "field_strength_t": 3}, raw, "the image data cannot be read"
+
+
 def case_echo_without_sidecar(folder):
     mags, phases = write_per_echo(folder)
     phases[2].with_name(phases[2].name.replace(".nii.gz", ".json")).unlink()
@@ -357,7 +365,8 @@ BAD_INPUTS = [case_shape_mismatch, case_affine_mismatch, case_echo_grids_differ,
               case_phase_given_as_magnitude, case_missing_file, case_not_an_image,
               case_sidecar_disagreement, case_4d_sidecar_with_one_echo_time, case_single_slice,
               case_voxels_of_100_mm, case_singular_affine, case_all_zero_affine,
-              case_truncated_gzip, case_corrupt_gzip_stream, case_echo_without_sidecar]
+              case_truncated_gzip, case_corrupt_gzip_stream, case_truncated_uncompressed,
+              case_echo_without_sidecar]
 
 
 def _culprit_name(culprit):
@@ -435,3 +444,18 @@ def test_given_echo_times_override_a_4d_sidecar_with_only_the_first_echo_time(tm
     gre = load_gre(mag, pha, echo_times_s=TES)
     assert gre.echo_times_s == pytest.approx(TES)
     assert gre.field_strength_t == 3
+
+
+def test_a_fault_that_is_not_the_file_is_not_reported_as_an_unreadable_image(tmp_path, monkeypatch):
+    """A runtime fault while reading (here numba's thread-count error) is the machine's, not the
+    file's: it must reach the pipeline's infrastructure-error path, not read like a bad file."""
+    import qsmiron.io.gre as gre
+
+    mag, pha = write_4d(tmp_path)
+
+    def fault(image):
+        raise RuntimeError("Cannot set NUMBA_NUM_THREADS to a different value once the threads have been launched")
+
+    monkeypatch.setattr(gre, "c_ordered_voxels", fault)
+    with pytest.raises(RuntimeError, match="NUMBA_NUM_THREADS"):
+        load_gre(mag, pha, echo_times_s=TES, field_strength_t=3)

@@ -114,9 +114,7 @@ def _read_data(image, path: Path, shape: tuple[int, ...]) -> np.ndarray:
     """The voxels as float32 (slope and intercept applied), C-ordered, of ``shape``."""
     try:
         return c_ordered_voxels(image).reshape(shape)
-    except InputError:
-        raise
-    except Exception as exc:
+    except (OSError, EOFError, ValueError) as exc:  # what a short or damaged file raises
         raise InputError(f"the image data cannot be read ({type(exc).__name__}: {exc})", path) from None
 
 
