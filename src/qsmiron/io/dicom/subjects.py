@@ -34,10 +34,17 @@ class MappingRow:
     group: str | None
 
 
+def _without_prefix(text: str) -> str:
+    return re.sub(r"^(sub|ses)-", "", str(text).strip())
+
+
+def _letters_and_digits(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", text)
+
+
 def bids_label(text: str, what: str) -> str:
     """A BIDS label (letters and digits only) made from ``text``; ``sub-``/``ses-`` prefixes dropped."""
-    cleaned = re.sub(r"^(sub|ses)-", "", str(text).strip())
-    cleaned = re.sub(r"[^A-Za-z0-9]", "", cleaned)
+    cleaned = _letters_and_digits(_without_prefix(text))
     if not cleaned:
         raise InputError(f"cannot make a BIDS {what} label from {text!r} (no letters or digits)")
     return cleaned
@@ -47,14 +54,14 @@ def given_label(text: str, what: str) -> str:
     """A label the user chose (``--subject``, ``--session``, the mapping file): kept as written,
     ``sub-``/``ses-`` prefix dropped, or refused when it is not a BIDS label.
 
-    Not cleaned like a PatientID: the clinical tables and study files name participants by the
-    labels the user wrote, and a silently changed one would no longer join them.
+    Not cleaned like a PatientID (``bids_label``): the clinical tables and study files name
+    participants by the labels the user wrote, and a silently changed one would no longer join them.
     """
-    label = re.sub(r"^(sub|ses)-", "", str(text).strip())
-    if not re.fullmatch(r"[A-Za-z0-9]+", label):
-        suggestion = re.sub(r"[^A-Za-z0-9]", "", label)
+    label = _without_prefix(text)
+    cleaned = _letters_and_digits(label)
+    if not label or cleaned != label:
         raise InputError(f"{what} label {text!r} is not a BIDS label: letters and digits only"
-                         + (f" (e.g. {suggestion})" if suggestion else ""))
+                         + (f" (e.g. {cleaned})" if cleaned else ""))
     return label
 
 

@@ -148,8 +148,7 @@ is small, so it is not kept; it would also need R2* (three echoes) and a penalty
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -198,7 +197,7 @@ def truncation_leak_ppm(problem: Problem, predicted_ppm: np.ndarray) -> float:
     it too (a smooth map somewhat less: what it leaves out of the field leaks less).
     """
     inside = np.where(problem.mask, predicted_ppm, 0).astype(np.float32)
-    return inconsistency_ppm(dataclasses.replace(problem, field_ppm=inside))
+    return inconsistency_ppm(replace(problem, field_ppm=inside))
 
 
 @dataclass
