@@ -140,7 +140,7 @@ def _ellipsoid_head(voxel_mm):
 def test_without_the_truncation_leak_of_the_true_field_the_cone_measures_the_noise(voxel):
     """White noise of SD sigma added to the exact field of sources inside the mask: the cone's
     RMS also holds the leak of cutting that field at the mask's edge (measured: 0.54 ppb at 1
-    mm, 1.04 ppb at 1 x 1 x 2.5 mm); less the true field's leak it is sigma."""
+    mm, 0.96 ppb at 1 x 1 x 2.5 mm); less the true field's leak it is sigma."""
     chi, mask = _ellipsoid_head(voxel)
     exact = forward_field(chi, voxel, (0, 0, 1))
     sigma = 0.001
@@ -154,7 +154,7 @@ def test_without_the_truncation_leak_of_the_true_field_the_cone_measures_the_noi
 
 def test_wtv_bregman_stops_at_a_level_nearer_the_noise_than_the_raw_cone_level_on_thick_slices():
     """The leak of the solver's own iterate stands in for the true field's (measured: level 1.20
-    ppb against the raw 1.45 ppb, noise 1 ppb)."""
+    ppb against the raw 1.40 ppb, noise 1 ppb)."""
     voxel = (1.0, 1.0, 2.5)
     chi, mask = _ellipsoid_head(voxel)
     sigma = 0.001

@@ -138,6 +138,36 @@ def test_cone_inconsistency_measures_white_noise_on_a_dipole_field_within_15_per
     assert inconsistency_ppm(clean) < 0.1 * 0.002
 
 
+def _remnant_and_noise(voxel, remnant_ppm):
+    """A Gaussian remnant (SD 5 mm, not a dipole field) plus 1 ppb of white noise in a ball."""
+    from qsmiron.recon.invert._common import setup
+
+    shape = [int(round(80 / v)) for v in voxel]
+    x, y, z = np.meshgrid(*[(np.arange(n) - (n - 1) / 2) * v for n, v in zip(shape, voxel)], indexing="ij")
+    mask = x ** 2 + y ** 2 + z ** 2 < 36 ** 2
+    remnant = remnant_ppm * np.exp(-(x ** 2 + y ** 2 + z ** 2) / (2 * 5.0 ** 2))
+    field = np.where(mask, remnant + 0.001 * np.random.default_rng(0).standard_normal(mask.shape), 0)
+    return setup(field.astype(np.float32), mask, voxel, (0, 0, 1), pad_mm=16.0)
+
+
+@pytest.mark.parametrize("voxel", [(1.0, 1.0, 1.0), (1.0, 1.0, 2.0), (1.0, 1.0, 2.5)])
+def test_cone_band_is_physical_so_a_smooth_remnant_adds_nothing_on_thick_slices(voxel):
+    """A 100 ppb remnant has no power above 0.1 cycles/mm, so the cone measures the 1 ppb noise on
+    every grid. A band of 0.1 cycles per voxel reaches down to 0.06 cycles/mm on the cone of 2.5
+    mm slices and read 1.71 ppb there (1.01 at 1 mm)."""
+    from qsmiron.recon.invert._common import inconsistency_ppm
+
+    assert inconsistency_ppm(_remnant_and_noise(voxel, 0.1)) == pytest.approx(0.001, rel=0.05)
+
+
+def test_cone_band_is_lowered_on_coarse_grids_so_it_is_never_empty():
+    from qsmiron.recon.invert._common import cone_band_min_frequency_per_mm, inconsistency_ppm
+
+    assert cone_band_min_frequency_per_mm((1.0, 1.0, 3.0)) == pytest.approx(0.1)
+    assert cone_band_min_frequency_per_mm((5.0, 5.0, 5.0)) == pytest.approx(0.05)
+    assert inconsistency_ppm(_remnant_and_noise((5.0, 5.0, 5.0), 0.0)) == pytest.approx(0.001, rel=0.15)
+
+
 @pytest.mark.parametrize("method", ["wtv_bregman", "tv"])
 def test_voxels_of_infinite_noise_carry_no_field(method):
     """3 % of the blob phantom's voxels carry +-0.2 ppm of garbage (failed echo fits). As

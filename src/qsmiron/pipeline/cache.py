@@ -24,7 +24,7 @@ from qsmiron.io.derivatives import DONE_MARKER
 from qsmiron.records.cohort import DoneMarker, MarkerFile
 
 
-RESULTS_REVISION = 11
+RESULTS_REVISION = 12
 """Revision of what a subject's outputs hold, for the same version and settings. The version
 string changes only at a release; between releases a change to a method's results or to the
 files written (a default rule, a sidecar key) bumps this, so that resuming a cohort re-runs
@@ -43,7 +43,8 @@ above ``misfit_tolerance_ppm``, voxels off by an aliasing period lose their fiel
 dephased voxels of two-echo scans (``recon.echofit``, ``recon.aliasing``, ``recon.dephasing``); 10: the
 automatic mask's refinement removes the voxels centred within 1 mm of its surface (``recon.mask``); 11:
 ``wtv_bregman`` stops at the cone level less the mask's truncation leak, and raises a weight whose first
-solve already reaches it (``recon.invert.bregman``)."""
+solve already reaches it (``recon.invert.bregman``); 12: the cone band of the inconsistency level is set
+in cycles per mm, not per voxel (``recon.invert._common.CONE_MIN_FREQUENCY_PER_MM``)."""
 
 
 def result_settings(config: QsmironConfig) -> dict[str, Any]:

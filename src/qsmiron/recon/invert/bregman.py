@@ -31,9 +31,9 @@ family heads in the slab frame or on the second held-out draw, whose results it 
 The level without the mask's truncation leak. A field that susceptibility inside the mask explains
 exactly still has power on the magic cone once it is known only inside the mask: the cut at the
 mask's edge spreads its spectrum there. ``inconsistency_ppm`` counts that as inconsistency. On a
-smooth head with a step (``tests/recon/test_bregman.py``) it is 0.54 ppb at 1 mm and 1.04 ppb at 1
-x 1 x 2.5 mm, where the band of ``CONE_MIN_FREQUENCY`` in cycles per voxel reaches lower physical
-frequencies along the slices. With the true field's leak removed in quadrature, the cone gives the
+smooth head with a step (``tests/recon/test_bregman.py``) it is 0.54 ppb at 1 mm and 0.96 ppb at 1
+x 1 x 2.5 mm (1.04 while the band of ``_common.inconsistency_ppm`` was set in cycles per voxel and
+reached lower physical frequencies along the slices). With the true field's leak removed in quadrature, the cone gives the
 added noise's SD within 3 %. On the family and held-out heads of ``benchmarks/bench_bgremove.py``
 (own masks) the exact field of the truth inside the mask has a cone level of 0.48 ppb on the axial
 1 mm head and 1.3-1.7 ppb on three 2.5 mm-slice heads, about three quarters of the level of their
@@ -44,7 +44,7 @@ inverted on its own mask gave 37.2 % and VeP -12.6 ppb; now 30.3 % and -10.6 ppb
 now the cone's RMS less, in quadrature, that of the field the solver's iterate predicts inside the
 mask, taken where the descent first reaches the uncorrected level (``LeakCorrectedLevel``); the
 descent then goes on to the lower level. The iterate is smoother than the truth and leaks less (on
-that thick-slice phantom the level becomes 1.20 ppb, noise 1.00, against 1.45 uncorrected), so the
+that thick-slice phantom the level becomes 1.20 ppb, noise 1.00, against 1.40 uncorrected), so the
 correction errs on the side of regularising. Cost: one FFT and usually one more path weight. What
 it did (``benchmarks/bench_bgremove.py``, Chimap NRMSE %, XSIM, regional error ppb, |VeP error|
 ppb; median / worst; before -> after): ``qsmiron recon`` with its own mask, 12 family heads, slab
