@@ -6,8 +6,9 @@ import pytest
 from qsmiron.config import load_config
 from qsmiron.recon.invert import declared, invert
 from qsmiron.recon.dipole import forward_field
-from qsmiron.recon.invert._common import inconsistency_ppm, setup
-from qsmiron.recon.invert.bregman import truncation_leak_ppm, wtv_bregman
+from qsmiron.recon.invert._common import inconsistency_ppm, setup, truncation_leak_ppm
+from qsmiron.recon.invert.bregman import wtv_bregman
+from qsmiron.recon.metrics import nrmse
 from qsmiron.recon.invert.wtv import wtv
 
 
@@ -165,3 +166,21 @@ def test_wtv_bregman_stops_at_a_level_nearer_the_noise_than_the_raw_cone_level_o
     assert abs(info["level_ppm"] - sigma) < 0.6 * abs(info["inconsistency_ppm"] - sigma)
     assert info["level_ppm"] == pytest.approx(sigma, rel=0.25)
     assert info["converged"]
+
+
+def test_wtv_weight_meets_the_same_leak_corrected_level_and_keeps_thick_slice_contrast():
+    """wtv's one TV solve takes the weight whose residual meets the cone level less the leak of
+    the map at the raw level's crossing, as wtv_bregman. On the thick-slice head (noise 1 ppb):
+    level 1.20 against the raw 1.40 ppb, Chimap NRMSE 30.2 % against 41.8 % at the raw level."""
+    voxel = (1.0, 1.0, 2.5)
+    chi, mask = _ellipsoid_head(voxel)
+    noisy = np.where(mask, forward_field(chi, voxel, (0, 0, 1))
+                     + 0.001 * np.random.default_rng(1).standard_normal(mask.shape), 0).astype(np.float32)
+    result = invert(noisy, mask, voxel, (0, 0, 1), method="wtv")
+    info = result.info
+    assert info["level_ppm"] == pytest.approx(
+        np.sqrt(info["inconsistency_ppm"] ** 2 - info["truncation_leak_ppm"] ** 2), rel=1e-6)
+    assert info["level_ppm"] == pytest.approx(0.001, rel=0.25)
+    assert info["path"]["residual_rms_ppm"][-1] <= info["level_ppm"] < info["path"]["residual_rms_ppm"][-2]
+    assert nrmse(result.chi_ppm, chi, mask) < 34.0
+

@@ -44,7 +44,8 @@ dephased voxels of two-echo scans (``recon.echofit``, ``recon.aliasing``, ``reco
 automatic mask's refinement removes the voxels centred within 1 mm of its surface (``recon.mask``); 11:
 ``wtv_bregman`` stops at the cone level less the mask's truncation leak, and raises a weight whose first
 solve already reaches it (``recon.invert.bregman``); 12: the cone band of the inconsistency level is set
-in cycles per mm, not per voxel (``recon.invert._common.CONE_MIN_FREQUENCY_PER_MM``)."""
+in cycles per mm, not per voxel (``recon.invert._common.CONE_MIN_FREQUENCY_PER_MM``), and ``wtv`` and ``tv``
+take their automatic weight at that level less the mask's truncation leak (``recon.invert.tv_admm``)."""
 
 
 def result_settings(config: QsmironConfig) -> dict[str, Any]:

@@ -29,17 +29,22 @@ angulated slices, with 1.5 x 1.5 x 3 mm voxels, and with 3x the noise. Median / 
 "field-only" = no magnitude and no noise map, as ``qsmiron invert`` without ``--magnitude``):
 
     method                   NRMSE %      XSIM          HFEN %       slope         reg. ppb
-    wtv (previous default)   49.6 / 79.0  0.433 / 0.277 44.6 / 71.5  0.974 / 0.819  5.2 / 12.4
-    wtv_bregman (default)    45.3 / 72.6  0.472 / 0.368 39.3 / 66.7  0.982 / 0.816  5.8 / 11.5
-    wtv field-only           45.4 / 69.1  0.461 / 0.284 43.4 / 70.1  0.900 / 0.602  8.9 / 23.2
-    wtv_bregman field-only   41.6 / 65.2  0.492 / 0.400 39.0 / 64.8  0.934 / 0.717  6.5 / 16.1
-    tv                       45.3 / 69.3  0.456 / 0.284 42.9 / 69.9  0.893 / 0.589  9.1 / 23.9
+    wtv (previous default)   48.3 / 78.8  0.454 / 0.296 42.5 / 69.8  0.975 / 0.850  5.1 / 10.8
+    wtv_bregman (default)    45.2 / 73.1  0.489 / 0.379 39.1 / 66.0  0.982 / 0.841  5.7 / 10.3
+    wtv field-only           43.9 / 65.8  0.476 / 0.329 41.5 / 68.0  0.911 / 0.695  8.2 / 17.5
+    wtv_bregman field-only   41.4 / 65.5  0.509 / 0.406 38.8 / 64.3  0.938 / 0.762  6.2 / 13.9
+    tv                       43.9 / 65.7  0.471 / 0.332 41.1 / 67.8  0.905 / 0.688  8.4 / 18.0
     rts                      58.7 / 97.7  0.382 / 0.267 56.6 / 70.5  0.675 / 0.559 21.5 / 29.3
 
-(``wtv_bregman`` rows at results revision 11, whose stopping level leaves out the cone leakage
-of the mask's edge, ``bregman.LeakCorrectedLevel``; before: 46.0 / 72.5, 0.454 / 0.359, 38.5 /
-66.9, 0.951 / 0.811, 6.3 / 11.9 and field-only 42.1 / 65.2, 0.491 / 0.398, 38.6 / 64.9, 0.932 /
-0.711, 6.7 / 16.5. The figures below are from before that change.)
+(Results revision 12: the cone band in cycles per mm (``_common.CONE_MIN_FREQUENCY_PER_MM``), and
+``wtv`` and ``tv`` take their weight at the level less the mask edge's cone leakage, as
+``wtv_bregman`` stops at it since revision 11 (``bregman.LeakCorrectedLevel``). Before:
+``wtv`` 49.6 / 79.0, 0.433 / 0.277, 44.6 / 71.5, 0.974 / 0.819, 5.2 / 12.4; ``wtv_bregman``
+45.3 / 72.6, 0.472 / 0.368, 39.3 / 66.7, 0.982 / 0.816, 5.8 / 11.5; ``tv`` 45.3 / 69.3, 0.456 /
+0.284, 42.9 / 69.9, 0.893 / 0.589, 9.1 / 23.9. The leak-corrected level alone moved ``wtv`` by
+-0.9 to +0.8 points per case, and on the smooth thick-slice head of ``tests/recon/test_bregman.py``
+(1 x 1 x 2.5 mm, noise 1 ppb) from 41.8 to 30.2 %, but at 1 mm from 28.6 to 32.2 %: a single TV
+solve at a lower residual fits more noise there. The figures below are from before revision 11.)
 
 The proxy closest to the in-vivo figures is "head all obl" (anisotropy, non-dipolar WM,
 V-SHARP residual, angulated): field-only ``wtv`` 61.6 % / 0.416 / slope 0.767 (in vivo
@@ -140,7 +145,7 @@ METHODS = (
            doi="10.1002/jmri.24365"),
     Method("tv", tv_admm, label="total-variation-regularised inversion (TV, ADMM)",
            description="total-variation regularised inversion by ADMM, noise-weighted data term, "
-                       "automatic weight",
+                       "automatic weight (as wtv's)",
            citation="Bilgic B, Fan AP, Polimeni JR, et al. Magn Reson Med 2014;72:1444-1459",
            doi="10.1002/mrm.25029"),
     Method("rts", rts, label="RTS (rapid two-step)",
@@ -149,9 +154,9 @@ METHODS = (
            doi="10.1016/j.neuroimage.2017.11.018"),
     Method("wtv", wtv, label="magnitude-weighted total-variation inversion by ADMM (edge weights from the "
                              "magnitude as in MEDI; weight per scan by the discrepancy principle on the "
-                             "field's magic-cone inconsistency)",
+                             "field's magic-cone inconsistency, less the cone leakage of the mask's edge)",
            description="TV with edges taken from the magnitude, noise-weighted data term, weight "
-                       "by the discrepancy principle on the magic cone",
+                       "by the discrepancy principle on the magic cone (the mask edge's leakage removed)",
            citation=LIU_2011[0], doi=LIU_2011[1], also_cites=(MILOVIC_2018,), former_names=("medi",),
            renamed_because="magnitude-weighted TV with qsmiron's weight rule, not Liu's MEDI algorithm"),
     Method("wtv_bregman", wtv_bregman,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -153,6 +153,23 @@ def inconsistency_ppm(problem: Problem, *, max_dipole: float = CONE_MAX_DIPOLE,
         return float("nan")
     return float(np.sqrt(power[band].mean(dtype=np.float64) / problem.mask.sum()))
 
+
+def truncation_leak_ppm(problem: Problem, predicted_ppm: np.ndarray) -> float:
+    """``inconsistency_ppm`` of the field a map predicts, zeroed outside the mask.
+
+    A field that a susceptibility inside the mask explains exactly still shows power on the
+    magic cone once it is known only inside the mask: the cut at the mask's edge spreads its
+    spectrum there. That power is not inconsistency, and a fitted map's predicted field shows
+    it too (a smooth map somewhat less: what it leaves out of the field leaks less).
+    """
+    inside = np.where(problem.mask, predicted_ppm, 0).astype(np.float32)
+    return inconsistency_ppm(replace(problem, field_ppm=inside))
+
+
+def level_without_leak(raw_level_ppm: float, leak_ppm: float) -> float:
+    """The inconsistency level less the truncation leak, in quadrature (independent parts' cone
+    powers add)."""
+    return float(np.sqrt(max(raw_level_ppm ** 2 - leak_ppm ** 2, 0.0)))
 
 def weights_on_grid(mask: np.ndarray, magnitude: np.ndarray | None, noise_ppm: np.ndarray | None
                     ) -> tuple[np.ndarray, str]:

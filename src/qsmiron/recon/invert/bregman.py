@@ -148,12 +148,13 @@ is small, so it is not kept; it would also need R2* (three echoes) and a penalty
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
-from qsmiron.recon.invert._common import DEFAULT_PAD_MM, Problem, data_weights, inconsistency_ppm, setup
+from qsmiron.recon.invert._common import (DEFAULT_PAD_MM, Problem, data_weights, inconsistency_ppm, level_without_leak,
+                                          setup, truncation_leak_ppm)
 from qsmiron.recon.invert.tv_admm import TVSolver, alpha_path
 from qsmiron.recon.invert.wtv import DEFAULT_EDGE_FRACTION, padded_edge_weights
 from qsmiron.recon.params import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
@@ -188,18 +189,6 @@ def descend_to_level(solver: TVSolver, top: float, level: float, *, step_decades
     return alpha, state, path, level
 
 
-def truncation_leak_ppm(problem: Problem, predicted_ppm: np.ndarray) -> float:
-    """``inconsistency_ppm`` of the field a map predicts, zeroed outside the mask.
-
-    A field that a susceptibility inside the mask explains exactly still shows power on the
-    magic cone once it is known only inside the mask: the cut at the mask's edge spreads its
-    spectrum there. That power is not inconsistency, and a fitted map's predicted field shows
-    it too (a smooth map somewhat less: what it leaves out of the field leaks less).
-    """
-    inside = np.where(problem.mask, predicted_ppm, 0).astype(np.float32)
-    return inconsistency_ppm(replace(problem, field_ppm=inside))
-
-
 @dataclass
 class LeakCorrectedLevel:
     """The discrepancy level without the mask's truncation leak, ``sqrt(raw^2 - leak^2)`` (cone
@@ -212,7 +201,7 @@ class LeakCorrectedLevel:
 
     def __call__(self, solver: TVSolver) -> float:
         self.leak_ppm = truncation_leak_ppm(self.problem, solver.dchi / np.float32(solver.scale))
-        return float(np.sqrt(max(self.raw_level_ppm ** 2 - self.leak_ppm ** 2, 0.0)))
+        return level_without_leak(self.raw_level_ppm, self.leak_ppm)
 
 
 def level_crossing(path: list[dict], level: float) -> float | None:

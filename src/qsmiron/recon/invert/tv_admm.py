@@ -28,7 +28,8 @@ import numpy as np
 
 from qsmiron.recon.fourier import irfftn, laplacian_kernel, rfftn
 from qsmiron.recon.invert import _kernels
-from qsmiron.recon.invert._common import DEFAULT_PAD_MM, Problem, data_weights, inconsistency_ppm, setup
+from qsmiron.recon.invert._common import (DEFAULT_PAD_MM, Problem, data_weights, inconsistency_ppm, level_without_leak,
+                                          setup, truncation_leak_ppm)
 from qsmiron.recon.invert.regularisation import choose_weight, discrepancy_crossing
 from qsmiron.recon.params import NonNegativeFloat, PositiveFloat, PositiveInt
 
@@ -162,17 +163,21 @@ def alpha_path(problem: Problem, weights: np.ndarray, *, n_alphas: int, span_dec
 
 
 def _inconsistency_discrepancy(problem: Problem, solver: TVSolver, unit: float, *, path_decades: float,
-                               path_step_decades: float, path_iterations: int,
-                               info: dict) -> tuple[float, np.ndarray]:
+                               path_step_decades: float, path_iterations: int, info: dict,
+                               leak_corrected: bool = True) -> tuple[float, np.ndarray]:
     """Rule "auto": the weight whose residual equals the field's inconsistency with the model.
 
     Walks the path from strong to weak (warm starts, ``path_iterations`` each) and stops as
     soon as the RMS residual inside the mask, ``||D chi - f||``, falls to the level of
-    ``inconsistency_ppm`` (noise + model errors, measured on the magic cone); the crossing is
-    interpolated in log-log between the last two points. Returns the weight and the path
-    state nearest to it (log scale) to start the final solve from.
+    ``inconsistency_ppm`` (noise + model errors, measured on the magic cone) less the cone
+    leakage of the mask's edge, which the map predicting the field at the first weight that
+    reaches the uncorrected level shows (``truncation_leak_ppm``; as ``wtv_bregman``'s level);
+    the crossing is interpolated in log-log between the last two points. Returns the weight and
+    the path state nearest to it (log scale) to start the final solve from. With
+    ``leak_corrected`` false the uncorrected level is kept.
     """
-    level = inconsistency_ppm(problem)
+    raw_level = level = inconsistency_ppm(problem)
+    leak = float("nan")
     top = alpha_path(problem, solver.w2 ** 0.5, n_alphas=1, span_decades=0.0)[0]
     n_steps = int(np.floor(path_decades / path_step_decades + 1e-9)) + 1
     alphas = top * 10.0 ** (-path_step_decades * np.arange(n_steps))
@@ -186,6 +191,9 @@ def _inconsistency_discrepancy(problem: Problem, solver: TVSolver, unit: float, 
                                                dtype=np.float64))))
         visited.append(float(a))
         states.append(solver.chi.copy())
+        if residuals[-1] <= level and leak_corrected and np.isnan(leak):
+            leak = truncation_leak_ppm(problem, predicted)
+            level = level_without_leak(raw_level, leak)
         if residuals[-1] <= level:
             break
     crossing = discrepancy_crossing(visited, residuals, level)
@@ -194,7 +202,8 @@ def _inconsistency_discrepancy(problem: Problem, solver: TVSolver, unit: float, 
     else:
         chosen, used = crossing, "inconsistency discrepancy"
     nearest = int(np.argmin(np.abs(np.log(np.asarray(visited)) - np.log(chosen))))
-    info.update({"rule": "auto", "chosen_by": used, "inconsistency_ppm": level,
+    info.update({"rule": "auto", "chosen_by": used, "inconsistency_ppm": raw_level,
+                 "truncation_leak_ppm": leak, "level_ppm": level,
                  "path": {"alphas": visited, "residual_rms_ppm": residuals,
                           "iterations_per_alpha": path_iterations}})
     return float(chosen), states[nearest]
@@ -203,9 +212,12 @@ def _inconsistency_discrepancy(problem: Problem, solver: TVSolver, unit: float, 
 def run_weighted_tv(problem: Problem, weights: np.ndarray, noise_level: float, *,
                     alpha: float | str, gradient_weights: np.ndarray | None, max_iter: int, tol: float,
                     path_alphas: int, path_decades: float, path_iterations: int,
-                    path_step_decades: float = 0.5,
+                    path_step_decades: float = 0.5, leak_corrected_level: bool = True,
                     nonlinear_scale_rad_per_ppm: float | None = None) -> tuple[np.ndarray, dict]:
-    """Shared driver of ``tv_admm`` and ``wtv``: choose alpha (or take it) and solve."""
+    """Shared driver of ``tv_admm`` and ``wtv``: choose alpha (or take it) and solve.
+
+    ``leak_corrected_level``: the automatic weight meets the cone level less the mask's truncation
+    leak (``_inconsistency_discrepancy``); false keeps the raw cone level."""
     solver = TVSolver(problem, weights, gradient_weights=gradient_weights,
                       nonlinear_scale_rad_per_ppm=nonlinear_scale_rad_per_ppm)
     n_data = int(problem.mask.sum())
@@ -216,7 +228,8 @@ def run_weighted_tv(problem: Problem, weights: np.ndarray, noise_level: float, *
     if alpha == "auto":
         chosen, start = _inconsistency_discrepancy(problem, solver, unit, path_decades=path_decades,
                                                    path_step_decades=path_step_decades,
-                                                   path_iterations=path_iterations, info=info)
+                                                   path_iterations=path_iterations, info=info,
+                                                   leak_corrected=leak_corrected_level)
         path_iters = solver.iterations
         solver = TVSolver(problem, weights, gradient_weights=gradient_weights, chi0=start,
                           nonlinear_scale_rad_per_ppm=nonlinear_scale_rad_per_ppm)
