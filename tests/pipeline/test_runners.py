@@ -35,3 +35,48 @@ def test_freed_grid_sized_arrays_are_reused_instead_of_paged_in_again():
     _, default = faults("default")
     # 60 blocks of 28 MB are about 410 000 pages of 4 kB when each is mapped anew
     assert default > 100_000 and kept < 0.01 * default
+
+
+# numba re-reads NUMBA_NUM_THREADS whenever it compiles; a value other than the one its threads
+# started with then fails the compilation. Each case runs in a fresh interpreter (numba's state
+# is per process), with NUMBA_NUM_THREADS unset and a parallel kernel that launches the threads.
+THREADS_THEN_COMPILE = """
+import os, sys
+os.environ.pop("NUMBA_NUM_THREADS", None)
+from qsmiron.pipeline.runners import _with_threads, limit_threads
+
+def launch_threads():
+    import numba, numpy as np
+
+    @numba.njit(parallel=True)
+    def total(a):
+        s = 0.0
+        for i in numba.prange(a.size):
+            s += a[i]
+        return s
+    return total(np.ones(1000))
+
+def compile_new_kernel():
+    import numba, numpy as np
+    return numba.njit(lambda a: a.sum() + 1.0)(np.ones(4))
+
+if sys.argv[1] == "imported before":
+    launch_threads()
+    _with_threads(1, compile_new_kernel)
+    compile_new_kernel()
+elif sys.argv[1] == "imported inside":
+    _with_threads(1, launch_threads)
+    compile_new_kernel()
+else:  # a worker: capped once, then compiling as it goes
+    launch_threads()
+    limit_threads(1)
+    compile_new_kernel()
+print("compiled")
+"""
+
+
+@pytest.mark.parametrize("case", ["imported before", "imported inside", "worker"])
+def test_capping_threads_never_makes_a_later_numba_compilation_fail(case):
+    out = subprocess.run([sys.executable, "-c", THREADS_THEN_COMPILE, case], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.strip() == "compiled"

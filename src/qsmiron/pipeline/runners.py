@@ -59,11 +59,18 @@ def estimate_subject_gb(unit) -> float:
 
 def limit_threads(threads: int):
     """Cap the numerical threads of this process (BLAS/OpenMP through threadpoolctl, numba, ITK);
-    returns the threadpoolctl limiter (keep it to keep the BLAS cap)."""
+    returns the threadpoolctl limiter (keep it to keep the BLAS cap).
+
+    Once numba is imported its ``NUMBA_NUM_THREADS`` is left alone: numba re-reads it whenever it
+    compiles, and a value other than the one its running threads started with makes that
+    compilation fail ("Cannot set NUMBA_NUM_THREADS to a different value once the threads have
+    been launched"); its count is capped by ``numba.set_num_threads`` instead."""
+    numba_loaded = "numba" in sys.modules
     for variable in THREAD_VARIABLES:
-        os.environ[variable] = str(threads)
+        if not (variable == "NUMBA_NUM_THREADS" and numba_loaded):
+            os.environ[variable] = str(threads)
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
-    if "numba" in sys.modules:  # already imported: NUMBA_NUM_THREADS was read, set the count itself
+    if numba_loaded:
         import numba
 
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
@@ -180,6 +187,8 @@ def _with_threads(threads: int, function, *args):
 
             numba.set_num_threads(numba_threads)
         for name, value in saved.items():
+            if name == "NUMBA_NUM_THREADS" and "numba" in sys.modules:
+                continue  # numba has read the value its threads run with (see limit_threads)
             if value is None:
                 os.environ.pop(name, None)
             else:
