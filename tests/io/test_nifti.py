@@ -133,3 +133,40 @@ def test_box_through_affine_holds_every_mapped_point_of_the_box():
     first, last = box_through_affine(lower, upper, scaled)
     np.testing.assert_allclose(first, [-5.0, 2.0, 11.0])
     np.testing.assert_allclose(last, [11.0, 14.0, 39.0])
+
+
+def _with_zero_pixdim(path, *, sform: bool):
+    """A NIfTI whose stored pixdim is 0 (written byte by byte: nibabel's writer recomputes it)."""
+    import gzip
+
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.ones((6, 6, 6), np.float32), np.diag([1.5, 1.5, 2.0, 1.0])), str(path))
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as stream:
+        raw = bytearray(stream.read())
+    header = nib.Nifti1Header(binaryblock=bytes(raw[:348]), check=False)
+    header["pixdim"][1:4] = 0
+    header["sform_code"] = 2 if sform else 0
+    header["qform_code"] = 1
+    raw[:348] = header.binaryblock
+    with opener(path, "wb") as stream:
+        stream.write(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("name", ["zero.nii", "zero.nii.gz"])
+def test_a_zero_pixdim_without_sform_is_refused_in_one_line_naming_the_file(tmp_path, caplog, name):
+    path = _with_zero_pixdim(tmp_path / name, sform=False)
+    with pytest.raises(InputError, match="pixdim") as error:
+        load_nifti(path, with_sidecar=False)
+    assert str(path) in str(error.value)
+    assert not [r for r in caplog.records if r.name == "nibabel.global"]  # nor nibabel's own notice
+
+
+@pytest.mark.parametrize("name", ["zero.nii", "zero.nii.gz"])
+def test_a_zero_pixdim_beside_an_sform_reads_the_geometry_from_the_sform_silently(tmp_path, caplog, name):
+    """nibabel logs its fix of the header on stderr (a second line beside our one-line errors)."""
+    volume = load_nifti(_with_zero_pixdim(tmp_path / name, sform=True), with_sidecar=False)
+    assert volume.voxel_size_mm == pytest.approx((1.5, 1.5, 2.0))
+    assert not [r for r in caplog.records if r.name == "nibabel.global"]

@@ -107,7 +107,10 @@ def _read_image_file(path: Path):
     from isal import igzip, isal_zlib
 
     if not path.name.endswith(".gz"):
-        return nib.load(str(path))
+        with quiet_nibabel():
+            image = nib.load(str(path))
+        check_stored_voxel_sizes(image, path)
+        return image
     with open(path, "rb") as stream:
         if stream.read(2) != b"\x1f\x8b":
             raise ValueError("named .gz but not gzip-compressed")
@@ -118,7 +121,45 @@ def _read_image_file(path: Path):
                          f"the source", path) from None
     header_size = int.from_bytes(raw[:4], "little") if len(raw) >= 4 else 0
     image_class = nib.Nifti2Image if header_size in (540, 0x1C020000) else nib.Nifti1Image
-    return image_class.from_bytes(raw)
+    with quiet_nibabel():
+        image = image_class.from_bytes(raw)
+    check_stored_voxel_sizes(image, path, raw[:540])
+    return image
+
+
+class quiet_nibabel:
+    """nibabel prints what it fixes in a header (``pixdim[1,2,3] should be non-zero; setting 0
+    dims to 1``) on stderr; ``check_stored_voxel_sizes`` decides about it instead."""
+
+    def __enter__(self):
+        self.level = nib.imageglobals.logger.level
+        nib.imageglobals.logger.setLevel(60)  # above CRITICAL: nothing
+
+    def __exit__(self, *exc):
+        nib.imageglobals.logger.setLevel(self.level)
+
+
+def check_stored_voxel_sizes(image, path: str | os.PathLike, header_bytes: bytes | None = None) -> None:
+    """Refuse a zero voxel size in the stored pixdim where no sform gives the geometry: nibabel
+    would take 1 mm, and the dipole kernel would be built for voxels the scan does not have.
+    ``header_bytes``: the file's first bytes when already read (decompressed)."""
+    path = Path(path)
+    if header_bytes is None:
+        import gzip
+
+        with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as stream:
+            header_bytes = stream.read(540)
+    header_class = type(image.header)
+    try:
+        stored = header_class(binaryblock=header_bytes[:header_class.template_dtype.itemsize], check=False)
+    except Exception:  # not this header's layout: nibabel read it some other way; nothing to check
+        return
+    pixdim = np.asarray(stored["pixdim"][1:4], dtype=float)
+    if np.all(pixdim > 0) or int(stored["sform_code"]) > 0:
+        return
+    sizes = " x ".join(f"{v:g}" for v in pixdim)
+    raise InputError(f"the header's voxel size (pixdim) is {sizes} mm and no sform gives the "
+                     f"geometry: set the voxel size in the header (e.g. convert again with dcm2niix)", path)
 
 
 def open_image(path: str | os.PathLike, what: str = "image"):
