@@ -170,3 +170,17 @@ def test_a_zero_pixdim_beside_an_sform_reads_the_geometry_from_the_sform_silentl
     volume = load_nifti(_with_zero_pixdim(tmp_path / name, sform=True), with_sidecar=False)
     assert volume.voxel_size_mm == pytest.approx((1.5, 1.5, 2.0))
     assert not [r for r in caplog.records if r.name == "nibabel.global"]
+
+
+def test_complex_voxels_are_refused_naming_the_file_instead_of_dropping_the_imaginary_part(tmp_path):
+    import nibabel as nib
+
+    from qsmiron.io.gre import load_gre
+
+    path = tmp_path / "complex.nii.gz"
+    nib.save(nib.Nifti1Image((np.ones((6, 6, 6, 3)) * (1 + 2j)).astype(np.complex64), np.eye(4)), str(path))
+    with pytest.raises(InputError, match="complex values") as error:
+        load_nifti(path)
+    assert str(path) in str(error.value)
+    with pytest.raises(InputError, match="complex values"):
+        load_gre(path, path, echo_times_s=(0.004, 0.01, 0.016), field_strength_t=3.0)

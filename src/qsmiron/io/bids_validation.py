@@ -15,7 +15,8 @@ from qsmiron.errors import InputError
 from qsmiron.io.bids import (ECHO_TIME_MATCH_TOL_S, FIELD_STRENGTH_MATCH_TOL_T, REQUIRED_SIDECAR_FIELDS,
                              Problem, SubjectInputs, as_float, read_participant_ids)
 from qsmiron.io.limits import ECHO_TIME_MS_THRESHOLD_S, FIELD_STRENGTH_RANGE_T, MIN_ECHOES
-from qsmiron.io.nifti import check_geometry, check_stored_voxel_sizes, open_image, quiet_nibabel, strip_nifti_suffix
+from qsmiron.io.nifti import (check_geometry, check_real_valued, check_stored_voxel_sizes, open_image, quiet_nibabel,
+                              strip_nifti_suffix)
 
 
 def validate_dataset(bids_dir: str | os.PathLike, subjects: list[SubjectInputs], *,
@@ -179,6 +180,7 @@ def _check_images(unit: SubjectInputs, images, check_data: bool) -> list[Problem
                 with quiet_nibabel():
                     image = nib.load(str(path))
                 check_stored_voxel_sizes(image, path)
+                check_real_valued(image, path)
             shape = tuple(int(n) for n in image.shape)
             affine = np.asarray(image.affine, dtype=float)
             check_geometry(affine, path)

@@ -168,8 +168,9 @@ def open_image(path: str | os.PathLike, what: str = "image"):
     Raises
     ------
     InputError
-        Naming the file: missing, a folder, a truncated or corrupt gzip stream, not NIfTI, or
-        a geometry no scanner writes (see :func:`check_geometry`).
+        Naming the file: missing, a folder, a truncated or corrupt gzip stream, not NIfTI, a
+        geometry no scanner writes (see :func:`check_geometry`), a zero voxel size without an
+        sform, or complex voxels.
     """
     path = Path(path)
     if not path.exists():
@@ -184,7 +185,16 @@ def open_image(path: str | os.PathLike, what: str = "image"):
         raise InputError(f"not a readable NIfTI {what} ({type(exc).__name__}: {exc})",
                          path) from None
     check_geometry(image.affine, path)
+    check_real_valued(image, path, what)
     return image
+
+
+def check_real_valued(image, path: str | os.PathLike, what: str = "image") -> None:
+    """Refuse complex voxels: every input is real (a scan as magnitude and phase images), and
+    casting would drop the imaginary part with only numpy's warning."""
+    if np.dtype(image.get_data_dtype()).kind == "c":
+        raise InputError(f"holds complex values, but a real-valued {what} was expected (a scan as "
+                         f"separate magnitude and phase images: BIDS part-mag and part-phase)", path)
 
 
 def check_geometry(affine: np.ndarray, path: str | os.PathLike | None = None) -> None:
