@@ -38,7 +38,7 @@ angulated slices, with 1.5 x 1.5 x 3 mm voxels, and with 3x the noise. Median / 
 
 (Results revision 12: the cone band in cycles per mm (``_common.CONE_MIN_FREQUENCY_PER_MM``), and
 ``wtv`` and ``tv`` take their weight at the level less the mask edge's cone leakage, as
-``wtv_bregman`` stops at it since revision 11 (``bregman.LeakCorrectedLevel``). Before:
+``wtv_bregman`` stops at it since revision 11 (``tv_admm.LeakCorrectedLevel``). Before:
 ``wtv`` 49.6 / 79.0, 0.433 / 0.277, 44.6 / 71.5, 0.974 / 0.819, 5.2 / 12.4; ``wtv_bregman``
 45.3 / 72.6, 0.472 / 0.368, 39.3 / 66.7, 0.982 / 0.816, 5.8 / 11.5; ``tv`` 45.3 / 69.3, 0.456 /
 0.284, 42.9 / 69.9, 0.893 / 0.589, 9.1 / 23.9. The leak-corrected level alone moved ``wtv`` by

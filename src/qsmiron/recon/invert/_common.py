@@ -119,9 +119,9 @@ leak is larger, and stopped the inversion early on thick slices. ``benchmarks/be
 (own masks; Chimap NRMSE median / worst, regional error ppb, before -> after): the ten held-out
 heads with 2-2.5 mm slices 42.3 / 46.3 -> 41.4 / 43.8 % and 5.5 / 8.8 -> 5.2 / 8.0 ppb (worst head
 d1-03: VeP -21.2 -> -18.7 ppb), the fourteen with 1-1.5 mm 35.2 / 40.0 % either way; the family
-slab frame 36.2 / 41.0 -> 36.2 / 40.7 %, scanner frame 37.2 / 41.5 -> 37.1 / 41.1 %. On grids too coarse for it (voxels over 2.5 mm along
-every axis) it is lowered to half the finest axis' Nyquist frequency, so that the band is
-never empty."""
+slab frame 36.2 / 41.0 -> 36.2 / 40.7 %, scanner frame 37.2 / 41.5 -> 37.1 / 41.1 %. On grids
+too coarse for it (voxels over 2.5 mm along every axis) it is lowered to half the finest axis'
+Nyquist frequency, so that the band is never empty."""
 
 
 def cone_band_min_frequency_per_mm(voxel_size_mm: Sequence[float]) -> float:
@@ -165,11 +165,6 @@ def truncation_leak_ppm(problem: Problem, predicted_ppm: np.ndarray) -> float:
     inside = np.where(problem.mask, predicted_ppm, 0).astype(np.float32)
     return inconsistency_ppm(replace(problem, field_ppm=inside))
 
-
-def level_without_leak(raw_level_ppm: float, leak_ppm: float) -> float:
-    """The inconsistency level less the truncation leak, in quadrature (independent parts' cone
-    powers add)."""
-    return float(np.sqrt(max(raw_level_ppm ** 2 - leak_ppm ** 2, 0.0)))
 
 def weights_on_grid(mask: np.ndarray, magnitude: np.ndarray | None, noise_ppm: np.ndarray | None
                     ) -> tuple[np.ndarray, str]:

@@ -33,35 +33,36 @@ exactly still has power on the magic cone once it is known only inside the mask:
 mask's edge spreads its spectrum there. ``inconsistency_ppm`` counts that as inconsistency. On a
 smooth head with a step (``tests/recon/test_bregman.py``) it is 0.54 ppb at 1 mm and 0.96 ppb at 1
 x 1 x 2.5 mm (1.04 while the band of ``_common.inconsistency_ppm`` was set in cycles per voxel and
-reached lower physical frequencies along the slices). With the true field's leak removed in quadrature, the cone gives the
-added noise's SD within 3 %. On the family and held-out heads of ``benchmarks/bench_bgremove.py``
-(own masks) the exact field of the truth inside the mask has a cone level of 0.48 ppb on the axial
-1 mm head and 1.3-1.7 ppb on three 2.5 mm-slice heads, about three quarters of the level of their
-measured local fields: over half its power was leak (the level without it: h01 0.42 against 0.64
-ppb, d1-03 1.48 against 2.24), and the leak was three times larger on thick slices than at 1 mm,
-where the TV then shrank the small nuclei (held-out head d1-03, 2.5 mm slices: the exact field
-inverted on its own mask gave 37.2 % and VeP -12.6 ppb; now 30.3 % and -10.6 ppb). So the level is
-now the cone's RMS less, in quadrature, that of the field the solver's iterate predicts inside the
-mask, taken where the descent first reaches the uncorrected level (``LeakCorrectedLevel``); the
-descent then goes on to the lower level. The iterate is smoother than the truth and leaks less (on
-that thick-slice phantom the level becomes 1.20 ppb, noise 1.00, against 1.40 uncorrected), so the
-correction errs on the side of regularising. Cost: one FFT and usually one more path weight. What
-it did (``benchmarks/bench_bgremove.py``, Chimap NRMSE %, XSIM, regional error ppb, |VeP error|
-ppb; median / worst; before -> after): ``qsmiron recon`` with its own mask, 12 family heads, slab
-frame 37.0 / 42.9 -> 36.2 / 41.0 %, XSIM 0.755 / 0.676 -> 0.765 / 0.709, regional 3.4 / 4.8 -> 3.6
-/ 4.8, |VeP| 4.1 / 8.9 -> 3.4 / 9.0; scanner frame 37.7 / 43.4 -> 37.2 / 41.5 %, 0.745 / 0.668 ->
-0.758 / 0.703, regional 3.0 / 6.4 -> 2.9 / 6.9, |VeP| 5.7 / 8.7 -> 4.3 / 8.2; the 24 held-out
-heads (``--drawn 12``, draw seeds 0 and 1, slab frame) 39.6 / 49.1 -> 38.7 / 46.3 %, 0.714 / 0.566
--> 0.732 / 0.614, regional 4.0 / 9.5 -> 4.0 / 8.8, |VeP| 7.9 / 23.1 -> 7.8 / 21.2, slopes
-0.92-1.01 -> 0.92-1.00; of them the ten with 2-2.5 mm slices 44.5 / 49.1 -> 42.3 / 46.3 % and 5.8
-/ 9.5 -> 5.5 / 8.8 ppb, the fourteen with 1-1.5 mm 35.4 / 40.4 -> 35.2 / 40.0 % and 3.2 / 6.7 ->
-3.0 / 6.5 ppb. With the family's given masks (11 heads, slab) 38.4 / 44.6 -> 38.1 / 42.6 %,
-regional 3.7 / 6.8 -> 3.5 / 6.2 ppb. Less regularisation raises the nuclei against the brain's
-mean everywhere: where they read low (most heads) it helps, on h01, whose nuclei already read high
-(background left at the skull base), the regional error rose 3.7 -> 4.8 ppb (slab) and 6.4 -> 6.9
-(scanner). Measured and not kept: the leak taken from the full solution at the uncorrected level
-and the whole inversion run again at the lower one (twice the cost; family slab 36.1 / 40.9 %,
-regional 3.7 / 5.0 ppb; held-out draw 1 37.4 / 45.4 %, 3.6 / 8.6 ppb).
+reached lower physical frequencies along the slices). With the true field's leak removed in
+quadrature, the cone gives the added noise's SD within 3 %. On the family and held-out heads of
+``benchmarks/bench_bgremove.py`` (own masks) the exact field of the truth inside the mask has a
+cone level of 0.48 ppb on the axial 1 mm head and 1.3-1.7 ppb on three 2.5 mm-slice heads, about
+three quarters of the level of their measured local fields: over half its power was leak (the level
+without it: h01 0.42 against 0.64 ppb, d1-03 1.48 against 2.24), and the leak was three times
+larger on thick slices than at 1 mm, where the TV then shrank the small nuclei (held-out head
+d1-03, 2.5 mm slices: the exact field inverted on its own mask gave 37.2 % and VeP -12.6 ppb; now
+30.3 % and -10.6 ppb). So the level is now the cone's RMS less, in quadrature, that of the field
+the solver's iterate predicts inside the mask, taken where the descent first reaches the
+uncorrected level (``tv_admm.LeakCorrectedLevel``); the descent then goes on to the lower level.
+The iterate is smoother than the truth and leaks less (on that thick-slice phantom the level
+becomes 1.20 ppb, noise 1.00, against 1.40 uncorrected), so the correction errs on the side of
+regularising. Cost: one FFT and usually one more path weight. What it did
+(``benchmarks/bench_bgremove.py``, Chimap NRMSE %, XSIM, regional error ppb, |VeP error| ppb;
+median / worst; before -> after): ``qsmiron recon`` with its own mask, 12 family heads, slab frame
+37.0 / 42.9 -> 36.2 / 41.0 %, XSIM 0.755 / 0.676 -> 0.765 / 0.709, regional 3.4 / 4.8 -> 3.6 / 4.8,
+|VeP| 4.1 / 8.9 -> 3.4 / 9.0; scanner frame 37.7 / 43.4 -> 37.2 / 41.5 %, 0.745 / 0.668 -> 0.758 /
+0.703, regional 3.0 / 6.4 -> 2.9 / 6.9, |VeP| 5.7 / 8.7 -> 4.3 / 8.2; the 24 held-out heads
+(``--drawn 12``, draw seeds 0 and 1, slab frame) 39.6 / 49.1 -> 38.7 / 46.3 %, 0.714 / 0.566 ->
+0.732 / 0.614, regional 4.0 / 9.5 -> 4.0 / 8.8, |VeP| 7.9 / 23.1 -> 7.8 / 21.2, slopes 0.92-1.01 ->
+0.92-1.00; of them the ten with 2-2.5 mm slices 44.5 / 49.1 -> 42.3 / 46.3 % and 5.8 / 9.5 -> 5.5 /
+8.8 ppb, the fourteen with 1-1.5 mm 35.4 / 40.4 -> 35.2 / 40.0 % and 3.2 / 6.7 -> 3.0 / 6.5 ppb.
+With the family's given masks (11 heads, slab) 38.4 / 44.6 -> 38.1 / 42.6 %, regional 3.7 / 6.8 ->
+3.5 / 6.2 ppb. Less regularisation raises the nuclei against the brain's mean everywhere: where
+they read low (most heads) it helps, on h01, whose nuclei already read high (background left at the
+skull base), the regional error rose 3.7 -> 4.8 ppb (slab) and 6.4 -> 6.9 (scanner). Measured and
+not kept: the leak taken from the full solution at the uncorrected level and the whole inversion
+run again at the lower one (twice the cost; family slab 36.1 / 40.9 %, regional 3.7 / 5.0 ppb;
+held-out draw 1 37.4 / 45.4 %, 3.6 / 8.6 ppb).
 
 Why interpolated. Before, the steps ran at the last path weight above the level, which lies 0 to
 0.5 decades above the crossing depending on where the level happens to fall between two path
@@ -148,14 +149,12 @@ is small, so it is not kept; it would also need R2* (three echoes) and a penalty
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
-from qsmiron.recon.invert._common import (DEFAULT_PAD_MM, Problem, data_weights, inconsistency_ppm, level_without_leak,
-                                          setup, truncation_leak_ppm)
-from qsmiron.recon.invert.tv_admm import TVSolver, alpha_path
+from qsmiron.recon.invert._common import DEFAULT_PAD_MM, Problem, data_weights, inconsistency_ppm, setup
+from qsmiron.recon.invert.tv_admm import LeakCorrectedLevel, TVSolver, alpha_path
 from qsmiron.recon.invert.wtv import DEFAULT_EDGE_FRACTION, padded_edge_weights
 from qsmiron.recon.params import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
 
@@ -187,21 +186,6 @@ def descend_to_level(solver: TVSolver, top: float, level: float, *, step_decades
             break
         alpha, state = current, solver.chi.copy()
     return alpha, state, path, level
-
-
-@dataclass
-class LeakCorrectedLevel:
-    """The discrepancy level without the mask's truncation leak, ``sqrt(raw^2 - leak^2)`` (cone
-    power adds for independent parts), the leak taken from the solver's iterate when called
-    (``descend_to_level``'s ``lower_level``); ``leak_ppm`` keeps what it found."""
-
-    problem: Problem
-    raw_level_ppm: float
-    leak_ppm: float = float("nan")
-
-    def __call__(self, solver: TVSolver) -> float:
-        self.leak_ppm = truncation_leak_ppm(self.problem, solver.dchi / np.float32(solver.scale))
-        return level_without_leak(self.raw_level_ppm, self.leak_ppm)
 
 
 def level_crossing(path: list[dict], level: float) -> float | None:

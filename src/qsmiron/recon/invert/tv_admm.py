@@ -22,14 +22,15 @@ same solution whether it was chosen or given.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
 
 from qsmiron.recon.fourier import irfftn, laplacian_kernel, rfftn
 from qsmiron.recon.invert import _kernels
-from qsmiron.recon.invert._common import (DEFAULT_PAD_MM, Problem, data_weights, inconsistency_ppm, level_without_leak,
-                                          setup, truncation_leak_ppm)
+from qsmiron.recon.invert._common import (DEFAULT_PAD_MM, Problem, data_weights, inconsistency_ppm, setup,
+                                          truncation_leak_ppm)
 from qsmiron.recon.invert.regularisation import choose_weight, discrepancy_crossing
 from qsmiron.recon.params import NonNegativeFloat, PositiveFloat, PositiveInt
 
@@ -149,6 +150,25 @@ class TVSolver:
         return float(np.sum(self.gradient_weights * np.sqrt((g * g).sum(axis=0))))
 
 
+@dataclass
+class LeakCorrectedLevel:
+    """The discrepancy level without the mask's truncation leak, ``sqrt(raw^2 - leak^2)`` (cone
+    power adds for independent parts), the leak taken from the field a map predicts: the solver's
+    iterate when called (``bregman.descend_to_level``'s ``lower_level``), or a prediction given to
+    ``at``; ``leak_ppm`` keeps what it found (NaN until then)."""
+
+    problem: Problem
+    raw_level_ppm: float
+    leak_ppm: float = float("nan")
+
+    def at(self, predicted_ppm: np.ndarray) -> float:
+        self.leak_ppm = truncation_leak_ppm(self.problem, predicted_ppm)
+        return float(np.sqrt(max(self.raw_level_ppm ** 2 - self.leak_ppm ** 2, 0.0)))
+
+    def __call__(self, solver: TVSolver) -> float:
+        return self.at(solver.dchi / np.float32(solver.scale))
+
+
 def alpha_path(problem: Problem, weights: np.ndarray, *, n_alphas: int, span_decades: float) -> np.ndarray:
     """Weights from strong to weak, relative to the scale of the data.
 
@@ -177,7 +197,7 @@ def _inconsistency_discrepancy(problem: Problem, solver: TVSolver, unit: float, 
     ``leak_corrected`` false the uncorrected level is kept.
     """
     raw_level = level = inconsistency_ppm(problem)
-    leak = float("nan")
+    lower = LeakCorrectedLevel(problem, raw_level) if leak_corrected else None
     top = alpha_path(problem, solver.w2 ** 0.5, n_alphas=1, span_decades=0.0)[0]
     n_steps = int(np.floor(path_decades / path_step_decades + 1e-9)) + 1
     alphas = top * 10.0 ** (-path_step_decades * np.arange(n_steps))
@@ -191,9 +211,8 @@ def _inconsistency_discrepancy(problem: Problem, solver: TVSolver, unit: float, 
                                                dtype=np.float64))))
         visited.append(float(a))
         states.append(solver.chi.copy())
-        if residuals[-1] <= level and leak_corrected and np.isnan(leak):
-            leak = truncation_leak_ppm(problem, predicted)
-            level = level_without_leak(raw_level, leak)
+        if residuals[-1] <= level and lower is not None and np.isnan(lower.leak_ppm):
+            level = lower.at(predicted)
         if residuals[-1] <= level:
             break
     crossing = discrepancy_crossing(visited, residuals, level)
@@ -203,7 +222,7 @@ def _inconsistency_discrepancy(problem: Problem, solver: TVSolver, unit: float, 
         chosen, used = crossing, "inconsistency discrepancy"
     nearest = int(np.argmin(np.abs(np.log(np.asarray(visited)) - np.log(chosen))))
     info.update({"rule": "auto", "chosen_by": used, "inconsistency_ppm": raw_level,
-                 "truncation_leak_ppm": leak, "level_ppm": level,
+                 "truncation_leak_ppm": lower.leak_ppm if lower is not None else float("nan"), "level_ppm": level,
                  "path": {"alphas": visited, "residual_rms_ppm": residuals,
                           "iterations_per_alpha": path_iterations}})
     return float(chosen), states[nearest]
