@@ -184,3 +184,18 @@ def test_complex_voxels_are_refused_naming_the_file_instead_of_dropping_the_imag
     assert str(path) in str(error.value)
     with pytest.raises(InputError, match="complex values"):
         load_gre(path, path, echo_times_s=(0.004, 0.01, 0.016), field_strength_t=3.0)
+
+
+def test_the_header_only_check_refuses_what_open_image_refuses(tmp_path):
+    """``qsmiron validate`` without --check-data reads headers only (``open_header``)."""
+    import nibabel as nib
+
+    from qsmiron.io.nifti import open_header
+
+    complex_path = tmp_path / "complex.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((6, 6, 6), np.complex64), np.eye(4)), str(complex_path))
+    with pytest.raises(InputError, match="complex values"):
+        open_header(complex_path)
+    with pytest.raises(InputError, match="pixdim"):
+        open_header(_with_zero_pixdim(tmp_path / "zero.nii.gz", sform=False))
+    assert open_header(_with_zero_pixdim(tmp_path / "ok.nii", sform=True)).shape == (6, 6, 6)

@@ -15,8 +15,7 @@ from qsmiron.errors import InputError
 from qsmiron.io.bids import (ECHO_TIME_MATCH_TOL_S, FIELD_STRENGTH_MATCH_TOL_T, REQUIRED_SIDECAR_FIELDS,
                              Problem, SubjectInputs, as_float, read_participant_ids)
 from qsmiron.io.limits import ECHO_TIME_MS_THRESHOLD_S, FIELD_STRENGTH_RANGE_T, MIN_ECHOES
-from qsmiron.io.nifti import (check_geometry, check_real_valued, check_stored_voxel_sizes, open_image, quiet_nibabel,
-                              strip_nifti_suffix)
+from qsmiron.io.nifti import open_header, open_image, strip_nifti_suffix
 
 
 def validate_dataset(bids_dir: str | os.PathLike, subjects: list[SubjectInputs], *,
@@ -165,7 +164,6 @@ def _missing_fields_problem(unit: SubjectInputs, path: Path, missing: list[str])
 
 
 def _check_images(unit: SubjectInputs, images, check_data: bool) -> list[Problem]:
-    import nibabel as nib
     import numpy as np
 
     problems: list[Problem] = []
@@ -174,16 +172,9 @@ def _check_images(unit: SubjectInputs, images, check_data: bool) -> list[Problem
         try:
             # With the data checked, the whole file is read (gzip CRC included); otherwise
             # only the header, whose geometry is checked either way.
-            if check_data:
-                image = open_image(path)
-            else:
-                with quiet_nibabel():
-                    image = nib.load(str(path))
-                check_stored_voxel_sizes(image, path)
-                check_real_valued(image, path)
+            image = open_image(path) if check_data else open_header(path)
             shape = tuple(int(n) for n in image.shape)
             affine = np.asarray(image.affine, dtype=float)
-            check_geometry(affine, path)
         except InputError as error:
             problems.append(Problem(unit.participant_id, path, error.message, True, unit.session))
             continue

@@ -189,6 +189,18 @@ def open_image(path: str | os.PathLike, what: str = "image"):
     return image
 
 
+def open_header(path: str | os.PathLike):
+    """The header checks of ``open_image`` without reading the voxels (nibabel's lazy image):
+    stored voxel sizes, geometry, real values. nibabel's own errors for a corrupt header pass
+    through as they are."""
+    with quiet_nibabel():
+        image = nib.load(str(path))
+    check_stored_voxel_sizes(image, path)
+    check_geometry(image.affine, path)
+    check_real_valued(image, path)
+    return image
+
+
 def check_real_valued(image, path: str | os.PathLike, what: str = "image") -> None:
     """Refuse complex voxels: every input is real (a scan as magnitude and phase images), and
     casting would drop the imaginary part with only numpy's warning."""
