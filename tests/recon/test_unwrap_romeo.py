@@ -129,3 +129,47 @@ def test_a_mask_reaching_into_air_does_not_shift_the_tissue_by_a_turn():
     result = unwrap_romeo_full(phase, magnitude, mask, (1.0, 1.0, 1.0), te)
     field_turns = (result.unwrapped_rad[..., 1] - result.unwrapped_rad[..., 0] - delta_true) / (2 * np.pi)
     assert np.abs(field_turns[tissue]).max() < 0.01
+
+
+def _sorted_weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The definition: sort, and take the first value whose cumulative weight reaches half."""
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    if cumulative[-1] <= 0:
+        return float(np.median(values))
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_component_weighted_medians_match_the_sorted_definition(seed):
+    from qsmiron.recon.unwrap._common import component_weighted_medians
+
+    rng = np.random.default_rng(seed)
+    for trial in range(300):
+        n = int(rng.integers(1, 300))
+        labels = rng.integers(0, int(rng.integers(2, 7)), n).astype(np.int32)
+        # integer values give ties; a third of the weights are zero; some labels have none
+        values = (rng.integers(-4, 5, n) if trial % 2 else rng.normal(size=n)).astype(np.float32)
+        weights = rng.random(n).astype(np.float32) * (rng.random(n) > 0.3)
+        weights[labels == 1] *= trial % 3 != 0
+        got = component_weighted_medians(values, labels, weights)
+        unweighted = component_weighted_medians(values, labels)
+        assert got.shape == (max(int(labels.max()), 0) + 1,) and got[0] == 0.0
+        for label in range(1, got.size):
+            inside = labels == label
+            if not inside.any():
+                assert got[label] == 0.0
+                continue
+            v = values[inside].astype(np.float64)
+            assert got[label] == pytest.approx(_sorted_weighted_median(v, weights[inside].astype(np.float64)), abs=1e-12)
+            assert unweighted[label] == pytest.approx(_sorted_weighted_median(v, np.ones(v.size)), abs=1e-12)
+
+
+def test_component_weighted_medians_skip_non_finite_values_and_weights():
+    from qsmiron.recon.unwrap._common import component_weighted_medians
+
+    values = np.array([np.nan, 1.0, 2.0, 3.0, 100.0, np.inf], np.float32)
+    labels = np.array([1, 1, 1, 1, 1, 1], np.int32)
+    weights = np.array([5.0, 1.0, 1.0, 1.0, np.nan, 9.0], np.float32)
+    assert component_weighted_medians(values, labels, weights)[1] == 2.0
+    assert component_weighted_medians(values, labels)[1] == 2.0  # of 1, 2, 3, 100 (with inf: 3)

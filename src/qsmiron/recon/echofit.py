@@ -48,12 +48,12 @@ from typing import Any, Literal, Sequence
 
 import numba
 import numpy as np
-import scipy.stats
 from scipy import ndimage
 
 from qsmiron import ppm_per_hz
 from qsmiron.methods import Method
 from qsmiron.recon.aliasing import aliased_voxels, aliasing_period_hz
+from qsmiron.recon.chi2 import chi2_median, chi2_upper_quantile
 from qsmiron.recon.dephasing import FACTOR as DEPHASING_FACTOR, dephased_voxels
 from qsmiron.recon.params import NonNegativeFloat, OpenFraction, PositiveFloat
 from qsmiron.recon.fourier import bounding_box
@@ -216,7 +216,7 @@ def fit_field(unwrapped_rad: np.ndarray, magnitude: np.ndarray | None, mask: np.
 
     dof = n_echoes - n_params
     if dof > 0:
-        sigma2 = float(np.median(chi2_box[m]) / scipy.stats.chi2.median(dof))
+        sigma2 = float(np.median(chi2_box[m]) / chi2_median(dof))
         info["noise_estimate"] = "fit residuals (median chi-square)"
     else:
         first = np.ones(m.shape, np.float32) if mag is None else mag[box + (0,)]
@@ -279,7 +279,7 @@ def _joined(misfit: np.ndarray | None, flagged: np.ndarray, info: dict[str, Any]
 
 def reduced_chi2_limit(p: float, dof: int) -> float:
     """The reduced chi-square that a fit following the noise model exceeds with probability ``p``."""
-    return float(scipy.stats.chi2.isf(p, dof) / dof)
+    return float(chi2_upper_quantile(p, dof) / dof)
 
 
 def misfit_voxels(reduced_chi2: np.ndarray, mask: np.ndarray, dof: int, p: float, *,

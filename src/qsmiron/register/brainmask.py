@@ -45,6 +45,9 @@ SCALP_SKULL_MM = 8.0
 MASK_REGISTRATION_SEED = 1
 """Seed of the affine's metric sampling (repeating a run needs it and one ITK thread too:
 ``qsmiron.register.ants_backend.pin_itk_to_one_thread``)."""
+TEMPLATE_GRID_MARGIN_MM = 20.0
+"""Room around the template's brain on the registration's fixed grid (``register.normalise.
+template_grid``); the metric's mask, the brain grown by 8 mm, lies well inside it."""
 MIN_INSIDE_HEAD = 0.9
 """Share of the registered template brain that must lie inside the subject's head (magnitude
 threshold dilated by 4 mm), else the registration is judged failed."""
@@ -81,7 +84,9 @@ def start_importing_ants() -> threading.Thread:
     def load() -> None:
         try:
             import ants  # noqa: F401
-        except Exception:  # noqa: BLE001 - the registration's own import reports it
+
+            prepared_template()
+        except Exception:  # noqa: BLE001 - the registration's own calls report it
             pass
 
     thread = threading.Thread(target=load, name="import-ants", daemon=True)
@@ -153,15 +158,13 @@ def template_brain_probability(magnitude: np.ndarray, affine: np.ndarray, *,
     try:
         import ants
 
-        from qsmiron.atlas.builtin import template_brain_path
-        template_path = template_brain_path()
+        template_path, template, brain = prepared_template(resolution_mm)
     except Exception as error:  # noqa: BLE001 - any missing piece means: no template step
         return _skip(f"template registration unavailable ({error})", started)
     from qsmiron.register.images import ants_affine, prepare_subject, threshold_brain_mask, to_ants
 
     coarse = to_ants(blocks, block_affine)
     head = threshold_brain_mask(coarse.numpy(), coarse.spacing, opening_mm=resolution_mm)
-    template, brain = _template_and_brain(str(template_path))
     # Start from the head without its outer 8 mm (scalp and skull: the brain never lies there),
     # then refine on the whole head from that start (see ``affine_to_template``).
     moving = prepare_subject(coarse.numpy(), head, ants_affine(coarse), bias_correct=bias_correct,
@@ -229,6 +232,23 @@ def _ball(radius_mm: float, spacing) -> np.ndarray:
     return (x * x + y * y + z * z) <= radius_mm ** 2 + 1e-9
 
 
+def prepared_template(resolution_mm: float = MASK_REGISTRATION_MM):
+    """The template's path, the template and its brain (ANTs images), with its grid for a
+    registration at ``resolution_mm`` made (``register.normalise.template_grid``): once per
+    process, whichever thread asks first (``start_importing_ants``'s or the registration's)."""
+    from qsmiron.atlas.builtin import template_brain_path
+    from qsmiron.register.normalise import template_grid
+
+    with _PREPARING:
+        path = template_brain_path()
+        template, brain = _template_and_brain(str(path))
+        template_grid(template, resolution_mm, margin_mm=TEMPLATE_GRID_MARGIN_MM)
+    return path, template, brain
+
+
+_PREPARING = threading.Lock()
+
+
 @functools.lru_cache(maxsize=2)
 def _template_and_brain(path: str):
     """The template (ANTs) and its brain as a 0/1 image, read once per process."""
@@ -288,7 +308,7 @@ def affine_to_template(subject, template, resolution_mm: float, *, outprefix: st
     from qsmiron.register.ants_backend import ants_random_seed
     from qsmiron.register.normalise import template_grid
 
-    fixed = template_grid(template, resolution_mm, margin_mm=20.0)
+    fixed = template_grid(template, resolution_mm, margin_mm=TEMPLATE_GRID_MARGIN_MM)
     grow = max(1, int(round(8.0 / resolution_mm)))
     metric_mask = fixed.new_image_like(ndimage.binary_dilation(fixed.numpy() > 0, iterations=grow)
                                        .astype(np.float32))

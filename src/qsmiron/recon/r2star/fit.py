@@ -48,9 +48,9 @@ from typing import Any, Sequence
 
 import numba
 import numpy as np
-import scipy.stats
 
 from qsmiron.errors import InputError
+from qsmiron.recon.chi2 import chi2_median
 
 __all__ = ["R2starFit", "R2STAR_METHODS", "MIN_ECHOES", "fit_r2star", "estimate_noise_sigma"]
 
@@ -310,7 +310,7 @@ def _residual_sigma(signals: np.ndarray, te: np.ndarray, method: str, max_iter: 
     if not good.any() or n == 0:
         return 0.0
     dof = te.size - 2
-    return float(math.sqrt(np.median(rss[good]) / scipy.stats.chi2.median(dof)))
+    return float(math.sqrt(np.median(rss[good]) / chi2_median(dof)))
 
 
 @numba.njit(cache=True, inline="always")
