@@ -199,3 +199,11 @@ def test_the_header_only_check_refuses_what_open_image_refuses(tmp_path):
     with pytest.raises(InputError, match="pixdim"):
         open_header(_with_zero_pixdim(tmp_path / "zero.nii.gz", sform=False))
     assert open_header(_with_zero_pixdim(tmp_path / "ok.nii", sform=True)).shape == (6, 6, 6)
+
+
+def test_outputs_with_sidecars_adds_the_json_beside_each_image_only(tmp_path):
+    from qsmiron.io.nifti import outputs_with_sidecars
+
+    outputs = [tmp_path / "sub-1_Chimap.nii.gz", tmp_path / "plain.nii", tmp_path / "regions.tsv"]
+    assert outputs_with_sidecars(outputs) == [*outputs, tmp_path / "sub-1_Chimap.json", tmp_path / "plain.json"]
+    assert outputs_with_sidecars([]) == []

@@ -81,6 +81,13 @@ def with_sidecars(paths) -> list[Path]:
     return given + [sidecar for sidecar in map(sidecar_path, given) if sidecar.is_file()]
 
 
+def outputs_with_sidecars(paths) -> list[Path]:
+    """The output files given and the JSON sidecar of each NIfTI image among them: what writing
+    them writes (``save_nifti`` may put a sidecar beside any image)."""
+    given = [Path(path) for path in paths]
+    return given + [sidecar_path(path) for path in given if path.name.endswith((".nii", ".nii.gz"))]
+
+
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
     """Read the JSON sidecar of a NIfTI file; ``{}`` when there is none."""
     json_path = sidecar_path(path)

@@ -22,7 +22,8 @@ from qsmiron.config import QsmironConfig, load_config
 from qsmiron.errors import InputError
 from qsmiron.io.atomic import check_inputs_spared, check_writable_dir, write_json_atomic
 from qsmiron.io.derivatives import IRON_ROLES, ReconPaths, recon_paths
-from qsmiron.io.nifti import b0_direction_voxel, same_grid, save_nifti, sidecar_path, voxel_size_mm, with_sidecars
+from qsmiron.io.nifti import (b0_direction_voxel, outputs_with_sidecars, same_grid, save_nifti, voxel_size_mm,
+                              with_sidecars)
 from qsmiron.pipeline.recon_outputs import images
 from qsmiron.records.recon import InversionRecord, ReconInputs, ReconRecord
 from qsmiron.recon.settings import ReconSettings, check_total_field_pairing
@@ -452,7 +453,7 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
         raise InputError(f"the output {'is a folder' if out.is_dir() else 'is not named as a NIfTI image'}; "
                          f"give a file name ending in .nii.gz", out)
     check_writable_dir(out.parent)
-    check_inputs_spared([out, sidecar_path(out)], [*with_sidecars([field, mask, magnitude]), config_path])
+    check_inputs_spared(outputs_with_sidecars([out]), [*with_sidecars([field, mask, magnitude]), config_path])
     field_volume = load_nifti(field)
     data = field_volume.data
     if data.ndim == 4 and data.shape[3] == 1:

@@ -28,7 +28,7 @@ from qsmiron import __version__
 from qsmiron.errors import InputError
 from qsmiron.io.atomic import check_inputs_spared, check_writable_dir
 from qsmiron.io.derivatives import RegionsPaths, regions_paths
-from qsmiron.io.nifti import save_nifti, sidecar_path, with_sidecars
+from qsmiron.io.nifti import outputs_with_sidecars, save_nifti, with_sidecars
 from qsmiron.records.base import StepInfo, recorded_step
 from qsmiron.records.regions import (MEASURE_UNITS, AtlasInfo, MeasureInfo, MeasurementInfo, RegionsInputs,
                                      RegionsRecord, RegistrationInfo, RegistrationQuality)
@@ -210,9 +210,7 @@ def _quality_checks(on_template, images, subject_labels, atlas_obj, labels_ants,
 
 def _check_outputs(paths: RegionsPaths, images, label_table) -> None:
     """Refuse a measurement whose outputs (the images' sidecars too) would replace a file it reads."""
-    outputs = list(paths.files().values())
-    check_inputs_spared(outputs + [sidecar_path(path) for path in outputs if path.name.endswith((".nii", ".nii.gz"))],
-                        [*with_sidecars(images), label_table])
+    check_inputs_spared(outputs_with_sidecars(paths.files().values()), [*with_sidecars(images), label_table])
 
 
 def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels=None, template=None,
