@@ -72,7 +72,11 @@ scanner frame) the Chimap NRMSE went 38.4 / 44.6 -> 37.9 / 43.2 % and 38.6 / 45.
 and the worst |VeP error| 18.0 -> 13.2 and 17.8 -> 13.6 ppb (h10's -18.0 -> -8.1 ppb in the
 slab frame), but the median regional error rose 3.7 -> 4.2 and 3.2 -> 3.5 ppb and h10's slope
 fell 0.97 -> 0.94. PDF's local field is small and smooth there, so the fill interpolates what
-the rule would cut away. """
+the rule would cut away. Nor PDF alone now that the reconstruction's own mask no longer reaches
+the skull (``pdf``, tol 0.01, up to 300 iterations; ``bench_bgremove.py --own-mask``, family heads
+h01, h03, h04, h06, h07 and h10, slab frame): Chimap NRMSE median / worst 49.8 / 53.8 % against
+37.4 / 40.7 %, regional error 8.0 / 14.7 against 4.0 / 4.8 ppb, VeP -18.7 to -42.6 ppb against
+-9.0 to +4.8 ppb: the large-scale tissue field PDF takes still costs more than iSMV's loss. """
 
 from __future__ import annotations
 
