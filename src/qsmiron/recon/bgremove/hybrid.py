@@ -76,7 +76,14 @@ the rule would cut away. Nor PDF alone now that the reconstruction's own mask no
 the skull (``pdf``, tol 0.01, up to 300 iterations; ``bench_bgremove.py --own-mask``, family heads
 h01, h03, h04, h06, h07 and h10, slab frame): Chimap NRMSE median / worst 49.8 / 53.8 % against
 37.4 / 40.7 %, regional error 8.0 / 14.7 against 4.0 / 4.8 ppb, VeP -18.7 to -42.6 ppb against
--9.0 to +4.8 ppb: the large-scale tissue field PDF takes still costs more than iSMV's loss. """
+-9.0 to +4.8 ppb: the large-scale tissue field PDF takes still costs more than iSMV's loss. Nor
+LBV instead of iSMV after PDF with the own mask (``lbv`` on PDF's local field, ``peel`` 1: no
+erosion beyond the boundary layer). In the slab frame it did better on each of the six heads above
+(36.1 / 40.1 % against 37.4 / 40.7 %, slopes 0.98-1.03, h10 0.98 against 0.92; ``peel`` 2: 35.0 /
+38.6 %), though VeP read lower (-14.2 against -9.0 ppb at worst). In the scanner frame, over the 12
+family heads, it gave 40.4 / 89.5 % against 37.1 / 41.1 % (h01 89.5 % against 36.5 %; cause not
+traced), and on the qsm-forward scenes of the tests 12.2 % (sphere, oblique B0) and 22.6 / 61.4 %
+(head with a sinus touching the mask) against 8.6 % and 19.3 / 44.9 %. """
 
 from __future__ import annotations
 
