@@ -204,8 +204,9 @@ def head_scene(voxel_size_mm, tilt_deg):
 # vsharp.py), PDF 34.3 / 54.5 (the tilted case stops at 500 iterations; on H3's phantom of
 # tests/pipeline PDF gave 150-200 % before its stopping rule was fixed), LBV 100.7 / 76.8
 # (the sinus touches the mask: LBV takes the total field on the boundary as background, and
-# next to the sinus the interpolated near field is not harmonic on the grid), PDF + iSMV 18.6 /
-# 40.0 (PDF's sources touching the brain at the sinus leave a field iSMV does not remove).
+# next to the sinus the interpolated near field is not harmonic on the grid), PDF + iSMV 19.3 /
+# 44.9 (PDF's sources touching the brain at the sinus leave a field iSMV does not remove; the
+# tilted case stops at pdf_ismv's cap of 50 PDF iterations: 40.1 % when PDF runs its 168).
 HEAD_BOUNDS = {"ismv": (31.0, 28.0), "resharp": (20.0, 19.0), "vsharp": (43.0, 36.0), "pdf": (40.0, 60.0),
                "lbv": (110.0, 85.0), "pdf_ismv": (22.0, 45.0)}
 HEAD_GEOMETRIES = {"axial": ((1.0, 1.0, 1.0), 0.0), "oblique": ((1.0, 1.0, 1.5), 20.0)}
