@@ -121,7 +121,12 @@ heads with 2-2.5 mm slices 42.3 / 46.3 -> 41.4 / 43.8 % and 5.5 / 8.8 -> 5.2 / 8
 d1-03: VeP -21.2 -> -18.7 ppb), the fourteen with 1-1.5 mm 35.2 / 40.0 % either way; the family
 slab frame 36.2 / 41.0 -> 36.2 / 40.7 %, scanner frame 37.2 / 41.5 -> 37.1 / 41.1 %. On grids
 too coarse for it (voxels over 2.5 mm along every axis) it is lowered to half the finest axis'
-Nyquist frequency, so that the band is never empty."""
+Nyquist frequency, so that the band is never empty. Measured and not adopted: 0.25 cycles/mm,
+above which the cone power of the 1-1.5 mm heads levels off (it still falls on the 2.5 mm heads,
+by 24-30 % from 0.1 to 0.35). Own masks: family 36.2 / 40.7 -> 36.0 / 40.6 % (slab) and 37.1 /
+41.1 -> 37.0 / 40.9 % (scanner), held-out draw 1 (scanner) 37.5 / 43.3 -> 37.2 / 41.3 % with
+regional error 4.3 / 8.3 -> 4.2 / 8.2 ppb: small, and short of what one more Bregman step gives
+the thick heads (d1-03 43.3 % and 8.3 ppb -> 41.7 % and 5.9 ppb)."""
 
 
 def cone_band_min_frequency_per_mm(voxel_size_mm: Sequence[float]) -> float:
