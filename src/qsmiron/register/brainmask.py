@@ -232,6 +232,11 @@ def _ball(radius_mm: float, spacing) -> np.ndarray:
     return (x * x + y * y + z * z) <= radius_mm ** 2 + 1e-9
 
 
+_PREPARING = threading.Lock()
+"""Held while ``prepared_template`` reads the template, so the two threads that may ask do not
+both read it."""
+
+
 def prepared_template(resolution_mm: float = MASK_REGISTRATION_MM):
     """The template's path, the template and its brain (ANTs images), with its grid for a
     registration at ``resolution_mm`` made (``register.normalise.template_grid``): once per
@@ -244,9 +249,6 @@ def prepared_template(resolution_mm: float = MASK_REGISTRATION_MM):
         template, brain = _template_and_brain(str(path))
         template_grid(template, resolution_mm, margin_mm=TEMPLATE_GRID_MARGIN_MM)
     return path, template, brain
-
-
-_PREPARING = threading.Lock()
 
 
 @functools.lru_cache(maxsize=2)
