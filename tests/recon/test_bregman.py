@@ -6,8 +6,8 @@ import pytest
 from qsmiron.config import load_config
 from qsmiron.recon.invert import declared, invert
 from qsmiron.recon.dipole import forward_field
-from qsmiron.recon.invert._common import inconsistency_ppm, setup, truncation_leak_ppm
-from qsmiron.recon.invert.bregman import wtv_bregman
+from qsmiron.recon.invert._common import DEFAULT_PAD_MM, inconsistency_ppm, setup, truncation_leak_ppm
+from qsmiron.recon.invert.bregman import bregman_start, bregman_steps, wtv_bregman
 from qsmiron.recon.metrics import nrmse
 from qsmiron.recon.invert.wtv import wtv
 
@@ -114,6 +114,25 @@ def test_the_bregman_weight_lies_a_quarter_decade_above_the_interpolated_crossin
     assert path[-1]["alpha"] < crossing < path[-2]["alpha"]
     assert info["alpha"] == pytest.approx(crossing * 10 ** (0.25 * (1 + info["weight_raises"])), rel=1e-9)
     assert all(abs(np.log10(info["alpha"] / p["alpha"])) > 1e-3 for p in path)
+
+
+def test_bregman_start_and_steps_reproduce_wtv_bregman_so_steps_can_be_studied_past_its_stop():
+    """``benchmarks/bench_bregman_stop.py`` continues the steps from ``bregman_start``: it must
+    start where the default does and, stopped at the level, give the default's map."""
+    field, mask, _, _ = analytic_sphere(n=48, radius_mm=8.0, b0=(0.3, 0.2, 0.93))
+    chi_default, info = wtv_bregman(field, mask, (1, 1, 1), (0.3, 0.2, 0.93))
+    problem = setup(field, mask, (1, 1, 1), (0.3, 0.2, 0.93), pad_mm=DEFAULT_PAD_MM)
+    weights = problem.mask.astype(np.float32)
+    begin = bregman_start(problem, weights, None, path_step_decades=0.5, path_iterations=3, path_decades=3.5)
+    assert begin.alpha == pytest.approx(info["alpha"], rel=1e-12)
+    assert begin.level_ppm == pytest.approx(info["level_ppm"], rel=1e-12)
+    assert begin.raw_level_ppm == pytest.approx(info["inconsistency_ppm"], rel=1e-12)
+    begin.solver.restart(begin.start)
+    begin.solver.set_alpha(begin.alpha)
+    residuals = bregman_steps(begin.solver, problem.field_ppm, problem.mask, begin.level_ppm,
+                              inner_iterations=7, max_outer=8)
+    assert residuals == pytest.approx(info["bregman_residual_rms_ppm"], rel=1e-6)
+    np.testing.assert_allclose(problem.result(begin.solver.chi), chi_default, atol=1e-7)
 
 
 def test_a_first_solve_already_at_the_level_raises_the_weight_until_the_bregman_steps_restore_contrast():
