@@ -207,3 +207,34 @@ def test_outputs_with_sidecars_adds_the_json_beside_each_image_only(tmp_path):
     outputs = [tmp_path / "sub-1_Chimap.nii.gz", tmp_path / "plain.nii", tmp_path / "regions.tsv"]
     assert outputs_with_sidecars(outputs) == [*outputs, tmp_path / "sub-1_Chimap.json", tmp_path / "plain.json"]
     assert outputs_with_sidecars([]) == []
+
+
+def test_quiet_nibabel_restores_the_logger_level_when_two_threads_overlap():
+    """Magnitude and phase are read in two threads: A enters, B enters, A leaves, B leaves. The
+    logger must be quiet while either is inside and back to its level once both have left."""
+    import threading
+
+    import nibabel as nib
+
+    from qsmiron.io.nifti import quiet_nibabel
+
+    logger = nib.imageglobals.logger
+    before = logger.level
+    b_inside, a_left = threading.Event(), threading.Event()
+    levels = {}
+
+    def thread_b():
+        with quiet_nibabel():
+            b_inside.set()
+            a_left.wait(5)
+            levels["b after a left"] = logger.level
+
+    with quiet_nibabel():
+        other = threading.Thread(target=thread_b)
+        other.start()
+        assert b_inside.wait(5)
+        levels["both inside"] = logger.level
+    a_left.set()
+    other.join(5)
+    assert levels == {"both inside": 60, "b after a left": 60}
+    assert logger.level == before

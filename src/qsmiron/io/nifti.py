@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,14 +138,31 @@ def _read_image_file(path: Path):
 
 class quiet_nibabel:
     """nibabel prints what it fixes in a header (``pixdim[1,2,3] should be non-zero; setting 0
-    dims to 1``) on stderr; ``check_stored_voxel_sizes`` decides about it instead."""
+    dims to 1``) on stderr; ``check_stored_voxel_sizes`` decides about it instead.
+
+    nibabel's logger is one for the process and files are read in several threads at once
+    (magnitude and phase): the first to enter saves its level and the last to leave restores
+    it. Each saving and restoring its own would leave the logger silenced when two overlap
+    (A saves the level, B saves A's silence, A restores, B restores the silence)."""
+
+    _lock = threading.Lock()
+    _depth = 0
+    _saved_level = logging.NOTSET
 
     def __enter__(self):
-        self.level = nib.imageglobals.logger.level
-        nib.imageglobals.logger.setLevel(60)  # above CRITICAL: nothing
+        with quiet_nibabel._lock:
+            if quiet_nibabel._depth == 0:
+                quiet_nibabel._saved_level = nib.imageglobals.logger.level
+                nib.imageglobals.logger.setLevel(60)  # above CRITICAL: nothing
+            quiet_nibabel._depth += 1
+        return self
 
     def __exit__(self, *exc):
-        nib.imageglobals.logger.setLevel(self.level)
+        with quiet_nibabel._lock:
+            quiet_nibabel._depth -= 1
+            if quiet_nibabel._depth == 0:
+                nib.imageglobals.logger.setLevel(quiet_nibabel._saved_level)
+        return False
 
 
 def check_stored_voxel_sizes(image, path: str | os.PathLike, header_bytes: bytes | None = None) -> None:
