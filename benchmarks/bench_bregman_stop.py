@@ -20,8 +20,13 @@ lowest Chimap NRMSE (``best``) marked; then, over the heads, median / worst Chim
 regional error of each choice and of fixed step counts. (The weight raise of
 ``run_bregman_tv``, which never acted on these heads, is not repeated here.)
 
+With ``--weight-offsets``, the steps' weight instead: at each given offset (decades above the
+level's crossing; the default's is 0.25) the steps run to the discrepancy stop, on all voxels
+(scored) and without the held-out ones (their error at the stop); the same summary follows,
+with the weight cross-validation chooses.
+
     .venv/bin/python benchmarks/bench_bregman_stop.py [--drawn 12 --draw-seed 1] [--frame scanner]
-        [--heads 3,4] [--extra-steps 3]
+        [--heads 3,4] [--extra-steps 3] [--weight-offsets 0,0.25,0.5,0.75]
 """
 
 from __future__ import annotations
@@ -67,10 +72,12 @@ def recorded_inversion(bench, head) -> tuple[dict, dict]:
 
 
 def step_chain(recorded: dict, weights: np.ndarray, n_steps: int, held_out: np.ndarray | None = None,
-               extra_steps: int | None = None):
+               extra_steps: int | None = None, offset_decades: float | None = None):
     """Bregman steps from the default's start on ``weights``: per step the iterate, the residual
     RMS in the fitted voxels and, with ``held_out``, the residual RMS there (ppm). ``n_steps`` of
-    them, or with ``extra_steps`` that many past the first to reach the level (``n_steps`` at most)."""
+    them, or with ``extra_steps`` that many past the first to reach the level (``n_steps`` at most).
+    ``offset_decades``: the steps' weight that far above the level's crossing instead of the
+    default's half path step."""
     from qsmiron.recon.invert.bregman import bregman_start
 
     problem = recorded["problem"]
@@ -79,7 +86,10 @@ def step_chain(recorded: dict, weights: np.ndarray, n_steps: int, held_out: np.n
                           path_iterations=recorded["path_iterations"], path_decades=recorded["path_decades"])
     solver = begin.solver
     solver.restart(begin.start)
-    solver.set_alpha(begin.alpha)
+    alpha = begin.alpha
+    if offset_decades is not None and begin.crossing_alpha is not None:
+        alpha = begin.crossing_alpha * 10.0 ** offset_decades
+    solver.set_alpha(alpha)
     target = problem.field_ppm.copy()
     fitted = problem.mask if held_out is None else problem.mask & ~held_out
     steps = []
@@ -119,6 +129,48 @@ def head_steps(bench, head, extra_steps: int) -> dict:
             "best": best}
 
 
+def weight_check(bench, head, offsets: list[float]) -> dict:
+    """Per weight offset (decades above the level's crossing): the map at the discrepancy stop on
+    all voxels, scored, and the held-out error at the stop of the chain fitted without them."""
+    run, recorded = recorded_inversion(bench, head)
+    problem, mask = recorded["problem"], run["mask"]
+    held_out = problem.mask & (np.random.default_rng(0).random(problem.mask.shape) < HOLDOUT_FRACTION)
+    cv_weights = np.where(held_out, 0, recorded["weights"]).astype(np.float32)
+    rows = []
+    for offset in offsets:
+        _, steps = step_chain(recorded, recorded["weights"], recorded["max_outer"], extra_steps=0,
+                              offset_decades=offset)
+        _, cv_steps = step_chain(recorded, cv_weights, recorded["max_outer"], held_out, extra_steps=0,
+                                 offset_decades=offset)
+        chi = problem.result(steps[-1]["chi"])
+        chi = np.where(mask, chi - chi[mask].mean(), 0).astype(np.float32)
+        rows.append({"offset": offset, "steps": len(steps), "held_out_ppm": cv_steps[-1]["held_out_ppm"],
+                     **bench.score({**run, "chi": chi}, head)})
+        print(f"  {head.spec.name[:28]:<28} weight +{offset:.2f} decade: {len(steps)} steps, held-out "
+              f"{1e3 * rows[-1]['held_out_ppm']:5.2f} ppb, Chimap {rows[-1]['chi_nrmse']:5.1f} %, regional "
+              f"{rows[-1]['regional_ppb']:4.1f}, VeP {rows[-1]['vep_ppb']:+6.1f}", flush=True)
+    return {"name": head.spec.name, "rows": rows,
+            "cv": int(np.argmin([r["held_out_ppm"] for r in rows])),
+            "best": int(np.argmin([r["chi_nrmse"] for r in rows]))}
+
+
+def summarise_weights(results: list[dict], offsets: list[float]) -> None:
+    def line(label: str, pick) -> str:
+        chosen = [r["rows"][pick(r)] for r in results]
+        values = {key: np.abs([c[key] for c in chosen]) for key in ("chi_nrmse", "regional_ppb", "vep_ppb")}
+        return (f"  {label:<28} Chimap {np.median(values['chi_nrmse']):5.1f} / {values['chi_nrmse'].max():5.1f} %"
+                f"   regional {np.median(values['regional_ppb']):4.1f} / {values['regional_ppb'].max():4.1f} ppb"
+                f"   |VeP| {np.median(values['vep_ppb']):4.1f} / {values['vep_ppb'].max():4.1f}")
+
+    print(f"\n{len(results)} heads, median / worst:")
+    for i, offset in enumerate(offsets):
+        print(line(f"weight +{offset:.2f} decade", lambda r, i=i: i))
+    print(line("cross-validated weight", lambda r: r["cv"]))
+    print(line("best weight (truth, oracle)", lambda r: r["best"]))
+    counts = np.bincount([r["cv"] for r in results], minlength=len(offsets))
+    print("  cross-validation chose " + ", ".join(f"+{o:.2f}: {c}" for o, c in zip(offsets, counts)))
+
+
 def print_head(result: dict) -> None:
     print(f"{result['name']}  level {1e3 * result['level_ppm']:.2f} ppb")
     for i, s in enumerate(result["steps"]):
@@ -156,6 +208,9 @@ def main() -> None:
     parser.add_argument("--frame", choices=("slab", "scanner"), default="scanner")
     parser.add_argument("--heads", default=None, help="1-based indices, comma-separated")
     parser.add_argument("--extra-steps", type=int, default=3, help="steps past the stop")
+    parser.add_argument("--weight-offsets", default=None,
+                        help="instead: compare the steps' weight at these decades above the level's "
+                             "crossing (comma-separated; the default's is 0.25)")
     parser.add_argument("--cache", default=os.environ.get("QSMIRON_HEADS_CACHE", "/tmp/qsmiron_heads"))
     args = parser.parse_args()
     from qsmiron.simulate.head_draws import drawn_heads
@@ -168,6 +223,12 @@ def main() -> None:
         specs = [variant(spec, field_frame=args.frame) for spec in specs]
     bench = _bench_bgremove()
     results = []
+    if args.weight_offsets:
+        offsets = [float(v) for v in args.weight_offsets.split(",")]
+        for spec in specs:
+            results.append(weight_check(bench, bench.load_head(spec, Path(args.cache)), offsets))
+        summarise_weights(results, offsets)
+        return
     for spec in specs:
         results.append(head_steps(bench, bench.load_head(spec, Path(args.cache)), args.extra_steps))
         print_head(results[-1])
