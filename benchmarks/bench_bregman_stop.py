@@ -92,7 +92,7 @@ def step_chain(recorded: dict, weights: np.ndarray, n_steps: int, held_out: np.n
     solver.set_alpha(alpha)
     target = problem.field_ppm.copy()
     fitted = problem.mask if held_out is None else problem.mask & ~held_out
-    steps = []
+    steps, first_at_level = [], None
     for _ in range(n_steps):
         solver.iterate(recorded["inner_iterations"])
         residual = np.where(problem.mask, problem.field_ppm - solver.dchi / np.float32(solver.scale), 0)
@@ -100,12 +100,26 @@ def step_chain(recorded: dict, weights: np.ndarray, n_steps: int, held_out: np.n
         steps.append({"chi": solver.chi.copy(), "residual_ppm": float(np.sqrt(np.mean(residual[fitted] ** 2))),
                       "held_out_ppm": (float(np.sqrt(np.mean(residual[held_out] ** 2)))
                                        if held_out is not None else float("nan"))})
-        reached = [i for i, step in enumerate(steps) if step["residual_ppm"] <= begin.level_ppm]
-        if extra_steps is not None and reached and len(steps) > reached[0] + extra_steps:
+        if first_at_level is None and steps[-1]["residual_ppm"] <= begin.level_ppm:
+            first_at_level = len(steps) - 1
+        if extra_steps is not None and first_at_level is not None and len(steps) > first_at_level + extra_steps:
             break
         target += np.where(fitted, residual, 0).astype(np.float32)
         solver.set_field(target)
     return begin, steps
+
+
+def held_out_weights(recorded: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed random tenth of the mask's voxels, and the data weights with those set to zero."""
+    problem = recorded["problem"]
+    held_out = problem.mask & (np.random.default_rng(0).random(problem.mask.shape) < HOLDOUT_FRACTION)
+    return held_out, np.where(held_out, 0, recorded["weights"]).astype(np.float32)
+
+
+def referenced_map(problem, chi_pad: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """An iterate on the image grid, referenced to its mean in ``mask`` as the recon's map is."""
+    chi = problem.result(chi_pad)
+    return np.where(mask, chi - chi[mask].mean(), 0).astype(np.float32)
 
 
 def head_steps(bench, head, extra_steps: int) -> dict:
@@ -115,13 +129,11 @@ def head_steps(bench, head, extra_steps: int) -> dict:
     begin, steps = step_chain(recorded, recorded["weights"], recorded["max_outer"] + extra_steps,
                               extra_steps=extra_steps)
     stop = next((i for i, s in enumerate(steps) if s["residual_ppm"] <= begin.level_ppm), recorded["max_outer"] - 1)
-    held_out = problem.mask & (np.random.default_rng(0).random(problem.mask.shape) < HOLDOUT_FRACTION)
-    cv_weights = np.where(held_out, 0, recorded["weights"]).astype(np.float32)
+    held_out, cv_weights = held_out_weights(recorded)
     _, cv_steps = step_chain(recorded, cv_weights, len(steps), held_out)
     mask = run["mask"]
     for step, cv_step in zip(steps, cv_steps):
-        chi = problem.result(step.pop("chi"))
-        chi = np.where(mask, chi - chi[mask].mean(), 0).astype(np.float32)
+        chi = referenced_map(problem, step.pop("chi"), mask)
         step.update(bench.score({**run, "chi": chi}, head), held_out_ppm=cv_step["held_out_ppm"])
     cv = int(np.argmin([s["held_out_ppm"] for s in steps]))
     best = int(np.argmin([s["chi_nrmse"] for s in steps]))
@@ -134,16 +146,14 @@ def weight_check(bench, head, offsets: list[float]) -> dict:
     all voxels, scored, and the held-out error at the stop of the chain fitted without them."""
     run, recorded = recorded_inversion(bench, head)
     problem, mask = recorded["problem"], run["mask"]
-    held_out = problem.mask & (np.random.default_rng(0).random(problem.mask.shape) < HOLDOUT_FRACTION)
-    cv_weights = np.where(held_out, 0, recorded["weights"]).astype(np.float32)
+    held_out, cv_weights = held_out_weights(recorded)
     rows = []
     for offset in offsets:
         _, steps = step_chain(recorded, recorded["weights"], recorded["max_outer"], extra_steps=0,
                               offset_decades=offset)
         _, cv_steps = step_chain(recorded, cv_weights, recorded["max_outer"], held_out, extra_steps=0,
                                  offset_decades=offset)
-        chi = problem.result(steps[-1]["chi"])
-        chi = np.where(mask, chi - chi[mask].mean(), 0).astype(np.float32)
+        chi = referenced_map(problem, steps[-1]["chi"], mask)
         rows.append({"offset": offset, "steps": len(steps), "held_out_ppm": cv_steps[-1]["held_out_ppm"],
                      **bench.score({**run, "chi": chi}, head)})
         print(f"  {head.spec.name[:28]:<28} weight +{offset:.2f} decade: {len(steps)} steps, held-out "
@@ -154,13 +164,18 @@ def weight_check(bench, head, offsets: list[float]) -> dict:
             "best": int(np.argmin([r["chi_nrmse"] for r in rows]))}
 
 
+def summary_line(label: str, chosen: list[dict]) -> str:
+    """Median / worst Chimap NRMSE, regional error and |VeP error| of one chosen map per head."""
+    nrmse = np.array([c["chi_nrmse"] for c in chosen])
+    regional = np.array([c["regional_ppb"] for c in chosen])
+    vep = np.abs([c["vep_ppb"] for c in chosen])
+    return (f"  {label:<28} Chimap {np.median(nrmse):5.1f} / {nrmse.max():5.1f} %   regional "
+            f"{np.median(regional):4.1f} / {regional.max():4.1f} ppb   |VeP| {np.median(vep):4.1f} / {vep.max():4.1f}")
+
+
 def summarise_weights(results: list[dict], offsets: list[float]) -> None:
     def line(label: str, pick) -> str:
-        chosen = [r["rows"][pick(r)] for r in results]
-        values = {key: np.abs([c[key] for c in chosen]) for key in ("chi_nrmse", "regional_ppb", "vep_ppb")}
-        return (f"  {label:<28} Chimap {np.median(values['chi_nrmse']):5.1f} / {values['chi_nrmse'].max():5.1f} %"
-                f"   regional {np.median(values['regional_ppb']):4.1f} / {values['regional_ppb'].max():4.1f} ppb"
-                f"   |VeP| {np.median(values['vep_ppb']):4.1f} / {values['vep_ppb'].max():4.1f}")
+        return summary_line(label, [r["rows"][pick(r)] for r in results])
 
     print(f"\n{len(results)} heads, median / worst:")
     for i, offset in enumerate(offsets):
@@ -183,12 +198,7 @@ def print_head(result: dict) -> None:
 
 def summarise(results: list[dict]) -> None:
     def line(label: str, pick) -> str:
-        chosen = [r["steps"][min(pick(r), len(r["steps"]) - 1)] for r in results]
-        nrmse = np.array([s["chi_nrmse"] for s in chosen])
-        regional = np.array([s["regional_ppb"] for s in chosen])
-        vep = np.abs([s["vep_ppb"] for s in chosen])
-        return (f"  {label:<28} Chimap {np.median(nrmse):5.1f} / {nrmse.max():5.1f} %   regional "
-                f"{np.median(regional):4.1f} / {regional.max():4.1f} ppb   |VeP| {np.median(vep):4.1f} / {vep.max():4.1f}")
+        return summary_line(label, [r["steps"][min(pick(r), len(r["steps"]) - 1)] for r in results])
 
     print(f"\n{len(results)} heads, median / worst:")
     print(line("discrepancy stop (default)", lambda r: r["stop"]))
