@@ -83,12 +83,14 @@ def magnitude_edge_weights(magnitude: np.ndarray, mask: np.ndarray, voxel_size_m
     frame (``benchmarks/bench_bregman_stop.py`` with the weights patched in; median / worst):
     family 37.1 / 41.1 -> 35.2 / 39.5 %, regional error 2.9 / 6.9 -> 2.8 / 6.4 ppb; held-out
     draw 1 37.5 / 43.3 -> 35.5 / 41.6 %, 4.4 / 8.3 -> 4.3 / 8.8 ppb; draw 2 37.0 / 41.7 -> 35.2 /
-    40.3 %, 3.8 / 5.7 -> 3.6 / 5.8 ppb; the family in the slab frame 36.2 / 40.7 -> 34.3 / 38.9 %,
-    3.6 / 4.8 -> 3.5 / 4.6 ppb. The NRMSE fell by 1.2 to 2.6 points on each of the 48 head runs,
-    and the slopes did not move (0.92-1.02). But VeP read lower on most heads (scanner frame,
-    |VeP error| -1.2 to +4.0 ppb, median +0.2; d1-03 -18.5 -> -19.7, d2-08 -2.9 -> -6.9 ppb;
-    slab, h04 +1.6 -> -1.5, h12 -3.5 -> -5.0), and draw 0, the other acquisitions, the veins,
-    the cohort and the demo are not yet measured.
+    40.3 %, 3.8 / 5.7 -> 3.6 / 5.8 ppb; draw 0 39.2 / 44.5 -> 37.5 / 42.7 %, 4.7 / 7.2 -> 4.9 /
+    7.7 ppb; the family in the slab frame 36.2 / 40.7 -> 34.3 / 38.9 %, 3.6 / 4.8 -> 3.5 / 4.6
+    ppb. The NRMSE fell by 1.2 to 2.6 points on each of the 60 head runs, and the slopes did not
+    move (0.92-1.02). But VeP read lower on most heads (scanner frame, |VeP error| -1.2 to +4.0
+    ppb, median +0.2 over the family and draws 1 and 2; d1-03 -18.5 -> -19.7, d2-08 -2.9 -> -6.9
+    ppb; d0-08 +13.5 -> +8.9; slab, h04 +1.6 -> -1.5, h12 -3.5 -> -5.0), and the held-out draws
+    in the slab frame, the other acquisitions, the veins, the cohort and the demo are not yet
+    measured.
     """
     if not 0 <= edge_fraction < 1:
         raise ValueError(f"edge_fraction must lie in [0, 1), got {edge_fraction}")
