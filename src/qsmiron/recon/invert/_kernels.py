@@ -47,6 +47,56 @@ def gradient_shrink(chi, z, s, threshold, inv_dx):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
+def gradient_shrink_by_axis(chi, z, s, threshold, penalised, inv_dx):
+    """``gradient_shrink`` with TV on chosen components of the gradient only.
+
+    ``penalised`` (bool, shape (3, X, Y, Z)) says which components of each voxel's gradient TV
+    acts on: those are shrunk together by ``threshold`` (the exact proximal step of
+    ``threshold * ||u_P||_2`` over the penalised components P), the others pass unchanged.
+    With all three penalised this is ``gradient_shrink``.
+    """
+    nx, ny, nz = chi.shape
+    tv = 0.0
+    for i in numba.prange(nx):
+        ip = i + 1 if i + 1 < nx else 0
+        for j in range(ny):
+            jp = j + 1 if j + 1 < ny else 0
+            for k in range(nz):
+                kp = k + 1 if k + 1 < nz else 0
+                c = chi[i, j, k]
+                gx = (chi[ip, j, k] - c) * inv_dx[0]
+                gy = (chi[i, jp, k] - c) * inv_dx[1]
+                gz = (chi[i, j, kp] - c) * inv_dx[2]
+                tv += np.sqrt(gx * gx + gy * gy + gz * gz)
+                ux = gx + s[0, i, j, k]
+                uy = gy + s[1, i, j, k]
+                uz = gz + s[2, i, j, k]
+                px = penalised[0, i, j, k]
+                py = penalised[1, i, j, k]
+                pz = penalised[2, i, j, k]
+                norm2 = 0.0
+                if px:
+                    norm2 += ux * ux
+                if py:
+                    norm2 += uy * uy
+                if pz:
+                    norm2 += uz * uz
+                norm = np.sqrt(norm2)
+                t = threshold[i, j, k]
+                scale = 1.0 - t / norm if norm > t else 0.0
+                zx = ux * scale if px else ux
+                zy = uy * scale if py else uy
+                zz = uz * scale if pz else uz
+                z[0, i, j, k] = zx
+                z[1, i, j, k] = zy
+                z[2, i, j, k] = zz
+                s[0, i, j, k] = ux - zx
+                s[1, i, j, k] = uy - zy
+                s[2, i, j, k] = uz - zz
+    return tv
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
 def gradient_adjoint_of_difference(z, s, inv_dx, out):
     """out <- G^T (z - s), the adjoint of the forward-difference gradient."""
     nx, ny, nz = out.shape

@@ -183,7 +183,7 @@ import numpy as np
 
 from qsmiron.recon.invert._common import DEFAULT_PAD_MM, Problem, data_weights, inconsistency_ppm, setup
 from qsmiron.recon.invert.tv_admm import LeakCorrectedLevel, TVSolver, alpha_path
-from qsmiron.recon.invert.wtv import DEFAULT_EDGE_FRACTION, padded_edge_weights
+from qsmiron.recon.invert.wtv import DEFAULT_EDGE_FRACTION, EdgeMask, padded_edge_weights
 from qsmiron.recon.params import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
 
 
@@ -319,6 +319,7 @@ def run_bregman_tv(problem: Problem, weights: np.ndarray, gradient_weights: np.n
 def wtv_bregman(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
                 b0_direction: Sequence[float], *, magnitude: np.ndarray | None = None,
                 noise_ppm: np.ndarray | None = None, edge_fraction: Fraction = DEFAULT_EDGE_FRACTION,
+                edge_mask: EdgeMask = "voxel",
                 inner_iterations: PositiveInt = 7, max_outer: PositiveInt = 8,
                 path_step_decades: PositiveFloat = 0.5, path_iterations: PositiveInt = 3,
                 path_decades: NonNegativeFloat = 3.5,
@@ -337,6 +338,8 @@ def wtv_bregman(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence
         Field-noise map, ppm: data weights 1/noise (maximum likelihood).
     edge_fraction : float
         Share of mask voxels treated as magnitude edges (MEDI's 30 %).
+    edge_mask : {"voxel", "per_axis"}
+        Which gradient components an edge exempts from TV (``wtv.EdgeMask``).
     inner_iterations : int
         ADMM iterations per Bregman step (warm-started).
     max_outer : int
@@ -359,10 +362,11 @@ def wtv_bregman(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence
             raise ValueError(f"{name} must be at least 1, got {value}")
     problem = setup(local_ppm, mask, voxel_size_mm, b0_direction, pad_mm=pad_mm, noise_ppm=noise_ppm)
     weights, _, source = data_weights(problem, magnitude, noise_ppm)
-    edge_weights, gradient_source = padded_edge_weights(problem, magnitude, mask, edge_fraction)
+    edge_weights, gradient_source = padded_edge_weights(problem, magnitude, mask, edge_fraction, edge_mask)
     chi, info = run_bregman_tv(problem, weights, edge_weights, path_step_decades=path_step_decades,
                                path_iterations=int(path_iterations), path_decades=path_decades,
                                inner_iterations=int(inner_iterations), max_outer=int(max_outer))
     info.update({"data_weights": source, "gradient_weights": gradient_source,
-                 "edge_fraction": edge_fraction if magnitude is not None else None, "pad_mm": pad_mm})
+                 "edge_fraction": edge_fraction if magnitude is not None else None,
+                 "edge_mask": edge_mask if magnitude is not None else None, "pad_mm": pad_mm})
     return problem.result(chi), info

@@ -50,8 +50,7 @@ class TVSolver:
         shape = problem.grid.shape
         self.inv_dx = np.array([1.0 / v for v in problem.voxel_size_mm], dtype=np.float32)
         self.lap = laplacian_kernel(shape, problem.voxel_size_mm)
-        self.gradient_weights = (np.ones(shape, np.float32) if gradient_weights is None
-                                 else gradient_weights.astype(np.float32))
+        self.gradient_weights, self.penalised_axes = split_gradient_weights(gradient_weights, shape)
         self.nonlinear = nonlinear_scale_rad_per_ppm
         self.newton_steps = int(newton_steps)
         scale = 1.0 if self.nonlinear is None else float(self.nonlinear)
@@ -134,7 +133,7 @@ class TVSolver:
             self.dchi = irfftn(spectrum, shape, overwrite=True)
             diff = _kernels.relative_change(new_chi, self.chi)
             self.chi = new_chi
-            self.tv = float(_kernels.gradient_shrink(self.chi, self.z, self.s1, self.threshold, self.inv_dx))
+            self.tv = self._shrink()
             self.misfit = float(self._data_step(self.dchi))
             self.iterations += 1
             change = float(diff)
@@ -142,12 +141,44 @@ class TVSolver:
                 return it, change
         return max_iter, change
 
+    def _shrink(self) -> float:
+        """The gradient splitting's shrinkage step; returns the (unweighted) TV of the iterate."""
+        if self.penalised_axes is None:
+            return float(_kernels.gradient_shrink(self.chi, self.z, self.s1, self.threshold, self.inv_dx))
+        return float(_kernels.gradient_shrink_by_axis(self.chi, self.z, self.s1, self.threshold,
+                                                      self.penalised_axes, self.inv_dx))
+
     def weighted_tv(self) -> float:
         g = np.zeros((3, *self.chi.shape), np.float32)
         s = np.zeros_like(g)
         zero = np.zeros(self.chi.shape, np.float32)
         _kernels.gradient_shrink(self.chi * 1.0, g, s, zero, self.inv_dx)
+        if self.penalised_axes is not None:
+            g *= self.penalised_axes
         return float(np.sum(self.gradient_weights * np.sqrt((g * g).sum(axis=0))))
+
+
+def split_gradient_weights(gradient_weights: np.ndarray | None,
+                           shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+    """TV's per-voxel weights and, for per-axis weights, which gradient components it acts on.
+
+    ``gradient_weights`` is None (uniform), per voxel (shape ``shape``: any non-negative
+    weights), or per axis (shape ``(3, *shape)``, each component 0 or 1: MEDI's gradient mask,
+    ``wtv.magnitude_edge_weights`` with ``per_axis``). Per-axis weights must be binary because
+    the shrinkage is then exact (the penalised components of a voxel shrink together); other
+    values have no closed-form proximal step.
+    """
+    if gradient_weights is None:
+        return np.ones(shape, np.float32), None
+    gradient_weights = np.asarray(gradient_weights)
+    if gradient_weights.shape == tuple(shape):
+        return gradient_weights.astype(np.float32), None
+    if gradient_weights.shape != (3, *shape):
+        raise ValueError(f"gradient weights of shape {gradient_weights.shape} fit neither the grid {tuple(shape)} "
+                         f"nor its three gradient components {(3, *shape)}")
+    if not np.isin(gradient_weights, (0, 1)).all():
+        raise ValueError("per-axis gradient weights must be 0 or 1")
+    return np.ones(shape, np.float32), gradient_weights.astype(bool)
 
 
 @dataclass

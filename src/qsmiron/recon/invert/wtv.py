@@ -11,7 +11,8 @@ with conjugate gradients) and the weight is chosen by qsmiron's own rule (below)
 - gradient weights M_G: zero on the edges of the magnitude image (the ``edge_fraction`` of
   mask voxels with the largest magnitude gradient), one elsewhere, so that TV does not
   smooth across anatomical boundaries the magnitude shows while it suppresses streaks and
-  noise everywhere else;
+  noise everywhere else; with ``edge_mask="per_axis"`` per gradient component instead (MEDI's
+  gradient mask: only the directions across an edge are exempt);
 - alpha picked automatically on a continuation path: the weight whose residual inside the
   mask equals the field's total inconsistency with the dipole model, measured on the magic
   cone (noise + model errors; see ``qsmiron.recon.invert`` for the evidence);
@@ -68,55 +69,77 @@ regional error and slopes within 0.05 of 1.
 """
 
 
+EdgeMask = Literal["voxel", "per_axis"]
+"""How the magnitude's edges exempt the map's gradient from TV: ``"voxel"``, every component of
+the gradient at an edge voxel; ``"per_axis"``, only the components along which the magnitude
+changes strongly there (MEDI's gradient mask, Liu et al. 2012, eq. 4)."""
+
+
 def magnitude_edge_weights(magnitude: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float], *,
-                           edge_fraction: float = DEFAULT_EDGE_FRACTION) -> np.ndarray:
-    """1 inside the mask away from magnitude edges, 0 on the strongest ``edge_fraction`` edges.
+                           edge_fraction: float = DEFAULT_EDGE_FRACTION,
+                           edge_mask: EdgeMask = "voxel") -> np.ndarray:
+    """TV's weights from the magnitude's edges: 0 on the strongest ``edge_fraction``, 1 elsewhere.
+
+    ``edge_mask="voxel"``: one weight per voxel (shape of ``mask``), 0 where the size of the
+    magnitude's gradient is among the strongest ``edge_fraction`` of the mask's voxels.
+    ``edge_mask="per_axis"``: one weight per gradient component (shape ``(3, *mask.shape)``), 0
+    where ``|d magnitude / d axis|`` is among the strongest ``edge_fraction`` of the mask's
+    components, as MEDI's ``gradient_mask`` (whose default ``percentage`` 0.9 counts edge
+    components per mask voxel: the same 30 % of the components).
 
     The magnitude is normalised by its mean in the mask and lightly smoothed (sigma 0.5
     voxel) so that single noisy voxels are not mistaken for edges; outside the mask the
     weight is 1 (TV there only shapes the unobserved extension).
 
-    Measured and not yet adopted: MEDI's gradient mask, which exempts each gradient component
-    from TV where the magnitude's gradient along that axis is among the strongest 30 % of the
-    mask's components (the other components of the voxel stay in the isotropic TV; their
-    shrinkage is exact, the exempt ones pass unchanged). With ``wtv_bregman``, own masks, scanner
-    frame (``benchmarks/bench_bregman_stop.py`` with the weights patched in; median / worst):
-    family 37.1 / 41.1 -> 35.2 / 39.5 %, regional error 2.9 / 6.9 -> 2.8 / 6.4 ppb; held-out
-    draw 1 37.5 / 43.3 -> 35.5 / 41.6 %, 4.4 / 8.3 -> 4.3 / 8.8 ppb; draw 2 37.0 / 41.7 -> 35.2 /
-    40.3 %, 3.8 / 5.7 -> 3.6 / 5.8 ppb; draw 0 39.2 / 44.5 -> 37.5 / 42.7 %, 4.7 / 7.2 -> 4.9 /
-    7.7 ppb; the family in the slab frame 36.2 / 40.7 -> 34.3 / 38.9 %, 3.6 / 4.8 -> 3.5 / 4.6
-    ppb. The NRMSE fell by 1.2 to 2.6 points on each of the 60 head runs, and the slopes did not
-    move (0.92-1.02). But VeP read lower on most heads (scanner frame, |VeP error| -1.2 to +4.0
+    The per-axis mask against the voxel mask, before it was built in (``wtv_bregman``, own masks,
+    scanner frame, ``benchmarks/bench_bregman_stop.py`` with the weights patched in; median /
+    worst): family 37.1 / 41.1 -> 35.2 / 39.5 %, regional error 2.9 / 6.9 -> 2.8 / 6.4 ppb;
+    held-out draw 1 37.5 / 43.3 -> 35.5 / 41.6 %, 4.4 / 8.3 -> 4.3 / 8.8 ppb; draw 2 37.0 / 41.7
+    -> 35.2 / 40.3 %, 3.8 / 5.7 -> 3.6 / 5.8 ppb; draw 0 39.2 / 44.5 -> 37.5 / 42.7 %, 4.7 / 7.2 ->
+    4.9 / 7.7 ppb; the family in the slab frame 36.2 / 40.7 -> 34.3 / 38.9 %, 3.6 / 4.8 -> 3.5 /
+    4.6 ppb. The NRMSE fell by 1.2 to 2.6 points on each of the 60 head runs, and the slopes did
+    not move (0.92-1.02). VeP read lower on most heads (scanner frame, |VeP error| -1.2 to +4.0
     ppb, median +0.2 over the family and draws 1 and 2; d1-03 -18.5 -> -19.7, d2-08 -2.9 -> -6.9
-    ppb; d0-08 +13.5 -> +8.9; slab, h04 +1.6 -> -1.5, h12 -3.5 -> -5.0), and the held-out draws
-    in the slab frame, the other acquisitions, the veins, the cohort and the demo are not yet
-    measured.
+    ppb; d0-08 +13.5 -> +8.9; slab, h04 +1.6 -> -1.5, h12 -3.5 -> -5.0).
     """
     if not 0 <= edge_fraction < 1:
         raise ValueError(f"edge_fraction must lie in [0, 1), got {edge_fraction}")
+    if edge_mask not in ("voxel", "per_axis"):
+        raise ValueError(f"edge_mask must be 'voxel' or 'per_axis', got {edge_mask!r}")
     mask = np.asarray(mask, dtype=bool)
     mag = np.where(mask, np.abs(np.asarray(magnitude, dtype=np.float32)), 0.0)
     mean = float(mag[mask].mean()) if mask.any() else 1.0
     mag = ndimage.gaussian_filter(mag / max(mean, 1e-30), 0.5)
     grads = np.gradient(mag, *voxel_size_mm)
-    size = np.sqrt(sum(g * g for g in grads))
-    weights = np.ones(mask.shape, np.float32)
-    if edge_fraction > 0:
-        level = np.quantile(size[mask], 1.0 - edge_fraction)
-        weights[mask & (size > level)] = 0.0
+    if edge_mask == "per_axis":
+        strength = np.abs(np.stack(grads))
+        inside = np.broadcast_to(mask, strength.shape)
+    else:
+        strength = np.sqrt(sum(g * g for g in grads))
+        inside = mask
+    weights = np.ones(strength.shape, np.float32)
+    if edge_fraction > 0 and mask.any():
+        level = np.quantile(strength[inside], 1.0 - edge_fraction)
+        weights[inside & (strength > level)] = 0.0
     return weights
 
 
 def padded_edge_weights(problem: Problem, magnitude: np.ndarray | None, mask: np.ndarray,
-                        edge_fraction: float) -> tuple[np.ndarray | None, str]:
-    """TV's per-voxel weights on the problem's grid (None without a magnitude) and their source.
+                        edge_fraction: float, edge_mask: EdgeMask = "voxel") -> tuple[np.ndarray | None, str]:
+    """TV's weights (per voxel, or per axis) on the problem's grid (None without a magnitude)
+    and their source.
 
     Outside the mask the weight is 1: TV there only shapes the unobserved extension.
     """
     if magnitude is None:
         return None, "uniform (no magnitude)"
-    weights = problem.grid.pad(magnitude_edge_weights(magnitude, np.asarray(mask, dtype=bool),
-                                                      problem.voxel_size_mm, edge_fraction=edge_fraction))
+    edges = magnitude_edge_weights(magnitude, np.asarray(mask, dtype=bool), problem.voxel_size_mm,
+                                   edge_fraction=edge_fraction, edge_mask=edge_mask)
+    if edge_mask == "per_axis":
+        weights = np.stack([problem.grid.pad(component) for component in edges])
+        weights[:, ~problem.mask] = 1.0
+        return weights, "magnitude edges per axis (MEDI's gradient mask)"
+    weights = problem.grid.pad(edges)
     weights[~problem.mask] = 1.0
     return weights, "magnitude edges"
 
@@ -124,7 +147,7 @@ def padded_edge_weights(problem: Problem, magnitude: np.ndarray | None, mask: np
 def wtv(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
         b0_direction: Sequence[float], *, magnitude: np.ndarray | None = None,
         noise_ppm: np.ndarray | None = None, alpha: PositiveFloat | Literal["auto", "lcurve", "discrepancy"] = "auto",
-        edge_fraction: Fraction = DEFAULT_EDGE_FRACTION, max_iter: PositiveInt = 30,
+        edge_fraction: Fraction = DEFAULT_EDGE_FRACTION, edge_mask: EdgeMask = "voxel", max_iter: PositiveInt = 30,
         tol: PositiveFloat = 1e-2, path_alphas: PositiveInt = 6, path_decades: PositiveFloat = 3.5,
         path_iterations: PositiveInt = 3, phase_scale_rad_per_ppm: PositiveFloat | None = None,
         pad_mm: NonNegativeFloat = DEFAULT_PAD_MM) -> tuple[np.ndarray, dict]:
@@ -143,6 +166,8 @@ def wtv(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
         Field-noise map, ppm.
     alpha : float or {"auto", "lcurve", "discrepancy"}
     edge_fraction : float
+    edge_mask : {"voxel", "per_axis"}
+        Which gradient components an edge exempts from TV (``EdgeMask``).
     max_iter, tol : iterations at the chosen weight and relative-change tolerance.
         Where the cap is met first (``converged`` False in the info), running on to the
         tolerance moved the map away from the truth on the benchmark's head phantoms with
@@ -160,13 +185,14 @@ def wtv(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
     """
     problem = setup(local_ppm, mask, voxel_size_mm, b0_direction, pad_mm=pad_mm, noise_ppm=noise_ppm)
     weights, level, source = data_weights(problem, magnitude, noise_ppm)
-    edge_weights, gradient_source = padded_edge_weights(problem, magnitude, mask, edge_fraction)
+    edge_weights, gradient_source = padded_edge_weights(problem, magnitude, mask, edge_fraction, edge_mask)
     chi, info = run_weighted_tv(problem, weights, level, alpha=alpha, gradient_weights=edge_weights,
                                 max_iter=max_iter, tol=tol, path_alphas=path_alphas,
                                 path_decades=path_decades, path_iterations=path_iterations,
                                 nonlinear_scale_rad_per_ppm=phase_scale_rad_per_ppm)
     info.update({"data_weights": source, "gradient_weights": gradient_source,
                  "edge_fraction": edge_fraction if magnitude is not None else None,
+                 "edge_mask": edge_mask if magnitude is not None else None,
                  "data_term": "linear" if phase_scale_rad_per_ppm is None else "nonlinear",
                  "phase_scale_rad_per_ppm": phase_scale_rad_per_ppm, "pad_mm": pad_mm})
     return problem.result(chi), info
