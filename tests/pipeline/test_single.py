@@ -452,7 +452,8 @@ def test_invert_takes_magnitude_and_method_parameters_and_records_them(local_fie
 @pytest.mark.parametrize("param, words", [("alpah=0.001", "has no parameter 'alpah'"),
                                           ("max_outer=2.5", "'max_outer': Input should be a valid integer"),
                                           ("max_outer=0", "'max_outer': Input should be greater than or equal to 1"),
-                                          ("edge_fraction=wide", "'edge_fraction': Input should be a valid number")])
+                                          ("edge_fraction=wide", "'edge_fraction': Input should be a valid number"),
+                                          ("edge_mask=diagonal", "'edge_mask': Input should be 'voxel' or 'per_axis'")])
 def test_invert_rejects_a_bad_method_parameter_in_one_line(param, words, local_field_case, tmp_path, capsys):
     case = local_field_case
     out = tmp_path / "chi.nii.gz"
