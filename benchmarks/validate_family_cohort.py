@@ -20,8 +20,8 @@ signal model, 5 echoes 4-28 ms, SNR 120) gave much worse subject-level recovery 
   writes), with the truth in ``derivatives/truth`` in the cohort simulator's format
   (``regions_truth.tsv``: the value given, relative to the whole-brain mean, and the true map's
   mean over the region on the scan grid; ``planted_effects.json``);
-- processed by ``qsmiron run`` with the default settings (its own brain mask, registration,
-  regions, group statistics).
+- processed by ``qsmiron run`` with the default settings, or a settings file (``--config``)
+  (its own brain mask, registration, regions, group statistics).
 
 Printed: per region and hemisphere, Pearson r of recovered against true values, bias and RMSE
 (ppb), the bias against the truth on the scan grid; then the planted group differences
@@ -319,6 +319,7 @@ def main(argv=None) -> int:
                         help="where the heads' FFT dipole model runs (simulate.heads.HeadSpec.field_frame)")
     parser.add_argument("--veins", action="store_true", help="add the deep cerebral veins (simulate.veins)")
     parser.add_argument("--n-procs", type=int, default=2)
+    parser.add_argument("--config", type=Path, default=None, help="a settings file (TOML or JSON) instead of the defaults")
     parser.add_argument("--keep", metavar="DIR", default=None, help="work here and keep the files")
     args = parser.parse_args(argv)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="qsmiron-family-cohort-"))
@@ -326,12 +327,13 @@ def main(argv=None) -> int:
     bids, out = work / "bids", work / "out"
     try:
         print(f"== {args.subjects} family heads, seed {args.seed}, 1 x 1 x {args.slice_mm:g} mm, "
-              f"field in the {args.frame} frame{', deep veins' if args.veins else ''}", flush=True)
+              f"field in the {args.frame} frame{', deep veins' if args.veins else ''}"
+              f"{f', settings {args.config}' if args.config else ''}", flush=True)
         if not (bids / "derivatives" / "truth" / "regions_truth.tsv").exists():  # else kept from a run
             shutil.rmtree(bids, ignore_errors=True)
             seconds = simulate(bids, args.subjects, args.seed, args.slice_mm, args.frame, args.veins)
             print(f"   simulated in {seconds:.0f} s", flush=True)
-        result, seconds = _validate_recovery().process(bids, out, args.n_procs, fast=False)
+        result, seconds = _validate_recovery().process(bids, out, args.n_procs, fast=False, config_path=args.config)
         failed = [s for s in result.statuses if not s.succeeded]
         print(f"   processed in {seconds:.0f} s; {len(failed)} subject(s) failed"
               + "".join(f"\n     {s.label}: {s.step}: {s.reason}" for s in failed), flush=True)

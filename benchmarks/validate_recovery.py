@@ -47,13 +47,18 @@ def simulate(bids: Path, n_subjects: int, seed: int, voxel_mm: float, with_effec
     return time.perf_counter() - start
 
 
-def process(bids: Path, out: Path, n_procs: int, fast: bool):
-    from qsmiron.config import QsmironConfig
+def process(bids: Path, out: Path, n_procs: int, fast: bool, config_path: Path | None = None):
+    """``qsmiron run`` over the cohort: the demo's settings (``fast``), a settings file
+    (``config_path``) or the defaults."""
+    from qsmiron.config import QsmironConfig, load_config
     from qsmiron.pipeline.bids_app import run_bids_app
     from qsmiron.io.atomic import write_text_atomic
     from qsmiron.pipeline.demo import DEMO_STUDY, demo_config
 
-    config = demo_config() if fast else QsmironConfig()
+    if config_path is not None:
+        config = load_config(config_path)
+    else:
+        config = demo_config() if fast else QsmironConfig()
     config.pipeline.progress = False
     start = time.perf_counter()
     # The reference study's design (MOH vs CM), as the demo analyses it.
