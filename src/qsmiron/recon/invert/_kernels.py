@@ -11,6 +11,17 @@ import numba
 import numpy as np
 
 
+@numba.njit(inline="always", fastmath=True)
+def _gradient_plus_scaled_dual(chi, s, i, j, k, ip, jp, kp, inv_dx):
+    """grad chi + s at one voxel, and |grad chi| (the voxel's share of TV)."""
+    c = chi[i, j, k]
+    gx = (chi[ip, j, k] - c) * inv_dx[0]
+    gy = (chi[i, jp, k] - c) * inv_dx[1]
+    gz = (chi[i, j, kp] - c) * inv_dx[2]
+    size = np.sqrt(gx * gx + gy * gy + gz * gz)
+    return gx + s[0, i, j, k], gy + s[1, i, j, k], gz + s[2, i, j, k], size
+
+
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def gradient_shrink(chi, z, s, threshold, inv_dx):
     """z <- shrink(grad chi + s, threshold); s <- grad chi + s - z; returns sum |grad chi| (TV).
@@ -26,14 +37,8 @@ def gradient_shrink(chi, z, s, threshold, inv_dx):
             jp = j + 1 if j + 1 < ny else 0
             for k in range(nz):
                 kp = k + 1 if k + 1 < nz else 0
-                c = chi[i, j, k]
-                gx = (chi[ip, j, k] - c) * inv_dx[0]
-                gy = (chi[i, jp, k] - c) * inv_dx[1]
-                gz = (chi[i, j, kp] - c) * inv_dx[2]
-                tv += np.sqrt(gx * gx + gy * gy + gz * gz)
-                ux = gx + s[0, i, j, k]
-                uy = gy + s[1, i, j, k]
-                uz = gz + s[2, i, j, k]
+                ux, uy, uz, size = _gradient_plus_scaled_dual(chi, s, i, j, k, ip, jp, kp, inv_dx)
+                tv += size
                 norm = np.sqrt(ux * ux + uy * uy + uz * uz)
                 t = threshold[i, j, k]
                 scale = 1.0 - t / norm if norm > t else 0.0
@@ -63,14 +68,8 @@ def gradient_shrink_by_axis(chi, z, s, threshold, penalised, inv_dx):
             jp = j + 1 if j + 1 < ny else 0
             for k in range(nz):
                 kp = k + 1 if k + 1 < nz else 0
-                c = chi[i, j, k]
-                gx = (chi[ip, j, k] - c) * inv_dx[0]
-                gy = (chi[i, jp, k] - c) * inv_dx[1]
-                gz = (chi[i, j, kp] - c) * inv_dx[2]
-                tv += np.sqrt(gx * gx + gy * gy + gz * gz)
-                ux = gx + s[0, i, j, k]
-                uy = gy + s[1, i, j, k]
-                uz = gz + s[2, i, j, k]
+                ux, uy, uz, size = _gradient_plus_scaled_dual(chi, s, i, j, k, ip, jp, kp, inv_dx)
+                tv += size
                 px = penalised[0, i, j, k]
                 py = penalised[1, i, j, k]
                 pz = penalised[2, i, j, k]
