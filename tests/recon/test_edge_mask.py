@@ -34,7 +34,7 @@ def test_the_per_axis_shrinkage_is_the_proximal_step_of_tv_on_the_penalised_comp
     u = forward_gradient(chi.astype(np.float64), inv_dx) + s
     z = np.zeros_like(s)
     s_out = s.copy()
-    tv = _kernels.gradient_shrink_by_axis(chi, z, s_out, threshold, penalised, inv_dx)
+    tv = _kernels.gradient_shrink_by_axis(chi, z, s_out, threshold, penalised.astype(np.uint8), inv_dx)
     assert tv == pytest.approx(np.sqrt((forward_gradient(chi.astype(np.float64), inv_dx) ** 2).sum(axis=0)).sum(),
                                rel=1e-5)
     np.testing.assert_allclose(s_out, u - z, atol=1e-5)
@@ -59,7 +59,7 @@ def test_the_per_axis_shrinkage_is_the_proximal_step_of_tv_on_the_penalised_comp
 def test_with_every_component_penalised_the_per_axis_shrinkage_is_the_isotropic_one():
     chi, s, threshold, _, inv_dx = shrink_inputs(seed=1)
     z_axis, s_axis, z_iso, s_iso = np.zeros_like(s), s.copy(), np.zeros_like(s), s.copy()
-    _kernels.gradient_shrink_by_axis(chi, z_axis, s_axis, threshold, np.ones(s.shape, bool), inv_dx)
+    _kernels.gradient_shrink_by_axis(chi, z_axis, s_axis, threshold, np.ones(s.shape, np.uint8), inv_dx)
     _kernels.gradient_shrink(chi, z_iso, s_iso, threshold, inv_dx)
     np.testing.assert_allclose(z_axis, z_iso, atol=1e-6)
     np.testing.assert_allclose(s_axis, s_iso, atol=1e-6)
@@ -114,7 +114,7 @@ def test_per_axis_gradient_weights_must_be_binary_and_fit_the_grid():
     with pytest.raises(ValueError, match="fit neither"):
         split_gradient_weights(np.ones((2, *shape)), shape)
     voxel, penalised = split_gradient_weights(np.zeros((3, *shape)), shape)
-    assert voxel.min() == 1.0 and not penalised.any()
+    assert voxel.min() == 1.0 and not penalised.any() and penalised.dtype == np.uint8  # the dtype the loop vectorises
     with pytest.raises(ValueError, match="edge_mask"):
         magnitude_edge_weights(np.ones(shape), np.ones(shape, bool), (1, 1, 1), edge_mask="diagonal")
 

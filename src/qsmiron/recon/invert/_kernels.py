@@ -55,7 +55,7 @@ def gradient_shrink(chi, z, s, threshold, inv_dx):
 def gradient_shrink_by_axis(chi, z, s, threshold, penalised, inv_dx):
     """``gradient_shrink`` with TV on chosen components of the gradient only.
 
-    ``penalised`` (bool, shape (3, X, Y, Z)) says which components of each voxel's gradient TV
+    ``penalised`` (0 or 1, shape (3, X, Y, Z); uint8 runs fastest) says which components of each voxel's gradient TV
     acts on: those are shrunk together by ``threshold`` (the exact proximal step of
     ``threshold * ||u_P||_2`` over the penalised components P), the others pass unchanged.
     With all three penalised this is ``gradient_shrink``.

@@ -178,7 +178,9 @@ def split_gradient_weights(gradient_weights: np.ndarray | None,
                          f"nor its three gradient components {(3, *shape)}")
     if not np.isin(gradient_weights, (0, 1)).all():
         raise ValueError("per-axis gradient weights must be 0 or 1")
-    return np.ones(shape, np.float32), gradient_weights.astype(bool)
+    # uint8, not bool: numba vectorises the shrinkage loop over uint8 flags but not over bool ones
+    # (4 times as fast on 192 x 192 x 160, as fast as the isotropic loop; same result)
+    return np.ones(shape, np.float32), gradient_weights.astype(np.uint8)
 
 
 @dataclass
