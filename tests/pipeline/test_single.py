@@ -444,7 +444,7 @@ def test_invert_takes_magnitude_and_method_parameters_and_records_them(local_fie
     assert inversion.parameters["max_outer"] == 2 and inversion.parameters["edge_fraction"] == 0.2
     assert inversion.parameters["inner_iterations"] == 7  # the others keep their declared defaults
     assert record.inputs["magnitude"].endswith("mag.nii.gz") and inversion.notes["inputs"] == ["magnitude"]
-    assert inversion.notes["gradient_weights"] == "magnitude edges"
+    assert inversion.notes["gradient_weights"] == "magnitude edges per axis (MEDI's gradient mask)"
     assert inversion.notes["bregman_steps"] <= 2
     assert nrmse_percent(nib.load(str(out)).get_fdata(), case["chi"], case["brain"]) < INVERT_NRMSE_BOUND
 

@@ -164,7 +164,8 @@ def test_a_note_repeating_a_parameter_is_left_out_and_a_chosen_value_is_reported
 
 @pytest.mark.parametrize("method, said, not_said, cited", [
     ("wtv_bregman", ["with Bregman iterations stopped by the discrepancy principle"], ["MEDI (morphology-enabled"],
-     ["doi:10.1137/040605412", "doi:10.1002/mrm.22816", "doi:10.1002/mrm.27073"]),
+     ["doi:10.1137/040605412", "doi:10.1002/mrm.22816", "doi:10.1016/j.neuroimage.2011.08.082",
+      "doi:10.1002/mrm.27073"]),
     ("wtv", ["magnitude-weighted total-variation inversion by ADMM"], ["Bregman", "MEDI (morphology-enabled"],
      ["doi:10.1002/mrm.22816", "doi:10.1002/mrm.27073"]),
     # a record written when wtv was called medi: credited as what it is

@@ -24,7 +24,7 @@ from qsmiron.io.derivatives import DONE_MARKER
 from qsmiron.records.cohort import DoneMarker, MarkerFile
 
 
-RESULTS_REVISION = 12
+RESULTS_REVISION = 13
 """Revision of what a subject's outputs hold, for the same version and settings. The version
 string changes only at a release; between releases a change to a method's results or to the
 files written (a default rule, a sidecar key) bumps this, so that resuming a cohort re-runs
@@ -45,7 +45,9 @@ automatic mask's refinement removes the voxels centred within 1 mm of its surfac
 ``wtv_bregman`` stops at the cone level less the mask's truncation leak, and raises a weight whose first
 solve already reaches it (``recon.invert.bregman``); 12: the cone band of the inconsistency level is set
 in cycles per mm, not per voxel (``recon.invert._common.CONE_MIN_FREQUENCY_PER_MM``), and ``wtv`` and ``tv``
-take their automatic weight at that level less the mask's truncation leak (``recon.invert.tv_admm``)."""
+take their automatic weight at that level less the mask's truncation leak (``recon.invert.tv_admm``); 13:
+``wtv_bregman``'s magnitude edges exempt only the gradient components across them, MEDI's gradient mask
+(``recon.invert.wtv.EdgeMask``)."""
 
 
 def result_settings(config: QsmironConfig) -> dict[str, Any]:

@@ -17,8 +17,10 @@ magic cone, ``_common.inconsistency_ppm``); a single TV solve meets that residua
 shrinking contrast. ``wtv_bregman`` keeps the principle and the level but reaches the level by
 Bregman iterations (Osher et al. 2005) at a weight a quarter decade above the crossing: each
 step adds back the unexplained field, so shrunk contrast returns while the stop at the level
-keeps the fine-scale inconsistency out. No constant is fitted to any dataset; the magnitude
-prior (MEDI's edge mask, 30 %) and the noise weighting are as in ``wtv``.
+keeps the fine-scale inconsistency out. No constant is fitted to any dataset; the noise
+weighting is as in ``wtv``, and so is the magnitude prior (MEDI's edge mask, 30 %) except that
+by default it exempts only the gradient components across an edge, as MEDI's gradient mask
+does, where ``wtv`` exempts whole voxels (since results revision 13; ``wtv.magnitude_edge_weights``).
 
 Evidence (``benchmarks/bench_invert.py``; the proxy family of ``benchmarks/invert_proxies.py``:
 4 qsm-forward cylinder phantoms, 64^3, and 6 heads of the project's simulator at 1.5 mm with
@@ -130,6 +132,9 @@ from qsmiron.recon.invert.wtv import wtv
 
 LIU_2011 = ("Liu T, Liu J, de Rochefort L, et al. Magn Reson Med 2011;66:777-783", "10.1002/mrm.22816")
 """MEDI: the magnitude edge prior of ``wtv`` and ``wtv_bregman``."""
+LIU_2012 = ("Liu J, Liu T, de Rochefort L, et al. NeuroImage 2012;59:2560-2568",
+            "10.1016/j.neuroimage.2011.08.082")
+"""MEDI's gradient mask per gradient component, ``wtv_bregman``'s default edges (``edge_mask``)."""
 MILOVIC_2018 = ("Milovic C, Bilgic B, Zhao B, Acosta-Cabronero J, Tejos C. Magn Reson Med 2018;80:814-821",
                 "10.1002/mrm.27073")
 """FANSI: the ADMM splitting (and the optional nonlinear data term) of the TV solvers."""
@@ -168,7 +173,7 @@ METHODS = (
                        "by step), stopped where the residual reaches the field's inconsistency (the "
                        "mask edge's cone leakage removed)",
            citation="Osher S, Burger M, Goldfarb D, Xu J, Yin W. Multiscale Model Simul 2005;4:460-489",
-           doi="10.1137/040605412", also_cites=(LIU_2011, MILOVIC_2018)),
+           doi="10.1137/040605412", also_cites=(LIU_2011, LIU_2012, MILOVIC_2018)),
     Method("tfi", tfi, label="preconditioned total field inversion (TFI: background and tissue fields "
                              "solved together, outside sources started from PDF's fit)",
            description="susceptibility inside and outside the mask from the total field in one "

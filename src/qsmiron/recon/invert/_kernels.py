@@ -55,10 +55,11 @@ def gradient_shrink(chi, z, s, threshold, inv_dx):
 def gradient_shrink_by_axis(chi, z, s, threshold, penalised, inv_dx):
     """``gradient_shrink`` with TV on chosen components of the gradient only.
 
-    ``penalised`` (0 or 1, shape (3, X, Y, Z); uint8 runs fastest) says which components of each voxel's gradient TV
-    acts on: those are shrunk together by ``threshold`` (the exact proximal step of
-    ``threshold * ||u_P||_2`` over the penalised components P), the others pass unchanged.
-    With all three penalised this is ``gradient_shrink``.
+    ``penalised`` (0 or 1, shape (3, X, Y, Z); uint8 runs fastest) says which components of each
+    voxel's gradient TV acts on: those are shrunk together by ``threshold`` (the exact proximal
+    step of ``threshold * ||u_P||_2`` over the penalised components P), the others pass
+    unchanged. With all three penalised this is ``gradient_shrink``. The loop over the grid is
+    ``gradient_shrink``'s, written out in each kernel as numba's parallel loops need.
     """
     nx, ny, nz = chi.shape
     tv = 0.0

@@ -319,7 +319,7 @@ def run_bregman_tv(problem: Problem, weights: np.ndarray, gradient_weights: np.n
 def wtv_bregman(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
                 b0_direction: Sequence[float], *, magnitude: np.ndarray | None = None,
                 noise_ppm: np.ndarray | None = None, edge_fraction: Fraction = DEFAULT_EDGE_FRACTION,
-                edge_mask: EdgeMask = "voxel",
+                edge_mask: EdgeMask = "per_axis",
                 inner_iterations: PositiveInt = 7, max_outer: PositiveInt = 8,
                 path_step_decades: PositiveFloat = 0.5, path_iterations: PositiveInt = 3,
                 path_decades: NonNegativeFloat = 3.5,
@@ -337,9 +337,11 @@ def wtv_bregman(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence
     noise_ppm : ndarray, optional
         Field-noise map, ppm: data weights 1/noise (maximum likelihood).
     edge_fraction : float
-        Share of mask voxels treated as magnitude edges (MEDI's 30 %).
-    edge_mask : {"voxel", "per_axis"}
-        Which gradient components an edge exempts from TV (``wtv.EdgeMask``).
+        Share of the mask's gradient components (``per_axis``) or voxels (``voxel``) treated as
+        magnitude edges (MEDI's 30 %).
+    edge_mask : {"per_axis", "voxel"}
+        Which gradient components an edge exempts from TV (``wtv.EdgeMask``): by default only
+        those across it, as MEDI's gradient mask (the evidence is in ``wtv.magnitude_edge_weights``).
     inner_iterations : int
         ADMM iterations per Bregman step (warm-started).
     max_outer : int

@@ -12,7 +12,7 @@ with conjugate gradients) and the weight is chosen by qsmiron's own rule (below)
   mask voxels with the largest magnitude gradient), one elsewhere, so that TV does not
   smooth across anatomical boundaries the magnitude shows while it suppresses streaks and
   noise everywhere else; with ``edge_mask="per_axis"`` per gradient component instead (MEDI's
-  gradient mask: only the directions across an edge are exempt);
+  gradient mask: only the directions across an edge are exempt; ``wtv_bregman``'s default);
 - alpha picked automatically on a continuation path: the weight whose residual inside the
   mask equals the field's total inconsistency with the dipole model, measured on the magic
   cone (noise + model errors; see ``qsmiron.recon.invert`` for the evidence);
@@ -91,16 +91,34 @@ def magnitude_edge_weights(magnitude: np.ndarray, mask: np.ndarray, voxel_size_m
     voxel) so that single noisy voxels are not mistaken for edges; outside the mask the
     weight is 1 (TV there only shapes the unobserved extension).
 
-    The per-axis mask against the voxel mask, before it was built in (``wtv_bregman``, own masks,
-    scanner frame, ``benchmarks/bench_bregman_stop.py`` with the weights patched in; median /
-    worst): family 37.1 / 41.1 -> 35.2 / 39.5 %, regional error 2.9 / 6.9 -> 2.8 / 6.4 ppb;
-    held-out draw 1 37.5 / 43.3 -> 35.5 / 41.6 %, 4.4 / 8.3 -> 4.3 / 8.8 ppb; draw 2 37.0 / 41.7
-    -> 35.2 / 40.3 %, 3.8 / 5.7 -> 3.6 / 5.8 ppb; draw 0 39.2 / 44.5 -> 37.5 / 42.7 %, 4.7 / 7.2 ->
-    4.9 / 7.7 ppb; the family in the slab frame 36.2 / 40.7 -> 34.3 / 38.9 %, 3.6 / 4.8 -> 3.5 /
-    4.6 ppb. The NRMSE fell by 1.2 to 2.6 points on each of the 60 head runs, and the slopes did
-    not move (0.92-1.02). VeP read lower on most heads (scanner frame, |VeP error| -1.2 to +4.0
-    ppb, median +0.2 over the family and draws 1 and 2; d1-03 -18.5 -> -19.7, d2-08 -2.9 -> -6.9
-    ppb; d0-08 +13.5 -> +8.9; slab, h04 +1.6 -> -1.5, h12 -3.5 -> -5.0).
+    ``wtv_bregman`` takes ``per_axis`` by default (results revision 13); ``wtv`` keeps ``voxel``,
+    which its own weight rule was measured with. ``qsmiron recon`` end to end with its own mask,
+    per_axis against voxel on the same heads (``benchmarks/bench_bgremove.py --own-mask
+    [--config]``, slab frame; median / worst):
+
+    ================  ======================  ======================  ==================  ====================
+    heads             Chimap NRMSE %          XSIM                    regional ppb        |VeP error| ppb
+    ================  ======================  ======================  ==================  ====================
+    family (12)       36.2/40.7 -> 34.3/38.9  .767/.717 -> .788/.743  3.6/4.8 -> 3.4/4.6  worst 9.0 -> 8.9
+    held out, draw 0  39.1/43.8 -> 37.5/41.9  .724/.677 -> .746/.699  4.1/7.1 -> 4.2/7.5  8.7/14.1 -> 8.3/15.4
+    held out, draw 1  37.2/42.9 -> 35.2/41.2  .748/.664 -> .771/.686  3.6/8.0 -> 3.6/8.6  6.2/18.7 -> 6.4/19.1
+    held out, draw 2  36.5/41.8 -> 34.5/40.3  .749/.707 -> .774/.733  3.7/5.0 -> 3.5/5.0  4.7/9.9 -> 5.8/10.2
+    deep veins (12)   34.1/38.2 -> 32.3/36.5  .768/.720 -> .789/.744  3.7/5.1 -> 3.6/5.5  6.2/10.5 -> 6.5/10.6
+    1.5 T (4 heads)   41.5/44.5 -> 39.7/42.8  .693/.662 -> .715/.692  3.3/4.8 -> 3.8/4.8  8.3/10.9 -> 9.1/12.0
+    2 echoes (4)      43.8/46.1 -> 41.5/44.1  .664/.650 -> .694/.675  3.6/4.0 -> 3.6/4.0  6.7/17.8 -> 7.0/17.7
+    SNR 40 (4)        43.5/45.8 -> 42.0/44.5  .672/.643 -> .692/.668  4.0/5.4 -> 4.0/5.4  5.7/11.9 -> 5.5/12.0
+    ================  ======================  ======================  ==================  ====================
+
+    The NRMSE fell on each of the 60 paired heads below the family (by 1.1 to 2.7 points, median
+    1.9) and XSIM rose by 0.02 to 0.03; the regional slopes did not move or rose by 0.01 (0.91 to
+    1.04). The regions pay a little: the regional bias is 0.1 to 0.8 ppb more negative on most
+    heads (1.7 on h06 at 1.5 T), the regional error changed by -0.6 to +0.6 ppb (+1.2 on h06 at
+    1.5 T), and VeP reads 0.1 to 0.4 ppb lower at the median of each set but up to 2.9 ppb lower
+    on a few heads (d2-08 -4.2 -> -7.1, h04 with veins -6.5 -> -9.2; d1-03, the worst held-out
+    head, -18.7 -> -19.1 ppb and regional error 8.0 -> 8.6 ppb), while d0-08 went from +13.5 to
+    +9.9. The scanner frame (measured before it was built in, with the weights patched into
+    ``benchmarks/bench_bregman_stop.py``) agreed: NRMSE 1.2 to 2.6 points lower on 60 head runs,
+    slopes unchanged.
     """
     if not 0 <= edge_fraction < 1:
         raise ValueError(f"edge_fraction must lie in [0, 1), got {edge_fraction}")
