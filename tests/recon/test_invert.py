@@ -223,7 +223,7 @@ def test_the_recon_inversion_keeps_the_edges_of_the_last_echo_not_of_the_echo_su
                        field_strength_t=3.0, local_ppm=field, local_mask=mask,
                        noise_hz=np.where(mask, 0.002 / ppm_per_hz(3.0), 0).astype(np.float32))
     (step,) = run_stages(state, ReconSettings(), (INVERSION,))
-    assert step.notes["gradient_weights"] == "magnitude edges"
+    assert step.notes["gradient_weights"] == "magnitude edges per axis (MEDI's gradient mask)"
     assert step.notes["magnitude_for_weights"] == "the last echo's (of 4, TE 28 ms)"
     last, _ = wtv_bregman(field, mask, (1, 1, 1), (0, 0, 1), magnitude=magnitude[..., -1],
                           noise_ppm=state.inversion_noise_ppm())
