@@ -95,6 +95,19 @@ def test_per_axis_weights_that_agree_across_axes_give_the_per_voxel_solution():
     assert np.abs(chi_axis - chi_voxel).max() < 1e-4 * np.abs(chi_voxel).max()
 
 
+def test_padded_per_axis_edges_are_uint8_flags_on_the_grid_one_outside_the_mask():
+    field, mask, _, r = analytic_sphere(n=32, radius_mm=6.0)
+    magnitude = np.where(r <= 6.0, 0.6, 1.0).astype(np.float32)
+    problem = setup(field, mask, (1, 1, 1), (0, 0, 1), pad_mm=4.0)
+    flags, source = padded_edge_weights(problem, magnitude, mask, 0.3, "per_axis")
+    edges = magnitude_edge_weights(magnitude, mask, (1, 1, 1), edge_fraction=0.3, edge_mask="per_axis")
+    assert flags.dtype == np.uint8 and flags.shape == (3, *problem.mask.shape)
+    assert np.array_equal(flags[(slice(None), *problem.grid.inner)][:, mask[problem.grid.box]],
+                          edges[(slice(None), *problem.grid.box)][:, mask[problem.grid.box]])
+    assert flags[:, ~problem.mask].min() == 1 and (flags == 0).sum() == (edges == 0).sum() > 0
+    assert source.startswith("magnitude edges per axis")
+
+
 @pytest.mark.parametrize("b0", [(0.0, 0.0, 1.0), (0.3, 0.2, 0.93)])
 def test_wtv_bregman_with_per_axis_edges_recovers_an_analytic_sphere_within_5_percent(b0):
     field, mask, _, r = analytic_sphere(n=48, radius_mm=8.0, b0=b0)
@@ -115,6 +128,11 @@ def test_per_axis_gradient_weights_must_be_binary_and_fit_the_grid():
         split_gradient_weights(np.ones((2, *shape)), shape)
     voxel, penalised = split_gradient_weights(np.zeros((3, *shape)), shape)
     assert voxel.min() == 1.0 and not penalised.any() and penalised.dtype == np.uint8  # the dtype the loop vectorises
+    flags = np.zeros((3, *shape), np.uint8)
+    flags[1, 2, 2, 2] = 1
+    assert split_gradient_weights(flags, shape)[1] is flags  # uint8 flags are not copied
+    with pytest.raises(ValueError, match="0 or 1"):
+        split_gradient_weights(np.full((3, *shape), 2, np.uint8), shape)
     with pytest.raises(ValueError, match="edge_mask"):
         magnitude_edge_weights(np.ones(shape), np.ones(shape, bool), (1, 1, 1), edge_mask="diagonal")
 

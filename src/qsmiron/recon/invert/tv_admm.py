@@ -176,11 +176,12 @@ def split_gradient_weights(gradient_weights: np.ndarray | None,
     if gradient_weights.shape != (3, *shape):
         raise ValueError(f"gradient weights of shape {gradient_weights.shape} fit neither the grid {tuple(shape)} "
                          f"nor its three gradient components {(3, *shape)}")
-    if not np.isin(gradient_weights, (0, 1)).all():
+    binary = gradient_weights.max() <= 1 if gradient_weights.dtype == np.uint8 else np.isin(gradient_weights, (0, 1)).all()
+    if not binary:
         raise ValueError("per-axis gradient weights must be 0 or 1")
     # uint8, not bool: numba vectorises the shrinkage loop over uint8 flags but not over bool ones
     # (4 times as fast on 192 x 192 x 160, as fast as the isotropic loop; same result)
-    return np.ones(shape, np.float32), gradient_weights.astype(np.uint8)
+    return np.ones(shape, np.float32), gradient_weights.astype(np.uint8, copy=False)
 
 
 @dataclass

@@ -154,8 +154,10 @@ def padded_edge_weights(problem: Problem, magnitude: np.ndarray | None, mask: np
     edges = magnitude_edge_weights(magnitude, np.asarray(mask, dtype=bool), problem.voxel_size_mm,
                                    edge_fraction=edge_fraction, edge_mask=edge_mask)
     if edge_mask == "per_axis":
-        weights = np.stack([problem.grid.pad(component) for component in edges])
-        weights[:, ~problem.mask] = 1.0
+        # 0/1 flags as uint8, the solver's own type: a float32 stack of three grids would be
+        # copied again there (``tv_admm.split_gradient_weights``)
+        weights = np.stack([problem.grid.pad(component, dtype=np.uint8) for component in edges])
+        weights[:, ~problem.mask] = 1
         return weights, "magnitude edges per axis (MEDI's gradient mask)"
     weights = problem.grid.pad(edges)
     weights[~problem.mask] = 1.0
