@@ -81,9 +81,29 @@ LBV instead of iSMV after PDF with the own mask (``lbv`` on PDF's local field, `
 erosion beyond the boundary layer). In the slab frame it did better on each of the six heads above
 (36.1 / 40.1 % against 37.4 / 40.7 %, slopes 0.98-1.03, h10 0.98 against 0.92; ``peel`` 2: 35.0 /
 38.6 %), though VeP read lower (-14.2 against -9.0 ppb at worst). In the scanner frame, over the 12
-family heads, it gave 40.4 / 89.5 % against 37.1 / 41.1 % (h01 89.5 % against 36.5 %; cause not
-traced), and on the qsm-forward scenes of the tests 12.2 % (sphere, oblique B0) and 22.6 / 61.4 %
-(head with a sinus touching the mask) against 8.6 % and 19.3 / 44.9 %. """
+family heads, it gave 40.4 / 89.5 % against 37.1 / 41.1 % (h01 89.5 % against 36.5 %), and on the
+qsm-forward scenes of the tests 12.2 % (sphere, oblique B0) and 22.6 / 61.4 % (head with a sinus
+touching the mask) against 8.6 % and 19.3 / 44.9 %. The cause on h01 (results revision 13,
+own mask): in the scanner frame PDF leaves the background on the mask's boundary layer at 11.7 ppb
+RMS (114 ppb at most; it stops at its cap of 50 iterations) where the true local field is 0.3 ppb,
+and LBV takes those boundary values as background: local-field NRMSE 97.0 % (``peel`` 1) and
+91.1 % (2) against iSMV's 32.4 %. PDF run on (tol 0.01, 300 iterations, 130 s of CPU) still left
+6.1 ppb there, and LBV then gave 59.9 and 54.6 %; the mask eroded by 1, 2, 3 or 4 mm before LBV gave
+45.4, 35.3, 37.4 and 37.1 %, above iSMV's on the region both keep (31.1 % at 2 mm, 27.5 % at 4 mm).
+In the slab frame, where the simulator's field is made with the discrete kernel PDF fits with,
+PDF converges in 32 iterations, leaves 4.5 ppb on the boundary layer, and LBV beats iSMV (22.9
+and 19.8 % against 24.7 %). A scanner's background is continuous, so LBV stays out of the default.
+
+What limits the regional slope of the 2 mm family head h10 (0.92 with its own mask, against 1.01
+from its true local field). It is the brain's own field, not the sinus 2 mm from the brain: on
+the recon's own mask (its eroded mask grown back by iSMV's ball, in the brain), the noise-free background alone through ``pdf_ismv`` and the default
+inversion moves no CIT168 region by more than 0.3 ppb, while the true local field alone reads the
+nucleus accumbens 14 / 22 ppb high (left / right; truth 24 ppb) and the external pallidum 5 / 6 ppb
+low. End to end the accumbens reads 11 / 20 ppb high, the hypothalamus and extended amygdala 5 to 9
+ppb high, the pallida 4 to 7 ppb low: the basal forebrain lies a few mm above the mask's base,
+where iSMV loses the part of the tissue field that is harmonic in its eroded mask (above). A
+smaller ball (1.5 times the largest voxel, at least twice the smallest: 3 mm on h10) left the slope
+at 0.92 and read VeP 7 ppb lower (-0.4 -> -7.4 ppb; the ``radius_mm`` note). """
 
 from __future__ import annotations
 
