@@ -176,7 +176,10 @@ def split_gradient_weights(gradient_weights: np.ndarray | None,
     if gradient_weights.shape != (3, *shape):
         raise ValueError(f"gradient weights of shape {gradient_weights.shape} fit neither the grid {tuple(shape)} "
                          f"nor its three gradient components {(3, *shape)}")
-    binary = gradient_weights.max() <= 1 if gradient_weights.dtype == np.uint8 else np.isin(gradient_weights, (0, 1)).all()
+    if gradient_weights.dtype == np.uint8:
+        binary = gradient_weights.max() <= 1
+    else:
+        binary = np.isin(gradient_weights, (0, 1)).all()
     if not binary:
         raise ValueError("per-axis gradient weights must be 0 or 1")
     # uint8, not bool: numba vectorises the shrinkage loop over uint8 flags but not over bool ones
