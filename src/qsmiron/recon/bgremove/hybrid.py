@@ -95,15 +95,17 @@ PDF converges in 32 iterations, leaves 4.5 ppb on the boundary layer, and LBV be
 and 19.8 % against 24.7 %). A scanner's background is continuous, so LBV stays out of the default.
 
 What limits the regional slope of the 2 mm family head h10 (0.92 with its own mask, against 1.01
-from its true local field). It is the brain's own field, not the sinus 2 mm from the brain: on
-the recon's own mask (its eroded mask grown back by iSMV's ball, in the brain), the noise-free background alone through ``pdf_ismv`` and the default
-inversion moves no CIT168 region by more than 0.3 ppb, while the true local field alone reads the
-nucleus accumbens 14 / 22 ppb high (left / right; truth 24 ppb) and the external pallidum 5 / 6 ppb
-low. End to end the accumbens reads 11 / 20 ppb high, the hypothalamus and extended amygdala 5 to 9
-ppb high, the pallida 4 to 7 ppb low: the basal forebrain lies a few mm above the mask's base,
-where iSMV loses the part of the tissue field that is harmonic in its eroded mask (above). A
-smaller ball (1.5 times the largest voxel, at least twice the smallest: 3 mm on h10) left the slope
-at 0.92 and read VeP 7 ppb lower (-0.4 -> -7.4 ppb; the ``radius_mm`` note). """
+from its true local field). It is the brain's own field, not the sinus 2 mm from the brain: on the
+recon's own mask (its eroded mask grown back by iSMV's ball, in the brain), the noise-free
+background alone through ``pdf_ismv`` and the default inversion moves no CIT168 region by more than
+0.3 ppb, while the true local field alone reads the nucleus accumbens 14 and 22 ppb high (the two
+sides; truth 24 ppb) and the external pallidum 5 and 6 ppb low. End to end the accumbens reads 11
+and 20 ppb high, the hypothalamus 5 and 6 ppb and one extended amygdala 9 ppb high, the external
+pallidum 4 and 6 ppb and one internal pallidum 7 ppb low, VeP within 0.4 ppb: the basal forebrain
+lies a few mm above the mask's base, where iSMV loses the part of the tissue field that is harmonic
+in its eroded mask (above). A smaller ball (1.5 times the largest voxel, at least twice the
+smallest: 3 mm on h10) left the slope at 0.92 and read VeP 7 ppb lower (-0.4 -> -7.4 ppb; the
+``radius_mm`` note). """
 
 from __future__ import annotations
 
