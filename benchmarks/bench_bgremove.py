@@ -13,8 +13,10 @@ ROMEO + echo fit, with the head's erroneous mask as the user mask), then per met
 background removal and the default inversion (or TFI, which does both), referencing to the
 whole-brain mean, and the metrics of ``qsmiron.recon.metrics`` against the truth inside
 (output mask & true brain): local-field NRMSE (%), Chimap NRMSE (%), XSIM, regional mean
-absolute error (ppb, CIT168 regions) and slope, the seconds (wall and CPU) of the
-background + inversion steps. Then median and worst per method.
+absolute error (ppb, CIT168 regions) and slope, the same two over the regions with at least
+``qsmiron roi``'s ``min_coverage`` (0.9) of their voxels inside (``reg.cov``, ``sl.cov``; ``part``
+counts the regions left out, which ``qsmiron roi`` reports with ``flag_partial_coverage``), the
+seconds (wall and CPU) of the background + inversion steps. Then median and worst per method.
 
 ``--mechanism`` prints why the two phantom families disagree, on noise-free true total
 fields inside the true brain mask (local-field NRMSE against the truth in each method's
@@ -172,8 +174,11 @@ def run_default_recon(head, settings=None) -> dict:
                                 brain_probability=template.probability, brain_probability_notes=template.info)
     mask = np.asarray(result.mask, bool)
     chi = np.where(mask, result.chi_ppm - result.chi_ppm[mask].mean(), 0).astype(np.float32)
+    background = next((s.notes for s in result.steps if s.step == "background"), {})
+    pdf_iterations = background.get("pdf", {}).get("iterations")
     return {"chi": chi, "local": result.local_ppm, "mask": mask, "wall": time.perf_counter() - wall,
-            "cpu": time.process_time() - cpu, "info": {"template_used": bool(template.info.get("used"))}}
+            "cpu": time.process_time() - cpu, "info": {"template_used": bool(template.info.get("used")),
+                                                       "pdf_iterations": pdf_iterations}}
 
 
 def mask_agreement(mask: np.ndarray, head) -> str:
@@ -193,17 +198,23 @@ def score(run: dict, head) -> dict:
     from scipy import ndimage
 
     from qsmiron.recon.metrics import nrmse, regional_agreement, xsim
+    from qsmiron.roi.settings import RoiSettings
 
     region = run["mask"] & head.brain
     core = region & (ndimage.distance_transform_edt(head.brain, sampling=head.voxel_size_mm) > CORE_DEPTH_MM)
     regional = regional_agreement(run["chi"], head.chi_ppm, head.labels, region)
+    # The regions qsmiron roi reports without flag_partial_coverage (at least its min_coverage of
+    # the region inside the mask); the others are analysed as measured but with a warning.
+    covered = regional_agreement(run["chi"], head.chi_ppm, head.labels, region,
+                                 min_coverage=RoiSettings().min_coverage)
     vep = [lab for lab in regional.labels if lab % 100 == 12]  # CIT168 VeP: 12 and 112
     return {"local_nrmse": nrmse(run["local"], head.local_field_ppm, region),
             "chi_nrmse": nrmse(run["chi"], head.chi_ppm, region),
             "core_nrmse": nrmse(run["chi"], head.chi_ppm, core),
             "xsim": xsim(run["chi"], np.where(region, head.chi_ppm, 0), region),
             "regional_ppb": regional.mean_abs_error_ppb, "bias_ppb": regional.bias_ppb,
-            "slope": regional.slope,
+            "slope": regional.slope, "regional_covered_ppb": covered.mean_abs_error_ppb,
+            "slope_covered": covered.slope, "partial_regions": len(regional.labels) - len(covered.labels),
             "vep_ppb": float(np.mean([regional.error_of(v) for v in vep])) if vep else float("nan"),
             "kept": float(region.sum() / head.brain.sum()),
             "wall": run["wall"], "cpu": run["cpu"]}
@@ -213,6 +224,8 @@ COLUMNS = [("local_nrmse", "locNRMSE%", "{:9.1f}"), ("chi_nrmse", "chiNRMSE%", "
            ("core_nrmse", "core%", "{:6.1f}"),
            ("xsim", "XSIM", "{:6.3f}"), ("regional_ppb", "reg.ppb", "{:7.1f}"),
            ("bias_ppb", "bias", "{:6.1f}"), ("vep_ppb", "VeP", "{:6.1f}"), ("slope", "slope", "{:6.2f}"),
+           ("regional_covered_ppb", "reg.cov", "{:7.1f}"), ("slope_covered", "sl.cov", "{:6.2f}"),
+           ("partial_regions", "part", "{:4.0f}"),
            ("kept", "kept", "{:5.2f}"), ("wall", "wall s", "{:7.1f}"), ("cpu", "cpu s", "{:6.1f}")]
 
 
@@ -244,7 +257,8 @@ def summarise(results: dict[str, list[dict]], specs, *, given_masks: bool = True
         worst = {k: float(np.max([r[k] for r in rows])) for k, *_ in COLUMNS}
         worst["xsim"] = float(np.min([r["xsim"] for r in rows]))
         worst["kept"] = float(np.min([r["kept"] for r in rows]))
-        worst["slope"] = float(max((r["slope"] for r in rows), key=lambda s: abs(s - 1)))
+        for slope in ("slope", "slope_covered"):
+            worst[slope] = float(max((r[slope] for r in rows), key=lambda s: abs(s - 1)))
         worst["bias_ppb"] = float(max((r["bias_ppb"] for r in rows), key=abs))
         worst["vep_ppb"] = float(max((r["vep_ppb"] for r in rows), key=abs))
         print(_row(f"{method} median", median))
@@ -261,7 +275,9 @@ def run_family(specs, methods, cache: Path, own_mask: bool = False, settings=Non
         if own_mask:
             run = run_default_recon(head, settings)
             results["recon"].append(score(run, head))
+            pdf_iterations = run["info"]["pdf_iterations"]
             print(_row(f"{spec.name[:24]} recon", results["recon"][-1]) + "  " + mask_agreement(run["mask"], head)
+                  + ("" if pdf_iterations is None else f" PDF {pdf_iterations} it.")
                   + ("" if run["info"]["template_used"] else " (template step skipped)"), flush=True)
             continue
         stage = field_stage(head, cache)

@@ -101,11 +101,14 @@ class RegionalAgreement:
 
 
 def regional_agreement(chi_ppm: np.ndarray, reference_ppm: np.ndarray, labels: np.ndarray,
-                       mask: np.ndarray, *, min_voxels: int = 10) -> RegionalAgreement:
+                       mask: np.ndarray, *, min_voxels: int = 10, min_coverage: float = 0.0) -> RegionalAgreement:
     """Regional mean error (ppb) and slope over labelled regions, whole-brain-mean referenced.
 
     Each map is referenced to its own mean over ``mask`` (the consensus whole-brain
-    reference), then averaged over each label's voxels inside ``mask``.
+    reference), then averaged over each label's voxels inside ``mask``. A region enters with at
+    least ``min_voxels`` voxels inside ``mask`` and at least ``min_coverage`` of its voxels there
+    (``qsmiron roi`` flags a region below its ``min_coverage`` as measured on part of it,
+    ``flag_partial_coverage``; 0 takes any part).
     """
     mask = np.asarray(mask, dtype=bool)
     labels = np.asarray(labels)
@@ -115,7 +118,9 @@ def regional_agreement(chi_ppm: np.ndarray, reference_ppm: np.ndarray, labels: n
     inside = labels[mask]
     xs, rs = x[mask] - x_mean, r[mask] - r_mean
     counts = np.bincount(inside.astype(np.int64).ravel())
-    kept = [int(k) for k in np.flatnonzero(counts >= min_voxels) if k != 0]
+    whole = np.bincount(labels.astype(np.int64).ravel(), minlength=counts.size)[:counts.size]
+    covered = counts >= min_coverage * whole
+    kept = [int(k) for k in np.flatnonzero((counts >= min_voxels) & covered) if k != 0]
     if not kept:
         raise ValueError("no labelled region has enough voxels inside the mask")
     est = np.array([1e3 * xs[inside == k].mean() for k in kept])
