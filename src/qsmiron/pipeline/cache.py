@@ -24,7 +24,7 @@ from qsmiron.io.derivatives import DONE_MARKER
 from qsmiron.records.cohort import DoneMarker, MarkerFile
 
 
-RESULTS_REVISION = 13
+RESULTS_REVISION = 14
 """Revision of what a subject's outputs hold, for the same version and settings. The version
 string changes only at a release; between releases a change to a method's results or to the
 files written (a default rule, a sidecar key) bumps this, so that resuming a cohort re-runs
@@ -47,7 +47,8 @@ solve already reaches it (``recon.invert.bregman``); 12: the cone band of the in
 in cycles per mm, not per voxel (``recon.invert._common.CONE_MIN_FREQUENCY_PER_MM``), and ``wtv`` and ``tv``
 take their automatic weight at that level less the mask's truncation leak (``recon.invert.tv_admm``); 13:
 ``wtv_bregman``'s magnitude edges exempt only the gradient components across them, MEDI's gradient mask
-(``recon.invert.wtv.EdgeMask``)."""
+(``recon.invert.wtv.EdgeMask``); 14: so do chi-separation's (``recon.chisep.separation``; the susceptibility
+map and every other output are those of 13)."""
 
 
 def result_settings(config: QsmironConfig) -> dict[str, Any]:
