@@ -52,9 +52,8 @@ import numpy as np
 from qsmiron.errors import InputError
 from qsmiron.recon.fourier import irfftn, laplacian_kernel, rfftn
 from qsmiron.recon.invert import (DEFAULT_PAD_MM, data_weights, estimate_noise_ppm,
-                                  gradient_adjoint_of_difference, gradient_shrink,
+                                  gradient_adjoint_of_difference, gradient_shrink, gradient_shrink_by_axis,
                                   inconsistency_ppm, prepare_problem)
-from qsmiron.recon.invert._kernels import gradient_shrink_by_axis
 from qsmiron.recon.invert.tv_admm import run_weighted_tv, split_gradient_weights
 from qsmiron.recon.invert.wtv import DEFAULT_EDGE_FRACTION, EdgeMask, padded_edge_weights
 from qsmiron.recon.params import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt

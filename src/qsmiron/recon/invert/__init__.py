@@ -121,7 +121,8 @@ from qsmiron.methods import Method
 # Building blocks other susceptibility solvers share (chi-separation: qsmiron.recon.chisep).
 from qsmiron.recon.invert._common import DEFAULT_PAD_MM, data_weights, estimate_noise_ppm, inconsistency_ppm
 from qsmiron.recon.invert._common import setup as prepare_problem
-from qsmiron.recon.invert._kernels import gradient_adjoint_of_difference, gradient_shrink
+from qsmiron.recon.invert._kernels import (gradient_adjoint_of_difference, gradient_shrink,
+                                           gradient_shrink_by_axis)
 from qsmiron.recon.invert.bregman import wtv_bregman
 from qsmiron.recon.invert.rts import rts
 from qsmiron.recon.invert.tikhonov import tikhonov
