@@ -38,7 +38,8 @@ from the ventral pallidum, the substantia nigra and the thalamus) to every head.
 (``qsmiron.simulate.head_draws``; ``--draw-seed`` picks the draw), never used to choose a default.
 ``--own-mask`` runs ``qsmiron recon``'s defaults end to end with the recon's own brain mask (template
 brain, magnitude mask, phase-quality refinement) instead of each head's given mask, as a user
-gets them (``--config`` for other settings); each row adds the mask's agreement with the true brain.
+gets them (``--config`` for other settings), with ITK on one thread as ``pipeline.reproducible_registration``
+(default on) asks; each row adds the mask's agreement with the true brain.
 
     .venv/bin/python benchmarks/bench_bgremove.py [--methods ismv,lbv,pdf,tfi] [--heads 1,2]
         [--frame slab|scanner] [--acquisition 1.5T|7T|3echo|2echo|snr40] [--veins] [--mechanism]
@@ -452,11 +453,16 @@ def main() -> None:
           f"{'the default recon with its own mask' if args.own_mask else f'methods {args.methods}'}; "
           f"cache {cache}; cores "
           f"{len(os.sched_getaffinity(0))} (shared machine: wall pessimistic, CPU shown too)")
-    settings = None
-    if args.config is not None:
-        from qsmiron.config import load_config
+    from qsmiron.config import QsmironConfig, load_config
 
-        settings = load_config(args.config).recon
+    config = QsmironConfig() if args.config is None else load_config(args.config)
+    settings = None if args.config is None else config.recon
+    if args.own_mask and config.pipeline.reproducible_registration:
+        # As qsmiron recon does by default: one ITK thread, so that the template registration of
+        # the automatic mask, and with it the mask, repeats exactly.
+        from qsmiron.register.ants_backend import pin_itk_to_one_thread
+
+        pin_itk_to_one_thread()
     results = run_family(specs, args.methods.split(","), cache, own_mask=args.own_mask, settings=settings)
     summarise(results, specs, given_masks=not args.own_mask)
     print(f"peak RSS {_peak_rss_gb():.2f} GB")

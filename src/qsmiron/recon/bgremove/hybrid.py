@@ -105,7 +105,12 @@ pallidum 4 and 6 ppb and one internal pallidum 7 ppb low, VeP within 0.4 ppb: th
 lies a few mm above the mask's base, where iSMV loses the part of the tissue field that is harmonic
 in its eroded mask (above). A smaller ball (1.5 times the largest voxel, at least twice the
 smallest: 3 mm on h10) left the slope at 0.92 and read VeP 7 ppb lower (-0.4 -> -7.4 ppb; the
-``radius_mm`` note). """
+``radius_mm`` note). The regions that make the slope are those the mask covers in part: the
+phase-quality refinement peels the voxels under the basal forebrain whose field the sinus spoils
+(``qsmiron.recon.mask.refine_mask_by_phase_quality``), and iSMV erodes 4 mm more, so the right
+accumbens keeps 13 % of its voxels, the hypothalami 19 and 45 %, the left accumbens 75 %. Over
+the 19 regions with at least 90 % of their voxels in the mask (those ``qsmiron roi`` reports
+without ``flag_partial_coverage``) h10's slope is 1.00 and its regional error 2.5 ppb. """
 
 from __future__ import annotations
 
