@@ -456,14 +456,13 @@ def main() -> None:
     from qsmiron.config import QsmironConfig, load_config
 
     config = QsmironConfig() if args.config is None else load_config(args.config)
-    settings = None if args.config is None else config.recon
     if args.own_mask and config.pipeline.reproducible_registration:
         # As qsmiron recon does by default: one ITK thread, so that the template registration of
         # the automatic mask, and with it the mask, repeats exactly.
         from qsmiron.register.ants_backend import pin_itk_to_one_thread
 
         pin_itk_to_one_thread()
-    results = run_family(specs, args.methods.split(","), cache, own_mask=args.own_mask, settings=settings)
+    results = run_family(specs, args.methods.split(","), cache, own_mask=args.own_mask, settings=config.recon)
     summarise(results, specs, given_masks=not args.own_mask)
     print(f"peak RSS {_peak_rss_gb():.2f} GB")
 

@@ -74,15 +74,18 @@ def test_chisep_recovers_planted_sources_within_10_percent_with_little_crosstalk
     assert correct.info["parameters"]["alpha"] == correct.info["alpha_selection"]["alpha"] > 0
 
 
+def source_magnitude(phantom):
+    """A magnitude darker where the paramagnetic sources are: its edges are their boundaries,
+    where TV is lifted (per gradient component by default, as the dipole inversion does)."""
+    chi_pos = np.zeros(phantom["mask"].shape)
+    for (kind, value), region in phantom["regions"].items():
+        chi_pos[region] = value if kind == "para" else 0.0
+    return np.where(phantom["mask"], 1.0 - 2.0 * chi_pos, 0.0)
+
+
 @pytest.mark.parametrize("edge_mask", ["per_axis", "voxel"])
 def test_magnitude_edges_per_axis_or_per_voxel_keep_the_planted_sources(phantom, edge_mask):
-    # A magnitude darker where the sources are: its edges are the sources' boundaries, where TV
-    # is lifted (per gradient component by default, as the dipole inversion does).
-    chi = np.zeros(phantom["mask"].shape)
-    for (kind, value), region in phantom["regions"].items():
-        chi[region] = value if kind == "para" else 0.0
-    magnitude = np.where(phantom["mask"], 1.0 - 2.0 * chi, 0.0)
-    result = separate(phantom, magnitude=magnitude, edge_mask=edge_mask)
+    result = separate(phantom, magnitude=source_magnitude(phantom), edge_mask=edge_mask)
     assert result.info["parameters"]["edge_mask"] == edge_mask and result.info["converged"]
     for (kind, value), (para, dia) in region_means(result, phantom["regions"]).items():
         if kind == "para":
@@ -92,10 +95,7 @@ def test_magnitude_edges_per_axis_or_per_voxel_keep_the_planted_sources(phantom,
 
 
 def test_the_edge_mask_changes_which_gradient_components_tv_acts_on(phantom):
-    chi_pos = np.zeros(phantom["mask"].shape)
-    for (kind, value), region in phantom["regions"].items():
-        chi_pos[region] = value if kind == "para" else 0.0
-    magnitude = np.where(phantom["mask"], 1.0 - 2.0 * chi_pos, 0.0)
+    magnitude = source_magnitude(phantom)
     by_axis = separate(phantom, magnitude=magnitude, alpha=1e-3, max_iter=5)
     by_voxel = separate(phantom, magnitude=magnitude, alpha=1e-3, max_iter=5, edge_mask="voxel")
     assert by_voxel.info["parameters"]["edge_mask"] == "voxel"
