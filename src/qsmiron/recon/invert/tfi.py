@@ -34,6 +34,23 @@ NRMSE, against 36.3 and 48.1 % for PDF and the default inversion. Family heads o
 per head against 5-20 s. Liu's full-head data, more iterations or a better prior may close
 that gap; until measured, background removal + inversion stays the default.
 
+More iterations and other weights, measured on family head h01 (1 mm, axial, slab frame, its
+given mask; ``benchmarks/bench_bgremove.py``'s field; Chimap NRMSE, regional error, regional
+slope, wall time on 2 cores). ``pdf_ismv`` + ``wtv_bregman`` on the same field: 29.1 %, 2.7 ppb,
+0.98, 12 s. TFI as it is: 48.7 %, 16.4 ppb, 0.79, 57-74 s; its path stopped at 3e-4 with a
+residual of 0.38 ppb against a level of 0.44, but its CG solves (60, then 30 iterations) are far
+from converged, so the path measures how far CG got, not what the weight does. With 200
+iterations the first weight, 3e-3, already fits below the level (0.22 ppb): 48.8 %, 8.3 ppb, 0.97,
+136 s. More TV reweightings at the usual iterations: 3 gave 45.3 %, 13.8 ppb, 0.84; 6 gave 42.7 %,
+11.7 ppb, 0.88 (137 s); 6 with 200 iterations 62.1 %, 6.1 ppb, 1.02 (320 s). Stronger weights,
+converged, make the map worse, not smoother: 1e-2 61.4 % (6.4 ppb, 1.03), 3e-2 69.8 % (8.6 ppb,
+1.01), while the local field the solution implies goes from 31 to 41 and 52 % NRMSE. The sources
+outside the mask are free (``outside_weight`` 0), so the more the prior costs inside, the more of
+the tissue's own field they take. Tying them together (``outside_weight`` 1) leaves the
+background unfitted (228.9 %). With the field known only inside the brain, no setting tried
+comes near background removal + inversion; Liu et al. fit the whole head's field, which this
+implementation does not have.
+
 Why TFI: background removal assigns to the background every part of the field that sources
 outside the mask could have made, including the part of the tissue's own field that is
 harmonic in the brain (cortex and CSF at the mask's edge); TFI weighs that part between
