@@ -20,7 +20,12 @@ automatic one (how sensitive the default is; started from the net map of the aut
 Errors: regional mean of each map minus the planted one over CIT168 labels, grey and white
 matter (cores of the smoothed tissue maps), and voxel-wise NRMSE in the brain.
 
+``--family``: instead, the 8 varied heads of ``FAMILY`` (1 to 2.5 mm slices, SNR 40 to 200,
+axial to 25 degrees) separated with the true R2 by each edge mask and edge fraction asked for,
+with the median and the worst over the heads (what the defaults are chosen by).
+
     .venv/bin/python benchmarks/bench_chisep.py [--alpha-factors 0.33 3]
+    .venv/bin/python benchmarks/bench_chisep.py --family [--edge-masks per_axis voxel] [--edge-fractions 0.3]
 """
 
 from __future__ import annotations
@@ -39,6 +44,17 @@ TISSUE_OF_REGION = {"Ca": 1, "NAC": 1, "GPe": 2, "GPi": 2, "VeP": 2, "Pu": 3, "R
 R2_CORTEX, R2_WM, R2_PALLIDUM, R2_CSF = 14.4, 18.0, 25.8, 0.5
 POSES = {"rotated": {"head_rotation_deg": (4.0, -3.0, 5.0), "translation_mm": (3.0, -4.0, 2.0)},
          "oblique": {"oblique_deg": (15.0, 3.0)}}
+FAMILY = (  # name, voxel size (mm), SNR, pose: what chi-separation's defaults are chosen over
+    ("1mm_axial_snr120", (1.0, 1.0, 1.0), 120.0, {}),
+    ("1.5mm_rotated_snr120", (1.5, 1.5, 1.5), 120.0, POSES["rotated"]),
+    ("1.5mm_obl15_snr120", (1.5, 1.5, 1.5), 120.0, POSES["oblique"]),
+    ("1.5mm_obl25_snr40", (1.5, 1.5, 1.5), 40.0, {"oblique_deg": (25.0, 0.0)}),
+    ("1x1x2mm_obl8_snr120", (1.0, 1.0, 2.0), 120.0, {"oblique_deg": (8.0, 2.0)}),
+    ("1x1x2.5mm_rot_snr80", (1.0, 1.0, 2.5), 80.0, {"head_rotation_deg": (-3.0, 4.0, 2.0),
+                                                   "oblique_deg": (5.0, 0.0)}),
+    ("2mm_axial_snr60", (2.0, 2.0, 2.0), 60.0, {}),
+    ("1.5mm_rot_snr200", (1.5, 1.5, 1.5), 200.0, {"head_rotation_deg": (6.0, 2.0, -4.0)}),
+)
 
 
 def planted_tables(phantom):
@@ -135,10 +151,71 @@ def summarise(label, rows, nrmse, seconds, info):
     return para_err, dia_err
 
 
+def family_errors(result, head, regions) -> dict[str, float]:
+    """chi+ and chi- NRMSE (%) and regional |error| (ppb, median and worst) of one separation."""
+    rows, nrmse = score(result, head, regions)
+    para = np.abs([est - true for true, est, _, _ in rows.values()]) * 1e3
+    dia = np.abs([est - true for _, _, true, est in rows.values()]) * 1e3
+    return {"para_nrmse": 100 * nrmse[0], "dia_nrmse": 100 * nrmse[1],
+            "para_median": float(np.median(para)), "para_worst": float(para.max()),
+            "dia_median": float(np.median(dia)), "dia_worst": float(dia.max())}
+
+
+def run_family(edge_masks: list[str], edge_fractions: list[float]) -> None:
+    """Each head of ``FAMILY`` separated with the true R2, each edge mask and edge fraction;
+    median / worst over the heads."""
+    from qsmiron.recon.chisep import separate_susceptibility
+    from qsmiron.recon.r2star import fit_r2star
+    from qsmiron.simulate.phantom import build_head_phantom
+    from qsmiron.simulate.settings import SimulationSettings
+    from qsmiron.simulate.subject import make_context
+
+    phantom = build_head_phantom(1.0)
+    rng = np.random.default_rng(21)
+    keys = ("para_nrmse", "dia_nrmse", "para_median", "para_worst", "dia_median", "dia_worst")
+    print(f"{'head':<24}{'edges':<14}{'chi+ NRMSE %':>13}{'chi- NRMSE %':>13}{'chi+ |err| ppb':>17}"
+          f"{'chi- |err| ppb':>17}{'s':>5}   (regional |error|: median / worst)")
+    variants = [(mask, fraction) for mask in edge_masks for fraction in edge_fractions]
+    results: dict[str, list[dict]] = {f"{mask}@{fraction:g}": [] for mask, fraction in variants}
+    for name, voxel, snr, pose_kwargs in FAMILY:
+        settings = SimulationSettings(snr=snr, echo_times_s=ECHO_TIMES_S, repetition_time_s=0.035,
+                                      voxel_size_mm=voxel)
+        head = simulate(make_context(phantom, settings), settings, pose_kwargs, rng)
+        regions = regions_of(head)
+        fit = fit_r2star(head["magnitude"], head["mask"], ECHO_TIMES_S)
+        combined = np.sqrt(np.sum(head["magnitude"] ** 2, axis=3))
+        for edge_mask, fraction in variants:
+            label = f"{edge_mask}@{fraction:g}"
+            start = time.perf_counter()
+            result = separate_susceptibility(head["field"], fit.r2star_per_s, head["mask"], head["voxel"],
+                                             head["pose"].b0_direction_voxel, field_strength_t=3.0,
+                                             r2_per_s=head["r2"], magnitude=combined,
+                                             noise_ppm=head["noise_ppm"], r2star_sd_per_s=fit.r2star_sd_per_s,
+                                             edge_mask=edge_mask, edge_fraction=fraction)
+            errors = family_errors(result, head, regions)
+            results[label].append(errors)
+            print(f"{name:<24}{label:<14}{errors['para_nrmse']:>13.1f}{errors['dia_nrmse']:>13.1f}"
+                  f"{errors['para_median']:>9.2f} / {errors['para_worst']:<5.2f}"
+                  f"{errors['dia_median']:>9.2f} / {errors['dia_worst']:<5.2f}"
+                  f"{time.perf_counter() - start:>5.0f}", flush=True)
+    print("\nmedian / worst over the family")
+    for label, rows in results.items():
+        cells = "  ".join(f"{key} {np.median([r[key] for r in rows]):.2f} / {max(r[key] for r in rows):.2f}"
+                          for key in keys)
+        print(f"  {label:<14}{cells}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--alpha-factors", type=float, nargs="*", default=[1 / 3, 3.0])
+    parser.add_argument("--family", action="store_true",
+                        help="the varied heads of FAMILY with each --edge-masks instead")
+    parser.add_argument("--edge-masks", nargs="*", default=["per_axis", "voxel"])
+    parser.add_argument("--edge-fractions", type=float, nargs="*", default=[0.3])
     args = parser.parse_args()
+    if args.family:
+        run_family(args.edge_masks, args.edge_fractions)
+        return
     from qsmiron.recon.chisep import separate_susceptibility
     from qsmiron.recon.r2star import fit_r2star
     from qsmiron.simulate.phantom import build_head_phantom

@@ -236,11 +236,11 @@ def separate_susceptibility(local_ppm: np.ndarray, r2star_per_s: np.ndarray, mas
         Which gradient components a magnitude edge exempts from TV
         (``qsmiron.recon.invert.wtv.magnitude_edge_weights``): per axis, as the default dipole
         inversion (``wtv_bregman``), whose weight the pipeline passes here, or all three of an
-        edge voxel's. ``benchmarks/bench_chisep.py`` (two heads at 1.5 mm, true R2), per axis
-        against per voxel: NRMSE chi+ / chi- 12 / 10 against 14 / 12 % (axial) and 11 / 9
-        against 13 / 11 % (oblique); median regional |error| chi+ 0.6 against 1.2 ppb and 1.0
-        against 0.9 ppb, worst 2.6 against 3.0 and 2.4 against 2.9 ppb. With R2 20 % off or the
-        pseudo-R2 the figures moved by at most 2 NRMSE points either way (the R2 error dominates).
+        edge voxel's. Per axis had the lower NRMSE of both maps on each of the 8 varied heads
+        of ``benchmarks/bench_chisep.py --family`` (1 to 2.5 mm, SNR 40 to 200, 0 to 25
+        degrees; true R2): chi+ / chi- median 11.9 / 9.6 against 13.4 / 11.4 %, worst 18.0 /
+        13.4 against 21.0 / 16.1 % (figures and edge fractions: ``qsmiron.recon.chisep``). With
+        R2 20 % off or the pseudo-R2 (two heads) they moved by at most 2 points either way.
     max_iter, tol, pad_mm : as for ``wtv``; ``tol`` on the relative change of the two maps per
         iteration.
 
