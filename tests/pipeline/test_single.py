@@ -308,6 +308,7 @@ def test_total_field_inversion_runs_after_background_none_in_the_chain(axial_sim
     assert steps["background"].method == "none" and steps["inversion"].method == "tfi"
     assert steps["inversion"].parameters["prior"] == "tv"
     assert steps["inversion"].notes["lambda_rule"] == "discrepancy"
+    assert any("compressed regional values" in w for w in steps["inversion"].warnings)
     assert np.array_equal(result.mask, result.field_mask)  # nothing eroded
     assert np.all(result.local_ppm[~result.mask] == 0) and np.any(result.local_ppm[result.mask])
     error = nrmse_percent(result.chi_ppm, axial_sim["chi_brain"], result.mask & axial_sim["brain"])

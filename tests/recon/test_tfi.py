@@ -22,7 +22,7 @@ from test_bgremove import _head_tissues, head_scene  # noqa: E402 (tests/recon o
 from qsmiron.recon.invert import invert  # noqa: E402
 from qsmiron.recon.metrics import nrmse  # noqa: E402
 from qsmiron.recon.invert import TOTAL_FIELD_METHODS  # noqa: E402
-from qsmiron.recon.invert.tfi import tfi  # noqa: E402
+from qsmiron.recon.invert.tfi import REGIONAL_COMPRESSION_WARNING, tfi  # noqa: E402
 
 NOISE_PPM = 0.001
 BOUNDS = {"axial": 60.0, "oblique": 80.0}
@@ -74,6 +74,12 @@ def test_tfi_picks_its_weight_on_the_discrepancy_path_and_reports_it(solved):
     residuals = [step["residual_rms"] for step in info["path"] if "residual_rms" in step]
     assert residuals == sorted(residuals, reverse=True)
     assert info["start"]["coarse_iterations"]  # the background's sources came from PDF first
+
+
+def test_tfi_warns_with_every_result_that_it_compresses_regional_values(solved):
+    _, _, info = solved
+    assert info["warnings"] == [REGIONAL_COMPRESSION_WARNING]
+    assert "regional" in REGIONAL_COMPRESSION_WARNING and "0.68" in REGIONAL_COMPRESSION_WARNING
 
 
 def test_tfi_takes_a_fixed_weight_and_the_l2_prior_and_rejects_unknown_ones():

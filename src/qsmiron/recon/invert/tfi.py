@@ -80,6 +80,12 @@ from qsmiron.recon.sourcegrid import SourceGrid, block_sum, coarsen, source_grid
 DEFAULT_OUTSIDE_SCALE = 30.0
 """Preconditioner outside the mask (Liu et al. 2017: 30 for brain QSM)."""
 
+REGIONAL_COMPRESSION_WARNING = (
+    "TFI fits the field inside the brain mask only, and on the simulated head family it compressed "
+    "regional values (regional slopes 0.68 to 0.81, where 1 is exact; h01: 0.79 against 0.98 for the "
+    "default background removal + inversion): prefer the default for regional comparisons")
+"""Said with every TFI result (module docstring: measured, and no setting tried removed it)."""
+
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.einsum("i,i->", a.ravel(), b.ravel(), dtype=np.float64))
@@ -303,6 +309,7 @@ def tfi(field_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
             "noise_level": level, "path": path, "fine_iterations": fine_its, "prior": prior,
             "outside_scale": outside_scale, "outside_weight": outside_weight,
             "data_weights": weight_source, "grid": list(grid.shape), "start": pdf_info,
-            "residual_rms": fine.residual_rms(fine.scale * y)}
+            "residual_rms": fine.residual_rms(fine.scale * y),
+            "warnings": [REGIONAL_COMPRESSION_WARNING]}
     return grid.extract(chi), info
 
