@@ -118,7 +118,9 @@ scanner frame; mean regional bias in ppb). d1-11 (1.5 mm slices): end to end -8.
 total field -7.5, from the true local field given to ``pdf_ismv`` (no background) -5.7, from the
 true local field on ``pdf_ismv``'s mask -1.4; d1-03 (2.5 mm): -7.9, -6.9, -6.5, -4.1; d0-07 (2.5 mm):
 -7.4, -6.5, -4.5, -3.1. So the tissue field's harmonic part costs 1.4 to 4.3 ppb, the background
-0.4 to 2.0 and the echo fit up to 1.0; the inversion keeps the rest. """
+0.4 to 2.0 and the echo fit up to 1.0; the inversion keeps the rest. Its sign depends on the
+head: on family head h01 (1 mm, axial), whose nuclei read high, the same rows are +6.4, +6.8, +5.1
+and +1.9 ppb; on h10 -0.3, -0.1, +0.3 and -0.6. """
 
 from __future__ import annotations
 
