@@ -33,8 +33,9 @@ per axis (0.4)        11.3 / 17.6   9.0 / 13.1  0.89 / 1.44  2.54 / 6.19  1.08 /
 
 Per axis lowered both maps' NRMSE on every head and both median regional errors on 6 of 8 (not
 chi- at 15 degrees, 0.67 against 0.65 ppb, nor either map at 25 degrees and SNR 40, chi+ / chi-
-1.73 / 1.24 against 1.63 / 1.09 ppb). The fraction stays 0.3, the dipole inversion's: 0.4 maps better at the
-median but its worst region is 6.2 ppb off (chi+ on the 25-degree, SNR 40 head), 0.2 maps worse.
+1.73 / 1.24 against 1.63 / 1.09 ppb). The fraction stays 0.3, the dipole inversion's: 0.4 maps
+better at the median but its worst region is 6.2 ppb off (chi+ on the 25-degree, SNR 40 head),
+and 0.2 maps worse.
 """
 
 from __future__ import annotations
