@@ -151,6 +151,31 @@ def summarise(label, rows, nrmse, seconds, info):
     return para_err, dia_err
 
 
+def simulation_settings(snr: float, voxel_size_mm=(1.5, 1.5, 1.5)):
+    from qsmiron.simulate.settings import SimulationSettings
+
+    return SimulationSettings(snr=snr, echo_times_s=ECHO_TIMES_S, repetition_time_s=0.035,
+                              voxel_size_mm=voxel_size_mm)
+
+
+def fitted_r2star(head):
+    """The R2* fit of the head's echoes and their root sum of squares (the edges' magnitude)."""
+    from qsmiron.recon.r2star import fit_r2star
+
+    fit = fit_r2star(head["magnitude"], head["mask"], ECHO_TIMES_S)
+    return fit, np.sqrt(np.sum(head["magnitude"] ** 2, axis=3))
+
+
+def separate(head, fit, combined, **parameters):
+    """``separate_susceptibility`` on a simulated head at 3 T with its noise map and R2* SD."""
+    from qsmiron.recon.chisep import separate_susceptibility
+
+    return separate_susceptibility(head["field"], fit.r2star_per_s, head["mask"], head["voxel"],
+                                   head["pose"].b0_direction_voxel, field_strength_t=3.0,
+                                   magnitude=combined, noise_ppm=head["noise_ppm"],
+                                   r2star_sd_per_s=fit.r2star_sd_per_s, **parameters)
+
+
 def family_errors(result, head, regions) -> dict[str, float]:
     """chi+ and chi- NRMSE (%) and regional |error| (ppb, median and worst) of one separation."""
     rows, nrmse = score(result, head, regions)
@@ -164,10 +189,7 @@ def family_errors(result, head, regions) -> dict[str, float]:
 def run_family(edge_masks: list[str], edge_fractions: list[float]) -> None:
     """Each head of ``FAMILY`` separated with the true R2, each edge mask and edge fraction;
     median / worst over the heads."""
-    from qsmiron.recon.chisep import separate_susceptibility
-    from qsmiron.recon.r2star import fit_r2star
     from qsmiron.simulate.phantom import build_head_phantom
-    from qsmiron.simulate.settings import SimulationSettings
     from qsmiron.simulate.subject import make_context
 
     phantom = build_head_phantom(1.0)
@@ -178,20 +200,15 @@ def run_family(edge_masks: list[str], edge_fractions: list[float]) -> None:
     variants = [(mask, fraction) for mask in edge_masks for fraction in edge_fractions]
     results: dict[str, list[dict]] = {f"{mask}@{fraction:g}": [] for mask, fraction in variants}
     for name, voxel, snr, pose_kwargs in FAMILY:
-        settings = SimulationSettings(snr=snr, echo_times_s=ECHO_TIMES_S, repetition_time_s=0.035,
-                                      voxel_size_mm=voxel)
+        settings = simulation_settings(snr, voxel)
         head = simulate(make_context(phantom, settings), settings, pose_kwargs, rng)
         regions = regions_of(head)
-        fit = fit_r2star(head["magnitude"], head["mask"], ECHO_TIMES_S)
-        combined = np.sqrt(np.sum(head["magnitude"] ** 2, axis=3))
+        fit, combined = fitted_r2star(head)
         for edge_mask, fraction in variants:
             label = f"{edge_mask}@{fraction:g}"
             start = time.perf_counter()
-            result = separate_susceptibility(head["field"], fit.r2star_per_s, head["mask"], head["voxel"],
-                                             head["pose"].b0_direction_voxel, field_strength_t=3.0,
-                                             r2_per_s=head["r2"], magnitude=combined,
-                                             noise_ppm=head["noise_ppm"], r2star_sd_per_s=fit.r2star_sd_per_s,
-                                             edge_mask=edge_mask, edge_fraction=fraction)
+            result = separate(head, fit, combined, r2_per_s=head["r2"], edge_mask=edge_mask,
+                              edge_fraction=fraction)
             errors = family_errors(result, head, regions)
             results[label].append(errors)
             print(f"{name:<24}{label:<14}{errors['para_nrmse']:>13.1f}{errors['dia_nrmse']:>13.1f}"
@@ -216,21 +233,17 @@ def main() -> None:
     if args.family:
         run_family(args.edge_masks, args.edge_fractions)
         return
-    from qsmiron.recon.chisep import separate_susceptibility
-    from qsmiron.recon.r2star import fit_r2star
     from qsmiron.simulate.phantom import build_head_phantom
-    from qsmiron.simulate.settings import SimulationSettings
     from qsmiron.simulate.subject import make_context
 
     start = time.perf_counter()
-    settings = SimulationSettings(snr=120.0, echo_times_s=ECHO_TIMES_S, repetition_time_s=0.035)
+    settings = simulation_settings(120.0)
     context = make_context(build_head_phantom(1.0), settings)
     rng = np.random.default_rng(21)
     for head_name, pose_kwargs in POSES.items():
         head = simulate(context, settings, pose_kwargs, rng)
         regions = regions_of(head)
-        fit = fit_r2star(head["magnitude"], head["mask"], ECHO_TIMES_S)
-        combined = np.sqrt(np.sum(head["magnitude"] ** 2, axis=3))
+        fit, combined = fitted_r2star(head)
         print(f"\n{head_name} head: grid {head['mask'].shape} at {head['voxel'][0]} mm, "
               f"{int(head['mask'].sum())} brain voxels, B0 in voxel axes "
               f"{np.round(head['pose'].b0_direction_voxel, 3).tolist()}; R2* valid in "
@@ -246,11 +259,8 @@ def main() -> None:
             t0, c0 = time.perf_counter(), time.process_time()
             r2 = None if factor is None else head["r2"] * np.float32(factor)
             weight = alpha if alpha == "auto" else alpha * chosen
-            result = separate_susceptibility(head["field"], fit.r2star_per_s, head["mask"], head["voxel"],
-                                             head["pose"].b0_direction_voxel, field_strength_t=3.0,
-                                             r2_per_s=r2, magnitude=combined, noise_ppm=head["noise_ppm"],
-                                             r2star_sd_per_s=fit.r2star_sd_per_s, alpha=weight,
-                                             chi_ppm=None if alpha == "auto" else net_start)
+            result = separate(head, fit, combined, r2_per_s=r2, alpha=weight,
+                              chi_ppm=None if alpha == "auto" else net_start)
             seconds = time.perf_counter() - t0
             if chosen is None:  # the R2-true run: its weight and net map for the sweep
                 chosen = result.info["parameters"]["alpha"]
