@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
-import importlib.util
 import json
 import os
 import resource
@@ -381,11 +380,10 @@ def air_sphere(cache: Path) -> None:
 
 
 def old_phantom() -> None:
+    import bench_recon  # the sibling script (benchmarks/ is on sys.path)
+
     from qsmiron.recon.dipole import forward_field
 
-    spec = importlib.util.spec_from_file_location("bench_recon", Path(__file__).with_name("bench_recon.py"))
-    bench_recon = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench_recon)
     shape = bench_recon.RECON_SHAPE
     chi, chi_total, brain, *_ = bench_recon.head_phantom(shape)
     total = forward_field(chi_total - np.float32(bench_recon.CHI_AIR_PPM), (1, 1, 1), (0, 0, 1), pad_factor=0.5)

@@ -32,7 +32,6 @@ with the weight cross-validation chooses.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 from pathlib import Path
 
@@ -40,13 +39,6 @@ import numpy as np
 
 HOLDOUT_FRACTION = 0.1
 FIXED_STEPS = (1, 2, 3)
-
-
-def _bench_bgremove():
-    spec = importlib.util.spec_from_file_location("bench_bgremove", Path(__file__).with_name("bench_bgremove.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def recorded_inversion(bench, head) -> tuple[dict, dict]:
@@ -231,7 +223,7 @@ def main() -> None:
         specs = [specs[int(i) - 1] for i in args.heads.split(",")]
     if args.frame != "slab":
         specs = [variant(spec, field_frame=args.frame) for spec in specs]
-    bench = _bench_bgremove()
+    import bench_bgremove as bench  # the sibling script (benchmarks/ is on sys.path)
     results = []
     if args.weight_offsets:
         offsets = [float(v) for v in args.weight_offsets.split(",")]

@@ -32,18 +32,10 @@ others what it lets through. Then the Chimap NRMSE (%) of the default inversion 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 from pathlib import Path
 
 import numpy as np
-
-
-def _bench_bgremove():
-    spec = importlib.util.spec_from_file_location("bench_bgremove", Path(__file__).with_name("bench_bgremove.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _share(part: np.ndarray, region: np.ndarray, norm: float) -> float:
@@ -110,7 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     from qsmiron.simulate.heads import FAMILY
 
-    bench = _bench_bgremove()
+    import bench_bgremove as bench  # the sibling script (benchmarks/ is on sys.path)
     cache = Path(args.cache)
     specs = list(FAMILY) if args.heads is None else [FAMILY[int(i) - 1] for i in args.heads.split(",")]
     print(f"error budget of {args.method} + default inversion; % of the true local field's norm "

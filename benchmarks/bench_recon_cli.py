@@ -25,7 +25,6 @@ is reported beside wall time; re-run when ``uptime`` shows a low load.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -35,13 +34,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _bench_recon():
-    spec = importlib.util.spec_from_file_location("bench_recon", Path(__file__).with_name("bench_recon.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _gzip(path: Path) -> Path:
@@ -55,12 +47,14 @@ def _gzip(path: Path) -> Path:
 
 
 def make_ellipsoid(folder: Path) -> tuple[Path, Path, tuple[float, ...]]:
+    import bench_recon  # the sibling script (benchmarks/ is on sys.path)
+
     folder.mkdir(parents=True, exist_ok=True)
     mag, phase = folder / "mag.nii.gz", folder / "phase.nii.gz"
     if not (mag.exists() and phase.exists()):
-        mag_raw, phase_raw = _bench_recon().simulate_inputs(folder)
+        mag_raw, phase_raw = bench_recon.simulate_inputs(folder)
         _gzip(mag_raw), _gzip(phase_raw)
-    return mag, phase, _bench_recon().ECHO_TIMES_S
+    return mag, phase, bench_recon.ECHO_TIMES_S
 
 
 def make_family_head(folder: Path) -> tuple[Path, Path, tuple[float, ...]]:

@@ -39,7 +39,7 @@ the comment above ``RegistrationSettings.max_residual_shift_mm``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import os
 import tempfile
 import time
@@ -62,10 +62,8 @@ template (ANTs' LPS), an isotropic scaling, a left-right flip, about the templat
 
 
 def sibling(name: str):
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """Another script of benchmarks/ as a module (benchmarks/ is on sys.path)."""
+    return importlib.import_module(name)
 
 
 DAMAGE: dict[str, tuple[float, float]] = {}

@@ -241,16 +241,6 @@ def simulate(bids: Path, n_subjects: int, seed: int, slice_mm: float, field_fram
     return time.perf_counter() - start
 
 
-def _validate_recovery():
-    """``benchmarks/validate_recovery.py`` as a module (its ``process`` runs the cohort)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("validate_recovery", Path(__file__).with_name("validate_recovery.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _subject_maps(bids: Path, out: Path, participant_id: str):
     """Our Chimap, QSM mask and warped labels, and the truth's Chimap, brain and labels."""
     import nibabel as nib
@@ -311,6 +301,8 @@ def print_comparison(result, *, effects: bool = True) -> None:
 
 
 def main(argv=None) -> int:
+    import validate_recovery  # the sibling script (benchmarks/ is on sys.path): its process runs the cohort
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
@@ -333,7 +325,7 @@ def main(argv=None) -> int:
             shutil.rmtree(bids, ignore_errors=True)
             seconds = simulate(bids, args.subjects, args.seed, args.slice_mm, args.frame, args.veins)
             print(f"   simulated in {seconds:.0f} s", flush=True)
-        result, seconds = _validate_recovery().process(bids, out, args.n_procs, fast=False, config_path=args.config)
+        result, seconds = validate_recovery.process(bids, out, args.n_procs, fast=False, config_path=args.config)
         failed = [s for s in result.statuses if not s.succeeded]
         print(f"   processed in {seconds:.0f} s; {len(failed)} subject(s) failed"
               + "".join(f"\n     {s.label}: {s.step}: {s.reason}" for s in failed), flush=True)
