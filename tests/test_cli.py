@@ -193,6 +193,22 @@ def test_recon_prints_every_warning_of_its_record_and_notes_a_map_the_data_could
     assert capsys.readouterr().err.strip() == f"qsmiron recon: note: m.nii.gz: {skipped}"
 
 
+def test_invert_prints_every_warning_of_its_steps(tmp_path):
+    """TFI's warning, in the sidecar only, went unseen by a user of ``qsmiron invert``."""
+    from qsmiron.cli import main
+    from qsmiron.recon.invert.tfi import REGIONAL_COMPRESSION_WARNING
+
+    grid = np.indices((32, 32, 32)) - 15.5
+    radius = np.sqrt((grid ** 2).sum(0))
+    field = np.where(radius < 12, 0.01 * np.cos(radius / 3.0), 0).astype(np.float32)
+    nib.save(nib.Nifti1Image(field, np.eye(4)), str(tmp_path / "field.nii.gz"))
+    nib.save(nib.Nifti1Image((radius < 12).astype(np.uint8), np.eye(4)), str(tmp_path / "mask.nii.gz"))
+    with pytest.warns(UserWarning) as caught:
+        assert main(["invert", str(tmp_path / "field.nii.gz"), str(tmp_path / "mask.nii.gz"), "-o",
+                     str(tmp_path / "chi.nii.gz"), "--method", "tfi"]) == 0
+    assert [str(w.message) for w in caught] == [REGIONAL_COMPRESSION_WARNING]
+
+
 @pytest.mark.parametrize("argv, start", [
     (["recon", "--field-strength", "three"], "qsmiron recon: error: argument --field-strength: invalid float"),
     (["run", "bids"], "qsmiron run: error: the following arguments are required"),

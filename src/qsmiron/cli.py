@@ -52,10 +52,17 @@ def _key_value(text: str) -> tuple[str, str]:
 
 
 def _cmd_invert(args: argparse.Namespace) -> int:
+    from qsmiron.io.nifti import read_sidecar
     from qsmiron.pipeline.single import invert_file
+    from qsmiron.records.recon import InversionRecord
 
-    invert_file(args.field, args.mask, args.output, method=args.method, config_path=args.config,
-                magnitude=args.magnitude, params=dict(args.param or []))
+    out = invert_file(args.field, args.mask, args.output, method=args.method, config_path=args.config,
+                      magnitude=args.magnitude, params=dict(args.param or []))
+    # As recon's: a warning of the steps (TFI's compressed regional values) is one line, not
+    # only a key in the sidecar.
+    record = InversionRecord.model_validate(read_sidecar(out)["qsmiron"])
+    for message in (warning for step in record.steps for warning in step.warnings):
+        warnings.warn(message, UserWarning, stacklevel=1)
     return 0
 
 
