@@ -46,6 +46,15 @@ def test_description_links_the_raw_dataset_relatively_and_takes_authors_only_as_
     assert sorted(p.name for p in root.iterdir()) == [".bidsignore", "README", "dataset_description.json"]
 
 
+def test_description_takes_a_doi_only_when_the_raw_description_gives_one_as_text(tmp_path):
+    bids, root = tmp_path / "bids", tmp_path / "out" / "qsmiron"
+    bids.mkdir()
+    assert derivative_description(bids, root)["SourceDatasets"] == [{"URL": "../../bids"}]
+    for doi in (None, 7, "  "):
+        (bids / "dataset_description.json").write_text(json.dumps({"Name": "raw", "DatasetDOI": doi}))
+        assert derivative_description(bids, root)["SourceDatasets"] == [{"URL": "../../bids"}], doi
+
+
 def test_labels_sidecar_says_where_the_labels_come_from_and_names_the_grid_only_when_known():
     sidecar = labels_sidecar(atlas="cit168", template="MNI152NLin2009cAsym", transforms=["rigid", "affine", "SyN"],
                              interpolation="genericLabel", spatial_reference="bids:raw:sub-01/anat/m.nii.gz",

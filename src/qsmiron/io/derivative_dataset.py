@@ -16,13 +16,13 @@ and qsmiron does not guess people. With two or more names set, the official vali
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from qsmiron.io.atomic import write_json_atomic, write_text_atomic
+from qsmiron.io.bids import read_dataset_description
 from qsmiron.io.derivatives import BIDSIGNORE, NATIVE_SPACE, CohortPaths
 
 BIDS_VERSION = "1.10.0"
@@ -41,12 +41,8 @@ def derivative_description(bids_dir: Path, root: Path, *, authors: Sequence[str]
 
     raw = raw_link(bids_dir, root)
     source = {"URL": raw}
-    raw_description = bids_dir / "dataset_description.json"
-    try:
-        doi = json.loads(raw_description.read_text()).get("DatasetDOI")
-    except (OSError, ValueError, AttributeError):
-        doi = None
-    if doi:
+    doi = (read_dataset_description(bids_dir) or {}).get("DatasetDOI")
+    if isinstance(doi, str) and doi.strip():
         source["DOI"] = doi
     generated_by = {"Name": "qsmiron", "Version": __version__,
                     "Description": "multi-echo GRE to QSM (Chimap, ppm), ANTs normalisation to MNI152NLin2009cAsym, "
