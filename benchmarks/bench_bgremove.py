@@ -237,32 +237,52 @@ def _header() -> str:
     return f"{'head / method':<34}" + " ".join(f"{title:>{len(fmt.format(0.0))}}" for _, title, fmt in COLUMNS)
 
 
+THICK_SLICES_MM = 2.0
+"""Heads whose largest voxel edge reaches this are summarised apart as well (the consensus
+checklist's thick slices, ``qsmiron.io.acquisition.THICK_SLICE_MM``): their nuclei read lowest."""
+
+
+def median_and_worst(rows: list[dict]) -> tuple[dict, dict]:
+    """Median and worst of each column over ``rows`` (worst: highest error, lowest XSIM and kept
+    share, slope furthest from 1; bias and VeP the largest in size, with their sign). VeP's
+    median is of its size (the README's median |VeP error|)."""
+    median = {k: float(np.median([r[k] for r in rows])) for k, *_ in COLUMNS}
+    median["vep_ppb"] = float(np.median([abs(r["vep_ppb"]) for r in rows]))
+    worst = {k: float(np.max([r[k] for r in rows])) for k, *_ in COLUMNS}
+    worst["xsim"] = float(np.min([r["xsim"] for r in rows]))
+    worst["kept"] = float(np.min([r["kept"] for r in rows]))
+    for slope in ("slope", "slope_covered"):
+        worst[slope] = float(max((r[slope] for r in rows), key=lambda s: abs(s - 1)))
+    worst["bias_ppb"] = float(max((r["bias_ppb"] for r in rows), key=abs))
+    worst["vep_ppb"] = float(max((r["vep_ppb"] for r in rows), key=abs))
+    return median, worst
+
+
 def summarise(results: dict[str, list[dict]], specs, *, given_masks: bool = True) -> None:
-    """Median and worst per method (worst: highest error, lowest XSIM, slope furthest from 1),
-    over the heads whose given mask stays inside the skull; the others are named, not mixed in
-    (``simulate.head_draws.mask_reaches_skull``: no method survives a mask in bone, h09); with
-    the recon's own masks (``given_masks`` False) every head counts."""
+    """Median and worst per method (``median_and_worst``) over the heads whose given mask stays
+    inside the skull; the others are named, not mixed in (``simulate.head_draws.mask_reaches_skull``:
+    no method survives a mask in bone, h09); with the recon's own masks (``given_masks`` False)
+    every head counts. When both thin and thick slices are present, each group again."""
     from qsmiron.simulate.head_draws import mask_reaches_skull
 
     keep = [not (given_masks and mask_reaches_skull(spec)) for spec in specs]
     left_out = [spec.name for spec, kept in zip(specs, keep) if not kept]
-    print(f"\nsummary over {sum(keep)} heads: median / worst"
+    print(f"\nsummary over {sum(keep)} heads: median / worst (VeP: median of its size, worst with its sign)"
           + (f" (left out, mask into the skull: {', '.join(left_out)})" if left_out else ""))
     print(_header())
+    thick = [max(spec.voxel_size_mm) >= THICK_SLICES_MM for spec in specs]
+    groups = [("", lambda i: True)]
+    if any(t and k for t, k in zip(thick, keep)) and any(not t and k for t, k in zip(thick, keep)):
+        groups += [(f" <{THICK_SLICES_MM:g}mm", lambda i: not thick[i]), (f" >={THICK_SLICES_MM:g}mm", lambda i: thick[i])]
     for method, all_rows in results.items():
-        rows = [row for row, kept in zip(all_rows, keep) if kept]
-        if not rows:
-            continue
-        median = {k: float(np.median([r[k] for r in rows])) for k, *_ in COLUMNS}
-        worst = {k: float(np.max([r[k] for r in rows])) for k, *_ in COLUMNS}
-        worst["xsim"] = float(np.min([r["xsim"] for r in rows]))
-        worst["kept"] = float(np.min([r["kept"] for r in rows]))
-        for slope in ("slope", "slope_covered"):
-            worst[slope] = float(max((r[slope] for r in rows), key=lambda s: abs(s - 1)))
-        worst["bias_ppb"] = float(max((r["bias_ppb"] for r in rows), key=abs))
-        worst["vep_ppb"] = float(max((r["vep_ppb"] for r in rows), key=abs))
-        print(_row(f"{method} median", median))
-        print(_row(f"{method} worst", worst))
+        for suffix, member in groups:
+            rows = [row for i, row in enumerate(all_rows) if keep[i] and member(i)]
+            if not rows:
+                continue
+            median, worst = median_and_worst(rows)
+            label = f"{method}{suffix} ({len(rows)})" if suffix else method
+            print(_row(f"{label} median", median))
+            print(_row(f"{label} worst", worst))
 
 
 def run_family(specs, methods, cache: Path, own_mask: bool = False, settings=None) -> dict[str, list[dict]]:
