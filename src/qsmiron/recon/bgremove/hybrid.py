@@ -124,18 +124,19 @@ and +1.9 ppb; on h10 -0.3, -0.1, +0.3 and -0.6.
 
 Measured and not kept: adding back what iSMV takes of the field of the susceptibility inside its
 own mask (``bench_bias_sources.py --restored``). The field of a first inversion on iSMV's mask,
-minus iSMV's output of that field, is added to the local field, and the inversion runs again.
-With the true susceptibility in place of the first inversion (the ceiling) d1-11, d1-03 and
-d0-07 read 4.4, 7.6 and 5.4 ppb (VeP -6.4, -24.9, -20.2 ppb). With the first inversion they read
-6.1, 8.3 and 6.8 ppb against 8.2, 8.8 and 7.7 (two rounds 5.6, 7.9, 6.0), but the Chimap NRMSE went
-38.1, 41.6, 42.5 -> 39.2, 41.1, 44.6 % and VeP on the 2.5 mm heads -19.7, -16.0 -> -26.3, -22.7 ppb.
-Over the 12 family heads (own mask, scanner frame) it lifted h10's slope from 0.94 to 1.02, but the
-Chimap NRMSE went 35.2 / 39.5 -> 37.3 / 43.7 % (median / worst), the regional error 2.8 / 6.4 -> 3.5 /
-9.2 ppb (h12 4.5 -> 9.2 ppb, bias -0.3 -> +7.8), XSIM worst 0.741 -> 0.714, for one inversion more
-(6 s on a 256 x 256 x 176 head). The correction is the harmonic extension of the first map's field
-in iSMV's ring, and that field is set mostly by the map's values next to the mask's edge, where the
-first inversion is least accurate. Even the ceiling leaves the low VeP of the 2.5 mm heads: that
-part of their bias is the inversion's on thick slices. """
+minus iSMV's output of that field, is added to the local field, and the inversion runs again. With
+the true susceptibility in place of the first inversion (the ceiling) d1-11, d1-03 and d0-07 read
+4.4, 7.6 and 5.4 ppb (VeP -6.4, -24.9, -20.2 ppb). With the first inversion they read 6.1, 8.3 and
+6.8 ppb against 8.2, 8.8 and 7.7 (a second round, tried by hand: 5.6, 7.9, 6.0), but the Chimap
+NRMSE went 38.1, 41.6, 42.5 -> 39.2, 41.1, 44.6 % and VeP on the 2.5 mm heads -19.7, -16.0 ->
+-26.3, -22.7 ppb. Over the 12 family heads (own mask, scanner frame; the same rows with ``--heads
+h01,...,h12``) it lifted h10's slope from 0.94 to 1.02, but the Chimap NRMSE went 35.2 / 39.5 ->
+37.3 / 43.7 % (median / worst), the regional error 2.8 / 6.4 -> 3.5 / 9.2 ppb (h12 4.5 -> 9.2 ppb,
+bias -0.3 -> +7.8), XSIM worst 0.741 -> 0.714, for one inversion more (6 s on a 256 x 256 x 176
+head). The correction is the harmonic extension of the first map's field in iSMV's ring, and that
+field is set mostly by the map's values next to the mask's edge, where the first inversion is least
+accurate. Even the ceiling leaves the low VeP of the 2.5 mm heads: that part of their bias is the
+inversion's on thick slices. """
 
 from __future__ import annotations
 
