@@ -105,12 +105,12 @@ def find_specs(names: list[str], frame: str) -> list:
     from qsmiron.simulate.head_draws import drawn_heads
     from qsmiron.simulate.heads import FAMILY, variant
 
-    known = list(FAMILY) + [spec for seed in range(4) for spec in drawn_heads(12, seed)]
+    known = list(FAMILY) + [spec for seed in range(5) for spec in drawn_heads(12, seed)]
     specs = []
     for name in names:
         matches = [spec for spec in known if spec.name.startswith(name)]
         if not matches:
-            raise SystemExit(f"no family or held-out head (draws 0-3) is named {name}*")
+            raise SystemExit(f"no family or held-out head (draws 0-4) is named {name}*")
         specs.append(matches[0] if frame == "slab" else variant(matches[0], field_frame=frame))
     return specs
 
