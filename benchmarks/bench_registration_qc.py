@@ -39,7 +39,6 @@ the comment above ``RegistrationSettings.max_residual_shift_mm``.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import tempfile
 import time
@@ -59,11 +58,6 @@ PERTURBATIONS = ([("shift", mm, axis) for mm in (2.0, 3.0, 4.0) for axis in rang
                  + [("scale", s, None) for s in (0.9, 1.15)] + [("flip", 0.0, 0)])
 """(kind, size, axis): a translation (mm) along, a rotation (degrees) about an axis of the
 template (ANTs' LPS), an isotropic scaling, a left-right flip, about the template brain's centre."""
-
-
-def sibling(name: str):
-    """Another script of benchmarks/ as a module (benchmarks/ is on sys.path)."""
-    return importlib.import_module(name)
 
 
 DAMAGE: dict[str, tuple[float, float]] = {}
@@ -154,9 +148,10 @@ def recon_mask(magnitude: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 
 def family_heads(indices: list[int], cache: Path):
+    from bench_bgremove import load_head  # the sibling script (benchmarks/ is on sys.path)
+
     from qsmiron.simulate.heads import FAMILY
 
-    load_head = sibling("bench_bgremove").load_head
     for index in indices:
         head = load_head(FAMILY[index - 1], cache)
         yield f"family {FAMILY[index - 1].name[:20]}", head.magnitude[..., 0], head.affine
@@ -180,7 +175,7 @@ def run_head(name, magnitude, affine, configs, template_ants, atlas, work: Path,
     from qsmiron.register.images import to_ants
     from qsmiron.roi.subject import shift_region
 
-    register_head = sibling("bench_head_check").register_head
+    from bench_head_check import register_head  # the sibling script
     labels_ants = to_ants(atlas.label_array().astype(np.float32), atlas.image.affine)
     mask = recon_mask(magnitude, affine)
     for config, settings in configs.items():
@@ -250,6 +245,8 @@ def summary(rows: list) -> None:
 
 
 def main() -> None:
+    import bench_head_check  # the sibling script (benchmarks/ is on sys.path)
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--n-sim", type=int, default=3)
     parser.add_argument("--family", default="4,5,8", help="1-based indices into simulate.heads.FAMILY ('' for none)")
@@ -275,7 +272,7 @@ def main() -> None:
     rows: list = []
     print(_header())
     with tempfile.TemporaryDirectory() as work:
-        heads = sibling("bench_head_check").heads(args.n_sim, Path(work))
+        heads = bench_head_check.heads(args.n_sim, Path(work))
         for name, magnitude, affine in [*heads, *family_heads(family, Path(args.cache))]:
             if args.only and not any(part in name for part in args.only.split(",")):
                 continue
