@@ -177,7 +177,11 @@ def pdf_ismv(field: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float]
         (h03, 25 deg: 40.7 -> 44.4 %; h08 +2.3, h05 +1.9; XSIM worst 0.717 -> 0.643).
     pdf_tol : float
         PDF's stopping tolerance (``pdf``'s ``tol``); looser than PDF alone, since iSMV removes
-        a smooth remainder anyway.
+        a smooth remainder anyway. Looser still, 0.06, was measured for speed and not kept: on
+        the 12 family heads with their own masks (scanner frame, results revision 14) it halved
+        PDF's full-resolution iterations (14-32 instead of 25-50; median recon CPU 22.2 -> 19.5
+        s), but the Chimap NRMSE went 35.2 / 39.5 -> 35.6 / 39.9 % (median / worst) and h01's
+        regional error 6.4 -> 8.4 ppb: what PDF leaves at its skull base is not all harmonic.
     pdf_max_iter : int
         Cap on PDF's full-resolution iterations (after its two coarser grids). On family head
         h02 (10 deg, mask 1 mm too large) 30 gave the same result as 200 (local field 66.3
