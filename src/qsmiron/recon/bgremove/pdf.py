@@ -49,7 +49,11 @@ tolerance at 1 x and 0.3 x ``tol`` instead of 3 x (``pdf_ismv``, ``tol`` 0.03, f
 h04 and h10) the coarse grids ran 122-200 iterations instead of 42-77, and the full grid still
 needed 34-36, 50 and 41-44 (35, 50 and 44 before), for the same Chimap NRMSE (46.0-46.1, 47.2-47.3,
 45.2 %) and 0.6-3.4 s more background CPU. What the full grid adds is the detail near the mask's
-edge, which the coarse grids cannot represent.
+edge, which the coarse grids cannot represent. Nor, for that reason, solving the full grid only
+for the sources within 5 mm of the mask, the farther ones held at the coarse grids' solution
+(``pdf_ismv``, family heads with their own masks, scanner frame): it did not take fewer
+iterations (h01 50 and 50, h02 37 against 39, h03 25 and 25, h04 40 against 39, h05 44 against 45,
+h06 50 and 50) and h04 read 38.9 against 37.6 % (the others within 0.3 point).
 
 Accuracy. PDF's bias is at the mask's edge, where part of a local field is
 indistinguishable from the field of sources just outside (Liu 2011; 44.5 % local-field
