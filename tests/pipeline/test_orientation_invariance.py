@@ -24,16 +24,19 @@ aniso_straight 48x48x24 1x1x2    6.4 / .998     lps 19.3 / .981  20.2 / .980    
 aniso_oblique 1x1x2, 20 deg      7.4 / .997     lps 16.0 / .987  16.6 / .986     B0 121-166 / <0
 ===============================  =============  ==============  ===============  ===============
 
-Three recon problems cause all of it; none is in ``qsmiron.io``, whose B0 and voxel sizes
-follow the axes exactly (``test_the_stored_order_keeps_world_positions_and_moves_b0_and_voxel_size``):
+Three recon problems cause nearly all of it. None is in ``qsmiron.io``, whose B0 and voxel sizes
+follow the axes exactly (``test_the_stored_order_keeps_world_positions_and_moves_b0_and_voxel_size``).
 
 - ``NYQUIST_KERNEL``: the dipole kernel is not mirror-symmetric on the Nyquist planes of even
   FFT grids when B0 is oblique, which changes PDF's local field by 8-10 % (24-29 % with the
   brain mask given).
 - ``HALF_SPECTRUM_LEVEL``: the inconsistency level of ``wtv_bregman`` depends on which axis is
-  stored last, which moves its weight by up to 40 % with anisotropic or oblique voxels.
+  stored last, which moves its weight by 17-40 % with anisotropic voxels.
 - ``TV_MIRROR``: forward-difference TV is not mirror-symmetric, which gives 7-12 % NRMSE in
   the inversion alone when an axis is reversed.
+
+Two smaller ones add to the flips: ``ECHO_FIT_MIRROR`` (0.3 % of the total field) and
+``PDF_CASCADE`` (2 % of the local field, on a reversed axis of odd extent).
 
 With the first two patched out (measurement-only patches, not committed), every permutation
 agreed to 0.01-0.26 % (correlation 1.00000). That is the legitimate difference: FFT rounding in
@@ -80,9 +83,10 @@ CASES = {  # grid, voxel (mm), rotation about x (deg): B0 oblique to the voxel a
     "aniso_oblique": ((48, 48, 24), (1.0, 1.0, 2.0), 20.0),
 }
 STORED_ORDERS = {
-    "perm_zxy": ((1, 1), (2, 1), (0, 1)),      # axes stored z, x, y (slices along the old x)
+    "perm_zxy": ((1, 1), (2, 1), (0, 1)),      # axes stored (z, x, y): coronal slices last
     "flip_x": ((0, -1), (1, 1), (2, 1)),       # x reversed
     "flip_y": ((0, 1), (1, -1), (2, 1)),       # the phase-encode axis reversed
+    "flip_z": ((0, 1), (1, 1), (2, -1)),       # slices stored in reverse order
     "lps": ((0, -1), (1, -1), (2, 1)),         # LPS storage of a RAS acquisition
     "perm_flip": ((2, -1), (0, 1), (1, -1)),   # stored as (y, -z, -x)
 }
@@ -92,8 +96,9 @@ SAME_MAP_NRMSE, SAME_MAP_CORR = 2.0, 0.999
 FOLLOWS_NRMSE, FOLLOWS_CORR = 35.0, 0.95
 """B0 and voxel sizes followed: worst correct case 20.2 % / 0.980, wrong geometry 85-181 % / <= 0.86."""
 FIELD_NRMSE, LOCAL_NRMSE = 0.05, 1.0
-"""Array level, per output. Permutations give 0.000 % (total field) and 0.01-0.04 % (local field)
-once NYQUIST_KERNEL is fixed. Flips give 0.29-0.36 % in the echo fit (ECHO_FIT_MIRROR)."""
+"""Array level, per output. Permutations give 0.000 % (total field), 0.04-0.40 % (local field) and
+0.01-0.26 % (map) once NYQUIST_KERNEL and HALF_SPECTRUM_LEVEL are fixed (0.58 % now in the
+isotropic straight case). Flips give 0.29-0.36 % in the echo fit (ECHO_FIT_MIRROR)."""
 RECON_NRMSE_BOUND = 55.0
 """Sanity bound against the truth, as in test_single.py (these runs measure 25-42 %)."""
 
@@ -119,6 +124,11 @@ ECHO_FIT_MIRROR = (
     "the slope is smoothed from one-sided neighbour pairs (_pair_phasors, phase[v+1] - phase[v]), "
     "so a reversed axis shifts it by one voxel: 0.29-0.36 % of the total field (up to 0.3-3 Hz "
     "near the mask's edge), 1.2-1.6 % of the local field downstream.")
+PDF_CASCADE = (
+    "recon, src/qsmiron/recon/bgremove/pdf.py fit_outside_sources: the coarse-to-fine cascade averages "
+    "2x2x2 blocks of a grid (sourcegrid.source_grid) in which an odd mask extent starts (n - e) // 2 "
+    "voxels in, so a reversed axis gets another block partition. PDF stops at tol 0.03, so the local "
+    "field differs by 2.0 % (3.5 % with the brain mask given; 0.5 % without the coarse grids).")
 
 
 def xfail(*reasons):
@@ -325,6 +335,7 @@ def test_reconstruct_arrays_gives_the_same_field_local_field_and_map_in_any_stor
               "local_ppm (background)": nrmse_percent(result["local_ppm"], reference["local_ppm"], reference["mask"]),
               "chi_ppm (inversion)": nrmse_percent(result["chi_ppm"], reference["chi_ppm"], reference["mask"])}
     report = ", ".join(f"{name} {value:.3f} %" for name, value in errors.items())
+    print(f"{case} {order}: {report}")
     for (name, value), bound in zip(errors.items(), (FIELD_NRMSE, LOCAL_NRMSE, SAME_MAP_NRMSE)):
         assert value < bound, f"first stage off: {name}; {report}"
 
@@ -389,7 +400,7 @@ def staged_run(simulation):
     pytest.param(case, order, stage, marks=STAGE_MARKS.get((case, order, stage), ()))
     for case, order in (("iso_straight", "flip_x"), ("iso_oblique", "perm_zxy"), ("iso_oblique", "flip_y"),
                         ("aniso_straight", "perm_zxy"))
-    for stage in ISOLATED])
+    for stage in ISOLATED] + [pytest.param("iso_straight", "flip_z", "background", marks=xfail(PDF_CASCADE))])
 def test_each_stage_alone_gives_the_same_output_in_any_stored_order(case, order, stage, simulation, staged_run):
     sim = simulation(case)
     before, outputs = staged_run(case)
