@@ -13,40 +13,44 @@ are nibabel orientation transforms (``ornt_transform`` layout: row i gives the n
 axis i and whether it is reversed).
 
 What was measured. Chimap NRMSE % (demeaned, in the common mask) / correlation against the
-original order, ``reconstruct_files`` with defaults (automatic mask), this revision:
+original order, ``reconstruct_files`` with defaults (automatic mask); before -> after the two fixes
+of results revision 15 (below):
 
-===============================  =============  ==============  ===============  ===============
-case (grid)                      perm_zxy       flip_y / lps    perm_flip        wrong B0 or voxel
-===============================  =============  ==============  ===============  ===============
-iso_straight 48x48x40, 1 mm      0.58 / .99998  lps 10.7 / .994  12.7 / .992     B0 166 / -0.54
-iso_oblique  20 deg about x      5.5 / .9985    flip_y 9.0/.996  13.4 / .991     flip_y B0 93 / .86
-aniso_straight 48x48x24 1x1x2    6.4 / .998     lps 19.3 / .981  20.2 / .980     voxel 91 / .43
-aniso_oblique 1x1x2, 20 deg      7.4 / .997     lps 16.0 / .987  16.6 / .986     B0 121-166 / <0
-===============================  =============  ==============  ===============  ===============
+===============================  =======================  ===================  ==================
+case (grid)                      perm_zxy                 flip_y / lps         perm_flip
+===============================  =======================  ===================  ==================
+iso_straight 48x48x40, 1 mm      0.58 -> 0.26 / 1.00000   lps 10.7 / .994      12.7 / .992
+iso_oblique  20 deg about x      5.5 -> 0.10 / 1.00000    flip_y 9.0 -> 7.9    13.4 / .991
+aniso_straight 48x48x24 1x1x2    6.4 -> 0.01 / 1.00000    lps 19.3 / .981      20.2 / .980
+aniso_oblique 1x1x2, 20 deg      7.4 / .997               lps 16.0 / .987      16.6 -> 15.7 / .988
+===============================  =======================  ===================  ==================
 
-Three recon problems cause nearly all of it. None is in ``qsmiron.io``, whose B0 and voxel sizes
-follow the axes exactly (``test_the_stored_order_keeps_world_positions_and_moves_b0_and_voxel_size``).
+Wrong geometry (B0 or voxel sizes not moved with the axes): 85-181 %, correlation 0.86 at best.
 
-- ``NYQUIST_KERNEL``: the dipole kernel is not mirror-symmetric on the Nyquist planes of even
-  FFT grids when B0 is oblique, which changes PDF's local field by 8-10 % (24-29 % with the
-  brain mask given).
-- ``HALF_SPECTRUM_LEVEL``: the inconsistency level of ``wtv_bregman`` depends on which axis is
-  stored last, which moves its weight by 17-40 % with anisotropic voxels.
+Fixed at results revision 15, which made every permutation the same map (0.01-0.26 %,
+correlation 1.00000: FFT rounding in another memory layout, iterative solvers stopped at a
+tolerance), and which these tests keep fixed:
+
+- the dipole kernel was not even in k on the Nyquist planes of even FFT grids when B0 is
+  oblique (``qsmiron.recon.dipole.dipole_kernel``), which changed PDF's local field by 8-10 %
+  (24-29 % with the brain mask given);
+- the inconsistency level of ``wtv_bregman`` was a mean over rfftn's half spectrum, so it
+  depended on which axis is stored last (``qsmiron.recon.invert._common.inconsistency_ppm``),
+  which moved its weight by 17-40 % with anisotropic voxels.
+
+None was in ``qsmiron.io``, whose B0 and voxel sizes follow the axes exactly
+(``test_the_stored_order_keeps_world_positions_and_moves_b0_and_voxel_size``). What remains is
+on reversed axes (7.7-19.3 %), marked ``xfail(strict=True)`` by name:
+
 - ``TV_MIRROR``: forward-difference TV is not mirror-symmetric, which gives 7-12 % NRMSE in
-  the inversion alone when an axis is reversed.
-
-Two smaller ones add to the flips: ``ECHO_FIT_MIRROR`` (0.3 % of the total field) and
-``PDF_CASCADE`` (2 % of the local field, on a reversed axis of odd extent).
-
-With the first two patched out (measurement-only patches, not committed), every permutation
-agreed to 0.01-0.26 % (correlation 1.00000). That is the legitimate difference: FFT rounding in
-another memory layout, and iterative solvers stopped at a tolerance. The flips still gave
-7.7-19.3 %.
+  the inversion alone when an axis is reversed;
+- ``ECHO_FIT_MIRROR`` (0.3 % of the total field) and ``PDF_CASCADE`` (2 % of the local field, on
+  a reversed axis of odd extent).
 
 Two tiers of tolerance:
 
 - The same map (``SAME_MAP_*``: 2 % and 0.999), a few times the 0.26 % baseline. Cases that
-  one of the bugs above breaks are ``xfail(strict=True)`` naming it; they start to pass (and
+  one of the problems above breaks are ``xfail(strict=True)`` naming it; they start to pass (and
   then fail as XPASS) when it is fixed.
 - The geometry followed (``FOLLOWS_*``: 35 % and 0.95), which passes now. Its worst case today
   is 20.2 % / 0.980. A wrong geometry fails it by a wide margin
@@ -97,22 +101,10 @@ FOLLOWS_NRMSE, FOLLOWS_CORR = 35.0, 0.95
 """B0 and voxel sizes followed: worst correct case 20.2 % / 0.980, wrong geometry 85-181 % / <= 0.86."""
 FIELD_NRMSE, LOCAL_NRMSE = 0.05, 1.0
 """Array level, per output. Permutations give 0.000 % (total field), 0.04-0.40 % (local field) and
-0.01-0.26 % (map) once NYQUIST_KERNEL and HALF_SPECTRUM_LEVEL are fixed (0.58 % now in the
-isotropic straight case). Flips give 0.29-0.36 % in the echo fit (ECHO_FIT_MIRROR)."""
+0.01-0.26 % (map). Flips give 0.29-0.36 % in the echo fit (ECHO_FIT_MIRROR)."""
 RECON_NRMSE_BOUND = 55.0
 """Sanity bound against the truth, as in test_single.py (these runs measure 25-42 %)."""
 
-NYQUIST_KERNEL = (
-    "recon bug, src/qsmiron/recon/dipole.py dipole_kernel: with an oblique B0, D(k) on the Nyquist "
-    "plane of an even FFT length takes fftfreq's -1/2 sign. So D(k) is not mirror-symmetric there, "
-    "and PDF (bgremove/pdf.py, pdf_ismv) gives a local field that depends on the stored order. "
-    "Measured in isolation: 7.9-9.5 % (perm_zxy, flip_y; 24-29 % with the brain mask given).")
-HALF_SPECTRUM_LEVEL = (
-    "recon bug, src/qsmiron/recon/invert/_common.py inconsistency_ppm: it averages the cone power "
-    "over the rfftn half spectrum without counting the interior last-axis bins twice. So the "
-    "level, and wtv_bregman's weight, depend on which axis is stored last. Anisotropic perm_zxy: "
-    "level 7.39 against 8.00 ppb, Bregman weight 0.0041 against 0.0048, map 6.4 %. Fixed, it gives "
-    "0.000 %.")
 TV_MIRROR = (
     "recon, src/qsmiron/recon/invert (wtv_bregman): TV on periodic forward differences "
     "(_kernels.py) is not mirror-symmetric, and the per-axis edge mask (wtv.magnitude_edge_weights) "
@@ -238,10 +230,8 @@ FILE_CASES = [
 ]
 FILE_MARKS = {
     ("iso_straight", "lps"): xfail(TV_MIRROR),
-    ("iso_oblique", "perm_zxy"): xfail(NYQUIST_KERNEL),
-    ("iso_oblique", "flip_y"): xfail(NYQUIST_KERNEL, TV_MIRROR),
-    ("aniso_straight", "perm_zxy"): xfail(HALF_SPECTRUM_LEVEL),
-    ("aniso_oblique", "perm_flip"): xfail(NYQUIST_KERNEL, HALF_SPECTRUM_LEVEL, TV_MIRROR),
+    ("iso_oblique", "flip_y"): xfail(TV_MIRROR),
+    ("aniso_oblique", "perm_flip"): xfail(TV_MIRROR),
 }
 
 
@@ -302,8 +292,8 @@ def test_a_wrong_b0_or_voxel_size_fails_both_tiers_by_a_wide_margin(case, order,
 ARRAY_CASES = [
     pytest.param("iso_straight", "perm_zxy"),
     pytest.param("iso_straight", "flip_x", marks=xfail(ECHO_FIT_MIRROR, TV_MIRROR)),
-    pytest.param("iso_oblique", "perm_zxy", marks=xfail(NYQUIST_KERNEL)),
-    pytest.param("aniso_straight", "perm_zxy", marks=xfail(HALF_SPECTRUM_LEVEL)),
+    pytest.param("iso_oblique", "perm_zxy"),
+    pytest.param("aniso_straight", "perm_zxy"),
 ]
 
 
@@ -350,11 +340,8 @@ ISOLATED = {  # stage: (its output and that output's mask, tolerance)
 STAGE_MARKS = {
     ("iso_straight", "flip_x", "echo_fit"): xfail(ECHO_FIT_MIRROR),
     ("iso_straight", "flip_x", "inversion"): xfail(TV_MIRROR),
-    ("iso_oblique", "perm_zxy", "background"): xfail(NYQUIST_KERNEL),
     ("iso_oblique", "flip_y", "echo_fit"): xfail(ECHO_FIT_MIRROR),
-    ("iso_oblique", "flip_y", "background"): xfail(NYQUIST_KERNEL),
-    ("iso_oblique", "flip_y", "inversion"): xfail(TV_MIRROR, NYQUIST_KERNEL),
-    ("aniso_straight", "perm_zxy", "inversion"): xfail(HALF_SPECTRUM_LEVEL),
+    ("iso_oblique", "flip_y", "inversion"): xfail(TV_MIRROR),
 }
 
 

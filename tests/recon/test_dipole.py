@@ -74,3 +74,27 @@ def test_forward_field_is_free_of_fft_wraparound_near_the_edge():
     field = forward_field(chi, (1.0, 1.0, 1.0), (0, 0, 1))
     # The dipole field decays as r^-3: 40 voxels away it is below 1e-4 of the source.
     assert np.abs(field[-3:, 22:26, 22:26]).max() < 1e-4
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 8), (8, 9, 6), (7, 10, 12)])
+def test_dipole_kernel_is_even_in_k_on_every_grid_with_an_oblique_b0(shape):
+    """D(k) = D(-k), which a real kernel of a real convolution must be, including the Nyquist
+    bins of even axes, where -1/2 cycle per voxel also stands for +1/2 (the cross terms of
+    (k . b0)^2 with a Nyquist frequency average out)."""
+    b0 = (0.3, np.sin(0.35), np.cos(0.35))
+    kernel = dipole_kernel(shape, (1.0, 1.2, 2.0), b0)
+    mirrored = kernel[tuple(np.ix_(*[(-np.arange(n)) % n for n in shape]))]
+    assert np.abs(kernel - mirrored).max() < 1e-6
+    half = dipole_kernel(shape, (1.0, 1.2, 2.0), b0, real=True)
+    assert np.abs(half - kernel[..., : shape[-1] // 2 + 1]).max() < 1e-6
+
+
+def test_the_field_of_a_mirrored_head_is_the_mirrored_field():
+    """Reversing an axis and B0's component along it mirrors the field: 36 % off on white noise
+    before the Nyquist bins were made even."""
+    rng = np.random.default_rng(3)
+    chi = rng.standard_normal((16, 16, 16)).astype(np.float32)
+    b0 = np.array([0.0, np.sin(0.35), np.cos(0.35)])
+    field = forward_field(chi, (1.0, 1.0, 1.0), b0, pad_factor=0.0)
+    mirrored = forward_field(chi[:, ::-1].copy(), (1.0, 1.0, 1.0), b0 * [1, -1, 1], pad_factor=0.0)[:, ::-1]
+    assert np.linalg.norm(mirrored - field) / np.linalg.norm(field) < 1e-5

@@ -24,7 +24,7 @@ from qsmiron.io.derivatives import DONE_MARKER
 from qsmiron.records.cohort import DoneMarker, MarkerFile
 
 
-RESULTS_REVISION = 14
+RESULTS_REVISION = 15
 """Revision of what a subject's outputs hold, for the same version and settings. The version
 string changes only at a release; between releases a change to a method's results or to the
 files written (a default rule, a sidecar key) bumps this, so that resuming a cohort re-runs
@@ -48,7 +48,10 @@ in cycles per mm, not per voxel (``recon.invert._common.CONE_MIN_FREQUENCY_PER_M
 take their automatic weight at that level less the mask's truncation leak (``recon.invert.tv_admm``); 13:
 ``wtv_bregman``'s magnitude edges exempt only the gradient components across them, MEDI's gradient mask
 (``recon.invert.wtv.EdgeMask``); 14: so do chi-separation's (``recon.chisep.separation``; the susceptibility
-map and every other output are those of 13)."""
+map and every other output are those of 13); 15: the dipole kernel is even in k on the Nyquist planes
+with an oblique B0 (``recon.dipole.dipole_kernel``) and the inconsistency level is a mean over the full
+spectrum (``recon.invert._common.inconsistency_ppm``): a scan stored with its axes in another order gives
+the same map."""
 
 
 def result_settings(config: QsmironConfig) -> dict[str, Any]:

@@ -48,6 +48,16 @@ def irfftn(spectrum: np.ndarray, shape: Sequence[int], *, overwrite: bool = Fals
                            overwrite_x=overwrite or work is not spectrum)
 
 
+def half_spectrum_multiplicity(shape: Sequence[int]) -> np.ndarray:
+    """How many full-spectrum entries each rfftn entry stands for (1 or 2), last axis."""
+    n = int(shape[-1])
+    m = np.full(n // 2 + 1, 2.0, np.float32)
+    m[0] = 1.0
+    if n % 2 == 0:
+        m[-1] = 1.0
+    return m
+
+
 def mm_to_voxels(length_mm: float, voxel_size_mm: Sequence[float]) -> tuple[int, int, int]:
     """A length in mm as a whole number of voxels along each axis (rounded up)."""
     return tuple(int(np.ceil(length_mm / float(dx) - 1e-9)) for dx in voxel_size_mm)

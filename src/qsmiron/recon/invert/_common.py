@@ -9,7 +9,7 @@ import numpy as np
 
 from qsmiron.recon.dipole import dipole_kernel, kspace_coordinates
 from qsmiron.recon.fill import filled_where_no_data, without_data
-from qsmiron.recon.fourier import PaddedGrid, mm_to_voxels, padded_grid, rfftn
+from qsmiron.recon.fourier import PaddedGrid, half_spectrum_multiplicity, mm_to_voxels, padded_grid, rfftn
 
 DEFAULT_PAD_MM = 16.0
 """Zero margin around the mask's bounding box: dipole fields fall as r^-3, so at 16 mm the
@@ -156,7 +156,12 @@ def inconsistency_ppm(problem: Problem, *, max_dipole: float = CONE_MAX_DIPOLE,
     band = (np.abs(problem.dipole) < max_dipole) & (k2 > min_frequency_per_mm ** 2)
     if not band.any():
         return float("nan")
-    return float(np.sqrt(power[band].mean(dtype=np.float64) / problem.mask.sum()))
+    # The mean over the full spectrum: a bin of the half spectrum inside the last axis stands for
+    # two. Counted once, the level depended on which axis is stored last (1 x 1 x 2 mm: 7.39
+    # against 8.00 ppb with the axes in another order, tests/pipeline/test_orientation_invariance.py).
+    multiplicity = np.broadcast_to(half_spectrum_multiplicity(problem.grid.shape), band.shape)[band]
+    mean_power = float(np.dot(power[band].astype(np.float64), multiplicity) / multiplicity.sum(dtype=np.float64))
+    return float(np.sqrt(mean_power / problem.mask.sum()))
 
 
 def truncation_leak_ppm(problem: Problem, predicted_ppm: np.ndarray) -> float:

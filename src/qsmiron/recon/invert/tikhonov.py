@@ -32,22 +32,12 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from qsmiron.recon.fourier import irfftn, laplacian_kernel, rfftn
+from qsmiron.recon.fourier import half_spectrum_multiplicity, irfftn, laplacian_kernel, rfftn
 from qsmiron.recon.invert._common import DEFAULT_PAD_MM, estimate_noise_ppm, setup
 from qsmiron.recon.invert.regularisation import choose_weight
 from qsmiron.recon.params import NonNegativeFloat, PositiveFloat
 
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-5, 0, 26))
-
-
-def half_spectrum_multiplicity(shape: Sequence[int]) -> np.ndarray:
-    """How many full-spectrum entries each rfftn entry stands for (1 or 2), last axis."""
-    n = int(shape[-1])
-    m = np.full(n // 2 + 1, 2.0, np.float32)
-    m[0] = 1.0
-    if n % 2 == 0:
-        m[-1] = 1.0
-    return m
 
 
 def tikhonov(local_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
