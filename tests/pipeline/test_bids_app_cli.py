@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 
 from qsmiron import __version__, cli
@@ -312,6 +314,30 @@ def test_a_wrong_dataset_is_one_line_before_the_output_folder_is_made(tiny_bids,
         (bids / "dataset_description.json").write_text('{"Name": ')
     labels = ["--participant-label", "02"] if case == "absent label" else []
     code = cli.main(["run", str(bids), str(tmp_path / "out"), "participant", *labels])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert re.search(message, err), err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("broken study", "study.toml: cannot be parsed"),
+    ("atlas image", "atlas.nii.gz: a cohort is measured with a built-in atlas \\(cit168\\)"),
+    ("missing atlas", "missing.nii.gz: atlas label image not found"),
+    ("unknown atlas", "unknown atlas 'cit186'"),
+])
+def test_a_broken_study_file_or_an_unusable_atlas_is_one_line_before_the_output_folder_is_made(
+        tiny_bids, tmp_path, capsys, case, message):
+    """The study file was read inside the locked output folder (left behind, with its lock), and the
+    atlas only at each subject's roi step, after its reconstruction."""
+    bids = tiny_bids(labels=("01",))
+    study = tmp_path / "study.toml"
+    study.write_text('[groups\ncolumn = "group"\n' if case == "broken study" else '[groups]\ncolumn = "group"\n')
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.int16), np.eye(4)), str(tmp_path / "atlas.nii.gz"))
+    atlas = {"atlas image": ["--atlas", str(tmp_path / "atlas.nii.gz")],
+             "missing atlas": ["--atlas", str(tmp_path / "missing.nii.gz")],
+             "unknown atlas": ["--atlas", "cit186"]}.get(case, [])
+    code = cli.main(["run", str(bids), str(tmp_path / "out"), "participant", "--study", str(study), *atlas])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert re.search(message, err), err

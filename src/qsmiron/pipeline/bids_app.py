@@ -40,6 +40,7 @@ from qsmiron.pipeline.cohort import SubjectStatus, collect_regions, run_cohort
 from qsmiron.pipeline.lock import OutputLock, terminate_as_interrupt
 from qsmiron.pipeline.runtime import announce_compilation, temporary_files_in
 from qsmiron.pipeline.runners import check_scheduler_address
+from qsmiron.pipeline.steps import check_roi_atlas
 from qsmiron.records.cohort import PipelineSummary, Provenance, ScanRecords, SubjectProblem
 
 LEVELS = ("participant", "group")
@@ -194,6 +195,12 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
                          out_dir)
     if dask_scheduler is not None:
         check_scheduler_address(dask_scheduler)
+    if "participant" in levels:
+        # Before the output folder is made: a broken study file left a locked, empty one behind, and an
+        # atlas the roi step cannot read failed every subject after its reconstruction.
+        config = settings_for_study(config, study_path, echo)
+        if steps is None:
+            check_roi_atlas(config)
     check_writable_dir(paths.root)
 
     if bids_filters is not None and not isinstance(bids_filters, BidsFilters):
@@ -206,7 +213,6 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
         if lock.taken_over:
             echo(f"qsmiron: took over the lock left by {lock.taken_over}, which is no longer running")
         if "participant" in levels:
-            config = settings_for_study(config, study_path, echo)
             _participant_level(bids_dir, paths, config, selection, skip_validation, n_procs, dask_scheduler,
                                dask_client, steps, progress, echo, result, work_folder)
         if "group" in levels:
