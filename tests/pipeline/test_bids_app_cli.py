@@ -305,6 +305,7 @@ def test_a_dask_scheduler_that_is_not_an_address_is_one_line_before_any_output(t
 
 @pytest.mark.parametrize("case, message", [("no subjects", "no sub-\\* folder: not a BIDS dataset"),
                                            ("absent label", "no folder for participant\\(s\\) sub-02"),
+                                           ("absent session", "no subject has session\\(s\\) ses-2"),
                                            ("broken description", "dataset_description.json: is not valid JSON")])
 def test_a_wrong_dataset_is_one_line_before_the_output_folder_is_made(tiny_bids, tmp_path, capsys, case, message):
     bids = tiny_bids(labels=("01",))
@@ -312,7 +313,7 @@ def test_a_wrong_dataset_is_one_line_before_the_output_folder_is_made(tiny_bids,
         shutil.rmtree(bids / "sub-01")
     elif case == "broken description":
         (bids / "dataset_description.json").write_text('{"Name": ')
-    labels = ["--participant-label", "02"] if case == "absent label" else []
+    labels = {"absent label": ["--participant-label", "02"], "absent session": ["--session-label", "2"]}.get(case, [])
     code = cli.main(["run", str(bids), str(tmp_path / "out"), "participant", *labels])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err

@@ -188,14 +188,16 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
         raise ValueError("give either config or config_path, not both")
     config = config if config is not None else load_config(config_path)
     bids_dir = Path(bids_dir)
-    dataset_subject_folders(bids_dir, participant_labels if "participant" in levels else None)
+    participant = "participant" in levels
+    dataset_subject_folders(bids_dir, participant_labels if participant else None,
+                            session_labels=session_labels if participant else None)
     paths = cohort_paths(Path(out_dir) / DERIVATIVE_NAME)
     if paths.root.resolve() == bids_dir.resolve() or Path(out_dir).resolve() == bids_dir.resolve():
         raise InputError("the output folder must not be the BIDS folder itself (use e.g. BIDS_DIR/derivatives)",
                          out_dir)
     if dask_scheduler is not None:
         check_scheduler_address(dask_scheduler)
-    if "participant" in levels:
+    if participant:
         # Before the output folder is made: a broken study file left a locked, empty one behind, and an
         # atlas the roi step cannot read failed every subject after its reconstruction.
         config = settings_for_study(config, study_path, echo)
