@@ -343,3 +343,19 @@ def test_a_broken_study_file_or_an_unusable_atlas_is_one_line_before_the_output_
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert re.search(message, err), err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["output", "work"])
+def test_an_output_or_work_folder_inside_the_dataset_but_not_in_its_derivatives_is_refused(
+        tiny_bids, tmp_path, capsys, where):
+    """Derivatives once went into ``sub-01/anat/qsmiron/`` of the input dataset, and the work folder
+    was left behind in it."""
+    bids = tiny_bids(labels=("01",))
+    before = sorted(p.relative_to(bids) for p in bids.rglob("*"))
+    inside = bids / "sub-01" / "anat" / "out"
+    out, work = (inside, []) if where == "output" else (bids / "derivatives", ["--work-dir", str(inside)])
+    code = cli.main(["run", str(bids), str(out), "participant", *work])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"qsmiron run: error: {inside}: the {where} folder lies inside the BIDS folder"), err
+    assert sorted(p.relative_to(bids) for p in bids.rglob("*")) == before

@@ -284,6 +284,23 @@ def dataset_subject_folders(bids_dir: Path, participant_labels: Iterable[str] | 
     return folders
 
 
+def check_outside_dataset(bids_dir: str | os.PathLike, folder: str | os.PathLike, role: str) -> None:
+    """Refuse a folder a run writes into (``role``: output folder, work folder) that lies inside the
+    BIDS dataset but not in its ``derivatives`` folder, where BIDS keeps processed data: anywhere
+    else (a subject's ``anat``, say) the run would modify the input dataset.
+
+    Raises
+    ------
+    InputError
+        Naming ``folder``.
+    """
+    bids, target = Path(bids_dir).resolve(), Path(folder).resolve()
+    if target.is_relative_to(bids) and not target.is_relative_to(bids / "derivatives"):
+        raise InputError(f"the {role} lies inside the BIDS folder {bids_dir} (outside its derivatives folder), "
+                         "and inputs are never modified: use BIDS_DIR/derivatives or a folder outside the dataset",
+                         folder)
+
+
 def discover_bids(bids_dir: str | os.PathLike, participant_labels: Iterable[str] | None = None, *,
                   session_labels: Iterable[str] | None = None, filters: BidsFilters | None = None
                   ) -> list[SubjectInputs]:

@@ -29,7 +29,7 @@ from qsmiron.atlas.load import atlas_description
 from qsmiron.config import QsmironConfig, load_config, write_config
 from qsmiron.errors import InputError
 from qsmiron.io.atomic import check_writable_dir, write_json_atomic, write_tsv_atomic
-from qsmiron.io.bids import Problem, dataset_subject_folders, discover_bids
+from qsmiron.io.bids import Problem, check_outside_dataset, dataset_subject_folders, discover_bids
 from qsmiron.io.bids_filters import BidsFilters, load_bids_filters
 from qsmiron.io.bids_validation import format_problems, valid_subjects, validate_dataset
 from qsmiron.io.derivative_dataset import RunSummary, raw_link, readme_text, write_dataset_files
@@ -195,6 +195,9 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
     if paths.root.resolve() == bids_dir.resolve() or Path(out_dir).resolve() == bids_dir.resolve():
         raise InputError("the output folder must not be the BIDS folder itself (use e.g. BIDS_DIR/derivatives)",
                          out_dir)
+    check_outside_dataset(bids_dir, out_dir, "output folder")
+    if work_dir is not None:
+        check_outside_dataset(bids_dir, work_dir, "work folder")
     if dask_scheduler is not None:
         check_scheduler_address(dask_scheduler)
     if participant:
