@@ -326,8 +326,9 @@ def test_a_wrong_dataset_is_one_line_before_the_output_folder_is_made(tiny_bids,
     ("atlas image", "atlas.nii.gz: a cohort is measured with a built-in atlas \\(cit168\\)"),
     ("missing atlas", "missing.nii.gz: atlas label image not found"),
     ("unknown atlas", "unknown atlas 'cit186'"),
+    ("missing reference mask", "ref.nii.gz: file not found \\(the setting roi.reference_mask\\)"),
 ])
-def test_a_broken_study_file_or_an_unusable_atlas_is_one_line_before_the_output_folder_is_made(
+def test_a_broken_study_file_or_an_unusable_atlas_or_reference_mask_is_one_line_before_any_output(
         tiny_bids, tmp_path, capsys, case, message):
     """The study file was read inside the locked output folder (left behind, with its lock), and the
     atlas only at each subject's roi step, after its reconstruction."""
@@ -338,6 +339,9 @@ def test_a_broken_study_file_or_an_unusable_atlas_is_one_line_before_the_output_
     atlas = {"atlas image": ["--atlas", str(tmp_path / "atlas.nii.gz")],
              "missing atlas": ["--atlas", str(tmp_path / "missing.nii.gz")],
              "unknown atlas": ["--atlas", "cit186"]}.get(case, [])
+    if case == "missing reference mask":
+        (tmp_path / "settings.toml").write_text(f'[roi]\nreference_mask = "{tmp_path / "ref.nii.gz"}"\n')
+        atlas = ["--config", str(tmp_path / "settings.toml")]
     code = cli.main(["run", str(bids), str(tmp_path / "out"), "participant", "--study", str(study), *atlas])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err

@@ -316,3 +316,27 @@ def test_roi_refuses_outputs_that_would_replace_an_input_in_one_line_before_any_
     assert code == 2 and len(err.splitlines()) == 1, err
     assert err.startswith(f"qsmiron roi: error: {tmp_path / culprit}: ") and says in err
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_a_missing_template_reference_mask_in_the_settings_is_named_before_the_registration(tmp_path, capsys,
+                                                                                             monkeypatch):
+    """roi.reference_mask was read only after the registration (half a minute), then 'file not found'."""
+    import qsmiron.register.normalise as normalise
+    from qsmiron.cli import main
+
+    def no_registration(*args, **kwargs):
+        raise AssertionError("registration started before the reference mask was read")
+
+    monkeypatch.setattr(normalise, "register_to_template", no_registration)
+    affine = grid_affine((2.0, 2.0, 2.0), (20, 20, 16))
+    chi = save_nifti(tmp_path / "chi.nii.gz", np.full((20, 20, 16), 0.01, np.float32), affine)
+    mag = save_nifti(tmp_path / "mag.nii.gz", np.ones((20, 20, 16), np.float32), affine)
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f'[roi]\nreference_mask = "{tmp_path / "missing_mask.nii.gz"}"\n')
+    code = main(["roi", "--chi", str(chi), "--magnitude", str(mag), "-o", str(tmp_path / "out" / "r.tsv"),
+                 "--config", str(settings)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err == (f"qsmiron roi: error: {tmp_path / 'missing_mask.nii.gz'}: file not found "
+                   "(the setting roi.reference_mask)")
+    assert not (tmp_path / "out").exists()

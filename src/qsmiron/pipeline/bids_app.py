@@ -40,7 +40,7 @@ from qsmiron.pipeline.cohort import SubjectStatus, collect_regions, run_cohort
 from qsmiron.pipeline.lock import OutputLock, terminate_as_interrupt
 from qsmiron.pipeline.runtime import announce_compilation, temporary_files_in
 from qsmiron.pipeline.runners import check_scheduler_address
-from qsmiron.pipeline.steps import check_roi_atlas
+from qsmiron.pipeline.steps import check_roi_settings
 from qsmiron.records.cohort import PipelineSummary, Provenance, ScanRecords, SubjectProblem
 
 LEVELS = ("participant", "group")
@@ -202,10 +202,10 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
         check_scheduler_address(dask_scheduler)
     if participant:
         # Before the output folder is made: a broken study file left a locked, empty one behind, and an
-        # atlas the roi step cannot read failed every subject after its reconstruction.
+        # atlas or reference mask the roi step cannot read failed every subject after its reconstruction.
         config = settings_for_study(config, study_path, echo)
         if steps is None:
-            check_roi_atlas(config)
+            check_roi_settings(config)
     check_writable_dir(paths.root)
 
     if bids_filters is not None and not isinstance(bids_filters, BidsFilters):

@@ -91,18 +91,22 @@ def recon_step(job: SubjectJob, log: logging.Logger) -> dict[str, Path]:
     return paths.files()
 
 
-def check_roi_atlas(config: QsmironConfig) -> None:
-    """Refuse, before any subject is processed, an atlas ``roi_step`` cannot measure with: found
-    there, it failed every subject after its reconstruction.
+def check_roi_settings(config: QsmironConfig) -> None:
+    """Refuse, before any subject is processed, an atlas or a template-space reference mask
+    ``roi_step`` cannot measure with: found there, they failed every subject after its
+    reconstruction.
 
     Raises
     ------
     InputError
         ``roi.atlas`` is neither a built-in atlas nor a readable label image; or it is a label
-        image, whose table of index and name ``roi_step`` has no way to be given.
+        image, whose table of index and name ``roi_step`` has no way to be given; or
+        ``roi.reference_mask`` cannot be read.
     """
     from qsmiron.atlas.load import BUILTIN_ATLASES, load_atlas
+    from qsmiron.roi.references import check_template_reference_mask
 
+    check_template_reference_mask(config.roi)
     atlas = config.roi.atlas
     if atlas.lower() in BUILTIN_ATLASES:
         return

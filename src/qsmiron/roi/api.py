@@ -229,10 +229,11 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
     from qsmiron.register.ants_backend import pin_itk_to_one_thread
     from qsmiron.register.images import to_ants
     from qsmiron.register.normalise import labels_to_subject
-    from qsmiron.roi.references import reference_regions
+    from qsmiron.roi.references import check_template_reference_mask, reference_regions
 
     reg, roi = config.registration, config.roi
     check_writable_dir(Path(out_tsv).parent)
+    check_template_reference_mask(roi)
     if config.pipeline.reproducible_registration:
         pin_itk_to_one_thread()
     atlas = roi.atlas if atlas is None else atlas
