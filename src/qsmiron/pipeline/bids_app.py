@@ -422,8 +422,9 @@ def _included_scans(paths: CohortPaths) -> list[tuple[str, str | None]]:
 
 
 def _left_out(paths: CohortPaths, participants_tsv: Path, included) -> tuple[list[SubjectProblem], list[SubjectProblem]]:
-    """Scans that failed or were invalid, and participants with no complete outputs."""
+    """Scans that failed or were invalid, and participants with no complete outputs or not in the table."""
     from qsmiron.io.bids import read_participant_ids
+    from qsmiron.io.participants import normalise_participant_id
 
     failed = []
     for row in read_status(paths.root).to_dict("records"):
@@ -432,10 +433,12 @@ def _left_out(paths: CohortPaths, participants_tsv: Path, included) -> tuple[lis
             failed.append(SubjectProblem(participant_id=unit[0], session=unit[1], step=row["step"],
                                          reason=row["reason"]))
     known = {item.participant_id for item in failed} | {pid for pid, _ in included}
+    listed = [normalise_participant_id(pid) for pid in read_participant_ids(participants_tsv)]  # 01 is sub-01
     excluded = [SubjectProblem(participant_id=pid, reason="no complete outputs (not processed, or processed "
-                                                          "with other settings)")
-                for pid in read_participant_ids(participants_tsv) if pid not in known]
-    return failed, excluded
+                                                          "with other settings)") for pid in listed if pid not in known]
+    # Processed but not in the table: the statistics leave them out, which the run said nowhere.
+    return failed, excluded + [SubjectProblem(participant_id=pid, reason="not in participants.tsv, which gives the "
+                               "group and clinical values") for pid in sorted({p for p, _ in included} - set(listed))]
 
 
 def _scan_records(bids_dir: Path, paths: CohortPaths, included) -> list[ScanRecords]:
