@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -153,9 +154,11 @@ class SubjectInputs:
 
 
 def as_float(value: Any) -> float | None:
+    """A sidecar's number as a float; None when it is not one, or not finite (JSON readers take
+    ``NaN`` and ``Infinity``, which then passed every range check)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)) and math.isfinite(value):
         return float(value)
     return None
 
