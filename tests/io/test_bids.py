@@ -221,3 +221,13 @@ def test_a_sidecar_echo_time_that_is_not_finite_is_named_by_the_validation(tmp_p
     problems = validate_dataset(tmp_path, discover_bids(tmp_path), check_participants=False)
     assert [(p.path, p.message, p.fatal) for p in problems] == [
         (sidecar, f"EchoTime {value!r} is not a positive number of seconds", True)]
+
+
+def test_a_bare_label_in_participants_tsv_lists_its_subject(tmp_path):
+    """The statistics read ``01`` as sub-01; the validation warned 'sub-01: not listed in participants.tsv'."""
+    write_subject(tmp_path, "01")
+    write_subject(tmp_path, "02")
+    (tmp_path / "participants.tsv").write_text("participant_id\tgroup\n01\tMOH\n")
+    problems = validate_dataset(tmp_path, discover_bids(tmp_path))
+    assert [(p.participant_id, p.message) for p in problems] == [
+        ("sub-02", "not listed in participants.tsv: the group analysis will leave it out")]
