@@ -535,3 +535,26 @@ def test_phase_scaling_that_fails_detection_names_the_setting_and_the_override_w
     chi = nib.load(str(tmp_path / "forced" / "Chimap.nii.gz")).get_fdata()
     assert np.isfinite(chi).all() and np.abs(chi).max() > 0
 
+
+
+@pytest.mark.parametrize("magnitude, says", [("one voxel", "the magnitude has almost no signal"),
+                                             ("constant", "the magnitude has one value wherever it has signal")])
+def test_a_magnitude_no_mask_can_be_derived_from_is_one_line_naming_it(magnitude, says, tmp_path, capsys):
+    """recon.mask.brain_mask raised 'ValueError: magnitude is constant or empty', a traceback."""
+    shape = (16, 16, 16, 3)
+    data = np.zeros(shape, np.float32)
+    if magnitude == "one voxel":
+        data[8, 8, 8] = 100.0
+    else:
+        data[...] = 7.0
+    phase = np.random.default_rng(0).uniform(-np.pi, np.pi, shape).astype(np.float32)
+    sidecar = {"EchoTime": [0.005, 0.012, 0.019], "MagneticFieldStrength": 3.0}
+    for name, array in (("mag", data), ("phase", phase)):
+        nib.save(nib.Nifti1Image(array, np.diag([2.0, 2.0, 2.0, 1.0])), str(tmp_path / f"{name}.nii.gz"))
+        (tmp_path / f"{name}.json").write_text(json.dumps(sidecar))
+    code = main(["recon", "--magnitude", str(tmp_path / "mag.nii.gz"), "--phase", str(tmp_path / "phase.nii.gz"),
+                 "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"qsmiron recon: error: {tmp_path / 'mag.nii.gz'}: {says}"), err
+    assert not (tmp_path / "out").exists()

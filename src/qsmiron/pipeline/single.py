@@ -216,6 +216,18 @@ def _write_outputs(result, record: ReconRecord, paths: ReconPaths, affine, out_d
 
 
 
+def _check_mask_source(magnitude: np.ndarray, path) -> None:
+    """The automatic mask thresholds the echoes' root sum of squares on a sample of at most 2 million
+    voxels (``qsmiron.recon.mask.brain_mask``), which raised a ValueError, a traceback, when fewer than
+    two sampled voxels hold signal or all hold one value."""
+    flat = magnitude.reshape(-1, magnitude.shape[-1])
+    combined = np.sqrt(np.square(flat[:: max(1, flat.shape[0] // 2_000_000)]).sum(axis=1))
+    positive = combined[combined > 0]
+    if positive.size < 2 or np.ptp(positive) == 0:
+        raise InputError(f"the magnitude has {'one value wherever it has' if positive.size > 1 else 'almost no'} "
+                         "signal: no brain mask can be derived from it (give one with --mask)", path)
+
+
 def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float] | None = None,
                       field_strength_t: float | None = None, mask=None, r2=None, config_path=None,
                       settings: QsmironConfig | None = None,
@@ -297,6 +309,8 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     user_mask = None
     if mask is not None:
         user_mask = load_mask(mask, gre.shape3d, gre.affine, data_path=gre.paths["magnitude"][0])
+    else:
+        _check_mask_source(gre.magnitude, gre.paths["magnitude"][0])
     r2_map = None if r2 is None else load_r2_map(r2, gre.shape3d, gre.affine)
 
     # The template registration (ANTs, one thread) runs beside the phase scaling and the
