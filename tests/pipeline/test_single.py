@@ -537,16 +537,23 @@ def test_phase_scaling_that_fails_detection_names_the_setting_and_the_override_w
 
 
 
-@pytest.mark.parametrize("magnitude, says", [("one voxel", "the magnitude has almost no signal"),
-                                             ("constant", "the magnitude has one value wherever it has signal")])
+@pytest.mark.parametrize("magnitude, says", [
+    ("one voxel", "the magnitude's root sum of squares over the echoes is zero (in single precision) in all "
+                  "voxels but at most one (values 0 to 100)"),
+    ("constant", "the magnitude's root sum of squares over the echoes has one value wherever it is not zero"),
+    ("huge", "the magnitude's root sum of squares over the echoes overflows single precision (values 0 to 1e+38)"),
+])
 def test_a_magnitude_no_mask_can_be_derived_from_is_one_line_naming_it(magnitude, says, tmp_path, capsys):
-    """recon.mask.brain_mask raised 'ValueError: magnitude is constant or empty', a traceback."""
+    """recon.mask.brain_mask raised 'ValueError: magnitude is constant or empty' or '... holds NaN or infinite
+    values', a traceback."""
     shape = (16, 16, 16, 3)
     data = np.zeros(shape, np.float32)
     if magnitude == "one voxel":
         data[8, 8, 8] = 100.0
-    else:
+    elif magnitude == "constant":
         data[...] = 7.0
+    else:  # finite, but its square is not
+        data[4:12, 4:12, 4:12] = np.linspace(1e37, 1e38, 8 * 8 * 8 * 3).reshape(8, 8, 8, 3)
     phase = np.random.default_rng(0).uniform(-np.pi, np.pi, shape).astype(np.float32)
     sidecar = {"EchoTime": [0.005, 0.012, 0.019], "MagneticFieldStrength": 3.0}
     for name, array in (("mag", data), ("phase", phase)):

@@ -215,17 +215,19 @@ def _write_outputs(result, record: ReconRecord, paths: ReconPaths, affine, out_d
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-
 def _check_mask_source(magnitude: np.ndarray, path) -> None:
-    """The automatic mask thresholds the echoes' root sum of squares on a sample of at most 2 million
-    voxels (``qsmiron.recon.mask.brain_mask``), which raised a ValueError, a traceback, when fewer than
-    two sampled voxels hold signal or all hold one value."""
+    """``qsmiron.recon.mask.brain_mask`` thresholds this root sum of squares (float32, on at most 2 million
+    voxels), and raised a ValueError, a traceback, where it overflows or has not two values above zero."""
     flat = magnitude.reshape(-1, magnitude.shape[-1])
-    combined = np.sqrt(np.square(flat[:: max(1, flat.shape[0] // 2_000_000)]).sum(axis=1))
+    with np.errstate(over="ignore", under="ignore"):
+        combined = np.sqrt(np.square(flat[:: max(1, flat.shape[0] // 2_000_000)]).sum(axis=1))
     positive = combined[combined > 0]
-    if positive.size < 2 or np.ptp(positive) == 0:
-        raise InputError(f"the magnitude has {'one value wherever it has' if positive.size > 1 else 'almost no'} "
-                         "signal: no brain mask can be derived from it (give one with --mask)", path)
+    if np.all(np.isfinite(combined)) and positive.size > 1 and np.ptp(positive) > 0:
+        return
+    reason = "overflows single precision" if not np.all(np.isfinite(combined)) else "has one value wherever it " \
+        "is not zero" if positive.size > 1 else "is zero (in single precision) in all voxels but at most one"
+    raise InputError(f"the magnitude's root sum of squares over the echoes {reason} (values {np.min(flat):.3g} to "
+                     f"{np.max(flat):.3g}): no brain mask can be derived from it (give one with --mask)", path)
 
 
 def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float] | None = None,
