@@ -395,6 +395,9 @@ def _invert_bad(kind, case, folder):
         bad[case["brain"]] = np.where(np.arange(case["brain"].sum()) == 7, np.nan,
                                       bad[case["brain"]])
         return write_image(folder / "fnan.nii.gz", bad, affine), good_mask, "fnan.nii.gz", "NaN"
+    if kind == "zero_field":  # the default method (wtv_bregman) and tv divided by zero, a traceback
+        return write_image(folder / "fzero.nii.gz", 0 * field, affine), good_mask, "fzero.nii.gz", \
+            "the local field is zero everywhere inside the mask"
     if kind == "mask_other_grid":
         return good_field, write_image(folder / "m_grid.nii.gz", brain[:-1], affine), \
             "m_grid.nii.gz", "another grid"
@@ -407,7 +410,7 @@ def _invert_bad(kind, case, folder):
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("kind", ["4d_field", "nan_in_field", "mask_other_grid", "empty_mask",
+@pytest.mark.parametrize("kind", ["4d_field", "nan_in_field", "zero_field", "mask_other_grid", "empty_mask",
                                   "non_binary_mask"])
 def test_invert_rejects_bad_input_in_one_line_and_writes_nothing(kind, local_field_case,
                                                                 tmp_path, capsys):

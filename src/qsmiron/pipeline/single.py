@@ -52,8 +52,7 @@ def load_mask(path: str | os.PathLike, shape3d: Sequence[int], affine: np.ndarra
 
     volume = load_nifti(path, dtype=None, with_sidecar=False)
     data = np.asarray(volume.data)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
+    data = data[..., 0] if data.ndim == 4 and data.shape[3] == 1 else data
     if data.ndim != 3:
         raise InputError(f"a mask must be 3D, got shape {data.shape}", path)
     if not same_grid(volume.affine, affine, data.shape, shape3d):
@@ -472,16 +471,15 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
     check_inputs_spared(outputs_with_sidecars([out]), [*with_sidecars([field, mask, magnitude]), config_path])
     field_volume = load_nifti(field)
     data = field_volume.data
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
+    data = data[..., 0] if data.ndim == 4 and data.shape[3] == 1 else data
     if data.ndim != 3:
         raise InputError(f"the local field must be 3D, got shape {data.shape} (give one "
                          f"echo-combined field in ppm, not the echoes)", field)
     mask_array = load_mask(mask, data.shape, field_volume.affine, data_path=field)
-    if not np.all(np.isfinite(data[mask_array])):
-        n_bad = int(np.count_nonzero(~np.isfinite(data[mask_array])))
-        raise InputError(f"the local field holds {n_bad} NaN or infinite values inside the "
-                         f"mask", field)
+    n_bad = int(np.count_nonzero(~np.isfinite(data[mask_array])))
+    if n_bad or not np.any(data[mask_array]):  # a zero field: the TV solvers' stopping rule divided by zero
+        raise InputError(f"the local field holds {n_bad} NaN or infinite values inside the mask" if n_bad else
+                         "the local field is zero everywhere inside the mask: nothing to invert", field)
     magnitude_array = None if magnitude is None else load_magnitude(magnitude, data.shape, field_volume.affine,
                                                                      field)
     voxel = clean_voxel_size_mm(field_volume.affine)
