@@ -372,8 +372,8 @@ def _run_arguments(sub: argparse.ArgumentParser) -> None:
                           "its own step)")
     sub.add_argument("--stop-on-first-crash", action="store_true",
                      help="stop at the first subject that fails instead of carrying on with the others")
-    sub.add_argument("--atlas", default=None, metavar="cit168|PATH",
-                     help="atlas of the regional values (default: the settings' roi.atlas, cit168)")
+    sub.add_argument("--atlas", default=None, metavar="cit168", help="built-in atlas of the regional values (default: "
+                     "the settings' roi.atlas, cit168); a label image needs its table, which only qsmiron roi takes")
     sub.add_argument("--study", metavar="STUDY_TOML", default=None,
                      help="the study file (groups, covariates, optional sections) for the group level")
     sub.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",

@@ -209,3 +209,25 @@ def test_an_echo_without_any_sidecar_is_named_as_such_not_as_a_json_missing_a_ke
     (problem,) = [p for p in problems if "sidecar" in p.message]
     assert problem.path.name == "sub-01_echo-2_part-phase_MEGRE.nii.gz"
     assert "has no JSON sidecar (expected sub-01_echo-2_part-phase_MEGRE.json)" in problem.message
+
+
+@pytest.mark.parametrize("part, value", [("mag", float("nan")), ("phase", float("nan")), ("phase", float("inf"))])
+def test_a_sidecar_echo_time_that_is_not_finite_is_named_by_the_validation(tmp_path, part, value):
+    """JSON's NaN passed 'value <= 0' and the magnitude-phase comparison: the subject went ahead with
+    the other part's echo time, or failed at its recon with the echo times blamed on the command line."""
+    anat = write_subject(tmp_path, "01")
+    sidecar = anat / f"sub-01_echo-2_part-{part}_MEGRE.json"
+    sidecar.write_text(json.dumps({"EchoTime": value, "MagneticFieldStrength": 3.0}))
+    problems = validate_dataset(tmp_path, discover_bids(tmp_path), check_participants=False)
+    assert [(p.path, p.message, p.fatal) for p in problems] == [
+        (sidecar, f"EchoTime {value!r} is not a positive number of seconds", True)]
+
+
+def test_a_bare_label_in_participants_tsv_lists_its_subject(tmp_path):
+    """The statistics read ``01`` as sub-01; the validation warned 'sub-01: not listed in participants.tsv'."""
+    write_subject(tmp_path, "01")
+    write_subject(tmp_path, "02")
+    (tmp_path / "participants.tsv").write_text("participant_id\tgroup\n01\tMOH\n")
+    problems = validate_dataset(tmp_path, discover_bids(tmp_path))
+    assert [(p.participant_id, p.message) for p in problems] == [
+        ("sub-02", "not listed in participants.tsv: the group analysis will leave it out")]

@@ -283,3 +283,27 @@ def test_converted_volumes_on_different_grids_are_skipped_even_when_the_slice_co
     summary = info.value.report.summary()
     assert "the converted volumes are not on one grid (mag echo 2 " in summary and "slices missing" in summary, summary
     assert not list((tmp_path / "bids").rglob("*.nii.gz"))
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("participants.tsv", b"participant_id\tage\n\xff\xfe\n", "cannot be read as a tab-separated table"),
+    ("participants.tsv", b"subject\tage\nsub-01\t40\n", "has no participant_id column"),
+    ("participants.json", b"[]\n", "is not a JSON object"),
+    ("participants.json", b"\xff\xfe{", "cannot be read as JSON"),
+    ("sub-02/sub-02_sessions.tsv", b"session_id\tage\n\xff\n", "cannot be read as a tab-separated table"),
+])
+def test_an_unreadable_participant_file_in_the_bids_folder_stops_convert_before_any_image(
+        name, content, words, siemens, tmp_path, capsys):
+    """Found after the images (a list in participants.json was a TypeError with a traceback), the
+    error left them converted but not in participants.tsv, and the next run skipped them."""
+    from qsmiron.cli import main
+
+    bids = tmp_path / "bids"
+    (bids / name).parent.mkdir(parents=True)
+    (bids / name).write_bytes(content)
+    before = folder_fingerprint(bids)
+    code = main(["convert", str(siemens[0]), str(bids), "--subject", "02", "--session", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"qsmiron convert: error: {bids / name}: {words}"), err
+    assert folder_fingerprint(bids) == before and not list(bids.rglob("*.nii.gz"))

@@ -350,6 +350,13 @@ def case_truncated_uncompressed(folder):
     return mag, raw, {"echo_times_s": TES, "field_strength_t": 3}, raw, "the image data cannot be read"
 
 
+def case_sidecar_echo_time_true(folder):
+    mags, phases = write_per_echo(folder)
+    phases[0].with_name(phases[0].name.replace(".nii.gz", ".json")).write_text(
+        json.dumps({"EchoTime": True, "MagneticFieldStrength": 3.0}))
+    return mags, phases, {}, phases[0].name.replace(".nii.gz", ".json"), "EchoTime must be a number, got True"
+
+
 def case_echo_without_sidecar(folder):
     mags, phases = write_per_echo(folder)
     phases[2].with_name(phases[2].name.replace(".nii.gz", ".json")).unlink()
@@ -366,7 +373,7 @@ BAD_INPUTS = [case_shape_mismatch, case_affine_mismatch, case_echo_grids_differ,
               case_sidecar_disagreement, case_4d_sidecar_with_one_echo_time, case_single_slice,
               case_voxels_of_100_mm, case_singular_affine, case_all_zero_affine,
               case_truncated_gzip, case_corrupt_gzip_stream, case_truncated_uncompressed,
-              case_echo_without_sidecar]
+              case_echo_without_sidecar, case_sidecar_echo_time_true]
 
 
 def _culprit_name(culprit):

@@ -78,6 +78,15 @@ def test_read_participants_rejects_sex_values_outside_json_levels(tmp_path):
         read_participants(path)
 
 
+@pytest.mark.parametrize("levels", ["M", ["male", "female"]])
+def test_read_participants_rejects_sex_levels_that_are_not_a_mapping_naming_the_json(tmp_path, levels):
+    """Levels given as a text or a list was an AttributeError traceback ('str' object has no attribute 'items')."""
+    path = write_table(tmp_path, "participant_id\tsex\nsub-1\tM\n", {"sex": {"Levels": levels}})
+    with pytest.raises(InputError, match="the Levels of 'sex' must map each code to its meaning") as error:
+        read_participants(path)
+    assert error.value.path == str(tmp_path / "participants.json")
+
+
 def test_read_participants_rejects_duplicated_ids_after_normalisation(tmp_path):
     path = write_table(tmp_path, "participant_id\tage\n01\t30\nsub-01\t31\n")
     with pytest.raises(InputError, match="repeats sub-01"):

@@ -386,3 +386,16 @@ def test_end_to_end_run_with_a_corrupt_phase_and_a_deleted_echo(cohort_copy, sim
         page = (group / "qc" / f"{pid}_qc.html").read_text()
         assert page.count('src="data:image/png;base64,') == 4 and "Not available" not in page
     check_bids_derivatives(bids, root, good)
+
+
+def test_the_group_level_says_a_processed_participant_missing_from_participants_tsv_is_left_out(
+        tiny_bids, light_steps, tmp_path, captured_group):
+    """The statistics leave such a participant out; the group level's lines did not say so."""
+    bids = tiny_bids(labels=("01", "02", "03"))
+    (bids / "participants.tsv").write_text("participant_id\tgroup\nsub-01\tCM\n03\tCM\n")
+    lines = []
+    result = run_bids_app(bids, tmp_path / "out", config=fast_config(), steps=light_steps, echo=lines.append)
+    assert "  left out: sub-02 (not in participants.tsv, which gives the group and clinical values)" in lines
+    assert [item.participant_id for item in result.left_out] == ["sub-02"]
+    (call,) = captured_group
+    assert [item.participant_id for item in call["provenance"].pipeline.excluded] == ["sub-02"]

@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 
 from qsmiron import __version__, cli
@@ -303,6 +305,7 @@ def test_a_dask_scheduler_that_is_not_an_address_is_one_line_before_any_output(t
 
 @pytest.mark.parametrize("case, message", [("no subjects", "no sub-\\* folder: not a BIDS dataset"),
                                            ("absent label", "no folder for participant\\(s\\) sub-02"),
+                                           ("absent session", "no subject has session\\(s\\) ses-2"),
                                            ("broken description", "dataset_description.json: is not valid JSON")])
 def test_a_wrong_dataset_is_one_line_before_the_output_folder_is_made(tiny_bids, tmp_path, capsys, case, message):
     bids = tiny_bids(labels=("01",))
@@ -310,9 +313,53 @@ def test_a_wrong_dataset_is_one_line_before_the_output_folder_is_made(tiny_bids,
         shutil.rmtree(bids / "sub-01")
     elif case == "broken description":
         (bids / "dataset_description.json").write_text('{"Name": ')
-    labels = ["--participant-label", "02"] if case == "absent label" else []
+    labels = {"absent label": ["--participant-label", "02"], "absent session": ["--session-label", "2"]}.get(case, [])
     code = cli.main(["run", str(bids), str(tmp_path / "out"), "participant", *labels])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert re.search(message, err), err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("broken study", "study.toml: cannot be parsed"),
+    ("atlas image", "atlas.nii.gz: a cohort is measured with a built-in atlas \\(cit168\\)"),
+    ("missing atlas", "missing.nii.gz: atlas label image not found"),
+    ("unknown atlas", "unknown atlas 'cit186'"),
+    ("missing reference mask", "ref.nii.gz: file not found \\(the setting roi.reference_mask\\)"),
+])
+def test_a_broken_study_file_or_an_unusable_atlas_or_reference_mask_is_one_line_before_any_output(
+        tiny_bids, tmp_path, capsys, case, message):
+    """The study file was read inside the locked output folder (left behind, with its lock), and the
+    atlas only at each subject's roi step, after its reconstruction."""
+    bids = tiny_bids(labels=("01",))
+    study = tmp_path / "study.toml"
+    study.write_text('[groups\ncolumn = "group"\n' if case == "broken study" else '[groups]\ncolumn = "group"\n')
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.int16), np.eye(4)), str(tmp_path / "atlas.nii.gz"))
+    atlas = {"atlas image": ["--atlas", str(tmp_path / "atlas.nii.gz")],
+             "missing atlas": ["--atlas", str(tmp_path / "missing.nii.gz")],
+             "unknown atlas": ["--atlas", "cit186"]}.get(case, [])
+    if case == "missing reference mask":
+        (tmp_path / "settings.toml").write_text(f'[roi]\nreference_mask = "{tmp_path / "ref.nii.gz"}"\n')
+        atlas = ["--config", str(tmp_path / "settings.toml")]
+    code = cli.main(["run", str(bids), str(tmp_path / "out"), "participant", "--study", str(study), *atlas])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert re.search(message, err), err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["output", "work"])
+def test_an_output_or_work_folder_inside_the_dataset_but_not_in_its_derivatives_is_refused(
+        tiny_bids, tmp_path, capsys, where):
+    """Derivatives once went into ``sub-01/anat/qsmiron/`` of the input dataset, and the work folder
+    was left behind in it."""
+    bids = tiny_bids(labels=("01",))
+    before = sorted(p.relative_to(bids) for p in bids.rglob("*"))
+    inside = bids / "sub-01" / "anat" / "out"
+    out, work = (inside, []) if where == "output" else (bids / "derivatives", ["--work-dir", str(inside)])
+    code = cli.main(["run", str(bids), str(out), "participant", *work])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"qsmiron run: error: {inside}: the {where} folder lies inside the BIDS folder"), err
+    assert sorted(p.relative_to(bids) for p in bids.rglob("*")) == before

@@ -107,3 +107,29 @@ def test_demo_refuses_bad_arguments_or_an_unusable_folder_in_one_line_making_not
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("qsmiron demo: error: ") and culprit in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_demo_refuses_a_folder_whose_files_it_would_replace_before_writing_any(tmp_path, capsys):
+    """The demo wrote study.toml, demo_config.json and qsmiron_config.json first: a user's study.toml in
+    the folder was replaced, and an earlier demo's files too before 'holds another simulated cohort'."""
+    from qsmiron.simulate.cohort import simulation_record_path
+
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "study.toml").write_text("covariates = []\n")
+    assert cli.main(["demo", str(mine), "--subjects", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"qsmiron demo: error: {mine}: is not empty and holds no earlier demo") and \
+        len(err.splitlines()) == 1, err
+    assert [p.name for p in mine.iterdir()] == ["study.toml"] and (mine / "study.toml").read_text() == \
+        "covariates = []\n"
+
+    earlier = tmp_path / "earlier"
+    record = simulation_record_path(earlier / "bids")
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"seed": 5, "n_subjects": 4, "settings": {}}))
+    (earlier / "demo_config.json").write_text('{"demo": {"seed": 5}}')
+    with pytest.raises(InputError, match="holds another simulated cohort"):
+        demo.run_demo(earlier, n_subjects=4, seed=1)
+    assert (earlier / "demo_config.json").read_text() == '{"demo": {"seed": 5}}'
+    assert sorted(p.name for p in earlier.iterdir()) == ["bids", "demo_config.json"]

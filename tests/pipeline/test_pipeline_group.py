@@ -194,3 +194,25 @@ def test_cli_stats_leaves_out_values_flagged_under_the_studys_qc_rule(inputs, tm
     assert "(2 values of 1 participant)" in payload["settings"]["methods"]["quality_exclusion"]
     report = (out / "report.html").read_text()
     assert "were excluded before analysis" in report and reason in report
+
+
+def test_a_run_group_level_error_names_the_participants_table_as_given_not_relative_to_the_derivatives(
+        inputs, tmp_path):
+    """The group level names its inputs relative to the derivative dataset in results.json; an error
+    once named the file so too (``../../participants.tsv``), a path that points nowhere from the
+    user's folder."""
+    from qsmiron.errors import InputError
+    from qsmiron.pipeline.group import run_group_analysis
+
+    regions, participants, study = inputs
+    table = pd.read_csv(participants, sep="\t", dtype=str)
+    table.loc[0, "age"] = "forty"
+    table.to_csv(participants, sep="\t", index=False)
+    study.write_text('covariates = ["age"]\n[groups]\ncompare = ["MOH", "CM"]\n')
+    derivatives = tmp_path / "derivatives" / "qsmiron"
+    derivatives.mkdir(parents=True)
+    with pytest.raises(InputError, match="column 'age' .* must be numeric") as info:
+        run_group_analysis(regions, participants, derivatives / "group", study_path=study,
+                           derivatives_dir=derivatives)
+    assert info.value.path == str(participants)
+    assert not (derivatives / "group" / "results.json").exists()

@@ -395,6 +395,9 @@ def _invert_bad(kind, case, folder):
         bad[case["brain"]] = np.where(np.arange(case["brain"].sum()) == 7, np.nan,
                                       bad[case["brain"]])
         return write_image(folder / "fnan.nii.gz", bad, affine), good_mask, "fnan.nii.gz", "NaN"
+    if kind == "zero_field":  # the default method (wtv_bregman) and tv divided by zero, a traceback
+        return write_image(folder / "fzero.nii.gz", 0 * field, affine), good_mask, "fzero.nii.gz", \
+            "the local field is zero everywhere inside the mask"
     if kind == "mask_other_grid":
         return good_field, write_image(folder / "m_grid.nii.gz", brain[:-1], affine), \
             "m_grid.nii.gz", "another grid"
@@ -407,7 +410,7 @@ def _invert_bad(kind, case, folder):
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("kind", ["4d_field", "nan_in_field", "mask_other_grid", "empty_mask",
+@pytest.mark.parametrize("kind", ["4d_field", "nan_in_field", "zero_field", "mask_other_grid", "empty_mask",
                                   "non_binary_mask"])
 def test_invert_rejects_bad_input_in_one_line_and_writes_nothing(kind, local_field_case,
                                                                 tmp_path, capsys):
@@ -535,3 +538,33 @@ def test_phase_scaling_that_fails_detection_names_the_setting_and_the_override_w
     chi = nib.load(str(tmp_path / "forced" / "Chimap.nii.gz")).get_fdata()
     assert np.isfinite(chi).all() and np.abs(chi).max() > 0
 
+
+
+@pytest.mark.parametrize("magnitude, says", [
+    ("one voxel", "the magnitude's root sum of squares over the echoes is zero (in single precision) in all "
+                  "voxels but at most one (values 0 to 100)"),
+    ("constant", "the magnitude's root sum of squares over the echoes has one value wherever it is not zero"),
+    ("huge", "the magnitude's root sum of squares over the echoes overflows single precision (values 0 to 1e+38)"),
+])
+def test_a_magnitude_no_mask_can_be_derived_from_is_one_line_naming_it(magnitude, says, tmp_path, capsys):
+    """recon.mask.brain_mask raised 'ValueError: magnitude is constant or empty' or '... holds NaN or infinite
+    values', a traceback."""
+    shape = (16, 16, 16, 3)
+    data = np.zeros(shape, np.float32)
+    if magnitude == "one voxel":
+        data[8, 8, 8] = 100.0
+    elif magnitude == "constant":
+        data[...] = 7.0
+    else:  # finite, but its square is not
+        data[4:12, 4:12, 4:12] = np.linspace(1e37, 1e38, 8 * 8 * 8 * 3).reshape(8, 8, 8, 3)
+    phase = np.random.default_rng(0).uniform(-np.pi, np.pi, shape).astype(np.float32)
+    sidecar = {"EchoTime": [0.005, 0.012, 0.019], "MagneticFieldStrength": 3.0}
+    for name, array in (("mag", data), ("phase", phase)):
+        nib.save(nib.Nifti1Image(array, np.diag([2.0, 2.0, 2.0, 1.0])), str(tmp_path / f"{name}.nii.gz"))
+        (tmp_path / f"{name}.json").write_text(json.dumps(sidecar))
+    code = main(["recon", "--magnitude", str(tmp_path / "mag.nii.gz"), "--phase", str(tmp_path / "phase.nii.gz"),
+                 "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"qsmiron recon: error: {tmp_path / 'mag.nii.gz'}: {says}"), err
+    assert not (tmp_path / "out").exists()

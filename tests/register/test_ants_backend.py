@@ -90,3 +90,28 @@ def test_a_configuration_written_with_the_former_nmi_threshold_still_loads_with_
         config = load_config(path)
     assert config.registration.max_residual_shift_mm == 2.0
     assert "min_nmi" not in config.registration.model_dump()
+
+
+def test_a_failed_registration_is_one_exception_with_itks_description_and_nothing_on_stderr(monkeypatch, capfd):
+    """ITK wrote its exception dump (a dozen lines) on the terminal before qsmiron's own error."""
+    import ants.internal
+
+    from qsmiron.register.ants_backend import RegistrationFailed, run_ants_registration
+
+    def failing(args):
+        os.write(2, b"Exception Object caught: \n\nitk::ExceptionObject (0x1)\nLocation: \"unknown\" \n"
+                    b"Description: ITK ERROR: Compute(): Total Mass of the image was zero.\n\n")
+        return 1
+
+    def succeeding(args):
+        os.write(2, b"a note of ANTs\n")
+        return 0
+
+    monkeypatch.setattr(ants.internal, "get_lib_fn", lambda name: failing)
+    with pytest.raises(RegistrationFailed, match="exit code 1: ITK ERROR: Compute\\(\\): Total Mass of the image "
+                                                 "was zero.$"):
+        run_ants_registration(["--dimensionality", "3"])
+    assert capfd.readouterr().err == ""
+    monkeypatch.setattr(ants.internal, "get_lib_fn", lambda name: succeeding)
+    run_ants_registration(["--dimensionality", "3"])
+    assert capfd.readouterr().err == "a note of ANTs\n"

@@ -316,3 +316,59 @@ def test_roi_refuses_outputs_that_would_replace_an_input_in_one_line_before_any_
     assert code == 2 and len(err.splitlines()) == 1, err
     assert err.startswith(f"qsmiron roi: error: {tmp_path / culprit}: ") and says in err
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_a_missing_template_reference_mask_in_the_settings_is_named_before_the_registration(tmp_path, capsys,
+                                                                                             monkeypatch):
+    """roi.reference_mask was read only after the registration (half a minute), then 'file not found'."""
+    import qsmiron.register.normalise as normalise
+    from qsmiron.cli import main
+
+    def no_registration(*args, **kwargs):
+        raise AssertionError("registration started before the reference mask was read")
+
+    monkeypatch.setattr(normalise, "register_to_template", no_registration)
+    affine = grid_affine((2.0, 2.0, 2.0), (20, 20, 16))
+    chi = save_nifti(tmp_path / "chi.nii.gz", np.full((20, 20, 16), 0.01, np.float32), affine)
+    mag = save_nifti(tmp_path / "mag.nii.gz", np.ones((20, 20, 16), np.float32), affine)
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f'[roi]\nreference_mask = "{tmp_path / "missing_mask.nii.gz"}"\n')
+    code = main(["roi", "--chi", str(chi), "--magnitude", str(mag), "-o", str(tmp_path / "out" / "r.tsv"),
+                 "--config", str(settings)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err == (f"qsmiron roi: error: {tmp_path / 'missing_mask.nii.gz'}: file not found "
+                   "(the setting roi.reference_mask)")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("magnitude, says", [
+    ("zero", "the magnitude (first echo) has no positive value"),
+    ("constant", "the magnitude (first echo) is 7 everywhere: no contrast"),
+    ("signed noise", "% of the magnitude voxels are negative: is this a phase image"),
+    ("ants fails", "the magnitude could not be registered to the template (antsRegistration failed with exit "
+                   "code 1: ITK ERROR: no mass): is it the first echo's magnitude of a head scan?"),
+])
+def test_a_magnitude_the_registration_cannot_use_is_one_line_naming_it(magnitude, says, tmp_path, capsys,
+                                                                        monkeypatch):
+    """ANTs failed on these with a RuntimeError traceback after ITK's own multi-line report."""
+    import qsmiron.roi.api as api
+    from qsmiron.cli import main
+    from qsmiron.register.ants_backend import RegistrationFailed
+
+    def failing_registration(*args, **kwargs):
+        raise RegistrationFailed("antsRegistration failed with exit code 1: ITK ERROR: no mass")
+
+    monkeypatch.setattr(api, "_register", failing_registration)
+    affine = grid_affine((2.0, 2.0, 2.0), (20, 20, 16))
+    rng = np.random.default_rng(0)
+    data = {"zero": np.zeros((20, 20, 16)), "constant": np.full((20, 20, 16), 7.0),
+            "signed noise": rng.normal(size=(20, 20, 16)),
+            "ants fails": rng.uniform(1, 2, (20, 20, 16))}[magnitude]
+    chi = save_nifti(tmp_path / "chi.nii.gz", np.full((20, 20, 16), 0.01, np.float32), affine)
+    mag = save_nifti(tmp_path / "mag.nii.gz", data.astype(np.float32), affine)
+    code = main(["roi", "--chi", str(chi), "--magnitude", str(mag), "-o", str(tmp_path / "out" / "r.tsv")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err == f"qsmiron roi: error: {mag}: {says}" if magnitude == "ants fails" else says in err, err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -224,3 +224,15 @@ def test_the_study_rule_on_flagged_registrations_leaves_their_maps_out(toy):
                           atlas=str(atlas), atlas_labels=table, template=template)
     assert blind.record.contrasts[0].n_a == 8
     assert any("no regions table" in warning for warning in blind.record.warnings)
+
+
+def test_a_study_with_primary_regions_is_analysed_voxel_wise(toy):
+    """The README's study file names primary_regions; checked against no regions table, they refused it
+    ('primary_regions 'VeP', 'Pu' are not among the analysed regions ()'), and a run's group level with it."""
+    root, template, atlas, table, labels = toy
+    derivatives, participants = _cohort(root, labels, effect=0.0, seed=5)
+    study = _study(root, 'primary_regions = ["VeP", "Pu"]\nregions = ["VeP", "Pu"]\n[associations]\nvariables = []\n'
+                         '[voxelwise]\nn_permutations = 20\n')
+    results = run_voxelwise(derivatives, participants, root / "out", study_path=study, atlas=str(atlas),
+                            atlas_labels=table, template=template)
+    assert len(results.contrasts) == 1  # the group comparison; no association asked for

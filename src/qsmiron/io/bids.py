@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -153,9 +154,11 @@ class SubjectInputs:
 
 
 def as_float(value: Any) -> float | None:
+    """A sidecar's number as a float; None when it is not one, or not finite (JSON readers take
+    ``NaN`` and ``Infinity``, which then passed every range check)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)) and math.isfinite(value):
         return float(value)
     return None
 
@@ -250,7 +253,8 @@ def _subject_folders(bids_dir: Path) -> list[Path]:
     return sorted(p for p in bids_dir.glob("sub-*") if p.is_dir())
 
 
-def dataset_subject_folders(bids_dir: Path, participant_labels: Iterable[str] | None = None) -> list[Path]:
+def dataset_subject_folders(bids_dir: Path, participant_labels: Iterable[str] | None = None, *,
+                            session_labels: Iterable[str] | None = None) -> list[Path]:
     """The ``sub-*`` folders of a dataset (only the requested ones), after the dataset-level checks.
 
     Cheap enough to run before anything is written, so that a wrong folder is refused before
@@ -260,7 +264,8 @@ def dataset_subject_folders(bids_dir: Path, participant_labels: Iterable[str] | 
     ------
     InputError
         When the folder does not exist, its ``dataset_description.json`` is missing or invalid,
-        it has no ``sub-*`` folder, or a requested label is absent.
+        it has no ``sub-*`` folder, or a requested label is absent (a session label: from every
+        requested subject).
     """
     bids_dir = Path(bids_dir)
     if not bids_dir.is_dir():
@@ -269,13 +274,34 @@ def dataset_subject_folders(bids_dir: Path, participant_labels: Iterable[str] | 
     folders = _subject_folders(bids_dir)
     if not folders:
         raise InputError("no sub-* folder: not a BIDS dataset", bids_dir)
-    if participant_labels is None:
-        return folders
-    wanted = {label if label.startswith("sub-") else f"sub-{label}" for label in participant_labels}
-    missing = sorted(wanted - {folder.name for folder in folders})
-    if missing:
-        raise InputError(f"no folder for participant(s) {', '.join(missing)}", bids_dir)
-    return [folder for folder in folders if folder.name in wanted]
+    if participant_labels is not None:
+        wanted = {label if label.startswith("sub-") else f"sub-{label}" for label in participant_labels}
+        missing = sorted(wanted - {folder.name for folder in folders})
+        if missing:
+            raise InputError(f"no folder for participant(s) {', '.join(missing)}", bids_dir)
+        folders = [folder for folder in folders if folder.name in wanted]
+    if session_labels is not None:
+        sessions = {label if label.startswith("ses-") else f"ses-{label}" for label in session_labels}
+        if not any((folder / session).is_dir() for folder in folders for session in sessions):
+            raise InputError(f"no subject has session(s) {', '.join(sorted(sessions))}", bids_dir)
+    return folders
+
+
+def check_outside_dataset(bids_dir: str | os.PathLike, folder: str | os.PathLike, role: str) -> None:
+    """Refuse a folder a run writes into (``role``: output folder, work folder) that lies inside the
+    BIDS dataset but not in its ``derivatives`` folder, where BIDS keeps processed data: anywhere
+    else (a subject's ``anat``, say) the run would modify the input dataset.
+
+    Raises
+    ------
+    InputError
+        Naming ``folder``.
+    """
+    bids, target = Path(bids_dir).resolve(), Path(folder).resolve()
+    if target.is_relative_to(bids) and not target.is_relative_to(bids / "derivatives"):
+        raise InputError(f"the {role} lies inside the BIDS folder {bids_dir} (outside its derivatives folder), "
+                         "and inputs are never modified: use BIDS_DIR/derivatives or a folder outside the dataset",
+                         folder)
 
 
 def discover_bids(bids_dir: str | os.PathLike, participant_labels: Iterable[str] | None = None, *,
@@ -308,7 +334,7 @@ def discover_bids(bids_dir: str | os.PathLike, participant_labels: Iterable[str]
         When the folder does not exist, has no ``sub-*`` folder, or a requested label is absent.
     """
     bids_dir = Path(bids_dir)
-    folders = dataset_subject_folders(bids_dir, participant_labels)
+    folders = dataset_subject_folders(bids_dir, participant_labels, session_labels=session_labels)
 
     wanted_sessions = None if session_labels is None else \
         {label if label.startswith("ses-") else f"ses-{label}" for label in session_labels}
@@ -326,8 +352,6 @@ def discover_bids(bids_dir: str | os.PathLike, participant_labels: Iterable[str]
                                             filters))
         else:
             units.append(_discover_unit(bids_dir, subject_dir.name, None, subject_dir / "anat", filters))
-    if not units and wanted_sessions is not None:
-        raise InputError(f"no subject has session(s) {', '.join(sorted(wanted_sessions))}", bids_dir)
     return units
 
 

@@ -16,6 +16,7 @@ from qsmiron.io.bids import (ECHO_TIME_MATCH_TOL_S, FIELD_STRENGTH_MATCH_TOL_T, 
                              Problem, SubjectInputs, as_float, read_participant_ids)
 from qsmiron.io.limits import ECHO_TIME_MS_THRESHOLD_S, FIELD_STRENGTH_RANGE_T, MIN_ECHOES
 from qsmiron.io.nifti import open_header, open_image, strip_nifti_suffix
+from qsmiron.io.participants import normalise_participant_id
 
 
 def validate_dataset(bids_dir: str | os.PathLike, subjects: list[SubjectInputs], *,
@@ -53,7 +54,8 @@ def _check_participants(bids_dir: Path, subjects: list[SubjectInputs]) -> list[P
         return [Problem(None, path, "participants.tsv is missing: the maps and regional tables are made, "
                                     "but the group analysis needs it", fatal=False)]
     try:
-        listed = read_participant_ids(path)
+        # A bare label (01) is sub-01 to the statistics, which read the table so.
+        listed = [normalise_participant_id(pid) for pid in read_participant_ids(path)]
     except InputError as error:
         return [Problem(None, path, error.message, fatal=False)]
     problems = []

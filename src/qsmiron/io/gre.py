@@ -315,6 +315,8 @@ def _sidecar_of(path: Path) -> Path:
 
 
 def _number(value: Any, key: str, path: Path) -> float:
+    if isinstance(value, bool):  # float(true) is 1: an echo at 1 s, reported as out of order
+        raise InputError(f"{key} must be a number, got {value!r}", path)
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -186,6 +186,9 @@ def read_participants(path: str | os.PathLike) -> ParticipantsTable:
         if column == "sex":
             levels = (dictionary.get("sex") or {}).get("Levels") if isinstance(
                 dictionary.get("sex"), dict) else None
+            if levels is not None and not isinstance(levels, dict):  # read as code -> description
+                raise InputError(f"the Levels of 'sex' must map each code to its meaning (e.g. {{\"1\": "
+                                 f"\"male\", \"2\": \"female\"}}), got {levels!r}", participants_json_path(path))
             frame[column], sex_coding = normalise_sex(frame[column], levels=levels, path=path)
         else:
             frame[column] = _maybe_numeric(frame[column])

@@ -29,7 +29,7 @@ from qsmiron.atlas.load import atlas_description
 from qsmiron.config import QsmironConfig, load_config, write_config
 from qsmiron.errors import InputError
 from qsmiron.io.atomic import check_writable_dir, write_json_atomic, write_tsv_atomic
-from qsmiron.io.bids import Problem, dataset_subject_folders, discover_bids
+from qsmiron.io.bids import Problem, check_outside_dataset, dataset_subject_folders, discover_bids
 from qsmiron.io.bids_filters import BidsFilters, load_bids_filters
 from qsmiron.io.bids_validation import format_problems, valid_subjects, validate_dataset
 from qsmiron.io.derivative_dataset import RunSummary, raw_link, readme_text, write_dataset_files
@@ -40,6 +40,7 @@ from qsmiron.pipeline.cohort import SubjectStatus, collect_regions, run_cohort
 from qsmiron.pipeline.lock import OutputLock, terminate_as_interrupt
 from qsmiron.pipeline.runtime import announce_compilation, temporary_files_in
 from qsmiron.pipeline.runners import check_scheduler_address
+from qsmiron.pipeline.steps import check_roi_settings
 from qsmiron.records.cohort import PipelineSummary, Provenance, ScanRecords, SubjectProblem
 
 LEVELS = ("participant", "group")
@@ -187,13 +188,24 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
         raise ValueError("give either config or config_path, not both")
     config = config if config is not None else load_config(config_path)
     bids_dir = Path(bids_dir)
-    dataset_subject_folders(bids_dir, participant_labels if "participant" in levels else None)
+    participant = "participant" in levels
+    dataset_subject_folders(bids_dir, participant_labels if participant else None,
+                            session_labels=session_labels if participant else None)
     paths = cohort_paths(Path(out_dir) / DERIVATIVE_NAME)
     if paths.root.resolve() == bids_dir.resolve() or Path(out_dir).resolve() == bids_dir.resolve():
         raise InputError("the output folder must not be the BIDS folder itself (use e.g. BIDS_DIR/derivatives)",
                          out_dir)
+    check_outside_dataset(bids_dir, out_dir, "output folder")
+    if work_dir is not None:
+        check_outside_dataset(bids_dir, work_dir, "work folder")
     if dask_scheduler is not None:
         check_scheduler_address(dask_scheduler)
+    if participant:
+        # Before the output folder is made: a broken study file left a locked, empty one behind, and an
+        # atlas or reference mask the roi step cannot read failed every subject after its reconstruction.
+        config = settings_for_study(config, study_path, echo)
+        if steps is None:
+            check_roi_settings(config)
     check_writable_dir(paths.root)
 
     if bids_filters is not None and not isinstance(bids_filters, BidsFilters):
@@ -206,7 +218,6 @@ def run_bids_app(bids_dir, out_dir, level=None, participant_labels=None, study_p
         if lock.taken_over:
             echo(f"qsmiron: took over the lock left by {lock.taken_over}, which is no longer running")
         if "participant" in levels:
-            config = settings_for_study(config, study_path, echo)
             _participant_level(bids_dir, paths, config, selection, skip_validation, n_procs, dask_scheduler,
                                dask_client, steps, progress, echo, result, work_folder)
         if "group" in levels:
@@ -411,8 +422,9 @@ def _included_scans(paths: CohortPaths) -> list[tuple[str, str | None]]:
 
 
 def _left_out(paths: CohortPaths, participants_tsv: Path, included) -> tuple[list[SubjectProblem], list[SubjectProblem]]:
-    """Scans that failed or were invalid, and participants with no complete outputs."""
+    """Scans that failed or were invalid, and participants with no complete outputs or not in the table."""
     from qsmiron.io.bids import read_participant_ids
+    from qsmiron.io.participants import normalise_participant_id
 
     failed = []
     for row in read_status(paths.root).to_dict("records"):
@@ -421,10 +433,12 @@ def _left_out(paths: CohortPaths, participants_tsv: Path, included) -> tuple[lis
             failed.append(SubjectProblem(participant_id=unit[0], session=unit[1], step=row["step"],
                                          reason=row["reason"]))
     known = {item.participant_id for item in failed} | {pid for pid, _ in included}
+    listed = [normalise_participant_id(pid) for pid in read_participant_ids(participants_tsv)]  # 01 is sub-01
     excluded = [SubjectProblem(participant_id=pid, reason="no complete outputs (not processed, or processed "
-                                                          "with other settings)")
-                for pid in read_participant_ids(participants_tsv) if pid not in known]
-    return failed, excluded
+                                                          "with other settings)") for pid in listed if pid not in known]
+    # Processed but not in the table: the statistics leave them out, which the run said nowhere.
+    return failed, excluded + [SubjectProblem(participant_id=pid, reason="not in participants.tsv, which gives the "
+                               "group and clinical values") for pid in sorted({p for p, _ in included} - set(listed))]
 
 
 def _scan_records(bids_dir: Path, paths: CohortPaths, included) -> list[ScanRecords]:

@@ -81,28 +81,56 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def simulate_once(bids_dir: Path, n_subjects: int, seed: int, simulation, n_procs: int | None = None) -> bool:
-    """Simulate the cohort unless ``bids_dir`` already holds this exact one; True if simulated now.
+def _holds_cohort(bids_dir: Path, n_subjects: int, seed: int, simulation) -> bool:
+    """Whether ``bids_dir`` already holds this exact simulated cohort (False: none).
 
     The simulator records its seed, size and settings in ``derivatives/truth/simulation.json``
     and writes the dataset atomically, so a folder with that file is complete.
+
+    Raises
+    ------
+    InputError
+        It holds another one.
     """
     from qsmiron.errors import InputError
-    from qsmiron.simulate.cohort import simulate_cohort, simulation_record_path
+    from qsmiron.simulate.cohort import simulation_record_path
 
     record = simulation_record_path(bids_dir)
-    if record.exists():
-        try:
-            found = json.loads(record.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            found = {}
-        if (found.get("seed") == seed and found.get("n_subjects") == n_subjects
-                and found.get("settings") == simulation.model_dump(mode="json")):
-            return False
-        raise InputError("holds another simulated cohort (other seed, size or settings); remove it or choose "
-                         "another output folder", bids_dir)
+    if not record.exists():
+        return False
+    try:
+        found = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        found = {}
+    if (found.get("seed") == seed and found.get("n_subjects") == n_subjects
+            and found.get("settings") == simulation.model_dump(mode="json")):
+        return True
+    raise InputError("holds another simulated cohort (other seed, size or settings); remove it or choose "
+                     "another output folder", bids_dir)
+
+
+def simulate_once(bids_dir: Path, n_subjects: int, seed: int, simulation, n_procs: int | None = None) -> bool:
+    """Simulate the cohort unless ``bids_dir`` already holds this exact one; True if simulated now."""
+    from qsmiron.simulate.cohort import simulate_cohort
+
+    if _holds_cohort(bids_dir, n_subjects, seed, simulation):
+        return False
     simulate_cohort(bids_dir, n_subjects, seed, settings=simulation, n_procs=n_procs or os.cpu_count())
     return True
+
+
+def _check_folder(paths, demo, simulation) -> None:
+    """Refuse, before the demo writes its files (study.toml, demo_config.json, qsmiron_config.json), a
+    folder where they would replace someone's: not empty and without an earlier demo, or with an earlier
+    demo of another cohort (found only after they had been replaced)."""
+    from qsmiron.errors import InputError
+
+    folder = paths.out_dir
+    if folder.is_dir() and any(folder.iterdir()) and not paths.demo_config.exists():
+        raise InputError(f"is not empty and holds no earlier demo: the demo writes {paths.study.name}, "
+                         f"{paths.demo_config.name}, {paths.processing_config.name}, bids/ and qsmiron/ here, "
+                         "replacing files of those names; choose a new or empty folder", folder)
+    _holds_cohort(paths.bids, demo.n_subjects, demo.seed, simulation)
 
 
 DEMO_STUDY = """\
@@ -165,8 +193,9 @@ def run_demo(out_dir, n_subjects: int | None = None, seed: int = 0, n_procs: int
     demo = validate_settings(DemoSettings, {key: value for key, value in given.items() if value is not None},
                              what="demo settings")
     check_writable_dir(paths.out_dir)
-    paths.out_dir.mkdir(parents=True, exist_ok=True)
     simulation = demo_simulation_settings()
+    _check_folder(paths, demo, simulation)
+    paths.out_dir.mkdir(parents=True, exist_ok=True)
     config = demo_config()
     if demo.n_procs is not None:
         config.pipeline.n_procs = demo.n_procs

@@ -162,6 +162,30 @@ def run_group_analysis(regions_tsv: str | os.PathLike, participants_tsv: str | o
         Any problem with the inputs, as one line naming the file; nothing is written then.
         With several sessions analysed separately, only when no session could be analysed.
     """
+    try:
+        return _group_analysis(regions_tsv, participants_tsv, out_dir, study_path=study_path, session=session,
+                               sessions=sessions, qc_images=qc_images, provenance=provenance,
+                               derivatives_dir=derivatives_dir, atlas=atlas)
+    except InputError as error:
+        given = [regions_tsv, participants_tsv, sessions.source if isinstance(sessions, SessionsTable) else sessions]
+        raise _naming_the_given_file(error, derivatives_dir, given) from None
+
+
+def _naming_the_given_file(error: InputError, derivatives_dir, given) -> InputError:
+    """``error`` naming the input as the user gave it. A run's group level names its inputs relative to
+    the derivative dataset (``../../bids/participants.tsv``), as its records keep them, and an error
+    naming a file so points nowhere from where the user is."""
+    if derivatives_dir is None or error.path is None:
+        return error
+    as_given = {_relative(path, derivatives_dir): os.fspath(path) for path in given if path is not None}
+    if error.path not in as_given:
+        return error
+    return InputError(error.message, as_given[error.path], step=error.step)
+
+
+def _group_analysis(regions_tsv, participants_tsv, out_dir, *, study_path, session, sessions, qc_images, provenance,
+                    derivatives_dir, atlas) -> Path:
+    """``run_group_analysis``, its errors naming files as the records do."""
     check_writable_dir(out_dir)
     participants = read_participants(participants_tsv)
     regions = read_regions(regions_tsv)

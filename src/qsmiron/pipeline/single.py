@@ -52,8 +52,7 @@ def load_mask(path: str | os.PathLike, shape3d: Sequence[int], affine: np.ndarra
 
     volume = load_nifti(path, dtype=None, with_sidecar=False)
     data = np.asarray(volume.data)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
+    data = data[..., 0] if data.ndim == 4 and data.shape[3] == 1 else data
     if data.ndim != 3:
         raise InputError(f"a mask must be 3D, got shape {data.shape}", path)
     if not same_grid(volume.affine, affine, data.shape, shape3d):
@@ -215,6 +214,20 @@ def _write_outputs(result, record: ReconRecord, paths: ReconPaths, affine, out_d
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
+def _check_mask_source(magnitude: np.ndarray, path) -> None:
+    """``qsmiron.recon.mask.brain_mask`` thresholds this root sum of squares (float32, on at most 2 million
+    voxels), and raised a ValueError, a traceback, where it overflows or has not two values above zero."""
+    flat = magnitude.reshape(-1, magnitude.shape[-1])
+    with np.errstate(over="ignore", under="ignore"):
+        combined = np.sqrt(np.square(flat[:: max(1, flat.shape[0] // 2_000_000)]).sum(axis=1))
+    positive = combined[combined > 0]
+    if np.all(np.isfinite(combined)) and positive.size > 1 and np.ptp(positive) > 0:
+        return
+    reason = "overflows single precision" if not np.all(np.isfinite(combined)) else "has one value wherever it " \
+        "is not zero" if positive.size > 1 else "is zero (in single precision) in all voxels but at most one"
+    raise InputError(f"the magnitude's root sum of squares over the echoes {reason} (values {np.min(flat):.3g} to "
+                     f"{np.max(flat):.3g}): no brain mask can be derived from it (give one with --mask)", path)
+
 
 def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float] | None = None,
                       field_strength_t: float | None = None, mask=None, r2=None, config_path=None,
@@ -297,6 +310,8 @@ def reconstruct_files(magnitude, phase, out_dir, *, echo_times_s: Sequence[float
     user_mask = None
     if mask is not None:
         user_mask = load_mask(mask, gre.shape3d, gre.affine, data_path=gre.paths["magnitude"][0])
+    else:
+        _check_mask_source(gre.magnitude, gre.paths["magnitude"][0])
     r2_map = None if r2 is None else load_r2_map(r2, gre.shape3d, gre.affine)
 
     # The template registration (ANTs, one thread) runs beside the phase scaling and the
@@ -456,16 +471,15 @@ def invert_file(field, mask, out, *, method: str | None = None, config_path=None
     check_inputs_spared(outputs_with_sidecars([out]), [*with_sidecars([field, mask, magnitude]), config_path])
     field_volume = load_nifti(field)
     data = field_volume.data
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
+    data = data[..., 0] if data.ndim == 4 and data.shape[3] == 1 else data
     if data.ndim != 3:
         raise InputError(f"the local field must be 3D, got shape {data.shape} (give one "
                          f"echo-combined field in ppm, not the echoes)", field)
     mask_array = load_mask(mask, data.shape, field_volume.affine, data_path=field)
-    if not np.all(np.isfinite(data[mask_array])):
-        n_bad = int(np.count_nonzero(~np.isfinite(data[mask_array])))
-        raise InputError(f"the local field holds {n_bad} NaN or infinite values inside the "
-                         f"mask", field)
+    n_bad = int(np.count_nonzero(~np.isfinite(data[mask_array])))
+    if n_bad or not np.any(data[mask_array]):  # a zero field: the TV solvers' stopping rule divided by zero
+        raise InputError(f"the local field holds {n_bad} NaN or infinite values inside the mask" if n_bad else
+                         "the local field is zero everywhere inside the mask: nothing to invert", field)
     magnitude_array = None if magnitude is None else load_magnitude(magnitude, data.shape, field_volume.affine,
                                                                      field)
     voxel = clean_voxel_size_mm(field_volume.affine)

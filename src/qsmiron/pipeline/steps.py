@@ -91,6 +91,31 @@ def recon_step(job: SubjectJob, log: logging.Logger) -> dict[str, Path]:
     return paths.files()
 
 
+def check_roi_settings(config: QsmironConfig) -> None:
+    """Refuse, before any subject is processed, an atlas or a template-space reference mask
+    ``roi_step`` cannot measure with: found there, they failed every subject after its
+    reconstruction.
+
+    Raises
+    ------
+    InputError
+        ``roi.atlas`` is neither a built-in atlas nor a readable label image; or it is a label
+        image, whose table of index and name ``roi_step`` has no way to be given; or
+        ``roi.reference_mask`` cannot be read.
+    """
+    from qsmiron.atlas.load import BUILTIN_ATLASES, load_atlas
+    from qsmiron.roi.references import check_template_reference_mask
+
+    check_template_reference_mask(config.roi)
+    atlas = config.roi.atlas
+    if atlas.lower() in BUILTIN_ATLASES:
+        return
+    if not Path(atlas).is_file():
+        load_atlas(atlas)  # names what is wrong: an unknown atlas name, a missing file
+    raise InputError(f"a cohort is measured with a built-in atlas ({', '.join(BUILTIN_ATLASES)}): a label image "
+                     "needs its table of index and name, which only qsmiron roi takes (--atlas-labels)", atlas)
+
+
 def roi_step(job: SubjectJob, log: logging.Logger) -> dict[str, Path]:
     """Atlas regions in subject space and their chi (under each reference region), R2*, chi+ and
     chi- where the recon step made them (``qsmiron.roi.api.measure_subject``), and chi on the

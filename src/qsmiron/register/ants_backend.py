@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import tempfile
 from typing import Any, Iterator
 
 ANTS_VERBOSE_ENV = "QSMIRON_ANTS_VERBOSE"
@@ -67,17 +69,47 @@ def ants_argument(item: Any) -> str:
     return str(item)
 
 
+class RegistrationFailed(RuntimeError):
+    """``antsRegistration`` stopped with an error; the message ends with ITK's description of it."""
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[Any]:
+    """The process's stderr (file descriptor 2, where ITK's C++ writes) goes to a temporary file."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield sink
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def run_ants_registration(args: list) -> None:
     """Run ``antsRegistration`` with ``args`` (strings, or lists holding ANTs images).
 
+    What it prints on stderr is held back: a failure becomes one exception, with ITK's
+    ``Description:`` line (its own report, an ``itk::ExceptionObject`` dump, took a dozen lines
+    of the user's terminal before the error); after a success it is passed on.
+
     Raises
     ------
-    RuntimeError
+    RegistrationFailed
         A non-zero exit code.
     """
     from ants.internal import get_lib_fn
 
     args = args + ["--verbose", "1" if os.environ.get(ANTS_VERBOSE_ENV) else "0"]
-    exit_code = get_lib_fn("antsRegistration")([ants_argument(item) for item in args])
+    with _stderr_captured() as sink:
+        exit_code = get_lib_fn("antsRegistration")([ants_argument(item) for item in args])
+        sink.seek(0)
+        printed = sink.read().decode("utf-8", "replace")
     if exit_code != 0:
-        raise RuntimeError(f"antsRegistration failed with exit code {exit_code}")
+        described = [line.split("Description:", 1)[1].strip() for line in printed.splitlines()
+                     if "Description:" in line]
+        raise RegistrationFailed(f"antsRegistration failed with exit code {exit_code}"
+                                 + (f": {described[-1]}" if described else ""))
+    if printed:
+        sys.stderr.write(printed)

@@ -30,11 +30,13 @@ from qsmiron.io.atomic import check_inputs_spared, check_writable_dir
 from qsmiron.io.derivatives import RegionsPaths, regions_paths
 from qsmiron.io.nifti import outputs_with_sidecars, save_nifti, with_sidecars
 from qsmiron.records.base import StepInfo, recorded_step
+from qsmiron.register.ants_backend import RegistrationFailed
 from qsmiron.records.regions import (MEASURE_UNITS, AtlasInfo, MeasureInfo, MeasurementInfo, RegionsInputs,
                                      RegionsRecord, RegistrationInfo, RegistrationQuality)
 from qsmiron.roi.measure import TABLE_COLUMNS
 from qsmiron.roi.sign import IRON_RICH_REGIONS, MIN_MEAN_PPM, iron_sign_check
-from qsmiron.roi.subject import (HEAD_CORE_EROSION_MM, IronMaps, SubjectImages, check_head, fov_fraction,
+from qsmiron.roi.subject import (HEAD_CORE_EROSION_MM, IronMaps, SubjectImages, check_head,
+                                 check_registration_magnitude, fov_fraction,
                                  load_brain_extent, load_inputs, load_iron_maps, registration_fingerprint,
                                  registration_for, registration_qc, subject_brain_mask, subject_on_template,
                                  template_images)
@@ -101,6 +103,18 @@ def _register(images: SubjectImages, atlas, template_ants, labels_ants, settings
                                                 fingerprint)
         notes["reused_transforms"] = reused
     return subject_image, registration, brain_source, fingerprint, reused
+
+
+def _register_magnitude(images: SubjectImages, magnitude, atlas, template_ants, labels_ants, settings,
+                        paths: RegionsPaths, steps: list[StepInfo]):
+    """``_register``, a magnitude it cannot use named as the user's file (ANTs stopped with a
+    traceback after ITK's own report)."""
+    check_registration_magnitude(images.magnitude, magnitude)
+    try:
+        return _register(images, atlas, template_ants, labels_ants, settings, paths, steps)
+    except RegistrationFailed as error:
+        raise InputError(f"the magnitude could not be registered to the template ({error}): is it the first "
+                         "echo's magnitude of a head scan?", magnitude) from None
 
 
 def _labels_sidecar(atlas_obj, registration, settings, *, chi, spatial_reference: str | None, name) -> dict:
@@ -229,10 +243,11 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
     from qsmiron.register.ants_backend import pin_itk_to_one_thread
     from qsmiron.register.images import to_ants
     from qsmiron.register.normalise import labels_to_subject
-    from qsmiron.roi.references import reference_regions
+    from qsmiron.roi.references import check_template_reference_mask, reference_regions
 
     reg, roi = config.registration, config.roi
     check_writable_dir(Path(out_tsv).parent)
+    check_template_reference_mask(roi)
     if config.pipeline.reproducible_registration:
         pin_itk_to_one_thread()
     atlas = roi.atlas if atlas is None else atlas
@@ -249,8 +264,8 @@ def measure_subject(chi, magnitude, out_tsv, *, config, atlas=None, atlas_labels
     _check_outputs(paths, [chi, magnitude, mask, reference_mask, brain_mask, atlas_obj.template_path,
                            *iron.given().values(), *([atlas] if Path(atlas).is_file() else [])], atlas_labels)
     name = input_name or (lambda path: Path(path).name)
-    subject_image, registration, brain_source, fingerprint, reused = _register(
-        images, atlas_obj, template_pair[1], labels_ants, reg, paths, steps)
+    subject_image, registration, brain_source, fingerprint, reused = _register_magnitude(
+        images, magnitude, atlas_obj, template_pair[1], labels_ants, reg, paths, steps)
     with recorded_step(steps, "head_check", "template_core_correlation",
                        {"head_min_correlation": reg.head_min_correlation,
                         "core_erosion_mm": HEAD_CORE_EROSION_MM}) as notes:

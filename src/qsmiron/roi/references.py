@@ -112,6 +112,26 @@ def csf_region(images: SubjectImages, registration, reference_ants, settings, sp
                                 voxels_after_step=info["voxels_after_step"], note=info.get("erosion_skipped"))
 
 
+def check_template_reference_mask(settings) -> None:
+    """Open the settings' template-space reference mask (``roi.reference_mask``, ``settings`` being
+    ``config.roi``) before the registration, after which ``user_region`` reads it: a missing or
+    broken file is named before that work instead of after it.
+
+    Raises
+    ------
+    InputError
+        Naming the file and the setting.
+    """
+    if settings.reference_mask is None:
+        return
+    from qsmiron.io.nifti import open_image
+
+    try:
+        open_image(settings.reference_mask, "reference mask")
+    except InputError as error:
+        raise InputError(f"{error.message} (the setting roi.reference_mask)", error.path) from None
+
+
 def user_region(images: SubjectImages, registration, reference_ants, settings
                 ) -> tuple[np.ndarray | None, ReferenceRegion | None]:
     """A user's reference mask on the subject's grid (given there, or warped from template space)."""

@@ -99,6 +99,31 @@ def _load_3d(path, what: str):
     return volume
 
 
+def check_registration_magnitude(magnitude: np.ndarray, path) -> None:
+    """Refuse a first echo the registration cannot use: ANTs failed on it with a traceback after
+    its own multi-line message (an image without signal has no centre of mass to start from).
+
+    Raises
+    ------
+    InputError
+        Naming ``path``: no positive value, one value everywhere, or more than 1 % negative voxels.
+    """
+    from qsmiron.register.images import first_echo
+
+    echo = first_echo(magnitude)
+    finite = echo[np.isfinite(echo)]
+    if not np.any(finite > 0):
+        raise InputError("the magnitude (first echo) has no positive value: nothing to register to the template",
+                         path)
+    if finite.min() == finite.max():
+        raise InputError(f"the magnitude (first echo) is {finite.max():g} everywhere: no contrast to register "
+                         "to the template", path)
+    negative = np.count_nonzero(finite < 0) / finite.size
+    if negative > 0.01:
+        raise InputError(f"{100 * negative:.0f}% of the magnitude voxels are negative: is this a phase image "
+                         "given as --magnitude?", path)
+
+
 def load_inputs(chi, magnitude, mask=None) -> SubjectImages:
     """Read the chi map, the magnitude and an optional mask; check they share one grid.
 

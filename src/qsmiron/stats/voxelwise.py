@@ -131,8 +131,10 @@ def run_voxelwise(derivatives_dir: str | os.PathLike, participants: Participants
     if not isinstance(participants, ParticipantsTable):
         participants = read_participants(participants)
     participants = participants_at_session(participants, sessions, session)
+    # Regions are not analysed voxel-wise: the study's regions and primary_regions (checked against a
+    # regions table that is not here) would refuse the study file that qsmiron stats analyses.
     plain = study.model_copy(deep=True)
-    plain.regions = []
+    plain.regions, plain.primary_regions = [], []
     plain._source = study.source
     resolved = resolve_study(plain, participants.frame, [], source=participants.source)
     table = participants.frame.set_index("participant_id")

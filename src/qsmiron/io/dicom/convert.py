@@ -25,7 +25,7 @@ from qsmiron.errors import InputError
 from qsmiron.io.atomic import check_inputs_spared, check_writable_dir, write_json_atomic, write_text_atomic
 from qsmiron.io.dicom.dcm2niix import ConvertedImage, converted_images, dcm2niix_version, echoes_by_part, run_dcm2niix
 from qsmiron.io.dicom.headers import ImageHeader, read_headers
-from qsmiron.io.dicom.participants import ParticipantInfo, write_participant_files
+from qsmiron.io.dicom.participants import ParticipantInfo, read_existing_tables, write_participant_files
 from qsmiron.io.dicom.phase import complex_to_polar, scale_phase_file
 from qsmiron.io.dicom.report import ConversionReport, ConvertedAcquisition
 from qsmiron.io.dicom.sorting import Acquisition, Series, Skip, find_acquisitions, group_series
@@ -98,6 +98,8 @@ def convert_dicom_to_bids(dicom_dir: str | os.PathLike, bids_dir: str | os.PathL
                               n_studies=len({(h.patient_id, h.study_uid) for h in headers}), n_series=len(series))
     report.skipped.extend(Skip(str(error.path), error.message) for error in unreadable)
     planned = _plan(series, rows, subject, session, report.skipped, dicom_dir)
+    # Before the first image is written: tables that cannot be updated stop the command here.
+    existing = read_existing_tables(bids_dir, {f"sub-{item.participant}" for item in planned})
     made_here = not bids_dir.exists()
     bids_dir.mkdir(parents=True, exist_ok=True)
     infos: dict[str, ParticipantInfo] = {}
@@ -126,7 +128,7 @@ def convert_dicom_to_bids(dicom_dir: str | os.PathLike, bids_dir: str | os.PathL
         error.report = report  # type: ignore[attr-defined]
         raise error
     _write_dataset_description(bids_dir)
-    write_participant_files(bids_dir, list(infos.values()))
+    write_participant_files(bids_dir, list(infos.values()), existing)
     return report
 
 
